@@ -1,0 +1,74 @@
+"""`routesim validate`: every problem of a data folder, price sheet or scenario, collected, not raised."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import polars as pl
+
+from simulator.contract import validate_folder
+from simulator.engine import compile_policy
+from simulator.errors import RoutesimError, did_you_mean
+from simulator.prices import load_prices
+from simulator.scenario import Scenario, load_scenario
+from simulator.validation import read_yaml
+
+
+def _collect(problems: list[str], check: Callable[[], object]):
+    try:
+        return check()
+    except RoutesimError as error:
+        problems.append(error.render())
+        return None
+
+
+def check_data(folder: Path) -> list[str]:
+    problems: list[str] = []
+    report = _collect(problems, lambda: validate_folder(folder))
+    return problems + (report.problems if report else [])
+
+
+def check_prices(path: Path) -> list[str]:
+    problems: list[str] = []
+    _collect(problems, lambda: load_prices(path))
+    return problems
+
+
+def check_scenario(path: Path) -> list[str]:
+    problems: list[str] = []
+    scenario: Scenario | None = _collect(problems, lambda: load_scenario(path))
+    if scenario is None:
+        return problems
+    data_problems = check_data(scenario.data)
+    problems += data_problems
+    if scenario.prices:
+        problems += check_prices(scenario.prices)
+    if data_problems:
+        return problems
+    traffic = pl.scan_parquet(scenario.data / "traffic.parquet")
+    outcomes = pl.scan_parquet(scenario.data / "outcomes.parquet")
+    models = outcomes.select(pl.col("model").unique()).collect()["model"].to_list()
+    _collect(problems, lambda: compile_policy(scenario, traffic.collect_schema().names(), models))
+    slices = set(traffic.select(pl.col("slice").unique()).collect()["slice"].to_list())
+    for name in scenario.quality_bar.slices:
+        if name not in slices:
+            problems.append(f"{path}: key 'quality_bar.slices.{name}': no such slice in the data."
+                            f"{did_you_mean(name, slices)}")
+    return problems
+
+
+def check_path(path: Path) -> list[str]:
+    """Problems of whatever `path` is: a data folder, a price sheet or a scenario file."""
+    path = Path(path)
+    if path.is_dir():
+        return check_data(path)
+    if not path.exists():
+        return [f"{path}: no such file or folder"]
+    problems: list[str] = []
+    raw = _collect(problems, lambda: read_yaml(path))
+    if problems:
+        return problems
+    if isinstance(raw, dict) and "models" in raw and "policy" not in raw:
+        return check_prices(path)
+    return check_scenario(path)

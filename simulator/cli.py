@@ -1,0 +1,208 @@
+"""The `routesim` command."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import polars as pl
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from simulator.errors import RoutesimError
+from simulator.metrics import BY_NAME, METRICS
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Replay logged LLM traffic under routing policies: rules, cascades and retries.")
+# Off a terminal (CI logs, pipes) rich would wrap the comparison table at 80 columns.
+console = Console(width=None if sys.stdout.isatty() else 160)
+errors = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+
+PROJECT = Path(__file__).resolve().parent.parent
+SCENARIOS = PROJECT / "scenarios"
+REPORTS = PROJECT / "reports"
+BAD_INPUT = 2
+
+
+@contextmanager
+def progress_bar(total: int, enabled: bool):
+    """A bar over scenarios whose label follows the engine's stages; silent off a terminal."""
+    if not (enabled and console.is_terminal):
+        yield lambda label: None, lambda: None
+        return
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                  console=errors, transient=True) as bar:
+        task = bar.add_task("replaying", total=total)
+        yield (lambda label: bar.update(task, description=label)), (lambda: bar.advance(task))
+
+
+def _format(name: str, value) -> str:
+    if value is None:
+        return "–"
+    unit = BY_NAME[name].unit if name in BY_NAME else ""
+    if name.endswith("_usd"):
+        return f"${value:,.4f}" if abs(value) < 1 else f"${value:,.2f}"
+    if unit.startswith("share"):
+        return f"{value:.1%}"
+    if unit == "ms":
+        return f"{value:,.0f}"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return f"{value:,}"
+
+
+def cheapest_meeting_bar(summaries: list[dict]) -> str | None:
+    meeting = [s for s in summaries if s["meets_bar"]]
+    return min(meeting, key=lambda s: (s["total_cost_usd"], s["scenario"]))["scenario"] if meeting else None
+
+
+def comparison_table(summaries: list[dict]) -> Table:
+    best = cheapest_meeting_bar(summaries)
+    table = Table(title="Replay comparison", caption=(
+        f"★ cheapest scenario that meets its quality bar overall and in every slice: {best}" if best
+        else "No scenario meets its quality bar overall and in every slice."))
+    table.add_column("scenario")
+    for metric in METRICS:
+        table.add_column(metric.title, justify="right")
+    table.add_column("meets bar", justify="center")
+    for summary in summaries:
+        name = summary["scenario"] + (" ★" if summary["scenario"] == best else "")
+        failures = summary["bar_failures"]
+        verdict = "yes" if not failures else "no: " + ", ".join(f["slice"] or "overall" for f in failures[:3]) + (
+            "…" if len(failures) > 3 else "")
+        table.add_row(name, *[_format(m.name, summary[m.name]) for m in METRICS], verdict)
+    return table
+
+
+def replay_scenarios(paths: list[Path], *, show_progress: bool = True):
+    from simulator.runner import Inputs, load_scenarios, run_scenario
+
+    scenarios = load_scenarios(paths)
+    inputs = Inputs()
+    outcomes = []
+    with progress_bar(len(scenarios), show_progress) as (label, advance):
+        for scenario in scenarios:
+            outcomes.append(run_scenario(scenario, inputs, lambda stage, name=scenario.name: label(f"{name}: {stage}")))
+            advance()
+    return outcomes
+
+
+def _write_decisions(path: Path, outcomes) -> None:
+    frames = [o.replay.decisions.with_columns(pl.lit(o.summary["scenario"]).alias("scenario")) for o in outcomes]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    pl.concat(frames, how="vertical").write_parquet(temporary)
+    os.replace(temporary, path)
+
+
+@app.command()
+def replay(
+    scenarios: Annotated[list[Path], typer.Argument(help="scenario YAML files")],
+    as_json: Annotated[bool, typer.Option("--json", help="print the summaries as JSON")] = False,
+    decisions: Annotated[Path | None, typer.Option(help="write per-request decisions as Parquet")] = None,
+    save: Annotated[Path | None, typer.Option(help="save results (Parquet + summary JSON) under this folder")] = None,
+):
+    """Replay scenarios and compare them; the cheapest that meets the bar is marked."""
+    from simulator.results import save_result
+
+    outcomes = replay_scenarios(scenarios, show_progress=not as_json)
+    summaries = [outcome.summary for outcome in outcomes]
+    if decisions:
+        _write_decisions(decisions, outcomes)
+    if save:
+        for outcome in outcomes:
+            save_result(save, outcome.summary, outcome.replay.decisions, outcome.replay.calls)
+    if as_json:
+        typer.echo(json.dumps(summaries, indent=2, default=str))
+    else:
+        console.print(comparison_table(summaries))
+
+
+@app.command()
+def validate(paths: Annotated[list[Path], typer.Argument(help="data folders, price sheets or scenario files")]):
+    """Check inputs against the data contract and print every problem found."""
+    from simulator.checks import check_path
+
+    problems = 0
+    for path in paths:
+        found = check_path(path)
+        problems += len(found)
+        if found:
+            errors.print(f"[red]✗ {path}[/red]: {len(found)} problem(s)")
+            for problem in found:
+                errors.print(f"  - {problem}", markup=False, highlight=False)
+        else:
+            console.print(f"[green]✓ {path}[/green]: valid")
+    if problems:
+        raise typer.Exit(BAD_INPUT)
+
+
+@app.command()
+def generate(
+    out: Annotated[Path, typer.Argument(help="folder to write traffic.parquet and outcomes.parquet into")],
+    requests: Annotated[int, typer.Option(min=1, help="number of requests")] = 50_000,
+    days: Annotated[int, typer.Option(min=1, help="days of traffic from 2026-11-16")] = 7,
+    seed: Annotated[int, typer.Option(help="random seed; the same arguments give identical files")] = 2026,
+    mix_shift: Annotated[bool, typer.Option(help="shift the mix toward harder requests late in the week")] = True,
+):
+    """Generate a seeded synthetic week of support-bot traffic with graded outcomes for 4 model tiers."""
+    from simulator.generate import write_week
+
+    with Progress(TextColumn("generating"), BarColumn(), TimeElapsedColumn(), console=errors,
+                  transient=True, disable=not console.is_terminal) as bar:
+        task = bar.add_task("generate", total=requests)
+        write_week(out, requests, days, seed, mix_shift=mix_shift,
+                   progress=lambda done: bar.update(task, completed=done))
+    console.print(f"wrote {requests:,} requests to {out}")
+
+
+@app.command()
+def demo():
+    """Replay every shipped scenario on the embedded support week."""
+    paths = sorted(SCENARIOS.glob("*.yaml"))
+    outcomes = replay_scenarios(paths)
+    console.print(comparison_table([outcome.summary for outcome in outcomes]))
+
+
+@app.command()
+def bench(
+    requests: Annotated[int, typer.Option(help="requests in the benchmark week")] = 1_000_000,
+    ten_million: Annotated[bool, typer.Option("--10m", help="also run on 10,000,000 requests")] = False,
+    cache: Annotated[Path, typer.Option(help="where generated benchmark weeks are kept")] = PROJECT / ".cache" / "bench",
+):
+    """Time the replay against a DuckDB scan of the same Parquet columns (the floor)."""
+    from simulator.bench import run_bench
+
+    sizes = [requests] + ([10_000_000] if ten_million and requests != 10_000_000 else [])
+    for size in sizes:
+        console.print(run_bench(size, cache))
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except RoutesimError as error:
+        errors.print(f"[bold red]error:[/bold red] {error.render()}", highlight=False)
+        sys.exit(BAD_INPUT)
+    except typer.Exit as done:
+        sys.exit(done.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        errors.print("aborted")
+        sys.exit(130)
+    except Exception as error:  # click's usage errors and anything unforeseen, without a traceback
+        import click
+
+        if isinstance(error, click.ClickException):
+            error.show()
+            sys.exit(error.exit_code)
+        if os.environ.get("ROUTESIM_DEBUG"):
+            raise
+        errors.print(f"[bold red]internal error:[/bold red] {type(error).__name__}: {error}\n"
+                     "  this is a bug in routesim; rerun with ROUTESIM_DEBUG=1 for the traceback", highlight=False)
+        sys.exit(3)

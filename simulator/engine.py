@@ -1,0 +1,342 @@
+"""The replay engine: what a routing policy would have done with every logged request.
+
+Modelling assumptions (the README's "Policy semantics" states them in full):
+- Rules see only the traffic row: the first rule whose `when` holds picks the plan, else the default plan.
+- Plan steps run one after another. An earlier step's answer is final when its hard check passed and its
+  `accept` predicate holds; the last step's answer is always final.
+- The k-th call of a model for one request uses that model's outcome with `sample` = k.
+- A retry resends the full request: it is priced and timed like any other call.
+- Every call is priced at its request's timestamp; latencies of a request's calls add up.
+
+Everything is vectorised: the loops below run over plan steps, plans and retry targets (the policy's
+shape), never over requests. Each iteration is a join of the requests still in play with the outcomes of
+one (model, sample) pair.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from simulator.contract import OUTCOME_COLUMNS, Dataset
+from simulator.errors import RoutesimError, did_you_mean
+from simulator.predicates import Predicate, parse_predicate
+from simulator.prices import SOURCE_CHECKER, PriceSheet, price_calls
+from simulator.scenario import Scenario, Step
+
+Progress = Callable[[str], None]
+
+OUTCOME_NAMES = [column.name for column in OUTCOME_COLUMNS]
+# Columns of an answer that the engine carries for every request; predicates may add more.
+ANSWER_COLUMNS = ["model", "sample", "passed", "hard_check_ok", "score"]
+CALL_COLUMNS = ["rid", "seq", "model", "kind", "cost_usd", "latency_ms", "price_source"]
+PRESENT = "_present"
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """How many requests of the window the replay could use, and which outcomes were missing."""
+
+    requests_in_window: int
+    requests_replayed: int
+    missing_by_model: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def share(self) -> float:
+        return self.requests_replayed / self.requests_in_window if self.requests_in_window else 0.0
+
+
+@dataclass(frozen=True)
+class Replay:
+    """Per-request decisions and per-call records of one scenario's replay."""
+
+    scenario: Scenario
+    decisions: pl.DataFrame
+    calls: pl.DataFrame
+    coverage: Coverage
+    price_sources: dict[str, str]
+
+
+@dataclass(frozen=True)
+class CompiledPolicy:
+    """The scenario's predicates, checked against the data's columns."""
+
+    rules: tuple[Predicate, ...]
+    plans: tuple[tuple[str, tuple[Step, ...]], ...]
+    accepts: dict[tuple[int, int], Predicate]  # (plan, step) -> accept predicate
+    retry_when: Predicate | None
+
+    @property
+    def answer_columns(self) -> list[str]:
+        """Outcome columns the engine must carry: the basics and whatever the predicates read."""
+        read = set(ANSWER_COLUMNS)
+        for predicate in [*self.accepts.values(), *([self.retry_when] if self.retry_when else [])]:
+            read |= predicate.columns
+        return sorted(read)
+
+
+def compile_policy(scenario: Scenario, traffic_columns: list[str], outcome_models: list[str]) -> CompiledPolicy:
+    policy = scenario.policy
+    for model in policy.models():
+        if model not in outcome_models:
+            raise RoutesimError(
+                f"model '{model}' is used by the policy but has no outcomes in the data.{did_you_mean(model, outcome_models)}",
+                where=f"scenario '{scenario.name}', key 'policy'",
+                fix=f"models in the data: {', '.join(sorted(outcome_models))}")
+    answer_scope = sorted(set(traffic_columns) | set(OUTCOME_NAMES))
+    rules = tuple(parse_predicate(rule.when, key=f"policy.rules[{index}].when", columns=traffic_columns)
+                  for index, rule in enumerate(policy.rules))
+    plans = tuple(policy.plans())
+    accepts = {}
+    for plan_index, (_, steps) in enumerate(plans):
+        prefix = f"policy.rules[{plan_index}]" if plan_index < len(policy.rules) else "policy.default"
+        for step_index, step in enumerate(steps):
+            if step.accept is not None:
+                accepts[plan_index, step_index] = parse_predicate(
+                    step.accept, key=f"{prefix}.cascade[{step_index}].accept", columns=answer_scope)
+    retry_when = (parse_predicate(policy.retry.when, key="policy.retry.when", columns=answer_scope)
+                  if policy.retry else None)
+    return CompiledPolicy(rules=rules, plans=plans, accepts=accepts, retry_when=retry_when)
+
+
+def _utc(ts: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    # The contract says UTC; a naive column is taken as UTC, an aware one converted.
+    zone = getattr(dtype, "time_zone", None)
+    return ts.dt.replace_time_zone("UTC") if zone is None else ts.dt.convert_time_zone("UTC")
+
+
+def select_requests(scenario: Scenario, data: Dataset, columns: list[str]) -> pl.DataFrame:
+    """The window's requests (or the scenario's seeded sample of them), numbered by `rid` in ts order."""
+    schema = data.traffic.collect_schema()
+    traffic = data.traffic.select(columns).with_columns(_utc(pl.col("ts"), schema["ts"]))
+    if scenario.window:
+        start = pl.lit(scenario.window.start).cast(pl.Datetime("us", "UTC"))
+        end = pl.lit(scenario.window.end).cast(pl.Datetime("us", "UTC"))
+        traffic = traffic.filter((pl.col("ts") >= start) & (pl.col("ts") < end))
+    requests = traffic.sort("ts", "request_id").collect()
+    if scenario.sample and scenario.sample.requests < requests.height:
+        chosen = np.random.default_rng(scenario.sample.seed).choice(
+            requests.height, size=scenario.sample.requests, replace=False)
+        requests = requests[np.sort(chosen)]
+    if requests.height == 0:
+        window = f" between {scenario.window.start} and {scenario.window.end}" if scenario.window else ""
+        raise RoutesimError(f"no requests to replay{window}", where=f"scenario '{scenario.name}', key 'window'",
+                            fix="widen the window or check the data's timestamps")
+    return requests.with_row_index("rid")
+
+
+def assign_plans(requests: pl.DataFrame, rules: tuple[Predicate, ...]) -> pl.DataFrame:
+    """First matching rule's plan, else the default plan (numbered after the rules)."""
+    plan: pl.Expr | pl.When | None = None
+    for index, rule in enumerate(rules):
+        condition = rule.compile()
+        plan = pl.when(condition).then(index) if plan is None else plan.when(condition).then(index)
+    default = pl.lit(len(rules))
+    expression = default if plan is None else plan.otherwise(default)
+    return requests.with_columns(expression.cast(pl.UInt16).alias("plan"))
+
+
+class Answers:
+    """The outcomes the policy may need, split by (model, sample) so each step is a join on `rid`."""
+
+    def __init__(self, data: Dataset, requests: pl.DataFrame, models: list[str], columns: list[str]):
+        traffic_extra = [name for name in columns if name not in OUTCOME_NAMES]
+        outcome_columns = ["request_id", "model", "sample", "input_tokens", "cached_input_tokens",
+                           "output_tokens", "latency_ms", "cost_usd",
+                           *[name for name in columns if name in OUTCOME_NAMES and name not in ("model", "sample")]]
+        outcomes = (data.outcomes.filter(pl.col("model").is_in(models))
+                    .select(list(dict.fromkeys(outcome_columns)))
+                    .rename({"cost_usd": "recorded_cost_usd"}))
+        keyed = requests.lazy().select("request_id", "rid", "ts", *traffic_extra)
+        joined = outcomes.join(keyed, on="request_id", how="inner").drop("request_id")
+        self._slots = joined.with_columns(pl.lit(True).alias(PRESENT)).collect().partition_by(
+            "model", "sample", as_dict=True)
+        self._empty = pl.DataFrame(schema={"rid": pl.UInt32, PRESENT: pl.Boolean})
+
+    def slot(self, model: str, sample: int) -> pl.DataFrame:
+        return self._slots.get((model, sample), self._empty)
+
+
+def _join_slot(rows: pl.DataFrame, answers: Answers, model: str, sample: int) -> pl.DataFrame:
+    joined = rows.join(answers.slot(model, sample), on="rid", how="left", suffix="_new")
+    return joined.with_columns(pl.col(PRESENT).fill_null(False))
+
+
+def _record_calls(part: pl.DataFrame, sheet: PriceSheet | None, *, kind: str, seq: pl.Expr,
+                  checker=None) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
+    """Prices the calls in `part` and returns it with `call_cost_usd`/`call_latency_ms`, plus call rows."""
+    priced = price_calls(part, sheet)
+    calls = [priced.select("rid", seq.alias("seq"), "model", pl.lit(kind).alias("kind"), "cost_usd",
+                           "latency_ms", "price_source")]
+    cost, latency = pl.col("cost_usd"), pl.col("latency_ms").cast(pl.Float64)
+    if checker is not None:
+        calls.append(priced.select("rid", seq.alias("seq"), pl.lit(checker.name).alias("model"),
+                                   pl.lit("checker").alias("kind"), pl.lit(checker.cost_usd).alias("cost_usd"),
+                                   pl.lit(checker.latency_ms, pl.Float64).alias("latency_ms"),
+                                   pl.lit(SOURCE_CHECKER).alias("price_source")))
+        cost, latency = cost + checker.cost_usd, latency + checker.latency_ms
+    return priced.with_columns(cost.alias("call_cost_usd"), latency.alias("call_latency_ms")), calls
+
+
+def _accumulate() -> list[pl.Expr]:
+    return [(pl.col("total_cost_usd") + pl.col("call_cost_usd")).alias("total_cost_usd"),
+            (pl.col("total_latency_ms") + pl.col("call_latency_ms")).alias("total_latency_ms"),
+            pl.concat_list("models_called", pl.col("model")).alias("models_called")]
+
+
+class _Run:
+    """Mutable bookkeeping of one replay: call records and missing outcomes."""
+
+    def __init__(self, scenario: Scenario, sheet: PriceSheet | None, answers: Answers, keep: list[str],
+                 answer_only: list[str]):
+        self.scenario = scenario
+        self.sheet = sheet
+        self.answers = answers
+        self.keep = keep  # columns carried per request between stages
+        self.answer_only = answer_only  # the carried columns that a new answer replaces
+        self.calls: list[pl.DataFrame] = []
+        self.missing: list[pl.DataFrame] = []
+
+    def note_missing(self, rows: pl.DataFrame, model: str) -> None:
+        if rows.height:
+            self.missing.append(rows.select("rid", pl.lit(model).alias("model")))
+
+
+def _plan_stage(run: _Run, requests: pl.DataFrame, policy: CompiledPolicy, progress: Progress) -> pl.DataFrame:
+    """Walks every plan step by step; returns one row per request with its final plan answer."""
+    frontier = requests.with_columns(pl.lit(0.0).alias("total_cost_usd"), pl.lit(0.0).alias("total_latency_ms"),
+                                     pl.lit([], dtype=pl.List(pl.String)).alias("models_called"))
+    decided: list[pl.DataFrame] = []
+    longest = max(len(steps) for _, steps in policy.plans)
+    for step_index in range(longest):
+        progress(f"step {step_index + 1} of {longest}")
+        next_frontier = []
+        for (plan_index,), rows in frontier.partition_by("plan", as_dict=True).items():
+            steps = policy.plans[plan_index][1]
+            step = steps[step_index]
+            sample = sum(1 for earlier in steps[:step_index] if earlier.model == step.model)
+            joined = _join_slot(rows, run.answers, step.model, sample)
+            run.note_missing(joined.filter(~pl.col(PRESENT)), step.model)
+            called, calls = _record_calls(joined.filter(pl.col(PRESENT)), run.sheet, kind="step",
+                                          seq=pl.lit(step_index, pl.Int32), checker=step.checker)
+            run.calls.extend(calls)
+            if step_index == len(steps) - 1:
+                final = pl.lit(True)
+            else:
+                final = pl.col("hard_check_ok") & policy.accepts[plan_index, step_index].compile()
+            called = called.with_columns(*_accumulate(), final.alias("_final"),
+                                         pl.lit(step_index + 1, pl.Int32).alias("steps_taken"))
+            decided.append(called.filter("_final").select(*run.keep, "steps_taken"))
+            next_frontier.append(called.filter(~pl.col("_final")).select(*requests.columns, "total_cost_usd",
+                                                                          "total_latency_ms", "models_called"))
+        frontier = pl.concat(next_frontier, how="vertical") if next_frontier else frontier.clear()
+    return pl.concat(decided, how="vertical")
+
+
+def _retry_stage(run: _Run, finals: pl.DataFrame, policy: CompiledPolicy, progress: Progress) -> pl.DataFrame:
+    """Resends answers that match the retry predicate to the retry models, one attempt at a time."""
+    retry = run.scenario.policy.retry
+    finals = finals.with_columns(pl.lit(0, pl.Int32).alias("retry_attempts"))
+    if retry is None:
+        return finals.with_columns(pl.lit(False).alias("retry_exhausted"))
+    matches = policy.retry_when.compile()
+    state = finals.with_columns(matches.alias("_matching"))
+    targets = list(dict.fromkeys(retry.to))
+    counts = {model: f"_calls_{index}" for index, model in enumerate(targets)}
+    state = state.with_columns(pl.col("models_called").list.eval(pl.element() == model).list.sum()
+                               .cast(pl.Int32).alias(column) for model, column in counts.items())
+    for position, model in enumerate(retry.to):
+        progress(f"retry {position + 1} of {len(retry.to)}")
+        trying = pl.col("_matching") & (pl.col("retry_attempts") < retry.attempts_allowed)
+        waiting, active = state.filter(~trying), state.filter(trying)
+        parts = [waiting]
+        for (sample,), rows in active.partition_by(counts[model], as_dict=True).items():
+            joined = _join_slot(rows.drop(run.answer_only), run.answers, model, sample)
+            absent = joined.filter(~pl.col(PRESENT))
+            if sample == 0:
+                run.note_missing(absent, model)
+            else:  # no further sample of a model already called: skip it, as the semantics say
+                parts.append(rows.join(absent.select("rid"), on="rid", how="semi"))
+            called, calls = _record_calls(joined.filter(pl.col(PRESENT)), run.sheet, kind="retry",
+                                          seq=pl.col("steps_taken") + pl.col("retry_attempts"))
+            run.calls.extend(calls)
+            parts.append(called.with_columns(
+                *_accumulate(), matches.alias("_matching"),
+                (pl.col("retry_attempts") + 1).alias("retry_attempts"),
+                (pl.col(counts[model]) + 1).alias(counts[model]),
+            ).select(state.columns))
+        state = pl.concat(parts, how="vertical")
+    return state.rename({"_matching": "retry_exhausted"}).drop(counts.values())
+
+
+def _raise_or_drop_missing(run: _Run, decisions: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, int]]:
+    if not run.missing:
+        return decisions, {}
+    missing = pl.concat(run.missing, how="vertical")
+    by_model = dict(missing.group_by("model").len().sort("model").iter_rows())
+    if run.scenario.on_missing == "error":
+        counts = ", ".join(f"{model}: {count}" for model, count in by_model.items())
+        raise RoutesimError(
+            f"the policy needs outcomes that are missing from the data (requests per model: {counts})",
+            where=f"scenario '{run.scenario.name}', data {run.scenario.data}",
+            fix="add the missing outcomes, or set 'on_missing: skip' to leave those requests out and report coverage")
+    return decisions.join(missing.select("rid"), on="rid", how="anti"), by_model
+
+
+def replay(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
+           progress: Progress | None = None) -> Replay:
+    """Replays `scenario` on `data`, pricing calls with `sheet` (recorded costs where it has no entry)."""
+    progress = progress or (lambda _: None)
+    traffic_columns = data.traffic.collect_schema().names()
+    outcome_models = data.outcomes.select(pl.col("model").unique()).collect()["model"].to_list()
+    policy = compile_policy(scenario, traffic_columns, outcome_models)
+
+    progress("selecting requests")
+    rule_columns = set().union(*(rule.columns for rule in policy.rules))
+    answer_columns = policy.answer_columns
+    request_columns = list(dict.fromkeys(["request_id", "ts", "slice", *sorted(rule_columns),
+                                          *[c for c in answer_columns if c in traffic_columns and c not in OUTCOME_NAMES]]))
+    requests = assign_plans(select_requests(scenario, data, request_columns), policy.rules)
+
+    progress("loading outcomes")
+    answers = Answers(data, requests, scenario.policy.models(), answer_columns)
+    carried_answer = [c for c in answer_columns if c in OUTCOME_NAMES or c not in requests.columns]
+    keep = list(dict.fromkeys([*requests.columns, *carried_answer, "total_cost_usd", "total_latency_ms",
+                               "models_called"]))
+    run = _Run(scenario, sheet, answers, keep, [c for c in carried_answer if c not in requests.columns])
+
+    finals = _plan_stage(run, requests, policy, progress)
+    finals = _retry_stage(run, finals, policy, progress)
+    progress("summarising")
+    finals, missing_by_model = _raise_or_drop_missing(run, finals)
+
+    plan_labels = [label for label, _ in policy.plans]
+    plan_lengths = [len(steps) for _, steps in policy.plans]
+    decisions = finals.sort("rid").select(
+        "rid", "request_id", "ts", "slice",
+        pl.col("plan").replace_strict(list(range(len(plan_labels))), plan_labels, return_dtype=pl.String),
+        "models_called",
+        pl.col("model").alias("final_model"),
+        pl.col("sample").alias("final_sample"),
+        "steps_taken",
+        (pl.col("plan").replace_strict(list(range(len(plan_lengths))), plan_lengths, return_dtype=pl.Int32) > 1)
+        .alias("multi_step"),
+        (pl.col("steps_taken") > 1).alias("escalated"),
+        "retry_attempts",
+        "retry_exhausted",
+        pl.col("total_cost_usd").alias("cost_usd"),
+        pl.col("total_latency_ms").alias("latency_ms"),
+        (pl.col("passed") & pl.col("hard_check_ok")).alias("passed"),
+        "hard_check_ok",
+        pl.col("score").cast(pl.Float64),
+    )
+    calls = (pl.concat(run.calls, how="vertical").join(decisions.select("rid"), on="rid", how="semi")
+             .sort("rid", "seq", "kind", descending=[False, False, True]).select(CALL_COLUMNS))
+    price_sources = dict(calls.select("model", "price_source").unique().sort("model").iter_rows())
+    coverage = Coverage(requests_in_window=requests.height, requests_replayed=decisions.height,
+                        missing_by_model=missing_by_model)
+    return Replay(scenario=scenario, decisions=decisions, calls=calls, coverage=coverage,
+                  price_sources=price_sources)
