@@ -79,6 +79,9 @@ class SliceSpec:
 
 
 SLICES: tuple[SliceSpec, ...] = (
+    # name, share, shifted_share, difficulty, difficulty_sd, prefix_tokens, content_tokens, content_sigma,
+    # output_tokens, output_sigma, features (chat, email_assist, agent_tools, search),
+    # tiers (free, pro, enterprise), grader.
     # Easy bulk: short, single-fact answers that a small model handles.
     SliceSpec("order_status", 0.26, 0.17, -4.5, 0.9, 320, 60, 0.5, 60, 0.4,
               (0.85, 0.0, 0.15, 0.0), (0.55, 0.35, 0.10), "deterministic"),
@@ -118,9 +121,11 @@ class ModelSpec:
 
 
 MODEL_SPECS: tuple[ModelSpec, ...] = (
+    # name, ability, long_context_penalty, hard_check_failure, confidence_bias, verbosity, ttft_ms,
+    # prefill_ms_per_token, ms_per_output_token, cache_hit_rate
     ModelSpec("small", 0.0, 0.60, 0.06, 1.05, 0.85, 250.0, 0.015, 7.0, 0.75),
-    ModelSpec("medium", 1.3, 0.40, 0.04, 1.15, 1.00, 380.0, 0.030, 12.0, 0.70),
-    ModelSpec("large", 2.4, 0.20, 0.02, 1.00, 1.15, 650.0, 0.060, 22.0, 0.65),
+    ModelSpec("medium", 1.3, 0.40, 0.04, 1.00, 1.00, 380.0, 0.030, 12.0, 0.70),
+    ModelSpec("large", 2.4, 0.20, 0.02, 0.95, 1.15, 650.0, 0.060, 22.0, 0.65),
     ModelSpec("flagship", 3.3, 0.10, 0.01, 0.90, 1.25, 1000.0, 0.100, 32.0, 0.60),
 )
 MODELS = tuple(spec.name for spec in MODEL_SPECS)
@@ -244,12 +249,13 @@ def _strings(names: tuple[str, ...], codes: np.ndarray, column: str) -> pl.Serie
 
 
 def _prices_at(model_codes: np.ndarray, ts_us: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Input, cached-input and output price (USD per token) in force for each call."""
+    """Input, cached-input and output price (USD per token) in force for each call. Calls before a model's
+    first entry (only possible with an early `start`) are billed at that first entry."""
     prices = np.zeros((3, len(model_codes)))
     for code, model in enumerate(MODELS):
         rows = model_codes == code
-        for effective_from, *per_million in PRICES[model]:
-            in_force = rows & (ts_us >= _epoch_us(effective_from))
+        for index, (effective_from, *per_million) in enumerate(PRICES[model]):
+            in_force = rows if index == 0 else rows & (ts_us >= _epoch_us(effective_from))
             prices[:, in_force] = np.array(per_million)[:, None] / 1e6
     return prices[0], prices[1], prices[2]
 
