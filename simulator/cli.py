@@ -62,20 +62,26 @@ def cheapest_meeting_bar(summaries: list[dict]) -> str | None:
     return min(meeting, key=lambda s: (s["total_cost_usd"], s["scenario"]))["scenario"] if meeting else None
 
 
+def _bar_verdict(failures: list[dict]) -> str:
+    if not failures:
+        return "yes"
+    slices = sum(1 for failure in failures if failure["slice"] is not None)
+    parts = (["overall"] if len(failures) > slices else []) + ([f"{slices} slice{'s' * (slices > 1)}"] if slices else [])
+    return "no: " + " + ".join(parts)
+
+
 def comparison_table(summaries: list[dict]) -> Table:
     best = cheapest_meeting_bar(summaries)
     table = Table(title="Replay comparison", caption=(
         f"★ cheapest scenario that meets its quality bar overall and in every slice: {best}" if best
         else "No scenario meets its quality bar overall and in every slice."))
-    table.add_column("scenario")
+    table.add_column("scenario", no_wrap=True)
     for metric in METRICS:
         table.add_column(metric.title, justify="right")
-    table.add_column("meets bar", justify="center")
+    table.add_column("meets bar", justify="center", no_wrap=True)
     for summary in summaries:
         name = summary["scenario"] + (" ★" if summary["scenario"] == best else "")
-        failures = summary["bar_failures"]
-        verdict = "yes" if not failures else "no: " + ", ".join(f["slice"] or "overall" for f in failures[:3]) + (
-            "…" if len(failures) > 3 else "")
+        verdict = _bar_verdict(summary["bar_failures"])
         table.add_row(name, *[_format(m.name, summary[m.name]) for m in METRICS], verdict)
     return table
 

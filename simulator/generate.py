@@ -27,17 +27,17 @@ Modelling assumptions, each a deliberate simplification:
   Without it the mix is stationary and only the load follows the daily cycle. Both variants draw the same
   random numbers, so they agree exactly before the shift begins.
 
-Output is a pure function of the arguments. All timestamps are drawn up front from one stream; every chunk
-then draws from its own stream keyed by (seed, chunk index), so chunks can be made one at a time and in
-memory only one chunk is ever held. The chunk size is part of that key: the same arguments, including
-`chunk_size`, give the same data.
+Output is a pure function of the arguments. All timestamps are drawn up front from one stream (8 bytes per
+request); every chunk then draws from its own stream keyed by (seed, chunk index), so chunks are made one
+at a time and only one chunk's rows are ever held. Because the chunk size decides which requests share a
+stream, it is one of those arguments: the same arguments, including `chunk_size`, give the same data.
 """
 
 from __future__ import annotations
 
 import datetime
 import os
-import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -123,10 +123,10 @@ class ModelSpec:
 MODEL_SPECS: tuple[ModelSpec, ...] = (
     # name, ability, long_context_penalty, hard_check_failure, confidence_bias, verbosity, ttft_ms,
     # prefill_ms_per_token, ms_per_output_token, cache_hit_rate
-    ModelSpec("small", 0.0, 0.60, 0.06, 1.05, 0.85, 250.0, 0.015, 7.0, 0.75),
-    ModelSpec("medium", 1.3, 0.40, 0.04, 1.00, 1.00, 380.0, 0.030, 12.0, 0.70),
-    ModelSpec("large", 2.4, 0.20, 0.02, 0.95, 1.15, 650.0, 0.060, 22.0, 0.65),
-    ModelSpec("flagship", 3.3, 0.10, 0.01, 0.90, 1.25, 1000.0, 0.100, 32.0, 0.60),
+    ModelSpec("small", 0.0, 0.60, 0.06, 1.05, 0.85, 250.0, 0.015, 6.0, 0.75),
+    ModelSpec("medium", 1.3, 0.40, 0.04, 1.00, 1.00, 350.0, 0.030, 9.0, 0.70),
+    ModelSpec("large", 2.4, 0.20, 0.02, 0.95, 1.15, 500.0, 0.060, 14.0, 0.65),
+    ModelSpec("flagship", 3.3, 0.10, 0.01, 0.90, 1.25, 700.0, 0.100, 20.0, 0.60),
 )
 MODELS = tuple(spec.name for spec in MODEL_SPECS)
 
@@ -461,12 +461,10 @@ def write_week(out: Path, requests: int, days: int = 7, seed: int = 2026, *, mix
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    temporary: list[Path] = []
+    # Unique names keep concurrent runs apart; the writer creates them, so they get the usual permissions.
+    token = uuid.uuid4().hex[:12]
+    temporary = [out / f".{name}.{token}.tmp" for name in (TRAFFIC_FILE, OUTCOMES_FILE)]
     try:
-        for name in (TRAFFIC_FILE, OUTCOMES_FILE):
-            handle, path = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=out)
-            os.close(handle)
-            temporary.append(Path(path))
         writers: list[pq.ParquetWriter] = []
         try:
             written = 0

@@ -1,0 +1,115 @@
+"""`routesim bench`: replay speed and memory against a DuckDB scan of the same Parquet columns.
+
+Each measurement runs in a fresh child process, so its peak resident memory is its own and no cache
+warmed by an earlier measurement flatters a later one (the OS page cache is shared, and each measurement
+is run once first to warm it alike for all).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import platform
+import resource
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.table import Table
+
+SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
+BENCH_SCENARIOS = ("flagship-everywhere", "stacked")
+SEED = 2026
+
+FLOOR_SQL = """
+SELECT count(t.request_id), min(t.ts), count(DISTINCT t.slice), sum(t.input_tokens),
+       (SELECT sum(input_tokens) + sum(coalesce(cached_input_tokens, 0)) + sum(output_tokens) + sum(latency_ms)
+               + sum(score) + sum(confidence) + sum(CAST(passed AS INT)) + sum(CAST(hard_check_ok AS INT))
+               + count(model) + count(request_id) + sum(sample)
+        FROM read_parquet('{outcomes}'))
+FROM read_parquet('{traffic}') t
+"""
+
+
+@dataclass(frozen=True)
+class Measurement:
+    name: str
+    seconds: float
+    peak_mb: float
+
+
+def week_folder(requests: int, cache: Path) -> Path:
+    """The benchmark week of `requests` requests, generated once and kept in `cache`."""
+    from simulator.generate import write_week
+
+    folder = Path(cache) / f"support-week-{requests}-seed{SEED}"
+    if not (folder / "outcomes.parquet").exists():
+        write_week(folder, requests, 7, SEED)
+    return folder
+
+
+def _peak_mb() -> float:
+    # ru_maxrss is in KiB on Linux.
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _floor(folder: str) -> tuple[float, float]:
+    import duckdb
+
+    started = time.perf_counter()
+    connection = duckdb.connect()
+    connection.execute(FLOOR_SQL.format(traffic=f"{folder}/traffic.parquet",
+                                        outcomes=f"{folder}/outcomes.parquet")).fetchall()
+    return time.perf_counter() - started, _peak_mb()
+
+
+def _replay(folder: str, scenario_name: str) -> tuple[float, float]:
+    from simulator.contract import load_data
+    from simulator.engine import replay
+    from simulator.prices import load_prices
+    from simulator.scenario import load_scenario
+
+    scenario = load_scenario(SCENARIOS / f"{scenario_name}.yaml")
+    data = load_data(Path(folder))
+    sheet = load_prices(scenario.prices)
+    started = time.perf_counter()
+    replay(scenario.model_copy(update={"data": Path(folder)}), data, sheet)
+    return time.perf_counter() - started, _peak_mb()
+
+
+def _load(folder: str) -> tuple[float, float]:
+    from simulator.contract import load_data
+
+    started = time.perf_counter()
+    load_data(Path(folder))
+    return time.perf_counter() - started, _peak_mb()
+
+
+def _in_child(function, *arguments) -> tuple[float, float]:
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(function, arguments)
+
+
+def measure(folder: Path) -> list[Measurement]:
+    jobs = [("DuckDB scan (floor)", _floor, (str(folder),)),
+            ("load + validate", _load, (str(folder),))]
+    jobs += [(f"replay {name}", _replay, (str(folder), name)) for name in BENCH_SCENARIOS]
+    measurements = []
+    for name, function, arguments in jobs:
+        _in_child(function, *arguments)  # warm the page cache alike for every measurement
+        seconds, peak = _in_child(function, *arguments)
+        measurements.append(Measurement(name, seconds, peak))
+    return measurements
+
+
+def run_bench(requests: int, cache: Path) -> Table:
+    folder = week_folder(requests, cache)
+    measurements = measure(folder)
+    floor = measurements[0].seconds
+    table = Table(title=f"routesim bench: {requests:,} requests, {platform.machine()}, "
+                        f"{multiprocessing.cpu_count()} cores, Python {platform.python_version()}")
+    for column in ("measurement", "seconds", "requests / s", "x floor", "peak memory"):
+        table.add_column(column, justify="left" if column == "measurement" else "right")
+    for m in measurements:
+        table.add_row(m.name, f"{m.seconds:.2f}", f"{requests / m.seconds:,.0f}", f"{m.seconds / floor:.1f}",
+                      f"{m.peak_mb:,.0f} MB")
+    return table
