@@ -12,6 +12,7 @@ from typing import Annotated
 import polars as pl
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -142,7 +143,7 @@ def validate(paths: Annotated[list[Path], typer.Argument(help="data folders, pri
         if found:
             errors.print(f"[red]✗ {path}[/red]: {len(found)} problem(s)")
             for problem in found:
-                errors.print(f"  - {problem}", markup=False, highlight=False)
+                errors.print(f"  - {problem}", markup=False, highlight=False, soft_wrap=True)
         else:
             console.print(f"[green]✓ {path}[/green]: valid")
     if problems:
@@ -192,21 +193,18 @@ def bench(
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        # Without standalone mode click returns the code of a typer.Exit instead of exiting.
+        sys.exit(app(standalone_mode=False) or 0)
     except RoutesimError as error:
-        errors.print(f"[bold red]error:[/bold red] {error.render()}", highlight=False)
+        errors.print(f"[bold red]error:[/bold red] {escape(error.render())}", highlight=False, soft_wrap=True)
         sys.exit(BAD_INPUT)
-    except typer.Exit as done:
-        sys.exit(done.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         errors.print("aborted")
         sys.exit(130)
-    except Exception as error:  # click's usage errors and anything unforeseen, without a traceback
-        import click
-
-        if isinstance(error, click.ClickException):
-            error.show()
-            sys.exit(error.exit_code)
+    except typer.TyperException as error:  # usage errors, which standalone mode would print itself
+        error.show()
+        sys.exit(getattr(error, "exit_code", BAD_INPUT))
+    except Exception as error:  # anything unforeseen, still without a traceback
         if os.environ.get("ROUTESIM_DEBUG"):
             raise
         errors.print(f"[bold red]internal error:[/bold red] {type(error).__name__}: {error}\n"

@@ -41,10 +41,9 @@ def _fields_at(model: type[BaseModel], location: tuple[Any, ...]) -> list[str]:
     """The keys allowed where an unknown key was found, to suggest the nearest one."""
     current: Any = model
     for part in location[:-1]:
-        if isinstance(part, int) or current is None:
-            continue
-        field = getattr(current, "model_fields", {}).get(part)
-        current = _model_in(field.annotation) if field else None
+        field = getattr(current, "model_fields", {}).get(part) if isinstance(part, str) else None
+        if field is not None:  # other parts are list positions or dict keys such as a model's name
+            current = _model_in(field.annotation)
     return list(getattr(current, "model_fields", {})) if current else []
 
 

@@ -1,0 +1,224 @@
+"""Bad input gets a clear message (what, where, how to fix), exit code 2, no traceback, no partial output."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+import pytest
+
+from tests.conftest import tiny_outcomes, tiny_traffic
+
+BAD_INPUT = 2
+
+
+def assert_bad_input(result, *fragments: str) -> None:
+    assert result.code == BAD_INPUT, (result.code, result.out, result.err)
+    assert "Traceback" not in result.err + result.out
+    for fragment in fragments:
+        assert fragment in result.err, f"{fragment!r} not in:\n{result.err}"
+
+
+def test_missing_scenario_file(cli, tmp_path):
+    assert_bad_input(cli("replay", tmp_path / "nope.yaml"), "file not found", "nope.yaml")
+
+
+def test_invalid_yaml_names_the_line(cli, world):
+    path = world.folder / "broken.yaml"
+    path.write_text("name: broken\npolicy:\n  default: [use: small\n")
+    assert_bad_input(cli("replay", path), "not valid YAML", "broken.yaml, line")
+
+
+def test_unknown_top_level_key_suggests_the_right_one(cli, world):
+    path = world.scenario()
+    path.write_text(path.read_text().replace("policy:", "polcy:"))
+    assert_bad_input(cli("replay", path), "unknown key 'polcy'", "Did you mean 'policy'?", "missing key 'policy'")
+
+
+def test_unknown_nested_key_names_its_path(cli, world):
+    path = world.scenario(policy={"default": {"cascade": [{"model": "small", "acept": "confidence > 0.5"},
+                                                          {"model": "big"}]}})
+    assert_bad_input(cli("replay", path), "unknown key 'policy.default.cascade[0].acept'", "Did you mean 'accept'?")
+
+
+def test_unknown_model_suggests_a_known_one(cli, world):
+    path = world.scenario(policy={"default": {"use": "smal"}})
+    assert_bad_input(cli("replay", path), "model 'smal'", "Did you mean 'small'?", "models in the data: big, small")
+
+
+def test_predicate_with_table_function_is_rejected(cli, world):
+    path = world.scenario(policy={"rules": [{"when": "read_csv('/etc/passwd') IS NOT NULL", "use": "big"}],
+                                  "default": {"use": "small"}})
+    assert_bad_input(cli("replay", path), "read_csv()", "not allowed", "policy.rules[0].when")
+
+
+def test_predicate_with_subquery_is_rejected(cli, world):
+    path = world.scenario(policy={"rules": [{"when": "(SELECT 1) = 1", "use": "big"}],
+                                  "default": {"use": "small"}})
+    assert_bad_input(cli("replay", path), "a subquery", "not allowed")
+
+
+def test_predicate_with_two_statements_is_rejected(cli, world):
+    path = world.scenario(policy={"rules": [{"when": "input_tokens > 1; DROP TABLE x", "use": "big"}],
+                                  "default": {"use": "small"}})
+    assert_bad_input(cli("replay", path), "single expression")
+
+
+def test_predicate_on_unknown_column_suggests_one(cli, world):
+    path = world.scenario(policy={"default": {"cascade": [{"model": "small", "accept": "confidnce >= 0.7"},
+                                                          {"model": "big"}]}})
+    assert_bad_input(cli("replay", path), "column 'confidnce'", "Did you mean 'confidence'?",
+                     "policy.default.cascade[0].accept")
+
+
+def test_rule_cannot_read_outcome_columns(cli, world):
+    path = world.scenario(policy={"rules": [{"when": "confidence > 0.5", "use": "big"}],
+                                  "default": {"use": "small"}})
+    assert_bad_input(cli("replay", path), "column 'confidence'", "policy.rules[0].when")
+
+
+def test_cascade_step_without_accept(cli, world):
+    path = world.scenario(policy={"default": {"cascade": [{"model": "small"}, {"model": "big"}]}})
+    assert_bad_input(cli("replay", path), "cascade step 0 (small) needs 'accept'")
+
+
+def test_window_that_ends_before_it_starts(cli, world):
+    path = world.scenario(window={"start": "2026-11-20", "end": "2026-11-16"})
+    assert_bad_input(cli("replay", path), "key 'window'", "must be after start")
+
+
+def test_window_without_requests(cli, world):
+    path = world.scenario(window={"start": "2027-01-01", "end": "2027-01-02"})
+    assert_bad_input(cli("replay", path), "no requests to replay between 2027-01-01 and 2027-01-02")
+
+
+def test_missing_data_folder(cli, world):
+    path = world.scenario(data="nowhere")
+    assert_bad_input(cli("replay", path), "data folder not found", "nowhere")
+
+
+def test_traffic_missing_a_column_is_named_with_a_suggestion(cli, world):
+    world.write_data(tiny_traffic().rename({"slice": "slise"}), tiny_outcomes())
+    assert_bad_input(cli("replay", world.scenario()), "missing required column 'slice'", "Did you mean 'slise'?")
+
+
+def test_mistyped_column(cli, world):
+    world.write_data(tiny_traffic().with_columns(pl.col("input_tokens").cast(pl.String)), tiny_outcomes())
+    assert_bad_input(cli("validate", world.data), "traffic.parquet, column 'input_tokens'", "must be integer")
+
+
+def test_duplicate_request_ids_show_examples(cli, world):
+    world.write_data(tiny_traffic().with_columns(pl.lit("a").alias("request_id")), tiny_outcomes())
+    assert_bad_input(cli("validate", world.data), "3 rows share a key (request_id)", "request_id='a'")
+
+
+def test_negative_tokens(cli, world):
+    outcomes = tiny_outcomes().with_columns(pl.when(pl.col("request_id") == "b").then(-5)
+                                            .otherwise(pl.col("output_tokens")).alias("output_tokens"))
+    world.write_data(tiny_traffic(), outcomes)
+    assert_bad_input(cli("validate", world.data), "column 'output_tokens'", "negative value(s)",
+                     "request_id='b'")
+
+
+def test_score_outside_unit_interval(cli, world):
+    world.write_data(tiny_traffic(), tiny_outcomes().with_columns(pl.lit(1.5).alias("confidence")))
+    assert_bad_input(cli("validate", world.data), "column 'confidence'", "outside 0..1")
+
+
+def test_outcomes_for_unknown_requests(cli, world):
+    outcomes = tiny_outcomes().with_columns(pl.col("request_id").replace({"c": "zzz"}))
+    world.write_data(tiny_traffic(), outcomes)
+    assert_bad_input(cli("validate", world.data), "for requests not in", "request_id='zzz'")
+
+
+def test_samples_with_gaps(cli, world):
+    world.write_data(tiny_traffic(), tiny_outcomes().with_columns(
+        pl.when(pl.col("request_id") == "a").then(2).otherwise(0).alias("sample")))
+    assert_bad_input(cli("validate", world.data), "samples do not run 0, 1, 2")
+
+
+def test_validate_reports_every_problem_at_once(cli, world):
+    world.write_data(tiny_traffic().with_columns(pl.lit(-1).alias("input_tokens")),
+                     tiny_outcomes().with_columns(pl.lit(2.0).alias("score")))
+    result = cli("validate", world.data)
+    assert_bad_input(result, "column 'input_tokens'", "column 'score'", "2 problem(s)")
+
+
+def test_unreadable_parquet(cli, world):
+    (world.data / "outcomes.parquet").write_text("not parquet")
+    assert_bad_input(cli("validate", world.data), "cannot read", "outcomes.parquet")
+
+
+def test_price_sheet_with_unknown_key_and_negative_price(cli, world):
+    world.prices.write_text("models:\n  small:\n    - effective_from: 2026-11-01\n      input: -1\n"
+                            "      outptu: 2\n")
+    result = cli("validate", world.prices)
+    assert_bad_input(result, "models.small[0].input", "greater than or equal to 0",
+                     "unknown key 'models.small[0].outptu'", "Did you mean 'output'?")
+
+
+def test_model_priced_by_neither_sheet_nor_record(cli, world):
+    world.prices.write_text("models:\n  small:\n    - {effective_from: 2026-11-01, input: 1, output: 2}\n")
+    assert_bad_input(cli("replay", world.scenario()), "cannot be priced",
+                     "model 'big'", "not in the price sheet and no recorded cost_usd")
+
+
+def test_call_before_the_first_price_entry(cli, world):
+    world.prices.write_text("models:\n  small:\n    - {effective_from: 2026-12-01, input: 1, output: 2}\n"
+                            "  big:\n    - {effective_from: 2026-11-01, input: 1, output: 2}\n")
+    assert_bad_input(cli("replay", world.scenario()), "model 'small'",
+                     "no price entry in force at 2026-11-16 01:00 UTC", "effective_from 2026-12-01")
+
+
+def test_missing_outcomes_are_counted_per_model(cli, world):
+    world.write_data(tiny_traffic(), tiny_outcomes().filter(~((pl.col("model") == "big")
+                                                             & (pl.col("request_id") == "b"))))
+    assert_bad_input(cli("replay", world.scenario()), "missing from the data (requests per model: big: 1)",
+                     "on_missing: skip")
+
+
+def test_unknown_slice_in_quality_bar(cli, world):
+    path = world.scenario(quality_bar={"default": 0.9, "slices": {"contrakt": 0.5}})
+    assert_bad_input(cli("validate", path), "quality_bar.slices.contrakt", "Did you mean 'contract'?")
+
+
+def test_quality_bar_outside_unit_interval(cli, world):
+    assert_bad_input(cli("replay", world.scenario(quality_bar=1.5)), "quality_bar.default", "less than or equal to 1")
+
+
+def test_two_scenarios_with_one_name(cli, world):
+    first, second = world.scenario("same"), world.folder / "copy.yaml"
+    second.write_text(first.read_text())
+    assert_bad_input(cli("replay", first, second), "two scenarios share the name 'same'")
+
+
+def test_failed_replay_writes_no_decisions_file(cli, world):
+    out = world.folder / "out" / "decisions.parquet"
+    path = world.scenario(policy={"default": {"use": "smal"}})
+    assert_bad_input(cli("replay", path, "--decisions", out), "model 'smal'")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("command", [("generate", "OUT", "--requests", "0")])
+def test_usage_errors_exit_2_without_traceback(cli, tmp_path, command):
+    result = cli(*[tmp_path / "out" if part == "OUT" else part for part in command])
+    assert result.code == BAD_INPUT
+    assert "Traceback" not in result.err
+    assert "--requests" in result.err
+    assert not (tmp_path / "out" / "traffic.parquet").exists()
+
+
+def test_input_files_are_never_modified(cli, world):
+    before = {path: path.read_bytes() for path in [*world.data.iterdir(), world.prices]}
+    scenario = world.scenario()
+    assert cli("replay", scenario, "--decisions", world.folder / "d.parquet").code == 0
+    assert cli("validate", world.data, world.prices, scenario).code == 0
+    assert {path: path.read_bytes() for path in before} == before
+
+
+def test_timestamps_without_time_zone_are_taken_as_utc(cli, world):
+    world.write_data(tiny_traffic().with_columns(pl.col("ts").dt.replace_time_zone(None)), tiny_outcomes())
+    path = world.scenario(window={"start": dt.date(2026, 11, 16), "end": dt.date(2026, 11, 17)})
+    result = cli("replay", path, "--json")
+    assert result.code == 0, result.err
+    assert '"requests": 3' in result.out
