@@ -73,9 +73,9 @@ METRIC_NAMES = tuple(metric.name for metric in METRICS)
 BY_NAME = {metric.name: metric for metric in METRICS}
 
 CALL_METRICS: tuple[Metric, ...] = (
-    Metric("calls", "Calls", "calls", "calls made to the model (checker calls under the checker's name)",
+    Metric("calls", "Calls", "calls", "(by_model) calls made to the model (checker calls under the checker's name)",
            lambda: pl.len().cast(pl.Int64)),
-    Metric("call_cost_usd", "Call cost", "USD", "cost of the calls made to the model",
+    Metric("call_cost_usd", "Call cost", "USD", "(by_model) cost of the calls made to the model",
            lambda: pl.col("cost_usd").sum()),
 )
 

@@ -1,0 +1,341 @@
+"""A slow, obviously correct reference replay, written for clarity rather than speed.
+
+It follows the policy semantics one request at a time with plain Python loops and dicts. The only other
+engine involved is DuckDB, used to evaluate the scenario's SQL predicates over small tables, so neither
+the routing logic nor the predicates share code with the polars engine under test.
+
+Semantics (the spec the engine claims to follow):
+- Requests: the window [start, end) at 00:00 UTC; with `sample`, a seeded choice of indices into the
+  requests sorted by (ts, request_id).
+- Rules: the first rule whose `when` holds on the traffic row picks its plan, else the default plan.
+- Plan: steps in order; the k-th call of a model for one request uses its outcome with sample = k. A
+  non-last step's answer is final when hard_check_ok and its accept predicate hold; the last is final.
+- Retry: while the latest answer matches `retry.when` and attempts remain, walk `retry.to` once; a
+  target without its next sample is skipped (k >= 1) or is a missing outcome (k == 0).
+- Missing outcomes: with on_missing=error the replay fails; with skip the request is left out.
+- Pricing: per call, the sheet entry in force at the request's ts, else the recorded cost_usd; a step's
+  checker adds its cost and latency to that call. Totals add calls in order, from 0.0.
+- NULL predicate results count as false.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from dataclasses import dataclass, field
+
+import duckdb
+import numpy as np
+import polars as pl
+
+from simulator.prices import PriceSheet
+
+DECISION_KEYS = ("request_id", "ts", "slice", "plan", "models_called", "final_model", "final_sample",
+                 "steps_taken", "multi_step", "escalated", "retry_attempts", "retry_exhausted", "cost_usd",
+                 "latency_ms", "passed", "hard_check_ok", "score")
+
+UTC = dt.UTC
+
+
+class ReferenceFailure(Exception):
+    """The reference replay cannot complete; the engine must raise a RoutesimError for the same world."""
+
+
+class MissingOutcomes(ReferenceFailure):
+    """on_missing=error and some requests reached an outcome that is not in the data."""
+
+    def __init__(self, by_model: dict[str, int]):
+        self.by_model = by_model
+        super().__init__(f"missing outcomes, requests per model: {by_model}")
+
+
+class Unpriceable(ReferenceFailure):
+    """A call that neither the sheet nor a recorded cost can price."""
+
+
+class NoRequests(ReferenceFailure):
+    """The window (and sample) leave nothing to replay."""
+
+
+@dataclass
+class Coverage:
+    requests_in_window: int
+    requests_replayed: int
+    missing_by_model: dict[str, int] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------------------
+# Predicates, evaluated by DuckDB
+
+
+def _as_utc(ts: dt.datetime) -> dt.datetime:
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
+def _midnight_utc(day: dt.date) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(), tzinfo=UTC)
+
+
+def _truth(value) -> bool:
+    """SQL truth: NULL counts as false."""
+    return value is True
+
+
+class Predicates:
+    """Evaluates predicate texts with DuckDB over the traffic table and over outcomes joined with traffic."""
+
+    def __init__(self, traffic: pl.DataFrame, outcomes: pl.DataFrame):
+        self.con = duckdb.connect()
+        # ts is never read by a predicate here; leaving it out avoids time zone conversions.
+        self.con.register("traffic_frame", traffic.drop("ts").to_arrow())
+        self.con.register("outcomes_frame", outcomes.to_arrow())
+        traffic_only = [name for name in traffic.columns if name not in outcomes.columns and name != "ts"]
+        extra = "".join(f', t."{name}"' for name in traffic_only)
+        # Outcome columns win on name clashes (input_tokens is both the request's and the billed count).
+        self.con.execute(f"CREATE TABLE answers AS SELECT o.*{extra} FROM outcomes_frame o "
+                         "JOIN traffic_frame t ON o.request_id = t.request_id")
+        self._rules: dict[str, dict[str, bool]] = {}
+        self._answers: dict[str, dict[tuple[str, str, int], bool]] = {}
+
+    def on_traffic(self, text: str) -> dict[str, bool]:
+        """request_id -> does the predicate hold on the traffic row."""
+        if text not in self._rules:
+            rows = self.con.execute(f"SELECT request_id, ({text}) FROM traffic_frame").fetchall()
+            self._rules[text] = {request_id: _truth(value) for request_id, value in rows}
+        return self._rules[text]
+
+    def on_answers(self, text: str) -> dict[tuple[str, str, int], bool]:
+        """(request_id, model, sample) -> does the predicate hold on that answer (with its request)."""
+        if text not in self._answers:
+            rows = self.con.execute(f"SELECT request_id, model, sample, ({text}) FROM answers").fetchall()
+            self._answers[text] = {(r, m, int(s)): _truth(value) for r, m, s, value in rows}
+        return self._answers[text]
+
+    def close(self) -> None:
+        self.con.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# Pricing
+
+
+def entry_in_force(sheet: PriceSheet, model: str, at: dt.datetime):
+    """The entry with the latest effective_from whose 00:00 UTC is not after `at`; None if none."""
+    best = None
+    for entry in sheet.models[model]:
+        if _midnight_utc(entry.effective_from) <= at and (best is None
+                                                          or entry.effective_from > best.effective_from):
+            best = entry
+    return best
+
+
+def model_cost(sheet: PriceSheet | None, answer: dict, at: dt.datetime) -> float:
+    model = answer["model"]
+    if sheet is not None and model in sheet.models:
+        entry = entry_in_force(sheet, model, at)
+        if entry is None:
+            raise Unpriceable(f"{model} has no price entry in force at {at}")
+        cached = answer["cached_input_tokens"] or 0
+        cached_price = entry.input if entry.cached_input is None else entry.cached_input
+        return ((answer["input_tokens"] - cached) * entry.input + cached * cached_price
+                + answer["output_tokens"] * entry.output) / 1_000_000 + entry.per_request
+    if answer["cost_usd"] is None:
+        raise Unpriceable(f"{model} is not in the sheet and has no recorded cost")
+    return answer["cost_usd"]
+
+
+# --------------------------------------------------------------------------------------------------
+# The replay
+
+
+def select_requests(scenario, traffic: pl.DataFrame) -> list[dict]:
+    rows = []
+    for row in traffic.to_dicts():
+        row = {**row, "ts": _as_utc(row["ts"])}
+        if scenario.window is not None:
+            if not (_midnight_utc(scenario.window.start) <= row["ts"] < _midnight_utc(scenario.window.end)):
+                continue
+        rows.append(row)
+    rows.sort(key=lambda row: (row["ts"], row["request_id"]))
+    if scenario.sample is not None and scenario.sample.requests < len(rows):
+        chosen = np.random.default_rng(scenario.sample.seed).choice(
+            len(rows), size=scenario.sample.requests, replace=False)
+        rows = [rows[int(index)] for index in sorted(chosen)]
+    if not rows:
+        raise NoRequests("no requests to replay")
+    return rows
+
+
+def reference_replay(scenario, traffic: pl.DataFrame, outcomes: pl.DataFrame,
+                     sheet: PriceSheet | None) -> tuple[list[dict], dict]:
+    """Per-request decisions (sorted by ts, then request_id) and the summary of every metric.
+
+    The summary also holds "coverage" (a Coverage) and "price_sources" (model -> sheet/recorded/checker).
+    Raises a ReferenceFailure where the engine must raise a RoutesimError.
+    """
+    policy = scenario.policy
+    plans = policy.plans()
+    requests = select_requests(scenario, traffic)
+
+    answers: dict[tuple[str, str, int], dict] = {}
+    for row in outcomes.to_dicts():
+        answers[row["request_id"], row["model"], row["sample"]] = row
+
+    predicates = Predicates(traffic, outcomes)
+    try:
+        rule_holds = [predicates.on_traffic(rule.when) for rule in policy.rules]
+        retry_when = predicates.on_answers(policy.retry.when) if policy.retry else None
+        accepts = {}
+        for plan_index, (_, steps) in enumerate(plans):
+            for step_index, step in enumerate(steps):
+                if step.accept is not None:
+                    accepts[plan_index, step_index] = predicates.on_answers(step.accept)
+    finally:
+        predicates.close()
+
+    decisions: list[dict] = []
+    missing: Counter[str] = Counter()
+    price_sources: dict[str, str] = {}
+
+    for request in requests:
+        request_id, ts = request["request_id"], request["ts"]
+
+        plan_index = len(policy.rules)
+        for index, holds in enumerate(rule_holds):
+            if holds[request_id]:
+                plan_index = index
+                break
+        label, steps = plans[plan_index]
+
+        calls_of: Counter[str] = Counter()  # calls made so far per model: the next sample to use
+        models_called: list[str] = []
+        total_cost = 0.0
+        total_latency = 0.0
+        calls: list[tuple[str, str]] = []  # (model, price source) of every call, checkers included
+        missing_model = None
+
+        def call(model: str, checker=None) -> dict | None:
+            nonlocal total_cost, total_latency
+            answer = answers.get((request_id, model, calls_of[model]))
+            if answer is None:
+                return None
+            cost = model_cost(sheet, answer, ts)
+            latency = float(answer["latency_ms"])
+            calls.append((model, "sheet" if sheet is not None and model in sheet.models else "recorded"))
+            if checker is not None:
+                cost = cost + checker.cost_usd
+                latency = latency + checker.latency_ms
+                calls.append((checker.name, "checker"))
+            total_cost += cost
+            total_latency += latency
+            calls_of[model] += 1
+            models_called.append(model)
+            return answer
+
+        final = None
+        steps_taken = 0
+        for step_index, step in enumerate(steps):
+            answer = call(step.model, step.checker)
+            if answer is None:
+                missing_model = step.model
+                break
+            steps_taken = step_index + 1
+            final = answer
+            if step_index == len(steps) - 1:
+                break
+            key = (request_id, answer["model"], answer["sample"])
+            if answer["hard_check_ok"] and accepts[plan_index, step_index][key]:
+                break
+
+        retry_attempts = 0
+        retry_exhausted = False
+        if missing_model is None and policy.retry is not None:
+            matching = retry_when[request_id, final["model"], final["sample"]]
+            for model in policy.retry.to:
+                if not matching or retry_attempts == policy.retry.attempts_allowed:
+                    break
+                sample = calls_of[model]
+                answer = call(model)
+                if answer is None:
+                    if sample == 0:
+                        missing_model = model
+                        break
+                    continue  # no further sample of a model already called: skip this target
+                retry_attempts += 1
+                final = answer
+                matching = retry_when[request_id, final["model"], final["sample"]]
+            retry_exhausted = matching
+
+        if missing_model is not None:
+            missing[missing_model] += 1
+            continue
+
+        for model, source in calls:
+            price_sources[model] = source
+        decisions.append({
+            "request_id": request_id,
+            "ts": ts,
+            "slice": request["slice"],
+            "plan": label,
+            "models_called": models_called,
+            "final_model": final["model"],
+            "final_sample": final["sample"],
+            "steps_taken": steps_taken,
+            "multi_step": len(steps) > 1,
+            "escalated": steps_taken > 1,
+            "retry_attempts": retry_attempts,
+            "retry_exhausted": retry_exhausted,
+            "cost_usd": total_cost,
+            "latency_ms": total_latency,
+            "passed": bool(final["passed"] and final["hard_check_ok"]),
+            "hard_check_ok": final["hard_check_ok"],
+            "score": final["score"],
+        })
+
+    by_model = dict(sorted(missing.items()))
+    if by_model and scenario.on_missing == "error":
+        raise MissingOutcomes(by_model)
+    summary = summarise_by_hand(decisions)
+    summary["coverage"] = Coverage(requests_in_window=len(requests), requests_replayed=len(decisions),
+                                   missing_by_model=by_model)
+    summary["price_sources"] = dict(sorted(price_sources.items()))
+    return decisions, summary
+
+
+# --------------------------------------------------------------------------------------------------
+# Metrics, by hand
+
+
+def _mean(values: list[float]) -> float | None:
+    if not values:
+        return None
+    total = 0.0
+    for value in values:
+        total += value
+    return total / len(values)
+
+
+def summarise_by_hand(decisions: list[dict]) -> dict:
+    n = len(decisions)
+    total_cost = 0.0
+    for decision in decisions:
+        total_cost += decision["cost_usd"]
+    latencies = [decision["latency_ms"] for decision in decisions]
+    multi = [decision for decision in decisions if decision["multi_step"]]
+
+    def percentile(q: float) -> float | None:
+        return float(np.percentile(latencies, q)) if latencies else None
+
+    return {
+        "requests": n,
+        "total_cost_usd": total_cost,
+        "cost_per_request_usd": total_cost / n if n else None,
+        "pass_rate": sum(1 for d in decisions if d["passed"]) / n if n else None,
+        "mean_score": _mean([d["score"] for d in decisions if d["score"] is not None]),
+        "latency_p50_ms": percentile(50),
+        "latency_p95_ms": percentile(95),
+        "latency_p99_ms": percentile(99),
+        "escalation_rate": sum(1 for d in multi if d["escalated"]) / len(multi) if multi else None,
+        "retry_rate": sum(1 for d in decisions if d["retry_attempts"] > 0) / n if n else None,
+        "retry_exhausted": sum(1 for d in decisions if d["retry_exhausted"]),
+    }

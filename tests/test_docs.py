@@ -1,0 +1,63 @@
+"""The README documents every metric, scenario key, data column and command, and starts with the two commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from simulator.cli import app
+from simulator.contract import OUTCOME_COLUMNS, TRAFFIC_COLUMNS
+from simulator.metrics import CALL_METRICS, METRICS
+from simulator.prices import PriceEntry
+from simulator.scenario import Scenario
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+
+
+def keys_of(model: type[BaseModel]) -> set[str]:
+    from simulator.validation import _model_in
+
+    keys = set()
+    for name, field in model.model_fields.items():
+        keys.add(name)
+        nested = _model_in(field.annotation)
+        if nested is not None:
+            keys |= keys_of(nested)
+    return keys
+
+
+def test_readme_starts_with_the_demo_and_test_commands():
+    head = "\n".join(README.splitlines()[:20])
+    assert "bash scripts/demo.sh" in head and "bash scripts/test.sh" in head
+
+
+@pytest.mark.parametrize("metric", [*METRICS, *CALL_METRICS], ids=lambda m: m.name)
+def test_readme_defines_every_metric_with_its_unit(metric):
+    assert f"| `{metric.name}` | {metric.unit} | {metric.definition} |" in README
+
+
+@pytest.mark.parametrize("key", sorted(keys_of(Scenario)))
+def test_readme_documents_every_scenario_key(key):
+    assert f"| `{key}` |" in README
+
+
+@pytest.mark.parametrize("key", sorted(PriceEntry.model_fields))
+def test_readme_documents_every_price_key(key):
+    assert f"{key}:" in README
+
+
+@pytest.mark.parametrize("column", [*TRAFFIC_COLUMNS, *OUTCOME_COLUMNS], ids=lambda c: c.name)
+def test_readme_documents_every_data_column(column):
+    assert f"| `{column.name}` |" in README
+
+
+@pytest.mark.parametrize("command", [c.name or c.callback.__name__ for c in app.registered_commands])
+def test_readme_documents_every_command(command):
+    assert f"`routesim {command}" in README
+
+
+def test_ci_runs_the_readme_test_command():
+    ci = (Path(__file__).resolve().parent.parent / ".ci" / "run").read_text()
+    assert "bash scripts/test.sh" in ci and "bash scripts/test.sh" in README
