@@ -183,8 +183,19 @@ def _record_calls(part: pl.DataFrame, sheet: PriceSheet | None, *, kind: str, se
 
 def _accumulate() -> list[pl.Expr]:
     return [(pl.col("total_cost_usd") + pl.col("call_cost_usd")).alias("total_cost_usd"),
-            (pl.col("total_latency_ms") + pl.col("call_latency_ms")).alias("total_latency_ms"),
-            pl.concat_list("models_called", pl.col("model")).alias("models_called")]
+            (pl.col("total_latency_ms") + pl.col("call_latency_ms")).alias("total_latency_ms")]
+
+
+def _with_plan_models(finals: pl.DataFrame, policy: CompiledPolicy) -> pl.DataFrame:
+    """Adds `models_called` by the plan stage: fixed by the plan and the number of steps taken.
+
+    Looking the list up in a table of plan prefixes keeps list building out of the per-step joins.
+    """
+    prefixes = pl.DataFrame(
+        [{"plan": plan_index, "steps_taken": taken, "models_called": [step.model for step in steps[:taken]]}
+         for plan_index, (_, steps) in enumerate(policy.plans) for taken in range(1, len(steps) + 1)],
+        schema={"plan": pl.UInt16, "steps_taken": pl.Int32, "models_called": pl.List(pl.String)})
+    return finals.join(prefixes, on=["plan", "steps_taken"], how="left")
 
 
 class _Run:
@@ -207,8 +218,7 @@ class _Run:
 
 def _plan_stage(run: _Run, requests: pl.DataFrame, policy: CompiledPolicy, progress: Progress) -> pl.DataFrame:
     """Walks every plan step by step; returns one row per request with its final plan answer."""
-    frontier = requests.with_columns(pl.lit(0.0).alias("total_cost_usd"), pl.lit(0.0).alias("total_latency_ms"),
-                                     pl.lit([], dtype=pl.List(pl.String)).alias("models_called"))
+    frontier = requests.with_columns(pl.lit(0.0).alias("total_cost_usd"), pl.lit(0.0).alias("total_latency_ms"))
     decided: list[pl.DataFrame] = []
     longest = max(len(steps) for _, steps in policy.plans)
     for step_index in range(longest):
@@ -231,21 +241,21 @@ def _plan_stage(run: _Run, requests: pl.DataFrame, policy: CompiledPolicy, progr
                                          pl.lit(step_index + 1, pl.Int32).alias("steps_taken"))
             decided.append(called.filter("_final").select(*run.keep, "steps_taken"))
             next_frontier.append(called.filter(~pl.col("_final")).select(*requests.columns, "total_cost_usd",
-                                                                          "total_latency_ms", "models_called"))
+                                                                          "total_latency_ms"))
         frontier = pl.concat(next_frontier, how="vertical") if next_frontier else frontier.clear()
-    return pl.concat(decided, how="vertical")
+    return _with_plan_models(pl.concat(decided, how="vertical"), policy)
 
 
 def _retry_stage(run: _Run, finals: pl.DataFrame, policy: CompiledPolicy, progress: Progress) -> pl.DataFrame:
     """Resends answers that match the retry predicate to the retry models, one attempt at a time."""
     retry = run.scenario.policy.retry
-    finals = finals.with_columns(pl.lit(0, pl.Int32).alias("retry_attempts"))
+    finals = finals.with_columns(pl.lit(0, pl.Int32).alias("retry_attempts"), pl.lit(False).alias("_matching"))
     if retry is None:
-        return finals.with_columns(pl.lit(False).alias("retry_exhausted"))
+        return finals.rename({"_matching": "retry_exhausted"})
     matches = policy.retry_when.compile()
-    state = finals.with_columns(matches.alias("_matching"))
-    targets = list(dict.fromkeys(retry.to))
-    counts = {model: f"_calls_{index}" for index, model in enumerate(targets)}
+    flagged = finals.with_columns(matches.alias("_matching"))
+    settled, state = flagged.filter(~pl.col("_matching")), flagged.filter(pl.col("_matching"))
+    counts = {model: f"_calls_{index}" for index, model in enumerate(dict.fromkeys(retry.to))}
     state = state.with_columns(pl.col("models_called").list.eval(pl.element() == model).list.sum()
                                .cast(pl.Int32).alias(column) for model, column in counts.items())
     for position, model in enumerate(retry.to):
@@ -264,12 +274,14 @@ def _retry_stage(run: _Run, finals: pl.DataFrame, policy: CompiledPolicy, progre
                                           seq=pl.col("steps_taken") + pl.col("retry_attempts"))
             run.calls.extend(calls)
             parts.append(called.with_columns(
-                *_accumulate(), matches.alias("_matching"),
+                *_accumulate(), pl.concat_list("models_called", pl.col("model")).alias("models_called"),
+                matches.alias("_matching"),
                 (pl.col("retry_attempts") + 1).alias("retry_attempts"),
                 (pl.col(counts[model]) + 1).alias(counts[model]),
             ).select(state.columns))
         state = pl.concat(parts, how="vertical")
-    return state.rename({"_matching": "retry_exhausted"}).drop(counts.values())
+    return pl.concat([settled, state.drop(counts.values())], how="vertical").rename(
+        {"_matching": "retry_exhausted"})
 
 
 def _raise_or_drop_missing(run: _Run, decisions: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, int]]:
@@ -304,8 +316,7 @@ def replay(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
     progress("loading outcomes")
     answers = Answers(data, requests, scenario.policy.models(), answer_columns)
     carried_answer = [c for c in answer_columns if c in OUTCOME_NAMES or c not in requests.columns]
-    keep = list(dict.fromkeys([*requests.columns, *carried_answer, "total_cost_usd", "total_latency_ms",
-                               "models_called"]))
+    keep = list(dict.fromkeys([*requests.columns, *carried_answer, "total_cost_usd", "total_latency_ms"]))
     run = _Run(scenario, sheet, answers, keep, [c for c in carried_answer if c not in requests.columns])
 
     finals = _plan_stage(run, requests, policy, progress)
