@@ -49,7 +49,8 @@ def check_scenario(path: Path) -> list[str]:
     traffic = pl.scan_parquet(scenario.data / "traffic.parquet")
     outcomes = pl.scan_parquet(scenario.data / "outcomes.parquet")
     models = outcomes.select(pl.col("model").unique()).collect()["model"].to_list()
-    _collect(problems, lambda: compile_policy(scenario, traffic.collect_schema().names(), models))
+    _collect(problems, lambda: compile_policy(scenario, traffic.collect_schema().names(),
+                                              outcomes.collect_schema().names(), models))
     slices = set(traffic.select(pl.col("slice").unique()).collect()["slice"].to_list())
     for name in scenario.quality_bar.slices:
         if name not in slices:

@@ -171,10 +171,40 @@ def generate(
 
 @app.command()
 def demo():
-    """Replay every shipped scenario on the embedded support week."""
+    """Replay every shipped scenario on the embedded support week and write reports/demo.html."""
+    from simulator.reporting import default_results_dir, render_report, replay_and_save
+
     paths = sorted(SCENARIOS.glob("*.yaml"))
-    outcomes = replay_scenarios(paths)
+    out = REPORTS / "demo.html"
+    with progress_bar(len(paths) + 1, True) as (label, advance):
+        outcomes = replay_and_save(paths, default_results_dir(out), label, advance)
     console.print(comparison_table([outcome.summary for outcome in outcomes]))
+    console.print(f"report: {render_report(default_results_dir(out), out)}", highlight=False)
+
+
+@app.command()
+def report(
+    scenarios: Annotated[list[Path] | None, typer.Argument(help="scenario YAML files to replay")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="the HTML file to write, e.g. reports/NAME.html")] = ...,
+    save: Annotated[Path | None, typer.Option(help="results folder (default: NAME-results next to the report)")] = None,
+    from_results: Annotated[Path | None, typer.Option("--from", help="re-render from this results folder, "
+                                                      "without replaying")] = None,
+):
+    """Write a self-contained HTML report: replay and save results, or re-render saved ones (--from)."""
+    from simulator.reporting import default_results_dir, render_report, replay_and_save
+
+    if bool(scenarios) == bool(from_results):
+        raise RoutesimError("give either scenario files to replay or --from RESULTS_DIR, not both or neither",
+                            fix="routesim report SCENARIO... -o FILE, or routesim report --from RESULTS_DIR -o FILE")
+    if from_results and save:
+        raise RoutesimError("--save goes with scenario files; --from already names the results folder")
+    results = from_results or save or default_results_dir(out)
+    if scenarios:
+        with progress_bar(len(scenarios) + 1, True) as (label, advance):
+            replay_and_save(scenarios, results, label, advance)
+    console.print(f"report: {render_report(results, out)}", highlight=False)
+    if scenarios:
+        console.print(f"results: {results}", highlight=False)
 
 
 @app.command()

@@ -34,6 +34,8 @@ OUTCOME_NAMES = [column.name for column in OUTCOME_COLUMNS]
 ANSWER_COLUMNS = ["model", "sample", "passed", "hard_check_ok", "score"]
 CALL_COLUMNS = ["rid", "seq", "model", "kind", "cost_usd", "latency_ms", "price_source"]
 PRESENT = "_present"
+# What the engine carries for every request between steps; answers bring everything else.
+REQUEST_IDENTITY = ["rid", "request_id", "ts", "slice", "plan"]
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,8 @@ class CompiledPolicy:
         return sorted(read)
 
 
-def compile_policy(scenario: Scenario, traffic_columns: list[str], outcome_models: list[str]) -> CompiledPolicy:
+def compile_policy(scenario: Scenario, traffic_columns: list[str], outcome_columns: list[str],
+                   outcome_models: list[str]) -> CompiledPolicy:
     policy = scenario.policy
     for model in policy.models():
         if model not in outcome_models:
@@ -86,7 +89,7 @@ def compile_policy(scenario: Scenario, traffic_columns: list[str], outcome_model
                 f"model '{model}' is used by the policy but has no outcomes in the data.{did_you_mean(model, outcome_models)}",
                 where=f"scenario '{scenario.name}', key 'policy'",
                 fix=f"models in the data: {', '.join(sorted(outcome_models))}")
-    answer_scope = sorted(set(traffic_columns) | set(OUTCOME_NAMES))
+    answer_scope = sorted(set(traffic_columns) | set(outcome_columns))
     rules = tuple(parse_predicate(rule.when, key=f"policy.rules[{index}].when", columns=traffic_columns)
                   for index, rule in enumerate(policy.rules))
     plans = tuple(policy.plans())
@@ -140,21 +143,26 @@ def assign_plans(requests: pl.DataFrame, rules: tuple[Predicate, ...]) -> pl.Dat
 
 
 class Answers:
-    """The outcomes the policy may need, split by (model, sample) so each step is a join on `rid`."""
+    """The outcomes the policy may need, split by (model, sample) so each step is a join on `rid`.
+
+    Each answer carries the outcome columns and, for predicates, the traffic columns they read; where
+    both have a column (input_tokens), the outcome's value is the one an answer carries.
+    """
+
+    PRICED = ["model", "sample", "input_tokens", "cached_input_tokens", "output_tokens", "latency_ms", "cost_usd"]
 
     def __init__(self, data: Dataset, requests: pl.DataFrame, models: list[str], columns: list[str]):
-        traffic_extra = [name for name in columns if name not in OUTCOME_NAMES]
-        outcome_columns = ["request_id", "model", "sample", "input_tokens", "cached_input_tokens",
-                           "output_tokens", "latency_ms", "cost_usd",
-                           *[name for name in columns if name in OUTCOME_NAMES and name not in ("model", "sample")]]
-        outcomes = (data.outcomes.filter(pl.col("model").is_in(models))
-                    .select(list(dict.fromkeys(outcome_columns)))
-                    .rename({"cost_usd": "recorded_cost_usd"}))
-        keyed = requests.lazy().select("request_id", "rid", "ts", *traffic_extra)
-        joined = outcomes.join(keyed, on="request_id", how="inner").drop("request_id")
-        self._slots = joined.with_columns(pl.lit(True).alias(PRESENT)).collect().partition_by(
-            "model", "sample", as_dict=True)
-        self._empty = pl.DataFrame(schema={"rid": pl.UInt32, PRESENT: pl.Boolean})
+        outcome_names = data.outcomes.collect_schema().names()
+        traffic_extra = [name for name in columns if name not in outcome_names]
+        outcome_columns = list(dict.fromkeys(["request_id", *self.PRICED,
+                                              *[name for name in columns if name in outcome_names]]))
+        outcomes = data.outcomes.filter(pl.col("model").is_in(models)).select(outcome_columns)
+        keyed = requests.lazy().select("request_id", "rid", *traffic_extra)
+        joined = (outcomes.join(keyed, on="request_id", how="inner").drop("request_id")
+                  .with_columns(pl.lit(True).alias(PRESENT)).collect())
+        self.columns = [name for name in joined.columns if name != "rid"]
+        self._slots = joined.partition_by("model", "sample", as_dict=True)
+        self._empty = joined.clear()
 
     def slot(self, model: str, sample: int) -> pl.DataFrame:
         return self._slots.get((model, sample), self._empty)
@@ -168,10 +176,10 @@ def _join_slot(rows: pl.DataFrame, answers: Answers, model: str, sample: int) ->
 def _record_calls(part: pl.DataFrame, sheet: PriceSheet | None, *, kind: str, seq: pl.Expr,
                   checker=None) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
     """Prices the calls in `part` and returns it with `call_cost_usd`/`call_latency_ms`, plus call rows."""
-    priced = price_calls(part, sheet)
-    calls = [priced.select("rid", seq.alias("seq"), "model", pl.lit(kind).alias("kind"), "cost_usd",
-                           "latency_ms", "price_source")]
-    cost, latency = pl.col("cost_usd"), pl.col("latency_ms").cast(pl.Float64)
+    priced = price_calls(part, sheet, recorded="cost_usd", into="model_cost_usd")
+    calls = [priced.select("rid", seq.alias("seq"), "model", pl.lit(kind).alias("kind"),
+                           pl.col("model_cost_usd").alias("cost_usd"), "latency_ms", "price_source")]
+    cost, latency = pl.col("model_cost_usd"), pl.col("latency_ms").cast(pl.Float64)
     if checker is not None:
         calls.append(priced.select("rid", seq.alias("seq"), pl.lit(checker.name).alias("model"),
                                    pl.lit("checker").alias("kind"), pl.lit(checker.cost_usd).alias("cost_usd"),
@@ -207,7 +215,7 @@ class _Run:
         self.sheet = sheet
         self.answers = answers
         self.keep = keep  # columns carried per request between stages
-        self.answer_only = answer_only  # the carried columns that a new answer replaces
+        self.answer_only = answer_only  # the carried columns that come with an answer
         self.calls: list[pl.DataFrame] = []
         self.missing: list[pl.DataFrame] = []
 
@@ -303,21 +311,23 @@ def replay(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
     """Replays `scenario` on `data`, pricing calls with `sheet` (recorded costs where it has no entry)."""
     progress = progress or (lambda _: None)
     traffic_columns = data.traffic.collect_schema().names()
+    outcome_columns = data.outcomes.collect_schema().names()
     outcome_models = data.outcomes.select(pl.col("model").unique()).collect()["model"].to_list()
-    policy = compile_policy(scenario, traffic_columns, outcome_models)
+    policy = compile_policy(scenario, traffic_columns, outcome_columns, outcome_models)
 
     progress("selecting requests")
-    rule_columns = set().union(*(rule.columns for rule in policy.rules))
-    answer_columns = policy.answer_columns
-    request_columns = list(dict.fromkeys(["request_id", "ts", "slice", *sorted(rule_columns),
-                                          *[c for c in answer_columns if c in traffic_columns and c not in OUTCOME_NAMES]]))
+    rule_columns = sorted(set().union(*(rule.columns for rule in policy.rules)))
+    answer_traffic_columns = [c for c in policy.answer_columns if c in traffic_columns and c not in outcome_columns]
+    request_columns = list(dict.fromkeys(["request_id", "ts", "slice", *rule_columns, *answer_traffic_columns]))
     requests = assign_plans(select_requests(scenario, data, request_columns), policy.rules)
 
     progress("loading outcomes")
-    answers = Answers(data, requests, scenario.policy.models(), answer_columns)
-    carried_answer = [c for c in answer_columns if c in OUTCOME_NAMES or c not in requests.columns]
-    keep = list(dict.fromkeys([*requests.columns, *carried_answer, "total_cost_usd", "total_latency_ms"]))
-    run = _Run(scenario, sheet, answers, keep, [c for c in carried_answer if c not in requests.columns])
+    answers = Answers(data, requests, scenario.policy.models(),
+                      [c for c in policy.answer_columns if c not in REQUEST_IDENTITY])
+    carried = [c for c in policy.answer_columns if c not in REQUEST_IDENTITY]
+    run = _Run(scenario, sheet, answers, [*REQUEST_IDENTITY, *carried, "total_cost_usd", "total_latency_ms"],
+               carried)
+    requests = requests.select(REQUEST_IDENTITY)
 
     finals = _plan_stage(run, requests, policy, progress)
     finals = _retry_stage(run, finals, policy, progress)

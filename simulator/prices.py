@@ -39,6 +39,18 @@ class PriceEntry(BaseModel):
         return self.input if self.cached_input is None else self.cached_input
 
     @property
+    def per_token_input(self) -> float:
+        return self.input / PER_MILLION
+
+    @property
+    def per_token_cached_input(self) -> float:
+        return self.cached_input_price / PER_MILLION
+
+    @property
+    def per_token_output(self) -> float:
+        return self.output / PER_MILLION
+
+    @property
     def starts(self) -> dt.datetime:
         return dt.datetime.combine(self.effective_from, dt.time(), tzinfo=dt.UTC)
 
@@ -93,15 +105,19 @@ def price_expr(sheet: PriceSheet | None, *, model: str = "model", ts: str = "ts"
     for name, entries in sheet.models.items():
         # Newest first: the first entry whose start is not after ts is the one in force.
         for entry in reversed(entries):
-            cost = (uncached * entry.input + cached * entry.cached_input_price
-                    + output * entry.output) / PER_MILLION + entry.per_request
+            # Per-token prices are divided once, in Python: polars may turn a column's division by a
+            # constant into a multiplication by its reciprocal, which would make a call's cost depend on
+            # how many calls are priced together.
+            cost = (uncached * entry.per_token_input + cached * entry.per_token_cached_input
+                    + output * entry.per_token_output + entry.per_request)
             condition = (pl.col(model) == name) & (pl.col(ts) >= entry.starts)
             priced = pl.when(condition).then(cost) if priced is None else priced.when(condition).then(cost)
     return priced.otherwise(None).cast(pl.Float64)
 
 
-def price_calls(calls: pl.DataFrame, sheet: PriceSheet | None) -> pl.DataFrame:
-    """Adds `cost_usd` (sheet price, else recorded) and `price_source` to a frame of calls.
+def price_calls(calls: pl.DataFrame, sheet: PriceSheet | None, *, recorded: str = "recorded_cost_usd",
+                into: str = "cost_usd") -> pl.DataFrame:
+    """Adds `into` (sheet price, else the `recorded` column) and `price_source` to a frame of calls.
 
     Raises when a call can be priced by neither: a listed model with no entry in force at the call's
     time, or an unlisted model without a recorded cost.
@@ -109,10 +125,10 @@ def price_calls(calls: pl.DataFrame, sheet: PriceSheet | None) -> pl.DataFrame:
     listed = list(sheet.models) if sheet else []
     from_sheet = pl.col("model").is_in(listed)
     priced = calls.with_columns(
-        pl.when(from_sheet).then(price_expr(sheet)).otherwise(pl.col("recorded_cost_usd")).alias("cost_usd"),
+        pl.when(from_sheet).then(price_expr(sheet)).otherwise(pl.col(recorded)).alias(into),
         pl.when(from_sheet).then(pl.lit(SOURCE_SHEET)).otherwise(pl.lit(SOURCE_RECORDED)).alias("price_source"),
     )
-    unpriced = priced.filter(pl.col("cost_usd").is_null())
+    unpriced = priced.filter(pl.col(into).is_null())
     if unpriced.height:
         _raise_unpriced(unpriced, sheet)
     return priced

@@ -137,8 +137,11 @@ def model_cost(sheet: PriceSheet | None, answer: dict, at: dt.datetime) -> float
             raise Unpriceable(f"{model} has no price entry in force at {at}")
         cached = answer["cached_input_tokens"] or 0
         cached_price = entry.input if entry.cached_input is None else entry.cached_input
-        return ((answer["input_tokens"] - cached) * entry.input + cached * cached_price
-                + answer["output_tokens"] * entry.output) / 1_000_000 + entry.per_request
+        # USD per million tokens, turned into USD per token first, as the README's formula says.
+        return (float(answer["input_tokens"] - cached) * (entry.input / 1_000_000)
+                + float(cached) * (cached_price / 1_000_000)
+                + float(answer["output_tokens"]) * (entry.output / 1_000_000)
+                + entry.per_request)
     if answer["cost_usd"] is None:
         raise Unpriceable(f"{model} is not in the sheet and has no recorded cost")
     return answer["cost_usd"]

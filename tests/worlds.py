@@ -217,7 +217,7 @@ def _outcomes(g: _Gen, traffic: pl.DataFrame, models: list[str], listed: set[str
         present = 0
         for request in requests:
             draw = g.rng.random()
-            samples = 0 if draw < miss else 1 if draw < 0.7 else 2 if draw < 0.9 else 3
+            samples = 0 if draw < miss else 1 if draw < 0.55 else 2 if draw < 0.85 else 3
             if request is requests[-1] and present == 0:
                 samples = max(samples, 1)  # every model answers something, or the policy cannot name it
             present += samples

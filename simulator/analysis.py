@@ -1,0 +1,256 @@
+"""The report's numbers: small aggregated tables computed from a replay's decisions, calls and summary.
+
+Every function here is pure: frames and dicts in, plain dicts and lists out (JSON-ready), so the tables can
+be saved with the results and the report rendered again without the data. The report itself only reads
+and formats them.
+
+Definitions and assumptions:
+- Cost per 1,000 requests is total cost / requests x 1,000, so policies replayed on different numbers of
+  requests (a sample, another window) can be set side by side.
+- Break-even escalation rate of a multi-step plan: with c1 = mean cost of the first step's calls per request
+  of the plan and cL = mean cost of the last step's calls per request that reached the last step, the plan
+  costs c1 + e x cL per request at escalation rate e, and sending the same traffic straight to the last
+  step costs cL. They cost the same at e* = 1 - c1 / cL. e* is undefined when no request reached the last
+  step or cL = 0. A step's checker calls count as part of that step; retries are left out. For plans of
+  three or more steps the middle steps are left out too, so the true break-even lies below e*.
+- Baselines send every request of the window (or sample) to one model, using its first answer
+  (`sample` 0), priced like the engine does (simulator.prices.price_calls). A model with no outcome for a
+  request is measured on the requests it has. A model that cannot be priced is listed as unpriced.
+- The oracle picks, for every request, the cheapest model whose answer passed (passed and hard_check_ok).
+  When no model passes, the request counts as a failure at the cheapest model's cost.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from simulator.contract import Dataset
+from simulator.engine import select_requests
+from simulator.errors import RoutesimError
+from simulator.prices import PriceSheet, price_calls
+from simulator.scenario import QualityBar, Scenario
+
+PER_THOUSAND = 1000
+LATENCY_QUANTILES = (0.05, 0.25, 0.50, 0.75, 0.95, 0.99)
+ALL_REQUESTS = "all requests"
+# Time buckets for escalation over time, finest first: the finest with at most MAX_BUCKETS buckets and
+# at least MIN_PER_BUCKET requests per bucket on average is used, else the coarsest.
+BUCKETS = (("hour", "1h", 3_600), ("day", "1d", 86_400), ("week", "1w", 604_800))
+MAX_BUCKETS = 500
+MIN_PER_BUCKET = 3
+
+
+def per_thousand(cost_usd: float, requests: int) -> float | None:
+    return cost_usd / requests * PER_THOUSAND if requests else None
+
+
+def break_even(first_step_cost: float | None, last_step_cost: float | None) -> float | None:
+    """e* = 1 - c1 / cL: the escalation rate above which the cascade costs more than its last step alone."""
+    if first_step_cost is None or not last_step_cost:
+        return None
+    return 1 - first_step_cost / last_step_cost
+
+
+def _step_costs(calls: pl.DataFrame, step: int) -> pl.DataFrame:
+    """Cost per request of one plan step (its model call plus any checker call)."""
+    return (calls.filter(pl.col("kind").is_in(["step", "checker"]) & (pl.col("seq") == step))
+            .group_by("rid").agg(pl.col("cost_usd").sum()))
+
+
+def cascades(decisions: pl.DataFrame, calls: pl.DataFrame,
+             plans: list[tuple[str, list[str]]] | None = None) -> list[dict]:
+    """Each multi-step plan's first/last step costs, escalation rate, break-even and escalation over time.
+
+    `plans` gives each plan's label and step models; without it (results saved by `routesim replay`) a
+    plan's length is taken as the most steps any of its requests took.
+    """
+    if plans is None:
+        lengths = decisions.filter("multi_step").group_by("plan").agg(pl.col("steps_taken").max()).sort("plan")
+        plans = [(label, [""] * length) for label, length in lengths.iter_rows()]
+    found = []
+    for label, steps in plans:
+        if len(steps) < 2:
+            continue
+        rows = decisions.filter(pl.col("plan") == label)
+        if rows.height == 0:
+            continue
+        in_plan = calls.join(rows.select("rid"), on="rid", how="semi")
+        first, last = _step_costs(in_plan, 0), _step_costs(in_plan, len(steps) - 1)
+        c1 = first["cost_usd"].sum() / rows.height
+        cl = last["cost_usd"].mean() if last.height else None
+        e_star = break_even(c1, cl)
+        rate = rows["escalated"].cast(pl.Float64).mean()
+        found.append({
+            "plan": label,
+            "steps": steps,
+            "requests": rows.height,
+            "first_step_cost_usd": c1,
+            "last_step_cost_usd": cl,
+            "reached_last": last.height,
+            "escalation_rate": rate,
+            "break_even_rate": e_star,
+            "cheaper_than_last": None if e_star is None else rate < e_star,
+            **escalation_over_time(rows),
+        })
+    return found
+
+
+def _bucket(rows: pl.DataFrame) -> tuple[str, str]:
+    span = (rows["ts"].max() - rows["ts"].min()).total_seconds()
+    for name, every, seconds in BUCKETS:
+        buckets = span / seconds + 1
+        if buckets <= MAX_BUCKETS and rows.height / buckets >= MIN_PER_BUCKET:
+            return name, every
+    return BUCKETS[-1][0], BUCKETS[-1][1]
+
+
+def escalation_over_time(rows: pl.DataFrame) -> dict:
+    """Escalation rate per time bucket (UTC), at the finest bucket size that keeps the series readable."""
+    name, every = _bucket(rows)
+    series = (rows.group_by(pl.col("ts").dt.truncate(every).alias("start"))
+              .agg(pl.len().alias("requests"), pl.col("escalated").sum().cast(pl.Int64).alias("escalated"))
+              .sort("start")
+              .with_columns((pl.col("escalated") / pl.col("requests")).alias("escalation_rate"),
+                            pl.col("start").dt.strftime("%Y-%m-%dT%H:%M:%SZ")))
+    return {"bucket": name, "over_time": series.to_dicts()}
+
+
+def latency_groups(decisions: pl.DataFrame) -> list[dict]:
+    """Latency quantiles per policy, overall and by how many model calls ran one after another."""
+    calls_made = pl.col("steps_taken") + pl.col("retry_attempts")
+    group = (pl.when(calls_made == 1).then(pl.lit("1 model call"))
+             .when(calls_made == 2).then(pl.lit("2 model calls"))
+             .otherwise(pl.lit("3+ model calls")).alias("group"))
+    quantiles = [pl.col("latency_ms").quantile(q, interpolation="linear").alias(f"p{round(q * 100)}_ms")
+                 for q in LATENCY_QUANTILES]
+    overall = decisions.select(pl.lit(ALL_REQUESTS).alias("group"), pl.len().alias("requests"), *quantiles)
+    split = decisions.group_by(group).agg(pl.len().alias("requests"), *quantiles).sort("group")
+    table = pl.concat([overall, split], how="vertical_relaxed")
+    return table.with_columns((pl.col("requests") / decisions.height).alias("share")).to_dicts()
+
+
+def cost_breakdown(decisions: pl.DataFrame, calls: pl.DataFrame) -> dict:
+    """Cost by model (from the calls) and by slice (from the requests), with shares and per-1,000 costs."""
+    total, requests = decisions["cost_usd"].sum(), decisions.height
+
+    def shares(frame: pl.DataFrame) -> list[dict]:
+        return frame.with_columns(
+            (pl.col("cost_usd") / total if total else pl.lit(None, pl.Float64)).alias("cost_share"),
+            (pl.col("cost_usd") / requests * PER_THOUSAND).alias("cost_per_1k_usd"),
+        ).to_dicts()
+
+    by_model = calls.group_by("model").agg(pl.len().alias("calls"), pl.col("cost_usd").sum()).sort("model")
+    by_slice = decisions.group_by("slice").agg(pl.len().alias("requests"), pl.col("cost_usd").sum()).sort("slice")
+    return {"by_model": shares(by_model), "by_slice": shares(by_slice)}
+
+
+def scenario_tables(summary: dict, decisions: pl.DataFrame, calls: pl.DataFrame,
+                    plans: list[tuple[str, list[str]]] | None = None) -> dict:
+    """Everything the report shows about one scenario beyond its summary."""
+    return {
+        "scenario": summary["scenario"],
+        "scenario_hash": summary["provenance"]["scenario_hash"],
+        "cost_per_1k_usd": per_thousand(summary["total_cost_usd"], summary["requests"]),
+        "cost": cost_breakdown(decisions, calls),
+        "latency": latency_groups(decisions),
+        "cascades": cascades(decisions, calls, plans),
+    }
+
+
+def plan_steps(scenario: Scenario) -> list[tuple[str, list[str]]]:
+    return [(label, [step.model for step in steps]) for label, steps in scenario.policy.plans()]
+
+
+def _bar_failures(by_slice: pl.DataFrame, overall: float, bar: QualityBar) -> list[str]:
+    failing = ["overall"] if overall < bar.default else []
+    return failing + [name for name, rate in by_slice.sort("slice").select("slice", "pass_rate").iter_rows()
+                      if rate < bar.for_slice(name)]
+
+
+def _priced_answers(requests: pl.DataFrame, data: Dataset, sheet: PriceSheet | None) -> tuple[pl.DataFrame, dict]:
+    answers = (data.outcomes.filter(pl.col("sample") == 0)
+               .select("request_id", "model", "input_tokens", "cached_input_tokens", "output_tokens",
+                       "latency_ms", "passed", "hard_check_ok", "score", pl.col("cost_usd").alias("recorded_cost_usd"))
+               .join(requests.lazy().select("request_id", "rid", "ts", "slice"), on="request_id", how="inner")
+               .with_columns((pl.col("passed") & pl.col("hard_check_ok")).alias("ok"))
+               .collect())
+    priced, unpriced = [], {}
+    for (model,), part in sorted(answers.partition_by("model", as_dict=True).items()):
+        try:
+            priced.append(price_calls(part, sheet))
+        except RoutesimError as error:
+            unpriced[model] = error.what
+    if not priced:
+        return answers.clear().with_columns(pl.lit(0.0).alias("cost_usd"), pl.lit("").alias("price_source")), unpriced
+    return pl.concat(priced, how="vertical"), unpriced
+
+
+def baselines(scenario: Scenario, data: Dataset, sheet: PriceSheet | None) -> dict:
+    """Every single-model baseline and the oracle, on the window (or sample) of `scenario`."""
+    requests = select_requests(scenario, data, ["request_id", "ts", "slice"])
+    answers, unpriced = _priced_answers(requests, data, sheet)
+    bar = scenario.quality_bar
+    metrics = [pl.len().alias("requests"), pl.col("cost_usd").sum().alias("total_cost_usd"),
+               pl.col("ok").cast(pl.Float64).mean().alias("pass_rate"), pl.col("score").mean().alias("mean_score")]
+    models = []
+    for (model,), part in sorted(answers.partition_by("model", as_dict=True).items()):
+        row = part.select(*metrics, pl.col("latency_ms").quantile(0.95, interpolation="linear").alias("latency_p95_ms"),
+                          pl.col("price_source").first()).to_dicts()[0]
+        failing = _bar_failures(part.group_by("slice").agg(*metrics), row["pass_rate"], bar)
+        models.append(row | {"model": model, "missing": requests.height - row["requests"],
+                             "cost_per_request_usd": row["total_cost_usd"] / row["requests"],
+                             "cost_per_1k_usd": per_thousand(row["total_cost_usd"], row["requests"]),
+                             "meets_bar": not failing, "bar_failures": failing})
+    return {
+        "window_of": scenario.name,
+        "requests": requests.height,
+        "quality_bar": bar.default,
+        "models": models,
+        "unpriced": unpriced,
+        "oracle": oracle(answers, bar),
+    }
+
+
+def oracle(answers: pl.DataFrame, bar: QualityBar) -> dict | None:
+    """The cheapest passing answer per request, else a failure at the cheapest answer's cost."""
+    if answers.height == 0:
+        return None
+    chosen = answers.sort("rid", pl.col("ok").not_(), "cost_usd", "model").unique("rid", keep="first")
+    metrics = [pl.len().alias("requests"), pl.col("cost_usd").sum().alias("total_cost_usd"),
+               pl.col("ok").cast(pl.Float64).mean().alias("pass_rate"), pl.col("score").mean().alias("mean_score")]
+    row = chosen.select(*metrics, (~pl.col("ok")).sum().cast(pl.Int64).alias("failures")).to_dicts()[0]
+    failing = _bar_failures(chosen.group_by("slice").agg(*metrics), row["pass_rate"], bar)
+    shares = chosen.group_by("model").agg((pl.len() / chosen.height).alias("share")).sort("model")
+    return row | {"cost_per_request_usd": row["total_cost_usd"] / row["requests"],
+                  "cost_per_1k_usd": per_thousand(row["total_cost_usd"], row["requests"]),
+                  "meets_bar": not failing, "bar_failures": failing,
+                  "model_share": dict(shares.iter_rows())}
+
+
+def headline(summaries: list[dict], baseline: dict | None) -> dict:
+    """The cheapest policy meeting its bar overall and in every slice, and its saving against a reference.
+
+    The cheapest is the one of least total cost (as in the CLI's comparison table). The reference is the
+    scenario named `flagship-everywhere` when present, else the most expensive single-model baseline. The
+    saving is the difference in cost per request times the policy's requests (the total difference when
+    both ran on the same requests).
+    """
+    meeting = [s for s in summaries if s["meets_bar"]]
+    if not meeting:
+        return {"policy": None}
+    best = min(meeting, key=lambda s: (s["total_cost_usd"], s["scenario"]))
+    reference = next(({"name": s["scenario"], "kind": "scenario", "cost_per_request_usd": s["cost_per_request_usd"],
+                       "requests": s["requests"]} for s in summaries if s["scenario"] == "flagship-everywhere"), None)
+    if reference is None and baseline and baseline["models"]:
+        top = max(baseline["models"], key=lambda m: (m["cost_per_request_usd"], m["model"]))
+        reference = {"name": top["model"], "kind": "baseline", "cost_per_request_usd": top["cost_per_request_usd"],
+                     "requests": top["requests"]}
+    saving = share = None
+    if reference is not None:
+        saving = (reference["cost_per_request_usd"] - best["cost_per_request_usd"]) * best["requests"]
+        if reference["cost_per_request_usd"]:
+            share = 1 - best["cost_per_request_usd"] / reference["cost_per_request_usd"]
+    return {"policy": best["scenario"], "total_cost_usd": best["total_cost_usd"], "requests": best["requests"],
+            "pass_rate": best["pass_rate"], "escalation_rate": best["escalation_rate"],
+            "latency_p95_ms": best["latency_p95_ms"], "reference": reference, "saving_usd": saving,
+            "saving_share": share}

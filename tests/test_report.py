@@ -1,0 +1,219 @@
+"""The report's tables (break-even, baselines, oracle), its chart specs, its escaping and `report --from`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import polars as pl
+import pytest
+from tests.report_helpers import HOSTILE, build, hostile_world, shipped, tiny_world
+
+from simulator import analysis, charts
+from simulator.contract import load_data
+from simulator.prices import load_prices
+from simulator.reporting import BASELINES_FILE, TABLES_FILE, load_report_inputs
+from simulator.scenario import load_scenario
+
+SMALL, BIG = 0.0012, 0.012  # the tiny world's prices: 1,000 input + 100 output tokens
+
+
+@pytest.fixture(scope="module")
+def week(tmp_path_factory):
+    """Report inputs over the shipped scenarios on the 50,000-request support week."""
+    results = build(shipped(), tmp_path_factory.mktemp("week") / "week.html")
+    return load_report_inputs(results)
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    return load_report_inputs(build(tiny_world(tmp_path), tmp_path / "tiny.html"))
+
+
+def _rows(spec: dict) -> dict[str, int]:
+    return {name: len(values) for name, values in spec.get("datasets", {}).items()}
+
+
+def _marks(spec: dict) -> list[dict]:
+    found = []
+    for part in spec.get("layer", []) + spec.get("vconcat", []):
+        found += _marks(part)
+    if "mark" in spec:
+        found.append(spec)
+    return found
+
+
+def _mark_type(layer: dict) -> str:
+    return layer["mark"] if isinstance(layer["mark"], str) else layer["mark"]["type"]
+
+
+def test_break_even_is_one_minus_first_over_last_step_cost():
+    assert analysis.break_even(0.001, 0.01) == pytest.approx(0.9)
+    assert analysis.break_even(0.001, 0.0) is None
+    assert analysis.break_even(0.001, None) is None
+    assert analysis.break_even(0.02, 0.01) == pytest.approx(-1.0)
+
+
+def test_cascade_costs_worked_by_hand():
+    """4 requests: small at $0.001 each (one also checked for $0.0005); 2 escalate to big at $0.01 and $0.02.
+
+    c1 = (4 x 0.001 + 0.0005) / 4 = 0.001125; cL = (0.01 + 0.02) / 2 = 0.015; e* = 1 - 0.001125/0.015 = 0.925.
+    The retry call is left out. At e = 0.5: 0.001125 + 0.5 x 0.015 = 0.008625 < 0.015, so the cascade is cheaper.
+    """
+    ts = dt.datetime(2026, 11, 16, tzinfo=dt.UTC)
+    decisions = pl.DataFrame({"rid": [0, 1, 2, 3], "plan": ["default"] * 4, "ts": [ts] * 4,
+                              "steps_taken": [1, 2, 2, 1], "escalated": [False, True, True, False],
+                              "multi_step": [True] * 4})
+    calls = pl.DataFrame({
+        "rid": [0, 1, 2, 3, 0, 1, 2, 3],
+        "seq": [0, 0, 0, 0, 0, 1, 1, 1],
+        "model": ["small"] * 4 + ["checker", "big", "big", "big"],
+        "kind": ["step"] * 4 + ["checker", "step", "step", "retry"],
+        "cost_usd": [0.001] * 4 + [0.0005, 0.01, 0.02, 0.5],
+    })
+    [cascade] = analysis.cascades(decisions, calls, [("default", ["small", "big"])])
+    assert cascade["first_step_cost_usd"] == pytest.approx(0.001125)
+    assert cascade["last_step_cost_usd"] == pytest.approx(0.015)
+    assert cascade["reached_last"] == 2
+    assert cascade["escalation_rate"] == 0.5
+    assert cascade["break_even_rate"] == pytest.approx(0.925)
+    assert cascade["cheaper_than_last"] is True
+    assert cascade["over_time"] == [{"start": "2026-11-16T00:00:00Z", "requests": 4, "escalated": 2,
+                                     "escalation_rate": 0.5}]
+
+
+def test_replayed_cascade_break_even(tiny):
+    """The tiny cascade: small ($0.0012) on a, b, c; b escalates to big ($0.012): e* = 1 - 0.0012/0.012."""
+    [cascade] = tiny.tables[0]["cascades"]
+    assert cascade["steps"] == ["small", "big"]
+    assert cascade["first_step_cost_usd"] == pytest.approx(SMALL)
+    assert cascade["last_step_cost_usd"] == pytest.approx(BIG)
+    assert cascade["break_even_rate"] == pytest.approx(0.9)
+    assert cascade["escalation_rate"] == pytest.approx(1 / 3)
+    assert tiny.tables[1]["cascades"] == []
+
+
+def test_baselines_and_oracle_worked_by_hand(world):
+    """a: small passed but its hard check failed, big passed -> big. b: only big passed -> big.
+    c: nobody passed -> a failure at small's cost. Oracle: 0.012 + 0.012 + 0.0012 = 0.0252, pass 2/3."""
+    outcomes = pl.read_parquet(world.data / "outcomes.parquet").with_columns(
+        pl.when((pl.col("request_id") == "a") & (pl.col("model") == "small")).then(False)
+        .otherwise(pl.col("hard_check_ok")).alias("hard_check_ok"),
+        pl.when(pl.col("request_id") == "c").then(False).otherwise(pl.col("passed")).alias("passed"))
+    world.write_data(pl.read_parquet(world.data / "traffic.parquet"), outcomes)
+    scenario = load_scenario(world.scenario())
+    found = analysis.baselines(scenario, load_data(world.data), load_prices(world.prices))
+
+    models = {row["model"]: row for row in found["models"]}
+    assert models["small"]["total_cost_usd"] == pytest.approx(3 * SMALL)
+    assert models["small"]["pass_rate"] == 0.0
+    assert models["big"]["total_cost_usd"] == pytest.approx(3 * BIG)
+    assert models["big"]["pass_rate"] == pytest.approx(2 / 3)
+    assert models["big"]["bar_failures"] == ["overall", "contract"]
+    oracle = found["oracle"]
+    assert oracle["total_cost_usd"] == pytest.approx(2 * BIG + SMALL)
+    assert oracle["cost_per_1k_usd"] == pytest.approx((2 * BIG + SMALL) / 3 * 1000)
+    assert oracle["pass_rate"] == pytest.approx(2 / 3)
+    assert oracle["failures"] == 1
+    assert oracle["model_share"] == pytest.approx({"big": 2 / 3, "small": 1 / 3})
+    assert found["requests"] == 3 and found["unpriced"] == {}
+
+
+def test_flagship_baseline_matches_flagship_everywhere(week):
+    flagship = next(m for m in week.baselines["models"] if m["model"] == "flagship")
+    replayed = next(s for s in week.summaries if s["scenario"] == "flagship-everywhere")
+    assert flagship["total_cost_usd"] == pytest.approx(replayed["total_cost_usd"])
+    assert flagship["pass_rate"] == pytest.approx(replayed["pass_rate"])
+    assert week.baselines["oracle"]["pass_rate"] >= flagship["pass_rate"]
+
+
+def test_headline_against_most_expensive_baseline_without_flagship_everywhere(tiny):
+    """Cascade $0.0156 for 3 requests against big at $0.012 a request: saves 0.0204, 56.7%."""
+    top = tiny.headline
+    assert top["policy"] == "cascade"
+    assert top["reference"]["name"] == "big" and top["reference"]["kind"] == "baseline"
+    assert top["saving_usd"] == pytest.approx(3 * BIG - (3 * SMALL + BIG))
+    assert top["saving_share"] == pytest.approx(1 - (3 * SMALL + BIG) / (3 * BIG))
+
+
+def test_headline_when_nothing_meets_the_bar():
+    assert analysis.headline([{"scenario": "x", "meets_bar": False}], None) == {"policy": None}
+
+
+def test_cost_quality_chart_draws_policies_baselines_oracle_and_the_bar(week):
+    spec = charts.cost_quality(week).to_dict()
+    marks = _marks(spec)
+    rule = next(layer for layer in marks if _mark_type(layer) == "rule")
+    assert rule["encoding"]["y"]["field"] == "bar"
+    bars = spec["datasets"][rule["data"]["name"]]
+    assert [row["bar"] for row in bars] == [0.9]
+    dots = next(layer for layer in marks if _mark_type(layer) == "circle")
+    assert dots["encoding"]["x"]["field"] == "cost_per_1k_usd" and dots["encoding"]["y"]["field"] == "pass_rate"
+    assert dots["encoding"]["x"]["scale"]["type"] == "log"
+    names = {row["name"] for values in spec["datasets"].values() for row in values if "name" in row}
+    assert names == {*(s["scenario"] for s in week.summaries), "small only", "medium only", "large only",
+                     "flagship only", "oracle"}
+
+
+def test_charts_plot_small_aggregated_tables(week):
+    for name, chart in charts.all_charts(week).items():
+        rows = _rows(chart.to_dict())
+        assert rows, name
+        assert sum(rows.values()) <= 600, (name, rows)
+    escalation = charts.escalation(week).to_dict()
+    assert len(escalation["vconcat"]) == 3
+    hourly = [n for n in _rows(escalation).values() if n == 168]
+    assert len(hourly) == 2  # cascade and stacked: a week by the hour; the 30-request drill goes by day
+
+
+def test_latency_and_escalation_chart_encodings(week):
+    latency = charts.latency(week).to_dict()
+    types = [_mark_type(layer) for layer in _marks(latency)]
+    assert types == ["rule", "bar", "tick"]
+    whisker = _marks(latency)[0]["encoding"]
+    assert whisker["x"]["field"] == "p5_ms" and whisker["x2"]["field"] == "p99_ms"
+    assert whisker["yOffset"]["field"] == "group"
+    first_panel = _marks(charts.escalation(week).to_dict()["vconcat"][0])
+    assert [_mark_type(layer) for layer in first_panel] == ["line", "rule", "text"]
+    assert first_panel[0]["encoding"]["x"]["type"] == "temporal"
+    assert first_panel[1]["encoding"]["y"]["field"] == "rate"
+
+
+def test_report_from_saved_results_is_byte_identical_without_the_data(cli, tmp_path):
+    paths = tiny_world(tmp_path)
+    first, again = tmp_path / "reports" / "tiny.html", tmp_path / "again.html"
+    result = cli("report", *paths, "-o", first)
+    assert result.code == 0, result.err
+    results = tmp_path / "reports" / "tiny-results"
+    assert str(first) in result.out and (results / BASELINES_FILE).is_file()
+    assert (results / "cascade" / TABLES_FILE).is_file()
+    (tmp_path / "data").rename(tmp_path / "gone")
+    result = cli("report", "--from", results, "-o", again)
+    assert result.code == 0, result.err
+    assert again.read_bytes() == first.read_bytes()
+    assert not list(first.parent.glob(".*.tmp"))
+
+
+def test_report_from_replay_save_results_computes_tables_from_parquet(cli, tmp_path):
+    paths = tiny_world(tmp_path)
+    assert cli("replay", *paths, "--save", tmp_path / "saved").code == 0
+    result = cli("report", "--from", tmp_path / "saved", "-o", tmp_path / "saved.html")
+    assert result.code == 0, result.err
+    page = (tmp_path / "saved.html").read_text()
+    assert "No baselines were saved" in page and "break-even" in page
+
+
+def test_report_needs_scenarios_or_from(cli, tmp_path):
+    result = cli("report", "-o", tmp_path / "x.html")
+    assert result.code == 2 and "--from" in result.err
+
+
+def test_names_from_the_data_are_escaped_everywhere(tmp_path):
+    build(hostile_world(tmp_path), tmp_path / "hostile.html")
+    page = (tmp_path / "hostile.html").read_text()
+    assert HOSTILE not in page and "<img src=x" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    specs = [block.split(">", 1)[1] for block in page.split('<script type="application/json"')[1:]]
+    texts = [spec.split("</script>", 1)[0] for spec in specs]
+    assert any("\\u003cscript\\u003ealert(1)\\u003c/script\\u003e" in text for text in texts)
+    assert any(HOSTILE in json.dumps(json.loads(text)) for text in texts)
