@@ -1,0 +1,181 @@
+"""From imported rows to a data folder: building the two tables, merging grades, writing atomically.
+
+Modelling rules (the README's "Importing logs" states them for users):
+- Rows that share a request id are answers to the same request: the earliest call gives the traffic row
+  (its time, slice, input tokens and named columns); every call is an outcome. Several models under one id
+  are candidates (shadow traffic, A/B tests); repeated calls of one model are its samples 0, 1, ... in
+  time order. Rows equal in every field but their position are one row exported twice.
+- `hard_check_ok` is the call's status (errors, truncated or filtered answers are false). Traffic logs
+  carry no grade, so `passed` is either assumed from the status (--assume-passed, kept as
+  `passed_source = assumed_from_status` and flagged in the report) or merged from an eval tool's grades.
+- Extra outcome columns: `passed_source`, `latency_source` and `cache_write_input_tokens` (the part of
+  the input written to a prompt cache; price sheets price it as ordinary input).
+- A folder is written to a temporary sibling and renamed into place, so an import either completes or
+  leaves the folder as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import polars as pl
+
+from simulator.contract import OUTCOMES_FILE, TRAFFIC_FILE, read_parquet, validate_folder, validate_frames
+from simulator.errors import RoutesimError
+from simulator.importers.rows import ImportLog, Row
+
+REPORT_FILE = "import-report.json"
+ASSUMED = "assumed_from_status"
+GRADED = "graded"
+
+ROW_SCHEMA = {
+    "where": pl.String, "request_id": pl.String, "ts": pl.Datetime("us", "UTC"), "model": pl.String,
+    "sample": pl.Int64, "slice": pl.String, "input_tokens": pl.Int64, "cached_input_tokens": pl.Int64,
+    "cache_write_tokens": pl.Int64, "output_tokens": pl.Int64, "latency_ms": pl.Float64, "ttft_ms": pl.Float64,
+    "cost_usd": pl.Float64, "ok": pl.Boolean, "passed": pl.Boolean, "score": pl.Float64,
+    "confidence": pl.Float64, "checker_score": pl.Float64, "grader": pl.String, "latency_source": pl.String,
+}
+# What a call needs to become an outcome, checked in this order; the first one missing drops the row.
+REQUIRED = (("request_id", "no request id"), ("model", "no model name"), ("ts", "no timestamp"),
+            ("input_tokens", "no input token count"), ("output_tokens", "no output token count"),
+            ("latency_ms", "no latency"))
+
+def rows_frame(rows: list[Row], columns: list[str]) -> pl.DataFrame:
+    """The rows as one frame in input order (`order`), with the user's named columns as strings."""
+    data = {name: [getattr(row, name) for row in rows] for name in ROW_SCHEMA}
+    data |= {name: [row.columns.get(name) for row in rows] for name in columns}
+    schema = ROW_SCHEMA | {name: pl.String for name in columns}
+    return pl.DataFrame(data, schema=schema).with_row_index("order")
+
+
+def drop_missing(frame: pl.DataFrame, log: ImportLog, required=REQUIRED) -> pl.DataFrame:
+    for column, reason in required:
+        missing = frame.filter(pl.col(column).is_null())
+        if missing.height:
+            log.drop_many(reason, missing["where"].head(3).to_list(), missing.height)
+            frame = frame.filter(pl.col(column).is_not_null())
+    return frame
+
+
+def drop_duplicates(frame: pl.DataFrame, log: ImportLog) -> pl.DataFrame:
+    """Rows equal in every field but where they were read: the same call exported twice."""
+    content = [name for name in frame.columns if name not in ("where", "order")]
+    repeated = ~pl.struct(content).is_first_distinct()
+    duplicates = frame.filter(repeated)
+    if duplicates.height:
+        log.drop_many("duplicate of an earlier row (overlapping exports?)", duplicates["where"].head(3).to_list(),
+                      duplicates.height)
+    return frame.filter(~repeated)
+
+
+def build_tables(rows: list[Row], log: ImportLog, *, columns: list[str], default_slice: str,
+                 assume_passed: bool) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """traffic and outcomes from imported rows, by the rules in the module docstring."""
+    frame = drop_duplicates(drop_missing(rows_frame(rows, columns), log), log)
+    if frame.height == 0:
+        raise RoutesimError(f"no row could be imported ({log.rows_read:,} read, {log.dropped_total:,} dropped)",
+                            where=", ".join(log.files), fix="see the dropped rows above: " + "; ".join(
+                                f"{reason}: {examples[0]}" for reason, examples in log.dropped_examples.items()))
+    ungraded = frame.filter(pl.col("passed").is_null())
+    if ungraded.height and not assume_passed:
+        raise RoutesimError(
+            f"{ungraded.height:,} call(s) carry no grade, and the data contract needs 'passed' on every outcome",
+            where=ungraded["where"][0],
+            fix="add --assume-passed to take a successful call as passed (flagged in the report and in the "
+                "outcomes column passed_source), then merge real grades with "
+                "'routesim import inspect-ai|promptfoo|csv FILE -o DATA_DIR --merge'")
+    if ungraded.height:
+        log.note(f"passed = the call succeeded, for {ungraded.height:,} ungraded call(s) (--assume-passed); "
+                 f"outcomes column passed_source = '{ASSUMED}'")
+    failed = frame.filter(~pl.col("ok")).height
+    if failed:
+        log.note(f"hard_check_ok = false for {failed:,} call(s) that failed or returned a truncated/filtered answer")
+
+    frame = frame.sort("request_id", "ts", "order").with_columns(
+        pl.coalesce("sample", pl.int_range(pl.len()).over("request_id", "model")).alias("sample"),
+        pl.when(pl.col("passed").is_null()).then(pl.lit(ASSUMED)).otherwise(pl.lit(GRADED)).alias("passed_source"),
+        pl.coalesce("passed", "ok").alias("passed"),
+    )
+    outcomes = frame.select(
+        "request_id", "model", "sample", "input_tokens", "cached_input_tokens", "output_tokens", "latency_ms",
+        "ttft_ms", "passed", "score", "confidence", "checker_score", pl.col("ok").alias("hard_check_ok"),
+        "cost_usd", "grader", "passed_source", "latency_source",
+        pl.col("cache_write_tokens").alias("cache_write_input_tokens"),
+    ).sort("request_id", "model", "sample")
+
+    conflicting = (frame.group_by("request_id").agg(pl.col("slice").drop_nulls().n_unique().alias("slices"))
+                   .filter(pl.col("slices") > 1).height)
+    if conflicting:
+        log.note(f"{conflicting:,} request(s) have calls tagged with different slices: the earliest call's is used")
+    traffic = (frame.group_by("request_id", maintain_order=True).first()
+               .select("request_id", "ts", "slice", "input_tokens", *columns))
+    unsliced = traffic.filter(pl.col("slice").is_null()).height
+    log.default(f"slice -> '{default_slice}' (no slice key on the request)", unsliced)
+    traffic = traffic.with_columns(pl.col("slice").fill_null(default_slice)).sort("ts", "request_id")
+    log.summary |= summarise(traffic, outcomes)
+    return traffic, outcomes
+
+
+def summarise(traffic: pl.DataFrame, outcomes: pl.DataFrame) -> dict:
+    models = outcomes.group_by("model").len().sort("model")
+    return {
+        "requests": traffic.height,
+        "calls": outcomes.height,
+        "models": ", ".join(f"{model} ({count:,})" for model, count in models.iter_rows()),
+        "slices": traffic["slice"].n_unique(),
+        "first_request": traffic["ts"].min().isoformat() if traffic.height else None,
+        "last_request": traffic["ts"].max().isoformat() if traffic.height else None,
+    }
+
+
+def check_target(out: Path, *, force: bool) -> None:
+    """Refuses to overwrite a folder that holds data unless asked, before any file is read."""
+    if out.exists() and not out.is_dir():
+        raise RoutesimError(f"{out} exists and is not a folder", fix="choose another -o DATA_DIR")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise RoutesimError(f"{out} already holds files", where=str(out),
+                            fix="choose a new -o DATA_DIR, add --force to replace it, or --merge to add grades to it")
+
+
+def write_folder(out: Path, traffic: pl.DataFrame, outcomes: pl.DataFrame, reports: list[dict]) -> None:
+    """Validates, then writes the folder to a temporary sibling and swaps it into place."""
+    validate_frames(traffic, outcomes).raise_if_problems(f"the imported data for {out}")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.import-", dir=out.parent))
+    retired = out.with_name(f".{out.name}.replaced-{os.getpid()}")
+    try:
+        traffic.write_parquet(staging / TRAFFIC_FILE, compression="zstd")
+        outcomes.write_parquet(staging / OUTCOMES_FILE, compression="zstd")
+        (staging / REPORT_FILE).write_text(json.dumps({"imports": reports}, indent=2) + "\n", encoding="utf-8")
+        if out.exists():
+            os.replace(out, retired)
+        os.replace(staging, out)
+    except BaseException:
+        if retired.exists() and not out.exists():
+            os.replace(retired, out)
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(retired, ignore_errors=True)
+
+
+def read_reports(folder: Path) -> list[dict]:
+    path = Path(folder) / REPORT_FILE
+    if not path.is_file():
+        return []
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))["imports"]
+    except (ValueError, KeyError, TypeError):
+        raise RoutesimError(f"{REPORT_FILE} is not a report routesim wrote", where=str(path),
+                            fix=f"move {REPORT_FILE} out of the folder and merge again") from None
+
+
+def read_folder(folder: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """A data folder to merge grades onto; it must already satisfy the contract."""
+    folder = Path(folder)
+    validate_folder(folder).raise_if_problems(f"data folder {folder}")
+    return read_parquet(folder / TRAFFIC_FILE), read_parquet(folder / OUTCOMES_FILE)

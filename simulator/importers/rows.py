@@ -1,0 +1,453 @@
+"""The record every importer produces, the report it keeps, and the parsing of single fields.
+
+A format module reads its files row by row (parsing JSON line by line is I/O, not replay work) and maps
+each row to a `Row`: one model call with its usage, timing, status and, for eval tools, its grade. A field
+it cannot use raises `BadRow`; the row is then dropped and counted in the `ImportLog` with its file, line
+and reason, so nothing is ever dropped silently.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import math
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from simulator.errors import RoutesimError
+
+# How the input tokens a source reports relate to its cache tokens.
+INCLUSIVE = "inclusive"  # cache reads and writes are part of the reported input (OpenAI's prompt_tokens)
+EXCLUSIVE = "exclusive"  # cache reads and writes come on top of the reported input (Anthropic's input_tokens)
+AUTO = "auto"
+USAGE_STYLES = (AUTO, INCLUSIVE, EXCLUSIVE)
+
+EXAMPLES = 3
+
+
+class BadRow(Exception):
+    """A row that cannot be imported: `reason` groups it in the report, `detail` says what was found."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+@dataclass
+class Row:
+    """One model call (or one graded answer) as read from a source row; None where the source has nothing."""
+
+    where: str
+    request_id: str | None = None
+    ts: dt.datetime | None = None
+    model: str | None = None
+    sample: int | None = None  # set only where the source numbers repeats itself (inspect-ai epochs)
+    slice: str | None = None
+    columns: dict[str, str | None] = field(default_factory=dict)
+    input_tokens: int | None = None  # all input tokens, cache reads and writes included
+    cached_input_tokens: int | None = None
+    cache_write_tokens: int | None = None
+    output_tokens: int | None = None
+    latency_ms: float | None = None
+    ttft_ms: float | None = None
+    cost_usd: float | None = None
+    ok: bool = True  # the call returned a well-formed answer: becomes hard_check_ok
+    passed: bool | None = None
+    score: float | None = None
+    confidence: float | None = None
+    checker_score: float | None = None
+    grader: str | None = None
+    latency_source: str = "recorded"
+
+
+@dataclass
+class ImportLog:
+    """What one import mapped, defaulted, assumed, ignored and dropped; printed and kept as JSON."""
+
+    format: str
+    files: list[str]
+    mapping: list[tuple[str, str]] = field(default_factory=list)
+    rows_read: int = 0
+    dropped: Counter = field(default_factory=Counter)
+    dropped_examples: dict[str, list[str]] = field(default_factory=dict)
+    ignored: Counter = field(default_factory=Counter)
+    defaulted: Counter = field(default_factory=Counter)
+    usage: Counter = field(default_factory=Counter)
+    notes: list[str] = field(default_factory=list)
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def drop(self, reason: str, where: str, detail: str = "") -> None:
+        self.drop_many(reason, [f"{where}: {detail}" if detail else where], 1)
+
+    def drop_many(self, reason: str, examples: list[str], count: int) -> None:
+        self.dropped[reason] += count
+        kept = self.dropped_examples.setdefault(reason, [])
+        kept.extend(examples[:EXAMPLES - len(kept)])
+
+    def ignore(self, kind: str) -> None:
+        self.ignored[kind] += 1
+
+    def default(self, what: str, count: int = 1) -> None:
+        if count:
+            self.defaulted[what] += count
+
+    def note(self, text: str) -> None:
+        if text not in self.notes:
+            self.notes.append(text)
+
+    @property
+    def dropped_total(self) -> int:
+        return sum(self.dropped.values())
+
+    def to_dict(self) -> dict:
+        return {
+            "format": self.format,
+            "files": self.files,
+            "rows_read": self.rows_read,
+            **self.summary,
+            "mapping": {target: source for target, source in self.mapping},
+            "defaulted": dict(sorted(self.defaulted.items())),
+            "assumptions": self.notes,
+            "usage_styles": dict(sorted(self.usage.items())),
+            "ignored": dict(sorted(self.ignored.items())),
+            "dropped": {reason: {"rows": count, "examples": self.dropped_examples[reason]}
+                        for reason, count in sorted(self.dropped.items())},
+        }
+
+    def lines(self) -> list[str]:
+        """The report as text, one fact per line."""
+        out = [f"read {self.rows_read:,} row(s) of {self.format} from {', '.join(self.files)}"]
+        for key, value in self.summary.items():
+            out.append(f"  {key.replace('_', ' ')}: {value}")
+        out.append("  mapped:")
+        out += [f"    {target} <- {source}" for target, source in self.mapping]
+        if self.defaulted:
+            out.append("  defaulted:")
+            out += [f"    {what}: {count:,} row(s)" for what, count in sorted(self.defaulted.items())]
+        if self.notes:
+            out.append("  assumed:")
+            out += [f"    {note}" for note in self.notes]
+        if self.usage:
+            out.append("  cache tokens:")
+            out += [f"    {style}: {count:,} call(s)" for style, count in sorted(self.usage.items())]
+        if self.ignored:
+            out.append("  ignored (not model calls):")
+            out += [f"    {kind}: {count:,}" for kind, count in sorted(self.ignored.items())]
+        if self.dropped:
+            out.append(f"  dropped: {self.dropped_total:,} row(s)")
+            for reason, count in sorted(self.dropped.items()):
+                out.append(f"    {reason}: {count:,}")
+                out += [f"      e.g. {example}" for example in self.dropped_examples[reason]]
+        else:
+            out.append("  dropped: none")
+        return out
+
+
+# Single fields. Each returns None for an absent value and raises BadRow for one it cannot use.
+
+def _absent(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and value.strip() == "")
+
+
+def number(value: Any, name: str, *, minimum: float | None = 0.0) -> float | None:
+    if _absent(value):
+        return None
+    if isinstance(value, bool):
+        raise BadRow(f"bad {name}", f"{name}={value!r} is not a number")
+    try:
+        parsed = float(value)
+    except (TypeError, ValueError):
+        raise BadRow(f"bad {name}", f"{name}={value!r} is not a number") from None
+    if math.isnan(parsed) or math.isinf(parsed):
+        raise BadRow(f"bad {name}", f"{name}={value!r} is not a finite number")
+    if minimum is not None and parsed < minimum:
+        raise BadRow(f"bad {name}", f"{name}={value!r} is below {minimum:g}")
+    return parsed
+
+
+def integer(value: Any, name: str) -> int | None:
+    parsed = number(value, name)
+    if parsed is None:
+        return None
+    if parsed != int(parsed):
+        raise BadRow(f"bad {name}", f"{name}={value!r} is not a whole number")
+    return int(parsed)
+
+
+TRUE_WORDS = {"true", "t", "yes", "y", "1", "pass", "passed", "ok", "correct", "c"}
+FALSE_WORDS = {"false", "f", "no", "n", "0", "fail", "failed", "incorrect", "i"}
+
+
+def boolean(value: Any, name: str) -> bool | None:
+    if _absent(value):
+        return None
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    word = str(value).strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise BadRow(f"bad {name}", f"{name}={value!r} is not true/false")
+
+
+def unit_score(value: Any, name: str, *, scale: float = 1.0) -> float | None:
+    """A score divided by `scale` (10 for a 1-10 rating); must land in 0..1."""
+    parsed = number(value, name, minimum=None)
+    if parsed is None:
+        return None
+    scaled = parsed / scale
+    if not 0.0 <= scaled <= 1.0:
+        hint = "" if scale != 1.0 else " (a score on another scale? give its maximum with --score-scale)"
+        raise BadRow(f"bad {name}", f"{name}={value!r} is not in 0..{scale:g}{hint}")
+    return scaled
+
+
+# Epoch numbers are told apart by size: seconds stay below 1e11 until the year 5138, and each finer
+# unit is a thousand times larger.
+_EPOCH_UNITS = ((1e11, 1.0), (1e14, 1e3), (1e17, 1e6), (math.inf, 1e9))
+
+
+def timestamp(value: Any, name: str) -> dt.datetime | None:
+    """A UTC datetime from an ISO 8601 string (naive taken as UTC) or an epoch in s, ms, us or ns."""
+    if _absent(value):
+        return None
+    if isinstance(value, dt.datetime):
+        parsed = value
+    elif isinstance(value, (int, float)) and not isinstance(value, bool) or _numeric_text(value):
+        seconds = _epoch_seconds(float(value))
+        return dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=seconds)
+    else:
+        try:
+            parsed = dt.datetime.fromisoformat(str(value).strip())
+        except ValueError:
+            raise BadRow(f"bad {name}", f"{name}={value!r} is not an ISO 8601 time or an epoch") from None
+    return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed.astimezone(dt.UTC)
+
+
+def _numeric_text(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _epoch_seconds(value: float) -> float:
+    for bound, per_second in _EPOCH_UNITS:
+        if abs(value) < bound:
+            return value / per_second
+    raise AssertionError("unreachable")
+
+
+def epoch_nanos(value: Any, name: str) -> int | None:
+    """OTLP's *UnixNano fields, which OTLP/JSON writes as strings to keep int64 precision."""
+    if _absent(value):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise BadRow(f"bad {name}", f"{name}={value!r} is not an integer of nanoseconds") from None
+
+
+def millis_between(start: dt.datetime | None, end: dt.datetime | None, name: str) -> float | None:
+    if start is None or end is None:
+        return None
+    elapsed = (end - start) / dt.timedelta(milliseconds=1)
+    if elapsed < 0:
+        raise BadRow(f"bad {name}", f"ends before it starts ({start.isoformat()} -> {end.isoformat()})")
+    return elapsed
+
+
+def json_field(value: Any, name: str) -> Any:
+    """A nested object that CSV exports (and some JSON ones) store as a JSON string."""
+    if _absent(value):
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if text[:1] in "{[":
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError as error:
+                raise BadRow(f"bad {name}", f"{name} is not valid JSON ({error.msg})") from None
+    return value
+
+
+def as_text(value: Any) -> str | None:
+    if _absent(value):
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def dig(source: Any, dotted: str) -> Any:
+    """source['a']['b'] for 'a.b'; a key that itself contains dots (gen_ai.usage.input_tokens) wins."""
+    if not isinstance(source, dict):
+        return None
+    if dotted in source:
+        return source[dotted]
+    head, _, rest = dotted.partition(".")
+    return dig(source.get(head), rest) if rest else None
+
+
+def tag_value(tags: Any, key: str) -> str | None:
+    """The value of a 'key:value' or 'key=value' tag."""
+    if not isinstance(tags, list):
+        return None
+    for tag in tags:
+        if isinstance(tag, str):
+            for separator in (":", "="):
+                if tag.startswith(key + separator):
+                    return tag[len(key) + 1:]
+    return None
+
+
+def first_value(key: str, *namespaces: Any) -> str | None:
+    """The first non-empty value of `key` across the namespaces, as text."""
+    for namespace in namespaces:
+        value = dig(namespace, key)
+        if not _absent(value):
+            return as_text(value)
+    return None
+
+
+def first_number(source: dict, names: tuple[str, ...], label: str) -> tuple[int | None, str | None]:
+    """The first of several alias fields that is present, as an integer, and the alias that had it."""
+    for name in names:
+        value = dig(source, name)
+        if not _absent(value):
+            return integer(value, label), name
+    return None, None
+
+
+def normalise_usage(reported: int | None, cache_read: int | None, cache_write: int | None, *,
+                    output: int | None, total: int | None, default_style: str, forced_style: str,
+                    log: ImportLog) -> tuple[int | None, int | None, int | None]:
+    """All input tokens and the cached part of them, whichever way the source counted.
+
+    OpenAI counts cached tokens inside prompt_tokens; Anthropic reports input_tokens next to separate
+    cache reads and writes. The style is `forced_style` when the user gave one; otherwise it is read off
+    the total when the source reports one (input + output + cache = total means the cache came on top),
+    taken as exclusive when the cache alone exceeds the input (it cannot be inside it), and else the
+    format's documented default.
+    """
+    if reported is None:
+        return None, cache_read, cache_write
+    cache = (cache_read or 0) + (cache_write or 0)
+    if forced_style != AUTO:
+        style = forced_style
+    elif cache == 0:
+        log.usage["no cache tokens"] += 1
+        return reported, cache_read, cache_write
+    elif total is not None and output is not None and reported + output + cache == total:
+        style = EXCLUSIVE
+    elif total is not None and output is not None and reported + output == total:
+        style = INCLUSIVE
+    elif cache > reported:
+        style = EXCLUSIVE
+    else:
+        style = default_style
+    if style == INCLUSIVE:
+        if cache > reported:
+            raise BadRow("cache tokens exceed input tokens",
+                         f"input {reported}, cache reads {cache_read or 0}, cache writes {cache_write or 0} "
+                         "(rerun with --usage exclusive if this source reports them on top of the input)")
+        log.usage["cache inside the reported input (OpenAI style)"] += 1
+        return reported, cache_read, cache_write
+    log.usage["cache added to the reported input (Anthropic style)"] += 1
+    return reported + cache, cache_read, cache_write
+
+
+# Reading files. JSON lines and CSV are read row by row so that one bad row is dropped, not the file.
+
+def _open_error(path: Path, error: Exception) -> RoutesimError:
+    if isinstance(error, UnicodeDecodeError):
+        return RoutesimError("not a UTF-8 text file", where=str(path), fix="export the file as UTF-8")
+    return RoutesimError(f"cannot read the file: {error}", where=str(path), fix="check the path and permissions")
+
+
+def json_lines(path: Path, log: ImportLog) -> Iterator[tuple[str, Any]]:
+    """(where, object) per non-empty line; a line that is not JSON is dropped and counted."""
+    try:
+        with path.open(encoding="utf-8") as handle:
+            for number_, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                where = f"{path}, line {number_}"
+                try:
+                    yield where, json.loads(line)
+                except json.JSONDecodeError as error:
+                    log.rows_read += 1
+                    log.drop("not valid JSON", where, f"{error.msg} at column {error.colno}")
+    except (OSError, UnicodeDecodeError) as error:
+        raise _open_error(path, error) from None
+
+
+def json_document(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise _open_error(path, error) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise RoutesimError(f"not valid JSON: {error.msg}", where=f"{path}, line {error.lineno}, column {error.colno}",
+                            fix="export the file again; a JSON lines file needs the .jsonl extension") from None
+
+
+def csv_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(where, row) per data row, every value a string or None; 'row N' counts data rows from 1."""
+    try:
+        frame = pl.read_csv(path, infer_schema=False, missing_utf8_is_empty_string=False)
+    except (OSError, UnicodeDecodeError) as error:
+        raise _open_error(path, error) from None
+    except pl.exceptions.PolarsError as error:
+        raise RoutesimError(f"not a readable CSV file: {str(error).splitlines()[0]}", where=str(path),
+                            fix="export the table as CSV with a header row") from None
+    for index, row in enumerate(frame.iter_rows(named=True), 1):
+        yield f"{path}, row {index}", row
+
+
+def csv_header(path: Path) -> list[str]:
+    try:
+        with path.open(encoding="utf-8", newline="") as handle:
+            return next(csv.reader(handle), [])
+    except (OSError, UnicodeDecodeError) as error:
+        raise _open_error(path, error) from None
+
+
+def records(path: Path, log: ImportLog, *, list_keys: tuple[str, ...] = ("data",)) -> Iterator[tuple[str, Any]]:
+    """Rows of a .jsonl, .json (a list, or a list under one of `list_keys`) or .csv export."""
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        yield from json_lines(path, log)
+    elif suffix == ".csv":
+        yield from csv_rows(path)
+    elif suffix == ".json":
+        document = json_document(path)
+        if isinstance(document, dict):
+            document = next((document[key] for key in list_keys if isinstance(document.get(key), list)), None)
+        if not isinstance(document, list):
+            raise RoutesimError(f"expected a list of rows{' or an object with ' + repr(list_keys[0]) if list_keys else ''}",
+                                where=str(path), fix="export the rows as JSON lines (.jsonl), a JSON list or CSV")
+        for index, item in enumerate(document, 1):
+            yield f"{path}, item {index}", item
+    else:
+        raise RoutesimError(f"unknown file type '{path.suffix}'", where=str(path),
+                            fix="name the export .jsonl, .json or .csv")
