@@ -147,7 +147,7 @@ def chart_figure(name: str, chart) -> Markup:
 
 def _when(provenance: dict) -> str:
     window = provenance.get("window")
-    span = f"{window['start']} to {window['end']} , end excluded" if window else "all requests"
+    span = f"{window['start']} to {window['end']}, end excluded" if window else "all requests"
     return span + (f", seeded sample of {count(provenance['sample']['requests'])}" if provenance.get("sample") else "")
 
 
