@@ -125,8 +125,8 @@ class Report:
             )
 
 
-def _examples(frame: pl.DataFrame, columns: list[str]) -> str:
-    rows = frame.select(columns).head(EXAMPLES).to_dicts()
+def _examples(frame: pl.LazyFrame, condition: pl.Expr, columns: list[str]) -> str:
+    rows = frame.filter(condition).select(columns).head(EXAMPLES).collect().to_dicts()
     return "; ".join(", ".join(f"{k}={v!r}" for k, v in row.items()) for row in rows)
 
 
@@ -148,73 +148,104 @@ def _check_columns(report: Report, file: str, schema: pl.Schema, columns: tuple[
     return usable
 
 
-def _check_values(report: Report, file: str, frame: pl.DataFrame, columns: tuple[Column, ...],
-                  key: list[str]) -> None:
+@dataclass(frozen=True)
+class RowCheck:
+    """A condition no row may meet, with how to report the rows that do."""
+
+    column: str
+    condition: pl.Expr
+    what: str  # formatted with the count of offending rows
+    shown: tuple[str, ...] = ()
+    fix: str = ""
+
+
+def _row_checks(columns: tuple[Column, ...]) -> list[RowCheck]:
+    checks = []
     for column in columns:
         values = pl.col(column.name)
         if not column.nullable:
-            bad = frame.filter(values.is_null())
-            if bad.height:
-                report.add(file, f"{bad.height} null value(s) in a column that must always be set",
-                           column=column.name, examples=_examples(bad, key))
+            checks.append(RowCheck(column.name, values.is_null(), "{} null value(s) in a column that must always be set"))
         if column.non_negative:
-            bad = frame.filter(values < 0)
-            if bad.height:
-                report.add(file, f"{bad.height} negative value(s)", column=column.name,
-                           examples=_examples(bad, [*key, column.name]), fix="counts and durations are >= 0")
+            checks.append(RowCheck(column.name, values < 0, "{} negative value(s)", (column.name,),
+                                   "counts and durations are >= 0"))
         if column.unit_interval:
-            bad = frame.filter((values < 0) | (values > 1) | values.is_nan())
-            if bad.height:
-                report.add(file, f"{bad.height} value(s) outside 0..1", column=column.name,
-                           examples=_examples(bad, [*key, column.name]), fix="scale scores to 0..1")
+            checks.append(RowCheck(column.name, (values < 0) | (values > 1) | values.is_nan(),
+                                   "{} value(s) outside 0..1", (column.name,), "scale scores to 0..1"))
+    return checks
 
 
-def _check_unique(report: Report, file: str, frame: pl.DataFrame, key: list[str]) -> None:
-    duplicated = frame.filter(pl.struct(key).is_duplicated())
-    if duplicated.height:
-        report.add(file, f"{duplicated.height} rows share a key ({', '.join(key)}) that must be unique",
-                   column=", ".join(key), examples=_examples(duplicated.sort(key), key),
-                   fix="keep one row per key, or number repeated answers with 'sample'")
+OUTCOME_ROW_CHECKS = (
+    RowCheck("cached_input_tokens", pl.col("cached_input_tokens") > pl.col("input_tokens"),
+             "{} row(s) with more cached than total input tokens", ("input_tokens", "cached_input_tokens"),
+             "cached_input_tokens counts the cached part of input_tokens"),
+    RowCheck("grader", pl.col("grader").is_not_null() & ~pl.col("grader").is_in(GRADERS),
+             "{} row(s) with an unknown grader", ("grader",), f"use one of {', '.join(GRADERS)} or leave it null"),
+)
 
 
-def validate_frames(traffic: pl.DataFrame, outcomes: pl.DataFrame, *, traffic_file: str = TRAFFIC_FILE,
-                    outcomes_file: str = OUTCOMES_FILE) -> Report:
-    """Every contract problem of a traffic/outcomes pair."""
+def _run_row_checks(report: Report, file: str, frame: pl.LazyFrame, checks: list[RowCheck],
+                    key: list[str]) -> None:
+    """One pass counts every check's offending rows; examples are fetched only for checks that fail."""
+    counts = frame.select(check.condition.fill_null(False).sum().alias(str(index))
+                          for index, check in enumerate(checks)).collect(engine="streaming").row(0)
+    for check, count in zip(checks, counts):
+        if count:
+            report.add(file, check.what.format(count), column=check.column, fix=check.fix,
+                       examples=_examples(frame, check.condition.fill_null(False), [*key, *check.shown]))
+
+
+def _check_keys(report: Report, traffic_file: str, traffic: pl.LazyFrame, outcomes_file: str,
+                outcomes: pl.LazyFrame) -> None:
+    rows, distinct = traffic.select(pl.len(), pl.col("request_id").n_unique()).collect().row(0)
+    if rows != distinct:
+        shared = (traffic.group_by("request_id").agg(pl.len().alias("rows")).filter(pl.col("rows") > 1)
+                  .sort("request_id").head(EXAMPLES).collect())
+        report.add(traffic_file, f"{rows - distinct} duplicate row(s): request_id must be unique",
+                   column="request_id", fix="keep one row per request",
+                   examples="; ".join(f"request_id={r!r} ({n} rows)" for r, n in shared.iter_rows()))
+    # One pass over request x model pairs finds both repeated samples and gaps in their numbering.
+    pairs = outcomes.group_by("request_id", "model").agg(
+        pl.len().alias("rows"), pl.col("sample").n_unique().alias("distinct"), pl.col("sample").max().alias("top"))
+    repeated, gapped = pairs.select((pl.col("rows") - pl.col("distinct")).sum(),
+                                    (pl.col("top") + 1 != pl.col("distinct")).sum()).collect(engine="streaming").row(0)
+    for count, condition, what, fix in (
+            (repeated, pl.col("rows") > pl.col("distinct"),
+             "{} duplicate row(s): (request_id, model, sample) must be unique",
+             "keep one row per key, or number repeated answers with 'sample'"),
+            (gapped, pl.col("top") + 1 != pl.col("distinct"),
+             "{} request x model pair(s) whose samples do not run 0, 1, 2, ...",
+             "number the answers of one model to one request from 0 without gaps")):
+        if count:
+            shown = pairs.filter(condition).sort("request_id", "model").head(EXAMPLES).collect()
+            report.add(outcomes_file, what.format(count), column="request_id, model, sample", fix=fix,
+                       examples="; ".join(f"request_id={r!r}, model={m!r} ({n} rows, samples up to {t})"
+                                          for r, m, n, _, t in shown.iter_rows()))
+    orphans = outcomes.join(traffic.select("request_id"), on="request_id", how="anti")
+    orphan_rows = orphans.select(pl.len()).collect(engine="streaming").item()
+    if orphan_rows:
+        report.add(outcomes_file, f"{orphan_rows} outcome row(s) for requests not in {traffic_file}",
+                   column="request_id", examples=_examples(orphans, pl.lit(True), ["request_id", "model", "sample"]),
+                   fix="drop outcomes of unknown requests or add the requests to the traffic")
+
+
+def validate_frames(traffic: pl.DataFrame | pl.LazyFrame, outcomes: pl.DataFrame | pl.LazyFrame, *,
+                    traffic_file: str = TRAFFIC_FILE, outcomes_file: str = OUTCOMES_FILE) -> Report:
+    """Every contract problem of a traffic/outcomes pair.
+
+    Works on lazy scans, so a 10M-request folder is checked in a few streaming passes without being
+    loaded whole.
+    """
+    traffic, outcomes = traffic.lazy(), outcomes.lazy()
     report = Report()
-    traffic_usable = _check_columns(report, traffic_file, traffic.schema, TRAFFIC_COLUMNS)
-    outcomes_usable = _check_columns(report, outcomes_file, outcomes.schema, OUTCOME_COLUMNS)
+    traffic_usable = _check_columns(report, traffic_file, traffic.collect_schema(), TRAFFIC_COLUMNS)
+    outcomes_usable = _check_columns(report, outcomes_file, outcomes.collect_schema(), OUTCOME_COLUMNS)
     if traffic_usable:
-        _check_values(report, traffic_file, traffic, TRAFFIC_COLUMNS, ["request_id"])
-        _check_unique(report, traffic_file, traffic, ["request_id"])
+        _run_row_checks(report, traffic_file, traffic, _row_checks(TRAFFIC_COLUMNS), ["request_id"])
     if outcomes_usable:
-        key = ["request_id", "model", "sample"]
-        _check_values(report, outcomes_file, outcomes, OUTCOME_COLUMNS, key)
-        _check_unique(report, outcomes_file, outcomes, key)
-        cached_over = outcomes.filter(pl.col("cached_input_tokens") > pl.col("input_tokens"))
-        if cached_over.height:
-            report.add(outcomes_file, f"{cached_over.height} row(s) with more cached than total input tokens",
-                       column="cached_input_tokens",
-                       examples=_examples(cached_over, [*key, "input_tokens", "cached_input_tokens"]),
-                       fix="cached_input_tokens counts the cached part of input_tokens")
-        unknown_grader = outcomes.filter(pl.col("grader").is_not_null() & ~pl.col("grader").is_in(GRADERS))
-        if unknown_grader.height:
-            report.add(outcomes_file, f"{unknown_grader.height} row(s) with an unknown grader", column="grader",
-                       examples=_examples(unknown_grader, [*key, "grader"]),
-                       fix=f"use one of {', '.join(GRADERS)} or leave it null")
-        gaps = (outcomes.group_by("request_id", "model")
-                .agg(pl.col("sample").max().alias("max_sample"), pl.len().alias("samples"))
-                .filter(pl.col("max_sample") + 1 != pl.col("samples")))
-        if gaps.height:
-            report.add(outcomes_file, f"{gaps.height} request x model pair(s) whose samples do not run 0, 1, 2, ...",
-                       column="sample", examples=_examples(gaps.sort("request_id", "model"),
-                                                           ["request_id", "model", "max_sample", "samples"]),
-                       fix="number the answers of one model to one request from 0 without gaps")
+        _run_row_checks(report, outcomes_file, outcomes, [*_row_checks(OUTCOME_COLUMNS), *OUTCOME_ROW_CHECKS],
+                        ["request_id", "model", "sample"])
     if traffic_usable and outcomes_usable:
-        orphans = outcomes.join(traffic.select("request_id"), on="request_id", how="anti")
-        if orphans.height:
-            report.add(outcomes_file, f"{orphans.height} outcome row(s) for requests not in {traffic_file}",
-                       column="request_id", examples=_examples(orphans.sort(key), key),
-                       fix="drop outcomes of unknown requests or add the requests to the traffic")
+        _check_keys(report, traffic_file, traffic, outcomes_file, outcomes)
     return report
 
 
@@ -241,9 +272,12 @@ def data_files(folder: Path) -> tuple[Path, Path]:
     return traffic_path, outcomes_path
 
 
-def read_parquet(path: Path) -> pl.DataFrame:
+def scan_parquet(path: Path) -> pl.LazyFrame:
+    """A lazy scan of a Parquet file, failing now (not at first use) when the file is not Parquet."""
     try:
-        return pl.read_parquet(path)
+        scan = pl.scan_parquet(path)
+        scan.collect_schema()
+        return scan
     except Exception as error:  # polars raises several types for unreadable files
         raise RoutesimError(f"cannot read {path} as Parquet: {error}".splitlines()[0], where=str(path),
                             fix="write the file with a Parquet writer (polars, pyarrow, duckdb)") from None
@@ -262,7 +296,7 @@ def fingerprint(paths: list[Path]) -> str:
 
 def validate_folder(folder: Path) -> Report:
     traffic_path, outcomes_path = data_files(folder)
-    return validate_frames(read_parquet(traffic_path), read_parquet(outcomes_path),
+    return validate_frames(scan_parquet(traffic_path), scan_parquet(outcomes_path),
                            traffic_file=str(traffic_path), outcomes_file=str(outcomes_path))
 
 

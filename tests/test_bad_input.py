@@ -109,7 +109,14 @@ def test_mistyped_column(cli, world):
 
 def test_duplicate_request_ids_show_examples(cli, world):
     world.write_data(tiny_traffic().with_columns(pl.lit("a").alias("request_id")), tiny_outcomes())
-    assert_bad_input(cli("validate", world.data), "3 rows share a key (request_id)", "request_id='a'")
+    assert_bad_input(cli("validate", world.data), "2 duplicate row(s): request_id must be unique",
+                     "request_id='a' (3 rows)")
+
+
+def test_duplicate_outcome_keys_show_examples(cli, world):
+    world.write_data(tiny_traffic(), pl.concat([tiny_outcomes(), tiny_outcomes().head(1)]))
+    assert_bad_input(cli("validate", world.data), "1 duplicate row(s): (request_id, model, sample) must be unique",
+                     "request_id='a', model='small' (2 rows")
 
 
 def test_negative_tokens(cli, world):
