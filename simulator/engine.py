@@ -214,7 +214,7 @@ def _with_plan_models(finals: pl.DataFrame, policy: CompiledPolicy) -> pl.DataFr
 class _Run:
     """Mutable bookkeeping of one replay: call records and missing outcomes."""
 
-    def __init__(self, scenario: Scenario, sheet: PriceSheet | None, answers: Answers, keep: list[str],
+    def __init__(self, scenario: Scenario, sheet: PriceSheet | None, answers: Answers | None, keep: list[str],
                  answer_only: list[str]):
         self.scenario = scenario
         self.sheet = sheet
@@ -327,15 +327,14 @@ def replay(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
     requests = assign_plans(select_requests(scenario, data, request_columns), policy.rules)
 
     progress("loading outcomes")
-    answers = Answers(data, requests, scenario.policy.models(),
-                      [c for c in policy.answer_columns if c not in REQUEST_IDENTITY])
     carried = [c for c in policy.answer_columns if c not in REQUEST_IDENTITY]
-    run = _Run(scenario, sheet, answers, [*REQUEST_IDENTITY, *carried, "total_cost_usd", "total_latency_ms"],
-               carried)
+    run = _Run(scenario, sheet, Answers(data, requests, scenario.policy.models(), carried),
+               [*REQUEST_IDENTITY, *carried, "total_cost_usd", "total_latency_ms"], carried)
     requests = requests.select(REQUEST_IDENTITY)
 
     finals = _plan_stage(run, requests, policy, progress)
     finals = _retry_stage(run, finals, policy, progress)
+    run.answers = None  # the outcomes are the largest frame: free them before the final sorts
     progress("summarising")
     finals, missing_by_model = _raise_or_drop_missing(run, finals)
 
