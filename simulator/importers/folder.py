@@ -24,7 +24,7 @@ from pathlib import Path
 
 import polars as pl
 
-from simulator.contract import OUTCOMES_FILE, TRAFFIC_FILE, read_parquet, validate_folder, validate_frames
+from simulator.contract import OUTCOMES_FILE, TRAFFIC_FILE, scan_parquet, validate_folder, validate_frames
 from simulator.errors import RoutesimError
 from simulator.importers.rows import ImportLog, Row
 
@@ -38,11 +38,13 @@ ROW_SCHEMA = {
     "cache_write_tokens": pl.Int64, "output_tokens": pl.Int64, "latency_ms": pl.Float64, "ttft_ms": pl.Float64,
     "cost_usd": pl.Float64, "ok": pl.Boolean, "passed": pl.Boolean, "score": pl.Float64,
     "confidence": pl.Float64, "checker_score": pl.Float64, "grader": pl.String, "latency_source": pl.String,
+    "usage_style": pl.String,
 }
 # What a call needs to become an outcome, checked in this order; the first one missing drops the row.
 REQUIRED = (("request_id", "no request id"), ("model", "no model name"), ("ts", "no timestamp"),
             ("input_tokens", "no input token count"), ("output_tokens", "no output token count"),
             ("latency_ms", "no latency"))
+
 
 def rows_frame(rows: list[Row], columns: list[str]) -> pl.DataFrame:
     """The rows as one frame in input order (`order`), with the user's named columns as strings."""
@@ -78,8 +80,7 @@ def build_tables(rows: list[Row], log: ImportLog, *, columns: list[str], default
     frame = drop_duplicates(drop_missing(rows_frame(rows, columns), log), log)
     if frame.height == 0:
         raise RoutesimError(f"no row could be imported ({log.rows_read:,} read, {log.dropped_total:,} dropped)",
-                            where=", ".join(log.files), fix="see the dropped rows above: " + "; ".join(
-                                f"{reason}: {examples[0]}" for reason, examples in log.dropped_examples.items()))
+                            where=", ".join(log.files), fix="see why each row was dropped in the report above")
     ungraded = frame.filter(pl.col("passed").is_null())
     if ungraded.height and not assume_passed:
         raise RoutesimError(
@@ -91,6 +92,7 @@ def build_tables(rows: list[Row], log: ImportLog, *, columns: list[str], default
     if ungraded.height:
         log.note(f"passed = the call succeeded, for {ungraded.height:,} ungraded call(s) (--assume-passed); "
                  f"outcomes column passed_source = '{ASSUMED}'")
+    log.usage.update(dict(frame.group_by("usage_style").len().drop_nulls().iter_rows()))
     failed = frame.filter(~pl.col("ok")).height
     if failed:
         log.note(f"hard_check_ok = false for {failed:,} call(s) that failed or returned a truncated/filtered answer")
@@ -115,6 +117,8 @@ def build_tables(rows: list[Row], log: ImportLog, *, columns: list[str], default
                .select("request_id", "ts", "slice", "input_tokens", *columns))
     unsliced = traffic.filter(pl.col("slice").is_null()).height
     log.default(f"slice -> '{default_slice}' (no slice key on the request)", unsliced)
+    for name in columns:
+        log.default(f"column {name}: null (no such key on the request)", traffic[name].null_count())
     traffic = traffic.with_columns(pl.col("slice").fill_null(default_slice)).sort("ts", "request_id")
     log.summary |= summarise(traffic, outcomes)
     return traffic, outcomes
@@ -141,17 +145,20 @@ def check_target(out: Path, *, force: bool) -> None:
                             fix="choose a new -o DATA_DIR, add --force to replace it, or --merge to add grades to it")
 
 
-def write_folder(out: Path, traffic: pl.DataFrame, outcomes: pl.DataFrame, reports: list[dict]) -> None:
-    """Validates, then writes the folder to a temporary sibling and swaps it into place."""
-    validate_frames(traffic, outcomes).raise_if_problems(f"the imported data for {out}")
+def write_folder(out: Path, traffic: pl.DataFrame, outcomes: pl.DataFrame, files: dict[str, str]) -> None:
+    """Validates, then writes the tables and `files` (name -> text) to a temporary sibling folder and swaps
+    it into place: a failure leaves `out` as it was."""
+    validate_frames(traffic, outcomes).raise_if_problems(f"the data for {out}")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.import-", dir=out.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.writing-", dir=out.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; the folder it becomes is an ordinary one
     retired = out.with_name(f".{out.name}.replaced-{os.getpid()}")
     try:
         traffic.write_parquet(staging / TRAFFIC_FILE, compression="zstd")
         outcomes.write_parquet(staging / OUTCOMES_FILE, compression="zstd")
-        (staging / REPORT_FILE).write_text(json.dumps({"imports": reports}, indent=2) + "\n", encoding="utf-8")
+        for name, text in files.items():
+            (staging / name).write_text(text, encoding="utf-8")
         if out.exists():
             os.replace(out, retired)
         os.replace(staging, out)
@@ -161,6 +168,10 @@ def write_folder(out: Path, traffic: pl.DataFrame, outcomes: pl.DataFrame, repor
         shutil.rmtree(staging, ignore_errors=True)
         raise
     shutil.rmtree(retired, ignore_errors=True)
+
+
+def report_file(reports: list[dict]) -> dict[str, str]:
+    return {REPORT_FILE: json.dumps({"imports": reports}, indent=2) + "\n"}
 
 
 def read_reports(folder: Path) -> list[dict]:
@@ -178,4 +189,4 @@ def read_folder(folder: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     """A data folder to merge grades onto; it must already satisfy the contract."""
     folder = Path(folder)
     validate_folder(folder).raise_if_problems(f"data folder {folder}")
-    return read_parquet(folder / TRAFFIC_FILE), read_parquet(folder / OUTCOMES_FILE)
+    return scan_parquet(folder / TRAFFIC_FILE).collect(), scan_parquet(folder / OUTCOMES_FILE).collect()

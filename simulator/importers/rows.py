@@ -13,7 +13,7 @@ import datetime as dt
 import json
 import math
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +65,7 @@ class Row:
     checker_score: float | None = None
     grader: str | None = None
     latency_source: str = "recorded"
+    usage_style: str | None = None  # how the source counted cache tokens (rows.normalise_usage)
 
 
 @dataclass
@@ -79,7 +80,8 @@ class ImportLog:
     dropped_examples: dict[str, list[str]] = field(default_factory=dict)
     ignored: Counter = field(default_factory=Counter)
     defaulted: Counter = field(default_factory=Counter)
-    usage: Counter = field(default_factory=Counter)
+    usage: Counter = field(default_factory=Counter)  # usage style -> calls imported
+    aliases: Counter = field(default_factory=Counter)
     notes: list[str] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
 
@@ -116,6 +118,7 @@ class ImportLog:
             "defaulted": dict(sorted(self.defaulted.items())),
             "assumptions": self.notes,
             "usage_styles": dict(sorted(self.usage.items())),
+            "older_field_names": dict(sorted(self.aliases.items())),
             "ignored": dict(sorted(self.ignored.items())),
             "dropped": {reason: {"rows": count, "examples": self.dropped_examples[reason]}
                         for reason, count in sorted(self.dropped.items())},
@@ -128,6 +131,9 @@ class ImportLog:
             out.append(f"  {key.replace('_', ' ')}: {value}")
         out.append("  mapped:")
         out += [f"    {target} <- {source}" for target, source in self.mapping]
+        if self.aliases:
+            out.append("  read from older field names:")
+            out += [f"    {alias}: {count:,} row(s)" for alias, count in sorted(self.aliases.items())]
         if self.defaulted:
             out.append("  defaulted:")
             out += [f"    {what}: {count:,} row(s)" for what, count in sorted(self.defaulted.items())]
@@ -306,18 +312,6 @@ def dig(source: Any, dotted: str) -> Any:
     return dig(source.get(head), rest) if rest else None
 
 
-def tag_value(tags: Any, key: str) -> str | None:
-    """The value of a 'key:value' or 'key=value' tag."""
-    if not isinstance(tags, list):
-        return None
-    for tag in tags:
-        if isinstance(tag, str):
-            for separator in (":", "="):
-                if tag.startswith(key + separator):
-                    return tag[len(key) + 1:]
-    return None
-
-
 def first_value(key: str, *namespaces: Any) -> str | None:
     """The first non-empty value of `key` across the namespaces, as text."""
     for namespace in namespaces:
@@ -327,40 +321,85 @@ def first_value(key: str, *namespaces: Any) -> str | None:
     return None
 
 
-def first_number(source: dict, names: tuple[str, ...], label: str) -> tuple[int | None, str | None]:
-    """The first of several alias fields that is present, as an integer, and the alias that had it."""
-    for name in names:
+def first_count(source: Any, names: tuple[str, ...], label: str, log: ImportLog | None = None) -> int | None:
+    """The first of a field's names present in `source`, as a count.
+
+    With a `log`, the names are the current one followed by older aliases, and a value found under an
+    alias is counted in the report.
+    """
+    for position, name in enumerate(names):
         value = dig(source, name)
         if not _absent(value):
-            return integer(value, label), name
-    return None, None
+            if position and log is not None:
+                log.aliases[f"{name} (for {names[0]})"] += 1
+            return integer(value, label)
+    return None
+
+
+def tags_namespace(tags: Any) -> dict[str, str]:
+    """'key:value' and 'key=value' tags as a mapping, so tags are looked up like metadata keys."""
+    found: dict[str, str] = {}
+    for tag in tags if isinstance(tags, list) else []:
+        cuts = [cut for cut in (tag.find(":"), tag.find("=")) if cut > 0] if isinstance(tag, str) else []
+        if cuts:
+            found.setdefault(tag[:min(cuts)], tag[min(cuts) + 1:])
+    return found
+
+
+def label_row(row: Row, options, *namespaces: Any) -> None:
+    """Slice, named columns and (when the user names a key) the request id, from the first namespace
+    that has each key: tags, metadata or attributes, in the order the format documents."""
+    if options.slice_key:
+        row.slice = first_value(options.slice_key, *namespaces)
+    for key, name in options.columns:
+        row.columns[name] = first_value(key, *namespaces)
+    if options.request_id_key:
+        row.request_id = first_value(options.request_id_key, *namespaces)
+
+
+NO_CACHE = "no cache tokens reported"
+CACHE_INSIDE = "cache inside the reported input (OpenAI style)"
+CACHE_ON_TOP = "cache added to the reported input (Anthropic style)"
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Input tokens with the cache counted in, the cached part, the cache writes, and how it was read."""
+
+    input_tokens: int | None
+    cached_input_tokens: int | None
+    cache_write_tokens: int | None
+    usage_style: str | None
+
+    def fields(self) -> dict[str, Any]:
+        return {"input_tokens": self.input_tokens, "cached_input_tokens": self.cached_input_tokens,
+                "cache_write_tokens": self.cache_write_tokens, "usage_style": self.usage_style}
 
 
 def normalise_usage(reported: int | None, cache_read: int | None, cache_write: int | None, *,
-                    output: int | None, total: int | None, default_style: str, forced_style: str,
-                    log: ImportLog) -> tuple[int | None, int | None, int | None]:
+                    output: int | None, total: int | None, default_style: str, forced_style: str) -> Usage:
     """All input tokens and the cached part of them, whichever way the source counted.
 
     OpenAI counts cached tokens inside prompt_tokens; Anthropic reports input_tokens next to separate
-    cache reads and writes. The style is `forced_style` when the user gave one; otherwise it is read off
-    the total when the source reports one (input + output + cache = total means the cache came on top),
-    taken as exclusive when the cache alone exceeds the input (it cannot be inside it), and else the
-    format's documented default.
+    cache reads and writes. The style is `forced_style` when the user gave one. Otherwise a cache larger
+    than the reported input cannot be inside it, whatever the total says (older LiteLLM versions totalled
+    Anthropic calls without their cache); else the total tells when the source reports one (input +
+    output + cache = total: the cache came on top; input + output = total: it was inside); else the
+    format's documented default applies.
     """
     if reported is None:
-        return None, cache_read, cache_write
+        return Usage(None, cache_read, cache_write, None)
     cache = (cache_read or 0) + (cache_write or 0)
     if forced_style != AUTO:
         style = forced_style
     elif cache == 0:
-        log.usage["no cache tokens"] += 1
-        return reported, cache_read, cache_write
+        return Usage(reported, cache_read, cache_write, NO_CACHE)
+    elif cache > reported:
+        style = EXCLUSIVE
     elif total is not None and output is not None and reported + output + cache == total:
         style = EXCLUSIVE
     elif total is not None and output is not None and reported + output == total:
         style = INCLUSIVE
-    elif cache > reported:
-        style = EXCLUSIVE
     else:
         style = default_style
     if style == INCLUSIVE:
@@ -368,10 +407,23 @@ def normalise_usage(reported: int | None, cache_read: int | None, cache_write: i
             raise BadRow("cache tokens exceed input tokens",
                          f"input {reported}, cache reads {cache_read or 0}, cache writes {cache_write or 0} "
                          "(rerun with --usage exclusive if this source reports them on top of the input)")
-        log.usage["cache inside the reported input (OpenAI style)"] += 1
-        return reported, cache_read, cache_write
-    log.usage["cache added to the reported input (Anthropic style)"] += 1
-    return reported + cache, cache_read, cache_write
+        return Usage(reported, cache_read, cache_write, CACHE_INSIDE)
+    return Usage(reported + cache, cache_read, cache_write, CACHE_ON_TOP)
+
+
+def collect(items: Iterable[tuple[str, Any]], parse: Callable[[str, Any], Row | None], log: ImportLog) -> list[Row]:
+    """Parses every (where, item); a BadRow drops the item into the log, None means not a model call."""
+    rows = []
+    for where, item in items:
+        log.rows_read += 1
+        try:
+            row = parse(where, item)
+        except BadRow as bad:
+            log.drop(bad.reason, where, bad.detail)
+            continue
+        if row is not None:
+            rows.append(row)
+    return rows
 
 
 # Reading files. JSON lines and CSV are read row by row so that one bad row is dropped, not the file.
@@ -414,7 +466,7 @@ def json_document(path: Path) -> Any:
 def csv_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     """(where, row) per data row, every value a string or None; 'row N' counts data rows from 1."""
     try:
-        frame = pl.read_csv(path, infer_schema=False, missing_utf8_is_empty_string=False)
+        frame = pl.read_csv(path, infer_schema=False)
     except (OSError, UnicodeDecodeError) as error:
         raise _open_error(path, error) from None
     except pl.exceptions.PolarsError as error:

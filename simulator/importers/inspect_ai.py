@@ -1,0 +1,198 @@
+"""inspect-ai eval logs: `.json` logs (`--log-format json`) and `.eval` archives.
+
+One sample x epoch is one answer of the evaluated model. Mapping:
+- request_id: the sample `id` (or a sample metadata key with --request-id); sample: `epoch - 1`;
+- model: `eval.model` as inspect names it (`openai/gpt-4o`; the merge matches it to the gateway's
+  `gpt-4o`), or the answering snapshot `output.model` with --model-from response;
+- ts: the sample's `started_at`, else the eval's `created`;
+- passed: the chosen scorer's value (--scorer NAME, or NAME.KEY for a dict value; required when the log
+  has several scorers) as inspect reads it: C = 1, P = 0.5, I and N = 0, true/yes = 1, numbers as they
+  are (divided by --score-scale); passed when it reaches --pass-threshold (default 1: fully correct);
+  score: that value;
+- grader: llm_judge for model_graded_* scorers, deterministic for inspect's built-in string scorers
+  (match, includes, pattern, answer, choice, exact, f1), else --grader or null;
+- hard_check_ok: false when the sample errored (then passed is false too), hit a limit, or stopped for
+  max_tokens/model_length/content_filter;
+- tokens: the evaluated model's entry in the sample's `model_usage` (a model-graded scorer's judge is
+  left out), else `output.usage`. Inspect's `input_tokens` leaves out the cache reads and writes it
+  reports beside them; older logs counted OpenAI's cached tokens inside: the total tells which;
+- latency_ms: the generation time of the evaluated model's calls (`output.time` of its model events,
+  in seconds), else `output.time`, else the sample's `working_time`; ttft_ms: null;
+- cost_usd: `total_cost` of that usage when inspect recorded one;
+- slice: the key named by --slice in the sample metadata, else the task name.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from simulator.errors import RoutesimError
+from simulator.importers.options import ImportOptions
+from simulator.importers.rows import (
+    EXCLUSIVE, BadRow, ImportLog, Row, as_text, collect, first_count, json_document, label_row, normalise_usage,
+    number, timestamp, unit_score,
+)
+
+LETTER_VALUES = {"C": 1.0, "P": 0.5, "I": 0.0, "N": 0.0}
+WORD_VALUES = {"yes": 1.0, "true": 1.0, "no": 0.0, "false": 0.0}
+DETERMINISTIC_SCORERS = {"match", "includes", "pattern", "answer", "choice", "exact", "f1"}
+TRUNCATED = {"max_tokens", "model_length", "content_filter"}
+
+
+def mapping(options: ImportOptions) -> list[tuple[str, str]]:
+    return [
+        ("request_id", options.request_id_source("metadata", "sample id")),
+        ("sample", "epoch - 1"),
+        ("ts", "sample started_at (else eval.created)"),
+        ("model", "eval.model" if options.model_from == "request" else "output.model"),
+        ("passed", f"scorer {options.scorer or '(the only one)'} >= {options.pass_threshold:g}"),
+        ("score", "scorer value in 0..1"),
+        ("input_tokens", "model_usage[eval.model]: input + cache reads + cache writes"),
+        ("cached_input_tokens", "model_usage[eval.model].input_tokens_cache_read"),
+        ("output_tokens", "model_usage[eval.model].output_tokens"),
+        ("latency_ms", "model events' output.time x 1000 (seconds)"),
+        ("hard_check_ok", "no sample error or limit, stop reason not max_tokens/content_filter"),
+        ("slice", options.slice_source("metadata", "eval.task")),
+    ]
+
+
+def samples(paths: list[Path]) -> Iterator[tuple[str, tuple[dict, dict]]]:
+    """(where, (sample, eval spec)) for every sample of every log."""
+    for path in paths:
+        if path.suffix == ".eval":
+            yield from _archive_samples(path)
+            continue
+        document = json_document(path)
+        if not isinstance(document, dict) or not isinstance(document.get("eval"), dict):
+            raise RoutesimError("not an inspect-ai eval log (no 'eval' object)", where=str(path),
+                                fix="write the log with --log-format json, or pass the .eval file")
+        if "samples" not in document:
+            raise RoutesimError("the eval log holds no samples", where=str(path),
+                                fix="run the eval with log_samples enabled (the default)")
+        for index, sample in enumerate(document["samples"] or [], 1):
+            yield _where(path, index, sample), (sample, document["eval"])
+
+
+def _archive_samples(path: Path) -> Iterator[tuple[str, tuple[dict, dict]]]:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+            header = json.loads(archive.read("header.json")) if "header.json" in names else None
+            if not isinstance(header, dict) or not isinstance(header.get("eval"), dict):
+                raise RoutesimError("not an inspect-ai .eval archive (no header.json)", where=str(path),
+                                    fix="pass the log as inspect wrote it, or convert it with 'inspect log convert'")
+            members = sorted(name for name in names if name.startswith("samples/") and name.endswith(".json"))
+            for index, member in enumerate(members, 1):
+                sample = json.loads(archive.read(member))
+                yield _where(path, index, sample, member), (sample, header["eval"])
+    except (zipfile.BadZipFile, ValueError, OSError) as error:
+        raise RoutesimError(f"cannot read the .eval archive: {error}", where=str(path)) from None
+
+
+def _where(path: Path, index: int, sample: Any, member: str | None = None) -> str:
+    identity = f"id {sample.get('id')}, epoch {sample.get('epoch')}" if isinstance(sample, dict) else "?"
+    return f"{path}, {member or f'sample {index}'} ({identity})"
+
+
+def scorer_names(paths: list[Path]) -> set[str]:
+    return {name for _, (sample, _) in samples(paths) if isinstance(sample, dict)
+            for name in (sample.get("scores") or {})}
+
+
+def score_value(value: Any, key: str | None, scale: float) -> float:
+    if isinstance(value, dict):
+        if key is None or key not in value:
+            raise BadRow("score has several values", f"keys {sorted(value)}: choose one with --scorer NAME.KEY")
+        value = value[key]
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        word = value.strip()
+        if word.upper() in LETTER_VALUES:
+            return LETTER_VALUES[word.upper()]
+        if word.lower() in WORD_VALUES:
+            return WORD_VALUES[word.lower()]
+    parsed = unit_score(value, "score", scale=scale)
+    if parsed is None:
+        raise BadRow("no score", "the scorer recorded no value")
+    return parsed
+
+
+def _grader(scorer: str, options: ImportOptions) -> str | None:
+    if options.grader:
+        return options.grader
+    if scorer.startswith("model_graded"):
+        return "llm_judge"
+    return "deterministic" if scorer in DETERMINISTIC_SCORERS else None
+
+
+def _latency_ms(sample: dict, model: str) -> float | None:
+    times = [number((event.get("output") or {}).get("time"), "output.time")
+             for event in sample.get("events") or []
+             if isinstance(event, dict) and event.get("event") == "model" and event.get("model") == model]
+    times = [time for time in times if time is not None]
+    if times:
+        return sum(times) * 1000.0
+    seconds = number((sample.get("output") or {}).get("time"), "output.time")
+    if seconds is None:
+        seconds = number(sample.get("working_time"), "working_time")
+    return None if seconds is None else seconds * 1000.0
+
+
+def sample_row(where: str, sample: Any, spec: dict, options: ImportOptions, log: ImportLog) -> Row:
+    if not isinstance(sample, dict):
+        raise BadRow("not a sample", "expected an object with id, epoch and scores")
+    output = sample.get("output") or {}
+    evaluated = as_text(spec.get("model"))
+    model = evaluated if options.model_from == "request" else as_text(output.get("model")) or evaluated
+    usage = (sample.get("model_usage") or {}).get(evaluated) or output.get("usage") or {}
+    others = set(sample.get("model_usage") or {}) - {evaluated}
+    if others:
+        log.note(f"usage of other models in a sample (scorers' judges: {', '.join(sorted(others))}) is left out")
+    out_tokens = first_count(usage, ("output_tokens",), "output_tokens")
+    usage_counts = normalise_usage(
+        first_count(usage, ("input_tokens",), "input_tokens"),
+        first_count(usage, ("input_tokens_cache_read",), "input_tokens_cache_read"),
+        first_count(usage, ("input_tokens_cache_write",), "input_tokens_cache_write"),
+        output=out_tokens, total=first_count(usage, ("total_tokens",), "total_tokens"), default_style=EXCLUSIVE,
+        forced_style=options.usage_style)
+    stop_reasons = {choice.get("stop_reason") for choice in output.get("choices") or [] if isinstance(choice, dict)}
+    errored = bool(sample.get("error"))
+    ok = not errored and not sample.get("limit") and not stop_reasons & TRUNCATED
+
+    name, _, key = (options.scorer or "").partition(".")
+    scores = sample.get("scores") or {}
+    if not name and len(scores) == 1:
+        name = next(iter(scores))
+    score = None
+    if name in scores:
+        raw = scores[name].get("value") if isinstance(scores[name], dict) else None
+        score = score_value(raw, key or None, options.score_scale)
+    elif not errored:
+        raise BadRow("no score", f"the sample has no score from scorer '{name}' (scorers: {', '.join(sorted(scores))})")
+    if errored and score is None:
+        log.note("samples that errored without a score count as failed (passed false, hard_check_ok false)")
+    epoch = sample.get("epoch")
+    row = Row(where=where, request_id=as_text(sample.get("id")), sample=None if epoch is None else int(epoch) - 1,
+              ts=timestamp(sample.get("started_at") or spec.get("created"), "started_at"), model=model,
+              **usage_counts.fields(), output_tokens=out_tokens, latency_ms=_latency_ms(sample, evaluated),
+              cost_usd=options.cost(number(usage.get("total_cost"), "total_cost")), ok=ok,
+              passed=score is not None and score >= options.pass_threshold, score=score,
+              grader=_grader(name, options), slice=as_text(spec.get("task")))
+    label_row(row, options, sample.get("metadata"), spec.get("metadata"), spec)
+    if options.slice_key and row.slice is None:
+        row.slice = as_text(spec.get("task"))
+    return row
+
+
+def read(paths: list[Path], options: ImportOptions, log: ImportLog) -> list[Row]:
+    if not options.scorer:
+        names = scorer_names(paths)
+        if len(names) > 1:
+            raise RoutesimError(f"the logs have several scorers: {', '.join(sorted(names))}",
+                                where=", ".join(map(str, paths)), fix="choose the one that grades with --scorer NAME")
+    return collect(samples(paths), lambda where, item: sample_row(where, *item, options, log), log)

@@ -1,0 +1,113 @@
+"""LiteLLM proxy spend logs: an export of the `LiteLLM_SpendLogs` table as CSV, JSON or JSON lines.
+
+JSON may be a list of rows or the `/spend/logs` answer (`{"data": [...]}`). In a CSV export `metadata`
+and `request_tags` are JSON strings, and times are the table's UTC timestamps without a zone.
+
+Mapping:
+- request_id: `request_id` (the table's primary key), or the key named by --request-id;
+- ts: `startTime`; latency_ms: `endTime - startTime` (else `request_duration_ms`); ttft_ms:
+  `completionStartTime - startTime` for streamed calls; LiteLLM sets completionStartTime = endTime when
+  a call was not streamed, and then no time to first token was measured (null);
+- model: `model_group`, the public model name the client asked for (`model`, the deployment's model,
+  with --model-from response, or when model_group is empty);
+- input tokens: `prompt_tokens`, which LiteLLM reports in OpenAI's convention (cache reads inside) for
+  every provider; cache reads from `metadata.usage_object` (`prompt_tokens_details.cached_tokens`, else
+  `cache_read_input_tokens`) or `metadata.additional_usage_values`, cache writes from
+  `cache_creation_input_tokens` there. Older LiteLLM versions reported Anthropic's prompt_tokens without
+  the cache: recognised from `total_tokens` or cache > input, or forced with --usage exclusive;
+- output tokens: `completion_tokens`; cost_usd: `spend` (USD; --cost-unit cents for a re-scaled export);
+- hard_check_ok: false when `status` (or `metadata.status`) is failure or `metadata.error_information`
+  is set;
+- ignored and counted: LiteLLM response-cache hits (`cache_hit` true: no model was called) and calls
+  that are not completions (embeddings, images, audio, ...);
+- slice and --column keys: `request_tags` ("key:value" tags), then `metadata.spend_logs_metadata` (the
+  metadata a client sends), then `metadata`, then the row's own columns (end_user, team_id, ...).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from simulator.importers.options import ImportOptions
+from simulator.importers.rows import (
+    INCLUSIVE, BadRow, ImportLog, Row, as_text, boolean, collect, dig, first_count, json_field, label_row,
+    millis_between, normalise_usage, number, records, tags_namespace, timestamp,
+)
+
+COMPLETION_CALLS = {"completion", "acompletion", "text_completion", "atext_completion", "responses", "aresponses",
+                    "anthropic_messages", "generate_content", "agenerate_content"}
+
+
+def mapping(options: ImportOptions) -> list[tuple[str, str]]:
+    return [
+        ("request_id", options.request_id_source("key", "request_id")),
+        ("ts", "startTime"),
+        ("model", "model_group (else model)" if options.model_from == "request" else "model"),
+        ("input_tokens", "prompt_tokens, plus cache tokens where reported on top"),
+        ("cached_input_tokens", "metadata.usage_object.prompt_tokens_details.cached_tokens"),
+        ("output_tokens", "completion_tokens"),
+        ("latency_ms", "endTime - startTime"),
+        ("ttft_ms", "completionStartTime - startTime (streamed calls only)"),
+        ("hard_check_ok", "status != failure and no metadata.error_information"),
+        ("cost_usd", f"spend ({options.cost_unit})"),
+        ("slice", options.slice_source("key")),
+    ]
+
+
+def _cache_tokens(usage: Any, extra: Any) -> tuple[int | None, int | None]:
+    read = first_count(usage, ("prompt_tokens_details.cached_tokens", "cache_read_input_tokens"), "cache read tokens")
+    if read is None:
+        read = first_count(extra, ("cache_read_input_tokens",), "cache read tokens")
+    write = first_count(usage, ("cache_creation_input_tokens",), "cache write tokens")
+    if write is None:
+        write = first_count(extra, ("cache_creation_input_tokens",), "cache write tokens")
+    return read, write
+
+
+def spend_row(where: str, record: Any, options: ImportOptions, log: ImportLog) -> Row | None:
+    if not isinstance(record, dict):
+        raise BadRow("not a spend log row", "expected an object with the LiteLLM_SpendLogs columns")
+    call_type = (as_text(record.get("call_type")) or "completion").lower()
+    if call_type not in COMPLETION_CALLS:
+        log.ignore(f"call_type = {call_type}")
+        return None
+    if boolean(record.get("cache_hit"), "cache_hit"):
+        log.ignore("LiteLLM response-cache hits (no model call)")
+        return None
+    metadata = json_field(record.get("metadata"), "metadata") or {}
+    tags = json_field(record.get("request_tags"), "request_tags") or []
+    start = timestamp(record.get("startTime"), "startTime")
+    end = timestamp(record.get("endTime"), "endTime")
+    latency = millis_between(start, end, "latency")
+    if latency is None:
+        latency = number(record.get("request_duration_ms"), "request_duration_ms")
+    first_token = timestamp(record.get("completionStartTime"), "completionStartTime")
+    ttft = millis_between(start, first_token, "ttft") if first_token is not None and first_token != end else None
+
+    model = as_text(record.get("model"))
+    if options.model_from == "request":
+        group = as_text(record.get("model_group"))
+        if group is None and model is not None:
+            log.default("model <- model (no model_group)")
+        model = group or model
+    output = first_count(record, ("completion_tokens",), "completion_tokens")
+    cache_read, cache_write = _cache_tokens(dig(metadata, "usage_object"), dig(metadata, "additional_usage_values"))
+    usage = normalise_usage(
+        first_count(record, ("prompt_tokens",), "prompt_tokens"), cache_read, cache_write, output=output,
+        total=first_count(record, ("total_tokens",), "total_tokens"), default_style=INCLUSIVE,
+        forced_style=options.usage_style)
+    status = (as_text(record.get("status")) or as_text(dig(metadata, "status")) or "success").lower()
+    ok = status != "failure" and not dig(metadata, "error_information")
+    row = Row(where=where, request_id=as_text(record.get("request_id")), ts=start, model=model, **usage.fields(),
+              output_tokens=output, latency_ms=latency, ttft_ms=ttft,
+              cost_usd=options.cost(number(record.get("spend"), "spend")), ok=ok)
+    label_row(row, options, tags_namespace(tags), dig(metadata, "spend_logs_metadata"), metadata, record)
+    return row
+
+
+def read(paths: list[Path], options: ImportOptions, log: ImportLog) -> list[Row]:
+    rows = []
+    for path in paths:
+        rows += collect(records(path, log), lambda where, record: spend_row(where, record, options, log), log)
+    return rows

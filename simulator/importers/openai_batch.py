@@ -1,0 +1,114 @@
+"""OpenAI Batch API output files (JSON lines, one `{id, custom_id, response, error}` per request).
+
+Mapping:
+- request_id: `custom_id` (the id you gave the request); --custom-id-pattern REGEX with named groups
+  turns parts of it into keys for --slice and --column (e.g. `(?P<feature>[a-z_]+)-\\d+`);
+- ts: `response.body.created` (Chat Completions, epoch seconds) or `created_at` (Responses API);
+- model: `response.body.model`, the model snapshot that answered (the output does not repeat the
+  requested name);
+- input tokens: `usage.prompt_tokens` (Responses: `usage.input_tokens`), which include the cached
+  tokens; cached input: `usage.prompt_tokens_details.cached_tokens` (`input_tokens_details.cached_tokens`);
+- output tokens: `usage.completion_tokens` (`usage.output_tokens`);
+- latency_ms: a batch runs asynchronously within its completion window and records no per-request
+  latency: --assume-latency-ms N is required, and `latency_source` says `assumed`;
+- cost_usd: null (the output has no cost; price the batch with its batch prices in the price sheet);
+- hard_check_ok: false for a finish reason of length or content_filter (Responses: status incomplete);
+- requests that failed without a response (`error` set, or a non-200 status) carry no model or usage:
+  dropped and counted with their error codes.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from simulator.errors import RoutesimError
+from simulator.importers.options import ImportOptions
+from simulator.importers.rows import (
+    INCLUSIVE, BadRow, ImportLog, Row, as_text, collect, dig, first_count, json_lines, label_row, normalise_usage,
+    timestamp,
+)
+
+TRUNCATED = {"length", "content_filter"}
+
+
+def mapping(options: ImportOptions) -> list[tuple[str, str]]:
+    require_latency(options)
+    return [
+        ("request_id", options.request_id_source("key", "custom_id")),
+        ("ts", "response.body.created"),
+        ("model", "response.body.model"),
+        ("input_tokens", "usage.prompt_tokens (cached tokens included)"),
+        ("cached_input_tokens", "usage.prompt_tokens_details.cached_tokens"),
+        ("output_tokens", "usage.completion_tokens"),
+        ("latency_ms", f"{options.assume_latency_ms:g} ms for every request (--assume-latency-ms)"),
+        ("ttft_ms", "null"),
+        ("hard_check_ok", "finish reason not length/content_filter"),
+        ("cost_usd", "null (price batch calls with the sheet's batch prices)"),
+        ("slice", options.slice_source("key")),
+    ]
+
+
+def require_latency(options: ImportOptions) -> None:
+    if options.assume_latency_ms is None:
+        raise RoutesimError(
+            "OpenAI Batch output records no per-request latency, and the data contract needs latency_ms",
+            fix="add --assume-latency-ms N (e.g. the median latency of the same model online); it is kept as "
+                "latency_source = assumed and shown in the report")
+    if options.assume_latency_ms < 0:
+        raise RoutesimError("--assume-latency-ms must be >= 0")
+
+
+def _truncated(body: dict) -> bool:
+    reasons = {choice.get("finish_reason") for choice in body.get("choices") or [] if isinstance(choice, dict)}
+    return bool(reasons & TRUNCATED) or body.get("status") == "incomplete"
+
+
+def batch_row(where: str, line: Any, options: ImportOptions, pattern: re.Pattern | None, log: ImportLog) -> Row | None:
+    if not isinstance(line, dict) or "custom_id" not in line:
+        raise BadRow("not a batch output line", "expected an object with custom_id, response and error")
+    response = line.get("response") or {}
+    body = response.get("body") if isinstance(response, dict) else None
+    status = response.get("status_code") if isinstance(response, dict) else None
+    if line.get("error") or not isinstance(body, dict) or (status is not None and status != 200):
+        error = line.get("error") or (body or {}).get("error") or {}
+        code = error.get("code") if isinstance(error, dict) else error
+        raise BadRow("request failed in the batch (no answer, no usage)", f"custom_id {line.get('custom_id')}: "
+                     f"status {status}, error {code}")
+    if body.get("object") not in (None, "chat.completion", "response", "text_completion"):
+        log.ignore(f"object = {body.get('object')}")
+        return None
+    usage = body.get("usage") or {}
+    output = first_count(usage, ("completion_tokens", "output_tokens"), "output tokens")
+    usage = normalise_usage(
+        first_count(usage, ("prompt_tokens", "input_tokens"), "input tokens"),
+        first_count(usage, ("prompt_tokens_details.cached_tokens", "input_tokens_details.cached_tokens"),
+                    "cached tokens"),
+        None, output=output, total=first_count(usage, ("total_tokens",), "total tokens"), default_style=INCLUSIVE,
+        forced_style=options.usage_style)
+    custom_id = as_text(line.get("custom_id"))
+    match = pattern.fullmatch(custom_id) if pattern and custom_id else None
+    row = Row(where=where, request_id=custom_id,
+              ts=timestamp(body.get("created", body.get("created_at")), "created"),
+              model=as_text(body.get("model")), **usage.fields(), output_tokens=output, latency_ms=options.assume_latency_ms,
+              ok=not _truncated(body), latency_source="assumed")
+    label_row(row, options, match.groupdict() if match else {}, {"custom_id": custom_id, "batch_request_id": line.get("id"),
+                                    "service_tier": body.get("service_tier"),
+                                    "system_fingerprint": body.get("system_fingerprint")}, dig(body, "metadata"))
+    return row
+
+
+def read(paths: list[Path], options: ImportOptions, log: ImportLog) -> list[Row]:
+    require_latency(options)
+    try:
+        pattern = re.compile(options.custom_id_pattern) if options.custom_id_pattern else None
+    except re.error as error:
+        raise RoutesimError(f"--custom-id-pattern is not a regular expression: {error}") from None
+    rows = []
+    for path in paths:
+        rows += collect(json_lines(path, log), lambda where, line: batch_row(where, line, options, pattern, log), log)
+    if rows:
+        log.note(f"latency_ms = {options.assume_latency_ms:g} for every call (--assume-latency-ms): "
+                 "batch output has no latency; latency_source = 'assumed'")
+    return rows

@@ -1,0 +1,174 @@
+"""OpenTelemetry GenAI spans, exported as JSON lines.
+
+A line may be an OTLP/JSON export request (`{"resourceSpans": [...]}`, as the collector's file exporter
+writes), a single OTLP/JSON span, or a span as the Python SDK's console exporter prints it (attributes as
+a plain object, ISO times, `context.span_id`).
+
+Mapping (GenAI semantic conventions; older names still emitted by instrumentations are read too and
+counted in the report):
+- a model call is a span whose `gen_ai.operation.name` is chat, text_completion or generate_content, or
+  (older instrumentations) a span without one that has `gen_ai.request.model`; embeddings, tool, agent
+  and other spans are ignored and counted (agent spans repeat their children's usage);
+- request_id: the span id, or the attribute named by --request-id; ts: the span's start;
+  latency_ms: end minus start (OTLP gives nanoseconds);
+- model: `gen_ai.request.model` (`gen_ai.response.model` with --model-from response, each falling back
+  on the other);
+- input tokens: `gen_ai.usage.input_tokens` (older: `gen_ai.usage.prompt_tokens`); cache reads
+  `gen_ai.usage.cache_read.input_tokens` (older: `gen_ai.usage.cache_read_input_tokens`,
+  `gen_ai.usage.input_tokens.cached`), cache writes `gen_ai.usage.cache_creation.input_tokens` (older:
+  `gen_ai.usage.cache_creation_input_tokens`, `gen_ai.usage.cache_write_input_tokens`). The conventions
+  say cache tokens are included in input_tokens; an instrumentation that copies Anthropic's usage as is
+  reports them on top, which is recognised from the total or from cache > input, or forced with --usage;
+- output tokens: `gen_ai.usage.output_tokens` (older: `gen_ai.usage.completion_tokens`);
+- hard_check_ok: false when the span status is ERROR, `error.type` is set, or a finish reason is
+  length/max_tokens/content_filter;
+- cost_usd: the attribute named by --cost-attribute (none in the conventions); ttft_ms: not in the span
+  conventions, left null;
+- slice and --column keys: span attributes, then resource attributes, then trace_id/span_id/name.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from simulator.importers.options import ImportOptions
+from simulator.importers.rows import (
+    INCLUSIVE, BadRow, ImportLog, Row, as_text, collect, epoch_nanos, first_count, json_lines, label_row, millis_between,
+    normalise_usage, number, timestamp,
+)
+
+MODEL_OPERATIONS = {"chat", "text_completion", "generate_content"}
+TRUNCATED = {"length", "max_tokens", "content_filter"}
+INPUT = ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens")
+OUTPUT = ("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens")
+CACHE_READ = ("gen_ai.usage.cache_read.input_tokens", "gen_ai.usage.cache_read_input_tokens",
+              "gen_ai.usage.input_tokens.cached")
+CACHE_WRITE = ("gen_ai.usage.cache_creation.input_tokens", "gen_ai.usage.cache_creation_input_tokens",
+               "gen_ai.usage.cache_write_input_tokens")
+TOTAL = ("gen_ai.usage.total_tokens", "llm.usage.total_tokens")
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def mapping(options: ImportOptions) -> list[tuple[str, str]]:
+    model = ("gen_ai.request.model (else gen_ai.response.model)" if options.model_from == "request"
+             else "gen_ai.response.model (else gen_ai.request.model)")
+    return [
+        ("request_id", options.request_id_source("attribute", "span id")),
+        ("ts", "span start time"),
+        ("model", model),
+        ("input_tokens", "gen_ai.usage.input_tokens, plus cache tokens where reported on top"),
+        ("cached_input_tokens", "gen_ai.usage.cache_read.input_tokens"),
+        ("output_tokens", "gen_ai.usage.output_tokens"),
+        ("latency_ms", "span end - start"),
+        ("ttft_ms", "null (not in the GenAI span conventions)"),
+        ("hard_check_ok", "span status not ERROR, no error.type, finish reason not length/content_filter"),
+        ("cost_usd", f"attribute {options.cost_attribute} ({options.cost_unit})" if options.cost_attribute else "null"),
+        ("slice", options.slice_source("attribute")),
+    ]
+
+
+def any_value(value: Any) -> Any:
+    """An OTLP/JSON AnyValue as a plain value (intValue arrives as a string to keep int64 precision)."""
+    if not isinstance(value, dict):
+        return value
+    for kind in ("stringValue", "boolValue", "doubleValue", "bytesValue"):
+        if kind in value:
+            return value[kind]
+    if "intValue" in value:
+        return int(value["intValue"])
+    if "arrayValue" in value:
+        return [any_value(item) for item in value["arrayValue"].get("values", [])]
+    if "kvlistValue" in value:
+        return attributes(value["kvlistValue"].get("values", []))
+    return None
+
+
+def attributes(raw: Any) -> dict[str, Any]:
+    if isinstance(raw, dict):
+        return raw
+    if isinstance(raw, list):
+        return {item["key"]: any_value(item.get("value")) for item in raw if isinstance(item, dict) and "key" in item}
+    return {}
+
+
+def spans(paths: list[Path], log: ImportLog) -> Iterator[tuple[str, tuple[Any, dict]]]:
+    """(where, (span, resource attributes)) for every span of every line."""
+    for path in paths:
+        for where, document in json_lines(path, log):
+            if isinstance(document, dict) and "resourceSpans" in document:
+                for resource_spans in document.get("resourceSpans") or []:
+                    resource = attributes((resource_spans.get("resource") or {}).get("attributes"))
+                    scopes = resource_spans.get("scopeSpans") or resource_spans.get("instrumentationLibrarySpans") or []
+                    for scope in scopes:
+                        for span in scope.get("spans") or []:
+                            yield f"{where}, span {span.get('spanId') or span.get('name')}", (span, resource)
+            elif isinstance(document, dict):
+                yield where, (document, attributes((document.get("resource") or {}).get("attributes")))
+            else:
+                yield where, (None, {})
+
+
+def _time(span: dict, nano_key: str, iso_key: str) -> tuple[dt.datetime | None, int | None]:
+    nanos = epoch_nanos(span.get(nano_key), nano_key)
+    if nanos is not None:
+        return EPOCH + dt.timedelta(microseconds=nanos // 1000), nanos
+    return timestamp(span.get(iso_key), iso_key), None
+
+
+def _failed(span: dict, attrs: dict) -> bool:
+    status = span.get("status") or {}
+    code = status.get("code", status.get("status_code"))
+    if code in (2, "2", "ERROR", "STATUS_CODE_ERROR") or attrs.get("error.type"):
+        return True
+    reasons = attrs.get("gen_ai.response.finish_reasons") or []
+    return bool(set([reasons] if isinstance(reasons, str) else reasons) & TRUNCATED)
+
+
+def span_row(where: str, span: Any, resource: dict, options: ImportOptions, log: ImportLog) -> Row | None:
+    if not isinstance(span, dict):
+        raise BadRow("not a span", "a line must hold an OTLP export request or one span object")
+    attrs = attributes(span.get("attributes"))
+    operation = attrs.get("gen_ai.operation.name")
+    if operation is None and "gen_ai.request.model" not in attrs:
+        log.ignore("spans without gen_ai attributes")
+        return None
+    if operation is not None and operation not in MODEL_OPERATIONS:
+        log.ignore(f"gen_ai.operation.name = {operation}")
+        return None
+    context = span.get("context") or {}
+    ids = {"span_id": span.get("spanId") or context.get("span_id"),
+           "trace_id": span.get("traceId") or context.get("trace_id"), "name": span.get("name")}
+    start, start_nanos = _time(span, "startTimeUnixNano", "start_time")
+    end, end_nanos = _time(span, "endTimeUnixNano", "end_time")
+    if start_nanos is not None and end_nanos is not None:
+        if end_nanos < start_nanos:
+            raise BadRow("bad latency", "the span ends before it starts")
+        latency = (end_nanos - start_nanos) / 1e6
+    else:
+        latency = millis_between(start, end, "latency")
+    names = ("gen_ai.request.model", "gen_ai.response.model")
+    first, second = names if options.model_from == "request" else names[::-1]
+    model = as_text(attrs.get(first))
+    if model is None and attrs.get(second) is not None:
+        model = as_text(attrs[second])
+        log.default(f"model <- {second} (no {first})")
+    output = first_count(attrs, OUTPUT, "output tokens", log)
+    cache_read = first_count(attrs, CACHE_READ, "cache read tokens", log)
+    cache_write = first_count(attrs, CACHE_WRITE, "cache write tokens", log)
+    usage = normalise_usage(
+        first_count(attrs, INPUT, "input tokens", log), cache_read, cache_write, output=output,
+        total=first_count(attrs, TOTAL, "total tokens", log), default_style=INCLUSIVE,
+        forced_style=options.usage_style)
+    cost = number(attrs.get(options.cost_attribute), "cost") if options.cost_attribute else None
+    row = Row(where=where, request_id=as_text(ids["span_id"]), ts=start, model=model, **usage.fields(),
+              output_tokens=output, latency_ms=latency,
+              cost_usd=options.cost(cost), ok=not _failed(span, attrs))
+    label_row(row, options, attrs, resource, ids)
+    return row
+
+
+def read(paths: list[Path], options: ImportOptions, log: ImportLog) -> list[Row]:
+    return collect(spans(paths, log), lambda where, item: span_row(where, *item, options, log), log)
