@@ -17,8 +17,8 @@ Modelling assumptions:
   A resample's quantile is found from how many times each request was drawn: sorted by latency, the k-th
   order statistic of the resample is the first request whose running count exceeds k. Only the upper part
   of each stratum (from a margin of six binomial standard deviations below the quantile's rank) is
-  scanned; a resample whose quantile falls below that margin, which happens with probability below 1e-8,
-  is scanned in full, so the result is exact either way.
+  scanned; a resample whose quantile falls below that margin (a six-sigma event, of the order of 1e-9 per
+  resample) is scanned in full, so the result is exact either way.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ import numpy as np
 
 from simulator.errors import RoutesimError
 
-# Bound on resamples x requests held at once per worker (8 bytes each for the counts and one temporary).
+# Bound on resamples x requests held at once per worker thread: a block holds its counts and about two
+# temporaries of that size, 8 bytes an element, so about 100 MB per worker.
 BLOCK_ELEMENTS = 1 << 22
 # How far below a quantile's rank (in binomial standard deviations, plus a few requests) the scan starts.
 TAIL_SIGMAS = 6.0
@@ -49,7 +50,6 @@ BASELINE_COST = "baseline_cost_per_request_usd"
 CANDIDATE_COST = "candidate_cost_per_request_usd"
 BASELINE_LATENCY = "baseline_latency_quantile_ms"
 CANDIDATE_LATENCY = "candidate_latency_quantile_ms"
-CHANGES = (PASS_RATE_CHANGE, COST_CHANGE, COST_RELATIVE_CHANGE, LATENCY_CHANGE)
 
 
 def check_confidence(confidence: float, *, option: str = "--confidence") -> float:
@@ -158,12 +158,27 @@ class PairedSample:
         margin = np.ceil(TAIL_SIGMAS * np.sqrt(self.sizes * quantile * (1 - quantile))).astype(np.int64) + TAIL_SLACK
         tail_from = self.starts + np.maximum(0, self._lower_rank - margin)
         ends = self.starts + self.sizes
+        self._draw_groups = self._groups_of_equal_size()
         self._tails = []
         for order, latency in zip(self._orders, self._latencies):
             positions = np.concatenate([order[a:b] for a, b in zip(tail_from, ends)])
             lengths = ends - tail_from
             segment_end = np.cumsum(lengths)
             self._tails.append((positions, latency[positions], segment_end - lengths, segment_end))
+
+    def _groups_of_equal_size(self) -> list[tuple[int, np.ndarray | None, np.ndarray]]:
+        """(size, positions, stratum start of each position) per distinct stratum size.
+
+        numpy draws bounded integers several times faster with one bound than with a bound per element, so
+        strata of equal size are drawn together: request `start + U{0..size-1}` at every position.
+        """
+        size_at = self.sizes[self.position_stratum]
+        start_at = self.starts[self.position_stratum]
+        sizes = np.unique(self.sizes)
+        if sizes.size == 1:
+            return [(int(sizes[0]), None, start_at)]
+        return [(int(size), positions, start_at[positions])
+                for size in sizes for positions in [np.flatnonzero(size_at == size)]]
 
     @property
     def strata(self) -> int:
@@ -173,12 +188,15 @@ class PairedSample:
         """One resample per generator: each draws, per stratum, as many request indices as the stratum has,
         with replacement. Returns (resamples, requests) counts of how often each request was drawn."""
         counts = np.empty((len(generators), self.n), dtype=np.float64)
-        single = self.strata == 1
-        if not single:
-            size_at = self.sizes[self.position_stratum]
-            start_at = self.starts[self.position_stratum]
+        drawn = np.empty(self.n, dtype=np.int64)
         for row, rng in enumerate(generators):
-            drawn = rng.integers(0, self.n, size=self.n) if single else start_at + rng.integers(0, size_at)
+            if self.strata == 1:
+                drawn = rng.integers(0, self.n, size=self.n)
+            for size, positions, starts in self._draw_groups if self.strata > 1 else ():
+                if positions is None:
+                    np.add(starts, rng.integers(0, size, size=self.n), out=drawn)
+                else:
+                    drawn[positions] = starts + rng.integers(0, size, size=positions.size)
             counts[row] = np.bincount(drawn, minlength=self.n)
         return counts
 
@@ -186,8 +204,12 @@ class PairedSample:
         """(rows, strata, 4) sums of each value column weighted by the counts."""
         if self.strata == 1:
             return (counts @ self.values)[:, None, :]
-        return np.stack([np.add.reduceat(counts * self.values[:, column], self.starts, axis=1)
-                         for column in range(self.values.shape[1])], axis=2)
+        sums = np.empty((counts.shape[0], self.strata, self.values.shape[1]))
+        weighted = np.empty_like(counts)
+        for column in range(self.values.shape[1]):
+            np.multiply(counts, self.values[:, column], out=weighted)
+            sums[:, :, column] = np.add.reduceat(weighted, self.starts, axis=1)
+        return sums
 
     def _quantiles(self, counts: np.ndarray, side: int) -> np.ndarray:
         """(rows, strata) latency quantile of one policy in each resample."""
@@ -219,7 +241,11 @@ class PairedSample:
         return float(self._latencies[side][order[np.searchsorted(running, rank, side="right")]])
 
     def statistics(self, counts: np.ndarray) -> dict[str, np.ndarray]:
-        """Every statistic, (rows, strata), of the resamples given as counts per request."""
+        """Every statistic, (rows, strata), of the resamples given as counts per request.
+
+        Each row's counts must add up to every stratum's size, as resamples from `draw_counts` do: the
+        quantile scan counts what lies below its tail as the stratum's size minus what lies in it.
+        """
         counts = np.asarray(counts, dtype=np.float64)
         sums = self._sums(counts)
         sizes = self.sizes[None, :].astype(np.float64)

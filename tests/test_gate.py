@@ -1,0 +1,243 @@
+"""`routesim gate`: hand-worked gates that pass, fail on one slice, and fail on a budget; bad input; outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from simulator.gate import GateOptions, GateSide, gate_html, gate_markdown, gate_result, run_gate, side_from_saved
+from simulator.results import load_results
+from simulator.scenario import QualityBar
+from tests.eval_worlds import BIG_COST, SMALL_COST, answers_for, make_world, slice_requests
+
+ROOT = Path(__file__).resolve().parent.parent
+BIG = {"default": {"use": "big"}}
+
+
+def faq_to_small(bar=None) -> dict:
+    return {"rules": [{"name": "faq to small", "when": "slice = 'faq'", "use": "small"}], "default": {"use": "big"}}
+
+
+@pytest.fixture
+def three_flips(tmp_path):
+    """1,000 requests: 100 faq, 900 orders. `big` passes them all; `small` fails 3 faq and nothing else.
+
+    Sending faq to small changes faq's pass rate by exactly -3/100 = -3 points and the overall one by
+    -3/1000 = -0.3 points. Bootstrapped, faq's lower bound lies near -7 points, far below -1: faq fails.
+    Overall, the resampled number of flipped requests stays near 3 of 1,000 (its 97.5th percentile is about 7),
+    so the lower bound lies near -0.7 points, above -1: overall passes.
+    """
+    faq, orders = slice_requests("faq", 100), slice_requests("orders", 900)
+    answers = answers_for(faq, "small", passes=97, latency_ms=100.0) + answers_for(orders, "small", passes=900,
+                                                                                    latency_ms=100.0)
+    answers += answers_for(faq + orders, "big", passes=1000, latency_ms=1000.0)
+    return make_world(tmp_path, faq + orders, answers)
+
+
+def test_gate_fails_on_the_one_slice_that_loses_more_than_its_tolerance(three_flips, cli):
+    baseline = three_flips.scenario("baseline", policy=BIG)
+    candidate = three_flips.scenario("candidate", policy=faq_to_small())
+    result = cli("gate", "--baseline", baseline, "--candidate", candidate, "--json")
+    assert result.code == 1, result.err
+    gate = json.loads(result.out)
+    assert gate["passed"] is False
+    assert [(failure["slice"], failure["check"]) for failure in gate["failures"]] == [("faq", "non_inferiority")]
+    faq, orders = gate["slices"]
+    assert (faq["slice"], orders["slice"]) == ("faq", "orders")
+    assert faq["pass_rate_change"]["estimate"] == pytest.approx(-0.03)
+    assert faq["changed_verdicts"] == 3 and orders["changed_verdicts"] == 0
+    assert faq["pass_rate_change"]["low"] < -0.05
+    assert faq["pass_rate_change"]["high"] <= 0
+    assert orders["pass_rate_change"] == {"estimate": 0.0, "low": 0.0, "high": 0.0}
+    overall = gate["overall"]
+    assert overall["pass_rate_change"]["estimate"] == pytest.approx(-0.003)
+    assert -0.01 < overall["pass_rate_change"]["low"] < -0.003
+    assert overall["failures"] == []
+    # Cost per request: faq 100 x $0.012 -> 100 x $0.0012; overall change -100 x $0.0108 / 1000 = -$0.00108.
+    assert faq["cost_per_request_change_usd"]["estimate"] == pytest.approx(SMALL_COST - BIG_COST)
+    assert overall["cost_per_request_change_usd"]["estimate"] == pytest.approx((SMALL_COST - BIG_COST) / 10)
+    assert overall["baseline"]["cost_per_request_usd"] == pytest.approx(BIG_COST)
+
+
+def test_a_wider_tolerance_for_that_slice_lets_the_gate_pass(three_flips, cli):
+    baseline = three_flips.scenario("baseline", policy=BIG)
+    candidate = three_flips.scenario("candidate", policy=faq_to_small())
+    result = cli("gate", "--baseline", baseline, "--candidate", candidate, "--tolerance-slice", "faq=0.15")
+    assert result.code == 0, result.out + result.err
+    assert "gate passed" in result.out
+
+
+def test_gate_passes_when_the_cheaper_model_answers_the_slice_as_well(tmp_path, cli):
+    # small passes exactly the requests big passes in faq: no verdict changes, an interval of zero width,
+    # and faq costs $0.0012 instead of $0.012 per request.
+    faq, orders = slice_requests("faq", 50), slice_requests("orders", 50)
+    answers = answers_for(faq + orders, "small", passes=95) + answers_for(faq + orders, "big", passes=95)
+    world = make_world(tmp_path, faq + orders, answers)
+    baseline = world.scenario("baseline", policy=BIG, quality_bar=0.5)
+    candidate = world.scenario("candidate", policy=faq_to_small(), quality_bar=0.5)
+    result = cli("gate", "--baseline", baseline, "--candidate", candidate, "--json", "--max-cost-increase", "0")
+    assert result.code == 0, result.err
+    gate = json.loads(result.out)
+    assert gate["passed"] and gate["failures"] == []
+    for row in [gate["overall"], *gate["slices"]]:
+        assert row["pass_rate_change"] == {"estimate": 0.0, "low": 0.0, "high": 0.0}
+    faq_row = gate["slices"][0]
+    assert faq_row["cost_relative_change"]["estimate"] == pytest.approx(SMALL_COST / BIG_COST - 1)  # -90%
+    assert gate["overall"]["cost_relative_change"]["estimate"] == pytest.approx(
+        (50 * SMALL_COST + 50 * BIG_COST) / (100 * BIG_COST) - 1)  # -45%
+
+
+@pytest.fixture
+def same_quality(tmp_path):
+    """100 requests that both models pass; small costs $0.0012 in 100 ms, big $0.012 in 1,000 ms."""
+    requests = slice_requests("faq", 60) + slice_requests("orders", 40)
+    answers = answers_for(requests, "small", passes=100, latency_ms=100.0)
+    answers += answers_for(requests, "big", passes=100, latency_ms=1000.0)
+    world = make_world(tmp_path, requests, answers)
+    return world.scenario("baseline", policy={"default": {"use": "small"}}), world.scenario("candidate", policy=BIG)
+
+
+def test_gate_fails_on_the_cost_budget(same_quality, cli):
+    # Every request costs 10 times as much: +900% in every resample, far above a budget of +5%.
+    baseline, candidate = same_quality
+    assert cli("gate", "--baseline", baseline, "--candidate", candidate).code == 0
+    result = cli("gate", "--baseline", baseline, "--candidate", candidate, "--max-cost-increase", "0.05", "--json")
+    assert result.code == 1
+    gate = json.loads(result.out)
+    assert gate["overall"]["cost_relative_change"] == pytest.approx({"estimate": 9.0, "low": 9.0, "high": 9.0})
+    assert [(failure["slice"], failure["check"]) for failure in gate["failures"]] == [(None, "cost_budget")]
+
+
+def test_gate_fails_on_the_latency_budget(same_quality, cli):
+    # Every request takes 900 ms longer, so the p95 rises by exactly 900 ms in every resample.
+    baseline, candidate = same_quality
+    within = json.loads(cli("gate", "--baseline", baseline, "--candidate", candidate, "--json",
+                            "--max-p95-increase-ms", "900").out)
+    assert within["passed"]
+    assert within["overall"]["latency_p95_change_ms"] == pytest.approx({"estimate": 900, "low": 900, "high": 900})
+    result = cli("gate", "--baseline", baseline, "--candidate", candidate, "--max-p95-increase-ms", "500")
+    assert result.code == 1
+    assert "p95 latency may rise by more than the budget" in result.out
+
+
+def test_gate_fails_a_slice_below_its_bar_even_without_a_loss(tmp_path, cli):
+    # orders passes 88 of 100 under both policies: no loss, but below the candidate's bar of 0.9.
+    faq, orders = slice_requests("faq", 100), slice_requests("orders", 100)
+    answers = answers_for(faq, "small", passes=100) + answers_for(orders, "small", passes=88)
+    answers += answers_for(faq, "big", passes=100) + answers_for(orders, "big", passes=88)
+    world = make_world(tmp_path, faq + orders, answers)
+    baseline = world.scenario("baseline", policy=BIG, quality_bar={"default": 0.5})
+    candidate = world.scenario("candidate", policy=faq_to_small(),
+                               quality_bar={"default": 0.5, "slices": {"orders": 0.9}})
+    gate = json.loads(cli("gate", "--baseline", baseline, "--candidate", candidate, "--json").out)
+    assert [(failure["slice"], failure["check"]) for failure in gate["failures"]] == [("orders", "bar")]
+    assert gate["slices"][1]["pass_rate_change"]["low"] == 0.0
+    assert gate["notes"] == ["the two scenarios have different quality bars; the candidate's are applied"]
+
+
+def test_gate_needs_the_same_requests(three_flips, cli):
+    baseline = three_flips.scenario("baseline", policy=BIG)
+    windowed = three_flips.scenario("candidate", policy=faq_to_small(),
+                                    window={"start": "2026-11-16", "end": "2026-11-17"})
+    result = cli("gate", "--baseline", baseline, "--candidate", windowed)
+    assert result.code == 2
+    assert "different 'window'" in result.err and "Traceback" not in result.err
+    sampled = three_flips.scenario("sampled", policy=BIG, sample={"requests": 10, "seed": 1})
+    assert "different 'sample'" in cli("gate", "--baseline", baseline, "--candidate", sampled).err
+
+
+def test_gate_needs_the_same_data(three_flips, tmp_path, cli):
+    other = make_world(tmp_path / "other", slice_requests("faq", 5),
+                       answers_for(slice_requests("faq", 5), "big", passes=5))
+    result = cli("gate", "--baseline", three_flips.scenario("baseline", policy=BIG),
+                 "--candidate", other.scenario("candidate", policy=BIG))
+    assert result.code == 2 and "different data" in result.err
+
+
+def test_gate_decisions_that_cover_different_requests_are_rejected():
+    import polars as pl
+
+    rows = {"request_id": ["a", "b"], "slice": ["faq", "faq"], "passed": [True, True], "cost_usd": [1.0, 1.0],
+            "latency_ms": [1.0, 1.0]}
+    base = GateSide("base", pl.DataFrame(rows), QualityBar(default=0.5))
+    cand = GateSide("cand", pl.DataFrame(rows).head(1), QualityBar(default=0.5))
+    from simulator.errors import RoutesimError
+
+    with pytest.raises(RoutesimError, match="1 only in the baseline \\(e.g. b\\)"):
+        gate_result(base, cand)
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--tolerance-slice", "fqa=0.02"], "Did you mean 'faq'?"),
+    (["--tolerance-slice", "faq"], "write SLICE=TOLERANCE"),
+    (["--tolerance", "1.5"], "a tolerance is a pass-rate margin in 0..1"),
+    (["--confidence", "95"], "confidence must lie strictly between 0 and 1"),
+    (["--resamples", "0"], "--resamples must be at least 1"),
+])
+def test_gate_rejects_bad_options(three_flips, cli, arguments, message):
+    baseline = three_flips.scenario("baseline", policy=BIG)
+    candidate = three_flips.scenario("candidate", policy=faq_to_small())
+    result = cli("gate", "--baseline", baseline, "--candidate", candidate, *arguments)
+    assert result.code == 2 and message in result.err and "Traceback" not in result.err
+
+
+def test_gate_is_deterministic_and_writes_markdown(three_flips, cli, tmp_path):
+    baseline = three_flips.scenario("baseline", policy=BIG)
+    candidate = three_flips.scenario("candidate", policy=faq_to_small())
+    runs = [cli("gate", "--baseline", baseline, "--candidate", candidate, "--json", "--seed", "7").out
+            for _ in range(2)]
+    assert runs[0] == runs[1]
+    other_seed = cli("gate", "--baseline", baseline, "--candidate", candidate, "--json", "--seed", "8").out
+    assert json.loads(other_seed)["slices"][0]["pass_rate_change"]["estimate"] == pytest.approx(-0.03)
+    markdown = tmp_path / "comment" / "gate.md"
+    assert cli("gate", "--baseline", baseline, "--candidate", candidate, "--markdown", markdown).code == 1
+    text = markdown.read_text()
+    assert text.startswith("### ❌ Regression gate FAILED: candidate 'candidate' against baseline 'baseline'")
+    assert "| faq | 100 | 3 | 90.0% | 100.0% → 97.0% | −3.0 \\[" in text
+    assert "**Failures**" in text and "- faq: the pass rate may have dropped" in text
+    assert [path.name for path in markdown.parent.iterdir()] == ["gate.md"]  # no temporary file left
+
+
+def test_html_fragment_escapes_every_string_from_the_data():
+    import polars as pl
+
+    name = "<script>alert('x')</script>"
+    rows = {"request_id": ["a", "b", "c"], "slice": [name, name, "faq"], "passed": [True, False, True],
+            "cost_usd": [1.0, 1.0, 1.0], "latency_ms": [1.0, 2.0, 3.0]}
+    base = GateSide("<b>base</b>", pl.DataFrame(rows), QualityBar(default=0.5), description="<i>x</i>")
+    cand = GateSide("cand & co", pl.DataFrame(rows).with_columns(pl.lit(False).alias("passed")),
+                    QualityBar(default=0.5))
+    result = gate_result(base, cand, GateOptions(resamples=50))
+    json.dumps(result)  # plain data
+    fragment = gate_html(result)
+    assert "<script>" not in fragment and "<b>base" not in fragment
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in fragment and "cand &amp; co" in fragment
+    assert fragment.startswith('<section id="gate" class="gate gate-fail">')
+    assert "<script>" not in gate_markdown(result)
+
+
+def test_gate_from_saved_results_matches_the_gate_from_scenarios(three_flips, cli, tmp_path):
+    # The report builds the gate from saved results; it must agree with `routesim gate`.
+    baseline = three_flips.scenario("baseline", policy=BIG)
+    candidate = three_flips.scenario("candidate", policy=faq_to_small())
+    assert cli("replay", baseline, candidate, "--save", tmp_path / "results").code == 0
+    saved = {result.summary["scenario"]: result for result in load_results(tmp_path / "results")}
+    from_saved = gate_result(side_from_saved(saved["baseline"]), side_from_saved(saved["candidate"]))
+    direct = run_gate(baseline, candidate)
+    for key in ("passed", "overall", "slices", "failures"):
+        assert from_saved[key] == direct[key]
+    assert from_saved["overall"]["baseline"]["latency_p95_ms"] == pytest.approx(
+        saved["baseline"].summary["latency_p95_ms"])
+
+
+def test_gate_on_the_shipped_week(cli):
+    # The stacked policy's cascade gives up the long tail that flagship-everywhere serves.
+    result = cli("gate", "--baseline", ROOT / "scenarios" / "flagship-everywhere.yaml",
+                 "--candidate", ROOT / "scenarios" / "stacked.yaml", "--json", "--resamples", "200")
+    assert result.code == 1
+    gate = json.loads(result.out)
+    failing = {failure["slice"] for failure in gate["failures"]}
+    assert {"refund_dispute", "renewal_email", "research_synthesis"} <= failing
+    assert "faq" not in failing and gate["requests"] == 50_000

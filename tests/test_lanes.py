@@ -1,0 +1,237 @@
+"""`routesim lanes`: hand-worked admission, the emitted scenario, and the out-of-sample check."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from simulator.lanes import LaneOptions, fit_lanes, load_bars
+from simulator.scenario import QualityBar
+from tests.conftest import outcome_row
+from tests.eval_worlds import BIG_COST, SMALL_COST, answers_for, make_world, request, slice_requests
+
+ROOT = Path(__file__).resolve().parent.parent
+# Wilson lower bounds at 95% (z² = 3.841459), worked by hand in the docstring of `world`:
+LOW_38_OF_40 = 73.2119 / 87.6829  # 0.8350
+LOW_40_OF_40 = 40 / 43.841459  # 0.9124
+
+
+@pytest.fixture
+def world(tmp_path):
+    """faq: 40 requests; small passes 38 (95%), big all 40. contract: 20 requests; small 5, big 15 (75%).
+
+    Wilson lower bounds, (2k + z² - z·sqrt(z² + 4k(n-k)/n)) / 2(n + z²):
+    - 38 of 40: (76 + 3.841459 - 1.959964 x sqrt(3.841459 + 7.6)) / 87.682918 = 73.2119 / 87.6829 = 0.8350
+    - 40 of 40: 40 / (40 + 3.841459) = 0.9124
+    At a bar of 0.9 small is not admitted to faq (0.835) though it passes 95% of it; big is (0.912), so
+    faq's lane is big. With --point, small's 95% meets the bar and the cheaper small is faq's lane. No
+    model reaches 0.9 in contract: it goes to big, the highest pass rate there.
+    small answers faq in 10, 20, ..., 400 ms: its p95 is 10 x (1 + 0.95 x 39) = 380.5 ms.
+    """
+    faq, contract = slice_requests("faq", 40), slice_requests("contract", 20)
+    answers = [outcome_row(row["request_id"], "small", passed=index < 38, latency_ms=10.0 * (index + 1))
+               for index, row in enumerate(faq)]
+    answers += answers_for(faq, "big", passes=40, latency_ms=1000.0)
+    answers += answers_for(contract, "small", passes=5) + answers_for(contract, "big", passes=15)
+    return make_world(tmp_path, faq + contract, answers)
+
+
+def lanes_json(cli, world, *arguments) -> dict:
+    result = cli("lanes", world.data, "--prices", world.prices, "--json", *arguments)
+    assert result.code == 0, result.err
+    return json.loads(result.out)
+
+
+def models_of(group: dict) -> dict[str, dict]:
+    return {model["model"]: model for model in group["models"]}
+
+
+def test_lanes_admit_on_the_wilson_lower_bound(world, cli):
+    result = lanes_json(cli, world, "--bar", "0.9")
+    contract, faq = result["groups"]
+    assert (faq["group"], faq["lane"], faq["route_to"]) == ("faq", "big", "big")
+    small, big = models_of(faq)["small"], models_of(faq)["big"]
+    assert (small["requests"], small["passes"], small["pass_rate"]) == (40, 38, 0.95)
+    assert small["pass_rate_low"] == pytest.approx(LOW_38_OF_40, abs=1e-4)
+    assert big["pass_rate_low"] == pytest.approx(LOW_40_OF_40, abs=1e-6)
+    assert (small["admitted"], big["admitted"]) == (False, True)
+    assert small["cost_per_request_usd"] == pytest.approx(SMALL_COST)
+    assert big["cost_per_request_usd"] == pytest.approx(BIG_COST)
+    assert small["latency_p95_ms"] == pytest.approx(380.5)
+    assert (contract["lane"], contract["route_to"], contract["reason"]) == (None, "big",
+                                                                            "none admitted: highest pass rate")
+    assert result["default_model"] == "big"
+
+
+def test_point_admission_takes_the_cheaper_model(world, cli):
+    faq = lanes_json(cli, world, "--bar", "0.9", "--point")["groups"][1]
+    assert faq["lane"] == "small"
+    assert [model["admitted"] for model in faq["models"]] == [True, True]
+
+
+def test_a_bar_of_one_admits_nothing_and_routes_to_the_most_passing_model(world, cli):
+    result = lanes_json(cli, world, "--bar", "1.0")
+    assert [(group["lane"], group["route_to"]) for group in result["groups"]] == [(None, "big"), (None, "big")]
+
+
+def test_the_table_names_each_slices_lane(world, cli):
+    result = cli("lanes", world.data, "--prices", world.prices, "--bar", "0.9")
+    assert result.code == 0, result.err
+    assert "faq → big (cheapest admitted model)" in result.out
+    assert "contract → none admitted; routed to big, the highest pass rate there (75.0% against a bar of 90.0%)" \
+        in result.out
+    # 38 of 40: the upper bound is (79.841459 + 6.629630) / 87.682918 = 0.9862.
+    assert "83.5% – 98.6%" in result.out
+
+
+def test_emitted_scenario_validates_replays_and_matches_the_lanes(world, cli, tmp_path):
+    emitted = tmp_path / "scenarios" / "lanes.yaml"
+    result = cli("lanes", world.data, "--prices", world.prices, "--bar", "0.9", "--emit", emitted)
+    assert result.code == 0, result.err
+    content = yaml.safe_load(emitted.read_text())
+    assert content["name"] == "lanes" and content["data"] == "../data" and content["prices"] == "../prices.yaml"
+    assert content["policy"] == {"rules": [{"name": "lane contract", "when": "slice = 'contract'", "use": "big"},
+                                           {"name": "lane faq", "when": "slice = 'faq'", "use": "big"}],
+                                 "default": {"use": "big"}}
+    assert "No model is admitted in contract (big): they go to the model with the highest pass rate there" \
+        in content["description"]
+    assert "in-sample" in content["description"]
+    assert cli("validate", emitted).code == 0
+    replayed = cli("replay", emitted, "--json")
+    assert replayed.code == 0, replayed.err
+    by_slice = {row["slice"]: row for row in json.loads(replayed.out)[0]["by_slice"]}
+    assert by_slice["faq"]["pass_rate"] == 1.0 and by_slice["contract"]["pass_rate"] == 0.75
+    assert by_slice["faq"]["cost_per_request_usd"] == pytest.approx(BIG_COST)
+    assert [path.name for path in emitted.parent.iterdir()] == ["lanes.yaml"]  # no temporary file left
+
+
+def test_emitted_cascade_starts_with_the_lane_and_escalates(world, cli, tmp_path):
+    emitted = tmp_path / "cascade.yaml"
+    result = cli("lanes", world.data, "--prices", world.prices, "--bar", "0.9", "--point", "--emit", emitted,
+                 "--cascade")
+    assert result.code == 0, result.err
+    rules = yaml.safe_load(emitted.read_text())["policy"]["rules"]
+    # faq's lane is small: a cascade to big. contract goes to big already: a plain `use`.
+    assert rules == [{"name": "lane contract", "when": "slice = 'contract'", "use": "big"},
+                     {"name": "lane faq", "when": "slice = 'faq'",
+                      "cascade": [{"model": "small", "accept": "confidence >= 0.7"}, {"model": "big"}]}]
+    assert '"confidence >= 0.7"' in emitted.read_text()
+    assert cli("replay", emitted).code == 0
+
+
+def test_lanes_by_another_column_with_quotes_in_its_values(tmp_path, cli):
+    rows = [request(f"r{index}", "faq", second=index, tier="it's pro" if index % 2 else "free") for index in range(20)]
+    answers = answers_for(rows, "small", passes=20) + answers_for(rows, "big", passes=20)
+    world = make_world(tmp_path, rows, answers)
+    emitted = tmp_path / "by-tier.yaml"
+    result = cli("lanes", world.data, "--prices", world.prices, "--by", "tier", "--bar", "0.8", "--emit", emitted)
+    assert result.code == 0, result.err
+    content = yaml.safe_load(emitted.read_text())
+    assert [rule["when"] for rule in content["policy"]["rules"]] == ["tier = 'free'", "tier = 'it''s pro'"]
+    assert content["quality_bar"] == {"default": 0.8}
+    assert cli("replay", emitted).code == 0
+
+
+@pytest.fixture
+def drifting(tmp_path):
+    """Two days of faq, 40 requests each. On day one small passes all 40 (lower bound 0.912 >= 0.9, so it is
+    faq's lane); on day two it passes only 20. big passes everything on both days."""
+    first, second = slice_requests("faq", 40, prefix="d1"), slice_requests("faq", 40, prefix="d2", day=1)
+    answers = answers_for(first, "small", passes=40) + answers_for(second, "small", passes=20)
+    answers += answers_for(first + second, "big", passes=80)
+    return make_world(tmp_path, first + second, answers)
+
+
+def test_fit_until_checks_the_lanes_on_later_days_and_calls_out_failures(drifting, cli, tmp_path):
+    emitted = tmp_path / "lanes.yaml"
+    result = lanes_json(cli, drifting, "--bar", "0.9", "--fit-until", "2026-11-17", "--emit", emitted)
+    assert result["fit"]["requests"] == 40 and result["fit"]["until"] == "2026-11-17"
+    assert result["groups"][0]["lane"] == "small"
+    check = result["out_of_sample"]
+    assert check["window"] == {"start": "2026-11-17", "end": "2026-11-18"}
+    assert check["requests"] == 40
+    (faq,) = check["groups"]
+    assert (faq["pass_rate"], faq["holds"], faq["clearly_below"], faq["in_sample"]) == (0.5, False, True, "admitted")
+    assert check["failed_out_of_sample"] == ["faq"]
+    content = yaml.safe_load(emitted.read_text())
+    assert content["window"] == {"start": dt.date(2026, 11, 17), "end": dt.date(2026, 11, 18)}
+    # Replaying the emitted file is the same out-of-sample check.
+    replayed = json.loads(cli("replay", emitted, "--json").out)[0]
+    assert replayed["requests"] == 40 and replayed["pass_rate"] == 0.5
+    table = cli("lanes", drifting.data, "--prices", drifting.prices, "--bar", "0.9", "--fit-until", "2026-11-17")
+    assert "faq: admitted in sample, but out of sample its pass rate is 50.0% against a bar of 90.0%" in table.out
+
+
+def test_fit_lanes_is_a_function_too(world):
+    result = fit_lanes(world.data, world.prices, QualityBar(default=0.9, slices={"contract": 0.7}),
+                       LaneOptions(name="mine"))
+    # contract: big's lower bound 0.531 is below 0.7, so nothing is admitted there and big takes it anyway.
+    assert [(group["lane"], group["route_to"]) for group in result["groups"]] == [(None, "big"), ("big", "big")]
+    assert result["scenario"]["name"] == "mine" and result["emitted"] is None
+    json.dumps(result)
+
+
+def test_bars_from_a_file_and_from_a_scenario(world, cli, tmp_path):
+    # In contract, 15 of 20 for big has the lower bound (33.841459 - 8.507620) / 47.682918 = 0.5313, and 5 of
+    # 20 for small (13.841459 - 8.507620) / 47.682918 = 0.1119.
+    bars = tmp_path / "bars.yaml"
+    bars.write_text("default: 0.9\nslices: {contract: 0.5}\n")
+    contract = lanes_json(cli, world, "--bars", bars)["groups"][0]
+    assert (contract["bar"], contract["lane"]) == (0.5, "big")
+    assert models_of(contract)["big"]["pass_rate_low"] == pytest.approx(0.5313, abs=1e-4)
+    scenario = world.scenario("with-bars", quality_bar={"default": 0.8, "slices": {"contract": 0.1}})
+    from_scenario = lanes_json(cli, world, "--bars-from", scenario)
+    assert [group["bar"] for group in from_scenario["groups"]] == [0.1, 0.8]
+    assert from_scenario["groups"][0]["lane"] == "small"
+    assert models_of(from_scenario["groups"][0])["small"]["pass_rate_low"] == pytest.approx(0.1119, abs=1e-4)
+    assert load_bars(bars_from=scenario) == QualityBar(default=0.8, slices={"contract": 0.1})
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--bar", "0.9", "--bars", "x.yaml"], "give one source of bars"),
+    (["--bar", "1.5"], "a bar is a pass rate in 0..1"),
+    (["--by", "slcie"], "Did you mean 'slice'?"),
+    (["--by", "input_tokens"], "lanes group by a string column"),
+    (["--fit-until", "2026-11-16"], "leaves no traffic on one side"),
+    (["--fit-until", "2027-01-01"], "leaves no traffic on one side"),
+    (["--accept", "checker_score > 0.5"], "add --cascade"),
+    (["--cascade", "--accept", "read_csv('x') > 0"], "not allowed in a predicate"),
+    (["--cascade", "--escalate-to", "bgi"], "Did you mean 'big'?"),
+    (["--confidence", "1.2"], "confidence must lie strictly between 0 and 1"),
+])
+def test_lanes_reject_bad_input(world, cli, arguments, message):
+    result = cli("lanes", world.data, "--prices", world.prices, *arguments)
+    assert result.code == 2, result.out
+    assert message in result.err and "Traceback" not in result.err
+
+
+def test_bars_for_an_unknown_slice_are_rejected(world, cli, tmp_path):
+    bars = tmp_path / "bars.yaml"
+    bars.write_text("default: 0.9\nslices: {contarct: 0.5}\n")
+    result = cli("lanes", world.data, "--prices", world.prices, "--bars", bars)
+    assert result.code == 2 and "Did you mean 'contract'?" in result.err
+    bars.write_text("default: 0.9\nslice: {contract: 0.5}\n")
+    result = cli("lanes", world.data, "--prices", world.prices, "--bars", bars)
+    assert result.code == 2 and "unknown key 'slice'" in result.err
+
+
+def test_lanes_on_the_shipped_week_replay_and_hold_out_of_sample(cli, tmp_path):
+    emitted = tmp_path / "lanes.yaml"
+    result = cli("lanes", ROOT / "data" / "support-week", "--prices", ROOT / "data" / "prices" / "support.yaml",
+                 "--bars-from", ROOT / "scenarios" / "rules-only.yaml", "--fit-until", "2026-11-19", "--emit", emitted,
+                 "--json")
+    assert result.code == 0, result.err
+    lanes = {group["group"]: group["lane"] for group in json.loads(result.out)["groups"]}
+    assert lanes["order_status"] == "small" and lanes["contract_analysis"] == "flagship"
+    assert json.loads(result.out)["out_of_sample"]["failed_out_of_sample"] == []
+    assert cli("replay", emitted).code == 0
+
+
+def test_lanes_without_prices_need_recorded_costs(world, cli):
+    result = cli("lanes", world.data)
+    assert result.code == 2
+    assert "some calls cannot be priced" in result.err and "Traceback" not in result.err

@@ -1,0 +1,210 @@
+"""Wilson intervals and the paired bootstrap: hand-worked values, exactness, determinism and coverage."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from simulator import stats
+from simulator.errors import RoutesimError
+from simulator.stats import (BASELINE_COST, BASELINE_LATENCY, BASELINE_PASS_RATE, CANDIDATE_COST, CANDIDATE_LATENCY,
+                             CANDIDATE_PASS_RATE, COST_CHANGE, COST_RELATIVE_CHANGE, LATENCY_CHANGE, PASS_RATE_CHANGE,
+                             PairedSample, PolicyOutcomes, bench_bootstrap, paired_bootstrap, wilson_interval, z_score)
+
+
+# Wilson: (2k + z² ± z·sqrt(z² + 4k(n-k)/n)) / 2(n + z²), z = 1.959964, z² = 3.841459.
+
+def test_wilson_eight_of_ten_by_hand():
+    # centre 16 + 3.841459 = 19.841459; spread 1.959964 x sqrt(3.841459 + 6.4) = 6.272332; over 27.682918
+    low, high = wilson_interval(8, 10)
+    assert low == pytest.approx(13.569127 / 27.682918, abs=1e-6)  # 0.490163
+    assert high == pytest.approx(26.113791 / 27.682918, abs=1e-6)  # 0.943318
+
+
+def test_forty_of_forty_cannot_prove_a_95_percent_pass_rate():
+    # k = n: the lower bound is n / (n + z²) = 40 / 43.841459 = 0.912378
+    low, high = wilson_interval(40, 40)
+    assert low == pytest.approx(40 / 43.841459, abs=1e-6)
+    assert high == 1.0
+    assert low < 0.95
+
+
+def test_wilson_edges():
+    assert wilson_interval(0, 10) == (0.0, pytest.approx(3.841459 / 13.841459, abs=1e-6))
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+    assert z_score(0.95) == pytest.approx(1.959964, abs=1e-6)
+    low_99, high_99 = wilson_interval(8, 10, 0.99)
+    low_95, high_95 = wilson_interval(8, 10, 0.95)
+    assert low_99 < low_95 and high_99 > high_95
+
+
+def test_wilson_is_vectorised():
+    successes, trials = np.array([8, 40, 0, 0, 37]), np.array([10, 40, 10, 0, 50])
+    low, high = wilson_interval(successes, trials)
+    for k, n, lo, hi in zip(successes, trials, low, high):
+        assert (lo, hi) == wilson_interval(int(k), int(n))
+
+
+@pytest.mark.parametrize("successes, trials, confidence", [(11, 10, 0.95), (-1, 10, 0.95), (5, 10, 1.0),
+                                                            (5, 10, 0.0)])
+def test_wilson_rejects_impossible_input(successes, trials, confidence):
+    with pytest.raises(RoutesimError):
+        wilson_interval(successes, trials, confidence)
+
+
+@pytest.mark.parametrize("trials, rate", [(200, 0.90), (500, 0.95), (150, 0.80)])
+def test_wilson_95_percent_intervals_cover_the_true_rate_93_to_97_percent_of_the_time(trials, rate):
+    repetitions = 20_000
+    passes = np.random.default_rng(11).binomial(trials, rate, size=repetitions)
+    low, high = wilson_interval(passes, np.full(repetitions, trials))
+    coverage = np.mean((low <= rate) & (rate <= high))
+    assert 0.93 <= coverage <= 0.97, coverage
+
+
+def paired_world(n: int, strata: int, seed: int) -> tuple[PolicyOutcomes, PolicyOutcomes, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    # Rounded latencies make ties, the hard case for order statistics.
+    baseline = PolicyOutcomes(rng.random(n) < 0.9, rng.lognormal(-6, 1, n), np.round(rng.lognormal(6, 1, n), -1))
+    candidate = PolicyOutcomes(rng.random(n) < 0.8, rng.lognormal(-7, 1, n), np.round(rng.lognormal(6, 1, n), -1))
+    return baseline, candidate, rng.integers(0, strata, n)
+
+
+def expanded_statistics(sample: PairedSample, baseline, candidate, counts_row: np.ndarray, stratum: int) -> dict:
+    """The statistics of one resample the slow way: repeat each request as often as it was drawn."""
+    layout = sample.layout
+    mask = sample.position_stratum == stratum
+    repeat = counts_row[mask].astype(np.int64)
+
+    def expand(values):
+        return np.repeat(np.asarray(values, dtype=np.float64)[layout][mask], repeat)
+
+    return {BASELINE_PASS_RATE: expand(baseline.passed).mean(), CANDIDATE_PASS_RATE: expand(candidate.passed).mean(),
+            BASELINE_COST: expand(baseline.cost_usd).mean(), CANDIDATE_COST: expand(candidate.cost_usd).mean(),
+            BASELINE_LATENCY: np.quantile(expand(baseline.latency_ms), 0.95),
+            CANDIDATE_LATENCY: np.quantile(expand(candidate.latency_ms), 0.95)}
+
+
+@pytest.mark.parametrize("strata", [1, 4])
+def test_resample_statistics_equal_the_expanded_resample(strata):
+    baseline, candidate, codes = paired_world(600, strata, seed=3)
+    sample = PairedSample(baseline, candidate, codes)
+    counts = sample.draw_counts([np.random.default_rng(seed) for seed in range(30)])
+    assert (counts.sum(axis=1) == 600).all()
+    computed = sample.statistics(counts)
+    for row in range(counts.shape[0]):
+        for stratum in range(sample.strata):
+            # Stratified: every stratum keeps its size in every resample.
+            assert counts[row][sample.position_stratum == stratum].sum() == sample.sizes[stratum]
+            expected = expanded_statistics(sample, baseline, candidate, counts[row], stratum)
+            for name in (BASELINE_LATENCY, CANDIDATE_LATENCY):
+                assert computed[name][row, stratum] == expected[name]  # exact, to the bit
+            for name in (BASELINE_PASS_RATE, CANDIDATE_PASS_RATE, BASELINE_COST, CANDIDATE_COST):
+                assert computed[name][row, stratum] == pytest.approx(expected[name], rel=1e-12)
+
+
+def test_quantile_falling_below_the_scanned_tail_is_found_by_a_full_scan(monkeypatch):
+    # With no margin the scan starts right at the quantile's rank, so many resamples fall below it.
+    monkeypatch.setattr(stats, "TAIL_SIGMAS", 0.0)
+    monkeypatch.setattr(stats, "TAIL_SLACK", 0)
+    scans = []
+    full_scan = PairedSample._full_scan
+    monkeypatch.setattr(PairedSample, "_full_scan", lambda self, *args: scans.append(args) or full_scan(self, *args))
+    baseline, candidate, codes = paired_world(300, 3, seed=5)
+    sample = PairedSample(baseline, candidate, codes)
+    counts = sample.draw_counts([np.random.default_rng(seed) for seed in range(20)])
+    computed = sample.statistics(counts)
+    assert scans, "the fallback should have run"
+    for row in range(counts.shape[0]):
+        for stratum in range(sample.strata):
+            expected = expanded_statistics(sample, baseline, candidate, counts[row], stratum)
+            assert computed[BASELINE_LATENCY][row, stratum] == expected[BASELINE_LATENCY]
+            assert computed[CANDIDATE_LATENCY][row, stratum] == expected[CANDIDATE_LATENCY]
+
+
+def test_estimates_are_the_statistics_of_the_sample_itself():
+    baseline, candidate, codes = paired_world(500, 3, seed=8)
+    estimates = PairedSample(baseline, candidate, codes).estimates()
+    for stratum in range(3):
+        mask = codes == stratum
+        assert estimates[BASELINE_LATENCY][stratum] == np.quantile(baseline.latency_ms[mask], 0.95)
+        assert estimates[PASS_RATE_CHANGE][stratum] == pytest.approx(
+            candidate.passed[mask].mean() - baseline.passed[mask].mean(), abs=1e-12)
+        assert estimates[COST_RELATIVE_CHANGE][stratum] == pytest.approx(
+            candidate.cost_usd[mask].sum() / baseline.cost_usd[mask].sum() - 1, rel=1e-12)
+
+
+def test_identical_policies_have_intervals_of_zero_width():
+    baseline, _, codes = paired_world(400, 2, seed=1)
+    result = paired_bootstrap(PairedSample(baseline, baseline, codes), resamples=200, seed=0)
+    for name in (PASS_RATE_CHANGE, COST_CHANGE, COST_RELATIVE_CHANGE, LATENCY_CHANGE):
+        assert (result.low[name] == 0).all() and (result.high[name] == 0).all(), name
+
+
+def test_a_constant_shift_is_recovered_exactly_in_every_resample():
+    # The candidate costs $0.001 more and answers 100 ms later on every request, with the same verdicts:
+    # every resample's change is exactly that, so the interval is a single point.
+    baseline, _, _ = paired_world(300, 1, seed=2)
+    shifted = PolicyOutcomes(baseline.passed, baseline.cost_usd + 0.001, baseline.latency_ms + 100)
+    result = paired_bootstrap(PairedSample(baseline, shifted), resamples=100, seed=4)
+    assert result.interval(COST_CHANGE) == pytest.approx((0.001, 0.001, 0.001), abs=1e-12)
+    assert result.interval(LATENCY_CHANGE) == pytest.approx((100, 100, 100), abs=1e-9)
+    assert result.interval(PASS_RATE_CHANGE) == (0.0, 0.0, 0.0)
+
+
+def test_one_flipped_request_of_two_by_hand():
+    # Baseline passes [yes, no], candidate [yes, yes]: the change per request is [0, 1]. A resample of two
+    # draws holds the flipped request 0, 1 or 2 times with probabilities 1/4, 1/2, 1/4, so the change is
+    # 0, 0.5 or 1 and the 95% interval spans [0, 1].
+    baseline = PolicyOutcomes(np.array([True, False]), np.ones(2), np.ones(2))
+    candidate = PolicyOutcomes(np.array([True, True]), np.ones(2), np.ones(2))
+    result = paired_bootstrap(PairedSample(baseline, candidate), resamples=4000, seed=0)
+    changes = result.replicates[PASS_RATE_CHANGE][:, 0]
+    assert set(np.unique(changes)) == {0.0, 0.5, 1.0}
+    assert np.mean(changes == 0.5) == pytest.approx(0.5, abs=0.03)
+    assert result.interval(PASS_RATE_CHANGE) == (0.5, 0.0, 1.0)
+
+
+def test_same_seed_same_intervals_whatever_the_block_size_or_threads(monkeypatch):
+    baseline, candidate, codes = paired_world(1000, 3, seed=6)
+    sample = PairedSample(baseline, candidate, codes)
+    first = paired_bootstrap(sample, resamples=64, seed=9, workers=1)
+    monkeypatch.setattr(stats, "BLOCK_ELEMENTS", 5000)  # blocks of 5 resamples, on 4 threads
+    second = paired_bootstrap(sample, resamples=64, seed=9, workers=4)
+    for name in first.replicates:
+        np.testing.assert_array_equal(first.replicates[name], second.replicates[name])
+    other = paired_bootstrap(sample, resamples=64, seed=10)
+    assert not np.array_equal(first.replicates[PASS_RATE_CHANGE], other.replicates[PASS_RATE_CHANGE])
+
+
+def test_paired_bootstrap_rejects_bad_settings():
+    baseline, candidate, _ = paired_world(10, 1, seed=0)
+    with pytest.raises(RoutesimError):
+        paired_bootstrap(PairedSample(baseline, candidate), resamples=0)
+    with pytest.raises(RoutesimError):
+        paired_bootstrap(PairedSample(baseline, candidate), confidence=1.5)
+
+
+def test_paired_bootstrap_95_percent_intervals_cover_the_true_change_93_to_97_percent_of_the_time():
+    # 2,000 synthetic worlds of 200 paired requests, bootstrapped together as 2,000 strata (each stratum is
+    # resampled within itself, so every world gets its own bootstrap) with 500 resamples each. The baseline
+    # passes with probability 0.85; the candidate copies the baseline's verdict half the time and otherwise
+    # passes with probability 0.6, so the true change is 0.5 x 0.85 + 0.5 x 0.6 - 0.85 = -0.125.
+    # Over many seeds the coverage of this set-up averages 94.8%; 2,000 worlds put the Monte Carlo standard
+    # error at 0.5 points, so 93%..97% is more than three standard errors either side.
+    worlds, size = 2000, 200
+    rng = np.random.default_rng(2026)
+    total = worlds * size
+    baseline_passed = rng.random(total) < 0.85
+    candidate_passed = np.where(rng.random(total) < 0.5, baseline_passed, rng.random(total) < 0.6)
+    true_change = 0.5 * 0.85 + 0.5 * 0.6 - 0.85
+    latency = rng.random(total)
+    sample = PairedSample(PolicyOutcomes(baseline_passed, np.ones(total), latency),
+                          PolicyOutcomes(candidate_passed, np.ones(total), latency),
+                          np.repeat(np.arange(worlds), size))
+    result = paired_bootstrap(sample, resamples=500, seed=0)
+    covered = (result.low[PASS_RATE_CHANGE] <= true_change) & (true_change <= result.high[PASS_RATE_CHANGE])
+    assert 0.93 <= covered.mean() <= 0.97, covered.mean()
+
+
+def test_bench_bootstrap_times_a_run():
+    assert bench_bootstrap(requests=5_000, resamples=10, seed=0) > 0
