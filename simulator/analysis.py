@@ -18,12 +18,18 @@ Definitions and assumptions:
   request is measured on the requests it has. A model that cannot be priced is listed as unpriced.
 - The oracle picks, for every request, the cheapest model whose answer passed (passed and hard_check_ok).
   When no model passes, the request counts as a failure at the cheapest model's cost.
+- The frontier, distances from it, AIQ and CPT are defined in simulator.frontier. They are computed over the
+  requests the baselines ran on (the first scenario's); a scenario replayed on other requests (another
+  window or sample, or with requests skipped for missing outcomes) is listed without them.
 """
 
 from __future__ import annotations
 
+import math
+
 import polars as pl
 
+from simulator import drift, frontier
 from simulator.contract import Dataset
 from simulator.engine import select_requests
 from simulator.errors import RoutesimError
@@ -105,14 +111,15 @@ def _bucket(rows: pl.DataFrame) -> tuple[str, str]:
 
 
 def escalation_over_time(rows: pl.DataFrame) -> dict:
-    """Escalation rate per time bucket (UTC), at the finest bucket size that keeps the series readable."""
+    """Escalation rate per time bucket (UTC), at the finest bucket size that keeps the series readable,
+    and the drift test over those buckets (simulator.drift: a sustained rise against the window's start)."""
     name, every = _bucket(rows)
-    series = (rows.group_by(pl.col("ts").dt.truncate(every).alias("start"))
-              .agg(pl.len().alias("requests"), pl.col("escalated").sum().cast(pl.Int64).alias("escalated"))
-              .sort("start")
-              .with_columns((pl.col("escalated") / pl.col("requests")).alias("escalation_rate"),
-                            pl.col("start").dt.strftime("%Y-%m-%dT%H:%M:%SZ")))
-    return {"bucket": name, "over_time": series.to_dicts()}
+    buckets = (rows.group_by(pl.col("ts").dt.truncate(every).alias("start"))
+               .agg(pl.len().alias("requests"), pl.col("escalated").sum().cast(pl.Int64).alias("escalated"))
+               .sort("start"))
+    series = buckets.with_columns((pl.col("escalated") / pl.col("requests")).alias("escalation_rate"),
+                                  pl.col("start").dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    return {"bucket": name, "over_time": series.to_dicts(), "drift": drift.detect(buckets, every)}
 
 
 def latency_groups(decisions: pl.DataFrame) -> list[dict]:
@@ -254,3 +261,92 @@ def headline(summaries: list[dict], baseline: dict | None) -> dict:
             "pass_rate": best["pass_rate"], "escalation_rate": best["escalation_rate"],
             "latency_p95_ms": best["latency_p95_ms"], "reference": reference, "saving_usd": saving,
             "saving_share": share}
+
+
+def _same_requests(summary: dict, reference: dict | None, baseline: dict) -> bool:
+    """Whether a scenario ran on exactly the requests the baselines ran on."""
+    if reference is None:
+        return False
+    mine, theirs = summary["provenance"], reference["provenance"]
+    return (mine["data_fingerprint"] == baseline.get("data_fingerprint", theirs["data_fingerprint"])
+            and mine["window"] == theirs["window"] and mine["sample"] == theirs["sample"]
+            and summary["requests"] == baseline["requests"]
+            and summary["coverage"]["requests_replayed"] == summary["coverage"]["requests_in_window"])
+
+
+def frontier_table(summaries: list[dict], tables: list[dict], baseline: dict | None) -> dict | None:
+    """The cost-quality frontier over policies, sweep points and single models, and each policy's place.
+
+    Costs are per request (USD); quality is the pass rate. See simulator.frontier for the definitions of
+    the envelope, the distance from it, AIQ and CPT.
+    """
+    if not baseline or not baseline.get("models"):
+        return None
+    models = {m["model"]: m for m in baseline["models"]}
+    model_points = [(m["cost_per_request_usd"], m["pass_rate"]) for m in models.values()]
+    low = min(models.values(), key=lambda m: (m["cost_per_request_usd"], -m["pass_rate"]))
+    high = max(models.values(), key=lambda m: (m["cost_per_request_usd"], m["pass_rate"]))
+    anchors = [(low["cost_per_request_usd"], low["pass_rate"]), (high["cost_per_request_usd"], high["pass_rate"])]
+    c_lo, c_hi = anchors[0][0], anchors[1][0]
+    reference = next((s for s in summaries if s["scenario"] == baseline["window_of"]), None)
+    labelled = [(m["cost_per_request_usd"], m["pass_rate"], f"{name} only", "single model")
+                for name, m in models.items()]
+    policies = []
+    for summary, table in zip(summaries, tables):
+        comparable = _same_requests(summary, reference, baseline)
+        sweeps = table.get("sweeps", [])
+        point = (summary["cost_per_request_usd"], summary["pass_rate"])
+        entry = {"scenario": summary["scenario"], "comparable": comparable, "cost_per_request_usd": point[0],
+                 "pass_rate": point[1], "sweep": None}
+        if comparable:
+            labelled.append((*point, summary["scenario"], "policy"))
+            family = [point]
+            if sweeps:
+                first = sweeps[0]
+                curve = [p for p in first["points"] if p["requests"] == summary["requests"]]
+                family += [(p["cost_per_request_usd"], p["pass_rate"]) for p in curve]
+                labelled += [(p["cost_per_request_usd"], p["pass_rate"],
+                              f"{summary['scenario']} at {first['over']} >= {p['threshold']:.4g}", "sweep point")
+                             for p in curve]
+                entry["sweep"] = {"plan": first["plan"], "over": first["over"], "points": len(curve)}
+                if first.get("two_models"):
+                    weak, strong = models.get(first["models"][0]), models.get(first["models"][-1])
+                    if weak and strong:
+                        entry["cpt"] = {"weak": first["models"][0], "strong": first["models"][-1],
+                                        "weak_pass_rate": weak["pass_rate"], "strong_pass_rate": strong["pass_rate"],
+                                        **{f"cpt_{round(x * 100)}": frontier.cpt(curve, weak["pass_rate"],
+                                                                                 strong["pass_rate"], x)
+                                           for x in (0.5, 0.8)}}
+            entry["aiq"] = frontier.aiq(family, anchors, c_lo, c_hi)
+        policies.append(entry)
+    hull = frontier.envelope([(c, q) for c, q, _, _ in labelled])
+    priority = {"policy": 0, "single model": 1, "sweep point": 2}
+    ranked = sorted(labelled, key=lambda point: priority[point[3]])
+
+    def name_of(c: float, q: float, among: list = ranked) -> tuple[str, str]:
+        """The vertex's name: a policy, else a single model, else a sweep point at the same place (to 1e-9
+        relative, as the same point reached two ways can differ in the last bits of its sums)."""
+        return next((name, kind) for pc, pq, name, kind in among
+                    if math.isclose(pc, c, rel_tol=1e-9) and math.isclose(pq, q, rel_tol=1e-9))
+
+    singles = [point for point in labelled if point[3] == "single model"]
+
+    for entry in policies:
+        if entry["comparable"]:
+            entry |= frontier.distance(hull, entry["cost_per_request_usd"], entry["pass_rate"])
+    oracle = baseline.get("oracle")
+    mixture = frontier.envelope(model_points)
+    return {
+        "requests_of": baseline["window_of"],
+        "requests": baseline["requests"],
+        "cost_range_usd": [c_lo, c_hi],
+        "frontier": [{"cost_per_request_usd": c, "pass_rate": q, "name": name_of(c, q)[0], "kind": name_of(c, q)[1]}
+                     for c, q in hull],
+        "mixture": [{"cost_per_request_usd": c, "pass_rate": q, "name": name_of(c, q, singles)[0]} for c, q in mixture],
+        "mixture_aiq": frontier.aiq(model_points, anchors, c_lo, c_hi),
+        "oracle": None if not oracle else {
+            "cost_per_request_usd": oracle["cost_per_request_usd"], "pass_rate": oracle["pass_rate"],
+            "aiq": frontier.aiq([(oracle["cost_per_request_usd"], oracle["pass_rate"])], anchors, c_lo, c_hi),
+            "frontier_pass_rate_at_same_cost": frontier.quality_at(hull, oracle["cost_per_request_usd"])},
+        "policies": policies,
+    }

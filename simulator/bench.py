@@ -19,6 +19,7 @@ from rich.table import Table
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 BENCH_SCENARIOS = ("flagship-everywhere", "stacked")
 SEED = 2026
+SWEEP_POINTS = 200
 
 FLOOR_SQL = """
 SELECT count(t.request_id), min(t.ts), count(DISTINCT t.slice), sum(t.input_tokens),
@@ -76,6 +77,12 @@ def _replay(folder: str, scenario_name: str) -> tuple[float, float]:
     return time.perf_counter() - started, _peak_mb()
 
 
+def _sweep(folder: str) -> tuple[float, float]:
+    from simulator.sweep import bench_sweep
+
+    return bench_sweep(Path(folder), SWEEP_POINTS), _peak_mb()
+
+
 def _load(folder: str) -> tuple[float, float]:
     from simulator.contract import load_data
 
@@ -93,6 +100,7 @@ def measure(folder: Path) -> list[Measurement]:
     jobs = [("DuckDB scan (floor)", _floor, (str(folder),)),
             ("load + validate", _load, (str(folder),))]
     jobs += [(f"replay {name}", _replay, (str(folder), name)) for name in BENCH_SCENARIOS]
+    jobs += [(f"sweep cascade, {SWEEP_POINTS} thresholds", _sweep, (str(folder),))]
     measurements = []
     for name, function, arguments in jobs:
         _in_child(function, *arguments)  # warm the page cache alike for every measurement

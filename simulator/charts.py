@@ -179,12 +179,107 @@ def escalation(inputs) -> alt.TopLevelMixin | None:
                 layers.append(alt.Chart(rule_rows).mark_text(align="right", baseline="bottom", dy=-3,
                                                              color="#b22222", fontSize=11)
                               .encode(y="rate:Q", x=alt.value(WIDTH), text="label:N"))
+            layers += _alarm_layers(cascade.get("drift") or {})
             panels.append(alt.layer(*layers).properties(width=WIDTH, height=150, title=title))
     if not panels:
         return None
     return finish(alt.vconcat(*panels, spacing=24))
 
 
+def _alarm_layers(found: dict) -> list:
+    """A vertical rule where a sustained rise in escalations began (simulator.drift), labelled."""
+    if not found.get("alarm"):
+        return []
+    rows = _frame([{"start": found["started_at"], "label": f"rise from {_when(found['started_at'])}",
+                    "alarm_label": _when(found["alarm_at"])}],
+                  {"start": pl.String, "label": pl.String, "alarm_label": pl.String})
+    tooltip = [alt.Tooltip("label:N", title="sustained rise"), alt.Tooltip("alarm_label:N", title="alarm in bucket")]
+    marker = alt.Chart(rows).mark_rule(color="#d97706", strokeWidth=2).encode(
+        x=alt.X("start:T", scale=alt.Scale(type="utc")), tooltip=tooltip)
+    label = alt.Chart(rows).mark_text(align="left", baseline="top", dx=4, dy=4, color="#b45309", fontSize=11).encode(
+        x=alt.X("start:T", scale=alt.Scale(type="utc")), y=alt.value(0), text="label:N")
+    return [marker, label]
+
+
+FRONTIER_KINDS = {"policy": "circle", "single model": "square", "oracle": "diamond"}
+
+
+def frontier(inputs) -> alt.TopLevelMixin | None:
+    """Every sweep's cost-quality curve, the frontier, the best random mixture of models, and the points."""
+    found = inputs.frontier
+    if not found:
+        return None
+    curves = []
+    for summary, tables in zip(inputs.summaries, inputs.tables):
+        entry = next(p for p in found["policies"] if p["scenario"] == summary["scenario"])
+        if not entry["comparable"]:
+            continue
+        for sweep in tables.get("sweeps", [])[:1]:
+            name = f"{summary['scenario']} ({sweep['over']} ≥ t)"
+            curves += [{"curve": name, "cost_per_1k_usd": p["cost_per_request_usd"] * 1000, "pass_rate": p["pass_rate"],
+                        "threshold": p["threshold"], "label": f"t = {p['threshold']:.4g}",
+                        "cost_label": formats.usd(p["cost_per_request_usd"] * 1000),
+                        "pass_label": formats.pct(p["pass_rate"]),
+                        "escalation_label": formats.pct(p["escalation_rate"])}
+                       for p in sweep["points"] if p["requests"] == summary["requests"]]
+    lines = [{"line": "frontier", "order": index, "cost_per_1k_usd": p["cost_per_request_usd"] * 1000,
+              "pass_rate": p["pass_rate"], "name": p["name"]} for index, p in enumerate(found["frontier"])]
+    lines += [{"line": "best mixture of two models", "order": index,
+               "cost_per_1k_usd": p["cost_per_request_usd"] * 1000, "pass_rate": p["pass_rate"], "name": p["name"]}
+              for index, p in enumerate(found["mixture"])]
+    points = [{"name": p["scenario"], "kind": "policy", "cost_per_1k_usd": p["cost_per_request_usd"] * 1000,
+               "pass_rate": p["pass_rate"]} for p in found["policies"] if p["comparable"]]
+    if inputs.baselines:
+        points += [{"name": f"{m['model']} only", "kind": "single model", "cost_per_1k_usd": m["cost_per_1k_usd"],
+                    "pass_rate": m["pass_rate"]} for m in inputs.baselines["models"]]
+    if found["oracle"]:
+        points.append({"name": "oracle", "kind": "oracle", "cost_per_1k_usd": found["oracle"]["cost_per_request_usd"] * 1000,
+                       "pass_rate": found["oracle"]["pass_rate"]})
+    for row in points + lines:
+        row |= {"cost_label": formats.usd(row["cost_per_1k_usd"]), "pass_label": formats.pct(row["pass_rate"])}
+    everything = curves + lines + points
+    log = all(row["cost_per_1k_usd"] > 0 for row in everything)
+    x = alt.X("cost_per_1k_usd:Q", title="Cost per 1,000 requests" + (" (log scale)" if log else ""),
+              scale=alt.Scale(type="log" if log else "linear", nice=False, padding=30),
+              axis=alt.Axis(format="$,.2~f", labelOverlap="greedy", labelSeparation=6))
+    y = alt.Y("pass_rate:Q", title="Pass rate", scale=alt.Scale(zero=False, nice=True, padding=12),
+              axis=alt.Axis(format=".0%", values=PASS_TICKS))
+    layers = []
+    if curves:
+        frame = _frame(curves, {"curve": pl.String, "cost_per_1k_usd": pl.Float64, "pass_rate": pl.Float64,
+                                "threshold": pl.Float64, "label": pl.String, "cost_label": pl.String,
+                                "pass_label": pl.String, "escalation_label": pl.String})
+        layers.append(alt.Chart(frame).mark_line(strokeWidth=1.5, opacity=0.85, point=alt.OverlayMarkDef(size=10))
+                      .encode(x, y, order="threshold:Q",
+                              color=alt.Color("curve:N", title="Threshold sweep", scale=alt.Scale(scheme="tableau10")),
+                              tooltip=[alt.Tooltip("curve:N", title="sweep"), alt.Tooltip("label:N", title="threshold"),
+                                       alt.Tooltip("cost_label:N", title="per 1,000 requests"),
+                                       alt.Tooltip("pass_label:N", title="pass rate"),
+                                       alt.Tooltip("escalation_label:N", title="escalated")]))
+    line_frame = _frame(lines, {"line": pl.String, "order": pl.Int64, "cost_per_1k_usd": pl.Float64,
+                                "pass_rate": pl.Float64, "name": pl.String, "cost_label": pl.String,
+                                "pass_label": pl.String})
+    layers.append(alt.Chart(line_frame).mark_line(strokeWidth=2, interpolate="linear").encode(
+        x, y, order="order:Q",
+        strokeDash=alt.StrokeDash("line:N", title="Envelope", scale=alt.Scale(
+            domain=["frontier", "best mixture of two models"], range=[[1, 0], [5, 4]])),
+        color=alt.value("#333"),
+        tooltip=[alt.Tooltip("line:N", title="envelope"), alt.Tooltip("name:N", title="vertex"),
+                 alt.Tooltip("cost_label:N", title="per 1,000 requests"), alt.Tooltip("pass_label:N", title="pass rate")]))
+    point_frame = _frame(points, {"name": pl.String, "kind": pl.String, "cost_per_1k_usd": pl.Float64,
+                                  "pass_rate": pl.Float64, "cost_label": pl.String, "pass_label": pl.String})
+    marks = alt.Chart(point_frame).encode(x, y, tooltip=[alt.Tooltip("name:N", title="name"),
+                                                         alt.Tooltip("cost_label:N", title="per 1,000 requests"),
+                                                         alt.Tooltip("pass_label:N", title="pass rate")])
+    layers.append(marks.mark_point(size=120, strokeWidth=1.5, filled=False, color="#111").encode(
+        shape=alt.Shape("kind:N", title="Point", scale=alt.Scale(domain=list(FRONTIER_KINDS),
+                                                                  range=list(FRONTIER_KINDS.values())))))
+    layers.append(marks.mark_text(align="left", dx=8, dy=-8, fontSize=10, color="#444").encode(text="name:N"))
+    return finish(alt.layer(*layers).resolve_scale(color="independent").properties(
+        width=WIDTH, height=360, title="Threshold sweeps and the cost-quality frontier (up and to the left is better)"))
+
+
 def all_charts(inputs) -> dict[str, alt.TopLevelMixin | None]:
     return {"cost-quality": cost_quality(inputs), "cost-by-model": cost_by_model(inputs),
-            "cost-by-slice": cost_by_slice(inputs), "latency": latency(inputs), "escalation": escalation(inputs)}
+            "cost-by-slice": cost_by_slice(inputs), "latency": latency(inputs), "escalation": escalation(inputs),
+            "frontier": frontier(inputs)}

@@ -16,8 +16,11 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from simulator.data_commands import register as register_data_commands
 from simulator.errors import RoutesimError
+from simulator.eval_commands import register as register_eval_commands
 from simulator.metrics import BY_NAME, METRICS
+from simulator.tuning_commands import register as register_tuning_commands
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Replay logged LLM traffic under routing policies: rules, cascades and retries.")
@@ -219,6 +222,16 @@ def bench(
     sizes = [requests] + ([10_000_000] if ten_million and requests != 10_000_000 else [])
     for size in sizes:
         console.print(run_bench(size, cache))
+
+
+# `routesim import FORMAT ...` and `routesim public-data` (simulator/data_commands.py).
+register_data_commands(app)
+
+# `routesim lanes` and `routesim gate` (simulator/eval_commands.py).
+register_eval_commands(app)
+
+# `routesim sweep`, `whatif`, `drift` and `prices import-litellm` (simulator/tuning_commands.py).
+register_tuning_commands(app)
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ import json
 from collections.abc import Iterable
 
 from simulator import charts
+from simulator.drift import describe as describe_drift
 from simulator.formats import count, metric, ms, pct, usd
 from simulator.metrics import METRICS
 
@@ -264,6 +265,75 @@ def cost_quality_section(inputs, chart) -> Markup:
     return Markup("".join(parts))
 
 
+def _sweep_rows(inputs) -> list[Markup]:
+    rows = []
+    for summary, tables in zip(inputs.summaries, inputs.tables):
+        for sweep in tables.get("sweeps", []):
+            points = sweep["points"]
+            current = next((p for p in points if p["threshold"] == sweep["current_threshold"]), None)
+            cheapest = min((p for p in points if p["pass_rate"] is not None
+                            and p["pass_rate"] >= summary["quality_bar"]),
+                           key=lambda p: (p["cost_per_request_usd"], -p["pass_rate"]), default=None)
+            rows.append(h("tr", h("td", summary["scenario"]), h("td", sweep["plan"]),
+                          h("td", f"step {sweep['step']} ({sweep['models'][sweep['step']]}): {sweep['over']} ≥ t"),
+                          num(count(len(points))),
+                          num("–" if current is None else f"{current['threshold']:.4g}"),
+                          num("–" if cheapest is None else f"{cheapest['threshold']:.4g}",
+                              h("small", "none reaches the bar" if cheapest is None else
+                                f"{usd(cheapest['cost_per_request_usd'] * 1000)}/1k · {pct(cheapest['pass_rate'])} · "
+                                f"escalated {pct(cheapest['escalation_rate'])}"),
+                              data_scenario=summary["scenario"], data_metric="calibrated_threshold")))
+    return rows
+
+
+def frontier_section(inputs, chart) -> Markup:
+    found = inputs.frontier
+    if not found:
+        return h("p", "No frontier: it needs the single-model baselines, which these results do not hold.",
+                 class_="note")
+    parts = [h("h3", "Threshold sweeps and the frontier"), chart_figure("frontier", chart)] if chart else []
+    sweeps = _sweep_rows(inputs)
+    if sweeps:
+        parts.append(table(["Policy", "Plan", "Gate swept", "Thresholds", "Current t", "Cheapest t at the bar"],
+                           sweeps, numeric_from=3, id="sweeps-table"))
+    rows = []
+    for entry in found["policies"]:
+        cpt = entry.get("cpt") or {}
+        if not entry["comparable"]:
+            rows.append(h("tr", h("td", entry["scenario"]), h("td", "ran on other requests than the baselines: "
+                                                                    "not compared", colspan=6, class_="note")))
+            continue
+        rows.append(h("tr", h("td", entry["scenario"]), num(usd(entry["cost_per_request_usd"] * 1000)),
+                      num(pct(entry["pass_rate"])),
+                      num(pct(entry["quality_gap"]), data_scenario=entry["scenario"], data_metric="quality_gap"),
+                      num(usd(None if entry["excess_cost_usd"] is None else entry["excess_cost_usd"] * 1000),
+                          h("small", pct(entry["excess_cost_share"]))),
+                      num(metric("mean_score", entry["aiq"]), data_scenario=entry["scenario"], data_metric="aiq"),
+                      num(f"{pct(cpt['cpt_50'])} / {pct(cpt['cpt_80'])}" if cpt else "–",
+                          h("small", f"{cpt['weak']} → {cpt['strong']}") if cpt else None)))
+    oracle = found["oracle"]
+    mixture_aiq = metric("mean_score", found["mixture_aiq"])
+    parts.append(table(["Policy", "per 1,000 req.", "Pass rate", "Below frontier (pass)", "Excess cost /1k",
+                        "AIQ", "CPT 50% / 80%"], rows, id="frontier-table"))
+    notes = [
+        f"On the {count(found['requests'])} requests of {found['requests_of']}. Frontier: the best pass rate "
+        "reachable at each cost by the replayed policies, every sweep point and the single models, mixing any two "
+        "at random (the upper envelope of their points). Below frontier: how many pass-rate points the frontier "
+        "reaches above the policy at the same cost; excess cost: how much more the policy pays per 1,000 requests "
+        "than the frontier needs for the same pass rate.",
+        f"AIQ (RouterBench): the area under the policy's own envelope (its sweep points, or its one point, with the "
+        f"cheapest and the most expensive single model) over the single models' cost range "
+        f"({usd(found['cost_range_usd'][0] * 1000)} to {usd(found['cost_range_usd'][1] * 1000)} per 1,000 requests), "
+        f"divided by the range: the mean pass rate over that range. Best random mixture of single models: "
+        f"{mixture_aiq}" + ("" if not oracle else f"; oracle: {metric('mean_score', oracle['aiq'])}") + ".",
+        "CPT 50% / 80% (RouteLLM), for policies that call exactly two models: the least share of requests that "
+        "called the strong model among the sweep points recovering 50% / 80% of the pass-rate gap between the weak "
+        "and the strong model alone.",
+    ]
+    parts.append(h("ul", [h("li", text) for text in notes], class_="note"))
+    return Markup("".join(parts))
+
+
 def slices_section(inputs) -> Markup:
     slices = sorted({row["slice"] for summary in inputs.summaries for row in summary["by_slice"]})
     rows = []
@@ -338,12 +408,15 @@ def escalation_section(inputs, chart) -> Markup:
                 verdict, css = f"cheaper than sending all to {last}", "ok"
             else:
                 verdict, css = f"costs more than sending all to {last}", "fail"
+            drift_note = describe_drift(c.get("drift") or {})
+            if (c.get("drift") or {}).get("alarm"):
+                verdict, css = f"{verdict}; {drift_note}", "fail"
             rows.append(h("tr", h("td", summary["scenario"]), h("td", c["plan"]),
                           h("td", " → ".join(step for step in c["steps"] if step) or f"{len(c['steps'])} steps"),
                           num(count(c["requests"])), num(usd(c["first_step_cost_usd"])),
                           num(usd(c["last_step_cost_usd"])), num(pct(c["escalation_rate"])),
                           num(pct(c["break_even_rate"]), data_scenario=summary["scenario"], data_metric="break_even"),
-                          h("td", verdict, class_=css)))
+                          h("td", verdict, class_=css, data_scenario=summary["scenario"], data_metric="drift")))
     if not rows:
         return h("p", "No policy has a multi-step plan, so there is no escalation to follow.", class_="note")
     return Markup(chart_figure("escalation", chart) + table(
@@ -353,7 +426,11 @@ def escalation_section(inputs, chart) -> Markup:
         "to the last step costs cL. Above e* = 1 − c1 / cL the cascade costs more. c1 is the mean cost of the first "
         "step per request of the plan; cL the mean cost of the last step per request that reached it (checker "
         "calls included, retries left out; middle steps of longer plans are left out, so the true break-even lies "
-        "lower).", class_="note"))
+        "lower).", class_="note") + h(
+        "p", "Drift: a one-sided Bernoulli CUSUM on escalations against the rate of the first third of the window, "
+        "designed for a rise of 5 percentage points, with its threshold set by simulation for a 1% chance of any "
+        "false alarm over the rest of the window. An orange rule marks where a sustained rise began.",
+        class_="note"))
 
 
 def _instant(iso: str) -> str:
@@ -431,7 +508,8 @@ def render(inputs) -> str:
     bodies = {
         "headline": headline_section(inputs),
         "comparison": comparison_section(inputs),
-        "cost-quality": cost_quality_section(inputs, built["cost-quality"]),
+        "cost-quality": Markup(cost_quality_section(inputs, built["cost-quality"])
+                               + frontier_section(inputs, built["frontier"])),
         "slices": slices_section(inputs),
         "money": money_section(inputs, built["cost-by-model"], built["cost-by-slice"]),
         "latency": latency_section(inputs, built["latency"]),

@@ -1,7 +1,8 @@
 """The report's pipeline: replay, save results with the report's tables, then render from what was saved.
 
 A report's results folder holds, beside each scenario's saved result (simulator.results), its
-`tables.json` (simulator.analysis.scenario_tables), and at the top `baselines.json` (single-model
+`tables.json` (simulator.analysis.scenario_tables, plus the threshold sweeps of simulator.sweep.report_sweeps
+under `sweeps`), and at the top `baselines.json` (single-model
 baselines and the oracle) and `report.json` (the scenarios of the report, in order). The HTML is always
 rendered from these files, so `routesim report --from` needs neither the data nor a replay, and gives the
 same bytes as the first render.
@@ -21,6 +22,7 @@ from simulator import analysis
 from simulator.errors import RoutesimError
 from simulator.results import CALLS_FILE, DECISIONS_FILE, SCHEMA_VERSION, SUMMARY_FILE, save_result
 from simulator.runner import Inputs, Outcome, load_scenarios, run_scenario
+from simulator.sweep import report_sweeps
 
 TABLES_FILE = "tables.json"
 BASELINES_FILE = "baselines.json"
@@ -35,6 +37,7 @@ class ReportInputs:
     tables: list[dict]
     baselines: dict | None
     headline: dict
+    frontier: dict | None = None  # simulator.analysis.frontier_table, computed from the saved tables
 
 
 def default_results_dir(out: Path) -> Path:
@@ -73,6 +76,8 @@ def replay_and_save(paths: list[Path], results_dir: Path, label: Callable[[str],
         decisions, calls = outcome.replay.decisions, outcome.replay.calls
         folder = save_result(results_dir, outcome.summary, decisions, calls)
         tables = analysis.scenario_tables(outcome.summary, decisions, calls, analysis.plan_steps(scenario))
+        label(f"{scenario.name}: threshold sweeps")
+        tables["sweeps"] = report_sweeps(scenario, inputs.data(scenario.data), inputs.prices(scenario.prices))
         _write_json(folder / TABLES_FILE, tables)
         outcomes.append(outcome)
         advance()
@@ -139,7 +144,8 @@ def load_report_inputs(results_dir: Path) -> ReportInputs:
     baselines_path = folder / BASELINES_FILE
     baselines = _read_json(baselines_path) if baselines_path.is_file() else None
     return ReportInputs(summaries=summaries, tables=tables, baselines=baselines,
-                        headline=analysis.headline(summaries, baselines))
+                        headline=analysis.headline(summaries, baselines),
+                        frontier=analysis.frontier_table(summaries, tables, baselines))
 
 
 def render_report(results_dir: Path, out: Path) -> Path:

@@ -174,7 +174,10 @@ def test_latency_and_escalation_chart_encodings(week):
     assert whisker["x"]["field"] == "p5_ms" and whisker["x2"]["field"] == "p99_ms"
     assert whisker["yOffset"]["field"] == "group"
     first_panel = _marks(charts.escalation(week).to_dict()["vconcat"][0])
-    assert [_mark_type(layer) for layer in first_panel] == ["line", "rule", "text"]
+    # The cascade's panel: the series, its break-even rule and label, and the drift alarm's rule and label
+    # (the week's mix shift raises its escalation rate from 2026-11-21).
+    assert [_mark_type(layer) for layer in first_panel] == ["line", "rule", "text", "rule", "text"]
+    assert first_panel[3]["encoding"]["x"]["field"] == "start"
     assert first_panel[0]["encoding"]["x"]["type"] == "temporal"
     assert first_panel[1]["encoding"]["y"]["field"] == "rate"
 

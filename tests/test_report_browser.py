@@ -16,7 +16,7 @@ from tests.report_helpers import HOSTILE, HOSTILE_DESCRIPTION, build, hostile_wo
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
-CHARTS = ["cost-quality", "cost-by-model", "cost-by-slice", "latency", "escalation"]
+CHARTS = ["cost-quality", "cost-by-model", "cost-by-slice", "latency", "escalation", "frontier"]
 COMPARED = ["requests", "total_cost_usd", "pass_rate", "mean_score", "latency_p50_ms", "latency_p95_ms",
             "latency_p99_ms", "escalation_rate", "retry_rate"]
 

@@ -1,0 +1,252 @@
+"""What `routesim sweep`, `whatif`, `drift` and `prices import-litellm` do and print.
+
+The commands in simulator.cli only declare their options and call these functions, which compute with
+simulator.sweep, simulator.whatif, simulator.drift and simulator.price_import and print rich tables (or
+JSON). Files are written atomically.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+from rich.console import Console
+from rich.table import Table
+
+from simulator import drift, sweep, whatif
+from simulator.errors import RoutesimError
+from simulator.formats import count, ms, pct, usd
+from simulator.runner import Inputs, load_scenarios
+from simulator.scenario import load_scenario
+
+SHOWN_POINTS = 21
+
+
+def _write_atomic_bytes(path: Path, write) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def write_table(frame: pl.DataFrame, path: Path) -> None:
+    """A table as CSV, Parquet or JSON (by the file's suffix), atomically."""
+    suffix = Path(path).suffix.lower()
+    writers = {".csv": frame.write_csv, ".parquet": frame.write_parquet,
+               ".json": lambda target: Path(target).write_text(json.dumps(frame.to_dicts(), indent=2) + "\n")}
+    if suffix not in writers:
+        raise RoutesimError(f"cannot tell how to write {Path(path).name}", where="--out",
+                            fix="name the file .csv, .parquet or .json")
+    _write_atomic_bytes(path, writers[suffix])
+
+
+def _gate_title(scenario, gate: sweep.Gate) -> str:
+    return (f"{scenario.name} · plan {gate.plan} · step {gate.step} ({gate.models[gate.step]}): "
+            f"accept when hard_check_ok AND {gate.over} >= t")
+
+
+def _points_table(title: str, points: pl.DataFrame, marks: dict[float, str]) -> Table:
+    table = Table(title=title, caption="● the scenario's own threshold   ★ calibrated")
+    for column in ("threshold", "gate accepted", "requests", "cost", "$/request", "pass", "escalated", "p95 ms",
+                   "strong calls"):
+        table.add_column(column, justify="right")
+    rows = points.to_dicts()
+    shown = sorted(set(np.round(np.linspace(0, len(rows) - 1, min(SHOWN_POINTS, len(rows)))).astype(int).tolist())
+                   | {i for i, row in enumerate(rows) if row["threshold"] in marks})
+    for index in shown:
+        row = rows[index]
+        mark = marks.get(row["threshold"], "")
+        table.add_row(f"{mark} {row['threshold']:.6g}".strip(), count(row["gate_accepted"]), count(row["requests"]),
+                      usd(row["total_cost_usd"]), usd(row["cost_per_request_usd"]), pct(row["pass_rate"]),
+                      pct(row["escalation_rate"]), ms(row["latency_p95_ms"]).replace(" ms", ""),
+                      pct(row["strong_call_share"]))
+    return table
+
+
+def _point_line(point: dict) -> str:
+    return (f"t = {point['threshold']:.6g}: pass {pct(point['pass_rate'])}, {usd(point['cost_per_request_usd'])}"
+            f"/request, escalated {pct(point['escalation_rate'])}, p95 {ms(point['latency_p95_ms'])}")
+
+
+def run_sweep(console: Console, scenario_path: Path, *, step: int, over: str | None, plan: str | None, points: int,
+              target: tuple[str, float] | None, fit_until: dt.date | None, as_json: bool, out: Path | None) -> None:
+    scenario = load_scenario(scenario_path)
+    inputs = Inputs()
+    data, sheet = inputs.data(scenario.data), inputs.prices(scenario.prices)
+    gate = sweep.resolve_gate(scenario, data, step=step, over=over, plan=plan)
+    if fit_until is not None and target is None:
+        raise RoutesimError("--fit-until needs a calibration target", where="--fit-until",
+                            fix="add --target-pass-rate, --target-escalation-rate or --budget")
+    prepared = sweep.prepare(scenario, data, sheet, gate)
+    result = sweep.sweep(scenario, data, sheet, gate, points=points, prepared=prepared)
+    chosen = sweep.calibrate(result.points, *target) if target else None
+    held = (sweep.holdout(scenario, data, sheet, gate, target, fit_until, points=points, prepared=prepared)
+            if fit_until else None)
+    if out:
+        write_table(result.points, out)
+    report = {"scenario": scenario.name, "plan": gate.plan, "step": gate.step, "model": gate.models[gate.step],
+              "over": gate.over, "current_threshold": result.current, "left_out": result.left_out,
+              "points": result.points.to_dicts()}
+    if target:
+        report["calibration"] = {"target": target[0], "value": target[1], "chosen": chosen}
+    if held:
+        report["holdout"] = {"fit_until": str(held.until), "fit": held.fit, "later": held.later,
+                             "later_by_day": held.later_by_day, "hindsight": held.hindsight}
+    if as_json:
+        console.print_json(json.dumps(report, default=str))
+        return
+    marks = {}
+    if result.current is not None:
+        marks[result.current] = "●"
+    if chosen:
+        marks[chosen["threshold"]] = marks.get(chosen["threshold"], "") + "★"
+    console.print(_points_table(_gate_title(scenario, gate) + f" — {count(result.points.height)} thresholds",
+                                result.points, marks))
+    if result.left_out:
+        console.print(f"{result.left_out} threshold(s) left out: replaying them would need outcomes missing from the "
+                      "data (on_missing: error).", highlight=False)
+    if target:
+        words = f"{sweep.TARGET_WORDS[target[0]]} {target[1]:g}"
+        console.print(f"★ calibrated to {words}: " + (_point_line(chosen) if chosen else "no threshold meets it"),
+                      highlight=False)
+    if held:
+        _print_holdout(console, held, target)
+    if out:
+        console.print(f"all {count(result.points.height)} points: {out}", highlight=False)
+
+
+def _print_holdout(console: Console, held: sweep.Holdout, target: tuple[str, float]) -> None:
+    words = f"{sweep.TARGET_WORDS[target[0]]} {target[1]:g}"
+    if held.fit is None:
+        console.print(f"Fitted before {held.until}: no threshold meets {words}.", highlight=False)
+        return
+    console.print(f"Fitted on requests before {held.until} ({count(held.fit['requests'])}): "
+                  + _point_line(held.fit), highlight=False)
+    later = held.later
+    key = {"pass_rate": "pass_rate", "escalation_rate": "escalation_rate", "budget": "cost_per_request_usd"}[target[0]]
+    value = later[key]
+    met = (value is not None and (value >= target[1] if target[0] == "pass_rate" else value <= target[1]))
+    console.print(f"From {held.until} on ({count(later['requests'])} requests), the same t = "
+                  f"{later['threshold']:.6g} gives pass {pct(later['pass_rate'])}, "
+                  f"{usd(later['cost_per_request_usd'])}/request, escalated {pct(later['escalation_rate'])}: target "
+                  f"{'held' if met else 'NOT held'} out of sample.", highlight=False)
+    table = Table(title="Calibrated threshold on the later days")
+    for column in ("day", "requests", "$/request", "pass", "escalated", "p95 ms"):
+        table.add_column(column, justify="right")
+    for row in held.later_by_day:
+        table.add_row(row["day"], count(row["requests"]), usd(row["cost_per_request_usd"]), pct(row["pass_rate"]),
+                      pct(row["escalation_rate"]), ms(row["latency_p95_ms"]).replace(" ms", ""))
+    console.print(table)
+    if held.hindsight:
+        console.print("In hindsight, the later days alone would pick " + _point_line(held.hindsight), highlight=False)
+
+
+def run_drift(console: Console, scenario_path: Path, *, every: str, settings: drift.DriftSettings,
+              as_json: bool) -> None:
+    drift.check_every(every)
+    settings.check()
+    scenario = load_scenario(scenario_path)
+    inputs = Inputs()
+    from simulator.engine import replay
+
+    result = replay(scenario, inputs.data(scenario.data), inputs.prices(scenario.prices))
+    plans = [label for label, steps in scenario.policy.plans() if len(steps) > 1]
+    if not plans:
+        raise RoutesimError("the policy has no multi-step plan, so nothing escalates", where=f"scenario '{scenario.name}'",
+                            fix="watch a scenario with a cascade")
+    found = [drift.cascade_drift(result.decisions, plan, every, settings) for plan in plans]
+    if as_json:
+        console.print_json(json.dumps({"scenario": scenario.name, "cascades": found}, default=str))
+        return
+    for cascade in found:
+        test = cascade["drift"]
+        statistic = {row["start"]: row["cusum"] for row in test.get("statistic", [])}
+        table = Table(title=f"{scenario.name} · plan {cascade['plan']}: escalation, pass rate and cost per {every}",
+                      caption=drift.describe(test))
+        for column in ("from (UTC)", "requests", "escalated", "pass", "$/request", "CUSUM", ""):
+            table.add_column(column, justify="right")
+        for row in cascade["series"]:
+            note = ""
+            if test.get("alarm") and row["start"] == test["started_at"]:
+                note = "rise starts"
+            if test.get("alarm") and row["start"] == test["alarm_at"]:
+                note = (note + ", " if note else "") + "ALARM"
+            cusum = statistic.get(row["start"])
+            table.add_row(row["start"][:16].replace("T", " "), count(row["requests"]), pct(row["escalation_rate"]),
+                          pct(row["pass_rate"]), usd(row["cost_per_request_usd"]),
+                          "reference" if cusum is None else f"{cusum:.2f}", note)
+        console.print(table)
+        if test.get("status") == "tested":
+            console.print(f"CUSUM threshold h = {test['threshold']:.2f} for a {test['false_alarm']:.0%} false-alarm "
+                          f"rate over the monitored part; designed for a rise of {test['min_rise']:.0%} points "
+                          f"({pct(test['reference_rate'])} → {pct(test['design_rate'])}).", highlight=False)
+
+
+def run_whatif(console: Console, paths: list[Path], change: whatif.PriceChange, *, target, points: int,
+               as_json: bool) -> None:
+    if change.sheet is None and not change.scales and change.at is None:
+        raise RoutesimError("nothing to change", where="routesim whatif",
+                            fix="give --prices OTHER.yaml, --scale MODEL=FACTOR or --at DATE")
+    scenarios = load_scenarios(paths)
+    result = whatif.what_if(scenarios, Inputs(), change, target=target, points=points)
+    if as_json:
+        console.print_json(json.dumps(result, default=str))
+        return
+    cheapest = result["cheapest_meeting_bar"]
+    table = Table(title=f"What if: {result['change']}",
+                  caption=f"★ cheapest meeting its bar: {cheapest['current'] or 'none'} now → "
+                          f"{cheapest['what_if'] or 'none'} at what-if prices")
+    for column in ("policy", "pass", "meets bar", "$/request now", "rank", "$/request what-if", "rank", "change",
+                   "threshold now → what-if"):
+        table.add_column(column, justify="left" if column == "policy" else "right")
+    for now, then in zip(result["current"], result["what_if"]):
+        if now.get("unreachable") or then.get("unreachable"):
+            table.add_row(now["policy"], "", "", "no threshold meets the target" if now.get("unreachable") else
+                          usd(now["cost_per_request_usd"]), "", "no threshold meets the target"
+                          if then.get("unreachable") else usd(then["cost_per_request_usd"]), "", "", "")
+            continue
+        change_share = (then["cost_per_request_usd"] / now["cost_per_request_usd"] - 1
+                        if now["cost_per_request_usd"] else None)
+        stars = ("★" if now["policy"] == cheapest["current"] else "", "★" if then["policy"] == cheapest["what_if"] else "")
+        thresholds = ("" if now["threshold"] is None else
+                      f"{now['threshold']:.4g} → {then['threshold']:.4g}")
+        table.add_row(now["policy"], pct(now["pass_rate"]), "yes" if now["meets_bar"] else "no",
+                      f"{usd(now['cost_per_request_usd'])} {stars[0]}".strip(), str(now["rank"]),
+                      f"{usd(then['cost_per_request_usd'])} {stars[1]}".strip(), str(then["rank"]),
+                      pct(change_share), thresholds)
+    console.print(table)
+    breakeven = Table(title="Break-even escalation rate e* = 1 − c1 / cL of each cascade, now and at what-if prices",
+                      caption="Above e* the cascade costs more than sending its requests straight to its last step.")
+    for column in ("policy", "plan", "steps", "escalated", "e* now", "e* what-if", "verdict what-if"):
+        breakeven.add_column(column, justify="left" if column in ("policy", "plan", "steps", "verdict what-if")
+                             else "right")
+    for now, then in zip(result["current"], result["what_if"]):
+        for before, after in zip(now.get("cascades", []), then.get("cascades", [])):
+            verdict = ("undefined" if after["cheaper_than_last"] is None else
+                       "cheaper than its last step" if after["cheaper_than_last"] else "costs more than its last step")
+            breakeven.add_row(now["policy"], before["plan"], " → ".join(before["steps"]), pct(before["escalation_rate"]),
+                              pct(before["break_even_rate"]), pct(after["break_even_rate"]), verdict)
+    if breakeven.row_count:
+        console.print(breakeven)
+
+
+def run_import_litellm(console: Console, file: Path, *, as_of: dt.date, models: list[str], renames: list[str],
+                       out: Path | None) -> None:
+    from simulator.price_import import import_litellm, parse_renames, render_sheet
+
+    sheet, keys = import_litellm(file, as_of, models, parse_renames(renames))
+    text = render_sheet(sheet, file, as_of, keys)
+    if out is None:
+        console.out(text, end="", highlight=False)
+        return
+    _write_atomic_bytes(out, lambda target: Path(target).write_text(text, encoding="utf-8"))
+    console.print(f"wrote {len(sheet['models'])} model(s) to {out}", highlight=False)

@@ -1,0 +1,97 @@
+"""Escalation drift: the CUSUM on hand-made series, the embedded week's mix shift, and a week without one."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from simulator import drift
+from simulator.contract import load_data
+from simulator.engine import replay
+from simulator.generate import write_week
+from simulator.prices import load_prices
+from simulator.scenario import load_scenario
+
+CASCADE = Path(__file__).resolve().parents[1] / "scenarios" / "cascade.yaml"
+START = dt.datetime(2026, 11, 16, tzinfo=dt.UTC)
+
+
+def buckets(rates: list[float], requests: int = 1000) -> pl.DataFrame:
+    return pl.DataFrame({"start": [START + dt.timedelta(hours=h) for h in range(len(rates))],
+                         "requests": [requests] * len(rates),
+                         "escalated": [round(rate * requests) for rate in rates]})
+
+
+def test_cusum_by_hand():
+    """Reference: the first 3 of 9 hours at 20% (p0 = 600.5 / 3001). From hour 6 the rate is 40%: each such
+    hour adds 400 x ln(p1/p0) + 600 x ln((1-p1)/(1-p0)) with p1 = p0 + 0.05 > 0, so the alarm comes at hour
+    6 and the rise is dated to its start; before it every hour at 20% adds a negative amount (S stays 0)."""
+    found = drift.detect(buckets([0.2] * 6 + [0.4] * 3), "1h")
+    p0 = 600.5 / 3001
+    p1 = p0 + 0.05
+    step = 400 * np.log(p1 / p0) + 600 * np.log((1 - p1) / (1 - p0))
+    assert found["reference_rate"] == pytest.approx(0.2) and found["design_rate"] == pytest.approx(p1)
+    assert found["reference_until"] == "2026-11-16T03:00:00Z"
+    assert [row["cusum"] for row in found["statistic"]] == pytest.approx([0, 0, 0, step, 2 * step, 3 * step])
+    assert found["alarm"] and found["alarm_at"] == "2026-11-16T06:00:00Z"
+    assert found["started_at"] == "2026-11-16T06:00:00Z" and found["rate_since_start"] == pytest.approx(0.4)
+    quiet = drift.detect(buckets([0.2] * 9), "1h")
+    assert quiet["status"] == "tested" and not quiet["alarm"] and quiet["peak_statistic"] == 0.0
+    assert drift.detect(buckets([0.2]), "1h")["status"] == "too few time buckets to test"
+
+
+def test_threshold_is_seeded_and_grows_with_a_stricter_false_alarm_rate():
+    monitored = np.full(100, 300.0)
+    loose = drift.threshold(20_000, 0.25, monitored, drift.DriftSettings(false_alarm=0.05))
+    strict = drift.threshold(20_000, 0.25, monitored, drift.DriftSettings(false_alarm=0.01))
+    assert 0 < loose < strict
+    assert strict == drift.threshold(20_000, 0.25, monitored, drift.DriftSettings(false_alarm=0.01))
+
+
+def _cascade_decisions(folder: Path | None = None) -> pl.DataFrame:
+    scenario = load_scenario(CASCADE)
+    if folder is not None:
+        scenario = scenario.model_copy(update={"data": folder})
+    return replay(scenario, load_data(scenario.data), load_prices(scenario.prices)).decisions
+
+
+def test_the_embedded_week_shows_the_late_week_mix_shift():
+    """From 2026-11-21 the cascade's escalation rate climbs from about 27% to about 45%."""
+    found = drift.cascade_drift(_cascade_decisions(), "default", "1h")["drift"]
+    assert found["alarm"]
+    assert found["started_at"].startswith("2026-11-21") and found["alarm_at"].startswith("2026-11-21")
+    assert 0.25 <= found["reference_rate"] <= 0.30 and found["rate_since_start"] >= 0.40
+
+
+def test_a_week_without_mix_shift_raises_no_alarm(tmp_path):
+    folder = tmp_path / "steady"
+    write_week(folder, 20_000, 7, 2026, mix_shift=False)
+    decisions = _cascade_decisions(folder)
+    for every in ("1h", "6h", "1d"):
+        found = drift.cascade_drift(decisions, "default", every)["drift"]
+        assert found["status"] == "tested" and not found["alarm"], (every, found["peak_statistic"], found["threshold"])
+
+
+def test_drift_command(cli):
+    result = cli("drift", CASCADE, "--every", "1d")
+    assert result.code == 0, result.err
+    assert "sustained rise from 2026-11-21" in result.out and "ALARM" in result.out
+    result = cli("drift", CASCADE, "--every", "6h", "--json")
+    [cascade] = json.loads(result.out)["cascades"]
+    assert cascade["drift"]["alarm"] and len(cascade["series"]) == 28
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--every", "hourly"], "cannot read the bucket size"),
+    (["--false-alarm", "0.7"], "false-alarm rate must lie"),
+    (["--reference-share", "1"], "reference share must lie"),
+    (["--min-rise", "0"], "rise to detect must lie"),
+])
+def test_drift_bad_input(cli, args, message):
+    result = cli("drift", CASCADE, *args)
+    assert result.code == 2 and message in result.err, result.err

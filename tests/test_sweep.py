@@ -1,0 +1,231 @@
+"""Threshold sweeps: a 4-request world worked by hand, agreement with separate replays on random worlds,
+the latency quantiles against a brute force, calibration (in and out of sample) and bad input."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+import yaml
+from tests.conftest import OUTCOME_SCHEMA, TINY_PRICES, World, outcome_row
+from tests.worlds import random_world, write_frames
+
+from simulator import sweep
+from simulator.contract import load_data
+from simulator.engine import replay
+from simulator.errors import RoutesimError
+from simulator.metrics import aggregate
+from simulator.prices import load_prices
+from simulator.scenario import load_scenario
+
+SMALL, BIG = 0.0012, 0.012  # 1,000 input + 100 output tokens at the tiny sheet's prices
+
+
+def four_request_world(folder) -> World:
+    """a, b on Nov 16; c, d on Nov 17. small answers with confidence 0.9, 0.5, 0.5, 0.2; b's answer fails,
+    d's fails its hard check (so d always escalates). big (1,000 ms) passes everything."""
+    world = World(folder)
+    traffic = pl.DataFrame({
+        "request_id": ["a", "b", "c", "d"],
+        "ts": [dt.datetime(2026, 11, 16, 1, tzinfo=dt.UTC), dt.datetime(2026, 11, 16, 2, tzinfo=dt.UTC),
+               dt.datetime(2026, 11, 17, 1, tzinfo=dt.UTC), dt.datetime(2026, 11, 17, 2, tzinfo=dt.UTC)],
+        "slice": ["faq"] * 4, "input_tokens": [1000] * 4})
+    rows = [outcome_row("a", "small", confidence=0.9), outcome_row("b", "small", confidence=0.5, passed=False),
+            outcome_row("c", "small", confidence=0.5), outcome_row("d", "small", confidence=0.2, hard_check_ok=False)]
+    rows += [outcome_row(request, "big", latency_ms=1000.0) for request in "abcd"]
+    world.write_data(traffic, pl.DataFrame(rows, schema=OUTCOME_SCHEMA))
+    world.prices.write_text(yaml.safe_dump(TINY_PRICES))
+    return world
+
+
+@pytest.fixture
+def four(tmp_path):
+    world = four_request_world(tmp_path)
+    scenario = load_scenario(world.scenario("cascade"))
+    data, sheet = load_data(world.data), load_prices(world.prices)
+    return world, scenario, data, sheet, sweep.resolve_gate(scenario, data)
+
+
+def test_sweep_of_a_four_request_world_by_hand(four):
+    """t = 0.5: a, b, c stop at small, d escalates: 4 x 0.0012 + 0.012 = 0.0168, 3 of 4 pass, latencies
+    100, 100, 100, 1100 so p95 = 100 + 1000 x 0.85 = 950. t = 0.9: only a stops: 0.0048 + 3 x 0.012, all
+    pass, p95 1100. Just above 0.9 nothing stops: 0.0048 + 4 x 0.012. 0.7 is the scenario's own threshold
+    (same as 0.9 here, as no value lies between)."""
+    _, scenario, data, sheet, gate = four
+    assert (gate.plan, gate.step, gate.over, gate.models) == ("default", 0, "confidence", ("small", "big"))
+    result = sweep.sweep(scenario, data, sheet, gate)
+    points = result.points
+    assert result.current == 0.7
+    assert points["threshold"].to_list() == [0.5, 0.7, 0.9, np.nextafter(0.9, 1)]
+    assert points["gate_accepted"].to_list() == [3, 1, 1, 0]
+    assert points["requests"].to_list() == [4, 4, 4, 4]
+    assert points["passed"].to_list() == [3, 4, 4, 4]
+    assert points["escalated"].to_list() == [1, 3, 3, 4]
+    assert points["strong_calls"].to_list() == [1, 3, 3, 4]
+    assert points["total_cost_usd"].to_list() == pytest.approx(
+        [4 * SMALL + BIG, 4 * SMALL + 3 * BIG, 4 * SMALL + 3 * BIG, 4 * SMALL + 4 * BIG], rel=1e-12)
+    assert points["escalation_rate"].to_list() == [0.25, 0.75, 0.75, 1.0]
+    assert points["latency_p95_ms"].to_list() == pytest.approx([950.0, 1100.0, 1100.0, 1100.0], rel=1e-12)
+
+
+def test_calibration_picks_the_cheapest_threshold_meeting_the_target(four):
+    _, scenario, data, sheet, gate = four
+    points = sweep.sweep(scenario, data, sheet, gate).points
+    assert sweep.calibrate(points, "pass_rate", 0.9)["threshold"] == 0.7  # 0.7 and 0.9 tie: the lower one
+    assert sweep.calibrate(points, "pass_rate", 0.7)["threshold"] == 0.5
+    assert sweep.calibrate(points, "escalation_rate", 0.5)["threshold"] == 0.5
+    assert sweep.calibrate(points, "budget", 0.02)["threshold"] == 0.7  # all pass 100% from 0.7: least cost
+    assert sweep.calibrate(points, "budget", 0.005)["threshold"] == 0.5
+    assert sweep.calibrate(points, "budget", 0.001) is None
+
+
+def test_fit_until_reports_the_calibrated_threshold_on_later_days(four):
+    """Fit on a, b: 0.5 passes 1 of 2, 0.7 passes both -> 0.7. On c, d at 0.7 both escalate:
+    (2 x 0.0012 + 2 x 0.012) / 2 per request, all pass. In hindsight c, d alone would take 0.5
+    (c stops at small and passes): (2 x 0.0012 + 0.012) / 2."""
+    _, scenario, data, sheet, gate = four
+    held = sweep.holdout(scenario, data, sheet, gate, ("pass_rate", 0.9), dt.date(2026, 11, 17))
+    assert held.fit["threshold"] == 0.7 and held.fit["requests"] == 2
+    assert held.later["requests"] == 2 and held.later["pass_rate"] == 1.0
+    assert held.later["cost_per_request_usd"] == pytest.approx((2 * SMALL + 2 * BIG) / 2, rel=1e-12)
+    assert [row["day"] for row in held.later_by_day] == ["2026-11-17"]
+    assert held.hindsight["threshold"] == 0.5
+    assert held.hindsight["cost_per_request_usd"] == pytest.approx((2 * SMALL + BIG) / 2, rel=1e-12)
+
+
+def test_sweep_command_prints_calibration_and_writes_every_point(cli, four, tmp_path):
+    world, *_ = four
+    out = tmp_path / "points.csv"
+    result = cli("sweep", world.folder / "cascade.yaml", "--over", "confidence", "--target-pass-rate", "0.9",
+                 "--fit-until", "2026-11-17", "-o", out)
+    assert result.code == 0, result.err
+    assert "calibrated to pass rate at least 0.9: t = 0.7" in result.out
+    assert "target held out of sample" in result.out
+    assert pl.read_csv(out)["threshold"].to_list()[:3] == [0.5, 0.7, 0.9]
+    result = cli("sweep", world.folder / "cascade.yaml", "--json")
+    assert [p["threshold"] for p in json.loads(result.out)["points"]][:3] == [0.5, 0.7, 0.9]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--step", "1"], "is the last step of plan 'default'"),
+    (["--step", "5"], "there is no step 5"),
+    (["--over", "confidenc"], "Did you mean 'confidence'?"),
+    (["--over", "slice"], "is not a numeric column"),
+    (["--plan", "defualt"], "Did you mean 'default'?"),
+    (["--points", "1"], "--points must be at least 2"),
+    (["--fit-until", "2026-11-17"], "--fit-until needs a calibration target"),
+    (["--target-pass-rate", "0.9", "--fit-until", "2027-01-01"], "leaves no requests on one side"),
+    (["--target-pass-rate", "0.9", "--budget", "0.1"], "give one calibration target"),
+    (["--target-pass-rate", "1.5"], "must lie in 0..1"),
+    (["--target-pass-rate", "0.9", "--fit-until", "17/11/2026"], "as a date"),
+    (["-o", "points.xlsx"], "cannot tell how to write"),
+])
+def test_sweep_bad_input_is_a_clear_error(cli, four, args, message):
+    world, *_ = four
+    result = cli("sweep", world.folder / "cascade.yaml", *args)
+    assert result.code == 2 and message in result.err, result.err
+    assert "Traceback" not in result.err
+
+
+def test_a_plan_without_a_gate_cannot_be_swept(cli, four):
+    world, *_ = four
+    path = world.scenario("big", policy={"default": {"use": "big"}})
+    result = cli("sweep", path)
+    assert result.code == 2 and "no multi-step plan" in result.err
+
+
+def _brute_quantiles(base, a, b, a_switch, b_switch, thresholds, q):
+    found = []
+    for j in range(thresholds):
+        values = np.concatenate([base, a[j < a_switch], b[j >= b_switch]])
+        found.append(pl.Series(values).quantile(q, interpolation="linear") if values.size else math.nan)
+    return np.array(found, dtype=np.float64)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_mixed_quantiles_match_a_brute_force(seed, monkeypatch):
+    """Against polars' own quantile of each multiset, bit for bit; small blocks exercise the carry."""
+    monkeypatch.setattr(sweep, "THRESHOLD_BLOCK", 3)
+    rng = np.random.default_rng(seed)
+    n, thresholds = int(rng.integers(0, 300)), int(rng.integers(1, 12))
+    values = rng.choice([10.0, 20.0, 35.5, 100.0], size=3 * n) if seed % 2 else rng.uniform(0, 5000, 3 * n)
+    base, a, b = values[:n // 3], values[n:2 * n], values[2 * n:]
+    a_switch, b_switch = rng.integers(0, thresholds + 1, n), rng.integers(0, thresholds + 1, n)
+    q = float(rng.choice([0.5, 0.95, 0.99, 0.0, 1.0]))
+    got = sweep.mixed_quantiles(base, a, b, a_switch, b_switch, thresholds, q)
+    want = _brute_quantiles(base, a, b, a_switch, b_switch, thresholds, q)
+    assert np.array_equal(got, want, equal_nan=True), (got, want)
+
+
+AGREEMENT_WORLDS = 36
+
+
+def _agreement_cases():
+    """Random worlds with a gate to sweep: the first multi-step plan's gates in turn, over confidence or
+    checker_score."""
+    cases = []
+    for seed in range(400):
+        world = random_world(seed)
+        plans = world.scenario.policy.plans()
+        multi = [label for label, steps in plans if len(steps) > 1]
+        if multi:
+            steps = dict(plans)[multi[0]]
+            cases.append((seed, multi[0], seed % (len(steps) - 1), ("confidence", "checker_score")[seed % 2]))
+        if len(cases) == AGREEMENT_WORLDS:
+            return cases
+    return cases
+
+
+FLOATS = ("total_cost_usd", "cost_per_request_usd", "pass_rate", "mean_score", "escalation_rate", "retry_rate",
+          "latency_p95_ms")
+
+
+def test_sweep_agrees_with_separate_replays_on_random_worlds(tmp_path):
+    """Every sweep point equals a separate replay with the gate `OVER >= t`: the same decisions row for row,
+    the same counts, and the same metrics. The sums are compared to rel 1e-9 because the sweep adds B's
+    totals and A-minus-B differences, an order of summation other than the replay's request order (they
+    differ in the last bits at most); the p95 latency is the same order statistics with the same formula.
+    Under on_missing=error a threshold whose replay would fail is reported with missing requests."""
+    kinds = {"compared": 0, "skipped requests": 0, "would fail": 0}
+    for seed, plan, step, over in _agreement_cases():
+        world = random_world(seed)
+        data = load_data(write_frames(tmp_path / str(seed), world.traffic, world.outcomes))
+        gate = sweep.resolve_gate(world.scenario, data, step=step, over=over, plan=plan)
+        try:
+            prepared = sweep.prepare(world.scenario, data, world.sheet, gate)
+        except RoutesimError:  # unpriceable or empty worlds: the replay itself fails too
+            with pytest.raises(RoutesimError):
+                replay(world.scenario, data, world.sheet)
+            continue
+        values = prepared.frame.filter("switchable")["value"].to_numpy()
+        points = sweep.curve(prepared, sweep.thresholds_for(values, 5))
+        for point in points.iter_rows(named=True):
+            variant = sweep.with_accept(world.scenario, gate, sweep.gate_predicate(over, point["threshold"]))
+            if world.scenario.on_missing == "error" and point["missing_requests"]:
+                with pytest.raises(RoutesimError, match="missing from the data"):
+                    replay(variant, data, world.sheet)
+                kinds["would fail"] += 1
+                continue
+            separate = replay(variant, data, world.sheet)
+            context = (seed, point["threshold"], world.describe())
+            assert sweep.decisions_at(prepared, point["threshold"]).equals(separate.decisions), context
+            assert sweep.calls_at(prepared, point["threshold"]).equals(separate.calls), context
+            expected = aggregate(separate.decisions).to_dicts()[0]
+            decisions = separate.decisions
+            assert point["requests"] == decisions.height, context
+            assert point["passed"] == decisions["passed"].sum(), context
+            assert point["escalated"] == (decisions["escalated"] & decisions["multi_step"]).sum(), context
+            assert point["multi_step"] == decisions["multi_step"].sum(), context
+            assert point["missing_requests"] == separate.coverage.requests_in_window - decisions.height, context
+            for name in FLOATS:
+                got, want = point[name], expected[name]
+                assert (got is None) == (want is None), (name, got, want, context)
+                if got is not None:
+                    assert math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-15), (name, got, want, context)
+            kinds["compared"] += 1
+            kinds["skipped requests"] += bool(point["missing_requests"])
+    assert all(count > 0 for count in kinds.values()), kinds

@@ -1,0 +1,104 @@
+"""Price what-ifs: re-pricing equals replaying with the other prices, break-even rates by hand, rankings."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from tests.report_helpers import tiny_world
+
+from simulator.prices import load_prices
+from simulator.runner import Inputs, load_scenarios, run_scenario
+from simulator.scenario import load_scenario
+
+SMALL, BIG = 0.0012, 0.012
+
+
+def _whatif(cli, *args) -> dict:
+    result = cli("whatif", *args, "--json")
+    assert result.code == 0, result.err
+    return json.loads(result.out)
+
+
+def test_break_even_of_a_two_step_cascade_by_hand(cli, tmp_path):
+    """small $0.0012 then big $0.012: e* = 1 - 0.0012 / 0.012 = 0.9. Halving big's prices gives
+    1 - 0.0012 / 0.006 = 0.8; doubling small's too gives 1 - 0.0024 / 0.006 = 0.6."""
+    cascade, _ = tiny_world(tmp_path)
+    found = _whatif(cli, cascade, "--scale", "big=0.5")
+    [now], [then] = found["current"][0]["cascades"], found["what_if"][0]["cascades"]
+    assert now["break_even_rate"] == pytest.approx(0.9) and then["break_even_rate"] == pytest.approx(0.8)
+    found = _whatif(cli, cascade, "--scale", "big=0.5", "--scale", "small=2")
+    assert found["what_if"][0]["cascades"][0]["break_even_rate"] == pytest.approx(0.6)
+    assert found["what_if"][0]["cost_per_request_usd"] == pytest.approx((3 * 2 * SMALL + 0.5 * BIG) / 3)
+
+
+def test_cheaper_flagship_changes_the_ranking_and_the_cheapest_policy(cli, tmp_path):
+    """The cascade ($0.0052/request) beats big-everywhere ($0.012) until big costs 5% of today:
+    big-everywhere $0.0006 against the cascade's (3 x 0.0012 + 0.0006) / 3 = $0.0014."""
+    paths = tiny_world(tmp_path)
+    found = _whatif(cli, *paths, "--scale", "big=0.05")
+    now = {row["policy"]: row for row in found["current"]}
+    then = {row["policy"]: row for row in found["what_if"]}
+    assert (now["cascade"]["rank"], now["big-everywhere"]["rank"]) == (1, 2)
+    assert (then["cascade"]["rank"], then["big-everywhere"]["rank"]) == (2, 1)
+    assert then["big-everywhere"]["cost_per_request_usd"] == pytest.approx(0.05 * BIG)
+    assert found["cheapest_meeting_bar"] == {"current": "cascade", "what_if": "big-everywhere"}
+    assert then["cascade"]["pass_rate"] == now["cascade"]["pass_rate"]  # routing is unchanged
+
+
+def test_other_sheet_gives_what_a_replay_with_it_gives(cli, tmp_path):
+    """--prices OTHER.yaml re-prices every call as a replay whose scenario points at OTHER.yaml does."""
+    paths = tiny_world(tmp_path)
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump({"models": {
+        "small": [{"effective_from": "2026-11-01", "input": 3.0, "cached_input": 1.0, "output": 7.0, "per_request": 0.001}],
+        "big": [{"effective_from": "2026-11-01", "input": 2.0, "output": 4.0},
+                {"effective_from": "2026-11-16", "input": 1.0, "output": 30.0}]}}))
+    found = _whatif(cli, *paths, "--prices", other)
+    for path, row in zip(paths, found["what_if"]):
+        scenario = load_scenario(path).model_copy(update={"prices": other})
+        replayed = run_scenario(scenario, Inputs()).summary
+        # Summed per request in another order than the replay adds calls: equal to the last bits.
+        assert row["total_cost_usd"] == pytest.approx(replayed["total_cost_usd"], rel=1e-12)
+
+
+def test_at_prices_every_call_as_of_a_date_and_calibration_is_redone(cli, tmp_path):
+    """The tiny world's requests are on 2026-11-16; a sheet whose only entry starts 2026-11-20 cannot price
+    them at their time, but can as of 2026-11-20."""
+    paths = tiny_world(tmp_path)
+    later = tmp_path / "later.yaml"
+    sheet = yaml.safe_load((tmp_path / "prices.yaml").read_text())
+    for entries in sheet["models"].values():
+        entries[0]["effective_from"] = "2026-11-20"
+    later.write_text(yaml.safe_dump(sheet))
+    result = cli("whatif", *paths, "--prices", later, "--json")
+    assert result.code == 2 and "cannot be priced" in result.err
+    found = _whatif(cli, *paths, "--prices", later, "--at", "2026-11-20", "--target-pass-rate", "0.9")
+    calibrated = [row for row in found["what_if"] if row["kind"] == "calibrated"]
+    assert [row["threshold"] for row in calibrated] == [0.7]  # cheapest threshold passing all: b escalates
+    assert found["what_if"][0]["total_cost_usd"] == pytest.approx(3 * SMALL + BIG)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ([], "nothing to change"),
+    (["--scale", "bigg=0.5"], "Did you mean 'big'?"),
+    (["--scale", "big"], "cannot read --scale"),
+    (["--scale", "big=-1"], "cannot read --scale"),
+    (["--prices", "missing.yaml"], "price sheet not found"),
+    (["--at", "tomorrow"], "as a date"),
+])
+def test_whatif_bad_input(cli, tmp_path, args, message):
+    paths = tiny_world(tmp_path)
+    result = cli("whatif", *paths, *args)
+    assert result.code == 2 and message in result.err, result.err
+
+
+def test_whatif_prints_side_by_side(cli, tmp_path):
+    paths = tiny_world(tmp_path)
+    result = cli("whatif", *paths, "--scale", "big=0.05")
+    assert result.code == 0, result.err
+    assert "cheapest meeting its bar: cascade now → big-everywhere at what-if prices" in result.out
+    assert "Break-even" in result.out and "small → big" in result.out
+    load_prices(tmp_path / "prices.yaml")  # the input sheet is untouched and still valid
+    assert load_scenarios(paths)
