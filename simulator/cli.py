@@ -74,9 +74,9 @@ def _bar_verdict(failures: list[dict]) -> str:
     return "no: " + " + ".join(parts)
 
 
-def comparison_table(summaries: list[dict]) -> Table:
+def comparison_table(summaries: list[dict], title: str = "Replay comparison") -> Table:
     best = cheapest_meeting_bar(summaries)
-    table = Table(title="Replay comparison", caption=(
+    table = Table(title=title, caption=(
         f"★ cheapest scenario that meets its quality bar overall and in every slice: {best}" if best
         else "No scenario meets its quality bar overall and in every slice."))
     table.add_column("scenario", no_wrap=True)
@@ -172,17 +172,36 @@ def generate(
     console.print(f"wrote {requests:,} requests to {out}")
 
 
+DEMO_BASELINE = "flagship-everywhere"
+
+
+def _replay_into_report(paths: list[Path], out: Path, results: Path, baseline: str | None = None):
+    from simulator.reporting import render_report, replay_and_save
+
+    with progress_bar(len(paths) + 1, True) as (label, advance):
+        outcomes = replay_and_save(paths, results, label, advance, baseline=baseline)
+    return outcomes, render_report(results, out)
+
+
 @app.command()
 def demo():
-    """Replay every shipped scenario on the embedded support week and write reports/demo.html."""
-    from simulator.reporting import default_results_dir, render_report, replay_and_save
+    """Replay every shipped scenario and write the reports.
 
-    paths = sorted(SCENARIOS.glob("*.yaml"))
-    out = REPORTS / "demo.html"
-    with progress_bar(len(paths) + 1, True) as (label, advance):
-        outcomes = replay_and_save(paths, default_results_dir(out), label, advance)
-    console.print(comparison_table([outcome.summary for outcome in outcomes]))
-    console.print(f"report: {render_report(default_results_dir(out), out)}", highlight=False)
+    The support-week scenarios go to reports/demo.html, each gated against flagship-everywhere; each public
+    dataset's scenarios (scenarios/DATASET/) go to reports/demo-DATASET.html.
+    """
+    from simulator.reporting import default_results_dir
+
+    runs = [("support week", sorted(SCENARIOS.glob("*.yaml")), REPORTS / "demo.html", DEMO_BASELINE)]
+    runs += [(folder.name, sorted(folder.glob("*.yaml")), REPORTS / f"demo-{folder.name}.html", None)
+             for folder in sorted(SCENARIOS.iterdir()) if folder.is_dir()]
+    written = []
+    for title, paths, out, baseline in runs:
+        outcomes, report_path = _replay_into_report(paths, out, default_results_dir(out), baseline)
+        console.print(comparison_table([outcome.summary for outcome in outcomes], title=f"Replay comparison: {title}"))
+        written.append(report_path)
+    for report_path in written:
+        console.print(f"report: {report_path}", highlight=False)
 
 
 @app.command()
@@ -192,22 +211,31 @@ def report(
     save: Annotated[Path | None, typer.Option(help="results folder (default: NAME-results next to the report)")] = None,
     from_results: Annotated[Path | None, typer.Option("--from", help="re-render from this results folder, "
                                                       "without replaying")] = None,
+    baseline: Annotated[Path | None, typer.Option(help="gate every scenario against this scenario (replayed too "
+                                                       "when not among them) in a regression-gate section")] = None,
 ):
     """Write a self-contained HTML report: replay and save results, or re-render saved ones (--from)."""
-    from simulator.reporting import default_results_dir, render_report, replay_and_save
+    from simulator.reporting import default_results_dir, render_report
+    from simulator.scenario import load_scenario
 
     if bool(scenarios) == bool(from_results):
         raise RoutesimError("give either scenario files to replay or --from RESULTS_DIR, not both or neither",
                             fix="routesim report SCENARIO... -o FILE, or routesim report --from RESULTS_DIR -o FILE")
-    if from_results and save:
-        raise RoutesimError("--save goes with scenario files; --from already names the results folder")
-    results = from_results or save or default_results_dir(out)
-    if scenarios:
-        with progress_bar(len(scenarios) + 1, True) as (label, advance):
-            replay_and_save(scenarios, results, label, advance)
-    console.print(f"report: {render_report(results, out)}", highlight=False)
-    if scenarios:
-        console.print(f"results: {results}", highlight=False)
+    if from_results and (save or baseline):
+        raise RoutesimError("--save and --baseline go with scenario files; --from re-renders what was saved",
+                            fix="replay with 'routesim report SCENARIO... --baseline A.yaml -o FILE'")
+    if from_results:
+        console.print(f"report: {render_report(from_results, out)}", highlight=False)
+        return
+    results = save or default_results_dir(out)
+    baseline_name = None
+    if baseline is not None:
+        baseline_name = load_scenario(baseline).name
+        if baseline.resolve() not in {path.resolve() for path in scenarios}:
+            scenarios = [baseline, *scenarios]
+    _, report_path = _replay_into_report(scenarios, out, results, baseline_name)
+    console.print(f"report: {report_path}", highlight=False)
+    console.print(f"results: {results}", highlight=False)
 
 
 @app.command()

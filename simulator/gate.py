@@ -450,12 +450,19 @@ def gate_markdown(result: dict) -> str:
 
 
 def gate_html(result: dict) -> str:
-    """The gate as an HTML fragment (a <section>) for the report; every string from the data is escaped."""
+    """The gate as a standalone HTML <section>; every string from the data is escaped."""
+    verdict = "pass" if result["passed"] else "fail"
+    return (f'<section id="gate" class="gate gate-{verdict}">\n<h2>Regression gate</h2>\n'
+            f"{gate_fragment(result)}\n</section>")
+
+
+def gate_fragment(result: dict) -> str:
+    """The gate's verdict, failures and table as HTML, for a section of the report; strings escaped."""
     def e(text) -> str:
         return html.escape(str(text), quote=True)
 
     verdict = "pass" if result["passed"] else "fail"
-    parts = [f'<section id="gate" class="gate gate-{verdict}">', "<h2>Regression gate</h2>",
+    parts = [f'<div class="gate gate-{verdict}">',
              f'<p class="lead"><strong>{e(_headline(result))}</strong></p>',
              f'<p class="note">{e(_settings(result))}. {e(LEGEND)}.</p>']
     if result["failures"]:
@@ -475,5 +482,5 @@ def gate_html(result: dict) -> str:
     parts.append('<p class="note">A slice fails when the lower end of its pass-rate change interval is below minus its '
                  "tolerance (the data cannot rule out a larger loss), or when the candidate's pass rate is below "
                  "the slice's bar. Budgets apply to the whole replay, on the upper end of their interval.</p>")
-    parts.append("</section>")
+    parts.append("</div>")
     return "\n".join(parts)

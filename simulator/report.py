@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from simulator import charts
 from simulator.drift import describe as describe_drift
 from simulator.formats import count, metric, ms, pct, usd
+from simulator.gate import gate_fragment
 from simulator.metrics import METRICS
 
 CSP = ("default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; "
@@ -72,6 +73,11 @@ td.ok { color: var(--good); }
 figure { margin: 10px 0; }
 .vega { min-height: 60px; }
 code { font-size: 12px; background: #f6f8fa; padding: 1px 4px; border-radius: 3px; }
+.gate { border-left: 5px solid var(--good); padding: 2px 0 2px 14px; margin: 18px 0; }
+.gate-fail { border-left-color: var(--bad); }
+.gate .lead { font-size: 15px; }
+.gate tr.fail td { background: var(--bad-bg); }
+.gate ul.failures { color: var(--bad); }
 """
 
 INIT_SCRIPT = """
@@ -502,6 +508,18 @@ def _subtitle(inputs) -> str:
             f"({_when(first)}), priced with {', '.join(prices)}.")
 
 
+def gate_section(gates: dict) -> Markup:
+    """Each scenario against the baseline through the regression gate (simulator.gate, default settings)."""
+    parts = [h("p", "Each policy against the baseline, request by request, with the regression gate's default "
+                    "settings (routesim gate): paired bootstrap intervals, a one-point non-inferiority margin per "
+                    "slice, and the candidate's quality bars.", class_="note")]
+    parts += [Markup(gate_fragment(result)) for result in gates["gates"]]
+    if gates["skipped"]:
+        parts.append(h("p", "Not gated: " + "; ".join(f"{item['scenario']} ({item['reason']})"
+                                                      for item in gates["skipped"]), class_="note"))
+    return Markup("".join(parts))
+
+
 def render(inputs) -> str:
     """The report as one HTML document."""
     built = charts.all_charts(inputs)
@@ -516,9 +534,13 @@ def render(inputs) -> str:
         "escalation": escalation_section(inputs, built["escalation"]),
         "provenance": provenance_section(inputs),
     }
+    shown = list(SECTIONS)
+    if inputs.gates:
+        shown.append(("gate", f"Regression gate against {inputs.gates['baseline']}"))
+        bodies["gate"] = gate_section(inputs.gates)
     sections = [h("section", h("h2", f"{index}. {title}"), bodies[key], id=key)
-                for index, (key, title) in enumerate(SECTIONS, start=1)]
-    nav = h("nav", [h("a", title, href=f"#{key}") for key, title in SECTIONS])
+                for index, (key, title) in enumerate(shown, start=1)]
+    nav = h("nav", [h("a", title, href=f"#{key}") for key, title in shown])
     head = (f'<meta charset="utf-8"><meta http-equiv="Content-Security-Policy" content="{esc(CSP)}">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>Routing report</title><style>{STYLE}</style>")

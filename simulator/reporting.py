@@ -27,6 +27,7 @@ from simulator.sweep import report_sweeps
 TABLES_FILE = "tables.json"
 BASELINES_FILE = "baselines.json"
 MANIFEST_FILE = "report.json"
+GATES_FILE = "gates.json"
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class ReportInputs:
     baselines: dict | None
     headline: dict
     frontier: dict | None = None  # simulator.analysis.frontier_table, computed from the saved tables
+    gates: dict | None = None  # every scenario gated against the baseline (see `gates_against`)
 
 
 def default_results_dir(out: Path) -> Path:
@@ -63,9 +65,42 @@ def _write_json(path: Path, content: dict) -> None:
     write_atomic(path, json.dumps(content, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def _same_requests_key(summary: dict) -> tuple:
+    provenance = summary["provenance"]
+    return provenance["data_fingerprint"], json.dumps(provenance["window"]), json.dumps(provenance["sample"])
+
+
+def gates_against(baseline: str, outcomes: list[Outcome]) -> dict:
+    """Every other scenario replayed on the baseline's requests, through the regression gate's defaults.
+
+    Scenarios on other requests (other data, window or sample) cannot be compared request by request
+    and are listed as skipped.
+    """
+    from simulator.gate import GateSide, gate_result
+
+    def side(outcome: Outcome) -> GateSide:
+        summary = outcome.summary
+        return GateSide(name=summary["scenario"], decisions=outcome.replay.decisions,
+                        quality_bar=outcome.replay.scenario.quality_bar, description=summary["description"],
+                        prices_fingerprint=summary["provenance"]["prices_fingerprint"])
+
+    base = next(outcome for outcome in outcomes if outcome.summary["scenario"] == baseline)
+    gates, skipped = [], []
+    for outcome in outcomes:
+        if outcome is base:
+            continue
+        if _same_requests_key(outcome.summary) != _same_requests_key(base.summary):
+            skipped.append({"scenario": outcome.summary["scenario"],
+                            "reason": "replayed on other requests (data, window or sample) than the baseline"})
+            continue
+        gates.append(gate_result(side(base), side(outcome)))
+    return {"baseline": baseline, "gates": gates, "skipped": skipped}
+
+
 def replay_and_save(paths: list[Path], results_dir: Path, label: Callable[[str], None] | None = None,
-                    advance: Callable[[], None] | None = None) -> list[Outcome]:
-    """Replays the scenarios and saves results, tables, baselines (on the first scenario's requests)."""
+                    advance: Callable[[], None] | None = None, baseline: str | None = None) -> list[Outcome]:
+    """Replays the scenarios and saves results, tables, baselines (on the first scenario's requests),
+    and, when `baseline` names one of the scenarios, every other one gated against it."""
     label, advance = label or (lambda _: None), advance or (lambda: None)
     results_dir = Path(results_dir)
     scenarios = load_scenarios(paths)
@@ -87,6 +122,12 @@ def replay_and_save(paths: list[Path], results_dir: Path, label: Callable[[str],
     _write_json(results_dir / BASELINES_FILE, baselines | {
         "data": outcomes[0].summary["provenance"]["data"],
         "data_fingerprint": outcomes[0].summary["provenance"]["data_fingerprint"]})
+    gates_path = results_dir / GATES_FILE
+    if baseline is not None:
+        label(f"gating against {baseline}")
+        _write_json(gates_path, gates_against(baseline, outcomes))
+    elif gates_path.exists():
+        gates_path.unlink()
     _write_json(results_dir / MANIFEST_FILE, {"scenarios": [scenario.name for scenario in scenarios]})
     advance()
     return outcomes
@@ -141,11 +182,12 @@ def load_report_inputs(results_dir: Path) -> ReportInputs:
                             fix="run 'routesim report SCENARIO... -o FILE' first")
     summaries = [_summary(folder, name) for name in names]
     tables = [_tables(folder, summary) for summary in summaries]
-    baselines_path = folder / BASELINES_FILE
+    baselines_path, gates_path = folder / BASELINES_FILE, folder / GATES_FILE
     baselines = _read_json(baselines_path) if baselines_path.is_file() else None
     return ReportInputs(summaries=summaries, tables=tables, baselines=baselines,
                         headline=analysis.headline(summaries, baselines),
-                        frontier=analysis.frontier_table(summaries, tables, baselines))
+                        frontier=analysis.frontier_table(summaries, tables, baselines),
+                        gates=_read_json(gates_path) if gates_path.is_file() else None)
 
 
 def render_report(results_dir: Path, out: Path) -> Path:

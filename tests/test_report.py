@@ -220,3 +220,28 @@ def test_names_from_the_data_are_escaped_everywhere(tmp_path):
     texts = [spec.split("</script>", 1)[0] for spec in specs]
     assert any("\\u003cscript\\u003ealert(1)\\u003c/script\\u003e" in text for text in texts)
     assert any(HOSTILE in json.dumps(json.loads(text)) for text in texts)
+
+
+def test_baseline_adds_a_gate_section_that_survives_rerendering(cli, tmp_path):
+    scenarios = tiny_world(tmp_path)  # cascade, big-everywhere
+    out = tmp_path / "gated.html"
+    result = cli("report", scenarios[0], "--baseline", scenarios[1], "-o", out)
+    assert result.code == 0, result.err
+    gates = json.loads((tmp_path / "gated-results" / "gates.json").read_text())
+    assert gates["baseline"] == "big-everywhere" and gates["skipped"] == []
+    [gate] = gates["gates"]
+    assert gate["candidate"]["name"] == "cascade" and gate["requests"] == 3
+    html = out.read_text()
+    assert 'id="gate"' in html and "Regression gate against big-everywhere" in html
+    assert ("Regression gate passed" if gate["passed"] else "Regression gate FAILED") in html
+
+    again = tmp_path / "again.html"
+    assert cli("report", "--from", tmp_path / "gated-results", "-o", again).code == 0
+    assert again.read_bytes() == out.read_bytes()
+
+
+def test_no_gate_section_without_a_baseline(cli, tmp_path):
+    out = tmp_path / "plain.html"
+    assert cli("report", *tiny_world(tmp_path), "-o", out).code == 0
+    assert 'id="gate"' not in out.read_text()
+    assert not (tmp_path / "plain-results" / "gates.json").exists()
