@@ -19,6 +19,8 @@ from rich.table import Table
 SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 BENCH_SCENARIOS = ("flagship-everywhere", "stacked")
 SEED = 2026
+BOOTSTRAP_RESAMPLES = 1000
+BOOTSTRAP_REQUESTS = 1_000_000
 SWEEP_POINTS = 200
 
 FLOOR_SQL = """
@@ -83,6 +85,12 @@ def _sweep(folder: str) -> tuple[float, float]:
     return bench_sweep(Path(folder), SWEEP_POINTS), _peak_mb()
 
 
+def _bootstrap(requests: int) -> tuple[float, float]:
+    from simulator.stats import bench_bootstrap
+
+    return bench_bootstrap(requests=requests, resamples=BOOTSTRAP_RESAMPLES), _peak_mb()
+
+
 def _load(folder: str) -> tuple[float, float]:
     from simulator.contract import load_data
 
@@ -96,11 +104,13 @@ def _in_child(function, *arguments) -> tuple[float, float]:
         return pool.apply(function, arguments)
 
 
-def measure(folder: Path) -> list[Measurement]:
+def measure(folder: Path, requests: int) -> list[Measurement]:
     jobs = [("DuckDB scan (floor)", _floor, (str(folder),)),
             ("load + validate", _load, (str(folder),))]
     jobs += [(f"replay {name}", _replay, (str(folder), name)) for name in BENCH_SCENARIOS]
     jobs += [(f"sweep cascade, {SWEEP_POINTS} thresholds", _sweep, (str(folder),))]
+    if requests <= BOOTSTRAP_REQUESTS:  # the gate's bootstrap is sized by the issue at 1M requests
+        jobs += [(f"paired bootstrap, {BOOTSTRAP_RESAMPLES:,} resamples", _bootstrap, (requests,))]
     measurements = []
     for name, function, arguments in jobs:
         _in_child(function, *arguments)  # warm the page cache alike for every measurement
@@ -111,7 +121,7 @@ def measure(folder: Path) -> list[Measurement]:
 
 def run_bench(requests: int, cache: Path) -> Table:
     folder = week_folder(requests, cache)
-    measurements = measure(folder)
+    measurements = measure(folder, requests)
     floor = measurements[0].seconds
     table = Table(title=f"routesim bench: {requests:,} requests, {platform.machine()}, "
                         f"{multiprocessing.cpu_count()} cores, Python {platform.python_version()}")

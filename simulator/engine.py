@@ -24,7 +24,7 @@ import polars as pl
 from simulator.contract import OUTCOME_COLUMNS, Dataset
 from simulator.errors import RoutesimError, did_you_mean
 from simulator.predicates import Predicate, parse_predicate
-from simulator.prices import SOURCE_CHECKER, PriceSheet, price_calls
+from simulator.prices import PRICE_SOURCE, SOURCE_CHECKER, PriceSheet, price_calls
 from simulator.scenario import Scenario, Step
 
 Progress = Callable[[str], None]
@@ -33,6 +33,8 @@ OUTCOME_NAMES = [column.name for column in OUTCOME_COLUMNS]
 # Columns of an answer that the engine carries for every request; predicates may add more.
 ANSWER_COLUMNS = ["model", "sample", "passed", "hard_check_ok", "score"]
 CALL_COLUMNS = ["rid", "seq", "model", "kind", "cost_usd", "latency_ms", "price_source"]
+# A checker call shares its step's `seq`; the kind's order puts it after the step it checked.
+CALL_KIND = pl.Enum(["step", "retry", "checker"])
 PRESENT = "_present"
 # What the engine carries for every request between steps; answers bring everything else.
 REQUEST_IDENTITY = ["rid", "request_id", "ts", "slice", "plan"]
@@ -151,26 +153,44 @@ class Answers:
 
     PRICED = ["model", "sample", "input_tokens", "cached_input_tokens", "output_tokens", "latency_ms", "cost_usd"]
 
-    def __init__(self, data: Dataset, requests: pl.DataFrame, models: list[str], columns: list[str]):
+    def __init__(self, data: Dataset, requests: pl.DataFrame, slots: set[tuple[str, int]], columns: list[str]):
         outcome_names = data.outcomes.collect_schema().names()
         traffic_extra = [name for name in columns if name not in outcome_names]
         outcome_columns = list(dict.fromkeys(["request_id", *self.PRICED,
                                               *[name for name in columns if name in outcome_names]]))
-        outcomes = data.outcomes.filter(pl.col("model").is_in(models)).select(outcome_columns)
+        models = sorted({model for model, _ in slots})
+        outcomes = (data.outcomes.filter(pl.col("model").is_in(models)).select(outcome_columns)
+                    .with_columns(pl.col("model").cast(pl.Enum(models))))
         keyed = requests.lazy().select("request_id", "rid", *traffic_extra)
-        # The streaming engine joins in batches (a third of the in-memory engine's peak on 10M requests),
-        # and sorting by slot lets each slot be a zero-copy slice instead of a partitioned copy.
+        # The streaming engine joins in batches: a third of the in-memory engine's peak on 10M requests.
         joined = (outcomes.join(keyed, on="request_id", how="inner").drop("request_id")
-                  .with_columns(pl.lit(True).alias(PRESENT)).sort("model", "sample")
-                  .collect(engine="streaming"))
-        self._empty = joined.clear()
-        sizes = joined.group_by("model", "sample", maintain_order=True).len()
-        offsets = [0, *sizes["len"].cum_sum().to_list()[:-1]]
-        self._slots = {(model, sample): joined.slice(offset, length)
-                       for (model, sample, length), offset in zip(sizes.iter_rows(), offsets)}
+                  .with_columns(pl.lit(True).alias(PRESENT)).collect(engine="streaming"))
+        # Every slot the policy can reach is known from its shape, so the joined frame can be dropped
+        # once they are cut out of it.
+        self._slots = {(model, sample): joined.filter((pl.col("model") == model) & (pl.col("sample") == sample))
+                       .with_columns(pl.lit(model).alias("model")) for model, sample in sorted(slots)}
+        self._empty = joined.clear().with_columns(pl.col("model").cast(pl.String))
 
     def slot(self, model: str, sample: int) -> pl.DataFrame:
         return self._slots.get((model, sample), self._empty)
+
+
+def reachable_slots(policy: CompiledPolicy, retry) -> set[tuple[str, int]]:
+    """Every (model, sample) a request can reach: the k-th call of a model reads its sample k."""
+    slots = set()
+    most_plan_calls: dict[str, int] = {}
+    for _, steps in policy.plans:
+        calls: dict[str, int] = {}
+        for step in steps:
+            slots.add((step.model, calls.get(step.model, 0)))
+            calls[step.model] = calls.get(step.model, 0) + 1
+        for model, count in calls.items():
+            most_plan_calls[model] = max(most_plan_calls.get(model, 0), count)
+    if retry is not None:
+        for model in set(retry.to):
+            for sample in range(most_plan_calls.get(model, 0) + retry.to.count(model)):
+                slots.add((model, sample))
+    return slots
 
 
 def _join_slot(rows: pl.DataFrame, answers: Answers, model: str, sample: int) -> pl.DataFrame:
@@ -182,14 +202,14 @@ def _record_calls(part: pl.DataFrame, sheet: PriceSheet | None, *, kind: str, se
                   checker=None) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
     """Prices the calls in `part` and returns it with `call_cost_usd`/`call_latency_ms`, plus call rows."""
     priced = price_calls(part, sheet, recorded="cost_usd", into="model_cost_usd")
-    calls = [priced.select("rid", seq.alias("seq"), "model", pl.lit(kind).alias("kind"),
+    calls = [priced.select("rid", seq.alias("seq"), "model", pl.lit(kind, CALL_KIND).alias("kind"),
                            pl.col("model_cost_usd").alias("cost_usd"), "latency_ms", "price_source")]
     cost, latency = pl.col("model_cost_usd"), pl.col("latency_ms").cast(pl.Float64)
     if checker is not None:
         calls.append(priced.select("rid", seq.alias("seq"), pl.lit(checker.name).alias("model"),
-                                   pl.lit("checker").alias("kind"), pl.lit(checker.cost_usd).alias("cost_usd"),
+                                   pl.lit("checker", CALL_KIND).alias("kind"), pl.lit(checker.cost_usd).alias("cost_usd"),
                                    pl.lit(checker.latency_ms, pl.Float64).alias("latency_ms"),
-                                   pl.lit(SOURCE_CHECKER).alias("price_source")))
+                                   pl.lit(SOURCE_CHECKER, PRICE_SOURCE).alias("price_source")))
         cost, latency = cost + checker.cost_usd, latency + checker.latency_ms
     return priced.with_columns(cost.alias("call_cost_usd"), latency.alias("call_latency_ms")), calls
 
@@ -202,13 +222,17 @@ def _accumulate() -> list[pl.Expr]:
 def _with_plan_models(finals: pl.DataFrame, policy: CompiledPolicy) -> pl.DataFrame:
     """Adds `models_called` by the plan stage: fixed by the plan and the number of steps taken.
 
-    Looking the list up in a table of plan prefixes keeps list building out of the per-step joins.
+    Every (plan, steps taken) prefix is listed once, in plan order, so a request's list is a gather at
+    `first prefix of its plan + steps taken - 1`: list building stays out of the per-step joins.
     """
-    prefixes = pl.DataFrame(
-        [{"plan": plan_index, "steps_taken": taken, "models_called": [step.model for step in steps[:taken]]}
-         for plan_index, (_, steps) in enumerate(policy.plans) for taken in range(1, len(steps) + 1)],
-        schema={"plan": pl.UInt16, "steps_taken": pl.Int32, "models_called": pl.List(pl.String)})
-    return finals.join(prefixes, on=["plan", "steps_taken"], how="left")
+    prefixes, first_prefix = [], []
+    for _, steps in policy.plans:
+        first_prefix.append(len(prefixes))
+        prefixes += [[step.model for step in steps[:taken]] for taken in range(1, len(steps) + 1)]
+    index = (pl.col("plan").replace_strict(list(range(len(first_prefix))), first_prefix, return_dtype=pl.Int64)
+             + pl.col("steps_taken") - 1)
+    lists = pl.Series("models_called", prefixes, dtype=pl.List(pl.String))
+    return finals.with_columns(lists.gather(finals.select(index).to_series()))
 
 
 class _Run:
@@ -328,7 +352,8 @@ def replay(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
 
     progress("loading outcomes")
     carried = [c for c in policy.answer_columns if c not in REQUEST_IDENTITY]
-    run = _Run(scenario, sheet, Answers(data, requests, scenario.policy.models(), carried),
+    answers = Answers(data, requests, reachable_slots(policy, scenario.policy.retry), carried)
+    run = _Run(scenario, sheet, answers,
                [*REQUEST_IDENTITY, *carried, "total_cost_usd", "total_latency_ms"], carried)
     requests = requests.select(REQUEST_IDENTITY)
 
@@ -358,9 +383,12 @@ def replay(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
         "hard_check_ok",
         pl.col("score").cast(pl.Float64),
     )
-    calls = (pl.concat(run.calls, how="vertical").join(decisions.select("rid"), on="rid", how="semi")
-             .sort("rid", "seq", "kind", descending=[False, False, True]).select(CALL_COLUMNS))
-    price_sources = dict(calls.select("model", "price_source").unique().sort("model").iter_rows())
+    calls = pl.concat(run.calls, how="vertical")
+    if missing_by_model:  # calls made for requests later left out
+        calls = calls.join(decisions.select("rid"), on="rid", how="semi")
+    calls = calls.sort("rid", "seq", "kind").select(CALL_COLUMNS)
+    price_sources = {model: str(source) for model, source in
+                     calls.select("model", "price_source").unique().sort("model").iter_rows()}
     coverage = Coverage(requests_in_window=requests.height, requests_replayed=decisions.height,
                         missing_by_model=missing_by_model)
     return Replay(scenario=scenario, decisions=decisions, calls=calls, coverage=coverage,

@@ -23,6 +23,7 @@ PER_MILLION = 1_000_000
 SOURCE_SHEET = "sheet"
 SOURCE_RECORDED = "recorded"
 SOURCE_CHECKER = "checker"
+PRICE_SOURCE = pl.Enum([SOURCE_SHEET, SOURCE_RECORDED, SOURCE_CHECKER])
 
 
 class PriceEntry(BaseModel):
@@ -126,7 +127,8 @@ def price_calls(calls: pl.DataFrame, sheet: PriceSheet | None, *, recorded: str 
     from_sheet = pl.col("model").is_in(listed)
     priced = calls.with_columns(
         pl.when(from_sheet).then(price_expr(sheet)).otherwise(pl.col(recorded)).alias(into),
-        pl.when(from_sheet).then(pl.lit(SOURCE_SHEET)).otherwise(pl.lit(SOURCE_RECORDED)).alias("price_source"),
+        pl.when(from_sheet).then(pl.lit(SOURCE_SHEET)).otherwise(pl.lit(SOURCE_RECORDED))
+        .cast(PRICE_SOURCE).alias("price_source"),
     )
     unpriced = priced.filter(pl.col(into).is_null())
     if unpriced.height:

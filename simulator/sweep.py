@@ -460,7 +460,7 @@ def calls_at(data: SweepData, threshold: float) -> pl.DataFrame:
     takes_a = data.frame.filter(pl.col("switchable") & (pl.col("value") >= threshold)).select("rid")
     return (pl.concat([data.accept_all.calls.join(takes_a, on="rid", how="semi"),
                        data.accept_none.calls.join(takes_a, on="rid", how="anti")], how="vertical")
-            .sort("rid", "seq", "kind", descending=[False, False, True]))
+            .sort("rid", "seq", "kind"))
 
 
 # --------------------------------------------------------------------------------------------------
