@@ -25,6 +25,16 @@ GROUP_ORDER = ["all requests", "1 model call", "2 model calls", "3+ model calls"
 GROUP_COLORS = ["#7f7f7f", "#4c78a8", "#f58518", "#e45756"]
 
 
+
+def _cost_quality_axes(log: bool, *, padding: int) -> tuple[alt.X, alt.Y]:
+    """Cost per 1,000 requests (log scale when every cost is positive) against pass rate."""
+    x = alt.X("cost_per_1k_usd:Q", title="Cost per 1,000 requests" + (" (log scale)" if log else ""),
+              scale=alt.Scale(type="log" if log else "linear", nice=False, padding=padding),
+              axis=alt.Axis(format="$,.2~f", labelOverlap="greedy", labelSeparation=6))
+    y = alt.Y("pass_rate:Q", title="Pass rate", scale=alt.Scale(zero=False, nice=True, padding=12),
+              axis=alt.Axis(format=".0%", values=PASS_TICKS))
+    return x, y
+
 def _frame(rows: list[dict], schema: dict) -> pl.DataFrame:
     return pl.DataFrame([{name: row.get(name) for name in schema} for row in rows], schema=schema)
 
@@ -62,11 +72,7 @@ def cost_quality(inputs) -> alt.TopLevelMixin:
     policies = _frame([row for row in rows if row["kind"] == "policy"], schema)
     references = _frame([row for row in rows if row["kind"] != "policy"], schema)
     log = all(row["cost_per_1k_usd"] > 0 for row in rows)
-    x = alt.X("cost_per_1k_usd:Q", title="Cost per 1,000 requests" + (" (log scale)" if log else ""),
-              scale=alt.Scale(type="log" if log else "linear", nice=False, padding=40),
-              axis=alt.Axis(format="$,.2~f", labelOverlap="greedy", labelSeparation=6))
-    y = alt.Y("pass_rate:Q", title="Pass rate", scale=alt.Scale(zero=False, nice=True, padding=12),
-              axis=alt.Axis(format=".0%", values=PASS_TICKS))
+    x, y = _cost_quality_axes(log, padding=40)
     tooltip = [alt.Tooltip("name:N", title="name"), alt.Tooltip("kind:N", title="kind"),
                alt.Tooltip("cost_label:N", title="per 1,000 requests"), alt.Tooltip("pass_label:N", title="pass rate"),
                alt.Tooltip("requests_label:N", title="requests")]
@@ -239,11 +245,7 @@ def frontier(inputs) -> alt.TopLevelMixin | None:
         row |= {"cost_label": formats.usd(row["cost_per_1k_usd"]), "pass_label": formats.pct(row["pass_rate"])}
     everything = curves + lines + points
     log = all(row["cost_per_1k_usd"] > 0 for row in everything)
-    x = alt.X("cost_per_1k_usd:Q", title="Cost per 1,000 requests" + (" (log scale)" if log else ""),
-              scale=alt.Scale(type="log" if log else "linear", nice=False, padding=30),
-              axis=alt.Axis(format="$,.2~f", labelOverlap="greedy", labelSeparation=6))
-    y = alt.Y("pass_rate:Q", title="Pass rate", scale=alt.Scale(zero=False, nice=True, padding=12),
-              axis=alt.Axis(format=".0%", values=PASS_TICKS))
+    x, y = _cost_quality_axes(log, padding=30)
     layers = []
     if curves:
         frame = _frame(curves, {"curve": pl.String, "cost_per_1k_usd": pl.Float64, "pass_rate": pl.Float64,

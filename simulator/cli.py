@@ -13,7 +13,13 @@ import polars as pl
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from simulator.data_commands import register as register_data_commands
@@ -104,11 +110,10 @@ def replay_scenarios(paths: list[Path], *, show_progress: bool = True):
 
 
 def _write_decisions(path: Path, outcomes) -> None:
+    from simulator.outputs import write_parquet_atomic
+
     frames = [o.replay.decisions.with_columns(pl.lit(o.summary["scenario"]).alias("scenario")) for o in outcomes]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    pl.concat(frames, how="vertical").write_parquet(temporary)
-    os.replace(temporary, path)
+    write_parquet_atomic(pl.concat(frames, how="vertical"), path)
 
 
 @app.command()

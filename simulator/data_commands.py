@@ -83,7 +83,12 @@ def run_import(fmt: str, inputs: list[Path], out: Path, options: ImportOptions, 
                merge: bool = False, drop_ungraded: bool = False) -> None:
     """Reads the inputs and writes a new data folder, or merges their grades onto an existing one."""
     from simulator.importers.folder import (
-        build_tables, check_target, read_folder, read_reports, report_file, write_folder,
+        build_tables,
+        check_target,
+        read_folder,
+        read_reports,
+        report_file,
+        write_folder,
     )
     from simulator.importers.merge import GRADE_FIELDS, merge_grades
 

@@ -107,16 +107,16 @@ def compile_policy(scenario: Scenario, traffic_columns: list[str], outcome_colum
     return CompiledPolicy(rules=rules, plans=plans, accepts=accepts, retry_when=retry_when)
 
 
-def _utc(ts: pl.Expr, dtype: pl.DataType) -> pl.Expr:
-    # The contract says UTC; a naive column is taken as UTC, an aware one converted.
-    zone = getattr(dtype, "time_zone", None)
-    return ts.dt.replace_time_zone("UTC") if zone is None else ts.dt.convert_time_zone("UTC")
+def with_utc_ts(frame: pl.LazyFrame) -> pl.LazyFrame:
+    """`ts` in UTC: the contract says UTC, so a naive column is taken as UTC and an aware one converted."""
+    zone = getattr(frame.collect_schema()["ts"], "time_zone", None)
+    ts = pl.col("ts")
+    return frame.with_columns(ts.dt.replace_time_zone("UTC") if zone is None else ts.dt.convert_time_zone("UTC"))
 
 
 def select_requests(scenario: Scenario, data: Dataset, columns: list[str]) -> pl.DataFrame:
     """The window's requests (or the scenario's seeded sample of them), numbered by `rid` in ts order."""
-    schema = data.traffic.collect_schema()
-    traffic = data.traffic.select(columns).with_columns(_utc(pl.col("ts"), schema["ts"]))
+    traffic = with_utc_ts(data.traffic.select(columns))
     if scenario.window:
         start = pl.lit(scenario.window.start).cast(pl.Datetime("us", "UTC"))
         end = pl.lit(scenario.window.end).cast(pl.Datetime("us", "UTC"))

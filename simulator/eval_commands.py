@@ -43,8 +43,16 @@ def register(app: typer.Typer) -> None:
     ):
         """Admit models to slices by their evals (Wilson lower bound >= bar); emit the lanes as a scenario."""
         from simulator.cli import console
-        from simulator.lanes import (DEFAULT_ACCEPT, LaneOptions, fit_lanes, lane_lines, lanes_table, load_bars,
-                                     out_of_sample_lines, out_of_sample_table)
+        from simulator.lanes import (
+            DEFAULT_ACCEPT,
+            LaneOptions,
+            fit_lanes,
+            lane_lines,
+            lanes_table,
+            load_bars,
+            out_of_sample_lines,
+            out_of_sample_table,
+        )
 
         if (accept is not None or escalate_to is not None) and not cascade:
             raise RoutesimError("--accept and --escalate-to shape the cascade of each lane",
@@ -88,8 +96,14 @@ def register(app: typer.Typer) -> None:
     ):
         """Compare a candidate policy with the baseline on the same requests; exit 1 when it fails."""
         from simulator.cli import console
-        from simulator.gate import (GateOptions, failure_lines, gate_markdown, gate_table, parse_slice_tolerances,
-                                    run_gate)
+        from simulator.gate import (
+            GateOptions,
+            failure_lines,
+            gate_markdown,
+            gate_table,
+            parse_slice_tolerances,
+            run_gate,
+        )
         from simulator.outputs import write_text_atomic
 
         options = GateOptions(resamples=resamples, seed=seed, confidence=confidence, tolerance=tolerance,

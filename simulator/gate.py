@@ -37,9 +37,23 @@ from rich.table import Table
 from simulator.errors import RoutesimError, did_you_mean
 from simulator.formats import DASH, count, pct, usd
 from simulator.scenario import QualityBar, Scenario, load_scenario
-from simulator.stats import (BASELINE_COST, BASELINE_LATENCY, BASELINE_PASS_RATE, CANDIDATE_COST, CANDIDATE_LATENCY,
-                             CANDIDATE_PASS_RATE, COST_CHANGE, COST_RELATIVE_CHANGE, LATENCY_CHANGE, PASS_RATE_CHANGE,
-                             BootstrapResult, PairedSample, PolicyOutcomes, check_confidence, paired_bootstrap)
+from simulator.stats import (
+    BASELINE_COST,
+    BASELINE_LATENCY,
+    BASELINE_PASS_RATE,
+    CANDIDATE_COST,
+    CANDIDATE_LATENCY,
+    CANDIDATE_PASS_RATE,
+    COST_CHANGE,
+    COST_RELATIVE_CHANGE,
+    LATENCY_CHANGE,
+    PASS_RATE_CHANGE,
+    BootstrapResult,
+    PairedSample,
+    PolicyOutcomes,
+    check_confidence,
+    paired_bootstrap,
+)
 
 DECISION_COLUMNS = ["request_id", "slice", "passed", "cost_usd", "latency_ms"]
 LATENCY_QUANTILE = 0.95

@@ -42,7 +42,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from simulator.contract import Dataset, load_data
-from simulator.engine import compile_policy, replay
+from simulator.engine import compile_policy, replay, with_utc_ts
 from simulator.errors import RoutesimError, did_you_mean
 from simulator.formats import count, ms, pct, usd
 from simulator.outputs import write_text_atomic
@@ -102,12 +102,6 @@ def load_bars(bar: float | None = None, bars_file: Path | None = None, bars_from
     return QualityBar(default=value)
 
 
-def _utc(frame: pl.LazyFrame) -> pl.LazyFrame:
-    zone = getattr(frame.collect_schema()["ts"], "time_zone", None)
-    ts = pl.col("ts")
-    return frame.with_columns(ts.dt.replace_time_zone("UTC") if zone is None else ts.dt.convert_time_zone("UTC"))
-
-
 def _requests(data: Dataset, by: str) -> pl.DataFrame:
     """Every request with its UTC timestamp and its group (the value of the `by` column)."""
     schema = data.traffic.collect_schema()
@@ -117,7 +111,7 @@ def _requests(data: Dataset, by: str) -> pl.DataFrame:
     if schema[by] not in (pl.String, pl.Categorical) and not isinstance(schema[by], pl.Enum):
         raise RoutesimError(f"column '{by}' has type {schema[by]}; lanes group by a string column", where="--by",
                             fix="group by 'slice' or another string column such as 'feature'")
-    requests = _utc(data.traffic.select("request_id", "ts", pl.col(by).cast(pl.String).alias(GROUP))).collect()
+    requests = with_utc_ts(data.traffic.select("request_id", "ts", pl.col(by).cast(pl.String).alias(GROUP))).collect()
     nulls = requests.filter(pl.col(GROUP).is_null())
     if nulls.height:
         raise RoutesimError(f"{nulls.height:,} requests have no value in column '{by}' "

@@ -8,8 +8,15 @@ import yaml
 
 from simulator.prices import PriceSheet, price_expr
 from simulator.public_data import (
-    CHARS_PER_TOKEN, JUDGE_ERROR_RATE, JUDGE_SEED, ROUTELLM_PASS_SCORE, ROUTELLM_PRICE_KEYS, ROUTERARENA_PASS_SCORE,
-    SIZE_CLASSES, Converted, LatencyClass,
+    CHARS_PER_TOKEN,
+    JUDGE_ERROR_RATE,
+    JUDGE_SEED,
+    ROUTELLM_PASS_SCORE,
+    ROUTELLM_PRICE_KEYS,
+    ROUTERARENA_PASS_SCORE,
+    SIZE_CLASSES,
+    Converted,
+    LatencyClass,
 )
 
 REGENERATE = """## Regenerating

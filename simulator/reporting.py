@@ -11,7 +11,6 @@ same bytes as the first render.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,14 @@ import polars as pl
 
 from simulator import analysis
 from simulator.errors import RoutesimError
-from simulator.results import CALLS_FILE, DECISIONS_FILE, SCHEMA_VERSION, SUMMARY_FILE, save_result
+from simulator.outputs import write_json_atomic, write_text_atomic
+from simulator.results import (
+    CALLS_FILE,
+    DECISIONS_FILE,
+    SCHEMA_VERSION,
+    SUMMARY_FILE,
+    save_result,
+)
 from simulator.runner import Inputs, Outcome, load_scenarios, run_scenario
 from simulator.sweep import report_sweeps
 
@@ -46,23 +52,6 @@ def default_results_dir(out: Path) -> Path:
     """reports/NAME.html keeps its results in reports/NAME-results/."""
     out = Path(out)
     return out.with_name(f"{out.stem}-results")
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Writes `text` to a temporary file in `path`'s folder, then renames it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-
-
-def _write_json(path: Path, content: dict) -> None:
-    write_atomic(path, json.dumps(content, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def _same_requests_key(summary: dict) -> tuple:
@@ -113,22 +102,22 @@ def replay_and_save(paths: list[Path], results_dir: Path, label: Callable[[str],
         tables = analysis.scenario_tables(outcome.summary, decisions, calls, analysis.plan_steps(scenario))
         label(f"{scenario.name}: threshold sweeps")
         tables["sweeps"] = report_sweeps(scenario, inputs.data(scenario.data), inputs.prices(scenario.prices))
-        _write_json(folder / TABLES_FILE, tables)
+        write_json_atomic(folder / TABLES_FILE, tables)
         outcomes.append(outcome)
         advance()
     first = scenarios[0]
     label(f"baselines on {first.name}'s requests")
     baselines = analysis.baselines(first, inputs.data(first.data), inputs.prices(first.prices))
-    _write_json(results_dir / BASELINES_FILE, baselines | {
+    write_json_atomic(results_dir / BASELINES_FILE, baselines | {
         "data": outcomes[0].summary["provenance"]["data"],
         "data_fingerprint": outcomes[0].summary["provenance"]["data_fingerprint"]})
     gates_path = results_dir / GATES_FILE
     if baseline is not None:
         label(f"gating against {baseline}")
-        _write_json(gates_path, gates_against(baseline, outcomes))
+        write_json_atomic(gates_path, gates_against(baseline, outcomes))
     elif gates_path.exists():
         gates_path.unlink()
-    _write_json(results_dir / MANIFEST_FILE, {"scenarios": [scenario.name for scenario in scenarios]})
+    write_json_atomic(results_dir / MANIFEST_FILE, {"scenarios": [scenario.name for scenario in scenarios]})
     advance()
     return outcomes
 
@@ -195,5 +184,5 @@ def render_report(results_dir: Path, out: Path) -> Path:
     from simulator.report import render
 
     out = Path(out)
-    write_atomic(out, render(load_report_inputs(results_dir)))
+    write_text_atomic(out, render(load_report_inputs(results_dir)))
     return out

@@ -9,9 +9,6 @@ wall-clock time is stamped: the same inputs give byte-identical results.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +18,7 @@ from simulator.contract import Dataset, fingerprint
 from simulator.engine import Replay
 from simulator.errors import RoutesimError
 from simulator.metrics import summarise
+from simulator.outputs import atomic_folder, json_text
 from simulator.prices import PriceSheet
 from simulator.scenario import Scenario
 
@@ -87,26 +85,13 @@ class SavedResult:
     calls: pl.DataFrame
 
 
-def _atomic_dir(target: Path):
-    """A temporary sibling folder that replaces `target` only once everything is written."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-
-
 def save_result(folder: Path, summary: dict, decisions: pl.DataFrame, calls: pl.DataFrame) -> Path:
     """Writes one scenario's result to `folder/<scenario>/`, atomically."""
     target = Path(folder) / summary["scenario"]
-    staging = _atomic_dir(target)
-    try:
+    with atomic_folder(target) as staging:
         decisions.write_parquet(staging / DECISIONS_FILE)
         calls.write_parquet(staging / CALLS_FILE)
-        (staging / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        (staging / SUMMARY_FILE).write_text(json_text(summary))
     return target
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -20,22 +19,11 @@ from rich.table import Table
 from simulator import drift, sweep, whatif
 from simulator.errors import RoutesimError
 from simulator.formats import count, ms, pct, usd
+from simulator.outputs import atomic_file, write_text_atomic
 from simulator.runner import Inputs, load_scenarios
 from simulator.scenario import load_scenario
 
 SHOWN_POINTS = 21
-
-
-def _write_atomic_bytes(path: Path, write) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
 
 
 def write_table(frame: pl.DataFrame, path: Path) -> None:
@@ -46,7 +34,8 @@ def write_table(frame: pl.DataFrame, path: Path) -> None:
     if suffix not in writers:
         raise RoutesimError(f"cannot tell how to write {Path(path).name}", where="--out",
                             fix="name the file .csv, .parquet or .json")
-    _write_atomic_bytes(path, writers[suffix])
+    with atomic_file(path) as temporary:
+        writers[suffix](temporary)
 
 
 def _gate_title(scenario, gate: sweep.Gate) -> str:
@@ -248,5 +237,5 @@ def run_import_litellm(console: Console, file: Path, *, as_of: dt.date, models: 
     if out is None:
         console.out(text, end="", highlight=False)
         return
-    _write_atomic_bytes(out, lambda target: Path(target).write_text(text, encoding="utf-8"))
+    write_text_atomic(out, text)
     console.print(f"wrote {len(sheet['models'])} model(s) to {out}", highlight=False)

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import polars as pl
 import yaml
-from tests.conftest import TINY_PRICES, World, tiny_outcomes, tiny_traffic
 
 from simulator.reporting import render_report, replay_and_save
 from simulator.results import SUMMARY_FILE
+from tests.conftest import TINY_PRICES, World, tiny_outcomes, tiny_traffic
 
 REPO = Path(__file__).resolve().parents[1]
 HOSTILE = "<script>alert(1)</script>"

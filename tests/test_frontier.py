@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from tests.report_helpers import build, tiny_world
 
 from simulator import frontier
 from simulator.reporting import load_report_inputs
+from tests.report_helpers import build, tiny_world
 
 A, B_LOW, B_HIGH, C, D = (0.001, 0.60), (0.004, 0.70), (0.004, 0.80), (0.010, 0.95), (0.012, 0.90)
 

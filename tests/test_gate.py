@@ -7,10 +7,24 @@ from pathlib import Path
 
 import pytest
 
-from simulator.gate import GateOptions, GateSide, gate_html, gate_markdown, gate_result, run_gate, side_from_saved
+from simulator.gate import (
+    GateOptions,
+    GateSide,
+    gate_html,
+    gate_markdown,
+    gate_result,
+    run_gate,
+    side_from_saved,
+)
 from simulator.results import load_results
 from simulator.scenario import QualityBar
-from tests.eval_worlds import BIG_COST, SMALL_COST, answers_for, make_world, slice_requests
+from tests.eval_worlds import (
+    BIG_COST,
+    SMALL_COST,
+    answers_for,
+    make_world,
+    slice_requests,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 BIG = {"default": {"use": "big"}}

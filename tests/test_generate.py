@@ -9,7 +9,12 @@ import polars as pl
 import pytest
 import yaml
 
-from simulator.contract import OUTCOMES_FILE, TRAFFIC_FILE, validate_folder, validate_frames
+from simulator.contract import (
+    OUTCOMES_FILE,
+    TRAFFIC_FILE,
+    validate_folder,
+    validate_frames,
+)
 from simulator.errors import RoutesimError
 from simulator.generate import (
     DEFAULT_START,

@@ -12,7 +12,16 @@ import pytest
 
 from simulator.importers.folder import ROW_SCHEMA
 from simulator.importers.rows import (
-    AUTO, CACHE_INSIDE, CACHE_ON_TOP, EXCLUSIVE, INCLUSIVE, NO_CACHE, BadRow, Row, normalise_usage, timestamp,
+    AUTO,
+    CACHE_INSIDE,
+    CACHE_ON_TOP,
+    EXCLUSIVE,
+    INCLUSIVE,
+    NO_CACHE,
+    BadRow,
+    Row,
+    normalise_usage,
+    timestamp,
 )
 from tests.import_helpers import FIXTURES, read_import
 

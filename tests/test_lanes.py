@@ -12,7 +12,14 @@ import yaml
 from simulator.lanes import LaneOptions, fit_lanes, load_bars
 from simulator.scenario import QualityBar
 from tests.conftest import outcome_row
-from tests.eval_worlds import BIG_COST, SMALL_COST, answers_for, make_world, request, slice_requests
+from tests.eval_worlds import (
+    BIG_COST,
+    SMALL_COST,
+    answers_for,
+    make_world,
+    request,
+    slice_requests,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 # Wilson lower bounds at 95% (z² = 3.841459), worked by hand in the docstring of `world`:

@@ -24,8 +24,14 @@ import pytest
 
 from simulator.errors import RoutesimError
 from simulator.metrics import METRIC_NAMES
-from tests.reference import (DECISION_KEYS, MissingOutcomes, NoRequests, ReferenceFailure, Unpriceable,
-                             reference_replay)
+from tests.reference import (
+    DECISION_KEYS,
+    MissingOutcomes,
+    NoRequests,
+    ReferenceFailure,
+    Unpriceable,
+    reference_replay,
+)
 from tests.worlds import World, random_world, replay_frames
 
 SEEDS = range(300)

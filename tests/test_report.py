@@ -7,13 +7,13 @@ import json
 
 import polars as pl
 import pytest
-from tests.report_helpers import HOSTILE, build, hostile_world, shipped, tiny_world
 
 from simulator import analysis, charts
 from simulator.contract import load_data
 from simulator.prices import load_prices
 from simulator.reporting import BASELINES_FILE, TABLES_FILE, load_report_inputs
 from simulator.scenario import load_scenario
+from tests.report_helpers import HOSTILE, build, hostile_world, shipped, tiny_world
 
 SMALL, BIG = 0.0012, 0.012  # the tiny world's prices: 1,000 input + 100 output tokens
 

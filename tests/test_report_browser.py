@@ -11,7 +11,14 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from simulator import formats
 from simulator.reporting import TABLES_FILE
-from tests.report_helpers import HOSTILE, HOSTILE_DESCRIPTION, build, hostile_world, shipped, summaries
+from tests.report_helpers import (
+    HOSTILE,
+    HOSTILE_DESCRIPTION,
+    build,
+    hostile_world,
+    shipped,
+    summaries,
+)
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

@@ -7,10 +7,24 @@ import pytest
 
 from simulator import stats
 from simulator.errors import RoutesimError
-from simulator.stats import (BASELINE_COST, BASELINE_LATENCY, BASELINE_PASS_RATE, CANDIDATE_COST, CANDIDATE_LATENCY,
-                             CANDIDATE_PASS_RATE, COST_CHANGE, COST_RELATIVE_CHANGE, LATENCY_CHANGE, PASS_RATE_CHANGE,
-                             PairedSample, PolicyOutcomes, bench_bootstrap, paired_bootstrap, wilson_interval, z_score)
-
+from simulator.stats import (
+    BASELINE_COST,
+    BASELINE_LATENCY,
+    BASELINE_PASS_RATE,
+    CANDIDATE_COST,
+    CANDIDATE_LATENCY,
+    CANDIDATE_PASS_RATE,
+    COST_CHANGE,
+    COST_RELATIVE_CHANGE,
+    LATENCY_CHANGE,
+    PASS_RATE_CHANGE,
+    PairedSample,
+    PolicyOutcomes,
+    bench_bootstrap,
+    paired_bootstrap,
+    wilson_interval,
+    z_score,
+)
 
 # Wilson: (2k + z² ± z·sqrt(z² + 4k(n-k)/n)) / 2(n + z²), z = 1.959964, z² = 3.841459.
 

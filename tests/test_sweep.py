@@ -11,8 +11,6 @@ import numpy as np
 import polars as pl
 import pytest
 import yaml
-from tests.conftest import OUTCOME_SCHEMA, TINY_PRICES, World, outcome_row
-from tests.worlds import random_world, write_frames
 
 from simulator import sweep
 from simulator.contract import load_data
@@ -21,6 +19,8 @@ from simulator.errors import RoutesimError
 from simulator.metrics import aggregate
 from simulator.prices import load_prices
 from simulator.scenario import load_scenario
+from tests.conftest import OUTCOME_SCHEMA, TINY_PRICES, World, outcome_row
+from tests.worlds import random_world, write_frames
 
 SMALL, BIG = 0.0012, 0.012  # 1,000 input + 100 output tokens at the tiny sheet's prices
 

@@ -25,7 +25,13 @@ from simulator.metrics import METRIC_NAMES
 from simulator.prices import PriceSheet
 from simulator.scenario import Scenario
 from tests.reference import DECISION_KEYS, MissingOutcomes, reference_replay
-from tests.worlds import outcome_frame, replay_frames, scenario_of, sheet_of, traffic_frame
+from tests.worlds import (
+    outcome_frame,
+    replay_frames,
+    scenario_of,
+    sheet_of,
+    traffic_frame,
+)
 
 DAY = dt.datetime(2026, 3, 2)
 

@@ -17,16 +17,20 @@ Modelling rules (the README's "Importing logs" states them for users):
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import polars as pl
 
-from simulator.contract import OUTCOMES_FILE, TRAFFIC_FILE, scan_parquet, validate_folder, validate_frames
+from simulator.contract import (
+    OUTCOMES_FILE,
+    TRAFFIC_FILE,
+    scan_parquet,
+    validate_folder,
+    validate_frames,
+)
 from simulator.errors import RoutesimError
 from simulator.importers.rows import ImportLog, Row
+from simulator.outputs import atomic_folder
 
 REPORT_FILE = "import-report.json"
 ASSUMED = "assumed_from_status"
@@ -149,25 +153,11 @@ def write_folder(out: Path, traffic: pl.DataFrame, outcomes: pl.DataFrame, files
     """Validates, then writes the tables and `files` (name -> text) to a temporary sibling folder and swaps
     it into place: a failure leaves `out` as it was."""
     validate_frames(traffic, outcomes).raise_if_problems(f"the data for {out}")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.writing-", dir=out.parent))
-    staging.chmod(0o755)  # mkdtemp makes it private; the folder it becomes is an ordinary one
-    retired = out.with_name(f".{out.name}.replaced-{os.getpid()}")
-    try:
+    with atomic_folder(Path(out)) as staging:
         traffic.write_parquet(staging / TRAFFIC_FILE, compression="zstd")
         outcomes.write_parquet(staging / OUTCOMES_FILE, compression="zstd")
         for name, text in files.items():
             (staging / name).write_text(text, encoding="utf-8")
-        if out.exists():
-            os.replace(out, retired)
-        os.replace(staging, out)
-    except BaseException:
-        if retired.exists() and not out.exists():
-            os.replace(retired, out)
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    shutil.rmtree(retired, ignore_errors=True)
 
 
 def report_file(reports: list[dict]) -> dict[str, str]:

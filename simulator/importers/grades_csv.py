@@ -15,8 +15,19 @@ from pathlib import Path
 from simulator.errors import RoutesimError, did_you_mean
 from simulator.importers.options import LATENCY_UNITS, ImportOptions
 from simulator.importers.rows import (
-    INCLUSIVE, ImportLog, Row, as_text, boolean, collect, csv_header, csv_rows, integer,
-    normalise_usage, number, timestamp, unit_score,
+    INCLUSIVE,
+    ImportLog,
+    Row,
+    as_text,
+    boolean,
+    collect,
+    csv_header,
+    csv_rows,
+    integer,
+    normalise_usage,
+    number,
+    timestamp,
+    unit_score,
 )
 
 TEXT_FIELDS = ("request_id", "model", "slice", "grader")

@@ -33,8 +33,19 @@ from typing import Any
 from simulator.errors import RoutesimError
 from simulator.importers.options import ImportOptions
 from simulator.importers.rows import (
-    EXCLUSIVE, BadRow, ImportLog, Row, as_text, collect, first_count, json_document, label_row, normalise_usage,
-    number, timestamp, unit_score,
+    EXCLUSIVE,
+    BadRow,
+    ImportLog,
+    Row,
+    as_text,
+    collect,
+    first_count,
+    json_document,
+    label_row,
+    normalise_usage,
+    number,
+    timestamp,
+    unit_score,
 )
 
 LETTER_VALUES = {"C": 1.0, "P": 0.5, "I": 0.0, "N": 0.0}

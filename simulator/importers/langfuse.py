@@ -28,8 +28,24 @@ from typing import Any
 
 from simulator.importers.options import ImportOptions
 from simulator.importers.rows import (
-    EXCLUSIVE, NO_CACHE, BadRow, ImportLog, Row, Usage, as_text, collect, first_count, integer, json_field, label_row,
-    millis_between, normalise_usage, number, records, tags_namespace, timestamp,
+    EXCLUSIVE,
+    NO_CACHE,
+    BadRow,
+    ImportLog,
+    Row,
+    Usage,
+    as_text,
+    collect,
+    first_count,
+    integer,
+    json_field,
+    label_row,
+    millis_between,
+    normalise_usage,
+    number,
+    records,
+    tags_namespace,
+    timestamp,
 )
 
 CACHE_READ_MARKERS = ("cached", "cache_read")

@@ -31,8 +31,23 @@ from typing import Any
 
 from simulator.importers.options import ImportOptions
 from simulator.importers.rows import (
-    INCLUSIVE, BadRow, ImportLog, Row, as_text, boolean, collect, dig, first_count, json_field, label_row,
-    millis_between, normalise_usage, number, records, tags_namespace, timestamp,
+    INCLUSIVE,
+    BadRow,
+    ImportLog,
+    Row,
+    as_text,
+    boolean,
+    collect,
+    dig,
+    first_count,
+    json_field,
+    label_row,
+    millis_between,
+    normalise_usage,
+    number,
+    records,
+    tags_namespace,
+    timestamp,
 )
 
 COMPLETION_CALLS = {"completion", "acompletion", "text_completion", "atext_completion", "responses", "aresponses",

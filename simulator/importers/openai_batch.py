@@ -26,7 +26,17 @@ from typing import Any
 from simulator.errors import RoutesimError
 from simulator.importers.options import ImportOptions
 from simulator.importers.rows import (
-    INCLUSIVE, BadRow, ImportLog, Row, as_text, collect, dig, first_count, json_lines, label_row, normalise_usage,
+    INCLUSIVE,
+    BadRow,
+    ImportLog,
+    Row,
+    as_text,
+    collect,
+    dig,
+    first_count,
+    json_lines,
+    label_row,
+    normalise_usage,
     timestamp,
 )
 

@@ -36,8 +36,20 @@ from typing import Any
 
 from simulator.importers.options import ImportOptions
 from simulator.importers.rows import (
-    INCLUSIVE, BadRow, ImportLog, Row, as_text, collect, epoch_nanos, first_count, json_lines, label_row, millis_between,
-    normalise_usage, number, timestamp,
+    INCLUSIVE,
+    BadRow,
+    ImportLog,
+    Row,
+    as_text,
+    collect,
+    epoch_nanos,
+    first_count,
+    json_lines,
+    label_row,
+    millis_between,
+    normalise_usage,
+    number,
+    timestamp,
 )
 
 MODEL_OPERATIONS = {"chat", "text_completion", "generate_content"}

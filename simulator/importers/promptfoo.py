@@ -28,7 +28,17 @@ from typing import Any
 from simulator.errors import RoutesimError
 from simulator.importers.options import ImportOptions
 from simulator.importers.rows import (
-    BadRow, ImportLog, Row, as_text, boolean, collect, first_count, json_document, label_row, number, timestamp,
+    BadRow,
+    ImportLog,
+    Row,
+    as_text,
+    boolean,
+    collect,
+    first_count,
+    json_document,
+    label_row,
+    number,
+    timestamp,
     unit_score,
 )
 
