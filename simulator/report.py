@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import html
 import json
 from collections.abc import Iterable
+
+from markupsafe import Markup, escape
 
 from simulator import charts
 from simulator.drift import describe as describe_drift
@@ -97,14 +98,9 @@ INIT_SCRIPT = """
 """
 
 
-class Markup(str):
-    """HTML that is safe to insert as is."""
-
-
 def esc(value) -> Markup:
-    if isinstance(value, Markup):
-        return value
-    return Markup(html.escape("" if value is None else str(value), quote=True))
+    """Text escaped for HTML; Markup (HTML built here) passes through unchanged."""
+    return escape("" if value is None else value)
 
 
 def _flatten(children) -> Iterable:
