@@ -33,6 +33,7 @@ from simulator import drift, frontier
 from simulator.contract import Dataset
 from simulator.engine import select_requests
 from simulator.errors import RoutesimError
+from simulator.metrics import grouped
 from simulator.prices import PriceSheet, price_calls
 from simulator.scenario import QualityBar, Scenario
 
@@ -60,7 +61,7 @@ def break_even(first_step_cost: float | None, last_step_cost: float | None) -> f
 def _step_costs(calls: pl.DataFrame, step: int) -> pl.DataFrame:
     """Cost per request of one plan step (its model call plus any checker call)."""
     return (calls.filter(pl.col("kind").is_in(["step", "checker"]) & (pl.col("seq") == step))
-            .group_by("rid").agg(pl.col("cost_usd").sum()))
+            .group_by("rid", maintain_order=True).agg(pl.col("cost_usd").sum()))
 
 
 def cascades(decisions: pl.DataFrame, calls: pl.DataFrame,
@@ -114,9 +115,8 @@ def escalation_over_time(rows: pl.DataFrame) -> dict:
     """Escalation rate per time bucket (UTC), at the finest bucket size that keeps the series readable,
     and the drift test over those buckets (simulator.drift: a sustained rise against the window's start)."""
     name, every = _bucket(rows)
-    buckets = (rows.group_by(pl.col("ts").dt.truncate(every).alias("start"))
-               .agg(pl.len().alias("requests"), pl.col("escalated").sum().cast(pl.Int64).alias("escalated"))
-               .sort("start"))
+    buckets = grouped(rows, pl.col("ts").dt.truncate(every).alias("start"),
+                      [pl.len().alias("requests"), pl.col("escalated").sum().cast(pl.Int64).alias("escalated")])
     series = buckets.with_columns((pl.col("escalated") / pl.col("requests")).alias("escalation_rate"),
                                   pl.col("start").dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
     return {"bucket": name, "over_time": series.to_dicts(), "drift": drift.detect(buckets, every)}
@@ -131,7 +131,7 @@ def latency_groups(decisions: pl.DataFrame) -> list[dict]:
     quantiles = [pl.col("latency_ms").quantile(q, interpolation="linear").alias(f"p{round(q * 100)}_ms")
                  for q in LATENCY_QUANTILES]
     overall = decisions.select(pl.lit(ALL_REQUESTS).alias("group"), pl.len().alias("requests"), *quantiles)
-    split = decisions.group_by(group).agg(pl.len().alias("requests"), *quantiles).sort("group")
+    split = grouped(decisions, group, [pl.len().alias("requests"), *quantiles])
     table = pl.concat([overall, split], how="vertical_relaxed")
     return table.with_columns((pl.col("requests") / decisions.height).alias("share")).to_dicts()
 
@@ -146,8 +146,8 @@ def cost_breakdown(decisions: pl.DataFrame, calls: pl.DataFrame) -> dict:
             (pl.col("cost_usd") / requests * PER_THOUSAND).alias("cost_per_1k_usd"),
         ).to_dicts()
 
-    by_model = calls.group_by("model").agg(pl.len().alias("calls"), pl.col("cost_usd").sum()).sort("model")
-    by_slice = decisions.group_by("slice").agg(pl.len().alias("requests"), pl.col("cost_usd").sum()).sort("slice")
+    by_model = grouped(calls, "model", [pl.len().alias("calls"), pl.col("cost_usd").sum()])
+    by_slice = grouped(decisions, "slice", [pl.len().alias("requests"), pl.col("cost_usd").sum()])
     return {"by_model": shares(by_model), "by_slice": shares(by_slice)}
 
 
@@ -180,7 +180,8 @@ def _priced_answers(requests: pl.DataFrame, data: Dataset, sheet: PriceSheet | N
                        "latency_ms", "passed", "hard_check_ok", "score", pl.col("cost_usd").alias("recorded_cost_usd"))
                .join(requests.lazy().select("request_id", "rid", "ts", "slice"), on="request_id", how="inner")
                .with_columns((pl.col("passed") & pl.col("hard_check_ok")).alias("ok"))
-               .collect())
+               .collect()
+               .sort("rid", "model"))  # a join's output order varies; sums must not
     priced, unpriced = [], {}
     for (model,), part in sorted(answers.partition_by("model", as_dict=True).items()):
         try:
@@ -203,7 +204,7 @@ def baselines(scenario: Scenario, data: Dataset, sheet: PriceSheet | None) -> di
     for (model,), part in sorted(answers.partition_by("model", as_dict=True).items()):
         row = part.select(*metrics, pl.col("latency_ms").quantile(0.95, interpolation="linear").alias("latency_p95_ms"),
                           pl.col("price_source").first()).to_dicts()[0]
-        failing = _bar_failures(part.group_by("slice").agg(*metrics), row["pass_rate"], bar)
+        failing = _bar_failures(grouped(part, "slice", metrics), row["pass_rate"], bar)
         models.append(row | {"model": model, "missing": requests.height - row["requests"],
                              "cost_per_request_usd": row["total_cost_usd"] / row["requests"],
                              "cost_per_1k_usd": per_thousand(row["total_cost_usd"], row["requests"]),
@@ -222,11 +223,12 @@ def oracle(answers: pl.DataFrame, bar: QualityBar) -> dict | None:
     """The cheapest passing answer per request, else a failure at the cheapest answer's cost."""
     if answers.height == 0:
         return None
-    chosen = answers.sort("rid", pl.col("ok").not_(), "cost_usd", "model").unique("rid", keep="first")
+    chosen = (answers.sort("rid", pl.col("ok").not_(), "cost_usd", "model")
+              .unique("rid", keep="first", maintain_order=True))
     metrics = [pl.len().alias("requests"), pl.col("cost_usd").sum().alias("total_cost_usd"),
                pl.col("ok").cast(pl.Float64).mean().alias("pass_rate"), pl.col("score").mean().alias("mean_score")]
     row = chosen.select(*metrics, (~pl.col("ok")).sum().cast(pl.Int64).alias("failures")).to_dicts()[0]
-    failing = _bar_failures(chosen.group_by("slice").agg(*metrics), row["pass_rate"], bar)
+    failing = _bar_failures(grouped(chosen, "slice", metrics), row["pass_rate"], bar)
     shares = chosen.group_by("model").agg((pl.len() / chosen.height).alias("share")).sort("model")
     return row | {"cost_per_request_usd": row["total_cost_usd"] / row["requests"],
                   "cost_per_1k_usd": per_thousand(row["total_cost_usd"], row["requests"]),

@@ -30,6 +30,7 @@ import numpy as np
 import polars as pl
 
 from simulator.errors import RoutesimError
+from simulator.metrics import grouped
 
 REFERENCE_SHARE = 1 / 3
 MIN_RISE = 0.05
@@ -74,10 +75,10 @@ def every_seconds(every: str) -> int:
 
 def series(rows: pl.DataFrame, every: str) -> pl.DataFrame:
     """Per bucket of `every` (UTC): requests, escalations, passes, cost, and their rates."""
-    return (rows.group_by(pl.col("ts").dt.truncate(every).alias("start"))
-            .agg(pl.len().cast(pl.Int64).alias("requests"), pl.col("escalated").sum().cast(pl.Int64).alias("escalated"),
-                 pl.col("passed").sum().cast(pl.Int64).alias("passed"), pl.col("cost_usd").sum().alias("cost_usd"))
-            .sort("start")
+    return (grouped(rows, pl.col("ts").dt.truncate(every).alias("start"),
+                    [pl.len().cast(pl.Int64).alias("requests"),
+                     pl.col("escalated").sum().cast(pl.Int64).alias("escalated"),
+                     pl.col("passed").sum().cast(pl.Int64).alias("passed"), pl.col("cost_usd").sum().alias("cost_usd")])
             .with_columns((pl.col("escalated") / pl.col("requests")).alias("escalation_rate"),
                           (pl.col("passed") / pl.col("requests")).alias("pass_rate"),
                           (pl.col("cost_usd") / pl.col("requests")).alias("cost_per_request_usd")))

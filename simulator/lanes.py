@@ -45,6 +45,7 @@ from simulator.contract import Dataset, load_data
 from simulator.engine import compile_policy, replay, with_utc_ts
 from simulator.errors import RoutesimError, did_you_mean
 from simulator.formats import count, ms, pct, usd
+from simulator.metrics import grouped
 from simulator.outputs import write_text_atomic
 from simulator.predicates import parse_predicate
 from simulator.prices import PriceSheet, load_prices, price_calls
@@ -126,7 +127,8 @@ def _evals(data: Dataset, sheet: PriceSheet | None, requests: pl.DataFrame) -> p
                .select("request_id", "model", "input_tokens", "cached_input_tokens", "output_tokens", "latency_ms",
                        "passed", "hard_check_ok", pl.col("cost_usd").alias("recorded_cost_usd"))
                .join(requests.lazy(), on="request_id", how="inner")
-               .collect())
+               .collect()
+               .sort("request_id", "model"))  # a join's output order varies; sums must not
     priced = price_calls(answers, sheet)
     return priced.select(GROUP, "model", (pl.col("passed") & pl.col("hard_check_ok")).alias("ok"), "cost_usd",
                          pl.col("latency_ms").cast(pl.Float64))
@@ -134,11 +136,11 @@ def _evals(data: Dataset, sheet: PriceSheet | None, requests: pl.DataFrame) -> p
 
 def model_table(evals: pl.DataFrame, bars: QualityBar, confidence: float, point: bool) -> pl.DataFrame:
     """Per group and model: requests, passes, pass rate with its Wilson interval, cost, p95, admitted."""
-    table = (evals.group_by(GROUP, "model")
-             .agg(pl.len().cast(pl.Int64).alias("requests"), pl.col("ok").sum().cast(pl.Int64).alias("passes"),
-                  pl.col("cost_usd").mean().alias("cost_per_request_usd"),
-                  pl.col("latency_ms").quantile(LATENCY_QUANTILE, interpolation="linear").alias("latency_p95_ms"))
-             .sort(GROUP, "cost_per_request_usd", "model"))
+    table = grouped(evals, [GROUP, "model"], [
+        pl.len().cast(pl.Int64).alias("requests"), pl.col("ok").sum().cast(pl.Int64).alias("passes"),
+        pl.col("cost_usd").mean().alias("cost_per_request_usd"),
+        pl.col("latency_ms").quantile(LATENCY_QUANTILE, interpolation="linear").alias("latency_p95_ms"),
+    ]).sort(GROUP, "cost_per_request_usd", "model")
     low, high = wilson_interval(table["passes"].to_numpy(), table["requests"].to_numpy(), confidence)
     bar = pl.col(GROUP).replace_strict(bars.slices, default=bars.default, return_dtype=pl.Float64)
     table = table.with_columns((pl.col("passes") / pl.col("requests")).alias("pass_rate"),
@@ -164,7 +166,7 @@ def choose_lanes(table: pl.DataFrame) -> pl.DataFrame:
 
 def most_passing_overall(evals: pl.DataFrame) -> str:
     """The model with the highest pass rate over all fitted requests (ties: cheaper, then the name)."""
-    pooled = evals.group_by("model").agg(pl.col("ok").mean().alias("pass_rate"), pl.col("cost_usd").mean())
+    pooled = grouped(evals, "model", [pl.col("ok").mean().alias("pass_rate"), pl.col("cost_usd").mean()])
     return pooled.sort(pl.col("pass_rate"), "cost_usd", "model", descending=[True, False, False])["model"][0]
 
 
@@ -266,11 +268,11 @@ def _out_of_sample(scenario: Scenario, data: Dataset, sheet: PriceSheet | None, 
                    result: dict, bars: QualityBar, confidence: float) -> dict:
     """Replays the lanes on the later traffic and judges every group's bar there."""
     replayed = replay(scenario, data, sheet)
-    decisions = replayed.decisions.join(requests.select("request_id", GROUP), on="request_id", how="left")
-    per_group = (decisions.group_by(GROUP)
-                 .agg(pl.len().cast(pl.Int64).alias("requests"), pl.col("passed").sum().cast(pl.Int64).alias("passes"),
-                      pl.col("cost_usd").mean().alias("cost_per_request_usd"))
-                 .sort(GROUP))
+    decisions = replayed.decisions.join(requests.select("request_id", GROUP), on="request_id", how="left",
+                                        maintain_order="left")
+    per_group = grouped(decisions, GROUP, [
+        pl.len().cast(pl.Int64).alias("requests"), pl.col("passed").sum().cast(pl.Int64).alias("passes"),
+        pl.col("cost_usd").mean().alias("cost_per_request_usd")])
     low, high = wilson_interval(per_group["passes"].to_numpy(), per_group["requests"].to_numpy(), confidence)
     fitted = {group["group"]: group for group in result["groups"]}
     groups, called_out = [], []

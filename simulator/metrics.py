@@ -80,18 +80,36 @@ CALL_METRICS: tuple[Metric, ...] = (
 )
 
 
+def grouped(frame: pl.DataFrame, by: str | pl.Expr | list[str], aggregations: list[pl.Expr]) -> pl.DataFrame:
+    """`aggregations` per group of `by`, sorted by the group key, with every sum taken in row order.
+
+    polars' group_by adds a group's floats in an order its threads race over, so identical runs could
+    differ in the last bits of a cost; aggregating each partition on its own keeps sums reproducible.
+    Meant for a modest number of groups (slices, models, days, time buckets).
+    """
+    if isinstance(by, pl.Expr):
+        key = by.meta.output_name()
+        return grouped(frame.with_columns(by), key, aggregations)
+    keys = [by] if isinstance(by, str) else list(by)
+    if frame.is_empty():
+        return frame.group_by(keys).agg(aggregations)
+    parts = [part.select(pl.col(keys).first(), *aggregations)
+             for part in frame.partition_by(keys, maintain_order=True)]
+    return pl.concat(parts, how="vertical_relaxed").sort(keys, nulls_last=True)
+
+
 def aggregate(decisions: pl.DataFrame, by: str | pl.Expr | None = None) -> pl.DataFrame:
     """Every metric, overall (`by=None`) or per group, sorted by the group key."""
     expressions = [metric.aggregate().alias(metric.name) for metric in METRICS]
     if by is None:
         return decisions.select(expressions)
-    return decisions.group_by(by).agg(expressions).sort(by if isinstance(by, str) else by.meta.output_name())
+    return grouped(decisions, by, expressions)
 
 
 def by_model(decisions: pl.DataFrame, calls: pl.DataFrame, price_sources: dict[str, str]) -> pl.DataFrame:
     """Per model: metrics of the requests it answered last, plus the calls made to it and their cost."""
     answered = aggregate(decisions.rename({"final_model": "model"}), "model")
-    made = calls.group_by("model").agg(metric.aggregate().alias(metric.name) for metric in CALL_METRICS)
+    made = grouped(calls, "model", [metric.aggregate().alias(metric.name) for metric in CALL_METRICS])
     merged = made.join(answered, on="model", how="left").with_columns(
         pl.col("requests").fill_null(0),
         (pl.col("calls") / pl.col("calls").sum()).alias("call_share"),

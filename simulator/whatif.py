@@ -126,8 +126,10 @@ def reprice(result: Replay, data: Dataset, sheet: PriceSheet | None, change: Pri
     new_calls = new_calls.drop("price_source").join(
         pl.concat([sources, checkers.select("model", "price_source").unique()]), on="model", how="left"
     ).select(result.calls.columns)
-    totals = new_calls.group_by("rid").agg(pl.col("cost_usd").sum().alias("_cost"))
-    decisions = (result.decisions.join(totals, on="rid", how="left")
+    # A request's cost adds its calls in call order, as the engine does: a running sum, then its last value.
+    totals = (new_calls.select("rid", pl.col("cost_usd").cum_sum().over("rid").alias("_cost"))
+              .group_by("rid").agg(pl.col("_cost").last()))
+    decisions = (result.decisions.join(totals, on="rid", how="left", maintain_order="left")
                  .with_columns(pl.col("_cost").fill_null(0.0).alias("cost_usd")).drop("_cost"))
     price_sources = dict(new_calls.select("model", "price_source").unique().sort("model").iter_rows())
     return Replay(scenario=result.scenario, decisions=decisions, calls=new_calls, coverage=result.coverage,
