@@ -114,6 +114,14 @@ def with_utc_ts(frame: pl.LazyFrame) -> pl.LazyFrame:
     return frame.with_columns(ts.dt.replace_time_zone("UTC") if zone is None else ts.dt.convert_time_zone("UTC"))
 
 
+def _in_arrival_order(requests: pl.DataFrame) -> bool:
+    """Whether requests already run by (ts, request_id), as logs usually do: then sorting can be skipped."""
+    ordered = requests.select(
+        ((pl.col("ts").diff() > 0) | ((pl.col("ts").diff() == 0) & (pl.col("request_id") > pl.col("request_id").shift())))
+        .fill_null(True).all())
+    return bool(ordered.item())
+
+
 def select_requests(scenario: Scenario, data: Dataset, columns: list[str]) -> pl.DataFrame:
     """The window's requests (or the scenario's seeded sample of them), numbered by `rid` in ts order."""
     traffic = with_utc_ts(data.traffic.select(columns))
@@ -121,7 +129,9 @@ def select_requests(scenario: Scenario, data: Dataset, columns: list[str]) -> pl
         start = pl.lit(scenario.window.start).cast(pl.Datetime("us", "UTC"))
         end = pl.lit(scenario.window.end).cast(pl.Datetime("us", "UTC"))
         traffic = traffic.filter((pl.col("ts") >= start) & (pl.col("ts") < end))
-    requests = traffic.sort("ts", "request_id").collect()
+    requests = traffic.collect()
+    if not _in_arrival_order(requests):
+        requests = requests.sort("ts", "request_id")
     if scenario.sample and scenario.sample.requests < requests.height:
         chosen = np.random.default_rng(scenario.sample.seed).choice(
             requests.height, size=scenario.sample.requests, replace=False)
@@ -170,9 +180,26 @@ class Answers:
         self._slots = {(model, sample): joined.filter((pl.col("model") == model) & (pl.col("sample") == sample))
                        .with_columns(pl.lit(model).alias("model")) for model, sample in sorted(slots)}
         self._empty = joined.clear().with_columns(pl.col("model").cast(pl.String))
+        # A slot with an answer for every request is reached by position: row_of[rid] is the request's row
+        # in the slot, so joining it to requests is a gather instead of a hash join.
+        self._row_of = {}
+        for key, slot in self._slots.items():
+            if slot.height == requests.height:
+                row_of = np.empty(slot.height, dtype=np.int64)
+                row_of[slot["rid"].to_numpy()] = np.arange(slot.height)
+                self._row_of[key] = row_of
 
     def slot(self, model: str, sample: int) -> pl.DataFrame:
         return self._slots.get((model, sample), self._empty)
+
+    def join(self, rows: pl.DataFrame, model: str, sample: int) -> pl.DataFrame:
+        """`rows` with the (model, sample) answer of each request beside it, and PRESENT false where none."""
+        slot = self.slot(model, sample)
+        row_of = self._row_of.get((model, sample))
+        if row_of is not None and set(rows.columns) & set(slot.columns) == {"rid"}:
+            return pl.concat([rows, slot.drop("rid")[row_of[rows["rid"].to_numpy()]]], how="horizontal")
+        joined = rows.join(slot, on="rid", how="left", suffix="_new")
+        return joined.with_columns(pl.col(PRESENT).fill_null(False))
 
 
 def reachable_slots(policy: CompiledPolicy, retry) -> set[tuple[str, int]]:
@@ -191,11 +218,6 @@ def reachable_slots(policy: CompiledPolicy, retry) -> set[tuple[str, int]]:
             for sample in range(most_plan_calls.get(model, 0) + retry.to.count(model)):
                 slots.add((model, sample))
     return slots
-
-
-def _join_slot(rows: pl.DataFrame, answers: Answers, model: str, sample: int) -> pl.DataFrame:
-    joined = rows.join(answers.slot(model, sample), on="rid", how="left", suffix="_new")
-    return joined.with_columns(pl.col(PRESENT).fill_null(False))
 
 
 def _record_calls(part: pl.DataFrame, sheet: PriceSheet | None, *, kind: str, seq: pl.Expr,
@@ -265,7 +287,7 @@ def _plan_stage(run: _Run, requests: pl.DataFrame, policy: CompiledPolicy, progr
             steps = policy.plans[plan_index][1]
             step = steps[step_index]
             sample = sum(1 for earlier in steps[:step_index] if earlier.model == step.model)
-            joined = _join_slot(rows, run.answers, step.model, sample)
+            joined = run.answers.join(rows, step.model, sample)
             run.note_missing(joined.filter(~pl.col(PRESENT)), step.model)
             called, calls = _record_calls(joined.filter(pl.col(PRESENT)), run.sheet, kind="step",
                                           seq=pl.lit(step_index, pl.Int32), checker=step.checker)
@@ -301,7 +323,7 @@ def _retry_stage(run: _Run, finals: pl.DataFrame, policy: CompiledPolicy, progre
         waiting, active = state.filter(~trying), state.filter(trying)
         parts = [waiting]
         for (sample,), rows in active.partition_by(counts[model], as_dict=True).items():
-            joined = _join_slot(rows.drop(run.answer_only), run.answers, model, sample)
+            joined = run.answers.join(rows.drop(run.answer_only), model, sample)
             absent = joined.filter(~pl.col(PRESENT))
             if sample == 0:
                 run.note_missing(absent, model)
