@@ -195,7 +195,7 @@ def _priced_answers(requests: pl.DataFrame, data: Dataset, sheet: PriceSheet | N
 
 def baselines(scenario: Scenario, data: Dataset, sheet: PriceSheet | None) -> dict:
     """Every single-model baseline and the oracle, on the window (or sample) of `scenario`."""
-    requests = select_requests(scenario, data, ["request_id", "ts", "slice"])
+    requests = select_requests(scenario, data, ["request_id", "ts", "slice"]).rename({"__rid": "rid"})
     answers, unpriced = _priced_answers(requests, data, sheet)
     bar = scenario.quality_bar
     metrics = [pl.len().alias("requests"), pl.col("cost_usd").sum().alias("total_cost_usd"),

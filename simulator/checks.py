@@ -5,11 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import polars as pl
-
-from simulator.contract import validate_folder
-from simulator.engine import compile_policy
-from simulator.errors import RoutesimError, did_you_mean
+from simulator.contract import load_data, validate_folder
+from simulator.engine import compile_policy, data_values
+from simulator.errors import RoutesimError
 from simulator.prices import load_prices
 from simulator.scenario import Scenario, load_scenario
 from simulator.validation import read_yaml
@@ -46,16 +44,9 @@ def check_scenario(path: Path) -> list[str]:
         problems += check_prices(scenario.prices)
     if data_problems:
         return problems
-    traffic = pl.scan_parquet(scenario.data / "traffic.parquet")
-    outcomes = pl.scan_parquet(scenario.data / "outcomes.parquet")
-    models = outcomes.select(pl.col("model").unique()).collect()["model"].to_list()
-    _collect(problems, lambda: compile_policy(scenario, traffic.collect_schema().names(),
-                                              outcomes.collect_schema().names(), models))
-    slices = set(traffic.select(pl.col("slice").unique()).collect()["slice"].to_list())
-    for name in scenario.quality_bar.slices:
-        if name not in slices:
-            problems.append(f"{path}: key 'quality_bar.slices.{name}': no such slice in the data."
-                            f"{did_you_mean(name, slices)}")
+    data = load_data(scenario.data)
+    _collect(problems, lambda: compile_policy(scenario, data.traffic.collect_schema(), data.outcomes.collect_schema(),
+                                              data_values(data.outcomes, "model"), data_values(data.traffic, "slice")))
     return problems
 
 

@@ -35,9 +35,11 @@ ANSWER_COLUMNS = ["model", "sample", "passed", "hard_check_ok", "score"]
 CALL_COLUMNS = ["rid", "seq", "model", "kind", "cost_usd", "latency_ms", "price_source"]
 # A checker call shares its step's `seq`; the kind's order puts it after the step it checked.
 CALL_KIND = pl.Enum(["step", "retry", "checker"])
-PRESENT = "_present"
-# What the engine carries for every request between steps; answers bring everything else.
-REQUEST_IDENTITY = ["rid", "request_id", "ts", "slice", "plan"]
+PRESENT = "__present"
+# What the engine carries for every request between steps; answers bring everything else. The engine's
+# own working columns start with "__", a prefix the data contract keeps out of user columns, so no
+# predicate can read one by mistake.
+REQUEST_IDENTITY = ["__rid", "request_id", "ts", "slice", "__plan"]
 
 
 @dataclass(frozen=True)
@@ -82,17 +84,53 @@ class CompiledPolicy:
         return sorted(read)
 
 
-def compile_policy(scenario: Scenario, traffic_columns: list[str], outcome_columns: list[str],
-                   outcome_models: list[str]) -> CompiledPolicy:
+def _model_keys(policy) -> dict[str, str]:
+    """Each model of the policy, with the first scenario key that names it."""
+    keys: dict[str, str] = {}
+    for index, rule in enumerate(policy.rules):
+        for position, step in enumerate(rule.steps):
+            keys.setdefault(step.model, f"policy.rules[{index}]." + ("use" if rule.use else f"cascade[{position}].model"))
+    for position, step in enumerate(policy.default.steps):
+        keys.setdefault(step.model, "policy.default." + ("use" if policy.default.use else f"cascade[{position}].model"))
+    for position, model in enumerate(policy.retry.to if policy.retry else ()):
+        keys.setdefault(model, f"policy.retry.to[{position}]")
+    return keys
+
+
+def compile_policy(scenario: Scenario, traffic_schema: pl.Schema, outcome_schema: pl.Schema,
+                   outcome_models: list[str], slices: list[str] | None = None) -> CompiledPolicy:
+    """Checks the policy against the data (models, columns, types, slices) and returns its predicates."""
     policy = scenario.policy
-    for model in policy.models():
+
+    def at(key: str) -> str:
+        return f"scenario '{scenario.name}', key '{key}'"
+
+    for model, key in _model_keys(policy).items():
         if model not in outcome_models:
+            known = ", ".join(sorted(outcome_models)) or "none (the outcomes are empty)"
             raise RoutesimError(
                 f"model '{model}' is used by the policy but has no outcomes in the data.{did_you_mean(model, outcome_models)}",
-                where=f"scenario '{scenario.name}', key 'policy'",
-                fix=f"models in the data: {', '.join(sorted(outcome_models))}")
-    answer_scope = sorted(set(traffic_columns) | set(outcome_columns))
-    rules = tuple(parse_predicate(rule.when, key=f"policy.rules[{index}].when", columns=traffic_columns)
+                where=at(key), fix=f"models in the data: {known}")
+    for _, steps in policy.plans():
+        for step in steps:
+            if step.checker and step.checker.name in outcome_models:
+                raise RoutesimError(f"checker '{step.checker.name}' has the name of a model in the data, so its calls "
+                                    "would be counted as that model's", where=at("checker.name"),
+                                    fix="give the checker a name of its own, e.g. 'judge'")
+    if slices is not None:
+        for name in scenario.quality_bar.slices:
+            if name not in slices:
+                raise RoutesimError(f"quality_bar.slices names '{name}', which is no slice of the data."
+                                    f"{did_you_mean(name, slices)}", where=at(f"quality_bar.slices.{name}"),
+                                    fix=f"slices: {', '.join(sorted(slices))}")
+    answer_schema = {**dict(traffic_schema), **dict(outcome_schema)}  # the outcome's value wins a shared name
+
+    def predicate(text: str, key: str, schema: dict) -> Predicate:
+        parsed = parse_predicate(text, key=at(key), columns=sorted(schema))
+        parsed.check_types(schema)
+        return parsed
+
+    rules = tuple(predicate(rule.when, f"policy.rules[{index}].when", dict(traffic_schema))
                   for index, rule in enumerate(policy.rules))
     plans = tuple(policy.plans())
     accepts = {}
@@ -100,11 +138,15 @@ def compile_policy(scenario: Scenario, traffic_columns: list[str], outcome_colum
         prefix = f"policy.rules[{plan_index}]" if plan_index < len(policy.rules) else "policy.default"
         for step_index, step in enumerate(steps):
             if step.accept is not None:
-                accepts[plan_index, step_index] = parse_predicate(
-                    step.accept, key=f"{prefix}.cascade[{step_index}].accept", columns=answer_scope)
-    retry_when = (parse_predicate(policy.retry.when, key="policy.retry.when", columns=answer_scope)
-                  if policy.retry else None)
+                accepts[plan_index, step_index] = predicate(step.accept, f"{prefix}.cascade[{step_index}].accept",
+                                                            answer_schema)
+    retry_when = predicate(policy.retry.when, "policy.retry.when", answer_schema) if policy.retry else None
     return CompiledPolicy(rules=rules, plans=plans, accepts=accepts, retry_when=retry_when)
+
+
+def data_values(frame: pl.LazyFrame, column: str) -> list[str]:
+    """The distinct values of a string column of the data (models, slices), sorted."""
+    return sorted(frame.select(pl.col(column).unique()).collect()[column].drop_nulls().to_list())
 
 
 def with_utc_ts(frame: pl.LazyFrame) -> pl.LazyFrame:
@@ -140,7 +182,7 @@ def select_requests(scenario: Scenario, data: Dataset, columns: list[str]) -> pl
         window = f" between {scenario.window.start} and {scenario.window.end}" if scenario.window else ""
         raise RoutesimError(f"no requests to replay{window}", where=f"scenario '{scenario.name}', key 'window'",
                             fix="widen the window or check the data's timestamps")
-    return requests.with_row_index("rid")
+    return requests.with_row_index("__rid")
 
 
 def assign_plans(requests: pl.DataFrame, rules: tuple[Predicate, ...]) -> pl.DataFrame:
@@ -151,7 +193,7 @@ def assign_plans(requests: pl.DataFrame, rules: tuple[Predicate, ...]) -> pl.Dat
         plan = pl.when(condition).then(index) if plan is None else plan.when(condition).then(index)
     default = pl.lit(len(rules))
     expression = default if plan is None else plan.otherwise(default)
-    return requests.with_columns(expression.cast(pl.UInt16).alias("plan"))
+    return requests.with_columns(expression.cast(pl.UInt16).alias("__plan"))
 
 
 class Answers:
@@ -171,7 +213,7 @@ class Answers:
         models = sorted({model for model, _ in slots})
         outcomes = (data.outcomes.filter(pl.col("model").is_in(models)).select(outcome_columns)
                     .with_columns(pl.col("model").cast(pl.Enum(models))))
-        keyed = requests.lazy().select("request_id", "rid", *traffic_extra)
+        keyed = requests.lazy().select("request_id", "__rid", *traffic_extra)
         # The streaming engine joins in batches: a third of the in-memory engine's peak on 10M requests.
         joined = (outcomes.join(keyed, on="request_id", how="inner").drop("request_id")
                   .with_columns(pl.lit(True).alias(PRESENT)).collect(engine="streaming"))
@@ -186,7 +228,7 @@ class Answers:
         for key, slot in self._slots.items():
             if slot.height == requests.height:
                 row_of = np.empty(slot.height, dtype=np.int64)
-                row_of[slot["rid"].to_numpy()] = np.arange(slot.height)
+                row_of[slot["__rid"].to_numpy()] = np.arange(slot.height)
                 self._row_of[key] = row_of
 
     def slot(self, model: str, sample: int) -> pl.DataFrame:
@@ -196,9 +238,9 @@ class Answers:
         """`rows` with the (model, sample) answer of each request beside it, and PRESENT false where none."""
         slot = self.slot(model, sample)
         row_of = self._row_of.get((model, sample))
-        if row_of is not None and set(rows.columns) & set(slot.columns) == {"rid"}:
-            return pl.concat([rows, slot.drop("rid")[row_of[rows["rid"].to_numpy()]]], how="horizontal")
-        joined = rows.join(slot, on="rid", how="left", suffix="_new")
+        if row_of is not None and set(rows.columns) & set(slot.columns) == {"__rid"}:
+            return pl.concat([rows, slot.drop("__rid")[row_of[rows["__rid"].to_numpy()]]], how="horizontal")
+        joined = rows.join(slot, on="__rid", how="left", suffix="__new")
         return joined.with_columns(pl.col(PRESENT).fill_null(False))
 
 
@@ -223,22 +265,23 @@ def reachable_slots(policy: CompiledPolicy, retry) -> set[tuple[str, int]]:
 def _record_calls(part: pl.DataFrame, sheet: PriceSheet | None, *, kind: str, seq: pl.Expr,
                   checker=None) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
     """Prices the calls in `part` and returns it with `call_cost_usd`/`call_latency_ms`, plus call rows."""
-    priced = price_calls(part, sheet, recorded="cost_usd", into="model_cost_usd")
-    calls = [priced.select("rid", seq.alias("seq"), "model", pl.lit(kind, CALL_KIND).alias("kind"),
-                           pl.col("model_cost_usd").alias("cost_usd"), "latency_ms", "price_source")]
-    cost, latency = pl.col("model_cost_usd"), pl.col("latency_ms").cast(pl.Float64)
+    priced = price_calls(part, sheet, recorded="cost_usd", into="__model_cost", source_into="__price_source")
+    calls = [priced.select(pl.col("__rid").alias("rid"), seq.alias("seq"), "model",
+                           pl.lit(kind, CALL_KIND).alias("kind"), pl.col("__model_cost").alias("cost_usd"),
+                           "latency_ms", pl.col("__price_source").alias("price_source"))]
+    cost, latency = pl.col("__model_cost"), pl.col("latency_ms").cast(pl.Float64)
     if checker is not None:
-        calls.append(priced.select("rid", seq.alias("seq"), pl.lit(checker.name).alias("model"),
+        calls.append(priced.select(pl.col("__rid").alias("rid"), seq.alias("seq"), pl.lit(checker.name).alias("model"),
                                    pl.lit("checker", CALL_KIND).alias("kind"), pl.lit(checker.cost_usd).alias("cost_usd"),
                                    pl.lit(checker.latency_ms, pl.Float64).alias("latency_ms"),
                                    pl.lit(SOURCE_CHECKER, PRICE_SOURCE).alias("price_source")))
         cost, latency = cost + checker.cost_usd, latency + checker.latency_ms
-    return priced.with_columns(cost.alias("call_cost_usd"), latency.alias("call_latency_ms")), calls
+    return priced.with_columns(cost.alias("__call_cost"), latency.alias("__call_latency")), calls
 
 
 def _accumulate() -> list[pl.Expr]:
-    return [(pl.col("total_cost_usd") + pl.col("call_cost_usd")).alias("total_cost_usd"),
-            (pl.col("total_latency_ms") + pl.col("call_latency_ms")).alias("total_latency_ms")]
+    return [(pl.col("__cost") + pl.col("__call_cost")).alias("__cost"),
+            (pl.col("__latency") + pl.col("__call_latency")).alias("__latency")]
 
 
 def _with_plan_models(finals: pl.DataFrame, policy: CompiledPolicy) -> pl.DataFrame:
@@ -251,9 +294,9 @@ def _with_plan_models(finals: pl.DataFrame, policy: CompiledPolicy) -> pl.DataFr
     for _, steps in policy.plans:
         first_prefix.append(len(prefixes))
         prefixes += [[step.model for step in steps[:taken]] for taken in range(1, len(steps) + 1)]
-    index = (pl.col("plan").replace_strict(list(range(len(first_prefix))), first_prefix, return_dtype=pl.Int64)
-             + pl.col("steps_taken") - 1)
-    lists = pl.Series("models_called", prefixes, dtype=pl.List(pl.String))
+    index = (pl.col("__plan").replace_strict(list(range(len(first_prefix))), first_prefix, return_dtype=pl.Int64)
+             + pl.col("__steps") - 1)
+    lists = pl.Series("__models", prefixes, dtype=pl.List(pl.String))
     return finals.with_columns(lists.gather(finals.select(index).to_series()))
 
 
@@ -272,18 +315,18 @@ class _Run:
 
     def note_missing(self, rows: pl.DataFrame, model: str) -> None:
         if rows.height:
-            self.missing.append(rows.select("rid", pl.lit(model).alias("model")))
+            self.missing.append(rows.select("__rid", pl.lit(model).alias("model")))
 
 
 def _plan_stage(run: _Run, requests: pl.DataFrame, policy: CompiledPolicy, progress: Progress) -> pl.DataFrame:
     """Walks every plan step by step; returns one row per request with its final plan answer."""
-    frontier = requests.with_columns(pl.lit(0.0).alias("total_cost_usd"), pl.lit(0.0).alias("total_latency_ms"))
+    frontier = requests.with_columns(pl.lit(0.0).alias("__cost"), pl.lit(0.0).alias("__latency"))
     decided: list[pl.DataFrame] = []
     longest = max(len(steps) for _, steps in policy.plans)
     for step_index in range(longest):
         progress(f"step {step_index + 1} of {longest}")
         next_frontier = []
-        for (plan_index,), rows in frontier.partition_by("plan", as_dict=True).items():
+        for (plan_index,), rows in frontier.partition_by("__plan", as_dict=True).items():
             steps = policy.plans[plan_index][1]
             step = steps[step_index]
             sample = sum(1 for earlier in steps[:step_index] if earlier.model == step.model)
@@ -296,11 +339,11 @@ def _plan_stage(run: _Run, requests: pl.DataFrame, policy: CompiledPolicy, progr
                 final = pl.lit(True)
             else:
                 final = pl.col("hard_check_ok") & policy.accepts[plan_index, step_index].compile()
-            called = called.with_columns(*_accumulate(), final.alias("_final"),
-                                         pl.lit(step_index + 1, pl.Int32).alias("steps_taken"))
-            decided.append(called.filter("_final").select(*run.keep, "steps_taken"))
-            next_frontier.append(called.filter(~pl.col("_final")).select(*requests.columns, "total_cost_usd",
-                                                                          "total_latency_ms"))
+            called = called.with_columns(*_accumulate(), final.alias("__final"),
+                                         pl.lit(step_index + 1, pl.Int32).alias("__steps"))
+            decided.append(called.filter("__final").select(*run.keep, "__steps"))
+            next_frontier.append(called.filter(~pl.col("__final")).select(*requests.columns, "__cost",
+                                                                          "__latency"))
         frontier = pl.concat(next_frontier, how="vertical") if next_frontier else frontier.clear()
     return _with_plan_models(pl.concat(decided, how="vertical"), policy)
 
@@ -308,18 +351,18 @@ def _plan_stage(run: _Run, requests: pl.DataFrame, policy: CompiledPolicy, progr
 def _retry_stage(run: _Run, finals: pl.DataFrame, policy: CompiledPolicy, progress: Progress) -> pl.DataFrame:
     """Resends answers that match the retry predicate to the retry models, one attempt at a time."""
     retry = run.scenario.policy.retry
-    finals = finals.with_columns(pl.lit(0, pl.Int32).alias("retry_attempts"), pl.lit(False).alias("_matching"))
+    finals = finals.with_columns(pl.lit(0, pl.Int32).alias("__attempts"), pl.lit(False).alias("__matching"))
     if retry is None:
-        return finals.rename({"_matching": "retry_exhausted"})
+        return finals.rename({"__matching": "__exhausted"})
     matches = policy.retry_when.compile()
-    flagged = finals.with_columns(matches.alias("_matching"))
-    settled, state = flagged.filter(~pl.col("_matching")), flagged.filter(pl.col("_matching"))
-    counts = {model: f"_calls_{index}" for index, model in enumerate(dict.fromkeys(retry.to))}
-    state = state.with_columns(pl.col("models_called").list.eval(pl.element() == model).list.sum()
+    flagged = finals.with_columns(matches.alias("__matching"))
+    settled, state = flagged.filter(~pl.col("__matching")), flagged.filter(pl.col("__matching"))
+    counts = {model: f"__calls_{index}" for index, model in enumerate(dict.fromkeys(retry.to))}
+    state = state.with_columns(pl.col("__models").list.eval(pl.element() == model).list.sum()
                                .cast(pl.Int32).alias(column) for model, column in counts.items())
     for position, model in enumerate(retry.to):
         progress(f"retry {position + 1} of {len(retry.to)}")
-        trying = pl.col("_matching") & (pl.col("retry_attempts") < retry.attempts_allowed)
+        trying = pl.col("__matching") & (pl.col("__attempts") < retry.attempts_allowed)
         waiting, active = state.filter(~trying), state.filter(trying)
         parts = [waiting]
         for (sample,), rows in active.partition_by(counts[model], as_dict=True).items():
@@ -328,19 +371,19 @@ def _retry_stage(run: _Run, finals: pl.DataFrame, policy: CompiledPolicy, progre
             if sample == 0:
                 run.note_missing(absent, model)
             else:  # no further sample of a model already called: skip it, as the semantics say
-                parts.append(rows.join(absent.select("rid"), on="rid", how="semi"))
+                parts.append(rows.join(absent.select("__rid"), on="__rid", how="semi"))
             called, calls = _record_calls(joined.filter(pl.col(PRESENT)), run.sheet, kind="retry",
-                                          seq=pl.col("steps_taken") + pl.col("retry_attempts"))
+                                          seq=pl.col("__steps") + pl.col("__attempts"))
             run.calls.extend(calls)
             parts.append(called.with_columns(
-                *_accumulate(), pl.concat_list("models_called", pl.col("model")).alias("models_called"),
-                matches.alias("_matching"),
-                (pl.col("retry_attempts") + 1).alias("retry_attempts"),
+                *_accumulate(), pl.concat_list("__models", pl.col("model")).alias("__models"),
+                matches.alias("__matching"),
+                (pl.col("__attempts") + 1).alias("__attempts"),
                 (pl.col(counts[model]) + 1).alias(counts[model]),
             ).select(state.columns))
         state = pl.concat(parts, how="vertical")
     return pl.concat([settled, state.drop(counts.values())], how="vertical").rename(
-        {"_matching": "retry_exhausted"})
+        {"__matching": "__exhausted"})
 
 
 def _raise_or_drop_missing(run: _Run, decisions: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, int]]:
@@ -354,17 +397,17 @@ def _raise_or_drop_missing(run: _Run, decisions: pl.DataFrame) -> tuple[pl.DataF
             f"the policy needs outcomes that are missing from the data (requests per model: {counts})",
             where=f"scenario '{run.scenario.name}', data {run.scenario.data}",
             fix="add the missing outcomes, or set 'on_missing: skip' to leave those requests out and report coverage")
-    return decisions.join(missing.select("rid"), on="rid", how="anti"), by_model
+    return decisions.join(missing.select("__rid"), on="__rid", how="anti"), by_model
 
 
 def replay(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
            progress: Progress | None = None) -> Replay:
     """Replays `scenario` on `data`, pricing calls with `sheet` (recorded costs where it has no entry)."""
     progress = progress or (lambda _: None)
-    traffic_columns = data.traffic.collect_schema().names()
-    outcome_columns = data.outcomes.collect_schema().names()
-    outcome_models = data.outcomes.select(pl.col("model").unique()).collect()["model"].to_list()
-    policy = compile_policy(scenario, traffic_columns, outcome_columns, outcome_models)
+    traffic_schema, outcome_schema = data.traffic.collect_schema(), data.outcomes.collect_schema()
+    traffic_columns, outcome_columns = traffic_schema.names(), outcome_schema.names()
+    policy = compile_policy(scenario, traffic_schema, outcome_schema, data_values(data.outcomes, "model"),
+                            data_values(data.traffic, "slice"))
 
     progress("selecting requests")
     rule_columns = sorted(set().union(*(rule.columns for rule in policy.rules)))
@@ -376,7 +419,7 @@ def replay(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
     carried = [c for c in policy.answer_columns if c not in REQUEST_IDENTITY]
     answers = Answers(data, requests, reachable_slots(policy, scenario.policy.retry), carried)
     run = _Run(scenario, sheet, answers,
-               [*REQUEST_IDENTITY, *carried, "total_cost_usd", "total_latency_ms"], carried)
+               [*REQUEST_IDENTITY, *carried, "__cost", "__latency"], carried)
     requests = requests.select(REQUEST_IDENTITY)
 
     finals = _plan_stage(run, requests, policy, progress)
@@ -387,20 +430,21 @@ def replay(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
 
     plan_labels = [label for label, _ in policy.plans]
     plan_lengths = [len(steps) for _, steps in policy.plans]
-    decisions = finals.sort("rid").select(
-        "rid", "request_id", "ts", "slice",
-        pl.col("plan").replace_strict(list(range(len(plan_labels))), plan_labels, return_dtype=pl.String),
-        "models_called",
+    decisions = finals.sort("__rid").select(
+        pl.col("__rid").alias("rid"), "request_id", "ts", "slice",
+        pl.col("__plan").replace_strict(list(range(len(plan_labels))), plan_labels, return_dtype=pl.String)
+        .alias("plan"),
+        pl.col("__models").alias("models_called"),
         pl.col("model").alias("final_model"),
         pl.col("sample").alias("final_sample"),
-        "steps_taken",
-        (pl.col("plan").replace_strict(list(range(len(plan_lengths))), plan_lengths, return_dtype=pl.Int32) > 1)
+        pl.col("__steps").alias("steps_taken"),
+        (pl.col("__plan").replace_strict(list(range(len(plan_lengths))), plan_lengths, return_dtype=pl.Int32) > 1)
         .alias("multi_step"),
-        (pl.col("steps_taken") > 1).alias("escalated"),
-        "retry_attempts",
-        "retry_exhausted",
-        pl.col("total_cost_usd").alias("cost_usd"),
-        pl.col("total_latency_ms").alias("latency_ms"),
+        (pl.col("__steps") > 1).alias("escalated"),
+        pl.col("__attempts").alias("retry_attempts"),
+        pl.col("__exhausted").alias("retry_exhausted"),
+        pl.col("__cost").alias("cost_usd"),
+        pl.col("__latency").alias("latency_ms"),
         (pl.col("passed") & pl.col("hard_check_ok")).alias("passed"),
         "hard_check_ok",
         pl.col("score").cast(pl.Float64),

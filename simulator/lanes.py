@@ -42,7 +42,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from simulator.contract import Dataset, load_data
-from simulator.engine import compile_policy, replay, with_utc_ts
+from simulator.engine import compile_policy, data_values, replay, with_utc_ts
 from simulator.errors import RoutesimError, did_you_mean
 from simulator.formats import count, ms, pct, usd
 from simulator.metrics import grouped
@@ -224,9 +224,8 @@ def _checked_scenario(content: dict, data: Dataset, prices: Path | None) -> Scen
             "data": Path(data.folder).resolve(), "prices": Path(prices).resolve() if prices else None})
     except ValidationError as error:
         raise from_pydantic_error(error, Scenario, file="the lanes scenario") from None
-    outcome_models = data.outcomes.select(pl.col("model").unique()).collect()["model"].to_list()
-    compile_policy(scenario, data.traffic.collect_schema().names(), data.outcomes.collect_schema().names(),
-                   outcome_models)
+    compile_policy(scenario, data.traffic.collect_schema(), data.outcomes.collect_schema(),
+                   data_values(data.outcomes, "model"))
     return scenario
 
 

@@ -117,8 +117,8 @@ def price_expr(sheet: PriceSheet | None, *, model: str = "model", ts: str = "ts"
 
 
 def price_calls(calls: pl.DataFrame, sheet: PriceSheet | None, *, recorded: str = "recorded_cost_usd",
-                into: str = "cost_usd") -> pl.DataFrame:
-    """Adds `into` (sheet price, else the `recorded` column) and `price_source` to a frame of calls.
+                into: str = "cost_usd", source_into: str = "price_source") -> pl.DataFrame:
+    """Adds `into` (sheet price, else the `recorded` column) and `source_into` (which) to a frame of calls.
 
     Raises when a call can be priced by neither: a listed model with no entry in force at the call's
     time, or an unlisted model without a recorded cost.
@@ -128,7 +128,7 @@ def price_calls(calls: pl.DataFrame, sheet: PriceSheet | None, *, recorded: str 
     priced = calls.with_columns(
         pl.when(from_sheet).then(price_expr(sheet)).otherwise(pl.col(recorded)).alias(into),
         pl.when(from_sheet).then(pl.lit(SOURCE_SHEET)).otherwise(pl.lit(SOURCE_RECORDED))
-        .cast(PRICE_SOURCE).alias("price_source"),
+        .cast(PRICE_SOURCE).alias(source_into),
     )
     unpriced = priced.filter(pl.col(into).is_null())
     if unpriced.height:
