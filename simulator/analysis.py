@@ -195,7 +195,7 @@ def _priced_answers(requests: pl.DataFrame, data: Dataset, sheet: PriceSheet | N
 
 def baselines(scenario: Scenario, data: Dataset, sheet: PriceSheet | None) -> dict:
     """Every single-model baseline and the oracle, on the window (or sample) of `scenario`."""
-    requests = select_requests(scenario, data, ["request_id", "ts", "slice"]).rename({"__rid": "rid"})
+    requests = select_requests(scenario, data, ["request_id", "ts", "slice"])[0].rename({"__rid": "rid"})
     answers, unpriced = _priced_answers(requests, data, sheet)
     bar = scenario.quality_bar
     metrics = [pl.len().alias("requests"), pl.col("cost_usd").sum().alias("total_cost_usd"),
@@ -273,7 +273,7 @@ def _same_requests(summary: dict, reference: dict | None, baseline: dict) -> boo
     return (mine["data_fingerprint"] == baseline.get("data_fingerprint", theirs["data_fingerprint"])
             and mine["window"] == theirs["window"] and mine["sample"] == theirs["sample"]
             and summary["requests"] == baseline["requests"]
-            and summary["coverage"]["requests_replayed"] == summary["coverage"]["requests_in_window"])
+            and summary["coverage"]["requests_replayed"] == summary["coverage"]["requests_selected"])
 
 
 def frontier_table(summaries: list[dict], tables: list[dict], baseline: dict | None) -> dict | None:

@@ -130,9 +130,16 @@ def _examples(frame: pl.LazyFrame, condition: pl.Expr, columns: list[str]) -> st
     return "; ".join(", ".join(f"{k}={v!r}" for k, v in row.items()) for row in rows)
 
 
+RESERVED_PREFIX = "__"  # the engine's working columns; a user column may not start with it
+
+
 def _check_columns(report: Report, file: str, schema: pl.Schema, columns: tuple[Column, ...]) -> bool:
     """Presence and types. Returns False when a later value check could not run."""
     usable = True
+    for name in schema.names():
+        if name.startswith(RESERVED_PREFIX):
+            report.add(file, f"column '{name}' starts with '{RESERVED_PREFIX}', which routesim keeps for its own "
+                       "working columns", column=name, fix=f"rename it, e.g. to '{name.lstrip('_')}'")
     for column in columns:
         if column.name not in schema:
             hint = did_you_mean(column.name, schema.names())
@@ -166,8 +173,9 @@ def _row_checks(columns: tuple[Column, ...]) -> list[RowCheck]:
         if not column.nullable:
             checks.append(RowCheck(column.name, values.is_null(), "{} null value(s) in a column that must always be set"))
         if column.non_negative:
-            checks.append(RowCheck(column.name, values < 0, "{} negative value(s)", (column.name,),
-                                   "counts and durations are >= 0"))
+            not_finite = (values.is_nan() | values.is_infinite()) if column.kind == FLOAT else pl.lit(False)
+            checks.append(RowCheck(column.name, (values < 0) | not_finite, "{} negative or not finite value(s)",
+                                   (column.name,), "counts, durations and costs are finite numbers >= 0"))
         if column.unit_interval:
             checks.append(RowCheck(column.name, (values < 0) | (values > 1) | values.is_nan(),
                                    "{} value(s) outside 0..1", (column.name,), "scale scores to 0..1"))
@@ -237,6 +245,7 @@ def validate_frames(traffic: pl.DataFrame | pl.LazyFrame, outcomes: pl.DataFrame
     """
     traffic, outcomes = traffic.lazy(), outcomes.lazy()
     report = Report()
+    traffic, outcomes = _string_ids(traffic), _string_ids(outcomes)
     traffic_usable = _check_columns(report, traffic_file, traffic.collect_schema(), TRAFFIC_COLUMNS)
     outcomes_usable = _check_columns(report, outcomes_file, outcomes.collect_schema(), OUTCOME_COLUMNS)
     if traffic_usable:
@@ -300,10 +309,18 @@ def validate_folder(folder: Path) -> Report:
                            traffic_file=str(traffic_path), outcomes_file=str(outcomes_path))
 
 
+def _string_ids(frame: pl.LazyFrame) -> pl.LazyFrame:
+    """request_id as plain strings: a Categorical in one file and a String in the other must still join."""
+    schema = frame.collect_schema()
+    if "request_id" in schema and schema["request_id"] != pl.String and _kind_of(schema["request_id"]) == STRING:
+        return frame.with_columns(pl.col("request_id").cast(pl.String))
+    return frame
+
+
 def load_data(folder: Path) -> Dataset:
     """Validate a data folder and open it lazily. Raises RoutesimError listing every problem."""
     traffic_path, outcomes_path = data_files(folder)
     validate_folder(folder).raise_if_problems(f"data folder {folder}")
-    return Dataset(folder=Path(folder), traffic=pl.scan_parquet(traffic_path),
-                   outcomes=pl.scan_parquet(outcomes_path),
+    return Dataset(folder=Path(folder), traffic=_string_ids(pl.scan_parquet(traffic_path)),
+                   outcomes=_string_ids(pl.scan_parquet(outcomes_path)),
                    fingerprint=fingerprint([traffic_path, outcomes_path]))

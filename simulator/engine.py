@@ -46,13 +46,14 @@ REQUEST_IDENTITY = ["__rid", "request_id", "ts", "slice", "__plan"]
 class Coverage:
     """How many requests of the window the replay could use, and which outcomes were missing."""
 
-    requests_in_window: int
-    requests_replayed: int
+    requests_in_window: int  # before any sample
+    requests_selected: int  # the window's requests, or the sample of them, that the policy was given
+    requests_replayed: int  # those left once requests with missing outcomes were skipped
     missing_by_model: dict[str, int] = field(default_factory=dict)
 
     @property
     def share(self) -> float:
-        return self.requests_replayed / self.requests_in_window if self.requests_in_window else 0.0
+        return self.requests_replayed / self.requests_selected if self.requests_selected else 0.0
 
 
 @dataclass(frozen=True)
@@ -164,8 +165,9 @@ def _in_arrival_order(requests: pl.DataFrame) -> bool:
     return bool(ordered.item())
 
 
-def select_requests(scenario: Scenario, data: Dataset, columns: list[str]) -> pl.DataFrame:
-    """The window's requests (or the scenario's seeded sample of them), numbered by `rid` in ts order."""
+def select_requests(scenario: Scenario, data: Dataset, columns: list[str]) -> tuple[pl.DataFrame, int]:
+    """The window's requests (or the scenario's seeded sample of them), numbered by `__rid` in ts order, and
+    how many requests the window held before sampling."""
     traffic = with_utc_ts(data.traffic.select(columns))
     if scenario.window:
         start = pl.lit(scenario.window.start).cast(pl.Datetime("us", "UTC"))
@@ -174,6 +176,7 @@ def select_requests(scenario: Scenario, data: Dataset, columns: list[str]) -> pl
     requests = traffic.collect()
     if not _in_arrival_order(requests):
         requests = requests.sort("ts", "request_id")
+    in_window = requests.height
     if scenario.sample and scenario.sample.requests < requests.height:
         chosen = np.random.default_rng(scenario.sample.seed).choice(
             requests.height, size=scenario.sample.requests, replace=False)
@@ -182,7 +185,7 @@ def select_requests(scenario: Scenario, data: Dataset, columns: list[str]) -> pl
         window = f" between {scenario.window.start} and {scenario.window.end}" if scenario.window else ""
         raise RoutesimError(f"no requests to replay{window}", where=f"scenario '{scenario.name}', key 'window'",
                             fix="widen the window or check the data's timestamps")
-    return requests.with_row_index("__rid")
+    return requests.with_row_index("__rid"), in_window
 
 
 def assign_plans(requests: pl.DataFrame, rules: tuple[Predicate, ...]) -> pl.DataFrame:
@@ -413,7 +416,8 @@ def replay(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
     rule_columns = sorted(set().union(*(rule.columns for rule in policy.rules)))
     answer_traffic_columns = [c for c in policy.answer_columns if c in traffic_columns and c not in outcome_columns]
     request_columns = list(dict.fromkeys(["request_id", "ts", "slice", *rule_columns, *answer_traffic_columns]))
-    requests = assign_plans(select_requests(scenario, data, request_columns), policy.rules)
+    selected, in_window = select_requests(scenario, data, request_columns)
+    requests = assign_plans(selected, policy.rules)
 
     progress("loading outcomes")
     carried = [c for c in policy.answer_columns if c not in REQUEST_IDENTITY]
@@ -427,6 +431,11 @@ def replay(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
     run.answers = None  # the outcomes are the largest frame: free them before the final sorts
     progress("summarising")
     finals, missing_by_model = _raise_or_drop_missing(run, finals)
+    if finals.is_empty():
+        counts = ", ".join(f"{model}: {count}" for model, count in missing_by_model.items())
+        raise RoutesimError(f"every request was skipped for missing outcomes ({counts}); nothing is left to replay",
+                            where=f"scenario '{scenario.name}', data {scenario.data}",
+                            fix="add the missing outcomes, or change the policy or the window")
 
     plan_labels = [label for label, _ in policy.plans]
     plan_lengths = [len(steps) for _, steps in policy.plans]
@@ -455,7 +464,7 @@ def replay(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
     calls = calls.sort("rid", "seq", "kind").select(CALL_COLUMNS)
     price_sources = {model: str(source) for model, source in
                      calls.select("model", "price_source").unique().sort("model").iter_rows()}
-    coverage = Coverage(requests_in_window=requests.height, requests_replayed=decisions.height,
-                        missing_by_model=missing_by_model)
+    coverage = Coverage(requests_in_window=in_window, requests_selected=requests.height,
+                        requests_replayed=decisions.height, missing_by_model=missing_by_model)
     return Replay(scenario=scenario, decisions=decisions, calls=calls, coverage=coverage,
                   price_sources=price_sources)

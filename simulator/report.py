@@ -469,7 +469,7 @@ def provenance_section(inputs) -> Markup:
         rows.append(h("tr", h("td", s["scenario"]), h("td", p["data"], h("small", p["data_fingerprint"])),
                       h("td", _when(p), h("small", f"{_instant(p['first_request'])} –"),
                         h("small", _instant(p["last_request"]))),
-                      num(f"{count(coverage['requests_replayed'])} of {count(coverage['requests_in_window'])}",
+                      num(f"{count(coverage['requests_replayed'])} of {count(coverage['requests_selected'])}",
                           h("small", f"coverage {pct(coverage['share'])}")),
                       h("td", missing), h("td", p["prices"] or "none", _sources(s)),
                       h("td", h("code", p["scenario_hash"]), h("small", f"schema v{p['schema_version']}"))))

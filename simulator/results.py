@@ -54,6 +54,7 @@ def build_summary(replay: Replay, data: Dataset, sheet: PriceSheet | None) -> di
         "bar_failures": failures,
         "coverage": {
             "requests_in_window": replay.coverage.requests_in_window,
+            "requests_selected": replay.coverage.requests_selected,
             "requests_replayed": replay.coverage.requests_replayed,
             "share": replay.coverage.share,
             "missing_by_model": replay.coverage.missing_by_model,

@@ -84,6 +84,13 @@ class Retry(Frozen):
     to: tuple[str, ...] = Field(min_length=1)
     max_attempts: int | None = Field(default=None, ge=1)
 
+    @model_validator(mode="after")
+    def _attempts_within_targets(self):
+        if self.max_attempts is not None and self.max_attempts > len(self.to):
+            raise ValueError(f"max_attempts ({self.max_attempts}) is more than the {len(self.to)} model(s) in 'to', "
+                             "which is walked once; list a model twice to try it twice")
+        return self
+
     @property
     def attempts_allowed(self) -> int:
         return len(self.to) if self.max_attempts is None else self.max_attempts
@@ -147,7 +154,8 @@ class RequestSample(Frozen):
 
 
 class Scenario(Frozen):
-    name: str
+    # The name becomes a folder of saved results, so it may not climb out of it or hide in it.
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=120)
     description: str = ""
     data: Path
     prices: Path | None = None

@@ -198,7 +198,7 @@ class SweepData:
     accept_all: Replay
     accept_none: Replay
     frame: pl.DataFrame
-    requests_in_window: int
+    requests_selected: int
 
 
 def _side(decisions: pl.DataFrame, prefix: str, strong: str) -> pl.DataFrame:
@@ -265,7 +265,7 @@ def line_up(scenario: Scenario, data: Dataset, gate: Gate, accept_all: Replay, a
         *b_columns,
     ).sort("rid")
     return SweepData(scenario=scenario, gate=gate, accept_all=accept_all, accept_none=accept_none, frame=frame,
-                     requests_in_window=accept_all.coverage.requests_in_window)
+                     requests_selected=accept_all.coverage.requests_selected)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -423,7 +423,7 @@ def curve(data: SweepData, thresholds: np.ndarray, rows: pl.Series | None = None
     full_accepted = full_switchable.sum() - np.searchsorted(np.sort(full_value), thresholds, side="left")
     a_full, b_full = _column(everyone, "a_present", np.int64), _column(everyone, "b_present", np.int64)
     shift = np.concatenate([[0], np.cumsum((a_full - b_full)[full_switchable][full_order])])
-    missing = data.requests_in_window - (b_full.sum() + shift[full_accepted])
+    missing = data.requests_selected - (b_full.sum() + shift[full_accepted])
     return pl.DataFrame({
         "threshold": thresholds,
         "requests": requests,

@@ -60,6 +60,7 @@ class NoRequests(ReferenceFailure):
 @dataclass
 class Coverage:
     requests_in_window: int
+    requests_selected: int
     requests_replayed: int
     missing_by_model: dict[str, int] = field(default_factory=dict)
 
@@ -151,7 +152,7 @@ def model_cost(sheet: PriceSheet | None, answer: dict, at: dt.datetime) -> float
 # The replay
 
 
-def select_requests(scenario, traffic: pl.DataFrame) -> list[dict]:
+def select_requests(scenario, traffic: pl.DataFrame) -> tuple[list[dict], int]:
     rows = []
     for row in traffic.to_dicts():
         row = {**row, "ts": _as_utc(row["ts"])}
@@ -160,13 +161,14 @@ def select_requests(scenario, traffic: pl.DataFrame) -> list[dict]:
                 continue
         rows.append(row)
     rows.sort(key=lambda row: (row["ts"], row["request_id"]))
+    in_window = len(rows)
     if scenario.sample is not None and scenario.sample.requests < len(rows):
         chosen = np.random.default_rng(scenario.sample.seed).choice(
             len(rows), size=scenario.sample.requests, replace=False)
         rows = [rows[int(index)] for index in sorted(chosen)]
     if not rows:
         raise NoRequests("no requests to replay")
-    return rows
+    return rows, in_window
 
 
 def reference_replay(scenario, traffic: pl.DataFrame, outcomes: pl.DataFrame,
@@ -178,7 +180,7 @@ def reference_replay(scenario, traffic: pl.DataFrame, outcomes: pl.DataFrame,
     """
     policy = scenario.policy
     plans = policy.plans()
-    requests = select_requests(scenario, traffic)
+    requests, in_window = select_requests(scenario, traffic)
 
     answers: dict[tuple[str, str, int], dict] = {}
     for row in outcomes.to_dicts():
@@ -299,7 +301,8 @@ def reference_replay(scenario, traffic: pl.DataFrame, outcomes: pl.DataFrame,
     if by_model and scenario.on_missing == "error":
         raise MissingOutcomes(by_model)
     summary = summarise_by_hand(decisions)
-    summary["coverage"] = Coverage(requests_in_window=len(requests), requests_replayed=len(decisions),
+    summary["coverage"] = Coverage(requests_in_window=in_window, requests_selected=len(requests),
+                                   requests_replayed=len(decisions),
                                    missing_by_model=by_model)
     summary["price_sources"] = dict(sorted(price_sources.items()))
     return decisions, summary

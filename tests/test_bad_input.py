@@ -123,7 +123,7 @@ def test_negative_tokens(cli, world):
     outcomes = tiny_outcomes().with_columns(pl.when(pl.col("request_id") == "b").then(-5)
                                             .otherwise(pl.col("output_tokens")).alias("output_tokens"))
     world.write_data(tiny_traffic(), outcomes)
-    assert_bad_input(cli("validate", world.data), "column 'output_tokens'", "negative value(s)",
+    assert_bad_input(cli("validate", world.data), "column 'output_tokens'", "negative or not finite value(s)",
                      "request_id='b'")
 
 

@@ -103,6 +103,7 @@ def check_world(world: World, folder) -> str:
 
     coverage = summary["coverage"]
     assert result.coverage.requests_in_window == coverage.requests_in_window, world.describe()
+    assert result.coverage.requests_selected == coverage.requests_selected, world.describe()
     assert result.coverage.requests_replayed == coverage.requests_replayed, world.describe()
     assert result.coverage.missing_by_model == coverage.missing_by_model, world.describe()
     assert result.price_sources == summary["price_sources"], world.describe()

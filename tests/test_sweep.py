@@ -220,7 +220,7 @@ def test_sweep_agrees_with_separate_replays_on_random_worlds(tmp_path):
             assert point["passed"] == decisions["passed"].sum(), context
             assert point["escalated"] == (decisions["escalated"] & decisions["multi_step"]).sum(), context
             assert point["multi_step"] == decisions["multi_step"].sum(), context
-            assert point["missing_requests"] == separate.coverage.requests_in_window - decisions.height, context
+            assert point["missing_requests"] == separate.coverage.requests_selected - decisions.height, context
             for name in FLOATS:
                 got, want = point[name], expected[name]
                 assert (got is None) == (want is None), (name, got, want, context)

@@ -334,7 +334,7 @@ def _policy(g: _Gen, models: list[str], slices: list[str]) -> dict:
             "to": [g.pick(models) for _ in range(g.int(1, 3))],
         }
         if g.chance(0.5):
-            retry["max_attempts"] = g.int(1, 3)
+            retry["max_attempts"] = g.int(1, len(retry["to"]))
         policy["retry"] = retry
     return policy
 
