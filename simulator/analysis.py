@@ -35,6 +35,7 @@ from simulator.engine import select_requests
 from simulator.errors import RoutesimError
 from simulator.metrics import grouped
 from simulator.prices import PriceSheet, price_calls
+from simulator.results import cheapest_meeting_bar
 from simulator.scenario import QualityBar, Scenario
 
 PER_THOUSAND = 1000
@@ -239,15 +240,14 @@ def oracle(answers: pl.DataFrame, bar: QualityBar) -> dict | None:
 def headline(summaries: list[dict], baseline: dict | None) -> dict:
     """The cheapest policy meeting its bar overall and in every slice, and its saving against a reference.
 
-    The cheapest is the one of least total cost (as in the CLI's comparison table). The reference is the
+    The cheapest is the one of least cost per request (as in the CLI's comparison table). The reference is the
     scenario named `flagship-everywhere` when present, else the most expensive single-model baseline. The
     saving is the difference in cost per request times the policy's requests (the total difference when
     both ran on the same requests).
     """
-    meeting = [s for s in summaries if s["meets_bar"]]
-    if not meeting:
+    best = cheapest_meeting_bar(summaries)
+    if best is None:
         return {"policy": None}
-    best = min(meeting, key=lambda s: (s["total_cost_usd"], s["scenario"]))
     reference = next(({"name": s["scenario"], "kind": "scenario", "cost_per_request_usd": s["cost_per_request_usd"],
                        "requests": s["requests"]} for s in summaries if s["scenario"] == "flagship-everywhere"), None)
     if reference is None and baseline and baseline["models"]:

@@ -68,8 +68,10 @@ def _format(name: str, value) -> str:
 
 
 def cheapest_meeting_bar(summaries: list[dict]) -> str | None:
-    meeting = [s for s in summaries if s["meets_bar"]]
-    return min(meeting, key=lambda s: (s["total_cost_usd"], s["scenario"]))["scenario"] if meeting else None
+    from simulator.results import cheapest_meeting_bar as cheapest
+
+    best = cheapest(summaries)
+    return best["scenario"] if best else None
 
 
 def _bar_verdict(failures: list[dict]) -> str:
@@ -283,6 +285,6 @@ def main() -> None:
     except Exception as error:  # anything unforeseen, still without a traceback
         if os.environ.get("ROUTESIM_DEBUG"):
             raise
-        errors.print(f"[bold red]internal error:[/bold red] {type(error).__name__}: {error}\n"
+        errors.print(f"[bold red]internal error:[/bold red] {escape(f'{type(error).__name__}: {error}')}\n"
                      "  this is a bug in routesim; rerun with ROUTESIM_DEBUG=1 for the traceback", highlight=False)
         sys.exit(3)

@@ -135,12 +135,14 @@ def detect(buckets: pl.DataFrame, every: str, settings: DriftSettings = DriftSet
     reference_requests = int(requests[is_reference].sum())
     if reference_requests == 0 or not monitored.any():
         return result | {"status": "no requests in the reference part, or nothing after it"}
+    # Simulate at the smoothed reference rate, never at 0: with no escalation in the reference a raw rate
+    # of 0 would make every simulated week quiet and the threshold 0, so one escalation would alarm.
     reference_rate = float(escalated[is_reference].sum() / reference_requests)
     p0, p1 = _design(escalated[is_reference].sum(), float(reference_requests), settings.min_rise)
     up, down = _log_ratios(p0, p1)
     increments = escalated[monitored] * up + (requests[monitored] - escalated[monitored]) * down
     statistic, running = _cusum(increments)
-    h = threshold(reference_requests, reference_rate, requests[monitored], settings)
+    h = threshold(reference_requests, float(p0), requests[monitored], settings)
     monitored_starts = starts.filter(pl.Series(monitored))
     result |= {
         "status": "tested",

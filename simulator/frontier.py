@@ -125,7 +125,9 @@ def cpt(points: Sequence[dict], weak_quality: float, strong_quality: float, reco
     gap = strong_quality - weak_quality
     if gap <= 0:
         return None
+    # Compared as differences with a small slack: (0.7 - 0.5) / 0.4 is 0.49999999999999994 in floats, and a
+    # point that recovers exactly the asked share must count.
     shares = [p["strong_call_share"] for p in points
               if p["pass_rate"] is not None and p["strong_call_share"] is not None
-              and (p["pass_rate"] - weak_quality) / gap >= recovered]
+              and p["pass_rate"] - weak_quality >= recovered * gap - 1e-12]
     return min(shares) if shares else None

@@ -54,11 +54,6 @@ def default_results_dir(out: Path) -> Path:
     return out.with_name(f"{out.stem}-results")
 
 
-def _same_requests_key(summary: dict) -> tuple:
-    provenance = summary["provenance"]
-    return provenance["data_fingerprint"], json.dumps(provenance["window"]), json.dumps(provenance["sample"])
-
-
 def gates_against(baseline: str, outcomes: list[Outcome]) -> dict:
     """Every other scenario replayed on the baseline's requests, through the regression gate's defaults.
 
@@ -78,9 +73,10 @@ def gates_against(baseline: str, outcomes: list[Outcome]) -> dict:
     for outcome in outcomes:
         if outcome is base:
             continue
-        if _same_requests_key(outcome.summary) != _same_requests_key(base.summary):
+        if not outcome.replay.decisions["request_id"].equals(base.replay.decisions["request_id"]):
             skipped.append({"scenario": outcome.summary["scenario"],
-                            "reason": "replayed on other requests (data, window or sample) than the baseline"})
+                            "reason": "replayed on other requests than the baseline (data, window, sample or "
+                                      "requests skipped for missing outcomes)"})
             continue
         gates.append(gate_result(side(base), side(outcome)))
     return {"baseline": baseline, "gates": gates, "skipped": skipped}

@@ -41,6 +41,16 @@ def bar_failures(summary: dict, scenario: Scenario) -> list[dict]:
     return failures
 
 
+def cheapest_meeting_bar(rows: list[dict], name: str = "scenario") -> dict | None:
+    """The policy of least cost per request among those meeting their bar (ties: by name).
+
+    Cost per request, not total cost, so that a policy replayed on a sample of the requests is not
+    favoured for having fewer of them.
+    """
+    meeting = [row for row in rows if row["meets_bar"]]
+    return min(meeting, key=lambda row: (row["cost_per_request_usd"], row[name])) if meeting else None
+
+
 def build_summary(replay: Replay, data: Dataset, sheet: PriceSheet | None) -> dict:
     scenario = replay.scenario
     summary = {"scenario": scenario.name, "description": scenario.description}

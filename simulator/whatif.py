@@ -32,7 +32,7 @@ from simulator.engine import Replay
 from simulator.errors import RoutesimError, did_you_mean
 from simulator.metrics import aggregate
 from simulator.prices import PriceSheet, load_prices, price_calls
-from simulator.results import bar_failures
+from simulator.results import bar_failures, cheapest_meeting_bar
 from simulator.scenario import Scenario
 
 
@@ -122,10 +122,7 @@ def reprice(result: Replay, data: Dataset, sheet: PriceSheet | None, change: Pri
                             checkers.select(*calls.columns, "new_cost_usd")], how="vertical")
                  .sort("_order").with_columns(pl.col("new_cost_usd").alias("cost_usd"))
                  .drop("new_cost_usd", "_order"))
-    sources = repriced.select("model", "price_source").unique()
-    new_calls = new_calls.drop("price_source").join(
-        pl.concat([sources, checkers.select("model", "price_source").unique()]), on="model", how="left"
-    ).select(result.calls.columns)
+    new_calls = new_calls.select(result.calls.columns)
     # A request's cost adds its calls in call order, as the engine does: a running sum, then its last value.
     totals = (new_calls.select("rid", pl.col("cost_usd").cum_sum().over("rid").alias("_cost"))
               .group_by("rid").agg(pl.col("_cost").last()))
@@ -159,8 +156,8 @@ def _ranked(rows: list[dict]) -> list[dict]:
 
 
 def _cheapest(rows: list[dict]) -> str | None:
-    meeting = [row for row in rows if row["meets_bar"]]
-    return min(meeting, key=lambda r: (r["cost_per_request_usd"], r["policy"]))["policy"] if meeting else None
+    best = cheapest_meeting_bar(rows, name="policy")
+    return best["policy"] if best else None
 
 
 def _calibrated(scenario: Scenario, data: Dataset, sheet: PriceSheet | None, change: PriceChange,

@@ -95,3 +95,10 @@ def test_drift_command(cli):
 def test_drift_bad_input(cli, args, message):
     result = cli("drift", CASCADE, *args)
     assert result.code == 2 and message in result.err, result.err
+
+
+def test_no_alarm_from_one_escalation_after_a_reference_without_any():
+    """A reference with no escalation must not set a zero threshold: a lone escalation later is no rise."""
+    rates = [0.0] * 6 + [0.25] + [0.0] * 5  # 4 requests an hour: one escalation in hour 6
+    found = drift.detect(buckets(rates, requests=4), "1h")
+    assert found["status"] == "tested" and not found["alarm"]

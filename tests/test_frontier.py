@@ -72,3 +72,11 @@ def test_report_holds_sweeps_and_the_frontier(tmp_path):
     assert cascade["cpt"]["cpt_50"] == pytest.approx(1 / 3) and cascade["cpt"]["cpt_80"] == pytest.approx(1 / 3)
     page = (tmp_path / "tiny.html").read_text()
     assert 'id="frontier-table"' in page and 'id="sweeps-table"' in page and 'id="chart-frontier"' in page
+
+
+def test_cpt_counts_a_point_that_recovers_exactly_the_asked_share():
+    from simulator.frontier import cpt
+
+    # (0.7 - 0.5) / 0.4 is 0.49999999999999994 in floats: the point still recovers half the gap.
+    points = [{"pass_rate": 0.7, "strong_call_share": 0.3}, {"pass_rate": 0.9, "strong_call_share": 0.5}]
+    assert cpt(points, weak_quality=0.5, strong_quality=0.9, recovered=0.5) == 0.3
