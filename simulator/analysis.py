@@ -26,6 +26,7 @@ Definitions and assumptions:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import polars as pl
 
@@ -65,12 +66,36 @@ def _step_costs(calls: pl.DataFrame, step: int) -> pl.DataFrame:
             .group_by("rid", maintain_order=True).agg(pl.col("cost_usd").sum()))
 
 
+StraightCost = Callable[[pl.DataFrame, str], "float | None"]
+
+
+def straight_cost(data: Dataset, sheet: PriceSheet | None, scales: dict[str, float] | None = None) -> StraightCost:
+    """What sending requests straight to a model costs per request: its first answer to each of them,
+    priced like the engine prices a call (recorded costs of unlisted models multiplied by `scales`)."""
+    def mean_cost(rows: pl.DataFrame, model: str) -> float | None:
+        answers = (data.outcomes.filter((pl.col("model") == model) & (pl.col("sample") == 0))
+                   .select("request_id", "model", "input_tokens", "cached_input_tokens", "output_tokens",
+                           (pl.col("cost_usd") * (scales or {}).get(model, 1.0)).alias("recorded_cost_usd"))
+                   .join(rows.lazy().select("request_id", "ts"), on="request_id", how="inner")
+                   .collect().sort("request_id"))
+        if answers.is_empty():
+            return None
+        try:
+            return price_calls(answers, sheet)["cost_usd"].mean()
+        except RoutesimError:  # some first answers cannot be priced: fall back to what the replay paid
+            return None
+    return mean_cost
+
+
 def cascades(decisions: pl.DataFrame, calls: pl.DataFrame,
-             plans: list[tuple[str, list[str]]] | None = None) -> list[dict]:
+             plans: list[tuple[str, list[str]]] | None = None, straight: StraightCost | None = None) -> list[dict]:
     """Each multi-step plan's first/last step costs, escalation rate, break-even and escalation over time.
 
     `plans` gives each plan's label and step models; without it (results saved by `routesim replay`) a
-    plan's length is taken as the most steps any of its requests took.
+    plan's length is taken as the most steps any of its requests took. cL is what sending every request
+    of the plan straight to its last model would cost (`straight`, from the data); without the data it
+    falls back to the mean last-step cost of the requests that escalated, which are the harder and
+    longer ones, so e* then comes out too high (`last_step_cost_basis` says which).
     """
     if plans is None:
         lengths = decisions.filter("multi_step").group_by("plan").agg(pl.col("steps_taken").max()).sort("plan")
@@ -85,7 +110,11 @@ def cascades(decisions: pl.DataFrame, calls: pl.DataFrame,
         in_plan = calls.join(rows.select("rid"), on="rid", how="semi")
         first, last = _step_costs(in_plan, 0), _step_costs(in_plan, len(steps) - 1)
         c1 = first["cost_usd"].sum() / rows.height
-        cl = last["cost_usd"].mean() if last.height else None
+        cl = straight(rows, steps[-1]) if straight is not None and steps[-1] else None
+        basis = "every request of the plan, sent straight to the last model"
+        if cl is None:
+            cl = last["cost_usd"].mean() if last.height else None
+            basis = "the escalated requests only (the data was not at hand)"
         e_star = break_even(c1, cl)
         rate = rows["escalated"].cast(pl.Float64).mean()
         found.append({
@@ -94,6 +123,7 @@ def cascades(decisions: pl.DataFrame, calls: pl.DataFrame,
             "requests": rows.height,
             "first_step_cost_usd": c1,
             "last_step_cost_usd": cl,
+            "last_step_cost_basis": basis,
             "reached_last": last.height,
             "escalation_rate": rate,
             "break_even_rate": e_star,
@@ -153,7 +183,7 @@ def cost_breakdown(decisions: pl.DataFrame, calls: pl.DataFrame) -> dict:
 
 
 def scenario_tables(summary: dict, decisions: pl.DataFrame, calls: pl.DataFrame,
-                    plans: list[tuple[str, list[str]]] | None = None) -> dict:
+                    plans: list[tuple[str, list[str]]] | None = None, straight: StraightCost | None = None) -> dict:
     """Everything the report shows about one scenario beyond its summary."""
     return {
         "scenario": summary["scenario"],
@@ -161,7 +191,7 @@ def scenario_tables(summary: dict, decisions: pl.DataFrame, calls: pl.DataFrame,
         "cost_per_1k_usd": per_thousand(summary["total_cost_usd"], summary["requests"]),
         "cost": cost_breakdown(decisions, calls),
         "latency": latency_groups(decisions),
-        "cascades": cascades(decisions, calls, plans),
+        "cascades": cascades(decisions, calls, plans, straight),
     }
 
 

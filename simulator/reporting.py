@@ -95,7 +95,9 @@ def replay_and_save(paths: list[Path], results_dir: Path, label: Callable[[str],
         outcome = run_scenario(scenario, inputs, lambda stage, name=scenario.name: label(f"{name}: {stage}"))
         decisions, calls = outcome.replay.decisions, outcome.replay.calls
         folder = save_result(results_dir, outcome.summary, decisions, calls)
-        tables = analysis.scenario_tables(outcome.summary, decisions, calls, analysis.plan_steps(scenario))
+        data, sheet = inputs.data(scenario.data), inputs.prices(scenario.prices)
+        tables = analysis.scenario_tables(outcome.summary, decisions, calls, analysis.plan_steps(scenario),
+                                          analysis.straight_cost(data, sheet))
         label(f"{scenario.name}: threshold sweeps")
         tables["sweeps"] = report_sweeps(scenario, inputs.data(scenario.data), inputs.prices(scenario.prices))
         write_json_atomic(folder / TABLES_FILE, tables)

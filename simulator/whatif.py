@@ -133,12 +133,21 @@ def reprice(result: Replay, data: Dataset, sheet: PriceSheet | None, change: Pri
                   price_sources=price_sources)
 
 
+def straight_at(data: Dataset, sheet: PriceSheet | None, change: PriceChange | None) -> analysis.StraightCost:
+    """Straight-to-a-model costs (for break-even rates) at current prices, or at the what-if prices."""
+    if change is None:
+        return analysis.straight_cost(data, sheet)
+    scales = dict(change.scales)
+    base = load_prices(change.sheet) if change.sheet else sheet
+    return analysis.straight_cost(data, scaled_sheet(base, scales or {"": 1.0}), scales)
+
+
 def _row(name: str, scenario: Scenario, decisions: pl.DataFrame, calls: pl.DataFrame, *, kind: str,
-         threshold: float | None = None) -> dict:
+         threshold: float | None = None, straight: analysis.StraightCost | None = None) -> dict:
     summary = aggregate(decisions).to_dicts()[0]
     summary["by_slice"] = aggregate(decisions, "slice").to_dicts()
     failures = bar_failures(summary, scenario)
-    cascades = analysis.cascades(decisions, calls, analysis.plan_steps(scenario))
+    cascades = analysis.cascades(decisions, calls, analysis.plan_steps(scenario), straight)
     return {"policy": name, "kind": kind, "threshold": threshold, "requests": summary["requests"],
             "total_cost_usd": summary["total_cost_usd"], "cost_per_request_usd": summary["cost_per_request_usd"],
             "pass_rate": summary["pass_rate"], "escalation_rate": summary["escalation_rate"],
@@ -184,7 +193,8 @@ def _calibrated(scenario: Scenario, data: Dataset, sheet: PriceSheet | None, cha
         calls = sweep.calls_at(lined, chosen["threshold"])
         words = f"{sweep.TARGET_WORDS[target[0]]} {target[1]:g}"
         rows.append(_row(f"{scenario.name} calibrated ({gate.over}: {words})", scenario, decisions, calls,
-                         kind="calibrated", threshold=chosen["threshold"]))
+                         kind="calibrated", threshold=chosen["threshold"],
+                         straight=straight_at(data, sheet, None if which == "current" else change)))
     return rows[0], rows[1]
 
 
@@ -206,8 +216,10 @@ def what_if(scenarios: list[Scenario], inputs, change: PriceChange, *, target: t
     check_names(change, known)
     for scenario, data, sheet, result in replays:
         repriced = reprice(result, data, sheet, change)
-        current.append(_row(scenario.name, scenario, result.decisions, result.calls, kind="fixed"))
-        changed.append(_row(scenario.name, scenario, repriced.decisions, repriced.calls, kind="fixed"))
+        current.append(_row(scenario.name, scenario, result.decisions, result.calls, kind="fixed",
+                            straight=straight_at(data, sheet, None)))
+        changed.append(_row(scenario.name, scenario, repriced.decisions, repriced.calls, kind="fixed",
+                            straight=straight_at(data, sheet, change)))
         if target is not None:
             before, after = _calibrated(scenario, data, sheet, change, target, points)
             if before is not None or after is not None:

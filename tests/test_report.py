@@ -7,12 +7,14 @@ import json
 
 import polars as pl
 import pytest
+import yaml
 
 from simulator import analysis, charts
 from simulator.contract import load_data
 from simulator.prices import load_prices
 from simulator.reporting import BASELINES_FILE, TABLES_FILE, load_report_inputs
 from simulator.scenario import load_scenario
+from tests.conftest import TINY_PRICES, tiny_outcomes, tiny_traffic
 from tests.report_helpers import HOSTILE, build, hostile_world, shipped, tiny_world
 
 SMALL, BIG = 0.0012, 0.012  # the tiny world's prices: 1,000 input + 100 output tokens
@@ -245,3 +247,22 @@ def test_no_gate_section_without_a_baseline(cli, tmp_path):
     assert cli("report", *tiny_world(tmp_path), "-o", out).code == 0
     assert 'id="gate"' not in out.read_text()
     assert not (tmp_path / "plain-results" / "gates.json").exists()
+
+
+def test_break_even_compares_with_every_request_sent_straight_to_the_last_model(tmp_path):
+    """The cascade escalates only b, whose flagship answer is long. Sending all of a, b, c straight to big
+    costs (0.012 + 0.020 + 0.012) / 3 per request, not b's 0.020: with c1 = 0.0012 (small, 1,000 in + 100
+    out at $1/$2 per M), e* = 1 - 0.0012 / 0.014667 = 0.9182, not 1 - 0.0012 / 0.020 = 0.94."""
+    from tests.conftest import World
+
+    world = World(tmp_path)
+    outcomes = tiny_outcomes().with_columns(
+        pl.when((pl.col("model") == "big") & (pl.col("request_id") == "b")).then(500)
+        .otherwise(pl.col("output_tokens")).alias("output_tokens"))
+    world.write_data(tiny_traffic(), outcomes)
+    world.prices.write_text(yaml.safe_dump(TINY_PRICES))
+    tables = load_report_inputs(build([world.scenario("cascade")], tmp_path / "r.html")).tables[0]
+    [cascade] = tables["cascades"]
+    assert cascade["last_step_cost_usd"] == pytest.approx((0.012 + 0.020 + 0.012) / 3)
+    assert cascade["break_even_rate"] == pytest.approx(1 - 0.0012 / ((0.012 + 0.020 + 0.012) / 3))
+    assert cascade["last_step_cost_basis"].startswith("every request")
