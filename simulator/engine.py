@@ -318,7 +318,7 @@ class _Run:
 
     def note_missing(self, rows: pl.DataFrame, model: str) -> None:
         if rows.height:
-            self.missing.append(rows.select("__rid", pl.lit(model).alias("model")))
+            self.missing.append(rows.select("__rid", "request_id", pl.lit(model).alias("model")))
 
 
 def _plan_stage(run: _Run, requests: pl.DataFrame, policy: CompiledPolicy, progress: Progress) -> pl.DataFrame:
@@ -396,8 +396,10 @@ def _raise_or_drop_missing(run: _Run, decisions: pl.DataFrame) -> tuple[pl.DataF
     by_model = dict(missing.group_by("model").len().sort("model").iter_rows())
     if run.scenario.on_missing == "error":
         counts = ", ".join(f"{model}: {count}" for model, count in by_model.items())
+        example = missing.sort("__rid").row(0, named=True)
         raise RoutesimError(
-            f"the policy needs outcomes that are missing from the data (requests per model: {counts})",
+            f"the policy needs outcomes that are missing from the data (requests per model: {counts}; "
+            f"e.g. request {example['request_id']} has no answer from {example['model']})",
             where=f"scenario '{run.scenario.name}', data {run.scenario.data}",
             fix="add the missing outcomes, or set 'on_missing: skip' to leave those requests out and report coverage")
     return decisions.join(missing.select("__rid"), on="__rid", how="anti"), by_model

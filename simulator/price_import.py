@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import json
+import math
 from decimal import Decimal
 from pathlib import Path
 
@@ -71,14 +72,19 @@ def resolve(name: str, prices: dict[str, dict], source: str) -> str:
                         fix="use a key of the file as written (with its provider prefix where it has one)")
 
 
+def _price(value) -> bool:
+    """A usable per-token price: a finite number >= 0 (JSON true is no price)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
+
+
 def entry_for(key: str, values: dict, as_of: dt.date, source: str) -> dict:
-    missing = [field for field in (INPUT, OUTPUT) if not isinstance(values.get(field), (int, float))]
+    missing = [field for field in (INPUT, OUTPUT) if not _price(values.get(field))]
     if missing:
         mode = values.get("mode", "unknown")
-        raise RoutesimError(f"model '{key}' has no per-token {' or '.join(missing)} (mode: {mode})", where=source,
+        raise RoutesimError(f"model '{key}' has no usable per-token {' or '.join(missing)} (mode: {mode})", where=source,
                             fix="pick a model priced per token (a chat or completion model)")
     entry = {"effective_from": as_of, "input": per_million(values[INPUT])}
-    if isinstance(values.get(CACHED), (int, float)):
+    if _price(values.get(CACHED)):
         entry["cached_input"] = per_million(values[CACHED])
     entry["output"] = per_million(values[OUTPUT])
     return entry

@@ -86,6 +86,9 @@ class PriceSheet(BaseModel):
 
 def load_prices(path: Path) -> PriceSheet:
     raw = read_yaml(path)
+    if raw is not None and not isinstance(raw, dict):
+        raise RoutesimError("a price sheet must be a YAML mapping with a 'models' key", where=str(path),
+                            fix="see 'Price sheets' in the README")
     try:
         return PriceSheet.model_validate({**(raw or {}), "source": str(path)})
     except ValidationError as error:

@@ -252,9 +252,12 @@ def line_up(scenario: Scenario, data: Dataset, gate: Gate, accept_all: Replay, a
     ).drop([f"{key}_b" for key in keys if key != "rid"], "plan", "steps_taken")
     reached = both.filter("reached").select("rid", "request_id")
     values = _step_values(scenario, data, gate, reached)
+    # polars orders NaN above every number (`NaN >= t` holds), so the sweep does too, as the engine would.
+    values = values.with_columns(pl.when(pl.col("value").is_nan()).then(float("inf")).otherwise(pl.col("value"))
+                                 .alias("value"))
     both = both.join(values, on="rid", how="left").with_columns(
-        (pl.col("reached") & pl.col("hard_check_ok").fill_null(False) & pl.col("value").is_not_null()
-         & pl.col("value").is_not_nan()).alias("switchable"))
+        (pl.col("reached") & pl.col("hard_check_ok").fill_null(False) & pl.col("value").is_not_null())
+        .alias("switchable"))
     b_columns = [f"b_{name}" for name in SIDE_COLUMNS]
     both = both.with_columns(pl.col("a_present").fill_null(False), pl.col("b_present").fill_null(False))
     switchable = pl.col("switchable")

@@ -180,7 +180,8 @@ def test_call_before_the_first_price_entry(cli, world):
 def test_missing_outcomes_are_counted_per_model(cli, world):
     world.write_data(tiny_traffic(), tiny_outcomes().filter(~((pl.col("model") == "big")
                                                              & (pl.col("request_id") == "b"))))
-    assert_bad_input(cli("replay", world.scenario()), "missing from the data (requests per model: big: 1)",
+    assert_bad_input(cli("replay", world.scenario()), "missing from the data (requests per model: big: 1;",
+                     "e.g. request b has no answer from big",
                      "on_missing: skip")
 
 
@@ -229,3 +230,65 @@ def test_timestamps_without_time_zone_are_taken_as_utc(cli, world):
     result = cli("replay", path, "--json")
     assert result.code == 0, result.err
     assert '"requests": 3' in result.out
+
+
+def test_price_sheet_that_is_a_list(cli, world):
+    world.prices.write_text("- small\n- big\n")
+    assert_bad_input(cli("replay", world.scenario()), "a price sheet must be a YAML mapping", "prices.yaml")
+
+
+def test_scenario_name_that_is_not_a_safe_folder_name(cli, world):
+    assert_bad_input(cli("replay", world.scenario(name="../escape")), "key 'name'", "should match pattern")
+
+
+def test_predicate_comparing_text_with_a_number(cli, world):
+    path = world.scenario(policy={"rules": [{"when": "tier > 5", "use": "big"}], "default": {"use": "small"}})
+    assert_bad_input(cli("replay", path), "predicate 'tier > 5' cannot be evaluated", "policy.rules[0].when",
+                     "tier is String")
+
+
+def test_predicate_that_is_not_a_condition(cli, world):
+    path = world.scenario(policy={"default": {"cascade": [{"model": "small", "accept": "confidence"},
+                                                          {"model": "big"}]}})
+    assert_bad_input(cli("replay", path), "gives Float64 values, not true or false")
+
+
+def test_column_with_the_engines_prefix(cli, world):
+    world.write_data(tiny_traffic().with_columns(pl.lit("x").alias("__plan")), tiny_outcomes())
+    assert_bad_input(cli("validate", world.data), "column '__plan' starts with '__'")
+
+
+def test_latency_that_is_not_a_number(cli, world):
+    world.write_data(tiny_traffic(), tiny_outcomes().with_columns(pl.lit(float("nan")).alias("latency_ms")))
+    assert_bad_input(cli("validate", world.data), "column 'latency_ms'", "negative or not finite")
+
+
+def test_every_request_skipped(cli, world):
+    path = world.scenario(on_missing="skip", policy={"default": {"use": "big"}})
+    world.write_data(tiny_traffic(), tiny_outcomes().filter(pl.col("model") == "small"))
+    assert_bad_input(cli("replay", path), "model 'big' is used by the policy but has no outcomes")
+    world.write_data(tiny_traffic(), tiny_outcomes().with_columns(
+        pl.when(pl.col("model") == "big").then(pl.lit("small")).otherwise(pl.col("model")).alias("model"),
+        pl.when(pl.col("model") == "big").then(1).otherwise(0).alias("sample")))
+    path = world.scenario(on_missing="skip", policy={"default": {"cascade": [
+        {"model": "small", "accept": "FALSE"}, {"model": "small", "accept": "FALSE"}, {"model": "small"}]}})
+    assert_bad_input(cli("replay", path), "every request was skipped for missing outcomes (small: 3)")
+
+
+def test_more_attempts_than_retry_targets(cli, world):
+    path = world.scenario(policy={"default": {"use": "small"},
+                                  "retry": {"when": "NOT passed", "to": ["big"], "max_attempts": 2}})
+    assert_bad_input(cli("replay", path), "max_attempts (2) is more than the 1 model(s) in 'to'")
+
+
+def test_checker_named_like_a_model(cli, world):
+    path = world.scenario(policy={"default": {"cascade": [
+        {"model": "small", "accept": "confidence > 0.5", "checker": {"name": "big", "cost_usd": 0.001,
+                                                                      "latency_ms": 10}},
+        {"model": "big"}]}})
+    assert_bad_input(cli("replay", path), "checker 'big' has the name of a model in the data")
+
+
+def test_unknown_slice_in_quality_bar_fails_the_replay_too(cli, world):
+    path = world.scenario(quality_bar={"default": 0.5, "slices": {"contrakt": 0.5}})
+    assert_bad_input(cli("replay", path), "quality_bar.slices names 'contrakt'", "Did you mean 'contract'?")

@@ -75,7 +75,7 @@ def check_world(world: World, folder) -> str:
                                                                      world.describe())
         if isinstance(failure, MissingOutcomes):
             counts = ", ".join(f"{model}: {count}" for model, count in failure.by_model.items())
-            assert f"(requests per model: {counts})" in str(raised.value), (str(raised.value), world.describe())
+            assert f"(requests per model: {counts};" in str(raised.value), (str(raised.value), world.describe())
             return "missing-error"
         return type(failure).__name__
 

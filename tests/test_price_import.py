@@ -56,7 +56,7 @@ def test_without_out_the_sheet_is_printed(cli, litellm):
 @pytest.mark.parametrize(("args", "message"), [
     (["--models", "gpt-4o"], "ambiguous: 2 provider-prefixed keys match it: azure/eu/gpt-4o, azure/gpt-4o"),
     (["--models", "gpt-4o-mni"], "Did you mean 'gpt-4o-mini'"),
-    (["--models", "dall-e-3"], "has no per-token input_cost_per_token or output_cost_per_token (mode: image_generation)"),
+    (["--models", "dall-e-3"], "has no usable per-token input_cost_per_token or output_cost_per_token (mode: image_generation)"),
     (["--models", "sample_spec"], "is not in"),
     ([], "no models to import"),
     (["--as", "flagship"], "cannot read --as"),

@@ -343,7 +343,7 @@ MISSING_WORLD = {
 
 
 def test_missing_outcome_raises_with_count_per_model(tmp_path):
-    with pytest.raises(RoutesimError, match=r"requests per model: large: 1\)"):
+    with pytest.raises(RoutesimError, match=r"requests per model: large: 1;"):
         run(tmp_path, **MISSING_WORLD)
     with pytest.raises(MissingOutcomes) as missing:
         reference(**MISSING_WORLD)
