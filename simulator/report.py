@@ -271,15 +271,12 @@ def _sweep_rows(inputs) -> list[Markup]:
     rows = []
     for summary, tables in zip(inputs.summaries, inputs.tables):
         for sweep in tables.get("sweeps", []):
-            points = sweep["points"]
-            current = next((p for p in points if p["threshold"] == sweep["current_threshold"]), None)
-            cheapest = min((p for p in points if p["pass_rate"] is not None
-                            and p["pass_rate"] >= summary["quality_bar"]),
-                           key=lambda p: (p["cost_per_request_usd"], -p["pass_rate"]), default=None)
+            points, cheapest = sweep["points"], sweep["cheapest_at_bar"]
+            current = sweep["current_threshold"]
             rows.append(h("tr", h("td", summary["scenario"]), h("td", sweep["plan"]),
                           h("td", f"step {sweep['step']} ({sweep['models'][sweep['step']]}): {sweep['over']} ≥ t"),
                           num(count(len(points))),
-                          num("–" if current is None else f"{current['threshold']:.4g}"),
+                          num("–" if current is None else f"{current:.4g}"),
                           num("–" if cheapest is None else f"{cheapest['threshold']:.4g}",
                               h("small", "none reaches the bar" if cheapest is None else
                                 f"{usd(cheapest['cost_per_request_usd'] * 1000)}/1k · {pct(cheapest['pass_rate'])} · "

@@ -613,9 +613,13 @@ def report_sweeps(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
             result = sweep(scenario, data, sheet, gate, points=points)
         except RoutesimError:
             continue
+        at_bar = calibrate(result.points, TARGET_PASS_RATE, scenario.quality_bar.default)
         found.append({"plan": gate.plan, "step": gate.step, "over": gate.over, "models": list(gate.models),
                       "current_threshold": result.current, "left_out": result.left_out,
                       "two_models": len(scenario.policy.models()) == 2,
+                      # the cheapest threshold whose pass rate reaches the overall bar (slice bars not checked)
+                      "cheapest_at_bar": None if at_bar is None else {key: at_bar[key] for key in (
+                          "threshold", "cost_per_request_usd", "pass_rate", "escalation_rate")},
                       "points": result.points.drop("missing_requests").to_dicts()})
     return found
 
