@@ -104,7 +104,9 @@ def _saved_report_results(folder: Path) -> Path:
 
     from simulator.reporting import replay_and_save
 
-    results = folder / "report-results"
+    from simulator.results import SCHEMA_VERSION
+
+    results = folder / f"report-results-v{SCHEMA_VERSION}"
     if (results / "report.json").exists():
         return results
     scenarios = folder / "scenarios"

@@ -22,7 +22,7 @@ from simulator.outputs import atomic_folder, json_text
 from simulator.prices import PriceSheet
 from simulator.scenario import Scenario
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SUMMARY_FILE = "summary.json"
 DECISIONS_FILE = "decisions.parquet"
 CALLS_FILE = "calls.parquet"
