@@ -103,7 +103,6 @@ def _saved_report_results(folder: Path) -> Path:
     import yaml
 
     from simulator.reporting import replay_and_save
-
     from simulator.results import SCHEMA_VERSION
 
     results = folder / f"report-results-v{SCHEMA_VERSION}"

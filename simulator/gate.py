@@ -169,12 +169,6 @@ def signed_ms(value: float | None) -> str:
     return _signed(value, f"{value:+,.0f}" if value is not None else "", " ms")
 
 
-def signed_usd(value: float | None) -> str:
-    if value is None:
-        return DASH
-    return ("+" if value > 0 else "") + usd(value)
-
-
 def _check_row(row: dict, confidence: float) -> None:
     level = f"{confidence:.0%}"
     change = row["pass_rate_change"]

@@ -75,14 +75,6 @@ class PriceSheet(BaseModel):
             ordered[name] = tuple(sorted(entries, key=lambda entry: entry.effective_from))
         return ordered
 
-    def entries_in_force(self, model: str, at: dt.datetime) -> PriceEntry | None:
-        """The latest entry of `model` whose effective_from is not after `at`."""
-        current = None
-        for entry in self.models.get(model, ()):
-            if entry.starts <= at:
-                current = entry
-        return current
-
 
 def load_prices(path: Path) -> PriceSheet:
     raw = read_yaml(path)

@@ -73,10 +73,6 @@ class Gate:
 # Choosing the gate
 
 
-def _plan_choices(scenario: Scenario) -> list[str]:
-    return [label for label, _ in scenario.policy.plans()]
-
-
 def resolve_plan(scenario: Scenario, plan: str | None) -> int:
     """The plan to sweep: `default`, a rule's name, its label `rule N`, or its 1-based number N.
 
@@ -503,11 +499,6 @@ def sweep(scenario: Scenario, data: Dataset, sheet: PriceSheet | None, gate: Gat
         raise RoutesimError("no requests to sweep", where=f"scenario '{scenario.name}'",
                             fix="widen the window, or check --fit-until")
     return Sweep(data=prepared, points=table, current=current, left_out=left_out)
-
-
-def point_at(sweep_result: Sweep, threshold: float) -> dict | None:
-    found = sweep_result.points.filter(pl.col("threshold") == threshold)
-    return found.to_dicts()[0] if found.height else None
 
 
 def calibrate(points: pl.DataFrame, target: str, value: float) -> dict | None:
