@@ -8,8 +8,8 @@ licence texts, and for RouteLLM the derived price sheet. `routesim public-data` 
 What is recorded and what is derived, for every dataset (each README adds its own rules):
 - grades (`passed`, `score`) are the upstream ones; where upstream gives only a score, the README states
   the pass threshold;
-- `ts` is synthetic: no source has timestamps, so requests are spaced one second apart in source order
-  from 00:00 UTC of the dataset's publication date (traffic column `position` keeps the source order);
+- `ts` is synthetic: no source has timestamps, so requests are spaced one second apart in a seeded random
+  order from 00:00 UTC of the dataset's publication date (traffic column `position` keeps the source order);
 - tokens are recorded where the source has them (RouterArena), else estimated as ceil(characters / 4)
   of the prompt and of the answer (outcomes column `token_source`);
 - latency is modelled, since no source records it (`latency_source`): time to first token plus
@@ -95,10 +95,19 @@ def estimated_tokens(text: pl.Expr) -> pl.Expr:
     return ((text.fill_null("").str.len_chars() + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN).cast(pl.Int64)
 
 
-def synthetic_ts(start: dt.date) -> pl.Expr:
-    """One second apart in source order (`position`), from 00:00 UTC of `start`."""
+ARRIVAL_SEED = 2024
+
+
+def synthetic_ts(start: dt.date, requests: int) -> pl.Expr:
+    """One second apart from 00:00 UTC of `start`, in a seeded random order of `position`.
+
+    The sources list their prompts benchmark by benchmark; arriving in that order would show a change of
+    benchmark as a change over time (a drift alarm where nothing drifted), so arrival order is shuffled.
+    """
     origin = dt.datetime.combine(start, dt.time(), tzinfo=dt.UTC)
-    return (pl.lit(origin) + pl.duration(seconds=pl.col("position"))).cast(pl.Datetime("us", "UTC")).alias("ts")
+    arrival = pl.Series("arrival", np.random.default_rng(ARRIVAL_SEED).permutation(requests))
+    seconds = pl.lit(arrival).gather(pl.col("position"))
+    return (pl.lit(origin) + pl.duration(seconds=seconds)).cast(pl.Datetime("us", "UTC")).alias("ts")
 
 
 def fit_latency(source: Path) -> dict[str, LatencyClass]:
@@ -212,7 +221,7 @@ def routerbench(source: Path, latency: dict[str, LatencyClass]) -> Converted:
     requests = primary.join(wide, on="row").sort("position")
     prompts = [_text(value) for value in requests["prompt"]]
     traffic = requests.select(
-        pl.col("sample_id").alias("request_id"), synthetic_ts(ROUTERBENCH_DATE),
+        pl.col("sample_id").alias("request_id"), synthetic_ts(ROUTERBENCH_DATE, requests.height),
         pl.col("eval_name").alias("slice"), estimated_tokens(pl.Series(prompts)).alias("input_tokens"),
         pl.col("file").str.extract(r"_(train|test)$").alias("routerdc_split"), "position")
     outcomes = answers.rename({"sample_id": "request_id"}).join(traffic.select("request_id", "input_tokens"),
@@ -313,7 +322,7 @@ def routellm_mt_bench(folder: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
 
 def routellm(source: Path, latency: dict[str, LatencyClass]) -> Converted:
     requests, answers = routellm_tables(source)
-    traffic = requests.select("request_id", synthetic_ts(ROUTELLM_DATE), "slice", "input_tokens", "subject", "position")
+    traffic = requests.select("request_id", synthetic_ts(ROUTELLM_DATE, requests.height), "slice", "input_tokens", "subject", "position")
     outcomes = answers.join(traffic.select("request_id", "input_tokens"), on="request_id").with_columns(
         (pl.col("input_tokens") + pl.col("resent_tokens").fill_null(0)).alias("input_tokens"),
         pl.lit(None, pl.Float64).alias("cost_usd"))
@@ -365,7 +374,7 @@ def routerarena(source: Path, latency: dict[str, LatencyClass]) -> Converted:
                             where=str(source / "routerarena-cached"))
     order = long.filter(pl.col("model") == long["model"].min()).with_row_index("position")
     traffic = order.select(
-        "request_id", synthetic_ts(ROUTERARENA_DATE),
+        "request_id", synthetic_ts(ROUTERARENA_DATE, order.height),
         pl.col("request_id").str.extract(r"^([^_-]+)").alias("slice"),
         "input_tokens",
         pl.col("request_id").str.replace(r"_[^_]*$", "").alias("benchmark"), "metric", "position")
