@@ -25,7 +25,8 @@ from rich.table import Table
 from simulator.data_commands import register as register_data_commands
 from simulator.errors import RoutesimError
 from simulator.eval_commands import register as register_eval_commands
-from simulator.metrics import BY_NAME, METRICS
+from simulator.formats import metric
+from simulator.metrics import METRICS
 from simulator.tuning_commands import register as register_tuning_commands
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -52,21 +53,6 @@ def progress_bar(total: int, enabled: bool):
         yield (lambda label: bar.update(task, description=label)), (lambda: bar.advance(task))
 
 
-def _format(name: str, value) -> str:
-    if value is None:
-        return "–"
-    unit = BY_NAME[name].unit if name in BY_NAME else ""
-    if name.endswith("_usd"):
-        return f"${value:,.4f}" if abs(value) < 1 else f"${value:,.2f}"
-    if unit.startswith("share"):
-        return f"{value:.1%}"
-    if unit == "ms":
-        return f"{value:,.0f}"
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    return f"{value:,}"
-
-
 def cheapest_meeting_bar(summaries: list[dict]) -> str | None:
     from simulator.results import cheapest_meeting_bar as cheapest
 
@@ -88,13 +74,13 @@ def comparison_table(summaries: list[dict], title: str = "Replay comparison") ->
         f"★ cheapest scenario that meets its quality bar overall and in every slice: {best}" if best
         else "No scenario meets its quality bar overall and in every slice."))
     table.add_column("scenario", no_wrap=True)
-    for metric in METRICS:
-        table.add_column(metric.title, justify="right")
+    for column in METRICS:
+        table.add_column(column.title, justify="right")
     table.add_column("meets bar", justify="center", no_wrap=True)
     for summary in summaries:
         name = summary["scenario"] + (" ★" if summary["scenario"] == best else "")
         verdict = _bar_verdict(summary["bar_failures"])
-        table.add_row(name, *[_format(m.name, summary[m.name]) for m in METRICS], verdict)
+        table.add_row(name, *[metric(m.name, summary[m.name]) for m in METRICS], verdict)
     return table
 
 

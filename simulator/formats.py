@@ -1,4 +1,4 @@
-"""How the HTML report writes numbers; the browser tests format the summary JSON with the same functions."""
+"""How routesim writes numbers: the terminal table, the HTML report, and the browser tests that check it."""
 
 from __future__ import annotations
 

@@ -50,13 +50,13 @@ METRICS: tuple[Metric, ...] = (
     Metric("mean_score", "Score", "score 0..1",
            "mean graded score of the final answers that carry one (nulls ignored)",
            lambda: pl.col("score").mean(), higher_is_better=True),
-    Metric("latency_p50_ms", "p50 ms", "ms",
+    Metric("latency_p50_ms", "p50", "ms",
            "median of per-request latency; a request's latency is the sum of its calls' latency_ms, since "
            "escalations and retries run one after another; percentiles interpolate linearly between order "
            "statistics", _latency_quantile(0.50), higher_is_better=False),
-    Metric("latency_p95_ms", "p95 ms", "ms", "95th percentile of per-request latency, as p50",
+    Metric("latency_p95_ms", "p95", "ms", "95th percentile of per-request latency, as p50",
            _latency_quantile(0.95), higher_is_better=False),
-    Metric("latency_p99_ms", "p99 ms", "ms", "99th percentile of per-request latency, as p50",
+    Metric("latency_p99_ms", "p99", "ms", "99th percentile of per-request latency, as p50",
            _latency_quantile(0.99), higher_is_better=False),
     Metric("escalation_rate", "Escalated", "share of requests in multi-step plans",
            "share of the requests routed to a multi-step plan that went past their first step; null when no "
