@@ -23,6 +23,7 @@ Mapping:
 
 from __future__ import annotations
 
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -133,7 +134,6 @@ def observation_row(where: str, record: Any, options: ImportOptions, log: Import
 
 
 def read(paths: list[Path], options: ImportOptions, log: ImportLog) -> list[Row]:
-    rows = []
-    for path in paths:
-        rows += collect(records(path, log), lambda where, record: observation_row(where, record, options, log), log)
+    rows = collect(chain.from_iterable(records(path, log) for path in paths),
+                   lambda where, record: observation_row(where, record, options, log), log)
     return rows

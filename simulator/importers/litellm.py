@@ -26,6 +26,7 @@ Mapping:
 
 from __future__ import annotations
 
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +123,6 @@ def spend_row(where: str, record: Any, options: ImportOptions, log: ImportLog) -
 
 
 def read(paths: list[Path], options: ImportOptions, log: ImportLog) -> list[Row]:
-    rows = []
-    for path in paths:
-        rows += collect(records(path, log), lambda where, record: spend_row(where, record, options, log), log)
+    rows = collect(chain.from_iterable(records(path, log) for path in paths),
+                   lambda where, record: spend_row(where, record, options, log), log)
     return rows

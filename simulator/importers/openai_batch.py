@@ -20,6 +20,7 @@ Mapping:
 from __future__ import annotations
 
 import re
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -115,9 +116,8 @@ def read(paths: list[Path], options: ImportOptions, log: ImportLog) -> list[Row]
         pattern = re.compile(options.custom_id_pattern) if options.custom_id_pattern else None
     except re.error as error:
         raise RoutesimError(f"--custom-id-pattern is not a regular expression: {error}") from None
-    rows = []
-    for path in paths:
-        rows += collect(json_lines(path, log), lambda where, line: batch_row(where, line, options, pattern, log), log)
+    rows = collect(chain.from_iterable(json_lines(path, log) for path in paths),
+                   lambda where, line: batch_row(where, line, options, pattern, log), log)
     if rows:
         log.note(f"latency_ms = {options.assume_latency_ms:g} for every call (--assume-latency-ms): "
                  "batch output has no latency; latency_source = 'assumed'")

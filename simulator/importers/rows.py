@@ -131,21 +131,19 @@ class ImportLog:
             out.append(f"  {key.replace('_', ' ')}: {value}")
         out.append("  mapped:")
         out += [f"    {target} <- {source}" for target, source in self.mapping]
+        def section(title: str, counts: dict[str, int], unit: str = "") -> list[str]:
+            return [f"  {title}:", *(f"    {key}: {count:,}{unit}" for key, count in sorted(counts.items()))]
+
         if self.aliases:
-            out.append("  read from older field names:")
-            out += [f"    {alias}: {count:,} row(s)" for alias, count in sorted(self.aliases.items())]
+            out += section("read from older field names", self.aliases, " row(s)")
         if self.defaulted:
-            out.append("  defaulted:")
-            out += [f"    {what}: {count:,} row(s)" for what, count in sorted(self.defaulted.items())]
+            out += section("defaulted", self.defaulted, " row(s)")
         if self.notes:
-            out.append("  assumed:")
-            out += [f"    {note}" for note in self.notes]
+            out += ["  assumed:", *(f"    {note}" for note in self.notes)]
         if self.usage:
-            out.append("  cache tokens:")
-            out += [f"    {style}: {count:,} call(s)" for style, count in sorted(self.usage.items())]
+            out += section("cache tokens", self.usage, " call(s)")
         if self.ignored:
-            out.append("  ignored (not model calls):")
-            out += [f"    {kind}: {count:,}" for kind, count in sorted(self.ignored.items())]
+            out += section("ignored (not model calls)", self.ignored)
         if self.dropped:
             out.append(f"  dropped: {self.dropped_total:,} row(s)")
             for reason, count in sorted(self.dropped.items()):
