@@ -21,15 +21,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
-from simulator.contract import OUTCOME_COLUMNS, Dataset
+from simulator.contract import Dataset
 from simulator.errors import RoutesimError, did_you_mean
 from simulator.predicates import Predicate, parse_predicate
 from simulator.prices import PRICE_SOURCE, SOURCE_CHECKER, PriceSheet, price_calls
-from simulator.scenario import Scenario, Step
+from simulator.scenario import Retry, Scenario, Step
 
 Progress = Callable[[str], None]
 
-OUTCOME_NAMES = [column.name for column in OUTCOME_COLUMNS]
 # Columns of an answer that the engine carries for every request; predicates may add more.
 ANSWER_COLUMNS = ["model", "sample", "passed", "hard_check_ok", "score"]
 CALL_COLUMNS = ["rid", "seq", "model", "kind", "cost_usd", "latency_ms", "price_source"]
@@ -75,6 +74,7 @@ class CompiledPolicy:
     plans: tuple[tuple[str, tuple[Step, ...]], ...]
     accepts: dict[tuple[int, int], Predicate]  # (plan, step) -> accept predicate
     retry_when: Predicate | None
+    retry: Retry | None  # the retry's targets and attempts; `retry_when` is its compiled predicate
 
     @property
     def answer_columns(self) -> list[str]:
@@ -142,7 +142,7 @@ def compile_policy(scenario: Scenario, traffic_schema: pl.Schema, outcome_schema
                 accepts[plan_index, step_index] = predicate(step.accept, f"{prefix}.cascade[{step_index}].accept",
                                                             answer_schema)
     retry_when = predicate(policy.retry.when, "policy.retry.when", answer_schema) if policy.retry else None
-    return CompiledPolicy(rules=rules, plans=plans, accepts=accepts, retry_when=retry_when)
+    return CompiledPolicy(rules=rules, plans=plans, accepts=accepts, retry_when=retry_when, retry=policy.retry)
 
 
 def data_values(frame: pl.LazyFrame, column: str) -> list[str]:
@@ -234,12 +234,9 @@ class Answers:
                 row_of[slot["__rid"].to_numpy()] = np.arange(slot.height)
                 self._row_of[key] = row_of
 
-    def slot(self, model: str, sample: int) -> pl.DataFrame:
-        return self._slots.get((model, sample), self._empty)
-
     def join(self, rows: pl.DataFrame, model: str, sample: int) -> pl.DataFrame:
         """`rows` with the (model, sample) answer of each request beside it, and PRESENT false where none."""
-        slot = self.slot(model, sample)
+        slot = self._slots.get((model, sample), self._empty)
         row_of = self._row_of.get((model, sample))
         if row_of is not None and set(rows.columns) & set(slot.columns) == {"__rid"}:
             return pl.concat([rows, slot.drop("__rid")[row_of[rows["__rid"].to_numpy()]]], how="horizontal")
@@ -247,7 +244,7 @@ class Answers:
         return joined.with_columns(pl.col(PRESENT).fill_null(False))
 
 
-def reachable_slots(policy: CompiledPolicy, retry) -> set[tuple[str, int]]:
+def reachable_slots(policy: CompiledPolicy) -> set[tuple[str, int]]:
     """Every (model, sample) a request can reach: the k-th call of a model reads its sample k."""
     slots = set()
     most_plan_calls: dict[str, int] = {}
@@ -258,9 +255,9 @@ def reachable_slots(policy: CompiledPolicy, retry) -> set[tuple[str, int]]:
             calls[step.model] = calls.get(step.model, 0) + 1
         for model, count in calls.items():
             most_plan_calls[model] = max(most_plan_calls.get(model, 0), count)
-    if retry is not None:
-        for model in set(retry.to):
-            for sample in range(most_plan_calls.get(model, 0) + retry.to.count(model)):
+    if policy.retry is not None:
+        for model in set(policy.retry.to):
+            for sample in range(most_plan_calls.get(model, 0) + policy.retry.to.count(model)):
                 slots.add((model, sample))
     return slots
 
@@ -353,7 +350,7 @@ def _plan_stage(run: _Run, requests: pl.DataFrame, policy: CompiledPolicy, progr
 
 def _retry_stage(run: _Run, finals: pl.DataFrame, policy: CompiledPolicy, progress: Progress) -> pl.DataFrame:
     """Resends answers that match the retry predicate to the retry models, one attempt at a time."""
-    retry = run.scenario.policy.retry
+    retry = policy.retry
     finals = finals.with_columns(pl.lit(0, pl.Int32).alias("__attempts"), pl.lit(False).alias("__matching"))
     if retry is None:
         return finals.rename({"__matching": "__exhausted"})
@@ -423,7 +420,7 @@ def replay(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
 
     progress("loading outcomes")
     carried = [c for c in policy.answer_columns if c not in REQUEST_IDENTITY]
-    answers = Answers(data, requests, reachable_slots(policy, scenario.policy.retry), carried)
+    answers = Answers(data, requests, reachable_slots(policy), carried)
     run = _Run(scenario, sheet, answers,
                [*REQUEST_IDENTITY, *carried, "__cost", "__latency"], carried)
     requests = requests.select(REQUEST_IDENTITY)
