@@ -36,7 +36,7 @@ from simulator.engine import select_requests
 from simulator.errors import RoutesimError
 from simulator.metrics import grouped
 from simulator.prices import PriceSheet, price_calls
-from simulator.results import cheapest_meeting_bar
+from simulator.results import bar_failures, cheapest_meeting_bar
 from simulator.scenario import QualityBar, Scenario
 
 PER_THOUSAND = 1000
@@ -200,9 +200,9 @@ def plan_steps(scenario: Scenario) -> list[tuple[str, list[str]]]:
 
 
 def _bar_failures(by_slice: pl.DataFrame, overall: float, bar: QualityBar) -> list[str]:
-    failing = ["overall"] if overall < bar.default else []
-    return failing + [name for name, rate in by_slice.sort("slice").select("slice", "pass_rate").iter_rows()
-                      if rate < bar.for_slice(name)]
+    """The scopes where a baseline misses its bar: 'overall' and slice names."""
+    failures = bar_failures({"pass_rate": overall, "by_slice": by_slice.to_dicts()}, bar)
+    return [failure["slice"] or "overall" for failure in failures]
 
 
 def _priced_answers(requests: pl.DataFrame, data: Dataset, sheet: PriceSheet | None) -> tuple[pl.DataFrame, dict]:

@@ -20,7 +20,7 @@ from simulator.errors import RoutesimError
 from simulator.metrics import summarise
 from simulator.outputs import atomic_folder, json_text
 from simulator.prices import PriceSheet
-from simulator.scenario import Scenario
+from simulator.scenario import QualityBar
 
 SCHEMA_VERSION = 2
 SUMMARY_FILE = "summary.json"
@@ -28,9 +28,11 @@ DECISIONS_FILE = "decisions.parquet"
 CALLS_FILE = "calls.parquet"
 
 
-def bar_failures(summary: dict, scenario: Scenario) -> list[dict]:
-    """Where the pass rate falls below the bar: overall, and each slice against its own bar."""
-    bar = scenario.quality_bar
+def bar_failures(summary: dict, bar: QualityBar) -> list[dict]:
+    """Where the pass rate falls below the bar: overall (`slice` None), and each slice against its own bar.
+
+    `summary` needs `pass_rate` and `by_slice` (rows with `slice` and `pass_rate`).
+    """
     failures = []
     if summary["pass_rate"] < bar.default:
         failures.append({"slice": None, "pass_rate": summary["pass_rate"], "bar": bar.default})
@@ -55,7 +57,7 @@ def build_summary(replay: Replay, data: Dataset, sheet: PriceSheet | None) -> di
     scenario = replay.scenario
     summary = {"scenario": scenario.name, "description": scenario.description}
     summary |= summarise(replay.decisions, replay.calls, replay.price_sources)
-    failures = bar_failures(summary, scenario)
+    failures = bar_failures(summary, scenario.quality_bar)
     ts = replay.decisions["ts"]
     summary |= {
         "quality_bar": scenario.quality_bar.default,

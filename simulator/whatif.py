@@ -146,7 +146,7 @@ def _row(name: str, scenario: Scenario, decisions: pl.DataFrame, calls: pl.DataF
          threshold: float | None = None, straight: analysis.StraightCost | None = None) -> dict:
     summary = aggregate(decisions).to_dicts()[0]
     summary["by_slice"] = aggregate(decisions, "slice").to_dicts()
-    failures = bar_failures(summary, scenario)
+    failures = bar_failures(summary, scenario.quality_bar)
     cascades = analysis.cascades(decisions, calls, analysis.plan_steps(scenario), straight)
     return {"policy": name, "kind": kind, "threshold": threshold, "requests": summary["requests"],
             "total_cost_usd": summary["total_cost_usd"], "cost_per_request_usd": summary["cost_per_request_usd"],
