@@ -36,6 +36,7 @@ from rich.table import Table
 
 from simulator.errors import RoutesimError, did_you_mean
 from simulator.formats import DASH, count, pct, usd
+from simulator.metrics import P95
 from simulator.scenario import QualityBar, Scenario, load_scenario
 from simulator.stats import (
     BASELINE_COST,
@@ -56,7 +57,7 @@ from simulator.stats import (
 )
 
 DECISION_COLUMNS = ["request_id", "slice", "passed", "cost_usd", "latency_ms"]
-LATENCY_QUANTILE = 0.95
+LATENCY_QUANTILE = P95
 NON_INFERIORITY, BAR, COST_BUDGET, LATENCY_BUDGET = "non_inferiority", "bar", "cost_budget", "p95_budget"
 EXAMPLES = 3
 

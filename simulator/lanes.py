@@ -45,7 +45,7 @@ from simulator.contract import Dataset, load_data
 from simulator.engine import compile_policy, data_values, replay, with_utc_ts
 from simulator.errors import RoutesimError, did_you_mean
 from simulator.formats import count, ms, pct, usd
-from simulator.metrics import grouped
+from simulator.metrics import P95, grouped
 from simulator.outputs import write_text_atomic
 from simulator.predicates import parse_predicate
 from simulator.prices import PriceSheet, load_prices, price_calls
@@ -54,7 +54,7 @@ from simulator.stats import check_confidence, wilson_interval
 from simulator.validation import from_pydantic_error, read_yaml
 
 GROUP = "_lane_group"
-LATENCY_QUANTILE = 0.95
+LATENCY_QUANTILE = P95
 DEFAULT_BAR = 0.9
 DEFAULT_ACCEPT = "confidence >= 0.7"
 SIMPLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

@@ -31,6 +31,9 @@ def _share(flag: str, among: pl.Expr | None = None) -> pl.Expr:
     return pl.when(eligible > 0).then((pl.col(flag) & among).sum() / eligible).otherwise(None)
 
 
+P95 = 0.95  # the tail latency every comparison (gate, lanes, sweeps) reports
+
+
 def _latency_quantile(q: float) -> Callable[[], pl.Expr]:
     return lambda: pl.col("latency_ms").quantile(q, interpolation="linear")
 
@@ -55,7 +58,7 @@ METRICS: tuple[Metric, ...] = (
            "escalations and retries run one after another; percentiles interpolate linearly between order "
            "statistics", _latency_quantile(0.50), higher_is_better=False),
     Metric("latency_p95_ms", "p95", "ms", "95th percentile of per-request latency, as p50",
-           _latency_quantile(0.95), higher_is_better=False),
+           _latency_quantile(P95), higher_is_better=False),
     Metric("latency_p99_ms", "p99", "ms", "99th percentile of per-request latency, as p50",
            _latency_quantile(0.99), higher_is_better=False),
     Metric("escalation_rate", "Escalated", "share of requests in multi-step plans",

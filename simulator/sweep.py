@@ -42,12 +42,12 @@ import polars as pl
 from simulator.contract import Dataset
 from simulator.engine import Replay, replay
 from simulator.errors import RoutesimError, did_you_mean
-from simulator.metrics import aggregate
+from simulator.metrics import P95, aggregate
 from simulator.prices import PriceSheet
 from simulator.scenario import Scenario
 
 DEFAULT_POINTS = 200
-LATENCY_QUANTILE = 0.95
+LATENCY_QUANTILE = P95
 # Thresholds processed together when finding latency quantiles; bounds memory to a few MB per block.
 THRESHOLD_BLOCK = 256
 ACCEPT_ALL, ACCEPT_NONE = "TRUE", "FALSE"
