@@ -9,4 +9,6 @@ if [ ! -x /usr/bin/chromium ]; then
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq chromium >/dev/null
 fi
+# The wings import only downward and have no cycles (contracts in pyproject.toml).
+.venv/bin/lint-imports --no-cache
 .venv/bin/python -m pytest "$@"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import polars as pl
 
-from simulator.contract import validate_folder
+from simulator.core.contract import validate_folder
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "imports"
 

@@ -28,7 +28,7 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from simulator.prices import PriceSheet
+from simulator.core.prices import PriceSheet
 
 DECISION_KEYS = ("request_id", "ts", "slice", "plan", "models_called", "final_model", "final_sample",
                  "steps_taken", "multi_step", "escalated", "retry_attempts", "retry_exhausted", "cost_usd",

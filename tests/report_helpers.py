@@ -8,8 +8,8 @@ from pathlib import Path
 import polars as pl
 import yaml
 
-from simulator.reporting import render_report, replay_and_save
-from simulator.results import SUMMARY_FILE
+from simulator.core.results import SUMMARY_FILE
+from simulator.report.build import render_report, replay_and_save
 from tests.conftest import TINY_PRICES, World, tiny_outcomes, tiny_traffic
 
 REPO = Path(__file__).resolve().parents[1]

@@ -8,16 +8,16 @@ import pytest
 from pydantic import BaseModel
 
 from simulator.cli import app
-from simulator.contract import OUTCOME_COLUMNS, TRAFFIC_COLUMNS
-from simulator.metrics import CALL_METRICS, METRICS
-from simulator.prices import PriceEntry
-from simulator.scenario import Scenario
+from simulator.core.contract import OUTCOME_COLUMNS, TRAFFIC_COLUMNS
+from simulator.core.metrics import CALL_METRICS, METRICS
+from simulator.core.prices import PriceEntry
+from simulator.core.scenario import Scenario
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 
 
 def keys_of(model: type[BaseModel]) -> set[str]:
-    from simulator.validation import _model_in
+    from simulator.core.validation import _model_in
 
     keys = set()
     for name, field in model.model_fields.items():

@@ -10,12 +10,12 @@ import numpy as np
 import polars as pl
 import pytest
 
-from simulator import drift
-from simulator.contract import load_data
-from simulator.engine import replay
-from simulator.generate import write_week
-from simulator.prices import load_prices
-from simulator.scenario import load_scenario
+from simulator.analyses import drift
+from simulator.core.contract import load_data
+from simulator.core.engine import replay
+from simulator.core.prices import load_prices
+from simulator.core.scenario import load_scenario
+from simulator.datasets.generate import write_week
 
 CASCADE = Path(__file__).resolve().parents[1] / "scenarios" / "cascade.yaml"
 START = dt.datetime(2026, 11, 16, tzinfo=dt.UTC)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from simulator import frontier
-from simulator.reporting import load_report_inputs
+from simulator.analyses import frontier
+from simulator.report.build import load_report_inputs
 from tests.report_helpers import build, tiny_world
 
 A, B_LOW, B_HIGH, C, D = (0.001, 0.60), (0.004, 0.70), (0.004, 0.80), (0.010, 0.95), (0.012, 0.90)
@@ -75,7 +75,7 @@ def test_report_holds_sweeps_and_the_frontier(tmp_path):
 
 
 def test_cpt_counts_a_point_that_recovers_exactly_the_asked_share():
-    from simulator.frontier import cpt
+    from simulator.analyses.frontier import cpt
 
     # (0.7 - 0.5) / 0.4 is 0.49999999999999994 in floats: the point still recovers half the gap.
     points = [{"pass_rate": 0.7, "strong_call_share": 0.3}, {"pass_rate": 0.9, "strong_call_share": 0.5}]

@@ -7,17 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from simulator.gate import (
+from simulator.analyses.gate import (
     GateOptions,
     GateSide,
-    gate_html,
-    gate_markdown,
     gate_result,
     run_gate,
     side_from_saved,
 )
-from simulator.results import load_results
-from simulator.scenario import QualityBar
+from simulator.core.results import load_results
+from simulator.core.scenario import QualityBar
+from simulator.report.gate import gate_html, gate_markdown
 from tests.eval_worlds import (
     BIG_COST,
     SMALL_COST,
@@ -177,7 +176,7 @@ def test_gate_decisions_that_cover_different_requests_are_rejected():
             "latency_ms": [1.0, 1.0]}
     base = GateSide("base", pl.DataFrame(rows), QualityBar(default=0.5))
     cand = GateSide("cand", pl.DataFrame(rows).head(1), QualityBar(default=0.5))
-    from simulator.errors import RoutesimError
+    from simulator.core.errors import RoutesimError
 
     with pytest.raises(RoutesimError, match="1 only in the baseline \\(e.g. b\\)"):
         gate_result(base, cand)

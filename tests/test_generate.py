@@ -9,14 +9,14 @@ import polars as pl
 import pytest
 import yaml
 
-from simulator.contract import (
+from simulator.core.contract import (
     OUTCOMES_FILE,
     TRAFFIC_FILE,
     validate_folder,
     validate_frames,
 )
-from simulator.errors import RoutesimError
-from simulator.generate import (
+from simulator.core.errors import RoutesimError
+from simulator.datasets.generate import (
     DEFAULT_START,
     MODELS,
     PRICES,

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from simulator.lanes import LaneOptions, fit_lanes, load_bars
-from simulator.scenario import QualityBar
+from simulator.analyses.lanes import LaneOptions, fit_lanes, load_bars
+from simulator.core.scenario import QualityBar
 from tests.conftest import outcome_row
 from tests.eval_worlds import (
     BIG_COST,

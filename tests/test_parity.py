@@ -22,8 +22,8 @@ import math
 
 import pytest
 
-from simulator.errors import RoutesimError
-from simulator.metrics import METRIC_NAMES
+from simulator.core.errors import RoutesimError
+from simulator.core.metrics import METRIC_NAMES
 from tests.reference import (
     DECISION_KEYS,
     MissingOutcomes,

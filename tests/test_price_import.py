@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from simulator.prices import load_prices
+from simulator.core.prices import load_prices
 
 LITELLM = {
     "sample_spec": {"input_cost_per_token": 0.0, "output_cost_per_token": 0.0, "mode": "one of: chat, ..."},

@@ -18,8 +18,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from simulator.contract import validate_folder
-from simulator.prices import load_prices
+from simulator.core.contract import validate_folder
+from simulator.core.prices import load_prices
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT.parent / "shared" / "public-data"
@@ -50,7 +50,7 @@ def test_each_shipped_dataset_validates_and_carries_its_licences(name):
 
 
 def test_the_conversion_reproduces_the_shipped_data(tmp_path):
-    from simulator.public_data import build_all
+    from simulator.datasets.public_data import build_all
 
     build_all(SOURCE, tmp_path)
     for name in DATASETS:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import polars as pl
 
-from simulator.metrics import METRIC_NAMES
+from simulator.core.metrics import METRIC_NAMES
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = sorted((ROOT / "scenarios").glob("*.yaml"))

@@ -9,11 +9,12 @@ import polars as pl
 import pytest
 import yaml
 
-from simulator import analysis, charts
-from simulator.contract import load_data
-from simulator.prices import load_prices
-from simulator.reporting import BASELINES_FILE, TABLES_FILE, load_report_inputs
-from simulator.scenario import load_scenario
+from simulator.analyses import tables as analysis
+from simulator.core.contract import load_data
+from simulator.core.prices import load_prices
+from simulator.core.scenario import load_scenario
+from simulator.report import charts
+from simulator.report.build import BASELINES_FILE, TABLES_FILE, load_report_inputs
 from tests.conftest import TINY_PRICES, tiny_outcomes, tiny_traffic
 from tests.report_helpers import HOSTILE, build, hostile_world, shipped, tiny_world
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from simulator import formats
-from simulator.reporting import TABLES_FILE
+from simulator.core import formats
+from simulator.report.build import TABLES_FILE
 from tests.report_helpers import (
     HOSTILE,
     HOSTILE_DESCRIPTION,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from simulator import stats
-from simulator.errors import RoutesimError
-from simulator.stats import (
+from simulator.core import stats
+from simulator.core.errors import RoutesimError
+from simulator.core.stats import (
     BASELINE_COST,
     BASELINE_LATENCY,
     BASELINE_PASS_RATE,

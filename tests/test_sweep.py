@@ -12,13 +12,13 @@ import polars as pl
 import pytest
 import yaml
 
-from simulator import sweep
-from simulator.contract import load_data
-from simulator.engine import replay
-from simulator.errors import RoutesimError
-from simulator.metrics import aggregate
-from simulator.prices import load_prices
-from simulator.scenario import load_scenario
+from simulator.analyses import sweep
+from simulator.core.contract import load_data
+from simulator.core.engine import replay
+from simulator.core.errors import RoutesimError
+from simulator.core.metrics import aggregate
+from simulator.core.prices import load_prices
+from simulator.core.scenario import load_scenario
 from tests.conftest import OUTCOME_SCHEMA, TINY_PRICES, World, outcome_row
 from tests.worlds import random_world, write_frames
 

@@ -19,11 +19,11 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from simulator.engine import Replay
-from simulator.errors import RoutesimError
-from simulator.metrics import METRIC_NAMES
-from simulator.prices import PriceSheet
-from simulator.scenario import Scenario
+from simulator.core.engine import Replay
+from simulator.core.errors import RoutesimError
+from simulator.core.metrics import METRIC_NAMES
+from simulator.core.prices import PriceSheet
+from simulator.core.scenario import Scenario
 from tests.reference import DECISION_KEYS, MissingOutcomes, reference_replay
 from tests.worlds import (
     outcome_frame,

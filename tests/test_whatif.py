@@ -7,9 +7,9 @@ import json
 import pytest
 import yaml
 
-from simulator.prices import load_prices
-from simulator.runner import Inputs, load_scenarios, run_scenario
-from simulator.scenario import load_scenario
+from simulator.core.prices import load_prices
+from simulator.core.runner import Inputs, load_scenarios, run_scenario
+from simulator.core.scenario import load_scenario
 from tests.report_helpers import tiny_world
 
 SMALL, BIG = 0.0012, 0.012

@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from simulator.contract import GRADERS, OUTCOMES_FILE, TRAFFIC_FILE, load_data
-from simulator.engine import Replay, replay
-from simulator.metrics import summarise
-from simulator.prices import PriceSheet
-from simulator.scenario import Scenario
+from simulator.core.contract import GRADERS, OUTCOMES_FILE, TRAFFIC_FILE, load_data
+from simulator.core.engine import Replay, replay
+from simulator.core.metrics import summarise
+from simulator.core.prices import PriceSheet
+from simulator.core.scenario import Scenario
 
 MODEL_NAMES = ("small", "medium", "large", "flagship")
 SLICE_NAMES = ("faq", "billing", "legal", "code")
@@ -77,7 +77,7 @@ def replay_frames(folder: Path, scenario: Scenario, traffic: pl.DataFrame, outco
                   sheet: PriceSheet | None = None) -> tuple[Replay, dict]:
     """Writes the frames to `folder`, loads them through the data contract and replays `scenario`.
 
-    Returns the engine's Replay and `simulator.metrics.summarise` of it.
+    Returns the engine's Replay and `simulator.core.metrics.summarise` of it.
     """
     dataset = load_data(write_frames(folder, traffic, outcomes))
     result = replay(scenario, dataset, sheet)

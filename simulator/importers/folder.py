@@ -21,16 +21,14 @@ from pathlib import Path
 
 import polars as pl
 
-from simulator.contract import (
+from simulator.core.contract import (
     OUTCOMES_FILE,
     TRAFFIC_FILE,
     scan_parquet,
     validate_folder,
-    validate_frames,
 )
-from simulator.errors import RoutesimError
+from simulator.core.errors import RoutesimError
 from simulator.importers.rows import ImportLog, Row
-from simulator.outputs import atomic_folder
 
 REPORT_FILE = "import-report.json"
 ASSUMED = "assumed_from_status"
@@ -147,17 +145,6 @@ def check_target(out: Path, *, force: bool) -> None:
     if out.is_dir() and any(out.iterdir()) and not force:
         raise RoutesimError(f"{out} already holds files", where=str(out),
                             fix="choose a new -o DATA_DIR, add --force to replace it, or --merge to add grades to it")
-
-
-def write_folder(out: Path, traffic: pl.DataFrame, outcomes: pl.DataFrame, files: dict[str, str]) -> None:
-    """Validates, then writes the tables and `files` (name -> text) to a temporary sibling folder and swaps
-    it into place: a failure leaves `out` as it was."""
-    validate_frames(traffic, outcomes).raise_if_problems(f"the data for {out}")
-    with atomic_folder(Path(out)) as staging:
-        traffic.write_parquet(staging / TRAFFIC_FILE, compression="zstd")
-        outcomes.write_parquet(staging / OUTCOMES_FILE, compression="zstd")
-        for name, text in files.items():
-            (staging / name).write_text(text, encoding="utf-8")
 
 
 def report_file(reports: list[dict]) -> dict[str, str]:

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from simulator.errors import RoutesimError, did_you_mean
+from simulator.core.errors import RoutesimError, did_you_mean
 from simulator.importers.options import LATENCY_UNITS, ImportOptions
 from simulator.importers.rows import (
-    INCLUSIVE,
     ImportLog,
     Row,
     as_text,
@@ -29,6 +28,7 @@ from simulator.importers.rows import (
     timestamp,
     unit_score,
 )
+from simulator.importers.usage import INCLUSIVE
 
 TEXT_FIELDS = ("request_id", "model", "slice", "grader")
 FIELDS = (*TEXT_FIELDS, "sample", "passed", "score", "confidence", "checker_score", "hard_check_ok", "ts",

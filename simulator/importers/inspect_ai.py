@@ -30,10 +30,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from simulator.errors import RoutesimError
+from simulator.core.errors import RoutesimError
 from simulator.importers.options import ImportOptions
 from simulator.importers.rows import (
-    EXCLUSIVE,
     BadRow,
     ImportLog,
     Row,
@@ -47,6 +46,7 @@ from simulator.importers.rows import (
     timestamp,
     unit_score,
 )
+from simulator.importers.usage import EXCLUSIVE
 
 LETTER_VALUES = {"C": 1.0, "P": 0.5, "I": 0.0, "N": 0.0}
 WORD_VALUES = {"yes": 1.0, "true": 1.0, "no": 0.0, "false": 0.0}

@@ -29,7 +29,6 @@ from typing import Any
 
 from simulator.importers.options import ImportOptions
 from simulator.importers.rows import (
-    EXCLUSIVE,
     NO_CACHE,
     BadRow,
     ImportLog,
@@ -48,6 +47,7 @@ from simulator.importers.rows import (
     tags_namespace,
     timestamp,
 )
+from simulator.importers.usage import EXCLUSIVE
 
 CACHE_READ_MARKERS = ("cached", "cache_read")
 CACHE_WRITE_MARKERS = ("cache_creation", "cache_write")

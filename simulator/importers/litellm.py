@@ -32,7 +32,6 @@ from typing import Any
 
 from simulator.importers.options import ImportOptions
 from simulator.importers.rows import (
-    INCLUSIVE,
     BadRow,
     ImportLog,
     Row,
@@ -50,6 +49,7 @@ from simulator.importers.rows import (
     tags_namespace,
     timestamp,
 )
+from simulator.importers.usage import INCLUSIVE
 
 COMPLETION_CALLS = {"completion", "acompletion", "text_completion", "atext_completion", "responses", "aresponses",
                     "anthropic_messages", "generate_content", "agenerate_content"}

@@ -24,10 +24,9 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
-from simulator.errors import RoutesimError
+from simulator.core.errors import RoutesimError
 from simulator.importers.options import ImportOptions
 from simulator.importers.rows import (
-    INCLUSIVE,
     BadRow,
     ImportLog,
     Row,
@@ -40,6 +39,7 @@ from simulator.importers.rows import (
     normalise_usage,
     timestamp,
 )
+from simulator.importers.usage import INCLUSIVE
 
 TRUNCATED = {"length", "content_filter"}
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from simulator.contract import OUTCOME_COLUMNS, TRAFFIC_COLUMNS
-from simulator.errors import RoutesimError
-from simulator.importers.rows import AUTO, USAGE_STYLES
+from simulator.core.contract import OUTCOME_COLUMNS, TRAFFIC_COLUMNS
+from simulator.core.errors import RoutesimError
+from simulator.importers.usage import AUTO, USAGE_STYLES
 
 CONTRACT_NAMES = {column.name for column in (*TRAFFIC_COLUMNS, *OUTCOME_COLUMNS)}
 COST_UNITS = {"usd": 1.0, "cents": 100.0}

@@ -36,7 +36,6 @@ from typing import Any
 
 from simulator.importers.options import ImportOptions
 from simulator.importers.rows import (
-    INCLUSIVE,
     BadRow,
     ImportLog,
     Row,
@@ -51,6 +50,7 @@ from simulator.importers.rows import (
     number,
     timestamp,
 )
+from simulator.importers.usage import INCLUSIVE
 
 MODEL_OPERATIONS = {"chat", "text_completion", "generate_content"}
 TRUNCATED = {"length", "max_tokens", "content_filter"}

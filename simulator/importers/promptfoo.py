@@ -25,7 +25,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from simulator.errors import RoutesimError
+from simulator.core.errors import RoutesimError
 from simulator.importers.options import ImportOptions
 from simulator.importers.rows import (
     BadRow,

@@ -20,13 +20,8 @@ from typing import Any
 
 import polars as pl
 
-from simulator.errors import RoutesimError
-
-# How the input tokens a source reports relate to its cache tokens.
-INCLUSIVE = "inclusive"  # cache reads and writes are part of the reported input (OpenAI's prompt_tokens)
-EXCLUSIVE = "exclusive"  # cache reads and writes come on top of the reported input (Anthropic's input_tokens)
-AUTO = "auto"
-USAGE_STYLES = (AUTO, INCLUSIVE, EXCLUSIVE)
+from simulator.core.errors import RoutesimError
+from simulator.importers.usage import AUTO, EXCLUSIVE, INCLUSIVE
 
 EXAMPLES = 3
 

@@ -1,0 +1,325 @@
+"""The regression gate: does a candidate routing policy hold up against the baseline, slice by slice?
+
+A rerouting swaps the model for every request of a slice, so it ships only through a gate that compares
+the candidate with the baseline on the same requests (same data, window and sample), request by request.
+
+Modelling assumptions:
+- Intervals are paired bootstrap percentile intervals (simulator.core.stats): the whole replay resamples all
+  its requests, each slice resamples within itself, both with `--resamples` resamples from `--seed`. Only
+  requests whose verdict differs between the policies move the pass-rate interval, so a slice the candidate
+  routes like the baseline has an interval of exactly zero width.
+- Non-inferiority. A slice fails when the lower bound of its pass-rate change lies below minus its
+  tolerance: the data cannot rule out a loss larger than the tolerance. The tolerance is `--tolerance`
+  (default 0.01, one point; also used for the whole replay) or `--tolerance-slice SLICE=X`. Scenarios have
+  no tolerance key: the margin is a property of the gate, not of the policy.
+- Bar. A slice also fails when the candidate's pass rate is below the slice's bar in the candidate
+  scenario's `quality_bar`, judged on the point estimate as `routesim replay` judges bars; the whole replay
+  against `quality_bar.default`.
+- Budgets, optional and on the whole replay only: the gate fails when the upper bound of the relative change
+  in cost per request exceeds `--max-cost-increase` (0.05 = +5%), or when the upper bound of the change in
+  p95 latency exceeds `--max-p95-increase-ms`. A budget claims the candidate stays within it, so the
+  interval's unfavourable end must. When the baseline cost nothing the relative change is undefined and
+  the cost budget fails if the candidate costs more than the baseline.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from simulator.core.errors import RoutesimError, did_you_mean
+from simulator.core.formats import pct, points, signed_ms, signed_pct, usd
+from simulator.core.metrics import P95
+from simulator.core.scenario import QualityBar, Scenario, load_scenario
+from simulator.core.stats import (
+    BASELINE_COST,
+    BASELINE_LATENCY,
+    BASELINE_PASS_RATE,
+    CANDIDATE_COST,
+    CANDIDATE_LATENCY,
+    CANDIDATE_PASS_RATE,
+    COST_CHANGE,
+    COST_RELATIVE_CHANGE,
+    LATENCY_CHANGE,
+    PASS_RATE_CHANGE,
+    BootstrapResult,
+    PairedSample,
+    PolicyOutcomes,
+    check_confidence,
+    paired_bootstrap,
+)
+
+DECISION_COLUMNS = ["request_id", "slice", "passed", "cost_usd", "latency_ms"]
+LATENCY_QUANTILE = P95
+NON_INFERIORITY, BAR, COST_BUDGET, LATENCY_BUDGET = "non_inferiority", "bar", "cost_budget", "p95_budget"
+EXAMPLES = 3
+
+
+@dataclass(frozen=True)
+class GateOptions:
+    resamples: int = 1000
+    seed: int = 0
+    confidence: float = 0.95
+    tolerance: float = 0.01
+    slice_tolerances: dict[str, float] = field(default_factory=dict)
+    max_cost_increase: float | None = None
+    max_p95_increase_ms: float | None = None
+
+    def check(self) -> None:
+        check_confidence(self.confidence)
+        if self.resamples < 1:
+            raise RoutesimError(f"--resamples must be at least 1, got {self.resamples}", where="--resamples",
+                                fix="use e.g. 1000 resamples")
+        for name, value in [("--tolerance", self.tolerance), *((f"--tolerance-slice {s}", v)
+                                                               for s, v in self.slice_tolerances.items())]:
+            if not 0 <= value < 1:
+                raise RoutesimError(f"a tolerance is a pass-rate margin in 0..1, got {value}", where=name,
+                                    fix="e.g. 0.01 for one percentage point")
+        if self.max_cost_increase is not None and self.max_cost_increase < -1:
+            raise RoutesimError(f"--max-cost-increase is a relative change above -1, got {self.max_cost_increase}",
+                                where="--max-cost-increase", fix="e.g. 0.05 to allow at most +5% cost per request")
+
+
+@dataclass(frozen=True)
+class GateSide:
+    """One policy of the comparison: its name, per-request decisions and quality bar."""
+
+    name: str
+    decisions: pl.DataFrame  # at least request_id, slice, passed, cost_usd, latency_ms
+    quality_bar: QualityBar
+    description: str = ""
+    source: str = ""
+    prices_fingerprint: str | None = None
+
+
+def parse_slice_tolerances(items: list[str] | None) -> dict[str, float]:
+    """`SLICE=0.02` items into {slice: tolerance}."""
+    tolerances: dict[str, float] = {}
+    for item in items or []:
+        name, separator, value = item.rpartition("=")
+        try:
+            tolerance = float(value)
+        except ValueError:
+            tolerance = None
+        if not separator or not name or tolerance is None or not math.isfinite(tolerance):
+            raise RoutesimError(f"cannot read --tolerance-slice {item!r}", where="--tolerance-slice",
+                                fix="write SLICE=TOLERANCE, e.g. --tolerance-slice faq=0.02")
+        tolerances[name] = tolerance
+    return tolerances
+
+
+def _interval(result: BootstrapResult, name: str, stratum: int) -> dict:
+    estimate, low, high = result.interval(name, stratum)
+    return {"estimate": estimate, "low": low, "high": high}
+
+
+def _float(value) -> float | None:
+    return float(value) if value is not None and np.isfinite(value) else None
+
+
+def _policy_numbers(result: BootstrapResult, stratum: int, pass_rate: str, cost: str, latency: str) -> dict:
+    return {"pass_rate": _float(result.estimate[pass_rate][stratum]),
+            "cost_per_request_usd": _float(result.estimate[cost][stratum]),
+            "latency_p95_ms": _float(result.estimate[latency][stratum])}
+
+
+def _row(result: BootstrapResult, stratum: int, *, name: str | None, bar: float, tolerance: float,
+         changed: int) -> dict:
+    return {
+        "slice": name,
+        "requests": int(result.sizes[stratum]),
+        "changed_verdicts": changed,
+        "bar": bar,
+        "tolerance": tolerance,
+        "baseline": _policy_numbers(result, stratum, BASELINE_PASS_RATE, BASELINE_COST, BASELINE_LATENCY),
+        "candidate": _policy_numbers(result, stratum, CANDIDATE_PASS_RATE, CANDIDATE_COST, CANDIDATE_LATENCY),
+        "pass_rate_change": _interval(result, PASS_RATE_CHANGE, stratum),
+        "cost_per_request_change_usd": _interval(result, COST_CHANGE, stratum),
+        "cost_relative_change": _interval(result, COST_RELATIVE_CHANGE, stratum),
+        "latency_p95_change_ms": _interval(result, LATENCY_CHANGE, stratum),
+        "failures": [],
+    }
+
+
+def _check_row(row: dict, confidence: float) -> None:
+    level = f"{confidence:.0%}"
+    change = row["pass_rate_change"]
+    # The slack keeps a change of exactly minus the tolerance (e.g. -1 of 100) from failing on rounding.
+    if change["low"] is not None and change["low"] < -row["tolerance"] - 1e-12:
+        row["failures"].append({"check": NON_INFERIORITY, "message": (
+            f"the pass rate may have dropped by more than the tolerance of {points(row['tolerance']).lstrip('+')}: "
+            f"change {points(change['estimate'])}, {level} interval {points(change['low'])} to "
+            f"{points(change['high'])}")})
+    rate = row["candidate"]["pass_rate"]
+    if rate is not None and rate < row["bar"]:
+        row["failures"].append({"check": BAR, "message": f"the candidate's pass rate {pct(rate)} is below the bar "
+                                                          f"{pct(row['bar'])}"})
+
+
+def _check_budgets(row: dict, options: GateOptions) -> None:
+    level = f"{options.confidence:.0%}"
+    if options.max_cost_increase is not None:
+        relative = row["cost_relative_change"]
+        budget = signed_pct(options.max_cost_increase)
+        if relative["high"] is not None:
+            if relative["high"] > options.max_cost_increase:
+                row["failures"].append({"check": COST_BUDGET, "message": (
+                    f"cost per request may rise by more than the budget of {budget}: change "
+                    f"{signed_pct(relative['estimate'])}, {level} interval {signed_pct(relative['low'])} to "
+                    f"{signed_pct(relative['high'])}")})
+        elif row["candidate"]["cost_per_request_usd"] > row["baseline"]["cost_per_request_usd"]:
+            row["failures"].append({"check": COST_BUDGET, "message": (
+                "the baseline cost nothing, so any cost is above the relative budget: candidate "
+                f"{usd(row['candidate']['cost_per_request_usd'])} per request")})
+    if options.max_p95_increase_ms is not None:
+        latency = row["latency_p95_change_ms"]
+        if latency["high"] > options.max_p95_increase_ms:
+            row["failures"].append({"check": LATENCY_BUDGET, "message": (
+                f"p95 latency may rise by more than the budget of {signed_ms(options.max_p95_increase_ms)}: change "
+                f"{signed_ms(latency['estimate'])}, {level} interval {signed_ms(latency['low'])} to "
+                f"{signed_ms(latency['high'])}")})
+
+
+def _aligned(baseline: GateSide, candidate: GateSide) -> pl.DataFrame:
+    """One row per request with both policies' results; raises unless both replayed the same requests."""
+    frames = []
+    for side in (baseline, candidate):
+        missing = [column for column in DECISION_COLUMNS if column not in side.decisions.columns]
+        if missing:
+            raise RoutesimError(f"the decisions of '{side.name}' lack the column(s) {', '.join(missing)}",
+                                where=side.source or side.name, fix="pass the decisions of a replay")
+        frames.append(side.decisions.select(DECISION_COLUMNS))
+    base, cand = frames
+    only_base = base.join(cand, on="request_id", how="anti")
+    only_cand = cand.join(base, on="request_id", how="anti")
+    if only_base.height or only_cand.height:
+        def examples(frame: pl.DataFrame) -> str:
+            return ", ".join(frame["request_id"].sort().head(EXAMPLES).to_list()) or "none"
+        raise RoutesimError(
+            f"the baseline and the candidate replayed different requests: {base.height:,} against "
+            f"{cand.height:,}; {only_base.height:,} only in the baseline (e.g. {examples(only_base)}), "
+            f"{only_cand.height:,} only in the candidate (e.g. {examples(only_cand)})",
+            where=f"baseline {baseline.source or baseline.name}, candidate {candidate.source or candidate.name}",
+            fix="gate scenarios on the same data, window and sample; with on_missing: skip, both must be able to "
+                "replay the same requests")
+    paired = base.join(cand, on="request_id", how="inner", suffix="_candidate").sort("request_id")
+    moved = paired.filter(pl.col("slice") != pl.col("slice_candidate"))
+    if moved.height:
+        raise RoutesimError(f"{moved.height:,} requests are in different slices in the two replays "
+                            f"(e.g. {moved['request_id'][0]})", fix="gate scenarios replayed on the same data")
+    return paired
+
+
+def gate_result(baseline: GateSide, candidate: GateSide, options: GateOptions | None = None) -> dict:
+    """The gate's verdict and every number behind it, as plain JSON-ready data. Pure: no files, no printing.
+
+    `passed` is the verdict; `overall` and `slices` hold, per scope, both policies' pass rate, cost per
+    request and p95 latency, the changes with their intervals (estimate, low, high), the bar, the tolerance
+    and the failures; `failures` lists every failure with its scope.
+    """
+    options = options or GateOptions()
+    options.check()
+    paired = _aligned(baseline, candidate)
+    slices = sorted(paired["slice"].unique().to_list())
+    unknown = sorted(set(options.slice_tolerances) - set(slices))
+    if unknown:
+        raise RoutesimError(f"--tolerance-slice names a slice that is not in the replay: '{unknown[0]}'."
+                            f"{did_you_mean(unknown[0], slices)}", where="--tolerance-slice",
+                            fix=f"slices: {', '.join(slices)}")
+
+    def outcomes(suffix: str) -> PolicyOutcomes:
+        return PolicyOutcomes(paired[f"passed{suffix}"].to_numpy(), paired[f"cost_usd{suffix}"].to_numpy(),
+                              paired[f"latency_ms{suffix}"].to_numpy())
+
+    base, cand = outcomes(""), outcomes("_candidate")
+    codes = paired.select(pl.col("slice").rank("dense").cast(pl.Int64) - 1)["slice"].to_numpy()
+    settings = dict(resamples=options.resamples, seed=options.seed, confidence=options.confidence)
+    overall_boot = paired_bootstrap(PairedSample(base, cand, quantile=LATENCY_QUANTILE), **settings)
+    slice_boot = paired_bootstrap(PairedSample(base, cand, codes, quantile=LATENCY_QUANTILE), **settings)
+    changed = dict(paired.group_by("slice").agg((pl.col("passed") != pl.col("passed_candidate")).sum()).iter_rows())
+    bar = candidate.quality_bar
+    overall = _row(overall_boot, 0, name=None, bar=bar.default, tolerance=options.tolerance,
+                   changed=int(sum(changed.values())))
+    _check_row(overall, options.confidence)
+    _check_budgets(overall, options)
+    rows = []
+    for code, name in enumerate(slices):
+        row = _row(slice_boot, code, name=name, bar=bar.for_slice(name),
+                   tolerance=options.slice_tolerances.get(name, options.tolerance), changed=int(changed[name]))
+        _check_row(row, options.confidence)
+        rows.append(row)
+    failures = [{"slice": row["slice"], **failure} for row in [overall, *rows] for failure in row["failures"]]
+    notes = []
+    if baseline.quality_bar != candidate.quality_bar:
+        notes.append("the two scenarios have different quality bars; the candidate's are applied")
+    if baseline.prices_fingerprint != candidate.prices_fingerprint:
+        notes.append("the two scenarios are priced by different price sheets: cost changes include the price change")
+    return {
+        "baseline": {"name": baseline.name, "description": baseline.description, "source": baseline.source},
+        "candidate": {"name": candidate.name, "description": candidate.description, "source": candidate.source},
+        "passed": not failures,
+        "requests": paired.height,
+        "confidence": options.confidence,
+        "resamples": options.resamples,
+        "seed": options.seed,
+        "latency_quantile": LATENCY_QUANTILE,
+        "tolerance": options.tolerance,
+        "slice_tolerances": dict(sorted(options.slice_tolerances.items())),
+        "budgets": {"max_cost_increase": options.max_cost_increase,
+                    "max_p95_increase_ms": options.max_p95_increase_ms},
+        "overall": overall,
+        "slices": rows,
+        "failures": failures,
+        "notes": notes,
+    }
+
+
+def side_from_saved(saved) -> GateSide:
+    """A GateSide from a saved result (simulator.core.results.SavedResult), e.g. for the HTML report."""
+    summary = saved.summary
+    bar = QualityBar(default=summary["quality_bar"], slices=summary.get("slice_bars", {}))
+    return GateSide(name=summary["scenario"], decisions=saved.decisions, quality_bar=bar,
+                    description=summary.get("description", ""),
+                    prices_fingerprint=summary.get("provenance", {}).get("prices_fingerprint"))
+
+
+def _same_requests(baseline: Scenario, candidate: Scenario, paths: tuple[Path, Path], fingerprints: tuple[str, str]):
+    where = f"baseline {paths[0]}, candidate {paths[1]}"
+    fix = "gate two scenarios that differ only in their policy: same data, window and sample"
+    if fingerprints[0] != fingerprints[1]:
+        raise RoutesimError(f"the baseline and the candidate replay different data ({baseline.data} against "
+                            f"{candidate.data})", where=where, fix=fix)
+    for key in ("window", "sample"):
+        ours, theirs = getattr(baseline, key), getattr(candidate, key)
+        if ours != theirs:
+            def shown(value):
+                return value.model_dump(mode="json") if value is not None else "none"
+            raise RoutesimError(f"the baseline and the candidate have different '{key}': {shown(ours)} against "
+                                f"{shown(theirs)}", where=where, fix=fix)
+
+
+def run_gate(baseline_path: Path, candidate_path: Path, options: GateOptions | None = None) -> dict:
+    """Loads and replays both scenarios on the same requests, then returns `gate_result`."""
+    from simulator.core.contract import fingerprint
+    from simulator.core.engine import replay
+    from simulator.core.runner import Inputs
+
+    options = options or GateOptions()
+    options.check()
+    paths = (Path(baseline_path), Path(candidate_path))
+    scenarios = [load_scenario(path) for path in paths]
+    inputs = Inputs()
+    datasets = [inputs.data(scenario.data) for scenario in scenarios]
+    _same_requests(*scenarios, paths, (datasets[0].fingerprint, datasets[1].fingerprint))
+    sides = []
+    for path, scenario, data in zip(paths, scenarios, datasets):
+        sheet = inputs.prices(scenario.prices)
+        result = replay(scenario, data, sheet)
+        sides.append(GateSide(name=scenario.name, decisions=result.decisions, quality_bar=scenario.quality_bar,
+                              description=scenario.description, source=str(path),
+                              prices_fingerprint=fingerprint([Path(sheet.source)]) if sheet else None))
+    return gate_result(*sides, options)

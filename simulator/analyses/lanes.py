@@ -1,0 +1,399 @@
+"""Eval-driven lanes: a model serves a slice's traffic only once it has passed that slice's evals.
+
+Per slice (or any other string column of the traffic, `--by`), every model's first answer (`sample` 0) to
+every request is an eval:
+- A pass is `passed` AND `hard_check_ok`, as the engine counts a request's final answer.
+- Cost per request is the mean cost of those answers, each priced like the engine prices a call
+  (simulator.core.prices.price_calls, at the request's `ts`; the recorded `cost_usd` for models the sheet does
+  not list). p95 latency interpolates linearly between order statistics, like every latency metric.
+- A model is admitted to a slice when the lower bound of the Wilson interval of its pass rate meets the
+  slice's bar (`--point`: when its observed pass rate does). The interval, not the point, is the default
+  because a slice of 40 requests cannot prove a 95% pass rate: 40 passes of 40 give a lower bound of 0.912.
+- A slice's lane is its cheapest admitted model (ties: the model name). A slice with no admitted model is
+  routed to the model with the highest pass rate there (ties: cheaper, then the name), and says so.
+- A model is judged on the requests it answered; the table shows how many of the slice's requests that is.
+
+The lanes become a scenario: one rule per slice (`when: "slice = '...'"`) in slice order, and a default
+plan for slices not seen when fitting, sent to the model with the highest pass rate over all fitted
+traffic. With `cascade`, each lane is a cascade whose first step is the lane's model, accepted when the
+answer's hard check passes and `accept` holds (default "confidence >= 0.7": the model's own confidence,
+known when the call returns, never the grader's verdict), escalating to the model with the highest pass
+rate overall (or `escalate_to`).
+
+Honest validation (`fit_until`): lanes are admitted on the traffic before 00:00 UTC of that date, and the
+lanes' scenario is replayed by the engine on the traffic from that date on. A slice's bar holds there when
+the replayed pass rate reaches it, as `routesim replay` judges bars; lanes admitted before the date whose
+bar does not hold after it are called out.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import yaml
+from pydantic import ValidationError
+
+from simulator.core.contract import Dataset, load_data
+from simulator.core.engine import compile_policy, data_values, replay, with_utc_ts
+from simulator.core.errors import RoutesimError, did_you_mean
+from simulator.core.metrics import P95, grouped
+from simulator.core.outputs import write_text_atomic
+from simulator.core.predicates import parse_predicate
+from simulator.core.prices import PriceSheet, load_prices, price_calls
+from simulator.core.scenario import QualityBar, Scenario, load_scenario
+from simulator.core.stats import check_confidence, wilson_interval
+from simulator.core.validation import from_pydantic_error, read_yaml
+
+GROUP = "_lane_group"
+LATENCY_QUANTILE = P95
+DEFAULT_BAR = 0.9
+DEFAULT_ACCEPT = "confidence >= 0.7"
+SIMPLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class LaneOptions:
+    by: str = "slice"
+    confidence: float = 0.95
+    point: bool = False
+    fit_until: dt.date | None = None
+    cascade: bool = False
+    accept: str = DEFAULT_ACCEPT
+    escalate_to: str | None = None
+    name: str = "lanes"
+
+    @property
+    def criterion(self) -> str:
+        return "point_estimate" if self.point else "wilson_lower_bound"
+
+
+def load_bars(bar: float | None = None, bars_file: Path | None = None, bars_from: Path | None = None) -> QualityBar:
+    """The bars lanes must meet: one number, a bars file ({default:, slices: {...}}) or a scenario's quality_bar."""
+    given = [name for name, value in (("--bar", bar), ("--bars", bars_file), ("--bars-from", bars_from))
+             if value is not None]
+    if len(given) > 1:
+        raise RoutesimError(f"give one source of bars, not {' and '.join(given)}", where=", ".join(given),
+                            fix="--bar 0.9 for one bar everywhere, --bars FILE.yaml for per-slice bars, or "
+                                "--bars-from SCENARIO.yaml to use a scenario's quality_bar")
+    if bars_from is not None:
+        return load_scenario(bars_from).quality_bar
+    if bars_file is not None:
+        raw = read_yaml(bars_file)
+        if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+            raw = {"default": raw}
+        if not isinstance(raw, dict):
+            raise RoutesimError("a bars file is a YAML mapping: {default: 0.9, slices: {SLICE: BAR}}",
+                                where=str(bars_file), fix="see 'routesim lanes' in the README")
+        try:
+            return QualityBar.model_validate(raw)
+        except ValidationError as error:
+            raise from_pydantic_error(error, QualityBar, file=bars_file) from None
+    value = DEFAULT_BAR if bar is None else bar
+    if not 0 <= value <= 1:
+        raise RoutesimError(f"a bar is a pass rate in 0..1, got {value}", where="--bar", fix="e.g. --bar 0.9")
+    return QualityBar(default=value)
+
+
+def _requests(data: Dataset, by: str) -> pl.DataFrame:
+    """Every request with its UTC timestamp and its group (the value of the `by` column)."""
+    schema = data.traffic.collect_schema()
+    if by not in schema:
+        raise RoutesimError(f"the traffic has no column '{by}'.{did_you_mean(by, schema.names())}", where="--by",
+                            fix=f"group by one of: {', '.join(schema.names())}")
+    if schema[by] not in (pl.String, pl.Categorical) and not isinstance(schema[by], pl.Enum):
+        raise RoutesimError(f"column '{by}' has type {schema[by]}; lanes group by a string column", where="--by",
+                            fix="group by 'slice' or another string column such as 'feature'")
+    requests = with_utc_ts(data.traffic.select("request_id", "ts", pl.col(by).cast(pl.String).alias(GROUP))).collect()
+    nulls = requests.filter(pl.col(GROUP).is_null())
+    if nulls.height:
+        raise RoutesimError(f"{nulls.height:,} requests have no value in column '{by}' "
+                            f"(e.g. {nulls['request_id'][0]})", where="--by",
+                            fix="fill the column, or group by a column that is always set")
+    return requests
+
+
+def _evals(data: Dataset, sheet: PriceSheet | None, requests: pl.DataFrame) -> pl.DataFrame:
+    """Every model's first answer to each request: group, pass, cost priced at the request's ts, latency."""
+    answers = (data.outcomes.filter(pl.col("sample") == 0)
+               .select("request_id", "model", "input_tokens", "cached_input_tokens", "output_tokens", "latency_ms",
+                       "passed", "hard_check_ok", pl.col("cost_usd").alias("recorded_cost_usd"))
+               .join(requests.lazy(), on="request_id", how="inner")
+               .collect()
+               .sort("request_id", "model"))  # a join's output order varies; sums must not
+    priced = price_calls(answers, sheet)
+    return priced.select(GROUP, "model", (pl.col("passed") & pl.col("hard_check_ok")).alias("ok"), "cost_usd",
+                         pl.col("latency_ms").cast(pl.Float64))
+
+
+def model_table(evals: pl.DataFrame, bars: QualityBar, confidence: float, point: bool) -> pl.DataFrame:
+    """Per group and model: requests, passes, pass rate with its Wilson interval, cost, p95, admitted."""
+    table = grouped(evals, [GROUP, "model"], [
+        pl.len().cast(pl.Int64).alias("requests"), pl.col("ok").sum().cast(pl.Int64).alias("passes"),
+        pl.col("cost_usd").mean().alias("cost_per_request_usd"),
+        pl.col("latency_ms").quantile(LATENCY_QUANTILE, interpolation="linear").alias("latency_p95_ms"),
+    ]).sort(GROUP, "cost_per_request_usd", "model")
+    low, high = wilson_interval(table["passes"].to_numpy(), table["requests"].to_numpy(), confidence)
+    bar = pl.col(GROUP).replace_strict(bars.slices, default=bars.default, return_dtype=pl.Float64)
+    table = table.with_columns((pl.col("passes") / pl.col("requests")).alias("pass_rate"),
+                               pl.Series("pass_rate_low", np.asarray(low)),
+                               pl.Series("pass_rate_high", np.asarray(high)), bar.alias("bar"))
+    measure = pl.col("pass_rate") if point else pl.col("pass_rate_low")
+    return table.with_columns((measure >= pl.col("bar")).alias("admitted"))
+
+
+def choose_lanes(table: pl.DataFrame) -> pl.DataFrame:
+    """Per group: the cheapest admitted model, else the model with the highest pass rate."""
+    admitted = (table.filter("admitted").sort(GROUP, "cost_per_request_usd", "model")
+                .group_by(GROUP, maintain_order=True).first()
+                .select(GROUP, pl.col("model").alias("lane")))
+    best = (table.sort(GROUP, pl.col("pass_rate"), "cost_per_request_usd", "model",
+                       descending=[False, True, False, False])
+            .group_by(GROUP, maintain_order=True).first()
+            .select(GROUP, pl.col("model").alias("most_passing"), pl.col("pass_rate").alias("most_passing_rate")))
+    return (best.join(admitted, on=GROUP, how="left")
+            .with_columns(pl.coalesce("lane", "most_passing").alias("route_to"))
+            .sort(GROUP))
+
+
+def most_passing_overall(evals: pl.DataFrame) -> str:
+    """The model with the highest pass rate over all fitted requests (ties: cheaper, then the name)."""
+    pooled = grouped(evals, "model", [pl.col("ok").mean().alias("pass_rate"), pl.col("cost_usd").mean()])
+    return pooled.sort(pl.col("pass_rate"), "cost_usd", "model", descending=[True, False, False])["model"][0]
+
+
+def _identifier(name: str) -> str:
+    return name if SIMPLE_NAME.fullmatch(name) else '"' + name.replace('"', '""') + '"'
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+class _Predicate(str):
+    """A predicate, written double-quoted in YAML as the shipped scenarios write them."""
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+_Dumper.add_representer(_Predicate, lambda dumper, text: dumper.represent_scalar(
+    "tag:yaml.org,2002:str", str(text), style='"'))
+
+
+def _plan(model: str, escalate_to: str | None, accept: str) -> dict:
+    if escalate_to is None or escalate_to == model:
+        return {"use": model}
+    return {"cascade": [{"model": model, "accept": _Predicate(accept)}, {"model": escalate_to}]}
+
+
+def _relative(path: Path, start: Path) -> str:
+    return Path(os.path.relpath(Path(path).resolve(), Path(start).resolve())).as_posix()
+
+
+def _missing_outcomes(data: Dataset, requests: pl.DataFrame, needed: pl.DataFrame) -> int:
+    """Requests that lack a first answer from a model their plan may call (`needed`: group -> model)."""
+    wanted = requests.select("request_id", GROUP).join(needed, on=GROUP, how="inner")
+    have = data.outcomes.filter(pl.col("sample") == 0).select("request_id", "model").collect()
+    return wanted.join(have, on=["request_id", "model"], how="anti").select("request_id").n_unique()
+
+
+def _models_needed(chosen: pl.DataFrame, unseen: list[str], default_model: str,
+                   escalate_to: str | None) -> pl.DataFrame:
+    """group -> model for every model the lanes' plans may call in that group."""
+    needed = chosen.select(GROUP, pl.col("route_to").alias("model"))
+    parts = [needed, pl.DataFrame({GROUP: unseen, "model": [default_model] * len(unseen)}, schema=needed.schema)]
+    if escalate_to:
+        parts.append(chosen.select(GROUP, pl.lit(escalate_to).alias("model")))
+    return pl.concat(parts).unique()
+
+
+def _checked_scenario(content: dict, data: Dataset, prices: Path | None) -> Scenario:
+    """The emitted content as a Scenario, validated and compiled against the data like any scenario file."""
+    try:
+        scenario = Scenario.model_validate(content).model_copy(update={
+            "data": Path(data.folder).resolve(), "prices": Path(prices).resolve() if prices else None})
+    except ValidationError as error:
+        raise from_pydantic_error(error, Scenario, file="the lanes scenario") from None
+    compile_policy(scenario, data.traffic.collect_schema(), data.outcomes.collect_schema(),
+                   data_values(data.outcomes, "model"))
+    return scenario
+
+
+def _policy(chosen: pl.DataFrame, by: str, default_model: str, options: LaneOptions,
+            escalate_to: str | None) -> dict:
+    rules = [{"name": f"lane {group}", "when": _Predicate(f"{_identifier(by)} = {_literal(group)}"),
+              **_plan(model, escalate_to, options.accept)}
+             for group, model in chosen.select(GROUP, "route_to").iter_rows()]
+    return {"rules": rules, "default": {"use": default_model}}
+
+
+def _description(result: dict, options: LaneOptions, by: str, missing: int) -> str:
+    criterion = ("whose observed pass rate meets its bar" if options.point else
+                 f"whose pass rate's {options.confidence:.0%} Wilson lower bound meets its bar")
+    fitted = (f"on traffic before {options.fit_until} ({result['fit']['requests']:,} requests)"
+              if options.fit_until else f"on all {result['fit']['requests']:,} requests of the data")
+    text = f"Eval-driven lanes: each {by} goes to the cheapest model {criterion}, admitted {fitted}."
+    fallback = [group for group in result["groups"] if group["lane"] is None]
+    if fallback:
+        listed = ", ".join(f"{group['group']} ({group['route_to']})" for group in fallback)
+        text += f" No model is admitted in {listed}: they go to the model with the highest pass rate there."
+    text += (f" A {by} not seen when fitting goes to {result['default_model']}, the model with the highest pass "
+             "rate overall.")
+    if options.cascade:
+        text += (f" Each lane is a cascade: its model first, final when its hard check passes and "
+                 f"'{options.accept}' holds, else escalated to {result['escalate_to']}.")
+    if options.fit_until:
+        text += (f" The window covers the traffic from {options.fit_until} on, which the lanes were not fitted on: "
+                 "replaying it is an out-of-sample check.")
+    else:
+        text += " Replaying it on the same traffic is in-sample: use --fit-until for an honest check."
+    if missing:
+        text += (f" {missing:,} requests lack a first answer from a model their lane may call and are left out "
+                 "(on_missing: skip).")
+    return text
+
+
+def _out_of_sample(scenario: Scenario, data: Dataset, sheet: PriceSheet | None, requests: pl.DataFrame,
+                   result: dict, bars: QualityBar, confidence: float) -> dict:
+    """Replays the lanes on the later traffic and judges every group's bar there."""
+    replayed = replay(scenario, data, sheet)
+    decisions = replayed.decisions.join(requests.select("request_id", GROUP), on="request_id", how="left",
+                                        maintain_order="left")
+    per_group = grouped(decisions, GROUP, [
+        pl.len().cast(pl.Int64).alias("requests"), pl.col("passed").sum().cast(pl.Int64).alias("passes"),
+        pl.col("cost_usd").mean().alias("cost_per_request_usd")])
+    low, high = wilson_interval(per_group["passes"].to_numpy(), per_group["requests"].to_numpy(), confidence)
+    fitted = {group["group"]: group for group in result["groups"]}
+    groups, called_out = [], []
+    for row, lower, upper in zip(per_group.iter_rows(named=True), np.atleast_1d(low), np.atleast_1d(high)):
+        name = row[GROUP]
+        bar = bars.for_slice(name)
+        rate = row["passes"] / row["requests"]
+        fit = fitted.get(name)
+        status = "not seen when fitting" if fit is None else ("admitted" if fit["lane"] else "none admitted")
+        fitted_rate = (next(model["pass_rate"] for model in fit["models"] if model["model"] == fit["route_to"])
+                       if fit else None)
+        holds = rate >= bar
+        entry = {"group": name, "route_to": fit["route_to"] if fit else result["default_model"],
+                 "in_sample": status, "in_sample_pass_rate": fitted_rate, "requests": row["requests"],
+                 "pass_rate": rate,
+                 "pass_rate_low": float(lower), "pass_rate_high": float(upper), "bar": bar, "holds": holds,
+                 "clearly_below": bool(upper < bar), "cost_per_request_usd": row["cost_per_request_usd"]}
+        groups.append(entry)
+        if status == "admitted" and not holds:
+            called_out.append(name)
+    window = scenario.window
+    overall = float(decisions["passed"].cast(pl.Float64).mean())
+    return {"window": {"start": str(window.start), "end": str(window.end)},
+            "requests": decisions.height,
+            "pass_rate": overall, "bar": bars.default, "holds": overall >= bars.default,
+            "cost_per_request_usd": float(decisions["cost_usd"].mean()),
+            "groups": groups, "failed_out_of_sample": called_out}
+
+
+def fit_lanes(data_folder: Path, prices: Path | None, bars: QualityBar, options: LaneOptions | None = None,
+              emit: Path | None = None) -> dict:
+    """Admits lanes, builds their scenario (written to `emit` if given) and, with `fit_until`, checks them
+    out of sample. Returns everything as plain JSON-ready data; `scenario` is the emitted file's content."""
+    options = options or LaneOptions()
+    confidence = check_confidence(options.confidence)
+    data = load_data(Path(data_folder))
+    sheet = load_prices(Path(prices)) if prices else None
+    requests = _requests(data, options.by)
+    groups_in_data = sorted(requests[GROUP].unique().to_list())
+    for name in bars.slices:
+        if name not in groups_in_data:
+            raise RoutesimError(f"a bar is set for '{name}', which is no {options.by} in the data."
+                                f"{did_you_mean(name, groups_in_data)}", where="bars",
+                                fix=f"{options.by} values: {', '.join(groups_in_data)}")
+
+    first_day, last_day = requests["ts"].min().date(), requests["ts"].max().date()
+    fitted_requests = requests
+    if options.fit_until:
+        cut = dt.datetime.combine(options.fit_until, dt.time(), tzinfo=dt.UTC)
+        fitted_requests = requests.filter(pl.col("ts") < cut)
+        if fitted_requests.height == 0 or fitted_requests.height == requests.height:
+            raise RoutesimError(f"--fit-until {options.fit_until} leaves no traffic on one side: the data runs from "
+                                f"{first_day} to {last_day}", where="--fit-until",
+                                fix=f"pick a date after {first_day} and not after {last_day}")
+    evals = _evals(data, sheet, fitted_requests)
+    if evals.height == 0:
+        raise RoutesimError("no model answered any of the requests the lanes are fitted on", where=str(data_folder),
+                            fix="check that outcomes.parquet holds sample-0 answers for these requests")
+    models = sorted(evals["model"].unique().to_list())
+    if options.escalate_to is not None and options.escalate_to not in models:
+        raise RoutesimError(f"--escalate-to names the model '{options.escalate_to}', which has no answers in the data."
+                            f"{did_you_mean(options.escalate_to, models)}", where="--escalate-to",
+                            fix=f"models: {', '.join(models)}")
+    if options.cascade:
+        # Checked here as well as in the scenario, which holds it only for lanes whose model is not the last step.
+        parse_predicate(options.accept, key="--accept", columns=sorted(
+            set(data.traffic.collect_schema().names()) | set(data.outcomes.collect_schema().names())))
+    table = model_table(evals, bars, confidence, options.point)
+    chosen = choose_lanes(table)
+    default_model = most_passing_overall(evals)
+    escalate_to = (options.escalate_to or default_model) if options.cascade else None
+    group_sizes = dict(fitted_requests.group_by(GROUP).len().iter_rows())
+    result: dict = {
+        "data": str(data.folder), "prices": str(prices) if prices else None, "by": options.by,
+        "confidence": confidence, "criterion": options.criterion,
+        "bars": {"default": bars.default, "slices": dict(bars.slices)},
+        "fit": {"first_request": fitted_requests["ts"].min().isoformat(),
+                "last_request": fitted_requests["ts"].max().isoformat(),
+                "until": str(options.fit_until) if options.fit_until else None,
+                "requests": fitted_requests.height},
+        "default_model": default_model, "escalate_to": escalate_to,
+        "groups": [],
+    }
+    for lane in chosen.iter_rows(named=True):
+        name = lane[GROUP]
+        rows = table.filter(pl.col(GROUP) == name).drop(GROUP).to_dicts()
+        result["groups"].append({"group": name, "bar": bars.for_slice(name), "requests": group_sizes[name],
+                                 "lane": lane["lane"], "route_to": lane["route_to"],
+                                 "reason": "cheapest admitted" if lane["lane"] else "none admitted: highest pass rate",
+                                 "models": rows})
+
+    unseen = [group for group in groups_in_data if group not in group_sizes]
+    missing = _missing_outcomes(data, requests, _models_needed(chosen, unseen, default_model, escalate_to))
+    content = {"name": options.name, "description": _description(result, options, options.by, missing),
+               "data": None, "prices": None}
+    if options.fit_until:
+        content["window"] = {"start": options.fit_until, "end": last_day + dt.timedelta(days=1)}
+    content["quality_bar"] = ({"default": bars.default, "slices": dict(bars.slices)} if options.by == "slice"
+                              else {"default": bars.default})
+    if missing:
+        content["on_missing"] = "skip"
+    content["policy"] = _policy(chosen, options.by, default_model, options, escalate_to)
+
+    base = Path(emit).parent if emit else Path.cwd()
+    content["data"] = _relative(data.folder, base)
+    if prices:
+        content["prices"] = _relative(Path(prices), base)
+    else:
+        del content["prices"]
+    scenario = _checked_scenario(content, data, prices)
+    result["scenario"] = _yaml_ready(content)
+    result["out_of_sample"] = (_out_of_sample(scenario, data, sheet, requests, result, bars, confidence)
+                               if options.fit_until else None)
+    result["emitted"] = None
+    if emit:
+        header = ("# Written by `routesim lanes`: eval-driven lanes as a routing policy. Replay, report or gate it\n"
+                  "# like any scenario; `routesim lanes` writes it again from the data.\n")
+        body = yaml.dump(content, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
+        write_text_atomic(Path(emit), header + body)
+        result["emitted"] = str(emit)
+    return result
+
+
+def _yaml_ready(content: dict) -> dict:
+    """The scenario content with dates as ISO strings, for JSON."""
+    if "window" not in content:
+        return dict(content)
+    return {**content, "window": {key: str(value) for key, value in content["window"].items()}}

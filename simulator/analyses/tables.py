@@ -1,0 +1,384 @@
+"""The report's numbers: small aggregated tables computed from a replay's decisions, calls and summary.
+
+Every function here is pure: frames and dicts in, plain dicts and lists out (JSON-ready), so the tables can
+be saved with the results and the report rendered again without the data. The report itself only reads
+and formats them.
+
+Definitions and assumptions:
+- Cost per 1,000 requests is total cost / requests x 1,000, so policies replayed on different numbers of
+  requests (a sample, another window) can be set side by side.
+- Break-even escalation rate of a multi-step plan: with c1 = mean cost of the first step's calls per request
+  of the plan and cL = mean cost of the last step's calls per request that reached the last step, the plan
+  costs c1 + e x cL per request at escalation rate e, and sending the same traffic straight to the last
+  step costs cL. They cost the same at e* = 1 - c1 / cL. e* is undefined when no request reached the last
+  step or cL = 0. A step's checker calls count as part of that step; retries are left out. For plans of
+  three or more steps the middle steps are left out too, so the true break-even lies below e*.
+- Baselines send every request of the window (or sample) to one model, using its first answer
+  (`sample` 0), priced like the engine does (simulator.core.prices.price_calls). A model with no outcome for a
+  request is measured on the requests it has. A model that cannot be priced is listed as unpriced.
+- The oracle picks, for every request, the cheapest model whose answer passed (passed and hard_check_ok).
+  When no model passes, the request counts as a failure at the cheapest model's cost.
+- The frontier, distances from it, AIQ and CPT are defined in simulator.analyses.frontier. They are computed over the
+  requests the baselines ran on (the first scenario's); a scenario replayed on other requests (another
+  window or sample, or with requests skipped for missing outcomes) is listed without them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import polars as pl
+
+from simulator.analyses import drift, frontier
+from simulator.core.contract import Dataset
+from simulator.core.engine import select_requests
+from simulator.core.errors import RoutesimError
+from simulator.core.metrics import grouped
+from simulator.core.prices import PriceSheet, price_calls
+from simulator.core.results import bar_failures, cheapest_meeting_bar
+from simulator.core.scenario import QualityBar, Scenario
+
+PER_THOUSAND = 1000
+LATENCY_QUANTILES = (0.05, 0.25, 0.50, 0.75, 0.95, 0.99)
+ALL_REQUESTS = "all requests"
+# Time buckets for escalation over time, finest first: the finest with at most MAX_BUCKETS buckets and
+# at least MIN_PER_BUCKET requests per bucket on average is used, else the coarsest.
+BUCKETS = (("hour", "1h", 3_600), ("day", "1d", 86_400), ("week", "1w", 604_800))
+MAX_BUCKETS = 500
+MIN_PER_BUCKET = 3
+
+
+def per_thousand(cost_usd: float, requests: int) -> float | None:
+    return cost_usd / requests * PER_THOUSAND if requests else None
+
+
+def break_even(first_step_cost: float | None, last_step_cost: float | None) -> float | None:
+    """e* = 1 - c1 / cL: the escalation rate above which the cascade costs more than its last step alone."""
+    if first_step_cost is None or not last_step_cost:
+        return None
+    return 1 - first_step_cost / last_step_cost
+
+
+def _step_costs(calls: pl.DataFrame, step: int) -> pl.DataFrame:
+    """Cost per request of one plan step (its model call plus any checker call)."""
+    return (calls.filter(pl.col("kind").is_in(["step", "checker"]) & (pl.col("seq") == step))
+            .group_by("rid", maintain_order=True).agg(pl.col("cost_usd").sum()))
+
+
+StraightCost = Callable[[pl.DataFrame, str], "float | None"]
+
+
+def straight_cost(data: Dataset, sheet: PriceSheet | None, scales: dict[str, float] | None = None) -> StraightCost:
+    """What sending requests straight to a model costs per request: its first answer to each of them,
+    priced like the engine prices a call (recorded costs of unlisted models multiplied by `scales`)."""
+    def mean_cost(rows: pl.DataFrame, model: str) -> float | None:
+        answers = (data.outcomes.filter((pl.col("model") == model) & (pl.col("sample") == 0))
+                   .select("request_id", "model", "input_tokens", "cached_input_tokens", "output_tokens",
+                           (pl.col("cost_usd") * (scales or {}).get(model, 1.0)).alias("recorded_cost_usd"))
+                   .join(rows.lazy().select("request_id", "ts"), on="request_id", how="inner")
+                   .collect().sort("request_id"))
+        if answers.is_empty():
+            return None
+        try:
+            return price_calls(answers, sheet)["cost_usd"].mean()
+        except RoutesimError:  # some first answers cannot be priced: fall back to what the replay paid
+            return None
+    return mean_cost
+
+
+def cascades(decisions: pl.DataFrame, calls: pl.DataFrame,
+             plans: list[tuple[str, list[str]]] | None = None, straight: StraightCost | None = None) -> list[dict]:
+    """Each multi-step plan's first/last step costs, escalation rate, break-even and escalation over time.
+
+    `plans` gives each plan's label and step models; without it (results saved by `routesim replay`) a
+    plan's length is taken as the most steps any of its requests took. cL is what sending every request
+    of the plan straight to its last model would cost (`straight`, from the data); without the data it
+    falls back to the mean last-step cost of the requests that escalated, which are the harder and
+    longer ones, so e* then comes out too high (`last_step_cost_basis` says which).
+    """
+    if plans is None:
+        lengths = decisions.filter("multi_step").group_by("plan").agg(pl.col("steps_taken").max()).sort("plan")
+        plans = [(label, [""] * length) for label, length in lengths.iter_rows()]
+    found = []
+    for label, steps in plans:
+        if len(steps) < 2:
+            continue
+        rows = decisions.filter(pl.col("plan") == label)
+        if rows.height == 0:
+            continue
+        in_plan = calls.join(rows.select("rid"), on="rid", how="semi")
+        first, last = _step_costs(in_plan, 0), _step_costs(in_plan, len(steps) - 1)
+        c1 = first["cost_usd"].sum() / rows.height
+        cl = straight(rows, steps[-1]) if straight is not None and steps[-1] else None
+        basis = "every request of the plan, sent straight to the last model"
+        if cl is None:
+            cl = last["cost_usd"].mean() if last.height else None
+            basis = "the escalated requests only (the data was not at hand)"
+        e_star = break_even(c1, cl)
+        rate = rows["escalated"].cast(pl.Float64).mean()
+        found.append({
+            "plan": label,
+            "steps": steps,
+            "requests": rows.height,
+            "first_step_cost_usd": c1,
+            "last_step_cost_usd": cl,
+            "last_step_cost_basis": basis,
+            "reached_last": last.height,
+            "escalation_rate": rate,
+            "break_even_rate": e_star,
+            "cheaper_than_last": None if e_star is None else rate < e_star,
+            **escalation_over_time(rows),
+        })
+    return found
+
+
+def _bucket(rows: pl.DataFrame) -> tuple[str, str]:
+    span = (rows["ts"].max() - rows["ts"].min()).total_seconds()
+    for name, every, seconds in BUCKETS:
+        buckets = span / seconds + 1
+        if buckets <= MAX_BUCKETS and rows.height / buckets >= MIN_PER_BUCKET:
+            return name, every
+    return BUCKETS[-1][0], BUCKETS[-1][1]
+
+
+def escalation_over_time(rows: pl.DataFrame) -> dict:
+    """Escalation rate per time bucket (UTC), at the finest bucket size that keeps the series readable,
+    and the drift test over those buckets (simulator.analyses.drift: a sustained rise against the window's start)."""
+    name, every = _bucket(rows)
+    buckets = grouped(rows, pl.col("ts").dt.truncate(every).alias("start"),
+                      [pl.len().alias("requests"), pl.col("escalated").sum().cast(pl.Int64).alias("escalated")])
+    series = buckets.with_columns((pl.col("escalated") / pl.col("requests")).alias("escalation_rate"),
+                                  pl.col("start").dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    return {"bucket": name, "over_time": series.to_dicts(), "drift": drift.detect(buckets, every)}
+
+
+def latency_groups(decisions: pl.DataFrame) -> list[dict]:
+    """Latency quantiles per policy, overall and by how many model calls ran one after another."""
+    calls_made = pl.col("steps_taken") + pl.col("retry_attempts")
+    group = (pl.when(calls_made == 1).then(pl.lit("1 model call"))
+             .when(calls_made == 2).then(pl.lit("2 model calls"))
+             .otherwise(pl.lit("3+ model calls")).alias("group"))
+    quantiles = [pl.col("latency_ms").quantile(q, interpolation="linear").alias(f"p{round(q * 100)}_ms")
+                 for q in LATENCY_QUANTILES]
+    overall = decisions.select(pl.lit(ALL_REQUESTS).alias("group"), pl.len().alias("requests"), *quantiles)
+    split = grouped(decisions, group, [pl.len().alias("requests"), *quantiles])
+    table = pl.concat([overall, split], how="vertical_relaxed")
+    return table.with_columns((pl.col("requests") / decisions.height).alias("share")).to_dicts()
+
+
+def cost_breakdown(decisions: pl.DataFrame, calls: pl.DataFrame) -> dict:
+    """Cost by model (from the calls) and by slice (from the requests), with shares and per-1,000 costs."""
+    total, requests = decisions["cost_usd"].sum(), decisions.height
+
+    def shares(frame: pl.DataFrame) -> list[dict]:
+        return frame.with_columns(
+            (pl.col("cost_usd") / total if total else pl.lit(None, pl.Float64)).alias("cost_share"),
+            (pl.col("cost_usd") / requests * PER_THOUSAND).alias("cost_per_1k_usd"),
+        ).to_dicts()
+
+    by_model = grouped(calls, "model", [pl.len().alias("calls"), pl.col("cost_usd").sum()])
+    by_slice = grouped(decisions, "slice", [pl.len().alias("requests"), pl.col("cost_usd").sum()])
+    return {"by_model": shares(by_model), "by_slice": shares(by_slice)}
+
+
+def scenario_tables(summary: dict, decisions: pl.DataFrame, calls: pl.DataFrame,
+                    plans: list[tuple[str, list[str]]] | None = None, straight: StraightCost | None = None) -> dict:
+    """Everything the report shows about one scenario beyond its summary."""
+    return {
+        "scenario": summary["scenario"],
+        "scenario_hash": summary["provenance"]["scenario_hash"],
+        "cost_per_1k_usd": per_thousand(summary["total_cost_usd"], summary["requests"]),
+        "cost": cost_breakdown(decisions, calls),
+        "latency": latency_groups(decisions),
+        "cascades": cascades(decisions, calls, plans, straight),
+    }
+
+
+def plan_steps(scenario: Scenario) -> list[tuple[str, list[str]]]:
+    return [(label, [step.model for step in steps]) for label, steps in scenario.policy.plans()]
+
+
+def _bar_failures(by_slice: pl.DataFrame, overall: float, bar: QualityBar) -> list[str]:
+    """The scopes where a baseline misses its bar: 'overall' and slice names."""
+    failures = bar_failures({"pass_rate": overall, "by_slice": by_slice.to_dicts()}, bar)
+    return [failure["slice"] or "overall" for failure in failures]
+
+
+def _priced_answers(requests: pl.DataFrame, data: Dataset, sheet: PriceSheet | None) -> tuple[pl.DataFrame, dict]:
+    answers = (data.outcomes.filter(pl.col("sample") == 0)
+               .select("request_id", "model", "input_tokens", "cached_input_tokens", "output_tokens",
+                       "latency_ms", "passed", "hard_check_ok", "score", pl.col("cost_usd").alias("recorded_cost_usd"))
+               .join(requests.lazy().select("request_id", "rid", "ts", "slice"), on="request_id", how="inner")
+               .with_columns((pl.col("passed") & pl.col("hard_check_ok")).alias("ok"))
+               .collect()
+               .sort("rid", "model"))  # a join's output order varies; sums must not
+    priced, unpriced = [], {}
+    for (model,), part in sorted(answers.partition_by("model", as_dict=True).items()):
+        try:
+            priced.append(price_calls(part, sheet))
+        except RoutesimError as error:
+            unpriced[model] = error.what
+    if not priced:
+        return answers.clear().with_columns(pl.lit(0.0).alias("cost_usd"), pl.lit("").alias("price_source")), unpriced
+    return pl.concat(priced, how="vertical"), unpriced
+
+
+def baselines(scenario: Scenario, data: Dataset, sheet: PriceSheet | None) -> dict:
+    """Every single-model baseline and the oracle, on the window (or sample) of `scenario`."""
+    requests = select_requests(scenario, data, ["request_id", "ts", "slice"])[0].rename({"__rid": "rid"})
+    answers, unpriced = _priced_answers(requests, data, sheet)
+    bar = scenario.quality_bar
+    metrics = [pl.len().alias("requests"), pl.col("cost_usd").sum().alias("total_cost_usd"),
+               pl.col("ok").cast(pl.Float64).mean().alias("pass_rate"), pl.col("score").mean().alias("mean_score")]
+    models = []
+    for (model,), part in sorted(answers.partition_by("model", as_dict=True).items()):
+        row = part.select(*metrics, pl.col("latency_ms").quantile(0.95, interpolation="linear").alias("latency_p95_ms"),
+                          pl.col("price_source").first()).to_dicts()[0]
+        failing = _bar_failures(grouped(part, "slice", metrics), row["pass_rate"], bar)
+        models.append(row | {"model": model, "missing": requests.height - row["requests"],
+                             "cost_per_request_usd": row["total_cost_usd"] / row["requests"],
+                             "cost_per_1k_usd": per_thousand(row["total_cost_usd"], row["requests"]),
+                             "meets_bar": not failing, "bar_failures": failing})
+    return {
+        "window_of": scenario.name,
+        "requests": requests.height,
+        "quality_bar": bar.default,
+        "models": models,
+        "unpriced": unpriced,
+        "oracle": oracle(answers, bar),
+    }
+
+
+def oracle(answers: pl.DataFrame, bar: QualityBar) -> dict | None:
+    """The cheapest passing answer per request, else a failure at the cheapest answer's cost."""
+    if answers.height == 0:
+        return None
+    chosen = (answers.sort("rid", pl.col("ok").not_(), "cost_usd", "model")
+              .unique("rid", keep="first", maintain_order=True))
+    metrics = [pl.len().alias("requests"), pl.col("cost_usd").sum().alias("total_cost_usd"),
+               pl.col("ok").cast(pl.Float64).mean().alias("pass_rate"), pl.col("score").mean().alias("mean_score")]
+    row = chosen.select(*metrics, (~pl.col("ok")).sum().cast(pl.Int64).alias("failures")).to_dicts()[0]
+    failing = _bar_failures(grouped(chosen, "slice", metrics), row["pass_rate"], bar)
+    shares = chosen.group_by("model").agg((pl.len() / chosen.height).alias("share")).sort("model")
+    return row | {"cost_per_request_usd": row["total_cost_usd"] / row["requests"],
+                  "cost_per_1k_usd": per_thousand(row["total_cost_usd"], row["requests"]),
+                  "meets_bar": not failing, "bar_failures": failing,
+                  "model_share": dict(shares.iter_rows())}
+
+
+def headline(summaries: list[dict], baseline: dict | None) -> dict:
+    """The cheapest policy meeting its bar overall and in every slice, and its saving against a reference.
+
+    The cheapest is the one of least cost per request (as in the CLI's comparison table). The reference is the
+    scenario named `flagship-everywhere` when present, else the most expensive single-model baseline. The
+    saving is the difference in cost per request times the policy's requests (the total difference when
+    both ran on the same requests).
+    """
+    best = cheapest_meeting_bar(summaries)
+    if best is None:
+        return {"policy": None}
+    reference = next(({"name": s["scenario"], "kind": "scenario", "cost_per_request_usd": s["cost_per_request_usd"],
+                       "requests": s["requests"]} for s in summaries if s["scenario"] == "flagship-everywhere"), None)
+    if reference is None and baseline and baseline["models"]:
+        top = max(baseline["models"], key=lambda m: (m["cost_per_request_usd"], m["model"]))
+        reference = {"name": top["model"], "kind": "baseline", "cost_per_request_usd": top["cost_per_request_usd"],
+                     "requests": top["requests"]}
+    saving = share = None
+    if reference is not None:
+        saving = (reference["cost_per_request_usd"] - best["cost_per_request_usd"]) * best["requests"]
+        if reference["cost_per_request_usd"]:
+            share = 1 - best["cost_per_request_usd"] / reference["cost_per_request_usd"]
+    return {"policy": best["scenario"], "total_cost_usd": best["total_cost_usd"], "requests": best["requests"],
+            "pass_rate": best["pass_rate"], "escalation_rate": best["escalation_rate"],
+            "latency_p95_ms": best["latency_p95_ms"], "reference": reference, "saving_usd": saving,
+            "saving_share": share}
+
+
+def _same_requests(summary: dict, reference: dict | None, baseline: dict) -> bool:
+    """Whether a scenario ran on exactly the requests the baselines ran on."""
+    if reference is None:
+        return False
+    mine, theirs = summary["provenance"], reference["provenance"]
+    return (mine["data_fingerprint"] == baseline.get("data_fingerprint", theirs["data_fingerprint"])
+            and mine["window"] == theirs["window"] and mine["sample"] == theirs["sample"]
+            and summary["requests"] == baseline["requests"]
+            and summary["coverage"]["requests_replayed"] == summary["coverage"]["requests_selected"])
+
+
+def frontier_table(summaries: list[dict], tables: list[dict], baseline: dict | None) -> dict | None:
+    """The cost-quality frontier over policies, sweep points and single models, and each policy's place.
+
+    Costs are per request (USD); quality is the pass rate. See simulator.analyses.frontier for the definitions of
+    the envelope, the distance from it, AIQ and CPT.
+    """
+    if not baseline or not baseline.get("models"):
+        return None
+    models = {m["model"]: m for m in baseline["models"]}
+    model_points = [(m["cost_per_request_usd"], m["pass_rate"]) for m in models.values()]
+    low = min(models.values(), key=lambda m: (m["cost_per_request_usd"], -m["pass_rate"]))
+    high = max(models.values(), key=lambda m: (m["cost_per_request_usd"], m["pass_rate"]))
+    anchors = [(low["cost_per_request_usd"], low["pass_rate"]), (high["cost_per_request_usd"], high["pass_rate"])]
+    c_lo, c_hi = anchors[0][0], anchors[1][0]
+    reference = next((s for s in summaries if s["scenario"] == baseline["window_of"]), None)
+    labelled = [(m["cost_per_request_usd"], m["pass_rate"], f"{name} only", "single model")
+                for name, m in models.items()]
+    policies = []
+    for summary, table in zip(summaries, tables):
+        comparable = _same_requests(summary, reference, baseline)
+        sweeps = table.get("sweeps", [])
+        point = (summary["cost_per_request_usd"], summary["pass_rate"])
+        entry = {"scenario": summary["scenario"], "comparable": comparable, "cost_per_request_usd": point[0],
+                 "pass_rate": point[1], "sweep": None}
+        if comparable:
+            labelled.append((*point, summary["scenario"], "policy"))
+            family = [point]
+            if sweeps:
+                first = sweeps[0]
+                curve = [p for p in first["points"] if p["requests"] == summary["requests"]]
+                family += [(p["cost_per_request_usd"], p["pass_rate"]) for p in curve]
+                labelled += [(p["cost_per_request_usd"], p["pass_rate"],
+                              f"{summary['scenario']} at {first['over']} >= {p['threshold']:.4g}", "sweep point")
+                             for p in curve]
+                entry["sweep"] = {"plan": first["plan"], "over": first["over"], "points": len(curve)}
+                if first.get("two_models"):
+                    weak, strong = models.get(first["models"][0]), models.get(first["models"][-1])
+                    if weak and strong:
+                        entry["cpt"] = {"weak": first["models"][0], "strong": first["models"][-1],
+                                        "weak_pass_rate": weak["pass_rate"], "strong_pass_rate": strong["pass_rate"],
+                                        **{f"cpt_{round(x * 100)}": frontier.cpt(curve, weak["pass_rate"],
+                                                                                 strong["pass_rate"], x)
+                                           for x in (0.5, 0.8)}}
+            entry["aiq"] = frontier.aiq(family, anchors, c_lo, c_hi)
+        policies.append(entry)
+    hull = frontier.envelope([(c, q) for c, q, _, _ in labelled])
+    priority = {"policy": 0, "single model": 1, "sweep point": 2}
+    ranked = sorted(labelled, key=lambda point: priority[point[3]])
+
+    def name_of(c: float, q: float, among: list = ranked) -> tuple[str, str]:
+        """The vertex's name: a policy, else a single model, else a sweep point at the same place (to 1e-9
+        relative, as the same point reached two ways can differ in the last bits of its sums)."""
+        return next((name, kind) for pc, pq, name, kind in among
+                    if math.isclose(pc, c, rel_tol=1e-9) and math.isclose(pq, q, rel_tol=1e-9))
+
+    singles = [point for point in labelled if point[3] == "single model"]
+
+    for entry in policies:
+        if entry["comparable"]:
+            entry |= frontier.distance(hull, entry["cost_per_request_usd"], entry["pass_rate"])
+    oracle = baseline.get("oracle")
+    mixture = frontier.envelope(model_points)
+    return {
+        "requests_of": baseline["window_of"],
+        "requests": baseline["requests"],
+        "cost_range_usd": [c_lo, c_hi],
+        "frontier": [{"cost_per_request_usd": c, "pass_rate": q, "name": name_of(c, q)[0], "kind": name_of(c, q)[1]}
+                     for c, q in hull],
+        "mixture": [{"cost_per_request_usd": c, "pass_rate": q, "name": name_of(c, q, singles)[0]} for c, q in mixture],
+        "mixture_aiq": frontier.aiq(model_points, anchors, c_lo, c_hi),
+        "oracle": None if not oracle else {
+            "cost_per_request_usd": oracle["cost_per_request_usd"], "pass_rate": oracle["pass_rate"],
+            "aiq": frontier.aiq([(oracle["cost_per_request_usd"], oracle["pass_rate"])], anchors, c_lo, c_hi),
+            "frontier_pass_rate_at_same_cost": frontier.quality_at(hull, oracle["cost_per_request_usd"])},
+        "policies": policies,
+    }

@@ -1,0 +1,236 @@
+"""Price what-ifs: the same replays re-priced with another sheet or scaled prices, side by side.
+
+Modelling assumptions:
+- A fixed policy routes the same way whatever the prices (its predicates read answers and requests, not
+  prices), so a what-if re-prices the replay's calls instead of replaying: each call's tokens are looked up
+  from the outcome it used (the k-th call of a model for a request used that model's sample k) and priced
+  with simulator.core.prices.price_calls, exactly as a replay with the what-if sheet would price them.
+- `--prices OTHER.yaml` replaces the scenario's sheet (as if its `prices:` pointed there); models the other
+  sheet does not list are priced by their recorded cost_usd, as in any replay.
+- `--scale NAME=F` multiplies every price of NAME by F: each of its sheet entries' input, cached_input,
+  output and per_request prices, or its recorded cost_usd when the sheet does not list it, or a checker's
+  cost when NAME is a checker.
+- `--at DATE` prices every call by the entries in force at 00:00 UTC of DATE instead of at its request's
+  time ("at today's prices").
+- A calibrated threshold (a target pass rate, escalation rate or budget) depends on prices, so it is
+  calibrated again on the re-priced sweep.
+- A request's cost is the sum of its re-priced calls; summed in another order than the replay adds them,
+  it can differ from a replay with the what-if sheet in the last bits.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from simulator.analyses import sweep
+from simulator.analyses import tables as analysis
+from simulator.core.contract import Dataset
+from simulator.core.engine import Replay
+from simulator.core.errors import RoutesimError, did_you_mean
+from simulator.core.metrics import aggregate
+from simulator.core.prices import PriceSheet, load_prices, price_calls
+from simulator.core.results import bar_failures, cheapest_meeting_bar
+from simulator.core.scenario import Scenario
+
+
+@dataclass(frozen=True)
+class PriceChange:
+    """What the what-if changes: a replacement sheet, scale factors per name, a pricing date."""
+
+    sheet: Path | None = None
+    scales: tuple[tuple[str, float], ...] = ()
+    at: dt.date | None = None
+
+    def describe(self) -> str:
+        parts = []
+        if self.sheet:
+            parts.append(f"prices from {self.sheet.name}")
+        parts += [f"{name} x{factor:g}" for name, factor in self.scales]
+        if self.at:
+            parts.append(f"priced as of {self.at}")
+        return ", ".join(parts) or "no change"
+
+
+def parse_scales(values: list[str]) -> tuple[tuple[str, float], ...]:
+    scales: dict[str, float] = {}
+    for value in values:
+        name, sep, factor = value.partition("=")
+        try:
+            number = float(factor)
+        except ValueError:
+            number = -1.0
+        if not sep or not name or number < 0 or number != number:
+            raise RoutesimError(f"cannot read --scale {value!r}", where="--scale",
+                                fix="write MODEL=FACTOR with a factor >= 0, e.g. --scale flagship=0.5")
+        if name in scales:
+            raise RoutesimError(f"--scale names '{name}' twice", where="--scale", fix="give each model one factor")
+        scales[name] = number
+    return tuple(scales.items())
+
+
+def scaled_sheet(sheet: PriceSheet | None, scales: dict[str, float]) -> PriceSheet | None:
+    if sheet is None:
+        return None
+    models = {}
+    for name, entries in sheet.models.items():
+        factor = scales.get(name, 1.0)
+        models[name] = tuple(entry if factor == 1.0 else entry.model_copy(update={
+            "input": entry.input * factor, "output": entry.output * factor, "per_request": entry.per_request * factor,
+            "cached_input": None if entry.cached_input is None else entry.cached_input * factor})
+            for entry in entries)
+    return PriceSheet(models=models, source=sheet.source)
+
+
+def check_names(change: PriceChange, known: set[str]) -> None:
+    for name, _ in change.scales:
+        if name not in known:
+            raise RoutesimError(f"--scale names '{name}', which no replayed call uses.{did_you_mean(name, known)}",
+                                where="--scale", fix=f"names: {', '.join(sorted(known))}")
+
+
+def reprice(result: Replay, data: Dataset, sheet: PriceSheet | None, change: PriceChange) -> Replay:
+    """The replay with every call priced under `change` (see the module doc); routing is unchanged."""
+    scales = dict(change.scales) or {"": 1.0}  # replace_strict needs a mapping with at least one entry
+    base = load_prices(change.sheet) if change.sheet else sheet
+    priced_sheet = scaled_sheet(base, scales)
+    calls = result.calls.with_row_index("_order")
+    models = calls.filter(pl.col("kind") != "checker").with_columns(
+        (pl.col("seq").rank("ordinal").over("rid", "model") - 1).cast(pl.Int64).alias("sample"))
+    requests = result.decisions.select("rid", "request_id", "ts")
+    if change.at is not None:
+        requests = requests.with_columns(pl.lit(dt.datetime.combine(change.at, dt.time(), tzinfo=dt.UTC))
+                                         .cast(pl.Datetime("us", "UTC")).alias("ts"))
+    outcomes = data.outcomes.select("request_id", "model", "sample", "input_tokens", "cached_input_tokens",
+                                    "output_tokens", pl.col("cost_usd").alias("recorded_cost_usd"))
+    tokens = (models.join(requests, on="rid", how="left").lazy()
+              .join(outcomes.with_columns(pl.col("sample").cast(pl.Int64)), on=["request_id", "model", "sample"],
+                    how="left").collect())
+    listed = set(priced_sheet.models) if priced_sheet else set()
+    tokens = tokens.with_columns(
+        pl.when(pl.col("model").is_in(sorted(listed))).then(pl.col("recorded_cost_usd"))
+        .otherwise(pl.col("recorded_cost_usd") * pl.col("model").replace_strict(scales, default=1.0,
+                                                                                return_dtype=pl.Float64))
+        .alias("recorded_cost_usd"))
+    repriced = price_calls(tokens, priced_sheet, recorded="recorded_cost_usd", into="new_cost_usd")
+    checkers = calls.filter(pl.col("kind") == "checker").with_columns(
+        (pl.col("cost_usd") * pl.col("model").replace_strict(scales, default=1.0, return_dtype=pl.Float64))
+        .alias("new_cost_usd"))
+    new_calls = (pl.concat([repriced.select(*calls.columns, "new_cost_usd"),
+                            checkers.select(*calls.columns, "new_cost_usd")], how="vertical")
+                 .sort("_order").with_columns(pl.col("new_cost_usd").alias("cost_usd"))
+                 .drop("new_cost_usd", "_order"))
+    new_calls = new_calls.select(result.calls.columns)
+    # A request's cost adds its calls in call order, as the engine does: a running sum, then its last value.
+    totals = (new_calls.select("rid", pl.col("cost_usd").cum_sum().over("rid").alias("_cost"))
+              .group_by("rid").agg(pl.col("_cost").last()))
+    decisions = (result.decisions.join(totals, on="rid", how="left", maintain_order="left")
+                 .with_columns(pl.col("_cost").fill_null(0.0).alias("cost_usd")).drop("_cost"))
+    price_sources = dict(new_calls.select("model", "price_source").unique().sort("model").iter_rows())
+    return Replay(scenario=result.scenario, decisions=decisions, calls=new_calls, coverage=result.coverage,
+                  price_sources=price_sources)
+
+
+def straight_at(data: Dataset, sheet: PriceSheet | None, change: PriceChange | None) -> analysis.StraightCost:
+    """Straight-to-a-model costs (for break-even rates) at current prices, or at the what-if prices."""
+    if change is None:
+        return analysis.straight_cost(data, sheet)
+    scales = dict(change.scales)
+    base = load_prices(change.sheet) if change.sheet else sheet
+    return analysis.straight_cost(data, scaled_sheet(base, scales or {"": 1.0}), scales)
+
+
+def _row(name: str, scenario: Scenario, decisions: pl.DataFrame, calls: pl.DataFrame, *, kind: str,
+         threshold: float | None = None, straight: analysis.StraightCost | None = None) -> dict:
+    summary = aggregate(decisions).to_dicts()[0]
+    summary["by_slice"] = aggregate(decisions, "slice").to_dicts()
+    failures = bar_failures(summary, scenario.quality_bar)
+    cascades = analysis.cascades(decisions, calls, analysis.plan_steps(scenario), straight)
+    return {"policy": name, "kind": kind, "threshold": threshold, "requests": summary["requests"],
+            "total_cost_usd": summary["total_cost_usd"], "cost_per_request_usd": summary["cost_per_request_usd"],
+            "pass_rate": summary["pass_rate"], "escalation_rate": summary["escalation_rate"],
+            "meets_bar": not failures,
+            "cascades": [{key: c[key] for key in ("plan", "steps", "escalation_rate", "first_step_cost_usd",
+                                                  "last_step_cost_usd", "break_even_rate", "cheaper_than_last")}
+                         for c in cascades]}
+
+
+def _ranked(rows: list[dict]) -> list[dict]:
+    order = sorted(range(len(rows)), key=lambda i: (rows[i]["cost_per_request_usd"], rows[i]["policy"]))
+    for rank, index in enumerate(order, start=1):
+        rows[index]["rank"] = rank
+    return rows
+
+
+def _cheapest(rows: list[dict]) -> str | None:
+    best = cheapest_meeting_bar(rows, name="policy")
+    return best["policy"] if best else None
+
+
+def _calibrated(scenario: Scenario, data: Dataset, sheet: PriceSheet | None, change: PriceChange,
+                target: tuple[str, float], points: int) -> tuple[dict | None, dict | None]:
+    """The scenario's first gate calibrated to `target` at current and at what-if prices."""
+    numeric = sweep.numeric_columns(data)
+    plans = scenario.policy.plans()
+    gated = [label for label, steps in plans if len(steps) > 1 and sweep.read_column(steps[0].accept, numeric)]
+    if not gated:
+        return None, None
+    gate = sweep.resolve_gate(scenario, data, step=0, plan=gated[-1] if "default" in gated else gated[0])
+    prepared = sweep.prepare(scenario, data, sheet, gate)
+    rows = []
+    for which, replays in (("current", (prepared.accept_all, prepared.accept_none)),
+                           ("what-if", tuple(reprice(r, data, sheet, change) for r in
+                                             (prepared.accept_all, prepared.accept_none)))):
+        lined = prepared if which == "current" else sweep.line_up(scenario, data, gate, *replays)
+        result = sweep.sweep(scenario, data, sheet, gate, points=points, prepared=lined)
+        chosen = sweep.calibrate(result.points, *target)
+        if chosen is None:
+            rows.append(None)
+            continue
+        decisions = sweep.decisions_at(lined, chosen["threshold"])
+        calls = sweep.calls_at(lined, chosen["threshold"])
+        words = f"{sweep.TARGET_WORDS[target[0]]} {target[1]:g}"
+        rows.append(_row(f"{scenario.name} calibrated ({gate.over}: {words})", scenario, decisions, calls,
+                         kind="calibrated", threshold=chosen["threshold"],
+                         straight=straight_at(data, sheet, None if which == "current" else change)))
+    return rows[0], rows[1]
+
+
+def what_if(scenarios: list[Scenario], inputs, change: PriceChange, *, target: tuple[str, float] | None = None,
+            points: int = sweep.DEFAULT_POINTS) -> dict:
+    """Every scenario's cost, rank and break-even at current and what-if prices; JSON-ready."""
+    current, changed = [], []
+    known: set[str] = set()
+    replays = []
+    from simulator.core.engine import replay
+
+    for scenario in scenarios:
+        data, sheet = inputs.data(scenario.data), inputs.prices(scenario.prices)
+        result = replay(scenario, data, sheet)
+        replays.append((scenario, data, sheet, result))
+        known |= set(result.calls["model"].unique())
+        if sheet:
+            known |= set(sheet.models)
+    check_names(change, known)
+    for scenario, data, sheet, result in replays:
+        repriced = reprice(result, data, sheet, change)
+        current.append(_row(scenario.name, scenario, result.decisions, result.calls, kind="fixed",
+                            straight=straight_at(data, sheet, None)))
+        changed.append(_row(scenario.name, scenario, repriced.decisions, repriced.calls, kind="fixed",
+                            straight=straight_at(data, sheet, change)))
+        if target is not None:
+            before, after = _calibrated(scenario, data, sheet, change, target, points)
+            if before is not None or after is not None:
+                name = (before or after)["policy"]
+                current.append(before or {"policy": name, "kind": "calibrated", "unreachable": True})
+                changed.append(after or {"policy": name, "kind": "calibrated", "unreachable": True})
+    reachable = [(a, b) for a, b in zip(current, changed) if not a.get("unreachable") and not b.get("unreachable")]
+    _ranked([a for a, _ in reachable])
+    _ranked([b for _, b in reachable])
+    return {"change": change.describe(), "target": None if target is None else {"kind": target[0], "value": target[1]},
+            "current": current, "what_if": changed,
+            "cheapest_meeting_bar": {"current": _cheapest([a for a, _ in reachable]),
+                                     "what_if": _cheapest([b for _, b in reachable])}}

@@ -1,0 +1,53 @@
+"""The `routesim` command: one module per command group, each declaring its options and calling the library.
+
+- simulator.cli.replay: replay, validate, generate, demo, report
+- simulator.cli.bench: bench
+- simulator.cli.data: import FORMAT, public-data
+- simulator.cli.evals: lanes, gate
+- simulator.cli.tuning: sweep, whatif, drift, prices import-litellm
+- simulator.cli.views: the terminal tables they print
+
+A new command is a function in one of these modules (or a new module with its own `register`), listed in
+COMMAND_GROUPS. Command modules import the library only inside the command's body, so that `--help` starts
+fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+from rich.markup import escape
+
+from simulator.cli import bench, data, evals, replay, tuning
+from simulator.cli.console import BAD_INPUT, INTERNAL_ERROR, errors
+from simulator.core.errors import RoutesimError
+
+COMMAND_GROUPS = (replay, bench, data, evals, tuning)
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
+                  help="Replay logged LLM traffic under routing policies: rules, cascades and retries.")
+for group in COMMAND_GROUPS:
+    group.register(app)
+
+
+def main() -> None:
+    try:
+        # Without standalone mode click returns the code of a typer.Exit instead of exiting.
+        sys.exit(app(standalone_mode=False) or 0)
+    except RoutesimError as error:
+        errors.print(f"[bold red]error:[/bold red] {escape(error.render())}", highlight=False, soft_wrap=True)
+        sys.exit(BAD_INPUT)
+    except (typer.Abort, KeyboardInterrupt):
+        errors.print("aborted")
+        sys.exit(130)
+    except typer.TyperException as error:  # usage errors, which standalone mode would print itself
+        error.show()
+        sys.exit(getattr(error, "exit_code", BAD_INPUT))
+    except Exception as error:  # anything unforeseen, still without a traceback
+        if os.environ.get("ROUTESIM_DEBUG"):
+            raise
+        errors.print(f"[bold red]internal error:[/bold red] {escape(f'{type(error).__name__}: {error}')}\n"
+                     "  this is a bug in routesim; rerun with ROUTESIM_DEBUG=1 for the traceback", highlight=False)
+        sys.exit(INTERNAL_ERROR)

@@ -1,0 +1,251 @@
+"""`routesim import FORMAT INPUT... -o DATA_DIR` and `routesim public-data`: getting real data in.
+
+Registered on the main app by simulator.cli. Every import prints its report (what was mapped, defaulted,
+assumed, ignored and dropped, with examples) and keeps it as `import-report.json` in the data folder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from simulator.cli.console import console
+from simulator.core.errors import RoutesimError
+from simulator.core.paths import DATA, SHARED_PUBLIC_DATA
+from simulator.importers.usage import AUTO
+
+if TYPE_CHECKING:
+
+    from simulator.importers.rows import ImportLog, Row
+
+import_app = typer.Typer(rich_markup_mode=None, 
+    no_args_is_help=True,
+    help="Import gateway, tracer and eval-tool logs into a data folder (traffic.parquet + outcomes.parquet). "
+         "Traffic logs need --assume-passed or grades merged later with an eval format's --merge.")
+
+Inputs = Annotated[list[Path], typer.Argument(help="the exported files")]
+Out = Annotated[Path, typer.Option("--out", "-o", help="the data folder to write")]
+SliceKey = Annotated[str | None, typer.Option("--slice", help="tag, metadata key or attribute holding the slice")]
+DefaultSlice = Annotated[str, typer.Option(help="slice of requests without the --slice key")]
+Columns = Annotated[list[str] | None, typer.Option("--column", help="KEY[=NAME]: keep a tag/metadata key as a "
+                                                                      "traffic column (repeatable)")]
+RequestId = Annotated[str | None, typer.Option("--request-id", help="key holding the request id (calls sharing "
+                                                                     "one are answers to the same request)")]
+ModelFrom = Annotated[str, typer.Option(help="request: the model name asked for; response: the snapshot that answered")]
+Usage = Annotated[str, typer.Option(help="auto, inclusive (cache tokens inside the input count, OpenAI) or "
+                                         "exclusive (on top, Anthropic)")]
+CostUnit = Annotated[str, typer.Option(help="usd or cents")]
+AssumePassed = Annotated[bool, typer.Option(help="take a successful call as passed (no grades in traffic logs); "
+                                                 "flagged in the report and in outcomes.passed_source")]
+Force = Annotated[bool, typer.Option(help="replace DATA_DIR if it already holds files")]
+Strict = Annotated[bool, typer.Option(help="fail, writing nothing, if any row is dropped")]
+Merge = Annotated[bool, typer.Option(help="merge the grades onto the existing DATA_DIR instead of writing a new one")]
+DropUngraded = Annotated[bool, typer.Option(help="with --merge: remove answers still without a grade")]
+Threshold = Annotated[float, typer.Option(help="passed when the score (scaled to 0..1) reaches this")]
+ScoreScale = Annotated[float, typer.Option(help="the score's maximum, e.g. 10 for a 1-10 rating")]
+Grader = Annotated[str | None, typer.Option(help="deterministic, llm_judge or human, where the file does not say")]
+
+
+def _options(**values) -> ImportOptions:
+    from simulator.importers.options import ImportOptions, check_options, parse_columns
+
+    columns = parse_columns(values.pop("columns", None) or [])
+    return check_options(ImportOptions(columns=columns, **values))
+
+
+def _check_inputs(inputs: list[Path]) -> list[Path]:
+    for path in inputs:
+        if not path.is_file():
+            raise RoutesimError(f"input file not found: {path}", fix="check the path of the export")
+    return inputs
+
+
+def _print(log: ImportLog, out: Path, *, wrote: bool) -> None:
+    for line in log.lines():
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    if wrote:
+        console.print(f"wrote {out} (report: {out / 'import-report.json'})", markup=False, highlight=False)
+
+
+def _finish(log: ImportLog, out: Path, strict: bool, write: Callable[[], None]) -> None:
+    if strict and log.dropped_total:
+        _print(log, out, wrote=False)
+        raise RoutesimError(f"{log.dropped_total:,} row(s) were dropped and --strict is set: nothing was written",
+                            where=", ".join(log.files), fix="see 'dropped' above, or import without --strict")
+    write()
+    _print(log, out, wrote=True)
+
+
+def run_import(fmt: str, inputs: list[Path], out: Path, options: ImportOptions, *, force: bool, strict: bool,
+               read: Callable[[list[Path], ImportOptions, ImportLog], list[Row]],
+               mapping: Callable[[ImportOptions], list[tuple[str, str]]] | None = None,
+               merge: bool = False, drop_ungraded: bool = False) -> None:
+    """Reads the inputs and writes a new data folder, or merges their grades onto an existing one."""
+    from simulator.core.contract import write_folder
+    from simulator.importers.folder import (
+        build_tables,
+        check_target,
+        read_folder,
+        read_reports,
+        report_file,
+    )
+    from simulator.importers.merge import GRADE_FIELDS, merge_grades
+    from simulator.importers.rows import ImportLog
+
+    if drop_ungraded and not merge:
+        raise RoutesimError("--drop-ungraded goes with --merge", fix="add --merge to grade an imported folder")
+    inputs = _check_inputs(inputs)
+    if merge:
+        traffic, outcomes = read_folder(out)
+        earlier = read_reports(out)
+    else:
+        check_target(out, force=force)
+    log = ImportLog(fmt, [str(path) for path in inputs], mapping=mapping(options) if mapping else [])
+    rows = read(inputs, options, log)
+    if merge:  # only the grade's fields are merged; usage and timing stay the traffic log's
+        log.mapping = [(field, source) for field, source in log.mapping if field in GRADE_FIELDS]
+    try:
+        if merge:
+            traffic, outcomes = merge_grades(traffic, outcomes, rows, log, drop_ungraded=drop_ungraded)
+            reports = [*earlier, log.to_dict()]
+        else:
+            traffic, outcomes = build_tables(rows, log, columns=options.column_names,
+                                             default_slice=options.default_slice, assume_passed=options.assume_passed)
+            reports = [log.to_dict()]
+    except RoutesimError:
+        _print(log, out, wrote=False)
+        raise
+    _finish(log, out, strict, lambda: write_folder(out, traffic, outcomes, report_file(reports)))
+
+
+@import_app.command("otel")
+def import_otel(inputs: Inputs, out: Out, slice_key: SliceKey = None, default_slice: DefaultSlice = "all",
+                columns: Columns = None, request_id: RequestId = None, model_from: ModelFrom = "request",
+                usage: Usage = AUTO, cost_attribute: Annotated[str | None, typer.Option(
+                    help="span attribute holding the call's cost (none in the GenAI conventions)")] = None,
+                cost_unit: CostUnit = "usd", assume_passed: AssumePassed = False, force: Force = False,
+                strict: Strict = False):
+    """OpenTelemetry GenAI spans exported as JSON lines (OTLP/JSON or SDK console format)."""
+    from simulator.importers import otel
+
+    options = _options(slice_key=slice_key, default_slice=default_slice, columns=columns, request_id_key=request_id,
+                       model_from=model_from, usage_style=usage, cost_attribute=cost_attribute, cost_unit=cost_unit,
+                       assume_passed=assume_passed)
+    run_import("otel", inputs, out, options, force=force, strict=strict, read=otel.read, mapping=otel.mapping)
+
+
+@import_app.command("litellm")
+def import_litellm(inputs: Inputs, out: Out, slice_key: SliceKey = None, default_slice: DefaultSlice = "all",
+                   columns: Columns = None, request_id: RequestId = None, model_from: ModelFrom = "request",
+                   usage: Usage = AUTO, cost_unit: CostUnit = "usd", assume_passed: AssumePassed = False,
+                   force: Force = False, strict: Strict = False):
+    """LiteLLM proxy spend logs: the LiteLLM_SpendLogs table exported as CSV, JSON or JSON lines."""
+    from simulator.importers import litellm
+
+    options = _options(slice_key=slice_key, default_slice=default_slice, columns=columns, request_id_key=request_id,
+                       model_from=model_from, usage_style=usage, cost_unit=cost_unit, assume_passed=assume_passed)
+    run_import("litellm", inputs, out, options, force=force, strict=strict, read=litellm.read, mapping=litellm.mapping)
+
+
+@import_app.command("langfuse")
+def import_langfuse(inputs: Inputs, out: Out, slice_key: SliceKey = None, default_slice: DefaultSlice = "all",
+                    columns: Columns = None, request_id: RequestId = None, usage: Usage = AUTO,
+                    cost_unit: CostUnit = "usd", assume_passed: AssumePassed = False, force: Force = False,
+                    strict: Strict = False):
+    """Langfuse observation exports (JSON lines, JSON or CSV); GENERATION observations are the calls."""
+    from simulator.importers import langfuse
+
+    options = _options(slice_key=slice_key, default_slice=default_slice, columns=columns, request_id_key=request_id,
+                       usage_style=usage, cost_unit=cost_unit, assume_passed=assume_passed)
+    run_import("langfuse", inputs, out, options, force=force, strict=strict, read=langfuse.read,
+               mapping=langfuse.mapping)
+
+
+@import_app.command("openai-batch")
+def import_openai_batch(inputs: Inputs, out: Out, assume_latency_ms: Annotated[float | None, typer.Option(
+                            help="latency to record for every request (batch output has none)")] = None,
+                        custom_id_pattern: Annotated[str | None, typer.Option(
+                            help="regex with named groups that split custom_id into keys for --slice/--column")] = None,
+                        slice_key: SliceKey = None, default_slice: DefaultSlice = "all", columns: Columns = None,
+                        usage: Usage = AUTO, assume_passed: AssumePassed = False, force: Force = False,
+                        strict: Strict = False):
+    """OpenAI Batch API output files (JSON lines)."""
+    from simulator.importers import openai_batch
+
+    options = _options(slice_key=slice_key, default_slice=default_slice, columns=columns, usage_style=usage,
+                       assume_passed=assume_passed, assume_latency_ms=assume_latency_ms,
+                       custom_id_pattern=custom_id_pattern)
+    run_import("openai-batch", inputs, out, options, force=force, strict=strict, read=openai_batch.read,
+               mapping=openai_batch.mapping)
+
+
+@import_app.command("inspect-ai")
+def import_inspect_ai(inputs: Inputs, out: Out, merge: Merge = False, scorer: Annotated[str | None, typer.Option(
+                          help="scorer whose value is the grade (NAME, or NAME.KEY for a dict value)")] = None,
+                      pass_threshold: Threshold = 1.0, score_scale: ScoreScale = 1.0, grader: Grader = None,
+                      slice_key: SliceKey = None, columns: Columns = None, request_id: RequestId = None,
+                      model_from: ModelFrom = "request", usage: Usage = AUTO, drop_ungraded: DropUngraded = False,
+                      force: Force = False, strict: Strict = False):
+    """inspect-ai eval logs (.json, .eval): grades to --merge, or a new folder with their usage."""
+    from simulator.importers import inspect_ai
+
+    options = _options(scorer=scorer, pass_threshold=pass_threshold, score_scale=score_scale, grader=grader,
+                       slice_key=slice_key, columns=columns, request_id_key=request_id, model_from=model_from,
+                       usage_style=usage)
+    run_import("inspect-ai", inputs, out, options, force=force, strict=strict, read=inspect_ai.read,
+               mapping=inspect_ai.mapping, merge=merge, drop_ungraded=drop_ungraded)
+
+
+@import_app.command("promptfoo")
+def import_promptfoo(inputs: Inputs, out: Out, merge: Merge = False, score_scale: ScoreScale = 1.0,
+                     grader: Grader = None, slice_key: SliceKey = None, default_slice: DefaultSlice = "all",
+                     columns: Columns = None, request_id: RequestId = None, cost_unit: CostUnit = "usd",
+                     drop_ungraded: DropUngraded = False, force: Force = False, strict: Strict = False):
+    """promptfoo results JSON (promptfoo eval -o results.json): grades to --merge, or a new folder."""
+    from simulator.importers import promptfoo
+
+    options = _options(score_scale=score_scale, grader=grader, slice_key=slice_key, default_slice=default_slice,
+                       columns=columns, request_id_key=request_id, cost_unit=cost_unit)
+    run_import("promptfoo", inputs, out, options, force=force, strict=strict, read=promptfoo.read,
+               mapping=promptfoo.mapping, merge=merge, drop_ungraded=drop_ungraded)
+
+
+@import_app.command("csv")
+def import_csv(inputs: Inputs, out: Out, column_map: Annotated[list[str] | None, typer.Option(
+                   "--map", help="FIELD=COLUMN (repeatable): which CSV column holds a contract field")] = None,
+               merge: Merge = False, pass_threshold: Threshold = 1.0, score_scale: ScoreScale = 1.0,
+               grader: Grader = None, columns: Columns = None,
+               latency_unit: Annotated[str, typer.Option(help="ms or s")] = "ms", cost_unit: CostUnit = "usd",
+               usage: Usage = AUTO, drop_ungraded: DropUngraded = False, force: Force = False, strict: Strict = False):
+    """A plain CSV of grades (or whole answers) with a column map."""
+    from simulator.importers import grades_csv
+
+    pairs = {}
+    for spec in column_map or []:
+        target, separator, column = spec.partition("=")
+        if not separator or not target.strip() or not column.strip():
+            raise RoutesimError(f"--map {spec!r}: give FIELD=COLUMN", fix="e.g. --map passed=is_correct")
+        pairs[target.strip()] = column.strip()
+    options = _options(column_map=pairs, pass_threshold=pass_threshold, score_scale=score_scale, grader=grader,
+                       columns=columns, latency_unit=latency_unit, cost_unit=cost_unit, usage_style=usage)
+    run_import("csv", inputs, out, options, force=force, strict=strict, merge=merge, drop_ungraded=drop_ungraded,
+               read=lambda paths, opts, log: grades_csv.read(paths, opts, log, merge=merge))
+
+
+def public_data(
+    source: Annotated[Path, typer.Option(help="the public-data folder")] = SHARED_PUBLIC_DATA,
+    out: Annotated[Path, typer.Option("--out", "-o", help="where the dataset folders go")] = DATA,
+):
+    """Convert the public routing datasets (RouterBench, RouteLLM, RouterArena) into data folders."""
+    from simulator.datasets.public_data import build_all
+
+    for folder in build_all(source, out):
+        console.print(f"wrote {folder}", markup=False, highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(import_app, name="import")
+    app.command("public-data")(public_data)

@@ -1,0 +1,112 @@
+"""`routesim lanes` and `routesim gate`: eval-driven lanes and the regression gate on the command line."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from simulator.cli.console import GATE_FAILED, console
+from simulator.core.errors import RoutesimError
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def lanes(
+        data: Annotated[Path, typer.Argument(help="data folder (traffic.parquet and outcomes.parquet)")],
+        prices: Annotated[Path | None, typer.Option(
+            help="price sheet; without it, recorded cost_usd prices calls")] = None,
+        bar: Annotated[float | None, typer.Option(help="one bar for every slice (default 0.9)")] = None,
+        bars: Annotated[Path | None, typer.Option(help="YAML bars file: {default: 0.9, slices: {SLICE: BAR}}")] = None,
+        bars_from: Annotated[Path | None, typer.Option(help="use this scenario's quality_bar")] = None,
+        by: Annotated[str, typer.Option(help="traffic column whose values are the lanes")] = "slice",
+        confidence: Annotated[float, typer.Option(help="confidence of the Wilson intervals")] = 0.95,
+        point: Annotated[bool, typer.Option("--point", help="admit on the observed pass rate, not the interval's "
+                                                             "lower bound")] = False,
+        emit: Annotated[Path | None, typer.Option(help="write the lanes as a runnable scenario, e.g. "
+                                                       "scenarios/lanes.yaml")] = None,
+        cascade: Annotated[bool, typer.Option("--cascade", help="make each lane a cascade that escalates to the "
+                                                                 "model with the highest pass rate")] = False,
+        accept: Annotated[str | None, typer.Option(
+            help="with --cascade: when the lane model's answer is final (default: confidence >= 0.7)")] = None,
+        escalate_to: Annotated[str | None, typer.Option(help="with --cascade: the model to escalate to")] = None,
+        fit_until: Annotated[dt.datetime | None, typer.Option(
+            formats=["%Y-%m-%d"],
+            help="admit on traffic before this date (UTC), check the lanes on the traffic after it")] = None,
+        name: Annotated[str | None, typer.Option(help="the scenario's name (default: the --emit file's name)")] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="print the lanes as JSON")] = False,
+    ):
+        """Admit models to slices by their evals (Wilson lower bound >= bar); emit the lanes as a scenario."""
+        from rich.markup import escape
+
+        from simulator.analyses.lanes import DEFAULT_ACCEPT, LaneOptions, fit_lanes, load_bars
+        from simulator.cli.views import lane_lines, lanes_table, out_of_sample_lines, out_of_sample_table
+
+        if (accept is not None or escalate_to is not None) and not cascade:
+            raise RoutesimError("--accept and --escalate-to shape the cascade of each lane",
+                                where="--accept, --escalate-to",
+                                fix="add --cascade, or leave them out")
+        options = LaneOptions(by=by, confidence=confidence, point=point,
+                              fit_until=fit_until.date() if fit_until else None, cascade=cascade,
+                              accept=DEFAULT_ACCEPT if accept is None else accept,
+                              escalate_to=escalate_to, name=name or (emit.stem if emit else "lanes"))
+        result = fit_lanes(data, prices, load_bars(bar, bars, bars_from), options, emit=emit)
+        if as_json:
+            typer.echo(json.dumps(result, indent=2, default=str))
+            return
+        console.print(lanes_table(result))
+        for line in lane_lines(result):
+            console.print(escape(line), highlight=False)
+        if result["out_of_sample"]:
+            console.print(out_of_sample_table(result))
+            for line in out_of_sample_lines(result):
+                console.print(escape(line), highlight=False)
+        if result["emitted"]:
+            console.print(f"scenario: {escape(result['emitted'])}", highlight=False)
+
+    @app.command()
+    def gate(
+        baseline: Annotated[Path, typer.Option(help="the scenario in production")],
+        candidate: Annotated[Path, typer.Option(help="the scenario to ship")],
+        resamples: Annotated[int, typer.Option(help="paired bootstrap resamples")] = 1000,
+        seed: Annotated[int, typer.Option(help="random seed of the resampling")] = 0,
+        confidence: Annotated[float, typer.Option(help="confidence of the intervals")] = 0.95,
+        tolerance: Annotated[float, typer.Option(
+            help="largest pass-rate loss tolerated, overall and per slice")] = 0.01,
+        tolerance_slice: Annotated[list[str] | None, typer.Option(
+            "--tolerance-slice", help="SLICE=TOLERANCE for one slice; repeat for more")] = None,
+        max_cost_increase: Annotated[float | None, typer.Option(
+            help="budget: largest relative rise in cost per request, e.g. 0.05")] = None,
+        max_p95_increase_ms: Annotated[float | None, typer.Option(
+            help="budget: largest rise in p95 latency, in ms")] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+        markdown: Annotated[Path | None, typer.Option(help="write the result as Markdown for a pull request")] = None,
+    ):
+        """Compare a candidate policy with the baseline on the same requests; exit 1 when it fails."""
+        from rich.markup import escape
+
+        from simulator.analyses.gate import GateOptions, parse_slice_tolerances, run_gate
+        from simulator.cli.views import gate_table
+        from simulator.core.outputs import write_text_atomic
+        from simulator.report.gate import failure_lines, gate_markdown
+
+        options = GateOptions(resamples=resamples, seed=seed, confidence=confidence, tolerance=tolerance,
+                              slice_tolerances=parse_slice_tolerances(tolerance_slice),
+                              max_cost_increase=max_cost_increase, max_p95_increase_ms=max_p95_increase_ms)
+        result = run_gate(baseline, candidate, options)
+        if markdown:
+            write_text_atomic(markdown, gate_markdown(result))
+        if as_json:
+            typer.echo(json.dumps(result, indent=2))
+        else:
+            console.print(gate_table(result))
+            for line in failure_lines(result):
+                console.print(f"[red]✗[/red] {escape(line)}", highlight=False)
+            for note in result["notes"]:
+                console.print(f"note: {escape(note)}", highlight=False)
+            console.print("gate passed" if result["passed"] else "[bold red]gate failed[/bold red]", highlight=False)
+        if not result["passed"]:
+            raise typer.Exit(GATE_FAILED)

@@ -1,0 +1,166 @@
+"""`routesim replay`, `validate`, `generate`, `demo` and `report`: replaying scenarios and showing the result."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from simulator.cli.console import BAD_INPUT, console, errors, progress_bar
+from simulator.core.errors import RoutesimError
+from simulator.core.paths import REPORTS, SCENARIOS
+
+DEMO_BASELINE = "flagship-everywhere"
+
+
+def replay_scenarios(paths: list[Path], *, show_progress: bool = True):
+    """Replays each scenario file in turn, sharing loaded data and price sheets; returns their outcomes."""
+    from simulator.core.runner import Inputs, load_scenarios, run_scenario
+
+    scenarios = load_scenarios(paths)
+    inputs = Inputs()
+    outcomes = []
+    with progress_bar(len(scenarios), show_progress) as (label, advance):
+        for scenario in scenarios:
+            outcomes.append(run_scenario(scenario, inputs, lambda stage, name=scenario.name: label(f"{name}: {stage}")))
+            advance()
+    return outcomes
+
+
+def _write_decisions(path: Path, outcomes) -> None:
+    import polars as pl
+
+    from simulator.core.outputs import write_parquet_atomic
+
+    frames = [o.replay.decisions.with_columns(pl.lit(o.summary["scenario"]).alias("scenario")) for o in outcomes]
+    write_parquet_atomic(pl.concat(frames, how="vertical"), path)
+
+
+def _replay_into_report(paths: list[Path], out: Path, results: Path, baseline: str | None = None):
+    from simulator.report.build import render_report, replay_and_save
+
+    with progress_bar(len(paths) + 1, True) as (label, advance):
+        outcomes = replay_and_save(paths, results, label, advance, baseline=baseline)
+    return outcomes, render_report(results, out)
+
+
+def replay(
+    scenarios: Annotated[list[Path], typer.Argument(help="scenario YAML files")],
+    as_json: Annotated[bool, typer.Option("--json", help="print the summaries as JSON")] = False,
+    decisions: Annotated[Path | None, typer.Option(help="write per-request decisions as Parquet")] = None,
+    save: Annotated[Path | None, typer.Option(help="save results (Parquet + summary JSON) under this folder")] = None,
+):
+    """Replay scenarios and compare them; the cheapest that meets the bar is marked."""
+    from simulator.cli.views import comparison_table
+    from simulator.core.results import save_result
+
+    outcomes = replay_scenarios(scenarios, show_progress=not as_json)
+    summaries = [outcome.summary for outcome in outcomes]
+    if decisions:
+        _write_decisions(decisions, outcomes)
+    if save:
+        for outcome in outcomes:
+            save_result(save, outcome.summary, outcome.replay.decisions, outcome.replay.calls)
+    if as_json:
+        typer.echo(json.dumps(summaries, indent=2, default=str))
+    else:
+        console.print(comparison_table(summaries))
+
+
+def validate(paths: Annotated[list[Path], typer.Argument(help="data folders, price sheets or scenario files")]):
+    """Check inputs against the data contract and print every problem found."""
+    from simulator.core.checks import check_path
+
+    problems = 0
+    for path in paths:
+        found = check_path(path)
+        problems += len(found)
+        if found:
+            errors.print(f"[red]✗ {path}[/red]: {len(found)} problem(s)")
+            for problem in found:
+                errors.print(f"  - {problem}", markup=False, highlight=False, soft_wrap=True)
+        else:
+            console.print(f"[green]✓ {path}[/green]: valid")
+    if problems:
+        raise typer.Exit(BAD_INPUT)
+
+
+def generate(
+    out: Annotated[Path, typer.Argument(help="folder to write traffic.parquet and outcomes.parquet into")],
+    requests: Annotated[int, typer.Option(min=1, help="number of requests")] = 50_000,
+    days: Annotated[int, typer.Option(min=1, help="days of traffic from 2026-11-16")] = 7,
+    seed: Annotated[int, typer.Option(help="random seed; the same arguments give identical files")] = 2026,
+    mix_shift: Annotated[bool, typer.Option(help="shift the mix toward harder requests late in the week")] = True,
+):
+    """Generate a seeded synthetic week of support-bot traffic with graded outcomes for 4 model tiers."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from simulator.datasets.generate import write_week
+
+    with Progress(TextColumn("generating"), BarColumn(), TimeElapsedColumn(), console=errors,
+                  transient=True, disable=not console.is_terminal) as bar:
+        task = bar.add_task("generate", total=requests)
+        write_week(out, requests, days, seed, mix_shift=mix_shift,
+                   progress=lambda done: bar.update(task, completed=done))
+    console.print(f"wrote {requests:,} requests to {out}")
+
+
+def demo():
+    """Replay every shipped scenario and write the reports.
+
+    The support-week scenarios go to reports/demo.html, each gated against flagship-everywhere; each public
+    dataset's scenarios (scenarios/DATASET/) go to reports/demo-DATASET.html.
+    """
+    from simulator.cli.views import comparison_table
+    from simulator.report.build import default_results_dir
+
+    runs = [("support week", sorted(SCENARIOS.glob("*.yaml")), REPORTS / "demo.html", DEMO_BASELINE)]
+    runs += [(folder.name, sorted(folder.glob("*.yaml")), REPORTS / f"demo-{folder.name}.html", None)
+             for folder in sorted(SCENARIOS.iterdir()) if folder.is_dir()]
+    written = []
+    for title, paths, out, baseline in runs:
+        outcomes, report_path = _replay_into_report(paths, out, default_results_dir(out), baseline)
+        console.print(comparison_table([outcome.summary for outcome in outcomes], title=f"Replay comparison: {title}"))
+        written.append(report_path)
+    for report_path in written:
+        console.print(f"report: {report_path}", highlight=False)
+
+
+def report(
+    scenarios: Annotated[list[Path] | None, typer.Argument(help="scenario YAML files to replay")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="the HTML file to write, e.g. reports/NAME.html")] = ...,
+    save: Annotated[Path | None, typer.Option(help="results folder (default: NAME-results next to the report)")] = None,
+    from_results: Annotated[Path | None, typer.Option("--from", help="re-render from this results folder, "
+                                                      "without replaying")] = None,
+    baseline: Annotated[Path | None, typer.Option(help="gate every scenario against this scenario (replayed too "
+                                                       "when not among them) in a regression-gate section")] = None,
+):
+    """Write a self-contained HTML report: replay and save results, or re-render saved ones (--from)."""
+    from simulator.core.scenario import load_scenario
+    from simulator.report.build import default_results_dir, render_report
+
+    if bool(scenarios) == bool(from_results):
+        raise RoutesimError("give either scenario files to replay or --from RESULTS_DIR, not both or neither",
+                            fix="routesim report SCENARIO... -o FILE, or routesim report --from RESULTS_DIR -o FILE")
+    if from_results and (save or baseline):
+        raise RoutesimError("--save and --baseline go with scenario files; --from re-renders what was saved",
+                            fix="replay with 'routesim report SCENARIO... --baseline A.yaml -o FILE'")
+    if from_results:
+        console.print(f"report: {render_report(from_results, out)}", highlight=False)
+        return
+    results = save or default_results_dir(out)
+    baseline_name = None
+    if baseline is not None:
+        baseline_name = load_scenario(baseline).name
+        if baseline.resolve() not in {path.resolve() for path in scenarios}:
+            scenarios = [baseline, *scenarios]
+    _, report_path = _replay_into_report(scenarios, out, results, baseline_name)
+    console.print(f"report: {report_path}", highlight=False)
+    console.print(f"results: {results}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    for command in (replay, validate, generate, demo, report):
+        app.command()(command)

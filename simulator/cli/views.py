@@ -1,0 +1,370 @@
+"""Terminal views: the replay comparison, lanes and gate tables, and what `sweep`, `whatif`, `drift` and
+`prices import-litellm` compute and print.
+
+The command modules beside this one only declare options; these functions call the analyses
+(simulator.analyses) and print rich tables (or JSON). Files are written atomically. Imported only once a
+command runs, so the heavy libraries stay out of `routesim --help`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from simulator.analyses import drift, sweep, whatif
+from simulator.core.errors import RoutesimError
+from simulator.core.formats import count, metric, ms, pct, usd
+from simulator.core.metrics import METRICS
+from simulator.core.outputs import atomic_file, write_text_atomic
+from simulator.core.results import cheapest_meeting_bar
+from simulator.core.runner import Inputs, load_scenarios
+from simulator.core.scenario import load_scenario
+from simulator.report import gate as gate_text
+
+SHOWN_POINTS = 21
+
+
+# The replay comparison.
+
+def _bar_verdict(failures: list[dict]) -> str:
+    if not failures:
+        return "yes"
+    slices = sum(1 for failure in failures if failure["slice"] is not None)
+    parts = (["overall"] if len(failures) > slices else []) + ([f"{slices} slice{'s' * (slices > 1)}"] if slices else [])
+    return "no: " + " + ".join(parts)
+
+
+def comparison_table(summaries: list[dict], title: str = "Replay comparison") -> Table:
+    best = cheapest_meeting_bar(summaries)
+    best = best["scenario"] if best else None
+    table = Table(title=title, caption=(
+        f"★ cheapest scenario that meets its quality bar overall and in every slice: {best}" if best
+        else "No scenario meets its quality bar overall and in every slice."))
+    table.add_column("scenario", no_wrap=True)
+    for column in METRICS:
+        table.add_column(column.title, justify="right")
+    table.add_column("meets bar", justify="center", no_wrap=True)
+    for summary in summaries:
+        name = summary["scenario"] + (" ★" if summary["scenario"] == best else "")
+        verdict = _bar_verdict(summary["bar_failures"])
+        table.add_row(name, *[metric(m.name, summary[m.name]) for m in METRICS], verdict)
+    return table
+
+
+# Lanes.
+
+def lanes_table(result: dict) -> Table:
+    level = f"{result['confidence']:.0%}"
+    rule = ("observed pass rate" if result["criterion"] == "point_estimate"
+            else f"{level} Wilson lower bound") + " ≥ bar"
+    table = Table(title=escape(f"Lanes by {result['by']}: admitted when the {rule}"),
+                  caption=escape(f"fitted on {result['fit']['requests']:,} requests"
+                                 + (f" before {result['fit']['until']}" if result["fit"]["until"] else "")
+                                 + "; ★ the lane: cheapest admitted model"),
+                  caption_justify="left")
+    for header, justify in ((result["by"], "left"), ("model", "left"), ("requests", "right"), ("pass", "right"),
+                            (f"{level} interval", "right"), ("$/request", "right"), ("p95 ms", "right"),
+                            ("bar", "right"), ("admitted", "center")):
+        table.add_column(escape(header), justify=justify, no_wrap=True)
+    for position, group in enumerate(result["groups"]):
+        for index, model in enumerate(group["models"]):
+            mark = " ★" if model["model"] == group["lane"] else ""
+            table.add_row(escape(group["group"]) if index == 0 else "", escape(model["model"] + mark),
+                          f"{count(model['requests'])}/{count(group['requests'])}"
+                          if model["requests"] != group["requests"] else count(model["requests"]),
+                          pct(model["pass_rate"]), f"{pct(model['pass_rate_low'])} – {pct(model['pass_rate_high'])}",
+                          usd(model["cost_per_request_usd"]), ms(model["latency_p95_ms"]).removesuffix(" ms"),
+                          pct(model["bar"]), "yes" if model["admitted"] else "no",
+                          end_section=index == len(group["models"]) - 1 and position < len(result["groups"]) - 1)
+    return table
+
+
+def lane_lines(result: dict) -> list[str]:
+    lines = []
+    for group in result["groups"]:
+        if group["lane"]:
+            lines.append(f"{group['group']} → {group['lane']} (cheapest admitted model)")
+        else:
+            best = next(model for model in group["models"] if model["model"] == group["route_to"])
+            lines.append(f"{group['group']} → none admitted; routed to {group['route_to']}, the highest pass rate "
+                         f"there ({pct(best['pass_rate'])} against a bar of {pct(group['bar'])})")
+    lines.append(f"any other {result['by']} → {result['default_model']} (highest pass rate overall)")
+    return lines
+
+
+def out_of_sample_table(result: dict) -> Table:
+    check = result["out_of_sample"]
+    level = f"{result['confidence']:.0%}"
+    table = Table(title=escape(f"Out of sample: the lanes replayed from {check['window']['start']} to "
+                               f"{check['window']['end']} (not fitted on)"),
+                  caption=escape(f"{check['requests']:,} requests; pass rate {pct(check['pass_rate'])}, "
+                                 f"{usd(check['cost_per_request_usd'])} per request"), caption_justify="left")
+    for header in (result["by"], "routed to", "in sample", "requests", "pass", f"{level} interval", "bar",
+                   "bar holds"):
+        # "in sample": the routed model's admission and pass rate on the fitted traffic.
+        table.add_column(escape(header), justify="left" if header in (result["by"], "routed to", "in sample",
+                                                                       "bar holds") else "right", no_wrap=True)
+    for group in check["groups"]:
+        verdict = "yes" if group["holds"] else ("no, clearly" if group["clearly_below"] else "no")
+        style = "bold red" if group["group"] in check["failed_out_of_sample"] else None
+        in_sample = group["in_sample"] + (f", {pct(group['in_sample_pass_rate'])}"
+                                          if group["in_sample_pass_rate"] is not None else "")
+        table.add_row(escape(group["group"]), escape(group["route_to"]), in_sample, count(group["requests"]),
+                      pct(group["pass_rate"]), f"{pct(group['pass_rate_low'])} – {pct(group['pass_rate_high'])}",
+                      pct(group["bar"]), verdict, style=style)
+    return table
+
+
+def out_of_sample_lines(result: dict) -> list[str]:
+    check = result["out_of_sample"]
+    failed = check["failed_out_of_sample"]
+    by_name = {group["group"]: group for group in check["groups"]}
+    lines = [f"{name}: admitted in sample, but out of sample its pass rate is {pct(by_name[name]['pass_rate'])} "
+             f"against a bar of {pct(by_name[name]['bar'])}" for name in failed]
+    if not failed:
+        lines.append("every lane admitted in sample still meets its bar out of sample")
+    if not check["holds"]:
+        lines.append(f"overall: out of sample the lanes pass {pct(check['pass_rate'])} of requests, below the overall "
+                     f"bar of {pct(check['bar'])} (lanes are admitted per {result['by']}, and the mix can shift "
+                     "toward harder ones)")
+    return lines
+
+
+# The regression gate. The terminal leaves out the tolerance (in the caption) and the absolute costs (in --json and --markdown).
+GATE_COLUMNS = ("scope", "requests", "changed", "bar", "pass", "pass_change", "cost_change", "p95_change", "verdict")
+
+
+def gate_table(result: dict) -> Table:
+    table = Table(title=escape(gate_text.headline(result)), caption=escape(f"{gate_text.settings(result)}\n{gate_text.LEGEND}"),
+                  caption_justify="left", show_lines=True)
+    for key in GATE_COLUMNS:
+        table.add_column(escape(gate_text.HEADERS[key]), justify="left" if key in ("scope", "verdict") else "right",
+                         no_wrap=True)
+    for row in [result["overall"], *result["slices"]]:
+        # An interval goes under its estimate, to keep the table narrow enough for a CI log.
+        cells = {key: value.replace(" [", "\n[", 1) for key, value in gate_text.cells(row).items()}
+        style = "bold red" if row["failures"] else None
+        table.add_row(*(escape(cells[key]) for key in GATE_COLUMNS), style=style)
+    return table
+
+
+def write_table(frame: pl.DataFrame, path: Path) -> None:
+    """A table as CSV, Parquet or JSON (by the file's suffix), atomically."""
+    suffix = Path(path).suffix.lower()
+    writers = {".csv": frame.write_csv, ".parquet": frame.write_parquet,
+               ".json": lambda target: Path(target).write_text(json.dumps(frame.to_dicts(), indent=2) + "\n")}
+    if suffix not in writers:
+        raise RoutesimError(f"cannot tell how to write {Path(path).name}", where="--out",
+                            fix="name the file .csv, .parquet or .json")
+    with atomic_file(path) as temporary:
+        writers[suffix](temporary)
+
+
+def _gate_title(scenario, gate: sweep.Gate) -> str:
+    return (f"{scenario.name} · plan {gate.plan} · step {gate.step} ({gate.models[gate.step]}): "
+            f"accept when hard_check_ok AND {gate.over} >= t")
+
+
+def _points_table(title: str, points: pl.DataFrame, marks: dict[float, str]) -> Table:
+    table = Table(title=title, caption="● the scenario's own threshold   ★ calibrated")
+    for column in ("threshold", "gate accepted", "requests", "cost", "$/request", "pass", "escalated", "p95 ms",
+                   "strong calls"):
+        table.add_column(column, justify="right")
+    rows = points.to_dicts()
+    shown = sorted(set(np.round(np.linspace(0, len(rows) - 1, min(SHOWN_POINTS, len(rows)))).astype(int).tolist())
+                   | {i for i, row in enumerate(rows) if row["threshold"] in marks})
+    for index in shown:
+        row = rows[index]
+        mark = marks.get(row["threshold"], "")
+        table.add_row(f"{mark} {row['threshold']:.6g}".strip(), count(row["gate_accepted"]), count(row["requests"]),
+                      usd(row["total_cost_usd"]), usd(row["cost_per_request_usd"]), pct(row["pass_rate"]),
+                      pct(row["escalation_rate"]), ms(row["latency_p95_ms"]).replace(" ms", ""),
+                      pct(row["strong_call_share"]))
+    return table
+
+
+def _point_line(point: dict) -> str:
+    return (f"t = {point['threshold']:.6g}: pass {pct(point['pass_rate'])}, {usd(point['cost_per_request_usd'])}"
+            f"/request, escalated {pct(point['escalation_rate'])}, p95 {ms(point['latency_p95_ms'])}")
+
+
+def run_sweep(console: Console, scenario_path: Path, *, step: int, over: str | None, plan: str | None, points: int,
+              target: tuple[str, float] | None, fit_until: dt.date | None, as_json: bool, out: Path | None) -> None:
+    scenario = load_scenario(scenario_path)
+    inputs = Inputs()
+    data, sheet = inputs.data(scenario.data), inputs.prices(scenario.prices)
+    gate = sweep.resolve_gate(scenario, data, step=step, over=over, plan=plan)
+    if fit_until is not None and target is None:
+        raise RoutesimError("--fit-until needs a calibration target", where="--fit-until",
+                            fix="add --target-pass-rate, --target-escalation-rate or --budget")
+    prepared = sweep.prepare(scenario, data, sheet, gate)
+    result = sweep.sweep(scenario, data, sheet, gate, points=points, prepared=prepared)
+    chosen = sweep.calibrate(result.points, *target) if target else None
+    held = (sweep.holdout(scenario, data, sheet, gate, target, fit_until, points=points, prepared=prepared)
+            if fit_until else None)
+    if out:
+        write_table(result.points, out)
+    report = {"scenario": scenario.name, "plan": gate.plan, "step": gate.step, "model": gate.models[gate.step],
+              "over": gate.over, "current_threshold": result.current, "left_out": result.left_out,
+              "points": result.points.to_dicts()}
+    if target:
+        report["calibration"] = {"target": target[0], "value": target[1], "chosen": chosen}
+    if held:
+        report["holdout"] = {"fit_until": str(held.until), "fit": held.fit, "later": held.later,
+                             "later_by_day": held.later_by_day, "hindsight": held.hindsight}
+    if as_json:
+        console.print_json(json.dumps(report, default=str))
+        return
+    marks = {}
+    if result.current is not None:
+        marks[result.current] = "●"
+    if chosen:
+        marks[chosen["threshold"]] = marks.get(chosen["threshold"], "") + "★"
+    console.print(_points_table(_gate_title(scenario, gate) + f" — {count(result.points.height)} thresholds",
+                                result.points, marks))
+    if result.left_out:
+        console.print(f"{result.left_out} threshold(s) left out: replaying them would need outcomes missing from the "
+                      "data (on_missing: error).", highlight=False)
+    if target:
+        words = f"{sweep.TARGET_WORDS[target[0]]} {target[1]:g}"
+        console.print(f"★ calibrated to {words}: " + (_point_line(chosen) if chosen else "no threshold meets it"),
+                      highlight=False)
+    if held:
+        _print_holdout(console, held, target)
+    if out:
+        console.print(f"all {count(result.points.height)} points: {out}", highlight=False)
+
+
+def _print_holdout(console: Console, held: sweep.Holdout, target: tuple[str, float]) -> None:
+    words = f"{sweep.TARGET_WORDS[target[0]]} {target[1]:g}"
+    if held.fit is None:
+        console.print(f"Fitted before {held.until}: no threshold meets {words}.", highlight=False)
+        return
+    console.print(f"Fitted on requests before {held.until} ({count(held.fit['requests'])}): "
+                  + _point_line(held.fit), highlight=False)
+    later = held.later
+    key = {"pass_rate": "pass_rate", "escalation_rate": "escalation_rate", "budget": "cost_per_request_usd"}[target[0]]
+    value = later[key]
+    met = (value is not None and (value >= target[1] if target[0] == "pass_rate" else value <= target[1]))
+    console.print(f"From {held.until} on ({count(later['requests'])} requests), the same t = "
+                  f"{later['threshold']:.6g} gives pass {pct(later['pass_rate'])}, "
+                  f"{usd(later['cost_per_request_usd'])}/request, escalated {pct(later['escalation_rate'])}: target "
+                  f"{'held' if met else 'NOT held'} out of sample.", highlight=False)
+    table = Table(title="Calibrated threshold on the later days")
+    for column in ("day", "requests", "$/request", "pass", "escalated", "p95 ms"):
+        table.add_column(column, justify="right")
+    for row in held.later_by_day:
+        table.add_row(row["day"], count(row["requests"]), usd(row["cost_per_request_usd"]), pct(row["pass_rate"]),
+                      pct(row["escalation_rate"]), ms(row["latency_p95_ms"]).replace(" ms", ""))
+    console.print(table)
+    if held.hindsight:
+        console.print("In hindsight, the later days alone would pick " + _point_line(held.hindsight), highlight=False)
+
+
+def run_drift(console: Console, scenario_path: Path, *, every: str, settings: drift.DriftSettings,
+              as_json: bool) -> None:
+    drift.check_every(every)
+    settings.check()
+    scenario = load_scenario(scenario_path)
+    inputs = Inputs()
+    from simulator.core.engine import replay
+
+    result = replay(scenario, inputs.data(scenario.data), inputs.prices(scenario.prices))
+    plans = [label for label, steps in scenario.policy.plans() if len(steps) > 1]
+    if not plans:
+        raise RoutesimError("the policy has no multi-step plan, so nothing escalates", where=f"scenario '{scenario.name}'",
+                            fix="watch a scenario with a cascade")
+    found = [drift.cascade_drift(result.decisions, plan, every, settings) for plan in plans]
+    if as_json:
+        console.print_json(json.dumps({"scenario": scenario.name, "cascades": found}, default=str))
+        return
+    for cascade in found:
+        test = cascade["drift"]
+        statistic = {row["start"]: row["cusum"] for row in test.get("statistic", [])}
+        table = Table(title=f"{scenario.name} · plan {cascade['plan']}: escalation, pass rate and cost per {every}",
+                      caption=drift.describe(test))
+        for column in ("from (UTC)", "requests", "escalated", "pass", "$/request", "CUSUM", ""):
+            table.add_column(column, justify="right")
+        for row in cascade["series"]:
+            note = ""
+            if test.get("alarm") and row["start"] == test["started_at"]:
+                note = "rise starts"
+            if test.get("alarm") and row["start"] == test["alarm_at"]:
+                note = (note + ", " if note else "") + "ALARM"
+            cusum = statistic.get(row["start"])
+            table.add_row(row["start"][:16].replace("T", " "), count(row["requests"]), pct(row["escalation_rate"]),
+                          pct(row["pass_rate"]), usd(row["cost_per_request_usd"]),
+                          "reference" if cusum is None else f"{cusum:.2f}", note)
+        console.print(table)
+        if test.get("status") == "tested":
+            console.print(f"CUSUM threshold h = {test['threshold']:.2f} for a {test['false_alarm']:.0%} false-alarm "
+                          f"rate over the monitored part; designed for a rise of {test['min_rise']:.0%} points "
+                          f"({pct(test['reference_rate'])} → {pct(test['design_rate'])}).", highlight=False)
+
+
+def run_whatif(console: Console, paths: list[Path], change: whatif.PriceChange, *, target, points: int,
+               as_json: bool) -> None:
+    if change.sheet is None and not change.scales and change.at is None:
+        raise RoutesimError("nothing to change", where="routesim whatif",
+                            fix="give --prices OTHER.yaml, --scale MODEL=FACTOR or --at DATE")
+    scenarios = load_scenarios(paths)
+    result = whatif.what_if(scenarios, Inputs(), change, target=target, points=points)
+    if as_json:
+        console.print_json(json.dumps(result, default=str))
+        return
+    cheapest = result["cheapest_meeting_bar"]
+    table = Table(title=f"What if: {result['change']}",
+                  caption=f"★ cheapest meeting its bar: {cheapest['current'] or 'none'} now → "
+                          f"{cheapest['what_if'] or 'none'} at what-if prices")
+    for column in ("policy", "pass", "meets bar", "$/request now", "rank", "$/request what-if", "rank", "change",
+                   "threshold now → what-if"):
+        table.add_column(column, justify="left" if column == "policy" else "right")
+    for now, then in zip(result["current"], result["what_if"]):
+        if now.get("unreachable") or then.get("unreachable"):
+            table.add_row(now["policy"], "", "", "no threshold meets the target" if now.get("unreachable") else
+                          usd(now["cost_per_request_usd"]), "", "no threshold meets the target"
+                          if then.get("unreachable") else usd(then["cost_per_request_usd"]), "", "", "")
+            continue
+        change_share = (then["cost_per_request_usd"] / now["cost_per_request_usd"] - 1
+                        if now["cost_per_request_usd"] else None)
+        stars = ("★" if now["policy"] == cheapest["current"] else "", "★" if then["policy"] == cheapest["what_if"] else "")
+        thresholds = ("" if now["threshold"] is None else
+                      f"{now['threshold']:.4g} → {then['threshold']:.4g}")
+        table.add_row(now["policy"], pct(now["pass_rate"]), "yes" if now["meets_bar"] else "no",
+                      f"{usd(now['cost_per_request_usd'])} {stars[0]}".strip(), str(now["rank"]),
+                      f"{usd(then['cost_per_request_usd'])} {stars[1]}".strip(), str(then["rank"]),
+                      pct(change_share), thresholds)
+    console.print(table)
+    breakeven = Table(title="Break-even escalation rate e* = 1 − c1 / cL of each cascade, now and at what-if prices",
+                      caption="Above e* the cascade costs more than sending its requests straight to its last step.")
+    for column in ("policy", "plan", "steps", "escalated", "e* now", "e* what-if", "verdict what-if"):
+        breakeven.add_column(column, justify="left" if column in ("policy", "plan", "steps", "verdict what-if")
+                             else "right")
+    for now, then in zip(result["current"], result["what_if"]):
+        for before, after in zip(now.get("cascades", []), then.get("cascades", [])):
+            verdict = ("undefined" if after["cheaper_than_last"] is None else
+                       "cheaper than its last step" if after["cheaper_than_last"] else "costs more than its last step")
+            breakeven.add_row(now["policy"], before["plan"], " → ".join(before["steps"]), pct(before["escalation_rate"]),
+                              pct(before["break_even_rate"]), pct(after["break_even_rate"]), verdict)
+    if breakeven.row_count:
+        console.print(breakeven)
+
+
+def run_import_litellm(console: Console, file: Path, *, as_of: dt.date, models: list[str], renames: list[str],
+                       out: Path | None) -> None:
+    from simulator.importers.litellm_prices import import_litellm, parse_renames, render_sheet
+
+    sheet, keys = import_litellm(file, as_of, models, parse_renames(renames))
+    text = render_sheet(sheet, file, as_of, keys)
+    if out is None:
+        console.out(text, end="", highlight=False)
+        return
+    write_text_atomic(out, text)
+    console.print(f"wrote {len(sheet['models'])} model(s) to {out}", highlight=False)

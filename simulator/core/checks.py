@@ -1,0 +1,66 @@
+"""`routesim validate`: every problem of a data folder, price sheet or scenario, collected, not raised."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from simulator.core.contract import load_data, validate_folder
+from simulator.core.engine import compile_policy, data_values
+from simulator.core.errors import RoutesimError
+from simulator.core.prices import load_prices
+from simulator.core.scenario import Scenario, load_scenario
+from simulator.core.validation import read_yaml
+
+
+def _collect(problems: list[str], check: Callable[[], object]):
+    try:
+        return check()
+    except RoutesimError as error:
+        problems.append(error.render())
+        return None
+
+
+def check_data(folder: Path) -> list[str]:
+    problems: list[str] = []
+    report = _collect(problems, lambda: validate_folder(folder))
+    return problems + (report.problems if report else [])
+
+
+def check_prices(path: Path) -> list[str]:
+    problems: list[str] = []
+    _collect(problems, lambda: load_prices(path))
+    return problems
+
+
+def check_scenario(path: Path) -> list[str]:
+    problems: list[str] = []
+    scenario: Scenario | None = _collect(problems, lambda: load_scenario(path))
+    if scenario is None:
+        return problems
+    data_problems = check_data(scenario.data)
+    problems += data_problems
+    if scenario.prices:
+        problems += check_prices(scenario.prices)
+    if data_problems:
+        return problems
+    data = load_data(scenario.data)
+    _collect(problems, lambda: compile_policy(scenario, data.traffic.collect_schema(), data.outcomes.collect_schema(),
+                                              data_values(data.outcomes, "model"), data_values(data.traffic, "slice")))
+    return problems
+
+
+def check_path(path: Path) -> list[str]:
+    """Problems of whatever `path` is: a data folder, a price sheet or a scenario file."""
+    path = Path(path)
+    if path.is_dir():
+        return check_data(path)
+    if not path.exists():
+        return [f"{path}: no such file or folder"]
+    problems: list[str] = []
+    raw = _collect(problems, lambda: read_yaml(path))
+    if problems:
+        return problems
+    if isinstance(raw, dict) and "models" in raw and "policy" not in raw:
+        return check_prices(path)
+    return check_scenario(path)

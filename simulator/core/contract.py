@@ -1,0 +1,338 @@
+"""The data contract: what `traffic.parquet` and `outcomes.parquet` must hold, checked on every load.
+
+A data folder holds two Parquet files:
+
+- `traffic.parquet`: one row per logged request. Required columns are in `TRAFFIC_COLUMNS`; any further
+  column (feature, customer_tier, ...) is kept and usable by rules.
+- `outcomes.parquet`: one row per request x candidate model x sample, with the columns in
+  `OUTCOME_COLUMNS`. `sample` numbers repeated answers of the same model from 0 upwards.
+
+`validate_data` reports every problem at once; `load_data` raises on the first report with problems.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from simulator.core.errors import RoutesimError, did_you_mean
+from simulator.core.outputs import atomic_folder
+
+TRAFFIC_FILE = "traffic.parquet"
+OUTCOMES_FILE = "outcomes.parquet"
+
+INTEGER = "integer"
+FLOAT = "number"
+STRING = "string"
+BOOLEAN = "boolean"
+TIMESTAMP = "timestamp"
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: str
+    nullable: bool
+    meaning: str
+    unit_interval: bool = False  # values must lie in 0..1
+    non_negative: bool = False
+
+
+TRAFFIC_COLUMNS: tuple[Column, ...] = (
+    Column("request_id", STRING, False, "unique id of the logged request"),
+    Column("ts", TIMESTAMP, False, "when the request arrived (UTC)"),
+    Column("slice", STRING, False, "the request type that evals and quality bars are defined on"),
+    Column("input_tokens", INTEGER, False, "prompt tokens of the request", non_negative=True),
+)
+
+OUTCOME_COLUMNS: tuple[Column, ...] = (
+    Column("request_id", STRING, False, "the request this answer belongs to"),
+    Column("model", STRING, False, "the candidate model that answered"),
+    Column("sample", INTEGER, False, "0 for the first answer of this model, 1 for a repeat, ...",
+           non_negative=True),
+    Column("input_tokens", INTEGER, False, "prompt tokens billed for this call", non_negative=True),
+    Column("cached_input_tokens", INTEGER, True, "part of input_tokens served from the prompt cache",
+           non_negative=True),
+    Column("output_tokens", INTEGER, False, "completion tokens", non_negative=True),
+    Column("latency_ms", FLOAT, False, "end-to-end latency of the call", non_negative=True),
+    Column("ttft_ms", FLOAT, True, "time to first token", non_negative=True),
+    Column("passed", BOOLEAN, False, "the grader's verdict against the slice's bar"),
+    Column("score", FLOAT, True, "graded quality", unit_interval=True),
+    Column("confidence", FLOAT, True, "the model's own confidence signal", unit_interval=True),
+    Column("checker_score", FLOAT, True, "a separate cheap checker's score of the answer",
+           unit_interval=True),
+    Column("hard_check_ok", BOOLEAN, False, "well-formed output, tool call succeeded, grounding not empty"),
+    Column("cost_usd", FLOAT, True, "the cost recorded when the call ran", non_negative=True),
+    Column("grader", STRING, True, "deterministic, llm_judge or human"),
+)
+
+GRADERS = ("deterministic", "llm_judge", "human")
+
+# How many example rows a problem shows.
+EXAMPLES = 3
+
+
+def _kind_of(dtype: pl.DataType) -> str | None:
+    if dtype.is_integer():
+        return INTEGER
+    if dtype.is_float():
+        return FLOAT
+    if dtype == pl.String or dtype == pl.Categorical or dtype == pl.Enum:
+        return STRING
+    if dtype == pl.Boolean:
+        return BOOLEAN
+    if isinstance(dtype, pl.Datetime):
+        return TIMESTAMP
+    if dtype == pl.Null:
+        return "null"
+    return None
+
+
+def _accepts(expected: str, actual: str | None) -> bool:
+    # An all-integer column is a fine number; an all-null column fits any nullable column.
+    return actual == expected or (expected == FLOAT and actual == INTEGER) or actual == "null"
+
+
+@dataclass
+class Report:
+    """Problems found in one input, each naming the file, column and example rows."""
+
+    problems: list[str] = field(default_factory=list)
+
+    def add(self, file: str, what: str, *, column: str | None = None, examples: str = "",
+            fix: str = "") -> None:
+        where = f"{file}" + (f", column '{column}'" if column else "")
+        text = f"{where}: {what}"
+        if examples:
+            text += f"\n    e.g. {examples}"
+        if fix:
+            text += f"\n    fix: {fix}"
+        self.problems.append(text)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def raise_if_problems(self, subject: str) -> None:
+        if self.problems:
+            count = len(self.problems)
+            raise RoutesimError(
+                f"{subject} breaks the data contract ({count} problem{'s' if count > 1 else ''}):\n  - "
+                + "\n  - ".join(p.replace("\n", "\n    ") for p in self.problems),
+                fix="see 'Data contract' in the README; run 'routesim validate' to list every problem",
+            )
+
+
+def _examples(frame: pl.LazyFrame, condition: pl.Expr, columns: list[str]) -> str:
+    rows = frame.filter(condition).select(columns).head(EXAMPLES).collect().to_dicts()
+    return "; ".join(", ".join(f"{k}={v!r}" for k, v in row.items()) for row in rows)
+
+
+RESERVED_PREFIX = "__"  # the engine's working columns; a user column may not start with it
+
+
+def _check_columns(report: Report, file: str, schema: pl.Schema, columns: tuple[Column, ...]) -> bool:
+    """Presence and types. Returns False when a later value check could not run."""
+    usable = True
+    for name in schema.names():
+        if name.startswith(RESERVED_PREFIX):
+            report.add(file, f"column '{name}' starts with '{RESERVED_PREFIX}', which routesim keeps for its own "
+                       "working columns", column=name, fix=f"rename it, e.g. to '{name.lstrip('_')}'")
+    for column in columns:
+        if column.name not in schema:
+            hint = did_you_mean(column.name, schema.names())
+            report.add(file, f"missing required column '{column.name}' ({column.kind}: {column.meaning}).{hint}",
+                       fix=f"add the column '{column.name}'")
+            usable = False
+            continue
+        actual = _kind_of(schema[column.name])
+        if not _accepts(column.kind, actual):
+            report.add(file, f"has type {schema[column.name]} but must be {column.kind}", column=column.name,
+                       fix=f"cast '{column.name}' to {column.kind}")
+            usable = False
+    return usable
+
+
+@dataclass(frozen=True)
+class RowCheck:
+    """A condition no row may meet, with how to report the rows that do."""
+
+    column: str
+    condition: pl.Expr
+    what: str  # formatted with the count of offending rows
+    shown: tuple[str, ...] = ()
+    fix: str = ""
+
+
+def _row_checks(columns: tuple[Column, ...]) -> list[RowCheck]:
+    checks = []
+    for column in columns:
+        values = pl.col(column.name)
+        if not column.nullable:
+            checks.append(RowCheck(column.name, values.is_null(), "{} null value(s) in a column that must always be set"))
+        if column.non_negative:
+            not_finite = (values.is_nan() | values.is_infinite()) if column.kind == FLOAT else pl.lit(False)
+            checks.append(RowCheck(column.name, (values < 0) | not_finite, "{} negative or not finite value(s)",
+                                   (column.name,), "counts, durations and costs are finite numbers >= 0"))
+        if column.unit_interval:
+            checks.append(RowCheck(column.name, (values < 0) | (values > 1) | values.is_nan(),
+                                   "{} value(s) outside 0..1", (column.name,), "scale scores to 0..1"))
+    return checks
+
+
+OUTCOME_ROW_CHECKS = (
+    RowCheck("cached_input_tokens", pl.col("cached_input_tokens") > pl.col("input_tokens"),
+             "{} row(s) with more cached than total input tokens", ("input_tokens", "cached_input_tokens"),
+             "cached_input_tokens counts the cached part of input_tokens"),
+    RowCheck("grader", pl.col("grader").is_not_null() & ~pl.col("grader").is_in(GRADERS),
+             "{} row(s) with an unknown grader", ("grader",), f"use one of {', '.join(GRADERS)} or leave it null"),
+)
+
+
+def _run_row_checks(report: Report, file: str, frame: pl.LazyFrame, checks: list[RowCheck],
+                    key: list[str]) -> None:
+    """One pass counts every check's offending rows; examples are fetched only for checks that fail."""
+    counts = frame.select(check.condition.fill_null(False).sum().alias(str(index))
+                          for index, check in enumerate(checks)).collect(engine="streaming").row(0)
+    for check, count in zip(checks, counts):
+        if count:
+            report.add(file, check.what.format(count), column=check.column, fix=check.fix,
+                       examples=_examples(frame, check.condition.fill_null(False), [*key, *check.shown]))
+
+
+def _check_keys(report: Report, traffic_file: str, traffic: pl.LazyFrame, outcomes_file: str,
+                outcomes: pl.LazyFrame) -> None:
+    rows, distinct = traffic.select(pl.len(), pl.col("request_id").n_unique()).collect().row(0)
+    if rows != distinct:
+        shared = (traffic.group_by("request_id").agg(pl.len().alias("rows")).filter(pl.col("rows") > 1)
+                  .sort("request_id").head(EXAMPLES).collect())
+        report.add(traffic_file, f"{rows - distinct} duplicate row(s): request_id must be unique",
+                   column="request_id", fix="keep one row per request",
+                   examples="; ".join(f"request_id={r!r} ({n} rows)" for r, n in shared.iter_rows()))
+    # One pass over request x model pairs finds both repeated samples and gaps in their numbering.
+    pairs = outcomes.group_by("request_id", "model").agg(
+        pl.len().alias("rows"), pl.col("sample").n_unique().alias("distinct"), pl.col("sample").max().alias("top"))
+    repeated, gapped = pairs.select((pl.col("rows") - pl.col("distinct")).sum(),
+                                    (pl.col("top") + 1 != pl.col("distinct")).sum()).collect(engine="streaming").row(0)
+    for count, condition, what, fix in (
+            (repeated, pl.col("rows") > pl.col("distinct"),
+             "{} duplicate row(s): (request_id, model, sample) must be unique",
+             "keep one row per key, or number repeated answers with 'sample'"),
+            (gapped, pl.col("top") + 1 != pl.col("distinct"),
+             "{} request x model pair(s) whose samples do not run 0, 1, 2, ...",
+             "number the answers of one model to one request from 0 without gaps")):
+        if count:
+            shown = pairs.filter(condition).sort("request_id", "model").head(EXAMPLES).collect()
+            report.add(outcomes_file, what.format(count), column="request_id, model, sample", fix=fix,
+                       examples="; ".join(f"request_id={r!r}, model={m!r} ({n} rows, samples up to {t})"
+                                          for r, m, n, _, t in shown.iter_rows()))
+    orphans = outcomes.join(traffic.select("request_id"), on="request_id", how="anti")
+    orphan_rows = orphans.select(pl.len()).collect(engine="streaming").item()
+    if orphan_rows:
+        report.add(outcomes_file, f"{orphan_rows} outcome row(s) for requests not in {traffic_file}",
+                   column="request_id", examples=_examples(orphans, pl.lit(True), ["request_id", "model", "sample"]),
+                   fix="drop outcomes of unknown requests or add the requests to the traffic")
+
+
+def validate_frames(traffic: pl.DataFrame | pl.LazyFrame, outcomes: pl.DataFrame | pl.LazyFrame, *,
+                    traffic_file: str = TRAFFIC_FILE, outcomes_file: str = OUTCOMES_FILE) -> Report:
+    """Every contract problem of a traffic/outcomes pair.
+
+    Works on lazy scans, so a 10M-request folder is checked in a few streaming passes without being
+    loaded whole.
+    """
+    traffic, outcomes = traffic.lazy(), outcomes.lazy()
+    report = Report()
+    traffic, outcomes = _string_ids(traffic), _string_ids(outcomes)
+    traffic_usable = _check_columns(report, traffic_file, traffic.collect_schema(), TRAFFIC_COLUMNS)
+    outcomes_usable = _check_columns(report, outcomes_file, outcomes.collect_schema(), OUTCOME_COLUMNS)
+    if traffic_usable:
+        _run_row_checks(report, traffic_file, traffic, _row_checks(TRAFFIC_COLUMNS), ["request_id"])
+    if outcomes_usable:
+        _run_row_checks(report, outcomes_file, outcomes, [*_row_checks(OUTCOME_COLUMNS), *OUTCOME_ROW_CHECKS],
+                        ["request_id", "model", "sample"])
+    if traffic_usable and outcomes_usable:
+        _check_keys(report, traffic_file, traffic, outcomes_file, outcomes)
+    return report
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A validated data folder, held as lazy scans so the engine can push projections and filters down."""
+
+    folder: Path
+    traffic: pl.LazyFrame
+    outcomes: pl.LazyFrame
+    fingerprint: str
+
+
+def data_files(folder: Path) -> tuple[Path, Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise RoutesimError(f"data folder not found: {folder}",
+                            fix=f"point 'data' at a folder holding {TRAFFIC_FILE} and {OUTCOMES_FILE}")
+    traffic_path, outcomes_path = folder / TRAFFIC_FILE, folder / OUTCOMES_FILE
+    for path in (traffic_path, outcomes_path):
+        if not path.is_file():
+            raise RoutesimError(f"missing {path.name} in the data folder", where=str(folder),
+                                fix=f"a data folder holds {TRAFFIC_FILE} and {OUTCOMES_FILE}")
+    return traffic_path, outcomes_path
+
+
+def scan_parquet(path: Path) -> pl.LazyFrame:
+    """A lazy scan of a Parquet file, failing now (not at first use) when the file is not Parquet."""
+    try:
+        scan = pl.scan_parquet(path)
+        scan.collect_schema()
+        return scan
+    except Exception as error:  # polars raises several types for unreadable files
+        raise RoutesimError(f"cannot read {path} as Parquet: {error}".splitlines()[0], where=str(path),
+                            fix="write the file with a Parquet writer (polars, pyarrow, duckdb)") from None
+
+
+def fingerprint(paths: list[Path]) -> str:
+    """Identifies the data a result came from by content, so a fresh clone gives the same fingerprint."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.name.encode())
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def validate_folder(folder: Path) -> Report:
+    traffic_path, outcomes_path = data_files(folder)
+    return validate_frames(scan_parquet(traffic_path), scan_parquet(outcomes_path),
+                           traffic_file=str(traffic_path), outcomes_file=str(outcomes_path))
+
+
+def _string_ids(frame: pl.LazyFrame) -> pl.LazyFrame:
+    """request_id as plain strings: a Categorical in one file and a String in the other must still join."""
+    schema = frame.collect_schema()
+    if "request_id" in schema and schema["request_id"] != pl.String and _kind_of(schema["request_id"]) == STRING:
+        return frame.with_columns(pl.col("request_id").cast(pl.String))
+    return frame
+
+
+def load_data(folder: Path) -> Dataset:
+    """Validate a data folder and open it lazily. Raises RoutesimError listing every problem."""
+    traffic_path, outcomes_path = data_files(folder)
+    validate_folder(folder).raise_if_problems(f"data folder {folder}")
+    return Dataset(folder=Path(folder), traffic=_string_ids(pl.scan_parquet(traffic_path)),
+                   outcomes=_string_ids(pl.scan_parquet(outcomes_path)),
+                   fingerprint=fingerprint([traffic_path, outcomes_path]))
+
+
+def write_folder(out: Path, traffic: pl.DataFrame, outcomes: pl.DataFrame, files: dict[str, str]) -> None:
+    """Validates, then writes the tables and `files` (name -> text) to a temporary sibling folder and swaps
+    it into place: a failure leaves `out` as it was."""
+    validate_frames(traffic, outcomes).raise_if_problems(f"the data for {out}")
+    with atomic_folder(Path(out)) as staging:
+        traffic.write_parquet(staging / TRAFFIC_FILE, compression="zstd")
+        outcomes.write_parquet(staging / OUTCOMES_FILE, compression="zstd")
+        for name, text in files.items():
+            (staging / name).write_text(text, encoding="utf-8")

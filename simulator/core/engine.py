@@ -1,0 +1,469 @@
+"""The replay engine: what a routing policy would have done with every logged request.
+
+Modelling assumptions (the README's "Policy semantics" states them in full):
+- Rules see only the traffic row: the first rule whose `when` holds picks the plan, else the default plan.
+- Plan steps run one after another. An earlier step's answer is final when its hard check passed and its
+  `accept` predicate holds; the last step's answer is always final.
+- The k-th call of a model for one request uses that model's outcome with `sample` = k.
+- A retry resends the full request: it is priced and timed like any other call.
+- Every call is priced at its request's timestamp; latencies of a request's calls add up.
+
+Everything is vectorised: the loops below run over plan steps, plans and retry targets (the policy's
+shape), never over requests. Each iteration is a join of the requests still in play with the outcomes of
+one (model, sample) pair.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from simulator.core.contract import Dataset
+from simulator.core.errors import RoutesimError, did_you_mean
+from simulator.core.predicates import Predicate, parse_predicate
+from simulator.core.prices import PRICE_SOURCE, SOURCE_CHECKER, PriceSheet, price_calls
+from simulator.core.scenario import Retry, Scenario, Step
+
+Progress = Callable[[str], None]
+
+# Columns of an answer that the engine carries for every request; predicates may add more.
+ANSWER_COLUMNS = ["model", "sample", "passed", "hard_check_ok", "score"]
+CALL_COLUMNS = ["rid", "seq", "model", "kind", "cost_usd", "latency_ms", "price_source"]
+# A checker call shares its step's `seq`; the kind's order puts it after the step it checked.
+CALL_KIND = pl.Enum(["step", "retry", "checker"])
+PRESENT = "__present"
+# What the engine carries for every request between steps; answers bring everything else. The engine's
+# own working columns start with "__", a prefix the data contract keeps out of user columns, so no
+# predicate can read one by mistake.
+REQUEST_IDENTITY = ["__rid", "request_id", "ts", "slice", "__plan"]
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """How many requests of the window the replay could use, and which outcomes were missing."""
+
+    requests_in_window: int  # before any sample
+    requests_selected: int  # the window's requests, or the sample of them, that the policy was given
+    requests_replayed: int  # those left once requests with missing outcomes were skipped
+    missing_by_model: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def share(self) -> float:
+        return self.requests_replayed / self.requests_selected if self.requests_selected else 0.0
+
+
+@dataclass(frozen=True)
+class Replay:
+    """Per-request decisions and per-call records of one scenario's replay."""
+
+    scenario: Scenario
+    decisions: pl.DataFrame
+    calls: pl.DataFrame
+    coverage: Coverage
+    price_sources: dict[str, str]
+
+
+@dataclass(frozen=True)
+class CompiledPolicy:
+    """The scenario's predicates, checked against the data's columns."""
+
+    rules: tuple[Predicate, ...]
+    plans: tuple[tuple[str, tuple[Step, ...]], ...]
+    accepts: dict[tuple[int, int], Predicate]  # (plan, step) -> accept predicate
+    retry_when: Predicate | None
+    retry: Retry | None  # the retry's targets and attempts; `retry_when` is its compiled predicate
+
+    @property
+    def answer_columns(self) -> list[str]:
+        """Outcome columns the engine must carry: the basics and whatever the predicates read."""
+        read = set(ANSWER_COLUMNS)
+        for predicate in [*self.accepts.values(), *([self.retry_when] if self.retry_when else [])]:
+            read |= predicate.columns
+        return sorted(read)
+
+
+def _model_keys(policy) -> dict[str, str]:
+    """Each model of the policy, with the first scenario key that names it."""
+    keys: dict[str, str] = {}
+    for index, rule in enumerate(policy.rules):
+        for position, step in enumerate(rule.steps):
+            keys.setdefault(step.model, f"policy.rules[{index}]." + ("use" if rule.use else f"cascade[{position}].model"))
+    for position, step in enumerate(policy.default.steps):
+        keys.setdefault(step.model, "policy.default." + ("use" if policy.default.use else f"cascade[{position}].model"))
+    for position, model in enumerate(policy.retry.to if policy.retry else ()):
+        keys.setdefault(model, f"policy.retry.to[{position}]")
+    return keys
+
+
+def compile_policy(scenario: Scenario, traffic_schema: pl.Schema, outcome_schema: pl.Schema,
+                   outcome_models: list[str], slices: list[str] | None = None) -> CompiledPolicy:
+    """Checks the policy against the data (models, columns, types, slices) and returns its predicates."""
+    policy = scenario.policy
+
+    def at(key: str) -> str:
+        return f"scenario '{scenario.name}', key '{key}'"
+
+    for model, key in _model_keys(policy).items():
+        if model not in outcome_models:
+            known = ", ".join(sorted(outcome_models)) or "none (the outcomes are empty)"
+            raise RoutesimError(
+                f"model '{model}' is used by the policy but has no outcomes in the data.{did_you_mean(model, outcome_models)}",
+                where=at(key), fix=f"models in the data: {known}")
+    for _, steps in policy.plans():
+        for step in steps:
+            if step.checker and step.checker.name in outcome_models:
+                raise RoutesimError(f"checker '{step.checker.name}' has the name of a model in the data, so its calls "
+                                    "would be counted as that model's", where=at("checker.name"),
+                                    fix="give the checker a name of its own, e.g. 'judge'")
+    if slices is not None:
+        for name in scenario.quality_bar.slices:
+            if name not in slices:
+                raise RoutesimError(f"quality_bar.slices names '{name}', which is no slice of the data."
+                                    f"{did_you_mean(name, slices)}", where=at(f"quality_bar.slices.{name}"),
+                                    fix=f"slices: {', '.join(sorted(slices))}")
+    answer_schema = {**dict(traffic_schema), **dict(outcome_schema)}  # the outcome's value wins a shared name
+
+    def predicate(text: str, key: str, schema: dict) -> Predicate:
+        parsed = parse_predicate(text, key=at(key), columns=sorted(schema))
+        parsed.check_types(schema)
+        return parsed
+
+    rules = tuple(predicate(rule.when, f"policy.rules[{index}].when", dict(traffic_schema))
+                  for index, rule in enumerate(policy.rules))
+    plans = tuple(policy.plans())
+    accepts = {}
+    for plan_index, (_, steps) in enumerate(plans):
+        prefix = f"policy.rules[{plan_index}]" if plan_index < len(policy.rules) else "policy.default"
+        for step_index, step in enumerate(steps):
+            if step.accept is not None:
+                accepts[plan_index, step_index] = predicate(step.accept, f"{prefix}.cascade[{step_index}].accept",
+                                                            answer_schema)
+    retry_when = predicate(policy.retry.when, "policy.retry.when", answer_schema) if policy.retry else None
+    return CompiledPolicy(rules=rules, plans=plans, accepts=accepts, retry_when=retry_when, retry=policy.retry)
+
+
+def data_values(frame: pl.LazyFrame, column: str) -> list[str]:
+    """The distinct values of a string column of the data (models, slices), sorted."""
+    return sorted(frame.select(pl.col(column).unique()).collect()[column].drop_nulls().to_list())
+
+
+def with_utc_ts(frame: pl.LazyFrame) -> pl.LazyFrame:
+    """`ts` in UTC: the contract says UTC, so a naive column is taken as UTC and an aware one converted."""
+    zone = getattr(frame.collect_schema()["ts"], "time_zone", None)
+    ts = pl.col("ts")
+    return frame.with_columns(ts.dt.replace_time_zone("UTC") if zone is None else ts.dt.convert_time_zone("UTC"))
+
+
+def _in_arrival_order(requests: pl.DataFrame) -> bool:
+    """Whether requests already run by (ts, request_id), as logs usually do: then sorting can be skipped."""
+    ordered = requests.select(
+        ((pl.col("ts").diff() > 0) | ((pl.col("ts").diff() == 0) & (pl.col("request_id") > pl.col("request_id").shift())))
+        .fill_null(True).all())
+    return bool(ordered.item())
+
+
+def select_requests(scenario: Scenario, data: Dataset, columns: list[str]) -> tuple[pl.DataFrame, int]:
+    """The window's requests (or the scenario's seeded sample of them), numbered by `__rid` in ts order, and
+    how many requests the window held before sampling."""
+    traffic = with_utc_ts(data.traffic.select(columns))
+    if scenario.window:
+        start = pl.lit(scenario.window.start).cast(pl.Datetime("us", "UTC"))
+        end = pl.lit(scenario.window.end).cast(pl.Datetime("us", "UTC"))
+        traffic = traffic.filter((pl.col("ts") >= start) & (pl.col("ts") < end))
+    requests = traffic.collect()
+    if not _in_arrival_order(requests):
+        requests = requests.sort("ts", "request_id")
+    in_window = requests.height
+    if scenario.sample and scenario.sample.requests < requests.height:
+        chosen = np.random.default_rng(scenario.sample.seed).choice(
+            requests.height, size=scenario.sample.requests, replace=False)
+        requests = requests[np.sort(chosen)]
+    if requests.height == 0:
+        window = f" between {scenario.window.start} and {scenario.window.end}" if scenario.window else ""
+        raise RoutesimError(f"no requests to replay{window}", where=f"scenario '{scenario.name}', key 'window'",
+                            fix="widen the window or check the data's timestamps")
+    return requests.with_row_index("__rid"), in_window
+
+
+def assign_plans(requests: pl.DataFrame, rules: tuple[Predicate, ...]) -> pl.DataFrame:
+    """First matching rule's plan, else the default plan (numbered after the rules)."""
+    plan: pl.Expr | pl.When | None = None
+    for index, rule in enumerate(rules):
+        condition = rule.compile()
+        plan = pl.when(condition).then(index) if plan is None else plan.when(condition).then(index)
+    default = pl.lit(len(rules))
+    expression = default if plan is None else plan.otherwise(default)
+    return requests.with_columns(expression.cast(pl.UInt16).alias("__plan"))
+
+
+class Answers:
+    """The outcomes the policy may need, split by (model, sample) so each step is a join on `rid`.
+
+    Each answer carries the outcome columns and, for predicates, the traffic columns they read; where
+    both have a column (input_tokens), the outcome's value is the one an answer carries.
+    """
+
+    PRICED = ["model", "sample", "input_tokens", "cached_input_tokens", "output_tokens", "latency_ms", "cost_usd"]
+
+    def __init__(self, data: Dataset, requests: pl.DataFrame, slots: set[tuple[str, int]], columns: list[str]):
+        outcome_names = data.outcomes.collect_schema().names()
+        traffic_extra = [name for name in columns if name not in outcome_names]
+        outcome_columns = list(dict.fromkeys(["request_id", *self.PRICED,
+                                              *[name for name in columns if name in outcome_names]]))
+        models = sorted({model for model, _ in slots})
+        outcomes = (data.outcomes.filter(pl.col("model").is_in(models)).select(outcome_columns)
+                    .with_columns(pl.col("model").cast(pl.Enum(models))))
+        keyed = requests.lazy().select("request_id", "__rid", *traffic_extra)
+        # The streaming engine joins in batches: a third of the in-memory engine's peak on 10M requests.
+        joined = (outcomes.join(keyed, on="request_id", how="inner").drop("request_id")
+                  .with_columns(pl.lit(True).alias(PRESENT)).collect(engine="streaming"))
+        # Every slot the policy can reach is known from its shape, so the joined frame can be dropped
+        # once they are cut out of it.
+        self._slots = {(model, sample): joined.filter((pl.col("model") == model) & (pl.col("sample") == sample))
+                       .with_columns(pl.lit(model).alias("model")) for model, sample in sorted(slots)}
+        self._empty = joined.clear().with_columns(pl.col("model").cast(pl.String))
+        # A slot with an answer for every request is reached by position: row_of[rid] is the request's row
+        # in the slot, so joining it to requests is a gather instead of a hash join.
+        self._row_of = {}
+        for key, slot in self._slots.items():
+            if slot.height == requests.height:
+                row_of = np.empty(slot.height, dtype=np.int64)
+                row_of[slot["__rid"].to_numpy()] = np.arange(slot.height)
+                self._row_of[key] = row_of
+
+    def join(self, rows: pl.DataFrame, model: str, sample: int) -> pl.DataFrame:
+        """`rows` with the (model, sample) answer of each request beside it, and PRESENT false where none."""
+        slot = self._slots.get((model, sample), self._empty)
+        row_of = self._row_of.get((model, sample))
+        if row_of is not None and set(rows.columns) & set(slot.columns) == {"__rid"}:
+            return pl.concat([rows, slot.drop("__rid")[row_of[rows["__rid"].to_numpy()]]], how="horizontal")
+        joined = rows.join(slot, on="__rid", how="left", suffix="__new")
+        return joined.with_columns(pl.col(PRESENT).fill_null(False))
+
+
+def reachable_slots(policy: CompiledPolicy) -> set[tuple[str, int]]:
+    """Every (model, sample) a request can reach: the k-th call of a model reads its sample k."""
+    slots = set()
+    most_plan_calls: dict[str, int] = {}
+    for _, steps in policy.plans:
+        calls: dict[str, int] = {}
+        for step in steps:
+            slots.add((step.model, calls.get(step.model, 0)))
+            calls[step.model] = calls.get(step.model, 0) + 1
+        for model, count in calls.items():
+            most_plan_calls[model] = max(most_plan_calls.get(model, 0), count)
+    if policy.retry is not None:
+        for model in set(policy.retry.to):
+            for sample in range(most_plan_calls.get(model, 0) + policy.retry.to.count(model)):
+                slots.add((model, sample))
+    return slots
+
+
+def _record_calls(part: pl.DataFrame, sheet: PriceSheet | None, *, kind: str, seq: pl.Expr,
+                  checker=None) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
+    """Prices the calls in `part` and returns it with `call_cost_usd`/`call_latency_ms`, plus call rows."""
+    priced = price_calls(part, sheet, recorded="cost_usd", into="__model_cost", source_into="__price_source")
+    calls = [priced.select(pl.col("__rid").alias("rid"), seq.alias("seq"), "model",
+                           pl.lit(kind, CALL_KIND).alias("kind"), pl.col("__model_cost").alias("cost_usd"),
+                           "latency_ms", pl.col("__price_source").alias("price_source"))]
+    cost, latency = pl.col("__model_cost"), pl.col("latency_ms").cast(pl.Float64)
+    if checker is not None:
+        calls.append(priced.select(pl.col("__rid").alias("rid"), seq.alias("seq"), pl.lit(checker.name).alias("model"),
+                                   pl.lit("checker", CALL_KIND).alias("kind"), pl.lit(checker.cost_usd).alias("cost_usd"),
+                                   pl.lit(checker.latency_ms, pl.Float64).alias("latency_ms"),
+                                   pl.lit(SOURCE_CHECKER, PRICE_SOURCE).alias("price_source")))
+        cost, latency = cost + checker.cost_usd, latency + checker.latency_ms
+    return priced.with_columns(cost.alias("__call_cost"), latency.alias("__call_latency")), calls
+
+
+def _accumulate() -> list[pl.Expr]:
+    return [(pl.col("__cost") + pl.col("__call_cost")).alias("__cost"),
+            (pl.col("__latency") + pl.col("__call_latency")).alias("__latency")]
+
+
+def _with_plan_models(finals: pl.DataFrame, policy: CompiledPolicy) -> pl.DataFrame:
+    """Adds `models_called` by the plan stage: fixed by the plan and the number of steps taken.
+
+    Every (plan, steps taken) prefix is listed once, in plan order, so a request's list is a gather at
+    `first prefix of its plan + steps taken - 1`: list building stays out of the per-step joins.
+    """
+    prefixes, first_prefix = [], []
+    for _, steps in policy.plans:
+        first_prefix.append(len(prefixes))
+        prefixes += [[step.model for step in steps[:taken]] for taken in range(1, len(steps) + 1)]
+    index = (pl.col("__plan").replace_strict(list(range(len(first_prefix))), first_prefix, return_dtype=pl.Int64)
+             + pl.col("__steps") - 1)
+    lists = pl.Series("__models", prefixes, dtype=pl.List(pl.String))
+    return finals.with_columns(lists.gather(finals.select(index).to_series()))
+
+
+class _Run:
+    """Mutable bookkeeping of one replay: call records and missing outcomes."""
+
+    def __init__(self, scenario: Scenario, sheet: PriceSheet | None, answers: Answers | None, keep: list[str],
+                 answer_only: list[str]):
+        self.scenario = scenario
+        self.sheet = sheet
+        self.answers = answers
+        self.keep = keep  # columns carried per request between stages
+        self.answer_only = answer_only  # the carried columns that come with an answer
+        self.calls: list[pl.DataFrame] = []
+        self.missing: list[pl.DataFrame] = []
+
+    def note_missing(self, rows: pl.DataFrame, model: str) -> None:
+        if rows.height:
+            self.missing.append(rows.select("__rid", "request_id", pl.lit(model).alias("model")))
+
+
+def _plan_stage(run: _Run, requests: pl.DataFrame, policy: CompiledPolicy, progress: Progress) -> pl.DataFrame:
+    """Walks every plan step by step; returns one row per request with its final plan answer."""
+    frontier = requests.with_columns(pl.lit(0.0).alias("__cost"), pl.lit(0.0).alias("__latency"))
+    decided: list[pl.DataFrame] = []
+    longest = max(len(steps) for _, steps in policy.plans)
+    for step_index in range(longest):
+        progress(f"step {step_index + 1} of {longest}")
+        next_frontier = []
+        for (plan_index,), rows in frontier.partition_by("__plan", as_dict=True).items():
+            steps = policy.plans[plan_index][1]
+            step = steps[step_index]
+            sample = sum(1 for earlier in steps[:step_index] if earlier.model == step.model)
+            joined = run.answers.join(rows, step.model, sample)
+            run.note_missing(joined.filter(~pl.col(PRESENT)), step.model)
+            called, calls = _record_calls(joined.filter(pl.col(PRESENT)), run.sheet, kind="step",
+                                          seq=pl.lit(step_index, pl.Int32), checker=step.checker)
+            run.calls.extend(calls)
+            if step_index == len(steps) - 1:
+                final = pl.lit(True)
+            else:
+                final = pl.col("hard_check_ok") & policy.accepts[plan_index, step_index].compile()
+            called = called.with_columns(*_accumulate(), final.alias("__final"),
+                                         pl.lit(step_index + 1, pl.Int32).alias("__steps"))
+            decided.append(called.filter("__final").select(*run.keep, "__steps"))
+            next_frontier.append(called.filter(~pl.col("__final")).select(*requests.columns, "__cost",
+                                                                          "__latency"))
+        frontier = pl.concat(next_frontier, how="vertical") if next_frontier else frontier.clear()
+    return _with_plan_models(pl.concat(decided, how="vertical"), policy)
+
+
+def _retry_stage(run: _Run, finals: pl.DataFrame, policy: CompiledPolicy, progress: Progress) -> pl.DataFrame:
+    """Resends answers that match the retry predicate to the retry models, one attempt at a time."""
+    retry = policy.retry
+    finals = finals.with_columns(pl.lit(0, pl.Int32).alias("__attempts"), pl.lit(False).alias("__matching"))
+    if retry is None:
+        return finals.rename({"__matching": "__exhausted"})
+    matches = policy.retry_when.compile()
+    flagged = finals.with_columns(matches.alias("__matching"))
+    settled, state = flagged.filter(~pl.col("__matching")), flagged.filter(pl.col("__matching"))
+    counts = {model: f"__calls_{index}" for index, model in enumerate(dict.fromkeys(retry.to))}
+    state = state.with_columns(pl.col("__models").list.eval(pl.element() == model).list.sum()
+                               .cast(pl.Int32).alias(column) for model, column in counts.items())
+    for position, model in enumerate(retry.to):
+        progress(f"retry {position + 1} of {len(retry.to)}")
+        trying = pl.col("__matching") & (pl.col("__attempts") < retry.attempts_allowed)
+        waiting, active = state.filter(~trying), state.filter(trying)
+        parts = [waiting]
+        for (sample,), rows in active.partition_by(counts[model], as_dict=True).items():
+            joined = run.answers.join(rows.drop(run.answer_only), model, sample)
+            absent = joined.filter(~pl.col(PRESENT))
+            if sample == 0:
+                run.note_missing(absent, model)
+            else:  # no further sample of a model already called: skip it, as the semantics say
+                parts.append(rows.join(absent.select("__rid"), on="__rid", how="semi"))
+            called, calls = _record_calls(joined.filter(pl.col(PRESENT)), run.sheet, kind="retry",
+                                          seq=pl.col("__steps") + pl.col("__attempts"))
+            run.calls.extend(calls)
+            parts.append(called.with_columns(
+                *_accumulate(), pl.concat_list("__models", pl.col("model")).alias("__models"),
+                matches.alias("__matching"),
+                (pl.col("__attempts") + 1).alias("__attempts"),
+                (pl.col(counts[model]) + 1).alias(counts[model]),
+            ).select(state.columns))
+        state = pl.concat(parts, how="vertical")
+    return pl.concat([settled, state.drop(counts.values())], how="vertical").rename(
+        {"__matching": "__exhausted"})
+
+
+def _raise_or_drop_missing(run: _Run, decisions: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, int]]:
+    if not run.missing:
+        return decisions, {}
+    missing = pl.concat(run.missing, how="vertical")
+    by_model = dict(missing.group_by("model").len().sort("model").iter_rows())
+    if run.scenario.on_missing == "error":
+        counts = ", ".join(f"{model}: {count}" for model, count in by_model.items())
+        example = missing.sort("__rid").row(0, named=True)
+        raise RoutesimError(
+            f"the policy needs outcomes that are missing from the data (requests per model: {counts}; "
+            f"e.g. request {example['request_id']} has no answer from {example['model']})",
+            where=f"scenario '{run.scenario.name}', data {run.scenario.data}",
+            fix="add the missing outcomes, or set 'on_missing: skip' to leave those requests out and report coverage")
+    return decisions.join(missing.select("__rid"), on="__rid", how="anti"), by_model
+
+
+def replay(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
+           progress: Progress | None = None) -> Replay:
+    """Replays `scenario` on `data`, pricing calls with `sheet` (recorded costs where it has no entry)."""
+    progress = progress or (lambda _: None)
+    traffic_schema, outcome_schema = data.traffic.collect_schema(), data.outcomes.collect_schema()
+    traffic_columns, outcome_columns = traffic_schema.names(), outcome_schema.names()
+    policy = compile_policy(scenario, traffic_schema, outcome_schema, data_values(data.outcomes, "model"),
+                            data_values(data.traffic, "slice"))
+
+    progress("selecting requests")
+    rule_columns = sorted(set().union(*(rule.columns for rule in policy.rules)))
+    answer_traffic_columns = [c for c in policy.answer_columns if c in traffic_columns and c not in outcome_columns]
+    request_columns = list(dict.fromkeys(["request_id", "ts", "slice", *rule_columns, *answer_traffic_columns]))
+    selected, in_window = select_requests(scenario, data, request_columns)
+    requests = assign_plans(selected, policy.rules)
+
+    progress("loading outcomes")
+    carried = [c for c in policy.answer_columns if c not in REQUEST_IDENTITY]
+    answers = Answers(data, requests, reachable_slots(policy), carried)
+    run = _Run(scenario, sheet, answers,
+               [*REQUEST_IDENTITY, *carried, "__cost", "__latency"], carried)
+    requests = requests.select(REQUEST_IDENTITY)
+
+    finals = _plan_stage(run, requests, policy, progress)
+    finals = _retry_stage(run, finals, policy, progress)
+    run.answers = None  # the outcomes are the largest frame: free them before the final sorts
+    progress("summarising")
+    finals, missing_by_model = _raise_or_drop_missing(run, finals)
+    if finals.is_empty():
+        counts = ", ".join(f"{model}: {count}" for model, count in missing_by_model.items())
+        raise RoutesimError(f"every request was skipped for missing outcomes ({counts}); nothing is left to replay",
+                            where=f"scenario '{scenario.name}', data {scenario.data}",
+                            fix="add the missing outcomes, or change the policy or the window")
+
+    plan_labels = [label for label, _ in policy.plans]
+    plan_lengths = [len(steps) for _, steps in policy.plans]
+    decisions = finals.sort("__rid").select(
+        pl.col("__rid").alias("rid"), "request_id", "ts", "slice",
+        pl.col("__plan").replace_strict(list(range(len(plan_labels))), plan_labels, return_dtype=pl.String)
+        .alias("plan"),
+        pl.col("__models").alias("models_called"),
+        pl.col("model").alias("final_model"),
+        pl.col("sample").alias("final_sample"),
+        pl.col("__steps").alias("steps_taken"),
+        (pl.col("__plan").replace_strict(list(range(len(plan_lengths))), plan_lengths, return_dtype=pl.Int32) > 1)
+        .alias("multi_step"),
+        (pl.col("__steps") > 1).alias("escalated"),
+        pl.col("__attempts").alias("retry_attempts"),
+        pl.col("__exhausted").alias("retry_exhausted"),
+        pl.col("__cost").alias("cost_usd"),
+        pl.col("__latency").alias("latency_ms"),
+        (pl.col("passed") & pl.col("hard_check_ok")).alias("passed"),
+        "hard_check_ok",
+        pl.col("score").cast(pl.Float64),
+    )
+    calls = pl.concat(run.calls, how="vertical")
+    if missing_by_model:  # calls made for requests later left out
+        calls = calls.join(decisions.select("rid"), on="rid", how="semi")
+    calls = calls.sort("rid", "seq", "kind").select(CALL_COLUMNS)
+    price_sources = {model: str(source) for model, source in
+                     calls.select("model", "price_source").unique().sort("model").iter_rows()}
+    coverage = Coverage(requests_in_window=in_window, requests_selected=requests.height,
+                        requests_replayed=decisions.height, missing_by_model=missing_by_model)
+    return Replay(scenario=scenario, decisions=decisions, calls=calls, coverage=coverage,
+                  price_sources=price_sources)

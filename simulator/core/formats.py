@@ -1,0 +1,75 @@
+"""How routesim writes numbers: the terminal table, the HTML report, and the browser tests that check it."""
+
+from __future__ import annotations
+
+import math
+
+DASH = "–"
+
+
+def usd(value: float | None) -> str:
+    """Dollars: cents from $1 up, four decimals below, and enough decimals to show a tiny amount."""
+    if value is None:
+        return DASH
+    sign = "−" if value < 0 else ""
+    value = abs(value)
+    if value == 0:
+        return "$0.00"
+    if value >= 1:
+        return f"{sign}${value:,.2f}"
+    decimals = min(8, max(4, 2 - math.floor(math.log10(value))))
+    return f"{sign}${value:.{decimals}f}"
+
+
+def pct(value: float | None) -> str:
+    return DASH if value is None else f"{value:.1%}".replace("-", "−")
+
+
+def ms(value: float | None) -> str:
+    return DASH if value is None else f"{value:,.0f} ms"
+
+
+def count(value: int | None) -> str:
+    return DASH if value is None else f"{value:,}"
+
+
+def score(value: float | None) -> str:
+    return DASH if value is None else f"{value:.3f}"
+
+
+def _signed(value: float | None, text: str, unit: str) -> str:
+    """`text` (a number formatted with an explicit sign) with a true minus sign, and no sign on zero."""
+    if value is None:
+        return DASH
+    if float(text.replace(",", "")) == 0:
+        text = text.lstrip("+-")
+    return text.replace("-", "−") + unit
+
+
+def points(value: float | None) -> str:
+    """A pass-rate change in percentage points, signed."""
+    return _signed(value, f"{value * 100:+.1f}" if value is not None else "", " pts")
+
+
+def signed_pct(value: float | None) -> str:
+    return _signed(value, f"{value * 100:+.1f}" if value is not None else "", "%")
+
+
+def signed_ms(value: float | None) -> str:
+    return _signed(value, f"{value:+,.0f}" if value is not None else "", " ms")
+
+
+BY_KIND = {"usd": usd, "pct": pct, "ms": ms, "count": count, "score": score}
+
+# The kind of each summary metric (see simulator.core.metrics.METRICS) and of the report's own columns.
+METRIC_KINDS = {
+    "requests": "count", "total_cost_usd": "usd", "cost_per_request_usd": "usd", "cost_per_1k_usd": "usd",
+    "pass_rate": "pct", "mean_score": "score", "latency_p50_ms": "ms", "latency_p95_ms": "ms",
+    "latency_p99_ms": "ms", "escalation_rate": "pct", "retry_rate": "pct", "retry_exhausted": "count",
+    "call_share": "pct",
+}
+
+
+def metric(name: str, value) -> str:
+    """A summary metric formatted as the report shows it."""
+    return BY_KIND[METRIC_KINDS[name]](value)

@@ -1,0 +1,56 @@
+"""Scenario files in, replays and summaries out: the one path every command takes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from simulator.core.contract import Dataset, load_data
+from simulator.core.engine import Progress, Replay, replay
+from simulator.core.errors import RoutesimError
+from simulator.core.prices import PriceSheet, load_prices
+from simulator.core.results import build_summary
+from simulator.core.scenario import Scenario, load_scenario
+
+
+@dataclass(frozen=True)
+class Outcome:
+    replay: Replay
+    summary: dict
+
+
+class Inputs:
+    """Loads each data folder and price sheet once, however many scenarios share it."""
+
+    def __init__(self) -> None:
+        self._data: dict[Path, Dataset] = {}
+        self._prices: dict[Path, PriceSheet] = {}
+
+    def data(self, folder: Path) -> Dataset:
+        if folder not in self._data:
+            self._data[folder] = load_data(folder)
+        return self._data[folder]
+
+    def prices(self, path: Path | None) -> PriceSheet | None:
+        if path is None:
+            return None
+        if path not in self._prices:
+            self._prices[path] = load_prices(path)
+        return self._prices[path]
+
+
+def run_scenario(scenario: Scenario, inputs: Inputs, progress: Progress | None = None) -> Outcome:
+    data, sheet = inputs.data(scenario.data), inputs.prices(scenario.prices)
+    result = replay(scenario, data, sheet, progress)
+    return Outcome(replay=result, summary=build_summary(result, data, sheet))
+
+
+def load_scenarios(paths: list[Path]) -> list[Scenario]:
+    scenarios = [load_scenario(path) for path in paths]
+    names = [scenario.name for scenario in scenarios]
+    duplicated = sorted({name for name in names if names.count(name) > 1})
+    if duplicated:
+        raise RoutesimError(f"two scenarios share the name '{duplicated[0]}'",
+                            where=", ".join(str(p) for p, s in zip(paths, scenarios) if s.name == duplicated[0]),
+                            fix="give every scenario its own 'name'")
+    return scenarios

@@ -1,0 +1,198 @@
+"""Scenario files: a routing policy and the data, prices and quality bar it is replayed against.
+
+Scenarios are frozen values validated by pydantic with unknown keys rejected. Predicates stay text here;
+the engine compiles them, so two scenarios can be compared and hashed like any value.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from simulator.core.errors import RoutesimError
+from simulator.core.validation import from_pydantic_error, read_yaml
+
+
+class Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Checker(Frozen):
+    """A separate cheap check of a step's answer (the source of `checker_score`).
+
+    It runs on every call of its step, adding its cost and latency to that call's request.
+    """
+
+    name: str = "checker"
+    cost_usd: float = Field(ge=0, description="USD per checked call")
+    latency_ms: float = Field(ge=0, description="added to the request's latency per checked call")
+
+
+class Step(Frozen):
+    """One call of a plan. `accept` decides, on a non-final step, whether its answer is final."""
+
+    model: str
+    accept: str | None = None
+    checker: Checker | None = None
+
+
+class PlanSpec(Frozen):
+    """Exactly one of `use` (a single model) or `cascade` (ordered steps)."""
+
+    use: str | None = None
+    cascade: tuple[Step, ...] | None = None
+
+    @model_validator(mode="after")
+    def _one_plan(self):
+        if (self.use is None) == (self.cascade is None):
+            raise ValueError("give exactly one of 'use: MODEL' or 'cascade: [steps]'")
+        if self.cascade is not None:
+            if not self.cascade:
+                raise ValueError("a cascade needs at least one step")
+            for position, step in enumerate(self.cascade[:-1]):
+                if step.accept is None:
+                    raise ValueError(f"cascade step {position} ({step.model}) needs 'accept': when is its answer final?")
+            if self.cascade[-1].accept is not None:
+                raise ValueError("the last cascade step's answer is always final: remove its 'accept'")
+        return self
+
+    @property
+    def steps(self) -> tuple[Step, ...]:
+        return self.cascade if self.cascade is not None else (Step(model=self.use),)
+
+
+class Rule(PlanSpec):
+    when: str
+    name: str | None = None
+
+
+class Retry(Frozen):
+    """Resend a failing final answer to stronger models, one attempt at a time."""
+
+    when: str
+    to: tuple[str, ...] = Field(min_length=1)
+    max_attempts: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _attempts_within_targets(self):
+        if self.max_attempts is not None and self.max_attempts > len(self.to):
+            raise ValueError(f"max_attempts ({self.max_attempts}) is more than the {len(self.to)} model(s) in 'to', "
+                             "which is walked once; list a model twice to try it twice")
+        return self
+
+    @property
+    def attempts_allowed(self) -> int:
+        return len(self.to) if self.max_attempts is None else self.max_attempts
+
+
+class Policy(Frozen):
+    rules: tuple[Rule, ...] = ()
+    default: PlanSpec
+    retry: Retry | None = None
+
+    def plans(self) -> list[tuple[str, tuple[Step, ...]]]:
+        """(label, steps) for each rule in order, then the default plan."""
+        labelled = [(rule.name or f"rule {index + 1}", rule.steps) for index, rule in enumerate(self.rules)]
+        return [*labelled, ("default", self.default.steps)]
+
+    def models(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for _, steps in self.plans():
+            seen.update((step.model, None) for step in steps)
+        if self.retry:
+            seen.update((model, None) for model in self.retry.to)
+        return list(seen)
+
+
+class Window(Frozen):
+    """Replay requests with start <= ts < end (dates at 00:00 UTC)."""
+
+    start: dt.date
+    end: dt.date
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.end <= self.start:
+            raise ValueError(f"end ({self.end}) must be after start ({self.start})")
+        return self
+
+
+class QualityBar(Frozen):
+    """The pass rate a policy must reach overall (`default`) and in each slice (overrides in `slices`)."""
+
+    default: float = Field(ge=0, le=1)
+    slices: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("slices")
+    @classmethod
+    def _in_unit_interval(cls, slices: dict[str, float]):
+        for name, bar in slices.items():
+            if not 0 <= bar <= 1:
+                raise ValueError(f"the bar of slice '{name}' must lie in 0..1")
+        return slices
+
+    def for_slice(self, name: str) -> float:
+        return self.slices.get(name, self.default)
+
+
+class RequestSample(Frozen):
+    """Replay a seeded random subset of the window's requests (the routing drill uses 30)."""
+
+    requests: int = Field(ge=1)
+    seed: int = 0
+
+
+class Scenario(Frozen):
+    # The name becomes a folder of saved results, so it may not climb out of it or hide in it.
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=120)
+    description: str = ""
+    data: Path
+    prices: Path | None = None
+    window: Window | None = None
+    quality_bar: QualityBar = QualityBar(default=0.9)
+    sample: RequestSample | None = None
+    on_missing: Literal["error", "skip"] = "error"
+    policy: Policy
+
+    @field_validator("quality_bar", mode="before")
+    @classmethod
+    def _bar_shorthand(cls, value):
+        return {"default": value} if isinstance(value, (int, float)) else value
+
+    def digest(self) -> str:
+        """A hash of the policy and settings, stamped on saved results.
+
+        Paths are left out so the same scenario hashes alike in every clone; the data and the price sheet
+        are identified by their own content fingerprints.
+        """
+        content = self.model_dump_json(exclude={"data", "prices"})
+        return hashlib.sha256(content.encode()).hexdigest()[:16]
+
+
+def load_scenario(path: Path) -> Scenario:
+    """Read and validate a scenario file; `data` and `prices` are relative to the file."""
+    path = Path(path)
+    raw = read_yaml(path)
+    if not isinstance(raw, dict):
+        raise RoutesimError("a scenario file must be a YAML mapping", where=str(path),
+                            fix="start from one of the files in scenarios/")
+    try:
+        scenario = Scenario.model_validate(raw)
+    except ValidationError as error:
+        raise from_pydantic_error(error, Scenario, file=path) from None
+    base = path.parent
+    return scenario.model_copy(update={
+        "data": (base / scenario.data).resolve(),
+        "prices": (base / scenario.prices).resolve() if scenario.prices else None,
+    })

@@ -1,0 +1,488 @@
+"""A seeded generator of a synthetic week of support-bot traffic, in the data contract.
+
+The simulated product is a customer-support assistant. Every logged request was answered by each of four
+candidate models (`small`, `medium`, `large`, `flagship`) so that any routing rule, cascade or retry policy
+can be replayed offline. Nothing here comes from real logs; the numbers are chosen to look plausible and to
+make routing decisions interesting.
+
+Modelling assumptions, each a deliberate simplification:
+
+- Arrivals follow a daily cycle in UTC: a European peak late morning, a larger American peak in the
+  afternoon, a night trough, and weekends at roughly half the weekday load.
+- Each request belongs to one of eight slices (request types). A slice fixes the typical input and output
+  length, the size of the cacheable prompt prefix, how hard it is, which product feature it arrives through,
+  which customer tiers send it and how it is graded. Easy slices make up about 70% of the traffic.
+- Quality follows a latent-ability model. A request has a latent difficulty (slice base + request noise);
+  a model has an ability; one call passes when ability - difficulty + call noise > 0 and its hard check
+  (well-formed output, tool call worked) succeeds. Because the request difficulty is shared by all models,
+  their verdicts are correlated: a request the flagship fails is one the small model rarely passes.
+- A model's `confidence` and a cheap checker's `checker_score` are noisy monotone readings of the same
+  margin, so they are informative but imperfect; small models are the more over-confident ones.
+- Latency is time to first token (grows with model size, input length and load) plus output tokens times
+  a per-token time, both with lognormal noise.
+- Cost is what the call was billed when it ran, from `PRICES`, which mirrors data/prices/support.yaml
+  (including the flagship's mid-week price cut).
+- With `mix_shift`, a new enterprise workload goes live on day 5 (Saturday 2026-11-21 for the default
+  start): the mix moves towards long, tangled slices and requests get harder, so cascades escalate more.
+  Without it the mix is stationary and only the load follows the daily cycle. Both variants draw the same
+  random numbers, so they agree exactly before the shift begins.
+
+Output is a pure function of the arguments. All timestamps are drawn up front from one stream (8 bytes per
+request); every chunk then draws from its own stream keyed by (seed, chunk index), so chunks are made one
+at a time and only one chunk's rows are ever held. Because the chunk size decides which requests share a
+stream, it is one of those arguments: the same arguments, including `chunk_size`, give the same data.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow.parquet as pq
+
+from simulator.core.contract import OUTCOMES_FILE, TRAFFIC_FILE
+from simulator.core.errors import RoutesimError
+
+DEFAULT_START = datetime.date(2026, 11, 16)  # a Monday
+
+FEATURES = ("chat", "email_assist", "agent_tools", "search")
+TIERS = ("free", "pro", "enterprise")
+LANGUAGES = ("en", "de", "fr", "es")
+GRADERS = ("deterministic", "llm_judge", "human")
+
+
+@dataclass(frozen=True)
+class SliceSpec:
+    """One request type. Token counts are medians of lognormal distributions; weights need not sum to 1."""
+
+    name: str
+    share: float  # share of traffic before the mix shift
+    shifted_share: float  # share of traffic once the mix shift is in full force
+    difficulty: float  # mean latent difficulty, on the same logit scale as the model abilities
+    difficulty_sd: float  # spread of the difficulty between requests of this slice
+    prefix_tokens: int  # system prompt, policies and tool schemas: identical across requests, so cacheable
+    content_tokens: float  # median of the request-specific part of the prompt
+    content_sigma: float
+    output_tokens: float  # median answer length of a model with verbosity 1
+    output_sigma: float
+    features: tuple[float, float, float, float]  # weights of FEATURES
+    tiers: tuple[float, float, float]  # weights of TIERS
+    grader: str  # how answers of this slice are graded
+    human_share: float = 0.0  # part of the requests sent to human review instead
+
+
+SLICES: tuple[SliceSpec, ...] = (
+    # name, share, shifted_share, difficulty, difficulty_sd, prefix_tokens, content_tokens, content_sigma,
+    # output_tokens, output_sigma, features (chat, email_assist, agent_tools, search),
+    # tiers (free, pro, enterprise), grader.
+    # Easy bulk: short, single-fact answers that a small model handles.
+    SliceSpec("order_status", 0.26, 0.17, -4.5, 0.9, 320, 60, 0.5, 60, 0.4,
+              (0.85, 0.0, 0.15, 0.0), (0.55, 0.35, 0.10), "deterministic"),
+    SliceSpec("faq", 0.20, 0.14, -3.0, 1.0, 640, 260, 0.6, 150, 0.5,
+              (0.7, 0.0, 0.0, 0.3), (0.50, 0.35, 0.15), "llm_judge"),
+    SliceSpec("one_line_rewrite", 0.13, 0.09, -3.4, 0.9, 96, 40, 0.5, 40, 0.4,
+              (0.4, 0.6, 0.0, 0.0), (0.45, 0.40, 0.15), "llm_judge"),
+    SliceSpec("definition_lookup", 0.11, 0.08, -3.6, 1.0, 192, 50, 0.5, 80, 0.5,
+              (0.5, 0.0, 0.0, 0.5), (0.50, 0.35, 0.15), "deterministic"),
+    # Tail: long inputs, several sources or policies to reconcile.
+    SliceSpec("refund_dispute", 0.10, 0.13, 0.6, 1.1, 1408, 700, 0.6, 350, 0.5,
+              (0.6, 0.0, 0.4, 0.0), (0.30, 0.45, 0.25), "llm_judge"),
+    SliceSpec("renewal_email", 0.08, 0.10, 0.9, 1.0, 896, 800, 0.6, 450, 0.4,
+              (0.0, 1.0, 0.0, 0.0), (0.05, 0.40, 0.55), "llm_judge"),
+    SliceSpec("contract_analysis", 0.06, 0.15, 1.9, 1.1, 1216, 4600, 0.45, 700, 0.5,
+              (0.7, 0.0, 0.0, 0.3), (0.02, 0.28, 0.70), "llm_judge", human_share=0.15),
+    SliceSpec("research_synthesis", 0.06, 0.14, 2.2, 1.1, 832, 5400, 0.5, 900, 0.5,
+              (0.0, 0.0, 0.45, 0.55), (0.05, 0.35, 0.60), "llm_judge"),
+)
+SLICE_NAMES = tuple(spec.name for spec in SLICES)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One candidate model. Abilities are on the difficulty's logit scale; times are in milliseconds."""
+
+    name: str
+    ability: float
+    long_context_penalty: float  # extra difficulty per doubling of the input beyond LONG_CONTEXT_TOKENS
+    hard_check_failure: float  # share of malformed answers or failed tool calls, before the feature factor
+    confidence_bias: float  # logit offset of the self-reported confidence: small models are over-confident
+    verbosity: float  # answer length relative to the slice median
+    ttft_ms: float  # median time to first token of a short prompt at night
+    prefill_ms_per_token: float  # extra time to first token per uncached input token
+    ms_per_output_token: float  # median time per generated token
+    cache_hit_rate: float  # share of calls whose prompt prefix was served from the provider's cache
+
+
+MODEL_SPECS: tuple[ModelSpec, ...] = (
+    # name, ability, long_context_penalty, hard_check_failure, confidence_bias, verbosity, ttft_ms,
+    # prefill_ms_per_token, ms_per_output_token, cache_hit_rate
+    ModelSpec("small", 0.0, 0.60, 0.06, 1.05, 0.85, 250.0, 0.015, 6.0, 0.75),
+    ModelSpec("medium", 1.3, 0.40, 0.04, 1.00, 1.00, 350.0, 0.030, 9.0, 0.70),
+    ModelSpec("large", 2.4, 0.20, 0.02, 0.95, 1.15, 500.0, 0.060, 14.0, 0.65),
+    ModelSpec("flagship", 3.3, 0.10, 0.01, 0.90, 1.25, 700.0, 0.100, 20.0, 0.60),
+)
+MODELS = tuple(spec.name for spec in MODEL_SPECS)
+
+# USD per million tokens, as (effective_from, input, cached_input, output). Mirrors data/prices/support.yaml;
+# keep the two in step. The generator records what a call cost when it ran, so the flagship's price cut on
+# 2026-11-19 shows up in cost_usd from that day on.
+PRICES: dict[str, tuple[tuple[date, float, float, float], ...]] = {
+    "small": ((date(2026, 10, 1), 0.15, 0.075, 0.60),),
+    "medium": ((date(2026, 10, 1), 0.40, 0.10, 1.60),),
+    "large": ((date(2026, 10, 1), 1.25, 0.3125, 10.00),),
+    "flagship": ((date(2026, 10, 1), 5.00, 2.50, 20.00), (date(2026, 11, 19), 3.00, 1.50, 15.00)),
+}
+
+# Models that answer a second time (sample 1) for a subset of requests, so retries can be replayed.
+RESAMPLED_MODELS = ("small", "flagship")
+RESAMPLE_SHARE = 0.10
+
+# Per-call noise of the pass margin (logistic scale). Kept small against the spread of request difficulty,
+# so that verdicts of different models on one request are strongly correlated.
+CALL_NOISE = 0.6
+# Inputs longer than this start to hurt smaller models more than bigger ones.
+LONG_CONTEXT_TOKENS = 4000
+# Agent tool calls fail far more often than plain text answers.
+HARD_CHECK_FEATURE_FACTOR = {"chat": 0.75, "email_assist": 0.75, "agent_tools": 2.5, "search": 0.9}
+# Answers in another language than English are a little harder for every model.
+LANGUAGE_WEIGHTS = (0.72, 0.10, 0.08, 0.10)
+LANGUAGE_DIFFICULTY = (0.0, 0.3, 0.3, 0.3)
+
+# Reading the pass margin: gains and noise of the model's confidence and the checker (logit scale).
+CONFIDENCE_GAIN = 0.55
+CONFIDENCE_NOISE = 0.75
+CHECKER_BIAS = 0.2
+CHECKER_GAIN = 0.7
+CHECKER_NOISE = 0.9
+CHECKER_HARD_FAILURE_PENALTY = 2.5  # the checker spots most malformed answers
+SCORE_GAIN = 1.3
+HARD_FAILURE_SCORE_FACTOR = 0.2
+
+# Logs whose usage block lacked the cache detail: cached_input_tokens is null there (cost is still known).
+CACHE_UNREPORTED_SHARE = 0.02
+CACHE_BLOCK_TOKENS = 64  # providers cache whole blocks of the prefix
+
+# Latency noise (lognormal sigmas) and the slowdown at peak load.
+TTFT_SIGMA = 0.35
+TOKEN_TIME_SIGMA = 0.15
+PEAK_SLOWDOWN = 0.25
+CACHED_PREFILL_FACTOR = 0.2  # cached prefix tokens still cost a little prefill time
+
+# Daily cycle in UTC hours: a European and an American peak over a night floor; lighter weekends.
+NIGHT_FLOOR = 0.12
+DAY_PEAKS = ((10.0, 2.5, 0.85), (16.5, 3.0, 1.0))  # (centre hour, width in hours, height)
+WEEKEND_FACTOR = 0.55
+
+# The mix shift begins at 00:00 UTC of this day (counted from the start) and reaches full force after the ramp.
+MIX_SHIFT_DAY = 5
+MIX_SHIFT_RAMP_HOURS = 12.0
+MIX_SHIFT_DIFFICULTY = 0.5  # harder documents in the new workload, across all slices
+
+_US_PER_MINUTE = 60_000_000
+_US_PER_HOUR = 3_600_000_000
+_US_PER_DAY = 86_400_000_000
+_TIMESTAMP_STREAM, _CHUNK_STREAM = 0, 1
+
+
+def _epoch_us(day: date) -> int:
+    return int(datetime.datetime(day.year, day.month, day.day, tzinfo=datetime.UTC).timestamp()) * 1_000_000
+
+
+def _diurnal_weight(hour: np.ndarray) -> np.ndarray:
+    """Relative weekday load at a fractional UTC hour."""
+    weight = np.full_like(hour, NIGHT_FLOOR, dtype=np.float64)
+    for centre, width, height in DAY_PEAKS:
+        distance = np.abs((hour - centre + 12.0) % 24.0 - 12.0)  # on the 24 h circle
+        weight += height * np.exp(-0.5 * (distance / width) ** 2)
+    return weight
+
+
+_PEAK_WEIGHT = float(_diurnal_weight(np.arange(24 * 60) / 60.0).max())
+
+
+def _is_weekend(start: date, day_index: np.ndarray) -> np.ndarray:
+    return (start.weekday() + day_index) % 7 >= 5
+
+
+def _load(ts_us: np.ndarray, start_us: int, start: date) -> np.ndarray:
+    """Load at each timestamp relative to the weekday peak, in 0..1; drives the peak-hour slowdown."""
+    offset = ts_us - start_us
+    day_index = offset // _US_PER_DAY
+    hour = (offset % _US_PER_DAY) / _US_PER_HOUR
+    weight = _diurnal_weight(hour) * np.where(_is_weekend(start, day_index), WEEKEND_FACTOR, 1.0)
+    return weight / _PEAK_WEIGHT
+
+
+def _timestamps(requests: int, days: int, seed: int, start: date) -> np.ndarray:
+    """All arrival times (µs since the epoch, sorted): a multinomial over minutes, uniform within each."""
+    rng = np.random.default_rng([seed, _TIMESTAMP_STREAM, 0])
+    minutes = np.arange(days * 24 * 60)
+    weight = _diurnal_weight((minutes % (24 * 60) + 0.5) / 60.0)
+    weight *= np.where(_is_weekend(start, minutes // (24 * 60)), WEEKEND_FACTOR, 1.0)
+    counts = rng.multinomial(requests, weight / weight.sum())
+    ts = np.repeat(minutes.astype(np.int64) * _US_PER_MINUTE, counts)
+    ts += rng.integers(0, _US_PER_MINUTE, size=requests, dtype=np.int64)
+    ts.sort()
+    return ts + _epoch_us(start)
+
+
+def _categorical(rng: np.random.Generator, weights: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """One draw per row from the categorical distribution in weights[rows] (rows of a weight table)."""
+    cdf = np.cumsum(weights / weights.sum(axis=1, keepdims=True), axis=1)
+    u = rng.random(len(rows))
+    return np.minimum((u[:, None] >= cdf[rows]).sum(axis=1), weights.shape[1] - 1)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _strings(names: tuple[str, ...], codes: np.ndarray, column: str) -> pl.Series:
+    return pl.Series(column, names, dtype=pl.String).gather(codes)
+
+
+def _prices_at(model_codes: np.ndarray, ts_us: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Input, cached-input and output price (USD per token) in force for each call. Calls before a model's
+    first entry (only possible with an early `start`) are billed at that first entry."""
+    prices = np.zeros((3, len(model_codes)))
+    for code, model in enumerate(MODELS):
+        rows = model_codes == code
+        for index, (effective_from, *per_million) in enumerate(PRICES[model]):
+            in_force = rows if index == 0 else rows & (ts_us >= _epoch_us(effective_from))
+            prices[:, in_force] = np.array(per_million)[:, None] / 1e6
+    return prices[0], prices[1], prices[2]
+
+
+def _mix_shift(ts_us: np.ndarray, start_us: int, mix_shift: bool) -> np.ndarray:
+    """How far the mix shift has progressed at each timestamp, 0..1."""
+    if not mix_shift:
+        return np.zeros(len(ts_us))
+    shift_start = start_us + MIX_SHIFT_DAY * _US_PER_DAY
+    return np.clip((ts_us - shift_start) / (MIX_SHIFT_RAMP_HOURS * _US_PER_HOUR), 0.0, 1.0)
+
+
+def _slice_values(field: str, slice_code: np.ndarray) -> np.ndarray:
+    return np.array([getattr(spec, field) for spec in SLICES])[slice_code]
+
+
+def _model_values(field: str, model_code: np.ndarray) -> np.ndarray:
+    return np.array([getattr(spec, field) for spec in MODEL_SPECS])[model_code]
+
+
+@dataclass(frozen=True)
+class _Requests:
+    """Per-request draws of one chunk; `difficulty` is latent and never written out."""
+
+    ts_us: np.ndarray
+    slice_code: np.ndarray
+    feature: np.ndarray
+    tier: np.ndarray
+    language: np.ndarray
+    prefix_tokens: np.ndarray
+    input_tokens: np.ndarray
+    difficulty: np.ndarray
+    grader: np.ndarray
+    resampled: np.ndarray
+
+
+def _draw_requests(rng: np.random.Generator, ts_us: np.ndarray, start_us: int, mix_shift: bool) -> _Requests:
+    n = len(ts_us)
+    shift = _mix_shift(ts_us, start_us, mix_shift)
+    # Draw from both mixes whatever the shift, so both variants consume the same random numbers.
+    base_mix = np.array([s.share for s in SLICES])
+    shifted_mix = np.array([s.shifted_share for s in SLICES])
+    base_slice = rng.choice(len(SLICES), size=n, p=base_mix / base_mix.sum())
+    shifted_slice = rng.choice(len(SLICES), size=n, p=shifted_mix / shifted_mix.sum())
+    slice_code = np.where(rng.random(n) < shift, shifted_slice, base_slice)
+
+    feature = _categorical(rng, np.array([s.features for s in SLICES]), slice_code)
+    tier = _categorical(rng, np.array([s.tiers for s in SLICES]), slice_code)
+    language = rng.choice(len(LANGUAGES), size=n, p=np.array(LANGUAGE_WEIGHTS) / sum(LANGUAGE_WEIGHTS))
+
+    prefix = _slice_values("prefix_tokens", slice_code)
+    content = _slice_values("content_tokens", slice_code) * np.exp(
+        _slice_values("content_sigma", slice_code) * rng.standard_normal(n))
+    input_tokens = prefix + np.rint(content).astype(np.int64)
+
+    difficulty = (_slice_values("difficulty", slice_code)
+                  + _slice_values("difficulty_sd", slice_code) * rng.standard_normal(n)
+                  + np.array(LANGUAGE_DIFFICULTY)[language]
+                  + MIX_SHIFT_DIFFICULTY * shift)
+
+    grader = np.array([GRADERS.index(s.grader) for s in SLICES])[slice_code]
+    grader = np.where(rng.random(n) < _slice_values("human_share", slice_code), GRADERS.index("human"), grader)
+    resampled = rng.random(n) < RESAMPLE_SHARE
+    return _Requests(ts_us, slice_code, feature, tier, language, prefix, input_tokens, difficulty, grader,
+                     resampled)
+
+
+def _answer_layout(resampled: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(request, model, sample) of every answer row: request by request, models in MODELS order, each
+    model's samples together. Resampled requests get a second answer from each of RESAMPLED_MODELS."""
+    plain = [(m, 0) for m in range(len(MODELS))]
+    repeated = [(m, s) for m, name in enumerate(MODELS) for s in ((0, 1) if name in RESAMPLED_MODELS else (0,))]
+    layouts = np.zeros((2, len(repeated), 2), dtype=np.int64)
+    layouts[0, : len(plain)] = plain
+    layouts[1] = repeated
+    per_request = np.where(resampled, len(repeated), len(plain))
+    request = np.repeat(np.arange(len(resampled)), per_request)
+    position = np.arange(len(request)) - np.repeat(np.cumsum(per_request) - per_request, per_request)
+    model, sample = layouts[resampled[request].astype(np.int64), position].T
+    return request, model, sample
+
+
+def _draw_answers(rng: np.random.Generator, req: _Requests, start_us: int, start: date, ids: pl.Series
+                  ) -> pl.DataFrame:
+    row_req, model_code, sample = _answer_layout(req.resampled)
+    rows = len(row_req)
+    ts_us = req.ts_us[row_req]
+    input_tokens = req.input_tokens[row_req]
+    slice_code = req.slice_code[row_req]
+
+    def per_model(field: str) -> np.ndarray:
+        return _model_values(field, model_code)
+
+    long_context = np.maximum(0.0, np.log2(input_tokens / LONG_CONTEXT_TOKENS))
+    margin = (per_model("ability") - req.difficulty[row_req] - per_model("long_context_penalty") * long_context
+              + rng.logistic(0.0, CALL_NOISE, size=rows))
+    feature_factor = np.array([HARD_CHECK_FEATURE_FACTOR[f] for f in FEATURES])[req.feature[row_req]]
+    hard_check_ok = rng.random(rows) >= per_model("hard_check_failure") * feature_factor
+    passed = (margin > 0) & hard_check_ok
+
+    grader = req.grader[row_req]
+    score = _sigmoid(SCORE_GAIN * margin) * np.where(hard_check_ok, 1.0, HARD_FAILURE_SCORE_FACTOR)
+    # Exact-match graders only know right or wrong; reviewers score on a five-point scale.
+    score = np.where(grader == GRADERS.index("deterministic"), passed.astype(np.float64), score)
+    score = np.where(grader == GRADERS.index("human"), np.rint(score * 4.0) / 4.0, score)
+    # The model cannot see that its own output is malformed, so its confidence ignores the hard check.
+    confidence = _sigmoid(per_model("confidence_bias") + CONFIDENCE_GAIN * margin
+                          + CONFIDENCE_NOISE * rng.standard_normal(rows))
+    checker = _sigmoid(CHECKER_BIAS + CHECKER_GAIN * margin + CHECKER_NOISE * rng.standard_normal(rows)
+                       - CHECKER_HARD_FAILURE_PENALTY * ~hard_check_ok)
+
+    output_median = _slice_values("output_tokens", slice_code) * per_model("verbosity")
+    output_noise = np.exp(_slice_values("output_sigma", slice_code) * rng.standard_normal(rows))
+    output_tokens = np.maximum(1, np.rint(output_median * output_noise)).astype(np.int64)
+
+    cache_hit = rng.random(rows) < per_model("cache_hit_rate")
+    cacheable = (np.minimum(req.prefix_tokens[row_req], input_tokens) // CACHE_BLOCK_TOKENS) * CACHE_BLOCK_TOKENS
+    cached = np.where(cache_hit, cacheable, 0).astype(np.int64)
+    cache_reported = rng.random(rows) >= CACHE_UNREPORTED_SHARE
+
+    slowdown = 1.0 + PEAK_SLOWDOWN * _load(ts_us, start_us, start)
+    uncached_prefill = input_tokens - (1.0 - CACHED_PREFILL_FACTOR) * cached
+    ttft = (per_model("ttft_ms") * np.exp(TTFT_SIGMA * rng.standard_normal(rows))
+            + per_model("prefill_ms_per_token") * uncached_prefill) * slowdown
+    per_token = per_model("ms_per_output_token") * np.exp(TOKEN_TIME_SIGMA * rng.standard_normal(rows)) * slowdown
+    latency = ttft + output_tokens * per_token
+
+    input_price, cached_price, output_price = _prices_at(model_code, ts_us)
+    cost = (input_tokens - cached) * input_price + cached * cached_price + output_tokens * output_price
+
+    return pl.DataFrame([
+        ids.gather(row_req),
+        _strings(MODELS, model_code, "model"),
+        pl.Series("sample", sample, dtype=pl.Int64),
+        pl.Series("input_tokens", input_tokens, dtype=pl.Int64),
+        pl.Series("cached_input_tokens", cached, dtype=pl.Int64),
+        pl.Series("output_tokens", output_tokens, dtype=pl.Int64),
+        # Logged values carry the precision a log line would, which also keeps the files small.
+        pl.Series("latency_ms", np.round(latency, 1)),
+        pl.Series("ttft_ms", np.round(ttft, 1)),
+        pl.Series("passed", passed),
+        pl.Series("score", np.round(score, 4)),
+        pl.Series("confidence", np.round(confidence, 4)),
+        pl.Series("checker_score", np.round(checker, 4)),
+        pl.Series("hard_check_ok", hard_check_ok),
+        pl.Series("cost_usd", cost),
+        _strings(GRADERS, grader, "grader"),
+        pl.Series("_cache_reported", cache_reported),
+    ]).with_columns(
+        pl.when("_cache_reported").then("cached_input_tokens").alias("cached_input_tokens"),
+    ).drop("_cache_reported")
+
+
+def _chunk(ts_us: np.ndarray, first: int, id_width: int, rng: np.random.Generator, start: date,
+           mix_shift: bool) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Traffic and outcomes of the requests with these (sorted) timestamps; `first` is the global index."""
+    start_us = _epoch_us(start)
+    req = _draw_requests(rng, ts_us, start_us, mix_shift)
+    number = pl.int_range(first + 1, first + len(ts_us) + 1, dtype=pl.Int64, eager=True)
+    ids = pl.select((pl.lit("req-") + number.cast(pl.String).str.zfill(id_width)).alias("request_id")).to_series()
+    traffic = pl.DataFrame([
+        ids,
+        pl.Series("ts", ts_us).cast(pl.Datetime("us")).dt.replace_time_zone("UTC"),
+        _strings(SLICE_NAMES, req.slice_code, "slice"),
+        pl.Series("input_tokens", req.input_tokens, dtype=pl.Int64),
+        _strings(FEATURES, req.feature, "feature"),
+        _strings(TIERS, req.tier, "customer_tier"),
+        _strings(LANGUAGES, req.language, "language"),
+    ])
+    return traffic, _draw_answers(rng, req, start_us, start, ids)
+
+
+def _check_arguments(requests: int, days: int, seed: int, chunk_size: int) -> None:
+    for name, value, least in (("requests", requests, 1), ("days", days, 1), ("seed", seed, 0),
+                               ("chunk size", chunk_size, 1)):
+        if value < least:
+            raise RoutesimError(f"{name} must be at least {least}, got {value}")
+
+
+def generate_week(requests: int, days: int = 7, seed: int = 2026, *, start: date = DEFAULT_START,
+                  mix_shift: bool = True, chunk_size: int = 1_000_000
+                  ) -> Iterator[tuple[pl.DataFrame, pl.DataFrame]]:
+    """Yields (traffic_chunk, outcomes_chunk) pairs in timestamp order, so 10M requests never sit in memory at once.
+
+    `requests` arrivals are spread over `days` days from 00:00 UTC of `start`. Request ids number the
+    requests in timestamp order ("req-00000001", ...). Each outcomes chunk holds every answer to the
+    requests of its traffic chunk.
+    """
+    _check_arguments(requests, days, seed, chunk_size)
+    ts_us = _timestamps(requests, days, seed, start)
+    id_width = max(8, len(str(requests)))
+    for index, first in enumerate(range(0, requests, chunk_size)):
+        rng = np.random.default_rng([seed, _CHUNK_STREAM, index])
+        yield _chunk(ts_us[first: first + chunk_size], first, id_width, rng, start, mix_shift)
+
+
+def write_week(out: Path, requests: int, days: int = 7, seed: int = 2026, *, mix_shift: bool = True,
+               progress: Callable[[int], None] | None = None) -> None:
+    """Writes out/traffic.parquet and out/outcomes.parquet (pyarrow ParquetWriter, chunk by chunk).
+
+    Writes to temporary files in `out` and renames them into place only when complete, so a failed run
+    never leaves half-written files. `progress(n)` is called with the number of requests written so far.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    # Unique names keep concurrent runs apart; the writer creates them, so they get the usual permissions.
+    token = uuid.uuid4().hex[:12]
+    temporary = [out / f".{name}.{token}.tmp" for name in (TRAFFIC_FILE, OUTCOMES_FILE)]
+    try:
+        writers: list[pq.ParquetWriter] = []
+        try:
+            written = 0
+            for traffic, outcomes in generate_week(requests, days, seed, mix_shift=mix_shift):
+                tables = (traffic.to_arrow(), outcomes.to_arrow())
+                if not writers:
+                    for path, table in zip(temporary, tables, strict=True):
+                        writers.append(pq.ParquetWriter(path, table.schema, compression="zstd"))
+                for writer, table in zip(writers, tables, strict=True):
+                    writer.write_table(table)
+                written += traffic.height
+                if progress is not None:
+                    progress(written)
+        finally:
+            for writer in writers:
+                writer.close()
+        for path, name in zip(temporary, (TRAFFIC_FILE, OUTCOMES_FILE), strict=True):
+            os.replace(path, out / name)
+    finally:
+        for path in temporary:
+            path.unlink(missing_ok=True)

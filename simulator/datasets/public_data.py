@@ -1,0 +1,48 @@
+"""Real public routing data in the data contract: RouterBench, RouteLLM and RouterArena.
+
+`build_all(source, out)` converts the upstream files kept in `source` (the shared public-data folder; its
+README says where each file came from) into `out/routerbench`, `out/routellm` and `out/routerarena`. Each
+folder gets its README (simulator.datasets.public_readme, with the numbers computed from the converted
+tables), the upstream licence texts, and for RouteLLM the derived price sheet. `routesim public-data` runs
+it. What is recorded and what is derived is described in simulator.datasets.public_sources.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from simulator.core.contract import write_folder
+from simulator.datasets.public_readme import readme
+from simulator.datasets.public_sources import (
+    LLMPERF_LICENCE,
+    fit_latency,
+    need_file,
+    routellm,
+    routerarena,
+    routerbench,
+)
+
+LICENCES = {
+    "routerbench": [("routerbench-0shot-subset/LICENSE.routerbench-MIT.txt", "LICENSE.routerbench-MIT.txt"),
+                    LLMPERF_LICENCE],
+    "routellm": [("routellm-evals/LICENSE.upstream-Apache-2.0.txt", "LICENSE.routellm-Apache-2.0.txt"),
+                 ("price-sheets/litellm-1.110.2/LICENSE.upstream.txt", "LICENSE.litellm-MIT.txt"), LLMPERF_LICENCE],
+    "routerarena": [("routerarena-cached/LICENSE.upstream-Apache-2.0.txt", "LICENSE.routerarena-Apache-2.0.txt"),
+                    LLMPERF_LICENCE],
+}
+
+
+def build_all(source: Path, out: Path) -> list[Path]:
+    """Converts the three datasets into `out/<name>/`, each written atomically."""
+    source, out = Path(source), Path(out)
+    latency = fit_latency(source)
+    written = []
+    for convert in (routerbench, routellm, routerarena):
+        dataset = convert(source, latency)
+        files = dict(dataset.files)
+        for upstream, name in LICENCES[dataset.name]:
+            files[name] = need_file(source / upstream).read_text(encoding="utf-8")
+        files["README.md"] = readme(dataset, latency)
+        write_folder(out / dataset.name, dataset.traffic, dataset.outcomes, files)
+        written.append(out / dataset.name)
+    return written

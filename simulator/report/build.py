@@ -1,0 +1,186 @@
+"""The report's pipeline: replay, save results with the report's tables, then render from what was saved.
+
+A report's results folder holds, beside each scenario's saved result (simulator.core.results), its
+`tables.json` (simulator.analyses.tables.scenario_tables, plus the threshold sweeps of simulator.analyses.sweep.report_sweeps
+under `sweeps`), and at the top `baselines.json` (single-model
+baselines and the oracle) and `report.json` (the scenarios of the report, in order). The HTML is always
+rendered from these files, so `routesim report --from` needs neither the data nor a replay, and gives the
+same bytes as the first render.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from simulator.analyses import tables as analysis
+from simulator.analyses.sweep import report_sweeps
+from simulator.core.errors import RoutesimError
+from simulator.core.outputs import write_json_atomic, write_text_atomic
+from simulator.core.results import (
+    CALLS_FILE,
+    DECISIONS_FILE,
+    SCHEMA_VERSION,
+    SUMMARY_FILE,
+    save_result,
+)
+from simulator.core.runner import Inputs, Outcome, load_scenarios, run_scenario
+
+TABLES_FILE = "tables.json"
+BASELINES_FILE = "baselines.json"
+MANIFEST_FILE = "report.json"
+GATES_FILE = "gates.json"
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    """What the HTML report shows: summaries and tables in report order, baselines, the headline."""
+
+    summaries: list[dict]
+    tables: list[dict]
+    baselines: dict | None
+    headline: dict
+    frontier: dict | None = None  # simulator.analyses.tables.frontier_table, computed from the saved tables
+    gates: dict | None = None  # every scenario gated against the baseline (see `gates_against`)
+
+
+def default_results_dir(out: Path) -> Path:
+    """reports/NAME.html keeps its results in reports/NAME-results/."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}-results")
+
+
+def gates_against(baseline: str, outcomes: list[Outcome]) -> dict:
+    """Every other scenario replayed on the baseline's requests, through the regression gate's defaults.
+
+    Scenarios on other requests (other data, window or sample) cannot be compared request by request
+    and are listed as skipped.
+    """
+    from simulator.analyses.gate import GateSide, gate_result
+
+    def side(outcome: Outcome) -> GateSide:
+        summary = outcome.summary
+        return GateSide(name=summary["scenario"], decisions=outcome.replay.decisions,
+                        quality_bar=outcome.replay.scenario.quality_bar, description=summary["description"],
+                        prices_fingerprint=summary["provenance"]["prices_fingerprint"])
+
+    base = next(outcome for outcome in outcomes if outcome.summary["scenario"] == baseline)
+    gates, skipped = [], []
+    for outcome in outcomes:
+        if outcome is base:
+            continue
+        if not outcome.replay.decisions["request_id"].equals(base.replay.decisions["request_id"]):
+            skipped.append({"scenario": outcome.summary["scenario"],
+                            "reason": "replayed on other requests than the baseline (data, window, sample or "
+                                      "requests skipped for missing outcomes)"})
+            continue
+        gates.append(gate_result(side(base), side(outcome)))
+    return {"baseline": baseline, "gates": gates, "skipped": skipped}
+
+
+def replay_and_save(paths: list[Path], results_dir: Path, label: Callable[[str], None] | None = None,
+                    advance: Callable[[], None] | None = None, baseline: str | None = None) -> list[Outcome]:
+    """Replays the scenarios and saves results, tables, baselines (on the first scenario's requests),
+    and, when `baseline` names one of the scenarios, every other one gated against it."""
+    label, advance = label or (lambda _: None), advance or (lambda: None)
+    results_dir = Path(results_dir)
+    scenarios = load_scenarios(paths)
+    inputs = Inputs()
+    outcomes = []
+    for scenario in scenarios:
+        outcome = run_scenario(scenario, inputs, lambda stage, name=scenario.name: label(f"{name}: {stage}"))
+        decisions, calls = outcome.replay.decisions, outcome.replay.calls
+        folder = save_result(results_dir, outcome.summary, decisions, calls)
+        data, sheet = inputs.data(scenario.data), inputs.prices(scenario.prices)
+        tables = analysis.scenario_tables(outcome.summary, decisions, calls, analysis.plan_steps(scenario),
+                                          analysis.straight_cost(data, sheet))
+        label(f"{scenario.name}: threshold sweeps")
+        tables["sweeps"] = report_sweeps(scenario, inputs.data(scenario.data), inputs.prices(scenario.prices))
+        write_json_atomic(folder / TABLES_FILE, tables)
+        outcomes.append(outcome)
+        advance()
+    first = scenarios[0]
+    label(f"baselines on {first.name}'s requests")
+    baselines = analysis.baselines(first, inputs.data(first.data), inputs.prices(first.prices))
+    write_json_atomic(results_dir / BASELINES_FILE, baselines | {
+        "data": outcomes[0].summary["provenance"]["data"],
+        "data_fingerprint": outcomes[0].summary["provenance"]["data_fingerprint"]})
+    gates_path = results_dir / GATES_FILE
+    if baseline is not None:
+        label(f"gating against {baseline}")
+        write_json_atomic(gates_path, gates_against(baseline, outcomes))
+    elif gates_path.exists():
+        gates_path.unlink()
+    write_json_atomic(results_dir / MANIFEST_FILE, {"scenarios": [scenario.name for scenario in scenarios]})
+    advance()
+    return outcomes
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise RoutesimError(f"cannot read {path.name}: {error}", where=str(path),
+                            fix="run 'routesim report SCENARIO... -o FILE' again") from None
+
+
+def _summary(folder: Path, name: str) -> dict:
+    path = folder / name / SUMMARY_FILE
+    if not path.is_file():
+        raise RoutesimError(f"no saved result for scenario '{name}'", where=str(folder),
+                            fix="run 'routesim report SCENARIO... -o FILE' again")
+    summary = _read_json(path)
+    version = summary.get("provenance", {}).get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise RoutesimError(f"results schema version {version} is not {SCHEMA_VERSION}", where=str(path),
+                            fix="replay the scenarios again with this version of routesim")
+    return summary
+
+
+def _tables(folder: Path, summary: dict) -> dict:
+    """The saved tables, or (for results saved by `routesim replay --save`) tables computed from Parquet."""
+    path = folder / summary["scenario"] / TABLES_FILE
+    if path.is_file():
+        tables = _read_json(path)
+        if tables.get("scenario_hash") == summary["provenance"]["scenario_hash"]:
+            return tables
+    scenario_folder = path.parent
+    return analysis.scenario_tables(summary, pl.read_parquet(scenario_folder / DECISIONS_FILE),
+                                    pl.read_parquet(scenario_folder / CALLS_FILE))
+
+
+def load_report_inputs(results_dir: Path) -> ReportInputs:
+    """Reads a results folder: the scenarios in `report.json`'s order, else every saved scenario by name."""
+    folder = Path(results_dir)
+    if not folder.is_dir():
+        raise RoutesimError(f"results folder not found: {folder}",
+                            fix="run 'routesim report SCENARIO... -o FILE' first, or pass its --save folder")
+    manifest = folder / MANIFEST_FILE
+    if manifest.is_file():
+        names = _read_json(manifest)["scenarios"]
+    else:
+        names = sorted(path.parent.name for path in folder.glob(f"*/{SUMMARY_FILE}"))
+    if not names:
+        raise RoutesimError(f"no saved results in {folder}", where=str(folder),
+                            fix="run 'routesim report SCENARIO... -o FILE' first")
+    summaries = [_summary(folder, name) for name in names]
+    tables = [_tables(folder, summary) for summary in summaries]
+    baselines_path, gates_path = folder / BASELINES_FILE, folder / GATES_FILE
+    baselines = _read_json(baselines_path) if baselines_path.is_file() else None
+    return ReportInputs(summaries=summaries, tables=tables, baselines=baselines,
+                        headline=analysis.headline(summaries, baselines),
+                        frontier=analysis.frontier_table(summaries, tables, baselines),
+                        gates=_read_json(gates_path) if gates_path.is_file() else None)
+
+
+def render_report(results_dir: Path, out: Path) -> Path:
+    """Renders the HTML report of a results folder into `out`, atomically."""
+    from simulator.report.html import render
+
+    out = Path(out)
+    write_text_atomic(out, render(load_report_inputs(results_dir)))
+    return out

@@ -1,0 +1,134 @@
+"""The regression gate's result as text: the cells of its table, Markdown for a pull request and an HTML
+fragment for the report. The gate itself (simulator.analyses.gate) computes; this module only writes.
+"""
+
+from __future__ import annotations
+
+import html
+
+from simulator.core.formats import DASH, count, pct, points, signed_ms, signed_pct, usd
+
+
+def scope(row: dict) -> str:
+    return "overall" if row["slice"] is None else row["slice"]
+
+
+def cells(row: dict) -> dict[str, str]:
+    """Every column of a row as text; a change as 'estimate [low, high]' in the column's unit."""
+    def interval(change: dict, render) -> str:
+        if change["estimate"] is None:
+            return DASH
+        return f"{render(change['estimate'])} [{render(change['low'])}, {render(change['high'])}]"
+
+    def number(unit_renderer):
+        return lambda value: unit_renderer(value).rsplit(" ", 1)[0].removesuffix("%")
+
+    return {
+        "scope": scope(row),
+        "requests": count(row["requests"]),
+        "changed": count(row["changed_verdicts"]),
+        "bar": pct(row["bar"]),
+        "pass": f"{pct(row['baseline']['pass_rate'])} → {pct(row['candidate']['pass_rate'])}",
+        "pass_change": interval(row["pass_rate_change"], number(points)),
+        "tolerance": f"{row['tolerance'] * 100:.1f}",
+        "cost": f"{usd(row['baseline']['cost_per_request_usd'])} → {usd(row['candidate']['cost_per_request_usd'])}",
+        "cost_change": interval(row["cost_relative_change"], number(signed_pct)),
+        "p95_change": interval(row["latency_p95_change_ms"], number(signed_ms)),
+        "verdict": "fail" if row["failures"] else "pass",
+    }
+
+
+HEADERS = {"scope": "slice", "requests": "requests", "changed": "changed", "bar": "bar", "pass": "pass rate",
+           "pass_change": "Δ pass (pts)", "tolerance": "tolerance (pts)", "cost": "$/request",
+           "cost_change": "Δ $/request (%)", "p95_change": "Δ p95 (ms)", "verdict": "verdict"}
+LEGEND = ("baseline → candidate; Δ is the candidate minus the baseline, with its interval in brackets; "
+          "changed: requests whose pass verdict differs between the two")
+
+
+def headline(result: dict) -> str:
+    verdict = "passed" if result["passed"] else "FAILED"
+    return (f"Regression gate {verdict}: candidate '{result['candidate']['name']}' against baseline "
+            f"'{result['baseline']['name']}'")
+
+
+def settings(result: dict) -> str:
+    tolerances = points(result["tolerance"]).lstrip("+")
+    if result["slice_tolerances"]:
+        tolerances += " (" + ", ".join(f"{name} {points(value).lstrip('+')}"
+                                       for name, value in result["slice_tolerances"].items()) + ")"
+    budgets = result["budgets"]
+    shown = [f"cost {signed_pct(budgets['max_cost_increase'])}" if budgets["max_cost_increase"] is not None else None,
+             f"p95 {signed_ms(budgets['max_p95_increase_ms'])}" if budgets["max_p95_increase_ms"] is not None else None]
+    budget_text = ", ".join(part for part in shown if part) or "none"
+    return (f"{result['requests']:,} paired requests; {result['confidence']:.0%} paired bootstrap intervals, "
+            f"{result['resamples']:,} resamples, seed {result['seed']}; tolerance {tolerances}; budgets: {budget_text}")
+
+
+def failure_lines(result: dict) -> list[str]:
+    return [f"{'overall' if failure['slice'] is None else failure['slice']}: {failure['message']}"
+            for failure in result["failures"]]
+
+
+def _markdown_text(text: str) -> str:
+    escaped = html.escape(str(text), quote=False)
+    for character in "\\`*_[]|#$":
+        escaped = escaped.replace(character, "\\" + character)
+    return escaped
+
+
+def gate_markdown(result: dict) -> str:
+    """The gate as a Markdown comment for a pull request."""
+    mark = "✅" if result["passed"] else "❌"
+    lines = [f"### {mark} {_markdown_text(headline(result))}", "", _markdown_text(settings(result)), "",
+             _markdown_text(LEGEND), ""]
+    lines.append("| " + " | ".join(HEADERS.values()) + " |")
+    lines.append("|" + "|".join("---" if key in ("scope", "verdict") else "---:" for key in HEADERS) + "|")
+    for row in [result["overall"], *result["slices"]]:
+        shown = {key: _markdown_text(value) for key, value in cells(row).items()}
+        if row["slice"] is None:
+            shown["scope"] = f"**{shown['scope']}**"
+        if row["failures"]:
+            shown["verdict"] = "**fail**"
+        lines.append("| " + " | ".join(shown.values()) + " |")
+    if result["failures"]:
+        lines += ["", "**Failures**", ""] + [f"- {_markdown_text(line)}" for line in failure_lines(result)]
+    for note in result["notes"]:
+        lines += ["", f"_Note: {_markdown_text(note)}_"]
+    return "\n".join(lines) + "\n"
+
+
+def gate_html(result: dict) -> str:
+    """The gate as a standalone HTML <section>; every string from the data is escaped."""
+    verdict = "pass" if result["passed"] else "fail"
+    return (f'<section id="gate" class="gate gate-{verdict}">\n<h2>Regression gate</h2>\n'
+            f"{gate_fragment(result)}\n</section>")
+
+
+def gate_fragment(result: dict) -> str:
+    """The gate's verdict, failures and table as HTML, for a section of the report; strings escaped."""
+    def e(text) -> str:
+        return html.escape(str(text), quote=True)
+
+    verdict = "pass" if result["passed"] else "fail"
+    parts = [f'<div class="gate gate-{verdict}">',
+             f'<p class="lead"><strong>{e(headline(result))}</strong></p>',
+             f'<p class="note">{e(settings(result))}. {e(LEGEND)}.</p>']
+    if result["failures"]:
+        parts.append('<ul class="failures">' + "".join(f"<li>{e(line)}</li>" for line in failure_lines(result))
+                     + "</ul>")
+    parts.append('<div class="scroll"><table class="gate-table"><thead><tr>'
+                 + "".join(f"<th>{e(header)}</th>" for header in HEADERS.values()) + "</tr></thead><tbody>")
+    for row in [result["overall"], *result["slices"]]:
+        shown = cells(row)
+        css = "fail" if row["failures"] else "pass"
+        parts.append(f'<tr class="{css}">' + "".join(
+            f'<td class="num">{e(value)}</td>' if key not in ("scope", "verdict") else f"<td>{e(value)}</td>"
+            for key, value in shown.items()) + "</tr>")
+    parts.append("</tbody></table></div>")
+    for note in result["notes"]:
+        parts.append(f'<p class="note">{e(note)}</p>')
+    parts.append('<p class="note">A slice fails when the lower end of its pass-rate change interval is below minus its '
+                 "tolerance (the data cannot rule out a larger loss), or when the candidate's pass rate is below "
+                 "the slice's bar. Budgets apply to the whole replay, on the upper end of their interval.</p>")
+    parts.append("</div>")
+    return "\n".join(parts)
