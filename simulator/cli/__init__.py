@@ -18,7 +18,6 @@ import os
 import sys
 
 import typer
-from rich.markup import escape
 
 from simulator.cli import bench, data, evals, replay, tuning
 from simulator.cli.console import BAD_INPUT, INTERNAL_ERROR, errors
@@ -32,12 +31,19 @@ for group in COMMAND_GROUPS:
     group.register(app)
 
 
+def _print_error(label: str, text: str) -> None:
+    from rich.markup import escape
+
+    errors.print(f"[bold red]{label}:[/bold red] {escape(text)}", highlight=False, soft_wrap=True)
+
+
 def main() -> None:
+    """The console script: runs the command, and turns every failure into its exit code without a traceback."""
     try:
         # Without standalone mode click returns the code of a typer.Exit instead of exiting.
         sys.exit(app(standalone_mode=False) or 0)
     except RoutesimError as error:
-        errors.print(f"[bold red]error:[/bold red] {escape(error.render())}", highlight=False, soft_wrap=True)
+        _print_error("error", error.render())
         sys.exit(BAD_INPUT)
     except (typer.Abort, KeyboardInterrupt):
         errors.print("aborted")
@@ -48,6 +54,6 @@ def main() -> None:
     except Exception as error:  # anything unforeseen, still without a traceback
         if os.environ.get("ROUTESIM_DEBUG"):
             raise
-        errors.print(f"[bold red]internal error:[/bold red] {escape(f'{type(error).__name__}: {error}')}\n"
-                     "  this is a bug in routesim; rerun with ROUTESIM_DEBUG=1 for the traceback", highlight=False)
+        _print_error("internal error", f"{type(error).__name__}: {error}\n"
+                     "  this is a bug in routesim; rerun with ROUTESIM_DEBUG=1 for the traceback")
         sys.exit(INTERNAL_ERROR)

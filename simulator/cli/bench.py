@@ -7,19 +7,18 @@ is run once first to warm it alike for all).
 
 from __future__ import annotations
 
-import multiprocessing
-import platform
-import resource
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from simulator.cli.console import console
 from simulator.core.paths import CACHE, SCENARIOS
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 BENCH_SCENARIOS = ("flagship-everywhere", "stacked")
 SEED = 2026
@@ -58,6 +57,8 @@ def week_folder(requests: int, cache: Path) -> Path:
 def _peak_mb() -> float:
     """This process's peak resident memory. VmHWM belongs to the process image, so unlike ru_maxrss it
     does not carry over the parent's peak into a child started by fork and exec."""
+    import resource
+
     status = Path("/proc/self/status")
     if status.exists():
         for line in status.read_text().splitlines():
@@ -161,6 +162,8 @@ def _load(folder: str) -> tuple[float, float]:
 
 
 def _in_child(function, *arguments) -> tuple[float, float]:
+    import multiprocessing
+
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         return pool.apply(function, arguments)
 
@@ -183,6 +186,11 @@ def measure(folder: Path, requests: int) -> list[Measurement]:
 
 
 def run_bench(requests: int, cache: Path) -> Table:
+    import multiprocessing
+    import platform
+
+    from rich.table import Table
+
     folder = week_folder(requests, cache)
     measurements = measure(folder, requests)
     floor = measurements[0].seconds
@@ -196,13 +204,63 @@ def run_bench(requests: int, cache: Path) -> Table:
     return table
 
 
+STARTUP_RUNS = 7
+
+
+def help_commands() -> list[list[str]]:
+    """`--help` of routesim and of every subcommand, as argument lists."""
+    import typer.main
+
+    from simulator.cli import app
+
+    def walk(group, prefix: list[str]) -> list[list[str]]:
+        found = [[*prefix, "--help"]]
+        for name, command in sorted(getattr(group, "commands", {}).items()):
+            found += walk(command, [*prefix, name]) if hasattr(command, "commands") else [[*prefix, name, "--help"]]
+        return found
+
+    return walk(typer.main.get_command(app), [])
+
+
+def startup_table(runs: int = STARTUP_RUNS) -> Table:
+    """Wall time of whole `routesim ... --help` processes: the median of `runs` runs per command, the
+    commands interleaved so that a burst of load on the machine does not land on one of them."""
+    import statistics
+    import subprocess
+    import sys
+
+    from rich.table import Table
+
+    script = Path(sys.executable).with_name("routesim")
+    launcher = [str(script)] if script.exists() else [sys.executable, "-c", "from simulator.cli import main; main()"]
+    commands = help_commands()
+    seconds: dict[int, list[float]] = {index: [] for index in range(len(commands))}
+    for _ in range(runs):
+        for index, arguments in enumerate(commands):
+            started = time.perf_counter()
+            subprocess.run([*launcher, *arguments], check=True, stdout=subprocess.DEVNULL)
+            seconds[index].append(time.perf_counter() - started)
+    table = Table(title=f"routesim startup: whole process, median of {runs} runs")
+    for column in ("command", "median s", "max s"):
+        table.add_column(column, justify="left" if column == "command" else "right")
+    for index, arguments in enumerate(commands):
+        table.add_row("routesim " + " ".join(arguments), f"{statistics.median(seconds[index]):.3f}",
+                      f"{max(seconds[index]):.3f}")
+    return table
+
+
 def bench(
     requests: Annotated[int, typer.Option(help="requests in the benchmark week")] = 1_000_000,
     ten_million: Annotated[bool, typer.Option("--10m", help="also run on 10,000,000 requests")] = False,
     cache: Annotated[Path, typer.Option(help="where generated benchmark weeks are kept")] = CACHE / "bench",
+    startup_only: Annotated[bool, typer.Option("--startup-only", help="only time routesim's startup (--help)")
+                            ] = False,
 ):
     """Time the replay against a DuckDB scan of the same Parquet columns (the floor)."""
     sizes = [requests] + ([10_000_000] if ten_million and requests != 10_000_000 else [])
+    console.print(startup_table())
+    if startup_only:
+        return
     for size in sizes:
         console.print(run_bench(size, cache))
 

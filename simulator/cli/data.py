@@ -18,10 +18,11 @@ from simulator.core.paths import DATA, SHARED_PUBLIC_DATA
 from simulator.importers.usage import AUTO
 
 if TYPE_CHECKING:
-
+    from simulator.importers.options import ImportOptions
     from simulator.importers.rows import ImportLog, Row
 
-import_app = typer.Typer(rich_markup_mode=None, 
+import_app = typer.Typer(
+    rich_markup_mode=None,
     no_args_is_help=True,
     help="Import gateway, tracer and eval-tool logs into a data folder (traffic.parquet + outcomes.parquet). "
          "Traffic logs need --assume-passed or grades merged later with an eval format's --merge.")
