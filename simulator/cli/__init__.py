@@ -5,6 +5,7 @@
 - simulator.cli.data: import FORMAT, public-data
 - simulator.cli.evals: lanes, gate
 - simulator.cli.tuning: sweep, whatif, drift, prices import-litellm
+- simulator.cli.served: coverage, estimate (served-only production logs)
 - simulator.cli.views: the terminal tables they print
 
 A new command is a function in one of these modules (or a new module with its own `register`), listed in
@@ -19,11 +20,11 @@ import sys
 
 import typer
 
-from simulator.cli import bench, data, evals, replay, tuning
+from simulator.cli import bench, data, evals, replay, served, tuning
 from simulator.cli.console import BAD_INPUT, INTERNAL_ERROR, errors
 from simulator.core.errors import RoutesimError
 
-COMMAND_GROUPS = (replay, bench, data, evals, tuning)
+COMMAND_GROUPS = (replay, bench, data, evals, tuning, served)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Replay logged LLM traffic under routing policies: rules, cascades and retries.")

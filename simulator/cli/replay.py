@@ -93,12 +93,26 @@ def generate(
     days: Annotated[int, typer.Option(min=1, help="days of traffic from 2026-11-16")] = 7,
     seed: Annotated[int, typer.Option(help="random seed; the same arguments give identical files")] = 2026,
     mix_shift: Annotated[bool, typer.Option(help="shift the mix toward harder requests late in the week")] = True,
+    served: Annotated[str | None, typer.Option(help="write a served-only log instead: a logging router (uniform, "
+                                               "skewed or by-slice) picked one model per request; the full "
+                                               "matrix goes to OUT/truth")] = None,
+    shadow_rate: Annotated[float | None, typer.Option(help="with --served: also re-run this share of each slice "
+                                                      "(a stratified sample) on every candidate")] = None,
 ):
     """Generate a seeded synthetic week of support-bot traffic with graded outcomes for 4 model tiers."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from simulator.datasets.generate import write_week
 
+    if shadow_rate is not None and served is None:
+        raise RoutesimError("--shadow-rate goes with --served", where="--shadow-rate",
+                            fix="add --served uniform (or skewed, by-slice)")
+    if served is not None:
+        from simulator.datasets.served import write_served_week
+
+        truth = write_served_week(out, requests, days, seed, served, shadow_rate=shadow_rate, mix_shift=mix_shift)
+        console.print(f"wrote {requests:,} served requests to {out} and the full matrix to {truth}", highlight=False)
+        return
     with Progress(TextColumn("generating"), BarColumn(), TimeElapsedColumn(), console=errors,
                   transient=True, disable=not console.is_terminal) as bar:
         task = bar.add_task("generate", total=requests)

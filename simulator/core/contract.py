@@ -39,6 +39,7 @@ class Column:
     meaning: str
     unit_interval: bool = False  # values must lie in 0..1
     non_negative: bool = False
+    probability: bool = False  # values must lie in 0 < p <= 1 (a probability something did happen)
 
 
 TRAFFIC_COLUMNS: tuple[Column, ...] = (
@@ -70,6 +71,26 @@ OUTCOME_COLUMNS: tuple[Column, ...] = (
 )
 
 GRADERS = ("deterministic", "llm_judge", "human")
+GOLD_GRADERS = ("human", "deterministic")
+
+# Optional columns for served-only production logs: absent is fine, present means typed and in range.
+OPTIONAL_TRAFFIC_COLUMNS: tuple[Column, ...] = (
+    Column("served_model", STRING, True, "the model the logging router sent the request to"),
+    Column("logging_propensity", FLOAT, True, "probability the logging router gave served_model",
+           probability=True),
+    Column("messages", STRING, True, "the request's chat messages as JSON text (private: only written to "
+           "OpenAI Batch files)"),
+)
+# `propensity_<model>`: the logging router's probability of each candidate model, for the support check.
+PROPENSITY_PREFIX = "propensity_"
+OPTIONAL_OUTCOME_COLUMNS: tuple[Column, ...] = (
+    Column("inclusion_probability", FLOAT, True, "probability this request was drawn into the shadow sample",
+           probability=True),
+    Column("gold_passed", BOOLEAN, True, "a reference grade (human or deterministic) beside the judge's passed"),
+    Column("gold_grader", STRING, True, "who gave gold_passed: human or deterministic"),
+    Column("gold_inclusion_probability", FLOAT, True, "probability this answer was drawn for gold grading",
+           probability=True),
+)
 
 # How many example rows a problem shows.
 EXAMPLES = 3
@@ -134,8 +155,18 @@ def _examples(frame: pl.LazyFrame, condition: pl.Expr, columns: list[str]) -> st
 RESERVED_PREFIX = "__"  # the engine's working columns; a user column may not start with it
 
 
+def present_optional(schema: pl.Schema, optional: tuple[Column, ...]) -> tuple[Column, ...]:
+    """The optional columns `schema` holds, plus a `propensity_<model>` probability column for each it has."""
+    named = {column.name: column for column in optional}
+    found = [named[name] for name in schema.names() if name in named]
+    if any(column.name == "logging_propensity" for column in optional):
+        found += [Column(name, FLOAT, True, "the logging router's probability of this model", unit_interval=True)
+                  for name in schema.names() if name.startswith(PROPENSITY_PREFIX)]
+    return tuple(found)
+
+
 def _check_columns(report: Report, file: str, schema: pl.Schema, columns: tuple[Column, ...]) -> bool:
-    """Presence and types. Returns False when a later value check could not run."""
+    """Presence and types (optional columns only when present). Returns False when a value check could not run."""
     usable = True
     for name in schema.names():
         if name.startswith(RESERVED_PREFIX):
@@ -180,6 +211,10 @@ def _row_checks(columns: tuple[Column, ...]) -> list[RowCheck]:
         if column.unit_interval:
             checks.append(RowCheck(column.name, (values < 0) | (values > 1) | values.is_nan(),
                                    "{} value(s) outside 0..1", (column.name,), "scale scores to 0..1"))
+        if column.probability:
+            checks.append(RowCheck(column.name, (values <= 0) | (values > 1) | values.is_nan(),
+                                   "{} value(s) outside 0 < p <= 1", (column.name,),
+                                   "a probability that something did happen lies in (0, 1]"))
     return checks
 
 
@@ -189,6 +224,13 @@ OUTCOME_ROW_CHECKS = (
              "cached_input_tokens counts the cached part of input_tokens"),
     RowCheck("grader", pl.col("grader").is_not_null() & ~pl.col("grader").is_in(GRADERS),
              "{} row(s) with an unknown grader", ("grader",), f"use one of {', '.join(GRADERS)} or leave it null"),
+)
+GOLD_ROW_CHECKS = (
+    RowCheck("gold_grader", pl.col("gold_grader").is_not_null() & ~pl.col("gold_grader").is_in(GOLD_GRADERS),
+             "{} row(s) with an unknown gold grader", ("gold_grader",),
+             f"use one of {', '.join(GOLD_GRADERS)} or leave it null"),
+    RowCheck("gold_passed", pl.col("gold_passed").is_not_null() & pl.col("gold_grader").is_null(),
+             "{} gold grade(s) without gold_grader", ("gold_passed",), "say who gave each gold grade"),
 )
 
 
@@ -247,12 +289,17 @@ def validate_frames(traffic: pl.DataFrame | pl.LazyFrame, outcomes: pl.DataFrame
     traffic, outcomes = traffic.lazy(), outcomes.lazy()
     report = Report()
     traffic, outcomes = _string_ids(traffic), _string_ids(outcomes)
-    traffic_usable = _check_columns(report, traffic_file, traffic.collect_schema(), TRAFFIC_COLUMNS)
-    outcomes_usable = _check_columns(report, outcomes_file, outcomes.collect_schema(), OUTCOME_COLUMNS)
+    traffic_schema, outcome_schema = traffic.collect_schema(), outcomes.collect_schema()
+    traffic_columns = (*TRAFFIC_COLUMNS, *present_optional(traffic_schema, OPTIONAL_TRAFFIC_COLUMNS))
+    outcome_columns = (*OUTCOME_COLUMNS, *present_optional(outcome_schema, OPTIONAL_OUTCOME_COLUMNS))
+    traffic_usable = _check_columns(report, traffic_file, traffic_schema, traffic_columns)
+    outcomes_usable = _check_columns(report, outcomes_file, outcome_schema, outcome_columns)
     if traffic_usable:
-        _run_row_checks(report, traffic_file, traffic, _row_checks(TRAFFIC_COLUMNS), ["request_id"])
+        _run_row_checks(report, traffic_file, traffic, _row_checks(traffic_columns), ["request_id"])
     if outcomes_usable:
-        _run_row_checks(report, outcomes_file, outcomes, [*_row_checks(OUTCOME_COLUMNS), *OUTCOME_ROW_CHECKS],
+        gold = [check for check in GOLD_ROW_CHECKS if check.column in outcome_schema
+                and "gold_grader" in outcome_schema]
+        _run_row_checks(report, outcomes_file, outcomes, [*_row_checks(outcome_columns), *OUTCOME_ROW_CHECKS, *gold],
                         ["request_id", "model", "sample"])
     if traffic_usable and outcomes_usable:
         _check_keys(report, traffic_file, traffic, outcomes_file, outcomes)

@@ -1,0 +1,263 @@
+"""Design-weighted estimates: whole-traffic figures from a policy replayed exactly on a shadow sample.
+
+A shadow sample re-ran a stratified random sample of the logged requests on every candidate model, each
+request drawn with a known inclusion probability pi_i (`inclusion_probability`). The policy is replayed
+exactly on the drawn requests; whole-traffic figures are then estimated with inverse-probability weights
+w_i = 1 / pi_i:
+
+- Horvitz-Thompson total of y: sum_i w_i y_i; Hajek mean: sum_i w_i y_i / sum_i w_i (Horvitz & Thompson
+  1952; Hajek 1971). The mean is taken within each stratum h (slice) and combined with the stratum's known
+  share of the traffic N_h / N (post-stratified Hajek), so a stratum drawn more heavily does not weigh more.
+  With pi_i = n_h / N_h, as a stratified simple random sample gives, sum_i w_i = N_h and the Hajek and
+  Horvitz-Thompson means coincide.
+- Pass rate and cost per request are such means; the escalation rate is the ratio of two (escalated over
+  multi-step requests); the p95 latency is the weighted quantile: the smallest latency whose weighted
+  cumulative share reaches 0.95.
+- Intervals: stratified bootstrap over requests (each stratum's drawn requests resampled within the
+  stratum, keeping its size), percentile intervals. Because the sample was drawn without replacement from
+  a finite week, each stratum's resampled deviation of a mean from its sample value is scaled by
+  sqrt((1 - f_h) n_h / (n_h - 1)), f_h = n_h / N_h (the rescaling bootstrap of Rao & Wu 1988, JASA 83:231),
+  so intervals shrink to nothing as the sample approaches the whole stratum. The p95 interval is the plain
+  stratified bootstrap (no rescaling), which is conservative. A stratum of a single drawn request carries
+  no variance information; it is counted in `diagnostics.strata_single`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from simulator.core.contract import Dataset
+from simulator.core.engine import replay, select_requests
+from simulator.core.errors import RoutesimError
+from simulator.core.prices import PriceSheet
+from simulator.core.scenario import Scenario
+from simulator.core.stats import check_confidence
+
+DESIGN_WEIGHTED = "design-weighted"
+# The figures each estimator gives, in the summary's metric names.
+MEAN_METRICS = ("pass_rate", "cost_per_request_usd")
+QUANTILE = 0.95
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One estimated figure: point value and interval (None where undefined), and how it was obtained."""
+
+    metric: str
+    value: float | None
+    low: float | None
+    high: float | None
+    kind: str
+
+    def as_dict(self) -> dict:
+        return {"metric": self.metric, "value": self.value, "low": self.low, "high": self.high, "kind": self.kind}
+
+
+def _finite(value) -> float | None:
+    value = float(value)
+    return value if np.isfinite(value) else None
+
+
+def _weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> np.ndarray:
+    """Per row of `weights` (resamples x requests): the smallest value whose weighted share reaches q."""
+    order = np.argsort(values, kind="stable")
+    cumulative = np.cumsum(weights[:, order], axis=1)
+    total = cumulative[:, -1:]
+    index = (cumulative < q * total).sum(axis=1)
+    return values[order][np.minimum(index, len(values) - 1)]
+
+
+class StratifiedSample:
+    """The drawn requests of a stratified sample: values, weights, strata and each stratum's population.
+
+    `strata` holds codes 0..S-1; `population[h]` is N_h, the stratum's requests in the whole traffic.
+    """
+
+    def __init__(self, strata: np.ndarray, weights: np.ndarray, population: np.ndarray,
+                 columns: dict[str, np.ndarray]):
+        self.strata = np.asarray(strata, dtype=np.int64)
+        self.weights = np.asarray(weights, dtype=np.float64)
+        self.population = np.asarray(population, dtype=np.float64)
+        self.columns = {name: np.asarray(values, dtype=np.float64) for name, values in columns.items()}
+        self.sizes = np.bincount(self.strata, minlength=len(self.population))
+        if np.any((self.sizes == 0) & (self.population > 0)):
+            raise RoutesimError("a stratum of the traffic has no drawn request, so nothing can be said about it",
+                                fix="draw at least one request from every slice (routesim plan-shadow does)")
+        self.shares = self.population / self.population.sum()
+        fraction = np.minimum(self.sizes / np.maximum(self.population, 1), 1.0)
+        self.scale = np.where(self.sizes > 1, np.sqrt((1 - fraction) * self.sizes / np.maximum(self.sizes - 1, 1)), 0.0)
+
+    def stratum_means(self, counts: np.ndarray, column: str, among: str | None = None) -> np.ndarray:
+        """(resamples x strata) weighted means of `column` (over requests where `among` is 1)."""
+        weight = counts * self.weights
+        if among is not None:
+            weight = weight * self.columns[among]
+        sums = np.zeros((counts.shape[0], len(self.population)))
+        totals = np.zeros_like(sums)
+        for h in range(len(self.population)):
+            rows = self.strata == h
+            sums[:, h] = weight[:, rows] @ self.columns[column][rows]
+            totals[:, h] = weight[:, rows].sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return sums / totals, totals
+
+    def draw_counts(self, resamples: int, seed: int) -> np.ndarray:
+        """(resamples x requests) how often each request is drawn; each stratum from its own seeded stream."""
+        counts = np.zeros((resamples, len(self.strata)), dtype=np.int64)
+        for h, size in enumerate(self.sizes):
+            if size == 0:
+                continue
+            rows = np.flatnonzero(self.strata == h)
+            rng = np.random.default_rng([seed, h])
+            counts[:, rows] = rng.multinomial(size, np.full(size, 1.0 / size), size=resamples)
+        return counts
+
+    def mean(self, column: str, boot: np.ndarray) -> tuple[float, np.ndarray]:
+        """Point estimate and bootstrap replicates of the whole-traffic mean of `column`."""
+        point, _ = self.stratum_means(np.ones((1, len(self.strata))), column)
+        replicates, _ = self.stratum_means(boot, column)
+        rescaled = point + self.scale * (replicates - point)
+        return float(point[0] @ self.shares), rescaled @ self.shares
+
+    def ratio(self, numerator: str, denominator: str, boot: np.ndarray) -> tuple[float, np.ndarray]:
+        """Whole-traffic ratio of two means (e.g. escalated among multi-step requests)."""
+        def totals(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            num, _ = self.stratum_means(counts, numerator)
+            den, _ = self.stratum_means(counts, denominator)
+            return np.nan_to_num(num), np.nan_to_num(den)
+
+        point_num, point_den = totals(np.ones((1, len(self.strata))))
+        boot_num, boot_den = totals(boot)
+        boot_num = point_num + self.scale * (boot_num - point_num)
+        boot_den = point_den + self.scale * (boot_den - point_den)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            point = (point_num @ self.shares) / (point_den @ self.shares)
+            return float(point[0]), (boot_num @ self.shares) / (boot_den @ self.shares)
+
+    def quantile(self, column: str, q: float, boot: np.ndarray) -> tuple[float, np.ndarray]:
+        """Weighted quantile, each request weighted by w_i x N_h-share of its stratum's weight total."""
+        stratum_total = np.bincount(self.strata, weights=self.weights, minlength=len(self.population))
+        base = self.weights * (self.shares / np.maximum(stratum_total, 1e-300))[self.strata]
+        values = self.columns[column]
+        point = _weighted_quantile(values, base[None, :], q)[0]
+        drawn_total = np.stack([np.bincount(self.strata, weights=row * self.weights, minlength=len(self.population))
+                                for row in boot])
+        per_request = boot * self.weights * (self.shares / np.maximum(drawn_total, 1e-300))[:, self.strata]
+        return float(point), _weighted_quantile(values, per_request, q)
+
+
+def interval(replicates: np.ndarray, confidence: float) -> tuple[float | None, float | None]:
+    finite = replicates[np.isfinite(replicates)]
+    if finite.size == 0:
+        return None, None
+    alpha = 1 - confidence
+    low, high = np.quantile(finite, [alpha / 2, 1 - alpha / 2])
+    return float(low), float(high)
+
+
+def sample_estimates(sample: StratifiedSample, *, resamples: int = 1000, seed: int = 0,
+                     confidence: float = 0.95) -> list[Estimate]:
+    """Pass rate, cost per request, escalation rate and p95 latency of the whole traffic, with intervals.
+
+    Reads columns `passed`, `cost_usd`, `escalated`, `multi_step` and `latency_ms` of the sample (those present).
+    """
+    confidence = check_confidence(confidence)
+    boot = sample.draw_counts(resamples, seed)
+    figures = {"pass_rate": sample.mean("passed", boot) if "passed" in sample.columns else None,
+               "cost_per_request_usd": sample.mean("cost_usd", boot) if "cost_usd" in sample.columns else None}
+    if {"escalated", "multi_step"} <= set(sample.columns) and sample.columns["multi_step"].any():
+        figures["escalation_rate"] = sample.ratio("escalated", "multi_step", boot)
+    if "latency_ms" in sample.columns:
+        figures["latency_p95_ms"] = sample.quantile("latency_ms", QUANTILE, boot)
+    estimates = []
+    for metric, figure in figures.items():
+        if figure is None:
+            continue
+        point, replicates = figure
+        low, high = interval(replicates, confidence)
+        estimates.append(Estimate(metric, _finite(point), low, high, DESIGN_WEIGHTED))
+    return estimates
+
+
+@dataclass(frozen=True)
+class DesignWeighted:
+    """A policy replayed exactly on a shadow sample, and its whole-traffic estimates."""
+
+    scenario: str
+    requests: int  # the window's requests: the traffic estimated
+    sampled: int  # the drawn requests the policy was replayed on
+    estimates: list[Estimate]
+    strata: list[dict]  # per slice: population, drawn, inclusion probability
+    diagnostics: dict
+
+    def as_dict(self) -> dict:
+        return {"scenario": self.scenario, "kind": DESIGN_WEIGHTED, "requests": self.requests,
+                "sampled": self.sampled, "estimates": [e.as_dict() for e in self.estimates],
+                "strata": self.strata, "diagnostics": self.diagnostics}
+
+
+def shadow_subset(data: Dataset, ids: pl.DataFrame) -> Dataset:
+    """The data folder restricted to the drawn requests (same fingerprint: the same data)."""
+    keep = ids.lazy()
+    return Dataset(folder=data.folder, traffic=data.traffic.join(keep, on="request_id", how="semi"),
+                   outcomes=data.outcomes.join(keep, on="request_id", how="semi"), fingerprint=data.fingerprint)
+
+
+def design_weighted(scenario: Scenario, data: Dataset, sheet: PriceSheet | None, *, resamples: int = 1000,
+                    seed: int = 0, confidence: float = 0.95) -> DesignWeighted:
+    """Replays `scenario` exactly on the shadow sample of `data` and estimates the whole window's figures.
+
+    Raises RoutesimError when the data has no shadow sample, when the scenario samples requests itself,
+    or when a drawn request lacks an outcome the policy reaches.
+    """
+    if "inclusion_probability" not in data.outcomes.collect_schema():
+        raise RoutesimError("the data holds no shadow sample (no outcomes column inclusion_probability)",
+                            where=str(data.folder),
+                            fix="plan one with 'routesim plan-shadow', run it and import the answers with --merge")
+    if scenario.sample is not None:
+        raise RoutesimError("a design-weighted estimate replays the shadow sample; the scenario draws its own sample",
+                            where=f"scenario '{scenario.name}', key 'sample'", fix="remove 'sample'")
+    window, _ = select_requests(scenario, data, ["request_id", "ts", "slice"])
+    drawn = (data.outcomes.filter(pl.col("inclusion_probability").is_not_null())
+             .group_by("request_id").agg(pl.col("inclusion_probability").min().alias("pi"),
+                                         pl.col("inclusion_probability").max().alias("pi_max")).collect())
+    uneven = drawn.filter(pl.col("pi") != pl.col("pi_max"))
+    if uneven.height:
+        raise RoutesimError(f"{uneven.height} request(s) carry different inclusion probabilities on different answers",
+                            where=f"{data.folder}, e.g. request {uneven.sort('request_id')['request_id'][0]}",
+                            fix="a request is drawn into the shadow sample once: give all its answers the same probability")
+    drawn = window.select("request_id", "slice").join(drawn.select("request_id", "pi"), on="request_id")
+    if drawn.is_empty():
+        raise RoutesimError("no request of the window was drawn into the shadow sample",
+                            where=f"scenario '{scenario.name}'", fix="check the window and the shadow sample")
+    exact = scenario.model_copy(update={"on_missing": "error"})
+    result = replay(exact, shadow_subset(data, drawn.select("request_id")), sheet)
+    decisions = result.decisions.join(drawn.select("request_id", "pi"), on="request_id", how="left")
+    slices = sorted(set(window["slice"]))
+    population = window.group_by("slice").agg(pl.len().alias("N"))
+    codes = {name: index for index, name in enumerate(slices)}
+    sizes = dict(population.iter_rows())
+    sample = StratifiedSample(
+        strata=decisions["slice"].replace_strict(codes, return_dtype=pl.Int64).to_numpy(),
+        weights=(1.0 / decisions["pi"]).to_numpy(),
+        population=np.array([sizes[name] for name in slices], dtype=np.float64),
+        columns={"passed": decisions["passed"].cast(pl.Float64).to_numpy(),
+                 "cost_usd": decisions["cost_usd"].to_numpy(),
+                 "latency_ms": decisions["latency_ms"].to_numpy(),
+                 "escalated": decisions["escalated"].cast(pl.Float64).to_numpy(),
+                 "multi_step": decisions["multi_step"].cast(pl.Float64).to_numpy()})
+    estimates = sample_estimates(sample, resamples=resamples, seed=seed, confidence=confidence)
+    per_stratum = (decisions.group_by("slice").agg(pl.len().alias("drawn"), pl.col("pi").first().alias("inclusion_probability"))
+                   .join(population, on="slice").sort("slice"))
+    strata = [{"slice": s, "population": n_pop, "drawn": n, "inclusion_probability": p}
+              for s, n, p, n_pop in per_stratum.iter_rows()]
+    weight_sum = float((1.0 / decisions["pi"]).sum())
+    diagnostics = {"weight_sum": weight_sum, "population": window.height,
+                   "max_weight": float((1.0 / decisions["pi"]).max()),
+                   "strata_single": int((sample.sizes == 1).sum()), "resamples": resamples, "seed": seed,
+                   "confidence": confidence}
+    return DesignWeighted(scenario=scenario.name, requests=window.height, sampled=decisions.height,
+                          estimates=estimates, strata=strata, diagnostics=diagnostics)

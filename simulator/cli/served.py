@@ -1,0 +1,95 @@
+"""`routesim coverage` and `routesim estimate`: what a served-only log can answer, and estimates from it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from simulator.cli.console import console
+from simulator.core.errors import RoutesimError
+
+
+def coverage(
+    data: Annotated[Path, typer.Argument(help="data folder (traffic.parquet and outcomes.parquet)")],
+    scenarios: Annotated[list[Path] | None, typer.Argument(help="scenario files to check against the data")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the tables as JSON")] = False,
+):
+    """Per slice x model: answers and grades held; per scenario: which kind of number a replay can give."""
+    from simulator.analyses.coverage import answer_table, scenario_coverage
+    from simulator.core.contract import load_data
+    from simulator.core.runner import Inputs, load_scenarios
+
+    dataset = load_data(data)
+    answers = answer_table(dataset)
+    inputs = Inputs()
+    rows = []
+    for scenario in load_scenarios(scenarios or []):
+        if scenario.data.resolve() != Path(data).resolve():
+            raise RoutesimError(f"scenario '{scenario.name}' replays {scenario.data}, not {data}",
+                                where=f"scenario '{scenario.name}', key 'data'",
+                                fix="check scenarios against the data folder they name")
+        rows.append(scenario_coverage(scenario, dataset, inputs.prices(scenario.prices)))
+    if as_json:
+        typer.echo(json.dumps({"answers": answers.to_dicts(),
+                               "scenarios": [{**row.__dict__, "share": row.share} for row in rows]}, indent=2))
+        return
+    from simulator.cli.served_views import answers_table, scenarios_table
+
+    console.print(answers_table(answers))
+    if rows:
+        console.print(scenarios_table(rows))
+
+
+def estimate(
+    scenarios: Annotated[list[Path], typer.Argument(help="scenario files whose data is a served-only log")],
+    method: Annotated[str, typer.Option(help="design-weighted (a shadow sample) or off-policy (a randomised "
+                                             "router's log; one-call policies)")] = "design-weighted",
+    confidence: Annotated[float, typer.Option(help="confidence of the intervals")] = 0.95,
+    resamples: Annotated[int, typer.Option(min=1, help="design-weighted: stratified bootstrap resamples")] = 1000,
+    seed: Annotated[int, typer.Option(help="seed of the bootstrap and of the reward models' folds")] = 0,
+    unsupported: Annotated[str, typer.Option(help="off-policy: refuse requests without support, or fill them "
+                                                  "from the reward model (dm)")] = "refuse",
+    reward_model: Annotated[str, typer.Option(help="off-policy: logistic (and ridge) or gbm")] = "logistic",
+    as_json: Annotated[bool, typer.Option("--json", help="print the estimates as JSON")] = False,
+):
+    """Whole-traffic estimates, each labelled with how it was obtained, from a shadow sample or a served log."""
+    from simulator.core.runner import Inputs, load_scenarios
+    from simulator.core.stats import check_confidence
+
+    check_confidence(confidence)
+    inputs = Inputs()
+    results = []
+    for scenario in load_scenarios(scenarios):
+        data, sheet = inputs.data(scenario.data), inputs.prices(scenario.prices)
+        if method == "design-weighted":
+            from simulator.analyses.estimates import design_weighted
+
+            results.append(design_weighted(scenario, data, sheet, resamples=resamples, seed=seed,
+                                           confidence=confidence))
+        elif method == "off-policy":
+            from simulator.analyses.offpolicy import off_policy
+
+            results.append(off_policy(scenario, data, sheet, confidence=confidence, unsupported=unsupported,
+                                      reward_model=reward_model, seed=seed))
+        else:
+            raise RoutesimError(f"unknown method '{method}'", where="--method", fix="use design-weighted or off-policy")
+    if as_json:
+        typer.echo(json.dumps([result.as_dict() for result in results], indent=2))
+        return
+    from simulator.cli.served_views import estimates_table
+
+    for result in results:
+        console.print(estimates_table(f"{result.scenario}: estimates ({method})", result.estimates, confidence))
+        console.print("  " + ", ".join(f"{key} {value:,.4g}" if isinstance(value, float) else f"{key} {value}"
+                                       for key, value in result.diagnostics.items()), highlight=False)
+        total = getattr(result, "requests", None) or result.diagnostics.get("requests")
+        console.print(f"  figures are estimates for all {total:,} requests of the window, not an exact replay",
+                      highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    for command in (coverage, estimate):
+        app.command()(command)

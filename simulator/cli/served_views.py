@@ -1,0 +1,53 @@
+"""Terminal views of served-only logs: the coverage tables and the estimates, each figure with its kind.
+
+Beside views.py (the replay's tables); imported only once a command runs.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+from rich.markup import escape
+from rich.table import Table
+
+from simulator.analyses.coverage import ScenarioCoverage
+from simulator.analyses.estimates import Estimate
+from simulator.core.formats import count, metric, pct
+
+
+def answers_table(answers: pl.DataFrame) -> Table:
+    """Per slice x model: requests, answered, graded (by grader), assumed from status, gold-graded."""
+    table = Table(title="Answers and grades per slice x model")
+    graders = [name for name in answers.columns if name.startswith("grader:")]
+    for column in ("slice", "model", "requests", "answered", "graded", *(g.removeprefix("grader:") for g in graders),
+                   "assumed from status", "gold"):
+        table.add_column(escape(column), justify="left" if column in ("slice", "model") else "right")
+    for row in answers.iter_rows(named=True):
+        table.add_row(escape(row["slice"]), escape(row["model"]), count(row["requests"]),
+                      f"{count(row['answered'])} ({pct(row['answered'] / row['requests'] if row['requests'] else None)})",
+                      count(row["graded"]), *(count(row[g]) for g in graders), count(row["assumed"]),
+                      count(row["gold"]))
+    return table
+
+
+def scenarios_table(rows: list[ScenarioCoverage]) -> Table:
+    table = Table(title="What each scenario can replay",
+                  caption="exact: every request has what the policy needs; design-weighted: the shadow sample has "
+                          "it; off-policy: a one-call policy on a randomised router's log; partial: neither")
+    for column in ("scenario", "kind of number", "requests", "replayable", "share", "shadow sample", "missing"):
+        table.add_column(column, justify="left" if column in ("scenario", "kind of number", "missing") else "right")
+    for row in rows:
+        missing = ", ".join(f"{escape(model)}: {count(n)}" for model, n in row.missing_by_model.items()) or "–"
+        sample = f"{count(row.sampled_replayable)} of {count(row.sampled)}" if row.sampled else "–"
+        table.add_row(escape(row.scenario), row.kind, count(row.requests), count(row.replayable), pct(row.share),
+                      sample, missing)
+    return table
+
+
+def estimates_table(title: str, estimates: list[Estimate], confidence: float) -> Table:
+    table = Table(title=escape(title))
+    for column in ("figure", "kind", "estimate", f"{confidence:.0%} interval"):
+        table.add_column(column, justify="left" if column in ("figure", "kind") else "right")
+    for e in estimates:
+        table.add_row(e.metric, e.kind, metric(e.metric, e.value),
+                      f"{metric(e.metric, e.low)} .. {metric(e.metric, e.high)}")
+    return table
