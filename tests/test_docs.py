@@ -8,7 +8,12 @@ import pytest
 from pydantic import BaseModel
 
 from simulator.cli import app
-from simulator.core.contract import OUTCOME_COLUMNS, TRAFFIC_COLUMNS
+from simulator.core.contract import (
+    OPTIONAL_OUTCOME_COLUMNS,
+    OPTIONAL_TRAFFIC_COLUMNS,
+    OUTCOME_COLUMNS,
+    TRAFFIC_COLUMNS,
+)
 from simulator.core.metrics import CALL_METRICS, METRICS
 from simulator.core.prices import PriceEntry
 from simulator.core.scenario import Scenario
@@ -48,7 +53,8 @@ def test_readme_documents_every_price_key(key):
     assert f"{key}:" in README
 
 
-@pytest.mark.parametrize("column", [*TRAFFIC_COLUMNS, *OUTCOME_COLUMNS], ids=lambda c: c.name)
+@pytest.mark.parametrize("column", [*TRAFFIC_COLUMNS, *OUTCOME_COLUMNS, *OPTIONAL_TRAFFIC_COLUMNS,
+                                    *OPTIONAL_OUTCOME_COLUMNS], ids=lambda c: c.name)
 def test_readme_documents_every_data_column(column):
     assert f"| `{column.name}` |" in README
 

@@ -147,6 +147,7 @@ def cross_fit(features: np.ndarray, served: np.ndarray, target: np.ndarray, y: n
     Fitted under threadpool_limits(1) with fixed seeds, so the predictions are the same bytes at any thread
     count. A training set with one class (or no rows) predicts its mean (or the overall mean).
     """
+    from sklearn import config_context
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
     from sklearn.linear_model import LogisticRegression, Ridge
     from threadpoolctl import threadpool_limits
@@ -158,7 +159,9 @@ def cross_fit(features: np.ndarray, served: np.ndarray, target: np.ndarray, y: n
     fold = np.random.default_rng([seed, 7]).permutation(n) % folds
     prediction = np.full(n, np.nan)
     overall = float(np.mean(y[served == target])) if np.any(served == target) else 0.0
-    with threadpool_limits(1):
+    # Parameters are ours and features finite, so sklearn's per-fit checks are skipped: they cost more than
+    # fitting a few hundred rows.
+    with threadpool_limits(1), config_context(assume_finite=True, skip_parameter_validation=True):
         for k in range(folds):
             for model in np.unique(target[fold == k]):
                 train = (fold != k) & (served == model)
@@ -167,16 +170,16 @@ def cross_fit(features: np.ndarray, served: np.ndarray, target: np.ndarray, y: n
                 if train.sum() == 0:
                     prediction[predict] = overall
                     continue
-                if classifier and len(np.unique(labels)) < 2 or train.sum() < 5:
+                if (classifier and len(np.unique(labels)) < 2) or train.sum() < 5:
                     prediction[predict] = float(labels.mean())
                     continue
                 if classifier:
-                    fitted = (LogisticRegression(max_iter=1000) if reward_model == "logistic"
+                    fitted = (LogisticRegression(solver="newton-cholesky") if reward_model == "logistic"
                               else HistGradientBoostingClassifier(random_state=seed))
                     fitted.fit(features[train], labels.astype(np.int64))
                     prediction[predict] = fitted.predict_proba(features[predict])[:, 1]
                 else:
-                    fitted = Ridge(alpha=1.0) if reward_model == "logistic" else HistGradientBoostingRegressor(
+                    fitted = Ridge(alpha=1.0, solver="cholesky") if reward_model == "logistic" else HistGradientBoostingRegressor(
                         random_state=seed)
                     fitted.fit(features[train], labels)
                     prediction[predict] = np.maximum(fitted.predict(features[predict]), 0.0)
