@@ -14,7 +14,9 @@ Semantics (the spec the engine claims to follow):
   target without its next sample is skipped (k >= 1) or is a missing outcome (k == 0).
 - Missing outcomes: with on_missing=error the replay fails; with skip the request is left out.
 - Pricing: per call, the sheet entry in force at the request's ts, else the recorded cost_usd; a step's
-  checker adds its cost and latency to that call. Totals add calls in order, from 0.0.
+  checker adds its cost and latency to that call. Money is whole nano-dollars: a sheet price is the exact
+  rational cost (prices as written in decimal) rounded half to even, a recorded or checker cost is
+  round(cost_usd * 1e9) (Python's round: half to even). Totals are integer sums; dollars are nanos / 1e9.
 - NULL predicate results count as false.
 """
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
+from fractions import Fraction
 from dataclasses import dataclass, field
 
 import duckdb
@@ -31,8 +34,9 @@ import polars as pl
 from simulator.core.prices import PriceSheet
 
 DECISION_KEYS = ("request_id", "ts", "slice", "plan", "models_called", "final_model", "final_sample",
-                 "steps_taken", "multi_step", "escalated", "retry_attempts", "retry_exhausted", "cost_usd",
-                 "latency_ms", "passed", "hard_check_ok", "score")
+                 "steps_taken", "multi_step", "escalated", "retry_attempts", "retry_exhausted", "cost_nano_usd",
+                 "cost_usd", "latency_ms", "passed", "hard_check_ok", "score")
+NANO = 10**9
 
 UTC = dt.UTC
 
@@ -130,7 +134,17 @@ def entry_in_force(sheet: PriceSheet, model: str, at: dt.datetime):
     return best
 
 
-def model_cost(sheet: PriceSheet | None, answer: dict, at: dt.datetime) -> float:
+def _written(price: float) -> Fraction:
+    """A price exactly as written in the sheet (its shortest decimal repr), as a rational number."""
+    return Fraction(repr(price))
+
+
+def recorded_nanos(usd: float) -> int:
+    return round(usd * NANO)
+
+
+def model_cost(sheet: PriceSheet | None, answer: dict, at: dt.datetime) -> int:
+    """Whole nano-dollars of one call."""
     model = answer["model"]
     if sheet is not None and model in sheet.models:
         entry = entry_in_force(sheet, model, at)
@@ -138,14 +152,14 @@ def model_cost(sheet: PriceSheet | None, answer: dict, at: dt.datetime) -> float
             raise Unpriceable(f"{model} has no price entry in force at {at}")
         cached = answer["cached_input_tokens"] or 0
         cached_price = entry.input if entry.cached_input is None else entry.cached_input
-        # USD per million tokens, turned into USD per token first, as the README's formula says.
-        return (float(answer["input_tokens"] - cached) * (entry.input / 1_000_000)
-                + float(cached) * (cached_price / 1_000_000)
-                + float(answer["output_tokens"]) * (entry.output / 1_000_000)
-                + entry.per_request)
+        # USD per million tokens, exactly: the rational cost in dollars, then rounded once to nano-dollars.
+        exact = ((answer["input_tokens"] - cached) * _written(entry.input)
+                 + cached * _written(cached_price)
+                 + answer["output_tokens"] * _written(entry.output)) / 1_000_000 + _written(entry.per_request)
+        return round(exact * NANO)  # round() of a Fraction: nearest integer, ties to even
     if answer["cost_usd"] is None:
         raise Unpriceable(f"{model} is not in the sheet and has no recorded cost")
-    return answer["cost_usd"]
+    return recorded_nanos(answer["cost_usd"])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -214,7 +228,7 @@ def reference_replay(scenario, traffic: pl.DataFrame, outcomes: pl.DataFrame,
 
         calls_of: Counter[str] = Counter()  # calls made so far per model: the next sample to use
         models_called: list[str] = []
-        total_cost = 0.0
+        total_cost = 0
         total_latency = 0.0
         calls: list[tuple[str, str]] = []  # (model, price source) of every call, checkers included
         missing_model = None
@@ -228,7 +242,7 @@ def reference_replay(scenario, traffic: pl.DataFrame, outcomes: pl.DataFrame,
             latency = float(answer["latency_ms"])
             calls.append((model, "sheet" if sheet is not None and model in sheet.models else "recorded"))
             if checker is not None:
-                cost = cost + checker.cost_usd
+                cost = cost + recorded_nanos(checker.cost_usd)
                 latency = latency + checker.latency_ms
                 calls.append((checker.name, "checker"))
             total_cost += cost
@@ -290,7 +304,8 @@ def reference_replay(scenario, traffic: pl.DataFrame, outcomes: pl.DataFrame,
             "escalated": steps_taken > 1,
             "retry_attempts": retry_attempts,
             "retry_exhausted": retry_exhausted,
-            "cost_usd": total_cost,
+            "cost_nano_usd": total_cost,
+            "cost_usd": total_cost / NANO,
             "latency_ms": total_latency,
             "passed": bool(final["passed"] and final["hard_check_ok"]),
             "hard_check_ok": final["hard_check_ok"],
@@ -323,9 +338,7 @@ def _mean(values: list[float]) -> float | None:
 
 def summarise_by_hand(decisions: list[dict]) -> dict:
     n = len(decisions)
-    total_cost = 0.0
-    for decision in decisions:
-        total_cost += decision["cost_usd"]
+    total_cost = sum(decision["cost_nano_usd"] for decision in decisions) / NANO
     latencies = [decision["latency_ms"] for decision in decisions]
     multi = [decision for decision in decisions if decision["multi_step"]]
 

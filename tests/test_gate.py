@@ -172,7 +172,7 @@ def test_gate_needs_the_same_data(three_flips, tmp_path, cli):
 def test_gate_decisions_that_cover_different_requests_are_rejected():
     import polars as pl
 
-    rows = {"request_id": ["a", "b"], "slice": ["faq", "faq"], "passed": [True, True], "cost_usd": [1.0, 1.0],
+    rows = {"request_id": ["a", "b"], "slice": ["faq", "faq"], "passed": [True, True], "cost_nano_usd": [1, 1],
             "latency_ms": [1.0, 1.0]}
     base = GateSide("base", pl.DataFrame(rows), QualityBar(default=0.5))
     cand = GateSide("cand", pl.DataFrame(rows).head(1), QualityBar(default=0.5))
@@ -218,7 +218,7 @@ def test_html_fragment_escapes_every_string_from_the_data():
 
     name = "<script>alert('x')</script>"
     rows = {"request_id": ["a", "b", "c"], "slice": [name, name, "faq"], "passed": [True, False, True],
-            "cost_usd": [1.0, 1.0, 1.0], "latency_ms": [1.0, 2.0, 3.0]}
+            "cost_nano_usd": [1, 1, 1], "latency_ms": [1.0, 2.0, 3.0]}
     base = GateSide("<b>base</b>", pl.DataFrame(rows), QualityBar(default=0.5), description="<i>x</i>")
     cand = GateSide("cand & co", pl.DataFrame(rows).with_columns(pl.lit(False).alias("passed")),
                     QualityBar(default=0.5))

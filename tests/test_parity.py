@@ -5,9 +5,11 @@ ReferenceFailure (a missing outcome with on_missing=error, an unpriceable call, 
 engine must raise a RoutesimError, and a missing-outcome error must name the same counts per model.
 Otherwise every decision row, every metric, the coverage and the price sources must be equal.
 
-Floats are compared exactly (==): a request's cost and latency are sums in the same order in both
-(0.0, then each call in call order), and the sums and means of the metrics add the decisions in
-request order, which the engine's aggregations match exactly at these sizes.
+Floats are compared exactly (==): a request's cost is an integer sum of nano-dollars in both (each call
+rounded once), its latency a sum in the same order (0.0, then each call in call order), and the means of
+the metrics add the decisions in request order, which the engine's aggregations match exactly at these
+sizes. The engine prices sheet calls in float64, the reference with exact rationals: equal costs show
+that the float formula rounds to the exact cost.
 
 The one tolerance: the latency percentiles (p50/p95/p99) may differ from numpy.percentile by an ulp or
 two, compared with math.isclose(rel_tol=1e-12). Both interpolate linearly between the same two order
@@ -39,7 +41,7 @@ SEEDS = range(300)
 FAILURE_MESSAGES = {NoRequests: "no requests to replay", Unpriceable: "cannot be priced",
                     MissingOutcomes: "the policy needs outcomes that are missing from the data"}
 
-FLOAT_KEYS = ("cost_usd", "latency_ms")
+FLOAT_KEYS = ("cost_nano_usd", "cost_usd", "latency_ms")
 EXACT_KEYS = tuple(key for key in DECISION_KEYS if key not in FLOAT_KEYS)
 PERCENTILES = ("latency_p50_ms", "latency_p95_ms", "latency_p99_ms")
 

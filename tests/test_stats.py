@@ -78,8 +78,11 @@ def test_wilson_95_percent_intervals_cover_the_true_rate_93_to_97_percent_of_the
 def paired_world(n: int, strata: int, seed: int) -> tuple[PolicyOutcomes, PolicyOutcomes, np.ndarray]:
     rng = np.random.default_rng(seed)
     # Rounded latencies make ties, the hard case for order statistics.
-    baseline = PolicyOutcomes(rng.random(n) < 0.9, rng.lognormal(-6, 1, n), np.round(rng.lognormal(6, 1, n), -1))
-    candidate = PolicyOutcomes(rng.random(n) < 0.8, rng.lognormal(-7, 1, n), np.round(rng.lognormal(6, 1, n), -1))
+    # Costs in whole nano-dollars (about $0.0025 and $0.0009 per request).
+    baseline = PolicyOutcomes(rng.random(n) < 0.9, np.rint(rng.lognormal(-6, 1, n) * 1e9),
+                              np.round(rng.lognormal(6, 1, n), -1))
+    candidate = PolicyOutcomes(rng.random(n) < 0.8, np.rint(rng.lognormal(-7, 1, n) * 1e9),
+                               np.round(rng.lognormal(6, 1, n), -1))
     return baseline, candidate, rng.integers(0, strata, n)
 
 
@@ -93,7 +96,8 @@ def expanded_statistics(sample: PairedSample, baseline, candidate, counts_row: n
         return np.repeat(np.asarray(values, dtype=np.float64)[layout][mask], repeat)
 
     return {BASELINE_PASS_RATE: expand(baseline.passed).mean(), CANDIDATE_PASS_RATE: expand(candidate.passed).mean(),
-            BASELINE_COST: expand(baseline.cost_usd).mean(), CANDIDATE_COST: expand(candidate.cost_usd).mean(),
+            BASELINE_COST: expand(baseline.cost_nano_usd).mean() / 1e9,
+            CANDIDATE_COST: expand(candidate.cost_nano_usd).mean() / 1e9,
             BASELINE_LATENCY: np.quantile(expand(baseline.latency_ms), 0.95),
             CANDIDATE_LATENCY: np.quantile(expand(candidate.latency_ms), 0.95)}
 
@@ -144,7 +148,7 @@ def test_estimates_are_the_statistics_of_the_sample_itself():
         assert estimates[PASS_RATE_CHANGE][stratum] == pytest.approx(
             candidate.passed[mask].mean() - baseline.passed[mask].mean(), abs=1e-12)
         assert estimates[COST_RELATIVE_CHANGE][stratum] == pytest.approx(
-            candidate.cost_usd[mask].sum() / baseline.cost_usd[mask].sum() - 1, rel=1e-12)
+            candidate.cost_nano_usd[mask].sum() / baseline.cost_nano_usd[mask].sum() - 1, rel=1e-12)
 
 
 def test_identical_policies_have_intervals_of_zero_width():
@@ -158,7 +162,7 @@ def test_a_constant_shift_is_recovered_exactly_in_every_resample():
     # The candidate costs $0.001 more and answers 100 ms later on every request, with the same verdicts:
     # every resample's change is exactly that, so the interval is a single point.
     baseline, _, _ = paired_world(300, 1, seed=2)
-    shifted = PolicyOutcomes(baseline.passed, baseline.cost_usd + 0.001, baseline.latency_ms + 100)
+    shifted = PolicyOutcomes(baseline.passed, baseline.cost_nano_usd + 1_000_000, baseline.latency_ms + 100)
     result = paired_bootstrap(PairedSample(baseline, shifted), resamples=100, seed=4)
     assert result.interval(COST_CHANGE) == pytest.approx((0.001, 0.001, 0.001), abs=1e-12)
     assert result.interval(LATENCY_CHANGE) == pytest.approx((100, 100, 100), abs=1e-9)

@@ -180,15 +180,16 @@ def _agreement_cases():
     return cases
 
 
-FLOATS = ("total_cost_usd", "cost_per_request_usd", "pass_rate", "mean_score", "escalation_rate", "retry_rate",
+EXACT = ("total_cost_usd", "cost_per_request_usd")  # sums of whole nano-dollars, in any order
+FLOATS = ("pass_rate", "mean_score", "escalation_rate", "retry_rate",
           "latency_p95_ms")
 
 
 def test_sweep_agrees_with_separate_replays_on_random_worlds(tmp_path):
     """Every sweep point equals a separate replay with the gate `OVER >= t`: the same decisions row for row,
-    the same counts, and the same metrics. The sums are compared to rel 1e-9 because the sweep adds B's
-    totals and A-minus-B differences, an order of summation other than the replay's request order (they
-    differ in the last bits at most); the p95 latency is the same order statistics with the same formula.
+    the same counts, and the same metrics. Costs are integer nano-dollar sums and compared exactly; the
+    other float metrics to rel 1e-9 because the sweep adds B's totals and A-minus-B differences, an order of
+    summation other than the replay's request order (they differ in the last bits at most); the p95 latency is the same order statistics with the same formula.
     Under on_missing=error a threshold whose replay would fail is reported with missing requests."""
     kinds = {"compared": 0, "skipped requests": 0, "would fail": 0}
     for seed, plan, step, over in _agreement_cases():
@@ -221,6 +222,8 @@ def test_sweep_agrees_with_separate_replays_on_random_worlds(tmp_path):
             assert point["escalated"] == (decisions["escalated"] & decisions["multi_step"]).sum(), context
             assert point["multi_step"] == decisions["multi_step"].sum(), context
             assert point["missing_requests"] == separate.coverage.requests_selected - decisions.height, context
+            for name in EXACT:
+                assert point[name] == expected[name], (name, point[name], expected[name], context)
             for name in FLOATS:
                 got, want = point[name], expected[name]
                 assert (got is None) == (want is None), (name, got, want, context)

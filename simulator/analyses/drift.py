@@ -31,6 +31,7 @@ import polars as pl
 
 from simulator.core.errors import RoutesimError
 from simulator.core.metrics import grouped
+from simulator.core.prices import usd
 
 REFERENCE_SHARE = 1 / 3
 MIN_RISE = 0.05
@@ -78,7 +79,7 @@ def series(rows: pl.DataFrame, every: str) -> pl.DataFrame:
     return (grouped(rows, pl.col("ts").dt.truncate(every).alias("start"),
                     [pl.len().cast(pl.Int64).alias("requests"),
                      pl.col("escalated").sum().cast(pl.Int64).alias("escalated"),
-                     pl.col("passed").sum().cast(pl.Int64).alias("passed"), pl.col("cost_usd").sum().alias("cost_usd")])
+                     pl.col("passed").sum().cast(pl.Int64).alias("passed"), usd(pl.col("cost_nano_usd").sum()).alias("cost_usd")])
             .with_columns((pl.col("escalated") / pl.col("requests")).alias("escalation_rate"),
                           (pl.col("passed") / pl.col("requests")).alias("pass_rate"),
                           (pl.col("cost_usd") / pl.col("requests")).alias("cost_per_request_usd")))

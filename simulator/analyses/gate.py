@@ -53,7 +53,7 @@ from simulator.core.stats import (
     paired_bootstrap,
 )
 
-DECISION_COLUMNS = ["request_id", "slice", "passed", "cost_usd", "latency_ms"]
+DECISION_COLUMNS = ["request_id", "slice", "passed", "cost_nano_usd", "latency_ms"]
 LATENCY_QUANTILE = P95
 NON_INFERIORITY, BAR, COST_BUDGET, LATENCY_BUDGET = "non_inferiority", "bar", "cost_budget", "p95_budget"
 EXAMPLES = 3
@@ -89,7 +89,7 @@ class GateSide:
     """One policy of the comparison: its name, per-request decisions and quality bar."""
 
     name: str
-    decisions: pl.DataFrame  # at least request_id, slice, passed, cost_usd, latency_ms
+    decisions: pl.DataFrame  # at least request_id, slice, passed, cost_nano_usd, latency_ms
     quality_bar: QualityBar
     description: str = ""
     source: str = ""
@@ -232,7 +232,7 @@ def gate_result(baseline: GateSide, candidate: GateSide, options: GateOptions | 
                             fix=f"slices: {', '.join(slices)}")
 
     def outcomes(suffix: str) -> PolicyOutcomes:
-        return PolicyOutcomes(paired[f"passed{suffix}"].to_numpy(), paired[f"cost_usd{suffix}"].to_numpy(),
+        return PolicyOutcomes(paired[f"passed{suffix}"].to_numpy(), paired[f"cost_nano_usd{suffix}"].to_numpy(),
                               paired[f"latency_ms{suffix}"].to_numpy())
 
     base, cand = outcomes(""), outcomes("_candidate")

@@ -45,7 +45,7 @@ from simulator.core.errors import RoutesimError, did_you_mean
 from simulator.core.metrics import P95, grouped
 from simulator.core.outputs import write_text_atomic
 from simulator.core.predicates import parse_predicate
-from simulator.core.prices import PriceSheet, load_prices, price_calls
+from simulator.core.prices import PriceSheet, load_prices, price_calls, usd
 from simulator.core.scenario import QualityBar, Scenario, load_scenario
 from simulator.core.stats import check_confidence, wilson_interval
 from simulator.core.validation import from_pydantic_error, read_yaml
@@ -127,7 +127,8 @@ def _evals(data: Dataset, sheet: PriceSheet | None, requests: pl.DataFrame) -> p
                .collect()
                .sort("request_id", "model"))  # a join's output order varies; sums must not
     priced = price_calls(answers, sheet)
-    return priced.select(GROUP, "model", (pl.col("passed") & pl.col("hard_check_ok")).alias("ok"), "cost_usd",
+    return priced.select(GROUP, "model", (pl.col("passed") & pl.col("hard_check_ok")).alias("ok"),
+                         usd(pl.col("cost_nano_usd")).alias("cost_usd"),
                          pl.col("latency_ms").cast(pl.Float64))
 
 

@@ -41,7 +41,7 @@ from simulator.core.contract import Dataset
 from simulator.core.engine import Replay, replay
 from simulator.core.errors import RoutesimError, did_you_mean
 from simulator.core.metrics import P95, aggregate
-from simulator.core.prices import PriceSheet
+from simulator.core.prices import NANO_PER_USD, PriceSheet
 from simulator.core.scenario import Scenario
 
 DEFAULT_POINTS = 200
@@ -174,7 +174,7 @@ def current_threshold(accept: str | None, over: str) -> float | None:
 # The per-request frame: A's and B's outcome of every request
 
 
-SIDE_COLUMNS = ["present", "cost_usd", "latency_ms", "passed", "score", "escalated", "multi_step", "retried",
+SIDE_COLUMNS = ["present", "cost_nano_usd", "latency_ms", "passed", "score", "escalated", "multi_step", "retried",
                 "strong"]
 
 
@@ -199,7 +199,7 @@ def _side(decisions: pl.DataFrame, prefix: str, strong: str) -> pl.DataFrame:
     return decisions.select(
         "rid", "ts", "plan", "steps_taken", "request_id",
         pl.lit(True).alias(f"{prefix}present"),
-        pl.col("cost_usd").alias(f"{prefix}cost_usd"),
+        pl.col("cost_nano_usd").alias(f"{prefix}cost_nano_usd"),
         pl.col("latency_ms").alias(f"{prefix}latency_ms"),
         pl.col("passed").alias(f"{prefix}passed"),
         pl.col("score").alias(f"{prefix}score"),
@@ -364,8 +364,9 @@ def _column(frame: pl.DataFrame, name: str, dtype=np.float64) -> np.ndarray:
 def curve(data: SweepData, thresholds: np.ndarray, rows: pl.Series | None = None) -> pl.DataFrame:
     """Metrics at every threshold (ascending), over all requests or those where `rows` holds.
 
-    Counts are exact. Cost and score sums add B's totals and cumulative A-minus-B differences, so they may
-    differ from a separate replay's sums in the last bits (a different summation order).
+    Counts and costs are exact (costs are sums of whole nano-dollars). Score sums add B's totals and
+    cumulative A-minus-B differences, so a mean score may differ from a separate replay's in the last bits
+    (a different summation order).
     """
     frame = data.frame if rows is None else data.frame.filter(rows)
     thresholds = np.asarray(thresholds, dtype=np.float64)
@@ -380,7 +381,7 @@ def curve(data: SweepData, thresholds: np.ndarray, rows: pl.Series | None = None
         score = frame[f"{prefix}score"]
         return {
             "requests": present.astype(np.int64),
-            "cost": np.where(present, _column(frame, f"{prefix}cost_usd"), 0.0),
+            "cost": np.where(present, _column(frame, f"{prefix}cost_nano_usd", np.int64), 0),  # exact integers
             "passed": (present & _column(frame, f"{prefix}passed", bool)).astype(np.int64),
             "escalated": (present & _column(frame, f"{prefix}escalated", bool)).astype(np.int64),
             "multi_step": (present & _column(frame, f"{prefix}multi_step", bool)).astype(np.int64),
@@ -407,6 +408,7 @@ def curve(data: SweepData, thresholds: np.ndarray, rows: pl.Series | None = None
     p95 = mixed_quantiles(np.empty(0), latency_a[use_a], latency_b[use_b], switch[use_a], switch[use_b],
                           thresholds.size, LATENCY_QUANTILE)
     requests = totals["requests"]
+    total_cost_usd = totals["cost"] / NANO_PER_USD
 
     def ratio(top, bottom):
         return [None if d == 0 else float(t / d) for t, d in zip(top, bottom)]
@@ -426,8 +428,8 @@ def curve(data: SweepData, thresholds: np.ndarray, rows: pl.Series | None = None
         "requests": requests,
         "missing_requests": missing,
         "gate_accepted": gate_accepted,
-        "total_cost_usd": totals["cost"],
-        "cost_per_request_usd": ratio(totals["cost"], requests),
+        "total_cost_usd": total_cost_usd,
+        "cost_per_request_usd": ratio(total_cost_usd, requests),
         "passed": totals["passed"],
         "pass_rate": ratio(totals["passed"], requests),
         "mean_score": ratio(totals["score"], totals["scored"]),

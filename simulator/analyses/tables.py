@@ -35,7 +35,8 @@ from simulator.core.contract import Dataset
 from simulator.core.engine import select_requests
 from simulator.core.errors import RoutesimError
 from simulator.core.metrics import grouped
-from simulator.core.prices import PriceSheet, price_calls
+from simulator.core.money import NANO_PER_USD
+from simulator.core.prices import PriceSheet, price_calls, usd
 from simulator.core.results import bar_failures, cheapest_meeting_bar
 from simulator.core.scenario import QualityBar, Scenario
 
@@ -63,7 +64,7 @@ def break_even(first_step_cost: float | None, last_step_cost: float | None) -> f
 def _step_costs(calls: pl.DataFrame, step: int) -> pl.DataFrame:
     """Cost per request of one plan step (its model call plus any checker call)."""
     return (calls.filter(pl.col("kind").is_in(["step", "checker"]) & (pl.col("seq") == step))
-            .group_by("rid", maintain_order=True).agg(pl.col("cost_usd").sum()))
+            .group_by("rid", maintain_order=True).agg(pl.col("cost_nano_usd").sum()))
 
 
 StraightCost = Callable[[pl.DataFrame, str], "float | None"]
@@ -81,7 +82,7 @@ def straight_cost(data: Dataset, sheet: PriceSheet | None, scales: dict[str, flo
         if answers.is_empty():
             return None
         try:
-            return price_calls(answers, sheet)["cost_usd"].mean()
+            return price_calls(answers, sheet).select(usd(pl.col("cost_nano_usd").sum()) / pl.len()).item()
         except RoutesimError:  # some first answers cannot be priced: fall back to what the replay paid
             return None
     return mean_cost
@@ -109,11 +110,11 @@ def cascades(decisions: pl.DataFrame, calls: pl.DataFrame,
             continue
         in_plan = calls.join(rows.select("rid"), on="rid", how="semi")
         first, last = _step_costs(in_plan, 0), _step_costs(in_plan, len(steps) - 1)
-        c1 = first["cost_usd"].sum() / rows.height
+        c1 = first["cost_nano_usd"].sum() / NANO_PER_USD / rows.height
         cl = straight(rows, steps[-1]) if straight is not None and steps[-1] else None
         basis = "every request of the plan, sent straight to the last model"
         if cl is None:
-            cl = last["cost_usd"].mean() if last.height else None
+            cl = last["cost_nano_usd"].sum() / NANO_PER_USD / last.height if last.height else None
             basis = "the escalated requests only (the data was not at hand)"
         e_star = break_even(c1, cl)
         rate = rows["escalated"].cast(pl.Float64).mean()
@@ -169,7 +170,7 @@ def latency_groups(decisions: pl.DataFrame) -> list[dict]:
 
 def cost_breakdown(decisions: pl.DataFrame, calls: pl.DataFrame) -> dict:
     """Cost by model (from the calls) and by slice (from the requests), with shares and per-1,000 costs."""
-    total, requests = decisions["cost_usd"].sum(), decisions.height
+    total, requests = decisions["cost_nano_usd"].sum() / NANO_PER_USD, decisions.height
 
     def shares(frame: pl.DataFrame) -> list[dict]:
         return frame.with_columns(
@@ -177,8 +178,9 @@ def cost_breakdown(decisions: pl.DataFrame, calls: pl.DataFrame) -> dict:
             (pl.col("cost_usd") / requests * PER_THOUSAND).alias("cost_per_1k_usd"),
         ).to_dicts()
 
-    by_model = grouped(calls, "model", [pl.len().alias("calls"), pl.col("cost_usd").sum()])
-    by_slice = grouped(decisions, "slice", [pl.len().alias("requests"), pl.col("cost_usd").sum()])
+    cost = usd(pl.col("cost_nano_usd").sum()).alias("cost_usd")
+    by_model = grouped(calls, "model", [pl.len().alias("calls"), cost])
+    by_slice = grouped(decisions, "slice", [pl.len().alias("requests"), cost])
     return {"by_model": shares(by_model), "by_slice": shares(by_slice)}
 
 
@@ -216,11 +218,12 @@ def _priced_answers(requests: pl.DataFrame, data: Dataset, sheet: PriceSheet | N
     priced, unpriced = [], {}
     for (model,), part in sorted(answers.partition_by("model", as_dict=True).items()):
         try:
-            priced.append(price_calls(part, sheet))
+            priced.append(price_calls(part, sheet).with_columns(usd(pl.col("cost_nano_usd")).alias("cost_usd")))
         except RoutesimError as error:
             unpriced[model] = error.what
     if not priced:
-        return answers.clear().with_columns(pl.lit(0.0).alias("cost_usd"), pl.lit("").alias("price_source")), unpriced
+        return answers.clear().with_columns(pl.lit(0, pl.Int64).alias("cost_nano_usd"), pl.lit(0.0).alias("cost_usd"),
+                                            pl.lit("").alias("price_source")), unpriced
     return pl.concat(priced, how="vertical"), unpriced
 
 
@@ -229,7 +232,7 @@ def baselines(scenario: Scenario, data: Dataset, sheet: PriceSheet | None) -> di
     requests = select_requests(scenario, data, ["request_id", "ts", "slice"])[0].rename({"__rid": "rid"})
     answers, unpriced = _priced_answers(requests, data, sheet)
     bar = scenario.quality_bar
-    metrics = [pl.len().alias("requests"), pl.col("cost_usd").sum().alias("total_cost_usd"),
+    metrics = [pl.len().alias("requests"), usd(pl.col("cost_nano_usd").sum()).alias("total_cost_usd"),
                pl.col("ok").cast(pl.Float64).mean().alias("pass_rate"), pl.col("score").mean().alias("mean_score")]
     models = []
     for (model,), part in sorted(answers.partition_by("model", as_dict=True).items()):
@@ -254,9 +257,9 @@ def oracle(answers: pl.DataFrame, bar: QualityBar) -> dict | None:
     """The cheapest passing answer per request, else a failure at the cheapest answer's cost."""
     if answers.height == 0:
         return None
-    chosen = (answers.sort("rid", pl.col("ok").not_(), "cost_usd", "model")
+    chosen = (answers.sort("rid", pl.col("ok").not_(), "cost_nano_usd", "model")
               .unique("rid", keep="first", maintain_order=True))
-    metrics = [pl.len().alias("requests"), pl.col("cost_usd").sum().alias("total_cost_usd"),
+    metrics = [pl.len().alias("requests"), usd(pl.col("cost_nano_usd").sum()).alias("total_cost_usd"),
                pl.col("ok").cast(pl.Float64).mean().alias("pass_rate"), pl.col("score").mean().alias("mean_score")]
     row = chosen.select(*metrics, (~pl.col("ok")).sum().cast(pl.Int64).alias("failures")).to_dicts()[0]
     failing = _bar_failures(grouped(chosen, "slice", metrics), row["pass_rate"], bar)

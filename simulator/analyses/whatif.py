@@ -32,7 +32,7 @@ from simulator.core.contract import Dataset
 from simulator.core.engine import Replay
 from simulator.core.errors import RoutesimError, did_you_mean
 from simulator.core.metrics import aggregate
-from simulator.core.prices import PriceSheet, load_prices, price_calls
+from simulator.core.prices import PriceSheet, load_prices, nano_usd_expr, price_calls, usd
 from simulator.core.results import bar_failures, cheapest_meeting_bar
 from simulator.core.scenario import Scenario
 
@@ -115,20 +115,21 @@ def reprice(result: Replay, data: Dataset, sheet: PriceSheet | None, change: Pri
         .otherwise(pl.col("recorded_cost_usd") * pl.col("model").replace_strict(scales, default=1.0,
                                                                                 return_dtype=pl.Float64))
         .alias("recorded_cost_usd"))
-    repriced = price_calls(tokens, priced_sheet, recorded="recorded_cost_usd", into="new_cost_usd")
-    checkers = calls.filter(pl.col("kind") == "checker").with_columns(
-        (pl.col("cost_usd") * pl.col("model").replace_strict(scales, default=1.0, return_dtype=pl.Float64))
-        .alias("new_cost_usd"))
-    new_calls = (pl.concat([repriced.select(*calls.columns, "new_cost_usd"),
-                            checkers.select(*calls.columns, "new_cost_usd")], how="vertical")
-                 .sort("_order").with_columns(pl.col("new_cost_usd").alias("cost_usd"))
-                 .drop("new_cost_usd", "_order"))
+    repriced = price_calls(tokens, priced_sheet, recorded="recorded_cost_usd", into="new_cost")
+    checkers = calls.filter(pl.col("kind") == "checker").with_columns(nano_usd_expr(
+        pl.col("cost_usd") * pl.col("model").replace_strict(scales, default=1.0, return_dtype=pl.Float64))
+        .alias("new_cost"))
+    new_calls = (pl.concat([repriced.select(*calls.columns, "new_cost"),
+                            checkers.select(*calls.columns, "new_cost")], how="vertical")
+                 .sort("_order").with_columns(pl.col("new_cost").alias("cost_nano_usd"),
+                                              usd(pl.col("new_cost")).alias("cost_usd"))
+                 .drop("new_cost", "_order"))
     new_calls = new_calls.select(result.calls.columns)
-    # A request's cost adds its calls in call order, as the engine does: a running sum, then its last value.
-    totals = (new_calls.select("rid", pl.col("cost_usd").cum_sum().over("rid").alias("_cost"))
-              .group_by("rid").agg(pl.col("_cost").last()))
+    # Money is whole nano-dollars, so a request's cost is an exact integer sum in any order.
+    totals = new_calls.group_by("rid").agg(pl.col("cost_nano_usd").sum().alias("_cost"))
     decisions = (result.decisions.join(totals, on="rid", how="left", maintain_order="left")
-                 .with_columns(pl.col("_cost").fill_null(0.0).alias("cost_usd")).drop("_cost"))
+                 .with_columns(pl.col("_cost").fill_null(0).alias("cost_nano_usd"),
+                               usd(pl.col("_cost").fill_null(0)).alias("cost_usd")).drop("_cost"))
     price_sources = dict(new_calls.select("model", "price_source").unique().sort("model").iter_rows())
     return Replay(scenario=result.scenario, decisions=decisions, calls=new_calls, coverage=result.coverage,
                   price_sources=price_sources)

@@ -6,7 +6,8 @@ Modelling assumptions (the README's "Policy semantics" states them in full):
   `accept` predicate holds; the last step's answer is always final.
 - The k-th call of a model for one request uses that model's outcome with `sample` = k.
 - A retry resends the full request: it is priced and timed like any other call.
-- Every call is priced at its request's timestamp; latencies of a request's calls add up.
+- Every call is priced at its request's timestamp, rounded to a whole nano-dollar; a request's cost is
+  the exact integer sum of its calls' costs, and latencies of a request's calls add up.
 
 Everything is vectorised: the loops below run over plan steps, plans and retry targets (the policy's
 shape), never over requests. Each iteration is a join of the requests still in play with the outcomes of
@@ -24,14 +25,16 @@ import polars as pl
 from simulator.core.contract import Dataset
 from simulator.core.errors import RoutesimError, did_you_mean
 from simulator.core.predicates import Predicate, parse_predicate
-from simulator.core.prices import PRICE_SOURCE, SOURCE_CHECKER, PriceSheet, price_calls
+from simulator.core.money import to_nano_usd
+from simulator.core.prices import PRICE_SOURCE, SOURCE_CHECKER, PriceSheet, price_calls, usd
 from simulator.core.scenario import Retry, Scenario, Step
 
 Progress = Callable[[str], None]
 
 # Columns of an answer that the engine carries for every request; predicates may add more.
 ANSWER_COLUMNS = ["model", "sample", "passed", "hard_check_ok", "score"]
-CALL_COLUMNS = ["rid", "seq", "model", "kind", "cost_usd", "latency_ms", "price_source"]
+# Money is Int64 nano-dollars (`cost_nano_usd`); `cost_usd` is the same figure in dollars, for reading.
+CALL_COLUMNS = ["rid", "seq", "model", "kind", "cost_nano_usd", "cost_usd", "latency_ms", "price_source"]
 # A checker call shares its step's `seq`; the kind's order puts it after the step it checked.
 CALL_KIND = pl.Enum(["step", "retry", "checker"])
 PRESENT = "__present"
@@ -267,15 +270,17 @@ def _record_calls(part: pl.DataFrame, sheet: PriceSheet | None, *, kind: str, se
     """Prices the calls in `part` and returns it with `call_cost_usd`/`call_latency_ms`, plus call rows."""
     priced = price_calls(part, sheet, recorded="cost_usd", into="__model_cost", source_into="__price_source")
     calls = [priced.select(pl.col("__rid").alias("rid"), seq.alias("seq"), "model",
-                           pl.lit(kind, CALL_KIND).alias("kind"), pl.col("__model_cost").alias("cost_usd"),
+                           pl.lit(kind, CALL_KIND).alias("kind"), pl.col("__model_cost").alias("cost_nano_usd"),
                            "latency_ms", pl.col("__price_source").alias("price_source"))]
     cost, latency = pl.col("__model_cost"), pl.col("latency_ms").cast(pl.Float64)
     if checker is not None:
+        checker_cost = to_nano_usd(checker.cost_usd)
         calls.append(priced.select(pl.col("__rid").alias("rid"), seq.alias("seq"), pl.lit(checker.name).alias("model"),
-                                   pl.lit("checker", CALL_KIND).alias("kind"), pl.lit(checker.cost_usd).alias("cost_usd"),
+                                   pl.lit("checker", CALL_KIND).alias("kind"),
+                                   pl.lit(checker_cost, pl.Int64).alias("cost_nano_usd"),
                                    pl.lit(checker.latency_ms, pl.Float64).alias("latency_ms"),
                                    pl.lit(SOURCE_CHECKER, PRICE_SOURCE).alias("price_source")))
-        cost, latency = cost + checker.cost_usd, latency + checker.latency_ms
+        cost, latency = cost + checker_cost, latency + checker.latency_ms
     return priced.with_columns(cost.alias("__call_cost"), latency.alias("__call_latency")), calls
 
 
@@ -320,7 +325,7 @@ class _Run:
 
 def _plan_stage(run: _Run, requests: pl.DataFrame, policy: CompiledPolicy, progress: Progress) -> pl.DataFrame:
     """Walks every plan step by step; returns one row per request with its final plan answer."""
-    frontier = requests.with_columns(pl.lit(0.0).alias("__cost"), pl.lit(0.0).alias("__latency"))
+    frontier = requests.with_columns(pl.lit(0, pl.Int64).alias("__cost"), pl.lit(0.0).alias("__latency"))
     decided: list[pl.DataFrame] = []
     longest = max(len(steps) for _, steps in policy.plans)
     for step_index in range(longest):
@@ -451,7 +456,8 @@ def replay(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
         (pl.col("__steps") > 1).alias("escalated"),
         pl.col("__attempts").alias("retry_attempts"),
         pl.col("__exhausted").alias("retry_exhausted"),
-        pl.col("__cost").alias("cost_usd"),
+        pl.col("__cost").alias("cost_nano_usd"),
+        usd(pl.col("__cost")).alias("cost_usd"),
         pl.col("__latency").alias("latency_ms"),
         (pl.col("passed") & pl.col("hard_check_ok")).alias("passed"),
         "hard_check_ok",
@@ -460,7 +466,7 @@ def replay(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
     calls = pl.concat(run.calls, how="vertical")
     if missing_by_model:  # calls made for requests later left out
         calls = calls.join(decisions.select("rid"), on="rid", how="semi")
-    calls = calls.sort("rid", "seq", "kind").select(CALL_COLUMNS)
+    calls = calls.sort("rid", "seq", "kind").with_columns(usd(pl.col("cost_nano_usd")).alias("cost_usd")).select(CALL_COLUMNS)
     price_sources = {model: str(source) for model, source in
                      calls.select("model", "price_source").unique().sort("model").iter_rows()}
     coverage = Coverage(requests_in_window=in_window, requests_selected=requests.height,

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from simulator.core.prices import usd
+
 
 @dataclass(frozen=True)
 class Metric:
@@ -44,9 +46,11 @@ METRICS: tuple[Metric, ...] = (
            lambda: pl.len().cast(pl.Int64)),
     Metric("total_cost_usd", "Cost", "USD",
            "sum over every call made (plan steps, escalations, retries, checker calls), each priced at its "
-           "request's timestamp", lambda: pl.col("cost_usd").sum(), higher_is_better=False),
+           "request's timestamp, each rounded half to even to a whole nano-dollar and added exactly as integers",
+           lambda: usd(pl.col("cost_nano_usd").sum()), higher_is_better=False),
     Metric("cost_per_request_usd", "$/request", "USD per request",
-           "total cost divided by requests", lambda: pl.col("cost_usd").mean(), higher_is_better=False),
+           "total cost divided by requests", lambda: usd(pl.col("cost_nano_usd").sum()) / pl.len(),
+           higher_is_better=False),
     Metric("pass_rate", "Pass", "share of requests",
            "share of requests whose final answer has passed and hard_check_ok both true",
            lambda: pl.col("passed").cast(pl.Float64).mean(), higher_is_better=True),
@@ -79,7 +83,7 @@ CALL_METRICS: tuple[Metric, ...] = (
     Metric("calls", "Calls", "calls", "(by_model) calls made to the model (checker calls under the checker's name)",
            lambda: pl.len().cast(pl.Int64)),
     Metric("call_cost_usd", "Call cost", "USD", "(by_model) cost of the calls made to the model",
-           lambda: pl.col("cost_usd").sum()),
+           lambda: usd(pl.col("cost_nano_usd").sum())),
 )
 
 

@@ -22,7 +22,7 @@ from simulator.core.outputs import atomic_folder, json_text
 from simulator.core.prices import PriceSheet
 from simulator.core.scenario import QualityBar
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: money as int64 nano-dollars (cost_nano_usd) in decisions and calls
 SUMMARY_FILE = "summary.json"
 DECISIONS_FILE = "decisions.parquet"
 CALLS_FILE = "calls.parquet"

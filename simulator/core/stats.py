@@ -32,6 +32,7 @@ from statistics import NormalDist
 import numpy as np
 
 from simulator.core.errors import RoutesimError
+from simulator.core.money import NANO_PER_USD
 
 # Bound on resamples x requests held at once per worker thread: a block holds its counts and about two
 # temporaries of that size, 8 bytes an element, so about 100 MB per worker.
@@ -96,7 +97,7 @@ class PolicyOutcomes:
     """One policy's per-request results, aligned with the other policy's by position."""
 
     passed: np.ndarray
-    cost_usd: np.ndarray
+    cost_nano_usd: np.ndarray  # whole nano-dollars: resampled sums of them are exact in float64 below 2**53
     latency_ms: np.ndarray
 
 
@@ -118,8 +119,8 @@ class PairedSample:
     def __init__(self, baseline: PolicyOutcomes, candidate: PolicyOutcomes, strata: np.ndarray | None = None,
                  *, quantile: float = 0.95):
         n = len(baseline.passed)
-        arrays = [baseline.passed, baseline.cost_usd, baseline.latency_ms,
-                  candidate.passed, candidate.cost_usd, candidate.latency_ms]
+        arrays = [baseline.passed, baseline.cost_nano_usd, baseline.latency_ms,
+                  candidate.passed, candidate.cost_nano_usd, candidate.latency_ms]
         if any(len(array) != n for array in arrays) or (strata is not None and len(strata) != n):
             raise ValueError("baseline, candidate and strata must have one entry per request")
         if n == 0:
@@ -143,9 +144,11 @@ class PairedSample:
         self.position_stratum = codes
         passed_b = np.asarray(baseline.passed, dtype=np.float64)[layout]
         passed_c = np.asarray(candidate.passed, dtype=np.float64)[layout]
-        # Columns summed per stratum: passes of each policy, costs of each policy.
-        self.values = np.column_stack([passed_b, passed_c, np.asarray(baseline.cost_usd, dtype=np.float64)[layout],
-                                       np.asarray(candidate.cost_usd, dtype=np.float64)[layout]])
+        # Columns summed per stratum: passes of each policy, costs of each policy (nano-dollars). Every
+        # product and sum is an integer below 2**53, so the sums are exact whatever order BLAS adds them in.
+        self.values = np.column_stack([passed_b, passed_c,
+                                       np.asarray(baseline.cost_nano_usd, dtype=np.float64)[layout],
+                                       np.asarray(candidate.cost_nano_usd, dtype=np.float64)[layout]])
         latency_b, latency_c = latency_b[layout], latency_c[layout]
         candidate_order = np.lexsort((latency_c, codes))
         self._orders = (np.arange(n), candidate_order)
@@ -250,6 +253,7 @@ class PairedSample:
         sums = self._sums(counts)
         sizes = self.sizes[None, :].astype(np.float64)
         passed_b, passed_c, cost_b, cost_c = (sums[:, :, column] for column in range(4))
+        cost_b, cost_c = cost_b / NANO_PER_USD, cost_c / NANO_PER_USD
         latency_b, latency_c = self._quantiles(counts, 0), self._quantiles(counts, 1)
         # Undefined (nan) where the baseline cost nothing in that resample.
         ratio = np.full_like(cost_b, np.nan)
@@ -342,8 +346,10 @@ def bench_bootstrap(requests: int = 1_000_000, resamples: int = 1000, seed: int 
     rng = np.random.default_rng(seed)
     passed_b = rng.random(requests) < 0.9
     passed_c = np.where(rng.random(requests) < 0.95, passed_b, ~passed_b)
-    baseline = PolicyOutcomes(passed_b, rng.lognormal(-6, 1, requests), rng.lognormal(7, 1, requests))
-    candidate = PolicyOutcomes(passed_c, rng.lognormal(-6.5, 1, requests), rng.lognormal(7.1, 1, requests))
+    baseline = PolicyOutcomes(passed_b, np.rint(rng.lognormal(-6, 1, requests) * NANO_PER_USD),
+                              rng.lognormal(7, 1, requests))
+    candidate = PolicyOutcomes(passed_c, np.rint(rng.lognormal(-6.5, 1, requests) * NANO_PER_USD),
+                               rng.lognormal(7.1, 1, requests))
     started = time.perf_counter()
     paired_bootstrap(PairedSample(baseline, candidate), resamples=resamples, seed=seed)
     return time.perf_counter() - started

@@ -6,7 +6,7 @@ from __future__ import annotations
 import polars as pl
 import yaml
 
-from simulator.core.prices import PriceSheet, price_expr
+from simulator.core.prices import PriceSheet, price_expr, round_half_even, usd
 from simulator.datasets.public_sources import (
     CHARS_PER_TOKEN,
     JUDGE_ERROR_RATE,
@@ -34,7 +34,7 @@ def _cost(dataset: Converted) -> pl.Expr:
     if "prices.yaml" not in dataset.files:
         return pl.col("cost_usd")
     sheet = PriceSheet.model_validate(yaml.safe_load(dataset.files["prices.yaml"]))
-    return price_expr(sheet)
+    return usd(round_half_even(price_expr(sheet)))
 
 
 def model_table(dataset: Converted) -> str:

@@ -1,0 +1,16 @@
+"""Money as whole nano-dollars (int64, 1e-9 USD), without heavy imports.
+
+Every call's cost is rounded half to even to a whole nano-dollar once, when it is priced
+(`simulator.core.prices.price_calls`); from there on money is added as integers, so every total is exact
+and the same whatever order, thread count or chunking adds it. Dollars are shown by one division of the
+exact integer sum by NANO_PER_USD.
+"""
+
+from __future__ import annotations
+
+NANO_PER_USD = 1_000_000_000
+
+
+def to_nano_usd(usd: float) -> int:
+    """USD as whole nano-dollars, rounded half to even (Python's round): a recorded or checker cost."""
+    return round(usd * NANO_PER_USD)
