@@ -189,7 +189,8 @@ def test_sweep_agrees_with_separate_replays_on_random_worlds(tmp_path):
     """Every sweep point equals a separate replay with the gate `OVER >= t`: the same decisions row for row,
     the same counts, and the same metrics. Costs are integer nano-dollar sums and compared exactly; the
     other float metrics to rel 1e-9 because the sweep adds B's totals and A-minus-B differences, an order of
-    summation other than the replay's request order (they differ in the last bits at most); the p95 latency is the same order statistics with the same formula.
+    summation other than the replay's request order (they differ in the last bits at most);
+    the p95 latency is the same order statistics with the same formula.
     Under on_missing=error a threshold whose replay would fail is reported with missing requests."""
     kinds = {"compared": 0, "skipped requests": 0, "would fail": 0}
     for seed, plan, step, over in _agreement_cases():

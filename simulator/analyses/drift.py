@@ -79,7 +79,8 @@ def series(rows: pl.DataFrame, every: str) -> pl.DataFrame:
     return (grouped(rows, pl.col("ts").dt.truncate(every).alias("start"),
                     [pl.len().cast(pl.Int64).alias("requests"),
                      pl.col("escalated").sum().cast(pl.Int64).alias("escalated"),
-                     pl.col("passed").sum().cast(pl.Int64).alias("passed"), usd(pl.col("cost_nano_usd").sum()).alias("cost_usd")])
+                     pl.col("passed").sum().cast(pl.Int64).alias("passed"),
+                     usd(pl.col("cost_nano_usd").sum()).alias("cost_usd")])
             .with_columns((pl.col("escalated") / pl.col("requests")).alias("escalation_rate"),
                           (pl.col("passed") / pl.col("requests")).alias("pass_rate"),
                           (pl.col("cost_usd") / pl.col("requests")).alias("cost_per_request_usd")))

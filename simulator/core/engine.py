@@ -466,7 +466,8 @@ def replay(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
     calls = pl.concat(run.calls, how="vertical")
     if missing_by_model:  # calls made for requests later left out
         calls = calls.join(decisions.select("rid"), on="rid", how="semi")
-    calls = calls.sort("rid", "seq", "kind").with_columns(usd(pl.col("cost_nano_usd")).alias("cost_usd")).select(CALL_COLUMNS)
+    calls = (calls.sort("rid", "seq", "kind").with_columns(usd(pl.col("cost_nano_usd")).alias("cost_usd"))
+             .select(CALL_COLUMNS))
     price_sources = {model: str(source) for model, source in
                      calls.select("model", "price_source").unique().sort("model").iter_rows()}
     coverage = Coverage(requests_in_window=in_window, requests_selected=requests.height,

@@ -148,12 +148,12 @@ def price_expr(sheet: PriceSheet | None, *, model: str = "model", ts: str = "ts"
 
     Reads `model`, `ts`, `input_tokens`, `cached_input_tokens` (null counts as 0) and `output_tokens`.
     The cost is `uncached * input + cached * cached_input + output_tokens * output + per_request` with
-    every price in nano-dollars (per token, and per call), evaluated in float64 in that order. With per-token prices of a few significant digits (any price written in whole
-    thousandths of a dollar per million tokens) every term is an exact float, so the rounding in
-    `price_calls` sees the exact cost.
+    every price in nano-dollars (per token, and per call), evaluated in float64 in that order. With
+    per-token prices of a few significant digits (any price written in whole thousandths of a dollar per
+    million tokens) every term is an exact float, so the rounding in `price_calls` sees the exact cost.
     """
     if sheet is None or not sheet.models:
-        return pl.lit(None, dtype=pl.Int64)
+        return pl.lit(None, dtype=pl.Float64)
     cached = pl.col("cached_input_tokens").fill_null(0).cast(pl.Float64)
     uncached = pl.col("input_tokens").cast(pl.Float64) - cached
     output = pl.col("output_tokens").cast(pl.Float64)
