@@ -72,7 +72,7 @@ def test_cascade_costs_worked_by_hand():
         "seq": [0, 0, 0, 0, 0, 1, 1, 1],
         "model": ["small"] * 4 + ["checker", "big", "big", "big"],
         "kind": ["step"] * 4 + ["checker", "step", "step", "retry"],
-        "cost_usd": [0.001] * 4 + [0.0005, 0.01, 0.02, 0.5],
+        "cost_nano_usd": [1_000_000] * 4 + [500_000, 10_000_000, 20_000_000, 500_000_000],
     })
     [cascade] = analysis.cascades(decisions, calls, [("default", ["small", "big"])])
     assert cascade["first_step_cost_usd"] == pytest.approx(0.001125)
