@@ -41,7 +41,8 @@ from simulator.analyses.estimates import Estimate
 from simulator.core.contract import PROPENSITY_PREFIX, Dataset
 from simulator.core.engine import assign_plans, compile_policy, data_values, select_requests
 from simulator.core.errors import RoutesimError
-from simulator.core.prices import PriceSheet, price_calls, price_expr
+from simulator.core.money import NANO_PER_USD
+from simulator.core.prices import PriceSheet, price_calls, price_expr, usd
 from simulator.core.stats import z_score
 
 IPS, SNIPS, DR, DR_DM = "IPS", "SNIPS", "DR", "DR+DM"
@@ -253,7 +254,8 @@ def off_policy(scenario, data: Dataset, sheet: PriceSheet | None, *, confidence:
               .select("request_id", "model", "ts", "input_tokens", "cached_input_tokens", "output_tokens",
                       (pl.col("passed") & pl.col("hard_check_ok")).alias("__pass"),
                       pl.col("cost_usd").alias("recorded_cost_usd")).collect())
-    served = price_calls(served, sheet).select("request_id", "__pass", "output_tokens", "cost_usd")
+    served = (price_calls(served, sheet).with_columns(usd(pl.col("cost_nano_usd")).alias("cost_usd"))
+              .select("request_id", "__pass", "output_tokens", "cost_usd"))
     joined = requests.join(served, on="request_id", how="left", maintain_order="left")
     missing = joined.filter(pl.col("__pass").is_null())
     if missing.height:
@@ -284,7 +286,7 @@ def _logged(joined: pl.DataFrame, sheet: PriceSheet | None, reward_model: str, s
     listed = set(sheet.models) if sheet else set()
     priced = joined.select(pl.col("__target").alias("model"), "ts", "input_tokens",
                            pl.lit(0).alias("cached_input_tokens"), pl.Series("output_tokens", m_tokens)
-                           ).with_columns(price_expr(sheet).alias("__m_cost"))["__m_cost"].to_numpy()
+                           ).with_columns(price_expr(sheet).alias("__m_cost"))["__m_cost"].to_numpy() / NANO_PER_USD
     m_cost = np.where(np.isin(target, list(listed)), priced, np.nan)
     if np.isnan(m_cost).any():  # models priced by recorded cost only: regress the recorded cost itself
         cost = joined["cost_usd"].to_numpy()
