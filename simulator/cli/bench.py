@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from simulator.cli.console import console
-from simulator.core.paths import CACHE, SCENARIOS
+from simulator.core.paths import CACHE, DATA, SCENARIOS
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -26,6 +26,7 @@ BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_REQUESTS = 1_000_000
 REPORT_SCENARIOS = ("flagship-everywhere", "cascade", "stacked")
 SWEEP_POINTS = 200
+RULE_COUNTS = (10, 10_000)  # rules per policy compared on the embedded week
 
 FLOOR_SQL = """
 SELECT count(t.request_id), min(t.ts), count(DISTINCT t.slice), sum(t.input_tokens),
@@ -89,6 +90,48 @@ def _replay(folder: str, scenario_name: str) -> tuple[float, float]:
     started = time.perf_counter()
     replay(scenario.model_copy(update={"data": Path(folder)}), data, sheet)
     return time.perf_counter() - started, _peak_mb()
+
+
+def many_rules_scenario(rules: int, folder: Path = DATA / "support-week"):
+    """rules-only.yaml with `rules` rules in front of its own: rule i is `input_tokens = i` and sends the
+    request to small, so every rule is evaluated for most requests and requests spread over many rules."""
+    from simulator.core.scenario import load_scenario
+
+    scenario = load_scenario(SCENARIOS / "rules-only.yaml")
+    content = scenario.model_dump(exclude_none=True)
+    content["policy"]["rules"] = ([{"when": f"input_tokens = {i}", "use": "small"} for i in range(rules)]
+                                  + list(content["policy"]["rules"]))
+    return type(scenario).model_validate(content | {"name": f"rules-{rules}", "data": folder})
+
+
+def _rules(rules: int) -> tuple[float, float]:
+    """Seconds and peak memory of a replay of `many_rules_scenario(rules)`, checking the scenario included."""
+    from simulator.core.contract import load_data
+    from simulator.core.engine import replay
+    from simulator.core.prices import load_prices
+
+    data = load_data(DATA / "support-week")
+    sheet = load_prices(DATA / "prices" / "support.yaml")
+    started = time.perf_counter()
+    replay(many_rules_scenario(rules), data, sheet)
+    return time.perf_counter() - started, _peak_mb()
+
+
+def rules_table() -> Table:
+    """Replay time and peak memory of RULE_COUNTS rules on the embedded week: the rules are compiled once
+    and evaluated in flat passes, so the cost grows linearly with the count (README "Reliability")."""
+    from rich.table import Table
+
+    measured = []
+    for rules in RULE_COUNTS:
+        _in_child(_rules, rules)
+        measured.append((rules, *_in_child(_rules, rules)))
+    table = Table(title="rules per policy: replay of the embedded week (data/support-week)")
+    for column in ("rules", "seconds", f"x {RULE_COUNTS[0]} rules", "peak memory"):
+        table.add_column(column, justify="right")
+    for rules, seconds, peak in measured:
+        table.add_row(f"{rules:,}", f"{seconds:.2f}", f"{seconds / measured[0][1]:.1f}", f"{peak:,.0f} MB")
+    return table
 
 
 def bench_sweep(folder: Path, points: int) -> float:
@@ -261,6 +304,7 @@ def bench(
     console.print(startup_table())
     if startup_only:
         return
+    console.print(rules_table())
     for size in sizes:
         console.print(run_bench(size, cache))
 

@@ -24,7 +24,7 @@ import polars as pl
 
 from simulator.core.contract import Dataset
 from simulator.core.errors import RoutesimError, did_you_mean
-from simulator.core.predicates import Predicate, parse_predicate
+from simulator.core.predicates import Predicate, check_types, parse_predicate, sql_exprs
 from simulator.core.money import to_nano_usd
 from simulator.core.prices import PRICE_SOURCE, SOURCE_CHECKER, PriceSheet, price_calls, usd
 from simulator.core.scenario import Retry, Scenario, Step
@@ -134,8 +134,10 @@ def compile_policy(scenario: Scenario, traffic_schema: pl.Schema, outcome_schema
         parsed.check_types(schema)
         return parsed
 
-    rules = tuple(predicate(rule.when, f"policy.rules[{index}].when", dict(traffic_schema))
+    traffic_columns = sorted(traffic_schema)
+    rules = tuple(parse_predicate(rule.when, key=at(f"policy.rules[{index}].when"), columns=traffic_columns)
                   for index, rule in enumerate(policy.rules))
+    check_types(list(rules), dict(traffic_schema))
     plans = tuple(policy.plans())
     accepts = {}
     for plan_index, (_, steps) in enumerate(plans):
@@ -191,15 +193,68 @@ def select_requests(scenario: Scenario, data: Dataset, columns: list[str]) -> tu
     return requests.with_row_index("__rid"), in_window
 
 
+# A pass of rule evaluation holds at most this many booleans (requests x rules of the pass) at once.
+RULE_CELLS_PER_PASS = 1 << 26
+RULES_PER_PASS = 1024  # and at most this many rules
+
+
 def assign_plans(requests: pl.DataFrame, rules: tuple[Predicate, ...]) -> pl.DataFrame:
-    """First matching rule's plan, else the default plan (numbered after the rules)."""
-    plan: pl.Expr | pl.When | None = None
+    """First matching rule's plan, else the default plan (numbered after the rules), as `__plan` (UInt32).
+
+    Rules are compiled once and evaluated together, never as a nested when/then chain (whose memory grew
+    with the square of the rule count). Rules of the form `column = literal` become one lookup table
+    per column (value -> first rule), joined to the requests. The others are evaluated in passes of up
+    to RULES_PER_PASS over the requests no earlier rule has matched, one select per pass, each rule giving
+    the rows where it holds. A request's plan is the least rule index found either way. Time and memory
+    are linear in the rule count.
+    """
+    first = np.full(requests.height, len(rules), dtype=np.int64)
+    general = []
+    lookups: dict[str, list[tuple[object, int]]] = {}
+    schema = requests.schema
     for index, rule in enumerate(rules):
-        condition = rule.compile()
-        plan = pl.when(condition).then(index) if plan is None else plan.when(condition).then(index)
-    default = pl.lit(len(rules))
-    expression = default if plan is None else plan.otherwise(default)
-    return requests.with_columns(expression.cast(pl.UInt16).alias("__plan"))
+        if rule.equals is not None and _exact_lookup(schema[rule.equals[0]], rule.equals[1]):
+            lookups.setdefault(rule.equals[0], []).append((rule.equals[1], index))
+        else:
+            general.append(index)
+    for column, pairs in lookups.items():
+        dtype = schema[column]
+        table = (pl.DataFrame({column: [value for value, _ in pairs], "__rule": [index for _, index in pairs]},
+                              schema={column: _lookup_dtype(dtype), "__rule": pl.Int64}, strict=False)
+                 .with_columns(pl.col(column).cast(dtype, strict=False))
+                 .drop_nulls(column)  # a literal the column's type cannot hold equals none of its values
+                 .group_by(column).agg(pl.col("__rule").min()))
+        found = requests.select(column).join(table, on=column, how="left", maintain_order="left")["__rule"]
+        first = np.minimum(first, found.fill_null(len(rules)).to_numpy())
+    per_pass = max(1, min(RULES_PER_PASS, RULE_CELLS_PER_PASS // max(requests.height, 1)))
+    columns = ["__rid", *sorted(set().union(*(rules[index].columns for index in general)))]
+    for start in range(0, len(general), per_pass):
+        chunk = general[start:start + per_pass]
+        open_rows = np.flatnonzero(first > chunk[0])  # rows an earlier rule matched are settled
+        if open_rows.size == 0:
+            break
+        rows = requests.select(columns)[open_rows]
+        held = rows.select([expression.fill_null(False).arg_true().implode().alias(str(offset))
+                            for offset, expression in enumerate(sql_exprs([rules[index] for index in chunk]))])
+        for index, positions in zip(chunk, held.row(0)):
+            if positions:
+                matched = open_rows[np.asarray(positions, dtype=np.int64)]
+                first[matched] = np.minimum(first[matched], index)
+    return requests.with_columns(pl.Series("__plan", first, dtype=pl.UInt32))
+
+
+def _exact_lookup(dtype: pl.DataType, value: object) -> bool:
+    """Whether `column = value` holds exactly when the column's value equals `value` cast to its type:
+    whole numbers on integer columns, numbers on float columns and strings on string columns."""
+    if isinstance(value, str):
+        return dtype == pl.String
+    if isinstance(value, int):
+        return dtype.is_integer() or (dtype.is_float() and abs(value) < 2**53)
+    return dtype.is_float()
+
+
+def _lookup_dtype(dtype: pl.DataType) -> pl.DataType:
+    return pl.String if dtype == pl.String else (pl.Float64 if dtype.is_float() else pl.Int64)
 
 
 class Answers:
@@ -292,17 +347,22 @@ def _accumulate() -> list[pl.Expr]:
 def _with_plan_models(finals: pl.DataFrame, policy: CompiledPolicy) -> pl.DataFrame:
     """Adds `models_called` by the plan stage: fixed by the plan and the number of steps taken.
 
-    Every (plan, steps taken) prefix is listed once, in plan order, so a request's list is a gather at
-    `first prefix of its plan + steps taken - 1`: list building stays out of the per-step joins.
+    Every distinct (plan, steps taken) prefix of models is listed once, so a request's list is a gather at
+    the index of its plan's prefix: list building stays out of the per-step joins. Plans of thousands of
+    rules share a few prefixes (`use: small`), so the list of prefixes stays short.
     """
-    prefixes, first_prefix = [], []
+    distinct: dict[tuple[str, ...], int] = {}
+    index_of = []  # per plan, the prefix index of each number of steps taken
     for _, steps in policy.plans:
-        first_prefix.append(len(prefixes))
-        prefixes += [[step.model for step in steps[:taken]] for taken in range(1, len(steps) + 1)]
-    index = (pl.col("__plan").replace_strict(list(range(len(first_prefix))), first_prefix, return_dtype=pl.Int64)
-             + pl.col("__steps") - 1)
-    lists = pl.Series("__models", prefixes, dtype=pl.List(pl.String))
-    return finals.with_columns(lists.gather(finals.select(index).to_series()))
+        models = tuple(step.model for step in steps)
+        index_of.append([distinct.setdefault(models[:taken], len(distinct)) for taken in range(1, len(steps) + 1)])
+    longest = max(len(indices) for indices in index_of)
+    table = np.full((len(index_of), longest), -1, dtype=np.int64)
+    for plan_index, indices in enumerate(index_of):
+        table[plan_index, :len(indices)] = indices
+    plan, taken = finals["__plan"].to_numpy(), finals["__steps"].to_numpy()
+    lists = pl.Series("__models", [list(prefix) for prefix in distinct], dtype=pl.List(pl.String))
+    return finals.with_columns(lists.gather(table[plan, taken - 1]))
 
 
 class _Run:
@@ -323,6 +383,35 @@ class _Run:
             self.missing.append(rows.select("__rid", "request_id", pl.lit(model).alias("model")))
 
 
+def _step_groups(policy: CompiledPolicy, step_index: int) -> tuple[list[int], list[int]]:
+    """Plans whose step `step_index` is the same call (model, sample, checker, accept, last or not), grouped:
+    the group of each plan (-1 for plans without that step) and one plan of each group.
+
+    Many rules share a plan shape (`use: small`), so a step is replayed once per group of equal steps,
+    not once per rule.
+    """
+    groups: dict[tuple, int] = {}
+    group_of, representative = [], []
+    for plan_index, (_, steps) in enumerate(policy.plans):
+        if step_index >= len(steps):
+            group_of.append(-1)
+            continue
+        step = steps[step_index]
+        accept = policy.accepts.get((plan_index, step_index))
+        key = (step.model, _sample_of(steps, step_index), step.checker, step_index == len(steps) - 1,
+               None if accept is None else accept.text)
+        if key not in groups:
+            groups[key] = len(representative)
+            representative.append(plan_index)
+        group_of.append(groups[key])
+    return group_of, representative
+
+
+def _sample_of(steps: tuple[Step, ...], step_index: int) -> int:
+    """The sample a plan's step reads: how often the plan called that model before."""
+    return sum(1 for earlier in steps[:step_index] if earlier.model == steps[step_index].model)
+
+
 def _plan_stage(run: _Run, requests: pl.DataFrame, policy: CompiledPolicy, progress: Progress) -> pl.DataFrame:
     """Walks every plan step by step; returns one row per request with its final plan answer."""
     frontier = requests.with_columns(pl.lit(0, pl.Int64).alias("__cost"), pl.lit(0.0).alias("__latency"))
@@ -331,11 +420,14 @@ def _plan_stage(run: _Run, requests: pl.DataFrame, policy: CompiledPolicy, progr
     for step_index in range(longest):
         progress(f"step {step_index + 1} of {longest}")
         next_frontier = []
-        for (plan_index,), rows in frontier.partition_by("__plan", as_dict=True).items():
+        group_of, representative = _step_groups(policy, step_index)
+        grouped = frontier.with_columns(pl.col("__plan").replace_strict(list(range(len(group_of))), group_of,
+                                                                        return_dtype=pl.Int64).alias("__group"))
+        for (group_index,), rows in grouped.partition_by("__group", as_dict=True, include_key=False).items():
+            plan_index = representative[group_index]
             steps = policy.plans[plan_index][1]
             step = steps[step_index]
-            sample = sum(1 for earlier in steps[:step_index] if earlier.model == step.model)
-            joined = run.answers.join(rows, step.model, sample)
+            joined = run.answers.join(rows, step.model, _sample_of(steps, step_index))
             run.note_missing(joined.filter(~pl.col(PRESENT)), step.model)
             called, calls = _record_calls(joined.filter(pl.col(PRESENT)), run.sheet, kind="step",
                                           seq=pl.lit(step_index, pl.Int32), checker=step.checker)

@@ -5,15 +5,22 @@ forms (comparisons, boolean logic, arithmetic, IN, BETWEEN, LIKE, IS NULL, CASE 
 functions). Anything else (subqueries, table functions such as read_csv, statements) is rejected before
 polars sees it, so a scenario can never reach files or the network. A predicate that evaluates to NULL
 counts as false.
+
+The commonest rule, a column compared with one number or string (`input_tokens = 6000`,
+`tier <> 'free'`), is recognised by a regular expression and needs no parse: its text can hold nothing
+else, and a policy of thousands of such rules would otherwise spend most of its time in the parser.
 """
 
 from __future__ import annotations
 
+import functools
+import re
 from dataclasses import dataclass
 
 import polars as pl
 import sqlglot
 from sqlglot import exp
+from sqlglot.dialects.duckdb import DuckDB
 
 from simulator.core.errors import RoutesimError, did_you_mean
 
@@ -25,6 +32,9 @@ ALLOWED_NODES: tuple[type[exp.Expression], ...] = (
     exp.Case, exp.If, exp.Coalesce, exp.Lower, exp.Upper, exp.Length, exp.Abs, exp.Cast, exp.DataType,
 )
 
+# A column, a comparison and a number or a single-quoted string without backslashes, and nothing else.
+SIMPLE_COMPARISON = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=|<>|!=|<=|>=|<|>)\s*"
+                               r"(-?[0-9]+(?:\.[0-9]+)?|'(?:[^'\\]|'')*')\s*")
 ALLOWED_FORMS = ("comparisons (= <> < <= > >=), AND/OR/NOT, + - * / %, IN (...), BETWEEN, LIKE/ILIKE, "
                  "IS [NOT] NULL, CASE WHEN, CAST, and the functions coalesce, lower, upper, length, abs")
 
@@ -36,14 +46,22 @@ class Predicate:
     text: str
     key: str
     columns: frozenset[str]
+    # For `column = literal`: the column and the literal's value (int, float or str), so that many such
+    # rules can be evaluated as one lookup; None for every other form.
+    equals: tuple[str, int | float | str] | None = None
+    # Predicates of one shape type-check alike: a column compared with a literal of one kind.
+    shape: tuple | None = None
 
     def compile(self) -> pl.Expr:
         """The polars expression; NULL results count as false."""
-        return pl.sql_expr(self.text).fill_null(False)
+        return _sql_expr(self.text).fill_null(False)
 
     def check_types(self, schema: dict[str, pl.DataType]) -> None:
         """Evaluates the predicate on no rows of `schema`: a comparison of mismatched types, or a result
         that is not true/false, fails here with the scenario key instead of in the middle of a replay."""
+        check_types([self], schema)
+
+    def _check_alone(self, schema: dict[str, pl.DataType]) -> None:
         empty = pl.DataFrame(schema={name: schema[name] for name in sorted(self.columns)})
         try:
             result = empty.select(pl.sql_expr(self.text).alias("result")).schema["result"]
@@ -59,6 +77,46 @@ class Predicate:
                                 where=_where(self.key), fix="write a condition, e.g. \"confidence >= 0.7\"")
 
 
+# Predicates type-checked per select on an empty frame: one select of many is far cheaper than many selects.
+CHECKS_PER_SELECT = 512
+
+
+def check_types(predicates: list[Predicate], schema: dict[str, pl.DataType]) -> None:
+    """`Predicate.check_types` of every predicate, in a few selects over no rows instead of one each (a
+    policy may have thousands of rules). A batch that fails is checked one by one, for the message."""
+    # One of each shape stands for all of it: `input_tokens = 7` types as `input_tokens = 8` does.
+    shapes: dict = {}
+    for predicate in predicates:
+        shapes.setdefault(predicate.shape or predicate.text, predicate)
+    distinct = list(shapes.values())
+    for start in range(0, len(distinct), CHECKS_PER_SELECT):
+        batch = distinct[start:start + CHECKS_PER_SELECT]
+        read = sorted(set().union(*(predicate.columns for predicate in batch)))
+        empty = pl.DataFrame(schema={name: schema[name] for name in read})
+        try:
+            results = empty.select(
+                [expression.alias(str(index)) for index, expression in enumerate(sql_exprs(batch))]).schema
+        except pl.exceptions.PolarsError:
+            results = None
+        for index, predicate in enumerate(batch):
+            if results is None or results[str(index)] not in (pl.Boolean, pl.Null):
+                predicate._check_alone(schema)
+
+
+def sql_exprs(predicates: list[Predicate]) -> list[pl.Expr]:
+    """The polars expressions of `predicates` (NULL not yet counted as false).
+
+    Each text is compiled once per process (a policy's thousands of rules are compiled when their types
+    are checked and reused when they are evaluated); the compiled expression is immutable.
+    """
+    return [_sql_expr(predicate.text) for predicate in predicates]
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _sql_expr(text: str) -> pl.Expr:
+    return pl.sql_expr(text)
+
+
 def parse_predicate(text: str, *, key: str, columns: list[str] | None = None) -> Predicate:
     """Check `text` and return it as a Predicate. `key` names the scenario key, for messages.
 
@@ -67,6 +125,13 @@ def parse_predicate(text: str, *, key: str, columns: list[str] | None = None) ->
     if not isinstance(text, str) or not text.strip():
         raise RoutesimError("a predicate must be a non-empty SQL expression", where=_where(key),
                             fix="write e.g. \"confidence >= 0.7\"")
+    simple = SIMPLE_COMPARISON.fullmatch(text)
+    if simple and simple.group(1).upper() not in DuckDB.Tokenizer.KEYWORDS:  # a keyword (NULL, TRUE) is no column
+        column, operator, literal = simple.groups()
+        value = _literal_value(literal)
+        kind = type(value).__name__ if isinstance(value, str) or abs(value) < 2**31 else literal
+        return _with_columns(text, key, frozenset([column]), columns,
+                             equals=(column, value) if operator == "=" else None, shape=(column, operator, kind))
     try:
         statements = sqlglot.parse(text, read="duckdb")
     except sqlglot.errors.SqlglotError as error:
@@ -88,14 +153,25 @@ def parse_predicate(text: str, *, key: str, columns: list[str] | None = None) ->
         if column.table:
             raise RoutesimError(f"predicate {text!r} names a table ('{column.sql()}'); predicates read the "
                                 "columns of one row", where=_where(key), fix=f"write '{column.name}'")
-    read = frozenset(column.name for column in tree.find_all(exp.Column))
+    return _with_columns(text, key, frozenset(column.name for column in tree.find_all(exp.Column)), columns)
+
+
+def _literal_value(literal: str) -> int | float | str:
+    """The value of a literal SIMPLE_COMPARISON matched: a number, or a quoted string with '' for '."""
+    if literal.startswith("'"):
+        return literal[1:-1].replace("''", "'")
+    return float(literal) if "." in literal else int(literal)
+
+
+def _with_columns(text: str, key: str, read: frozenset[str], columns: list[str] | None, **form) -> Predicate:
+    """The Predicate, once every column it reads is known to be among `columns` (when given)."""
     if columns is not None:
         for name in sorted(read):
             if name not in columns:
                 raise RoutesimError(
                     f"predicate {text!r} reads column '{name}', which is not available here.{did_you_mean(name, columns)}",
                     where=_where(key), fix=f"available columns: {', '.join(sorted(columns))}")
-    return Predicate(text=text, key=key, columns=read)
+    return Predicate(text=text, key=key, columns=read, **form)
 
 
 def _where(key: str) -> str:

@@ -7,6 +7,7 @@ the engine compiles them, so two scenarios can be compared and hashed like any v
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 from pathlib import Path
 from typing import Literal
@@ -69,7 +70,13 @@ class PlanSpec(Frozen):
 
     @property
     def steps(self) -> tuple[Step, ...]:
-        return self.cascade if self.cascade is not None else (Step(model=self.use),)
+        return self.cascade if self.cascade is not None else (_single_step(self.use),)
+
+
+@functools.lru_cache(maxsize=4096)
+def _single_step(model: str) -> Step:
+    """The one step of `use: MODEL`, built once per model: a policy may have thousands of such rules."""
+    return Step(model=model)
 
 
 class Rule(PlanSpec):
