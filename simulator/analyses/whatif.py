@@ -21,6 +21,7 @@ Modelling assumptions:
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,9 +64,9 @@ def parse_scales(values: list[str]) -> tuple[tuple[str, float], ...]:
             number = float(factor)
         except ValueError:
             number = -1.0
-        if not sep or not name or number < 0 or number != number:
+        if not sep or not name or not 0 <= number < math.inf:
             raise RoutesimError(f"cannot read --scale {value!r}", where="--scale",
-                                fix="write MODEL=FACTOR with a factor >= 0, e.g. --scale flagship=0.5")
+                                fix="write MODEL=FACTOR with a finite factor >= 0, e.g. --scale flagship=0.5")
         if name in scales:
             raise RoutesimError(f"--scale names '{name}' twice", where="--scale", fix="give each model one factor")
         scales[name] = number

@@ -15,8 +15,11 @@ fast.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
+
+import typing
 
 import typer
 
@@ -38,11 +41,53 @@ def _print_error(label: str, text: str) -> None:
     errors.print(f"[bold red]{label}:[/bold red] {escape(text)}", highlight=False, soft_wrap=True)
 
 
+def _finite(ctx, param, value):
+    """Refuses NaN and infinity in a float option: Python's float() takes 'nan' and 'inf', and a NaN passes
+    every min/max check, since it compares false with everything."""
+    values = value if isinstance(value, (list, tuple)) else [value]
+    for item in values:
+        if isinstance(item, float) and not math.isfinite(item):
+            raise typer.BadParameter(f"{item!r} is not a finite number", ctx=ctx, param=param)
+    return value
+
+
+def _with_finite_floats(command):
+    for param in command.params:
+        annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+        if annotation is float or float in typing.get_args(annotation):
+            given = param.callback
+            param.callback = _finite if given is None else (
+                lambda ctx, param, value, given=given: given(ctx, param, _finite(ctx, param, value)))
+    for sub in getattr(command, "commands", {}).values():
+        _with_finite_floats(sub)
+    return command
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+
+
+def _bad_input(what: str, where: str, fix: str) -> None:
+    _print_error("error", RoutesimError(what, where=where, fix=fix).render())
+    sys.exit(BAD_INPUT)
+
+
 def main() -> None:
-    """The console script: runs the command, and turns every failure into its exit code without a traceback."""
+    """The console script: runs the command, and turns every failure into its exit code without a traceback.
+
+    Exit 2 is bad input, whichever layer finds it: routesim's own checks (RoutesimError), usage errors, a
+    file routesim cannot read or write (OSError), input nested too deeply for Python's stack, and the
+    data-dependent errors and panics of polars (a Parquet page that cannot be decoded, a value that cannot
+    be computed). Exit 3 is left for anything else: a bug.
+    """
+    from simulator.core.outputs import begin_run
+
+    begin_run()
+    command = " ".join(["routesim", *[arg for arg in sys.argv[1:3] if not arg.startswith("-")]])
     try:
         # Without standalone mode click returns the code of a typer.Exit instead of exiting.
-        sys.exit(app(standalone_mode=False) or 0)
+        command_line = _with_finite_floats(typer.main.get_command(app))
+        sys.exit(command_line.main(args=sys.argv[1:], prog_name="routesim", standalone_mode=False) or 0)
     except RoutesimError as error:
         _print_error("error", error.render())
         sys.exit(BAD_INPUT)
@@ -52,9 +97,35 @@ def main() -> None:
     except typer.TyperException as error:  # usage errors, which standalone mode would print itself
         error.show()
         sys.exit(getattr(error, "exit_code", BAD_INPUT))
-    except Exception as error:  # anything unforeseen, still without a traceback
+    except OSError as error:
+        _bad_input(f"cannot read or write a file: {error.strerror or _first_line(error)}",
+                   str(error.filename or command), "check the path, its permissions and the space left on the disk")
+    except RecursionError:
+        _bad_input("the input is nested too deeply to be read", command,
+                   "see 'Reliability' in the README for the limits on nesting")
+    except MemoryError:
+        _bad_input("the input does not fit in memory", command,
+                   "replay a window or a sample of the data; see 'Reliability' in the README")
+    except BaseException as error:  # polars' PanicException derives from BaseException, not Exception
+        if isinstance(error, SystemExit):
+            raise
         if os.environ.get("ROUTESIM_DEBUG"):
             raise
+        if _is_data_error(error):
+            _bad_input(f"the data cannot be processed: {_first_line(error)}", command,
+                       "check the data with 'routesim validate'; a Parquet file may be corrupt or hold values "
+                       "of an unexpected type. If the input is valid, report this as a bug")
         _print_error("internal error", f"{type(error).__name__}: {error}\n"
                      "  this is a bug in routesim; rerun with ROUTESIM_DEBUG=1 for the traceback")
         sys.exit(INTERNAL_ERROR)
+
+
+def _is_data_error(error: BaseException) -> bool:
+    """polars' panics (caught by name: pyo3's PanicException is not importable from polars) and the polars
+    errors that depend on the data's values rather than on how routesim built the query."""
+    if type(error).__name__ == "PanicException":
+        return True
+    import polars as pl
+
+    return isinstance(error, (pl.exceptions.ComputeError, pl.exceptions.InvalidOperationError,
+                              pl.exceptions.SchemaError, pl.exceptions.SQLInterfaceError))

@@ -58,9 +58,15 @@ def _options(**values) -> ImportOptions:
 
 
 def _check_inputs(inputs: list[Path]) -> list[Path]:
+    from simulator.core.outputs import note_input
+
     for path in inputs:
+        if path.is_dir():
+            raise RoutesimError(f"{path} is a folder, but an exported file is expected here", where=str(path),
+                                fix="give the export's files, e.g. FOLDER/*.jsonl")
         if not path.is_file():
             raise RoutesimError(f"input file not found: {path}", fix="check the path of the export")
+        note_input(path)
     return inputs
 
 
@@ -98,12 +104,16 @@ def run_import(fmt: str, inputs: list[Path], out: Path, options: ImportOptions, 
 
     if drop_ungraded and not merge:
         raise RoutesimError("--drop-ungraded goes with --merge", fix="add --merge to grade an imported folder")
+    from simulator.core.outputs import allow_replacing_folders, check_destination
+
     inputs = _check_inputs(inputs)
+    allow_replacing_folders(force)
     if merge:
         traffic, outcomes = read_folder(out)
         earlier = read_reports(out)
     else:
         check_target(out, force=force)
+    check_destination(out, folder=True, updating=merge)
     log = ImportLog(fmt, [str(path) for path in inputs], mapping=mapping(options) if mapping else [])
     rows = read(inputs, options, log)
     if merge:  # only the grade's fields are merged; usage and timing stay the traffic log's
@@ -119,7 +129,7 @@ def run_import(fmt: str, inputs: list[Path], out: Path, options: ImportOptions, 
     except RoutesimError:
         _print(log, out, wrote=False)
         raise
-    _finish(log, out, strict, lambda: write_folder(out, traffic, outcomes, report_file(reports)))
+    _finish(log, out, strict, lambda: write_folder(out, traffic, outcomes, report_file(reports), updating=merge))
 
 
 @import_app.command("otel")

@@ -19,7 +19,7 @@ from pathlib import Path
 import polars as pl
 
 from simulator.core.errors import RoutesimError, did_you_mean
-from simulator.core.outputs import atomic_folder
+from simulator.core.outputs import atomic_folder, note_input
 
 TRAFFIC_FILE = "traffic.parquet"
 OUTCOMES_FILE = "outcomes.parquet"
@@ -165,9 +165,10 @@ def present_optional(schema: pl.Schema, optional: tuple[Column, ...]) -> tuple[C
     return tuple(found)
 
 
-def _check_columns(report: Report, file: str, schema: pl.Schema, columns: tuple[Column, ...]) -> bool:
-    """Presence and types (optional columns only when present). Returns False when a value check could not run."""
-    usable = True
+def _check_columns(report: Report, file: str, schema: pl.Schema, columns: tuple[Column, ...]) -> set[str]:
+    """Presence and types (optional columns only when present). Returns the columns present with a usable
+    type, which the value checks read."""
+    usable = set()
     for name in schema.names():
         if name.startswith(RESERVED_PREFIX):
             report.add(file, f"column '{name}' starts with '{RESERVED_PREFIX}', which routesim keeps for its own "
@@ -177,13 +178,13 @@ def _check_columns(report: Report, file: str, schema: pl.Schema, columns: tuple[
             hint = did_you_mean(column.name, schema.names())
             report.add(file, f"missing required column '{column.name}' ({column.kind}: {column.meaning}).{hint}",
                        fix=f"add the column '{column.name}'")
-            usable = False
             continue
         actual = _kind_of(schema[column.name])
         if not _accepts(column.kind, actual):
             report.add(file, f"has type {schema[column.name]} but must be {column.kind}", column=column.name,
                        fix=f"cast '{column.name}' to {column.kind}")
-            usable = False
+            continue
+        usable.add(column.name)
     return usable
 
 
@@ -235,18 +236,36 @@ GOLD_ROW_CHECKS = (
 
 
 def _run_row_checks(report: Report, file: str, frame: pl.LazyFrame, checks: list[RowCheck],
-                    key: list[str]) -> None:
-    """One pass counts every check's offending rows; examples are fetched only for checks that fail."""
+                    key: list[str], usable: set[str]) -> None:
+    """One pass counts every check's offending rows; examples are fetched only for checks that fail.
+
+    Checks reading a column that is missing or of the wrong type are left out (that problem is reported
+    already); every other check still runs, so one pass reports every problem it can see.
+    """
+    checks = [check for check in checks if {check.column, *check.shown} <= usable]
+    if not checks:
+        return
+    shown_key = [name for name in key if name in usable]
     counts = frame.select(check.condition.fill_null(False).sum().alias(str(index))
                           for index, check in enumerate(checks)).collect(engine="streaming").row(0)
     for check, count in zip(checks, counts):
         if count:
+            columns = list(dict.fromkeys([*shown_key, *check.shown]))
             report.add(file, check.what.format(count), column=check.column, fix=check.fix,
-                       examples=_examples(frame, check.condition.fill_null(False), [*key, *check.shown]))
+                       examples=_examples(frame, check.condition.fill_null(False), columns))
 
 
 def _check_keys(report: Report, traffic_file: str, traffic: pl.LazyFrame, outcomes_file: str,
-                outcomes: pl.LazyFrame) -> None:
+                outcomes: pl.LazyFrame, traffic_usable: set[str], outcomes_usable: set[str]) -> None:
+    if "request_id" in traffic_usable:
+        _check_unique_requests(report, traffic_file, traffic)
+    if {"request_id", "model", "sample"} <= outcomes_usable:
+        _check_samples(report, outcomes_file, outcomes)
+    if "request_id" in traffic_usable and "request_id" in outcomes_usable:
+        _check_orphans(report, traffic_file, traffic, outcomes_file, outcomes)
+
+
+def _check_unique_requests(report: Report, traffic_file: str, traffic: pl.LazyFrame) -> None:
     rows, distinct = traffic.select(pl.len(), pl.col("request_id").n_unique()).collect().row(0)
     if rows != distinct:
         shared = (traffic.group_by("request_id").agg(pl.len().alias("rows")).filter(pl.col("rows") > 1)
@@ -254,6 +273,9 @@ def _check_keys(report: Report, traffic_file: str, traffic: pl.LazyFrame, outcom
         report.add(traffic_file, f"{rows - distinct} duplicate row(s): request_id must be unique",
                    column="request_id", fix="keep one row per request",
                    examples="; ".join(f"request_id={r!r} ({n} rows)" for r, n in shared.iter_rows()))
+
+
+def _check_samples(report: Report, outcomes_file: str, outcomes: pl.LazyFrame) -> None:
     # One pass over request x model pairs finds both repeated samples and gaps in their numbering.
     pairs = outcomes.group_by("request_id", "model").agg(
         pl.len().alias("rows"), pl.col("sample").n_unique().alias("distinct"), pl.col("sample").max().alias("top"))
@@ -271,6 +293,10 @@ def _check_keys(report: Report, traffic_file: str, traffic: pl.LazyFrame, outcom
             report.add(outcomes_file, what.format(count), column="request_id, model, sample", fix=fix,
                        examples="; ".join(f"request_id={r!r}, model={m!r} ({n} rows, samples up to {t})"
                                           for r, m, n, _, t in shown.iter_rows()))
+
+
+def _check_orphans(report: Report, traffic_file: str, traffic: pl.LazyFrame, outcomes_file: str,
+                   outcomes: pl.LazyFrame) -> None:
     orphans = outcomes.join(traffic.select("request_id"), on="request_id", how="anti")
     orphan_rows = orphans.select(pl.len()).collect(engine="streaming").item()
     if orphan_rows:
@@ -294,15 +320,11 @@ def validate_frames(traffic: pl.DataFrame | pl.LazyFrame, outcomes: pl.DataFrame
     outcome_columns = (*OUTCOME_COLUMNS, *present_optional(outcome_schema, OPTIONAL_OUTCOME_COLUMNS))
     traffic_usable = _check_columns(report, traffic_file, traffic_schema, traffic_columns)
     outcomes_usable = _check_columns(report, outcomes_file, outcome_schema, outcome_columns)
-    if traffic_usable:
-        _run_row_checks(report, traffic_file, traffic, _row_checks(traffic_columns), ["request_id"])
-    if outcomes_usable:
-        gold = [check for check in GOLD_ROW_CHECKS if check.column in outcome_schema
-                and "gold_grader" in outcome_schema]
-        _run_row_checks(report, outcomes_file, outcomes, [*_row_checks(outcome_columns), *OUTCOME_ROW_CHECKS, *gold],
-                        ["request_id", "model", "sample"])
-    if traffic_usable and outcomes_usable:
-        _check_keys(report, traffic_file, traffic, outcomes_file, outcomes)
+    _run_row_checks(report, traffic_file, traffic, _row_checks(traffic_columns), ["request_id"], traffic_usable)
+    gold = [check for check in GOLD_ROW_CHECKS if check.column in outcome_schema and "gold_grader" in outcome_schema]
+    _run_row_checks(report, outcomes_file, outcomes, [*_row_checks(outcome_columns), *OUTCOME_ROW_CHECKS, *gold],
+                    ["request_id", "model", "sample"], outcomes_usable)
+    _check_keys(report, traffic_file, traffic, outcomes_file, outcomes, traffic_usable, outcomes_usable)
     return report
 
 
@@ -317,10 +339,15 @@ class Dataset:
 
 
 def data_files(folder: Path) -> tuple[Path, Path]:
+    """The two files of a data folder; the folder becomes an input of the run, which no output may touch."""
     folder = Path(folder)
+    if folder.is_file():
+        raise RoutesimError(f"{folder} is a file, but a data folder is expected here", where=str(folder),
+                            fix=f"give the folder that holds {TRAFFIC_FILE} and {OUTCOMES_FILE}")
     if not folder.is_dir():
         raise RoutesimError(f"data folder not found: {folder}",
                             fix=f"point 'data' at a folder holding {TRAFFIC_FILE} and {OUTCOMES_FILE}")
+    note_input(folder)
     traffic_path, outcomes_path = folder / TRAFFIC_FILE, folder / OUTCOMES_FILE
     for path in (traffic_path, outcomes_path):
         if not path.is_file():
@@ -330,14 +357,70 @@ def data_files(folder: Path) -> tuple[Path, Path]:
 
 
 def scan_parquet(path: Path) -> pl.LazyFrame:
-    """A lazy scan of a Parquet file, failing now (not at first use) when the file is not Parquet."""
+    """A lazy scan of a Parquet file, failing now (not at first use) when the file is not Parquet.
+
+    Timestamps with a time zone are converted to UTC: an IANA zone (Europe/Paris) by polars, a fixed
+    offset (+05:30), which polars cannot name as a zone, by reading the file with pyarrow, whose
+    timestamps are instants whatever zone they are labelled with.
+    """
+    import pyarrow.parquet as pq
+
     try:
-        scan = pl.scan_parquet(path)
-        scan.collect_schema()
-        return scan
-    except Exception as error:  # polars raises several types for unreadable files
-        raise RoutesimError(f"cannot read {path} as Parquet: {error}".splitlines()[0], where=str(path),
-                            fix="write the file with a Parquet writer (polars, pyarrow, duckdb)") from None
+        arrow_schema = pq.read_schema(path)
+    except Exception as error:  # pyarrow raises several types for unreadable files
+        raise _unreadable(path, error) from None
+    zones = {field.name: field.type.tz for field in arrow_schema
+             if _is_timestamp(field.type) and field.type.tz not in (None, "UTC")}
+    try:
+        if any(not _polars_zone(zone) for zone in zones.values()):
+            scan = pl.from_arrow(_arrow_in_utc(pq.read_table(path))).lazy()
+        else:
+            scan = pl.scan_parquet(path)
+            scan.collect_schema()
+    except (RoutesimError, KeyboardInterrupt):
+        raise
+    except BaseException as error:  # polars raises several types, and panics, for unreadable files
+        raise _unreadable(path, error) from None
+    if zones:
+        scan = scan.with_columns(pl.col(name).dt.convert_time_zone("UTC") for name in zones)
+    return scan
+
+
+def _unreadable(path: Path, error: BaseException) -> RoutesimError:
+    reason = (str(error).splitlines() or [type(error).__name__])[0][:300]
+    return RoutesimError(f"cannot read {path} as Parquet: {reason}", where=str(path),
+                         fix="the file may be corrupt or not Parquet: write it again with a Parquet writer "
+                             "(polars, pyarrow, duckdb)")
+
+
+def _is_timestamp(arrow_type) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_timestamp(arrow_type)
+
+
+def _polars_zone(zone: str) -> bool:
+    """Whether polars takes `zone` as a time zone: IANA names do, fixed offsets such as +05:30 do not."""
+    import zoneinfo
+
+    try:
+        zoneinfo.ZoneInfo(zone)
+    except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+        return False
+    return True
+
+
+def _arrow_in_utc(table):
+    import pyarrow as pa
+
+    fields = [pa.field(field.name, pa.timestamp(field.type.unit, "UTC"), field.nullable)
+              if _is_timestamp(field.type) and field.type.tz is not None else field for field in table.schema]
+    try:
+        return table.cast(pa.schema(fields))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+        raise RoutesimError(f"a timestamp's time zone is not known: {error}", where="a timestamp column",
+                            fix="label timestamps with an IANA zone (Asia/Kolkata), an offset (+05:30) or UTC",
+                            ) from None
 
 
 def fingerprint(paths: list[Path]) -> str:
@@ -352,9 +435,33 @@ def fingerprint(paths: list[Path]) -> str:
 
 
 def validate_folder(folder: Path) -> Report:
+    """Every contract problem of a data folder, including a file that cannot be decoded."""
     traffic_path, outcomes_path = data_files(folder)
-    return validate_frames(scan_parquet(traffic_path), scan_parquet(outcomes_path),
-                           traffic_file=str(traffic_path), outcomes_file=str(outcomes_path))
+    try:
+        return validate_frames(scan_parquet(traffic_path), scan_parquet(outcomes_path),
+                               traffic_file=str(traffic_path), outcomes_file=str(outcomes_path))
+    except (pl.exceptions.ComputeError, OSError, BaseException) as error:
+        if isinstance(error, (RoutesimError, KeyboardInterrupt, SystemExit)):
+            raise
+        report = _undecodable(traffic_path, outcomes_path)
+        if report.ok:  # both files decode: not a problem of the files
+            raise
+        return report
+
+
+def _undecodable(*paths: Path) -> Report:
+    """Reads each file whole with pyarrow to tell which one cannot be decoded (a corrupt page)."""
+    import pyarrow.parquet as pq
+
+    report = Report()
+    for path in paths:
+        try:
+            pq.read_table(path)
+        except Exception as error:  # pyarrow raises several types for corrupt files
+            reason = (str(error).splitlines() or [type(error).__name__])[0][:300]
+            report.add(str(path), f"cannot be decoded: {reason}",
+                       fix="the file is corrupt; write it again from its source")
+    return report
 
 
 def _string_ids(frame: pl.LazyFrame) -> pl.LazyFrame:
@@ -369,16 +476,18 @@ def load_data(folder: Path) -> Dataset:
     """Validate a data folder and open it lazily. Raises RoutesimError listing every problem."""
     traffic_path, outcomes_path = data_files(folder)
     validate_folder(folder).raise_if_problems(f"data folder {folder}")
-    return Dataset(folder=Path(folder), traffic=_string_ids(pl.scan_parquet(traffic_path)),
-                   outcomes=_string_ids(pl.scan_parquet(outcomes_path)),
+    return Dataset(folder=Path(folder), traffic=_string_ids(scan_parquet(traffic_path)),
+                   outcomes=_string_ids(scan_parquet(outcomes_path)),
                    fingerprint=fingerprint([traffic_path, outcomes_path]))
 
 
-def write_folder(out: Path, traffic: pl.DataFrame, outcomes: pl.DataFrame, files: dict[str, str]) -> None:
+def write_folder(out: Path, traffic: pl.DataFrame, outcomes: pl.DataFrame, files: dict[str, str], *,
+                 updating: bool = False) -> None:
     """Validates, then writes the tables and `files` (name -> text) to a temporary sibling folder and swaps
-    it into place: a failure leaves `out` as it was."""
+    it into place: a failure leaves `out` as it was. `updating`: `out` is the input folder being rewritten
+    (grades merged onto it)."""
     validate_frames(traffic, outcomes).raise_if_problems(f"the data for {out}")
-    with atomic_folder(Path(out)) as staging:
+    with atomic_folder(Path(out), updating=updating) as staging:
         traffic.write_parquet(staging / TRAFFIC_FILE, compression="zstd")
         outcomes.write_parquet(staging / OUTCOMES_FILE, compression="zstd")
         for name, text in files.items():

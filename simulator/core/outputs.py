@@ -1,7 +1,16 @@
-"""Writing outputs so that a failed run never leaves a half-written file or folder behind.
+"""Writing outputs so that a failed run never leaves a half-written file, and never touches an input.
 
 Everything routesim writes goes through here: a temporary file or folder beside the target, renamed onto
-it only once complete.
+it only once complete. Before anything is written the destination is checked (`check_destination`):
+
+- it may not be, lie inside, or contain any input the run has read (`note_input`): data folders and their
+  files, scenarios, price sheets, saved results being re-rendered, imported exports;
+- a symlink or a special file (device, FIFO, socket) is never replaced; `-` writes a text output to stdout;
+- an existing folder is replaced only when routesim wrote it (it holds the MARKER file), or with `--force`
+  (`allow_replacing_folders`); an existing regular file is replaced.
+
+The inputs and the `--force` setting belong to the command being run: `begin_run` clears them when the
+CLI starts a command.
 """
 
 from __future__ import annotations
@@ -9,48 +18,172 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
 from simulator.core.errors import RoutesimError
 
+# Every folder routesim writes holds this file, so a later run knows it may replace the folder.
+MARKER = ".routesim-output"
+MARKER_TEXT = "This folder was written by routesim; a later routesim run may replace it.\n"
+STDOUT = "-"
+
+
+@dataclass
+class _Run:
+    inputs: set[Path] = field(default_factory=set)
+    force: bool = False
+
+
+_run = _Run()
+
+
+def begin_run() -> None:
+    """Forget the inputs and the --force of an earlier command (the CLI calls this before each command)."""
+    _run.inputs.clear()
+    _run.force = False
+
+
+def note_input(path: Path) -> None:
+    """Records a file or folder the run reads, so that no output of the run may replace it."""
+    _run.inputs.add(_resolved(path))
+
+
+def allow_replacing_folders(force: bool) -> None:
+    """`--force`: an existing folder routesim did not write may be replaced (inputs and links never are)."""
+    _run.force = _run.force or bool(force)
+
+
+def _resolved(path: Path) -> Path:
+    return Path(os.path.abspath(Path(path).expanduser())).resolve()
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "a special file"
+
+
+def check_destination(path: Path, *, folder: bool = False, updating: bool = False) -> Path:
+    """Refuses (RoutesimError) a destination that would destroy something; returns it unchanged.
+
+    `folder` says whether a folder (else a file) is written there; `updating` that the destination is an
+    input the command updates on purpose (`import --merge` onto its own data folder).
+    """
+    path = Path(path)
+    target = _resolved(path)
+    for source in sorted(_run.inputs):
+        if updating and source == target:
+            continue
+        if target == source:
+            relation = "is"
+        elif source in target.parents:
+            relation = "lies inside"
+        elif target in source.parents:
+            relation = "contains"
+        else:
+            continue
+        raise RoutesimError(f"the output {path} {relation} an input of this run: {source}", where=str(path),
+                            fix="write the output somewhere else; routesim never writes over its inputs")
+    try:
+        status = path.lstat()
+    except FileNotFoundError:
+        status = None
+    except OSError as error:
+        raise RoutesimError(f"cannot write to {path}: {error.strerror}", where=str(path),
+                            fix="choose a destination in a folder you can write to") from None
+    if status is not None:
+        if not (stat.S_ISREG(status.st_mode) or stat.S_ISDIR(status.st_mode)):
+            raise RoutesimError(f"{path} is {_kind(status.st_mode)}; routesim never replaces one",
+                                where=str(path), fix="give the path of a regular file"
+                                + (" (or '-' for stdout, where the option allows it)" if not folder else ""))
+        if stat.S_ISDIR(status.st_mode) and not folder:
+            raise RoutesimError(f"{path} is a folder, not a file", where=str(path), fix="give a file name to write")
+        if stat.S_ISREG(status.st_mode) and folder:
+            raise RoutesimError(f"{path} is a file, but a folder is written here", where=str(path),
+                                fix="give the name of a new folder")
+        if (stat.S_ISDIR(status.st_mode) and not updating and not _run.force and any(path.iterdir())
+                and not (path / MARKER).is_file()):
+            raise RoutesimError(f"{path} is a folder routesim did not write (it has no {MARKER} file); "
+                                "it is not replaced", where=str(path),
+                                fix="choose a new destination, or add --force to replace the folder")
+    return path
+
+
+def _prepare_parent(path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise _os_error(path, error) from None
+
+
+def _os_error(path: Path, error: OSError) -> RoutesimError:
+    reason = error.strerror or str(error)
+    if isinstance(error, (FileExistsError, NotADirectoryError)):
+        reason = "a file is in the way of a folder on its path"
+    return RoutesimError(f"cannot write {path}: {reason}", where=str(error.filename or path),
+                         fix="choose a destination in a folder you can write to, with space left")
+
 
 @contextmanager
 def atomic_file(path: Path) -> Iterator[Path]:
     """A temporary path beside `path` to write to; it replaces `path` when the block completes."""
-    path = Path(path)
-    if path.is_dir():
-        raise RoutesimError(f"{path} is a folder, not a file", where=str(path), fix="give a file name to write")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    path = check_destination(Path(path))
+    _prepare_parent(path)
+    try:
+        handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        raise _os_error(path, error) from None
     os.close(handle)
     temporary = Path(name)
     try:
         yield temporary
-        os.chmod(temporary, 0o644)  # mkstemp makes the file private; outputs are meant to be shared
-        os.replace(temporary, path)
+        try:
+            os.chmod(temporary, 0o644)  # mkstemp makes the file private; outputs are meant to be shared
+            check_destination(path)  # again: the destination may have changed while the output was made
+            os.replace(temporary, path)
+        except OSError as error:
+            raise _os_error(path, error) from None
     finally:
         temporary.unlink(missing_ok=True)
 
 
 @contextmanager
-def atomic_folder(target: Path) -> Iterator[Path]:
+def atomic_folder(target: Path, *, updating: bool = False) -> Iterator[Path]:
     """A temporary folder beside `target` to fill; it replaces `target` (and whatever it held) when the block
-    completes, and a failure leaves `target` as it was."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.writing-", dir=target.parent))
+    completes, and a failure leaves `target` as it was. The folder gets the MARKER file.
+
+    `updating`: `target` is an input the command rewrites on purpose (merging grades onto a data folder).
+    """
+    target = check_destination(Path(target), folder=True, updating=updating)
+    _prepare_parent(target)
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.writing-", dir=target.parent))
+    except OSError as error:
+        raise _os_error(target, error) from None
     staging.chmod(0o755)  # mkdtemp makes it private; the folder it becomes is an ordinary one
     retired = target.with_name(f".{target.name}.replaced-{os.getpid()}")
     try:
         yield staging
+        (staging / MARKER).write_text(MARKER_TEXT, encoding="utf-8")
+        check_destination(target, folder=True, updating=updating)
         if target.exists():
             os.replace(target, retired)
         os.replace(staging, target)
+    except OSError as error:
+        if retired.exists() and not target.exists():
+            os.replace(retired, target)
+        raise _os_error(target, error) from None
     except BaseException:
         if retired.exists() and not target.exists():
             os.replace(retired, target)
@@ -61,6 +194,11 @@ def atomic_folder(target: Path) -> Iterator[Path]:
 
 
 def write_text_atomic(path: Path, text: str) -> Path:
+    """Writes `text` to `path` atomically; `-` writes it to stdout."""
+    if str(path) == STDOUT:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return Path(path)
     with atomic_file(path) as temporary:
         temporary.write_text(text, encoding="utf-8")
     return Path(path)

@@ -35,6 +35,12 @@ ALLOWED_NODES: tuple[type[exp.Expression], ...] = (
 # A column, a comparison and a number or a single-quoted string without backslashes, and nothing else.
 SIMPLE_COMPARISON = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=|<>|!=|<=|>=|<|>)\s*"
                                r"(-?[0-9]+(?:\.[0-9]+)?|'(?:[^'\\]|'')*')\s*")
+
+# Limits: a predicate is a condition a person writes. Deeper nesting than this makes the parser recurse
+# past Python's stack, and longer text is a sign of generated input gone wrong.
+MAX_PREDICATE_CHARS = 10_000
+MAX_PREDICATE_NESTING = 32  # levels of parentheses
+
 ALLOWED_FORMS = ("comparisons (= <> < <= > >=), AND/OR/NOT, + - * / %, IN (...), BETWEEN, LIKE/ILIKE, "
                  "IS [NOT] NULL, CASE WHEN, CAST, and the functions coalesce, lower, upper, length, abs")
 
@@ -77,6 +83,17 @@ class Predicate:
                                 where=_where(self.key), fix="write a condition, e.g. \"confidence >= 0.7\"")
 
 
+def _check_single_values(predicate: Predicate, schema: dict[str, pl.DataType]) -> None:
+    """A predicate compares single values: a list or struct column would fail (or panic) only on the data."""
+    for name in sorted(predicate.columns):
+        dtype = schema[name]
+        if dtype.is_nested() or dtype in (pl.Object, pl.Binary):
+            raise RoutesimError(f"predicate {predicate.text!r} reads column '{name}', which holds {dtype} values; "
+                                "predicates compare single values", where=_where(predicate.key),
+                                fix=f"add a column of single values derived from '{name}' (a number, text, "
+                                    "boolean or timestamp) and read that instead")
+
+
 # Predicates type-checked per select on an empty frame: one select of many is far cheaper than many selects.
 CHECKS_PER_SELECT = 512
 
@@ -89,6 +106,8 @@ def check_types(predicates: list[Predicate], schema: dict[str, pl.DataType]) -> 
     for predicate in predicates:
         shapes.setdefault(predicate.shape or predicate.text, predicate)
     distinct = list(shapes.values())
+    for predicate in distinct:
+        _check_single_values(predicate, schema)
     for start in range(0, len(distinct), CHECKS_PER_SELECT):
         batch = distinct[start:start + CHECKS_PER_SELECT]
         read = sorted(set().union(*(predicate.columns for predicate in batch)))
@@ -125,6 +144,7 @@ def parse_predicate(text: str, *, key: str, columns: list[str] | None = None) ->
     if not isinstance(text, str) or not text.strip():
         raise RoutesimError("a predicate must be a non-empty SQL expression", where=_where(key),
                             fix="write e.g. \"confidence >= 0.7\"")
+    _check_size(text, key)
     simple = SIMPLE_COMPARISON.fullmatch(text)
     if simple and simple.group(1).upper() not in DuckDB.Tokenizer.KEYWORDS:  # a keyword (NULL, TRUE) is no column
         column, operator, literal = simple.groups()
@@ -134,6 +154,8 @@ def parse_predicate(text: str, *, key: str, columns: list[str] | None = None) ->
                              equals=(column, value) if operator == "=" else None, shape=(column, operator, kind))
     try:
         statements = sqlglot.parse(text, read="duckdb")
+    except RecursionError:
+        raise _too_deep(text, key) from None
     except sqlglot.errors.SqlglotError as error:
         first_line = str(error).splitlines()[0]
         raise RoutesimError(f"cannot parse predicate {text!r}: {first_line}", where=_where(key),
@@ -172,6 +194,33 @@ def _with_columns(text: str, key: str, read: frozenset[str], columns: list[str] 
                     f"predicate {text!r} reads column '{name}', which is not available here.{did_you_mean(name, columns)}",
                     where=_where(key), fix=f"available columns: {', '.join(sorted(columns))}")
     return Predicate(text=text, key=key, columns=read, **form)
+
+
+def _check_size(text: str, key: str) -> None:
+    if len(text) > MAX_PREDICATE_CHARS:
+        raise RoutesimError(f"predicate of {len(text):,} characters is longer than the limit of "
+                            f"{MAX_PREDICATE_CHARS:,}", where=_where(key),
+                            fix="write a shorter condition: IN (...) for lists of values, or a derived column")
+    depth = deepest = 0
+    quote = None
+    for char in text:
+        if quote:
+            quote = None if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char == ")":
+            depth -= 1
+    if deepest > MAX_PREDICATE_NESTING:
+        raise _too_deep(text, key)
+
+
+def _too_deep(text: str, key: str) -> RoutesimError:
+    shown = text if len(text) <= 80 else text[:77] + "..."
+    return RoutesimError(f"predicate {shown!r} nests parentheses more than {MAX_PREDICATE_NESTING} levels deep",
+                         where=_where(key), fix="remove redundant parentheses")
 
 
 def _where(key: str) -> str:

@@ -36,7 +36,7 @@ PRICE_SOURCE = pl.Enum([SOURCE_SHEET, SOURCE_RECORDED, SOURCE_CHECKER])
 
 
 class PriceEntry(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     effective_from: dt.date
     input: float = Field(ge=0, description="USD per million input tokens not served from cache")

@@ -40,8 +40,19 @@ class Inputs:
 
 
 def run_scenario(scenario: Scenario, inputs: Inputs, progress: Progress | None = None) -> Outcome:
+    import polars as pl
+
     data, sheet = inputs.data(scenario.data), inputs.prices(scenario.prices)
-    result = replay(scenario, data, sheet, progress)
+    try:
+        result = replay(scenario, data, sheet, progress)
+    except (pl.exceptions.ComputeError, pl.exceptions.InvalidOperationError) as error:
+        # The predicates were type-checked on load; what fails only on the values (a CAST of text that is
+        # not a number) fails here.
+        reason = (str(error).splitlines() or [type(error).__name__])[0][:300]
+        raise RoutesimError(f"scenario '{scenario.name}' cannot be replayed on its data: {reason}",
+                            where=f"scenario '{scenario.name}', data {scenario.data}",
+                            fix="a predicate fails on some values of the data (a CAST of text that is not a "
+                                "number?): compare values of the column's own type") from None
     return Outcome(replay=result, summary=build_summary(result, data, sheet))
 
 

@@ -26,7 +26,8 @@ from simulator.core.validation import from_pydantic_error, read_yaml
 
 
 class Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # NaN and infinity are refused wherever a number enters (costs, latencies, bars, seeds).
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Checker(Frozen):
@@ -157,7 +158,7 @@ class RequestSample(Frozen):
     """Replay a seeded random subset of the window's requests (the routing drill uses 30)."""
 
     requests: int = Field(ge=1)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, lt=2**63, description="a whole number >= 0")
 
 
 class Scenario(Frozen):

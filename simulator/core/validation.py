@@ -8,23 +8,139 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from simulator.core.errors import RoutesimError, did_you_mean
+from simulator.core.errors import RoutesimError, did_you_mean, visible
+
+
+# Limits on a YAML input. A scenario with 10,000 rules is about 0.5 MB and 4 levels deep.
+MAX_YAML_BYTES = 16 * 1024 * 1024
+MAX_YAML_DEPTH = 64  # nested mappings and lists
+MAX_YAML_NODES = 1_000_000  # values once every alias is expanded (stops "billion laughs" files)
+
+
+class _YamlLimit(Exception):
+    def __init__(self, what: str, mark=None, fix: str = "keep the file small and plainly nested; "
+                 "see 'Reliability' in the README for the limits"):
+        self.what = what
+        self.mark = mark
+        self.fix = fix
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with a depth limit, an expansion limit, duplicate keys refused and impossible
+    dates (2026-02-30) reported at their line."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent, index):
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise _YamlLimit(f"is nested more than {MAX_YAML_DEPTH} levels deep", self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def get_single_node(self):
+        node = super().get_single_node()
+        if node is not None:
+            _count_nodes(node)
+        return node
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict = {}
+            for key_node, _ in node.value:
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                if key in seen:
+                    raise _YamlLimit(f"has the key '{visible(str(key))}' twice, on lines {seen[key]} and {line}",
+                                     key_node.start_mark, fix="write each key once: the second would silently "
+                                     "replace the first")
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+    def construct_yaml_timestamp(self, node):
+        try:
+            return super().construct_yaml_timestamp(node)
+        except (ValueError, OverflowError):
+            raise _YamlLimit(f"has '{node.value}', which is not a real date or time", node.start_mark,
+                             fix="write a date that exists, as YYYY-MM-DD") from None
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_yaml_timestamp)
+
+
+def _count_nodes(root) -> None:
+    """Counts the values of the document with every alias expanded, without expanding them."""
+    sizes: dict[int, int] = {}
+    pending: set[int] = set()
+
+    def size(node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in pending:
+            raise _YamlLimit("has an alias that refers to a value containing it", node.start_mark)
+        pending.add(key)
+        if isinstance(node, yaml.SequenceNode):
+            total = 1 + sum(size(child) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            total = 1 + sum(size(k) + size(v) for k, v in node.value)
+        else:
+            total = 1
+        pending.discard(key)
+        if total > MAX_YAML_NODES:
+            raise _YamlLimit(f"expands to more than {MAX_YAML_NODES:,} values (aliases repeat what they name)",
+                             node.start_mark)
+        sizes[key] = total
+        return total
+
+    size(root)
 
 
 def read_yaml(path: Path) -> Any:
+    """Reads a YAML input (UTF-8, a byte-order mark allowed) within the limits above.
+
+    Raises RoutesimError for a missing file, a folder, a file that is not YAML, a duplicate key (naming
+    both lines), an impossible date, and a file beyond the size, depth or expansion limits.
+    """
+    from simulator.core.outputs import note_input
+
     path = Path(path)
+    if path.is_dir():
+        raise RoutesimError(f"{path} is a folder, but a YAML file is expected here", where=str(path),
+                            fix="give the path of the .yaml file (a scenario or price sheet), not of a folder")
     if not path.is_file():
         raise RoutesimError(f"file not found: {path}", fix="check the path")
+    note_input(path)
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        if path.stat().st_size > MAX_YAML_BYTES:
+            raise RoutesimError(f"the file is larger than {MAX_YAML_BYTES // 2**20} MiB", where=str(path),
+                                fix="a scenario or price sheet is a small text file; check the path")
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise RoutesimError("not a UTF-8 text file", where=str(path), fix="save the file as UTF-8") from None
+    except OSError as error:
+        raise RoutesimError(f"cannot read the file: {error.strerror}", where=str(path),
+                            fix="check the path and its permissions") from None
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except _YamlLimit as error:
+        where = f"{path}, line {error.mark.line + 1}" if error.mark else str(path)
+        raise RoutesimError(f"the YAML file {error.what}", where=where, fix=error.fix) from None
+    except RecursionError:
+        raise RoutesimError(f"the YAML is nested more than {MAX_YAML_DEPTH} levels deep", where=str(path),
+                            fix="keep the file plainly nested") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
         problem = getattr(error, "problem", None) or str(error)
         raise RoutesimError(f"not valid YAML: {problem}", where=where,
                             fix="check indentation and quoting (predicates with ':' need quotes)") from None
-    except UnicodeDecodeError:
-        raise RoutesimError("not a UTF-8 text file", where=str(path), fix="save the file as UTF-8") from None
 
 
 def _key_path(location: tuple[Any, ...]) -> str:

@@ -24,7 +24,6 @@ One sample x epoch is one answer of the evaluated model. Mapping:
 
 from __future__ import annotations
 
-import json
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,10 +35,12 @@ from simulator.importers.rows import (
     BadRow,
     ImportLog,
     Row,
+    archive_members,
     as_text,
     collect,
     first_count,
     json_document,
+    json_text,
     label_row,
     normalise_usage,
     number,
@@ -91,14 +92,15 @@ def samples(paths: list[Path]) -> Iterator[tuple[str, tuple[dict, dict]]]:
 def _archive_samples(path: Path) -> Iterator[tuple[str, tuple[dict, dict]]]:
     try:
         with zipfile.ZipFile(path) as archive:
+            archive_members(path, archive)
             names = archive.namelist()
-            header = json.loads(archive.read("header.json")) if "header.json" in names else None
+            header = json_text(archive.read("header.json"), f"{path}, header.json") if "header.json" in names else None
             if not isinstance(header, dict) or not isinstance(header.get("eval"), dict):
                 raise RoutesimError("not an inspect-ai .eval archive (no header.json)", where=str(path),
                                     fix="pass the log as inspect wrote it, or convert it with 'inspect log convert'")
             members = sorted(name for name in names if name.startswith("samples/") and name.endswith(".json"))
             for index, member in enumerate(members, 1):
-                sample = json.loads(archive.read(member))
+                sample = json_text(archive.read(member), f"{path}, {member}")
                 yield _where(path, index, sample, member), (sample, header["eval"])
     except (zipfile.BadZipFile, ValueError, OSError) as error:
         raise RoutesimError(f"cannot read the .eval archive: {error}", where=str(path)) from None

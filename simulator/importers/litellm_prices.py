@@ -34,7 +34,7 @@ SUGGESTIONS = 5
 def read_litellm(path: Path) -> dict[str, dict]:
     path = Path(path)
     try:
-        content = json.loads(path.read_text(encoding="utf-8"))
+        content = json.loads(path.read_text(encoding="utf-8-sig"), parse_constant=_not_a_number)
     except OSError as error:
         raise RoutesimError(f"cannot read {path}: {error.strerror}", where=str(path),
                             fix="pass LiteLLM's model_prices_and_context_window.json") from None
@@ -47,9 +47,22 @@ def read_litellm(path: Path) -> dict[str, dict]:
     return {key: value for key, value in content.items() if key not in NOT_A_MODEL and isinstance(value, dict)}
 
 
+def _not_a_number(word: str):
+    raise ValueError(f"{word} is not a price (JSON has no NaN or Infinity)")
+
+
 def per_million(per_token) -> float:
-    """USD per token as written in the file, times one million, in decimal arithmetic."""
-    return float((Decimal(repr(float(per_token))) * PER_MILLION).normalize())
+    """USD per token as written in the file, times one million, in decimal arithmetic.
+
+    Raises RoutesimError for a value that is not a finite number >= 0."""
+    try:
+        value = float(per_token)
+    except (TypeError, ValueError):
+        value = math.nan
+    if isinstance(per_token, bool) or not 0 <= value < math.inf:
+        raise RoutesimError(f"the price {per_token!r} is not a finite number >= 0",
+                            fix="correct the price in the LiteLLM file, or leave the model out")
+    return float((Decimal(repr(value)) * PER_MILLION).normalize())
 
 
 def resolve(name: str, prices: dict[str, dict], source: str) -> str:

@@ -24,6 +24,12 @@ from simulator.core.errors import RoutesimError
 from simulator.importers.usage import AUTO, EXCLUSIVE, INCLUSIVE
 
 EXAMPLES = 3
+# Limits on what an import reads (see 'Reliability' in the README).
+MAX_COUNT = 1e15  # tokens in one call; far above any model's context, and exact in a float
+MAX_LINE_BYTES = 16 * 2**20  # one line of a JSON lines export
+MAX_ARCHIVE_RATIO = 100  # an archive may expand to 100x its size on disk ...
+MIN_ARCHIVE_ALLOWANCE = 64 * 2**20  # ... or to 64 MiB, whichever is larger
+BOM = "\ufeff"
 
 
 class BadRow(Exception):
@@ -177,6 +183,8 @@ def integer(value: Any, name: str) -> int | None:
         return None
     if parsed != int(parsed):
         raise BadRow(f"bad {name}", f"{name}={value!r} is not a whole number")
+    if parsed >= MAX_COUNT:
+        raise BadRow(f"bad {name}", f"{name}={value!r} is too large (the limit is {MAX_COUNT:.0e})")
     return int(parsed)
 
 
@@ -224,7 +232,10 @@ def timestamp(value: Any, name: str) -> dt.datetime | None:
         parsed = value
     elif isinstance(value, (int, float)) and not isinstance(value, bool) or _numeric_text(value):
         seconds = _epoch_seconds(float(value))
-        return dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=seconds)
+        try:
+            return dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=seconds)
+        except (OverflowError, ValueError):
+            raise BadRow(f"bad {name}", f"{name}={value!r} is not a time between the years 1 and 9999") from None
     else:
         try:
             parsed = dt.datetime.fromisoformat(str(value).strip())
@@ -255,9 +266,12 @@ def epoch_nanos(value: Any, name: str) -> int | None:
     if _absent(value):
         return None
     try:
-        return int(value)
+        nanos = int(value)
     except (TypeError, ValueError):
         raise BadRow(f"bad {name}", f"{name}={value!r} is not an integer of nanoseconds") from None
+    if not -2**63 <= nanos < 2**63:
+        raise BadRow(f"bad {name}", f"{name}={value!r} is out of the range of a timestamp")
+    return nanos
 
 
 def millis_between(start: dt.datetime | None, end: dt.datetime | None, name: str) -> float | None:
@@ -414,6 +428,9 @@ def collect(items: Iterable[tuple[str, Any]], parse: Callable[[str, Any], Row | 
         except BadRow as bad:
             log.drop(bad.reason, where, bad.detail)
             continue
+        except OverflowError as error:  # a number or time too large for its field, wherever it is read
+            log.drop("value out of range", where, str(error))
+            continue
         if row is not None:
             rows.append(row)
     return rows
@@ -427,39 +444,85 @@ def _open_error(path: Path, error: Exception) -> RoutesimError:
     return RoutesimError(f"cannot read the file: {error}", where=str(path), fix="check the path and permissions")
 
 
+def _lines(path: Path) -> Iterator[tuple[int, bytes | None]]:
+    """(number, line) per line, a byte-order mark stripped; None for a line longer than MAX_LINE_BYTES,
+    which is skipped without being held in memory."""
+    with path.open("rb") as handle:
+        number_ = 0
+        while line := handle.readline(MAX_LINE_BYTES + 1):
+            number_ += 1
+            if number_ == 1:
+                line = line.removeprefix(BOM.encode())
+            if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+                while (rest := handle.readline(1 << 20)) and not rest.endswith(b"\n"):
+                    pass
+                yield number_, None
+                continue
+            yield number_, line
+
+
 def json_lines(path: Path, log: ImportLog) -> Iterator[tuple[str, Any]]:
-    """(where, object) per non-empty line; a line that is not JSON is dropped and counted."""
+    """(where, object) per non-empty line; a line that is not JSON, nested too deeply or longer than
+    MAX_LINE_BYTES is dropped and counted. A byte-order mark at the start is ignored."""
     try:
-        with path.open(encoding="utf-8") as handle:
-            for number_, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                where = f"{path}, line {number_}"
-                try:
-                    yield where, json.loads(line)
-                except json.JSONDecodeError as error:
-                    log.rows_read += 1
-                    log.drop("not valid JSON", where, f"{error.msg} at column {error.colno}")
+        for number_, raw in _lines(path):
+            where = f"{path}, line {number_}"
+            if raw is None:
+                log.rows_read += 1
+                log.drop("line too long", where, f"longer than {MAX_LINE_BYTES // 2**20} MiB")
+                continue
+            line = raw.decode("utf-8")
+            if not line.strip():
+                continue
+            try:
+                yield where, json.loads(line)
+            except json.JSONDecodeError as error:
+                log.rows_read += 1
+                log.drop("not valid JSON", where, f"{error.msg} at column {error.colno}")
+            except RecursionError:
+                log.rows_read += 1
+                log.drop("nested too deeply", where, "JSON nested deeper than Python's parser can follow")
     except (OSError, UnicodeDecodeError) as error:
         raise _open_error(path, error) from None
 
 
 def json_document(path: Path) -> Any:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as error:
         raise _open_error(path, error) from None
+    return json_text(text, str(path))
+
+
+def json_text(text: str | bytes, where: str) -> Any:
+    """A whole JSON document; errors name `where` and the line."""
     try:
         return json.loads(text)
     except json.JSONDecodeError as error:
-        raise RoutesimError(f"not valid JSON: {error.msg}", where=f"{path}, line {error.lineno}, column {error.colno}",
+        raise RoutesimError(f"not valid JSON: {error.msg}", where=f"{where}, line {error.lineno}, column {error.colno}",
                             fix="export the file again; a JSON lines file needs the .jsonl extension") from None
+    except RecursionError:
+        raise RoutesimError("the JSON is nested too deeply to be read", where=where,
+                            fix="export the file again; see 'Reliability' in the README for the limits") from None
+
+
+def archive_members(path: Path, archive) -> None:
+    """Refuses a zip archive that would expand to more than MAX_ARCHIVE_RATIO times its size on disk
+    (or MIN_ARCHIVE_ALLOWANCE), before anything is decompressed. zipfile never reads past a member's
+    declared size, so the declared sizes bound what is read."""
+    expanded = sum(info.file_size for info in archive.infolist())
+    allowance = max(MIN_ARCHIVE_ALLOWANCE, MAX_ARCHIVE_RATIO * path.stat().st_size)
+    if expanded > allowance:
+        raise RoutesimError(f"the archive expands to {expanded:,} bytes, more than {MAX_ARCHIVE_RATIO}x its size "
+                            f"(the limit is {allowance:,} bytes)", where=str(path),
+                            fix="this is not an archive the tool wrote; check the file, or import its JSON log")
 
 
 def csv_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     """(where, row) per data row, every value a string or None; 'row N' counts data rows from 1."""
     try:
-        frame = pl.read_csv(path, infer_schema=False)
+        content = path.read_bytes().removeprefix(BOM.encode())
+        frame = pl.read_csv(content, infer_schema=False)
     except (OSError, UnicodeDecodeError) as error:
         raise _open_error(path, error) from None
     except pl.exceptions.PolarsError as error:
@@ -471,7 +534,7 @@ def csv_rows(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
 
 def csv_header(path: Path) -> list[str]:
     try:
-        with path.open(encoding="utf-8", newline="") as handle:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
             return next(csv.reader(handle), [])
     except (OSError, UnicodeDecodeError) as error:
         raise _open_error(path, error) from None
