@@ -13,6 +13,8 @@ from simulator.core.errors import RoutesimError
 from simulator.core.paths import REPORTS, SCENARIOS
 
 DEMO_BASELINE = "flagship-everywhere"
+FORCE = typer.Option(help="replace an existing output folder that routesim did not write (never an input, a link "
+                          "or a device)")
 
 
 def replay_scenarios(paths: list[Path], *, show_progress: bool = True):
@@ -51,11 +53,14 @@ def replay(
     as_json: Annotated[bool, typer.Option("--json", help="print the summaries as JSON")] = False,
     decisions: Annotated[Path | None, typer.Option(help="write per-request decisions as Parquet")] = None,
     save: Annotated[Path | None, typer.Option(help="save results (Parquet + summary JSON) under this folder")] = None,
+    force: Annotated[bool, FORCE] = False,
 ):
     """Replay scenarios and compare them; the cheapest that meets the bar is marked."""
     from simulator.cli.views import comparison_table
+    from simulator.core.outputs import allow_replacing_folders
     from simulator.core.results import save_result
 
+    allow_replacing_folders(force)
     outcomes = replay_scenarios(scenarios, show_progress=not as_json)
     summaries = [outcome.summary for outcome in outcomes]
     if decisions:
@@ -98,12 +103,16 @@ def generate(
                                                "matrix goes to OUT/truth")] = None,
     shadow_rate: Annotated[float | None, typer.Option(help="with --served: also re-run this share of each slice "
                                                       "(a stratified sample) on every candidate")] = None,
+    force: Annotated[bool, FORCE] = False,
 ):
     """Generate a seeded synthetic week of support-bot traffic with graded outcomes for 4 model tiers."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from simulator.core.outputs import MARKER, MARKER_TEXT, allow_replacing_folders, check_destination
     from simulator.datasets.generate import write_week
 
+    allow_replacing_folders(force)
+    check_destination(out, folder=True)
     if shadow_rate is not None and served is None:
         raise RoutesimError("--shadow-rate goes with --served", where="--shadow-rate",
                             fix="add --served uniform (or skewed, by-slice)")
@@ -111,6 +120,7 @@ def generate(
         from simulator.datasets.served import write_served_week
 
         truth = write_served_week(out, requests, days, seed, served, shadow_rate=shadow_rate, mix_shift=mix_shift)
+        (out / MARKER).write_text(MARKER_TEXT, encoding="utf-8")
         console.print(f"wrote {requests:,} served requests to {out} and the full matrix to {truth}", highlight=False)
         return
     with Progress(TextColumn("generating"), BarColumn(), TimeElapsedColumn(), console=errors,
@@ -118,6 +128,7 @@ def generate(
         task = bar.add_task("generate", total=requests)
         write_week(out, requests, days, seed, mix_shift=mix_shift,
                    progress=lambda done: bar.update(task, completed=done))
+    (out / MARKER).write_text(MARKER_TEXT, encoding="utf-8")
     console.print(f"wrote {requests:,} requests to {out}")
 
 
@@ -150,11 +161,14 @@ def report(
                                                       "without replaying")] = None,
     baseline: Annotated[Path | None, typer.Option(help="gate every scenario against this scenario (replayed too "
                                                        "when not among them) in a regression-gate section")] = None,
+    force: Annotated[bool, FORCE] = False,
 ):
     """Write a self-contained HTML report: replay and save results, or re-render saved ones (--from)."""
+    from simulator.core.outputs import allow_replacing_folders, note_input
     from simulator.core.scenario import load_scenario
     from simulator.report.build import default_results_dir, render_report
 
+    allow_replacing_folders(force)
     if bool(scenarios) == bool(from_results):
         raise RoutesimError("give either scenario files to replay or --from RESULTS_DIR, not both or neither",
                             fix="routesim report SCENARIO... -o FILE, or routesim report --from RESULTS_DIR -o FILE")
@@ -162,6 +176,7 @@ def report(
         raise RoutesimError("--save and --baseline go with scenario files; --from re-renders what was saved",
                             fix="replay with 'routesim report SCENARIO... --baseline A.yaml -o FILE'")
     if from_results:
+        note_input(from_results)
         console.print(f"report: {render_report(from_results, out)}", highlight=False)
         return
     results = save or default_results_dir(out)
