@@ -102,6 +102,21 @@ def _count_nodes(root) -> None:
     size(root)
 
 
+def _check_flow_depth(text: str) -> None:
+    """Refuses deeply nested [ and { before PyYAML's scanner sees them: it keeps a possible key open per
+    level and rechecks them all at every token, so 50,000 levels take seconds before any limit applies.
+    Brackets inside quoted text are counted too, so this bound is loose: far above any real file's."""
+    depth = 0
+    for index, char in enumerate(text):
+        if char in "[{":
+            depth += 1
+            if depth > MAX_YAML_DEPTH:
+                raise _YamlLimit(f"is nested more than {MAX_YAML_DEPTH} levels deep",
+                                 yaml.Mark("", index, text.count("\n", 0, index), 0, None, None))
+        elif char in "]}":
+            depth = max(depth - 1, 0)
+
+
 def read_yaml(path: Path) -> Any:
     """Reads a YAML input (UTF-8, a byte-order mark allowed) within the limits above.
 
@@ -128,6 +143,7 @@ def read_yaml(path: Path) -> Any:
         raise RoutesimError(f"cannot read the file: {error.strerror}", where=str(path),
                             fix="check the path and its permissions") from None
     try:
+        _check_flow_depth(text)
         return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except _YamlLimit as error:
         where = f"{path}, line {error.mark.line + 1}" if error.mark else str(path)
