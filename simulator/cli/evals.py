@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -11,6 +10,7 @@ import typer
 
 from simulator.cli.console import GATE_FAILED, console
 from simulator.core.errors import RoutesimError
+from simulator.core.limits import MAX_RESAMPLES
 
 
 def register(app: typer.Typer) -> None:
@@ -55,7 +55,9 @@ def register(app: typer.Typer) -> None:
                               escalate_to=escalate_to, name=name or (emit.stem if emit else "lanes"))
         result = fit_lanes(data, prices, load_bars(bar, bars, bars_from), options, emit=emit)
         if as_json:
-            typer.echo(json.dumps(result, indent=2, default=str))
+            from simulator.core.outputs import json_output
+
+            typer.echo(json_output(result))
             return
         console.print(lanes_table(result))
         for line in lane_lines(result):
@@ -71,7 +73,7 @@ def register(app: typer.Typer) -> None:
     def gate(
         baseline: Annotated[Path, typer.Option(help="the scenario in production")],
         candidate: Annotated[Path, typer.Option(help="the scenario to ship")],
-        resamples: Annotated[int, typer.Option(help="paired bootstrap resamples")] = 1000,
+        resamples: Annotated[int, typer.Option(max=MAX_RESAMPLES, help="paired bootstrap resamples")] = 1000,
         seed: Annotated[int, typer.Option(help="random seed of the resampling")] = 0,
         confidence: Annotated[float, typer.Option(help="confidence of the intervals")] = 0.95,
         tolerance: Annotated[float, typer.Option(
@@ -90,7 +92,7 @@ def register(app: typer.Typer) -> None:
 
         from simulator.analyses.gate import GateOptions, parse_slice_tolerances, run_gate
         from simulator.cli.views import gate_table
-        from simulator.core.outputs import write_text_atomic
+        from simulator.core.outputs import json_output, write_text_atomic
         from simulator.report.gate import failure_lines, gate_markdown
 
         options = GateOptions(resamples=resamples, seed=seed, confidence=confidence, tolerance=tolerance,
@@ -100,7 +102,7 @@ def register(app: typer.Typer) -> None:
         if markdown:
             write_text_atomic(markdown, gate_markdown(result))
         if as_json:
-            typer.echo(json.dumps(result, indent=2))
+            typer.echo(json_output(result))
         else:
             console.print(gate_table(result))
             for line in failure_lines(result):

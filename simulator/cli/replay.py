@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -69,7 +68,9 @@ def replay(
         for outcome in outcomes:
             save_result(save, outcome.summary, outcome.replay.decisions, outcome.replay.calls)
     if as_json:
-        typer.echo(json.dumps(summaries, indent=2, default=str))
+        from simulator.core.outputs import json_output
+
+        typer.echo(json_output(summaries))
     else:
         console.print(comparison_table(summaries))
 

@@ -9,7 +9,6 @@ command runs, so the heavy libraries stay out of `routesim --help`.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ from simulator.analyses import drift, sweep, whatif
 from simulator.core.errors import RoutesimError
 from simulator.core.formats import count, metric, ms, pct, usd
 from simulator.core.metrics import METRICS
-from simulator.core.outputs import atomic_file, write_text_atomic
+from simulator.core.outputs import atomic_file, json_output, write_text_atomic
 from simulator.core.results import cheapest_meeting_bar
 from simulator.core.runner import Inputs, load_scenarios
 from simulator.core.scenario import load_scenario
@@ -159,7 +158,7 @@ def write_table(frame: pl.DataFrame, path: Path) -> None:
     """A table as CSV, Parquet or JSON (by the file's suffix), atomically."""
     suffix = Path(path).suffix.lower()
     writers = {".csv": frame.write_csv, ".parquet": frame.write_parquet,
-               ".json": lambda target: Path(target).write_text(json.dumps(frame.to_dicts(), indent=2) + "\n")}
+               ".json": lambda target: Path(target).write_text(json_output(frame.to_dicts()) + "\n")}
     if suffix not in writers:
         raise RoutesimError(f"cannot tell how to write {Path(path).name}", where="--out",
                             fix="name the file .csv, .parquet or .json")
@@ -220,7 +219,7 @@ def run_sweep(console: Console, scenario_path: Path, *, step: int, over: str | N
         report["holdout"] = {"fit_until": str(held.until), "fit": held.fit, "later": held.later,
                              "later_by_day": held.later_by_day, "hindsight": held.hindsight}
     if as_json:
-        console.print_json(json.dumps(report, default=str))
+        console.print_json(json_output(report))
         return
     marks = {}
     if result.current is not None:
@@ -283,7 +282,7 @@ def run_drift(console: Console, scenario_path: Path, *, every: str, settings: dr
                             fix="watch a scenario with a cascade")
     found = [drift.cascade_drift(result.decisions, plan, every, settings) for plan in plans]
     if as_json:
-        console.print_json(json.dumps({"scenario": scenario.name, "cascades": found}, default=str))
+        console.print_json(json_output({"scenario": scenario.name, "cascades": found}))
         return
     for cascade in found:
         test = cascade["drift"]
@@ -317,7 +316,7 @@ def run_whatif(console: Console, paths: list[Path], change: whatif.PriceChange, 
     scenarios = load_scenarios(paths)
     result = whatif.what_if(scenarios, Inputs(), change, target=target, points=points)
     if as_json:
-        console.print_json(json.dumps(result, default=str))
+        console.print_json(json_output(result))
         return
     cheapest = result["cheapest_meeting_bar"]
     table = Table(title=f"What if: {result['change']}",

@@ -16,6 +16,7 @@ CLI starts a command.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import stat
@@ -207,6 +208,23 @@ def write_text_atomic(path: Path, text: str) -> Path:
 def json_text(content) -> str:
     """JSON as routesim saves it: sorted keys, so equal content gives equal bytes."""
     return json.dumps(content, indent=2, sort_keys=True, default=str) + "\n"
+
+
+def finite_json(content):
+    """`content` with every NaN or infinite float replaced by None: JSON has no such numbers, and a reader
+    of `--json` output must be able to parse it with any JSON parser."""
+    if isinstance(content, float):
+        return content if math.isfinite(content) else None
+    if isinstance(content, dict):
+        return {key: finite_json(value) for key, value in content.items()}
+    if isinstance(content, (list, tuple)):
+        return [finite_json(value) for value in content]
+    return content
+
+
+def json_output(content) -> str:
+    """JSON for `--json`: always valid (no NaN, no Infinity), non-JSON values written as text."""
+    return json.dumps(finite_json(content), indent=2, default=str, allow_nan=False)
 
 
 def write_json_atomic(path: Path, content) -> Path:

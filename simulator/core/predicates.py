@@ -23,6 +23,7 @@ from sqlglot import exp
 from sqlglot.dialects.duckdb import DuckDB
 
 from simulator.core.errors import RoutesimError, did_you_mean
+from simulator.core.limits import MAX_PREDICATE_CHARS, MAX_PREDICATE_NESTING
 
 ALLOWED_NODES: tuple[type[exp.Expression], ...] = (
     exp.And, exp.Or, exp.Not, exp.Paren,
@@ -35,11 +36,6 @@ ALLOWED_NODES: tuple[type[exp.Expression], ...] = (
 # A column, a comparison and a number or a single-quoted string without backslashes, and nothing else.
 SIMPLE_COMPARISON = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=|<>|!=|<=|>=|<|>)\s*"
                                r"(-?[0-9]+(?:\.[0-9]+)?|'(?:[^'\\]|'')*')\s*")
-
-# Limits: a predicate is a condition a person writes. Deeper nesting than this makes the parser recurse
-# past Python's stack, and longer text is a sign of generated input gone wrong.
-MAX_PREDICATE_CHARS = 10_000
-MAX_PREDICATE_NESTING = 32  # levels of parentheses
 
 ALLOWED_FORMS = ("comparisons (= <> < <= > >=), AND/OR/NOT, + - * / %, IN (...), BETWEEN, LIKE/ILIKE, "
                  "IS [NOT] NULL, CASE WHEN, CAST, and the functions coalesce, lower, upper, length, abs")

@@ -9,12 +9,9 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from simulator.core.errors import RoutesimError, did_you_mean, visible
+from simulator.core.limits import MAX_YAML_BYTES, MAX_YAML_DEPTH, MAX_YAML_NODES
 
 
-# Limits on a YAML input. A scenario with 10,000 rules is about 0.5 MB and 4 levels deep.
-MAX_YAML_BYTES = 16 * 1024 * 1024
-MAX_YAML_DEPTH = 64  # nested mappings and lists
-MAX_YAML_NODES = 1_000_000  # values once every alias is expanded (stops "billion laughs" files)
 
 
 class _YamlLimit(Exception):

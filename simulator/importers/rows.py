@@ -20,15 +20,11 @@ from typing import Any
 
 import polars as pl
 
+from simulator.core import limits
 from simulator.core.errors import RoutesimError
 from simulator.importers.usage import AUTO, EXCLUSIVE, INCLUSIVE
 
 EXAMPLES = 3
-# Limits on what an import reads (see 'Reliability' in the README).
-MAX_COUNT = 1e15  # tokens in one call; far above any model's context, and exact in a float
-MAX_LINE_BYTES = 16 * 2**20  # one line of a JSON lines export
-MAX_ARCHIVE_RATIO = 100  # an archive may expand to 100x its size on disk ...
-MIN_ARCHIVE_ALLOWANCE = 64 * 2**20  # ... or to 64 MiB, whichever is larger
 BOM = "\ufeff"
 
 
@@ -183,8 +179,8 @@ def integer(value: Any, name: str) -> int | None:
         return None
     if parsed != int(parsed):
         raise BadRow(f"bad {name}", f"{name}={value!r} is not a whole number")
-    if parsed >= MAX_COUNT:
-        raise BadRow(f"bad {name}", f"{name}={value!r} is too large (the limit is {MAX_COUNT:.0e})")
+    if parsed >= limits.MAX_COUNT:
+        raise BadRow(f"bad {name}", f"{name}={value!r} is too large (the limit is {limits.MAX_COUNT:.0e})")
     return int(parsed)
 
 
@@ -445,15 +441,15 @@ def _open_error(path: Path, error: Exception) -> RoutesimError:
 
 
 def _lines(path: Path) -> Iterator[tuple[int, bytes | None]]:
-    """(number, line) per line, a byte-order mark stripped; None for a line longer than MAX_LINE_BYTES,
+    """(number, line) per line, a byte-order mark stripped; None for a line longer than limits.MAX_LINE_BYTES,
     which is skipped without being held in memory."""
     with path.open("rb") as handle:
         number_ = 0
-        while line := handle.readline(MAX_LINE_BYTES + 1):
+        while line := handle.readline(limits.MAX_LINE_BYTES + 1):
             number_ += 1
             if number_ == 1:
                 line = line.removeprefix(BOM.encode())
-            if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+            if len(line) > limits.MAX_LINE_BYTES and not line.endswith(b"\n"):
                 while (rest := handle.readline(1 << 20)) and not rest.endswith(b"\n"):
                     pass
                 yield number_, None
@@ -463,13 +459,13 @@ def _lines(path: Path) -> Iterator[tuple[int, bytes | None]]:
 
 def json_lines(path: Path, log: ImportLog) -> Iterator[tuple[str, Any]]:
     """(where, object) per non-empty line; a line that is not JSON, nested too deeply or longer than
-    MAX_LINE_BYTES is dropped and counted. A byte-order mark at the start is ignored."""
+    limits.MAX_LINE_BYTES is dropped and counted. A byte-order mark at the start is ignored."""
     try:
         for number_, raw in _lines(path):
             where = f"{path}, line {number_}"
             if raw is None:
                 log.rows_read += 1
-                log.drop("line too long", where, f"longer than {MAX_LINE_BYTES // 2**20} MiB")
+                log.drop("line too long", where, f"longer than {limits.MAX_LINE_BYTES // 2**20} MiB")
                 continue
             line = raw.decode("utf-8")
             if not line.strip():
@@ -507,13 +503,13 @@ def json_text(text: str | bytes, where: str) -> Any:
 
 
 def archive_members(path: Path, archive) -> None:
-    """Refuses a zip archive that would expand to more than MAX_ARCHIVE_RATIO times its size on disk
-    (or MIN_ARCHIVE_ALLOWANCE), before anything is decompressed. zipfile never reads past a member's
+    """Refuses a zip archive that would expand to more than limits.MAX_ARCHIVE_RATIO times its size on disk
+    (or limits.MIN_ARCHIVE_ALLOWANCE), before anything is decompressed. zipfile never reads past a member's
     declared size, so the declared sizes bound what is read."""
     expanded = sum(info.file_size for info in archive.infolist())
-    allowance = max(MIN_ARCHIVE_ALLOWANCE, MAX_ARCHIVE_RATIO * path.stat().st_size)
+    allowance = max(limits.MIN_ARCHIVE_ALLOWANCE, limits.MAX_ARCHIVE_RATIO * path.stat().st_size)
     if expanded > allowance:
-        raise RoutesimError(f"the archive expands to {expanded:,} bytes, more than {MAX_ARCHIVE_RATIO}x its size "
+        raise RoutesimError(f"the archive expands to {expanded:,} bytes, more than {limits.MAX_ARCHIVE_RATIO}x its size "
                             f"(the limit is {allowance:,} bytes)", where=str(path),
                             fix="this is not an archive the tool wrote; check the file, or import its JSON log")
 
