@@ -36,8 +36,13 @@ for group in COMMAND_GROUPS:
 
 
 def _print_error(label: str, text: str) -> None:
+    """Prints an error; invisible characters from the input (a byte-order mark, a zero-width space) are
+    shown escaped, so that what the message names can be typed back."""
     from rich.markup import escape
 
+    from simulator.core.errors import visible
+
+    text = "\n".join(visible(line) for line in text.split("\n"))
     errors.print(f"[bold red]{label}:[/bold red] {escape(text)}", highlight=False, soft_wrap=True)
 
 

@@ -30,6 +30,26 @@ def replay_scenarios(paths: list[Path], *, show_progress: bool = True):
     return outcomes
 
 
+def check_outputs(scenario_paths: list[Path], *, files=(), folders=(), saved_under: Path | None = None) -> None:
+    """Refuses bad destinations before any replay: every scenario, data folder and price sheet is an input.
+
+    `files` and `folders` are written as such; `saved_under` gets one folder per scenario name."""
+    from simulator.core.outputs import check_destination, note_input
+    from simulator.core.runner import load_scenarios
+
+    scenarios = load_scenarios(scenario_paths)
+    for scenario in scenarios:
+        note_input(scenario.data)
+        if scenario.prices:
+            note_input(scenario.prices)
+    for path in files:
+        if path is not None:
+            check_destination(path)
+    named = [saved_under / scenario.name for scenario in scenarios] if saved_under is not None else []
+    for path in [*folders, *named]:
+        check_destination(path, folder=True)
+
+
 def _write_decisions(path: Path, outcomes) -> None:
     import polars as pl
 
@@ -60,6 +80,7 @@ def replay(
     from simulator.core.results import save_result
 
     allow_replacing_folders(force)
+    check_outputs(scenarios, files=[decisions], saved_under=save)
     outcomes = replay_scenarios(scenarios, show_progress=not as_json)
     summaries = [outcome.summary for outcome in outcomes]
     if decisions:
@@ -165,7 +186,7 @@ def report(
     force: Annotated[bool, FORCE] = False,
 ):
     """Write a self-contained HTML report: replay and save results, or re-render saved ones (--from)."""
-    from simulator.core.outputs import allow_replacing_folders, note_input
+    from simulator.core.outputs import allow_replacing_folders, check_destination, note_input
     from simulator.core.scenario import load_scenario
     from simulator.report.build import default_results_dir, render_report
 
@@ -178,6 +199,7 @@ def report(
                             fix="replay with 'routesim report SCENARIO... --baseline A.yaml -o FILE'")
     if from_results:
         note_input(from_results)
+        check_destination(out)
         console.print(f"report: {render_report(from_results, out)}", highlight=False)
         return
     results = save or default_results_dir(out)
@@ -186,6 +208,7 @@ def report(
         baseline_name = load_scenario(baseline).name
         if baseline.resolve() not in {path.resolve() for path in scenarios}:
             scenarios = [baseline, *scenarios]
+    check_outputs(scenarios, files=[out], saved_under=results)
     _, report_path = _replay_into_report(scenarios, out, results, baseline_name)
     console.print(f"report: {report_path}", highlight=False)
     console.print(f"results: {results}", highlight=False)

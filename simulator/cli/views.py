@@ -21,7 +21,7 @@ from simulator.analyses import drift, sweep, whatif
 from simulator.core.errors import RoutesimError
 from simulator.core.formats import count, metric, ms, pct, usd
 from simulator.core.metrics import METRICS
-from simulator.core.outputs import atomic_file, json_output, write_text_atomic
+from simulator.core.outputs import STDOUT, atomic_file, json_output, write_text_atomic
 from simulator.core.results import cheapest_meeting_bar
 from simulator.core.runner import Inputs, load_scenarios
 from simulator.core.scenario import load_scenario
@@ -362,7 +362,7 @@ def run_import_litellm(console: Console, file: Path, *, as_of: dt.date, models: 
 
     sheet, keys = import_litellm(file, as_of, models, parse_renames(renames))
     text = render_sheet(sheet, file, as_of, keys)
-    if out is None:
+    if out is None or str(out) == STDOUT:
         console.out(text, end="", highlight=False)
         return
     write_text_atomic(out, text)

@@ -117,11 +117,29 @@ def load_results(folder: Path) -> list[SavedResult]:
                             fix="run 'routesim replay SCENARIO --save DIR' (or 'routesim report') first")
     results = []
     for path in summaries:
-        summary = json.loads(path.read_text())
-        version = summary.get("provenance", {}).get("schema_version")
-        if version != SCHEMA_VERSION:
-            raise RoutesimError(f"results schema version {version} is not {SCHEMA_VERSION}", where=str(path),
-                                fix="replay the scenarios again with this version of routesim")
+        summary = read_summary(path)
         results.append(SavedResult(summary=summary, decisions=pl.read_parquet(path.parent / DECISIONS_FILE),
                                    calls=pl.read_parquet(path.parent / CALLS_FILE)))
     return results
+
+
+REBUILD = ("rebuild the results with this version of routesim: 'routesim report SCENARIO... -o FILE --save DIR' "
+           "(or 'routesim replay SCENARIO... --save DIR')")
+
+
+def read_summary(path: Path) -> dict:
+    """A saved summary.json, refused (RoutesimError naming the rebuild command) when it is not JSON, not a
+    summary, or written by another schema version."""
+    path = Path(path)
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise RoutesimError(f"cannot read the saved summary: {error}", where=str(path), fix=REBUILD) from None
+    provenance = summary.get("provenance") if isinstance(summary, dict) else None
+    version = provenance.get("schema_version") if isinstance(provenance, dict) else None
+    if version != SCHEMA_VERSION:
+        older = isinstance(version, int) and version < SCHEMA_VERSION
+        raise RoutesimError(f"these results were saved with schema version {version}, "
+                            f"{'an older one than' if older else 'not'} this routesim's ({SCHEMA_VERSION})",
+                            where=str(path), fix=REBUILD)
+    return summary

@@ -24,8 +24,8 @@ from simulator.core.outputs import write_json_atomic, write_text_atomic
 from simulator.core.results import (
     CALLS_FILE,
     DECISIONS_FILE,
-    SCHEMA_VERSION,
     SUMMARY_FILE,
+    read_summary,
     save_result,
 )
 from simulator.core.runner import Inputs, Outcome, load_scenarios, run_scenario
@@ -133,12 +133,7 @@ def _summary(folder: Path, name: str) -> dict:
     if not path.is_file():
         raise RoutesimError(f"no saved result for scenario '{name}'", where=str(folder),
                             fix="run 'routesim report SCENARIO... -o FILE' again")
-    summary = _read_json(path)
-    version = summary.get("provenance", {}).get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise RoutesimError(f"results schema version {version} is not {SCHEMA_VERSION}", where=str(path),
-                            fix="replay the scenarios again with this version of routesim")
-    return summary
+    return read_summary(path)
 
 
 def _tables(folder: Path, summary: dict) -> dict:
