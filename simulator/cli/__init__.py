@@ -15,6 +15,7 @@ fast.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import sys
@@ -56,6 +57,13 @@ def _finite(ctx, param, value):
     return value
 
 
+@functools.cache
+def command_line():
+    """The click command of the app, built once per process: typer reads every command's signature to
+    build it, which costs more than running a small command."""
+    return _with_finite_floats(typer.main.get_command(app))
+
+
 def _with_finite_floats(command):
     for param in command.params:
         annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
@@ -91,8 +99,7 @@ def main() -> None:
     command = " ".join(["routesim", *[arg for arg in sys.argv[1:3] if not arg.startswith("-")]])
     try:
         # Without standalone mode click returns the code of a typer.Exit instead of exiting.
-        command_line = _with_finite_floats(typer.main.get_command(app))
-        sys.exit(command_line.main(args=sys.argv[1:], prog_name="routesim", standalone_mode=False) or 0)
+        sys.exit(command_line().main(args=sys.argv[1:], prog_name="routesim", standalone_mode=False) or 0)
     except RoutesimError as error:
         _print_error("error", error.render())
         sys.exit(BAD_INPUT)
