@@ -290,3 +290,32 @@ def test_invisible_characters_in_a_message_are_shown_escaped(cli, world):
     result = cli("replay", path)
     assert_bad_input(result, "\\u200b")
     assert "\u200b" not in result.err
+
+
+# Strings from data are escaped in every output format.
+
+def test_a_newline_or_bar_in_a_slice_name_cannot_break_the_gate_tables(cli, world, tmp_path):
+    odd = "con|tract\nnext *line*"
+    world.write_data(tiny_traffic().with_columns(pl.col("slice").replace("contract", odd)), tiny_outcomes())
+    markdown = tmp_path / "gate.md"
+    result = cli("gate", "--baseline", world.scenario(), "--candidate", world.scenario("other", policy={
+        "default": {"use": "big"}}), "--resamples", "50", "--markdown", markdown)
+    assert result.code in (0, 1), result.err
+    rows = [line for line in markdown.read_text().splitlines() if line.startswith("|")]
+    assert len(rows) == 2 + 3  # header, rule, overall and the two slices: no row was split
+    assert all(line.count("|") - line.count("\\|") == rows[0].count("|") for line in rows)
+    assert "con\\|tract\\\\u000anext \\*line\\*" in markdown.read_text()
+    assert "con|tract\\u000anext *line*" in result.out
+
+
+# Prompt text stays where it was.
+
+def test_prompt_text_columns_are_never_copied_into_outputs(cli, world, tmp_path):
+    secret = "PROMPT-TEXT-7f3a"
+    traffic = tiny_traffic().with_columns(pl.lit(secret).alias("prompt"), pl.lit(secret).alias("messages"))
+    world.write_data(traffic, tiny_outcomes().with_columns(pl.lit(secret).alias("completion")))
+    scenario = world.scenario()
+    assert cli("replay", scenario, "--decisions", tmp_path / "d.parquet", "--save", tmp_path / "saved").code == 0
+    assert cli("sweep", scenario, "-o", tmp_path / "points.csv").code == 0
+    written = [tmp_path / "d.parquet", tmp_path / "points.csv", *(tmp_path / "saved").rglob("*.*")]
+    assert len(written) > 3 and not [path for path in written if secret.encode() in path.read_bytes()]

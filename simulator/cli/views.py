@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from simulator.analyses import drift, sweep, whatif
-from simulator.core.errors import RoutesimError
+from simulator.core.errors import RoutesimError, visible
 from simulator.core.formats import count, metric, ms, pct, usd
 from simulator.core.metrics import METRICS
 from simulator.core.outputs import STDOUT, atomic_file, json_output, write_text_atomic
@@ -38,6 +38,12 @@ def _bar_verdict(failures: list[dict]) -> str:
     slices = sum(1 for failure in failures if failure["slice"] is not None)
     parts = (["overall"] if len(failures) > slices else []) + ([f"{slices} slice{'s' * (slices > 1)}"] if slices else [])
     return "no: " + " + ".join(parts)
+
+
+def inert(text) -> str:
+    """A string from the data made inert in a terminal table: rich markup escaped, and control or
+    invisible characters (a newline in a slice name) written as escapes such as \\u000a."""
+    return escape(visible(str(text)))
 
 
 def comparison_table(summaries: list[dict], title: str = "Replay comparison") -> Table:
@@ -75,7 +81,7 @@ def lanes_table(result: dict) -> Table:
     for position, group in enumerate(result["groups"]):
         for index, model in enumerate(group["models"]):
             mark = " ★" if model["model"] == group["lane"] else ""
-            table.add_row(escape(group["group"]) if index == 0 else "", escape(model["model"] + mark),
+            table.add_row(inert(group["group"]) if index == 0 else "", inert(model["model"]) + mark,
                           f"{count(model['requests'])}/{count(group['requests'])}"
                           if model["requests"] != group["requests"] else count(model["requests"]),
                           pct(model["pass_rate"]), f"{pct(model['pass_rate_low'])} – {pct(model['pass_rate_high'])}",
@@ -115,7 +121,7 @@ def out_of_sample_table(result: dict) -> Table:
         style = "bold red" if group["group"] in check["failed_out_of_sample"] else None
         in_sample = group["in_sample"] + (f", {pct(group['in_sample_pass_rate'])}"
                                           if group["in_sample_pass_rate"] is not None else "")
-        table.add_row(escape(group["group"]), escape(group["route_to"]), in_sample, count(group["requests"]),
+        table.add_row(inert(group["group"]), inert(group["route_to"]), in_sample, count(group["requests"]),
                       pct(group["pass_rate"]), f"{pct(group['pass_rate_low'])} – {pct(group['pass_rate_high'])}",
                       pct(group["bar"]), verdict, style=style)
     return table
@@ -350,7 +356,7 @@ def run_whatif(console: Console, paths: list[Path], change: whatif.PriceChange, 
         for before, after in zip(now.get("cascades", []), then.get("cascades", [])):
             verdict = ("undefined" if after["cheaper_than_last"] is None else
                        "cheaper than its last step" if after["cheaper_than_last"] else "costs more than its last step")
-            breakeven.add_row(now["policy"], before["plan"], " → ".join(before["steps"]), pct(before["escalation_rate"]),
+            breakeven.add_row(now["policy"], inert(before["plan"]), " → ".join(before["steps"]), pct(before["escalation_rate"]),
                               pct(before["break_even_rate"]), pct(after["break_even_rate"]), verdict)
     if breakeven.row_count:
         console.print(breakeven)

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import html
 
+from simulator.core.errors import visible
 from simulator.core.formats import DASH, count, pct, points, signed_ms, signed_pct, usd
 
 
 def scope(row: dict) -> str:
-    return "overall" if row["slice"] is None else row["slice"]
+    """The row's slice as shown in every format: a newline or other invisible character in a slice name
+    is written as its escape (\\u000a), so it cannot break a table row."""
+    return "overall" if row["slice"] is None else visible(row["slice"])
 
 
 def cells(row: dict) -> dict[str, str]:
@@ -65,12 +68,14 @@ def settings(result: dict) -> str:
 
 
 def failure_lines(result: dict) -> list[str]:
-    return [f"{'overall' if failure['slice'] is None else failure['slice']}: {failure['message']}"
+    return [f"{'overall' if failure['slice'] is None else visible(failure['slice'])}: {failure['message']}"
             for failure in result["failures"]]
 
 
 def _markdown_text(text: str) -> str:
-    escaped = html.escape(str(text), quote=False)
+    """Text made inert in Markdown: control characters escaped (a newline would end a table row), HTML
+    escaped, and every character Markdown gives a meaning backslash-escaped (| would split a cell)."""
+    escaped = html.escape(visible(str(text)), quote=False)
     for character in "\\`*_[]|#$":
         escaped = escaped.replace(character, "\\" + character)
     return escaped
