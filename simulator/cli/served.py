@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -33,8 +32,10 @@ def coverage(
                                 fix="check scenarios against the data folder they name")
         rows.append(scenario_coverage(scenario, dataset, inputs.prices(scenario.prices)))
     if as_json:
-        typer.echo(json.dumps({"answers": answers.to_dicts(),
-                               "scenarios": [{**row.__dict__, "share": row.share} for row in rows]}, indent=2))
+        from simulator.core.outputs import json_output
+
+        typer.echo(json_output({"answers": answers.to_dicts(),
+                                "scenarios": [{**row.__dict__, "share": row.share} for row in rows]}))
         return
     from simulator.cli.served_views import answers_table, scenarios_table
 
@@ -77,7 +78,9 @@ def estimate(
         else:
             raise RoutesimError(f"unknown method '{method}'", where="--method", fix="use design-weighted or off-policy")
     if as_json:
-        typer.echo(json.dumps([result.as_dict() for result in results], indent=2))
+        from simulator.core.outputs import json_output
+
+        typer.echo(json_output([result.as_dict() for result in results]))
         return
     from simulator.cli.served_views import estimates_table
 

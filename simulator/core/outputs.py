@@ -26,10 +26,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import polars as pl
+from typing import TYPE_CHECKING
 
 from simulator.core.errors import RoutesimError
+
+if TYPE_CHECKING:  # the CLI imports this module before any command runs; polars loads only to write Parquet
+    import polars as pl
 
 # Every folder routesim writes holds this file, so a later run knows it may replace the folder.
 MARKER = ".routesim-output"

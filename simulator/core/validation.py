@@ -126,6 +126,9 @@ def read_yaml(path: Path) -> Any:
     if path.is_dir():
         raise RoutesimError(f"{path} is a folder, but a YAML file is expected here", where=str(path),
                             fix="give the path of the .yaml file (a scenario or price sheet), not of a folder")
+    if path.exists() and not path.is_file():
+        raise RoutesimError(f"{path} is not a regular file (a device, FIFO or socket)", where=str(path),
+                            fix="give the path of the .yaml file")
     if not path.is_file():
         raise RoutesimError(f"file not found: {path}", fix="check the path")
     note_input(path)
