@@ -88,6 +88,12 @@ def test_dash_writes_a_text_output_to_stdout(cli, tmp_path):
     assert not (tmp_path / "-").exists()
 
 
+def test_dash_for_a_binary_output_is_refused_not_a_file_named_dash(cli, world, monkeypatch):
+    monkeypatch.chdir(world.folder)
+    assert_bad_input(cli("replay", world.scenario(), "--decisions", "-"), "'-' (stdout) is taken only by text")
+    assert not (world.folder / "-").exists()
+
+
 def test_a_folder_is_replaced_only_when_routesim_wrote_it_or_with_force(cli, world, tmp_path):
     results = tmp_path / "results"
     assert cli("replay", world.scenario(), "--save", results).code == 0

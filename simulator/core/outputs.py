@@ -83,6 +83,10 @@ def check_destination(path: Path, *, folder: bool = False, updating: bool = Fals
     `folder` says whether a folder (else a file) is written there; `updating` that the destination is an
     input the command updates on purpose (`import --merge` onto its own data folder).
     """
+    if str(path) == STDOUT:
+        raise RoutesimError("'-' (stdout) is taken only by text outputs", where=str(path),
+                            fix="give a file name; '-' works for gate --markdown, lanes --emit and "
+                                "prices import-litellm -o")
     path = Path(path)
     target = _resolved(path)
     for source in sorted(_run.inputs):
