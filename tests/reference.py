@@ -13,10 +13,16 @@ Semantics (the spec the engine claims to follow):
 - Retry: while the latest answer matches `retry.when` and attempts remain, walk `retry.to` once; a
   target without its next sample is skipped (k >= 1) or is a missing outcome (k == 0).
 - Missing outcomes: with on_missing=error the replay fails; with skip the request is left out.
-- Pricing: per call, the sheet entry in force at the request's ts, else the recorded cost_usd; a step's
-  checker adds its cost and latency to that call. Money is whole nano-dollars: a sheet price is the exact
-  rational cost (prices as written in decimal) rounded half to even, a recorded or checker cost is
-  round(cost_usd * 1e9) (Python's round: half to even). Totals are integer sums; dollars are nanos / 1e9.
+- Pricing: per call, the sheet entry in force at the request's ts, else the recorded cost_usd; a call
+  with zero input and output tokens and a recorded cost > 0 (usage missing) at its recorded cost. Within
+  the entry: the prices of the call's service tier (the step's, else the plan's, else standard; the
+  retry's own), and of that tier's highest context tier whose above_input_tokens the input exceeds.
+  Each kind of token at its price (a kind without one falls back as the README says), the per-request
+  fee, all times (1 - discount). A step's checker adds its cost and latency to that call. A batch call
+  has no latency: its request's latency is None and latency percentiles leave it out. Money is whole
+  nano-dollars: a sheet price is the exact rational cost (prices as written in decimal) rounded half to
+  even, a recorded or checker cost is round(cost_usd * 1e9) (Python's round: half to even). Totals are
+  integer sums; dollars are nanos / 1e9.
 - NULL predicate results count as false.
 """
 
@@ -59,6 +65,10 @@ class Unpriceable(ReferenceFailure):
 
 class NoRequests(ReferenceFailure):
     """The window (and sample) leave nothing to replay."""
+
+
+class AllSkipped(ReferenceFailure):
+    """on_missing=skip left out every request."""
 
 
 @dataclass
@@ -143,19 +153,46 @@ def recorded_nanos(usd: float) -> int:
     return round(usd * NANO)
 
 
-def model_cost(sheet: PriceSheet | None, answer: dict, at: dt.datetime) -> int:
+def _price(rates, kind: str) -> float:
+    """USD per million tokens of one kind, falling back as the README's price-sheet section says."""
+    own = getattr(rates, kind)
+    if own is not None:
+        return own
+    fallback = {"cached_input": "input", "cache_write_input": "input", "cache_write_1h_input": "cache_write_input",
+                "reasoning_output": "output"}[kind]
+    return _price(rates, fallback)
+
+
+def usage_missing(answer: dict) -> bool:
+    return (answer["input_tokens"] == 0 and answer["output_tokens"] == 0 and answer["cost_usd"] is not None
+            and answer["cost_usd"] > 0)
+
+
+def model_cost(sheet: PriceSheet | None, answer: dict, at: dt.datetime, tier: str = "standard") -> int:
     """Whole nano-dollars of one call."""
     model = answer["model"]
-    if sheet is not None and model in sheet.models:
+    if sheet is not None and model in sheet.models and not usage_missing(answer):
         entry = entry_in_force(sheet, model, at)
         if entry is None:
             raise Unpriceable(f"{model} has no price entry in force at {at}")
-        cached = answer["cached_input_tokens"] or 0
-        cached_price = entry.input if entry.cached_input is None else entry.cached_input
+        base = entry if tier == "standard" else getattr(entry, tier)
+        if base is None:
+            raise Unpriceable(f"{model} has no {tier} prices")
+        rates = base
+        for context in base.tiers:  # the highest tier the input exceeds
+            if answer["input_tokens"] > context.above_input_tokens:
+                rates = context
+        cached = answer.get("cached_input_tokens") or 0
+        write = answer.get("cache_write_input_tokens") or 0
+        write_1h = answer.get("cache_write_1h_input_tokens") or 0
+        reasoning = answer.get("reasoning_output_tokens") or 0
+        counts = {"input": answer["input_tokens"] - cached - write - write_1h, "cached_input": cached,
+                  "cache_write_input": write, "cache_write_1h_input": write_1h,
+                  "output": answer["output_tokens"] - reasoning, "reasoning_output": reasoning}
         # USD per million tokens, exactly: the rational cost in dollars, then rounded once to nano-dollars.
-        exact = ((answer["input_tokens"] - cached) * _written(entry.input)
-                 + cached * _written(cached_price)
-                 + answer["output_tokens"] * _written(entry.output)) / 1_000_000 + _written(entry.per_request)
+        per_million = sum(counts[kind] * _written(_price(rates, kind)) for kind in counts)
+        discount = sheet.discount if entry.discount is None else entry.discount
+        exact = (per_million / 1_000_000 + _written(entry.per_request)) * (1 - _written(discount))
         return round(exact * NANO)  # round() of a Fraction: nearest integer, ties to even
     if answer["cost_usd"] is None:
         raise Unpriceable(f"{model} is not in the sheet and has no recorded cost")
@@ -233,20 +270,21 @@ def reference_replay(scenario, traffic: pl.DataFrame, outcomes: pl.DataFrame,
         calls: list[tuple[str, str]] = []  # (model, price source) of every call, checkers included
         missing_model = None
 
-        def call(model: str, checker=None) -> dict | None:
+        def call(model: str, tier: str, checker=None) -> dict | None:
             nonlocal total_cost, total_latency
             answer = answers.get((request_id, model, calls_of[model]))
             if answer is None:
                 return None
-            cost = model_cost(sheet, answer, ts)
-            latency = float(answer["latency_ms"])
-            calls.append((model, "sheet" if sheet is not None and model in sheet.models else "recorded"))
+            cost = model_cost(sheet, answer, ts, tier)
+            latency = None if tier == "batch" else float(answer["latency_ms"])
+            by_sheet = sheet is not None and model in sheet.models and not usage_missing(answer)
+            calls.append((model, "sheet" if by_sheet else "recorded"))
             if checker is not None:
                 cost = cost + recorded_nanos(checker.cost_usd)
-                latency = latency + checker.latency_ms
+                latency = None if latency is None else latency + checker.latency_ms
                 calls.append((checker.name, "checker"))
             total_cost += cost
-            total_latency += latency
+            total_latency = None if total_latency is None or latency is None else total_latency + latency
             calls_of[model] += 1
             models_called.append(model)
             return answer
@@ -254,7 +292,7 @@ def reference_replay(scenario, traffic: pl.DataFrame, outcomes: pl.DataFrame,
         final = None
         steps_taken = 0
         for step_index, step in enumerate(steps):
-            answer = call(step.model, step.checker)
+            answer = call(step.model, step.service_tier, step.checker)
             if answer is None:
                 missing_model = step.model
                 break
@@ -274,7 +312,7 @@ def reference_replay(scenario, traffic: pl.DataFrame, outcomes: pl.DataFrame,
                 if not matching or retry_attempts == policy.retry.attempts_allowed:
                     break
                 sample = calls_of[model]
-                answer = call(model)
+                answer = call(model, policy.retry.service_tier)
                 if answer is None:
                     if sample == 0:
                         missing_model = model
@@ -290,7 +328,8 @@ def reference_replay(scenario, traffic: pl.DataFrame, outcomes: pl.DataFrame,
             continue
 
         for model, source in calls:
-            price_sources[model] = source
+            if price_sources.get(model) != "sheet":  # a model the sheet priced at least once is "sheet"
+                price_sources[model] = source
         decisions.append({
             "request_id": request_id,
             "ts": ts,
@@ -315,6 +354,8 @@ def reference_replay(scenario, traffic: pl.DataFrame, outcomes: pl.DataFrame,
     by_model = dict(sorted(missing.items()))
     if by_model and scenario.on_missing == "error":
         raise MissingOutcomes(by_model)
+    if by_model and not decisions:
+        raise AllSkipped(f"every request was skipped for missing outcomes {by_model}")
     summary = summarise_by_hand(decisions)
     summary["coverage"] = Coverage(requests_in_window=in_window, requests_selected=len(requests),
                                    requests_replayed=len(decisions),
@@ -339,7 +380,7 @@ def _mean(values: list[float]) -> float | None:
 def summarise_by_hand(decisions: list[dict]) -> dict:
     n = len(decisions)
     total_cost = sum(decision["cost_nano_usd"] for decision in decisions) / NANO
-    latencies = [decision["latency_ms"] for decision in decisions]
+    latencies = [decision["latency_ms"] for decision in decisions if decision["latency_ms"] is not None]
     multi = [decision for decision in decisions if decision["multi_step"]]
 
     def percentile(q: float) -> float | None:

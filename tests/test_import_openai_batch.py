@@ -36,8 +36,10 @@ def test_chat_and_responses_bodies_map_with_cached_tokens_inside_the_prompt(cli,
 def test_failed_requests_without_an_answer_are_dropped_with_their_error(cli, tmp_path):
     cli("import", "openai-batch", OUTPUT, "-o", tmp_path / "data", "--assume-latency-ms", "2000", "--assume-passed")
     report = read_import(tmp_path / "data").report[0]
-    failed = report["dropped"]["request failed in the batch (no answer, no usage)"]
-    assert failed["rows"] == 2
-    assert failed["examples"][0].endswith("custom_id faq-004: status None, error batch_expired")
+    expired = report["dropped"]["request failed in the batch: batch_expired (timeout)"]
+    assert expired["examples"][0].endswith("custom_id faq-004: status None, error batch_expired: This request could "
+                                           "not be executed before the completion window expired.")
+    invalid = report["dropped"]["request failed in the batch: invalid_request_error (other)"]
+    assert invalid["examples"][0].endswith("status 400, error empty_array: Invalid 'messages': empty array.")
     assert report["ignored"] == {"object = list": 1}  # an embeddings body
     assert any("latency_source = 'assumed'" in note for note in report["assumptions"])

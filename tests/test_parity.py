@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 
+import polars as pl
 import pytest
 
 from simulator.core.errors import RoutesimError
@@ -29,6 +30,7 @@ from simulator.core.metrics import METRIC_NAMES
 from tests.reference import (
     DECISION_KEYS,
     MissingOutcomes,
+    AllSkipped,
     NoRequests,
     ReferenceFailure,
     Unpriceable,
@@ -38,7 +40,7 @@ from tests.worlds import World, random_world, replay_frames
 
 SEEDS = range(300)
 # What the engine's RoutesimError says for each failure the reference can hit.
-FAILURE_MESSAGES = {NoRequests: "no requests to replay", Unpriceable: "cannot be priced",
+FAILURE_MESSAGES = {NoRequests: "no requests to replay", AllSkipped: "nothing is left to replay", Unpriceable: "cannot be priced",
                     MissingOutcomes: "the policy needs outcomes that are missing from the data"}
 
 FLOAT_KEYS = ("cost_nano_usd", "cost_usd", "latency_ms")
@@ -145,6 +147,20 @@ def test_random_worlds_cover_every_feature():
             "samples 1 and 2": world.outcomes["sample"].max() >= 2,
             "null confidence": world.outcomes["confidence"].null_count() > 0,
             "zoned timestamps": world.traffic.schema["ts"].time_zone not in (None, "UTC"),
+            "cache writes": "cache_write_1h_input_tokens" in world.outcomes.columns
+                            and world.outcomes["cache_write_1h_input_tokens"].drop_nulls().sum() > 0,
+            "reasoning tokens": "reasoning_output_tokens" in world.outcomes.columns
+                                and world.outcomes["reasoning_output_tokens"].drop_nulls().sum() > 0,
+            "no optional columns": "reasoning_output_tokens" not in world.outcomes.columns,
+            "usage missing": world.outcomes.filter((pl.col("input_tokens") == 0) & (pl.col("output_tokens") == 0)
+                                                   & (pl.col("cost_usd") > 0)).height > 0,
+            "context tiers": bool(sheet and any(entry.tiers for entries in sheet.models.values() for entry in entries)),
+            "service tier prices": bool(sheet and any(entry.batch or entry.priority
+                                                      for entries in sheet.models.values() for entry in entries)),
+            "discount": bool(sheet and (sheet.discount or any(entry.discount for entries in sheet.models.values()
+                                                              for entry in entries))),
+            "batch step": any(step.service_tier == "batch" for steps in plans for step in steps),
+            "priority retry": bool(policy.retry and policy.retry.service_tier == "priority"),
         }
         seen |= {name for name, present in features.items() if present}
     assert seen == set(features)

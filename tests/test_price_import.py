@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -30,7 +32,7 @@ def litellm(tmp_path):
 
 def test_a_litellm_entry_converted_by_hand(cli, litellm, tmp_path):
     """gpt-4o-mini: 1.5e-07 USD/token = 0.15 USD per million input tokens, cached 7.5e-08 = 0.075, output
-    6e-07 = 0.6. The batch price is not imported. claude-x is the one key ending in '/claude-x'."""
+    6e-07 = 0.6. The batch input price alone (no batch output price) is not imported. claude-x is the one key ending in '/claude-x'."""
     out = tmp_path / "sheets" / "litellm.yaml"
     result = cli("prices", "import-litellm", litellm, "--as-of", "2026-11-16", "--models", "gpt-4o-mini,claude-x",
                  "--as", "flagship=azure/eu/gpt-4o", "-o", out)
@@ -74,3 +76,78 @@ def test_unreadable_file_and_bad_date(cli, litellm, tmp_path):
     assert result.code == 2 and "is not JSON" in result.err
     result = cli("prices", "import-litellm", litellm, "--as-of", "16.11.2026", "--models", "gpt-4o-mini")
     assert result.code == 2 and "as a date" in result.err
+
+
+PACKAGED = Path(__file__).resolve().parent.parent / "data" / "price-sheets" / "litellm-1.110.2" / \
+    "model_prices_and_context_window.json"
+
+
+@pytest.fixture(scope="module")
+def packaged():
+    """Claude, Gemini, Grok and GPT models of the packaged LiteLLM 1.110.2 price file, imported once."""
+    from simulator.importers.litellm_prices import import_litellm  # noqa: PLC0415
+
+    sheet, keys, unmapped = import_litellm(PACKAGED, dt.date(2026, 11, 30),
+                                           ["claude-sonnet-4-5", "gemini-2.5-pro", "xai/grok-4.20", "gpt-5.4",
+                                            "dashscope/qwen-plus-2025-07-28"])
+    return sheet["models"], unmapped
+
+
+def test_claude_cache_writes_and_batch_prices_from_the_packaged_file(packaged):
+    """claude-sonnet-4-5: cache_creation_input_token_cost 3.75e-06 (5-minute write, 1.25 x input) and its
+    _above_1hr 6e-06 (2 x input); the _batches keys are absolute batch prices, the cache reads' discount
+    (0.15 of 0.3) written apart from the input's (1.5 of 3)."""
+    models, unmapped = packaged
+    (claude,) = models["claude-sonnet-4-5"]
+    assert (claude["input"], claude["cached_input"], claude["cache_write_input"], claude["cache_write_1h_input"],
+            claude["output"]) == (3.0, 0.3, 3.75, 6.0, 15.0)
+    assert claude["batch"] == {"input": 1.5, "cached_input": 0.15, "cache_write_input": 1.875, "output": 7.5}
+    assert unmapped["claude-sonnet-4-5"] == ["search_context_cost_per_query"]
+
+
+def test_gemini_and_gpt_tiers_per_service_tier(packaged):
+    """gemini-2.5-pro above 200k: 2.5 / 0.25 / 15; priority 2.25 / 18 and above 200k 4.5 / 27 (combined
+    _above_200k_tokens_priority keys); gpt-5.4 above 272k: 5 / 0.5 / 22.5, batch above 272k 2.5 / 11.25."""
+    models, _ = packaged
+    (gemini,) = models["gemini-2.5-pro"]
+    assert gemini["tiers"] == [{"above_input_tokens": 200_000, "input": 2.5, "cached_input": 0.25,
+                                "cache_write_input": 0.25, "output": 15.0}]
+    assert (gemini["priority"]["input"], gemini["priority"]["output"]) == (2.25, 18.0)
+    assert gemini["priority"]["tiers"] == [{"above_input_tokens": 200_000, "input": 4.5, "cached_input": 0.45,
+                                            "output": 27.0}]
+    assert (gemini["flex"]["input"], gemini["batch"]["input"]) == (0.625, 0.625)
+    (gpt,) = models["gpt-5.4"]
+    assert gpt["tiers"] == [{"above_input_tokens": 272_000, "input": 5.0, "cached_input": 0.5, "output": 22.5}]
+    assert gpt["batch"]["tiers"] == [{"above_input_tokens": 272_000, "input": 2.5, "cached_input": 0.25,
+                                      "output": 11.25}]
+    assert gpt["priority"] == {"input": 5.0, "cached_input": 0.5, "output": 30.0}
+
+
+def test_grok_tiers_and_tiered_pricing_lists_with_reasoning(packaged):
+    """xai/grok-4.20 above 200k: 2.5 / 0.4 / 5 (batch 2 / 0.32 / 4). qwen-plus's tiered_pricing ranges
+    [0, 256000] and [256000, 1000000]: the base 0.4 / 1.2 with reasoning 4, a tier above 256k 1.2 / 3.6
+    with reasoning 12."""
+    models, unmapped = packaged
+    (grok,) = models["xai/grok-4.20"]
+    assert grok["tiers"] == [{"above_input_tokens": 200_000, "input": 2.5, "cached_input": 0.4, "output": 5.0}]
+    assert grok["batch"]["tiers"][0]["input"] == 2.0
+    (qwen,) = models["dashscope/qwen-plus-2025-07-28"]
+    assert (qwen["input"], qwen["output"], qwen["reasoning_output"]) == (0.4, 1.2, 4.0)
+    assert qwen["tiers"] == [{"above_input_tokens": 256_000, "input": 1.2, "output": 3.6, "reasoning_output": 12.0}]
+    assert unmapped["xai/grok-4.20"] == ["input_cost_per_image_token"]
+
+
+def test_every_suffix_of_the_packaged_file_maps_or_is_listed(cli, tmp_path):
+    """Every _above_<N>k_tokens suffix of the file parses (32k to 512k all occur); the command lists the
+    keys it could not map per model."""
+    from simulator.importers.litellm_prices import KEY, read_litellm  # noqa: PLC0415
+
+    thresholds = {int(match["thousands"]) for values in read_litellm(PACKAGED).values() for key in values
+                  if (match := KEY.fullmatch(key)) and match["thousands"]}
+    assert {32, 128, 200, 256, 272, 512} <= thresholds
+    out = tmp_path / "sheet.yaml"
+    result = cli("prices", "import-litellm", PACKAGED, "--as-of", "2026-11-30", "--models", "gemini-2.5-pro", "-o", out)
+    assert result.code == 0, result.err
+    assert "gemini-2.5-pro: not mapped: google_maps_grounding_cost_per_query, search_context_cost_per_query" in result.out
+    assert "litellm-1.110.2/model_prices_and_context_window.json" in out.read_text()
+    assert load_prices(out).models["gemini-2.5-pro"][0].priority.tiers[0].above_input_tokens == 200_000

@@ -110,6 +110,16 @@ def test_sweep_command_prints_calibration_and_writes_every_point(cli, four, tmp_
     assert [p["threshold"] for p in json.loads(result.out)["points"]][:3] == [0.5, 0.7, 0.9]
 
 
+def test_the_accept_nothing_threshold_prints_above_the_largest_value(cli, four):
+    """The last point's threshold is the float just above 0.9; rounded to 6 digits it would read 0.9, the
+    threshold that accepts a."""
+    world, *_ = four
+    result = cli("sweep", world.folder / "cascade.yaml", "--over", "confidence")
+    assert result.code == 0, result.err
+    rows = [line for line in result.out.splitlines() if "0.9" in line]
+    assert any("> 0.9 " in line for line in rows) and any(" 0.9 " in line and "> 0.9" not in line for line in rows)
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--step", "1"], "is the last step of plan 'default'"),
     (["--step", "5"], "there is no step 5"),

@@ -57,7 +57,11 @@ OUTCOME_SCHEMA = {
     "hard_check_ok": pl.Boolean,
     "cost_usd": pl.Float64,
     "grader": pl.String,
+    "cache_write_input_tokens": pl.Int64,
+    "cache_write_1h_input_tokens": pl.Int64,
+    "reasoning_output_tokens": pl.Int64,
 }
+OPTIONAL_OUTCOME_COLUMNS = ("cache_write_input_tokens", "cache_write_1h_input_tokens", "reasoning_output_tokens")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -103,7 +107,8 @@ def traffic_frame(rows: list[dict]) -> pl.DataFrame:
 def outcome_frame(rows: list[dict]) -> pl.DataFrame:
     """Outcome rows as a typed frame; unspecified optional columns default to sensible values."""
     defaults = {"sample": 0, "cached_input_tokens": None, "ttft_ms": None, "score": None, "confidence": None,
-                "checker_score": None, "hard_check_ok": True, "cost_usd": None, "grader": "deterministic"}
+                "checker_score": None, "hard_check_ok": True, "cost_usd": None, "grader": "deterministic",
+                **dict.fromkeys(OPTIONAL_OUTCOME_COLUMNS)}
     return pl.DataFrame([{**defaults, **row} for row in rows], schema=OUTCOME_SCHEMA)
 
 
@@ -189,13 +194,23 @@ def _outcome(g: _Gen, request: dict, model: str, sample: int, quality: float) ->
         input_tokens = g.int(0, 9000)
     latency = g.uniform(20, 9000) if g.chance(0.7) else float(g.int(20, 9000))
     passed = g.chance(quality)
+    output_tokens = g.int(0, 2500)
+    if g.chance(0.03):  # a call whose usage was lost: zero tokens beside its recorded cost
+        input_tokens = output_tokens = 0
+    # Cache reads and writes are parts of the input, reasoning part of the output.
+    cached = None if g.chance(0.3) else g.int(0, input_tokens)
+    write = None if g.chance(0.5) else g.int(0, input_tokens - (cached or 0))
+    write_1h = None if g.chance(0.6) else g.int(0, input_tokens - (cached or 0) - (write or 0))
     return {
         "request_id": request["request_id"],
         "model": model,
         "sample": sample,
         "input_tokens": input_tokens,
-        "cached_input_tokens": None if g.chance(0.3) else g.int(0, input_tokens),
-        "output_tokens": g.int(0, 2500),
+        "cached_input_tokens": cached,
+        "cache_write_input_tokens": write,
+        "cache_write_1h_input_tokens": write_1h,
+        "reasoning_output_tokens": None if g.chance(0.5) else g.int(0, output_tokens),
+        "output_tokens": output_tokens,
         "latency_ms": latency,
         "ttft_ms": None if g.chance(0.5) else latency * g.uniform(0, 1),
         "passed": passed,
@@ -226,6 +241,8 @@ def _outcomes(g: _Gen, traffic: pl.DataFrame, models: list[str], listed: set[str
     # A recorded cost may be missing where the sheet prices the model anyway.
     null_cost = pl.col("model").is_in(sorted(listed)) & pl.Series([g.chance(0.2) for _ in rows], dtype=pl.Boolean)
     frame = frame.with_columns(pl.when(null_cost).then(None).otherwise(pl.col("cost_usd")).alias("cost_usd"))
+    if g.chance(0.3):  # a log without the optional columns
+        frame = frame.drop(OPTIONAL_OUTCOME_COLUMNS)
     return frame.sample(fraction=1.0, shuffle=True, seed=g.int(0, 2**31))
 
 
@@ -233,6 +250,7 @@ def _sheet(g: _Gen, models: list[str], days: int) -> tuple[PriceSheet | None, se
     if g.chance(0.15):
         return None, set()
     listed = [model for model in models if g.chance(0.7)]
+    everywhere = {tier for tier in SERVICE_TIERS if g.chance(0.6)}  # service tiers every entry prices
     sheet = {}
     for model in listed:
         first = FIRST_DAY - dt.timedelta(days=g.int(0, 30))
@@ -243,17 +261,39 @@ def _sheet(g: _Gen, models: list[str], days: int) -> tuple[PriceSheet | None, se
             starts.add(FIRST_DAY + dt.timedelta(days=g.int(1, days)))
         entries = []
         for start in sorted(starts):
-            entries.append({
-                "effective_from": start,
-                "input": g.uniform(0.05, 20),
-                "cached_input": None if g.chance(0.4) else g.uniform(0.01, 5),
-                "output": g.uniform(0.1, 60),
-                "per_request": 0.0 if g.chance(0.6) else g.uniform(0, 0.01),
-            })
+            entry = {"effective_from": start, **_rates(g),
+                     "per_request": 0.0 if g.chance(0.6) else g.uniform(0, 0.01)}
+            if g.chance(0.4):
+                entry["tiers"] = _context_tiers(g)
+            for tier in SERVICE_TIERS:
+                if tier in everywhere or g.chance(0.3):
+                    entry[tier] = {**_rates(g), **({"tiers": _context_tiers(g)} if g.chance(0.3) else {})}
+            if g.chance(0.2):
+                entry["discount"] = g.pick([0.0, 0.1, 0.25, g.uniform(0, 0.5)])
+            entries.append(entry)
         if g.chance(0.5):
             entries.reverse()  # the sheet sorts its entries itself
         sheet[model] = entries
-    return PriceSheet.model_validate({"models": sheet, "source": "random world"}), set(listed)
+    discount = {"discount": g.uniform(0, 0.3)} if g.chance(0.2) else {}
+    return PriceSheet.model_validate({"models": sheet, "source": "random world", **discount}), set(listed)
+
+
+SERVICE_TIERS = ("batch", "flex", "priority")
+
+
+def _rates(g: _Gen) -> dict:
+    """USD per million tokens of each kind; the optional kinds are often left to their fallbacks."""
+    return {"input": g.uniform(0.05, 20), "output": g.uniform(0.1, 60),
+            "cached_input": None if g.chance(0.4) else g.uniform(0.01, 5),
+            "cache_write_input": None if g.chance(0.5) else g.uniform(0.05, 25),
+            "cache_write_1h_input": None if g.chance(0.6) else g.uniform(0.1, 40),
+            "reasoning_output": None if g.chance(0.6) else g.uniform(0.1, 80)}
+
+
+def _context_tiers(g: _Gen) -> list[dict]:
+    """One or two long-context tiers, at input sizes the worlds' calls reach (some exactly)."""
+    bounds = sorted({g.pick([1000, 3000, 6000, 8000]) for _ in range(g.int(1, 2))})
+    return [{"above_input_tokens": bound, **_rates(g)} for bound in bounds]
 
 
 def _comparison(g: _Gen, column: str) -> str:
@@ -303,9 +343,9 @@ def _combine(g: _Gen, atom, depth: int = 0) -> str:
     return f"NOT ({_combine(g, atom, depth + 1)})"
 
 
-def _plan(g: _Gen, models: list[str]) -> dict:
+def _plan(g: _Gen, models: list[str], tiers: tuple[str, ...]) -> dict:
     if g.chance(0.35):
-        return {"use": g.pick(models)}
+        return {"use": g.pick(models), **({"service_tier": g.pick(tiers)} if g.chance(0.2) and tiers else {})}
     steps = []
     length = g.int(1, 4)
     for position in range(length):
@@ -315,18 +355,25 @@ def _plan(g: _Gen, models: list[str]) -> dict:
         if g.chance(0.25):
             step["checker"] = {"name": g.pick(CHECKER_NAMES), "cost_usd": g.uniform(0, 0.003),
                                "latency_ms": g.uniform(0, 400) if g.chance(0.7) else float(g.int(0, 400))}
+        if g.chance(0.15):
+            step["service_tier"] = g.pick(["standard", *tiers])
         steps.append(step)
-    return {"cascade": steps}
+    plan = {"cascade": steps}
+    if g.chance(0.2) and tiers:
+        plan["service_tier"] = g.pick(tiers)
+    return plan
 
 
-def _policy(g: _Gen, models: list[str], slices: list[str]) -> dict:
+def _policy(g: _Gen, models: list[str], slices: list[str], tiers: tuple[str, ...]) -> dict:
+    """A random policy; `tiers`: the service tiers every listed model's entries price (a tier the sheet does
+    not price is an error the tiny worlds test; here it would also break the sweep's what-if replays)."""
     rules = []
     for index in range(g.pick([0, 0, 1, 1, 2, 3])):
-        rule = {"when": _combine(g, lambda: _rule_atom(g, slices)), **_plan(g, models)}
+        rule = {"when": _combine(g, lambda: _rule_atom(g, slices)), **_plan(g, models, tiers)}
         if g.chance(0.5):
             rule["name"] = f"rule-{index}-{g.int(0, 99)}"
         rules.append(rule)
-    policy: dict = {"rules": rules, "default": _plan(g, models)}
+    policy: dict = {"rules": rules, "default": _plan(g, models, tiers)}
     if g.chance(0.45):
         retry: dict = {
             "when": g.pick(["NOT hard_check_ok", "NOT passed", f"checker_score < {g.pick([0.3, 0.5, 0.8])}",
@@ -335,6 +382,8 @@ def _policy(g: _Gen, models: list[str], slices: list[str]) -> dict:
         }
         if g.chance(0.5):
             retry["max_attempts"] = g.int(1, len(retry["to"]))
+        if g.chance(0.15) and tiers:
+            retry["service_tier"] = g.pick(tiers)
         policy["retry"] = retry
     return policy
 
@@ -354,5 +403,7 @@ def random_world(seed: int) -> World:
         settings["window"] = {"start": start, "end": start + dt.timedelta(days=g.int(1, days))}
     if g.chance(0.25):
         settings["sample"] = {"requests": g.int(1, traffic.height), "seed": g.int(0, 10_000)}
-    scenario = scenario_of(_policy(g, models, slices), name=f"world-{seed}", data="random-world", **settings)
+    tiers = tuple(tier for tier in SERVICE_TIERS if sheet is None or all(
+        getattr(entry, tier) is not None for entries in sheet.models.values() for entry in entries))
+    scenario = scenario_of(_policy(g, models, slices, tiers), name=f"world-{seed}", data="random-world", **settings)
     return World(seed=seed, scenario=scenario, traffic=traffic, outcomes=outcomes, sheet=sheet)

@@ -45,7 +45,7 @@ from simulator.core.errors import RoutesimError, did_you_mean
 from simulator.core.metrics import P95, grouped
 from simulator.core.outputs import write_text_atomic
 from simulator.core.predicates import parse_predicate
-from simulator.core.prices import PriceSheet, load_prices, price_calls, usd
+from simulator.core.prices import PriceSheet, load_prices, price_calls, token_columns, usd
 from simulator.core.scenario import QualityBar, Scenario, load_scenario
 from simulator.core.stats import check_confidence, wilson_interval
 from simulator.core.validation import from_pydantic_error, read_yaml
@@ -121,7 +121,7 @@ def _requests(data: Dataset, by: str) -> pl.DataFrame:
 def _evals(data: Dataset, sheet: PriceSheet | None, requests: pl.DataFrame) -> pl.DataFrame:
     """Every model's first answer to each request: group, pass, cost priced at the request's ts, latency."""
     answers = (data.outcomes.filter(pl.col("sample") == 0)
-               .select("request_id", "model", "input_tokens", "cached_input_tokens", "output_tokens", "latency_ms",
+               .select("request_id", "model", *token_columns(data.outcomes.collect_schema().names()), "latency_ms",
                        "passed", "hard_check_ok", pl.col("cost_usd").alias("recorded_cost_usd"))
                .join(requests.lazy(), on="request_id", how="inner")
                .collect()

@@ -402,9 +402,11 @@ def curve(data: SweepData, thresholds: np.ndarray, rows: pl.Series | None = None
     a_present, b_present = a["requests"].astype(bool), b["requests"].astype(bool)
     switch = np.zeros(frame.height, np.int64)
     switch[switchable] = np.searchsorted(thresholds, value, side="right")
-    latency_a, latency_b = _column(frame, "a_latency_ms"), _column(frame, "b_latency_ms")
-    use_a = switchable & a_present
-    use_b = b_present
+    latency_a, latency_b = (frame[name].cast(pl.Float64).fill_null(np.nan).to_numpy()
+                            for name in ("a_latency_ms", "b_latency_ms"))
+    # A request answered on batch has no latency (null): latency figures leave it out, as the replay's do.
+    use_a = switchable & a_present & ~np.isnan(latency_a)
+    use_b = b_present & ~np.isnan(latency_b)
     p95 = mixed_quantiles(np.empty(0), latency_a[use_a], latency_b[use_b], switch[use_a], switch[use_b],
                           thresholds.size, LATENCY_QUANTILE)
     requests = totals["requests"]

@@ -36,7 +36,7 @@ from simulator.core.engine import select_requests
 from simulator.core.errors import RoutesimError
 from simulator.core.metrics import grouped
 from simulator.core.money import NANO_PER_USD
-from simulator.core.prices import PriceSheet, price_calls, usd
+from simulator.core.prices import PriceSheet, price_calls, token_columns, usd
 from simulator.core.results import bar_failures, cheapest_meeting_bar
 from simulator.core.scenario import QualityBar, Scenario
 
@@ -75,7 +75,7 @@ def straight_cost(data: Dataset, sheet: PriceSheet | None, scales: dict[str, flo
     priced like the engine prices a call (recorded costs of unlisted models multiplied by `scales`)."""
     def mean_cost(rows: pl.DataFrame, model: str) -> float | None:
         answers = (data.outcomes.filter((pl.col("model") == model) & (pl.col("sample") == 0))
-                   .select("request_id", "model", "input_tokens", "cached_input_tokens", "output_tokens",
+                   .select("request_id", "model", *token_columns(data.outcomes.collect_schema().names()),
                            (pl.col("cost_usd") * (scales or {}).get(model, 1.0)).alias("recorded_cost_usd"))
                    .join(rows.lazy().select("request_id", "ts"), on="request_id", how="inner")
                    .collect().sort("request_id"))
@@ -209,7 +209,7 @@ def _bar_failures(by_slice: pl.DataFrame, overall: float, bar: QualityBar) -> li
 
 def _priced_answers(requests: pl.DataFrame, data: Dataset, sheet: PriceSheet | None) -> tuple[pl.DataFrame, dict]:
     answers = (data.outcomes.filter(pl.col("sample") == 0)
-               .select("request_id", "model", "input_tokens", "cached_input_tokens", "output_tokens",
+               .select("request_id", "model", *token_columns(data.outcomes.collect_schema().names()),
                        "latency_ms", "passed", "hard_check_ok", "score", pl.col("cost_usd").alias("recorded_cost_usd"))
                .join(requests.lazy().select("request_id", "rid", "ts", "slice"), on="request_id", how="inner")
                .with_columns((pl.col("passed") & pl.col("hard_check_ok")).alias("ok"))

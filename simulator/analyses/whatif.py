@@ -33,7 +33,15 @@ from simulator.core.contract import Dataset
 from simulator.core.engine import Replay
 from simulator.core.errors import RoutesimError, did_you_mean
 from simulator.core.metrics import aggregate
-from simulator.core.prices import PriceSheet, load_prices, nano_usd_expr, price_calls, usd
+from simulator.core.prices import (
+    PriceSheet,
+    load_prices,
+    nano_usd_expr,
+    price_calls,
+    price_sources_of,
+    token_columns,
+    usd,
+)
 from simulator.core.results import bar_failures, cheapest_meeting_bar
 from simulator.core.scenario import Scenario
 
@@ -79,11 +87,8 @@ def scaled_sheet(sheet: PriceSheet | None, scales: dict[str, float]) -> PriceShe
     models = {}
     for name, entries in sheet.models.items():
         factor = scales.get(name, 1.0)
-        models[name] = tuple(entry if factor == 1.0 else entry.model_copy(update={
-            "input": entry.input * factor, "output": entry.output * factor, "per_request": entry.per_request * factor,
-            "cached_input": None if entry.cached_input is None else entry.cached_input * factor})
-            for entry in entries)
-    return PriceSheet(models=models, source=sheet.source)
+        models[name] = tuple(entry if factor == 1.0 else entry.scaled(factor) for entry in entries)
+    return sheet.model_copy(update={"models": models})
 
 
 def check_names(change: PriceChange, known: set[str]) -> None:
@@ -91,6 +96,17 @@ def check_names(change: PriceChange, known: set[str]) -> None:
         if name not in known:
             raise RoutesimError(f"--scale names '{name}', which no replayed call uses.{did_you_mean(name, known)}",
                                 where="--scale", fix=f"names: {', '.join(sorted(known))}")
+
+
+def _call_tiers(result: Replay) -> pl.Expr:
+    """Each call's service tier, as the replay priced it: its plan step's, or the retry's."""
+    policy = result.scenario.policy
+    tier = pl.lit(policy.retry.service_tier if policy.retry else "standard")
+    for label, steps in policy.plans():
+        for seq, step in enumerate(steps):
+            tier = pl.when((pl.col("plan") == label) & (pl.col("kind") == "step") & (pl.col("seq") == seq)) \
+                .then(pl.lit(step.service_tier)).otherwise(tier)
+    return tier.alias("service_tier")
 
 
 def reprice(result: Replay, data: Dataset, sheet: PriceSheet | None, change: PriceChange) -> Replay:
@@ -101,13 +117,13 @@ def reprice(result: Replay, data: Dataset, sheet: PriceSheet | None, change: Pri
     calls = result.calls.with_row_index("_order")
     models = calls.filter(pl.col("kind") != "checker").with_columns(
         (pl.col("seq").rank("ordinal").over("rid", "model") - 1).cast(pl.Int64).alias("sample"))
-    requests = result.decisions.select("rid", "request_id", "ts")
+    requests = result.decisions.select("rid", "request_id", "ts", "plan")
     if change.at is not None:
         requests = requests.with_columns(pl.lit(dt.datetime.combine(change.at, dt.time(), tzinfo=dt.UTC))
                                          .cast(pl.Datetime("us", "UTC")).alias("ts"))
-    outcomes = data.outcomes.select("request_id", "model", "sample", "input_tokens", "cached_input_tokens",
-                                    "output_tokens", pl.col("cost_usd").alias("recorded_cost_usd"))
-    tokens = (models.join(requests, on="rid", how="left").lazy()
+    outcomes = data.outcomes.select("request_id", "model", "sample", *token_columns(data.outcomes.collect_schema().names()),
+                                    pl.col("cost_usd").alias("recorded_cost_usd"))
+    tokens = (models.join(requests, on="rid", how="left").with_columns(_call_tiers(result)).lazy()
               .join(outcomes.with_columns(pl.col("sample").cast(pl.Int64)), on=["request_id", "model", "sample"],
                     how="left").collect())
     listed = set(priced_sheet.models) if priced_sheet else set()
@@ -131,7 +147,7 @@ def reprice(result: Replay, data: Dataset, sheet: PriceSheet | None, change: Pri
     decisions = (result.decisions.join(totals, on="rid", how="left", maintain_order="left")
                  .with_columns(pl.col("_cost").fill_null(0).alias("cost_nano_usd"),
                                usd(pl.col("_cost").fill_null(0)).alias("cost_usd")).drop("_cost"))
-    price_sources = dict(new_calls.select("model", "price_source").unique().sort("model").iter_rows())
+    price_sources = price_sources_of(new_calls)
     return Replay(scenario=result.scenario, decisions=decisions, calls=new_calls, coverage=result.coverage,
                   price_sources=price_sources)
 

@@ -1,4 +1,4 @@
-"""`routesim sweep`, `routesim whatif`, `routesim drift` and `routesim prices import-litellm`.
+"""`routesim sweep`, `routesim whatif`, `routesim drift`, `routesim prices import-litellm` and `routesim prices check`.
 
 Only the options live here; simulator.cli.views computes and prints.
 """
@@ -116,5 +116,18 @@ def register(app: typer.Typer) -> None:
 
         names = [name.strip() for name in (models or "").split(",") if name.strip()]
         run_import_litellm(console, file, as_of=_date(as_of, "--as-of"), models=names, renames=rename or [], out=out)
+
+    @prices_app.command("check")
+    def check(
+        data: Annotated[Path, typer.Argument(help="a data folder whose outcomes record cost_usd")],
+        prices: Annotated[Path, typer.Option(help="the price sheet to check against the recorded costs")],
+        tolerance: Annotated[float, typer.Option(help="relative difference allowed per model and day")] = 0.01,
+        tolerance_usd: Annotated[float, typer.Option(help="absolute difference allowed, USD per call")] = 1e-6,
+        as_json: Annotated[bool, typer.Option("--json", help="print the reconciliation as JSON")] = False,
+    ):
+        """Reconcile a price sheet with the recorded cost of the logged calls, per model and day."""
+        from simulator.cli.views import run_prices_check
+
+        run_prices_check(console, data, prices, tolerance=tolerance, tolerance_usd=tolerance_usd, as_json=as_json)
 
     app.add_typer(prices_app, name="prices")

@@ -19,7 +19,7 @@ from rich.table import Table
 
 from simulator.analyses import drift, sweep, whatif
 from simulator.core.errors import RoutesimError, visible
-from simulator.core.formats import count, metric, ms, pct, usd
+from simulator.core.formats import count, metric, ms, pct, threshold, usd
 from simulator.core.metrics import METRICS
 from simulator.core.outputs import STDOUT, atomic_file, json_output, write_text_atomic
 from simulator.core.results import cheapest_meeting_bar
@@ -188,7 +188,7 @@ def _points_table(title: str, points: pl.DataFrame, marks: dict[float, str]) -> 
     for index in shown:
         row = rows[index]
         mark = marks.get(row["threshold"], "")
-        table.add_row(f"{mark} {row['threshold']:.6g}".strip(), count(row["gate_accepted"]), count(row["requests"]),
+        table.add_row(f"{mark} {threshold(row['threshold'])}".strip(), count(row["gate_accepted"]), count(row["requests"]),
                       usd(row["total_cost_usd"]), usd(row["cost_per_request_usd"]), pct(row["pass_rate"]),
                       pct(row["escalation_rate"]), ms(row["latency_p95_ms"]).replace(" ms", ""),
                       pct(row["strong_call_share"]))
@@ -196,7 +196,7 @@ def _points_table(title: str, points: pl.DataFrame, marks: dict[float, str]) -> 
 
 
 def _point_line(point: dict) -> str:
-    return (f"t = {point['threshold']:.6g}: pass {pct(point['pass_rate'])}, {usd(point['cost_per_request_usd'])}"
+    return (f"t = {threshold(point['threshold'])}: pass {pct(point['pass_rate'])}, {usd(point['cost_per_request_usd'])}"
             f"/request, escalated {pct(point['escalation_rate'])}, p95 {ms(point['latency_p95_ms'])}")
 
 
@@ -259,7 +259,7 @@ def _print_holdout(console: Console, held: sweep.Holdout, target: tuple[str, flo
     value = later[key]
     met = (value is not None and (value >= target[1] if target[0] == "pass_rate" else value <= target[1]))
     console.print(f"From {held.until} on ({count(later['requests'])} requests), the same t = "
-                  f"{later['threshold']:.6g} gives pass {pct(later['pass_rate'])}, "
+                  f"{threshold(later['threshold'])} gives pass {pct(later['pass_rate'])}, "
                   f"{usd(later['cost_per_request_usd'])}/request, escalated {pct(later['escalation_rate'])}: target "
                   f"{'held' if met else 'NOT held'} out of sample.", highlight=False)
     table = Table(title="Calibrated threshold on the later days")
@@ -341,7 +341,7 @@ def run_whatif(console: Console, paths: list[Path], change: whatif.PriceChange, 
                         if now["cost_per_request_usd"] else None)
         stars = ("★" if now["policy"] == cheapest["current"] else "", "★" if then["policy"] == cheapest["what_if"] else "")
         thresholds = ("" if now["threshold"] is None else
-                      f"{now['threshold']:.4g} → {then['threshold']:.4g}")
+                      f"{threshold(now['threshold'], 4)} → {threshold(then['threshold'], 4)}")
         table.add_row(now["policy"], pct(now["pass_rate"]), "yes" if now["meets_bar"] else "no",
                       f"{usd(now['cost_per_request_usd'])} {stars[0]}".strip(), str(now["rank"]),
                       f"{usd(then['cost_per_request_usd'])} {stars[1]}".strip(), str(then["rank"]),
@@ -366,10 +366,49 @@ def run_import_litellm(console: Console, file: Path, *, as_of: dt.date, models: 
                        out: Path | None) -> None:
     from simulator.importers.litellm_prices import import_litellm, parse_renames, render_sheet
 
-    sheet, keys = import_litellm(file, as_of, models, parse_renames(renames))
-    text = render_sheet(sheet, file, as_of, keys)
-    if out is None or str(out) == STDOUT:
+from simulator.core.errors import RoutesimError, visible
+from simulator.core.formats import count, metric, ms, pct, threshold, usd
         console.out(text, end="", highlight=False)
         return
     write_text_atomic(out, text)
     console.print(f"wrote {len(sheet['models'])} model(s) to {out}", highlight=False)
+    for name, skipped in unmapped.items():
+        if skipped:
+            console.print(f"  {escape(name)}: not mapped: {escape(', '.join(skipped))}", highlight=False)
+
+
+def run_prices_check(console: Console, data: Path, prices: Path, *, tolerance: float, tolerance_usd: float,
+                     as_json: bool) -> None:
+    from simulator.analyses.reconcile import Tolerance, reconcile
+    from simulator.core.contract import load_data
+    from simulator.core.prices import load_prices
+
+    if not 0 <= tolerance < 1 or tolerance_usd < 0:
+        raise RoutesimError("tolerances must be >= 0 (and --tolerance below 1)", where="--tolerance / --tolerance-usd",
+                            fix="e.g. --tolerance 0.01 --tolerance-usd 0.000001")
+    if not prices.is_file():
+        raise RoutesimError(f"price sheet not found: {prices}", where="--prices", fix="pass a price-sheet YAML file")
+    result = reconcile(load_data(data), load_prices(prices), Tolerance(tolerance, tolerance_usd))
+    if as_json:
+        console.print_json(json.dumps(result.to_dict(), default=str))
+        return
+    table = Table(title=f"{escape(str(data))} against {escape(prices.name)}: sheet price vs recorded cost per model and day",
+                  caption=f"flagged: off by more than {pct(tolerance)} and {usd(tolerance_usd)} per call")
+    for column in ("model", "day", "calls", "recorded", "sheet", "difference", "differing calls", "likely cause"):
+        table.add_column(column, justify="left" if column in ("model", "likely cause") else "right")
+    for row in result.groups.iter_rows(named=True):
+        mark = "⚑ " if row["flagged"] else ""
+        table.add_row(mark + escape(row["model"]), str(row["day"]), count(row["calls"]), usd(row["recorded_usd"]),
+                      usd(row["sheet_usd"]), pct(row["relative_difference"]), count(row["differing_calls"]),
+                      escape(row["cause"] or ""))
+    console.print(table)
+    flagged = result.flagged
+    if flagged.is_empty():
+        console.print(f"The sheet agrees with the recorded costs of {count(result.calls_checked)} call(s).", highlight=False)
+    for row in flagged.iter_rows(named=True):
+        causes = "; ".join(f"{item['cause']}: {count(item['calls'])}" for item in row["causes"] or [])
+        console.print(f"⚑ {escape(row['model'])} on {row['day']}: {escape(causes)}; e.g. request(s) "
+                      f"{escape(', '.join(row['examples'] or []))}", highlight=False)
+    if result.calls_without_recorded_cost:
+        console.print(f"{count(result.calls_without_recorded_cost)} call(s) without a recorded cost_usd were not "
+                      "checked.", highlight=False)

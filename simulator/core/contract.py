@@ -40,6 +40,7 @@ class Column:
     unit_interval: bool = False  # values must lie in 0..1
     non_negative: bool = False
     probability: bool = False  # values must lie in 0 < p <= 1 (a probability something did happen)
+    values: tuple[str, ...] = ()  # the allowed values of a string column (nulls aside)
 
 
 TRAFFIC_COLUMNS: tuple[Column, ...] = (
@@ -83,7 +84,18 @@ OPTIONAL_TRAFFIC_COLUMNS: tuple[Column, ...] = (
 )
 # `propensity_<model>`: the logging router's probability of each candidate model, for the support check.
 PROPENSITY_PREFIX = "propensity_"
+SERVICE_TIERS = ("standard", "batch", "flex", "priority")
+ERROR_TYPES = ("rate_limit", "timeout", "context_window", "content_filter", "other")
 OPTIONAL_OUTCOME_COLUMNS: tuple[Column, ...] = (
+    Column("cache_write_input_tokens", INTEGER, True, "part of input_tokens written to the prompt cache at the "
+           "standard rate (Anthropic's 5-minute cache)", non_negative=True),
+    Column("cache_write_1h_input_tokens", INTEGER, True, "part of input_tokens written to the prompt cache at the "
+           "1-hour rate", non_negative=True),
+    Column("reasoning_output_tokens", INTEGER, True, "part of output_tokens that was reasoning", non_negative=True),
+    Column("service_tier", STRING, True, "the service tier the logged call ran on: standard, batch, flex or priority",
+           values=SERVICE_TIERS),
+    Column("error_type", STRING, True, "why a failed call failed: rate_limit, timeout, context_window, "
+           "content_filter or other", values=ERROR_TYPES),
     Column("inclusion_probability", FLOAT, True, "probability this request was drawn into the shadow sample",
            probability=True),
     Column("gold_passed", BOOLEAN, True, "a reference grade (human or deterministic) beside the judge's passed"),
@@ -212,6 +224,10 @@ def _row_checks(columns: tuple[Column, ...]) -> list[RowCheck]:
         if column.unit_interval:
             checks.append(RowCheck(column.name, (values < 0) | (values > 1) | values.is_nan(),
                                    "{} value(s) outside 0..1", (column.name,), "scale scores to 0..1"))
+        if column.values:
+            checks.append(RowCheck(column.name, values.is_not_null() & ~values.cast(pl.String).is_in(column.values),
+                                   "{} row(s) with an unknown value", (column.name,),
+                                   f"use one of {', '.join(column.values)} or leave it null"))
         if column.probability:
             checks.append(RowCheck(column.name, (values <= 0) | (values > 1) | values.is_nan(),
                                    "{} value(s) outside 0 < p <= 1", (column.name,),
@@ -226,6 +242,25 @@ OUTCOME_ROW_CHECKS = (
     RowCheck("grader", pl.col("grader").is_not_null() & ~pl.col("grader").is_in(GRADERS),
              "{} row(s) with an unknown grader", ("grader",), f"use one of {', '.join(GRADERS)} or leave it null"),
 )
+def usage_row_checks(schema: pl.Schema) -> list[RowCheck]:
+    """Checks on the optional token columns a file has: the cache's parts within the input, reasoning
+    within the output."""
+    checks = []
+    parts = [name for name in ("cached_input_tokens", "cache_write_input_tokens", "cache_write_1h_input_tokens")
+             if name in schema]
+    if len(parts) > 1:
+        cache = pl.sum_horizontal(pl.col(name).fill_null(0) for name in parts)
+        checks.append(RowCheck(parts[1], cache > pl.col("input_tokens"),
+                               "{} row(s) whose cache reads and writes add up to more than input_tokens",
+                               ("input_tokens", *parts), "cache reads and writes are parts of input_tokens"))
+    if "reasoning_output_tokens" in schema:
+        checks.append(RowCheck("reasoning_output_tokens", pl.col("reasoning_output_tokens") > pl.col("output_tokens"),
+                               "{} row(s) with more reasoning than output tokens",
+                               ("output_tokens", "reasoning_output_tokens"),
+                               "output_tokens includes reasoning: add the reasoning tokens to it"))
+    return checks
+
+
 GOLD_ROW_CHECKS = (
     RowCheck("gold_grader", pl.col("gold_grader").is_not_null() & ~pl.col("gold_grader").is_in(GOLD_GRADERS),
              "{} row(s) with an unknown gold grader", ("gold_grader",),
@@ -322,7 +357,8 @@ def validate_frames(traffic: pl.DataFrame | pl.LazyFrame, outcomes: pl.DataFrame
     outcomes_usable = _check_columns(report, outcomes_file, outcome_schema, outcome_columns)
     _run_row_checks(report, traffic_file, traffic, _row_checks(traffic_columns), ["request_id"], traffic_usable)
     gold = [check for check in GOLD_ROW_CHECKS if check.column in outcome_schema and "gold_grader" in outcome_schema]
-    _run_row_checks(report, outcomes_file, outcomes, [*_row_checks(outcome_columns), *OUTCOME_ROW_CHECKS, *gold],
+    _run_row_checks(report, outcomes_file, outcomes, [*_row_checks(outcome_columns), *OUTCOME_ROW_CHECKS, *gold,
+                     *usage_row_checks(outcome_schema)],
                     ["request_id", "model", "sample"], outcomes_usable)
     _check_keys(report, traffic_file, traffic, outcomes_file, outcomes, traffic_usable, outcomes_usable)
     return report

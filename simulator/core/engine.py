@@ -26,13 +26,22 @@ from simulator.core.contract import Dataset
 from simulator.core.errors import RoutesimError, did_you_mean
 from simulator.core.predicates import Predicate, check_types, parse_predicate, sql_exprs
 from simulator.core.money import to_nano_usd
-from simulator.core.prices import PRICE_SOURCE, SOURCE_CHECKER, PriceSheet, price_calls, usd
+from simulator.core.prices import (
+    PRICE_SOURCE,
+    SOURCE_CHECKER,
+    PriceSheet,
+    price_calls,
+    price_sources_of,
+    token_columns,
+    usd,
+)
 from simulator.core.scenario import Retry, Scenario, Step
 
 Progress = Callable[[str], None]
 
 # Columns of an answer that the engine carries for every request; predicates may add more.
 ANSWER_COLUMNS = ["model", "sample", "passed", "hard_check_ok", "score"]
+BATCH = "batch"
 # Money is Int64 nano-dollars (`cost_nano_usd`); `cost_usd` is the same figure in dollars, for reading.
 CALL_COLUMNS = ["rid", "seq", "model", "kind", "cost_nano_usd", "cost_usd", "latency_ms", "price_source"]
 # A checker call shares its step's `seq`; the kind's order puts it after the step it checked.
@@ -264,12 +273,13 @@ class Answers:
     both have a column (input_tokens), the outcome's value is the one an answer carries.
     """
 
-    PRICED = ["model", "sample", "input_tokens", "cached_input_tokens", "output_tokens", "latency_ms", "cost_usd"]
+    PRICED = ["model", "sample", "latency_ms", "cost_usd"]
 
     def __init__(self, data: Dataset, requests: pl.DataFrame, slots: set[tuple[str, int]], columns: list[str]):
         outcome_names = data.outcomes.collect_schema().names()
         traffic_extra = [name for name in columns if name not in outcome_names]
-        outcome_columns = list(dict.fromkeys(["request_id", *self.PRICED,
+        priced = [*self.PRICED, *token_columns(outcome_names)]
+        outcome_columns = list(dict.fromkeys(["request_id", *priced,
                                               *[name for name in columns if name in outcome_names]]))
         models = sorted({model for model, _ in slots})
         outcomes = (data.outcomes.filter(pl.col("model").is_in(models)).select(outcome_columns)
@@ -320,14 +330,19 @@ def reachable_slots(policy: CompiledPolicy) -> set[tuple[str, int]]:
     return slots
 
 
-def _record_calls(part: pl.DataFrame, sheet: PriceSheet | None, *, kind: str, seq: pl.Expr,
+def _record_calls(part: pl.DataFrame, sheet: PriceSheet | None, *, kind: str, seq: pl.Expr, service_tier: str,
                   checker=None) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
-    """Prices the calls in `part` and returns it with `call_cost_usd`/`call_latency_ms`, plus call rows."""
-    priced = price_calls(part, sheet, recorded="cost_usd", into="__model_cost", source_into="__price_source")
+    """Prices the calls in `part` on `service_tier` and returns it with `call_cost_usd`/`call_latency_ms`,
+    plus call rows. A batch answer carries no meaningful latency: its call's latency is null, and so is
+    its request's."""
+    part = part.with_columns(pl.lit(service_tier).alias("__service_tier"))
+    priced = price_calls(part, sheet, recorded="cost_usd", into="__model_cost", source_into="__price_source",
+                         tier="__service_tier")
+    latency = pl.lit(None, pl.Float64) if service_tier == BATCH else pl.col("latency_ms").cast(pl.Float64)
     calls = [priced.select(pl.col("__rid").alias("rid"), seq.alias("seq"), "model",
                            pl.lit(kind, CALL_KIND).alias("kind"), pl.col("__model_cost").alias("cost_nano_usd"),
-                           "latency_ms", pl.col("__price_source").alias("price_source"))]
-    cost, latency = pl.col("__model_cost"), pl.col("latency_ms").cast(pl.Float64)
+                           latency.alias("latency_ms"), pl.col("__price_source").alias("price_source"))]
+    cost = pl.col("__model_cost")
     if checker is not None:
         checker_cost = to_nano_usd(checker.cost_usd)
         calls.append(priced.select(pl.col("__rid").alias("rid"), seq.alias("seq"), pl.lit(checker.name).alias("model"),
@@ -430,7 +445,8 @@ def _plan_stage(run: _Run, requests: pl.DataFrame, policy: CompiledPolicy, progr
             joined = run.answers.join(rows, step.model, _sample_of(steps, step_index))
             run.note_missing(joined.filter(~pl.col(PRESENT)), step.model)
             called, calls = _record_calls(joined.filter(pl.col(PRESENT)), run.sheet, kind="step",
-                                          seq=pl.lit(step_index, pl.Int32), checker=step.checker)
+                                          seq=pl.lit(step_index, pl.Int32), service_tier=step.service_tier,
+                                          checker=step.checker)
             run.calls.extend(calls)
             if step_index == len(steps) - 1:
                 final = pl.lit(True)
@@ -470,7 +486,7 @@ def _retry_stage(run: _Run, finals: pl.DataFrame, policy: CompiledPolicy, progre
             else:  # no further sample of a model already called: skip it, as the semantics say
                 parts.append(rows.join(absent.select("__rid"), on="__rid", how="semi"))
             called, calls = _record_calls(joined.filter(pl.col(PRESENT)), run.sheet, kind="retry",
-                                          seq=pl.col("__steps") + pl.col("__attempts"))
+                                          seq=pl.col("__steps") + pl.col("__attempts"), service_tier=retry.service_tier)
             run.calls.extend(calls)
             parts.append(called.with_columns(
                 *_accumulate(), pl.concat_list("__models", pl.col("model")).alias("__models"),
@@ -560,8 +576,7 @@ def replay(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
         calls = calls.join(decisions.select("rid"), on="rid", how="semi")
     calls = (calls.sort("rid", "seq", "kind").with_columns(usd(pl.col("cost_nano_usd")).alias("cost_usd"))
              .select(CALL_COLUMNS))
-    price_sources = {model: str(source) for model, source in
-                     calls.select("model", "price_source").unique().sort("model").iter_rows()}
+    price_sources = price_sources_of(calls)
     coverage = Coverage(requests_in_window=in_window, requests_selected=requests.height,
                         requests_replayed=decisions.height, missing_by_model=missing_by_model)
     return Replay(scenario=scenario, decisions=decisions, calls=calls, coverage=coverage,

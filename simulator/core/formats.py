@@ -37,6 +37,16 @@ def score(value: float | None) -> str:
     return DASH if value is None else f"{value:.3f}"
 
 
+def threshold(value: float | None, digits: int = 6) -> str:
+    """A gate threshold to `digits` significant digits. The sweep's "accept nothing" threshold is the float
+    just above the largest value, which would round onto that value: it reads "> VALUE" instead."""
+    if value is None:
+        return DASH
+    text = f"{value:.{digits}g}"
+    below = float(text)
+    return f"> {text}" if below < value and math.nextafter(value, -math.inf) == below else text
+
+
 def _signed(value: float | None, text: str, unit: str) -> str:
     """`text` (a number formatted with an explicit sign) with a true minus sign, and no sign on zero."""
     if value is None:

@@ -1,10 +1,14 @@
 """Dated price sheets, and the pricing of calls.
 
 A sheet lists, per model, entries in force from 00:00 UTC of `effective_from` until the next entry of the
-same model. Prices are USD per million tokens; `cached_input` defaults to `input`; `per_request` is a
-flat fee per call. A call is priced by the entry in force at its request's timestamp, with its cached
-input tokens at the cached price and the rest of its input at the input price. A model the sheet does not
-list is priced by the `cost_usd` recorded when the call ran.
+same model. Prices are USD per million tokens of each kind (uncached input, cache reads, cache writes at
+the standard and the 1-hour rate, output, reasoning), with a flat `per_request` fee. An entry may hold
+context tiers (`above_input_tokens`: every token of a longer call at the tier's prices), absolute prices
+per service tier (`batch`, `flex`, `priority`, each with its own context tiers) and a negotiated
+`discount`; a sheet may hold a `discount` for every entry without its own. A call is priced by the entry
+in force at its request's timestamp (price_expr gives the formula). A model the sheet does not list, and
+a call whose usage is missing (zero tokens, a positive recorded cost), is priced by the `cost_usd`
+recorded when the call ran.
 
 Money is int64 nano-dollars (1e-9 USD): each call's cost is rounded half to even to a whole nano-dollar
 once, here, so that every later sum is exact and does not depend on the order or grouping of its terms
@@ -35,30 +39,99 @@ SOURCE_CHECKER = "checker"
 PRICE_SOURCE = pl.Enum([SOURCE_SHEET, SOURCE_RECORDED, SOURCE_CHECKER])
 
 
-class PriceEntry(BaseModel):
+SERVICE_STANDARD = "standard"
+PRICED_SERVICE_TIERS = ("batch", "flex", "priority")  # each may carry its own absolute prices
+
+
+class Rates(BaseModel):
+    """USD per million tokens of each kind. A kind left out falls back within the same set: cached input,
+    and cache writes at the standard rate, to `input`; 1-hour cache writes to `cache_write_input`;
+    reasoning to `output`."""
+
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    effective_from: dt.date
-    input: float = Field(ge=0, description="USD per million input tokens not served from cache")
-    cached_input: float | None = Field(default=None, ge=0, description="USD per million cached input tokens")
+    input: float = Field(ge=0, description="USD per million input tokens neither read from nor written to the cache")
+    cached_input: float | None = Field(default=None, ge=0, description="USD per million cache-read input tokens")
+    cache_write_input: float | None = Field(default=None, ge=0,
+                                            description="USD per million tokens written to the cache (5-minute)")
+    cache_write_1h_input: float | None = Field(default=None, ge=0,
+                                               description="USD per million tokens written to the 1-hour cache")
     output: float = Field(ge=0, description="USD per million output tokens")
-    per_request: float = Field(default=0.0, ge=0, description="USD per call")
+    reasoning_output: float | None = Field(default=None, ge=0, description="USD per million reasoning tokens")
 
     @property
     def cached_input_price(self) -> float:
         return self.input if self.cached_input is None else self.cached_input
 
     @property
-    def nano_per_token_input(self) -> float:
-        return nano_per_token(self.input)
+    def cache_write_price(self) -> float:
+        return self.input if self.cache_write_input is None else self.cache_write_input
 
     @property
-    def nano_per_token_cached_input(self) -> float:
-        return nano_per_token(self.cached_input_price)
+    def cache_write_1h_price(self) -> float:
+        return self.cache_write_price if self.cache_write_1h_input is None else self.cache_write_1h_input
 
     @property
-    def nano_per_token_output(self) -> float:
-        return nano_per_token(self.output)
+    def reasoning_price(self) -> float:
+        return self.output if self.reasoning_output is None else self.reasoning_output
+
+    def per_million(self) -> dict[str, float]:
+        """Every kind's resolved price, USD per million tokens (TOKEN_KINDS order)."""
+        return {"input": self.input, "cached_input": self.cached_input_price, "cache_write_input": self.cache_write_price,
+                "cache_write_1h_input": self.cache_write_1h_price, "output": self.output,
+                "reasoning_output": self.reasoning_price}
+
+    def _scaled(self, factor: float) -> dict:
+        return {name: None if value is None else value * factor
+                for name, value in self.model_dump(include=set(Rates.model_fields)).items()}
+
+
+class ContextTier(Rates):
+    """Prices for every token of a call whose inclusive input_tokens exceed `above_input_tokens`."""
+
+    above_input_tokens: int = Field(gt=0, description="the tier applies when input_tokens is above this")
+
+    def scaled(self, factor: float) -> ContextTier:
+        return self.model_copy(update=self._scaled(factor))
+
+
+def _sorted_tiers(tiers: tuple[ContextTier, ...]) -> tuple[ContextTier, ...]:
+    bounds = [tier.above_input_tokens for tier in tiers]
+    if len(set(bounds)) != len(bounds):
+        raise ValueError("two tiers have the same above_input_tokens")
+    return tuple(sorted(tiers, key=lambda tier: tier.above_input_tokens))
+
+
+class ServiceTierPrices(Rates):
+    """Absolute prices of a service tier (batch, flex, priority), with its own context tiers."""
+
+    tiers: tuple[ContextTier, ...] = ()
+
+    @field_validator("tiers")
+    @classmethod
+    def _tiers_distinct(cls, tiers: tuple[ContextTier, ...]) -> tuple[ContextTier, ...]:
+        return _sorted_tiers(tiers)
+
+    def scaled(self, factor: float) -> ServiceTierPrices:
+        return self.model_copy(update={**self._scaled(factor), "tiers": tuple(t.scaled(factor) for t in self.tiers)})
+
+
+class PriceEntry(Rates):
+    """One dated entry of a model: standard prices, context tiers, service tiers and a negotiated discount."""
+
+    effective_from: dt.date
+    per_request: float = Field(default=0.0, ge=0, description="USD per call")
+    tiers: tuple[ContextTier, ...] = ()
+    batch: ServiceTierPrices | None = None
+    flex: ServiceTierPrices | None = None
+    priority: ServiceTierPrices | None = None
+    discount: float | None = Field(default=None, ge=0, lt=1,
+                                   description="negotiated share off every price of this entry (0.2 = 20% off)")
+
+    @field_validator("tiers")
+    @classmethod
+    def _tiers_distinct(cls, tiers: tuple[ContextTier, ...]) -> tuple[ContextTier, ...]:
+        return _sorted_tiers(tiers)
 
     @property
     def nano_per_request(self) -> float:
@@ -68,11 +141,33 @@ class PriceEntry(BaseModel):
     def starts(self) -> dt.datetime:
         return dt.datetime.combine(self.effective_from, dt.time(), tzinfo=dt.UTC)
 
+    def service(self, tier: str) -> Rates | None:
+        """The rate set of a service tier (standard: the entry itself); None where the entry has none."""
+        return self if tier == SERVICE_STANDARD else getattr(self, tier)
+
+    def rate_sets(self) -> list[tuple[str, int, Rates]]:
+        """(service tier, above_input_tokens, rates) of every rate set, the base of each service tier at 0."""
+        sets = []
+        for tier in (SERVICE_STANDARD, *PRICED_SERVICE_TIERS):
+            base = self.service(tier)
+            if base is not None:
+                sets.append((tier, 0, base))
+                sets += [(tier, context.above_input_tokens, context) for context in base.tiers]
+        return sets
+
+    def scaled(self, factor: float) -> PriceEntry:
+        """Every price of the entry (per-token, per-request, tiers, service tiers) times `factor`."""
+        return self.model_copy(update={
+            **self._scaled(factor), "per_request": self.per_request * factor,
+            "tiers": tuple(tier.scaled(factor) for tier in self.tiers),
+            **{name: getattr(self, name).scaled(factor) for name in PRICED_SERVICE_TIERS if getattr(self, name)}})
+
 
 class PriceSheet(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     models: dict[str, tuple[PriceEntry, ...]]
+    discount: float = Field(default=0.0, ge=0, lt=1, description="negotiated share off every price of the sheet")
     source: str = ""
 
     @field_validator("models")
@@ -87,6 +182,10 @@ class PriceSheet(BaseModel):
                 raise ValueError(f"model '{name}' has two entries with the same effective_from")
             ordered[name] = tuple(sorted(entries, key=lambda entry: entry.effective_from))
         return ordered
+
+    def discount_of(self, entry: PriceEntry) -> float:
+        """The entry's own discount, else the sheet's."""
+        return self.discount if entry.discount is None else entry.discount
 
 
 def nano_per_token(usd_per_million: float) -> float:
@@ -142,44 +241,117 @@ def load_prices(path: Path) -> PriceSheet:
         raise from_pydantic_error(error, PriceSheet, file=path) from None
 
 
-def price_expr(sheet: PriceSheet | None, *, model: str = "model", ts: str = "ts") -> pl.Expr:
-    """Nano-dollars per call from the sheet (Float64, before rounding), null where the sheet has no entry
-    in force for the call; `price_calls` rounds it.
+TOKEN_KINDS = ("input", "cached_input", "cache_write_input", "cache_write_1h_input", "output", "reasoning_output")
+# Optional token columns: null (or absent) counts as 0.
+OPTIONAL_TOKENS = ("cached_input_tokens", "cache_write_input_tokens", "cache_write_1h_input_tokens",
+                   "reasoning_output_tokens")
 
-    Reads `model`, `ts`, `input_tokens`, `cached_input_tokens` (null counts as 0) and `output_tokens`.
-    The cost is `uncached * input + cached * cached_input + output_tokens * output + per_request` with
-    every price in nano-dollars (per token, and per call), evaluated in float64 in that order. With
-    per-token prices of a few significant digits (any price written in whole thousandths of a dollar per
-    million tokens) every term is an exact float, so the rounding in `price_calls` sees the exact cost.
+
+def token_columns(names) -> list[str]:
+    """The outcome columns pricing reads, of those a file has (`names`): the token counts, the optional
+    ones only where present."""
+    return ["input_tokens", "cached_input_tokens", "output_tokens",
+            *[name for name in OPTIONAL_TOKENS[1:] if name in names]]
+
+
+def _tokens(frame_columns: set[str], name: str) -> pl.Expr:
+    return pl.col(name).fill_null(0).cast(pl.Float64) if name in frame_columns else pl.lit(0.0)
+
+
+def token_counts(columns: set[str]) -> dict[str, pl.Expr]:
+    """Tokens of each kind (TOKEN_KINDS) of a call: the cache reads and writes are parts of input_tokens,
+    reasoning is part of output_tokens, so `input` and `output` are what is left."""
+    cached, write, write_1h, reasoning = (_tokens(columns, name) for name in OPTIONAL_TOKENS)
+    return {"input": pl.col("input_tokens").cast(pl.Float64) - cached - write - write_1h, "cached_input": cached,
+            "cache_write_input": write, "cache_write_1h_input": write_1h,
+            "output": pl.col("output_tokens").cast(pl.Float64) - reasoning, "reasoning_output": reasoning}
+
+
+def rate_set_expr(sheet: PriceSheet, columns: set[str], *, model: str = "model", ts: str = "ts",
+                  tier: str = "service_tier") -> tuple[pl.Expr, list]:
+    """The index of the rate set pricing each call, and the list of (entry, rates) it indexes.
+
+    A call's rate set: the entry of its model in force at `ts`, its `service_tier` (null or absent:
+    standard; the column `tier`), and the highest context tier whose above_input_tokens its input_tokens exceed (else the
+    service tier's base prices). Null where the sheet has no such entry or service tier.
+    """
+    service = (pl.col(tier).cast(pl.String).fill_null(SERVICE_STANDARD) if tier in columns
+               else pl.lit(SERVICE_STANDARD))
+    sets: list[tuple[PriceEntry, Rates]] = []
+    chosen: pl.Expr | None = None
+    for name, entries in sheet.models.items():
+        for entry in reversed(entries):  # newest first: the first entry started by ts is in force
+            in_force = (pl.col(model) == name) & (pl.col(ts) >= entry.starts)
+            for tier, above, rates in reversed(entry.rate_sets()):  # highest context tier first
+                condition = in_force & (service == tier)
+                if above:
+                    condition = condition & (pl.col("input_tokens") > above)
+                sets.append((entry, rates))
+                index = pl.lit(len(sets) - 1, pl.Int64)
+                chosen = pl.when(condition).then(index) if chosen is None else chosen.when(condition).then(index)
+            # A service tier this entry does not price leaves the call unpriced rather than falling to an older entry.
+            stop = pl.lit(None, pl.Int64)
+            chosen = chosen.when(in_force).then(stop)
+    return (pl.lit(None, pl.Int64) if chosen is None else chosen.otherwise(None)), sets
+
+
+def price_expr(sheet: PriceSheet | None, columns: set[str] | None = None, *, model: str = "model",
+               ts: str = "ts", tier: str = "service_tier") -> pl.Expr:
+    """Nano-dollars per call from the sheet (Float64, before rounding), null where the sheet has no entry
+    (or service tier) in force for the call; `price_calls` rounds it.
+
+    Reads `model`, `ts`, `input_tokens`, `output_tokens` and, where `columns` (the frame's column names)
+    has them, the optional token columns (null counts as 0) and `service_tier`. The formula, with every
+    price of the call's rate set (see rate_set_expr) in nano-dollars per token:
+    ((input - cached - writes - 1h writes) x input + cached x cached_input + writes x cache_write_input
+    + 1h writes x cache_write_1h_input + (output - reasoning) x output + reasoning x reasoning_output
+    + per_request) x (1 - discount), evaluated in float64 in that order. With per-token prices of a few
+    significant digits (any price written in whole thousandths of a dollar per million tokens) every term
+    before the discount is an exact float, so the rounding in `price_calls` sees the exact cost.
     """
     if sheet is None or not sheet.models:
         return pl.lit(None, dtype=pl.Float64)
-    cached = pl.col("cached_input_tokens").fill_null(0).cast(pl.Float64)
-    uncached = pl.col("input_tokens").cast(pl.Float64) - cached
-    output = pl.col("output_tokens").cast(pl.Float64)
-    priced: pl.Expr | None = None
-    for name, entries in sheet.models.items():
-        # Newest first: the first entry whose start is not after ts is the one in force.
-        for entry in reversed(entries):
-            cost = (uncached * entry.nano_per_token_input + cached * entry.nano_per_token_cached_input
-                    + output * entry.nano_per_token_output + entry.nano_per_request)
-            condition = (pl.col(model) == name) & (pl.col(ts) >= entry.starts)
-            priced = pl.when(condition).then(cost) if priced is None else priced.when(condition).then(cost)
-    return priced.otherwise(None).cast(pl.Float64)
+    columns = set(columns or ())
+    index, sets = rate_set_expr(sheet, columns, model=model, ts=ts, tier=tier)
+    positions = list(range(len(sets)))
+    counts = token_counts(columns)
+
+    def lookup(values: list[float]) -> pl.Expr:
+        return index.replace_strict(positions, values, default=None, return_dtype=pl.Float64)
+
+    # Per-token prices are scaled once, in decimal (nano_per_token): polars may turn a column's division by
+    # a constant into a multiplication by its reciprocal, which would make a call's cost depend on how many
+    # calls are priced together.
+    cost = pl.lit(0.0)
+    for kind in TOKEN_KINDS:
+        cost = cost + counts[kind] * lookup([nano_per_token(rates.per_million()[kind]) for _, rates in sets])
+    cost = cost + lookup([entry.nano_per_request for entry, _ in sets])
+    keep = lookup([float(1 - Decimal(repr(sheet.discount_of(entry)))) for entry, _ in sets])
+    return (cost * keep).cast(pl.Float64)
+
+
+def usage_missing(recorded: str = "recorded_cost_usd") -> pl.Expr:
+    """A call with zero tokens and a positive recorded cost: its usage was lost (a stream without usage),
+    not zero, so it is priced at its recorded cost under any sheet."""
+    return ((pl.col("input_tokens") == 0) & (pl.col("output_tokens") == 0) & (pl.col(recorded) > 0)).fill_null(False)
 
 
 def price_calls(calls: pl.DataFrame, sheet: PriceSheet | None, *, recorded: str = "recorded_cost_usd",
-                into: str = "cost_nano_usd", source_into: str = "price_source") -> pl.DataFrame:
+                into: str = "cost_nano_usd", source_into: str = "price_source",
+                tier: str = "service_tier") -> pl.DataFrame:
     """Adds `into` (Int64 nano-dollars: the sheet's price, else the `recorded` USD column converted) and
     `source_into` (which priced it) to a frame of calls.
 
-    Each call is rounded half to even to a whole nano-dollar here and only here. Raises when a call can be
-    priced by neither (a listed model with no entry in force at the call's time, or an unlisted model
-    without a recorded cost), and when a call would cost 2**53 nano-dollars (about 9 million USD) or more.
+    A listed model's call is priced by the sheet (price_expr, on the service tier in column `tier`),
+    except a call whose usage is missing (usage_missing), priced at its recorded cost. Each call is rounded
+    half to even to a whole nano-dollar here and only here. Raises when a call can be priced by neither (a
+    listed model with no entry or service tier in force at the call's time, or an unlisted model without a
+    recorded cost), and when a call would cost 2**53 nano-dollars (about 9 million USD) or more.
     """
     listed = list(sheet.models) if sheet else []
-    from_sheet = pl.col("model").is_in(listed)
-    exact = pl.when(from_sheet).then(price_expr(sheet)).otherwise(pl.col(recorded) * NANO_PER_USD)
+    from_sheet = pl.col("model").is_in(listed) & ~usage_missing(recorded)
+    exact = (pl.when(from_sheet).then(price_expr(sheet, set(calls.columns), tier=tier))
+             .otherwise(pl.col(recorded) * NANO_PER_USD))
     priced = calls.with_columns(
         exact.alias(into),
         pl.when(from_sheet).then(pl.lit(SOURCE_SHEET)).otherwise(pl.lit(SOURCE_RECORDED))
@@ -187,7 +359,7 @@ def price_calls(calls: pl.DataFrame, sheet: PriceSheet | None, *, recorded: str 
     )
     unpriced = priced.filter(pl.col(into).is_null())
     if unpriced.height:
-        _raise_unpriced(unpriced, sheet)
+        _raise_unpriced(unpriced, sheet, tier)
     too_large = priced.filter(pl.col(into).abs() >= MAX_CALL_NANO_USD)
     if too_large.height:
         row = too_large.row(0, named=True)
@@ -198,12 +370,36 @@ def price_calls(calls: pl.DataFrame, sheet: PriceSheet | None, *, recorded: str 
     return priced.with_columns(round_half_even(pl.col(into)).alias(into))
 
 
-def _raise_unpriced(unpriced: pl.DataFrame, sheet: PriceSheet | None) -> None:
+def price_sources_of(calls: pl.DataFrame) -> dict[str, str]:
+    """Model -> the source that priced its calls: `sheet` when the sheet priced any of them (the rest had
+    no usage: see recorded_calls_of), else `recorded` or `checker`."""
+    return {model: SOURCE_SHEET if SOURCE_SHEET in sources else sources[0] for model, sources in
+            calls.group_by("model").agg(pl.col("price_source").cast(pl.String).unique().sort())
+            .sort("model").iter_rows()}
+
+
+def recorded_calls_of(calls: pl.DataFrame, sheet: PriceSheet | None) -> dict[str, int]:
+    """Per model the sheet lists, its calls priced at their recorded cost because their usage was missing."""
+    listed = list(sheet.models) if sheet else []
+    counted = (calls.filter(pl.col("model").is_in(listed) & (pl.col("price_source") == SOURCE_RECORDED))
+               .group_by("model").len().sort("model"))
+    return dict(counted.iter_rows())
+
+
+def _raise_unpriced(unpriced: pl.DataFrame, sheet: PriceSheet | None, tier: str = "service_tier") -> None:
     counts = unpriced.group_by("model").agg(pl.len().alias("calls"), pl.col("ts").min().alias("first"),
                                            pl.col("request_id").first().alias("example")).sort("model")
     lines = []
+    services = (unpriced.filter(pl.col(tier).is_not_null() & (pl.col(tier) != SERVICE_STANDARD)).group_by("model")
+                .agg(pl.col(tier).cast(pl.String).unique().sort()) if tier in unpriced.columns
+                else pl.DataFrame({"model": [], "service_tier": []}, schema={"model": pl.String,
+                                                                           "service_tier": pl.List(pl.String)}))
+    tiers_of = dict(services.iter_rows())
     for row in counts.iter_rows(named=True):
-        if sheet and row["model"] in sheet.models:
+        if sheet and row["model"] in sheet.models and tiers_of.get(row["model"]):
+            reason = (f"no {'/'.join(tiers_of[row['model']])} prices in the entry in force (add them under that "
+                      "service tier's key, or run those calls on standard)")
+        elif sheet and row["model"] in sheet.models:
             earliest = sheet.models[row["model"]][0].effective_from
             reason = (f"no price entry in force at {row['first']:%Y-%m-%d %H:%M} UTC "
                       f"(the earliest is effective_from {earliest})")

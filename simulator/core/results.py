@@ -19,7 +19,7 @@ from simulator.core.engine import Replay
 from simulator.core.errors import RoutesimError
 from simulator.core.metrics import summarise
 from simulator.core.outputs import atomic_folder, json_text
-from simulator.core.prices import PriceSheet
+from simulator.core.prices import PriceSheet, recorded_calls_of
 from simulator.core.scenario import QualityBar
 
 SCHEMA_VERSION = 3  # 3: money as int64 nano-dollars (cost_nano_usd) in decisions and calls
@@ -81,6 +81,8 @@ def build_summary(replay: Replay, data: Dataset, sheet: PriceSheet | None) -> di
             "price_entries": ({model: [str(entry.effective_from) for entry in entries]
                                for model, entries in sheet.models.items()} if sheet else {}),
             "price_sources": replay.price_sources,
+            "calls_priced_at_recorded_cost": recorded_calls_of(replay.calls, sheet),
+            "requests_without_latency_on_batch": replay.decisions["latency_ms"].null_count(),
             "window": ({"start": str(scenario.window.start), "end": str(scenario.window.end)}
                        if scenario.window else None),
             "first_request": ts.min().isoformat(),

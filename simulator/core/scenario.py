@@ -41,12 +41,17 @@ class Checker(Frozen):
     latency_ms: float = Field(ge=0, description="added to the request's latency per checked call")
 
 
+ServiceTier = Literal["standard", "batch", "flex", "priority"]
+
+
 class Step(Frozen):
-    """One call of a plan. `accept` decides, on a non-final step, whether its answer is final."""
+    """One call of a plan. `accept` decides, on a non-final step, whether its answer is final.
+    `service_tier` is the tier the call is priced at (else its plan's, else standard)."""
 
     model: str
     accept: str | None = None
     checker: Checker | None = None
+    service_tier: ServiceTier | None = None
 
 
 class PlanSpec(Frozen):
@@ -54,6 +59,7 @@ class PlanSpec(Frozen):
 
     use: str | None = None
     cascade: tuple[Step, ...] | None = None
+    service_tier: ServiceTier | None = None  # of every step that names none
 
     @model_validator(mode="after")
     def _one_plan(self):
@@ -71,13 +77,18 @@ class PlanSpec(Frozen):
 
     @property
     def steps(self) -> tuple[Step, ...]:
-        return self.cascade if self.cascade is not None else (_single_step(self.use),)
+        """The plan's steps, each with the service tier it runs on resolved (standard when none is named)."""
+        tier = self.service_tier or "standard"
+        if self.cascade is None:
+            return (_single_step(self.use, tier),)
+        return tuple(step if step.service_tier else step.model_copy(update={"service_tier": tier})
+                     for step in self.cascade)
 
 
 @functools.lru_cache(maxsize=4096)
-def _single_step(model: str) -> Step:
-    """The one step of `use: MODEL`, built once per model: a policy may have thousands of such rules."""
-    return Step(model=model)
+def _single_step(model: str, service_tier: str) -> Step:
+    """The one step of `use: MODEL`, built once per model and tier: a policy may have thousands of such rules."""
+    return Step(model=model, service_tier=service_tier)
 
 
 class Rule(PlanSpec):
@@ -91,6 +102,7 @@ class Retry(Frozen):
     when: str
     to: tuple[str, ...] = Field(min_length=1)
     max_attempts: int | None = Field(default=None, ge=1)
+    service_tier: ServiceTier = "standard"
 
     @model_validator(mode="after")
     def _attempts_within_targets(self):

@@ -8,8 +8,11 @@ Modelling rules (the README's "Importing logs" states them for users):
 - `hard_check_ok` is the call's status (errors, truncated or filtered answers are false). Traffic logs
   carry no grade, so `passed` is either assumed from the status (--assume-passed, kept as
   `passed_source = assumed_from_status` and flagged in the report) or merged from an eval tool's grades.
-- Extra outcome columns: `passed_source`, `latency_source` and `cache_write_input_tokens` (the part of
-  the input written to a prompt cache; price sheets price it as ordinary input).
+- Extra outcome columns: `passed_source` and `latency_source`; the optional contract columns
+  `cache_write_input_tokens`, `cache_write_1h_input_tokens`, `reasoning_output_tokens`, `service_tier` and
+  `error_type` are written as the source gives them (null where it does not).
+- A successful call with no tokens and a positive recorded cost is flagged: its usage was missing, not
+  zero (a stream without usage), and price_calls prices such a call at its recorded cost.
 - A folder is written to a temporary sibling and renamed into place, so an import either completes or
   leaves the folder as it was.
 """
@@ -37,7 +40,8 @@ GRADED = "graded"
 ROW_SCHEMA = {
     "where": pl.String, "request_id": pl.String, "ts": pl.Datetime("us", "UTC"), "model": pl.String,
     "sample": pl.Int64, "slice": pl.String, "input_tokens": pl.Int64, "cached_input_tokens": pl.Int64,
-    "cache_write_tokens": pl.Int64, "output_tokens": pl.Int64, "latency_ms": pl.Float64, "ttft_ms": pl.Float64,
+    "cache_write_tokens": pl.Int64, "cache_write_1h_tokens": pl.Int64, "output_tokens": pl.Int64,
+    "reasoning_tokens": pl.Int64, "total_tokens": pl.Int64, "error_type": pl.String, "service_tier": pl.String, "latency_ms": pl.Float64, "ttft_ms": pl.Float64,
     "cost_usd": pl.Float64, "ok": pl.Boolean, "passed": pl.Boolean, "score": pl.Float64,
     "confidence": pl.Float64, "checker_score": pl.Float64, "grader": pl.String, "latency_source": pl.String,
     "usage_style": pl.String,
@@ -98,6 +102,10 @@ def build_tables(rows: list[Row], log: ImportLog, *, columns: list[str], default
     failed = frame.filter(~pl.col("ok")).height
     if failed:
         log.note(f"hard_check_ok = false for {failed:,} call(s) that failed or returned a truncated/filtered answer")
+        log.summary["error_types"] = dict(frame.filter(~pl.col("ok")).group_by(pl.col("error_type").fill_null("other"))
+                                          .len().sort("error_type").iter_rows())
+    flag_missing_usage(frame, log)
+    flag_unexplained_totals(frame, log)
 
     frame = frame.sort("request_id", "ts", "order").with_columns(
         pl.coalesce("sample", pl.int_range(pl.len()).over("request_id", "model")).alias("sample"),
@@ -109,6 +117,9 @@ def build_tables(rows: list[Row], log: ImportLog, *, columns: list[str], default
         "ttft_ms", "passed", "score", "confidence", "checker_score", pl.col("ok").alias("hard_check_ok"),
         "cost_usd", "grader", "passed_source", "latency_source",
         pl.col("cache_write_tokens").alias("cache_write_input_tokens"),
+        pl.col("cache_write_1h_tokens").alias("cache_write_1h_input_tokens"),
+        pl.col("reasoning_tokens").alias("reasoning_output_tokens"), "service_tier",
+        pl.when(pl.col("ok")).then(None).otherwise(pl.col("error_type").fill_null("other")).alias("error_type"),
     ).sort("request_id", "model", "sample")
 
     conflicting = (frame.group_by("request_id").agg(pl.col("slice").drop_nulls().n_unique().alias("slices"))
@@ -124,6 +135,34 @@ def build_tables(rows: list[Row], log: ImportLog, *, columns: list[str], default
     traffic = traffic.with_columns(pl.col("slice").fill_null(default_slice)).sort("ts", "request_id")
     log.summary |= summarise(traffic, outcomes)
     return traffic, outcomes
+
+
+def flag_missing_usage(frame: pl.DataFrame, log: ImportLog) -> None:
+    """A successful call with zero tokens and a positive recorded cost had its usage lost, not zero tokens."""
+    lost = frame.filter(pl.col("ok") & (pl.col("input_tokens") == 0) & (pl.col("output_tokens") == 0)
+                        & (pl.col("cost_usd") > 0))
+    if lost.height:
+        log.note(f"{lost.height:,} successful call(s) with zero tokens but a recorded cost > 0 (usage missing, not "
+                 f"zero; e.g. {lost['where'][0]}): every replay prices them at their recorded cost_usd "
+                 "(price source 'recorded')")
+        log.summary["calls_without_usage"] = lost.height
+
+
+SHOWN_ROWS = 20
+
+
+def flag_unexplained_totals(frame: pl.DataFrame, log: ImportLog) -> None:
+    """Rows whose reported total exceeds input + output with no reasoning count to explain it (reasoning
+    reported on top of the output under a name the importer does not read?), listed row by row."""
+    over = frame.filter((pl.col("total_tokens") > pl.col("input_tokens") + pl.col("output_tokens"))
+                        & pl.col("reasoning_tokens").is_null())
+    if over.height:
+        log.note(f"{over.height:,} call(s) report a total above input + output and no reasoning count: tokens "
+                 "billed but not imported (see total_above_input_and_output)")
+        log.summary["total_above_input_and_output"] = [
+            f"{where}: total {total:,} > input {inp:,} + output {out:,}"
+            for where, total, inp, out in over.head(SHOWN_ROWS).select("where", "total_tokens", "input_tokens",
+                                                                       "output_tokens").iter_rows()]
 
 
 def summarise(traffic: pl.DataFrame, outcomes: pl.DataFrame) -> dict:

@@ -12,7 +12,9 @@ One sample x epoch is one answer of the evaluated model. Mapping:
 - grader: llm_judge for model_graded_* scorers, deterministic for inspect's built-in string scorers
   (match, includes, pattern, answer, choice, exact, f1), else --grader or null;
 - hard_check_ok: false when the sample errored (then passed is false too), hit a limit, or stopped for
-  max_tokens/model_length/content_filter;
+  max_tokens/model_length/content_filter; error_type from the error, the limit or the stop reason;
+- an interrupted `.eval` (no `header.json` yet) is read from `_journal/start.json` and the samples
+  flushed so far, and the report marks the run incomplete;
 - tokens: the evaluated model's entry in the sample's `model_usage` (a model-graded scorer's judge is
   left out), else `output.usage`. Inspect's `input_tokens` leaves out the cache reads and writes it
   reports beside them; older logs counted OpenAI's cached tokens inside: the total tells which;
@@ -38,6 +40,7 @@ from simulator.importers.rows import (
     archive_members,
     as_text,
     collect,
+    error_type,
     first_count,
     json_document,
     json_text,
@@ -72,11 +75,14 @@ def mapping(options: ImportOptions) -> list[tuple[str, str]]:
     ]
 
 
-def samples(paths: list[Path]) -> Iterator[tuple[str, tuple[dict, dict]]]:
+JOURNAL_START = "_journal/start.json"
+
+
+def samples(paths: list[Path], log: ImportLog) -> Iterator[tuple[str, tuple[dict, dict]]]:
     """(where, (sample, eval spec)) for every sample of every log."""
     for path in paths:
         if path.suffix == ".eval":
-            yield from _archive_samples(path)
+            yield from _archive_samples(path, log)
             continue
         document = json_document(path)
         if not isinstance(document, dict) or not isinstance(document.get("eval"), dict):
@@ -89,21 +95,31 @@ def samples(paths: list[Path]) -> Iterator[tuple[str, tuple[dict, dict]]]:
             yield _where(path, index, sample), (sample, document["eval"])
 
 
-def _archive_samples(path: Path) -> Iterator[tuple[str, tuple[dict, dict]]]:
+def _archive_samples(path: Path, log: ImportLog) -> Iterator[tuple[str, tuple[dict, dict]]]:
+    """Samples of a .eval archive; an interrupted run (no header.json yet) is read from its journal's
+    start.json and the samples flushed so far, and marked incomplete."""
     try:
         with zipfile.ZipFile(path) as archive:
             archive_members(path, archive)
             names = archive.namelist()
             header = json_text(archive.read("header.json"), f"{path}, header.json") if "header.json" in names else None
+            if header is None and JOURNAL_START in names:
+                header = json_text(archive.read(JOURNAL_START), f"{path}, {JOURNAL_START}")
+                log.note(f"{path.name}: the run did not finish (no header.json); imported the samples it flushed "
+                         f"from {JOURNAL_START}, so the run is incomplete")
+                log.summary["incomplete_runs"] = log.summary.get("incomplete_runs", 0) + 1
             if not isinstance(header, dict) or not isinstance(header.get("eval"), dict):
-                raise RoutesimError("not an inspect-ai .eval archive (no header.json)", where=str(path),
-                                    fix="pass the log as inspect wrote it, or convert it with 'inspect log convert'")
+                raise RoutesimError("not an inspect-ai .eval archive (no header.json nor _journal/start.json)",
+                                    where=str(path), fix="pass the log as inspect wrote it; an interrupted run can "
+                                    "be finished with 'inspect eval-retry LOG' and the new log imported")
             members = sorted(name for name in names if name.startswith("samples/") and name.endswith(".json"))
             for index, member in enumerate(members, 1):
                 sample = json_text(archive.read(member), f"{path}, {member}")
                 yield _where(path, index, sample, member), (sample, header["eval"])
     except (zipfile.BadZipFile, ValueError, OSError) as error:
-        raise RoutesimError(f"cannot read the .eval archive: {error}", where=str(path)) from None
+        raise RoutesimError(f"cannot read the .eval archive: {error}", where=str(path),
+                            fix="an archive cut off mid-write cannot be read: finish the run with "
+                                "'inspect eval-retry LOG' and import the new log") from None
 
 
 def _where(path: Path, index: int, sample: Any, member: str | None = None) -> str:
@@ -112,7 +128,7 @@ def _where(path: Path, index: int, sample: Any, member: str | None = None) -> st
 
 
 def scorer_names(paths: list[Path]) -> set[str]:
-    return {name for _, (sample, _) in samples(paths) if isinstance(sample, dict)
+    return {name for _, (sample, _) in samples(paths, ImportLog("inspect-ai", [])) if isinstance(sample, dict)
             for name in (sample.get("scores") or {})}
 
 
@@ -190,7 +206,11 @@ def sample_row(where: str, sample: Any, spec: dict, options: ImportOptions, log:
     if errored and score is None:
         log.note("samples that errored without a score count as failed (passed false, hard_check_ok false)")
     epoch = sample.get("epoch")
+    failure = None if ok else error_type(json.dumps(sample.get("error")) if errored else "",
+                                         json.dumps(sample.get("limit")) if sample.get("limit") else "",
+                                         *sorted(str(reason) for reason in stop_reasons & TRUNCATED))
     row = Row(where=where, request_id=as_text(sample.get("id")), sample=None if epoch is None else int(epoch) - 1,
+              error_type=failure,
               ts=timestamp(sample.get("started_at") or spec.get("created"), "started_at"), model=model,
               **usage_counts.fields(), output_tokens=out_tokens, latency_ms=_latency_ms(sample, evaluated),
               cost_usd=options.cost(number(usage.get("total_cost"), "total_cost")), ok=ok,
@@ -208,4 +228,4 @@ def read(paths: list[Path], options: ImportOptions, log: ImportLog) -> list[Row]
         if len(names) > 1:
             raise RoutesimError(f"the logs have several scorers: {', '.join(sorted(names))}",
                                 where=", ".join(map(str, paths)), fix="choose the one that grades with --scorer NAME")
-    return collect(samples(paths), lambda where, item: sample_row(where, *item, options, log), log)
+    return collect(samples(paths, log), lambda where, item: sample_row(where, *item, options, log), log)

@@ -1,12 +1,22 @@
-"""Langfuse observation exports (JSON lines, a JSON list or `{"data": [...]}` from the public API, or CSV).
+"""Langfuse observation exports: the public API's camelCase objects (JSON lines, a JSON list or
+`{"data": [...]}`, or CSV) and the scheduled blob-storage export's snake_case rows (`observations/`,
+`observations_v2/`; JSON lines or Parquet, its default), with the export's `scores/` files as grades.
+
+Every field is read under its API name or its export name (`startTime` / `start_time`, `model` /
+`provided_model_name`, `usageDetails` / `usage_details`, `costDetails` / `cost_details`, `totalCost` /
+`total_cost`, `completionStartTime` / `completion_start_time`); an export whose optional field groups were
+deselected simply lacks some of them, and what is missing is defaulted or dropped and counted.
 
 Mapping:
 - a model call is an observation of type GENERATION; spans, events and other types are ignored and
   counted;
 - request_id: the observation `id` (`traceId` or a metadata key with --request-id);
-- ts: `startTime`; latency_ms: `endTime - startTime`, else `latency`, which Langfuse gives in seconds;
-  ttft_ms: `completionStartTime - startTime`, else `timeToFirstToken` (seconds);
-- model: `model`;
+- ts: `startTime`; latency_ms: `endTime - startTime`, else (API objects) `latency`, which the API gives
+  in seconds; ttft_ms: `completionStartTime - startTime`, else (API objects) `timeToFirstToken`
+  (seconds). The blob export's `latency` and `time_to_first_token` are milliseconds or seconds depending
+  on when the integration was created, which the files do not record: they are only compared with
+  `end_time - start_time` (a row agreeing with neither unit is counted), never used alone;
+- model: `model` (the export: `provided_model_name`);
 - tokens from `usageDetails`, whose usage types Langfuse keeps disjoint so that they add up to `total`
   (its own OpenAI integration moves cached tokens out of `input` into `input_cached_tokens`): input is
   the sum of the types whose name contains "input", cached input the cache reads among them
@@ -16,7 +26,12 @@ Mapping:
   exports' `usage.input`/`usage.output` or `promptTokens`/`completionTokens` are read when usageDetails is
   missing;
 - cost_usd: `costDetails.total`, else `calculatedTotalCost`, else `totalCost` (USD);
-- hard_check_ok: false when `level` is ERROR;
+- hard_check_ok: false when `level` is ERROR; error_type from `statusMessage` / `status_message`;
+- grades (`scores/` export rows, told apart by their `source` and `value`, in the same import): each score
+  grades the generation named by its `observation_id`, else the one generation of its `trace_id`;
+  `source` ANNOTATION -> grader `human`, EVAL -> `llm_judge`, API -> `deterministic`; a NUMERIC or
+  BOOLEAN value in 0..1 is the score, passed when it reaches --pass-threshold; --scorer picks the score
+  name when several are exported;
 - slice and --column keys: `metadata`, then trace tags ("key:value", when the export has `tags`), then
   the observation's own fields (name, environment, promptName, traceId, ...).
 """
@@ -27,6 +42,7 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
+from simulator.core.errors import RoutesimError
 from simulator.importers.options import ImportOptions
 from simulator.importers.rows import (
     NO_CACHE,
@@ -36,6 +52,7 @@ from simulator.importers.rows import (
     Usage,
     as_text,
     collect,
+    error_type,
     first_count,
     integer,
     json_field,
@@ -46,6 +63,7 @@ from simulator.importers.rows import (
     records,
     tags_namespace,
     timestamp,
+    unit_score,
 )
 from simulator.importers.usage import EXCLUSIVE
 
@@ -56,22 +74,28 @@ CACHE_WRITE_MARKERS = ("cache_creation", "cache_write")
 def mapping(options: ImportOptions) -> list[tuple[str, str]]:
     return [
         ("request_id", options.request_id_source("key", "id")),
-        ("ts", "startTime"),
-        ("model", "model"),
-        ("input_tokens", "usageDetails: sum of the *input* types"),
+        ("ts", "startTime / start_time"),
+        ("model", "model / provided_model_name"),
+        ("input_tokens", "usageDetails / usage_details: sum of the *input* types"),
         ("cached_input_tokens", "usageDetails: input_cached_tokens / cache_read_input_tokens"),
         ("output_tokens", "usageDetails: sum of the *output* types"),
-        ("latency_ms", "endTime - startTime (else latency, seconds)"),
-        ("ttft_ms", "completionStartTime - startTime (else timeToFirstToken, seconds)"),
+        ("latency_ms", "end - start (else the API's latency, seconds; the export's only cross-checked)"),
+        ("ttft_ms", "completion start - start (else the API's timeToFirstToken, seconds)"),
         ("hard_check_ok", "level != ERROR"),
-        ("cost_usd", f"costDetails.total (else calculatedTotalCost, totalCost; {options.cost_unit})"),
+        ("cost_usd", f"costDetails.total (else calculatedTotalCost, totalCost, total_cost; {options.cost_unit})"),
         ("slice", options.slice_source("key")),
     ]
 
 
+def _field(record: dict, api: str, export: str) -> Any:
+    """A field under its public-API name, else its blob-export name."""
+    value = record.get(api)
+    return record.get(export) if value is None or value == "" else value
+
+
 def _usage(record: dict, options: ImportOptions, log: ImportLog) -> tuple[Usage, int | None]:
     """Input-side usage and output tokens."""
-    details = json_field(record.get("usageDetails"), "usageDetails")
+    details = json_field(_field(record, "usageDetails", "usage_details"), "usageDetails")
     if isinstance(details, dict) and details:
         counts = {str(key): integer(value, f"usageDetails.{key}") for key, value in details.items()}
         counts = {key: value for key, value in counts.items() if value is not None}
@@ -109,31 +133,114 @@ def observation_row(where: str, record: Any, options: ImportOptions, log: Import
     if kind != "GENERATION":
         log.ignore(f"type = {kind or '(none)'}")
         return None
-    start = timestamp(record.get("startTime"), "startTime")
-    latency = millis_between(start, timestamp(record.get("endTime"), "endTime"), "latency")
-    if latency is None and record.get("latency") not in (None, ""):
+    export = "start_time" in record  # the blob-storage export's snake_case rows
+    start = timestamp(_field(record, "startTime", "start_time"), "startTime")
+    latency = millis_between(start, timestamp(_field(record, "endTime", "end_time"), "endTime"), "latency")
+    if export:
+        _cross_check_latency(latency, number(record.get("latency"), "latency"), log)
+    elif latency is None and record.get("latency") not in (None, ""):
         latency = _seconds(record.get("latency"), "latency")
         log.default("latency_ms <- latency in seconds x 1000 (no endTime)")
-    ttft = millis_between(start, timestamp(record.get("completionStartTime"), "completionStartTime"), "ttft")
-    if ttft is None and record.get("timeToFirstToken") not in (None, ""):
+    ttft = millis_between(start, timestamp(_field(record, "completionStartTime", "completion_start_time"),
+                                           "completionStartTime"), "ttft")
+    if ttft is None and not export and record.get("timeToFirstToken") not in (None, ""):
         ttft = _seconds(record.get("timeToFirstToken"), "timeToFirstToken")
     usage, output = _usage(record, options, log)
-    cost_details = json_field(record.get("costDetails"), "costDetails") or {}
+    cost_details = json_field(_field(record, "costDetails", "cost_details"), "costDetails") or {}
     cost = number(cost_details.get("total") if isinstance(cost_details, dict) else None, "costDetails.total")
-    for name in ("calculatedTotalCost", "totalCost"):
+    for name in ("calculatedTotalCost", "totalCost", "total_cost"):
         if cost is None:
             cost = number(record.get(name), name)
     metadata = json_field(record.get("metadata"), "metadata")
     tags = json_field(record.get("tags"), "tags")
-    row = Row(where=where, request_id=as_text(record.get("id")), ts=start, model=as_text(record.get("model")),
+    ok = (as_text(record.get("level")) or "").upper() != "ERROR"
+    row = Row(where=where, request_id=as_text(record.get("id")), ts=start,
+              model=as_text(_field(record, "model", "provided_model_name")),
               **usage.fields(), output_tokens=output,
-              latency_ms=latency, ttft_ms=ttft, cost_usd=options.cost(cost),
-              ok=(as_text(record.get("level")) or "").upper() != "ERROR")
+              latency_ms=latency, ttft_ms=ttft, cost_usd=options.cost(cost), ok=ok,
+              error_type=None if ok else error_type(_field(record, "statusMessage", "status_message")))
     label_row(row, options, metadata, tags_namespace(tags), record)
     return row
 
 
+LATENCY_TOLERANCE_MS = 1.0
+
+
+def _cross_check_latency(measured: float | None, exported: float | None, log: ImportLog) -> None:
+    """The export's `latency` agrees with end - start in milliseconds or in seconds, or is counted."""
+    if measured is None or exported is None:
+        return
+    if abs(exported - measured) <= LATENCY_TOLERANCE_MS:
+        log.default("export latency field checked: milliseconds")
+    elif abs(exported * 1000.0 - measured) <= LATENCY_TOLERANCE_MS:
+        log.default("export latency field checked: seconds")
+    else:
+        log.default("export latency field disagrees with end_time - start_time (end - start used)")
+
+
+def _rows_of(path: Path, log: ImportLog):
+    """Rows of a Parquet export file, or of any text format `records` reads."""
+    if path.suffix.lower() != ".parquet":
+        yield from records(path, log)
+        return
+    import polars as pl  # noqa: PLC0415 - only a Parquet export needs it here
+
+    try:
+        frame = pl.read_parquet(path)
+    except Exception as error:  # polars raises several types for unreadable files
+        raise RoutesimError(f"cannot read {path.name} as Parquet: {str(error).splitlines()[0]}", where=str(path),
+                            fix="export the observations again, as Parquet or JSON lines") from None
+    for index, row in enumerate(frame.iter_rows(named=True), 1):
+        yield f"{path}, row {index}", row
+
+
+def _is_score(record: Any) -> bool:
+    return isinstance(record, dict) and "value" in record and "source" in record and "type" not in record
+
+
+SCORE_GRADERS = {"ANNOTATION": "human", "EVAL": "llm_judge", "API": "deterministic"}
+
+
 def read(paths: list[Path], options: ImportOptions, log: ImportLog) -> list[Row]:
-    rows = collect(chain.from_iterable(records(path, log) for path in paths),
-                   lambda where, record: observation_row(where, record, options, log), log)
+    items = list(chain.from_iterable(_rows_of(path, log) for path in paths))
+    scores = [(where, record) for where, record in items if _is_score(record)]
+    observations = {where: record for where, record in items if not _is_score(record)}
+    rows = collect(observations.items(), lambda where, record: observation_row(where, record, options, log), log)
+    if scores:
+        traces = {row.where: as_text(_field(observations[row.where], "traceId", "trace_id")) for row in rows}
+        _grade(rows, traces, scores, options, log)
     return rows
+
+
+def _grade(rows: list[Row], traces: dict[str, str | None], scores: list[tuple[str, dict]], options: ImportOptions,
+           log: ImportLog) -> None:
+    """Puts each score on the generation it grades (see the module docstring); `traces`: row.where -> trace id."""
+    names = sorted({as_text(record.get("name")) or "" for _, record in scores})
+    wanted = options.scorer or (names[0] if len(names) == 1 else None)
+    if wanted is None:
+        raise RoutesimError(f"the scores export holds {len(names)} score names: {', '.join(names)}",
+                            fix="choose one with --scorer NAME")
+    by_id = {row.request_id: row for row in rows}
+    by_trace: dict[str, list[Row]] = {}
+    for row in rows:
+        by_trace.setdefault(traces[row.where] or "", []).append(row)
+    for where, record in scores:
+        log.rows_read += 1
+        if as_text(record.get("name")) != wanted:
+            log.ignore(f"score {record.get('name')} (not --scorer)")
+            continue
+        target = by_id.get(as_text(record.get("observation_id") or record.get("observationId")))
+        if target is None:
+            trace = by_trace.get(as_text(record.get("trace_id") or record.get("traceId")) or "", [])
+            target = trace[0] if len(trace) == 1 else None
+        if target is None:
+            log.drop("score for no single imported generation", where, f"trace {record.get('trace_id')}")
+            continue
+        try:
+            value = unit_score(record.get("value"), "score value")
+        except BadRow as bad:
+            log.drop(bad.reason, where, bad.detail)
+            continue
+        target.score = value
+        target.passed = value is not None and value >= options.pass_threshold
+        target.grader = SCORE_GRADERS.get((as_text(record.get("source")) or "").upper())

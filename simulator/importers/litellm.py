@@ -4,22 +4,29 @@ JSON may be a list of rows or the `/spend/logs` answer (`{"data": [...]}`). In a
 and `request_tags` are JSON strings, and times are the table's UTC timestamps without a zone.
 
 Mapping:
-- request_id: `request_id` (the table's primary key), or the key named by --request-id;
+- request_id: `request_id`, or the key named by --request-id. `request_id` is the table's primary key, one
+  per call, so shadow calls of one request become one request only with --request-id KEY naming a
+  metadata key they share; when no request has two models the report says so;
 - ts: `startTime`; latency_ms: `endTime - startTime` (else `request_duration_ms`); ttft_ms:
   `completionStartTime - startTime` for streamed calls; LiteLLM sets completionStartTime = endTime when
   a call was not streamed, and then no time to first token was measured (null);
 - model: `model_group`, the public model name the client asked for (`model`, the deployment's model,
   with --model-from response, or when model_group is empty);
 - input tokens: `prompt_tokens`, which LiteLLM reports in OpenAI's convention (cache reads inside) for
-  every provider; cache reads from `metadata.usage_object` (`prompt_tokens_details.cached_tokens`, else
-  `cache_read_input_tokens`) or `metadata.additional_usage_values`, cache writes from
-  `cache_creation_input_tokens` there. Older LiteLLM versions reported Anthropic's prompt_tokens without
-  the cache: recognised from `total_tokens` or cache > input, or forced with --usage exclusive;
-- output tokens: `completion_tokens`; cost_usd: `spend` (USD; --cost-unit cents for a re-scaled export);
+  every provider; cache reads from `metadata.usage_object` (`prompt_tokens_details.cached_tokens` and
+  `cache_read_input_tokens`: the non-zero one, since streamed Anthropic rows carry cached_tokens 0 beside
+  the real count) or, in older exports, `metadata.additional_usage_values`; cache writes from
+  `cache_creation_input_tokens` there, the 1-hour part from `cache_creation_token_details`
+  (`ephemeral_1h_input_tokens`). Older LiteLLM versions reported Anthropic's prompt_tokens without the
+  cache: recognised from `total_tokens` or cache > input, or forced with --usage exclusive;
+- output tokens: `completion_tokens` (reasoning included), reasoning from
+  `completion_tokens_details.reasoning_tokens`; cost_usd: `spend` (USD; --cost-unit cents for a
+  re-scaled export); service_tier: the usage object's `service_tier`;
 - hard_check_ok: false when `status` (or `metadata.status`) is failure or `metadata.error_information`
-  is set;
+  is set; error_type from the error information's class, code and message;
 - ignored and counted: LiteLLM response-cache hits (`cache_hit` true: no model was called) and calls
-  that are not completions (embeddings, images, audio, ...);
+  that are not completions (embeddings, images, audio, ...); early exports write call types with a
+  `litellm.` prefix (`litellm.completion`), read as the bare type;
 - slice and --column keys: `request_tags` ("key:value" tags), then `metadata.spend_logs_metadata` (the
   metadata a client sends), then `metadata`, then the row's own columns (end_user, team_id, ...).
 """
@@ -39,25 +46,30 @@ from simulator.importers.rows import (
     boolean,
     collect,
     dig,
+    error_type,
     first_count,
+    hint_shadow_calls,
     json_field,
     label_row,
     millis_between,
     normalise_usage,
     number,
     records,
+    service_tier,
     tags_namespace,
     timestamp,
 )
 from simulator.importers.usage import INCLUSIVE
 
+REASONING = ("completion_tokens_details.reasoning_tokens",)
 COMPLETION_CALLS = {"completion", "acompletion", "text_completion", "atext_completion", "responses", "aresponses",
                     "anthropic_messages", "generate_content", "agenerate_content"}
 
 
 def mapping(options: ImportOptions) -> list[tuple[str, str]]:
     return [
-        ("request_id", options.request_id_source("key", "request_id")),
+        ("request_id", options.request_id_source("key", "request_id (LiteLLM's primary key: one per call; shadow calls "
+                                             "need --request-id KEY from the metadata)")),
         ("ts", "startTime"),
         ("model", "model_group (else model)" if options.model_from == "request" else "model"),
         ("input_tokens", "prompt_tokens, plus cache tokens where reported on top"),
@@ -71,20 +83,37 @@ def mapping(options: ImportOptions) -> list[tuple[str, str]]:
     ]
 
 
-def _cache_tokens(usage: Any, extra: Any) -> tuple[int | None, int | None]:
-    read = first_count(usage, ("prompt_tokens_details.cached_tokens", "cache_read_input_tokens"), "cache read tokens")
-    if read is None:
-        read = first_count(extra, ("cache_read_input_tokens",), "cache read tokens")
-    write = first_count(usage, ("cache_creation_input_tokens",), "cache write tokens")
-    if write is None:
-        write = first_count(extra, ("cache_creation_input_tokens",), "cache write tokens")
-    return read, write
+CACHE_READ = ("prompt_tokens_details.cached_tokens", "cache_read_input_tokens")
+CACHE_WRITE_1H = ("cache_creation_token_details.ephemeral_1h_input_tokens",
+                  "prompt_tokens_details.cache_creation_token_details.ephemeral_1h_input_tokens",
+                  "cache_creation.ephemeral_1h_input_tokens")
+
+
+def _counted(sources: tuple[Any, ...], names: tuple[str, ...], label: str) -> int | None:
+    """The first non-zero count of `names` across the sources, else 0 when one says 0, else None.
+
+    Two fields for one count can disagree: a streamed Anthropic row has cached_tokens 0 next to
+    cache_read_input_tokens 2455 (LiteLLM issue #11789), so a zero does not end the search.
+    """
+    counts = [count for source in sources for name in names
+              if (count := first_count(source, (name,), label)) is not None]
+    return next((count for count in counts if count), counts[0] if counts else None)
+
+
+def _cache_tokens(usage: Any, extra: Any) -> tuple[int | None, int | None, int | None]:
+    """Cache reads, 5-minute writes and 1-hour writes (Anthropic's cache_creation_input_tokens holds both)."""
+    read = _counted((usage, extra), CACHE_READ, "cache read tokens")
+    write = _counted((usage, extra), ("cache_creation_input_tokens",), "cache write tokens")
+    write_1h = _counted((usage, extra), CACHE_WRITE_1H, "1-hour cache write tokens")
+    if write_1h:
+        write = max((write or 0) - write_1h, 0)
+    return read, write, write_1h
 
 
 def spend_row(where: str, record: Any, options: ImportOptions, log: ImportLog) -> Row | None:
     if not isinstance(record, dict):
         raise BadRow("not a spend log row", "expected an object with the LiteLLM_SpendLogs columns")
-    call_type = (as_text(record.get("call_type")) or "completion").lower()
+    call_type = (as_text(record.get("call_type")) or "completion").lower().removeprefix("litellm.")
     if call_type not in COMPLETION_CALLS:
         log.ignore(f"call_type = {call_type}")
         return None
@@ -108,21 +137,34 @@ def spend_row(where: str, record: Any, options: ImportOptions, log: ImportLog) -
             log.default("model <- model (no model_group)")
         model = group or model
     output = first_count(record, ("completion_tokens",), "completion_tokens")
-    cache_read, cache_write = _cache_tokens(dig(metadata, "usage_object"), dig(metadata, "additional_usage_values"))
+    usage_object = dig(metadata, "usage_object")
+    cache_read, cache_write, cache_write_1h = _cache_tokens(usage_object, dig(metadata, "additional_usage_values"))
     usage = normalise_usage(
         first_count(record, ("prompt_tokens",), "prompt_tokens"), cache_read, cache_write, output=output,
         total=first_count(record, ("total_tokens",), "total_tokens"), default_style=INCLUSIVE,
-        forced_style=options.usage_style)
+        forced_style=options.usage_style, cache_write_1h=cache_write_1h)
     status = (as_text(record.get("status")) or as_text(dig(metadata, "status")) or "success").lower()
-    ok = status != "failure" and not dig(metadata, "error_information")
+    error = dig(metadata, "error_information")
+    ok = status != "failure" and not error
     row = Row(where=where, request_id=as_text(record.get("request_id")), ts=start, model=model, **usage.fields(),
-              output_tokens=output, latency_ms=latency, ttft_ms=ttft,
-              cost_usd=options.cost(number(record.get("spend"), "spend")), ok=ok)
+              output_tokens=output, total_tokens=first_count(record, ("total_tokens",), "total_tokens"),
+              reasoning_tokens=_counted((usage_object,), REASONING, "reasoning tokens"),
+              latency_ms=latency, ttft_ms=ttft, service_tier=service_tier(dig(usage_object, "service_tier")),
+              cost_usd=options.cost(number(record.get("spend"), "spend")), ok=ok,
+              error_type=None if ok else error_type(*_error_fields(error)))
     label_row(row, options, tags_namespace(tags), dig(metadata, "spend_logs_metadata"), metadata, record)
     return row
+
+
+def _error_fields(error: Any) -> list[Any]:
+    if isinstance(error, dict):
+        return [error.get(key) for key in ("error_class", "error_code", "error_message")]
+    return [error]
 
 
 def read(paths: list[Path], options: ImportOptions, log: ImportLog) -> list[Row]:
     rows = collect(chain.from_iterable(records(path, log) for path in paths),
                    lambda where, record: spend_row(where, record, options, log), log)
+    if not options.request_id_key:
+        hint_shadow_calls(rows, log, "request_id is LiteLLM's primary key, one per call")
     return rows

@@ -8,13 +8,15 @@ Mapping:
   requested name);
 - input tokens: `usage.prompt_tokens` (Responses: `usage.input_tokens`), which include the cached
   tokens; cached input: `usage.prompt_tokens_details.cached_tokens` (`input_tokens_details.cached_tokens`);
-- output tokens: `usage.completion_tokens` (`usage.output_tokens`);
+- output tokens: `usage.completion_tokens` (`usage.output_tokens`), reasoning from
+  `completion_tokens_details.reasoning_tokens` (`output_tokens_details.reasoning_tokens`);
+- service_tier: `batch` for every call (the prices check then compares them with the sheet's batch prices);
 - latency_ms: a batch runs asynchronously within its completion window and records no per-request
   latency: --assume-latency-ms N is required, and `latency_source` says `assumed`;
 - cost_usd: null (the output has no cost; price the batch with its batch prices in the price sheet);
 - hard_check_ok: false for a finish reason of length or content_filter (Responses: status incomplete);
 - requests that failed without a response (`error` set, or a non-200 status) carry no model or usage:
-  dropped and counted with their error codes.
+  dropped and counted under the error's type (else its code) and error_type, the message in the example.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from simulator.core.errors import RoutesimError
 from simulator.importers.options import ImportOptions
 from simulator.importers.rows import (
     BadRow,
+    error_type,
     ImportLog,
     Row,
     as_text,
@@ -71,9 +74,14 @@ def require_latency(options: ImportOptions) -> None:
         raise RoutesimError("--assume-latency-ms must be >= 0")
 
 
-def _truncated(body: dict) -> bool:
+def _finish_reasons(body: dict) -> set:
     reasons = {choice.get("finish_reason") for choice in body.get("choices") or [] if isinstance(choice, dict)}
-    return bool(reasons & TRUNCATED) or body.get("status") == "incomplete"
+    details = body.get("incomplete_details")
+    return reasons | ({details.get("reason")} if isinstance(details, dict) else set())
+
+
+def _truncated(body: dict) -> bool:
+    return bool(_finish_reasons(body) & TRUNCATED) or body.get("status") == "incomplete"
 
 
 def batch_row(where: str, line: Any, options: ImportOptions, pattern: re.Pattern | None, log: ImportLog) -> Row | None:
@@ -85,13 +93,18 @@ def batch_row(where: str, line: Any, options: ImportOptions, pattern: re.Pattern
     if line.get("error") or not isinstance(body, dict) or (status is not None and status != 200):
         error = line.get("error") or (body or {}).get("error") or {}
         code = error.get("code") if isinstance(error, dict) else error
-        raise BadRow("request failed in the batch (no answer, no usage)", f"custom_id {line.get('custom_id')}: "
-                     f"status {status}, error {code}")
+        kind = (error.get("type") if isinstance(error, dict) else None) or code or f"status {status}"
+        message = error.get("message") if isinstance(error, dict) else None
+        raise BadRow(f"request failed in the batch: {kind} ({error_type(kind, code, status, message)})",
+                     f"custom_id {line.get('custom_id')}: status {status}, error {code}"
+                     + (f": {str(message)[:200]}" if message else ""))
     if body.get("object") not in (None, "chat.completion", "response", "text_completion"):
         log.ignore(f"object = {body.get('object')}")
         return None
     usage = body.get("usage") or {}
     output = first_count(usage, ("completion_tokens", "output_tokens"), "output tokens")
+    reasoning = first_count(usage, ("completion_tokens_details.reasoning_tokens",
+                                    "output_tokens_details.reasoning_tokens"), "reasoning tokens")
     usage = normalise_usage(
         first_count(usage, ("prompt_tokens", "input_tokens"), "input tokens"),
         first_count(usage, ("prompt_tokens_details.cached_tokens", "input_tokens_details.cached_tokens"),
@@ -102,8 +115,10 @@ def batch_row(where: str, line: Any, options: ImportOptions, pattern: re.Pattern
     match = pattern.fullmatch(custom_id) if pattern and custom_id else None
     row = Row(where=where, request_id=custom_id,
               ts=timestamp(body.get("created", body.get("created_at")), "created"),
-              model=as_text(body.get("model")), **usage.fields(), output_tokens=output, latency_ms=options.assume_latency_ms,
-              ok=not _truncated(body), latency_source="assumed")
+              model=as_text(body.get("model")), **usage.fields(), output_tokens=output, reasoning_tokens=reasoning,
+              latency_ms=options.assume_latency_ms, service_tier="batch",
+              ok=not _truncated(body), error_type=error_type(*sorted(map(str, _finish_reasons(body)))) if _truncated(body) else None,
+              latency_source="assumed")
     label_row(row, options, match.groupdict() if match else {}, {"custom_id": custom_id, "batch_request_id": line.get("id"),
                                     "service_tier": body.get("service_tier"),
                                     "system_fingerprint": body.get("system_fingerprint")}, dig(body, "metadata"))

@@ -9,19 +9,29 @@ counted in the report):
 - a model call is a span whose `gen_ai.operation.name` is chat, text_completion or generate_content, or
   (older instrumentations) a span without one that has `gen_ai.request.model`; embeddings, tool, agent
   and other spans are ignored and counted (agent spans repeat their children's usage);
-- request_id: the span id, or the attribute named by --request-id; ts: the span's start;
+- request_id: the span id, or the attribute named by --request-id (`--request-id trace_id` groups the
+  shadow calls of one trace into one request); ts: the span's start;
   latency_ms: end minus start (OTLP gives nanoseconds);
 - model: `gen_ai.request.model` (`gen_ai.response.model` with --model-from response, each falling back
   on the other);
 - input tokens: `gen_ai.usage.input_tokens` (older: `gen_ai.usage.prompt_tokens`); cache reads
-  `gen_ai.usage.cache_read.input_tokens` (older: `gen_ai.usage.cache_read_input_tokens`,
-  `gen_ai.usage.input_tokens.cached`), cache writes `gen_ai.usage.cache_creation.input_tokens` (older:
-  `gen_ai.usage.cache_creation_input_tokens`, `gen_ai.usage.cache_write_input_tokens`). The conventions
-  say cache tokens are included in input_tokens; an instrumentation that copies Anthropic's usage as is
-  reports them on top, which is recognised from the total or from cache > input, or forced with --usage;
-- output tokens: `gen_ai.usage.output_tokens` (older: `gen_ai.usage.completion_tokens`);
+  `gen_ai.usage.cache_read.input_tokens`, cache writes `gen_ai.usage.cache_creation.input_tokens`, each
+  also under the names exporters write (CACHE_READ, CACHE_WRITE: Sentry's `..input_tokens.cached` /
+  `..input_tokens.cache_write` and its deprecated `..cache_read_input_tokens` /
+  `..cache_creation_input_tokens`, pydantic-ai's `gen_ai.usage.details.*`, Mastra's former
+  `..cached_input_tokens` / `..cache_write_tokens`). The conventions say cache tokens are included in
+  input_tokens; an instrumentation that copies Anthropic's usage as is reports them on top, which is
+  recognised from the total or from cache > input, or forced with --usage;
+- output tokens: `gen_ai.usage.output_tokens` (older: `gen_ai.usage.completion_tokens`), reasoning
+  included; reasoning `gen_ai.usage.reasoning.output_tokens` (REASONING: Sentry's, OpenLLMetry's and
+  pydantic-ai's names). Reasoning counted on top of the output (the total says input + output +
+  reasoning, or reasoning > output, or Google's thoughts count, which Gemini never includes) is added to
+  output_tokens;
+- every other `gen_ai.usage.*` attribute is listed in the report as not read, so a rename shows up;
 - hard_check_ok: false when the span status is ERROR, `error.type` is set, or a finish reason is
-  length/max_tokens/content_filter;
+  length/max_tokens/content_filter. Error spans are kept as failed calls with their latency (a span
+  without usage counts 0 tokens, since a rejected call bills none), error_type from `error.type`, the
+  status message and the exception events;
 - cost_usd: the attribute named by --cost-attribute (none in the conventions); ttft_ms: not in the span
   conventions, left null;
 - slice and --column keys: span attributes, then resource attributes, then trace_id/span_id/name.
@@ -42,12 +52,14 @@ from simulator.importers.rows import (
     as_text,
     collect,
     epoch_nanos,
+    error_type,
     first_count,
     json_lines,
     label_row,
     millis_between,
     normalise_usage,
     number,
+    service_tier,
     timestamp,
 )
 from simulator.importers.usage import INCLUSIVE
@@ -56,11 +68,17 @@ MODEL_OPERATIONS = {"chat", "text_completion", "generate_content"}
 TRUNCATED = {"length", "max_tokens", "content_filter"}
 INPUT = ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens")
 OUTPUT = ("gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens")
-CACHE_READ = ("gen_ai.usage.cache_read.input_tokens", "gen_ai.usage.cache_read_input_tokens",
-              "gen_ai.usage.input_tokens.cached")
-CACHE_WRITE = ("gen_ai.usage.cache_creation.input_tokens", "gen_ai.usage.cache_creation_input_tokens",
-               "gen_ai.usage.cache_write_input_tokens")
+CACHE_READ = ("gen_ai.usage.cache_read.input_tokens", "gen_ai.usage.input_tokens.cached",
+              "gen_ai.usage.cache_read_input_tokens", "gen_ai.usage.details.cache_read_tokens",
+              "gen_ai.usage.cached_input_tokens")
+CACHE_WRITE = ("gen_ai.usage.cache_creation.input_tokens", "gen_ai.usage.input_tokens.cache_write",
+               "gen_ai.usage.cache_creation_input_tokens", "gen_ai.usage.details.cache_write_tokens",
+               "gen_ai.usage.cache_write_tokens", "gen_ai.usage.cache_write_input_tokens")
+REASONING = ("gen_ai.usage.reasoning.output_tokens", "gen_ai.usage.output_tokens.reasoning",
+             "gen_ai.usage.reasoning_tokens", "gen_ai.usage.details.reasoning_tokens")
+THOUGHTS = ("gen_ai.usage.thoughts_token_count", "gen_ai.usage.details.thoughts_tokens")  # never in the output
 TOTAL = ("gen_ai.usage.total_tokens", "llm.usage.total_tokens")
+READ_USAGE = {*INPUT, *OUTPUT, *CACHE_READ, *CACHE_WRITE, *REASONING, *THOUGHTS, *TOTAL}
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
@@ -130,13 +148,32 @@ def _time(span: dict, nano_key: str, iso_key: str) -> tuple[dt.datetime | None, 
     return timestamp(span.get(iso_key), iso_key), None
 
 
-def _failed(span: dict, attrs: dict) -> bool:
+def _failure(span: dict, attrs: dict) -> str | None:
+    """The error type of a failed or truncated call, None for a good answer."""
     status = span.get("status") or {}
     code = status.get("code", status.get("status_code"))
-    if code in (2, "2", "ERROR", "STATUS_CODE_ERROR") or attrs.get("error.type"):
-        return True
     reasons = attrs.get("gen_ai.response.finish_reasons") or []
-    return bool(set([reasons] if isinstance(reasons, str) else reasons) & TRUNCATED)
+    truncated = set([reasons] if isinstance(reasons, str) else reasons) & TRUNCATED
+    if code in (2, "2", "ERROR", "STATUS_CODE_ERROR") or attrs.get("error.type"):
+        events = [attributes(event.get("attributes")) for event in span.get("events") or [] if isinstance(event, dict)]
+        return error_type(attrs.get("error.type"), attrs.get("http.response.status_code"),
+                          status.get("message", status.get("description")),
+                          *(event.get(key) for event in events for key in ("exception.type", "exception.message")))
+    return error_type(*sorted(truncated)) if truncated else None
+
+
+def _reasoning(attrs: dict, output: int | None, total: int | None, known_input: int | None,
+               log: ImportLog) -> tuple[int | None, int | None]:
+    """(output tokens with reasoning in, reasoning tokens), telling reasoning inside the output from on top."""
+    thoughts = first_count(attrs, THOUGHTS, "thoughts tokens")
+    if thoughts is not None:
+        return (None if output is None else output + thoughts), thoughts
+    reasoning = first_count(attrs, REASONING, "reasoning tokens", log)
+    if reasoning is None or output is None:
+        return output, reasoning
+    on_top = reasoning > output or (total is not None and known_input is not None
+                                   and known_input + output + reasoning == total != known_input + output)
+    return (output + reasoning if on_top else output), reasoning
 
 
 def span_row(where: str, span: Any, resource: dict, options: ImportOptions, log: ImportLog) -> Row | None:
@@ -167,17 +204,27 @@ def span_row(where: str, span: Any, resource: dict, options: ImportOptions, log:
     if model is None and attrs.get(second) is not None:
         model = as_text(attrs[second])
         log.default(f"model <- {second} (no {first})")
+    failure = _failure(span, attrs)
+    unread = sorted(key for key in attrs if key.startswith("gen_ai.usage.") and key not in READ_USAGE)
+    for key in unread:
+        log.default(f"not read: {key}")
+    reported = first_count(attrs, INPUT, "input tokens", log)
     output = first_count(attrs, OUTPUT, "output tokens", log)
+    if failure is not None and reported is None and output is None:
+        reported = output = 0  # a rejected call (rate limit, timeout) bills no tokens
+        log.default("tokens -> 0 (failed span without usage)")
+    total = first_count(attrs, TOTAL, "total tokens", log)
     cache_read = first_count(attrs, CACHE_READ, "cache read tokens", log)
     cache_write = first_count(attrs, CACHE_WRITE, "cache write tokens", log)
-    usage = normalise_usage(
-        first_count(attrs, INPUT, "input tokens", log), cache_read, cache_write, output=output,
-        total=first_count(attrs, TOTAL, "total tokens", log), default_style=INCLUSIVE,
-        forced_style=options.usage_style)
+    output, reasoning = _reasoning(attrs, output, total, reported, log)
+    usage = normalise_usage(reported, cache_read, cache_write, output=output, total=total,
+                            default_style=INCLUSIVE, forced_style=options.usage_style)
     cost = number(attrs.get(options.cost_attribute), "cost") if options.cost_attribute else None
     row = Row(where=where, request_id=as_text(ids["span_id"]), ts=start, model=model, **usage.fields(),
-              output_tokens=output, latency_ms=latency,
-              cost_usd=options.cost(cost), ok=not _failed(span, attrs))
+              output_tokens=output, reasoning_tokens=reasoning, total_tokens=total, latency_ms=latency,
+              service_tier=service_tier(attrs.get("openai.response.service_tier")
+                                        or attrs.get("gen_ai.openai.response.service_tier")),
+              cost_usd=options.cost(cost), ok=failure is None, error_type=failure)
     label_row(row, options, attrs, resource, ids)
     return row
 

@@ -34,6 +34,7 @@ from simulator.importers.rows import (
     as_text,
     boolean,
     collect,
+    error_type,
     first_count,
     json_document,
     label_row,
@@ -121,7 +122,14 @@ def result_row(where: str, result: Any, summary: dict, options: ImportOptions, p
     test_index, prompt_index = result.get("testIdx"), result.get("promptIdx")
     request_id = f"test-{test_index}" + (f"/prompt-{prompt_index}" if prompts > 1 else "")
     errored = result.get("failureReason") == ERROR or bool(result.get("error"))
-    row = Row(where=where, request_id=request_id if test_index is not None else None,
+    if test_index is None and not options.request_id_key:
+        raise BadRow("no testIdx", "this export does not number its tests: name the test variable that identifies "
+                                   "the request with --request-id VAR")
+    failure = error_type(result.get("error"), response.get("error")) if errored else None
+    if errored and not usage and not from_cache:
+        message = as_text(result.get("error") or response.get("error")) or ""
+        raise BadRow(f"promptfoo error without usage ({failure})", message[:200])
+    row = Row(where=where, request_id=request_id if test_index is not None else None, error_type=failure,
               ts=timestamp(summary.get("timestamp"), "timestamp"), model=model_name(result.get("provider")),
               input_tokens=None if from_cache else first_count(usage, ("prompt",), "tokenUsage.prompt"),
               output_tokens=None if from_cache else first_count(usage, ("completion",), "tokenUsage.completion"),

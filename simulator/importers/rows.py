@@ -50,12 +50,17 @@ class Row:
     columns: dict[str, str | None] = field(default_factory=dict)
     input_tokens: int | None = None  # all input tokens, cache reads and writes included
     cached_input_tokens: int | None = None
-    cache_write_tokens: int | None = None
-    output_tokens: int | None = None
+    cache_write_tokens: int | None = None  # written at the standard (5-minute) rate
+    cache_write_1h_tokens: int | None = None  # written at the 1-hour rate
+    output_tokens: int | None = None  # reasoning included
+    reasoning_tokens: int | None = None
+    total_tokens: int | None = None  # the source's own total, checked against input + output
     latency_ms: float | None = None
     ttft_ms: float | None = None
     cost_usd: float | None = None
     ok: bool = True  # the call returned a well-formed answer: becomes hard_check_ok
+    error_type: str | None = None  # for a failed call: one of contract.ERROR_TYPES (see error_type below)
+    service_tier: str | None = None
     passed: bool | None = None
     score: float | None = None
     confidence: float | None = None
@@ -373,14 +378,17 @@ class Usage:
     cached_input_tokens: int | None
     cache_write_tokens: int | None
     usage_style: str | None
+    cache_write_1h_tokens: int | None = None
 
     def fields(self) -> dict[str, Any]:
         return {"input_tokens": self.input_tokens, "cached_input_tokens": self.cached_input_tokens,
-                "cache_write_tokens": self.cache_write_tokens, "usage_style": self.usage_style}
+                "cache_write_tokens": self.cache_write_tokens, "cache_write_1h_tokens": self.cache_write_1h_tokens,
+                "usage_style": self.usage_style}
 
 
 def normalise_usage(reported: int | None, cache_read: int | None, cache_write: int | None, *,
-                    output: int | None, total: int | None, default_style: str, forced_style: str) -> Usage:
+                    output: int | None, total: int | None, default_style: str, forced_style: str,
+                    cache_write_1h: int | None = None) -> Usage:
     """All input tokens and the cached part of them, whichever way the source counted.
 
     OpenAI counts cached tokens inside prompt_tokens; Anthropic reports input_tokens next to separate
@@ -388,15 +396,16 @@ def normalise_usage(reported: int | None, cache_read: int | None, cache_write: i
     than the reported input cannot be inside it, whatever the total says (older LiteLLM versions totalled
     Anthropic calls without their cache); else the total tells when the source reports one (input +
     output + cache = total: the cache came on top; input + output = total: it was inside); else the
-    format's documented default applies.
+    format's documented default applies. `cache_write` and `cache_write_1h` (5-minute and 1-hour writes)
+    are both cache writes.
     """
     if reported is None:
-        return Usage(None, cache_read, cache_write, None)
-    cache = (cache_read or 0) + (cache_write or 0)
+        return Usage(None, cache_read, cache_write, None, cache_write_1h)
+    cache = (cache_read or 0) + (cache_write or 0) + (cache_write_1h or 0)
     if forced_style != AUTO:
         style = forced_style
     elif cache == 0:
-        return Usage(reported, cache_read, cache_write, NO_CACHE)
+        return Usage(reported, cache_read, cache_write, NO_CACHE, cache_write_1h)
     elif cache > reported:
         style = EXCLUSIVE
     elif total is not None and output is not None and reported + output + cache == total:
@@ -408,10 +417,35 @@ def normalise_usage(reported: int | None, cache_read: int | None, cache_write: i
     if style == INCLUSIVE:
         if cache > reported:
             raise BadRow("cache tokens exceed input tokens",
-                         f"input {reported}, cache reads {cache_read or 0}, cache writes {cache_write or 0} "
+                         f"input {reported}, cache reads {cache_read or 0}, "
+                         f"cache writes {(cache_write or 0) + (cache_write_1h or 0)} "
                          "(rerun with --usage exclusive if this source reports them on top of the input)")
-        return Usage(reported, cache_read, cache_write, CACHE_INSIDE)
-    return Usage(reported + cache, cache_read, cache_write, CACHE_ON_TOP)
+        return Usage(reported, cache_read, cache_write, CACHE_INSIDE, cache_write_1h)
+    return Usage(reported + cache, cache_read, cache_write, CACHE_ON_TOP, cache_write_1h)
+
+
+# Why a call failed, in the words gateways fall back and retry on. Matched in order on the lower-cased
+# status code, error type and message a source records.
+_ERROR_PATTERNS = (
+    ("context_window", ("context_length", "context window", "contextwindow", "maximum context length",
+                        "prompt is too long", "too many tokens", "input is too long")),
+    ("content_filter", ("content_filter", "content filter", "contentpolicy", "content_policy", "content policy",
+                        "safety", "responsible ai")),
+    ("rate_limit", ("429", "rate limit", "rate_limit", "ratelimit", "too many requests", "resource_exhausted",
+                    "resource exhausted", "quota")),
+    ("timeout", ("408", "504", "timeout", "timed out", "time out", "deadline_exceeded", "deadline exceeded",
+                 "expired")),
+)
+
+
+def error_type(*evidence: Any) -> str:
+    """`rate_limit`, `timeout`, `context_window`, `content_filter` or `other` for a failed call, from whatever
+    the source records about the failure (status codes, exception class names, messages, finish reasons)."""
+    text = " ".join(as_text(item) or "" for item in evidence).lower()
+    for kind, markers in _ERROR_PATTERNS:
+        if any(marker in text for marker in markers):
+            return kind
+    return "other"
 
 
 def collect(items: Iterable[tuple[str, Any]], parse: Callable[[str, Any], Row | None], log: ImportLog) -> list[Row]:
@@ -555,3 +589,23 @@ def records(path: Path, log: ImportLog, *, list_keys: tuple[str, ...] = ("data",
     else:
         raise RoutesimError(f"unknown file type '{path.suffix}'", where=str(path),
                             fix="name the export .jsonl, .json or .csv")
+
+
+SERVICE_TIER_WORDS = {"standard": "standard", "default": "standard", "auto": "standard", "on_demand": "standard",
+                      "batch": "batch", "flex": "flex", "priority": "priority", "scale": "priority"}
+
+
+def service_tier(value: Any) -> str | None:
+    """The contract's service tier for a provider's word (OpenAI answers `default` for standard, `scale` for
+    its reserved capacity, priced as priority); None for an absent or unknown word."""
+    return SERVICE_TIER_WORDS.get((as_text(value) or "").strip().lower())
+
+
+def hint_shadow_calls(rows: list[Row], log: ImportLog, why: str) -> None:
+    """Notes how to group shadow calls when no request id of the import has calls of two models."""
+    models: dict[str | None, set] = {}
+    for row in rows:
+        models.setdefault(row.request_id, set()).add(row.model)
+    if rows and all(len(named) < 2 for named in models.values()):
+        log.note(f"no request has calls of two models: {why}; to compare models on the same requests, log "
+                 "shadow calls with a shared metadata key and import with --request-id KEY")

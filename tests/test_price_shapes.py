@@ -1,0 +1,113 @@
+"""Every price shape a sheet can express, each checked on a tiny world worked out by hand (USD per million
+tokens in the sheets; a cost is the sum of tokens x price / 1e6), and against the reference replay."""
+
+from __future__ import annotations
+
+import pytest
+
+from simulator.core.prices import PriceSheet
+from tests.reference import reference_replay
+from tests.test_tiny_worlds import ans, at, req, run
+from tests.worlds import outcome_frame, replay_frames, scenario_of, traffic_frame
+
+SONNET = {"effective_from": "2026-01-01", "input": 3.0, "cached_input": 0.3, "cache_write_input": 3.75,
+          "cache_write_1h_input": 6.0, "output": 15.0}
+LONG = {"above_input_tokens": 200_000, "input": 6.0, "cached_input": 0.6, "output": 22.5}
+
+
+def costs(tiny) -> list[float]:
+    return tiny.column("cost_usd")
+
+
+def test_cache_reads_and_both_cache_writes_each_at_their_rate(tmp_path):
+    """20,000 input = 1,000 fresh + 5,000 read + 12,304 written (5-minute) + 1,696 written (1-hour), 500
+    out: 1,000 x 3 + 5,000 x 0.3 + 12,304 x 3.75 + 1,696 x 6 + 500 x 15 = 68,316 per million = $0.068316.
+    Priced as fresh input the writes would cost 14,000 x 3: $0.050616, 26% less."""
+    tiny = run(tmp_path, {"default": {"use": "sonnet"}}, [req("r1", at(1), input_tokens=20_000)],
+               [ans("r1", "sonnet", input_tokens=20_000, cached_input_tokens=5_000, cache_write_input_tokens=12_304,
+                    cache_write_1h_input_tokens=1_696, output_tokens=500)], {"sonnet": [SONNET]})
+    assert costs(tiny) == [pytest.approx(0.068316, rel=1e-12)]
+    tiny.assert_reference_agrees()
+
+
+def test_a_call_above_the_tier_bills_every_token_at_the_tier_rates(tmp_path):
+    """200,000 input is not above 200k: 200,000 x 3 + 100 x 15 = $0.6015. 200,001 input with 1 cached:
+    200,000 x 6 + 1 x 0.6 + 100 x 22.5 = $1.2022506 (every token at the tier's rates)."""
+    tiny = run(tmp_path, {"default": {"use": "sonnet"}},
+               [req("r1", at(1), input_tokens=200_000), req("r2", at(2), input_tokens=200_001)],
+               [ans("r1", "sonnet", input_tokens=200_000, output_tokens=100),
+                ans("r2", "sonnet", input_tokens=200_001, cached_input_tokens=1, output_tokens=100)],
+               {"sonnet": [{**SONNET, "tiers": [LONG]}]})
+    assert costs(tiny) == [pytest.approx(0.6015, rel=1e-12), pytest.approx(1.2022506, rel=1e-12)]
+    tiny.assert_reference_agrees()
+
+
+def test_reasoning_at_its_own_price_else_at_the_output_price(tmp_path):
+    """1,000 output of which 400 reasoning, no input: 600 x 15 + 400 x 20 = $0.017 with a reasoning price;
+    1,000 x 15 = $0.015 without one."""
+    outcomes = [ans("r1", "sonnet", input_tokens=0, output_tokens=1_000, reasoning_output_tokens=400, cost_usd=1.0)]
+    priced = run(tmp_path / "own", {"default": {"use": "sonnet"}}, [req("r1", at(1))], outcomes,
+                 {"sonnet": [{**SONNET, "reasoning_output": 20.0}]})
+    assert costs(priced) == [pytest.approx(0.017, rel=1e-12)]
+    plain = run(tmp_path / "plain", {"default": {"use": "sonnet"}}, [req("r1", at(1))], outcomes, {"sonnet": [SONNET]})
+    assert costs(plain) == [pytest.approx(0.015, rel=1e-12)]
+    priced.assert_reference_agrees()
+
+
+def test_service_tiers_are_absolute_prices_and_batch_has_no_latency(tmp_path):
+    """Each call 10,000 input of which 4,000 cached, 1,000 output. Batch step: 6,000 x 1.5 + 4,000 x 0.15
+    + 1,000 x 7.5 = $0.0171 (the cache-read discount differs from the input one); then the priority step:
+    6,000 x 6 + 4,000 x 0.5 + 1,000 x 30 = $0.068. r2 is accepted on batch; r1 escalates. Latency: r1's
+    batch call has none, so r1 has none; r2 neither; only a standard request keeps a latency."""
+    entry = {**SONNET, "batch": {"input": 1.5, "cached_input": 0.15, "output": 7.5},
+             "priority": {"input": 6.0, "cached_input": 0.5, "output": 30.0}}
+    call = {"input_tokens": 10_000, "cached_input_tokens": 4_000, "output_tokens": 1_000}
+    policy = {"rules": [{"when": "slice = 'chat'", "use": "sonnet"}],
+              "default": {"cascade": [{"model": "sonnet", "accept": "confidence >= 0.7", "service_tier": "batch"},
+                                      {"model": "sonnet", "service_tier": "priority"}]}}
+    tiny = run(tmp_path, policy, [req("r1", at(1)), req("r2", at(2)), req("r3", at(3), slice="chat")],
+               [ans("r1", "sonnet", confidence=0.1, **call), ans("r1", "sonnet", sample=1, **call),
+                ans("r2", "sonnet", confidence=0.9, **call), ans("r3", "sonnet", **call)], {"sonnet": [entry]})
+    rows = tiny.rows
+    assert rows["r1"]["cost_usd"] == pytest.approx(0.0171 + 0.068, rel=1e-12)
+    assert rows["r2"]["cost_usd"] == pytest.approx(0.0171, rel=1e-12)
+    assert rows["r3"]["cost_usd"] == pytest.approx(6_000 * 3e-6 + 4_000 * 0.3e-6 + 1_000 * 15e-6, rel=1e-12)
+    assert [rows[r]["latency_ms"] for r in ("r1", "r2", "r3")] == [None, None, 100.0]
+    assert tiny.summary["latency_p50_ms"] == 100.0
+    tiny.assert_reference_agrees()
+
+
+def test_a_service_tier_the_sheet_does_not_price_is_an_error(cli, world):
+    path = world.scenario(policy={"default": {"use": "small", "service_tier": "flex"}})
+    result = cli("replay", path)
+    assert result.code == 2
+    assert "no flex prices in the entry in force" in result.err
+
+
+def test_negotiated_discounts_per_entry_else_for_the_sheet(tmp_path):
+    """1,000 input, 100 output, $0.001 per request: sonnet 1,000 x 3 + 100 x 15 = $0.0045 + $0.001, 20% off
+    (its own discount): $0.0044; haiku 1,000 x 1 + 100 x 5 = $0.0015, 10% off (the sheet's): $0.00135."""
+    sheet = PriceSheet.model_validate({"discount": 0.1, "models": {
+        "sonnet": [{**SONNET, "per_request": 0.001, "discount": 0.2}],
+        "haiku": [{"effective_from": "2026-01-01", "input": 1.0, "output": 5.0}]}})
+    scenario = scenario_of({"rules": [{"when": "slice = 'chat'", "use": "haiku"}], "default": {"use": "sonnet"}},
+                           data=tmp_path)
+    traffic = traffic_frame([req("r1", at(1)), req("r2", at(2), slice="chat")])
+    outcomes = outcome_frame([ans("r1", "sonnet"), ans("r2", "haiku")])
+    result, _ = replay_frames(tmp_path, scenario, traffic, outcomes, sheet)
+    assert result.decisions["cost_usd"].to_list() == [pytest.approx(0.0044, rel=1e-12),
+                                                      pytest.approx(0.00135, rel=1e-12)]
+    decisions, _ = reference_replay(scenario, traffic, outcomes, sheet)
+    assert [row["cost_usd"] for row in decisions] == result.decisions["cost_usd"].to_list()
+
+
+def test_a_call_with_zero_tokens_and_a_recorded_cost_keeps_its_recorded_cost(tmp_path):
+    """r1 has no usage (0 / 0 tokens) and $0.00002 recorded: priced at $0.00002, not $0; r2 by the sheet:
+    30 x 0.5 + 12 x 1.5 = $0.000033. The model's source stays 'sheet' and r1 is counted apart."""
+    tiny = run(tmp_path, {"default": {"use": "turbo"}}, [req("r1", at(1)), req("r2", at(2))],
+               [ans("r1", "turbo", input_tokens=0, output_tokens=0, cost_usd=0.00002),
+                ans("r2", "turbo", input_tokens=30, output_tokens=12, cost_usd=0.000033)],
+               {"turbo": [{"effective_from": "2024-01-01", "input": 0.5, "output": 1.5}]})
+    assert costs(tiny) == [0.00002, pytest.approx(0.000033, rel=1e-12)]
+    assert tiny.replay.price_sources == {"turbo": "sheet"}
+    tiny.assert_reference_agrees()
