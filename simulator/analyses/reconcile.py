@@ -3,8 +3,8 @@
 Every outcome with a recorded `cost_usd` is priced by the sheet exactly as a replay would price it
 (simulator.core.prices.price_expr: the entry in force at its request's `ts`, its logged `service_tier`,
 null = standard), without the replay's rule for calls whose usage is missing, since finding those is part
-of the check. Sheet cost and recorded cost are then summed per model and UTC day (each sum in row order,
-simulator.core.metrics.grouped).
+of the check, and rounded to whole nano-dollars like every cost (the recorded cost too). Sheet cost and
+recorded cost are then summed per model and UTC day, exactly.
 
 - A call differs when |sheet - recorded| exceeds the tolerance: `relative` x recorded, and at least
   `per_call_usd` (defaults 1% and 1 µ$). A model/day is flagged when its sums differ by more than
@@ -31,7 +31,17 @@ import polars as pl
 from simulator.core.contract import Dataset
 from simulator.core.engine import with_utc_ts
 from simulator.core.metrics import grouped
-from simulator.core.prices import PriceEntry, PriceSheet, price_expr, token_columns, usage_missing
+from simulator.core.money import NANO_PER_USD
+from simulator.core.prices import (
+    PriceEntry,
+    PriceSheet,
+    nano_usd_expr,
+    price_expr,
+    round_half_even,
+    token_columns,
+    usage_missing,
+    usd,
+)
 
 NOT_IN_SHEET = "model missing from the sheet"
 NO_ENTRY = "no sheet entry in force (sheet out of date)"
@@ -106,14 +116,15 @@ def _calls(data: Dataset) -> tuple[pl.DataFrame, int]:
              .join(with_utc_ts(data.traffic.select("request_id", "ts")), on="request_id", how="inner")
              .collect().sort("model", "ts", "request_id", "sample"))
     without = calls["recorded_usd"].null_count()
-    return calls.filter(pl.col("recorded_usd").is_not_null()), without
+    calls = calls.filter(pl.col("recorded_usd").is_not_null())
+    return calls.with_columns(nano_usd_expr(pl.col("recorded_usd")).alias("recorded_nano")), without
 
 
-def _differs(value: pl.Expr, tolerance: Tolerance) -> pl.Expr:
-    """The call's `value` is off the recorded cost by more than the tolerance."""
-    recorded = pl.col("recorded_usd")
-    allowed = pl.max_horizontal(recorded.abs() * tolerance.relative, pl.lit(tolerance.per_call_usd))
-    return (value - recorded).abs() > allowed
+def _differs(value_nano: pl.Expr, tolerance: Tolerance) -> pl.Expr:
+    """A call costing `value_nano` nano-dollars is off its recorded cost by more than the tolerance."""
+    recorded = pl.col("recorded_nano")
+    allowed = pl.max_horizontal(recorded.abs() * tolerance.relative, pl.lit(tolerance.per_call_usd * NANO_PER_USD))
+    return (value_nano - recorded).abs() > allowed
 
 
 def _cause(sheet: PriceSheet, columns: set[str], tolerance: Tolerance) -> pl.Expr:
@@ -125,7 +136,7 @@ def _cause(sheet: PriceSheet, columns: set[str], tolerance: Tolerance) -> pl.Exp
     long_input = pl.col("input_tokens") > thresholds[0]
     has_cache = pl.col("cached_input_tokens").fill_null(0) > 0
     return (pl.when(~pl.col("model").is_in(list(sheet.models))).then(pl.lit(NOT_IN_SHEET))
-            .when(pl.col("sheet_usd").is_null()).then(pl.lit(NO_ENTRY))
+            .when(pl.col("sheet_nano").is_null()).then(pl.lit(NO_ENTRY))
             .when(usage_missing("recorded_usd")).then(pl.lit(ZERO_USAGE))
             .when(has_cache & ~_differs(fresh, tolerance)).then(pl.lit(CACHE_AS_FRESH))
             .when(~_differs(flat, tolerance) | long_input).then(pl.lit(TIER_BOUNDARY))
@@ -136,25 +147,27 @@ def reconcile(data: Dataset, sheet: PriceSheet, tolerance: Tolerance = Tolerance
     """The sheet-priced cost of every logged call against its recorded cost, per model and day."""
     calls, without = _calls(data)
     columns = set(calls.columns)
-    calls = calls.with_columns(price_expr(sheet, columns).alias("sheet_usd"), pl.col("ts").dt.date().alias("day"))
+    calls = calls.with_columns(round_half_even(price_expr(sheet, columns)).alias("sheet_nano"),
+                               pl.col("ts").dt.date().alias("day"))
     calls = calls.with_columns(
-        (_differs(pl.col("sheet_usd"), tolerance) | pl.col("sheet_usd").is_null()).alias("differs"),
-        (pl.col("sheet_usd") - pl.col("recorded_usd")).alias("difference_usd"))
+        (_differs(pl.col("sheet_nano"), tolerance) | pl.col("sheet_nano").is_null()).alias("differs"),
+        (pl.col("sheet_nano") - pl.col("recorded_nano")).alias("difference_nano"))
     calls = calls.with_columns(pl.when("differs").then(_cause(sheet, columns, tolerance)).alias("cause"))
+    # Money in whole nano-dollars: every sum is exact; dollars are shown from the exact sums.
     groups = grouped(calls, ["model", "day"], [
         pl.len().alias("calls"),
-        pl.col("recorded_usd").sum().alias("recorded_usd"),
-        pl.when(pl.col("sheet_usd").null_count() == 0).then(pl.col("sheet_usd").sum()).alias("sheet_usd"),
+        pl.col("recorded_nano").sum().alias("recorded_nano"),
+        pl.when(pl.col("sheet_nano").null_count() == 0).then(pl.col("sheet_nano").sum()).alias("sheet_nano"),
         pl.col("differs").sum().alias("differing_calls"),
     ])
-    groups = groups.with_columns((pl.col("sheet_usd") - pl.col("recorded_usd")).alias("difference_usd"))
-    groups = groups.with_columns(
-        pl.when(pl.col("recorded_usd") > 0).then(pl.col("difference_usd") / pl.col("recorded_usd"))
-        .alias("relative_difference"),
-        (pl.col("sheet_usd").is_null()
-         | (pl.col("difference_usd").abs() > pl.max_horizontal(pl.col("recorded_usd").abs() * tolerance.relative,
-                                                                 pl.col("calls") * tolerance.per_call_usd)))
-        .alias("flagged"))
+    difference = pl.col("sheet_nano") - pl.col("recorded_nano")
+    allowed = pl.max_horizontal(pl.col("recorded_nano").abs() * tolerance.relative,
+                                pl.col("calls") * tolerance.per_call_usd * NANO_PER_USD)
+    groups = groups.select(
+        "model", "day", "calls", usd(pl.col("recorded_nano")).alias("recorded_usd"),
+        usd(pl.col("sheet_nano")).alias("sheet_usd"), usd(difference).alias("difference_usd"),
+        pl.when(pl.col("recorded_nano") > 0).then(difference / pl.col("recorded_nano")).alias("relative_difference"),
+        "differing_calls", (pl.col("sheet_nano").is_null() | (difference.abs() > allowed)).alias("flagged"))
     explained = _explain(calls.filter("differs"))
     groups = (groups.join(explained, on=["model", "day"], how="left")
               .with_columns(pl.when("flagged").then(pl.col("cause")).alias("cause"),
@@ -171,7 +184,8 @@ def _explain(differing: pl.DataFrame) -> pl.DataFrame:
     for (model, day), part in differing.partition_by(["model", "day"], as_dict=True, maintain_order=True).items():
         counts = dict(part.group_by("cause").len().iter_rows())
         ordered = sorted(counts.items(), key=lambda item: (-item[1], CAUSES.index(item[0])))
-        examples = (part.with_columns(pl.col("difference_usd").abs().fill_null(float("inf")).alias("_size"))
+        examples = (part.with_columns(pl.col("difference_nano").abs().cast(pl.Float64).fill_null(float("inf"))
+                                      .alias("_size"))
                     .sort(["_size", "request_id"], descending=[True, False])["request_id"].head(EXAMPLES).to_list())
         rows.append({"model": model, "day": day, "cause": ordered[0][0],
                      "causes": [{"cause": cause, "calls": count} for cause, count in ordered], "examples": examples})
