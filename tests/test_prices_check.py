@@ -137,3 +137,23 @@ def test_bad_tolerance_and_missing_sheet_are_clear_errors(cli, tmp_path):
     assert cli("prices", "check", folder, "--prices", sheet_path, "--tolerance", "-1").code == 2
     missing = cli("prices", "check", folder, "--prices", tmp_path / "nope.yaml")
     assert missing.code == 2 and "price sheet not found" in missing.err
+
+
+def test_the_report_saves_the_check_and_shows_it_in_its_provenance(tmp_path):
+    """The tiny world records what its sheet charges ($0.0012 a small call, $0.012 a big one) except c's
+    big call, billed $0.02: the report flags big on 2026-11-16 and names c."""
+    from tests.conftest import TINY_PRICES, World, tiny_outcomes, tiny_traffic  # noqa: PLC0415
+    from tests.report_helpers import build  # noqa: PLC0415
+
+    world = World(tmp_path)
+    recorded = (pl.when(pl.col("model") == "small").then(0.0012)
+                .when(pl.col("request_id") == "c").then(0.02).otherwise(0.012))
+    world.write_data(tiny_traffic(), tiny_outcomes().with_columns(recorded.alias("cost_usd")))
+    world.prices.write_text(yaml.safe_dump(TINY_PRICES))
+    results = build([world.scenario("cascade")], tmp_path / "report.html")
+    (check,) = json.loads((results / "price-checks.json").read_text())["checks"]
+    assert (check["calls_checked"], check["model_days"], check["flagged"]) == (6, 2, 1)
+    assert [(group["model"], group["day"], group["examples"]) for group in check["groups"]] == \
+        [("big", "2026-11-16", ["c"])]
+    html = (tmp_path / "report.html").read_text()
+    assert 'id="price-checks-table"' in html and "big on 2026-11-16: " + PRICE_DIFFERS in html

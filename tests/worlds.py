@@ -343,7 +343,7 @@ def _combine(g: _Gen, atom, depth: int = 0) -> str:
     return f"NOT ({_combine(g, atom, depth + 1)})"
 
 
-def _plan(g: _Gen, models: list[str], tiers: tuple[str, ...]) -> dict:
+def _plan(g: _Gen, models: list[str], tiers: tuple[str, ...] = ()) -> dict:
     if g.chance(0.35):
         return {"use": g.pick(models), **({"service_tier": g.pick(tiers)} if g.chance(0.2) and tiers else {})}
     steps = []
@@ -364,7 +364,7 @@ def _plan(g: _Gen, models: list[str], tiers: tuple[str, ...]) -> dict:
     return plan
 
 
-def _policy(g: _Gen, models: list[str], slices: list[str], tiers: tuple[str, ...]) -> dict:
+def _policy(g: _Gen, models: list[str], slices: list[str], tiers: tuple[str, ...] = ()) -> dict:
     """A random policy; `tiers`: the service tiers every listed model's entries price (a tier the sheet does
     not price is an error the tiny worlds test; here it would also break the sweep's what-if replays)."""
     rules = []

@@ -152,7 +152,6 @@ def reconcile(data: Dataset, sheet: PriceSheet, tolerance: Tolerance = Tolerance
     calls = calls.with_columns(
         (_differs(pl.col("sheet_nano"), tolerance) | pl.col("sheet_nano").is_null()).alias("differs"),
         (pl.col("sheet_nano") - pl.col("recorded_nano")).alias("difference_nano"))
-    calls = calls.with_columns(pl.when("differs").then(_cause(sheet, columns, tolerance)).alias("cause"))
     # Money in whole nano-dollars: every sum is exact; dollars are shown from the exact sums.
     groups = grouped(calls, ["model", "day"], [
         pl.len().alias("calls"),
@@ -168,7 +167,9 @@ def reconcile(data: Dataset, sheet: PriceSheet, tolerance: Tolerance = Tolerance
         usd(pl.col("sheet_nano")).alias("sheet_usd"), usd(difference).alias("difference_usd"),
         pl.when(pl.col("recorded_nano") > 0).then(difference / pl.col("recorded_nano")).alias("relative_difference"),
         "differing_calls", (pl.col("sheet_nano").is_null() | (difference.abs() > allowed)).alias("flagged"))
-    explained = _explain(calls.filter("differs"))
+    # The causes price the differing calls again under variant sheets: only those, so a sheet that agrees
+    # costs one pricing pass.
+    explained = _explain(calls.filter("differs").with_columns(_cause(sheet, columns, tolerance).alias("cause")))
     groups = (groups.join(explained, on=["model", "day"], how="left")
               .with_columns(pl.when("flagged").then(pl.col("cause")).alias("cause"),
                             pl.when("flagged").then(pl.col("causes")).alias("causes"),

@@ -399,7 +399,8 @@ class _Run:
 
 
 def _step_groups(policy: CompiledPolicy, step_index: int) -> tuple[list[int], list[int]]:
-    """Plans whose step `step_index` is the same call (model, sample, checker, accept, last or not), grouped:
+    """Plans whose step `step_index` is the same call (model, sample, checker, service tier, accept, last or
+    not), grouped:
     the group of each plan (-1 for plans without that step) and one plan of each group.
 
     Many rules share a plan shape (`use: small`), so a step is replayed once per group of equal steps,
@@ -413,8 +414,8 @@ def _step_groups(policy: CompiledPolicy, step_index: int) -> tuple[list[int], li
             continue
         step = steps[step_index]
         accept = policy.accepts.get((plan_index, step_index))
-        key = (step.model, _sample_of(steps, step_index), step.checker, step_index == len(steps) - 1,
-               None if accept is None else accept.text)
+        key = (step.model, _sample_of(steps, step_index), step.checker, step.service_tier,
+               step_index == len(steps) - 1, None if accept is None else accept.text)
         if key not in groups:
             groups[key] = len(representative)
             representative.append(plan_index)

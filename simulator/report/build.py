@@ -3,7 +3,8 @@
 A report's results folder holds, beside each scenario's saved result (simulator.core.results), its
 `tables.json` (simulator.analyses.tables.scenario_tables, plus the threshold sweeps of simulator.analyses.sweep.report_sweeps
 under `sweeps`), and at the top `baselines.json` (single-model
-baselines and the oracle) and `report.json` (the scenarios of the report, in order). The HTML is always
+baselines and the oracle), `price-checks.json` (each price sheet reconciled with the recorded costs of its
+data, simulator.analyses.reconcile) and `report.json` (the scenarios of the report, in order). The HTML is always
 rendered from these files, so `routesim report --from` needs neither the data nor a replay, and gives the
 same bytes as the first render.
 """
@@ -34,6 +35,7 @@ TABLES_FILE = "tables.json"
 BASELINES_FILE = "baselines.json"
 MANIFEST_FILE = "report.json"
 GATES_FILE = "gates.json"
+PRICE_CHECKS_FILE = "price-checks.json"
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class ReportInputs:
     headline: dict
     frontier: dict | None = None  # simulator.analyses.tables.frontier_table, computed from the saved tables
     gates: dict | None = None  # every scenario gated against the baseline (see `gates_against`)
+    price_checks: list[dict] | None = None  # each sheet against its data's recorded costs (`price_checks`)
 
 
 def default_results_dir(out: Path) -> Path:
@@ -115,9 +118,31 @@ def replay_and_save(paths: list[Path], results_dir: Path, label: Callable[[str],
         write_json_atomic(gates_path, gates_against(baseline, outcomes))
     elif gates_path.exists():
         gates_path.unlink()
+    label("price sheets against the recorded costs")
+    write_json_atomic(results_dir / PRICE_CHECKS_FILE, {"checks": price_checks(scenarios, inputs)})
     write_json_atomic(results_dir / MANIFEST_FILE, {"scenarios": [scenario.name for scenario in scenarios]})
     advance()
     return outcomes
+
+
+def price_checks(scenarios, inputs: Inputs) -> list[dict]:
+    """`routesim prices check` of every distinct (data, price sheet) pair of the scenarios whose data
+    records costs: totals and the flagged model/days (simulator.analyses.reconcile)."""
+    from simulator.analyses.reconcile import reconcile
+
+    checks, seen = [], set()
+    for scenario in scenarios:
+        if scenario.prices is None or (scenario.data, scenario.prices) in seen:
+            continue
+        seen.add((scenario.data, scenario.prices))
+        result = reconcile(inputs.data(scenario.data), inputs.prices(scenario.prices))
+        if result.calls_checked == 0:
+            continue
+        checked = result.to_dict()
+        checked["groups"] = [group for group in checked["groups"] if group["flagged"]]
+        checks.append({"data": Path(scenario.data).name, "prices": Path(scenario.prices).name, **checked,
+                       "model_days": result.groups.height})
+    return checks
 
 
 def _read_json(path: Path) -> dict:
@@ -166,10 +191,12 @@ def load_report_inputs(results_dir: Path) -> ReportInputs:
     tables = [_tables(folder, summary) for summary in summaries]
     baselines_path, gates_path = folder / BASELINES_FILE, folder / GATES_FILE
     baselines = _read_json(baselines_path) if baselines_path.is_file() else None
+    checks_path = folder / PRICE_CHECKS_FILE
     return ReportInputs(summaries=summaries, tables=tables, baselines=baselines,
                         headline=analysis.headline(summaries, baselines),
                         frontier=analysis.frontier_table(summaries, tables, baselines),
-                        gates=_read_json(gates_path) if gates_path.is_file() else None)
+                        gates=_read_json(gates_path) if gates_path.is_file() else None,
+                        price_checks=_read_json(checks_path)["checks"] if checks_path.is_file() else None)
 
 
 def render_report(results_dir: Path, out: Path) -> Path:

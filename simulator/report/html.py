@@ -458,6 +458,25 @@ def _price_sheets(inputs) -> Markup:
     return table(["Price sheet", "Entries (in force from 00:00 UTC)"], rows, numeric_from=99, id="prices-table")
 
 
+def _price_checks(checks: list[dict] | None) -> Markup:
+    """Each price sheet against the recorded costs of its data (routesim prices check), flags listed."""
+    if not checks:
+        return Markup("")
+    rows = []
+    for check in checks:
+        tolerance = check["tolerance"]
+        verdict = (f"agrees on all {count(check['model_days'])} model/days" if not check["flagged"] else
+                   f"{count(check['flagged'])} of {count(check['model_days'])} model/days differ")
+        flags = [h("small", f"{group['model']} on {group['day']}: {group['cause']} "
+                            f"(e.g. {', '.join(group['examples'] or [])})") for group in check["groups"]]
+        rows.append(h("tr", h("td", check["prices"]), h("td", check["data"]),
+                      num(count(check["calls_checked"])),
+                      h("td", verdict, h("small", f"tolerance {pct(tolerance['relative'])} and "
+                                                  f"{usd(tolerance['per_call_usd'])} per call"), flags)))
+    return table(["Price sheet", "Data", "Calls with a recorded cost", "Against the recorded costs"], rows,
+                 numeric_from=2, id="price-checks-table")
+
+
 def provenance_section(inputs) -> Markup:
     rows = []
     for s in inputs.summaries:
@@ -489,6 +508,7 @@ def provenance_section(inputs) -> Markup:
                  "Missing outcomes", "Models priced from", "Scenario hash"], rows, numeric_from=99,
                 id="provenance-table")
         + _price_sheets(inputs)
+        + _price_checks(inputs.price_checks)
         + h("h3", "Metric definitions")
         + h("ul", [h("li", h("strong", m.title), f" ({m.unit}): {m.definition}") for m in METRICS]))
 
