@@ -366,15 +366,16 @@ def run_import_litellm(console: Console, file: Path, *, as_of: dt.date, models: 
                        out: Path | None) -> None:
     from simulator.importers.litellm_prices import import_litellm, parse_renames, render_sheet
 
-from simulator.core.errors import RoutesimError, visible
-from simulator.core.formats import count, metric, ms, pct, threshold, usd
+    sheet, keys, unmapped = import_litellm(file, as_of, models, parse_renames(renames))
+    text = render_sheet(sheet, file, as_of, keys, unmapped)
+    if out is None or str(out) == STDOUT:
         console.out(text, end="", highlight=False)
         return
     write_text_atomic(out, text)
     console.print(f"wrote {len(sheet['models'])} model(s) to {out}", highlight=False)
     for name, skipped in unmapped.items():
         if skipped:
-            console.print(f"  {escape(name)}: not mapped: {escape(', '.join(skipped))}", highlight=False)
+            console.print(f"  {inert(name)}: not mapped: {inert(', '.join(skipped))}", highlight=False)
 
 
 def run_prices_check(console: Console, data: Path, prices: Path, *, tolerance: float, tolerance_usd: float,
@@ -390,25 +391,25 @@ def run_prices_check(console: Console, data: Path, prices: Path, *, tolerance: f
         raise RoutesimError(f"price sheet not found: {prices}", where="--prices", fix="pass a price-sheet YAML file")
     result = reconcile(load_data(data), load_prices(prices), Tolerance(tolerance, tolerance_usd))
     if as_json:
-        console.print_json(json.dumps(result.to_dict(), default=str))
+        console.print_json(json_output(result.to_dict()))
         return
-    table = Table(title=f"{escape(str(data))} against {escape(prices.name)}: sheet price vs recorded cost per model and day",
+    table = Table(title=f"{inert(str(data))} against {inert(prices.name)}: sheet price vs recorded cost per model and day",
                   caption=f"flagged: off by more than {pct(tolerance)} and {usd(tolerance_usd)} per call")
     for column in ("model", "day", "calls", "recorded", "sheet", "difference", "differing calls", "likely cause"):
         table.add_column(column, justify="left" if column in ("model", "likely cause") else "right")
     for row in result.groups.iter_rows(named=True):
         mark = "⚑ " if row["flagged"] else ""
-        table.add_row(mark + escape(row["model"]), str(row["day"]), count(row["calls"]), usd(row["recorded_usd"]),
+        table.add_row(mark + inert(row["model"]), str(row["day"]), count(row["calls"]), usd(row["recorded_usd"]),
                       usd(row["sheet_usd"]), pct(row["relative_difference"]), count(row["differing_calls"]),
-                      escape(row["cause"] or ""))
+                      inert(row["cause"] or ""))
     console.print(table)
     flagged = result.flagged
     if flagged.is_empty():
         console.print(f"The sheet agrees with the recorded costs of {count(result.calls_checked)} call(s).", highlight=False)
     for row in flagged.iter_rows(named=True):
         causes = "; ".join(f"{item['cause']}: {count(item['calls'])}" for item in row["causes"] or [])
-        console.print(f"⚑ {escape(row['model'])} on {row['day']}: {escape(causes)}; e.g. request(s) "
-                      f"{escape(', '.join(row['examples'] or []))}", highlight=False)
+        console.print(f"⚑ {inert(row['model'])} on {row['day']}: {inert(causes)}; e.g. request(s) "
+                      f"{inert(', '.join(row['examples'] or []))}", highlight=False)
     if result.calls_without_recorded_cost:
         console.print(f"{count(result.calls_without_recorded_cost)} call(s) without a recorded cost_usd were not "
                       "checked.", highlight=False)

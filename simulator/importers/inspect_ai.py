@@ -206,8 +206,7 @@ def sample_row(where: str, sample: Any, spec: dict, options: ImportOptions, log:
     if errored and score is None:
         log.note("samples that errored without a score count as failed (passed false, hard_check_ok false)")
     epoch = sample.get("epoch")
-    failure = None if ok else error_type(json.dumps(sample.get("error")) if errored else "",
-                                         json.dumps(sample.get("limit")) if sample.get("limit") else "",
+    failure = None if ok else error_type(sample.get("error") if errored else "", sample.get("limit") or "",
                                          *sorted(str(reason) for reason in stop_reasons & TRUNCATED))
     row = Row(where=where, request_id=as_text(sample.get("id")), sample=None if epoch is None else int(epoch) - 1,
               error_type=failure,
