@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,21 @@ import pytest
 import yaml
 
 from simulator.cli import main
+
+
+@pytest.fixture(autouse=True, scope="session")
+def isolated_cache(tmp_path_factory):
+    """Layouts go to a temporary cache for the whole run (inherited by the CLI's child processes), never
+    to the user's."""
+    saved = {name: os.environ.get(name) for name in ("XDG_CACHE_HOME", "ROUTESIM_CACHE_DIR")}
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    os.environ.pop("ROUTESIM_CACHE_DIR", None)
+    yield Path(os.environ["XDG_CACHE_HOME"]) / "routesim"
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 - simulator.cli.replay: replay, validate, generate, demo, report
 - simulator.cli.bench: bench
+- simulator.cli.cache: cache ls, cache clear
 - simulator.cli.data: import FORMAT, public-data
 - simulator.cli.evals: lanes, gate
 - simulator.cli.tuning: sweep, whatif, drift, prices import-litellm
@@ -19,21 +20,31 @@ import functools
 import math
 import os
 import sys
+from pathlib import Path
+from typing import Annotated
 
 import typing
 
 import typer
 
-from simulator.cli import bench, data, evals, replay, served, tuning
+from simulator.cli import bench, cache, data, evals, replay, served, tuning
 from simulator.cli.console import BAD_INPUT, INTERNAL_ERROR, errors
 from simulator.core.errors import RoutesimError
 
-COMMAND_GROUPS = (replay, bench, data, evals, tuning, served)
+COMMAND_GROUPS = (replay, bench, cache, data, evals, tuning, served)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Replay logged LLM traffic under routing policies: rules, cascades and retries.")
 for group in COMMAND_GROUPS:
     group.register(app)
+
+
+@app.callback()
+def _options(cache_dir: Annotated[Path | None, typer.Option(
+        help="where compiled layouts of data folders are kept (default: $XDG_CACHE_HOME/routesim)")] = None):
+    # An environment variable, so that worker processes a command starts use the same cache.
+    if cache_dir is not None:
+        os.environ["ROUTESIM_CACHE_DIR"] = str(cache_dir)
 
 
 def _print_error(label: str, text: str) -> None:

@@ -12,13 +12,13 @@ A data folder holds two Parquet files:
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
 from simulator.core.errors import RoutesimError, did_you_mean
+from simulator.core.layout import Layout, content_fingerprint, open_layout
 from simulator.core.outputs import atomic_folder, note_input
 
 TRAFFIC_FILE = "traffic.parquet"
@@ -372,6 +372,7 @@ class Dataset:
     traffic: pl.LazyFrame
     outcomes: pl.LazyFrame
     fingerprint: str
+    layout: Layout | None = None  # the compiled layout in the cache; None when the cache is not writable
 
 
 def data_files(folder: Path) -> tuple[Path, Path]:
@@ -459,15 +460,7 @@ def _arrow_in_utc(table):
                             ) from None
 
 
-def fingerprint(paths: list[Path]) -> str:
-    """Identifies the data a result came from by content, so a fresh clone gives the same fingerprint."""
-    digest = hashlib.sha256()
-    for path in paths:
-        digest.update(path.name.encode())
-        with path.open("rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()[:16]
+fingerprint = content_fingerprint  # identifies the data a result came from by content
 
 
 def validate_folder(folder: Path) -> Report:
@@ -508,13 +501,27 @@ def _string_ids(frame: pl.LazyFrame) -> pl.LazyFrame:
     return frame
 
 
-def load_data(folder: Path) -> Dataset:
-    """Validate a data folder and open it lazily. Raises RoutesimError listing every problem."""
+def load_data(folder: Path, cache_dir: Path | None = None) -> Dataset:
+    """Validate a data folder and open it lazily. Raises RoutesimError listing every problem.
+
+    The first use validates the folder and compiles its layout into the cache (`simulator.core.layout`,
+    `cache_dir` or the default cache); later uses of unchanged files find it by their cheap key and are
+    neither validated nor hashed again.
+    """
     traffic_path, outcomes_path = data_files(folder)
-    validate_folder(folder).raise_if_problems(f"data folder {folder}")
+    paths = [traffic_path, outcomes_path]
+
+    def validate() -> None:
+        for path in paths:
+            scan_parquet(path)
+        validate_folder(folder).raise_if_problems(f"data folder {folder}")
+
+    layout = open_layout(Path(folder), paths, validate, cache_dir, scan=scan_parquet)
+    if layout is None:  # no writable cache: validate and hash on every load
+        validate()
     return Dataset(folder=Path(folder), traffic=_string_ids(scan_parquet(traffic_path)),
                    outcomes=_string_ids(scan_parquet(outcomes_path)),
-                   fingerprint=fingerprint([traffic_path, outcomes_path]))
+                   fingerprint=layout.fingerprint if layout else fingerprint(paths), layout=layout)
 
 
 def write_folder(out: Path, traffic: pl.DataFrame, outcomes: pl.DataFrame, files: dict[str, str], *,

@@ -83,3 +83,12 @@ METRIC_KINDS = {
 def metric(name: str, value) -> str:
     """A summary metric formatted as the report shows it."""
     return BY_KIND[METRIC_KINDS[name]](value)
+
+
+def bytes_text(value: int) -> str:
+    """A size in bytes, in the largest binary unit that keeps it at or above 1 (1,536 -> '1.5 KiB')."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(value) < 1024 or unit == "GiB":
+            return f"{value:,} B" if unit == "B" else f"{value:,.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")

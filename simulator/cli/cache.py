@@ -1,0 +1,57 @@
+"""`routesim cache ls` and `routesim cache clear`: the compiled layouts kept per data fingerprint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from simulator.cli.console import console
+
+CacheDir = Annotated[Path | None, typer.Option(help="the cache folder (default: --cache-dir of routesim, else "
+                                                    "$XDG_CACHE_HOME/routesim)")]
+
+
+def _size(count: int) -> str:
+    from simulator.core.formats import bytes_text
+
+    return bytes_text(count)
+
+
+def register(app: typer.Typer) -> None:
+    group = typer.Typer(no_args_is_help=True, help="List or clear the compiled layouts of data folders.")
+    app.add_typer(group, name="cache")
+
+    @group.command("ls")
+    def ls(cache_dir: CacheDir = None):
+        """List the cached layouts, most recently used first: fingerprint, source folder, requests, size."""
+        import datetime as dt
+
+        from rich.table import Table
+
+        from simulator.core.layout import cache_root, entries
+
+        root = cache_root(cache_dir)
+        found = entries(root)
+        table = Table(title=f"routesim cache: {root}")
+        for column in ("fingerprint", "data folder", "requests", "slots", "size", "last used (UTC)"):
+            table.add_column(column, justify="right" if column in ("requests", "slots", "size") else "left")
+        for entry in found:
+            used = dt.datetime.fromtimestamp(entry.last_used_ns / 1e9, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+            table.add_row(entry.fingerprint, entry.source, f"{entry.requests:,}", str(entry.slots),
+                          _size(entry.bytes), used)
+        console.print(table)
+        console.print(f"{len(found)} layout{'' if len(found) == 1 else 's'}, "
+                      f"{_size(sum(entry.bytes for entry in found))}", highlight=False)
+
+    @group.command("clear")
+    def clear(cache_dir: CacheDir = None):
+        """Remove every cached layout; the next use of each data folder validates and builds it again."""
+        from simulator.core.layout import cache_root
+        from simulator.core.layout import clear as clear_cache
+
+        root = cache_root(cache_dir)
+        removed = clear_cache(root)
+        console.print(f"removed {len(removed)} layout{'' if len(removed) == 1 else 's'} "
+                      f"({_size(sum(entry.bytes for entry in removed))}) from {root}", highlight=False)

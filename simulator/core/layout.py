@@ -1,0 +1,390 @@
+"""The compiled layout of a data folder: validated once, kept in a cache per content fingerprint.
+
+A data folder is an input and may be read-only, so nothing is ever written into it. On first use the
+folder is validated and compiled into `CACHE/layouts/<fingerprint>-v<LAYOUT_VERSION>/`:
+
+- `requests.parquet`: the traffic in (ts, request_id) order, so a request's row id is its row number;
+  prompt text (`PROMPT_COLUMNS`) is never stored;
+- `slots/<n>.parquet`: one file per (model, sample), the outcome columns aligned with that order (row i is
+  request i's answer, null with `__present` false where it has none), integers in the narrowest type that
+  holds them (`Layout.slot` restores the source types);
+- `meta.json`: the format version, the fingerprint, the slots, the source schema and the validation report.
+
+Later runs find the layout by a cheap key per input file: device, inode, size, `mtime_ns`, `ctime_ns` and
+the layout version. A copy made with `cp -p` keeps size and mtime but not inode and ctime, so it is hashed
+again (and finds the same layout). Only when the key changes is the content hashed; unchanged data is
+neither validated nor hashed again. A key is recorded only for files last changed more than `RACY_SECONDS`
+before it was read (as git treats "racily clean" files), since a rewrite within one clock tick keeps mtime.
+
+Builds run under an exclusive lock on `CACHE/lock` into a staging folder renamed into place when
+complete, so a partly built layout is never used. After a build the least recently used layouts are
+evicted until the cache is within its size cap (`ROUTESIM_CACHE_MAX_BYTES`, default `DEFAULT_MAX_BYTES`).
+
+The outcomes are joined to row ids bucket by bucket of hashed request id, so the join holds one bucket's
+outcomes at a time (`BUCKET_OUTCOME_ROWS` each).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from simulator.core.errors import RoutesimError
+
+LAYOUT_VERSION = 1
+DEFAULT_MAX_BYTES = 20 * 1024**3
+RACY_SECONDS = 2.0
+BUCKET_OUTCOME_ROWS = 8_000_000
+ROW = "__row"
+PRESENT = "__present"
+# Traffic columns holding prompt or answer text; a layout never stores them.
+PROMPT_COLUMNS = frozenset({"prompt", "prompt_text", "messages", "input", "input_text", "completion",
+                            "response", "output", "output_text"})
+# Identify the slot a row belongs to; a slot file stores neither.
+SLOT_KEYS = ("request_id", "model", "sample")
+_HASH_SEED = 20261116
+
+
+def cache_root(cache_dir: Path | None = None) -> Path:
+    """`cache_dir`, else `$ROUTESIM_CACHE_DIR` (set by `routesim --cache-dir`), else
+    `$XDG_CACHE_HOME/routesim`, else `~/.cache/routesim`."""
+    if cache_dir is not None:
+        return Path(cache_dir)
+    if os.environ.get("ROUTESIM_CACHE_DIR"):
+        return Path(os.environ["ROUTESIM_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "routesim"
+
+
+def max_bytes() -> int:
+    text = os.environ.get("ROUTESIM_CACHE_MAX_BYTES")
+    if not text:
+        return DEFAULT_MAX_BYTES
+    try:
+        return int(text)
+    except ValueError:
+        raise RoutesimError(f"ROUTESIM_CACHE_MAX_BYTES is '{text}', not a number of bytes",
+                            fix="set it to an integer such as 20000000000, or unset it") from None
+
+
+def content_fingerprint(paths: list[Path]) -> str:
+    """Identifies data by content (sha256 of each file's name and bytes, 16 hex digits), so a fresh clone
+    gives the same fingerprint."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.name.encode())
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def file_key(path: Path) -> tuple[int, int, int, int, int]:
+    """The cheap per-file key: device, inode, size, mtime_ns, ctime_ns."""
+    stat = path.stat()
+    return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns
+
+
+def _key_name(paths: list[Path], keys: list[tuple]) -> str:
+    text = json.dumps([LAYOUT_VERSION, [[str(path.resolve()), *key] for path, key in zip(paths, keys)]])
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A complete compiled layout in the cache."""
+
+    path: Path
+    meta: dict
+
+    @property
+    def fingerprint(self) -> str:
+        return self.meta["fingerprint"]
+
+    @property
+    def requests(self) -> int:
+        return self.meta["requests"]
+
+    @property
+    def slots(self) -> list[tuple[str, int]]:
+        return [(model, sample) for model, sample, _ in self.meta["slots"]]
+
+    def scan_requests(self) -> pl.LazyFrame:
+        """The traffic (without prompt text) in (ts, request_id) order: row i has row id i."""
+        return pl.scan_parquet(self.path / "requests.parquet")
+
+    def slot(self, model: str, sample: int) -> pl.LazyFrame:
+        """The (model, sample) outcomes aligned with the requests' order, in the source's column types,
+        with `__present` false where the request has no such answer."""
+        for known_model, known_sample, file in self.meta["slots"]:
+            if (known_model, known_sample) == (model, sample):
+                source = self.meta["outcome_schema"]
+                return pl.scan_parquet(self.path / "slots" / file).with_columns(
+                    pl.col(name).cast(_dtype(source[name])) for name in self.meta["narrowed"])
+        raise KeyError((model, sample))
+
+
+def _dtype(name: str) -> pl.DataType:
+    return getattr(pl, name)()
+
+
+def _narrowing(outcomes: pl.LazyFrame, columns: list[str]) -> dict[str, pl.DataType]:
+    """For each Int64 column, the narrowest integer type holding all its values, where narrower."""
+    if not columns:
+        return {}
+    bounds = outcomes.select(*(pl.col(name).min().alias(f"{name}.low") for name in columns),
+                             *(pl.col(name).max().alias(f"{name}.high") for name in columns)).collect().row(0, named=True)
+    narrowing = {}
+    for name in columns:
+        low, high = bounds[f"{name}.low"], bounds[f"{name}.high"]
+        for dtype, bits in ((pl.Int8, 7), (pl.Int16, 15), (pl.Int32, 31)):
+            if low is not None and -(2**bits) <= low and high < 2**bits:
+                narrowing[name] = dtype
+                break
+    return narrowing
+
+
+@contextlib.contextmanager
+def _locked(root: Path) -> Iterator[None]:
+    with open(root / "lock", "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _complete(path: Path) -> dict | None:
+    meta = path / "meta.json"
+    if not meta.is_file():
+        return None
+    try:
+        content = json.loads(meta.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return content if content.get("version") == LAYOUT_VERSION else None
+
+
+def _touch(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        (path / "used").touch()
+
+
+def _layout_dir(root: Path, fingerprint: str) -> Path:
+    return root / "layouts" / f"{fingerprint}-v{LAYOUT_VERSION}"
+
+
+def open_layout(folder: Path, paths: list[Path], validate: Callable[[], None], cache_dir: Path | None = None,
+                scan: Callable[[Path], pl.LazyFrame] = pl.scan_parquet) -> Layout | None:
+    """The layout of the data folder `folder` (whose files are `paths`: traffic, then outcomes, read with
+    `scan`, as the data contract reads them), built first if needed after `validate()` (which raises on a
+    broken contract).
+
+    Returns None when the cache cannot be written (the caller then validates and hashes itself).
+    Raises RoutesimError when the cache folder lies inside the data folder.
+    """
+    root = cache_root(cache_dir).absolute()
+    data = Path(folder).resolve()
+    if root.resolve() == data or data in root.resolve().parents:
+        raise RoutesimError(f"the cache folder {root} is inside the data folder {folder}, which is an input",
+                            fix="point --cache-dir (or XDG_CACHE_HOME) outside the data folder")
+    try:
+        (root / "keys").mkdir(parents=True, exist_ok=True)
+        (root / "layouts").mkdir(exist_ok=True)
+    except OSError:
+        return None
+    stated_at = time.time_ns()
+    keys = [file_key(path) for path in paths]
+    key_file = root / "keys" / f"{_key_name(paths, keys)}.json"
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        fingerprint = json.loads(key_file.read_text(encoding="utf-8"))["fingerprint"]
+        meta = _complete(_layout_dir(root, fingerprint))
+        if meta is not None:
+            _touch(_layout_dir(root, fingerprint))
+            return Layout(_layout_dir(root, fingerprint), meta)
+    fingerprint = content_fingerprint(paths)
+    target = _layout_dir(root, fingerprint)
+    try:
+        meta = _complete(target)
+        if meta is None:
+            with _locked(root):
+                meta = _complete(target)
+                if meta is None:  # nobody built it while we waited for the lock
+                    validate()
+                    meta = _build(root, target, folder, paths, fingerprint, scan)
+                    evict(root, max_bytes(), keep=target)
+        _touch(target)
+        steady = all(max(key[3], key[4]) < stated_at - RACY_SECONDS * 1e9 for key in keys)
+        if steady and keys == [file_key(path) for path in paths]:
+            _write_json(key_file, {"fingerprint": fingerprint, "files": [str(p.resolve()) for p in paths]})
+    except OSError:
+        return None
+    return Layout(target, meta)
+
+
+def _write_json(path: Path, content: dict) -> None:
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(handle, "w", encoding="utf-8") as out:
+        json.dump(content, out, indent=2, sort_keys=True)
+    os.replace(name, path)
+
+
+def _bucket(count: int) -> pl.Expr:
+    return pl.col("request_id").hash(_HASH_SEED) % count
+
+
+def _build(root: Path, target: Path, folder: Path, paths: list[Path], fingerprint: str,
+           scan: Callable[[Path], pl.LazyFrame]) -> dict:
+    """Compiles the validated data in `paths` into `target` by way of a staging folder."""
+    traffic_path, outcomes_path = paths
+    staging = Path(tempfile.mkdtemp(prefix="building-", dir=root))
+    try:
+        traffic = scan(traffic_path)
+        kept = [name for name in traffic.collect_schema().names() if name.lower() not in PROMPT_COLUMNS]
+        requests = (traffic.select(kept).with_columns(pl.col("request_id").cast(pl.String))
+                    .sort("ts", "request_id").collect())
+        requests.write_parquet(staging / "requests.parquet", compression="zstd")
+        keyed = requests.select("request_id").with_row_index(ROW)
+        del requests
+
+        outcomes = scan(outcomes_path).with_columns(pl.col("request_id").cast(pl.String),
+                                                               pl.col("model").cast(pl.String))
+        outcome_schema = outcomes.collect_schema()
+        rows = outcomes.select(pl.len()).collect().item()
+        buckets = max(1, -(-rows // BUCKET_OUTCOME_ROWS))
+        value_columns = [name for name in outcome_schema.names() if name not in SLOT_KEYS]
+        narrowing = _narrowing(outcomes, [name for name in value_columns if outcome_schema[name] == pl.Int64])
+        (staging / "parts").mkdir()
+        (staging / "slots").mkdir()
+        parts: dict[tuple[str, int], list[pl.DataFrame | Path]] = {}
+        for bucket in range(buckets):
+            these = keyed.filter(_bucket(buckets) == bucket) if buckets > 1 else keyed
+            part = outcomes.filter(_bucket(buckets) == bucket) if buckets > 1 else outcomes
+            joined = (part.join(these.lazy(), on="request_id", how="inner").drop("request_id")
+                      .with_columns(pl.col(name).cast(dtype) for name, dtype in narrowing.items())
+                      .collect(engine="streaming"))
+            for (model, sample), rows_of_slot in joined.partition_by("model", "sample", as_dict=True).items():
+                rows_of_slot = rows_of_slot.drop("model", "sample")
+                if buckets > 1:  # one bucket's rows leave memory before the next is joined
+                    file = staging / "parts" / f"{sum(map(len, parts.values()))}.parquet"
+                    rows_of_slot.write_parquet(file)
+                    rows_of_slot = file
+                parts.setdefault((model, sample), []).append(rows_of_slot)
+            del joined
+
+        slots = []
+        for index, (model, sample) in enumerate(sorted(parts)):
+            present = pl.concat([pl.read_parquet(part) if isinstance(part, Path) else part
+                                 for part in parts.pop((model, sample))])
+            aligned = (keyed.select(ROW).join(present.with_columns(pl.lit(True).alias(PRESENT)), on=ROW, how="left",
+                                              maintain_order="left")
+                       .with_columns(pl.col(PRESENT).fill_null(False)).select(*value_columns, PRESENT))
+            file = f"{index}.parquet"
+            aligned.write_parquet(staging / "slots" / file, compression="zstd")
+            slots.append([model, sample, file])
+        shutil.rmtree(staging / "parts")
+        meta = {
+            "version": LAYOUT_VERSION,
+            "fingerprint": fingerprint,
+            "source": str(Path(folder).resolve()),
+            "requests": keyed.height,
+            "outcome_rows": rows,
+            "buckets": buckets,
+            "slots": slots,
+            "outcome_schema": {name: str(dtype.base_type()) for name, dtype in outcome_schema.items()
+                               if name not in SLOT_KEYS},
+            "narrowed": sorted(narrowing),
+            "prompt_columns_dropped": sorted(set(traffic.collect_schema().names()) - set(kept)),
+            "validation": {"problems": [], "checked": "every check of the data contract (README, 'Data contract')"},
+        }
+        _write_json(staging / "meta.json", meta)
+        staging.chmod(0o755)
+        if target.exists():  # an incomplete or older layout under the same name
+            _remove(target)
+        os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return meta
+
+
+def _remove(path: Path) -> None:
+    """Removes a layout folder: renamed aside first, so no reader ever sees it half deleted."""
+    aside = path.with_name(f".removing-{path.name}-{os.getpid()}")
+    os.replace(path, aside)
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _size(path: Path) -> int:
+    return sum(file.stat().st_size for file in path.rglob("*") if file.is_file())
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One cached layout, as `routesim cache ls` lists it."""
+
+    path: Path
+    fingerprint: str
+    source: str
+    requests: int
+    slots: int
+    bytes: int
+    last_used_ns: int
+
+
+def entries(root: Path) -> list[Entry]:
+    """The complete layouts in the cache, most recently used first."""
+    found = []
+    for path in sorted((root / "layouts").glob("*")) if (root / "layouts").is_dir() else []:
+        meta = _complete(path)
+        if meta is None:
+            continue
+        used = path / "used"
+        last = used.stat().st_mtime_ns if used.exists() else (path / "meta.json").stat().st_mtime_ns
+        found.append(Entry(path, meta["fingerprint"], meta["source"], meta["requests"], len(meta["slots"]),
+                           _size(path), last))
+    return sorted(found, key=lambda entry: (-entry.last_used_ns, entry.fingerprint))
+
+
+def evict(root: Path, cap: int, keep: Path | None = None) -> list[Entry]:
+    """Removes the least recently used layouts (never `keep`) until the cache holds at most `cap` bytes.
+    Returns what was removed."""
+    listed = entries(root)
+    total = sum(entry.bytes for entry in listed)
+    removed = []
+    for entry in reversed(listed):
+        if total <= cap:
+            break
+        if keep is not None and entry.path == keep:
+            continue
+        _remove(entry.path)
+        total -= entry.bytes
+        removed.append(entry)
+    if removed:  # keys pointing at removed layouts are dropped with them
+        gone = {entry.fingerprint for entry in removed}
+        for key in (root / "keys").glob("*.json"):
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                if json.loads(key.read_text(encoding="utf-8"))["fingerprint"] in gone:
+                    key.unlink()
+    return removed
+
+
+def clear(root: Path) -> list[Entry]:
+    """Removes every layout and key of the cache at `root`, under its lock. Returns what was removed."""
+    if not (root / "layouts").is_dir():
+        return []
+    with _locked(root):
+        removed = evict(root, -1)
+        for key in (root / "keys").glob("*.json"):
+            key.unlink(missing_ok=True)
+    return removed

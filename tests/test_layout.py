@@ -1,0 +1,150 @@
+"""The compiled layout: built once per content fingerprint, found again by a cheap key, never stale."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+
+import polars as pl
+import pytest
+from tests.conftest import OUTCOME_SCHEMA, outcome_row, tiny_outcomes, tiny_traffic
+
+from simulator.core import layout
+from simulator.core.contract import load_data
+from simulator.core.errors import RoutesimError
+
+
+@pytest.fixture
+def cache(tmp_path):
+    return tmp_path / "cache"
+
+
+@pytest.fixture
+def steady(monkeypatch):
+    """Files just written count as settled, so a key is recorded (the racy-file guard is tested apart)."""
+    monkeypatch.setattr(layout, "RACY_SECONDS", 0.0)
+
+
+def forbid(monkeypatch, *names):
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("called on unchanged data")
+
+    for name in names:
+        monkeypatch.setattr(f"simulator.core.{name}", refuse)
+
+
+def test_unchanged_data_is_neither_validated_nor_hashed_again(world, cache, steady, monkeypatch):
+    first = load_data(world.data, cache)
+    forbid(monkeypatch, "contract.validate_folder", "layout.content_fingerprint")
+    second = load_data(world.data, cache)
+    assert second.fingerprint == first.fingerprint and second.layout.path == first.layout.path
+
+
+def test_the_fingerprint_is_the_content_hash_of_the_two_files(world, cache):
+    loaded = load_data(world.data, cache)
+    assert loaded.fingerprint == layout.content_fingerprint([world.data / "traffic.parquet",
+                                                             world.data / "outcomes.parquet"])
+    assert loaded.layout.meta["validation"]["problems"] == []
+
+
+def test_a_copy_with_kept_mtime_is_hashed_again_and_finds_the_same_layout(world, cache, steady, monkeypatch,
+                                                                          tmp_path):
+    built = load_data(world.data, cache)
+    copy = tmp_path / "copy"
+    shutil.copytree(world.data, copy)  # copies mtimes, as cp -p does; inode and ctime differ
+    forbid(monkeypatch, "contract.validate_folder")
+    hashed = []
+    real = layout.content_fingerprint
+    monkeypatch.setattr(layout, "content_fingerprint", lambda paths: hashed.append(paths) or real(paths))
+    copied = load_data(copy, cache)
+    assert len(hashed) == 1 and copied.layout.path == built.layout.path
+
+
+def test_a_changed_input_builds_a_new_layout(world, cache, steady):
+    before = load_data(world.data, cache)
+    changed = tiny_outcomes().with_columns(pl.when(pl.col("model") == "big").then(2000.0)
+                                           .otherwise(pl.col("latency_ms")).alias("latency_ms"))
+    world.write_data(tiny_traffic(), changed)
+    after = load_data(world.data, cache)
+    assert after.fingerprint != before.fingerprint
+    assert after.layout.slot("big", 0).collect()["latency_ms"].to_list() == [2000.0] * 3
+
+
+def test_a_file_changed_within_the_racy_window_records_no_key(world, cache):
+    load_data(world.data, cache)  # the files were written a moment ago
+    assert list((cache / "keys").glob("*.json")) == []
+
+
+def test_broken_data_is_refused_and_builds_nothing(world, cache):
+    world.write_data(tiny_traffic(), tiny_outcomes().with_columns(pl.lit(-1).alias("output_tokens")))
+    with pytest.raises(RoutesimError, match="negative"):
+        load_data(world.data, cache)
+    assert list((cache / "layouts").iterdir()) == []
+
+
+def test_a_partly_built_layout_is_never_used(world, cache):
+    fingerprint = layout.content_fingerprint([world.data / "traffic.parquet", world.data / "outcomes.parquet"])
+    partial = cache / "layouts" / f"{fingerprint}-v{layout.LAYOUT_VERSION}"
+    (partial / "slots").mkdir(parents=True)
+    (partial / "requests.parquet").write_bytes(b"half a file")
+    loaded = load_data(world.data, cache)
+    assert loaded.layout.scan_requests().collect()["request_id"].to_list() == ["a", "b", "c"]
+    assert json.loads((partial / "meta.json").read_text())["fingerprint"] == fingerprint
+
+
+def test_requests_are_in_ts_then_request_id_order_and_slots_are_aligned_with_them(world, cache):
+    noon = dt.datetime(2026, 11, 16, 12, tzinfo=dt.UTC)
+    traffic = pl.DataFrame({"request_id": ["z", "y", "x"], "ts": [noon, noon, noon - dt.timedelta(hours=1)],
+                            "slice": ["faq"] * 3, "input_tokens": [1, 2, 3], "prompt": ["secret"] * 3})
+    outcomes = pl.DataFrame([outcome_row("z", "small", output_tokens=26), outcome_row("x", "small", output_tokens=24),
+                             outcome_row("y", "small", output_tokens=25, sample=0),
+                             outcome_row("y", "small", output_tokens=125, sample=1)], schema=OUTCOME_SCHEMA)
+    world.write_data(traffic, outcomes)
+    built = load_data(world.data, cache).layout
+    requests = built.scan_requests().collect()
+    assert requests["request_id"].to_list() == ["x", "y", "z"]
+    assert "prompt" not in requests.columns and built.meta["prompt_columns_dropped"] == ["prompt"]
+    first, second = built.slot("small", 0).collect(), built.slot("small", 1).collect()
+    assert first["output_tokens"].to_list() == [24, 25, 26] and first.schema["output_tokens"] == pl.Int64
+    assert second["output_tokens"].to_list() == [None, 125, None]
+    assert second["__present"].to_list() == [False, True, False]
+    assert "output_tokens" in built.meta["narrowed"]  # stored as a narrower integer, read back as Int64
+
+
+def test_a_build_in_buckets_gives_the_same_layout(world, tmp_path, monkeypatch):
+    whole = load_data(world.data, tmp_path / "one").layout
+    monkeypatch.setattr(layout, "BUCKET_OUTCOME_ROWS", 2)
+    bucketed = load_data(world.data, tmp_path / "many").layout
+    assert bucketed.meta["buckets"] == 3
+    for model, sample in whole.slots:
+        assert bucketed.slot(model, sample).collect().equals(whole.slot(model, sample).collect())
+
+
+def test_the_least_recently_used_layout_is_evicted_beyond_the_cap(world, cache, monkeypatch, tmp_path):
+    older = load_data(world.data, cache).layout
+    other = tmp_path / "other"
+    shutil.copytree(world.data, other)
+    pl.DataFrame(tiny_outcomes()).with_columns(pl.lit(7).alias("output_tokens")).write_parquet(
+        other / "outcomes.parquet")
+    monkeypatch.setenv("ROUTESIM_CACHE_MAX_BYTES", "1")  # room for the newest layout only
+    newer = load_data(other, cache).layout
+    assert not older.path.exists() and newer.path.exists()
+    assert [entry.path for entry in layout.entries(cache)] == [newer.path]
+
+
+def test_the_cache_is_never_inside_a_data_folder(world, cli):
+    result = cli("--cache-dir", world.data / "cache", "replay", world.scenario())
+    assert result.code == 2 and "inside the data folder" in result.err
+    assert not (world.data / "cache").exists()
+
+
+def test_cache_ls_and_clear(world, cli, cache, monkeypatch):
+    monkeypatch.setenv("ROUTESIM_CACHE_DIR", str(cache))  # restored after the test, unlike --cache-dir
+    assert cli("replay", world.scenario()).code == 0
+    fingerprint = load_data(world.data).fingerprint
+    listed = cli("cache", "ls")
+    assert listed.code == 0 and fingerprint in listed.out and "1 layout" in listed.out
+    cleared = cli("cache", "clear", "--cache-dir", cache)
+    assert cleared.code == 0 and "removed 1 layout" in cleared.out
+    assert layout.entries(cache) == []
