@@ -8,11 +8,11 @@ import shutil
 
 import polars as pl
 import pytest
-from tests.conftest import OUTCOME_SCHEMA, outcome_row, tiny_outcomes, tiny_traffic
 
 from simulator.core import layout
 from simulator.core.contract import load_data
 from simulator.core.errors import RoutesimError
+from tests.conftest import OUTCOME_SCHEMA, outcome_row, tiny_outcomes, tiny_traffic
 
 
 @pytest.fixture

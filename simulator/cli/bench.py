@@ -1,13 +1,21 @@
 """`routesim bench`: replay speed and memory against a DuckDB scan of the same Parquet columns.
 
-Each measurement runs in a fresh child process, so its peak resident memory is its own and no cache
-warmed by an earlier measurement flatters a later one (the OS page cache is shared, and each measurement
-is run once first to warm it alike for all).
+Methodology: every measurement runs in a fresh process, so its peak resident memory is its own and no
+cache warmed by an earlier measurement flatters a later one (the OS page cache is shared: one untimed
+round warms it alike for all). Each measurement is run `runs` times (at least 3), each time right after a
+run of its floor, so a burst of load on the machine lands on both; the table gives medians, and each
+ratio is the median measurement over the median of its own floors. In-process measurements (the library
+call, after imports and loading) are set against the DuckDB scan timed in-process; whole-process
+measurements (`routesim replay`, `routesim gate`) against a whole `python -c` process running that scan.
+The load average is printed before and after.
 """
 
 from __future__ import annotations
 
+import os
+import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -23,9 +31,10 @@ if TYPE_CHECKING:
 BENCH_SCENARIOS = ("flagship-everywhere", "stacked")
 SEED = 2026
 BOOTSTRAP_RESAMPLES = 1000
-BOOTSTRAP_REQUESTS = 1_000_000
+GATE_REQUESTS = 1_000_000  # the gate, its bootstrap and the report are measured up to this size
 REPORT_SCENARIOS = ("flagship-everywhere", "cascade", "stacked")
-SWEEP_POINTS = 200
+SWEEP_POINTS = 1000
+RUNS = 3
 RULE_COUNTS = (10, 10_000)  # rules per policy compared on the embedded week
 
 FLOOR_SQL = """
@@ -37,12 +46,34 @@ SELECT count(t.request_id), min(t.ts), count(DISTINCT t.slice), sum(t.input_toke
 FROM read_parquet('{traffic}') t
 """
 
+# Runs a command as a child and prints its wall time, peak resident memory (MiB) and exit code. A tiny
+# interpreter starts it, so the child's ru_maxrss, which starts from its parent's peak, is not inflated.
+PROCESS_PROBE = """
+import json, os, subprocess, sys, time
+started = time.perf_counter()
+child = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+_, status, usage = os.wait4(child.pid, 0)
+print(json.dumps([time.perf_counter() - started, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)]))
+"""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One measurement: a function run in a fresh child process, returning (seconds, peak MiB)."""
+
+    name: str
+    function: Callable[..., tuple[float, float]]
+    arguments: tuple
+    whole_process: bool = False  # compared with the whole-process floor
+
 
 @dataclass(frozen=True)
 class Measurement:
     name: str
-    seconds: float
-    peak_mb: float
+    seconds: float  # median of the runs
+    peak_mb: float  # largest of the runs
+    floor_seconds: float  # median of the floors run beside it
+    runs: int
 
 
 def week_folder(requests: int, cache: Path) -> Path:
@@ -68,27 +99,63 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
+def _floor_sql(folder: str) -> str:
+    return FLOOR_SQL.format(traffic=f"{folder}/traffic.parquet", outcomes=f"{folder}/outcomes.parquet")
+
+
 def _floor(folder: str) -> tuple[float, float]:
     import duckdb
 
     started = time.perf_counter()
     connection = duckdb.connect()
-    connection.execute(FLOOR_SQL.format(traffic=f"{folder}/traffic.parquet",
-                                        outcomes=f"{folder}/outcomes.parquet")).fetchall()
+    connection.execute(_floor_sql(folder)).fetchall()
     return time.perf_counter() - started, _peak_mb()
+
+
+def _process(*command: str) -> tuple[float, float]:
+    """Wall time and peak memory of `command` as a whole process."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", PROCESS_PROBE, *command], capture_output=True, text=True,
+                          check=True)
+    seconds, peak, code = json.loads(done.stdout)
+    if code not in (0, 1):  # `routesim gate` exits 1 when the candidate fails, which is still a full run
+        raise RuntimeError(f"benchmark command failed with exit code {code}: {' '.join(command)}")
+    return seconds, peak
+
+
+def _floor_process(folder: str) -> tuple[float, float]:
+    import sys
+
+    return _process(sys.executable, "-c", f"import duckdb; duckdb.connect().execute({_floor_sql(folder)!r}).fetchall()")
+
+
+def _routesim(*arguments: str) -> tuple[float, float]:
+    import sys
+
+    script = Path(sys.executable).with_name("routesim")
+    launcher = [str(script)] if script.exists() else [sys.executable, "-c", "from simulator.cli import main; main()"]
+    return _process(*launcher, *arguments)
+
+
+def _scenario(folder: str, name: str):
+    from simulator.core.scenario import load_scenario
+
+    return load_scenario(Path(folder) / "scenarios" / f"{name}.yaml")
 
 
 def _replay(folder: str, scenario_name: str) -> tuple[float, float]:
     from simulator.core.contract import load_data
     from simulator.core.engine import replay
     from simulator.core.prices import load_prices
-    from simulator.core.scenario import load_scenario
 
-    scenario = load_scenario(SCENARIOS / f"{scenario_name}.yaml")
+    scenario = _scenario(folder, scenario_name)
     data = load_data(Path(folder))
     sheet = load_prices(scenario.prices)
     started = time.perf_counter()
-    replay(scenario.model_copy(update={"data": Path(folder)}), data, sheet)
+    replay(scenario, data, sheet)
     return time.perf_counter() - started, _peak_mb()
 
 
@@ -137,8 +204,8 @@ def rules_table() -> Table:
 def bench_sweep(folder: Path, points: int) -> float:
     """Seconds to sweep scenarios/cascade.yaml's gate over `points` thresholds on the data in `folder`.
 
-    Loading and validating the data is left out (timed separately by `routesim bench`); both replays, the
-    value lookup and the curve are in.
+    Loading the data is left out (timed separately by `routesim bench`); both replays, the value lookup
+    and the curve are in.
     """
     from simulator.analyses.sweep import resolve_gate, sweep
     from simulator.core.contract import load_data
@@ -165,26 +232,29 @@ def _bootstrap(requests: int) -> tuple[float, float]:
     return bench_bootstrap(requests=requests, resamples=BOOTSTRAP_RESAMPLES), _peak_mb()
 
 
-def _saved_report_results(folder: Path) -> Path:
-    """Replays the report's scenarios on the benchmark week once and keeps their results beside it."""
+def _write_scenarios(folder: Path) -> Path:
+    """Copies of the shipped scenarios pointed at the benchmark week, in `folder/scenarios`."""
     import yaml
 
+    scenarios = folder / "scenarios"
+    scenarios.mkdir(exist_ok=True)
+    for name in sorted({*BENCH_SCENARIOS, *REPORT_SCENARIOS}):
+        content = yaml.safe_load((SCENARIOS / f"{name}.yaml").read_text())
+        content |= {"data": str(folder.resolve()), "prices": str((SCENARIOS / content["prices"]).resolve())}
+        (scenarios / f"{name}.yaml").write_text(yaml.safe_dump(content, sort_keys=False))
+    return scenarios
+
+
+def _saved_report_results(folder: Path) -> Path:
+    """Replays the report's scenarios on the benchmark week once and keeps their results beside it."""
     from simulator.core.results import SCHEMA_VERSION
     from simulator.report.build import replay_and_save
 
     results = folder / f"report-results-v{SCHEMA_VERSION}"
-    if (results / "report.json").exists():
-        return results
-    scenarios = folder / "scenarios"
-    scenarios.mkdir(exist_ok=True)
-    paths = []
-    for name in REPORT_SCENARIOS:
-        content = yaml.safe_load((SCENARIOS / f"{name}.yaml").read_text())
-        content |= {"data": str(folder.resolve()), "prices": str((SCENARIOS / content["prices"]).resolve())}
-        path = scenarios / f"{name}.yaml"
-        path.write_text(yaml.safe_dump(content, sort_keys=False))
-        paths.append(path)
-    replay_and_save(paths, results, baseline=REPORT_SCENARIOS[0])
+    if not (results / "report.json").exists():
+        scenarios = folder / "scenarios"
+        replay_and_save([scenarios / f"{name}.yaml" for name in REPORT_SCENARIOS], results,
+                        baseline=REPORT_SCENARIOS[0])
     return results
 
 
@@ -204,6 +274,22 @@ def _load(folder: str) -> tuple[float, float]:
     return time.perf_counter() - started, _peak_mb()
 
 
+def _first_use(folder: str) -> tuple[float, float]:
+    """Loading with an empty cache: validation, hashing and the layout build."""
+    import shutil
+    import tempfile
+
+    from simulator.core.contract import load_data
+
+    empty = Path(tempfile.mkdtemp(prefix="routesim-bench-cache-"))
+    try:
+        started = time.perf_counter()
+        load_data(Path(folder), empty)
+        return time.perf_counter() - started, _peak_mb()
+    finally:
+        shutil.rmtree(empty, ignore_errors=True)
+
+
 def _in_child(function, *arguments) -> tuple[float, float]:
     import multiprocessing
 
@@ -211,38 +297,77 @@ def _in_child(function, *arguments) -> tuple[float, float]:
         return pool.apply(function, arguments)
 
 
-def measure(folder: Path, requests: int) -> list[Measurement]:
-    jobs = [("DuckDB scan (floor)", _floor, (str(folder),)),
-            ("load + validate", _load, (str(folder),))]
-    jobs += [(f"replay {name}", _replay, (str(folder), name)) for name in BENCH_SCENARIOS]
-    jobs += [(f"sweep cascade, {SWEEP_POINTS} thresholds", _sweep, (str(folder),))]
-    if requests <= BOOTSTRAP_REQUESTS:  # the gate's bootstrap and the report are sized at 1M requests
-        jobs += [(f"paired bootstrap, {BOOTSTRAP_RESAMPLES:,} resamples", _bootstrap, (requests,))]
+def jobs_for(folder: Path, requests: int) -> list[Job]:
+    """Every measurement at this size; the gate and the report only up to GATE_REQUESTS."""
+    here = str(folder)
+    scenarios = folder / "scenarios"
+    jobs = [Job("first use: validate + hash + build the layout", _first_use, (here,)),
+            Job("load (layout cached)", _load, (here,))]
+    jobs += [Job(f"replay {name}", _replay, (here, name)) for name in BENCH_SCENARIOS]
+    jobs += [Job(f"sweep cascade, {SWEEP_POINTS:,} thresholds", _sweep, (here,))]
+    jobs += [Job("whole process: routesim replay stacked", _routesim,
+                 ("replay", str(scenarios / "stacked.yaml")), whole_process=True)]
+    if requests <= GATE_REQUESTS:
+        jobs += [Job(f"whole process: routesim gate, {BOOTSTRAP_RESAMPLES:,} resamples", _routesim,
+                     ("gate", "--baseline", str(scenarios / "flagship-everywhere.yaml"), "--candidate",
+                      str(scenarios / "stacked.yaml"), "--resamples", str(BOOTSTRAP_RESAMPLES)), whole_process=True),
+                 Job(f"paired bootstrap alone, {BOOTSTRAP_RESAMPLES:,} resamples", _bootstrap, (requests,))]
         results = _in_child(_saved_report_results, folder)
-        jobs += [(f"report --from saved results ({len(REPORT_SCENARIOS)} policies)", _render, (str(results),))]
-    measurements = []
-    for name, function, arguments in jobs:
-        _in_child(function, *arguments)  # warm the page cache alike for every measurement
-        seconds, peak = _in_child(function, *arguments)
-        measurements.append(Measurement(name, seconds, peak))
-    return measurements
+        jobs += [Job(f"report --from saved results ({len(REPORT_SCENARIOS)} policies)", _render, (str(results),))]
+    return jobs
 
 
-def run_bench(requests: int, cache: Path) -> Table:
+def measure(folder: Path, requests: int, runs: int = RUNS) -> tuple[list[Measurement], Measurement, Measurement]:
+    """Each job's median over `runs` runs, each run right after one of its floor. Returns the jobs'
+    measurements and the two floors (in-process, whole-process)."""
+    _write_scenarios(folder)
+    jobs = jobs_for(folder, requests)
+    floors = {False: Job("DuckDB scan (floor)", _floor, (str(folder),)),
+              True: Job("whole process: python -c DuckDB scan (floor)", _floor_process, (str(folder),), True)}
+    for job in [*floors.values(), *jobs]:  # warm the page cache (and the layout cache) alike for all
+        _in_child(job.function, *job.arguments)
+    taken: dict[str, list[tuple[float, float]]] = {job.name: [] for job in [*floors.values(), *jobs]}
+    beside: dict[str, list[float]] = {job.name: [] for job in jobs}
+    for _ in range(runs):
+        for job in jobs:
+            floor = floors[job.whole_process]
+            floor_seconds, floor_peak = _in_child(floor.function, *floor.arguments)
+            taken[floor.name].append((floor_seconds, floor_peak))
+            beside[job.name].append(floor_seconds)
+            taken[job.name].append(_in_child(job.function, *job.arguments))
+
+    def summary(job: Job, floor_seconds: list[float]) -> Measurement:
+        seconds = [run[0] for run in taken[job.name]]
+        return Measurement(job.name, statistics.median(seconds), max(run[1] for run in taken[job.name]),
+                           statistics.median(floor_seconds), len(seconds))
+
+    in_process, whole = (summary(floors[kind], [run[0] for run in taken[floors[kind].name]]) for kind in (False, True))
+    return [summary(job, beside[job.name]) for job in jobs], in_process, whole
+
+
+def _load_average() -> str:
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+def run_bench(requests: int, cache: Path, runs: int = RUNS) -> Table:
     import multiprocessing
     import platform
 
     from rich.table import Table
 
     folder = week_folder(requests, cache)
-    measurements = measure(folder, requests)
-    floor = measurements[0].seconds
+    # The benchmark's layouts live beside its weeks, not in the user's cache.
+    os.environ.setdefault("ROUTESIM_CACHE_DIR", str(Path(cache) / "layouts"))
+    load_before = _load_average()
+    measurements, floor, whole_floor = measure(folder, requests, runs)
     table = Table(title=f"routesim bench: {requests:,} requests, {platform.machine()}, "
-                        f"{multiprocessing.cpu_count()} cores, Python {platform.python_version()}")
-    for column in ("measurement", "seconds", "requests / s", "x floor", "peak memory"):
+                        f"{multiprocessing.cpu_count()} cores, Python {platform.python_version()}, "
+                        f"median of {runs} runs, each after its floor",
+                  caption=f"load average (1, 5, 15 min): {load_before} before, {_load_average()} after")
+    for column in ("measurement", "median s", "requests / s", "x floor", "peak memory"):
         table.add_column(column, justify="left" if column == "measurement" else "right")
-    for m in measurements:
-        table.add_row(m.name, f"{m.seconds:.2f}", f"{requests / m.seconds:,.0f}", f"{m.seconds / floor:.1f}",
+    for m in [floor, whole_floor, *measurements]:
+        table.add_row(m.name, f"{m.seconds:.2f}", f"{requests / m.seconds:,.0f}", f"{m.seconds / m.floor_seconds:.2f}",
                       f"{m.peak_mb:,.0f} MB")
     return table
 
@@ -295,18 +420,22 @@ def startup_table(runs: int = STARTUP_RUNS) -> Table:
 def bench(
     requests: Annotated[int, typer.Option(help="requests in the benchmark week")] = 1_000_000,
     ten_million: Annotated[bool, typer.Option("--10m", help="also run on 10,000,000 requests")] = False,
+    hundred_million: Annotated[bool, typer.Option("--100m", help="also run on 100,000,000 requests (generating "
+                                                                 "them takes about 11 minutes a core)")] = False,
+    runs: Annotated[int, typer.Option(min=3, help="runs per measurement, each after a run of its floor")] = RUNS,
     cache: Annotated[Path, typer.Option(help="where generated benchmark weeks are kept")] = CACHE / "bench",
     startup_only: Annotated[bool, typer.Option("--startup-only", help="only time routesim's startup (--help)")
                             ] = False,
 ):
     """Time the replay against a DuckDB scan of the same Parquet columns (the floor)."""
-    sizes = [requests] + ([10_000_000] if ten_million and requests != 10_000_000 else [])
+    sizes = [requests] + [size for size, asked in ((10_000_000, ten_million), (100_000_000, hundred_million))
+                          if asked and size != requests]
     console.print(startup_table())
     if startup_only:
         return
     console.print(rules_table())
     for size in sizes:
-        console.print(run_bench(size, cache))
+        console.print(run_bench(size, cache, runs))
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,32 @@
+"""`routesim bench` methodology: every run of a measurement right after a run of its own floor, medians."""
+
+from __future__ import annotations
+
+from simulator.cli import bench
+
+
+def test_each_run_follows_a_run_of_its_floor_and_medians_are_reported(monkeypatch, tmp_path):
+    calls = []
+    times = {"floor": iter([9.0, 1.0, 2.0, 3.0]), "whole floor": iter([9.0, 4.0, 5.0, 3.0]),
+             "replay": iter([0.5, 3.0, 9.0, 2.0]), "process": iter([0.5, 8.0, 10.0, 12.0])}
+
+    def timed(name):
+        def run(*_):
+            calls.append(name)
+            return next(times[name]), {"replay": 100.0, "process": 300.0}.get(name, 50.0)
+        return run
+
+    monkeypatch.setattr(bench, "_floor", timed("floor"))
+    monkeypatch.setattr(bench, "_floor_process", timed("whole floor"))
+    monkeypatch.setattr(bench, "_write_scenarios", lambda folder: folder)
+    monkeypatch.setattr(bench, "jobs_for", lambda folder, requests: [
+        bench.Job("replay", timed("replay"), ()), bench.Job("process", timed("process"), (), whole_process=True)])
+    monkeypatch.setattr(bench, "_in_child", lambda function, *arguments: function(*arguments))
+    measured, floor, whole_floor = bench.measure(tmp_path, 1000, runs=3)
+    warm = ["floor", "whole floor", "replay", "process"]
+    assert calls == warm + ["floor", "replay", "whole floor", "process"] * 3
+    replay, process = measured
+    # the warm-up runs (0.5 s, 9.0 s) are left out: medians of 3, 9, 2 and 8, 10, 12; of floors 1, 2, 3 and 4, 5, 3
+    assert (replay.seconds, replay.runs, replay.peak_mb, replay.floor_seconds) == (3.0, 3, 100.0, 2.0)
+    assert (process.seconds, process.floor_seconds) == (10.0, 4.0)
+    assert floor.seconds == 2.0 and whole_floor.seconds == 4.0
