@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import shutil
@@ -11,8 +12,10 @@ import pytest
 
 from simulator.core import layout
 from simulator.core.contract import load_data
+from simulator.core.engine import replay
 from simulator.core.errors import RoutesimError
 from tests.conftest import OUTCOME_SCHEMA, outcome_row, tiny_outcomes, tiny_traffic
+from tests.worlds import random_world, write_frames
 
 
 @pytest.fixture
@@ -148,3 +151,24 @@ def test_cache_ls_and_clear(world, cli, cache, monkeypatch):
     cleared = cli("cache", "clear", "--cache-dir", cache)
     assert cleared.code == 0 and "removed 1 layout" in cleared.out
     assert layout.entries(cache) == []
+
+
+@pytest.mark.parametrize("seed", range(0, 300, 15))
+def test_a_replay_from_the_layout_equals_one_that_joins_the_outcome_file(seed, tmp_path):
+    world = random_world(seed)
+    data = load_data(write_frames(tmp_path / "data", world.traffic, world.outcomes), tmp_path / "cache")
+    assert data.layout is not None
+
+    def run(dataset):
+        try:
+            return replay(world.scenario, dataset, world.sheet)
+        except RoutesimError as error:
+            return str(error)
+
+    by_layout, by_join = run(data), run(dataclasses.replace(data, layout=None))
+    if isinstance(by_join, str):
+        assert by_layout == by_join
+    else:
+        assert by_layout.decisions.equals(by_join.decisions) and by_layout.calls.equals(by_join.calls)
+        assert by_layout.decisions.schema == by_join.decisions.schema
+        assert (by_layout.coverage, by_layout.price_sources) == (by_join.coverage, by_join.price_sources)

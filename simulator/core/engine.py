@@ -51,6 +51,7 @@ PRESENT = "__present"
 # own working columns start with "__", a prefix the data contract keeps out of user columns, so no
 # predicate can read one by mistake.
 REQUEST_IDENTITY = ["__rid", "request_id", "ts", "slice", "__plan"]
+LAYOUT_ROW = "__row"  # a request's row id in the data's compiled layout
 
 
 @dataclass(frozen=True)
@@ -179,10 +180,20 @@ def _in_arrival_order(requests: pl.DataFrame) -> bool:
     return bool(ordered.item())
 
 
+def _request_source(data: Dataset, columns: list[str]) -> pl.LazyFrame:
+    """The traffic to select requests from: the layout's requests with their row id `LAYOUT_ROW` when the
+    data has a layout holding `columns` (it never holds prompt text), else the traffic file itself."""
+    if data.layout is not None:
+        requests = data.layout.scan_requests()
+        if set(columns) <= set(requests.collect_schema().names()):
+            return requests.with_row_index(LAYOUT_ROW).select(*columns, LAYOUT_ROW)
+    return data.traffic.select(columns)
+
+
 def select_requests(scenario: Scenario, data: Dataset, columns: list[str]) -> tuple[pl.DataFrame, int]:
     """The window's requests (or the scenario's seeded sample of them), numbered by `__rid` in ts order, and
-    how many requests the window held before sampling."""
-    traffic = with_utc_ts(data.traffic.select(columns))
+    how many requests the window held before sampling. From a layout they also carry `LAYOUT_ROW`."""
+    traffic = with_utc_ts(_request_source(data, columns))
     if scenario.window:
         start = pl.lit(scenario.window.start).cast(pl.Datetime("us", "UTC"))
         end = pl.lit(scenario.window.end).cast(pl.Datetime("us", "UTC"))
@@ -281,6 +292,47 @@ class Answers:
         priced = [*self.PRICED, *token_columns(outcome_names)]
         outcome_columns = list(dict.fromkeys(["request_id", *priced,
                                               *[name for name in columns if name in outcome_names]]))
+        if LAYOUT_ROW in requests.columns:
+            self._slots = self._gathered(data, requests, slots, outcome_columns[3:], traffic_extra)
+            self._empty = next(iter(self._slots.values())).clear()
+        else:
+            self._slots, self._empty = self._joined(data, requests, slots, outcome_columns, traffic_extra)
+        # A slot with an answer for every request is reached by position: row_of[rid] is the request's row
+        # in the slot, so joining it to requests is a gather instead of a hash join.
+        self._row_of = {}
+        for key, slot in self._slots.items():
+            if slot.height == requests.height:
+                row_of = np.empty(slot.height, dtype=np.int64)
+                row_of[slot["__rid"].to_numpy()] = np.arange(slot.height)
+                self._row_of[key] = row_of
+
+    @staticmethod
+    def _gathered(data: Dataset, requests: pl.DataFrame, slots: set[tuple[str, int]], values: list[str],
+                  traffic_extra: list[str]) -> dict[tuple[str, int], pl.DataFrame]:
+        """Each slot read from the layout, where it is aligned with the requests' row ids: a gather at
+        LAYOUT_ROW instead of joining the outcomes on the string request_id."""
+        layout = data.layout
+        rows = requests[LAYOUT_ROW].to_numpy()
+        whole = rows.size == layout.requests and bool((rows == np.arange(rows.size)).all())
+        beside = requests.select("__rid", *traffic_extra)
+        found = {}
+        # Every model of the policy has a sample 0 in the data (compile_policy and the contract check it),
+        # so the first slot below exists and gives an absent slot its schema.
+        for model, sample in sorted(slots, key=lambda slot: (slot[1], slot[0])):
+            if (model, sample) not in layout.slots:
+                continue
+            aligned = layout.slot(model, sample).select(*values, PRESENT).collect()
+            picked = aligned if whole else aligned[rows]
+            found[model, sample] = (pl.concat([picked, beside], how="horizontal").filter(PRESENT)
+                                    .select(pl.lit(model).alias("model"),
+                                            pl.lit(sample, layout.sample_dtype).alias("sample"),
+                                            *values, "__rid", *traffic_extra, PRESENT))
+        return found
+
+    @staticmethod
+    def _joined(data: Dataset, requests: pl.DataFrame, slots: set[tuple[str, int]], outcome_columns: list[str],
+                traffic_extra: list[str]) -> tuple[dict[tuple[str, int], pl.DataFrame], pl.DataFrame]:
+        """Each slot cut out of the outcomes joined to the requests on request_id (data without a layout)."""
         models = sorted({model for model, _ in slots})
         outcomes = (data.outcomes.filter(pl.col("model").is_in(models)).select(outcome_columns)
                     .with_columns(pl.col("model").cast(pl.Enum(models))))
@@ -290,17 +342,9 @@ class Answers:
                   .with_columns(pl.lit(True).alias(PRESENT)).collect(engine="streaming"))
         # Every slot the policy can reach is known from its shape, so the joined frame can be dropped
         # once they are cut out of it.
-        self._slots = {(model, sample): joined.filter((pl.col("model") == model) & (pl.col("sample") == sample))
-                       .with_columns(pl.lit(model).alias("model")) for model, sample in sorted(slots)}
-        self._empty = joined.clear().with_columns(pl.col("model").cast(pl.String))
-        # A slot with an answer for every request is reached by position: row_of[rid] is the request's row
-        # in the slot, so joining it to requests is a gather instead of a hash join.
-        self._row_of = {}
-        for key, slot in self._slots.items():
-            if slot.height == requests.height:
-                row_of = np.empty(slot.height, dtype=np.int64)
-                row_of[slot["__rid"].to_numpy()] = np.arange(slot.height)
-                self._row_of[key] = row_of
+        found = {(model, sample): joined.filter((pl.col("model") == model) & (pl.col("sample") == sample))
+                 .with_columns(pl.lit(model).alias("model")) for model, sample in sorted(slots)}
+        return found, joined.clear().with_columns(pl.col("model").cast(pl.String))
 
     def join(self, rows: pl.DataFrame, model: str, sample: int) -> pl.DataFrame:
         """`rows` with the (model, sample) answer of each request beside it, and PRESENT false where none."""
@@ -522,8 +566,8 @@ def replay(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
     progress = progress or (lambda _: None)
     traffic_schema, outcome_schema = data.traffic.collect_schema(), data.outcomes.collect_schema()
     traffic_columns, outcome_columns = traffic_schema.names(), outcome_schema.names()
-    policy = compile_policy(scenario, traffic_schema, outcome_schema, data_values(data.outcomes, "model"),
-                            data_values(data.traffic, "slice"))
+    models = sorted({model for model, _ in data.layout.slots}) if data.layout else data_values(data.outcomes, "model")
+    policy = compile_policy(scenario, traffic_schema, outcome_schema, models, data_values(data.traffic, "slice"))
 
     progress("selecting requests")
     rule_columns = sorted(set().union(*(rule.columns for rule in policy.rules)))

@@ -42,7 +42,7 @@ import polars as pl
 
 from simulator.core.errors import RoutesimError
 
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2
 DEFAULT_MAX_BYTES = 20 * 1024**3
 RACY_SECONDS = 2.0
 BUCKET_OUTCOME_ROWS = 8_000_000
@@ -115,6 +115,11 @@ class Layout:
     @property
     def requests(self) -> int:
         return self.meta["requests"]
+
+    @property
+    def sample_dtype(self) -> pl.DataType:
+        """The type of the source's `sample` column, which a slot file does not store."""
+        return _dtype(self.meta["sample_dtype"])
 
     @property
     def slots(self) -> list[tuple[str, int]]:
@@ -305,6 +310,7 @@ def _build(root: Path, target: Path, folder: Path, paths: list[Path], fingerprin
             "outcome_schema": {name: str(dtype.base_type()) for name, dtype in outcome_schema.items()
                                if name not in SLOT_KEYS},
             "narrowed": sorted(narrowing),
+            "sample_dtype": str(outcome_schema["sample"]),
             "prompt_columns_dropped": sorted(set(traffic.collect_schema().names()) - set(kept)),
             "validation": {"problems": [], "checked": "every check of the data contract (README, 'Data contract')"},
         }
