@@ -1,0 +1,132 @@
+"""RouterBench's cascade evaluated as RouterBench does it, one prompt at a time, against `routesim replay`.
+
+RouterBench evaluates a cascading router with a per-row loop over a wide table (one row per prompt, per
+model its correctness and its cost): for each prompt, walk the models in cascade order, add each called
+model's cost, and stop at the first model whose answer the judge accepts (the last model's answer is
+always final); the prompt counts as solved when the final answer is correct. The judge is simulated: it
+is wrong with a fixed probability. This script implements that algorithm from its description (not
+RouterBench's code) as a plain Python loop over dict rows, which is faster than pandas' `iterrows`, so
+the comparison favours the loop. The judge's verdicts are the data's seeded `noisy_gate_pass` column
+(RouterBench draws them unseeded), so both sides must give the same totals, and the script checks it.
+
+Usage: .venv/bin/python scripts/routerbench_loop.py [--scale 100] [--runs 3]
+
+It writes the shipped data/routerbench scaled `--scale` times with new request ids into
+.cache/bench/routerbench-xSCALE (once), then times, alternating, whole processes: the loop (reading the
+Parquet files included) and `routesim replay --json` of scenarios/routerbench/cascade-noisy.yaml on the
+scaled data (the layout cached by an untimed first run). It prints the medians and their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIO = ROOT / "scenarios" / "routerbench" / "cascade-noisy.yaml"
+CASCADE = ("mistralai/mixtral-8x7b-chat", "gpt-4-1106-preview")  # as in SCENARIO
+JUDGE = "noisy_gate_pass"
+
+
+def scaled_folder(scale: int) -> Path:
+    """data/routerbench repeated `scale` times, copy k's request ids suffixed '#k' and its times shifted by
+    k x the data's span, so every copy is a new request."""
+    import polars as pl
+
+    folder = ROOT / ".cache" / "bench" / f"routerbench-x{scale}"
+    if (folder / "outcomes.parquet").exists():
+        return folder
+    traffic = pl.read_parquet(ROOT / "data" / "routerbench" / "traffic.parquet")
+    outcomes = pl.read_parquet(ROOT / "data" / "routerbench" / "outcomes.parquet")
+    span = (traffic["ts"].max() - traffic["ts"].min()).total_seconds() + 1
+    copies = [(traffic.with_columns(pl.col("request_id") + f"#{k}",
+                                    pl.col("ts") + pl.duration(seconds=span * k)),
+               outcomes.with_columns(pl.col("request_id") + f"#{k}")) for k in range(scale)]
+    folder.mkdir(parents=True, exist_ok=True)
+    pl.concat([t for t, _ in copies]).write_parquet(folder / "traffic.parquet")
+    pl.concat([o for _, o in copies]).write_parquet(folder / "outcomes.parquet")
+    return folder
+
+
+def loop(folder: Path) -> dict:
+    """RouterBench's evaluation of the cascade: a wide table, then one prompt at a time."""
+    import pyarrow.parquet as pq
+
+    wide: dict[str, dict] = {}
+    for row in pq.read_table(folder / "outcomes.parquet",
+                             columns=["request_id", "model", "sample", "passed", "hard_check_ok", "cost_usd",
+                                      JUDGE]).to_pylist():
+        if row["sample"] == 0 and row["model"] in CASCADE:
+            entry = wide.setdefault(row["request_id"], {})
+            entry[row["model"]] = row["passed"] and row["hard_check_ok"]
+            entry[row["model"] + "|total_cost"] = row["cost_usd"]
+            entry[row["model"] + "|judge"] = row[JUDGE] and row["hard_check_ok"]
+    cost, solved, prompts = 0.0, 0, 0
+    for _, row in sorted(wide.items()):
+        prompts += 1
+        for position, model in enumerate(CASCADE):
+            cost += row[model + "|total_cost"]
+            if position == len(CASCADE) - 1 or row[model + "|judge"]:
+                solved += row[model]
+                break
+    return {"requests": prompts, "passed": solved, "total_cost_usd": cost}
+
+
+def timed(command: list[str]) -> tuple[float, str]:
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode not in (0, 1):
+        raise SystemExit(f"failed: {' '.join(command)}\n{done.stderr}")
+    return time.perf_counter() - started, done.stdout
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--scale", type=int, default=100)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--loop", type=Path, help=argparse.SUPPRESS)  # the loop's own process
+    arguments = parser.parse_args()
+    if arguments.loop:
+        print(json.dumps(loop(arguments.loop)))
+        return
+    import yaml
+
+    folder = scaled_folder(arguments.scale)
+    scenario = yaml.safe_load(SCENARIO.read_text())
+    scenario |= {"data": str(folder)}
+    scenario_file = folder / "cascade-noisy.yaml"
+    scenario_file.write_text(yaml.safe_dump(scenario, sort_keys=False))
+    routesim = [str(Path(sys.executable).with_name("routesim")), "replay", str(scenario_file), "--json"]
+    looped = [sys.executable, __file__, "--loop", str(folder)]
+    timed(routesim)  # first use: validation and the layout build, once
+    times: dict[str, list[float]] = {"loop": [], "routesim": []}
+    outputs = {}
+    for _ in range(arguments.runs):
+        for name, command in (("loop", looped), ("routesim", routesim)):
+            seconds, outputs[name] = timed(command)
+            times[name].append(seconds)
+    by_loop = json.loads(outputs["loop"])
+    summary = json.loads(outputs["routesim"])
+    summary = summary[0] if isinstance(summary, list) else summary
+    agree = (by_loop["requests"] == summary["requests"]
+             and abs(by_loop["passed"] / by_loop["requests"] - summary["pass_rate"]) < 1e-12
+             and abs(by_loop["total_cost_usd"] - summary["total_cost_usd"]) <= 1e-6 * by_loop["total_cost_usd"])
+    loop_s, routesim_s = statistics.median(times["loop"]), statistics.median(times["routesim"])
+    print(f"RouterBench cascade on data/routerbench x{arguments.scale} ({by_loop['requests']:,} prompts), "
+          f"whole processes, median of {arguments.runs}, load average {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(f"  per-row loop     {loop_s:8.2f} s")
+    print(f"  routesim replay  {routesim_s:8.2f} s")
+    print(f"  speed-up         {loop_s / routesim_s:8.1f}x   totals agree: {agree}")
+    if not agree:
+        raise SystemExit(f"the loop and routesim disagree: {by_loop} vs requests={summary['requests']}, "
+                         f"pass_rate={summary['pass_rate']}, total_cost_usd={summary['total_cost_usd']}")
+
+
+if __name__ == "__main__":
+    main()
