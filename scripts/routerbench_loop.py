@@ -98,6 +98,8 @@ def main() -> None:
     import yaml
 
     folder = scaled_folder(arguments.scale)
+    # Like routesim bench, keep the layouts beside the benchmark data, not in the user's cache.
+    os.environ.setdefault("ROUTESIM_CACHE_DIR", str(ROOT / ".cache" / "bench" / "layouts"))
     scenario = yaml.safe_load(SCENARIO.read_text())
     scenario |= {"data": str(folder)}
     scenario_file = folder / "cascade-noisy.yaml"

@@ -172,3 +172,15 @@ def test_a_replay_from_the_layout_equals_one_that_joins_the_outcome_file(seed, t
         assert by_layout.decisions.equals(by_join.decisions) and by_layout.calls.equals(by_join.calls)
         assert by_layout.decisions.schema == by_join.decisions.schema
         assert (by_layout.coverage, by_layout.price_sources) == (by_join.coverage, by_join.price_sources)
+
+
+def test_clear_removes_layouts_of_older_versions_and_leftovers_of_interrupted_builds(world, cache, monkeypatch):
+    monkeypatch.setattr(layout, "LAYOUT_VERSION", layout.LAYOUT_VERSION - 1)
+    older = load_data(world.data, cache).layout
+    monkeypatch.undo()
+    current = load_data(world.data, cache).layout
+    assert older.path != current.path
+    assert [entry.version for entry in layout.entries(cache)] == [layout.LAYOUT_VERSION, layout.LAYOUT_VERSION - 1]
+    (cache / "building-interrupted").mkdir()
+    assert len(layout.clear(cache)) == 2
+    assert list((cache / "layouts").iterdir()) == [] and not (cache / "building-interrupted").exists()

@@ -3,6 +3,7 @@
 - simulator.cli.replay: replay, validate, generate, demo, report
 - simulator.cli.bench: bench
 - simulator.cli.cache: cache ls, cache clear
+- simulator.cli.shard: shard
 - simulator.cli.data: import FORMAT, public-data
 - simulator.cli.evals: lanes, gate
 - simulator.cli.tuning: sweep, whatif, drift, prices import-litellm
@@ -20,18 +21,17 @@ import functools
 import math
 import os
 import sys
+import typing
 from pathlib import Path
 from typing import Annotated
 
-import typing
-
 import typer
 
-from simulator.cli import bench, cache, data, evals, replay, served, tuning
+from simulator.cli import bench, cache, data, evals, replay, served, shard, tuning
 from simulator.cli.console import BAD_INPUT, INTERNAL_ERROR, errors
 from simulator.core.errors import RoutesimError
 
-COMMAND_GROUPS = (replay, bench, cache, data, evals, tuning, served)
+COMMAND_GROUPS = (replay, bench, cache, shard, data, evals, tuning, served)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Replay logged LLM traffic under routing policies: rules, cascades and retries.")

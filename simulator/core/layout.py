@@ -170,7 +170,8 @@ def _locked(root: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _complete(path: Path) -> dict | None:
+def _complete(path: Path, any_version: bool = False) -> dict | None:
+    """The meta of a complete layout of this format version (of any version with `any_version`), else None."""
     meta = path / "meta.json"
     if not meta.is_file():
         return None
@@ -178,7 +179,7 @@ def _complete(path: Path) -> dict | None:
         content = json.loads(meta.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return content if content.get("version") == LAYOUT_VERSION else None
+    return content if any_version or content.get("version") == LAYOUT_VERSION else None
 
 
 def _touch(path: Path) -> None:
@@ -337,9 +338,11 @@ def _size(path: Path) -> int:
 
 @dataclass(frozen=True)
 class Entry:
-    """One cached layout, as `routesim cache ls` lists it."""
+    """One cached layout, as `routesim cache ls` lists it; layouts of an older format version are listed
+    (and evicted first, as never used again) until removed."""
 
     path: Path
+    version: int
     fingerprint: str
     source: str
     requests: int
@@ -349,17 +352,17 @@ class Entry:
 
 
 def entries(root: Path) -> list[Entry]:
-    """The complete layouts in the cache, most recently used first."""
+    """The complete layouts in the cache, of the current format version first, most recently used first."""
     found = []
     for path in sorted((root / "layouts").glob("*")) if (root / "layouts").is_dir() else []:
-        meta = _complete(path)
+        meta = _complete(path, any_version=True)
         if meta is None:
             continue
         used = path / "used"
         last = used.stat().st_mtime_ns if used.exists() else (path / "meta.json").stat().st_mtime_ns
-        found.append(Entry(path, meta["fingerprint"], meta["source"], meta["requests"], len(meta["slots"]),
-                           _size(path), last))
-    return sorted(found, key=lambda entry: (-entry.last_used_ns, entry.fingerprint))
+        found.append(Entry(path, meta.get("version", 0), meta["fingerprint"], meta["source"], meta["requests"],
+                           len(meta["slots"]), _size(path), last))
+    return sorted(found, key=lambda entry: (entry.version != LAYOUT_VERSION, -entry.last_used_ns, entry.fingerprint))
 
 
 def evict(root: Path, cap: int, keep: Path | None = None) -> list[Entry]:
@@ -386,11 +389,14 @@ def evict(root: Path, cap: int, keep: Path | None = None) -> list[Entry]:
 
 
 def clear(root: Path) -> list[Entry]:
-    """Removes every layout and key of the cache at `root`, under its lock. Returns what was removed."""
+    """Removes every layout (of any format version) and key of the cache at `root`, and what an interrupted
+    build left, under its lock. Returns the layouts removed."""
     if not (root / "layouts").is_dir():
         return []
-    with _locked(root):
+    with _locked(root):  # no build runs meanwhile, so every staging folder is a leftover
         removed = evict(root, -1)
+        for leftover in [*root.glob("building-*"), *(root / "layouts").glob("*")]:
+            shutil.rmtree(leftover, ignore_errors=True)
         for key in (root / "keys").glob("*.json"):
             key.unlink(missing_ok=True)
     return removed

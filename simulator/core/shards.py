@@ -1,0 +1,54 @@
+"""Shards of a data folder: Hive-partitioned by hashed request id, each shard a data folder of its own.
+
+`write_shards(DATA, N, OUT)` writes `OUT/shard=K/traffic.parquet` and `OUT/shard=K/outcomes.parquet` for
+K = 0 .. N-1: the requests whose hashed `request_id` falls in shard K, with every outcome of those
+requests, so each shard validates and replays alone and a request's calls never span two shards.
+`OUT/shards.json` records the shard count, the source's fingerprint, the requests per shard and the hash
+(polars' `hash` with a fixed seed, so the assignment is fixed for a given polars version).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+
+from simulator.core.contract import OUTCOMES_FILE, TRAFFIC_FILE, load_data
+from simulator.core.errors import RoutesimError
+from simulator.core.outputs import atomic_folder
+
+SHARD_SEED = 1516
+MANIFEST = "shards.json"
+
+
+def shard_of(shards: int) -> pl.Expr:
+    """The shard (0 .. shards-1) of each row, from its `request_id`."""
+    return (pl.col("request_id").cast(pl.String).hash(SHARD_SEED) % shards).cast(pl.UInt32)
+
+
+def write_shards(folder: Path, shards: int, out: Path, *, force: bool = False) -> dict:
+    """Validates the data folder `folder` and writes it as `shards` shards under `out` (see the module
+    docstring); returns the manifest. Raises RoutesimError when `shards` < 1, when `out` is the data folder
+    or inside it (an input is never replaced), or when `out` holds files and `force` is not given."""
+    if shards < 1:
+        raise RoutesimError(f"--shards is {shards}; a data folder splits into at least one shard",
+                            fix="give --shards 1 or more")
+    source, target = Path(folder).resolve(), Path(out).resolve()
+    if target == source or source in target.parents:
+        raise RoutesimError(f"the shards' folder {out} is the data folder {folder} or inside it, which is an input",
+                            fix="write the shards to a folder outside the data folder")
+    if target.exists() and (not target.is_dir() or any(target.iterdir())) and not force:
+        raise RoutesimError(f"{out} already exists", where=str(out), fix="choose a new -o DIR, or add --force to replace it")
+    data = load_data(folder)
+    counts = dict(data.traffic.group_by(shard_of(shards).alias("shard")).len().collect().iter_rows())
+    manifest = {"shards": shards, "source_fingerprint": data.fingerprint, "hash": f"polars hash, seed {SHARD_SEED}",
+                "polars": pl.__version__, "requests": [counts.get(shard, 0) for shard in range(shards)]}
+    with atomic_folder(Path(out)) as staging:
+        for shard in range(shards):
+            part = staging / f"shard={shard}"
+            part.mkdir()
+            data.traffic.filter(shard_of(shards) == shard).sink_parquet(part / TRAFFIC_FILE)
+            data.outcomes.filter(shard_of(shards) == shard).sink_parquet(part / OUTCOMES_FILE)
+        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return manifest

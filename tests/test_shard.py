@@ -1,0 +1,55 @@
+"""`routesim shard`: each request with all its outcomes in one shard, every shard a data folder of its own."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+
+from simulator.core.contract import load_data, validate_folder
+from simulator.core.engine import replay
+from simulator.core.prices import load_prices
+from simulator.core.scenario import load_scenario
+
+KEYS = {"traffic.parquet": ["request_id"], "outcomes.parquet": ["request_id", "model", "sample"]}
+
+
+def rows(folder, name) -> pl.DataFrame:
+    return pl.read_parquet(folder / name).sort(KEYS[name])
+
+
+def test_shards_partition_the_requests_and_keep_each_requests_outcomes_with_it(world, cli, tmp_path):
+    out = tmp_path / "shards"
+    result = cli("shard", world.data, "--shards", "3", "-o", out)
+    assert result.code == 0, result.err
+    parts = [out / f"shard={k}" for k in range(3)]
+    for part in parts:
+        assert validate_folder(part).ok
+        assert set(rows(part, "outcomes.parquet")["request_id"]) <= set(rows(part, "traffic.parquet")["request_id"])
+    for name in KEYS:
+        assert pl.concat([rows(part, name) for part in parts]).sort(KEYS[name]).equals(rows(world.data, name))
+    manifest = json.loads((out / "shards.json").read_text())
+    assert manifest["shards"] == 3 and sum(manifest["requests"]) == 3
+    assert manifest["requests"] == [rows(part, "traffic.parquet").height for part in parts]
+
+
+def test_replays_of_the_shards_add_up_to_the_replay_of_the_whole(world, cli, tmp_path):
+    out = tmp_path / "shards"
+    assert cli("shard", world.data, "--shards", "2", "-o", out).code == 0
+    scenario, sheet = load_scenario(world.scenario()), load_prices(world.prices)
+    whole = replay(scenario, load_data(world.data), sheet).decisions
+    parts = [replay(scenario.model_copy(update={"data": part}), load_data(part), sheet).decisions
+             for part in sorted(out.glob("shard=*")) if pl.read_parquet(part / "traffic.parquet").height]
+    merged = pl.concat(parts).drop("rid").sort("request_id")
+    assert merged.equals(whole.drop("rid").sort("request_id"))
+
+
+def test_shards_are_never_written_into_the_data_folder_nor_over_files(world, cli, tmp_path):
+    inside = cli("shard", world.data, "--shards", "2", "-o", world.data / "shards")
+    assert inside.code == 2 and "inside it" in inside.err and not (world.data / "shards").exists()
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "notes.txt").write_text("keep")
+    refused = cli("shard", world.data, "--shards", "2", "-o", taken)
+    assert refused.code == 2 and "--force" in refused.err and (taken / "notes.txt").read_text() == "keep"
+    assert cli("shard", world.data, "--shards", "0", "-o", tmp_path / "none").code == 2
