@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy.stats import binom
 
-from tests.served_worlds import design_weighted_world, off_policy_world
+from simulator.analyses.coverage_study import design_weighted_world, off_policy_world
 
 WORLDS = 200
 NOMINAL = 0.95

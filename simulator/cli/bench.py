@@ -426,8 +426,16 @@ def bench(
     cache: Annotated[Path, typer.Option(help="where generated benchmark weeks are kept")] = CACHE / "bench",
     startup_only: Annotated[bool, typer.Option("--startup-only", help="only time routesim's startup (--help)")
                             ] = False,
+    coverage: Annotated[bool, typer.Option("--coverage", help="only run the served-only estimators' coverage "
+                                                              "study on seeded worlds")] = False,
+    worlds: Annotated[int, typer.Option(min=1, help="with --coverage: worlds per estimator")] = 2000,
 ):
     """Time the replay against a DuckDB scan of the same Parquet columns (the floor)."""
+    if coverage:
+        from simulator.cli.served_views import coverage_study_table
+
+        console.print(coverage_study_table(worlds))
+        return
     sizes = [requests] + [size for size, asked in ((10_000_000, ten_million), (100_000_000, hundred_million))
                           if asked and size != requests]
     console.print(startup_table())

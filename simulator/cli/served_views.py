@@ -51,3 +51,25 @@ def estimates_table(title: str, estimates: list[Estimate], confidence: float) ->
         table.add_row(e.metric, e.kind, metric(e.metric, e.value),
                       f"{metric(e.metric, e.low)} .. {metric(e.metric, e.high)}")
     return table
+
+
+def coverage_study_table(worlds: int) -> Table:
+    """Runs the coverage study (simulator.analyses.coverage_study) and tabulates it per estimator and metric."""
+    import time
+
+    from simulator.analyses import coverage_study
+
+    low, high = coverage_study.coverage_band(worlds)
+    table = Table(title=f"Coverage of 95% intervals on {worlds:,} seeded served-only worlds per estimator",
+                  caption=f"a correct 95% interval covers {low:.1%}..{high:.1%} of {worlds:,} worlds 99.9% of the time")
+    for column in ("estimator", "figure", "coverage", "mean error / MC SE", "mean width"):
+        table.add_column(column, justify="left" if column in ("estimator", "figure") else "right")
+    started = time.perf_counter()
+    study = coverage_study.run_worlds(worlds)
+    seconds = time.perf_counter() - started
+    for estimator in coverage_study.ESTIMATORS:
+        for row in coverage_study.summarise(study[estimator]):
+            table.add_row(estimator, row["metric"], pct(row["coverage"]), f"{row['bias_in_se']:+.2f}",
+                          metric(row["metric"], row["mean_width"]))
+    table.caption += f"; {seconds:.0f} s"
+    return table

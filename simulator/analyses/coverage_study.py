@@ -1,4 +1,6 @@
-"""Tiny seeded served-only worlds for the estimators' coverage tests and `routesim bench --coverage`.
+"""A coverage study of the served-only estimators: tiny seeded worlds whose truth is known.
+
+Used by the coverage tests (200 worlds per estimator) and `routesim bench --coverage` (2,000 or more).
 
 A world is a full matrix (every model's answer to every request) from a small latent-ability model: its
 truth is the policy's figure on every request. Each world is then logged as production would log it: a
@@ -9,6 +11,7 @@ stratified shadow sample (design-weighted) or one model per request picked by a 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 
@@ -102,3 +105,42 @@ def off_policy_world(seed: int, requests: int = 400, router: np.ndarray = SKEWED
     truth = {"pass_rate": world.passed[rows, target].mean(), "cost_per_request_usd": world.cost[rows, target].mean()}
     return [(e.kind, e.metric, truth[e.metric], e.value, e.low, e.high)
             for metric in METRICS for e in estimate(logged, metric, confidence=confidence)]
+
+
+ESTIMATORS = ("design-weighted", "IPS", "SNIPS", "DR")
+
+
+def run_worlds(worlds: int, first_seed: int = 0) -> dict[str, list[tuple[str, float, float, float, float]]]:
+    """Per estimator, (metric, truth, estimate, low, high) per world and metric. Off-policy estimators share
+    their worlds (one served log each, all three estimators on it)."""
+    seeds = range(first_seed, first_seed + worlds)
+    rows: dict[str, list] = {name: [] for name in ESTIMATORS}
+    rows["design-weighted"] = [row for seed in seeds for row in design_weighted_world(seed)]
+    for seed in seeds:
+        for row in off_policy_world(seed):
+            rows[row[0]].append(row[1:])
+    return rows
+
+
+def summarise(rows: list[tuple[str, float, float, float, float]]) -> list[dict]:
+    """Per metric: worlds, coverage, mean error, its Monte Carlo standard error and the error in those units."""
+    out = []
+    for metric in METRICS:
+        picked = [row[1:] for row in rows if row[0] == metric]
+        if not picked:
+            continue
+        truth, value, low, high = (np.array(column, dtype=np.float64) for column in zip(*picked))
+        error = value - truth
+        standard_error = float(error.std(ddof=1) / np.sqrt(len(error)))
+        out.append({"metric": metric, "worlds": len(truth),
+                    "coverage": float(((low <= truth) & (truth <= high)).mean()),
+                    "mean_error": float(error.mean()), "mc_standard_error": standard_error,
+                    "bias_in_se": float(error.mean() / standard_error) if standard_error > 0 else 0.0,
+                    "mean_width": float((high - low).mean())})
+    return out
+
+
+def coverage_band(worlds: int, nominal: float = 0.95, level: float = 0.999) -> tuple[float, float]:
+    """Normal approximation of the coverage rates a correct interval reaches with probability `level`."""
+    half = NormalDist().inv_cdf(0.5 + level / 2) * float(np.sqrt(nominal * (1 - nominal) / worlds))
+    return max(0.0, nominal - half), min(1.0, nominal + half)
