@@ -48,6 +48,8 @@ DropUngraded = Annotated[bool, typer.Option(help="with --merge: remove answers s
 Threshold = Annotated[float, typer.Option(help="passed when the score (scaled to 0..1) reaches this")]
 ScoreScale = Annotated[float, typer.Option(help="the score's maximum, e.g. 10 for a 1-10 rating")]
 Grader = Annotated[str | None, typer.Option(help="deterministic, llm_judge or human, where the file does not say")]
+Plan = Annotated[Path | None, typer.Option(help="add the re-run answers of this shadow-sample plan (routesim "
+                                                "plan-shadow) to the existing DATA_DIR")]
 
 
 def _options(**values) -> ImportOptions:
@@ -89,8 +91,9 @@ def _finish(log: ImportLog, out: Path, strict: bool, write: Callable[[], None]) 
 def run_import(fmt: str, inputs: list[Path], out: Path, options: ImportOptions, *, force: bool, strict: bool,
                read: Callable[[list[Path], ImportOptions, ImportLog], list[Row]],
                mapping: Callable[[ImportOptions], list[tuple[str, str]]] | None = None,
-               merge: bool = False, drop_ungraded: bool = False) -> None:
-    """Reads the inputs and writes a new data folder, or merges their grades onto an existing one."""
+               merge: bool = False, drop_ungraded: bool = False, plan: Path | None = None) -> None:
+    """Reads the inputs and writes a new data folder, merges their grades onto an existing one, or adds a
+    shadow-sample plan's answers to one (`plan`)."""
     from simulator.core.contract import write_folder
     from simulator.importers.folder import (
         build_tables,
@@ -108,12 +111,15 @@ def run_import(fmt: str, inputs: list[Path], out: Path, options: ImportOptions, 
 
     inputs = _check_inputs(inputs)
     allow_replacing_folders(force)
-    if merge:
+    if plan is not None and merge:
+        raise RoutesimError("--plan adds answers, --merge adds grades: one at a time",
+                            fix="import the plan's answers with --plan, then their grades with --merge")
+    if merge or plan is not None:
         traffic, outcomes = read_folder(out)
         earlier = read_reports(out)
     else:
         check_target(out, force=force)
-    check_destination(out, folder=True, updating=merge)
+    check_destination(out, folder=True, updating=merge or plan is not None)
     log = ImportLog(fmt, [str(path) for path in inputs], mapping=mapping(options) if mapping else [])
     rows = read(inputs, options, log)
     if merge:  # only the grade's fields are merged; usage and timing stay the traffic log's
@@ -122,6 +128,13 @@ def run_import(fmt: str, inputs: list[Path], out: Path, options: ImportOptions, 
         if merge:
             traffic, outcomes = merge_grades(traffic, outcomes, rows, log, drop_ungraded=drop_ungraded)
             reports = [*earlier, log.to_dict()]
+        elif plan is not None:
+            from simulator.importers.shadow import add_shadow_answers, read_manifest
+
+            _, answers = build_tables(rows, log, columns=[], default_slice=options.default_slice,
+                                      assume_passed=options.assume_passed)
+            traffic, outcomes = add_shadow_answers(traffic, outcomes, answers, read_manifest(plan), log)
+            reports = [*earlier, log.to_dict()]
         else:
             traffic, outcomes = build_tables(rows, log, columns=options.column_names,
                                              default_slice=options.default_slice, assume_passed=options.assume_passed)
@@ -129,7 +142,8 @@ def run_import(fmt: str, inputs: list[Path], out: Path, options: ImportOptions, 
     except RoutesimError:
         _print(log, out, wrote=False)
         raise
-    _finish(log, out, strict, lambda: write_folder(out, traffic, outcomes, report_file(reports), updating=merge))
+    _finish(log, out, strict, lambda: write_folder(out, traffic, outcomes, report_file(reports),
+                                                               updating=merge or plan is not None))
 
 
 @import_app.command("otel")
@@ -182,7 +196,7 @@ def import_openai_batch(inputs: Inputs, out: Out, assume_latency_ms: Annotated[f
                             help="regex with named groups that split custom_id into keys for --slice/--column")] = None,
                         slice_key: SliceKey = None, default_slice: DefaultSlice = "all", columns: Columns = None,
                         usage: Usage = AUTO, assume_passed: AssumePassed = False, force: Force = False,
-                        strict: Strict = False):
+                        strict: Strict = False, plan: Plan = None):
     """OpenAI Batch API output files (JSON lines)."""
     from simulator.importers import openai_batch
 
@@ -190,7 +204,7 @@ def import_openai_batch(inputs: Inputs, out: Out, assume_latency_ms: Annotated[f
                        assume_passed=assume_passed, assume_latency_ms=assume_latency_ms,
                        custom_id_pattern=custom_id_pattern)
     run_import("openai-batch", inputs, out, options, force=force, strict=strict, read=openai_batch.read,
-               mapping=openai_batch.mapping)
+               mapping=openai_batch.mapping, plan=plan)
 
 
 @import_app.command("inspect-ai")
@@ -230,7 +244,8 @@ def import_csv(inputs: Inputs, out: Out, column_map: Annotated[list[str] | None,
                merge: Merge = False, pass_threshold: Threshold = 1.0, score_scale: ScoreScale = 1.0,
                grader: Grader = None, columns: Columns = None,
                latency_unit: Annotated[str, typer.Option(help="ms or s")] = "ms", cost_unit: CostUnit = "usd",
-               usage: Usage = AUTO, drop_ungraded: DropUngraded = False, force: Force = False, strict: Strict = False):
+               usage: Usage = AUTO, drop_ungraded: DropUngraded = False, force: Force = False, strict: Strict = False,
+               plan: Plan = None):
     """A plain CSV of grades (or whole answers) with a column map."""
     from simulator.importers import grades_csv
 
@@ -243,7 +258,7 @@ def import_csv(inputs: Inputs, out: Out, column_map: Annotated[list[str] | None,
     options = _options(column_map=pairs, pass_threshold=pass_threshold, score_scale=score_scale, grader=grader,
                        columns=columns, latency_unit=latency_unit, cost_unit=cost_unit, usage_style=usage)
     run_import("csv", inputs, out, options, force=force, strict=strict, merge=merge, drop_ungraded=drop_ungraded,
-               read=lambda paths, opts, log: grades_csv.read(paths, opts, log, merge=merge))
+               read=lambda paths, opts, log: grades_csv.read(paths, opts, log, merge=merge), plan=plan)
 
 
 def public_data(

@@ -93,6 +93,48 @@ def estimate(
                       highlight=False)
 
 
+def plan_shadow(
+    data: Annotated[Path, typer.Argument(help="the served log's data folder")],
+    models: Annotated[str, typer.Option(help="candidate models to re-run, comma-separated")] = ...,
+    halfwidth: Annotated[float, typer.Option(help="target half-width of each slice's Wilson interval")] = 0.02,
+    seed: Annotated[int, typer.Option(help="seed of the draw")] = ...,
+    out: Annotated[Path, typer.Option("--out", "-o", help="plan folder to write")] = ...,
+    budget: Annotated[float | None, typer.Option(help="cap the expected cost of the re-runs, USD")] = None,
+    prices: Annotated[Path | None, typer.Option(help="price sheet for the budget and the expected cost")] = None,
+    confidence: Annotated[float, typer.Option(help="confidence of the Wilson intervals sized for")] = 0.95,
+    force: Annotated[bool, typer.Option(help="replace the plan folder if it exists")] = False,
+):
+    """Plan a stratified shadow sample: which requests to re-run on which models; OpenAI Batch files if the
+    traffic carries messages."""
+    from simulator.analyses.shadow_plan import batch_files, plan_shadow as make_plan
+    from simulator.core.contract import load_data
+    from simulator.core.outputs import atomic_folder, json_text
+    from simulator.core.prices import load_prices
+
+    if out.exists() and not force:
+        raise RoutesimError(f"{out} already exists", where="--out", fix="choose a new folder or add --force")
+    dataset = load_data(data)
+    names = [name.strip() for name in models.split(",") if name.strip()]
+    plan = make_plan(dataset, names, halfwidth, seed, sheet=load_prices(prices) if prices else None,
+                     budget=budget, confidence=confidence)
+    files = batch_files(plan, dataset)
+    summary = plan.summary() | {"batch_files": sorted(files)}
+    with atomic_folder(out) as staging:
+        plan.manifest.write_parquet(staging / "manifest.parquet")
+        (staging / "plan.json").write_text(json_text(summary), encoding="utf-8")
+        if files:
+            (staging / "batch").mkdir()
+            for name, lines in files.items():
+                (staging / "batch" / name).write_bytes(b"".join(lines))
+    from simulator.cli.served_views import plan_table
+
+    console.print(plan_table(plan))
+    console.print(f"wrote {out}: manifest.parquet, plan.json" + (f", {len(files)} Batch file(s) in batch/" if files
+                                                                 else " (no messages column: no Batch files)"),
+                  highlight=False)
+
+
 def register(app: typer.Typer) -> None:
+    app.command("plan-shadow")(plan_shadow)
     for command in (coverage, estimate):
         app.command()(command)

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from simulator.analyses.coverage import ScenarioCoverage
 from simulator.analyses.estimates import Estimate
-from simulator.core.formats import count, metric, pct
+from simulator.core.formats import count, metric, pct, usd
 
 
 def answers_table(answers: pl.DataFrame) -> Table:
@@ -72,4 +72,17 @@ def coverage_study_table(worlds: int) -> Table:
             table.add_row(estimator, row["metric"], pct(row["coverage"]), f"{row['bias_in_se']:+.2f}",
                           metric(row["metric"], row["mean_width"]))
     table.caption += f"; {seconds:.0f} s"
+    return table
+
+
+def plan_table(plan) -> Table:
+    """Per slice: requests, drawn, inclusion probability and the widest Wilson half-width expected."""
+    cost = plan.expected_cost_usd
+    table = Table(title="Shadow-sample plan", caption=(f"expected cost of the re-runs: {usd(cost)}" if cost is not None
+                                                       else "no price sheet: cost not estimated"))
+    for column in ("slice", "requests", "drawn", "inclusion probability", "half-width reached"):
+        table.add_column(column, justify="left" if column == "slice" else "right")
+    for row in plan.strata.iter_rows(named=True):
+        table.add_row(escape(row["slice"]), count(row["requests"]), count(row["drawn"]),
+                      f"{row['inclusion_probability']:.4f}", f"±{row['halfwidth_reached'] * 100:.1f} pts")
     return table
