@@ -165,7 +165,7 @@ def weeks(tmp_path_factory):
 
 
 def _truth(cli, tmp_path, weeks, logger, policy):
-    path = _scenario(tmp_path / "truth.yaml", weeks / logger / "truth", policy, "truth")
+    path = _scenario(tmp_path / "truth.yaml", weeks / f"{logger}-truth", policy, "truth")
     result = cli("replay", path, "--json")
     assert result.code == 0, result.err
     return json.loads(result.out)[0]
@@ -265,7 +265,7 @@ def test_generate_served_writes_the_truth_aside(cli, tmp_path):
     result = cli("generate", tmp_path / "week", "--requests", "300", "--days", "1", "--served", "uniform")
     assert result.code == 0, result.err
     assert pl.read_parquet(tmp_path / "week" / "outcomes.parquet").height == 300
-    assert pl.read_parquet(tmp_path / "week" / "truth" / "outcomes.parquet")["model"].n_unique() == 4
+    assert pl.read_parquet(tmp_path / "week-truth" / "outcomes.parquet")["model"].n_unique() == 4
     assert cli("validate", tmp_path / "week").code == 0
     bad = cli("generate", tmp_path / "other", "--requests", "300", "--served", "sometimes")
     assert bad.code == 2 and "unknown logging router" in bad.err

@@ -133,6 +133,8 @@ def run_import(fmt: str, inputs: list[Path], out: Path, options: ImportOptions, 
 
             _, answers = build_tables(rows, log, columns=[], default_slice=options.default_slice,
                                       assume_passed=options.assume_passed)
+            # The folder keeps its own traffic: what the answers' rows said about requests does not apply.
+            log.summary, log.defaulted = {}, type(log.defaulted)()
             traffic, outcomes = add_shadow_answers(traffic, outcomes, answers, read_manifest(plan), log)
             reports = [*earlier, log.to_dict()]
         else:

@@ -122,7 +122,7 @@ def generate(
     mix_shift: Annotated[bool, typer.Option(help="shift the mix toward harder requests late in the week")] = True,
     served: Annotated[str | None, typer.Option(help="write a served-only log instead: a logging router (uniform, "
                                                "skewed or by-slice) picked one model per request; the full "
-                                               "matrix goes to OUT/truth")] = None,
+                                               "matrix goes to OUT-truth")] = None,
     shadow_rate: Annotated[float | None, typer.Option(help="with --served: also re-run this share of each slice "
                                                       "(a stratified sample) on every candidate")] = None,
     force: Annotated[bool, FORCE] = False,

@@ -2,7 +2,7 @@
 
 A real production log holds one answer per request: the one from the model that served it. This module
 turns a generated full-matrix week (every candidate's answer to every request, `generate.generate_week`)
-into such a log, with the full matrix written aside as the truth that estimates are checked against.
+into such a log, with the full matrix written beside it (OUT-truth) as the truth that estimates are checked against.
 
 - **Served-only.** A logging router picks one model per request from a known distribution (its
   propensities) and only that model's first answer is kept. Loggers: `uniform` (every model equally
@@ -33,7 +33,7 @@ EASY_SLICES = frozenset(SLICE_NAMES[:4])
 # The skewed router's probabilities, in MODELS order (small, medium, large, flagship).
 SKEWED_EASY = (0.55, 0.25, 0.15, 0.05)
 SKEWED_HARD = (0.05, 0.15, 0.25, 0.55)
-TRUTH_FOLDER = "truth"
+TRUTH_SUFFIX = "-truth"  # the truth goes beside the log, so rewriting the log (an import) never touches it
 # Purposes of the random streams under one seed (the week itself uses generate's own streams).
 _LOGGER_STREAM, _SHADOW_STREAM = 101, 102
 
@@ -115,13 +115,13 @@ def served_week(requests: int, days: int, seed: int, logger: str, *, shadow_rate
 def write_served_week(out: Path, requests: int, days: int, seed: int, logger: str, *,
                       shadow_rate: float | None = None, mix_shift: bool = True,
                       progress: Callable[[str], None] | None = None) -> Path:
-    """Writes the served log to `out` and the full matrix to `out/truth`; returns the truth folder."""
+    """Writes the served log to `out` and the full matrix to the sibling `out`-truth; returns the truth folder."""
     (traffic, outcomes), (full_traffic, full_outcomes) = served_week(
         requests, days, seed, logger, shadow_rate=shadow_rate, mix_shift=mix_shift)
     if progress:
         progress("writing")
     out = Path(out)
     write_folder(out, traffic, outcomes, {})
-    truth = out / TRUTH_FOLDER
+    truth = out.with_name(out.name + TRUTH_SUFFIX)
     write_folder(truth, full_traffic, full_outcomes, {})
     return truth
