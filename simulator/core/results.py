@@ -64,6 +64,8 @@ def build_summary(replay: Replay, data: Dataset, sheet: PriceSheet | None) -> di
         "slice_bars": {row["slice"]: scenario.quality_bar.for_slice(row["slice"]) for row in summary["by_slice"]},
         "meets_bar": not failures,
         "bar_failures": failures,
+        # How the figures were obtained: every request replayed (exact), or only those with their outcomes.
+        "kind": "exact" if replay.coverage.share == 1 else "partial",
         "coverage": {
             "requests_in_window": replay.coverage.requests_in_window,
             "requests_selected": replay.coverage.requests_selected,
