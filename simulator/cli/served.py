@@ -1,4 +1,5 @@
-"""`routesim coverage` and `routesim estimate`: what a served-only log can answer, and estimates from it."""
+"""`routesim coverage`, `estimate`, `plan-shadow` and `calibrate`: what a served-only log can answer, how to
+fill it in with a shadow sample, and estimates from it, each labelled with its kind."""
 
 from __future__ import annotations
 
@@ -134,7 +135,33 @@ def plan_shadow(
                   highlight=False)
 
 
+def calibrate(
+    data: Annotated[Path, typer.Argument(help="data folder whose judge grades have gold grades on a subset")],
+    confidence: Annotated[float, typer.Option(help="confidence of the intervals")] = 0.95,
+    min_gold: Annotated[int, typer.Option(min=1, help="gold grades a model x slice needs for its own correction")
+                        ] = 30,
+    as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+):
+    """Pass rates per model x slice from judge grades calibrated against gold grades (prediction-powered)."""
+    from simulator.analyses.calibrated import calibrate as run
+    from simulator.core.contract import load_data
+    from simulator.core.stats import check_confidence
+
+    result = run(load_data(data), confidence=check_confidence(confidence), min_gold=min_gold)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    from simulator.cli.served_views import agreement_table, calibrated_table
+
+    console.print(calibrated_table(result))
+    console.print(agreement_table(result))
+    assumed = sum(row["len"] for row in result["assumed_from_status"])
+    if assumed:
+        console.print(f"{assumed:,} answer(s) with passed assumed from status are not calibrated: they stay assumed",
+                      highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     app.command("plan-shadow")(plan_shadow)
-    for command in (coverage, estimate):
+    for command in (coverage, estimate, calibrate):
         app.command()(command)

@@ -86,3 +86,24 @@ def plan_table(plan) -> Table:
         table.add_row(escape(row["slice"]), count(row["requests"]), count(row["drawn"]),
                       f"{row['inclusion_probability']:.4f}", f"±{row['halfwidth_reached'] * 100:.1f} pts")
     return table
+
+
+def calibrated_table(result: dict) -> Table:
+    table = Table(title=f"Judge pass rates calibrated against gold grades ({result['confidence']:.0%} intervals)")
+    for column in ("model", "slice", "answers", "gold graded", "judge", "correction", "from", "calibrated", "interval"):
+        table.add_column(column, justify="left" if column in ("model", "slice", "from") else "right")
+    for row in result["groups"]:
+        table.add_row(escape(row["model"]), escape(row["slice"]), count(row["answers"]), count(row["gold_graded"]),
+                      pct(row["judge_pass_rate"]), f"{row['correction'] * 100:+.1f} pts", row["correction_scope"],
+                      pct(row["pass_rate"]), f"{pct(row['low'])} .. {pct(row['high'])}")
+    return table
+
+
+def agreement_table(result: dict) -> Table:
+    table = Table(title="Judge-gold agreement per slice")
+    for column in ("slice", "graded by both", "agreement", "judge passes, gold fails", "judge fails, gold passes"):
+        table.add_column(column, justify="left" if column == "slice" else "right")
+    for row in result["agreement"]:
+        table.add_row(escape(row["slice"]), count(row["graded_by_both"]), pct(row["agreement"]),
+                      pct(row["judge_passes_gold_fails"]), pct(row["judge_fails_gold_passes"]))
+    return table
