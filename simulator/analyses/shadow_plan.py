@@ -29,6 +29,7 @@ import polars as pl
 
 from simulator.core.contract import Dataset
 from simulator.core.errors import RoutesimError, did_you_mean
+from simulator.core.money import NANO_PER_USD
 from simulator.core.prices import PriceSheet, price_expr
 from simulator.core.sampling import draw_stream, stratified_sample
 from simulator.core.stats import check_confidence, z_score
@@ -163,7 +164,8 @@ def _rerun_cost(traffic: pl.DataFrame, answers: pl.DataFrame, models: list[str],
              .join(by_model, on=["slice", "model"], how="left").join(by_slice, on="slice", how="left")
              .with_columns(pl.coalesce("tokens", "slice_tokens", pl.lit(0.0)).alias("output_tokens"),
                            pl.lit(0).alias("cached_input_tokens")))
-    priced = calls.with_columns(price_expr(sheet).alias("cost"))
+    # An expected cost, not money charged: dollars as floats are precise enough here.
+    priced = calls.with_columns((price_expr(sheet) / NANO_PER_USD).alias("cost"))
     unpriced = priced.filter(pl.col("cost").is_null())
     if unpriced.height:
         row = unpriced.row(0, named=True)
