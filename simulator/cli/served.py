@@ -109,9 +109,10 @@ def plan_shadow(
     traffic carries messages."""
     from simulator.analyses.shadow_plan import batch_files, plan_shadow as make_plan
     from simulator.core.contract import load_data
-    from simulator.core.outputs import atomic_folder, json_text
+    from simulator.core.outputs import allow_replacing_folders, atomic_folder, json_text
     from simulator.core.prices import load_prices
 
+    allow_replacing_folders(force)
     if out.exists() and not force:
         raise RoutesimError(f"{out} already exists", where="--out", fix="choose a new folder or add --force")
     dataset = load_data(data)
@@ -149,7 +150,9 @@ def calibrate(
 
     result = run(load_data(data), confidence=check_confidence(confidence), min_gold=min_gold)
     if as_json:
-        typer.echo(json.dumps(result, indent=2))
+        from simulator.core.outputs import json_output
+
+        typer.echo(json_output(result))
         return
     from simulator.cli.served_views import agreement_table, calibrated_table
 
