@@ -132,3 +132,49 @@ def test_shadow_answers_come_back_with_their_inclusion_probabilities(cli, served
     estimated = cli("estimate", scenario, "--json")
     assert estimated.code == 0, estimated.err
     assert json.loads(estimated.out)[0]["sampled"] == 11
+
+
+def _batch_output(path, ids, model="big-2026-01-01"):
+    """An OpenAI Batch output file answering `ids` (chat completions, created 2026-11-16 00:00 UTC)."""
+    lines = [json.dumps({"id": f"batch_req_{r}", "custom_id": r, "error": None, "response": {
+        "status_code": 200, "body": {"object": "chat.completion", "created": 1794787200, "model": model,
+                                     "choices": [{"index": 0, "message": {"role": "assistant", "content": "..."},
+                                                  "finish_reason": "stop"}],
+                                     "usage": {"prompt_tokens": 1000, "completion_tokens": 90}}}}) for r in ids]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_batch_answers_take_their_models_served_latency_or_say_it_is_unavailable(cli, served, tmp_path):
+    out = _plan(cli, served)
+    reruns = pl.read_parquet(out / "manifest.parquet").filter("rerun")["request_id"].to_list()
+    _batch_output(tmp_path / "output.jsonl", reruns)
+    result = cli("import", "openai-batch", tmp_path / "output.jsonl", "-o", served.data, "--plan", out,
+                 "--assume-latency-ms", "0", "--assume-passed")
+    assert result.code == 0, result.err + result.out
+    big = pl.read_parquet(served.data / "outcomes.parquet").filter(pl.col("model") == "big")
+    # The served log has no answer of big: nothing stands in for the batch's missing latency.
+    assert big["latency_source"].unique().to_list() == ["unavailable"]
+    scenario = served.scenario("big", policy={"default": {"use": "big"}})
+    found = json.loads(cli("estimate", scenario, "--json").out)[0]
+    assert "latency_p95_ms" not in {e["metric"] for e in found["estimates"]}
+    assert found["diagnostics"]["latency"].startswith("unavailable: 11 batch answer(s)")
+
+
+def test_batch_answers_of_a_served_model_take_its_median_served_latency(cli, served, tmp_path):
+    out = _plan(cli, served)
+    reruns = pl.read_parquet(out / "manifest.parquet").filter("rerun")["request_id"].to_list()
+    # Serve one undrawn faq request by big, at 300 ms: the faq batch answers of big take it.
+    traffic = pl.read_parquet(served.data / "traffic.parquet")
+    outcomes = pl.read_parquet(served.data / "outcomes.parquet")
+    undrawn = traffic.filter((pl.col("slice") == "faq") & ~pl.col("request_id").is_in(reruns))["request_id"][0]
+    outcomes = pl.concat([outcomes, pl.DataFrame([outcome_row(undrawn, "big", latency_ms=300.0)], schema=OUTCOME_SCHEMA)])
+    served.write_data(traffic, outcomes)
+    _batch_output(tmp_path / "output.jsonl", reruns)
+    assert cli("import", "openai-batch", tmp_path / "output.jsonl", "-o", served.data, "--plan", out,
+               "--assume-latency-ms", "0", "--assume-passed").code == 0
+    big = (pl.read_parquet(served.data / "outcomes.parquet").filter(pl.col("model") == "big")
+           .join(traffic.select("request_id", "slice"), on="request_id"))
+    faq = big.filter((pl.col("slice") == "faq") & (pl.col("request_id") != undrawn))
+    assert faq["latency_ms"].unique().to_list() == [300.0]
+    assert faq["latency_source"].unique().to_list() == ["served_median"]
+    assert big.filter(pl.col("slice") == "contract")["latency_source"].unique().to_list() == ["unavailable"]

@@ -199,6 +199,22 @@ class DesignWeighted:
                 "strata": self.strata, "diagnostics": self.diagnostics}
 
 
+def _latency_note(data: Dataset, drawn: pl.DataFrame, models: list[str]) -> str:
+    """Whether the drawn answers' latencies were measured: batch re-runs record none (importers.shadow)."""
+    if "latency_source" not in data.outcomes.collect_schema():
+        return "measured"
+    sources = (data.outcomes.join(drawn.lazy(), on="request_id", how="semi").filter(pl.col("model").is_in(models))
+               .group_by("latency_source").agg(pl.len()).collect())
+    counts = dict(sources.iter_rows())
+    if counts.get("unavailable"):
+        return (f"unavailable: {counts['unavailable']:,} batch answer(s) have no served latency of their model "
+                "to stand in for theirs")
+    if counts.get("served_median"):
+        return (f"{counts['served_median']:,} batch answer(s) carry their model's median served latency in "
+                "their slice")
+    return "measured"
+
+
 def shadow_subset(data: Dataset, ids: pl.DataFrame) -> Dataset:
     """The data folder restricted to the drawn requests (same fingerprint: the same data)."""
     keep = ids.lazy()
@@ -250,6 +266,9 @@ def design_weighted(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
                  "escalated": decisions["escalated"].cast(pl.Float64).to_numpy(),
                  "multi_step": decisions["multi_step"].cast(pl.Float64).to_numpy()})
     estimates = sample_estimates(sample, resamples=resamples, seed=seed, confidence=confidence)
+    latency = _latency_note(data, drawn.select("request_id"), scenario.policy.models())
+    if latency.startswith("unavailable"):
+        estimates = [e for e in estimates if e.metric != "latency_p95_ms"]
     per_stratum = (decisions.group_by("slice").agg(pl.len().alias("drawn"), pl.col("pi").first().alias("inclusion_probability"))
                    .join(population, on="slice").sort("slice"))
     strata = [{"slice": s, "population": n_pop, "drawn": n, "inclusion_probability": p}
@@ -258,6 +277,6 @@ def design_weighted(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
     diagnostics = {"weight_sum": weight_sum, "population": window.height,
                    "max_weight": float((1.0 / decisions["pi"]).max()),
                    "strata_single": int((sample.sizes == 1).sum()), "resamples": resamples, "seed": seed,
-                   "confidence": confidence}
+                   "confidence": confidence, "latency": latency}
     return DesignWeighted(scenario=scenario.name, requests=window.height, sampled=decisions.height,
                           estimates=estimates, strata=strata, diagnostics=diagnostics)

@@ -7,6 +7,11 @@ the model as written, else the longest plan model it begins with (the Batch API 
 answer number 0 to the request; the first answer per pair is kept. Every answer of the plan's (request,
 model) pairs, the served ones included, then carries `inclusion_probability` from the manifest. Answers
 that match no re-run are dropped and counted.
+
+A batch records no serving latency (the importer assumes one, `latency_source = assumed`). Such an answer
+takes the median latency of the same model's answers in the served log for the request's slice
+(`latency_source = served_median`); where the log has none, it keeps the assumed value marked
+`latency_source = unavailable`, and latency estimates over it say they are unavailable.
 """
 
 from __future__ import annotations
@@ -42,6 +47,25 @@ def _plan_model(answers: pl.DataFrame, manifest: pl.DataFrame) -> pl.DataFrame:
     return answers.with_row_index("_row").join(best, on="_row", how="left").drop("_row")
 
 
+SERVED_MEDIAN, UNAVAILABLE = "served_median", "unavailable"
+
+
+def _served_latency(traffic: pl.DataFrame, outcomes: pl.DataFrame, new: pl.DataFrame) -> pl.DataFrame:
+    """Answers with an assumed latency take their model's median served latency in the request's slice."""
+    if "latency_source" not in new.columns:
+        return new
+    slices = traffic.select("request_id", "slice")
+    served = (outcomes.join(slices, on="request_id").group_by("model", "slice")
+              .agg(pl.col("latency_ms").median().alias("_served_ms")))
+    assumed = (pl.col("latency_source") == "assumed").fill_null(False)
+    known = pl.col("_served_ms").is_not_null()
+    return (new.join(slices, on="request_id", how="left").join(served, on=["model", "slice"], how="left")
+            .with_columns(pl.when(assumed & known).then("_served_ms").otherwise("latency_ms").alias("latency_ms"),
+                          pl.when(assumed & known).then(pl.lit(SERVED_MEDIAN)).when(assumed).then(pl.lit(UNAVAILABLE))
+                          .otherwise("latency_source").alias("latency_source"))
+            .drop("slice", "_served_ms"))
+
+
 def add_shadow_answers(traffic: pl.DataFrame, outcomes: pl.DataFrame, imported: pl.DataFrame,
                        manifest: pl.DataFrame, log: ImportLog) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The folder's outcomes plus the plan's re-run answers, every plan pair with its inclusion probability."""
@@ -56,6 +80,7 @@ def add_shadow_answers(traffic: pl.DataFrame, outcomes: pl.DataFrame, imported: 
            .with_columns(pl.col("plan_model").alias("model"), pl.lit(0, dtype=pl.Int64).alias("sample"))
            .drop("plan_model")
            .join(outcomes.select("request_id", "model").unique(), on=["request_id", "model"], how="anti"))
+    new = _served_latency(traffic, outcomes, new)
     if "inclusion_probability" in outcomes.columns:
         outcomes = outcomes.drop("inclusion_probability")
     merged = pl.concat([outcomes, new], how="diagonal_relaxed").join(
