@@ -226,7 +226,7 @@ def test_html_fragment_escapes_every_string_from_the_data():
     json.dumps(result)  # plain data
     fragment = gate_html(result)
     assert "<script>" not in fragment and "<b>base" not in fragment
-    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;" in fragment and "cand &amp; co" in fragment
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in fragment and "cand &amp; co" in fragment
     assert fragment.startswith('<section id="gate" class="gate gate-fail">')
     assert "<script>" not in gate_markdown(result)
 

@@ -45,7 +45,8 @@ def four_request_world(folder) -> World:
 @pytest.fixture
 def four(tmp_path):
     world = four_request_world(tmp_path)
-    scenario = load_scenario(world.scenario("cascade"))
+    # Four requests prove no pass rate: targets are judged on the observed rate, as worked by hand.
+    scenario = load_scenario(world.scenario("cascade", admission={"rule": "point"}))
     data, sheet = load_data(world.data), load_prices(world.prices)
     return world, scenario, data, sheet, sweep.resolve_gate(scenario, data)
 
@@ -75,8 +76,12 @@ def test_sweep_of_a_four_request_world_by_hand(four):
 def test_calibration_picks_the_cheapest_threshold_meeting_the_target(four):
     _, scenario, data, sheet, gate = four
     points = sweep.sweep(scenario, data, sheet, gate).points
-    assert sweep.calibrate(points, "pass_rate", 0.9)["threshold"] == 0.7  # 0.7 and 0.9 tie: the lower one
-    assert sweep.calibrate(points, "pass_rate", 0.7)["threshold"] == 0.5
+    point = scenario.admission
+    assert sweep.calibrate(points, "pass_rate", 0.9, point)["threshold"] == 0.7  # 0.7 and 0.9 tie: the lower one
+    assert sweep.calibrate(points, "pass_rate", 0.7, point)["threshold"] == 0.5
+    # Under the default rule the Wilson lower bound of 4 passes in 4 (0.51) must reach the target.
+    assert sweep.calibrate(points, "pass_rate", 0.5)["threshold"] == 0.7
+    assert sweep.calibrate(points, "pass_rate", 0.6) is None
     assert sweep.calibrate(points, "escalation_rate", 0.5)["threshold"] == 0.5
     assert sweep.calibrate(points, "budget", 0.02)["threshold"] == 0.7  # all pass 100% from 0.7: least cost
     assert sweep.calibrate(points, "budget", 0.005)["threshold"] == 0.5

@@ -12,8 +12,9 @@ Modelling assumptions:
   tolerance: the data cannot rule out a loss larger than the tolerance. The tolerance is `--tolerance`
   (default 0.01, one point; also used for the whole replay) or `--tolerance-slice SLICE=X`. Scenarios have
   no tolerance key: the margin is a property of the gate, not of the policy.
-- Bar. A slice also fails when the candidate's pass rate is below the slice's bar in the candidate
-  scenario's `quality_bar`, judged on the point estimate as `routesim replay` judges bars; the whole replay
+- Bar. A slice also fails when the candidate's pass rate does not meet the slice's bar in the candidate
+  scenario's `quality_bar` under the run's admission rule (simulator.core.verdict.judge, as `routesim
+  replay` judges bars: by default its Wilson lower bound must reach the bar); the whole replay
   against `quality_bar.default`.
 - Budgets, optional and on the whole replay only: the gate fails when the upper bound of the relative change
   in cost per request exceeds `--max-cost-increase` (0.05 = +5%), or when the upper bound of the change in
@@ -25,7 +26,7 @@ Modelling assumptions:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +36,7 @@ from simulator.core.errors import RoutesimError, did_you_mean
 from simulator.core.formats import pct, points, signed_ms, signed_pct, usd
 from simulator.core.metrics import P95
 from simulator.core.scenario import QualityBar, Scenario, load_scenario
+from simulator.core.verdict import DEFAULT_ADMISSION, MEETS, Admission, judge, resolve_admission
 from simulator.core.stats import (
     BASELINE_COST,
     BASELINE_LATENCY,
@@ -68,6 +70,7 @@ class GateOptions:
     slice_tolerances: dict[str, float] = field(default_factory=dict)
     max_cost_increase: float | None = None
     max_p95_increase_ms: float | None = None
+    admission: Admission = DEFAULT_ADMISSION  # how the bar check judges the candidate's pass rate
 
     def check(self) -> None:
         check_confidence(self.confidence)
@@ -145,7 +148,7 @@ def _row(result: BootstrapResult, stratum: int, *, name: str | None, bar: float,
     }
 
 
-def _check_row(row: dict, confidence: float) -> None:
+def _check_row(row: dict, confidence: float, admission: Admission = DEFAULT_ADMISSION) -> None:
     level = f"{confidence:.0%}"
     change = row["pass_rate_change"]
     # The slack keeps a change of exactly minus the tolerance (e.g. -1 of 100) from failing on rounding.
@@ -155,9 +158,14 @@ def _check_row(row: dict, confidence: float) -> None:
             f"change {points(change['estimate'])}, {level} interval {points(change['low'])} to "
             f"{points(change['high'])}")})
     rate = row["candidate"]["pass_rate"]
-    if rate is not None and rate < row["bar"]:
-        row["failures"].append({"check": BAR, "message": f"the candidate's pass rate {pct(rate)} is below the bar "
-                                                          f"{pct(row['bar'])}"})
+    if rate is not None:
+        verdict = judge(round(rate * row["requests"]), row["requests"], row["bar"], admission)
+        row["bar_verdict"] = verdict["state"]
+        if verdict["state"] != MEETS:
+            row["failures"].append({"check": BAR, "message": (
+                f"the candidate's pass rate {pct(rate)} ({admission.confidence:.0%} interval {pct(verdict['low'])} to "
+                f"{pct(verdict['high'])}) {'is below' if verdict['state'] == 'fails' else 'does not clear'} the bar "
+                f"{pct(row['bar'])}: {verdict['state']}")})
 
 
 def _check_budgets(row: dict, options: GateOptions) -> None:
@@ -244,13 +252,13 @@ def gate_result(baseline: GateSide, candidate: GateSide, options: GateOptions | 
     bar = candidate.quality_bar
     overall = _row(overall_boot, 0, name=None, bar=bar.default, tolerance=options.tolerance,
                    changed=int(sum(changed.values())))
-    _check_row(overall, options.confidence)
+    _check_row(overall, options.confidence, options.admission)
     _check_budgets(overall, options)
     rows = []
     for code, name in enumerate(slices):
         row = _row(slice_boot, code, name=name, bar=bar.for_slice(name),
                    tolerance=options.slice_tolerances.get(name, options.tolerance), changed=int(changed[name]))
-        _check_row(row, options.confidence)
+        _check_row(row, options.confidence, options.admission)
         rows.append(row)
     failures = [{"slice": row["slice"], **failure} for row in [overall, *rows] for failure in row["failures"]]
     notes = []
@@ -312,6 +320,8 @@ def run_gate(baseline_path: Path, candidate_path: Path, options: GateOptions | N
     options.check()
     paths = (Path(baseline_path), Path(candidate_path))
     scenarios = [load_scenario(path) for path in paths]
+    if options.admission == DEFAULT_ADMISSION:
+        options = replace(options, admission=resolve_admission([(s.name, s.admission) for s in scenarios]))
     inputs = Inputs()
     datasets = [inputs.data(scenario.data) for scenario in scenarios]
     _same_requests(*scenarios, paths, (datasets[0].fingerprint, datasets[1].fingerprint))

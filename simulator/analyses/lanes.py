@@ -144,6 +144,7 @@ def model_table(evals: pl.DataFrame, bars: QualityBar, confidence: float, point:
     table = table.with_columns((pl.col("passes") / pl.col("requests")).alias("pass_rate"),
                                pl.Series("pass_rate_low", np.asarray(low)),
                                pl.Series("pass_rate_high", np.asarray(high)), bar.alias("bar"))
+    # The admission rule of simulator.core.verdict.judge: `meets` under lower_bound (or point) admits.
     measure = pl.col("pass_rate") if point else pl.col("pass_rate_low")
     return table.with_columns((measure >= pl.col("bar")).alias("admitted"))
 
@@ -365,8 +366,9 @@ def fit_lanes(data_folder: Path, prices: Path | None, bars: QualityBar, options:
     missing = _missing_outcomes(data, requests, _models_needed(chosen, unseen, default_model, escalate_to))
     content = {"name": options.name, "description": _description(result, options, options.by, missing),
                "data": None, "prices": None}
-    if options.fit_until:
-        content["window"] = {"start": options.fit_until, "end": last_day + dt.timedelta(days=1)}
+    # The window the scenario replays: the later traffic when fitted until a date, else every day fitted on,
+    # so the scenario is gated against others of the same window without editing it.
+    content["window"] = {"start": options.fit_until or first_day, "end": last_day + dt.timedelta(days=1)}
     content["quality_bar"] = ({"default": bars.default, "slices": dict(bars.slices)} if options.by == "slice"
                               else {"default": bars.default})
     if missing:

@@ -43,6 +43,8 @@ from simulator.core.errors import RoutesimError, did_you_mean
 from simulator.core.metrics import P95, aggregate
 from simulator.core.prices import NANO_PER_USD, PriceSheet
 from simulator.core.scenario import Scenario
+from simulator.core.stats import wilson_interval
+from simulator.core.verdict import DEFAULT_ADMISSION, Admission
 
 DEFAULT_POINTS = 200
 LATENCY_QUANTILE = P95
@@ -503,16 +505,21 @@ def sweep(scenario: Scenario, data: Dataset, sheet: PriceSheet | None, gate: Gat
     return Sweep(data=prepared, points=table, current=current, left_out=left_out)
 
 
-def calibrate(points: pl.DataFrame, target: str, value: float) -> dict | None:
+def calibrate(points: pl.DataFrame, target: str, value: float, admission: Admission = DEFAULT_ADMISSION) -> dict | None:
     """The threshold that meets a target, or None when none does.
 
-    - pass_rate: pass rate >= value at the least cost per request (ties: higher pass rate, lower threshold).
+    - pass_rate: the pass rate meets `value` under the admission rule (simulator.core.verdict: by default
+      its Wilson lower bound reaches it) at the least cost per request (ties: higher pass rate, lower
+      threshold).
     - escalation_rate: escalation rate <= value (a cap) with the highest pass rate (ties: least cost).
     - budget: cost per request <= value (USD) with the highest pass rate (ties: least cost).
     """
     candidates = points.filter(pl.col("requests") > 0)
     if target == TARGET_PASS_RATE:
-        chosen = candidates.filter(pl.col("pass_rate") >= value).sort(
+        passes = (candidates["pass_rate"] * candidates["requests"]).round().to_numpy()
+        low, _ = wilson_interval(passes, candidates["requests"].to_numpy(), admission.confidence)
+        measure = candidates["pass_rate"] if admission.rule == "point" else pl.Series(np.atleast_1d(low))
+        chosen = candidates.filter(measure >= value).sort(
             ["cost_per_request_usd", "pass_rate", "threshold"], descending=[False, True, False])
     elif target == TARGET_ESCALATION_RATE:
         chosen = candidates.filter(pl.col("escalation_rate") <= value).sort(
@@ -573,9 +580,9 @@ def holdout(scenario: Scenario, data: Dataset, sheet: PriceSheet | None, gate: G
                             f"{ts.min():%Y-%m-%d %H:%M} to {ts.max():%Y-%m-%d %H:%M} UTC)", where="--fit-until",
                             fix="pick a date inside the replayed window")
     fitted = sweep(scenario, data, sheet, gate, points=points, rows=pl.col("ts") < split, prepared=prepared)
-    chosen = calibrate(fitted.points, *target)
+    chosen = calibrate(fitted.points, *target, scenario.admission or DEFAULT_ADMISSION)
     later = sweep(scenario, data, sheet, gate, points=points, rows=pl.col("ts") >= split, prepared=prepared)
-    hindsight = calibrate(later.points, *target)
+    hindsight = calibrate(later.points, *target, scenario.admission or DEFAULT_ADMISSION)
     if chosen is None:
         return Holdout(until=until, fit=None, later=None, later_by_day=[], hindsight=hindsight)
     decisions = decisions_at(prepared, chosen["threshold"]).filter(pl.col("ts") >= split)
@@ -606,7 +613,8 @@ def report_sweeps(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
             result = sweep(scenario, data, sheet, gate, points=points)
         except RoutesimError:
             continue
-        at_bar = calibrate(result.points, TARGET_PASS_RATE, scenario.quality_bar.default)
+        at_bar = calibrate(result.points, TARGET_PASS_RATE, scenario.quality_bar.default,
+                           scenario.admission or DEFAULT_ADMISSION)
         found.append({"plan": gate.plan, "step": gate.step, "over": gate.over, "models": list(gate.models),
                       "current_threshold": result.current, "left_out": result.left_out,
                       "two_models": len(scenario.policy.models()) == 2,

@@ -37,15 +37,17 @@ from simulator.core.errors import RoutesimError
 from simulator.core.metrics import grouped
 from simulator.core.money import NANO_PER_USD
 from simulator.core.prices import PriceSheet, price_calls, token_columns, usd
-from simulator.core.results import bar_failures, cheapest_meeting_bar
+from simulator.core.results import bar_failures
 from simulator.core.scenario import QualityBar, Scenario
+from simulator.core.verdict import DEFAULT_ADMISSION, Admission, recommend, request_set
 
 PER_THOUSAND = 1000
 LATENCY_QUANTILES = (0.05, 0.25, 0.50, 0.75, 0.95, 0.99)
 ALL_REQUESTS = "all requests"
 # Time buckets for escalation over time, finest first: the finest with at most MAX_BUCKETS buckets and
-# at least MIN_PER_BUCKET requests per bucket on average is used, else the coarsest.
-BUCKETS = (("hour", "1h", 3_600), ("day", "1d", 86_400), ("week", "1w", 604_800))
+# at least MIN_PER_BUCKET requests per bucket on average is used, else the coarsest. Minutes come first so
+# that traffic spanning less than an hour (the public datasets) still shows a series, not one point.
+BUCKETS = (("minute", "1m", 60), ("hour", "1h", 3_600), ("day", "1d", 86_400), ("week", "1w", 604_800))
 MAX_BUCKETS = 500
 MIN_PER_BUCKET = 3
 
@@ -201,9 +203,12 @@ def plan_steps(scenario: Scenario) -> list[tuple[str, list[str]]]:
     return [(label, [step.model for step in steps]) for label, steps in scenario.policy.plans()]
 
 
-def _bar_failures(by_slice: pl.DataFrame, overall: float, bar: QualityBar) -> list[str]:
+def _bar_failures(by_slice: pl.DataFrame, overall: float, bar: QualityBar,
+                  admission: Admission = DEFAULT_ADMISSION) -> list[str]:
     """The scopes where a baseline misses its bar: 'overall' and slice names."""
-    failures = bar_failures({"pass_rate": overall, "by_slice": by_slice.to_dicts()}, bar)
+    requests = int(by_slice["requests"].sum()) if by_slice.height else 0
+    failures = bar_failures({"pass_rate": overall, "requests": requests, "by_slice": by_slice.to_dicts()}, bar,
+                            admission)
     return [failure["slice"] or "overall" for failure in failures]
 
 
@@ -231,14 +236,14 @@ def baselines(scenario: Scenario, data: Dataset, sheet: PriceSheet | None) -> di
     """Every single-model baseline and the oracle, on the window (or sample) of `scenario`."""
     requests = select_requests(scenario, data, ["request_id", "ts", "slice"])[0].rename({"__rid": "rid"})
     answers, unpriced = _priced_answers(requests, data, sheet)
-    bar = scenario.quality_bar
+    bar, admission = scenario.quality_bar, scenario.admission or DEFAULT_ADMISSION
     metrics = [pl.len().alias("requests"), usd(pl.col("cost_nano_usd").sum()).alias("total_cost_usd"),
                pl.col("ok").cast(pl.Float64).mean().alias("pass_rate"), pl.col("score").mean().alias("mean_score")]
     models = []
     for (model,), part in sorted(answers.partition_by("model", as_dict=True).items()):
         row = part.select(*metrics, pl.col("latency_ms").quantile(0.95, interpolation="linear").alias("latency_p95_ms"),
                           pl.col("price_source").first()).to_dicts()[0]
-        failing = _bar_failures(grouped(part, "slice", metrics), row["pass_rate"], bar)
+        failing = _bar_failures(grouped(part, "slice", metrics), row["pass_rate"], bar, admission)
         models.append(row | {"model": model, "missing": requests.height - row["requests"],
                              "cost_per_request_usd": row["total_cost_usd"] / row["requests"],
                              "cost_per_1k_usd": per_thousand(row["total_cost_usd"], row["requests"]),
@@ -249,11 +254,11 @@ def baselines(scenario: Scenario, data: Dataset, sheet: PriceSheet | None) -> di
         "quality_bar": bar.default,
         "models": models,
         "unpriced": unpriced,
-        "oracle": oracle(answers, bar),
+        "oracle": oracle(answers, bar, admission),
     }
 
 
-def oracle(answers: pl.DataFrame, bar: QualityBar) -> dict | None:
+def oracle(answers: pl.DataFrame, bar: QualityBar, admission: Admission = DEFAULT_ADMISSION) -> dict | None:
     """The cheapest passing answer per request, else a failure at the cheapest answer's cost."""
     if answers.height == 0:
         return None
@@ -262,7 +267,7 @@ def oracle(answers: pl.DataFrame, bar: QualityBar) -> dict | None:
     metrics = [pl.len().alias("requests"), usd(pl.col("cost_nano_usd").sum()).alias("total_cost_usd"),
                pl.col("ok").cast(pl.Float64).mean().alias("pass_rate"), pl.col("score").mean().alias("mean_score")]
     row = chosen.select(*metrics, (~pl.col("ok")).sum().cast(pl.Int64).alias("failures")).to_dicts()[0]
-    failing = _bar_failures(grouped(chosen, "slice", metrics), row["pass_rate"], bar)
+    failing = _bar_failures(grouped(chosen, "slice", metrics), row["pass_rate"], bar, admission)
     shares = chosen.group_by("model").agg((pl.len() / chosen.height).alias("share")).sort("model")
     return row | {"cost_per_request_usd": row["total_cost_usd"] / row["requests"],
                   "cost_per_1k_usd": per_thousand(row["total_cost_usd"], row["requests"]),
@@ -270,32 +275,54 @@ def oracle(answers: pl.DataFrame, bar: QualityBar) -> dict | None:
                   "model_share": dict(shares.iter_rows())}
 
 
-def headline(summaries: list[dict], baseline: dict | None) -> dict:
-    """The cheapest policy meeting its bar overall and in every slice, and its saving against a reference.
+def headline(summaries: list[dict], baseline: dict | None, recommendation: dict | None = None,
+             gates: dict | None = None) -> dict:
+    """The recommended policy (simulator.core.verdict.recommend), its verdict, its gate against the named
+    baseline, and its saving against a reference.
 
-    The cheapest is the one of least cost per request (as in the CLI's comparison table). The reference is the
-    scenario named `flagship-everywhere` when present, else the most expensive single-model baseline. The
-    saving is the difference in cost per request times the policy's requests (the total difference when
-    both ran on the same requests).
+    The reference is the gate's baseline when one is named, else the scenario named `flagship-everywhere`,
+    else the most expensive single-model baseline. A saving is given only when the reference ran on the
+    same requests as the policy (it is never extrapolated from a subset): the difference in cost per
+    request times the policy's requests.
     """
-    best = cheapest_meeting_bar(summaries)
+    recommendation = recommendation or recommend(summaries)
+    by_name = {s["scenario"]: s for s in summaries}
+    best = by_name.get(recommendation["policy"])
     if best is None:
-        return {"policy": None}
-    reference = next(({"name": s["scenario"], "kind": "scenario", "cost_per_request_usd": s["cost_per_request_usd"],
-                       "requests": s["requests"]} for s in summaries if s["scenario"] == "flagship-everywhere"), None)
-    if reference is None and baseline and baseline["models"]:
+        closest = [{"policy": name, "state": by_name[name]["verdict"]["state"],
+                    "reasons": next(c["reasons"] for c in recommendation["candidates"] if c["scenario"] == name)}
+                   for name in recommendation["closest"]]
+        return {"policy": None, "closest": closest, "baseline": recommendation.get("baseline")}
+    named = (gates or {}).get("baseline") or "flagship-everywhere"
+    reference = None
+    if named in by_name:
+        other = by_name[named]
+        reference = {"name": named, "kind": "scenario", "cost_per_request_usd": other["cost_per_request_usd"],
+                     "requests": other["requests"], "same_requests": request_set(other) == request_set(best)}
+    elif baseline and baseline["models"]:
         top = max(baseline["models"], key=lambda m: (m["cost_per_request_usd"], m["model"]))
+        same = (baseline.get("window_of") == best["scenario"] or baseline["requests"] == best["requests"]) \
+            and top["requests"] == best["requests"]
         reference = {"name": top["model"], "kind": "baseline", "cost_per_request_usd": top["cost_per_request_usd"],
-                     "requests": top["requests"]}
+                     "requests": top["requests"], "same_requests": same}
     saving = share = None
-    if reference is not None:
+    if reference is not None and reference["same_requests"]:
         saving = (reference["cost_per_request_usd"] - best["cost_per_request_usd"]) * best["requests"]
         if reference["cost_per_request_usd"]:
             share = 1 - best["cost_per_request_usd"] / reference["cost_per_request_usd"]
+    gate = next((g for g in (gates or {}).get("gates", []) if g["candidate"]["name"] == best["scenario"]), None)
     return {"policy": best["scenario"], "total_cost_usd": best["total_cost_usd"], "requests": best["requests"],
-            "pass_rate": best["pass_rate"], "escalation_rate": best["escalation_rate"],
+            "pass_rate": best["pass_rate"], "verdict": best["verdict"], "escalation_rate": best["escalation_rate"],
+            "cost_per_request_usd": best["cost_per_request_usd"],
             "latency_p95_ms": best["latency_p95_ms"], "reference": reference, "saving_usd": saving,
-            "saving_share": share}
+            "saving_share": share, "assumed_grades_share": best.get("assumed_grades_share"),
+            "late_misses": best.get("over_time", {}).get("late_misses", []),
+            "gate": None if gate is None else {
+                "baseline": gate["baseline"]["name"], "passed": gate["passed"], "tolerance": gate["tolerance"],
+                "confidence": gate["confidence"], "pass_rate_change": gate["overall"]["pass_rate_change"],
+                "cost_per_request_change_usd": gate["overall"]["cost_per_request_change_usd"],
+                "cost_relative_change": gate["overall"]["cost_relative_change"],
+                "latency_p95_change_ms": gate["overall"]["latency_p95_change_ms"]}}
 
 
 def _same_requests(summary: dict, reference: dict | None, baseline: dict) -> bool:

@@ -42,8 +42,9 @@ from simulator.core.prices import (
     token_columns,
     usd,
 )
-from simulator.core.results import bar_failures, cheapest_meeting_bar
+from simulator.core.results import cheapest_meeting_bar, grades_read, requests_fingerprint, verdict_of
 from simulator.core.scenario import Scenario
+from simulator.core.verdict import DEFAULT_ADMISSION, MEETS, shortfalls
 
 
 @dataclass(frozen=True)
@@ -161,16 +162,20 @@ def straight_at(data: Dataset, sheet: PriceSheet | None, change: PriceChange | N
     return analysis.straight_cost(data, scaled_sheet(base, scales or {"": 1.0}), scales)
 
 
-def _row(name: str, scenario: Scenario, decisions: pl.DataFrame, calls: pl.DataFrame, *, kind: str,
+def _row(name: str, scenario: Scenario, data: Dataset, decisions: pl.DataFrame, calls: pl.DataFrame, *, kind: str,
          threshold: float | None = None, straight: analysis.StraightCost | None = None) -> dict:
     summary = aggregate(decisions).to_dicts()[0]
     summary["by_slice"] = aggregate(decisions, "slice").to_dicts()
-    failures = bar_failures(summary, scenario.quality_bar)
+    verdict = verdict_of(summary, scenario.quality_bar, scenario.admission or DEFAULT_ADMISSION)
+    grades = grades_read(scenario, data)
     cascades = analysis.cascades(decisions, calls, analysis.plan_steps(scenario), straight)
     return {"policy": name, "kind": kind, "threshold": threshold, "requests": summary["requests"],
             "total_cost_usd": summary["total_cost_usd"], "cost_per_request_usd": summary["cost_per_request_usd"],
             "pass_rate": summary["pass_rate"], "escalation_rate": summary["escalation_rate"],
-            "meets_bar": not failures,
+            "verdict": verdict, "meets_bar": verdict["state"] == MEETS, "bar_failures": shortfalls(verdict),
+            "deployable": not grades, "grade_columns_read": grades,
+            "provenance": {"data_fingerprint": data.fingerprint},
+            "requests_fingerprint": requests_fingerprint(decisions["request_id"]),
             "cascades": [{key: c[key] for key in ("plan", "steps", "escalation_rate", "first_step_cost_usd",
                                                   "last_step_cost_usd", "break_even_rate", "cheaper_than_last")}
                          for c in cascades]}
@@ -204,14 +209,14 @@ def _calibrated(scenario: Scenario, data: Dataset, sheet: PriceSheet | None, cha
                                              (prepared.accept_all, prepared.accept_none)))):
         lined = prepared if which == "current" else sweep.line_up(scenario, data, gate, *replays)
         result = sweep.sweep(scenario, data, sheet, gate, points=points, prepared=lined)
-        chosen = sweep.calibrate(result.points, *target)
+        chosen = sweep.calibrate(result.points, *target, scenario.admission or DEFAULT_ADMISSION)
         if chosen is None:
             rows.append(None)
             continue
         decisions = sweep.decisions_at(lined, chosen["threshold"])
         calls = sweep.calls_at(lined, chosen["threshold"])
         words = f"{sweep.TARGET_WORDS[target[0]]} {target[1]:g}"
-        rows.append(_row(f"{scenario.name} calibrated ({gate.over}: {words})", scenario, decisions, calls,
+        rows.append(_row(f"{scenario.name} calibrated ({gate.over}: {words})", scenario, data, decisions, calls,
                          kind="calibrated", threshold=chosen["threshold"],
                          straight=straight_at(data, sheet, None if which == "current" else change)))
     return rows[0], rows[1]
@@ -235,9 +240,9 @@ def what_if(scenarios: list[Scenario], inputs, change: PriceChange, *, target: t
     check_names(change, known)
     for scenario, data, sheet, result in replays:
         repriced = reprice(result, data, sheet, change)
-        current.append(_row(scenario.name, scenario, result.decisions, result.calls, kind="fixed",
+        current.append(_row(scenario.name, scenario, data, result.decisions, result.calls, kind="fixed",
                             straight=straight_at(data, sheet, None)))
-        changed.append(_row(scenario.name, scenario, repriced.decisions, repriced.calls, kind="fixed",
+        changed.append(_row(scenario.name, scenario, data, repriced.decisions, repriced.calls, kind="fixed",
                             straight=straight_at(data, sheet, change)))
         if target is not None:
             before, after = _calibrated(scenario, data, sheet, change, target, points)

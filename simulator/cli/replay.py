@@ -14,13 +14,23 @@ from simulator.core.paths import REPORTS, SCENARIOS
 DEMO_BASELINE = "flagship-everywhere"
 FORCE = typer.Option(help="replace an existing output folder that routesim did not write (never an input, a link "
                           "or a device)")
+# What the demo's team accepts against today's production (flagship-everywhere): a pass-rate drop of at
+# most one point, overall and in every slice, judged on the gate's paired interval.
+DEMO_TOLERANCE = 0.01
+
+RuleOption = Annotated[str | None, typer.Option(
+    "--rule", help="admission rule: lower_bound (default: the Wilson lower bound must reach the bar) or point "
+                   "(the observed pass rate); overrides the scenarios' 'admission'")]
+ConfidenceOption = Annotated[float | None, typer.Option(
+    "--confidence", help="confidence of the pass-rate intervals (default 0.95); overrides the scenarios'")]
 
 
-def replay_scenarios(paths: list[Path], *, show_progress: bool = True):
+def replay_scenarios(paths: list[Path], *, show_progress: bool = True, rule: str | None = None,
+                     confidence: float | None = None):
     """Replays each scenario file in turn, sharing loaded data and price sheets; returns their outcomes."""
     from simulator.core.runner import Inputs, load_scenarios, run_scenario
 
-    scenarios = load_scenarios(paths)
+    scenarios = load_scenarios(paths, rule, confidence)
     inputs = Inputs()
     outcomes = []
     with progress_bar(len(scenarios), show_progress) as (label, advance):
@@ -59,11 +69,13 @@ def _write_decisions(path: Path, outcomes) -> None:
     write_parquet_atomic(pl.concat(frames, how="vertical"), path)
 
 
-def _replay_into_report(paths: list[Path], out: Path, results: Path, baseline: str | None = None):
+def _replay_into_report(paths: list[Path], out: Path, results: Path, baseline: str | None = None, *,
+                        tolerance: float | None = None, rule: str | None = None, confidence: float | None = None):
     from simulator.report.build import render_report, replay_and_save
 
     with progress_bar(len(paths) + 1, True) as (label, advance):
-        outcomes = replay_and_save(paths, results, label, advance, baseline=baseline)
+        outcomes = replay_and_save(paths, results, label, advance, baseline=baseline, tolerance=tolerance,
+                                   rule=rule, confidence=confidence)
     return outcomes, render_report(results, out)
 
 
@@ -72,16 +84,19 @@ def replay(
     as_json: Annotated[bool, typer.Option("--json", help="print the summaries as JSON")] = False,
     decisions: Annotated[Path | None, typer.Option(help="write per-request decisions as Parquet")] = None,
     save: Annotated[Path | None, typer.Option(help="save results (Parquet + summary JSON) under this folder")] = None,
+    wide: Annotated[bool, typer.Option("--wide", help="show every metric (the default fits 80 columns)")] = False,
+    rule: RuleOption = None,
+    confidence: ConfidenceOption = None,
     force: Annotated[bool, FORCE] = False,
 ):
-    """Replay scenarios and compare them; the cheapest that meets the bar is marked."""
-    from simulator.cli.views import comparison_table
+    """Replay scenarios and compare them; the recommended policy is marked ★."""
+    from simulator.cli.views import print_comparison
     from simulator.core.outputs import allow_replacing_folders
     from simulator.core.results import save_result
 
     allow_replacing_folders(force)
     check_outputs(scenarios, files=[decisions], saved_under=save)
-    outcomes = replay_scenarios(scenarios, show_progress=not as_json)
+    outcomes = replay_scenarios(scenarios, show_progress=not as_json, rule=rule, confidence=confidence)
     summaries = [outcome.summary for outcome in outcomes]
     if decisions:
         _write_decisions(decisions, outcomes)
@@ -93,7 +108,7 @@ def replay(
 
         typer.echo(json_output(summaries))
     else:
-        console.print(comparison_table(summaries))
+        print_comparison(console, summaries, wide=wide)
 
 
 def validate(paths: Annotated[list[Path], typer.Argument(help="data folders, price sheets or scenario files")]):
@@ -157,19 +172,24 @@ def generate(
 def demo():
     """Replay every shipped scenario and write the reports.
 
-    The support-week scenarios go to reports/demo.html, each gated against flagship-everywhere; each public
-    dataset's scenarios (scenarios/DATASET/) go to reports/demo-DATASET.html.
+    The support-week scenarios go to reports/demo.html, each gated against flagship-everywhere (what
+    production runs today) with a stated tolerance of one point; each public dataset's scenarios (scenarios/DATASET/)
+    go to reports/demo-DATASET.html.
     """
-    from simulator.cli.views import comparison_table
-    from simulator.report.build import default_results_dir
+    from simulator.cli.views import print_comparison
+    from simulator.report.build import default_results_dir, load_report_inputs
 
     runs = [("support week", sorted(SCENARIOS.glob("*.yaml")), REPORTS / "demo.html", DEMO_BASELINE)]
     runs += [(folder.name, sorted(folder.glob("*.yaml")), REPORTS / f"demo-{folder.name}.html", None)
              for folder in sorted(SCENARIOS.iterdir()) if folder.is_dir()]
     written = []
     for title, paths, out, baseline in runs:
-        outcomes, report_path = _replay_into_report(paths, out, default_results_dir(out), baseline)
-        console.print(comparison_table([outcome.summary for outcome in outcomes], title=f"Replay comparison: {title}"))
+        results = default_results_dir(out)
+        outcomes, report_path = _replay_into_report(paths, out, results, baseline,
+                                                    tolerance=DEMO_TOLERANCE if baseline else None)
+        inputs = load_report_inputs(results)
+        print_comparison(console, [outcome.summary for outcome in outcomes], title=f"Replay comparison: {title}",
+                         recommendation=inputs.recommendation)
         written.append(report_path)
     for report_path in written:
         console.print(f"report: {report_path}", highlight=False)
@@ -183,6 +203,10 @@ def report(
                                                       "without replaying")] = None,
     baseline: Annotated[Path | None, typer.Option(help="gate every scenario against this scenario (replayed too "
                                                        "when not among them) in a regression-gate section")] = None,
+    tolerance: Annotated[float | None, typer.Option(help="with --baseline: the gate's non-inferiority margin, the "
+                                                         "pass-rate drop accepted against the baseline (default 0.01)")] = None,
+    rule: RuleOption = None,
+    confidence: ConfidenceOption = None,
     force: Annotated[bool, FORCE] = False,
 ):
     """Write a self-contained HTML report: replay and save results, or re-render saved ones (--from)."""
@@ -194,8 +218,8 @@ def report(
     if bool(scenarios) == bool(from_results):
         raise RoutesimError("give either scenario files to replay or --from RESULTS_DIR, not both or neither",
                             fix="routesim report SCENARIO... -o FILE, or routesim report --from RESULTS_DIR -o FILE")
-    if from_results and (save or baseline):
-        raise RoutesimError("--save and --baseline go with scenario files; --from re-renders what was saved",
+    if from_results and (save or baseline or tolerance is not None or rule or confidence is not None):
+        raise RoutesimError("--save, --baseline, --tolerance, --rule and --confidence go with scenario files; --from re-renders what was saved",
                             fix="replay with 'routesim report SCENARIO... --baseline A.yaml -o FILE'")
     if from_results:
         note_input(from_results)
@@ -208,8 +232,12 @@ def report(
         baseline_name = load_scenario(baseline).name
         if baseline.resolve() not in {path.resolve() for path in scenarios}:
             scenarios = [baseline, *scenarios]
+    if tolerance is not None and baseline is None:
+        raise RoutesimError("--tolerance is the regression gate's margin against a baseline", where="--tolerance",
+                            fix="name the baseline with --baseline A.yaml")
     check_outputs(scenarios, files=[out], saved_under=results)
-    _, report_path = _replay_into_report(scenarios, out, results, baseline_name)
+    _, report_path = _replay_into_report(scenarios, out, results, baseline_name, tolerance=tolerance, rule=rule,
+                                         confidence=confidence)
     console.print(f"report: {report_path}", highlight=False)
     console.print(f"results: {results}", highlight=False)
 

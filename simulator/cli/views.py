@@ -22,9 +22,9 @@ from simulator.core.errors import RoutesimError, visible
 from simulator.core.formats import count, metric, ms, pct, threshold, usd
 from simulator.core.metrics import METRICS
 from simulator.core.outputs import STDOUT, atomic_file, json_output, write_text_atomic
-from simulator.core.results import cheapest_meeting_bar
 from simulator.core.runner import Inputs, load_scenarios
 from simulator.core.scenario import load_scenario
+from simulator.core.verdict import DEFAULT_ADMISSION
 from simulator.report import gate as gate_text
 
 SHOWN_POINTS = 21
@@ -32,12 +32,8 @@ SHOWN_POINTS = 21
 
 # The replay comparison.
 
-def _bar_verdict(failures: list[dict]) -> str:
-    if not failures:
-        return "yes"
-    slices = sum(1 for failure in failures if failure["slice"] is not None)
-    parts = (["overall"] if len(failures) > slices else []) + ([f"{slices} slice{'s' * (slices > 1)}"] if slices else [])
-    return "no: " + " + ".join(parts)
+# The columns shown by default: every number whole within 80 columns. `--wide` shows every metric.
+NARROW = ("cost_per_request_usd", "pass_rate", "latency_p95_ms")
 
 
 def inert(text) -> str:
@@ -46,21 +42,104 @@ def inert(text) -> str:
     return escape(visible(str(text)))
 
 
-def comparison_table(summaries: list[dict], title: str = "Replay comparison") -> Table:
-    best = cheapest_meeting_bar(summaries)
-    best = best["scenario"] if best else None
-    table = Table(title=title, caption=(
-        f"★ cheapest scenario that meets its quality bar overall and in every slice: {best}" if best
-        else "No scenario meets its quality bar overall and in every slice."))
-    table.add_column("scenario", no_wrap=True)
-    for column in METRICS:
-        table.add_column(column.title, justify="right")
-    table.add_column("meets bar", justify="center", no_wrap=True)
+def _interval(verdict: dict) -> str:
+    return f"{verdict['low'] * 100:.1f}–{verdict['high'] * 100:.1f}"
+
+
+def _verdict_cell(summary: dict, recommended: str | None) -> str:
+    state = summary["verdict"]["state"]
+    if not summary.get("deployable", True):
+        return "bound"
+    failing = len(summary["bar_failures"])
+    return state if state == "meets" else f"{state} ({failing})"
+
+
+def comparison_lines(summaries: list[dict], recommendation: dict) -> list[str]:
+    """The words under the comparison: what is recommended and why each other policy is not."""
+    best = recommendation["policy"]
+    first = summaries[0] if summaries else {}
+    admission = first.get("admission", {"rule": "lower_bound", "confidence": 0.95})
+    rule = ("the observed pass rate" if admission["rule"] == "point"
+            else f"the {admission['confidence']:.0%} Wilson lower bound")
+    lines = [f"★ {best}: the cheapest deployable policy whose pass rate meets every bar ({rule} at or above it)"
+             if best else f"No policy qualifies: none is deployable and meets every bar ({rule} at or above it)."]
+    for candidate in recommendation["candidates"]:
+        if candidate["scenario"] != best and candidate["reasons"]:
+            lines.append(f"  {candidate['scenario']}: " + "; ".join(candidate["reasons"]))
     for summary in summaries:
-        name = summary["scenario"] + (" ★" if summary["scenario"] == best else "")
-        verdict = _bar_verdict(summary["bar_failures"])
-        table.add_row(name, *[metric(m.name, summary[m.name]) for m in METRICS], verdict)
+        if not summary.get("quality_bar_stated", True):
+            lines.append(f"  {summary['scenario']}: no quality_bar stated, the default of 90.0% applied")
+        share = summary.get("assumed_grades_share")
+        if share:
+            lines.append(f"  {summary['scenario']}: {pct(share)} of its grades were assumed from the HTTP status")
+        for warning in summary.get("warnings", []):
+            lines.append(f"  warning, {summary['scenario']}: {warning['message']}")
+    return lines
+
+
+def comparison_table(summaries: list[dict], title: str = "Replay comparison", *, wide: bool = False,
+                     recommendation: dict | None = None) -> Table:
+    """The comparison: by default cost per request, pass rate with its interval, p95 and the verdict
+    (fits 80 columns); `wide` adds every metric of the registry."""
+    from rich import box
+
+    from simulator.core.verdict import recommend
+
+    recommendation = recommendation or recommend(summaries)
+    best = recommendation["policy"]
+    level = f"{summaries[0]['admission']['confidence']:.0%}" if summaries else "95%"
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, caption_justify="left")
+    table.add_column("policy", no_wrap=True)
+    shown = [m for m in METRICS if wide or m.name in NARROW]
+    for column in shown:
+        table.add_column(column.title, justify="right", no_wrap=True)
+        if column.name == "pass_rate":
+            table.add_column(f"{level} CI", justify="right", no_wrap=True)
+    table.add_column("verdict", no_wrap=True)
+    for summary in summaries:
+        name = inert(summary["scenario"]) + (" ★" if summary["scenario"] == best else "")
+        cells = []
+        for m in shown:
+            cells.append(metric(m.name, summary[m.name]))
+            if m.name == "pass_rate":
+                cells.append(_interval(summary["verdict"]["overall"]))
+        table.add_row(name, *cells, _verdict_cell(summary, best))
     return table
+
+
+def vertical_comparison(summaries: list[dict], recommendation: dict, *, wide: bool) -> list[str]:
+    """One block per policy, `name: value` lines, for consoles too narrow for the table."""
+    lines = []
+    for summary in summaries:
+        star = " ★" if summary["scenario"] == recommendation["policy"] else ""
+        lines.append(f"{summary['scenario']}{star}")
+        for m in METRICS:
+            if wide or m.name in NARROW:
+                value = metric(m.name, summary[m.name])
+                if m.name == "pass_rate":
+                    value += f" ({_interval(summary['verdict']['overall'])})"
+                lines.append(f"  {m.title}: {value}")
+        lines.append(f"  verdict: {_verdict_cell(summary, recommendation['policy'])}")
+    return lines
+
+
+def print_comparison(console: Console, summaries: list[dict], title: str = "Replay comparison", *,
+                     wide: bool = False, recommendation: dict | None = None) -> None:
+    """The comparison table when it fits the console, else one block per policy; then the verdict lines."""
+    from rich.measure import Measurement
+
+    from simulator.core.verdict import recommend
+
+    recommendation = recommendation or recommend(summaries)
+    table = comparison_table(summaries, title, wide=wide, recommendation=recommendation)
+    if Measurement.get(console, console.options, table).maximum <= console.width:
+        console.print(table)
+    else:
+        console.print(title, highlight=False)
+        for line in vertical_comparison(summaries, recommendation, wide=wide):
+            console.print(line, highlight=False, markup=False, soft_wrap=True)
+    for line in comparison_lines(summaries, recommendation):
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 # Lanes.
@@ -211,7 +290,7 @@ def run_sweep(console: Console, scenario_path: Path, *, step: int, over: str | N
                             fix="add --target-pass-rate, --target-escalation-rate or --budget")
     prepared = sweep.prepare(scenario, data, sheet, gate)
     result = sweep.sweep(scenario, data, sheet, gate, points=points, prepared=prepared)
-    chosen = sweep.calibrate(result.points, *target) if target else None
+    chosen = sweep.calibrate(result.points, *target, scenario.admission or DEFAULT_ADMISSION) if target else None
     held = (sweep.holdout(scenario, data, sheet, gate, target, fit_until, points=points, prepared=prepared)
             if fit_until else None)
     if out:
@@ -253,7 +332,7 @@ def _print_holdout(console: Console, held: sweep.Holdout, target: tuple[str, flo
         console.print(f"Fitted before {held.until}: no threshold meets {words}.", highlight=False)
         return
     console.print(f"Fitted on requests before {held.until} ({count(held.fit['requests'])}): "
-                  + _point_line(held.fit), highlight=False)
+                  + _point_line(held.fit), highlight=False, soft_wrap=True)
     later = held.later
     key = {"pass_rate": "pass_rate", "escalation_rate": "escalation_rate", "budget": "cost_per_request_usd"}[target[0]]
     value = later[key]
@@ -261,7 +340,7 @@ def _print_holdout(console: Console, held: sweep.Holdout, target: tuple[str, flo
     console.print(f"From {held.until} on ({count(later['requests'])} requests), the same t = "
                   f"{threshold(later['threshold'])} gives pass {pct(later['pass_rate'])}, "
                   f"{usd(later['cost_per_request_usd'])}/request, escalated {pct(later['escalation_rate'])}: target "
-                  f"{'held' if met else 'NOT held'} out of sample.", highlight=False)
+                  f"{'held' if met else 'NOT held'} out of sample.", highlight=False, soft_wrap=True)
     table = Table(title="Calibrated threshold on the later days")
     for column in ("day", "requests", "$/request", "pass", "escalated", "p95 ms"):
         table.add_column(column, justify="right")

@@ -41,6 +41,7 @@ class Column:
     non_negative: bool = False
     probability: bool = False  # values must lie in 0 < p <= 1 (a probability something did happen)
     values: tuple[str, ...] = ()  # the allowed values of a string column (nulls aside)
+    grade: bool = False  # known only once the answer is graded, never when the call returns
 
 
 TRAFFIC_COLUMNS: tuple[Column, ...] = (
@@ -61,15 +62,22 @@ OUTCOME_COLUMNS: tuple[Column, ...] = (
     Column("output_tokens", INTEGER, False, "completion tokens", non_negative=True),
     Column("latency_ms", FLOAT, False, "end-to-end latency of the call", non_negative=True),
     Column("ttft_ms", FLOAT, True, "time to first token", non_negative=True),
-    Column("passed", BOOLEAN, False, "the grader's verdict against the slice's bar"),
-    Column("score", FLOAT, True, "graded quality", unit_interval=True),
+    Column("passed", BOOLEAN, False, "the grader's verdict against the slice's bar", grade=True),
+    Column("score", FLOAT, True, "graded quality", unit_interval=True, grade=True),
     Column("confidence", FLOAT, True, "the model's own confidence signal", unit_interval=True),
     Column("checker_score", FLOAT, True, "a separate cheap checker's score of the answer",
            unit_interval=True),
     Column("hard_check_ok", BOOLEAN, False, "well-formed output, tool call succeeded, grounding not empty"),
     Column("cost_usd", FLOAT, True, "the cost recorded when the call ran", non_negative=True),
-    Column("grader", STRING, True, "deterministic, llm_judge or human"),
+    Column("grader", STRING, True, "deterministic, llm_judge or human", grade=True),
 )
+
+# Outcome columns known when the call returns (so a deployable policy may read them): the contract's
+# columns that are not grades, and the token counts importers add. Any other outcome column is a grade
+# unless the data folder's manifest (SIGNALS_FILE) declares it a serving-time signal.
+SERVING_TIME_COLUMNS = frozenset([column.name for column in OUTCOME_COLUMNS if not column.grade]
+                                 + ["cache_write_input_tokens"])
+SIGNALS_FILE = "columns.json"
 
 GRADERS = ("deterministic", "llm_judge", "human")
 GOLD_GRADERS = ("human", "deterministic")
@@ -373,6 +381,35 @@ class Dataset:
     outcomes: pl.LazyFrame
     fingerprint: str
     layout: Layout | None = None  # the compiled layout in the cache; None when the cache is not writable
+    serving_signals: frozenset[str] = frozenset()  # outcome columns the manifest declares serving-time
+
+
+def serving_signals(folder: Path) -> frozenset[str]:
+    """Outcome columns a data folder declares known at serving time, in `columns.json`:
+    `{"serving_time": ["noisy_gate_pass"]}`. No file declares none."""
+    import json
+
+    path = Path(folder) / SIGNALS_FILE
+    if not path.is_file():
+        return frozenset()
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise RoutesimError(f"cannot read {SIGNALS_FILE}: {error}", where=str(path),
+                            fix='write {"serving_time": ["COLUMN", ...]}') from None
+    names = content.get("serving_time") if isinstance(content, dict) else None
+    unknown = sorted(set(content) - {"serving_time"}) if isinstance(content, dict) else []
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names) or unknown:
+        raise RoutesimError(f"{SIGNALS_FILE} must hold one key, serving_time: a list of outcome column names",
+                            where=str(path), fix='write {"serving_time": ["COLUMN", ...]}')
+    return frozenset(names)
+
+
+def grade_columns(read: set[str] | frozenset[str], outcome_columns: list[str], signals: frozenset[str]) -> list[str]:
+    """The columns of `read` that are grades: outcome columns neither in the contract's serving-time
+    columns nor declared serving-time by the data folder. Sorted."""
+    return sorted(name for name in read
+                  if name in outcome_columns and name not in SERVING_TIME_COLUMNS and name not in signals)
 
 
 def data_files(folder: Path) -> tuple[Path, Path]:
@@ -521,7 +558,8 @@ def load_data(folder: Path, cache_dir: Path | None = None) -> Dataset:
         validate()
     return Dataset(folder=Path(folder), traffic=_string_ids(scan_parquet(traffic_path)),
                    outcomes=_string_ids(scan_parquet(outcomes_path)),
-                   fingerprint=layout.fingerprint if layout else fingerprint(paths), layout=layout)
+                   fingerprint=layout.fingerprint if layout else fingerprint(paths), layout=layout,
+                   serving_signals=serving_signals(folder))
 
 
 def write_folder(out: Path, traffic: pl.DataFrame, outcomes: pl.DataFrame, files: dict[str, str], *,

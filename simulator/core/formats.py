@@ -22,7 +22,13 @@ def usd(value: float | None) -> str:
 
 
 def pct(value: float | None) -> str:
-    return DASH if value is None else f"{value:.1%}".replace("-", "−")
+    """A share with one decimal; a share too small for that (20 retries in 50,000) keeps two significant
+    digits, so it never reads as 0.0%."""
+    if value is None:
+        return DASH
+    if 0 < abs(value) < 0.0005:
+        return f"{value * 100:.2g}%".replace("-", "−")
+    return f"{value:.1%}".replace("-", "−")
 
 
 def ms(value: float | None) -> str:

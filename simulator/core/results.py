@@ -14,56 +14,152 @@ from pathlib import Path
 
 import polars as pl
 
-from simulator.core.contract import Dataset, fingerprint
+import numpy as np
+
+from simulator.core.contract import Dataset, fingerprint, grade_columns
 from simulator.core.engine import Replay
 from simulator.core.errors import RoutesimError
-from simulator.core.metrics import summarise
+from simulator.core.footguns import scenario_warnings
+from simulator.core.metrics import grouped, summarise
 from simulator.core.outputs import atomic_folder, json_text
+from simulator.core.predicates import parse_predicate
 from simulator.core.prices import PriceSheet, recorded_calls_of
-from simulator.core.scenario import QualityBar
+from simulator.core.scenario import QualityBar, Scenario
+from simulator.core.verdict import (
+    DEFAULT_ADMISSION,
+    FAILS,
+    MEETS,
+    Admission,
+    judge,
+    policy_verdict,
+    recommend,
+    shortfalls,
+)
 
-SCHEMA_VERSION = 3  # 3: money as int64 nano-dollars (cost_nano_usd) in decisions and calls
+SCHEMA_VERSION = 4  # 3: money as int64 nano-dollars (cost_nano_usd); 4: verdicts, deployability, over_time
+ASSUMED = "assumed_from_status"
 SUMMARY_FILE = "summary.json"
 DECISIONS_FILE = "decisions.parquet"
 CALLS_FILE = "calls.parquet"
 
 
-def bar_failures(summary: dict, bar: QualityBar) -> list[dict]:
-    """Where the pass rate falls below the bar: overall (`slice` None), and each slice against its own bar.
+def verdict_of(summary: dict, bar: QualityBar, admission: Admission = DEFAULT_ADMISSION) -> dict:
+    """The policy's verdict against its bar (simulator.core.verdict.policy_verdict).
 
-    `summary` needs `pass_rate` and `by_slice` (rows with `slice` and `pass_rate`).
+    `summary` needs `requests`, `pass_rate` and `by_slice` (rows with `slice`, `requests`, `pass_rate`).
     """
-    failures = []
-    if summary["pass_rate"] < bar.default:
-        failures.append({"slice": None, "pass_rate": summary["pass_rate"], "bar": bar.default})
-    for row in summary["by_slice"]:
-        slice_bar = bar.for_slice(row["slice"])
-        if row["pass_rate"] < slice_bar:
-            failures.append({"slice": row["slice"], "pass_rate": row["pass_rate"], "bar": slice_bar})
-    return failures
+    return policy_verdict(summary, bar.default, bar.for_slice, admission)
+
+
+def bar_failures(summary: dict, bar: QualityBar, admission: Admission = DEFAULT_ADMISSION) -> list[dict]:
+    """The scopes that do not meet their bar under the admission rule: overall (`slice` None) and slices,
+    each with its `state` (fails or undecided), pass rate, interval and bar."""
+    return shortfalls(verdict_of(summary, bar, admission))
 
 
 def cheapest_meeting_bar(rows: list[dict], name: str = "scenario") -> dict | None:
-    """The policy of least cost per request among those meeting their bar (ties: by name).
+    """The row recommended by simulator.core.verdict.recommend (no baseline), or None.
 
-    Cost per request, not total cost, so that a policy replayed on a sample of the requests is not
-    favoured for having fewer of them.
+    Rows need `verdict`, `deployable`, `cost_per_request_usd`, `requests` and `provenance`, as summaries
+    have; ranking is by cost per request, so a policy replayed on a sample is not favoured for having fewer
+    requests (and is ranked only with policies replayed on the same requests).
     """
-    meeting = [row for row in rows if row["meets_bar"]]
-    return min(meeting, key=lambda row: (row["cost_per_request_usd"], row[name])) if meeting else None
+    found = recommend([row | {"scenario": row[name]} for row in rows])["policy"]
+    return next((row for row in rows if row[name] == found), None)
+
+
+def requests_fingerprint(request_ids: pl.Series) -> str:
+    """An order-independent fingerprint of a set of request ids: policies are ranked together only when
+    they were replayed on the same requests."""
+    hashed = request_ids.hash(seed=0).to_numpy()
+    return f"{len(hashed):x}-{int(np.bitwise_xor.reduce(hashed)) if len(hashed) else 0:016x}-{int(hashed.sum()):016x}"
+
+
+def grades_read(scenario: Scenario, data: Dataset) -> list[str]:
+    """The grade columns any accept or retry predicate of the scenario reads (simulator.core.contract)."""
+    texts = [step.accept for _, steps in scenario.policy.plans() for step in steps if step.accept]
+    texts += [scenario.policy.retry.when] if scenario.policy.retry else []
+    read = set().union(*(parse_predicate(text, key="policy").columns for text in texts)) if texts else set()
+    return grade_columns(read, data.outcomes.collect_schema().names(), data.serving_signals)
+
+
+def assumed_share(replay: Replay, data: Dataset) -> float | None:
+    """Share of replayed requests whose final answer's grade was assumed from the HTTP status
+    (`passed_source = assumed_from_status`); None when the data has no `passed_source`."""
+    if "passed_source" not in data.outcomes.collect_schema().names():
+        return None
+    finals = replay.decisions.select("request_id", pl.col("final_model").alias("model"),
+                                     pl.col("final_sample").alias("sample"))
+    sources = (data.outcomes.select("request_id", "model", "sample", "passed_source")
+               .join(finals.lazy(), on=["request_id", "model", "sample"], how="inner").collect())
+    return float((sources["passed_source"] == ASSUMED).sum() / replay.decisions.height)
+
+
+# Windows shorter than this are shown per hour, longer ones per day.
+HOURLY_BELOW_SECONDS = 2 * 86_400
+
+
+def over_time(decisions: pl.DataFrame, bar: float, admission: Admission = DEFAULT_ADMISSION) -> dict:
+    """Pass rate (with its verdict against `bar`) and cost per request per UTC day, or per hour when the
+    replayed requests span less than two days. `late_misses` are the trailing buckets that fail the bar."""
+    span = (decisions["ts"].max() - decisions["ts"].min()).total_seconds()
+    bucket, every = ("hour", "1h") if span < HOURLY_BELOW_SECONDS else ("day", "1d")
+    rows = grouped(decisions, pl.col("ts").dt.truncate(every).alias("start"), [
+        pl.len().cast(pl.Int64).alias("requests"), pl.col("passed").sum().cast(pl.Int64).alias("passes"),
+        pl.col("cost_usd").mean().alias("cost_per_request_usd")])
+    found = []
+    for row in rows.iter_rows(named=True):
+        verdict = judge(row["passes"], row["requests"], bar, admission)
+        found.append({"start": row["start"].strftime("%Y-%m-%dT%H:%M:%SZ"), "requests": row["requests"],
+                      "pass_rate": verdict["pass_rate"], "low": verdict["low"], "high": verdict["high"],
+                      "state": verdict["state"], "cost_per_request_usd": row["cost_per_request_usd"]})
+    late = []
+    for row in reversed(found):
+        if row["state"] != FAILS:
+            break
+        late.insert(0, row)
+    return {"bucket": bucket, "bar": bar, "rows": found, "late_misses": late}
+
+
+def _warnings(replay: Replay, data: Dataset) -> list[dict]:
+    scenario = replay.scenario
+    traffic = data.traffic.collect_schema().names()
+    outcome_names = data.outcomes.collect_schema().names()
+    texts = [scenario.policy.retry.when] if scenario.policy.retry else []
+    texts += [rule.when for rule in scenario.policy.rules]
+    texts += [step.accept for _, steps in scenario.policy.plans() for step in steps if step.accept]
+    read = set().union(*(parse_predicate(text, key="policy").columns for text in texts)) if texts else set()
+    ids = replay.decisions.select("request_id").lazy()
+    requests = (data.traffic.select(sorted({"request_id", *(read & set(traffic))}))
+                .join(ids, on="request_id", how="semi").collect())
+    answer_columns = sorted(name for name in read - set(traffic) if name in outcome_names)
+    answers = (data.outcomes.select("request_id", *answer_columns).join(ids, on="request_id", how="semi").collect()
+               if answer_columns else None)
+    return scenario_warnings(scenario, requests, answers, replay.decisions)
 
 
 def build_summary(replay: Replay, data: Dataset, sheet: PriceSheet | None) -> dict:
     scenario = replay.scenario
     summary = {"scenario": scenario.name, "description": scenario.description}
     summary |= summarise(replay.decisions, replay.calls, replay.price_sources)
-    failures = bar_failures(summary, scenario.quality_bar)
+    admission = scenario.admission or DEFAULT_ADMISSION
+    verdict = verdict_of(summary, scenario.quality_bar, admission)
+    grades = grades_read(scenario, data)
     ts = replay.decisions["ts"]
     summary |= {
         "quality_bar": scenario.quality_bar.default,
+        "quality_bar_stated": scenario.quality_bar_stated,
         "slice_bars": {row["slice"]: scenario.quality_bar.for_slice(row["slice"]) for row in summary["by_slice"]},
-        "meets_bar": not failures,
-        "bar_failures": failures,
+        "admission": {"rule": admission.rule, "confidence": admission.confidence},
+        "verdict": verdict,
+        "meets_bar": verdict["state"] == MEETS,
+        "bar_failures": shortfalls(verdict),
+        "deployable": not grades,
+        "grade_columns_read": grades,
+        "assumed_grades_share": assumed_share(replay, data),
+        "requests_fingerprint": requests_fingerprint(replay.decisions["request_id"]),
+        "warnings": _warnings(replay, data),
+        "over_time": over_time(replay.decisions, scenario.quality_bar.default, admission),
         # How the figures were obtained: every request replayed (exact), or only those with their outcomes.
         "kind": "exact" if replay.coverage.share == 1 else "partial",
         "coverage": {

@@ -11,6 +11,7 @@ from simulator.core.errors import RoutesimError
 from simulator.core.prices import PriceSheet, load_prices
 from simulator.core.results import build_summary
 from simulator.core.scenario import Scenario, load_scenario
+from simulator.core.verdict import resolve_admission
 
 
 @dataclass(frozen=True)
@@ -56,8 +57,12 @@ def run_scenario(scenario: Scenario, inputs: Inputs, progress: Progress | None =
     return Outcome(replay=result, summary=build_summary(result, data, sheet))
 
 
-def load_scenarios(paths: list[Path]) -> list[Scenario]:
+def load_scenarios(paths: list[Path], rule: str | None = None, confidence: float | None = None) -> list[Scenario]:
+    """The scenario files of one run, each carrying the run's one admission setting
+    (simulator.core.verdict.resolve_admission: `rule` and `confidence` override the scenarios)."""
     scenarios = [load_scenario(path) for path in paths]
+    admission = resolve_admission([(s.name, s.admission) for s in scenarios], rule, confidence)
+    scenarios = [s.model_copy(update={"admission": admission}) for s in scenarios]
     names = [scenario.name for scenario in scenarios]
     duplicated = sorted({name for name in names if names.count(name) > 1})
     if duplicated:

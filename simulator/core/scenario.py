@@ -23,6 +23,7 @@ from pydantic import (
 
 from simulator.core.errors import RoutesimError
 from simulator.core.validation import from_pydantic_error, read_yaml
+from simulator.core.verdict import Admission
 
 
 class Frozen(BaseModel):
@@ -183,7 +184,13 @@ class Scenario(Frozen):
     quality_bar: QualityBar = QualityBar(default=0.9)
     sample: RequestSample | None = None
     on_missing: Literal["error", "skip"] = "error"
+    admission: Admission | None = None  # how bars are judged; one per run (simulator.core.verdict)
     policy: Policy
+
+    @property
+    def quality_bar_stated(self) -> bool:
+        """False when the scenario left `quality_bar` out and the default of 0.90 applies."""
+        return "quality_bar" in self.model_fields_set
 
     @field_validator("quality_bar", mode="before")
     @classmethod

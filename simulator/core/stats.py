@@ -11,7 +11,11 @@ Modelling assumptions:
   draws request indices with replacement once and uses them for both policies, so what the two policies
   have in common (a request that is hard for both) cancels out of the difference. With strata (slices),
   each stratum is resampled within itself, keeping its size. Intervals are percentile intervals of the
-  resampled statistic. The draws are exact resampling with replacement (uniform request indices), not a
+  resampled statistic, except for the cost changes: costs are skewed, so their intervals are studentized
+  (bootstrap-t: the resampled changes standardised by each resample's own standard error, from sums of
+  squares; Efron and Tibshirani, An Introduction to the Bootstrap, ch. 12), which keeps coverage at a few
+  hundred requests where the percentile interval falls to 91-93% (up to 20,000 requests; beyond, the
+  percentile interval, which then covers as it should). The draws are exact resampling with replacement (uniform request indices), not a
   Poisson or other approximation; the same inputs and seed give identical intervals.
 - Latency quantiles interpolate linearly between order statistics, exactly as numpy's default method does.
   A resample's quantile is found from how many times each request was drawn: sorted by latency, the k-th
@@ -51,6 +55,13 @@ BASELINE_COST = "baseline_cost_per_request_usd"
 CANDIDATE_COST = "candidate_cost_per_request_usd"
 BASELINE_LATENCY = "baseline_latency_quantile_ms"
 CANDIDATE_LATENCY = "candidate_latency_quantile_ms"
+# Cost changes get studentized (bootstrap-t) intervals: costs are skewed, and at a few hundred requests the
+# percentile interval of a mean of skewed values covers too rarely (91-93% for a nominal 95%).
+STUDENTIZED = (COST_CHANGE, COST_RELATIVE_CHANGE)
+# Above this many requests the percentile interval of a cost change covers as it should (the sampling
+# distribution of a mean is close to normal), so the sums the studentized interval needs are skipped.
+STUDENTIZED_MAX_REQUESTS = 20_000
+SE_PREFIX = "standard_error:"
 
 
 def check_confidence(confidence: float, *, option: str = "--confidence") -> float:
@@ -146,9 +157,16 @@ class PairedSample:
         passed_c = np.asarray(candidate.passed, dtype=np.float64)[layout]
         # Columns summed per stratum: passes of each policy, costs of each policy (nano-dollars). Every
         # product and sum is an integer below 2**53, so the sums are exact whatever order BLAS adds them in.
-        self.values = np.column_stack([passed_b, passed_c,
-                                       np.asarray(baseline.cost_nano_usd, dtype=np.float64)[layout],
-                                       np.asarray(candidate.cost_nano_usd, dtype=np.float64)[layout]])
+        cost_b = np.asarray(baseline.cost_nano_usd, dtype=np.float64)[layout]
+        cost_c = np.asarray(candidate.cost_nano_usd, dtype=np.float64)[layout]
+        self.values = np.column_stack([passed_b, passed_c, cost_b, cost_c])
+        # Squares and cross products give each resample's standard error of the cost changes (studentized
+        # intervals). They are not exact integers, so they are summed by numpy's fixed-order reductions,
+        # never by BLAS, and only for samples small enough to need them.
+        self.studentized = n <= STUDENTIZED_MAX_REQUESTS
+        scaled_b, scaled_c = cost_b / NANO_PER_USD, cost_c / NANO_PER_USD
+        self.squares = (np.column_stack([scaled_b * scaled_b, scaled_c * scaled_c, scaled_b * scaled_c])
+                        if self.studentized else None)
         latency_b, latency_c = latency_b[layout], latency_c[layout]
         candidate_order = np.lexsort((latency_c, codes))
         self._orders = (np.arange(n), candidate_order)
@@ -214,6 +232,18 @@ class PairedSample:
             sums[:, :, column] = np.add.reduceat(weighted, self.starts, axis=1)
         return sums
 
+    def _square_sums(self, counts: np.ndarray) -> np.ndarray:
+        """(rows, strata, 3) count-weighted sums of b², c² and b·c (costs in USD), for the standard errors.
+
+        numpy's own reductions add in a fixed order whatever the thread count (BLAS would not), so these
+        float sums are the same on every machine."""
+        sums = np.empty((counts.shape[0], self.strata, 3))
+        weighted = np.empty_like(counts)
+        for column in range(3):
+            np.multiply(counts, self.squares[:, column], out=weighted)
+            sums[:, :, column] = np.add.reduceat(weighted, self.starts, axis=1)
+        return sums
+
     def _quantiles(self, counts: np.ndarray, side: int) -> np.ndarray:
         """(rows, strata) latency quantile of one policy in each resample."""
         positions, latency, seg_start, seg_end = self._tails[side]
@@ -258,7 +288,21 @@ class PairedSample:
         # Undefined (nan) where the baseline cost nothing in that resample.
         ratio = np.full_like(cost_b, np.nan)
         np.divide(cost_c, cost_b, out=ratio, where=cost_b > 0)
-        return {
+        found = {}
+        if self.studentized:
+            square_b, square_c, cross = (part for part in np.moveaxis(self._square_sums(counts), 2, 0))
+            mean_b, mean_c = cost_b / sizes, cost_c / sizes
+            # Standard errors for the studentized intervals: the mean paired difference c - b, and the ratio
+            # of means by its linearisation, residuals c - r·b over the baseline's mean (the delta method).
+            spread = np.maximum((square_c - 2 * cross + square_b) / sizes - (mean_c - mean_b) ** 2, 0.0)
+            ratio_of_means = np.divide(mean_c, mean_b, out=np.full_like(mean_b, np.nan), where=mean_b > 0)
+            residual = np.maximum((square_c - 2 * ratio_of_means * cross + ratio_of_means ** 2 * square_b) / sizes,
+                                  0.0)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                se_ratio = np.sqrt(residual / sizes) / mean_b
+            found = {SE_PREFIX + COST_CHANGE: np.sqrt(spread / sizes),
+                     SE_PREFIX + COST_RELATIVE_CHANGE: np.where(mean_b > 0, se_ratio, np.nan)}
+        return found | {
             BASELINE_PASS_RATE: passed_b / sizes,
             CANDIDATE_PASS_RATE: passed_c / sizes,
             BASELINE_COST: cost_b / sizes,
@@ -325,14 +369,28 @@ def paired_bootstrap(sample: PairedSample, *, resamples: int = 1000, seed: int =
     replicates = {name: np.concatenate([part[name] for part in parts], axis=0) for name in parts[0]}
     alpha = 1 - confidence
     low, high = {}, {}
+    estimate = sample.estimates()
     for name, values in replicates.items():
         finite = np.isfinite(values).all(axis=0)
         bounds = np.full((2, sample.strata), np.nan)
-        if finite.any():
+        if name.startswith(SE_PREFIX):
+            continue
+        if name in STUDENTIZED and sample.studentized:
+            se_star, se = replicates[SE_PREFIX + name], estimate[SE_PREFIX + name]
+            finite &= np.isfinite(se_star).all(axis=0) & np.isfinite(se)
+            if finite.any():
+                # t* = (θ* − θ̂) / se*; the interval is θ̂ − t*(1−α/2)·se to θ̂ − t*(α/2)·se. A resample with no
+                # spread (every difference equal) has t* = 0: the change is known exactly there.
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    t = np.where(se_star[:, finite] > 0,
+                                 (values[:, finite] - estimate[name][finite]) / se_star[:, finite], 0.0)
+                quantiles = np.quantile(t, [1 - alpha / 2, alpha / 2], axis=0)
+                bounds[:, finite] = estimate[name][finite] - quantiles * se[finite]
+        elif finite.any():
             bounds[:, finite] = np.quantile(values[:, finite], [alpha / 2, 1 - alpha / 2], axis=0)
         low[name], high[name] = bounds[0], bounds[1]
     return BootstrapResult(stratum_codes=sample.stratum_codes, sizes=sample.sizes, confidence=confidence,
-                           resamples=resamples, seed=seed, estimate=sample.estimates(), low=low, high=high,
+                           resamples=resamples, seed=seed, estimate=estimate, low=low, high=high,
                            replicates=replicates)
 
 

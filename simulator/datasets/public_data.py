@@ -9,9 +9,10 @@ it. What is recorded and what is derived is described in simulator.datasets.publ
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from simulator.core.contract import write_folder
+from simulator.core.contract import SIGNALS_FILE, write_folder
 from simulator.datasets.public_readme import readme
 from simulator.datasets.public_sources import (
     LLMPERF_LICENCE,
@@ -43,6 +44,9 @@ def build_all(source: Path, out: Path) -> list[Path]:
         for upstream, name in LICENCES[dataset.name]:
             files[name] = need_file(source / upstream).read_text(encoding="utf-8")
         files["README.md"] = readme(dataset, latency)
+        # noisy_gate_pass is a simulated judge that runs when the call returns: a serving-time signal, so a
+        # cascade gated on it is a deployable policy (one gated on `passed` stays a bound).
+        files[SIGNALS_FILE] = json.dumps({"serving_time": ["noisy_gate_pass"]}, indent=2) + "\n"
         write_folder(out / dataset.name, dataset.traffic, dataset.outcomes, files)
         written.append(out / dataset.name)
     return written

@@ -30,6 +30,7 @@ from simulator.core.results import (
     save_result,
 )
 from simulator.core.runner import Inputs, Outcome, load_scenarios, run_scenario
+from simulator.core.verdict import recommend
 
 TABLES_FILE = "tables.json"
 BASELINES_FILE = "baselines.json"
@@ -49,6 +50,7 @@ class ReportInputs:
     frontier: dict | None = None  # simulator.analyses.tables.frontier_table, computed from the saved tables
     gates: dict | None = None  # every scenario gated against the baseline (see `gates_against`)
     price_checks: list[dict] | None = None  # each sheet against its data's recorded costs (`price_checks`)
+    recommendation: dict | None = None  # simulator.core.verdict.recommend over the summaries and gates
 
 
 def default_results_dir(out: Path) -> Path:
@@ -57,13 +59,18 @@ def default_results_dir(out: Path) -> Path:
     return out.with_name(f"{out.stem}-results")
 
 
-def gates_against(baseline: str, outcomes: list[Outcome]) -> dict:
-    """Every other scenario replayed on the baseline's requests, through the regression gate's defaults.
+def gates_against(baseline: str, outcomes: list[Outcome], tolerance: float | None = None) -> dict:
+    """Every other scenario replayed on the baseline's requests, through the regression gate (its defaults,
+    with the run's `tolerance` and admission rule).
 
     Scenarios on other requests (other data, window or sample) cannot be compared request by request
     and are listed as skipped.
     """
-    from simulator.analyses.gate import GateSide, gate_result
+    from simulator.analyses.gate import GateOptions, GateSide, gate_result
+    from simulator.core.verdict import DEFAULT_ADMISSION
+
+    admission = outcomes[0].replay.scenario.admission or DEFAULT_ADMISSION
+    options = GateOptions(admission=admission, **({} if tolerance is None else {"tolerance": tolerance}))
 
     def side(outcome: Outcome) -> GateSide:
         summary = outcome.summary
@@ -78,20 +85,23 @@ def gates_against(baseline: str, outcomes: list[Outcome]) -> dict:
             continue
         if not outcome.replay.decisions["request_id"].equals(base.replay.decisions["request_id"]):
             skipped.append({"scenario": outcome.summary["scenario"],
-                            "reason": "replayed on other requests than the baseline (data, window, sample or "
-                                      "requests skipped for missing outcomes)"})
+                            "reason": "replayed on other requests than the baseline: another data folder, window "
+                                      "or sample, or requests skipped for missing outcomes"})
             continue
-        gates.append(gate_result(side(base), side(outcome)))
-    return {"baseline": baseline, "gates": gates, "skipped": skipped}
+        gates.append(gate_result(side(base), side(outcome), options))
+    return {"baseline": baseline, "tolerance": options.tolerance, "gates": gates, "skipped": skipped}
 
 
 def replay_and_save(paths: list[Path], results_dir: Path, label: Callable[[str], None] | None = None,
-                    advance: Callable[[], None] | None = None, baseline: str | None = None) -> list[Outcome]:
+                    advance: Callable[[], None] | None = None, baseline: str | None = None, *,
+                    tolerance: float | None = None, rule: str | None = None,
+                    confidence: float | None = None) -> list[Outcome]:
     """Replays the scenarios and saves results, tables, baselines (on the first scenario's requests),
-    and, when `baseline` names one of the scenarios, every other one gated against it."""
+    and, when `baseline` names one of the scenarios, every other one gated against it (with `tolerance`).
+    `rule` and `confidence` set the run's admission (simulator.core.verdict.resolve_admission)."""
     label, advance = label or (lambda _: None), advance or (lambda: None)
     results_dir = Path(results_dir)
-    scenarios = load_scenarios(paths)
+    scenarios = load_scenarios(paths, rule, confidence)
     inputs = Inputs()
     outcomes = []
     for scenario in scenarios:
@@ -115,7 +125,7 @@ def replay_and_save(paths: list[Path], results_dir: Path, label: Callable[[str],
     gates_path = results_dir / GATES_FILE
     if baseline is not None:
         label(f"gating against {baseline}")
-        write_json_atomic(gates_path, gates_against(baseline, outcomes))
+        write_json_atomic(gates_path, gates_against(baseline, outcomes, tolerance))
     elif gates_path.exists():
         gates_path.unlink()
     label("price sheets against the recorded costs")
@@ -192,10 +202,13 @@ def load_report_inputs(results_dir: Path) -> ReportInputs:
     baselines_path, gates_path = folder / BASELINES_FILE, folder / GATES_FILE
     baselines = _read_json(baselines_path) if baselines_path.is_file() else None
     checks_path = folder / PRICE_CHECKS_FILE
+    gates = _read_json(gates_path) if gates_path.is_file() else None
+    recommendation = recommend(summaries, baseline=gates["baseline"] if gates else None,
+                               gates={g["candidate"]["name"]: g for g in gates["gates"]} if gates else None)
     return ReportInputs(summaries=summaries, tables=tables, baselines=baselines,
-                        headline=analysis.headline(summaries, baselines),
+                        headline=analysis.headline(summaries, baselines, recommendation, gates),
                         frontier=analysis.frontier_table(summaries, tables, baselines),
-                        gates=_read_json(gates_path) if gates_path.is_file() else None,
+                        gates=gates, recommendation=recommendation,
                         price_checks=_read_json(checks_path)["checks"] if checks_path.is_file() else None)
 
 

@@ -8,6 +8,8 @@ tooltips are formatted in Python with simulator.core.formats, so a chart says "$
 from __future__ import annotations
 
 import datetime as dt
+import math
+from dataclasses import dataclass
 
 import altair as alt
 import polars as pl
@@ -16,24 +18,134 @@ from simulator.core import formats
 
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"
 WIDTH = 560
-KIND_SHAPES = {"policy": "circle", "single model": "square", "oracle": "diamond"}
+KIND_SHAPES = {"policy": "circle", "single model": "square", "oracle": "diamond", "bound": "triangle-up"}
 LATENCY_TICKS = [10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 200_000,
                  500_000, 1_000_000]
 PASS_TICKS = [step / 20 for step in range(21)]
 QUANTILES = ("p5", "p25", "p50", "p75", "p95", "p99")
 GROUP_ORDER = ["all requests", "1 model call", "2 model calls", "3+ model calls"]
 GROUP_COLORS = ["#7f7f7f", "#4c78a8", "#f58518", "#e45756"]
+ESCALATION_HEIGHT = 150
 
 
 
-def _cost_quality_axes(log: bool, *, padding: int) -> tuple[alt.X, alt.Y]:
-    """Cost per 1,000 requests (log scale when every cost is positive) against pass rate."""
-    x = alt.X("cost_per_1k_usd:Q", title="Cost per 1,000 requests" + (" (log scale)" if log else ""),
-              scale=alt.Scale(type="log" if log else "linear", nice=False, padding=padding),
-              axis=alt.Axis(format="$,.2~f", labelOverlap="greedy", labelSeparation=6))
-    y = alt.Y("pass_rate:Q", title="Pass rate", scale=alt.Scale(zero=False, nice=True, padding=12),
-              axis=alt.Axis(format=".0%", values=PASS_TICKS))
-    return x, y
+@dataclass(frozen=True)
+class Plane:
+    """A cost-quality plot's explicit scales, so label positions can be worked out in pixels here: cost per
+    1,000 requests on x (log when every cost is positive), pass rate on y."""
+
+    width: int
+    height: int
+    x_domain: tuple[float, float]
+    y_domain: tuple[float, float]
+    log: bool
+
+    @classmethod
+    def around(cls, costs: list[float], rates: list[float], width: int, height: int) -> Plane:
+        log = all(cost > 0 for cost in costs)
+        low, high = min(costs), max(costs)
+        if log:
+            spread = max(math.log10(high) - math.log10(low), 0.2) * 0.08
+            x_domain = (10 ** (math.log10(low) - spread), 10 ** (math.log10(high) + spread))
+        else:
+            spread = max(high - low, 1e-9) * 0.08
+            x_domain = (low - spread, high + spread)
+        bottom = math.floor(min(rates) * 20 - 0.2) / 20
+        top = min(1.0, math.ceil(max(rates) * 20 + 0.2) / 20)
+        return cls(width, height, x_domain, (max(0.0, bottom), max(top, bottom + 0.05)), log)
+
+    def x(self, value: float) -> float:
+        if self.log:
+            low, high = (math.log10(v) for v in self.x_domain)
+            return (math.log10(value) - low) / (high - low) * self.width
+        return (value - self.x_domain[0]) / (self.x_domain[1] - self.x_domain[0]) * self.width
+
+    def y(self, value: float) -> float:
+        return (1 - (value - self.y_domain[0]) / (self.y_domain[1] - self.y_domain[0])) * self.height
+
+    def x_value(self, pixel: float) -> float:
+        share = pixel / self.width
+        if self.log:
+            low, high = (math.log10(v) for v in self.x_domain)
+            return 10 ** (low + share * (high - low))
+        return self.x_domain[0] + share * (self.x_domain[1] - self.x_domain[0])
+
+    def y_value(self, pixel: float) -> float:
+        return self.y_domain[0] + (1 - pixel / self.height) * (self.y_domain[1] - self.y_domain[0])
+
+    def axes(self) -> tuple[alt.X, alt.Y]:
+        x = alt.X("cost_per_1k_usd:Q", title="Cost per 1,000 requests" + (" (log scale)" if self.log else ""),
+                  scale=alt.Scale(type="log" if self.log else "linear", nice=False, domain=list(self.x_domain)),
+                  axis=alt.Axis(format="$,.2~f", labelOverlap="greedy", labelSeparation=6))
+        y = alt.Y("pass_rate:Q", title="Pass rate", scale=alt.Scale(nice=False, zero=False, domain=list(self.y_domain)),
+                  axis=alt.Axis(format=".0%", values=[v for v in PASS_TICKS
+                                                      if self.y_domain[0] - 1e-9 <= v <= self.y_domain[1] + 1e-9]))
+        return x, y
+
+
+# Estimated size of a label at LABEL_FONT px: wide enough for system-ui's widest common glyphs.
+LABEL_FONT = 11
+CHAR_WIDTH = 6.6
+LINE_HEIGHT = 14
+# How far (pixels) from its point's edge a label may sit, nearest first; at each distance the label is tried
+# right, left, above, below, then at the four corners.
+GAPS = (3, 14, 28)
+SIDES = [(1, 0), (-1, 0), (0, -1), (0, 1), (1, -1), (-1, -1), (1, 1), (-1, 1)]
+MARK_RADIUS = 8
+
+
+def place_labels(points: list[tuple[float, float, str]], plane: Plane,
+                 obstacles: list[tuple[float, float, float, float]] = ()) -> list[dict]:
+    """Label positions that overlap neither each other nor the points, inside the plot.
+
+    `points` are (cost per 1,000, pass rate, label) in priority order; returns, per label that found room,
+    `name`, `label_x` and `label_y` (data coordinates of the label's centre, drawn centred). A label that
+    finds no room is left out: its point keeps its tooltip and the tables name it. Text widths are
+    estimated (CHAR_WIDTH per character), on the generous side.
+    """
+    boxes = [(plane.x(c) - MARK_RADIUS, plane.y(q) - MARK_RADIUS, plane.x(c) + MARK_RADIUS, plane.y(q) + MARK_RADIUS)
+             for c, q, _ in points] + list(obstacles)
+    placed = []
+    for cost, rate, name in points:
+        half_w, half_h = len(name) * CHAR_WIDTH / 2 + 2, LINE_HEIGHT / 2
+        px, py = plane.x(cost), plane.y(rate)
+        for gap, (ox, oy) in ((gap, side) for gap in GAPS for side in SIDES):
+            reach = MARK_RADIUS + gap
+            cx = px + ox * (reach + half_w) if oy == 0 else px + ox * (half_w - MARK_RADIUS)
+            cy = py + oy * (reach + half_h)
+            box = (cx - half_w, cy - half_h, cx + half_w, cy + half_h)
+            if box[0] < 0 or box[2] > plane.width or box[1] < 0 or box[3] > plane.height:
+                continue
+            if any(not (box[2] <= o[0] or o[2] <= box[0] or box[3] <= o[1] or o[3] <= box[1]) for o in boxes):
+                continue
+            boxes.append(box)
+            placed.append({"name": name, "label_x": plane.x_value(cx), "label_y": plane.y_value(cy)})
+            break
+    return placed
+
+
+def _label_layer(placed: list[dict], plane: Plane, color: str = "#444") -> alt.Chart:
+    """The placed labels, centred where place_labels put them (fields named like the points' so the
+    layers share their axes)."""
+    frame = _frame([{"name": p["name"], "cost_per_1k_usd": p["label_x"], "pass_rate": p["label_y"]} for p in placed],
+                   {"name": pl.String, "cost_per_1k_usd": pl.Float64, "pass_rate": pl.Float64})
+    x, y = plane.axes()
+    return alt.Chart(frame).mark_text(align="center", baseline="middle", fontSize=LABEL_FONT, color=color).encode(
+        x, y, text="name:N")
+
+
+def _bar_annotation(plane: Plane, bars: list[float]) -> tuple[list, list[tuple[float, float, float, float]]]:
+    """The quality bar(s) as dashed rules with a label at the left, and the labels' boxes (obstacles)."""
+    rows = [{"bar": bar, "label": f"quality bar {formats.pct(bar)}"} for bar in bars
+            if plane.y_domain[0] <= bar <= plane.y_domain[1]]
+    frame = _frame(rows, {"bar": pl.Float64, "label": pl.String})
+    rule = alt.Chart(frame).mark_rule(color="#b22222", strokeDash=[6, 4], strokeWidth=1.5).encode(y="bar:Q")
+    label = alt.Chart(frame).mark_text(align="left", baseline="bottom", dx=4, dy=-3, color="#b22222",
+                                       fontSize=LABEL_FONT).encode(y="bar:Q", x=alt.value(0), text="label:N")
+    boxes = [(0, plane.y(row["bar"]) - 3 - LINE_HEIGHT, 4 + len(row["label"]) * CHAR_WIDTH, plane.y(row["bar"]))
+             for row in rows]
+    return [rule, label], boxes
+
 
 def _frame(rows: list[dict], schema: dict) -> pl.DataFrame:
     return pl.DataFrame([{name: row.get(name) for name in schema} for row in rows], schema=schema)
@@ -53,9 +165,11 @@ def _policy_order(inputs) -> list[str]:
 
 
 def cost_quality(inputs) -> alt.TopLevelMixin:
-    """Pass rate against cost per 1,000 requests: policies as coloured dots, baselines and oracle labelled."""
-    rows = [{"name": s["scenario"], "kind": "policy", "cost_per_1k_usd": t["cost_per_1k_usd"],
-             "pass_rate": s["pass_rate"], "requests": s["requests"]}
+    """Pass rate against cost per 1,000 requests: each policy its own colour and shape, baselines and the
+    oracle as hollow grey shapes, every point labelled where its label overlaps nothing."""
+    # A policy that reads a grade is a bound: drawn hollow with the references, never as a policy.
+    rows = [{"name": s["scenario"], "kind": "policy" if s.get("deployable", True) else "bound",
+             "cost_per_1k_usd": t["cost_per_1k_usd"], "pass_rate": s["pass_rate"], "requests": s["requests"]}
             for s, t in zip(inputs.summaries, inputs.tables)]
     if inputs.baselines:
         rows += [{"name": f"{m['model']} only", "kind": "single model", "cost_per_1k_usd": m["cost_per_1k_usd"],
@@ -71,42 +185,59 @@ def cost_quality(inputs) -> alt.TopLevelMixin:
               "requests": pl.Int64, "cost_label": pl.String, "pass_label": pl.String, "requests_label": pl.String}
     policies = _frame([row for row in rows if row["kind"] == "policy"], schema)
     references = _frame([row for row in rows if row["kind"] != "policy"], schema)
-    log = all(row["cost_per_1k_usd"] > 0 for row in rows)
-    x, y = _cost_quality_axes(log, padding=40)
+    bars = sorted({s["quality_bar"] for s in inputs.summaries})
+    plane = Plane.around([row["cost_per_1k_usd"] for row in rows], [row["pass_rate"] for row in rows] + bars,
+                         WIDTH, 340)
+    x, y = plane.axes()
     tooltip = [alt.Tooltip("name:N", title="name"), alt.Tooltip("kind:N", title="kind"),
                alt.Tooltip("cost_label:N", title="per 1,000 requests"), alt.Tooltip("pass_label:N", title="pass rate"),
                alt.Tooltip("requests_label:N", title="requests")]
-    reference_marks = alt.Chart(references).encode(x, y, tooltip=tooltip)
-    hollow = reference_marks.mark_point(size=260, strokeWidth=1.5, color="#555").encode(
+    hollow = alt.Chart(references).encode(x, y, tooltip=tooltip).mark_point(size=200, strokeWidth=1.5, color="#555").encode(
         shape=alt.Shape("kind:N", title="Reference", scale=alt.Scale(domain=list(KIND_SHAPES)[1:],
                                                                       range=list(KIND_SHAPES.values())[1:])))
-    names = reference_marks.mark_text(align="center", dy=-17, fontSize=11, color="#444").encode(text="name:N")
-    dots = alt.Chart(policies).mark_circle(size=110, opacity=0.95, stroke="white", strokeWidth=1).encode(
+    names = [s["scenario"] for s in inputs.summaries if s.get("deployable", True)]
+    dots = alt.Chart(policies).mark_point(size=110, opacity=0.95, filled=True).encode(
         x, y, tooltip=tooltip,
-        color=alt.Color("name:N", title="Policy", sort=_policy_order(inputs), scale=alt.Scale(scheme="category10")))
-    bars = sorted({s["quality_bar"] for s in inputs.summaries})
-    bar_rows = _frame([{"bar": bar, "label": f"quality bar {formats.pct(bar)}"} for bar in bars],
-                      {"bar": pl.Float64, "label": pl.String})
-    rule = alt.Chart(bar_rows).mark_rule(color="#b22222", strokeDash=[6, 4], strokeWidth=1.5).encode(y="bar:Q")
-    label = alt.Chart(bar_rows).mark_text(align="left", baseline="bottom", dx=4, dy=-3, color="#b22222",
-                                          fontSize=11).encode(y="bar:Q", x=alt.value(0), text="label:N")
-    return finish(alt.layer(rule, label, hollow, names, dots).properties(
-        width=WIDTH, height=340, title="Cost against quality (up and to the left is better)"))
+        color=alt.Color("name:N", title="Policy", sort=names, scale=alt.Scale(domain=names, range=palette(len(names)))))
+    annotation, boxes = _bar_annotation(plane, bars)
+    placed = place_labels([(row["cost_per_1k_usd"], row["pass_rate"], row["name"]) for row in rows], plane, boxes)
+    return finish(alt.layer(*annotation, hollow, dots, _label_layer(placed, plane)).properties(width=WIDTH, height=340, title="Cost against quality (up and to the left is better)"))
+
+
+# A stacked bar tells apart at most this many parts by colour; the rest are drawn as one "other" part
+# (the table below the chart lists every part).
+MAX_PARTS = 10
 
 
 def _stacked_cost(inputs, part: str, key: str, title: str) -> alt.TopLevelMixin:
+    totals: dict[str, float] = {}
+    for tables in inputs.tables:
+        for row in tables["cost"][part]:
+            totals[row[key]] = totals.get(row[key], 0.0) + (row["cost_per_1k_usd"] or 0.0)
+    ranked = sorted(totals, key=lambda name: (-totals[name], name))
+    shown = ranked if len(ranked) <= MAX_PARTS else ranked[:MAX_PARTS - 1]
+    other = f"{len(ranked) - len(shown)} other {key}s"
     rows = []
     for summary, tables in zip(inputs.summaries, inputs.tables):
-        for row in tables["cost"][part]:
+        rest = [row for row in tables["cost"][part] if row[key] not in shown]
+        for row in [row for row in tables["cost"][part] if row[key] in shown]:
             rows.append({"scenario": summary["scenario"], "part": row[key], "cost_per_1k_usd": row["cost_per_1k_usd"],
                          "cost_label": formats.usd(row["cost_usd"]), "share_label": formats.pct(row["cost_share"]),
                          "per_1k_label": formats.usd(row["cost_per_1k_usd"])})
+        if rest:
+            cost = sum(row["cost_usd"] for row in rest)
+            per_1k = sum(row["cost_per_1k_usd"] for row in rest)
+            share = sum(row["cost_share"] or 0.0 for row in rest)
+            rows.append({"scenario": summary["scenario"], "part": other, "cost_per_1k_usd": per_1k,
+                         "cost_label": formats.usd(cost), "share_label": formats.pct(share),
+                         "per_1k_label": formats.usd(per_1k)})
+    domain = shown + ([other] if len(shown) < len(ranked) else [])
     frame = _frame(rows, {"scenario": pl.String, "part": pl.String, "cost_per_1k_usd": pl.Float64,
                           "cost_label": pl.String, "share_label": pl.String, "per_1k_label": pl.String})
     return finish(alt.Chart(frame).mark_bar().encode(
         x=alt.X("sum(cost_per_1k_usd):Q", title="Cost per 1,000 requests", axis=alt.Axis(format="$,.2~f")),
         y=alt.Y("scenario:N", title=None, sort=_policy_order(inputs)),
-        color=alt.Color("part:N", title=key, scale=alt.Scale(scheme="tableau10")),
+        color=alt.Color("part:N", title=key, sort=domain, scale=alt.Scale(domain=domain, range=palette(len(domain)))),
         tooltip=[alt.Tooltip("scenario:N", title="policy"), alt.Tooltip("part:N", title=key),
                  alt.Tooltip("cost_label:N", title="cost"), alt.Tooltip("per_1k_label:N", title="per 1,000 requests"),
                  alt.Tooltip("share_label:N", title="share of the policy's cost")],
@@ -168,8 +299,7 @@ def escalation(inputs) -> alt.TopLevelMixin | None:
                             {"start": pl.String, "start_label": pl.String, "requests": pl.Int64, "escalated": pl.Int64,
                              "escalation_rate": pl.Float64, "rate_label": pl.String, "requests_label": pl.String})
             line = alt.Chart(series).mark_line(point=alt.OverlayMarkDef(size=18), strokeWidth=1.5).encode(
-                x=alt.X("start:T", title=f"{cascade['bucket'].capitalize()} (UTC)", scale=alt.Scale(type="utc"),
-                        axis=alt.Axis(format="%a %d %b", labelAngle=0)),
+                x=_time_axis(cascade["bucket"], f"{cascade['bucket'].capitalize()} (UTC)"),
                 y=alt.Y("escalation_rate:Q", title="Escalation rate", scale=alt.Scale(domain=[0, 1]),
                         axis=alt.Axis(format=".0%")),
                 tooltip=[alt.Tooltip("start_label:N", title="from (UTC)"),
@@ -185,29 +315,35 @@ def escalation(inputs) -> alt.TopLevelMixin | None:
                 layers.append(alt.Chart(rule_rows).mark_text(align="right", baseline="bottom", dy=-3,
                                                              color="#b22222", fontSize=11)
                               .encode(y="rate:Q", x=alt.value(WIDTH), text="label:N"))
-            layers += _alarm_layers(cascade.get("drift") or {})
-            panels.append(alt.layer(*layers).properties(width=WIDTH, height=150, title=title))
+            layers += _alarm_layers(cascade.get("drift") or {}, cascade["over_time"])
+            panels.append(alt.layer(*layers).properties(width=WIDTH, height=ESCALATION_HEIGHT, title=title))
     if not panels:
         return None
     return finish(alt.vconcat(*panels, spacing=24))
 
 
-def _alarm_layers(found: dict) -> list:
-    """A vertical rule where a sustained rise in escalations began (simulator.analyses.drift), labelled."""
+def _alarm_layers(found: dict, series: list[dict]) -> list:
+    """A vertical rule where a sustained rise in escalations began (simulator.analyses.drift), labelled on
+    the side of the rule with more room, so the label stays inside the panel."""
     if not found.get("alarm"):
         return []
+    first, last = dt.datetime.fromisoformat(series[0]["start"]), dt.datetime.fromisoformat(series[-1]["start"])
+    started = dt.datetime.fromisoformat(found["started_at"])
+    right_half = last > first and (started - first) / (last - first) > 0.5
     rows = _frame([{"start": found["started_at"], "label": f"rise from {_when(found['started_at'])}",
                     "alarm_label": _when(found["alarm_at"])}],
                   {"start": pl.String, "label": pl.String, "alarm_label": pl.String})
     tooltip = [alt.Tooltip("label:N", title="sustained rise"), alt.Tooltip("alarm_label:N", title="alarm in bucket")]
     marker = alt.Chart(rows).mark_rule(color="#d97706", strokeWidth=2).encode(
         x=alt.X("start:T", scale=alt.Scale(type="utc")), tooltip=tooltip)
-    label = alt.Chart(rows).mark_text(align="left", baseline="top", dx=4, dy=4, color="#b45309", fontSize=11).encode(
-        x=alt.X("start:T", scale=alt.Scale(type="utc")), y=alt.value(0), text="label:N")
+    # At the foot of the panel, where no break-even rule (drawn near the top for most cascades) runs through it.
+    label = alt.Chart(rows).mark_text(align="right" if right_half else "left", baseline="bottom",
+                                      dx=-4 if right_half else 4, dy=-4, color="#b45309", fontSize=11).encode(
+        x=alt.X("start:T", scale=alt.Scale(type="utc")), y=alt.value(ESCALATION_HEIGHT), text="label:N")
     return [marker, label]
 
 
-FRONTIER_KINDS = {"policy": "circle", "single model": "square", "oracle": "diamond"}
+FRONTIER_KINDS = {"policy": "circle", "bound": "triangle-up", "single model": "square", "oracle": "diamond"}
 
 
 def frontier(inputs) -> alt.TopLevelMixin | None:
@@ -233,7 +369,9 @@ def frontier(inputs) -> alt.TopLevelMixin | None:
     lines += [{"line": "best mixture of two models", "order": index,
                "cost_per_1k_usd": p["cost_per_request_usd"] * 1000, "pass_rate": p["pass_rate"], "name": p["name"]}
               for index, p in enumerate(found["mixture"])]
-    points = [{"name": p["scenario"], "kind": "policy", "cost_per_1k_usd": p["cost_per_request_usd"] * 1000,
+    deployable = {s["scenario"]: s.get("deployable", True) for s in inputs.summaries}
+    points = [{"name": p["scenario"], "kind": "policy" if deployable[p["scenario"]] else "bound",
+               "cost_per_1k_usd": p["cost_per_request_usd"] * 1000,
                "pass_rate": p["pass_rate"]} for p in found["policies"] if p["comparable"]]
     if inputs.baselines:
         points += [{"name": f"{m['model']} only", "kind": "single model", "cost_per_1k_usd": m["cost_per_1k_usd"],
@@ -244,8 +382,9 @@ def frontier(inputs) -> alt.TopLevelMixin | None:
     for row in points + lines:
         row |= {"cost_label": formats.usd(row["cost_per_1k_usd"]), "pass_label": formats.pct(row["pass_rate"])}
     everything = curves + lines + points
-    log = all(row["cost_per_1k_usd"] > 0 for row in everything)
-    x, y = _cost_quality_axes(log, padding=30)
+    plane = Plane.around([row["cost_per_1k_usd"] for row in everything], [row["pass_rate"] for row in everything],
+                         WIDTH, 360)
+    x, y = plane.axes()
     layers = []
     if curves:
         frame = _frame(curves, {"curve": pl.String, "cost_per_1k_usd": pl.Float64, "pass_rate": pl.Float64,
@@ -253,7 +392,8 @@ def frontier(inputs) -> alt.TopLevelMixin | None:
                                 "pass_label": pl.String, "escalation_label": pl.String})
         layers.append(alt.Chart(frame).mark_line(strokeWidth=1.5, opacity=0.85, point=alt.OverlayMarkDef(size=10))
                       .encode(x, y, order="threshold:Q",
-                              color=alt.Color("curve:N", title="Threshold sweep", scale=alt.Scale(scheme="tableau10")),
+                              color=alt.Color("curve:N", title="Threshold sweep",
+                                              scale=alt.Scale(range=palette(len({c["curve"] for c in curves})))),
                               tooltip=[alt.Tooltip("curve:N", title="sweep"), alt.Tooltip("label:N", title="threshold"),
                                        alt.Tooltip("cost_label:N", title="per 1,000 requests"),
                                        alt.Tooltip("pass_label:N", title="pass rate"),
@@ -276,12 +416,80 @@ def frontier(inputs) -> alt.TopLevelMixin | None:
     layers.append(marks.mark_point(size=120, strokeWidth=1.5, filled=False, color="#111").encode(
         shape=alt.Shape("kind:N", title="Point", scale=alt.Scale(domain=list(FRONTIER_KINDS),
                                                                   range=list(FRONTIER_KINDS.values())))))
-    layers.append(marks.mark_text(align="left", dx=8, dy=-8, fontSize=10, color="#444").encode(text="name:N"))
+    priority = {"policy": 0, "bound": 1, "oracle": 1, "single model": 2}
+    ranked = sorted(points, key=lambda p: priority[p["kind"]])
+    layers.append(_label_layer(place_labels([(p["cost_per_1k_usd"], p["pass_rate"], p["name"]) for p in ranked],
+                                            plane), plane))
     return finish(alt.layer(*layers).resolve_scale(color="independent").properties(
         width=WIDTH, height=360, title="Threshold sweeps and the cost-quality frontier (up and to the left is better)"))
 
 
+# Time axis labels per bucket size: a day's label never repeats within a daily series, an hour's carries
+# the time so hourly ticks of one day do not all read the same date.
+TIME_FORMATS = {"minute": "%H:%M", "hour": "%d %b %H:%M", "day": "%a %d %b", "week": "%d %b %Y"}
+
+
+def _time_axis(bucket: str, title: str) -> alt.X:
+    return alt.X("start:T", title=title, scale=alt.Scale(type="utc"),
+                 axis=alt.Axis(format=TIME_FORMATS.get(bucket, "%d %b"), labelAngle=0, labelOverlap="greedy",
+                               labelSeparation=8,
+                               **({"tickCount": {"interval": bucket, "step": 1}} if bucket in ("day", "week") else {})))
+
+
+def over_time(inputs) -> alt.TopLevelMixin | None:
+    """Pass rate and cost per request per day (or hour) of every policy, the bar drawn on the pass rate."""
+    rows = []
+    for summary in inputs.summaries:
+        for row in summary["over_time"]["rows"]:
+            rows.append({"policy": summary["scenario"], "start": row["start"], "pass_rate": row["pass_rate"],
+                         "cost_per_1k_usd": row["cost_per_request_usd"] * 1000,
+                         "pass_label": formats.pct(row["pass_rate"]),
+                         "cost_label": formats.usd(row["cost_per_request_usd"] * 1000),
+                         "requests_label": formats.count(row["requests"]), "start_label": _when(row["start"])})
+    if not rows:
+        return None
+    bucket = inputs.summaries[0]["over_time"]["bucket"]
+    frame = _frame(rows, {"policy": pl.String, "start": pl.String, "pass_rate": pl.Float64,
+                          "cost_per_1k_usd": pl.Float64, "pass_label": pl.String, "cost_label": pl.String,
+                          "requests_label": pl.String, "start_label": pl.String})
+    names = _policy_order(inputs)
+    color = alt.Color("policy:N", title="Policy", sort=names, scale=alt.Scale(domain=names, range=palette(len(names))))
+    shape = alt.Shape("policy:N", title="Policy", sort=names, scale=alt.Scale(domain=names, range=shapes(len(names))))
+    tooltip = [alt.Tooltip("policy:N"), alt.Tooltip("start_label:N", title="from (UTC)"),
+               alt.Tooltip("pass_label:N", title="pass rate"), alt.Tooltip("cost_label:N", title="per 1,000 requests"),
+               alt.Tooltip("requests_label:N", title="requests")]
+    x = _time_axis(bucket, f"{bucket.capitalize()} (UTC)")
+    base = alt.Chart(frame).encode(x=x, color=color, tooltip=tooltip)
+    passing = base.mark_line(point=alt.OverlayMarkDef(size=30, filled=True)).encode(
+        y=alt.Y("pass_rate:Q", title="Pass rate", scale=alt.Scale(zero=False), axis=alt.Axis(format=".0%")),
+        shape=shape)
+    bars = sorted({s["quality_bar"] for s in inputs.summaries})
+    bar_rows = _frame([{"bar": bar} for bar in bars], {"bar": pl.Float64})
+    rule = alt.Chart(bar_rows).mark_rule(color="#b22222", strokeDash=[6, 4]).encode(y="bar:Q")
+    costs = base.mark_line(point=alt.OverlayMarkDef(size=30, filled=True)).encode(
+        y=alt.Y("cost_per_1k_usd:Q", title="Cost per 1,000 requests", axis=alt.Axis(format="$,.2~f")), shape=shape)
+    return finish(alt.vconcat(
+        alt.layer(rule, passing).properties(width=WIDTH, height=200, title=f"Pass rate per {bucket} (dashed: the quality bar)"),
+        costs.properties(width=WIDTH, height=160, title=f"Cost per 1,000 requests per {bucket}"), spacing=20))
+
+
+# Enough distinct colours for every policy or model a report shows (Tableau 20 and more), and shapes to
+# tell apart the ones that still share a colour.
+COLORS = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f",
+          "#bab0ac", "#1f77b4", "#aec7e8", "#ff7f0e", "#2ca02c", "#98df8a", "#d62728", "#9467bd", "#c5b0d5",
+          "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39"]
+SHAPES = ["circle", "square", "diamond", "triangle-up", "triangle-down", "cross", "triangle-left", "triangle-right"]
+
+
+def palette(n: int) -> list[str]:
+    return [COLORS[index % len(COLORS)] for index in range(n)]
+
+
+def shapes(n: int) -> list[str]:
+    return [SHAPES[index % len(SHAPES)] for index in range(n)]
+
+
 def all_charts(inputs) -> dict[str, alt.TopLevelMixin | None]:
-    return {"cost-quality": cost_quality(inputs), "cost-by-model": cost_by_model(inputs),
+    return {"over-time": over_time(inputs), "cost-quality": cost_quality(inputs), "cost-by-model": cost_by_model(inputs),
             "cost-by-slice": cost_by_slice(inputs), "latency": latency(inputs), "escalation": escalation(inputs),
             "frontier": frontier(inputs)}

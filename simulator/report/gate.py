@@ -1,5 +1,5 @@
-"""The regression gate's result as text: the cells of its table, Markdown for a pull request and an HTML
-fragment for the report. The gate itself (simulator.analyses.gate) computes; this module only writes.
+"""The regression gate's result as text: the cells of its table, Markdown for a pull request and HTML
+(templates gate_alone.html.j2 and gate_detail.html.j2). The gate itself (simulator.analyses.gate) computes; this module only writes.
 """
 
 from __future__ import annotations
@@ -102,38 +102,14 @@ def gate_markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def template_globals() -> dict:
+    """The helpers the gate's templates call (gate.html.j2, gate_detail.html.j2)."""
+    return {"gate_cells": cells, "gate_headline": headline, "gate_settings": settings,
+            "gate_failures": failure_lines, "gate_headers": HEADERS, "gate_legend": LEGEND}
+
+
 def gate_html(result: dict) -> str:
-    """The gate as a standalone HTML <section>; every string from the data is escaped."""
-    verdict = "pass" if result["passed"] else "fail"
-    return (f'<section id="gate" class="gate gate-{verdict}">\n<h2>Regression gate</h2>\n'
-            f"{gate_fragment(result)}\n</section>")
+    """The gate as a standalone HTML <section>, from the report's own gate template; strings escaped."""
+    from simulator.report.templating import environment
 
-
-def gate_fragment(result: dict) -> str:
-    """The gate's verdict, failures and table as HTML, for a section of the report; strings escaped."""
-    def e(text) -> str:
-        return html.escape(str(text), quote=True)
-
-    verdict = "pass" if result["passed"] else "fail"
-    parts = [f'<div class="gate gate-{verdict}">',
-             f'<p class="lead"><strong>{e(headline(result))}</strong></p>',
-             f'<p class="note">{e(settings(result))}. {e(LEGEND)}.</p>']
-    if result["failures"]:
-        parts.append('<ul class="failures">' + "".join(f"<li>{e(line)}</li>" for line in failure_lines(result))
-                     + "</ul>")
-    parts.append('<div class="scroll"><table class="gate-table"><thead><tr>'
-                 + "".join(f"<th>{e(header)}</th>" for header in HEADERS.values()) + "</tr></thead><tbody>")
-    for row in [result["overall"], *result["slices"]]:
-        shown = cells(row)
-        css = "fail" if row["failures"] else "pass"
-        parts.append(f'<tr class="{css}">' + "".join(
-            f'<td class="num">{e(value)}</td>' if key not in ("scope", "verdict") else f"<td>{e(value)}</td>"
-            for key, value in shown.items()) + "</tr>")
-    parts.append("</tbody></table></div>")
-    for note in result["notes"]:
-        parts.append(f'<p class="note">{e(note)}</p>')
-    parts.append('<p class="note">A slice fails when the lower end of its pass-rate change interval is below minus its '
-                 "tolerance (the data cannot rule out a larger loss), or when the candidate's pass rate is below "
-                 "the slice's bar. Budgets apply to the whole replay, on the upper end of their interval.</p>")
-    parts.append("</div>")
-    return "\n".join(parts)
+    return environment().get_template("gate_alone.html.j2").render(result=result, **template_globals())

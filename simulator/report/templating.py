@@ -1,0 +1,47 @@
+"""The Jinja2 environment every report template renders in: autoescape on, strict about undefined names,
+and simulator.core.formats as filters, so a template writes `{{ row.pass_rate|pct }}`.
+
+`|tojson` (sorted keys, compact) is the only way data enters a `<script>` block: it writes `<`, `>`, `&`
+and `'` as \\u escapes, so nothing in the data can end the block.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+from simulator.core import formats
+
+
+def instant(iso: str) -> str:
+    return dt.datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def interval(verdict: dict | None) -> str:
+    """A pass rate's interval as '89.9–90.4%'."""
+    if not verdict:
+        return formats.DASH
+    return f"{verdict['low'] * 100:.1f}–{verdict['high'] * 100:.1f}%"
+
+
+def change(found: dict | None, render) -> str:
+    """A paired change as 'estimate [low, high]', each written by `render`."""
+    if not found or found.get("estimate") is None:
+        return formats.DASH
+    return f"{render(found['estimate'])} [{render(found['low'])}, {render(found['high'])}]"
+
+
+@functools.cache
+def environment() -> Environment:
+    env = Environment(loader=PackageLoader("simulator.report", "templates"),
+                      autoescape=select_autoescape(default=True, default_for_string=True),
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.policies["json.dumps_kwargs"] = {"sort_keys": True, "separators": (",", ":"), "ensure_ascii": False}
+    env.filters.update(usd=formats.usd, pct=formats.pct, ms=formats.ms, count=formats.count,
+                       score=formats.score, points=formats.points, signed_pct=formats.signed_pct,
+                       signed_ms=formats.signed_ms, instant=instant, interval=interval)
+    env.globals.update(metric=formats.metric, change=change, points=formats.points, signed_pct=formats.signed_pct,
+                       signed_ms=formats.signed_ms)
+    return env

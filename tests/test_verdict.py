@@ -1,0 +1,162 @@
+"""The one admission rule: three states on the Wilson interval, the recommendation, and who may be ★."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pytest
+
+from simulator.core.errors import RoutesimError
+from simulator.core.stats import wilson_interval
+from simulator.core.verdict import Admission, judge, recommend, resolve_admission
+from tests.conftest import OUTCOME_SCHEMA, outcome_row, tiny_traffic
+
+POINT = Admission(rule="point")
+
+
+def test_a_pass_rate_whose_interval_straddles_the_bar_is_undecided():
+    # rules-only on the embedded week: 45,092 of 50,000 (90.18%), 95% interval 89.92-90.44%, bar 90%.
+    found = judge(45_092, 50_000, 0.90)
+    assert found["state"] == "undecided"
+    assert (round(found["low"], 4), round(found["high"], 4)) == (0.8992, 0.9044)
+    assert judge(45_092, 50_000, 0.90, POINT)["state"] == "meets"  # the point rule admits it
+
+
+def test_meets_when_the_lower_bound_reaches_the_bar_and_fails_when_the_upper_bound_is_below():
+    # 40 of 40: lower bound 0.912, so a 0.90 bar is met and a 0.95 bar is not settled.
+    assert judge(40, 40, 0.90)["state"] == "meets"
+    assert judge(40, 40, 0.95)["state"] == "undecided"
+    # 8 of 10: interval 0.490-0.943, entirely below 0.95.
+    assert judge(8, 10, 0.95)["state"] == "fails"
+    assert judge(8, 10, 0.80, POINT)["state"] == "meets" and judge(7, 10, 0.80, POINT)["state"] == "fails"
+
+
+def test_an_undecided_verdict_says_how_many_more_requests_would_settle_it():
+    found = judge(45_092, 50_000, 0.90)
+    more = found["to_settle"]
+    rate = 45_092 / 50_000
+    n = 50_000 + more
+    assert wilson_interval(rate * n, n)[0] >= 0.90 > wilson_interval(rate * (n - 1), n - 1)[0]
+    assert judge(40, 40, 0.90)["to_settle"] is None
+    assert judge(9, 10, 0.90)["to_settle"] is None  # the rate is the bar: no number of requests settles it
+
+
+def test_one_admission_per_run():
+    stated = [("a", Admission(rule="point")), ("b", None)]
+    assert resolve_admission(stated) == Admission(rule="point")
+    assert resolve_admission(stated, rule="lower_bound", confidence=0.9) == Admission(confidence=0.9)
+    assert resolve_admission([("a", None)]) == Admission(rule="lower_bound", confidence=0.95)
+    with pytest.raises(RoutesimError, match="state different admission settings"):
+        resolve_admission([("a", Admission(rule="point")), ("b", Admission())])
+    assert resolve_admission([("a", Admission(rule="point")), ("b", Admission())], rule="point").rule == "point"
+
+
+def _summary(name: str, state: str, cost: float, *, deployable=True, requests=100, fingerprint="x") -> dict:
+    scope = {"state": state, "pass_rate": 0.9, "low": 0.85, "high": 0.95, "bar": 0.9, "to_settle": None}
+    return {"scenario": name, "verdict": {"state": state, "overall": {"slice": None, **scope}, "slices": []},
+            "deployable": deployable, "grade_columns_read": [] if deployable else ["passed"],
+            "cost_per_request_usd": cost, "requests": requests, "requests_fingerprint": fingerprint,
+            "provenance": {"data_fingerprint": "d"}}
+
+
+def test_only_a_deployable_policy_that_meets_every_bar_on_the_common_requests_is_recommended():
+    summaries = [_summary("flagship", "meets", 10.0), _summary("undecided", "undecided", 1.0),
+                 _summary("oracle", "meets", 0.5, deployable=False),
+                 _summary("sampled", "meets", 0.1, requests=30, fingerprint="y"), _summary("lanes", "meets", 8.0)]
+    found = recommend(summaries)
+    assert found["policy"] == "lanes"
+    reasons = {c["scenario"]: c["reasons"] for c in found["candidates"]}
+    assert reasons["oracle"] == ["a bound, not a policy: it reads the grade column(s) passed"]
+    assert reasons["sampled"] == ["replayed on other requests (30 against 100), so not ranked with the others"]
+    assert reasons["flagship"] == ["costs more per request than lanes"]
+    assert reasons["undecided"][0].startswith("undecided: overall")
+
+
+def test_with_a_baseline_the_recommendation_also_passes_the_gate():
+    summaries = [_summary("flagship", "meets", 10.0), _summary("cheap", "meets", 1.0), _summary("mid", "meets", 5.0)]
+    gates = {"cheap": {"passed": False, "failures": [{"slice": "faq"}, {"slice": None}]}, "mid": {"passed": True}}
+    found = recommend(summaries, baseline="flagship", gates=gates)
+    assert found["policy"] == "mid"
+    cheap = next(c for c in found["candidates"] if c["scenario"] == "cheap")
+    assert cheap["reasons"] == ["fails the regression gate against flagship in overall, faq"]
+    assert recommend([_summary("a", "fails", 1.0)])["policy"] is None
+    assert recommend([_summary("a", "fails", 1.0)])["closest"] == ["a"]
+
+
+@pytest.fixture
+def coverage_world(world):
+    """The tiny world plus a `cheap` model that answered only requests a and b (and passed both)."""
+    outcomes = pl.read_parquet(world.data / "outcomes.parquet")
+    cheap = pl.DataFrame([outcome_row(r, "cheap", confidence=0.9, cost_usd=0.0001) for r in "ab"], schema=OUTCOME_SCHEMA)
+    world.write_data(tiny_traffic(), pl.concat([outcomes, cheap]))
+    return world
+
+
+def _replayed(cli, *paths, rule="point") -> list[dict]:
+    result = cli("replay", *paths, "--json", "--rule", rule)
+    assert result.code == 0, result.err
+    return json.loads(result.out)
+
+
+def test_a_world_whose_best_policy_straddles_its_bar_recommends_nothing(cli, world):
+    # big passes all three requests: 100%, but the 95% interval of 3 of 3 starts at 0.438, below a 0.5 bar.
+    path = world.scenario("big-everywhere", quality_bar=0.5, policy={"default": {"use": "big"}})
+    summaries = _replayed(cli, path, rule="lower_bound")
+    assert summaries[0]["verdict"]["state"] == "undecided"
+    assert summaries[0]["verdict"]["overall"]["to_settle"] > 0
+    assert recommend(summaries)["policy"] is None
+    table = cli("replay", path)
+    assert "No policy qualifies" in table.out and "undecided: overall" in table.out
+
+
+def test_an_oracle_gate_is_a_bound_and_never_starred(cli, world):
+    oracle = world.scenario("oracle", policy={"default": {"cascade": [{"model": "small", "accept": "passed"},
+                                                                      {"model": "big"}]}})
+    big = world.scenario("big-everywhere", policy={"default": {"use": "big"}})
+    summaries = _replayed(cli, oracle, big)
+    by_name = {s["scenario"]: s for s in summaries}
+    assert by_name["oracle"]["verdict"]["state"] == "meets"
+    assert by_name["oracle"]["cost_per_request_usd"] < by_name["big-everywhere"]["cost_per_request_usd"]
+    assert (by_name["oracle"]["deployable"], by_name["oracle"]["grade_columns_read"]) == (False, ["passed"])
+    assert recommend(summaries)["policy"] == "big-everywhere"
+    table = cli("replay", oracle, big, "--rule", "point")
+    assert "big-everywhere ★" in table.out and "bound" in table.out
+
+
+def test_a_serving_time_signal_declared_by_the_data_folder_is_deployable(cli, world):
+    outcomes = pl.read_parquet(world.data / "outcomes.parquet").with_columns(pl.col("passed").alias("judge_ok"))
+    world.write_data(tiny_traffic(), outcomes)
+    gated = world.scenario("judged", policy={"default": {"cascade": [{"model": "small", "accept": "judge_ok"},
+                                                                     {"model": "big"}]}})
+    assert _replayed(cli, gated)[0]["grade_columns_read"] == ["judge_ok"]  # undeclared: a grade
+    (world.data / "columns.json").write_text(json.dumps({"serving_time": ["judge_ok"]}))
+    assert _replayed(cli, gated)[0]["deployable"] is True
+
+
+def test_a_policy_replayed_on_half_the_requests_is_not_ranked_with_the_rest(cli, coverage_world):
+    world = coverage_world
+    cheap = world.scenario("cheap-everywhere", on_missing="skip", policy={"default": {"use": "cheap"}})
+    big = world.scenario("big-everywhere", policy={"default": {"use": "big"}})
+    summaries = _replayed(cli, cheap, big)
+    assert [s["requests"] for s in summaries] == [2, 3]
+    found = recommend(summaries)
+    assert found["policy"] == "big-everywhere"
+    reasons = next(c["reasons"] for c in found["candidates"] if c["scenario"] == "cheap-everywhere")
+    assert reasons == ["replayed on other requests (2 against 3), so not ranked with the others"]
+
+
+def test_cli_flags_override_the_scenarios_and_disagreeing_scenarios_are_an_error(cli, world):
+    strict = world.scenario("strict", admission={"rule": "lower_bound"},
+                            policy={"default": {"use": "big"}})
+    loose = world.scenario("loose", admission={"rule": "point"}, policy={"default": {"use": "big"}})
+    result = cli("replay", strict, loose)
+    assert result.code == 2 and "state different admission settings" in result.err
+    summaries = _replayed(cli, strict, loose, rule="point")
+    assert {s["admission"]["rule"] for s in summaries} == {"point"}
+
+
+def test_an_unstated_quality_bar_says_which_default_applied(cli, world):
+    path = world.scenario("big-everywhere", policy={"default": {"use": "big"}})
+    assert _replayed(cli, path)[0]["quality_bar_stated"] is False
+    assert "no quality_bar stated, the default of 90.0% applied" in cli("replay", path).out
