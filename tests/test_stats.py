@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
 from simulator.core import stats
 from simulator.core.errors import RoutesimError
+from simulator.core.money import NANO_PER_USD
 from simulator.core.stats import (
     BASELINE_COST,
     BASELINE_LATENCY,
@@ -233,12 +236,12 @@ def test_cost_change_intervals_are_studentized_and_cover_skewed_costs():
     # log-normal (sigma 1.2, heavily skewed, as token-priced calls are); the candidate halves the cost of a
     # random half of the requests, so the true change in mean cost is -0.25 x E[cost] = -0.25 exp(mu + s²/2).
     # The percentile interval of these replicates covers too rarely; the studentized one holds 93%..97%.
-    worlds, size, mu, sigma = 2000, 200, -6.0, 1.0
+    worlds, size, mu, sigma = 2000, 200, math.log(2_000_000), 1.0  # a median call of $0.002, in nano-dollars
     rng = np.random.default_rng(7)
     total = worlds * size
-    baseline_cost = rng.lognormal(mu, sigma, total)
-    candidate_cost = np.where(rng.random(total) < 0.5, 0.5 * baseline_cost, baseline_cost)
-    true_change = -0.25 * np.exp(mu + sigma ** 2 / 2)
+    baseline_cost = np.round(rng.lognormal(mu, sigma, total))
+    candidate_cost = np.where(rng.random(total) < 0.5, np.round(0.5 * baseline_cost), baseline_cost)
+    true_change = -0.25 * np.exp(mu + sigma ** 2 / 2) / NANO_PER_USD  # rounding moves it by under a nano-dollar
     passed, latency = np.ones(total, dtype=bool), rng.random(total)
     sample = PairedSample(PolicyOutcomes(passed, baseline_cost, latency), PolicyOutcomes(passed, candidate_cost, latency),
                           np.repeat(np.arange(worlds), size))

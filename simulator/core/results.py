@@ -20,7 +20,7 @@ from simulator.core.contract import Dataset, fingerprint, grade_columns
 from simulator.core.engine import Replay
 from simulator.core.errors import RoutesimError
 from simulator.core.footguns import scenario_warnings
-from simulator.core.metrics import grouped, summarise
+from simulator.core.metrics import BY_NAME, grouped, summarise
 from simulator.core.outputs import atomic_folder, json_text
 from simulator.core.predicates import parse_predicate
 from simulator.core.prices import PriceSheet, recorded_calls_of
@@ -106,7 +106,7 @@ def over_time(decisions: pl.DataFrame, bar: float, admission: Admission = DEFAUL
     bucket, every = ("hour", "1h") if span < HOURLY_BELOW_SECONDS else ("day", "1d")
     rows = grouped(decisions, pl.col("ts").dt.truncate(every).alias("start"), [
         pl.len().cast(pl.Int64).alias("requests"), pl.col("passed").sum().cast(pl.Int64).alias("passes"),
-        pl.col("cost_usd").mean().alias("cost_per_request_usd")])
+        BY_NAME["cost_per_request_usd"].aggregate().alias("cost_per_request_usd")])
     found = []
     for row in rows.iter_rows(named=True):
         verdict = judge(row["passes"], row["requests"], bar, admission)

@@ -58,7 +58,7 @@ CANDIDATE_LATENCY = "candidate_latency_quantile_ms"
 # Cost changes get studentized (bootstrap-t) intervals: costs are skewed, and at a few hundred requests the
 # percentile interval of a mean of skewed values covers too rarely (91-93% for a nominal 95%).
 STUDENTIZED = (COST_CHANGE, COST_RELATIVE_CHANGE)
-# Above this many requests the percentile interval of a cost change covers as it should (the sampling
+# Above this many requests in a stratum the percentile interval of a cost change covers as it should (the sampling
 # distribution of a mean is close to normal), so the sums the studentized interval needs are skipped.
 STUDENTIZED_MAX_REQUESTS = 20_000
 SE_PREFIX = "standard_error:"
@@ -163,7 +163,7 @@ class PairedSample:
         # Squares and cross products give each resample's standard error of the cost changes (studentized
         # intervals). They are not exact integers, so they are summed by numpy's fixed-order reductions,
         # never by BLAS, and only for samples small enough to need them.
-        self.studentized = n <= STUDENTIZED_MAX_REQUESTS
+        self.studentized = bool(self.sizes.max() <= STUDENTIZED_MAX_REQUESTS)
         scaled_b, scaled_c = cost_b / NANO_PER_USD, cost_c / NANO_PER_USD
         self.squares = (np.column_stack([scaled_b * scaled_b, scaled_c * scaled_c, scaled_b * scaled_c])
                         if self.studentized else None)
