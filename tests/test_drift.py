@@ -68,13 +68,27 @@ def test_the_embedded_week_shows_the_late_week_mix_shift():
     assert 0.25 <= found["reference_rate"] <= 0.30 and found["rate_since_start"] >= 0.40
 
 
+def test_the_same_test_on_failures_finds_the_late_week_drop_in_pass_rate():
+    """The harder requests of the late week fail more often: the cascade's failures double from about 8.5%
+    of requests, from 2026-11-21 on. The reference rate reported is the observed one; p0, the rate the test
+    uses, is (escalated + 0.5) / (requests + 1)."""
+    found = drift.cascade_drift(_cascade_decisions(), "default", "1h")
+    failing = found["pass_rate_drift"]
+    assert failing["alarm"] and failing["started_at"].startswith("2026-11-21")
+    assert 0.07 <= failing["reference_rate"] <= 0.10 and failing["rate_since_start"] >= 0.15
+    escalation = found["drift"]
+    assert escalation["p0"] == pytest.approx(escalation["reference_rate"], abs=1e-4)
+    assert escalation["p0"] != escalation["reference_rate"]
+
+
 def test_a_week_without_mix_shift_raises_no_alarm(tmp_path):
     folder = tmp_path / "steady"
     write_week(folder, 20_000, 7, 2026, mix_shift=False)
     decisions = _cascade_decisions(folder)
     for every in ("1h", "6h", "1d"):
-        found = drift.cascade_drift(decisions, "default", every)["drift"]
-        assert found["status"] == "tested" and not found["alarm"], (every, found["peak_statistic"], found["threshold"])
+        found = drift.cascade_drift(decisions, "default", every)
+        for test in (found["drift"], found["pass_rate_drift"]):
+            assert test["status"] == "tested" and not test["alarm"], (every, test["peak_statistic"], test["threshold"])
 
 
 def test_drift_command(cli):

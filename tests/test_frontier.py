@@ -42,11 +42,14 @@ def test_aiq_is_the_mean_pass_rate_under_the_envelope():
     assert frontier.aiq([B_HIGH], [A, C], 0.010, 0.010) is None
 
 
-def test_cpt_is_the_least_strong_share_recovering_the_gap():
-    """weak 0.60, strong 0.95 (gap 0.35): PGR of 0.70, 0.80, 0.90, 0.95 is 0.29, 0.57, 0.86, 1.0."""
+def test_cpt_interpolates_between_the_bracketing_sweep_points():
+    """weak 0.60, strong 0.95 (gap 0.35): PGR of 0.70, 0.80, 0.90, 0.95 is 0.29, 0.57, 0.86, 1.0.
+    50% is a pass rate of 0.775, between (0.70, 0.1) and (0.80, 0.3): 0.1 + 0.2 x 0.075 / 0.1 = 0.25.
+    80% is 0.88, between (0.80, 0.3) and (0.90, 0.6): 0.3 + 0.3 x 0.08 / 0.1 = 0.54 (RouteLLM interpolates)."""
     points = [{"pass_rate": q, "strong_call_share": s} for q, s in ((0.70, 0.1), (0.80, 0.3), (0.90, 0.6), (0.95, 1.0))]
-    assert frontier.cpt(points, 0.60, 0.95, 0.5) == 0.3
-    assert frontier.cpt(points, 0.60, 0.95, 0.8) == 0.6
+    assert frontier.cpt(points, 0.60, 0.95, 0.5) == pytest.approx(0.25)
+    assert frontier.cpt(points, 0.60, 0.95, 0.8) == pytest.approx(0.54)
+    assert frontier.cpt(points, 0.60, 0.95, 1.0) == 1.0  # reached exactly at a point
     assert frontier.cpt(points[:1], 0.60, 0.95, 0.8) is None
     assert frontier.cpt(points, 0.95, 0.60, 0.5) is None  # the strong model is not better
 
@@ -68,8 +71,10 @@ def test_report_holds_sweeps_and_the_frontier(tmp_path):
     # small alone (or the cascade at 0.5, the same point up to rounding), then the cascade at its own threshold.
     assert [p["pass_rate"] for p in found["frontier"]] == pytest.approx([2 / 3, 1.0])
     assert found["frontier"][-1]["name"] == "cascade"
-    # weak small passes 2/3, strong big 3/3; the cheapest point passing all sends 1 request in 3 to big.
-    assert cascade["cpt"]["cpt_50"] == pytest.approx(1 / 3) and cascade["cpt"]["cpt_80"] == pytest.approx(1 / 3)
+    # weak small passes 2/3, strong big 3/3. The sweep goes from (strong share 0, pass 2/3) at 0.5 to (1/3, 1)
+    # at 0.7; 50% of the gap is a pass rate of 5/6, reached at 1/3 x (1/6) / (1/3) = 1/6 between them, 80%
+    # (14/15) at 1/3 x 0.8 = 4/15.
+    assert cascade["cpt"]["cpt_50"] == pytest.approx(1 / 6) and cascade["cpt"]["cpt_80"] == pytest.approx(4 / 15)
     page = (tmp_path / "tiny.html").read_text()
     assert 'id="frontier-table"' in page and 'id="sweeps-table"' in page and 'id="chart-frontier"' in page
 

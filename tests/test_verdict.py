@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -160,3 +162,28 @@ def test_an_unstated_quality_bar_says_which_default_applied(cli, world):
     path = world.scenario("big-everywhere", policy={"default": {"use": "big"}})
     assert _replayed(cli, path)[0]["quality_bar_stated"] is False
     assert "no quality_bar stated, the default of 90.0% applied" in cli("replay", path).out
+
+
+def test_break_even_measured_on_the_sweep_by_hand():
+    """Cost per request 1.0, 2.0, 3.0 at escalation 0, 0.5, 1 against 2.5 straight to the last model: the
+    sweep crosses it halfway between the last two points, at 0.75."""
+    from simulator.analyses.tables import measured_break_even
+
+    points = [{"requests": 10, "escalation_rate": e, "cost_per_request_usd": c}
+              for e, c in ((0.5, 2.0), (0.0, 1.0), (1.0, 3.0))]
+    assert measured_break_even(points, 2.5) == pytest.approx(0.75)
+    assert measured_break_even(points, 2.0) == 0.5
+    assert measured_break_even(points, 9.0) is None and measured_break_even(points, None) is None
+
+
+def test_the_gate_table_keeps_every_number_whole_in_a_ci_log(cli):
+    from rich.console import Console
+
+    from simulator.cli.views import gate_table
+
+    root = Path(__file__).resolve().parent.parent
+    result = cli("gate", "--baseline", root / "scenarios" / "flagship-everywhere.yaml", "--candidate",
+                 root / "scenarios" / "lanes.yaml", "--resamples", "50", "--json")
+    console = Console(width=120, record=True, file=io.StringIO())
+    console.print(gate_table(json.loads(result.out)))
+    assert "…" not in console.export_text()

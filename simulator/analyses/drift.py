@@ -150,7 +150,8 @@ def detect(buckets: pl.DataFrame, every: str, settings: DriftSettings = DriftSet
         "status": "tested",
         "reference_until": _iso(monitored_starts[0]),
         "reference_requests": reference_requests,
-        "reference_rate": reference_rate,
+        "reference_rate": reference_rate,  # observed: escalated / requests in the reference part
+        "p0": float(p0),  # what the test uses: (escalated + 0.5) / (requests + 1), never 0
         "design_rate": float(p1),
         "threshold": h,
         "monitored_requests": int(requests[monitored].sum()),
@@ -177,13 +178,21 @@ def detect(buckets: pl.DataFrame, every: str, settings: DriftSettings = DriftSet
     }
 
 
+def failure_drift(buckets: pl.DataFrame, every: str, settings: DriftSettings = DriftSettings()) -> dict:
+    """The same test on failures (requests that did not pass) instead of escalations: a sustained drop in
+    pass rate. `buckets` come from `series`."""
+    failures = buckets.select("start", "requests", (pl.col("requests") - pl.col("passed")).alias("escalated"))
+    return detect(failures, every, settings)
+
+
 def cascade_drift(decisions: pl.DataFrame, plan: str, every: str, settings: DriftSettings = DriftSettings()) -> dict:
-    """Series and test for the requests of one multi-step plan."""
+    """Series and tests (escalations, and failures) for the requests of one multi-step plan."""
     rows = decisions.filter(pl.col("plan") == plan)
     buckets = series(rows, every)
     found = detect(buckets, every, settings)
     table = buckets.with_columns(pl.col("start").dt.strftime(ISO)).to_dicts()
-    return {"plan": plan, "requests": rows.height, "series": table, "drift": found}
+    return {"plan": plan, "requests": rows.height, "series": table, "drift": found,
+            "pass_rate_drift": failure_drift(buckets, every, settings)}
 
 
 def describe(found: dict) -> str:

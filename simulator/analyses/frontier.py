@@ -118,16 +118,27 @@ def aiq(points: Sequence[Point], anchors: Sequence[Point], low: float, high: flo
 
 
 def cpt(points: Sequence[dict], weak_quality: float, strong_quality: float, recovered: float) -> float | None:
-    """RouteLLM's CPT: least strong-model call share among points recovering `recovered` of the quality gap.
+    """RouteLLM's CPT: the strong-model call share at which the sweep first recovers `recovered` of the
+    quality gap, interpolated linearly between the two bracketing sweep points as RouteLLM does.
 
-    `points` hold `pass_rate` and `strong_call_share`.
+    `points` hold `pass_rate` and `strong_call_share`. Walking the points by strong-call share, the first
+    point that recovers the share is found; when the point before it recovers less, the share is read off
+    the straight line between the two at the exact target pass rate.
     """
     gap = strong_quality - weak_quality
     if gap <= 0:
         return None
-    # Compared as differences with a small slack: (0.7 - 0.5) / 0.4 is 0.49999999999999994 in floats, and a
-    # point that recovers exactly the asked share must count.
-    shares = [p["strong_call_share"] for p in points
-              if p["pass_rate"] is not None and p["strong_call_share"] is not None
-              and p["pass_rate"] - weak_quality >= recovered * gap - 1e-12]
-    return min(shares) if shares else None
+    target = weak_quality + recovered * gap
+    usable = sorted((p["strong_call_share"], p["pass_rate"]) for p in points
+                    if p["pass_rate"] is not None and p["strong_call_share"] is not None)
+    previous = None
+    for share, quality in usable:
+        # Compared with a small slack: (0.7 - 0.5) / 0.4 is 0.49999999999999994 in floats, and a point that
+        # recovers exactly the asked share must count.
+        if quality - weak_quality >= recovered * gap - 1e-12:
+            if previous is None or previous[1] >= quality or quality - target <= 1e-12:
+                return share
+            (share_0, quality_0) = previous
+            return share_0 + (share - share_0) * (target - quality_0) / (quality - quality_0)
+        previous = (share, quality)
+    return None

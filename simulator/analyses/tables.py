@@ -156,6 +156,45 @@ def escalation_over_time(rows: pl.DataFrame) -> dict:
     return {"bucket": name, "over_time": series.to_dicts(), "drift": drift.detect(buckets, every)}
 
 
+def pass_rate_drift(decisions: pl.DataFrame) -> dict:
+    """The drift test on failures over the whole replay, at the bucket size escalation uses: a sustained
+    drop in pass rate (simulator.analyses.drift.failure_drift)."""
+    name, every = _bucket(decisions)
+    return {"bucket": name, "drift": drift.failure_drift(drift.series(decisions, every), every)}
+
+
+def measured_break_even(points: list[dict], straight_cost_usd: float | None) -> float | None:
+    """The escalation rate at which the cascade, along its own threshold sweep, costs as much per request
+    as sending every request straight to its last model: the first crossing of cost per request and
+    `straight_cost_usd`, read off the straight line between the two bracketing sweep points. Unlike
+    e* = 1 - c1 / cL it accounts for which requests escalate (often the longer, dearer ones). None when the
+    sweep never crosses it."""
+    if straight_cost_usd is None:
+        return None
+    usable = sorted((p["escalation_rate"], p["cost_per_request_usd"]) for p in points
+                    if p.get("requests") and p["escalation_rate"] is not None and p["cost_per_request_usd"] is not None)
+    for (rate_0, cost_0), (rate_1, cost_1) in zip(usable, usable[1:]):
+        below_0, below_1 = cost_0 - straight_cost_usd, cost_1 - straight_cost_usd
+        if below_0 == 0:
+            return rate_0
+        if (below_0 < 0) != (below_1 < 0) or below_1 == 0:
+            return rate_0 + (rate_1 - rate_0) * (-below_0) / (below_1 - below_0)
+    return None
+
+
+def attach_break_even(sweeps: list[dict], cascades_found: list[dict], requests: int) -> None:
+    """Adds, to each sweep of a plan that holds every request of the replay, e* from costs and the
+    break-even measured on the sweep (the sweep's costs cover the whole replay, so a plan sharing it with
+    other plans is left without)."""
+    by_plan = {c["plan"]: c for c in cascades_found}
+    for found in sweeps:
+        cascade = by_plan.get(found["plan"])
+        whole = cascade is not None and cascade["requests"] == requests
+        found["break_even_formula"] = cascade["break_even_rate"] if cascade else None
+        found["break_even_measured"] = (measured_break_even(found["points"], cascade["last_step_cost_usd"])
+                                        if whole and cascade["last_step_cost_basis"].startswith("every") else None)
+
+
 def latency_groups(decisions: pl.DataFrame) -> list[dict]:
     """Latency quantiles per policy, overall and by how many model calls ran one after another."""
     calls_made = pl.col("steps_taken") + pl.col("retry_attempts")
@@ -196,6 +235,7 @@ def scenario_tables(summary: dict, decisions: pl.DataFrame, calls: pl.DataFrame,
         "cost": cost_breakdown(decisions, calls),
         "latency": latency_groups(decisions),
         "cascades": cascades(decisions, calls, plans, straight),
+        "pass_rate_drift": pass_rate_drift(decisions),
     }
 
 

@@ -113,6 +113,7 @@ def replay_and_save(paths: list[Path], results_dir: Path, label: Callable[[str],
                                           analysis.straight_cost(data, sheet))
         label(f"{scenario.name}: threshold sweeps")
         tables["sweeps"] = report_sweeps(scenario, inputs.data(scenario.data), inputs.prices(scenario.prices))
+        analysis.attach_break_even(tables["sweeps"], tables["cascades"], outcome.summary["requests"])
         write_json_atomic(folder / TABLES_FILE, tables)
         outcomes.append(outcome)
         advance()
