@@ -412,7 +412,7 @@ def run_whatif(console: Console, paths: list[Path], change: whatif.PriceChange, 
     table = Table(title=f"What if: {result['change']}",
                   caption=f"★ cheapest meeting its bar: {cheapest['current'] or 'none'} now → "
                           f"{cheapest['what_if'] or 'none'} at what-if prices")
-    for column in ("policy", "pass", "meets bar", "$/request now", "rank", "$/request what-if", "rank", "change",
+    for column in ("policy", "pass", "verdict", "$/request now", "rank", "$/request what-if", "rank", "change",
                    "threshold now → what-if"):
         table.add_column(column, justify="left" if column == "policy" else "right")
     for now, then in zip(result["current"], result["what_if"]):
@@ -426,7 +426,8 @@ def run_whatif(console: Console, paths: list[Path], change: whatif.PriceChange, 
         stars = ("★" if now["policy"] == cheapest["current"] else "", "★" if then["policy"] == cheapest["what_if"] else "")
         thresholds = ("" if now["threshold"] is None else
                       f"{threshold(now['threshold'], 4)} → {threshold(then['threshold'], 4)}")
-        table.add_row(now["policy"], pct(now["pass_rate"]), "yes" if now["meets_bar"] else "no",
+        verdict = now["verdict"]["state"] if now.get("deployable", True) else "bound"
+        table.add_row(now["policy"], pct(now["pass_rate"]), verdict,
                       f"{usd(now['cost_per_request_usd'])} {stars[0]}".strip(), str(now["rank"]),
                       f"{usd(then['cost_per_request_usd'])} {stars[1]}".strip(), str(then["rank"]),
                       pct(change_share), thresholds)
