@@ -40,14 +40,15 @@ def replay_scenarios(paths: list[Path], *, show_progress: bool = True, rule: str
     return outcomes
 
 
-def check_outputs(scenario_paths: list[Path], *, files=(), folders=(), saved_under: Path | None = None) -> None:
+def check_outputs(scenario_paths: list[Path], *, files=(), folders=(), saved_under: Path | None = None,
+                  rule: str | None = None, confidence: float | None = None) -> None:
     """Refuses bad destinations before any replay: every scenario, data folder and price sheet is an input.
 
     `files` and `folders` are written as such; `saved_under` gets one folder per scenario name."""
     from simulator.core.outputs import check_destination, note_input
     from simulator.core.runner import load_scenarios
 
-    scenarios = load_scenarios(scenario_paths)
+    scenarios = load_scenarios(scenario_paths, rule, confidence)
     for scenario in scenarios:
         note_input(scenario.data)
         if scenario.prices:
@@ -95,7 +96,7 @@ def replay(
     from simulator.core.results import save_result
 
     allow_replacing_folders(force)
-    check_outputs(scenarios, files=[decisions], saved_under=save)
+    check_outputs(scenarios, files=[decisions], saved_under=save, rule=rule, confidence=confidence)
     outcomes = replay_scenarios(scenarios, show_progress=not as_json, rule=rule, confidence=confidence)
     summaries = [outcome.summary for outcome in outcomes]
     if decisions:
@@ -235,7 +236,7 @@ def report(
     if tolerance is not None and baseline is None:
         raise RoutesimError("--tolerance is the regression gate's margin against a baseline", where="--tolerance",
                             fix="name the baseline with --baseline A.yaml")
-    check_outputs(scenarios, files=[out], saved_under=results)
+    check_outputs(scenarios, files=[out], saved_under=results, rule=rule, confidence=confidence)
     _, report_path = _replay_into_report(scenarios, out, results, baseline_name, tolerance=tolerance, rule=rule,
                                          confidence=confidence)
     console.print(f"report: {report_path}", highlight=False)

@@ -63,24 +63,28 @@ def scenario_warnings(scenario: Scenario, requests: pl.DataFrame, answers: pl.Da
     rules read), `answers` their outcome rows (or None), `decisions` the replay's decisions."""
     warnings = []
     policy = scenario.policy
-    taken = pl.lit(False)
+    # How many requests each rule's predicate holds for, all in one pass; how many it actually took is
+    # the replay's own count of its plan (first match wins), so thousands of rules stay linear.
+    own = (requests.select([pl.sql_expr(rule.when).fill_null(False).sum().alias(f"r{index}")
+                            for index, rule in enumerate(policy.rules)]).row(0) if policy.rules else ())
+    taken = dict(decisions.group_by("plan").len().iter_rows())
+    labels = [rule.name or f"rule {index + 1}" for index, rule in enumerate(policy.rules)]
     for index, rule in enumerate(policy.rules):
-        label = rule.name or f"rule {index + 1}"
-        condition = pl.sql_expr(rule.when).fill_null(False)
-        own, left = requests.select(condition.sum().alias("own"), (condition & ~taken).sum().alias("left")).row(0)
-        if own == 0:
+        label = labels[index]
+        if own[index] == 0:
             warnings.append({"rule": f"policy.rules[{index}]", "kind": "rule_matches_nothing",
                              "message": f"rule '{label}' ({rule.when}) matches none of the replayed requests"})
-        elif left == 0:
+        elif taken.get(label, 0) == 0 and labels.count(label) == 1:
             warnings.append({"rule": f"policy.rules[{index}]", "kind": "rule_shadowed",
-                             "message": f"rule '{label}' ({rule.when}) matches {own:,} requests, but earlier rules "
-                                        "take all of them, so it never applies"})
-        taken = taken | condition
+                             "message": f"rule '{label}' ({rule.when}) matches {own[index]:,} requests, but earlier "
+                                        "rules take all of them, so it never applies"})
+    known: dict[str, set[str] | None] = {}  # each column's distinct values, found once
     for key, text in _predicates(scenario):
         for column, literal in _literals(text):
-            values = _values(requests, column)
-            if values is None:
-                values = _values(answers, column)
+            if column not in known:
+                found = _values(requests, column)
+                known[column] = found if found is not None else _values(answers, column)
+            values = known[column]
             if values is None or literal in values:
                 continue
             hint = did_you_mean(literal, values) if len(values) <= MAX_VALUES else ""
