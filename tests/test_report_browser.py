@@ -113,7 +113,8 @@ def test_demo_report_renders_offline_with_every_chart(browser, demo, tmp_path):
 def test_headline_and_tables_show_the_summary_numbers(browser, demo):
     report, results = demo
     saved = summaries(results)
-    best = min((s for s in saved.values() if s["meets_bar"]), key=lambda s: s["total_cost_usd"])
+    # Least cost per request, as the headline ranks them: the drill's 30 sampled requests cost least in total.
+    best = min((s for s in saved.values() if s["meets_bar"]), key=lambda s: (s["cost_per_request_usd"], s["scenario"]))
     reference = saved["flagship-everywhere"]
     seen = visit(browser, report)
     page = seen.page
