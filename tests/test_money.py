@@ -46,3 +46,13 @@ def test_a_call_too_costly_to_count_exactly_is_refused():
     sheet = sheet_of({"m": [{"effective_from": "2026-01-01", "input": 1e30, "output": 1.0}]})
     with pytest.raises(RoutesimError, match="9 million USD or more"):
         price_calls(calls([(10, 5)]), sheet)
+
+
+def test_a_checker_too_costly_to_count_exactly_is_refused():
+    from pydantic import ValidationError
+
+    from simulator.core.scenario import Checker
+
+    assert Checker(cost_usd=8_999_999.0, latency_ms=0).cost_usd == 8_999_999.0
+    with pytest.raises(ValidationError, match="less than 9000000"):
+        Checker(cost_usd=9_000_000.0, latency_ms=0)
