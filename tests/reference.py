@@ -5,8 +5,8 @@ engine involved is DuckDB, used to evaluate the scenario's SQL predicates over s
 the routing logic nor the predicates share code with the polars engine under test.
 
 Semantics (the spec the engine claims to follow):
-- Requests: the window [start, end) at 00:00 UTC; with `sample`, a seeded choice of indices into the
-  requests sorted by (ts, request_id).
+- Requests: the window [start, end) at 00:00 UTC; with `sample`, the `requests` with the smallest keyed
+  draws u(seed, "sample", request_id) (ties by request_id), kept in (ts, request_id) order.
 - Rules: the first rule whose `when` holds on the traffic row picks its plan, else the default plan.
 - Plan: steps in order; the k-th call of a model for one request uses its outcome with sample = k. A
   non-last step's answer is final when hard_check_ok and its accept predicate hold; the last is final.
@@ -214,12 +214,32 @@ def select_requests(scenario, traffic: pl.DataFrame) -> tuple[list[dict], int]:
     rows.sort(key=lambda row: (row["ts"], row["request_id"]))
     in_window = len(rows)
     if scenario.sample is not None and scenario.sample.requests < len(rows):
-        chosen = np.random.default_rng(scenario.sample.seed).choice(
-            len(rows), size=scenario.sample.requests, replace=False)
-        rows = [rows[int(index)] for index in sorted(chosen)]
+        draws = {row["request_id"]: keyed_draw(scenario.sample.seed, "sample", row["request_id"]) for row in rows}
+        chosen = set(sorted(draws, key=lambda request_id: (draws[request_id], request_id))[:scenario.sample.requests])
+        rows = [row for row in rows if row["request_id"] in chosen]
     if not rows:
         raise NoRequests("no requests to replay")
     return rows, in_window
+
+
+def _polynomial_hash(text: str) -> int:
+    value = 0
+    for byte in text.encode("utf-8"):
+        value = (value * 0x100000001B3 + byte) % 2**64
+    return value
+
+
+def _splitmix64(value: int) -> int:
+    z = (value + 0x9E3779B97F4A7C15) % 2**64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) % 2**64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) % 2**64
+    return z ^ (z >> 31)
+
+
+def keyed_draw(seed: int, purpose: str, key: str) -> float:
+    """u(seed, purpose, key) as simulator/core/draws.py documents it, one id at a time in Python integers."""
+    stream = _splitmix64(seed % 2**64) ^ _splitmix64(_polynomial_hash(purpose))
+    return (_splitmix64(_polynomial_hash(key) ^ stream) >> 11) * 2.0**-53
 
 
 def reference_replay(scenario, traffic: pl.DataFrame, outcomes: pl.DataFrame,

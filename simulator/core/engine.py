@@ -23,6 +23,7 @@ import numpy as np
 import polars as pl
 
 from simulator.core.contract import Dataset
+from simulator.core.draws import keyed_uniform
 from simulator.core.errors import RoutesimError, did_you_mean
 from simulator.core.predicates import Predicate, check_types, parse_predicate, sql_exprs
 from simulator.core.money import to_nano_usd
@@ -203,9 +204,7 @@ def select_requests(scenario: Scenario, data: Dataset, columns: list[str]) -> tu
         requests = requests.sort("ts", "request_id")
     in_window = requests.height
     if scenario.sample and scenario.sample.requests < requests.height:
-        chosen = np.random.default_rng(scenario.sample.seed).choice(
-            requests.height, size=scenario.sample.requests, replace=False)
-        requests = requests[np.sort(chosen)]
+        requests = requests[sample_rows(requests["request_id"], scenario.sample.requests, scenario.sample.seed)]
     if requests.height == 0:
         window = f" between {scenario.window.start} and {scenario.window.end}" if scenario.window else ""
         raise RoutesimError(f"no requests to replay{window}", where=f"scenario '{scenario.name}', key 'window'",
@@ -216,6 +215,22 @@ def select_requests(scenario: Scenario, data: Dataset, columns: list[str]) -> tu
 # A pass of rule evaluation holds at most this many booleans (requests x rules of the pass) at once.
 RULE_CELLS_PER_PASS = 1 << 26
 RULES_PER_PASS = 1024  # and at most this many rules
+
+
+SAMPLE_PURPOSE = "sample"
+
+
+def sample_rows(request_ids: pl.Series, size: int, seed: int) -> np.ndarray:
+    """Positions (ascending) of the `size` requests a scenario's `sample` replays: those with the smallest
+    keyed draw u(seed, "sample", request_id) (simulator.core.draws), ties by request_id.
+
+    A uniform random subset without replacement (the bottom-k of independent uniforms), and each request's
+    draw is its own: the choice does not depend on the requests' order or on how the work is split, and a
+    larger sample with the same seed contains the smaller one.
+    """
+    draws = pl.DataFrame({"__draw": keyed_uniform(seed, SAMPLE_PURPOSE, request_ids), "request_id": request_ids})
+    chosen = draws.with_row_index("__row").sort("__draw", "request_id").head(size)["__row"].to_numpy()
+    return np.sort(chosen)
 
 
 def assign_plans(requests: pl.DataFrame, rules: tuple[Predicate, ...]) -> pl.DataFrame:

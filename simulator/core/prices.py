@@ -360,10 +360,10 @@ def price_calls(calls: pl.DataFrame, sheet: PriceSheet | None, *, recorded: str 
     unpriced = priced.filter(pl.col(into).is_null())
     if unpriced.height:
         _raise_unpriced(unpriced, sheet, tier)
-    too_large = priced.filter(pl.col(into).abs() >= MAX_CALL_NANO_USD)
+    too_large = priced.filter(~(pl.col(into).abs() < MAX_CALL_NANO_USD))  # NaN and infinities too
     if too_large.height:
         row = too_large.row(0, named=True)
-        raise RoutesimError(f"{too_large.height} call(s) would cost 9 million USD or more each "
+        raise RoutesimError(f"{too_large.height} call(s) would cost 9 million USD or more each, or no number "
                             f"(e.g. model '{row['model']}' for request {row.get('request_id', '?')})",
                             where=sheet.source if sheet else "outcomes.parquet, column cost_usd",
                             fix="check the price sheet's units (USD per million tokens) and the recorded costs")

@@ -38,7 +38,8 @@ class Checker(Frozen):
     """
 
     name: str = "checker"
-    cost_usd: float = Field(ge=0, description="USD per checked call")
+    # Below 2**53 nano-dollars (about 9 million USD), so a checked call's cost stays exact as an integer.
+    cost_usd: float = Field(ge=0, lt=9_000_000, description="USD per checked call")
     latency_ms: float = Field(ge=0, description="added to the request's latency per checked call")
 
 

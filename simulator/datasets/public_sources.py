@@ -146,6 +146,9 @@ def modelled_latency(outcomes: pl.DataFrame, latency: dict[str, LatencyClass], *
 
 
 def simulated_judge(outcomes: pl.DataFrame) -> pl.DataFrame:
+    """`noisy_gate_pass`: `passed` flipped at JUDGE_ERROR_RATE. The flips are one seeded stream over the rows
+    sorted by (request_id, model, sample), a fixed order that no thread count or chunking changes; it stays
+    that (rather than keyed by id, simulator.core.draws) so the shipped data/ folders rebuild bit for bit."""
     ordered = outcomes.sort("request_id", "model", "sample")
     flips = np.random.default_rng(JUDGE_SEED).random(ordered.height) < JUDGE_ERROR_RATE
     return ordered.with_columns((pl.col("passed") ^ pl.Series(flips)).alias("noisy_gate_pass"))

@@ -1,0 +1,95 @@
+"""Counter-based random draws: every draw is a function of (seed, purpose, key), nothing else.
+
+A request's (or session's) draw depends only on the seed, what the draw is for, and the request's own id,
+never on how many requests there are, in which order they arrive, or how the work is split into threads,
+chunks or shards. The generator is a keyed hash, the standard counter-based construction (Salmon et al.,
+"Parallel random numbers: as easy as 1, 2, 3", SC 2011):
+
+- the key: h = sum(byte_i * P^(L-1-i)) mod 2^64 over the id's UTF-8 bytes (P = 0x100000001b3, the
+  64-bit FNV prime): a polynomial hash, computed for all ids at once from the Arrow string buffers;
+- the stream: s = splitmix64(seed) XOR splitmix64(hash of the purpose's UTF-8 text, the same way);
+- the draw: u = (splitmix64(h XOR s) >> 11) * 2^-53, uniform on [0, 1) with 53 random bits, where
+  splitmix64 is the finaliser of Steele, Lea and Flood, "Fast splittable pseudorandom number
+  generators" (OOPSLA 2014), as in java.util.SplittableRandom.
+
+Two ids with the same polynomial hash share their draws; that changes nothing but the chance of ties.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+FNV_PRIME = np.uint64(0x100000001B3)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+_MASK = (1 << 64) - 1
+
+
+def splitmix64(values: np.ndarray) -> np.ndarray:
+    """The splitmix64 finaliser of each uint64 (wrapping arithmetic), as an array."""
+    z = np.asarray(values, dtype=np.uint64) + _GOLDEN
+    z = (z ^ (z >> np.uint64(30))) * _MIX1
+    z = (z ^ (z >> np.uint64(27))) * _MIX2
+    return z ^ (z >> np.uint64(31))
+
+
+def key_hashes(ids) -> np.ndarray:
+    """The 64-bit polynomial hash of each id's UTF-8 bytes (module doc), vectorised over all ids.
+
+    `ids`: a polars or pyarrow string column, or a sequence of str. Nulls hash as the empty string.
+    """
+    array = _arrow_strings(ids)
+    offsets = np.frombuffer(array.buffers()[1], dtype=np.int64)[array.offset:array.offset + len(array) + 1]
+    data = array.buffers()[2]
+    raw = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
+    start, end = offsets[0], offsets[-1]
+    raw = raw[start:end].astype(np.uint64)
+    lengths = np.diff(offsets)
+    if raw.size == 0:
+        return np.zeros(len(lengths), dtype=np.uint64)
+    # Byte i of an id of length L is weighted P^(L-1-i): its distance from the id's last byte.
+    owner = np.repeat(np.arange(len(lengths)), lengths)
+    from_end = (offsets[1:][owner] - start) - 1 - np.arange(raw.size, dtype=np.int64)
+    weighted = raw * _powers(int(lengths.max()))[from_end]
+    hashes = np.zeros(len(lengths), dtype=np.uint64)
+    filled = lengths > 0  # reduceat sums each id's bytes: from its start to the next non-empty id's start
+    hashes[filled] = np.add.reduceat(weighted, (offsets[:-1] - start)[filled])  # wrapping, exact
+    return hashes
+
+
+def _powers(count: int) -> np.ndarray:
+    """P^0 .. P^(count-1) mod 2^64."""
+    powers, value = [], 1
+    for _ in range(max(count, 1)):  # in Python integers: numpy warns about (intended) scalar wrap-around
+        powers.append(value)
+        value = value * int(FNV_PRIME) & _MASK
+    return np.array(powers, dtype=np.uint64)
+
+
+def _arrow_strings(ids) -> pa.LargeStringArray:
+    if hasattr(ids, "to_arrow"):  # a polars Series
+        ids = ids.to_arrow()
+    array = pa.array(ids, type=pa.large_string()) if not isinstance(ids, (pa.Array, pa.ChunkedArray)) else ids
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks() if array.num_chunks else pa.array([], type=pa.large_string())
+    array = array.cast(pa.large_string())
+    return array.fill_null("") if array.null_count else array
+
+
+def stream(seed: int, purpose: str) -> np.uint64:
+    """The stream of one purpose under one seed (module doc)."""
+    purpose_hash = key_hashes([purpose])[0]
+    mixed = splitmix64(np.array([seed & _MASK], dtype=np.uint64))[0] ^ splitmix64(np.array([purpose_hash]))[0]
+    return np.uint64(mixed)
+
+
+def keyed_uniform(seed: int, purpose: str, ids) -> np.ndarray:
+    """One uniform draw on [0, 1) per id: a function of (seed, purpose, id) only (module doc)."""
+    return to_unit(splitmix64(key_hashes(ids) ^ stream(seed, purpose)))
+
+
+def to_unit(bits: np.ndarray) -> np.ndarray:
+    """The top 53 bits of each uint64 as a float64 in [0, 1)."""
+    return (bits >> np.uint64(11)).astype(np.float64) * 2.0**-53
