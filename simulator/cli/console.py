@@ -16,9 +16,10 @@ GATE_FAILED = 1  # `routesim gate` only: the candidate failed the regression gat
 BAD_INPUT = 2  # the input is wrong; the message says what, where and how to fix it
 INTERNAL_ERROR = 3  # a bug in routesim
 
-# Off a terminal (CI logs, pipes) rich would assume 80 columns; a fixed 120 fits the default comparison
-# and every other table, and a wider one (`--wide`) switches to one block per policy.
-WIDTH_OFF_TERMINAL = 120
+# Off a terminal (CI logs, pipes) rich would assume 80 columns; a fixed 160 fits the default comparison
+# (80 columns), the gate's table (120) and every other table; a wider one (`--wide` on many policies)
+# switches to one block per policy.
+WIDTH_OFF_TERMINAL = 160
 console = Console(width=None if sys.stdout.isatty() else WIDTH_OFF_TERMINAL)
 errors = Console(stderr=True, width=None if sys.stderr.isatty() else WIDTH_OFF_TERMINAL)
 
