@@ -137,7 +137,9 @@ def test_headline_table_and_gate_agree_about_every_policy(browser, demo):
         states = {name: page.locator(f'#verdict-table td[data-scenario="{name}"][data-metric="verdict"]').inner_text()
                   for name in saved}
         assert states == {"flagship-everywhere": "meets", "lanes": "meets", "rules-only": "undecided",
-                          "stacked": "fails", "cascade": "fails", "small-everywhere": "fails", "routing-drill": "fails"}
+                          "stacked": "fails", "cascade": "fails", "small-everywhere": "fails",
+                          # the drill's 30 requests are the keyed draw u(seed, "sample", request_id): too few to decide
+                          "routing-drill": "undecided"}
         assert states == {name: summary["verdict"]["state"] for name, summary in saved.items()}
         reasons = {name: page.locator(f'#verdict-table td[data-scenario="{name}"][data-metric="reasons"]').inner_text()
                    for name in saved}
