@@ -8,7 +8,9 @@ import sys
 
 from simulator.cli.bench import help_commands
 
-HEAVY = ["polars", "numpy", "sqlglot", "altair", "duckdb", "pyarrow", "vl_convert", "simulator.core.engine"]
+# pydantic: typer's option converters import it, and rich's console: together they were half of `--help`.
+HEAVY = ["polars", "numpy", "sqlglot", "altair", "duckdb", "pyarrow", "vl_convert", "simulator.core.engine",
+         "pydantic", "rich.console"]
 
 # Runs every help in one fresh interpreter and prints, per command, the heavy modules loaded by then.
 PROBE = """
@@ -35,3 +37,12 @@ def test_every_help_starts_without_the_heavy_libraries():
     loaded = json.loads(done.stdout.rsplit("LOADED", 1)[1])
     assert len(loaded) == len(commands)
     assert {command: names for command, names in loaded.items() if names} == {}
+
+
+def test_a_command_run_directly_keeps_its_whole_name_in_usage_and_errors(cli):
+    helped = cli("import", "litellm", "--help")
+    assert helped.code == 0 and helped.out.startswith("Usage: routesim import litellm ")
+    wrong = cli("import", "litellm", "--no-such-option")
+    assert wrong.code == 2 and "routesim import litellm --help" in wrong.err and "--no-such-option" in wrong.err
+    unknown = cli("no-such-command")
+    assert unknown.code == 2 and "No such command" in unknown.err

@@ -142,6 +142,15 @@ def test_the_cache_is_never_inside_a_data_folder(world, cli):
     assert not (world.data / "cache").exists()
 
 
+def test_the_global_cache_dir_option_in_both_spellings(world, cli, tmp_path):
+    for spelling in (["--cache-dir", tmp_path / "spaced"], [f"--cache-dir={tmp_path / 'joined'}"]):
+        assert cli(*spelling, "replay", world.scenario()).code == 0
+    assert layout.entries(tmp_path / "spaced") and layout.entries(tmp_path / "joined")
+    for incomplete in (["--cache-dir"], ["--cache-dir", "--help"], ["--cache-dir="]):
+        result = cli(*incomplete)
+        assert result.code == 2 and "--cache-dir needs a folder" in result.err
+
+
 def test_cache_ls_and_clear(world, cli, cache, monkeypatch):
     monkeypatch.setenv("ROUTESIM_CACHE_DIR", str(cache))  # restored after the test, unlike --cache-dir
     assert cli("replay", world.scenario()).code == 0

@@ -33,18 +33,43 @@ from simulator.core.errors import RoutesimError
 
 COMMAND_GROUPS = (replay, bench, cache, shard, data, evals, tuning, served)
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
-                  help="Replay logged LLM traffic under routing policies: rules, cascades and retries.")
-for group in COMMAND_GROUPS:
-    group.register(app)
+APP_SETTINGS = dict(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
+                    help="Replay logged LLM traffic under routing policies: rules, cascades and retries.\n\n"
+                         "Global option, before the command: --cache-dir DIR keeps the compiled layouts of data "
+                         "folders in DIR (default: $XDG_CACHE_HOME/routesim).")
 
 
-@app.callback()
-def _options(cache_dir: Annotated[Path | None, typer.Option(
-        help="where compiled layouts of data folders are kept (default: $XDG_CACHE_HOME/routesim)")] = None):
-    # An environment variable, so that worker processes a command starts use the same cache.
-    if cache_dir is not None:
-        os.environ["ROUTESIM_CACHE_DIR"] = str(cache_dir)
+def _app(groups=COMMAND_GROUPS) -> typer.Typer:
+    built = typer.Typer(**APP_SETTINGS)
+    # A callback keeps the commands a group even when one command is registered (typer would otherwise
+    # make a lone command the whole program).
+    built.callback()(lambda: None)
+    for group in groups:
+        group.register(built)
+    return built
+
+
+app = _app()  # every command; registering is cheap, building their click commands is not
+
+
+def _global_options(args: list[str]) -> list[str]:
+    """Takes the global `--cache-dir DIR` (or `--cache-dir=DIR`) from before the command and returns the
+    rest. It is read here rather than by a typer callback because typer converts a callback's options even
+    for `--help`, and its converters import pydantic, which would double the time `--help` takes."""
+    while args and args[0].split("=", 1)[0] == "--cache-dir":
+        if "=" in args[0]:
+            value, args = args[0].split("=", 1)[1], args[1:]
+        elif len(args) > 1 and not args[1].startswith("-"):
+            value, args = args[1], args[2:]
+        else:
+            raise RoutesimError("--cache-dir needs a folder", where="routesim --cache-dir",
+                                fix="write 'routesim --cache-dir DIR COMMAND ...'")
+        if not value:
+            raise RoutesimError("--cache-dir needs a folder", where="routesim --cache-dir",
+                                fix="write 'routesim --cache-dir DIR COMMAND ...'")
+        # An environment variable, so that worker processes a command starts use the same cache.
+        os.environ["ROUTESIM_CACHE_DIR"] = value
+    return args
 
 
 def _print_error(label: str, text: str) -> None:
@@ -69,10 +94,39 @@ def _finite(ctx, param, value):
 
 
 @functools.cache
-def command_line():
-    """The click command of the app, built once per process: typer reads every command's signature to
-    build it, which costs more than running a small command."""
-    return _with_finite_floats(typer.main.get_command(app))
+def _group_of_command() -> dict[str, typing.Any]:
+    """The command group module that registers each top-level command name (sub-apps such as `import`
+    included), found by registering each group on its own."""
+    found = {}
+    for group in COMMAND_GROUPS:
+        probe = typer.Typer()
+        group.register(probe)
+        for info in probe.registered_commands:
+            found[info.name or typer.main.get_command_name(info.callback.__name__)] = group
+        for info in probe.registered_groups:
+            found[info.name] = group
+    return found
+
+
+def command_line(args: list[str]) -> tuple[typing.Any, list[str], str]:
+    """The click command that runs `args`, the arguments left for it, and its name as the usage line
+    shows it.
+
+    typer reads the signature of every command it builds, which costs more than a small command's whole
+    run, so only the group that holds the named command is built (all of them for `routesim --help` or an
+    unknown command, whose error lists them). The command named is then called directly rather than
+    through its groups: typer converts each group's own `--help` flag even when it is not given, and its
+    converters import pydantic, which would double the time `--help` takes. Our groups take no options of
+    their own, so nothing is lost.
+    """
+    name = next((arg for arg in args if not arg.startswith("-")), None)
+    group = _group_of_command().get(name)
+    command = _with_finite_floats(typer.main.get_command(_app((group,) if group else COMMAND_GROUPS)))
+    path = ["routesim"]
+    while args and args[0] in getattr(command, "commands", {}):
+        path.append(args[0])
+        command, args = command.commands[args[0]], args[1:]
+    return command, args, " ".join(path)
 
 
 def _with_finite_floats(command):
@@ -110,7 +164,9 @@ def main() -> None:
     command = " ".join(["routesim", *[arg for arg in sys.argv[1:3] if not arg.startswith("-")]])
     try:
         # Without standalone mode click returns the code of a typer.Exit instead of exiting.
-        sys.exit(command_line().main(args=sys.argv[1:], prog_name="routesim", standalone_mode=False) or 0)
+        args = _global_options(sys.argv[1:])
+        command, args, prog_name = command_line(args)
+        sys.exit(command.main(args=args, prog_name=prog_name, standalone_mode=False) or 0)
     except RoutesimError as error:
         _print_error("error", error.render())
         sys.exit(BAD_INPUT)

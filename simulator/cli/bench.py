@@ -13,7 +13,6 @@ The load average is printed before and after.
 from __future__ import annotations
 
 import os
-import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -337,9 +336,11 @@ def measure(folder: Path, requests: int, runs: int = RUNS) -> tuple[list[Measure
             taken[job.name].append(_in_child(job.function, *job.arguments))
 
     def summary(job: Job, floor_seconds: list[float]) -> Measurement:
+        from statistics import median
+
         seconds = [run[0] for run in taken[job.name]]
-        return Measurement(job.name, statistics.median(seconds), max(run[1] for run in taken[job.name]),
-                           statistics.median(floor_seconds), len(seconds))
+        return Measurement(job.name, median(seconds), max(run[1] for run in taken[job.name]),
+                           median(floor_seconds), len(seconds))
 
     in_process, whole = (summary(floors[kind], [run[0] for run in taken[floors[kind].name]]) for kind in (False, True))
     return [summary(job, beside[job.name]) for job in jobs], in_process, whole
@@ -391,29 +392,39 @@ def help_commands() -> list[list[str]]:
 
 
 def startup_table(runs: int = STARTUP_RUNS) -> Table:
-    """Wall time of whole `routesim ... --help` processes: the median of `runs` runs per command, the
-    commands interleaved so that a burst of load on the machine does not land on one of them."""
+    """Wall time and CPU time (user + system) of whole `routesim ... --help` processes: the median of
+    `runs` runs per command, the commands interleaved so that a burst of load on the machine does not land
+    on one of them. CPU time is what to read on a busy machine: waiting for a core inflates the wall time,
+    not it."""
+    import resource
     import statistics
     import subprocess
     import sys
 
     from rich.table import Table
 
+    def cpu_of_children() -> float:
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
     script = Path(sys.executable).with_name("routesim")
     launcher = [str(script)] if script.exists() else [sys.executable, "-c", "from simulator.cli import main; main()"]
     commands = help_commands()
-    seconds: dict[int, list[float]] = {index: [] for index in range(len(commands))}
+    seconds: dict[int, list[tuple[float, float]]] = {index: [] for index in range(len(commands))}
+    load_before = os.getloadavg()[0]
     for _ in range(runs):
         for index, arguments in enumerate(commands):
-            started = time.perf_counter()
+            started, cpu_before = time.perf_counter(), cpu_of_children()
             subprocess.run([*launcher, *arguments], check=True, stdout=subprocess.DEVNULL)
-            seconds[index].append(time.perf_counter() - started)
-    table = Table(title=f"routesim startup: whole process, median of {runs} runs")
-    for column in ("command", "median s", "max s"):
+            seconds[index].append((time.perf_counter() - started, cpu_of_children() - cpu_before))
+    table = Table(title=f"routesim startup: whole process, median of {runs} runs (load average: "
+                        f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after)")
+    for column in ("command", "wall s", "max wall s", "CPU s"):
         table.add_column(column, justify="left" if column == "command" else "right")
     for index, arguments in enumerate(commands):
-        table.add_row("routesim " + " ".join(arguments), f"{statistics.median(seconds[index]):.3f}",
-                      f"{max(seconds[index]):.3f}")
+        walls, cpus = zip(*seconds[index])
+        table.add_row("routesim " + " ".join(arguments), f"{statistics.median(walls):.3f}", f"{max(walls):.3f}",
+                      f"{statistics.median(cpus):.3f}")
     return table
 
 
