@@ -73,9 +73,24 @@ def test_a_shadow_sample_draws_each_slice_at_its_known_rate(skewed_shadow):
 
 def test_stratified_sample_takes_exactly_the_asked_sizes():
     strata = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 2])
-    drawn, probability = stratified_sample(strata, np.array([2, 3, 5]), np.random.default_rng(0))
+    drawn, probability = stratified_sample(strata, np.array([2, 3, 5]), np.random.default_rng(0).random(len(strata)))
     assert np.bincount(strata[drawn]).tolist() == [2, 3, 1]
     assert probability.tolist() == [0.5] * 4 + [0.5] * 6 + [1.0]
+
+
+def test_a_requests_router_choice_and_shadow_draw_do_not_depend_on_the_order_of_the_requests():
+    from simulator.datasets.served import serve, shadow
+
+    traffic, outcomes = next(generate_week(600, 1, 8))
+    forward = shadow(*serve(traffic, outcomes, "skewed", 8), 0.2, 8)
+    reversed_traffic, reversed_answers = serve(traffic.reverse(), outcomes.reverse(), "skewed", 8)
+    backward = shadow(reversed_traffic, reversed_answers, 0.2, 8)
+    keys = ["request_id", "model", "sample"]
+    assert forward.sort(keys).equals(backward.sort(keys))
+    # A request's draws depend on its own id: leaving other requests out does not change its router choice.
+    part, _ = serve(traffic.head(100), outcomes, "skewed", 8)
+    whole, _ = serve(traffic, outcomes, "skewed", 8)
+    assert part["served_model"].equals(whole.head(100)["served_model"])
 
 
 @pytest.mark.parametrize("column, value, message", [

@@ -76,7 +76,7 @@ def design_weighted_world(seed: int, requests: int = 800, rate: float = 0.25, re
     figures = cascade_truth(world)
     population = np.bincount(world.slice_code, minlength=SLICES)
     sizes = np.maximum(2, np.rint(rate * population)).astype(np.int64)
-    drawn, probability = stratified_sample(world.slice_code, sizes, np.random.default_rng([seed, 1]))
+    drawn, probability = stratified_sample(world.slice_code, sizes, np.random.default_rng([seed, 1]).random(requests))
     sample = StratifiedSample(world.slice_code[drawn], 1.0 / probability[drawn], population,
                               {name: values[drawn] for name, values in figures.items()})
     truth = {"pass_rate": figures["passed"].mean(), "cost_per_request_usd": figures["cost_usd"].mean()}

@@ -24,17 +24,20 @@ w_i = 1 / pi_i:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
 
 from simulator.core.contract import Dataset
-from simulator.core.engine import replay, select_requests
+from simulator.core.engine import Progress, Replay, replay, select_requests
 from simulator.core.errors import RoutesimError
 from simulator.core.prices import PriceSheet
+from simulator.core.results import build_summary
+from simulator.core.runner import Inputs, Outcome, run_scenario
 from simulator.core.scenario import Scenario
 from simulator.core.stats import check_confidence
+from simulator.core.verdict import DEFAULT_ADMISSION, MEETS, estimated_verdict, shortfalls
 
 DESIGN_WEIGHTED = "design-weighted"
 # The figures each estimator gives, in the summary's metric names.
@@ -122,6 +125,13 @@ class StratifiedSample:
         rescaled = point + self.scale * (replicates - point)
         return float(point[0] @ self.shares), rescaled @ self.shares
 
+    def stratum_intervals(self, column: str, boot: np.ndarray, confidence: float) -> list[tuple]:
+        """Per stratum: (mean, low, high) of `column` within it, rescaled like `mean` (a census: no width)."""
+        point, _ = self.stratum_means(np.ones((1, len(self.strata))), column)
+        replicates, _ = self.stratum_means(boot, column)
+        rescaled = point + self.scale * (replicates - point)
+        return [(_finite(point[0, h]), *interval(rescaled[:, h], confidence)) for h in range(len(self.population))]
+
     def ratio(self, numerator: str, denominator: str, boot: np.ndarray) -> tuple[float, np.ndarray]:
         """Whole-traffic ratio of two means (e.g. escalated among multi-step requests)."""
         def totals(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -159,13 +169,14 @@ def interval(replicates: np.ndarray, confidence: float) -> tuple[float | None, f
 
 
 def sample_estimates(sample: StratifiedSample, *, resamples: int = 1000, seed: int = 0,
-                     confidence: float = 0.95) -> list[Estimate]:
+                     confidence: float = 0.95, boot: np.ndarray | None = None) -> list[Estimate]:
     """Pass rate, cost per request, escalation rate and p95 latency of the whole traffic, with intervals.
 
     Reads columns `passed`, `cost_usd`, `escalated`, `multi_step` and `latency_ms` of the sample (those present).
+    `boot` (resamples x requests, from `draw_counts`) is drawn from `resamples` and `seed` when not given.
     """
     confidence = check_confidence(confidence)
-    boot = sample.draw_counts(resamples, seed)
+    boot = sample.draw_counts(resamples, seed) if boot is None else boot
     figures = {"pass_rate": sample.mean("passed", boot) if "passed" in sample.columns else None,
                "cost_per_request_usd": sample.mean("cost_usd", boot) if "cost_usd" in sample.columns else None}
     if {"escalated", "multi_step"} <= set(sample.columns) and sample.columns["multi_step"].any():
@@ -190,8 +201,9 @@ class DesignWeighted:
     requests: int  # the window's requests: the traffic estimated
     sampled: int  # the drawn requests the policy was replayed on
     estimates: list[Estimate]
-    strata: list[dict]  # per slice: population, drawn, inclusion probability
+    strata: list[dict]  # per slice: population, drawn, inclusion probability, pass rate and its interval
     diagnostics: dict
+    replay: Replay | None = field(default=None, repr=False, compare=False)  # the exact replay of the drawn requests
 
     def as_dict(self) -> dict:
         return {"scenario": self.scenario, "kind": DESIGN_WEIGHTED, "requests": self.requests,
@@ -265,13 +277,16 @@ def design_weighted(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
                  "latency_ms": decisions["latency_ms"].to_numpy(),
                  "escalated": decisions["escalated"].cast(pl.Float64).to_numpy(),
                  "multi_step": decisions["multi_step"].cast(pl.Float64).to_numpy()})
-    estimates = sample_estimates(sample, resamples=resamples, seed=seed, confidence=confidence)
+    boot = sample.draw_counts(resamples, seed)
+    estimates = sample_estimates(sample, confidence=confidence, boot=boot)
+    pass_by_slice = dict(zip(slices, sample.stratum_intervals("passed", boot, confidence)))
     latency = _latency_note(data, drawn.select("request_id"), scenario.policy.models())
     if latency.startswith("unavailable"):
         estimates = [e for e in estimates if e.metric != "latency_p95_ms"]
     per_stratum = (decisions.group_by("slice").agg(pl.len().alias("drawn"), pl.col("pi").first().alias("inclusion_probability"))
                    .join(population, on="slice").sort("slice"))
-    strata = [{"slice": s, "population": n_pop, "drawn": n, "inclusion_probability": p}
+    strata = [{"slice": s, "population": n_pop, "drawn": n, "inclusion_probability": p,
+               **dict(zip(("pass_rate", "low", "high"), pass_by_slice[s]))}
               for s, n, p, n_pop in per_stratum.iter_rows()]
     weight_sum = float((1.0 / decisions["pi"]).sum())
     diagnostics = {"weight_sum": weight_sum, "population": window.height,
@@ -279,4 +294,83 @@ def design_weighted(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
                    "strata_single": int((sample.sizes == 1).sum()), "resamples": resamples, "seed": seed,
                    "confidence": confidence, "latency": latency}
     return DesignWeighted(scenario=scenario.name, requests=window.height, sampled=decisions.height,
-                          estimates=estimates, strata=strata, diagnostics=diagnostics)
+                          estimates=estimates, strata=strata, diagnostics=diagnostics, replay=result)
+
+
+def has_shadow_sample(data: Dataset) -> bool:
+    """Whether some outcome of the data carries an `inclusion_probability` (a shadow sample was merged in)."""
+    if "inclusion_probability" not in data.outcomes.collect_schema():
+        return False
+    return bool(data.outcomes.select(pl.col("inclusion_probability").is_not_null().any()).collect().item())
+
+
+def weighted_summary(summary: dict, result: DesignWeighted, scenario: Scenario) -> dict:
+    """The exact summary of the drawn requests (`build_summary` of `result.replay`) turned into the window's.
+
+    The headline figures become the design-weighted estimates, with `estimates` holding each one's
+    interval; `requests` is the window's, `sampled` the drawn requests; `total_cost_usd` is the
+    Horvitz-Thompson total, cost per request x requests. Each slice's pass rate is its drawn requests' mean
+    (a simple random sample of the slice: the Hajek mean) with its rescaled bootstrap interval, and the
+    verdict judges these intervals by the one admission rule (simulator.core.verdict.estimated_verdict).
+    Figures that are not estimated (mean score, p50 and p99, retries) are null: the drawn requests alone,
+    unweighted, would be figures of a sample whose slices are drawn at different rates. `by_slice` rows are
+    estimates of their slice; `by_day`, `by_model` and `over_time` stay figures of the drawn requests,
+    which `kind` and `tables_of` say.
+    """
+    admission = scenario.admission or DEFAULT_ADMISSION
+    figures = {e.metric: e for e in result.estimates}
+    cost = figures.get("cost_per_request_usd")
+    updated = dict(summary)
+    for metric in ("mean_score", "latency_p50_ms", "latency_p99_ms", "retry_rate", "retry_exhausted",
+                   "latency_p95_ms", "escalation_rate"):
+        updated[metric] = None
+    for metric, figure in figures.items():
+        updated[metric] = figure.value
+    updated["requests"] = result.requests
+    updated["total_cost_usd"] = None if cost is None or cost.value is None else cost.value * result.requests
+    by_slice = {row["slice"]: row for row in result.strata}
+    updated["by_slice"] = [row | {"requests": by_slice[row["slice"]]["population"],
+                                  "sampled": by_slice[row["slice"]]["drawn"],
+                                  "total_cost_usd": row["cost_per_request_usd"] * by_slice[row["slice"]]["population"]}
+                           for row in summary["by_slice"]]
+    overall = figures.get("pass_rate")
+    verdict = estimated_verdict(
+        {"pass_rate": overall.value, "low": overall.low, "high": overall.high, "sampled": result.sampled},
+        [{"slice": row["slice"], "pass_rate": row["pass_rate"], "low": row["low"], "high": row["high"],
+          "sampled": row["drawn"]} for row in result.strata],
+        scenario.quality_bar.default, scenario.quality_bar.for_slice, admission)
+    updated |= {"kind": DESIGN_WEIGHTED, "sampled": result.sampled, "verdict": verdict,
+                "meets_bar": verdict["state"] == MEETS, "bar_failures": shortfalls(verdict),
+                "tables_of": "drawn requests",
+                "estimates": {"kind": DESIGN_WEIGHTED, "figures": [e.as_dict() for e in result.estimates],
+                              "strata": result.strata, "diagnostics": result.diagnostics}}
+    return updated
+
+
+
+def replay_or_estimate(scenario: Scenario, inputs: Inputs, progress: Progress | None = None, *,
+                       resamples: int = 1000, seed: int = 0) -> Outcome:
+    """The scenario's exact replay (simulator.core.runner.run_scenario), or, when its data is a served log
+    with a shadow sample that holds every outcome the policy reaches while the whole window does not, the
+    exact replay of the drawn requests with design-weighted figures for the window (`weighted_summary`).
+
+    A scenario that asks for `on_missing: skip` or draws its own `sample` is replayed as it asks.
+    """
+    from simulator.analyses.coverage import DESIGN_WEIGHTED as CAN_WEIGH, scenario_coverage
+
+    data, sheet = inputs.data(scenario.data), inputs.prices(scenario.prices)
+    if scenario.on_missing != "error" or scenario.sample is not None or not has_shadow_sample(data):
+        return run_scenario(scenario, inputs, progress)
+    coverage = scenario_coverage(scenario, data, sheet)
+    if coverage.kind != CAN_WEIGH:
+        return run_scenario(scenario, inputs, progress)
+    if progress:
+        progress("design-weighted estimates from the shadow sample")
+    result = design_weighted(scenario, data, sheet, resamples=resamples, seed=seed,
+                             confidence=(scenario.admission or DEFAULT_ADMISSION).confidence)
+    summary = weighted_summary(build_summary(result.replay, data, sheet), result, scenario)
+    summary["coverage"] = {"requests_in_window": coverage.requests, "requests_selected": coverage.requests,
+                           "requests_replayed": coverage.replayable, "share": coverage.share,
+                           "missing_by_model": coverage.missing_by_model, "sampled": coverage.sampled,
+                           "sampled_replayable": coverage.sampled_replayable}
+    return Outcome(replay=result.replay, summary=summary)

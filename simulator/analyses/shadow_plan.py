@@ -31,12 +31,13 @@ from simulator.core.contract import Dataset
 from simulator.core.errors import RoutesimError, did_you_mean
 from simulator.core.money import NANO_PER_USD
 from simulator.core.prices import PriceSheet, price_expr
-from simulator.core.sampling import draw_stream, stratified_sample
+from simulator.core.draws import keyed_uniform
+from simulator.core.sampling import stratified_sample
 from simulator.core.stats import check_confidence, z_score
 
 ASSUMED = "assumed_from_status"
 UNKNOWN_PASS_RATE = 0.5
-_PLAN_STREAM = 201
+_PLAN_PURPOSE = "shadow-plan"  # the keyed draws' purpose (simulator.core.draws)
 
 
 def wilson_halfwidth(n, p, z: float):
@@ -132,7 +133,7 @@ def plan_shadow(data: Dataset, models: list[str], halfwidth: float, seed: int, *
     codes = traffic["slice"].replace_strict(slices, list(range(len(slices))), return_dtype=pl.Int64).to_numpy()
     size_of = dict(zip(sizes["slice"], sizes["needed"]))
     drawn, probability = stratified_sample(codes, np.array([size_of[s] for s in slices]),
-                                           draw_stream(seed, _PLAN_STREAM))
+                                           keyed_uniform(seed, _PLAN_PURPOSE, traffic["request_id"]))
     chosen = traffic.filter(pl.Series(drawn)).select(
         "request_id", pl.col("slice").alias("stratum"), pl.Series("inclusion_probability", probability[drawn]))
     answered = answers.select("request_id", "model").with_columns(pl.lit(False).alias("rerun"))

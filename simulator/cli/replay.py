@@ -28,14 +28,15 @@ ConfidenceOption = Annotated[float | None, typer.Option(
 def replay_scenarios(paths: list[Path], *, show_progress: bool = True, rule: str | None = None,
                      confidence: float | None = None):
     """Replays each scenario file in turn, sharing loaded data and price sheets; returns their outcomes."""
-    from simulator.core.runner import Inputs, load_scenarios, run_scenario
+    from simulator.analyses.estimates import replay_or_estimate
+    from simulator.core.runner import Inputs, load_scenarios
 
     scenarios = load_scenarios(paths, rule, confidence)
     inputs = Inputs()
     outcomes = []
     with progress_bar(len(scenarios), show_progress) as (label, advance):
         for scenario in scenarios:
-            outcomes.append(run_scenario(scenario, inputs, lambda stage, name=scenario.name: label(f"{name}: {stage}")))
+            outcomes.append(replay_or_estimate(scenario, inputs, lambda stage, name=scenario.name: label(f"{name}: {stage}")))
             advance()
     return outcomes
 

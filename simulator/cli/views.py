@@ -54,13 +54,45 @@ def _verdict_cell(summary: dict, recommended: str | None) -> str:
     return state if state == "meets" else f"{state} ({failing})"
 
 
+ESTIMATED = " ≈"  # marks a policy whose figures are estimates, not an exact replay of every request
+
+
+def _name(summary: dict, best: str | None) -> str:
+    return (summary["scenario"] + (ESTIMATED if summary.get("kind", "exact") not in ("exact", "partial") else "")
+            + (" ★" if summary["scenario"] == best else ""))
+
+
+def kind_lines(summaries: list[dict], recommendation: dict) -> list[str]:
+    """What kind of number each estimated policy's figures are, how wide, and a warning when policies of
+    different kinds were ranked together (simulator.core.verdict.recommend's `mixed_kinds`)."""
+    lines = []
+    for summary in summaries:
+        estimates = summary.get("estimates")
+        if not estimates:
+            continue
+        level = f"{summary['admission']['confidence']:.0%}"
+        shown = [f"{metric(e['metric'], e['value'])} ({metric(e['metric'], e['low'])}–{metric(e['metric'], e['high'])})"
+                 for e in estimates["figures"] if e["metric"] in ("pass_rate", "cost_per_request_usd")
+                 and e["low"] is not None]
+        lines.append(f"  {summary['scenario']}{ESTIMATED}: {summary['kind']} estimates for all "
+                     f"{summary['requests']:,} requests from a shadow sample of {summary['sampled']:,}, not an exact "
+                     f"replay; {level} intervals: " + ", ".join(shown) + "; verdicts judge these intervals")
+    mixed = recommendation.get("mixed_kinds")
+    if mixed:
+        lines.append("  warning: policies ranked together have figures of different kinds: "
+                     + ", ".join(f"{name} ({kind})" for name, kind in mixed.items()))
+    return lines
+
+
 def comparison_lines(summaries: list[dict], recommendation: dict) -> list[str]:
     """The words under the comparison: what is recommended and why each other policy is not."""
     best = recommendation["policy"]
     first = summaries[0] if summaries else {}
     admission = first.get("admission", {"rule": "lower_bound", "confidence": 0.95})
+    estimated = any(summary.get("estimates") for summary in summaries)
     rule = ("the observed pass rate" if admission["rule"] == "point"
-            else f"the {admission['confidence']:.0%} Wilson lower bound")
+            else f"the {admission['confidence']:.0%} " + ("lower bound (Wilson, or the estimate's interval ≈)"
+                                                          if estimated else "Wilson lower bound"))
     lines = [f"★ {best}: the cheapest deployable policy whose pass rate meets every bar ({rule} at or above it)"
              if best else f"No policy qualifies: none is deployable and meets every bar ({rule} at or above it)."]
     for candidate in recommendation["candidates"]:
@@ -74,7 +106,7 @@ def comparison_lines(summaries: list[dict], recommendation: dict) -> list[str]:
             lines.append(f"  {summary['scenario']}: {pct(share)} of its grades were assumed from the HTTP status")
         for warning in summary.get("warnings", []):
             lines.append(f"  warning, {summary['scenario']}: {warning['message']}")
-    return lines
+    return lines + kind_lines(summaries, recommendation)
 
 
 def comparison_table(summaries: list[dict], title: str = "Replay comparison", *, wide: bool = False,
@@ -97,7 +129,7 @@ def comparison_table(summaries: list[dict], title: str = "Replay comparison", *,
             table.add_column(f"{level} CI", justify="right", no_wrap=True)
     table.add_column("verdict", no_wrap=True)
     for summary in summaries:
-        name = inert(summary["scenario"]) + (" ★" if summary["scenario"] == best else "")
+        name = inert(_name(summary, best))
         cells = []
         for m in shown:
             cells.append(metric(m.name, summary[m.name]))
@@ -111,8 +143,7 @@ def vertical_comparison(summaries: list[dict], recommendation: dict, *, wide: bo
     """One block per policy, `name: value` lines, for consoles too narrow for the table."""
     lines = []
     for summary in summaries:
-        star = " ★" if summary["scenario"] == recommendation["policy"] else ""
-        lines.append(f"{summary['scenario']}{star}")
+        lines.append(_name(summary, recommendation["policy"]))
         for m in METRICS:
             if wide or m.name in NARROW:
                 value = metric(m.name, summary[m.name])

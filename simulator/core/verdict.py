@@ -114,21 +114,42 @@ def requests_to_settle(rate: float, requests: int, bar: float, confidence: float
     return int(high - requests)
 
 
+def admit(rate: float, low: float, high: float, bar: float, admission: Admission = DEFAULT_ADMISSION,
+          requests: int = 1) -> str:
+    """The admission rule itself: the state of a pass rate with interval [low, high] against `bar`.
+
+    Every verdict goes through here, whether the interval is a Wilson interval of an exact replay (`judge`)
+    or the interval of an estimate (`estimated_verdict`). No requests (`requests` 0) never meets.
+    """
+    if admission.rule == "point":
+        return MEETS if requests and rate >= bar else FAILS
+    if low >= bar and requests:
+        return MEETS
+    if high < bar:
+        return FAILS
+    return UNDECIDED
+
+
 def judge(passes: int, requests: int, bar: float, admission: Admission = DEFAULT_ADMISSION) -> dict:
     """The verdict of `passes` out of `requests` against `bar`: state, rate, interval and what settles it."""
     rate = passes / requests if requests else 0.0
     low, high = _interval(passes, requests, admission.confidence)
-    if admission.rule == "point":
-        state = MEETS if requests and rate >= bar else FAILS
-    elif low >= bar and requests:
-        state = MEETS
-    elif high < bar:
-        state = FAILS
-    else:
-        state = UNDECIDED
+    state = admit(rate, low, high, bar, admission, requests)
     return {"state": state, "passes": passes, "requests": requests, "pass_rate": rate, "low": low, "high": high,
             "bar": bar, "to_settle": (requests_to_settle(rate, requests, bar, admission.confidence)
                                       if state == UNDECIDED else None)}
+
+
+def judge_estimate(rate: float, low: float | None, high: float | None, sampled: int, bar: float,
+                   admission: Admission = DEFAULT_ADMISSION) -> dict:
+    """The verdict of an estimated pass rate with its interval (a design-weighted estimate from `sampled`
+    drawn requests) against `bar`, by the same rule as `judge`. An estimate without an interval is
+    undecided under `lower_bound`. `to_settle` is None: more drawn requests, not more traffic, settle it."""
+    low = rate if low is None else low
+    high = rate if high is None else high
+    state = admit(rate, low, high, bar, admission, sampled)
+    return {"state": state, "passes": None, "requests": sampled, "pass_rate": rate, "low": low, "high": high,
+            "bar": bar, "to_settle": None}
 
 
 def passes_of(row: dict) -> int:
@@ -152,6 +173,22 @@ def policy_verdict(summary: dict, default_bar: float, slice_bar, admission: Admi
               for row in summary["by_slice"]]
     return {"state": worst([overall["state"], *(s["state"] for s in slices)]), "rule": admission.rule,
             "confidence": admission.confidence, "overall": overall, "slices": slices}
+
+
+def estimated_verdict(overall: dict, slices: list[dict], default_bar: float, slice_bar,
+                      admission: Admission = DEFAULT_ADMISSION) -> dict:
+    """Overall and per-slice verdicts of a policy whose pass rates are estimates with intervals.
+
+    `overall` and each of `slices` (which also carry `slice`) hold `pass_rate`, `low`, `high` and `sampled`
+    (the drawn requests behind it). Returns the same shape as `policy_verdict`, judged by `judge_estimate`.
+    """
+    def one(row: dict, bar: float) -> dict:
+        return judge_estimate(row["pass_rate"], row["low"], row["high"], row["sampled"], bar, admission)
+
+    first = one(overall, default_bar)
+    per_slice = [{"slice": row["slice"], **one(row, slice_bar(row["slice"]))} for row in slices]
+    return {"state": worst([first["state"], *(s["state"] for s in per_slice)]), "rule": admission.rule,
+            "confidence": admission.confidence, "overall": first, "slices": per_slice}
 
 
 def shortfalls(verdict: dict) -> list[dict]:
@@ -197,9 +234,11 @@ def recommend(summaries: list[dict], *, baseline: str | None = None, gates: dict
     result against `baseline` (the baseline itself passes). Policies are ranked among those replayed on
     the baseline's requests (without a baseline: the largest request set, ties to the first listed).
 
-    Returns `policy` (None when nothing qualifies), `ranked_on` (a label of the request set), and
+    Returns `policy` (None when nothing qualifies), `ranked_on` (a label of the request set),
     `candidates`: per summary `scenario`, `state`, `deployable`, `comparable`, `gate` (True, False or None),
-    `eligible` and `reasons` (why not, in words; empty for the recommended one).
+    `eligible` and `reasons` (why not, in words; empty for the recommended one), and `mixed_kinds`: when
+    the policies ranked together have figures of different kinds (`kind`: exact, design-weighted, ...),
+    each one's kind, so every view can say so; else None.
     """
     if not summaries:
         return {"policy": None, "candidates": [], "closest": []}
@@ -246,5 +285,8 @@ def recommend(summaries: list[dict], *, baseline: str | None = None, gates: dict
     closest = [] if best else sorted(
         (c for c in candidates if c["comparable"] and c["deployable"]),
         key=lambda c: (len(c["reasons"]), {MEETS: 0, UNDECIDED: 1, FAILS: 2}[c["state"]], c["cost"]))[:3]
+    kinds = {summary["scenario"]: summary.get("kind", "exact")
+             for summary, candidate in zip(summaries, candidates) if candidate["comparable"]}
     return {"policy": best, "baseline": baseline, "candidates": candidates,
-            "closest": [c["scenario"] for c in closest]}
+            "closest": [c["scenario"] for c in closest],
+            "mixed_kinds": kinds if len(set(kinds.values())) > 1 else None}

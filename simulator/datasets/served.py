@@ -25,7 +25,8 @@ import polars as pl
 
 from simulator.core.contract import PROPENSITY_PREFIX, write_folder
 from simulator.core.errors import RoutesimError
-from simulator.core.sampling import draw_stream, stratified_sample
+from simulator.core.draws import keyed_uniform
+from simulator.core.sampling import stratified_sample
 from simulator.datasets.generate import MODELS, SLICE_NAMES, generate_week
 
 LOGGERS = ("uniform", "skewed", "by-slice")
@@ -34,8 +35,9 @@ EASY_SLICES = frozenset(SLICE_NAMES[:4])
 SKEWED_EASY = (0.55, 0.25, 0.15, 0.05)
 SKEWED_HARD = (0.05, 0.15, 0.25, 0.55)
 TRUTH_SUFFIX = "-truth"  # the truth goes beside the log, so rewriting the log (an import) never touches it
-# Purposes of the random streams under one seed (the week itself uses generate's own streams).
-_LOGGER_STREAM, _SHADOW_STREAM = 101, 102
+# Purposes of the keyed draws under one seed (simulator.core.draws): a request's router choice and shadow key
+# are functions of (seed, purpose, request id), so they do not depend on the order of the requests.
+_LOGGER_PURPOSE, _SHADOW_PURPOSE = "served-router", "served-shadow"
 
 
 def logging_distribution(logger: str, slices: pl.Series, models: tuple[str, ...] = MODELS) -> np.ndarray:
@@ -60,7 +62,7 @@ def serve(traffic: pl.DataFrame, outcomes: pl.DataFrame, logger: str, seed: int
     """
     distribution = logging_distribution(logger, traffic["slice"])
     cdf = np.cumsum(distribution, axis=1)
-    u = draw_stream(seed, _LOGGER_STREAM).random(traffic.height)
+    u = keyed_uniform(seed, _LOGGER_PURPOSE, traffic["request_id"])
     chosen = np.minimum((u[:, None] >= cdf).sum(axis=1), len(MODELS) - 1)
     served = pl.Series("served_model", MODELS, dtype=pl.String).gather(chosen)
     traffic = traffic.with_columns(
@@ -86,7 +88,7 @@ def shadow(traffic: pl.DataFrame, answers: pl.DataFrame, rate: float, seed: int)
     codes = traffic["slice"].cast(pl.Enum(sorted(set(traffic["slice"])))).to_physical().to_numpy()
     population = np.bincount(codes)
     sizes = np.maximum(1, np.rint(rate * population)).astype(np.int64)
-    drawn, probability = stratified_sample(codes, sizes, draw_stream(seed, _SHADOW_STREAM))
+    drawn, probability = stratified_sample(codes, sizes, keyed_uniform(seed, _SHADOW_PURPOSE, traffic["request_id"]))
     sample = traffic.select("request_id").with_columns(
         pl.Series("__drawn", drawn), pl.Series("inclusion_probability", probability))
     joined = answers.join(sample, on="request_id", how="left", maintain_order="left")

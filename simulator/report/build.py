@@ -4,7 +4,10 @@ A report's results folder holds, beside each scenario's saved result (simulator.
 `tables.json` (simulator.analyses.tables.scenario_tables, plus the threshold sweeps of simulator.analyses.sweep.report_sweeps
 under `sweeps`), and at the top `baselines.json` (single-model
 baselines and the oracle), `price-checks.json` (each price sheet reconciled with the recorded costs of its
-data, simulator.analyses.reconcile) and `report.json` (the scenarios of the report, in order). The HTML is always
+data, simulator.analyses.reconcile), `coverage.json` (each data folder's answers and grades per slice x
+model, simulator.analyses.coverage) and `report.json` (the scenarios of the report, in order). A scenario
+on a served log with a shadow sample is estimated (simulator.analyses.estimates.replay_or_estimate): its
+decisions, tables, sweeps and the baselines (when it is the first) are of the drawn requests. The HTML is always
 rendered from these files, so `routesim report --from` needs neither the data nor a replay, and gives the
 same bytes as the first render.
 """
@@ -19,6 +22,7 @@ from pathlib import Path
 import polars as pl
 
 from simulator.analyses import tables as analysis
+from simulator.analyses.estimates import DESIGN_WEIGHTED, replay_or_estimate, shadow_subset
 from simulator.analyses.sweep import report_sweeps
 from simulator.core.errors import RoutesimError
 from simulator.core.outputs import write_json_atomic, write_text_atomic
@@ -29,7 +33,7 @@ from simulator.core.results import (
     read_summary,
     save_result,
 )
-from simulator.core.runner import Inputs, Outcome, load_scenarios, run_scenario
+from simulator.core.runner import Inputs, Outcome, load_scenarios
 from simulator.core.verdict import recommend
 
 TABLES_FILE = "tables.json"
@@ -37,6 +41,7 @@ BASELINES_FILE = "baselines.json"
 MANIFEST_FILE = "report.json"
 GATES_FILE = "gates.json"
 PRICE_CHECKS_FILE = "price-checks.json"
+COVERAGE_FILE = "coverage.json"
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,7 @@ class ReportInputs:
     frontier: dict | None = None  # simulator.analyses.tables.frontier_table, computed from the saved tables
     gates: dict | None = None  # every scenario gated against the baseline (see `gates_against`)
     price_checks: list[dict] | None = None  # each sheet against its data's recorded costs (`price_checks`)
+    coverage: list[dict] | None = None  # per data folder, answers and grades per slice x model (`coverage_tables`)
     recommendation: dict | None = None  # simulator.core.verdict.recommend over the summaries and gates
 
 
@@ -105,21 +111,21 @@ def replay_and_save(paths: list[Path], results_dir: Path, label: Callable[[str],
     inputs = Inputs()
     outcomes = []
     for scenario in scenarios:
-        outcome = run_scenario(scenario, inputs, lambda stage, name=scenario.name: label(f"{name}: {stage}"))
+        outcome = replay_or_estimate(scenario, inputs, lambda stage, name=scenario.name: label(f"{name}: {stage}"))
         decisions, calls = outcome.replay.decisions, outcome.replay.calls
         folder = save_result(results_dir, outcome.summary, decisions, calls)
-        data, sheet = inputs.data(scenario.data), inputs.prices(scenario.prices)
+        data, sheet = _replayed_data(outcome, inputs), inputs.prices(scenario.prices)
         tables = analysis.scenario_tables(outcome.summary, decisions, calls, analysis.plan_steps(scenario),
                                           analysis.straight_cost(data, sheet))
         label(f"{scenario.name}: threshold sweeps")
-        tables["sweeps"] = report_sweeps(scenario, inputs.data(scenario.data), inputs.prices(scenario.prices))
-        analysis.attach_break_even(tables["sweeps"], tables["cascades"], outcome.summary["requests"])
+        tables["sweeps"] = report_sweeps(scenario, data, sheet)
+        analysis.attach_break_even(tables["sweeps"], tables["cascades"], len(decisions))
         write_json_atomic(folder / TABLES_FILE, tables)
         outcomes.append(outcome)
         advance()
     first = scenarios[0]
     label(f"baselines on {first.name}'s requests")
-    baselines = analysis.baselines(first, inputs.data(first.data), inputs.prices(first.prices))
+    baselines = analysis.baselines(first, _replayed_data(outcomes[0], inputs), inputs.prices(first.prices))
     write_json_atomic(results_dir / BASELINES_FILE, baselines | {
         "data": outcomes[0].summary["provenance"]["data"],
         "data_fingerprint": outcomes[0].summary["provenance"]["data_fingerprint"]})
@@ -131,9 +137,33 @@ def replay_and_save(paths: list[Path], results_dir: Path, label: Callable[[str],
         gates_path.unlink()
     label("price sheets against the recorded costs")
     write_json_atomic(results_dir / PRICE_CHECKS_FILE, {"checks": price_checks(scenarios, inputs)})
+    label("answers and grades held")
+    write_json_atomic(results_dir / COVERAGE_FILE, {"data": coverage_tables(scenarios, inputs)})
     write_json_atomic(results_dir / MANIFEST_FILE, {"scenarios": [scenario.name for scenario in scenarios]})
     advance()
     return outcomes
+
+
+def _replayed_data(outcome: Outcome, inputs: Inputs):
+    """The data a scenario's tables are computed on: the drawn requests for a design-weighted outcome
+    (its decisions are theirs), else the whole data folder."""
+    data = inputs.data(outcome.replay.scenario.data)
+    if outcome.summary.get("kind") != DESIGN_WEIGHTED:
+        return data
+    return shadow_subset(data, outcome.replay.decisions.select("request_id"))
+
+
+def coverage_tables(scenarios, inputs: Inputs) -> list[dict]:
+    """Per distinct data folder of the scenarios: `routesim coverage`'s answers per slice x model."""
+    from simulator.analyses.coverage import answer_table
+
+    found, seen = [], set()
+    for scenario in scenarios:
+        if scenario.data in seen:
+            continue
+        seen.add(scenario.data)
+        found.append({"data": Path(scenario.data).name, "answers": answer_table(inputs.data(scenario.data)).to_dicts()})
+    return found
 
 
 def price_checks(scenarios, inputs: Inputs) -> list[dict]:
@@ -202,7 +232,7 @@ def load_report_inputs(results_dir: Path) -> ReportInputs:
     tables = [_tables(folder, summary) for summary in summaries]
     baselines_path, gates_path = folder / BASELINES_FILE, folder / GATES_FILE
     baselines = _read_json(baselines_path) if baselines_path.is_file() else None
-    checks_path = folder / PRICE_CHECKS_FILE
+    checks_path, coverage_path = folder / PRICE_CHECKS_FILE, folder / COVERAGE_FILE
     gates = _read_json(gates_path) if gates_path.is_file() else None
     recommendation = recommend(summaries, baseline=gates["baseline"] if gates else None,
                                gates={g["candidate"]["name"]: g for g in gates["gates"]} if gates else None)
@@ -210,7 +240,8 @@ def load_report_inputs(results_dir: Path) -> ReportInputs:
                         headline=analysis.headline(summaries, baselines, recommendation, gates),
                         frontier=analysis.frontier_table(summaries, tables, baselines),
                         gates=gates, recommendation=recommendation,
-                        price_checks=_read_json(checks_path)["checks"] if checks_path.is_file() else None)
+                        price_checks=_read_json(checks_path)["checks"] if checks_path.is_file() else None,
+                        coverage=_read_json(coverage_path)["data"] if coverage_path.is_file() else None)
 
 
 def render_report(results_dir: Path, out: Path) -> Path:
