@@ -101,6 +101,8 @@ def context(inputs) -> dict:
                        for name in slices},
         "price_sheets": _price_sheets(inputs), "price_sources": _price_sources,
         "price_checks": getattr(inputs, "price_checks", None) or [],
+        "coverage": getattr(inputs, "coverage", None) or [],
+        "estimated": [summary for summary in inputs.summaries if summary.get("estimates")],
         "sections": [(index, key, title, template) for index, (key, title, template) in enumerate(sections, start=1)],
         "csp": CSP, "embed_options": EMBED_OPTIONS, "vega_bundle": vega_bundle(),
         "admission": inputs.summaries[0].get("admission", {"rule": "lower_bound", "confidence": 0.95}),

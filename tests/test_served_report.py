@@ -1,0 +1,101 @@
+"""A shadow-sampled week in `replay` and `report`: its figures are design-weighted estimates, labelled so,
+its verdicts judge the estimates' intervals by the one admission rule, and the report's headline says how
+wide they are and its provenance holds the coverage table."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import yaml
+
+from simulator.core.paths import PROJECT
+from simulator.core.verdict import Admission, estimated_verdict, judge_estimate, recommend
+
+PRICES = PROJECT / "data" / "prices" / "support.yaml"
+CASCADE = {"default": {"cascade": [{"model": "small", "accept": "confidence >= 0.7"}, {"model": "flagship"}]}}
+
+
+def test_an_estimate_is_judged_by_the_same_rule_on_its_own_interval():
+    # Bar 0.90: an interval above it meets, one below fails, one across it is undecided.
+    assert judge_estimate(0.93, 0.91, 0.95, 200, 0.90)["state"] == "meets"
+    assert judge_estimate(0.85, 0.82, 0.89, 200, 0.90)["state"] == "fails"
+    straddling = judge_estimate(0.905, 0.89, 0.92, 200, 0.90)
+    assert (straddling["state"], straddling["to_settle"]) == ("undecided", None)
+    assert judge_estimate(0.905, 0.89, 0.92, 200, 0.90, Admission(rule="point"))["state"] == "meets"
+    verdict = estimated_verdict({"pass_rate": 0.93, "low": 0.91, "high": 0.95, "sampled": 300},
+                                [{"slice": "faq", "pass_rate": 0.97, "low": 0.95, "high": 0.99, "sampled": 150},
+                                 {"slice": "hard", "pass_rate": 0.80, "low": 0.70, "high": 0.86, "sampled": 150}],
+                                0.90, lambda name: 0.90)
+    assert verdict["state"] == "fails" and [s["state"] for s in verdict["slices"]] == ["meets", "fails"]
+
+
+def _summary(name: str, kind: str) -> dict:
+    verdict = {"state": "meets", "overall": {}, "slices": []}
+    return {"scenario": name, "verdict": verdict, "deployable": True, "cost_per_request_usd": 0.01,
+            "requests": 100, "requests_fingerprint": "f", "provenance": {"data_fingerprint": "d"}, "kind": kind}
+
+
+def test_ranking_policies_of_different_kinds_says_so():
+    assert recommend([_summary("a", "exact"), _summary("b", "exact")])["mixed_kinds"] is None
+    mixed = recommend([_summary("a", "exact"), _summary("b", "design-weighted")])["mixed_kinds"]
+    assert mixed == {"a": "exact", "b": "design-weighted"}
+
+
+@pytest.fixture(scope="module")
+def shadowed(tmp_path_factory):
+    from simulator.datasets.served import write_served_week
+
+    root = tmp_path_factory.mktemp("shadowed")
+    write_served_week(root / "week", 3000, 2, 11, "skewed", shadow_rate=0.2)
+    return root
+
+
+def _scenario(path, data, name="cascade"):
+    path.write_text(yaml.safe_dump({"name": name, "data": str(data), "prices": str(PRICES), "policy": CASCADE,
+                                    "quality_bar": {"default": 0.85}}))
+    return path
+
+
+def test_a_shadowed_weeks_replay_gives_labelled_estimates_whose_verdict_judges_their_intervals(cli, shadowed, tmp_path):
+    path = _scenario(tmp_path / "cascade.yaml", shadowed / "week")
+    result = cli("replay", path, "--json", "--confidence", "0.99")
+    assert result.code == 0, result.err
+    found = json.loads(result.out)[0]
+    assert found["kind"] == "design-weighted" and found["sampled"] < found["requests"] == 3000
+    figures = {e["metric"]: e for e in found["estimates"]["figures"]}
+    overall = found["verdict"]["overall"]
+    assert (overall["low"], overall["high"]) == (figures["pass_rate"]["low"], figures["pass_rate"]["high"])
+    assert found["pass_rate"] == figures["pass_rate"]["value"]
+    assert found["total_cost_usd"] == pytest.approx(figures["cost_per_request_usd"]["value"] * 3000)
+    truth = json.loads(cli("replay", _scenario(tmp_path / "truth.yaml", shadowed / "week-truth", "truth"),
+                           "--json").out)[0]
+    assert truth["kind"] == "exact"
+    for name in ("pass_rate", "cost_per_request_usd"):
+        assert figures[name]["low"] <= truth[name] <= figures[name]["high"], name
+    # Each slice's verdict judges its own estimate's interval.
+    strata = {row["slice"]: row for row in found["estimates"]["strata"]}
+    for scope in found["verdict"]["slices"]:
+        assert (scope["low"], scope["high"]) == (strata[scope["slice"]]["low"], strata[scope["slice"]]["high"])
+    table = cli("replay", path)
+    assert "cascade ≈" in table.out and "design-weighted estimates for all 3,000 requests" in table.out
+
+
+def test_the_report_of_a_shadowed_week_says_its_figures_are_estimates_and_how_wide(cli, shadowed, tmp_path):
+    path = _scenario(tmp_path / "cascade.yaml", shadowed / "week")
+    result = cli("report", path, "-o", tmp_path / "r.html")
+    assert result.code == 0, result.err
+    page = (tmp_path / "r.html").read_text()
+    block = page[page.index('data-field="estimates"'):]
+    text = re.sub(r"<[^>]+>", "", block[:block.index("</div>")])
+    assert "These figures are estimates, not an exact replay" in text
+    summary = json.loads((tmp_path / "r-results" / "cascade" / "summary.json").read_text())
+    low, high = next((e["low"], e["high"]) for e in summary["estimates"]["figures"] if e["metric"] == "pass_rate")
+    assert f"{(high - low) * 100:.1f} pts wide" in text
+    assert f"shadow sample of {summary['sampled']:,}" in text
+    # The coverage table is in the provenance: the served log's answers per slice x model.
+    assert page.count('class="coverage-table"') == 1
+    held = json.loads((tmp_path / "r-results" / "coverage.json").read_text())["data"][0]
+    assert held["data"] == "week" and {row["model"] for row in held["answers"]} == {"small", "medium", "large",
+                                                                                     "flagship"}
