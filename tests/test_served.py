@@ -200,7 +200,7 @@ def test_design_weighted_estimates_contain_the_full_matrix_figures(cli, tmp_path
 
 def test_off_policy_reports_an_ess_that_matches_the_weights(cli, tmp_path, weeks):
     path = _scenario(tmp_path / "one-call.yaml", weeks / "skewed", ONE_CALL, "one-call")
-    result = cli("estimate", path, "--method", "off-policy", "--json")
+    result = cli("estimate", path, "--method", "off-policy", "--confidence", "0.99", "--json")
     assert result.code == 0, result.err
     found = json.loads(result.out)[0]
     traffic = pl.read_parquet(weeks / "skewed" / "traffic.parquet")
