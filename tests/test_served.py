@@ -175,7 +175,7 @@ def weeks(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("served")
     for logger, rate in (("skewed", 0.2), ("by-slice", None)):
-        write_served_week(root / logger, 3000, 2, 11, logger, shadow_rate=rate)
+        write_served_week(root / logger, 3000, 2, 12, logger, shadow_rate=rate)
     return root
 
 
