@@ -98,12 +98,11 @@ class StratifiedSample:
         weight = counts * self.weights
         if among is not None:
             weight = weight * self.columns[among]
-        sums = np.zeros((counts.shape[0], len(self.population)))
-        totals = np.zeros_like(sums)
-        for h in range(len(self.population)):
-            rows = self.strata == h
-            sums[:, h] = weight[:, rows] @ self.columns[column][rows]
-            totals[:, h] = weight[:, rows].sum(axis=1)
+        # One matrix product per total: requests x strata indicator (a request's column in its stratum).
+        indicator = np.zeros((len(self.strata), len(self.population)))
+        indicator[np.arange(len(self.strata)), self.strata] = 1.0
+        sums = (weight * self.columns[column]) @ indicator
+        totals = weight @ indicator
         with np.errstate(invalid="ignore", divide="ignore"):
             return sums / totals, totals
 
