@@ -32,6 +32,14 @@ def test_the_correction_by_hand():
     assert row["low"] == 0.0 and row["high"] == pytest.approx(0.25 + 1.959964 * 0.25, rel=1e-6)
 
 
+def test_a_subset_that_never_disagrees_does_not_claim_an_exact_judge():
+    # 4 answers, all passed by the judge; gold on two agrees: d = 0, 0; pi = 2/4, w = 2. The add-one floor:
+    # p = 1/3, variance = sum w^2 (1 - pi) p (1 - p) / (sum w)^2 = 2 x 4 x 0.5 x 2/9 / 16 = 1/18.
+    row = calibrate_frame(_frame("m", "s", [True] * 4, [True, True, None, None]), min_gold=1).row(0, named=True)
+    assert row["pass_rate"] == 1.0 and row["high"] == 1.0
+    assert row["low"] == pytest.approx(1 - 1.959964 * (1 / 18) ** 0.5, abs=1e-5)
+
+
 def test_a_recorded_gold_probability_weighs_the_subset():
     # The failing-gold answer was drawn at pi = 1 (always graded), the passing one at 0.25 (weight 4):
     # correction = (4 x 0 + 1 x -1) / 5 = -0.2.
@@ -80,3 +88,46 @@ def test_calibrate_command(cli, world):
     world.write_data(tiny_traffic(), outcomes.drop("gold_passed", "gold_grader"))
     missing = cli("calibrate", world.data)
     assert missing.code == 2 and "no gold grades" in missing.err
+
+
+def test_generate_gives_a_random_share_of_the_judged_answers_a_gold_grade_for_calibrate(cli, tmp_path):
+    from scipy.stats import binom
+
+    from simulator.datasets.generate import JUDGE_PASSES_FAILURES, generate_week
+
+    plain = pl.concat([o for _, o in generate_week(3000, 2, 4)])
+    judged = pl.concat([o for _, o in generate_week(3000, 2, 4, gold_rate=0.2)])
+    gold_columns = ["gold_passed", "gold_grader", "gold_inclusion_probability"]
+    # Only the judged answers' verdicts change; every other column is the week without gold.
+    assert judged.drop("passed", *gold_columns).equals(plain.drop("passed"))
+    by_judge = (plain["grader"] == "llm_judge").to_numpy()
+    assert judged.filter(~by_judge)["passed"].equals(plain.filter(~by_judge)["passed"])
+    assert judged.filter(~by_judge)["gold_passed"].null_count() == int((~by_judge).sum())
+    # The gold subset: judged answers only, each with probability 0.2 (inside the 99.9% binomial band),
+    # graded by a human with the true verdict.
+    gold = judged.with_columns(plain["passed"].alias("true")).filter(pl.col("gold_passed").is_not_null())
+    assert set(gold["grader"]) == {"llm_judge"} and set(gold["gold_grader"]) == {"human"}
+    assert set(gold["gold_inclusion_probability"]) == {0.2}
+    assert gold["gold_passed"].equals(gold["true"], check_names=False)
+    n = int(by_judge.sum())
+    assert binom.ppf(0.0005, n, 0.2) <= gold.height <= binom.isf(0.0005, n, 0.2)
+    # The judge is generous: it passes about a quarter of the true failures.
+    failures = judged.with_columns(plain["passed"].alias("true"), pl.Series("by_judge", by_judge)).filter(
+        pl.col("by_judge") & ~pl.col("true"))
+    share = failures["passed"].mean()
+    assert abs(share - JUDGE_PASSES_FAILURES) <= 4 * np.sqrt(0.25 * 0.75 / failures.height)
+    # `routesim calibrate` corrects the judge: its 99% intervals contain each cell's true pass rate.
+    result = cli("generate", tmp_path / "judged", "--requests", "3000", "--days", "2", "--seed", "4",
+                 "--gold-rate", "0.2")
+    assert result.code == 0, result.err
+    found = cli("calibrate", tmp_path / "judged", "--confidence", "0.99", "--json")
+    assert found.code == 0, found.err
+    traffic = pl.concat([t for t, _ in generate_week(3000, 2, 4)]).select("request_id", "slice")
+    truth = (plain.filter(pl.col("sample") == 0).join(traffic, on="request_id").group_by("model", "slice")
+             .agg(pl.col("passed").mean().alias("truth")))
+    truth = {(m, s): t for m, s, t in truth.iter_rows()}
+    groups = [g for g in json.loads(found.out)["groups"] if g["correction_scope"] == "cell" and g["gold_graded"]
+              < g["answers"]]
+    assert len(groups) == 24
+    missed = [g for g in groups if not g["low"] <= truth[g["model"], g["slice"]] <= g["high"]]
+    assert len(missed) <= 2, missed  # 24 cells at 99%: more than two misses has probability below 0.3%

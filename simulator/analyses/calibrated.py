@@ -12,7 +12,9 @@ gold-minus-judge correction measured on the subset:
 Given the answers, the only randomness is which of them were drawn for gold grading, so the error is the
 subset's mean of the differences d = gold - judge minus their mean over all N answers: a Hajek estimator
 of a Poisson (or, with equal pi, a simple random) sample of d. Its variance is estimated by
-sum_gold w_i^2 (1 - pi_i) (d_i - dbar)^2 / (sum w)^2, and the interval is normal. Where pi is not
+sum_gold w_i^2 (1 - pi_i) (d_i - dbar)^2 / (sum w)^2, but at least sum_gold w_i^2 (1 - pi_i) p (1 - p) /
+(sum w)^2 with p = 1 / (n + 1) for n gold grades (the add-one rule: a subset that never disagrees does not
+claim an exact judge), and the interval is normal. Where pi is not
 recorded the subset is taken as a simple random sample of the group: pi = n / N.
 
 Scope. The correction is computed per (model, slice) where the group has at least `min_gold` gold grades,
@@ -40,12 +42,20 @@ MIN_GOLD = 30
 
 
 def _correction(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
-    """Per group of `keys`: gold count, Hajek mean of d over the gold subset, and its variance."""
+    """Per group of `keys`: gold count, Hajek mean of d over the gold subset, and its variance.
+
+    The variance is at least what a subset with a disagreement rate of p = 1 / (n + 1) would give, for n
+    gold grades (the add-one rule): a subset in which judge and gold never disagree otherwise has a
+    variance of 0 and claims the judge is exact.
+    """
     gold = frame.filter(pl.col("gold").is_not_null())
     mean = (pl.col("w") * pl.col("d")).sum() / pl.col("w").sum()
-    spread = pl.col("w") ** 2 * (1 - pl.col("pi")) * (pl.col("d") - pl.col("dbar")) ** 2
+    design = pl.col("w") ** 2 * (1 - pl.col("pi"))
+    one_in = 1.0 / (pl.len() + 1)
+    variance = pl.max_horizontal((design * (pl.col("d") - pl.col("dbar")) ** 2).sum(),
+                                 design.sum() * one_in * (1 - one_in)) / pl.col("w").sum() ** 2
     return gold.with_columns(mean.over(keys).alias("dbar")).group_by(keys).agg(
-        pl.len().alias("gold_n"), pl.col("dbar").first(), (spread.sum() / pl.col("w").sum() ** 2).alias("var"))
+        pl.len().alias("gold_n"), pl.col("dbar").first(), variance.alias("var"))
 
 
 def prepare(frame: pl.DataFrame) -> pl.DataFrame:

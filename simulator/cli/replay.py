@@ -142,6 +142,9 @@ def generate(
                                                "matrix goes to OUT-truth")] = None,
     shadow_rate: Annotated[float | None, typer.Option(help="with --served: also re-run this share of each slice "
                                                       "(a stratified sample) on every candidate")] = None,
+    gold_rate: Annotated[float | None, typer.Option(help="grade the LLM-judged answers by a generous judge and "
+                                                    "give this share of them a human gold grade, for "
+                                                    "'routesim calibrate'")] = None,
     force: Annotated[bool, FORCE] = False,
 ):
     """Generate a seeded synthetic week of support-bot traffic with graded outcomes for 4 model tiers."""
@@ -158,14 +161,15 @@ def generate(
     if served is not None:
         from simulator.datasets.served import write_served_week
 
-        truth = write_served_week(out, requests, days, seed, served, shadow_rate=shadow_rate, mix_shift=mix_shift)
+        truth = write_served_week(out, requests, days, seed, served, shadow_rate=shadow_rate, mix_shift=mix_shift,
+                                  gold_rate=gold_rate)
         (out / MARKER).write_text(MARKER_TEXT, encoding="utf-8")
         console.print(f"wrote {requests:,} served requests to {out} and the full matrix to {truth}", highlight=False)
         return
     with Progress(TextColumn("generating"), BarColumn(), TimeElapsedColumn(), console=errors,
                   transient=True, disable=not console.is_terminal) as bar:
         task = bar.add_task("generate", total=requests)
-        write_week(out, requests, days, seed, mix_shift=mix_shift,
+        write_week(out, requests, days, seed, mix_shift=mix_shift, gold_rate=gold_rate,
                    progress=lambda done: bar.update(task, completed=done))
     (out / MARKER).write_text(MARKER_TEXT, encoding="utf-8")
     console.print(f"wrote {requests:,} requests to {out}")

@@ -48,6 +48,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from simulator.core.contract import OUTCOMES_FILE, TRAFFIC_FILE
+from simulator.core.draws import keyed_uniform
 from simulator.core.errors import RoutesimError
 
 DEFAULT_START = datetime.date(2026, 11, 16)  # a Monday
@@ -435,25 +436,67 @@ def _check_arguments(requests: int, days: int, seed: int, chunk_size: int) -> No
             raise RoutesimError(f"{name} must be at least {least}, got {value}")
 
 
+# --gold-rate: a judge to calibrate, and gold grades on a random subset of its answers (see `with_gold`).
+JUDGE_PASSES_FAILURES = 0.25  # the demonstration judge passes a quarter of the answers that fail,
+JUDGE_FAILS_PASSES = 0.02  # and fails 2% of those that pass: too generous, as LLM judges often are
+GOLD_GRADER = "human"
+_JUDGE_PURPOSE, _GOLD_PURPOSE = "judge-error", "gold-subset"  # keyed draws (simulator.core.draws)
+
+
+def check_gold_rate(rate: float) -> None:
+    if not 0 < rate <= 1:
+        raise RoutesimError(f"the gold rate must lie in (0, 1], got {rate}", where="--gold-rate",
+                            fix="e.g. --gold-rate 0.1 gives a tenth of the judged answers a human grade")
+
+
+def with_gold(outcomes: pl.DataFrame, rate: float, seed: int) -> pl.DataFrame:
+    """The answers graded by the LLM judge (`grader = llm_judge`) with a judge's verdict in `passed`, and a
+    random share `rate` of them with the true verdict as a gold grade.
+
+    The judge passes a true failure with probability JUDGE_PASSES_FAILURES and fails a true pass with
+    probability JUDGE_FAILS_PASSES. Each judged answer is drawn for gold grading independently with
+    probability `rate` (a Poisson sample): `gold_passed` is its true verdict, `gold_grader` `human`,
+    `gold_inclusion_probability` = `rate`; the columns are null elsewhere. Answers of the other graders
+    (deterministic, human) keep their verdict, which is gold already. Both draws are keyed by (seed,
+    purpose, request id, model, sample), so they leave every other column as it was.
+    """
+    check_gold_rate(rate)
+    keys = outcomes.select(pl.format("{}|{}|{}", "request_id", "model", "sample")).to_series()
+    error, drawn = keyed_uniform(seed, _JUDGE_PURPOSE, keys), keyed_uniform(seed, _GOLD_PURPOSE, keys) < rate
+    truth = outcomes["passed"].to_numpy()
+    judged = (outcomes["grader"] == "llm_judge").to_numpy()
+    verdict = np.where(truth, error >= JUDGE_FAILS_PASSES, error < JUDGE_PASSES_FAILURES)
+    gold = pl.Series("__gold", judged & drawn)
+    return outcomes.with_columns(pl.Series("passed", np.where(judged, verdict, truth)), gold).with_columns(
+        pl.when("__gold").then(pl.Series(truth)).alias("gold_passed"),
+        pl.when("__gold").then(pl.lit(GOLD_GRADER)).alias("gold_grader"),
+        pl.when("__gold").then(pl.lit(float(rate))).alias("gold_inclusion_probability"),
+    ).drop("__gold")
+
+
 def generate_week(requests: int, days: int = 7, seed: int = 2026, *, start: date = DEFAULT_START,
-                  mix_shift: bool = True, chunk_size: int = 1_000_000
+                  mix_shift: bool = True, chunk_size: int = 1_000_000, gold_rate: float | None = None
                   ) -> Iterator[tuple[pl.DataFrame, pl.DataFrame]]:
     """Yields (traffic_chunk, outcomes_chunk) pairs in timestamp order, so 10M requests never sit in memory at once.
 
     `requests` arrivals are spread over `days` days from 00:00 UTC of `start`. Request ids number the
     requests in timestamp order ("req-00000001", ...). Each outcomes chunk holds every answer to the
-    requests of its traffic chunk.
+    requests of its traffic chunk. With `gold_rate`, the judged answers get a judge's verdict and a random
+    share of them a gold grade (`with_gold`).
     """
     _check_arguments(requests, days, seed, chunk_size)
+    if gold_rate is not None:
+        check_gold_rate(gold_rate)
     ts_us = _timestamps(requests, days, seed, start)
     id_width = max(8, len(str(requests)))
     for index, first in enumerate(range(0, requests, chunk_size)):
         rng = np.random.default_rng([seed, _CHUNK_STREAM, index])
-        yield _chunk(ts_us[first: first + chunk_size], first, id_width, rng, start, mix_shift)
+        traffic, outcomes = _chunk(ts_us[first: first + chunk_size], first, id_width, rng, start, mix_shift)
+        yield traffic, (outcomes if gold_rate is None else with_gold(outcomes, gold_rate, seed))
 
 
 def write_week(out: Path, requests: int, days: int = 7, seed: int = 2026, *, mix_shift: bool = True,
-               progress: Callable[[int], None] | None = None) -> None:
+               gold_rate: float | None = None, progress: Callable[[int], None] | None = None) -> None:
     """Writes out/traffic.parquet and out/outcomes.parquet (pyarrow ParquetWriter, chunk by chunk).
 
     Writes to temporary files in `out` and renames them into place only when complete, so a failed run
@@ -468,7 +511,7 @@ def write_week(out: Path, requests: int, days: int = 7, seed: int = 2026, *, mix
         writers: list[pq.ParquetWriter] = []
         try:
             written = 0
-            for traffic, outcomes in generate_week(requests, days, seed, mix_shift=mix_shift):
+            for traffic, outcomes in generate_week(requests, days, seed, mix_shift=mix_shift, gold_rate=gold_rate):
                 tables = (traffic.to_arrow(), outcomes.to_arrow())
                 if not writers:
                     for path, table in zip(temporary, tables, strict=True):

@@ -98,12 +98,15 @@ def shadow(traffic: pl.DataFrame, answers: pl.DataFrame, rate: float, seed: int)
 
 
 def served_week(requests: int, days: int, seed: int, logger: str, *, shadow_rate: float | None = None,
-                mix_shift: bool = True) -> tuple[tuple[pl.DataFrame, pl.DataFrame], tuple[pl.DataFrame, pl.DataFrame]]:
-    """((traffic, outcomes) of the served log, (traffic, outcomes) of the full matrix: the truth)."""
+                mix_shift: bool = True, gold_rate: float | None = None
+                ) -> tuple[tuple[pl.DataFrame, pl.DataFrame], tuple[pl.DataFrame, pl.DataFrame]]:
+    """((traffic, outcomes) of the served log, (traffic, outcomes) of the full matrix: the truth).
+
+    With `gold_rate` both hold the judge's grades and the same gold subset (generate.with_gold)."""
     if logger not in LOGGERS:
         raise RoutesimError(f"unknown logging router '{logger}'", where="--served",
                             fix=f"use one of {', '.join(LOGGERS)}")
-    chunks = list(generate_week(requests, days, seed, mix_shift=mix_shift))
+    chunks = list(generate_week(requests, days, seed, mix_shift=mix_shift, gold_rate=gold_rate))
     traffic = pl.concat([t for t, _ in chunks])
     outcomes = pl.concat([o for _, o in chunks])
     logged, answers = serve(traffic, outcomes, logger, seed)
@@ -115,11 +118,11 @@ def served_week(requests: int, days: int, seed: int, logger: str, *, shadow_rate
 
 
 def write_served_week(out: Path, requests: int, days: int, seed: int, logger: str, *,
-                      shadow_rate: float | None = None, mix_shift: bool = True,
+                      shadow_rate: float | None = None, mix_shift: bool = True, gold_rate: float | None = None,
                       progress: Callable[[str], None] | None = None) -> Path:
     """Writes the served log to `out` and the full matrix to the sibling `out`-truth; returns the truth folder."""
     (traffic, outcomes), (full_traffic, full_outcomes) = served_week(
-        requests, days, seed, logger, shadow_rate=shadow_rate, mix_shift=mix_shift)
+        requests, days, seed, logger, shadow_rate=shadow_rate, mix_shift=mix_shift, gold_rate=gold_rate)
     if progress:
         progress("writing")
     out = Path(out)
