@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 
+import polars as pl
 import pytest
 import yaml
 
@@ -99,3 +100,60 @@ def test_the_report_of_a_shadowed_week_says_its_figures_are_estimates_and_how_wi
     held = json.loads((tmp_path / "r-results" / "coverage.json").read_text())["data"][0]
     assert held["data"] == "week" and {row["model"] for row in held["answers"]} == {"small", "medium", "large",
                                                                                      "flagship"}
+
+
+FLAGSHIP = {"default": {"use": "flagship"}}
+
+
+def _policy(path, data, name, policy):
+    path.write_text(yaml.safe_dump({"name": name, "data": str(data), "prices": str(PRICES), "policy": policy,
+                                    "quality_bar": {"default": 0.85}}))
+    return path
+
+
+def test_the_gate_of_a_shadowed_week_weighs_the_window_and_judges_the_estimates(cli, shadowed, tmp_path):
+    base = _policy(tmp_path / "flagship.yaml", shadowed / "week", "flagship", FLAGSHIP)
+    cand = _scenario(tmp_path / "cascade.yaml", shadowed / "week")
+    result = cli("gate", "--baseline", base, "--candidate", cand, "--tolerance", "0.2", "--confidence", "0.99",
+                 "--json")
+    assert result.code in (0, 1), result.err
+    gate = json.loads(result.out)
+    overall = gate["overall"]
+    assert gate["kind"] == "design-weighted" and overall["requests"] == 3000 and overall["sampled"] == gate["requests"]
+    # The candidate's bar verdicts are its estimated verdicts (design-weighted intervals), not Wilson's.
+    estimated = json.loads(cli("replay", cand, "--json", "--confidence", "0.99").out)[0]
+    assert overall["bar_verdict"] == estimated["verdict"]["overall"]["state"]
+    assert overall["candidate"]["pass_rate"] == pytest.approx(estimated["pass_rate"])
+    # The overall change's interval contains the full matrix's change.
+    truth = {}
+    for name, policy in (("flagship", FLAGSHIP), ("cascade", CASCADE)):
+        path = _policy(tmp_path / f"{name}-truth.yaml", shadowed / "week-truth", name, policy)
+        truth[name] = json.loads(cli("replay", path, "--json").out)[0]
+    for key, metric in (("pass_rate_change", "pass_rate"), ("cost_per_request_change_usd", "cost_per_request_usd")):
+        change = truth["cascade"][metric] - truth["flagship"][metric]
+        assert overall[key]["low"] <= change <= overall[key]["high"], (key, overall[key], change)
+    # An exact policy against a design-weighted one is refused: a gate compares one kind of figure.
+    exact = _policy(tmp_path / "exact.yaml", shadowed / "week-truth", "flagship", FLAGSHIP)
+    mixed = cli("gate", "--baseline", exact, "--candidate", cand)
+    assert mixed.code == 2 and "a gate compares figures of one kind" in mixed.err
+
+
+def test_lanes_on_a_shadowed_week_are_fitted_on_the_drawn_requests_and_weigh_the_later_window(cli, shadowed):
+    result = cli("lanes", shadowed / "week", "--prices", PRICES, "--bar", "0.85", "--fit-until", "2026-11-17",
+                 "--json")
+    assert result.code == 0, result.err
+    found = json.loads(result.out)
+    drawn = pl.read_parquet(shadowed / "week" / "outcomes.parquet").filter(
+        pl.col("inclusion_probability").is_not_null())["request_id"].n_unique()
+    traffic = pl.read_parquet(shadowed / "week" / "traffic.parquet")
+    assert found["fit"]["shadow_sample"] and found["fit"]["requests"] < drawn
+    # Every model's answers in a slice are those of the slice's drawn requests: the same count for each model.
+    for group in found["groups"]:
+        assert len({model["requests"] for model in group["models"]}) == 1
+    check = found["out_of_sample"]
+    later = traffic.filter(pl.col("ts") >= pl.datetime(2026, 11, 17, time_zone="UTC"))
+    shares = {name: n / later.height for name, n in later.group_by("slice").len().iter_rows()}
+    assert check["requests"] == later.height and check["drawn"] < later.height
+    assert check["pass_rate"] == pytest.approx(sum(shares[g["group"]] * g["pass_rate"] for g in check["groups"]))
+    refused = cli("lanes", shadowed / "week", "--prices", PRICES, "--bar", "0.85", "--by", "feature")
+    assert refused.code == 2 and "fitted per slice" in refused.err

@@ -24,11 +24,12 @@ w_i = 1 / pi_i:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import polars as pl
 
+from simulator.analyses.gate import GateOptions, GateSide, gate_result, recheck, run_gate
 from simulator.core.contract import Dataset
 from simulator.core.engine import Progress, Replay, replay, select_requests
 from simulator.core.errors import RoutesimError
@@ -233,6 +234,20 @@ def shadow_subset(data: Dataset, ids: pl.DataFrame) -> Dataset:
                    outcomes=data.outcomes.join(keep, on="request_id", how="semi"), fingerprint=data.fingerprint)
 
 
+def drawn_probabilities(data: Dataset) -> pl.DataFrame:
+    """(request_id, pi) of every request drawn into the shadow sample; raises RoutesimError when a request's
+    answers carry different inclusion probabilities."""
+    drawn = (data.outcomes.filter(pl.col("inclusion_probability").is_not_null())
+             .group_by("request_id").agg(pl.col("inclusion_probability").min().alias("pi"),
+                                         pl.col("inclusion_probability").max().alias("pi_max")).collect())
+    uneven = drawn.filter(pl.col("pi") != pl.col("pi_max"))
+    if uneven.height:
+        raise RoutesimError(f"{uneven.height} request(s) carry different inclusion probabilities on different answers",
+                            where=f"{data.folder}, e.g. request {uneven.sort('request_id')['request_id'][0]}",
+                            fix="a request is drawn into the shadow sample once: give all its answers the same probability")
+    return drawn.select("request_id", "pi")
+
+
 def design_weighted(scenario: Scenario, data: Dataset, sheet: PriceSheet | None, *, resamples: int = 1000,
                     seed: int = 0, confidence: float = 0.95) -> DesignWeighted:
     """Replays `scenario` exactly on the shadow sample of `data` and estimates the whole window's figures.
@@ -248,15 +263,7 @@ def design_weighted(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
         raise RoutesimError("a design-weighted estimate replays the shadow sample; the scenario draws its own sample",
                             where=f"scenario '{scenario.name}', key 'sample'", fix="remove 'sample'")
     window, _ = select_requests(scenario, data, ["request_id", "ts", "slice"])
-    drawn = (data.outcomes.filter(pl.col("inclusion_probability").is_not_null())
-             .group_by("request_id").agg(pl.col("inclusion_probability").min().alias("pi"),
-                                         pl.col("inclusion_probability").max().alias("pi_max")).collect())
-    uneven = drawn.filter(pl.col("pi") != pl.col("pi_max"))
-    if uneven.height:
-        raise RoutesimError(f"{uneven.height} request(s) carry different inclusion probabilities on different answers",
-                            where=f"{data.folder}, e.g. request {uneven.sort('request_id')['request_id'][0]}",
-                            fix="a request is drawn into the shadow sample once: give all its answers the same probability")
-    drawn = window.select("request_id", "slice").join(drawn.select("request_id", "pi"), on="request_id")
+    drawn = window.select("request_id", "slice").join(drawn_probabilities(data), on="request_id")
     if drawn.is_empty():
         raise RoutesimError("no request of the window was drawn into the shadow sample",
                             where=f"scenario '{scenario.name}'", fix="check the window and the shadow sample")
@@ -373,3 +380,96 @@ def replay_or_estimate(scenario: Scenario, inputs: Inputs, progress: Progress | 
                            "missing_by_model": coverage.missing_by_model, "sampled": coverage.sampled,
                            "sampled_replayable": coverage.sampled_replayable}
     return Outcome(replay=result.replay, summary=summary)
+
+
+def weigh_gate(result: dict, baseline: Outcome, candidate: Outcome, data: Dataset, options: GateOptions) -> dict:
+    """A gate result of two design-weighted outcomes (`gate_result` on their drawn requests) with its
+    whole-window numbers made design-weighted.
+
+    Overall, both policies' pass rate, cost per request and p95, and the changes in pass rate, cost per
+    request (absolute and relative) and p95, are estimated from the paired drawn requests with the
+    stratified rescaled bootstrap (`StratifiedSample`, `options.resamples` and `options.seed`), since the
+    drawn requests alone over-represent the slices drawn at higher rates. Each slice's changes stay the
+    paired bootstrap of its drawn requests (a simple random sample of the slice; no finite-population
+    correction, so conservative). The bar checks judge the candidate's estimated verdict (its summary's,
+    simulator.core.verdict.estimated_verdict), and the failures are checked again (`recheck`).
+    """
+    columns = ["request_id", "slice", "passed", "cost_usd", "latency_ms"]
+    paired = (baseline.replay.decisions.select(columns)
+              .join(candidate.replay.decisions.select(columns), on="request_id", suffix="_candidate")
+              .join(drawn_probabilities(data), on="request_id").sort("request_id"))
+    strata = candidate.summary["estimates"]["strata"]
+    codes = {row["slice"]: code for code, row in enumerate(strata)}
+    sample = StratifiedSample(
+        strata=paired["slice"].replace_strict(codes, return_dtype=pl.Int64).to_numpy(),
+        weights=(1.0 / paired["pi"]).to_numpy(),
+        population=np.array([row["population"] for row in strata], dtype=np.float64),
+        columns={"base_pass": paired["passed"].cast(pl.Float64).to_numpy(),
+                 "cand_pass": paired["passed_candidate"].cast(pl.Float64).to_numpy(),
+                 "base_cost": paired["cost_usd"].to_numpy(), "cand_cost": paired["cost_usd_candidate"].to_numpy(),
+                 "base_latency": paired["latency_ms"].cast(pl.Float64).to_numpy(),
+                 "cand_latency": paired["latency_ms_candidate"].cast(pl.Float64).to_numpy()})
+    boot = sample.draw_counts(options.resamples, options.seed)
+    figures = {name: sample.mean(name, boot) for name in ("base_pass", "cand_pass", "base_cost", "cand_cost")}
+    relative = sample.ratio("cand_cost", "base_cost", boot)
+    latency = None
+    if not (np.isnan(sample.columns["base_latency"]).any() or np.isnan(sample.columns["cand_latency"]).any()):
+        latency = {name: sample.quantile(name, QUANTILE, boot) for name in ("base_latency", "cand_latency")}
+
+    def change(after: tuple, before: tuple, offset: float = 0.0) -> dict:
+        low, high = interval(after[1] - before[1] - offset, options.confidence)
+        return {"estimate": _finite(after[0] - before[0] - offset), "low": low, "high": high}
+
+    overall = result["overall"]
+    for side, prefix in (("baseline", "base"), ("candidate", "cand")):
+        overall[side] = {"pass_rate": figures[f"{prefix}_pass"][0], "cost_per_request_usd": figures[f"{prefix}_cost"][0],
+                         "latency_p95_ms": latency[f"{prefix}_latency"][0] if latency else None}
+    overall["pass_rate_change"] = change(figures["cand_pass"], figures["base_pass"])
+    overall["cost_per_request_change_usd"] = change(figures["cand_cost"], figures["base_cost"])
+    overall["cost_relative_change"] = change(relative, (0.0, np.zeros_like(relative[1])), 1.0)
+    if latency:
+        overall["latency_p95_change_ms"] = change(latency["cand_latency"], latency["base_latency"])
+    overall["sampled"], overall["requests"] = overall["requests"], candidate.summary["requests"]
+    verdict = candidate.summary["verdict"]
+    verdicts = {None: verdict["overall"], **{scope["slice"]: scope for scope in verdict["slices"]}}
+    result = recheck(result, options, verdicts)
+    result["kind"] = DESIGN_WEIGHTED
+    result["notes"].append(
+        f"design-weighted: the overall figures and changes are estimates for all {overall['requests']:,} requests "
+        f"from the {overall['sampled']:,} drawn into the shadow sample (stratified rescaled bootstrap); each slice's "
+        "changes are its drawn requests' paired bootstrap; the bar checks judge the estimates' intervals"
+        + ("" if latency else "; p95 is of the drawn requests: some have no measured latency"))
+    return result
+
+
+def gate_scenarios(baseline_path, candidate_path, options: GateOptions) -> dict:
+    """`routesim gate`: `run_gate` on exact replays; on a shadow-sampled served log that neither scenario
+    can replay exactly, the gate of the two design-weighted outcomes (`weigh_gate`)."""
+    from pathlib import Path
+
+    from simulator.core.runner import load_scenarios
+    from simulator.core.scenario import load_scenario
+
+    scenarios = [load_scenario(Path(path)) for path in (baseline_path, candidate_path)]
+    inputs = Inputs()
+    if not any(has_shadow_sample(inputs.data(scenario.data)) for scenario in scenarios):
+        return run_gate(baseline_path, candidate_path, options)
+    if options.admission == DEFAULT_ADMISSION:  # as run_gate: the scenarios' own admission setting
+        scenarios = load_scenarios([Path(baseline_path), Path(candidate_path)])
+        options = replace(options, admission=scenarios[0].admission)
+    else:
+        scenarios = [s.model_copy(update={"admission": options.admission}) for s in scenarios]
+    outcomes = [replay_or_estimate(s, inputs, resamples=options.resamples, seed=options.seed) for s in scenarios]
+    kinds = [outcome.summary["kind"] for outcome in outcomes]
+    if kinds != [DESIGN_WEIGHTED, DESIGN_WEIGHTED]:
+        if DESIGN_WEIGHTED not in kinds:
+            return run_gate(baseline_path, candidate_path, options)
+        raise RoutesimError(f"the baseline's figures are {kinds[0]} and the candidate's {kinds[1]}: a gate compares "
+                            "figures of one kind", where=f"baseline {baseline_path}, candidate {candidate_path}",
+                            fix="gate two policies on the same shadow-sampled data, or both on complete outcomes")
+    sides = [GateSide(name=o.summary["scenario"], decisions=o.replay.decisions, quality_bar=s.quality_bar,
+                      description=s.description, source=str(path),
+                      prices_fingerprint=o.summary["provenance"]["prices_fingerprint"])
+             for o, s, path in zip(outcomes, scenarios, (baseline_path, candidate_path))]
+    result = gate_result(*sides, options)
+    return weigh_gate(result, *outcomes, inputs.data(scenarios[1].data), options)

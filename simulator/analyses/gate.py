@@ -148,7 +148,8 @@ def _row(result: BootstrapResult, stratum: int, *, name: str | None, bar: float,
     }
 
 
-def _check_row(row: dict, confidence: float, admission: Admission = DEFAULT_ADMISSION) -> None:
+def _check_row(row: dict, confidence: float, admission: Admission = DEFAULT_ADMISSION,
+               verdict: dict | None = None) -> None:
     level = f"{confidence:.0%}"
     change = row["pass_rate_change"]
     # The slack keeps a change of exactly minus the tolerance (e.g. -1 of 100) from failing on rounding.
@@ -159,7 +160,7 @@ def _check_row(row: dict, confidence: float, admission: Admission = DEFAULT_ADMI
             f"{points(change['high'])}")})
     rate = row["candidate"]["pass_rate"]
     if rate is not None:
-        verdict = judge(round(rate * row["requests"]), row["requests"], row["bar"], admission)
+        verdict = verdict or judge(round(rate * row["requests"]), row["requests"], row["bar"], admission)
         row["bar_verdict"] = verdict["state"]
         if verdict["state"] != MEETS:
             row["failures"].append({"check": BAR, "message": (
@@ -185,7 +186,7 @@ def _check_budgets(row: dict, options: GateOptions) -> None:
                 f"{usd(row['candidate']['cost_per_request_usd'])} per request")})
     if options.max_p95_increase_ms is not None:
         latency = row["latency_p95_change_ms"]
-        if latency["high"] > options.max_p95_increase_ms:
+        if latency["high"] is not None and latency["high"] > options.max_p95_increase_ms:
             row["failures"].append({"check": LATENCY_BUDGET, "message": (
                 f"p95 latency may rise by more than the budget of {signed_ms(options.max_p95_increase_ms)}: change "
                 f"{signed_ms(latency['estimate'])}, {level} interval {signed_ms(latency['low'])} to "
@@ -284,6 +285,20 @@ def gate_result(baseline: GateSide, candidate: GateSide, options: GateOptions | 
         "failures": failures,
         "notes": notes,
     }
+
+
+def recheck(result: dict, options: GateOptions, verdicts: dict) -> dict:
+    """The failures and the verdict of a gate result computed again after its numbers were replaced by
+    estimates (simulator.analyses.estimates.weigh_gate). `verdicts` maps a slice (None: overall) to the
+    candidate's bar verdict there (simulator.core.verdict.judge_estimate), used instead of a Wilson one."""
+    rows = [result["overall"], *result["slices"]]
+    for row in rows:
+        row["failures"] = []
+        _check_row(row, options.confidence, options.admission, verdicts.get(row["slice"]))
+    _check_budgets(result["overall"], options)
+    result["failures"] = [{"slice": row["slice"], **failure} for row in rows for failure in row["failures"]]
+    result["passed"] = not result["failures"]
+    return result
 
 
 def side_from_saved(saved) -> GateSide:

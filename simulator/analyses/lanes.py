@@ -39,6 +39,7 @@ import polars as pl
 import yaml
 from pydantic import ValidationError
 
+from simulator.analyses.estimates import drawn_probabilities, has_shadow_sample, shadow_subset
 from simulator.core.contract import Dataset, load_data
 from simulator.core.engine import compile_policy, data_values, replay, with_utc_ts
 from simulator.core.errors import RoutesimError, did_you_mean
@@ -263,8 +264,12 @@ def _description(result: dict, options: LaneOptions, by: str, missing: int) -> s
 
 
 def _out_of_sample(scenario: Scenario, data: Dataset, sheet: PriceSheet | None, requests: pl.DataFrame,
-                   result: dict, bars: QualityBar, confidence: float) -> dict:
-    """Replays the lanes on the later traffic and judges every group's bar there."""
+                   result: dict, bars: QualityBar, confidence: float, population: dict | None = None) -> dict:
+    """Replays the lanes on the later traffic and judges every group's bar there.
+
+    With `population` (each slice's requests in the later window, when `data` holds only a shadow sample's
+    drawn requests), the overall pass rate and cost per request weigh each slice's drawn requests by its
+    share of the window (a stratified estimate) instead of averaging the drawn requests."""
     replayed = replay(scenario, data, sheet)
     decisions = replayed.decisions.join(requests.select("request_id", GROUP), on="request_id", how="left",
                                         maintain_order="left")
@@ -293,10 +298,17 @@ def _out_of_sample(scenario: Scenario, data: Dataset, sheet: PriceSheet | None, 
             called_out.append(name)
     window = scenario.window
     overall = float(decisions["passed"].cast(pl.Float64).mean())
+    cost = float(decisions["cost_usd"].mean())
+    requests_shown = decisions.height
+    if population:
+        shares = {name: size / sum(population.values()) for name, size in population.items()}
+        overall = sum(shares[g["group"]] * g["pass_rate"] for g in groups)
+        cost = sum(shares[g["group"]] * g["cost_per_request_usd"] for g in groups)
+        requests_shown = sum(population.values())
     return {"window": {"start": str(window.start), "end": str(window.end)},
-            "requests": decisions.height,
+            "requests": requests_shown, "drawn": decisions.height if population else None,
             "pass_rate": overall, "bar": bars.default, "holds": overall >= bars.default,
-            "cost_per_request_usd": float(decisions["cost_usd"].mean()),
+            "cost_per_request_usd": cost,
             "groups": groups, "failed_out_of_sample": called_out}
 
 
@@ -308,6 +320,16 @@ def fit_lanes(data_folder: Path, prices: Path | None, bars: QualityBar, options:
     confidence = check_confidence(options.confidence)
     data = load_data(Path(data_folder))
     sheet = load_prices(Path(prices)) if prices else None
+    shadow = has_shadow_sample(data)
+    if shadow:
+        # A served log's answers follow its router; the shadow sample's drawn requests are a simple random
+        # sample of each slice, so every model's pass rate there, and its Wilson interval, is the slice's.
+        if options.by != "slice":
+            raise RoutesimError("lanes on a shadow-sampled served log are fitted per slice, the sample's strata: "
+                                f"the drawn requests of a '{options.by}' mix slices drawn at different rates",
+                                where="--by", fix="fit lanes --by slice on this data")
+        population = _requests(data, options.by)
+        data = shadow_subset(data, drawn_probabilities(data).select("request_id"))
     requests = _requests(data, options.by)
     groups_in_data = sorted(requests[GROUP].unique().to_list())
     for name in bars.slices:
@@ -350,7 +372,8 @@ def fit_lanes(data_folder: Path, prices: Path | None, bars: QualityBar, options:
         "fit": {"first_request": fitted_requests["ts"].min().isoformat(),
                 "last_request": fitted_requests["ts"].max().isoformat(),
                 "until": str(options.fit_until) if options.fit_until else None,
-                "requests": fitted_requests.height},
+                "requests": fitted_requests.height,
+                "shadow_sample": shadow},  # fitted on the drawn requests of a shadow-sampled served log
         "default_model": default_model, "escalate_to": escalate_to,
         "groups": [],
     }
@@ -383,7 +406,11 @@ def fit_lanes(data_folder: Path, prices: Path | None, bars: QualityBar, options:
         del content["prices"]
     scenario = _checked_scenario(content, data, prices)
     result["scenario"] = _yaml_ready(content)
-    result["out_of_sample"] = (_out_of_sample(scenario, data, sheet, requests, result, bars, confidence)
+    later = None
+    if shadow and options.fit_until:  # each slice's requests in the later window, to weigh the drawn ones
+        cut = dt.datetime.combine(options.fit_until, dt.time(), tzinfo=dt.UTC)
+        later = dict(population.filter(pl.col("ts") >= cut).group_by(GROUP).len().iter_rows())
+    result["out_of_sample"] = (_out_of_sample(scenario, data, sheet, requests, result, bars, confidence, later)
                                if options.fit_until else None)
     result["emitted"] = None
     if emit:

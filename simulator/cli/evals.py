@@ -90,7 +90,8 @@ def register(app: typer.Typer) -> None:
         """Compare a candidate policy with the baseline on the same requests; exit 1 when it fails."""
         from rich.markup import escape
 
-        from simulator.analyses.gate import GateOptions, parse_slice_tolerances, run_gate
+        from simulator.analyses.estimates import gate_scenarios
+        from simulator.analyses.gate import GateOptions, parse_slice_tolerances
         from simulator.cli.views import gate_table
         from simulator.core.outputs import json_output, write_text_atomic
         from simulator.report.gate import failure_lines, gate_markdown
@@ -98,7 +99,7 @@ def register(app: typer.Typer) -> None:
         options = GateOptions(resamples=resamples, seed=seed, confidence=confidence, tolerance=tolerance,
                               slice_tolerances=parse_slice_tolerances(tolerance_slice),
                               max_cost_increase=max_cost_increase, max_p95_increase_ms=max_p95_increase_ms)
-        result = run_gate(baseline, candidate, options)
+        result = gate_scenarios(baseline, candidate, options)
         if markdown:
             write_text_atomic(markdown, gate_markdown(result))
         if as_json:

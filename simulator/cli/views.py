@@ -181,6 +181,7 @@ def lanes_table(result: dict) -> Table:
             else f"{level} Wilson lower bound") + " ≥ bar"
     table = Table(title=escape(f"Lanes by {result['by']}: admitted when the {rule}"),
                   caption=escape(f"fitted on {result['fit']['requests']:,} requests"
+                                 + (" drawn into the shadow sample" if result["fit"].get("shadow_sample") else "")
                                  + (f" before {result['fit']['until']}" if result["fit"]["until"] else "")
                                  + "; ★ the lane: cheapest admitted model"),
                   caption_justify="left")
@@ -219,7 +220,10 @@ def out_of_sample_table(result: dict) -> Table:
     level = f"{result['confidence']:.0%}"
     table = Table(title=escape(f"Out of sample: the lanes replayed from {check['window']['start']} to "
                                f"{check['window']['end']} (not fitted on)"),
-                  caption=escape(f"{check['requests']:,} requests; pass rate {pct(check['pass_rate'])}, "
+                  caption=escape(f"{check['requests']:,} requests"
+                                 + (f" (design-weighted from the {check['drawn']:,} drawn into the shadow sample)"
+                                    if check.get("drawn") else "")
+                                 + f"; pass rate {pct(check['pass_rate'])}, "
                                  f"{usd(check['cost_per_request_usd'])} per request"), caption_justify="left")
     for header in (result["by"], "routed to", "in sample", "requests", "pass", f"{level} interval", "bar",
                    "bar holds"):

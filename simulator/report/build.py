@@ -22,7 +22,7 @@ from pathlib import Path
 import polars as pl
 
 from simulator.analyses import tables as analysis
-from simulator.analyses.estimates import DESIGN_WEIGHTED, replay_or_estimate, shadow_subset
+from simulator.analyses.estimates import DESIGN_WEIGHTED, replay_or_estimate, shadow_subset, weigh_gate
 from simulator.analyses.sweep import report_sweeps
 from simulator.core.errors import RoutesimError
 from simulator.core.outputs import write_json_atomic, write_text_atomic
@@ -65,7 +65,8 @@ def default_results_dir(out: Path) -> Path:
     return out.with_name(f"{out.stem}-results")
 
 
-def gates_against(baseline: str, outcomes: list[Outcome], tolerance: float | None = None) -> dict:
+def gates_against(baseline: str, outcomes: list[Outcome], tolerance: float | None = None,
+                  inputs: Inputs | None = None) -> dict:
     """Every other scenario replayed on the baseline's requests, through the regression gate (its defaults,
     with the run's `tolerance` and admission rule).
 
@@ -93,6 +94,15 @@ def gates_against(baseline: str, outcomes: list[Outcome], tolerance: float | Non
             skipped.append({"scenario": outcome.summary["scenario"],
                             "reason": "replayed on other requests than the baseline: another data folder, window "
                                       "or sample, or requests skipped for missing outcomes"})
+            continue
+        if DESIGN_WEIGHTED in (base.summary.get("kind"), outcome.summary.get("kind")):
+            if base.summary.get("kind") != outcome.summary.get("kind"):
+                skipped.append({"scenario": outcome.summary["scenario"],
+                                "reason": f"its figures are {outcome.summary.get('kind')} and the baseline's "
+                                          f"{base.summary.get('kind')}: a gate compares figures of one kind"})
+                continue
+            data = (inputs or Inputs()).data(outcome.replay.scenario.data)
+            gates.append(weigh_gate(gate_result(side(base), side(outcome), options), base, outcome, data, options))
             continue
         gates.append(gate_result(side(base), side(outcome), options))
     return {"baseline": baseline, "tolerance": options.tolerance, "gates": gates, "skipped": skipped}
@@ -132,7 +142,7 @@ def replay_and_save(paths: list[Path], results_dir: Path, label: Callable[[str],
     gates_path = results_dir / GATES_FILE
     if baseline is not None:
         label(f"gating against {baseline}")
-        write_json_atomic(gates_path, gates_against(baseline, outcomes, tolerance))
+        write_json_atomic(gates_path, gates_against(baseline, outcomes, tolerance, inputs))
     elif gates_path.exists():
         gates_path.unlink()
     label("price sheets against the recorded costs")
