@@ -157,3 +157,20 @@ def test_lanes_on_a_shadowed_week_are_fitted_on_the_drawn_requests_and_weigh_the
     assert check["pass_rate"] == pytest.approx(sum(shares[g["group"]] * g["pass_rate"] for g in check["groups"]))
     refused = cli("lanes", shadowed / "week", "--prices", PRICES, "--bar", "0.85", "--by", "feature")
     assert refused.code == 2 and "fitted per slice" in refused.err
+
+
+def test_design_weighted_figures_are_the_same_bytes_at_one_and_eight_threads(shadowed, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    path = _scenario(tmp_path / "cascade.yaml", shadowed / "week")
+    outputs = []
+    for threads in (1, 8):
+        env = {**os.environ, "POLARS_MAX_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads),
+               "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+        done = subprocess.run([sys.executable, "-c", "from simulator.cli import main; main()", "replay", str(path),
+                               "--json"], env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        outputs.append(done.stdout)
+    assert outputs[0] == outputs[1] and '"design-weighted"' in outputs[0]

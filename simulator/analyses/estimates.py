@@ -74,6 +74,11 @@ def _weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> np.
     return values[order][np.minimum(index, len(values) - 1)]
 
 
+def _shared(means: np.ndarray, shares: np.ndarray) -> np.ndarray:
+    """Per row of (rows x strata) `means`: the strata's means combined by their shares (no BLAS)."""
+    return (means * shares).sum(axis=1)
+
+
 class StratifiedSample:
     """The drawn requests of a stratified sample: values, weights, strata and each stratum's population.
 
@@ -87,6 +92,7 @@ class StratifiedSample:
         self.population = np.asarray(population, dtype=np.float64)
         self.columns = {name: np.asarray(values, dtype=np.float64) for name, values in columns.items()}
         self.sizes = np.bincount(self.strata, minlength=len(self.population))
+        self._order = np.argsort(self.strata, kind="stable")  # the requests stratum by stratum
         if np.any((self.sizes == 0) & (self.population > 0)):
             raise RoutesimError("a stratum of the traffic has no drawn request, so nothing can be said about it",
                                 fix="draw at least one request from every slice (routesim plan-shadow does)")
@@ -99,11 +105,15 @@ class StratifiedSample:
         weight = counts * self.weights
         if among is not None:
             weight = weight * self.columns[among]
-        # One matrix product per total: requests x strata indicator (a request's column in its stratum).
-        indicator = np.zeros((len(self.strata), len(self.population)))
-        indicator[np.arange(len(self.strata)), self.strata] = 1.0
-        sums = (weight * self.columns[column]) @ indicator
-        totals = weight @ indicator
+        # Each stratum's sums over its requests in a fixed order (numpy's reduceat, no BLAS whose blocking
+        # follows the thread count), so the figures are the same bytes at any thread count.
+        present = self.sizes > 0
+        starts = (np.cumsum(self.sizes) - self.sizes)[present]
+        weight = weight[:, self._order]
+        sums = np.zeros((counts.shape[0], len(self.population)))
+        totals = np.zeros_like(sums)
+        sums[:, present] = np.add.reduceat(weight * self.columns[column][self._order], starts, axis=1)
+        totals[:, present] = np.add.reduceat(weight, starts, axis=1)
         with np.errstate(invalid="ignore", divide="ignore"):
             return sums / totals, totals
 
@@ -123,7 +133,7 @@ class StratifiedSample:
         point, _ = self.stratum_means(np.ones((1, len(self.strata))), column)
         replicates, _ = self.stratum_means(boot, column)
         rescaled = point + self.scale * (replicates - point)
-        return float(point[0] @ self.shares), rescaled @ self.shares
+        return float(_shared(point, self.shares)[0]), _shared(rescaled, self.shares)
 
     def stratum_intervals(self, column: str, boot: np.ndarray, confidence: float) -> list[tuple]:
         """Per stratum: (mean, low, high) of `column` within it, rescaled like `mean` (a census: no width)."""
@@ -144,8 +154,8 @@ class StratifiedSample:
         boot_num = point_num + self.scale * (boot_num - point_num)
         boot_den = point_den + self.scale * (boot_den - point_den)
         with np.errstate(invalid="ignore", divide="ignore"):
-            point = (point_num @ self.shares) / (point_den @ self.shares)
-            return float(point[0]), (boot_num @ self.shares) / (boot_den @ self.shares)
+            point = _shared(point_num, self.shares) / _shared(point_den, self.shares)
+            return float(point[0]), _shared(boot_num, self.shares) / _shared(boot_den, self.shares)
 
     def quantile(self, column: str, q: float, boot: np.ndarray) -> tuple[float, np.ndarray]:
         """Weighted quantile, each request weighted by w_i x N_h-share of its stratum's weight total."""
@@ -294,9 +304,10 @@ def design_weighted(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
     strata = [{"slice": s, "population": n_pop, "drawn": n, "inclusion_probability": p,
                **dict(zip(("pass_rate", "low", "high"), pass_by_slice[s]))}
               for s, n, p, n_pop in per_stratum.iter_rows()]
-    weight_sum = float((1.0 / decisions["pi"]).sum())
+    weights = 1.0 / decisions["pi"].to_numpy()  # summed by numpy in row order: polars sums by chunk
+    weight_sum = float(weights.sum())
     diagnostics = {"weight_sum": weight_sum, "population": window.height,
-                   "max_weight": float((1.0 / decisions["pi"]).max()),
+                   "max_weight": float(weights.max()),
                    "strata_single": int((sample.sizes == 1).sum()), "resamples": resamples, "seed": seed,
                    "confidence": confidence, "latency": latency}
     return DesignWeighted(scenario=scenario.name, requests=window.height, sampled=decisions.height,
