@@ -44,6 +44,15 @@ def test_ranking_policies_of_different_kinds_says_so():
     assert mixed == {"a": "exact", "b": "design-weighted"}
 
 
+def test_the_terminal_warns_when_it_ranks_policies_of_different_kinds():
+    from simulator.cli.views import kind_lines
+
+    summaries = [_summary("a", "exact"), _summary("b", "design-weighted")]
+    lines = kind_lines([_summary("a", "exact")], recommend(summaries))
+    assert lines == ["  warning: policies ranked together have figures of different kinds: a (exact), "
+                     "b (design-weighted)"]
+
+
 @pytest.fixture(scope="module")
 def shadowed(tmp_path_factory):
     from simulator.datasets.served import write_served_week
