@@ -85,6 +85,21 @@ def test_chunks_are_deterministic_and_cover_the_requests_in_order() -> None:
     assert traffic["ts"].is_sorted()
 
 
+def test_chunk_size_changes_nothing_and_a_requests_draws_are_its_own() -> None:
+    # Every draw but the arrival times is keyed by (seed, purpose, request id): chunking is memory only.
+    one = _week(2_000, seed=9, chunk_size=2_000)
+    many = _week(2_000, seed=9, chunk_size=300)
+    assert one[0].equals(many[0]) and one[1].equals(many[1])
+    # In a week one request longer, req-00000001 keeps its draws: everything but its arrival time and the
+    # latencies, which follow the load at that time (both on the first day, before any price or mix change).
+    bigger = _week(2_001, seed=9)
+    for frame, other in zip(one, bigger):
+        first = frame.filter(pl.col("request_id") == "req-00000001")
+        again = other.filter(pl.col("request_id") == "req-00000001")
+        assert first.drop("ts", "latency_ms", "ttft_ms", strict=False).equals(
+            again.drop("ts", "latency_ms", "ttft_ms", strict=False))
+
+
 def test_output_meets_the_contract(shifted, tmp_path: Path) -> None:
     traffic, outcomes = shifted
     report = validate_frames(traffic, outcomes)

@@ -13,6 +13,12 @@ chunks or shards. The generator is a keyed hash, the standard counter-based cons
   generators" (OOPSLA 2014), as in java.util.SplittableRandom.
 
 Two ids with the same polynomial hash share their draws; that changes nothing but the chance of ties.
+
+Other distributions are transformed from those bits, so they too are functions of (seed, purpose, id):
+a standard normal by the Box-Muller transform of the two 32-bit halves of one draw's 64 bits, a logistic
+by the logit of a uniform, a categorical by the inverse of its cumulative distribution. One key can carry
+several independent draws for one purpose (e.g. one per model that answered a request) by appending a
+label to the purpose: `keyed_bits(seed, [f"{purpose}/{label}" ...], hashes, label_of_each_row)`.
 """
 
 from __future__ import annotations
@@ -88,6 +94,46 @@ def stream(seed: int, purpose: str) -> np.uint64:
 def keyed_uniform(seed: int, purpose: str, ids) -> np.ndarray:
     """One uniform draw on [0, 1) per id: a function of (seed, purpose, id) only (module doc)."""
     return to_unit(splitmix64(key_hashes(ids) ^ stream(seed, purpose)))
+
+
+def keyed_bits(seed: int, purposes: str | list[str], hashes: np.ndarray, labels: np.ndarray | None = None
+               ) -> np.ndarray:
+    """64 random bits per key hash (from `key_hashes`): splitmix64(hash XOR stream(seed, purpose)).
+
+    With a list of purposes, row i uses purposes[labels[i]]: several independent draws per id in one call.
+    """
+    if isinstance(purposes, str):
+        return splitmix64(hashes ^ stream(seed, purposes))
+    streams = np.array([stream(seed, purpose) for purpose in purposes], dtype=np.uint64)
+    return splitmix64(hashes ^ streams[labels])
+
+
+def open_unit(bits: np.ndarray) -> np.ndarray:
+    """The top 53 bits as a float64 strictly inside (0, 1): the midpoint of its 2^-53 cell."""
+    return ((bits >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0**-53
+
+
+def to_normal(bits: np.ndarray) -> np.ndarray:
+    """A standard normal per uint64, by Box-Muller on its two 32-bit halves (|z| < 6.7 by construction)."""
+    high = ((bits >> np.uint64(32)).astype(np.float64) + 0.5) * 2.0**-32
+    low = (bits & np.uint64(0xFFFFFFFF)).astype(np.float64) * 2.0**-32
+    return np.sqrt(-2.0 * np.log(high)) * np.cos(2.0 * np.pi * low)
+
+
+def to_logistic(bits: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """A logistic variate (location 0) per uint64: scale * logit(u), u in (0, 1)."""
+    u = open_unit(bits)
+    return scale * np.log(u / (1.0 - u))
+
+
+def to_categorical(bits: np.ndarray, weights: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """A category code per uint64 from the weights (one row of weights, or a table with `rows` picking the
+    row of each draw): the first category whose cumulative share exceeds the uniform."""
+    table = np.atleast_2d(np.asarray(weights, dtype=np.float64))
+    cdf = np.cumsum(table / table.sum(axis=1, keepdims=True), axis=1)
+    u = to_unit(bits)
+    chosen = cdf[np.zeros(len(u), dtype=np.int64) if rows is None else rows]
+    return np.minimum((u[:, None] >= chosen).sum(axis=1), table.shape[1] - 1)
 
 
 def to_unit(bits: np.ndarray) -> np.ndarray:

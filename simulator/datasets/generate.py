@@ -27,10 +27,12 @@ Modelling assumptions, each a deliberate simplification:
   Without it the mix is stationary and only the load follows the daily cycle. Both variants draw the same
   random numbers, so they agree exactly before the shift begins.
 
-Output is a pure function of the arguments. All timestamps are drawn up front from one stream (8 bytes per
-request); every chunk then draws from its own stream keyed by (seed, chunk index), so chunks are made one
-at a time and only one chunk's rows are ever held. Because the chunk size decides which requests share a
-stream, it is one of those arguments: the same arguments, including `chunk_size`, give the same data.
+Output is a pure function of the arguments. The arrival times are drawn up front from one seeded stream
+(8 bytes per request; they decide the request ids, which number the requests in time order). Every other
+draw is keyed (simulator.core.draws): a function of (seed, purpose, request id), and for an answer of the
+purpose labelled with its model and sample. So a request's slice, tokens, difficulty and answers do not
+depend on the other requests, the chunk size or the order the chunks are made in; chunks are made one at
+a time and only one chunk's rows are ever held.
 """
 
 from __future__ import annotations
@@ -48,7 +50,15 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from simulator.core.contract import OUTCOMES_FILE, TRAFFIC_FILE
-from simulator.core.draws import keyed_uniform
+from simulator.core.draws import (
+    key_hashes,
+    keyed_bits,
+    keyed_uniform,
+    to_categorical,
+    to_logistic,
+    to_normal,
+    to_unit,
+)
 from simulator.core.errors import RoutesimError
 
 DEFAULT_START = datetime.date(2026, 11, 16)  # a Monday
@@ -189,7 +199,8 @@ MIX_SHIFT_DIFFICULTY = 0.5  # harder documents in the new workload, across all s
 _US_PER_MINUTE = 60_000_000
 _US_PER_HOUR = 3_600_000_000
 _US_PER_DAY = 86_400_000_000
-_TIMESTAMP_STREAM, _CHUNK_STREAM = 0, 1
+_TIMESTAMP_STREAM = 0
+DRAW_PREFIX = "generate/"  # purposes of the keyed draws: "generate/slice", "generate/call_noise/small/0", ...
 
 
 def _epoch_us(day: date) -> int:
@@ -234,11 +245,30 @@ def _timestamps(requests: int, days: int, seed: int, start: date) -> np.ndarray:
     return ts + _epoch_us(start)
 
 
-def _categorical(rng: np.random.Generator, weights: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """One draw per row from the categorical distribution in weights[rows] (rows of a weight table)."""
-    cdf = np.cumsum(weights / weights.sum(axis=1, keepdims=True), axis=1)
-    u = rng.random(len(rows))
-    return np.minimum((u[:, None] >= cdf[rows]).sum(axis=1), weights.shape[1] - 1)
+@dataclass(frozen=True)
+class _Keyed:
+    """Keyed draws for rows of one chunk: each a function of (seed, purpose, request id), and for answer rows
+    of the purpose labelled with the answer's model and sample (`labels[codes[i]]`)."""
+
+    seed: int
+    hashes: np.ndarray  # key_hashes of each row's request id
+    labels: tuple[str, ...] = ()
+    codes: np.ndarray | None = None
+
+    def bits(self, purpose: str) -> np.ndarray:
+        if self.codes is None:
+            return keyed_bits(self.seed, DRAW_PREFIX + purpose, self.hashes)
+        return keyed_bits(self.seed, [f"{DRAW_PREFIX}{purpose}/{label}" for label in self.labels], self.hashes,
+                          self.codes)
+
+    def uniform(self, purpose: str) -> np.ndarray:
+        return to_unit(self.bits(purpose))
+
+    def normal(self, purpose: str) -> np.ndarray:
+        return to_normal(self.bits(purpose))
+
+    def categorical(self, purpose: str, weights, rows: np.ndarray | None = None) -> np.ndarray:
+        return to_categorical(self.bits(purpose), np.asarray(weights, dtype=np.float64), rows)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -293,33 +323,31 @@ class _Requests:
     resampled: np.ndarray
 
 
-def _draw_requests(rng: np.random.Generator, ts_us: np.ndarray, start_us: int, mix_shift: bool) -> _Requests:
-    n = len(ts_us)
+def _draw_requests(draw: _Keyed, ts_us: np.ndarray, start_us: int, mix_shift: bool) -> _Requests:
     shift = _mix_shift(ts_us, start_us, mix_shift)
-    # Draw from both mixes whatever the shift, so both variants consume the same random numbers.
-    base_mix = np.array([s.share for s in SLICES])
-    shifted_mix = np.array([s.shifted_share for s in SLICES])
-    base_slice = rng.choice(len(SLICES), size=n, p=base_mix / base_mix.sum())
-    shifted_slice = rng.choice(len(SLICES), size=n, p=shifted_mix / shifted_mix.sum())
-    slice_code = np.where(rng.random(n) < shift, shifted_slice, base_slice)
+    # Draw from both mixes whatever the shift, so both variants draw the same numbers.
+    base_slice = draw.categorical("slice", [s.share for s in SLICES])
+    shifted_slice = draw.categorical("shifted_slice", [s.shifted_share for s in SLICES])
+    slice_code = np.where(draw.uniform("shift") < shift, shifted_slice, base_slice)
 
-    feature = _categorical(rng, np.array([s.features for s in SLICES]), slice_code)
-    tier = _categorical(rng, np.array([s.tiers for s in SLICES]), slice_code)
-    language = rng.choice(len(LANGUAGES), size=n, p=np.array(LANGUAGE_WEIGHTS) / sum(LANGUAGE_WEIGHTS))
+    feature = draw.categorical("feature", [s.features for s in SLICES], slice_code)
+    tier = draw.categorical("tier", [s.tiers for s in SLICES], slice_code)
+    language = draw.categorical("language", LANGUAGE_WEIGHTS)
 
     prefix = _slice_values("prefix_tokens", slice_code)
     content = _slice_values("content_tokens", slice_code) * np.exp(
-        _slice_values("content_sigma", slice_code) * rng.standard_normal(n))
+        _slice_values("content_sigma", slice_code) * draw.normal("content"))
     input_tokens = prefix + np.rint(content).astype(np.int64)
 
     difficulty = (_slice_values("difficulty", slice_code)
-                  + _slice_values("difficulty_sd", slice_code) * rng.standard_normal(n)
+                  + _slice_values("difficulty_sd", slice_code) * draw.normal("difficulty")
                   + np.array(LANGUAGE_DIFFICULTY)[language]
                   + MIX_SHIFT_DIFFICULTY * shift)
 
     grader = np.array([GRADERS.index(s.grader) for s in SLICES])[slice_code]
-    grader = np.where(rng.random(n) < _slice_values("human_share", slice_code), GRADERS.index("human"), grader)
-    resampled = rng.random(n) < RESAMPLE_SHARE
+    grader = np.where(draw.uniform("human_review") < _slice_values("human_share", slice_code),
+                      GRADERS.index("human"), grader)
+    resampled = draw.uniform("resampled") < RESAMPLE_SHARE
     return _Requests(ts_us, slice_code, feature, tier, language, prefix, input_tokens, difficulty, grader,
                      resampled)
 
@@ -339,10 +367,11 @@ def _answer_layout(resampled: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
     return request, model, sample
 
 
-def _draw_answers(rng: np.random.Generator, req: _Requests, start_us: int, start: date, ids: pl.Series
-                  ) -> pl.DataFrame:
+def _draw_answers(keys: _Keyed, req: _Requests, start_us: int, start: date, ids: pl.Series) -> pl.DataFrame:
     row_req, model_code, sample = _answer_layout(req.resampled)
-    rows = len(row_req)
+    # Each answer's draws are keyed by its request's id, under purposes labelled "model/sample".
+    draw = _Keyed(keys.seed, keys.hashes[row_req], tuple(f"{m}/{s}" for m in MODELS for s in (0, 1)),
+                  model_code * 2 + sample)
     ts_us = req.ts_us[row_req]
     input_tokens = req.input_tokens[row_req]
     slice_code = req.slice_code[row_req]
@@ -352,9 +381,9 @@ def _draw_answers(rng: np.random.Generator, req: _Requests, start_us: int, start
 
     long_context = np.maximum(0.0, np.log2(input_tokens / LONG_CONTEXT_TOKENS))
     margin = (per_model("ability") - req.difficulty[row_req] - per_model("long_context_penalty") * long_context
-              + rng.logistic(0.0, CALL_NOISE, size=rows))
+              + to_logistic(draw.bits("call_noise"), CALL_NOISE))
     feature_factor = np.array([HARD_CHECK_FEATURE_FACTOR[f] for f in FEATURES])[req.feature[row_req]]
-    hard_check_ok = rng.random(rows) >= per_model("hard_check_failure") * feature_factor
+    hard_check_ok = draw.uniform("hard_check") >= per_model("hard_check_failure") * feature_factor
     passed = (margin > 0) & hard_check_ok
 
     grader = req.grader[row_req]
@@ -364,24 +393,24 @@ def _draw_answers(rng: np.random.Generator, req: _Requests, start_us: int, start
     score = np.where(grader == GRADERS.index("human"), np.rint(score * 4.0) / 4.0, score)
     # The model cannot see that its own output is malformed, so its confidence ignores the hard check.
     confidence = _sigmoid(per_model("confidence_bias") + CONFIDENCE_GAIN * margin
-                          + CONFIDENCE_NOISE * rng.standard_normal(rows))
-    checker = _sigmoid(CHECKER_BIAS + CHECKER_GAIN * margin + CHECKER_NOISE * rng.standard_normal(rows)
+                          + CONFIDENCE_NOISE * draw.normal("confidence"))
+    checker = _sigmoid(CHECKER_BIAS + CHECKER_GAIN * margin + CHECKER_NOISE * draw.normal("checker")
                        - CHECKER_HARD_FAILURE_PENALTY * ~hard_check_ok)
 
     output_median = _slice_values("output_tokens", slice_code) * per_model("verbosity")
-    output_noise = np.exp(_slice_values("output_sigma", slice_code) * rng.standard_normal(rows))
+    output_noise = np.exp(_slice_values("output_sigma", slice_code) * draw.normal("output_tokens"))
     output_tokens = np.maximum(1, np.rint(output_median * output_noise)).astype(np.int64)
 
-    cache_hit = rng.random(rows) < per_model("cache_hit_rate")
+    cache_hit = draw.uniform("cache_hit") < per_model("cache_hit_rate")
     cacheable = (np.minimum(req.prefix_tokens[row_req], input_tokens) // CACHE_BLOCK_TOKENS) * CACHE_BLOCK_TOKENS
     cached = np.where(cache_hit, cacheable, 0).astype(np.int64)
-    cache_reported = rng.random(rows) >= CACHE_UNREPORTED_SHARE
+    cache_reported = draw.uniform("cache_reported") >= CACHE_UNREPORTED_SHARE
 
     slowdown = 1.0 + PEAK_SLOWDOWN * _load(ts_us, start_us, start)
     uncached_prefill = input_tokens - (1.0 - CACHED_PREFILL_FACTOR) * cached
-    ttft = (per_model("ttft_ms") * np.exp(TTFT_SIGMA * rng.standard_normal(rows))
+    ttft = (per_model("ttft_ms") * np.exp(TTFT_SIGMA * draw.normal("ttft"))
             + per_model("prefill_ms_per_token") * uncached_prefill) * slowdown
-    per_token = per_model("ms_per_output_token") * np.exp(TOKEN_TIME_SIGMA * rng.standard_normal(rows)) * slowdown
+    per_token = per_model("ms_per_output_token") * np.exp(TOKEN_TIME_SIGMA * draw.normal("token_time")) * slowdown
     latency = ttft + output_tokens * per_token
 
     input_price, cached_price, output_price = _prices_at(model_code, ts_us)
@@ -410,13 +439,14 @@ def _draw_answers(rng: np.random.Generator, req: _Requests, start_us: int, start
     ).drop("_cache_reported")
 
 
-def _chunk(ts_us: np.ndarray, first: int, id_width: int, rng: np.random.Generator, start: date,
+def _chunk(ts_us: np.ndarray, first: int, id_width: int, seed: int, start: date,
            mix_shift: bool) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Traffic and outcomes of the requests with these (sorted) timestamps; `first` is the global index."""
     start_us = _epoch_us(start)
-    req = _draw_requests(rng, ts_us, start_us, mix_shift)
     number = pl.int_range(first + 1, first + len(ts_us) + 1, dtype=pl.Int64, eager=True)
     ids = pl.select((pl.lit("req-") + number.cast(pl.String).str.zfill(id_width)).alias("request_id")).to_series()
+    keys = _Keyed(seed, key_hashes(ids))
+    req = _draw_requests(keys, ts_us, start_us, mix_shift)
     traffic = pl.DataFrame([
         ids,
         pl.Series("ts", ts_us).cast(pl.Datetime("us")).dt.replace_time_zone("UTC"),
@@ -426,7 +456,7 @@ def _chunk(ts_us: np.ndarray, first: int, id_width: int, rng: np.random.Generato
         _strings(TIERS, req.tier, "customer_tier"),
         _strings(LANGUAGES, req.language, "language"),
     ])
-    return traffic, _draw_answers(rng, req, start_us, start, ids)
+    return traffic, _draw_answers(keys, req, start_us, start, ids)
 
 
 def _check_arguments(requests: int, days: int, seed: int, chunk_size: int) -> None:
@@ -482,16 +512,15 @@ def generate_week(requests: int, days: int = 7, seed: int = 2026, *, start: date
     `requests` arrivals are spread over `days` days from 00:00 UTC of `start`. Request ids number the
     requests in timestamp order ("req-00000001", ...). Each outcomes chunk holds every answer to the
     requests of its traffic chunk. With `gold_rate`, the judged answers get a judge's verdict and a random
-    share of them a gold grade (`with_gold`).
+    share of them a gold grade (`with_gold`). `chunk_size` bounds memory only: it does not change the data.
     """
     _check_arguments(requests, days, seed, chunk_size)
     if gold_rate is not None:
         check_gold_rate(gold_rate)
     ts_us = _timestamps(requests, days, seed, start)
     id_width = max(8, len(str(requests)))
-    for index, first in enumerate(range(0, requests, chunk_size)):
-        rng = np.random.default_rng([seed, _CHUNK_STREAM, index])
-        traffic, outcomes = _chunk(ts_us[first: first + chunk_size], first, id_width, rng, start, mix_shift)
+    for first in range(0, requests, chunk_size):
+        traffic, outcomes = _chunk(ts_us[first: first + chunk_size], first, id_width, seed, start, mix_shift)
         yield traffic, (outcomes if gold_rate is None else with_gold(outcomes, gold_rate, seed))
 
 

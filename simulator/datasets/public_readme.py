@@ -103,8 +103,9 @@ def judge_section() -> str:
 
 RouterBench simulates cascades with an imperfect judge; so does this data. Outcomes column
 `noisy_gate_pass` is the verdict of a judge that is wrong with probability {JUDGE_ERROR_RATE:.0%}: equal to `passed`
-except where a draw of `numpy.random.default_rng({JUDGE_SEED})` over the outcomes in (request_id, model,
-sample) order falls below {JUDGE_ERROR_RATE}, which flips it. A cascade step with `accept: "noisy_gate_pass"` is
+except where its keyed draw u({JUDGE_SEED}, "judge/MODEL/SAMPLE", request_id) (routesim's counter-based
+generator, `simulator/core/draws.py`) falls below {JUDGE_ERROR_RATE}, which flips it: each answer's flip depends
+on nothing but the seed, its model, sample and request id. A cascade step with `accept: "noisy_gate_pass"` is
 the noisy gate; `accept: "passed"` is the oracle gate. The judge's cost and latency are not modelled
 (add a `checker` to the step to charge them)."""
 

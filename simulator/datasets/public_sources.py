@@ -15,8 +15,8 @@ What is recorded and what is derived, for every dataset (each README adds its ow
   in a class by assumption (see SIZE_CLASSES); the input length is not modelled (LLMPerf sent ~550
   tokens every time);
 - `noisy_gate_pass` (an extra outcome column) is the verdict of a simulated judge with a stated error
-  rate: `passed` flipped with probability JUDGE_ERROR_RATE, drawn from a generator seeded with JUDGE_SEED
-  over the outcomes in (request_id, model, sample) order. A cascade step with `accept: "noisy_gate_pass"`
+  rate: `passed` flipped with probability JUDGE_ERROR_RATE, by a keyed draw (simulator.core.draws) per
+  outcome: u(JUDGE_SEED, "judge/MODEL/SAMPLE", request_id), so an answer's verdict depends on nothing else. A cascade step with `accept: "noisy_gate_pass"`
   is the noisy gate, as RouterBench simulates an imperfect judge; `accept: "passed"` is the oracle gate.
 """
 
@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from simulator.core.draws import key_hashes, keyed_bits, to_unit
 from simulator.core.errors import RoutesimError
 
 CHARS_PER_TOKEN = 4
@@ -146,11 +147,15 @@ def modelled_latency(outcomes: pl.DataFrame, latency: dict[str, LatencyClass], *
 
 
 def simulated_judge(outcomes: pl.DataFrame) -> pl.DataFrame:
-    """`noisy_gate_pass`: `passed` flipped at JUDGE_ERROR_RATE. The flips are one seeded stream over the rows
-    sorted by (request_id, model, sample), a fixed order that no thread count or chunking changes; it stays
-    that (rather than keyed by id, simulator.core.draws) so the shipped data/ folders rebuild bit for bit."""
+    """`noisy_gate_pass`: `passed` flipped where u(JUDGE_SEED, "judge/MODEL/SAMPLE", request_id) <
+    JUDGE_ERROR_RATE (simulator.core.draws): each answer's flip is its own, whatever the other rows, their
+    order or how the data is split. Rows come back sorted by (request_id, model, sample)."""
     ordered = outcomes.sort("request_id", "model", "sample")
-    flips = np.random.default_rng(JUDGE_SEED).random(ordered.height) < JUDGE_ERROR_RATE
+    answers = ordered.select(pl.format("judge/{}/{}", "model", "sample").alias("purpose"))["purpose"]
+    purposes = answers.unique(maintain_order=True)
+    labels = answers.replace_strict(purposes, pl.int_range(purposes.len(), eager=True), return_dtype=pl.Int64)
+    bits = keyed_bits(JUDGE_SEED, purposes.to_list(), key_hashes(ordered["request_id"]), labels.to_numpy())
+    flips = to_unit(bits) < JUDGE_ERROR_RATE
     return ordered.with_columns((pl.col("passed") ^ pl.Series(flips)).alias("noisy_gate_pass"))
 
 
