@@ -88,9 +88,23 @@ def test_dash_writes_a_text_output_to_stdout(cli, tmp_path):
     assert not (tmp_path / "-").exists()
 
 
+def test_decisions_to_dash_stream_json_lines_to_stdout_and_the_table_to_stderr(cli, world, monkeypatch):
+    monkeypatch.chdir(world.folder)
+    result = cli("replay", world.scenario(), world.scenario("other", policy={"default": {"use": "big"}}),
+                 "--decisions", "-")
+    assert result.code == 0, result.err
+    rows = [json.loads(line) for line in result.out.splitlines()]  # stdout holds the decisions and nothing else
+    assert [(row["scenario"], row["request_id"]) for row in rows] == [
+        (name, request) for name in ("tiny", "other") for request in sorted(tiny_traffic()["request_id"])]
+    assert {row["final_model"] for row in rows if row["scenario"] == "other"} == {"big"}
+    assert "policy" in result.err  # the comparison table went to stderr
+    assert not (world.folder / "-").exists()
+    assert_bad_input(cli("replay", world.scenario(), "--decisions", "-", "--json"), "both write to stdout")
+
+
 def test_dash_for_a_binary_output_is_refused_not_a_file_named_dash(cli, world, monkeypatch):
     monkeypatch.chdir(world.folder)
-    assert_bad_input(cli("replay", world.scenario(), "--decisions", "-"), "'-' (stdout) is taken only by text")
+    assert_bad_input(cli("replay", world.scenario(), "--save", "-"), "'-' (stdout) is taken only by text")
     assert not (world.folder / "-").exists()
 
 
@@ -312,6 +326,16 @@ def test_a_newline_or_bar_in_a_slice_name_cannot_break_the_gate_tables(cli, worl
     assert all(line.count("|") - line.count("\\|") == rows[0].count("|") for line in rows)
     assert "con\\|tract\\\\u000anext \\*line\\*" in markdown.read_text()
     assert "con|tract\\u000anext *line*" in result.out
+
+
+def test_csv_text_cells_that_a_spreadsheet_would_run_are_written_as_text(tmp_path):
+    from simulator.cli.views import write_table
+
+    cells = ["=HYPERLINK(\"http://x\")", "+1+2", "-2+3", "@SUM(A1)", "\tq", "\r=1", "plain", "a=b", None]
+    write_table(pl.DataFrame({"slice": cells, "change": [-0.5] * len(cells)}), tmp_path / "t.csv")
+    back = pl.read_csv(tmp_path / "t.csv")
+    assert back["slice"].to_list() == [*("'" + cell for cell in cells[:6]), "plain", "a=b", None]
+    assert back["change"].to_list() == [-0.5] * len(cells)  # numbers stay numbers
 
 
 # Prompt text stays where it was.

@@ -46,7 +46,7 @@ def check_outputs(scenario_paths: list[Path], *, files=(), folders=(), saved_und
     """Refuses bad destinations before any replay: every scenario, data folder and price sheet is an input.
 
     `files` and `folders` are written as such; `saved_under` gets one folder per scenario name."""
-    from simulator.core.outputs import check_destination, note_input
+    from simulator.core.outputs import STDOUT, check_destination, note_input
     from simulator.core.runner import load_scenarios
 
     scenarios = load_scenarios(scenario_paths, rule, confidence)
@@ -57,18 +57,29 @@ def check_outputs(scenario_paths: list[Path], *, files=(), folders=(), saved_und
     for path in files:
         if path is not None:
             check_destination(path)
+    if saved_under is not None and str(saved_under) == STDOUT:
+        check_destination(saved_under, folder=True)  # refuses '-': saved results are folders, not a stream
     named = [saved_under / scenario.name for scenario in scenarios] if saved_under is not None else []
     for path in [*folders, *named]:
         check_destination(path, folder=True)
 
 
 def _write_decisions(path: Path, outcomes) -> None:
+    """Every scenario's decisions with a `scenario` column: Parquet to a file, JSON lines to stdout (`-`),
+    since Parquet is binary and a decision's `models_called` is a list, which CSV cannot hold."""
+    import sys
+
     import polars as pl
 
-    from simulator.core.outputs import write_parquet_atomic
+    from simulator.core.outputs import STDOUT, write_parquet_atomic
 
     frames = [o.replay.decisions.with_columns(pl.lit(o.summary["scenario"]).alias("scenario")) for o in outcomes]
-    write_parquet_atomic(pl.concat(frames, how="vertical"), path)
+    frame = pl.concat(frames, how="vertical")
+    if str(path) == STDOUT:
+        sys.stdout.write(frame.write_ndjson())
+        sys.stdout.flush()
+    else:
+        write_parquet_atomic(frame, path)
 
 
 def _replay_into_report(paths: list[Path], out: Path, results: Path, baseline: str | None = None, *,
@@ -84,7 +95,9 @@ def _replay_into_report(paths: list[Path], out: Path, results: Path, baseline: s
 def replay(
     scenarios: Annotated[list[Path], typer.Argument(help="scenario YAML files")],
     as_json: Annotated[bool, typer.Option("--json", help="print the summaries as JSON")] = False,
-    decisions: Annotated[Path | None, typer.Option(help="write per-request decisions as Parquet")] = None,
+    decisions: Annotated[Path | None, typer.Option(help="write per-request decisions as Parquet; '-' streams them "
+                                                        "to stdout as JSON lines (the table then goes to stderr)")
+                         ] = None,
     save: Annotated[Path | None, typer.Option(help="save results (Parquet + summary JSON) under this folder")] = None,
     wide: Annotated[bool, typer.Option("--wide", help="show every metric (the default fits 80 columns)")] = False,
     rule: RuleOption = None,
@@ -96,8 +109,15 @@ def replay(
     from simulator.core.outputs import allow_replacing_folders
     from simulator.core.results import save_result
 
+    from simulator.core.outputs import STDOUT
+
     allow_replacing_folders(force)
-    check_outputs(scenarios, files=[decisions], saved_under=save, rule=rule, confidence=confidence)
+    streamed = decisions is not None and str(decisions) == STDOUT
+    if streamed and as_json:
+        raise RoutesimError("--decisions - and --json would both write to stdout", where="--decisions",
+                            fix="write the decisions to a file (--decisions FILE.parquet), or drop --json")
+    check_outputs(scenarios, files=[None if streamed else decisions], saved_under=save, rule=rule,
+                  confidence=confidence)
     outcomes = replay_scenarios(scenarios, show_progress=not as_json, rule=rule, confidence=confidence)
     summaries = [outcome.summary for outcome in outcomes]
     if decisions:
@@ -110,7 +130,8 @@ def replay(
 
         typer.echo(json_output(summaries))
     else:
-        print_comparison(console, summaries, wide=wide)
+        # With the decisions on stdout, the table goes to stderr so that the two never mix.
+        print_comparison(errors if streamed else console, summaries, wide=wide)
 
 
 def validate(paths: Annotated[list[Path], typer.Argument(help="data folders, price sheets or scenario files")]):

@@ -21,7 +21,7 @@ from simulator.analyses import drift, sweep, whatif
 from simulator.core.errors import RoutesimError, visible
 from simulator.core.formats import count, metric, ms, pct, threshold, usd
 from simulator.core.metrics import METRICS
-from simulator.core.outputs import STDOUT, atomic_file, json_output, write_text_atomic
+from simulator.core.outputs import STDOUT, atomic_file, json_output, write_csv_atomic, write_text_atomic
 from simulator.core.runner import Inputs, load_scenarios
 from simulator.core.scenario import load_scenario
 from simulator.core.verdict import DEFAULT_ADMISSION
@@ -282,8 +282,11 @@ def gate_table(result: dict) -> Table:
 def write_table(frame: pl.DataFrame, path: Path) -> None:
     """A table as CSV, Parquet or JSON (by the file's suffix), atomically."""
     suffix = Path(path).suffix.lower()
-    writers = {".csv": frame.write_csv, ".parquet": frame.write_parquet,
+    writers = {".parquet": frame.write_parquet,
                ".json": lambda target: Path(target).write_text(json_output(frame.to_dicts()) + "\n")}
+    if suffix == ".csv":
+        write_csv_atomic(frame, path)
+        return
     if suffix not in writers:
         raise RoutesimError(f"cannot tell how to write {Path(path).name}", where="--out",
                             fix="name the file .csv, .parquet or .json")

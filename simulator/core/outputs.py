@@ -6,6 +6,7 @@ it only once complete. Before anything is written the destination is checked (`c
 - it may not be, lie inside, or contain any input the run has read (`note_input`): data folders and their
   files, scenarios, price sheets, saved results being re-rendered, imported exports;
 - a symlink or a special file (device, FIFO, socket) is never replaced; `-` writes a text output to stdout;
+- a CSV's text cells that a spreadsheet would run as a formula are written as text (`csv_safe`);
 - an existing folder is replaced only when routesim wrote it (it holds the MARKER file), or with `--force`
   (`allow_replacing_folders`); an existing regular file is replaced.
 
@@ -235,6 +236,31 @@ def json_output(content) -> str:
 
 def write_json_atomic(path: Path, content) -> Path:
     return write_text_atomic(path, json_text(content))
+
+
+# A text cell starting with one of these is a formula to a spreadsheet (OWASP, "CSV Injection"): `=`, `+`,
+# `-` and `@` start one, a tab or carriage return can hide one after a cell separator.
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(frame: pl.DataFrame) -> pl.DataFrame:
+    """`frame` with every text cell that starts with a FORMULA_TRIGGERS character prefixed by a single quote,
+    as OWASP advises, so that a spreadsheet opening the CSV shows it as text and runs nothing. Numeric
+    columns (a negative number) are left as they are: a spreadsheet reads those as numbers, not formulas."""
+    import polars as pl
+
+    pattern = "^[" + "".join(FORMULA_TRIGGERS).replace("-", "\\-") + "]"
+    text = [name for name, dtype in frame.schema.items() if dtype in (pl.String, pl.Categorical, pl.Enum)]
+    return frame.with_columns(
+        pl.when(pl.col(name).cast(pl.String).str.contains(pattern)).then(pl.lit("'") + pl.col(name).cast(pl.String))
+        .otherwise(pl.col(name).cast(pl.String)).alias(name) for name in text)
+
+
+def write_csv_atomic(frame: pl.DataFrame, path: Path) -> Path:
+    """`frame` as CSV with formula-safe text cells (`csv_safe`), atomically."""
+    with atomic_file(path) as temporary:
+        csv_safe(frame).write_csv(temporary)
+    return Path(path)
 
 
 def write_parquet_atomic(frame: pl.DataFrame, path: Path) -> Path:
