@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from simulator.core import stats
+from simulator.core import resample, stats
 from simulator.core.errors import RoutesimError
 from simulator.core.money import NANO_PER_USD
 from simulator.core.stats import (
@@ -78,76 +78,102 @@ def test_wilson_95_percent_intervals_cover_the_true_rate_93_to_97_percent_of_the
     assert 0.93 <= coverage <= 0.97, coverage
 
 
-def paired_world(n: int, strata: int, seed: int) -> tuple[PolicyOutcomes, PolicyOutcomes, np.ndarray]:
+def paired_world(n: int, strata: int, seed: int, *, untimed: float = 0.0
+                 ) -> tuple[PolicyOutcomes, PolicyOutcomes, np.ndarray]:
     rng = np.random.default_rng(seed)
-    # Rounded latencies make ties, the hard case for order statistics.
-    # Costs in whole nano-dollars (about $0.0025 and $0.0009 per request).
-    baseline = PolicyOutcomes(rng.random(n) < 0.9, np.rint(rng.lognormal(-6, 1, n) * 1e9),
-                              np.round(rng.lognormal(6, 1, n), -1))
-    candidate = PolicyOutcomes(rng.random(n) < 0.8, np.rint(rng.lognormal(-7, 1, n) * 1e9),
-                               np.round(rng.lognormal(6, 1, n), -1))
+    # Rounded latencies make ties, the hard case for order statistics; `untimed` of the requests have no
+    # latency (batch answers). Costs in whole nano-dollars (about $0.0025 and $0.0009 per request).
+    def latency():
+        return np.where(rng.random(n) < untimed, np.nan, np.round(rng.lognormal(6, 1, n), -1))
+
+    baseline = PolicyOutcomes(rng.random(n) < 0.9, np.rint(rng.lognormal(-6, 1, n) * 1e9), latency())
+    candidate = PolicyOutcomes(rng.random(n) < 0.8, np.rint(rng.lognormal(-7, 1, n) * 1e9), latency())
     return baseline, candidate, rng.integers(0, strata, n)
 
 
-def expanded_statistics(sample: PairedSample, baseline, candidate, counts_row: np.ndarray, stratum: int) -> dict:
-    """The statistics of one resample the slow way: repeat each request as often as it was drawn."""
+def reference_weights(sample: PairedSample, resamples: int, seed: int) -> np.ndarray:
+    """(resamples, requests in layout order): each request's Poisson weight from its key, in numpy."""
+    keys = resample.mixed_keys(sample.hashes[sample.layout], seed)
+    return np.stack([resample.weights(keys, b) for b in range(resamples)])
+
+
+def expanded_statistics(sample: PairedSample, baseline, candidate, weights: np.ndarray, stratum: int) -> dict:
+    """The statistics of one resample the slow way: repeat each request as often as its weight says."""
     layout = sample.layout
     mask = sample.position_stratum == stratum
-    repeat = counts_row[mask].astype(np.int64)
+    repeat = weights[mask]
 
     def expand(values):
         return np.repeat(np.asarray(values, dtype=np.float64)[layout][mask], repeat)
 
+    def p95(values):
+        timed = expand(values)
+        timed = timed[np.isfinite(timed)]  # requests without a latency are left out
+        return np.quantile(timed, 0.95) if timed.size else np.nan
+
     return {BASELINE_PASS_RATE: expand(baseline.passed).mean(), CANDIDATE_PASS_RATE: expand(candidate.passed).mean(),
             BASELINE_COST: expand(baseline.cost_nano_usd).mean() / 1e9,
             CANDIDATE_COST: expand(candidate.cost_nano_usd).mean() / 1e9,
-            BASELINE_LATENCY: np.quantile(expand(baseline.latency_ms), 0.95),
-            CANDIDATE_LATENCY: np.quantile(expand(candidate.latency_ms), 0.95)}
+            BASELINE_LATENCY: p95(baseline.latency_ms), CANDIDATE_LATENCY: p95(candidate.latency_ms)}
 
 
 @pytest.mark.parametrize("strata", [1, 4])
-def test_resample_statistics_equal_the_expanded_resample(strata):
-    baseline, candidate, codes = paired_world(600, strata, seed=3)
+def test_resampled_statistics_equal_the_expanded_resample(strata):
+    baseline, candidate, codes = paired_world(600, strata, seed=3, untimed=0.1)
     sample = PairedSample(baseline, candidate, codes)
-    counts = sample.draw_counts([np.random.default_rng(seed) for seed in range(30)])
-    assert (counts.sum(axis=1) == 600).all()
-    computed = sample.statistics(counts)
-    for row in range(counts.shape[0]):
+    resamples = 25
+    by_stratum, overall = stats.resampled(sample, resamples, seed=7)
+    weights = reference_weights(sample, resamples, seed=7)
+    assert weights.min() == 0 and weights.max() >= 4 and abs(weights.mean() - 1) < 0.02  # Poisson(1) counts
+    for row in range(resamples):
         for stratum in range(sample.strata):
-            # Stratified: every stratum keeps its size in every resample.
-            assert counts[row][sample.position_stratum == stratum].sum() == sample.sizes[stratum]
-            expected = expanded_statistics(sample, baseline, candidate, counts[row], stratum)
+            expected = expanded_statistics(sample, baseline, candidate, weights[row], stratum)
             for name in (BASELINE_LATENCY, CANDIDATE_LATENCY):
-                assert computed[name][row, stratum] == expected[name]  # exact, to the bit
+                assert by_stratum[name][row, stratum] == expected[name]  # exact, to the bit
             for name in (BASELINE_PASS_RATE, CANDIDATE_PASS_RATE, BASELINE_COST, CANDIDATE_COST):
-                assert computed[name][row, stratum] == pytest.approx(expected[name], rel=1e-12)
+                assert by_stratum[name][row, stratum] == pytest.approx(expected[name], rel=1e-12)
+        whole = expanded_statistics(PairedSample(baseline, candidate), baseline, candidate,
+                                    weights[row][np.argsort(sample.layout)][PairedSample(baseline, candidate).layout], 0)
+        assert overall[BASELINE_LATENCY][row, 0] == whole[BASELINE_LATENCY]
+        assert overall[CANDIDATE_PASS_RATE][row, 0] == pytest.approx(whole[CANDIDATE_PASS_RATE], rel=1e-12)
 
 
-def test_quantile_falling_below_the_scanned_tail_is_found_by_a_full_scan(monkeypatch):
-    # With no margin the scan starts right at the quantile's rank, so many resamples fall below it.
-    monkeypatch.setattr(stats, "TAIL_SIGMAS", 0.0)
-    monkeypatch.setattr(stats, "TAIL_SLACK", 0)
-    scans = []
-    full_scan = PairedSample._full_scan
-    monkeypatch.setattr(PairedSample, "_full_scan", lambda self, *args: scans.append(args) or full_scan(self, *args))
-    baseline, candidate, codes = paired_world(300, 3, seed=5)
-    sample = PairedSample(baseline, candidate, codes)
-    counts = sample.draw_counts([np.random.default_rng(seed) for seed in range(20)])
-    computed = sample.statistics(counts)
-    assert scans, "the fallback should have run"
-    for row in range(counts.shape[0]):
-        for stratum in range(sample.strata):
-            expected = expanded_statistics(sample, baseline, candidate, counts[row], stratum)
-            assert computed[BASELINE_LATENCY][row, stratum] == expected[BASELINE_LATENCY]
-            assert computed[CANDIDATE_LATENCY][row, stratum] == expected[CANDIDATE_LATENCY]
+def test_poisson_counts_from_the_table_equal_the_inverse_distribution():
+    # Every threshold and its neighbours, the edges of the 32-bit range and of every table bucket.
+    edges = [0, 2**32 - 1, *(int(t) + d for t in resample.THRESHOLDS for d in (-1, 0, 1)),
+             *(b << 16 for b in range(0, 2**16, 97)), *((b << 16) - 1 for b in range(1, 2**16, 89))]
+    tables = resample.tables()
+    found = [resample._count(np.uint64(u), *tables) for u in edges]
+    assert found == resample.poisson_weights(np.array(edges, dtype=np.uint64)).tolist()
+    assert max(found) == len(resample.THRESHOLDS)  # the top of the range walks all the way up
+    # P(W >= j) from the thresholds is the Poisson(1) tail to within 2^-32.
+    tail = [1 - sum(math.exp(-1) / math.factorial(k) for k in range(j)) for j in range(1, 8)]
+    shares = [(2**32 - int(t)) / 2**32 for t in resample.THRESHOLDS[:7]]
+    assert shares == pytest.approx(tail, abs=2**-31)
+
+
+def test_weighted_p95_by_hand():
+    # Four requests; find the resample whose weights are 2, 0, 1, 3: the resample is then 100, 100, 300,
+    # 400, 400, 400 ms, whose median (q = 0.5) interpolates halfway between the 3rd and 4th: 350 ms, and
+    # whose pass rate is (2 + 1) / 6 with passes on the first and third requests.
+    latency = np.array([100.0, 200.0, 300.0, 400.0])
+    side = PolicyOutcomes(np.array([True, False, True, False]), np.ones(4), latency)
+    sample = PairedSample(side, side, quantile=0.5, keys=["a", "b", "c", "d"])
+    weights = reference_weights(sample, 20_000, seed=1)
+    by_key = weights[:, np.argsort(sample.layout)]  # columns back in a, b, c, d order
+    row = int(np.flatnonzero((by_key == [2, 0, 1, 3]).all(axis=1))[0])
+    by_stratum, _ = stats.resampled(sample, row + 1, seed=1)
+    assert by_stratum[BASELINE_LATENCY][row, 0] == 350.0
+    assert by_stratum[BASELINE_PASS_RATE][row, 0] == 3 / 6
 
 
 def test_estimates_are_the_statistics_of_the_sample_itself():
-    baseline, candidate, codes = paired_world(500, 3, seed=8)
+    baseline, candidate, codes = paired_world(500, 3, seed=8, untimed=0.2)
     estimates = PairedSample(baseline, candidate, codes).estimates()
     for stratum in range(3):
         mask = codes == stratum
-        assert estimates[BASELINE_LATENCY][stratum] == np.quantile(baseline.latency_ms[mask], 0.95)
+        timed = baseline.latency_ms[mask]
+        assert estimates[BASELINE_LATENCY][stratum] == np.quantile(timed[np.isfinite(timed)], 0.95)
         assert estimates[PASS_RATE_CHANGE][stratum] == pytest.approx(
             candidate.passed[mask].mean() - baseline.passed[mask].mean(), abs=1e-12)
         assert estimates[COST_RELATIVE_CHANGE][stratum] == pytest.approx(
@@ -173,27 +199,37 @@ def test_a_constant_shift_is_recovered_exactly_in_every_resample():
 
 
 def test_one_flipped_request_of_two_by_hand():
-    # Baseline passes [yes, no], candidate [yes, yes]: the change per request is [0, 1]. A resample of two
-    # draws holds the flipped request 0, 1 or 2 times with probabilities 1/4, 1/2, 1/4, so the change is
-    # 0, 0.5 or 1 and the 95% interval spans [0, 1].
+    # Baseline passes [yes, no], candidate [yes, yes]: the change is w2 / (w1 + w2) for Poisson(1) weights.
+    # No weight at all (probability e^-2 = 0.135) says nothing and is left out; of the rest, the change is
+    # 0 with probability e^-1 (1 - e^-1) / (1 - e^-2) = 0.269, 1 likewise, 0.5 with probability
+    # e^-2 (I0(2) - 1) / (1 - e^-2) = 0.200, so the 95% interval spans [0, 1].
     baseline = PolicyOutcomes(np.array([True, False]), np.ones(2), np.ones(2))
     candidate = PolicyOutcomes(np.array([True, True]), np.ones(2), np.ones(2))
     result = paired_bootstrap(PairedSample(baseline, candidate), resamples=4000, seed=0)
-    changes = result.replicates[PASS_RATE_CHANGE][:, 0]
-    assert set(np.unique(changes)) == {0.0, 0.5, 1.0}
-    assert np.mean(changes == 0.5) == pytest.approx(0.5, abs=0.03)
+    empty = result.replicates[stats.RESAMPLED_REQUESTS][:, 0] == 0
+    changes = result.replicates[PASS_RATE_CHANGE][~empty, 0]
+    assert np.mean(empty) == pytest.approx(math.exp(-2), abs=0.02)
+    assert np.mean(changes == 0) == pytest.approx(0.269, abs=0.025)
+    assert np.mean(changes == 0.5) == pytest.approx(0.200, abs=0.025)
     assert result.interval(PASS_RATE_CHANGE) == (0.5, 0.0, 1.0)
 
 
-def test_same_seed_same_intervals_whatever_the_block_size_or_threads(monkeypatch):
-    baseline, candidate, codes = paired_world(1000, 3, seed=6)
-    sample = PairedSample(baseline, candidate, codes)
-    first = paired_bootstrap(sample, resamples=64, seed=9, workers=1)
-    monkeypatch.setattr(stats, "BLOCK_ELEMENTS", 5000)  # blocks of 5 resamples, on 4 threads
-    second = paired_bootstrap(sample, resamples=64, seed=9, workers=4)
+def test_same_result_whatever_the_order_of_the_requests_or_the_threads():
+    baseline, candidate, codes = paired_world(1000, 3, seed=6, untimed=0.05)
+    ids = [f"req-{i}" for i in range(1000)]
+    first = paired_bootstrap(PairedSample(baseline, candidate, codes, keys=ids), resamples=64, seed=9, workers=1)
+    shuffled = np.random.default_rng(0).permutation(1000)
+
+    def moved(side: PolicyOutcomes) -> PolicyOutcomes:
+        return PolicyOutcomes(side.passed[shuffled], side.cost_nano_usd[shuffled], side.latency_ms[shuffled])
+
+    second = paired_bootstrap(PairedSample(moved(baseline), moved(candidate), codes[shuffled],
+                                           keys=[ids[i] for i in shuffled]), resamples=64, seed=9, workers=2)
     for name in first.replicates:
         np.testing.assert_array_equal(first.replicates[name], second.replicates[name])
-    other = paired_bootstrap(sample, resamples=64, seed=10)
+    more = paired_bootstrap(PairedSample(baseline, candidate, codes, keys=ids), resamples=80, seed=9)
+    np.testing.assert_array_equal(more.replicates[PASS_RATE_CHANGE][:64], first.replicates[PASS_RATE_CHANGE])
+    other = paired_bootstrap(PairedSample(baseline, candidate, codes, keys=ids), resamples=64, seed=10)
     assert not np.array_equal(first.replicates[PASS_RATE_CHANGE], other.replicates[PASS_RATE_CHANGE])
 
 

@@ -52,7 +52,7 @@ from simulator.core.stats import (
     PairedSample,
     PolicyOutcomes,
     check_confidence,
-    paired_bootstrap,
+    paired_bootstraps,
 )
 
 DECISION_COLUMNS = ["request_id", "slice", "passed", "cost_nano_usd", "latency_ms"]
@@ -201,7 +201,8 @@ def _aligned(baseline: GateSide, candidate: GateSide) -> pl.DataFrame:
         if missing:
             raise RoutesimError(f"the decisions of '{side.name}' lack the column(s) {', '.join(missing)}",
                                 where=side.source or side.name, fix="pass the decisions of a replay")
-        frames.append(side.decisions.select(DECISION_COLUMNS))
+        session = ["session_id"] if "session_id" in side.decisions.columns else []
+        frames.append(side.decisions.select(*DECISION_COLUMNS, *session))
     base, cand = frames
     only_base = base.join(cand, on="request_id", how="anti")
     only_cand = cand.join(base, on="request_id", how="anti")
@@ -246,9 +247,12 @@ def gate_result(baseline: GateSide, candidate: GateSide, options: GateOptions | 
 
     base, cand = outcomes(""), outcomes("_candidate")
     codes = paired.select(pl.col("slice").rank("dense").cast(pl.Int64) - 1)["slice"].to_numpy()
-    settings = dict(resamples=options.resamples, seed=options.seed, confidence=options.confidence)
-    overall_boot = paired_bootstrap(PairedSample(base, cand, quantile=LATENCY_QUANTILE), **settings)
-    slice_boot = paired_bootstrap(PairedSample(base, cand, codes, quantile=LATENCY_QUANTILE), **settings)
+    # The resampling unit: the session where traffic has sessions (a session's requests move together),
+    # else the request.
+    keys = paired["session_id" if "session_id" in paired.columns else "request_id"]
+    sample = PairedSample(base, cand, codes, quantile=LATENCY_QUANTILE, keys=keys)
+    slice_boot, overall_boot = paired_bootstraps(sample, resamples=options.resamples, seed=options.seed,
+                                                 confidence=options.confidence)
     changed = dict(paired.group_by("slice").agg((pl.col("passed") != pl.col("passed_candidate")).sum()).iter_rows())
     bar = candidate.quality_bar
     overall = _row(overall_boot, 0, name=None, bar=bar.default, tolerance=options.tolerance,

@@ -27,23 +27,15 @@ Modelling assumptions:
 
 from __future__ import annotations
 
-import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from statistics import NormalDist
 
 import numpy as np
 
+from simulator.core.draws import key_hashes
 from simulator.core.errors import RoutesimError
 from simulator.core.money import NANO_PER_USD
-
-# Bound on resamples x requests held at once per worker thread: a block holds its counts and about two
-# temporaries of that size, 8 bytes an element, so about 100 MB per worker.
-BLOCK_ELEMENTS = 1 << 22
-# How far below a quantile's rank (in binomial standard deviations, plus a few requests) the scan starts.
-TAIL_SIGMAS = 6.0
-TAIL_SLACK = 8
 
 PASS_RATE_CHANGE = "pass_rate_change"
 COST_CHANGE = "cost_per_request_change_usd"
@@ -55,6 +47,7 @@ BASELINE_COST = "baseline_cost_per_request_usd"
 CANDIDATE_COST = "candidate_cost_per_request_usd"
 BASELINE_LATENCY = "baseline_latency_quantile_ms"
 CANDIDATE_LATENCY = "candidate_latency_quantile_ms"
+RESAMPLED_REQUESTS = "resampled_requests"  # a resample's total weight in the stratum (its size, on average)
 # Cost changes get studentized (bootstrap-t) intervals: costs are skewed, and at a few hundred requests the
 # percentile interval of a mean of skewed values covers too rarely (91-93% for a nominal 95%).
 STUDENTIZED = (COST_CHANGE, COST_RELATIVE_CHANGE)
@@ -109,7 +102,7 @@ class PolicyOutcomes:
 
     passed: np.ndarray
     cost_nano_usd: np.ndarray  # whole nano-dollars: resampled sums of them are exact in float64 below 2**53
-    latency_ms: np.ndarray
+    latency_ms: np.ndarray  # nan where a request has no latency (a batch answer): left out of latency figures
 
 
 def _lerp(low: np.ndarray, high: np.ndarray, weight: float | np.ndarray) -> np.ndarray:
@@ -119,29 +112,40 @@ def _lerp(low: np.ndarray, high: np.ndarray, weight: float | np.ndarray) -> np.n
     return np.where(weight >= 0.5, high - difference * (1 - weight), low + difference * weight)
 
 
-class PairedSample:
-    """Two policies' results on the same requests, laid out for resampling.
+# Columns of PairedSample.values: what each resample sums per stratum.
+PASSED_B, PASSED_C, COST_B, COST_C, COUNT, TIMED_B, TIMED_C, SQUARE_B, SQUARE_C, CROSS = range(10)
 
-    Requests are reordered by stratum, then by the baseline's latency; `strata` holds codes 0..S-1 (or None
-    for a single stratum). Statistics are computed from a matrix of counts (rows = resamples, columns =
-    requests in this layout): how many times each request was drawn.
+
+class PairedSample:
+    """Two policies' results on the same requests, laid out for the keyed Poisson bootstrap.
+
+    `keys`: per request, its request id (or session id) or their key hashes (simulator.core.draws); by
+    default the request's position. Requests are laid out by stratum, then by key, an order that does not
+    depend on the order they came in; `strata` holds codes (or None for a single stratum). Each policy's
+    requests with a latency are also kept by stratum in descending latency, for the quantiles.
     """
 
     def __init__(self, baseline: PolicyOutcomes, candidate: PolicyOutcomes, strata: np.ndarray | None = None,
-                 *, quantile: float = 0.95):
+                 *, quantile: float = 0.95, keys=None):
         n = len(baseline.passed)
         arrays = [baseline.passed, baseline.cost_nano_usd, baseline.latency_ms,
                   candidate.passed, candidate.cost_nano_usd, candidate.latency_ms]
-        if any(len(array) != n for array in arrays) or (strata is not None and len(strata) != n):
-            raise ValueError("baseline, candidate and strata must have one entry per request")
+        if any(len(array) != n for array in arrays) or (strata is not None and len(strata) != n) or (
+                keys is not None and len(keys) != n):
+            raise ValueError("baseline, candidate, strata and keys must have one entry per request")
         if n == 0:
             raise RoutesimError("no requests to compare", fix="compare policies replayed on at least one request")
         codes = np.zeros(n, dtype=np.int64) if strata is None else np.asarray(strata, dtype=np.int64)
         if codes.min() < 0:
             raise ValueError("strata codes must be >= 0")
-        latency_b = np.asarray(baseline.latency_ms, dtype=np.float64)
-        latency_c = np.asarray(candidate.latency_ms, dtype=np.float64)
-        layout = np.lexsort((latency_b, codes))
+        if keys is None:
+            hashes = np.arange(n, dtype=np.uint64)
+        elif isinstance(keys, np.ndarray) and keys.dtype == np.uint64:
+            hashes = keys
+        else:
+            hashes = key_hashes(keys)
+        self.hashes = hashes
+        layout = np.lexsort((hashes, codes))
         codes = codes[layout]
         present = np.unique(codes)
         # Renumber to the strata present, so every stratum has at least one request.
@@ -152,172 +156,107 @@ class PairedSample:
         self.layout = layout
         self.sizes = np.bincount(codes, minlength=len(present)).astype(np.int64)
         self.starts = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64)
+        self.segments = np.append(self.starts, n).astype(np.int64)
         self.position_stratum = codes
-        passed_b = np.asarray(baseline.passed, dtype=np.float64)[layout]
-        passed_c = np.asarray(candidate.passed, dtype=np.float64)[layout]
-        # Columns summed per stratum: passes of each policy, costs of each policy (nano-dollars). Every
-        # product and sum is an integer below 2**53, so the sums are exact whatever order BLAS adds them in.
-        cost_b = np.asarray(baseline.cost_nano_usd, dtype=np.float64)[layout]
-        cost_c = np.asarray(candidate.cost_nano_usd, dtype=np.float64)[layout]
-        self.values = np.column_stack([passed_b, passed_c, cost_b, cost_c])
-        # Squares and cross products give each resample's standard error of the cost changes (studentized
-        # intervals). They are not exact integers, so they are summed by numpy's fixed-order reductions,
-        # never by BLAS, and only for samples small enough to need them.
         self.studentized = bool(self.sizes.max() <= STUDENTIZED_MAX_REQUESTS)
-        scaled_b, scaled_c = cost_b / NANO_PER_USD, cost_c / NANO_PER_USD
-        self.squares = (np.column_stack([scaled_b * scaled_b, scaled_c * scaled_c, scaled_b * scaled_c])
-                        if self.studentized else None)
-        latency_b, latency_c = latency_b[layout], latency_c[layout]
-        candidate_order = np.lexsort((latency_c, codes))
-        self._orders = (np.arange(n), candidate_order)
-        self._latencies = (latency_b, latency_c)
-        # Rank of the quantile's lower order statistic in each stratum, and its interpolation weight.
-        virtual = quantile * (self.sizes - 1)
-        self._lower_rank = np.floor(virtual).astype(np.int64)
-        self._upper_rank = np.minimum(self._lower_rank + 1, self.sizes - 1)
-        self._weight = virtual - self._lower_rank
-        margin = np.ceil(TAIL_SIGMAS * np.sqrt(self.sizes * quantile * (1 - quantile))).astype(np.int64) + TAIL_SLACK
-        tail_from = self.starts + np.maximum(0, self._lower_rank - margin)
-        ends = self.starts + self.sizes
-        self._draw_groups = self._groups_of_equal_size()
-        self._tails = []
-        for order, latency in zip(self._orders, self._latencies):
-            positions = np.concatenate([order[a:b] for a, b in zip(tail_from, ends)])
-            lengths = ends - tail_from
-            segment_end = np.cumsum(lengths)
-            self._tails.append((positions, latency[positions], segment_end - lengths, segment_end))
-
-    def _groups_of_equal_size(self) -> list[tuple[int, np.ndarray | None, np.ndarray]]:
-        """(size, positions, stratum start of each position) per distinct stratum size.
-
-        numpy draws bounded integers several times faster with one bound than with a bound per element, so
-        strata of equal size are drawn together: request `start + U{0..size-1}` at every position.
-        """
-        size_at = self.sizes[self.position_stratum]
-        start_at = self.starts[self.position_stratum]
-        sizes = np.unique(self.sizes)
-        if sizes.size == 1:
-            return [(int(sizes[0]), None, start_at)]
-        return [(int(size), positions, start_at[positions])
-                for size in sizes for positions in [np.flatnonzero(size_at == size)]]
+        self.values = self._values(baseline, candidate)
+        self._latency = [np.asarray(side.latency_ms, dtype=np.float64)[layout] for side in (baseline, candidate)]
+        self._orders: dict[tuple[int, bool], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     @property
     def strata(self) -> int:
         return len(self.sizes)
 
-    def draw_counts(self, generators: list[np.random.Generator]) -> np.ndarray:
-        """One resample per generator: each draws, per stratum, as many request indices as the stratum has,
-        with replacement. Returns (resamples, requests) counts of how often each request was drawn."""
-        counts = np.empty((len(generators), self.n), dtype=np.float64)
-        drawn = np.empty(self.n, dtype=np.int64)
-        for row, rng in enumerate(generators):
-            if self.strata == 1:
-                drawn = rng.integers(0, self.n, size=self.n)
-            for size, positions, starts in self._draw_groups if self.strata > 1 else ():
-                if positions is None:
-                    np.add(starts, rng.integers(0, size, size=self.n), out=drawn)
-                else:
-                    drawn[positions] = starts + rng.integers(0, size, size=positions.size)
-            counts[row] = np.bincount(drawn, minlength=self.n)
-        return counts
-
-    def _sums(self, counts: np.ndarray) -> np.ndarray:
-        """(rows, strata, 4) sums of each value column weighted by the counts."""
-        if self.strata == 1:
-            return (counts @ self.values)[:, None, :]
-        sums = np.empty((counts.shape[0], self.strata, self.values.shape[1]))
-        weighted = np.empty_like(counts)
-        for column in range(self.values.shape[1]):
-            np.multiply(counts, self.values[:, column], out=weighted)
-            sums[:, :, column] = np.add.reduceat(weighted, self.starts, axis=1)
-        return sums
-
-    def _square_sums(self, counts: np.ndarray) -> np.ndarray:
-        """(rows, strata, 3) count-weighted sums of b², c² and b·c (costs in USD), for the standard errors.
-
-        numpy's own reductions add in a fixed order whatever the thread count (BLAS would not), so these
-        float sums are the same on every machine."""
-        sums = np.empty((counts.shape[0], self.strata, 3))
-        weighted = np.empty_like(counts)
-        for column in range(3):
-            np.multiply(counts, self.squares[:, column], out=weighted)
-            sums[:, :, column] = np.add.reduceat(weighted, self.starts, axis=1)
-        return sums
-
-    def _quantiles(self, counts: np.ndarray, side: int) -> np.ndarray:
-        """(rows, strata) latency quantile of one policy in each resample."""
-        positions, latency, seg_start, seg_end = self._tails[side]
-        rows = counts.shape[0]
-        running = np.cumsum(counts[:, positions], axis=1)
-        before = np.where(seg_start > 0, running[:, np.maximum(seg_start - 1, 0)], 0.0)
-        below_tail = self.sizes[None, :] - (running[:, seg_end - 1] - before)
-        ranks = np.stack([self._lower_rank, self._upper_rank])  # (2, strata)
-        local = ranks[None, :, :] - below_tail[:, None, :]  # (rows, 2, strata)
-        inside = local >= 0
-        # One search for every resample, rank and stratum: offsetting each row by more than its largest
-        # running count makes the flattened rows one sorted array.
-        stride = float(self.n + 1)
-        offsets = np.arange(rows, dtype=np.float64)[:, None, None] * stride
-        target = (before[:, None, :] + local + offsets)[inside]
-        row_of_target = np.nonzero(inside)[0]
-        flat = (running + offsets[:, :, 0]).ravel()
-        found = np.empty(local.shape, dtype=np.float64)
-        found[inside] = latency[np.searchsorted(flat, target, side="right") - row_of_target * positions.size]
-        for row, which, stratum in zip(*np.nonzero(~inside)):
-            found[row, which, stratum] = self._full_scan(counts[row], side, stratum, ranks[which, stratum])
-        return _lerp(found[:, 0, :], found[:, 1, :], self._weight[None, :])
-
-    def _full_scan(self, counts: np.ndarray, side: int, stratum: int, rank: int) -> float:
-        start, size = self.starts[stratum], self.sizes[stratum]
-        order = self._orders[side][start:start + size]
-        running = np.cumsum(counts[order])
-        return float(self._latencies[side][order[np.searchsorted(running, rank, side="right")]])
-
-    def statistics(self, counts: np.ndarray) -> dict[str, np.ndarray]:
-        """Every statistic, (rows, strata), of the resamples given as counts per request.
-
-        Each row's counts must add up to every stratum's size, as resamples from `draw_counts` do: the
-        quantile scan counts what lies below its tail as the stratum's size minus what lies in it.
-        """
-        counts = np.asarray(counts, dtype=np.float64)
-        sums = self._sums(counts)
-        sizes = self.sizes[None, :].astype(np.float64)
-        passed_b, passed_c, cost_b, cost_c = (sums[:, :, column] for column in range(4))
-        cost_b, cost_c = cost_b / NANO_PER_USD, cost_c / NANO_PER_USD
-        latency_b, latency_c = self._quantiles(counts, 0), self._quantiles(counts, 1)
-        # Undefined (nan) where the baseline cost nothing in that resample.
-        ratio = np.full_like(cost_b, np.nan)
-        np.divide(cost_c, cost_b, out=ratio, where=cost_b > 0)
-        found = {}
+    def _values(self, baseline: PolicyOutcomes, candidate: PolicyOutcomes) -> np.ndarray:
+        """(n, 7 or 10) in layout order: passes and costs (nano-dollars) of each policy, a 1 per request,
+        whether each policy has a latency, and for studentized intervals b², c², b·c of the costs in USD.
+        All but the last three are integers, so their resampled sums are exact in any order."""
+        layout = self.layout
+        cost_b = np.asarray(baseline.cost_nano_usd, dtype=np.float64)[layout]
+        cost_c = np.asarray(candidate.cost_nano_usd, dtype=np.float64)[layout]
+        columns = [np.asarray(baseline.passed, dtype=np.float64)[layout],
+                   np.asarray(candidate.passed, dtype=np.float64)[layout], cost_b, cost_c, np.ones(self.n),
+                   np.isfinite(np.asarray(baseline.latency_ms, dtype=np.float64)[layout]).astype(np.float64),
+                   np.isfinite(np.asarray(candidate.latency_ms, dtype=np.float64)[layout]).astype(np.float64)]
         if self.studentized:
-            square_b, square_c, cross = (part for part in np.moveaxis(self._square_sums(counts), 2, 0))
-            mean_b, mean_c = cost_b / sizes, cost_c / sizes
-            # Standard errors for the studentized intervals: the mean paired difference c - b, and the ratio
-            # of means by its linearisation, residuals c - r·b over the baseline's mean (the delta method).
-            spread = np.maximum((square_c - 2 * cross + square_b) / sizes - (mean_c - mean_b) ** 2, 0.0)
-            ratio_of_means = np.divide(mean_c, mean_b, out=np.full_like(mean_b, np.nan), where=mean_b > 0)
-            residual = np.maximum((square_c - 2 * ratio_of_means * cross + ratio_of_means ** 2 * square_b) / sizes,
-                                  0.0)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                se_ratio = np.sqrt(residual / sizes) / mean_b
-            found = {SE_PREFIX + COST_CHANGE: np.sqrt(spread / sizes),
-                     SE_PREFIX + COST_RELATIVE_CHANGE: np.where(mean_b > 0, se_ratio, np.nan)}
-        return found | {
-            BASELINE_PASS_RATE: passed_b / sizes,
-            CANDIDATE_PASS_RATE: passed_c / sizes,
-            BASELINE_COST: cost_b / sizes,
-            CANDIDATE_COST: cost_c / sizes,
-            BASELINE_LATENCY: latency_b,
-            CANDIDATE_LATENCY: latency_c,
-            PASS_RATE_CHANGE: (passed_c - passed_b) / sizes,
-            COST_CHANGE: (cost_c - cost_b) / sizes,
-            COST_RELATIVE_CHANGE: ratio - 1,
-            LATENCY_CHANGE: latency_c - latency_b,
-        }
+            usd_b, usd_c = cost_b / NANO_PER_USD, cost_c / NANO_PER_USD
+            columns += [usd_b * usd_b, usd_c * usd_c, usd_b * usd_c]
+        return np.ascontiguousarray(np.column_stack(columns))
 
-    def estimates(self) -> dict[str, np.ndarray]:
+    def quantile_order(self, side: int, overall: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(positions in layout, latencies, segment bounds): one policy's requests with a latency, by stratum
+        (or all in one segment), in descending latency. How ties are ordered changes no quantile: a tie's
+        running count past it and its latency are the same in any order."""
+        cached = self._orders.get((side, overall))
+        if cached is not None:
+            return cached
+        latency = self._latency[side]
+        timed = np.flatnonzero(np.isfinite(latency))
+        if overall:
+            order = timed[np.argsort(-latency[timed], kind="stable")]
+            segments = np.array([0, order.size], dtype=np.int64)
+        else:
+            # The layout is by stratum, so each stratum's timed requests are one run of `timed`.
+            bounds = np.searchsorted(self.position_stratum[timed], np.arange(self.strata + 1), side="left")
+            order = np.concatenate([timed[a:b][np.argsort(-latency[timed[a:b]], kind="stable")]
+                                    for a, b in zip(bounds[:-1], bounds[1:])])
+            segments = bounds.astype(np.int64)
+        self._orders[(side, overall)] = found = (order, latency[order], segments)
+        return found
+
+    def sums(self, weights: np.ndarray, overall: bool = False) -> np.ndarray:
+        """(rows, strata, columns) sums of the values weighted by `weights` (rows x requests in layout
+        order), in numpy: the reference for the compiled loop, and the estimate (weights of one)."""
+        weights = np.asarray(weights, dtype=np.float64)
+        found = np.stack([np.add.reduceat(weights * self.values[:, column], self.starts, axis=1)
+                          for column in range(self.values.shape[1])], axis=2)
+        return found.sum(axis=1, keepdims=True) if overall else found
+
+    def statistics(self, sums: np.ndarray, latency_b: np.ndarray, latency_c: np.ndarray) -> dict[str, np.ndarray]:
+        """Every statistic, (rows, strata), from resampled sums (`sums`) and latency quantiles."""
+        count = sums[:, :, COUNT]
+        passed_b, passed_c = sums[:, :, PASSED_B], sums[:, :, PASSED_C]
+        cost_b, cost_c = sums[:, :, COST_B] / NANO_PER_USD, sums[:, :, COST_C] / NANO_PER_USD
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean_b, mean_c = cost_b / count, cost_c / count
+            # Undefined (nan) where the baseline cost nothing in that resample.
+            ratio = np.where(cost_b > 0, cost_c / np.where(cost_b > 0, cost_b, 1.0), np.nan)
+            found = {}
+            if sums.shape[2] > SQUARE_B:
+                square_b, square_c, cross = sums[:, :, SQUARE_B], sums[:, :, SQUARE_C], sums[:, :, CROSS]
+                # Standard errors for the studentized intervals: the mean paired difference c - b, and the
+                # ratio of means by its linearisation, residuals c - r·b over the baseline's mean (the delta
+                # method).
+                spread = np.maximum((square_c - 2 * cross + square_b) / count - (mean_c - mean_b) ** 2, 0.0)
+                ratio_of_means = np.where(mean_b > 0, mean_c / np.where(mean_b > 0, mean_b, 1.0), np.nan)
+                residual = np.maximum((square_c - 2 * ratio_of_means * cross + ratio_of_means ** 2 * square_b)
+                                      / count, 0.0)
+                se_ratio = np.sqrt(residual / count) / mean_b
+                found = {SE_PREFIX + COST_CHANGE: np.sqrt(spread / count),
+                         SE_PREFIX + COST_RELATIVE_CHANGE: np.where(mean_b > 0, se_ratio, np.nan)}
+            return found | {
+                RESAMPLED_REQUESTS: count,
+                BASELINE_PASS_RATE: passed_b / count,
+                CANDIDATE_PASS_RATE: passed_c / count,
+                BASELINE_COST: mean_b,
+                CANDIDATE_COST: mean_c,
+                BASELINE_LATENCY: latency_b,
+                CANDIDATE_LATENCY: latency_c,
+                PASS_RATE_CHANGE: (passed_c - passed_b) / count,
+                COST_CHANGE: mean_c - mean_b,
+                COST_RELATIVE_CHANGE: ratio - 1,
+                LATENCY_CHANGE: latency_c - latency_b,
+            }
+
+    def estimates(self, overall: bool = False) -> dict[str, np.ndarray]:
         """The statistics of the sample itself (every request counted once), one value per stratum."""
-        return {name: values[0] for name, values in self.statistics(np.ones((1, self.n), dtype=np.int64)).items()}
+        sums = self.sums(np.ones((1, self.n)), overall)
+        latencies = []
+        for side in (0, 1):
+            _, latency, segments = self.quantile_order(side, overall)
+            latencies.append(np.array([[np.quantile(latency[a:b], self.quantile) if b > a else np.nan
+                                        for a, b in zip(segments[:-1], segments[1:])]]))
+        return {name: values[0] for name, values in self.statistics(sums, *latencies).items()}
 
 
 @dataclass
@@ -340,58 +279,126 @@ class BootstrapResult:
         return tuple(None if not np.isfinite(value) else float(value) for value in values)
 
 
-def paired_bootstrap(sample: PairedSample, *, resamples: int = 1000, seed: int = 0,
-                     confidence: float = 0.95, workers: int | None = None) -> BootstrapResult:
-    """Percentile intervals of every statistic from `resamples` paired resamples.
-
-    Resample i draws from its own random stream (child i of the seed), so the result depends only on the
-    inputs, the seed and the number of resamples: not on the block size or the number of worker threads.
-    Blocks of resamples bound memory (BLOCK_ELEMENTS counts per worker) and run on threads, since numpy
-    releases the GIL in the heavy steps.
-    """
+def _check_settings(resamples: int, confidence: float) -> float:
     confidence = check_confidence(confidence)
     if resamples < 1:
         raise RoutesimError(f"resamples must be at least 1, got {resamples}", where="--resamples",
                             fix="use e.g. 1000 resamples")
-    workers = workers or min(4, os.cpu_count() or 1)
-    streams = [np.random.default_rng(child) for child in np.random.SeedSequence(seed).spawn(resamples)]
-    block = max(1, min(resamples, BLOCK_ELEMENTS // sample.n))
-    blocks = [streams[start:start + block] for start in range(0, resamples, block)]
+    return confidence
 
-    def run(generators: list[np.random.Generator]) -> dict[str, np.ndarray]:
-        return sample.statistics(sample.draw_counts(generators))
 
-    if workers > 1 and len(blocks) > 1:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            parts = list(pool.map(run, blocks))
-    else:
-        parts = [run(generators) for generators in blocks]
-    replicates = {name: np.concatenate([part[name] for part in parts], axis=0) for name in parts[0]}
+def resampled(sample: PairedSample, resamples: int, seed: int, *, workers: int | None = None
+              ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The replicates of every statistic, (resamples, strata) per stratum and (resamples, 1) over all
+    requests, from one pass of keyed Poisson weights (simulator.core.resample) over the requests."""
+    import numba
+
+    from simulator.core import resample
+
+    keys = resample.mixed_keys(sample.hashes[sample.layout], seed)
+    streams = resample.pair_streams((resamples + 1) // 2)
+    tables = resample.tables()
+    threads = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(workers or threads, numba.config.NUMBA_NUM_THREADS)))
+    try:
+        integers = np.ascontiguousarray(sample.values[:, :SQUARE_B].T.astype(np.int64))
+        floats = np.ascontiguousarray(sample.values[:, SQUARE_B:].T)
+        counts = np.zeros((resamples, sample.strata, integers.shape[0]), dtype=np.int64)
+        squares = np.zeros((resamples, sample.strata, floats.shape[0]))
+        resample.resampled_sums(keys, sample.segments, integers, floats, streams, *tables, counts, squares)
+        sums = np.concatenate([counts.astype(np.float64), squares], axis=2)  # exact: integers below 2**53
+        found = []
+        for overall in (False, True):
+            part = sums.sum(axis=1, keepdims=True) if overall else sums
+            latencies = []
+            for side, timed in ((0, TIMED_B), (1, TIMED_C)):
+                order, latency, segments = sample.quantile_order(side, overall)
+                out = np.empty((resamples, len(segments) - 1))
+                resample.resampled_quantiles(keys[order], latency, segments, part[:, :, timed], sample.quantile,
+                                             streams, *tables, out)
+                latencies.append(out)
+            found.append(sample.statistics(part, *latencies))
+    finally:
+        numba.set_num_threads(threads)
+    return found[0], found[1]
+
+
+def _bounds(values: np.ndarray, estimate: np.ndarray, se_star: np.ndarray | None, se: np.ndarray | None,
+            alpha: float) -> np.ndarray:
+    """(2, columns) interval bounds from replicates (rows, columns); nan where a replicate, the estimate or
+    (studentized) a standard error is undefined."""
+    bounds = np.full((2, values.shape[1]), np.nan)
+    finite = np.isfinite(values).all(axis=0) & np.isfinite(estimate) & (values.shape[0] > 0)
+    if se_star is not None:
+        finite &= np.isfinite(se_star).all(axis=0) & np.isfinite(se)
+        if finite.any():
+            # t* = (θ* − θ̂) / se*; the interval is θ̂ − t*(1−α/2)·se to θ̂ − t*(α/2)·se. A resample with no
+            # spread (every difference equal) has t* = 0: the change is known exactly there.
+            with np.errstate(invalid="ignore", divide="ignore"):
+                t = np.where(se_star[:, finite] > 0, (values[:, finite] - estimate[finite]) / se_star[:, finite],
+                             0.0)
+            bounds[:, finite] = estimate[finite] - np.quantile(t, [1 - alpha / 2, alpha / 2], axis=0) * se[finite]
+    elif finite.any():
+        bounds[:, finite] = np.quantile(values[:, finite], [alpha / 2, 1 - alpha / 2], axis=0)
+    return bounds
+
+
+def _intervals(estimate: dict[str, np.ndarray], replicates: dict[str, np.ndarray], studentized: bool,
+               confidence: float) -> tuple[dict, dict]:
+    """Interval bounds per statistic and stratum. A resample that gave a stratum no weight at all (every
+    request drawn 0 times: likely only for a handful of requests, e^-n) holds no data on it and is left out
+    of that stratum's interval; any other undefined replicate (a ratio over a zero cost) leaves the interval
+    undefined."""
     alpha = 1 - confidence
+    counted = replicates[RESAMPLED_REQUESTS] > 0
+    whole = counted.all(axis=0)  # strata that every resample weighed: one vectorised pass
     low, high = {}, {}
-    estimate = sample.estimates()
     for name, values in replicates.items():
-        finite = np.isfinite(values).all(axis=0)
-        bounds = np.full((2, sample.strata), np.nan)
-        if name.startswith(SE_PREFIX):
+        if name.startswith(SE_PREFIX) or name == RESAMPLED_REQUESTS:
             continue
-        if name in STUDENTIZED and sample.studentized:
-            se_star, se = replicates[SE_PREFIX + name], estimate[SE_PREFIX + name]
-            finite &= np.isfinite(se_star).all(axis=0) & np.isfinite(se)
-            if finite.any():
-                # t* = (θ* − θ̂) / se*; the interval is θ̂ − t*(1−α/2)·se to θ̂ − t*(α/2)·se. A resample with no
-                # spread (every difference equal) has t* = 0: the change is known exactly there.
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    t = np.where(se_star[:, finite] > 0,
-                                 (values[:, finite] - estimate[name][finite]) / se_star[:, finite], 0.0)
-                quantiles = np.quantile(t, [1 - alpha / 2, alpha / 2], axis=0)
-                bounds[:, finite] = estimate[name][finite] - quantiles * se[finite]
-        elif finite.any():
-            bounds[:, finite] = np.quantile(values[:, finite], [alpha / 2, 1 - alpha / 2], axis=0)
+        student = name in STUDENTIZED and studentized
+        se_star, se = (replicates[SE_PREFIX + name], estimate[SE_PREFIX + name]) if student else (None, None)
+        bounds = np.full((2, values.shape[1]), np.nan)
+        bounds[:, whole] = _bounds(values[:, whole], estimate[name][whole],
+                                   se_star[:, whole] if student else None, se[whole] if student else None, alpha)
+        for stratum in np.flatnonzero(~whole):
+            rows, column = counted[:, stratum], slice(stratum, stratum + 1)
+            bounds[:, column] = _bounds(values[rows, column], estimate[name][column],
+                                        se_star[rows, column] if student else None,
+                                        se[column] if student else None, alpha)
         low[name], high[name] = bounds[0], bounds[1]
-    return BootstrapResult(stratum_codes=sample.stratum_codes, sizes=sample.sizes, confidence=confidence,
-                           resamples=resamples, seed=seed, estimate=estimate, low=low, high=high,
-                           replicates=replicates)
+    return low, high
+
+
+def paired_bootstraps(sample: PairedSample, *, resamples: int = 1000, seed: int = 0, confidence: float = 0.95,
+                      workers: int | None = None) -> tuple[BootstrapResult, BootstrapResult]:
+    """(per stratum, over all requests): percentile intervals of every statistic (studentized for the cost
+    changes) from `resamples` keyed Poisson resamples.
+
+    Resample b weighs each request by a Poisson(1) count that is a function of (seed, b, the request's key)
+    alone (simulator.core.resample), so the result depends only on the inputs, the seed and the number of
+    resamples: not on the order of the requests, chunking, sharding or the number of threads. Both results
+    come from the same resamples: a stratum's weights are the overall resample's weights on its requests.
+    """
+    confidence = _check_settings(resamples, confidence)
+    by_stratum, overall = resampled(sample, resamples, seed, workers=workers)
+    results = []
+    for replicates, whole in ((by_stratum, False), (overall, True)):
+        estimate = sample.estimates(whole)
+        studentized = sample.studentized and (not whole or sample.n <= STUDENTIZED_MAX_REQUESTS)
+        low, high = _intervals(estimate, replicates, studentized, confidence)
+        codes = np.zeros(1, dtype=np.int64) if whole else sample.stratum_codes
+        sizes = np.array([sample.n]) if whole else sample.sizes
+        results.append(BootstrapResult(stratum_codes=codes, sizes=sizes, confidence=confidence,
+                                       resamples=resamples, seed=seed, estimate=estimate, low=low, high=high,
+                                       replicates=replicates))
+    return results[0], results[1]
+
+
+def paired_bootstrap(sample: PairedSample, *, resamples: int = 1000, seed: int = 0,
+                     confidence: float = 0.95, workers: int | None = None) -> BootstrapResult:
+    """Per stratum: `paired_bootstraps`' first result."""
+    return paired_bootstraps(sample, resamples=resamples, seed=seed, confidence=confidence, workers=workers)[0]
 
 
 def bench_bootstrap(requests: int = 1_000_000, resamples: int = 1000, seed: int = 0) -> float:
