@@ -254,3 +254,48 @@ def test_gate_on_the_shipped_week(cli):
     failing = {failure["slice"] for failure in gate["failures"]}
     assert {"refund_dispute", "renewal_email", "research_synthesis"} <= failing
     assert "faq" not in failing and gate["requests"] == 50_000
+
+
+def _decisions(seed: int, n: int = 400):
+    import numpy as np
+    import polars as pl
+
+    rng = np.random.default_rng(seed)
+    return pl.DataFrame({"request_id": [f"r{i:04d}" for i in range(n)],
+                         "session_id": [f"s{i // 4:03d}" for i in range(n)],
+                         "slice": ["refund" if i % 3 == 0 else "faq" for i in range(n)], "passed": rng.random(n) < 0.9,
+                         "cost_nano_usd": rng.integers(1_000, 90_000, n),
+                         "latency_ms": np.where(rng.random(n) < 0.1, None, rng.lognormal(7, 1, n))})
+
+
+def test_gate_result_does_not_depend_on_row_order_or_chunking():
+    import polars as pl
+
+    base, cand = _decisions(1).drop("session_id"), _decisions(2).drop("session_id")
+    bar = QualityBar(default=0.5)
+    options = GateOptions(resamples=60, seed=3)
+    first = gate_result(GateSide("b", base, bar), GateSide("c", cand, bar), options)
+    # The same decisions shuffled, and the candidate's as three chunks in another order.
+    shuffled = base.sample(fraction=1.0, shuffle=True, seed=5)
+    chunked = pl.concat([cand.slice(250), cand.slice(0, 100), cand.slice(100, 150)], rechunk=False)
+    second = gate_result(GateSide("b", shuffled, bar), GateSide("c", chunked, bar), options)
+    assert json.dumps(first, sort_keys=True) == json.dumps(second, sort_keys=True)
+    # Requests without a latency (batch answers) are left out of the p95s, in the estimate and the bootstrap.
+    import numpy as np
+
+    timed = base.filter(pl.col("latency_ms").is_not_null())
+    assert first["overall"]["baseline"]["latency_p95_ms"] == np.quantile(timed["latency_ms"].to_numpy(), 0.95)
+    assert first["overall"]["latency_p95_change_ms"]["low"] is not None
+
+
+def test_gate_resamples_whole_sessions_where_traffic_has_them():
+    # Four requests a session: the session is the resampling unit, so the intervals differ from the ones
+    # that resample requests one by one, and renaming requests within a session changes nothing.
+    base, cand = _decisions(1), _decisions(2)
+    bar = QualityBar(default=0.5)
+    options = GateOptions(resamples=60, seed=3)
+    by_session = gate_result(GateSide("b", base, bar), GateSide("c", cand, bar), options)
+    by_request = gate_result(GateSide("b", base.drop("session_id"), bar), GateSide("c", cand.drop("session_id"), bar),
+                             options)
+    assert by_session["overall"]["pass_rate_change"] != by_request["overall"]["pass_rate_change"]
+    assert by_session["overall"]["pass_rate_change"]["estimate"] == by_request["overall"]["pass_rate_change"]["estimate"]
