@@ -4,10 +4,12 @@ A rerouting swaps the model for every request of a slice, so it ships only throu
 the candidate with the baseline on the same requests (same data, window and sample), request by request.
 
 Modelling assumptions:
-- Intervals are paired bootstrap percentile intervals (simulator.core.stats): the whole replay resamples all
-  its requests, each slice resamples within itself, both with `--resamples` resamples from `--seed`. Only
-  requests whose verdict differs between the policies move the pass-rate interval, so a slice the candidate
-  routes like the baseline has an interval of exactly zero width.
+- Intervals are paired Poisson bootstrap intervals (simulator.core.stats): `--resamples` resamples from
+  `--seed`, each weighing every request (every session, where the decisions carry `session_id`) by a
+  Poisson(1) count keyed by its id, so the whole replay and each slice come from the same resamples and
+  no row order, chunking or thread count changes them. Only requests whose verdict differs between the
+  policies move the pass-rate interval, so a slice the candidate routes like the baseline has an interval
+  of exactly zero width. Requests without a latency are left out of the p95s.
 - Non-inferiority. A slice fails when the lower bound of its pass-rate change lies below minus its
   tolerance: the data cannot rule out a loss larger than the tolerance. The tolerance is `--tolerance`
   (default 0.01, one point; also used for the whole replay) or `--tolerance-slice SLICE=X`. Scenarios have

@@ -6,23 +6,31 @@ Modelling assumptions:
   reject. Unlike the normal ("Wald") interval it stays inside 0..1 and keeps close to its nominal coverage
   for rates near 0 or 1 and for small slices: 40 passes out of 40 give a 95% lower bound of 0.912, so 40
   requests cannot prove a 95% pass rate.
-- Paired bootstrap. Requests are exchangeable draws from the traffic (within a stratum, when strata are
-  given), and both policies answered the same requests. The resampling unit is the request: every resample
-  draws request indices with replacement once and uses them for both policies, so what the two policies
-  have in common (a request that is hard for both) cancels out of the difference. With strata (slices),
-  each stratum is resampled within itself, keeping its size. Intervals are percentile intervals of the
-  resampled statistic, except for the cost changes: costs are skewed, so their intervals are studentized
-  (bootstrap-t: the resampled changes standardised by each resample's own standard error, from sums of
-  squares; Efron and Tibshirani, An Introduction to the Bootstrap, ch. 12), which keeps coverage at a few
-  hundred requests where the percentile interval falls to 91-93% (up to 20,000 requests; beyond, the
-  percentile interval, which then covers as it should). The draws are exact resampling with replacement (uniform request indices), not a
-  Poisson or other approximation; the same inputs and seed give identical intervals.
-- Latency quantiles interpolate linearly between order statistics, exactly as numpy's default method does.
-  A resample's quantile is found from how many times each request was drawn: sorted by latency, the k-th
-  order statistic of the resample is the first request whose running count exceeds k. Only the upper part
-  of each stratum (from a margin of six binomial standard deviations below the quantile's rank) is
-  scanned; a resample whose quantile falls below that margin (a six-sigma event, of the order of 1e-9 per
-  resample) is scanned in full, so the result is exact either way.
+- Paired Poisson bootstrap. Requests (or sessions, where traffic has them) are exchangeable draws from the
+  traffic, and both policies answered the same requests. Resample b gives each request a weight
+  w(b, i) ~ Poisson(1), a function of (seed, b, the request's key) alone (simulator.core.resample), and
+  uses it for both policies, so what the two have in common (a request hard for both) cancels out of the
+  difference. A resample's statistics are those of the sample with request i repeated w(b, i) times:
+  sums of w·value over each stratum (slice) and over all requests, means as sums over the resample's own
+  total weight (the Poisson bootstrap of Hanley and MacGibbon 2006 and Chamandy et al. 2012, the
+  standard large-scale approximation of resampling with replacement: the multinomial counts of n draws
+  from n requests are n independent Poisson(1) counts conditioned on their total). A stratum is thereby
+  resampled within itself, with a size that varies around its own; a resample that gave a stratum no
+  weight at all is left out of that stratum's interval. Because a weight depends on nothing but its key,
+  the result is the same whatever the order of the requests, chunking, sharding or thread count.
+  Intervals are percentile intervals of the resampled statistic, except for the cost changes: costs are
+  skewed, so their intervals are studentized (bootstrap-t: the resampled changes standardised by each
+  resample's own standard error, from weighted sums of squares; Efron and Tibshirani, An Introduction to
+  the Bootstrap, ch. 12), which keeps coverage at a few hundred requests where the percentile interval
+  falls to 91-93% (up to 20,000 requests; beyond, the percentile interval, which then covers as it
+  should).
+- Latency quantiles interpolate linearly between order statistics, exactly as numpy's default method (and
+  polars' "linear", the p95 metric's) does, over the requests that have a latency: a request without one
+  (a batch answer) is left out of every latency figure, estimate and resample alike. A resample's
+  quantile is the exact quantile of the expanded resample (each request w times): walking the requests
+  from the slowest down, the k-th order statistic (from 0, of N = the total weight) is the request at
+  which the running weight first exceeds N - 1 - k. The walk stops there, so it visits about the slowest
+  5% for a p95.
 """
 
 from __future__ import annotations
