@@ -32,20 +32,24 @@ def otel(cli, tmp_path):
         # Sentry's names: cached 300 and written 200 inside the 1,000 input (total 1,100 = 1,000 + 100).
         span("sentry", {"gen_ai.usage.input_tokens": 1000, "gen_ai.usage.input_tokens.cached": 300,
                         "gen_ai.usage.input_tokens.cache_write": 200, "gen_ai.usage.output_tokens": 100,
-                        "gen_ai.usage.output_tokens.reasoning": 40, "gen_ai.usage.total_tokens": 1100}),
+                        "gen_ai.usage.output_tokens.reasoning": 40, "gen_ai.usage.total_tokens": 1100,
+                        "openai.response.service_tier": "flex"}),
         # pydantic-ai's details; reasoning 60 on top of the 100 output (total 1,160 = 1,000 + 100 + 60).
         span("pydantic", {"gen_ai.usage.input_tokens": 1000, "gen_ai.usage.details.cache_read_tokens": 500,
                           "gen_ai.usage.output_tokens": 100, "gen_ai.usage.details.reasoning_tokens": 60,
-                          "gen_ai.usage.total_tokens": 1160, "gen_ai.usage.details.audio_tokens": 7}),
+                          "gen_ai.usage.total_tokens": 1160, "gen_ai.usage.details.audio_tokens": 7,
+                          "gen_ai.openai.response.service_tier": "default",
+                          "gen_ai.openai.request.service_tier": "priority"}),
         # Mastra's former names, Google's thoughts (never inside the output), an unread name.
         span("mastra", {"gen_ai.usage.input_tokens": 800, "gen_ai.usage.cached_input_tokens": 100,
                         "gen_ai.usage.cache_write_tokens": 50, "gen_ai.usage.output_tokens": 20,
-                        "gen_ai.usage.thoughts_token_count": 30, "gen_ai.usage.tool_use_prompt_tokens": 5}),
+                        "gen_ai.usage.thoughts_token_count": 30, "gen_ai.usage.tool_use_prompt_tokens": 5,
+                        "openai.request.service_tier": "flex"}),
         # A rate-limited span without usage, in the same trace as a successful one.
         span("limited", {"error.type": "RateLimitError"}, trace="t2", status={"status_code": "ERROR",
                                                                                  "description": "429 Too Many Requests"}),
         span("answered", {"gen_ai.usage.input_tokens": 10, "gen_ai.usage.output_tokens": 5,
-                          "gen_ai.request.model": "other"}, trace="t2"),
+                          "gen_ai.request.model": "other", "openai.request.service_tier": "auto"}, trace="t2"),
         # A timeout told only by its exception event.
         span("slow", {"gen_ai.usage.input_tokens": 10, "gen_ai.usage.output_tokens": 0}, trace="t3",
              status={"status_code": "ERROR"},
@@ -76,6 +80,15 @@ def test_otel_lists_every_usage_attribute_it_did_not_read(otel):
     assert defaulted["not read: gen_ai.usage.details.audio_tokens"] == 1
     assert defaulted["not read: gen_ai.usage.tool_use_prompt_tokens"] == 1
     assert "not read: gen_ai.usage.tool_use_prompt_tokens: 1 row(s)" in out
+
+
+def test_otel_reads_the_service_tier_the_response_names_else_the_one_the_request_asked_for(otel):
+    """Semantic-convention names (the `openai.*` registry; `gen_ai.openai.*` before v1.37): the response's
+    tier wins (OpenAI's `default` is standard); a request's explicit tier stands in when the response
+    names none, but `auto` leaves the choice to OpenAI, so it tells nothing."""
+    data, _ = otel
+    tiers = {name: data.outcome(name)["service_tier"] for name in ("sentry", "pydantic", "mastra", "answered")}
+    assert tiers == {"sentry": "flex", "pydantic": "standard", "mastra": "flex", "answered": None}
 
 
 def test_otel_keeps_error_spans_as_failed_calls_with_their_latency_and_type(otel):
@@ -163,6 +176,33 @@ def test_langfuse_parquet_export_with_its_scores(cli, tmp_path):
     first, second = data.outcome("obs-001"), data.outcome("obs-002")
     assert (first["passed"], first["score"], first["grader"], first["latency_ms"]) == (True, 1.0, "human", 1509.0)
     assert (second["passed"], second["score"], second["grader"]) == (False, 0.25, "llm_judge")
+
+
+def test_langfuse_export_latency_is_only_a_cross_check_and_deselected_field_groups_still_import(cli, tmp_path):
+    """The export's `latency` is milliseconds or seconds by the integration's creation date, which the
+    file does not say: end - start (1,509 ms) is used, the field only counted as agreeing in either unit
+    or in neither. A row exported without the cost and timing groups imports without them; one without
+    usage cannot be priced and is dropped, counted."""
+    first = json.loads((FIXTURES.parent / "real-logs" / "C07-langfuse-blob-export" / "observations_v2.jsonl")
+                       .read_text().splitlines()[0])
+    rows = [first, first | {"id": "seconds", "latency": 1.509}, first | {"id": "neither", "latency": 99.0},
+            {key: value for key, value in first.items() if key not in (
+                "cost_details", "total_cost", "latency", "time_to_first_token", "completion_start_time")}
+            | {"id": "no-cost"},
+            {key: value for key, value in first.items() if key not in ("usage_details", "latency")} | {"id": "no-usage"}]
+    write_lines(tmp_path / "observations.jsonl", rows)
+    result = cli("import", "langfuse", tmp_path / "observations.jsonl", "-o", tmp_path / "data", "--assume-passed")
+    assert result.code == 0, result.err
+    data = read_import(tmp_path / "data")
+    assert {name: data.outcome(name)["latency_ms"] for name in ("obs-001", "seconds", "neither", "no-cost")} == \
+        dict.fromkeys(("obs-001", "seconds", "neither", "no-cost"), 1509.0)
+    defaulted = data.report[0]["defaulted"]
+    assert (defaulted["export latency field checked: milliseconds"], defaulted["export latency field checked: seconds"],
+            defaulted["export latency field disagrees with end_time - start_time (end - start used)"]) == (1, 1, 1)
+    no_cost = data.outcome("no-cost")
+    assert (no_cost["input_tokens"], no_cost["cost_usd"], no_cost["ttft_ms"]) == (1200, None, None)
+    assert "no-usage" not in data.traffic
+    assert data.report[0]["dropped"]["no input token count"]["rows"] == 1
 
 
 def test_an_interrupted_eval_is_read_from_its_journal_and_marked_incomplete(cli, tmp_path):

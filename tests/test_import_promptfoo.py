@@ -37,3 +37,20 @@ def test_answers_from_promptfoos_cache_and_errors_without_usage_are_not_calls(im
 def test_without_a_request_id_var_tests_are_numbered(cli, tmp_path):
     assert cli("import", "promptfoo", RESULTS, "-o", tmp_path / "data").code == 0
     assert sorted(read_import(tmp_path / "data").traffic) == ["test-0"]
+
+
+def test_rows_without_a_test_index_name_the_request_id_option(cli, tmp_path):
+    """An export that does not number its tests (no testIdx): each row is dropped with the way out,
+    --request-id VAR; with it, the rows import."""
+    import json
+
+    export = json.loads(RESULTS.read_text())
+    for row in export["results"]["results"]:
+        row.pop("testIdx", None)
+    path = tmp_path / "unnumbered.json"
+    path.write_text(json.dumps(export))
+    refused = cli("import", "promptfoo", path, "-o", tmp_path / "data")
+    assert refused.code == 2 and "--request-id VAR" in refused.err + refused.out
+    result = cli("import", "promptfoo", path, "-o", tmp_path / "named", "--request-id", "request_id")
+    assert result.code == 0, result.err
+    assert sorted(read_import(tmp_path / "named").traffic) == ["req-1"]

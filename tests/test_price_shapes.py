@@ -54,6 +54,21 @@ def test_reasoning_at_its_own_price_else_at_the_output_price(tmp_path):
     priced.assert_reference_agrees()
 
 
+def test_by_model_shows_the_reasoning_tokens_apart_from_the_output(tmp_path):
+    """small answers r1 (1,000 output, 400 of it reasoning; confidence 0.9, accepted) and r2 (300 output,
+    reasoning null = 0; confidence 0.1, escalated); large answers r2 with 200 output, 150 of it reasoning.
+    small: 1,300 output of which 400 reasoning; large: 200 of which 150."""
+    tiny = run(tmp_path, {"default": {"cascade": [{"model": "small", "accept": "confidence >= 0.7"},
+                                                  {"model": "large"}]}},
+               [req("r1", at(1)), req("r2", at(2))],
+               [ans("r1", "small", output_tokens=1_000, reasoning_output_tokens=400, confidence=0.9, cost_usd=0.001),
+                ans("r2", "small", output_tokens=300, reasoning_output_tokens=None, confidence=0.1, cost_usd=0.001),
+                ans("r2", "large", output_tokens=200, reasoning_output_tokens=150, confidence=0.9, cost_usd=0.01)])
+    tokens = {row["model"]: (row["calls"], row["output_tokens"], row["reasoning_output_tokens"])
+              for row in tiny.summary["by_model"]}
+    assert tokens == {"small": (2, 1_300, 400), "large": (1, 200, 150)}
+
+
 def test_service_tiers_are_absolute_prices_and_batch_has_no_latency(tmp_path):
     """Each call 10,000 input of which 4,000 cached, 1,000 output. Batch step: 6,000 x 1.5 + 4,000 x 0.15
     + 1,000 x 7.5 = $0.0171 (the cache-read discount differs from the input one); then the priority step:

@@ -169,6 +169,42 @@ def test_headline_table_and_gate_agree_about_every_policy(browser, demo):
         page.close()
 
 
+def test_the_terminal_and_whatif_recommend_what_the_headline_does(cli, demo):
+    """The comparison `routesim demo` and `replay --baseline` print for the demo's results stars the headline's
+    policy and shows each bar verdict beside its gate verdict; `whatif` (prices unchanged) names the same
+    cheapest policy meeting its bar, with the same verdicts."""
+    import io
+    import re
+
+    from rich.console import Console
+
+    from simulator.cli.views import print_comparison
+    from simulator.report.build import load_report_inputs
+
+    _, results = demo
+    inputs = load_report_inputs(results)
+    console = Console(width=80, record=True, file=io.StringIO())
+    print_comparison(console, inputs.summaries, recommendation=inputs.recommendation, gates=inputs.gates)
+    cells = {}
+    for line in console.export_text().splitlines():
+        found = re.fullmatch(r"(\S+)( ★)? .* (meets|fails \(\d+\)|undecided \(\d+\)|bound) "
+                             r"(baseline|passed|FAILED \(\d+\)|–)", " ".join(line.split()))
+        if found:
+            cells[found[1]] = (bool(found[2]), found[3].split()[0], found[4].split()[0])
+    assert cells == {"cascade": (False, "fails", "FAILED"), "flagship-everywhere": (False, "meets", "baseline"),
+                     "lanes": (True, "meets", "passed"), "rules-only": (False, "undecided", "FAILED"),
+                     "small-everywhere": (False, "fails", "FAILED"), "stacked": (False, "fails", "FAILED"),
+                     "routing-drill": (False, "bound", "–")}
+    assert inputs.headline["policy"] == inputs.recommendation["policy"] == "lanes"
+    names = ["flagship-everywhere", "lanes", "rules-only", "stacked"]
+    whatif = cli("whatif", *shipped(names), "--scale", "flagship=1", "--json")
+    assert whatif.code == 0, whatif.err
+    found = json.loads(whatif.out)
+    assert found["cheapest_meeting_bar"] == {"current": "lanes", "what_if": "lanes"}
+    assert {row["policy"]: row["verdict"]["state"] for row in found["current"]} == {
+        name: cells[name][1] for name in names}
+
+
 def test_names_that_close_a_script_block_run_nothing(browser, tmp_path):
     # Slice, model and scenario description hold "</script><img src=x onerror=alert(1)>" (a scenario's name
     # cannot: it names a results folder, so it is limited to letters, digits, '.', '_' and '-').

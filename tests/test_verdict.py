@@ -187,3 +187,23 @@ def test_the_gate_table_keeps_every_number_whole_in_a_ci_log(cli):
     console = Console(width=120, record=True, file=io.StringIO())
     console.print(gate_table(json.loads(result.out)))
     assert "…" not in console.export_text()
+
+
+def test_replay_with_a_baseline_shows_the_gate_verdict_the_gate_command_gives(cli, world):
+    cascade = world.scenario("cascade", admission={"rule": "point"})
+    big = world.scenario("big-everywhere", admission={"rule": "point"}, policy={"default": {"use": "big"}})
+    result = cli("replay", cascade, "--baseline", big, "--tolerance", "0.05", "--json")
+    assert result.code == 0, result.err
+    by_name = {s["scenario"]: s for s in json.loads(result.out)}
+    assert list(by_name) == ["big-everywhere", "cascade"]  # the baseline is replayed too, first
+    gate = json.loads(cli("gate", "--baseline", big, "--candidate", cascade, "--tolerance", "0.05", "--json").out)
+    assert by_name["cascade"]["gate"]["state"] == ("passed" if gate["passed"] else "failed")
+    assert by_name["cascade"]["gate"]["failures"] == gate["failures"]
+    assert by_name["big-everywhere"]["gate"] == {"baseline": "big-everywhere", "tolerance": 0.05, "state": "baseline",
+                                                 "failures": []}
+    # the cascade meets its bar on the observed rate; it is recommended exactly when it passes the gate too
+    assert by_name["cascade"]["verdict"]["state"] == "meets"
+    assert by_name["cascade"]["recommended"] is gate["passed"]
+    assert by_name["big-everywhere"]["recommended"] is not gate["passed"]
+    assert cli("replay", cascade, "--tolerance", "0.05").code == 2
+

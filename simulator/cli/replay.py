@@ -25,6 +25,29 @@ ConfidenceOption = Annotated[float | None, typer.Option(
     "--confidence", help="confidence of the pass-rate intervals (default 0.95); overrides the scenarios'")]
 
 
+BaselineOption = Annotated[Path | None, typer.Option(
+    help="gate every scenario against this scenario (replayed too when not among them): the recommendation must "
+         "also pass the regression gate against it")]
+ToleranceOption = Annotated[float | None, typer.Option(
+    help="with --baseline: the gate's non-inferiority margin, the pass-rate drop accepted against the baseline "
+         "(default 0.01)")]
+
+
+def with_baseline(scenarios: list[Path], baseline: Path | None, tolerance: float | None) -> tuple[list[Path], str | None]:
+    """The scenarios to replay (the baseline first when not among them) and the baseline's name."""
+    from simulator.core.scenario import load_scenario
+
+    if tolerance is not None and baseline is None:
+        raise RoutesimError("--tolerance is the regression gate's margin against a baseline", where="--tolerance",
+                            fix="name the baseline with --baseline A.yaml")
+    if baseline is None:
+        return scenarios, None
+    name = load_scenario(baseline).name
+    if baseline.resolve() not in {path.resolve() for path in scenarios}:
+        scenarios = [baseline, *scenarios]
+    return scenarios, name
+
+
 def replay_scenarios(paths: list[Path], *, show_progress: bool = True, rule: str | None = None,
                      confidence: float | None = None):
     """Replays each scenario file in turn, sharing loaded data and price sheets; returns their outcomes."""
@@ -100,18 +123,23 @@ def replay(
                          ] = None,
     save: Annotated[Path | None, typer.Option(help="save results (Parquet + summary JSON) under this folder")] = None,
     wide: Annotated[bool, typer.Option("--wide", help="show every metric (the default fits 80 columns)")] = False,
+    baseline: BaselineOption = None,
+    tolerance: ToleranceOption = None,
     rule: RuleOption = None,
     confidence: ConfidenceOption = None,
     force: Annotated[bool, FORCE] = False,
 ):
-    """Replay scenarios and compare them; the recommended policy is marked ★."""
-    from simulator.cli.views import print_comparison
-    from simulator.core.outputs import allow_replacing_folders
-    from simulator.core.results import save_result
+    """Replay scenarios and compare them; the recommended policy is marked ★.
 
-    from simulator.core.outputs import STDOUT
+    With --baseline, each policy's regression-gate verdict against the baseline shows beside its bar verdict,
+    and only a policy that passes the gate is recommended."""
+    from simulator.cli.views import gate_entry, print_comparison
+    from simulator.core.outputs import STDOUT, allow_replacing_folders
+    from simulator.core.results import save_result
+    from simulator.report.build import gates_against, recommend_gated
 
     allow_replacing_folders(force)
+    scenarios, baseline_name = with_baseline(scenarios, baseline, tolerance)
     streamed = decisions is not None and str(decisions) == STDOUT
     if streamed and as_json:
         raise RoutesimError("--decisions - and --json would both write to stdout", where="--decisions",
@@ -120,6 +148,8 @@ def replay(
                   confidence=confidence)
     outcomes = replay_scenarios(scenarios, show_progress=not as_json, rule=rule, confidence=confidence)
     summaries = [outcome.summary for outcome in outcomes]
+    gates = gates_against(baseline_name, outcomes, tolerance) if baseline_name else None
+    recommendation = recommend_gated(summaries, gates)
     if decisions:
         _write_decisions(decisions, outcomes)
     if save:
@@ -128,10 +158,13 @@ def replay(
     if as_json:
         from simulator.core.outputs import json_output
 
-        typer.echo(json_output(summaries))
+        typer.echo(json_output([summary | {"recommended": summary["scenario"] == recommendation["policy"]}
+                                | ({"gate": gate_entry(gates, summary["scenario"])} if gates else {})
+                                for summary in summaries]))
     else:
         # With the decisions on stdout, the table goes to stderr so that the two never mix.
-        print_comparison(errors if streamed else console, summaries, wide=wide)
+        print_comparison(errors if streamed else console, summaries, wide=wide, recommendation=recommendation,
+                         gates=gates)
 
 
 def validate(paths: Annotated[list[Path], typer.Argument(help="data folders, price sheets or scenario files")]):
@@ -216,7 +249,7 @@ def demo():
                                                     tolerance=DEMO_TOLERANCE if baseline else None)
         inputs = load_report_inputs(results)
         print_comparison(console, [outcome.summary for outcome in outcomes], title=f"Replay comparison: {title}",
-                         recommendation=inputs.recommendation)
+                         recommendation=inputs.recommendation, gates=inputs.gates)
         written.append(report_path)
     for report_path in written:
         console.print(f"report: {report_path}", highlight=False)
@@ -228,17 +261,14 @@ def report(
     save: Annotated[Path | None, typer.Option(help="results folder (default: NAME-results next to the report)")] = None,
     from_results: Annotated[Path | None, typer.Option("--from", help="re-render from this results folder, "
                                                       "without replaying")] = None,
-    baseline: Annotated[Path | None, typer.Option(help="gate every scenario against this scenario (replayed too "
-                                                       "when not among them) in a regression-gate section")] = None,
-    tolerance: Annotated[float | None, typer.Option(help="with --baseline: the gate's non-inferiority margin, the "
-                                                         "pass-rate drop accepted against the baseline (default 0.01)")] = None,
+    baseline: BaselineOption = None,
+    tolerance: ToleranceOption = None,
     rule: RuleOption = None,
     confidence: ConfidenceOption = None,
     force: Annotated[bool, FORCE] = False,
 ):
     """Write a self-contained HTML report: replay and save results, or re-render saved ones (--from)."""
     from simulator.core.outputs import allow_replacing_folders, check_destination, note_input
-    from simulator.core.scenario import load_scenario
     from simulator.report.build import default_results_dir, render_report
 
     allow_replacing_folders(force)
@@ -254,14 +284,7 @@ def report(
         console.print(f"report: {render_report(from_results, out)}", highlight=False)
         return
     results = save or default_results_dir(out)
-    baseline_name = None
-    if baseline is not None:
-        baseline_name = load_scenario(baseline).name
-        if baseline.resolve() not in {path.resolve() for path in scenarios}:
-            scenarios = [baseline, *scenarios]
-    if tolerance is not None and baseline is None:
-        raise RoutesimError("--tolerance is the regression gate's margin against a baseline", where="--tolerance",
-                            fix="name the baseline with --baseline A.yaml")
+    scenarios, baseline_name = with_baseline(scenarios, baseline, tolerance)
     check_outputs(scenarios, files=[out], saved_under=results, rule=rule, confidence=confidence)
     _, report_path = _replay_into_report(scenarios, out, results, baseline_name, tolerance=tolerance, rule=rule,
                                          confidence=confidence)

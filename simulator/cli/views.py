@@ -19,7 +19,7 @@ from rich.table import Table
 
 from simulator.analyses import drift, sweep, whatif
 from simulator.core.errors import RoutesimError, visible
-from simulator.core.formats import count, metric, ms, pct, threshold, usd
+from simulator.core.formats import count, metric, ms, pct, points, threshold, usd
 from simulator.core.metrics import METRICS
 from simulator.core.outputs import STDOUT, atomic_file, json_output, write_csv_atomic, write_text_atomic
 from simulator.core.runner import Inputs, load_scenarios
@@ -84,7 +84,27 @@ def kind_lines(summaries: list[dict], recommendation: dict) -> list[str]:
     return lines
 
 
-def comparison_lines(summaries: list[dict], recommendation: dict) -> list[str]:
+def gate_entry(gates: dict, name: str) -> dict:
+    """One policy's regression-gate verdict against the run's baseline (simulator.report.build.gates_against),
+    as `replay --json` gives it: `state` is baseline, passed, failed or skipped (other requests), with the
+    failing scopes."""
+    entry = {"baseline": gates["baseline"], "tolerance": gates["tolerance"]}
+    if name == gates["baseline"]:
+        return entry | {"state": "baseline", "failures": []}
+    gate = next((g for g in gates["gates"] if g["candidate"]["name"] == name), None)
+    if gate is None:
+        reason = next((s["reason"] for s in gates["skipped"] if s["scenario"] == name), "not gated")
+        return entry | {"state": "skipped", "reason": reason, "failures": []}
+    return entry | {"state": "passed" if gate["passed"] else "failed", "failures": gate["failures"]}
+
+
+def _gate_cell(entry: dict) -> str:
+    if entry["state"] == "failed":
+        return f"FAILED ({len({f['slice'] for f in entry['failures']})})"
+    return {"skipped": "–"}.get(entry["state"], entry["state"])
+
+
+def comparison_lines(summaries: list[dict], recommendation: dict, gates: dict | None = None) -> list[str]:
     """The words under the comparison: what is recommended and why each other policy is not."""
     best = recommendation["policy"]
     first = summaries[0] if summaries else {}
@@ -93,8 +113,12 @@ def comparison_lines(summaries: list[dict], recommendation: dict) -> list[str]:
     rule = ("the observed pass rate" if admission["rule"] == "point"
             else f"the {admission['confidence']:.0%} " + ("lower bound (Wilson, or the estimate's interval ≈)"
                                                           if estimated else "Wilson lower bound"))
-    lines = [f"★ {best}: the cheapest deployable policy whose pass rate meets every bar ({rule} at or above it)"
-             if best else f"No policy qualifies: none is deployable and meets every bar ({rule} at or above it)."]
+    gated = f" and passes the regression gate against {gates['baseline']}" if gates else ""
+    lines = [f"★ {best}: the cheapest deployable policy whose pass rate meets every bar ({rule} at or above it){gated}"
+             if best else f"No policy qualifies: none is deployable and meets every bar ({rule} at or above it){gated}."]
+    if gates:
+        lines.append(f"  gate: a pass-rate drop of at most {points(gates['tolerance']).lstrip('+')} against "
+                     f"{gates['baseline']}, overall and in every slice, judged on the paired interval")
     for candidate in recommendation["candidates"]:
         if candidate["scenario"] != best and candidate["reasons"]:
             lines.append(f"  {candidate['scenario']}: " + "; ".join(candidate["reasons"]))
@@ -110,9 +134,10 @@ def comparison_lines(summaries: list[dict], recommendation: dict) -> list[str]:
 
 
 def comparison_table(summaries: list[dict], title: str = "Replay comparison", *, wide: bool = False,
-                     recommendation: dict | None = None) -> Table:
+                     recommendation: dict | None = None, gates: dict | None = None) -> Table:
     """The comparison: by default cost per request, pass rate with its interval, p95 and the verdict
-    (fits 80 columns); `wide` adds every metric of the registry."""
+    (fits 80 columns); `wide` adds every metric of the registry; `gates` (against a baseline) adds each
+    policy's gate verdict beside its bar verdict."""
     from rich import box
 
     from simulator.core.verdict import recommend
@@ -128,6 +153,8 @@ def comparison_table(summaries: list[dict], title: str = "Replay comparison", *,
         if column.name == "pass_rate":
             table.add_column(f"{level} CI", justify="right", no_wrap=True)
     table.add_column("verdict", no_wrap=True)
+    if gates:
+        table.add_column("gate", no_wrap=True)
     for summary in summaries:
         name = inert(_name(summary, best))
         cells = []
@@ -135,11 +162,15 @@ def comparison_table(summaries: list[dict], title: str = "Replay comparison", *,
             cells.append(metric(m.name, summary[m.name]))
             if m.name == "pass_rate":
                 cells.append(_interval(summary["verdict"]["overall"]))
-        table.add_row(name, *cells, _verdict_cell(summary, best))
+        cells.append(_verdict_cell(summary, best))
+        if gates:
+            cells.append(_gate_cell(gate_entry(gates, summary["scenario"])))
+        table.add_row(name, *cells)
     return table
 
 
-def vertical_comparison(summaries: list[dict], recommendation: dict, *, wide: bool) -> list[str]:
+def vertical_comparison(summaries: list[dict], recommendation: dict, *, wide: bool,
+                        gates: dict | None = None) -> list[str]:
     """One block per policy, `name: value` lines, for consoles too narrow for the table."""
     lines = []
     for summary in summaries:
@@ -151,25 +182,28 @@ def vertical_comparison(summaries: list[dict], recommendation: dict, *, wide: bo
                     value += f" ({_interval(summary['verdict']['overall'])})"
                 lines.append(f"  {m.title}: {value}")
         lines.append(f"  verdict: {_verdict_cell(summary, recommendation['policy'])}")
+        if gates:
+            lines.append(f"  gate: {_gate_cell(gate_entry(gates, summary['scenario']))}")
     return lines
 
 
 def print_comparison(console: Console, summaries: list[dict], title: str = "Replay comparison", *,
-                     wide: bool = False, recommendation: dict | None = None) -> None:
-    """The comparison table when it fits the console, else one block per policy; then the verdict lines."""
+                     wide: bool = False, recommendation: dict | None = None, gates: dict | None = None) -> None:
+    """The comparison table when it fits the console, else one block per policy; then the verdict lines.
+    `gates` (simulator.report.build.gates_against) adds the gate verdicts against the baseline."""
     from rich.measure import Measurement
 
     from simulator.core.verdict import recommend
 
     recommendation = recommendation or recommend(summaries)
-    table = comparison_table(summaries, title, wide=wide, recommendation=recommendation)
+    table = comparison_table(summaries, title, wide=wide, recommendation=recommendation, gates=gates)
     if Measurement.get(console, console.options, table).maximum <= console.width:
         console.print(table)
     else:
         console.print(title, highlight=False)
-        for line in vertical_comparison(summaries, recommendation, wide=wide):
+        for line in vertical_comparison(summaries, recommendation, wide=wide, gates=gates):
             console.print(line, highlight=False, markup=False, soft_wrap=True)
-    for line in comparison_lines(summaries, recommendation):
+    for line in comparison_lines(summaries, recommendation, gates):
         console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 

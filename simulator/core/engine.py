@@ -44,7 +44,8 @@ Progress = Callable[[str], None]
 ANSWER_COLUMNS = ["model", "sample", "passed", "hard_check_ok", "score"]
 BATCH = "batch"
 # Money is Int64 nano-dollars (`cost_nano_usd`); `cost_usd` is the same figure in dollars, for reading.
-CALL_COLUMNS = ["rid", "seq", "model", "kind", "cost_nano_usd", "cost_usd", "latency_ms", "price_source"]
+CALL_COLUMNS = ["rid", "seq", "model", "kind", "cost_nano_usd", "cost_usd", "latency_ms", "price_source",
+                "output_tokens", "reasoning_output_tokens"]
 # A checker call shares its step's `seq`; the kind's order puts it after the step it checked.
 CALL_KIND = pl.Enum(["step", "retry", "checker"])
 PRESENT = "__present"
@@ -398,9 +399,13 @@ def _record_calls(part: pl.DataFrame, sheet: PriceSheet | None, *, kind: str, se
     priced = price_calls(part, sheet, recorded="cost_usd", into="__model_cost", source_into="__price_source",
                          tier="__service_tier")
     latency = pl.lit(None, pl.Float64) if service_tier == BATCH else pl.col("latency_ms").cast(pl.Float64)
+    # Reasoning is part of output_tokens (null or absent = 0), kept per call for by_model.
+    reasoning = (pl.col("reasoning_output_tokens").fill_null(0) if "reasoning_output_tokens" in priced.columns
+                 else pl.lit(0)).cast(pl.Int64)
     calls = [priced.select(pl.col("__rid").alias("rid"), seq.alias("seq"), "model",
                            pl.lit(kind, CALL_KIND).alias("kind"), pl.col("__model_cost").alias("cost_nano_usd"),
-                           latency.alias("latency_ms"), pl.col("__price_source").alias("price_source"))]
+                           latency.alias("latency_ms"), pl.col("__price_source").alias("price_source"),
+                           pl.col("output_tokens").cast(pl.Int64), reasoning.alias("reasoning_output_tokens"))]
     cost = pl.col("__model_cost")
     if checker is not None:
         checker_cost = to_nano_usd(checker.cost_usd)
@@ -408,7 +413,9 @@ def _record_calls(part: pl.DataFrame, sheet: PriceSheet | None, *, kind: str, se
                                    pl.lit("checker", CALL_KIND).alias("kind"),
                                    pl.lit(checker_cost, pl.Int64).alias("cost_nano_usd"),
                                    pl.lit(checker.latency_ms, pl.Float64).alias("latency_ms"),
-                                   pl.lit(SOURCE_CHECKER, PRICE_SOURCE).alias("price_source")))
+                                   pl.lit(SOURCE_CHECKER, PRICE_SOURCE).alias("price_source"),
+                                   pl.lit(None, pl.Int64).alias("output_tokens"),
+                                   pl.lit(None, pl.Int64).alias("reasoning_output_tokens")))
         cost, latency = cost + checker_cost, latency + checker.latency_ms
     return priced.with_columns(cost.alias("__call_cost"), latency.alias("__call_latency")), calls
 

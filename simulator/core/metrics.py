@@ -84,6 +84,12 @@ CALL_METRICS: tuple[Metric, ...] = (
            lambda: pl.len().cast(pl.Int64)),
     Metric("call_cost_usd", "Call cost", "USD", "(by_model) cost of the calls made to the model",
            lambda: usd(pl.col("cost_nano_usd").sum())),
+    Metric("output_tokens", "Output tokens", "tokens",
+           "(by_model) output tokens of the calls made to the model, reasoning included (0 for a checker)",
+           lambda: pl.col("output_tokens").sum().cast(pl.Int64)),
+    Metric("reasoning_output_tokens", "Reasoning tokens", "tokens",
+           "(by_model) the part of output_tokens that was reasoning (a null count is 0)",
+           lambda: pl.col("reasoning_output_tokens").sum().cast(pl.Int64)),
 )
 
 

@@ -32,6 +32,10 @@ counted in the report):
   length/max_tokens/content_filter. Error spans are kept as failed calls with their latency (a span
   without usage counts 0 tokens, since a rejected call bills none), error_type from `error.type`, the
   status message and the exception events;
+- service_tier: `openai.response.service_tier` (before semantic conventions v1.37:
+  `gen_ai.openai.response.service_tier`), else the tier `openai.request.service_tier` (or
+  `gen_ai.openai.request.service_tier`) asked for, unless that is `auto` or `default`; OpenAI's words are
+  mapped as simulator.importers.rows.service_tier says;
 - cost_usd: the attribute named by --cost-attribute (none in the conventions); ttft_ms: not in the span
   conventions, left null;
 - slice and --column keys: span attributes, then resource attributes, then trace_id/span_id/name.
@@ -78,6 +82,9 @@ REASONING = ("gen_ai.usage.reasoning.output_tokens", "gen_ai.usage.output_tokens
              "gen_ai.usage.reasoning_tokens", "gen_ai.usage.details.reasoning_tokens")
 THOUGHTS = ("gen_ai.usage.thoughts_token_count", "gen_ai.usage.details.thoughts_tokens")  # never in the output
 TOTAL = ("gen_ai.usage.total_tokens", "llm.usage.total_tokens")
+# The OpenAI service tier (semantic conventions' `openai.*` registry; before v1.37 `gen_ai.openai.*`).
+RESPONSE_TIER = ("openai.response.service_tier", "gen_ai.openai.response.service_tier")
+REQUEST_TIER = ("openai.request.service_tier", "gen_ai.openai.request.service_tier")
 READ_USAGE = {*INPUT, *OUTPUT, *CACHE_READ, *CACHE_WRITE, *REASONING, *THOUGHTS, *TOTAL}
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
@@ -176,6 +183,19 @@ def _reasoning(attrs: dict, output: int | None, total: int | None, known_input: 
     return (output + reasoning if on_top else output), reasoning
 
 
+def _service_tier(attrs: dict) -> str | None:
+    """The tier the call ran on: the response's tier (RESPONSE_TIER), else an explicit tier the request
+    asked for (REQUEST_TIER; `auto` and `default` leave the choice to the provider, so they say nothing)."""
+    for key in RESPONSE_TIER:
+        if attrs.get(key) is not None:
+            return service_tier(attrs[key])
+    for key in REQUEST_TIER:
+        asked = (as_text(attrs.get(key)) or "").strip().lower()
+        if asked and asked not in ("auto", "default"):
+            return service_tier(asked)
+    return None
+
+
 def span_row(where: str, span: Any, resource: dict, options: ImportOptions, log: ImportLog) -> Row | None:
     if not isinstance(span, dict):
         raise BadRow("not a span", "a line must hold an OTLP export request or one span object")
@@ -222,8 +242,7 @@ def span_row(where: str, span: Any, resource: dict, options: ImportOptions, log:
     cost = number(attrs.get(options.cost_attribute), "cost") if options.cost_attribute else None
     row = Row(where=where, request_id=as_text(ids["span_id"]), ts=start, model=model, **usage.fields(),
               output_tokens=output, reasoning_tokens=reasoning, total_tokens=total, latency_ms=latency,
-              service_tier=service_tier(attrs.get("openai.response.service_tier")
-                                        or attrs.get("gen_ai.openai.response.service_tier")),
+              service_tier=_service_tier(attrs),
               cost_usd=options.cost(cost), ok=failure is None, error_type=failure)
     label_row(row, options, attrs, resource, ids)
     return row

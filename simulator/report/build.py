@@ -108,6 +108,15 @@ def gates_against(baseline: str, outcomes: list[Outcome], tolerance: float | Non
     return {"baseline": baseline, "tolerance": options.tolerance, "gates": gates, "skipped": skipped}
 
 
+def recommend_gated(summaries: list[dict], gates: dict | None) -> dict:
+    """simulator.core.verdict.recommend over `summaries`, with the regression gates of `gates_against`
+    (None: no baseline named)."""
+    if gates is None:
+        return recommend(summaries)
+    return recommend(summaries, baseline=gates["baseline"],
+                     gates={gate["candidate"]["name"]: gate for gate in gates["gates"]})
+
+
 def replay_and_save(paths: list[Path], results_dir: Path, label: Callable[[str], None] | None = None,
                     advance: Callable[[], None] | None = None, baseline: str | None = None, *,
                     tolerance: float | None = None, rule: str | None = None,
@@ -244,8 +253,7 @@ def load_report_inputs(results_dir: Path) -> ReportInputs:
     baselines = _read_json(baselines_path) if baselines_path.is_file() else None
     checks_path, coverage_path = folder / PRICE_CHECKS_FILE, folder / COVERAGE_FILE
     gates = _read_json(gates_path) if gates_path.is_file() else None
-    recommendation = recommend(summaries, baseline=gates["baseline"] if gates else None,
-                               gates={g["candidate"]["name"]: g for g in gates["gates"]} if gates else None)
+    recommendation = recommend_gated(summaries, gates)
     return ReportInputs(summaries=summaries, tables=tables, baselines=baselines,
                         headline=analysis.headline(summaries, baselines, recommendation, gates),
                         frontier=analysis.frontier_table(summaries, tables, baselines),
