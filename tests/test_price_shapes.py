@@ -4,6 +4,7 @@ tokens in the sheets; a cost is the sum of tokens x price / 1e6), and against th
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from simulator.core.prices import PriceSheet
 from tests.reference import reference_replay
@@ -91,6 +92,17 @@ def test_service_tiers_are_absolute_prices_and_batch_has_no_latency(tmp_path):
     assert [rows[r]["latency_ms"] for r in ("r1", "r2", "r3")] == [None, None, 100.0]
     assert tiny.summary["latency_p50_ms"] == 100.0
     tiny.assert_reference_agrees()
+
+
+def test_the_comparison_says_batch_requests_are_left_out_of_the_latency_figures(cli, world):
+    path = world.scenario(policy={"default": {"use": "small", "service_tier": "batch"}})
+    prices = yaml.safe_load(world.prices.read_text())
+    for entry in prices["models"]["small"]:
+        entry["batch"] = {"input": entry["input"] / 2, "output": entry["output"] / 2}
+    world.prices.write_text(yaml.safe_dump(prices))
+    result = cli("replay", path)
+    assert result.code == 0, result.err
+    assert "3 request(s) ran a step on batch" in result.out and "latency figures leave them out" in result.out
 
 
 def test_a_service_tier_the_sheet_does_not_price_is_an_error(cli, world):

@@ -153,6 +153,7 @@ def test_the_report_saves_the_check_and_shows_it_in_its_provenance(tmp_path):
     results = build([world.scenario("cascade")], tmp_path / "report.html")
     (check,) = json.loads((results / "price-checks.json").read_text())["checks"]
     assert (check["calls_checked"], check["model_days"], check["flagged"]) == (6, 2, 1)
+    assert (check["prices"], check["data"]) == (world.prices.name, world.data.name)  # no path of the machine
     assert [(group["model"], group["day"], group["examples"]) for group in check["groups"]] == \
         [("big", "2026-11-16", ["c"])]
     html = (tmp_path / "report.html").read_text()

@@ -183,7 +183,7 @@ def test_the_terminal_and_whatif_recommend_what_the_headline_does(cli, demo):
 
     _, results = demo
     inputs = load_report_inputs(results)
-    console = Console(width=80, record=True, file=io.StringIO())
+    console = Console(width=160, record=True, file=io.StringIO())  # the fixed width off a terminal (CI logs)
     print_comparison(console, inputs.summaries, recommendation=inputs.recommendation, gates=inputs.gates)
     cells = {}
     for line in console.export_text().splitlines():

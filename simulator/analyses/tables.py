@@ -357,6 +357,7 @@ def headline(summaries: list[dict], baseline: dict | None, recommendation: dict 
             "latency_p95_ms": best["latency_p95_ms"], "reference": reference, "saving_usd": saving,
             "saving_share": share, "assumed_grades_share": best.get("assumed_grades_share"),
             "late_misses": best.get("over_time", {}).get("late_misses", []),
+            "late_bucket": best.get("over_time", {}).get("bucket", "day"),
             "gate": None if gate is None else {
                 "baseline": gate["baseline"]["name"], "passed": gate["passed"], "tolerance": gate["tolerance"],
                 "confidence": gate["confidence"], "pass_rate_change": gate["overall"]["pass_rate_change"],

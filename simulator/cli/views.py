@@ -125,6 +125,10 @@ def comparison_lines(summaries: list[dict], recommendation: dict, gates: dict | 
     for summary in summaries:
         if not summary.get("quality_bar_stated", True):
             lines.append(f"  {summary['scenario']}: no quality_bar stated, the default of 90.0% applied")
+        batch = summary.get("provenance", {}).get("requests_without_latency_on_batch")
+        if batch:
+            lines.append(f"  {summary['scenario']}: {count(batch)} request(s) ran a step on batch, which gives no "
+                         "meaningful latency; the latency figures leave them out")
         share = summary.get("assumed_grades_share")
         if share:
             lines.append(f"  {summary['scenario']}: {pct(share)} of its grades were assumed from the HTTP status")

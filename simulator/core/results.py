@@ -96,14 +96,17 @@ def assumed_share(replay: Replay, data: Dataset) -> float | None:
 
 
 # Windows shorter than this are shown per hour, longer ones per day.
-HOURLY_BELOW_SECONDS = 2 * 86_400
+# Over-time buckets, finest first, each used when the replayed requests span less than its limit (else
+# days): a window of under two hours (the public datasets) still shows a series, not one point.
+OVER_TIME_BUCKETS = (("5 minutes", "5m", 2 * 3_600), ("hour", "1h", 2 * 86_400))
 
 
 def over_time(decisions: pl.DataFrame, bar: float, admission: Admission = DEFAULT_ADMISSION) -> dict:
-    """Pass rate (with its verdict against `bar`) and cost per request per UTC day, or per hour when the
-    replayed requests span less than two days. `late_misses` are the trailing buckets that fail the bar."""
+    """Pass rate (with its verdict against `bar`) and cost per request per UTC day, per hour when the
+    replayed requests span less than two days, per 5 minutes when they span less than two hours.
+    `late_misses` are the trailing buckets that fail the bar."""
     span = (decisions["ts"].max() - decisions["ts"].min()).total_seconds()
-    bucket, every = ("hour", "1h") if span < HOURLY_BELOW_SECONDS else ("day", "1d")
+    bucket, every = next(((name, every) for name, every, below in OVER_TIME_BUCKETS if span < below), ("day", "1d"))
     rows = grouped(decisions, pl.col("ts").dt.truncate(every).alias("start"), [
         pl.len().cast(pl.Int64).alias("requests"), pl.col("passed").sum().cast(pl.Int64).alias("passes"),
         BY_NAME["cost_per_request_usd"].aggregate().alias("cost_per_request_usd")])

@@ -200,7 +200,8 @@ def price_checks(scenarios, inputs: Inputs) -> list[dict]:
             continue
         checked = result.to_dict()
         checked["groups"] = [group for group in checked["groups"] if group["flagged"]]
-        checks.append({"data": Path(scenario.data).name, "prices": Path(scenario.prices).name, **checked,
+        # The file names, not the reconciliation's full paths: a report does not show where it was built.
+        checks.append({**checked, "data": Path(scenario.data).name, "prices": Path(scenario.prices).name,
                        "model_days": result.groups.height})
     return checks
 

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 
 import altair as alt
+import numpy as np
 import polars as pl
 
 from simulator.core import formats
@@ -89,7 +90,7 @@ CHAR_WIDTH = 6.6
 LINE_HEIGHT = 14
 # How far (pixels) from its point's edge a label may sit, nearest first; at each distance the label is tried
 # right, left, above, below, then at the four corners.
-GAPS = (3, 14, 28)
+GAPS = (3, 14, 28, 44)
 SIDES = [(1, 0), (-1, 0), (0, -1), (0, 1), (1, -1), (-1, -1), (1, 1), (-1, 1)]
 MARK_RADIUS = 8
 
@@ -103,8 +104,8 @@ def place_labels(points: list[tuple[float, float, str]], plane: Plane,
     finds no room is left out: its point keeps its tooltip and the tables name it. Text widths are
     estimated (CHAR_WIDTH per character), on the generous side.
     """
-    boxes = [(plane.x(c) - MARK_RADIUS, plane.y(q) - MARK_RADIUS, plane.x(c) + MARK_RADIUS, plane.y(q) + MARK_RADIUS)
-             for c, q, _ in points] + list(obstacles)
+    boxes = np.array([(plane.x(c) - MARK_RADIUS, plane.y(q) - MARK_RADIUS, plane.x(c) + MARK_RADIUS,
+                       plane.y(q) + MARK_RADIUS) for c, q, _ in points] + list(obstacles), dtype=float).reshape(-1, 4)
     placed = []
     for cost, rate, name in points:
         half_w, half_h = len(name) * CHAR_WIDTH / 2 + 2, LINE_HEIGHT / 2
@@ -116,12 +117,29 @@ def place_labels(points: list[tuple[float, float, str]], plane: Plane,
             box = (cx - half_w, cy - half_h, cx + half_w, cy + half_h)
             if box[0] < 0 or box[2] > plane.width or box[1] < 0 or box[3] > plane.height:
                 continue
-            if any(not (box[2] <= o[0] or o[2] <= box[0] or box[3] <= o[1] or o[3] <= box[1]) for o in boxes):
+            if np.any((box[2] > boxes[:, 0]) & (boxes[:, 2] > box[0]) & (box[3] > boxes[:, 1]) & (boxes[:, 3] > box[1])):
                 continue
-            boxes.append(box)
+            boxes = np.vstack([boxes, box])
             placed.append({"name": name, "label_x": plane.x_value(cx), "label_y": plane.y_value(cy)})
             break
     return placed
+
+
+def line_obstacles(paths: list[list[tuple[float, float]]], plane: Plane, step: float = 3.0,
+                   half: float = 1.5) -> list[tuple[float, float, float, float]]:
+    """Small boxes (pixels) every `step` pixels along drawn lines, given as (cost per 1,000, pass rate)
+    vertices in drawing order, so that place_labels keeps labels off the lines (a label struck through by
+    a sweep or a rule is hard to read)."""
+    boxes = []
+    for path in paths:
+        pixels = [(plane.x(cost), plane.y(rate)) for cost, rate in path]
+        boxes += [(x - half, y - half, x + half, y + half) for x, y in pixels[:1]]
+        for (x0, y0), (x1, y1) in zip(pixels, pixels[1:]):
+            steps = max(1, math.ceil(math.hypot(x1 - x0, y1 - y0) / step))
+            boxes += [(x0 + (x1 - x0) * i / steps - half, y0 + (y1 - y0) * i / steps - half,
+                       x0 + (x1 - x0) * i / steps + half, y0 + (y1 - y0) * i / steps + half)
+                      for i in range(1, steps + 1)]
+    return boxes
 
 
 def _label_layer(placed: list[dict], plane: Plane, color: str = "#444") -> alt.Chart:
@@ -144,7 +162,16 @@ def _bar_annotation(plane: Plane, bars: list[float]) -> tuple[list, list[tuple[f
                                        fontSize=LABEL_FONT).encode(y="bar:Q", x=alt.value(0), text="label:N")
     boxes = [(0, plane.y(row["bar"]) - 3 - LINE_HEIGHT, 4 + len(row["label"]) * CHAR_WIDTH, plane.y(row["bar"]))
              for row in rows]
+    boxes += [(0, plane.y(row["bar"]) - 1.5, plane.width, plane.y(row["bar"]) + 1.5) for row in rows]  # the rule
     return [rule, label], boxes
+
+
+def _groups(rows: list[dict], key: str) -> list[list[dict]]:
+    """`rows` grouped by `key`, groups in order of first appearance."""
+    found: dict = {}
+    for row in rows:
+        found.setdefault(row[key], []).append(row)
+    return list(found.values())
 
 
 def _frame(rows: list[dict], schema: dict) -> pl.DataFrame:
@@ -315,31 +342,43 @@ def escalation(inputs) -> alt.TopLevelMixin | None:
                 layers.append(alt.Chart(rule_rows).mark_text(align="right", baseline="bottom", dy=-3,
                                                              color="#b22222", fontSize=11)
                               .encode(y="rate:Q", x=alt.value(WIDTH), text="label:N"))
-            layers += _alarm_layers(cascade.get("drift") or {}, cascade["over_time"])
+            layers += _alarm_layers(cascade.get("drift") or {}, cascade["over_time"], cascade["break_even_rate"])
             panels.append(alt.layer(*layers).properties(width=WIDTH, height=ESCALATION_HEIGHT, title=title))
     if not panels:
         return None
     return finish(alt.vconcat(*panels, spacing=24))
 
 
-def _alarm_layers(found: dict, series: list[dict]) -> list:
+def _alarm_layers(found: dict, series: list[dict], break_even: float | None = None) -> list:
     """A vertical rule where a sustained rise in escalations began (simulator.analyses.drift), labelled on
-    the side of the rule with more room, so the label stays inside the panel."""
+    the side of the rule with more room, so the label stays inside the panel, and at the lowest height
+    where neither the series nor the break-even rule runs through it."""
     if not found.get("alarm"):
         return []
     first, last = dt.datetime.fromisoformat(series[0]["start"]), dt.datetime.fromisoformat(series[-1]["start"])
     started = dt.datetime.fromisoformat(found["started_at"])
     right_half = last > first and (started - first) / (last - first) > 0.5
-    rows = _frame([{"start": found["started_at"], "label": f"rise from {_when(found['started_at'])}",
-                    "alarm_label": _when(found["alarm_at"])}],
-                  {"start": pl.String, "label": pl.String, "alarm_label": pl.String})
+    text = f"rise from {_when(found['started_at'])}"
+    # The rates the series takes under the label, which spans its estimated width beside the rule.
+    reach = (last - first) * ((len(text) * CHAR_WIDTH + 12) / WIDTH)
+    low, high = (started - reach, started) if right_half else (started, started + reach)
+    under = [row["escalation_rate"] for row in series if row["escalation_rate"] is not None
+             and low <= dt.datetime.fromisoformat(row["start"]) <= high]
+    under += [break_even] if break_even is not None else []
+    tall, margin = (LINE_HEIGHT + 4) / ESCALATION_HEIGHT, 3 / ESCALATION_HEIGHT
+    bottoms = [i / 100 for i in range(0, 101 - math.ceil(tall * 100))]
+    clear = [b for b in bottoms if not any(b - margin <= rate <= b + tall for rate in under)]
+    bottom = clear[0] if clear else 0.0
+    rows = _frame([{"start": found["started_at"], "label": text, "alarm_label": _when(found["alarm_at"]),
+                    "rate": bottom}],
+                  {"start": pl.String, "label": pl.String, "alarm_label": pl.String, "rate": pl.Float64})
     tooltip = [alt.Tooltip("label:N", title="sustained rise"), alt.Tooltip("alarm_label:N", title="alarm in bucket")]
     marker = alt.Chart(rows).mark_rule(color="#d97706", strokeWidth=2).encode(
         x=alt.X("start:T", scale=alt.Scale(type="utc")), tooltip=tooltip)
-    # At the foot of the panel, where no break-even rule (drawn near the top for most cascades) runs through it.
     label = alt.Chart(rows).mark_text(align="right" if right_half else "left", baseline="bottom",
-                                      dx=-4 if right_half else 4, dy=-4, color="#b45309", fontSize=11).encode(
-        x=alt.X("start:T", scale=alt.Scale(type="utc")), y=alt.value(ESCALATION_HEIGHT), text="label:N")
+                                      dx=-4 if right_half else 4, dy=-2, color="#b45309", fontSize=11).encode(
+        x=alt.X("start:T", scale=alt.Scale(type="utc")), y=alt.Y("rate:Q", scale=alt.Scale(domain=[0, 1])),
+        text="label:N")
     return [marker, label]
 
 
@@ -418,15 +457,19 @@ def frontier(inputs) -> alt.TopLevelMixin | None:
                                                                   range=list(FRONTIER_KINDS.values())))))
     priority = {"policy": 0, "bound": 1, "oracle": 1, "single model": 2}
     ranked = sorted(points, key=lambda p: priority[p["kind"]])
+    paths = [[(row["cost_per_1k_usd"], row["pass_rate"]) for row in sorted(group, key=lambda r: r["threshold"])]
+             for group in _groups(curves, "curve")]
+    paths += [[(row["cost_per_1k_usd"], row["pass_rate"]) for row in sorted(group, key=lambda r: r["order"])]
+              for group in _groups(lines, "line")]
     layers.append(_label_layer(place_labels([(p["cost_per_1k_usd"], p["pass_rate"], p["name"]) for p in ranked],
-                                            plane), plane))
+                                            plane, line_obstacles(paths, plane)), plane))
     return finish(alt.layer(*layers).resolve_scale(color="independent").properties(
         width=WIDTH, height=360, title="Threshold sweeps and the cost-quality frontier (up and to the left is better)"))
 
 
 # Time axis labels per bucket size: a day's label never repeats within a daily series, an hour's carries
 # the time so hourly ticks of one day do not all read the same date.
-TIME_FORMATS = {"minute": "%H:%M", "hour": "%d %b %H:%M", "day": "%a %d %b", "week": "%d %b %Y"}
+TIME_FORMATS = {"minute": "%H:%M", "5 minutes": "%H:%M", "hour": "%d %b %H:%M", "day": "%a %d %b", "week": "%d %b %Y"}
 
 
 def _time_axis(bucket: str, title: str) -> alt.X:
