@@ -92,3 +92,9 @@ def test_demo_replays_every_shipped_scenario(cli):
     for path in SCENARIOS:
         name = path.stem
         assert name in result.out
+    # The support week is gated against flagship-everywhere: each bar verdict shows beside its gate verdict.
+    week = result.out.split("Replay comparison: routellm")[0]
+    rows = {words[0]: (words[1] == "★", " ".join(words[-2:])) for words in map(str.split, week.splitlines())
+            if len(words) > 6 and words[0] in {"lanes", "flagship-everywhere"}}
+    assert rows == {"lanes": (True, "meets passed"), "flagship-everywhere": (False, "meets baseline")}
+    assert "★ lanes: the cheapest deployable policy" in week and "passes the regression gate against" in week
