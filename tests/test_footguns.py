@@ -1,0 +1,72 @@
+"""Scenarios that run but do not do what they say are warned about, naming the rule; and the replay's time
+series (`over_time`) says when the bar was missed at the end."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import polars as pl
+
+from tests.conftest import OUTCOME_SCHEMA, outcome_row, tiny_outcomes, tiny_traffic
+from tests.report_helpers import build
+
+
+def _replayed(cli, path) -> dict:
+    result = cli("replay", path, "--json", "--rule", "point")
+    assert result.code == 0, result.err
+    return json.loads(result.out)[0]
+
+
+def test_a_rule_whose_requests_earlier_rules_take_is_named(cli, world):
+    # c is the only contract request, and it is on the pro tier: the first rule takes it.
+    path = world.scenario("shadowed", policy={"rules": [{"name": "pro", "when": "tier = 'pro'", "use": "big"},
+                                                        {"name": "contracts", "when": "slice = 'contract'", "use": "small"}],
+                                              "default": {"use": "small"}})
+    warnings = _replayed(cli, path)["warnings"]
+    assert [(w["rule"], w["kind"]) for w in warnings] == [("policy.rules[1]", "rule_shadowed")]
+    assert "contracts" in warnings[0]["message"]
+    assert "warning, shadowed: rule 'contracts'" in cli("replay", path, "--rule", "point").out
+
+
+def test_a_literal_that_never_occurs_gets_a_did_you_mean(cli, world):
+    path = world.scenario("typo", policy={"rules": [{"name": "contracts", "when": "slice = 'contrac'", "use": "big"}],
+                                          "default": {"use": "small"}})
+    kinds = {w["kind"]: w for w in _replayed(cli, path)["warnings"]}
+    assert set(kinds) == {"rule_matches_nothing", "unknown_literal"}
+    assert "'contrac'" in kinds["unknown_literal"]["message"] and "'contract'" in kinds["unknown_literal"]["message"]
+    assert kinds["unknown_literal"]["rule"] == "policy.rules[0].when"
+
+
+def test_a_retry_without_a_further_sample_is_warned_about(cli, world):
+    # b's small answer has confidence 0.5, but small has no sample 1 for it: the retry cannot run.
+    path = world.scenario("stuck", policy={"default": {"use": "small"},
+                                           "retry": {"when": "confidence < 0.7", "to": ["small"]}})
+    summary = _replayed(cli, path)
+    assert (summary["retry_rate"], summary["retry_exhausted"]) == (0.0, 1)
+    (warning,) = summary["warnings"]
+    assert (warning["rule"], warning["kind"]) == ("policy.retry", "retry_could_not_run")
+    assert warning["message"].startswith("1 requests matched the retry's when (confidence < 0.7)")
+
+
+def test_the_latest_buckets_that_miss_the_bar_are_named_in_json_and_the_headline(world, tmp_path):
+    """Three requests 20 minutes apart (under two hours: 5-minute buckets); small passes a, fails b and c.
+    Against a bar of 0.3 (point rule), a's bucket meets it and the last two buckets fail it."""
+    minutes = (0, 20, 40)
+    traffic = tiny_traffic().with_columns(
+        pl.Series("ts", [dt.datetime(2026, 11, 16, 1, minute, tzinfo=dt.UTC) for minute in minutes]))
+    outcomes = tiny_outcomes().filter(pl.col("model") == "big")
+    small = [outcome_row("a", "small"), outcome_row("b", "small", passed=False),
+             outcome_row("c", "small", passed=False)]
+    world.write_data(traffic, pl.concat([outcomes, pl.DataFrame(small, schema=OUTCOME_SCHEMA)]))
+    path = world.scenario("small-everywhere", policy={"default": {"use": "small"}}, admission={"rule": "point"},
+                          quality_bar={"default": 0.3, "slices": {"contract": 0.0}})
+    results = build([path], tmp_path / "report.html")
+    summary = json.loads((results / "small-everywhere" / "summary.json").read_text())
+    over_time = summary["over_time"]
+    assert over_time["bucket"] == "5 minutes"
+    assert [(row["start"], row["requests"], row["state"]) for row in over_time["rows"]] == [
+        ("2026-11-16T01:00:00Z", 1, "meets"), ("2026-11-16T01:20:00Z", 1, "fails"), ("2026-11-16T01:40:00Z", 1, "fails")]
+    assert [row["start"] for row in over_time["late_misses"]] == ["2026-11-16T01:20:00Z", "2026-11-16T01:40:00Z"]
+    html = (tmp_path / "report.html").read_text()
+    assert "The bar was missed on the latest 2 5-minute buckets: 2026-11-16 01:20 0.0%" in html
