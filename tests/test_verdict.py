@@ -176,17 +176,85 @@ def test_break_even_measured_on_the_sweep_by_hand():
     assert measured_break_even(points, 9.0) is None and measured_break_even(points, None) is None
 
 
-def test_the_gate_table_keeps_every_number_whole_in_a_ci_log(cli):
+def _recording(width: int):
     from rich.console import Console
 
-    from simulator.cli.views import gate_table
+    return Console(width=width, record=True, file=io.StringIO())
+
+
+@pytest.mark.parametrize("width", [60, 80, 120])
+def test_the_gate_table_keeps_every_number_whole_at_any_width(cli, width):
+    # rich squeezes a table wider than the console with ellipses ("−3…"); the CLI's one printer measures
+    # the table's natural width and falls back to one block per scope instead.
+    from simulator.cli.console import print_table
+    from simulator.cli.views import GATE_COLUMNS, gate_table
 
     root = Path(__file__).resolve().parent.parent
     result = cli("gate", "--baseline", root / "scenarios" / "flagship-everywhere.yaml", "--candidate",
                  root / "scenarios" / "lanes.yaml", "--resamples", "50", "--json")
-    console = Console(width=120, record=True, file=io.StringIO())
-    console.print(gate_table(json.loads(result.out)))
-    assert "…" not in console.export_text()
+    console = _recording(width)
+    print_table(console, gate_table(json.loads(result.out)))
+    text = console.export_text()
+    assert "…" not in text
+    assert all(len(line) <= width for line in text.splitlines())
+    from simulator.report import gate as gate_text
+
+    gate = json.loads(result.out)
+    for row in [gate["overall"], *gate["slices"]]:
+        for key, value in gate_text.cells(row).items():
+            assert key not in GATE_COLUMNS or all(word in text for word in value.split()), (key, value)
+
+
+@pytest.mark.parametrize("width", [60, 80])
+@pytest.mark.parametrize("wide", [False, True])
+def test_the_comparison_keeps_every_name_and_number_whole_on_a_narrow_terminal(cli, world, width, wide):
+    from simulator.cli.views import print_comparison
+    from simulator.core.formats import metric
+    from simulator.core.metrics import METRICS
+
+    names = ["the-small-model-first-then-the-big-one-when-unsure", "the-big-model-on-every-request-of-the-week"]
+    paths = [world.scenario(names[0]),
+             world.scenario(names[1], policy={"default": {"use": "big"}})]
+    summaries = _replayed(cli, *paths, rule="lower_bound")
+    console = _recording(width)
+    print_comparison(console, summaries, wide=wide)
+    text = console.export_text()
+    assert "…" not in text
+    for summary in summaries:
+        assert summary["scenario"] in text
+        for m in METRICS:
+            if wide or m.name in ("cost_per_request_usd", "pass_rate", "latency_p95_ms"):
+                assert metric(m.name, summary[m.name]) in text
+    if width == 60:
+        # Too narrow for the table: one block per policy, `name: value` lines.
+        assert f"\n{names[1]}\n" in text and "  verdict: " in text
+
+
+def test_a_table_that_fits_prints_as_a_table_and_one_that_does_not_as_blocks():
+    from rich.table import Table
+
+    from simulator.cli.console import natural_width, print_table
+
+    table = Table(title="t")
+    table.add_column("model")
+    table.add_column("cost", justify="right")
+    table.add_row("flagship-with-a-long-name", "$123,456.789")
+    wide = _recording(80)
+    print_table(wide, table)
+    assert "$123,456.789" in wide.export_text() and "cost: " not in wide.export_text()
+    narrow = _recording(natural_width(_recording(200), table) - 1)
+    print_table(narrow, table)
+    assert narrow.export_text().splitlines()[1:] == ["flagship-with-a-long-name", "  cost: $123,456.789"]
+
+
+def test_off_a_terminal_columns_sets_the_width(monkeypatch):
+    from simulator.cli.console import WIDTH_OFF_TERMINAL, _LazyConsole
+
+    monkeypatch.setattr("sys.stdout", io.StringIO())
+    monkeypatch.setenv("COLUMNS", "80")
+    assert _LazyConsole(stderr=False).rich.width == 80
+    monkeypatch.delenv("COLUMNS")
+    assert _LazyConsole(stderr=False).rich.width == WIDTH_OFF_TERMINAL
 
 
 def test_replay_with_a_baseline_shows_the_gate_verdict_the_gate_command_gives(cli, world):

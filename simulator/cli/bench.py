@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from simulator.cli.console import console
+from simulator.cli.console import console, print_table
 from simulator.core.paths import CACHE, DATA, SCENARIOS
 
 if TYPE_CHECKING:
@@ -445,14 +445,14 @@ def bench(
     if coverage:
         from simulator.cli.served_views import coverage_study_table
 
-        console.print(coverage_study_table(worlds))
+        print_table(console, coverage_study_table(worlds))
         return
     sizes = [requests] + [size for size, asked in ((10_000_000, ten_million), (100_000_000, hundred_million))
                           if asked and size != requests]
-    console.print(startup_table())
+    print_table(console, startup_table())
     if startup_only:
         return
-    console.print(rules_table())
+    print_table(console, rules_table())
     for size in sizes:
         console.print(run_bench(size, cache, runs))
 

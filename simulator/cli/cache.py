@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from simulator.cli.console import console
+from simulator.cli.console import console, print_table
 
 CacheDir = Annotated[Path | None, typer.Option(help="the cache folder (default: --cache-dir of routesim, else "
                                                     "$XDG_CACHE_HOME/routesim)")]
@@ -41,7 +41,7 @@ def register(app: typer.Typer) -> None:
             used = dt.datetime.fromtimestamp(entry.last_used_ns / 1e9, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
             table.add_row(entry.fingerprint, entry.source, f"{entry.requests:,}", str(entry.slots),
                           _size(entry.bytes), used)
-        console.print(table)
+        print_table(console, table)
         console.print(f"{len(found)} layout{'' if len(found) == 1 else 's'}, "
                       f"{_size(sum(entry.bytes for entry in found))}", highlight=False)
 

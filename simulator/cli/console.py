@@ -6,6 +6,7 @@ so that `routesim --help` starts without loading polars, numpy, the engine or ri
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,9 +19,9 @@ GATE_FAILED = 1  # `routesim gate` only: the candidate failed the regression gat
 BAD_INPUT = 2  # the input is wrong; the message says what, where and how to fix it
 INTERNAL_ERROR = 3  # a bug in routesim
 
-# Off a terminal (CI logs, pipes) rich would assume 80 columns; a fixed 160 fits the default comparison
-# (80 columns), the gate's table (120) and every other table; a wider one (`--wide` on many policies)
-# switches to one block per policy.
+# Off a terminal (CI logs, pipes) with no COLUMNS, rich would assume 80 columns; a fixed 160 fits the
+# default comparison, the gate's table (120) and most others; a wider one (`--wide` on many policies)
+# prints as one block per row (print_table).
 WIDTH_OFF_TERMINAL = 160
 
 
@@ -39,7 +40,10 @@ class _LazyConsole:
             from rich.console import Console
 
             stream = sys.stderr if self._stderr else sys.stdout
-            self._console = Console(stderr=self._stderr, width=None if stream.isatty() else WIDTH_OFF_TERMINAL)
+            # COLUMNS, when set, is the width asked for (rich reads it when width is None); the fixed
+            # width off a terminal is only the default, else `COLUMNS=80 routesim replay | less` got 160.
+            wide_enough = stream.isatty() or os.environ.get("COLUMNS", "").strip().isdigit()
+            self._console = Console(stderr=self._stderr, width=None if wide_enough else WIDTH_OFF_TERMINAL)
         return self._console
 
     def __getattr__(self, name: str) -> Any:
@@ -64,3 +68,58 @@ def progress_bar(total: int, enabled: bool) -> Iterator[tuple[Callable[[str], No
                   console=errors.rich, transient=True) as bar:
         task = bar.add_task("replaying", total=total)
         yield (lambda label: bar.update(task, description=label)), (lambda: bar.advance(task))
+
+
+def natural_width(target: Any, table: Any) -> int:
+    """The width a rich table needs for every cell whole. Measured against an unbounded width: measured
+    against the console's own width, rich clamps the measure to it, so a table that will be squeezed
+    with ellipses still appears to fit."""
+    from rich.measure import Measurement
+
+    target = getattr(target, "rich", target)
+    return Measurement.get(target, target.options.update_width(10**6), table).maximum
+
+
+def fits(target: Any, table: Any) -> bool:
+    """Whether the table prints on this console with no cell cut ("89…") or folded."""
+    target = getattr(target, "rich", target)
+    return natural_width(target, table) <= target.width
+
+
+def table_blocks(table: Any) -> list[str]:
+    """The table as one block per row, `column: value` lines (rich markup, as the cells hold it): the
+    first cell heads its block, so a name of any length and every number stay whole on a narrow console."""
+    from rich.text import Text
+
+    def plain(cell: Any) -> str:
+        # Cells built as Text (styled) become markup again; strings are already escaped markup.
+        # A cell of several lines (a gate's "overall" over "bar 90.0%") is one line of the block.
+        text = cell.markup if isinstance(cell, Text) else str(cell)
+        return " · ".join(part.strip() for part in text.splitlines() if part.strip())
+
+    columns = table.columns
+    headers = [plain(column.header) for column in columns]
+    lines = []
+    for row in range(table.row_count):
+        cells = [plain(column._cells[row]) if row < len(column._cells) else "" for column in columns]
+        # The row's style (the gate's failing scopes in bold red) marks its block's heading.
+        style = table.rows[row].style if row < len(table.rows) else None
+        heading = cells[0] if cells else ""
+        lines.append(f"[{style}]{heading}[/]" if isinstance(style, str) and style and heading else heading)
+        lines.extend(f"  {header}: {cell}" if header else f"  {cell}"
+                     for header, cell in zip(headers[1:], cells[1:]) if cell.strip())
+    return lines
+
+
+def print_table(target: Any, table: Any) -> None:
+    """Print a rich table whole: as a table when its natural width fits the console, else one block per row
+    (`column: value` lines) under its title, then its caption. Every table the CLI prints goes through
+    here, so no number or name is ever cut with an ellipsis however narrow the terminal."""
+    target = getattr(target, "rich", target)
+    if fits(target, table):
+        target.print(table)
+        return
+    for part in (table.title, *table_blocks(table), table.caption):
+        if part:
+            # Wrapped at spaces like any text; a word longer than the console folds rather than being cut.
+            target.print(part.markup if hasattr(part, "markup") else part, highlight=False, overflow="fold")

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from simulator.cli.console import GATE_FAILED, console
+from simulator.cli.console import GATE_FAILED, console, print_table
 from simulator.core.errors import RoutesimError
 from simulator.core.limits import MAX_RESAMPLES
 
@@ -59,11 +59,11 @@ def register(app: typer.Typer) -> None:
 
             typer.echo(json_output(result))
             return
-        console.print(lanes_table(result))
+        print_table(console, lanes_table(result))
         for line in lane_lines(result):
             console.print(escape(line), highlight=False)
         if result["out_of_sample"]:
-            console.print(out_of_sample_table(result))
+            print_table(console, out_of_sample_table(result))
             for line in out_of_sample_lines(result):
                 console.print(escape(line), highlight=False)
         if result["emitted"]:
@@ -105,7 +105,7 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json_output(result))
         else:
-            console.print(gate_table(result))
+            print_table(console, gate_table(result))
             for line in failure_lines(result):
                 console.print(f"[red]✗[/red] {escape(line)}", highlight=False)
             for note in result["notes"]:

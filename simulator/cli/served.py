@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from simulator.cli.console import console
+from simulator.cli.console import console, print_table
 from simulator.core.errors import RoutesimError
 
 
@@ -40,9 +40,9 @@ def coverage(
         return
     from simulator.cli.served_views import answers_table, scenarios_table
 
-    console.print(answers_table(answers))
+    print_table(console, answers_table(answers))
     if rows:
-        console.print(scenarios_table(rows))
+        print_table(console, scenarios_table(rows))
 
 
 def estimate(
@@ -86,7 +86,7 @@ def estimate(
     from simulator.cli.served_views import estimates_table
 
     for result in results:
-        console.print(estimates_table(f"{result.scenario}: estimates ({method})", result.estimates, confidence))
+        print_table(console, estimates_table(f"{result.scenario}: estimates ({method})", result.estimates, confidence))
         console.print("  " + ", ".join(f"{key} {value:,.4g}" if isinstance(value, float) else f"{key} {value}"
                                        for key, value in result.diagnostics.items()), highlight=False)
         total = getattr(result, "requests", None) or result.diagnostics.get("requests")
@@ -130,7 +130,7 @@ def plan_shadow(
                 (staging / "batch" / name).write_bytes(b"".join(lines))
     from simulator.cli.served_views import plan_table
 
-    console.print(plan_table(plan))
+    print_table(console, plan_table(plan))
     console.print(f"wrote {out}: manifest.parquet, plan.json" + (f", {len(files)} Batch file(s) in batch/" if files
                                                                  else " (no messages column: no Batch files)"),
                   highlight=False)
@@ -156,8 +156,8 @@ def calibrate(
         return
     from simulator.cli.served_views import agreement_table, calibrated_table
 
-    console.print(calibrated_table(result))
-    console.print(agreement_table(result))
+    print_table(console, calibrated_table(result))
+    print_table(console, agreement_table(result))
     assumed = sum(row["len"] for row in result["assumed_from_status"])
     if assumed:
         console.print(f"{assumed:,} answer(s) with passed assumed from status are not calibrated: they stay assumed",

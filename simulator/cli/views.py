@@ -17,6 +17,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from simulator.cli.console import print_table
+
 from simulator.analyses import drift, sweep, whatif
 from simulator.core.errors import RoutesimError, visible
 from simulator.core.formats import count, metric, ms, pct, points, threshold, usd
@@ -195,14 +197,13 @@ def print_comparison(console: Console, summaries: list[dict], title: str = "Repl
                      wide: bool = False, recommendation: dict | None = None, gates: dict | None = None) -> None:
     """The comparison table when it fits the console, else one block per policy; then the verdict lines.
     `gates` (simulator.report.build.gates_against) adds the gate verdicts against the baseline."""
-    from rich.measure import Measurement
-
+    from simulator.cli.console import fits
     from simulator.core.verdict import recommend
 
     recommendation = recommendation or recommend(summaries)
     table = comparison_table(summaries, title, wide=wide, recommendation=recommendation, gates=gates)
-    if Measurement.get(console, console.options, table).maximum <= console.width:
-        console.print(table)
+    if fits(console, table):
+        print_table(console, table)
     else:
         console.print(title, highlight=False)
         for line in vertical_comparison(summaries, recommendation, wide=wide, gates=gates):
@@ -392,7 +393,7 @@ def run_sweep(console: Console, scenario_path: Path, *, step: int, over: str | N
         marks[result.current] = "●"
     if chosen:
         marks[chosen["threshold"]] = marks.get(chosen["threshold"], "") + "★"
-    console.print(_points_table(_gate_title(scenario, gate) + f" — {count(result.points.height)} thresholds",
+    print_table(console, _points_table(_gate_title(scenario, gate) + f" — {count(result.points.height)} thresholds",
                                 result.points, marks))
     if result.left_out:
         console.print(f"{result.left_out} threshold(s) left out: replaying them would need outcomes missing from the "
@@ -428,7 +429,7 @@ def _print_holdout(console: Console, held: sweep.Holdout, target: tuple[str, flo
     for row in held.later_by_day:
         table.add_row(row["day"], count(row["requests"]), usd(row["cost_per_request_usd"]), pct(row["pass_rate"]),
                       pct(row["escalation_rate"]), ms(row["latency_p95_ms"]).replace(" ms", ""))
-    console.print(table)
+    print_table(console, table)
     if held.hindsight:
         console.print("In hindsight, the later days alone would pick " + _point_line(held.hindsight), highlight=False)
 
@@ -467,7 +468,7 @@ def run_drift(console: Console, scenario_path: Path, *, every: str, settings: dr
             table.add_row(row["start"][:16].replace("T", " "), count(row["requests"]), pct(row["escalation_rate"]),
                           pct(row["pass_rate"]), usd(row["cost_per_request_usd"]),
                           "reference" if cusum is None else f"{cusum:.2f}", note)
-        console.print(table)
+        print_table(console, table)
         if test.get("status") == "tested":
             console.print(f"CUSUM threshold h = {test['threshold']:.2f} for a {test['false_alarm']:.0%} false-alarm "
                           f"rate over the monitored part; designed for a rise of {test['min_rise']:.0%} points "
@@ -507,7 +508,7 @@ def run_whatif(console: Console, paths: list[Path], change: whatif.PriceChange, 
                       f"{usd(now['cost_per_request_usd'])} {stars[0]}".strip(), str(now["rank"]),
                       f"{usd(then['cost_per_request_usd'])} {stars[1]}".strip(), str(then["rank"]),
                       pct(change_share), thresholds)
-    console.print(table)
+    print_table(console, table)
     breakeven = Table(title="Break-even escalation rate e* = 1 − c1 / cL of each cascade, now and at what-if prices",
                       caption="Above e* the cascade costs more than sending its requests straight to its last step.")
     for column in ("policy", "plan", "steps", "escalated", "e* now", "e* what-if", "verdict what-if"):
@@ -520,7 +521,7 @@ def run_whatif(console: Console, paths: list[Path], change: whatif.PriceChange, 
             breakeven.add_row(now["policy"], inert(before["plan"]), " → ".join(before["steps"]), pct(before["escalation_rate"]),
                               pct(before["break_even_rate"]), pct(after["break_even_rate"]), verdict)
     if breakeven.row_count:
-        console.print(breakeven)
+        print_table(console, breakeven)
 
 
 def run_import_litellm(console: Console, file: Path, *, as_of: dt.date, models: list[str], renames: list[str],
@@ -563,7 +564,7 @@ def run_prices_check(console: Console, data: Path, prices: Path, *, tolerance: f
         table.add_row(mark + inert(row["model"]), str(row["day"]), count(row["calls"]), usd(row["recorded_usd"]),
                       usd(row["sheet_usd"]), pct(row["relative_difference"]), count(row["differing_calls"]),
                       inert(row["cause"] or ""))
-    console.print(table)
+    print_table(console, table)
     flagged = result.flagged
     if flagged.is_empty():
         console.print(f"The sheet agrees with the recorded costs of {count(result.calls_checked)} call(s).", highlight=False)
