@@ -70,3 +70,15 @@ def test_the_latest_buckets_that_miss_the_bar_are_named_in_json_and_the_headline
     assert [row["start"] for row in over_time["late_misses"]] == ["2026-11-16T01:20:00Z", "2026-11-16T01:40:00Z"]
     html = (tmp_path / "report.html").read_text()
     assert "The bar was missed on the latest 2 5-minute buckets: 2026-11-16 01:20 0.0%" in html
+
+
+def test_many_rules_that_match_nothing_are_one_warning_naming_the_count_and_the_first(cli, world):
+    # The shared case F03 has 10,000 generated rules; one line each would bury the table.
+    rules = [{"when": f"input_tokens = {-index - 1}", "use": "big"} for index in range(40)]
+    path = world.scenario("many", policy={"rules": rules, "default": {"use": "small"}})
+    (warning,) = _replayed(cli, path)["warnings"]
+    assert (warning["kind"], warning["count"], len(warning["rules"])) == ("rule_matches_nothing", 40, 40)
+    assert warning["message"].startswith("40 rules match none of the replayed requests; the first 5: "
+                                         "'rule 1' (input_tokens = -1);")
+    assert "and 35 more" in warning["message"]
+    assert cli("replay", path, "--rule", "point").out.count("warning, many:") == 1

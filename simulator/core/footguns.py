@@ -57,6 +57,22 @@ def _values(frame: pl.DataFrame | None, column: str) -> set[str] | None:
     return set(frame[column].cast(pl.String).drop_nulls().unique().to_list())
 
 
+# More warnings of one kind than this become one warning naming the count and the first few: a policy of
+# 10,000 generated rules would otherwise print 10,000 lines and bury everything else.
+MAX_LISTED = 5
+
+
+def _aggregated(found: list[dict], says: str) -> list[dict]:
+    """`found` as it is when short; else one warning of the same kind, naming how many and the first few."""
+    if len(found) <= MAX_LISTED:
+        return [{key: w[key] for key in ("rule", "kind", "message")} for w in found]
+    first = "; ".join(f"'{w['label']}' ({w['when']})" for w in found[:MAX_LISTED])
+    return [{"rule": "policy.rules", "kind": found[0]["kind"], "count": len(found),
+             "rules": [w["rule"] for w in found],
+             "message": f"{len(found):,} rules {says}; the first {MAX_LISTED}: {first}; "
+                        f"and {len(found) - MAX_LISTED:,} more (all listed under 'rules' in --json)"}]
+
+
 def scenario_warnings(scenario: Scenario, requests: pl.DataFrame, answers: pl.DataFrame | None,
                       decisions: pl.DataFrame) -> list[dict]:
     """Every warning for one replay. `requests` holds the replayed requests' traffic rows (the columns the
@@ -69,15 +85,23 @@ def scenario_warnings(scenario: Scenario, requests: pl.DataFrame, answers: pl.Da
                             for index, rule in enumerate(policy.rules)]).row(0) if policy.rules else ())
     taken = dict(decisions.group_by("plan").len().iter_rows())
     labels = [rule.name or f"rule {index + 1}" for index, rule in enumerate(policy.rules)]
+    counts = {}
+    for label in labels:
+        counts[label] = counts.get(label, 0) + 1
+    nothing, shadowed = [], []
     for index, rule in enumerate(policy.rules):
         label = labels[index]
         if own[index] == 0:
-            warnings.append({"rule": f"policy.rules[{index}]", "kind": "rule_matches_nothing",
-                             "message": f"rule '{label}' ({rule.when}) matches none of the replayed requests"})
-        elif taken.get(label, 0) == 0 and labels.count(label) == 1:
-            warnings.append({"rule": f"policy.rules[{index}]", "kind": "rule_shadowed",
+            nothing.append({"rule": f"policy.rules[{index}]", "kind": "rule_matches_nothing", "label": label,
+                            "when": rule.when,
+                            "message": f"rule '{label}' ({rule.when}) matches none of the replayed requests"})
+        elif taken.get(label, 0) == 0 and counts[label] == 1:
+            shadowed.append({"rule": f"policy.rules[{index}]", "kind": "rule_shadowed", "label": label,
+                             "when": rule.when,
                              "message": f"rule '{label}' ({rule.when}) matches {own[index]:,} requests, but earlier "
                                         "rules take all of them, so it never applies"})
+    warnings += _aggregated(nothing, "match none of the replayed requests")
+    warnings += _aggregated(shadowed, "match requests that earlier rules take, so they never apply")
     known: dict[str, set[str] | None] = {}  # each column's distinct values, found once
     for key, text in _predicates(scenario):
         for column, literal in _literals(text):
