@@ -97,6 +97,7 @@ def test_decisions_to_dash_stream_json_lines_to_stdout_and_the_table_to_stderr(c
     assert [(row["scenario"], row["request_id"]) for row in rows] == [
         (name, request) for name in ("tiny", "other") for request in sorted(tiny_traffic()["request_id"])]
     assert {row["final_model"] for row in rows if row["scenario"] == "other"} == {"big"}
+    assert "rid" not in rows[0]  # the engine's internal row key stays internal
     assert "policy" in result.err  # the comparison table went to stderr
     assert not (world.folder / "-").exists()
     assert_bad_input(cli("replay", world.scenario(), "--decisions", "-", "--json"), "both write to stdout")

@@ -65,6 +65,7 @@ def test_routing_drill_escalates_exactly_the_failing_requests(cli, tmp_path):
     result = cli("replay", scenario("routing-drill"), scenario("routing-drill-flagship"), "--decisions", decisions_file)
     assert result.code == 0, result.err
     decisions = pl.read_parquet(decisions_file)
+    assert "rid" not in decisions.columns  # the engine's internal row key stays internal
     drill = decisions.filter(pl.col("scenario") == "routing-drill")
     flagship = decisions.filter(pl.col("scenario") == "routing-drill-flagship")
     assert drill.height == flagship.height == 30

@@ -97,7 +97,9 @@ def _write_decisions(path: Path, outcomes) -> None:
     from simulator.core.outputs import STDOUT, write_parquet_atomic
 
     frames = [o.replay.decisions.with_columns(pl.lit(o.summary["scenario"]).alias("scenario")) for o in outcomes]
-    frame = pl.concat(frames, how="vertical")
+    # `rid` is the engine's row number, the key joining decisions to calls inside one run (saved results keep
+    # it for that); to a reader of the decisions it is noise beside `request_id`, so it is not written.
+    frame = pl.concat(frames, how="vertical").drop("rid", strict=False)
     if str(path) == STDOUT:
         sys.stdout.write(frame.write_ndjson())
         sys.stdout.flush()
