@@ -292,3 +292,24 @@ def test_checker_named_like_a_model(cli, world):
 def test_unknown_slice_in_quality_bar_fails_the_replay_too(cli, world):
     path = world.scenario(quality_bar={"default": 0.5, "slices": {"contrakt": 0.5}})
     assert_bad_input(cli("replay", path), "quality_bar.slices names 'contrakt'", "Did you mean 'contract'?")
+
+
+def test_validate_of_a_data_file_says_a_data_folder_is_expected_as_other_commands_do(cli, world):
+    assert_bad_input(cli("validate", world.data / "traffic.parquet"), "is a file, but a data folder is expected",
+                     "fix: give the folder that holds traffic.parquet")
+
+
+def test_validate_refuses_a_cache_folder_inside_the_data_folder_as_replay_does(cli, world):
+    assert_bad_input(cli("--cache-dir", world.data / "c", "validate", world.data),
+                     "is inside the data folder", "fix: point --cache-dir")
+
+
+def test_validate_of_a_missing_path_says_how_to_fix_it(cli, tmp_path):
+    assert_bad_input(cli("validate", tmp_path / "nonexist"), "no such file or folder", "where:", "fix: give an existing")
+
+
+def test_validate_of_a_shard_root_points_at_its_shards(cli, world, tmp_path):
+    assert cli("shard", world.data, "--shards", "2", "-o", tmp_path / "sh").code == 0
+    assert_bad_input(cli("validate", tmp_path / "sh"), "holds 2 shard(s)",
+                     f"fix: validate the shards themselves: routesim validate {tmp_path / 'sh' / 'shard=0'}")
+    assert cli("validate", tmp_path / "sh" / "shard=0").code == 0

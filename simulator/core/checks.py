@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from simulator.core.contract import load_data, validate_folder
+from simulator.core.contract import TRAFFIC_FILE, load_data, validate_folder
 from simulator.core.engine import compile_policy, data_values
 from simulator.core.errors import RoutesimError
+from simulator.core.layout import check_cache_outside
 from simulator.core.prices import load_prices
 from simulator.core.scenario import Scenario, load_scenario
 from simulator.core.validation import read_yaml
@@ -23,6 +24,16 @@ def _collect(problems: list[str], check: Callable[[], object]):
 
 def check_data(folder: Path) -> list[str]:
     problems: list[str] = []
+    folder = Path(folder)
+    shards = sorted(folder.glob("shard=*")) if folder.is_dir() and not (folder / TRAFFIC_FILE).exists() else []
+    if shards:
+        # The output of `routesim shard`: each shard=N below it is a data folder, the root is not.
+        first = shards[0]
+        return [RoutesimError(f"{folder} holds {len(shards)} shard(s) written by 'routesim shard', not one data folder",
+                              where=str(folder),
+                              fix=f"validate the shards themselves: routesim validate {first}"
+                                  + (f" ... {shards[-1]}" if len(shards) > 1 else "")).render()]
+    _collect(problems, lambda: check_cache_outside(folder))
     report = _collect(problems, lambda: validate_folder(folder))
     return problems + (report.problems if report else [])
 
@@ -56,7 +67,12 @@ def check_path(path: Path) -> list[str]:
     if path.is_dir():
         return check_data(path)
     if not path.exists():
-        return [f"{path}: no such file or folder"]
+        return [RoutesimError(f"{path}: no such file or folder", where=str(path),
+                              fix="give an existing data folder, price sheet (.yaml) or scenario file (.yaml); "
+                                  "check the path's spelling and the current folder").render()]
+    if path.suffix.lower() == ".parquet":
+        # A data file given for its folder: say so as every other command does, not "not UTF-8 text".
+        return check_data(path)
     problems: list[str] = []
     raw = _collect(problems, lambda: read_yaml(path))
     if problems:

@@ -191,6 +191,18 @@ def _layout_dir(root: Path, fingerprint: str) -> Path:
     return root / "layouts" / f"{fingerprint}-v{LAYOUT_VERSION}"
 
 
+def check_cache_outside(folder: Path, cache_dir: Path | None = None) -> Path:
+    """The cache root (absolute), after checking that it does not lie inside the data folder `folder`, an
+    input no run may write into. `replay` (through open_layout) and `validate` both ask here, so the two
+    refuse the same folders. Raises RoutesimError."""
+    root = cache_root(cache_dir).absolute()
+    data = Path(folder).resolve()
+    if root.resolve() == data or data in root.resolve().parents:
+        raise RoutesimError(f"the cache folder {root} is inside the data folder {folder}, which is an input",
+                            fix="point --cache-dir (or XDG_CACHE_HOME) outside the data folder")
+    return root
+
+
 def open_layout(folder: Path, paths: list[Path], validate: Callable[[], None], cache_dir: Path | None = None,
                 scan: Callable[[Path], pl.LazyFrame] = pl.scan_parquet) -> Layout | None:
     """The layout of the data folder `folder` (whose files are `paths`: traffic, then outcomes, read with
@@ -200,11 +212,7 @@ def open_layout(folder: Path, paths: list[Path], validate: Callable[[], None], c
     Returns None when the cache cannot be written (the caller then validates and hashes itself).
     Raises RoutesimError when the cache folder lies inside the data folder.
     """
-    root = cache_root(cache_dir).absolute()
-    data = Path(folder).resolve()
-    if root.resolve() == data or data in root.resolve().parents:
-        raise RoutesimError(f"the cache folder {root} is inside the data folder {folder}, which is an input",
-                            fix="point --cache-dir (or XDG_CACHE_HOME) outside the data folder")
+    root = check_cache_outside(folder, cache_dir)
     try:
         (root / "keys").mkdir(parents=True, exist_ok=True)
         (root / "layouts").mkdir(exist_ok=True)
