@@ -45,6 +45,8 @@ def test_an_existing_folder_is_kept_unless_forced(cli, tmp_path):
     assert cli("import", "litellm", LITELLM, "-o", folder, "--assume-passed", "--force").code == 0
     assert sorted(path.name for path in folder.iterdir()) == [".routesim-output", "import-report.json",
                                                              "outcomes.parquet", "traffic.parquet"]
+    # Now routesim wrote it (the marker): a second import replaces it without --force, as README says.
+    assert cli("import", "litellm", LITELLM, "-o", folder, "--assume-passed").code == 0
 
 
 def test_a_failed_write_leaves_nothing_behind(cli, tmp_path, monkeypatch):

@@ -53,3 +53,11 @@ def test_shards_are_never_written_into_the_data_folder_nor_over_files(world, cli
     refused = cli("shard", world.data, "--shards", "2", "-o", taken)
     assert refused.code == 2 and "--force" in refused.err and (taken / "notes.txt").read_text() == "keep"
     assert cli("shard", world.data, "--shards", "0", "-o", tmp_path / "none").code == 2
+
+
+def test_a_shard_folder_routesim_wrote_is_replaced_without_force(world, cli, tmp_path):
+    # README, Reliability: a folder holding the .routesim-output marker is routesim's own, and replaced.
+    assert cli("shard", world.data, "--shards", "2", "-o", tmp_path / "sh").code == 0
+    again = cli("shard", world.data, "--shards", "3", "-o", tmp_path / "sh")
+    assert again.code == 0, again.err
+    assert sorted(path.name for path in (tmp_path / "sh").glob("shard=*")) == ["shard=0", "shard=1", "shard=2"]

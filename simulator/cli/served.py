@@ -109,12 +109,14 @@ def plan_shadow(
     traffic carries messages."""
     from simulator.analyses.shadow_plan import batch_files, plan_shadow as make_plan
     from simulator.core.contract import load_data
-    from simulator.core.outputs import allow_replacing_folders, atomic_folder, json_text
+    from simulator.core.outputs import MARKER, allow_replacing_folders, atomic_folder, json_text
     from simulator.core.prices import load_prices
 
     allow_replacing_folders(force)
-    if out.exists() and not force:
-        raise RoutesimError(f"{out} already exists", where="--out", fix="choose a new folder or add --force")
+    # As every output: a plan folder routesim wrote (its marker file) is replaced; anything else needs --force.
+    if out.exists() and not force and not (out / MARKER).is_file():
+        raise RoutesimError(f"{out} already exists and routesim did not write it (it has no {MARKER} file)",
+                            where="--out", fix="choose a new folder or add --force")
     dataset = load_data(data)
     names = [name.strip() for name in models.split(",") if name.strip()]
     plan = make_plan(dataset, names, halfwidth, seed, sheet=load_prices(prices) if prices else None,

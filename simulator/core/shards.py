@@ -16,7 +16,7 @@ import polars as pl
 
 from simulator.core.contract import OUTCOMES_FILE, TRAFFIC_FILE, load_data
 from simulator.core.errors import RoutesimError
-from simulator.core.outputs import atomic_folder
+from simulator.core.outputs import MARKER, atomic_folder
 
 SHARD_SEED = 1516
 MANIFEST = "shards.json"
@@ -38,8 +38,11 @@ def write_shards(folder: Path, shards: int, out: Path, *, force: bool = False) -
     if target == source or source in target.parents:
         raise RoutesimError(f"the shards' folder {out} is the data folder {folder} or inside it, which is an input",
                             fix="write the shards to a folder outside the data folder")
-    if target.exists() and (not target.is_dir() or any(target.iterdir())) and not force:
-        raise RoutesimError(f"{out} already exists", where=str(out), fix="choose a new -o DIR, or add --force to replace it")
+    # As every output: a folder routesim wrote (its marker file) is replaced; someone else's needs --force.
+    if (target.exists() and (not target.is_dir() or any(target.iterdir())) and not force
+            and not (target / MARKER).is_file()):
+        raise RoutesimError(f"{out} already holds files routesim did not write (it has no {MARKER} file)",
+                            where=str(out), fix="choose a new -o DIR, or add --force to replace it")
     data = load_data(folder)
     counts = dict(data.traffic.group_by(shard_of(shards).alias("shard")).len().collect().iter_rows())
     manifest = {"shards": shards, "source_fingerprint": data.fingerprint, "hash": f"polars hash, seed {SHARD_SEED}",

@@ -31,6 +31,7 @@ from simulator.core.contract import (
     validate_folder,
 )
 from simulator.core.errors import RoutesimError
+from simulator.core.outputs import MARKER
 from simulator.importers.rows import ImportLog, Row
 
 REPORT_FILE = "import-report.json"
@@ -181,8 +182,11 @@ def check_target(out: Path, *, force: bool) -> None:
     """Refuses to overwrite a folder that holds data unless asked, before any file is read."""
     if out.exists() and not out.is_dir():
         raise RoutesimError(f"{out} exists and is not a folder", fix="choose another -o DATA_DIR")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise RoutesimError(f"{out} already holds files", where=str(out),
+    # A folder routesim wrote (its marker file) is replaced as every other output is (README, Reliability);
+    # only a folder of someone else's files needs --force.
+    if out.is_dir() and any(out.iterdir()) and not force and not (out / MARKER).is_file():
+        raise RoutesimError(f"{out} already holds files routesim did not write (it has no {MARKER} file)",
+                            where=str(out),
                             fix="choose a new -o DATA_DIR, add --force to replace it, or --merge to add grades to it")
 
 
