@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 
 import polars as pl
 import pytest
@@ -239,6 +240,9 @@ def test_baseline_adds_a_gate_section_that_survives_rerendering(cli, tmp_path):
     html = out.read_text()
     assert 'id="gate"' in html and "Regression gate against big-everywhere" in html
     assert ("Regression gate passed" if gate["passed"] else "Regression gate FAILED") in html
+    # The folded gate's <summary> is its headline; the detail beneath does not say it a second time.
+    headline = re.search(r"<summary>(Regression gate [^<]*)</summary>", html).group(1)
+    assert html.count(headline) == 1
 
     again = tmp_path / "again.html"
     assert cli("report", "--from", tmp_path / "gated-results", "-o", again).code == 0
