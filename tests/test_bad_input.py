@@ -87,6 +87,13 @@ def test_window_that_ends_before_it_starts(cli, world):
     assert_bad_input(cli("replay", path), "key 'window'", "must be after start")
 
 
+def test_a_rejected_value_is_shown_as_the_yaml_wrote_it(cli, world):
+    path = world.scenario(window={"start": dt.date(2026, 11, 20), "end": dt.date(2026, 11, 16)})
+    result = cli("replay", path)
+    assert_bad_input(result, "(got {start: 2026-11-20, end: 2026-11-16})")
+    assert "datetime" not in result.err
+
+
 def test_window_without_requests(cli, world):
     path = world.scenario(window={"start": "2027-01-01", "end": "2027-01-02"})
     assert_bad_input(cli("replay", path), "no requests to replay between 2027-01-01 and 2027-01-02")

@@ -92,7 +92,8 @@ def test_otel_reads_the_service_tier_the_response_names_else_the_one_the_request
 
 
 def test_otel_keeps_error_spans_as_failed_calls_with_their_latency_and_type(otel):
-    data, _ = otel
+    data, out = otel
+    assert "error types: rate_limit 1, timeout 1" in out  # for people, not Python's dict repr
     limited, slow = data.outcome("limited"), data.outcome("slow")
     assert (limited["hard_check_ok"], limited["passed"], limited["latency_ms"]) == (False, False, 1500.0)
     assert (limited["input_tokens"], limited["output_tokens"], limited["error_type"]) == (0, 0, "rate_limit")

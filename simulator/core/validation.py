@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+
 from pathlib import Path
 from typing import Any
 
@@ -189,6 +191,20 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
+def _as_written(value) -> str:
+    """A rejected value as the YAML had it (`{start: 2026-11-23, end: 2026-11-16}`), not Python's repr
+    (`{'start': datetime.date(2026, 11, 23), ...}`), which a scenario's author never wrote."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{key}: {_as_written(item)}" for key, item in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_as_written(item) for item in value) + "]"
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        return value.isoformat()
+    if isinstance(value, str):
+        return repr(value)
+    return str(value)
+
+
 def from_pydantic_error(error: ValidationError, model: type[BaseModel], *, file: Path | str) -> RoutesimError:
     problems = []
     for item in error.errors():
@@ -202,6 +218,6 @@ def from_pydantic_error(error: ValidationError, model: type[BaseModel], *, file:
             problems.append(f"missing key '{key}'")
         else:
             message = item["msg"].removeprefix("Value error, ")
-            problems.append(f"key '{key}': {message} (got {item.get('input')!r})")
+            problems.append(f"key '{key}': {message} (got {_as_written(item.get('input'))})")
     return RoutesimError(f"{file} is not valid:\n  - " + "\n  - ".join(problems), where=str(file),
                          fix="see 'Scenario reference' and 'Price sheets' in the README")

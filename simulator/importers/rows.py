@@ -70,6 +70,17 @@ class Row:
     usage_style: str | None = None  # how the source counted cache tokens (rows.normalise_usage)
 
 
+def _for_people(value) -> str:
+    """A summary value as a person reads it: a dict as `a 1, b 2` and a list joined by commas, never
+    Python's repr (`{'rate_limit': 1}`)."""
+    if isinstance(value, dict):
+        return ", ".join(f"{key} {count:,}" if isinstance(count, int) else f"{key} {count}"
+                         for key, count in value.items()) or "none"
+    if isinstance(value, (list, tuple)):
+        return "; ".join(map(str, value)) or "none"
+    return str(value)
+
+
 @dataclass
 class ImportLog:
     """What one import mapped, defaulted, assumed, ignored and dropped; printed and kept as JSON."""
@@ -130,7 +141,7 @@ class ImportLog:
         """The report as text, one fact per line."""
         out = [f"read {self.rows_read:,} row(s) of {self.format} from {', '.join(self.files)}"]
         for key, value in self.summary.items():
-            out.append(f"  {key.replace('_', ' ')}: {value}")
+            out.append(f"  {key.replace('_', ' ')}: {_for_people(value)}")
         out.append("  mapped:")
         out += [f"    {target} <- {source}" for target, source in self.mapping]
         def section(title: str, counts: dict[str, int], unit: str = "") -> list[str]:
