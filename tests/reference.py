@@ -389,12 +389,10 @@ def reference_replay(scenario, traffic: pl.DataFrame, outcomes: pl.DataFrame,
 
 
 def _mean(values: list[float]) -> float | None:
+    """The exact mean, rounded once (the engine's mean_score adds scores exactly, in any order)."""
     if not values:
         return None
-    total = 0.0
-    for value in values:
-        total += value
-    return total / len(values)
+    return float(sum(Fraction(value) for value in values) / len(values))
 
 
 def summarise_by_hand(decisions: list[dict]) -> dict:

@@ -64,6 +64,8 @@ class Coverage:
     requests_selected: int  # the window's requests, or the sample of them, that the policy was given
     requests_replayed: int  # those left once requests with missing outcomes were skipped
     missing_by_model: dict[str, int] = field(default_factory=dict)
+    # the least (request_id, model) missing, for a part of a replay to name when the whole raises
+    missing_example: tuple[str, str] | None = None
 
     @property
     def share(self) -> float:
@@ -566,12 +568,14 @@ def _retry_stage(run: _Run, finals: pl.DataFrame, policy: CompiledPolicy, progre
         {"__matching": "__exhausted"})
 
 
-def _raise_or_drop_missing(run: _Run, decisions: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, int]]:
+def _raise_or_drop_missing(run: _Run, decisions: pl.DataFrame,
+                           part: bool) -> tuple[pl.DataFrame, dict[str, int], tuple[str, str] | None]:
     if not run.missing:
-        return decisions, {}
+        return decisions, {}, None
     missing = pl.concat(run.missing, how="vertical")
     by_model = dict(missing.group_by("model").len().sort("model").iter_rows())
-    if run.scenario.on_missing == "error":
+    example = missing.select("request_id", "model").sort("request_id", "model").row(0)
+    if run.scenario.on_missing == "error" and not part:
         counts = ", ".join(f"{model}: {count}" for model, count in by_model.items())
         example = missing.sort("__rid").row(0, named=True)
         raise RoutesimError(
@@ -579,17 +583,25 @@ def _raise_or_drop_missing(run: _Run, decisions: pl.DataFrame) -> tuple[pl.DataF
             f"e.g. request {example['request_id']} has no answer from {example['model']})",
             where=f"scenario '{run.scenario.name}', data {run.scenario.data}",
             fix="add the missing outcomes, or set 'on_missing: skip' to leave those requests out and report coverage")
-    return decisions.join(missing.select("__rid"), on="__rid", how="anti"), by_model
+    return decisions.join(missing.select("__rid"), on="__rid", how="anti"), by_model, example
 
 
 def replay(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
-           progress: Progress | None = None) -> Replay:
-    """Replays `scenario` on `data`, pricing calls with `sheet` (recorded costs where it has no entry)."""
+           progress: Progress | None = None, *, part: bool = False) -> Replay:
+    """Replays `scenario` on `data`, pricing calls with `sheet` (recorded costs where it has no entry).
+
+    With `part`, `data` is one part (a shard) of data the policy was already checked against
+    (simulator.core.shards): models and slices the part happens to lack are not errors, requests with
+    missing outcomes are left out and counted (the whole decides whether that is an error), and a part
+    whose requests are all left out gives empty decisions."""
     progress = progress or (lambda _: None)
     traffic_schema, outcome_schema = data.traffic.collect_schema(), data.outcomes.collect_schema()
     traffic_columns, outcome_columns = traffic_schema.names(), outcome_schema.names()
     models = sorted({model for model, _ in data.layout.slots}) if data.layout else data_values(data.outcomes, "model")
-    policy = compile_policy(scenario, traffic_schema, outcome_schema, models, data_values(data.traffic, "slice"))
+    if part:
+        models = sorted(set(models) | set(_model_keys(scenario.policy)))
+    policy = compile_policy(scenario, traffic_schema, outcome_schema, models,
+                            None if part else data_values(data.traffic, "slice"))
 
     progress("selecting requests")
     rule_columns = sorted(set().union(*(rule.columns for rule in policy.rules)))
@@ -609,8 +621,8 @@ def replay(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
     finals = _retry_stage(run, finals, policy, progress)
     run.answers = None  # the outcomes are the largest frame: free them before the final sorts
     progress("summarising")
-    finals, missing_by_model = _raise_or_drop_missing(run, finals)
-    if finals.is_empty():
+    finals, missing_by_model, missing_example = _raise_or_drop_missing(run, finals, part)
+    if finals.is_empty() and not part:
         counts = ", ".join(f"{model}: {count}" for model, count in missing_by_model.items())
         raise RoutesimError(f"every request was skipped for missing outcomes ({counts}); nothing is left to replay",
                             where=f"scenario '{scenario.name}', data {scenario.data}",
@@ -645,6 +657,7 @@ def replay(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
              .select(CALL_COLUMNS))
     price_sources = price_sources_of(calls)
     coverage = Coverage(requests_in_window=in_window, requests_selected=requests.height,
-                        requests_replayed=decisions.height, missing_by_model=missing_by_model)
+                        requests_replayed=decisions.height, missing_by_model=missing_by_model,
+                        missing_example=missing_example)
     return Replay(scenario=scenario, decisions=decisions, calls=calls, coverage=coverage,
                   price_sources=price_sources)

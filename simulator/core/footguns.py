@@ -73,21 +73,63 @@ def _aggregated(found: list[dict], says: str) -> list[dict]:
                         f"and {len(found) - MAX_LISTED:,} more (all listed under 'rules' in --json)"}]
 
 
-def scenario_warnings(scenario: Scenario, requests: pl.DataFrame, answers: pl.DataFrame | None,
-                      decisions: pl.DataFrame) -> list[dict]:
-    """Every warning for one replay. `requests` holds the replayed requests' traffic rows (the columns the
-    rules read), `answers` their outcome rows (or None), `decisions` the replay's decisions."""
+def warning_counts(scenario: Scenario, requests: pl.DataFrame, answers: pl.DataFrame | None,
+                   decisions: pl.DataFrame) -> dict:
+    """What the warnings of one replay (or one part of it) are decided on, in a form parts add up in
+    (merge_warning_counts). `requests` holds the replayed requests' traffic rows (the columns the rules
+    read), `answers` their outcome rows (or None), `decisions` the replay's decisions.
+
+    `own`: per rule, the requests its predicate holds for; `taken`: per plan label, the requests it took
+    (first match wins), so thousands of rules stay linear; `literals`: per column compared with a string
+    literal, its distinct values (at most MAX_VALUES + 1 of them, in order; None for a column that is not
+    text) and whether each literal occurs; `stuck`: requests whose retry could not run.
+    """
+    policy = scenario.policy
+    own = (list(requests.select([pl.sql_expr(rule.when).fill_null(False).sum().alias(f"r{index}")
+                                 for index, rule in enumerate(policy.rules)]).row(0)) if policy.rules else [])
+    taken = dict(decisions.group_by("plan").len().iter_rows())
+    literals: dict[str, dict] = {}
+    for _, text in _predicates(scenario):
+        for column, literal in _literals(text):
+            if column not in literals:
+                found = _values(requests, column)
+                found = found if found is not None else _values(answers, column)
+                literals[column] = {"all": found, "seen": {}}
+            found = literals[column]["all"]
+            literals[column]["seen"][literal] = found is not None and literal in found
+    for entry in literals.values():
+        found = entry.pop("all")
+        entry["values"] = None if found is None else sorted(found)[:MAX_VALUES + 1]
+    stuck = (decisions.filter(pl.col("retry_exhausted") & (pl.col("retry_attempts") == 0)).height
+             if policy.retry is not None else 0)
+    return {"own": own, "taken": taken, "literals": literals, "stuck": stuck}
+
+
+def merge_warning_counts(many: list[dict]) -> dict:
+    """The warning counts of a whole replay from those of its parts."""
+    merged = {"own": [sum(values) for values in zip(*(counts["own"] for counts in many))],
+              "taken": {}, "literals": {}, "stuck": sum(counts["stuck"] for counts in many)}
+    for counts in many:
+        for label, count in counts["taken"].items():
+            merged["taken"][label] = merged["taken"].get(label, 0) + count
+        for column, entry in counts["literals"].items():
+            into = merged["literals"].setdefault(column, {"values": None, "seen": {}})
+            if entry["values"] is not None:
+                into["values"] = sorted(set(into["values"] or []) | set(entry["values"]))[:MAX_VALUES + 1]
+            for literal, seen in entry["seen"].items():
+                into["seen"][literal] = into["seen"].get(literal, False) or seen
+    return merged
+
+
+def warnings_of(scenario: Scenario, counts: dict) -> list[dict]:
+    """Every warning for one replay, from its (merged) warning counts."""
     warnings = []
     policy = scenario.policy
-    # How many requests each rule's predicate holds for, all in one pass; how many it actually took is
-    # the replay's own count of its plan (first match wins), so thousands of rules stay linear.
-    own = (requests.select([pl.sql_expr(rule.when).fill_null(False).sum().alias(f"r{index}")
-                            for index, rule in enumerate(policy.rules)]).row(0) if policy.rules else ())
-    taken = dict(decisions.group_by("plan").len().iter_rows())
+    own, taken = counts["own"], counts["taken"]
     labels = [rule.name or f"rule {index + 1}" for index, rule in enumerate(policy.rules)]
-    counts = {}
+    named = {}
     for label in labels:
-        counts[label] = counts.get(label, 0) + 1
+        named[label] = named.get(label, 0) + 1
     nothing, shadowed = [], []
     for index, rule in enumerate(policy.rules):
         label = labels[index]
@@ -95,32 +137,33 @@ def scenario_warnings(scenario: Scenario, requests: pl.DataFrame, answers: pl.Da
             nothing.append({"rule": f"policy.rules[{index}]", "kind": "rule_matches_nothing", "label": label,
                             "when": rule.when,
                             "message": f"rule '{label}' ({rule.when}) matches none of the replayed requests"})
-        elif taken.get(label, 0) == 0 and counts[label] == 1:
+        elif taken.get(label, 0) == 0 and named[label] == 1:
             shadowed.append({"rule": f"policy.rules[{index}]", "kind": "rule_shadowed", "label": label,
                              "when": rule.when,
                              "message": f"rule '{label}' ({rule.when}) matches {own[index]:,} requests, but earlier "
                                         "rules take all of them, so it never applies"})
     warnings += _aggregated(nothing, "match none of the replayed requests")
     warnings += _aggregated(shadowed, "match requests that earlier rules take, so they never apply")
-    known: dict[str, set[str] | None] = {}  # each column's distinct values, found once
     for key, text in _predicates(scenario):
         for column, literal in _literals(text):
-            if column not in known:
-                found = _values(requests, column)
-                known[column] = found if found is not None else _values(answers, column)
-            values = known[column]
-            if values is None or literal in values:
+            entry = counts["literals"].get(column)
+            if entry is None or entry["values"] is None or entry["seen"].get(literal, True):
                 continue
+            values = entry["values"]
             hint = did_you_mean(literal, values) if len(values) <= MAX_VALUES else ""
             warnings.append({"rule": key, "kind": "unknown_literal",
                              "message": f"'{literal}' never occurs in column {column} of the replayed requests, so "
                                         f"{key} ({text}) never holds for it.{hint}"})
-    if policy.retry is not None:
-        stuck = decisions.filter(pl.col("retry_exhausted") & (pl.col("retry_attempts") == 0)).height
-        if stuck:
-            targets = ", ".join(policy.retry.to)
-            warnings.append({"rule": "policy.retry", "kind": "retry_could_not_run",
-                             "message": f"{stuck:,} requests matched the retry's when ({policy.retry.when}) but no "
-                                        f"retry could run: {targets} had no further sample for them (a model is "
-                                        "called again only through its next sample)"})
+    if policy.retry is not None and counts["stuck"]:
+        targets = ", ".join(policy.retry.to)
+        warnings.append({"rule": "policy.retry", "kind": "retry_could_not_run",
+                         "message": f"{counts['stuck']:,} requests matched the retry's when ({policy.retry.when}) but "
+                                    f"no retry could run: {targets} had no further sample for them (a model is "
+                                    "called again only through its next sample)"})
     return warnings
+
+
+def scenario_warnings(scenario: Scenario, requests: pl.DataFrame, answers: pl.DataFrame | None,
+                      decisions: pl.DataFrame) -> list[dict]:
+    """Every warning for one replay in one piece (see warning_counts for the arguments)."""
+    return warnings_of(scenario, warning_counts(scenario, requests, answers, decisions))

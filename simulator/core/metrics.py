@@ -9,10 +9,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 
 import polars as pl
 
-from simulator.core.prices import usd
+from simulator.core.money import usd_of
+from simulator.core.partials import (
+    Parts,
+    exact_mean,
+    exact_sums,
+    fetch_local,
+    kept_latencies,
+    parts_of,
+    quantiles,
+)
+from simulator.core.prices import price_sources_from
 
 
 @dataclass(frozen=True)
@@ -21,59 +32,57 @@ class Metric:
     title: str
     unit: str
     definition: str  # what it measures and the modelling assumption behind it
-    aggregate: Callable[[], pl.Expr]
+    value: Callable[[dict], object]  # from a group's merged counters (simulator.core.partials)
     higher_is_better: bool | None = None
+    integer: bool = False
 
 
-def _share(flag: str, among: pl.Expr | None = None) -> pl.Expr:
-    """Share of requests with `flag`, among those where `among` holds; null when there are none."""
-    if among is None:
-        return pl.col(flag).cast(pl.Float64).mean()
-    eligible = among.sum()
-    return pl.when(eligible > 0).then((pl.col(flag) & among).sum() / eligible).otherwise(None)
+def _ratio(top: str, bottom: str) -> Callable[[dict], float | None]:
+    """Share `top` / `bottom` of a group's counters; null when `bottom` is 0."""
+    return lambda counts: counts[top] / counts[bottom] if counts[bottom] else None
 
 
 P95 = 0.95  # the tail latency every comparison (gate, lanes, sweeps) reports
+LATENCY_QUANTILES = (0.50, P95, 0.99)
 
 
-def _latency_quantile(q: float) -> Callable[[], pl.Expr]:
-    return lambda: pl.col("latency_ms").quantile(q, interpolation="linear")
+def _latency(q: float) -> Callable[[dict], float | None]:
+    return lambda counts: counts["latency"].get(q)
 
 
 METRICS: tuple[Metric, ...] = (
     Metric("requests", "Requests", "requests",
            "requests replayed (after the window, the sample and any skipped for missing outcomes)",
-           lambda: pl.len().cast(pl.Int64)),
+           lambda counts: counts["requests"], integer=True),
     Metric("total_cost_usd", "Cost", "USD",
            "sum over every call made (plan steps, escalations, retries, checker calls), each priced at its "
            "request's timestamp, each rounded half to even to a whole nano-dollar and added exactly as integers",
-           lambda: usd(pl.col("cost_nano_usd").sum()), higher_is_better=False),
+           lambda counts: usd_of(counts["cost_nano"]), higher_is_better=False),
     Metric("cost_per_request_usd", "$/request", "USD per request",
-           "total cost divided by requests", lambda: usd(pl.col("cost_nano_usd").sum()) / pl.len(),
+           "total cost divided by requests", lambda counts: usd_of(counts["cost_nano"]) / counts["requests"],
            higher_is_better=False),
     Metric("pass_rate", "Pass", "share of requests",
            "share of requests whose final answer has passed and hard_check_ok both true",
-           lambda: pl.col("passed").cast(pl.Float64).mean(), higher_is_better=True),
+           _ratio("passes", "requests"), higher_is_better=True),
     Metric("mean_score", "Score", "score 0..1",
-           "mean graded score of the final answers that carry one (nulls ignored)",
-           lambda: pl.col("score").mean(), higher_is_better=True),
+           "mean graded score of the final answers that carry one (nulls ignored); the exact sum, correctly "
+           "rounded once", lambda counts: exact_mean(counts["score_sum"], counts["scored"]), higher_is_better=True),
     Metric("latency_p50_ms", "p50", "ms",
            "median of per-request latency; a request's latency is the sum of its calls' latency_ms, since "
            "escalations and retries run one after another; percentiles interpolate linearly between order "
-           "statistics", _latency_quantile(0.50), higher_is_better=False),
+           "statistics", _latency(0.50), higher_is_better=False),
     Metric("latency_p95_ms", "p95", "ms", "95th percentile of per-request latency, as p50",
-           _latency_quantile(P95), higher_is_better=False),
+           _latency(P95), higher_is_better=False),
     Metric("latency_p99_ms", "p99", "ms", "99th percentile of per-request latency, as p50",
-           _latency_quantile(0.99), higher_is_better=False),
+           _latency(0.99), higher_is_better=False),
     Metric("escalation_rate", "Escalated", "share of requests in multi-step plans",
            "share of the requests routed to a multi-step plan that went past their first step; null when no "
-           "request had a multi-step plan", lambda: _share("escalated", pl.col("multi_step"))),
+           "request had a multi-step plan", _ratio("escalated", "multi")),
     Metric("retry_rate", "Retried", "share of requests",
-           "share of all requests that made at least one retry attempt",
-           lambda: (pl.col("retry_attempts") > 0).cast(pl.Float64).mean()),
+           "share of all requests that made at least one retry attempt", _ratio("retried", "requests")),
     Metric("retry_exhausted", "Left failing", "requests",
            "requests whose final answer still matched the retry predicate when no attempt was left",
-           lambda: pl.col("retry_exhausted").sum().cast(pl.Int64)),
+           lambda counts: counts["exhausted"], integer=True),
 )
 
 METRIC_NAMES = tuple(metric.name for metric in METRICS)
@@ -81,15 +90,15 @@ BY_NAME = {metric.name: metric for metric in METRICS}
 
 CALL_METRICS: tuple[Metric, ...] = (
     Metric("calls", "Calls", "calls", "(by_model) calls made to the model (checker calls under the checker's name)",
-           lambda: pl.len().cast(pl.Int64)),
+           lambda counts: counts["calls"], integer=True),
     Metric("call_cost_usd", "Call cost", "USD", "(by_model) cost of the calls made to the model",
-           lambda: usd(pl.col("cost_nano_usd").sum())),
+           lambda counts: usd_of(counts["cost_nano"])),
     Metric("output_tokens", "Output tokens", "tokens",
            "(by_model) output tokens of the calls made to the model, reasoning included (0 for a checker)",
-           lambda: pl.col("output_tokens").sum().cast(pl.Int64)),
+           lambda counts: counts["output_tokens"], integer=True),
     Metric("reasoning_output_tokens", "Reasoning tokens", "tokens",
            "(by_model) the part of output_tokens that was reasoning (a null count is 0)",
-           lambda: pl.col("reasoning_output_tokens").sum().cast(pl.Int64)),
+           lambda counts: counts["reasoning_output_tokens"], integer=True),
 )
 
 
@@ -111,31 +120,108 @@ def grouped(frame: pl.DataFrame, by: str | pl.Expr | list[str], aggregations: li
     return pl.concat(parts, how="vertical_relaxed").sort(keys, nulls_last=True)
 
 
+DAY = "day"
+OVER_TIME_SCOPE = "5 minutes"
+# The groups a summary reports, each a scope of the partials; 5-minute steps serve the pass rate over time
+# (per 5 minutes, hour or day, each a whole number of steps).
+QUANTILED_SCOPES = ("all", "slice", "day", "model")
+
+
+def summary_scopes() -> dict[str, pl.Expr]:
+    return {"all": pl.lit(""), "slice": pl.col("slice"), "day": pl.col("ts").dt.date().cast(pl.String),
+            "model": pl.col("final_model"), OVER_TIME_SCOPE: pl.col("ts").dt.truncate("5m")}
+
+
+def decision_parts(decisions: pl.DataFrame, scopes: dict[str, pl.Expr],
+                   quantiled: tuple[str, ...]) -> tuple[Parts, pl.DataFrame]:
+    """A part of a replay: the decisions' counters per scope, and the latencies kept for pass 2."""
+    return parts_of(decisions, scopes, quantiled), kept_latencies(decisions, scopes, quantiled)
+
+
+def metric_rows(parts: Parts, latencies: dict, scope: str) -> list[dict]:
+    """Every metric per group of `scope`, from merged parts and the scope's exact latency quantiles."""
+    frames = parts.scopes[scope]
+    sums = exact_sums(frames["scores"])
+    rows = []
+    for counts in frames["counts"].iter_rows(named=True):
+        key = counts.pop("key")
+        counts |= {"score_sum": sums.get(key, Fraction(0)), "latency": latencies.get(scope, {}).get(key, {})}
+        rows.append({"key": key, **{metric.name: metric.value(counts) for metric in METRICS}})
+    return rows
+
+
+CALL_TOKENS = ("output_tokens", "reasoning_output_tokens")  # summed per model (null = 0)
+
+
+def call_parts(calls: pl.DataFrame) -> pl.DataFrame:
+    """A part of a replay's calls: per model and price source, the calls and their nano-dollars."""
+    return (calls.group_by("model", pl.col("price_source").cast(pl.String))
+            .agg(pl.len().cast(pl.Int64).alias("calls"), pl.col("cost_nano_usd").sum().cast(pl.Int64).alias("cost_nano"),
+                 *(pl.col(name).sum().cast(pl.Int64) for name in CALL_TOKENS))
+            .sort("model", "price_source"))
+
+
+def merge_call_parts(many: list[pl.DataFrame]) -> pl.DataFrame:
+    return (pl.concat(many, how="vertical_relaxed").group_by("model", "price_source")
+            .agg(pl.col("calls", "cost_nano", *CALL_TOKENS).sum()).sort("model", "price_source"))
+
+
 def aggregate(decisions: pl.DataFrame, by: str | pl.Expr | None = None) -> pl.DataFrame:
     """Every metric, overall (`by=None`) or per group, sorted by the group key."""
-    expressions = [metric.aggregate().alias(metric.name) for metric in METRICS]
-    if by is None:
-        return decisions.select(expressions)
-    return grouped(decisions, by, expressions)
+    key = pl.lit("") if by is None else pl.col(by) if isinstance(by, str) else by
+    parts, kept = decision_parts(decisions, {"by": key}, ("by",))
+    rows = metric_rows(parts, quantiles(parts, ("by",), LATENCY_QUANTILES, fetch_local([kept])), "by")
+    schema = {metric.name: pl.Int64 if metric.integer else pl.Float64 for metric in METRICS}
+    if by is not None:
+        name = by if isinstance(by, str) else by.meta.output_name()
+        schema = {name: decisions.select(key).dtypes[0], **schema}
+        return pl.DataFrame([{name: row.pop("key"), **row} for row in rows], schema=schema)
+    return pl.DataFrame([{k: v for k, v in row.items() if k != "key"} for row in rows], schema=schema)
 
 
-def by_model(decisions: pl.DataFrame, calls: pl.DataFrame, price_sources: dict[str, str]) -> pl.DataFrame:
-    """Per model: metrics of the requests it answered last, plus the calls made to it and their cost."""
-    answered = aggregate(decisions.rename({"final_model": "model"}), "model")
-    made = grouped(calls, "model", [metric.aggregate().alias(metric.name) for metric in CALL_METRICS])
-    merged = made.join(answered, on="model", how="left").with_columns(
-        pl.col("requests").fill_null(0),
-        (pl.col("calls") / pl.col("calls").sum()).alias("call_share"),
-        pl.col("model").replace_strict(price_sources, default=None).alias("price_source"),
-    )
-    return merged.sort("model")
+def by_model(answered: list[dict], made: pl.DataFrame, price_sources: dict[str, str]) -> list[dict]:
+    """Per model called: the calls made to it and their cost (`made`, merged call parts), then the metrics
+    of the requests it answered last (`answered`, rows of the `model` scope; requests 0 and the rest null
+    for a model that answered none), its share of the calls and its price source."""
+    answers = {row["key"]: row for row in answered}
+    per_model: dict[str, dict] = {}
+    for row in made.iter_rows(named=True):
+        counts = per_model.setdefault(row["model"], dict.fromkeys(("calls", "cost_nano", *CALL_TOKENS), 0))
+        for name in counts:
+            counts[name] += row[name]
+    total = sum(counts["calls"] for counts in per_model.values())
+    rows = []
+    for model, counts in sorted(per_model.items()):
+        row = {"model": model, **{metric.name: metric.value(counts) for metric in CALL_METRICS}}
+        answer = answers.get(model)
+        row |= {metric.name: answer[metric.name] if answer else None for metric in METRICS}
+        row["requests"] = row["requests"] or 0
+        rows.append(row | {"call_share": counts["calls"] / total, "price_source": price_sources.get(model)})
+    return rows
 
 
-def summarise(decisions: pl.DataFrame, calls: pl.DataFrame, price_sources: dict[str, str]) -> dict:
-    """The flat summary plus `by_slice`, `by_day` and `by_model` lists of the same keys."""
-    summary = aggregate(decisions).to_dicts()[0]
-    summary["by_slice"] = aggregate(decisions, "slice").to_dicts()
-    day = pl.col("ts").dt.date().cast(pl.String).alias("day")
-    summary["by_day"] = aggregate(decisions.with_columns(day), "day").to_dicts()
-    summary["by_model"] = by_model(decisions, calls, price_sources).to_dicts()
+def price_sources_of(made: pl.DataFrame) -> dict[str, str]:
+    """Model -> the source that priced its calls (`made`: merged call parts)."""
+    return price_sources_from(made.select("model", "price_source").iter_rows())
+
+
+def summary_counts(parts: Parts) -> dict:
+    """The whole replay's counters (the `all` scope)."""
+    return parts.scopes["all"]["counts"].row(0, named=True)
+
+
+def summary_metrics(parts: Parts, made: pl.DataFrame, latencies: dict) -> dict:
+    """The flat metrics plus `by_slice`, `by_day` and `by_model` lists of the same keys, from merged parts."""
+    summary = {key: value for key, value in metric_rows(parts, latencies, "all")[0].items() if key != "key"}
+    summary["by_slice"] = [{"slice": row.pop("key"), **row} for row in metric_rows(parts, latencies, "slice")]
+    summary["by_day"] = [{DAY: row.pop("key"), **row} for row in metric_rows(parts, latencies, "day")]
+    summary["by_model"] = by_model(metric_rows(parts, latencies, "model"), made, price_sources_of(made))
     return summary
+
+
+def summarise(decisions: pl.DataFrame, calls: pl.DataFrame, price_sources: dict[str, str] | None = None) -> dict:
+    """The flat summary plus `by_slice`, `by_day` and `by_model` of one replay in one piece."""
+    scopes = summary_scopes()
+    parts, kept = decision_parts(decisions, scopes, QUANTILED_SCOPES)
+    latencies = quantiles(parts, QUANTILED_SCOPES, LATENCY_QUANTILES, fetch_local([kept]))
+    return summary_metrics(parts, call_parts(calls), latencies)

@@ -14,3 +14,8 @@ NANO_PER_USD = 1_000_000_000
 def to_nano_usd(usd: float) -> int:
     """USD as whole nano-dollars, rounded half to even (Python's round): a recorded or checker cost."""
     return round(usd * NANO_PER_USD)
+
+
+def usd_of(nano_usd: int) -> float:
+    """Whole nano-dollars as USD, divided as `simulator.core.prices.usd` divides a column (float64)."""
+    return float(nano_usd) / NANO_PER_USD

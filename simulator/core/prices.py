@@ -371,19 +371,19 @@ def price_calls(calls: pl.DataFrame, sheet: PriceSheet | None, *, recorded: str 
 
 
 def price_sources_of(calls: pl.DataFrame) -> dict[str, str]:
-    """Model -> the source that priced its calls: `sheet` when the sheet priced any of them (the rest had
-    no usage: see recorded_calls_of), else `recorded` or `checker`."""
-    return {model: SOURCE_SHEET if SOURCE_SHEET in sources else sources[0] for model, sources in
-            calls.group_by("model").agg(pl.col("price_source").cast(pl.String).unique().sort())
-            .sort("model").iter_rows()}
+    """Model -> the source that priced its calls (see price_sources_from)."""
+    pairs = calls.select("model", pl.col("price_source").cast(pl.String)).unique().iter_rows()
+    return price_sources_from(pairs)
 
 
-def recorded_calls_of(calls: pl.DataFrame, sheet: PriceSheet | None) -> dict[str, int]:
-    """Per model the sheet lists, its calls priced at their recorded cost because their usage was missing."""
-    listed = list(sheet.models) if sheet else []
-    counted = (calls.filter(pl.col("model").is_in(listed) & (pl.col("price_source") == SOURCE_RECORDED))
-               .group_by("model").len().sort("model"))
-    return dict(counted.iter_rows())
+def price_sources_from(pairs) -> dict[str, str]:
+    """Model -> the source that priced its calls, from (model, price source) pairs: `sheet` when the sheet
+    priced any of them (the rest had no usage and were priced at their recorded cost), else `recorded` or
+    `checker`."""
+    sources: dict[str, set[str]] = {}
+    for model, source in pairs:
+        sources.setdefault(model, set()).add(source)
+    return {model: SOURCE_SHEET if SOURCE_SHEET in found else min(found) for model, found in sorted(sources.items())}
 
 
 def _raise_unpriced(unpriced: pl.DataFrame, sheet: PriceSheet | None, tier: str = "service_tier") -> None:

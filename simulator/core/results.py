@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import reduce
+from operator import xor
 from pathlib import Path
 
 import polars as pl
@@ -19,11 +21,24 @@ import numpy as np
 from simulator.core.contract import Dataset, fingerprint, grade_columns
 from simulator.core.engine import Replay
 from simulator.core.errors import RoutesimError
-from simulator.core.footguns import scenario_warnings
-from simulator.core.metrics import BY_NAME, grouped, summarise
+from simulator.core.footguns import merge_warning_counts, warning_counts, warnings_of
+from simulator.core.metrics import (
+    BY_NAME,
+    OVER_TIME_SCOPE,
+    LATENCY_QUANTILES,
+    QUANTILED_SCOPES,
+    call_parts,
+    decision_parts,
+    merge_call_parts,
+    price_sources_of,
+    summary_counts,
+    summary_metrics,
+    summary_scopes,
+)
+from simulator.core.partials import Fetch, Parts, fetch_local, merge_parts, quantiles
 from simulator.core.outputs import atomic_folder, json_text
 from simulator.core.predicates import parse_predicate
-from simulator.core.prices import PriceSheet, recorded_calls_of
+from simulator.core.prices import SOURCE_RECORDED, PriceSheet
 from simulator.core.scenario import QualityBar, Scenario
 from simulator.core.verdict import (
     DEFAULT_ADMISSION,
@@ -68,11 +83,20 @@ def cheapest_meeting_bar(rows: list[dict], name: str = "scenario") -> dict | Non
     return next((row for row in rows if row[name] == found), None)
 
 
+def _fingerprint_terms(request_ids: pl.Series) -> tuple[int, int, int]:
+    """(count, xor, sum mod 2^64) of the ids' 64-bit hashes: a part of requests_fingerprint."""
+    hashed = request_ids.hash(seed=0).to_numpy()
+    return len(hashed), int(np.bitwise_xor.reduce(hashed)) if len(hashed) else 0, int(hashed.sum())
+
+
+def _fingerprint_text(count: int, xor: int, total: int) -> str:
+    return f"{count:x}-{xor:016x}-{total % 2**64:016x}"
+
+
 def requests_fingerprint(request_ids: pl.Series) -> str:
     """An order-independent fingerprint of a set of request ids: policies are ranked together only when
     they were replayed on the same requests."""
-    hashed = request_ids.hash(seed=0).to_numpy()
-    return f"{len(hashed):x}-{int(np.bitwise_xor.reduce(hashed)) if len(hashed) else 0:016x}-{int(hashed.sum()):016x}"
+    return _fingerprint_text(*_fingerprint_terms(request_ids))
 
 
 def grades_read(scenario: Scenario, data: Dataset) -> list[str]:
@@ -83,8 +107,8 @@ def grades_read(scenario: Scenario, data: Dataset) -> list[str]:
     return grade_columns(read, data.outcomes.collect_schema().names(), data.serving_signals)
 
 
-def assumed_share(replay: Replay, data: Dataset) -> float | None:
-    """Share of replayed requests whose final answer's grade was assumed from the HTTP status
+def _assumed(replay: Replay, data: Dataset) -> int | None:
+    """Replayed requests whose final answer's grade was assumed from the HTTP status
     (`passed_source = assumed_from_status`); None when the data has no `passed_source`."""
     if "passed_source" not in data.outcomes.collect_schema().names():
         return None
@@ -92,7 +116,7 @@ def assumed_share(replay: Replay, data: Dataset) -> float | None:
                                      pl.col("final_sample").alias("sample"))
     sources = (data.outcomes.select("request_id", "model", "sample", "passed_source")
                .join(finals.lazy(), on=["request_id", "model", "sample"], how="inner").collect())
-    return float((sources["passed_source"] == ASSUMED).sum() / replay.decisions.height)
+    return int((sources["passed_source"] == ASSUMED).sum())
 
 
 # Windows shorter than this are shown per hour, longer ones per day.
@@ -101,21 +125,22 @@ def assumed_share(replay: Replay, data: Dataset) -> float | None:
 OVER_TIME_BUCKETS = (("5 minutes", "5m", 2 * 3_600), ("hour", "1h", 2 * 86_400))
 
 
-def over_time(decisions: pl.DataFrame, bar: float, admission: Admission = DEFAULT_ADMISSION) -> dict:
+def over_time(steps: pl.DataFrame, span_seconds: float, bar: float, admission: Admission = DEFAULT_ADMISSION) -> dict:
     """Pass rate (with its verdict against `bar`) and cost per request per UTC day, per hour when the
-    replayed requests span less than two days, per 5 minutes when they span less than two hours.
-    `late_misses` are the trailing buckets that fail the bar."""
-    span = (decisions["ts"].max() - decisions["ts"].min()).total_seconds()
-    bucket, every = next(((name, every) for name, every, below in OVER_TIME_BUCKETS if span < below), ("day", "1d"))
-    rows = grouped(decisions, pl.col("ts").dt.truncate(every).alias("start"), [
-        pl.len().cast(pl.Int64).alias("requests"), pl.col("passed").sum().cast(pl.Int64).alias("passes"),
-        BY_NAME["cost_per_request_usd"].aggregate().alias("cost_per_request_usd")])
+    replayed requests span less than two days, per 5 minutes when they span less than two hours. `steps`
+    are the merged counters of the 5-minute scope (simulator.core.metrics). `late_misses` are the
+    trailing buckets that fail the bar."""
+    bucket, every = next(((name, every) for name, every, below in OVER_TIME_BUCKETS if span_seconds < below),
+                         ("day", "1d"))
+    rows = (steps.group_by(pl.col("key").dt.truncate(every).alias("start"))
+            .agg(pl.col("requests").sum(), pl.col("passes").sum(), pl.col("cost_nano").sum()).sort("start"))
     found = []
     for row in rows.iter_rows(named=True):
         verdict = judge(row["passes"], row["requests"], bar, admission)
         found.append({"start": row["start"].strftime("%Y-%m-%dT%H:%M:%SZ"), "requests": row["requests"],
                       "pass_rate": verdict["pass_rate"], "low": verdict["low"], "high": verdict["high"],
-                      "state": verdict["state"], "cost_per_request_usd": row["cost_per_request_usd"]})
+                      "state": verdict["state"],
+                      "cost_per_request_usd": BY_NAME["cost_per_request_usd"].value(row)})
     late = []
     for row in reversed(found):
         if row["state"] != FAILS:
@@ -124,7 +149,7 @@ def over_time(decisions: pl.DataFrame, bar: float, admission: Admission = DEFAUL
     return {"bucket": bucket, "bar": bar, "rows": found, "late_misses": late}
 
 
-def _warnings(replay: Replay, data: Dataset) -> list[dict]:
+def _warning_counts(replay: Replay, data: Dataset) -> dict:
     scenario = replay.scenario
     traffic = data.traffic.collect_schema().names()
     outcome_names = data.outcomes.collect_schema().names()
@@ -138,17 +163,84 @@ def _warnings(replay: Replay, data: Dataset) -> list[dict]:
     answer_columns = sorted(name for name in read - set(traffic) if name in outcome_names)
     answers = (data.outcomes.select("request_id", *answer_columns).join(ids, on="request_id", how="semi").collect()
                if answer_columns else None)
-    return scenario_warnings(scenario, requests, answers, replay.decisions)
+    return warning_counts(scenario, requests, answers, replay.decisions)
+
+
+@dataclass
+class ReplayPart:
+    """What the summary of a replay needs from one part of it (a shard, or the whole replay), in a form
+    parts add up in: counters, exact sums and latency histograms per group (simulator.core.partials), calls
+    per model and price source, coverage, the request-id fingerprint's terms, the first and last request,
+    assumed grades and the warnings' counts. Merged by merge_replay_parts; its per-request latencies for
+    the quantiles' second pass are kept apart (see replay_part)."""
+
+    parts: Parts
+    calls: pl.DataFrame
+    in_window: int
+    selected: int
+    replayed: int
+    missing: dict[str, int]
+    missing_example: tuple[str, str] | None
+    fingerprint: tuple[int, int, int]
+    first: object
+    last: object
+    assumed: int | None
+    warnings: dict
+
+
+def replay_part(replay: Replay, data: Dataset) -> tuple[ReplayPart, pl.DataFrame]:
+    """One replay (of a whole data folder, or of one shard of it) as a mergeable part, and the latencies
+    it keeps for the second pass of the exact quantiles."""
+    decisions, coverage = replay.decisions, replay.coverage
+    parts, kept = decision_parts(decisions, summary_scopes(), QUANTILED_SCOPES)
+    return ReplayPart(
+        parts=parts, calls=call_parts(replay.calls), in_window=coverage.requests_in_window,
+        selected=coverage.requests_selected, replayed=coverage.requests_replayed,
+        missing=dict(coverage.missing_by_model), missing_example=coverage.missing_example,
+        fingerprint=_fingerprint_terms(decisions["request_id"]),
+        first=decisions["ts"].min(), last=decisions["ts"].max(), assumed=_assumed(replay, data),
+        warnings=_warning_counts(replay, data)), kept
+
+
+def merge_replay_parts(many: list[ReplayPart]) -> ReplayPart:
+    """The part of the whole from the parts of a split: every figure adds up exactly."""
+    missing: dict[str, int] = {}
+    for part in many:
+        for model, count in part.missing.items():
+            missing[model] = missing.get(model, 0) + count
+    examples = [part.missing_example for part in many if part.missing_example is not None]
+    firsts = [part.first for part in many if part.first is not None]
+    lasts = [part.last for part in many if part.last is not None]
+    assumed = [part.assumed for part in many]
+    return ReplayPart(
+        parts=merge_parts([part.parts for part in many]), calls=merge_call_parts([part.calls for part in many]),
+        in_window=sum(part.in_window for part in many), selected=sum(part.selected for part in many),
+        replayed=sum(part.replayed for part in many), missing=dict(sorted(missing.items())),
+        missing_example=min(examples) if examples else None,
+        fingerprint=(sum(p.fingerprint[0] for p in many), reduce(xor, (p.fingerprint[1] for p in many), 0),
+                     sum(p.fingerprint[2] for p in many) % 2**64),
+        first=min(firsts) if firsts else None, last=max(lasts) if lasts else None,
+        assumed=None if None in assumed else sum(assumed),
+        warnings=merge_warning_counts([part.warnings for part in many]))
 
 
 def build_summary(replay: Replay, data: Dataset, sheet: PriceSheet | None) -> dict:
-    scenario = replay.scenario
+    """The summary of one replay in one piece: summary_from its single part."""
+    part, kept = replay_part(replay, data)
+    return summary_from(replay.scenario, part, fetch_local([kept]), data, sheet)
+
+
+def summary_from(scenario: Scenario, part: ReplayPart, fetch: Fetch, data: Dataset, sheet: PriceSheet | None) -> dict:
+    """The summary of a replay from its (merged) part; `fetch` runs the quantiles' second pass over the
+    parts' kept latencies (simulator.core.partials). `data` is the whole data folder the scenario names."""
     summary = {"scenario": scenario.name, "description": scenario.description}
-    summary |= summarise(replay.decisions, replay.calls, replay.price_sources)
+    latencies = quantiles(part.parts, QUANTILED_SCOPES, LATENCY_QUANTILES, fetch)
+    summary |= summary_metrics(part.parts, part.calls, latencies)
+    price_sources = price_sources_of(part.calls)
     admission = scenario.admission or DEFAULT_ADMISSION
     verdict = verdict_of(summary, scenario.quality_bar, admission)
     grades = grades_read(scenario, data)
-    ts = replay.decisions["ts"]
+    share = part.replayed / part.selected if part.selected else 0.0
     summary |= {
         "quality_bar": scenario.quality_bar.default,
         "quality_bar_stated": scenario.quality_bar_stated,
@@ -159,18 +251,19 @@ def build_summary(replay: Replay, data: Dataset, sheet: PriceSheet | None) -> di
         "bar_failures": shortfalls(verdict),
         "deployable": not grades,
         "grade_columns_read": grades,
-        "assumed_grades_share": assumed_share(replay, data),
-        "requests_fingerprint": requests_fingerprint(replay.decisions["request_id"]),
-        "warnings": _warnings(replay, data),
-        "over_time": over_time(replay.decisions, scenario.quality_bar.default, admission),
+        "assumed_grades_share": None if part.assumed is None else part.assumed / part.replayed,
+        "requests_fingerprint": _fingerprint_text(*part.fingerprint),
+        "warnings": warnings_of(scenario, part.warnings),
+        "over_time": over_time(part.parts.scopes[OVER_TIME_SCOPE]["counts"], (part.last - part.first).total_seconds(),
+                               scenario.quality_bar.default, admission),
         # How the figures were obtained: every request replayed (exact), or only those with their outcomes.
-        "kind": "exact" if replay.coverage.share == 1 else "partial",
+        "kind": "exact" if share == 1 else "partial",
         "coverage": {
-            "requests_in_window": replay.coverage.requests_in_window,
-            "requests_selected": replay.coverage.requests_selected,
-            "requests_replayed": replay.coverage.requests_replayed,
-            "share": replay.coverage.share,
-            "missing_by_model": replay.coverage.missing_by_model,
+            "requests_in_window": part.in_window,
+            "requests_selected": part.selected,
+            "requests_replayed": part.replayed,
+            "share": share,
+            "missing_by_model": part.missing,
         },
         "provenance": {
             "schema_version": SCHEMA_VERSION,
@@ -181,17 +274,25 @@ def build_summary(replay: Replay, data: Dataset, sheet: PriceSheet | None) -> di
             "prices_fingerprint": fingerprint([Path(sheet.source)]) if sheet else None,
             "price_entries": ({model: [str(entry.effective_from) for entry in entries]
                                for model, entries in sheet.models.items()} if sheet else {}),
-            "price_sources": replay.price_sources,
-            "calls_priced_at_recorded_cost": recorded_calls_of(replay.calls, sheet),
-            "requests_without_latency_on_batch": replay.decisions["latency_ms"].null_count(),
+            "price_sources": price_sources,
+            "calls_priced_at_recorded_cost": recorded_calls_of(part.calls, sheet),
+            "requests_without_latency_on_batch": part.replayed - summary_counts(part.parts)["timed"],
             "window": ({"start": str(scenario.window.start), "end": str(scenario.window.end)}
                        if scenario.window else None),
-            "first_request": ts.min().isoformat(),
-            "last_request": ts.max().isoformat(),
+            "first_request": part.first.isoformat(),
+            "last_request": part.last.isoformat(),
             "sample": scenario.sample.model_dump() if scenario.sample else None,
         },
     }
     return summary
+
+
+def recorded_calls_of(calls: pl.DataFrame, sheet: PriceSheet | None) -> dict[str, int]:
+    """Per model the sheet lists, its calls priced at their recorded cost because their usage was missing
+    (`calls`: merged call parts)."""
+    listed = set(sheet.models) if sheet else set()
+    return {row["model"]: row["calls"] for row in calls.iter_rows(named=True)
+            if row["model"] in listed and row["price_source"] == SOURCE_RECORDED}
 
 
 @dataclass(frozen=True)
