@@ -49,17 +49,25 @@ def with_baseline(scenarios: list[Path], baseline: Path | None, tolerance: float
 
 
 def replay_scenarios(paths: list[Path], *, show_progress: bool = True, rule: str | None = None,
-                     confidence: float | None = None):
-    """Replays each scenario file in turn, sharing loaded data and price sheets; returns their outcomes."""
+                     confidence: float | None = None, shards: Path | None = None, runner: str = "local"):
+    """Replays each scenario file in turn, sharing loaded data and price sheets; returns their outcomes.
+    With `shards`, each replays on those shards of its data folder (outcomes without a replay)."""
     from simulator.analyses.estimates import replay_or_estimate
-    from simulator.core.runner import Inputs, load_scenarios
+    from simulator.core.runner import Inputs, Outcome, load_scenarios
 
     scenarios = load_scenarios(paths, rule, confidence)
     inputs = Inputs()
     outcomes = []
     with progress_bar(len(scenarios), show_progress) as (label, advance):
         for scenario in scenarios:
-            outcomes.append(replay_or_estimate(scenario, inputs, lambda stage, name=scenario.name: label(f"{name}: {stage}")))
+            if shards is not None:
+                from simulator.core.sharded import replay_sharded
+
+                label(f"{scenario.name}: {runner} runner")
+                outcomes.append(Outcome(replay=None, summary=replay_sharded(scenario, inputs, shards, runner)))
+            else:
+                outcomes.append(replay_or_estimate(scenario, inputs,
+                                                   lambda stage, name=scenario.name: label(f"{name}: {stage}")))
             advance()
     return outcomes
 
@@ -130,6 +138,10 @@ def replay(
     rule: RuleOption = None,
     confidence: ConfidenceOption = None,
     force: Annotated[bool, FORCE] = False,
+    shards: Annotated[Path | None, typer.Option(help="replay on these shards of each scenario's data folder "
+                                                "(written by 'routesim shard'); the summaries are the same")] = None,
+    runner: Annotated[str, typer.Option(help="with --shards: 'local' (a process per core) or 'ray' (Ray tasks; "
+                                        "RAY_ADDRESS names a cluster)")] = "local",
 ):
     """Replay scenarios and compare them; the recommended policy is marked ★.
 
@@ -140,6 +152,12 @@ def replay(
     from simulator.core.results import save_result
     from simulator.report.build import gates_against, recommend_gated
 
+    if shards is not None and (decisions or save or baseline):
+        raise RoutesimError("a replay on shards keeps no per-request decisions, so --decisions, --save and "
+                            "--baseline cannot be used with it", where="--shards",
+                            fix="leave out --shards to write decisions or results or to gate against a baseline")
+    if shards is None and runner != "local":
+        raise RoutesimError(f"--runner {runner} runs shards", where="--runner", fix="add --shards DIR")
     allow_replacing_folders(force)
     scenarios, baseline_name = with_baseline(scenarios, baseline, tolerance)
     streamed = decisions is not None and str(decisions) == STDOUT
@@ -148,7 +166,8 @@ def replay(
                             fix="write the decisions to a file (--decisions FILE.parquet), or drop --json")
     check_outputs(scenarios, files=[None if streamed else decisions], saved_under=save, rule=rule,
                   confidence=confidence)
-    outcomes = replay_scenarios(scenarios, show_progress=not as_json, rule=rule, confidence=confidence)
+    outcomes = replay_scenarios(scenarios, show_progress=not as_json, rule=rule, confidence=confidence,
+                                shards=shards, runner=runner)
     summaries = [outcome.summary for outcome in outcomes]
     gates = gates_against(baseline_name, outcomes, tolerance) if baseline_name else None
     recommendation = recommend_gated(summaries, gates)

@@ -197,22 +197,48 @@ def _request_source(data: Dataset, columns: list[str]) -> pl.LazyFrame:
 def select_requests(scenario: Scenario, data: Dataset, columns: list[str]) -> tuple[pl.DataFrame, int]:
     """The window's requests (or the scenario's seeded sample of them), numbered by `__rid` in ts order, and
     how many requests the window held before sampling. From a layout they also carry `LAYOUT_ROW`."""
-    traffic = with_utc_ts(_request_source(data, columns))
+    requests = in_window(scenario, _request_source(data, columns)).collect()
+    if not _in_arrival_order(requests):
+        requests = requests.sort("ts", "request_id")
+    window_count = requests.height
+    if scenario.sample and scenario.sample.requests < requests.height:
+        requests = requests[sample_rows(requests["request_id"], scenario.sample.requests, scenario.sample.seed)]
+    if requests.height == 0:
+        raise no_requests(scenario)
+    return requests.with_row_index("__rid"), window_count
+
+
+def in_window(scenario: Scenario, traffic: pl.LazyFrame) -> pl.LazyFrame:
+    """The traffic rows of the scenario's window (all of them without one), `ts` in UTC."""
+    traffic = with_utc_ts(traffic)
     if scenario.window:
         start = pl.lit(scenario.window.start).cast(pl.Datetime("us", "UTC"))
         end = pl.lit(scenario.window.end).cast(pl.Datetime("us", "UTC"))
         traffic = traffic.filter((pl.col("ts") >= start) & (pl.col("ts") < end))
-    requests = traffic.collect()
-    if not _in_arrival_order(requests):
-        requests = requests.sort("ts", "request_id")
-    in_window = requests.height
-    if scenario.sample and scenario.sample.requests < requests.height:
-        requests = requests[sample_rows(requests["request_id"], scenario.sample.requests, scenario.sample.seed)]
-    if requests.height == 0:
-        window = f" between {scenario.window.start} and {scenario.window.end}" if scenario.window else ""
-        raise RoutesimError(f"no requests to replay{window}", where=f"scenario '{scenario.name}', key 'window'",
-                            fix="widen the window or check the data's timestamps")
-    return requests.with_row_index("__rid"), in_window
+    return traffic
+
+
+def no_requests(scenario: Scenario) -> RoutesimError:
+    window = f" between {scenario.window.start} and {scenario.window.end}" if scenario.window else ""
+    return RoutesimError(f"no requests to replay{window}", where=f"scenario '{scenario.name}', key 'window'",
+                         fix="widen the window or check the data's timestamps")
+
+
+def missing_outcomes(scenario: Scenario, by_model: dict[str, int], example: tuple[str, str]) -> RoutesimError:
+    """The error of a replay that needs outcomes the data lacks: requests per model and one example."""
+    counts = ", ".join(f"{model}: {count}" for model, count in by_model.items())
+    return RoutesimError(
+        f"the policy needs outcomes that are missing from the data (requests per model: {counts}; "
+        f"e.g. request {example[0]} has no answer from {example[1]})",
+        where=f"scenario '{scenario.name}', data {scenario.data}",
+        fix="add the missing outcomes, or set 'on_missing: skip' to leave those requests out and report coverage")
+
+
+def all_skipped(scenario: Scenario, by_model: dict[str, int]) -> RoutesimError:
+    counts = ", ".join(f"{model}: {count}" for model, count in by_model.items())
+    return RoutesimError(f"every request was skipped for missing outcomes ({counts}); nothing is left to replay",
+                         where=f"scenario '{scenario.name}', data {scenario.data}",
+                         fix="add the missing outcomes, or change the policy or the window")
 
 
 # A pass of rule evaluation holds at most this many booleans (requests x rules of the pass) at once.
@@ -576,14 +602,20 @@ def _raise_or_drop_missing(run: _Run, decisions: pl.DataFrame,
     by_model = dict(missing.group_by("model").len().sort("model").iter_rows())
     example = missing.select("request_id", "model").sort("request_id", "model").row(0)
     if run.scenario.on_missing == "error" and not part:
-        counts = ", ".join(f"{model}: {count}" for model, count in by_model.items())
-        example = missing.sort("__rid").row(0, named=True)
-        raise RoutesimError(
-            f"the policy needs outcomes that are missing from the data (requests per model: {counts}; "
-            f"e.g. request {example['request_id']} has no answer from {example['model']})",
-            where=f"scenario '{run.scenario.name}', data {run.scenario.data}",
-            fix="add the missing outcomes, or set 'on_missing: skip' to leave those requests out and report coverage")
+        first = missing.sort("__rid").row(0, named=True)
+        raise missing_outcomes(run.scenario, by_model, (first["request_id"], first["model"]))
     return decisions.join(missing.select("__rid"), on="__rid", how="anti"), by_model, example
+
+
+def check_policy(scenario: Scenario, data: Dataset, *, part: bool = False) -> CompiledPolicy:
+    """The scenario's policy compiled against `data`: its models, slices, columns and types checked
+    (RoutesimError otherwise). For a `part` of data (see replay) only the columns and types are checked."""
+    traffic_schema, outcome_schema = data.traffic.collect_schema(), data.outcomes.collect_schema()
+    models = sorted({model for model, _ in data.layout.slots}) if data.layout else data_values(data.outcomes, "model")
+    if part:
+        models = sorted(set(models) | set(_model_keys(scenario.policy)))
+    return compile_policy(scenario, traffic_schema, outcome_schema, models,
+                          None if part else data_values(data.traffic, "slice"))
 
 
 def replay(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
@@ -597,17 +629,13 @@ def replay(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
     progress = progress or (lambda _: None)
     traffic_schema, outcome_schema = data.traffic.collect_schema(), data.outcomes.collect_schema()
     traffic_columns, outcome_columns = traffic_schema.names(), outcome_schema.names()
-    models = sorted({model for model, _ in data.layout.slots}) if data.layout else data_values(data.outcomes, "model")
-    if part:
-        models = sorted(set(models) | set(_model_keys(scenario.policy)))
-    policy = compile_policy(scenario, traffic_schema, outcome_schema, models,
-                            None if part else data_values(data.traffic, "slice"))
+    policy = check_policy(scenario, data, part=part)
 
     progress("selecting requests")
     rule_columns = sorted(set().union(*(rule.columns for rule in policy.rules)))
     answer_traffic_columns = [c for c in policy.answer_columns if c in traffic_columns and c not in outcome_columns]
     request_columns = list(dict.fromkeys(["request_id", "ts", "slice", *rule_columns, *answer_traffic_columns]))
-    selected, in_window = select_requests(scenario, data, request_columns)
+    selected, window_count = select_requests(scenario, data, request_columns)
     requests = assign_plans(selected, policy.rules)
 
     progress("loading outcomes")
@@ -623,10 +651,7 @@ def replay(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
     progress("summarising")
     finals, missing_by_model, missing_example = _raise_or_drop_missing(run, finals, part)
     if finals.is_empty() and not part:
-        counts = ", ".join(f"{model}: {count}" for model, count in missing_by_model.items())
-        raise RoutesimError(f"every request was skipped for missing outcomes ({counts}); nothing is left to replay",
-                            where=f"scenario '{scenario.name}', data {scenario.data}",
-                            fix="add the missing outcomes, or change the policy or the window")
+        raise all_skipped(scenario, missing_by_model)
 
     plan_labels = [label for label, _ in policy.plans]
     plan_lengths = [len(steps) for _, steps in policy.plans]
@@ -656,7 +681,7 @@ def replay(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
     calls = (calls.sort("rid", "seq", "kind").with_columns(usd(pl.col("cost_nano_usd")).alias("cost_usd"))
              .select(CALL_COLUMNS))
     price_sources = price_sources_of(calls)
-    coverage = Coverage(requests_in_window=in_window, requests_selected=requests.height,
+    coverage = Coverage(requests_in_window=window_count, requests_selected=requests.height,
                         requests_replayed=decisions.height, missing_by_model=missing_by_model,
                         missing_example=missing_example)
     return Replay(scenario=scenario, decisions=decisions, calls=calls, coverage=coverage,

@@ -6,13 +6,13 @@ replay split into any number of shards or chunks gives the same bytes as the who
 - counts and money are integers (Int64 sums of exact nano-dollars), merged by adding;
 - a mean of floats (`mean_score`) is the correctly rounded quotient of an exact sum: each float is split
   into an integer mantissa and a power of two, mantissas are added as integers per exponent, and the
-  merged sum is one exact rational number (`exact_sum`), so the order of addition cannot matter;
-- a quantile is exact, found in two passes (Greenwald and Khanna's idea of ranks over mergeable summaries,
-  made exact by a second look): pass 1 merges per-part histograms of latencies, bucketed by the top bits of
-  their IEEE 754 representation (monotone for non-negative floats), and finds the bucket holding each
+  merged sum is one exact rational number (`exact_sums`), so the order of addition cannot matter;
+- a quantile is exact, found in two passes: pass 1 merges per-part histograms of latencies, bucketed by the top bits
+  of their IEEE 754 representation (monotone for non-negative floats), and finds the bucket holding each
   wanted order statistic; pass 2 gathers only those buckets' values from the parts kept per-request
   latencies (`values_in`) and selects the order statistics exactly. The value is then interpolated as
-  polars' and numpy's linear quantile does: h = q (n - 1), v = x[floor h] + (x[floor h + 1] - x[floor h]) (h - floor h).
+  polars' and numpy's linear quantile does (Hyndman and Fan's type 7): h = q (n - 1),
+  v = x[floor h] + (x[floor h + 1] - x[floor h]) (h - floor h).
 
 A `Parts` maps a scope name to three small frames keyed by `key` (the scope's group: a slice, a day, a
 model, or "" for the whole replay): `counts` (one Int64 column per counter), `scores` (exact score sums

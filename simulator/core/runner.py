@@ -16,7 +16,7 @@ from simulator.core.verdict import resolve_admission
 
 @dataclass(frozen=True)
 class Outcome:
-    replay: Replay
+    replay: Replay | None  # None for a replay on shards, which keeps no per-request decisions
     summary: dict
 
 

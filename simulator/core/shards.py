@@ -2,7 +2,8 @@
 
 `write_shards(DATA, N, OUT)` writes `OUT/shard=K/traffic.parquet` and `OUT/shard=K/outcomes.parquet` for
 K = 0 .. N-1: the requests whose hashed `request_id` falls in shard K, with every outcome of those
-requests, so each shard validates and replays alone and a request's calls never span two shards.
+requests, so each shard validates and replays alone and a request's calls never span two shards (a `columns.json`
+of serving-time signals is copied into every shard).
 `OUT/shards.json` records the shard count, the source's fingerprint, the requests per shard and the hash
 (polars' `hash` with a fixed seed, so the assignment is fixed for a given polars version).
 """
@@ -10,11 +11,12 @@ requests, so each shard validates and replays alone and a request's calls never 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import polars as pl
 
-from simulator.core.contract import OUTCOMES_FILE, TRAFFIC_FILE, load_data
+from simulator.core.contract import OUTCOMES_FILE, SIGNALS_FILE, TRAFFIC_FILE, load_data
 from simulator.core.errors import RoutesimError
 from simulator.core.outputs import MARKER, atomic_folder
 
@@ -53,5 +55,29 @@ def write_shards(folder: Path, shards: int, out: Path, *, force: bool = False) -
             part.mkdir()
             data.traffic.filter(shard_of(shards) == shard).sink_parquet(part / TRAFFIC_FILE)
             data.outcomes.filter(shard_of(shards) == shard).sink_parquet(part / OUTCOMES_FILE)
+            if (Path(folder) / SIGNALS_FILE).is_file():  # the serving-time declarations hold for every shard
+                shutil.copyfile(Path(folder) / SIGNALS_FILE, part / SIGNALS_FILE)
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return manifest
+
+
+def shard_folders(folder: Path) -> list[Path]:
+    """The shard folders of a folder `routesim shard` wrote, in shard order (RoutesimError otherwise)."""
+    manifest = read_manifest(folder)
+    folders = [Path(folder) / f"shard={shard}" for shard in range(manifest["shards"])]
+    absent = [str(path) for path in folders if not path.is_dir()]
+    if absent:
+        raise RoutesimError(f"the shards' folder {folder} lacks {absent[0]}", where=str(folder),
+                            fix="write the shards again with 'routesim shard DATA --shards N -o DIR'")
+    return folders
+
+
+def read_manifest(folder: Path) -> dict:
+    path = Path(folder) / MANIFEST
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        int(manifest["shards"]), str(manifest["source_fingerprint"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise RoutesimError(f"{folder} holds no shards written by 'routesim shard' ({type(error).__name__}: {error})",
+                            where=str(path), fix="write them with 'routesim shard DATA --shards N -o DIR'") from None
     return manifest

@@ -1,0 +1,109 @@
+"""Replays on shards: 1 shard, 16 shards in local processes and 16 shards as Ray tasks give the bytes of
+the replay of the whole folder (simulator.core.sharded, simulator.core.partials)."""
+
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from simulator.core.outputs import json_output
+from simulator.core.partials import exact_mean, exact_sums, fetch_local, merge_parts, parts_of, quantiles
+from simulator.core.runner import Inputs, load_scenarios, run_scenario
+from simulator.core.sharded import replay_sharded
+from simulator.core.shards import write_shards
+from simulator.datasets.generate import write_week
+
+ROOT = Path(__file__).resolve().parent.parent
+# Ray's own warnings (deprecations inside Ray, its start-up notes) are not routesim's to fix.
+RAY_WARNINGS = pytest.mark.filterwarnings(r"ignore:::ray(\.|$)")
+
+
+@pytest.fixture(scope="module")
+def sharded(tmp_path_factory):
+    """A generated 3,000-request world, the stacked scenario on it, and the world as 1 and as 16 shards."""
+    base = tmp_path_factory.mktemp("sharded")
+    write_week(base / "week", 3_000, days=3, seed=5)
+    text = (ROOT / "scenarios" / "stacked.yaml").read_text()
+    lines = [f"data: {base / 'week'}" if line.startswith("data:") else
+             f"prices: {ROOT / 'data' / 'prices' / 'support.yaml'}" if line.startswith("prices:") else line
+             for line in text.splitlines()]
+    scenario = base / "stacked.yaml"
+    scenario.write_text("\n".join(lines) + "\n")
+    for count in (1, 16):
+        write_shards(base / "week", count, base / f"shards-{count}")
+    return base, scenario
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    ray = pytest.importorskip("ray", reason="the test extra installs ray")
+    os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def test_replay_cli_gives_the_same_json_whole_on_one_shard_and_on_sixteen_local_shards(sharded, cli):
+    base, scenario = sharded
+    whole = cli("replay", scenario, "--json")
+    assert whole.code == 0, whole.err
+    for shards in ("shards-1", "shards-16"):
+        split = cli("replay", scenario, "--json", "--shards", base / shards, "--runner", "local")
+        assert split.code == 0, split.err
+        assert split.out == whole.out, shards
+
+
+@RAY_WARNINGS
+def test_sixteen_ray_shards_give_the_bytes_of_the_whole_for_the_stacked_scenario(sharded, ray_session):
+    base, scenario_path = sharded
+    [scenario] = load_scenarios([scenario_path])
+    inputs = Inputs()
+    whole = json_output(run_scenario(scenario, inputs).summary)
+    assert json_output(replay_sharded(scenario, inputs, base / "shards-16", "ray")) == whole
+
+
+def test_shards_of_other_data_and_options_without_shards_are_refused(sharded, cli, tmp_path):
+    base, scenario = sharded
+    write_week(tmp_path / "other", 200, days=1, seed=6)
+    write_shards(tmp_path / "other", 2, tmp_path / "other-shards")
+    stale = cli("replay", scenario, "--shards", tmp_path / "other-shards")
+    assert stale.code == 2 and "were not written from the data folder" in stale.err
+    assert cli("replay", scenario, "--runner", "ray").code == 2
+    keeps = cli("replay", scenario, "--shards", base / "shards-16", "--decisions", tmp_path / "d.parquet")
+    assert keeps.code == 2 and "--decisions" in keeps.err and not (tmp_path / "d.parquet").exists()
+
+
+def _parts(frame: pl.DataFrame):
+    scopes = {"all": pl.lit("")}
+    return parts_of(frame, scopes, ("all",)), frame.select(pl.lit("").alias("all"), "latency_ms")
+
+
+def _decisions(latency: np.ndarray, score: np.ndarray) -> pl.DataFrame:
+    n = len(latency)
+    return pl.DataFrame({"cost_nano_usd": np.arange(n, dtype=np.int64), "passed": np.ones(n, bool),
+                         "score": score, "multi_step": np.zeros(n, bool), "escalated": np.zeros(n, bool),
+                         "retry_attempts": np.zeros(n, np.int32), "retry_exhausted": np.zeros(n, bool),
+                         "latency_ms": latency})
+
+
+@pytest.mark.parametrize("splits", [1, 2, 7])
+def test_merged_parts_give_polars_quantiles_and_the_exact_mean_for_any_split(splits):
+    rng = np.random.default_rng(splits)
+    # ties, a spread over many powers of two, and values sharing a histogram bucket
+    latency = np.concatenate([rng.lognormal(7, 2, 900), np.full(60, 1234.5), 1000 + rng.random(40) * 1e-9])
+    score = rng.random(1000) ** 3
+    frame = _decisions(latency, score)
+    pieces = [_parts(piece) for piece in np.array_split(np.arange(1000), splits) for piece in [frame[piece]]]
+    merged = merge_parts([part for part, _ in pieces])
+    found = quantiles(merged, ("all",), (0.5, 0.95, 0.99), fetch_local([kept for _, kept in pieces]))["all"][""]
+    for q, value in found.items():
+        assert value == pl.Series(latency).quantile(q, interpolation="linear")
+    total = exact_sums(merged.scopes["all"]["scores"])[""]
+    assert total == sum(Fraction(value) for value in score)
+    assert exact_mean(total, 1000) == float(sum(Fraction(value) for value in score) / 1000)
+    assert merged.scopes["all"]["counts"]["cost_nano"].item() == sum(range(1000))
