@@ -14,7 +14,7 @@ import pytest
 from simulator.core.outputs import json_output
 from simulator.core.partials import exact_mean, exact_sums, fetch_local, merge_parts, parts_of, quantiles
 from simulator.core.runner import Inputs, load_scenarios, run_scenario
-from simulator.core.sharded import replay_sharded
+from simulator.core.sharded import replay_chunked, replay_sharded
 from simulator.core.shards import write_shards
 from simulator.datasets.generate import write_week
 
@@ -107,3 +107,13 @@ def test_merged_parts_give_polars_quantiles_and_the_exact_mean_for_any_split(spl
     assert total == sum(Fraction(value) for value in score)
     assert exact_mean(total, 1000) == float(sum(Fraction(value) for value in score) / 1000)
     assert merged.scopes["all"]["counts"]["cost_nano"].item() == sum(range(1000))
+
+
+@pytest.mark.parametrize("workers", [2, 8])
+def test_a_replay_in_chunks_gives_the_bytes_of_the_whole_at_two_and_eight_workers(sharded, workers):
+    _, scenario_path = sharded
+    [scenario] = load_scenarios([scenario_path])
+    inputs = Inputs()
+    whole = json_output(run_scenario(scenario, inputs).summary)
+    assert replay_chunked(scenario, inputs, 1, min_chunk=1) is None  # one worker replays in one piece
+    assert json_output(replay_chunked(scenario, inputs, workers, min_chunk=1)) == whole

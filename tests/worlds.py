@@ -85,7 +85,7 @@ def replay_frames(folder: Path, scenario: Scenario, traffic: pl.DataFrame, outco
     """
     dataset = load_data(write_frames(folder, traffic, outcomes))
     result = replay(scenario, dataset, sheet)
-    return result, summarise(result.decisions, result.calls, result.price_sources)
+    return result, summarise(result.decisions, result.calls)
 
 
 def scenario_of(policy: dict, *, data: Path | str = "unused", **settings) -> Scenario:

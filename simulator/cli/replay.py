@@ -49,9 +49,11 @@ def with_baseline(scenarios: list[Path], baseline: Path | None, tolerance: float
 
 
 def replay_scenarios(paths: list[Path], *, show_progress: bool = True, rule: str | None = None,
-                     confidence: float | None = None, shards: Path | None = None, runner: str = "local"):
+                     confidence: float | None = None, shards: Path | None = None, runner: str = "local",
+                     workers: int = 1):
     """Replays each scenario file in turn, sharing loaded data and price sheets; returns their outcomes.
-    With `shards`, each replays on those shards of its data folder (outcomes without a replay)."""
+    With `shards`, each replays on those shards of its data folder; with `workers` above 1, in chunks of
+    its requests, one process per worker, when the data is large enough (outcomes without a replay)."""
     from simulator.analyses.estimates import replay_or_estimate
     from simulator.core.runner import Inputs, Outcome, load_scenarios
 
@@ -65,11 +67,25 @@ def replay_scenarios(paths: list[Path], *, show_progress: bool = True, rule: str
 
                 label(f"{scenario.name}: {runner} runner")
                 outcomes.append(Outcome(replay=None, summary=replay_sharded(scenario, inputs, shards, runner)))
+            elif workers > 1 and (summary := _chunked(scenario, inputs, workers, label)) is not None:
+                outcomes.append(Outcome(replay=None, summary=summary))
             else:
                 outcomes.append(replay_or_estimate(scenario, inputs,
                                                    lambda stage, name=scenario.name: label(f"{name}: {stage}")))
             advance()
     return outcomes
+
+
+def _chunked(scenario, inputs, workers: int, label):
+    """The summary of a replay in chunks, or None when it runs in one piece (a shadow-sampled log is
+    estimated from its drawn requests instead: simulator.analyses.estimates.replay_or_estimate)."""
+    from simulator.analyses.estimates import has_shadow_sample
+    from simulator.core.sharded import replay_chunked
+
+    if has_shadow_sample(inputs.data(scenario.data)):
+        return None
+    label(f"{scenario.name}: {workers} workers")
+    return replay_chunked(scenario, inputs, workers)
 
 
 def check_outputs(scenario_paths: list[Path], *, files=(), folders=(), saved_under: Path | None = None,
@@ -142,6 +158,8 @@ def replay(
                                                 "(written by 'routesim shard'); the summaries are the same")] = None,
     runner: Annotated[str, typer.Option(help="with --shards: 'local' (a process per core) or 'ray' (Ray tasks; "
                                         "RAY_ADDRESS names a cluster)")] = "local",
+    workers: Annotated[int | None, typer.Option(min=1, help="processes replaying chunks of a large data folder "
+                                                "(default: one per core); the figures are the same")] = None,
 ):
     """Replay scenarios and compare them; the recommended policy is marked ★.
 
@@ -166,8 +184,13 @@ def replay(
                             fix="write the decisions to a file (--decisions FILE.parquet), or drop --json")
     check_outputs(scenarios, files=[None if streamed else decisions], saved_under=save, rule=rule,
                   confidence=confidence)
+    import os
+
+    # Decisions and calls tables are built only when they are written: otherwise large data replays in
+    # chunks, one process per worker, into mergeable parts.
+    chunk_workers = 1 if decisions or save or baseline else (workers or os.cpu_count() or 1)
     outcomes = replay_scenarios(scenarios, show_progress=not as_json, rule=rule, confidence=confidence,
-                                shards=shards, runner=runner)
+                                shards=shards, runner=runner, workers=chunk_workers)
     summaries = [outcome.summary for outcome in outcomes]
     gates = gates_against(baseline_name, outcomes, tolerance) if baseline_name else None
     recommendation = recommend_gated(summaries, gates)

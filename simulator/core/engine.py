@@ -184,20 +184,34 @@ def _in_arrival_order(requests: pl.DataFrame) -> bool:
     return bool(ordered.item())
 
 
-def _request_source(data: Dataset, columns: list[str]) -> pl.LazyFrame:
+def _request_source(data: Dataset, columns: list[str], rows: tuple[int, int] | None = None) -> pl.LazyFrame:
     """The traffic to select requests from: the layout's requests with their row id `LAYOUT_ROW` when the
-    data has a layout holding `columns` (it never holds prompt text), else the traffic file itself."""
+    data has a layout holding `columns` (it never holds prompt text), else the traffic file itself; with
+    `rows` (start, end), only its rows start .. end - 1."""
+    source = data.traffic.select(columns)
     if data.layout is not None:
         requests = data.layout.scan_requests()
         if set(columns) <= set(requests.collect_schema().names()):
-            return requests.with_row_index(LAYOUT_ROW).select(*columns, LAYOUT_ROW)
-    return data.traffic.select(columns)
+            source = requests.with_row_index(LAYOUT_ROW).select(*columns, LAYOUT_ROW)
+    return source if rows is None else source.slice(rows[0], rows[1] - rows[0])
 
 
-def select_requests(scenario: Scenario, data: Dataset, columns: list[str]) -> tuple[pl.DataFrame, int]:
+def request_rows(data: Dataset) -> int:
+    """How many requests the data holds: the row numbers `rows` of select_requests and replay run over."""
+    return _request_source(data, ["ts"]).select(pl.len()).collect().item()
+
+
+def count_in_window(scenario: Scenario, data: Dataset, rows: tuple[int, int] | None = None) -> int:
+    """How many of the data's requests (at row numbers `rows`) fall in the scenario's window."""
+    return in_window(scenario, _request_source(data, ["ts"], rows)).select(pl.len()).collect().item()
+
+
+def select_requests(scenario: Scenario, data: Dataset, columns: list[str],
+                    rows: tuple[int, int] | None = None) -> tuple[pl.DataFrame, int]:
     """The window's requests (or the scenario's seeded sample of them), numbered by `__rid` in ts order, and
-    how many requests the window held before sampling. From a layout they also carry `LAYOUT_ROW`."""
-    requests = in_window(scenario, _request_source(data, columns)).collect()
+    how many requests the window held before sampling. From a layout they also carry `LAYOUT_ROW`. With
+    `rows` (start, end), only the data's requests at those row numbers (see request_rows) are considered."""
+    requests = in_window(scenario, _request_source(data, columns, rows)).collect()
     if not _in_arrival_order(requests):
         requests = requests.sort("ts", "request_id")
     window_count = requests.height
@@ -619,13 +633,14 @@ def check_policy(scenario: Scenario, data: Dataset, *, part: bool = False) -> Co
 
 
 def replay(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
-           progress: Progress | None = None, *, part: bool = False) -> Replay:
+           progress: Progress | None = None, *, part: bool = False, rows: tuple[int, int] | None = None) -> Replay:
     """Replays `scenario` on `data`, pricing calls with `sheet` (recorded costs where it has no entry).
 
     With `part`, `data` is one part (a shard) of data the policy was already checked against
     (simulator.core.shards): models and slices the part happens to lack are not errors, requests with
     missing outcomes are left out and counted (the whole decides whether that is an error), and a part
-    whose requests are all left out gives empty decisions."""
+    whose requests are all left out gives empty decisions. `rows` (start, end) replays a chunk of the
+    data: its requests at those row numbers (request_rows), as a part."""
     progress = progress or (lambda _: None)
     traffic_schema, outcome_schema = data.traffic.collect_schema(), data.outcomes.collect_schema()
     traffic_columns, outcome_columns = traffic_schema.names(), outcome_schema.names()
@@ -635,7 +650,7 @@ def replay(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
     rule_columns = sorted(set().union(*(rule.columns for rule in policy.rules)))
     answer_traffic_columns = [c for c in policy.answer_columns if c in traffic_columns and c not in outcome_columns]
     request_columns = list(dict.fromkeys(["request_id", "ts", "slice", *rule_columns, *answer_traffic_columns]))
-    selected, window_count = select_requests(scenario, data, request_columns)
+    selected, window_count = select_requests(scenario, data, request_columns, rows)
     requests = assign_plans(selected, policy.rules)
 
     progress("loading outcomes")

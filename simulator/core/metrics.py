@@ -219,7 +219,7 @@ def summary_metrics(parts: Parts, made: pl.DataFrame, latencies: dict) -> dict:
     return summary
 
 
-def summarise(decisions: pl.DataFrame, calls: pl.DataFrame, price_sources: dict[str, str] | None = None) -> dict:
+def summarise(decisions: pl.DataFrame, calls: pl.DataFrame) -> dict:
     """The flat summary plus `by_slice`, `by_day` and `by_model` of one replay in one piece."""
     scopes = summary_scopes()
     parts, kept = decision_parts(decisions, scopes, QUANTILED_SCOPES)

@@ -1,4 +1,5 @@
-"""Replay of sharded data: each shard replays into a mergeable part, the parts merge into the summary.
+"""Replay of sharded data, or of one data folder in chunks: each shard (or chunk of row numbers)
+replays into a mergeable part, and the parts merge into the summary.
 
 `replay_sharded` checks the scenario against the whole data folder it names (models, slices, columns,
 the shards' source fingerprint), sends one task per shard to a runner, merges the parts
@@ -8,7 +9,7 @@ money and counts are integers, score sums are exact, and latency quantiles are e
 found in two passes (simulator.core.partials).
 
 Runners (`RUNNERS`):
-- `local`: a process pool of one worker per core (spawned processes, as polars is not fork-safe); each
+- `local`: a process pool of at most one worker per core (spawned processes, as polars is not fork-safe); each
   task's kept latencies come back to this process for the quantiles' second pass.
 - `ray`: one Ray task per shard. The kept latencies stay in Ray's object store; the second pass runs as
   Ray tasks on them and only the few values in the wanted buckets come back. An initialised Ray session
@@ -35,6 +36,7 @@ class ShardTask:
     shard: str  # the shard's data folder
     prices: str | None
     cache_dir: str | None  # the layout cache, as the command was given it
+    rows: tuple[int, int] | None = None  # a chunk: the shard's requests at these row numbers
 
 
 @dataclass(frozen=True)
@@ -50,27 +52,26 @@ class ShardFailure:
 def replay_shard(task: ShardTask):
     """Replays one shard into (ReplayPart, kept latencies); (None, None) for a shard with no request in
     the window; (ShardFailure, None) for bad input."""
-    import polars as pl
-
     from simulator.core.contract import load_data
-    from simulator.core.engine import in_window, replay
+    from simulator.core.engine import count_in_window, replay
     from simulator.core.prices import load_prices
     from simulator.core.results import replay_part
 
     try:
         data = load_data(Path(task.shard), Path(task.cache_dir) if task.cache_dir else None)
-        if in_window(task.scenario, data.traffic.select("ts")).select(pl.len()).collect().item() == 0:
+        if count_in_window(task.scenario, data, task.rows) == 0:
             return None, None
         sheet = load_prices(Path(task.prices)) if task.prices else None
-        return replay_part(replay(task.scenario, data, sheet, part=True), data)
+        return replay_part(replay(task.scenario, data, sheet, part=True, rows=task.rows), data)
     except RoutesimError as error:
         return ShardFailure(error.what, error.where, error.fix), None
 
 
-def _run_local(tasks: list[ShardTask]):
+def _run_local(tasks: list[ShardTask], workers: int | None = None):
     from simulator.core.partials import fetch_local
 
-    workers = max(1, min(len(tasks), os.cpu_count() or 1))
+    # More processes than cores would only contend: extra tasks wait for a free process.
+    workers = max(1, min(len(tasks), workers or os.cpu_count() or 1, os.cpu_count() or 1))
     if workers == 1:
         results = [replay_shard(task) for task in tasks]
     else:
@@ -104,9 +105,7 @@ def _run_ray(tasks: list[ShardTask]):
 def replay_sharded(scenario, inputs, shards: Path, runner: str = "local") -> dict:
     """The summary of `scenario` replayed on the shards in `shards` of the data folder it names (see the
     module docstring); RoutesimError for bad input, as a replay of the whole folder would raise."""
-    from simulator.core.engine import all_skipped, check_policy, missing_outcomes, no_requests
-    from simulator.core.layout import cache_root
-    from simulator.core.results import merge_replay_parts, summary_from
+    from simulator.core.engine import check_policy
     from simulator.core.shards import read_manifest, shard_folders
 
     if runner not in RUNNERS:
@@ -122,11 +121,23 @@ def replay_sharded(scenario, inputs, shards: Path, runner: str = "local") -> dic
                             where=f"scenario '{scenario.name}', key 'sample'",
                             fix="leave out --shards, or the scenario's sample")
     check_policy(scenario, data)
-    sheet = inputs.prices(scenario.prices)
-    cache = str(cache_root().absolute())
-    tasks = [ShardTask(scenario, str(folder.absolute()), str(Path(scenario.prices).absolute()) if scenario.prices
-                       else None, cache) for folder in shard_folders(shards)]
-    parts, fetch = (_run_ray if runner == "ray" else _run_local)(tasks)
+    tasks = [_task(scenario, folder) for folder in shard_folders(shards)]
+    return _summary(scenario, data, inputs.prices(scenario.prices),
+                    *(_run_ray if runner == "ray" else _run_local)(tasks))
+
+
+def _task(scenario, folder: Path, rows: tuple[int, int] | None = None) -> ShardTask:
+    from simulator.core.layout import cache_root
+
+    prices = str(Path(scenario.prices).absolute()) if scenario.prices else None
+    return ShardTask(scenario, str(Path(folder).absolute()), prices, str(cache_root().absolute()), rows)
+
+
+def _summary(scenario, data, sheet, parts, fetch) -> dict:
+    """The summary from the parts of the shards or chunks, raising what a replay in one piece would."""
+    from simulator.core.engine import all_skipped, missing_outcomes, no_requests
+    from simulator.core.results import merge_replay_parts, summary_from
+
     failures = [part for part in parts if isinstance(part, ShardFailure)]
     if failures:
         raise RoutesimError(failures[0].what, where=failures[0].where, fix=failures[0].fix)
@@ -139,3 +150,27 @@ def replay_sharded(scenario, inputs, shards: Path, runner: str = "local") -> dic
     if merged.replayed == 0:
         raise all_skipped(scenario, merged.missing)
     return summary_from(scenario, merged, fetch, data, sheet)
+
+
+# A chunk smaller than this is not worth a process of its own: starting one costs about a second.
+MIN_CHUNK_REQUESTS = 250_000
+
+
+def replay_chunked(scenario, inputs, workers: int, min_chunk: int = MIN_CHUNK_REQUESTS) -> dict | None:
+    """The summary of `scenario` replayed in chunks of the requests' row numbers (in the layout's (ts,
+    request_id) order), one chunk per worker, at most one process per core, merged exactly as shards are.
+    None when the replay is better run in one piece: one worker, fewer than two chunks of `min_chunk`
+    requests, or a `sample` (drawn over the whole window). No per-request decisions are built."""
+    from simulator.core.engine import check_policy, request_rows
+
+    if workers <= 1 or scenario.sample is not None:
+        return None
+    data = inputs.data(scenario.data)
+    total = request_rows(data)
+    chunks = min(workers, total // max(min_chunk, 1))
+    if chunks < 2:
+        return None
+    check_policy(scenario, data)
+    bounds = [total * index // chunks for index in range(chunks + 1)]
+    tasks = [_task(scenario, scenario.data, (start, end)) for start, end in zip(bounds, bounds[1:])]
+    return _summary(scenario, data, inputs.prices(scenario.prices), *_run_local(tasks, workers))
