@@ -200,7 +200,7 @@ def by_model(answered: list[dict], made: pl.DataFrame, price_sources: dict[str, 
     return rows
 
 
-def price_sources_of(made: pl.DataFrame) -> dict[str, str]:
+def price_sources_of_parts(made: pl.DataFrame) -> dict[str, str]:
     """Model -> the source that priced its calls (`made`: merged call parts)."""
     return price_sources_from(made.select("model", "price_source").iter_rows())
 
@@ -215,7 +215,7 @@ def summary_metrics(parts: Parts, made: pl.DataFrame, latencies: dict) -> dict:
     summary = {key: value for key, value in metric_rows(parts, latencies, "all")[0].items() if key != "key"}
     summary["by_slice"] = [{"slice": row.pop("key"), **row} for row in metric_rows(parts, latencies, "slice")]
     summary["by_day"] = [{DAY: row.pop("key"), **row} for row in metric_rows(parts, latencies, "day")]
-    summary["by_model"] = by_model(metric_rows(parts, latencies, "model"), made, price_sources_of(made))
+    summary["by_model"] = by_model(metric_rows(parts, latencies, "model"), made, price_sources_of_parts(made))
     return summary
 
 

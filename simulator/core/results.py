@@ -30,7 +30,7 @@ from simulator.core.metrics import (
     call_parts,
     decision_parts,
     merge_call_parts,
-    price_sources_of,
+    price_sources_of_parts,
     summary_counts,
     summary_metrics,
     summary_scopes,
@@ -236,7 +236,7 @@ def summary_from(scenario: Scenario, part: ReplayPart, fetch: Fetch, data: Datas
     summary = {"scenario": scenario.name, "description": scenario.description}
     latencies = quantiles(part.parts, QUANTILED_SCOPES, LATENCY_QUANTILES, fetch)
     summary |= summary_metrics(part.parts, part.calls, latencies)
-    price_sources = price_sources_of(part.calls)
+    price_sources = price_sources_of_parts(part.calls)
     admission = scenario.admission or DEFAULT_ADMISSION
     verdict = verdict_of(summary, scenario.quality_bar, admission)
     grades = grades_read(scenario, data)
