@@ -62,8 +62,7 @@ def _global_options(args: list[str]) -> list[str]:
         elif len(args) > 1 and not args[1].startswith("-"):
             value, args = args[1], args[2:]
         else:
-            raise RoutesimError("--cache-dir needs a folder", where="routesim --cache-dir",
-                                fix="write 'routesim --cache-dir DIR COMMAND ...'")
+            value = ""
         if not value:
             raise RoutesimError("--cache-dir needs a folder", where="routesim --cache-dir",
                                 fix="write 'routesim --cache-dir DIR COMMAND ...'")

@@ -27,17 +27,18 @@ import numpy as np
 import pyarrow as pa
 
 FNV_PRIME = np.uint64(0x100000001B3)
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
+# splitmix64's constants (Steele, Lea and Flood 2014); core/resample.py's compiled loops use the same.
+SPLITMIX_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+SPLITMIX_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+SPLITMIX_MIX2 = np.uint64(0x94D049BB133111EB)
 _MASK = (1 << 64) - 1
 
 
 def splitmix64(values: np.ndarray) -> np.ndarray:
     """The splitmix64 finaliser of each uint64 (wrapping arithmetic), as an array."""
-    z = np.asarray(values, dtype=np.uint64) + _GOLDEN
-    z = (z ^ (z >> np.uint64(30))) * _MIX1
-    z = (z ^ (z >> np.uint64(27))) * _MIX2
+    z = np.asarray(values, dtype=np.uint64) + SPLITMIX_GOLDEN
+    z = (z ^ (z >> np.uint64(30))) * SPLITMIX_MIX1
+    z = (z ^ (z >> np.uint64(27))) * SPLITMIX_MIX2
     return z ^ (z >> np.uint64(31))
 
 

@@ -22,7 +22,7 @@ import math
 import numba
 import numpy as np
 
-from simulator.core.draws import key_hashes, splitmix64, stream
+from simulator.core.draws import SPLITMIX_GOLDEN, SPLITMIX_MIX1, SPLITMIX_MIX2, key_hashes, splitmix64, stream
 
 PURPOSE = "bootstrap"
 _BITS = 32
@@ -97,18 +97,15 @@ def weights(keys: np.ndarray, resample: int) -> np.ndarray:
     return poisson_weights(half)
 
 
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
 _LOW = np.uint64(0xFFFFFFFF)
 _S30, _S27, _S31, _S32, _SHIFT = (np.uint64(n) for n in (30, 27, 31, 32, _BUCKET_SHIFT))
 
 
 @numba.njit(inline="always")
 def _mix(z):
-    z = z + _GOLDEN
-    z = (z ^ (z >> _S30)) * _MIX1
-    z = (z ^ (z >> _S27)) * _MIX2
+    z = z + SPLITMIX_GOLDEN
+    z = (z ^ (z >> _S30)) * SPLITMIX_MIX1
+    z = (z ^ (z >> _S27)) * SPLITMIX_MIX2
     return z ^ (z >> _S31)
 
 
