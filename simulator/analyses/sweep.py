@@ -33,6 +33,7 @@ import datetime as dt
 import math
 import re
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 import polars as pl
@@ -41,6 +42,7 @@ from simulator.core.contract import Dataset
 from simulator.core.engine import Replay, replay
 from simulator.core.errors import RoutesimError, did_you_mean
 from simulator.core.metrics import P95, aggregate
+from simulator.core.partials import exact_mean, score_sums
 from simulator.core.prices import NANO_PER_USD, PriceSheet
 from simulator.core.scenario import Scenario
 from simulator.core.stats import wilson_interval
@@ -363,12 +365,30 @@ def _column(frame: pl.DataFrame, name: str, dtype=np.float64) -> np.ndarray:
     return frame[name].fill_null(0).to_numpy().astype(dtype)
 
 
+def _score_totals(frame: pl.DataFrame, switch: np.ndarray, thresholds: int) -> list[Fraction]:
+    """The exact sum of the scores at each threshold j: B's scores of the requests with switch <= j and A's
+    of those with switch > j, summed per switch value as exact rationals (simulator.core.partials), so the
+    total does not depend on the order of the requests (or on how they were split into shards)."""
+    by_side = {}
+    for prefix in ("a_", "b_"):
+        present = frame[f"{prefix}present"].fill_null(False)
+        scores = pl.select(pl.when(present).then(frame[f"{prefix}score"])).to_series()
+        by_side[prefix] = score_sums(switch, scores)
+    above = [Fraction(0)] * (thresholds + 1)  # above[j]: A's scores of the requests with switch > j
+    for j in range(thresholds - 1, -1, -1):
+        above[j] = above[j + 1] + by_side["a_"].get(j + 1, 0)
+    totals, below = [], Fraction(0)
+    for j in range(thresholds):
+        below += by_side["b_"].get(j, 0)
+        totals.append(below + above[j])
+    return totals
+
+
 def curve(data: SweepData, thresholds: np.ndarray, rows: pl.Series | None = None) -> pl.DataFrame:
     """Metrics at every threshold (ascending), over all requests or those where `rows` holds.
 
-    Counts and costs are exact (costs are sums of whole nano-dollars). Score sums add B's totals and
-    cumulative A-minus-B differences, so a mean score may differ from a separate replay's in the last bits
-    (a different summation order).
+    Counts and costs are exact (costs are sums of whole nano-dollars), and so are score sums (exact
+    rationals, `_score_totals`): no figure depends on the order of the requests.
     """
     frame = data.frame if rows is None else data.frame.filter(rows)
     thresholds = np.asarray(thresholds, dtype=np.float64)
@@ -390,7 +410,6 @@ def curve(data: SweepData, thresholds: np.ndarray, rows: pl.Series | None = None
             "retried": (present & _column(frame, f"{prefix}retried", bool)).astype(np.int64),
             "strong": (present & _column(frame, f"{prefix}strong", bool)).astype(np.int64),
             "scored": (present & score.is_not_null().to_numpy()).astype(np.int64),
-            "score": np.where(present & score.is_not_null().to_numpy(), score.fill_null(0).to_numpy(), 0.0),
         }
 
     a, b = side("a_"), side("b_")
@@ -402,8 +421,10 @@ def curve(data: SweepData, thresholds: np.ndarray, rows: pl.Series | None = None
     gate_accepted = np.concatenate([[0], np.cumsum(a["requests"][switchable][order])])[accepted]
 
     a_present, b_present = a["requests"].astype(bool), b["requests"].astype(bool)
+    # A request takes A's outcome at the thresholds j < switch, B's from switch on.
     switch = np.zeros(frame.height, np.int64)
     switch[switchable] = np.searchsorted(thresholds, value, side="right")
+    score_totals = _score_totals(frame, switch, thresholds.size)
     latency_a, latency_b = (frame[name].cast(pl.Float64).fill_null(np.nan).to_numpy()
                             for name in ("a_latency_ms", "b_latency_ms"))
     # A request answered on batch has no latency (null): latency figures leave it out, as the replay's do.
@@ -436,7 +457,7 @@ def curve(data: SweepData, thresholds: np.ndarray, rows: pl.Series | None = None
         "cost_per_request_usd": ratio(total_cost_usd, requests),
         "passed": totals["passed"],
         "pass_rate": ratio(totals["passed"], requests),
-        "mean_score": ratio(totals["score"], totals["scored"]),
+        "mean_score": [exact_mean(total, int(count)) for total, count in zip(score_totals, totals["scored"])],
         "escalated": totals["escalated"],
         "multi_step": totals["multi_step"],
         "escalation_rate": ratio(totals["escalated"], totals["multi_step"]),

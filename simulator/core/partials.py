@@ -122,6 +122,13 @@ def exact_sums(scores: pl.DataFrame) -> dict:
     return {key: Fraction(total, 1 << SCALE) for key, total in sums.items()}
 
 
+def score_sums(keys: np.ndarray, scores: pl.Series) -> dict:
+    """Per key, the exact sum of the scores given with it (null: no score), as a Fraction."""
+    frame = pl.DataFrame({"key": keys, "score": scores.cast(pl.Float64)})
+    terms = _score_terms(frame).group_by("key", "exp").agg(pl.col("hi").sum(), pl.col("lo").sum())
+    return exact_sums(terms)
+
+
 def exact_mean(total: Fraction, count: int) -> float | None:
     """The correctly rounded mean of `count` values summing exactly to `total` (None for no values)."""
     return float(total / count) if count else None

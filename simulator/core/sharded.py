@@ -80,16 +80,23 @@ def _run_local(tasks: list[ShardTask], workers: int | None = None):
     return [part for part, _ in results], fetch_local([kept for _, kept in results if kept is not None])
 
 
-def _run_ray(tasks: list[ShardTask]):
+def _ray():
+    """The ray module, with a session: the one already initialised, else ray.init() (which connects to the
+    cluster at RAY_ADDRESS, or starts a local instance)."""
     try:
         import ray
     except ImportError:
         raise RoutesimError("--runner ray needs Ray, which is not installed", where="--runner",
                             fix="pip install 'routesim[ray]', or use --runner local") from None
+    if not ray.is_initialized():
+        ray.init()
+    return ray
+
+
+def _run_ray(tasks: list[ShardTask]):
     from simulator.core.partials import values_in
 
-    if not ray.is_initialized():
-        ray.init()  # RAY_ADDRESS names a cluster; without it a local instance starts
+    ray = _ray()
     replay_remote = ray.remote(num_returns=2)(replay_shard)
     pairs = [replay_remote.remote(task) for task in tasks]
     parts = ray.get([part for part, _ in pairs])
@@ -102,9 +109,10 @@ def _run_ray(tasks: list[ShardTask]):
     return parts, fetch
 
 
-def replay_sharded(scenario, inputs, shards: Path, runner: str = "local") -> dict:
-    """The summary of `scenario` replayed on the shards in `shards` of the data folder it names (see the
-    module docstring); RoutesimError for bad input, as a replay of the whole folder would raise."""
+def shard_tasks(scenario, inputs, shards: Path, runner: str = "local") -> list[ShardTask]:
+    """One task per shard in `shards` for `scenario`, after checking that the shards were written from the
+    data folder it names as it is now, that it has no `sample`, and that its policy fits that whole folder
+    (models, slices, columns); RoutesimError otherwise, as a run on the whole folder would raise."""
     from simulator.core.engine import check_policy
     from simulator.core.shards import read_manifest, shard_folders
 
@@ -121,9 +129,42 @@ def replay_sharded(scenario, inputs, shards: Path, runner: str = "local") -> dic
                             where=f"scenario '{scenario.name}', key 'sample'",
                             fix="leave out --shards, or the scenario's sample")
     check_policy(scenario, data)
-    tasks = [_task(scenario, folder) for folder in shard_folders(shards)]
-    return _summary(scenario, data, inputs.prices(scenario.prices),
+    return [_task(scenario, folder) for folder in shard_folders(shards)]
+
+
+def replay_sharded(scenario, inputs, shards: Path, runner: str = "local") -> dict:
+    """The summary of `scenario` replayed on the shards in `shards` of the data folder it names (see the
+    module docstring); RoutesimError for bad input, as a replay of the whole folder would raise."""
+    tasks = shard_tasks(scenario, inputs, shards, runner)
+    return _summary(scenario, inputs.data(scenario.data), inputs.prices(scenario.prices),
                     *(_run_ray if runner == "ray" else _run_local)(tasks))
+
+
+def _call(function, task):
+    return function(task)
+
+
+def map_tasks(function, tasks: list, runner: str = "local") -> list:
+    """`function(task)` for every task, in task order, on the runner: a local process pool of at most one
+    worker per core, or one Ray task each. `function` must be importable by the workers (a module-level
+    function, or a functools.partial of one); a RoutesimError it raises should come back as a ShardFailure
+    (`raise_failures`)."""
+    if runner == "ray":
+        ray = _ray()
+        remote = ray.remote(_call)
+        return ray.get([remote.remote(function, task) for task in tasks])
+    workers = max(1, min(len(tasks), os.cpu_count() or 1))
+    if workers == 1:
+        return [function(task) for task in tasks]
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(function, tasks))
+
+
+def raise_failures(results: list) -> None:
+    """Raises the first ShardFailure among `results` as the RoutesimError it was."""
+    for result in results:
+        if isinstance(result, ShardFailure):
+            raise RoutesimError(result.what, where=result.where, fix=result.fix)
 
 
 def _task(scenario, folder: Path, rows: tuple[int, int] | None = None) -> ShardTask:
@@ -138,9 +179,7 @@ def _summary(scenario, data, sheet, parts, fetch) -> dict:
     from simulator.core.engine import all_skipped, missing_outcomes, no_requests
     from simulator.core.results import merge_replay_parts, summary_from
 
-    failures = [part for part in parts if isinstance(part, ShardFailure)]
-    if failures:
-        raise RoutesimError(failures[0].what, where=failures[0].where, fix=failures[0].fix)
+    raise_failures(parts)
     parts = [part for part in parts if part is not None]
     if not parts or sum(part.selected for part in parts) == 0:
         raise no_requests(scenario)
