@@ -34,6 +34,13 @@ def sharded(tmp_path_factory):
              for line in text.splitlines()]
     scenario = base / "stacked.yaml"
     scenario.write_text("\n".join(lines) + "\n")
+    # The gate's baseline and the swept cascade, on the same week.
+    for name in ("flagship-everywhere", "cascade"):
+        text = (ROOT / "scenarios" / f"{name}.yaml").read_text()
+        (base / f"{name}.yaml").write_text("\n".join(
+            f"data: {base / 'week'}" if line.startswith("data:") else
+            f"prices: {ROOT / 'data' / 'prices' / 'support.yaml'}" if line.startswith("prices:") else line
+            for line in text.splitlines()) + "\n")
     for count in (1, 16):
         write_shards(base / "week", count, base / f"shards-{count}")
     return base, scenario
@@ -117,3 +124,28 @@ def test_a_replay_in_chunks_gives_the_bytes_of_the_whole_at_two_and_eight_worker
     whole = json_output(run_scenario(scenario, inputs).summary)
     assert replay_chunked(scenario, inputs, 1, min_chunk=1) is None  # one worker replays in one piece
     assert json_output(replay_chunked(scenario, inputs, workers, min_chunk=1)) == whole
+
+
+def _sweep_and_gate(cli, base: Path, *shard_options) -> tuple[str, str]:
+    """The JSON of `routesim sweep` (cascade, 300 thresholds) and `routesim gate` (flagship-everywhere
+    against stacked, 200 resamples), with `shard_options` added to both commands."""
+    sweep = cli("sweep", base / "cascade.yaml", "--points", "300", "--json", *shard_options)
+    assert sweep.code == 0, sweep.err
+    gate = cli("gate", "--baseline", base / "flagship-everywhere.yaml", "--candidate", base / "stacked.yaml",
+               "--resamples", "200", "--json", *shard_options)
+    assert gate.code in (0, 1), gate.err
+    return sweep.out, gate.out
+
+
+def test_sweep_and_gate_give_the_same_json_whole_on_one_shard_and_on_sixteen_local_shards(sharded, cli):
+    base, _ = sharded
+    whole = _sweep_and_gate(cli, base)
+    assert '"points"' in whole[0] and '"overall"' in whole[1]
+    for shards in ("shards-1", "shards-16"):
+        assert _sweep_and_gate(cli, base, "--shards", base / shards, "--runner", "local") == whole, shards
+
+
+@RAY_WARNINGS
+def test_sixteen_ray_shards_give_the_bytes_of_the_whole_for_the_sweep_and_the_gate(sharded, ray_session, cli):
+    base, _ = sharded
+    assert _sweep_and_gate(cli, base, "--shards", base / "shards-16", "--runner", "ray") == _sweep_and_gate(cli, base)

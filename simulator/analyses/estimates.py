@@ -453,9 +453,10 @@ def weigh_gate(result: dict, baseline: Outcome, candidate: Outcome, data: Datase
     return result
 
 
-def gate_scenarios(baseline_path, candidate_path, options: GateOptions) -> dict:
-    """`routesim gate`: `run_gate` on exact replays; on a shadow-sampled served log that neither scenario
-    can replay exactly, the gate of the two design-weighted outcomes (`weigh_gate`)."""
+def gate_scenarios(baseline_path, candidate_path, options: GateOptions, *, shards=None, runner: str = "local") -> dict:
+    """`routesim gate`: `run_gate` on exact replays (on `shards` with `runner` when given); on a
+    shadow-sampled served log that neither scenario can replay exactly, the gate of the two design-weighted
+    outcomes (`weigh_gate`), which runs on the whole data folder only."""
     from pathlib import Path
 
     from simulator.core.runner import load_scenarios
@@ -464,7 +465,10 @@ def gate_scenarios(baseline_path, candidate_path, options: GateOptions) -> dict:
     scenarios = [load_scenario(Path(path)) for path in (baseline_path, candidate_path)]
     inputs = Inputs()
     if not any(has_shadow_sample(inputs.data(scenario.data)) for scenario in scenarios):
-        return run_gate(baseline_path, candidate_path, options)
+        return run_gate(baseline_path, candidate_path, options, shards=shards, runner=runner)
+    if shards is not None:
+        raise RoutesimError("a gate on shadow-sampled data is estimated on the whole data folder, not on shards",
+                            where="--shards", fix="leave out --shards")
     if options.admission == DEFAULT_ADMISSION:  # as run_gate: the scenarios' own admission setting
         scenarios = load_scenarios([Path(baseline_path), Path(candidate_path)])
         options = replace(options, admission=scenarios[0].admission)

@@ -331,8 +331,13 @@ def _same_requests(baseline: Scenario, candidate: Scenario, paths: tuple[Path, P
                                 f"{shown(theirs)}", where=where, fix=fix)
 
 
-def run_gate(baseline_path: Path, candidate_path: Path, options: GateOptions | None = None) -> dict:
-    """Loads and replays both scenarios on the same requests, then returns `gate_result`."""
+def run_gate(baseline_path: Path, candidate_path: Path, options: GateOptions | None = None, *,
+             shards: Path | None = None, runner: str = "local") -> dict:
+    """Loads and replays both scenarios on the same requests, then returns `gate_result`.
+
+    With `shards` (simulator.core.sharded), each scenario replays on those shards of its data folder with
+    `runner`; the shards' decisions, one frame per policy, give the result the whole folder gives, byte for
+    byte: the comparison pairs requests by id and lays them out by slice and key, not by arrival."""
     from simulator.core.contract import fingerprint
     from simulator.core.engine import replay
     from simulator.core.runner import Inputs
@@ -346,11 +351,29 @@ def run_gate(baseline_path: Path, candidate_path: Path, options: GateOptions | N
     inputs = Inputs()
     datasets = [inputs.data(scenario.data) for scenario in scenarios]
     _same_requests(*scenarios, paths, (datasets[0].fingerprint, datasets[1].fingerprint))
+    if shards is None:
+        decisions = [replay(scenario, data, inputs.prices(scenario.prices)).decisions
+                     for scenario, data in zip(scenarios, datasets)]
+    else:
+        decisions = _sharded_decisions(scenarios, inputs, shards, runner)
     sides = []
-    for path, scenario, data in zip(paths, scenarios, datasets):
+    for path, scenario, frame in zip(paths, scenarios, decisions):
         sheet = inputs.prices(scenario.prices)
-        result = replay(scenario, data, sheet)
-        sides.append(GateSide(name=scenario.name, decisions=result.decisions, quality_bar=scenario.quality_bar,
+        sides.append(GateSide(name=scenario.name, decisions=frame, quality_bar=scenario.quality_bar,
                               description=scenario.description, source=str(path),
                               prices_fingerprint=fingerprint([Path(sheet.source)]) if sheet else None))
     return gate_result(*sides, options)
+
+
+def _sharded_decisions(scenarios: list[Scenario], inputs, shards: Path, runner: str) -> list[pl.DataFrame]:
+    """Each scenario's decisions (the columns the gate reads) from its replays on the shards, all of them
+    run by one pool or one Ray session."""
+    from functools import partial
+
+    from simulator.core.sharded import decisions_of_shard, map_tasks, merged_decisions, shard_tasks
+
+    tasks = [shard_tasks(scenario, inputs, shards, runner) for scenario in scenarios]
+    results = map_tasks(partial(decisions_of_shard, columns=(*DECISION_COLUMNS, "session_id")),
+                        [task for each in tasks for task in each], runner)
+    split = len(tasks[0])
+    return [merged_decisions(scenario, part) for scenario, part in zip(scenarios, (results[:split], results[split:]))]

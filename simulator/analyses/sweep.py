@@ -34,6 +34,7 @@ import math
 import re
 from dataclasses import dataclass
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -42,7 +43,7 @@ from simulator.core.contract import Dataset
 from simulator.core.engine import Replay, replay
 from simulator.core.errors import RoutesimError, did_you_mean
 from simulator.core.metrics import P95, aggregate
-from simulator.core.partials import exact_mean, score_sums
+from simulator.core.partials import SCALE, exact_mean, score_sums
 from simulator.core.prices import NANO_PER_USD, PriceSheet
 from simulator.core.scenario import Scenario
 from simulator.core.stats import wilson_interval
@@ -193,8 +194,8 @@ class SweepData:
 
     scenario: Scenario
     gate: Gate
-    accept_all: Replay
-    accept_none: Replay
+    accept_all: Replay | None  # None on shards: no per-request decisions are kept
+    accept_none: Replay | None
     frame: pl.DataFrame
     requests_selected: int
 
@@ -228,12 +229,49 @@ def _step_values(scenario: Scenario, data: Dataset, gate: Gate, request_ids: pl.
     return found.select("rid", "hard_check_ok", pl.col(gate.over).cast(pl.Float64).alias("value"))
 
 
-def prepare(scenario: Scenario, data: Dataset, sheet: PriceSheet | None, gate: Gate) -> SweepData:
-    """Replays A (gate accepts all) and B (gate accepts none) and lines up each request's two outcomes."""
+def prepare(scenario: Scenario, data: Dataset, sheet: PriceSheet | None, gate: Gate, *, part: bool = False) -> SweepData:
+    """Replays A (gate accepts all) and B (gate accepts none) and lines up each request's two outcomes.
+    With `part`, `data` is a shard of the data the gate was resolved on (simulator.core.engine.replay)."""
     skip = {"on_missing": "skip"}
-    accept_all = replay(with_accept(scenario, gate, ACCEPT_ALL).model_copy(update=skip), data, sheet)
-    accept_none = replay(with_accept(scenario, gate, ACCEPT_NONE).model_copy(update=skip), data, sheet)
+    accept_all = replay(with_accept(scenario, gate, ACCEPT_ALL).model_copy(update=skip), data, sheet, part=part)
+    accept_none = replay(with_accept(scenario, gate, ACCEPT_NONE).model_copy(update=skip), data, sheet, part=part)
     return line_up(scenario, data, gate, accept_all, accept_none)
+
+
+def sweep_shard(task, gate: Gate):
+    """One shard's lined-up frame and its selected requests (`SweepData.frame`, `requests_selected`) for
+    simulator.core.sharded.map_tasks; (None, 0) for a shard with no request in the window, (ShardFailure,
+    0) for bad input."""
+    from simulator.core.sharded import ShardFailure, task_inputs
+
+    try:
+        found = task_inputs(task)
+        if found is None:
+            return None, 0
+        prepared = prepare(task.scenario, *found, gate, part=True)
+        return prepared.frame, prepared.requests_selected
+    except RoutesimError as error:
+        return ShardFailure(error.what, error.where, error.fix), 0
+
+
+def prepare_sharded(scenario: Scenario, inputs, gate: Gate, shards: Path, runner: str = "local") -> SweepData:
+    """`prepare` on the shards in `shards` of the scenario's data folder (simulator.core.sharded): each shard
+    replays A and B and lines them up; the frames are stacked. Every figure of the curve is an integer sum,
+    an exact rational sum or an order statistic, none depending on the order of the rows, so the sweep is
+    the whole folder's, byte for byte. No per-request decisions are kept (`accept_all`/`accept_none` None)."""
+    from functools import partial
+
+    from simulator.core.engine import no_requests
+    from simulator.core.sharded import map_tasks, raise_failures, shard_tasks
+
+    results = map_tasks(partial(sweep_shard, gate=gate), shard_tasks(scenario, inputs, shards, runner), runner)
+    raise_failures([frame for frame, _ in results])
+    frames = [frame for frame, _ in results if frame is not None]
+    if not frames:
+        raise no_requests(scenario)
+    return SweepData(scenario=scenario, gate=gate, accept_all=None, accept_none=None,
+                     frame=pl.concat(frames, how="vertical_relaxed"),
+                     requests_selected=sum(selected for _, selected in results))
 
 
 def line_up(scenario: Scenario, data: Dataset, gate: Gate, accept_all: Replay, accept_none: Replay) -> SweepData:
@@ -367,20 +405,21 @@ def _column(frame: pl.DataFrame, name: str, dtype=np.float64) -> np.ndarray:
 
 def _score_totals(frame: pl.DataFrame, switch: np.ndarray, thresholds: int) -> list[Fraction]:
     """The exact sum of the scores at each threshold j: B's scores of the requests with switch <= j and A's
-    of those with switch > j, summed per switch value as exact rationals (simulator.core.partials), so the
-    total does not depend on the order of the requests (or on how they were split into shards)."""
+    of those with switch > j, summed per switch value as exact integers times 2^SCALE
+    (simulator.core.partials), so the total does not depend on the order of the requests (or on how they
+    were split into shards)."""
     by_side = {}
     for prefix in ("a_", "b_"):
         present = frame[f"{prefix}present"].fill_null(False)
         scores = pl.select(pl.when(present).then(frame[f"{prefix}score"])).to_series()
         by_side[prefix] = score_sums(switch, scores)
-    above = [Fraction(0)] * (thresholds + 1)  # above[j]: A's scores of the requests with switch > j
+    above = [0] * (thresholds + 1)  # above[j]: A's scores of the requests with switch > j
     for j in range(thresholds - 1, -1, -1):
         above[j] = above[j + 1] + by_side["a_"].get(j + 1, 0)
-    totals, below = [], Fraction(0)
+    totals, below = [], 0
     for j in range(thresholds):
         below += by_side["b_"].get(j, 0)
-        totals.append(below + above[j])
+        totals.append(Fraction(below + above[j], 1 << SCALE))
     return totals
 
 

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from simulator.cli.shard import RunnerOption, ShardsOption, check_runner
 from simulator.cli.console import GATE_FAILED, console, print_table
 from simulator.core.errors import RoutesimError
 from simulator.core.limits import MAX_RESAMPLES
@@ -86,6 +87,8 @@ def register(app: typer.Typer) -> None:
             help="budget: largest rise in p95 latency, in ms")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
         markdown: Annotated[Path | None, typer.Option(help="write the result as Markdown for a pull request")] = None,
+        shards: ShardsOption = None,
+        runner: RunnerOption = "local",
     ):
         """Compare a candidate policy with the baseline on the same requests; exit 1 when it fails."""
         from rich.markup import escape
@@ -96,10 +99,11 @@ def register(app: typer.Typer) -> None:
         from simulator.core.outputs import json_output, write_text_atomic
         from simulator.report.gate import failure_lines, gate_markdown
 
+        check_runner(shards, runner)
         options = GateOptions(resamples=resamples, seed=seed, confidence=confidence, tolerance=tolerance,
                               slice_tolerances=parse_slice_tolerances(tolerance_slice),
                               max_cost_increase=max_cost_increase, max_p95_increase_ms=max_p95_increase_ms)
-        result = gate_scenarios(baseline, candidate, options)
+        result = gate_scenarios(baseline, candidate, options, shards=shards, runner=runner)
         if markdown:
             write_text_atomic(markdown, gate_markdown(result))
         if as_json:

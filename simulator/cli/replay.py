@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from simulator.cli.shard import RunnerOption, ShardsOption, check_runner
 from simulator.cli.console import BAD_INPUT, console, errors, progress_bar
 from simulator.core.errors import RoutesimError
 from simulator.core.paths import REPORTS, SCENARIOS
@@ -154,10 +155,8 @@ def replay(
     rule: RuleOption = None,
     confidence: ConfidenceOption = None,
     force: Annotated[bool, FORCE] = False,
-    shards: Annotated[Path | None, typer.Option(help="replay on these shards of each scenario's data folder "
-                                                "(written by 'routesim shard'); the summaries are the same")] = None,
-    runner: Annotated[str, typer.Option(help="with --shards: 'local' (a process per core) or 'ray' (Ray tasks; "
-                                        "RAY_ADDRESS names a cluster)")] = "local",
+    shards: ShardsOption = None,
+    runner: RunnerOption = "local",
     workers: Annotated[int | None, typer.Option(min=1, help="processes replaying chunks of a large data folder "
                                                 "(default: one per core); the figures are the same")] = None,
 ):
@@ -174,8 +173,7 @@ def replay(
         raise RoutesimError("a replay on shards keeps no per-request decisions, so --decisions, --save and "
                             "--baseline cannot be used with it", where="--shards",
                             fix="leave out --shards to write decisions or results or to gate against a baseline")
-    if shards is None and runner != "local":
-        raise RoutesimError(f"--runner {runner} runs shards", where="--runner", fix="add --shards DIR")
+    check_runner(shards, runner)
     allow_replacing_folders(force)
     scenarios, baseline_name = with_baseline(scenarios, baseline, tolerance)
     streamed = decisions is not None and str(decisions) == STDOUT

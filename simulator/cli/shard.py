@@ -8,6 +8,18 @@ from typing import Annotated
 import typer
 
 from simulator.cli.console import console
+from simulator.core.errors import RoutesimError
+
+# --shards and --runner of the commands that run on shards (replay, sweep, gate).
+ShardsOption = Annotated[Path | None, typer.Option(help="run on these shards of the scenario's data folder (written "
+                                                   "by 'routesim shard'); the figures are the same")]
+RunnerOption = Annotated[str, typer.Option(help="with --shards: 'local' (a process per core) or 'ray' (Ray tasks; "
+                                           "RAY_ADDRESS names a cluster)")]
+
+
+def check_runner(shards: Path | None, runner: str) -> None:
+    if shards is None and runner != "local":
+        raise RoutesimError(f"--runner {runner} runs shards", where="--runner", fix="add --shards DIR")
 
 
 def register(app: typer.Typer) -> None:

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from simulator.cli.shard import RunnerOption, ShardsOption, check_runner
 from simulator.cli.console import console
 from simulator.core.errors import RoutesimError
 from simulator.core.limits import MAX_SWEEP_POINTS
@@ -48,14 +49,17 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="print every point as JSON")] = False,
         out: Annotated[Path | None, typer.Option("--out", "-o", help="write every point (.csv, .parquet or "
                                                                       ".json)")] = None,
+        shards: ShardsOption = None,
+        runner: RunnerOption = "local",
     ):
         """Sweep a cascade gate's threshold in one pass: cost, pass rate, p95 latency and escalation per threshold."""
         from simulator.analyses.sweep import parse_target
         from simulator.cli.views import run_sweep
 
+        check_runner(shards, runner)
         target = parse_target(target_pass_rate, target_escalation_rate, budget)
         run_sweep(console, scenario, step=step, over=over, plan=plan, points=points, target=target,
-                  fit_until=_date(fit_until, "--fit-until"), as_json=as_json, out=out)
+                  fit_until=_date(fit_until, "--fit-until"), as_json=as_json, out=out, shards=shards, runner=runner)
 
     @app.command()
     def whatif(

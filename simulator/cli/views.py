@@ -362,7 +362,8 @@ def _point_line(point: dict) -> str:
 
 
 def run_sweep(console: Console, scenario_path: Path, *, step: int, over: str | None, plan: str | None, points: int,
-              target: tuple[str, float] | None, fit_until: dt.date | None, as_json: bool, out: Path | None) -> None:
+              target: tuple[str, float] | None, fit_until: dt.date | None, as_json: bool, out: Path | None,
+              shards: Path | None = None, runner: str = "local") -> None:
     scenario = load_scenario(scenario_path)
     inputs = Inputs()
     data, sheet = inputs.data(scenario.data), inputs.prices(scenario.prices)
@@ -370,7 +371,11 @@ def run_sweep(console: Console, scenario_path: Path, *, step: int, over: str | N
     if fit_until is not None and target is None:
         raise RoutesimError("--fit-until needs a calibration target", where="--fit-until",
                             fix="add --target-pass-rate, --target-escalation-rate or --budget")
-    prepared = sweep.prepare(scenario, data, sheet, gate)
+    if fit_until is not None and shards is not None:
+        raise RoutesimError("--fit-until measures the chosen threshold on per-request decisions, which a sweep on "
+                            "shards does not keep", where="--fit-until", fix="leave out --shards")
+    prepared = (sweep.prepare(scenario, data, sheet, gate) if shards is None
+                else sweep.prepare_sharded(scenario, inputs, gate, shards, runner))
     result = sweep.sweep(scenario, data, sheet, gate, points=points, prepared=prepared)
     chosen = sweep.calibrate(result.points, *target, scenario.admission or DEFAULT_ADMISSION) if target else None
     held = (sweep.holdout(scenario, data, sheet, gate, target, fit_until, points=points, prepared=prepared)

@@ -113,20 +113,25 @@ def merge_parts(many: list[Parts]) -> Parts:
     return merged
 
 
-def exact_sums(scores: pl.DataFrame) -> dict:
-    """Per key, the exact sum of its scores as a Fraction (from the merged score terms)."""
+def scaled_sums(scores: pl.DataFrame) -> dict[object, int]:
+    """Per key, the exact sum of its scores times 2^SCALE, an integer (from the merged score terms)."""
     sums: dict = {}
     for key, exp, hi, lo in scores.sort("key", "exp", nulls_last=True).iter_rows():
         term = ((hi << HALF) + lo) << (exp + SCALE)
         sums[key] = sums.get(key, 0) + term
-    return {key: Fraction(total, 1 << SCALE) for key, total in sums.items()}
+    return sums
 
 
-def score_sums(keys: np.ndarray, scores: pl.Series) -> dict:
-    """Per key, the exact sum of the scores given with it (null: no score), as a Fraction."""
+def exact_sums(scores: pl.DataFrame) -> dict:
+    """Per key, the exact sum of its scores as a Fraction (from the merged score terms)."""
+    return {key: Fraction(total, 1 << SCALE) for key, total in scaled_sums(scores).items()}
+
+
+def score_sums(keys: np.ndarray, scores: pl.Series) -> dict[object, int]:
+    """Per key, the exact sum of the scores given with it (null: no score), times 2^SCALE (`scaled_sums`)."""
     frame = pl.DataFrame({"key": keys, "score": scores.cast(pl.Float64)})
     terms = _score_terms(frame).group_by("key", "exp").agg(pl.col("hi").sum(), pl.col("lo").sum())
-    return exact_sums(terms)
+    return scaled_sums(terms)
 
 
 def exact_mean(total: Fraction, count: int) -> float | None:

@@ -49,22 +49,80 @@ class ShardFailure:
     fix: str | None
 
 
+def task_inputs(task: ShardTask):
+    """(the shard's data, its price sheet); None when no request of the shard (at the task's rows) is in the
+    scenario's window."""
+    from simulator.core.contract import load_data
+    from simulator.core.engine import count_in_window
+    from simulator.core.prices import load_prices
+
+    data = load_data(Path(task.shard), Path(task.cache_dir) if task.cache_dir else None)
+    if count_in_window(task.scenario, data, task.rows) == 0:
+        return None
+    return data, load_prices(Path(task.prices)) if task.prices else None
+
+
+def _replay_of(task: ShardTask):
+    """(the shard's replay as a part, its data); (None, None) when no request of the shard is in the window."""
+    from simulator.core.engine import replay
+
+    found = task_inputs(task)
+    if found is None:
+        return None, None
+    data, sheet = found
+    return replay(task.scenario, data, sheet, part=True, rows=task.rows), data
+
+
 def replay_shard(task: ShardTask):
     """Replays one shard into (ReplayPart, kept latencies); (None, None) for a shard with no request in
     the window; (ShardFailure, None) for bad input."""
-    from simulator.core.contract import load_data
-    from simulator.core.engine import count_in_window, replay
-    from simulator.core.prices import load_prices
     from simulator.core.results import replay_part
 
     try:
-        data = load_data(Path(task.shard), Path(task.cache_dir) if task.cache_dir else None)
-        if count_in_window(task.scenario, data, task.rows) == 0:
-            return None, None
-        sheet = load_prices(Path(task.prices)) if task.prices else None
-        return replay_part(replay(task.scenario, data, sheet, part=True, rows=task.rows), data)
+        result, data = _replay_of(task)
+        return (None, None) if result is None else replay_part(result, data)
     except RoutesimError as error:
         return ShardFailure(error.what, error.where, error.fix), None
+
+
+def decisions_of_shard(task: ShardTask, columns: tuple[str, ...]):
+    """(the per-request decisions' `columns` that exist, Coverage) of the shard's replay; (None, None) for a
+    shard with no request in the window; (ShardFailure, None) for bad input."""
+    try:
+        result, _ = _replay_of(task)
+        if result is None:
+            return None, None
+        return result.decisions.select(name for name in columns if name in result.decisions.columns), result.coverage
+    except RoutesimError as error:
+        return ShardFailure(error.what, error.where, error.fix), None
+
+
+def merged_decisions(scenario, results: list):
+    """The decisions of the shards' replays (`decisions_of_shard`) in one frame, raising what a replay of the
+    whole folder would: no requests in the window, missing outcomes under on_missing: error, every request
+    left out."""
+    import polars as pl
+
+    from simulator.core.engine import all_skipped, missing_outcomes, no_requests
+
+    raise_failures([result for result, _ in results])
+    found = [(decisions, coverage) for decisions, coverage in results if decisions is not None]
+    if not found:
+        raise no_requests(scenario)
+    by_model: dict[str, int] = {}
+    examples = []
+    for _, coverage in found:
+        for model, count in coverage.missing_by_model.items():
+            by_model[model] = by_model.get(model, 0) + count
+        if coverage.missing_example is not None:
+            examples.append(tuple(coverage.missing_example))
+    by_model = dict(sorted(by_model.items()))
+    if by_model and scenario.on_missing == "error":
+        raise missing_outcomes(scenario, by_model, min(examples))
+    decisions = pl.concat([decisions for decisions, _ in found], how="vertical_relaxed")
+    if decisions.is_empty():
+        raise all_skipped(scenario, by_model)
+    return decisions
 
 
 def _run_local(tasks: list[ShardTask], workers: int | None = None):
