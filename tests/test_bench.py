@@ -30,3 +30,14 @@ def test_each_run_follows_a_run_of_its_floor_and_medians_are_reported(monkeypatc
     assert (replay.seconds, replay.runs, replay.peak_mb, replay.floor_seconds) == (3.0, 3, 100.0, 2.0)
     assert (process.seconds, process.floor_seconds) == (10.0, 4.0)
     assert floor.seconds == 2.0 and whole_floor.seconds == 4.0
+
+
+def test_ratios_set_the_sweep_and_the_gate_against_one_replay_of_the_same_run():
+    def measured(name, seconds):
+        return bench.Measurement(name, seconds, 100.0, 1.0, 3)
+
+    lines = bench.ratio_lines([measured("replay cascade", 2.0), measured(bench.SWEEP_JOB, 3.0),
+                               measured(bench.REPLAY_PROCESS_JOB, 4.0), measured(bench.GATE_JOB, 50.0)])
+    assert lines == [f"{bench.SWEEP_JOB} / replay cascade: 1.50x (target <= 2x)",
+                     f"{bench.GATE_JOB} / {bench.REPLAY_PROCESS_JOB}: 12.50x (target <= 25x)"]
+    assert bench.ratio_lines([measured("replay cascade", 2.0)]) == []  # above 1M requests there is no gate

@@ -83,6 +83,13 @@ def test_shards_of_other_data_and_options_without_shards_are_refused(sharded, cl
     assert cli("replay", scenario, "--runner", "ray").code == 2
     keeps = cli("replay", scenario, "--shards", base / "shards-16", "--decisions", tmp_path / "d.parquet")
     assert keeps.code == 2 and "--decisions" in keeps.err and not (tmp_path / "d.parquet").exists()
+    assert cli("sweep", base / "cascade.yaml", "--runner", "ray").code == 2
+    held = cli("sweep", base / "cascade.yaml", "--shards", base / "shards-16", "--target-pass-rate", "0.9",
+               "--fit-until", "2026-11-20")
+    assert held.code == 2 and "--fit-until" in held.err
+    stale_gate = cli("gate", "--baseline", base / "flagship-everywhere.yaml", "--candidate", scenario,
+                     "--shards", tmp_path / "other-shards")
+    assert stale_gate.code == 2 and "were not written from the data folder" in stale_gate.err
 
 
 def _parts(frame: pl.DataFrame):

@@ -27,7 +27,7 @@ from simulator.core.paths import CACHE, DATA, SCENARIOS
 if TYPE_CHECKING:
     from rich.table import Table
 
-BENCH_SCENARIOS = ("flagship-everywhere", "stacked")
+BENCH_SCENARIOS = ("flagship-everywhere", "cascade", "stacked")
 SEED = 2026
 BOOTSTRAP_RESAMPLES = 1000
 GATE_REQUESTS = 1_000_000  # the gate, its bootstrap and the report are measured up to this size
@@ -35,6 +35,11 @@ REPORT_SCENARIOS = ("flagship-everywhere", "cascade", "stacked")
 SWEEP_POINTS = 1000
 RUNS = 3
 RULE_COUNTS = (10, 10_000)  # rules per policy compared on the embedded week
+SWEEP_JOB = f"sweep cascade, {SWEEP_POINTS:,} thresholds"
+GATE_JOB = f"whole process: routesim gate, {BOOTSTRAP_RESAMPLES:,} resamples"
+REPLAY_PROCESS_JOB = "whole process: routesim replay stacked"
+# (measurement, the one replay it is set against, the issue's target for the ratio of their medians)
+RATIOS = ((SWEEP_JOB, "replay cascade", 2.0), (GATE_JOB, REPLAY_PROCESS_JOB, 25.0))
 
 FLOOR_SQL = """
 SELECT count(t.request_id), min(t.ts), count(DISTINCT t.slice), sum(t.input_tokens),
@@ -303,11 +308,10 @@ def jobs_for(folder: Path, requests: int) -> list[Job]:
     jobs = [Job("first use: validate + hash + build the layout", _first_use, (here,)),
             Job("load (layout cached)", _load, (here,))]
     jobs += [Job(f"replay {name}", _replay, (here, name)) for name in BENCH_SCENARIOS]
-    jobs += [Job(f"sweep cascade, {SWEEP_POINTS:,} thresholds", _sweep, (here,))]
-    jobs += [Job("whole process: routesim replay stacked", _routesim,
-                 ("replay", str(scenarios / "stacked.yaml")), whole_process=True)]
+    jobs += [Job(SWEEP_JOB, _sweep, (here,))]
+    jobs += [Job(REPLAY_PROCESS_JOB, _routesim, ("replay", str(scenarios / "stacked.yaml")), whole_process=True)]
     if requests <= GATE_REQUESTS:
-        jobs += [Job(f"whole process: routesim gate, {BOOTSTRAP_RESAMPLES:,} resamples", _routesim,
+        jobs += [Job(GATE_JOB, _routesim,
                      ("gate", "--baseline", str(scenarios / "flagship-everywhere.yaml"), "--candidate",
                       str(scenarios / "stacked.yaml"), "--resamples", str(BOOTSTRAP_RESAMPLES)), whole_process=True),
                  Job(f"paired bootstrap alone, {BOOTSTRAP_RESAMPLES:,} resamples", _bootstrap, (requests,))]
@@ -346,11 +350,19 @@ def measure(folder: Path, requests: int, runs: int = RUNS) -> tuple[list[Measure
     return [summary(job, beside[job.name]) for job in jobs], in_process, whole
 
 
+def ratio_lines(measurements: list[Measurement]) -> list[str]:
+    """The ratio of each measurement in RATIOS to the one replay it is set against (medians of the same
+    bench run), beside the issue's target."""
+    by_name = {m.name: m for m in measurements}
+    return [f"{name} / {against}: {by_name[name].seconds / by_name[against].seconds:.2f}x (target <= {target:g}x)"
+            for name, against, target in RATIOS if name in by_name and against in by_name]
+
+
 def _load_average() -> str:
     return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
-def run_bench(requests: int, cache: Path, runs: int = RUNS) -> Table:
+def run_bench(requests: int, cache: Path, runs: int = RUNS) -> tuple[Table, list[str]]:
     import multiprocessing
     import platform
 
@@ -370,7 +382,7 @@ def run_bench(requests: int, cache: Path, runs: int = RUNS) -> Table:
     for m in [floor, whole_floor, *measurements]:
         table.add_row(m.name, f"{m.seconds:.2f}", f"{requests / m.seconds:,.0f}", f"{m.seconds / m.floor_seconds:.2f}",
                       f"{m.peak_mb:,.0f} MB")
-    return table
+    return table, ratio_lines(measurements)
 
 
 STARTUP_RUNS = 7
@@ -454,7 +466,10 @@ def bench(
         return
     print_table(console, rules_table())
     for size in sizes:
-        console.print(run_bench(size, cache, runs))
+        table, ratios = run_bench(size, cache, runs)
+        console.print(table)
+        for line in ratios:
+            console.print(line, highlight=False)
 
 
 def register(app: typer.Typer) -> None:
