@@ -123,26 +123,50 @@ BLOCK = 256  # requests whose weights are drawn together, then summed column by 
 
 
 @numba.njit(parallel=True, cache=True)
-def resampled_sums(keys, segments, integers, floats, streams, base, compare, extra, out_integers, out_floats):
-    """out[b, s, j] = the sum over the requests i of segment s of w(b, i) * column j at i, b < out.shape[0].
+def resampled_sums(keys, segments, flags, flag_at, integers, integer_at, floats, streams, base, compare, extra,
+                   out_integers, out_floats):
+    """Sums over the requests i of each segment s of w(b, i) times each column at i, b < out.shape[0]:
+    out_integers[b, s, flag_at[j]] for flags[j], out_integers[b, s, integer_at[j]] for integers[j] and
+    out_floats[b, s, j] for floats[j].
 
     keys: mixed keys in layout order; segments: start of each segment, then the end (S + 1 entries);
-    integers: (columns, n) int64, summed exactly in int64; floats: (columns, n) float64, summed one request
-    after another in layout order, so their rounding is the same on any machine. Each resample is one
-    thread's."""
+    flags: (columns, n) int32 of 0 or 1, summed in int32 within a block of BLOCK requests (at most
+    BLOCK x 12, the largest weight) and in int64 across blocks, twice the SIMD lanes of int64; integers:
+    (columns, n) int64, summed exactly in int64; floats: (columns, n) float64, summed one request after
+    another in layout order, so their rounding is the same on any machine. Each resample is one thread's.
+    The keys' bits are mixed in one loop and turned into counts in the next, so both vectorise."""
     resamples = out_integers.shape[0]
     for pair in numba.prange((resamples + 1) // 2):
         r = streams[pair]
         both = 2 * pair + 1 < resamples
-        low = np.empty(BLOCK, dtype=np.int64)
-        high = np.empty(BLOCK, dtype=np.int64)
+        bits = np.empty(BLOCK, dtype=np.uint64)
+        low = np.empty(BLOCK, dtype=np.int32)
+        high = np.empty(BLOCK, dtype=np.int32)
         for s in range(segments.size - 1):
             for first in range(segments[s], segments[s + 1], BLOCK):
                 size = min(BLOCK, segments[s + 1] - first)
                 for k in range(size):
-                    bits = _mix(keys[first + k] ^ r)
-                    low[k] = _count(bits & _LOW, base, compare, extra)
-                    high[k] = _count(bits >> _S32, base, compare, extra)
+                    bits[k] = _mix(keys[first + k] ^ r)
+                for k in range(size):
+                    u = bits[k] & _LOW
+                    v = bits[k] >> _S32
+                    low[k] = np.int32(base[u >> _SHIFT]) + (1 if u >= compare[u >> _SHIFT] else 0)
+                    high[k] = np.int32(base[v >> _SHIFT]) + (1 if v >= compare[v >> _SHIFT] else 0)
+                for e in range(extra.size):
+                    threshold = extra[e]
+                    for k in range(size):
+                        low[k] += 1 if (bits[k] & _LOW) >= threshold else 0
+                        high[k] += 1 if (bits[k] >> _S32) >= threshold else 0
+                for j in range(flags.shape[0]):
+                    flag_low = np.int32(0)
+                    flag_high = np.int32(0)
+                    for k in range(size):
+                        flag = flags[j, first + k]
+                        flag_low += low[k] * flag
+                        flag_high += high[k] * flag
+                    out_integers[2 * pair, s, flag_at[j]] += flag_low
+                    if both:
+                        out_integers[2 * pair + 1, s, flag_at[j]] += flag_high
                 for j in range(integers.shape[0]):
                     sum_low = 0
                     sum_high = 0
@@ -150,9 +174,9 @@ def resampled_sums(keys, segments, integers, floats, streams, base, compare, ext
                         value = integers[j, first + k]
                         sum_low += low[k] * value
                         sum_high += high[k] * value
-                    out_integers[2 * pair, s, j] += sum_low
+                    out_integers[2 * pair, s, integer_at[j]] += sum_low
                     if both:
-                        out_integers[2 * pair + 1, s, j] += sum_high
+                        out_integers[2 * pair + 1, s, integer_at[j]] += sum_high
                 for j in range(floats.shape[0]):
                     sum_low = out_floats[2 * pair, s, j]
                     sum_high = out_floats[2 * pair + 1, s, j] if both else 0.0

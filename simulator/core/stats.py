@@ -122,6 +122,7 @@ def _lerp(low: np.ndarray, high: np.ndarray, weight: float | np.ndarray) -> np.n
 
 # Columns of PairedSample.values: what each resample sums per stratum.
 PASSED_B, PASSED_C, COST_B, COST_C, COUNT, TIMED_B, TIMED_C, SQUARE_B, SQUARE_C, CROSS = range(10)
+FLAGS = (PASSED_B, PASSED_C, COUNT, TIMED_B, TIMED_C)  # the columns that are 0 or 1
 
 
 class PairedSample:
@@ -309,11 +310,14 @@ def resampled(sample: PairedSample, resamples: int, seed: int, *, workers: int |
     threads = numba.get_num_threads()
     numba.set_num_threads(max(1, min(workers or threads, numba.config.NUMBA_NUM_THREADS)))
     try:
-        integers = np.ascontiguousarray(sample.values[:, :SQUARE_B].T.astype(np.int64))
+        flag_at, integer_at = np.array(FLAGS), np.array([COST_B, COST_C])
+        flags = np.ascontiguousarray(sample.values[:, flag_at].T.astype(np.int32))
+        integers = np.ascontiguousarray(sample.values[:, integer_at].T.astype(np.int64))
         floats = np.ascontiguousarray(sample.values[:, SQUARE_B:].T)
-        counts = np.zeros((resamples, sample.strata, integers.shape[0]), dtype=np.int64)
+        counts = np.zeros((resamples, sample.strata, SQUARE_B), dtype=np.int64)
         squares = np.zeros((resamples, sample.strata, floats.shape[0]))
-        resample.resampled_sums(keys, sample.segments, integers, floats, streams, *tables, counts, squares)
+        resample.resampled_sums(keys, sample.segments, flags, flag_at, integers, integer_at, floats, streams,
+                                *tables, counts, squares)
         sums = np.concatenate([counts.astype(np.float64), squares], axis=2)  # exact: integers below 2**53
         found = []
         for overall in (False, True):
