@@ -122,7 +122,6 @@ def _lerp(low: np.ndarray, high: np.ndarray, weight: float | np.ndarray) -> np.n
 
 # Columns of PairedSample.values: what each resample sums per stratum.
 PASSED_B, PASSED_C, COST_B, COST_C, COUNT, TIMED_B, TIMED_C, SQUARE_B, SQUARE_C, CROSS = range(10)
-FLAGS = (PASSED_B, PASSED_C, COUNT, TIMED_B, TIMED_C)  # the columns that are 0 or 1
 
 
 class PairedSample:
@@ -310,7 +309,10 @@ def resampled(sample: PairedSample, resamples: int, seed: int, *, workers: int |
     threads = numba.get_num_threads()
     numba.set_num_threads(max(1, min(workers or threads, numba.config.NUMBA_NUM_THREADS)))
     try:
-        flag_at, integer_at = np.array(FLAGS), np.array([COST_B, COST_C])
+        # A policy whose every request has a latency has its timed count equal to the count: not summed again.
+        untimed = [column for column in (TIMED_B, TIMED_C) if not sample.values[:, column].all()]
+        flag_at = np.array([PASSED_B, PASSED_C, COUNT, *untimed])
+        integer_at = np.array([COST_B, COST_C])
         flags = np.ascontiguousarray(sample.values[:, flag_at].T.astype(np.int32))
         integers = np.ascontiguousarray(sample.values[:, integer_at].T.astype(np.int64))
         floats = np.ascontiguousarray(sample.values[:, SQUARE_B:].T)
@@ -318,6 +320,8 @@ def resampled(sample: PairedSample, resamples: int, seed: int, *, workers: int |
         squares = np.zeros((resamples, sample.strata, floats.shape[0]))
         resample.resampled_sums(keys, sample.segments, flags, flag_at, integers, integer_at, floats, streams,
                                 *tables, counts, squares)
+        for column in {TIMED_B, TIMED_C} - set(untimed):
+            counts[:, :, column] = counts[:, :, COUNT]
         sums = np.concatenate([counts.astype(np.float64), squares], axis=2)  # exact: integers below 2**53
         found = []
         for overall in (False, True):
