@@ -1,5 +1,7 @@
 """Replay of sharded data, or of one data folder in chunks: each shard (or chunk of row numbers)
-replays into a mergeable part, and the parts merge into the summary.
+replays into a mergeable part, and the parts merge into the summary. Sweeps and gates on shards
+(simulator.analyses.sweep.prepare_sharded, simulator.analyses.gate.run_gate) run their own per-shard
+function through the same checks (`shard_tasks`) and runners (`map_tasks`).
 
 `replay_sharded` checks the scenario against the whole data folder it names (models, slices, columns,
 the shards' source fingerprint), sends one task per shard to a runner, merges the parts
@@ -128,13 +130,7 @@ def merged_decisions(scenario, results: list):
 def _run_local(tasks: list[ShardTask], workers: int | None = None):
     from simulator.core.partials import fetch_local
 
-    # More processes than cores would only contend: extra tasks wait for a free process.
-    workers = max(1, min(len(tasks), workers or os.cpu_count() or 1, os.cpu_count() or 1))
-    if workers == 1:
-        results = [replay_shard(task) for task in tasks]
-    else:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            results = list(pool.map(replay_shard, tasks))
+    results = map_tasks(replay_shard, tasks, "local", workers)
     return [part for part, _ in results], fetch_local([kept for _, kept in results if kept is not None])
 
 
@@ -202,16 +198,17 @@ def _call(function, task):
     return function(task)
 
 
-def map_tasks(function, tasks: list, runner: str = "local") -> list:
-    """`function(task)` for every task, in task order, on the runner: a local process pool of at most one
-    worker per core, or one Ray task each. `function` must be importable by the workers (a module-level
-    function, or a functools.partial of one); a RoutesimError it raises should come back as a ShardFailure
-    (`raise_failures`)."""
+def map_tasks(function, tasks: list, runner: str = "local", workers: int | None = None) -> list:
+    """`function(task)` for every task, in task order, on the runner: a local process pool of at most
+    `workers` processes and one per core, or one Ray task each. `function` must be importable by the workers
+    (a module-level function, or a functools.partial of one); a RoutesimError it raises should come back as
+    a ShardFailure (`raise_failures`)."""
     if runner == "ray":
         ray = _ray()
         remote = ray.remote(_call)
         return ray.get([remote.remote(function, task) for task in tasks])
-    workers = max(1, min(len(tasks), os.cpu_count() or 1))
+    # More processes than cores would only contend: extra tasks wait for a free process.
+    workers = max(1, min(len(tasks), workers or os.cpu_count() or 1, os.cpu_count() or 1))
     if workers == 1:
         return [function(task) for task in tasks]
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
