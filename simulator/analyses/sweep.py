@@ -423,6 +423,18 @@ def _score_totals(frame: pl.DataFrame, switch: np.ndarray, thresholds: int) -> l
     return totals
 
 
+def _by_value(frame: pl.DataFrame, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(switchable mask, the switchable requests' values, their row numbers by descending value, and per
+    threshold how many of them it accepts: the first accepted[j] of that order). Ties are accepted
+    together, so their order does not matter."""
+    switchable = frame["switchable"].to_numpy()
+    rows = np.flatnonzero(switchable)
+    value = frame["value"].fill_null(np.nan).to_numpy()[rows]
+    descending = np.argsort(-value)
+    accepted = rows.size - np.searchsorted(value[descending[::-1]], thresholds, side="left")
+    return switchable, value, rows[descending], accepted
+
+
 def curve(data: SweepData, thresholds: np.ndarray, rows: pl.Series | None = None) -> pl.DataFrame:
     """Metrics at every threshold (ascending), over all requests or those where `rows` holds.
 
@@ -431,11 +443,7 @@ def curve(data: SweepData, thresholds: np.ndarray, rows: pl.Series | None = None
     """
     frame = data.frame if rows is None else data.frame.filter(rows)
     thresholds = np.asarray(thresholds, dtype=np.float64)
-    switchable = frame["switchable"].to_numpy()
-    value = frame["value"].fill_null(np.nan).to_numpy()[switchable]
-    order = np.argsort(-value)  # ties are accepted together, so their order does not matter
-    # Requests accepted at threshold j: the first accepted[j] of the switchable ones by descending value.
-    accepted = switchable.sum() - np.searchsorted(np.sort(value), thresholds, side="left")
+    switchable, value, order, accepted = _by_value(frame, thresholds)
 
     def side(prefix: str) -> dict[str, np.ndarray]:
         present = _column(frame, f"{prefix}present", bool)
@@ -454,10 +462,10 @@ def curve(data: SweepData, thresholds: np.ndarray, rows: pl.Series | None = None
     a, b = side("a_"), side("b_")
     totals = {}
     for name in a:
-        difference = (a[name] - b[name])[switchable][order]
+        difference = (a[name] - b[name])[order]
         running = np.concatenate([np.zeros(1, difference.dtype), np.cumsum(difference)])
         totals[name] = b[name].sum() + running[accepted]
-    gate_accepted = np.concatenate([[0], np.cumsum(a["requests"][switchable][order])])[accepted]
+    gate_accepted = np.concatenate([[0], np.cumsum(a["requests"][order])])[accepted]
 
     a_present, b_present = a["requests"].astype(bool), b["requests"].astype(bool)
     # A request takes A's outcome at the thresholds j < switch, B's from switch on.
@@ -478,15 +486,15 @@ def curve(data: SweepData, thresholds: np.ndarray, rows: pl.Series | None = None
         return [None if d == 0 else float(t / d) for t, d in zip(top, bottom)]
 
     # A separate replay fails under on_missing=error when any request of the window is missing, whichever
-    # rows this curve covers, so the count is over the whole frame.
-    everyone = data.frame
-    full_switchable = everyone["switchable"].to_numpy()
-    full_value = everyone["value"].fill_null(np.nan).to_numpy()[full_switchable]
-    full_order = np.argsort(-full_value)
-    full_accepted = full_switchable.sum() - np.searchsorted(np.sort(full_value), thresholds, side="left")
-    a_full, b_full = _column(everyone, "a_present", np.int64), _column(everyone, "b_present", np.int64)
-    shift = np.concatenate([[0], np.cumsum((a_full - b_full)[full_switchable][full_order])])
-    missing = data.requests_selected - (b_full.sum() + shift[full_accepted])
+    # rows this curve covers, so the count is over the whole frame (over all rows it is `requests`'s).
+    if rows is None:
+        missing = data.requests_selected - requests
+    else:
+        everyone = data.frame
+        _, _, full_order, full_accepted = _by_value(everyone, thresholds)
+        a_full, b_full = _column(everyone, "a_present", np.int64), _column(everyone, "b_present", np.int64)
+        shift = np.concatenate([[0], np.cumsum((a_full - b_full)[full_order])])
+        missing = data.requests_selected - (b_full.sum() + shift[full_accepted])
     return pl.DataFrame({
         "threshold": thresholds,
         "requests": requests,
