@@ -320,3 +320,13 @@ def test_validate_of_a_shard_root_points_at_its_shards(cli, world, tmp_path):
     assert_bad_input(cli("validate", tmp_path / "sh"), "holds 2 shard(s)",
                      f"fix: validate the shards themselves: routesim validate {tmp_path / 'sh' / 'shard=0'}")
     assert cli("validate", tmp_path / "sh" / "shard=0").code == 0
+
+
+def test_error_type_may_be_absent_but_must_be_known_when_present(cli, world):
+    outcomes = tiny_outcomes().with_columns(
+        pl.when(pl.col("request_id") == "b").then(pl.lit("rate_limit")).otherwise(None).alias("error_type"))
+    world.write_data(tiny_traffic(), outcomes)
+    assert cli("validate", world.data).code == 0
+    world.write_data(tiny_traffic(), outcomes.with_columns(pl.col("error_type").replace("rate_limit", "429")))
+    assert_bad_input(cli("validate", world.data), "unknown error_type", "error_type='429'",
+                     "rate_limit, timeout, context_window, content_filter, other")
