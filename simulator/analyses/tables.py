@@ -252,7 +252,10 @@ def _bar_failures(by_slice: pl.DataFrame, overall: float, bar: QualityBar,
     return [failure["slice"] or "overall" for failure in failures]
 
 
-def _priced_answers(requests: pl.DataFrame, data: Dataset, sheet: PriceSheet | None) -> tuple[pl.DataFrame, dict]:
+def priced_answers(requests: pl.DataFrame, data: Dataset, sheet: PriceSheet | None) -> tuple[pl.DataFrame, dict]:
+    """Every model's first answer (`sample` 0) to each of `requests` (`request_id`, `rid`, `ts`, `slice`), priced
+    at the request's `ts`, with `ok` (passed and hard_check_ok); sorted by `rid`, `model`. Models that cannot be
+    priced are left out and returned with the reason."""
     answers = (data.outcomes.filter(pl.col("sample") == 0)
                .select("request_id", "model", *token_columns(data.outcomes.collect_schema().names()),
                        "latency_ms", "passed", "hard_check_ok", "score", pl.col("cost_usd").alias("recorded_cost_usd"))
@@ -275,7 +278,7 @@ def _priced_answers(requests: pl.DataFrame, data: Dataset, sheet: PriceSheet | N
 def baselines(scenario: Scenario, data: Dataset, sheet: PriceSheet | None) -> dict:
     """Every single-model baseline and the oracle, on the window (or sample) of `scenario`."""
     requests = select_requests(scenario, data, ["request_id", "ts", "slice"])[0].rename({"__rid": "rid"})
-    answers, unpriced = _priced_answers(requests, data, sheet)
+    answers, unpriced = priced_answers(requests, data, sheet)
     bar, admission = scenario.quality_bar, scenario.admission or DEFAULT_ADMISSION
     metrics = [pl.len().alias("requests"), usd(pl.col("cost_nano_usd").sum()).alias("total_cost_usd"),
                pl.col("ok").cast(pl.Float64).mean().alias("pass_rate"), pl.col("score").mean().alias("mean_score")]

@@ -29,6 +29,7 @@ import polars as pl
 
 from simulator.analyses import sweep
 from simulator.analyses import tables as analysis
+from simulator.analyses.calls import model_calls
 from simulator.core.contract import Dataset
 from simulator.core.engine import Replay
 from simulator.core.errors import RoutesimError, did_you_mean
@@ -116,17 +117,13 @@ def reprice(result: Replay, data: Dataset, sheet: PriceSheet | None, change: Pri
     base = load_prices(change.sheet) if change.sheet else sheet
     priced_sheet = scaled_sheet(base, scales)
     calls = result.calls.with_row_index("_order")
-    models = calls.filter(pl.col("kind") != "checker").with_columns(
-        (pl.col("seq").rank("ordinal").over("rid", "model") - 1).cast(pl.Int64).alias("sample"))
     requests = result.decisions.select("rid", "request_id", "ts", "plan")
     if change.at is not None:
         requests = requests.with_columns(pl.lit(dt.datetime.combine(change.at, dt.time(), tzinfo=dt.UTC))
                                          .cast(pl.Datetime("us", "UTC")).alias("ts"))
-    outcomes = data.outcomes.select("request_id", "model", "sample", *token_columns(data.outcomes.collect_schema().names()),
-                                    pl.col("cost_usd").alias("recorded_cost_usd"))
-    tokens = (models.join(requests, on="rid", how="left").with_columns(_call_tiers(result)).lazy()
-              .join(outcomes.with_columns(pl.col("sample").cast(pl.Int64)), on=["request_id", "model", "sample"],
-                    how="left").collect())
+    tokens = model_calls(calls, requests, data, [*token_columns(data.outcomes.collect_schema().names()),
+                                                 pl.col("cost_usd").alias("recorded_cost_usd")]
+                         ).with_columns(_call_tiers(result))
     listed = set(priced_sheet.models) if priced_sheet else set()
     tokens = tokens.with_columns(
         pl.when(pl.col("model").is_in(sorted(listed))).then(pl.col("recorded_cost_usd"))

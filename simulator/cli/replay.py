@@ -54,8 +54,15 @@ def replay_scenarios(paths: list[Path], *, show_progress: bool = True, rule: str
                      workers: int = 1):
     """Replays each scenario file in turn, sharing loaded data and price sheets; returns their outcomes.
     With `shards`, each replays on those shards of its data folder; with `workers` above 1, in chunks of
-    its requests, one process per worker, when the data is large enough (outcomes without a replay)."""
-    from simulator.analyses.estimates import replay_or_estimate
+    its requests, one process per worker, when the data is large enough (outcomes without a replay).
+
+    Each exact summary also carries `capacity` (peak per-minute load per model against the scenario's rate
+    limits) and `controls` (the random control at equal cost and the best fixed split); a design-weighted
+    estimate from a shadow sample does not (both would need the whole window's answers).
+    """
+    from simulator.analyses.capacity import capacity
+    from simulator.analyses.controls import controls
+    from simulator.analyses.estimates import DESIGN_WEIGHTED, replay_or_estimate
     from simulator.core.runner import Inputs, Outcome, load_scenarios
 
     scenarios = load_scenarios(paths, rule, confidence)
@@ -71,8 +78,13 @@ def replay_scenarios(paths: list[Path], *, show_progress: bool = True, rule: str
             elif workers > 1 and (summary := _chunked(scenario, inputs, workers, label)) is not None:
                 outcomes.append(Outcome(replay=None, summary=summary))
             else:
-                outcomes.append(replay_or_estimate(scenario, inputs,
-                                                   lambda stage, name=scenario.name: label(f"{name}: {stage}")))
+                outcome = replay_or_estimate(scenario, inputs,
+                                             lambda stage, name=scenario.name: label(f"{name}: {stage}"))
+                if outcome.summary.get("kind") != DESIGN_WEIGHTED:
+                    data, sheet = inputs.data(scenario.data), inputs.prices(scenario.prices)
+                    outcome.summary["capacity"] = capacity(outcome.replay, data)
+                    outcome.summary["controls"] = controls(outcome.replay, data, sheet)
+                outcomes.append(outcome)
             advance()
     return outcomes
 
@@ -164,7 +176,7 @@ def replay(
 
     With --baseline, each policy's regression-gate verdict against the baseline shows beside its bar verdict,
     and only a policy that passes the gate is recommended."""
-    from simulator.cli.views import gate_entry, print_comparison
+    from simulator.cli.views import capacity_table, controls_table, gate_entry, print_comparison
     from simulator.core.outputs import STDOUT, allow_replacing_folders
     from simulator.core.results import save_result
     from simulator.report.build import gates_against, recommend_gated
@@ -204,9 +216,13 @@ def replay(
                                 | ({"gate": gate_entry(gates, summary["scenario"])} if gates else {})
                                 for summary in summaries]))
     else:
-        # With the decisions on stdout, the table goes to stderr so that the two never mix.
-        print_comparison(errors if streamed else console, summaries, wide=wide, recommendation=recommendation,
-                         gates=gates)
+        # With the decisions on stdout, the tables go to stderr so that the two never mix.
+        shown = errors if streamed else console
+        print_comparison(shown, summaries, wide=wide, recommendation=recommendation, gates=gates)
+        shown.print(controls_table(summaries))
+        loads = capacity_table(summaries)
+        if loads is not None:
+            shown.print(loads)
 
 
 def validate(paths: Annotated[list[Path], typer.Argument(help="data folders, price sheets or scenario files")]):

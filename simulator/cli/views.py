@@ -580,3 +580,51 @@ def run_prices_check(console: Console, data: Path, prices: Path, *, tolerance: f
     if result.calls_without_recorded_cost:
         console.print(f"{count(result.calls_without_recorded_cost)} call(s) without a recorded cost_usd were not "
                       "checked.", highlight=False)
+
+
+# Honest controls and capacity, beside the replay comparison.
+
+def controls_table(summaries: list[dict]) -> Table:
+    """Each policy against its random control at equal cost and its best fixed split (second half)."""
+    table = Table(title="Honest controls", caption=(
+        "random: the cheapest and most expensive single model mixed to the policy's cost per request; fixed split: "
+        "one model per slice fitted on the first half of the window to the policy's pass rate, scored on the "
+        "second half"))
+    for title, justify in (("scenario", "left"), ("Pass", "right"), ("random: pass", "right"),
+                           ("2nd half: pass", "right"), ("$/request", "right"), ("split: pass", "right"),
+                           ("split $/request", "right"), ("beats its controls", "center")):
+        table.add_column(title, justify=justify, no_wrap=True)
+    for summary in summaries:
+        found = summary.get("controls")
+        if found is None:
+            table.add_row(inert(summary["scenario"]), pct(summary["pass_rate"]), *["–"] * 5,
+                          "no single model answered every request")
+            continue
+        split = found["fixed_split"]
+        mine, scored = split["policy"] or {}, split["scored"] or {}
+        verdict = ("– (a single model)" if not found["router"] else
+                   "no: " + ", ".join(name.replace("_", " ") for name in found["no_better_than"])
+                   if found["no_better_than"] else "yes")
+        table.add_row(inert(summary["scenario"]), pct(summary["pass_rate"]), pct(found["random"]["pass_rate"]),
+                      pct(mine.get("pass_rate")), usd(mine.get("cost_per_request_usd")), pct(scored.get("pass_rate")),
+                      usd(scored.get("cost_per_request_usd")), verdict)
+    return table
+
+
+def capacity_table(summaries: list[dict]) -> Table | None:
+    """Peak per-minute load of every model with a rate limit, and the minutes over it; None without limits."""
+    rows = [(summary["scenario"], row) for summary in summaries
+            for row in (summary.get("capacity") or {}).get("models", []) if row["rpm"] or row["tpm"]]
+    if not rows:
+        return None
+    table = Table(title="Capacity: peak load per minute against each model's rate limits")
+    for title, justify in (("scenario", "left"), ("model", "left"), ("peak calls/min", "right"), ("rpm", "right"),
+                           ("peak tokens/min", "right"), ("tpm", "right"), ("minutes over", "right"),
+                           ("first over", "left")):
+        table.add_column(title, justify=justify, no_wrap=True)
+    for scenario, row in rows:
+        first = row["over"][0]["minute"] if row["over"] else "–"
+        table.add_row(inert(scenario), inert(row["model"]), count(row["peak_calls_per_minute"]), count(row["rpm"]),
+                      count(row["peak_tokens_per_minute"]), count(row["tpm"]),
+                      ("[red]" + count(row["minutes_over"]) + "[/red]") if row["minutes_over"] else "0", first)
+    return table

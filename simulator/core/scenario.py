@@ -175,6 +175,19 @@ class RequestSample(Frozen):
     seed: int = Field(default=0, ge=0, lt=2**63, description="a whole number >= 0")
 
 
+class RateLimit(Frozen):
+    """A model's quota: calls (`rpm`) and tokens, input plus output (`tpm`), per minute, as LiteLLM names them."""
+
+    rpm: int | None = Field(default=None, ge=1)
+    tpm: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _some_limit(self):
+        if self.rpm is None and self.tpm is None:
+            raise ValueError("give 'rpm' (calls per minute), 'tpm' (tokens per minute) or both")
+        return self
+
+
 class Scenario(Frozen):
     # The name becomes a folder of saved results, so it may not climb out of it or hide in it.
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=120)
@@ -187,6 +200,7 @@ class Scenario(Frozen):
     on_missing: Literal["error", "skip"] = "error"
     admission: Admission | None = None  # how bars are judged; one per run (simulator.core.verdict)
     policy: Policy
+    capacity: dict[str, RateLimit] = Field(default_factory=dict)
 
     @property
     def quality_bar_stated(self) -> bool:
@@ -204,7 +218,8 @@ class Scenario(Frozen):
         Paths are left out so the same scenario hashes alike in every clone; the data and the price sheet
         are identified by their own content fingerprints.
         """
-        content = self.model_dump_json(exclude={"data", "prices"})
+        # A scenario without rate limits hashes as it did before `capacity` existed.
+        content = self.model_dump_json(exclude={"data", "prices", *(() if self.capacity else ("capacity",))})
         return hashlib.sha256(content.encode()).hexdigest()[:16]
 
 

@@ -1,0 +1,24 @@
+"""The outcome each call of a replay read, for analyses that need more of it than the replay keeps.
+
+The k-th call of a model for one request read that model's outcome with `sample` = k (the engine's rule),
+so a call's tokens and answer are found again by joining (request, model, k) to the outcomes.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from simulator.core.contract import Dataset
+
+
+def model_calls(calls: pl.DataFrame, requests: pl.DataFrame, data: Dataset, columns: list[str | pl.Expr]) -> pl.DataFrame:
+    """Every model call (checker calls left out) with `requests`' columns and the outcome `columns` it read.
+
+    `calls` has the replay's call columns (`rid`, `seq`, `model`, `kind`, ...); `requests` has `rid` and
+    `request_id` (and whatever else should come along, such as `ts`). Adds `sample`; keeps call order.
+    """
+    models = calls.filter(pl.col("kind") != "checker").with_columns(
+        (pl.col("seq").rank("ordinal").over("rid", "model") - 1).cast(pl.Int64).alias("sample"))
+    outcomes = data.outcomes.select("request_id", "model", pl.col("sample").cast(pl.Int64), *columns)
+    return (models.join(requests, on="rid", how="left").lazy()
+            .join(outcomes, on=["request_id", "model", "sample"], how="left", maintain_order="left").collect())
