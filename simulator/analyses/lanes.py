@@ -29,7 +29,6 @@ bar does not hold after it are called out.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +44,7 @@ from simulator.core.engine import compile_policy, data_values, replay, with_utc_
 from simulator.core.errors import RoutesimError, did_you_mean
 from simulator.core.metrics import P95, grouped
 from simulator.core.outputs import write_text_atomic
+from simulator.core.paths import relative
 from simulator.core.predicates import parse_predicate
 from simulator.core.prices import PriceSheet, load_prices, price_calls, token_columns, usd
 from simulator.core.scenario import QualityBar, Scenario, load_scenario
@@ -194,10 +194,6 @@ def _plan(model: str, escalate_to: str | None, accept: str) -> dict:
     if escalate_to is None or escalate_to == model:
         return {"use": model}
     return {"cascade": [{"model": model, "accept": _Predicate(accept)}, {"model": escalate_to}]}
-
-
-def _relative(path: Path, start: Path) -> str:
-    return Path(os.path.relpath(Path(path).resolve(), Path(start).resolve())).as_posix()
 
 
 def _missing_outcomes(data: Dataset, requests: pl.DataFrame, needed: pl.DataFrame) -> int:
@@ -399,9 +395,9 @@ def fit_lanes(data_folder: Path, prices: Path | None, bars: QualityBar, options:
     content["policy"] = _policy(chosen, options.by, default_model, options, escalate_to)
 
     base = Path(emit).parent if emit else Path.cwd()
-    content["data"] = _relative(data.folder, base)
+    content["data"] = relative(data.folder, base)
     if prices:
-        content["prices"] = _relative(Path(prices), base)
+        content["prices"] = relative(Path(prices), base)
     else:
         del content["prices"]
     scenario = _checked_scenario(content, data, prices)

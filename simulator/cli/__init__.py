@@ -8,6 +8,7 @@
 - simulator.cli.evals: lanes, gate
 - simulator.cli.tuning: sweep, whatif, drift, prices import-litellm
 - simulator.cli.served: coverage, estimate (served-only production logs)
+- simulator.cli.gateway: import-config litellm, export litellm
 - simulator.cli.views: the terminal tables they print
 
 A new command is a function in one of these modules (or a new module with its own `register`), listed in
@@ -27,11 +28,11 @@ from typing import Annotated
 
 import typer
 
-from simulator.cli import bench, cache, data, evals, replay, served, shard, tuning
+from simulator.cli import bench, cache, data, evals, gateway, replay, served, shard, tuning
 from simulator.cli.console import BAD_INPUT, INTERNAL_ERROR, errors
 from simulator.core.errors import RoutesimError
 
-COMMAND_GROUPS = (replay, bench, cache, shard, data, evals, tuning, served)
+COMMAND_GROUPS = (replay, bench, cache, shard, data, evals, tuning, served, gateway)
 
 APP_SETTINGS = dict(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                     help="Replay logged LLM traffic under routing policies: rules, cascades and retries.\n\n"
