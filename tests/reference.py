@@ -23,6 +23,10 @@ Semantics (the spec the engine claims to follow):
   nano-dollars: a sheet price is the exact rational cost (prices as written in decimal) rounded half to
   even, a recorded or checker cost is round(cost_usd * 1e9) (Python's round: half to even). Totals are
   integer sums; dollars are nanos / 1e9.
+- Router overhead: before its plan, a request pays the policy's overhead, then the overhead of every rule
+  evaluated for it (the rules before the one that matched, and that one): each a fixed cost (and latency),
+  plus, for a classifier, the sheet's price of the request's input tokens (none cached) and the
+  classifier's output tokens.
 - NULL predicate results count as false.
 """
 
@@ -308,6 +312,20 @@ def reference_replay(scenario, traffic: pl.DataFrame, outcomes: pl.DataFrame,
             calls_of[model] += 1
             models_called.append(model)
             return answer
+
+        for first_plan, overhead in policy.overheads():
+            if plan_index < first_plan:
+                continue
+            cost = recorded_nanos(overhead.cost_usd)
+            source = "fixed"
+            if overhead.model is not None:
+                decision = {"model": overhead.model, "input_tokens": request["input_tokens"],
+                            "cached_input_tokens": 0, "output_tokens": overhead.output_tokens, "cost_usd": None}
+                cost = model_cost(sheet, decision, ts) + cost
+                source = "sheet"
+            total_cost += cost
+            total_latency += overhead.latency_ms
+            calls.append((overhead.name, source))
 
         final = None
         steps_taken = 0

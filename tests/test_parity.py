@@ -161,6 +161,9 @@ def test_random_worlds_cover_every_feature():
                                                               for entry in entries))),
             "batch step": any(step.service_tier == "batch" for steps in plans for step in steps),
             "priority retry": bool(policy.retry and policy.retry.service_tier == "priority"),
+            "policy overhead": policy.overhead is not None,
+            "rule overhead": any(rule.overhead for rule in policy.rules),
+            "classifier overhead": any(overhead.model for _, overhead in policy.overheads()),
         }
         seen |= {name for name, present in features.items() if present}
     assert seen == set(features)

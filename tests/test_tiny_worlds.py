@@ -24,7 +24,7 @@ from simulator.core.errors import RoutesimError
 from simulator.core.metrics import METRIC_NAMES
 from simulator.core.prices import PriceSheet
 from simulator.core.scenario import Scenario
-from tests.reference import DECISION_KEYS, MissingOutcomes, reference_replay
+from tests.reference import DECISION_KEYS, MissingOutcomes, Unpriceable, reference_replay
 from tests.worlds import (
     outcome_frame,
     replay_frames,
@@ -521,3 +521,63 @@ def test_cost_usd_in_a_predicate_reads_the_recorded_cost(tmp_path):
     assert [row["models_called"] for row in expected] == [["small", "large"], ["small"]]
     tiny = run(tmp_path, policy, traffic, outcomes, sheet)
     assert tiny.column("models_called") == [["small", "large"], ["small"]]
+
+
+# --------------------------------------------------------------------------------------------------
+# Router overhead
+
+
+def test_policy_overhead_is_paid_by_every_request_and_shown_under_its_name(tmp_path):
+    # A fixed router: $0.0002 and 30 ms per request. r1 small accepted (0.001), r2 escalated (0.011).
+    # Costs 0.0002 + 0.001 = 0.0012 and 0.0002 + 0.011 = 0.0112; latency 130 and 30 + 100 + 100 = 230 ms.
+    tiny = run(tmp_path, {"default": CASCADE, "overhead": {"name": "router", "cost_usd": 0.0002, "latency_ms": 30}},
+               [req("r1", at(10)), req("r2", at(11))],
+               [ans("r1", "small", confidence=0.9, cost_usd=SMALL), ans("r2", "small", confidence=0.2, cost_usd=SMALL),
+                ans("r1", "large", cost_usd=LARGE), ans("r2", "large", cost_usd=LARGE)])
+    assert tiny.column("cost_usd") == [0.0012, 0.0112]
+    assert tiny.column("latency_ms") == [130.0, 230.0]
+    assert tiny.column("models_called") == [["small"], ["small", "large"]]
+    router = next(row for row in tiny.summary["by_model"] if row["model"] == "router")
+    assert (router["calls"], router["call_cost_usd"], router["price_source"]) == (2, 0.0004, "fixed")
+    tiny.assert_reference_agrees()
+
+
+def test_classifier_overhead_is_priced_from_the_request_tokens(tmp_path):
+    # The classifier is priced as 'tiny-clf' in the sheet: input 0.1, output 0.4 USD per million tokens.
+    # r1 has 3,000 input tokens, r2 500; it writes 2 tokens: (3000 * 0.1 + 2 * 0.4) / 1e6 = 0.0003008 and
+    # (500 * 0.1 + 2 * 0.4) / 1e6 = 0.0000508, plus its fixed $0.0001. small costs its recorded 0.001.
+    sheet = {"tiny-clf": [{"effective_from": "2026-01-01", "input": 0.1, "output": 0.4}]}
+    tiny = run(tmp_path, {"default": {"use": "small"},
+                          "overhead": {"name": "classifier", "model": "tiny-clf", "output_tokens": 2, "cost_usd": 0.0001}},
+               [req("r1", at(10), input_tokens=3000), req("r2", at(11), input_tokens=500)],
+               [ans("r1", "small", cost_usd=SMALL), ans("r2", "small", cost_usd=SMALL)], sheet)
+    assert tiny.column("cost_nano_usd") == [300_800 + 100_000 + 1_000_000, 50_800 + 100_000 + 1_000_000]
+    assert tiny.replay.price_sources == {"classifier": "sheet", "small": "recorded"}
+    tiny.assert_reference_agrees()
+
+
+def test_rule_overhead_is_paid_by_the_requests_the_rule_is_evaluated_for(tmp_path):
+    # Rule 1 (free tier -> small) stands for a $0.0005 classifier; rule 2 (long inputs -> large) for a
+    # $0.0003 one. r1 (free) matches rule 1 and pays 0.0005; r2 (pro, long) reaches rule 2 and pays both;
+    # r3 (pro, short) reaches the default after both rules and pays both.
+    policy = {"rules": [{"when": "tier = 'free'", "use": "small", "overhead": {"name": "tier-clf", "cost_usd": 0.0005}},
+                        {"when": "input_tokens > 2000", "use": "large",
+                         "overhead": {"name": "length-clf", "cost_usd": 0.0003}}],
+              "default": {"use": "small"}}
+    tiny = run(tmp_path, policy,
+               [req("r1", at(10), tier="free"), req("r2", at(11), input_tokens=3000, tier="pro"),
+                req("r3", at(12), tier="pro")],
+               [ans(r, m, cost_usd=c) for r in ("r1", "r2", "r3") for m, c in (("small", SMALL), ("large", LARGE))])
+    assert tiny.column("cost_nano_usd") == [500_000 + 1_000_000, 800_000 + 10_000_000, 800_000 + 1_000_000]
+    calls = tiny.replay.calls.filter(pl.col("kind") == "router")
+    assert calls.group_by("model").len().sort("model").rows() == [("length-clf", 2), ("tier-clf", 3)]
+    tiny.assert_reference_agrees()
+
+
+def test_an_unpriced_classifier_is_an_error_in_both(tmp_path):
+    policy = {"default": {"use": "small"}, "overhead": {"model": "nowhere"}}
+    traffic, outcomes = [req("r1", at(10))], [ans("r1", "small", cost_usd=SMALL)]
+    with pytest.raises(RoutesimError, match="cannot be priced"):
+        run(tmp_path, policy, traffic, outcomes)
+    with pytest.raises(Unpriceable):
+        reference(policy, traffic, outcomes)

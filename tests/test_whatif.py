@@ -102,3 +102,17 @@ def test_whatif_prints_side_by_side(cli, tmp_path):
     assert "Break-even" in result.out and "small → big" in result.out
     load_prices(tmp_path / "prices.yaml")  # the input sheet is untouched and still valid
     assert load_scenarios(paths)
+
+
+def test_break_even_is_net_of_the_router_overhead_and_scales_with_it(cli, tmp_path):
+    """A $0.0012 router before the cascade: c1 = 0.0012 + 0.0012, so e* = 1 - 0.0024 / 0.012 = 0.8. At
+    half the router's price c1 = 0.0018 and e* = 0.85; the cost per request falls by 0.0006."""
+    cascade, _ = tiny_world(tmp_path)
+    content = yaml.safe_load(cascade.read_text())
+    content["policy"]["overhead"] = {"name": "router", "cost_usd": 0.0012}
+    cascade.write_text(yaml.safe_dump(content))
+    found = _whatif(cli, cascade, "--scale", "router=0.5")
+    [now], [then] = found["current"][0]["cascades"], found["what_if"][0]["cascades"]
+    assert now["break_even_rate"] == pytest.approx(0.8) and then["break_even_rate"] == pytest.approx(0.85)
+    assert (found["current"][0]["cost_per_request_usd"] - found["what_if"][0]["cost_per_request_usd"]
+            == pytest.approx(0.0006))

@@ -30,6 +30,7 @@ MODEL_NAMES = ("small", "medium", "large", "flagship")
 SLICE_NAMES = ("faq", "billing", "legal", "code")
 TIERS = ("free", "pro", "enterprise")
 CHECKER_NAMES = ("checker", "judge")
+OVERHEAD_NAMES = ("router", "classifier", "intent", "length-clf")
 FIRST_DAY = dt.date(2026, 3, 2)
 
 TRAFFIC_SCHEMA = {
@@ -388,6 +389,31 @@ def _policy(g: _Gen, models: list[str], slices: list[str], tiers: tuple[str, ...
     return policy
 
 
+def _add_overheads(seed: int, policy: dict, models: list[str]) -> None:
+    """Router overheads from a stream of their own, so the rest of each world stays as it was: fixed,
+    classifier-priced (by a model the sheet may not list: then unpriceable) or both, on the policy and rules."""
+    g = _Gen(seed + 1_000_003)
+    names = [str(name) for name in g.rng.permutation(OVERHEAD_NAMES)]
+
+    def overhead() -> dict:
+        made: dict = {"name": names.pop()}
+        kind = g.int(0, 2)
+        if kind != 1:
+            made["cost_usd"] = g.uniform(0, 0.002)
+        if kind >= 1:
+            made["model"] = g.pick(models)
+            made["output_tokens"] = g.int(0, 5)
+        if g.chance(0.6) or kind == 0:
+            made["latency_ms"] = g.uniform(1, 300)
+        return made
+
+    if g.chance(0.3):
+        policy["overhead"] = overhead()
+    for rule in policy["rules"]:
+        if names and g.chance(0.3):
+            rule["overhead"] = overhead()
+
+
 def random_world(seed: int) -> World:
     """A reproducible random world: same seed, same frames, sheet and scenario."""
     g = _Gen(seed)
@@ -405,5 +431,7 @@ def random_world(seed: int) -> World:
         settings["sample"] = {"requests": g.int(1, traffic.height), "seed": g.int(0, 10_000)}
     tiers = tuple(tier for tier in SERVICE_TIERS if sheet is None or all(
         getattr(entry, tier) is not None for entries in sheet.models.values() for entry in entries))
-    scenario = scenario_of(_policy(g, models, slices, tiers), name=f"world-{seed}", data="random-world", **settings)
+    policy = _policy(g, models, slices, tiers)
+    _add_overheads(seed, policy, models)
+    scenario = scenario_of(policy, name=f"world-{seed}", data="random-world", **settings)
     return World(seed=seed, scenario=scenario, traffic=traffic, outcomes=outcomes, sheet=sheet)

@@ -12,12 +12,12 @@ from simulator.core.contract import Dataset
 
 
 def model_calls(calls: pl.DataFrame, requests: pl.DataFrame, data: Dataset, columns: list[str | pl.Expr]) -> pl.DataFrame:
-    """Every model call (checker calls left out) with `requests`' columns and the outcome `columns` it read.
+    """Every model call (checker and router-overhead calls left out) with `requests`' columns and the outcome `columns` it read.
 
     `calls` has the replay's call columns (`rid`, `seq`, `model`, `kind`, ...); `requests` has `rid` and
     `request_id` (and whatever else should come along, such as `ts`). Adds `sample`; keeps call order.
     """
-    models = calls.filter(pl.col("kind") != "checker").with_columns(
+    models = calls.filter(pl.col("kind").is_in(["step", "retry"])).with_columns(
         (pl.col("seq").rank("ordinal").over("rid", "model") - 1).cast(pl.Int64).alias("sample"))
     outcomes = data.outcomes.select("request_id", "model", pl.col("sample").cast(pl.Int64), *columns)
     return (models.join(requests, on="rid", how="left").lazy()

@@ -133,7 +133,7 @@ def controls(result: Replay, data: Dataset, sheet: PriceSheet | None, seed: int 
     cost, pass_rate = decisions["cost_usd"].mean(), decisions["passed"].cast(pl.Float64).mean()
     random = random_control(answers, models, cost, seed)
     split = fixed_split(answers, decisions, models)
-    router = result.calls.filter(pl.col("kind") != "checker")["model"].n_unique() > 1
+    router = result.calls.filter(pl.col("kind").is_in(["step", "retry"]))["model"].n_unique() > 1
     beaten_by = []
     if router and random["pass_rate"] >= pass_rate:
         beaten_by.append("random")

@@ -64,8 +64,10 @@ def break_even(first_step_cost: float | None, last_step_cost: float | None) -> f
 
 
 def _step_costs(calls: pl.DataFrame, step: int) -> pl.DataFrame:
-    """Cost per request of one plan step (its model call plus any checker call)."""
-    return (calls.filter(pl.col("kind").is_in(["step", "checker"]) & (pl.col("seq") == step))
+    """Cost per request of one plan step (its model call plus any checker call); the first step also carries
+    the router overhead paid before it, so a break-even is net of what the routing decision costs."""
+    in_step = pl.col("kind").is_in(["step", "checker"]) & (pl.col("seq") == step)
+    return (calls.filter(in_step | ((pl.col("kind") == "router") & (step == 0)))
             .group_by("rid", maintain_order=True).agg(pl.col("cost_nano_usd").sum()))
 
 

@@ -9,7 +9,8 @@ Modelling assumptions:
   sheet does not list are priced by their recorded cost_usd, as in any replay.
 - `--scale NAME=F` multiplies every price of NAME by F: each of its sheet entries' input, cached_input,
   output and per_request prices, or its recorded cost_usd when the sheet does not list it, or a checker's
-  cost when NAME is a checker.
+  or a router overhead's cost when NAME is one (an overhead keeps its replayed cost otherwise, even when a
+  classifier priced it from the sheet).
 - `--at DATE` prices every call by the entries in force at 00:00 UTC of DATE instead of at its request's
   time ("at today's prices").
 - A calibrated threshold (a target pass rate, escalation rate or budget) depends on prices, so it is
@@ -131,7 +132,8 @@ def reprice(result: Replay, data: Dataset, sheet: PriceSheet | None, change: Pri
                                                                                 return_dtype=pl.Float64))
         .alias("recorded_cost_usd"))
     repriced = price_calls(tokens, priced_sheet, recorded="recorded_cost_usd", into="new_cost")
-    checkers = calls.filter(pl.col("kind") == "checker").with_columns(nano_usd_expr(
+    # Checker and router-overhead calls keep their recorded cost, scaled by --scale NAME.
+    checkers = calls.filter(pl.col("kind").is_in(["checker", "router"])).with_columns(nano_usd_expr(
         pl.col("cost_usd") * pl.col("model").replace_strict(scales, default=1.0, return_dtype=pl.Float64))
         .alias("new_cost"))
     new_calls = (pl.concat([repriced.select(*calls.columns, "new_cost"),

@@ -30,13 +30,14 @@ from simulator.core.money import to_nano_usd
 from simulator.core.prices import (
     PRICE_SOURCE,
     SOURCE_CHECKER,
+    SOURCE_FIXED,
     PriceSheet,
     price_calls,
     price_sources_of,
     token_columns,
     usd,
 )
-from simulator.core.scenario import Retry, Scenario, Step
+from simulator.core.scenario import Overhead, Retry, Scenario, Step
 
 Progress = Callable[[str], None]
 
@@ -47,7 +48,8 @@ BATCH = "batch"
 CALL_COLUMNS = ["rid", "seq", "model", "kind", "cost_nano_usd", "cost_usd", "latency_ms", "price_source",
                 "output_tokens", "reasoning_output_tokens"]
 # A checker call shares its step's `seq`; the kind's order puts it after the step it checked.
-CALL_KIND = pl.Enum(["step", "retry", "checker"])
+# Router overhead calls come before the plan's (negative `seq`), the policy's first, then each rule's.
+CALL_KIND = pl.Enum(["step", "retry", "checker", "router"])
 PRESENT = "__present"
 # What the engine carries for every request between steps; answers bring everything else. The engine's
 # own working columns start with "__", a prefix the data contract keeps out of user columns, so no
@@ -135,6 +137,14 @@ def compile_policy(scenario: Scenario, traffic_schema: pl.Schema, outcome_schema
                 raise RoutesimError(f"checker '{step.checker.name}' has the name of a model in the data, so its calls "
                                     "would be counted as that model's", where=at("checker.name"),
                                     fix="give the checker a name of its own, e.g. 'judge'")
+    checkers = {step.checker.name for _, steps in policy.plans() for step in steps if step.checker}
+    seen: set[str] = set()
+    for _, overhead in policy.overheads():
+        if overhead.name in outcome_models or overhead.name in checkers or overhead.name in seen:
+            raise RoutesimError(f"router overhead '{overhead.name}' shares its name with a model, a checker or another "
+                                "overhead, so by_model would mix their calls", where=at("overhead.name"),
+                                fix="give each overhead a name of its own, e.g. 'router' or 'classifier'")
+        seen.add(overhead.name)
     if slices is not None:
         for name in scenario.quality_bar.slices:
             if name not in slices:
@@ -536,9 +546,47 @@ def _sample_of(steps: tuple[Step, ...], step_index: int) -> int:
     return sum(1 for earlier in steps[:step_index] if earlier.model == steps[step_index].model)
 
 
+def _overhead_stage(run: _Run, requests: pl.DataFrame, overheads: list[tuple[int, Overhead]]) -> pl.DataFrame:
+    """Each request's routing overhead as its starting `__cost` and `__latency`, one call per decision.
+
+    An overhead with a classifier `model` prices the request's own input tokens (none cached) and the
+    classifier's `output_tokens` by the sheet, then adds its fixed `cost_usd`; requests pay the policy's
+    overhead, then the overhead of every rule evaluated for them (rule i: plan index i or later).
+    """
+    cost, latency = pl.lit(0, pl.Int64), pl.lit(0.0)
+    frame = requests
+    for position, (first_plan, overhead) in enumerate(overheads):
+        pays = pl.col("__plan") >= first_plan
+        fixed = to_nano_usd(overhead.cost_usd)
+        paying = frame.filter(pays)
+        if overhead.model is not None:
+            calls = paying.select("__rid", "request_id", "ts", pl.lit(overhead.model).alias("model"), "input_tokens",
+                                  pl.lit(0, pl.Int64).alias("cached_input_tokens"),
+                                  pl.lit(overhead.output_tokens, pl.Int64).alias("output_tokens"),
+                                  pl.lit(None, pl.Float64).alias("__recorded"))
+            priced = price_calls(calls, run.sheet, recorded="__recorded", into="__oh", source_into="__oh_source")
+            priced = priced.select("__rid", (pl.col("__oh") + fixed).alias("__oh"), "__oh_source")
+        else:
+            priced = paying.select("__rid", pl.lit(fixed, pl.Int64).alias("__oh"),
+                                   pl.lit(SOURCE_FIXED, PRICE_SOURCE).alias("__oh_source"))
+        run.calls.append(priced.select(pl.col("__rid").alias("rid"),
+                                       pl.lit(position - len(overheads), pl.Int32).alias("seq"),
+                                       pl.lit(overhead.name).alias("model"), pl.lit("router", CALL_KIND).alias("kind"),
+                                       pl.col("__oh").alias("cost_nano_usd"),
+                                       pl.lit(overhead.latency_ms, pl.Float64).alias("latency_ms"),
+                                       pl.col("__oh_source").alias("price_source")))
+        frame = frame.join(priced.select("__rid", pl.col("__oh").alias(f"__oh_{position}")), on="__rid", how="left",
+                           maintain_order="left")
+        cost = cost + pl.col(f"__oh_{position}").fill_null(0)
+        latency = latency + pl.when(pays).then(pl.lit(overhead.latency_ms)).otherwise(0.0)
+    return frame.select(*REQUEST_IDENTITY, cost.alias("__cost"), latency.alias("__latency"))
+
+
 def _plan_stage(run: _Run, requests: pl.DataFrame, policy: CompiledPolicy, progress: Progress) -> pl.DataFrame:
-    """Walks every plan step by step; returns one row per request with its final plan answer."""
-    frontier = requests.with_columns(pl.lit(0, pl.Int64).alias("__cost"), pl.lit(0.0).alias("__latency"))
+    """Walks every plan step by step; returns one row per request with its final plan answer.
+
+    `requests` carries each request's starting `__cost` and `__latency` (its routing overhead)."""
+    frontier = requests
     decided: list[pl.DataFrame] = []
     longest = max(len(steps) for _, steps in policy.plans)
     for step_index in range(longest):
@@ -564,8 +612,7 @@ def _plan_stage(run: _Run, requests: pl.DataFrame, policy: CompiledPolicy, progr
             called = called.with_columns(*_accumulate(), final.alias("__final"),
                                          pl.lit(step_index + 1, pl.Int32).alias("__steps"))
             decided.append(called.filter("__final").select(*run.keep, "__steps"))
-            next_frontier.append(called.filter(~pl.col("__final")).select(*requests.columns, "__cost",
-                                                                          "__latency"))
+            next_frontier.append(called.filter(~pl.col("__final")).select(requests.columns))
         frontier = pl.concat(next_frontier, how="vertical") if next_frontier else frontier.clear()
     return _with_plan_models(pl.concat(decided, how="vertical"), policy)
 
@@ -649,7 +696,10 @@ def replay(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
     progress("selecting requests")
     rule_columns = sorted(set().union(*(rule.columns for rule in policy.rules)))
     answer_traffic_columns = [c for c in policy.answer_columns if c in traffic_columns and c not in outcome_columns]
-    request_columns = list(dict.fromkeys(["request_id", "ts", "slice", *rule_columns, *answer_traffic_columns]))
+    overheads = scenario.policy.overheads()
+    classifier_columns = ["input_tokens"] if any(overhead.model for _, overhead in overheads) else []
+    request_columns = list(dict.fromkeys(["request_id", "ts", "slice", *rule_columns, *answer_traffic_columns,
+                                          *classifier_columns]))
     selected, window_count = select_requests(scenario, data, request_columns, rows)
     requests = assign_plans(selected, policy.rules)
 
@@ -658,7 +708,7 @@ def replay(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
     answers = Answers(data, requests, reachable_slots(policy), carried)
     run = _Run(scenario, sheet, answers,
                [*REQUEST_IDENTITY, *carried, "__cost", "__latency"], carried)
-    requests = requests.select(REQUEST_IDENTITY)
+    requests = _overhead_stage(run, requests, overheads)
 
     finals = _plan_stage(run, requests, policy, progress)
     finals = _retry_stage(run, finals, policy, progress)

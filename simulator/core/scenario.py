@@ -46,6 +46,25 @@ class Checker(Frozen):
 ServiceTier = Literal["standard", "batch", "flex", "priority"]
 
 
+class Overhead(Frozen):
+    """What a routing decision costs each request it is made for: a fixed `cost_usd` and `latency_ms`,
+    and/or a classifier `model` priced by the price sheet from the request's `input_tokens` (none cached)
+    and the `output_tokens` it writes. Its calls are listed in by_model under `name`.
+    """
+
+    name: str = "router"
+    cost_usd: float = Field(default=0.0, ge=0, description="USD per decision")
+    latency_ms: float = Field(default=0.0, ge=0, description="added to the request's latency per decision")
+    model: str | None = None
+    output_tokens: int = Field(default=1, ge=0)
+
+    @model_validator(mode="after")
+    def _priced_somehow(self):
+        if self.model is None and (self.cost_usd, self.latency_ms) == (0, 0):
+            raise ValueError("give a classifier 'model' priced by the sheet, a fixed 'cost_usd', 'latency_ms', or both")
+        return self
+
+
 class Step(Frozen):
     """One call of a plan. `accept` decides, on a non-final step, whether its answer is final.
     `service_tier` is the tier the call is priced at (else its plan's, else standard)."""
@@ -96,6 +115,7 @@ def _single_step(model: str, service_tier: str) -> Step:
 class Rule(PlanSpec):
     when: str
     name: str | None = None
+    overhead: Overhead | None = None  # paid by every request this rule is evaluated for
 
 
 class Retry(Frozen):
@@ -122,6 +142,13 @@ class Policy(Frozen):
     rules: tuple[Rule, ...] = ()
     default: PlanSpec
     retry: Retry | None = None
+    overhead: Overhead | None = None  # paid by every request
+
+    def overheads(self) -> list[tuple[int, Overhead]]:
+        """(first plan index that pays it, overhead) in the order a request pays them: the policy's, then
+        each rule's. Rule i is evaluated for every request whose plan index is i or more."""
+        paid = [(0, self.overhead)] if self.overhead else []
+        return paid + [(index, rule.overhead) for index, rule in enumerate(self.rules) if rule.overhead]
 
     def plans(self) -> list[tuple[str, tuple[Step, ...]]]:
         """(label, steps) for each rule in order, then the default plan."""
