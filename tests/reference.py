@@ -265,11 +265,13 @@ def reference_replay(scenario, traffic: pl.DataFrame, outcomes: pl.DataFrame,
     try:
         rule_holds = [predicates.on_traffic(rule.when) for rule in policy.rules]
         retry_when = predicates.on_answers(policy.retry.when) if policy.retry else None
-        accepts = {}
+        accepts, selects = {}, {}
         for plan_index, (_, steps) in enumerate(plans):
             for step_index, step in enumerate(steps):
                 if step.accept is not None:
                     accepts[plan_index, step_index] = predicates.on_answers(step.accept)
+                if step.select is not None and step.select.first is not None:
+                    selects[plan_index, step_index] = predicates.on_answers(step.select.first)
     finally:
         predicates.close()
 
@@ -294,7 +296,8 @@ def reference_replay(scenario, traffic: pl.DataFrame, outcomes: pl.DataFrame,
         calls: list[tuple[str, str]] = []  # (model, price source) of every call, checkers included
         missing_model = None
 
-        def call(model: str, tier: str, checker=None) -> dict | None:
+        def call(model: str, tier: str, checker=None, parallel: list | None = None) -> dict | None:
+            """One call; with `parallel` its latency is appended there instead of added to the total."""
             nonlocal total_cost, total_latency
             answer = answers.get((request_id, model, calls_of[model]))
             if answer is None:
@@ -308,7 +311,10 @@ def reference_replay(scenario, traffic: pl.DataFrame, outcomes: pl.DataFrame,
                 latency = None if latency is None else latency + checker.latency_ms
                 calls.append((checker.name, "checker"))
             total_cost += cost
-            total_latency = None if total_latency is None or latency is None else total_latency + latency
+            if parallel is None:
+                total_latency = None if total_latency is None or latency is None else total_latency + latency
+            else:
+                parallel.append(latency)
             calls_of[model] += 1
             models_called.append(model)
             return answer
@@ -330,7 +336,30 @@ def reference_replay(scenario, traffic: pl.DataFrame, outcomes: pl.DataFrame,
         final = None
         steps_taken = 0
         for step_index, step in enumerate(steps):
-            answer = call(step.model, step.service_tier, step.checker)
+            if step.samples == 1:
+                answer = call(step.model, step.service_tier, step.checker)
+            else:  # best-of-n: n samples at once, the slowest sets the latency, `select` keeps one
+                latencies: list[float] = []
+                drawn = []
+                for _ in range(step.samples):
+                    if answers.get((request_id, step.model, calls_of[step.model])) is None:
+                        break
+                    drawn.append(call(step.model, step.service_tier, step.checker, parallel=latencies))
+                answer = None
+                if len(drawn) == step.samples:
+                    slowest = None if None in latencies else max(latencies)  # batch: no latency
+                    total_latency = None if total_latency is None or slowest is None else total_latency + slowest
+                    if step.select.first is not None:
+                        holds = selects[plan_index, step_index]
+                        passing = [a for a in drawn
+                                   if a["hard_check_ok"] and holds[request_id, a["model"], a["sample"]]]
+                        answer = passing[0] if passing else drawn[-1]
+                    else:
+                        answer = drawn[0]
+                        for candidate in drawn[1:]:
+                            value, best = candidate[step.select.highest], answer[step.select.highest]
+                            if value is not None and (best is None or value > best):
+                                answer = candidate
             if answer is None:
                 missing_model = step.model
                 break

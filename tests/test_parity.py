@@ -29,8 +29,8 @@ from simulator.core.errors import RoutesimError
 from simulator.core.metrics import METRIC_NAMES
 from tests.reference import (
     DECISION_KEYS,
-    MissingOutcomes,
     AllSkipped,
+    MissingOutcomes,
     NoRequests,
     ReferenceFailure,
     Unpriceable,
@@ -164,6 +164,8 @@ def test_random_worlds_cover_every_feature():
             "policy overhead": policy.overhead is not None,
             "rule overhead": any(rule.overhead for rule in policy.rules),
             "classifier overhead": any(overhead.model for _, overhead in policy.overheads()),
+            "best-of-n highest": any(s.select and s.select.highest for steps in plans for s in steps),
+            "best-of-n first passing": any(s.select and s.select.first for steps in plans for s in steps),
         }
         seen |= {name for name, present in features.items() if present}
     assert seen == set(features)

@@ -189,7 +189,10 @@ def _agreement_cases():
         multi = [label for label, steps in plans if len(steps) > 1]
         if multi:
             steps = dict(plans)[multi[0]]
-            cases.append((seed, multi[0], seed % (len(steps) - 1), ("confidence", "checker_score")[seed % 2]))
+            step = seed % (len(steps) - 1)
+            if steps[step].samples > 1:  # a sweep refuses a best-of-n gate
+                continue
+            cases.append((seed, multi[0], step, ("confidence", "checker_score")[seed % 2]))
         if len(cases) == AGREEMENT_WORLDS:
             return cases
     return cases

@@ -581,3 +581,56 @@ def test_an_unpriced_classifier_is_an_error_in_both(tmp_path):
         run(tmp_path, policy, traffic, outcomes)
     with pytest.raises(Unpriceable):
         reference(policy, traffic, outcomes)
+
+
+# --------------------------------------------------------------------------------------------------
+# Best-of-n: samples of one model at once
+
+
+def _three_samples(request_id: str, confidence, checker, hard=(True, True, True), latency=(100.0, 300.0, 200.0),
+                   passed=(False, True, True)) -> list[dict]:
+    return [ans(request_id, "small", sample, confidence=confidence[sample], checker_score=checker[sample],
+                hard_check_ok=hard[sample], latency_ms=latency[sample], passed=passed[sample], cost_usd=SMALL)
+            for sample in range(3)]
+
+
+def test_best_of_n_keeps_the_highest_and_bills_every_sample_at_the_slowest_latency(tmp_path):
+    # r1: confidences 0.4, 0.9, 0.9: sample 1 is kept (the tie goes to the earlier sample). Three calls
+    # of small: 3 x 0.001; they run at once, so the latency is the slowest, 300 ms. A null confidence
+    # counts lowest: r2 keeps sample 2 (0.3 beats null and 0.1).
+    policy = {"default": {"cascade": [{"model": "small", "samples": 3, "select": {"highest": "confidence"}}]}}
+    tiny = run(tmp_path, policy, [req("r1", at(10)), req("r2", at(11))],
+               _three_samples("r1", (0.4, 0.9, 0.9), (None,) * 3)
+               + _three_samples("r2", (None, 0.1, 0.3), (None,) * 3, passed=(True, True, False)))
+    assert tiny.column("final_sample") == [1, 2]
+    assert tiny.column("cost_usd") == [0.003, 0.003] and tiny.column("latency_ms") == [300.0, 300.0]
+    assert tiny.column("models_called") == [["small"] * 3, ["small"] * 3]
+    assert tiny.column("passed") == [True, False]
+    tiny.assert_reference_agrees()
+
+
+def test_best_of_n_first_passing_then_escalation_reads_the_kept_answer(tmp_path):
+    # select the first sample whose hard check passes with checker_score >= 0.8: r1's sample 1 scores 0.9
+    # but fails its hard check, so sample 2 (0.85) is kept; its confidence 0.9 is accepted. r2 has no such
+    # sample: the last is kept (confidence 0.2), so r2 escalates to large, whose sample 0 answers.
+    policy = {"default": {"cascade": [
+        {"model": "small", "samples": 3, "select": {"first": "checker_score >= 0.8"}, "accept": "confidence >= 0.7"},
+        {"model": "large"}]}}
+    tiny = run(tmp_path, policy, [req("r1", at(10)), req("r2", at(11))],
+               _three_samples("r1", (0.1, 0.9, 0.9), (0.5, 0.9, 0.85), hard=(True, False, True))
+               + _three_samples("r2", (0.9, 0.9, 0.2), (0.1, 0.2, 0.3))
+               + [ans(r, "large", cost_usd=LARGE, latency_ms=1000.0) for r in ("r1", "r2")])
+    assert tiny.column("final_model") == ["small", "large"] and tiny.column("final_sample") == [2, 0]
+    assert tiny.column("latency_ms") == [300.0, 1300.0]
+    assert tiny.column("cost_nano_usd") == [3_000_000, 13_000_000]
+    tiny.assert_reference_agrees()
+
+
+def test_best_of_n_missing_a_sample_skips_the_request(tmp_path):
+    policy = {"default": {"cascade": [{"model": "small", "samples": 3, "select": {"highest": "confidence"}}]}}
+    outcomes = (_three_samples("r1", (0.4, 0.9, 0.9), (None,) * 3)
+                + _three_samples("r2", (0.4, 0.9, 0.9), (None,) * 3)[:2])
+    tiny = run(tmp_path, policy, [req("r1", at(10)), req("r2", at(11))], outcomes, on_missing="skip")
+    assert tiny.column("request_id") == ["r1"]
+    assert tiny.replay.coverage.missing_by_model == {"small": 1}
+    tiny.assert_reference_agrees()

@@ -414,6 +414,18 @@ def _add_overheads(seed: int, policy: dict, models: list[str]) -> None:
             rule["overhead"] = overhead()
 
 
+def _add_best_of(seed: int, policy: dict) -> None:
+    """Best-of-n steps from a stream of their own: some cascade steps draw 2 or 3 samples and keep the
+    highest of a column or the first passing a predicate."""
+    g = _Gen(seed + 2_000_003)
+    for plan in [*policy["rules"], policy["default"]]:
+        for step in plan.get("cascade", []):
+            if g.chance(0.2):
+                step["samples"] = g.int(2, 3)
+                step["select"] = ({"highest": g.pick(["confidence", "checker_score", "score", "latency_ms"])}
+                                  if g.chance(0.5) else {"first": _combine(g, lambda: _accept_atom(g))})
+
+
 def random_world(seed: int) -> World:
     """A reproducible random world: same seed, same frames, sheet and scenario."""
     g = _Gen(seed)
@@ -433,5 +445,6 @@ def random_world(seed: int) -> World:
         getattr(entry, tier) is not None for entries in sheet.models.values() for entry in entries))
     policy = _policy(g, models, slices, tiers)
     _add_overheads(seed, policy, models)
+    _add_best_of(seed, policy)
     scenario = scenario_of(policy, name=f"world-{seed}", data="random-world", **settings)
     return World(seed=seed, scenario=scenario, traffic=traffic, outcomes=outcomes, sheet=sheet)

@@ -135,6 +135,10 @@ def resolve_gate(scenario: Scenario, data: Dataset, *, step: int = 0, over: str 
                             "is always final, so it has no gate to sweep", where=where,
                             fix=f"--step counts from 0; the gates are steps 0 to {len(steps) - 2}"
                             if len(steps) > 1 else "pick a multi-step plan with --plan")
+    if steps[step].samples > 1:
+        raise RoutesimError(f"step {step} of plan '{label}' is a best-of-{steps[step].samples} step: its gate reads "
+                            "the sample it kept, which a sweep does not follow", where=where,
+                            fix="sweep a gate on a one-sample step, or replay each threshold as its own scenario")
     numeric = numeric_columns(data)
     if over is None:
         over = read_column(steps[step].accept, numeric)
@@ -531,7 +535,7 @@ def calls_at(data: SweepData, threshold: float) -> pl.DataFrame:
     takes_a = data.frame.filter(pl.col("switchable") & (pl.col("value") >= threshold)).select("rid")
     return (pl.concat([data.accept_all.calls.join(takes_a, on="rid", how="semi"),
                        data.accept_none.calls.join(takes_a, on="rid", how="anti")], how="vertical")
-            .sort("rid", "seq", "kind"))
+            .sort("rid", "seq", "kind", maintain_order=True))  # stable, as the engine's: best-of-n samples in order
 
 
 # --------------------------------------------------------------------------------------------------
@@ -674,7 +678,7 @@ def report_sweeps(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
     numeric = numeric_columns(data)
     found = []
     for label, steps in scenario.policy.plans():
-        if len(steps) < 2 or read_column(steps[0].accept, numeric) is None:
+        if len(steps) < 2 or read_column(steps[0].accept, numeric) is None or steps[0].samples > 1:
             continue
         gate = resolve_gate(scenario, data, step=0, plan=label)
         try:

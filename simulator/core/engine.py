@@ -94,13 +94,17 @@ class CompiledPolicy:
     accepts: dict[tuple[int, int], Predicate]  # (plan, step) -> accept predicate
     retry_when: Predicate | None
     retry: Retry | None  # the retry's targets and attempts; `retry_when` is its compiled predicate
+    selects: dict[tuple[int, int], Predicate] = field(default_factory=dict)  # (plan, step) -> select.first
 
     @property
     def answer_columns(self) -> list[str]:
-        """Outcome columns the engine must carry: the basics and whatever the predicates read."""
+        """Outcome columns the engine must carry: the basics and whatever the predicates and selects read."""
         read = set(ANSWER_COLUMNS)
-        for predicate in [*self.accepts.values(), *([self.retry_when] if self.retry_when else [])]:
+        for predicate in [*self.accepts.values(), *self.selects.values(),
+                          *([self.retry_when] if self.retry_when else [])]:
             read |= predicate.columns
+        read |= {step.select.highest for _, steps in self.plans for step in steps
+                 if step.select is not None and step.select.highest is not None}
         return sorted(read)
 
 
@@ -163,15 +167,29 @@ def compile_policy(scenario: Scenario, traffic_schema: pl.Schema, outcome_schema
                   for index, rule in enumerate(policy.rules))
     check_types(list(rules), dict(traffic_schema))
     plans = tuple(policy.plans())
-    accepts = {}
+    accepts, selects = {}, {}
     for plan_index, (_, steps) in enumerate(plans):
         prefix = f"policy.rules[{plan_index}]" if plan_index < len(policy.rules) else "policy.default"
         for step_index, step in enumerate(steps):
             if step.accept is not None:
                 accepts[plan_index, step_index] = predicate(step.accept, f"{prefix}.cascade[{step_index}].accept",
                                                             answer_schema)
+            if step.select is not None and step.select.first is not None:
+                selects[plan_index, step_index] = predicate(step.select.first,
+                                                            f"{prefix}.cascade[{step_index}].select.first",
+                                                            answer_schema)
+            elif step.select is not None:
+                column = step.select.highest
+                dtype = dict(outcome_schema).get(column)
+                if dtype is None or not dtype.is_numeric():
+                    numeric = sorted(name for name, kind in dict(outcome_schema).items() if kind.is_numeric())
+                    raise RoutesimError(f"select.highest reads '{column}', which is no numeric outcome column."
+                                        f"{did_you_mean(column, numeric)}",
+                                        where=at(f"{prefix}.cascade[{step_index}].select.highest"),
+                                        fix=f"numeric outcome columns: {', '.join(numeric)}")
     retry_when = predicate(policy.retry.when, "policy.retry.when", answer_schema) if policy.retry else None
-    return CompiledPolicy(rules=rules, plans=plans, accepts=accepts, retry_when=retry_when, retry=policy.retry)
+    return CompiledPolicy(rules=rules, plans=plans, accepts=accepts, retry_when=retry_when, retry=policy.retry,
+                          selects=selects)
 
 
 def data_values(frame: pl.LazyFrame, column: str) -> list[str]:
@@ -431,8 +449,8 @@ def reachable_slots(policy: CompiledPolicy) -> set[tuple[str, int]]:
     for _, steps in policy.plans:
         calls: dict[str, int] = {}
         for step in steps:
-            slots.add((step.model, calls.get(step.model, 0)))
-            calls[step.model] = calls.get(step.model, 0) + 1
+            slots.update((step.model, calls.get(step.model, 0) + draw) for draw in range(step.samples))
+            calls[step.model] = calls.get(step.model, 0) + step.samples
         for model, count in calls.items():
             most_plan_calls[model] = max(most_plan_calls.get(model, 0), count)
     if policy.retry is not None:
@@ -487,8 +505,9 @@ def _with_plan_models(finals: pl.DataFrame, policy: CompiledPolicy) -> pl.DataFr
     distinct: dict[tuple[str, ...], int] = {}
     index_of = []  # per plan, the prefix index of each number of steps taken
     for _, steps in policy.plans:
-        models = tuple(step.model for step in steps)
-        index_of.append([distinct.setdefault(models[:taken], len(distinct)) for taken in range(1, len(steps) + 1)])
+        calls = [tuple([step.model] * step.samples) for step in steps]  # a best-of-n step makes n calls
+        index_of.append([distinct.setdefault(sum(calls[:taken], ()), len(distinct))
+                         for taken in range(1, len(steps) + 1)])
     longest = max(len(indices) for indices in index_of)
     table = np.full((len(index_of), longest), -1, dtype=np.int64)
     for plan_index, indices in enumerate(index_of):
@@ -533,7 +552,7 @@ def _step_groups(policy: CompiledPolicy, step_index: int) -> tuple[list[int], li
         step = steps[step_index]
         accept = policy.accepts.get((plan_index, step_index))
         key = (step.model, _sample_of(steps, step_index), step.checker, step.service_tier,
-               step_index == len(steps) - 1, None if accept is None else accept.text)
+               step_index == len(steps) - 1, None if accept is None else accept.text, step.samples, step.select)
         if key not in groups:
             groups[key] = len(representative)
             representative.append(plan_index)
@@ -542,8 +561,44 @@ def _step_groups(policy: CompiledPolicy, step_index: int) -> tuple[list[int], li
 
 
 def _sample_of(steps: tuple[Step, ...], step_index: int) -> int:
-    """The sample a plan's step reads: how often the plan called that model before."""
-    return sum(1 for earlier in steps[:step_index] if earlier.model == steps[step_index].model)
+    """The (first) sample a plan's step reads: how often the plan called that model before."""
+    return sum(earlier.samples for earlier in steps[:step_index] if earlier.model == steps[step_index].model)
+
+
+def _best_of(run: _Run, rows: pl.DataFrame, step: Step, first_sample: int, select: Predicate | None,
+             seq: pl.Expr) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
+    """A best-of-n step: n samples of one model called at once, one kept by the step's `select`.
+
+    Returns the rows that had every sample, with the kept answer, `__call_cost` (the n calls' sum) and
+    `__call_latency` (the slowest call, checker included), plus the call records; a request missing any
+    sample is noted missing. Vectorised: the n answers are stacked and each request's kept one is the first
+    row of its group in the select's order.
+    """
+    joined = [run.answers.join(rows, step.model, first_sample + draw) for draw in range(step.samples)]
+    keep = rows.select("__rid")
+    for frame in joined:
+        keep = keep.join(frame.filter(pl.col(PRESENT)).select("__rid"), on="__rid", how="semi")
+    run.note_missing(rows.join(keep, on="__rid", how="anti"), step.model)
+    stacked, calls = [], []
+    for draw, frame in enumerate(joined):
+        called, made = _record_calls(frame.join(keep, on="__rid", how="semi"), run.sheet, kind="step", seq=seq,
+                                     checker=step.checker)
+        calls += made
+        if select is not None:  # first in sample order passing its hard check and the predicate, else the last
+            passing = (pl.col("hard_check_ok") & select.compile()).fill_null(False)
+            order = pl.when(passing).then(pl.lit(draw)).otherwise(pl.lit(2 * step.samples - 1 - draw))
+        else:  # the highest value (nulls lowest), ties to the earlier sample
+            value = pl.col(step.select.highest).cast(pl.Float64)
+            order = pl.when(value.is_null()).then(pl.lit(float("inf"))).otherwise(-value)
+        stacked.append(called.with_columns(order.cast(pl.Float64).alias("__order"), pl.lit(draw).alias("__draw")))
+    every = pl.concat(stacked, how="vertical")
+    totals = every.group_by("__rid").agg(pl.col("__call_cost").sum().alias("__sum"),
+                                         pl.col("__call_latency").max().alias("__slowest"))
+    kept = (every.sort("__rid", "__order", "__draw").unique("__rid", keep="first", maintain_order=True)
+            .join(totals, on="__rid", how="left")
+            .with_columns(pl.col("__sum").alias("__call_cost"), pl.col("__slowest").alias("__call_latency"))
+            .drop("__sum", "__slowest", "__order", "__draw"))
+    return kept, calls
 
 
 def _overhead_stage(run: _Run, requests: pl.DataFrame, overheads: list[tuple[int, Overhead]]) -> pl.DataFrame:
@@ -599,11 +654,15 @@ def _plan_stage(run: _Run, requests: pl.DataFrame, policy: CompiledPolicy, progr
             plan_index = representative[group_index]
             steps = policy.plans[plan_index][1]
             step = steps[step_index]
-            joined = run.answers.join(rows, step.model, _sample_of(steps, step_index))
-            run.note_missing(joined.filter(~pl.col(PRESENT)), step.model)
-            called, calls = _record_calls(joined.filter(pl.col(PRESENT)), run.sheet, kind="step",
-                                          seq=pl.lit(step_index, pl.Int32), service_tier=step.service_tier,
-                                          checker=step.checker)
+            if step.samples > 1:
+                called, calls = _best_of(run, rows, step, _sample_of(steps, step_index),
+                                         policy.selects.get((plan_index, step_index)), pl.lit(step_index, pl.Int32))
+            else:
+                joined = run.answers.join(rows, step.model, _sample_of(steps, step_index))
+                run.note_missing(joined.filter(~pl.col(PRESENT)), step.model)
+                called, calls = _record_calls(joined.filter(pl.col(PRESENT)), run.sheet, kind="step",
+                                              seq=pl.lit(step_index, pl.Int32), service_tier=step.service_tier,
+                                              checker=step.checker)
             run.calls.extend(calls)
             if step_index == len(steps) - 1:
                 final = pl.lit(True)
@@ -743,7 +802,8 @@ def replay(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
     calls = pl.concat(run.calls, how="vertical")
     if missing_by_model:  # calls made for requests later left out
         calls = calls.join(decisions.select("rid"), on="rid", how="semi")
-    calls = (calls.sort("rid", "seq", "kind").with_columns(usd(pl.col("cost_nano_usd")).alias("cost_usd"))
+    # Stable, so the samples of a best-of-n step keep their order within their step.
+    calls = (calls.sort("rid", "seq", "kind", maintain_order=True).with_columns(usd(pl.col("cost_nano_usd")).alias("cost_usd"))
              .select(CALL_COLUMNS))
     price_sources = price_sources_of(calls)
     coverage = Coverage(requests_in_window=window_count, requests_selected=requests.height,

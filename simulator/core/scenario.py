@@ -65,14 +65,42 @@ class Overhead(Frozen):
         return self
 
 
+class Select(Frozen):
+    """Which of a step's samples it keeps: the one with the `highest` value of an outcome column (nulls
+    lowest; ties: the earlier sample), or the `first`, in sample order, whose hard check passes and that
+    satisfies a predicate (none: the last)."""
+
+    highest: str | None = None
+    first: str | None = None
+
+    @model_validator(mode="after")
+    def _one_rule(self):
+        if (self.highest is None) == (self.first is None):
+            raise ValueError("give exactly one of 'highest: COLUMN' or 'first: PREDICATE'")
+        return self
+
+
 class Step(Frozen):
     """One call of a plan. `accept` decides, on a non-final step, whether its answer is final.
-    `service_tier` is the tier the call is priced at (else its plan's, else standard)."""
+    `service_tier` is the tier the call is priced at (else its plan's, else standard).
+
+    With `samples: n` the step draws n answers of its model at once (best-of-n), billed as n calls that run
+    in parallel, and keeps one by `select`.
+    """
 
     model: str
     accept: str | None = None
     checker: Checker | None = None
     service_tier: ServiceTier | None = None
+    # Left out of dumps at their defaults, so a scenario without them hashes as it did before they existed.
+    samples: int = Field(default=1, ge=1, le=16, exclude_if=lambda value: value == 1)
+    select: Select | None = Field(default=None, exclude_if=lambda value: value is None)
+
+    @model_validator(mode="after")
+    def _select_with_samples(self):
+        if (self.samples > 1) != (self.select is not None):
+            raise ValueError("'samples' above 1 needs 'select' (which answer to keep), and 'select' needs samples")
+        return self
 
 
 class PlanSpec(Frozen):
@@ -115,7 +143,8 @@ def _single_step(model: str, service_tier: str) -> Step:
 class Rule(PlanSpec):
     when: str
     name: str | None = None
-    overhead: Overhead | None = None  # paid by every request this rule is evaluated for
+    overhead: Overhead | None = Field(default=None, exclude_if=lambda value: value is None)  # paid by every
+    # request this rule is evaluated for
 
 
 class Retry(Frozen):
@@ -142,7 +171,7 @@ class Policy(Frozen):
     rules: tuple[Rule, ...] = ()
     default: PlanSpec
     retry: Retry | None = None
-    overhead: Overhead | None = None  # paid by every request
+    overhead: Overhead | None = Field(default=None, exclude_if=lambda value: value is None)  # paid by every request
 
     def overheads(self) -> list[tuple[int, Overhead]]:
         """(first plan index that pays it, overhead) in the order a request pays them: the policy's, then
@@ -227,7 +256,7 @@ class Scenario(Frozen):
     on_missing: Literal["error", "skip"] = "error"
     admission: Admission | None = None  # how bars are judged; one per run (simulator.core.verdict)
     policy: Policy
-    capacity: dict[str, RateLimit] = Field(default_factory=dict)
+    capacity: dict[str, RateLimit] = Field(default_factory=dict, exclude_if=lambda value: not value)
 
     @property
     def quality_bar_stated(self) -> bool:
@@ -245,8 +274,7 @@ class Scenario(Frozen):
         Paths are left out so the same scenario hashes alike in every clone; the data and the price sheet
         are identified by their own content fingerprints.
         """
-        # A scenario without rate limits hashes as it did before `capacity` existed.
-        content = self.model_dump_json(exclude={"data", "prices", *(() if self.capacity else ("capacity",))})
+        content = self.model_dump_json(exclude={"data", "prices"})
         return hashlib.sha256(content.encode()).hexdigest()[:16]
 
 
