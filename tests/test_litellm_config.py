@@ -168,3 +168,13 @@ def test_unknown_entry_group_gets_a_suggestion(cli, failing):
     result = cli("import-config", "litellm", config, "-o", failing.folder / "s.yaml", "--data", failing.data,
                  "--entry", "smal")
     assert result.code == 2 and "Did you mean 'small'?" in result.err
+
+
+def test_an_output_never_replaces_its_input(cli, failing):
+    path = failing.scenario("single", policy={"default": {"use": "small"}})
+    before = path.read_text()
+    result = cli("export", "litellm", path, "-o", path, *PROVIDERS)
+    assert result.code == 2 and "an input of this run" in result.err and path.read_text() == before
+    config = _write(failing.folder / "config.yaml", RETRYING)
+    result = cli("import-config", "litellm", config, "-o", config, "--data", failing.data)
+    assert result.code == 2 and "an input of this run" in result.err

@@ -16,10 +16,14 @@ export_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True,
                          help="Write a scenario as a gateway's router config.")
 
 
-def _not_the_input(out: Path, given: Path) -> None:
-    if out.resolve() == given.resolve():
-        raise RoutesimError("the output would replace the input", where=f"--out {out}",
-                            fix="write to another file")
+def _not_an_input(out: Path, *inputs: Path | None) -> None:
+    """Refuses, before anything is read, an output that would replace or sit inside an input."""
+    from simulator.core.outputs import check_destination, note_input
+
+    for given in inputs:
+        if given is not None:
+            note_input(given)
+    check_destination(out)
 
 
 def _print_notes(title: str, notes: list[str]) -> None:
@@ -50,7 +54,7 @@ def import_litellm_config(
     from simulator.core.validation import read_yaml
     from simulator.importers.litellm_config import config_to_scenario
 
-    _not_the_input(out, config)
+    _not_an_input(out, config, data, prices)
     base = out.resolve().parent
     converted = config_to_scenario(read_yaml(config), name=name or out.stem, data=relative(data, base),
                                    prices=relative(prices, base) if prices else None, entry=entry,
@@ -87,7 +91,7 @@ def export_litellm(
     from simulator.core.scenario import load_scenario
     from simulator.importers.litellm_config import scenario_to_config
 
-    _not_the_input(out, scenario)
+    _not_an_input(out, scenario)
     mapping = {}
     for item in deployment or []:
         model, sep, provider = item.partition("=")
