@@ -328,5 +328,5 @@ def test_error_type_may_be_absent_but_must_be_known_when_present(cli, world):
     world.write_data(tiny_traffic(), outcomes)
     assert cli("validate", world.data).code == 0
     world.write_data(tiny_traffic(), outcomes.with_columns(pl.col("error_type").replace("rate_limit", "429")))
-    assert_bad_input(cli("validate", world.data), "unknown error_type", "error_type='429'",
+    assert_bad_input(cli("validate", world.data), "column 'error_type'", "unknown value", "error_type='429'",
                      "rate_limit, timeout, context_window, content_filter, other")

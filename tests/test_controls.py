@@ -10,9 +10,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from simulator.analyses.controls import _fit_split, controls
+from simulator.analyses.controls import _fit_split, beats, controls
+from simulator.core.draws import keyed_uniform
 from simulator.core.runner import Inputs, run_scenario
 from simulator.core.scenario import load_scenario
+from simulator.core.verdict import Admission
 from tests.conftest import OUTCOME_SCHEMA, outcome_row
 
 SMALL, BIG = 0.0012, 0.012  # 1,000 input and 100 output tokens at the tiny world's prices
@@ -39,14 +41,37 @@ def unhelpful_cascade(world):
 
 def test_random_control_at_equal_cost_matches_a_policy_that_routes_no_better(unhelpful_cascade):
     """The cascade costs (2 x 0.0012 + 2 x 0.0132) / 4 = 0.0072 a request and passes c and d: 50%.
-    w = (0.0072 - 0.0012) / (0.012 - 0.0012) = 5/9, so round(5/9 x 4) = 2 requests go to big: 50% too."""
+    w = (0.0072 - 0.0012) / (0.012 - 0.0012) = 5/9: a request goes to big when its keyed draw is below w.
+    big passes every request and small none, so the control passes exactly the requests sent to big."""
     found, summary = _replay(unhelpful_cascade)
     assert summary["cost_per_request_usd"] == pytest.approx(0.0072) and summary["pass_rate"] == 0.5
     random = found["random"]
     assert (random["cheapest"], random["most_expensive"]) == ("small", "big")
     assert random["weight"] == pytest.approx(5 / 9)
-    assert random["pass_rate"] == 0.5 and random["cost_per_request_usd"] == pytest.approx((2 * SMALL + 2 * BIG) / 4)
+    to_big = int((keyed_uniform(0, "random-control", list("abcd")) < 5 / 9).sum())
+    assert random["pass_rate"] == to_big / 4
+    assert random["cost_per_request_usd"] == pytest.approx((to_big * BIG + (4 - to_big) * SMALL) / 4)
+    # Four requests: the cascade's 50% cannot be told apart from the control by the Wilson lower bound.
     assert found["router"] and found["no_better_than"] == ["random"]
+
+
+def test_random_control_draws_are_keyed_by_request_id(unhelpful_cascade):
+    """Each request's draw is its own: a request keeps its model whatever else is in the window."""
+    draws = keyed_uniform(0, "random-control", list("abcd"))
+    assert list(keyed_uniform(0, "random-control", ["c", "a"])) == [draws[2], draws[0]]
+
+
+def test_beating_a_control_goes_through_the_admission_rule():
+    """9 of 10 against a control at 80%: the 95% Wilson interval of 9/10 is about [0.60, 0.98], so by the
+    lower bound the policy does not beat it; by the point rule (0.9 >= 0.8, and above) it does. 95 of 100
+    has a lower bound of about 0.89 and beats it either way; a tie never beats."""
+    lower_bound, point = Admission(), Admission(rule="point")
+    control = {"pass_rate": 0.8}
+    ninety = {"passes": 9, "requests": 10, "pass_rate": 0.9}
+    assert not beats(ninety, control, lower_bound) and beats(ninety, control, point)
+    many = {"passes": 95, "requests": 100, "pass_rate": 0.95}
+    assert beats(many, control, lower_bound) and beats(many, control, point)
+    assert not beats({"passes": 8, "requests": 10, "pass_rate": 0.8}, control, point)
 
 
 def test_fixed_split_is_fitted_on_the_first_half_and_scored_on_the_second(unhelpful_cascade):
@@ -55,8 +80,10 @@ def test_fixed_split_is_fitted_on_the_first_half_and_scored_on_the_second(unhelp
     split = _replay(unhelpful_cascade)[0]["fixed_split"]
     assert split["midpoint"] == "2026-11-16T02:30:00+00:00" and split["target_pass_rate"] == 0
     assert split["assignment"] == {"faq": "small"}
-    assert split["scored"] == {"requests": 2, "cost_per_request_usd": pytest.approx(SMALL), "pass_rate": 0.0}
-    assert split["policy"] == {"requests": 2, "cost_per_request_usd": pytest.approx(SMALL + BIG), "pass_rate": 1.0}
+    assert split["scored"] == {"requests": 2, "cost_per_request_usd": pytest.approx(SMALL), "pass_rate": 0.0,
+                               "passes": 0}
+    assert split["policy"] == {"requests": 2, "cost_per_request_usd": pytest.approx(SMALL + BIG), "pass_rate": 1.0,
+                               "passes": 2}
 
 
 def test_a_single_model_policy_is_not_flagged(unhelpful_cascade):
@@ -66,13 +93,13 @@ def test_a_single_model_policy_is_not_flagged(unhelpful_cascade):
 
 
 def test_fixed_split_spends_where_passes_are_cheapest():
-    """Target 3 of 4 passes. faq: cheap passes 1 of 2 at $1, dear passes 2 at $10. code: cheap passes 0 at
-    $1, dear passes 2 at $4. Dear on code and cheap on faq reaches 3 passes for $5; the other ways cost
-    more ($14 for dear everywhere) or fall short."""
-    rows = [(0, "faq", "cheap", True, 0.5), (1, "faq", "cheap", False, 0.5), (0, "faq", "dear", True, 5.0),
-            (1, "faq", "dear", True, 5.0), (2, "code", "cheap", False, 0.5), (3, "code", "cheap", False, 0.5),
-            (2, "code", "dear", True, 2.0), (3, "code", "dear", True, 2.0)]
-    fit = pl.DataFrame(rows, schema=["rid", "slice", "model", "ok", "cost_usd"], orient="row")
+    """Target 3 of 4 passes (costs in nano-dollars). faq: cheap passes 1 of 2 for 10, dear passes 2 for
+    100. code: cheap passes 0 for 10, dear passes 2 for 40. Dear on code and cheap on faq reaches 3 passes
+    for 50; the other ways cost more (140 for dear everywhere) or fall short."""
+    rows = [(0, "faq", "cheap", True, 5), (1, "faq", "cheap", False, 5), (0, "faq", "dear", True, 50),
+            (1, "faq", "dear", True, 50), (2, "code", "cheap", False, 5), (3, "code", "cheap", False, 5),
+            (2, "code", "dear", True, 20), (3, "code", "dear", True, 20)]
+    fit = pl.DataFrame(rows, schema=["rid", "slice", "model", "ok", "cost_nano_usd"], orient="row")
     assert _fit_split(fit, ["cheap", "dear"], 0.75) == ({"code": "dear", "faq": "cheap"}, True)
     assert _fit_split(fit, ["cheap", "dear"], 1.0) == ({"code": "dear", "faq": "dear"}, True)
 
@@ -85,16 +112,16 @@ def test_fixed_split_is_the_cheapest_assignment_on_random_tables():
         rows, rid = [], 0
         for name in slices:
             for _ in range(rng.integers(1, 5)):
-                rows += [(rid, name, model, bool(rng.random() < 0.3 + 0.2 * k), float(rng.integers(1, 5) * (k + 1)))
+                rows += [(rid, name, model, bool(rng.random() < 0.3 + 0.2 * k), int(rng.integers(1, 5) * (k + 1)))
                          for k, model in enumerate(models)]
                 rid += 1
-        fit = pl.DataFrame(rows, schema=["rid", "slice", "model", "ok", "cost_usd"], orient="row")
+        fit = pl.DataFrame(rows, schema=["rid", "slice", "model", "ok", "cost_nano_usd"], orient="row")
         target = float(rng.random())
         need = math.ceil(target * rid - 1e-9)
 
         def totals(assignment):
             chosen = fit.filter(pl.col("model") == pl.col("slice").replace_strict(assignment))
-            return chosen["ok"].sum(), chosen["cost_usd"].sum()
+            return chosen["ok"].sum(), chosen["cost_nano_usd"].sum()
 
         feasible = [cost for combo in itertools.product(models, repeat=len(slices))
                     for passes, cost in [totals(dict(zip(slices, combo)))] if passes >= need]
@@ -102,7 +129,7 @@ def test_fixed_split_is_the_cheapest_assignment_on_random_tables():
         assert reachable == bool(feasible)
         if feasible:
             passes, cost = totals(assignment)
-            assert passes >= need and cost == pytest.approx(min(feasible))
+            assert passes >= need and cost == min(feasible)
 
 
 def test_replay_prints_and_returns_the_controls(cli, unhelpful_cascade):

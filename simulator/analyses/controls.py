@@ -1,23 +1,26 @@
 """Honest controls: what a policy must beat before its routing earns credit.
 
 Two controls are set beside every policy, both built from single models' first answers (`sample` 0) to the
-policy's own requests, priced like a replay prices a call:
+policy's own requests, priced like a replay prices a call (integer nano-dollars):
 
-- **Random control at equal cost** (the random router of the routing literature): every request goes to
+- **Random control at equal cost** (the random router of the routing literature): each request goes to
   the most expensive single model with probability w and to the cheapest otherwise, with
-  w = (c − c_lo) / (c_hi − c_lo) clipped to 0..1, so its expected cost per request equals the policy's c
-  (c_lo, c_hi: the cheapest and most expensive models' cost per request). The draw is seeded: exactly
-  round(w × n) of the n requests, chosen by a seeded permutation, go to the expensive model.
+  w = (c - c_lo) / (c_hi - c_lo) clipped to 0..1, so its expected cost per request equals the policy's c
+  (c_lo, c_hi: the cheapest and most expensive models' cost per request). A request goes to the expensive
+  model when its keyed draw u (simulator.core.draws, purpose "random-control", keyed by request id) is
+  below w: the same request gets the same draw at any thread count and in any window.
 - **Best fixed split**: one single model per slice, the cheapest such assignment whose pass rate reaches
   the policy's own pass rate, fitted on the first half of the window (requests before the midpoint of the
   first and last request's time) and scored on the second half. The fit is exact (a dynamic programme
-  over passes, the multiple-choice knapsack); a slice first seen in the second half goes to the model with
-  the highest pass rate in the first half.
+  over passes, the multiple-choice knapsack, on integer nano-dollar costs); a slice first seen in the
+  second half goes to the model with the highest pass rate in the first half.
 
-Only models that answered every replayed request take part. A policy that calls more than one model is
-flagged when a control does at least as well: the random control's pass rate reaches the policy's, or
-the fixed split reaches the policy's second-half pass rate at no more cost per request. The comparison
-is of observed rates, without an interval.
+Only models that answered every replayed request take part. The policy's pass rate is judged against each
+control's through the run's admission rule (simulator.core.verdict.judge, the control's pass rate as the
+bar): the policy beats a control when it *meets* that bar and its pass rate is above the control's. A
+policy that calls more than one model is flagged (`no_better_than`) when it does not beat the random
+control, or when the fixed split costs no more per request on the second half and the policy does not
+beat its second-half pass rate.
 """
 
 from __future__ import annotations
@@ -29,10 +32,14 @@ import polars as pl
 
 from simulator.analyses.tables import priced_answers
 from simulator.core.contract import Dataset
+from simulator.core.draws import keyed_uniform
 from simulator.core.engine import Replay
+from simulator.core.money import NANO_PER_USD
 from simulator.core.prices import PriceSheet
+from simulator.core.verdict import DEFAULT_ADMISSION, MEETS, Admission, judge
 
 SEED = 0
+PURPOSE = "random-control"
 
 
 def _complete_models(answers: pl.DataFrame, requests: int) -> tuple[list[str], list[str]]:
@@ -41,53 +48,63 @@ def _complete_models(answers: pl.DataFrame, requests: int) -> tuple[list[str], l
     return complete, sorted(set(counts) - set(complete))
 
 
-def _rates(frame: pl.DataFrame) -> dict:
-    return {"requests": frame.height, "cost_per_request_usd": frame["cost_usd"].mean() if frame.height else None,
-            "pass_rate": frame["ok"].cast(pl.Float64).mean() if frame.height else None}
+def _rates(frame: pl.DataFrame, passed: str = "ok") -> dict:
+    """Requests, cost per request (from the integer nano-dollar sum) and pass rate of `frame`."""
+    if not frame.height:
+        return {"requests": 0, "cost_per_request_usd": None, "pass_rate": None, "passes": 0}
+    passes = int(frame[passed].sum())
+    return {"requests": frame.height, "cost_per_request_usd": int(frame["cost_nano_usd"].sum()) / NANO_PER_USD
+            / frame.height, "pass_rate": passes / frame.height, "passes": passes}
 
 
 def random_control(answers: pl.DataFrame, models: list[str], cost_per_request: float, seed: int = SEED) -> dict:
-    """The seeded cheapest/most-expensive mixture whose expected cost per request is `cost_per_request`."""
-    costs = {model: answers.filter(pl.col("model") == model)["cost_usd"].mean() for model in models}
+    """The keyed cheapest/most-expensive mixture whose expected cost per request is `cost_per_request` (USD).
+
+    `answers`: `priced_answers` rows (`request_id`, `rid`, `model`, `ok`, `cost_nano_usd`) of `models`."""
+    totals = dict(answers.group_by("model").agg(pl.col("cost_nano_usd").sum(), pl.len().alias("n"))
+                  .select("model", pl.struct("cost_nano_usd", "n")).iter_rows())
+    costs = {model: totals[model]["cost_nano_usd"] / totals[model]["n"] / NANO_PER_USD for model in models}
     low = min(models, key=lambda model: (costs[model], model))
     high = max(models, key=lambda model: (costs[model], model))
     spread = costs[high] - costs[low]
     weight = 0.0 if spread <= 0 else min(1.0, max(0.0, (cost_per_request - costs[low]) / spread))
-    rids = answers["rid"].unique().sort().to_numpy()
-    chosen = np.zeros(rids.size, dtype=bool)
-    chosen[np.random.default_rng(seed).permutation(rids.size)[:round(weight * rids.size)]] = True
-    picks = pl.DataFrame({"rid": rids, "model": np.where(chosen, high, low)})
+    requests = answers.select("rid", "request_id").unique("rid").sort("rid")
+    draws = keyed_uniform(seed, PURPOSE, requests["request_id"])
+    picks = requests.select("rid", pl.Series("model", np.where(draws < weight, high, low)))
     mixed = answers.join(picks, on=["rid", "model"], how="semi").sort("rid")
     return {"cheapest": low, "most_expensive": high, "weight": weight, "seed": seed} | _rates(mixed)
 
 
 def _fit_split(fit: pl.DataFrame, models: list[str], target: float) -> tuple[dict[str, str], bool]:
-    """Per slice the model of the cheapest assignment reaching `target` pass rate on `fit` (exact DP)."""
+    """Per slice the model of the cheapest assignment reaching `target` pass rate on `fit` (exact DP over
+    integer nano-dollar costs `cost_nano_usd`)."""
     table = fit.group_by("slice", "model").agg(pl.col("ok").sum().cast(pl.Int64).alias("passes"),
-                                               pl.col("cost_usd").sum().alias("cost")).sort("slice", "model")
+                                               pl.col("cost_nano_usd").sum().alias("cost")).sort("slice", "model")
     slices = table["slice"].unique().sort().to_list()
     need = math.ceil(target * fit["rid"].n_unique() - 1e-9)
-    best = np.full(need + 1, np.inf)
-    best[0] = 0.0
+    unreachable = np.iinfo(np.int64).max // 4  # above any sum of costs; stays above after adding one more
+    best = np.full(need + 1, unreachable, dtype=np.int64)
+    best[0] = 0
     choices = []
     for name in slices:
         rows = table.filter(pl.col("slice") == name)
         candidates, previous = [], []
         for passes, cost in rows.select("passes", "cost").iter_rows():
-            reached = np.full(need + 1, np.inf)
+            reached = np.full(need + 1, unreachable, dtype=np.int64)
             came_from = np.full(need + 1, -1)
             low = max(need - passes, 0)  # every count from `low` on reaches `need` with this model
-            reached[passes:need] = best[:need - passes] + cost if passes < need else reached[passes:need]
-            came_from[passes:need] = np.arange(0, max(need - passes, 0))
+            if passes < need:
+                reached[passes:need] = np.minimum(best[:need - passes] + cost, unreachable)
+                came_from[passes:need] = np.arange(0, need - passes)
             tail = int(np.argmin(best[low:])) + low
-            reached[need], came_from[need] = best[tail] + cost, tail
+            reached[need], came_from[need] = min(best[tail] + cost, unreachable), tail
             candidates.append(reached)
             previous.append(came_from)
         stacked = np.vstack(candidates)
         pick = np.argmin(stacked, axis=0)  # ties: the first model by name
         best = stacked[pick, np.arange(need + 1)]
         choices.append((rows["model"].to_list(), pick, np.vstack(previous)[pick, np.arange(need + 1)]))
-    reachable = bool(np.isfinite(best[need]))
+    reachable = bool(best[need] < unreachable)
     if not reachable:  # nothing reaches the target: the most passing model of each slice
         by_slice = table.sort("slice", "passes", "cost", "model", descending=[False, True, False, False])
         return dict(by_slice.unique("slice", keep="first", maintain_order=True).select("slice", "model").iter_rows()), False
@@ -114,32 +131,39 @@ def fixed_split(answers: pl.DataFrame, decisions: pl.DataFrame, models: list[str
     fallback = (fit.group_by("model").agg(pl.col("ok").mean().alias("rate")).sort("rate", "model",
                                                                                   descending=[True, False])["model"][0])
     routed = test.filter(pl.col("model") == pl.col("slice").replace_strict(assignment, default=fallback))
-    policy = {"requests": policy_test.height, "cost_per_request_usd": policy_test["cost_usd"].mean(),
-              "pass_rate": policy_test["passed"].cast(pl.Float64).mean()}
     return {"midpoint": midpoint.isoformat(), "target_pass_rate": target, "assignment": assignment,
             "unseen_slices_to": fallback, "reachable": reachable, "scored": _rates(routed.sort("rid")),
-            "policy": policy}
+            "policy": _rates(policy_test, "passed")}
+
+
+def beats(policy: dict, control: dict, admission: Admission) -> bool:
+    """Whether `policy` (`passes`, `requests`, `pass_rate`) beats `control`'s pass rate by the admission rule:
+    it meets the control's pass rate as a bar, and is above it."""
+    verdict = judge(policy["passes"], policy["requests"], control["pass_rate"], admission)
+    return verdict["state"] == MEETS and policy["pass_rate"] > control["pass_rate"]
 
 
 def controls(result: Replay, data: Dataset, sheet: PriceSheet | None, seed: int = SEED) -> dict | None:
     """Both controls for one replay and whether the policy beats them; None when no single model answered
-    every replayed request."""
+    every replayed request. Judged by the scenario's admission rule (default: the Wilson lower bound)."""
     decisions = result.decisions
     answers, _ = priced_answers(decisions.select("request_id", "rid", "ts", "slice"), data, sheet)
     models, left_out = _complete_models(answers, decisions.height)
     if not models:
         return None
+    admission = result.scenario.admission or DEFAULT_ADMISSION
     answers = answers.filter(pl.col("model").is_in(models))
-    cost, pass_rate = decisions["cost_usd"].mean(), decisions["passed"].cast(pl.Float64).mean()
-    random = random_control(answers, models, cost, seed)
+    mine = _rates(decisions, "passed")
+    random = random_control(answers, models, mine["cost_per_request_usd"], seed)
     split = fixed_split(answers, decisions, models)
     router = result.calls.filter(pl.col("kind").is_in(["step", "retry"]))["model"].n_unique() > 1
     beaten_by = []
-    if router and random["pass_rate"] >= pass_rate:
+    if router and not beats(mine, random, admission):
         beaten_by.append("random")
-    scored, mine = split["scored"], split["policy"]
-    if router and scored and scored["requests"] and (scored["pass_rate"] >= mine["pass_rate"]
-                                                     and scored["cost_per_request_usd"] <= mine["cost_per_request_usd"]):
+    scored, second_half = split["scored"], split["policy"]
+    if (router and scored and scored["requests"]
+            and scored["cost_per_request_usd"] <= second_half["cost_per_request_usd"]
+            and not beats(second_half, scored, admission)):
         beaten_by.append("fixed_split")
-    return {"models": models, "left_out": left_out, "router": router, "random": random, "fixed_split": split,
-            "no_better_than": beaten_by}
+    return {"models": models, "left_out": left_out, "router": router, "rule": admission.rule,
+            "confidence": admission.confidence, "random": random, "fixed_split": split, "no_better_than": beaten_by}

@@ -582,7 +582,7 @@ def _best_of(run: _Run, rows: pl.DataFrame, step: Step, first_sample: int, selec
     stacked, calls = [], []
     for draw, frame in enumerate(joined):
         called, made = _record_calls(frame.join(keep, on="__rid", how="semi"), run.sheet, kind="step", seq=seq,
-                                     checker=step.checker)
+                                     service_tier=step.service_tier, checker=step.checker)
         calls += made
         if select is not None:  # first in sample order passing its hard check and the predicate, else the last
             passing = (pl.col("hard_check_ok") & select.compile()).fill_null(False)

@@ -53,7 +53,8 @@ class Overhead(Frozen):
     """
 
     name: str = "router"
-    cost_usd: float = Field(default=0.0, ge=0, description="USD per decision")
+    # Below 2**53 nano-dollars (about 9 million USD), as a checker's, so the cost stays exact as an integer.
+    cost_usd: float = Field(default=0.0, ge=0, lt=9_000_000, description="USD per decision")
     latency_ms: float = Field(default=0.0, ge=0, description="added to the request's latency per decision")
     model: str | None = None
     output_tokens: int = Field(default=1, ge=0)
