@@ -23,6 +23,14 @@ Semantics (the spec the engine claims to follow):
   nano-dollars: a sheet price is the exact rational cost (prices as written in decimal) rounded half to
   even, a recorded or checker cost is round(cost_usd * 1e9) (Python's round: half to even). Totals are
   integer sums; dollars are nanos / 1e9.
+- Several calls in one step (`samples: n` of one model, `parallel: [models]`, `race: [models]`): every
+  call is made and billed (each with the step's checker); a model listed twice reads its next sample. A
+  request missing any of the answers is missing for the first such model in list order. Best-of-n and
+  fan-out keep the answer with the highest `select.highest` value (nulls lowest, ties to the earlier
+  call), or the first in list order passing hard_check_ok and `select.first` (none: the last), and take
+  the slowest call's latency. A race keeps the first answer in latency order (ties in list order)
+  passing hard_check_ok and `select.first`, with that call's latency; when none passes, the last model
+  in list order answers and the latency is the slowest call's.
 - Router overhead: before its plan, a request pays the policy's overhead, then the overhead of every rule
   evaluated for it (the rules before the one that matched, and that one): each a fixed cost (and latency),
   plus, for a classifier, the sheet's price of the request's input tokens (none cached) and the
@@ -336,32 +344,46 @@ def reference_replay(scenario, traffic: pl.DataFrame, outcomes: pl.DataFrame,
         final = None
         steps_taken = 0
         for step_index, step in enumerate(steps):
-            if step.samples == 1:
+            if len(step.calls) == 1:
                 answer = call(step.model, step.service_tier, step.checker)
-            else:  # best-of-n: n samples at once, the slowest sets the latency, `select` keeps one
+                if answer is None:
+                    missing_model = step.model
+            else:  # several calls at once (best-of-n, fan-out, race): every one billed, `select` keeps one
                 latencies: list[float] = []
                 drawn = []
-                for _ in range(step.samples):
-                    if answers.get((request_id, step.model, calls_of[step.model])) is None:
+                for model in step.calls:
+                    if answers.get((request_id, model, calls_of[model])) is None:
+                        missing_model = model
                         break
-                    drawn.append(call(step.model, step.service_tier, step.checker, parallel=latencies))
+                    drawn.append(call(model, step.service_tier, step.checker, parallel=latencies))
                 answer = None
-                if len(drawn) == step.samples:
+                if missing_model is None:
                     slowest = None if None in latencies else max(latencies)  # batch: no latency
-                    total_latency = None if total_latency is None or slowest is None else total_latency + slowest
-                    if step.select.first is not None:
+                    if step.race is not None:
+                        holds = selects[plan_index, step_index]
+                        by_latency = sorted(range(len(drawn)), key=lambda i: (latencies[i], i))
+                        winners = [i for i in by_latency
+                                   if drawn[i]["hard_check_ok"] and holds[request_id, drawn[i]["model"],
+                                                                          drawn[i]["sample"]]]
+                        if winners:
+                            answer, step_latency = drawn[winners[0]], latencies[winners[0]]
+                        else:
+                            answer, step_latency = drawn[-1], slowest
+                    elif step.select.first is not None:
                         holds = selects[plan_index, step_index]
                         passing = [a for a in drawn
                                    if a["hard_check_ok"] and holds[request_id, a["model"], a["sample"]]]
-                        answer = passing[0] if passing else drawn[-1]
+                        answer, step_latency = (passing[0] if passing else drawn[-1]), slowest
                     else:
                         answer = drawn[0]
                         for candidate in drawn[1:]:
                             value, best = candidate[step.select.highest], answer[step.select.highest]
                             if value is not None and (best is None or value > best):
                                 answer = candidate
+                        step_latency = slowest
+                    total_latency = (None if total_latency is None or step_latency is None
+                                     else total_latency + step_latency)
             if answer is None:
-                missing_model = step.model
                 break
             steps_taken = step_index + 1
             final = answer

@@ -164,8 +164,12 @@ def test_random_worlds_cover_every_feature():
             "policy overhead": policy.overhead is not None,
             "rule overhead": any(rule.overhead for rule in policy.rules),
             "classifier overhead": any(overhead.model for _, overhead in policy.overheads()),
-            "best-of-n highest": any(s.select and s.select.highest for steps in plans for s in steps),
-            "best-of-n first passing": any(s.select and s.select.first for steps in plans for s in steps),
+            "best-of-n highest": any(s.samples > 1 and s.select.highest for steps in plans for s in steps),
+            "best-of-n first passing": any(s.samples > 1 and s.select.first for steps in plans for s in steps),
+            "fan-out highest": any(s.parallel and s.select.highest for steps in plans for s in steps),
+            "fan-out first passing": any(s.parallel and s.select.first for steps in plans for s in steps),
+            "race": any(s.race for steps in plans for s in steps),
+            "race with a repeated model": any(s.race and len(set(s.race)) < len(s.race) for steps in plans for s in steps),
         }
         seen |= {name for name, present in features.items() if present}
     assert seen == set(features)

@@ -634,3 +634,100 @@ def test_best_of_n_missing_a_sample_skips_the_request(tmp_path):
     assert tiny.column("request_id") == ["r1"]
     assert tiny.replay.coverage.missing_by_model == {"small": 1}
     tiny.assert_reference_agrees()
+
+
+# --------------------------------------------------------------------------------------------------
+# Fan-out and race: several models called at once
+
+
+def test_fan_out_keeps_the_highest_column_bills_every_call_and_waits_for_the_slowest(tmp_path):
+    # parallel [small, large], keep the higher checker_score. r1: small 0.9 (400 ms), large 0.6 (1000 ms):
+    # small's answer is kept, yet both are billed (0.001 + 0.01) and the step lasts as long as the slowest,
+    # 1000 ms. r2: small's checker_score is null (lowest), so large (0.5) is kept.
+    policy = {"default": {"cascade": [{"parallel": ["small", "large"], "select": {"highest": "checker_score"}}]}}
+    tiny = run(tmp_path, policy, [req("r1", at(10)), req("r2", at(11))],
+               [ans("r1", "small", checker_score=0.9, latency_ms=400.0, cost_usd=SMALL),
+                ans("r1", "large", checker_score=0.6, latency_ms=1000.0, cost_usd=LARGE, passed=False),
+                ans("r2", "small", checker_score=None, latency_ms=50.0, cost_usd=SMALL, passed=False),
+                ans("r2", "large", checker_score=0.5, latency_ms=700.0, cost_usd=LARGE)])
+    assert tiny.column("final_model") == ["small", "large"]
+    assert tiny.column("cost_nano_usd") == [11_000_000, 11_000_000]
+    assert tiny.column("latency_ms") == [1000.0, 700.0]
+    assert tiny.column("models_called") == [["small", "large"], ["small", "large"]]
+    assert tiny.column("passed") == [True, True]
+    tiny.assert_reference_agrees()
+
+
+def test_fan_out_first_passing_in_list_order_else_the_last(tmp_path):
+    # parallel [small, large, small]: small is listed twice, so the third call reads small's sample 1.
+    # Keep the first, in list order, whose hard check passes and confidence >= 0.8. r1: small sample 0 has
+    # 0.5, large 0.9: large is kept. r2: none reaches 0.8: the last listed call (small, sample 1) is kept.
+    # Cost: 0.001 + 0.01 + 0.001 = 0.012 each; latency: the slowest of 100, 900, 300 = 900 ms.
+    policy = {"default": {"cascade": [{"parallel": ["small", "large", "small"],
+                                       "select": {"first": "confidence >= 0.8"}}]}}
+    rows = []
+    for request_id, confidences in (("r1", (0.5, 0.9, 0.95)), ("r2", (0.1, 0.2, 0.3))):
+        rows += [ans(request_id, "small", 0, confidence=confidences[0], latency_ms=100.0, cost_usd=SMALL),
+                 ans(request_id, "large", 0, confidence=confidences[1], latency_ms=900.0, cost_usd=LARGE),
+                 ans(request_id, "small", 1, confidence=confidences[2], latency_ms=300.0, cost_usd=SMALL)]
+    tiny = run(tmp_path, policy, [req("r1", at(10)), req("r2", at(11))], rows)
+    assert tiny.column("final_model") == ["large", "small"] and tiny.column("final_sample") == [0, 1]
+    assert tiny.column("cost_nano_usd") == [12_000_000, 12_000_000]
+    assert tiny.column("latency_ms") == [900.0, 900.0]
+    tiny.assert_reference_agrees()
+
+
+def test_race_first_passing_answer_in_latency_order_wins_at_its_latency(tmp_path):
+    # race [large, small], accept an answer whose hard check passes with confidence >= 0.7.
+    # r1: small answers first (200 ms) and passes: small wins at 200 ms, though large (800 ms) is billed too.
+    # r2: small answers first but fails its hard check; large (800 ms) passes: large wins at 800 ms.
+    # r3: neither passes: the last model in list order (small) answers, at the slowest latency, 800 ms.
+    # Every call started is billed in full: 0.01 + 0.001 = 0.011 a request.
+    policy = {"default": {"cascade": [{"race": ["large", "small"], "select": {"first": "confidence >= 0.7"}}]}}
+    rows = []
+    for request_id, small_ok, large_confidence in (("r1", True, 0.9), ("r2", False, 0.9), ("r3", True, 0.1)):
+        rows += [ans(request_id, "large", confidence=large_confidence, latency_ms=800.0, cost_usd=LARGE),
+                 ans(request_id, "small", confidence=0.8 if request_id != "r3" else 0.2, hard_check_ok=small_ok,
+                     latency_ms=200.0, cost_usd=SMALL)]
+    tiny = run(tmp_path, policy, [req("r1", at(10)), req("r2", at(11)), req("r3", at(12))], rows)
+    assert tiny.column("final_model") == ["small", "large", "small"]
+    assert tiny.column("latency_ms") == [200.0, 800.0, 800.0]
+    assert tiny.column("cost_nano_usd") == [11_000_000] * 3
+    assert tiny.column("models_called") == [["large", "small"]] * 3
+    tiny.assert_reference_agrees()
+
+
+def test_race_ties_in_latency_go_to_list_order_and_a_checker_times_every_call(tmp_path):
+    # race [large, small], both at 300 ms and both passing: large (first listed) wins. A checker of
+    # 0.0005 USD and 50 ms runs on each call: cost 0.01 + 0.001 + 2 x 0.0005 = 0.012, latency 350 ms.
+    policy = {"default": {"cascade": [{"race": ["large", "small"], "select": {"first": "confidence >= 0.7"},
+                                       "checker": {"name": "judge", "cost_usd": 0.0005, "latency_ms": 50.0}}]}}
+    tiny = run(tmp_path, policy, [req("r1", at(10))],
+               [ans("r1", "large", confidence=0.9, latency_ms=300.0, cost_usd=LARGE),
+                ans("r1", "small", confidence=0.9, latency_ms=300.0, cost_usd=SMALL)])
+    assert tiny.column("final_model") == ["large"] and tiny.column("latency_ms") == [350.0]
+    assert tiny.column("cost_nano_usd") == [12_000_000]
+    tiny.assert_reference_agrees()
+
+
+def test_fan_out_missing_an_answer_is_missing_for_the_first_such_model(tmp_path):
+    # r2 has no answer from large: with on_missing=skip it is left out, counted against large.
+    policy = {"default": {"cascade": [{"parallel": ["small", "large"], "select": {"highest": "confidence"}}]}}
+    tiny = run(tmp_path, policy, [req("r1", at(10)), req("r2", at(11))],
+               [ans("r1", "small", cost_usd=SMALL), ans("r1", "large", cost_usd=LARGE),
+                ans("r2", "small", cost_usd=SMALL)], on_missing="skip")
+    assert tiny.column("request_id") == ["r1"]
+    assert tiny.replay.coverage.missing_by_model == {"large": 1}
+    tiny.assert_reference_agrees()
+
+
+@pytest.mark.parametrize("step, message", [
+    ({"race": ["small", "large"], "select": {"highest": "confidence"}}, "a race keeps the first answer"),
+    ({"parallel": ["small", "large"]}, "needs 'select'"),
+    ({"model": "small", "parallel": ["small", "large"], "select": {"highest": "confidence"}}, "exactly one of"),
+    ({"parallel": ["small", "large"], "samples": 2, "select": {"highest": "confidence"}}, "'samples' draws"),
+    ({"race": ["small", "large"], "select": {"first": "confidence > 0.5"}, "service_tier": "batch"}, "batch"),
+])
+def test_fan_out_and_race_shapes_are_checked(step, message):
+    with pytest.raises(ValueError, match=message):
+        scenario_of({"default": {"cascade": [step]}})

@@ -426,6 +426,26 @@ def _add_best_of(seed: int, policy: dict) -> None:
                                   if g.chance(0.5) else {"first": _combine(g, lambda: _accept_atom(g))})
 
 
+def _add_fan_out(seed: int, policy: dict, models: list[str]) -> None:
+    """Fan-out and race steps from a stream of their own: some single-model cascade steps call 2 or 3
+    models at once (a model may repeat) and keep one answer by select; a race never runs on batch."""
+    g = _Gen(seed + 3_000_017)
+    for plan in [*policy["rules"], policy["default"]]:
+        for step in plan.get("cascade", []):
+            if "samples" in step or not g.chance(0.2):
+                continue
+            called = [step.pop("model"), *(g.pick(models) for _ in range(g.int(1, 2)))]
+            if g.chance(0.5):
+                step["race"] = called
+                step["select"] = {"first": _combine(g, lambda: _accept_atom(g))}
+                if step.get("service_tier", plan.get("service_tier")) == "batch":
+                    step["service_tier"] = "standard"
+            else:
+                step["parallel"] = called
+                step["select"] = ({"highest": g.pick(["confidence", "checker_score", "score", "latency_ms"])}
+                                  if g.chance(0.5) else {"first": _combine(g, lambda: _accept_atom(g))})
+
+
 def random_world(seed: int) -> World:
     """A reproducible random world: same seed, same frames, sheet and scenario."""
     g = _Gen(seed)
@@ -446,5 +466,6 @@ def random_world(seed: int) -> World:
     policy = _policy(g, models, slices, tiers)
     _add_overheads(seed, policy, models)
     _add_best_of(seed, policy)
+    _add_fan_out(seed, policy, models)
     scenario = scenario_of(policy, name=f"world-{seed}", data="random-world", **settings)
     return World(seed=seed, scenario=scenario, traffic=traffic, outcomes=outcomes, sheet=sheet)

@@ -47,9 +47,9 @@ class ScenarioCoverage:
 
 
 def single_call(scenario: Scenario) -> bool:
-    """Whether the policy makes exactly one call per request: one-step plans and no retry."""
+    """Whether the policy makes exactly one call per request: one-step plans of one call each, and no retry."""
     policy = scenario.policy
-    return policy.retry is None and all(len(steps) == 1 for _, steps in policy.plans())
+    return policy.retry is None and all(len(steps) == 1 and len(steps[0].calls) == 1 for _, steps in policy.plans())
 
 
 def answer_table(data: Dataset) -> pl.DataFrame:

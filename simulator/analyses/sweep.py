@@ -131,14 +131,14 @@ def resolve_gate(scenario: Scenario, data: Dataset, *, step: int = 0, over: str 
                             fix=f"--step counts from 0; the gates are steps 0 to {len(steps) - 2}"
                             if len(steps) > 1 else "pick a multi-step plan with --plan")
     if step == len(steps) - 1:
-        raise RoutesimError(f"step {step} ({steps[step].model}) is the last step of plan '{label}': its answer "
+        raise RoutesimError(f"step {step} ({steps[step].label}) is the last step of plan '{label}': its answer "
                             "is always final, so it has no gate to sweep", where=where,
                             fix=f"--step counts from 0; the gates are steps 0 to {len(steps) - 2}"
                             if len(steps) > 1 else "pick a multi-step plan with --plan")
-    if steps[step].samples > 1:
-        raise RoutesimError(f"step {step} of plan '{label}' is a best-of-{steps[step].samples} step: its gate reads "
-                            "the sample it kept, which a sweep does not follow", where=where,
-                            fix="sweep a gate on a one-sample step, or replay each threshold as its own scenario")
+    if len(steps[step].calls) > 1:
+        raise RoutesimError(f"step {step} of plan '{label}' makes {len(steps[step].calls)} calls ({steps[step].label}): "
+                            "its gate reads the answer it kept, which a sweep does not follow", where=where,
+                            fix="sweep a gate on a one-call step, or replay each threshold as its own scenario")
     numeric = numeric_columns(data)
     if over is None:
         over = read_column(steps[step].accept, numeric)
@@ -149,7 +149,7 @@ def resolve_gate(scenario: Scenario, data: Dataset, *, step: int = 0, over: str 
     if over not in numeric:
         raise RoutesimError(f"--over {over!r} is not a numeric column of the data.{did_you_mean(over, numeric)}",
                             where=where, fix=f"numeric columns: {', '.join(numeric)}")
-    return Gate(plan_index=plan_index, plan=label, step=step, over=over, models=tuple(s.model for s in steps))
+    return Gate(plan_index=plan_index, plan=label, step=step, over=over, models=tuple(s.calls[-1] for s in steps))
 
 
 def with_accept(scenario: Scenario, gate: Gate, accept: str) -> Scenario:
@@ -223,7 +223,7 @@ def _step_values(scenario: Scenario, data: Dataset, gate: Gate, request_ids: pl.
     """OVER and hard_check_ok of the gate step's answer, for the requests that reached the step."""
     steps = scenario.policy.plans()[gate.plan_index][1]
     model = steps[gate.step].model
-    sample = sum(1 for earlier in steps[:gate.step] if earlier.model == model)
+    sample = sum(earlier.calls.count(model) for earlier in steps[:gate.step])  # the k-th call reads sample k
     outcome_names = data.outcomes.collect_schema().names()
     answers = (data.outcomes.filter((pl.col("model") == model) & (pl.col("sample") == sample))
                .select("request_id", "hard_check_ok", *([gate.over] if gate.over in outcome_names else [])))
@@ -678,7 +678,7 @@ def report_sweeps(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
     numeric = numeric_columns(data)
     found = []
     for label, steps in scenario.policy.plans():
-        if len(steps) < 2 or read_column(steps[0].accept, numeric) is None or steps[0].samples > 1:
+        if len(steps) < 2 or read_column(steps[0].accept, numeric) is None or len(steps[0].calls) > 1:
             continue
         gate = resolve_gate(scenario, data, step=0, plan=label)
         try:

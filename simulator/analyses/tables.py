@@ -242,7 +242,7 @@ def scenario_tables(summary: dict, decisions: pl.DataFrame, calls: pl.DataFrame,
 
 
 def plan_steps(scenario: Scenario) -> list[tuple[str, list[str]]]:
-    return [(label, [step.model for step in steps]) for label, steps in scenario.policy.plans()]
+    return [(label, [step.label for step in steps]) for label, steps in scenario.policy.plans()]
 
 
 def _bar_failures(by_slice: pl.DataFrame, overall: float, bar: QualityBar,

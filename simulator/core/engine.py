@@ -6,8 +6,10 @@ Modelling assumptions (the README's "Policy semantics" states them in full):
   `accept` predicate holds; the last step's answer is always final.
 - The k-th call of a model for one request uses that model's outcome with `sample` = k.
 - A retry resends the full request: it is priced and timed like any other call.
+- A step may make several calls at once (best-of-n, fan-out, race) and keep one answer by its `select`;
+  each is billed, and the step lasts as long as its slowest call (a race: its winner).
 - Every call is priced at its request's timestamp, rounded to a whole nano-dollar; a request's cost is
-  the exact integer sum of its calls' costs, and latencies of a request's calls add up.
+  the exact integer sum of its calls' costs, and latencies of a request's steps add up.
 
 Everything is vectorised: the loops below run over plan steps, plans and retry targets (the policy's
 shape), never over requests. Each iteration is a join of the requests still in play with the outcomes of
@@ -105,17 +107,28 @@ class CompiledPolicy:
             read |= predicate.columns
         read |= {step.select.highest for _, steps in self.plans for step in steps
                  if step.select is not None and step.select.highest is not None}
+        if any(step.race for _, steps in self.plans for step in steps):
+            read.add("latency_ms")  # a race orders its answers by latency
         return sorted(read)
 
 
 def _model_keys(policy) -> dict[str, str]:
     """Each model of the policy, with the first scenario key that names it."""
     keys: dict[str, str] = {}
+
+    def key_of(plan, prefix: str, position: int, step: Step, call: int) -> str:
+        if plan.use:
+            return f"{prefix}.use"
+        kind = "model" if step.model is not None else "parallel" if step.parallel is not None else "race"
+        return f"{prefix}.cascade[{position}].{kind}" + ("" if step.model is not None else f"[{call}]")
+
     for index, rule in enumerate(policy.rules):
         for position, step in enumerate(rule.steps):
-            keys.setdefault(step.model, f"policy.rules[{index}]." + ("use" if rule.use else f"cascade[{position}].model"))
+            for call, model in enumerate(step.calls):
+                keys.setdefault(model, key_of(rule, f"policy.rules[{index}]", position, step, call))
     for position, step in enumerate(policy.default.steps):
-        keys.setdefault(step.model, "policy.default." + ("use" if policy.default.use else f"cascade[{position}].model"))
+        for call, model in enumerate(step.calls):
+            keys.setdefault(model, key_of(policy.default, "policy.default", position, step, call))
     for position, model in enumerate(policy.retry.to if policy.retry else ()):
         keys.setdefault(model, f"policy.retry.to[{position}]")
     return keys
@@ -449,8 +462,9 @@ def reachable_slots(policy: CompiledPolicy) -> set[tuple[str, int]]:
     for _, steps in policy.plans:
         calls: dict[str, int] = {}
         for step in steps:
-            slots.update((step.model, calls.get(step.model, 0) + draw) for draw in range(step.samples))
-            calls[step.model] = calls.get(step.model, 0) + step.samples
+            for model in step.calls:
+                slots.add((model, calls.get(model, 0)))
+                calls[model] = calls.get(model, 0) + 1
         for model, count in calls.items():
             most_plan_calls[model] = max(most_plan_calls.get(model, 0), count)
     if policy.retry is not None:
@@ -505,7 +519,7 @@ def _with_plan_models(finals: pl.DataFrame, policy: CompiledPolicy) -> pl.DataFr
     distinct: dict[tuple[str, ...], int] = {}
     index_of = []  # per plan, the prefix index of each number of steps taken
     for _, steps in policy.plans:
-        calls = [tuple([step.model] * step.samples) for step in steps]  # a best-of-n step makes n calls
+        calls = [step.calls for step in steps]  # a best-of-n, fan-out or race step makes several calls
         index_of.append([distinct.setdefault(sum(calls[:taken], ()), len(distinct))
                          for taken in range(1, len(steps) + 1)])
     longest = max(len(indices) for indices in index_of)
@@ -551,8 +565,8 @@ def _step_groups(policy: CompiledPolicy, step_index: int) -> tuple[list[int], li
             continue
         step = steps[step_index]
         accept = policy.accepts.get((plan_index, step_index))
-        key = (step.model, _sample_of(steps, step_index), step.checker, step.service_tier,
-               step_index == len(steps) - 1, None if accept is None else accept.text, step.samples, step.select)
+        key = (step.calls, step.race is not None, _samples_of(steps, step_index), step.checker, step.service_tier,
+               step_index == len(steps) - 1, None if accept is None else accept.text, step.select)
         if key not in groups:
             groups[key] = len(representative)
             representative.append(plan_index)
@@ -560,44 +574,64 @@ def _step_groups(policy: CompiledPolicy, step_index: int) -> tuple[list[int], li
     return group_of, representative
 
 
-def _sample_of(steps: tuple[Step, ...], step_index: int) -> int:
-    """The (first) sample a plan's step reads: how often the plan called that model before."""
-    return sum(earlier.samples for earlier in steps[:step_index] if earlier.model == steps[step_index].model)
+def _samples_of(steps: tuple[Step, ...], step_index: int) -> tuple[int, ...]:
+    """The sample each call of a plan's step reads: how often the plan called that model before (earlier
+    steps, and earlier calls of the same step)."""
+    made: dict[str, int] = {}
+    for earlier in steps[:step_index]:
+        for model in earlier.calls:
+            made[model] = made.get(model, 0) + 1
+    samples = []
+    for model in steps[step_index].calls:
+        samples.append(made.get(model, 0))
+        made[model] = made.get(model, 0) + 1
+    return tuple(samples)
 
 
-def _best_of(run: _Run, rows: pl.DataFrame, step: Step, first_sample: int, select: Predicate | None,
-             seq: pl.Expr) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
-    """A best-of-n step: n samples of one model called at once, one kept by the step's `select`.
+def _several_calls(run: _Run, rows: pl.DataFrame, step: Step, samples: tuple[int, ...], select: Predicate | None,
+                   seq: pl.Expr) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
+    """A step of several calls at once (best-of-n, fan-out or race), one answer kept by its `select`.
 
-    Returns the rows that had every sample, with the kept answer, `__call_cost` (the n calls' sum) and
-    `__call_latency` (the slowest call, checker included), plus the call records; a request missing any
-    sample is noted missing. Vectorised: the n answers are stacked and each request's kept one is the first
-    row of its group in the select's order.
+    Returns the rows that had every answer, with the kept answer, `__call_cost` (the calls' sum) and
+    `__call_latency` (the slowest call, checker included; in a race the winner's), plus the call records.
+    A request missing an answer is noted missing for the first such call in list order. Vectorised: the
+    answers are stacked and each request's kept one is the first row of its group in the select's order.
     """
-    joined = [run.answers.join(rows, step.model, first_sample + draw) for draw in range(step.samples)]
+    joined = [run.answers.join(rows, model, sample) for model, sample in zip(step.calls, samples)]
     keep = rows.select("__rid")
-    for frame in joined:
-        keep = keep.join(frame.filter(pl.col(PRESENT)).select("__rid"), on="__rid", how="semi")
-    run.note_missing(rows.join(keep, on="__rid", how="anti"), step.model)
+    for model, frame in zip(step.calls, joined):
+        absent = keep.join(frame.filter(~pl.col(PRESENT)).select("__rid"), on="__rid", how="semi")
+        run.note_missing(rows.join(absent, on="__rid", how="semi"), model)
+        keep = keep.join(absent, on="__rid", how="anti")
+    count = len(step.calls)
     stacked, calls = [], []
-    for draw, frame in enumerate(joined):
+    for position, frame in enumerate(joined):
         called, made = _record_calls(frame.join(keep, on="__rid", how="semi"), run.sheet, kind="step", seq=seq,
                                      service_tier=step.service_tier, checker=step.checker)
         calls += made
-        if select is not None:  # first in sample order passing its hard check and the predicate, else the last
+        if step.race is not None:  # the first passing in latency order, ties in list order; else the last listed
             passing = (pl.col("hard_check_ok") & select.compile()).fill_null(False)
-            order = pl.when(passing).then(pl.lit(draw)).otherwise(pl.lit(2 * step.samples - 1 - draw))
-        else:  # the highest value (nulls lowest), ties to the earlier sample
+            order = pl.when(passing).then(pl.col("__call_latency")).otherwise(pl.lit(float("inf")))
+            tie = pl.when(passing).then(pl.lit(position)).otherwise(pl.lit(2 * count - 1 - position))
+        elif select is not None:  # first in list order passing its hard check and the predicate, else the last
+            passing = (pl.col("hard_check_ok") & select.compile()).fill_null(False)
+            order = pl.when(passing).then(pl.lit(position)).otherwise(pl.lit(2 * count - 1 - position))
+            tie = pl.lit(position)
+        else:  # the highest value (nulls lowest), ties to the earlier call
             value = pl.col(step.select.highest).cast(pl.Float64)
             order = pl.when(value.is_null()).then(pl.lit(float("inf"))).otherwise(-value)
-        stacked.append(called.with_columns(order.cast(pl.Float64).alias("__order"), pl.lit(draw).alias("__draw")))
+            tie = pl.lit(position)
+        stacked.append(called.with_columns(order.cast(pl.Float64).alias("__order"), tie.cast(pl.Int64).alias("__tie")))
     every = pl.concat(stacked, how="vertical")
     totals = every.group_by("__rid").agg(pl.col("__call_cost").sum().alias("__sum"),
                                          pl.col("__call_latency").max().alias("__slowest"))
-    kept = (every.sort("__rid", "__order", "__draw").unique("__rid", keep="first", maintain_order=True)
-            .join(totals, on="__rid", how="left")
-            .with_columns(pl.col("__sum").alias("__call_cost"), pl.col("__slowest").alias("__call_latency"))
-            .drop("__sum", "__slowest", "__order", "__draw"))
+    kept = (every.sort("__rid", "__order", "__tie").unique("__rid", keep="first", maintain_order=True)
+            .join(totals, on="__rid", how="left"))
+    # A race's latency is its winner's; when no answer passes, the last model answers after the slowest.
+    latency = (pl.when(pl.col("__order").is_finite()).then(pl.col("__call_latency")).otherwise(pl.col("__slowest"))
+               if step.race is not None else pl.col("__slowest"))
+    kept = (kept.with_columns(pl.col("__sum").alias("__call_cost"), latency.alias("__call_latency"))
+            .drop("__sum", "__slowest", "__order", "__tie"))
     return kept, calls
 
 
@@ -654,11 +688,12 @@ def _plan_stage(run: _Run, requests: pl.DataFrame, policy: CompiledPolicy, progr
             plan_index = representative[group_index]
             steps = policy.plans[plan_index][1]
             step = steps[step_index]
-            if step.samples > 1:
-                called, calls = _best_of(run, rows, step, _sample_of(steps, step_index),
-                                         policy.selects.get((plan_index, step_index)), pl.lit(step_index, pl.Int32))
+            if len(step.calls) > 1:
+                called, calls = _several_calls(run, rows, step, _samples_of(steps, step_index),
+                                               policy.selects.get((plan_index, step_index)),
+                                               pl.lit(step_index, pl.Int32))
             else:
-                joined = run.answers.join(rows, step.model, _sample_of(steps, step_index))
+                joined = run.answers.join(rows, step.model, _samples_of(steps, step_index)[0])
                 run.note_missing(joined.filter(~pl.col(PRESENT)), step.model)
                 called, calls = _record_calls(joined.filter(pl.col(PRESENT)), run.sheet, kind="step",
                                               seq=pl.lit(step_index, pl.Int32), service_tier=step.service_tier,

@@ -67,9 +67,10 @@ class Overhead(Frozen):
 
 
 class Select(Frozen):
-    """Which of a step's samples it keeps: the one with the `highest` value of an outcome column (nulls
-    lowest; ties: the earlier sample), or the `first`, in sample order, whose hard check passes and that
-    satisfies a predicate (none: the last)."""
+    """Which of a step's answers it keeps: the one with the `highest` value of an outcome column (nulls
+    lowest; ties: the earlier call), or the `first` answer whose hard check passes and that satisfies a
+    predicate (none: the last in list order). `first` runs in list (sample) order, and in a race in latency
+    order."""
 
     highest: str | None = None
     first: str | None = None
@@ -81,27 +82,64 @@ class Select(Frozen):
         return self
 
 
-class Step(Frozen):
-    """One call of a plan. `accept` decides, on a non-final step, whether its answer is final.
-    `service_tier` is the tier the call is priced at (else its plan's, else standard).
+MAX_STEP_CALLS = 16  # calls one step may make at once (samples, or models of a fan-out or race)
 
-    With `samples: n` the step draws n answers of its model at once (best-of-n), billed as n calls that run
-    in parallel, and keeps one by `select`.
+
+class Step(Frozen):
+    """One call of a plan, or several at once. `accept` decides, on a non-final step, whether its answer is
+    final. `service_tier` is the tier the calls are priced at (else its plan's, else standard).
+
+    Exactly one of `model` (one model), `parallel` (a fan-out: every model of the list called at once) or
+    `race` (every model called at once; the first answer in latency order that passes `select.first`
+    wins). With `samples: n` a `model` step draws n answers of its model at once (best-of-n). A step of
+    several calls bills every call and keeps one answer by `select`.
     """
 
-    model: str
+    model: str | None = Field(default=None, exclude_if=lambda value: value is None)
+    parallel: tuple[str, ...] | None = Field(default=None, min_length=2, max_length=MAX_STEP_CALLS,
+                                             exclude_if=lambda value: value is None)
+    race: tuple[str, ...] | None = Field(default=None, min_length=2, max_length=MAX_STEP_CALLS,
+                                         exclude_if=lambda value: value is None)
     accept: str | None = None
     checker: Checker | None = None
     service_tier: ServiceTier | None = None
     # Left out of dumps at their defaults, so a scenario without them hashes as it did before they existed.
-    samples: int = Field(default=1, ge=1, le=16, exclude_if=lambda value: value == 1)
+    samples: int = Field(default=1, ge=1, le=MAX_STEP_CALLS, exclude_if=lambda value: value == 1)
     select: Select | None = Field(default=None, exclude_if=lambda value: value is None)
 
     @model_validator(mode="after")
-    def _select_with_samples(self):
-        if (self.samples > 1) != (self.select is not None):
-            raise ValueError("'samples' above 1 needs 'select' (which answer to keep), and 'select' needs samples")
+    def _one_kind(self):
+        given = [key for key in ("model", "parallel", "race") if getattr(self, key) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of 'model: MODEL', 'parallel: [models]' or 'race: [models]'")
+        if self.samples > 1 and self.model is None:
+            raise ValueError("'samples' draws several answers of one 'model'; list a model twice in "
+                             "'parallel' or 'race' to call it twice")
+        if (len(self.calls) > 1) != (self.select is not None):
+            raise ValueError("a step of several calls ('samples' above 1, 'parallel' or 'race') needs 'select' "
+                             "(which answer to keep), and 'select' needs several calls")
+        if self.race is not None and self.select.first is None:
+            raise ValueError("a race keeps the first answer, in latency order, that passes: give "
+                             "'select: {first: PREDICATE}'")
+        if self.race is not None and self.service_tier == "batch":
+            raise ValueError("a race orders answers by latency, which batch calls do not have")
         return self
+
+    @property
+    def calls(self) -> tuple[str, ...]:
+        """The models the step calls, in list order (a model listed twice, or drawn n times, reads its next
+        sample each time)."""
+        if self.model is not None:
+            return (self.model,) * self.samples
+        return self.parallel if self.parallel is not None else self.race
+
+    @property
+    def label(self) -> str:
+        """How the step is named in messages: its model, or `parallel[a, b]` / `race[a, b]`."""
+        if self.model is not None:
+            return self.model if self.samples == 1 else f"{self.model} x{self.samples}"
+        kind = "parallel" if self.parallel is not None else "race"
+        return f"{kind}[{', '.join(self.calls)}]"
 
 
 class PlanSpec(Frozen):
@@ -120,9 +158,12 @@ class PlanSpec(Frozen):
                 raise ValueError("a cascade needs at least one step")
             for position, step in enumerate(self.cascade[:-1]):
                 if step.accept is None:
-                    raise ValueError(f"cascade step {position} ({step.model}) needs 'accept': when is its answer final?")
+                    raise ValueError(f"cascade step {position} ({step.label}) needs 'accept': when is its answer final?")
             if self.cascade[-1].accept is not None:
                 raise ValueError("the last cascade step's answer is always final: remove its 'accept'")
+            if self.service_tier == "batch" and any(step.race and not step.service_tier for step in self.cascade):
+                raise ValueError("a race orders answers by latency, which batch calls do not have: give the race "
+                                 "step a service_tier of its own")
         return self
 
     @property
@@ -188,7 +229,7 @@ class Policy(Frozen):
     def models(self) -> list[str]:
         seen: dict[str, None] = {}
         for _, steps in self.plans():
-            seen.update((step.model, None) for step in steps)
+            seen.update((model, None) for step in steps for model in step.calls)
         if self.retry:
             seen.update((model, None) for model in self.retry.to)
         return list(seen)

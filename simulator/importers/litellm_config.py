@@ -267,7 +267,7 @@ def scenario_to_config(scenario: Scenario, *, deployments: dict[str, str], group
                         "e.g. a confidence-gated cascade)")
     column, pairs, rule_problems = _tag_rules(scenario)
     problems += rule_problems
-    default = policy.default.use or policy.default.steps[0].model
+    default = policy.default.use or policy.default.steps[0].calls[0]
     tagged = bool(policy.rules)
     retry_settings, retry_problems = _retry_shape(scenario, default, tagged)
     problems += retry_problems
