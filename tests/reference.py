@@ -31,6 +31,9 @@ Semantics (the spec the engine claims to follow):
   the slowest call's latency. A race keeps the first answer in latency order (ties in list order)
   passing hard_check_ok and `select.first`, with that call's latency; when none passes, the last model
   in list order answers and the latency is the slowest call's.
+- Named steps and final: best: an accept predicate may read an earlier named step's answer as
+  STEP.COLUMN (the answer that step kept). With `final: best`, the plan's final answer is the one with
+  the highest `best_by` among its steps' answers (nulls lowest, ties to the earlier step), not the last.
 - Router overhead: before its plan, a request pays the policy's overhead, then the overhead of every rule
   evaluated for it (the rules before the one that matched, and that one): each a fixed cost (and latency),
   plus, for a classifier, the sheet's price of the request's input tokens (none cached) and the
@@ -46,6 +49,8 @@ from fractions import Fraction
 from dataclasses import dataclass, field
 
 import duckdb
+import sqlglot
+from sqlglot import exp
 import numpy as np
 import polars as pl
 
@@ -137,6 +142,29 @@ class Predicates:
             rows = self.con.execute(f"SELECT request_id, model, sample, ({text}) FROM answers").fetchall()
             self._answers[text] = {(r, m, int(s)): _truth(value) for r, m, s, value in rows}
         return self._answers[text]
+
+    def on_answers_and_steps(self, text: str) -> tuple[list[str], dict[tuple, bool]]:
+        """For a predicate reading earlier steps' answers as STEP.COLUMN: the step names it reads (sorted)
+        and (request_id, model, sample, ((step, model, sample), ...)) -> does it hold. DuckDB resolves the
+        qualified columns itself: each step is the answers table again under that alias, joined on the
+        request, and the predicate's own columns are the current answer's (alias __cur)."""
+        tree = sqlglot.parse_one(text, read="duckdb")
+        names = sorted({column.table for column in tree.find_all(exp.Column) if column.table})
+        if not names:
+            return [], self.on_answers(text)
+        for column in tree.find_all(exp.Column):
+            if not column.table:
+                column.set("table", exp.to_identifier("__cur"))
+        if text not in self._answers:
+            picks = "".join(f', "{name}".model, "{name}".sample' for name in names)
+            joins = "".join(f' JOIN answers "{name}" ON "{name}".request_id = __cur.request_id' for name in names)
+            rows = self.con.execute(f"SELECT __cur.request_id, __cur.model, __cur.sample{picks}, "
+                                    f"({tree.sql(dialect='duckdb')}) FROM answers __cur{joins}").fetchall()
+            self._answers[text] = {
+                (row[0], row[1], int(row[2]),
+                 tuple((name, row[3 + 2 * i], int(row[4 + 2 * i])) for i, name in enumerate(names))): _truth(row[-1])
+                for row in rows}
+        return names, self._answers[text]
 
     def close(self) -> None:
         self.con.close()
@@ -276,8 +304,8 @@ def reference_replay(scenario, traffic: pl.DataFrame, outcomes: pl.DataFrame,
         accepts, selects = {}, {}
         for plan_index, (_, steps) in enumerate(plans):
             for step_index, step in enumerate(steps):
-                if step.accept is not None:
-                    accepts[plan_index, step_index] = predicates.on_answers(step.accept)
+                if step.accept is not None:  # it may read earlier steps as STEP.COLUMN
+                    accepts[plan_index, step_index] = predicates.on_answers_and_steps(step.accept)
                 if step.select is not None and step.select.first is not None:
                     selects[plan_index, step_index] = predicates.on_answers(step.select.first)
     finally:
@@ -343,6 +371,9 @@ def reference_replay(scenario, traffic: pl.DataFrame, outcomes: pl.DataFrame,
 
         final = None
         steps_taken = 0
+        named: dict[str, dict] = {}  # the answers of the plan's named steps so far
+        best_answer = None  # with final: best, the best answer so far
+        spec = policy.plan_specs()[plan_index]
         for step_index, step in enumerate(steps):
             if len(step.calls) == 1:
                 answer = call(step.model, step.service_tier, step.checker)
@@ -387,11 +418,23 @@ def reference_replay(scenario, traffic: pl.DataFrame, outcomes: pl.DataFrame,
                 break
             steps_taken = step_index + 1
             final = answer
+            if step.name is not None:
+                named[step.name] = answer
+            if spec.best_by is not None:  # final: best: the highest best_by so far, nulls lowest, ties earlier
+                value = answer[spec.best_by]
+                if best_answer is None or (value is not None and (best_answer[spec.best_by] is None
+                                                                  or value > best_answer[spec.best_by])):
+                    best_answer = answer
             if step_index == len(steps) - 1:
                 break
+            names, holds = accepts[plan_index, step_index]
             key = (request_id, answer["model"], answer["sample"])
-            if answer["hard_check_ok"] and accepts[plan_index, step_index][key]:
+            if names:
+                key = (*key, tuple((name, named[name]["model"], named[name]["sample"]) for name in names))
+            if answer["hard_check_ok"] and holds[key]:
                 break
+        if spec.best_by is not None and best_answer is not None and missing_model is None:
+            final = best_answer
 
         retry_attempts = 0
         retry_exhausted = False

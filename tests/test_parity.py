@@ -170,6 +170,9 @@ def test_random_worlds_cover_every_feature():
             "fan-out first passing": any(s.parallel and s.select.first for steps in plans for s in steps),
             "race": any(s.race for steps in plans for s in steps),
             "race with a repeated model": any(s.race and len(set(s.race)) < len(s.race) for steps in plans for s in steps),
+            "agreement gate on answer_key": any(s.accept and ".answer_key" in s.accept for steps in plans for s in steps),
+            "accept reading an earlier step": any(s.accept and ".confidence" in s.accept for steps in plans for s in steps),
+            "final: best": any(spec.final == "best" for spec in policy.plan_specs()),
         }
         seen |= {name for name, present in features.items() if present}
     assert seen == set(features)

@@ -731,3 +731,69 @@ def test_fan_out_missing_an_answer_is_missing_for_the_first_such_model(tmp_path)
 def test_fan_out_and_race_shapes_are_checked(step, message):
     with pytest.raises(ValueError, match=message):
         scenario_of({"default": {"cascade": [step]}})
+
+
+# --------------------------------------------------------------------------------------------------
+# Named steps: agreement gates and final: best
+
+
+def _run_with_keys(tmp_path: Path, policy: dict, traffic: list[dict], outcomes: list[dict], keys: list) -> Tiny:
+    """A tiny world whose outcomes carry `answer_key` (one per outcome row, in order)."""
+    scenario = scenario_of(policy, data=tmp_path)
+    traffic_df = traffic_frame(traffic)
+    outcomes_df = outcome_frame(outcomes).with_columns(pl.Series("answer_key", keys, dtype=pl.String))
+    result, summary = replay_frames(tmp_path, scenario, traffic_df, outcomes_df)
+    return Tiny(scenario, traffic_df, outcomes_df, None, result, summary)
+
+
+def test_agreement_gate_accepts_when_two_cheap_answers_agree(tmp_path):
+    # Ask small, then medium; accept medium's answer when its answer_key equals small's (two cheap models
+    # agree), else escalate to large. r1: both say k1: final at medium, 0.001 + 0.002. r2: k1 against k2:
+    # escalate, 0.001 + 0.002 + 0.01. r3: small's key is null: null = k1 is not true, so it escalates.
+    policy = {"default": {"cascade": [
+        {"name": "cheap", "model": "small", "accept": "confidence >= 0.99"},
+        {"model": "medium", "accept": "answer_key = cheap.answer_key"},
+        {"model": "large"}]}}
+    outcomes, keys = [], []
+    for request_id, (small_key, medium_key) in (("r1", ("k1", "k1")), ("r2", ("k1", "k2")), ("r3", (None, "k1"))):
+        outcomes += [ans(request_id, "small", confidence=0.5, cost_usd=SMALL),
+                     ans(request_id, "medium", cost_usd=0.002), ans(request_id, "large", cost_usd=LARGE)]
+        keys += [small_key, medium_key, "k1"]
+    tiny = _run_with_keys(tmp_path, policy, [req("r1", at(10)), req("r2", at(11)), req("r3", at(12))], outcomes, keys)
+    assert tiny.column("final_model") == ["medium", "large", "large"]
+    assert tiny.column("cost_nano_usd") == [3_000_000, 13_000_000, 13_000_000]
+    tiny.assert_reference_agrees()
+
+
+def test_final_best_keeps_the_highest_answer_among_the_steps_called(tmp_path):
+    # final: best by confidence. r1: small says 0.8 (below 0.9: go on), large says 0.5 (below small's 0.8,
+    # which its accept reads as cheap.confidence: go on), small's sample 1 says 0.6 (the last step). Three
+    # steps called; the best is small's first answer (0.8), which fails. The cost is every call:
+    # 0.001 + 0.01 + 0.001. r2: small 0.3, then large 0.7 is accepted (0.7 >= 0.3) and is also the best.
+    policy = {"default": {"final": "best", "best_by": "confidence", "cascade": [
+        {"name": "cheap", "model": "small", "accept": "confidence >= 0.9"},
+        {"model": "large", "accept": "confidence >= cheap.confidence"},
+        {"model": "small"}]}}
+    tiny = run(tmp_path, policy, [req("r1", at(10)), req("r2", at(11))],
+               [ans("r1", "small", confidence=0.8, passed=False, cost_usd=SMALL),
+                ans("r1", "large", confidence=0.5, cost_usd=LARGE),
+                ans("r1", "small", 1, confidence=0.6, cost_usd=SMALL),
+                ans("r2", "small", confidence=0.3, cost_usd=SMALL), ans("r2", "large", confidence=0.7, cost_usd=LARGE)])
+    assert tiny.column("final_model") == ["small", "large"] and tiny.column("final_sample") == [0, 0]
+    assert tiny.column("steps_taken") == [3, 2] and tiny.column("passed") == [False, True]
+    assert tiny.column("cost_nano_usd") == [12_000_000, 11_000_000]
+    tiny.assert_reference_agrees()
+
+
+@pytest.mark.parametrize("plan, message", [
+    ({"cascade": [{"model": "small", "accept": "confidence > later.confidence"}, {"name": "later", "model": "large"}]},
+     "no earlier named step"),
+    ({"final": "best", "cascade": [{"model": "small"}]}, "needs 'best_by"),
+    ({"final": "best", "best_by": "confidence", "use": "small"}, "chooses among a cascade"),
+    ({"cascade": [{"name": "a", "model": "small", "accept": "confidence > 0.5"}, {"name": "a", "model": "large"}]},
+     "two steps of one cascade are named 'a'"),
+])
+def test_named_step_shapes_are_checked(tmp_path, plan, message):
+    with pytest.raises((ValueError, RoutesimError), match=message):
+        run(tmp_path, {"default": plan}, [req("r1", at(10))],
+            [ans("r1", "small", confidence=0.5, cost_usd=SMALL), ans("r1", "large", cost_usd=LARGE)])

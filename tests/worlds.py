@@ -446,6 +446,38 @@ def _add_fan_out(seed: int, policy: dict, models: list[str]) -> None:
                                   if g.chance(0.5) else {"first": _combine(g, lambda: _accept_atom(g))})
 
 
+def _add_answer_keys(seed: int, outcomes: pl.DataFrame) -> pl.DataFrame:
+    """In some worlds, an answer_key column from a stream of its own: three keys, so answers often agree,
+    and some nulls."""
+    g = _Gen(seed + 4_000_037)
+    if not g.chance(0.5):
+        return outcomes
+    picks = g.rng.choice(4, size=outcomes.height, p=[0.5, 0.25, 0.15, 0.1])
+    keys = [None if pick == 3 else f"k{pick}" for pick in picks.tolist()]
+    return outcomes.with_columns(pl.Series("answer_key", keys, dtype=pl.String))
+
+
+def _add_named_steps(seed: int, policy: dict, agreement_column: str) -> None:
+    """Named steps read by later accepts (an agreement gate on `agreement_column`), and final: best, from a
+    stream of their own."""
+    g = _Gen(seed + 5_000_011)
+    for plan in [*policy["rules"], policy["default"]]:
+        steps = plan.get("cascade", [])
+        if len(steps) >= 3 and g.chance(0.4):
+            steps[0]["name"] = "first"
+            if g.chance(0.5):
+                steps[1]["name"] = "second"
+            for position in range(1, len(steps) - 1):
+                read = g.pick(["first", "second"]) if position >= 2 and "name" in steps[1] else "first"
+                gate = (f"{agreement_column} = {read}.{agreement_column}" if agreement_column == "answer_key"
+                        else f"{agreement_column} >= {read}.{agreement_column}")
+                steps[position]["accept"] = (f"({steps[position]['accept']}) OR ({gate})" if g.chance(0.5)
+                                             else gate)
+        if steps and g.chance(0.2):
+            plan["final"] = "best"
+            plan["best_by"] = g.pick(["confidence", "checker_score", "latency_ms"])
+
+
 def random_world(seed: int) -> World:
     """A reproducible random world: same seed, same frames, sheet and scenario."""
     g = _Gen(seed)
@@ -453,7 +485,7 @@ def random_world(seed: int) -> World:
     traffic = _traffic(g, days)
     models = [str(m) for m in g.rng.choice(MODEL_NAMES, size=g.int(2, 4), replace=False)]
     sheet, listed = _sheet(g, models, days)
-    outcomes = _outcomes(g, traffic, models, listed)
+    outcomes = _add_answer_keys(seed, _outcomes(g, traffic, models, listed))
     slices = sorted(set(traffic["slice"]))
     settings: dict = {"on_missing": g.pick(["error", "skip"])}
     if g.chance(0.3):
@@ -467,5 +499,6 @@ def random_world(seed: int) -> World:
     _add_overheads(seed, policy, models)
     _add_best_of(seed, policy)
     _add_fan_out(seed, policy, models)
+    _add_named_steps(seed, policy, "answer_key" if "answer_key" in outcomes.columns else "confidence")
     scenario = scenario_of(policy, name=f"world-{seed}", data="random-world", **settings)
     return World(seed=seed, scenario=scenario, traffic=traffic, outcomes=outcomes, sheet=sheet)

@@ -76,7 +76,7 @@ OUTCOME_COLUMNS: tuple[Column, ...] = (
 # columns that are not grades, and the token counts importers add. Any other outcome column is a grade
 # unless the data folder's manifest (SIGNALS_FILE) declares it a serving-time signal.
 SERVING_TIME_COLUMNS = frozenset([column.name for column in OUTCOME_COLUMNS if not column.grade]
-                                 + ["cache_write_input_tokens"])
+                                 + ["cache_write_input_tokens", "answer_key"])
 SIGNALS_FILE = "columns.json"
 
 GRADERS = ("deterministic", "llm_judge", "human")
@@ -104,6 +104,8 @@ OPTIONAL_OUTCOME_COLUMNS: tuple[Column, ...] = (
            values=SERVICE_TIERS),
     Column("error_type", STRING, True, "why a failed call failed: rate_limit, timeout, context_window, "
            "content_filter or other", values=ERROR_TYPES),
+    Column("answer_key", STRING, True, "a hash of the normalised answer: equal keys, equal answers (what "
+           "agreement gates compare)"),
     Column("inclusion_probability", FLOAT, True, "probability this request was drawn into the shadow sample",
            probability=True),
     Column("gold_passed", BOOLEAN, True, "a reference grade (human or deterministic) beside the judge's passed"),

@@ -18,6 +18,7 @@ one (model, sample) pair.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -27,7 +28,7 @@ import polars as pl
 from simulator.core.contract import Dataset
 from simulator.core.draws import keyed_uniform
 from simulator.core.errors import RoutesimError, did_you_mean
-from simulator.core.predicates import Predicate, check_types, parse_predicate, sql_exprs
+from simulator.core.predicates import Predicate, check_types, parse_predicate, sql_exprs, step_column
 from simulator.core.money import to_nano_usd
 from simulator.core.prices import (
     PRICE_SOURCE,
@@ -97,14 +98,28 @@ class CompiledPolicy:
     retry_when: Predicate | None
     retry: Retry | None  # the retry's targets and attempts; `retry_when` is its compiled predicate
     selects: dict[tuple[int, int], Predicate] = field(default_factory=dict)  # (plan, step) -> select.first
+    best_by: dict[int, str] = field(default_factory=dict)  # plan -> column of `final: best`
+
+    def step_reads(self, plan_index: int) -> dict[str, frozenset[str]]:
+        """Per named step of the plan, the columns of its answer that later accept predicates read."""
+        return self._step_reads.get(plan_index, {})
+
+    @functools.cached_property
+    def _step_reads(self) -> dict[int, dict[str, frozenset[str]]]:
+        reads: dict[int, dict[str, frozenset[str]]] = {}
+        for (plan, _), accept in self.accepts.items():
+            for step, column in accept.step_reads:
+                named = reads.setdefault(plan, {})
+                named[step] = named.get(step, frozenset()) | {column}
+        return reads
 
     @property
     def answer_columns(self) -> list[str]:
         """Outcome columns the engine must carry: the basics and whatever the predicates and selects read."""
-        read = set(ANSWER_COLUMNS)
+        read = set(ANSWER_COLUMNS) | set(self.best_by.values())
         for predicate in [*self.accepts.values(), *self.selects.values(),
                           *([self.retry_when] if self.retry_when else [])]:
-            read |= predicate.columns
+            read |= predicate.base_columns
         read |= {step.select.highest for _, steps in self.plans for step in steps
                  if step.select is not None and step.select.highest is not None}
         if any(step.race for _, steps in self.plans for step in steps):
@@ -180,29 +195,39 @@ def compile_policy(scenario: Scenario, traffic_schema: pl.Schema, outcome_schema
                   for index, rule in enumerate(policy.rules))
     check_types(list(rules), dict(traffic_schema))
     plans = tuple(policy.plans())
-    accepts, selects = {}, {}
-    for plan_index, (_, steps) in enumerate(plans):
+    accepts, selects, best_by = {}, {}, {}
+
+    def numeric_column(column: str, key: str) -> None:
+        dtype = dict(outcome_schema).get(column)
+        if dtype is None or not dtype.is_numeric():
+            numeric = sorted(name for name, kind in dict(outcome_schema).items() if kind.is_numeric())
+            raise RoutesimError(f"{'best_by' if key.endswith('best_by') else 'select.highest'} reads '{column}', "
+                                "which is no numeric outcome column."
+                                f"{did_you_mean(column, numeric)}", where=at(key),
+                                fix=f"numeric outcome columns: {', '.join(numeric)}")
+
+    for plan_index, ((_, steps), spec) in enumerate(zip(plans, policy.plan_specs())):
         prefix = f"policy.rules[{plan_index}]" if plan_index < len(policy.rules) else "policy.default"
+        if spec.best_by is not None:
+            numeric_column(spec.best_by, f"{prefix}.best_by")
+            best_by[plan_index] = spec.best_by
         for step_index, step in enumerate(steps):
             if step.accept is not None:
-                accepts[plan_index, step_index] = predicate(step.accept, f"{prefix}.cascade[{step_index}].accept",
-                                                            answer_schema)
+                earlier = frozenset(s.name for s in steps[:step_index] if s.name is not None)
+                key = f"{prefix}.cascade[{step_index}].accept"
+                parsed = parse_predicate(step.accept, key=at(key), columns=sorted(answer_schema), steps=earlier)
+                parsed.check_types({**answer_schema, **{step_column(name, column): answer_schema[column]
+                                                        for name, column in parsed.step_reads}})
+                accepts[plan_index, step_index] = parsed
             if step.select is not None and step.select.first is not None:
                 selects[plan_index, step_index] = predicate(step.select.first,
                                                             f"{prefix}.cascade[{step_index}].select.first",
                                                             answer_schema)
             elif step.select is not None:
-                column = step.select.highest
-                dtype = dict(outcome_schema).get(column)
-                if dtype is None or not dtype.is_numeric():
-                    numeric = sorted(name for name, kind in dict(outcome_schema).items() if kind.is_numeric())
-                    raise RoutesimError(f"select.highest reads '{column}', which is no numeric outcome column."
-                                        f"{did_you_mean(column, numeric)}",
-                                        where=at(f"{prefix}.cascade[{step_index}].select.highest"),
-                                        fix=f"numeric outcome columns: {', '.join(numeric)}")
+                numeric_column(step.select.highest, f"{prefix}.cascade[{step_index}].select.highest")
     retry_when = predicate(policy.retry.when, "policy.retry.when", answer_schema) if policy.retry else None
     return CompiledPolicy(rules=rules, plans=plans, accepts=accepts, retry_when=retry_when, retry=policy.retry,
-                          selects=selects)
+                          selects=selects, best_by=best_by)
 
 
 def data_values(frame: pl.LazyFrame, column: str) -> list[str]:
@@ -565,8 +590,10 @@ def _step_groups(policy: CompiledPolicy, step_index: int) -> tuple[list[int], li
             continue
         step = steps[step_index]
         accept = policy.accepts.get((plan_index, step_index))
+        named = policy.step_reads(plan_index).get(step.name, frozenset()) if step.name else frozenset()
         key = (step.calls, step.race is not None, _samples_of(steps, step_index), step.checker, step.service_tier,
-               step_index == len(steps) - 1, None if accept is None else accept.text, step.select)
+               step_index == len(steps) - 1, None if accept is None else accept.text, step.select,
+               step.name if named else None, named, policy.best_by.get(plan_index))
         if key not in groups:
             groups[key] = len(representative)
             representative.append(plan_index)
@@ -705,10 +732,42 @@ def _plan_stage(run: _Run, requests: pl.DataFrame, policy: CompiledPolicy, progr
                 final = pl.col("hard_check_ok") & policy.accepts[plan_index, step_index].compile()
             called = called.with_columns(*_accumulate(), final.alias("__final"),
                                          pl.lit(step_index + 1, pl.Int32).alias("__steps"))
-            decided.append(called.filter("__final").select(*run.keep, "__steps"))
-            next_frontier.append(called.filter(~pl.col("__final")).select(requests.columns))
-        frontier = pl.concat(next_frontier, how="vertical") if next_frontier else frontier.clear()
+            named = policy.step_reads(plan_index).get(step.name, frozenset()) if step.name else frozenset()
+            called = called.with_columns(pl.col(column).alias(step_column(step.name, column)) for column in sorted(named))
+            best_by = policy.best_by.get(plan_index)
+            if best_by is not None:
+                called = _keep_best(called, best_by, run.answer_only, first=step_index == 0)
+            finished = called.filter("__final")
+            if best_by is not None:  # the best answer among the steps called is the final one
+                finished = finished.with_columns(pl.col(_best(column)).alias(column) for column in run.answer_only)
+            decided.append(finished.select(*run.keep, "__steps"))
+            # Earlier named steps' answers ("STEP.COLUMN") and the best answer so far go on with the request.
+            carried = [name for name in called.columns
+                       if name == BEST_VALUE or name.startswith("__best.") or ("." in name and not name.startswith("__"))]
+            next_frontier.append(called.filter(~pl.col("__final")).select(
+                *requests.columns, *[name for name in carried if name not in requests.columns]))
+        frontier = pl.concat(next_frontier, how="diagonal_relaxed") if next_frontier else frontier.clear()
     return _with_plan_models(pl.concat(decided, how="vertical"), policy)
+
+
+def _best(column: str) -> str:
+    return f"__best.{column}"
+
+
+BEST_VALUE = "__best_value"
+
+
+def _keep_best(called: pl.DataFrame, best_by: str, answer: list[str], *, first: bool) -> pl.DataFrame:
+    """`final: best`: carries the answer with the highest `best_by` so far (nulls lowest; ties: the earlier
+    step) as `__best.COLUMN` for every answer column, and its value as `__best_value`."""
+    value = pl.col(best_by).cast(pl.Float64)
+    if first:
+        return called.with_columns(*(pl.col(column).alias(_best(column)) for column in answer),
+                                   value.alias(BEST_VALUE))
+    better = value.is_not_null() & (pl.col(BEST_VALUE).is_null() | (value > pl.col(BEST_VALUE)))
+    return called.with_columns(*(pl.when(better).then(pl.col(column)).otherwise(pl.col(_best(column)))
+                                 .alias(_best(column)) for column in answer),
+                               pl.when(better).then(value).otherwise(pl.col(BEST_VALUE)).alias(BEST_VALUE))
 
 
 def _retry_stage(run: _Run, finals: pl.DataFrame, policy: CompiledPolicy, progress: Progress) -> pl.DataFrame:

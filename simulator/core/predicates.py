@@ -53,6 +53,19 @@ class Predicate:
     equals: tuple[str, int | float | str] | None = None
     # Predicates of one shape type-check alike: a column compared with a literal of one kind.
     shape: tuple | None = None
+    # Columns read from earlier named plan steps, (step name, column): in `columns` and in `text` they
+    # appear as the one column "STEP.COLUMN" (simulator.core.predicates.step_column).
+    step_reads: frozenset[tuple[str, str]] = frozenset()
+
+    @property
+    def own_columns(self) -> frozenset[str]:
+        """The columns read from the row itself, without those read from earlier steps."""
+        return self.columns - {step_column(step, column) for step, column in self.step_reads}
+
+    @property
+    def base_columns(self) -> frozenset[str]:
+        """Every data column read, from the row or from an earlier step (for the grade check)."""
+        return self.own_columns | {column for _, column in self.step_reads}
 
     def compile(self) -> pl.Expr:
         """The polars expression; NULL results count as false."""
@@ -132,10 +145,18 @@ def _sql_expr(text: str) -> pl.Expr:
     return pl.sql_expr(text)
 
 
-def parse_predicate(text: str, *, key: str, columns: list[str] | None = None) -> Predicate:
+def step_column(step: str, column: str) -> str:
+    """The working column that holds `column` of the answer of the plan step named `step`."""
+    return f"{step}.{column}"
+
+
+def parse_predicate(text: str, *, key: str, columns: list[str] | None = None,
+                    steps: frozenset[str] | None = frozenset()) -> Predicate:
     """Check `text` and return it as a Predicate. `key` names the scenario key, for messages.
 
-    When `columns` is given, every column the predicate reads must be one of them.
+    When `columns` is given, every column the predicate reads must be one of them. `steps` names the
+    earlier plan steps whose answers it may read as `STEP.COLUMN` (None: any name, for a check of what a
+    scenario reads); such a read becomes the one quoted column "STEP.COLUMN" of the compiled text.
     """
     if not isinstance(text, str) or not text.strip():
         raise RoutesimError("a predicate must be a non-empty SQL expression", where=_where(key),
@@ -167,10 +188,26 @@ def parse_predicate(text: str, *, key: str, columns: list[str] | None = None) ->
                 f"predicate {text!r} uses {_describe(node)}, which is not allowed in a predicate",
                 where=_where(key),
                 fix=f"predicates are pure expressions over columns: {ALLOWED_FORMS}")
-    for column in tree.find_all(exp.Column):
-        if column.table:
-            raise RoutesimError(f"predicate {text!r} names a table ('{column.sql()}'); predicates read the "
-                                "columns of one row", where=_where(key), fix=f"write '{column.name}'")
+    step_reads = set()
+    for column in list(tree.find_all(exp.Column)):
+        if not column.table:
+            continue
+        if column.catalog or column.db or (steps is not None and column.table not in steps):
+            named = (f"the earlier steps it may read here: {', '.join(sorted(steps))}" if steps
+                     else "no earlier step of this plan has a 'name'")
+            raise RoutesimError(f"predicate {text!r} reads '{column.sql()}', which is no earlier named step's "
+                                f"answer ({named})", where=_where(key),
+                                fix=f"name an earlier step of the plan ('name: {column.table}') or write "
+                                    f"'{column.name}' for this answer's own column")
+        step_reads.add((column.table, column.name))
+        column.replace(exp.column(step_column(column.table, column.name), quoted=True))
+    if step_reads:
+        text = tree.sql(dialect="duckdb")
+        own = frozenset(column.name for column in tree.find_all(exp.Column) if "." not in column.name)
+        if columns is not None:
+            _with_columns(text, key, own | {name for _, name in step_reads}, columns)
+        read = own | {step_column(step, name) for step, name in step_reads}
+        return Predicate(text=text, key=key, columns=frozenset(read), step_reads=frozenset(step_reads))
     return _with_columns(text, key, frozenset(column.name for column in tree.find_all(exp.Column)), columns)
 
 

@@ -100,10 +100,16 @@ def requests_fingerprint(request_ids: pl.Series) -> str:
 
 
 def grades_read(scenario: Scenario, data: Dataset) -> list[str]:
-    """The grade columns any accept or retry predicate of the scenario reads (simulator.core.contract)."""
-    texts = [step.accept for _, steps in scenario.policy.plans() for step in steps if step.accept]
-    texts += [scenario.policy.retry.when] if scenario.policy.retry else []
-    read = set().union(*(parse_predicate(text, key="policy").columns for text in texts)) if texts else set()
+    """The grade columns any accept, select or retry predicate of the scenario reads, or that `select.highest`
+    or `best_by` rank answers by (simulator.core.contract); an earlier step's column counts as its own."""
+    policy = scenario.policy
+    steps = [step for _, plan in policy.plans() for step in plan]
+    texts = [step.accept for step in steps if step.accept]
+    texts += [step.select.first for step in steps if step.select and step.select.first]
+    texts += [policy.retry.when] if policy.retry else []
+    read = set().union(*(parse_predicate(text, key="policy", steps=None).base_columns for text in texts)) if texts else set()
+    read |= {step.select.highest for step in steps if step.select and step.select.highest}
+    read |= {spec.best_by for spec in policy.plan_specs() if spec.best_by}
     return grade_columns(read, data.outcomes.collect_schema().names(), data.serving_signals)
 
 

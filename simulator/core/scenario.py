@@ -95,6 +95,9 @@ class Step(Frozen):
     several calls bills every call and keeps one answer by `select`.
     """
 
+    # A later step's accept may read this step's answer as NAME.COLUMN (an agreement gate).
+    name: str | None = Field(default=None, pattern=r"^[A-Za-z][A-Za-z0-9_]*$", max_length=64,
+                             exclude_if=lambda value: value is None)
     model: str | None = Field(default=None, exclude_if=lambda value: value is None)
     parallel: tuple[str, ...] | None = Field(default=None, min_length=2, max_length=MAX_STEP_CALLS,
                                              exclude_if=lambda value: value is None)
@@ -148,6 +151,9 @@ class PlanSpec(Frozen):
     use: str | None = None
     cascade: tuple[Step, ...] | None = None
     service_tier: ServiceTier | None = None  # of every step that names none
+    # `final: best` keeps the answer with the highest `best_by` among the steps called, not the last one.
+    final: Literal["last", "best"] = Field(default="last", exclude_if=lambda value: value == "last")
+    best_by: str | None = Field(default=None, exclude_if=lambda value: value is None)
 
     @model_validator(mode="after")
     def _one_plan(self):
@@ -161,6 +167,16 @@ class PlanSpec(Frozen):
                     raise ValueError(f"cascade step {position} ({step.label}) needs 'accept': when is its answer final?")
             if self.cascade[-1].accept is not None:
                 raise ValueError("the last cascade step's answer is always final: remove its 'accept'")
+            names = [step.name for step in self.cascade if step.name is not None]
+            repeated = sorted({name for name in names if names.count(name) > 1})
+            if repeated:
+                raise ValueError(f"two steps of one cascade are named '{repeated[0]}'; give each its own name")
+        if (self.final == "best") != (self.best_by is not None):
+            raise ValueError("'final: best' needs 'best_by: COLUMN' (which answer is best), and 'best_by' needs "
+                             "'final: best'")
+        if self.final == "best" and self.cascade is None:
+            raise ValueError("'final: best' chooses among a cascade's steps: give 'cascade: [steps]'")
+        if self.cascade is not None:
             if self.service_tier == "batch" and any(step.race and not step.service_tier for step in self.cascade):
                 raise ValueError("a race orders answers by latency, which batch calls do not have: give the race "
                                  "step a service_tier of its own")
@@ -220,6 +236,10 @@ class Policy(Frozen):
         each rule's. Rule i is evaluated for every request whose plan index is i or more."""
         paid = [(0, self.overhead)] if self.overhead else []
         return paid + [(index, rule.overhead) for index, rule in enumerate(self.rules) if rule.overhead]
+
+    def plan_specs(self) -> list[PlanSpec]:
+        """Each rule's plan in order, then the default plan (as `plans` lists them)."""
+        return [*self.rules, self.default]
 
     def plans(self) -> list[tuple[str, tuple[Step, ...]]]:
         """(label, steps) for each rule in order, then the default plan."""
