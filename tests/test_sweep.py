@@ -190,7 +190,7 @@ def _agreement_cases():
         if multi:
             steps = dict(plans)[multi[0]]
             step = seed % (len(steps) - 1)
-            if steps[step].samples > 1:  # a sweep refuses a best-of-n gate
+            if len(steps[step].calls) > 1:  # a sweep refuses a gate on a step of several calls
                 continue
             cases.append((seed, multi[0], step, ("confidence", "checker_score")[seed % 2]))
         if len(cases) == AGREEMENT_WORLDS:
