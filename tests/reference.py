@@ -55,6 +55,7 @@ import numpy as np
 import polars as pl
 
 from simulator.core.prices import PriceSheet
+from simulator.core.scenario import Step
 
 DECISION_KEYS = ("request_id", "ts", "slice", "plan", "models_called", "final_model", "final_sample",
                  "steps_taken", "multi_step", "escalated", "retry_attempts", "retry_exhausted", "cost_nano_usd",
@@ -315,14 +316,38 @@ def reference_replay(scenario, traffic: pl.DataFrame, outcomes: pl.DataFrame,
     missing: Counter[str] = Counter()
     price_sources: dict[str, str] = {}
 
-    for request in requests:
-        request_id, ts = request["request_id"], request["ts"]
-
-        plan_index = len(policy.rules)
+    def rule_plan(request_id: str) -> int:
         for index, holds in enumerate(rule_holds):
             if holds[request_id]:
-                plan_index = index
-                break
+                return index
+        return len(policy.rules)
+
+    # Sticky sessions: first turns (and requests on their own) are routed first, in arrival order; each
+    # later turn then takes its first turn's plan, or the model that plan ended at if the first turn escalated.
+    sticky = policy.sticky == "session" and requests and "session_id" in requests[0]
+    leader_of: dict[str, str] = {}
+    if sticky:
+        plans = [*plans, *((f"sticky: {model}", (Step(model=model, service_tier="standard"),))
+                           for model in policy.models())]
+        for request in sorted((r for r in requests if r["session_id"] is not None),
+                              key=lambda r: (r.get("turn") is None, r.get("turn") or 0, r["ts"], r["request_id"])):
+            leader_of.setdefault(request["session_id"], request["request_id"])
+    later = {r["request_id"] for r in requests
+             if sticky and r["session_id"] is not None and leader_of[r["session_id"]] != r["request_id"]}
+    escalated_to: dict[str, str] = {}  # leader request_id -> the model its plan ended at, when it escalated
+    position = {r["request_id"]: index for index, r in enumerate(requests)}
+
+    for request in [r for r in requests if r["request_id"] not in later] + [r for r in requests
+                                                                             if r["request_id"] in later]:
+        request_id, ts = request["request_id"], request["ts"]
+
+        follower = request_id in later
+        if follower:
+            leader = leader_of[request["session_id"]]
+            plan_index = (len(plans) - len(policy.models()) + policy.models().index(escalated_to[leader])
+                          if leader in escalated_to else rule_plan(leader))
+        else:
+            plan_index = rule_plan(request_id)
         label, steps = plans[plan_index]
 
         calls_of: Counter[str] = Counter()  # calls made so far per model: the next sample to use
@@ -356,8 +381,8 @@ def reference_replay(scenario, traffic: pl.DataFrame, outcomes: pl.DataFrame,
             return answer
 
         for first_plan, overhead in policy.overheads():
-            if plan_index < first_plan:
-                continue
+            if plan_index < first_plan or (follower and overhead is not policy.overhead):
+                continue  # a later turn of a sticky session makes no routing decision: no rule overhead
             cost = recorded_nanos(overhead.cost_usd)
             source = "fixed"
             if overhead.model is not None:
@@ -373,7 +398,7 @@ def reference_replay(scenario, traffic: pl.DataFrame, outcomes: pl.DataFrame,
         steps_taken = 0
         named: dict[str, dict] = {}  # the answers of the plan's named steps so far
         best_answer = None  # with final: best, the best answer so far
-        spec = policy.plan_specs()[plan_index]
+        best_by = policy.plan_specs()[plan_index].best_by if plan_index < len(policy.plan_specs()) else None
         for step_index, step in enumerate(steps):
             if len(step.calls) == 1:
                 answer = call(step.model, step.service_tier, step.checker)
@@ -420,10 +445,10 @@ def reference_replay(scenario, traffic: pl.DataFrame, outcomes: pl.DataFrame,
             final = answer
             if step.name is not None:
                 named[step.name] = answer
-            if spec.best_by is not None:  # final: best: the highest best_by so far, nulls lowest, ties earlier
-                value = answer[spec.best_by]
-                if best_answer is None or (value is not None and (best_answer[spec.best_by] is None
-                                                                  or value > best_answer[spec.best_by])):
+            if best_by is not None:  # final: best: the highest best_by so far, nulls lowest, ties earlier
+                value = answer[best_by]
+                if best_answer is None or (value is not None and (best_answer[best_by] is None
+                                                                  or value > best_answer[best_by])):
                     best_answer = answer
             if step_index == len(steps) - 1:
                 break
@@ -433,8 +458,10 @@ def reference_replay(scenario, traffic: pl.DataFrame, outcomes: pl.DataFrame,
                 key = (*key, tuple((name, named[name]["model"], named[name]["sample"]) for name in names))
             if answer["hard_check_ok"] and holds[key]:
                 break
-        if spec.best_by is not None and best_answer is not None and missing_model is None:
+        if best_by is not None and best_answer is not None and missing_model is None:
             final = best_answer
+        if missing_model is None and not follower and steps_taken > 1:
+            escalated_to[request_id] = final["model"]
 
         retry_attempts = 0
         retry_exhausted = False
@@ -483,6 +510,7 @@ def reference_replay(scenario, traffic: pl.DataFrame, outcomes: pl.DataFrame,
             "score": final["score"],
         })
 
+    decisions.sort(key=lambda decision: position[decision["request_id"]])
     by_model = dict(sorted(missing.items()))
     if by_model and scenario.on_missing == "error":
         raise MissingOutcomes(by_model)

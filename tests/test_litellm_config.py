@@ -155,6 +155,9 @@ def test_export_names_what_litellm_cannot_express(cli, failing):
                                               "retry": {"when": "NOT passed", "to": ["big"]}})
     result = cli("export", "litellm", gated, "-o", failing.folder / "out.yaml", *PROVIDERS)
     assert result.code == 2 and "is not COLUMN = 'VALUE'" in result.err and "policy.retry.when" in result.err
+    sticky = failing.scenario("sticky", policy={"default": {"use": "small"}, "sticky": "session"})
+    result = cli("export", "litellm", sticky, "-o", failing.folder / "out.yaml", *PROVIDERS)
+    assert result.code == 2 and "policy.sticky: session" in result.err
 
 
 def test_export_needs_a_provider_model_for_each_model(cli, failing):

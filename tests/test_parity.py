@@ -173,6 +173,8 @@ def test_random_worlds_cover_every_feature():
             "agreement gate on answer_key": any(s.accept and ".answer_key" in s.accept for steps in plans for s in steps),
             "accept reading an earlier step": any(s.accept and ".confidence" in s.accept for steps in plans for s in steps),
             "final: best": any(spec.final == "best" for spec in policy.plan_specs()),
+            "sticky sessions": policy.sticky == "session",
+            "sessions without sticky": "session_id" in world.traffic.columns and policy.sticky == "none",
         }
         seen |= {name for name, present in features.items() if present}
     assert seen == set(features)

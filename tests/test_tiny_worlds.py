@@ -797,3 +797,54 @@ def test_named_step_shapes_are_checked(tmp_path, plan, message):
     with pytest.raises((ValueError, RoutesimError), match=message):
         run(tmp_path, {"default": plan}, [req("r1", at(10))],
             [ans("r1", "small", confidence=0.5, cost_usd=SMALL), ans("r1", "large", cost_usd=LARGE)])
+
+
+# --------------------------------------------------------------------------------------------------
+# Sticky sessions
+
+
+def _run_sessions(tmp_path: Path, policy: dict, traffic: list[dict], outcomes: list[dict], sessions: list,
+                  turns: list) -> Tiny:
+    """A tiny world whose traffic carries session_id and turn (one each per traffic row, in order)."""
+    scenario = scenario_of(policy, data=tmp_path)
+    traffic_df = traffic_frame(traffic).with_columns(pl.Series("session_id", sessions, dtype=pl.String),
+                                                     pl.Series("turn", turns, dtype=pl.Int64))
+    outcomes_df = outcome_frame(outcomes)
+    result, summary = replay_frames(tmp_path, scenario, traffic_df, outcomes_df)
+    return Tiny(scenario, traffic_df, outcomes_df, None, result, summary)
+
+
+def test_sticky_session_keeps_later_turns_on_the_model_the_first_turn_escalated_to(tmp_path):
+    # Session A: turn 0 (a1) is unsure on small (0.5) and escalates to large; turns 1 and 2 go straight to
+    # large (plan "sticky: large"), though small would have been confident on them. Session B: turn 0 (b1)
+    # is accepted on small; turn 1 (b2) takes the same cascade and is accepted on small too. c1 is on its
+    # own. Costs: a1 0.011, a2 and a3 0.01, b1 b2 c1 0.001.
+    policy = {"sticky": "session", "default": CASCADE}
+    traffic = [req("a1", at(1)), req("b1", at(2)), req("a2", at(3)), req("c1", at(4)), req("b2", at(5)),
+               req("a3", at(6))]
+    # small answers in 0 ms, so latency percentiles fall on whole values (no interpolation rounding).
+    outcomes = [ans("a1", "small", confidence=0.5, latency_ms=0.0, cost_usd=SMALL), ans("a1", "large", cost_usd=LARGE)]
+    outcomes += [ans(r, "small", confidence=0.9, latency_ms=0.0, cost_usd=SMALL) for r in ("b1", "a2", "c1", "b2", "a3")]
+    outcomes += [ans(r, "large", cost_usd=LARGE) for r in ("a2", "a3")]
+    tiny = _run_sessions(tmp_path, policy, traffic, outcomes, ["A", "B", "A", None, "B", "A"], [0, 0, 1, None, 1, 2])
+    assert tiny.column("plan") == ["default", "default", "sticky: large", "default", "default", "sticky: large"]
+    assert tiny.column("final_model") == ["large", "small", "large", "small", "small", "large"]
+    assert tiny.column("cost_nano_usd") == [11_000_000, 1_000_000, 10_000_000, 1_000_000, 1_000_000, 10_000_000]
+    tiny.assert_reference_agrees()
+
+
+def test_sticky_session_first_turn_is_by_turn_number_and_later_turns_skip_the_rules(tmp_path):
+    # The rule sends slice 'legal' to large. Session S: turn 0 is s2 (logged later than s1, whose turn is
+    # 1), a faq request: its cascade is accepted on small, so s1 (legal) takes the same cascade instead of
+    # the legal rule, and pays no rule overhead (the rule is not evaluated for it): s2 pays the rule's
+    # 0.0005 (it was evaluated and did not match), s1 does not.
+    policy = {"sticky": "session", "rules": [{"when": "slice = 'legal'", "use": "large",
+                                              "overhead": {"name": "classifier", "cost_usd": 0.0005}}],
+              "default": CASCADE}
+    traffic = [req("s1", at(1), slice="legal"), req("s2", at(2))]
+    outcomes = [ans(r, "small", confidence=0.9, cost_usd=SMALL) for r in ("s1", "s2")]
+    outcomes += [ans(r, "large", cost_usd=LARGE) for r in ("s1", "s2")]  # the rule's model, never called
+    tiny = _run_sessions(tmp_path, policy, traffic, outcomes, ["S", "S"], [1, 0])
+    assert tiny.column("plan") == ["default", "default"]
+    assert tiny.column("cost_nano_usd") == [1_000_000, 1_500_000]
+    tiny.assert_reference_agrees()

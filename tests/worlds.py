@@ -478,6 +478,25 @@ def _add_named_steps(seed: int, policy: dict, agreement_column: str) -> None:
             plan["best_by"] = g.pick(["confidence", "checker_score", "latency_ms"])
 
 
+def _add_sessions(seed: int, traffic: pl.DataFrame) -> pl.DataFrame:
+    """In some worlds, session_id and turn from a stream of their own: sessions of 1-4 requests, some
+    requests on their own, turns numbered in arrival order (sometimes null, sometimes out of order)."""
+    g = _Gen(seed + 6_000_023)
+    if not g.chance(0.5):
+        return traffic
+    sessions = [None if g.chance(0.25) else f"s{g.int(0, max(1, traffic.height // 2))}" for _ in range(traffic.height)]
+    order = traffic.with_row_index("__i").sort("ts", "request_id")["__i"].to_list()
+    seen: dict[str, int] = {}
+    turns = [None] * traffic.height
+    for index in order:
+        session = sessions[index]
+        if session is not None:
+            turns[index] = None if g.chance(0.1) else seen.get(session, 0) + (g.int(0, 1) if g.chance(0.1) else 0)
+            seen[session] = seen.get(session, 0) + 1
+    return traffic.with_columns(pl.Series("session_id", sessions, dtype=pl.String),
+                                pl.Series("turn", turns, dtype=pl.Int64))
+
+
 def random_world(seed: int) -> World:
     """A reproducible random world: same seed, same frames, sheet and scenario."""
     g = _Gen(seed)
@@ -500,5 +519,8 @@ def random_world(seed: int) -> World:
     _add_best_of(seed, policy)
     _add_fan_out(seed, policy, models)
     _add_named_steps(seed, policy, "answer_key" if "answer_key" in outcomes.columns else "confidence")
+    traffic = _add_sessions(seed, traffic)
+    if "session_id" in traffic.columns and _Gen(seed + 7_000_003).chance(0.7):
+        policy["sticky"] = "session"
     scenario = scenario_of(policy, name=f"world-{seed}", data="random-world", **settings)
     return World(seed=seed, scenario=scenario, traffic=traffic, outcomes=outcomes, sheet=sheet)

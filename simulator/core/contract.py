@@ -89,6 +89,8 @@ OPTIONAL_TRAFFIC_COLUMNS: tuple[Column, ...] = (
            probability=True),
     Column("messages", STRING, True, "the request's chat messages as JSON text (private: only written to "
            "OpenAI Batch files)"),
+    Column("session_id", STRING, True, "the conversation the request is a turn of; null: a request on its own"),
+    Column("turn", INTEGER, True, "the request's turn in its session, 0 first", non_negative=True),
 )
 # `propensity_<model>`: the logging router's probability of each candidate model, for the support check.
 PROPENSITY_PREFIX = "propensity_"

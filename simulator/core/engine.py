@@ -226,8 +226,26 @@ def compile_policy(scenario: Scenario, traffic_schema: pl.Schema, outcome_schema
             elif step.select is not None:
                 numeric_column(step.select.highest, f"{prefix}.cascade[{step_index}].select.highest")
     retry_when = predicate(policy.retry.when, "policy.retry.when", answer_schema) if policy.retry else None
+    if policy.sticky == "session":  # one plan per model, for later turns of a session that escalated
+        plans += tuple((sticky_label(model), (Step(model=model, service_tier="standard"),)) for model in policy.models())
     return CompiledPolicy(rules=rules, plans=plans, accepts=accepts, retry_when=retry_when, retry=policy.retry,
                           selects=selects, best_by=best_by)
+
+
+def sticky_label(model: str) -> str:
+    """The plan a sticky session's later turns take when its first turn escalated to `model`."""
+    return f"sticky: {model}"
+
+
+def _session_turns(requests: pl.DataFrame) -> pl.DataFrame:
+    """Adds `__leader`: the `__rid` of the request's session's first turn (null without a session), the
+    first by (turn, nulls last; ts; request_id) among the replayed requests."""
+    turn = [pl.col("turn")] if "turn" in requests.columns else []
+    leaders = (requests.filter(pl.col("session_id").is_not_null())
+               .sort(*turn, "ts", "request_id", nulls_last=True)
+               .unique("session_id", keep="first", maintain_order=True)
+               .select("session_id", pl.col("__rid").alias("__leader")))
+    return requests.join(leaders, on="session_id", how="left", maintain_order="left")
 
 
 def data_values(frame: pl.LazyFrame, column: str) -> list[str]:
@@ -832,6 +850,17 @@ def check_policy(scenario: Scenario, data: Dataset, *, part: bool = False) -> Co
                           None if part else data_values(data.traffic, "slice"))
 
 
+def _route(run: _Run, requests: pl.DataFrame, policy: CompiledPolicy, overheads: list[tuple[int, Overhead]],
+           progress: Progress, plan_models: dict | None = None) -> pl.DataFrame:
+    """Overheads, plans and retries of `requests`: one final row per request. With `plan_models`, it also
+    receives "escalated": `__rid` and `__to` (the model the plan ended at) of the requests that escalated."""
+    staged = _overhead_stage(run, requests, overheads)
+    finals = _plan_stage(run, staged, policy, progress)
+    if plan_models is not None:
+        plan_models["escalated"] = finals.filter(pl.col("__steps") > 1).select("__rid", pl.col("model").alias("__to"))
+    return _retry_stage(run, finals, policy, progress)
+
+
 def replay(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
            progress: Progress | None = None, *, part: bool = False, rows: tuple[int, int] | None = None) -> Replay:
     """Replays `scenario` on `data`, pricing calls with `sheet` (recorded costs where it has no entry).
@@ -853,6 +882,10 @@ def replay(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
     classifier_columns = ["input_tokens"] if any(overhead.model for _, overhead in overheads) else []
     request_columns = list(dict.fromkeys(["request_id", "ts", "slice", *rule_columns, *answer_traffic_columns,
                                           *classifier_columns]))
+    sticky = scenario.policy.sticky == "session" and "session_id" in traffic_columns
+    if sticky:
+        request_columns += [name for name in ("session_id", "turn") if name in traffic_columns
+                            and name not in request_columns]
     selected, window_count = select_requests(scenario, data, request_columns, rows)
     requests = assign_plans(selected, policy.rules)
 
@@ -861,10 +894,28 @@ def replay(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
     answers = Answers(data, requests, reachable_slots(policy), carried)
     run = _Run(scenario, sheet, answers,
                [*REQUEST_IDENTITY, *carried, "__cost", "__latency"], carried)
-    requests = _overhead_stage(run, requests, overheads)
-
-    finals = _plan_stage(run, requests, policy, progress)
-    finals = _retry_stage(run, finals, policy, progress)
+    if not sticky:
+        finals = _route(run, requests, policy, overheads, progress)
+    else:  # first turns (and requests on their own) first; later turns follow their session's first turn
+        requests = _session_turns(requests)
+        later = pl.col("__leader").is_not_null() & (pl.col("__leader") != pl.col("__rid"))
+        leaders, followers = requests.filter(~later), requests.filter(later)
+        first = _route(run, leaders, policy, overheads, progress, plan_models := {})
+        escalated = plan_models["escalated"]
+        models = scenario.policy.models()
+        sticky_plan = {model: len(policy.plans) - len(models) + index for index, model in enumerate(models)}
+        followers = (followers.drop("__plan")
+                     .join(leaders.select(pl.col("__rid").alias("__leader"), "__plan"), on="__leader", how="left",
+                           maintain_order="left")
+                     .join(escalated.rename({"__rid": "__leader"}), on="__leader", how="left", maintain_order="left")
+                     .with_columns(pl.when(pl.col("__to").is_not_null())
+                                   .then(pl.col("__to").replace_strict(sticky_plan, return_dtype=pl.UInt32))
+                                   .otherwise(pl.col("__plan")).alias("__plan"))
+                     .drop("__to"))
+        # A later turn makes no routing decision: it pays the policy's overhead but no rule's.
+        policy_overhead = [(0, scenario.policy.overhead)] if scenario.policy.overhead else []
+        finals = (first if followers.is_empty() else
+                  pl.concat([first, _route(run, followers, policy, policy_overhead, progress)], how="vertical"))
     run.answers = None  # the outcomes are the largest frame: free them before the final sorts
     progress("summarising")
     finals, missing_by_model, missing_example = _raise_or_drop_missing(run, finals, part)

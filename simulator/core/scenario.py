@@ -230,6 +230,8 @@ class Policy(Frozen):
     default: PlanSpec
     retry: Retry | None = None
     overhead: Overhead | None = Field(default=None, exclude_if=lambda value: value is None)  # paid by every request
+    # `session`: a session's later turns follow its first turn (simulator.core.engine, README "Sessions").
+    sticky: Literal["none", "session"] = Field(default="none", exclude_if=lambda value: value == "none")
 
     def overheads(self) -> list[tuple[int, Overhead]]:
         """(first plan index that pays it, overhead) in the order a request pays them: the policy's, then

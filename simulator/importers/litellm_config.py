@@ -265,6 +265,9 @@ def scenario_to_config(scenario: Scenario, *, deployments: dict[str, str], group
     if policy.default.cascade is not None:
         problems.append("policy.default: a cascade (LiteLLM cannot accept or escalate by an answer's content, "
                         "e.g. a confidence-gated cascade)")
+    if policy.sticky == "session":
+        problems.append("policy.sticky: session (LiteLLM routes each request on its own, not a conversation's "
+                        "later turns after its first)")
     column, pairs, rule_problems = _tag_rules(scenario)
     problems += rule_problems
     default = policy.default.use or policy.default.steps[0].calls[0]
