@@ -190,7 +190,7 @@ def _agreement_cases():
         if multi:
             steps = dict(plans)[multi[0]]
             step = seed % (len(steps) - 1)
-            if len(steps[step].calls) > 1:  # a sweep refuses a gate on a step of several calls
+            if len(steps[step].calls) > 1 or world.scenario.policy.sticky == "session":  # a sweep refuses these
                 continue
             cases.append((seed, multi[0], step, ("confidence", "checker_score")[seed % 2]))
         if len(cases) == AGREEMENT_WORLDS:

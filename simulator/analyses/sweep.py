@@ -135,6 +135,11 @@ def resolve_gate(scenario: Scenario, data: Dataset, *, step: int = 0, over: str 
                             "is always final, so it has no gate to sweep", where=where,
                             fix=f"--step counts from 0; the gates are steps 0 to {len(steps) - 2}"
                             if len(steps) > 1 else "pick a multi-step plan with --plan")
+    if scenario.policy.sticky == "session":
+        raise RoutesimError("the policy keeps sessions sticky: a later turn follows its first turn's escalation, "
+                            "so moving the gate changes other requests' plans, which a sweep does not follow",
+                            where=where, fix="sweep the policy without 'sticky', or replay each threshold as its own "
+                                             "scenario")
     if len(steps[step].calls) > 1:
         raise RoutesimError(f"step {step} of plan '{label}' makes {len(steps[step].calls)} calls ({steps[step].label}): "
                             "its gate reads the answer it kept, which a sweep does not follow", where=where,
@@ -678,7 +683,8 @@ def report_sweeps(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
     numeric = numeric_columns(data)
     found = []
     for label, steps in scenario.policy.plans():
-        if len(steps) < 2 or read_column(steps[0].accept, numeric) is None or len(steps[0].calls) > 1:
+        if (len(steps) < 2 or read_column(steps[0].accept, numeric) is None or len(steps[0].calls) > 1
+                or scenario.policy.sticky == "session"):
             continue
         gate = resolve_gate(scenario, data, step=0, plan=label)
         try:

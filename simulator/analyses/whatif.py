@@ -199,7 +199,7 @@ def _calibrated(scenario: Scenario, data: Dataset, sheet: PriceSheet | None, cha
     plans = scenario.policy.plans()
     gated = [label for label, steps in plans
              if len(steps) > 1 and sweep.read_column(steps[0].accept, numeric) and len(steps[0].calls) == 1]
-    if not gated:
+    if not gated or scenario.policy.sticky == "session":  # a sweep cannot follow sticky sessions
         return None, None
     gate = sweep.resolve_gate(scenario, data, step=0, plan=gated[-1] if "default" in gated else gated[0])
     prepared = sweep.prepare(scenario, data, sheet, gate)
