@@ -14,24 +14,13 @@ from __future__ import annotations
 
 import polars as pl
 
-from simulator.analyses.calls import model_calls
+from simulator.core.calls import per_minute
 from simulator.core.contract import Dataset
 from simulator.core.engine import Replay, data_values
 from simulator.core.errors import RoutesimError, did_you_mean
+from simulator.core.scenario import Scenario
 
-MINUTE = "1m"
 SHOWN_MINUTES = 10  # flagged minutes listed per model; all of them are counted
-
-
-def per_minute(result: Replay, data: Dataset) -> pl.DataFrame:
-    """Calls and tokens per model and UTC minute: `model`, `minute`, `calls`, `tokens`, sorted."""
-    requests = result.decisions.select("rid", "request_id", pl.col("ts").dt.truncate(MINUTE).alias("minute"))
-    calls = model_calls(result.calls, requests, data, ["input_tokens", "output_tokens"])
-    # Integer sums, so polars' threaded group_by is exact and reproducible here.
-    return (calls.group_by("model", "minute")
-            .agg(pl.len().cast(pl.Int64).alias("calls"), (pl.col("input_tokens") + pl.col("output_tokens")).sum()
-                 .cast(pl.Int64).alias("tokens"))
-            .sort("model", "minute"))
 
 
 def _peak(load: pl.DataFrame, column: str) -> tuple[int, str | None]:
@@ -42,12 +31,20 @@ def _peak(load: pl.DataFrame, column: str) -> tuple[int, str | None]:
 
 
 def capacity(result: Replay, data: Dataset) -> dict:
+    """`capacity_of` one replay in one piece."""
+    coverage = result.coverage
+    share = coverage.requests_replayed / coverage.requests_in_window if coverage.requests_in_window else 0.0
+    return capacity_of(result.scenario, per_minute(result.calls, result.decisions, data), share, data)
+
+
+def capacity_of(scenario: Scenario, load: pl.DataFrame, requests_share: float, data: Dataset) -> dict:
     """Per model the policy calls or the scenario limits: peak calls and tokens per minute (and when),
-    its `rpm`/`tpm` limits, how many minutes exceed each, and the first flagged minutes.
+    its `rpm`/`tpm` limits, how many minutes exceed each, and the first flagged minutes. `load` is
+    simulator.core.calls.per_minute of the replay (or merged from its shards' or chunks'); `requests_share`
+    is replayed of the window's requests.
 
     Raises RoutesimError when `capacity:` names a model the data does not have.
     """
-    scenario = result.scenario
     known = data_values(data.outcomes, "model")
     for model in scenario.capacity:
         if model not in known:
@@ -55,7 +52,6 @@ def capacity(result: Replay, data: Dataset) -> dict:
                                 f"{did_you_mean(model, known)}",
                                 where=f"scenario '{scenario.name}', key 'capacity.{model}'",
                                 fix=f"models in the data: {', '.join(known)}")
-    load = per_minute(result, data)
     models = sorted(set(load["model"].unique().to_list()) | set(scenario.capacity))
     rows, flagged_minutes = [], 0
     for model in models:
@@ -77,7 +73,5 @@ def capacity(result: Replay, data: Dataset) -> dict:
                      for minute, calls, tokens in over.head(SHOWN_MINUTES).select("minute", "calls", "tokens")
                      .iter_rows()],
         })
-    coverage = result.coverage
     return {"models": rows, "minutes_over": flagged_minutes, "within_limits": flagged_minutes == 0,
-            "requests_share": coverage.requests_replayed / coverage.requests_in_window
-            if coverage.requests_in_window else 0.0}
+            "requests_share": requests_share}

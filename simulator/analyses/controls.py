@@ -36,6 +36,7 @@ from simulator.core.draws import keyed_uniform
 from simulator.core.engine import Replay
 from simulator.core.money import NANO_PER_USD
 from simulator.core.prices import PriceSheet
+from simulator.core.scenario import Scenario
 from simulator.core.verdict import DEFAULT_ADMISSION, MEETS, Admission, judge
 
 SEED = 0
@@ -144,19 +145,33 @@ def beats(policy: dict, control: dict, admission: Admission) -> bool:
 
 
 def controls(result: Replay, data: Dataset, sheet: PriceSheet | None, seed: int = SEED) -> dict | None:
-    """Both controls for one replay and whether the policy beats them; None when no single model answered
-    every replayed request. Judged by the scenario's admission rule (default: the Wilson lower bound)."""
-    decisions = result.decisions
+    """`controls_of` one replay in one piece."""
+    return controls_of(result.scenario, result.decisions, router_of(result.calls), data, sheet, seed)
+
+
+def router_of(calls: pl.DataFrame) -> bool:
+    """Whether a replay's plan and retry calls (`calls`) went to more than one model."""
+    return calls.filter(pl.col("kind").is_in(["step", "retry"]))["model"].n_unique() > 1
+
+
+def controls_of(scenario: Scenario, decisions: pl.DataFrame, router: bool, data: Dataset, sheet: PriceSheet | None,
+                seed: int = SEED) -> dict | None:
+    """Both controls for a policy's replayed requests and whether the policy beats them; None when no single
+    model answered every replayed request. Judged by the scenario's admission rule (default: the Wilson
+    lower bound).
+
+    `decisions`: one row per replayed request with `request_id`, `rid` (any unique key), `ts`, `slice`,
+    `passed` and `cost_nano_usd` (a replay's decisions, or those columns gathered from its shards or
+    chunks); `router`: whether the policy called more than one model (`router_of`)."""
     answers, _ = priced_answers(decisions.select("request_id", "rid", "ts", "slice"), data, sheet)
     models, left_out = _complete_models(answers, decisions.height)
     if not models:
         return None
-    admission = result.scenario.admission or DEFAULT_ADMISSION
+    admission = scenario.admission or DEFAULT_ADMISSION
     answers = answers.filter(pl.col("model").is_in(models))
     mine = _rates(decisions, "passed")
     random = random_control(answers, models, mine["cost_per_request_usd"], seed)
     split = fixed_split(answers, decisions, models)
-    router = result.calls.filter(pl.col("kind").is_in(["step", "retry"]))["model"].n_unique() > 1
     beaten_by = []
     if router and not beats(mine, random, admission):
         beaten_by.append("random")

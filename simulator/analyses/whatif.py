@@ -30,7 +30,7 @@ import polars as pl
 
 from simulator.analyses import sweep
 from simulator.analyses import tables as analysis
-from simulator.analyses.calls import model_calls
+from simulator.core.calls import model_calls
 from simulator.core.contract import Dataset
 from simulator.core.engine import Replay
 from simulator.core.errors import RoutesimError, did_you_mean

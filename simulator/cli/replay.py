@@ -60,10 +60,17 @@ def replay_scenarios(paths: list[Path], *, show_progress: bool = True, rule: str
     limits) and `controls` (the random control at equal cost and the best fixed split); a design-weighted
     estimate from a shadow sample does not (both would need the whole window's answers).
     """
-    from simulator.analyses.capacity import capacity
-    from simulator.analyses.controls import controls
+    from simulator.analyses.capacity import capacity, capacity_of
+    from simulator.analyses.controls import controls, controls_of
     from simulator.analyses.estimates import DESIGN_WEIGHTED, replay_or_estimate
     from simulator.core.runner import Inputs, Outcome, load_scenarios
+
+    def from_part(scenario, summary, part) -> Outcome:
+        data, sheet = inputs.data(scenario.data), inputs.prices(scenario.prices)
+        summary["capacity"] = capacity_of(scenario, part.load, part.replayed / part.in_window if part.in_window
+                                          else 0.0, data)
+        summary["controls"] = controls_of(scenario, part.requests, len(part.routed_to) > 1, data, sheet)
+        return Outcome(replay=None, summary=summary)
 
     scenarios = load_scenarios(paths, rule, confidence)
     inputs = Inputs()
@@ -74,9 +81,9 @@ def replay_scenarios(paths: list[Path], *, show_progress: bool = True, rule: str
                 from simulator.core.sharded import replay_sharded
 
                 label(f"{scenario.name}: {runner} runner")
-                outcomes.append(Outcome(replay=None, summary=replay_sharded(scenario, inputs, shards, runner)))
-            elif workers > 1 and (summary := _chunked(scenario, inputs, workers, label)) is not None:
-                outcomes.append(Outcome(replay=None, summary=summary))
+                outcomes.append(from_part(scenario, *replay_sharded(scenario, inputs, shards, runner, with_part=True)))
+            elif workers > 1 and (chunked := _chunked(scenario, inputs, workers, label)) is not None:
+                outcomes.append(from_part(scenario, *chunked))
             else:
                 outcome = replay_or_estimate(scenario, inputs,
                                              lambda stage, name=scenario.name: label(f"{name}: {stage}"))
@@ -90,7 +97,7 @@ def replay_scenarios(paths: list[Path], *, show_progress: bool = True, rule: str
 
 
 def _chunked(scenario, inputs, workers: int, label):
-    """The summary of a replay in chunks, or None when it runs in one piece (a shadow-sampled log is
+    """The summary of a replay in chunks and its merged part, or None when it runs in one piece (a shadow-sampled log is
     estimated from its drawn requests instead: simulator.analyses.estimates.replay_or_estimate)."""
     from simulator.analyses.estimates import has_shadow_sample
     from simulator.core.sharded import replay_chunked
@@ -98,7 +105,7 @@ def _chunked(scenario, inputs, workers: int, label):
     if has_shadow_sample(inputs.data(scenario.data)):
         return None
     label(f"{scenario.name}: {workers} workers")
-    return replay_chunked(scenario, inputs, workers)
+    return replay_chunked(scenario, inputs, workers, with_part=True)
 
 
 def check_outputs(scenario_paths: list[Path], *, files=(), folders=(), saved_under: Path | None = None,

@@ -708,7 +708,11 @@ def _overhead_stage(run: _Run, requests: pl.DataFrame, overheads: list[tuple[int
                                        pl.lit(overhead.name).alias("model"), pl.lit("router", CALL_KIND).alias("kind"),
                                        pl.col("__oh").alias("cost_nano_usd"),
                                        pl.lit(overhead.latency_ms, pl.Float64).alias("latency_ms"),
-                                       pl.col("__oh_source").alias("price_source")))
+                                       pl.col("__oh_source").alias("price_source"),
+                                       # a classifier's output tokens are its own; a fixed overhead has none
+                                       pl.lit(overhead.output_tokens if overhead.model else None, pl.Int64)
+                                       .alias("output_tokens"),
+                                       pl.lit(None, pl.Int64).alias("reasoning_output_tokens")))
         frame = frame.join(priced.select("__rid", pl.col("__oh").alias(f"__oh_{position}")), on="__rid", how="left",
                            maintain_order="left")
         cost = cost + pl.col(f"__oh_{position}").fill_null(0)

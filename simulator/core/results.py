@@ -18,6 +18,7 @@ import polars as pl
 
 import numpy as np
 
+from simulator.core.calls import merge_per_minute, per_minute
 from simulator.core.contract import Dataset, fingerprint, grade_columns
 from simulator.core.engine import Replay
 from simulator.core.errors import RoutesimError
@@ -51,6 +52,8 @@ from simulator.core.verdict import (
     shortfalls,
 )
 
+# The requests' columns a part keeps for the controls (simulator.analyses.controls.controls_of).
+CONTROL_COLUMNS = ["request_id", "rid", "ts", "slice", "passed", "cost_nano_usd"]
 SCHEMA_VERSION = 4  # 3: money as int64 nano-dollars (cost_nano_usd); 4: verdicts, deployability, over_time
 ASSUMED = "assumed_from_status"
 SUMMARY_FILE = "summary.json"
@@ -177,8 +180,11 @@ class ReplayPart:
     """What the summary of a replay needs from one part of it (a shard, or the whole replay), in a form
     parts add up in: counters, exact sums and latency histograms per group (simulator.core.partials), calls
     per model and price source, coverage, the request-id fingerprint's terms, the first and last request,
-    assumed grades and the warnings' counts. Merged by merge_replay_parts; its per-request latencies for
-    the quantiles' second pass are kept apart (see replay_part)."""
+    assumed grades and the warnings' counts; for the capacity and controls analyses, the per-minute load
+    per model (simulator.core.calls.per_minute), the requests' `request_id`, `ts`, `slice`, `passed`,
+    `cost_nano_usd` (CONTROL_COLUMNS) and the models its plans and retries called. Merged by
+    merge_replay_parts; its per-request latencies for the quantiles' second pass are kept apart (see
+    replay_part)."""
 
     parts: Parts
     calls: pl.DataFrame
@@ -192,6 +198,9 @@ class ReplayPart:
     last: object
     assumed: int | None
     warnings: dict
+    load: pl.DataFrame
+    requests: pl.DataFrame
+    routed_to: frozenset[str]
 
 
 def replay_part(replay: Replay, data: Dataset) -> tuple[ReplayPart, pl.DataFrame]:
@@ -205,7 +214,9 @@ def replay_part(replay: Replay, data: Dataset) -> tuple[ReplayPart, pl.DataFrame
         missing=dict(coverage.missing_by_model), missing_example=coverage.missing_example,
         fingerprint=_fingerprint_terms(decisions["request_id"]),
         first=decisions["ts"].min(), last=decisions["ts"].max(), assumed=_assumed(replay, data),
-        warnings=_warning_counts(replay, data)), kept
+        warnings=_warning_counts(replay, data), load=per_minute(replay.calls, decisions, data),
+        requests=decisions.select(CONTROL_COLUMNS),
+        routed_to=frozenset(replay.calls.filter(pl.col("kind").is_in(["step", "retry"]))["model"].unique())), kept
 
 
 def merge_replay_parts(many: list[ReplayPart]) -> ReplayPart:
@@ -227,7 +238,12 @@ def merge_replay_parts(many: list[ReplayPart]) -> ReplayPart:
                      sum(p.fingerprint[2] for p in many) % 2**64),
         first=min(firsts) if firsts else None, last=max(lasts) if lasts else None,
         assumed=None if None in assumed else sum(assumed),
-        warnings=merge_warning_counts([part.warnings for part in many]))
+        warnings=merge_warning_counts([part.warnings for part in many]),
+        load=merge_per_minute([part.load for part in many]),
+        # rid: a unique key in (ts, request_id) order; the analyses' results do not depend on its values
+        requests=pl.concat([part.requests for part in many], how="vertical_relaxed").sort("ts", "request_id")
+        .with_columns(pl.int_range(pl.len(), dtype=pl.UInt32).alias("rid")),
+        routed_to=frozenset().union(*(part.routed_to for part in many)))
 
 
 def build_summary(replay: Replay, data: Dataset, sheet: PriceSheet | None) -> dict:

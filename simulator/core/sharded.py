@@ -186,12 +186,14 @@ def shard_tasks(scenario, inputs, shards: Path, runner: str = "local") -> list[S
     return [_task(scenario, folder) for folder in shard_folders(shards)]
 
 
-def replay_sharded(scenario, inputs, shards: Path, runner: str = "local") -> dict:
+def replay_sharded(scenario, inputs, shards: Path, runner: str = "local", *, with_part: bool = False):
     """The summary of `scenario` replayed on the shards in `shards` of the data folder it names (see the
-    module docstring); RoutesimError for bad input, as a replay of the whole folder would raise."""
+    module docstring); RoutesimError for bad input, as a replay of the whole folder would raise. With
+    `with_part`, (summary, merged ReplayPart), for the analyses that read more than the summary."""
     tasks = shard_tasks(scenario, inputs, shards, runner)
-    return _summary(scenario, inputs.data(scenario.data), inputs.prices(scenario.prices),
-                    *(_run_ray if runner == "ray" else _run_local)(tasks))
+    summary, merged = _summary(scenario, inputs.data(scenario.data), inputs.prices(scenario.prices),
+                               *(_run_ray if runner == "ray" else _run_local)(tasks))
+    return (summary, merged) if with_part else summary
 
 
 def _call(function, task):
@@ -229,8 +231,9 @@ def _task(scenario, folder: Path, rows: tuple[int, int] | None = None) -> ShardT
     return ShardTask(scenario, str(Path(folder).absolute()), prices, str(cache_root().absolute()), rows)
 
 
-def _summary(scenario, data, sheet, parts, fetch) -> dict:
-    """The summary from the parts of the shards or chunks, raising what a replay in one piece would."""
+def _summary(scenario, data, sheet, parts, fetch):
+    """The summary from the parts of the shards or chunks, raising what a replay in one piece would, and
+    the merged part."""
     from simulator.core.engine import all_skipped, missing_outcomes, no_requests
     from simulator.core.results import merge_replay_parts, summary_from
 
@@ -243,28 +246,33 @@ def _summary(scenario, data, sheet, parts, fetch) -> dict:
         raise missing_outcomes(scenario, merged.missing, merged.missing_example)
     if merged.replayed == 0:
         raise all_skipped(scenario, merged.missing)
-    return summary_from(scenario, merged, fetch, data, sheet)
+    return summary_from(scenario, merged, fetch, data, sheet), merged
 
 
 # A chunk smaller than this is not worth a process of its own: starting one costs about a second.
 MIN_CHUNK_REQUESTS = 250_000
 
 
-def replay_chunked(scenario, inputs, workers: int, min_chunk: int = MIN_CHUNK_REQUESTS) -> dict | None:
+def replay_chunked(scenario, inputs, workers: int, min_chunk: int | None = None, *, with_part: bool = False):
     """The summary of `scenario` replayed in chunks of the requests' row numbers (in the layout's (ts,
     request_id) order), one chunk per worker, at most one process per core, merged exactly as shards are.
     None when the replay is better run in one piece: one worker, fewer than two chunks of `min_chunk`
-    requests, or a `sample` (drawn over the whole window). No per-request decisions are built."""
+    (default MIN_CHUNK_REQUESTS) requests, a `sample` (drawn over the whole window), or a sticky-session policy on traffic with sessions
+    (a session's turns are spread over the row numbers and must replay together). No per-request decisions
+    are built. With `with_part`, (summary, merged ReplayPart) as replay_sharded gives them."""
     from simulator.core.engine import check_policy, request_rows
 
     if workers <= 1 or scenario.sample is not None:
         return None
     data = inputs.data(scenario.data)
+    if scenario.policy.sticky == "session" and "session_id" in data.traffic.collect_schema().names():
+        return None
     total = request_rows(data)
-    chunks = min(workers, total // max(min_chunk, 1))
+    chunks = min(workers, total // max(MIN_CHUNK_REQUESTS if min_chunk is None else min_chunk, 1))
     if chunks < 2:
         return None
     check_policy(scenario, data)
     bounds = [total * index // chunks for index in range(chunks + 1)]
     tasks = [_task(scenario, scenario.data, (start, end)) for start, end in zip(bounds, bounds[1:])]
-    return _summary(scenario, data, inputs.prices(scenario.prices), *_run_local(tasks, workers))
+    summary, merged = _summary(scenario, data, inputs.prices(scenario.prices), *_run_local(tasks, workers))
+    return (summary, merged) if with_part else summary

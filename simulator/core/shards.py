@@ -1,7 +1,8 @@
 """Shards of a data folder: Hive-partitioned by hashed request id, each shard a data folder of its own.
 
 `write_shards(DATA, N, OUT)` writes `OUT/shard=K/traffic.parquet` and `OUT/shard=K/outcomes.parquet` for
-K = 0 .. N-1: the requests whose hashed `request_id` falls in shard K, with every outcome of those
+K = 0 .. N-1: the requests whose hashed `request_id` (or `session_id`, when the traffic carries sessions,
+so that a session's turns stay together) falls in shard K, with every outcome of those
 requests, so each shard validates and replays alone and a request's calls never span two shards (a `columns.json`
 of serving-time signals is copied into every shard).
 `OUT/shards.json` records the shard count, the source's fingerprint, the requests per shard and the hash
@@ -24,9 +25,13 @@ SHARD_SEED = 1516
 MANIFEST = "shards.json"
 
 
-def shard_of(shards: int) -> pl.Expr:
-    """The shard (0 .. shards-1) of each row, from its `request_id`."""
-    return (pl.col("request_id").cast(pl.String).hash(SHARD_SEED) % shards).cast(pl.UInt32)
+def shard_of(shards: int, sessions: bool = False) -> pl.Expr:
+    """The shard (0 .. shards-1) of each row, from its `request_id`; with `sessions` (traffic that carries
+    `session_id`), from its session where it has one, so that a session's turns share a shard."""
+    key = pl.col("request_id").cast(pl.String)
+    if sessions:
+        key = pl.coalesce(pl.col("session_id").cast(pl.String), key)
+    return (key.hash(SHARD_SEED) % shards).cast(pl.UInt32)
 
 
 def write_shards(folder: Path, shards: int, out: Path, *, force: bool = False) -> dict:
@@ -46,15 +51,19 @@ def write_shards(folder: Path, shards: int, out: Path, *, force: bool = False) -
         raise RoutesimError(f"{out} already holds files routesim did not write (it has no {MARKER} file)",
                             where=str(out), fix="choose a new -o DIR, or add --force to replace it")
     data = load_data(folder)
-    counts = dict(data.traffic.group_by(shard_of(shards).alias("shard")).len().collect().iter_rows())
+    sessions = "session_id" in data.traffic.collect_schema().names()
+    # Outcomes carry no session: each takes its request's shard.
+    keyed = data.traffic.select("request_id", shard_of(shards, sessions).alias("__shard"))
+    counts = dict(keyed.group_by("__shard").len().collect().iter_rows())
     manifest = {"shards": shards, "source_fingerprint": data.fingerprint, "hash": f"polars hash, seed {SHARD_SEED}",
                 "polars": pl.__version__, "requests": [counts.get(shard, 0) for shard in range(shards)]}
     with atomic_folder(Path(out)) as staging:
         for shard in range(shards):
             part = staging / f"shard={shard}"
             part.mkdir()
-            data.traffic.filter(shard_of(shards) == shard).sink_parquet(part / TRAFFIC_FILE)
-            data.outcomes.filter(shard_of(shards) == shard).sink_parquet(part / OUTCOMES_FILE)
+            data.traffic.filter(shard_of(shards, sessions) == shard).sink_parquet(part / TRAFFIC_FILE)
+            mine = keyed.filter(pl.col("__shard") == shard).select("request_id")
+            data.outcomes.join(mine, on="request_id", how="semi", maintain_order="left").sink_parquet(part / OUTCOMES_FILE)
             if (Path(folder) / SIGNALS_FILE).is_file():  # the serving-time declarations hold for every shard
                 shutil.copyfile(Path(folder) / SIGNALS_FILE, part / SIGNALS_FILE)
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")

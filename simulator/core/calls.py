@@ -22,3 +22,24 @@ def model_calls(calls: pl.DataFrame, requests: pl.DataFrame, data: Dataset, colu
     outcomes = data.outcomes.select("request_id", "model", pl.col("sample").cast(pl.Int64), *columns)
     return (models.join(requests, on="rid", how="left").lazy()
             .join(outcomes, on=["request_id", "model", "sample"], how="left", maintain_order="left").collect())
+
+
+MINUTE = "1m"
+
+
+def per_minute(calls: pl.DataFrame, decisions: pl.DataFrame, data: Dataset) -> pl.DataFrame:
+    """Calls and tokens per model and UTC minute of the request's arrival: `model`, `minute`, `calls`,
+    `tokens` (input + output), sorted. Integer sums, so the load of parts of a replay (shards, chunks)
+    adds up to the whole's (`merge_per_minute`)."""
+    requests = decisions.select("rid", "request_id", pl.col("ts").dt.truncate(MINUTE).alias("minute"))
+    called = model_calls(calls, requests, data, ["input_tokens", "output_tokens"])
+    return merge_per_minute([called.group_by("model", "minute").agg(
+        pl.len().cast(pl.Int64).alias("calls"),
+        (pl.col("input_tokens") + pl.col("output_tokens")).sum().cast(pl.Int64).alias("tokens"))])
+
+
+def merge_per_minute(many: list[pl.DataFrame]) -> pl.DataFrame:
+    """The per-minute load of the whole from its parts' (`per_minute`)."""
+    return (pl.concat(many, how="vertical_relaxed").group_by("model", "minute")
+            .agg(pl.col("calls").sum().cast(pl.Int64), pl.col("tokens").sum().cast(pl.Int64))
+            .sort("model", "minute"))
