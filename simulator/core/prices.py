@@ -297,7 +297,7 @@ def rate_set_expr(sheet: PriceSheet, columns: set[str], *, model: str = "model",
 
 
 def price_expr(sheet: PriceSheet | None, columns: set[str] | None = None, *, model: str = "model",
-               ts: str = "ts", tier: str = "service_tier") -> pl.Expr:
+               ts: str = "ts", tier: str = "service_tier", rate_set: str | None = None) -> pl.Expr:
     """Nano-dollars per call from the sheet (Float64, before rounding), null where the sheet has no entry
     (or service tier) in force for the call; `price_calls` rounds it.
 
@@ -309,11 +309,15 @@ def price_expr(sheet: PriceSheet | None, columns: set[str] | None = None, *, mod
     + per_request) x (1 - discount), evaluated in float64 in that order. With per-token prices of a few
     significant digits (any price written in whole thousandths of a dollar per million tokens) every term
     before the discount is an exact float, so the rounding in `price_calls` sees the exact cost.
+    `rate_set` names a column already holding rate_set_expr's index (computed once instead of in each
+    lookup: planning the long when-chain once per lookup costs far more than pricing a small frame).
     """
     if sheet is None or not sheet.models:
         return pl.lit(None, dtype=pl.Float64)
     columns = set(columns or ())
     index, sets = rate_set_expr(sheet, columns, model=model, ts=ts, tier=tier)
+    if rate_set is not None:
+        index = pl.col(rate_set)
     positions = list(range(len(sets)))
     counts = token_counts(columns)
 
@@ -351,13 +355,16 @@ def price_calls(calls: pl.DataFrame, sheet: PriceSheet | None, *, recorded: str 
     """
     listed = list(sheet.models) if sheet else []
     from_sheet = pl.col("model").is_in(listed) & ~usage_missing(recorded)
-    exact = (pl.when(from_sheet).then(price_expr(sheet, set(calls.columns), tier=tier))
+    rate_set = "__rate_set"
+    columns = set(calls.columns)
+    with_sets = calls.with_columns(rate_set_expr(sheet, columns, tier=tier)[0].alias(rate_set)) if listed else calls
+    exact = (pl.when(from_sheet).then(price_expr(sheet, columns, tier=tier, rate_set=rate_set))
              .otherwise(pl.col(recorded) * NANO_PER_USD))
-    priced = calls.with_columns(
+    priced = with_sets.with_columns(
         exact.alias(into),
         pl.when(from_sheet).then(pl.lit(SOURCE_SHEET)).otherwise(pl.lit(SOURCE_RECORDED))
         .cast(PRICE_SOURCE).alias(source_into),
-    )
+    ).drop(rate_set, strict=False)
     unpriced = priced.filter(pl.col(into).is_null())
     if unpriced.height:
         _raise_unpriced(unpriced, sheet, tier)
