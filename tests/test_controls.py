@@ -137,3 +137,18 @@ def test_replay_prints_and_returns_the_controls(cli, unhelpful_cascade):
     result = cli("replay", path)
     assert result.code == 0, result.err
     assert "Honest controls" in result.out and "no: random" in result.out
+
+
+def test_the_report_shows_the_controls_and_flags_a_policy_no_better_than_its_random_control(cli, unhelpful_cascade):
+    # The cascade is no better than its random control (see the first test): the report's controls table
+    # and its frontier both say so.
+    path = unhelpful_cascade.scenario()
+    flagship = unhelpful_cascade.scenario("big-only", policy={"default": {"use": "big"}})
+    out = unhelpful_cascade.folder / "report.html"
+    result = cli("report", path, flagship, "-o", out)
+    assert result.code == 0, result.err
+    html = out.read_text()
+    controls_row = html.split('id="controls-table"')[1].split("</table>")[0]
+    assert "✗ no better than: random" in controls_row and "– (a single model)" in controls_row
+    frontier = html.split('id="frontier-table"')[1].split("</table>")[0]
+    assert frontier.count("✗ no better") == 1

@@ -14,7 +14,7 @@ from simulator.core.contract import (
     OUTCOME_COLUMNS,
     TRAFFIC_COLUMNS,
 )
-from simulator.core.metrics import CALL_METRICS, METRICS
+from simulator.core.metrics import CALL_METRICS, METRICS, SESSION_METRICS
 from simulator.core.prices import PriceEntry
 from simulator.core.scenario import Scenario
 
@@ -38,7 +38,7 @@ def test_readme_starts_with_the_demo_and_test_commands():
     assert "bash scripts/demo.sh" in head and "bash scripts/test.sh" in head
 
 
-@pytest.mark.parametrize("metric", [*METRICS, *CALL_METRICS], ids=lambda m: m.name)
+@pytest.mark.parametrize("metric", [*METRICS, *CALL_METRICS, *SESSION_METRICS], ids=lambda m: m.name)
 def test_readme_defines_every_metric_with_its_unit(metric):
     assert f"| `{metric.name}` | {metric.unit} | {metric.definition} |" in README
 

@@ -88,7 +88,13 @@ def check_world(world: World, folder) -> str:
     except RoutesimError as error:
         pytest.fail(f"engine raised but the reference replayed the world:\n{error}\n{world.describe()}")
 
-    assert result.decisions.columns == ["rid", *DECISION_KEYS]
+    sessions = [name for name in ("session_id", "turn") if "session_id" in world.traffic.columns
+                and name in world.traffic.columns]
+    assert result.decisions.columns == ["rid", *DECISION_KEYS, *sessions]
+    if sessions:  # each decision lists its request's session and turn as the traffic has them
+        listed = result.decisions.select("request_id", *sessions)
+        assert listed.equals(listed.select("request_id").join(world.traffic.select("request_id", *sessions),
+                                                              on="request_id", how="left", maintain_order="left"))
     actual = [{key: row[key] for key in DECISION_KEYS} for row in result.decisions.iter_rows(named=True)]
     got_ids, want_ids = [row["request_id"] for row in actual], [row["request_id"] for row in expected]
     assert got_ids == want_ids, (f"replayed requests differ: only the engine {sorted(set(got_ids) - set(want_ids))}, "

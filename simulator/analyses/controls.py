@@ -182,3 +182,16 @@ def controls_of(scenario: Scenario, decisions: pl.DataFrame, router: bool, data:
         beaten_by.append("fixed_split")
     return {"models": models, "left_out": left_out, "router": router, "rule": admission.rule,
             "confidence": admission.confidence, "random": random, "fixed_split": split, "no_better_than": beaten_by}
+
+
+def set_beside(summary: dict, replay: Replay | None, data: Dataset, sheet: PriceSheet | None) -> None:
+    """Adds `capacity` (simulator.analyses.capacity) and `controls` to an exact or partial `summary` of
+    `replay`; a design-weighted estimate from a shadow sample gets neither (both need the whole window's
+    answers)."""
+    from simulator.analyses.capacity import capacity
+    from simulator.analyses.estimates import DESIGN_WEIGHTED
+
+    if summary.get("kind") == DESIGN_WEIGHTED or replay is None:
+        return
+    summary["capacity"] = capacity(replay, data)
+    summary["controls"] = controls(replay, data, sheet)

@@ -60,9 +60,9 @@ def replay_scenarios(paths: list[Path], *, show_progress: bool = True, rule: str
     limits) and `controls` (the random control at equal cost and the best fixed split); a design-weighted
     estimate from a shadow sample does not (both would need the whole window's answers).
     """
-    from simulator.analyses.capacity import capacity, capacity_of
-    from simulator.analyses.controls import controls, controls_of
-    from simulator.analyses.estimates import DESIGN_WEIGHTED, replay_or_estimate
+    from simulator.analyses.capacity import capacity_of
+    from simulator.analyses.controls import controls_of, set_beside
+    from simulator.analyses.estimates import replay_or_estimate
     from simulator.core.runner import Inputs, Outcome, load_scenarios
 
     def from_part(scenario, summary, part) -> Outcome:
@@ -87,10 +87,7 @@ def replay_scenarios(paths: list[Path], *, show_progress: bool = True, rule: str
             else:
                 outcome = replay_or_estimate(scenario, inputs,
                                              lambda stage, name=scenario.name: label(f"{name}: {stage}"))
-                if outcome.summary.get("kind") != DESIGN_WEIGHTED:
-                    data, sheet = inputs.data(scenario.data), inputs.prices(scenario.prices)
-                    outcome.summary["capacity"] = capacity(outcome.replay, data)
-                    outcome.summary["controls"] = controls(outcome.replay, data, sheet)
+                set_beside(outcome.summary, outcome.replay, inputs.data(scenario.data), inputs.prices(scenario.prices))
                 outcomes.append(outcome)
             advance()
     return outcomes
@@ -183,7 +180,8 @@ def replay(
 
     With --baseline, each policy's regression-gate verdict against the baseline shows beside its bar verdict,
     and only a policy that passes the gate is recommended."""
-    from simulator.cli.views import capacity_table, controls_table, gate_entry, print_comparison
+    from simulator.cli.console import print_table
+    from simulator.cli.views import capacity_table, controls_table, gate_entry, print_comparison, sessions_table
     from simulator.core.outputs import STDOUT, allow_replacing_folders
     from simulator.core.results import save_result
     from simulator.report.build import gates_against, recommend_gated
@@ -226,10 +224,9 @@ def replay(
         # With the decisions on stdout, the tables go to stderr so that the two never mix.
         shown = errors if streamed else console
         print_comparison(shown, summaries, wide=wide, recommendation=recommendation, gates=gates)
-        shown.print(controls_table(summaries))
-        loads = capacity_table(summaries)
-        if loads is not None:
-            shown.print(loads)
+        for table in (controls_table(summaries), sessions_table(summaries), capacity_table(summaries)):
+            if table is not None:
+                print_table(shown, table)
 
 
 def validate(paths: Annotated[list[Path], typer.Argument(help="data folders, price sheets or scenario files")]):

@@ -22,7 +22,7 @@ from simulator.cli.console import print_table
 from simulator.analyses import drift, sweep, whatif
 from simulator.core.errors import RoutesimError, visible
 from simulator.core.formats import count, metric, ms, pct, points, threshold, usd
-from simulator.core.metrics import METRICS
+from simulator.core.metrics import METRICS, SESSION_METRICS
 from simulator.core.outputs import STDOUT, atomic_file, json_output, write_csv_atomic, write_text_atomic
 from simulator.core.runner import Inputs, load_scenarios
 from simulator.core.scenario import load_scenario
@@ -608,6 +608,22 @@ def controls_table(summaries: list[dict]) -> Table:
         table.add_row(inert(summary["scenario"]), pct(summary["pass_rate"]), pct(found["random"]["pass_rate"]),
                       pct(mine.get("pass_rate")), usd(mine.get("cost_per_request_usd")), pct(scored.get("pass_rate")),
                       usd(scored.get("cost_per_request_usd")), verdict)
+    return table
+
+
+def sessions_table(summaries: list[dict]) -> Table | None:
+    """Every session metric per scenario (README "Metrics"); None when the traffic has no sessions."""
+    found = [summary for summary in summaries if summary.get("sessions")]
+    if not found:
+        return None
+    table = Table(title="Sessions: a conversation's turns taken together")
+    table.add_column("scenario", no_wrap=True)
+    for entry in SESSION_METRICS:
+        table.add_column(entry.title, justify="right", no_wrap=True)
+    for summary in found:
+        sessions = summary["sessions"]
+        table.add_row(inert(summary["scenario"]), *(metric(entry.name, sessions[entry.name])
+                                                    for entry in SESSION_METRICS))
     return table
 
 

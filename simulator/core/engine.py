@@ -50,6 +50,8 @@ BATCH = "batch"
 # Money is Int64 nano-dollars (`cost_nano_usd`); `cost_usd` is the same figure in dollars, for reading.
 CALL_COLUMNS = ["rid", "seq", "model", "kind", "cost_nano_usd", "cost_usd", "latency_ms", "price_source",
                 "output_tokens", "reasoning_output_tokens"]
+# Traffic's session columns, listed after the decision columns when the traffic carries `session_id`.
+SESSION_COLUMNS = ["session_id", "turn"]
 # A checker call shares its step's `seq`; the kind's order puts it after the step it checked.
 # Router overhead calls come before the plan's (negative `seq`), the policy's first, then each rule's.
 CALL_KIND = pl.Enum(["step", "retry", "checker", "router"])
@@ -887,9 +889,9 @@ def replay(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
     request_columns = list(dict.fromkeys(["request_id", "ts", "slice", *rule_columns, *answer_traffic_columns,
                                           *classifier_columns]))
     sticky = scenario.policy.sticky == "session" and "session_id" in traffic_columns
-    if sticky:
-        request_columns += [name for name in ("session_id", "turn") if name in traffic_columns
-                            and name not in request_columns]
+    # A session's turns are listed with its decisions (session metrics, resampling by session).
+    session_columns = [name for name in SESSION_COLUMNS if "session_id" in traffic_columns and name in traffic_columns]
+    request_columns += [name for name in session_columns if name not in request_columns]
     selected, window_count = select_requests(scenario, data, request_columns, rows)
     requests = assign_plans(selected, policy.rules)
 
@@ -948,6 +950,9 @@ def replay(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
         "hard_check_ok",
         pl.col("score").cast(pl.Float64),
     )
+    if session_columns:
+        decisions = decisions.join(requests.select(pl.col("__rid").alias("rid"), *session_columns), on="rid",
+                                   how="left", maintain_order="left")
     calls = pl.concat(run.calls, how="vertical")
     if missing_by_model:  # calls made for requests later left out
         calls = calls.join(decisions.select("rid"), on="rid", how="semi")

@@ -83,6 +83,8 @@ METRIC_KINDS = {
     "pass_rate": "pct", "mean_score": "score", "latency_p50_ms": "ms", "latency_p95_ms": "ms",
     "latency_p99_ms": "ms", "escalation_rate": "pct", "retry_rate": "pct", "retry_exhausted": "count",
     "call_share": "pct",
+    "sessions": "count", "turns_per_session": "score", "session_success_rate": "pct", "cost_per_session_usd": "usd",
+    "session_latency_p50_ms": "ms", "session_latency_p95_ms": "ms", "session_escalation_rate": "pct",
 }
 
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 
+import numpy as np
 import polars as pl
 
 from simulator.core.money import usd_of
@@ -100,6 +101,65 @@ CALL_METRICS: tuple[Metric, ...] = (
            "(by_model) the part of output_tokens that was reasoning (a null count is 0)",
            lambda counts: counts["reasoning_output_tokens"], integer=True),
 )
+
+
+SESSION_METRICS: tuple[Metric, ...] = (
+    Metric("sessions", "Sessions", "sessions",
+           "(sessions) conversations among the replayed requests: distinct non-null session_id values",
+           lambda counts: counts["sessions"], integer=True),
+    Metric("turns_per_session", "Turns", "requests per session",
+           "(sessions) replayed requests with a session_id divided by sessions",
+           _ratio("turns", "sessions")),
+    Metric("session_success_rate", "Session pass", "share of sessions",
+           "(sessions) share of sessions in which every replayed turn passed (passed and hard_check_ok)",
+           _ratio("successes", "sessions"), higher_is_better=True),
+    Metric("cost_per_session_usd", "$/session", "USD per session",
+           "(sessions) cost of the sessions' turns, added exactly in nano-dollars, divided by sessions",
+           lambda counts: usd_of(counts["cost_nano"]) / counts["sessions"] if counts["sessions"] else None,
+           higher_is_better=False),
+    Metric("session_latency_p50_ms", "Session p50", "ms",
+           "(sessions) median of a session's latency, the sum of its turns' latencies (the time its user "
+           "waited, turns taken one after another), over the sessions whose every turn has a latency",
+           _latency(0.50), higher_is_better=False),
+    Metric("session_latency_p95_ms", "Session p95", "ms",
+           "(sessions) 95th percentile of a session's latency, as session_latency_p50_ms",
+           _latency(P95), higher_is_better=False),
+    Metric("session_escalation_rate", "Sessions escalated", "share of sessions",
+           "(sessions) share of sessions with at least one turn that went past the first step of a "
+           "multi-step plan", _ratio("escalated", "sessions")),
+)
+# Per-request columns the session metrics read (`escalated`: escalated within a multi-step plan).
+SESSION_READS = ("session_id", "request_id", "ts", "passed", "cost_nano_usd", "latency_ms", "escalated")
+
+
+def session_metrics(requests: pl.DataFrame) -> dict:
+    """Every SESSION_METRICS metric from one row per replayed request (`SESSION_READS`), in any row order.
+
+    Turns are added in (session_id, ts, request_id) order, sequentially (numpy's reduceat), so a session's
+    latency is the same float whichever shards or chunks its turns were replayed in; costs are integer
+    sums. Requests without a session_id are left out."""
+    turns = (requests.filter(pl.col("session_id").is_not_null()).sort("session_id", "ts", "request_id")
+             .select("session_id", "passed", "cost_nano_usd", "latency_ms", "escalated"))
+    if turns.is_empty():
+        counts = {"sessions": 0, "turns": 0, "successes": 0, "cost_nano": 0, "escalated": 0, "latency": {}}
+        return {metric.name: metric.value(counts) for metric in SESSION_METRICS}
+    starts = turns.select((pl.col("session_id") != pl.col("session_id").shift(1)).fill_null(True)
+                          .arg_true())["session_id"].to_numpy()
+    latency = turns["latency_ms"].cast(pl.Float64).to_numpy().astype(np.float64)  # null -> nan
+    per_session = pl.DataFrame({
+        "turns": np.diff(np.append(starts, turns.height)),
+        "passes": np.add.reduceat(turns["passed"].cast(pl.Int64).to_numpy(), starts),
+        "escalated": np.add.reduceat(turns["escalated"].cast(pl.Int64).to_numpy(), starts),
+        "latency": np.add.reduceat(latency, starts),
+    })
+    timed = per_session.filter(pl.col("latency").is_not_nan())["latency"]
+    counts = {"sessions": per_session.height, "turns": turns.height,
+              "successes": per_session.filter(pl.col("passes") == pl.col("turns")).height,
+              "cost_nano": int(turns["cost_nano_usd"].sum()),
+              "escalated": per_session.filter(pl.col("escalated") > 0).height,
+              "latency": {q: timed.quantile(q, interpolation="linear") for q in LATENCY_QUANTILES}
+              if timed.len() else {}}
+    return {metric.name: metric.value(counts) for metric in SESSION_METRICS}
 
 
 def grouped(frame: pl.DataFrame, by: str | pl.Expr | list[str], aggregations: list[pl.Expr]) -> pl.DataFrame:

@@ -31,6 +31,7 @@ from simulator.core.metrics import (
     call_parts,
     decision_parts,
     merge_call_parts,
+    session_metrics,
     price_sources_of_parts,
     summary_counts,
     summary_metrics,
@@ -215,8 +216,17 @@ def replay_part(replay: Replay, data: Dataset) -> tuple[ReplayPart, pl.DataFrame
         fingerprint=_fingerprint_terms(decisions["request_id"]),
         first=decisions["ts"].min(), last=decisions["ts"].max(), assumed=_assumed(replay, data),
         warnings=_warning_counts(replay, data), load=per_minute(replay.calls, decisions, data),
-        requests=decisions.select(CONTROL_COLUMNS),
+        requests=_request_columns(decisions),
         routed_to=frozenset(replay.calls.filter(pl.col("kind").is_in(["step", "retry"]))["model"].unique())), kept
+
+
+def _request_columns(decisions: pl.DataFrame) -> pl.DataFrame:
+    """What a part keeps per request: CONTROL_COLUMNS, and for traffic with sessions what the session
+    metrics read (simulator.core.metrics.SESSION_READS)."""
+    if "session_id" not in decisions.columns:
+        return decisions.select(CONTROL_COLUMNS)
+    return decisions.select(*CONTROL_COLUMNS, "session_id", "latency_ms",
+                            (pl.col("escalated") & pl.col("multi_step")).alias("escalated"))
 
 
 def merge_replay_parts(many: list[ReplayPart]) -> ReplayPart:
@@ -258,6 +268,8 @@ def summary_from(scenario: Scenario, part: ReplayPart, fetch: Fetch, data: Datas
     summary = {"scenario": scenario.name, "description": scenario.description}
     latencies = quantiles(part.parts, QUANTILED_SCOPES, LATENCY_QUANTILES, fetch)
     summary |= summary_metrics(part.parts, part.calls, latencies)
+    if "session_id" in part.requests.columns:
+        summary["sessions"] = session_metrics(part.requests)
     price_sources = price_sources_of_parts(part.calls)
     admission = scenario.admission or DEFAULT_ADMISSION
     verdict = verdict_of(summary, scenario.quality_bar, admission)

@@ -22,6 +22,7 @@ from pathlib import Path
 import polars as pl
 
 from simulator.analyses import tables as analysis
+from simulator.analyses.controls import set_beside
 from simulator.analyses.estimates import DESIGN_WEIGHTED, replay_or_estimate, shadow_subset, weigh_gate
 from simulator.analyses.sweep import report_sweeps
 from simulator.core.errors import RoutesimError
@@ -132,8 +133,9 @@ def replay_and_save(paths: list[Path], results_dir: Path, label: Callable[[str],
     for scenario in scenarios:
         outcome = replay_or_estimate(scenario, inputs, lambda stage, name=scenario.name: label(f"{name}: {stage}"))
         decisions, calls = outcome.replay.decisions, outcome.replay.calls
-        folder = save_result(results_dir, outcome.summary, decisions, calls)
         data, sheet = _replayed_data(outcome, inputs), inputs.prices(scenario.prices)
+        set_beside(outcome.summary, outcome.replay, data, sheet)
+        folder = save_result(results_dir, outcome.summary, decisions, calls)
         tables = analysis.scenario_tables(outcome.summary, decisions, calls, analysis.plan_steps(scenario),
                                           analysis.straight_cost(data, sheet))
         label(f"{scenario.name}: threshold sweeps")

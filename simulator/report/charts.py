@@ -382,7 +382,8 @@ def _alarm_layers(found: dict, series: list[dict], break_even: float | None = No
     return [marker, label]
 
 
-FRONTIER_KINDS = {"policy": "circle", "bound": "triangle-up", "single model": "square", "oracle": "diamond"}
+FRONTIER_KINDS = {"policy": "circle", "bound": "triangle-up", "single model": "square", "oracle": "diamond",
+                  "random control": "cross"}
 
 
 def frontier(inputs) -> alt.TopLevelMixin | None:
@@ -412,6 +413,13 @@ def frontier(inputs) -> alt.TopLevelMixin | None:
     points = [{"name": p["scenario"], "kind": "policy" if deployable[p["scenario"]] else "bound",
                "cost_per_1k_usd": p["cost_per_request_usd"] * 1000,
                "pass_rate": p["pass_rate"]} for p in found["policies"] if p["comparable"]]
+    # Each policy's random control at equal cost: the same cost, the pass rate a random router gets there.
+    controls = {s["scenario"]: s.get("controls") for s in inputs.summaries}
+    points += [{"name": f"{p['scenario']}: random control", "kind": "random control",
+                "cost_per_1k_usd": controls[p["scenario"]]["random"]["cost_per_request_usd"] * 1000,
+                "pass_rate": controls[p["scenario"]]["random"]["pass_rate"]}
+               for p in found["policies"] if p["comparable"] and controls.get(p["scenario"])
+               and controls[p["scenario"]]["router"]]
     if inputs.baselines:
         points += [{"name": f"{m['model']} only", "kind": "single model", "cost_per_1k_usd": m["cost_per_1k_usd"],
                     "pass_rate": m["pass_rate"]} for m in inputs.baselines["models"]]
@@ -455,7 +463,7 @@ def frontier(inputs) -> alt.TopLevelMixin | None:
     layers.append(marks.mark_point(size=120, strokeWidth=1.5, filled=False, color="#111").encode(
         shape=alt.Shape("kind:N", title="Point", scale=alt.Scale(domain=list(FRONTIER_KINDS),
                                                                   range=list(FRONTIER_KINDS.values())))))
-    priority = {"policy": 0, "bound": 1, "oracle": 1, "single model": 2}
+    priority = {"policy": 0, "bound": 1, "oracle": 1, "single model": 2, "random control": 3}
     ranked = sorted(points, key=lambda p: priority[p["kind"]])
     paths = [[(row["cost_per_1k_usd"], row["pass_rate"]) for row in sorted(group, key=lambda r: r["threshold"])]
              for group in _groups(curves, "curve")]

@@ -20,7 +20,7 @@ import functools
 from markupsafe import Markup
 
 from simulator.analyses.drift import describe as describe_drift
-from simulator.core.metrics import METRICS
+from simulator.core.metrics import METRICS, SESSION_METRICS
 from simulator.core.verdict import describe_shortfalls
 from simulator.report import charts
 from simulator.report import gate as gate_text
@@ -37,6 +37,7 @@ SECTIONS = [
     ("slices", "Per slice", "slices.html.j2"),
     ("over-time", "Over time", "over_time.html.j2"),
     ("cost-quality", "Cost against quality", "cost_quality.html.j2"),
+    ("controls", "Controls, sessions and capacity", "controls.html.j2"),
     ("money", "Where the money goes", "money.html.j2"),
     ("latency", "Latency", "latency.html.j2"),
     ("escalation", "Escalation over time", "escalation.html.j2"),
@@ -107,7 +108,7 @@ def context(inputs) -> dict:
         "csp": CSP, "embed_options": EMBED_OPTIONS, "vega_bundle": vega_bundle(),
         "admission": inputs.summaries[0].get("admission", {"rule": "lower_bound", "confidence": 0.95}),
         "describe_drift": describe_drift, "describe_shortfalls": describe_shortfalls,
-        "COMPARISON": COMPARISON, "HEADERS": HEADERS, "METRICS": METRICS, **gate_text.template_globals(),
+        "COMPARISON": COMPARISON, "HEADERS": HEADERS, "METRICS": METRICS, "SESSION_METRICS": SESSION_METRICS, **gate_text.template_globals(),
     }
 
 
