@@ -14,6 +14,7 @@ from simulator.analyses.gate import (
     run_gate,
     side_from_saved,
 )
+from simulator.core.errors import RoutesimError
 from simulator.core.results import load_results
 from simulator.core.scenario import QualityBar
 from simulator.report.gate import gate_html, gate_markdown
@@ -288,14 +289,38 @@ def test_gate_result_does_not_depend_on_row_order_or_chunking():
     assert first["overall"]["latency_p95_change_ms"]["low"] is not None
 
 
-def test_gate_resamples_whole_sessions_where_traffic_has_them():
-    # Four requests a session: the session is the resampling unit, so the intervals differ from the ones
-    # that resample requests one by one, and renaming requests within a session changes nothing.
+def test_gate_resamples_whole_sessions_when_asked():
+    # Four requests a session: with --resample session the session is the resampling unit, so the intervals
+    # differ from the ones that resample requests one by one (the default, sessions or not).
     base, cand = _decisions(1), _decisions(2)
     bar = QualityBar(default=0.5)
     options = GateOptions(resamples=60, seed=3)
-    by_session = gate_result(GateSide("b", base, bar), GateSide("c", cand, bar), options)
+    by_session = gate_result(GateSide("b", base, bar), GateSide("c", cand, bar),
+                             GateOptions(resamples=60, seed=3, resample="session"))
     by_request = gate_result(GateSide("b", base.drop("session_id"), bar), GateSide("c", cand.drop("session_id"), bar),
                              options)
+    default = gate_result(GateSide("b", base, bar), GateSide("c", cand, bar), options)
+    assert default["overall"] == by_request["overall"] and default["resample"] == "request"
     assert by_session["overall"]["pass_rate_change"] != by_request["overall"]["pass_rate_change"]
     assert by_session["overall"]["pass_rate_change"]["estimate"] == by_request["overall"]["pass_rate_change"]["estimate"]
+
+
+def test_resampling_by_session_keys_weights_by_the_session_alone():
+    import polars as pl
+
+    # The same sessions under other request ids get the same weights: only the session id is drawn on.
+    base, cand = _decisions(1), _decisions(2)
+    bar, options = QualityBar(default=0.5), GateOptions(resamples=60, seed=3, resample="session")
+    renamed = [frame.with_columns(pl.concat_str(pl.lit("x"), "request_id").alias("request_id")) for frame in (base, cand)]
+    first = gate_result(GateSide("b", base, bar), GateSide("c", cand, bar), options)
+    second = gate_result(GateSide("b", renamed[0], bar), GateSide("c", renamed[1], bar), options)
+    assert first["overall"] == second["overall"] and first["slices"] == second["slices"]
+
+
+def test_resampling_by_session_needs_sessions_and_a_known_unit():
+    base, cand = _decisions(1).drop("session_id"), _decisions(2).drop("session_id")
+    bar = QualityBar(default=0.5)
+    with pytest.raises(RoutesimError, match="--resample session needs sessions"):
+        gate_result(GateSide("b", base, bar), GateSide("c", cand, bar), GateOptions(resamples=10, resample="session"))
+    with pytest.raises(RoutesimError, match="--resample is 'turn'"):
+        gate_result(GateSide("b", base, bar), GateSide("c", cand, bar), GateOptions(resamples=10, resample="turn"))

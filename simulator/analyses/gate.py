@@ -5,8 +5,8 @@ the candidate with the baseline on the same requests (same data, window and samp
 
 Modelling assumptions:
 - Intervals are paired Poisson bootstrap intervals (simulator.core.stats): `--resamples` resamples from
-  `--seed`, each weighing every request (every session, where the decisions carry `session_id`) by a
-  Poisson(1) count keyed by its id, so the whole replay and each slice come from the same resamples and
+  `--seed`, each weighing every request (with `--resample session`, every session: a session's turns move
+  together, for traffic where turns are not independent) by a Poisson(1) count keyed by its id, so the whole replay and each slice come from the same resamples and
   no row order, chunking or thread count changes them. Only requests whose verdict differs between the
   policies move the pass-rate interval, so a slice the candidate routes like the baseline has an interval
   of exactly zero width. Requests without a latency are left out of the p95s.
@@ -58,6 +58,9 @@ from simulator.core.stats import (
 )
 
 DECISION_COLUMNS = ["request_id", "slice", "passed", "cost_nano_usd", "latency_ms"]
+# What the bootstrap resamples: requests one by one (default), or whole sessions (a request without a
+# session_id is a session of its own).
+RESAMPLE_UNITS = ("request", "session")
 LATENCY_QUANTILE = P95
 NON_INFERIORITY, BAR, COST_BUDGET, LATENCY_BUDGET = "non_inferiority", "bar", "cost_budget", "p95_budget"
 EXAMPLES = 3
@@ -73,9 +76,13 @@ class GateOptions:
     max_cost_increase: float | None = None
     max_p95_increase_ms: float | None = None
     admission: Admission = DEFAULT_ADMISSION  # how the bar check judges the candidate's pass rate
+    resample: str = "request"  # the bootstrap's unit: RESAMPLE_UNITS
 
     def check(self) -> None:
         check_confidence(self.confidence)
+        if self.resample not in RESAMPLE_UNITS:
+            raise RoutesimError(f"--resample is '{self.resample}'", where="--resample",
+                                fix=f"use one of {', '.join(RESAMPLE_UNITS)}")
         if self.resamples < 1:
             raise RoutesimError(f"--resamples must be at least 1, got {self.resamples}", where="--resamples",
                                 fix="use e.g. 1000 resamples")
@@ -195,16 +202,20 @@ def _check_budgets(row: dict, options: GateOptions) -> None:
                 f"{signed_ms(latency['high'])}")})
 
 
-def _aligned(baseline: GateSide, candidate: GateSide) -> pl.DataFrame:
-    """One row per request with both policies' results; raises unless both replayed the same requests."""
+def _aligned(baseline: GateSide, candidate: GateSide, by_session: bool = False) -> pl.DataFrame:
+    """One row per request with both policies' results (and its `session_id`, `by_session`); raises unless
+    both replayed the same requests."""
     frames = []
     for side in (baseline, candidate):
         missing = [column for column in DECISION_COLUMNS if column not in side.decisions.columns]
         if missing:
             raise RoutesimError(f"the decisions of '{side.name}' lack the column(s) {', '.join(missing)}",
                                 where=side.source or side.name, fix="pass the decisions of a replay")
-        session = ["session_id"] if "session_id" in side.decisions.columns else []
-        frames.append(side.decisions.select(*DECISION_COLUMNS, *session))
+        if by_session and "session_id" not in side.decisions.columns:
+            raise RoutesimError(f"--resample session needs sessions, and the decisions of '{side.name}' have no "
+                                "session_id", where=side.source or side.name,
+                                fix="replay traffic that carries session_id, or leave out --resample session")
+        frames.append(side.decisions.select(*DECISION_COLUMNS, *(["session_id"] if by_session else [])))
     base, cand = frames
     only_base = base.join(cand, on="request_id", how="anti")
     only_cand = cand.join(base, on="request_id", how="anti")
@@ -235,7 +246,7 @@ def gate_result(baseline: GateSide, candidate: GateSide, options: GateOptions | 
     """
     options = options or GateOptions()
     options.check()
-    paired = _aligned(baseline, candidate)
+    paired = _aligned(baseline, candidate, options.resample == "session")
     slices = sorted(paired["slice"].unique().to_list())
     unknown = sorted(set(options.slice_tolerances) - set(slices))
     if unknown:
@@ -249,9 +260,10 @@ def gate_result(baseline: GateSide, candidate: GateSide, options: GateOptions | 
 
     base, cand = outcomes(""), outcomes("_candidate")
     codes = paired.select(pl.col("slice").rank("dense").cast(pl.Int64) - 1)["slice"].to_numpy()
-    # The resampling unit: the session where traffic has sessions (a session's requests move together),
-    # else the request.
-    keys = paired["session_id" if "session_id" in paired.columns else "request_id"]
+    # The resampling unit: the request, or with --resample session the session (its requests move
+    # together; a request without one is its own unit).
+    keys = (paired.select(pl.coalesce("session_id", "request_id"))["session_id"] if options.resample == "session"
+            else paired["request_id"])
     sample = PairedSample(base, cand, codes, quantile=LATENCY_QUANTILE, keys=keys)
     slice_boot, overall_boot = paired_bootstraps(sample, resamples=options.resamples, seed=options.seed,
                                                  confidence=options.confidence)
@@ -280,6 +292,7 @@ def gate_result(baseline: GateSide, candidate: GateSide, options: GateOptions | 
         "requests": paired.height,
         "confidence": options.confidence,
         "resamples": options.resamples,
+        "resample": options.resample,
         "seed": options.seed,
         "latency_quantile": LATENCY_QUANTILE,
         "tolerance": options.tolerance,

@@ -76,6 +76,8 @@ def register(app: typer.Typer) -> None:
         candidate: Annotated[Path, typer.Option(help="the scenario to ship")],
         resamples: Annotated[int, typer.Option(max=MAX_RESAMPLES, help="paired bootstrap resamples")] = 1000,
         seed: Annotated[int, typer.Option(help="random seed of the resampling")] = 0,
+        resample: Annotated[str, typer.Option(
+            help="what the bootstrap resamples: request, or session (a session's turns together)")] = "request",
         confidence: Annotated[float, typer.Option(help="confidence of the intervals")] = 0.95,
         tolerance: Annotated[float, typer.Option(
             help="largest pass-rate loss tolerated, overall and per slice")] = 0.01,
@@ -100,7 +102,8 @@ def register(app: typer.Typer) -> None:
         from simulator.report.gate import failure_lines, gate_markdown
 
         check_runner(shards, runner)
-        options = GateOptions(resamples=resamples, seed=seed, confidence=confidence, tolerance=tolerance,
+        options = GateOptions(resamples=resamples, seed=seed, resample=resample, confidence=confidence,
+                              tolerance=tolerance,
                               slice_tolerances=parse_slice_tolerances(tolerance_slice),
                               max_cost_increase=max_cost_increase, max_p95_increase_ms=max_p95_increase_ms)
         result = gate_scenarios(baseline, candidate, options, shards=shards, runner=runner)
