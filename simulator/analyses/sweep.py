@@ -116,7 +116,7 @@ def read_column(accept: str | None, numeric: list[str]) -> str | None:
         return None
     from simulator.core.predicates import parse_predicate
 
-    read = parse_predicate(accept, key="accept").columns - {"hard_check_ok"}
+    read = parse_predicate(accept, key="accept", steps=None).columns - {"hard_check_ok"}
     candidates = sorted(read & set(numeric))
     return candidates[0] if len(candidates) == 1 and len(read) == 1 else None
 

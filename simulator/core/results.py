@@ -166,7 +166,7 @@ def _warning_counts(replay: Replay, data: Dataset) -> dict:
     texts = [scenario.policy.retry.when] if scenario.policy.retry else []
     texts += [rule.when for rule in scenario.policy.rules]
     texts += [step.accept for _, steps in scenario.policy.plans() for step in steps if step.accept]
-    read = set().union(*(parse_predicate(text, key="policy").columns for text in texts)) if texts else set()
+    read = set().union(*(parse_predicate(text, key="policy", steps=None).base_columns for text in texts)) if texts else set()
     ids = replay.decisions.select("request_id").lazy()
     requests = (data.traffic.select(sorted({"request_id", *(read & set(traffic))}))
                 .join(ids, on="request_id", how="semi").collect())
