@@ -22,6 +22,12 @@ Modelling assumptions, each a deliberate simplification:
   a per-token time, both with lognormal noise.
 - Cost is what the call was billed when it ran, from `PRICES`, which mirrors data/prices/support.yaml
   (including the flagship's mid-week price cut).
+- A share of the requests are turns of multi-turn conversations (`session_id`, `turn`; SESSION_SHARE):
+  the multi-turn requests among each block of a few consecutive arrivals form one conversation. A turn's
+  slice and answers are drawn as any request's: turns do not depend on each other.
+- Every answer carries an `answer_key` (a hash of its normalised answer): the correct answers to a request
+  agree, and a wrong one is often the request's one common wrong answer (COMMON_WRONG_SHARE), so models'
+  answers agree more often when they are right.
 - With `mix_shift`, a new enterprise workload goes live on day 5 (Saturday 2026-11-21 for the default
   start): the mix moves towards long, tangled slices and requests get harder, so cascades escalate more.
   Without it the mix is stationary and only the load follows the daily cycle. Both variants draw the same
@@ -52,6 +58,7 @@ import pyarrow.parquet as pq
 from simulator.core.contract import OUTCOMES_FILE, TRAFFIC_FILE
 from simulator.core.draws import (
     key_hashes,
+    splitmix64,
     keyed_bits,
     keyed_uniform,
     to_categorical,
@@ -195,6 +202,16 @@ WEEKEND_FACTOR = 0.55
 MIX_SHIFT_DAY = 5
 MIX_SHIFT_RAMP_HOURS = 12.0
 MIX_SHIFT_DIFFICULTY = 0.5  # harder documents in the new workload, across all slices
+
+# Conversations: a request is a turn of a multi-turn conversation with probability SESSION_SHARE; the
+# turns of one conversation are those among each block of SESSION_BLOCK consecutive arrivals (global
+# indices), numbered 0, 1, ... in arrival order. The rest are requests on their own (null session_id).
+SESSION_SHARE = 0.35
+SESSION_BLOCK = 6
+# answer_key: a hash of the normalised answer. Every correct answer to a request shares one key; a wrong one
+# is the request's common wrong answer with probability COMMON_WRONG_SHARE, else an answer of its own.
+COMMON_WRONG_SHARE = 0.3
+_WRONG_SALT = np.uint64(0x5851F42D4C957F2D)
 
 _US_PER_MINUTE = 60_000_000
 _US_PER_HOUR = 3_600_000_000
@@ -416,6 +433,12 @@ def _draw_answers(keys: _Keyed, req: _Requests, start_us: int, start: date, ids:
     input_price, cached_price, output_price = _prices_at(model_code, ts_us)
     cost = (input_tokens - cached) * input_price + cached * cached_price + output_tokens * output_price
 
+    # Answer keys by the answer's content (margin > 0: correct), whatever its hard check says of its form.
+    correct = splitmix64(keys.hashes[row_req])
+    common = draw.uniform("common_wrong_answer") < COMMON_WRONG_SHARE
+    own = splitmix64(correct ^ splitmix64((model_code * 2 + sample + 1).astype(np.uint64)))
+    answer_key = np.where(margin > 0, correct, np.where(common, splitmix64(correct ^ _WRONG_SALT), own))
+
     return pl.DataFrame([
         ids.gather(row_req),
         _strings(MODELS, model_code, "model"),
@@ -433,18 +456,40 @@ def _draw_answers(keys: _Keyed, req: _Requests, start_us: int, start: date, ids:
         pl.Series("hard_check_ok", hard_check_ok),
         pl.Series("cost_usd", cost),
         _strings(GRADERS, grader, "grader"),
+        # 32 bits are plenty to tell a request's few answers apart, and keep the file small
+        pl.Series("answer_key", answer_key >> np.uint64(32), dtype=pl.UInt64).cast(pl.String),
         pl.Series("_cache_reported", cache_reported),
     ]).with_columns(
         pl.when("_cache_reported").then("cached_input_tokens").alias("cached_input_tokens"),
     ).drop("_cache_reported")
 
 
+def _request_ids(first: int, end: int, id_width: int) -> pl.Series:
+    """The ids of the requests at global indices first .. end-1 ("req-00000001" is index 0)."""
+    number = pl.int_range(first + 1, end + 1, dtype=pl.Int64, eager=True)
+    return pl.select((pl.lit("req-") + number.cast(pl.String).str.zfill(id_width)).alias("request_id")).to_series()
+
+
+def _sessions(first: int, count: int, id_width: int, seed: int) -> tuple[pl.Series, pl.Series]:
+    """`session_id` and `turn` of the requests at global indices first .. first+count-1 (see SESSION_SHARE).
+    A block's earlier requests may lie in the chunk before: their keyed draws are made again here."""
+    begin = first - first % SESSION_BLOCK
+    index = np.arange(begin, first + count)
+    multi = keyed_uniform(seed, DRAW_PREFIX + "session", _request_ids(begin, first + count, id_width)) < SESSION_SHARE
+    before = np.cumsum(multi) - multi  # multi-turn requests before each, since `begin`
+    turn = before - before[index - index % SESSION_BLOCK - begin]
+    block = pl.Series(index // SESSION_BLOCK, dtype=pl.Int64).cast(pl.String).str.zfill(id_width)
+    keep = slice(first - begin, None)
+    session = pl.select(pl.when(pl.Series(multi[keep])).then(pl.lit("ses-") + block[keep])).to_series()
+    return session.alias("session_id"), pl.Series("turn", np.where(multi, turn, 0)[keep], dtype=pl.Int64).set(
+        pl.Series(~multi[keep]), None)
+
+
 def _chunk(ts_us: np.ndarray, first: int, id_width: int, seed: int, start: date,
            mix_shift: bool) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Traffic and outcomes of the requests with these (sorted) timestamps; `first` is the global index."""
     start_us = _epoch_us(start)
-    number = pl.int_range(first + 1, first + len(ts_us) + 1, dtype=pl.Int64, eager=True)
-    ids = pl.select((pl.lit("req-") + number.cast(pl.String).str.zfill(id_width)).alias("request_id")).to_series()
+    ids = _request_ids(first, first + len(ts_us), id_width)
     keys = _Keyed(seed, key_hashes(ids))
     req = _draw_requests(keys, ts_us, start_us, mix_shift)
     traffic = pl.DataFrame([
@@ -455,6 +500,7 @@ def _chunk(ts_us: np.ndarray, first: int, id_width: int, seed: int, start: date,
         _strings(FEATURES, req.feature, "feature"),
         _strings(TIERS, req.tier, "customer_tier"),
         _strings(LANGUAGES, req.language, "language"),
+        *_sessions(first, len(ts_us), id_width, seed),
     ])
     return traffic, _draw_answers(keys, req, start_us, start, ids)
 
