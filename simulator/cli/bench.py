@@ -27,7 +27,8 @@ from simulator.core.paths import CACHE, DATA, SCENARIOS
 if TYPE_CHECKING:
     from rich.table import Table
 
-BENCH_SCENARIOS = ("flagship-everywhere", "cascade", "stacked")
+# sticky-sessions: stacked with a fan-out step and sticky sessions (issue 13's constructs at scale)
+BENCH_SCENARIOS = ("flagship-everywhere", "cascade", "stacked", "sticky-sessions")
 SEED = 2026
 BOOTSTRAP_RESAMPLES = 1000
 GATE_REQUESTS = 1_000_000  # the gate, its bootstrap and the report are measured up to this size
@@ -84,7 +85,8 @@ def week_folder(requests: int, cache: Path) -> Path:
     """The benchmark week of `requests` requests, generated once and kept in `cache`."""
     from simulator.datasets.generate import write_week
 
-    folder = Path(cache) / f"support-week-{requests}-seed{SEED}"
+    # "-sessions": weeks generated since the generator writes session_id, turn and answer_key
+    folder = Path(cache) / f"support-week-{requests}-seed{SEED}-sessions"
     if not (folder / "outcomes.parquet").exists():
         write_week(folder, requests, 7, SEED)
     return folder
