@@ -496,7 +496,7 @@ class Answers:
         row_of = self._row_of.get((model, sample))
         if row_of is not None and set(rows.columns) & set(slot.columns) == {"__rid"}:
             return pl.concat([rows, slot.drop("__rid")[row_of[rows["__rid"].to_numpy()]]], how="horizontal")
-        joined = rows.join(slot, on="__rid", how="left", suffix="__new")
+        joined = rows.join(slot, on="__rid", how="left", suffix="__new", maintain_order="left")
         return joined.with_columns(pl.col(PRESENT).fill_null(False))
 
 
@@ -652,8 +652,10 @@ def _several_calls(run: _Run, rows: pl.DataFrame, step: Step, samples: tuple[int
         keep = keep.join(absent, on="__rid", how="anti")
     count = len(step.calls)
     stacked, calls = [], []
+    kept_rids = pl.col("__rid").is_in(keep["__rid"].implode())
     for position, frame in enumerate(joined):
-        called, made = _record_calls(frame.join(keep, on="__rid", how="semi"), run.sheet, kind="step", seq=seq,
+        # A filter keeps `rows`' order, so the answers of every call line up row by row.
+        called, made = _record_calls(frame.filter(kept_rids), run.sheet, kind="step", seq=seq,
                                      service_tier=step.service_tier, checker=step.checker)
         calls += made
         if step.race is not None:  # the first passing in latency order, ties in list order; else the last listed
@@ -668,18 +670,37 @@ def _several_calls(run: _Run, rows: pl.DataFrame, step: Step, samples: tuple[int
             value = pl.col(step.select.highest).cast(pl.Float64)
             order = pl.when(value.is_null()).then(pl.lit(float("inf"))).otherwise(-value)
             tie = pl.lit(position)
-        stacked.append(called.with_columns(order.cast(pl.Float64).alias("__order"), tie.cast(pl.Int64).alias("__tie")))
-    every = pl.concat(stacked, how="vertical")
-    totals = every.group_by("__rid").agg(pl.col("__call_cost").sum().alias("__sum"),
-                                         pl.col("__call_latency").max().alias("__slowest"))
-    kept = (every.sort("__rid", "__order", "__tie").unique("__rid", keep="first", maintain_order=True)
-            .join(totals, on="__rid", how="left"))
+        stacked.append(called.with_columns(order.cast(pl.Float64).fill_null(float("inf")).alias("__order"),
+                                           tie.cast(pl.Int64).alias("__tie")))
+    best = _first_by_order([frame["__order"].to_numpy() for frame in stacked],
+                           [frame["__tie"].to_numpy() for frame in stacked])
+    rows_count = stacked[0].height
+    kept = pl.concat(stacked, how="vertical")[best * rows_count + np.arange(rows_count)]
+    total = pl.sum_horizontal(*(frame["__call_cost"] for frame in stacked))
+    slowest = pl.DataFrame([frame["__call_latency"].alias(str(i)) for i, frame in enumerate(stacked)]).select(
+        pl.max_horizontal(pl.all()))
+    kept = kept.with_columns(pl.select(total).to_series().alias("__sum"), slowest.to_series().alias("__slowest"))
     # A race's latency is its winner's; when no answer passes, the last model answers after the slowest.
     latency = (pl.when(pl.col("__order").is_finite()).then(pl.col("__call_latency")).otherwise(pl.col("__slowest"))
                if step.race is not None else pl.col("__slowest"))
     kept = (kept.with_columns(pl.col("__sum").alias("__call_cost"), latency.alias("__call_latency"))
             .drop("__sum", "__slowest", "__order", "__tie"))
     return kept, calls
+
+
+def _first_by_order(orders: list[np.ndarray], ties: list[np.ndarray]) -> np.ndarray:
+    """Per row, the position whose (order, tie) is smallest, as sorting by them ascending would put first
+    (NaN after every number)."""
+    best = np.zeros(len(orders[0]), dtype=np.int64)
+    best_order, best_tie = orders[0].copy(), ties[0].copy()
+    for position in range(1, len(orders)):
+        order, tie = orders[position], ties[position]
+        nan, best_nan = np.isnan(order), np.isnan(best_order)
+        same = (order == best_order) | (nan & best_nan)
+        better = (~nan & best_nan) | (~nan & ~best_nan & (order < best_order)) | (same & (tie < best_tie))
+        best = np.where(better, position, best)
+        best_order, best_tie = np.where(better, order, best_order), np.where(better, tie, best_tie)
+    return best
 
 
 def _overhead_stage(run: _Run, requests: pl.DataFrame, overheads: list[tuple[int, Overhead]]) -> pl.DataFrame:
