@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import json
 import math
 
 import numpy as np
@@ -152,3 +153,15 @@ def test_the_report_shows_the_controls_and_flags_a_policy_no_better_than_its_ran
     assert "✗ no better than: random" in controls_row and "– (a single model)" in controls_row
     frontier = html.split('id="frontier-table"')[1].split("</table>")[0]
     assert frontier.count("✗ no better") == 1
+
+
+def test_controls_above_their_request_limit_are_skipped_and_said_so(cli, unhelpful_cascade, monkeypatch):
+    import simulator.analyses.controls as module
+
+    monkeypatch.setattr(module, "CONTROL_REQUESTS", 3)  # the world replays 4 requests
+    found, _ = _replay(unhelpful_cascade)
+    assert set(found) == {"skipped"} and "computed up to 3" in found["skipped"]
+    result = cli("replay", unhelpful_cascade.scenario(), "--json")
+    assert result.code == 0, result.err
+    assert "computed up to 3" in json.loads(result.out)[0]["controls"]["skipped"]
+    assert cli("replay", unhelpful_cascade.scenario()).code == 0  # the table says it too

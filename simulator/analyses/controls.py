@@ -41,6 +41,9 @@ from simulator.core.verdict import DEFAULT_ADMISSION, MEETS, Admission, judge
 
 SEED = 0
 PURPOSE = "random-control"
+# The controls price every model's first answer to every replayed request, several times the replay's own
+# work: above this many replayed requests they are left out (`skipped`), whole or split alike.
+CONTROL_REQUESTS = 2_000_000
 
 
 def _complete_models(answers: pl.DataFrame, requests: int) -> tuple[list[str], list[str]]:
@@ -162,7 +165,11 @@ def controls_of(scenario: Scenario, decisions: pl.DataFrame, router: bool, data:
 
     `decisions`: one row per replayed request with `request_id`, `rid` (any unique key), `ts`, `slice`,
     `passed` and `cost_nano_usd` (a replay's decisions, or those columns gathered from its shards or
-    chunks); `router`: whether the policy called more than one model (`router_of`)."""
+    chunks); `router`: whether the policy called more than one model (`router_of`). Above CONTROL_REQUESTS
+    replayed requests: only `skipped`, saying why."""
+    if decisions.height > CONTROL_REQUESTS:
+        return {"skipped": f"{decisions.height:,} requests replayed: the controls are computed up to "
+                           f"{CONTROL_REQUESTS:,}; replay a window or a sample for them"}
     answers, _ = priced_answers(decisions.select("request_id", "rid", "ts", "slice"), data, sheet)
     models, left_out = _complete_models(answers, decisions.height)
     if not models:

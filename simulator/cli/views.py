@@ -596,9 +596,9 @@ def controls_table(summaries: list[dict]) -> Table:
         table.add_column(title, justify=justify, no_wrap=True)
     for summary in summaries:
         found = summary.get("controls")
-        if found is None:
+        if found is None or "skipped" in found:
             table.add_row(inert(summary["scenario"]), pct(summary["pass_rate"]), *["–"] * 5,
-                          "no single model answered every request")
+                          inert(found["skipped"]) if found else "no single model answered every request")
             continue
         split = found["fixed_split"]
         mine, scored = split["policy"] or {}, split["scored"] or {}

@@ -419,7 +419,7 @@ def frontier(inputs) -> alt.TopLevelMixin | None:
                 "cost_per_1k_usd": controls[p["scenario"]]["random"]["cost_per_request_usd"] * 1000,
                 "pass_rate": controls[p["scenario"]]["random"]["pass_rate"]}
                for p in found["policies"] if p["comparable"] and controls.get(p["scenario"])
-               and controls[p["scenario"]]["router"]]
+               and controls[p["scenario"]].get("router")]
     if inputs.baselines:
         points += [{"name": f"{m['model']} only", "kind": "single model", "cost_per_1k_usd": m["cost_per_1k_usd"],
                     "pass_rate": m["pass_rate"]} for m in inputs.baselines["models"]]
