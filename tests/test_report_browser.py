@@ -107,7 +107,7 @@ def test_demo_report_renders_offline_with_every_chart(browser, demo, tmp_path):
         assert sorted(marks) == sorted(CHARTS)
         assert all(count > 0 for count in marks.values()), marks
         assert [seen.page.locator(f"#{key} h2").inner_text() for key in ("headline", "gate", "provenance")] == [
-            "1. Verdict", "2. Regression gate against flagship-everywhere", "10. Assumptions and provenance"]
+            "1. Verdict", "2. Regression gate against flagship-everywhere", "11. Assumptions and provenance"]
         # The gate's details are folded under its summary.
         assert seen.page.locator("#gate details").count() == len(SHIPPED_GATED)
         assert seen.page.locator("#gate details[open]").count() == 0
