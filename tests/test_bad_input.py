@@ -151,6 +151,24 @@ def test_samples_with_gaps(cli, world):
     assert_bad_input(cli("validate", world.data), "samples do not run 0, 1, 2")
 
 
+def test_key_checks_in_buckets_report_exactly_what_one_pass_reports(monkeypatch):
+    from simulator.core import contract
+    from tests.worlds import random_world
+
+    world = random_world(7)
+    ids = world.traffic["request_id"]
+    traffic = pl.concat([world.traffic, world.traffic.head(4)])  # four duplicate request ids
+    outcomes = pl.concat([world.outcomes,
+                          world.outcomes.head(3),  # repeated keys
+                          world.outcomes.tail(5).with_columns(pl.col("sample") + 3),  # gaps in the numbering
+                          world.outcomes.head(6).with_columns((pl.lit("orphan-") + pl.col("request_id")).alias("request_id"))])
+    whole = contract.validate_frames(traffic, outcomes).problems
+    monkeypatch.setattr(contract, "KEY_CHECK_ROWS", 7)
+    split = contract.validate_frames(traffic, outcomes).problems
+    assert split == whole and len(whole) == 4 and ids.len() > 20
+    assert "6 outcome row(s) for requests not in" in whole[3] and "request_id='orphan-" in whole[3]
+
+
 def test_validate_reports_every_problem_at_once(cli, world):
     world.write_data(tiny_traffic().with_columns(pl.lit(-1).alias("input_tokens")),
                      tiny_outcomes().with_columns(pl.lit(2.0).alias("score")))

@@ -124,6 +124,28 @@ def test_a_build_in_buckets_gives_the_same_layout(world, tmp_path, monkeypatch):
         assert bucketed.slot(model, sample).collect().equals(whole.slot(model, sample).collect())
 
 
+def _files(built: layout.Layout) -> dict[str, bytes]:
+    return {str(path.relative_to(built.path)): path.read_bytes() for path in sorted(built.path.rglob("*.parquet"))}
+
+
+@pytest.mark.parametrize("seed", [3, 11])
+def test_a_build_in_many_ts_ranges_and_buckets_writes_the_same_bytes(seed, tmp_path, monkeypatch):
+    world = random_world(seed)
+    # whole hours: many requests share a timestamp, so ranges are cut between runs of equal ts
+    traffic = world.traffic.with_columns(pl.col("ts").dt.truncate("1h"))
+    data = write_frames(tmp_path / "data", traffic, world.outcomes)
+    monkeypatch.setattr(layout, "ROW_GROUP_ROWS", 4)  # several row groups per file, cut at the same rows
+    whole = load_data(data, tmp_path / "one").layout
+    monkeypatch.setattr(layout, "RANGE_ROWS", 3)
+    monkeypatch.setattr(layout, "BUCKET_OUTCOME_ROWS", 5)
+    split = load_data(data, tmp_path / "many").layout
+    assert whole.meta["buckets"] == 1 and split.meta["buckets"] > 3
+    assert _files(split) == _files(whole) and len(_files(whole)) == len(whole.slots) + 1
+    assert split.meta | {"buckets": 1} == whole.meta
+    expected = traffic.sort("ts", "request_id")["request_id"]
+    assert whole.scan_requests().collect()["request_id"].equals(expected)
+
+
 def test_the_least_recently_used_layout_is_evicted_beyond_the_cap(world, cache, monkeypatch, tmp_path):
     older = load_data(world.data, cache).layout
     other = tmp_path / "other"

@@ -81,15 +81,33 @@ class Measurement:
     runs: int
 
 
+GENERATION_RECORD = "generation.json"
+
+
 def week_folder(requests: int, cache: Path) -> Path:
-    """The benchmark week of `requests` requests, generated once and kept in `cache`."""
-    from simulator.datasets.generate import write_week
+    """The benchmark week of `requests` requests, generated once and kept in `cache`. Its generation is
+    timed in a fresh process and recorded beside it (`GENERATION_RECORD`: seconds, peak memory, date and
+    load average), since it runs once and not beside a floor."""
+    import json
 
     # "-sessions": weeks generated since the generator writes session_id, turn and answer_key
     folder = Path(cache) / f"support-week-{requests}-seed{SEED}-sessions"
     if not (folder / "outcomes.parquet").exists():
-        write_week(folder, requests, 7, SEED)
+        load_before = _load_average()
+        seconds, peak = _in_child(_generate, str(folder), requests)
+        record = {"seconds": seconds, "peak_mb": peak, "requests": requests, "load_before": load_before,
+                  "load_after": _load_average(), "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+        (folder / GENERATION_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return folder
+
+
+def _generate(folder: str, requests: int) -> tuple[float, float]:
+    """Seconds and peak memory of `routesim generate`'s writing path (`write_week`, chunk by chunk)."""
+    from simulator.datasets.generate import write_week
+
+    started = time.perf_counter()
+    write_week(Path(folder), requests, 7, SEED)
+    return time.perf_counter() - started, _peak_mb()
 
 
 def _peak_mb() -> float:

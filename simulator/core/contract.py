@@ -12,13 +12,16 @@ A data folder holds two Parquet files:
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
 from simulator.core.errors import RoutesimError, did_you_mean
-from simulator.core.layout import Layout, content_fingerprint, open_layout
+from simulator.core.layout import Layout, content_fingerprint, open_layout, split_by_bucket
 from simulator.core.outputs import atomic_folder, note_input
 
 TRAFFIC_FILE = "traffic.parquet"
@@ -118,6 +121,9 @@ OPTIONAL_OUTCOME_COLUMNS: tuple[Column, ...] = (
 
 # How many example rows a problem shows.
 EXAMPLES = 3
+KEY_CHECK_ROWS = 8_000_000  # outcome rows per bucket of the key checks, which group by request id
+FILE_ROW = "__file_row"  # an outcome row's position in its file, to show the first offending rows
+_GAPPED = pl.col("top") + 1 != pl.col("distinct")
 
 
 def _kind_of(dtype: pl.DataType) -> str | None:
@@ -304,52 +310,79 @@ def _run_row_checks(report: Report, file: str, frame: pl.LazyFrame, checks: list
 
 def _check_keys(report: Report, traffic_file: str, traffic: pl.LazyFrame, outcomes_file: str,
                 outcomes: pl.LazyFrame, traffic_usable: set[str], outcomes_usable: set[str]) -> None:
-    if "request_id" in traffic_usable:
-        _check_unique_requests(report, traffic_file, traffic)
-    if {"request_id", "model", "sample"} <= outcomes_usable:
-        _check_samples(report, outcomes_file, outcomes)
-    if "request_id" in traffic_usable and "request_id" in outcomes_usable:
-        _check_orphans(report, traffic_file, traffic, outcomes_file, outcomes)
+    """Unique request ids, sample numbering and orphan outcomes.
 
+    Every row of one request falls in one bucket of hashed request_id, so each check holds one bucket at
+    a time: data of more than KEY_CHECK_ROWS outcome rows is first split into buckets of about that many
+    (`split_by_bucket`, one streaming pass of the key columns into a temporary folder). The counts add up
+    over the buckets and the examples are the first of all, so the report is the same as in one piece.
+    """
+    unique = "request_id" in traffic_usable
+    samples = {"request_id", "model", "sample"} <= outcomes_usable
+    orphans = unique and "request_id" in outcomes_usable
+    if not (unique or samples or orphans):
+        return
+    rows = outcomes.select(pl.len()).collect().item()
+    buckets = max(1, -(-rows // KEY_CHECK_ROWS))
+    traffic_keys = traffic.select("request_id") if unique else None
+    outcome_keys = (outcomes.select(name for name in ("request_id", "model", "sample") if name in outcomes_usable)
+                    .with_row_index(FILE_ROW) if "request_id" in outcomes_usable else None)
+    counts: dict[str, int] = {}
+    shown: dict[str, list[pl.DataFrame]] = {}
 
-def _check_unique_requests(report: Report, traffic_file: str, traffic: pl.LazyFrame) -> None:
-    rows, distinct = traffic.select(pl.len(), pl.col("request_id").n_unique()).collect().row(0)
-    if rows != distinct:
-        shared = (traffic.group_by("request_id").agg(pl.len().alias("rows")).filter(pl.col("rows") > 1)
-                  .sort("request_id").head(EXAMPLES).collect())
-        report.add(traffic_file, f"{rows - distinct} duplicate row(s): request_id must be unique",
-                   column="request_id", fix="keep one row per request",
-                   examples="; ".join(f"request_id={r!r} ({n} rows)" for r, n in shared.iter_rows()))
-
-
-def _check_samples(report: Report, outcomes_file: str, outcomes: pl.LazyFrame) -> None:
-    # One pass over request x model pairs finds both repeated samples and gaps in their numbering.
-    pairs = outcomes.group_by("request_id", "model").agg(
-        pl.len().alias("rows"), pl.col("sample").n_unique().alias("distinct"), pl.col("sample").max().alias("top"))
-    repeated, gapped = pairs.select((pl.col("rows") - pl.col("distinct")).sum(),
-                                    (pl.col("top") + 1 != pl.col("distinct")).sum()).collect(engine="streaming").row(0)
-    for count, condition, what, fix in (
-            (repeated, pl.col("rows") > pl.col("distinct"),
-             "{} duplicate row(s): (request_id, model, sample) must be unique",
-             "keep one row per key, or number repeated answers with 'sample'"),
-            (gapped, pl.col("top") + 1 != pl.col("distinct"),
-             "{} request x model pair(s) whose samples do not run 0, 1, 2, ...",
-             "number the answers of one model to one request from 0 without gaps")):
+    def add(check: str, count: int, examples: Callable[[], pl.DataFrame]) -> None:
+        counts[check] = counts.get(check, 0) + count
         if count:
-            shown = pairs.filter(condition).sort("request_id", "model").head(EXAMPLES).collect()
-            report.add(outcomes_file, what.format(count), column="request_id, model, sample", fix=fix,
+            shown.setdefault(check, []).append(examples())
+
+    with contextlib.ExitStack() as stack:
+        scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="routesim-keys-"))) if buckets > 1 else None
+        traffic_of = split_by_bucket(traffic_keys, scratch and scratch / "traffic", buckets) if unique else None
+        outcomes_of = (split_by_bucket(outcome_keys, scratch and scratch / "outcomes", buckets)
+                       if outcome_keys is not None else None)
+        for bucket in range(buckets):
+            if unique:
+                these = traffic_of(bucket)
+                total, distinct = these.select(pl.len(), pl.col("request_id").n_unique()).collect().row(0)
+                add("unique", total - distinct, lambda: these.group_by("request_id").agg(pl.len().alias("rows"))
+                    .filter(pl.col("rows") > 1).sort("request_id").head(EXAMPLES).collect())
+            if samples:
+                pairs = outcomes_of(bucket).group_by("request_id", "model").agg(
+                    pl.len().alias("rows"), pl.col("sample").n_unique().alias("distinct"),
+                    pl.col("sample").max().alias("top"))
+                repeated, gapped = pairs.select((pl.col("rows") - pl.col("distinct")).sum(), _GAPPED.sum()
+                                                ).collect(engine="streaming").row(0)
+                for check, count, condition in (("repeated", repeated, pl.col("rows") > pl.col("distinct")),
+                                                ("gapped", gapped, _GAPPED)):
+                    add(check, count, lambda condition=condition: pairs.filter(condition).sort(
+                        "request_id", "model").head(EXAMPLES).collect())
+            if orphans:
+                lost = outcomes_of(bucket).join(traffic_of(bucket), on="request_id", how="anti")
+                add("orphans", lost.select(pl.len()).collect(engine="streaming").item(),
+                    lambda: lost.sort(FILE_ROW).head(EXAMPLES).collect())
+
+    def first(check: str, *by: str) -> list[tuple]:
+        return pl.concat(shown[check]).sort(*by).head(EXAMPLES).iter_rows()
+
+    if counts.get("unique"):
+        report.add(traffic_file, f"{counts['unique']} duplicate row(s): request_id must be unique",
+                   column="request_id", fix="keep one row per request",
+                   examples="; ".join(f"request_id={r!r} ({n} rows)" for r, n in first("unique", "request_id")))
+    for check, what, fix in (
+            ("repeated", "{} duplicate row(s): (request_id, model, sample) must be unique",
+             "keep one row per key, or number repeated answers with 'sample'"),
+            ("gapped", "{} request x model pair(s) whose samples do not run 0, 1, 2, ...",
+             "number the answers of one model to one request from 0 without gaps")):
+        if counts.get(check):
+            report.add(outcomes_file, what.format(counts[check]), column="request_id, model, sample", fix=fix,
                        examples="; ".join(f"request_id={r!r}, model={m!r} ({n} rows, samples up to {t})"
-                                          for r, m, n, _, t in shown.iter_rows()))
-
-
-def _check_orphans(report: Report, traffic_file: str, traffic: pl.LazyFrame, outcomes_file: str,
-                   outcomes: pl.LazyFrame) -> None:
-    orphans = outcomes.join(traffic.select("request_id"), on="request_id", how="anti")
-    orphan_rows = orphans.select(pl.len()).collect(engine="streaming").item()
-    if orphan_rows:
-        report.add(outcomes_file, f"{orphan_rows} outcome row(s) for requests not in {traffic_file}",
-                   column="request_id", examples=_examples(orphans, pl.lit(True), ["request_id", "model", "sample"]),
-                   fix="drop outcomes of unknown requests or add the requests to the traffic")
+                                          for r, m, n, _, t in first(check, "request_id", "model")))
+    if counts.get("orphans"):
+        report.add(outcomes_file, f"{counts['orphans']} outcome row(s) for requests not in {traffic_file}",
+                   column="request_id", fix="drop outcomes of unknown requests or add the requests to the traffic",
+                   examples="; ".join(", ".join(f"{k}={v!r}" for k, v in row.items())
+                                      for row in pl.concat(shown["orphans"]).sort(FILE_ROW).head(EXAMPLES)
+                                      .drop(FILE_ROW).to_dicts()))
 
 
 def validate_frames(traffic: pl.DataFrame | pl.LazyFrame, outcomes: pl.DataFrame | pl.LazyFrame, *,

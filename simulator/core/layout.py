@@ -20,8 +20,10 @@ Builds run under an exclusive lock on `CACHE/lock` into a staging folder renamed
 complete, so a partly built layout is never used. After a build the least recently used layouts are
 evicted until the cache is within its size cap (`ROUTESIM_CACHE_MAX_BYTES`, default `DEFAULT_MAX_BYTES`).
 
-The outcomes are joined to row ids bucket by bucket of hashed request id, so the join holds one bucket's
-outcomes at a time (`BUCKET_OUTCOME_ROWS` each).
+The build runs out of core (`_build`): the requests are sorted one range of timestamps at a time, the
+outcomes are joined to row ids bucket by bucket of hashed request id (`BUCKET_OUTCOME_ROWS` outcome rows
+each), and each (model, sample) is aligned one range of row ids at a time, so no step holds every request
+id or every outcome. The files are the same, byte for byte, whatever the ranges and buckets.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from simulator.core.errors import RoutesimError
@@ -46,6 +49,8 @@ LAYOUT_VERSION = 2
 DEFAULT_MAX_BYTES = 20 * 1024**3
 RACY_SECONDS = 2.0
 BUCKET_OUTCOME_ROWS = 8_000_000
+RANGE_ROWS = 4_000_000  # requests sorted and aligned at a time by the build
+ROW_GROUP_ROWS = 262_144  # rows per Parquet row group of every layout file, whatever the ranges
 ROW = "__row"
 PRESENT = "__present"
 # Traffic columns holding prompt or answer text; a layout never stores them.
@@ -254,65 +259,156 @@ def _write_json(path: Path, content: dict) -> None:
     os.replace(name, path)
 
 
-def _bucket(count: int) -> pl.Expr:
-    return pl.col("request_id").hash(_HASH_SEED) % count
+def bucket_of(count: int, key: str = "request_id") -> pl.Expr:
+    """The hash bucket (0..count-1) of each row's `key`: every row of one request falls in one bucket."""
+    return pl.col(key).hash(_HASH_SEED) % count
+
+
+def _ts_ranges(traffic: pl.LazyFrame, requests: int) -> list[tuple[int | None, int | None, int]]:
+    """Consecutive ranges of `ts` (low inclusive, high exclusive, as physical integers; None: unbounded)
+    with the row id of each range's first request, each holding about RANGE_ROWS requests. A range is cut
+    only at a timestamp, so requests with equal `ts` share a range and sort there by `request_id`. Holds
+    the `ts` column alone (8 bytes a request)."""
+    if requests <= RANGE_ROWS:
+        return [(None, None, 0)]
+    ts = np.sort(traffic.select(pl.col("ts").to_physical()).collect(engine="streaming").to_series().to_numpy())
+    count = -(-requests // RANGE_ROWS)
+    cuts = sorted({int(ts[requests * k // count]) for k in range(1, count)})
+    firsts = np.searchsorted(ts, cuts, side="left").tolist()
+    del ts
+    lows, highs = [None, *cuts], [*cuts, None]
+    return [(low, high, first) for low, high, first in zip(lows, highs, [0, *firsts], strict=True)]
+
+
+def _in_range(low: int | None, high: int | None) -> pl.Expr:
+    ts = pl.col("ts").to_physical()
+    inside = pl.lit(True)
+    if low is not None:
+        inside &= ts >= low
+    if high is not None:
+        inside &= ts < high
+    return inside
+
+
+def split_by_bucket(frame: pl.LazyFrame, folder: Path | None, buckets: int) -> Callable[[int], pl.LazyFrame]:
+    """Writes `frame` into `folder` split by hashed request_id (`bucket_of`) in one streaming pass, and
+    returns a reader of one bucket. With one bucket nothing is written (`folder` may be None) and the
+    reader returns `frame`."""
+    if buckets == 1:
+        return lambda _bucket: frame
+    frame.with_columns(bucket_of(buckets).alias("__bucket")).sink_parquet(
+        pl.PartitionBy(folder, key="__bucket", include_key=False), mkdir=True)
+    schema = frame.collect_schema()
+
+    def read(bucket: int) -> pl.LazyFrame:
+        files = sorted((folder / f"__bucket={bucket}").glob("*.parquet"))
+        return pl.scan_parquet(files, hive_partitioning=False) if files else pl.LazyFrame(schema=schema)
+    return read
+
+
+def _concatenate(files: list[Path], target: Path) -> None:
+    """One Parquet file of `files`' rows in order, streamed: the same bytes as `write_parquet` of them
+    all in one frame (zstd, the default row groups)."""
+    pl.scan_parquet(files, hive_partitioning=False).sink_parquet(target, compression="zstd",
+                                                                 row_group_size=ROW_GROUP_ROWS)
 
 
 def _build(root: Path, target: Path, folder: Path, paths: list[Path], fingerprint: str,
            scan: Callable[[Path], pl.LazyFrame]) -> dict:
-    """Compiles the validated data in `paths` into `target` by way of a staging folder."""
+    """Compiles the validated data in `paths` into `target` by way of a staging folder, out of core:
+
+    1. the requests are sorted by (ts, request_id) one range of `ts` at a time (`_ts_ranges`), which fixes
+       each request's row id; each range is written apart with its (request_id, row id) keys;
+    2. the keys and the outcomes are split by hashed request_id into buckets of about
+       BUCKET_OUTCOME_ROWS outcome rows (one streaming pass each), and each bucket's outcomes are joined
+       to their row ids, then split by (model, sample) and row range;
+    3. each (model, sample) is aligned with the requests one row range at a time.
+
+    The files are then concatenated in order. At most one range of requests or one bucket of outcomes is
+    held at a time, and no step holds every request id. The files are the same whatever the ranges and
+    buckets (a test builds small data in many of both).
+    """
     traffic_path, outcomes_path = paths
     staging = Path(tempfile.mkdtemp(prefix="building-", dir=root))
     try:
         traffic = scan(traffic_path)
         kept = [name for name in traffic.collect_schema().names() if name.lower() not in PROMPT_COLUMNS]
-        requests = (traffic.select(kept).with_columns(pl.col("request_id").cast(pl.String))
-                    .sort("ts", "request_id").collect())
-        requests.write_parquet(staging / "requests.parquet", compression="zstd")
-        keyed = requests.select("request_id").with_row_index(ROW)
-        del requests
+        requests = traffic.select(kept).with_columns(pl.col("request_id").cast(pl.String))
+        count = requests.select(pl.len()).collect().item()
+        ranges = _ts_ranges(requests, count)
+        for folder_name in ("requests", "keys", "parts", "aligned", "slots"):
+            (staging / folder_name).mkdir()
+        for index, (low, high, first) in enumerate(ranges):
+            chunk = (requests.filter(_in_range(low, high)) if len(ranges) > 1 else requests).sort(
+                "ts", "request_id").collect(engine="streaming")
+            chunk.write_parquet(staging / "requests" / f"{index}.parquet")
+            chunk.select("request_id").with_row_index(ROW, offset=first).write_parquet(
+                staging / "keys" / f"{index}.parquet")
+            del chunk
+        firsts = [first for _, _, first in ranges]
+        _concatenate([staging / "requests" / f"{index}.parquet" for index in range(len(ranges))],
+                     staging / "requests.parquet")
+        shutil.rmtree(staging / "requests")
 
         outcomes = scan(outcomes_path).with_columns(pl.col("request_id").cast(pl.String),
-                                                               pl.col("model").cast(pl.String))
+                                                    pl.col("model").cast(pl.String))
         outcome_schema = outcomes.collect_schema()
         rows = outcomes.select(pl.len()).collect().item()
         buckets = max(1, -(-rows // BUCKET_OUTCOME_ROWS))
         value_columns = [name for name in outcome_schema.names() if name not in SLOT_KEYS]
         narrowing = _narrowing(outcomes, [name for name in value_columns if outcome_schema[name] == pl.Int64])
-        (staging / "parts").mkdir()
-        (staging / "slots").mkdir()
-        parts: dict[tuple[str, int], list[pl.DataFrame | Path]] = {}
+        keys = pl.scan_parquet(sorted((staging / "keys").glob("*.parquet")), hive_partitioning=False)
+        keys_of = split_by_bucket(keys, staging / "keys-by-bucket", buckets)
+        outcomes_of = split_by_bucket(outcomes, staging / "outcomes-by-bucket", buckets)
+        # (model, sample) -> row range -> part files; every part holds the row id and the value columns
+        parts: dict[tuple[str, int], dict[int, list[Path]]] = {}
+        written = 0
         for bucket in range(buckets):
-            these = keyed.filter(_bucket(buckets) == bucket) if buckets > 1 else keyed
-            part = outcomes.filter(_bucket(buckets) == bucket) if buckets > 1 else outcomes
-            joined = (part.join(these.lazy(), on="request_id", how="inner").drop("request_id")
+            joined = (outcomes_of(bucket).join(keys_of(bucket), on="request_id", how="inner").drop("request_id")
                       .with_columns(pl.col(name).cast(dtype) for name, dtype in narrowing.items())
+                      .with_columns((pl.lit(pl.Series(firsts, dtype=pl.Int64)).search_sorted(pl.col(ROW).cast(pl.Int64), side="right")
+                                    - 1).alias("__range"))
                       .collect(engine="streaming"))
-            for (model, sample), rows_of_slot in joined.partition_by("model", "sample", as_dict=True).items():
-                rows_of_slot = rows_of_slot.drop("model", "sample")
-                if buckets > 1:  # one bucket's rows leave memory before the next is joined
-                    file = staging / "parts" / f"{sum(map(len, parts.values()))}.parquet"
-                    rows_of_slot.write_parquet(file)
-                    rows_of_slot = file
-                parts.setdefault((model, sample), []).append(rows_of_slot)
+            for (model, sample, part), rows_of in joined.partition_by("model", "sample", "__range",
+                                                                      as_dict=True).items():
+                file = staging / "parts" / f"{written}.parquet"
+                rows_of.drop("model", "sample", "__range").write_parquet(file)
+                parts.setdefault((model, sample), {}).setdefault(part, []).append(file)
+                written += 1
             del joined
+        shutil.rmtree(staging / "keys-by-bucket", ignore_errors=True)
+        shutil.rmtree(staging / "outcomes-by-bucket", ignore_errors=True)
+        part_schema = pl.Schema({ROW: pl.Int64, **{name: narrowing.get(name, outcome_schema[name])
+                                                   for name in value_columns}})
 
         slots = []
         for index, (model, sample) in enumerate(sorted(parts)):
-            present = pl.concat([pl.read_parquet(part) if isinstance(part, Path) else part
-                                 for part in parts.pop((model, sample))])
-            aligned = (keyed.select(ROW).join(present.with_columns(pl.lit(True).alias(PRESENT)), on=ROW, how="left",
-                                              maintain_order="left")
-                       .with_columns(pl.col(PRESENT).fill_null(False)).select(*value_columns, PRESENT))
+            pieces = []
+            for part, (first, end) in enumerate(zip(firsts, [*firsts[1:], count], strict=True)):
+                files = parts[(model, sample)].pop(part, [])
+                present = (pl.read_parquet(files, hive_partitioning=False).with_columns(pl.col(ROW).cast(pl.Int64))
+                           if files else pl.DataFrame(schema=part_schema))
+                rows_here = pl.DataFrame({ROW: pl.int_range(first, end, dtype=pl.Int64, eager=True)})
+                aligned = (rows_here.join(present.with_columns(pl.lit(True).alias(PRESENT)), on=ROW, how="left",
+                                          maintain_order="left")
+                           .with_columns(pl.col(PRESENT).fill_null(False)).select(*value_columns, PRESENT))
+                piece = staging / "aligned" / f"{index}-{part}.parquet"
+                aligned.write_parquet(piece)
+                pieces.append(piece)
+                for file in files:
+                    file.unlink()
             file = f"{index}.parquet"
-            aligned.write_parquet(staging / "slots" / file, compression="zstd")
+            _concatenate(pieces, staging / "slots" / file)
+            for piece in pieces:
+                piece.unlink()
             slots.append([model, sample, file])
-        shutil.rmtree(staging / "parts")
+        for folder_name in ("keys", "parts", "aligned"):
+            shutil.rmtree(staging / folder_name)
         meta = {
             "version": LAYOUT_VERSION,
             "fingerprint": fingerprint,
             "source": str(Path(folder).resolve()),
-            "requests": keyed.height,
+            "requests": count,
             "outcome_rows": rows,
             "buckets": buckets,
             "slots": slots,
