@@ -156,3 +156,18 @@ def test_sweep_and_gate_give_the_same_json_whole_on_one_shard_and_on_sixteen_loc
 def test_sixteen_ray_shards_give_the_bytes_of_the_whole_for_the_sweep_and_the_gate(sharded, ray_session, cli):
     base, _ = sharded
     assert _sweep_and_gate(cli, base, "--shards", base / "shards-16", "--runner", "ray") == _sweep_and_gate(cli, base)
+
+
+def test_large_data_replays_in_chunks_of_bounded_size_several_per_worker(sharded, monkeypatch):
+    from simulator.core import sharded as chunking
+
+    _, scenario_path = sharded
+    [scenario] = load_scenarios([scenario_path])
+    inputs = Inputs()
+    whole = json_output(run_scenario(scenario, inputs).summary)
+    ran = []
+    real = chunking._run_local
+    monkeypatch.setattr(chunking, "_run_local", lambda tasks, workers: ran.append(len(tasks)) or real(tasks, workers))
+    monkeypatch.setattr(chunking, "MAX_CHUNK_REQUESTS", 700)
+    assert json_output(replay_chunked(scenario, inputs, 2, min_chunk=1)) == whole
+    assert ran[0] > 2

@@ -251,11 +251,15 @@ def _summary(scenario, data, sheet, parts, fetch):
 
 # A chunk smaller than this is not worth a process of its own: starting one costs about a second.
 MIN_CHUNK_REQUESTS = 250_000
+# Nor larger than this, so a worker's memory stays bounded however large the data: beyond one chunk per
+# worker of this size, each worker replays several chunks in turn.
+MAX_CHUNK_REQUESTS = 10_000_000
 
 
 def replay_chunked(scenario, inputs, workers: int, min_chunk: int | None = None, *, with_part: bool = False):
     """The summary of `scenario` replayed in chunks of the requests' row numbers (in the layout's (ts,
-    request_id) order), one chunk per worker, at most one process per core, merged exactly as shards are.
+    request_id) order), one chunk per worker (more, of at most MAX_CHUNK_REQUESTS each, on large data),
+    at most one process per core, merged exactly as shards are.
     None when the replay is better run in one piece: one worker, fewer than two chunks of `min_chunk`
     (default MIN_CHUNK_REQUESTS) requests, a `sample` (drawn over the whole window), or a sticky-session policy on traffic with sessions
     (a session's turns are spread over the row numbers and must replay together). No per-request decisions
@@ -268,7 +272,8 @@ def replay_chunked(scenario, inputs, workers: int, min_chunk: int | None = None,
     if scenario.policy.sticky == "session" and "session_id" in data.traffic.collect_schema().names():
         return None
     total = request_rows(data)
-    chunks = min(workers, total // max(MIN_CHUNK_REQUESTS if min_chunk is None else min_chunk, 1))
+    smallest = MIN_CHUNK_REQUESTS if min_chunk is None else min_chunk
+    chunks = max(min(workers, total // max(smallest, 1)), -(-total // MAX_CHUNK_REQUESTS))
     if chunks < 2:
         return None
     check_policy(scenario, data)
