@@ -41,3 +41,31 @@ def test_ratios_set_the_sweep_and_the_gate_against_one_replay_of_the_same_run():
     assert lines == [f"{bench.SWEEP_JOB} / replay cascade: 1.50x (target <= 2x)",
                      f"{bench.GATE_JOB} / {bench.REPLAY_PROCESS_JOB}: 12.50x (target <= 25x)"]
     assert bench.ratio_lines([measured("replay cascade", 2.0)]) == []  # above 1M requests there is no gate
+
+
+def test_a_first_use_runs_once_after_one_floor_and_is_not_warmed_up(monkeypatch, tmp_path):
+    calls = []
+
+    def timed(name, seconds):
+        def run(*_):
+            calls.append(name)
+            return seconds, 10.0
+        return run
+
+    monkeypatch.setattr(bench, "_floor", timed("floor", 1.0))
+    monkeypatch.setattr(bench, "_floor_process", timed("whole floor", 2.0))
+    monkeypatch.setattr(bench, "_write_scenarios", lambda folder: folder)
+    monkeypatch.setattr(bench, "jobs_for", lambda folder, requests: [
+        bench.Job("first use", timed("first use", 50.0), (), once=True),
+        bench.Job("process", timed("process", 4.0), (), whole_process=True)])
+    monkeypatch.setattr(bench, "_in_child", lambda function, *arguments: function(*arguments))
+    (first, process), _, _ = bench.measure(tmp_path, 1000, runs=3)
+    assert calls == ["floor", "whole floor", "process", "floor", "first use"] + ["whole floor", "process"] * 3
+    assert (first.runs, first.seconds, first.floor_seconds) == (1, 50.0, 1.0) and process.runs == 3
+
+
+def test_from_100m_requests_only_the_out_of_core_path_is_measured(tmp_path):
+    jobs = bench.jobs_for(tmp_path / "week", bench.OUT_OF_CORE_REQUESTS)
+    first, replay = jobs
+    assert first.once and first.function is bench._first_use and first.arguments[1].endswith("week-layouts")
+    assert replay.whole_process and replay.arguments[:2] == ("--cache-dir", first.arguments[1])

@@ -51,15 +51,44 @@ SELECT count(t.request_id), min(t.ts), count(DISTINCT t.slice), sum(t.input_toke
 FROM read_parquet('{traffic}') t
 """
 
-# Runs a command as a child and prints its wall time, peak resident memory (MiB) and exit code. A tiny
-# interpreter starts it, so the child's ru_maxrss, which starts from its parent's peak, is not inflated.
+# Runs a command as a child and prints its wall time, peak memory (MiB) and exit code. A tiny interpreter
+# starts it, so the child's ru_maxrss, which starts from its parent's peak, is not inflated. ru_maxrss is the
+# largest single process of the tree, so the resident memory of the whole tree (the command and its worker
+# processes) is also summed every 0.25 s; the peak is the larger of the two.
 PROCESS_PROBE = """
-import json, os, subprocess, sys, time
+import json, os, subprocess, sys, threading, time
+def tree_bytes(root):
+    children = {}
+    for name in os.listdir('/proc'):
+        if name.isdigit():
+            try:
+                with open(f'/proc/{name}/stat') as stat:
+                    children.setdefault(int(stat.read().rsplit(')', 1)[1].split()[1]), []).append(int(name))
+            except (OSError, ValueError, IndexError):
+                pass
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        todo += children.get(pid, [])
+        try:
+            with open(f'/proc/{pid}/statm') as statm:
+                total += int(statm.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
 started = time.perf_counter()
 child = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+peak, done = [0], threading.Event()
+def watch():
+    while not done.wait(0.25):
+        peak[0] = max(peak[0], tree_bytes(child.pid))
+threading.Thread(target=watch, daemon=True).start()
 _, status, usage = os.wait4(child.pid, 0)
-print(json.dumps([time.perf_counter() - started, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)]))
+seconds = time.perf_counter() - started
+done.set()
+print(json.dumps([seconds, max(usage.ru_maxrss / 1024, peak[0] / 2**20), os.waitstatus_to_exitcode(status)]))
 """
+OUT_OF_CORE_REQUESTS = 100_000_000  # from this size the bench measures the out-of-core path only
 
 
 @dataclass(frozen=True)
@@ -70,6 +99,7 @@ class Job:
     function: Callable[..., tuple[float, float]]
     arguments: tuple
     whole_process: bool = False  # compared with the whole-process floor
+    once: bool = False  # run once (after one run of its floor), not warmed up: a first use happens once
 
 
 @dataclass(frozen=True)
@@ -298,20 +328,25 @@ def _load(folder: str) -> tuple[float, float]:
     return time.perf_counter() - started, _peak_mb()
 
 
-def _first_use(folder: str) -> tuple[float, float]:
-    """Loading with an empty cache: validation, hashing and the layout build."""
+def _first_use(folder: str, keep_in: str | None = None) -> tuple[float, float]:
+    """Loading with an empty cache: validation, hashing and the layout build. The layout is built into a
+    temporary cache, or into `keep_in` (emptied first) to be replayed from afterwards."""
     import shutil
     import tempfile
 
     from simulator.core.contract import load_data
+    from simulator.core.layout import clear
 
-    empty = Path(tempfile.mkdtemp(prefix="routesim-bench-cache-"))
+    if keep_in is not None:
+        clear(Path(keep_in))
+    empty = Path(keep_in or tempfile.mkdtemp(prefix="routesim-bench-cache-"))
     try:
         started = time.perf_counter()
         load_data(Path(folder), empty)
         return time.perf_counter() - started, _peak_mb()
     finally:
-        shutil.rmtree(empty, ignore_errors=True)
+        if keep_in is None:
+            shutil.rmtree(empty, ignore_errors=True)
 
 
 def _in_child(function, *arguments) -> tuple[float, float]:
@@ -321,10 +356,25 @@ def _in_child(function, *arguments) -> tuple[float, float]:
         return pool.apply(function, arguments)
 
 
+def out_of_core_jobs(folder: Path, cache: Path) -> list[Job]:
+    """The measurements from OUT_OF_CORE_REQUESTS on: the first use once (validation, hashing and the
+    layout build, into `cache`, emptied first), then whole `routesim replay` processes of `stacked` from
+    that layout, in chunks on every core. A replay in one piece in the bench's own process is left out: it
+    holds every request, which is what the chunks avoid."""
+    stacked = str(folder / "scenarios" / "stacked.yaml")
+    return [Job("first use: validate + hash + build the layout (once)", _first_use, (str(folder), str(cache)),
+                once=True),
+            Job("whole process: routesim replay stacked (chunks on every core)", _routesim,
+                ("--cache-dir", str(cache), "replay", stacked), whole_process=True)]
+
+
 def jobs_for(folder: Path, requests: int) -> list[Job]:
-    """Every measurement at this size; the gate and the report only up to GATE_REQUESTS."""
+    """Every measurement at this size; the gate and the report only up to GATE_REQUESTS; from
+    OUT_OF_CORE_REQUESTS on `out_of_core_jobs`, with the layout kept beside the week."""
     here = str(folder)
     scenarios = folder / "scenarios"
+    if requests >= OUT_OF_CORE_REQUESTS:
+        return out_of_core_jobs(folder, folder.with_name(f"{folder.name}-layouts"))
     jobs = [Job("first use: validate + hash + build the layout", _first_use, (here,)),
             Job("load (layout cached)", _load, (here,))]
     jobs += [Job(f"replay {name}", _replay, (here, name)) for name in BENCH_SCENARIOS]
@@ -347,12 +397,18 @@ def measure(folder: Path, requests: int, runs: int = RUNS) -> tuple[list[Measure
     jobs = jobs_for(folder, requests)
     floors = {False: Job("DuckDB scan (floor)", _floor, (str(folder),)),
               True: Job("whole process: python -c DuckDB scan (floor)", _floor_process, (str(folder),), True)}
-    for job in [*floors.values(), *jobs]:  # warm the page cache (and the layout cache) alike for all
-        _in_child(job.function, *job.arguments)
     taken: dict[str, list[tuple[float, float]]] = {job.name: [] for job in [*floors.values(), *jobs]}
     beside: dict[str, list[float]] = {job.name: [] for job in jobs}
+    for job in [*floors.values(), *jobs]:  # warm the page cache (and the layout cache) alike for all
+        if not job.once:
+            _in_child(job.function, *job.arguments)
+    for job in [job for job in jobs if job.once]:  # a first use reads every input, warming them for the rest
+        floor = floors[job.whole_process]
+        taken[floor.name].append(_in_child(floor.function, *floor.arguments))
+        beside[job.name].append(taken[floor.name][-1][0])
+        taken[job.name].append(_in_child(job.function, *job.arguments))
     for _ in range(runs):
-        for job in jobs:
+        for job in [job for job in jobs if not job.once]:
             floor = floors[job.whole_process]
             floor_seconds, floor_peak = _in_child(floor.function, *floor.arguments)
             taken[floor.name].append((floor_seconds, floor_peak))
@@ -388,17 +444,24 @@ def run_bench(requests: int, cache: Path, runs: int = RUNS) -> tuple[Table, list
 
     from rich.table import Table
 
+    import json
+
     folder = week_folder(requests, cache)
     # The benchmark's layouts live beside its weeks, not in the user's cache.
     os.environ.setdefault("ROUTESIM_CACHE_DIR", str(Path(cache) / "layouts"))
     load_before = _load_average()
     measurements, floor, whole_floor = measure(folder, requests, runs)
+    generated = json.loads((folder / GENERATION_RECORD).read_text()) if (folder / GENERATION_RECORD).exists() else None
     table = Table(title=f"routesim bench: {requests:,} requests, {platform.machine()}, "
                         f"{multiprocessing.cpu_count()} cores, Python {platform.python_version()}, "
                         f"median of {runs} runs, each after its floor",
                   caption=f"load average (1, 5, 15 min): {load_before} before, {_load_average()} after")
     for column in ("measurement", "median s", "requests / s", "x floor", "peak memory"):
         table.add_column(column, justify="left" if column == "measurement" else "right")
+    if generated is not None:
+        table.add_row(f"generate the week, once ({generated['finished']}, load {generated['load_before']})",
+                      f"{generated['seconds']:.2f}", f"{requests / generated['seconds']:,.0f}", "",
+                      f"{generated['peak_mb']:,.0f} MB")
     for m in [floor, whole_floor, *measurements]:
         table.add_row(m.name, f"{m.seconds:.2f}", f"{requests / m.seconds:,.0f}", f"{m.seconds / m.floor_seconds:.2f}",
                       f"{m.peak_mb:,.0f} MB")
@@ -463,8 +526,10 @@ def startup_table(runs: int = STARTUP_RUNS) -> Table:
 def bench(
     requests: Annotated[int, typer.Option(help="requests in the benchmark week")] = 1_000_000,
     ten_million: Annotated[bool, typer.Option("--10m", help="also run on 10,000,000 requests")] = False,
-    hundred_million: Annotated[bool, typer.Option("--100m", help="also run on 100,000,000 requests (generating "
-                                                                 "them takes about 11 minutes a core)")] = False,
+    hundred_million: Annotated[bool, typer.Option("--100m", help="also run on 100,000,000 requests, out of core: "
+                                                                 "generation, the first use once and the chunked "
+                                                                 "replay (generating them takes about 11 minutes "
+                                                                 "a core; --cache needs about 20 GB free)")] = False,
     runs: Annotated[int, typer.Option(min=3, help="runs per measurement, each after a run of its floor")] = RUNS,
     cache: Annotated[Path, typer.Option(help="where generated benchmark weeks are kept")] = CACHE / "bench",
     startup_only: Annotated[bool, typer.Option("--startup-only", help="only time routesim's startup (--help)")

@@ -50,6 +50,7 @@ DEFAULT_MAX_BYTES = 20 * 1024**3
 RACY_SECONDS = 2.0
 BUCKET_OUTCOME_ROWS = 8_000_000
 RANGE_ROWS = 4_000_000  # requests sorted and aligned at a time by the build
+SCRATCH_COMPRESSION = "lz4"  # the build's intermediate files: written and read once, so fast over small
 ROW_GROUP_ROWS = 262_144  # rows per Parquet row group of every layout file, whatever the ranges
 ROW = "__row"
 PRESENT = "__present"
@@ -297,7 +298,7 @@ def split_by_bucket(frame: pl.LazyFrame, folder: Path | None, buckets: int) -> C
     if buckets == 1:
         return lambda _bucket: frame
     frame.with_columns(bucket_of(buckets).alias("__bucket")).sink_parquet(
-        pl.PartitionBy(folder, key="__bucket", include_key=False), mkdir=True)
+        pl.PartitionBy(folder, key="__bucket", include_key=False), mkdir=True, compression=SCRATCH_COMPRESSION)
     schema = frame.collect_schema()
 
     def read(bucket: int) -> pl.LazyFrame:
@@ -341,9 +342,9 @@ def _build(root: Path, target: Path, folder: Path, paths: list[Path], fingerprin
         for index, (low, high, first) in enumerate(ranges):
             chunk = (requests.filter(_in_range(low, high)) if len(ranges) > 1 else requests).sort(
                 "ts", "request_id").collect(engine="streaming")
-            chunk.write_parquet(staging / "requests" / f"{index}.parquet")
+            chunk.write_parquet(staging / "requests" / f"{index}.parquet", compression=SCRATCH_COMPRESSION)
             chunk.select("request_id").with_row_index(ROW, offset=first).write_parquet(
-                staging / "keys" / f"{index}.parquet")
+                staging / "keys" / f"{index}.parquet", compression=SCRATCH_COMPRESSION)
             del chunk
         firsts = [first for _, _, first in ranges]
         _concatenate([staging / "requests" / f"{index}.parquet" for index in range(len(ranges))],
@@ -372,7 +373,7 @@ def _build(root: Path, target: Path, folder: Path, paths: list[Path], fingerprin
             for (model, sample, part), rows_of in joined.partition_by("model", "sample", "__range",
                                                                       as_dict=True).items():
                 file = staging / "parts" / f"{written}.parquet"
-                rows_of.drop("model", "sample", "__range").write_parquet(file)
+                rows_of.drop("model", "sample", "__range").write_parquet(file, compression=SCRATCH_COMPRESSION)
                 parts.setdefault((model, sample), {}).setdefault(part, []).append(file)
                 written += 1
             del joined
@@ -393,7 +394,7 @@ def _build(root: Path, target: Path, folder: Path, paths: list[Path], fingerprin
                                           maintain_order="left")
                            .with_columns(pl.col(PRESENT).fill_null(False)).select(*value_columns, PRESENT))
                 piece = staging / "aligned" / f"{index}-{part}.parquet"
-                aligned.write_parquet(piece)
+                aligned.write_parquet(piece, compression=SCRATCH_COMPRESSION)
                 pieces.append(piece)
                 for file in files:
                     file.unlink()
