@@ -307,11 +307,26 @@ def split_by_bucket(frame: pl.LazyFrame, folder: Path | None, buckets: int) -> C
     return read
 
 
-def _concatenate(files: list[Path], target: Path) -> None:
-    """One Parquet file of `files`' rows in order, streamed: the same bytes as `write_parquet` of them
-    all in one frame (zstd, the default row groups)."""
-    pl.scan_parquet(files, hive_partitioning=False).sink_parquet(target, compression="zstd",
-                                                                 row_group_size=ROW_GROUP_ROWS)
+def _piece(frame: pl.DataFrame, file: Path, keep: bool) -> pl.DataFrame | Path:
+    """`frame` itself when `keep` (small data stays in memory), else written to the scratch `file`."""
+    if keep:
+        return frame
+    frame.write_parquet(file, compression=SCRATCH_COMPRESSION)
+    return file
+
+
+def _scan(pieces: list[pl.DataFrame | Path]) -> pl.LazyFrame:
+    return pl.concat([piece.lazy() if isinstance(piece, pl.DataFrame) else
+                      pl.scan_parquet(piece, hive_partitioning=False) for piece in pieces])
+
+
+def _concatenate(pieces: list[pl.DataFrame | Path], target: Path) -> None:
+    """One Parquet file of the pieces' rows in order (zstd, ROW_GROUP_ROWS rows a row group), streamed
+    from scratch files: the same bytes as `write_parquet` of them all in one frame."""
+    if len(pieces) == 1 and isinstance(pieces[0], pl.DataFrame):
+        pieces[0].write_parquet(target, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+    else:
+        _scan(pieces).sink_parquet(target, compression="zstd", row_group_size=ROW_GROUP_ROWS)
 
 
 def _build(root: Path, target: Path, folder: Path, paths: list[Path], fingerprint: str,
@@ -325,9 +340,10 @@ def _build(root: Path, target: Path, folder: Path, paths: list[Path], fingerprin
        to their row ids, then split by (model, sample) and row range;
     3. each (model, sample) is aligned with the requests one row range at a time.
 
-    The files are then concatenated in order. At most one range of requests or one bucket of outcomes is
-    held at a time, and no step holds every request id. The files are the same whatever the ranges and
-    buckets (a test builds small data in many of both).
+    The pieces are then concatenated in order. At most one range of requests or one bucket of outcomes is
+    held at a time, and no step holds every request id; with one range (or one bucket) its pieces stay in
+    memory instead of scratch files. The files are the same whatever the ranges and buckets (a test
+    builds small data in many of both).
     """
     traffic_path, outcomes_path = paths
     staging = Path(tempfile.mkdtemp(prefix="building-", dir=root))
@@ -337,19 +353,21 @@ def _build(root: Path, target: Path, folder: Path, paths: list[Path], fingerprin
         requests = traffic.select(kept).with_columns(pl.col("request_id").cast(pl.String))
         count = requests.select(pl.len()).collect().item()
         ranges = _ts_ranges(requests, count)
-        for folder_name in ("requests", "keys", "parts", "aligned", "slots"):
+        for folder_name in ("scratch", "slots"):
             (staging / folder_name).mkdir()
+        scratch = staging / "scratch"
+        one_range = len(ranges) == 1
+        pieces, keys_pieces = [], []
         for index, (low, high, first) in enumerate(ranges):
-            chunk = (requests.filter(_in_range(low, high)) if len(ranges) > 1 else requests).sort(
+            chunk = (requests if one_range else requests.filter(_in_range(low, high))).sort(
                 "ts", "request_id").collect(engine="streaming")
-            chunk.write_parquet(staging / "requests" / f"{index}.parquet", compression=SCRATCH_COMPRESSION)
-            chunk.select("request_id").with_row_index(ROW, offset=first).write_parquet(
-                staging / "keys" / f"{index}.parquet", compression=SCRATCH_COMPRESSION)
+            pieces.append(_piece(chunk, scratch / f"requests-{index}.parquet", one_range))
+            keys_pieces.append(_piece(chunk.select("request_id").with_row_index(ROW, offset=first),
+                                      scratch / f"keys-{index}.parquet", one_range))
             del chunk
         firsts = [first for _, _, first in ranges]
-        _concatenate([staging / "requests" / f"{index}.parquet" for index in range(len(ranges))],
-                     staging / "requests.parquet")
-        shutil.rmtree(staging / "requests")
+        _concatenate(pieces, staging / "requests.parquet")
+        del pieces
 
         outcomes = scan(outcomes_path).with_columns(pl.col("request_id").cast(pl.String),
                                                     pl.col("model").cast(pl.String))
@@ -358,11 +376,10 @@ def _build(root: Path, target: Path, folder: Path, paths: list[Path], fingerprin
         buckets = max(1, -(-rows // BUCKET_OUTCOME_ROWS))
         value_columns = [name for name in outcome_schema.names() if name not in SLOT_KEYS]
         narrowing = _narrowing(outcomes, [name for name in value_columns if outcome_schema[name] == pl.Int64])
-        keys = pl.scan_parquet(sorted((staging / "keys").glob("*.parquet")), hive_partitioning=False)
-        keys_of = split_by_bucket(keys, staging / "keys-by-bucket", buckets)
-        outcomes_of = split_by_bucket(outcomes, staging / "outcomes-by-bucket", buckets)
-        # (model, sample) -> row range -> part files; every part holds the row id and the value columns
-        parts: dict[tuple[str, int], dict[int, list[Path]]] = {}
+        keys_of = split_by_bucket(_scan(keys_pieces), scratch / "keys-by-bucket", buckets)
+        outcomes_of = split_by_bucket(outcomes, scratch / "outcomes-by-bucket", buckets)
+        # (model, sample) -> row range -> parts (frames with one bucket); each holds row ids and values
+        parts: dict[tuple[str, int], dict[int, list[pl.DataFrame | Path]]] = {}
         written = 0
         for bucket in range(buckets):
             joined = (outcomes_of(bucket).join(keys_of(bucket), on="request_id", how="inner").drop("request_id")
@@ -372,13 +389,13 @@ def _build(root: Path, target: Path, folder: Path, paths: list[Path], fingerprin
                       .collect(engine="streaming"))
             for (model, sample, part), rows_of in joined.partition_by("model", "sample", "__range",
                                                                       as_dict=True).items():
-                file = staging / "parts" / f"{written}.parquet"
-                rows_of.drop("model", "sample", "__range").write_parquet(file, compression=SCRATCH_COMPRESSION)
-                parts.setdefault((model, sample), {}).setdefault(part, []).append(file)
+                parts.setdefault((model, sample), {}).setdefault(part, []).append(
+                    _piece(rows_of.drop("model", "sample", "__range"), scratch / f"part-{written}.parquet",
+                           buckets == 1))
                 written += 1
             del joined
-        shutil.rmtree(staging / "keys-by-bucket", ignore_errors=True)
-        shutil.rmtree(staging / "outcomes-by-bucket", ignore_errors=True)
+        shutil.rmtree(scratch / "keys-by-bucket", ignore_errors=True)
+        shutil.rmtree(scratch / "outcomes-by-bucket", ignore_errors=True)
         part_schema = pl.Schema({ROW: pl.Int64, **{name: narrowing.get(name, outcome_schema[name])
                                                    for name in value_columns}})
 
@@ -386,25 +403,24 @@ def _build(root: Path, target: Path, folder: Path, paths: list[Path], fingerprin
         for index, (model, sample) in enumerate(sorted(parts)):
             pieces = []
             for part, (first, end) in enumerate(zip(firsts, [*firsts[1:], count], strict=True)):
-                files = parts[(model, sample)].pop(part, [])
-                present = (pl.read_parquet(files, hive_partitioning=False).with_columns(pl.col(ROW).cast(pl.Int64))
-                           if files else pl.DataFrame(schema=part_schema))
+                found = parts[(model, sample)].pop(part, [])
+                present = (_scan(found).collect().with_columns(pl.col(ROW).cast(pl.Int64))
+                           if found else pl.DataFrame(schema=part_schema))
                 rows_here = pl.DataFrame({ROW: pl.int_range(first, end, dtype=pl.Int64, eager=True)})
                 aligned = (rows_here.join(present.with_columns(pl.lit(True).alias(PRESENT)), on=ROW, how="left",
                                           maintain_order="left")
                            .with_columns(pl.col(PRESENT).fill_null(False)).select(*value_columns, PRESENT))
-                piece = staging / "aligned" / f"{index}-{part}.parquet"
-                aligned.write_parquet(piece, compression=SCRATCH_COMPRESSION)
-                pieces.append(piece)
-                for file in files:
-                    file.unlink()
+                pieces.append(_piece(aligned, scratch / f"aligned-{index}-{part}.parquet", one_range))
+                for piece in found:
+                    if isinstance(piece, Path):
+                        piece.unlink()
             file = f"{index}.parquet"
             _concatenate(pieces, staging / "slots" / file)
             for piece in pieces:
-                piece.unlink()
+                if isinstance(piece, Path):
+                    piece.unlink()
             slots.append([model, sample, file])
-        for folder_name in ("keys", "parts", "aligned"):
-            shutil.rmtree(staging / folder_name)
+        shutil.rmtree(scratch)
         meta = {
             "version": LAYOUT_VERSION,
             "fingerprint": fingerprint,
