@@ -439,12 +439,11 @@ def _load_average() -> str:
 
 
 def run_bench(requests: int, cache: Path, runs: int = RUNS) -> tuple[Table, list[str]]:
+    import json
     import multiprocessing
     import platform
 
     from rich.table import Table
-
-    import json
 
     folder = week_folder(requests, cache)
     # The benchmark's layouts live beside its weeks, not in the user's cache.
