@@ -54,3 +54,67 @@ def test_sample_is_nested_and_independent_of_row_order():
     reversed_ids = ids.reverse()
     assert set(reversed_ids[sample_rows(reversed_ids, 30, seed=7)]) == set(ids[small])
     assert list(small) == sorted(small)  # positions come back in the frame's own order
+
+
+# The design-weighted bootstrap (analyses/estimates.py) and the public data's arrival order (datasets/
+# public_sources.py) are keyed by request id too: a request's draws do not move with its row.
+
+def _stratified(order: np.ndarray):
+    from simulator.analyses.estimates import StratifiedSample
+
+    ids = np.array([f"req-{i}" for i in range(60)])
+    strata = np.arange(60) % 3
+    strata[59] = 3  # a stratum of one drawn request
+    passed = (np.arange(60) % 4 != 0).astype(np.float64)
+    cost = 1.0 + (np.arange(60) % 7)
+    return StratifiedSample(strata[order], np.full(60, 3.0), np.array([60.0, 60.0, 60.0, 3.0]),
+                            {"passed": passed[order], "cost_usd": cost[order]}, keys=list(ids[order]))
+
+
+def test_bootstrap_counts_follow_the_request_not_its_row():
+    from simulator.analyses.estimates import sample_estimates
+
+    order = np.random.default_rng(3).permutation(60)
+    whole, shuffled = _stratified(np.arange(60)), _stratified(order)
+    counts = whole.draw_counts(200, seed=9)
+    assert np.array_equal(shuffled.draw_counts(200, seed=9), counts[:, order])
+    assert sample_estimates(whole, resamples=200, seed=9) == sample_estimates(shuffled, resamples=200, seed=9)
+    # A request's counts are the same whoever else was drawn: the first 30 rows alone give them too.
+    from simulator.analyses.estimates import keyed_counts
+    first = keyed_counts(whole.keys[:30], 200, 9, "stratified-bootstrap")
+    assert np.array_equal(first, keyed_counts(whole.keys, 200, 9, "stratified-bootstrap")[:, :30])
+
+
+def test_bootstrap_counts_are_the_gates_keyed_poisson_weights_and_never_empty_a_stratum():
+    from simulator.analyses.estimates import keyed_counts
+    from simulator.core.draws import splitmix64, stream
+    from simulator.core.resample import weights
+
+    sample = _stratified(np.arange(60))
+    mixed = splitmix64(sample.keys ^ stream(9, "stratified-bootstrap"))
+    first = keyed_counts(sample.keys, 7, 9, "stratified-bootstrap")
+    assert all(np.array_equal(first[b], weights(mixed, b)) for b in range(7))
+    counts = sample.draw_counts(400, seed=9)
+    # The lone request of stratum 3 gets no count in about e^-1 of the first draws; redrawn, never.
+    assert (first[:, 59] == 0).any() and (counts[:, 59] > 0).all()
+    assert (np.stack([counts[:, sample.strata == h].sum(axis=1) for h in range(4)]) > 0).all()
+    # Strata that were not empty keep their first draw.
+    full = keyed_counts(sample.keys, 400, 9, "stratified-bootstrap")
+    assert np.array_equal(counts[:, :59], full[:, :59])
+
+
+def test_public_data_arrival_follows_the_request_not_the_source_order():
+    import datetime as dt
+
+    from simulator.datasets.public_sources import synthetic_ts
+
+    ids = pl.Series(IDS[8:])
+    order = np.random.default_rng(4).permutation(len(ids))
+    whole = dict(zip(ids, synthetic_ts(dt.date(2024, 3, 18), ids)))
+    shuffled = dict(zip(ids.gather(order), synthetic_ts(dt.date(2024, 3, 18), ids.gather(order))))
+    assert whole == shuffled
+    seconds = sorted(int((ts - dt.datetime(2024, 3, 18, tzinfo=dt.UTC)).total_seconds()) for ts in whole.values())
+    assert seconds == list(range(len(ids)))
+    # The order is that of the keyed draws u(2024, "arrival", id).
+    draws = dict(zip(ids, keyed_uniform(2024, "arrival", ids)))
+    assert sorted(ids, key=whole.get) == sorted(ids, key=draws.get)

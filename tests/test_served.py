@@ -119,7 +119,8 @@ def test_design_weighted_mean_by_hand():
     # Stratum 0: 4 requests, 2 drawn (passes 1, 0). Stratum 1: 6 requests, 3 drawn, all passing.
     # Estimate = 4/10 x 0.5 + 6/10 x 1 = 0.8.
     sample = StratifiedSample(np.array([0, 0, 1, 1, 1]), np.array([2.0, 2, 2, 2, 2]), np.array([4.0, 6.0]),
-                              {"passed": np.array([1.0, 0, 1, 1, 1]), "cost_usd": np.array([1.0, 3, 2, 2, 2])})
+                              {"passed": np.array([1.0, 0, 1, 1, 1]), "cost_usd": np.array([1.0, 3, 2, 2, 2])},
+                              keys=["a", "b", "c", "d", "e"])
     estimates = {e.metric: e for e in sample_estimates(sample, resamples=200, seed=1)}
     assert estimates["pass_rate"].value == pytest.approx(0.8)
     assert estimates["cost_per_request_usd"].value == pytest.approx(0.4 * 2 + 0.6 * 2)
@@ -130,7 +131,7 @@ def test_design_weighted_mean_by_hand():
 def test_a_census_has_no_sampling_uncertainty():
     # Every request drawn (f_h = 1): the rescaled bootstrap leaves nothing to vary.
     sample = StratifiedSample(np.array([0, 0, 1]), np.ones(3), np.array([2.0, 1.0]),
-                              {"passed": np.array([1.0, 0, 1]), "cost_usd": np.array([1.0, 2, 3])})
+                              {"passed": np.array([1.0, 0, 1]), "cost_usd": np.array([1.0, 2, 3])}, keys=["a", "b", "c"])
     pass_rate = next(e for e in sample_estimates(sample, resamples=50) if e.metric == "pass_rate")
     assert pass_rate.value == pass_rate.low == pass_rate.high == pytest.approx(2 / 3)
 

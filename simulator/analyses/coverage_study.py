@@ -78,7 +78,8 @@ def design_weighted_world(seed: int, requests: int = 800, rate: float = 0.25, re
     sizes = np.maximum(2, np.rint(rate * population)).astype(np.int64)
     drawn, probability = stratified_sample(world.slice_code, sizes, np.random.default_rng([seed, 1]).random(requests))
     sample = StratifiedSample(world.slice_code[drawn], 1.0 / probability[drawn], population,
-                              {name: values[drawn] for name, values in figures.items()})
+                              {name: values[drawn] for name, values in figures.items()},
+                              keys=np.flatnonzero(drawn).astype(np.uint64))  # a request's index is its key
     truth = {"pass_rate": figures["passed"].mean(), "cost_per_request_usd": figures["cost_usd"].mean()}
     return [(e.metric, truth[e.metric], e.value, e.low, e.high)
             for e in sample_estimates(sample, resamples=resamples, seed=seed, confidence=confidence)

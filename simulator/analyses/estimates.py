@@ -13,8 +13,15 @@ w_i = 1 / pi_i:
 - Pass rate and cost per request are such means; the escalation rate is the ratio of two (escalated over
   multi-step requests); the p95 latency is the weighted quantile: the smallest latency whose weighted
   cumulative share reaches 0.95.
-- Intervals: stratified bootstrap over requests (each stratum's drawn requests resampled within the
-  stratum, keeping its size), percentile intervals. Because the sample was drawn without replacement from
+- Intervals: stratified Poisson bootstrap over requests, percentile intervals. Resample b gives drawn
+  request i the count c(b, i) ~ Poisson(1), a function of (seed, b, the request id) alone (the keyed weights
+  of simulator.core.resample under the purpose STRATIFIED_PURPOSE): each stratum is resampled within itself,
+  its size varying around n_h (Poisson counts are the multinomial counts of resampling n_h of n_h with
+  replacement, unconditioned on their total; Hanley and MacGibbon 2006). Where a resample gives a stratum
+  no count at all, that stratum's counts in that resample are drawn again from the next keyed stream
+  (purpose STRATIFIED_PURPOSE/1, /2, ...), i.e. its counts are Poisson conditioned on a non-empty stratum, so
+  every resample has a mean in every stratum. The draws, and so the intervals, do not depend on the order of
+  the requests or on how they are split. Because the sample was drawn without replacement from
   a finite week, each stratum's resampled deviation of a mean from its sample value is scaled by
   sqrt((1 - f_h) n_h / (n_h - 1)), f_h = n_h / N_h (the rescaling bootstrap of Rao & Wu 1988, JASA 83:231),
   so intervals shrink to nothing as the sample approaches the whole stratum. The p95 interval is the plain
@@ -33,7 +40,9 @@ from simulator.analyses.gate import GateOptions, GateSide, gate_result, recheck,
 from simulator.core.contract import Dataset
 from simulator.core.engine import Progress, Replay, replay, select_requests
 from simulator.core.errors import RoutesimError
+from simulator.core.draws import key_hashes, splitmix64, stream
 from simulator.core.prices import PriceSheet
+from simulator.core.resample import pair_streams, poisson_weights
 from simulator.core.results import build_summary
 from simulator.core.runner import Inputs, Outcome, run_scenario
 from simulator.core.scenario import Scenario
@@ -44,6 +53,8 @@ DESIGN_WEIGHTED = "design-weighted"
 # The figures each estimator gives, in the summary's metric names.
 MEAN_METRICS = ("pass_rate", "cost_per_request_usd")
 QUANTILE = 0.95
+STRATIFIED_PURPOSE = "stratified-bootstrap"  # the keyed draws of the design-weighted intervals
+_REDRAWS = 64  # a stratum of one request is empty in all 64 redraws with probability e^-64
 
 
 @dataclass(frozen=True)
@@ -82,17 +93,24 @@ def _shared(means: np.ndarray, shares: np.ndarray) -> np.ndarray:
 class StratifiedSample:
     """The drawn requests of a stratified sample: values, weights, strata and each stratum's population.
 
-    `strata` holds codes 0..S-1; `population[h]` is N_h, the stratum's requests in the whole traffic.
+    `strata` holds codes 0..S-1; `population[h]` is N_h, the stratum's requests in the whole traffic;
+    `keys` the requests' ids (strings) or their 64-bit key hashes (simulator.core.draws.key_hashes), which
+    the bootstrap draws are keyed by.
     """
 
     def __init__(self, strata: np.ndarray, weights: np.ndarray, population: np.ndarray,
-                 columns: dict[str, np.ndarray]):
+                 columns: dict[str, np.ndarray], *, keys):
         self.strata = np.asarray(strata, dtype=np.int64)
         self.weights = np.asarray(weights, dtype=np.float64)
         self.population = np.asarray(population, dtype=np.float64)
         self.columns = {name: np.asarray(values, dtype=np.float64) for name, values in columns.items()}
+        self.keys = keys if isinstance(keys, np.ndarray) and keys.dtype == np.uint64 else key_hashes(keys)
+        if len(self.keys) != len(self.strata):
+            raise ValueError("one key per drawn request")
         self.sizes = np.bincount(self.strata, minlength=len(self.population))
-        self._order = np.argsort(self.strata, kind="stable")  # the requests stratum by stratum
+        # The requests stratum by stratum, each stratum in key order: sums then run in an order that does not
+        # depend on the order the requests came in, so neither do the figures' last bits.
+        self._order = np.lexsort((self.keys, self.strata))
         if np.any((self.sizes == 0) & (self.population > 0)):
             raise RoutesimError("a stratum of the traffic has no drawn request, so nothing can be said about it",
                                 fix="draw at least one request from every slice (routesim plan-shadow does)")
@@ -118,15 +136,25 @@ class StratifiedSample:
             return sums / totals, totals
 
     def draw_counts(self, resamples: int, seed: int) -> np.ndarray:
-        """(resamples x requests) how often each request is drawn; each stratum from its own seeded stream."""
-        counts = np.zeros((resamples, len(self.strata)), dtype=np.int64)
-        for h, size in enumerate(self.sizes):
-            if size == 0:
-                continue
-            rows = np.flatnonzero(self.strata == h)
-            rng = np.random.default_rng([seed, h])
-            counts[:, rows] = rng.multinomial(size, np.full(size, 1.0 / size), size=resamples)
+        """(resamples x requests) Poisson(1) counts, c(b, i) a function of (seed, b, request i's key) alone;
+        a stratum a resample leaves empty is drawn again from the next keyed stream (module doc)."""
+        counts = keyed_counts(self.keys, resamples, seed, STRATIFIED_PURPOSE)
+        for attempt in range(1, _REDRAWS + 1):
+            empty = self._stratum_totals(counts) == 0  # (resamples x strata)
+            empty &= self.sizes[None, :] > 0
+            if not empty.any():
+                break
+            redraw = keyed_counts(self.keys, resamples, seed, f"{STRATIFIED_PURPOSE}/{attempt}")
+            cells = empty[:, self.strata]  # (resamples x requests): the requests of an empty stratum
+            counts[cells] = redraw[cells]
         return counts
+
+    def _stratum_totals(self, counts: np.ndarray) -> np.ndarray:
+        totals = np.zeros((counts.shape[0], len(self.population)), dtype=np.int64)
+        present = self.sizes > 0
+        starts = (np.cumsum(self.sizes) - self.sizes)[present]
+        totals[:, present] = np.add.reduceat(counts[:, self._order], starts, axis=1)
+        return totals
 
     def mean(self, column: str, boot: np.ndarray) -> tuple[float, np.ndarray]:
         """Point estimate and bootstrap replicates of the whole-traffic mean of `column`."""
@@ -167,6 +195,16 @@ class StratifiedSample:
                                 for row in boot])
         per_request = boot * self.weights * (self.shares / np.maximum(drawn_total, 1e-300))[:, self.strata]
         return float(point), _weighted_quantile(values, per_request, q)
+
+
+def keyed_counts(keys: np.ndarray, resamples: int, seed: int, purpose: str) -> np.ndarray:
+    """(resamples x keys) Poisson(1) counts: row b is simulator.core.resample's weights of resample b for
+    the keys mixed with `purpose`'s stream under `seed` (splitmix64(key XOR stream(seed, purpose)))."""
+    mixed = splitmix64(keys ^ stream(seed, purpose))
+    pairs = (resamples + 1) // 2
+    bits = splitmix64(mixed[None, :] ^ pair_streams(pairs)[:, None])  # (pairs x keys)
+    halves = np.stack([bits & np.uint64(0xFFFFFFFF), bits >> np.uint64(32)], axis=1)  # even b low, odd b high
+    return poisson_weights(halves.reshape(2 * pairs, len(keys))[:resamples])
 
 
 def interval(replicates: np.ndarray, confidence: float) -> tuple[float | None, float | None]:
@@ -292,7 +330,8 @@ def design_weighted(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
                  "cost_usd": decisions["cost_usd"].to_numpy(),
                  "latency_ms": decisions["latency_ms"].to_numpy(),
                  "escalated": decisions["escalated"].cast(pl.Float64).to_numpy(),
-                 "multi_step": decisions["multi_step"].cast(pl.Float64).to_numpy()})
+                 "multi_step": decisions["multi_step"].cast(pl.Float64).to_numpy()},
+        keys=decisions["request_id"])
     boot = sample.draw_counts(resamples, seed)
     estimates = sample_estimates(sample, confidence=confidence, boot=boot)
     pass_by_slice = dict(zip(slices, sample.stratum_intervals("passed", boot, confidence)))
@@ -419,7 +458,8 @@ def weigh_gate(result: dict, baseline: Outcome, candidate: Outcome, data: Datase
                  "cand_pass": paired["passed_candidate"].cast(pl.Float64).to_numpy(),
                  "base_cost": paired["cost_usd"].to_numpy(), "cand_cost": paired["cost_usd_candidate"].to_numpy(),
                  "base_latency": paired["latency_ms"].cast(pl.Float64).to_numpy(),
-                 "cand_latency": paired["latency_ms_candidate"].cast(pl.Float64).to_numpy()})
+                 "cand_latency": paired["latency_ms_candidate"].cast(pl.Float64).to_numpy()},
+        keys=paired["request_id"])
     boot = sample.draw_counts(options.resamples, options.seed)
     figures = {name: sample.mean(name, boot) for name in ("base_pass", "cand_pass", "base_cost", "cand_cost")}
     relative = sample.ratio("cand_cost", "base_cost", boot)

@@ -8,6 +8,7 @@ import yaml
 
 from simulator.core.prices import PriceSheet, price_expr, round_half_even, usd
 from simulator.datasets.public_sources import (
+    ARRIVAL_SEED,
     CHARS_PER_TOKEN,
     JUDGE_ERROR_RATE,
     JUDGE_SEED,
@@ -137,7 +138,7 @@ USD cost RouterBench recorded for each call. Slices are the benchmarks.
 - `input_tokens` and `output_tokens`: estimated as ceil(characters / {CHARS_PER_TOKEN}) of the prompt and of the model's
   answer (`token_source` = estimated); RouterBench keeps no token counts. The estimate does not enter
   the cost, which is recorded.
-- `ts`: synthetic, one second apart in a seeded random order (source order is kept in `position`) from 2024-03-18 00:00 UTC (RouterBench's arXiv date).
+- `ts`: synthetic, one second apart in the order of the keyed draws u({ARRIVAL_SEED}, "arrival", request_id) (source order is kept in `position`) from 2024-03-18 00:00 UTC (RouterBench's arXiv date).
 - `latency_ms`, `ttft_ms`: modelled (below). `noisy_gate_pass`: the simulated judge (below).
 
 ## The 14 duplicated ARC ids
@@ -209,7 +210,7 @@ the benchmarks: mmlu, gsm8k, mt_bench.
   (the Anyscale endpoint is RouteLLM's own default for the weak model). They are today's list prices
   entered as in force from the traffic's date, not the prices paid in 2024. Scenarios use
   `prices: ../../data/routellm/prices.yaml`.
-- `ts`: synthetic, one second apart in a seeded random order (source order is kept in `position`) (MMLU by subject, GSM8K, MT-Bench) from 2024-06-26
+- `ts`: synthetic, one second apart in the order of the keyed draws u({ARRIVAL_SEED}, "arrival", request_id) (source order is kept in `position`) (MMLU by subject, GSM8K, MT-Bench) from 2024-06-26
   00:00 UTC (RouteLLM's arXiv date).
 - `latency_ms`, `ttft_ms`: modelled (below; MT-Bench answers count two first tokens).
   `noisy_gate_pass`: the simulated judge (below).
@@ -267,7 +268,7 @@ The prompts are RouterArena's `sub_10` split, drawn from about 60 benchmarks.
 
 ## Derived
 
-- `ts`: synthetic, one second apart in a seeded random order (source order is kept in `position`) from 2025-11-12 00:00 UTC (the commit's date).
+- `ts`: synthetic, one second apart in the order of the keyed draws u({ARRIVAL_SEED}, "arrival", request_id) (source order is kept in `position`) from 2025-11-12 00:00 UTC (the commit's date).
 - `latency_ms`, `ttft_ms`: modelled (below). `noisy_gate_pass`: the simulated judge (below).
 
 ## Numbers of this data

@@ -4,8 +4,9 @@ the upstream files (simulator.datasets.public_data.build_all writes them out).
 What is recorded and what is derived, for every dataset (each README adds its own rules):
 - grades (`passed`, `score`) are the upstream ones; where upstream gives only a score, the README states
   the pass threshold;
-- `ts` is synthetic: no source has timestamps, so requests are spaced one second apart in a seeded random
-  order from 00:00 UTC of the dataset's publication date (traffic column `position` keeps the source order);
+- `ts` is synthetic: no source has timestamps, so requests are spaced one second apart in a random order
+  from 00:00 UTC of the dataset's publication date, the order of the keyed draws u(ARRIVAL_SEED, "arrival",
+  request_id) (traffic column `position` keeps the source order);
 - tokens are recorded where the source has them (RouterArena), else estimated as ceil(characters / 4)
   of the prompt and of the answer (outcomes column `token_source`);
 - latency is modelled, since no source records it (`latency_source`): time to first token plus
@@ -31,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from simulator.core.draws import key_hashes, keyed_bits, to_unit
+from simulator.core.draws import key_hashes, keyed_bits, keyed_uniform, to_unit
 from simulator.core.errors import RoutesimError
 
 CHARS_PER_TOKEN = 4
@@ -92,18 +93,25 @@ def estimated_tokens(text: pl.Expr) -> pl.Expr:
 
 
 ARRIVAL_SEED = 2024
+ARRIVAL_PURPOSE = "arrival"
 
 
-def synthetic_ts(start: dt.date, requests: int) -> pl.Expr:
-    """One second apart from 00:00 UTC of `start`, in a seeded random order of `position`.
+def synthetic_ts(start: dt.date, request_ids: pl.Series) -> pl.Series:
+    """`ts` of each request: one second apart from 00:00 UTC of `start`, in the order of their keyed draws
+    u(ARRIVAL_SEED, "arrival", request_id) (simulator.core.draws; ties, which a 53-bit draw all but never
+    gives, by request id). A request's draw depends on its id alone, so the arrival order does not depend on
+    the order the source lists the requests in.
 
     The sources list their prompts benchmark by benchmark; arriving in that order would show a change of
     benchmark as a change over time (a drift alarm where nothing drifted), so arrival order is shuffled.
     """
     origin = dt.datetime.combine(start, dt.time(), tzinfo=dt.UTC)
-    arrival = pl.Series("arrival", np.random.default_rng(ARRIVAL_SEED).permutation(requests))
-    seconds = pl.lit(arrival).gather(pl.col("position"))
-    return (pl.lit(origin) + pl.duration(seconds=seconds)).cast(pl.Datetime("us", "UTC")).alias("ts")
+    draws = pl.DataFrame({"u": keyed_uniform(ARRIVAL_SEED, ARRIVAL_PURPOSE, request_ids), "id": request_ids})
+    order = draws.select(pl.arg_sort_by("u", "id")).to_series().to_numpy()
+    seconds = np.empty(len(order), dtype=np.int64)
+    seconds[order] = np.arange(len(order), dtype=np.int64)
+    return (pl.Series("ts", seconds * 1_000_000, dtype=pl.Int64).cast(pl.Duration("us"))
+            + origin).cast(pl.Datetime("us", "UTC"))
 
 
 def fit_latency(source: Path) -> dict[str, LatencyClass]:
@@ -224,7 +232,7 @@ def routerbench(source: Path, latency: dict[str, LatencyClass]) -> Converted:
     requests = primary.join(wide, on="row").sort("position")
     prompts = [_text(value) for value in requests["prompt"]]
     traffic = requests.select(
-        pl.col("sample_id").alias("request_id"), synthetic_ts(ROUTERBENCH_DATE, requests.height),
+        pl.col("sample_id").alias("request_id"), synthetic_ts(ROUTERBENCH_DATE, requests["sample_id"]),
         pl.col("eval_name").alias("slice"), estimated_tokens(pl.Series(prompts)).alias("input_tokens"),
         pl.col("file").str.extract(r"_(train|test)$").alias("routerdc_split"), "position")
     outcomes = answers.rename({"sample_id": "request_id"}).join(traffic.select("request_id", "input_tokens"),
@@ -325,7 +333,7 @@ def routellm_mt_bench(folder: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
 
 def routellm(source: Path, latency: dict[str, LatencyClass]) -> Converted:
     requests, answers = routellm_tables(source)
-    traffic = requests.select("request_id", synthetic_ts(ROUTELLM_DATE, requests.height), "slice", "input_tokens", "subject", "position")
+    traffic = requests.select("request_id", synthetic_ts(ROUTELLM_DATE, requests["request_id"]), "slice", "input_tokens", "subject", "position")
     outcomes = answers.join(traffic.select("request_id", "input_tokens"), on="request_id").with_columns(
         (pl.col("input_tokens") + pl.col("resent_tokens").fill_null(0)).alias("input_tokens"),
         pl.lit(None, pl.Float64).alias("cost_usd"))
@@ -377,7 +385,7 @@ def routerarena(source: Path, latency: dict[str, LatencyClass]) -> Converted:
                             where=str(source / "routerarena-cached"))
     order = long.filter(pl.col("model") == long["model"].min()).with_row_index("position")
     traffic = order.select(
-        "request_id", synthetic_ts(ROUTERARENA_DATE, order.height),
+        "request_id", synthetic_ts(ROUTERARENA_DATE, order["request_id"]),
         pl.col("request_id").str.extract(r"^([^_-]+)").alias("slice"),
         "input_tokens",
         pl.col("request_id").str.replace(r"_[^_]*$", "").alias("benchmark"), "metric", "position")
