@@ -82,3 +82,22 @@ def test_many_rules_that_match_nothing_are_one_warning_naming_the_count_and_the_
                                          "'rule 1' (input_tokens = -1);")
     assert "and 35 more" in warning["message"]
     assert cli("replay", path, "--rule", "point").out.count("warning, many:") == 1
+
+
+def test_ten_thousand_unknown_literals_are_one_warning_with_the_count_and_a_few_examples(cli, world):
+    # A generated policy comparing a text column with 10,000 values the data never holds: one warning per
+    # literal would print 10,000 lines, as unmatched rules did. Read without a parse (simple comparisons).
+    rules = [{"when": f"slice = 'gen-{index}'", "use": "big"} for index in range(10_000)]
+    rules.append({"when": "slice IN ('contrac', 'faq')", "use": "big"})  # parsed: an IN list, one value unseen
+    path = world.scenario("literals", policy={"rules": rules, "default": {"use": "small"}})
+    warnings = {w["kind"]: w for w in _replayed(cli, path)["warnings"]}
+    literal = warnings["unknown_literal"]
+    assert (literal["count"], len(literal["rules"]), literal["rule"]) == (10_001, 10_001, "policy.rules")
+    assert literal["rules"][:2] == ["policy.rules[0].when", "policy.rules[1].when"]
+    assert literal["rules"][-1] == "policy.rules[10000].when"
+    assert literal["message"].startswith("10,001 predicates compare a column with a value that never occurs in it "
+                                         "among the replayed requests, so those comparisons never hold; the first "
+                                         "5: 'gen-0' in slice (policy.rules[0].when); 'gen-1' in slice")
+    assert "and 9,996 more" in literal["message"]
+    few = world.scenario("few", policy={"rules": rules[:6], "default": {"use": "small"}})
+    assert cli("replay", few, "--rule", "point").out.count("never occurs") == 1

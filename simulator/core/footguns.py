@@ -13,29 +13,13 @@ Each warning is a dict: `rule` (the scenario key it is about), `kind` and `messa
 from __future__ import annotations
 
 import polars as pl
-import sqlglot
-from sqlglot import exp
 
 from simulator.core.errors import did_you_mean
+from simulator.core.predicates import sql_expr, string_literals
 from simulator.core.scenario import Scenario
 
 # Distinct values beyond this many are not listed for "did you mean" (a free-text column).
 MAX_VALUES = 10_000
-
-
-def _literals(text: str) -> list[tuple[str, str]]:
-    """(column, string literal) pairs compared by =, <> or IN in a predicate."""
-    tree = sqlglot.parse_one(text, read="duckdb")
-    found = []
-    for node in tree.find_all(exp.EQ, exp.NEQ, exp.In):
-        column = node.this if isinstance(node.this, exp.Column) else None
-        values = node.expressions if isinstance(node, exp.In) else [node.expression]
-        if column is None and isinstance(node, (exp.EQ, exp.NEQ)) and isinstance(node.expression, exp.Column):
-            column, values = node.expression, [node.this]
-        if column is None:
-            continue
-        found += [(column.name, value.this) for value in values if isinstance(value, exp.Literal) and value.is_string]
-    return found
 
 
 def _predicates(scenario: Scenario) -> list[tuple[str, str]]:
@@ -63,13 +47,17 @@ MAX_LISTED = 5
 
 
 def _aggregated(found: list[dict], says: str) -> list[dict]:
-    """`found` as it is when short; else one warning of the same kind, naming how many and the first few."""
+    """`found` as it is when short; else one warning of the same kind, naming how many and the first few.
+
+    Each found warning carries `example` (how the grouped message names it) beside `rule`, `kind` and
+    `message`; the grouped one lists every `rule` key under `rules` and its count under `count`."""
     if len(found) <= MAX_LISTED:
         return [{key: w[key] for key in ("rule", "kind", "message")} for w in found]
-    first = "; ".join(f"'{w['label']}' ({w['when']})" for w in found[:MAX_LISTED])
-    return [{"rule": "policy.rules", "kind": found[0]["kind"], "count": len(found),
-             "rules": [w["rule"] for w in found],
-             "message": f"{len(found):,} rules {says}; the first {MAX_LISTED}: {first}; "
+    first = "; ".join(w["example"] for w in found[:MAX_LISTED])
+    keys = [w["rule"] for w in found]
+    return [{"rule": "policy.rules" if all(key.startswith("policy.rules[") for key in keys) else "policy",
+             "kind": found[0]["kind"], "count": len(found), "rules": keys,
+             "message": f"{len(found):,} {says}; the first {MAX_LISTED}: {first}; "
                         f"and {len(found) - MAX_LISTED:,} more (all listed under 'rules' in --json)"}]
 
 
@@ -85,12 +73,12 @@ def warning_counts(scenario: Scenario, requests: pl.DataFrame, answers: pl.DataF
     text) and whether each literal occurs; `stuck`: requests whose retry could not run.
     """
     policy = scenario.policy
-    own = (list(requests.select([pl.sql_expr(rule.when).fill_null(False).sum().alias(f"r{index}")
+    own = (list(requests.select([sql_expr(rule.when).fill_null(False).sum().alias(f"r{index}")
                                  for index, rule in enumerate(policy.rules)]).row(0)) if policy.rules else [])
     taken = dict(decisions.group_by("plan").len().iter_rows())
     literals: dict[str, dict] = {}
     for _, text in _predicates(scenario):
-        for column, literal in _literals(text):
+        for column, literal in string_literals(text):
             if column not in literals:
                 found = _values(requests, column)
                 found = found if found is not None else _values(answers, column)
@@ -134,26 +122,29 @@ def warnings_of(scenario: Scenario, counts: dict) -> list[dict]:
     for index, rule in enumerate(policy.rules):
         label = labels[index]
         if own[index] == 0:
-            nothing.append({"rule": f"policy.rules[{index}]", "kind": "rule_matches_nothing", "label": label,
-                            "when": rule.when,
+            nothing.append({"rule": f"policy.rules[{index}]", "kind": "rule_matches_nothing",
+                            "example": f"'{label}' ({rule.when})",
                             "message": f"rule '{label}' ({rule.when}) matches none of the replayed requests"})
         elif taken.get(label, 0) == 0 and named[label] == 1:
-            shadowed.append({"rule": f"policy.rules[{index}]", "kind": "rule_shadowed", "label": label,
-                             "when": rule.when,
+            shadowed.append({"rule": f"policy.rules[{index}]", "kind": "rule_shadowed",
+                             "example": f"'{label}' ({rule.when})",
                              "message": f"rule '{label}' ({rule.when}) matches {own[index]:,} requests, but earlier "
                                         "rules take all of them, so it never applies"})
-    warnings += _aggregated(nothing, "match none of the replayed requests")
-    warnings += _aggregated(shadowed, "match requests that earlier rules take, so they never apply")
+    warnings += _aggregated(nothing, "rules match none of the replayed requests")
+    warnings += _aggregated(shadowed, "rules match requests that earlier rules take, so they never apply")
+    unknown = []
     for key, text in _predicates(scenario):
-        for column, literal in _literals(text):
+        for column, literal in string_literals(text):
             entry = counts["literals"].get(column)
             if entry is None or entry["values"] is None or entry["seen"].get(literal, True):
                 continue
             values = entry["values"]
             hint = did_you_mean(literal, values) if len(values) <= MAX_VALUES else ""
-            warnings.append({"rule": key, "kind": "unknown_literal",
-                             "message": f"'{literal}' never occurs in column {column} of the replayed requests, so "
-                                        f"{key} ({text}) never holds for it.{hint}"})
+            unknown.append({"rule": key, "kind": "unknown_literal", "example": f"'{literal}' in {column} ({key})",
+                            "message": f"'{literal}' never occurs in column {column} of the replayed requests, so "
+                                       f"{key} ({text}) never holds for it.{hint}"})
+    warnings += _aggregated(unknown, "predicates compare a column with a value that never occurs in it among "
+                                     "the replayed requests, so those comparisons never hold")
     if policy.retry is not None and counts["stuck"]:
         targets = ", ".join(policy.retry.to)
         warnings.append({"rule": "policy.retry", "kind": "retry_could_not_run",

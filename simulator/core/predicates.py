@@ -69,7 +69,7 @@ class Predicate:
 
     def compile(self) -> pl.Expr:
         """The polars expression; NULL results count as false."""
-        return _sql_expr(self.text).fill_null(False)
+        return sql_expr(self.text).fill_null(False)
 
     def check_types(self, schema: dict[str, pl.DataType]) -> None:
         """Evaluates the predicate on no rows of `schema`: a comparison of mismatched types, or a result
@@ -137,11 +137,12 @@ def sql_exprs(predicates: list[Predicate]) -> list[pl.Expr]:
     Each text is compiled once per process (a policy's thousands of rules are compiled when their types
     are checked and reused when they are evaluated); the compiled expression is immutable.
     """
-    return [_sql_expr(predicate.text) for predicate in predicates]
+    return [sql_expr(predicate.text) for predicate in predicates]
 
 
 @functools.lru_cache(maxsize=1 << 16)
-def _sql_expr(text: str) -> pl.Expr:
+def sql_expr(text: str) -> pl.Expr:
+    """pl.sql_expr(text), compiled once per process (see `sql_exprs`); NULL not yet counted as false."""
     return pl.sql_expr(text)
 
 
@@ -209,6 +210,31 @@ def parse_predicate(text: str, *, key: str, columns: list[str] | None = None,
         read = own | {step_column(step, name) for step, name in step_reads}
         return Predicate(text=text, key=key, columns=frozenset(read), step_reads=frozenset(step_reads))
     return _with_columns(text, key, frozenset(column.name for column in tree.find_all(exp.Column)), columns)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def string_literals(text: str) -> tuple[tuple[str, str], ...]:
+    """(column, string literal) pairs a predicate compares by =, <> (!=) or IN, in order of appearance.
+
+    A simple comparison (SIMPLE_COMPARISON) is read from its match, without a parse; any other text is
+    parsed with sqlglot. Cached per text: warnings ask for each predicate more than once.
+    """
+    simple = SIMPLE_COMPARISON.fullmatch(text)
+    if simple and simple.group(1).upper() not in DuckDB.Tokenizer.KEYWORDS:
+        column, operator, literal = simple.groups()
+        if operator in ("=", "<>", "!=") and literal.startswith("'"):
+            return ((column, _literal_value(literal)),)
+        return ()
+    found = []
+    for node in sqlglot.parse_one(text, read="duckdb").find_all(exp.EQ, exp.NEQ, exp.In):
+        column = node.this if isinstance(node.this, exp.Column) else None
+        values = node.expressions if isinstance(node, exp.In) else [node.expression]
+        if column is None and isinstance(node, (exp.EQ, exp.NEQ)) and isinstance(node.expression, exp.Column):
+            column, values = node.expression, [node.this]
+        if column is None:
+            continue
+        found += [(column.name, value.this) for value in values if isinstance(value, exp.Literal) and value.is_string]
+    return tuple(found)
 
 
 def _literal_value(literal: str) -> int | float | str:

@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from simulator.core.errors import RoutesimError
+from simulator.core.limits import MAX_YAML_BYTES
 from simulator.core.validation import from_pydantic_error, read_yaml
 from simulator.core.verdict import Admission
 
@@ -342,9 +343,43 @@ class Scenario(Frozen):
         return hashlib.sha256(content.encode()).hexdigest()[:16]
 
 
+# Scenarios already read in this process, by resolved path and content: a command checks its outputs
+# against the scenarios' inputs before it replays them, and a policy of 10,000 rules takes a second to read.
+_LOADED: dict[tuple[Path, str], Scenario] = {}
+_LOADED_MAX = 64
+
+
 def load_scenario(path: Path) -> Scenario:
-    """Read and validate a scenario file; `data` and `prices` are relative to the file."""
+    """Read and validate a scenario file; `data` and `prices` are relative to the file.
+
+    A file read before in this process with the same content gives the same (immutable) Scenario again.
+    """
     path = Path(path)
+    key = _content_key(path)
+    if key in _LOADED:
+        from simulator.core.outputs import note_input
+
+        note_input(path)  # as read_yaml does: the run reads it
+        return _LOADED[key]
+    scenario = _read_scenario(path)
+    if key is not None:
+        if len(_LOADED) >= _LOADED_MAX:
+            _LOADED.clear()
+        _LOADED[key] = scenario
+    return scenario
+
+
+def _content_key(path: Path) -> tuple[Path, str] | None:
+    """(resolved path, SHA-256 of the bytes) of a regular file; None when it cannot be read (read_yaml says why)."""
+    try:
+        if not path.is_file() or path.stat().st_size > MAX_YAML_BYTES:
+            return None
+        return path.resolve(), hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _read_scenario(path: Path) -> Scenario:
     raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise RoutesimError("a scenario file must be a YAML mapping", where=str(path),
