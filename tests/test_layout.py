@@ -184,6 +184,22 @@ def test_cache_ls_and_clear(world, cli, cache, monkeypatch):
     assert layout.entries(cache) == []
 
 
+def test_cache_ls_lists_every_data_folder_a_shared_layout_serves(world, cli, cache, monkeypatch, tmp_path):
+    # Two copies of one folder share a layout (same content); a tester saw only the first folder listed.
+    monkeypatch.setenv("ROUTESIM_CACHE_DIR", str(cache))
+    monkeypatch.setenv("COLUMNS", "400")
+    copies = [tmp_path / "copy-a", tmp_path / "copy-b"]
+    for copy in copies:
+        shutil.copytree(world.data, copy)
+    for folder in [world.data, *copies, copies[0]]:  # opening one again adds nothing
+        load_data(folder)
+    (entry,) = layout.entries(cache)
+    assert entry.sources == tuple(str(folder.resolve()) for folder in [world.data, *copies])
+    listed = cli("cache", "ls")
+    assert listed.code == 0 and "1 layout" in listed.out
+    assert all(str(folder.resolve()) in listed.out.replace(" · ", "\n") for folder in [world.data, *copies])
+
+
 @pytest.mark.parametrize("seed", range(0, 300, 15))
 def test_a_replay_from_the_layout_equals_one_that_joins_the_outcome_file(seed, tmp_path):
     world = random_world(seed)

@@ -178,3 +178,21 @@ def test_batch_answers_of_a_served_model_take_its_median_served_latency(cli, ser
     assert faq["latency_ms"].unique().to_list() == [300.0]
     assert faq["latency_source"].unique().to_list() == ["served_median"]
     assert big.filter(pl.col("slice") == "contract")["latency_source"].unique().to_list() == ["unavailable"]
+
+
+def test_a_plan_replaces_its_own_earlier_folder_but_not_a_folder_routesim_did_not_write(cli, served):
+    from tests.test_reliability import assert_bad_input
+
+    out = _plan(cli, served)
+    assert (out / ".routesim-output").is_file()
+    (out / "stale.txt").write_text("from the earlier plan")
+    again = _plan(cli, served, "--seed", "4")  # no --force: routesim wrote it
+    assert again == out and not (out / "stale.txt").exists()
+    foreign = served.folder / "notes"
+    foreign.mkdir()
+    (foreign / "mine.txt").write_text("keep me")
+    args = ["plan-shadow", served.data, "--models", "small,big", "--halfwidth", "0.3", "--seed", "3", "-o", foreign,
+            "--prices", served.prices]
+    assert_bad_input(cli(*args), "routesim did not write", "--force")
+    assert (foreign / "mine.txt").read_text() == "keep me"
+    assert cli(*args, "--force").code == 0 and (foreign / ".routesim-output").is_file()

@@ -230,6 +230,31 @@ def test_the_comparison_keeps_every_name_and_number_whole_on_a_narrow_terminal(c
         assert f"\n{names[1]}\n" in text and "  verdict: " in text
 
 
+@pytest.mark.parametrize("width", [60, 100])
+def test_the_verdict_lines_wrap_at_the_console_width(cli, world, width):
+    # A tester found the lines under the comparison (recommendation, why each other policy is not, warnings)
+    # running past the terminal's edge: they wrap at its width (COLUMNS), continued two columns further in.
+    from simulator.cli.views import comparison_lines, print_comparison
+    from simulator.core.verdict import recommend
+
+    names = ["the-small-model-first-then-the-big-one-when-unsure", "the-big-model-on-every-request-of-the-week"]
+    paths = [world.scenario(names[0]), world.scenario(names[1], policy={"default": {"use": "big"}})]
+    summaries = _replayed(cli, *paths, rule="lower_bound")
+    console = _recording(width)
+    print_comparison(console, summaries)
+    text = console.export_text()
+    lines = comparison_lines(summaries, recommend(summaries))
+    assert max(len(line) for line in lines) > width  # something to wrap
+    printed = text[text.index(lines[0][:20]):].splitlines()
+    assert all(len(line) <= width for line in printed)
+    assert " ".join(printed).split() == " ".join(lines).split()  # every word, in order
+    # The recommendation starts at column 0, so its continuation is indented by two; a reason line starts
+    # at two, so its continuation is indented by four.
+    first_parts = next(i for i, line in enumerate(printed[1:], start=1) if line.startswith(lines[1][:20]))
+    assert all(line.startswith("  ") and not line.startswith("   ") for line in printed[1:first_parts])
+    assert first_parts > 1 or len(lines[0]) <= width
+
+
 def test_a_table_that_fits_prints_as_a_table_and_one_that_does_not_as_blocks():
     from rich.table import Table
 

@@ -100,6 +100,8 @@ def test_whatif_prints_side_by_side(cli, tmp_path):
     assert result.code == 0, result.err
     assert "cheapest meeting its bar: cascade now → big-everywhere at what-if prices" in result.out
     assert "Break-even" in result.out and "small → big" in result.out
+    # Two rank columns, each named for its prices (a tester found two columns both labelled "rank").
+    assert "rank now" in result.out and "rank what-if" in result.out
     load_prices(tmp_path / "prices.yaml")  # the input sheet is untouched and still valid
     assert load_scenarios(paths)
 

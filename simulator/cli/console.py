@@ -39,12 +39,17 @@ class _LazyConsole:
         if self._console is None:
             from rich.console import Console
 
-            stream = sys.stderr if self._stderr else sys.stdout
             # COLUMNS, when set, is the width asked for (rich reads it when width is None); the fixed
             # width off a terminal is only the default, else `COLUMNS=80 routesim replay | less` got 160.
-            wide_enough = stream.isatty() or os.environ.get("COLUMNS", "").strip().isdigit()
-            self._console = Console(stderr=self._stderr, width=None if wide_enough else WIDTH_OFF_TERMINAL)
+            self._console = Console(stderr=self._stderr, width=None if self.sized else WIDTH_OFF_TERMINAL)
         return self._console
+
+    @property
+    def sized(self) -> bool:
+        """Whether the width is one asked for: a terminal's, or COLUMNS. Off a terminal without COLUMNS it is
+        only WIDTH_OFF_TERMINAL, and a line of words stays one line there (logs are read with grep)."""
+        stream = sys.stderr if self._stderr else sys.stdout
+        return stream.isatty() or os.environ.get("COLUMNS", "").strip().isdigit()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.rich, name)
@@ -109,6 +114,23 @@ def table_blocks(table: Any) -> list[str]:
         lines.extend(f"  {header}: {cell}" if header else f"  {cell}"
                      for header, cell in zip(headers[1:], cells[1:]) if cell.strip())
     return lines
+
+
+def print_words(target: Any, line: str) -> None:
+    """A line of plain words (a verdict, a warning): wrapped at spaces to the console's width, continued
+    two columns further in than the line's own indent, when that width was asked for (`sized`: a terminal
+    or COLUMNS; a plain rich Console's own width); else printed as one line. No markup is read from it."""
+    import textwrap
+
+    # A Console made with its own width (a report's, a test's) is sized as asked.
+    width = getattr(target, "rich", target).width if getattr(target, "sized", True) else None
+    if width is None or len(line) <= width:
+        target.print(line, highlight=False, markup=False, soft_wrap=True)
+        return
+    indent = " " * (len(line) - len(line.lstrip(" ")) + 2)
+    for part in textwrap.wrap(line, width=width, subsequent_indent=indent, break_long_words=False,
+                              break_on_hyphens=False):
+        target.print(part, highlight=False, markup=False, soft_wrap=True)
 
 
 def print_table(target: Any, table: Any) -> None:

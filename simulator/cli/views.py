@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from simulator.cli.console import print_table
+from simulator.cli.console import print_table, print_words
 
 from simulator.analyses import drift, sweep, whatif
 from simulator.core.errors import RoutesimError, visible
@@ -209,7 +209,7 @@ def print_comparison(console: Console, summaries: list[dict], title: str = "Repl
         for line in vertical_comparison(summaries, recommendation, wide=wide, gates=gates):
             console.print(line, highlight=False, markup=False, soft_wrap=True)
     for line in comparison_lines(summaries, recommendation, gates):
-        console.print(line, highlight=False, markup=False, soft_wrap=True)
+        print_words(console, line)
 
 
 # Lanes.
@@ -494,8 +494,8 @@ def run_whatif(console: Console, paths: list[Path], change: whatif.PriceChange, 
     table = Table(title=f"What if: {result['change']}",
                   caption=f"★ cheapest meeting its bar: {cheapest['current'] or 'none'} now → "
                           f"{cheapest['what_if'] or 'none'} at what-if prices")
-    for column in ("policy", "pass", "verdict", "$/request now", "rank", "$/request what-if", "rank", "change",
-                   "threshold now → what-if"):
+    for column in ("policy", "pass", "verdict", "$/request now", "rank now", "$/request what-if", "rank what-if",
+                   "change", "threshold now → what-if"):
         table.add_column(column, justify="left" if column == "policy" else "right")
     for now, then in zip(result["current"], result["what_if"]):
         if now.get("unreachable") or then.get("unreachable"):

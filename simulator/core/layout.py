@@ -245,12 +245,36 @@ def open_layout(folder: Path, paths: list[Path], validate: Callable[[], None], c
                     meta = _build(root, target, folder, paths, fingerprint, scan)
                     evict(root, max_bytes(), keep=target)
         _touch(target)
+        _note_source(target, folder, meta)
         steady = all(max(key[3], key[4]) < stated_at - RACY_SECONDS * 1e9 for key in keys)
         if steady and keys == [file_key(path) for path in paths]:
             _write_json(key_file, {"fingerprint": fingerprint, "files": [str(p.resolve()) for p in paths]})
     except OSError:
         return None
     return Layout(target, meta)
+
+
+SOURCES = "sources.json"  # beside meta.json: every other data folder found to hold the layout's content
+
+
+def _note_source(target: Path, folder: Path, meta: dict) -> None:
+    """Records `folder` among the data folders of the layout `target` (the one that built it is meta's
+    `source`), so that `routesim cache ls` lists every folder a shared layout serves. Reached only when the
+    fingerprint was computed (a folder not yet keyed), so a steady folder is recorded once."""
+    source = str(Path(folder).resolve())
+    if source == meta.get("source"):
+        return
+    with contextlib.suppress(OSError, ValueError):
+        known = _sources(target)
+        if source not in known:
+            _write_json(target / SOURCES, {"sources": [*known, source]})
+
+
+def _sources(target: Path) -> list[str]:
+    try:
+        return list(json.loads((target / SOURCES).read_text(encoding="utf-8"))["sources"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
 
 
 def _write_json(path: Path, content: dict) -> None:
@@ -470,19 +494,34 @@ class Entry:
     slots: int
     bytes: int
     last_used_ns: int
+    # Every data folder found to hold this content: `source` (which built it) first, then the others in
+    # the order they were first opened (sources.json) or keyed (keys/*.json of older caches).
+    sources: tuple[str, ...] = ()
+
+
+def _keyed_sources(root: Path) -> dict[str, list[str]]:
+    """Per fingerprint, the data folders whose key files point at it (the folder of their files)."""
+    found: dict[str, list[str]] = {}
+    for path in sorted((root / "keys").glob("*.json")) if (root / "keys").is_dir() else []:
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError, IndexError):
+            content = json.loads(path.read_text(encoding="utf-8"))
+            found.setdefault(content["fingerprint"], []).append(str(Path(content["files"][0]).parent))
+    return found
 
 
 def entries(root: Path) -> list[Entry]:
     """The complete layouts in the cache, of the current format version first, most recently used first."""
     found = []
+    keyed = _keyed_sources(root)
     for path in sorted((root / "layouts").glob("*")) if (root / "layouts").is_dir() else []:
         meta = _complete(path, any_version=True)
         if meta is None:
             continue
         used = path / "used"
         last = used.stat().st_mtime_ns if used.exists() else (path / "meta.json").stat().st_mtime_ns
+        sources = tuple(dict.fromkeys([meta["source"], *_sources(path), *keyed.get(meta["fingerprint"], [])]))
         found.append(Entry(path, meta.get("version", 0), meta["fingerprint"], meta["source"], meta["requests"],
-                           len(meta["slots"]), _size(path), last))
+                           len(meta["slots"]), _size(path), last, sources))
     return sorted(found, key=lambda entry: (entry.version != LAYOUT_VERSION, -entry.last_used_ns, entry.fingerprint))
 
 
