@@ -248,12 +248,83 @@ def option_mutations(rng: random.Random) -> list[Mutation]:
         lambda v: ["replay", "s.yaml", "--save", v or "saved"],
         lambda v: ["generate", "g", "--requests", v, "--days", "1"],
         lambda v: ["report", "--from", v or "nothing", "-o", "r.html"],
+        # Options new on main since the corpus was written: worker processes, runners, shards, streamed decisions.
+        lambda v: ["replay", "s.yaml", "--workers", v],
+        lambda v: ["replay", "s.yaml", "--runner", v or "local"],
+        lambda v: ["replay", "s.yaml", "--shards", v or "nothing"],
+        lambda v: ["replay", "s.yaml", "--decisions", "-", "--save", v or "saved"],
+        lambda v: ["replay", "s.yaml", "o.yaml", "--decisions", "-", "--workers", v, "--rule", "point"],
+        lambda v: ["replay", "s.yaml", "--decisions", "-", "--json", "--confidence", v],
+        lambda v: ["shard", "../../base/data", "--shards", v, "-o", "sh"],
     ]
     mutations = []
     for shape in shapes:
         for value in rng.sample(OPTION_VALUES, 4):
             args = shape(value)
             mutations.append(Mutation(f"options: {' '.join(args)}", args, dict(files)))
+    return mutations
+
+
+TINY_DATA = {"data/traffic.parquet": parquet_bytes(tiny_traffic()), "data/outcomes.parquet": parquet_bytes(tiny_outcomes())}
+
+
+@functools.cache
+def shards_of_tiny_world() -> dict[str, bytes]:
+    """The files `routesim shard` writes for TINY_DATA in 2 shards, by path under the shards' folder."""
+    import tempfile
+
+    from simulator.core.shards import write_shards
+
+    with tempfile.TemporaryDirectory() as scratch:
+        for name, content in TINY_DATA.items():
+            (Path(scratch) / name).parent.mkdir(exist_ok=True)
+            (Path(scratch) / name).write_bytes(content)
+        write_shards(Path(scratch) / "data", 2, Path(scratch) / "sh")
+        return {str(path.relative_to(Path(scratch) / "sh")): path.read_bytes()
+                for path in sorted((Path(scratch) / "sh").rglob("*")) if path.is_file()}
+
+
+def shard_mutations(rng: random.Random) -> list[Mutation]:
+    """A shards' folder (`replay --shards`, new since the corpus was first written) with a file missing,
+    damaged or swapped, a manifest that lies, and runners and worker counts of every kind."""
+    good, data = shards_of_tiny_world(), TINY_DATA
+    scenario = {"s.yaml": yaml.safe_dump(SCENARIO | {"data": "data"}).encode()}
+    manifest = json.loads(good["shards.json"])
+    variants: list[tuple[str, dict[str, bytes]]] = [("as written", dict(good))]
+    for name in good:
+        variants.append((f"{name} missing", {key: value for key, value in good.items() if key != name}))
+    for name in [key for key in good if key.endswith(".parquet")]:
+        cut = rng.randrange(1, len(good[name]))
+        variants.append((f"{name} truncated at {cut}", good | {name: good[name][:cut]}))
+        variants.append((f"{name} not parquet", good | {name: b"request_id\nr1\n"}))
+    variants += [
+        ("traffic of shard 0 in both", good | {"shard=1/traffic.parquet": good["shard=0/traffic.parquet"]}),
+        ("shards swapped", good | {"shard=0/traffic.parquet": good["shard=1/traffic.parquet"],
+                                   "shard=1/traffic.parquet": good["shard=0/traffic.parquet"]}),
+        ("an extra shard", good | {f"shard=2/{key.split('/')[1]}": value for key, value in good.items()
+                                   if key.startswith("shard=0/")}),
+        ("manifest of 3 shards", good | {"shards.json": json.dumps(manifest | {"shards": 3}).encode()}),
+        ("manifest of another folder", good | {"shards.json": json.dumps(
+            manifest | {"source_fingerprint": "0" * 16}).encode()}),
+        ("manifest empty", good | {"shards.json": b""}),
+        ("manifest a list", good | {"shards.json": b"[1, 2]"}),
+        ("manifest NaN shards", good | {"shards.json": json.dumps(manifest | {"shards": float("nan")}).encode()}),
+        ("manifest with a BOM", good | {"shards.json": b"\xef\xbb\xbf" + good["shards.json"]}),
+        ("only the marker", {".routesim-output": good.get(".routesim-output", b"")}),
+    ]
+    mutations = []
+    for index, (label, files) in enumerate(variants):
+        runner = ["--runner", "ray"] if label.startswith("manifest") and index % 2 else []  # refused before Ray starts
+        shards = {f"sh/{name}": content for name, content in files.items()}
+        mutations.append(Mutation(f"shards: {label}", ["replay", "s.yaml", "--shards", "sh", *runner],
+                                  data | scenario | shards))
+    for args in (["replay", "s.yaml", "--shards", "s.yaml"], ["replay", "s.yaml", "--shards", "data"],
+                 ["replay", "s.yaml", "--shards", "sh"], ["replay", "s.yaml", "--runner", "ray"],
+                 ["replay", "s.yaml", "--shards", "sh", "--workers", "2"],
+                 ["replay", "s.yaml", "--shards", "sh", "--decisions", "d.parquet"],
+                 ["shard", "data", "--shards", "2", "-o", "data/sh"], ["shard", "data", "--shards", "2", "-o", "s.yaml"],
+                 ["shard", "s.yaml", "--shards", "2", "-o", "sh"], ["shard", "data", "--shards", "2", "-o", "-"]):
+        mutations.append(Mutation(f"shards: {' '.join(args)}", args, data | scenario))
     return mutations
 
 
@@ -302,7 +373,7 @@ def import_mutations(rng: random.Random) -> list[Mutation]:
 def corpus() -> list[Mutation]:
     rng = random.Random(SEED)
     return [*data_mutations(rng), *scenario_mutations(rng), *price_mutations(rng), *predicate_mutations(rng),
-            *option_mutations(rng), *import_mutations(rng)]
+            *option_mutations(rng), *import_mutations(rng), *shard_mutations(rng)]
 
 
 def hashes(*folders: Path) -> dict[str, str]:
@@ -314,7 +385,7 @@ def test_the_corpus_is_large_and_covers_every_kind():
     mutations = corpus()
     kinds = {mutation.label.split(":")[0].split(" ")[0] for mutation in mutations}
     assert len(mutations) >= 500
-    assert kinds == {"data", "scenario", "prices", "predicate", "options", "import"}
+    assert kinds == {"data", "scenario", "prices", "predicate", "options", "import", "shards"}
 
 
 def test_every_mutation_ends_in_exit_0_or_2_with_inputs_unchanged(cli, tmp_path, monkeypatch):
@@ -323,6 +394,9 @@ def test_every_mutation_ends_in_exit_0_or_2_with_inputs_unchanged(cli, tmp_path,
     tiny_traffic().write_parquet(base / "data" / "traffic.parquet")
     tiny_outcomes().write_parquet(base / "data" / "outcomes.parquet")
     (base / "prices.yaml").write_text(yaml.safe_dump(TINY_PRICES))
+    # One core: shards and chunks replay in this process instead of a pool of fresh ones per case (the
+    # pools are tested in tests/test_shard_runners.py); the inputs reach the same checks either way.
+    monkeypatch.setattr("os.cpu_count", lambda: 1)
     failures = []
     for index, mutation in enumerate(corpus()):
         folder = tmp_path / "cases" / str(index)

@@ -45,6 +45,9 @@ def write_shards(folder: Path, shards: int, out: Path, *, force: bool = False) -
     if target == source or source in target.parents:
         raise RoutesimError(f"the shards' folder {out} is the data folder {folder} or inside it, which is an input",
                             fix="write the shards to a folder outside the data folder")
+    if target.exists() and not target.is_dir() and not force:
+        raise RoutesimError(f"{out} is a file, but the shards are written into a folder",
+                            where=str(out), fix="choose a new -o DIR (or add --force to replace the file)")
     # As every output: a folder routesim wrote (its marker file) is replaced; someone else's needs --force.
     if (target.exists() and (not target.is_dir() or any(target.iterdir())) and not force
             and not (target / MARKER).is_file()):
