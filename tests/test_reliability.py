@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from simulator.core import limits
+from simulator.core.errors import RoutesimError
 from simulator.core.outputs import MARKER
 from tests.conftest import tiny_outcomes, tiny_traffic
 
@@ -350,3 +351,24 @@ def test_prompt_text_columns_are_never_copied_into_outputs(cli, world, tmp_path)
     assert cli("sweep", scenario, "-o", tmp_path / "points.csv").code == 0
     written = [tmp_path / "d.parquet", tmp_path / "points.csv", *(tmp_path / "saved").rglob("*.*")]
     assert len(written) > 3 and not [path for path in written if secret.encode() in path.read_bytes()]
+
+
+def test_yaml_is_read_alike_by_the_fast_and_the_python_loader_and_within_the_same_limits(tmp_path):
+    # read_yaml takes libyaml's loader when a prescan bounds the block nesting (a 10,000-rule scenario
+    # reads about six times faster); it must read every shipped file as the Python loader does and refuse
+    # the same inputs, here one that passes the prescan (20 block levels) but nests 80 deep with flow lists.
+    import yaml
+
+    from simulator.core import validation
+    from simulator.core.paths import PROJECT
+
+    for path in sorted(PROJECT.glob("scenarios/**/*.yaml")) + sorted(PROJECT.glob("data/**/*.yaml")):
+        text = path.read_text(encoding="utf-8-sig")
+        assert validation._shallow(text)
+        assert yaml.load(text, Loader=validation._FastLoader) == yaml.load(text, Loader=validation._Loader), path
+    nested = "".join(" " * level + f"k{level}:\n" for level in range(20)) + " " * 20 + "v: " + "[" * 60 + "]" * 60
+    path = tmp_path / "nested.yaml"
+    path.write_text(nested + "\n")
+    assert validation._shallow(nested)
+    with pytest.raises(RoutesimError, match="nested more than 64 levels deep"):
+        validation.read_yaml(path)

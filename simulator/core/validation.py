@@ -25,8 +25,14 @@ class _YamlLimit(Exception):
 
 
 class _Checks:
-    """Duplicate keys refused and impossible dates (2026-02-30) reported at their line: the constructor
-    checks both loaders share."""
+    """What both loaders share: the expansion (and height) limit on the composed document, duplicate keys
+    refused and impossible dates (2026-02-30) reported at their line."""
+
+    def get_single_node(self):
+        node = super().get_single_node()
+        if node is not None:
+            _count_nodes(node)
+        return node
 
     def construct_mapping(self, node, deep=False):
         if isinstance(node, yaml.MappingNode):
@@ -68,12 +74,6 @@ class _Loader(_Checks, yaml.SafeLoader):
         finally:
             self._depth -= 1
 
-    def get_single_node(self):
-        node = super().get_single_node()
-        if node is not None:
-            _count_nodes(node)
-        return node
-
 
 _Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_yaml_timestamp)
 
@@ -84,12 +84,6 @@ class _FastLoader(_Checks, yaml.CSafeLoader):
     only when `_shallow` bounds the nesting first; the depth and expansion limits are then checked on the
     composed document (`_count_nodes`), and anything it refuses is read again by `_Loader`, whose
     messages (with their lines) are the ones reported."""
-
-    def get_single_node(self):
-        node = super().get_single_node()
-        if node is not None:
-            _count_nodes(node)
-        return node
 
 
 _FastLoader.add_constructor("tag:yaml.org,2002:timestamp", _FastLoader.construct_yaml_timestamp)
