@@ -242,3 +242,43 @@ def test_lanes_without_prices_need_recorded_costs(world, cli):
     result = cli("lanes", world.data)
     assert result.code == 2
     assert "some calls cannot be priced" in result.err and "Traceback" not in result.err
+
+
+def _session_world(folder: Path, turns_per_session: int):
+    """faq: 40 requests in sessions of `turns_per_session` turns (in request order); small passes every turn of
+    the first 80% of the sessions and fails every turn of the rest (turns perfectly correlated), big passes all."""
+    faq = slice_requests("faq", 40)
+    sessions = 40 // turns_per_session
+    for index, row in enumerate(faq):
+        row["session_id"] = f"s{index // turns_per_session:02d}"
+    answers = [outcome_row(row["request_id"], "small", passed=index // turns_per_session < sessions * 0.8)
+               for index, row in enumerate(faq)]
+    return make_world(folder, faq, answers + answers_for(faq, "big", passes=40))
+
+
+def test_lanes_by_session_widen_the_interval_by_the_design_effect(tmp_path, cli):
+    # 10 sessions of 4 turns, 8 passing whole: 32 of 40 passes, p = 0.8. Sum over sessions of (y - p m)^2 =
+    # 8 x (4 - 3.2)^2 + 2 x (0 - 3.2)^2 = 5.12 + 20.48 = 25.6; n p (1 - p) = 40 x 0.16 = 6.4; deff = 4, so the
+    # effective sample is 10 sessions with 8 passes: the Wilson interval of 8 of 10, wider than that of 32 of 40.
+    from simulator.core.stats import wilson_interval
+
+    world = _session_world(tmp_path, 4)
+    by_request = models_of(lanes_json(cli, world)["groups"][0])["small"]
+    by_session = models_of(lanes_json(cli, world, "--resample", "session")["groups"][0])["small"]
+    assert (by_request["pass_rate_low"], by_request["pass_rate_high"]) == wilson_interval(32, 40)
+    assert by_session["pass_rate_low"] == pytest.approx(wilson_interval(8, 10)[0], rel=1e-12)
+    assert by_session["pass_rate_high"] == pytest.approx(wilson_interval(8, 10)[1], rel=1e-12)
+    assert by_session["pass_rate_low"] < by_request["pass_rate_low"] < by_request["pass_rate_high"] < by_session["pass_rate_high"]
+    assert by_session["pass_rate"] == by_request["pass_rate"] == 0.8
+
+
+def test_lanes_by_session_equal_lanes_by_request_when_every_session_has_one_turn(tmp_path, cli):
+    world = _session_world(tmp_path, 1)
+    by_request, by_session = lanes_json(cli, world), lanes_json(cli, world, "--resample", "session")
+    assert by_session.pop("resample") == "session" and by_request.pop("resample") == "request"
+    assert by_session == by_request
+
+
+def test_lanes_by_session_need_sessions(world, cli):
+    result = cli("lanes", world.data, "--prices", world.prices, "--resample", "session")
+    assert result.code == 2 and "session_id" in result.err

@@ -48,10 +48,14 @@ from simulator.core.paths import relative
 from simulator.core.predicates import parse_predicate
 from simulator.core.prices import PriceSheet, load_prices, price_calls, token_columns, usd
 from simulator.core.scenario import QualityBar, Scenario, load_scenario
-from simulator.core.stats import check_confidence, wilson_interval
+from simulator.core.stats import check_confidence, clustered_wilson_interval, wilson_interval
 from simulator.core.validation import from_pydantic_error, read_yaml
 
 GROUP = "_lane_group"
+# What an eval's pass counts as a trial of: the request (default), or with --resample session the session, whose
+# turns are not independent (a request without a session_id is a session of its own).
+RESAMPLE_UNITS = ("request", "session")
+UNIT = "_lane_session"
 LATENCY_QUANTILE = P95
 DEFAULT_BAR = 0.9
 DEFAULT_ACCEPT = "confidence >= 0.7"
@@ -68,6 +72,7 @@ class LaneOptions:
     accept: str = DEFAULT_ACCEPT
     escalate_to: str | None = None
     name: str = "lanes"
+    resample: str = "request"
 
     @property
     def criterion(self) -> str:
@@ -101,16 +106,29 @@ def load_bars(bar: float | None = None, bars_file: Path | None = None, bars_from
     return QualityBar(default=value)
 
 
-def _requests(data: Dataset, by: str) -> pl.DataFrame:
-    """Every request with its UTC timestamp and its group (the value of the `by` column)."""
+def _requests(data: Dataset, by: str, resample: str = "request") -> pl.DataFrame:
+    """Every request with its UTC timestamp and its group (the value of the `by` column); by session, also
+    its session (UNIT: its session_id, else its own request_id)."""
     schema = data.traffic.collect_schema()
+    if resample not in RESAMPLE_UNITS:
+        raise RoutesimError(f"--resample is one of {', '.join(RESAMPLE_UNITS)}, got '{resample}'", where="--resample",
+                            fix="--resample request (default) or --resample session")
+    unit = []
+    if resample == "session":
+        if "session_id" not in schema:
+            raise RoutesimError("--resample session needs sessions, and the traffic has no session_id",
+                                where="--resample", fix="fit on traffic that carries session_id, or leave out "
+                                                        "--resample session")
+        unit = [pl.coalesce(pl.col("session_id").cast(pl.String), pl.lit("request:") + pl.col("request_id"))
+                .alias(UNIT)]
     if by not in schema:
         raise RoutesimError(f"the traffic has no column '{by}'.{did_you_mean(by, schema.names())}", where="--by",
                             fix=f"group by one of: {', '.join(schema.names())}")
     if schema[by] not in (pl.String, pl.Categorical) and not isinstance(schema[by], pl.Enum):
         raise RoutesimError(f"column '{by}' has type {schema[by]}; lanes group by a string column", where="--by",
                             fix="group by 'slice' or another string column such as 'feature'")
-    requests = with_utc_ts(data.traffic.select("request_id", "ts", pl.col(by).cast(pl.String).alias(GROUP))).collect()
+    requests = with_utc_ts(data.traffic.select("request_id", "ts", pl.col(by).cast(pl.String).alias(GROUP),
+                                               *unit)).collect()
     nulls = requests.filter(pl.col(GROUP).is_null())
     if nulls.height:
         raise RoutesimError(f"{nulls.height:,} requests have no value in column '{by}' "
@@ -128,19 +146,36 @@ def _evals(data: Dataset, sheet: PriceSheet | None, requests: pl.DataFrame) -> p
                .collect()
                .sort("request_id", "model"))  # a join's output order varies; sums must not
     priced = price_calls(answers, sheet)
-    return priced.select(GROUP, "model", (pl.col("passed") & pl.col("hard_check_ok")).alias("ok"),
+    return priced.select(GROUP, "model", *([UNIT] if UNIT in priced.columns else []),
+                         (pl.col("passed") & pl.col("hard_check_ok")).alias("ok"),
                          usd(pl.col("cost_nano_usd")).alias("cost_usd"),
                          pl.col("latency_ms").cast(pl.Float64))
 
 
 def model_table(evals: pl.DataFrame, bars: QualityBar, confidence: float, point: bool) -> pl.DataFrame:
-    """Per group and model: requests, passes, pass rate with its Wilson interval, cost, p95, admitted."""
+    """Per group and model: requests, passes, pass rate with its Wilson interval, cost, p95, admitted.
+
+    With a session column (UNIT) in `evals`, the interval is the design-effect-adjusted Wilson interval of
+    the sessions (stats.clustered_wilson_interval), for traffic whose turns are not independent."""
     table = grouped(evals, [GROUP, "model"], [
         pl.len().cast(pl.Int64).alias("requests"), pl.col("ok").sum().cast(pl.Int64).alias("passes"),
         pl.col("cost_usd").mean().alias("cost_per_request_usd"),
         pl.col("latency_ms").quantile(LATENCY_QUANTILE, interpolation="linear").alias("latency_p95_ms"),
     ]).sort(GROUP, "cost_per_request_usd", "model")
-    low, high = wilson_interval(table["passes"].to_numpy(), table["requests"].to_numpy(), confidence)
+    if UNIT in evals.columns:
+        sessions = (evals.group_by(GROUP, "model", UNIT)
+                    .agg(pl.len().cast(pl.Float64).alias("m"), pl.col("ok").sum().cast(pl.Float64).alias("y"))
+                    .join(table.select(GROUP, "model", (pl.col("passes") / pl.col("requests")).alias("p")),
+                          on=[GROUP, "model"])
+                    .sort(GROUP, "model", UNIT)  # a fixed order of the sum: the same bytes every run
+                    .group_by(GROUP, "model", maintain_order=True)
+                    .agg(((pl.col("y") - pl.col("p") * pl.col("m")) ** 2).sum().alias("squares"),
+                         pl.col("m").max().alias("largest")))
+        within = table.join(sessions, on=[GROUP, "model"], how="left", maintain_order="left")
+        low, high = clustered_wilson_interval(within["passes"].to_numpy(), within["requests"].to_numpy(),
+                                              within["squares"].to_numpy(), within["largest"].to_numpy(), confidence)
+    else:
+        low, high = wilson_interval(table["passes"].to_numpy(), table["requests"].to_numpy(), confidence)
     bar = pl.col(GROUP).replace_strict(bars.slices, default=bars.default, return_dtype=pl.Float64)
     table = table.with_columns((pl.col("passes") / pl.col("requests")).alias("pass_rate"),
                                pl.Series("pass_rate_low", np.asarray(low)),
@@ -324,9 +359,9 @@ def fit_lanes(data_folder: Path, prices: Path | None, bars: QualityBar, options:
             raise RoutesimError("lanes on a shadow-sampled served log are fitted per slice, the sample's strata: "
                                 f"the drawn requests of a '{options.by}' mix slices drawn at different rates",
                                 where="--by", fix="fit lanes --by slice on this data")
-        population = _requests(data, options.by)
+        population = _requests(data, options.by, options.resample)
         data = shadow_subset(data, drawn_probabilities(data).select("request_id"))
-    requests = _requests(data, options.by)
+    requests = _requests(data, options.by, options.resample)
     groups_in_data = sorted(requests[GROUP].unique().to_list())
     for name in bars.slices:
         if name not in groups_in_data:
@@ -363,7 +398,7 @@ def fit_lanes(data_folder: Path, prices: Path | None, bars: QualityBar, options:
     group_sizes = dict(fitted_requests.group_by(GROUP).len().iter_rows())
     result: dict = {
         "data": str(data.folder), "prices": str(prices) if prices else None, "by": options.by,
-        "confidence": confidence, "criterion": options.criterion,
+        "confidence": confidence, "criterion": options.criterion, "resample": options.resample,
         "bars": {"default": bars.default, "slices": dict(bars.slices)},
         "fit": {"first_request": fitted_requests["ts"].min().isoformat(),
                 "last_request": fitted_requests["ts"].max().isoformat(),

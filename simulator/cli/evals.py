@@ -27,6 +27,9 @@ def register(app: typer.Typer) -> None:
         confidence: Annotated[float, typer.Option(help="confidence of the Wilson intervals")] = 0.95,
         point: Annotated[bool, typer.Option("--point", help="admit on the observed pass rate, not the interval's "
                                                              "lower bound")] = False,
+        resample: Annotated[str, typer.Option(
+            help="request (default) or session: the Wilson interval counts sessions, adjusted by their design "
+                 "effect, for traffic whose turns are not independent")] = "request",
         emit: Annotated[Path | None, typer.Option(help="write the lanes as a runnable scenario, e.g. "
                                                        "scenarios/lanes.yaml")] = None,
         cascade: Annotated[bool, typer.Option("--cascade", help="make each lane a cascade that escalates to the "
@@ -50,7 +53,7 @@ def register(app: typer.Typer) -> None:
             raise RoutesimError("--accept and --escalate-to shape the cascade of each lane",
                                 where="--accept, --escalate-to",
                                 fix="add --cascade, or leave them out")
-        options = LaneOptions(by=by, confidence=confidence, point=point,
+        options = LaneOptions(by=by, confidence=confidence, point=point, resample=resample,
                               fit_until=fit_until.date() if fit_until else None, cascade=cascade,
                               accept=DEFAULT_ACCEPT if accept is None else accept,
                               escalate_to=escalate_to, name=name or (emit.stem if emit else "lanes"))

@@ -77,6 +77,33 @@ def z_score(confidence: float) -> float:
     return NormalDist().inv_cdf(0.5 + check_confidence(confidence) / 2)
 
 
+def clustered_wilson_interval(successes, trials, residual_squares, largest_cluster, confidence: float = 0.95):
+    """Wilson interval of a pass rate whose trials come in clusters (a session's turns), vectorised over groups.
+
+    Per group: `successes` k and `trials` n in all, `residual_squares` the sum over its clusters of
+    (y_c - p m_c)^2 (y_c passes of m_c trials in cluster c, p = k/n), `largest_cluster` the most trials of one
+    cluster. The ratio estimator p = k/n has the linearised variance sum_c (y_c - p m_c)^2 / n^2 (Cochran,
+    Sampling Techniques, 3rd ed. 1977, section 6.3, without the finite-population correction); divided by
+    the simple-random-sampling variance p(1-p)/n it gives Kish's design effect deff (Kish, Survey Sampling,
+    1965, section 8.2). The Wilson interval is then taken at the effective sample size n / deff with
+    p n / deff successes (Korn and Graubard, Survey Methodology 24(2), 1998). deff is 1 where every cluster
+    has one trial or p is 0 or 1, so the interval is then exactly wilson_interval(k, n); deff below 1
+    (turns within sessions disagreeing more than chance) is kept: it narrows the interval, as the variance
+    says. No trials give (0, 1).
+    """
+    k = np.asarray(successes, dtype=np.float64)
+    n = np.asarray(trials, dtype=np.float64)
+    squares = np.asarray(residual_squares, dtype=np.float64)
+    safe_n = np.where(n > 0, n, 1.0)
+    p = k / safe_n
+    spread = safe_n * p * (1 - p)
+    plain = (np.asarray(largest_cluster) <= 1) | (k == 0) | (k == n) | (squares <= 0)
+    deff = np.where(plain, 1.0, squares / np.where(plain, 1.0, spread))
+    effective_n = np.where(plain, n, n / deff)
+    effective_k = np.where(plain, k, np.minimum(p * effective_n, effective_n))
+    return wilson_interval(effective_k, effective_n, confidence)
+
+
 def wilson_interval(successes, trials, confidence: float = 0.95):
     """Wilson score interval (low, high) for `successes` out of `trials`; vectorised over arrays.
 
