@@ -98,8 +98,9 @@ def off_policy_world(seed: int, requests: int = 400, router: np.ndarray = SKEWED
     passed = world.passed[rows, served].astype(np.float64)
     tokens = world.output_tokens[rows, served]
     features = world.features()
-    m_pass = cross_fit(features, served, target, passed, classifier=True, seed=seed)
-    m_tokens = cross_fit(features, served, target, tokens, classifier=False, seed=seed)
+    ids = [f"r{row}" for row in rows]
+    m_pass = cross_fit(features, served, target, passed, classifier=True, ids=ids, seed=seed)
+    m_tokens = cross_fit(features, served, target, tokens, classifier=False, ids=ids, seed=seed)
     logged = Logged(matched=served == target, target_propensity=distribution[rows, target],
                     y={"pass_rate": passed, "cost_per_request_usd": tokens * PRICE[served]},
                     dm={"pass_rate": m_pass, "cost_per_request_usd": m_tokens * PRICE[target]})

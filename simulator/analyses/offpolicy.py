@@ -39,6 +39,7 @@ import polars as pl
 from simulator.analyses.coverage import single_call
 from simulator.analyses.estimates import Estimate
 from simulator.core.contract import PROPENSITY_PREFIX, Dataset
+from simulator.core.draws import keyed_uniform
 from simulator.core.engine import assign_plans, compile_policy, data_values, select_requests
 from simulator.core.errors import RoutesimError
 from simulator.core.money import NANO_PER_USD
@@ -141,9 +142,13 @@ def _design_matrix(traffic: pl.DataFrame, slices: list[str]) -> np.ndarray:
 
 
 def cross_fit(features: np.ndarray, served: np.ndarray, target: np.ndarray, y: np.ndarray, *, classifier: bool,
-              reward_model: str = "logistic", seed: int = 0, folds: int = FOLDS) -> np.ndarray:
+              ids, reward_model: str = "logistic", seed: int = 0, folds: int = FOLDS) -> np.ndarray:
     """m(x_i, t_i) for every request: for each fold and each target model, a model fitted on the other folds'
     requests that the target model served (the logged answers), predicting this fold's requests.
+
+    `ids` (one string per row, the request ids) key each request's fold: floor(folds x u(seed, "cross-fit
+    fold", id)) from simulator.core.draws, so a request's fold does not depend on its row or on the other
+    requests in the log.
 
     Fitted under threadpool_limits(1) with fixed seeds, so the predictions are the same bytes at any thread
     count. A training set with one class (or no rows) predicts its mean (or the overall mean).
@@ -157,7 +162,7 @@ def cross_fit(features: np.ndarray, served: np.ndarray, target: np.ndarray, y: n
         raise RoutesimError(f"unknown reward model '{reward_model}'", where="--reward-model",
                             fix=f"use one of {', '.join(REWARD_MODELS)}")
     n = len(served)
-    fold = np.random.default_rng([seed, 7]).permutation(n) % folds
+    fold = np.minimum((keyed_uniform(seed, "cross-fit fold", ids) * folds).astype(np.int64), folds - 1)
     prediction = np.full(n, np.nan)
     overall = float(np.mean(y[served == target])) if np.any(served == target) else 0.0
     # Parameters are ours and features finite, so sklearn's per-fit checks are skipped: they cost more than
@@ -280,9 +285,12 @@ def _logged(joined: pl.DataFrame, sheet: PriceSheet | None, reward_model: str, s
     served = joined["served_model"].to_numpy()
     target = joined["__target"].to_numpy()
     passed = joined["__pass"].cast(pl.Float64).to_numpy()
-    m_pass = cross_fit(features, served, target, passed, classifier=True, reward_model=reward_model, seed=seed)
+    ids = joined["request_id"]
+    m_pass = cross_fit(features, served, target, passed, classifier=True, ids=ids, reward_model=reward_model,
+                       seed=seed)
     tokens = joined["output_tokens"].cast(pl.Float64).to_numpy()
-    m_tokens = cross_fit(features, served, target, tokens, classifier=False, reward_model=reward_model, seed=seed)
+    m_tokens = cross_fit(features, served, target, tokens, classifier=False, ids=ids, reward_model=reward_model,
+                         seed=seed)
     listed = set(sheet.models) if sheet else set()
     priced = joined.select(pl.col("__target").alias("model"), "ts", "input_tokens",
                            pl.lit(0).alias("cached_input_tokens"), pl.Series("output_tokens", m_tokens)
@@ -291,7 +299,7 @@ def _logged(joined: pl.DataFrame, sheet: PriceSheet | None, reward_model: str, s
     if np.isnan(m_cost).any():  # models priced by recorded cost only: regress the recorded cost itself
         cost = joined["cost_usd"].to_numpy()
         m_cost = np.where(np.isnan(m_cost), cross_fit(features, served, target, cost, classifier=False,
-                                                      reward_model=reward_model, seed=seed), m_cost)
+                                                      ids=ids, reward_model=reward_model, seed=seed), m_cost)
     return Logged(matched=(served == target), target_propensity=joined["__p_target"].to_numpy().astype(np.float64),
                   y={"pass_rate": passed, "cost_per_request_usd": joined["cost_usd"].to_numpy()},
                   dm={"pass_rate": m_pass, "cost_per_request_usd": m_cost})
