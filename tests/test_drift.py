@@ -98,6 +98,8 @@ def test_drift_command(cli):
     result = cli("drift", CASCADE, "--every", "1d")
     assert result.code == 0, result.err
     assert "sustained rise from 2026-11-21" in result.out and "ALARM" in result.out
+    header = next(line for line in result.out.splitlines() if "CUSUM" in line and "from (UTC)" in line)
+    assert header.replace("┃", " ").split()[-1] == "alarm"  # every column is named, the notes' one too
     result = cli("drift", CASCADE, "--every", "6h", "--json")
     [cascade] = json.loads(result.out)["cascades"]
     assert cascade["drift"]["alarm"] and len(cascade["series"]) == 28

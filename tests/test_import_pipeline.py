@@ -106,6 +106,15 @@ def test_an_input_that_does_not_exist_is_named(cli, tmp_path):
     assert result.code == 2 and "input file not found" in result.err and "missing.jsonl" in result.err
 
 
+def test_an_input_that_exists_but_is_no_regular_file_is_called_what_it_is(cli, tmp_path):
+    result = cli("import", "otel", "/dev/null", "-o", tmp_path / "data", "--assume-passed")
+    assert result.code == 2 and "/dev/null is a character device, not a regular file" in result.err
+    assert "not found" not in result.err
+    (tmp_path / "empty.jsonl").write_bytes(b"")
+    empty = cli("import", "otel", tmp_path / "empty.jsonl", "-o", tmp_path / "data", "--assume-passed")
+    assert empty.code == 2 and "the input holds no rows (an empty file?)" in empty.err
+
+
 def test_a_file_that_is_not_utf8_is_named(cli, tmp_path):
     path = tmp_path / "spend.csv"
     path.write_bytes("request_id\n\xe9t\xe9\n".encode("latin-1"))

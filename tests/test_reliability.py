@@ -372,3 +372,15 @@ def test_yaml_is_read_alike_by_the_fast_and_the_python_loader_and_within_the_sam
     assert validation._shallow(nested)
     with pytest.raises(RoutesimError, match="nested more than 64 levels deep"):
         validation.read_yaml(path)
+
+
+def test_a_newline_in_a_slice_name_is_escaped_in_the_replay_verdict_reasons(cli, world):
+    # The reasons under the comparison name the slices that fall short; like the gate's text, they show a
+    # newline in a name as \u000a, so no reason is split over two lines.
+    odd = "con|tract\nnext *line*"
+    world.write_data(tiny_traffic().with_columns(pl.col("slice").replace("contract", odd)), tiny_outcomes())
+    result = cli("replay", world.scenario(quality_bar=0.99),
+                 world.scenario("other", quality_bar=0.99, policy={"default": {"use": "big"}}))
+    assert result.code == 0, result.err
+    assert "con|tract\\u000anext *line*" in result.out
+    assert not any(line.startswith("next *line*") for line in result.out.splitlines())

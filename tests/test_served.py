@@ -287,3 +287,13 @@ def test_generate_served_writes_the_truth_aside(cli, tmp_path):
     assert bad.code == 2 and "unknown logging router" in bad.err
     assert cli("generate", tmp_path / "x", "--shadow-rate", "0.1").code == 2
 
+
+
+def test_estimate_diagnostics_write_counts_and_sums_with_thousands_separators():
+    from simulator.cli.served import _diagnostic
+
+    shown = {key: _diagnostic(key, value) for key, value in {
+        "weight_sum": 6000.0, "population": 6000, "requests": 6000, "matched": 3303, "max_weight": 12.345678,
+        "seed": 12345, "latency": "logged"}.items()}
+    assert shown == {"weight_sum": "6,000", "population": "6,000", "requests": "6,000", "matched": "3,303",
+                     "max_weight": "12.35", "seed": "12345", "latency": "logged"}

@@ -102,8 +102,10 @@ def test_batch_files_split_at_the_line_limit(served):
     from simulator.analyses.shadow_plan import batch_files, plan_shadow
     from simulator.core.contract import load_data
 
-    data = load_data(served.data)
-    plan = plan_shadow(data, ["small", "big"], 0.3, 3)
+    from simulator.core.prices import load_prices
+
+    data = load_data(served.data)  # big never answered: the sheet names it
+    plan = plan_shadow(data, ["small", "big"], 0.3, 3, sheet=load_prices(served.prices))
     files = batch_files(plan, data, max_lines=5)
     assert {name: len(lines) for name, lines in files.items()} == {"big-001.jsonl": 5, "big-002.jsonl": 5,
                                                                    "big-003.jsonl": 1}
@@ -196,3 +198,13 @@ def test_a_plan_replaces_its_own_earlier_folder_but_not_a_folder_routesim_did_no
     assert_bad_input(cli(*args), "routesim did not write", "--force")
     assert (foreign / "mine.txt").read_text() == "keep me"
     assert cli(*args, "--force").code == 0 and (foreign / ".routesim-output").is_file()
+
+
+def test_a_candidate_the_data_never_answered_is_refused_without_a_price_sheet(world, cli, tmp_path):
+    # Without --prices the data's answers name the models there are; a typo is refused with a suggestion
+    # rather than planned as re-runs on a model that does not exist.
+    result = cli("plan-shadow", world.data, "--models", "small,bgi", "--halfwidth", "0.3", "--seed", "3",
+                 "-o", tmp_path / "plan")
+    assert result.code == 2 and "'bgi' has no answer in the data folder" in result.err
+    assert "Did you mean 'big'?" in result.err and "--prices" in result.err
+    assert not (tmp_path / "plan").exists()

@@ -61,3 +61,36 @@ def test_a_shard_folder_routesim_wrote_is_replaced_without_force(world, cli, tmp
     again = cli("shard", world.data, "--shards", "3", "-o", tmp_path / "sh")
     assert again.code == 0, again.err
     assert sorted(path.name for path in (tmp_path / "sh").glob("shard=*")) == ["shard=0", "shard=1", "shard=2"]
+
+
+def test_shard_counts_are_bounded_by_the_limit_and_by_the_requests(world, cli, tmp_path):
+    # README, Reliability limits: at most MAX_SHARDS shards, and no more shards than requests (world: 3).
+    from simulator.core.limits import MAX_SHARDS
+
+    huge = cli("shard", world.data, "--shards", str(MAX_SHARDS + 1), "-o", tmp_path / "huge")
+    assert huge.code == 2 and f"at most {MAX_SHARDS:,} shards" in huge.err and "--shards" in huge.err
+    more = cli("shard", world.data, "--shards", "4", "-o", tmp_path / "more")
+    assert more.code == 2 and "holds 3 requests" in more.err and "--shards 3 or fewer" in more.err
+    assert not (tmp_path / "huge").exists() and not (tmp_path / "more").exists()
+    assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")] == []
+
+
+def test_sigterm_during_the_write_removes_the_staging_folder(world, cli, tmp_path, monkeypatch):
+    # A SIGTERM arriving while the shards are written (here: right after the first Parquet file) ends the run
+    # with exit 143, and the staging folder beside the destination is gone, as after any failure.
+    import os
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM)
+    written = pl.LazyFrame.sink_parquet
+
+    def sink_then_terminated(self, *args, **kwargs):
+        result = written(self, *args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return result
+
+    monkeypatch.setattr(pl.LazyFrame, "sink_parquet", sink_then_terminated)
+    result = cli("shard", world.data, "--shards", "2", "-o", tmp_path / "place" / "out")
+    assert result.code == 128 + signal.SIGTERM and "terminated" in result.err
+    assert list((tmp_path / "place").iterdir()) == []  # neither OUT nor its .out.writing-* staging folder
+    assert signal.getsignal(signal.SIGTERM) == before  # main() leaves the caller's handler in place

@@ -44,6 +44,16 @@ def test_an_undecided_verdict_says_how_many_more_requests_would_settle_it():
     assert judge(9, 10, 0.90)["to_settle"] is None  # the rate is the bar: no number of requests settles it
 
 
+def test_the_requests_to_settle_a_verdict_are_counted_in_words_that_agree():
+    from simulator.core.verdict import UNDECIDED, describe_shortfalls
+
+    def shortfall(more):
+        return [{"slice": None, "state": UNDECIDED, "low": 0.85, "high": 0.95, "bar": 0.9, "to_settle": more}]
+
+    assert "about 1 more request at this rate" in describe_shortfalls(shortfall(1))
+    assert "about 1,200 more requests at this rate" in describe_shortfalls(shortfall(1200))
+
+
 def test_one_admission_per_run():
     stated = [("a", Admission(rule="point")), ("b", None)]
     assert resolve_admission(stated) == Admission(rule="point")

@@ -106,6 +106,13 @@ def plan_shadow(data: Dataset, models: list[str], halfwidth: float, seed: int, *
                                     where=f"--models, {sheet.source}", fix="price every candidate in the sheet")
     traffic = data.traffic.select("request_id", "ts", "slice", "input_tokens").collect().sort("request_id")
     answers = _answers(data, models)
+    if sheet is None:  # without a sheet the data's answers are the only record of which models exist
+        known = set(data.outcomes.select(pl.col("model").unique()).collect()["model"])
+        for model in models:
+            if model not in known:
+                raise RoutesimError(f"model '{model}' has no answer in the data folder.{did_you_mean(model, known)}",
+                                    where="--models", fix="name models the data holds answers of, or add --prices "
+                                                          "SHEET.yaml to plan re-runs on a model the data never called")
     slices = sorted(set(traffic["slice"]))
     grid = pl.DataFrame({"slice": slices}).join(pl.DataFrame({"model": models}), how="cross")
     rates = (answers.filter(pl.col("graded") & pl.col("model").is_in(models))

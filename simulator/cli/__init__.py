@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import signal
 import sys
 import typing
 from pathlib import Path
@@ -150,17 +151,34 @@ def _bad_input(what: str, where: str, fix: str) -> None:
     sys.exit(BAD_INPUT)
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread (as SIGINT raises KeyboardInterrupt) so that the `finally` blocks of
+    the output writers (simulator.core.outputs) remove their staging files and folders before the exit."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated
+
+
+def raise_on_sigterm():
+    """Makes SIGTERM raise Terminated in the main thread rather than end the process where it stands;
+    returns the handler it replaces."""
+    return signal.signal(signal.SIGTERM, _raise_terminated)
+
+
 def main() -> None:
     """The console script: runs the command, and turns every failure into its exit code without a traceback.
 
     Exit 2 is bad input, whichever layer finds it: routesim's own checks (RoutesimError), usage errors, a
     file routesim cannot read or write (OSError), input nested too deeply for Python's stack, and the
     data-dependent errors and panics of polars (a Parquet page that cannot be decoded, a value that cannot
-    be computed). Exit 3 is left for anything else: a bug.
+    be computed). Exit 3 is left for anything else: a bug. SIGINT (exit 130) and SIGTERM (exit 143) end the
+    command as exceptions, so a half-written output's staging file or folder is removed on the way out.
     """
     from simulator.core.outputs import begin_run
 
     begin_run()
+    previous = raise_on_sigterm()
     command = " ".join(["routesim", *[arg for arg in sys.argv[1:3] if not arg.startswith("-")]])
     try:
         # Without standalone mode click returns the code of a typer.Exit instead of exiting.
@@ -173,6 +191,9 @@ def main() -> None:
     except (typer.Abort, KeyboardInterrupt):
         errors.print("aborted")
         sys.exit(130)
+    except Terminated:
+        errors.print("terminated")
+        sys.exit(128 + signal.SIGTERM)
     except typer.TyperException as error:  # usage errors, which standalone mode would print itself
         error.show()
         sys.exit(getattr(error, "exit_code", BAD_INPUT))
@@ -197,6 +218,8 @@ def main() -> None:
         _print_error("internal error", f"{type(error).__name__}: {error}\n"
                      "  this is a bug in routesim; rerun with ROUTESIM_DEBUG=1 for the traceback")
         sys.exit(INTERNAL_ERROR)
+    finally:  # main() may run inside another program (the tests): leave its SIGTERM handling as it was
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def _is_data_error(error: BaseException) -> bool:

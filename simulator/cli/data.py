@@ -60,14 +60,17 @@ def _options(**values) -> ImportOptions:
 
 
 def _check_inputs(inputs: list[Path]) -> list[Path]:
-    from simulator.core.outputs import note_input
+    from simulator.core.outputs import file_kind, note_input
 
     for path in inputs:
         if path.is_dir():
             raise RoutesimError(f"{path} is a folder, but an exported file is expected here", where=str(path),
                                 fix="give the export's files, e.g. FOLDER/*.jsonl")
-        if not path.is_file():
-            raise RoutesimError(f"input file not found: {path}", fix="check the path of the export")
+        if not path.exists():
+            raise RoutesimError(f"input file not found: {path}", where=str(path), fix="check the path of the export")
+        if not path.is_file():  # a device, FIFO or socket: reading one may never end, and it is no export
+            raise RoutesimError(f"{path} is {file_kind(path.stat().st_mode)}, not a regular file", where=str(path),
+                                fix="give the exported file itself")
         note_input(path)
     return inputs
 

@@ -87,11 +87,21 @@ def estimate(
 
     for result in results:
         print_table(console, estimates_table(f"{result.scenario}: estimates ({method})", result.estimates, confidence))
-        console.print("  " + ", ".join(f"{key} {value:,.4g}" if isinstance(value, float) else f"{key} {value}"
-                                       for key, value in result.diagnostics.items()), highlight=False)
+        console.print("  " + ", ".join(f"{key} {_diagnostic(key, value)}" for key, value in result.diagnostics.items()),
+                      highlight=False)
         total = getattr(result, "requests", None) or result.diagnostics.get("requests")
         console.print(f"  figures are estimates for all {total:,} requests of the window, not an exact replay",
                       highlight=False)
+
+
+def _diagnostic(key: str, value) -> str:
+    """A diagnostic's value as the tables show numbers: counts and large sums with thousands separators
+    (`population 6,000`, `weight_sum 6,000`), small figures to 4 significant digits; a seed as given."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or key == "seed":
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:,.4g}" if abs(value) < 10_000 else f"{value:,.0f}"
 
 
 def plan_shadow(

@@ -136,7 +136,9 @@ def comparison_lines(summaries: list[dict], recommendation: dict, gates: dict | 
             lines.append(f"  {summary['scenario']}: {pct(share)} of its grades were assumed from the HTTP status")
         for warning in summary.get("warnings", []):
             lines.append(f"  warning, {summary['scenario']}: {warning['message']}")
-    return lines + kind_lines(summaries, recommendation)
+    # Each is one line: a newline or other control character in a slice, model or policy name is shown as an
+    # escape (\u000a), as in the gate's and the tables' text.
+    return [visible(line) for line in lines + kind_lines(summaries, recommendation)]
 
 
 def comparison_table(summaries: list[dict], title: str = "Replay comparison", *, wide: bool = False,
@@ -190,7 +192,7 @@ def vertical_comparison(summaries: list[dict], recommendation: dict, *, wide: bo
         lines.append(f"  verdict: {_verdict_cell(summary, recommendation['policy'])}")
         if gates:
             lines.append(f"  gate: {_gate_cell(gate_entry(gates, summary['scenario']))}")
-    return lines
+    return [visible(line) for line in lines]
 
 
 def print_comparison(console: Console, summaries: list[dict], title: str = "Replay comparison", *,
@@ -461,7 +463,7 @@ def run_drift(console: Console, scenario_path: Path, *, every: str, settings: dr
         statistic = {row["start"]: row["cusum"] for row in test.get("statistic", [])}
         table = Table(title=f"{scenario.name} · plan {cascade['plan']}: escalation, pass rate and cost per {every}",
                       caption=drift.describe(test) + "\nFailures (pass rate): " + drift.describe(cascade["pass_rate_drift"]))
-        for column in ("from (UTC)", "requests", "escalated", "pass", "$/request", "CUSUM", ""):
+        for column in ("from (UTC)", "requests", "escalated", "pass", "$/request", "CUSUM", "alarm"):
             table.add_column(column, justify="right")
         for row in cascade["series"]:
             note = ""

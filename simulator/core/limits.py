@@ -22,3 +22,6 @@ MIN_ARCHIVE_ALLOWANCE = 64 * 2**20  # ... or to 64 MiB, whichever is larger
 # Analyses: their cost grows linearly with these.
 MAX_RESAMPLES = 100_000  # gate --resamples
 MAX_SWEEP_POINTS = 100_000  # sweep / whatif --points
+
+# Shards: each is a folder of two Parquet files written one after another, so time and inodes grow linearly.
+MAX_SHARDS = 4_096  # routesim shard --shards; also at most one shard per request

@@ -69,7 +69,8 @@ def _resolved(path: Path) -> Path:
     return Path(os.path.abspath(Path(path).expanduser())).resolve()
 
 
-def _kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
+    """What a file that is neither regular nor a folder is, from its `st_mode`: 'a FIFO (named pipe)', ..."""
     for test, name in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISCHR, "a character device"),
                        (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
                        (stat.S_ISSOCK, "a socket")):
@@ -112,7 +113,7 @@ def check_destination(path: Path, *, folder: bool = False, updating: bool = Fals
                             fix="choose a destination in a folder you can write to") from None
     if status is not None:
         if not (stat.S_ISREG(status.st_mode) or stat.S_ISDIR(status.st_mode)):
-            raise RoutesimError(f"{path} is {_kind(status.st_mode)}; routesim never replaces one",
+            raise RoutesimError(f"{path} is {file_kind(status.st_mode)}; routesim never replaces one",
                                 where=str(path), fix="give the path of a regular file"
                                 + (" (or '-' for stdout, where the option allows it)" if not folder else ""))
         if stat.S_ISDIR(status.st_mode) and not folder:

@@ -19,6 +19,7 @@ import polars as pl
 
 from simulator.core.contract import OUTCOMES_FILE, SIGNALS_FILE, TRAFFIC_FILE, load_data
 from simulator.core.errors import RoutesimError
+from simulator.core.limits import MAX_SHARDS
 from simulator.core.outputs import MARKER, atomic_folder
 
 SHARD_SEED = 1516
@@ -36,11 +37,16 @@ def shard_of(shards: int, sessions: bool = False) -> pl.Expr:
 
 def write_shards(folder: Path, shards: int, out: Path, *, force: bool = False) -> dict:
     """Validates the data folder `folder` and writes it as `shards` shards under `out` (see the module
-    docstring); returns the manifest. Raises RoutesimError when `shards` < 1, when `out` is the data folder
-    or inside it (an input is never replaced), or when `out` holds files and `force` is not given."""
+    docstring); returns the manifest. Raises RoutesimError when `shards` < 1, above MAX_SHARDS or above the
+    number of requests, when `out` is the data folder or inside it (an input is never replaced), or when
+    `out` holds files and `force` is not given."""
     if shards < 1:
         raise RoutesimError(f"--shards is {shards}; a data folder splits into at least one shard",
-                            fix="give --shards 1 or more")
+                            where="--shards", fix="give --shards 1 or more")
+    if shards > MAX_SHARDS:
+        raise RoutesimError(f"--shards is {shards:,}; routesim writes at most {MAX_SHARDS:,} shards",
+                            where="--shards", fix=f"give --shards {MAX_SHARDS:,} or fewer (see 'Reliability' in "
+                                                  "the README)")
     source, target = Path(folder).resolve(), Path(out).resolve()
     if target == source or source in target.parents:
         raise RoutesimError(f"the shards' folder {out} is the data folder {folder} or inside it, which is an input",
@@ -58,6 +64,10 @@ def write_shards(folder: Path, shards: int, out: Path, *, force: bool = False) -
     # Outcomes carry no session: each takes its request's shard.
     keyed = data.traffic.select("request_id", shard_of(shards, sessions).alias("__shard"))
     counts = dict(keyed.group_by("__shard").len().collect().iter_rows())
+    requests = sum(counts.values())
+    if shards > requests:
+        raise RoutesimError(f"--shards is {shards:,} but {folder} holds {requests:,} requests; a shard holds at "
+                            "least one request", where="--shards", fix=f"give --shards {max(requests, 1):,} or fewer")
     manifest = {"shards": shards, "source_fingerprint": data.fingerprint, "hash": f"polars hash, seed {SHARD_SEED}",
                 "polars": pl.__version__, "requests": [counts.get(shard, 0) for shard in range(shards)]}
     with atomic_folder(Path(out)) as staging:

@@ -211,8 +211,8 @@ def describe_shortfalls(failures: list[dict], limit: int | None = None) -> str:
         text = ", ".join(shown) + (f" +{len(names) - len(shown)} more" if len(names) > len(shown) else "")
         first = chosen[0]
         if state == UNDECIDED and first.get("low") is not None:
-            settle = (f"; about {first['to_settle']:,} more requests at this rate would settle it"
-                      if first.get("to_settle") else "")
+            settle = (f"; about {first['to_settle']:,} more request{'' if first['to_settle'] == 1 else 's'} at this "
+                      "rate would settle it" if first.get("to_settle") else "")
             text += (f" ({names[0]}: {first['low'] * 100:.1f}–{first['high'] * 100:.1f}% around the bar of "
                      f"{first['bar'] * 100:.1f}%{settle})")
         parts.append(f"{state}: {text}")

@@ -85,6 +85,9 @@ def build_tables(rows: list[Row], log: ImportLog, *, columns: list[str], default
                  assume_passed: bool) -> tuple[pl.DataFrame, pl.DataFrame]:
     """traffic and outcomes from imported rows, by the rules in the module docstring."""
     frame = drop_duplicates(drop_missing(rows_frame(rows, columns), log), log)
+    if frame.height == 0 and log.rows_read == 0 and log.dropped_total == 0:
+        raise RoutesimError("no row could be imported: the input holds no rows (an empty file?)",
+                            where=", ".join(log.files), fix="give the export that holds the calls")
     if frame.height == 0:
         raise RoutesimError(f"no row could be imported ({log.rows_read:,} read, {log.dropped_total:,} dropped)",
                             where=", ".join(log.files), fix="see why each row was dropped in the report above")
