@@ -324,3 +324,68 @@ def test_resampling_by_session_needs_sessions_and_a_known_unit():
         gate_result(GateSide("b", base, bar), GateSide("c", cand, bar), GateOptions(resamples=10, resample="session"))
     with pytest.raises(RoutesimError, match="--resample is 'turn'"):
         gate_result(GateSide("b", base, bar), GateSide("c", cand, bar), GateOptions(resamples=10, resample="turn"))
+
+
+def _side(name: str, rows: dict) -> GateSide:
+    import polars as pl
+
+    return GateSide(name, pl.DataFrame(rows), QualityBar(default=0.0))
+
+
+def test_cost_intervals_stay_within_what_the_resamples_can_reach():
+    # A tiny world with skewed costs (one request carries almost all of the spread): the bootstrap-t
+    # standardises by resampled standard errors near zero and used to give lower bounds of -$412,288 per
+    # request. A resampled mean change lies between the smallest and largest per-request change, and a
+    # resampled cost ratio is >= 0, so every interval must too.
+    ids = ["a", "b", "c", "d", "e", "f"]
+    base_cost = [13_000_000, 12_000_000, 14_000_000, 13_000_000, 100, 12_500_000]
+    cand_cost = [13_100_000, 2_000_000, 14_000_000, 900_000_000, 90, 1_000]
+    rows = {"request_id": ids, "slice": ["x", "x", "x", "y", "y", "y"], "passed": [True] * 6,
+            "latency_ms": [1.0] * 6}
+    for resamples, seed in ((400, 0), (400, 1), (1000, 7)):
+        result = gate_result(_side("b", {**rows, "cost_nano_usd": base_cost}),
+                             _side("c", {**rows, "cost_nano_usd": cand_cost}),
+                             GateOptions(resamples=resamples, seed=seed, tolerance=0.5))
+        for row in [result["overall"], *result["slices"]]:
+            members = [i for i, name in enumerate(rows["slice"]) if row["slice"] in (None, name)]
+            changes = [(cand_cost[i] - base_cost[i]) / 1e9 for i in members]
+            dollars, relative = row["cost_per_request_change_usd"], row["cost_relative_change"]
+            assert min(changes) - 1e-12 <= dollars["low"] <= dollars["estimate"] <= dollars["high"] \
+                <= max(changes) + 1e-12, (row["slice"], dollars)
+            if relative["low"] is not None:
+                assert -1 <= relative["low"] <= relative["estimate"] <= relative["high"], (row["slice"], relative)
+
+
+def test_a_one_request_slice_has_too_few_requests_for_an_interval():
+    # With one request every resample repeats it: no interval, an undecided check, and it says so.
+    rows = {"request_id": ["a", "b", "c", "d"], "slice": ["one", "many", "many", "many"],
+            "latency_ms": [1.0] * 4}
+    base = _side("b", {**rows, "passed": [True] * 4, "cost_nano_usd": [10, 20, 30, 40]})
+    cand = _side("c", {**rows, "passed": [False, True, True, False], "cost_nano_usd": [5, 20, 30, 20]})
+    result = gate_result(base, cand, GateOptions(resamples=200, seed=0, tolerance=0.5))
+    one = next(row for row in result["slices"] if row["slice"] == "one")
+    assert one["too_few_requests"] and one["requests"] == 1
+    for name in ("pass_rate_change", "cost_per_request_change_usd", "cost_relative_change", "latency_p95_change_ms"):
+        assert one[name]["low"] is None and one[name]["high"] is None, name
+    assert one["pass_rate_change"]["estimate"] == -1.0
+    assert result["undecided"] == ["one"]
+    assert not result["overall"]["too_few_requests"] and result["overall"]["pass_rate_change"]["low"] is not None
+    markdown = gate_markdown(result)
+    assert "too few requests" in markdown and "undecided" in markdown
+
+
+def test_gate_on_the_routing_drill_gives_bounded_cost_intervals(cli):
+    result = cli("gate", "--baseline", ROOT / "scenarios" / "routing-drill-flagship.yaml",
+                 "--candidate", ROOT / "scenarios" / "routing-drill.yaml", "--json", "--resamples", "300")
+    assert result.code in (0, 1), result.err
+    gate = json.loads(result.out)
+    for row in [gate["overall"], *gate["slices"]]:
+        relative = row["cost_relative_change"]
+        if relative["low"] is not None:
+            # The studentized interval gave -110.9% to +36,341,990,371% here.
+            assert -1 <= relative["low"] <= relative["estimate"] <= relative["high"] < 1, (row["slice"], relative)
+        dollars = row["cost_per_request_change_usd"]
+        if dollars["low"] is not None:
+            # Each request's change is at most a request's cost either way: far below a dollar here.
+            assert -1 < dollars["low"] <= dollars["high"] < 1, (row["slice"], dollars)
+        assert row["too_few_requests"] == (row["requests"] < 2)

@@ -282,3 +282,31 @@ def test_lanes_by_session_equal_lanes_by_request_when_every_session_has_one_turn
 def test_lanes_by_session_need_sessions(world, cli):
     result = cli("lanes", world.data, "--prices", world.prices, "--resample", "session")
     assert result.code == 2 and "session_id" in result.err
+
+
+def test_cost_per_request_is_the_exact_nano_dollar_sum_divided_once(tmp_path, cli):
+    # small costs 1,000 nano-dollars per input token and 200,000 for its 100 output tokens (TINY_PRICES).
+    # Averaging the seven calls' USD floats gives 0.0027121428571428574; the cost_per_request_usd metric
+    # is the exact integer sum, in USD once, over the requests: 0.002712142857142857, as the gate shows it.
+    tokens = [3968, 3209, 1819, 868, 4096, 332, 3293]
+    faq = slice_requests("faq", len(tokens))
+    answers = [outcome_row(row["request_id"], "small", input_tokens=count) for row, count in zip(faq, tokens)]
+    world = make_world(tmp_path, faq, answers)
+    exact = (sum(tokens) * 1000 + len(tokens) * 200_000) / 1e9 / len(tokens)
+    assert exact != sum((count * 1000 + 200_000) / 1e9 for count in tokens) / len(tokens)
+    result = lanes_json(cli, world, "--bar", "0.5")
+    (group,) = result["groups"]
+    assert models_of(group)["small"]["cost_per_request_usd"] == exact
+    from simulator.core.formats import usd
+
+    table = cli("lanes", world.data, "--prices", world.prices, "--bar", "0.5")
+    assert usd(exact) in table.out
+
+
+def test_one_dollar_formatter_rounds_the_decimal_amount_half_to_even():
+    from simulator.core.formats import usd
+
+    # 0.02175 is held as 0.021749999...; the amount an ulp above it must not show differently.
+    assert usd(0.02175) == usd(0.021750000000000002) == "$0.0218"
+    assert usd(0.02165) == "$0.0216" and usd(-0.02175) == "−$0.0218"
+    assert (usd(1234.565), usd(0.00001234), usd(0.0)) == ("$1,234.56", "$0.0000123", "$0.00")

@@ -49,6 +49,7 @@ from simulator.core.stats import (
     COST_CHANGE,
     COST_RELATIVE_CHANGE,
     LATENCY_CHANGE,
+    MIN_INTERVAL_REQUESTS,
     PASS_RATE_CHANGE,
     BootstrapResult,
     PairedSample,
@@ -144,6 +145,9 @@ def _row(result: BootstrapResult, stratum: int, *, name: str | None, bar: float,
     return {
         "slice": name,
         "requests": int(result.sizes[stratum]),
+        # Too few requests for the bootstrap to give any interval: the changes have none, and the
+        # non-inferiority check is undecided (it cannot pass a slice it cannot judge, nor fail one).
+        "too_few_requests": bool(result.sizes[stratum] < MIN_INTERVAL_REQUESTS),
         "changed_verdicts": changed,
         "bar": bar,
         "tolerance": tolerance,
@@ -167,6 +171,9 @@ def _check_row(row: dict, confidence: float, admission: Admission = DEFAULT_ADMI
             f"the pass rate may have dropped by more than the tolerance of {points(row['tolerance']).lstrip('+')}: "
             f"change {points(change['estimate'])}, {level} interval {points(change['low'])} to "
             f"{points(change['high'])}")})
+    if row.get("too_few_requests"):
+        row["undecided"] = (f"too few requests ({row['requests']}) for an interval: the pass-rate change cannot be "
+                            "bounded")
     rate = row["candidate"]["pass_rate"]
     if rate is not None:
         verdict = verdict or judge(round(rate * row["requests"]), row["requests"], row["bar"], admission)
@@ -302,6 +309,8 @@ def gate_result(baseline: GateSide, candidate: GateSide, options: GateOptions | 
         "overall": overall,
         "slices": rows,
         "failures": failures,
+        # Scopes whose checks could not be decided (too few requests for an interval); null is overall.
+        "undecided": [row["slice"] for row in [overall, *rows] if row.get("undecided")],
         "notes": notes,
     }
 

@@ -46,7 +46,7 @@ from simulator.core.metrics import P95, grouped
 from simulator.core.outputs import write_text_atomic
 from simulator.core.paths import relative
 from simulator.core.predicates import parse_predicate
-from simulator.core.prices import PriceSheet, load_prices, price_calls, token_columns, usd
+from simulator.core.prices import PriceSheet, load_prices, price_calls, token_columns, usd_per_request
 from simulator.core.scenario import QualityBar, Scenario, load_scenario
 from simulator.core.stats import check_confidence, clustered_wilson_interval, wilson_interval
 from simulator.core.validation import from_pydantic_error, read_yaml
@@ -148,7 +148,7 @@ def _evals(data: Dataset, sheet: PriceSheet | None, requests: pl.DataFrame) -> p
     priced = price_calls(answers, sheet)
     return priced.select(GROUP, "model", *([UNIT] if UNIT in priced.columns else []),
                          (pl.col("passed") & pl.col("hard_check_ok")).alias("ok"),
-                         usd(pl.col("cost_nano_usd")).alias("cost_usd"),
+                         "cost_nano_usd",
                          pl.col("latency_ms").cast(pl.Float64))
 
 
@@ -159,7 +159,7 @@ def model_table(evals: pl.DataFrame, bars: QualityBar, confidence: float, point:
     the sessions (stats.clustered_wilson_interval), for traffic whose turns are not independent."""
     table = grouped(evals, [GROUP, "model"], [
         pl.len().cast(pl.Int64).alias("requests"), pl.col("ok").sum().cast(pl.Int64).alias("passes"),
-        pl.col("cost_usd").mean().alias("cost_per_request_usd"),
+        usd_per_request(pl.col("cost_nano_usd")).alias("cost_per_request_usd"),
         pl.col("latency_ms").quantile(LATENCY_QUANTILE, interpolation="linear").alias("latency_p95_ms"),
     ]).sort(GROUP, "cost_per_request_usd", "model")
     if UNIT in evals.columns:
@@ -201,7 +201,8 @@ def choose_lanes(table: pl.DataFrame) -> pl.DataFrame:
 
 def most_passing_overall(evals: pl.DataFrame) -> str:
     """The model with the highest pass rate over all fitted requests (ties: cheaper, then the name)."""
-    pooled = grouped(evals, "model", [pl.col("ok").mean().alias("pass_rate"), pl.col("cost_usd").mean()])
+    pooled = grouped(evals, "model", [pl.col("ok").mean().alias("pass_rate"),
+                                      usd_per_request(pl.col("cost_nano_usd")).alias("cost_usd")])
     return pooled.sort(pl.col("pass_rate"), "cost_usd", "model", descending=[True, False, False])["model"][0]
 
 
@@ -306,7 +307,7 @@ def _out_of_sample(scenario: Scenario, data: Dataset, sheet: PriceSheet | None, 
                                         maintain_order="left")
     per_group = grouped(decisions, GROUP, [
         pl.len().cast(pl.Int64).alias("requests"), pl.col("passed").sum().cast(pl.Int64).alias("passes"),
-        pl.col("cost_usd").mean().alias("cost_per_request_usd")])
+        usd_per_request(pl.col("cost_nano_usd")).alias("cost_per_request_usd")])
     low, high = wilson_interval(per_group["passes"].to_numpy(), per_group["requests"].to_numpy(), confidence)
     fitted = {group["group"]: group for group in result["groups"]}
     groups, called_out = [], []
@@ -329,7 +330,7 @@ def _out_of_sample(scenario: Scenario, data: Dataset, sheet: PriceSheet | None, 
             called_out.append(name)
     window = scenario.window
     overall = float(decisions["passed"].cast(pl.Float64).mean())
-    cost = float(decisions["cost_usd"].mean())
+    cost = float(decisions.select(usd_per_request(pl.col("cost_nano_usd"))).item())
     requests_shown = decisions.height
     if population:
         shares = {name: size / sum(population.values()) for name, size in population.items()}

@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 import math
+from decimal import ROUND_HALF_EVEN, Decimal
 
 DASH = "–"
 
 
 def usd(value: float | None) -> str:
-    """Dollars: cents from $1 up, four decimals below, and enough decimals to show a tiny amount."""
+    """Dollars: cents from $1 up, four decimals below, and enough decimals to show a tiny amount.
+
+    The one dollar formatter of every output. It rounds the value's shortest decimal form (repr) half to
+    even, as money is rounded (simulator.core.money), not its binary approximation: 0.02175 (held as
+    0.0217499999...) and the same amount an ulp off (0.021750000000000002) both show as $0.0218.
+    """
     if value is None:
         return DASH
     sign = "−" if value < 0 else ""
     value = abs(value)
     if value == 0:
         return "$0.00"
-    if value >= 1:
-        return f"{sign}${value:,.2f}"
-    decimals = min(8, max(4, 2 - math.floor(math.log10(value))))
-    return f"{sign}${value:.{decimals}f}"
+    decimals = 2 if value >= 1 else min(8, max(4, 2 - math.floor(math.log10(value))))
+    rounded = Decimal(repr(float(value))).quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_EVEN)
+    if not rounded:
+        return "$0.00"
+    return f"{sign}${rounded:,.{decimals}f}"
 
 
 def pct(value: float | None) -> str:

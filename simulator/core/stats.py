@@ -23,7 +23,13 @@ Modelling assumptions:
   resample's own standard error, from weighted sums of squares; Efron and Tibshirani, An Introduction to
   the Bootstrap, ch. 12), which keeps coverage at a few hundred requests where the percentile interval
   falls to 91-93% (up to 20,000 requests; beyond, the percentile interval, which then covers as it
-  should).
+  should). The bootstrap-t is erratic where a resample's standard error is near zero (few requests, or
+  the spread carried by one request): where its interval reaches beyond the smallest or largest resampled
+  value, the percentile interval is used instead, so a cost change's interval always lies within the
+  resampled extremes (a relative change never below -100%). A stratum of fewer than
+  MIN_INTERVAL_REQUESTS requests gets no interval (nan bounds): "too few requests". A statistic that is
+  undefined in some resample (a relative change over a resample whose baseline cost nothing) gets none
+  either.
 - Latency quantiles interpolate linearly between order statistics, exactly as numpy's default method (and
   polars' "linear", the p95 metric's) does, over the requests that have a latency: a request without one
   (a batch answer) is left out of every latency figure, estimate and resample alike. A resample's
@@ -63,6 +69,10 @@ STUDENTIZED = (COST_CHANGE, COST_RELATIVE_CHANGE)
 # distribution of a mean is close to normal), so the sums the studentized interval needs are skipped.
 STUDENTIZED_MAX_REQUESTS = 20_000
 SE_PREFIX = "standard_error:"
+# A stratum of fewer requests gets no interval: with one request every resample repeats the sample itself
+# (a mean of one value, however weighted, is that value), so its "interval" would have zero width and claim
+# a certainty the data cannot give.
+MIN_INTERVAL_REQUESTS = 2
 
 
 def check_confidence(confidence: float, *, option: str = "--confidence") -> float:
@@ -381,6 +391,17 @@ def _bounds(values: np.ndarray, estimate: np.ndarray, se_star: np.ndarray | None
                 t = np.where(se_star[:, finite] > 0, (values[:, finite] - estimate[finite]) / se_star[:, finite],
                              0.0)
             bounds[:, finite] = estimate[finite] - np.quantile(t, [1 - alpha / 2, alpha / 2], axis=0) * se[finite]
+        # The bootstrap-t is unstable where a resample's standard error is near zero (a handful of requests,
+        # or one costly request carrying the spread): t* then explodes and the interval leaves the range the
+        # statistic can take. Where it reaches beyond the resampled extremes, the percentile interval is
+        # used instead (Efron and Tibshirani, An Introduction to the Bootstrap, ch. 12.6 and 14: the
+        # bootstrap-t "can be erratic" in small samples; the percentile interval respects the statistic's
+        # range), so every interval lies between the smallest and largest resampled value.
+        with np.errstate(invalid="ignore"):
+            outside = finite & ((bounds[0] < values.min(axis=0, initial=np.inf))
+                                | (bounds[1] > values.max(axis=0, initial=-np.inf)))
+        if outside.any():
+            bounds[:, outside] = np.quantile(values[:, outside], [alpha / 2, 1 - alpha / 2], axis=0)
     elif finite.any():
         bounds[:, finite] = np.quantile(values[:, finite], [alpha / 2, 1 - alpha / 2], axis=0)
     return bounds
@@ -430,8 +451,10 @@ def paired_bootstraps(sample: PairedSample, *, resamples: int = 1000, seed: int 
         estimate = sample.estimates(whole)
         studentized = sample.studentized and (not whole or sample.n <= STUDENTIZED_MAX_REQUESTS)
         low, high = _intervals(estimate, replicates, studentized, confidence)
-        codes = np.zeros(1, dtype=np.int64) if whole else sample.stratum_codes
         sizes = np.array([sample.n]) if whole else sample.sizes
+        for bounds in (*low.values(), *high.values()):
+            bounds[sizes < MIN_INTERVAL_REQUESTS] = np.nan
+        codes = np.zeros(1, dtype=np.int64) if whole else sample.stratum_codes
         results.append(BootstrapResult(stratum_codes=codes, sizes=sizes, confidence=confidence,
                                        resamples=resamples, seed=seed, estimate=estimate, low=low, high=high,
                                        replicates=replicates))

@@ -21,6 +21,9 @@ def cells(row: dict) -> dict[str, str]:
     def interval(change: dict, render) -> str:
         if change["estimate"] is None:
             return DASH
+        if change["low"] is None or change["high"] is None:
+            reason = "too few requests" if row.get("too_few_requests") else "no interval"
+            return f"{render(change['estimate'])} [{reason}]"
         return f"{render(change['estimate'])} [{render(change['low'])}, {render(change['high'])}]"
 
     def number(unit_renderer):
@@ -37,7 +40,7 @@ def cells(row: dict) -> dict[str, str]:
         "cost": f"{usd(row['baseline']['cost_per_request_usd'])} → {usd(row['candidate']['cost_per_request_usd'])}",
         "cost_change": interval(row["cost_relative_change"], number(signed_pct)),
         "p95_change": interval(row["latency_p95_change_ms"], number(signed_ms)),
-        "verdict": "fail" if row["failures"] else "pass",
+        "verdict": "fail" if row["failures"] else "undecided" if row.get("undecided") else "pass",
     }
 
 
@@ -50,6 +53,10 @@ LEGEND = ("baseline → candidate; Δ is the candidate minus the baseline, with 
 
 def headline(result: dict) -> str:
     verdict = "passed" if result["passed"] else "FAILED"
+    undecided = result.get("undecided") or []
+    if undecided:
+        verdict += " (undecided, too few requests: " + ", ".join(
+            "overall" if name is None else visible(name) for name in undecided) + ")"
     return (f"Regression gate {verdict}: candidate '{result['candidate']['name']}' against baseline "
             f"'{result['baseline']['name']}'")
 
