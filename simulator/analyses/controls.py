@@ -34,7 +34,7 @@ from simulator.analyses.tables import priced_answers
 from simulator.core.contract import Dataset
 from simulator.core.draws import keyed_uniform
 from simulator.core.engine import Replay
-from simulator.core.money import NANO_PER_USD
+from simulator.core.money import usd_per_request_of
 from simulator.core.prices import PriceSheet
 from simulator.core.scenario import Scenario
 from simulator.core.verdict import DEFAULT_ADMISSION, MEETS, Admission, judge
@@ -57,8 +57,8 @@ def _rates(frame: pl.DataFrame, passed: str = "ok") -> dict:
     if not frame.height:
         return {"requests": 0, "cost_per_request_usd": None, "pass_rate": None, "passes": 0}
     passes = int(frame[passed].sum())
-    return {"requests": frame.height, "cost_per_request_usd": int(frame["cost_nano_usd"].sum()) / NANO_PER_USD
-            / frame.height, "pass_rate": passes / frame.height, "passes": passes}
+    return {"requests": frame.height, "cost_per_request_usd": usd_per_request_of(int(frame["cost_nano_usd"].sum()),
+                                                                              frame.height), "pass_rate": passes / frame.height, "passes": passes}
 
 
 def random_control(answers: pl.DataFrame, models: list[str], cost_per_request: float, seed: int = SEED) -> dict:
@@ -67,7 +67,7 @@ def random_control(answers: pl.DataFrame, models: list[str], cost_per_request: f
     `answers`: `priced_answers` rows (`request_id`, `rid`, `model`, `ok`, `cost_nano_usd`) of `models`."""
     totals = dict(answers.group_by("model").agg(pl.col("cost_nano_usd").sum(), pl.len().alias("n"))
                   .select("model", pl.struct("cost_nano_usd", "n")).iter_rows())
-    costs = {model: totals[model]["cost_nano_usd"] / totals[model]["n"] / NANO_PER_USD for model in models}
+    costs = {model: usd_per_request_of(totals[model]["cost_nano_usd"], totals[model]["n"]) for model in models}
     low = min(models, key=lambda model: (costs[model], model))
     high = max(models, key=lambda model: (costs[model], model))
     spread = costs[high] - costs[low]

@@ -35,7 +35,7 @@ from simulator.core.contract import Dataset
 from simulator.core.engine import select_requests
 from simulator.core.errors import RoutesimError
 from simulator.core.metrics import grouped
-from simulator.core.money import NANO_PER_USD
+from simulator.core.money import NANO_PER_USD, usd_per_request_of
 from simulator.core.prices import PriceSheet, price_calls, token_columns, usd
 from simulator.core.results import bar_failures
 from simulator.core.scenario import QualityBar, Scenario
@@ -114,11 +114,11 @@ def cascades(decisions: pl.DataFrame, calls: pl.DataFrame,
             continue
         in_plan = calls.join(rows.select("rid"), on="rid", how="semi")
         first, last = _step_costs(in_plan, 0), _step_costs(in_plan, len(steps) - 1)
-        c1 = first["cost_nano_usd"].sum() / NANO_PER_USD / rows.height
+        c1 = usd_per_request_of(first["cost_nano_usd"].sum(), rows.height)
         cl = straight(rows, steps[-1]) if straight is not None and steps[-1] else None
         basis = "every request of the plan, sent straight to the last model"
         if cl is None:
-            cl = last["cost_nano_usd"].sum() / NANO_PER_USD / last.height if last.height else None
+            cl = usd_per_request_of(last["cost_nano_usd"].sum(), last.height) if last.height else None
             basis = "the escalated requests only (the data was not at hand)"
         e_star = break_even(c1, cl)
         rate = rows["escalated"].cast(pl.Float64).mean()

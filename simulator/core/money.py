@@ -19,3 +19,9 @@ def to_nano_usd(usd: float) -> int:
 def usd_of(nano_usd: int) -> float:
     """Whole nano-dollars as USD, divided as `simulator.core.prices.usd` divides a column (float64)."""
     return float(nano_usd) / NANO_PER_USD
+
+
+def usd_per_request_of(nano_usd_sum: int, requests: int) -> float:
+    """USD per request from an exact integer sum: the sum turned into USD once, then divided by the count, as
+    the `cost_per_request_usd` metric and `simulator.core.prices.usd_per_request` define it."""
+    return usd_of(nano_usd_sum) / requests
