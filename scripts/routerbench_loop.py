@@ -1,13 +1,14 @@
 """RouterBench's cascade evaluated as RouterBench does it, one prompt at a time, against `routesim replay`.
 
 RouterBench evaluates a cascading router with a per-row loop over a wide table (one row per prompt, per
-model its correctness and its cost): for each prompt, walk the models in cascade order, add each called
-model's cost, and stop at the first model whose answer the judge accepts (the last model's answer is
-always final); the prompt counts as solved when the final answer is correct. The judge is simulated: it
-is wrong with a fixed probability. This script implements that algorithm from its description (not
-RouterBench's code) in two styles, each timed against routesim:
+model its performance score and its cost): for each prompt, walk the models in cascade order; before each
+call stop if the call's cost reaches what is left of a per-prompt cost cap; add the call's cost and take it
+off the cap; let the judge (wrong with a fixed probability) compare the answer's score with a performance
+threshold, and stop at the first answer it accepts; the last answer's score counts. This script implements
+that algorithm from its description (not RouterBench's code), step for step, in two styles, each timed
+against routesim:
 - `iterrows`, the faithful one: RouterBench's evaluator walks a pandas DataFrame with `iterrows()`,
-  reading each model's columns from the row by name; so does this loop;
+  reading each model's columns from the row by name, as often as it does; so does this loop;
 - `dicts`: the same walk over plain dict rows, much faster than `iterrows`, so this comparison favours
   the loop.
 The judge's verdicts are the data's seeded `noisy_gate_pass` column (RouterBench draws them unseeded,
@@ -37,6 +38,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = ROOT / "scenarios" / "routerbench" / "cascade-noisy.yaml"
 CASCADE = ("mistralai/mixtral-8x7b-chat", "gpt-4-1106-preview")  # as in SCENARIO
 JUDGE = "noisy_gate_pass"
+# RouterBench's cap on one prompt's cost (USD): far above any prompt here, but checked before every call.
+MAX_COST_PER_RESPONSE = 100.0
 
 
 def scaled_folder(scale: int) -> Path:
@@ -60,8 +63,9 @@ def scaled_folder(scale: int) -> Path:
 
 
 def wide_rows(folder: Path) -> dict[str, dict]:
-    """RouterBench's input table: one row per prompt, and per model of the cascade its correctness, its
-    cost (`MODEL|total_cost`) and the judge's verdict (`MODEL|judge`)."""
+    """RouterBench's input table: one row per prompt, and per model of the cascade its performance score
+    (`MODEL`: 1.0 when its answer passed, else 0.0), its cost (`MODEL|total_cost`) and whether the simulated
+    judge errs on it (`MODEL|judge_wrong`: the verdict differs from the truth)."""
     import pyarrow.parquet as pq
 
     wide: dict[str, dict] = {}
@@ -70,30 +74,46 @@ def wide_rows(folder: Path) -> dict[str, dict]:
                                       JUDGE]).to_pylist():
         if row["sample"] == 0 and row["model"] in CASCADE:
             entry = wide.setdefault(row["request_id"], {})
-            entry[row["model"]] = row["passed"] and row["hard_check_ok"]
+            correct = bool(row["passed"] and row["hard_check_ok"])
+            entry[row["model"]] = float(correct)
             entry[row["model"] + "|total_cost"] = row["cost_usd"]
-            entry[row["model"] + "|judge"] = row[JUDGE] and row["hard_check_ok"]
+            entry[row["model"] + "|judge_wrong"] = bool(row[JUDGE] and row["hard_check_ok"]) != correct
     return dict(sorted(wide.items()))
 
 
 def loop(folder: Path, style: str) -> dict:
-    """RouterBench's evaluation of the cascade: a wide table, then one prompt at a time."""
+    """RouterBench's evaluation of the cascade: a wide table, then one prompt at a time, step for step as its
+    evaluator walks it: the cost cap checked before each call, the call's cost added and taken off the cap,
+    the judge (wrong or not) comparing the answer's score with the performance threshold (the 0.95 quantile
+    of all scores, as RouterBench sets it), the last answer's score kept. RouterBench draws whether the judge
+    errs with `np.random.rand()` per call; this loop reads the same event from the data instead."""
+    import numpy as np
+
     wide = wide_rows(folder)
+    threshold = float(np.quantile([entry[model] for entry in wide.values() for model in CASCADE], 0.95))
     if style == "iterrows":
         import pandas as pd
 
         rows = pd.DataFrame.from_dict(wide, orient="index").iterrows()
     else:
         rows = iter(wide.items())
-    cost, solved, prompts = 0.0, 0, 0
+    cost, solved, prompts = 0.0, 0.0, 0
     for _, row in rows:
         prompts += 1
-        for position, model in enumerate(CASCADE):
-            cost += row[model + "|total_cost"]
-            if position == len(CASCADE) - 1 or row[model + "|judge"]:
-                solved += bool(row[model])
+        cap, spent, last = MAX_COST_PER_RESPONSE, 0.0, 0.0
+        for model in CASCADE:
+            if row[model + "|total_cost"] >= cap and spent > 0:
                 break
-    return {"requests": prompts, "passed": solved, "total_cost_usd": cost}
+            judge_wrong = row[model + "|judge_wrong"]
+            spent += row[model + "|total_cost"]
+            cap -= row[model + "|total_cost"]
+            accepted = row[model] < threshold if judge_wrong else row[model] >= threshold
+            last = row[model]
+            if accepted:
+                break
+        solved += last
+        cost += spent
+    return {"requests": prompts, "passed": int(solved), "total_cost_usd": cost}
 
 
 def timed(command: list[str]) -> tuple[float, str]:

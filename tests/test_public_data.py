@@ -468,3 +468,19 @@ def test_a_wrong_source_folder_is_named_and_nothing_is_written(cli, tmp_path):
     result = cli("public-data", "--source", tmp_path / "nothing", "--out", tmp_path / "out")
     assert result.code == 2 and "public data file not found" in result.err and "--source" in result.err
     assert not (tmp_path / "out").exists()
+
+
+def test_routerbench_loop_of_the_benchmark_agrees_with_the_replay(cli):
+    """scripts/routerbench_loop.py, the per-row baseline of README "RouterBench's loop", walks the cascade as
+    RouterBench's evaluator does; on the shipped data it must reach routesim's totals, or its speed-up means
+    nothing."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("routerbench_loop", ROOT / "scripts" / "routerbench_loop.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    by_loop = module.loop(DATA / "routerbench", "dicts")
+    summary = replay(cli, SCENARIOS / "routerbench" / "cascade-noisy.yaml")["routerbench-cascade-noisy"]
+    assert by_loop["requests"] == summary["requests"]
+    assert by_loop["passed"] / by_loop["requests"] == pytest.approx(summary["pass_rate"], abs=1e-12)
+    assert by_loop["total_cost_usd"] == pytest.approx(summary["total_cost_usd"], rel=1e-9)
