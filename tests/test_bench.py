@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from simulator.cli import bench
+from simulator.core.results import SCHEMA_VERSION
 
 
 def test_each_run_follows_a_run_of_its_floor_and_medians_are_reported(monkeypatch, tmp_path):
@@ -69,3 +70,19 @@ def test_from_100m_requests_only_the_out_of_core_path_is_measured(tmp_path):
     first, replay = jobs
     assert first.once and first.function is bench._first_use and first.arguments[1].endswith("week-layouts")
     assert replay.whole_process and replay.arguments[:2] == ("--cache-dir", first.arguments[1])
+
+
+def test_every_job_of_a_small_week_runs_and_writes_nothing_into_the_week(tmp_path, monkeypatch):
+    """Each in-process measurement of `routesim bench` run for real once, on a week small enough for the test
+    run, after jobs_for has saved the report's results (outside the week: it is the replays' input). The
+    whole-process jobs run `routesim replay` and `routesim gate`, which their own tests cover, and rendering
+    a report is covered by the report's tests: they are left out to keep the test run short."""
+    monkeypatch.setenv("ROUTESIM_CACHE_DIR", str(tmp_path / "layouts"))
+    week = bench.week_folder(3_000, tmp_path)
+    bench._write_scenarios(week)
+    before = sorted(path.relative_to(week) for path in week.rglob("*"))
+    for job in [job for job in bench.jobs_for(week, 3_000) if not job.whole_process and job.function is not bench._render]:
+        seconds, peak_mb = job.function(*job.arguments)
+        assert seconds > 0 and peak_mb > 0, job.name
+    assert sorted(path.relative_to(week) for path in week.rglob("*")) == before
+    assert (week.with_name(f"{week.name}-report") / f"results-v{SCHEMA_VERSION}" / "report.json").exists()

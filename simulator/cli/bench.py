@@ -320,11 +320,12 @@ def _write_scenarios(folder: Path) -> Path:
 
 
 def _saved_report_results(folder: Path) -> Path:
-    """Replays the report's scenarios on the benchmark week once and keeps their results beside it."""
+    """Replays the report's scenarios on the benchmark week once and keeps their results beside it, in
+    `WEEK-report/` (never inside the week: that is the replay's input)."""
     from simulator.core.results import SCHEMA_VERSION
     from simulator.report.build import replay_and_save
 
-    results = folder / f"report-results-v{SCHEMA_VERSION}"
+    results = folder.with_name(f"{folder.name}-report") / f"results-v{SCHEMA_VERSION}"
     if not (results / "report.json").exists():
         scenarios = folder / "scenarios"
         replay_and_save([scenarios / f"{name}.yaml" for name in REPORT_SCENARIOS], results,
@@ -336,7 +337,7 @@ def _render(results: str) -> tuple[float, float]:
     from simulator.report.build import render_report
 
     started = time.perf_counter()
-    render_report(Path(results), Path(results).with_name("report.html"))
+    render_report(Path(results), Path(results).with_name("report.html"))  # in WEEK-report/, beside the results
     return time.perf_counter() - started, _peak_mb()
 
 
