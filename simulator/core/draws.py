@@ -76,13 +76,19 @@ def _powers(count: int) -> np.ndarray:
 
 
 def _arrow_strings(ids) -> pa.LargeStringArray:
-    if hasattr(ids, "to_arrow"):  # a polars Series
-        ids = ids.to_arrow()
-    array = pa.array(ids, type=pa.large_string()) if not isinstance(ids, (pa.Array, pa.ChunkedArray)) else ids
+    """`ids` as one Arrow large-string array, nulls as empty strings. Through polars, never pa.array or a
+    Python scalar: pyarrow imports pandas (seconds) to convert any Python value when pandas is installed,
+    and every replay makes keyed draws."""
+    import polars as pl
+
+    if isinstance(ids, (pa.Array, pa.ChunkedArray)):
+        ids = pl.Series(ids)
+    elif not hasattr(ids, "to_arrow"):  # a sequence of str
+        ids = pl.Series(list(ids), dtype=pl.String)
+    array = ids.cast(pl.String).fill_null("").to_arrow()
     if isinstance(array, pa.ChunkedArray):
-        array = array.combine_chunks() if array.num_chunks else pa.array([], type=pa.large_string())
-    array = array.cast(pa.large_string())
-    return array.fill_null("") if array.null_count else array
+        array = array.combine_chunks()
+    return array.cast(pa.large_string())
 
 
 def stream(seed: int, purpose: str) -> np.uint64:
