@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import warnings
 from pathlib import Path
@@ -181,3 +182,39 @@ def test_an_output_never_replaces_its_input(cli, failing):
     config = _write(failing.folder / "config.yaml", RETRYING)
     result = cli("import-config", "litellm", config, "-o", config, "--data", failing.data)
     assert result.code == 2 and "an input of this run" in result.err
+
+
+GATEWAY = Path(__file__).resolve().parent.parent / "scenarios" / "gateway"
+
+
+def test_the_shipped_gateway_config_imports_to_the_shipped_scenario_and_shows_its_quota(cli, tmp_path):
+    """scenarios/gateway/litellm-config.yaml (tag routing on `feature`, the small model under rpm/tpm
+    limits) is what scenarios/gateway/litellm.yaml was imported from; LiteLLM routes its tags as the
+    scenario's rules do, and the replay's peak load on small is the busiest minute of chat and email
+    requests, counted here from the traffic alone."""
+    config, shipped = GATEWAY / "litellm-config.yaml", GATEWAY / "litellm.yaml"
+    out = tmp_path / "litellm.yaml"
+    result = cli("import-config", "litellm", config, "-o", out, "--data", GATEWAY.parent.parent / "data" / "support-week",
+                 "--prices", GATEWAY.parent.parent / "data" / "prices" / "support.yaml", "--tag-column", "feature")
+    assert result.code == 0, result.err
+    assert load_scenario(out) == load_scenario(shipped)
+
+    router = _router(config)
+    group = router.get_model_list(model_name="support")
+
+    def picked(tags):
+        found = asyncio.run(get_deployments_for_tag(router, "support", group, {"metadata": {"tags": tags}}))
+        return sorted(d["model_info"]["id"] for d in found)
+
+    assert picked(["chat"]) == picked(["email_assist"]) == ["small"] and picked(["search"]) == ["flagship"]
+
+    scenario = load_scenario(shipped)
+    replayed = cli("replay", "--json", shipped)
+    assert replayed.code == 0, replayed.err
+    capacity = json.loads(replayed.out)[0]["capacity"]
+    small = next(row for row in capacity["models"] if row["model"] == "small")
+    traffic = pl.read_parquet(scenario.data / "traffic.parquet")
+    busiest = (traffic.filter(pl.col("feature").is_in(["chat", "email_assist"]))
+               .group_by(pl.col("ts").dt.truncate("1m")).len()["len"].max())
+    assert small["peak_calls_per_minute"] == busiest > small["rpm"] == 15
+    assert small["minutes_over_rpm"] > 0 and not capacity["within_limits"]
