@@ -27,7 +27,7 @@ import_app = typer.Typer(
     help="Import gateway, tracer and eval-tool logs into a data folder (traffic.parquet + outcomes.parquet). "
          "Traffic logs need --assume-passed or grades merged later with an eval format's --merge.")
 
-Inputs = Annotated[list[Path], typer.Argument(help="the exported files")]
+Inputs = Annotated[list[Path], typer.Argument(metavar="FILE", help="the exported files")]
 Out = Annotated[Path, typer.Option("--out", "-o", help="the data folder to write")]
 SliceKey = Annotated[str | None, typer.Option("--slice", help="tag, metadata key or attribute holding the slice")]
 DefaultSlice = Annotated[str, typer.Option(help="slice of requests without the --slice key")]

@@ -17,7 +17,8 @@ from simulator.core.limits import MAX_RESAMPLES
 def register(app: typer.Typer) -> None:
     @app.command()
     def lanes(
-        data: Annotated[Path, typer.Argument(help="data folder (traffic.parquet and outcomes.parquet)")],
+        data: Annotated[Path, typer.Argument(metavar="DATA",
+                                             help="data folder (traffic.parquet and outcomes.parquet)")],
         prices: Annotated[Path | None, typer.Option(
             help="price sheet; without it, recorded cost_usd prices calls")] = None,
         bar: Annotated[float | None, typer.Option(help="one bar for every slice (default 0.9)")] = None,

@@ -35,7 +35,7 @@ def _print_notes(title: str, notes: list[str]) -> None:
 
 @import_config_app.command("litellm")
 def import_litellm_config(
-    config: Annotated[Path, typer.Argument(help="LiteLLM proxy config.yaml")],
+    config: Annotated[Path, typer.Argument(metavar="CONFIG", help="LiteLLM proxy config.yaml")],
     out: Annotated[Path, typer.Option("--out", "-o", help="the scenario YAML to write")],
     data: Annotated[Path, typer.Option(help="data folder the scenario replays")],
     prices: Annotated[Path | None, typer.Option(help="price sheet")] = None,
@@ -77,7 +77,7 @@ def import_litellm_config(
 
 @export_app.command("litellm")
 def export_litellm(
-    scenario: Annotated[Path, typer.Argument(help="scenario YAML file")],
+    scenario: Annotated[Path, typer.Argument(metavar="SCENARIO", help="scenario YAML file")],
     out: Annotated[Path, typer.Option("--out", "-o", help="the LiteLLM config.yaml to write")],
     deployment: Annotated[list[str] | None, typer.Option(
         help="MODEL=PROVIDER/ID: the provider model behind a routesim model (repeatable)")] = None,

@@ -159,7 +159,7 @@ def _replay_into_report(paths: list[Path], out: Path, results: Path, baseline: s
 
 
 def replay(
-    scenarios: Annotated[list[Path], typer.Argument(help="scenario YAML files")],
+    scenarios: Annotated[list[Path], typer.Argument(metavar="SCENARIO", help="scenario YAML files")],
     as_json: Annotated[bool, typer.Option("--json", help="print the summaries as JSON")] = False,
     decisions: Annotated[Path | None, typer.Option(help="write per-request decisions as Parquet; '-' streams them "
                                                         "to stdout as JSON lines (the table then goes to stderr)")
@@ -229,7 +229,8 @@ def replay(
                 print_table(shown, table)
 
 
-def validate(paths: Annotated[list[Path], typer.Argument(help="data folders, price sheets or scenario files")]):
+def validate(paths: Annotated[list[Path], typer.Argument(metavar="PATH",
+                                                         help="data folders, price sheets or scenario files")]):
     """Check inputs against the data contract and print every problem found."""
     from simulator.core.checks import check_path
 
@@ -248,7 +249,8 @@ def validate(paths: Annotated[list[Path], typer.Argument(help="data folders, pri
 
 
 def generate(
-    out: Annotated[Path, typer.Argument(help="folder to write traffic.parquet and outcomes.parquet into")],
+    out: Annotated[Path, typer.Argument(metavar="OUT",
+                                        help="folder to write traffic.parquet and outcomes.parquet into")],
     requests: Annotated[int, typer.Option(min=1, help="number of requests")] = 50_000,
     days: Annotated[int, typer.Option(min=1, help="days of traffic from 2026-11-16")] = 7,
     seed: Annotated[int, typer.Option(help="random seed; the same arguments give identical files")] = 2026,
@@ -320,7 +322,8 @@ def demo():
 
 
 def report(
-    scenarios: Annotated[list[Path] | None, typer.Argument(help="scenario YAML files to replay")] = None,
+    scenarios: Annotated[list[Path] | None, typer.Argument(metavar="SCENARIO",
+                                                           help="scenario YAML files to replay")] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="the HTML file to write, e.g. reports/NAME.html")] = ...,
     save: Annotated[Path | None, typer.Option(help="results folder (default: NAME-results next to the report)")] = None,
     from_results: Annotated[Path | None, typer.Option("--from", help="re-render from this results folder, "

@@ -13,8 +13,9 @@ from simulator.core.errors import RoutesimError
 
 
 def coverage(
-    data: Annotated[Path, typer.Argument(help="data folder (traffic.parquet and outcomes.parquet)")],
-    scenarios: Annotated[list[Path] | None, typer.Argument(help="scenario files to check against the data")] = None,
+    data: Annotated[Path, typer.Argument(metavar="DATA", help="data folder (traffic.parquet and outcomes.parquet)")],
+    scenarios: Annotated[list[Path] | None, typer.Argument(metavar="SCENARIO",
+                                                           help="scenario files to check against the data")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the tables as JSON")] = False,
 ):
     """Per slice x model: answers and grades held; per scenario: which kind of number a replay can give."""
@@ -46,7 +47,8 @@ def coverage(
 
 
 def estimate(
-    scenarios: Annotated[list[Path], typer.Argument(help="scenario files whose data is a served-only log")],
+    scenarios: Annotated[list[Path], typer.Argument(metavar="SCENARIO",
+                                                    help="scenario files whose data is a served-only log")],
     method: Annotated[str, typer.Option(help="design-weighted (a shadow sample) or off-policy (a randomised "
                                              "router's log; one-call policies)")] = "design-weighted",
     confidence: Annotated[float, typer.Option(help="confidence of the intervals")] = 0.95,
@@ -105,7 +107,7 @@ def _diagnostic(key: str, value) -> str:
 
 
 def plan_shadow(
-    data: Annotated[Path, typer.Argument(help="the served log's data folder")],
+    data: Annotated[Path, typer.Argument(metavar="DATA", help="the served log's data folder")],
     models: Annotated[str, typer.Option(help="candidate models to re-run, comma-separated")] = ...,
     halfwidth: Annotated[float, typer.Option(help="target half-width of each slice's Wilson interval")] = 0.02,
     seed: Annotated[int, typer.Option(help="seed of the draw")] = ...,
@@ -149,7 +151,8 @@ def plan_shadow(
 
 
 def calibrate(
-    data: Annotated[Path, typer.Argument(help="data folder whose judge grades have gold grades on a subset")],
+    data: Annotated[Path, typer.Argument(metavar="DATA",
+                                         help="data folder whose judge grades have gold grades on a subset")],
     confidence: Annotated[float, typer.Option(help="confidence of the intervals")] = 0.95,
     min_gold: Annotated[int, typer.Option(min=1, help="gold grades a model x slice needs for its own correction")
                         ] = 30,

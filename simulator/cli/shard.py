@@ -25,7 +25,7 @@ def check_runner(shards: Path | None, runner: str) -> None:
 def register(app: typer.Typer) -> None:
     @app.command()
     def shard(
-        data: Annotated[Path, typer.Argument(help="data folder to split")],
+        data: Annotated[Path, typer.Argument(metavar="DATA", help="data folder to split")],
         shards: Annotated[int, typer.Option("--shards", help="how many shards")],
         out: Annotated[Path, typer.Option("--out", "-o", help="folder to write DIR/shard=K/ into")],
         force: Annotated[bool, typer.Option(help="replace OUT if it already holds files")] = False,

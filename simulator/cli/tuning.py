@@ -30,7 +30,7 @@ def _date(value: str | None, option: str) -> dt.date | None:
 def register(app: typer.Typer) -> None:
     @app.command()
     def sweep(
-        scenario: Annotated[Path, typer.Argument(help="scenario YAML file")],
+        scenario: Annotated[Path, typer.Argument(metavar="SCENARIO", help="scenario YAML file")],
         step: Annotated[int, typer.Option(help="the gate to sweep: its step in the plan, from 0")] = 0,
         over: Annotated[str | None, typer.Option(help="numeric column the gate compares with t (default: the "
                                                       "column its accept predicate reads)")] = None,
@@ -63,7 +63,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def whatif(
-        scenarios: Annotated[list[Path], typer.Argument(help="scenario YAML files")],
+        scenarios: Annotated[list[Path], typer.Argument(metavar="SCENARIO", help="scenario YAML files")],
         prices: Annotated[Path | None, typer.Option(help="another price sheet, replacing each scenario's")] = None,
         scale: Annotated[list[str] | None, typer.Option(help="MODEL=FACTOR: multiply a model's prices (repeatable)")
                          ] = None,
@@ -89,7 +89,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def drift(
-        scenario: Annotated[Path, typer.Argument(help="scenario YAML file")],
+        scenario: Annotated[Path, typer.Argument(metavar="SCENARIO", help="scenario YAML file")],
         every: Annotated[str, typer.Option(help="bucket size: a number and m, h, d or w")] = "1h",
         reference_share: Annotated[float, typer.Option(help="the first part of the window that sets the reference "
                                                             "rate")] = 1 / 3,
@@ -108,7 +108,7 @@ def register(app: typer.Typer) -> None:
 
     @prices_app.command("import-litellm")
     def import_litellm(
-        file: Annotated[Path, typer.Argument(help="LiteLLM's model_prices_and_context_window.json")],
+        file: Annotated[Path, typer.Argument(metavar="FILE", help="LiteLLM's model_prices_and_context_window.json")],
         as_of: Annotated[str, typer.Option(help="effective_from of the imported prices (YYYY-MM-DD)")],
         models: Annotated[str | None, typer.Option(help="comma-separated LiteLLM model names")] = None,
         rename: Annotated[list[str] | None, typer.Option("--as", help="SHEET_NAME=LITELLM_KEY (repeatable)")] = None,
@@ -123,7 +123,7 @@ def register(app: typer.Typer) -> None:
 
     @prices_app.command("check")
     def check(
-        data: Annotated[Path, typer.Argument(help="a data folder whose outcomes record cost_usd")],
+        data: Annotated[Path, typer.Argument(metavar="DATA", help="a data folder whose outcomes record cost_usd")],
         prices: Annotated[Path, typer.Option(help="the price sheet to check against the recorded costs")],
         tolerance: Annotated[float, typer.Option(help="relative difference allowed per model and day")] = 0.01,
         tolerance_usd: Annotated[float, typer.Option(help="absolute difference allowed, USD per call")] = 1e-6,
