@@ -68,9 +68,20 @@ def _global_options(args: list[str]) -> list[str]:
         if not value:
             raise RoutesimError("--cache-dir needs a folder", where="routesim --cache-dir",
                                 fix="write 'routesim --cache-dir DIR COMMAND ...'")
+        if not Path(value).exists() and value in _command_names():
+            raise RoutesimError(f"--cache-dir needs a folder before the command; '{value}' is a command",
+                                where="routesim --cache-dir",
+                                fix=f"write 'routesim --cache-dir DIR {value} ...'")
         # An environment variable, so that worker processes a command starts use the same cache.
         os.environ["ROUTESIM_CACHE_DIR"] = value
     return args
+
+
+def _command_names() -> set[str]:
+    """The names of routesim's commands (building them is slow: only for an error message)."""
+    import typer.main
+
+    return set(typer.main.get_command(app).commands)
 
 
 def _print_error(label: str, text: str) -> None:
