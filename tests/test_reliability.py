@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import zipfile
 
 import polars as pl
@@ -384,3 +385,10 @@ def test_a_newline_in_a_slice_name_is_escaped_in_the_replay_verdict_reasons(cli,
     assert result.code == 0, result.err
     assert "con|tract\\u000anext *line*" in result.out
     assert not any(line.startswith("next *line*") for line in result.out.splitlines())
+    # The report's comparison writes the same reason, escaped the same way, in its cell.
+    page = world.folder / "report.html"
+    assert cli("report", world.scenario(quality_bar=0.99), world.scenario("other", quality_bar=0.99, policy={
+        "default": {"use": "big"}}), "-o", page).code == 0
+    cells = re.findall(r'data-metric="reasons">(.*?)</td>', page.read_text())
+    assert any("con|tract\\u000anext *line*" in cell for cell in cells)
+    assert not any("\n" in cell for cell in cells)

@@ -13,6 +13,7 @@ import functools
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from simulator.core import formats
+from simulator.core.errors import visible
 
 
 def instant(iso: str) -> str:
@@ -41,7 +42,8 @@ def environment() -> Environment:
     env.policies["json.dumps_kwargs"] = {"sort_keys": True, "separators": (",", ":"), "ensure_ascii": False}
     env.filters.update(usd=formats.usd, pct=formats.pct, ms=formats.ms, count=formats.count,
                        score=formats.score, points=formats.points, signed_pct=formats.signed_pct,
-                       signed_ms=formats.signed_ms, instant=instant, interval=interval)
+                       signed_ms=formats.signed_ms, instant=instant, interval=interval,
+                       visible=visible)  # reasons: invisible characters escaped, as the terminal shows them
     env.globals.update(metric=formats.metric, change=change, points=formats.points, signed_pct=formats.signed_pct,
                        signed_ms=formats.signed_ms)
     return env
