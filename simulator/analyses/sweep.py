@@ -40,19 +40,21 @@ import numpy as np
 import polars as pl
 
 from simulator.core.contract import Dataset
-from simulator.core.engine import Replay, replay
+from simulator.core.engine import ACCEPTS, ESCALATES, ForkedReplay, Replay, by_rid, replay_forked
 from simulator.core.errors import RoutesimError, did_you_mean
 from simulator.core.metrics import P95, aggregate
 from simulator.core.partials import SCALE, exact_mean, score_sums
 from simulator.core.prices import NANO_PER_USD, PriceSheet
-from simulator.core.scenario import Scenario
+from simulator.core.scenario import Scenario, with_step_accept
 from simulator.core.stats import wilson_interval
 from simulator.core.verdict import DEFAULT_ADMISSION, Admission
 
 DEFAULT_POINTS = 200
 LATENCY_QUANTILE = P95
-# Thresholds processed together when finding latency quantiles; bounds memory to a few MB per block.
-THRESHOLD_BLOCK = 256
+# Thresholds processed together when finding latency quantiles: at most THRESHOLD_BLOCK, and at most
+# THRESHOLD_CELLS cells of a (threshold, bucket) table, which bounds memory to a few tens of MB per block.
+THRESHOLD_BLOCK = 4096
+THRESHOLD_CELLS = 1 << 21
 ACCEPT_ALL, ACCEPT_NONE = "TRUE", "FALSE"
 GATE_PATTERN = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*>=\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*$")
 
@@ -159,18 +161,7 @@ def resolve_gate(scenario: Scenario, data: Dataset, *, step: int = 0, over: str 
 
 def with_accept(scenario: Scenario, gate: Gate, accept: str) -> Scenario:
     """The scenario with the gate's accept predicate replaced by `accept` (and on_missing as given)."""
-    policy = scenario.policy
-    rules = list(policy.rules)
-    spec = rules[gate.plan_index] if gate.plan_index < len(rules) else policy.default
-    steps = list(spec.steps)
-    steps[gate.step] = steps[gate.step].model_copy(update={"accept": accept})
-    spec = spec.model_copy(update={"cascade": tuple(steps), "use": None})
-    if gate.plan_index < len(rules):
-        rules[gate.plan_index] = spec
-        policy = policy.model_copy(update={"rules": tuple(rules)})
-    else:
-        policy = policy.model_copy(update={"default": spec})
-    return scenario.model_copy(update={"policy": policy})
+    return with_step_accept(scenario, gate.plan_index, gate.step, accept)
 
 
 def gate_predicate(over: str, threshold: float) -> str:
@@ -192,59 +183,99 @@ SIDE_COLUMNS = ["present", "cost_nano_usd", "latency_ms", "passed", "score", "es
                 "strong"]
 
 
+def _side(strong: str) -> list[pl.Expr]:
+    """SIDE_COLUMNS but `present`, from a replay's decision columns (README "Decisions")."""
+    return [
+        pl.col("cost_nano_usd"),
+        pl.col("latency_ms"),
+        pl.col("passed"),
+        pl.col("score"),
+        pl.col("escalated") & pl.col("multi_step"),
+        pl.col("multi_step"),
+        (pl.col("retry_attempts") > 0).alias("retried"),
+        pl.col("models_called").list.contains(strong).alias("strong"),
+    ]
+
+
 @dataclass(frozen=True)
 class SweepData:
-    """Both replays, and one row per request present in either with its A and B outcome.
+    """Both branches, and one row per request present in either with its A and B outcome.
 
     `frame` columns: rid, ts, switchable, value, and `a_<x>` / `b_<x>` for each x in SIDE_COLUMNS; for a
     request that is not switchable its A columns are a copy of its B columns (it takes B's outcome at every
-    threshold).
+    threshold). `at_step`: per selected request in rid order, whether it reached the gate with an answer
+    (`reached`), and that answer's hard_check_ok and OVER (`value`). `branches`: the forked replay, or A's
+    and B's replays, whose decisions and calls `accept_all`/`accept_none` give; None on shards, which keep
+    no per-request decisions.
     """
 
     scenario: Scenario
     gate: Gate
-    accept_all: Replay | None  # None on shards: no per-request decisions are kept
-    accept_none: Replay | None
     frame: pl.DataFrame
     requests_selected: int
+    at_step: pl.DataFrame | None = None
+    branches: ForkedReplay | tuple[Replay, Replay] | None = None
 
+    @property
+    def accept_all(self) -> Replay | None:
+        """Replay A: the gate accepts every answer that passes its hard check."""
+        return self._branch(0, ACCEPTS)
 
-def _side(decisions: pl.DataFrame, prefix: str, strong: str) -> pl.DataFrame:
-    return decisions.select(
-        "rid", "ts", "plan", "steps_taken", "request_id",
-        pl.lit(True).alias(f"{prefix}present"),
-        pl.col("cost_nano_usd").alias(f"{prefix}cost_nano_usd"),
-        pl.col("latency_ms").alias(f"{prefix}latency_ms"),
-        pl.col("passed").alias(f"{prefix}passed"),
-        pl.col("score").alias(f"{prefix}score"),
-        (pl.col("escalated") & pl.col("multi_step")).alias(f"{prefix}escalated"),
-        pl.col("multi_step").alias(f"{prefix}multi_step"),
-        (pl.col("retry_attempts") > 0).alias(f"{prefix}retried"),
-        pl.col("models_called").list.contains(strong).alias(f"{prefix}strong"),
-    )
+    @property
+    def accept_none(self) -> Replay | None:
+        """Replay B: the gate accepts no answer."""
+        return self._branch(1, ESCALATES)
 
-
-def _step_values(scenario: Scenario, data: Dataset, gate: Gate, request_ids: pl.DataFrame) -> pl.DataFrame:
-    """OVER and hard_check_ok of the gate step's answer, for the requests that reached the step."""
-    steps = scenario.policy.plans()[gate.plan_index][1]
-    model = steps[gate.step].model
-    sample = sum(earlier.calls.count(model) for earlier in steps[:gate.step])  # the k-th call reads sample k
-    outcome_names = data.outcomes.collect_schema().names()
-    answers = (data.outcomes.filter((pl.col("model") == model) & (pl.col("sample") == sample))
-               .select("request_id", "hard_check_ok", *([gate.over] if gate.over in outcome_names else [])))
-    if gate.over not in outcome_names:  # a traffic column, as the accept predicate would read it
-        answers = answers.join(data.traffic.select("request_id", gate.over), on="request_id", how="left")
-    found = request_ids.lazy().join(answers, on="request_id", how="left").collect()
-    return found.select("rid", "hard_check_ok", pl.col(gate.over).cast(pl.Float64).alias("value"))
+    def _branch(self, position: int, branch: int) -> Replay | None:
+        if isinstance(self.branches, ForkedReplay):
+            return self.branches.replay(branch)
+        return None if self.branches is None else self.branches[position]
 
 
 def prepare(scenario: Scenario, data: Dataset, sheet: PriceSheet | None, gate: Gate, *, part: bool = False) -> SweepData:
-    """Replays A (gate accepts all) and B (gate accepts none) and lines up each request's two outcomes.
-    With `part`, `data` is a shard of the data the gate was resolved on (simulator.core.engine.replay)."""
-    skip = {"on_missing": "skip"}
-    accept_all = replay(with_accept(scenario, gate, ACCEPT_ALL).model_copy(update=skip), data, sheet, part=part)
-    accept_none = replay(with_accept(scenario, gate, ACCEPT_NONE).model_copy(update=skip), data, sheet, part=part)
-    return line_up(scenario, data, gate, accept_all, accept_none)
+    """Replays A (gate accepts all) and B (gate accepts none) in one forked replay
+    (simulator.core.engine.replay_forked: the work up to the gate is shared) and lines up each request's two
+    outcomes. With `part`, `data` is a shard of the data the gate was resolved on (engine.replay)."""
+    accept_all = with_accept(scenario, gate, ACCEPT_ALL).model_copy(update={"on_missing": "skip"})
+    forked = replay_forked(accept_all, data, sheet, gate.plan_index, gate.step, gate.over, part=part)
+    columns = [pl.col("ts"), *_side(gate.models[-1])]
+    return _lined_up(scenario, gate, forked.outcomes(ACCEPTS, columns), forked.outcomes(ESCALATES, columns),
+                     forked.at_step(), forked.requests_selected, forked)
+
+
+def line_up(prepared: SweepData, accept_all: Replay, accept_none: Replay) -> SweepData:
+    """`prepared`'s requests and gate with A's and B's outcomes taken from these replays of the same
+    requests (the branches repriced, say: simulator.analyses.whatif)."""
+    columns = [pl.col("ts"), *_side(prepared.gate.models[-1])]
+
+    def outcomes(replayed: Replay) -> pl.DataFrame:
+        found = replayed.decisions.select(pl.col("rid").alias("__rid"), pl.lit(True).alias("present"), *columns)
+        return by_rid(found, prepared.requests_selected).with_columns(pl.col("present").fill_null(False))
+
+    return _lined_up(prepared.scenario, prepared.gate, outcomes(accept_all), outcomes(accept_none), prepared.at_step,
+                     prepared.requests_selected, (accept_all, accept_none))
+
+
+def _lined_up(scenario: Scenario, gate: Gate, a: pl.DataFrame, b: pl.DataFrame, at_step: pl.DataFrame,
+              requests_selected: int, branches) -> SweepData:
+    """The SweepData of A's and B's outcomes `a`, `b` (`ts` and SIDE_COLUMNS) and the answers at the gate
+    `at_step`, each one row per selected request in rid order (so lined up by position, without a join)."""
+    # polars orders NaN above every number (`NaN >= t` holds), so the sweep does too, as the engine would.
+    value = pl.when(pl.col("value").is_nan()).then(float("inf")).otherwise(pl.col("value")).alias("value")
+    both = pl.DataFrame([*a.drop("ts").rename(lambda name: f"a_{name}").get_columns(),
+                         *b.drop("ts").rename(lambda name: f"b_{name}").get_columns()]).with_columns(
+        pl.int_range(pl.len(), dtype=pl.UInt32).alias("rid"), a["ts"].fill_null(b["ts"]),
+        (at_step["reached"] & at_step["hard_check_ok"].fill_null(False) & at_step["value"].is_not_null())
+        .alias("switchable"), at_step.select(value)["value"])
+    switchable = pl.col("switchable")
+    frame = both.filter(pl.col("a_present") | pl.col("b_present")).select(
+        "rid", "ts", "switchable", pl.when(switchable).then(pl.col("value")).alias("value"),
+        *[pl.when(switchable).then(pl.col(f"a_{name}")).otherwise(pl.col(f"b_{name}")).alias(f"a_{name}")
+          for name in SIDE_COLUMNS],
+        *[f"b_{name}" for name in SIDE_COLUMNS],
+    )
+    return SweepData(scenario=scenario, gate=gate, frame=frame, requests_selected=requests_selected, at_step=at_step,
+                     branches=branches)
 
 
 def sweep_shard(task, gate: Gate):
@@ -278,42 +309,8 @@ def prepare_sharded(scenario: Scenario, inputs, gate: Gate, shards: Path, runner
     frames = [frame for frame, _ in results if frame is not None]
     if not frames:
         raise no_requests(scenario)
-    return SweepData(scenario=scenario, gate=gate, accept_all=None, accept_none=None,
-                     frame=pl.concat(frames, how="vertical_relaxed"),
+    return SweepData(scenario=scenario, gate=gate, frame=pl.concat(frames, how="vertical_relaxed"),
                      requests_selected=sum(selected for _, selected in results))
-
-
-def line_up(scenario: Scenario, data: Dataset, gate: Gate, accept_all: Replay, accept_none: Replay) -> SweepData:
-    strong = gate.models[-1]
-    a = _side(accept_all.decisions, "a_", strong)
-    b = _side(accept_none.decisions, "b_", strong)
-    keys = ["rid", "ts", "plan", "steps_taken", "request_id"]
-    both = a.join(b, on="rid", how="full", coalesce=True, suffix="_b")
-    both = both.with_columns(
-        pl.coalesce("ts", "ts_b").alias("ts"), pl.coalesce("request_id", "request_id_b").alias("request_id"),
-        # Steps before the gate are the same in A and B, so either tells whether the request reached it.
-        ((pl.coalesce("plan", "plan_b") == gate.plan) & (pl.coalesce("steps_taken", "steps_taken_b") > gate.step))
-        .alias("reached"),
-    ).drop([f"{key}_b" for key in keys if key != "rid"], "plan", "steps_taken")
-    reached = both.filter("reached").select("rid", "request_id")
-    values = _step_values(scenario, data, gate, reached)
-    # polars orders NaN above every number (`NaN >= t` holds), so the sweep does too, as the engine would.
-    values = values.with_columns(pl.when(pl.col("value").is_nan()).then(float("inf")).otherwise(pl.col("value"))
-                                 .alias("value"))
-    both = both.join(values, on="rid", how="left").with_columns(
-        (pl.col("reached") & pl.col("hard_check_ok").fill_null(False) & pl.col("value").is_not_null())
-        .alias("switchable"))
-    b_columns = [f"b_{name}" for name in SIDE_COLUMNS]
-    both = both.with_columns(pl.col("a_present").fill_null(False), pl.col("b_present").fill_null(False))
-    switchable = pl.col("switchable")
-    frame = both.select(
-        "rid", "ts", "switchable", pl.when(switchable).then(pl.col("value")).alias("value"),
-        *[pl.when(switchable).then(pl.col(f"a_{name}")).otherwise(pl.col(f"b_{name}")).alias(f"a_{name}")
-          for name in SIDE_COLUMNS],
-        *b_columns,
-    ).sort("rid")
-    return SweepData(scenario=scenario, gate=gate, accept_all=accept_all, accept_none=accept_none, frame=frame,
-                     requests_selected=accept_all.coverage.requests_selected)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -344,72 +341,110 @@ def mixed_quantiles(base: np.ndarray, a_values: np.ndarray, b_values: np.ndarray
     Elements: `base` is in every multiset; `a_values[i]` is in multisets j < a_switch[i]; `b_values[i]` is in
     multisets j >= b_switch[i]. Returns one quantile per j in 0..thresholds-1 (NaN for an empty multiset).
 
-    Method: all elements sorted once into a pool cut into equal-count buckets; a difference table over
-    (threshold, bucket) counts each multiset's elements per bucket, its running sums locate the bucket of
-    the wanted order statistic, and a scan of that bucket's few elements finds the element itself. Cost:
-    O(P log P) for the sort plus O(T x sqrt(P)) for T thresholds and P elements, all in numpy.
+    Method: all elements sorted once into a pool cut into equal-count buckets; the elements in the multiset
+    at j = 0 are counted per bucket, and those entering or leaving later are events at their threshold
+    index, so running sums over (threshold, bucket) give each multiset's count per bucket and locate the
+    bucket of the wanted order statistic; a scan of that bucket's few elements finds the element itself.
+    Cost: O(P log P) for the sort plus O(T x sqrt(P)) for T thresholds and P elements, all in numpy.
     """
-    latency = np.concatenate([base, a_values, b_values]).astype(np.float64)
-    kind = np.concatenate([np.zeros(base.size, np.int8), np.ones(a_values.size, np.int8),
-                           np.full(b_values.size, 2, np.int8)])
-    switch = np.concatenate([np.zeros(base.size, np.int64), a_switch, b_switch]).astype(np.int64)
-    order = np.argsort(latency)  # the order among equal latencies does not change any order statistic
-    latency, kind, switch = latency[order], kind[order], switch[order]
-    pool = latency.size
     result = np.full(thresholds, np.nan)
-    if pool == 0 or thresholds == 0:
+    latency = np.concatenate([base, a_values, b_values]).astype(np.float64)
+    if latency.size == 0 or thresholds == 0:
         return result
+    # Each element is in the multisets j with enter <= j < leave.
+    enter = np.concatenate([np.zeros(base.size + a_values.size, np.int64), b_switch]).clip(0, thresholds)
+    leave = np.concatenate([np.full(base.size, thresholds), a_switch, np.full(b_values.size, thresholds)]).clip(0, thresholds)
+    order = np.argsort(latency)  # the order among equal latencies does not change any order statistic
+    latency, enter, leave = latency[order], enter[order].astype(np.int32), leave[order].astype(np.int32)
+    pool = latency.size
     size = max(16, math.isqrt(pool))
     buckets = -(-pool // size)
-    bucket = np.arange(pool) // size
-    # Events (threshold index at which an element enters or leaves, its bucket, +1/-1).
-    starts = np.where(kind == 2, switch, 0)
-    event_at = np.concatenate([starts, switch[kind == 1]])
-    event_bucket = np.concatenate([bucket, bucket[kind == 1]])
-    event_step = np.concatenate([np.ones(pool, np.int64), -np.ones(int((kind == 1).sum()), np.int64)])
-    keep = event_at < thresholds
-    event_at, event_bucket, event_step = event_at[keep], event_bucket[keep], event_step[keep]
-    carry = np.zeros(buckets, np.int64)
+    counts_at_zero = np.bincount(np.flatnonzero((enter == 0) & (leave > 0)) // size, minlength=buckets)
+    # Elements entering after j = 0, and elements leaving before the last threshold: (threshold index, bucket).
+    arrive, depart = np.flatnonzero((enter > 0) & (enter < leave)), np.flatnonzero((leave < thresholds) & (enter < leave))
+    events = [(at[positions].astype(np.int64), positions // size) for positions, at in ((arrive, enter), (depart, leave))]
     padded_latency = np.concatenate([latency, [np.nan]])
-    padded_kind = np.concatenate([kind, [0]])
-    padded_switch = np.concatenate([switch, [0]])
-    for first in range(0, thresholds, THRESHOLD_BLOCK):
-        last = min(first + THRESHOLD_BLOCK, thresholds)
-        block = (event_at >= first) & (event_at < last) if thresholds > THRESHOLD_BLOCK else slice(None)
-        local = (event_at[block] - first) * buckets + event_bucket[block]
-        changes = np.bincount(local, weights=event_step[block], minlength=(last - first) * buckets)
-        counts = carry + np.cumsum(changes.reshape(last - first, buckets).astype(np.int64), axis=0)
+    padded_enter = np.concatenate([enter, [thresholds]])  # the pad is in no multiset
+    padded_leave = np.concatenate([leave, [0]])
+    carry = counts_at_zero.astype(np.int64)
+    # Thresholds are taken in blocks so that the (threshold, bucket) and (threshold, slot) tables stay small.
+    block = max(1, min(THRESHOLD_BLOCK, THRESHOLD_CELLS // max(buckets, size)))
+    for first in range(0, thresholds, block):
+        last = min(first + block, thresholds)
+        length = last - first
+        changes = np.zeros(length * buckets, np.int64)
+        for sign, (at, bucket) in zip((1, -1), events):
+            if block < thresholds:
+                inside = (at >= first) & (at < last)
+                at, bucket = at[inside], bucket[inside]
+            changes += sign * np.bincount((at - first) * buckets + bucket, minlength=length * buckets)
+        counts = carry + np.cumsum(changes.reshape(length, buckets), axis=0)
         carry = counts[-1]
         running = np.cumsum(counts, axis=1)
         n = running[:, -1]
         position = q * (n - 1).astype(np.float64)
         low_rank = np.floor(position).astype(np.int64)
         high_rank = np.minimum(low_rank + 1, n - 1)
-        steps = np.arange(first, last)
+        j = np.arange(first, last, dtype=np.int32)[:, None]
+        rows = np.arange(length)
         values = []
         for rank in (low_rank, high_rank):
             rank = np.maximum(rank, 0)
-            which = (running <= rank[:, None]).sum(axis=1)
-            which = np.minimum(which, buckets - 1)
-            before = np.where(which > 0, running[np.arange(last - first), np.maximum(which - 1, 0)], 0)
-            within = rank - before
-            slots = which[:, None] * size + np.arange(size)[None, :]
-            slots = np.where(slots < pool, slots, pool)
-            slot_kind, slot_switch = padded_kind[slots], padded_switch[slots]
-            j = steps[:, None]
-            active = np.where(slot_kind == 0, True, np.where(slot_kind == 1, j < slot_switch, j >= slot_switch))
-            active &= slots < pool
-            seen = np.cumsum(active, axis=1)
-            found = np.argmax(seen > within[:, None], axis=1)
-            values.append(padded_latency[slots[np.arange(last - first), found]])
-        fraction = position - low_rank
-        quantile = _lerp(values[0], values[1], fraction)
+            which = np.minimum((running <= rank[:, None]).sum(axis=1), buckets - 1)
+            before = np.where(which > 0, running[rows, np.maximum(which - 1, 0)], 0)
+            slots = np.minimum(which[:, None] * size + np.arange(size)[None, :], pool)
+            active = (padded_enter[slots] <= j) & (j < padded_leave[slots])
+            found = np.argmax(np.cumsum(active, axis=1, dtype=np.int32) > (rank - before)[:, None], axis=1)
+            values.append(padded_latency[slots[rows, found]])
+        quantile = _lerp(values[0], values[1], position - low_rank)
         result[first:last] = np.where(n > 0, quantile, np.nan)
     return result
 
 
-def _column(frame: pl.DataFrame, name: str, dtype=np.float64) -> np.ndarray:
-    return frame[name].fill_null(0).to_numpy().astype(dtype)
+# The integer counters of a side of the sweep frame, each an Int64 column of its present requests.
+COUNTERS = ("requests", "cost", "passed", "escalated", "multi_step", "retried", "strong", "scored")
+
+
+def _counters(prefix: str) -> list[pl.Expr]:
+    present = pl.col(f"{prefix}present").fill_null(False)
+
+    def counted(name: str) -> pl.Expr:
+        return present & pl.col(f"{prefix}{name}").fill_null(False)
+
+    return [expression.cast(pl.Int64) for expression in (
+        present, pl.when(present).then(pl.col(f"{prefix}cost_nano_usd")).otherwise(0),  # exact integers
+        counted("passed"), counted("escalated"), counted("multi_step"), counted("retried"), counted("strong"),
+        present & pl.col(f"{prefix}score").is_not_null())]
+
+
+def _switch(frame: pl.DataFrame, thresholds: np.ndarray) -> np.ndarray:
+    """Per row, the threshold index from which the request takes B's outcome: it takes A's at j < switch
+    (thresholds[j] <= its value), B's from switch on; 0 for a request that is not switchable."""
+    switch = np.zeros(frame.height, np.int64)
+    switchable = frame["switchable"].to_numpy()
+    switch[switchable] = np.searchsorted(thresholds, frame["value"].to_numpy()[switchable], side="right")
+    return switch
+
+
+def _totals(frame: pl.DataFrame, switch: np.ndarray, thresholds: int, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Per threshold, each counter in `names` (COUNTERS) over the mixture, and `gate_accepted` (the
+    requests that take A's outcome there and are present in A): B's totals plus the A-minus-B differences
+    of the requests that take A's outcome, summed per switch value and then over the values above j
+    (int64 sums, exact)."""
+    a_side, b_side = (dict(zip(COUNTERS, _counters(prefix))) for prefix in ("a_", "b_"))
+    b_totals = np.asarray(frame.select(b_side[name].sum().alias(name) for name in names).row(0), dtype=np.int64)
+    columns = [*names, "gate_accepted"]
+    by_switch = (frame.with_columns(pl.Series("__switch", switch)).filter("switchable").group_by("__switch")
+                 .agg(*((a_side[name] - b_side[name]).sum().alias(name) for name in names),
+                      a_side["requests"].sum().alias("gate_accepted")))
+    per_switch = np.zeros((thresholds + 1, len(columns)), np.int64)
+    per_switch[by_switch["__switch"].to_numpy()] = by_switch.select(columns).to_numpy()
+    # A request takes A's outcome at j < switch: at j, the requests with switch j + 1 and above.
+    above = np.cumsum(per_switch[::-1], axis=0)[::-1]
+    moved = above[1:]
+    totals = {name: b_totals[position] + moved[:, position] for position, name in enumerate(names)}
+    totals["gate_accepted"] = moved[:, -1]
+    return totals
 
 
 def _score_totals(frame: pl.DataFrame, switch: np.ndarray, thresholds: int) -> list[Fraction]:
@@ -419,9 +454,8 @@ def _score_totals(frame: pl.DataFrame, switch: np.ndarray, thresholds: int) -> l
     were split into shards)."""
     by_side = {}
     for prefix in ("a_", "b_"):
-        present = frame[f"{prefix}present"].fill_null(False)
-        scores = pl.select(pl.when(present).then(frame[f"{prefix}score"])).to_series()
-        by_side[prefix] = score_sums(switch, scores)
+        scores = frame.select(pl.when(pl.col(f"{prefix}present").fill_null(False)).then(pl.col(f"{prefix}score")))
+        by_side[prefix] = score_sums(switch, scores.to_series())
     above = [0] * (thresholds + 1)  # above[j]: A's scores of the requests with switch > j
     for j in range(thresholds - 1, -1, -1):
         above[j] = above[j + 1] + by_side["a_"].get(j + 1, 0)
@@ -432,16 +466,12 @@ def _score_totals(frame: pl.DataFrame, switch: np.ndarray, thresholds: int) -> l
     return totals
 
 
-def _by_value(frame: pl.DataFrame, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(switchable mask, the switchable requests' values, their row numbers by descending value, and per
-    threshold how many of them it accepts: the first accepted[j] of that order). Ties are accepted
-    together, so their order does not matter."""
-    switchable = frame["switchable"].to_numpy()
-    rows = np.flatnonzero(switchable)
-    value = frame["value"].fill_null(np.nan).to_numpy()[rows]
-    descending = np.argsort(-value)
-    accepted = rows.size - np.searchsorted(value[descending[::-1]], thresholds, side="left")
-    return switchable, value, rows[descending], accepted
+def _latencies(frame: pl.DataFrame, prefix: str, switch: np.ndarray, rows: pl.Expr) -> tuple[np.ndarray, np.ndarray]:
+    """The side's latencies of the requests where `rows` holds and the side is present with a latency (a
+    request answered on batch has none: latency figures leave it out, as the replay's do), and their switch."""
+    timed = rows & pl.col(f"{prefix}present").fill_null(False) & pl.col(f"{prefix}latency_ms").fill_nan(None).is_not_null()
+    keep = frame.select(timed.alias("keep"))["keep"].to_numpy()
+    return frame.filter(keep)[f"{prefix}latency_ms"].cast(pl.Float64).to_numpy(), switch[keep]
 
 
 def curve(data: SweepData, thresholds: np.ndarray, rows: pl.Series | None = None) -> pl.DataFrame:
@@ -452,42 +482,13 @@ def curve(data: SweepData, thresholds: np.ndarray, rows: pl.Series | None = None
     """
     frame = data.frame if rows is None else data.frame.filter(rows)
     thresholds = np.asarray(thresholds, dtype=np.float64)
-    switchable, value, order, accepted = _by_value(frame, thresholds)
-
-    def side(prefix: str) -> dict[str, np.ndarray]:
-        present = _column(frame, f"{prefix}present", bool)
-        score = frame[f"{prefix}score"]
-        return {
-            "requests": present.astype(np.int64),
-            "cost": np.where(present, _column(frame, f"{prefix}cost_nano_usd", np.int64), 0),  # exact integers
-            "passed": (present & _column(frame, f"{prefix}passed", bool)).astype(np.int64),
-            "escalated": (present & _column(frame, f"{prefix}escalated", bool)).astype(np.int64),
-            "multi_step": (present & _column(frame, f"{prefix}multi_step", bool)).astype(np.int64),
-            "retried": (present & _column(frame, f"{prefix}retried", bool)).astype(np.int64),
-            "strong": (present & _column(frame, f"{prefix}strong", bool)).astype(np.int64),
-            "scored": (present & score.is_not_null().to_numpy()).astype(np.int64),
-        }
-
-    a, b = side("a_"), side("b_")
-    totals = {}
-    for name in a:
-        difference = (a[name] - b[name])[order]
-        running = np.concatenate([np.zeros(1, difference.dtype), np.cumsum(difference)])
-        totals[name] = b[name].sum() + running[accepted]
-    gate_accepted = np.concatenate([[0], np.cumsum(a["requests"][order])])[accepted]
-
-    a_present, b_present = a["requests"].astype(bool), b["requests"].astype(bool)
-    # A request takes A's outcome at the thresholds j < switch, B's from switch on.
-    switch = np.zeros(frame.height, np.int64)
-    switch[switchable] = np.searchsorted(thresholds, value, side="right")
+    switch = _switch(frame, thresholds)
+    totals = _totals(frame, switch, thresholds.size, COUNTERS)
     score_totals = _score_totals(frame, switch, thresholds.size)
-    latency_a, latency_b = (frame[name].cast(pl.Float64).fill_null(np.nan).to_numpy()
-                            for name in ("a_latency_ms", "b_latency_ms"))
-    # A request answered on batch has no latency (null): latency figures leave it out, as the replay's do.
-    use_a = switchable & a_present & ~np.isnan(latency_a)
-    use_b = b_present & ~np.isnan(latency_b)
-    p95 = mixed_quantiles(np.empty(0), latency_a[use_a], latency_b[use_b], switch[use_a], switch[use_b],
-                          thresholds.size, LATENCY_QUANTILE)
+    # A takes part at j < switch (switchable requests only); B at j >= switch (0 for the others).
+    latency_a, switch_a = _latencies(frame, "a_", switch, pl.col("switchable"))
+    latency_b, switch_b = _latencies(frame, "b_", switch, pl.lit(True))
+    p95 = mixed_quantiles(np.empty(0), latency_a, latency_b, switch_a, switch_b, thresholds.size, LATENCY_QUANTILE)
     requests = totals["requests"]
     total_cost_usd = totals["cost"] / NANO_PER_USD
 
@@ -500,15 +501,13 @@ def curve(data: SweepData, thresholds: np.ndarray, rows: pl.Series | None = None
         missing = data.requests_selected - requests
     else:
         everyone = data.frame
-        _, _, full_order, full_accepted = _by_value(everyone, thresholds)
-        a_full, b_full = _column(everyone, "a_present", np.int64), _column(everyone, "b_present", np.int64)
-        shift = np.concatenate([[0], np.cumsum((a_full - b_full)[full_order])])
-        missing = data.requests_selected - (b_full.sum() + shift[full_accepted])
+        missing = data.requests_selected - _totals(everyone, _switch(everyone, thresholds), thresholds.size,
+                                                   ("requests",))["requests"]
     return pl.DataFrame({
         "threshold": thresholds,
         "requests": requests,
         "missing_requests": missing,
-        "gate_accepted": gate_accepted,
+        "gate_accepted": totals["gate_accepted"],
         "total_cost_usd": total_cost_usd,
         "cost_per_request_usd": ratio(total_cost_usd, requests),
         "passed": totals["passed"],

@@ -207,7 +207,7 @@ def _calibrated(scenario: Scenario, data: Dataset, sheet: PriceSheet | None, cha
     for which, replays in (("current", (prepared.accept_all, prepared.accept_none)),
                            ("what-if", tuple(reprice(r, data, sheet, change) for r in
                                              (prepared.accept_all, prepared.accept_none)))):
-        lined = prepared if which == "current" else sweep.line_up(scenario, data, gate, *replays)
+        lined = prepared if which == "current" else sweep.line_up(prepared, *replays)
         result = sweep.sweep(scenario, data, sheet, gate, points=points, prepared=lined)
         chosen = sweep.calibrate(result.points, *target, scenario.admission or DEFAULT_ADMISSION)
         if chosen is None:

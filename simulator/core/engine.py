@@ -40,7 +40,7 @@ from simulator.core.prices import (
     token_columns,
     usd,
 )
-from simulator.core.scenario import Overhead, Retry, Scenario, Step
+from simulator.core.scenario import Overhead, Retry, Scenario, Step, with_step_accept
 
 Progress = Callable[[str], None]
 
@@ -534,7 +534,8 @@ def _record_calls(part: pl.DataFrame, sheet: PriceSheet | None, *, kind: str, se
     calls = [priced.select(pl.col("__rid").alias("rid"), seq.alias("seq"), "model",
                            pl.lit(kind, CALL_KIND).alias("kind"), pl.col("__model_cost").alias("cost_nano_usd"),
                            latency.alias("latency_ms"), pl.col("__price_source").alias("price_source"),
-                           pl.col("output_tokens").cast(pl.Int64), reasoning.alias("reasoning_output_tokens"))]
+                           pl.col("output_tokens").cast(pl.Int64), reasoning.alias("reasoning_output_tokens"),
+                           *_branch_of(priced))]
     cost = pl.col("__model_cost")
     if checker is not None:
         checker_cost = to_nano_usd(checker.cost_usd)
@@ -544,7 +545,7 @@ def _record_calls(part: pl.DataFrame, sheet: PriceSheet | None, *, kind: str, se
                                    pl.lit(checker.latency_ms, pl.Float64).alias("latency_ms"),
                                    pl.lit(SOURCE_CHECKER, PRICE_SOURCE).alias("price_source"),
                                    pl.lit(None, pl.Int64).alias("output_tokens"),
-                                   pl.lit(None, pl.Int64).alias("reasoning_output_tokens")))
+                                   pl.lit(None, pl.Int64).alias("reasoning_output_tokens"), *_branch_of(priced)))
         cost, latency = cost + checker_cost, latency + checker.latency_ms
     return priced.with_columns(cost.alias("__call_cost"), latency.alias("__call_latency")), calls
 
@@ -591,7 +592,7 @@ class _Run:
 
     def note_missing(self, rows: pl.DataFrame, model: str) -> None:
         if rows.height:
-            self.missing.append(rows.select("__rid", "request_id", pl.lit(model).alias("model")))
+            self.missing.append(rows.select("__rid", "request_id", pl.lit(model).alias("model"), *_branch_of(rows)))
 
 
 def _step_groups(policy: CompiledPolicy, step_index: int) -> tuple[list[int], list[int]]:
@@ -743,10 +744,12 @@ def _overhead_stage(run: _Run, requests: pl.DataFrame, overheads: list[tuple[int
     return frame.select(*REQUEST_IDENTITY, cost.alias("__cost"), latency.alias("__latency"))
 
 
-def _plan_stage(run: _Run, requests: pl.DataFrame, policy: CompiledPolicy, progress: Progress) -> pl.DataFrame:
+def _plan_stage(run: _Run, requests: pl.DataFrame, policy: CompiledPolicy, progress: Progress,
+                fork: _Fork | None = None) -> pl.DataFrame:
     """Walks every plan step by step; returns one row per request with its final plan answer.
 
-    `requests` carries each request's starting `__cost` and `__latency` (its routing overhead)."""
+    `requests` carries each request's starting `__cost` and `__latency` (its routing overhead). With `fork`
+    (replay_forked), the requests whose answer is final at the fork's step go on in a second copy too."""
     frontier = requests
     decided: list[pl.DataFrame] = []
     longest = max(len(steps) for _, steps in policy.plans)
@@ -782,6 +785,8 @@ def _plan_stage(run: _Run, requests: pl.DataFrame, policy: CompiledPolicy, progr
             best_by = policy.best_by.get(plan_index)
             if best_by is not None:
                 called = _keep_best(called, best_by, run.answer_only, first=step_index == 0)
+            if fork is not None and step_index == fork.step and group_of[fork.plan] == group_index:
+                called = fork.split(called)
             finished = called.filter("__final")
             if best_by is not None:  # the best answer among the steps called is the final one
                 finished = finished.with_columns(pl.col(_best(column)).alias(column) for column in run.answer_only)
@@ -853,16 +858,18 @@ def _retry_stage(run: _Run, finals: pl.DataFrame, policy: CompiledPolicy, progre
         {"__matching": "__exhausted"})
 
 
-def _raise_or_drop_missing(run: _Run, decisions: pl.DataFrame,
+def _raise_or_drop_missing(scenario: Scenario, missing: pl.DataFrame | None, decisions: pl.DataFrame,
                            part: bool) -> tuple[pl.DataFrame, dict[str, int], tuple[str, str] | None]:
-    if not run.missing:
+    """`decisions` without the requests in `missing` (__rid, request_id, model: the first answer each lacked),
+    the count per model and the least (request_id, model); under on_missing=error (and not a part) the
+    error instead."""
+    if missing is None or missing.is_empty():
         return decisions, {}, None
-    missing = pl.concat(run.missing, how="vertical")
     by_model = dict(missing.group_by("model").len().sort("model").iter_rows())
     example = missing.select("request_id", "model").sort("request_id", "model").row(0)
-    if run.scenario.on_missing == "error" and not part:
+    if scenario.on_missing == "error" and not part:
         first = missing.sort("__rid").row(0, named=True)
-        raise missing_outcomes(run.scenario, by_model, (first["request_id"], first["model"]))
+        raise missing_outcomes(scenario, by_model, (first["request_id"], first["model"]))
     return decisions.join(missing.select("__rid"), on="__rid", how="anti"), by_model, example
 
 
@@ -898,30 +905,10 @@ def replay(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
     whose requests are all left out gives empty decisions. `rows` (start, end) replays a chunk of the
     data: its requests at those row numbers (request_rows), as a part."""
     progress = progress or (lambda _: None)
-    traffic_schema, outcome_schema = data.traffic.collect_schema(), data.outcomes.collect_schema()
-    traffic_columns, outcome_columns = traffic_schema.names(), outcome_schema.names()
-    policy = check_policy(scenario, data, part=part)
-
-    progress("selecting requests")
-    rule_columns = sorted(set().union(*(rule.columns for rule in policy.rules)))
-    answer_traffic_columns = [c for c in policy.answer_columns if c in traffic_columns and c not in outcome_columns]
+    start = _begin(scenario, data, sheet, progress, part=part, rows=rows)
+    policy, requests, run = start.policy, start.requests, start.run
     overheads = scenario.policy.overheads()
-    classifier_columns = ["input_tokens"] if any(overhead.model for _, overhead in overheads) else []
-    request_columns = list(dict.fromkeys(["request_id", "ts", "slice", *rule_columns, *answer_traffic_columns,
-                                          *classifier_columns]))
-    sticky = scenario.policy.sticky == "session" and "session_id" in traffic_columns
-    # A session's turns are listed with its decisions (session metrics, resampling by session).
-    session_columns = [name for name in SESSION_COLUMNS if "session_id" in traffic_columns and name in traffic_columns]
-    request_columns += [name for name in session_columns if name not in request_columns]
-    selected, window_count = select_requests(scenario, data, request_columns, rows)
-    requests = assign_plans(selected, policy.rules)
-
-    progress("loading outcomes")
-    carried = [c for c in policy.answer_columns if c not in REQUEST_IDENTITY]
-    answers = Answers(data, requests, reachable_slots(policy), carried)
-    run = _Run(scenario, sheet, answers,
-               [*REQUEST_IDENTITY, *carried, "__cost", "__latency"], carried)
-    if not sticky:
+    if not start.sticky:
         finals = _route(run, requests, policy, overheads, progress)
     else:  # first turns (and requests on their own) first; later turns follow their session's first turn
         requests = _session_turns(requests)
@@ -945,14 +932,62 @@ def replay(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
                   pl.concat([first, _route(run, followers, policy, policy_overhead, progress)], how="vertical"))
     run.answers = None  # the outcomes are the largest frame: free them before the final sorts
     progress("summarising")
-    finals, missing_by_model, missing_example = _raise_or_drop_missing(run, finals, part)
-    if finals.is_empty() and not part:
-        raise all_skipped(scenario, missing_by_model)
+    missing = pl.concat(run.missing, how="vertical") if run.missing else None
+    return _result(start, scenario, finals, pl.concat(run.calls, how="vertical"), missing)
 
+
+@dataclass
+class _Start:
+    """A replay once its policy is checked, its requests selected and routed to plans, and its outcomes
+    loaded: what every way of routing them starts from."""
+
+    policy: CompiledPolicy
+    requests: pl.DataFrame  # __rid, __plan and the traffic columns rules, answers and sessions read
+    window_count: int
+    session_columns: list[str]
+    sticky: bool
+    part: bool
+    run: _Run
+
+
+def _begin(scenario: Scenario, data: Dataset, sheet: PriceSheet | None, progress: Progress, *, part: bool,
+           rows: tuple[int, int] | None, also_carry: tuple[str, ...] = ()) -> _Start:
+    """Checks the policy, selects the requests, assigns their plans and loads the outcomes the policy can
+    reach, with the answer columns it reads (and `also_carry`)."""
+    traffic_schema, outcome_schema = data.traffic.collect_schema(), data.outcomes.collect_schema()
+    traffic_columns, outcome_columns = traffic_schema.names(), outcome_schema.names()
+    policy = check_policy(scenario, data, part=part)
+    answer_columns = list(dict.fromkeys([*policy.answer_columns, *also_carry]))
+
+    progress("selecting requests")
+    rule_columns = sorted(set().union(*(rule.columns for rule in policy.rules)))
+    answer_traffic_columns = [c for c in answer_columns if c in traffic_columns and c not in outcome_columns]
+    overheads = scenario.policy.overheads()
+    classifier_columns = ["input_tokens"] if any(overhead.model for _, overhead in overheads) else []
+    request_columns = list(dict.fromkeys(["request_id", "ts", "slice", *rule_columns, *answer_traffic_columns,
+                                          *classifier_columns]))
+    sticky = scenario.policy.sticky == "session" and "session_id" in traffic_columns
+    # A session's turns are listed with its decisions (session metrics, resampling by session).
+    session_columns = [name for name in SESSION_COLUMNS if "session_id" in traffic_columns and name in traffic_columns]
+    request_columns += [name for name in session_columns if name not in request_columns]
+    selected, window_count = select_requests(scenario, data, request_columns, rows)
+    requests = assign_plans(selected, policy.rules)
+
+    progress("loading outcomes")
+    carried = [c for c in answer_columns if c not in REQUEST_IDENTITY]
+    answers = Answers(data, requests, reachable_slots(policy), carried)
+    run = _Run(scenario, sheet, answers,
+               [*REQUEST_IDENTITY, *carried, "__cost", "__latency"], carried)
+    return _Start(policy=policy, requests=requests, window_count=window_count, session_columns=session_columns,
+                  sticky=sticky, part=part, run=run)
+
+
+def _decision_columns(policy: CompiledPolicy) -> dict[str, pl.Expr]:
+    """The decisions' columns (README "Decisions"), each an expression over the routed requests' final rows."""
     plan_labels = [label for label, _ in policy.plans]
     plan_lengths = [len(steps) for _, steps in policy.plans]
-    decisions = finals.sort("__rid").select(
-        pl.col("__rid").alias("rid"), "request_id", "ts", "slice",
+    columns = [
+        pl.col("__rid").alias("rid"), pl.col("request_id"), pl.col("ts"), pl.col("slice"),
         pl.col("__plan").replace_strict(list(range(len(plan_labels))), plan_labels, return_dtype=pl.String)
         .alias("plan"),
         pl.col("__models").alias("models_called"),
@@ -968,21 +1003,168 @@ def replay(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
         usd(pl.col("__cost")).alias("cost_usd"),
         pl.col("__latency").alias("latency_ms"),
         (pl.col("passed") & pl.col("hard_check_ok")).alias("passed"),
-        "hard_check_ok",
+        pl.col("hard_check_ok"),
         pl.col("score").cast(pl.Float64),
-    )
-    if session_columns:
-        decisions = decisions.join(requests.select(pl.col("__rid").alias("rid"), *session_columns), on="rid",
-                                   how="left", maintain_order="left")
-    calls = pl.concat(run.calls, how="vertical")
+    ]
+    return {column.meta.output_name(): column for column in columns}
+
+
+def _result(start: _Start, scenario: Scenario, finals: pl.DataFrame, calls: pl.DataFrame,
+            missing: pl.DataFrame | None) -> Replay:
+    """The Replay of routed requests: `finals` (one final row per request), their `calls` and the requests
+    that lacked an outcome (`missing`), which are left out, or raise under on_missing=error."""
+    finals, missing_by_model, missing_example = _raise_or_drop_missing(scenario, missing, finals, start.part)
+    if finals.is_empty() and not start.part:
+        raise all_skipped(scenario, missing_by_model)
+    decisions = finals.sort("__rid").select(_decision_columns(start.policy).values())
+    if start.session_columns:
+        decisions = decisions.join(start.requests.select(pl.col("__rid").alias("rid"), *start.session_columns),
+                                   on="rid", how="left", maintain_order="left")
     if missing_by_model:  # calls made for requests later left out
         calls = calls.join(decisions.select("rid"), on="rid", how="semi")
     # Stable, so the samples of a best-of-n step keep their order within their step.
     calls = (calls.sort("rid", "seq", "kind", maintain_order=True).with_columns(usd(pl.col("cost_nano_usd")).alias("cost_usd"))
              .select(CALL_COLUMNS))
     price_sources = price_sources_of(calls)
-    coverage = Coverage(requests_in_window=window_count, requests_selected=requests.height,
+    coverage = Coverage(requests_in_window=start.window_count, requests_selected=start.requests.height,
                         requests_replayed=decisions.height, missing_by_model=missing_by_model,
                         missing_example=missing_example)
     return Replay(scenario=scenario, decisions=decisions, calls=calls, coverage=coverage,
                   price_sources=price_sources)
+
+
+# --------------------------------------------------------------------------------------------------
+# One replay forked at a step: a threshold sweep's two branches in one pass
+
+BRANCH = "__branch"  # which branch a row of a forked replay belongs to
+SHARED, ACCEPTS, ESCALATES = 0, 1, 2  # both branches; the step as the scenario says; the step accepting nothing
+BRANCH_NAMES = {ACCEPTS: "accepts", ESCALATES: "escalates"}
+
+
+def _branch_of(frame: pl.DataFrame) -> list[str]:
+    """[BRANCH] when the rows belong to a forked replay (its call records and missing outcomes carry it)."""
+    return [BRANCH] if BRANCH in frame.columns else []
+
+
+@dataclass
+class _Fork:
+    """Where a replay forks (step `step` of plan `plan`), and the answers that step got (`at_step`)."""
+
+    plan: int
+    step: int
+    value: str  # the answer column recorded at the step
+    at_step: list[pl.DataFrame] = field(default_factory=list)
+
+    def split(self, called: pl.DataFrame) -> pl.DataFrame:
+        """The rows of one group of plans at the fork's step: the plan's requests whose answer is final go
+        on in a second copy (ESCALATES, not final); the first copy is ACCEPTS'."""
+        mine = pl.col("__plan") == self.plan
+        self.at_step.append(called.filter(mine).select(
+            "__rid", "hard_check_ok", pl.col(self.value).cast(pl.Float64).alias("value")))
+        stops = mine & pl.col("__final")
+        goes_on = called.filter(stops).with_columns(pl.lit(False).alias("__final"),
+                                                    pl.lit(ESCALATES, pl.Int8).alias(BRANCH))
+        marked = called.with_columns(pl.when(stops).then(pl.lit(ACCEPTS, pl.Int8)).otherwise(pl.col(BRANCH))
+                                     .alias(BRANCH))
+        return pl.concat([marked, goes_on], how="vertical")
+
+
+def by_rid(frame: pl.DataFrame, rows: int) -> pl.DataFrame:
+    """`frame` (at most one row per `__rid` in 0 .. rows - 1) as `rows` rows in `__rid` order, without
+    `__rid`, nulls where it has no row: a gather, not a join."""
+    position = np.full(rows, frame.height, dtype=np.int64)  # frame.height: the null row appended below
+    position[frame["__rid"].to_numpy()] = np.arange(frame.height)
+    return pl.concat([frame, frame.clear(1)], how="vertical").drop("__rid")[position]
+
+
+class ForkedReplay:
+    """Two replays of one scenario that differ at one step, made in one pass: branch ACCEPTS is the scenario
+    as it is; branch ESCALATES is the same with that step accepting no answer, so every request reaching it
+    goes on to the next step. Everything before the step's verdict (rules, overheads, earlier steps, the
+    step's own call and its price) is the same in both and replayed once; the requests whose answer the step
+    accepts are replayed on past it in a second copy, and only those. Requests are independent of one
+    another, so each branch's decisions and calls equal a separate replay's (tests/test_sweep.py).
+
+    Rows are aligned by the request's `rid` (its row in ts order), so the branches need no join: `outcomes`
+    gives one row per selected request for each. Decisions and calls are built only when asked
+    (`replay`). Build it with `replay_forked`.
+    """
+
+    def __init__(self, start: _Start, scenarios: dict[int, Scenario], finals: pl.DataFrame, calls: pl.DataFrame,
+                 missing: pl.DataFrame | None, at_step: pl.DataFrame):
+        self._start = start
+        self._scenarios = scenarios
+        self._finals = finals
+        self._calls = calls
+        self._missing = missing
+        self._at_step = at_step
+        self._replays: dict[int, Replay] = {}
+        self.requests_selected = start.requests.height
+        self.kept: dict[int, pl.DataFrame] = {}  # per branch, its final rows without requests it lacked outcomes for
+        for branch in (ACCEPTS, ESCALATES):  # the errors the two replays would raise, the accepting one first
+            scenario = scenarios[branch]
+            kept, by_model, _ = _raise_or_drop_missing(scenario, self._rows(missing, branch),
+                                                       self._rows(finals, branch), start.part)
+            if kept.is_empty() and not start.part:
+                raise all_skipped(scenario, by_model)
+            self.kept[branch] = kept
+
+    @staticmethod
+    def _rows(frame: pl.DataFrame | None, branch: int) -> pl.DataFrame | None:
+        """The rows of `frame` that belong to `branch` (shared ones included), without BRANCH."""
+        if frame is None:
+            return None
+        return frame.filter(pl.col(BRANCH).is_in([SHARED, branch]) | pl.col(BRANCH).is_null()).drop(BRANCH)
+
+    def outcomes(self, branch: int, columns: list[pl.Expr]) -> pl.DataFrame:
+        """One row per selected request, in rid order: `present` (the branch replays it: it is not left out
+        for a missing outcome) and `columns`, expressions over the decisions' columns (README "Decisions"),
+        null where not present."""
+        decided = self.kept[branch].lazy().select(pl.col("__rid"), *_decision_columns(self._start.policy).values())
+        found = decided.select(pl.col("__rid"), pl.lit(True).alias("present"), *columns).collect()
+        return by_rid(found, self.requests_selected).with_columns(pl.col("present").fill_null(False))
+
+    def at_step(self) -> pl.DataFrame:
+        """One row per selected request, in rid order: `reached` (its plan is the forked one and it got an
+        answer at the step), and that answer's `hard_check_ok` and recorded column as Float64 `value`."""
+        found = self._at_step.with_columns(pl.lit(True).alias("reached"))
+        return by_rid(found, self.requests_selected).with_columns(pl.col("reached").fill_null(False))
+
+    def replay(self, branch: int) -> Replay:
+        """The branch's Replay, as `replay` of its scenario gives it (built once, on first use)."""
+        if branch not in self._replays:
+            self._replays[branch] = _result(self._start, self._scenarios[branch], self._rows(self._finals, branch),
+                                            self._rows(self._calls, branch), self._rows(self._missing, branch))
+        return self._replays[branch]
+
+
+def replay_forked(scenario: Scenario, data: Dataset, sheet: PriceSheet | None, plan: int, step: int, value: str,
+                  progress: Progress | None = None, *, part: bool = False) -> ForkedReplay:
+    """Replays `scenario` forked at step `step` (0-based, not the last) of plan `plan` (as `Policy.plans`
+    numbers them): branch ACCEPTS as the scenario is, branch ESCALATES with that step's accept predicate
+    `FALSE` (see ForkedReplay). Also records, for the requests reaching that step, the answer's outcome or
+    traffic column `value` (as an accept predicate would read it). `part` as for `replay`.
+
+    Raises RoutesimError as replaying either branch would (ACCEPTS' errors first), and for a policy with
+    sticky sessions, whose later turns follow their first turn's branch, which a fork does not follow.
+    """
+    if scenario.policy.sticky == "session":
+        raise RoutesimError("a replay forked at one step cannot follow sticky sessions: a later turn follows its "
+                            "first turn's escalation", where=f"scenario '{scenario.name}', key 'policy.sticky'",
+                            fix="replay each branch as its own scenario")
+    progress = progress or (lambda _: None)
+    start = _begin(scenario, data, sheet, progress, part=part, rows=None, also_carry=(value,))
+    run = start.run
+    run.keep.append(BRANCH)
+    fork = _Fork(plan=plan, step=step, value=value)
+    staged = _overhead_stage(run, start.requests, scenario.policy.overheads())
+    staged = staged.with_columns(pl.lit(SHARED, pl.Int8).alias(BRANCH))
+    finals = _retry_stage(run, _plan_stage(run, staged, start.policy, progress, fork), start.policy, progress)
+    run.answers = None
+    # Router overheads are paid before the fork: their call records carry no branch (null: shared).
+    calls = pl.concat(run.calls, how="diagonal_relaxed")
+    missing = pl.concat(run.missing, how="diagonal_relaxed") if run.missing else None
+    at_step = (pl.concat(fork.at_step, how="vertical") if fork.at_step else
+               pl.DataFrame(schema={"__rid": pl.UInt32, "hard_check_ok": pl.Boolean, "value": pl.Float64}))
+    scenarios = {ACCEPTS: scenario, ESCALATES: with_step_accept(scenario, plan, step, "FALSE")}
+    return ForkedReplay(start, scenarios, finals, calls, missing, at_step)

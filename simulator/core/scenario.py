@@ -393,3 +393,20 @@ def _read_scenario(path: Path) -> Scenario:
         "data": (base / scenario.data).resolve(),
         "prices": (base / scenario.prices).resolve() if scenario.prices else None,
     })
+
+
+def with_step_accept(scenario: Scenario, plan_index: int, step: int, accept: str) -> Scenario:
+    """The scenario with the accept predicate of step `step` (0-based) of plan `plan_index` (as
+    `Policy.plans` numbers them) replaced by `accept`; everything else as it is."""
+    policy = scenario.policy
+    rules = list(policy.rules)
+    spec = rules[plan_index] if plan_index < len(rules) else policy.default
+    steps = list(spec.steps)
+    steps[step] = steps[step].model_copy(update={"accept": accept})
+    spec = spec.model_copy(update={"cascade": tuple(steps), "use": None})
+    if plan_index < len(rules):
+        rules[plan_index] = spec
+        policy = policy.model_copy(update={"rules": tuple(rules)})
+    else:
+        policy = policy.model_copy(update={"default": spec})
+    return scenario.model_copy(update={"policy": policy})
