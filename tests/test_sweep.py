@@ -14,11 +14,11 @@ import yaml
 
 from simulator.analyses import sweep
 from simulator.core.contract import load_data
-from simulator.core.engine import replay
+from simulator.core.engine import ACCEPTS, ESCALATES, replay, replay_forked
 from simulator.core.errors import RoutesimError
 from simulator.core.metrics import aggregate
 from simulator.core.prices import load_prices
-from simulator.core.scenario import load_scenario
+from simulator.core.scenario import load_scenario, with_step_accept
 from tests.conftest import OUTCOME_SCHEMA, TINY_PRICES, World, outcome_row
 from tests.worlds import random_world, write_frames
 
@@ -251,3 +251,68 @@ def test_sweep_agrees_with_separate_replays_on_random_worlds(tmp_path):
             kinds["compared"] += 1
             kinds["skipped requests"] += bool(point["missing_requests"])
     assert all(count > 0 for count in kinds.values()), kinds
+
+
+FORKED_WORLDS = 8
+
+
+def _fork_cases():
+    """Random worlds (rules, overheads, retries, best-of-n and fan-out steps, named steps, missing outcomes)
+    with a step to fork at: the default plan's first step when it has several, else one of another
+    multi-step plan's steps but the last."""
+    for seed in range(1000, 1600):
+        world = random_world(seed)
+        if world.scenario.policy.sticky == "session":  # a fork refuses these
+            continue
+        plans = world.scenario.policy.plans()
+        if len(plans[-1][1]) > 1:
+            yield world, len(plans) - 1, 0
+            continue
+        forks = [(plan, step) for plan, (_, steps) in enumerate(plans) for step in range(len(steps) - 1)]
+        if forks:
+            yield world, *forks[seed % len(forks)]
+
+
+def test_a_forked_replay_gives_each_branch_as_its_own_replay_would(tmp_path):
+    """replay_forked's branches equal two separate replays: ACCEPTS the scenario as it is, ESCALATES with the
+    forked step accepting nothing: the same decisions and calls row for row and the same coverage; when
+    either replay fails, the forked one fails too. Its record of the step's answers lists exactly the
+    requests of that plan that got an answer there, with the column a predicate would read."""
+    compared, values = 0, 0
+    for world, plan, step in _fork_cases():
+        seed = world.seed
+        data = load_data(write_frames(tmp_path / str(seed), world.traffic, world.outcomes))
+        escalating = with_step_accept(world.scenario, plan, step, "FALSE")
+        context = (seed, plan, step, world.describe())
+        try:
+            separate = [replay(world.scenario, data, world.sheet), replay(escalating, data, world.sheet)]
+        except RoutesimError:
+            with pytest.raises(RoutesimError):
+                replay_forked(world.scenario, data, world.sheet, plan, step, "confidence")
+            continue
+        forked = replay_forked(world.scenario, data, world.sheet, plan, step, "confidence")
+        for branch, alone in zip((ACCEPTS, ESCALATES), separate):
+            got = forked.replay(branch)
+            assert got.decisions.equals(alone.decisions), context
+            assert got.calls.equals(alone.calls), context
+            assert got.coverage == alone.coverage, context
+            assert got.scenario == alone.scenario, context
+        # Every request of the plan that went past the step in a branch got an answer there (a request may
+        # also have reached it and then been left out for a later missing outcome).
+        label, steps = world.scenario.policy.plans()[plan]
+        reached = forked.at_step().with_row_index("rid").filter("reached")
+        for alone in separate:
+            taken = alone.decisions.filter(pl.col("plan") == label, pl.col("steps_taken") > step)
+            assert set(taken["rid"]) <= set(reached["rid"]), context
+        if len(steps[step].calls) == 1:  # the answer's own confidence (a step of several keeps one answer)
+            sample = sum(earlier.calls.count(steps[step].model) for earlier in steps[:step])
+            answers = world.outcomes.filter(pl.col("model") == steps[step].model, pl.col("sample") == sample)
+            request_ids = separate[1].decisions.select("rid", "request_id")
+            expected = reached.join(request_ids, on="rid").join(answers, on="request_id", how="left")
+            assert expected["value"].equals(expected["confidence"].cast(pl.Float64), check_names=False), context
+            assert expected["hard_check_ok"].equals(expected["hard_check_ok_right"], check_names=False), context
+            values += expected.height
+        compared += 1
+        if compared == FORKED_WORLDS:
+            break
+    assert compared == FORKED_WORLDS and values > 0

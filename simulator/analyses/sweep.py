@@ -417,61 +417,81 @@ def _counters(prefix: str) -> list[pl.Expr]:
         present & pl.col(f"{prefix}score").is_not_null())]
 
 
-def _switch(frame: pl.DataFrame, thresholds: np.ndarray) -> np.ndarray:
-    """Per row, the threshold index from which the request takes B's outcome: it takes A's at j < switch
-    (thresholds[j] <= its value), B's from switch on; 0 for a request that is not switchable."""
-    switch = np.zeros(frame.height, np.int64)
-    switchable = frame["switchable"].to_numpy()
-    switch[switchable] = np.searchsorted(thresholds, frame["value"].to_numpy()[switchable], side="right")
-    return switch
+@dataclass(frozen=True)
+class _Split:
+    """A sweep frame split into the switchable requests (`movers`, with `switch`: they take A's outcome at
+    the thresholds j < switch, where thresholds[j] <= their value, and B's from switch on) and the others
+    (`stayers`, B's outcome at every threshold)."""
+
+    movers: pl.DataFrame
+    switch: np.ndarray
+    stayers: pl.DataFrame
+
+    @classmethod
+    def of(cls, frame: pl.DataFrame, thresholds: np.ndarray) -> _Split:
+        movers = frame.filter("switchable")
+        switch = np.searchsorted(thresholds, movers["value"].to_numpy(), side="right")
+        return cls(movers=movers, switch=switch, stayers=frame.filter(~pl.col("switchable")))
 
 
-def _totals(frame: pl.DataFrame, switch: np.ndarray, thresholds: int, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+def _totals(split: _Split, thresholds: int, names: tuple[str, ...]) -> dict[str, np.ndarray]:
     """Per threshold, each counter in `names` (COUNTERS) over the mixture, and `gate_accepted` (the
     requests that take A's outcome there and are present in A): B's totals plus the A-minus-B differences
     of the requests that take A's outcome, summed per switch value and then over the values above j
     (int64 sums, exact)."""
     a_side, b_side = (dict(zip(COUNTERS, _counters(prefix))) for prefix in ("a_", "b_"))
-    b_totals = np.asarray(frame.select(b_side[name].sum().alias(name) for name in names).row(0), dtype=np.int64)
+    b_sums = [b_side[name].sum().alias(name) for name in names]
+    b_totals = np.asarray(split.movers.select(b_sums).row(0), dtype=np.int64) + split.stayers.select(b_sums).row(0)
     columns = [*names, "gate_accepted"]
-    by_switch = (frame.with_columns(pl.Series("__switch", switch)).filter("switchable").group_by("__switch")
+    by_switch = (split.movers.with_columns(pl.Series("__switch", split.switch)).group_by("__switch")
                  .agg(*((a_side[name] - b_side[name]).sum().alias(name) for name in names),
                       a_side["requests"].sum().alias("gate_accepted")))
     per_switch = np.zeros((thresholds + 1, len(columns)), np.int64)
     per_switch[by_switch["__switch"].to_numpy()] = by_switch.select(columns).to_numpy()
     # A request takes A's outcome at j < switch: at j, the requests with switch j + 1 and above.
-    above = np.cumsum(per_switch[::-1], axis=0)[::-1]
-    moved = above[1:]
+    moved = np.cumsum(per_switch[::-1], axis=0)[::-1][1:]
     totals = {name: b_totals[position] + moved[:, position] for position, name in enumerate(names)}
     totals["gate_accepted"] = moved[:, -1]
     return totals
 
 
-def _score_totals(frame: pl.DataFrame, switch: np.ndarray, thresholds: int) -> list[Fraction]:
-    """The exact sum of the scores at each threshold j: B's scores of the requests with switch <= j and A's
-    of those with switch > j, summed per switch value as exact integers times 2^SCALE
-    (simulator.core.partials), so the total does not depend on the order of the requests (or on how they
-    were split into shards)."""
-    by_side = {}
-    for prefix in ("a_", "b_"):
-        scores = frame.select(pl.when(pl.col(f"{prefix}present").fill_null(False)).then(pl.col(f"{prefix}score")))
-        by_side[prefix] = score_sums(switch, scores.to_series())
+def _scores(frame: pl.DataFrame, prefix: str) -> pl.Series:
+    return frame.select(pl.when(pl.col(f"{prefix}present").fill_null(False)).then(pl.col(f"{prefix}score"))).to_series()
+
+
+def _score_totals(split: _Split, thresholds: int) -> list[Fraction]:
+    """The exact sum of the scores at each threshold j: B's scores of the requests with switch <= j (every
+    stayer's among them) and A's of those with switch > j, summed per switch value as exact integers times
+    2^SCALE (simulator.core.partials), so the total does not depend on the order of the requests (or on
+    how they were split into shards)."""
+    a_sums = score_sums(split.switch, _scores(split.movers, "a_"))
+    b_sums = score_sums(np.concatenate([split.switch, np.zeros(split.stayers.height, np.int64)]),
+                        pl.concat([_scores(split.movers, "b_"), _scores(split.stayers, "b_")]))
     above = [0] * (thresholds + 1)  # above[j]: A's scores of the requests with switch > j
     for j in range(thresholds - 1, -1, -1):
-        above[j] = above[j + 1] + by_side["a_"].get(j + 1, 0)
+        above[j] = above[j + 1] + a_sums.get(j + 1, 0)
     totals, below = [], 0
     for j in range(thresholds):
-        below += by_side["b_"].get(j, 0)
+        below += b_sums.get(j, 0)
         totals.append(Fraction(below + above[j], 1 << SCALE))
     return totals
 
 
-def _latencies(frame: pl.DataFrame, prefix: str, switch: np.ndarray, rows: pl.Expr) -> tuple[np.ndarray, np.ndarray]:
-    """The side's latencies of the requests where `rows` holds and the side is present with a latency (a
-    request answered on batch has none: latency figures leave it out, as the replay's do), and their switch."""
-    timed = rows & pl.col(f"{prefix}present").fill_null(False) & pl.col(f"{prefix}latency_ms").fill_nan(None).is_not_null()
-    keep = frame.select(timed.alias("keep"))["keep"].to_numpy()
-    return frame.filter(keep)[f"{prefix}latency_ms"].cast(pl.Float64).to_numpy(), switch[keep]
+def _latencies(frame: pl.DataFrame, prefix: str) -> np.ndarray:
+    """Per row, the side's latency, NaN where the side is not present or has none (a request answered on
+    batch: latency figures leave it out, as the replay's do)."""
+    present = pl.col(f"{prefix}present").fill_null(False)
+    latency = pl.when(present).then(pl.col(f"{prefix}latency_ms").cast(pl.Float64)).fill_null(np.nan)
+    return frame.select(latency).to_series().to_numpy()
+
+
+def _p95(split: _Split, thresholds: int) -> np.ndarray:
+    """The p95 latency of the mixture at every threshold (mixed_quantiles): a mover's A latency at j < switch,
+    its B latency from switch on, a stayer's B latency at every threshold."""
+    a, b, base = _latencies(split.movers, "a_"), _latencies(split.movers, "b_"), _latencies(split.stayers, "b_")
+    timed_a, timed_b = ~np.isnan(a), ~np.isnan(b)
+    return mixed_quantiles(base[~np.isnan(base)], a[timed_a], b[timed_b], split.switch[timed_a],
+                           split.switch[timed_b], thresholds, LATENCY_QUANTILE)
 
 
 def curve(data: SweepData, thresholds: np.ndarray, rows: pl.Series | None = None) -> pl.DataFrame:
@@ -482,13 +502,10 @@ def curve(data: SweepData, thresholds: np.ndarray, rows: pl.Series | None = None
     """
     frame = data.frame if rows is None else data.frame.filter(rows)
     thresholds = np.asarray(thresholds, dtype=np.float64)
-    switch = _switch(frame, thresholds)
-    totals = _totals(frame, switch, thresholds.size, COUNTERS)
-    score_totals = _score_totals(frame, switch, thresholds.size)
-    # A takes part at j < switch (switchable requests only); B at j >= switch (0 for the others).
-    latency_a, switch_a = _latencies(frame, "a_", switch, pl.col("switchable"))
-    latency_b, switch_b = _latencies(frame, "b_", switch, pl.lit(True))
-    p95 = mixed_quantiles(np.empty(0), latency_a, latency_b, switch_a, switch_b, thresholds.size, LATENCY_QUANTILE)
+    split = _Split.of(frame, thresholds)
+    totals = _totals(split, thresholds.size, COUNTERS)
+    score_totals = _score_totals(split, thresholds.size)
+    p95 = _p95(split, thresholds.size)
     requests = totals["requests"]
     total_cost_usd = totals["cost"] / NANO_PER_USD
 
@@ -500,9 +517,8 @@ def curve(data: SweepData, thresholds: np.ndarray, rows: pl.Series | None = None
     if rows is None:
         missing = data.requests_selected - requests
     else:
-        everyone = data.frame
-        missing = data.requests_selected - _totals(everyone, _switch(everyone, thresholds), thresholds.size,
-                                                   ("requests",))["requests"]
+        everyone = _Split.of(data.frame, thresholds)
+        missing = data.requests_selected - _totals(everyone, thresholds.size, ("requests",))["requests"]
     return pl.DataFrame({
         "threshold": thresholds,
         "requests": requests,

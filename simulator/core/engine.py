@@ -785,8 +785,9 @@ def _plan_stage(run: _Run, requests: pl.DataFrame, policy: CompiledPolicy, progr
             best_by = policy.best_by.get(plan_index)
             if best_by is not None:
                 called = _keep_best(called, best_by, run.answer_only, first=step_index == 0)
+            goes_on, going = ~pl.col("__final"), []
             if fork is not None and step_index == fork.step and group_of[fork.plan] == group_index:
-                called = fork.split(called)
+                called, goes_on, going = fork.split(called)
             finished = called.filter("__final")
             if best_by is not None:  # the best answer among the steps called is the final one
                 finished = finished.with_columns(pl.col(_best(column)).alias(column) for column in run.answer_only)
@@ -794,7 +795,7 @@ def _plan_stage(run: _Run, requests: pl.DataFrame, policy: CompiledPolicy, progr
             # Earlier named steps' answers ("STEP.COLUMN") and the best answer so far go on with the request.
             carried = [name for name in called.columns
                        if name == BEST_VALUE or name.startswith("__best.") or ("." in name and not name.startswith("__"))]
-            next_frontier.append(called.filter(~pl.col("__final")).select(
+            next_frontier.append(called.filter(goes_on).with_columns(*going).select(
                 *requests.columns, *[name for name in carried if name not in requests.columns]))
         frontier = pl.concat(next_frontier, how="diagonal_relaxed") if next_frontier else frontier.clear()
     return _with_plan_models(pl.concat(decided, how="vertical"), policy)
@@ -863,14 +864,24 @@ def _raise_or_drop_missing(scenario: Scenario, missing: pl.DataFrame | None, dec
     """`decisions` without the requests in `missing` (__rid, request_id, model: the first answer each lacked),
     the count per model and the least (request_id, model); under on_missing=error (and not a part) the
     error instead."""
-    if missing is None or missing.is_empty():
+    by_model, example = _missing_counts(scenario, missing, part)
+    if not by_model:
         return decisions, {}, None
+    return decisions.join(missing.select("__rid"), on="__rid", how="anti"), by_model, example
+
+
+def _missing_counts(scenario: Scenario, missing: pl.DataFrame | None,
+                    part: bool) -> tuple[dict[str, int], tuple[str, str] | None]:
+    """Requests per model that lacked an outcome, and the least (request_id, model) of them; under
+    on_missing=error (and not a part) the error instead."""
+    if missing is None or missing.is_empty():
+        return {}, None
     by_model = dict(missing.group_by("model").len().sort("model").iter_rows())
     example = missing.select("request_id", "model").sort("request_id", "model").row(0)
     if scenario.on_missing == "error" and not part:
         first = missing.sort("__rid").row(0, named=True)
         raise missing_outcomes(scenario, by_model, (first["request_id"], first["model"]))
-    return decisions.join(missing.select("__rid"), on="__rid", how="anti"), by_model, example
+    return by_model, example
 
 
 def check_policy(scenario: Scenario, data: Dataset, *, part: bool = False) -> CompiledPolicy:
@@ -1055,18 +1066,18 @@ class _Fork:
     value: str  # the answer column recorded at the step
     at_step: list[pl.DataFrame] = field(default_factory=list)
 
-    def split(self, called: pl.DataFrame) -> pl.DataFrame:
-        """The rows of one group of plans at the fork's step: the plan's requests whose answer is final go
-        on in a second copy (ESCALATES, not final); the first copy is ACCEPTS'."""
+    def split(self, called: pl.DataFrame) -> tuple[pl.DataFrame, pl.Expr, list[pl.Expr]]:
+        """The rows of one group of plans at the fork's step, which of them go on to the next step, and their
+        BRANCH as they go: the plan's requests whose answer is final are ACCEPTS' there and go on as
+        ESCALATES'."""
         mine = pl.col("__plan") == self.plan
         self.at_step.append(called.filter(mine).select(
             "__rid", "hard_check_ok", pl.col(self.value).cast(pl.Float64).alias("value")))
         stops = mine & pl.col("__final")
-        goes_on = called.filter(stops).with_columns(pl.lit(False).alias("__final"),
-                                                    pl.lit(ESCALATES, pl.Int8).alias(BRANCH))
-        marked = called.with_columns(pl.when(stops).then(pl.lit(ACCEPTS, pl.Int8)).otherwise(pl.col(BRANCH))
+        called = called.with_columns(pl.when(stops).then(pl.lit(ACCEPTS, pl.Int8)).otherwise(pl.col(BRANCH))
                                      .alias(BRANCH))
-        return pl.concat([marked, goes_on], how="vertical")
+        going = pl.when(pl.col(BRANCH) == ACCEPTS).then(pl.lit(ESCALATES, pl.Int8)).otherwise(pl.col(BRANCH))
+        return called, ~pl.col("__final") | stops, [going.alias(BRANCH)]
 
 
 def by_rid(frame: pl.DataFrame, rows: int) -> pl.DataFrame:
@@ -1100,27 +1111,30 @@ class ForkedReplay:
         self._at_step = at_step
         self._replays: dict[int, Replay] = {}
         self.requests_selected = start.requests.height
-        self.kept: dict[int, pl.DataFrame] = {}  # per branch, its final rows without requests it lacked outcomes for
         for branch in (ACCEPTS, ESCALATES):  # the errors the two replays would raise, the accepting one first
-            scenario = scenarios[branch]
-            kept, by_model, _ = _raise_or_drop_missing(scenario, self._rows(missing, branch),
-                                                       self._rows(finals, branch), start.part)
-            if kept.is_empty() and not start.part:
-                raise all_skipped(scenario, by_model)
-            self.kept[branch] = kept
+            by_model, _ = _missing_counts(scenarios[branch], self._rows(missing, branch), start.part)
+            if not start.part and self._kept(branch).select(pl.len()).collect().item() == 0:
+                raise all_skipped(scenarios[branch], by_model)
 
     @staticmethod
-    def _rows(frame: pl.DataFrame | None, branch: int) -> pl.DataFrame | None:
+    def _in(branch: int) -> pl.Expr:
+        return pl.col(BRANCH).is_in([SHARED, branch]) | pl.col(BRANCH).is_null()
+
+    def _rows(self, frame: pl.DataFrame | None, branch: int) -> pl.DataFrame | None:
         """The rows of `frame` that belong to `branch` (shared ones included), without BRANCH."""
-        if frame is None:
-            return None
-        return frame.filter(pl.col(BRANCH).is_in([SHARED, branch]) | pl.col(BRANCH).is_null()).drop(BRANCH)
+        return None if frame is None else frame.filter(self._in(branch)).drop(BRANCH)
+
+    def _kept(self, branch: int) -> pl.LazyFrame:
+        """The branch's final rows, without the requests it left out for a missing outcome."""
+        kept = self._finals.lazy().filter(self._in(branch))
+        missing = self._rows(self._missing, branch)
+        return kept if missing is None else kept.join(missing.lazy().select("__rid"), on="__rid", how="anti")
 
     def outcomes(self, branch: int, columns: list[pl.Expr]) -> pl.DataFrame:
         """One row per selected request, in rid order: `present` (the branch replays it: it is not left out
         for a missing outcome) and `columns`, expressions over the decisions' columns (README "Decisions"),
         null where not present."""
-        decided = self.kept[branch].lazy().select(pl.col("__rid"), *_decision_columns(self._start.policy).values())
+        decided = self._kept(branch).select(pl.col("__rid"), *_decision_columns(self._start.policy).values())
         found = decided.select(pl.col("__rid"), pl.lit(True).alias("present"), *columns).collect()
         return by_rid(found, self.requests_selected).with_columns(pl.col("present").fill_null(False))
 
