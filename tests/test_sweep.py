@@ -161,10 +161,11 @@ def _brute_quantiles(base, a, b, a_switch, b_switch, thresholds, q):
     return np.array(found, dtype=np.float64)
 
 
+@pytest.mark.parametrize("block", [3, sweep.THRESHOLD_BLOCK])
 @pytest.mark.parametrize("seed", range(12))
-def test_mixed_quantiles_match_a_brute_force(seed, monkeypatch):
+def test_mixed_quantiles_match_a_brute_force(seed, block, monkeypatch):
     """Against polars' own quantile of each multiset, bit for bit; small blocks exercise the carry."""
-    monkeypatch.setattr(sweep, "THRESHOLD_BLOCK", 3)
+    monkeypatch.setattr(sweep, "THRESHOLD_BLOCK", block)
     rng = np.random.default_rng(seed)
     n, thresholds = int(rng.integers(0, 300)), int(rng.integers(1, 12))
     values = rng.choice([10.0, 20.0, 35.5, 100.0], size=3 * n) if seed % 2 else rng.uniform(0, 5000, 3 * n)

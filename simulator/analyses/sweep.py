@@ -341,27 +341,49 @@ def mixed_quantiles(base: np.ndarray, a_values: np.ndarray, b_values: np.ndarray
     Elements: `base` is in every multiset; `a_values[i]` is in multisets j < a_switch[i]; `b_values[i]` is in
     multisets j >= b_switch[i]. Returns one quantile per j in 0..thresholds-1 (NaN for an empty multiset).
 
-    Method: all elements sorted once into a pool cut into equal-count buckets; the elements in the multiset
-    at j = 0 are counted per bucket, and those entering or leaving later are events at their threshold
-    index, so running sums over (threshold, bucket) give each multiset's count per bucket and locate the
-    bucket of the wanted order statistic; a scan of that bucket's few elements finds the element itself.
-    Cost: O(P log P) for the sort plus O(T x sqrt(P)) for T thresholds and P elements, all in numpy.
+    Method: each multiset's size n_j comes from counting elements in and out, so the least rank wanted at
+    any j, m = min floor(q (n_j - 1)), is known first; the elements below the (m+1)-th smallest value are
+    never the order statistic wanted (at most m of them are in any multiset), so they are only counted per
+    j. The others are sorted into a pool cut into equal-count buckets; the elements in the multiset at j = 0
+    are counted per bucket and those entering or leaving later are events at their threshold index, so
+    running sums over (threshold, bucket) locate the bucket of the wanted order statistic, and a scan of
+    that bucket's few elements finds the element itself. Cost: O(P log P) for the sort plus O(T x sqrt(P))
+    for T thresholds and P elements, all in numpy.
     """
     result = np.full(thresholds, np.nan)
     latency = np.concatenate([base, a_values, b_values]).astype(np.float64)
     if latency.size == 0 or thresholds == 0:
         return result
     # Each element is in the multisets j with enter <= j < leave.
-    enter = np.concatenate([np.zeros(base.size + a_values.size, np.int64), b_switch]).clip(0, thresholds)
-    leave = np.concatenate([np.full(base.size, thresholds), a_switch, np.full(b_values.size, thresholds)]).clip(0, thresholds)
+    enter = np.concatenate([np.zeros(base.size + a_values.size, np.int32), b_switch.astype(np.int32)])
+    leave = np.concatenate([np.full(base.size, thresholds, np.int32), a_switch.astype(np.int32),
+                            np.full(b_values.size, thresholds, np.int32)])
+
+    def sizes(chosen: np.ndarray | slice) -> np.ndarray:  # per j, how many of the chosen elements are in
+        moves = np.bincount(enter[chosen], minlength=thresholds + 1) - np.bincount(leave[chosen], minlength=thresholds + 1)
+        return np.cumsum(moves[:thresholds])
+
+    n = sizes(slice(None))
+    position = q * (n - 1).astype(np.float64)
+    low_rank = np.floor(position).astype(np.int64)
+    high_rank = np.minimum(low_rank + 1, n - 1)
+    if not (n > 0).any():
+        return result
+    least = int(low_rank[n > 0].min())
+    below = np.zeros(thresholds, np.int64)  # per j, the elements under the cut in the multiset
+    if least > 0:
+        cut = np.partition(latency, least)[least]
+        under = latency < cut  # at most `least` elements
+        below = sizes(under)
+        latency, enter, leave = latency[~under], enter[~under], leave[~under]
     order = np.argsort(latency)  # the order among equal latencies does not change any order statistic
-    latency, enter, leave = latency[order], enter[order].astype(np.int32), leave[order].astype(np.int32)
+    latency, enter, leave = latency[order], enter[order], leave[order]
     pool = latency.size
     size = max(16, math.isqrt(pool))
     buckets = -(-pool // size)
-    counts_at_zero = np.bincount(np.flatnonzero((enter == 0) & (leave > 0)) // size, minlength=buckets)
+    counts_at_zero = np.bincount(np.flatnonzero(enter == 0) // size, minlength=buckets)
     # Elements entering after j = 0, and elements leaving before the last threshold: (threshold index, bucket).
-    arrive, depart = np.flatnonzero((enter > 0) & (enter < leave)), np.flatnonzero((leave < thresholds) & (enter < leave))
+    arrive, depart = np.flatnonzero((enter > 0) & (enter < thresholds)), np.flatnonzero(leave < thresholds)
     events = [(at[positions].astype(np.int64), positions // size) for positions, at in ((arrive, enter), (depart, leave))]
     padded_latency = np.concatenate([latency, [np.nan]])
     padded_enter = np.concatenate([enter, [thresholds]])  # the pad is in no multiset
@@ -381,23 +403,19 @@ def mixed_quantiles(base: np.ndarray, a_values: np.ndarray, b_values: np.ndarray
         counts = carry + np.cumsum(changes.reshape(length, buckets), axis=0)
         carry = counts[-1]
         running = np.cumsum(counts, axis=1)
-        n = running[:, -1]
-        position = q * (n - 1).astype(np.float64)
-        low_rank = np.floor(position).astype(np.int64)
-        high_rank = np.minimum(low_rank + 1, n - 1)
         j = np.arange(first, last, dtype=np.int32)[:, None]
         rows = np.arange(length)
         values = []
-        for rank in (low_rank, high_rank):
-            rank = np.maximum(rank, 0)
+        for rank in (low_rank[first:last], high_rank[first:last]):
+            rank = np.maximum(rank - below[first:last], 0)  # the rank among the pool's elements
             which = np.minimum((running <= rank[:, None]).sum(axis=1), buckets - 1)
             before = np.where(which > 0, running[rows, np.maximum(which - 1, 0)], 0)
             slots = np.minimum(which[:, None] * size + np.arange(size)[None, :], pool)
             active = (padded_enter[slots] <= j) & (j < padded_leave[slots])
             found = np.argmax(np.cumsum(active, axis=1, dtype=np.int32) > (rank - before)[:, None], axis=1)
             values.append(padded_latency[slots[rows, found]])
-        quantile = _lerp(values[0], values[1], position - low_rank)
-        result[first:last] = np.where(n > 0, quantile, np.nan)
+        quantile = _lerp(values[0], values[1], position[first:last] - low_rank[first:last])
+        result[first:last] = np.where(n[first:last] > 0, quantile, np.nan)
     return result
 
 
