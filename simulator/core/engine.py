@@ -1049,7 +1049,6 @@ def _result(start: _Start, scenario: Scenario, finals: pl.DataFrame, calls: pl.D
 
 BRANCH = "__branch"  # which branch a row of a forked replay belongs to
 SHARED, ACCEPTS, ESCALATES = 0, 1, 2  # both branches; the step as the scenario says; the step accepting nothing
-BRANCH_NAMES = {ACCEPTS: "accepts", ESCALATES: "escalates"}
 
 
 def _branch_of(frame: pl.DataFrame) -> list[str]:
