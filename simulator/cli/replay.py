@@ -305,9 +305,10 @@ def demo():
 
     runs = [("support week", sorted(SCENARIOS.glob("*.yaml")), REPORTS / "demo.html", DEMO_BASELINE)]
     # scenarios/served reads data/served, which README's "Served-only production logs" block generates
-    # first (50,000 requests): it is no shipped data, so the demo leaves it out.
+    # first (50,000 requests): it is no shipped data, so the demo leaves it out. scenarios/gateway holds a
+    # LiteLLM proxy config beside the scenario import-config makes of it (README "LiteLLM router configs").
     runs += [(folder.name, sorted(folder.glob("*.yaml")), REPORTS / f"demo-{folder.name}.html", None)
-             for folder in sorted(SCENARIOS.iterdir()) if folder.is_dir() and folder.name != "served"]
+             for folder in sorted(SCENARIOS.iterdir()) if folder.is_dir() and folder.name not in {"served", "gateway"}]
     written = []
     for title, paths, out, baseline in runs:
         results = default_results_dir(out)
