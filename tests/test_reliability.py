@@ -81,6 +81,15 @@ def test_special_files_are_never_replaced(cli, world, tmp_path):
     assert os.path.exists("/dev/null") and not os.path.isfile("/dev/null")
 
 
+def test_a_price_sheet_written_over_the_price_list_it_reads_is_refused(cli, tmp_path):
+    prices = tmp_path / "litellm.json"
+    prices.write_text(json.dumps({"m": {"input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06}}))
+    before = snapshot(tmp_path)
+    assert_bad_input(cli("prices", "import-litellm", prices, "--as-of", "2026-11-01", "--models", "m", "-o", prices),
+                     f"the output {prices} is an input of this run")
+    assert snapshot(tmp_path) == before
+
+
 def test_dash_writes_a_text_output_to_stdout(cli, tmp_path):
     prices = tmp_path / "litellm.json"
     prices.write_text(json.dumps({"m": {"input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06}}))
@@ -244,6 +253,14 @@ def test_gate_options_out_of_bounds_are_usage_errors(cli, world, args, fragment)
 def test_sweep_points_beyond_the_limit_are_refused(cli, world):
     result = cli("sweep", world.scenario(), "--points", str(limits.MAX_SWEEP_POINTS + 1))
     assert result.code == BAD_INPUT and "--points" in result.err
+
+
+@pytest.mark.parametrize("option, value", [("--requests", limits.MAX_GENERATE_REQUESTS + 1),
+                                           ("--requests", 10**20), ("--days", limits.MAX_GENERATE_DAYS + 1)])
+def test_generate_sizes_beyond_the_limits_are_refused_before_anything_is_written(cli, tmp_path, option, value):
+    result = cli("generate", tmp_path / "week", option, str(value))
+    assert result.code == BAD_INPUT and option in result.err
+    assert not (tmp_path / "week").exists()
 
 
 # Numbers that are numbers.

@@ -271,8 +271,10 @@ def public_data(
     out: Annotated[Path, typer.Option("--out", "-o", help="where the dataset folders go")] = DATA,
 ):
     """Convert the public routing datasets (RouterBench, RouteLLM, RouterArena) into data folders."""
+    from simulator.core.outputs import note_input
     from simulator.datasets.public_data import build_all
 
+    note_input(source)  # the dataset folders are never written into the source, nor over it
     for folder in build_all(source, out):
         console.print(f"wrote {folder}", markup=False, highlight=False)
 

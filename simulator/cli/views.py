@@ -533,8 +533,10 @@ def run_whatif(console: Console, paths: list[Path], change: whatif.PriceChange, 
 
 def run_import_litellm(console: Console, file: Path, *, as_of: dt.date, models: list[str], renames: list[str],
                        out: Path | None) -> None:
+    from simulator.core.outputs import note_input
     from simulator.importers.litellm_prices import import_litellm, parse_renames, render_sheet
 
+    note_input(file)  # so `-o` naming the price list itself is refused, as for every command's inputs
     sheet, keys, unmapped = import_litellm(file, as_of, models, parse_renames(renames))
     text = render_sheet(sheet, file, as_of, keys, unmapped)
     if out is None or str(out) == STDOUT:

@@ -24,4 +24,9 @@ MAX_RESAMPLES = 100_000  # gate --resamples
 MAX_SWEEP_POINTS = 100_000  # sweep / whatif --points
 
 # Shards: each is a folder of two Parquet files written one after another, so time and inodes grow linearly.
+# Generated weeks: the arrival times are drawn up front (about 35 bytes a request at peak) and the files
+# take about 70 bytes a request, so 300M requests need about 10 GB of memory and 21 GB of disk.
+MAX_GENERATE_REQUESTS = 300_000_000  # routesim generate --requests
+MAX_GENERATE_DAYS = 3_660  # routesim generate --days: ten years
+
 MAX_SHARDS = 4_096  # routesim shard --shards; also at most one shard per request
