@@ -165,7 +165,9 @@ def main() -> None:
                  and abs(by_loop["passed"] / by_loop["requests"] - summary["pass_rate"]) < 1e-12
                  and abs(by_loop["total_cost_usd"] - summary["total_cost_usd"]) <= 1e-6 * by_loop["total_cost_usd"])
         loop_s = statistics.median(times[name])
-        print(f"  {name:<19} {loop_s:8.2f} s   routesim is {loop_s / routesim_s:.1f}x faster; totals agree: {agree}")
+        speed = (f"{loop_s / routesim_s:.1f}x faster" if loop_s >= routesim_s
+                 else f"{routesim_s / loop_s:.1f}x slower")
+        print(f"  {name:<19} {loop_s:8.2f} s   routesim is {speed}; totals agree: {agree}")
         if not agree:
             raise SystemExit(f"{name} and routesim disagree: {by_loop} vs requests={summary['requests']}, "
                              f"pass_rate={summary['pass_rate']}, total_cost_usd={summary['total_cost_usd']}")

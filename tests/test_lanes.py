@@ -6,12 +6,13 @@ import datetime as dt
 import json
 from pathlib import Path
 
+import polars as pl
 import pytest
 import yaml
 
 from simulator.analyses.lanes import LaneOptions, fit_lanes, load_bars
 from simulator.core.scenario import QualityBar
-from tests.conftest import outcome_row
+from tests.conftest import outcome_row, tiny_outcomes, tiny_traffic
 from tests.eval_worlds import (
     BIG_COST,
     SMALL_COST,
@@ -93,6 +94,16 @@ def test_the_table_names_each_slices_lane(world, cli):
         in result.out
     # 38 of 40: the upper bound is (79.841459 + 6.629630) / 87.682918 = 0.9862.
     assert "83.5% – 98.6%" in result.out
+
+
+def test_the_closing_lines_show_control_characters_in_names_as_escapes(world, cli):
+    # A slice named with an escape sequence and a newline must not reach the terminal raw: it could clear
+    # the screen or split a line, as the table beside it already prevents.
+    odd = "con\x1b[2Jtract\nnext"
+    world.write_data(tiny_traffic().with_columns(pl.col("slice").replace("contract", odd)), tiny_outcomes())
+    result = cli("lanes", world.data, "--prices", world.prices, "--bar", "0.9")
+    assert result.code == 0, result.err
+    assert "\x1b" not in result.out and "con\\u001b[2Jtract\\u000anext → " in result.out
 
 
 def test_emitted_scenario_validates_replays_and_matches_the_lanes(world, cli, tmp_path):

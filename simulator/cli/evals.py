@@ -45,10 +45,8 @@ def register(app: typer.Typer) -> None:
         as_json: Annotated[bool, typer.Option("--json", help="print the lanes as JSON")] = False,
     ):
         """Admit models to slices by their evals (Wilson lower bound >= bar); emit the lanes as a scenario."""
-        from rich.markup import escape
-
         from simulator.analyses.lanes import DEFAULT_ACCEPT, LaneOptions, fit_lanes, load_bars
-        from simulator.cli.views import lane_lines, lanes_table, out_of_sample_lines, out_of_sample_table
+        from simulator.cli.views import inert, lane_lines, lanes_table, out_of_sample_lines, out_of_sample_table
 
         if (accept is not None or escalate_to is not None) and not cascade:
             raise RoutesimError("--accept and --escalate-to shape the cascade of each lane",
@@ -65,14 +63,14 @@ def register(app: typer.Typer) -> None:
             typer.echo(json_output(result))
             return
         print_table(console, lanes_table(result))
-        for line in lane_lines(result):
-            console.print(escape(line), highlight=False)
+        for line in lane_lines(result):  # names from the data: markup and control characters made inert
+            console.print(inert(line), highlight=False)
         if result["out_of_sample"]:
             print_table(console, out_of_sample_table(result))
             for line in out_of_sample_lines(result):
-                console.print(escape(line), highlight=False)
+                console.print(inert(line), highlight=False)
         if result["emitted"]:
-            console.print(f"scenario: {escape(result['emitted'])}", highlight=False)
+            console.print(f"scenario: {inert(result['emitted'])}", highlight=False)
 
     @app.command()
     def gate(
