@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from simulator.core.calls import per_minute
+from simulator.core.calls import per_minute, with_layout_rows
 from simulator.core.contract import Dataset
 from simulator.core.engine import Replay, data_values
 from simulator.core.errors import RoutesimError, did_you_mean
@@ -34,7 +34,8 @@ def capacity(result: Replay, data: Dataset) -> dict:
     """`capacity_of` one replay in one piece."""
     coverage = result.coverage
     share = coverage.requests_replayed / coverage.requests_in_window if coverage.requests_in_window else 0.0
-    return capacity_of(result.scenario, per_minute(result.calls, result.decisions, data), share, data)
+    load = per_minute(result.calls, with_layout_rows(result.decisions, result.layout_rows), data)
+    return capacity_of(result.scenario, load, share, data)
 
 
 def capacity_of(scenario: Scenario, load: pl.DataFrame, requests_share: float, data: Dataset) -> dict:

@@ -26,14 +26,16 @@ beat its second-half pass rate.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
 
-from simulator.analyses.tables import priced_answers
+from simulator.analyses.tables import priced_by_model
+from simulator.core.calls import with_layout_rows
 from simulator.core.contract import Dataset
 from simulator.core.draws import keyed_uniform
-from simulator.core.engine import Replay
+from simulator.core.engine import LAYOUT_ROW, Replay
 from simulator.core.money import usd_per_request_of
 from simulator.core.prices import PriceSheet
 from simulator.core.scenario import Scenario
@@ -46,46 +48,79 @@ PURPOSE = "random-control"
 CONTROL_REQUESTS = 2_000_000
 
 
-def _complete_models(answers: pl.DataFrame, requests: int) -> tuple[list[str], list[str]]:
-    counts = dict(answers.group_by("model").len().iter_rows())
-    complete = sorted(model for model, count in counts.items() if count == requests)
-    return complete, sorted(set(counts) - set(complete))
+@dataclass(frozen=True)
+class Singles:
+    """The complete models' first answers to the policy's requests, aligned with them (in `rid` order):
+    `ok[m, i]` (passed and hard_check_ok) and `cost[m, i]` (Int64 nano-dollars) of model `models[m]` on
+    request i."""
+
+    models: list[str]
+    ok: np.ndarray
+    cost: np.ndarray
+
+    def totals(self, model: int, rows: np.ndarray | None = None) -> tuple[int, int]:
+        """(cost in nano-dollars, passes) of model index `model` on the requests at `rows` (all: None)."""
+        cost, ok = (self.cost[model], self.ok[model]) if rows is None else (self.cost[model, rows], self.ok[model, rows])
+        return int(cost.sum()), int(ok.sum())
+
+
+def _singles(priced: list[tuple[str, pl.DataFrame]], requests: int) -> tuple[Singles, list[str]]:
+    """The models (of `priced`, simulator.analyses.tables.priced_by_model) that answered all `requests`,
+    and those left out for answering only some."""
+    complete = [(model, part) for model, part in priced if part.height == requests]
+    left_out = sorted(model for model, part in priced if part.height != requests)
+    if not complete:
+        return Singles([], np.zeros((0, requests), bool), np.zeros((0, requests), np.int64)), left_out
+    return Singles([model for model, _ in complete], np.vstack([part["ok"].to_numpy() for _, part in complete]),
+                   np.vstack([part["cost_nano_usd"].to_numpy() for _, part in complete])), left_out
+
+
+def _rates_of(requests: int, cost_nano: int, passes: int) -> dict:
+    """Requests, cost per request (from the integer nano-dollar sum) and pass rate."""
+    if not requests:
+        return {"requests": 0, "cost_per_request_usd": None, "pass_rate": None, "passes": 0}
+    return {"requests": requests, "cost_per_request_usd": usd_per_request_of(cost_nano, requests),
+            "pass_rate": passes / requests, "passes": passes}
 
 
 def _rates(frame: pl.DataFrame, passed: str = "ok") -> dict:
-    """Requests, cost per request (from the integer nano-dollar sum) and pass rate of `frame`."""
+    """`_rates_of` the rows of `frame` (`cost_nano_usd` and the boolean `passed`)."""
     if not frame.height:
-        return {"requests": 0, "cost_per_request_usd": None, "pass_rate": None, "passes": 0}
-    passes = int(frame[passed].sum())
-    return {"requests": frame.height, "cost_per_request_usd": usd_per_request_of(int(frame["cost_nano_usd"].sum()),
-                                                                              frame.height), "pass_rate": passes / frame.height, "passes": passes}
+        return _rates_of(0, 0, 0)
+    return _rates_of(frame.height, int(frame["cost_nano_usd"].sum()), int(frame[passed].sum()))
 
 
-def random_control(answers: pl.DataFrame, models: list[str], cost_per_request: float, seed: int = SEED) -> dict:
+def random_control(singles: Singles, request_ids: pl.Series, cost_per_request: float, seed: int = SEED) -> dict:
     """The keyed cheapest/most-expensive mixture whose expected cost per request is `cost_per_request` (USD).
 
-    `answers`: `priced_answers` rows (`request_id`, `rid`, `model`, `ok`, `cost_nano_usd`) of `models`."""
-    totals = dict(answers.group_by("model").agg(pl.col("cost_nano_usd").sum(), pl.len().alias("n"))
-                  .select("model", pl.struct("cost_nano_usd", "n")).iter_rows())
-    costs = {model: usd_per_request_of(totals[model]["cost_nano_usd"], totals[model]["n"]) for model in models}
-    low = min(models, key=lambda model: (costs[model], model))
-    high = max(models, key=lambda model: (costs[model], model))
+    `request_ids`: the requests' ids, aligned with `singles`."""
+    requests = len(request_ids)
+    costs = {model: usd_per_request_of(singles.totals(index)[0], requests) for index, model in enumerate(singles.models)}
+    low = min(singles.models, key=lambda model: (costs[model], model))
+    high = max(singles.models, key=lambda model: (costs[model], model))
     spread = costs[high] - costs[low]
     weight = 0.0 if spread <= 0 else min(1.0, max(0.0, (cost_per_request - costs[low]) / spread))
-    requests = answers.select("rid", "request_id").unique("rid").sort("rid")
-    draws = keyed_uniform(seed, PURPOSE, requests["request_id"])
-    picks = requests.select("rid", pl.Series("model", np.where(draws < weight, high, low)))
-    mixed = answers.join(picks, on=["rid", "model"], how="semi").sort("rid")
-    return {"cheapest": low, "most_expensive": high, "weight": weight, "seed": seed} | _rates(mixed)
+    to_high = keyed_uniform(seed, PURPOSE, request_ids) < weight
+    at_low, at_high = singles.models.index(low), singles.models.index(high)
+    cost = int(np.where(to_high, singles.cost[at_high], singles.cost[at_low]).sum())
+    passes = int(np.where(to_high, singles.ok[at_high], singles.ok[at_low]).sum())
+    return {"cheapest": low, "most_expensive": high, "weight": weight, "seed": seed} | _rates_of(requests, cost, passes)
 
 
 def _fit_split(fit: pl.DataFrame, models: list[str], target: float) -> tuple[dict[str, str], bool]:
-    """Per slice the model of the cheapest assignment reaching `target` pass rate on `fit` (exact DP over
-    integer nano-dollar costs `cost_nano_usd`)."""
+    """Per slice the model of the cheapest assignment reaching `target` pass rate on `fit` (rows `rid`,
+    `slice`, `model`, `ok`, `cost_nano_usd`): `_fit_table` of its sums per slice and model."""
     table = fit.group_by("slice", "model").agg(pl.col("ok").sum().cast(pl.Int64).alias("passes"),
                                                pl.col("cost_nano_usd").sum().alias("cost")).sort("slice", "model")
+    return _fit_table(table, fit["rid"].n_unique(), target)
+
+
+def _fit_table(table: pl.DataFrame, requests: int, target: float) -> tuple[dict[str, str], bool]:
+    """Per slice the model of the cheapest assignment reaching `target` pass rate on `requests` requests
+    (exact DP over integer nano-dollar costs). `table`: `slice`, `model`, `passes`, `cost` (the sums of a
+    model's answers to the slice's requests), sorted by slice and model."""
     slices = table["slice"].unique().sort().to_list()
-    need = math.ceil(target * fit["rid"].n_unique() - 1e-9)
+    need = math.ceil(target * requests - 1e-9)
     unreachable = np.iinfo(np.int64).max // 4  # above any sum of costs; stays above after adding one more
     best = np.full(need + 1, unreachable, dtype=np.int64)
     best[0] = 0
@@ -119,25 +154,36 @@ def _fit_split(fit: pl.DataFrame, models: list[str], target: float) -> tuple[dic
     return dict(sorted(assignment.items())), reachable
 
 
-def fixed_split(answers: pl.DataFrame, decisions: pl.DataFrame, models: list[str]) -> dict:
-    """The best fixed per-slice split fitted on the first half of the window, scored on the second."""
+def fixed_split(singles: Singles, decisions: pl.DataFrame) -> dict:
+    """The best fixed per-slice split fitted on the first half of the window, scored on the second.
+    `decisions`: the policy's requests (`ts`, `slice`, `passed`, `cost_nano_usd`), aligned with `singles`."""
     ts = decisions["ts"]
     midpoint = ts.min() + (ts.max() - ts.min()) / 2
-    first = pl.col("ts") < midpoint
+    first = (ts < midpoint).to_numpy()
     policy_fit, policy_test = decisions.filter(first), decisions.filter(~first)
-    fit = answers.filter(first & pl.col("model").is_in(models))
-    test = answers.filter(~first & pl.col("model").is_in(models))
     if policy_fit.is_empty() or policy_test.is_empty():
         return {"midpoint": midpoint.isoformat(), "assignment": {}, "reachable": False, "scored": None,
                 "policy": None}
     target = policy_fit["passed"].cast(pl.Float64).mean()
-    assignment, reachable = _fit_split(fit, models, target)
-    fallback = (fit.group_by("model").agg(pl.col("ok").mean().alias("rate")).sort("rate", "model",
-                                                                                  descending=[True, False])["model"][0])
-    routed = test.filter(pl.col("model") == pl.col("slice").replace_strict(assignment, default=fallback))
+    fit_rows, test_rows = np.flatnonzero(first), np.flatnonzero(~first)
+    models = singles.models
+    sums = (pl.DataFrame({"slice": policy_fit["slice"],
+                          **{f"passes.{m}": singles.ok[m, fit_rows] for m in range(len(models))},
+                          **{f"cost.{m}": singles.cost[m, fit_rows] for m in range(len(models))}})
+            .group_by("slice").agg(pl.all().sum().cast(pl.Int64)).sort("slice"))
+    table = pl.concat([sums.select("slice", pl.lit(model).alias("model"), pl.col(f"passes.{m}").alias("passes"),
+                                   pl.col(f"cost.{m}").alias("cost")) for m, model in enumerate(models)]
+                      ).sort("slice", "model")
+    assignment, reachable = _fit_table(table, len(fit_rows), target)
+    # ties: the first model by name; every model answered the same requests, so passes rank as pass rates do
+    fallback = min(range(len(models)), key=lambda m: (-int(singles.ok[m, fit_rows].sum()), models[m]))
+    chosen = policy_test["slice"].replace_strict({name: models.index(model) for name, model in assignment.items()},
+                                                 default=fallback, return_dtype=pl.Int64).to_numpy()
+    cost = int(singles.cost[chosen, test_rows].sum())
+    passes = int(singles.ok[chosen, test_rows].sum())
     return {"midpoint": midpoint.isoformat(), "target_pass_rate": target, "assignment": assignment,
-            "unseen_slices_to": fallback, "reachable": reachable, "scored": _rates(routed.sort("rid")),
-            "policy": _rates(policy_test, "passed")}
+            "unseen_slices_to": models[fallback], "reachable": reachable,
+            "scored": _rates_of(len(test_rows), cost, passes), "policy": _rates(policy_test, "passed")}
 
 
 def beats(policy: dict, control: dict, admission: Admission) -> bool:
@@ -149,7 +195,8 @@ def beats(policy: dict, control: dict, admission: Admission) -> bool:
 
 def controls(result: Replay, data: Dataset, sheet: PriceSheet | None, seed: int = SEED) -> dict | None:
     """`controls_of` one replay in one piece."""
-    return controls_of(result.scenario, result.decisions, router_of(result.calls), data, sheet, seed)
+    return controls_of(result.scenario, with_layout_rows(result.decisions, result.layout_rows), router_of(result.calls),
+                       data, sheet, seed)
 
 
 def router_of(calls: pl.DataFrame) -> bool:
@@ -165,20 +212,25 @@ def controls_of(scenario: Scenario, decisions: pl.DataFrame, router: bool, data:
 
     `decisions`: one row per replayed request with `request_id`, `rid` (any unique key), `ts`, `slice`,
     `passed` and `cost_nano_usd` (a replay's decisions, or those columns gathered from its shards or
-    chunks); `router`: whether the policy called more than one model (`router_of`). Above CONTROL_REQUESTS
+    chunks), and optionally `LAYOUT_ROW`, the request's row id in `data`'s layout, to read the answers by
+    position (simulator.core.calls.with_layout_rows); `router`: whether the policy called more than one model (`router_of`). Above CONTROL_REQUESTS
     replayed requests: only `skipped`, saying why."""
     if decisions.height > CONTROL_REQUESTS:
         return {"skipped": f"{decisions.height:,} requests replayed: the controls are computed up to "
                            f"{CONTROL_REQUESTS:,}; replay a window or a sample for them"}
-    answers, _ = priced_answers(decisions.select("request_id", "rid", "ts", "slice"), data, sheet)
-    models, left_out = _complete_models(answers, decisions.height)
+    if not decisions["rid"].is_sorted():
+        decisions = decisions.sort("rid")
+    priced, _, _ = priced_by_model(decisions.select("request_id", "rid", "ts", "slice",
+                                                    *([LAYOUT_ROW] if LAYOUT_ROW in decisions.columns else [])),
+                                   data, sheet)
+    singles, left_out = _singles(priced, decisions.height)
+    models = singles.models
     if not models:
         return None
     admission = scenario.admission or DEFAULT_ADMISSION
-    answers = answers.filter(pl.col("model").is_in(models))
     mine = _rates(decisions, "passed")
-    random = random_control(answers, models, mine["cost_per_request_usd"], seed)
-    split = fixed_split(answers, decisions, models)
+    random = random_control(singles, decisions["request_id"], mine["cost_per_request_usd"], seed)
+    split = fixed_split(singles, decisions)
     beaten_by = []
     if router and not beats(mine, random, admission):
         beaten_by.append("random")

@@ -31,8 +31,10 @@ from collections.abc import Callable
 import polars as pl
 
 from simulator.analyses import drift, frontier
+from simulator.core.calls import by_position
 from simulator.core.contract import Dataset
-from simulator.core.engine import select_requests
+from simulator.core.engine import LAYOUT_ROW, select_requests
+from simulator.core.layout import PRESENT
 from simulator.core.errors import RoutesimError
 from simulator.core.metrics import grouped
 from simulator.core.money import NANO_PER_USD, usd_per_request_of
@@ -256,25 +258,58 @@ def _bar_failures(by_slice: pl.DataFrame, overall: float, bar: QualityBar,
 
 def priced_answers(requests: pl.DataFrame, data: Dataset, sheet: PriceSheet | None) -> tuple[pl.DataFrame, dict]:
     """Every model's first answer (`sample` 0) to each of `requests` (`request_id`, `rid`, `ts`, `slice`), priced
-    at the request's `ts`, with `ok` (passed and hard_check_ok); sorted by `rid`, `model`. Models that cannot be
-    priced are left out and returned with the reason."""
-    answers = (data.outcomes.filter(pl.col("sample") == 0)
-               .select("request_id", "model", *token_columns(data.outcomes.collect_schema().names()),
-                       "latency_ms", "passed", "hard_check_ok", "score", pl.col("cost_usd").alias("recorded_cost_usd"))
-               .join(requests.lazy().select("request_id", "rid", "ts", "slice"), on="request_id", how="inner")
-               .with_columns((pl.col("passed") & pl.col("hard_check_ok")).alias("ok"))
-               .collect()
-               .sort("rid", "model"))  # a join's output order varies; sums must not
+    at the request's `ts`, with `ok` (passed and hard_check_ok); sorted by `model`, `rid`. Models that cannot be
+    priced are left out and returned with the reason. Requests carrying `LAYOUT_ROW` (their row id in the
+    data's layout, simulator.core.calls.with_layout_rows) have their answers read by position."""
+    priced, unpriced, empty = priced_by_model(requests, data, sheet)
+    if not priced:
+        return empty, unpriced
+    return pl.concat([part for _, part in priced], how="vertical"), unpriced
+
+
+def priced_by_model(requests: pl.DataFrame, data: Dataset, sheet: PriceSheet | None
+                    ) -> tuple[list[tuple[str, pl.DataFrame]], dict, pl.DataFrame]:
+    """priced_answers one model at a time, in name order: (model, its priced answers in `rid` order) per
+    model with answers to `requests`; the unpriced models with the reason; an empty frame of the columns."""
+    answers, empty = _first_answers(requests, data)
     priced, unpriced = [], {}
-    for (model,), part in sorted(answers.partition_by("model", as_dict=True).items()):
+    for model, part in answers:
         try:
-            priced.append(price_calls(part, sheet).with_columns(usd(pl.col("cost_nano_usd")).alias("cost_usd")))
+            priced.append((model, price_calls(part, sheet).with_columns(usd(pl.col("cost_nano_usd")).alias("cost_usd"))))
         except RoutesimError as error:
             unpriced[model] = error.what
-    if not priced:
-        return answers.clear().with_columns(pl.lit(0, pl.Int64).alias("cost_nano_usd"), pl.lit(0.0).alias("cost_usd"),
-                                            pl.lit("").alias("price_source")), unpriced
-    return pl.concat(priced, how="vertical"), unpriced
+    return priced, unpriced, empty.with_columns(pl.lit(0, pl.Int64).alias("cost_nano_usd"), pl.lit(0.0).alias("cost_usd"),
+                                                pl.lit("").alias("price_source"))
+
+
+def _first_answers(requests: pl.DataFrame, data: Dataset) -> tuple[list[tuple[str, pl.DataFrame]], pl.DataFrame]:
+    """Per model with answers to `requests`, in name order, its first answers to them in `rid` order
+    (priced_answers' columns but the prices); and an empty frame of those columns."""
+    names = data.outcomes.collect_schema().names()
+    outcome = [*token_columns(names), "latency_ms", "passed", "hard_check_ok", "score",
+               pl.col("cost_usd").alias("recorded_cost_usd")]
+    keyed = ["request_id", "rid", "ts", "slice"]
+    ok = (pl.col("passed") & pl.col("hard_check_ok")).alias("ok")
+    if not by_position(requests, data):
+        answers = (data.outcomes.filter(pl.col("sample") == 0)
+                   .select("request_id", "model", *outcome)
+                   .join(requests.lazy().select(keyed), on="request_id", how="inner")
+                   .with_columns(ok)
+                   .collect()
+                   .sort("rid", "model"))  # a join's output order varies; sums must not
+        return sorted((model, part) for (model,), part in answers.partition_by("model", as_dict=True).items()), \
+            answers.clear()
+    layout = data.layout
+    if not requests["rid"].is_sorted():
+        requests = requests.sort("rid")
+    rows, beside = requests[LAYOUT_ROW].to_numpy(), requests.select(keyed)
+    found = []
+    for model in sorted({model for model, sample in layout.slots if sample == 0}):
+        part = pl.concat([layout.gather(model, 0, outcome, rows), beside], how="horizontal").filter(PRESENT)
+        found.append((model, part.select("request_id", pl.lit(model).alias("model"),
+                                         *[column for column in part.columns if column not in keyed and column != PRESENT],
+                                         *keyed[1:], ok)))
+    return [(model, part) for model, part in found if part.height], found[0][1].clear()
 
 
 def baselines(scenario: Scenario, data: Dataset, sheet: PriceSheet | None) -> dict:

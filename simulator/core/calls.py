@@ -1,27 +1,72 @@
 """The outcome each call of a replay read, for analyses that need more of it than the replay keeps.
 
 The k-th call of a model for one request read that model's outcome with `sample` = k (the engine's rule),
-so a call's tokens and answer are found again by joining (request, model, k) to the outcomes.
+so a call's tokens and answer are found again at (request, model, k). When the requests carry their row id
+in the data's compiled layout (`LAYOUT_ROW`, from a replay's `layout_rows`), the answer is read by position
+from the layout's aligned (model, sample) columns (simulator.core.layout.Layout.gather), as the engine reads
+it; otherwise by a join of (request_id, model, sample) to the outcomes. Both give the same rows.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 
 from simulator.core.contract import Dataset
+from simulator.core.engine import LAYOUT_ROW
+from simulator.core.layout import PRESENT
+
+
+def with_layout_rows(requests: pl.DataFrame, layout_rows: np.ndarray | None) -> pl.DataFrame:
+    """`requests` (with `rid`, a replay's request number) with `LAYOUT_ROW`, each request's row id in the
+    data's layout (`layout_rows[rid]`, a replay's `layout_rows`); unchanged when there is none."""
+    if layout_rows is None or LAYOUT_ROW in requests.columns:
+        return requests
+    return requests.with_columns(pl.Series(LAYOUT_ROW, layout_rows[requests["rid"].to_numpy()]))
+
+
+def by_position(requests: pl.DataFrame, data: Dataset) -> bool:
+    """Whether the answers to `requests` can be read from the data's layout by their `LAYOUT_ROW`."""
+    return data.layout is not None and LAYOUT_ROW in requests.columns
 
 
 def model_calls(calls: pl.DataFrame, requests: pl.DataFrame, data: Dataset, columns: list[str | pl.Expr]) -> pl.DataFrame:
     """Every model call (checker and router-overhead calls left out) with `requests`' columns and the outcome `columns` it read.
 
     `calls` has the replay's call columns (`rid`, `seq`, `model`, `kind`, ...); `requests` has `rid` and
-    `request_id` (and whatever else should come along, such as `ts`). Adds `sample`; keeps call order.
+    `request_id` (and whatever else should come along, such as `ts`; with `LAYOUT_ROW`, the answers are read
+    by position: module doc). Adds `sample`; keeps call order.
     """
     models = calls.filter(pl.col("kind").is_in(["step", "retry"])).with_columns(
         (pl.col("seq").rank("ordinal").over("rid", "model") - 1).cast(pl.Int64).alias("sample"))
+    if by_position(requests, data):
+        return _gathered(models.join(requests, on="rid", how="left", maintain_order="left"), data, columns)
     outcomes = data.outcomes.select("request_id", "model", pl.col("sample").cast(pl.Int64), *columns)
     return (models.join(requests, on="rid", how="left").lazy()
             .join(outcomes, on=["request_id", "model", "sample"], how="left", maintain_order="left").collect())
+
+
+def _gathered(called: pl.DataFrame, data: Dataset, columns: list[str | pl.Expr]) -> pl.DataFrame:
+    """`called` (calls with `model`, `sample` and `LAYOUT_ROW`) with the outcome `columns` each read, in
+    its order: one gather per (model, sample) the calls read."""
+    layout = data.layout
+    rows = called[LAYOUT_ROW].to_numpy()
+    groups = (called.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("__call"), "model", "sample")
+              .group_by("model", "sample").agg("__call").sort("model", "sample"))
+    pieces = []
+    for model, sample, positions in groups.iter_rows():
+        at = np.asarray(positions, dtype=np.int64)
+        if (model, sample) in layout.slots:
+            found = layout.gather(model, sample, columns, rows[at]).drop(PRESENT)
+        else:  # no such answer anywhere in the data: nulls, as a join finds none
+            found = layout.gather(*layout.slots[0], columns, rows[:0]).drop(PRESENT).clear(at.size)
+        pieces.append(found.with_columns(pl.Series("__call", at)))
+    called = called.drop(LAYOUT_ROW)
+    read = (pl.concat(pieces, how="vertical").sort("__call").drop("__call") if pieces
+            else layout.gather(*layout.slots[0], columns, rows[:0]).drop(PRESENT))
+    # A name the calls already have gets the suffix a join gives it.
+    read = read.rename({name: f"{name}_right" for name in read.columns if name in called.columns})
+    return pl.concat([called, read], how="horizontal")
 
 
 MINUTE = "1m"
@@ -30,8 +75,9 @@ MINUTE = "1m"
 def per_minute(calls: pl.DataFrame, decisions: pl.DataFrame, data: Dataset) -> pl.DataFrame:
     """Calls and tokens per model and UTC minute of the request's arrival: `model`, `minute`, `calls`,
     `tokens` (input + output), sorted. Integer sums, so the load of parts of a replay (shards, chunks)
-    adds up to the whole's (`merge_per_minute`)."""
-    requests = decisions.select("rid", "request_id", pl.col("ts").dt.truncate(MINUTE).alias("minute"))
+    adds up to the whole's (`merge_per_minute`). `decisions` may carry `LAYOUT_ROW` (module doc)."""
+    requests = decisions.select("rid", "request_id", pl.col("ts").dt.truncate(MINUTE).alias("minute"),
+                                *([LAYOUT_ROW] if LAYOUT_ROW in decisions.columns else []))
     called = model_calls(calls, requests, data, ["input_tokens", "output_tokens"])
     return merge_per_minute([called.group_by("model", "minute").agg(
         pl.len().cast(pl.Int64).alias("calls"),

@@ -88,6 +88,9 @@ class Replay:
     calls: pl.DataFrame
     coverage: Coverage
     price_sources: dict[str, str]
+    # Per `rid`, the request's row id in the data's compiled layout (None without one): how the analyses
+    # after a replay read its answers by position (simulator.core.calls.with_layout_rows).
+    layout_rows: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -457,7 +460,6 @@ class Answers:
         LAYOUT_ROW instead of joining the outcomes on the string request_id."""
         layout = data.layout
         rows = requests[LAYOUT_ROW].to_numpy()
-        whole = rows.size == layout.requests and bool((rows == np.arange(rows.size)).all())
         beside = requests.select("__rid", *traffic_extra)
         found = {}
         # Every model of the policy has a sample 0 in the data (compile_policy and the contract check it),
@@ -465,8 +467,7 @@ class Answers:
         for model, sample in sorted(slots, key=lambda slot: (slot[1], slot[0])):
             if (model, sample) not in layout.slots:
                 continue
-            aligned = layout.slot(model, sample).select(*values, PRESENT).collect()
-            picked = aligned if whole else aligned[rows]
+            picked = layout.gather(model, sample, values, rows)
             found[model, sample] = (pl.concat([picked, beside], how="horizontal").filter(PRESENT)
                                     .select(pl.lit(model).alias("model"),
                                             pl.lit(sample, layout.sample_dtype).alias("sample"),
@@ -959,6 +960,7 @@ class _Start:
     sticky: bool
     part: bool
     run: _Run
+    layout_rows: np.ndarray | None = None  # per __rid, the request's row id in the data's layout
 
 
 def _begin(scenario: Scenario, data: Dataset, sheet: PriceSheet | None, progress: Progress, *, part: bool,
@@ -982,6 +984,7 @@ def _begin(scenario: Scenario, data: Dataset, sheet: PriceSheet | None, progress
     session_columns = [name for name in SESSION_COLUMNS if "session_id" in traffic_columns and name in traffic_columns]
     request_columns += [name for name in session_columns if name not in request_columns]
     selected, window_count = select_requests(scenario, data, request_columns, rows)
+    layout_rows = selected[LAYOUT_ROW].to_numpy() if LAYOUT_ROW in selected.columns else None
     requests = assign_plans(selected, policy.rules)
 
     progress("loading outcomes")
@@ -990,7 +993,7 @@ def _begin(scenario: Scenario, data: Dataset, sheet: PriceSheet | None, progress
     run = _Run(scenario, sheet, answers,
                [*REQUEST_IDENTITY, *carried, "__cost", "__latency"], carried)
     return _Start(policy=policy, requests=requests, window_count=window_count, session_columns=session_columns,
-                  sticky=sticky, part=part, run=run)
+                  sticky=sticky, part=part, run=run, layout_rows=layout_rows)
 
 
 def _decision_columns(policy: CompiledPolicy) -> dict[str, pl.Expr]:
@@ -1041,7 +1044,7 @@ def _result(start: _Start, scenario: Scenario, finals: pl.DataFrame, calls: pl.D
                         requests_replayed=decisions.height, missing_by_model=missing_by_model,
                         missing_example=missing_example)
     return Replay(scenario=scenario, decisions=decisions, calls=calls, coverage=coverage,
-                  price_sources=price_sources)
+                  price_sources=price_sources, layout_rows=start.layout_rows)
 
 
 # --------------------------------------------------------------------------------------------------

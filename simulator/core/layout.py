@@ -145,6 +145,16 @@ class Layout:
                     pl.col(name).cast(_dtype(source[name])) for name in self.meta["narrowed"])
         raise KeyError((model, sample))
 
+    def gather(self, model: str, sample: int, columns: list, rows: np.ndarray | None = None) -> pl.DataFrame:
+        """The (model, sample) answers to the requests at row ids `rows` (every request, in row order, when
+        None), in that order: the slot's `columns` (names, or expressions over its columns) and `__present`.
+        A gather by position, where a join on `request_id` would hash every id; row i of the result is
+        null, with `__present` false, where request `rows[i]` has no such answer."""
+        aligned = self.slot(model, sample).select(*columns, PRESENT).collect()
+        if rows is None or (rows.size == self.requests and bool((rows == np.arange(rows.size)).all())):
+            return aligned
+        return aligned[rows]
+
 
 def _dtype(name: str) -> pl.DataType:
     return getattr(pl, name)()
