@@ -70,7 +70,7 @@ def replay_scenarios(paths: list[Path], *, show_progress: bool = True, rule: str
         data, sheet = inputs.data(scenario.data), inputs.prices(scenario.prices)
         summary["capacity"] = capacity_of(scenario, part.load, part.replayed / part.in_window if part.in_window
                                           else 0.0, data)
-        summary["controls"] = controls_of(scenario, part.requests, len(part.routed_to) > 1, data, sheet)
+        summary["controls"] = controls_of(scenario, part.requests_on(data), len(part.routed_to) > 1, data, sheet)
         return Outcome(replay=None, summary=summary)
 
     scenarios = load_scenarios(paths, rule, confidence)

@@ -37,18 +37,33 @@ def model_calls(calls: pl.DataFrame, requests: pl.DataFrame, data: Dataset, colu
     `request_id` (and whatever else should come along, such as `ts`; with `LAYOUT_ROW`, the answers are read
     by position: module doc). Adds `sample`; keeps call order.
     """
-    models = calls.filter(pl.col("kind").is_in(["step", "retry"])).with_columns(
-        (pl.col("seq").rank("ordinal").over("rid", "model") - 1).cast(pl.Int64).alias("sample"))
+    models = calls.filter(pl.col("kind").is_in(["step", "retry"]))
+    models = models.with_columns(pl.Series("sample", _samples(models), dtype=pl.Int64))
     if by_position(requests, data):
-        return _gathered(models.join(requests, on="rid", how="left", maintain_order="left"), data, columns)
+        return answers_read(models.join(requests, on="rid", how="left", maintain_order="left"), data, columns)
     outcomes = data.outcomes.select("request_id", "model", pl.col("sample").cast(pl.Int64), *columns)
     return (models.join(requests, on="rid", how="left").lazy()
             .join(outcomes, on=["request_id", "model", "sample"], how="left", maintain_order="left").collect())
 
 
-def _gathered(called: pl.DataFrame, data: Dataset, columns: list[str | pl.Expr]) -> pl.DataFrame:
-    """`called` (calls with `model`, `sample` and `LAYOUT_ROW`) with the outcome `columns` each read, in
-    its order: one gather per (model, sample) the calls read."""
+def _samples(models: pl.DataFrame) -> np.ndarray:
+    """The sample each model call read: how many calls of its model the request made before it (by `seq`,
+    then by position)."""
+    rid, seq = models["rid"].to_numpy(), models["seq"].to_numpy()
+    model = models["model"].cast(pl.Categorical).to_physical().to_numpy()  # equal names, equal codes
+    order = np.lexsort((seq, model, rid))  # stable: equal seq keep their order
+    rid, model = rid[order], model[order]
+    starts = np.flatnonzero(np.r_[True, (rid[1:] != rid[:-1]) | (model[1:] != model[:-1])])
+    within = np.arange(order.size) - np.repeat(starts, np.diff(np.r_[starts, order.size]))
+    samples = np.empty(order.size, dtype=np.int64)
+    samples[order] = within
+    return samples
+
+
+def answers_read(called: pl.DataFrame, data: Dataset, columns: list[str | pl.Expr]) -> pl.DataFrame:
+    """`called` (rows with `model`, `sample` and `LAYOUT_ROW`) with the outcome `columns` of the answer each
+    row names, in its order, `LAYOUT_ROW` dropped: one gather per (model, sample). A name `called` already
+    has gets the suffix `_right`, as in a join; an answer the data lacks reads as nulls."""
     layout = data.layout
     rows = called[LAYOUT_ROW].to_numpy()
     groups = (called.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("__call"), "model", "sample")
@@ -58,15 +73,36 @@ def _gathered(called: pl.DataFrame, data: Dataset, columns: list[str | pl.Expr])
         at = np.asarray(positions, dtype=np.int64)
         if (model, sample) in layout.slots:
             found = layout.gather(model, sample, columns, rows[at]).drop(PRESENT)
-        else:  # no such answer anywhere in the data: nulls, as a join finds none
+        else:  # no such answer anywhere in the data
             found = layout.gather(*layout.slots[0], columns, rows[:0]).drop(PRESENT).clear(at.size)
         pieces.append(found.with_columns(pl.Series("__call", at)))
     called = called.drop(LAYOUT_ROW)
     read = (pl.concat(pieces, how="vertical").sort("__call").drop("__call") if pieces
             else layout.gather(*layout.slots[0], columns, rows[:0]).drop(PRESENT))
-    # A name the calls already have gets the suffix a join gives it.
     read = read.rename({name: f"{name}_right" for name in read.columns if name in called.columns})
     return pl.concat([called, read], how="horizontal")
+
+
+def outcome_rows(requests: pl.DataFrame, data: Dataset, columns: list[str]) -> pl.DataFrame:
+    """Every outcome row (each model and sample) of `requests`: `request_id` and `columns`, in no set order.
+    With `LAYOUT_ROW` on `requests`, read by position (module doc)."""
+    if not by_position(requests, data):
+        return (data.outcomes.select("request_id", *columns)
+                .join(requests.lazy().select("request_id"), on="request_id", how="semi").collect())
+    rows, ids = requests[LAYOUT_ROW].to_numpy(), requests.select("request_id")
+    return pl.concat([pl.concat([ids, data.layout.gather(model, sample, columns, rows)], how="horizontal")
+                      .filter(PRESENT).drop(PRESENT) for model, sample in data.layout.slots], how="vertical")
+
+
+def traffic_rows(requests: pl.DataFrame, data: Dataset, columns: list[str]) -> pl.DataFrame:
+    """The traffic rows of `requests`: `columns` (with `request_id`), in no set order. With `LAYOUT_ROW` on
+    `requests`, read by position from the layout's requests when it holds those columns as the traffic
+    file does (`ts` is kept in UTC there, so a frame reading it comes from the file)."""
+    layout = data.layout
+    if (by_position(requests, data) and "ts" not in columns
+            and set(columns) <= set(layout.scan_requests().collect_schema().names())):
+        return layout.scan_requests().select(columns).collect()[requests[LAYOUT_ROW].to_numpy()]
+    return data.traffic.select(columns).join(requests.lazy().select("request_id"), on="request_id", how="semi").collect()
 
 
 MINUTE = "1m"

@@ -18,9 +18,17 @@ import polars as pl
 
 import numpy as np
 
-from simulator.core.calls import merge_per_minute, per_minute
+from simulator.core.calls import (
+    answers_read,
+    by_position,
+    merge_per_minute,
+    outcome_rows,
+    per_minute,
+    traffic_rows,
+    with_layout_rows,
+)
 from simulator.core.contract import Dataset, fingerprint, grade_columns
-from simulator.core.engine import Replay
+from simulator.core.engine import LAYOUT_ROW, Replay
 from simulator.core.errors import RoutesimError
 from simulator.core.footguns import merge_warning_counts, warning_counts, warnings_of
 from simulator.core.metrics import (
@@ -117,15 +125,19 @@ def grades_read(scenario: Scenario, data: Dataset) -> list[str]:
     return grade_columns(read, data.outcomes.collect_schema().names(), data.serving_signals)
 
 
-def _assumed(replay: Replay, data: Dataset) -> int | None:
-    """Replayed requests whose final answer's grade was assumed from the HTTP status
-    (`passed_source = assumed_from_status`); None when the data has no `passed_source`."""
+def _assumed(decisions: pl.DataFrame, data: Dataset) -> int | None:
+    """Replayed requests (`decisions`, with `LAYOUT_ROW` when read by position) whose final answer's grade
+    was assumed from the HTTP status (`passed_source = assumed_from_status`); None when the data has no
+    `passed_source`."""
     if "passed_source" not in data.outcomes.collect_schema().names():
         return None
-    finals = replay.decisions.select("request_id", pl.col("final_model").alias("model"),
-                                     pl.col("final_sample").alias("sample"))
-    sources = (data.outcomes.select("request_id", "model", "sample", "passed_source")
-               .join(finals.lazy(), on=["request_id", "model", "sample"], how="inner").collect())
+    finals = decisions.select("request_id", pl.col("final_model").alias("model"), pl.col("final_sample").alias("sample"),
+                              *([LAYOUT_ROW] if LAYOUT_ROW in decisions.columns else []))
+    if by_position(finals, data):
+        sources = answers_read(finals, data, ["passed_source"])
+    else:
+        sources = (data.outcomes.select("request_id", "model", "sample", "passed_source")
+                   .join(finals.lazy(), on=["request_id", "model", "sample"], how="inner").collect())
     return int((sources["passed_source"] == ASSUMED).sum())
 
 
@@ -159,20 +171,21 @@ def over_time(steps: pl.DataFrame, span_seconds: float, bar: float, admission: A
     return {"bucket": bucket, "bar": bar, "rows": found, "late_misses": late}
 
 
-def _warning_counts(replay: Replay, data: Dataset) -> dict:
+def _warning_counts(replay: Replay, decisions: pl.DataFrame, data: Dataset) -> dict:
+    """simulator.core.footguns.warning_counts of `replay` (`decisions`: its decisions, with `LAYOUT_ROW` when
+    read by position)."""
     scenario = replay.scenario
     traffic = data.traffic.collect_schema().names()
-    outcome_names = data.outcomes.collect_schema().names()
+    outcome_schema = data.outcomes.collect_schema()
     texts = [scenario.policy.retry.when] if scenario.policy.retry else []
     texts += [rule.when for rule in scenario.policy.rules]
     texts += [step.accept for _, steps in scenario.policy.plans() for step in steps if step.accept]
     read = set().union(*(parse_predicate(text, key="policy", steps=None).base_columns for text in texts)) if texts else set()
-    ids = replay.decisions.select("request_id").lazy()
-    requests = (data.traffic.select(sorted({"request_id", *(read & set(traffic))}))
-                .join(ids, on="request_id", how="semi").collect())
-    answer_columns = sorted(name for name in read - set(traffic) if name in outcome_names)
-    answers = (data.outcomes.select("request_id", *answer_columns).join(ids, on="request_id", how="semi").collect()
-               if answer_columns else None)
+    requests = traffic_rows(decisions, data, sorted({"request_id", *(read & set(traffic))}))
+    # Answers are read for the distinct values of text columns only (footguns' literals).
+    answer_columns = sorted(name for name in read - set(traffic)
+                            if name in outcome_schema and outcome_schema[name] in (pl.String, pl.Categorical))
+    answers = outcome_rows(decisions, data, answer_columns) if answer_columns else None
     return warning_counts(scenario, requests, answers, replay.decisions)
 
 
@@ -202,30 +215,41 @@ class ReplayPart:
     load: pl.DataFrame
     requests: pl.DataFrame
     routed_to: frozenset[str]
+    # The fingerprint of the layout whose row ids `requests` carry as LAYOUT_ROW (None: they carry none).
+    layout: str | None = None
+
+    def requests_on(self, data: Dataset) -> pl.DataFrame:
+        """`requests`, with their row ids only when those are row ids of `data`'s layout (a part of a
+        replay in chunks of `data`, not of a shard of it)."""
+        mine = data.layout is not None and self.layout == data.layout.fingerprint
+        return self.requests if mine else self.requests.drop(LAYOUT_ROW, strict=False)
 
 
 def replay_part(replay: Replay, data: Dataset) -> tuple[ReplayPart, pl.DataFrame]:
     """One replay (of a whole data folder, or of one shard of it) as a mergeable part, and the latencies
     it keeps for the second pass of the exact quantiles."""
     decisions, coverage = replay.decisions, replay.coverage
+    positioned = with_layout_rows(decisions, replay.layout_rows)
     parts, kept = decision_parts(decisions, summary_scopes(), QUANTILED_SCOPES)
     return ReplayPart(
         parts=parts, calls=call_parts(replay.calls), in_window=coverage.requests_in_window,
         selected=coverage.requests_selected, replayed=coverage.requests_replayed,
         missing=dict(coverage.missing_by_model), missing_example=coverage.missing_example,
         fingerprint=_fingerprint_terms(decisions["request_id"]),
-        first=decisions["ts"].min(), last=decisions["ts"].max(), assumed=_assumed(replay, data),
-        warnings=_warning_counts(replay, data), load=per_minute(replay.calls, decisions, data),
-        requests=_request_columns(decisions),
-        routed_to=frozenset(replay.calls.filter(pl.col("kind").is_in(["step", "retry"]))["model"].unique())), kept
+        first=decisions["ts"].min(), last=decisions["ts"].max(), assumed=_assumed(positioned, data),
+        warnings=_warning_counts(replay, positioned, data), load=per_minute(replay.calls, positioned, data),
+        requests=_request_columns(positioned),
+        routed_to=frozenset(replay.calls.filter(pl.col("kind").is_in(["step", "retry"]))["model"].unique()),
+        layout=data.layout.fingerprint if by_position(positioned, data) else None), kept
 
 
 def _request_columns(decisions: pl.DataFrame) -> pl.DataFrame:
-    """What a part keeps per request: CONTROL_COLUMNS, and for traffic with sessions what the session
-    metrics read (simulator.core.metrics.SESSION_READS)."""
+    """What a part keeps per request: CONTROL_COLUMNS (and `LAYOUT_ROW` when `decisions` have it), and for
+    traffic with sessions what the session metrics read (simulator.core.metrics.SESSION_READS)."""
+    kept = [*CONTROL_COLUMNS, *([LAYOUT_ROW] if LAYOUT_ROW in decisions.columns else [])]
     if "session_id" not in decisions.columns:
-        return decisions.select(CONTROL_COLUMNS)
-    return decisions.select(*CONTROL_COLUMNS, "session_id", "latency_ms",
+        return decisions.select(kept)
+    return decisions.select(*kept, "session_id", "latency_ms",
                             (pl.col("escalated") & pl.col("multi_step")).alias("escalated"))
 
 
@@ -239,6 +263,10 @@ def merge_replay_parts(many: list[ReplayPart]) -> ReplayPart:
     firsts = [part.first for part in many if part.first is not None]
     lasts = [part.last for part in many if part.last is not None]
     assumed = [part.assumed for part in many]
+    layouts = {part.layout for part in many}
+    layout = layouts.pop() if len(layouts) == 1 else None  # row ids of one layout, or none kept
+    requests = pl.concat([part.requests if layout else part.requests.drop(LAYOUT_ROW, strict=False) for part in many],
+                         how="vertical_relaxed")
     return ReplayPart(
         parts=merge_parts([part.parts for part in many]), calls=merge_call_parts([part.calls for part in many]),
         in_window=sum(part.in_window for part in many), selected=sum(part.selected for part in many),
@@ -251,9 +279,16 @@ def merge_replay_parts(many: list[ReplayPart]) -> ReplayPart:
         warnings=merge_warning_counts([part.warnings for part in many]),
         load=merge_per_minute([part.load for part in many]),
         # rid: a unique key in (ts, request_id) order; the analyses' results do not depend on its values
-        requests=pl.concat([part.requests for part in many], how="vertical_relaxed").sort("ts", "request_id")
+        requests=(requests if _in_arrival_order(requests) else requests.sort("ts", "request_id"))
         .with_columns(pl.int_range(pl.len(), dtype=pl.UInt32).alias("rid")),
-        routed_to=frozenset().union(*(part.routed_to for part in many)))
+        routed_to=frozenset().union(*(part.routed_to for part in many)), layout=layout)
+
+
+def _in_arrival_order(requests: pl.DataFrame) -> bool:
+    """Whether `requests` already run by (ts, request_id), as the chunks of a replay do when merged in
+    order: then sorting can be skipped."""
+    ts, ids = pl.col("ts"), pl.col("request_id")
+    return bool(requests.select(((ts.diff() > 0) | ((ts.diff() == 0) & (ids > ids.shift()))).fill_null(True).all()).item())
 
 
 def build_summary(replay: Replay, data: Dataset, sheet: PriceSheet | None) -> dict:
