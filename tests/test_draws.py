@@ -20,6 +20,19 @@ def test_vectorised_draws_equal_the_python_reference_bit_for_bit():
         assert keyed_uniform(seed, purpose, IDS).tolist() == expected
 
 
+def test_both_ways_of_hashing_ids_equal_the_python_reference(monkeypatch):
+    """Ids are hashed by Horner's rule over a padded table when their lengths are close, else by summed
+    weighted bytes (simulator.core.draws.PADDED_BYTES): each way, every id of mixed lengths (the empty one,
+    multi-byte characters, one of 300 bytes) and ids of one length get the reference's draw."""
+    import simulator.core.draws as draws
+
+    same_width = [f"q{i:07d}" for i in range(50)]
+    for padded in (0, 10**6):
+        monkeypatch.setattr(draws, "PADDED_BYTES", padded)
+        for ids in (IDS, same_width, IDS[8:]):
+            assert keyed_uniform(7, "sample", ids).tolist() == [keyed_draw(7, "sample", key) for key in ids]
+
+
 def test_a_draw_depends_on_its_id_not_on_order_chunks_or_company():
     whole = keyed_uniform(5, "sample", pl.Series(IDS))
     shuffled = np.random.default_rng(1).permutation(len(IDS))

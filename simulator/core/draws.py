@@ -52,17 +52,46 @@ def key_hashes(ids) -> np.ndarray:
     data = array.buffers()[2]
     raw = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
     start, end = offsets[0], offsets[-1]
-    raw = raw[start:end].astype(np.uint64)
+    raw = raw[start:end]
     lengths = np.diff(offsets)
     if raw.size == 0:
         return np.zeros(len(lengths), dtype=np.uint64)
+    width = int(lengths.max())
+    if len(lengths) * width <= PADDED_BYTES * raw.size:  # ids of about one length, as ids usually are
+        return _horner(raw, offsets - start, lengths, width)
+    raw = raw.astype(np.uint64)
     # Byte i of an id of length L is weighted P^(L-1-i): its distance from the id's last byte.
     owner = np.repeat(np.arange(len(lengths)), lengths)
     from_end = (offsets[1:][owner] - start) - 1 - np.arange(raw.size, dtype=np.int64)
-    weighted = raw * _powers(int(lengths.max()))[from_end]
+    weighted = raw * _powers(width)[from_end]
     hashes = np.zeros(len(lengths), dtype=np.uint64)
     filled = lengths > 0  # reduceat sums each id's bytes: from its start to the next non-empty id's start
     hashes[filled] = np.add.reduceat(weighted, (offsets[:-1] - start)[filled])  # wrapping, exact
+    return hashes
+
+
+# Ids are hashed by Horner's rule over a table of them padded to one width while that table holds at most
+# this many bytes per byte of the ids; else by summing weighted bytes.
+PADDED_BYTES = 4
+
+
+def _horner(raw: np.ndarray, offsets: np.ndarray, lengths: np.ndarray, width: int) -> np.ndarray:
+    """key_hashes by Horner's rule, h = h * P + byte, one byte position at a time over all ids at once.
+    Each id is right-aligned in a table `width` bytes wide: the zero bytes padding it on the left leave its
+    hash at 0 until its first byte, so every id gets sum(byte_i * P^(L-1-i))."""
+    count = len(lengths)
+    if (lengths == width).all():
+        table = raw.reshape(count, width)
+    else:
+        table = np.zeros((count, width), dtype=np.uint8)
+        # byte k of id i goes to (i, width - L_i + k - offset_i), row-major
+        shift = np.arange(1, count + 1, dtype=np.int64) * width - lengths - offsets[:-1]
+        table.ravel()[np.arange(raw.size, dtype=np.int64) + np.repeat(shift, lengths)] = raw
+    positions = np.ascontiguousarray(table.T)
+    hashes = np.zeros(count, dtype=np.uint64)
+    for byte in positions:  # wrapping uint64 arithmetic, exact
+        hashes *= FNV_PRIME
+        hashes += byte
     return hashes
 
 

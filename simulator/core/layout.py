@@ -150,10 +150,17 @@ class Layout:
         None), in that order: the slot's `columns` (names, or expressions over its columns) and `__present`.
         A gather by position, where a join on `request_id` would hash every id; row i of the result is
         null, with `__present` false, where request `rows[i]` has no such answer."""
-        aligned = self.slot(model, sample).select(*columns, PRESENT).collect()
-        if rows is None or (rows.size == self.requests and bool((rows == np.arange(rows.size)).all())):
+        slot = self.slot(model, sample).select(*columns, PRESENT)
+        if rows is None:
+            return slot.collect()
+        if rows.size == 0:
+            return slot.clear().collect()
+        # Only the row range the requests span is read (a chunk of a replay spans its own range).
+        low, high = int(rows.min()), int(rows.max()) + 1
+        aligned = slot.slice(low, high - low).collect()
+        if high - low == rows.size and bool((np.diff(rows) == 1).all()):
             return aligned
-        return aligned[rows]
+        return aligned[rows - low]
 
 
 def _dtype(name: str) -> pl.DataType:
