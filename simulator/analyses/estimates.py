@@ -42,7 +42,6 @@ from simulator.core.engine import Progress, Replay, replay, select_requests
 from simulator.core.errors import RoutesimError
 from simulator.core.draws import key_hashes, splitmix64, stream
 from simulator.core.prices import PriceSheet
-from simulator.core.resample import pair_streams, poisson_weights
 from simulator.core.results import build_summary
 from simulator.core.runner import Inputs, Outcome, run_scenario
 from simulator.core.scenario import Scenario
@@ -200,6 +199,9 @@ class StratifiedSample:
 def keyed_counts(keys: np.ndarray, resamples: int, seed: int, purpose: str) -> np.ndarray:
     """(resamples x keys) Poisson(1) counts: row b is simulator.core.resample's weights of resample b for
     the keys mixed with `purpose`'s stream under `seed` (splitmix64(key XOR stream(seed, purpose)))."""
+    # numba's compiled loops load here, when a shadow sample is estimated, not with every replay's imports
+    from simulator.core.resample import pair_streams, poisson_weights
+
     mixed = splitmix64(keys ^ stream(seed, purpose))
     pairs = (resamples + 1) // 2
     bits = splitmix64(mixed[None, :] ^ pair_streams(pairs)[:, None])  # (pairs x keys)
