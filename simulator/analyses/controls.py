@@ -127,30 +127,31 @@ def _fit_table(table: pl.DataFrame, requests: int, target: float) -> tuple[dict[
     choices = []
     for name in slices:
         rows = table.filter(pl.col("slice") == name)
-        candidates, previous = [], []
-        for passes, cost in rows.select("passes", "cost").iter_rows():
+        candidates, gains, tails = [], rows["passes"].to_list(), []
+        for passes, cost in zip(gains, rows["cost"].to_list()):
+            # best count j reached with this model: from j - passes below `need`; `need` (passes counted up to
+            # it) from the cheapest count `tail` at or above need - passes
             reached = np.full(need + 1, unreachable, dtype=np.int64)
-            came_from = np.full(need + 1, -1)
-            low = max(need - passes, 0)  # every count from `low` on reaches `need` with this model
+            low = max(need - passes, 0)
             if passes < need:
                 reached[passes:need] = np.minimum(best[:need - passes] + cost, unreachable)
-                came_from[passes:need] = np.arange(0, need - passes)
             tail = int(np.argmin(best[low:])) + low
-            reached[need], came_from[need] = min(best[tail] + cost, unreachable), tail
+            reached[need] = min(best[tail] + cost, unreachable)
             candidates.append(reached)
-            previous.append(came_from)
+            tails.append(tail)
         stacked = np.vstack(candidates)
         pick = np.argmin(stacked, axis=0)  # ties: the first model by name
         best = stacked[pick, np.arange(need + 1)]
-        choices.append((rows["model"].to_list(), pick, np.vstack(previous)[pick, np.arange(need + 1)]))
+        choices.append((rows["model"].to_list(), pick, gains, tails))
     reachable = bool(best[need] < unreachable)
     if not reachable:  # nothing reaches the target: the most passing model of each slice
         by_slice = table.sort("slice", "passes", "cost", "model", descending=[False, True, False, False])
         return dict(by_slice.unique("slice", keep="first", maintain_order=True).select("slice", "model").iter_rows()), False
     assignment, at = {}, need
-    for name, (names, pick, came_from) in zip(reversed(slices), reversed(choices)):
-        assignment[name] = names[pick[at]]
-        at = came_from[at]
+    for name, (names, pick, gains, tails) in zip(reversed(slices), reversed(choices)):
+        chosen = pick[at]
+        assignment[name] = names[chosen]
+        at = tails[chosen] if at == need else at - gains[chosen]
     return dict(sorted(assignment.items())), reachable
 
 
