@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import shutil
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -171,9 +172,6 @@ def test_the_global_cache_dir_option_in_both_spellings(world, cli, tmp_path):
     for incomplete in (["--cache-dir"], ["--cache-dir", "--help"], ["--cache-dir="]):
         result = cli(*incomplete)
         assert result.code == 2 and "--cache-dir needs a folder" in result.err
-    forgotten = cli("--cache-dir", "replay", world.scenario())  # the folder left out: 'replay' is no folder
-    assert forgotten.code == 2 and "'replay' is a command" in forgotten.err
-    assert "routesim --cache-dir DIR replay" in forgotten.err
 
 
 def test_cache_ls_and_clear(world, cli, cache, monkeypatch):
@@ -204,7 +202,9 @@ def test_cache_ls_lists_every_data_folder_a_shared_layout_serves(world, cli, cac
 
 
 @pytest.mark.parametrize("seed", range(0, 300, 15))
-def test_a_replay_from_the_layout_equals_one_that_joins_the_outcome_file(seed, tmp_path):
+def test_a_replay_from_the_layout_equals_one_that_joins_the_outcome_file(seed, tmp_path, monkeypatch):
+    # A window's or a sample's requests are gathered from the layout's files 8 rows at a time.
+    monkeypatch.setattr(layout, "SLOT_WINDOW_ROWS", 8)
     world = random_world(seed)
     data = load_data(write_frames(tmp_path / "data", world.traffic, world.outcomes), tmp_path / "cache")
     assert data.layout is not None
@@ -222,6 +222,14 @@ def test_a_replay_from_the_layout_equals_one_that_joins_the_outcome_file(seed, t
         assert by_layout.decisions.equals(by_join.decisions) and by_layout.calls.equals(by_join.calls)
         assert by_layout.decisions.schema == by_join.decisions.schema
         assert (by_layout.coverage, by_layout.price_sources) == (by_join.coverage, by_join.price_sources)
+
+
+def test_part_of_a_layout_file_is_gathered_one_window_at_a_time(tmp_path, monkeypatch):
+    monkeypatch.setattr(layout, "SLOT_WINDOW_ROWS", 7)
+    pl.DataFrame({"value": range(100)}).write_parquet(tmp_path / "slot.parquet")
+    scan = pl.scan_parquet(tmp_path / "slot.parquet")
+    for rows in ([0, 3, 6, 7, 50, 99], [5, 2, 40], [13], []):
+        assert layout.rows_at(scan, np.array(rows, dtype=np.int64))["value"].to_list() == rows
 
 
 def test_clear_removes_layouts_of_older_versions_and_leftovers_of_interrupted_builds(world, cache, monkeypatch):

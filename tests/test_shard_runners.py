@@ -11,6 +11,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from simulator.core.chunks import chunks_of
 from simulator.core.outputs import json_output
 from simulator.core.partials import exact_mean, exact_sums, fetch_local, merge_parts, parts_of, quantiles
 from simulator.core.runner import Inputs, load_scenarios, run_scenario
@@ -34,8 +35,8 @@ def sharded(tmp_path_factory):
              for line in text.splitlines()]
     scenario = base / "stacked.yaml"
     scenario.write_text("\n".join(lines) + "\n")
-    # The gate's baseline and the swept cascade, on the same week.
-    for name in ("flagship-everywhere", "cascade"):
+    # The gate's baseline, the swept cascade and a sticky-session policy, on the same week.
+    for name in ("flagship-everywhere", "cascade", "sticky-sessions"):
         text = (ROOT / "scenarios" / f"{name}.yaml").read_text()
         (base / f"{name}.yaml").write_text("\n".join(
             f"data: {base / 'week'}" if line.startswith("data:") else
@@ -123,14 +124,32 @@ def test_merged_parts_give_polars_quantiles_and_the_exact_mean_for_any_split(spl
     assert merged.scopes["all"]["counts"]["cost_nano"].item() == sum(range(1000))
 
 
-@pytest.mark.parametrize("workers", [2, 8])
-def test_a_replay_in_chunks_gives_the_bytes_of_the_whole_at_two_and_eight_workers(sharded, workers):
-    _, scenario_path = sharded
-    [scenario] = load_scenarios([scenario_path])
+@pytest.mark.parametrize(("name", "workers"), [("stacked", 2), ("stacked", 8), ("sticky-sessions", 8)])
+def test_a_replay_in_chunks_gives_the_bytes_of_the_whole_at_two_and_eight_workers(sharded, name, workers):
+    # The week carries sessions, so the chunks are buckets of whole sessions; the sticky policy's later
+    # turns follow their first turn in any chunk (eight ranges of row numbers would cut sessions and change
+    # its figures).
+    base, _ = sharded
+    [scenario] = load_scenarios([base / f"{name}.yaml"])
     inputs = Inputs()
-    whole = json_output(run_scenario(scenario, inputs).summary)
+    summary = run_scenario(scenario, inputs).summary
+    assert summary["sessions"]["sessions"] > 0
     assert replay_chunked(scenario, inputs, 1, min_chunk=1) is None  # one worker replays in one piece
-    assert json_output(replay_chunked(scenario, inputs, workers, min_chunk=1)) == whole
+    assert json_output(replay_chunked(scenario, inputs, workers, min_chunk=1)) == json_output(summary)
+
+
+def test_chunks_of_traffic_with_sessions_are_the_shards_whole_sessions_in_row_order(sharded):
+    base, _ = sharded
+    traffic = pl.scan_parquet(base / "week" / "traffic.parquet").sort("ts", "request_id")
+    parts = [chunk.of_requests(traffic).collect() for chunk in chunks_of(3_000, 16, sessions=True)]
+    for shard, part in enumerate(parts):
+        written = pl.read_parquet(base / "shards-16" / f"shard={shard}" / "traffic.parquet")
+        assert sorted(part["request_id"]) == sorted(written["request_id"])
+        assert part.select("ts", "request_id").equals(part.select("ts", "request_id").sort("ts", "request_id"))
+    sessions = pl.concat([part.select("session_id", pl.lit(index).alias("chunk")) for index, part in enumerate(parts)])
+    assert sessions.drop_nulls().group_by("session_id").agg(pl.col("chunk").n_unique())["chunk"].max() == 1
+    assert sum(part.height for part in parts) == 3_000
+    assert [chunk.rows for chunk in chunks_of(10, 3, sessions=False)] == [(0, 3), (3, 6), (6, 10)]
 
 
 def _sweep_and_gate(cli, base: Path, *shard_options) -> tuple[str, str]:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
+from simulator.core.chunks import Chunk
 from simulator.core.contract import Dataset
 from simulator.core.draws import keyed_uniform
 from simulator.core.errors import RoutesimError, did_you_mean
@@ -273,34 +274,34 @@ def _in_arrival_order(requests: pl.DataFrame) -> bool:
     return bool(ordered.item())
 
 
-def _request_source(data: Dataset, columns: list[str], rows: tuple[int, int] | None = None) -> pl.LazyFrame:
+def _request_source(data: Dataset, columns: list[str], chunk: Chunk | None = None) -> pl.LazyFrame:
     """The traffic to select requests from: the layout's requests with their row id `LAYOUT_ROW` when the
     data has a layout holding `columns` (it never holds prompt text), else the traffic file itself; with
-    `rows` (start, end), only its rows start .. end - 1."""
-    source = data.traffic.select(columns)
+    `chunk`, only the chunk's requests (simulator.core.chunks), in the same order."""
+    source, kept = data.traffic, columns
     if data.layout is not None:
         requests = data.layout.scan_requests()
         if set(columns) <= set(requests.collect_schema().names()):
-            source = requests.with_row_index(LAYOUT_ROW).select(*columns, LAYOUT_ROW)
-    return source if rows is None else source.slice(rows[0], rows[1] - rows[0])
+            source, kept = requests.with_row_index(LAYOUT_ROW), [*columns, LAYOUT_ROW]
+    return (source if chunk is None else chunk.of_requests(source)).select(kept)
 
 
 def request_rows(data: Dataset) -> int:
-    """How many requests the data holds: the row numbers `rows` of select_requests and replay run over."""
+    """How many requests the data holds: the row numbers a Chunk's `rows` run over."""
     return _request_source(data, ["ts"]).select(pl.len()).collect().item()
 
 
-def count_in_window(scenario: Scenario, data: Dataset, rows: tuple[int, int] | None = None) -> int:
-    """How many of the data's requests (at row numbers `rows`) fall in the scenario's window."""
-    return in_window(scenario, _request_source(data, ["ts"], rows)).select(pl.len()).collect().item()
+def count_in_window(scenario: Scenario, data: Dataset, chunk: Chunk | None = None) -> int:
+    """How many of the data's requests (of `chunk`) fall in the scenario's window."""
+    return in_window(scenario, _request_source(data, ["ts"], chunk)).select(pl.len()).collect().item()
 
 
 def select_requests(scenario: Scenario, data: Dataset, columns: list[str],
-                    rows: tuple[int, int] | None = None) -> tuple[pl.DataFrame, int]:
+                    chunk: Chunk | None = None) -> tuple[pl.DataFrame, int]:
     """The window's requests (or the scenario's seeded sample of them), numbered by `__rid` in ts order, and
     how many requests the window held before sampling. From a layout they also carry `LAYOUT_ROW`. With
-    `rows` (start, end), only the data's requests at those row numbers (see request_rows) are considered."""
-    requests = in_window(scenario, _request_source(data, columns, rows)).collect()
+    `chunk`, only the data's requests in that chunk (simulator.core.chunks) are considered."""
+    requests = in_window(scenario, _request_source(data, columns, chunk)).collect()
     if not _in_arrival_order(requests):
         requests = requests.sort("ts", "request_id")
     window_count = requests.height
@@ -908,16 +909,16 @@ def _route(run: _Run, requests: pl.DataFrame, policy: CompiledPolicy, overheads:
 
 
 def replay(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
-           progress: Progress | None = None, *, part: bool = False, rows: tuple[int, int] | None = None) -> Replay:
+           progress: Progress | None = None, *, part: bool = False, chunk: Chunk | None = None) -> Replay:
     """Replays `scenario` on `data`, pricing calls with `sheet` (recorded costs where it has no entry).
 
     With `part`, `data` is one part (a shard) of data the policy was already checked against
     (simulator.core.shards): models and slices the part happens to lack are not errors, requests with
     missing outcomes are left out and counted (the whole decides whether that is an error), and a part
-    whose requests are all left out gives empty decisions. `rows` (start, end) replays a chunk of the
-    data: its requests at those row numbers (request_rows), as a part."""
+    whose requests are all left out gives empty decisions. `chunk` replays a chunk of the data
+    (simulator.core.chunks: a range of row numbers, or whole sessions), as a part."""
     progress = progress or (lambda _: None)
-    start = _begin(scenario, data, sheet, progress, part=part, rows=rows)
+    start = _begin(scenario, data, sheet, progress, part=part, chunk=chunk)
     policy, requests, run = start.policy, start.requests, start.run
     overheads = scenario.policy.overheads()
     if not start.sticky:
@@ -964,7 +965,7 @@ class _Start:
 
 
 def _begin(scenario: Scenario, data: Dataset, sheet: PriceSheet | None, progress: Progress, *, part: bool,
-           rows: tuple[int, int] | None, also_carry: tuple[str, ...] = ()) -> _Start:
+           chunk: Chunk | None, also_carry: tuple[str, ...] = ()) -> _Start:
     """Checks the policy, selects the requests, assigns their plans and loads the outcomes the policy can
     reach, with the answer columns it reads (and `also_carry`)."""
     traffic_schema, outcome_schema = data.traffic.collect_schema(), data.outcomes.collect_schema()
@@ -983,7 +984,7 @@ def _begin(scenario: Scenario, data: Dataset, sheet: PriceSheet | None, progress
     # A session's turns are listed with its decisions (session metrics, resampling by session).
     session_columns = [name for name in SESSION_COLUMNS if "session_id" in traffic_columns and name in traffic_columns]
     request_columns += [name for name in session_columns if name not in request_columns]
-    selected, window_count = select_requests(scenario, data, request_columns, rows)
+    selected, window_count = select_requests(scenario, data, request_columns, chunk)
     layout_rows = selected[LAYOUT_ROW].to_numpy() if LAYOUT_ROW in selected.columns else None
     requests = assign_plans(selected, policy.rules)
 
@@ -1169,7 +1170,7 @@ def replay_forked(scenario: Scenario, data: Dataset, sheet: PriceSheet | None, p
                             "first turn's escalation", where=f"scenario '{scenario.name}', key 'policy.sticky'",
                             fix="replay each branch as its own scenario")
     progress = progress or (lambda _: None)
-    start = _begin(scenario, data, sheet, progress, part=part, rows=None, also_carry=(value,))
+    start = _begin(scenario, data, sheet, progress, part=part, chunk=None, also_carry=(value,))
     run = start.run
     run.keep.append(BRANCH)
     fork = _Fork(plan=plan, step=step, value=value)

@@ -151,16 +151,32 @@ class Layout:
         A gather by position, where a join on `request_id` would hash every id; row i of the result is
         null, with `__present` false, where request `rows[i]` has no such answer."""
         slot = self.slot(model, sample).select(*columns, PRESENT)
-        if rows is None:
-            return slot.collect()
-        if rows.size == 0:
-            return slot.clear().collect()
-        # Only the row range the requests span is read (a chunk of a replay spans its own range).
-        low, high = int(rows.min()), int(rows.max()) + 1
-        aligned = slot.slice(low, high - low).collect()
-        if high - low == rows.size and bool((np.diff(rows) == 1).all()):
-            return aligned
-        return aligned[rows - low]
+        return slot.collect() if rows is None else rows_at(slot, rows)
+
+
+# Rows of a layout file read at a time for a part of its requests (a chunk of whole sessions spans nearly
+# the whole file, but holds only its own rows).
+SLOT_WINDOW_ROWS = 4_000_000
+
+
+def rows_at(frame: pl.LazyFrame, rows: np.ndarray) -> pl.DataFrame:
+    """The rows of a layout file (`frame`, one row per row id) at the row ids `rows`, in their order. Only
+    the range they span is read; ascending row ids (a chunk's) are read SLOT_WINDOW_ROWS rows of the file at
+    a time, so a chunk's replay never holds a whole (model, sample) of large data, only its own rows and
+    one window."""
+    if rows.size == 0:
+        return frame.clear().collect()
+    low, high = int(rows.min()), int(rows.max()) + 1
+    if bool((np.diff(rows) <= 0).any()):  # a sample's row ids, in sample order
+        return frame.slice(low, high - low).collect()[rows - low]
+    if high - low == rows.size:  # a range of row numbers, whole
+        return frame.slice(low, high - low).collect()
+    pieces = [frame.clear().collect()]
+    for start in range(low, high, SLOT_WINDOW_ROWS):
+        first, last = np.searchsorted(rows, [start, start + SLOT_WINDOW_ROWS])
+        if last > first:
+            pieces.append(frame.slice(start, SLOT_WINDOW_ROWS).collect()[rows[first:last] - start])
+    return pl.concat(pieces, how="vertical")
 
 
 def _dtype(name: str) -> pl.DataType:

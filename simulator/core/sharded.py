@@ -26,8 +26,12 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from simulator.core.errors import RoutesimError
+
+if TYPE_CHECKING:  # polars, which chunks imports, loads only inside the functions that replay
+    from simulator.core.chunks import Chunk
 
 RUNNERS = ("local", "ray")
 
@@ -38,7 +42,7 @@ class ShardTask:
     shard: str  # the shard's data folder
     prices: str | None
     cache_dir: str | None  # the layout cache, as the command was given it
-    rows: tuple[int, int] | None = None  # a chunk: the shard's requests at these row numbers
+    chunk: Chunk | None = None  # a part of the shard's requests (None: all of them)
 
 
 @dataclass(frozen=True)
@@ -52,14 +56,14 @@ class ShardFailure:
 
 
 def task_inputs(task: ShardTask):
-    """(the shard's data, its price sheet); None when no request of the shard (at the task's rows) is in the
+    """(the shard's data, its price sheet); None when no request of the shard (of the task's chunk) is in the
     scenario's window."""
     from simulator.core.contract import load_data
     from simulator.core.engine import count_in_window
     from simulator.core.prices import load_prices
 
     data = load_data(Path(task.shard), Path(task.cache_dir) if task.cache_dir else None)
-    if count_in_window(task.scenario, data, task.rows) == 0:
+    if count_in_window(task.scenario, data, task.chunk) == 0:
         return None
     return data, load_prices(Path(task.prices)) if task.prices else None
 
@@ -72,7 +76,7 @@ def _replay_of(task: ShardTask):
     if found is None:
         return None, None
     data, sheet = found
-    return replay(task.scenario, data, sheet, part=True, rows=task.rows), data
+    return replay(task.scenario, data, sheet, part=True, chunk=task.chunk), data
 
 
 def replay_shard(task: ShardTask):
@@ -224,11 +228,11 @@ def raise_failures(results: list) -> None:
             raise RoutesimError(result.what, where=result.where, fix=result.fix)
 
 
-def _task(scenario, folder: Path, rows: tuple[int, int] | None = None) -> ShardTask:
+def _task(scenario, folder: Path, chunk: Chunk | None = None) -> ShardTask:
     from simulator.core.layout import cache_root
 
     prices = str(Path(scenario.prices).absolute()) if scenario.prices else None
-    return ShardTask(scenario, str(Path(folder).absolute()), prices, str(cache_root().absolute()), rows)
+    return ShardTask(scenario, str(Path(folder).absolute()), prices, str(cache_root().absolute()), chunk)
 
 
 def _summary(scenario, data, sheet, parts, fetch):
@@ -257,27 +261,27 @@ MAX_CHUNK_REQUESTS = 10_000_000
 
 
 def replay_chunked(scenario, inputs, workers: int, min_chunk: int | None = None, *, with_part: bool = False):
-    """The summary of `scenario` replayed in chunks of the requests' row numbers (in the layout's (ts,
-    request_id) order), one chunk per worker (more, of at most MAX_CHUNK_REQUESTS each, on large data),
-    at most one process per core, merged exactly as shards are.
+    """The summary of `scenario` replayed in chunks (simulator.core.chunks: ranges of the requests' row
+    numbers, or, for traffic with sessions, buckets of whole sessions hashed as shards are), one chunk per
+    worker (more, of at most about MAX_CHUNK_REQUESTS each, on large data), at most one process per core,
+    merged exactly as shards are. Each chunk holds whole sessions in (ts, request_id) order, so sticky
+    sessions replay in a chunk as in the whole.
     None when the replay is better run in one piece: one worker, fewer than two chunks of `min_chunk`
-    (default MIN_CHUNK_REQUESTS) requests, a `sample` (drawn over the whole window), or a sticky-session policy on traffic with sessions
-    (a session's turns are spread over the row numbers and must replay together). No per-request decisions
-    are built. With `with_part`, (summary, merged ReplayPart) as replay_sharded gives them."""
+    (default MIN_CHUNK_REQUESTS) requests, or a `sample` (drawn over the whole window). No per-request
+    decisions are built. With `with_part`, (summary, merged ReplayPart) as replay_sharded gives them."""
+    from simulator.core.chunks import chunks_of
     from simulator.core.engine import check_policy, request_rows
 
     if workers <= 1 or scenario.sample is not None:
         return None
     data = inputs.data(scenario.data)
-    if scenario.policy.sticky == "session" and "session_id" in data.traffic.collect_schema().names():
-        return None
     total = request_rows(data)
     smallest = MIN_CHUNK_REQUESTS if min_chunk is None else min_chunk
-    chunks = max(min(workers, total // max(smallest, 1)), -(-total // MAX_CHUNK_REQUESTS))
-    if chunks < 2:
+    count = max(min(workers, total // max(smallest, 1)), -(-total // MAX_CHUNK_REQUESTS))
+    if count < 2:
         return None
     check_policy(scenario, data)
-    bounds = [total * index // chunks for index in range(chunks + 1)]
-    tasks = [_task(scenario, scenario.data, (start, end)) for start, end in zip(bounds, bounds[1:])]
+    sessions = "session_id" in data.traffic.collect_schema().names()
+    tasks = [_task(scenario, scenario.data, chunk) for chunk in chunks_of(total, count, sessions)]
     summary, merged = _summary(scenario, data, inputs.prices(scenario.prices), *_run_local(tasks, workers))
     return (summary, merged) if with_part else summary
