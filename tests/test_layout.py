@@ -172,6 +172,9 @@ def test_the_global_cache_dir_option_in_both_spellings(world, cli, tmp_path):
     for incomplete in (["--cache-dir"], ["--cache-dir", "--help"], ["--cache-dir="]):
         result = cli(*incomplete)
         assert result.code == 2 and "--cache-dir needs a folder" in result.err
+    forgotten = cli("--cache-dir", "replay", world.scenario())  # the folder left out: 'replay' is no folder
+    assert forgotten.code == 2 and "'replay' is a command" in forgotten.err
+    assert "routesim --cache-dir DIR replay" in forgotten.err
 
 
 def test_cache_ls_and_clear(world, cli, cache, monkeypatch):
