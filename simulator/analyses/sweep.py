@@ -160,7 +160,7 @@ def resolve_gate(scenario: Scenario, data: Dataset, *, step: int = 0, over: str 
 
 
 def with_accept(scenario: Scenario, gate: Gate, accept: str) -> Scenario:
-    """The scenario with the gate's accept predicate replaced by `accept` (and on_missing as given)."""
+    """The scenario with the gate's accept predicate replaced by `accept` (core.scenario.with_step_accept)."""
     return with_step_accept(scenario, gate.plan_index, gate.step, accept)
 
 
