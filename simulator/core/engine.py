@@ -243,15 +243,19 @@ def sticky_label(model: str) -> str:
     return f"sticky: {model}"
 
 
-def _session_turns(requests: pl.DataFrame) -> pl.DataFrame:
-    """Adds `__leader`: the `__rid` of the request's session's first turn (null without a session), the
-    first by (turn, nulls last; ts; request_id) among the replayed requests."""
-    turn = [pl.col("turn")] if "turn" in requests.columns else []
-    leaders = (requests.filter(pl.col("session_id").is_not_null())
-               .sort(*turn, "ts", "request_id", nulls_last=True)
-               .unique("session_id", keep="first", maintain_order=True)
-               .select("session_id", pl.col("__rid").alias("__leader")))
-    return requests.join(leaders, on="session_id", how="left", maintain_order="left")
+def session_leaders(requests: pl.DataFrame) -> np.ndarray:
+    """Per request, in `__rid` order (requests are numbered 0..n-1 in (ts, request_id) order), the `__rid` of
+    its session's first turn, itself for a first turn, or -1 without a session. The first turn is the first by
+    (turn, nulls last; ts; request_id) among the replayed requests; `__rid` stands for (ts, request_id)."""
+    turn = "turn" in requests.columns
+    in_session = requests.select("__rid", "session_id", *(["turn"] if turn else [])).filter(
+        pl.col("session_id").is_not_null())
+    first = (pl.col("__rid").sort_by(pl.col("turn").is_null(), "turn", "__rid").first() if turn
+             else pl.col("__rid").min())
+    found = in_session.select("__rid", first.over("session_id").alias("__leader"))
+    leaders = np.full(requests.height, -1, dtype=np.int64)
+    leaders[found["__rid"].to_numpy()] = found["__leader"].to_numpy()
+    return leaders
 
 
 def data_values(frame: pl.LazyFrame, column: str) -> list[str]:
@@ -924,21 +928,17 @@ def replay(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
     if not start.sticky:
         finals = _route(run, requests, policy, overheads, progress)
     else:  # first turns (and requests on their own) first; later turns follow their session's first turn
-        requests = _session_turns(requests)
-        later = pl.col("__leader").is_not_null() & (pl.col("__leader") != pl.col("__rid"))
-        leaders, followers = requests.filter(~later), requests.filter(later)
+        leader = session_leaders(requests)
+        later = (leader >= 0) & (leader != np.arange(requests.height))
+        leaders, followers = requests.filter(pl.Series(~later)), requests.filter(pl.Series(later))
         first = _route(run, leaders, policy, overheads, progress, plan_models := {})
-        escalated = plan_models["escalated"]
+        # A later turn takes its first turn's plan, or the sticky plan of the model that turn escalated to.
         models = scenario.policy.models()
         sticky_plan = {model: len(policy.plans) - len(models) + index for index, model in enumerate(models)}
-        followers = (followers.drop("__plan")
-                     .join(leaders.select(pl.col("__rid").alias("__leader"), "__plan"), on="__leader", how="left",
-                           maintain_order="left")
-                     .join(escalated.rename({"__rid": "__leader"}), on="__leader", how="left", maintain_order="left")
-                     .with_columns(pl.when(pl.col("__to").is_not_null())
-                                   .then(pl.col("__to").replace_strict(sticky_plan, return_dtype=pl.UInt32))
-                                   .otherwise(pl.col("__plan")).alias("__plan"))
-                     .drop("__to"))
+        escalated = plan_models["escalated"]
+        plan = requests["__plan"].to_numpy().astype(np.int64)
+        plan[escalated["__rid"].to_numpy()] = escalated["__to"].replace_strict(sticky_plan, return_dtype=pl.Int64).to_numpy()
+        followers = followers.with_columns(pl.Series("__plan", plan[leader[later]], dtype=pl.UInt32))
         # A later turn makes no routing decision: it pays the policy's overhead but no rule's.
         policy_overhead = [(0, scenario.policy.overhead)] if scenario.policy.overhead else []
         finals = (first if followers.is_empty() else
