@@ -472,8 +472,9 @@ class Answers:
         for model, sample in sorted(slots, key=lambda slot: (slot[1], slot[0])):
             if (model, sample) not in layout.slots:
                 continue
-            picked = layout.gather(model, sample, values, rows)
-            found[model, sample] = (pl.concat([picked, beside], how="horizontal").filter(PRESENT)
+            picked = pl.concat([layout.gather(model, sample, values, rows), beside], how="horizontal")
+            # Most slots hold an answer for every request: then a filter would only copy every column.
+            found[model, sample] = ((picked if picked[PRESENT].all() else picked.filter(PRESENT))
                                     .select(pl.lit(model).alias("model"),
                                             pl.lit(sample, layout.sample_dtype).alias("sample"),
                                             *values, "__rid", *traffic_extra, PRESENT))
@@ -649,21 +650,24 @@ def _several_calls(run: _Run, rows: pl.DataFrame, step: Step, samples: tuple[int
     Returns the rows that had every answer, with the kept answer, `__call_cost` (the calls' sum) and
     `__call_latency` (the slowest call, checker included; in a race the winner's), plus the call records.
     A request missing an answer is noted missing for the first such call in list order. Vectorised: the
-    answers are stacked and each request's kept one is the first row of its group in the select's order.
+    answers line up row by row, and each request's kept one is the first in the select's order, chosen
+    column by column.
     """
     joined = [run.answers.join(rows, model, sample) for model, sample in zip(step.calls, samples)]
-    keep = rows.select("__rid")
+    # Each joined frame keeps `rows`' order, so presence lines up row by row across the calls.
+    complete = np.ones(rows.height, dtype=bool)
     for model, frame in zip(step.calls, joined):
-        absent = keep.join(frame.filter(~pl.col(PRESENT)).select("__rid"), on="__rid", how="semi")
-        run.note_missing(rows.join(absent, on="__rid", how="semi"), model)
-        keep = keep.join(absent, on="__rid", how="anti")
+        absent = complete & ~frame[PRESENT].to_numpy()
+        if absent.any():
+            run.note_missing(rows.filter(pl.Series(absent)), model)
+            complete &= ~absent
     count = len(step.calls)
     stacked, calls = [], []
-    kept_rids = pl.col("__rid").is_in(keep["__rid"].implode())
+    every = bool(complete.all())
     for position, frame in enumerate(joined):
         # A filter keeps `rows`' order, so the answers of every call line up row by row.
-        called, made = _record_calls(frame.filter(kept_rids), run.sheet, kind="step", seq=seq,
-                                     service_tier=step.service_tier, checker=step.checker)
+        called, made = _record_calls(frame if every else frame.filter(pl.Series(complete)), run.sheet, kind="step",
+                                     seq=seq, service_tier=step.service_tier, checker=step.checker)
         calls += made
         if step.race is not None:  # the first passing in latency order, ties in list order; else the last listed
             passing = (pl.col("hard_check_ok") & select.compile()).fill_null(False)
@@ -681,8 +685,11 @@ def _several_calls(run: _Run, rows: pl.DataFrame, step: Step, samples: tuple[int
                                            tie.cast(pl.Int64).alias("__tie")))
     best = _first_by_order([frame["__order"].to_numpy() for frame in stacked],
                            [frame["__tie"].to_numpy() for frame in stacked])
-    rows_count = stacked[0].height
-    kept = pl.concat(stacked, how="vertical")[best * rows_count + np.arange(rows_count)]
+    # Each request's kept answer, column by column: a choice among aligned columns, not a gather.
+    kept = stacked[-1]
+    for position in range(count - 2, -1, -1):
+        chosen = pl.Series(best == position)
+        kept = pl.DataFrame([stacked[position][name].zip_with(chosen, kept[name]) for name in kept.columns])
     total = pl.sum_horizontal(*(frame["__call_cost"] for frame in stacked))
     slowest = pl.DataFrame([frame["__call_latency"].alias(str(i)) for i, frame in enumerate(stacked)]).select(
         pl.max_horizontal(pl.all()))
