@@ -40,7 +40,7 @@ import numpy as np
 import polars as pl
 
 from simulator.core.contract import Dataset
-from simulator.core.engine import ACCEPTS, ESCALATES, ForkedReplay, Replay, by_rid, replay_forked
+from simulator.core.engine import ACCEPTS, ESCALATES, ForkedReplay, Replay, by_rid, replay_forked, sort_calls
 from simulator.core.errors import RoutesimError, did_you_mean
 from simulator.core.metrics import P95, aggregate
 from simulator.core.partials import SCALE, exact_mean, score_sums
@@ -571,9 +571,8 @@ def decisions_at(data: SweepData, threshold: float) -> pl.DataFrame:
 def calls_at(data: SweepData, threshold: float) -> pl.DataFrame:
     """The calls a replay with the gate `OVER >= threshold` makes, in the engine's order."""
     takes_a = data.frame.filter(pl.col("switchable") & (pl.col("value") >= threshold)).select("rid")
-    return (pl.concat([data.accept_all.calls.join(takes_a, on="rid", how="semi"),
-                       data.accept_none.calls.join(takes_a, on="rid", how="anti")], how="vertical")
-            .sort("rid", "seq", "kind", maintain_order=True))  # stable, as the engine's: best-of-n samples in order
+    return sort_calls(pl.concat([data.accept_all.calls.join(takes_a, on="rid", how="semi"),
+                                 data.accept_none.calls.join(takes_a, on="rid", how="anti")], how="vertical"))
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1031,6 +1031,18 @@ def _decision_columns(policy: CompiledPolicy) -> dict[str, pl.Expr]:
     return {column.meta.output_name(): column for column in columns}
 
 
+def sort_calls(calls: pl.DataFrame) -> pl.DataFrame:
+    """Call records in (rid, seq, kind) order, stable, so the samples of a best-of-n step keep their order
+    within their step. One 64-bit key (rid, seq and kind's place in CALL_KIND) sorts in a third of the time
+    of three columns; a seq outside 24 bits falls back to sorting by the columns."""
+    seq = calls["seq"]
+    if calls.is_empty() or not -(1 << 23) <= seq.min() <= seq.max() < (1 << 23):
+        return calls.sort("rid", "seq", "kind", maintain_order=True)
+    key = (pl.col("rid").cast(pl.UInt64) * (1 << 32) + (pl.col("seq").cast(pl.Int64) + (1 << 23)).cast(pl.UInt64) * 256
+           + pl.col("kind").to_physical().cast(pl.UInt64))
+    return calls.sort(key, maintain_order=True)
+
+
 def _result(start: _Start, scenario: Scenario, finals: pl.DataFrame, calls: pl.DataFrame,
             missing: pl.DataFrame | None) -> Replay:
     """The Replay of routed requests: `finals` (one final row per request), their `calls` and the requests
@@ -1044,9 +1056,7 @@ def _result(start: _Start, scenario: Scenario, finals: pl.DataFrame, calls: pl.D
                                    on="rid", how="left", maintain_order="left")
     if missing_by_model:  # calls made for requests later left out
         calls = calls.join(decisions.select("rid"), on="rid", how="semi")
-    # Stable, so the samples of a best-of-n step keep their order within their step.
-    calls = (calls.sort("rid", "seq", "kind", maintain_order=True).with_columns(usd(pl.col("cost_nano_usd")).alias("cost_usd"))
-             .select(CALL_COLUMNS))
+    calls = sort_calls(calls).with_columns(usd(pl.col("cost_nano_usd")).alias("cost_usd")).select(CALL_COLUMNS)
     price_sources = price_sources_of(calls)
     coverage = Coverage(requests_in_window=start.window_count, requests_selected=start.requests.height,
                         requests_replayed=decisions.height, missing_by_model=missing_by_model,

@@ -388,7 +388,8 @@ def price_calls(calls: pl.DataFrame, sheet: PriceSheet | None, *, recorded: str 
 
 def price_sources_of(calls: pl.DataFrame) -> dict[str, str]:
     """Model -> the source that priced its calls (see price_sources_from)."""
-    pairs = calls.select("model", pl.col("price_source").cast(pl.String)).unique().iter_rows()
+    # Grouping hashes the two columns as they are; casting first would build a string per call.
+    pairs = calls.group_by("model", "price_source").len().select("model", pl.col("price_source").cast(pl.String)).iter_rows()
     return price_sources_from(pairs)
 
 
