@@ -1050,7 +1050,8 @@ def _result(start: _Start, scenario: Scenario, finals: pl.DataFrame, calls: pl.D
     finals, missing_by_model, missing_example = _raise_or_drop_missing(scenario, missing, finals, start.part)
     if finals.is_empty() and not start.part:
         raise all_skipped(scenario, missing_by_model)
-    decisions = finals.sort("__rid").select(_decision_columns(start.policy).values())
+    # Only the decisions' columns are put in rid order, not every column the stages carried.
+    decisions = finals.select(_decision_columns(start.policy).values()).sort("rid")
     if start.session_columns:
         decisions = decisions.join(start.requests.select(pl.col("__rid").alias("rid"), *start.session_columns),
                                    on="rid", how="left", maintain_order="left")

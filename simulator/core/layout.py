@@ -45,7 +45,7 @@ import polars as pl
 
 from simulator.core.errors import RoutesimError
 
-# 3: layout files compressed with lz4 instead of zstd (every replay decodes them: 4-5x faster, no larger)
+# 3: layout files compressed with lz4 instead of zstd (every replay decodes them: 4-5x faster, about 1.6x larger)
 LAYOUT_VERSION = 3
 DEFAULT_MAX_BYTES = 20 * 1024**3
 RACY_SECONDS = 2.0
