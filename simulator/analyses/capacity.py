@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import polars as pl
 
-from simulator.core.calls import per_minute, with_layout_rows
 from simulator.core.contract import Dataset
 from simulator.core.engine import Replay, data_values
 from simulator.core.errors import RoutesimError, did_you_mean
+from simulator.core.results import part_of
 from simulator.core.scenario import Scenario
 
 SHOWN_MINUTES = 10  # flagged minutes listed per model; all of them are counted
@@ -31,11 +31,11 @@ def _peak(load: pl.DataFrame, column: str) -> tuple[int, str | None]:
 
 
 def capacity(result: Replay, data: Dataset) -> dict:
-    """`capacity_of` one replay in one piece."""
+    """`capacity_of` one replay in one piece, from the per-minute load of its part (the one its summary was
+    built from: simulator.core.results.part_of)."""
     coverage = result.coverage
     share = coverage.requests_replayed / coverage.requests_in_window if coverage.requests_in_window else 0.0
-    load = per_minute(result.calls, with_layout_rows(result.decisions, result.layout_rows), data)
-    return capacity_of(result.scenario, load, share, data)
+    return capacity_of(result.scenario, part_of(result, data).load, share, data)
 
 
 def capacity_of(scenario: Scenario, load: pl.DataFrame, requests_share: float, data: Dataset) -> dict:

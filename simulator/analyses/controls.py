@@ -32,12 +32,12 @@ import numpy as np
 import polars as pl
 
 from simulator.analyses.tables import priced_by_model
-from simulator.core.calls import with_layout_rows
 from simulator.core.contract import Dataset
 from simulator.core.draws import keyed_uniform
 from simulator.core.engine import LAYOUT_ROW, Replay
 from simulator.core.money import usd_per_request_of
 from simulator.core.prices import PriceSheet
+from simulator.core.results import part_of
 from simulator.core.scenario import Scenario
 from simulator.core.verdict import DEFAULT_ADMISSION, MEETS, Admission, judge
 
@@ -195,9 +195,10 @@ def beats(policy: dict, control: dict, admission: Admission) -> bool:
 
 
 def controls(result: Replay, data: Dataset, sheet: PriceSheet | None, seed: int = SEED) -> dict | None:
-    """`controls_of` one replay in one piece."""
-    return controls_of(result.scenario, with_layout_rows(result.decisions, result.layout_rows), router_of(result.calls),
-                       data, sheet, seed)
+    """`controls_of` one replay in one piece, from the requests' columns of its part (the one its summary was
+    built from: simulator.core.results.part_of)."""
+    part = part_of(result, data)
+    return controls_of(result.scenario, part.requests_on(data), len(part.routed_to) > 1, data, sheet, seed)
 
 
 def router_of(calls: pl.DataFrame) -> bool:

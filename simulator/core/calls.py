@@ -40,18 +40,35 @@ def model_calls(calls: pl.DataFrame, requests: pl.DataFrame, data: Dataset, colu
     models = calls.filter(pl.col("kind").is_in(["step", "retry"]))
     models = models.with_columns(pl.Series("sample", _samples(models), dtype=pl.Int64))
     if by_position(requests, data):
-        return answers_read(models.join(requests, on="rid", how="left", maintain_order="left"), data, columns)
+        return answers_read(_with_requests(models, requests), data, columns)
     outcomes = data.outcomes.select("request_id", "model", pl.col("sample").cast(pl.Int64), *columns)
     return (models.join(requests, on="rid", how="left").lazy()
             .join(outcomes, on=["request_id", "model", "sample"], how="left", maintain_order="left").collect())
 
 
+def _with_requests(models: pl.DataFrame, requests: pl.DataFrame) -> pl.DataFrame:
+    """`models` (calls) with their request's columns, in call order: a left join on `rid`, or, when the
+    requests' `rid` are their row numbers (a replay's decisions as they come), a gather at each call's `rid`."""
+    rid = requests["rid"].to_numpy()
+    called = models["rid"].to_numpy()
+    if (rid.size and rid[0] == 0 and rid[-1] == rid.size - 1 and bool((np.diff(rid.astype(np.int64)) == 1).all())
+            and (called.size == 0 or int(called.max()) < rid.size)):
+        return pl.concat([models, requests.drop("rid")[called]], how="horizontal")
+    return models.join(requests, on="rid", how="left", maintain_order="left")
+
+
 def _samples(models: pl.DataFrame) -> np.ndarray:
     """The sample each model call read: how many calls of its model the request made before it (by `seq`,
     then by position)."""
-    rid, seq = models["rid"].to_numpy(), models["seq"].to_numpy()
+    rid, seq = models["rid"].to_numpy().astype(np.int64), models["seq"].to_numpy()
     model = models["model"].cast(pl.Categorical).to_physical().to_numpy()  # equal names, equal codes
-    order = np.lexsort((seq, model, rid))  # stable: equal seq keep their order
+    step = np.diff(rid)
+    if bool(((step > 0) | ((step == 0) & (np.diff(seq) >= 0))).all()):
+        # Already by (rid, seq), as a replay's calls come: a stable sort by (rid, model) keeps that order.
+        _, dense = np.unique(model, return_inverse=True)
+        order = np.argsort(rid * (int(dense.max(initial=0)) + 1) + dense, kind="stable")
+    else:
+        order = np.lexsort((seq, model, rid))  # stable: equal seq keep their order
     rid, model = rid[order], model[order]
     starts = np.flatnonzero(np.r_[True, (rid[1:] != rid[:-1]) | (model[1:] != model[:-1])])
     within = np.arange(order.size) - np.repeat(starts, np.diff(np.r_[starts, order.size]))
@@ -68,17 +85,23 @@ def answers_read(called: pl.DataFrame, data: Dataset, columns: list[str | pl.Exp
     rows = called[LAYOUT_ROW].to_numpy()
     groups = (called.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("__call"), "model", "sample")
               .group_by("model", "sample").agg("__call").sort("model", "sample"))
+    # Each group's rows of `called` as one flat array, cut at the groups' lengths.
+    order = groups["__call"].explode().to_numpy()
+    ends = np.cumsum(groups["__call"].list.len().to_numpy().astype(np.int64))
     pieces = []
-    for model, sample, positions in groups.iter_rows():
-        at = np.asarray(positions, dtype=np.int64)
+    for (model, sample), start, end in zip(groups.select("model", "sample").iter_rows(), ends - np.diff(ends, prepend=0), ends):
+        at = order[start:end]
         if (model, sample) in layout.slots:
-            found = layout.gather(model, sample, columns, rows[at]).drop(PRESENT)
+            pieces.append(layout.gather(model, sample, columns, rows[at]).drop(PRESENT))
         else:  # no such answer anywhere in the data
-            found = layout.gather(*layout.slots[0], columns, rows[:0]).drop(PRESENT).clear(at.size)
-        pieces.append(found.with_columns(pl.Series("__call", at)))
+            pieces.append(layout.gather(*layout.slots[0], columns, rows[:0]).drop(PRESENT).clear(at.size))
     called = called.drop(LAYOUT_ROW)
-    read = (pl.concat(pieces, how="vertical").sort("__call").drop("__call") if pieces
-            else layout.gather(*layout.slots[0], columns, rows[:0]).drop(PRESENT))
+    if pieces:
+        back = np.empty(order.size, dtype=np.int64)  # row i of `called` is row back[i] of the pieces
+        back[order] = np.arange(order.size, dtype=np.int64)
+        read = pl.concat(pieces, how="vertical")[back]
+    else:
+        read = layout.gather(*layout.slots[0], columns, rows[:0]).drop(PRESENT)
     read = read.rename({name: f"{name}_right" for name in read.columns if name in called.columns})
     return pl.concat([called, read], how="horizontal")
 
@@ -111,10 +134,11 @@ MINUTE = "1m"
 def per_minute(calls: pl.DataFrame, decisions: pl.DataFrame, data: Dataset) -> pl.DataFrame:
     """Calls and tokens per model and UTC minute of the request's arrival: `model`, `minute`, `calls`,
     `tokens` (input + output), sorted. Integer sums, so the load of parts of a replay (shards, chunks)
-    adds up to the whole's (`merge_per_minute`). `decisions` may carry `LAYOUT_ROW` (module doc)."""
+    adds up to the whole's (`merge_per_minute`). `decisions` may carry `LAYOUT_ROW` (module doc). A call's
+    `output_tokens` are its answer's, which the replay's calls carry; only `input_tokens` are read."""
     requests = decisions.select("rid", "request_id", pl.col("ts").dt.truncate(MINUTE).alias("minute"),
                                 *([LAYOUT_ROW] if LAYOUT_ROW in decisions.columns else []))
-    called = model_calls(calls, requests, data, ["input_tokens", "output_tokens"])
+    called = model_calls(calls, requests, data, ["input_tokens"])
     return merge_per_minute([called.group_by("model", "minute").agg(
         pl.len().cast(pl.Int64).alias("calls"),
         (pl.col("input_tokens") + pl.col("output_tokens")).sum().cast(pl.Int64).alias("tokens"))])

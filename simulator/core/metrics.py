@@ -22,6 +22,7 @@ from simulator.core.partials import (
     fetch_local,
     kept_latencies,
     parts_of,
+    scope_keys,
     quantiles,
 )
 from simulator.core.prices import price_sources_from
@@ -188,14 +189,18 @@ QUANTILED_SCOPES = ("all", "slice", "day", "model")
 
 
 def summary_scopes() -> dict[str, pl.Expr]:
-    return {"all": pl.lit(""), "slice": pl.col("slice"), "day": pl.col("ts").dt.date().cast(pl.String),
+    """The scopes' group keys. A day is keyed by its date, written as text only in the summary (`by_day`),
+    which spares writing every request's date as text."""
+    return {"all": pl.lit(""), "slice": pl.col("slice"), "day": pl.col("ts").dt.date(),
             "model": pl.col("final_model"), OVER_TIME_SCOPE: pl.col("ts").dt.truncate("5m")}
 
 
 def decision_parts(decisions: pl.DataFrame, scopes: dict[str, pl.Expr],
                    quantiled: tuple[str, ...]) -> tuple[Parts, pl.DataFrame]:
-    """A part of a replay: the decisions' counters per scope, and the latencies kept for pass 2."""
-    return parts_of(decisions, scopes, quantiled), kept_latencies(decisions, scopes, quantiled)
+    """A part of a replay: the decisions' counters per scope, and the latencies kept for pass 2 (each
+    scope's keys computed once for both)."""
+    keys = scope_keys(decisions, scopes)
+    return parts_of(decisions, scopes, quantiled, keys), kept_latencies(decisions, scopes, quantiled, keys)
 
 
 def metric_rows(parts: Parts, latencies: dict, scope: str) -> list[dict]:
@@ -274,7 +279,9 @@ def summary_metrics(parts: Parts, made: pl.DataFrame, latencies: dict) -> dict:
     """The flat metrics plus `by_slice`, `by_day` and `by_model` lists of the same keys, from merged parts."""
     summary = {key: value for key, value in metric_rows(parts, latencies, "all")[0].items() if key != "key"}
     summary["by_slice"] = [{"slice": row.pop("key"), **row} for row in metric_rows(parts, latencies, "slice")]
-    summary["by_day"] = [{DAY: row.pop("key"), **row} for row in metric_rows(parts, latencies, "day")]
+    days = metric_rows(parts, latencies, "day")
+    texts = pl.Series([row.pop("key") for row in days], dtype=pl.Date).cast(pl.String).to_list()
+    summary["by_day"] = [{DAY: text, **row} for text, row in zip(texts, days)]
     summary["by_model"] = by_model(metric_rows(parts, latencies, "model"), made, price_sources_of_parts(made))
     return summary
 

@@ -61,10 +61,15 @@ class Parts:
 def _score_terms(frame: pl.DataFrame) -> pl.DataFrame:
     """`key`, binary exponent `exp` and the integer mantissa halves `hi`, `lo` of every non-null score."""
     scored = frame.filter(pl.col("score").is_not_null())
-    mantissa, exponent = np.frexp(scored["score"].to_numpy().astype(np.float64))
+    exponent, hi, lo = _mantissas(scored["score"])
+    return pl.DataFrame({"key": scored["key"], "exp": exponent, "hi": hi, "lo": lo})
+
+
+def _mantissas(scores: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each score as (binary exponent, integer mantissa halves hi and lo): score = (hi 2^HALF + lo) 2^exp."""
+    mantissa, exponent = np.frexp(scores.to_numpy().astype(np.float64))
     whole = np.ldexp(mantissa, 53).astype(np.int64)  # exact: a float64 has 53 mantissa bits
-    return pl.DataFrame({"key": scored["key"], "exp": (exponent - 53).astype(np.int64),
-                         "hi": whole >> HALF, "lo": whole & ((1 << HALF) - 1)})
+    return (exponent - 53).astype(np.int64), whole >> HALF, whole & ((1 << HALF) - 1)
 
 
 def _buckets(latency: pl.Series) -> np.ndarray:
@@ -72,30 +77,126 @@ def _buckets(latency: pl.Series) -> np.ndarray:
     return values.view(np.int64) >> BUCKET_SHIFT
 
 
-def parts_of(decisions: pl.DataFrame, scopes: dict[str, pl.Expr], quantiled: tuple[str, ...]) -> Parts:
+def scope_keys(decisions: pl.DataFrame, scopes: dict[str, pl.Expr]) -> pl.DataFrame:
+    """Each decision's group key in every scope, one column per scope, computed once for `parts_of` and
+    `kept_latencies`."""
+    return decisions.select(*(key.alias(name) for name, key in scopes.items()))
+
+
+def _groups(key: pl.Series) -> tuple[np.ndarray, pl.Series]:
+    """Each row's group number (0, 1, ...) and the groups' keys in key order, nulls last (as sorting the
+    keys orders them): group g holds the rows whose key is keys[g]."""
+    if key.null_count() == 0 and key.dtype == pl.String:
+        keys = key.unique().sort()
+        return key.cast(pl.Enum(keys)).to_physical().to_numpy().astype(np.int64), keys
+    if key.null_count() == 0 and (key.dtype.is_integer() or key.dtype.is_temporal()):
+        # ordered as their physical integers
+        physical = key.to_physical()
+        values, number = np.unique(physical.to_numpy(), return_inverse=True)
+        return number.ravel().astype(np.int64), pl.Series(key.name, values, dtype=physical.dtype).cast(key.dtype)
+    ranks = key.rank("dense")  # 1, 2, ... in key order; null for a null key
+    ranks = ranks.fill_null((ranks.max() or 0) + 1).to_numpy()
+    _, first, number = np.unique(ranks, return_index=True, return_inverse=True)
+    return number.ravel().astype(np.int64), key.gather(first)
+
+
+# Sums by a combined group number are counted in a table of this many slots per row at most (np.bincount);
+# beyond it, the numbers are sorted instead.
+TABLE_SLOTS_PER_ROW = 4
+# np.bincount adds in float64, exact while every sum stays below 2^53: at most this many mantissa halves
+# (each below 2^27) per table.
+EXACT_FLOAT_TERMS = 1 << 26
+
+
+def _sums_by(combined: np.ndarray, size: int, *values: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The distinct values of `combined` (ascending; each in 0..size-1), and per distinct value the exact
+    integer sum of each of `values` (the count of rows when none is given)."""
+    if size <= TABLE_SLOTS_PER_ROW * combined.size + 1024 and combined.size <= EXACT_FLOAT_TERMS:
+        counts = np.bincount(combined, minlength=size)
+        found = np.flatnonzero(counts)
+        if not values:
+            return found, counts[found].astype(np.int64)
+        return found, *(np.bincount(combined, weights=value, minlength=size)[found].astype(np.int64) for value in values)
+    order = np.argsort(combined)
+    ordered = combined[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]]) if ordered.size else np.zeros(0, np.int64)
+    if not values:
+        return ordered[starts], np.diff(np.r_[starts, ordered.size]).astype(np.int64)
+    return ordered[starts], *(np.add.reduceat(value[order], starts) if starts.size else value[:0] for value in values)
+
+
+def parts_of(decisions: pl.DataFrame, scopes: dict[str, pl.Expr], quantiled: tuple[str, ...],
+             keys: pl.DataFrame | None = None) -> Parts:
     """The counters of `decisions` per group of each scope (`scopes`: name -> the group key expression),
-    with score sums, and latency histograms for the scopes in `quantiled`."""
+    with score sums, and latency histograms for the scopes in `quantiled`. `keys`: `scope_keys`, when
+    already computed.
+
+    Each scope's groups are numbered once (`_groups`). The counters are taken once per cell (the requests
+    sharing their group in every scope) and added up per group, as parts merge; the scores' mantissas and
+    the latencies' buckets are computed once, and summed per (group, exponent) and counted per (group,
+    bucket), all as integers."""
+    keys = scope_keys(decisions, scopes) if keys is None else keys
+    grouped = {name: _groups(keys[name]) for name in scopes}
+    cells = _cell_counts(decisions, [number for number, _ in grouped.values()],
+                         [values.len() for _, values in grouped.values()])
+    scored = np.flatnonzero(decisions["score"].is_not_null().to_numpy())
+    exponent, hi, lo = _mantissas(decisions["score"].gather(scored))
+    low_exp = int(exponent.min()) if exponent.size else 0
+    exp_span = int(exponent.max()) - low_exp + 1 if exponent.size else 1
+    timed = np.flatnonzero(decisions["latency_ms"].is_not_null().to_numpy())
+    buckets = _buckets(decisions["latency_ms"].gather(timed))
+    low_bucket = int(buckets.min()) if buckets.size else 0
+    bucket_span = int(buckets.max()) - low_bucket + 1 if buckets.size else 1
     parts = Parts()
-    for name, key in scopes.items():
-        keyed = decisions.select(key.alias("key"), "cost_nano_usd", "passed", "score", "multi_step", "escalated",
-                                 "retry_attempts", "retry_exhausted", "latency_ms")
-        counts = (keyed.group_by("key").agg(*(expr().cast(pl.Int64).alias(name) for name, expr in COUNTERS.items()))
-                  .sort("key", nulls_last=True))
-        scores = _score_terms(keyed).group_by("key", "exp").agg(pl.col("hi").sum(), pl.col("lo").sum())
+    for index, (name, (number, values)) in enumerate(grouped.items()):
+        counts = (cells.group_by(f"__group{index}").agg(pl.col(*COUNTERS).sum()).sort(f"__group{index}"))
+        counts = counts.select(values.gather(counts[f"__group{index}"].to_numpy()).alias("key"), *COUNTERS)
+        groups = values.len()
+        at, hi_sums, lo_sums = _sums_by(number[scored] * exp_span + (exponent - low_exp), groups * exp_span, hi, lo)
+        scores = pl.DataFrame({"key": values.gather(at // exp_span), "exp": at % exp_span + low_exp,
+                               "hi": hi_sums, "lo": lo_sums})
         frames = {"counts": counts, "scores": scores}
         if name in quantiled:
-            timed = keyed.filter(pl.col("latency_ms").is_not_null())
-            frames["histogram"] = (pl.DataFrame({"key": timed["key"], "bucket": _buckets(timed["latency_ms"])})
-                                   .group_by("key", "bucket").agg(pl.len().cast(pl.Int64).alias("n")))
+            at, n = _sums_by(number[timed] * bucket_span + (buckets - low_bucket), groups * bucket_span)
+            frames["histogram"] = pl.DataFrame({"key": values.gather(at // bucket_span),
+                                                "bucket": at % bucket_span + low_bucket, "n": n})
         parts.scopes[name] = frames
     return parts
 
 
-def kept_latencies(decisions: pl.DataFrame, scopes: dict[str, pl.Expr], quantiled: tuple[str, ...]) -> pl.DataFrame:
+def _cell_counts(decisions: pl.DataFrame, numbers: list[np.ndarray], sizes: list[int]) -> pl.DataFrame:
+    """The COUNTERS of `decisions` per cell, the rows that share their group number in every scope
+    (`numbers`, each below its `sizes`), with each scope's group number as `__group0`, `__group1`, ...
+    One aggregation over the rows, where one per scope would read them all again."""
+    inputs = decisions.select("cost_nano_usd", "passed", "score", "multi_step", "escalated", "retry_attempts",
+                              "retry_exhausted", "latency_ms")
+    aggregations = [expr().cast(pl.Int64).alias(name) for name, expr in COUNTERS.items()]
+    groups = [f"__group{index}" for index in range(len(numbers))]
+    if math.prod(sizes) >= 2**62:  # too many cells to number in an int64: grouped by every scope's number
+        return inputs.with_columns(pl.Series(name, number) for name, number in zip(groups, numbers)) \
+            .group_by(groups).agg(*aggregations)
+    cell = np.zeros(decisions.height, dtype=np.int64)
+    for number, size in zip(numbers, sizes):
+        cell = cell * size + number
+    counts = inputs.with_columns(pl.Series("__cell", cell)).group_by("__cell").agg(*aggregations)
+    cell = counts["__cell"].to_numpy()
+    found = []
+    for size in reversed(sizes):
+        found.insert(0, cell % size)
+        cell = cell // size
+    return counts.drop("__cell").with_columns(pl.Series(name, number) for name, number in zip(groups, found))
+
+
+def kept_latencies(decisions: pl.DataFrame, scopes: dict[str, pl.Expr], quantiled: tuple[str, ...],
+                   keys: pl.DataFrame | None = None) -> pl.DataFrame:
     """What a part keeps for the second pass of its quantiles: each timed request's latency and its group
-    key in every quantiled scope (one column per scope)."""
-    return decisions.filter(pl.col("latency_ms").is_not_null()).select(
-        *(scopes[name].alias(name) for name in quantiled), pl.col("latency_ms").cast(pl.Float64))
+    key in every quantiled scope (one column per scope). `keys`: `scope_keys`, when already computed."""
+    timed = decisions["latency_ms"].is_not_null()
+    if keys is None:
+        return decisions.filter(timed).select(*(scopes[name].alias(name) for name in quantiled),
+                                              pl.col("latency_ms").cast(pl.Float64))
+    return pl.concat([keys.select(quantiled), decisions.select(pl.col("latency_ms").cast(pl.Float64))],
+                     how="horizontal").filter(timed)
 
 
 def merge_parts(many: list[Parts]) -> Parts:
@@ -152,9 +253,9 @@ Fetch = Callable[[dict[str, pl.DataFrame]], list[dict[str, pl.DataFrame]]]
 def values_in(kept: pl.DataFrame, wanted: dict[str, pl.DataFrame]) -> dict[str, pl.DataFrame]:
     """Pass 2 on one part: per scope, the kept latencies of the wanted (`key`, `bucket`) pairs."""
     found = {}
+    buckets = pl.Series("bucket", _buckets(kept["latency_ms"]))
     for name, pairs in wanted.items():
-        mine = pl.DataFrame({"key": kept[name], "bucket": _buckets(kept["latency_ms"]),
-                             "latency_ms": kept["latency_ms"]})
+        mine = pl.DataFrame([kept[name].alias("key"), buckets, kept["latency_ms"]])
         found[name] = mine.join(pairs, on=["key", "bucket"], how="semi")
     return found
 

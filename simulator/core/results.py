@@ -9,6 +9,7 @@ wall-clock time is stamped: the same inputs give byte-identical results.
 from __future__ import annotations
 
 import json
+import weakref
 from dataclasses import dataclass
 from functools import reduce
 from operator import xor
@@ -231,7 +232,7 @@ def replay_part(replay: Replay, data: Dataset) -> tuple[ReplayPart, pl.DataFrame
     decisions, coverage = replay.decisions, replay.coverage
     positioned = with_layout_rows(decisions, replay.layout_rows)
     parts, kept = decision_parts(decisions, summary_scopes(), QUANTILED_SCOPES)
-    return ReplayPart(
+    part = ReplayPart(
         parts=parts, calls=call_parts(replay.calls), in_window=coverage.requests_in_window,
         selected=coverage.requests_selected, replayed=coverage.requests_replayed,
         missing=dict(coverage.missing_by_model), missing_example=coverage.missing_example,
@@ -240,7 +241,31 @@ def replay_part(replay: Replay, data: Dataset) -> tuple[ReplayPart, pl.DataFrame
         warnings=_warning_counts(replay, positioned, data), load=per_minute(replay.calls, positioned, data),
         requests=_request_columns(positioned),
         routed_to=frozenset(replay.calls.filter(pl.col("kind").is_in(["step", "retry"]))["model"].unique()),
-        layout=data.layout.fingerprint if by_position(positioned, data) else None), kept
+        layout=data.layout.fingerprint if by_position(positioned, data) else None)
+    _LAST_PART[:] = [(weakref.ref(replay, _forget), data, part)]
+    return part, kept
+
+
+# The part of the replay summarised last, with that replay (weakly) and its data: the analyses set beside
+# its summary (simulator.analyses.capacity, simulator.analyses.controls) read it instead of computing the
+# per-minute load and the requests' columns again.
+_LAST_PART: list[tuple[weakref.ref, Dataset, ReplayPart]] = []
+
+
+def _forget(replay: weakref.ref) -> None:
+    """Drops the kept part once its replay is gone."""
+    if _LAST_PART and _LAST_PART[0][0] is replay:
+        _LAST_PART.clear()
+
+
+def part_of(replay: Replay, data: Dataset) -> ReplayPart:
+    """The mergeable part of `replay` on `data` (`replay_part`), computed once: the one its summary was built
+    from when that was the last replay summarised, else anew."""
+    if _LAST_PART:
+        replayed, on, part = _LAST_PART[0]
+        if replayed() is replay and on is data:
+            return part
+    return replay_part(replay, data)[0]
 
 
 def _request_columns(decisions: pl.DataFrame) -> pl.DataFrame:
