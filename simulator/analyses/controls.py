@@ -127,21 +127,25 @@ def _fit_table(table: pl.DataFrame, requests: int, target: float) -> tuple[dict[
     choices = []
     for name in slices:
         rows = table.filter(pl.col("slice") == name)
-        candidates, gains, tails = [], rows["passes"].to_list(), []
-        for passes, cost in zip(gains, rows["cost"].to_list()):
-            # best count j reached with this model: from j - passes below `need`; `need` (passes counted up to
-            # it) from the cheapest count `tail` at or above need - passes
-            reached = np.full(need + 1, unreachable, dtype=np.int64)
-            low = max(need - passes, 0)
+        gains, tails = rows["passes"].to_list(), []
+        # The cheapest cost of each count after this slice, and the model (index) reaching it: models are
+        # taken in name order and replace the cheapest only when strictly cheaper, so ties go to the first.
+        cheapest = np.full(need + 1, unreachable, dtype=np.int64)
+        pick = np.zeros(need + 1, dtype=np.int64)
+        for model, (passes, cost) in enumerate(zip(gains, rows["cost"].to_list())):
+            # count j reached with this model: from j - passes below `need`; `need` (passes counted up to it)
+            # from the cheapest count `tail` at or above need - passes
             if passes < need:
-                reached[passes:need] = np.minimum(best[:need - passes] + cost, unreachable)
+                reached = np.minimum(best[:need - passes] + cost, unreachable)
+                cheaper = reached < cheapest[passes:need]
+                cheapest[passes:need][cheaper] = reached[cheaper]
+                pick[passes:need][cheaper] = model
+            low = max(need - passes, 0)
             tail = int(np.argmin(best[low:])) + low
-            reached[need] = min(best[tail] + cost, unreachable)
-            candidates.append(reached)
+            if min(best[tail] + cost, unreachable) < cheapest[need]:
+                cheapest[need], pick[need] = min(best[tail] + cost, unreachable), model
             tails.append(tail)
-        stacked = np.vstack(candidates)
-        pick = np.argmin(stacked, axis=0)  # ties: the first model by name
-        best = stacked[pick, np.arange(need + 1)]
+        best = cheapest
         choices.append((rows["model"].to_list(), pick, gains, tails))
     reachable = bool(best[need] < unreachable)
     if not reachable:  # nothing reaches the target: the most passing model of each slice
@@ -224,7 +228,7 @@ def controls_of(scenario: Scenario, decisions: pl.DataFrame, router: bool, data:
         decisions = decisions.sort("rid")
     priced, _, _ = priced_by_model(decisions.select("request_id", "rid", "ts", "slice",
                                                     *([LAYOUT_ROW] if LAYOUT_ROW in decisions.columns else [])),
-                                   data, sheet)
+                                   data, sheet, extras=())  # cost and `ok` only
     singles, left_out = _singles(priced, decisions.height)
     models = singles.models
     if not models:

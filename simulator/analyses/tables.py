@@ -52,6 +52,8 @@ ALL_REQUESTS = "all requests"
 BUCKETS = (("minute", "1m", 60), ("hour", "1h", 3_600), ("day", "1d", 86_400), ("week", "1w", 604_800))
 MAX_BUCKETS = 500
 MIN_PER_BUCKET = 3
+# The first answers' columns read besides the tokens, the recorded cost, `passed` and `hard_check_ok`.
+ANSWER_EXTRAS = ("latency_ms", "score")
 
 
 def per_thousand(cost_usd: float, requests: int) -> float | None:
@@ -267,11 +269,12 @@ def priced_answers(requests: pl.DataFrame, data: Dataset, sheet: PriceSheet | No
     return pl.concat([part for _, part in priced], how="vertical"), unpriced
 
 
-def priced_by_model(requests: pl.DataFrame, data: Dataset, sheet: PriceSheet | None
-                    ) -> tuple[list[tuple[str, pl.DataFrame]], dict, pl.DataFrame]:
+def priced_by_model(requests: pl.DataFrame, data: Dataset, sheet: PriceSheet | None, *,
+                    extras: tuple[str, ...] = ANSWER_EXTRAS) -> tuple[list[tuple[str, pl.DataFrame]], dict, pl.DataFrame]:
     """priced_answers one model at a time, in name order: (model, its priced answers in `rid` order) per
-    model with answers to `requests`; the unpriced models with the reason; an empty frame of the columns."""
-    answers, empty = _first_answers(requests, data)
+    model with answers to `requests`; the unpriced models with the reason; an empty frame of the columns.
+    `extras`: the answers' columns read beside what pricing and `ok` need (ANSWER_EXTRAS: latency and score)."""
+    answers, empty = _first_answers(requests, data, extras)
     priced, unpriced = [], {}
     for model, part in answers:
         try:
@@ -282,11 +285,14 @@ def priced_by_model(requests: pl.DataFrame, data: Dataset, sheet: PriceSheet | N
                                                 pl.lit("").alias("price_source"))
 
 
-def _first_answers(requests: pl.DataFrame, data: Dataset) -> tuple[list[tuple[str, pl.DataFrame]], pl.DataFrame]:
+def _first_answers(requests: pl.DataFrame, data: Dataset, extras: tuple[str, ...] = ANSWER_EXTRAS
+                   ) -> tuple[list[tuple[str, pl.DataFrame]], pl.DataFrame]:
     """Per model with answers to `requests`, in name order, its first answers to them in `rid` order
-    (priced_answers' columns but the prices); and an empty frame of those columns."""
+    (priced_answers' columns but the prices, `extras` of ANSWER_EXTRAS only); and an empty frame of those
+    columns."""
     names = data.outcomes.collect_schema().names()
-    outcome = [*token_columns(names), "latency_ms", "passed", "hard_check_ok", "score",
+    outcome = [*token_columns(names), *[name for name in ("latency_ms", "passed", "hard_check_ok", "score")
+                                        if name in extras or name not in ANSWER_EXTRAS],
                pl.col("cost_usd").alias("recorded_cost_usd")]
     keyed = ["request_id", "rid", "ts", "slice"]
     ok = (pl.col("passed") & pl.col("hard_check_ok")).alias("ok")

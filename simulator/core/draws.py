@@ -117,7 +117,8 @@ def _arrow_strings(ids) -> pa.LargeStringArray:
     array = ids.cast(pl.String).fill_null("").to_arrow()
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks()
-    return array.cast(pa.large_string())
+    # polars hands over large strings already; a cast, even to the same type, imports pyarrow.compute (0.1 s)
+    return array if array.type == pa.large_string() else array.cast(pa.large_string())
 
 
 def stream(seed: int, purpose: str) -> np.uint64:
