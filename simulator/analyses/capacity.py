@@ -46,7 +46,7 @@ def capacity_of(scenario: Scenario, load: pl.DataFrame, requests_share: float, d
 
     Raises RoutesimError when `capacity:` names a model the data does not have.
     """
-    known = data_values(data.outcomes, "model")
+    known = data_values(data.outcomes, "model") if scenario.capacity else []
     for model in scenario.capacity:
         if model not in known:
             raise RoutesimError(f"capacity names model '{model}', which has no outcomes in the data."

@@ -37,7 +37,7 @@ from simulator.core.draws import keyed_uniform
 from simulator.core.engine import LAYOUT_ROW, Replay
 from simulator.core.money import usd_per_request_of
 from simulator.core.prices import PriceSheet
-from simulator.core.results import part_of
+from simulator.core.results import EXACT, PARTIAL, part_of
 from simulator.core.scenario import Scenario
 from simulator.core.verdict import DEFAULT_ADMISSION, MEETS, Admission, judge
 
@@ -254,9 +254,8 @@ def set_beside(summary: dict, replay: Replay | None, data: Dataset, sheet: Price
     `replay`; a design-weighted estimate from a shadow sample gets neither (both need the whole window's
     answers)."""
     from simulator.analyses.capacity import capacity
-    from simulator.analyses.estimates import DESIGN_WEIGHTED
 
-    if summary.get("kind") == DESIGN_WEIGHTED or replay is None:
+    if summary.get("kind") not in (EXACT, PARTIAL) or replay is None:
         return
     summary["capacity"] = capacity(replay, data)
     summary["controls"] = controls(replay, data, sheet)

@@ -63,7 +63,6 @@ def replay_scenarios(paths: list[Path], *, show_progress: bool = True, rule: str
     """
     from simulator.analyses.capacity import capacity_of
     from simulator.analyses.controls import controls_of, set_beside
-    from simulator.analyses.estimates import replay_or_estimate
     from simulator.core.runner import Inputs, Outcome, load_scenarios
 
     def from_part(scenario, summary, part) -> Outcome:
@@ -86,22 +85,41 @@ def replay_scenarios(paths: list[Path], *, show_progress: bool = True, rule: str
             elif workers > 1 and (chunked := _chunked(scenario, inputs, workers, label)) is not None:
                 outcomes.append(from_part(scenario, *chunked))
             else:
-                outcome = replay_or_estimate(scenario, inputs,
-                                             lambda stage, name=scenario.name: label(f"{name}: {stage}"))
+                outcome = _whole(scenario, inputs, lambda stage, name=scenario.name: label(f"{name}: {stage}"))
                 set_beside(outcome.summary, outcome.replay, inputs.data(scenario.data), inputs.prices(scenario.prices))
                 outcomes.append(outcome)
             advance()
     return outcomes
 
 
+def _may_hold_shadow_sample(data) -> bool:
+    """Whether the data's outcomes have the column a merged shadow sample fills (`inclusion_probability`): only
+    then is simulator.analyses.estimates, with the gate it imports, loaded to tell."""
+    return "inclusion_probability" in data.outcomes.collect_schema()
+
+
+def _whole(scenario, inputs, progress):
+    """The scenario replayed in one piece (simulator.core.runner.run_scenario), or estimated from a shadow
+    sample's drawn requests (simulator.analyses.estimates.replay_or_estimate)."""
+    if _may_hold_shadow_sample(inputs.data(scenario.data)):
+        from simulator.analyses.estimates import replay_or_estimate
+
+        return replay_or_estimate(scenario, inputs, progress)
+    from simulator.core.runner import run_scenario
+
+    return run_scenario(scenario, inputs, progress)
+
+
 def _chunked(scenario, inputs, workers: int, label):
     """The summary of a replay in chunks and its merged part, or None when it runs in one piece (a shadow-sampled log is
     estimated from its drawn requests instead: simulator.analyses.estimates.replay_or_estimate)."""
-    from simulator.analyses.estimates import has_shadow_sample
     from simulator.core.sharded import replay_chunked
 
-    if has_shadow_sample(inputs.data(scenario.data)):
-        return None
+    if _may_hold_shadow_sample(inputs.data(scenario.data)):
+        from simulator.analyses.estimates import has_shadow_sample
+
+        if has_shadow_sample(inputs.data(scenario.data)):
+            return None
     label(f"{scenario.name}: {workers} workers")
     return replay_chunked(scenario, inputs, workers, with_part=True)
 
@@ -185,7 +203,7 @@ def replay(
     from simulator.cli.views import capacity_table, controls_table, gate_entry, print_comparison, sessions_table
     from simulator.core.outputs import STDOUT, allow_replacing_folders
     from simulator.core.results import save_result
-    from simulator.report.build import gates_against, recommend_gated
+    from simulator.core.verdict import recommend
 
     if shards is not None and (decisions or save or baseline):
         raise RoutesimError("a replay on shards keeps no per-request decisions, so --decisions, --save and "
@@ -208,8 +226,14 @@ def replay(
     outcomes = replay_scenarios(scenarios, show_progress=not as_json, rule=rule, confidence=confidence,
                                 shards=shards, runner=runner, workers=chunk_workers)
     summaries = [outcome.summary for outcome in outcomes]
-    gates = gates_against(baseline_name, outcomes, tolerance) if baseline_name else None
-    recommendation = recommend_gated(summaries, gates)
+    gates = None
+    if baseline_name:  # the report's module, with the gate, loads only to gate against a baseline
+        from simulator.report.build import gates_against, recommend_gated
+
+        gates = gates_against(baseline_name, outcomes, tolerance)
+        recommendation = recommend_gated(summaries, gates)
+    else:
+        recommendation = recommend(summaries)
     if decisions:
         _write_decisions(decisions, outcomes)
     if save:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -19,15 +20,14 @@ from rich.table import Table
 
 from simulator.cli.console import print_table, print_words
 
-from simulator.analyses import drift, sweep, whatif
 from simulator.core.errors import RoutesimError, visible
 from simulator.core.formats import count, metric, ms, pct, points, threshold, usd
 from simulator.core.metrics import METRICS, SESSION_METRICS
 from simulator.core.outputs import STDOUT, atomic_file, json_output, write_csv_atomic, write_text_atomic
-from simulator.core.runner import Inputs, load_scenarios
-from simulator.core.scenario import load_scenario
 from simulator.core.verdict import DEFAULT_ADMISSION
-from simulator.report import gate as gate_text
+
+if TYPE_CHECKING:  # the sweep, drift and what-if analyses load with the commands that run them
+    from simulator.analyses import drift, sweep, whatif
 
 SHOWN_POINTS = 21
 
@@ -305,6 +305,8 @@ GATE_HEADERS = {"scope": "slice, bar"}
 
 
 def gate_table(result: dict) -> Table:
+    from simulator.report import gate as gate_text
+
     table = Table(title=escape(gate_text.headline(result)), caption=escape(f"{gate_text.settings(result)}\n{gate_text.LEGEND}"),
                   caption_justify="left", show_lines=True)
     for key in GATE_COLUMNS:
@@ -366,6 +368,10 @@ def _point_line(point: dict) -> str:
 def run_sweep(console: Console, scenario_path: Path, *, step: int, over: str | None, plan: str | None, points: int,
               target: tuple[str, float] | None, fit_until: dt.date | None, as_json: bool, out: Path | None,
               shards: Path | None = None, runner: str = "local") -> None:
+    from simulator.analyses import sweep
+    from simulator.core.runner import Inputs
+    from simulator.core.scenario import load_scenario
+
     scenario = load_scenario(scenario_path)
     inputs = Inputs()
     data, sheet = inputs.data(scenario.data), inputs.prices(scenario.prices)
@@ -416,6 +422,8 @@ def run_sweep(console: Console, scenario_path: Path, *, step: int, over: str | N
 
 
 def _print_holdout(console: Console, held: sweep.Holdout, target: tuple[str, float]) -> None:
+    from simulator.analyses import sweep
+
     words = f"{sweep.TARGET_WORDS[target[0]]} {target[1]:g}"
     if held.fit is None:
         console.print(f"Fitted before {held.until}: no threshold meets {words}.", highlight=False)
@@ -443,11 +451,15 @@ def _print_holdout(console: Console, held: sweep.Holdout, target: tuple[str, flo
 
 def run_drift(console: Console, scenario_path: Path, *, every: str, settings: drift.DriftSettings,
               as_json: bool) -> None:
+    from simulator.analyses import drift
+    from simulator.core.engine import replay
+    from simulator.core.runner import Inputs
+    from simulator.core.scenario import load_scenario
+
     drift.check_every(every)
     settings.check()
     scenario = load_scenario(scenario_path)
     inputs = Inputs()
-    from simulator.core.engine import replay
 
     result = replay(scenario, inputs.data(scenario.data), inputs.prices(scenario.prices))
     plans = [label for label, steps in scenario.policy.plans() if len(steps) > 1]
@@ -484,6 +496,9 @@ def run_drift(console: Console, scenario_path: Path, *, every: str, settings: dr
 
 def run_whatif(console: Console, paths: list[Path], change: whatif.PriceChange, *, target, points: int,
                as_json: bool) -> None:
+    from simulator.analyses import whatif
+    from simulator.core.runner import Inputs, load_scenarios
+
     if change.sheet is None and not change.scales and change.at is None:
         raise RoutesimError("nothing to change", where="routesim whatif",
                             fix="give --prices OTHER.yaml, --scale MODEL=FACTOR or --at DATE")

@@ -35,7 +35,7 @@ def model_calls(calls: pl.DataFrame, requests: pl.DataFrame, data: Dataset, colu
 
     `calls` has the replay's call columns (`rid`, `seq`, `model`, `kind`, ...); `requests` has `rid` and
     `request_id` (and whatever else should come along, such as `ts`; with `LAYOUT_ROW`, the answers are read
-    by position: module doc). Adds `sample`; keeps call order.
+    by position, module doc, and `request_id` may be left out). Adds `sample`; keeps call order.
     """
     models = calls.filter(pl.col("kind").is_in(["step", "retry"]))
     models = models.with_columns(pl.Series("sample", _samples(models), dtype=pl.Int64))
@@ -61,20 +61,48 @@ def _samples(models: pl.DataFrame) -> np.ndarray:
     """The sample each model call read: how many calls of its model the request made before it (by `seq`,
     then by position)."""
     rid, seq = models["rid"].to_numpy().astype(np.int64), models["seq"].to_numpy()
-    model = models["model"].cast(pl.Categorical).to_physical().to_numpy()  # equal names, equal codes
+    model = _codes(models["model"])  # equal names, equal codes
     step = np.diff(rid)
     if bool(((step > 0) | ((step == 0) & (np.diff(seq) >= 0))).all()):
         # Already by (rid, seq), as a replay's calls come: a stable sort by (rid, model) keeps that order.
-        _, dense = np.unique(model, return_inverse=True)
-        order = np.argsort(rid * (int(dense.max(initial=0)) + 1) + dense, kind="stable")
+        order = np.argsort(rid * (int(model.max(initial=0)) + 1) + model, kind="stable")
     else:
         order = np.lexsort((seq, model, rid))  # stable: equal seq keep their order
     rid, model = rid[order], model[order]
-    starts = np.flatnonzero(np.r_[True, (rid[1:] != rid[:-1]) | (model[1:] != model[:-1])])
-    within = np.arange(order.size) - np.repeat(starts, np.diff(np.r_[starts, order.size]))
+    first = np.r_[True, (rid[1:] != rid[:-1]) | (model[1:] != model[:-1])]
+    position = np.arange(order.size)
+    within = position - np.maximum.accumulate(np.where(first, position, 0))  # since its group's first call
     samples = np.empty(order.size, dtype=np.int64)
     samples[order] = within
     return samples
+
+
+def _codes(names: pl.Series) -> np.ndarray:
+    """A number per name (equal names, equal numbers; in name order when no name is null)."""
+    if names.null_count():
+        return names.cast(pl.Categorical).to_physical().to_numpy()
+    return names.cast(pl.Enum(names.unique().sort())).to_physical().to_numpy().astype(np.int64)
+
+
+def _by_answer(called: pl.DataFrame) -> list[tuple[str, int, np.ndarray]]:
+    """(model, sample, the positions of the rows of `called` naming that answer, ascending) for every answer
+    named in `called` (rows with `model` and `sample`), in (model, sample) order."""
+    if called["model"].null_count() or called["sample"].null_count():
+        groups = (called.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("__call"), "model", "sample")
+                  .group_by("model", "sample").agg("__call").sort("model", "sample"))
+        return [(model, sample, np.asarray(at, dtype=np.int64)) for model, sample, at in groups.iter_rows()]
+    names = called["model"].unique().sort()
+    code = called["model"].cast(pl.Enum(names)).to_physical().to_numpy().astype(np.int64)
+    sample = called["sample"].to_numpy().astype(np.int64)
+    low = int(sample.min(initial=0))
+    span = int(sample.max(initial=0)) - low + 1
+    key = code * span + (sample - low)
+    counts = np.bincount(key, minlength=len(names) * span)
+    order = np.argsort(key.astype(np.uint16) if len(names) * span < 2**16 else key, kind="stable")
+    ends = np.cumsum(counts)
+    names = names.to_list()
+    return [(names[group // span], group % span + low, order[ends[group] - counts[group]:ends[group]])
+            for group in np.flatnonzero(counts).tolist()]
 
 
 def answers_read(called: pl.DataFrame, data: Dataset, columns: list[str | pl.Expr]) -> pl.DataFrame:
@@ -83,22 +111,18 @@ def answers_read(called: pl.DataFrame, data: Dataset, columns: list[str | pl.Exp
     has gets the suffix `_right`, as in a join; an answer the data lacks reads as nulls."""
     layout = data.layout
     rows = called[LAYOUT_ROW].to_numpy()
-    groups = (called.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("__call"), "model", "sample")
-              .group_by("model", "sample").agg("__call").sort("model", "sample"))
-    # Each group's rows of `called` as one flat array, cut at the groups' lengths.
-    order = groups["__call"].explode().to_numpy()
-    ends = np.cumsum(groups["__call"].list.len().to_numpy().astype(np.int64))
-    pieces = []
-    for (model, sample), start, end in zip(groups.select("model", "sample").iter_rows(), ends - np.diff(ends, prepend=0), ends):
-        at = order[start:end]
+    pieces, order = [], []
+    for model, sample, at in _by_answer(called):
         if (model, sample) in layout.slots:
             pieces.append(layout.gather(model, sample, columns, rows[at]).drop(PRESENT))
         else:  # no such answer anywhere in the data
             pieces.append(layout.gather(*layout.slots[0], columns, rows[:0]).drop(PRESENT).clear(at.size))
+        order.append(at)
     called = called.drop(LAYOUT_ROW)
     if pieces:
-        back = np.empty(order.size, dtype=np.int64)  # row i of `called` is row back[i] of the pieces
-        back[order] = np.arange(order.size, dtype=np.int64)
+        at = np.concatenate(order)
+        back = np.empty(at.size, dtype=np.int64)  # row i of `called` is row back[i] of the pieces
+        back[at] = np.arange(at.size, dtype=np.int64)
         read = pl.concat(pieces, how="vertical")[back]
     else:
         read = layout.gather(*layout.slots[0], columns, rows[:0]).drop(PRESENT)
@@ -118,14 +142,16 @@ def outcome_rows(requests: pl.DataFrame, data: Dataset, columns: list[str]) -> p
 
 
 def traffic_rows(requests: pl.DataFrame, data: Dataset, columns: list[str]) -> pl.DataFrame:
-    """The traffic rows of `requests`: `columns` (with `request_id`), in no set order. With `LAYOUT_ROW` on
-    `requests`, read by position from the layout's requests when it holds those columns as the traffic
-    file does (`ts` is kept in UTC there, so a frame reading it comes from the file)."""
+    """The traffic rows of `requests`: `columns`, in no set order. With `LAYOUT_ROW` on `requests`, read by
+    position from the layout's requests when it holds those columns as the traffic file does (`ts` is kept
+    in UTC there, so a frame reading it comes from the file); else by `request_id`."""
     layout = data.layout
     if (by_position(requests, data) and "ts" not in columns
             and set(columns) <= set(layout.scan_requests().collect_schema().names())):
         return layout.scan_requests().select(columns).collect()[requests[LAYOUT_ROW].to_numpy()]
-    return data.traffic.select(columns).join(requests.lazy().select("request_id"), on="request_id", how="semi").collect()
+    keyed = columns if "request_id" in columns else [*columns, "request_id"]
+    return (data.traffic.select(keyed).join(requests.lazy().select("request_id"), on="request_id", how="semi")
+            .select(columns).collect())
 
 
 MINUTE = "1m"
@@ -136,12 +162,30 @@ def per_minute(calls: pl.DataFrame, decisions: pl.DataFrame, data: Dataset) -> p
     `tokens` (input + output), sorted. Integer sums, so the load of parts of a replay (shards, chunks)
     adds up to the whole's (`merge_per_minute`). `decisions` may carry `LAYOUT_ROW` (module doc). A call's
     `output_tokens` are its answer's, which the replay's calls carry; only `input_tokens` are read."""
-    requests = decisions.select("rid", "request_id", pl.col("ts").dt.truncate(MINUTE).alias("minute"),
-                                *([LAYOUT_ROW] if LAYOUT_ROW in decisions.columns else []))
+    positioned = by_position(decisions, data)  # then the answers are read without `request_id`
+    requests = decisions.select("rid", *([] if positioned else ["request_id"]),
+                                pl.col("ts").dt.truncate(MINUTE).alias("minute"), *([LAYOUT_ROW] if positioned else []))
     called = model_calls(calls, requests, data, ["input_tokens"])
-    return merge_per_minute([called.group_by("model", "minute").agg(
-        pl.len().cast(pl.Int64).alias("calls"),
-        (pl.col("input_tokens") + pl.col("output_tokens")).sum().cast(pl.Int64).alias("tokens"))])
+    tokens = called.select((pl.col("input_tokens") + pl.col("output_tokens")).cast(pl.Int64).fill_null(0))
+    tokens = tokens.to_series().to_numpy()
+    minutes, minute = np.unique(called["minute"].to_physical().to_numpy(), return_inverse=True)
+    models = called["model"].unique().sort()
+    size = models.len() * minutes.size
+    # float sums would not be exact, or the table would be large
+    if called["model"].null_count() or int(np.abs(tokens).sum()) >= 2**53 or size > 4 * tokens.size + 2**20:
+        return merge_per_minute([called.group_by("model", "minute").agg(
+            pl.len().cast(pl.Int64).alias("calls"),
+            (pl.col("input_tokens") + pl.col("output_tokens")).sum().cast(pl.Int64).alias("tokens"))])
+    # Calls and tokens counted per (model, minute) number, in a table: integer sums below 2^53, exact.
+    model = called["model"].cast(pl.Enum(models)).to_physical().to_numpy().astype(np.int64)
+    key = model * minutes.size + minute.ravel()
+    counts = np.bincount(key, minlength=size)
+    found = np.flatnonzero(counts)
+    return merge_per_minute([pl.DataFrame({
+        "model": models.gather(found // minutes.size),
+        "minute": pl.Series(minutes[found % minutes.size]).cast(called.schema["minute"]),
+        "calls": counts[found].astype(np.int64),
+        "tokens": np.bincount(key, weights=tokens, minlength=size)[found].astype(np.int64)})])
 
 
 def merge_per_minute(many: list[pl.DataFrame]) -> pl.DataFrame:

@@ -66,6 +66,9 @@ from simulator.core.verdict import (
 CONTROL_COLUMNS = ["request_id", "rid", "ts", "slice", "passed", "cost_nano_usd"]
 SCHEMA_VERSION = 4  # 3: money as int64 nano-dollars (cost_nano_usd); 4: verdicts, deployability, over_time
 ASSUMED = "assumed_from_status"
+# A summary's `kind`: every request of the window replayed, or only those with their outcomes (a
+# design-weighted estimate, simulator.analyses.estimates, is a third).
+EXACT, PARTIAL = "exact", "partial"
 SUMMARY_FILE = "summary.json"
 DECISIONS_FILE = "decisions.parquet"
 CALLS_FILE = "calls.parquet"
@@ -182,7 +185,7 @@ def _warning_counts(replay: Replay, decisions: pl.DataFrame, data: Dataset) -> d
     texts += [rule.when for rule in scenario.policy.rules]
     texts += [step.accept for _, steps in scenario.policy.plans() for step in steps if step.accept]
     read = set().union(*(parse_predicate(text, key="policy", steps=None).base_columns for text in texts)) if texts else set()
-    requests = traffic_rows(decisions, data, sorted({"request_id", *(read & set(traffic))}))
+    requests = traffic_rows(decisions, data, sorted(read & set(traffic)) or ["request_id"])
     # Answers are read for the distinct values of text columns only (footguns' literals).
     answer_columns = sorted(name for name in read - set(traffic)
                             if name in outcome_schema and outcome_schema[name] in (pl.String, pl.Categorical))
@@ -351,7 +354,7 @@ def summary_from(scenario: Scenario, part: ReplayPart, fetch: Fetch, data: Datas
         "over_time": over_time(part.parts.scopes[OVER_TIME_SCOPE]["counts"], (part.last - part.first).total_seconds(),
                                scenario.quality_bar.default, admission),
         # How the figures were obtained: every request replayed (exact), or only those with their outcomes.
-        "kind": "exact" if share == 1 else "partial",
+        "kind": EXACT if share == 1 else PARTIAL,
         "coverage": {
             "requests_in_window": part.in_window,
             "requests_selected": part.selected,
