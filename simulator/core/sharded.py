@@ -253,8 +253,11 @@ def _summary(scenario, data, sheet, parts, fetch):
     return summary_from(scenario, merged, fetch, data, sheet), merged
 
 
-# A chunk smaller than this is not worth a process of its own: starting one costs about a second.
-MIN_CHUNK_REQUESTS = 250_000
+# A chunk smaller than this is not worth a process of its own. Each chunk's process starts anew (imports,
+# about a second of CPU) and, on traffic with sessions, decodes every slot file it reads whole, since its
+# sessions span the file: on 2 cores, 2 chunks took 1.6-1.9x the CPU of one piece and longer, at 1M and 3M
+# requests (README "Benchmark"). One piece holds about 0.75 GB per million requests.
+MIN_CHUNK_REQUESTS = 2_000_000
 # Nor larger than this, so a worker's memory stays bounded however large the data: beyond one chunk per
 # worker of this size, each worker replays several chunks in turn.
 MAX_CHUNK_REQUESTS = 10_000_000

@@ -1,0 +1,139 @@
+"""What a replay computes besides its decisions, each once: the summary's part (counters, score sums and
+latency histograms per group, the per-minute load, the requests' columns) is built one time, and capacity
+and the controls read it. Each figure is checked against the plain computation it replaces."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from simulator.analyses.capacity import capacity_of
+from simulator.analyses.controls import controls_of, router_of, set_beside
+from simulator.core import calls, results
+from simulator.core.calls import model_calls, per_minute, with_layout_rows
+from simulator.core.partials import BUCKET_SHIFT, COUNTERS, HALF, parts_of
+from simulator.core.runner import Inputs, run_scenario
+from simulator.core.scenario import load_scenario
+from tests.conftest import OUTCOME_SCHEMA, outcome_row
+
+IDS = [f"r{index}" for index in range(8)]
+
+
+@pytest.fixture
+def replayed(world):
+    """Eight requests over three minutes; small answers each twice, big once, mid all but r5 (so the
+    controls leave it out); input tokens differ by answer. Pro requests go
+    through a small-then-big cascade, the others to small, and small's failed answers are retried on small."""
+    traffic = pl.DataFrame({"request_id": IDS, "slice": ["faq", "code"] * 4, "input_tokens": [1000] * 8,
+                            "tier": ["pro", "free"] * 4,
+                            "ts": [dt.datetime(2026, 11, 16, 1, index // 3, 7 * index, tzinfo=dt.UTC)
+                                   for index in range(8)]})
+    rows = []
+    for index, name in enumerate(IDS):
+        rows += [outcome_row(name, "small", sample=sample, confidence=0.5 + 0.06 * index, passed=index % 3 != 0,
+                             input_tokens=900 + index + 7 * sample,
+                             output_tokens=100 + 10 * index + sample, latency_ms=100.0 + index)
+                 for sample in (0, 1)]
+        rows.append(outcome_row(name, "big", output_tokens=50 + index, latency_ms=900.0 - index))
+        if name != "r5":
+            rows.append(outcome_row(name, "mid", output_tokens=70 + index, passed=index % 2 == 0))
+    world.write_data(traffic, pl.DataFrame(rows, schema=OUTCOME_SCHEMA))
+    scenario = load_scenario(world.scenario(policy={
+        "rules": [{"when": "tier = 'pro'", "cascade": [{"model": "small", "accept": "confidence >= 0.7"},
+                                                       {"model": "big"}]}],
+        "default": {"use": "small"},
+        "retry": {"when": "NOT passed", "to": ["small"]}}))
+    world.prices.write_text(__import__("yaml").safe_dump(
+        {"models": {name: [{"effective_from": dt.date(2026, 11, 1), "input": 1.0 + k, "output": 2.0 + k}]
+                    for k, name in enumerate(["small", "mid", "big"])}}))
+    return scenario, Inputs()
+
+
+def test_capacity_and_controls_read_the_part_the_summary_was_built_from(replayed, monkeypatch):
+    scenario, inputs = replayed
+    built, read = [], []
+    real_part, real_calls = results.replay_part, calls.model_calls
+    monkeypatch.setattr(results, "replay_part", lambda *args: built.append(args) or real_part(*args))
+    monkeypatch.setattr(calls, "model_calls", lambda *args: read.append(args) or real_calls(*args))
+    outcome = run_scenario(scenario, inputs)
+    data, sheet = inputs.data(scenario.data), inputs.prices(scenario.prices)
+    set_beside(outcome.summary, outcome.replay, data, sheet)
+    # the summary's part, read again by capacity and the controls: the calls' tokens are read once
+    assert len(built) == 1 and len(read) == 1
+    monkeypatch.undo()
+    replay = outcome.replay
+    positioned = with_layout_rows(replay.decisions, replay.layout_rows)
+    assert outcome.summary["capacity"] == capacity_of(scenario, per_minute(replay.calls, positioned, data), 1.0, data)
+    assert outcome.summary["controls"] == controls_of(scenario, positioned, router_of(replay.calls), data, sheet)
+    assert outcome.summary["controls"]["left_out"] == ["mid"]
+
+
+def test_the_per_minute_load_is_each_models_calls_and_their_answers_tokens(replayed):
+    scenario, inputs = replayed
+    replay, data = run_scenario(scenario, inputs).replay, inputs.data(scenario.data)
+    requests = replay.decisions.select("rid", "request_id", pl.col("ts").dt.truncate("1m").alias("minute"))
+    called = model_calls(replay.calls, requests, data, ["input_tokens", "output_tokens"])
+    assert called["sample"].max() == 1  # a retry read small's second answer
+    expected = (called.group_by("model", "minute")
+                .agg(pl.len().cast(pl.Int64).alias("calls"),
+                     (pl.col("input_tokens") + pl.col("output_tokens_right")).sum().cast(pl.Int64).alias("tokens"))
+                .sort("model", "minute"))
+    for decisions in (replay.decisions, with_layout_rows(replay.decisions, replay.layout_rows)):
+        assert_frame_equal(per_minute(replay.calls, decisions, data), expected)
+
+
+def _plain_parts(frame: pl.DataFrame, key: pl.Expr, quantiled: bool) -> dict[str, pl.DataFrame]:
+    """One scope's part computed the plain way, a group-by per frame over every row."""
+    keyed = frame.select(key.alias("key"), *frame.columns)
+    counts = (keyed.group_by("key").agg(*(counter().cast(pl.Int64).alias(name) for name, counter in COUNTERS.items()))
+              .sort("key", nulls_last=True))
+    scored = keyed.filter(pl.col("score").is_not_null())
+    mantissa, exponent = np.frexp(scored["score"].to_numpy())
+    whole = np.ldexp(mantissa, 53).astype(np.int64)
+    scores = (pl.DataFrame({"key": scored["key"], "exp": (exponent - 53).astype(np.int64), "hi": whole >> HALF,
+                            "lo": whole & ((1 << HALF) - 1)})
+              .group_by("key", "exp").agg(pl.col("hi").sum(), pl.col("lo").sum()))
+    frames = {"counts": counts, "scores": scores}
+    if quantiled:
+        timed = keyed.filter(pl.col("latency_ms").is_not_null())
+        buckets = (timed["latency_ms"].to_numpy() + 0.0).view(np.int64) >> BUCKET_SHIFT
+        frames["histogram"] = (pl.DataFrame({"key": timed["key"], "bucket": buckets})
+                               .group_by("key", "bucket").agg(pl.len().cast(pl.Int64).alias("n")))
+    return frames
+
+
+def test_parts_counted_once_per_group_are_the_plain_group_bys_with_null_keys_of_every_kind():
+    rng = np.random.default_rng(7)
+    n = 3000
+
+    def nulled(values, share, dtype):
+        return pl.Series([None if drop else value for drop, value in zip(rng.random(n) < share, values)], dtype=dtype)
+
+    frame = pl.DataFrame({
+        "slice": nulled([f"s{v}" for v in rng.integers(0, 6, n)], 0.1, pl.String),
+        "ts": pl.Series([dt.datetime(2026, 11, 16, tzinfo=dt.UTC) + dt.timedelta(seconds=int(v))
+                         for v in rng.integers(0, 3 * 86_400, n)], dtype=pl.Datetime("us", "UTC")),
+        "flag": nulled((rng.random(n) < 0.5).tolist(), 0.2, pl.Boolean),
+        "tenth": rng.random(n).round(1),
+        "cost_nano_usd": nulled(rng.integers(0, 10**15, n).tolist(), 0.05, pl.Int64),
+        "passed": rng.random(n) < 0.8,
+        "score": nulled(np.where(rng.random(n) < 0.05, 1e-300, rng.random(n) ** 3).tolist(), 0.3, pl.Float64),
+        "multi_step": rng.random(n) < 0.5, "escalated": rng.random(n) < 0.3,
+        "retry_attempts": rng.integers(0, 3, n).astype(np.int32), "retry_exhausted": rng.random(n) < 0.1,
+        "latency_ms": nulled((rng.random(n) * 10.0 ** rng.integers(0, 6, n)).tolist(), 0.2, pl.Float64),
+    })
+    scopes = {"all": pl.lit(""), "slice": pl.col("slice"), "day": pl.col("ts").dt.date(),
+              "5 minutes": pl.col("ts").dt.truncate("5m"), "flag": pl.col("flag"), "tenth": pl.col("tenth")}
+    quantiled = ("all", "slice", "day", "flag")
+    parts = parts_of(frame, scopes, quantiled)
+    for name, key in scopes.items():
+        plain = _plain_parts(frame, key, name in quantiled)
+        assert parts.scopes[name].keys() == plain.keys()
+        assert_frame_equal(parts.scopes[name]["counts"], plain["counts"])
+        for kind in set(plain) - {"counts"}:  # row order is no part of these
+            assert_frame_equal(parts.scopes[name][kind].sort(pl.all(), nulls_last=True),
+                               plain[kind].sort(pl.all(), nulls_last=True))
