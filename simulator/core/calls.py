@@ -165,7 +165,7 @@ def per_minute(calls: pl.DataFrame, decisions: pl.DataFrame, data: Dataset) -> p
     positioned = by_position(decisions, data)  # then the answers are read without `request_id`
     requests = decisions.select("rid", *([] if positioned else ["request_id"]),
                                 pl.col("ts").dt.truncate(MINUTE).alias("minute"), *([LAYOUT_ROW] if positioned else []))
-    called = model_calls(calls, requests, data, ["input_tokens"])
+    called = model_calls(calls.select("rid", "seq", "model", "kind", "output_tokens"), requests, data, ["input_tokens"])
     tokens = called.select((pl.col("input_tokens") + pl.col("output_tokens")).cast(pl.Int64).fill_null(0))
     tokens = tokens.to_series().to_numpy()
     minutes, minute = np.unique(called["minute"].to_physical().to_numpy(), return_inverse=True)

@@ -79,8 +79,10 @@ def _buckets(latency: pl.Series) -> np.ndarray:
 
 def scope_keys(decisions: pl.DataFrame, scopes: dict[str, pl.Expr]) -> pl.DataFrame:
     """Each decision's group key in every scope, one column per scope, computed once for `parts_of` and
-    `kept_latencies`."""
-    return decisions.select(*(key.alias(name) for name, key in scopes.items()))
+    `kept_latencies`. A constant key (the whole replay's) has a row per decision too."""
+    aliases = {f"__scope{index}": name for index, name in enumerate(scopes)}
+    return (decisions.with_columns(key.alias(alias) for alias, key in zip(aliases, scopes.values()))
+            .select(pl.col(alias).alias(name) for alias, name in aliases.items()))
 
 
 def _groups(key: pl.Series) -> tuple[np.ndarray, pl.Series]:
@@ -255,7 +257,9 @@ def values_in(kept: pl.DataFrame, wanted: dict[str, pl.DataFrame]) -> dict[str, 
     found = {}
     buckets = pl.Series("bucket", _buckets(kept["latency_ms"]))
     for name, pairs in wanted.items():
-        mine = pl.DataFrame([kept[name].alias("key"), buckets, kept["latency_ms"]])
+        # the few wanted buckets first (a lookup of integers), then their (key, bucket) pairs
+        near = buckets.is_in(pairs["bucket"].unique()).to_numpy()
+        mine = pl.DataFrame([kept[name].filter(near).alias("key"), buckets.filter(near), kept["latency_ms"].filter(near)])
         found[name] = mine.join(pairs, on=["key", "bucket"], how="semi")
     return found
 
