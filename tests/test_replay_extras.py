@@ -129,11 +129,12 @@ def test_parts_counted_once_per_group_are_the_plain_group_bys_with_null_keys_of_
     scopes = {"all": pl.lit(""), "slice": pl.col("slice"), "day": pl.col("ts").dt.date(),
               "5 minutes": pl.col("ts").dt.truncate("5m"), "flag": pl.col("flag"), "tenth": pl.col("tenth")}
     quantiled = ("all", "slice", "day", "flag")
-    parts = parts_of(frame, scopes, quantiled)
-    for name, key in scopes.items():
-        plain = _plain_parts(frame, key, name in quantiled)
-        assert parts.scopes[name].keys() == plain.keys()
-        assert_frame_equal(parts.scopes[name]["counts"], plain["counts"])
-        for kind in set(plain) - {"counts"}:  # row order is no part of these
-            assert_frame_equal(parts.scopes[name][kind].sort(pl.all(), nulls_last=True),
-                               plain[kind].sort(pl.all(), nulls_last=True))
+    for rows in (frame, frame.sort("ts")):  # in any order, and in arrival order (keys of time in order)
+        parts = parts_of(rows, scopes, quantiled)
+        for name, key in scopes.items():
+            plain = _plain_parts(rows, key, name in quantiled)
+            assert parts.scopes[name].keys() == plain.keys()
+            assert_frame_equal(parts.scopes[name]["counts"], plain["counts"])
+            for kind in set(plain) - {"counts"}:  # row order is no part of these
+                assert_frame_equal(parts.scopes[name][kind].sort(pl.all(), nulls_last=True),
+                                   plain[kind].sort(pl.all(), nulls_last=True))

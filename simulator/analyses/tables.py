@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import polars as pl
 
 from simulator.analyses import drift, frontier
@@ -273,23 +275,33 @@ def priced_by_model(requests: pl.DataFrame, data: Dataset, sheet: PriceSheet | N
                     extras: tuple[str, ...] = ANSWER_EXTRAS) -> tuple[list[tuple[str, pl.DataFrame]], dict, pl.DataFrame]:
     """priced_answers one model at a time, in name order: (model, its priced answers in `rid` order) per
     model with answers to `requests`; the unpriced models with the reason; an empty frame of the columns.
-    `extras`: the answers' columns read beside what pricing and `ok` need (ANSWER_EXTRAS: latency and score)."""
-    answers, empty = _first_answers(requests, data, extras)
-    priced, unpriced = [], {}
-    for model, part in answers:
+    `extras`: the answers' columns read beside what pricing and `ok` need (ANSWER_EXTRAS: latency and score).
+    Two models are read and priced at a time, on two threads: polars and numpy work outside the GIL."""
+    reads, empty = _first_answers(requests, data, extras)
+
+    def priced(read: Callable[[], pl.DataFrame]) -> tuple[pl.DataFrame, pl.DataFrame | None, str | None]:
+        part = read()
+        if not part.height:
+            return part, None, None
         try:
-            priced.append((model, price_calls(part, sheet).with_columns(usd(pl.col("cost_nano_usd")).alias("cost_usd"))))
+            return part, price_calls(part, sheet).with_columns(usd(pl.col("cost_nano_usd")).alias("cost_usd")), None
         except RoutesimError as error:
-            unpriced[model] = error.what
-    return priced, unpriced, empty.with_columns(pl.lit(0, pl.Int64).alias("cost_nano_usd"), pl.lit(0.0).alias("cost_usd"),
-                                                pl.lit("").alias("price_source"))
+            return part, None, error.what
+
+    with ThreadPoolExecutor(2) as pool:
+        done = list(pool.map(priced, [read for _, read in reads]))
+    found = [(model, *result) for (model, _), result in zip(reads, done) if result[0].height]
+    return ([(model, frame) for model, _, frame, _ in found if frame is not None],
+            {model: reason for model, _, frame, reason in found if frame is None},
+            empty.with_columns(pl.lit(0, pl.Int64).alias("cost_nano_usd"), pl.lit(0.0).alias("cost_usd"),
+                               pl.lit("").alias("price_source")))
 
 
 def _first_answers(requests: pl.DataFrame, data: Dataset, extras: tuple[str, ...] = ANSWER_EXTRAS
-                   ) -> tuple[list[tuple[str, pl.DataFrame]], pl.DataFrame]:
-    """Per model with answers to `requests`, in name order, its first answers to them in `rid` order
-    (priced_answers' columns but the prices, `extras` of ANSWER_EXTRAS only); and an empty frame of those
-    columns."""
+                   ) -> tuple[list[tuple[str, Callable[[], pl.DataFrame]]], pl.DataFrame]:
+    """Per model with answers in the data, in name order, what reads its first answers to `requests` in
+    `rid` order (priced_answers' columns but the prices, `extras` of ANSWER_EXTRAS only; no rows for a
+    model that answered none of them); and an empty frame of those columns."""
     names = data.outcomes.collect_schema().names()
     outcome = [*token_columns(names), *[name for name in ("latency_ms", "passed", "hard_check_ok", "score")
                                         if name in extras or name not in ANSWER_EXTRAS],
@@ -303,19 +315,21 @@ def _first_answers(requests: pl.DataFrame, data: Dataset, extras: tuple[str, ...
                    .with_columns(ok)
                    .collect()
                    .sort("rid", "model"))  # a join's output order varies; sums must not
-        return sorted((model, part) for (model,), part in answers.partition_by("model", as_dict=True).items()), \
-            answers.clear()
+        return [(model, lambda part=part: part)
+                for (model,), part in sorted(answers.partition_by("model", as_dict=True).items())], answers.clear()
     layout = data.layout
     if not requests["rid"].is_sorted():
         requests = requests.sort("rid")
     rows, beside = requests[LAYOUT_ROW].to_numpy(), requests.select(keyed)
-    found = []
-    for model in sorted({model for model, sample in layout.slots if sample == 0}):
+
+    def read(model: str, rows: np.ndarray = rows, beside: pl.DataFrame = beside) -> pl.DataFrame:
         part = pl.concat([layout.gather(model, 0, outcome, rows), beside], how="horizontal").filter(PRESENT)
-        found.append((model, part.select("request_id", pl.lit(model).alias("model"),
-                                         *[column for column in part.columns if column not in keyed and column != PRESENT],
-                                         *keyed[1:], ok)))
-    return [(model, part) for model, part in found if part.height], found[0][1].clear()
+        return part.select("request_id", pl.lit(model).alias("model"),
+                           *[column for column in part.columns if column not in keyed and column != PRESENT],
+                           *keyed[1:], ok)
+
+    models = sorted({model for model, sample in layout.slots if sample == 0})
+    return [(model, lambda model=model: read(model)) for model in models], read(models[0], rows[:0], beside.clear())
 
 
 def baselines(scenario: Scenario, data: Dataset, sheet: PriceSheet | None) -> dict:

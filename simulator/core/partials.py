@@ -94,7 +94,12 @@ def _groups(key: pl.Series) -> tuple[np.ndarray, pl.Series]:
     if key.null_count() == 0 and (key.dtype.is_integer() or key.dtype.is_temporal()):
         # ordered as their physical integers
         physical = key.to_physical()
-        values, number = np.unique(physical.to_numpy(), return_inverse=True)
+        raw = physical.to_numpy()
+        if bool((np.diff(raw) >= 0).all()):  # already in order (a day or a time bucket of requests in arrival order)
+            first = np.r_[True, raw[1:] != raw[:-1]] if raw.size else np.zeros(0, bool)
+            values, number = raw[first], np.cumsum(first) - 1
+        else:
+            values, number = np.unique(raw, return_inverse=True)
         return number.ravel().astype(np.int64), pl.Series(key.name, values, dtype=physical.dtype).cast(key.dtype)
     ranks = key.rank("dense")  # 1, 2, ... in key order; null for a null key
     ranks = ranks.fill_null((ranks.max() or 0) + 1).to_numpy()

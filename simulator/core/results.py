@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import reduce
 from operator import xor
@@ -234,14 +235,22 @@ def replay_part(replay: Replay, data: Dataset) -> tuple[ReplayPart, pl.DataFrame
     it keeps for the second pass of the exact quantiles."""
     decisions, coverage = replay.decisions, replay.coverage
     positioned = with_layout_rows(decisions, replay.layout_rows)
-    parts, kept = decision_parts(decisions, summary_scopes(), QUANTILED_SCOPES)
+    # The warnings' counts and the per-minute load are taken on a second thread meanwhile: polars and numpy
+    # work outside the GIL.
+    with ThreadPoolExecutor(1) as beside:
+        warnings = beside.submit(_warning_counts, replay, positioned, data)
+        load = beside.submit(per_minute, replay.calls, positioned, data)
+        parts, kept = decision_parts(decisions, summary_scopes(), QUANTILED_SCOPES)
+        calls = call_parts(replay.calls)
+        assumed = _assumed(positioned, data)
+        warnings, load = warnings.result(), load.result()
     part = ReplayPart(
-        parts=parts, calls=call_parts(replay.calls), in_window=coverage.requests_in_window,
+        parts=parts, calls=calls, in_window=coverage.requests_in_window,
         selected=coverage.requests_selected, replayed=coverage.requests_replayed,
         missing=dict(coverage.missing_by_model), missing_example=coverage.missing_example,
         fingerprint=_fingerprint_terms(decisions["request_id"]),
-        first=decisions["ts"].min(), last=decisions["ts"].max(), assumed=_assumed(positioned, data),
-        warnings=_warning_counts(replay, positioned, data), load=per_minute(replay.calls, positioned, data),
+        first=decisions["ts"].min(), last=decisions["ts"].max(), assumed=assumed,
+        warnings=warnings, load=load,
         requests=_request_columns(positioned),
         routed_to=frozenset(replay.calls.filter(pl.col("kind").is_in(["step", "retry"]))["model"].unique()),
         layout=data.layout.fingerprint if by_position(positioned, data) else None)
