@@ -38,6 +38,11 @@ Semantics (the spec the engine claims to follow):
   evaluated for it (the rules before the one that matched, and that one): each a fixed cost (and latency),
   plus, for a classifier, the sheet's price of the request's input tokens (none cached) and the
   classifier's output tokens.
+- Prompt-cache loss: a request's previous turn is the one before it in its session among the selected
+  requests, ordered by (turn, nulls last; ts; request_id). When that turn was replayed (not left out), each
+  model call (step or retry) of the request whose model it did not call bills its cached input tokens again
+  at input - cached_input of the call's rate set, times (1 - discount), rounded once, unless the call is
+  priced at its recorded cost. Latency is unchanged.
 - NULL predicate results count as false.
 """
 
@@ -209,20 +214,43 @@ def usage_missing(answer: dict) -> bool:
             and answer["cost_usd"] > 0)
 
 
+def _rates_of(sheet: PriceSheet, answer: dict, at: dt.datetime, tier: str):
+    """The entry in force and the rate set (service tier, then the highest context tier the input exceeds)."""
+    model = answer["model"]
+    entry = entry_in_force(sheet, model, at)
+    if entry is None:
+        raise Unpriceable(f"{model} has no price entry in force at {at}")
+    base = entry if tier == "standard" else getattr(entry, tier)
+    if base is None:
+        raise Unpriceable(f"{model} has no {tier} prices")
+    rates = base
+    for context in base.tiers:  # the highest tier the input exceeds
+        if answer["input_tokens"] > context.above_input_tokens:
+            rates = context
+    return entry, rates
+
+
+def by_sheet(sheet: PriceSheet | None, answer: dict) -> bool:
+    return sheet is not None and answer["model"] in sheet.models and not usage_missing(answer)
+
+
+def cache_loss(sheet: PriceSheet | None, answer: dict, at: dt.datetime, tier: str = "standard") -> int | None:
+    """Whole nano-dollars a call costs more when its cached input tokens bill at the input rate; None for a
+    call priced at its recorded cost."""
+    if not by_sheet(sheet, answer):
+        return None
+    entry, rates = _rates_of(sheet, answer, at, tier)
+    cached = answer.get("cached_input_tokens") or 0
+    difference = _written(_price(rates, "input")) - _written(_price(rates, "cached_input"))
+    discount = sheet.discount if entry.discount is None else entry.discount
+    return round(cached * difference / 1_000_000 * (1 - _written(discount)) * NANO)
+
+
 def model_cost(sheet: PriceSheet | None, answer: dict, at: dt.datetime, tier: str = "standard") -> int:
     """Whole nano-dollars of one call."""
     model = answer["model"]
-    if sheet is not None and model in sheet.models and not usage_missing(answer):
-        entry = entry_in_force(sheet, model, at)
-        if entry is None:
-            raise Unpriceable(f"{model} has no price entry in force at {at}")
-        base = entry if tier == "standard" else getattr(entry, tier)
-        if base is None:
-            raise Unpriceable(f"{model} has no {tier} prices")
-        rates = base
-        for context in base.tiers:  # the highest tier the input exceeds
-            if answer["input_tokens"] > context.above_input_tokens:
-                rates = context
+    if by_sheet(sheet, answer):
+        entry, rates = _rates_of(sheet, answer, at, tier)
         cached = answer.get("cached_input_tokens") or 0
         write = answer.get("cache_write_input_tokens") or 0
         write_1h = answer.get("cache_write_1h_input_tokens") or 0
@@ -336,6 +364,7 @@ def reference_replay(scenario, traffic: pl.DataFrame, outcomes: pl.DataFrame,
              if sticky and r["session_id"] is not None and leader_of[r["session_id"]] != r["request_id"]}
     escalated_to: dict[str, str] = {}  # leader request_id -> the model its plan ended at, when it escalated
     position = {r["request_id"]: index for index, r in enumerate(requests)}
+    model_calls: dict[str, list[tuple[dict, str]]] = {}  # request_id -> (answer, service tier) of each model call
 
     for request in [r for r in requests if r["request_id"] not in later] + [r for r in requests
                                                                              if r["request_id"] in later]:
@@ -355,6 +384,7 @@ def reference_replay(scenario, traffic: pl.DataFrame, outcomes: pl.DataFrame,
         total_cost = 0
         total_latency = 0.0
         calls: list[tuple[str, str]] = []  # (model, price source) of every call, checkers included
+        made = model_calls.setdefault(request_id, [])
         missing_model = None
 
         def call(model: str, tier: str, checker=None, parallel: list | None = None) -> dict | None:
@@ -378,6 +408,7 @@ def reference_replay(scenario, traffic: pl.DataFrame, outcomes: pl.DataFrame,
                 parallel.append(latency)
             calls_of[model] += 1
             models_called.append(model)
+            made.append((answer, tier))
             return answer
 
         for first_plan, overhead in policy.overheads():
@@ -511,6 +542,8 @@ def reference_replay(scenario, traffic: pl.DataFrame, outcomes: pl.DataFrame,
         })
 
     decisions.sort(key=lambda decision: position[decision["request_id"]])
+    if _bill_cache_losses(requests, decisions, model_calls, sheet):
+        price_sources["prompt-cache loss"] = "sheet"
     by_model = dict(sorted(missing.items()))
     if by_model and scenario.on_missing == "error":
         raise MissingOutcomes(by_model)
@@ -522,6 +555,34 @@ def reference_replay(scenario, traffic: pl.DataFrame, outcomes: pl.DataFrame,
                                    missing_by_model=by_model)
     summary["price_sources"] = dict(sorted(price_sources.items()))
     return decisions, summary
+
+
+def _bill_cache_losses(requests: list[dict], decisions: list[dict], model_calls: dict, sheet) -> bool:
+    """Adds each replayed request's prompt-cache losses to its cost; whether any loss was billed."""
+    if not requests or "session_id" not in requests[0]:
+        return False
+    replayed = {decision["request_id"]: decision for decision in decisions}
+    sessions: dict[str, list[dict]] = {}
+    for request in requests:  # the selected requests, whether replayed or left out
+        if request["session_id"] is not None:
+            sessions.setdefault(request["session_id"], []).append(request)
+    billed = False
+    for turns in sessions.values():
+        turns.sort(key=lambda r: (r.get("turn") is None, r.get("turn") or 0, r["ts"], r["request_id"]))
+        for before, request in zip(turns, turns[1:]):
+            decision = replayed.get(request["request_id"])
+            if decision is None or before["request_id"] not in replayed:
+                continue  # left out, or its previous turn was: nothing is known of that turn's calls
+            cached_by = {answer["model"] for answer, _ in model_calls[before["request_id"]]}
+            for answer, tier in model_calls[request["request_id"]]:
+                if answer["model"] in cached_by or not (answer.get("cached_input_tokens") or 0):
+                    continue
+                loss = cache_loss(sheet, answer, request["ts"], tier)
+                if loss is not None:
+                    decision["cost_nano_usd"] += loss
+                    decision["cost_usd"] = decision["cost_nano_usd"] / NANO
+                    billed = True
+    return billed
 
 
 # --------------------------------------------------------------------------------------------------

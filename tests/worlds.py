@@ -479,12 +479,13 @@ def _add_named_steps(seed: int, policy: dict, agreement_column: str) -> None:
 
 
 def _add_sessions(seed: int, traffic: pl.DataFrame) -> pl.DataFrame:
-    """In some worlds, session_id and turn from a stream of their own: sessions of 1-4 requests, some
-    requests on their own, turns numbered in arrival order (sometimes null, sometimes out of order)."""
+    """session_id and turn from a stream of their own: sessions of 1-4 requests, some requests on their own,
+    turns numbered in arrival order (sometimes null, sometimes out of order; in some worlds no turn column).
+    Every world has sessions, so every world's random plans switch some sessions between models and lose
+    their prompt cache (the outcomes' cached_input_tokens)."""
     g = _Gen(seed + 6_000_023)
-    if not g.chance(0.5):
-        return traffic
-    sessions = [None if g.chance(0.25) else f"s{g.int(0, max(1, traffic.height // 2))}" for _ in range(traffic.height)]
+    with_turns = g.chance(0.85)
+    sessions = [None if g.chance(0.2) else f"s{g.int(0, max(1, traffic.height // 4))}" for _ in range(traffic.height)]
     order = traffic.with_row_index("__i").sort("ts", "request_id")["__i"].to_list()
     seen: dict[str, int] = {}
     turns = [None] * traffic.height
@@ -494,7 +495,17 @@ def _add_sessions(seed: int, traffic: pl.DataFrame) -> pl.DataFrame:
             turns[index] = None if g.chance(0.1) else seen.get(session, 0) + (g.int(0, 1) if g.chance(0.1) else 0)
             seen[session] = seen.get(session, 0) + 1
     return traffic.with_columns(pl.Series("session_id", sessions, dtype=pl.String),
-                                pl.Series("turn", turns, dtype=pl.Int64))
+                                *([pl.Series("turn", turns, dtype=pl.Int64)] if with_turns else []))
+
+
+def _add_turn_rule(seed: int, policy: dict, models: list[str], traffic: pl.DataFrame) -> None:
+    """In some worlds with a turn column, a rule of its own (from a stream of its own) that sends a session's
+    first or later turns elsewhere, so sessions switch models between turns and lose their prompt cache."""
+    g = _Gen(seed + 8_000_009)
+    if "turn" not in traffic.columns or not g.chance(0.5):
+        return
+    rule = {"when": g.pick(["turn >= 1", "turn = 0", "turn IS NULL OR turn >= 2"]), "use": g.pick(models)}
+    policy["rules"].insert(g.int(0, len(policy["rules"])), rule)
 
 
 def random_world(seed: int) -> World:
@@ -520,7 +531,8 @@ def random_world(seed: int) -> World:
     _add_fan_out(seed, policy, models)
     _add_named_steps(seed, policy, "answer_key" if "answer_key" in outcomes.columns else "confidence")
     traffic = _add_sessions(seed, traffic)
-    if "session_id" in traffic.columns and _Gen(seed + 7_000_003).chance(0.7):
+    _add_turn_rule(seed, policy, models, traffic)
+    if _Gen(seed + 7_000_003).chance(0.4):
         policy["sticky"] = "session"
     scenario = scenario_of(policy, name=f"world-{seed}", data="random-world", **settings)
     return World(seed=seed, scenario=scenario, traffic=traffic, outcomes=outcomes, sheet=sheet)

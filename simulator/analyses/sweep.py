@@ -5,14 +5,22 @@ step's answer is final when `hard_check_ok AND OVER >= t` (a null OVER is never 
 predicate counts as false). Everything else in the scenario stays as it is.
 
 How, in one pass. The engine replays the scenario twice: A with that step's accept set to `TRUE` (its
-answer is final whenever its hard check passes) and B with `FALSE` (it always escalates). Requests are
-independent of one another in the replay, so at threshold t a request's whole outcome (calls, cost,
-latency, answer, retries) is A's when it reached the step, its answer there passed the hard check and
-OVER >= t ("switchable" with value OVER), and B's otherwise; requests that never reach the step, or whose
-answer there fails the hard check or has a null OVER, take B's outcome at every threshold. Counts and sums
-at every threshold are then B's totals plus a cumulative sum of the A-minus-B differences over the
+answer is final whenever its hard check passes) and B with `FALSE` (it always escalates). Each request is
+routed independently of the others, so at threshold t a request's whole outcome (calls, latency, answer,
+retries) is A's when it reached the step, its answer there passed the hard check and OVER >= t
+("switchable" with value OVER), and B's otherwise; requests that never reach the step, or whose answer
+there fails the hard check or has a null OVER, take B's outcome at every threshold. Counts and sums at
+every threshold are then B's totals plus a cumulative sum of the A-minus-B differences over the
 switchable requests sorted by value. Latency percentiles are exact order statistics of the mixed
 latencies, found for all thresholds at once (`mixed_quantiles`).
+
+Cost is the one figure that reads another request: a turn of a session loses its prompt cache on the
+calls whose model its previous turn did not call (simulator.core.sessions), and that turn takes A's or B's
+outcome by its own value. So a turn's cost is one of four, c[prev][own] with prev, own in {A, B}, and at
+threshold t it is c[B][B] + [v >= t](c[B][A] - c[B][B]) + [v_prev >= t](c[A][B] - c[B][B])
++ [min(v, v_prev) >= t](c[A][A] - c[A][B] - c[B][A] + c[B][B]) (a side that never switches never takes A):
+the frame's A cost is c[B][A], and the last two terms are two more cumulative sums over sorted values
+(`cache_loss_costs`), all int64.
 
 Missing outcomes. A and B are replayed with on_missing=skip, so each request is present in A, in B, in
 both or in neither; a request counts at threshold t when it is present in the replay it takes there, as
@@ -40,11 +48,21 @@ import numpy as np
 import polars as pl
 
 from simulator.core.contract import Dataset
-from simulator.core.engine import ACCEPTS, ESCALATES, ForkedReplay, Replay, by_rid, replay_forked, sort_calls
+from simulator.core.engine import (
+    ACCEPTS,
+    CALL_COLUMNS,
+    ESCALATES,
+    ForkedReplay,
+    Replay,
+    by_rid,
+    crossed_losses,
+    replay_forked,
+    sort_calls,
+)
 from simulator.core.errors import RoutesimError, did_you_mean
 from simulator.core.metrics import P95, aggregate
 from simulator.core.partials import SCALE, exact_mean, score_sums
-from simulator.core.prices import NANO_PER_USD, PriceSheet
+from simulator.core.prices import CACHE_LOSS, NANO_PER_USD, PriceSheet, usd
 from simulator.core.scenario import Scenario, with_step_accept
 from simulator.core.stats import wilson_interval
 from simulator.core.verdict import DEFAULT_ADMISSION, Admission
@@ -203,10 +221,14 @@ class SweepData:
 
     `frame` columns: rid, ts, switchable, value, and `a_<x>` / `b_<x>` for each x in SIDE_COLUMNS; for a
     request that is not switchable its A columns are a copy of its B columns (it takes B's outcome at every
-    threshold). `at_step`: per selected request in rid order, whether it reached the gate with an answer
-    (`reached`), and that answer's hard_check_ok and OVER (`value`). `branches`: the forked replay, or A's
-    and B's replays, whose decisions and calls `accept_all`/`accept_none` give; None on shards, which keep
-    no per-request decisions.
+    threshold). Its costs are those with its previous turn on B; `previous_value` (the previous turn's
+    value, null when it never takes A), `cost_previous_a` (c[A][B] - c[B][B]) and `cost_both_a`
+    (c[A][A] - c[A][B] - c[B][A] + c[B][B]) give the rest (module doc). `at_step`: per selected request in
+    rid order, whether it reached the gate with an answer (`reached`), and that answer's hard_check_ok and
+    OVER (`value`). `branches`: the forked replay, or A's and B's replays, whose decisions and calls
+    `accept_all`/`accept_none` give; None on shards, which keep no per-request decisions. `cache_loss`:
+    with sessions, the prompt-cache losses of both branches for either branch of the previous turn
+    (simulator.core.engine.crossed_losses), for `decisions_at` and `calls_at`.
     """
 
     scenario: Scenario
@@ -215,6 +237,7 @@ class SweepData:
     requests_selected: int
     at_step: pl.DataFrame | None = None
     branches: ForkedReplay | tuple[Replay, Replay] | None = None
+    cache_loss: pl.DataFrame | None = None
 
     @property
     def accept_all(self) -> Replay | None:
@@ -240,7 +263,7 @@ def prepare(scenario: Scenario, data: Dataset, sheet: PriceSheet | None, gate: G
     forked = replay_forked(accept_all, data, sheet, gate.plan_index, gate.step, gate.over, part=part)
     columns = [pl.col("ts"), *_side(gate.models[-1])]
     return _lined_up(scenario, gate, forked.outcomes(ACCEPTS, columns), forked.outcomes(ESCALATES, columns),
-                     forked.at_step(), forked.requests_selected, forked)
+                     forked.at_step(), forked.requests_selected, forked, forked.cache_losses)
 
 
 def line_up(prepared: SweepData, accept_all: Replay, accept_none: Replay) -> SweepData:
@@ -252,14 +275,37 @@ def line_up(prepared: SweepData, accept_all: Replay, accept_none: Replay) -> Swe
         found = replayed.decisions.select(pl.col("rid").alias("__rid"), pl.lit(True).alias("present"), *columns)
         return by_rid(found, prepared.requests_selected).with_columns(pl.col("present").fill_null(False))
 
+    states = {ACCEPTS: accept_all.cache_state(), ESCALATES: accept_none.cache_state()}
+    losses = None if accept_all.turns is None else crossed_losses(accept_all.turns, states)
     return _lined_up(prepared.scenario, prepared.gate, outcomes(accept_all), outcomes(accept_none), prepared.at_step,
-                     prepared.requests_selected, (accept_all, accept_none))
+                     prepared.requests_selected, (accept_all, accept_none), losses)
+
+
+LOSS_PAIRS = {"aa": (ACCEPTS, ACCEPTS), "ab": (ACCEPTS, ESCALATES), "ba": (ESCALATES, ACCEPTS),
+              "bb": (ESCALATES, ESCALATES)}  # name -> (previous turn's branch, own branch)
+
+
+def _loss_columns(losses: pl.DataFrame | None, rows: int) -> dict[str, np.ndarray]:
+    """Per selected request (rid order), `previous` (its previous turn's rid, -1 when it has no loss in any
+    branch) and `loss_<xy>`: its prompt-cache losses in branch y with its previous turn in branch x
+    (LOSS_PAIRS), 0 where none."""
+    found = {name: np.zeros(rows, np.int64) for name in LOSS_PAIRS}
+    found["previous"] = np.full(rows, -1, np.int64)
+    if losses is None or losses.is_empty():
+        return found
+    sums = losses.group_by("rid", "previous", "previous_branch", "branch").agg(pl.col("cost_nano_usd").sum())
+    found["previous"][sums["rid"].to_numpy()] = sums["previous"].to_numpy()
+    for name, (previous_branch, branch) in LOSS_PAIRS.items():
+        pair = sums.filter((pl.col("previous_branch") == previous_branch) & (pl.col("branch") == branch))
+        found[name][pair["rid"].to_numpy()] = pair["cost_nano_usd"].to_numpy()
+    return found
 
 
 def _lined_up(scenario: Scenario, gate: Gate, a: pl.DataFrame, b: pl.DataFrame, at_step: pl.DataFrame,
-              requests_selected: int, branches) -> SweepData:
-    """The SweepData of A's and B's outcomes `a`, `b` (`ts` and SIDE_COLUMNS) and the answers at the gate
-    `at_step`, each one row per selected request in rid order (so lined up by position, without a join)."""
+              requests_selected: int, branches, losses: pl.DataFrame | None = None) -> SweepData:
+    """The SweepData of A's and B's outcomes `a`, `b` (`ts` and SIDE_COLUMNS), the answers at the gate
+    `at_step`, each one row per selected request in rid order (so lined up by position, without a join),
+    and with sessions the prompt-cache `losses` of both branches (engine.crossed_losses)."""
     # polars orders NaN above every number (`NaN >= t` holds), so the sweep does too, as the engine would.
     value = pl.when(pl.col("value").is_nan()).then(float("inf")).otherwise(pl.col("value")).alias("value")
     both = pl.DataFrame([*a.drop("ts").rename(lambda name: f"a_{name}").get_columns(),
@@ -267,15 +313,28 @@ def _lined_up(scenario: Scenario, gate: Gate, a: pl.DataFrame, b: pl.DataFrame, 
         pl.int_range(pl.len(), dtype=pl.UInt32).alias("rid"), a["ts"].fill_null(b["ts"]),
         (at_step["reached"] & at_step["hard_check_ok"].fill_null(False) & at_step["value"].is_not_null())
         .alias("switchable"), at_step.select(value)["value"])
+    loss = _loss_columns(losses, both.height)
+    # The previous turn's value where it can take A's outcome; the costs with it on A, as differences.
+    takes = both.select(pl.when("switchable").then(pl.col("value")))["value"].to_numpy()
+    previous = loss["previous"]
+    a_present, b_present = (both[f"{side}_present"].fill_null(False).to_numpy() for side in "ab")
+    previous_a = np.where(b_present, loss["ab"] - loss["bb"], 0)
+    both = both.with_columns(
+        (pl.col("a_cost_nano_usd") + pl.Series(loss["ba"] - loss["aa"])).alias("a_cost_nano_usd"),  # c[B][A]
+        pl.Series("previous_value", np.where(previous >= 0, takes[np.maximum(previous, 0)], np.nan),
+                  nan_to_null=True).fill_nan(None),
+        pl.Series("cost_previous_a", previous_a),
+        pl.Series("cost_both_a", np.where(a_present, loss["aa"] - loss["ba"], 0) - previous_a))
     switchable = pl.col("switchable")
     frame = both.filter(pl.col("a_present") | pl.col("b_present")).select(
         "rid", "ts", "switchable", pl.when(switchable).then(pl.col("value")).alias("value"),
         *[pl.when(switchable).then(pl.col(f"a_{name}")).otherwise(pl.col(f"b_{name}")).alias(f"a_{name}")
           for name in SIDE_COLUMNS],
         *[f"b_{name}" for name in SIDE_COLUMNS],
+        "previous_value", "cost_previous_a", "cost_both_a",
     )
     return SweepData(scenario=scenario, gate=gate, frame=frame, requests_selected=requests_selected, at_step=at_step,
-                     branches=branches)
+                     branches=branches, cache_loss=losses)
 
 
 def sweep_shard(task, gate: Gate):
@@ -473,6 +532,23 @@ def _totals(split: _Split, thresholds: int, names: tuple[str, ...]) -> dict[str,
     return totals
 
 
+def cache_loss_costs(frame: pl.DataFrame, thresholds: np.ndarray) -> np.ndarray:
+    """Per threshold, what the turns whose previous turn takes A's outcome there add to the cost (module
+    doc): `cost_previous_a` when the previous turn's value reaches the threshold, and `cost_both_a` more
+    when the turn's own value does too. Two cumulative sums over the switch indices, int64."""
+    added = np.zeros(thresholds.size + 1, np.int64)
+    turns = frame.filter(pl.col("previous_value").is_not_null())
+    if turns.is_empty():
+        return added[1:]
+    previous = np.searchsorted(thresholds, turns["previous_value"].to_numpy(), side="right")
+    own = np.where(turns["switchable"].to_numpy(),
+                   np.searchsorted(thresholds, turns["value"].fill_null(-np.inf).to_numpy(), side="right"), 0)
+    np.add.at(added, previous, turns["cost_previous_a"].to_numpy())
+    np.add.at(added, np.minimum(previous, own), turns["cost_both_a"].to_numpy())
+    # A turn adds its share at the thresholds j < its switch index: at j, the shares with switch j + 1 and above.
+    return np.cumsum(added[::-1])[::-1][1:]
+
+
 def _scores(frame: pl.DataFrame, prefix: str) -> pl.Series:
     return frame.select(pl.when(pl.col(f"{prefix}present").fill_null(False)).then(pl.col(f"{prefix}score"))).to_series()
 
@@ -522,6 +598,7 @@ def curve(data: SweepData, thresholds: np.ndarray, rows: pl.Series | None = None
     thresholds = np.asarray(thresholds, dtype=np.float64)
     split = _Split.of(frame, thresholds)
     totals = _totals(split, thresholds.size, COUNTERS)
+    totals["cost"] = totals["cost"] + cache_loss_costs(frame, thresholds)
     score_totals = _score_totals(split, thresholds.size)
     p95 = _p95(split, thresholds.size)
     requests = totals["requests"]
@@ -559,20 +636,38 @@ def curve(data: SweepData, thresholds: np.ndarray, rows: pl.Series | None = None
                          "strong_call_share": pl.Float64, "latency_p95_ms": pl.Float64})
 
 
+def _takes_a(data: SweepData, threshold: float) -> pl.DataFrame:
+    """The `rid`s of the requests that take A's outcome at the threshold."""
+    return data.frame.filter(pl.col("switchable") & (pl.col("value") >= threshold)).select("rid")
+
+
 def decisions_at(data: SweepData, threshold: float) -> pl.DataFrame:
     """The per-request decisions a replay with the gate `OVER >= threshold` gives (on_missing=skip)."""
-    frame = data.frame
-    takes_a = frame.filter(pl.col("switchable") & (pl.col("value") >= threshold)).select("rid")
+    takes_a = _takes_a(data, threshold)
     from_a = data.accept_all.decisions.join(takes_a, on="rid", how="semi")
     from_b = data.accept_none.decisions.join(takes_a, on="rid", how="anti")
-    return pl.concat([from_a, from_b], how="vertical").sort("rid")
+    decisions = pl.concat([from_a, from_b], how="vertical").sort("rid")
+    if data.cache_loss is None:
+        return decisions
+    # A turn's prompt-cache loss follows its previous turn's branch: its cost is the sum of its calls there.
+    costs = calls_at(data, threshold).group_by("rid").agg(pl.col("cost_nano_usd").sum().alias("__cost"))
+    return (decisions.join(costs, on="rid", how="left", maintain_order="left")
+            .with_columns(pl.col("__cost").alias("cost_nano_usd"), usd(pl.col("__cost")).alias("cost_usd"))
+            .drop("__cost"))
 
 
 def calls_at(data: SweepData, threshold: float) -> pl.DataFrame:
     """The calls a replay with the gate `OVER >= threshold` makes, in the engine's order."""
-    takes_a = data.frame.filter(pl.col("switchable") & (pl.col("value") >= threshold)).select("rid")
-    return sort_calls(pl.concat([data.accept_all.calls.join(takes_a, on="rid", how="semi"),
-                                 data.accept_none.calls.join(takes_a, on="rid", how="anti")], how="vertical"))
+    takes_a = _takes_a(data, threshold)
+    calls = pl.concat([data.accept_all.calls.join(takes_a, on="rid", how="semi"),
+                       data.accept_none.calls.join(takes_a, on="rid", how="anti")], how="vertical")
+    if data.cache_loss is not None:  # each turn's losses in its branch, with its previous turn's branch
+        chosen = takes_a["rid"].implode()
+        own = pl.when(pl.col("rid").is_in(chosen)).then(ACCEPTS).otherwise(ESCALATES)
+        before = pl.when(pl.col("previous").is_in(chosen)).then(ACCEPTS).otherwise(ESCALATES)
+        losses = data.cache_loss.filter((pl.col("branch") == own) & (pl.col("previous_branch") == before))
+        calls = pl.concat([calls.filter(pl.col("kind") != CACHE_LOSS), losses.select(CALL_COLUMNS)], how="vertical")
+    return sort_calls(calls)
 
 
 # --------------------------------------------------------------------------------------------------

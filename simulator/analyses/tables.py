@@ -40,7 +40,7 @@ from simulator.core.layout import PRESENT
 from simulator.core.errors import RoutesimError
 from simulator.core.metrics import grouped
 from simulator.core.money import NANO_PER_USD, usd_per_request_of
-from simulator.core.prices import PriceSheet, price_calls, token_columns, usd
+from simulator.core.prices import PriceSheet, cost_line, price_calls, token_columns, usd
 from simulator.core.results import bar_failures
 from simulator.core.scenario import QualityBar, Scenario
 from simulator.core.verdict import DEFAULT_ADMISSION, Admission, recommend, request_set
@@ -218,7 +218,8 @@ def latency_groups(decisions: pl.DataFrame) -> list[dict]:
 
 
 def cost_breakdown(decisions: pl.DataFrame, calls: pl.DataFrame) -> dict:
-    """Cost by model (from the calls) and by slice (from the requests), with shares and per-1,000 costs."""
+    """Cost by model (from the calls; prompt-cache losses as a line of their own) and by slice (from the requests),
+    with shares and per-1,000 costs."""
     total, requests = decisions["cost_nano_usd"].sum() / NANO_PER_USD, decisions.height
 
     def shares(frame: pl.DataFrame) -> list[dict]:
@@ -228,7 +229,7 @@ def cost_breakdown(decisions: pl.DataFrame, calls: pl.DataFrame) -> dict:
         ).to_dicts()
 
     cost = usd(pl.col("cost_nano_usd").sum()).alias("cost_usd")
-    by_model = grouped(calls, "model", [pl.len().alias("calls"), cost])
+    by_model = grouped(calls.with_columns(cost_line().alias("model")), "model", [pl.len().alias("calls"), cost])
     by_slice = grouped(decisions, "slice", [pl.len().alias("requests"), cost])
     return {"by_model": shares(by_model), "by_slice": shares(by_slice)}
 

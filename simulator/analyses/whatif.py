@@ -15,6 +15,9 @@ Modelling assumptions:
   time ("at today's prices").
 - A calibrated threshold (a target pass rate, escalation rate or budget) depends on prices, so it is
   calibrated again on the re-priced sweep.
+- Prompt-cache losses (a session switched to a model its previous turn did not call) are billed again
+  from the re-priced calls: the same calls lose their cache, at the what-if input and cached rates (none
+  for a call priced at its recorded cost).
 - A request's cost is the sum of its re-priced calls; summed in another order than the replay adds them,
   it can differ from a replay with the what-if sheet in the last bits.
 """
@@ -32,10 +35,11 @@ from simulator.analyses import sweep
 from simulator.analyses import tables as analysis
 from simulator.core.calls import model_calls
 from simulator.core.contract import Dataset
-from simulator.core.engine import Replay
+from simulator.core.engine import MODEL_CALLS, Replay, loss_calls
 from simulator.core.errors import RoutesimError, did_you_mean
 from simulator.core.metrics import aggregate
 from simulator.core.prices import (
+    CACHE_LOSS,
     PriceSheet,
     load_prices,
     nano_usd_expr,
@@ -46,6 +50,7 @@ from simulator.core.prices import (
 )
 from simulator.core.results import cheapest_meeting_bar, grades_read, requests_fingerprint, verdict_of
 from simulator.core.scenario import Scenario
+from simulator.core.sessions import CacheState, lost
 from simulator.core.verdict import DEFAULT_ADMISSION, MEETS, shortfalls
 
 
@@ -117,7 +122,7 @@ def reprice(result: Replay, data: Dataset, sheet: PriceSheet | None, change: Pri
     scales = dict(change.scales) or {"": 1.0}  # replace_strict needs a mapping with at least one entry
     base = load_prices(change.sheet) if change.sheet else sheet
     priced_sheet = scaled_sheet(base, scales)
-    calls = result.calls.with_row_index("_order")
+    calls = result.calls.filter(pl.col("kind") != CACHE_LOSS).with_row_index("_order")  # billed again below
     requests = result.decisions.select("rid", "request_id", "ts", "plan")
     if change.at is not None:
         requests = requests.with_columns(pl.lit(dt.datetime.combine(change.at, dt.time(), tzinfo=dt.UTC))
@@ -131,7 +136,9 @@ def reprice(result: Replay, data: Dataset, sheet: PriceSheet | None, change: Pri
         .otherwise(pl.col("recorded_cost_usd") * pl.col("model").replace_strict(scales, default=1.0,
                                                                                 return_dtype=pl.Float64))
         .alias("recorded_cost_usd"))
-    repriced = price_calls(tokens, priced_sheet, recorded="recorded_cost_usd", into="new_cost")
+    sessions = result.turns is not None
+    repriced = price_calls(tokens, priced_sheet, recorded="recorded_cost_usd", into="new_cost",
+                           cache_loss_into="if_lost" if sessions else None).sort("_order")
     # Checker and router-overhead calls keep their recorded cost, scaled by --scale NAME.
     checkers = calls.filter(pl.col("kind").is_in(["checker", "router"])).with_columns(nano_usd_expr(
         pl.col("cost_usd") * pl.col("model").replace_strict(scales, default=1.0, return_dtype=pl.Float64))
@@ -142,6 +149,17 @@ def reprice(result: Replay, data: Dataset, sheet: PriceSheet | None, change: Pri
                                               usd(pl.col("new_cost")).alias("cost_usd"))
                  .drop("new_cost", "_order"))
     new_calls = new_calls.select(result.calls.columns)
+    exposure, unbilled = None, {}
+    if sessions:
+        exposure = repriced.filter(pl.col("cached_input_tokens").fill_null(0) > 0).select(
+            "rid", "seq", "model", pl.col("if_lost").alias("loss"))
+        state = CacheState(kept=result.decisions.select("rid"), exposure=exposure,
+                           called=new_calls.filter(pl.col("kind").is_in(MODEL_CALLS)).select("rid", "model"))
+        found = lost(result.turns, state, state)
+        unbilled = dict(found.filter(pl.col("loss").is_null()).group_by("model").len().sort("model").iter_rows())
+        losses = loss_calls(found).with_columns(usd(pl.col("cost_nano_usd")).alias("cost_usd"))
+        new_calls = (pl.concat([new_calls, losses.select(new_calls.columns)], how="vertical")
+                     .sort("rid", "seq", "kind", maintain_order=True))
     # Money is whole nano-dollars, so a request's cost is an exact integer sum in any order.
     totals = new_calls.group_by("rid").agg(pl.col("cost_nano_usd").sum().alias("_cost"))
     decisions = (result.decisions.join(totals, on="rid", how="left", maintain_order="left")
@@ -149,7 +167,7 @@ def reprice(result: Replay, data: Dataset, sheet: PriceSheet | None, change: Pri
                                usd(pl.col("_cost").fill_null(0)).alias("cost_usd")).drop("_cost"))
     price_sources = price_sources_of(new_calls)
     return Replay(scenario=result.scenario, decisions=decisions, calls=new_calls, coverage=result.coverage,
-                  price_sources=price_sources)
+                  price_sources=price_sources, turns=result.turns, exposure=exposure, cache_loss_unbilled=unbilled)
 
 
 def straight_at(data: Dataset, sheet: PriceSheet | None, change: PriceChange | None) -> analysis.StraightCost:

@@ -24,6 +24,7 @@ from simulator.core.errors import RoutesimError, visible
 from simulator.core.formats import count, metric, ms, pct, points, threshold, usd
 from simulator.core.metrics import METRICS, SESSION_METRICS
 from simulator.core.outputs import STDOUT, atomic_file, json_output, write_csv_atomic, write_text_atomic
+from simulator.core.prices import CACHE_LOSS_LINE
 from simulator.core.verdict import DEFAULT_ADMISSION
 
 if TYPE_CHECKING:  # the sweep, drift and what-if analyses load with the commands that run them
@@ -631,18 +632,25 @@ def controls_table(summaries: list[dict]) -> Table:
 
 
 def sessions_table(summaries: list[dict]) -> Table | None:
-    """Every session metric per scenario (README "Metrics"); None when the traffic has no sessions."""
+    """Every session metric per scenario (README "Metrics"), and its prompt-cache loss line (by_model: the
+    calls that lost the cache and what that cost); None when the traffic has no sessions."""
     found = [summary for summary in summaries if summary.get("sessions")]
     if not found:
         return None
-    table = Table(title="Sessions: a conversation's turns taken together")
+    table = Table(title="Sessions: a conversation's turns taken together", caption=(
+        f"{CACHE_LOSS_LINE}: the model calls that lost their prompt cache because the policy switched the "
+        "session's model, and what their cached tokens cost more at the input rate"))
     table.add_column("scenario", no_wrap=True)
     for entry in SESSION_METRICS:
         table.add_column(entry.title, justify="right", no_wrap=True)
+    table.add_column("Cache lost", justify="right", no_wrap=True)
+    table.add_column("Cache loss", justify="right", no_wrap=True)
     for summary in found:
         sessions = summary["sessions"]
+        [line] = [row for row in summary["by_model"] if row["model"] == CACHE_LOSS_LINE] or [None]
         table.add_row(inert(summary["scenario"]), *(metric(entry.name, sessions[entry.name])
-                                                    for entry in SESSION_METRICS))
+                                                    for entry in SESSION_METRICS),
+                      count(line["calls"] if line else 0), usd(line["call_cost_usd"] if line else 0.0))
     return table
 
 

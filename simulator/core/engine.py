@@ -10,6 +10,9 @@ Modelling assumptions (the README's "Policy semantics" states them in full):
   each is billed, and the step lasts as long as its slowest call (a race: its winner).
 - Every call is priced at its request's timestamp, rounded to a whole nano-dollar; a request's cost is
   the exact integer sum of its calls' costs, and latencies of a request's steps add up.
+- A model call of a session's turn whose model the previous turn did not call loses the prompt cache: its
+  cached input tokens bill again at the difference of the input and cached rates, a call of its own
+  (simulator.core.sessions).
 
 Everything is vectorised: the loops below run over plan steps, plans and retry targets (the policy's
 shape), never over requests. Each iteration is a join of the requests still in play with the outcomes of
@@ -32,9 +35,12 @@ from simulator.core.errors import RoutesimError, did_you_mean
 from simulator.core.predicates import Predicate, check_types, parse_predicate, sql_exprs, step_column
 from simulator.core.money import to_nano_usd
 from simulator.core.prices import (
+    CACHE_LOSS,
+    CACHE_LOSS_LINE,
     PRICE_SOURCE,
     SOURCE_CHECKER,
     SOURCE_FIXED,
+    SOURCE_SHEET,
     PriceSheet,
     price_calls,
     price_sources_of,
@@ -42,6 +48,7 @@ from simulator.core.prices import (
     usd,
 )
 from simulator.core.scenario import Overhead, Retry, Scenario, Step, with_step_accept
+from simulator.core.sessions import EXPOSURE_SCHEMA, CacheState, lost, previous_turns
 
 Progress = Callable[[str], None]
 
@@ -55,7 +62,9 @@ CALL_COLUMNS = ["rid", "seq", "model", "kind", "cost_nano_usd", "cost_usd", "lat
 SESSION_COLUMNS = ["session_id", "turn"]
 # A checker call shares its step's `seq`; the kind's order puts it after the step it checked.
 # Router overhead calls come before the plan's (negative `seq`), the policy's first, then each rule's.
-CALL_KIND = pl.Enum(["step", "retry", "checker", "router"])
+# A prompt-cache loss (simulator.core.sessions) shares the `seq` of the call that lost the cache, after it.
+CALL_KIND = pl.Enum(["step", "retry", "checker", "router", CACHE_LOSS])
+MODEL_CALLS = ["step", "retry"]  # the kinds of call that ask a model for an answer
 PRESENT = "__present"
 # What the engine carries for every request between steps; answers bring everything else. The engine's
 # own working columns start with "__", a prefix the data contract keeps out of user columns, so no
@@ -92,6 +101,22 @@ class Replay:
     # Per `rid`, the request's row id in the data's compiled layout (None without one): how the analyses
     # after a replay read its answers by position (simulator.core.calls.with_layout_rows).
     layout_rows: np.ndarray | None = field(default=None, compare=False, repr=False)
+    # Traffic with sessions: each request's previous turn (`rid`, `previous`: simulator.core.sessions) and
+    # the replayed model calls with cached input tokens (sessions.EXPOSURE_SCHEMA), so a repriced replay
+    # (simulator.analyses.whatif) or a sweep's mixture of two replays bills its prompt-cache losses again.
+    turns: pl.DataFrame | None = field(default=None, compare=False, repr=False)
+    exposure: pl.DataFrame | None = field(default=None, compare=False, repr=False)
+    # Per model, the calls that lost their prompt cache but are priced at their recorded cost, which cannot
+    # be split into input and cached rates: no loss is billed for them (a warning says so).
+    cache_loss_unbilled: dict[str, int] = field(default_factory=dict, compare=False)
+
+    def cache_state(self) -> CacheState | None:
+        """What the prompt-cache loss reads of this replay (None without sessions)."""
+        if self.turns is None:
+            return None
+        return CacheState(kept=self.decisions.select("rid"),
+                          called=self.calls.filter(pl.col("kind").is_in(MODEL_CALLS)).select("rid", "model"),
+                          exposure=self.exposure)
 
 
 @dataclass(frozen=True)
@@ -164,6 +189,9 @@ def compile_policy(scenario: Scenario, traffic_schema: pl.Schema, outcome_schema
         return f"scenario '{scenario.name}', key '{key}'"
 
     for model, key in _model_keys(policy).items():
+        if model == CACHE_LOSS_LINE:
+            raise RoutesimError(f"model '{model}' has the name of the cost line of prompt-cache losses, so by_model "
+                                "would mix their calls", where=at(key), fix="rename the model in the data")
         if model not in outcome_models:
             known = ", ".join(sorted(outcome_models)) or "none (the outcomes are empty)"
             raise RoutesimError(
@@ -171,16 +199,18 @@ def compile_policy(scenario: Scenario, traffic_schema: pl.Schema, outcome_schema
                 where=at(key), fix=f"models in the data: {known}")
     for _, steps in policy.plans():
         for step in steps:
-            if step.checker and step.checker.name in outcome_models:
-                raise RoutesimError(f"checker '{step.checker.name}' has the name of a model in the data, so its calls "
-                                    "would be counted as that model's", where=at("checker.name"),
+            if step.checker and step.checker.name in (*outcome_models, CACHE_LOSS_LINE):
+                raise RoutesimError(f"checker '{step.checker.name}' has the name of a model in the data (or of the "
+                                    "prompt-cache loss line), so its calls would be counted as that model's",
+                                    where=at("checker.name"),
                                     fix="give the checker a name of its own, e.g. 'judge'")
     checkers = {step.checker.name for _, steps in policy.plans() for step in steps if step.checker}
     seen: set[str] = set()
     for _, overhead in policy.overheads():
-        if overhead.name in outcome_models or overhead.name in checkers or overhead.name in seen:
+        if overhead.name in (*outcome_models, CACHE_LOSS_LINE) or overhead.name in checkers or overhead.name in seen:
             raise RoutesimError(f"router overhead '{overhead.name}' shares its name with a model, a checker or another "
-                                "overhead, so by_model would mix their calls", where=at("overhead.name"),
+                                "overhead (or the prompt-cache loss line), so by_model would mix their calls",
+                                where=at("overhead.name"),
                                 fix="give each overhead a name of its own, e.g. 'router' or 'classifier'")
         seen.add(overhead.name)
     if slices is not None:
@@ -527,13 +557,18 @@ def reachable_slots(policy: CompiledPolicy) -> set[tuple[str, int]]:
 
 
 def _record_calls(part: pl.DataFrame, sheet: PriceSheet | None, *, kind: str, seq: pl.Expr, service_tier: str,
-                  checker=None) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
+                  checker=None, exposed: list[pl.DataFrame] | None = None) -> tuple[pl.DataFrame, list[pl.DataFrame]]:
     """Prices the calls in `part` on `service_tier` and returns it with `call_cost_usd`/`call_latency_ms`,
     plus call rows. A batch answer carries no meaningful latency: its call's latency is null, and so is
-    its request's."""
+    its request's. With `exposed` (traffic with sessions), the calls with cached input tokens are appended
+    to it with what losing their prompt cache would cost (simulator.core.sessions.EXPOSURE_SCHEMA)."""
     part = part.with_columns(pl.lit(service_tier).alias("__service_tier"))
     priced = price_calls(part, sheet, recorded="cost_usd", into="__model_cost", source_into="__price_source",
-                         tier="__service_tier")
+                         tier="__service_tier", cache_loss_into=None if exposed is None else "__if_lost")
+    if exposed is not None:
+        exposed.append(priced.filter(pl.col("cached_input_tokens").fill_null(0) > 0).select(
+            pl.col("__rid").alias("rid"), seq.alias("seq"), "model", pl.col("__if_lost").alias("loss"),
+            *_branch_of(priced)))
     latency = pl.lit(None, pl.Float64) if service_tier == BATCH else pl.col("latency_ms").cast(pl.Float64)
     # Reasoning is part of output_tokens (null or absent = 0), kept per call for by_model.
     reasoning = (pl.col("reasoning_output_tokens").fill_null(0) if "reasoning_output_tokens" in priced.columns
@@ -596,6 +631,8 @@ class _Run:
         self.answer_only = answer_only  # the carried columns that come with an answer
         self.calls: list[pl.DataFrame] = []
         self.missing: list[pl.DataFrame] = []
+        # Traffic with sessions: the model calls that would lose their prompt cache (_record_calls).
+        self.exposed: list[pl.DataFrame] | None = None
 
     def note_missing(self, rows: pl.DataFrame, model: str) -> None:
         if rows.height:
@@ -667,7 +704,8 @@ def _several_calls(run: _Run, rows: pl.DataFrame, step: Step, samples: tuple[int
     for position, frame in enumerate(joined):
         # A filter keeps `rows`' order, so the answers of every call line up row by row.
         called, made = _record_calls(frame if every else frame.filter(pl.Series(complete)), run.sheet, kind="step",
-                                     seq=seq, service_tier=step.service_tier, checker=step.checker)
+                                     seq=seq, service_tier=step.service_tier, checker=step.checker,
+                                     exposed=run.exposed)
         calls += made
         if step.race is not None:  # the first passing in latency order, ties in list order; else the last listed
             passing = (pl.col("hard_check_ok") & select.compile()).fill_null(False)
@@ -785,7 +823,7 @@ def _plan_stage(run: _Run, requests: pl.DataFrame, policy: CompiledPolicy, progr
                 run.note_missing(joined.filter(~pl.col(PRESENT)), step.model)
                 called, calls = _record_calls(joined.filter(pl.col(PRESENT)), run.sheet, kind="step",
                                               seq=pl.lit(step_index, pl.Int32), service_tier=step.service_tier,
-                                              checker=step.checker)
+                                              checker=step.checker, exposed=run.exposed)
             run.calls.extend(calls)
             if step_index == len(steps) - 1:
                 final = pl.lit(True)
@@ -859,7 +897,8 @@ def _retry_stage(run: _Run, finals: pl.DataFrame, policy: CompiledPolicy, progre
             else:  # no further sample of a model already called: skip it, as the semantics say
                 parts.append(rows.join(absent.select("__rid"), on="__rid", how="semi"))
             called, calls = _record_calls(joined.filter(pl.col(PRESENT)), run.sheet, kind="retry",
-                                          seq=pl.col("__steps") + pl.col("__attempts"), service_tier=retry.service_tier)
+                                          seq=pl.col("__steps") + pl.col("__attempts"), service_tier=retry.service_tier,
+                                          exposed=run.exposed)
             run.calls.extend(calls)
             parts.append(called.with_columns(
                 *_accumulate(), pl.concat_list("__models", pl.col("model")).alias("__models"),
@@ -953,7 +992,14 @@ def replay(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
     run.answers = None  # the outcomes are the largest frame: free them before the final sorts
     progress("summarising")
     missing = pl.concat(run.missing, how="vertical") if run.missing else None
-    return _result(start, scenario, finals, pl.concat(run.calls, how="vertical"), missing)
+    return _result(start, scenario, finals, pl.concat(run.calls, how="vertical"), missing, _exposure(run))
+
+
+def _exposure(run: _Run) -> pl.DataFrame | None:
+    """The model calls with cached input tokens the run recorded (None without sessions)."""
+    if run.exposed is None:
+        return None
+    return pl.concat([pl.DataFrame(schema=EXPOSURE_SCHEMA), *run.exposed], how="diagonal_relaxed")
 
 
 @dataclass
@@ -969,6 +1015,11 @@ class _Start:
     part: bool
     run: _Run
     layout_rows: np.ndarray | None = None  # per __rid, the request's row id in the data's layout
+
+    @functools.cached_property
+    def turns(self) -> pl.DataFrame | None:
+        """Each request's previous turn (simulator.core.sessions.previous_turns); None without sessions."""
+        return previous_turns(self.requests) if "session_id" in self.session_columns else None
 
 
 def _begin(scenario: Scenario, data: Dataset, sheet: PriceSheet | None, progress: Progress, *, part: bool,
@@ -1000,6 +1051,8 @@ def _begin(scenario: Scenario, data: Dataset, sheet: PriceSheet | None, progress
     answers = Answers(data, requests, reachable_slots(policy), carried)
     run = _Run(scenario, sheet, answers,
                [*REQUEST_IDENTITY, *carried, "__cost", "__latency"], carried)
+    if "session_id" in session_columns:
+        run.exposed = []
     return _Start(policy=policy, requests=requests, window_count=window_count, session_columns=session_columns,
                   sticky=sticky, part=part, run=run, layout_rows=layout_rows)
 
@@ -1044,12 +1097,21 @@ def sort_calls(calls: pl.DataFrame) -> pl.DataFrame:
 
 
 def _result(start: _Start, scenario: Scenario, finals: pl.DataFrame, calls: pl.DataFrame,
-            missing: pl.DataFrame | None) -> Replay:
-    """The Replay of routed requests: `finals` (one final row per request), their `calls` and the requests
-    that lacked an outcome (`missing`), which are left out, or raise under on_missing=error."""
+            missing: pl.DataFrame | None, exposure: pl.DataFrame | None = None) -> Replay:
+    """The Replay of routed requests: `finals` (one final row per request), their `calls`, the requests
+    that lacked an outcome (`missing`), which are left out, or raise under on_missing=error, and with
+    sessions the `exposure` of their model calls to a prompt-cache loss, billed here."""
     finals, missing_by_model, missing_example = _raise_or_drop_missing(scenario, missing, finals, start.part)
     if finals.is_empty() and not start.part:
         raise all_skipped(scenario, missing_by_model)
+    state, unbilled = None, {}
+    if exposure is not None and start.turns is not None:
+        kept = finals.select(pl.col("__rid").alias("rid"))
+        state = CacheState(kept=kept, called=calls.filter(pl.col("kind").is_in(MODEL_CALLS)).select("rid", "model"),
+                           exposure=exposure.join(kept, on="rid", how="semi", maintain_order="left"))
+        found = lost(start.turns, state, state)
+        unbilled = dict(found.filter(pl.col("loss").is_null()).group_by("model").len().sort("model").iter_rows())
+        finals, calls = _billed(finals, calls, loss_calls(found))
     # Only the decisions' columns are put in rid order, not every column the stages carried.
     decisions = finals.select(_decision_columns(start.policy).values()).sort("rid")
     if start.session_columns:
@@ -1063,7 +1125,32 @@ def _result(start: _Start, scenario: Scenario, finals: pl.DataFrame, calls: pl.D
                         requests_replayed=decisions.height, missing_by_model=missing_by_model,
                         missing_example=missing_example)
     return Replay(scenario=scenario, decisions=decisions, calls=calls, coverage=coverage,
-                  price_sources=price_sources, layout_rows=start.layout_rows)
+                  price_sources=price_sources, layout_rows=start.layout_rows, turns=start.turns,
+                  exposure=None if state is None else state.exposure, cache_loss_unbilled=unbilled)
+
+
+def loss_calls(found: pl.DataFrame) -> pl.DataFrame:
+    """The call rows (CALL_COLUMNS but `cost_usd`, and any further columns of `found`) of the prompt-cache
+    losses in `found` (simulator.core.sessions.lost) that the sheet prices: kind `cache_loss`, the lost call's
+    rid, seq and model, the loss as cost, no latency of their own and no tokens."""
+    billed = found.filter(pl.col("loss").is_not_null())
+    extra = [name for name in billed.columns if name not in ("rid", "seq", "model", "loss")]
+    return billed.select(
+        "rid", "seq", "model", pl.lit(CACHE_LOSS, CALL_KIND).alias("kind"), pl.col("loss").alias("cost_nano_usd"),
+        pl.lit(None, pl.Float64).alias("latency_ms"), pl.lit(SOURCE_SHEET, PRICE_SOURCE).alias("price_source"),
+        pl.lit(None, pl.Int64).alias("output_tokens"), pl.lit(None, pl.Int64).alias("reasoning_output_tokens"),
+        *extra)
+
+
+def _billed(finals: pl.DataFrame, calls: pl.DataFrame, losses: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """`finals` with each request's prompt-cache losses added to its `__cost`, and `calls` with their rows
+    appended (in the order of `losses`; the final sort puts each after the call that lost the cache)."""
+    if losses.is_empty():
+        return finals, calls
+    per_request = losses.group_by("rid").agg(pl.col("cost_nano_usd").sum().alias("__loss"))
+    finals = (finals.join(per_request.rename({"rid": "__rid"}), on="__rid", how="left", maintain_order="left")
+              .with_columns((pl.col("__cost") + pl.col("__loss").fill_null(0)).alias("__cost")).drop("__loss"))
+    return finals, pl.concat([calls, losses.select(calls.columns)], how="vertical")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1114,8 +1201,10 @@ class ForkedReplay:
     as it is; branch ESCALATES is the same with that step accepting no answer, so every request reaching it
     goes on to the next step. Everything before the step's verdict (rules, overheads, earlier steps, the
     step's own call and its price) is the same in both and replayed once; the requests whose answer the step
-    accepts are replayed on past it in a second copy, and only those. Requests are independent of one
-    another, so each branch's decisions and calls equal a separate replay's (tests/test_sweep.py).
+    accepts are replayed on past it in a second copy, and only those. Requests are routed independently of
+    one another, so each branch's decisions and calls equal a separate replay's (tests/test_sweep.py). Only
+    a prompt-cache loss reads another request (its previous turn's calls): `cache_losses` gives each turn's
+    losses for both branches its previous turn may take.
 
     Rows are aligned by the request's `rid` (its row in ts order), so the branches need no join: `outcomes`
     gives one row per selected request for each. Decisions and calls are built only when asked
@@ -1123,13 +1212,14 @@ class ForkedReplay:
     """
 
     def __init__(self, start: _Start, scenarios: dict[int, Scenario], finals: pl.DataFrame, calls: pl.DataFrame,
-                 missing: pl.DataFrame | None, at_step: pl.DataFrame):
+                 missing: pl.DataFrame | None, at_step: pl.DataFrame, exposure: pl.DataFrame | None = None):
         self._start = start
         self._scenarios = scenarios
         self._finals = finals
         self._calls = calls
         self._missing = missing
         self._at_step = at_step
+        self._exposure = exposure
         self._replays: dict[int, Replay] = {}
         self.requests_selected = start.requests.height
         for branch in (ACCEPTS, ESCALATES):  # the errors the two replays would raise, the accepting one first
@@ -1155,7 +1245,14 @@ class ForkedReplay:
         """One row per selected request, in rid order: `present` (the branch replays it: it is not left out
         for a missing outcome) and `columns`, expressions over the decisions' columns (README "Decisions"),
         null where not present."""
-        decided = self._kept(branch).select(pl.col("__rid"), *_decision_columns(self._start.policy).values())
+        kept = self._kept(branch)
+        losses = self.cache_losses
+        if losses is not None:  # the branch's own losses: its previous turns take the same branch
+            own = (losses.lazy().filter((pl.col("branch") == branch) & (pl.col("previous_branch") == branch))
+                   .group_by(pl.col("rid").alias("__rid")).agg(pl.col("cost_nano_usd").sum().alias("__loss")))
+            kept = (kept.join(own, on="__rid", how="left", maintain_order="left")
+                    .with_columns((pl.col("__cost") + pl.col("__loss").fill_null(0)).alias("__cost")))
+        decided = kept.select(pl.col("__rid"), *_decision_columns(self._start.policy).values())
         found = decided.select(pl.col("__rid"), pl.lit(True).alias("present"), *columns).collect()
         return by_rid(found, self.requests_selected).with_columns(pl.col("present").fill_null(False))
 
@@ -1169,8 +1266,37 @@ class ForkedReplay:
         """The branch's Replay, as `replay` of its scenario gives it (built once, on first use)."""
         if branch not in self._replays:
             self._replays[branch] = _result(self._start, self._scenarios[branch], self._rows(self._finals, branch),
-                                            self._rows(self._calls, branch), self._rows(self._missing, branch))
+                                            self._rows(self._calls, branch), self._rows(self._missing, branch),
+                                            self._rows(self._exposure, branch))
         return self._replays[branch]
+
+    @functools.cached_property
+    def cache_losses(self) -> pl.DataFrame | None:
+        """The prompt-cache losses of every request in either branch, for either branch its previous turn
+        takes (crossed_losses); None without sessions."""
+        if self._exposure is None or self._start.turns is None:
+            return None
+        states = {}
+        for branch in (ACCEPTS, ESCALATES):
+            kept = self._kept(branch).select(pl.col("__rid").alias("rid")).collect()
+            called = self._rows(self._calls, branch).filter(pl.col("kind").is_in(MODEL_CALLS)).select("rid", "model")
+            states[branch] = CacheState(kept=kept, called=called, exposure=self._rows(self._exposure, branch))
+        return crossed_losses(self._start.turns, states)
+
+
+def crossed_losses(turns: pl.DataFrame, states: dict[int, CacheState]) -> pl.DataFrame:
+    """The prompt-cache losses (call rows, CALL_COLUMNS) of the requests of two replays that differ at a
+    gate, keyed by branch (ACCEPTS, ESCALATES, the keys of `states`): for every request replayed in a branch
+    (`branch`), its losses when its previous turn (`previous`, its rid) took either branch
+    (`previous_branch`). A sweep mixes the two per request, so a turn's loss depends on the branch its
+    previous turn took at each threshold. Rows of one (previous_branch, branch) pair are in call order."""
+    parts = []
+    for branch, own in states.items():
+        for previous_branch, before in states.items():
+            parts.append(loss_calls(lost(turns, own, before)).with_columns(
+                usd(pl.col("cost_nano_usd")).alias("cost_usd"),
+                pl.lit(previous_branch, pl.Int8).alias("previous_branch"), pl.lit(branch, pl.Int8).alias("branch")))
+    return pl.concat(parts, how="vertical").select(*CALL_COLUMNS, "previous", "previous_branch", "branch")
 
 
 def replay_forked(scenario: Scenario, data: Dataset, sheet: PriceSheet | None, plan: int, step: int, value: str,
@@ -1202,4 +1328,4 @@ def replay_forked(scenario: Scenario, data: Dataset, sheet: PriceSheet | None, p
     at_step = (pl.concat(fork.at_step, how="vertical") if fork.at_step else
                pl.DataFrame(schema={"__rid": pl.UInt32, "hard_check_ok": pl.Boolean, "value": pl.Float64}))
     scenarios = {ACCEPTS: scenario, ESCALATES: with_step_accept(scenario, plan, step, "FALSE")}
-    return ForkedReplay(start, scenarios, finals, calls, missing, at_step)
+    return ForkedReplay(start, scenarios, finals, calls, missing, at_step, _exposure(run))

@@ -6,6 +6,9 @@
   requests (traffic columns) or their answers (outcome columns), with a "did you mean".
 - A retry that could not run: requests whose final answer matched the retry's `when` but that made no
   retry attempt, because every target had no further sample.
+- A prompt-cache loss that is not billed: model calls that lost their prompt cache when the policy switched
+  a session's model, but whose model is priced at its recorded cost, which cannot be split into input and
+  cached rates.
 
 Each warning is a dict: `rule` (the scenario key it is about), `kind` and `message`.
 """
@@ -62,7 +65,7 @@ def _aggregated(found: list[dict], says: str) -> list[dict]:
 
 
 def warning_counts(scenario: Scenario, requests: pl.DataFrame, answers: pl.DataFrame | None,
-                   decisions: pl.DataFrame) -> dict:
+                   decisions: pl.DataFrame, cache_loss_unbilled: dict[str, int] | None = None) -> dict:
     """What the warnings of one replay (or one part of it) are decided on, in a form parts add up in
     (merge_warning_counts). `requests` holds the replayed requests' traffic rows (the columns the rules
     read), `answers` their outcome rows (or None), `decisions` the replay's decisions.
@@ -70,7 +73,9 @@ def warning_counts(scenario: Scenario, requests: pl.DataFrame, answers: pl.DataF
     `own`: per rule, the requests its predicate holds for; `taken`: per plan label, the requests it took
     (first match wins), so thousands of rules stay linear; `literals`: per column compared with a string
     literal, its distinct values (at most MAX_VALUES + 1 of them, in order; None for a column that is not
-    text) and whether each literal occurs; `stuck`: requests whose retry could not run.
+    text) and whether each literal occurs; `stuck`: requests whose retry could not run; `unbilled`: per
+    model, its calls that lost their prompt cache without a sheet price to bill it by (a replay's
+    `cache_loss_unbilled`).
     """
     policy = scenario.policy
     own = (list(requests.select([sql_expr(rule.when).fill_null(False).sum().alias(f"r{index}")
@@ -90,14 +95,17 @@ def warning_counts(scenario: Scenario, requests: pl.DataFrame, answers: pl.DataF
         entry["values"] = None if found is None else sorted(found)[:MAX_VALUES + 1]
     stuck = (decisions.filter(pl.col("retry_exhausted") & (pl.col("retry_attempts") == 0)).height
              if policy.retry is not None else 0)
-    return {"own": own, "taken": taken, "literals": literals, "stuck": stuck}
+    return {"own": own, "taken": taken, "literals": literals, "stuck": stuck,
+            "unbilled": dict(cache_loss_unbilled or {})}
 
 
 def merge_warning_counts(many: list[dict]) -> dict:
     """The warning counts of a whole replay from those of its parts."""
     merged = {"own": [sum(values) for values in zip(*(counts["own"] for counts in many))],
-              "taken": {}, "literals": {}, "stuck": sum(counts["stuck"] for counts in many)}
+              "taken": {}, "literals": {}, "stuck": sum(counts["stuck"] for counts in many), "unbilled": {}}
     for counts in many:
+        for model, calls in counts["unbilled"].items():
+            merged["unbilled"][model] = merged["unbilled"].get(model, 0) + calls
         for label, count in counts["taken"].items():
             merged["taken"][label] = merged["taken"].get(label, 0) + count
         for column, entry in counts["literals"].items():
@@ -151,6 +159,13 @@ def warnings_of(scenario: Scenario, counts: dict) -> list[dict]:
                          "message": f"{counts['stuck']:,} requests matched the retry's when ({policy.retry.when}) but "
                                     f"no retry could run: {targets} had no further sample for them (a model is "
                                     "called again only through its next sample)"})
+    if counts["unbilled"]:
+        calls = ", ".join(f"{model}: {found:,}" for model, found in sorted(counts["unbilled"].items()))
+        warnings.append({"rule": "prices", "kind": "cache_loss_unbilled",
+                         "message": f"calls that lost their prompt cache when the policy switched a session's model "
+                                    f"are priced at their recorded cost, which cannot be split into input and cached "
+                                    f"rates, so their loss is not billed ({calls}); list their models in the price "
+                                    "sheet to bill it"})
     return warnings
 
 

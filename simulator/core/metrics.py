@@ -25,7 +25,7 @@ from simulator.core.partials import (
     scope_keys,
     quantiles,
 )
-from simulator.core.prices import price_sources_from
+from simulator.core.prices import CACHE_LOSS_LINE, cost_line, price_sources_from
 
 
 @dataclass(frozen=True)
@@ -219,8 +219,9 @@ CALL_TOKENS = ("output_tokens", "reasoning_output_tokens")  # summed per model (
 
 
 def call_parts(calls: pl.DataFrame) -> pl.DataFrame:
-    """A part of a replay's calls: per model and price source, the calls and their nano-dollars."""
-    return (calls.group_by("model", pl.col("price_source").cast(pl.String))
+    """A part of a replay's calls: per model (cost line: prompt-cache losses under one line of their own,
+    simulator.core.prices.cost_line) and price source, the calls and their nano-dollars."""
+    return (calls.group_by(cost_line().alias("model"), pl.col("price_source").cast(pl.String))
             .agg(pl.len().cast(pl.Int64).alias("calls"), pl.col("cost_nano_usd").sum().cast(pl.Int64).alias("cost_nano"),
                  *(pl.col(name).sum().cast(pl.Int64) for name in CALL_TOKENS))
             .sort("model", "price_source"))
@@ -247,21 +248,25 @@ def aggregate(decisions: pl.DataFrame, by: str | pl.Expr | None = None) -> pl.Da
 def by_model(answered: list[dict], made: pl.DataFrame, price_sources: dict[str, str]) -> list[dict]:
     """Per model called: the calls made to it and their cost (`made`, merged call parts), then the metrics
     of the requests it answered last (`answered`, rows of the `model` scope; requests 0 and the rest null
-    for a model that answered none), its share of the calls and its price source."""
+    for a model that answered none), its share of the calls and its price source. Prompt-cache losses are
+    one line of their own (simulator.core.prices.CACHE_LOSS_LINE): the calls that lost the cache and what
+    the loss cost."""
     answers = {row["key"]: row for row in answered}
     per_model: dict[str, dict] = {}
     for row in made.iter_rows(named=True):
         counts = per_model.setdefault(row["model"], dict.fromkeys(("calls", "cost_nano", *CALL_TOKENS), 0))
         for name in counts:
             counts[name] += row[name]
-    total = sum(counts["calls"] for counts in per_model.values())
+    # A prompt-cache loss is billed on a call, not made: its line has no share of the calls.
+    total = sum(counts["calls"] for model, counts in per_model.items() if model != CACHE_LOSS_LINE)
     rows = []
     for model, counts in sorted(per_model.items()):
         row = {"model": model, **{metric.name: metric.value(counts) for metric in CALL_METRICS}}
         answer = answers.get(model)
         row |= {metric.name: answer[metric.name] if answer else None for metric in METRICS}
         row["requests"] = row["requests"] or 0
-        rows.append(row | {"call_share": counts["calls"] / total, "price_source": price_sources.get(model)})
+        share = None if model == CACHE_LOSS_LINE else counts["calls"] / total
+        rows.append(row | {"call_share": share, "price_source": price_sources.get(model)})
     return rows
 
 

@@ -39,6 +39,19 @@ SOURCE_CHECKER = "checker"
 SOURCE_FIXED = "fixed"  # a router overhead's fixed cost per decision
 PRICE_SOURCE = pl.Enum([SOURCE_SHEET, SOURCE_RECORDED, SOURCE_CHECKER, SOURCE_FIXED])
 
+# The call kind of a prompt-cache loss (simulator.core.sessions): a model call's cached input tokens billed
+# again at the difference between its input and cached_input rates, because the policy switched its session
+# to a model the previous turn did not call. Its rows carry the call's model; cost lines (by_model, the
+# report's cost by model, price sources) show them together under CACHE_LOSS_LINE.
+CACHE_LOSS = "cache_loss"
+CACHE_LOSS_LINE = "prompt-cache loss"
+
+
+def cost_line(kind: str = "kind", model: str = "model") -> pl.Expr:
+    """The cost line a call row is shown under: its model (or checker, or overhead), or CACHE_LOSS_LINE for
+    a prompt-cache loss."""
+    return pl.when(pl.col(kind) == CACHE_LOSS).then(pl.lit(CACHE_LOSS_LINE)).otherwise(pl.col(model))
+
 
 SERVICE_STANDARD = "standard"
 PRICED_SERVICE_TIERS = ("batch", "flex", "priority")  # each may carry its own absolute prices
@@ -343,6 +356,31 @@ def price_expr(sheet: PriceSheet | None, columns: set[str] | None = None, *, mod
     return (cost * keep).cast(pl.Float64)
 
 
+def cache_loss_expr(sheet: PriceSheet | None, columns: set[str] | None = None, *, model: str = "model",
+                    ts: str = "ts", tier: str = "service_tier", rate_set: str | None = None) -> pl.Expr:
+    """Nano-dollars (Float64, before rounding) a call's cached input tokens cost more when billed at its rate
+    set's `input` price instead of `cached_input` (see price_expr for the rate set and the arguments):
+    cached_input_tokens x (input - cached_input) x (1 - discount), the difference of the two prices taken in
+    decimal, so it is exact for prices written in whole thousandths of a dollar per million. Null where the
+    sheet has no entry for the call."""
+    if sheet is None or not sheet.models:
+        return pl.lit(None, dtype=pl.Float64)
+    columns = set(columns or ())
+    index, sets = rate_set_expr(sheet, columns, model=model, ts=ts, tier=tier)
+    if rate_set is not None:
+        index = pl.col(rate_set)
+    positions = list(range(len(sets)))
+
+    def lookup(values: list[float]) -> pl.Expr:
+        return index.replace_strict(positions, values, default=None, return_dtype=pl.Float64)
+
+    scale = Decimal(NANO_PER_USD // PER_MILLION)
+    difference = [float((Decimal(repr(rates.input)) - Decimal(repr(rates.cached_input_price))) * scale)
+                  for _, rates in sets]
+    keep = lookup([float(1 - Decimal(repr(sheet.discount_of(entry)))) for entry, _ in sets])
+    return (token_counts(columns)["cached_input"] * lookup(difference) * keep).cast(pl.Float64)
+
+
 def usage_missing(recorded: str = "recorded_cost_usd") -> pl.Expr:
     """A call with zero tokens and a positive recorded cost: its usage was lost (a stream without usage),
     not zero, so it is priced at its recorded cost under any sheet."""
@@ -351,9 +389,11 @@ def usage_missing(recorded: str = "recorded_cost_usd") -> pl.Expr:
 
 def price_calls(calls: pl.DataFrame, sheet: PriceSheet | None, *, recorded: str = "recorded_cost_usd",
                 into: str = "cost_nano_usd", source_into: str = "price_source",
-                tier: str = "service_tier") -> pl.DataFrame:
+                tier: str = "service_tier", cache_loss_into: str | None = None) -> pl.DataFrame:
     """Adds `into` (Int64 nano-dollars: the sheet's price, else the `recorded` USD column converted) and
-    `source_into` (which priced it) to a frame of calls.
+    `source_into` (which priced it) to a frame of calls; with `cache_loss_into`, also what the call would
+    cost more if its prompt cache were lost (cache_loss_expr, Int64 nano-dollars, rounded as a call is; null
+    for a call the sheet does not price, whose recorded cost cannot be split into input and cached rates).
 
     A listed model's call is priced by the sheet (price_expr, on the service tier in column `tier`),
     except a call whose usage is missing (usage_missing), priced at its recorded cost. Each call is rounded
@@ -368,10 +408,13 @@ def price_calls(calls: pl.DataFrame, sheet: PriceSheet | None, *, recorded: str 
     with_sets = calls.with_columns(rate_set_expr(sheet, columns, tier=tier)[0].alias(rate_set)) if listed else calls
     exact = (pl.when(from_sheet).then(price_expr(sheet, columns, tier=tier, rate_set=rate_set))
              .otherwise(pl.col(recorded) * NANO_PER_USD))
+    loss = ([pl.when(from_sheet).then(cache_loss_expr(sheet, columns, tier=tier, rate_set=rate_set))
+             .otherwise(None).alias(cache_loss_into)] if cache_loss_into else [])
     priced = with_sets.with_columns(
         exact.alias(into),
         pl.when(from_sheet).then(pl.lit(SOURCE_SHEET)).otherwise(pl.lit(SOURCE_RECORDED))
         .cast(PRICE_SOURCE).alias(source_into),
+        *loss,
     ).drop(rate_set, strict=False)
     unpriced = priced.filter(pl.col(into).is_null())
     if unpriced.height:
@@ -383,13 +426,15 @@ def price_calls(calls: pl.DataFrame, sheet: PriceSheet | None, *, recorded: str 
                             f"(e.g. model '{row['model']}' for request {row.get('request_id', '?')})",
                             where=sheet.source if sheet else "outcomes.parquet, column cost_usd",
                             fix="check the price sheet's units (USD per million tokens) and the recorded costs")
-    return priced.with_columns(round_half_even(pl.col(into)).alias(into))
+    return priced.with_columns(round_half_even(pl.col(into)).alias(into),
+                               *([round_half_even(pl.col(cache_loss_into)).alias(cache_loss_into)] if loss else []))
 
 
 def price_sources_of(calls: pl.DataFrame) -> dict[str, str]:
-    """Model -> the source that priced its calls (see price_sources_from)."""
-    # Grouping hashes the two columns as they are; casting first would build a string per call.
-    pairs = calls.group_by("model", "price_source").len().select("model", pl.col("price_source").cast(pl.String)).iter_rows()
+    """Model (cost line: cost_line) -> the source that priced its calls (see price_sources_from)."""
+    # Grouping hashes the columns as they are; casting first would build a string per call.
+    found = calls.group_by("kind", "model", "price_source").len().iter_rows()
+    pairs = ((CACHE_LOSS_LINE if kind == CACHE_LOSS else model, str(source)) for kind, model, source, _ in found)
     return price_sources_from(pairs)
 
 

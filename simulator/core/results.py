@@ -191,7 +191,7 @@ def _warning_counts(replay: Replay, decisions: pl.DataFrame, data: Dataset) -> d
     answer_columns = sorted(name for name in read - set(traffic)
                             if name in outcome_schema and outcome_schema[name] in (pl.String, pl.Categorical))
     answers = outcome_rows(decisions, data, answer_columns) if answer_columns else None
-    return warning_counts(scenario, requests, answers, replay.decisions)
+    return warning_counts(scenario, requests, answers, replay.decisions, replay.cache_loss_unbilled)
 
 
 @dataclass

@@ -21,6 +21,7 @@ from markupsafe import Markup
 
 from simulator.analyses.drift import describe as describe_drift
 from simulator.core.metrics import METRICS, SESSION_METRICS
+from simulator.core.prices import CACHE_LOSS_LINE
 from simulator.core.verdict import describe_shortfalls
 from simulator.report import charts
 from simulator.report import gate as gate_text
@@ -61,7 +62,8 @@ def vega_bundle() -> Markup:
 
 
 def _models(inputs) -> list[str]:
-    seen = {row["model"] for summary in inputs.summaries for row in summary["by_model"]}
+    seen = {row["model"] for summary in inputs.summaries for row in summary["by_model"]
+            if row["call_share"] is not None}  # not the prompt-cache loss line: it makes no calls
     if inputs.baselines:
         ranked = [m["model"] for m in sorted(inputs.baselines["models"], key=lambda m: m["cost_per_request_usd"])]
         return [m for m in ranked if m in seen] + sorted(seen - set(ranked))
@@ -97,7 +99,7 @@ def context(inputs) -> dict:
         "headline": inputs.headline, "recommendation": inputs.recommendation or {"policy": None, "candidates": []},
         "candidates": candidates, "baselines": inputs.baselines, "frontier": inputs.frontier, "gates": inputs.gates,
         "specs": {name: chart.to_dict() for name, chart in built.items() if chart is not None},
-        "models": _models(inputs), "slices": slices, "cost_names": cost_names,
+        "models": _models(inputs), "slices": slices, "cost_names": cost_names, "cache_loss_line": CACHE_LOSS_LINE,
         "slice_bars": {name: sorted({s["slice_bars"][name] for s in inputs.summaries if name in s["slice_bars"]})
                        for name in slices},
         "price_sheets": _price_sheets(inputs), "price_sources": _price_sources,

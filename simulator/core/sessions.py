@@ -1,0 +1,67 @@
+"""Turns of a session across requests: each request's previous turn, and the prompt cache a policy loses
+when it switches a session to another model (README "Policy semantics", prompt-cache loss).
+
+Modelling assumptions:
+- A request's previous turn is the preceding request of its session among those the replay selected, in
+  the order of the session's turns: turn (nulls last), then ts, then request_id, as sticky sessions order
+  them. The first turn of a session, and a request without a session, has none.
+- A model call (a plan step, an escalation, a call of a fan-out, race or best-of-n, a retry) loses the
+  prompt cache when the previous turn was replayed and called no model of its own: its cached input tokens
+  bill at the input rate instead of the cached one. The loss is a call row of its own (kind `cache_loss`,
+  simulator.core.prices.CACHE_LOSS). A previous turn left out for missing outcomes called nothing the
+  replay knows of: the turn after it bills as logged.
+- Latency is unchanged (the slower uncached prefill is not modelled) and the cache write a switch
+  triggers is not billed, so the loss is a lower bound where a provider charges for writes.
+
+Everything is joins over the calls: no loop over requests or sessions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+# What a model call costs more when it loses its prompt cache (`loss`: Int64 nano-dollars, null for a call
+# priced at its recorded cost), per call with cached input tokens: rid, seq (its call's), model, loss.
+EXPOSURE_SCHEMA = {"rid": pl.UInt32, "seq": pl.Int32, "model": pl.String, "loss": pl.Int64}
+
+
+def previous_turns(requests: pl.DataFrame) -> pl.DataFrame | None:
+    """`rid` and `previous` (both UInt32) of every request that has a previous turn (module doc), from the
+    replay's requests (`__rid`, numbered in (ts, request_id) order, `session_id` and, when the traffic has
+    it, `turn`); None when the traffic has no sessions."""
+    if "session_id" not in requests.columns:
+        return None
+    turn = [pl.col("turn")] if "turn" in requests.columns else []
+    # `__rid` runs in (ts, request_id) order, so it stands for both.
+    ordered = (requests.filter(pl.col("session_id").is_not_null())
+               .select("session_id", *turn, "__rid")
+               .sort("session_id", *turn, "__rid", nulls_last=True))
+    same = pl.col("session_id") == pl.col("session_id").shift(1)
+    return (ordered.select(pl.col("__rid").alias("rid"),
+                           pl.when(same).then(pl.col("__rid").shift(1)).alias("previous"))
+            .drop_nulls("previous").sort("rid"))
+
+
+@dataclass(frozen=True)
+class CacheState:
+    """What the prompt-cache loss reads of one replay (or one branch of a forked replay): `kept`, the `rid`s
+    it replayed (not left out for missing outcomes); `called`, `rid` and `model` of their model calls (plan
+    steps and retries); `exposure`, their model calls with cached input tokens (EXPOSURE_SCHEMA)."""
+
+    kept: pl.DataFrame
+    called: pl.DataFrame
+    exposure: pl.DataFrame
+
+
+def lost(turns: pl.DataFrame, own: CacheState, before: CacheState) -> pl.DataFrame:
+    """The calls of `own`'s exposure (in its order, with `previous`) that lose the prompt cache: those of a
+    replayed request whose previous turn (`turns`) was replayed in `before` without calling their model.
+    `before` is `own` for a replay; a forked replay also crosses its branches (simulator.core.engine)."""
+    previous = before.kept.select(pl.col("rid").alias("previous"))
+    called = before.called.select(pl.col("rid").alias("previous"), "model")
+    return (own.exposure.join(own.kept, on="rid", how="semi", maintain_order="left")
+            .join(turns, on="rid", how="inner", maintain_order="left")
+            .join(previous, on="previous", how="semi", maintain_order="left")
+            .join(called, on=["previous", "model"], how="anti", maintain_order="left"))
