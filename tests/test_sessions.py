@@ -1,11 +1,14 @@
-"""Session metrics on a hand-worked tiny world, and sessions in the decisions table."""
+"""Session metrics on a hand-worked tiny world, sessions in the decisions table, and a session's prompt-cache
+loss in the summary, its warning and the terminal."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import polars as pl
 import pytest
+import yaml
 
 from tests.conftest import OUTCOME_SCHEMA, outcome_row, tiny_traffic
 
@@ -61,3 +64,45 @@ def test_the_replay_prints_a_sessions_table(cli, world):
     result = cli("replay", world.scenario())
     assert result.code == 0, result.err
     assert "Sessions" in result.out and "Session pass" in result.out and "50.0%" in result.out
+
+
+def _switching_world(world):
+    # One session of three turns, a (turn 0), b (turn 1), c (turn 2). The rule sends turn 1 to small, every
+    # other turn takes big. big is in the sheet (input 10, cached 2.5, output 20 per million); small is not,
+    # and is priced at its recorded $0.001. Every call reads 1,000 input tokens, 400 of them cached, and
+    # writes 100:
+    #   a: big, 600 x 10 + 400 x 2.5 + 100 x 20 = 9,000 -> $0.009, the session's first turn
+    #   b: small at its recorded $0.001: it lost a's cache, but a recorded cost has no cached rate to undo
+    #   c: big, which b did not call: $0.009 + 400 x (10 - 2.5) = 3,000 more -> $0.012
+    traffic = tiny_traffic().with_columns(pl.Series("session_id", ["s1", "s1", "s1"]),
+                                          pl.Series("turn", [0, 1, 2], dtype=pl.Int64))
+    rows = [outcome_row(request, model, cached_input_tokens=400, cost_usd=0.001)
+            for request in "abc" for model in ("small", "big")]
+    world.write_data(traffic, pl.DataFrame(rows, schema=OUTCOME_SCHEMA))
+    world.prices.write_text(yaml.safe_dump({"models": {"big": [
+        {"effective_from": dt.date(2026, 11, 1), "input": 10.0, "cached_input": 2.5, "output": 20.0}]}}))
+    return world.scenario(policy={"rules": [{"when": "turn = 1", "use": "small"}], "default": {"use": "big"}})
+
+
+def test_a_switched_session_shows_its_prompt_cache_loss_as_a_line_and_warns_of_what_it_cannot_bill(cli, world):
+    scenario = _switching_world(world)
+    result = cli("replay", scenario, "--json")
+    assert result.code == 0, result.err
+    [summary] = json.loads(result.out)
+    assert summary["total_cost_usd"] == pytest.approx(0.009 + 0.001 + 0.012, abs=1e-15)
+    lines = {row["model"]: row for row in summary["by_model"]}
+    assert (lines["prompt-cache loss"]["calls"], lines["prompt-cache loss"]["call_cost_usd"]) == (1, 0.003)
+    assert lines["big"]["call_cost_usd"] == 0.018 and lines["small"]["call_cost_usd"] == 0.001
+    assert summary["provenance"]["price_sources"]["prompt-cache loss"] == "sheet"
+    [warning] = [w for w in summary["warnings"] if w["kind"] == "cache_loss_unbilled"]
+    assert "(small: 1)" in warning["message"]
+    printed = cli("replay", scenario, "--wide")
+    assert printed.code == 0, printed.err
+    assert "Cache lost" in printed.out and "$0.00300" in printed.out
+
+
+def test_a_checker_or_overhead_may_not_take_the_name_of_the_cache_loss_line(cli, world):
+    path = world.scenario(policy={"default": {"use": "big"}, "overhead": {"name": "prompt-cache loss",
+                                                                          "cost_usd": 0.001}})
+    result = cli("replay", path)
+    assert result.code == 2 and "prompt-cache loss line" in result.err, result.err

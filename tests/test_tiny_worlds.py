@@ -804,14 +804,15 @@ def test_named_step_shapes_are_checked(tmp_path, plan, message):
 
 
 def _run_sessions(tmp_path: Path, policy: dict, traffic: list[dict], outcomes: list[dict], sessions: list,
-                  turns: list) -> Tiny:
+                  turns: list, sheet: dict | None = None, **settings) -> Tiny:
     """A tiny world whose traffic carries session_id and turn (one each per traffic row, in order)."""
-    scenario = scenario_of(policy, data=tmp_path)
+    scenario = scenario_of(policy, data=tmp_path, **settings)
     traffic_df = traffic_frame(traffic).with_columns(pl.Series("session_id", sessions, dtype=pl.String),
                                                      pl.Series("turn", turns, dtype=pl.Int64))
     outcomes_df = outcome_frame(outcomes)
-    result, summary = replay_frames(tmp_path, scenario, traffic_df, outcomes_df)
-    return Tiny(scenario, traffic_df, outcomes_df, None, result, summary)
+    price_sheet = sheet_of(sheet) if sheet is not None else None
+    result, summary = replay_frames(tmp_path, scenario, traffic_df, outcomes_df, price_sheet)
+    return Tiny(scenario, traffic_df, outcomes_df, price_sheet, result, summary)
 
 
 def test_sticky_session_keeps_later_turns_on_the_model_the_first_turn_escalated_to(tmp_path):
@@ -847,4 +848,111 @@ def test_sticky_session_first_turn_is_by_turn_number_and_later_turns_skip_the_ru
     tiny = _run_sessions(tmp_path, policy, traffic, outcomes, ["S", "S"], [1, 0])
     assert tiny.column("plan") == ["default", "default"]
     assert tiny.column("cost_nano_usd") == [1_000_000, 1_500_000]
+    tiny.assert_reference_agrees()
+
+
+# --------------------------------------------------------------------------------------------------
+# Prompt-cache loss: a session switched to a model its previous turn did not call
+
+# Every call reads 1,000 input tokens, 400 of them from the prompt cache, and writes 100:
+#   small:      (600 x 2.0 + 400 x 0.5 + 100 x 8.0) / 1e6 = 0.0022; losing the cache: 400 x 1.5 / 1e6 = 0.0006
+#   small flex: (600 x 1.0 + 400 x 0.25 + 100 x 4.0) / 1e6 = 0.0011; losing the cache: 400 x 0.75 / 1e6 = 0.0003
+#   large:      (600 x 10 + 400 x 2.5 + 100 x 30) / 1e6 = 0.01; losing the cache: 400 x 7.5 / 1e6 = 0.003
+CACHE_SHEET = {"small": [{"effective_from": "2026-01-01", "input": 2.0, "cached_input": 0.5, "output": 8.0,
+                          "flex": {"input": 1.0, "cached_input": 0.25, "output": 4.0}}],
+               "large": [{"effective_from": "2026-01-01", "input": 10.0, "cached_input": 2.5, "output": 30.0}]}
+
+
+def cached(request_id: str, model: str, **extra) -> dict:
+    return ans(request_id, model, cached_input_tokens=400, **extra)
+
+
+def loss_rows(tiny: Tiny) -> list[tuple]:
+    """(rid, seq, model, cost_nano_usd, latency_ms) of the replay's prompt-cache loss calls."""
+    return tiny.replay.calls.filter(pl.col("kind") == "cache_loss").select(
+        "rid", "seq", "model", "cost_nano_usd", "latency_ms").rows()
+
+
+def test_a_rule_that_switches_a_session_bills_the_next_turns_cached_tokens_at_the_input_rate(tmp_path):
+    # Session S: s1 (turn 0) takes the default, large: 0.01, its first turn bills as logged. s2 (turn 1)
+    # matches the rule: small on flex, which s1 did not call: 0.0011 + 0.0003 (its 400 cached tokens at
+    # flex's input rate) = 0.0014, one loss call of its own under small's name, with no latency: s2 takes
+    # 100 ms as before. solo has no session: large, 0.01.
+    policy = {"rules": [{"when": "turn >= 1", "use": "small", "service_tier": "flex"}], "default": {"use": "large"}}
+    traffic = [req("s1", at(1)), req("s2", at(2)), req("solo", at(3))]
+    outcomes = [cached(r, model) for r in ("s1", "s2", "solo") for model in ("small", "large")]
+    tiny = _run_sessions(tmp_path, policy, traffic, outcomes, ["S", "S", None], [0, 1, None], CACHE_SHEET)
+    assert tiny.column("final_model") == ["large", "small", "large"]
+    assert tiny.column("cost_nano_usd") == [10_000_000, 1_400_000, 10_000_000]
+    assert tiny.column("latency_ms") == [100.0, 100.0, 100.0]
+    assert loss_rows(tiny) == [(1, 0, "small", 300_000, None)]
+    assert tiny.replay.calls.filter(pl.col("rid") == 1)["kind"].to_list() == ["step", "cache_loss"]
+    [line] = [row for row in tiny.summary["by_model"] if row["model"] == "prompt-cache loss"]
+    assert (line["calls"], line["call_cost_usd"], line["call_share"]) == (1, 0.0003, None)
+    assert [row["call_share"] for row in tiny.summary["by_model"] if row["model"] != "prompt-cache loss"] == [2 / 3, 1 / 3]
+    assert tiny.replay.price_sources == {"large": "sheet", "prompt-cache loss": "sheet", "small": "sheet"}
+    tiny.assert_reference_agrees()
+
+
+def test_a_cascade_loses_the_cache_only_on_a_model_the_previous_turn_did_not_call(tmp_path):
+    # Session A escalates small -> large on a1 and a2: a2 calls what a1 called, no loss (0.0022 + 0.01 each);
+    # a3 is accepted on small, which a2 called: 0.0022. Session B: b1 is accepted on small (0.0022); b2
+    # escalates, and large was not called by b1: 0.0022 + 0.01 + 0.003 = 0.0152.
+    traffic = [req("a1", at(1)), req("b1", at(2)), req("a2", at(3)), req("b2", at(4)), req("a3", at(5))]
+    confident = {"a1": 0.1, "b1": 0.9, "a2": 0.1, "b2": 0.1, "a3": 0.9}
+    outcomes = [cached(r, "small", confidence=c) for r, c in confident.items()]
+    outcomes += [cached(r, "large") for r in confident]
+    tiny = _run_sessions(tmp_path, {"default": CASCADE}, traffic, outcomes, ["A", "B", "A", "B", "A"],
+                         [0, 0, 1, 1, 2], CACHE_SHEET)
+    assert tiny.column("models_called") == [["small", "large"], ["small"], ["small", "large"], ["small", "large"],
+                                            ["small"]]
+    assert tiny.column("cost_nano_usd") == [12_200_000, 2_200_000, 12_200_000, 15_200_000, 2_200_000]
+    assert loss_rows(tiny) == [(3, 1, "large", 3_000_000, None)]
+    tiny.assert_reference_agrees()
+
+
+def test_sticky_sessions_keep_the_cache_until_a_later_turn_escalates(tmp_path):
+    # Session A: a1 escalates to large, so a2 and a3 go straight to large (sticky: large), which the turn
+    # before each called: no loss (0.0122, then 0.01 each). Session B: b1 is accepted on small, b2 takes
+    # the same cascade and escalates: its large call loses the cache, 0.0022 + 0.01 + 0.003 = 0.0152.
+    traffic = [req("a1", at(1)), req("b1", at(2)), req("a2", at(3)), req("b2", at(4)), req("a3", at(5))]
+    confident = {"a1": 0.1, "b1": 0.9, "a2": 0.9, "b2": 0.1, "a3": 0.9}
+    outcomes = [cached(r, "small", confidence=c) for r, c in confident.items()]
+    outcomes += [cached(r, "large") for r in confident]
+    tiny = _run_sessions(tmp_path, {"sticky": "session", "default": CASCADE}, traffic, outcomes,
+                         ["A", "B", "A", "B", "A"], [0, 0, 1, 1, 2], CACHE_SHEET)
+    assert tiny.column("plan") == ["default", "default", "sticky: large", "default", "sticky: large"]
+    assert tiny.column("cost_nano_usd") == [12_200_000, 2_200_000, 10_000_000, 15_200_000, 10_000_000]
+    assert loss_rows(tiny) == [(3, 1, "large", 3_000_000, None)]
+    tiny.assert_reference_agrees()
+
+
+def test_a_turn_after_one_left_out_for_missing_outcomes_bills_as_logged(tmp_path):
+    # t0 goes to large, which has no answer for it: left out (on_missing: skip). t1 (the rule: small) follows
+    # a turn the replay knows nothing of: 0.0022 as logged. t2 (large) follows t1, which called small: its
+    # large call loses the cache, 0.01 + 0.003.
+    policy = {"rules": [{"when": "turn = 1", "use": "small"}], "default": {"use": "large"}}
+    traffic = [req("t0", at(1)), req("t1", at(2)), req("t2", at(3))]
+    outcomes = [cached(r, "small") for r in ("t0", "t1", "t2")] + [cached(r, "large") for r in ("t1", "t2")]
+    tiny = _run_sessions(tmp_path, policy, traffic, outcomes, ["S", "S", "S"], [0, 1, 2], CACHE_SHEET,
+                         on_missing="skip")
+    assert tiny.column("request_id") == ["t1", "t2"]
+    assert tiny.column("cost_nano_usd") == [2_200_000, 13_000_000]
+    assert loss_rows(tiny) == [(2, 0, "large", 3_000_000, None)]
+    tiny.assert_reference_agrees()
+
+
+def test_a_model_priced_at_its_recorded_cost_loses_no_billed_cache(tmp_path):
+    # The sheet lists large only; small is priced at its recorded 0.001, which cannot be split into input
+    # and cached rates: t1's switch to small bills nothing more (the replay counts it), t2's switch back to
+    # large does: 0.01 + 0.003.
+    policy = {"rules": [{"when": "turn = 1", "use": "small"}], "default": {"use": "large"}}
+    traffic = [req("t0", at(1)), req("t1", at(2)), req("t2", at(3))]
+    outcomes = [cached(r, "small", cost_usd=SMALL) for r in ("t0", "t1", "t2")]
+    outcomes += [cached(r, "large") for r in ("t0", "t1", "t2")]
+    tiny = _run_sessions(tmp_path, policy, traffic, outcomes, ["S", "S", "S"], [0, 1, 2],
+                         {"large": CACHE_SHEET["large"]})
+    assert tiny.column("cost_nano_usd") == [10_000_000, 1_000_000, 13_000_000]
+    assert loss_rows(tiny) == [(2, 0, "large", 3_000_000, None)]
+    assert tiny.replay.cache_loss_unbilled == {"small": 1}
     tiny.assert_reference_agrees()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import polars as pl
 import pytest
 import yaml
 
@@ -118,3 +119,41 @@ def test_break_even_is_net_of_the_router_overhead_and_scales_with_it(cli, tmp_pa
     assert now["break_even_rate"] == pytest.approx(0.8) and then["break_even_rate"] == pytest.approx(0.85)
     assert (found["current"][0]["cost_per_request_usd"] - found["what_if"][0]["cost_per_request_usd"]
             == pytest.approx(0.0006))
+
+
+REPRICED_WORLDS = 4
+
+
+def test_repricing_bills_prompt_cache_losses_again_as_a_replay_at_those_prices_would(tmp_path):
+    """On random worlds with sessions (turns switch models and lose their prompt cache), doubling a listed
+    model's prices and repricing gives the decisions and calls, loss rows included, of a replay with the
+    doubled sheet, row for row (worlds whose classifier overheads the sheet prices are left out: a what-if
+    keeps their replayed cost)."""
+    from simulator.analyses.whatif import PriceChange, reprice, scaled_sheet
+    from simulator.core.contract import load_data
+    from simulator.core.engine import replay
+    from simulator.core.errors import RoutesimError
+    from tests.worlds import random_world, write_frames
+
+    compared = losses = 0
+    for seed in (168, *range(200)):  # 168: sticky sessions (plans `sticky: MODEL`) and retries on another tier
+        world = random_world(seed)
+        # a classifier overhead keeps its replayed cost in a what-if (module doc), a replay reprices it
+        if world.sheet is None or any(overhead.model for _, overhead in world.scenario.policy.overheads()):
+            continue
+        data = load_data(write_frames(tmp_path / str(seed), world.traffic, world.outcomes))
+        try:
+            result = replay(world.scenario, data, world.sheet)
+        except RoutesimError:
+            continue
+        model = sorted(world.sheet.models)[seed % len(world.sheet.models)]
+        doubled = replay(world.scenario, data, scaled_sheet(world.sheet, {model: 2.0}))
+        repriced = reprice(result, data, world.sheet, PriceChange(scales=((model, 2.0),)))
+        assert repriced.calls.equals(doubled.calls), world.describe()
+        assert repriced.decisions.equals(doubled.decisions), world.describe()
+        assert repriced.price_sources == doubled.price_sources
+        losses += doubled.calls.filter(pl.col("kind") == "cache_loss").height
+        compared += 1
+        if compared == REPRICED_WORLDS:
+            break
+    assert compared == REPRICED_WORLDS and losses > 0

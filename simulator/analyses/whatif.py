@@ -107,9 +107,11 @@ def check_names(change: PriceChange, known: set[str]) -> None:
 
 
 def _call_tiers(result: Replay) -> pl.Expr:
-    """Each call's service tier, as the replay priced it: its plan step's, or the retry's."""
+    """Each call's service tier, as the replay priced it: its plan step's, or the retry's (a sticky
+    session's later turn sent straight to a model, plan `sticky: MODEL`, calls it on standard)."""
     policy = result.scenario.policy
-    tier = pl.lit(policy.retry.service_tier if policy.retry else "standard")
+    tier = (pl.when(pl.col("kind") == "retry").then(pl.lit(policy.retry.service_tier if policy.retry else "standard"))
+            .otherwise(pl.lit("standard")))
     for label, steps in policy.plans():
         for seq, step in enumerate(steps):
             tier = pl.when((pl.col("plan") == label) & (pl.col("kind") == "step") & (pl.col("seq") == seq)) \

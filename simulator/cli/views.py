@@ -638,8 +638,9 @@ def sessions_table(summaries: list[dict]) -> Table | None:
     if not found:
         return None
     table = Table(title="Sessions: a conversation's turns taken together", caption=(
-        f"{CACHE_LOSS_LINE}: the model calls that lost their prompt cache because the policy switched the "
-        "session's model, and what their cached tokens cost more at the input rate"))
+        "Cache lost: model calls that lost their prompt cache because the policy switched a session to a model "
+        "its previous turn did not call (those the sheet prices); Cache loss: what their cached tokens cost more "
+        f"at the input rate ('{CACHE_LOSS_LINE}' in by_model)"))
     table.add_column("scenario", no_wrap=True)
     for entry in SESSION_METRICS:
         table.add_column(entry.title, justify="right", no_wrap=True)
