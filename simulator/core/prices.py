@@ -301,20 +301,37 @@ def rate_set_expr(sheet: PriceSheet, columns: set[str], *, model: str = "model",
                else pl.lit(SERVICE_STANDARD))
     sets: list[tuple[PriceEntry, Rates]] = []
     chosen: pl.Expr | None = None
-    for name, entries in sheet.models.items():
-        for entry in reversed(entries):  # newest first: the first entry started by ts is in force
-            in_force = (pl.col(model) == name) & (pl.col(ts) >= entry.starts)
-            for tier, above, rates in reversed(entry.rate_sets()):  # highest context tier first
-                condition = in_force & (service == tier)
-                if above:
-                    condition = condition & (pl.col("input_tokens") > above)
-                sets.append((entry, rates))
-                index = pl.lit(len(sets) - 1, pl.Int64)
-                chosen = pl.when(condition).then(index) if chosen is None else chosen.when(condition).then(index)
-            # A service tier this entry does not price leaves the call unpriced rather than falling to an older entry.
-            stop = pl.lit(None, pl.Int64)
-            chosen = chosen.when(in_force).then(stop)
+    for name, entry, entry_sets in _entries_newest_first(sheet):
+        in_force = (pl.col(model) == name) & (pl.col(ts) >= entry.starts)
+        for tier, above, rates in entry_sets:
+            condition = in_force & (service == tier)
+            if above:
+                condition = condition & (pl.col("input_tokens") > above)
+            sets.append((entry, rates))
+            index = pl.lit(len(sets) - 1, pl.Int64)
+            chosen = pl.when(condition).then(index) if chosen is None else chosen.when(condition).then(index)
+        # A service tier this entry does not price leaves the call unpriced rather than falling to an older entry.
+        stop = pl.lit(None, pl.Int64)
+        chosen = chosen.when(in_force).then(stop)
     return (pl.lit(None, pl.Int64) if chosen is None else chosen.otherwise(None)), sets
+
+
+def _entries_newest_first(sheet: PriceSheet):
+    """(model, entry, its rate sets highest context tier first) per model, newest entry first (the first
+    entry started by a call's ts is in force): the order rate_set_expr numbers the rate sets in."""
+    for name, entries in sheet.models.items():
+        for entry in reversed(entries):
+            yield name, entry, list(reversed(entry.rate_sets()))
+
+
+def _rate_sets(sheet: PriceSheet, columns: set[str], *, model: str, ts: str, tier: str,
+               rate_set: str | None) -> tuple[pl.Expr, list]:
+    """rate_set_expr's index and list, or with `rate_set` (a column holding that index) the column and the
+    list alone: building the long when-chain costs more than pricing a small frame."""
+    if rate_set is None:
+        return rate_set_expr(sheet, columns, model=model, ts=ts, tier=tier)
+    return pl.col(rate_set), [(entry, rates) for _, entry, entry_sets in _entries_newest_first(sheet)
+                              for _, _, rates in entry_sets]
 
 
 def price_expr(sheet: PriceSheet | None, columns: set[str] | None = None, *, model: str = "model",
@@ -336,9 +353,7 @@ def price_expr(sheet: PriceSheet | None, columns: set[str] | None = None, *, mod
     if sheet is None or not sheet.models:
         return pl.lit(None, dtype=pl.Float64)
     columns = set(columns or ())
-    index, sets = rate_set_expr(sheet, columns, model=model, ts=ts, tier=tier)
-    if rate_set is not None:
-        index = pl.col(rate_set)
+    index, sets = _rate_sets(sheet, columns, model=model, ts=ts, tier=tier, rate_set=rate_set)
     positions = list(range(len(sets)))
     counts = token_counts(columns)
 
@@ -366,9 +381,7 @@ def cache_loss_expr(sheet: PriceSheet | None, columns: set[str] | None = None, *
     if sheet is None or not sheet.models:
         return pl.lit(None, dtype=pl.Float64)
     columns = set(columns or ())
-    index, sets = rate_set_expr(sheet, columns, model=model, ts=ts, tier=tier)
-    if rate_set is not None:
-        index = pl.col(rate_set)
+    index, sets = _rate_sets(sheet, columns, model=model, ts=ts, tier=tier, rate_set=rate_set)
     positions = list(range(len(sets)))
 
     def lookup(values: list[float]) -> pl.Expr:
