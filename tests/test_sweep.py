@@ -73,6 +73,37 @@ def test_sweep_of_a_four_request_world_by_hand(four):
     assert points["latency_p95_ms"].to_list() == pytest.approx([950.0, 1100.0, 1100.0, 1100.0], rel=1e-12)
 
 
+def test_a_sweep_bills_a_turns_prompt_cache_loss_by_the_branch_its_previous_turn_takes(tmp_path):
+    """One session, a (turn 0, small confidence 0.9) then b (turn 1, 0.5). Every call reads 1,000 input
+    tokens, 400 cached, writes 100: small (600 x 1 + 400 x 0.5 + 100 x 2) / 1e6 = 0.001, big (600 x 10 +
+    400 x 2.5 + 100 x 20) / 1e6 = 0.009, and big's 400 cached tokens at its input rate 0.003 more.
+    t = 0.5: both stop at small: 0.002. t = 0.9: a stops, b escalates to big, which a did not call: a's
+    accepting branch makes b's escalating one lose the cache, 0.001 + 0.001 + 0.009 + 0.003 = 0.014. Above
+    0.9 both escalate and b calls what a called: 2 x 0.010 = 0.020."""
+    world = World(tmp_path)
+    traffic = pl.DataFrame({
+        "request_id": ["a", "b"], "ts": [dt.datetime(2026, 11, 16, hour, tzinfo=dt.UTC) for hour in (1, 2)],
+        "slice": ["faq"] * 2, "input_tokens": [1000] * 2, "session_id": ["s", "s"], "turn": [0, 1]})
+    rows = [outcome_row("a", "small", confidence=0.9, cached_input_tokens=400),
+            outcome_row("b", "small", confidence=0.5, cached_input_tokens=400)]
+    rows += [outcome_row(request, "big", cached_input_tokens=400) for request in "ab"]
+    world.write_data(traffic, pl.DataFrame(rows, schema=OUTCOME_SCHEMA))
+    world.prices.write_text(yaml.safe_dump({"models": {
+        "small": [{"effective_from": dt.date(2026, 11, 1), "input": 1.0, "cached_input": 0.5, "output": 2.0}],
+        "big": [{"effective_from": dt.date(2026, 11, 1), "input": 10.0, "cached_input": 2.5, "output": 20.0}]}}))
+    scenario = load_scenario(world.scenario("cascade"))
+    data, sheet = load_data(world.data), load_prices(world.prices)
+    gate = sweep.resolve_gate(scenario, data)
+    prepared = sweep.prepare(scenario, data, sheet, gate)
+    points = sweep.curve(prepared, np.array([0.5, 0.9, np.nextafter(0.9, 1)]))
+    assert points["total_cost_usd"].to_list() == pytest.approx([0.002, 0.014, 0.020], rel=1e-12)
+    assert sweep.decisions_at(prepared, 0.9)["cost_nano_usd"].to_list() == [1_000_000, 13_000_000]
+    assert sweep.calls_at(prepared, 0.9).filter(pl.col("kind") == "cache_loss").select(
+        "rid", "model", "cost_nano_usd").rows() == [(1, "big", 3_000_000)]
+    separate = replay(sweep.with_accept(scenario, gate, "confidence >= 0.9"), data, sheet)
+    assert sweep.calls_at(prepared, 0.9).equals(separate.calls)
+
+
 def test_calibration_picks_the_cheapest_threshold_meeting_the_target(four):
     _, scenario, data, sheet, gate = four
     points = sweep.sweep(scenario, data, sheet, gate).points
@@ -210,8 +241,10 @@ def test_sweep_agrees_with_separate_replays_on_random_worlds(tmp_path):
     other float metrics to rel 1e-9 because the sweep adds B's totals and A-minus-B differences, an order of
     summation other than the replay's request order (they differ in the last bits at most);
     the p95 latency is the same order statistics with the same formula.
-    Under on_missing=error a threshold whose replay would fail is reported with missing requests."""
-    kinds = {"compared": 0, "skipped requests": 0, "would fail": 0}
+    Under on_missing=error a threshold whose replay would fail is reported with missing requests. Every
+    world has sessions: at some points a turn takes another branch than its previous turn and loses its
+    prompt cache for it; lining up the two branch replays again (as a what-if does) gives the same points."""
+    kinds = {"compared": 0, "skipped requests": 0, "would fail": 0, "loss across branches": 0}
     for seed, plan, step, over in _agreement_cases():
         world = random_world(seed)
         data = load_data(write_frames(tmp_path / str(seed), world.traffic, world.outcomes))
@@ -224,6 +257,9 @@ def test_sweep_agrees_with_separate_replays_on_random_worlds(tmp_path):
             continue
         values = prepared.frame.filter("switchable")["value"].to_numpy()
         points = sweep.curve(prepared, sweep.thresholds_for(values, 5))
+        if prepared.cache_loss is not None and not prepared.cache_loss.is_empty():
+            lined = sweep.line_up(prepared, prepared.accept_all, prepared.accept_none)
+            assert sweep.curve(lined, points["threshold"].to_numpy()).equals(points), world.describe()
         for point in points.iter_rows(named=True):
             variant = sweep.with_accept(world.scenario, gate, sweep.gate_predicate(over, point["threshold"]))
             if world.scenario.on_missing == "error" and point["missing_requests"]:
@@ -251,7 +287,17 @@ def test_sweep_agrees_with_separate_replays_on_random_worlds(tmp_path):
                     assert math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-15), (name, got, want, context)
             kinds["compared"] += 1
             kinds["skipped requests"] += bool(point["missing_requests"])
+            kinds["loss across branches"] += _losses_across_branches(prepared, point["threshold"])
     assert all(count > 0 for count in kinds.values()), kinds
+
+
+def _losses_across_branches(prepared: sweep.SweepData, threshold: float) -> int:
+    """The prompt-cache losses billed at the threshold to a turn whose previous turn takes the other branch."""
+    takes_a = prepared.frame.filter(pl.col("switchable") & (pl.col("value") >= threshold))["rid"].implode()
+    own = pl.when(pl.col("rid").is_in(takes_a)).then(ACCEPTS).otherwise(ESCALATES)
+    before = pl.when(pl.col("previous").is_in(takes_a)).then(ACCEPTS).otherwise(ESCALATES)
+    return prepared.cache_loss.filter((pl.col("branch") == own) & (pl.col("previous_branch") == before)
+                                      & (own != before)).height
 
 
 FORKED_WORLDS = 8

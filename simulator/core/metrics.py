@@ -57,8 +57,9 @@ METRICS: tuple[Metric, ...] = (
            "requests replayed (after the window, the sample and any skipped for missing outcomes)",
            lambda counts: counts["requests"], integer=True),
     Metric("total_cost_usd", "Cost", "USD",
-           "sum over every call made (plan steps, escalations, retries, checker calls), each priced at its "
-           "request's timestamp, each rounded half to even to a whole nano-dollar and added exactly as integers",
+           "sum over every call made (plan steps, escalations, retries, checker calls, router overheads) and "
+           "every prompt-cache loss, each priced at its request's timestamp, each rounded half to even to a whole "
+           "nano-dollar and added exactly as integers",
            lambda counts: usd_of(counts["cost_nano"]), higher_is_better=False),
     Metric("cost_per_request_usd", "$/request", "USD per request",
            "total cost divided by requests", lambda counts: usd_of(counts["cost_nano"]) / counts["requests"],
@@ -91,7 +92,8 @@ METRIC_NAMES = tuple(metric.name for metric in METRICS)
 BY_NAME = {metric.name: metric for metric in METRICS}
 
 CALL_METRICS: tuple[Metric, ...] = (
-    Metric("calls", "Calls", "calls", "(by_model) calls made to the model (checker calls under the checker's name)",
+    Metric("calls", "Calls", "calls", "(by_model) calls made to the model (checker calls under the checker's name; "
+           "the calls that lost their prompt cache under prompt-cache loss)",
            lambda counts: counts["calls"], integer=True),
     Metric("call_cost_usd", "Call cost", "USD", "(by_model) cost of the calls made to the model",
            lambda counts: usd_of(counts["cost_nano"])),

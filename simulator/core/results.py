@@ -65,7 +65,8 @@ from simulator.core.verdict import (
 
 # The requests' columns a part keeps for the controls (simulator.analyses.controls.controls_of).
 CONTROL_COLUMNS = ["request_id", "rid", "ts", "slice", "passed", "cost_nano_usd"]
-SCHEMA_VERSION = 4  # 3: money as int64 nano-dollars (cost_nano_usd); 4: verdicts, deployability, over_time
+SCHEMA_VERSION = 5  # 3: money as int64 nano-dollars (cost_nano_usd); 4: verdicts, deployability, over_time;
+# 5: prompt-cache losses (calls of kind cache_loss, their by_model line)
 ASSUMED = "assumed_from_status"
 # A summary's `kind`: every request of the window replayed, or only those with their outcomes (a
 # design-weighted estimate, simulator.analyses.estimates, is a third).
