@@ -181,6 +181,8 @@ def test_random_worlds_cover_every_feature():
             "final: best": any(spec.final == "best" for spec in policy.plan_specs()),
             "sticky sessions": policy.sticky == "session",
             "sessions without sticky": "session_id" in world.traffic.columns and policy.sticky == "none",
+            "sessions without a turn column": "turn" not in world.traffic.columns,
+            "rule on turn (sessions switch models)": any("turn" in rule.when for rule in policy.rules),
         }
         seen |= {name for name, present in features.items() if present}
     assert seen == set(features)

@@ -4,7 +4,8 @@ that replays in-memory frames through the real engine.
 A world is small (3-60 requests, 2-4 models) but exercises every part of the policy semantics: rules over
 traffic columns (with nulls), cascades of 1-4 steps (the same model may appear twice), accept predicates
 over nullable outcome columns, checkers, retries, missing outcomes, extra samples, price changes in the
-middle of the world, models priced from recorded costs, windows, seeded samples and time zones.
+middle of the world, models priced from recorded costs, windows, seeded samples and time zones. Every world
+carries sessions (some sticky), so turns switched between models lose their prompt cache.
 
 Every world satisfies the data contract (contiguous samples, unit-interval scores, non-negative tokens,
 cached <= input) so `load_data` accepts it; "missing" outcomes are whole request x model pairs (or the
