@@ -1280,7 +1280,8 @@ class ForkedReplay:
         for branch in (ACCEPTS, ESCALATES):
             kept = self._kept(branch).select(pl.col("__rid").alias("rid")).collect()
             called = self._rows(self._calls, branch).filter(pl.col("kind").is_in(MODEL_CALLS)).select("rid", "model")
-            states[branch] = CacheState(kept=kept, called=called, exposure=self._rows(self._exposure, branch))
+            exposure = self._rows(self._exposure, branch).join(kept, on="rid", how="semi", maintain_order="left")
+            states[branch] = CacheState(kept=kept, called=called, exposure=exposure)
         return crossed_losses(self._start.turns, states)
 
 

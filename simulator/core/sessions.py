@@ -47,8 +47,9 @@ def previous_turns(requests: pl.DataFrame) -> pl.DataFrame | None:
 @dataclass(frozen=True)
 class CacheState:
     """What the prompt-cache loss reads of one replay (or one branch of a forked replay): `kept`, the `rid`s
-    it replayed (not left out for missing outcomes); `called`, `rid` and `model` of their model calls (plan
-    steps and retries); `exposure`, their model calls with cached input tokens (EXPOSURE_SCHEMA)."""
+    it replayed (not left out for missing outcomes); `called`, `rid` and `model` of model calls (plan steps
+    and retries; calls of requests left out may be among them); `exposure`, the model calls of the kept
+    requests with cached input tokens (EXPOSURE_SCHEMA)."""
 
     kept: pl.DataFrame
     called: pl.DataFrame
@@ -56,12 +57,18 @@ class CacheState:
 
 
 def lost(turns: pl.DataFrame, own: CacheState, before: CacheState) -> pl.DataFrame:
-    """The calls of `own`'s exposure (in its order, with `previous`) that lose the prompt cache: those of a
-    replayed request whose previous turn (`turns`) was replayed in `before` without calling their model.
-    `before` is `own` for a replay; a forked replay also crosses its branches (simulator.core.engine)."""
-    previous = before.kept.select(pl.col("rid").alias("previous"))
-    called = before.called.select(pl.col("rid").alias("previous"), "model")
-    return (own.exposure.join(own.kept, on="rid", how="semi", maintain_order="left")
-            .join(turns, on="rid", how="inner", maintain_order="left")
-            .join(previous, on="previous", how="semi", maintain_order="left")
-            .join(called, on=["previous", "model"], how="anti", maintain_order="left"))
+    """The calls of `own`'s exposure (in its order, with `previous`) that lose the prompt cache: those whose
+    previous turn (`turns`) was replayed in `before` without calling their model. `before` is `own` for a
+    replay; a forked replay also crosses its branches (simulator.core.engine)."""
+    models = pl.Enum(sorted(set(before.called["model"].unique()) | set(own.exposure["model"].unique())))
+    called = before.called.select(_call_key("rid", models))["key"].implode()
+    return (own.exposure.join(turns, on="rid", how="inner", maintain_order="left")
+            .filter(pl.col("previous").is_in(before.kept["rid"].implode())
+                    & ~_call_key("previous", models).is_in(called)))
+
+
+def _call_key(rid: str, models: pl.Enum) -> pl.Expr:
+    """(request, model) as one integer, the request's `rid` in the high 32 bits and the model's position in
+    `models` in the low ones: a lookup on one integer is cheaper than a join on a number and a string."""
+    model = pl.col("model").cast(models).to_physical().cast(pl.UInt64)
+    return (pl.col(rid).cast(pl.UInt64) * (1 << 32) + model).alias("key")
