@@ -156,7 +156,8 @@ def reprice(result: Replay, data: Dataset, sheet: PriceSheet | None, change: Pri
         exposure = repriced.filter(pl.col("cached_input_tokens").fill_null(0) > 0).select(
             "rid", "seq", "model", pl.col("if_lost").alias("loss"))
         state = CacheState(kept=result.decisions.select("rid"), exposure=exposure,
-                           called=new_calls.filter(pl.col("kind").is_in(MODEL_CALLS)).select("rid", "model"))
+                           called=new_calls.filter(pl.col("kind").is_in(MODEL_CALLS)).select("rid", "model"),
+                           models=tuple(result.scenario.policy.models()))
         found = lost(result.turns, state, state)
         unbilled = dict(found.filter(pl.col("loss").is_null()).group_by("model").len().sort("model").iter_rows())
         losses = loss_calls(found).with_columns(usd(pl.col("cost_nano_usd")).alias("cost_usd"))

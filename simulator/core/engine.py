@@ -116,7 +116,7 @@ class Replay:
             return None
         return CacheState(kept=self.decisions.select("rid"),
                           called=self.calls.filter(pl.col("kind").is_in(MODEL_CALLS)).select("rid", "model"),
-                          exposure=self.exposure)
+                          exposure=self.exposure, models=tuple(self.scenario.policy.models()))
 
 
 @dataclass(frozen=True)
@@ -1106,9 +1106,11 @@ def _result(start: _Start, scenario: Scenario, finals: pl.DataFrame, calls: pl.D
         raise all_skipped(scenario, missing_by_model)
     state, unbilled = None, {}
     if exposure is not None and start.turns is not None:
-        kept = finals.select(pl.col("__rid").alias("rid"))
+        kept = finals.select(pl.col("__rid").alias("rid")) if missing_by_model else None
         state = CacheState(kept=kept, called=calls.filter(pl.col("kind").is_in(MODEL_CALLS)).select("rid", "model"),
-                           exposure=exposure.join(kept, on="rid", how="semi", maintain_order="left"))
+                           exposure=exposure if kept is None else exposure.join(kept, on="rid", how="semi",
+                                                                               maintain_order="left"),
+                           models=tuple(scenario.policy.models()))
         found = lost(start.turns, state, state)
         unbilled = dict(found.filter(pl.col("loss").is_null()).group_by("model").len().sort("model").iter_rows())
         finals, calls = _billed(finals, calls, loss_calls(found))
@@ -1278,10 +1280,14 @@ class ForkedReplay:
             return None
         states = {}
         for branch in (ACCEPTS, ESCALATES):
-            kept = self._kept(branch).select(pl.col("__rid").alias("rid")).collect()
+            missing, exposure = self._rows(self._missing, branch), self._rows(self._exposure, branch)
+            kept = None
+            if missing is not None and not missing.is_empty():
+                kept = self._kept(branch).select(pl.col("__rid").alias("rid")).collect()
+                exposure = exposure.join(kept, on="rid", how="semi", maintain_order="left")
             called = self._rows(self._calls, branch).filter(pl.col("kind").is_in(MODEL_CALLS)).select("rid", "model")
-            exposure = self._rows(self._exposure, branch).join(kept, on="rid", how="semi", maintain_order="left")
-            states[branch] = CacheState(kept=kept, called=called, exposure=exposure)
+            states[branch] = CacheState(kept=kept, called=called, exposure=exposure,
+                                        models=tuple(self._scenarios[branch].policy.models()))
         return crossed_losses(self._start.turns, states)
 
 

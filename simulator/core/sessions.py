@@ -47,24 +47,28 @@ def previous_turns(requests: pl.DataFrame) -> pl.DataFrame | None:
 @dataclass(frozen=True)
 class CacheState:
     """What the prompt-cache loss reads of one replay (or one branch of a forked replay): `kept`, the `rid`s
-    it replayed (not left out for missing outcomes); `called`, `rid` and `model` of model calls (plan steps
-    and retries; calls of requests left out may be among them); `exposure`, the model calls of the kept
-    requests with cached input tokens (EXPOSURE_SCHEMA)."""
+    it replayed (not left out for missing outcomes; None when it left none out); `called`, `rid` and `model`
+    of model calls (plan steps and retries; calls of requests left out may be among them); `exposure`, the
+    model calls of the kept requests with cached input tokens (EXPOSURE_SCHEMA); `models`, every model the
+    policy may call."""
 
-    kept: pl.DataFrame
+    kept: pl.DataFrame | None
     called: pl.DataFrame
     exposure: pl.DataFrame
+    models: tuple[str, ...]
 
 
 def lost(turns: pl.DataFrame, own: CacheState, before: CacheState) -> pl.DataFrame:
     """The calls of `own`'s exposure (in its order, with `previous`) that lose the prompt cache: those whose
     previous turn (`turns`) was replayed in `before` without calling their model. `before` is `own` for a
     replay; a forked replay also crosses its branches (simulator.core.engine)."""
-    models = pl.Enum(sorted(set(before.called["model"].unique()) | set(own.exposure["model"].unique())))
-    called = before.called.select(_call_key("rid", models))["key"].implode()
-    return (own.exposure.join(turns, on="rid", how="inner", maintain_order="left")
-            .filter(pl.col("previous").is_in(before.kept["rid"].implode())
-                    & ~_call_key("previous", models).is_in(called)))
+    models = pl.Enum(sorted(set(own.models) | set(before.models)))
+    previous = pl.col("rid").is_in(turns["previous"].implode())  # only previous turns' calls are looked up
+    called = before.called.filter(previous).select(_call_key("rid", models))["key"].implode()
+    lost = ~_call_key("previous", models).is_in(called)
+    if before.kept is not None:
+        lost = pl.col("previous").is_in(before.kept["rid"].implode()) & lost
+    return own.exposure.join(turns, on="rid", how="inner", maintain_order="left").filter(lost)
 
 
 def _call_key(rid: str, models: pl.Enum) -> pl.Expr:
