@@ -35,7 +35,7 @@ from simulator.analyses import sweep
 from simulator.analyses import tables as analysis
 from simulator.core.calls import model_calls
 from simulator.core.contract import Dataset
-from simulator.core.engine import MODEL_CALLS, Replay, loss_calls
+from simulator.core.engine import MODEL_CALLS, Replay, loss_calls, sort_calls
 from simulator.core.errors import RoutesimError, did_you_mean
 from simulator.core.metrics import aggregate
 from simulator.core.prices import (
@@ -161,8 +161,7 @@ def reprice(result: Replay, data: Dataset, sheet: PriceSheet | None, change: Pri
         found = lost(result.turns, state, state)
         unbilled = dict(found.filter(pl.col("loss").is_null()).group_by("model").len().sort("model").iter_rows())
         losses = loss_calls(found).with_columns(usd(pl.col("cost_nano_usd")).alias("cost_usd"))
-        new_calls = (pl.concat([new_calls, losses.select(new_calls.columns)], how="vertical")
-                     .sort("rid", "seq", "kind", maintain_order=True))
+        new_calls = sort_calls(pl.concat([new_calls, losses.select(new_calls.columns)], how="vertical"))
     # Money is whole nano-dollars, so a request's cost is an exact integer sum in any order.
     totals = new_calls.group_by("rid").agg(pl.col("cost_nano_usd").sum().alias("_cost"))
     decisions = (result.decisions.join(totals, on="rid", how="left", maintain_order="left")
