@@ -183,6 +183,20 @@ def test_gate_decisions_that_cover_different_requests_are_rejected():
         gate_result(base, cand)
 
 
+def test_gate_decisions_listing_a_request_twice_are_rejected_when_they_must_be_joined():
+    # In another order than the baseline's, the candidate's rows are joined by request_id, and a repeated
+    # id cannot be paired with one request.
+    import polars as pl
+
+    rows = {"request_id": ["a", "b", "c"], "slice": ["faq"] * 3, "passed": [True] * 3, "cost_nano_usd": [1] * 3,
+            "latency_ms": [1.0] * 3}
+    base = GateSide("base", pl.DataFrame(rows), QualityBar(default=0.5))
+    repeated = pl.DataFrame(rows).with_columns(pl.Series("request_id", ["c", "a", "c"])).vstack(
+        pl.DataFrame(rows).slice(1, 1))
+    with pytest.raises(RoutesimError, match="'cand' list request 'c' more than once"):
+        gate_result(base, GateSide("cand", repeated, QualityBar(default=0.5)))
+
+
 @pytest.mark.parametrize("arguments, message", [
     (["--tolerance-slice", "fqa=0.02"], "Did you mean 'faq'?"),
     (["--tolerance-slice", "faq"], "write SLICE=TOLERANCE"),

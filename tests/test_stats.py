@@ -117,9 +117,14 @@ def expanded_statistics(sample: PairedSample, baseline, candidate, weights: np.n
             BASELINE_LATENCY: p95(baseline.latency_ms), CANDIDATE_LATENCY: p95(candidate.latency_ms)}
 
 
-@pytest.mark.parametrize("strata", [1, 4])
-def test_resampled_statistics_equal_the_expanded_resample(strata):
-    baseline, candidate, codes = paired_world(600, strata, seed=3, untimed=0.1)
+@pytest.mark.parametrize("strata, untimed, dollars", [(1, 0.1, 1), (4, 0.1, 1), (4, 0.0, 1), (3, 0.0, 1000)])
+def test_resampled_statistics_equal_the_expanded_resample(strata, untimed, dollars):
+    # With and without requests lacking a latency (flags summed two to an int32, with or without the
+    # timed ones), and costs of dollars rather than cents per request (above 2^31 nano-dollars: summed in
+    # int64, not int32).
+    baseline, candidate, codes = paired_world(600, strata, seed=3, untimed=untimed)
+    baseline = PolicyOutcomes(baseline.passed, baseline.cost_nano_usd * dollars, baseline.latency_ms)
+    assert (baseline.cost_nano_usd.max() >= 2**31) == (dollars > 1)
     sample = PairedSample(baseline, candidate, codes)
     resamples = 25
     by_stratum, overall = stats.resampled(sample, resamples, seed=7)
@@ -138,18 +143,35 @@ def test_resampled_statistics_equal_the_expanded_resample(strata):
         assert overall[CANDIDATE_PASS_RATE][row, 0] == pytest.approx(whole[CANDIDATE_PASS_RATE], rel=1e-12)
 
 
-def test_poisson_counts_from_the_table_equal_the_inverse_distribution():
-    # Every threshold and its neighbours, the edges of the 32-bit range and of every table bucket.
-    edges = [0, 2**32 - 1, *(int(t) + d for t in resample.THRESHOLDS for d in (-1, 0, 1)),
+def test_poisson_counts_by_comparison_equal_the_inverse_distribution():
+    # Every threshold and its neighbours, the edges of the 32-bit range and of the signed halves.
+    edges = [0, 2**31 - 1, 2**31, 2**32 - 1, *(int(t) + d for t in resample.THRESHOLDS for d in (-1, 0, 1)),
              *(b << 16 for b in range(0, 2**16, 97)), *((b << 16) - 1 for b in range(1, 2**16, 89))]
-    tables = resample.tables()
-    found = [resample._count(np.uint64(u), *tables) for u in edges]
+    found = [resample.count(u) for u in edges]
     assert found == resample.poisson_weights(np.array(edges, dtype=np.uint64)).tolist()
     assert max(found) == len(resample.THRESHOLDS)  # the top of the range walks all the way up
     # P(W >= j) from the thresholds is the Poisson(1) tail to within 2^-32.
     tail = [1 - sum(math.exp(-1) / math.factorial(k) for k in range(j)) for j in range(1, 8)]
     shares = [(2**32 - int(t)) / 2**32 for t in resample.THRESHOLDS[:7]]
     assert shares == pytest.approx(tail, abs=2**-31)
+
+
+def test_a_block_of_weights_compares_the_tail_thresholds_only_where_a_draw_reaches_them():
+    # The compiled loops draw a block's two resamples at once, with the six lowest thresholds, and compare
+    # the others only in a block where some draw reaches the seventh: both kinds of block give the numpy
+    # weights.
+    keys = resample.mixed_keys(np.arange(resample.BLOCK * 40, dtype=np.uint64), seed=5)
+    streams = resample.pair_streams(3)
+    low, high = np.empty(resample.BLOCK, dtype=np.int32), np.empty(resample.BLOCK, dtype=np.int32)
+    largest = []
+    for pair in range(3):
+        expected = [resample.weights(keys, 2 * pair), resample.weights(keys, 2 * pair + 1)]
+        for first in range(0, keys.size, resample.BLOCK):
+            resample._draw(keys, first, resample.BLOCK, streams[pair], low, high)
+            block = slice(first, first + resample.BLOCK)
+            assert low.tolist() == expected[0][block].tolist() and high.tolist() == expected[1][block].tolist()
+            largest.append(max(low.max(), high.max()))
+    assert min(largest) <= resample.HEAD < max(largest)
 
 
 def test_weighted_p95_by_hand():

@@ -224,6 +224,21 @@ def _aligned(baseline: GateSide, candidate: GateSide, by_session: bool = False) 
                                 fix="replay traffic that carries session_id, or leave out --resample session")
         frames.append(side.decisions.select(*DECISION_COLUMNS, *(["session_id"] if by_session else [])))
     base, cand = frames
+    if base["request_id"].equals(cand["request_id"]):
+        # Replays of the same data list the requests in the same order: paired by position, no join.
+        paired = pl.concat([base, cand.drop("request_id").rename(lambda name: f"{name}_candidate")],
+                           how="horizontal")
+    else:
+        paired = _joined(baseline, candidate, base, cand)
+    moved = paired.filter(pl.col("slice") != pl.col("slice_candidate"))
+    if moved.height:
+        raise RoutesimError(f"{moved.height:,} requests are in different slices in the two replays "
+                            f"(e.g. {moved['request_id'].min()})", fix="gate scenarios replayed on the same data")
+    return paired
+
+
+def _joined(baseline: GateSide, candidate: GateSide, base: pl.DataFrame, cand: pl.DataFrame) -> pl.DataFrame:
+    """The two policies' decisions joined on request_id; raises unless they hold the same requests."""
     only_base = base.join(cand, on="request_id", how="anti")
     only_cand = cand.join(base, on="request_id", how="anti")
     if only_base.height or only_cand.height:
@@ -236,12 +251,12 @@ def _aligned(baseline: GateSide, candidate: GateSide, by_session: bool = False) 
             where=f"baseline {baseline.source or baseline.name}, candidate {candidate.source or candidate.name}",
             fix="gate scenarios on the same data, window and sample; with on_missing: skip, both must be able to "
                 "replay the same requests")
-    paired = base.join(cand, on="request_id", how="inner", suffix="_candidate").sort("request_id")
-    moved = paired.filter(pl.col("slice") != pl.col("slice_candidate"))
-    if moved.height:
-        raise RoutesimError(f"{moved.height:,} requests are in different slices in the two replays "
-                            f"(e.g. {moved['request_id'][0]})", fix="gate scenarios replayed on the same data")
-    return paired
+    for side, frame in ((baseline, base), (candidate, cand)):
+        if frame["request_id"].n_unique() < frame.height:
+            repeated = frame.filter(pl.col("request_id").is_duplicated())["request_id"].min()
+            raise RoutesimError(f"the decisions of '{side.name}' list request '{repeated}' more than once",
+                                where=side.source or side.name, fix="pass the decisions of one replay")
+    return base.join(cand, on="request_id", how="inner", suffix="_candidate")
 
 
 def gate_result(baseline: GateSide, candidate: GateSide, options: GateOptions | None = None) -> dict:
@@ -266,15 +281,17 @@ def gate_result(baseline: GateSide, candidate: GateSide, options: GateOptions | 
                               paired[f"latency_ms{suffix}"].to_numpy())
 
     base, cand = outcomes(""), outcomes("_candidate")
-    codes = paired.select(pl.col("slice").rank("dense").cast(pl.Int64) - 1)["slice"].to_numpy()
+    codes = paired["slice"].cast(pl.Enum(slices)).to_physical().to_numpy().astype(np.int64)  # index in `slices`
     # The resampling unit: the request, or with --resample session the session (its requests move
     # together; a request without one is its own unit).
     keys = (paired.select(pl.coalesce("session_id", "request_id"))["session_id"] if options.resample == "session"
             else paired["request_id"])
-    sample = PairedSample(base, cand, codes, quantile=LATENCY_QUANTILE, keys=keys)
+    # Requests of one slice and one key (a session's turns) are laid out by request id, whatever their order.
+    sample = PairedSample(base, cand, codes, quantile=LATENCY_QUANTILE, keys=keys, tiebreak=paired["request_id"])
     slice_boot, overall_boot = paired_bootstraps(sample, resamples=options.resamples, seed=options.seed,
                                                  confidence=options.confidence)
-    changed = dict(paired.group_by("slice").agg((pl.col("passed") != pl.col("passed_candidate")).sum()).iter_rows())
+    differs = paired["passed"].to_numpy() != paired["passed_candidate"].to_numpy()
+    changed = dict(zip(slices, np.bincount(codes[differs], minlength=len(slices)).tolist()))
     bar = candidate.quality_bar
     overall = _row(overall_boot, 0, name=None, bar=bar.default, tolerance=options.tolerance,
                    changed=int(sum(changed.values())))

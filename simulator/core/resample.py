@@ -6,13 +6,15 @@ once with the seed's bootstrap stream (`mixed_keys`). Resamples come in pairs: t
 (mixed key XOR the pair's stream) gives 64 bits, whose low 32 bits are resample 2p's uniform and whose high
 32 bits are resample 2p+1's. A uniform u (0 .. 2^32-1) becomes a Poisson(1) count by inverting its
 cumulative distribution: w = the number of thresholds t_j = round(2^32 P(W <= j-1)) at or below u, so each
-P(W >= j) is exact to within 2^-32. The inversion reads a 4,096-entry table by u's top 12 bits with one
-comparison, for the thresholds that lie each alone in a bucket, and compares u with the few top ones (counts
-of 8 or more) one by one: no branch, so the compiled loops vectorise.
+P(W >= j) is exact to within 2^-32. The compiled loops count the thresholds by comparisons alone, in 32-bit
+integers (u - 2^31 against t_j - 2^31, signed, which SIMD units compare natively): no table, no branch, so
+they vectorise; the six lowest thresholds are compared always and the others (u at or above the seventh,
+one draw in 12,000) only for a block of requests that holds such a draw.
 
 Because a weight depends on nothing but (seed, b, key), the resampled sums and quantiles do not depend on
 the order of the requests, on how they are chunked or sharded, or on the number of threads; each resample
-is summed by one thread in one fixed order (the layout of `simulator.core.stats.PairedSample`).
+is summed by one thread in one fixed order (the layout of `simulator.core.stats.PairedSample`), in integers
+wherever the values are integers.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ from simulator.core.draws import SPLITMIX_GOLDEN, SPLITMIX_MIX1, SPLITMIX_MIX2, 
 
 PURPOSE = "bootstrap"
 _BITS = 32
-_BUCKET_SHIFT = 20  # top 12 bits: tables of 4,096 entries (20 KB) stay in the L1 cache
 
 
 def _thresholds() -> np.ndarray:
@@ -43,32 +44,14 @@ def _thresholds() -> np.ndarray:
 
 
 THRESHOLDS = _thresholds()
-
-
-def _table_count() -> int:
-    """How many of the first thresholds lie each alone in its top-bits bucket: those the table serves."""
-    buckets = THRESHOLDS >> np.uint64(_BUCKET_SHIFT)
-    shared = np.flatnonzero(buckets[1:] == buckets[:-1])
-    return int(shared[0]) + 1 if shared.size else len(THRESHOLDS)
-
-
-TABLE_THRESHOLDS = _table_count()
-EXTRA = THRESHOLDS[TABLE_THRESHOLDS:].copy()  # the top thresholds, compared one by one
-
-
-def _tables() -> tuple[np.ndarray, np.ndarray]:
-    """Per top-bits bucket: how many table thresholds lie at or below its start, and the one table threshold
-    inside it (2^32, above every u, where none is)."""
-    table = THRESHOLDS[:TABLE_THRESHOLDS]
-    starts = np.arange(2**(_BITS - _BUCKET_SHIFT), dtype=np.uint64) << np.uint64(_BUCKET_SHIFT)
-    at_start = np.searchsorted(table, starts, side="right")
-    inside = np.minimum(at_start, len(table) - 1)
-    has_one = (at_start < len(table)) & (table[inside] < starts + np.uint64(2**_BUCKET_SHIFT))
-    compare = np.where(has_one, table[inside], np.uint64(2**_BITS))
-    return at_start.astype(np.uint8), compare.astype(np.uint64)
-
-
-BASE, COMPARE = _tables()
+LARGEST_WEIGHT = len(THRESHOLDS)  # 12: a u at or above every threshold
+# The thresholds less 2^31, as signed 32-bit integers: u >= t exactly when u - 2^31 >= t - 2^31. Tuples are
+# constants to numba, so the comparisons unroll. The first HEAD are compared for every draw; the rest only
+# in a block whose largest draw reaches the first of them.
+HEAD = 6
+_SIGNED = tuple(np.int32(int(t) - 2**31) for t in THRESHOLDS)
+_HEAD, _TAIL = _SIGNED[:HEAD], _SIGNED[HEAD:]
+_TAIL_START = _TAIL[0]
 
 
 def poisson_weights(uniforms: np.ndarray) -> np.ndarray:
@@ -82,7 +65,9 @@ def mixed_keys(ids_or_hashes, seed: int) -> np.ndarray:
     """Each request's key mixed with the seed's bootstrap stream: splitmix64(hash(id) XOR stream)."""
     hashes = ids_or_hashes if isinstance(ids_or_hashes, np.ndarray) and ids_or_hashes.dtype == np.uint64 \
         else key_hashes(ids_or_hashes)
-    return splitmix64(hashes ^ stream(seed, PURPOSE))
+    mixed = np.empty(len(hashes), dtype=np.uint64)
+    _mix_all(np.ascontiguousarray(hashes), np.uint64(stream(seed, PURPOSE)), mixed)
+    return mixed
 
 
 def pair_streams(pairs: int) -> np.ndarray:
@@ -98,7 +83,8 @@ def weights(keys: np.ndarray, resample: int) -> np.ndarray:
 
 
 _LOW = np.uint64(0xFFFFFFFF)
-_S30, _S27, _S31, _S32, _SHIFT = (np.uint64(n) for n in (30, 27, 31, 32, _BUCKET_SHIFT))
+_S30, _S27, _S31, _S32 = (np.uint64(n) for n in (30, 27, 31, 32))
+_I32 = np.int32
 
 
 @numba.njit(inline="always")
@@ -109,128 +95,203 @@ def _mix(z):
     return z ^ (z >> _S31)
 
 
+@numba.njit(cache=True)
+def _mix_all(hashes, mixing, out):
+    """out = splitmix64(hashes XOR mixing), compiled: numpy's version makes a temporary of every step."""
+    for i in range(hashes.size):
+        out[i] = _mix(hashes[i] ^ mixing)
+
+
 @numba.njit(inline="always")
-def _count(u, base, compare, extra):
-    """The Poisson(1) count of a 32-bit uniform, without a branch, so that the loops vectorise."""
-    bucket = u >> _SHIFT
-    w = np.int64(base[bucket]) + (1 if u >= compare[bucket] else 0)
-    for e in range(extra.size):
-        w += 1 if u >= extra[e] else 0
+def _below(signed, thresholds):
+    """How many of `thresholds` lie at or below `signed` (u - 2^31), in int32 (numba would widen a sum of
+    int32 to int64, and halve the SIMD lanes)."""
+    w = _I32(0)
+    for t in thresholds:
+        w = _I32(w + _I32(signed >= t))
     return w
 
 
+@numba.njit(inline="always")
+def _signed(u):
+    """A 32-bit uniform (in a uint64) as u - 2^31 in int32: the same order, compared signed."""
+    return _I32(np.int64(u) - 2**31)
+
+
+@numba.njit
+def count(u):
+    """The Poisson(1) count of one 32-bit uniform u (module doc): the loops' inversion, one value at a time."""
+    return _below(_signed(np.uint64(u)), _SIGNED)
+
+
+@numba.njit(inline="always")
+def _draw(keys, first, size, r, low, high):
+    """The weights of resamples 2p (`low`) and 2p+1 (`high`) for keys[first:first + size], r the pair's
+    stream. Three loops, each of which vectorises: mix, compare with the head thresholds, and (only when
+    some draw of the block reaches the tail) the tail thresholds."""
+    for k in range(size):
+        bits = _mix(keys[first + k] ^ r)
+        low[k] = _signed(bits & _LOW)
+        high[k] = _signed(bits >> _S32)
+    largest = _I32(-2**31)
+    for k in range(size):
+        largest = max(largest, max(low[k], high[k]))
+    if largest >= _TAIL_START:
+        for k in range(size):
+            low[k] = _I32(_below(low[k], _HEAD) + _below(low[k], _TAIL))
+            high[k] = _I32(_below(high[k], _HEAD) + _below(high[k], _TAIL))
+    else:
+        for k in range(size):
+            low[k] = _below(low[k], _HEAD)
+            high[k] = _below(high[k], _HEAD)
+
+
 BLOCK = 256  # requests whose weights are drawn together, then summed column by column
+TILE = 8  # pairs of resamples that one thread draws for a block in turn, while the block's columns stay cached
+# A block's sum of weight x flag fits in 16 bits (BLOCK x LARGEST_WEIGHT < 2^15), so two flags share an int32.
+FLAG_BITS = 16
+assert BLOCK * LARGEST_WEIGHT < 2 ** (FLAG_BITS - 1)
 
 
 @numba.njit(parallel=True, cache=True)
-def resampled_sums(keys, segments, flags, flag_at, integers, integer_at, floats, streams, base, compare, extra,
-                   out_integers, out_floats):
-    """Sums over the requests i of each segment s of w(b, i) times each column at i, b < out.shape[0]:
-    out_integers[b, s, flag_at[j]] for flags[j], out_integers[b, s, integer_at[j]] for integers[j] and
-    out_floats[b, s, j] for floats[j].
+def resampled_sums(keys, segments, flags, costs, floats, streams, out_count, out_flags, out_costs, out_floats):
+    """Sums over the requests i of each segment s of w(b, i), and of w(b, i) times each column at i, for
+    b < out_count.shape[0]: out_count[b, s] the weight; out_flags[b, s, 2j] and [b, s, 2j + 1] the two flags
+    packed in flags[j]; out_costs[b, s, j] for costs[j]; out_floats[b, s, j] for floats[j].
 
     keys: mixed keys in layout order; segments: start of each segment, then the end (S + 1 entries);
-    flags: (columns, n) int32 of 0 or 1, summed in int32 within a block of BLOCK requests (at most
-    BLOCK x 12, the largest weight) and in int64 across blocks, twice the SIMD lanes of int64; integers:
-    (columns, n) int64, summed exactly in int64; floats: (columns, n) float64, summed one request after
-    another in layout order, so their rounding is the same on any machine. Each resample is one thread's.
-    The keys' bits are mixed in one loop and turned into counts in the next, so both vectorise."""
-    resamples = out_integers.shape[0]
-    for pair in numba.prange((resamples + 1) // 2):
-        r = streams[pair]
-        both = 2 * pair + 1 < resamples
-        bits = np.empty(BLOCK, dtype=np.uint64)
+    flags: (columns, n) int32, two 0/1 flags each, the second shifted by FLAG_BITS: within a block the
+    products add up without carrying from one into the other; costs: (columns, n) int32 or int64, summed
+    exactly in int64 (int32 columns multiply in SIMD lanes, int32 x int32 -> int64); floats: (columns, n)
+    float64, summed one request after another in layout order, so their rounding is the same on any
+    machine. A thread takes TILE pairs of resamples and walks the blocks once for all of them; each
+    resample's sums are added in one fixed order whatever the threads."""
+    resamples = out_count.shape[0]
+    pairs = (resamples + 1) // 2
+    for group in numba.prange((pairs + TILE - 1) // TILE):
         low = np.empty(BLOCK, dtype=np.int32)
         high = np.empty(BLOCK, dtype=np.int32)
         for s in range(segments.size - 1):
             for first in range(segments[s], segments[s + 1], BLOCK):
                 size = min(BLOCK, segments[s + 1] - first)
-                for k in range(size):
-                    bits[k] = _mix(keys[first + k] ^ r)
-                for k in range(size):
-                    u = bits[k] & _LOW
-                    v = bits[k] >> _S32
-                    low[k] = np.int32(base[u >> _SHIFT]) + (1 if u >= compare[u >> _SHIFT] else 0)
-                    high[k] = np.int32(base[v >> _SHIFT]) + (1 if v >= compare[v >> _SHIFT] else 0)
-                for e in range(extra.size):
-                    threshold = extra[e]
+                for pair in range(group * TILE, min(pairs, (group + 1) * TILE)):
+                    both = 2 * pair + 1 < resamples
+                    _draw(keys, first, size, streams[pair], low, high)
+                    sum_low = _I32(0)
+                    sum_high = _I32(0)
                     for k in range(size):
-                        low[k] += 1 if (bits[k] & _LOW) >= threshold else 0
-                        high[k] += 1 if (bits[k] >> _S32) >= threshold else 0
-                for j in range(flags.shape[0]):
-                    flag_low = np.int32(0)
-                    flag_high = np.int32(0)
-                    for k in range(size):
-                        flag = flags[j, first + k]
-                        flag_low += low[k] * flag
-                        flag_high += high[k] * flag
-                    out_integers[2 * pair, s, flag_at[j]] += flag_low
+                        sum_low = _I32(sum_low + low[k])
+                        sum_high = _I32(sum_high + high[k])
+                    out_count[2 * pair, s] += sum_low
                     if both:
-                        out_integers[2 * pair + 1, s, flag_at[j]] += flag_high
-                for j in range(integers.shape[0]):
-                    sum_low = 0
-                    sum_high = 0
-                    for k in range(size):
-                        value = integers[j, first + k]
-                        sum_low += low[k] * value
-                        sum_high += high[k] * value
-                    out_integers[2 * pair, s, integer_at[j]] += sum_low
-                    if both:
-                        out_integers[2 * pair + 1, s, integer_at[j]] += sum_high
-                for j in range(floats.shape[0]):
-                    sum_low = out_floats[2 * pair, s, j]
-                    sum_high = out_floats[2 * pair + 1, s, j] if both else 0.0
-                    for k in range(size):
-                        value = floats[j, first + k]
-                        sum_low += low[k] * value
-                        sum_high += high[k] * value
-                    out_floats[2 * pair, s, j] = sum_low
-                    if both:
-                        out_floats[2 * pair + 1, s, j] = sum_high
+                        out_count[2 * pair + 1, s] += sum_high
+                    for j in range(flags.shape[0]):
+                        sum_low = _I32(0)
+                        sum_high = _I32(0)
+                        for k in range(size):
+                            flag = flags[j, first + k]
+                            sum_low = _I32(sum_low + _I32(low[k] * flag))
+                            sum_high = _I32(sum_high + _I32(high[k] * flag))
+                        out_flags[2 * pair, s, 2 * j] += sum_low & 0xFFFF
+                        out_flags[2 * pair, s, 2 * j + 1] += sum_low >> FLAG_BITS
+                        if both:
+                            out_flags[2 * pair + 1, s, 2 * j] += sum_high & 0xFFFF
+                            out_flags[2 * pair + 1, s, 2 * j + 1] += sum_high >> FLAG_BITS
+                    for j in range(costs.shape[0]):
+                        total_low = np.int64(0)
+                        total_high = np.int64(0)
+                        for k in range(size):
+                            cost = np.int64(costs[j, first + k])
+                            total_low += np.int64(low[k]) * cost
+                            total_high += np.int64(high[k]) * cost
+                        out_costs[2 * pair, s, j] += total_low
+                        if both:
+                            out_costs[2 * pair + 1, s, j] += total_high
+                    for j in range(floats.shape[0]):
+                        float_low = out_floats[2 * pair, s, j]
+                        float_high = out_floats[2 * pair + 1, s, j] if both else 0.0
+                        for k in range(size):
+                            value = floats[j, first + k]
+                            float_low += low[k] * value
+                            float_high += high[k] * value
+                        out_floats[2 * pair, s, j] = float_low
+                        if both:
+                            out_floats[2 * pair + 1, s, j] = float_high
+
+
+CHUNK = 64  # requests of a quantile walk whose weights are drawn together
 
 
 @numba.njit(parallel=True, cache=True)
-def resampled_quantiles(keys, latency, segments, totals, quantile, streams, base, compare, extra, out):
+def resampled_quantiles(keys, latency, segments, totals, quantile, streams, out):
     """out[b, s] = the linearly interpolated `quantile` of segment s's latencies, each counted w(b, i)
     times (numpy's method "linear" on the expanded resample). keys and latency are in descending latency
-    order within each segment; totals[b, s] is the resample's weight in segment s (nan where it is 0)."""
+    order within each segment (segments: starts, then the end); totals[b, s] is the resample's weight in
+    segment s (nan out where it is 0).
+
+    In descending order, ascending rank k (from 0, of N) is the element at which the running weight first
+    exceeds N - 1 - k. Each thread walks a pair of resamples down each segment together, CHUNK requests at a
+    time: it draws the chunk's weights for both (vectorised), adds up each resample's, and looks inside the
+    chunk, one request at a time, only for a resample whose running weight passes a rank it seeks there."""
     resamples = out.shape[0]
-    for b in numba.prange(resamples):
-        r = streams[b // 2]
+    for pair in numba.prange((resamples + 1) // 2):
+        r = streams[pair]
+        weights = np.empty((2, CHUNK), dtype=np.int32)
+        need = np.zeros((2, 2), dtype=np.int64)  # [resample of the pair, upper / lower]: the running weight to pass
+        fraction = np.zeros(2)
+        found = np.zeros((2, 2))  # the latencies of the upper and lower order statistic
+        state = np.zeros(2, dtype=np.int64)  # 0: seeks the upper, 1: the lower, 2: done
+        running = np.zeros(2, dtype=np.int64)
         for s in range(segments.size - 1):
-            n = totals[b, s]
-            if n <= 0:
-                out[b, s] = np.nan
-                continue
-            virtual = quantile * (n - 1)
-            lower = math.floor(virtual)
-            upper = min(lower + 1, n - 1)
-            fraction = virtual - lower
-            # In descending order, ascending rank k is the element where the running count first exceeds
-            # n - 1 - k.
-            need_upper, need_lower = n - 1 - upper, n - 1 - lower
-            found_upper = np.nan
-            found_lower = np.nan
-            running = 0.0
-            for i in range(segments[s], segments[s + 1]):
-                bits = _mix(keys[i] ^ r)
-                w = _count(bits >> _S32 if b % 2 else bits & _LOW, base, compare, extra)
-                if w == 0:
+            for half in range(2):
+                b = 2 * pair + half
+                running[half] = 0
+                state[half] = 2
+                if b >= resamples:
                     continue
-                running += w
-                if np.isnan(found_upper) and running > need_upper:
-                    found_upper = latency[i]
-                if running > need_lower:
-                    found_lower = latency[i]
+                n = totals[b, s]
+                if n <= 0:
+                    out[b, s] = np.nan
+                    continue
+                virtual = quantile * (n - 1)
+                lower = math.floor(virtual)
+                upper = min(lower + 1, n - 1)
+                fraction[half] = virtual - lower
+                need[half, 0] = n - 1 - upper
+                need[half, 1] = n - 1 - lower
+                state[half] = 0
+            for first in range(segments[s], segments[s + 1], CHUNK):
+                if state[0] == 2 and state[1] == 2:
                     break
-            difference = found_upper - found_lower
-            # numpy's own lerp, so a resample of all-ones weights agrees with numpy.quantile to the bit.
-            if fraction >= 0.5:
-                out[b, s] = found_upper - difference * (1 - fraction)
-            else:
-                out[b, s] = found_lower + difference * fraction
-
-
-def tables() -> tuple:
-    """The arguments base, compare, extra of the compiled loops."""
-    return BASE, COMPARE, EXTRA
+                size = min(CHUNK, segments[s + 1] - first)
+                low = weights[0]
+                high = weights[1]
+                _draw(keys, first, size, r, low, high)
+                for half in range(2):
+                    if state[half] == 2:
+                        continue
+                    drawn = weights[half]
+                    chunk = np.int64(0)
+                    for k in range(size):
+                        chunk += drawn[k]
+                    if running[half] + chunk <= need[half, state[half]]:
+                        running[half] += chunk
+                        continue
+                    for k in range(size):
+                        running[half] += drawn[k]
+                        while state[half] < 2 and running[half] > need[half, state[half]]:
+                            found[half, state[half]] = latency[first + k]
+                            state[half] += 1
+                        if state[half] == 2:
+                            break
+            for half in range(2):
+                b = 2 * pair + half
+                if b >= resamples or totals[b, s] <= 0:
+                    continue
+                found_upper, found_lower = found[half, 0], found[half, 1]
+                difference = found_upper - found_lower
+                # numpy's own lerp, so a resample of all-ones weights agrees with numpy.quantile to the bit.
+                if fraction[half] >= 0.5:
+                    out[b, s] = found_upper - difference * (1 - fraction[half])
+                else:
+                    out[b, s] = found_lower + difference * fraction[half]

@@ -41,6 +41,7 @@ Modelling assumptions:
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from statistics import NormalDist
@@ -150,14 +151,57 @@ class PolicyOutcomes:
     latency_ms: np.ndarray  # nan where a request has no latency (a batch answer): left out of latency figures
 
 
-def _lerp(low: np.ndarray, high: np.ndarray, weight: float | np.ndarray) -> np.ndarray:
-    # numpy's own linear interpolation (numpy.quantile, method "linear"), so results agree to the bit.
-    weight = np.broadcast_to(np.asarray(weight, dtype=np.float64), np.shape(low))
-    difference = high - low
-    return np.where(weight >= 0.5, high - difference * (1 - weight), low + difference * weight)
+def _descending_quantile(values: np.ndarray, quantile: float) -> float:
+    """numpy.quantile(values, quantile) (method "linear") of values sorted in descending order, to the bit:
+    the same virtual index (n - 1) q, the same order statistics and numpy's own interpolation; nan if empty."""
+    n = values.size
+    if n == 0:
+        return np.nan
+    virtual = (n - 1) * quantile
+    lower = math.floor(virtual)
+    upper = min(lower + 1, n - 1)
+    below, above = values[n - 1 - lower], values[n - 1 - upper]
+    fraction = virtual - lower
+    difference = above - below
+    return float(above - difference * (1 - fraction) if fraction >= 0.5 else below + difference * fraction)
 
 
-# Columns of PairedSample.values: what each resample sums per stratum.
+def _has_ties(codes: np.ndarray, hashes: np.ndarray) -> bool:
+    """Whether two neighbours of a layout (sorted by code, then hash) share both."""
+    return bool(np.any((codes[1:] == codes[:-1]) & (hashes[1:] == hashes[:-1])))
+
+
+def _layout(codes: np.ndarray, hashes: np.ndarray, tiebreak) -> np.ndarray:
+    """The positions of the requests sorted by code, then hash, then (where both tie) tiebreak's rank or,
+    without one, their position."""
+    if codes.max() < 2**15:
+        # Where no two requests share a (code, hash) the order is unique, so any sort gives it: the hashes
+        # by quicksort, then a stable radix sort of the small codes.
+        by_hash = np.argsort(hashes)
+        layout = by_hash[np.argsort(codes[by_hash].astype(np.int16), kind="stable")]
+        if not _has_ties(codes[layout], hashes[layout]):
+            return layout
+    layout = np.lexsort((hashes, codes))
+    if tiebreak is not None and _has_ties(codes[layout], hashes[layout]):
+        layout = np.lexsort((_ranks(tiebreak), hashes, codes))
+    return layout
+
+
+def _whole(costs) -> np.ndarray:
+    """Costs as int64 whole nano-dollars (float costs truncated, as the sums have always read them)."""
+    costs = np.asarray(costs)
+    return costs.astype(np.int64) if costs.dtype.kind in "iub" else costs.astype(np.float64).astype(np.int64)
+
+
+def _ranks(values) -> np.ndarray:
+    """Each value's rank among `values` (strings in byte order), equal values equal."""
+    import polars as pl
+
+    series = values if isinstance(values, pl.Series) else pl.Series(values)
+    return series.rank("dense").to_numpy().astype(np.int64)
+
+
+# Columns of the sums (PairedSample.sums, resampled): what each resample sums per stratum.
 PASSED_B, PASSED_C, COST_B, COST_C, COUNT, TIMED_B, TIMED_C, SQUARE_B, SQUARE_C, CROSS = range(10)
 
 
@@ -166,18 +210,20 @@ class PairedSample:
 
     `keys`: per request, its request id (or session id) or their key hashes (simulator.core.draws); by
     default the request's position. Requests are laid out by stratum, then by key, an order that does not
-    depend on the order they came in; `strata` holds codes (or None for a single stratum). Each policy's
-    requests with a latency are also kept by stratum in descending latency, for the quantiles.
+    depend on the order they came in; requests that share both (a session's turns) are laid out in the
+    order of `tiebreak` (their request ids), or as they came without it. `strata` holds codes (or None for
+    a single stratum). Each policy's requests with a latency are also kept by stratum in descending
+    latency, for the quantiles.
     """
 
     def __init__(self, baseline: PolicyOutcomes, candidate: PolicyOutcomes, strata: np.ndarray | None = None,
-                 *, quantile: float = 0.95, keys=None):
+                 *, quantile: float = 0.95, keys=None, tiebreak=None):
         n = len(baseline.passed)
         arrays = [baseline.passed, baseline.cost_nano_usd, baseline.latency_ms,
                   candidate.passed, candidate.cost_nano_usd, candidate.latency_ms]
-        if any(len(array) != n for array in arrays) or (strata is not None and len(strata) != n) or (
-                keys is not None and len(keys) != n):
-            raise ValueError("baseline, candidate, strata and keys must have one entry per request")
+        if any(len(array) != n for array in arrays) or any(
+                extra is not None and len(extra) != n for extra in (strata, keys, tiebreak)):
+            raise ValueError("baseline, candidate, strata, keys and tiebreak must have one entry per request")
         if n == 0:
             raise RoutesimError("no requests to compare", fix="compare policies replayed on at least one request")
         codes = np.zeros(n, dtype=np.int64) if strata is None else np.asarray(strata, dtype=np.int64)
@@ -190,12 +236,17 @@ class PairedSample:
         else:
             hashes = key_hashes(keys)
         self.hashes = hashes
-        layout = np.lexsort((hashes, codes))
+        layout = _layout(codes, hashes, tiebreak)
         codes = codes[layout]
-        present = np.unique(codes)
         # Renumber to the strata present, so every stratum has at least one request.
+        if codes[-1] < 2**16:  # sorted: the last is the largest
+            counts = np.bincount(codes)
+            present = np.flatnonzero(counts)
+            codes = np.repeat(np.arange(len(present)), counts[present])
+        else:
+            present = np.unique(codes)
+            codes = np.searchsorted(present, codes)
         self.stratum_codes = present
-        codes = np.searchsorted(present, codes)
         self.n = n
         self.quantile = quantile
         self.layout = layout
@@ -204,29 +255,31 @@ class PairedSample:
         self.segments = np.append(self.starts, n).astype(np.int64)
         self.position_stratum = codes
         self.studentized = bool(self.sizes.max() <= STUDENTIZED_MAX_REQUESTS)
-        self.values = self._values(baseline, candidate)
+        # In layout order: each policy's passes, costs in whole nano-dollars, latencies (nan: none).
+        self.passed = [np.asarray(side.passed)[layout].astype(bool) for side in (baseline, candidate)]
+        self.costs = [_whole(side.cost_nano_usd)[layout] for side in (baseline, candidate)]
         self._latency = [np.asarray(side.latency_ms, dtype=np.float64)[layout] for side in (baseline, candidate)]
+        self.timed = [np.isfinite(latency) for latency in self._latency]
         self._orders: dict[tuple[int, bool], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
     @property
     def strata(self) -> int:
         return len(self.sizes)
 
-    def _values(self, baseline: PolicyOutcomes, candidate: PolicyOutcomes) -> np.ndarray:
-        """(n, 7 or 10) in layout order: passes and costs (nano-dollars) of each policy, a 1 per request,
-        whether each policy has a latency, and for studentized intervals b², c², b·c of the costs in USD.
-        All but the last three are integers, so their resampled sums are exact in any order."""
-        layout = self.layout
-        cost_b = np.asarray(baseline.cost_nano_usd, dtype=np.float64)[layout]
-        cost_c = np.asarray(candidate.cost_nano_usd, dtype=np.float64)[layout]
-        columns = [np.asarray(baseline.passed, dtype=np.float64)[layout],
-                   np.asarray(candidate.passed, dtype=np.float64)[layout], cost_b, cost_c, np.ones(self.n),
-                   np.isfinite(np.asarray(baseline.latency_ms, dtype=np.float64)[layout]).astype(np.float64),
-                   np.isfinite(np.asarray(candidate.latency_ms, dtype=np.float64)[layout]).astype(np.float64)]
-        if self.studentized:
-            usd_b, usd_c = cost_b / NANO_PER_USD, cost_c / NANO_PER_USD
-            columns += [usd_b * usd_b, usd_c * usd_c, usd_b * usd_c]
-        return np.ascontiguousarray(np.column_stack(columns))
+    def squares(self) -> list[np.ndarray]:
+        """b², c², b·c of the costs in USD, in layout order, for studentized intervals (none without them)."""
+        if not self.studentized:
+            return []
+        usd_b, usd_c = (cost.astype(np.float64) / NANO_PER_USD for cost in self.costs)
+        return [usd_b * usd_b, usd_c * usd_c, usd_b * usd_c]
+
+    def columns(self) -> list[np.ndarray]:
+        """What each resample sums (PASSED_B .. CROSS), float64 in layout order: passes and costs
+        (nano-dollars) of each policy, a 1 per request, whether each policy has a latency, and for
+        studentized intervals the squares. All but the squares are integers, so their sums are exact."""
+        integers = [self.passed[0], self.passed[1], self.costs[0], self.costs[1], np.ones(self.n, dtype=bool),
+                    self.timed[0], self.timed[1]]
+        return [column.astype(np.float64) for column in integers] + self.squares()
 
     def quantile_order(self, side: int, overall: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(positions in layout, latencies, segment bounds): one policy's requests with a latency, by stratum
@@ -236,25 +289,22 @@ class PairedSample:
         if cached is not None:
             return cached
         latency = self._latency[side]
-        timed = np.flatnonzero(np.isfinite(latency))
-        if overall:
-            order = timed[np.argsort(-latency[timed], kind="stable")]
-            segments = np.array([0, order.size], dtype=np.int64)
-        else:
-            # The layout is by stratum, so each stratum's timed requests are one run of `timed`.
-            bounds = np.searchsorted(self.position_stratum[timed], np.arange(self.strata + 1), side="left")
-            order = np.concatenate([timed[a:b][np.argsort(-latency[timed[a:b]], kind="stable")]
-                                    for a, b in zip(bounds[:-1], bounds[1:])])
-            segments = bounds.astype(np.int64)
-        self._orders[(side, overall)] = found = (order, latency[order], segments)
-        return found
+        timed = np.flatnonzero(self.timed[side])
+        order = timed[np.argsort(-latency[timed])]
+        self._orders[(side, True)] = (order, latency[order], np.array([0, order.size], dtype=np.int64))
+        # By stratum: the descending order, stably sorted by stratum (a radix sort of small codes).
+        codes = self.position_stratum[order]
+        by_stratum = order[np.argsort(codes.astype(np.int16) if self.strata < 2**15 else codes, kind="stable")]
+        segments = np.concatenate([[0], np.cumsum(np.bincount(codes, minlength=self.strata))]).astype(np.int64)
+        self._orders[(side, False)] = (by_stratum, latency[by_stratum], segments)
+        return self._orders[(side, overall)]
 
     def sums(self, weights: np.ndarray, overall: bool = False) -> np.ndarray:
         """(rows, strata, columns) sums of the values weighted by `weights` (rows x requests in layout
         order), in numpy: the reference for the compiled loop, and the estimate (weights of one)."""
         weights = np.asarray(weights, dtype=np.float64)
-        found = np.stack([np.add.reduceat(weights * self.values[:, column], self.starts, axis=1)
-                          for column in range(self.values.shape[1])], axis=2)
+        found = np.stack([np.add.reduceat(weights * column, self.starts, axis=1) for column in self.columns()],
+                         axis=2)
         return found.sum(axis=1, keepdims=True) if overall else found
 
     def statistics(self, sums: np.ndarray, latency_b: np.ndarray, latency_c: np.ndarray) -> dict[str, np.ndarray]:
@@ -299,7 +349,7 @@ class PairedSample:
         latencies = []
         for side in (0, 1):
             _, latency, segments = self.quantile_order(side, overall)
-            latencies.append(np.array([[np.quantile(latency[a:b], self.quantile) if b > a else np.nan
+            latencies.append(np.array([[_descending_quantile(latency[a:b], self.quantile)
                                         for a, b in zip(segments[:-1], segments[1:])]]))
         return {name: values[0] for name, values in self.statistics(sums, *latencies).items()}
 
@@ -335,45 +385,79 @@ def _check_settings(resamples: int, confidence: float) -> float:
 def resampled(sample: PairedSample, resamples: int, seed: int, *, workers: int | None = None
               ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """The replicates of every statistic, (resamples, strata) per stratum and (resamples, 1) over all
-    requests, from one pass of keyed Poisson weights (simulator.core.resample) over the requests."""
+    requests, from one pass of keyed Poisson weights (simulator.core.resample) over the requests, and one
+    walk down each policy's latencies per stratum and over all."""
     import numba
 
     from simulator.core import resample
 
     keys = resample.mixed_keys(sample.hashes[sample.layout], seed)
     streams = resample.pair_streams((resamples + 1) // 2)
-    tables = resample.tables()
     threads = numba.get_num_threads()
     numba.set_num_threads(max(1, min(workers or threads, numba.config.NUMBA_NUM_THREADS)))
     try:
-        # A policy whose every request has a latency has its timed count equal to the count: not summed again.
-        untimed = [column for column in (TIMED_B, TIMED_C) if not sample.values[:, column].all()]
-        flag_at = np.array([PASSED_B, PASSED_C, COUNT, *untimed])
-        integer_at = np.array([COST_B, COST_C])
-        flags = np.ascontiguousarray(sample.values[:, flag_at].T.astype(np.int32))
-        integers = np.ascontiguousarray(sample.values[:, integer_at].T.astype(np.int64))
-        floats = np.ascontiguousarray(sample.values[:, SQUARE_B:].T)
-        counts = np.zeros((resamples, sample.strata, SQUARE_B), dtype=np.int64)
-        squares = np.zeros((resamples, sample.strata, floats.shape[0]))
-        resample.resampled_sums(keys, sample.segments, flags, flag_at, integers, integer_at, floats, streams,
-                                *tables, counts, squares)
-        for column in {TIMED_B, TIMED_C} - set(untimed):
-            counts[:, :, column] = counts[:, :, COUNT]
-        sums = np.concatenate([counts.astype(np.float64), squares], axis=2)  # exact: integers below 2**53
-        found = []
-        for overall in (False, True):
-            part = sums.sum(axis=1, keepdims=True) if overall else sums
-            latencies = []
-            for side, timed in ((0, TIMED_B), (1, TIMED_C)):
-                order, latency, segments = sample.quantile_order(side, overall)
-                out = np.empty((resamples, len(segments) - 1))
-                resample.resampled_quantiles(keys[order], latency, segments, part[:, :, timed], sample.quantile,
-                                             streams, *tables, out)
-                latencies.append(out)
-            found.append(sample.statistics(part, *latencies))
+        sums = _resampled_sums(sample, keys, streams, resamples)
+        parts = [sums, sums.sum(axis=1, keepdims=True)]  # per stratum, over all requests
+        latencies = _resampled_quantiles(sample, keys, streams, parts)
+        found = [sample.statistics(part, *latency) for part, latency in zip(parts, latencies)]
     finally:
         numba.set_num_threads(threads)
     return found[0], found[1]
+
+
+def _resampled_sums(sample: PairedSample, keys: np.ndarray, streams: np.ndarray, resamples: int) -> np.ndarray:
+    """(resamples, strata, columns) float64: every column's resampled sums (simulator.core.resample)."""
+    from simulator.core import resample
+
+    # Flags two to an int32 (the second shifted by FLAG_BITS). A policy whose every request has a latency has
+    # its timed count equal to the count: not summed again.
+    untimed = [column for column, timed in ((TIMED_B, sample.timed[0]), (TIMED_C, sample.timed[1]))
+               if not timed.all()]
+    flag_columns = [PASSED_B, PASSED_C, *untimed]
+    flag_values = [*sample.passed, *(sample.timed[column - TIMED_B] for column in untimed)]
+    if len(flag_values) % 2:
+        flag_values.append(np.zeros(sample.n, dtype=bool))
+    flags = np.stack([first.astype(np.int32) | (second.astype(np.int32) << resample.FLAG_BITS)
+                      for first, second in zip(flag_values[::2], flag_values[1::2])])
+    # Costs in int32 where they fit (their products with the weights then take the SIMD lanes), else int64.
+    narrow = all(cost.size == 0 or (cost.min() >= -2**31 and cost.max() < 2**31) for cost in sample.costs)
+    costs = np.stack(sample.costs).astype(np.int32 if narrow else np.int64)
+    squares = sample.squares()
+    floats = np.stack(squares) if squares else np.zeros((0, sample.n))
+    out_count = np.zeros((resamples, sample.strata), dtype=np.int64)
+    out_flags = np.zeros((resamples, sample.strata, 2 * len(flags)), dtype=np.int64)
+    out_costs = np.zeros((resamples, sample.strata, 2), dtype=np.int64)
+    out_floats = np.zeros((resamples, sample.strata, len(floats)))
+    resample.resampled_sums(keys, sample.segments, flags, costs, floats, streams, out_count, out_flags, out_costs,
+                            out_floats)
+    sums = np.zeros((resamples, sample.strata, SQUARE_B + len(floats)))  # exact: integers below 2**53
+    sums[:, :, COUNT] = out_count
+    sums[:, :, TIMED_B] = sums[:, :, TIMED_C] = out_count
+    sums[:, :, flag_columns] = out_flags[:, :, :len(flag_columns)]
+    sums[:, :, [COST_B, COST_C]] = out_costs
+    sums[:, :, SQUARE_B:] = out_floats
+    return sums
+
+
+def _resampled_quantiles(sample: PairedSample, keys: np.ndarray, streams: np.ndarray, parts: list[np.ndarray]
+                         ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per part (by stratum, overall) the (baseline, candidate) resampled latency quantiles, (resamples,
+    segments) each: every walk down a policy's latencies in one call, one pair of resamples per thread."""
+    from simulator.core import resample
+
+    walks = [(part, side, sample.quantile_order(side, overall)) for part, overall in zip(parts, (False, True))
+             for side in (0, 1)]
+    order = np.concatenate([walk[2][0] for walk in walks])
+    latency = np.concatenate([walk[2][1] for walk in walks])
+    offsets = np.cumsum([0] + [len(walk[2][0]) for walk in walks])
+    segments = np.concatenate([walk[2][2][:-1] + offset for walk, offset in zip(walks, offsets)] + [offsets[-1:]])
+    totals = np.concatenate([part[:, :, (TIMED_B, TIMED_C)[side]] for part, side, _ in walks], axis=1)
+    out = np.empty(totals.shape)
+    resample.resampled_quantiles(keys[order], latency, segments.astype(np.int64), totals.astype(np.int64),
+                                 sample.quantile, streams, out)
+    columns = np.cumsum([0] + [len(walk[2][2]) - 1 for walk in walks])
+    found = [out[:, a:b] for a, b in zip(columns[:-1], columns[1:])]
+    return [(found[0], found[1]), (found[2], found[3])]
 
 
 def _bounds(values: np.ndarray, estimate: np.ndarray, se_star: np.ndarray | None, se: np.ndarray | None,
