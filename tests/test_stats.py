@@ -174,6 +174,27 @@ def test_a_block_of_weights_compares_the_tail_thresholds_only_where_a_draw_reach
     assert min(largest) <= resample.HEAD < max(largest)
 
 
+def test_a_walk_that_runs_out_of_the_slowest_requests_walks_the_whole_stratum(monkeypatch):
+    # The p95 walks keep a stratum's slowest requests only: about twice the share above the p95. Kept to
+    # just what the sample's own p95 needs, about half the resamples' walks run out and walk the whole
+    # stratum again, with the same replicates.
+    baseline, candidate, codes = paired_world(2000, 3, seed=12, untimed=0.1)
+    expected = stats.resampled(PairedSample(baseline, candidate, codes), 40, seed=2)
+    walked, walk = [], stats._walk
+
+    def spy(*arguments):
+        walked.append(arguments[4])  # whole
+        return walk(*arguments)
+
+    monkeypatch.setattr(stats, "walk_length", lambda size, q: min(size, math.ceil((1 - q) * (size - 1)) + 2))
+    monkeypatch.setattr(stats, "_walk", spy)
+    found = stats.resampled(PairedSample(baseline, candidate, codes), 40, seed=2)
+    assert walked == [False, True]
+    for part, same in zip(expected, found):
+        for name in part:
+            np.testing.assert_array_equal(part[name], same[name])
+
+
 def test_weighted_p95_by_hand():
     # Four requests; find the resample whose weights are 2, 0, 1, 3: the resample is then 100, 100, 300,
     # 400, 400, 400 ms, whose median (q = 0.5) interpolates halfway between the 3rd and 4th: 350 ms, and

@@ -28,6 +28,7 @@ Modelling assumptions:
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -390,11 +391,15 @@ def run_gate(baseline_path: Path, candidate_path: Path, options: GateOptions | N
     inputs = Inputs()
     datasets = [inputs.data(scenario.data) for scenario in scenarios]
     _same_requests(*scenarios, paths, (datasets[0].fingerprint, datasets[1].fingerprint))
+    # The bootstrap's compiled loops load (most of a second, mostly numba's start-up) while the replays run.
+    loader = threading.Thread(target=_load_compiled_loops, daemon=True)
+    loader.start()
     if shards is None:
         decisions = [replay(scenario, data, inputs.prices(scenario.prices)).decisions
                      for scenario, data in zip(scenarios, datasets)]
     else:
         decisions = _sharded_decisions(scenarios, inputs, shards, runner)
+    loader.join()
     sides = []
     for path, scenario, frame in zip(paths, scenarios, decisions):
         sheet = inputs.prices(scenario.prices)
@@ -402,6 +407,15 @@ def run_gate(baseline_path: Path, candidate_path: Path, options: GateOptions | N
                               description=scenario.description, source=str(path),
                               prices_fingerprint=fingerprint([Path(sheet.source)]) if sheet else None))
     return gate_result(*sides, options)
+
+
+def _load_compiled_loops() -> None:
+    try:
+        from simulator.core import resample
+
+        resample.load()
+    except Exception:  # noqa: BLE001 - only a head start: the bootstrap loads them again and reports any error
+        pass
 
 
 def _sharded_decisions(scenarios: list[Scenario], inputs, shards: Path, runner: str) -> list[pl.DataFrame]:

@@ -223,11 +223,13 @@ CHUNK = 64  # requests of a quantile walk whose weights are drawn together
 
 
 @numba.njit(parallel=True, cache=True)
-def resampled_quantiles(keys, latency, segments, totals, quantile, streams, out):
+def resampled_quantiles(keys, latency, segments, totals, quantile, streams, todo, out, missing):
     """out[b, s] = the linearly interpolated `quantile` of segment s's latencies, each counted w(b, i)
-    times (numpy's method "linear" on the expanded resample). keys and latency are in descending latency
-    order within each segment (segments: starts, then the end); totals[b, s] is the resample's weight in
-    segment s (nan out where it is 0).
+    times (numpy's method "linear" on the expanded resample), where todo[b, s]. keys and latency are in
+    descending latency order within each segment (segments: starts, then the end), the slowest of the
+    segment's requests or all of them; totals[b, s] is the resample's weight in the whole segment (nan out
+    where it is 0). missing[b, s] is set where the segment's requests ran out before the walk found its
+    order statistics (only where it holds the slowest requests alone).
 
     In descending order, ascending rank k (from 0, of N) is the element at which the running weight first
     exceeds N - 1 - k. Each thread walks a pair of resamples down each segment together, CHUNK requests at a
@@ -247,7 +249,7 @@ def resampled_quantiles(keys, latency, segments, totals, quantile, streams, out)
                 b = 2 * pair + half
                 running[half] = 0
                 state[half] = 2
-                if b >= resamples:
+                if b >= resamples or not todo[b, s]:
                     continue
                 n = totals[b, s]
                 if n <= 0:
@@ -286,7 +288,10 @@ def resampled_quantiles(keys, latency, segments, totals, quantile, streams, out)
                             break
             for half in range(2):
                 b = 2 * pair + half
-                if b >= resamples or totals[b, s] <= 0:
+                if b >= resamples or not todo[b, s] or totals[b, s] <= 0:
+                    continue
+                if state[half] != 2:
+                    missing[b, s] = True
                     continue
                 found_upper, found_lower = found[half, 0], found[half, 1]
                 difference = found_upper - found_lower
@@ -295,3 +300,17 @@ def resampled_quantiles(keys, latency, segments, totals, quantile, streams, out)
                     out[b, s] = found_upper - difference * (1 - fraction[half])
                 else:
                     out[b, s] = found_lower + difference * fraction[half]
+
+
+def load() -> None:
+    """Loads the compiled loops (from numba's cache, or compiles them) by running each on a few requests with
+    the argument types the bootstrap passes: numba's start-up and the loading take most of a second, which a
+    caller can spend while it does other work (the gate, while it replays)."""
+    keys = mixed_keys(np.arange(4, dtype=np.uint64), 0)
+    streams = pair_streams(1)
+    segments = np.array([0, 4], dtype=np.int64)
+    resampled_sums(keys, segments, np.ones((1, 4), dtype=np.int32), np.ones((2, 4), dtype=np.int32),
+                   np.ones((1, 4)), streams, np.zeros((2, 1), dtype=np.int64), np.zeros((2, 1, 2), dtype=np.int64),
+                   np.zeros((2, 1, 2), dtype=np.int64), np.zeros((2, 1, 1)))
+    resampled_quantiles(keys, np.arange(4.0)[::-1].copy(), segments, np.ones((2, 1), dtype=np.int64), 0.5, streams,
+                        np.ones((2, 1), dtype=bool), np.zeros((2, 1)), np.zeros((2, 1), dtype=bool))

@@ -151,16 +151,26 @@ class PolicyOutcomes:
     latency_ms: np.ndarray  # nan where a request has no latency (a batch answer): left out of latency figures
 
 
-def _descending_quantile(values: np.ndarray, quantile: float) -> float:
-    """numpy.quantile(values, quantile) (method "linear") of values sorted in descending order, to the bit:
-    the same virtual index (n - 1) q, the same order statistics and numpy's own interpolation; nan if empty."""
-    n = values.size
+def walk_length(size: int, quantile: float) -> int:
+    """How many of a segment's `size` slowest requests its quantile walks keep: twice the share above the
+    quantile, and WALK_MARGIN more. A resample's walk that reaches the end of them without finding its order
+    statistics (its weights far below their expectation there) walks the whole segment again."""
+    return min(size, math.ceil(2 * (1 - quantile) * size) + WALK_MARGIN)
+
+
+WALK_MARGIN = 64
+
+
+def _descending_quantile(values: np.ndarray, n: int, quantile: float) -> float:
+    """numpy.quantile of n values (method "linear"), from the slowest of them in descending order, to the
+    bit: the same virtual index (n - 1) q, the same order statistics and numpy's own interpolation; nan if
+    n is 0. `values` must reach the lower order statistic."""
     if n == 0:
         return np.nan
     virtual = (n - 1) * quantile
     lower = math.floor(virtual)
     upper = min(lower + 1, n - 1)
-    below, above = values[n - 1 - lower], values[n - 1 - upper]
+    below, above = values[n - 1 - lower], values[n - 1 - upper]  # from the top: rank k is n - 1 - k
     fraction = virtual - lower
     difference = above - below
     return float(above - difference * (1 - fraction) if fraction >= 0.5 else below + difference * fraction)
@@ -260,7 +270,7 @@ class PairedSample:
         self.costs = [_whole(side.cost_nano_usd)[layout] for side in (baseline, candidate)]
         self._latency = [np.asarray(side.latency_ms, dtype=np.float64)[layout] for side in (baseline, candidate)]
         self.timed = [np.isfinite(latency) for latency in self._latency]
-        self._orders: dict[tuple[int, bool], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._orders: dict[tuple[int, bool, bool], tuple[np.ndarray, ...]] = {}
 
     @property
     def strata(self) -> int:
@@ -281,23 +291,37 @@ class PairedSample:
                     self.timed[0], self.timed[1]]
         return [column.astype(np.float64) for column in integers] + self.squares()
 
-    def quantile_order(self, side: int, overall: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(positions in layout, latencies, segment bounds): one policy's requests with a latency, by stratum
-        (or all in one segment), in descending latency. How ties are ordered changes no quantile: a tie's
-        running count past it and its latency are the same in any order."""
-        cached = self._orders.get((side, overall))
+    def quantile_order(self, side: int, overall: bool = False, whole: bool = False
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(positions in layout, latencies, segment bounds, segment sizes): one policy's requests with a
+        latency, by stratum (or all in one segment), in descending latency. Each segment holds the
+        `walk_length` slowest of its stratum's requests with a latency (all of them, `whole`), the sizes
+        count them all. How ties are ordered changes no quantile: a tie's running count past it and its
+        latency are the same in any order."""
+        cached = self._orders.get((side, overall, whole))
         if cached is not None:
             return cached
         latency = self._latency[side]
         timed = np.flatnonzero(self.timed[side])
-        order = timed[np.argsort(-latency[timed])]
-        self._orders[(side, True)] = (order, latency[order], np.array([0, order.size], dtype=np.int64))
-        # By stratum: the descending order, stably sorted by stratum (a radix sort of small codes).
-        codes = self.position_stratum[order]
-        by_stratum = order[np.argsort(codes.astype(np.int16) if self.strata < 2**15 else codes, kind="stable")]
-        segments = np.concatenate([[0], np.cumsum(np.bincount(codes, minlength=self.strata))]).astype(np.int64)
-        self._orders[(side, False)] = (by_stratum, latency[by_stratum], segments)
-        return self._orders[(side, overall)]
+        if overall:
+            bounds = np.array([0, timed.size])
+        else:  # the layout is by stratum, so each stratum's timed requests are one run of `timed`
+            bounds = np.concatenate([[0], np.cumsum(np.bincount(self.position_stratum[timed],
+                                                                minlength=self.strata))])
+        parts = []
+        for first, last in zip(bounds[:-1], bounds[1:]):
+            run = -latency[timed[first:last]]
+            keep = run.size if whole else walk_length(run.size, self.quantile)
+            if keep < run.size:  # only the slowest `keep`, then sorted
+                top = np.argpartition(run, keep - 1)[:keep]
+                parts.append(timed[first:last][top[np.argsort(run[top])]])
+            else:
+                parts.append(timed[first:last][np.argsort(run)])
+        order = np.concatenate(parts) if len(parts) != 1 else parts[0]
+        segments = np.concatenate([[0], np.cumsum([part.size for part in parts])]).astype(np.int64)
+        self._orders[(side, overall, whole)] = found = (order, latency[order], segments,
+                                                         np.diff(bounds).astype(np.int64))
+        return found
 
     def sums(self, weights: np.ndarray, overall: bool = False) -> np.ndarray:
         """(rows, strata, columns) sums of the values weighted by `weights` (rows x requests in layout
@@ -348,9 +372,9 @@ class PairedSample:
         sums = self.sums(np.ones((1, self.n)), overall)
         latencies = []
         for side in (0, 1):
-            _, latency, segments = self.quantile_order(side, overall)
-            latencies.append(np.array([[_descending_quantile(latency[a:b], self.quantile)
-                                        for a, b in zip(segments[:-1], segments[1:])]]))
+            _, latency, segments, sizes = self.quantile_order(side, overall)
+            latencies.append(np.array([[_descending_quantile(latency[a:b], size, self.quantile)
+                                        for a, b, size in zip(segments[:-1], segments[1:], sizes)]]))
         return {name: values[0] for name, values in self.statistics(sums, *latencies).items()}
 
 
@@ -442,22 +466,39 @@ def _resampled_sums(sample: PairedSample, keys: np.ndarray, streams: np.ndarray,
 def _resampled_quantiles(sample: PairedSample, keys: np.ndarray, streams: np.ndarray, parts: list[np.ndarray]
                          ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per part (by stratum, overall) the (baseline, candidate) resampled latency quantiles, (resamples,
-    segments) each: every walk down a policy's latencies in one call, one pair of resamples per thread."""
-    from simulator.core import resample
-
-    walks = [(part, side, sample.quantile_order(side, overall)) for part, overall in zip(parts, (False, True))
-             for side in (0, 1)]
-    order = np.concatenate([walk[2][0] for walk in walks])
-    latency = np.concatenate([walk[2][1] for walk in walks])
-    offsets = np.cumsum([0] + [len(walk[2][0]) for walk in walks])
-    segments = np.concatenate([walk[2][2][:-1] + offset for walk, offset in zip(walks, offsets)] + [offsets[-1:]])
-    totals = np.concatenate([part[:, :, (TIMED_B, TIMED_C)[side]] for part, side, _ in walks], axis=1)
-    out = np.empty(totals.shape)
-    resample.resampled_quantiles(keys[order], latency, segments.astype(np.int64), totals.astype(np.int64),
-                                 sample.quantile, streams, out)
-    columns = np.cumsum([0] + [len(walk[2][2]) - 1 for walk in walks])
+    segments) each: every walk down a policy's slowest latencies in one call, one pair of resamples per
+    thread; the rare resample whose walk needs more than a segment's `walk_length` walks it whole."""
+    scopes = [(part, side, overall) for part, overall in zip(parts, (False, True)) for side in (0, 1)]
+    totals = np.concatenate([part[:, :, (TIMED_B, TIMED_C)[side]] for part, side, _ in scopes], axis=1)
+    totals = totals.astype(np.int64)
+    out = np.full(totals.shape, np.nan)
+    todo = np.ones(totals.shape, dtype=bool)
+    for whole in (False, True):
+        missing = _walk(sample, keys, streams, [(side, overall) for _, side, overall in scopes], whole, totals, todo,
+                        out)
+        if not missing.any():
+            break
+        todo = missing
+    columns = np.cumsum([0] + [part.shape[1] for part, _, _ in scopes])
     found = [out[:, a:b] for a, b in zip(columns[:-1], columns[1:])]
     return [(found[0], found[1]), (found[2], found[3])]
+
+
+def _walk(sample: PairedSample, keys: np.ndarray, streams: np.ndarray, walks: list[tuple[int, bool]], whole: bool,
+          totals: np.ndarray, todo: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Runs the compiled walks (simulator.core.resample.resampled_quantiles) where `todo`, into `out`;
+    returns where a walk ran out of requests."""
+    from simulator.core import resample
+
+    orders = [sample.quantile_order(side, overall, whole) for side, overall in walks]
+    order = np.concatenate([found[0] for found in orders])
+    latency = np.concatenate([found[1] for found in orders])
+    offsets = np.cumsum([0] + [len(found[0]) for found in orders])
+    segments = np.concatenate([found[2][:-1] + offset for found, offset in zip(orders, offsets)] + [offsets[-1:]])
+    missing = np.zeros(todo.shape, dtype=bool)
+    resample.resampled_quantiles(keys[order], latency, segments.astype(np.int64), totals, sample.quantile, streams,
+                                 todo, out, missing)
+    return missing
 
 
 def _bounds(values: np.ndarray, estimate: np.ndarray, se_star: np.ndarray | None, se: np.ndarray | None,
