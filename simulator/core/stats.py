@@ -36,7 +36,9 @@ Modelling assumptions:
   quantile is the exact quantile of the expanded resample (each request w times): walking the requests
   from the slowest down, the k-th order statistic (from 0, of N = the total weight) is the request at
   which the running weight first exceeds N - 1 - k. The walk stops there, so it visits about the slowest
-  5% for a p95.
+  5% for a p95: it is given only a stratum's slowest requests (twice the share above the quantile, and
+  WALK_MARGIN more), and a resample whose weights there fall so short that its walk runs out of them walks
+  the whole stratum again.
 """
 
 from __future__ import annotations
