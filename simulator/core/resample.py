@@ -157,15 +157,16 @@ assert BLOCK * LARGEST_WEIGHT < 2 ** (FLAG_BITS - 1)
 def resampled_sums(keys, segments, flags, costs, floats, streams, out_count, out_flags, out_costs, out_floats):
     """Sums over the requests i of each segment s of w(b, i), and of w(b, i) times each column at i, for
     b < out_count.shape[0]: out_count[b, s] the weight; out_flags[b, s, 2j] and [b, s, 2j + 1] the two flags
-    packed in flags[j]; out_costs[b, s, j] for costs[j]; out_floats[b, s, j] for floats[j].
+    packed in flags[j]; out_costs[b, s, j] for costs[j], j = 0, 1; out_floats[b, s, j] for floats[j].
 
     keys: mixed keys in layout order; segments: start of each segment, then the end (S + 1 entries);
-    flags: (columns, n) int32, two 0/1 flags each, the second shifted by FLAG_BITS: within a block the
-    products add up without carrying from one into the other; costs: (columns, n) int32 or int64, summed
-    exactly in int64 (int32 columns multiply in SIMD lanes, int32 x int32 -> int64); floats: (columns, n)
-    float64, summed one request after another in layout order, so their rounding is the same on any
-    machine. A thread takes TILE pairs of resamples and walks the blocks once for all of them; each
-    resample's sums are added in one fixed order whatever the threads."""
+    flags: (1 or more, n) int32, two 0/1 flags each, the second shifted by FLAG_BITS: within a block the
+    products add up without carrying from one into the other; costs: (2, n) int32 or int64, summed exactly
+    in int64 (int32 columns multiply in SIMD lanes, int32 x int32 -> int64); floats: (columns, n) float64,
+    summed one request after another in layout order, so their rounding is the same on any machine. A
+    thread takes TILE pairs of resamples and walks the blocks once for all of them; each resample's sums
+    are added in one fixed order whatever the threads. The weight, the first flags and both costs are
+    summed in one loop over a block's weights: a loop per column would read them once a column."""
     resamples = out_count.shape[0]
     pairs = (resamples + 1) // 2
     for group in numba.prange((pairs + TILE - 1) // TILE):
@@ -174,39 +175,37 @@ def resampled_sums(keys, segments, flags, costs, floats, streams, out_count, out
         for s in range(segments.size - 1):
             for first in range(segments[s], segments[s + 1], BLOCK):
                 size = min(BLOCK, segments[s + 1] - first)
+                flag, cost_b, cost_c = flags[0, first:first + size], costs[0, first:first + size], \
+                    costs[1, first:first + size]
                 for pair in range(group * TILE, min(pairs, (group + 1) * TILE)):
                     both = 2 * pair + 1 < resamples
                     _draw(keys, first, size, streams[pair], low, high)
-                    sum_low = _I32(0)
-                    sum_high = _I32(0)
+                    count_low, count_high, flag_low, flag_high = _I32(0), _I32(0), _I32(0), _I32(0)
+                    b_low, b_high, c_low, c_high = np.int64(0), np.int64(0), np.int64(0), np.int64(0)
                     for k in range(size):
-                        sum_low = _I32(sum_low + low[k])
-                        sum_high = _I32(sum_high + high[k])
-                    out_count[2 * pair, s] += sum_low
+                        w_low, w_high = low[k], high[k]
+                        count_low = _I32(count_low + w_low)
+                        count_high = _I32(count_high + w_high)
+                        flag_low = _I32(flag_low + _I32(w_low * flag[k]))
+                        flag_high = _I32(flag_high + _I32(w_high * flag[k]))
+                        b_low += np.int64(w_low) * np.int64(cost_b[k])
+                        b_high += np.int64(w_high) * np.int64(cost_b[k])
+                        c_low += np.int64(w_low) * np.int64(cost_c[k])
+                        c_high += np.int64(w_high) * np.int64(cost_c[k])
+                    _add(out_count, out_flags, out_costs, 2 * pair, s, count_low, flag_low, b_low, c_low)
                     if both:
-                        out_count[2 * pair + 1, s] += sum_high
-                    for j in range(flags.shape[0]):
-                        sum_low = _I32(0)
-                        sum_high = _I32(0)
+                        _add(out_count, out_flags, out_costs, 2 * pair + 1, s, count_high, flag_high, b_high, c_high)
+                    for j in range(1, flags.shape[0]):
+                        flag_low, flag_high = _I32(0), _I32(0)
                         for k in range(size):
-                            flag = flags[j, first + k]
-                            sum_low = _I32(sum_low + _I32(low[k] * flag))
-                            sum_high = _I32(sum_high + _I32(high[k] * flag))
-                        out_flags[2 * pair, s, 2 * j] += sum_low & 0xFFFF
-                        out_flags[2 * pair, s, 2 * j + 1] += sum_low >> FLAG_BITS
+                            value = flags[j, first + k]
+                            flag_low = _I32(flag_low + _I32(low[k] * value))
+                            flag_high = _I32(flag_high + _I32(high[k] * value))
+                        out_flags[2 * pair, s, 2 * j] += flag_low & 0xFFFF
+                        out_flags[2 * pair, s, 2 * j + 1] += flag_low >> FLAG_BITS
                         if both:
-                            out_flags[2 * pair + 1, s, 2 * j] += sum_high & 0xFFFF
-                            out_flags[2 * pair + 1, s, 2 * j + 1] += sum_high >> FLAG_BITS
-                    for j in range(costs.shape[0]):
-                        total_low = np.int64(0)
-                        total_high = np.int64(0)
-                        for k in range(size):
-                            cost = np.int64(costs[j, first + k])
-                            total_low += np.int64(low[k]) * cost
-                            total_high += np.int64(high[k]) * cost
-                        out_costs[2 * pair, s, j] += total_low
-                        if both:
-                            out_costs[2 * pair + 1, s, j] += total_high
+                            out_flags[2 * pair + 1, s, 2 * j] += flag_high & 0xFFFF
+                            out_flags[2 * pair + 1, s, 2 * j + 1] += flag_high >> FLAG_BITS
                     for j in range(floats.shape[0]):
                         float_low = out_floats[2 * pair, s, j]
                         float_high = out_floats[2 * pair + 1, s, j] if both else 0.0
@@ -217,6 +216,16 @@ def resampled_sums(keys, segments, flags, costs, floats, streams, out_count, out
                         out_floats[2 * pair, s, j] = float_low
                         if both:
                             out_floats[2 * pair + 1, s, j] = float_high
+
+
+@numba.njit(inline="always")
+def _add(out_count, out_flags, out_costs, b, s, count, flag, cost_b, cost_c):
+    """Adds one block's sums of resample b to segment s's."""
+    out_count[b, s] += count
+    out_flags[b, s, 0] += flag & 0xFFFF
+    out_flags[b, s, 1] += flag >> FLAG_BITS
+    out_costs[b, s, 0] += cost_b
+    out_costs[b, s, 1] += cost_c
 
 
 CHUNK = 64  # requests of a quantile walk whose weights are drawn together
