@@ -28,6 +28,7 @@ Modelling assumptions:
 from __future__ import annotations
 
 import math
+import sys
 import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -66,6 +67,7 @@ RESAMPLE_UNITS = ("request", "session")
 LATENCY_QUANTILE = P95
 NON_INFERIORITY, BAR, COST_BUDGET, LATENCY_BUDGET = "non_inferiority", "bar", "cost_budget", "p95_budget"
 EXAMPLES = 3
+LOADING_SWITCH_INTERVAL = 0.0002  # seconds: the interpreter's thread switch interval while the loops load
 
 
 @dataclass(frozen=True)
@@ -391,15 +393,22 @@ def run_gate(baseline_path: Path, candidate_path: Path, options: GateOptions | N
     inputs = Inputs()
     datasets = [inputs.data(scenario.data) for scenario in scenarios]
     _same_requests(*scenarios, paths, (datasets[0].fingerprint, datasets[1].fingerprint))
-    # The bootstrap's compiled loops load (most of a second, mostly numba's start-up) while the replays run.
+    # The bootstrap's compiled loops load (most of a second, mostly numba's start-up, in Python) while the
+    # replays run. Meanwhile the interpreter switches threads every 0.2 ms instead of every 5: a replay
+    # coming back from polars or numpy waits that long for the loader to hand over.
+    switching = sys.getswitchinterval()
+    sys.setswitchinterval(LOADING_SWITCH_INTERVAL)
     loader = threading.Thread(target=_load_compiled_loops, daemon=True)
     loader.start()
-    if shards is None:
-        decisions = [replay(scenario, data, inputs.prices(scenario.prices)).decisions
-                     for scenario, data in zip(scenarios, datasets)]
-    else:
-        decisions = _sharded_decisions(scenarios, inputs, shards, runner)
-    loader.join()
+    try:
+        if shards is None:
+            decisions = [replay(scenario, data, inputs.prices(scenario.prices)).decisions
+                         for scenario, data in zip(scenarios, datasets)]
+        else:
+            decisions = _sharded_decisions(scenarios, inputs, shards, runner)
+    finally:
+        loader.join()
+        sys.setswitchinterval(switching)
     sides = []
     for path, scenario, frame in zip(paths, scenarios, decisions):
         sheet = inputs.prices(scenario.prices)
