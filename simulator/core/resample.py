@@ -312,14 +312,15 @@ def resampled_quantiles(keys, latency, segments, totals, quantile, streams, todo
 
 
 def load() -> None:
-    """Loads the compiled loops (from numba's cache, or compiles them) by running each on a few requests with
-    the argument types the bootstrap passes: numba's start-up and the loading take most of a second, which a
-    caller can spend while it does other work (the gate, while it replays)."""
+    """Loads the compiled loops (from numba's cache, or compiles them) for the argument types the bootstrap
+    passes, without running them: numba's start-up and the loading take most of a second, which a caller
+    can spend while it does other work (the gate, while it replays). Running a parallel loop here would
+    start a team of threads for this thread alone, spinning beside the caller's work."""
     keys = mixed_keys(np.arange(4, dtype=np.uint64), 0)
-    streams = pair_streams(1)
-    segments = np.array([0, 4], dtype=np.int64)
-    resampled_sums(keys, segments, np.ones((1, 4), dtype=np.int32), np.ones((2, 4), dtype=np.int32),
-                   np.ones((1, 4)), streams, np.zeros((2, 1), dtype=np.int64), np.zeros((2, 1, 2), dtype=np.int64),
-                   np.zeros((2, 1, 2), dtype=np.int64), np.zeros((2, 1, 1)))
-    resampled_quantiles(keys, np.arange(4.0)[::-1].copy(), segments, np.ones((2, 1), dtype=np.int64), 0.5, streams,
-                        np.ones((2, 1), dtype=bool), np.zeros((2, 1)), np.zeros((2, 1), dtype=bool))
+    vector, matrix, cube = np.zeros(1), np.zeros((1, 1)), np.zeros((1, 1, 1))
+    sums = (keys, keys.astype(np.int64), matrix.astype(np.int32), matrix.astype(np.int32), matrix, keys,
+            matrix.astype(np.int64), cube.astype(np.int64), cube.astype(np.int64), cube)
+    walks = (keys, vector, keys.astype(np.int64), matrix.astype(np.int64), 0.5, keys, matrix.astype(bool), matrix,
+             matrix.astype(bool))
+    for loop, arguments in ((resampled_sums, sums), (resampled_quantiles, walks)):
+        loop.compile(tuple(numba.typeof(argument) for argument in arguments))
