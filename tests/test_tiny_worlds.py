@@ -894,16 +894,21 @@ def test_a_rule_that_switches_a_session_bills_the_next_turns_cached_tokens_at_th
     tiny.assert_reference_agrees()
 
 
+def _two_sessions_of_a_cascade(tmp_path, policy: dict, confident: dict[str, float]):
+    """Sessions A (a1, a2, a3) and B (b1, b2), interleaved one minute apart, replayed under `policy` on
+    CACHE_SHEET: small answers with the given confidence, large answers, all with cached input tokens."""
+    traffic = [req(r, at(minute)) for minute, r in enumerate(["a1", "b1", "a2", "b2", "a3"], start=1)]
+    outcomes = [cached(r, "small", confidence=c) for r, c in confident.items()]
+    outcomes += [cached(r, "large") for r in confident]
+    return _run_sessions(tmp_path, policy, traffic, outcomes, ["A", "B", "A", "B", "A"], [0, 0, 1, 1, 2],
+                         CACHE_SHEET)
+
+
 def test_a_cascade_loses_the_cache_only_on_a_model_the_previous_turn_did_not_call(tmp_path):
     # Session A escalates small -> large on a1 and a2: a2 calls what a1 called, no loss (0.0022 + 0.01 each);
     # a3 is accepted on small, which a2 called: 0.0022. Session B: b1 is accepted on small (0.0022); b2
     # escalates, and large was not called by b1: 0.0022 + 0.01 + 0.003 = 0.0152.
-    traffic = [req("a1", at(1)), req("b1", at(2)), req("a2", at(3)), req("b2", at(4)), req("a3", at(5))]
-    confident = {"a1": 0.1, "b1": 0.9, "a2": 0.1, "b2": 0.1, "a3": 0.9}
-    outcomes = [cached(r, "small", confidence=c) for r, c in confident.items()]
-    outcomes += [cached(r, "large") for r in confident]
-    tiny = _run_sessions(tmp_path, {"default": CASCADE}, traffic, outcomes, ["A", "B", "A", "B", "A"],
-                         [0, 0, 1, 1, 2], CACHE_SHEET)
+    tiny = _two_sessions_of_a_cascade(tmp_path, {"default": CASCADE}, {"a1": 0.1, "b1": 0.9, "a2": 0.1, "b2": 0.1, "a3": 0.9})
     assert tiny.column("models_called") == [["small", "large"], ["small"], ["small", "large"], ["small", "large"],
                                             ["small"]]
     assert tiny.column("cost_nano_usd") == [12_200_000, 2_200_000, 12_200_000, 15_200_000, 2_200_000]
@@ -915,12 +920,7 @@ def test_sticky_sessions_keep_the_cache_until_a_later_turn_escalates(tmp_path):
     # Session A: a1 escalates to large, so a2 and a3 go straight to large (sticky: large), which the turn
     # before each called: no loss (0.0122, then 0.01 each). Session B: b1 is accepted on small, b2 takes
     # the same cascade and escalates: its large call loses the cache, 0.0022 + 0.01 + 0.003 = 0.0152.
-    traffic = [req("a1", at(1)), req("b1", at(2)), req("a2", at(3)), req("b2", at(4)), req("a3", at(5))]
-    confident = {"a1": 0.1, "b1": 0.9, "a2": 0.9, "b2": 0.1, "a3": 0.9}
-    outcomes = [cached(r, "small", confidence=c) for r, c in confident.items()]
-    outcomes += [cached(r, "large") for r in confident]
-    tiny = _run_sessions(tmp_path, {"sticky": "session", "default": CASCADE}, traffic, outcomes,
-                         ["A", "B", "A", "B", "A"], [0, 0, 1, 1, 2], CACHE_SHEET)
+    tiny = _two_sessions_of_a_cascade(tmp_path, {"sticky": "session", "default": CASCADE}, {"a1": 0.1, "b1": 0.9, "a2": 0.9, "b2": 0.1, "a3": 0.9})
     assert tiny.column("plan") == ["default", "default", "sticky: large", "default", "sticky: large"]
     assert tiny.column("cost_nano_usd") == [12_200_000, 2_200_000, 10_000_000, 15_200_000, 10_000_000]
     assert loss_rows(tiny) == [(3, 1, "large", 3_000_000, None)]

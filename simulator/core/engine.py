@@ -48,7 +48,7 @@ from simulator.core.prices import (
     usd,
 )
 from simulator.core.scenario import Overhead, Retry, Scenario, Step, with_step_accept
-from simulator.core.sessions import EXPOSURE_SCHEMA, CacheState, lost, previous_turns
+from simulator.core.sessions import EXPOSURE_SCHEMA, CacheState, lost, previous_turns, session_leaders
 
 Progress = Callable[[str], None]
 
@@ -271,21 +271,6 @@ def compile_policy(scenario: Scenario, traffic_schema: pl.Schema, outcome_schema
 def sticky_label(model: str) -> str:
     """The plan a sticky session's later turns take when its first turn escalated to `model`."""
     return f"sticky: {model}"
-
-
-def session_leaders(requests: pl.DataFrame) -> np.ndarray:
-    """Per request, in `__rid` order (requests are numbered 0..n-1 in (ts, request_id) order), the `__rid` of
-    its session's first turn, itself for a first turn, or -1 without a session. The first turn is the first by
-    (turn, nulls last; ts; request_id) among the replayed requests; `__rid` stands for (ts, request_id)."""
-    turn = "turn" in requests.columns
-    in_session = requests.select("__rid", "session_id", *(["turn"] if turn else [])).filter(
-        pl.col("session_id").is_not_null())
-    first = (pl.col("__rid").sort_by(pl.col("turn").is_null(), "turn", "__rid").first() if turn
-             else pl.col("__rid").min())
-    found = in_session.select("__rid", first.over("session_id").alias("__leader"))
-    leaders = np.full(requests.height, -1, dtype=np.int64)
-    leaders[found["__rid"].to_numpy()] = found["__leader"].to_numpy()
-    return leaders
 
 
 def data_values(frame: pl.LazyFrame, column: str) -> list[str]:

@@ -20,11 +20,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
 
 # What a model call costs more when it loses its prompt cache (`loss`: Int64 nano-dollars, null for a call
 # priced at its recorded cost), per call with cached input tokens: rid, seq (its call's), model, loss.
 EXPOSURE_SCHEMA = {"rid": pl.UInt32, "seq": pl.Int32, "model": pl.String, "loss": pl.Int64}
+
+
+def _in_turn_order(requests: pl.DataFrame) -> pl.DataFrame:
+    """`session_id` and `__rid` of the requests that have a session, by session, then in the order of its
+    turns (module doc). `__rid` runs in (ts, request_id) order, so it stands for both."""
+    turn = [pl.col("turn")] if "turn" in requests.columns else []
+    return (requests.filter(pl.col("session_id").is_not_null())
+            .select("session_id", *turn, "__rid")
+            .sort("session_id", *turn, "__rid", nulls_last=True))
+
+
+def _same_session() -> pl.Expr:
+    """Whether a row of `_in_turn_order` belongs to the session of the row before it."""
+    return (pl.col("session_id") == pl.col("session_id").shift(1)).fill_null(False)
 
 
 def previous_turns(requests: pl.DataFrame) -> pl.DataFrame | None:
@@ -33,15 +48,19 @@ def previous_turns(requests: pl.DataFrame) -> pl.DataFrame | None:
     it, `turn`); None when the traffic has no sessions."""
     if "session_id" not in requests.columns:
         return None
-    turn = [pl.col("turn")] if "turn" in requests.columns else []
-    # `__rid` runs in (ts, request_id) order, so it stands for both.
-    ordered = (requests.filter(pl.col("session_id").is_not_null())
-               .select("session_id", *turn, "__rid")
-               .sort("session_id", *turn, "__rid", nulls_last=True))
-    same = pl.col("session_id") == pl.col("session_id").shift(1)
-    return (ordered.select(pl.col("__rid").alias("rid"),
-                           pl.when(same).then(pl.col("__rid").shift(1)).alias("previous"))
+    return (_in_turn_order(requests)
+            .select(pl.col("__rid").alias("rid"), pl.when(_same_session()).then(pl.col("__rid").shift(1)).alias("previous"))
             .drop_nulls("previous").sort("rid"))
+
+
+def session_leaders(requests: pl.DataFrame) -> np.ndarray:
+    """Per request, in `__rid` order (requests numbered 0..n-1), the `__rid` of its session's first turn
+    (module doc), itself for a first turn, or -1 without a session: the turn sticky sessions follow."""
+    found = _in_turn_order(requests).select(
+        "__rid", pl.when(_same_session()).then(None).otherwise(pl.col("__rid")).forward_fill().alias("leader"))
+    leaders = np.full(requests.height, -1, dtype=np.int64)
+    leaders[found["__rid"].to_numpy()] = found["leader"].to_numpy()
+    return leaders
 
 
 @dataclass(frozen=True)
