@@ -231,8 +231,9 @@ def test_part_of_a_layout_file_is_gathered_one_window_at_a_time(tmp_path, monkey
     monkeypatch.setattr(layout, "SLOT_WINDOW_ROWS", 7)
     pl.DataFrame({"value": range(100)}).write_parquet(tmp_path / "slot.parquet")
     scan = pl.scan_parquet(tmp_path / "slot.parquet")
-    for rows in ([0, 3, 6, 7, 50, 99], [5, 2, 40], [13], []):
-        assert layout.rows_at(scan, np.array(rows, dtype=np.int64))["value"].to_list() == rows
+    for rows in ([0, 3, 6, 7, 50, 99], [5, 2, 40], [90, 3, 50, 20], [13], []):
+        for dtype in (np.int64, np.uint32):  # row ids come as UInt32 from with_row_index
+            assert layout.rows_at(scan, np.array(rows, dtype=dtype))["value"].to_list() == rows
 
 
 def test_clear_removes_layouts_of_older_versions_and_leftovers_of_interrupted_builds(world, cache, monkeypatch):

@@ -459,11 +459,15 @@ class Answers:
         priced = [*self.PRICED, *token_columns(outcome_names)]
         outcome_columns = list(dict.fromkeys(["request_id", *priced,
                                               *[name for name in columns if name in outcome_names]]))
-        if LAYOUT_ROW in requests.columns:
-            self._slots = self._gathered(data, requests, slots, outcome_columns[3:], traffic_extra)
-            self._empty = next(iter(self._slots.values())).clear()
-        else:
-            self._slots, self._empty = self._joined(data, requests, slots, outcome_columns, traffic_extra)
+        self._layout = data.layout if LAYOUT_ROW in requests.columns else None
+        if self._layout is not None:
+            # Read from the layout when a step asks, for the requests reaching it: a step that few requests
+            # reach (an escalation, a retry, a rare rule's model) never holds every request's answers.
+            self._layout_rows = requests[LAYOUT_ROW].to_numpy()
+            self._values = outcome_columns[3:]
+            self._beside = requests.select(traffic_extra)
+            return
+        self._slots, self._empty = self._joined(data, requests, slots, outcome_columns, traffic_extra)
         # A slot with an answer for every request is reached by position: row_of[rid] is the request's row
         # in the slot, so joining it to requests is a gather instead of a hash join.
         self._row_of = {}
@@ -473,27 +477,26 @@ class Answers:
                 row_of[slot["__rid"].to_numpy()] = np.arange(slot.height)
                 self._row_of[key] = row_of
 
-    @staticmethod
-    def _gathered(data: Dataset, requests: pl.DataFrame, slots: set[tuple[str, int]], values: list[str],
-                  traffic_extra: list[str]) -> dict[tuple[str, int], pl.DataFrame]:
-        """Each slot read from the layout, where it is aligned with the requests' row ids: a gather at
-        LAYOUT_ROW instead of joining the outcomes on the string request_id."""
-        layout = data.layout
-        rows = requests[LAYOUT_ROW].to_numpy()
-        beside = requests.select("__rid", *traffic_extra)
-        found = {}
-        # Every model of the policy has a sample 0 in the data (compile_policy and the contract check it),
-        # so the first slot below exists and gives an absent slot its schema.
-        for model, sample in sorted(slots, key=lambda slot: (slot[1], slot[0])):
-            if (model, sample) not in layout.slots:
-                continue
-            picked = pl.concat([layout.gather(model, sample, values, rows), beside], how="horizontal")
-            # Most slots hold an answer for every request: then a filter would only copy every column.
-            found[model, sample] = ((picked if picked[PRESENT].all() else picked.filter(PRESENT))
-                                    .select(pl.lit(model).alias("model"),
-                                            pl.lit(sample, layout.sample_dtype).alias("sample"),
-                                            *values, "__rid", *traffic_extra, PRESENT))
-        return found
+    def _gathered(self, rows: pl.DataFrame, model: str, sample: int) -> pl.DataFrame:
+        """`rows` with their (model, sample) answers read from the layout, where they are aligned with the
+        requests' row ids: a gather at LAYOUT_ROW instead of a join on the string request_id. Where a
+        request has no such answer (or the data no such slot), its answer columns are null and PRESENT false."""
+        layout, rids = self._layout, rows["__rid"].to_numpy()
+        # Every model of the policy has a sample 0 in the data (compile_policy and the contract check it).
+        known = (model, sample) in layout.slots
+        picked = layout.gather(*((model, sample) if known else (model, 0)), self._values, self._layout_rows[rids])
+        if not known:
+            picked = picked.with_columns(pl.lit(None, dtype).alias(name) for name, dtype in picked.schema.items()
+                                         ).with_columns(pl.lit(False).alias(PRESENT))
+        present = pl.col(PRESENT)
+        beside = [self._beside[rids]] if self._beside.width else []  # a frame of no columns has no rows
+        answer = pl.concat([picked, *beside], how="horizontal").select(
+            pl.when(present).then(pl.lit(model)).alias("model"),
+            pl.when(present).then(pl.lit(sample, layout.sample_dtype)).alias("sample"),
+            pl.exclude(PRESENT), present)
+        # A column `rows` already has (a traffic column the answers also carry) keeps the value it has.
+        return pl.concat([rows, answer.drop([name for name in answer.columns if name in rows.columns])],
+                         how="horizontal")
 
     @staticmethod
     def _joined(data: Dataset, requests: pl.DataFrame, slots: set[tuple[str, int]], outcome_columns: list[str],
@@ -514,6 +517,8 @@ class Answers:
 
     def join(self, rows: pl.DataFrame, model: str, sample: int) -> pl.DataFrame:
         """`rows` with the (model, sample) answer of each request beside it, and PRESENT false where none."""
+        if self._layout is not None:
+            return self._gathered(rows, model, sample)
         slot = self._slots.get((model, sample), self._empty)
         row_of = self._row_of.get((model, sample))
         if row_of is not None and set(rows.columns) & set(slot.columns) == {"__rid"}:

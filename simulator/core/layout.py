@@ -168,6 +168,7 @@ def rows_at(frame: pl.LazyFrame, rows: np.ndarray) -> pl.DataFrame:
     one window."""
     if rows.size == 0:
         return frame.clear().collect()
+    rows = rows.astype(np.int64, copy=False)  # row ids come as UInt32, whose differences would wrap around
     low, high = int(rows.min()), int(rows.max()) + 1
     if bool((np.diff(rows) <= 0).any()):  # a sample's row ids, in sample order
         return frame.slice(low, high - low).collect()[rows - low]
