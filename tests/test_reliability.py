@@ -263,6 +263,15 @@ def test_generate_sizes_beyond_the_limits_are_refused_before_anything_is_written
     assert not (tmp_path / "week").exists()
 
 
+@pytest.mark.parametrize("seed", ["-3", str(limits.MAX_SEED + 1)])
+def test_seeds_outside_the_keyed_draws_range_are_usage_errors(cli, world, tmp_path, seed):
+    """-3 and 2^64 - 3 would key the same draws; every command refuses both rather than alias them."""
+    result = cli("gate", "--baseline", world.scenario(), "--candidate", world.scenario("other"), "--seed", seed)
+    assert result.code == BAD_INPUT and "--seed" in result.err
+    result = cli("generate", tmp_path / "week", "--seed", seed)
+    assert result.code == BAD_INPUT and "--seed" in result.err and not (tmp_path / "week").exists()
+
+
 # Numbers that are numbers.
 
 @pytest.mark.parametrize("override, key", [

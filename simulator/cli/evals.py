@@ -11,7 +11,7 @@ import typer
 from simulator.cli.shard import RunnerOption, ShardsOption, check_runner
 from simulator.cli.console import GATE_FAILED, console, print_table
 from simulator.core.errors import RoutesimError
-from simulator.core.limits import MAX_RESAMPLES
+from simulator.core.limits import MAX_RESAMPLES, MAX_SEED
 
 
 def register(app: typer.Typer) -> None:
@@ -77,7 +77,7 @@ def register(app: typer.Typer) -> None:
         baseline: Annotated[Path, typer.Option(help="the scenario in production")],
         candidate: Annotated[Path, typer.Option(help="the scenario to ship")],
         resamples: Annotated[int, typer.Option(max=MAX_RESAMPLES, help="paired bootstrap resamples")] = 1000,
-        seed: Annotated[int, typer.Option(help="random seed of the resampling")] = 0,
+        seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="random seed of the resampling")] = 0,
         resample: Annotated[str, typer.Option(
             help="what the bootstrap resamples: request, or session (a session's turns together)")] = "request",
         confidence: Annotated[float, typer.Option(help="confidence of the intervals")] = 0.95,

@@ -10,7 +10,7 @@ import typer
 from simulator.cli.shard import RunnerOption, ShardsOption, check_runner
 from simulator.cli.console import BAD_INPUT, console, errors, progress_bar
 from simulator.core.errors import RoutesimError
-from simulator.core.limits import MAX_GENERATE_DAYS, MAX_GENERATE_REQUESTS
+from simulator.core.limits import MAX_GENERATE_DAYS, MAX_GENERATE_REQUESTS, MAX_SEED
 from simulator.core.paths import REPORTS, SCENARIOS
 
 DEMO_BASELINE = "flagship-everywhere"
@@ -278,7 +278,8 @@ def generate(
                                         help="folder to write traffic.parquet and outcomes.parquet into")],
     requests: Annotated[int, typer.Option(min=1, max=MAX_GENERATE_REQUESTS, help="number of requests")] = 50_000,
     days: Annotated[int, typer.Option(min=1, max=MAX_GENERATE_DAYS, help="days of traffic from 2026-11-16")] = 7,
-    seed: Annotated[int, typer.Option(help="random seed; the same arguments give identical files")] = 2026,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED,
+                                      help="random seed; the same arguments give identical files")] = 2026,
     mix_shift: Annotated[bool, typer.Option(help="shift the mix toward harder requests late in the week")] = True,
     served: Annotated[str | None, typer.Option(help="write a served-only log instead: a logging router (uniform, "
                                                "skewed or by-slice) picked one model per request; the full "

@@ -10,6 +10,7 @@ import typer
 
 from simulator.cli.console import console, print_table
 from simulator.core.errors import RoutesimError
+from simulator.core.limits import MAX_SEED
 
 
 def coverage(
@@ -53,7 +54,8 @@ def estimate(
                                              "router's log; one-call policies)")] = "design-weighted",
     confidence: Annotated[float, typer.Option(help="confidence of the intervals")] = 0.95,
     resamples: Annotated[int, typer.Option(min=1, help="design-weighted: stratified bootstrap resamples")] = 1000,
-    seed: Annotated[int, typer.Option(help="seed of the bootstrap and of the reward models' folds")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED,
+                                      help="seed of the bootstrap and of the reward models' folds")] = 0,
     unsupported: Annotated[str, typer.Option(help="off-policy: refuse requests without support, or fill them "
                                                   "from the reward model (dm)")] = "refuse",
     reward_model: Annotated[str, typer.Option(help="off-policy: logistic (and ridge) or gbm")] = "logistic",
@@ -110,7 +112,7 @@ def plan_shadow(
     data: Annotated[Path, typer.Argument(metavar="DATA", help="the served log's data folder")],
     models: Annotated[str, typer.Option(help="candidate models to re-run, comma-separated")] = ...,
     halfwidth: Annotated[float, typer.Option(help="target half-width of each slice's Wilson interval")] = 0.02,
-    seed: Annotated[int, typer.Option(help="seed of the draw")] = ...,
+    seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="seed of the draw")] = ...,
     out: Annotated[Path, typer.Option("--out", "-o", help="plan folder to write")] = ...,
     budget: Annotated[float | None, typer.Option(help="cap the expected cost of the re-runs, USD")] = None,
     prices: Annotated[Path | None, typer.Option(help="price sheet for the budget and the expected cost")] = None,

@@ -19,9 +19,14 @@ MAX_LINE_BYTES = 16 * 2**20  # one line of a JSON lines export; a longer line is
 MAX_ARCHIVE_RATIO = 100  # an archive (inspect-ai .eval) may expand to 100x its size on disk ...
 MIN_ARCHIVE_ALLOWANCE = 64 * 2**20  # ... or to 64 MiB, whichever is larger
 
+# A seed is a whole number below 2^63 (a scenario's `sample.seed` too): the keyed draws keep 64 bits of it, so a
+# negative or larger seed would silently give another seed's draws.
+MAX_SEED = 2**63 - 1
+
 # Analyses: their cost grows linearly with these.
 MAX_RESAMPLES = 100_000  # gate --resamples
 MAX_SWEEP_POINTS = 100_000  # sweep / whatif --points
+MAX_PRICE_FACTOR = 1_000_000  # whatif --scale MODEL=FACTOR: a millionfold price is past any what-if
 
 # Shards: each is a folder of two Parquet files written one after another, so time and inodes grow linearly.
 # Generated weeks: the arrival times are drawn up front (about 35 bytes a request at peak) and the files

@@ -22,7 +22,7 @@ from pydantic import (
 )
 
 from simulator.core.errors import RoutesimError
-from simulator.core.limits import MAX_YAML_BYTES
+from simulator.core.limits import MAX_SEED, MAX_YAML_BYTES
 from simulator.core.validation import from_pydantic_error, read_yaml
 from simulator.core.verdict import Admission
 
@@ -293,7 +293,7 @@ class RequestSample(Frozen):
     """Replay a seeded random subset of the window's requests (the routing drill uses 30)."""
 
     requests: int = Field(ge=1)
-    seed: int = Field(default=0, ge=0, lt=2**63, description="a whole number >= 0")
+    seed: int = Field(default=0, ge=0, le=MAX_SEED, description="a whole number >= 0")
 
 
 class RateLimit(Frozen):
