@@ -175,6 +175,10 @@ def test_the_global_cache_dir_option_in_both_spellings(world, cli, tmp_path):
     forgotten = cli("--cache-dir", "replay", world.scenario())  # the folder left out: 'replay' is no folder
     assert forgotten.code == 2 and "'replay' is a command" in forgotten.err
     assert "routesim --cache-dir DIR replay" in forgotten.err
+    (tmp_path / "a-file").write_text("not a cache")
+    a_file = cli("--cache-dir", tmp_path / "a-file", "replay", world.scenario())
+    assert a_file.code == 2 and "is a file" in a_file.err and "fix:" in a_file.err
+    assert (tmp_path / "a-file").read_text() == "not a cache"
 
 
 def test_cache_ls_and_clear(world, cli, cache, monkeypatch):
