@@ -13,6 +13,7 @@ def test_batch_output_needs_an_assumed_latency(cli, tmp_path):
     result = cli("import", "openai-batch", OUTPUT, "-o", tmp_path / "data", "--assume-passed")
     assert result.code == 2
     assert "records no per-request latency" in result.err and "--assume-latency-ms" in result.err
+    assert "where: routesim import openai-batch: --assume-latency-ms" in result.err
     assert not (tmp_path / "data").exists()
 
 

@@ -68,10 +68,13 @@ def require_latency(options: ImportOptions) -> None:
     if options.assume_latency_ms is None:
         raise RoutesimError(
             "OpenAI Batch output records no per-request latency, and the data contract needs latency_ms",
+            where="routesim import openai-batch: --assume-latency-ms (column latency_ms)",
             fix="add --assume-latency-ms N (e.g. the median latency of the same model online); it is kept as "
                 "latency_source = assumed and shown in the report")
     if options.assume_latency_ms < 0:
-        raise RoutesimError("--assume-latency-ms must be >= 0")
+        raise RoutesimError(f"--assume-latency-ms must be >= 0, not {options.assume_latency_ms:g}",
+                            where="routesim import openai-batch: --assume-latency-ms",
+                            fix="give the latency to record for every request, in milliseconds")
 
 
 def _finish_reasons(body: dict) -> set:
