@@ -86,6 +86,7 @@ def test_at_prices_every_call_as_of_a_date_and_calibration_is_redone(cli, tmp_pa
     (["--scale", "bigg=0.5"], "Did you mean 'big'?"),
     (["--scale", "big"], "cannot read --scale"),
     (["--scale", "big=-1"], "cannot read --scale"),
+    (["--scale", "big=1e308"], "cannot read --scale"),  # past the largest factor, not an internal error
     (["--prices", "missing.yaml"], "price sheet not found"),
     (["--at", "tomorrow"], "as a date"),
 ])
@@ -93,6 +94,19 @@ def test_whatif_bad_input(cli, tmp_path, args, message):
     paths = tiny_world(tmp_path)
     result = cli("whatif", *paths, *args)
     assert result.code == 2 and message in result.err, result.err
+
+
+def test_a_factor_that_makes_a_call_too_costly_is_blamed_not_the_sheet(cli, tmp_path):
+    """big at $10,000 and $20,000 per million tokens costs $12 a call; a millionfold is $12 million, past the
+    9 million USD a call may cost with exact int64 money. The sheet itself is fine, so --scale is named."""
+    paths = tiny_world(tmp_path)
+    sheet = yaml.safe_load((tmp_path / "prices.yaml").read_text())
+    sheet["models"]["big"][0].update(input=10_000.0, output=20_000.0)
+    (tmp_path / "prices.yaml").write_text(yaml.safe_dump(sheet))
+    assert cli("whatif", *paths, "--scale", "big=1000").code == 0
+    result = cli("whatif", *paths, "--scale", "big=1000000")
+    assert result.code == 2 and "9 million USD" in result.err, result.err
+    assert "where: --scale big=1e+06" in result.err and "prices.yaml" not in result.err
 
 
 def test_whatif_prints_side_by_side(cli, tmp_path):

@@ -25,7 +25,6 @@ Modelling assumptions:
 from __future__ import annotations
 
 import datetime as dt
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,14 +36,17 @@ from simulator.core.calls import model_calls
 from simulator.core.contract import Dataset
 from simulator.core.engine import MODEL_CALLS, Replay, loss_calls, sort_calls
 from simulator.core.errors import RoutesimError, did_you_mean
+from simulator.core.limits import MAX_PRICE_FACTOR
 from simulator.core.metrics import aggregate
+from simulator.core.money import NANO_PER_USD
 from simulator.core.prices import (
     CACHE_LOSS,
     PriceSheet,
     load_prices,
-    nano_usd_expr,
     price_calls,
     price_sources_of,
+    refuse_costly_calls,
+    round_half_even,
     token_columns,
     usd,
 )
@@ -80,9 +82,10 @@ def parse_scales(values: list[str]) -> tuple[tuple[str, float], ...]:
             number = float(factor)
         except ValueError:
             number = -1.0
-        if not sep or not name or not 0 <= number < math.inf:
+        if not sep or not name or not 0 <= number <= MAX_PRICE_FACTOR:
             raise RoutesimError(f"cannot read --scale {value!r}", where="--scale",
-                                fix="write MODEL=FACTOR with a finite factor >= 0, e.g. --scale flagship=0.5")
+                                fix=f"write MODEL=FACTOR with a factor from 0 to {MAX_PRICE_FACTOR:,}, "
+                                    "e.g. --scale flagship=0.5")
         if name in scales:
             raise RoutesimError(f"--scale names '{name}' twice", where="--scale", fix="give each model one factor")
         scales[name] = number
@@ -139,12 +142,18 @@ def reprice(result: Replay, data: Dataset, sheet: PriceSheet | None, change: Pri
                                                                                 return_dtype=pl.Float64))
         .alias("recorded_cost_usd"))
     sessions = result.turns is not None
+    # A call too costly to price exactly under the factors is the factors' doing, not the sheet's.
+    blame = (("--scale " + " ".join(f"{name}={factor:g}" for name, factor in change.scales),
+              "give smaller factors: no call may cost 9 million USD or more") if change.scales else None)
     repriced = price_calls(tokens, priced_sheet, recorded="recorded_cost_usd", into="new_cost",
-                           cache_loss_into="if_lost" if sessions else None).sort("_order")
+                           cache_loss_into="if_lost" if sessions else None, blame=blame).sort("_order")
     # Checker and router-overhead calls keep their recorded cost, scaled by --scale NAME.
-    checkers = calls.filter(pl.col("kind").is_in(["checker", "router"])).with_columns(nano_usd_expr(
-        pl.col("cost_usd") * pl.col("model").replace_strict(scales, default=1.0, return_dtype=pl.Float64))
-        .alias("new_cost"))
+    checkers = calls.filter(pl.col("kind").is_in(["checker", "router"])).with_columns(
+        (pl.col("cost_usd") * pl.col("model").replace_strict(scales, default=1.0, return_dtype=pl.Float64)
+         * NANO_PER_USD).alias("new_cost"))
+    if blame:
+        refuse_costly_calls(checkers, "new_cost", *blame)
+    checkers = checkers.with_columns(round_half_even(pl.col("new_cost")).alias("new_cost"))
     new_calls = (pl.concat([repriced.select(*calls.columns, "new_cost"),
                             checkers.select(*calls.columns, "new_cost")], how="vertical")
                  .sort("_order").with_columns(pl.col("new_cost").alias("cost_nano_usd"),

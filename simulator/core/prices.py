@@ -400,9 +400,21 @@ def usage_missing(recorded: str = "recorded_cost_usd") -> pl.Expr:
     return ((pl.col("input_tokens") == 0) & (pl.col("output_tokens") == 0) & (pl.col(recorded) > 0)).fill_null(False)
 
 
+def refuse_costly_calls(calls: pl.DataFrame, column: str, where: str, fix: str) -> None:
+    """Raises when a call's cost in `column` (Float64 nano-dollars, before rounding) is 2**53 nano-dollars
+    (about 9 million USD) or more, or no number: beyond it int64 money would no longer be exact."""
+    too_large = calls.filter(~(pl.col(column).abs() < MAX_CALL_NANO_USD))  # NaN and infinities too
+    if too_large.height:
+        row = too_large.row(0, named=True)
+        raise RoutesimError(f"{too_large.height} call(s) would cost 9 million USD or more each, or no number "
+                            f"(e.g. model '{row['model']}' for request {row.get('request_id', '?')})",
+                            where=where, fix=fix)
+
+
 def price_calls(calls: pl.DataFrame, sheet: PriceSheet | None, *, recorded: str = "recorded_cost_usd",
                 into: str = "cost_nano_usd", source_into: str = "price_source",
-                tier: str = "service_tier", cache_loss_into: str | None = None) -> pl.DataFrame:
+                tier: str = "service_tier", cache_loss_into: str | None = None,
+                blame: tuple[str, str] | None = None) -> pl.DataFrame:
     """Adds `into` (Int64 nano-dollars: the sheet's price, else the `recorded` USD column converted) and
     `source_into` (which priced it) to a frame of calls; with `cache_loss_into`, also what the call would
     cost more if its prompt cache were lost (cache_loss_expr, Int64 nano-dollars, rounded as a call is; null
@@ -412,7 +424,8 @@ def price_calls(calls: pl.DataFrame, sheet: PriceSheet | None, *, recorded: str 
     except a call whose usage is missing (usage_missing), priced at its recorded cost. Each call is rounded
     half to even to a whole nano-dollar here and only here. Raises when a call can be priced by neither (a
     listed model with no entry or service tier in force at the call's time, or an unlisted model without a
-    recorded cost), and when a call would cost 2**53 nano-dollars (about 9 million USD) or more.
+    recorded cost), and when a call would cost 2**53 nano-dollars (about 9 million USD) or more: that error
+    names the sheet, or `blame` (where, fix) when the prices are not the sheet's own (a what-if's factors).
     """
     listed = list(sheet.models) if sheet else []
     from_sheet = pl.col("model").is_in(listed) & ~usage_missing(recorded)
@@ -432,13 +445,9 @@ def price_calls(calls: pl.DataFrame, sheet: PriceSheet | None, *, recorded: str 
     unpriced = priced.filter(pl.col(into).is_null())
     if unpriced.height:
         _raise_unpriced(unpriced, sheet, tier)
-    too_large = priced.filter(~(pl.col(into).abs() < MAX_CALL_NANO_USD))  # NaN and infinities too
-    if too_large.height:
-        row = too_large.row(0, named=True)
-        raise RoutesimError(f"{too_large.height} call(s) would cost 9 million USD or more each, or no number "
-                            f"(e.g. model '{row['model']}' for request {row.get('request_id', '?')})",
-                            where=sheet.source if sheet else "outcomes.parquet, column cost_usd",
-                            fix="check the price sheet's units (USD per million tokens) and the recorded costs")
+    refuse_costly_calls(priced, into, *(blame or (
+        sheet.source if sheet else "outcomes.parquet, column cost_usd",
+        "check the price sheet's units (USD per million tokens) and the recorded costs")))
     return priced.with_columns(round_half_even(pl.col(into)).alias(into),
                                *([round_half_even(pl.col(cache_loss_into)).alias(cache_loss_into)] if loss else []))
 
