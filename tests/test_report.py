@@ -16,7 +16,7 @@ from simulator.core.prices import load_prices
 from simulator.core.scenario import load_scenario
 from simulator.report import charts
 from simulator.report.build import BASELINES_FILE, TABLES_FILE, load_report_inputs
-from tests.conftest import TINY_PRICES, tiny_outcomes, tiny_traffic
+from tests.conftest import TINY_PRICES, World, tiny_outcomes, tiny_traffic
 from tests.report_helpers import HOSTILE, build, hostile_world, shipped, tiny_world
 
 SMALL, BIG = 0.0012, 0.012  # the tiny world's prices: 1,000 input + 100 output tokens
@@ -226,6 +226,21 @@ def test_names_from_the_data_are_escaped_everywhere(tmp_path):
     texts = [spec.split("</script>", 1)[0] for spec in specs]
     assert any("\\u003c/script\\u003e\\u003cimg src=x onerror=alert(1)\\u003e" in text for text in texts)
     assert any(HOSTILE in json.dumps(json.loads(text)) for text in texts)
+
+
+def test_invisible_characters_in_names_are_shown_escaped_in_every_table(tmp_path):
+    """A slice named 'con<newline>tract' reads as 'con tract' in HTML, like another slice: every cell writes
+    it as the terminal does, con\\u000atract; the charts' JSON keeps the name exact."""
+    world = World(tmp_path)
+    world.write_data(tiny_traffic().with_columns(pl.Series("slice", ["con\ntract", "faq", "con\u200btract"])),
+                     tiny_outcomes())
+    world.prices.write_text(yaml.safe_dump(TINY_PRICES))
+    build([world.scenario("cascade", admission={"rule": "point"})], tmp_path / "names.html")
+    page = (tmp_path / "names.html").read_text()
+    outside_scripts = re.sub(r"<script.*?</script>", "", page, flags=re.S)
+    assert "con\\u000atract" in outside_scripts and "con\\u200btract" in outside_scripts
+    assert "con\ntract" not in outside_scripts and "con\u200btract" not in outside_scripts
+    assert outside_scripts.count("con\\u000atract") >= 2  # the slices table and the cost-quality table at least
 
 
 def test_baseline_adds_a_gate_section_that_survives_rerendering(cli, tmp_path):
