@@ -56,7 +56,7 @@ CASE_TABLE = [
     Case("F07-internal-errors", ("import", "otel", "otel-overflow.jsonl", "-o", "o1", "--assume-passed"), 2,
          ("startTimeUnixNano", "out of the range of a timestamp", "no row could be imported")),
     Case("F07-internal-errors", ("whatif", "cascade.yaml", "--scale", "flagship=inf"), 2,
-         ("--scale 'flagship=inf'", "finite factor")),
+         ("--scale 'flagship=inf'", "a factor from 0 to 1,000,000")),
     Case("F07-internal-errors", ("replay", "cascade.yaml", "--decisions", "prices.yaml/d.parquet"), 2,
          ("prices.yaml/d.parquet lies inside an input", "prices.yaml")),
     Case("F08-misleading", ("replay", "a-folder.yaml"), 2, ("a-folder.yaml is a folder", "YAML file is expected"),
