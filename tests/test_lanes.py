@@ -253,6 +253,9 @@ def test_lanes_without_prices_need_recorded_costs(world, cli):
     result = cli("lanes", world.data)
     assert result.code == 2
     assert "some calls cannot be priced" in result.err and "Traceback" not in result.err
+    # lanes takes its sheet from --prices, not from a scenario: the error points there
+    assert "where: --prices (none given)" in result.err and "name a price sheet with --prices" in result.err
+    assert "scenario key" not in result.err
 
 
 def _session_world(folder: Path, turns_per_session: int):

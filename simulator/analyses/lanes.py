@@ -145,7 +145,7 @@ def _evals(data: Dataset, sheet: PriceSheet | None, requests: pl.DataFrame) -> p
                .join(requests.lazy(), on="request_id", how="inner")
                .collect()
                .sort("request_id", "model"))  # a join's output order varies; sums must not
-    priced = price_calls(answers, sheet)
+    priced = price_calls(answers, sheet, sheet_from="--prices")
     return priced.select(GROUP, "model", *([UNIT] if UNIT in priced.columns else []),
                          (pl.col("passed") & pl.col("hard_check_ok")).alias("ok"),
                          "cost_nano_usd",

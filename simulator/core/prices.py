@@ -414,7 +414,7 @@ def refuse_costly_calls(calls: pl.DataFrame, column: str, where: str, fix: str) 
 def price_calls(calls: pl.DataFrame, sheet: PriceSheet | None, *, recorded: str = "recorded_cost_usd",
                 into: str = "cost_nano_usd", source_into: str = "price_source",
                 tier: str = "service_tier", cache_loss_into: str | None = None,
-                blame: tuple[str, str] | None = None) -> pl.DataFrame:
+                blame: tuple[str, str] | None = None, sheet_from: str = "scenario key 'prices'") -> pl.DataFrame:
     """Adds `into` (Int64 nano-dollars: the sheet's price, else the `recorded` USD column converted) and
     `source_into` (which priced it) to a frame of calls; with `cache_loss_into`, also what the call would
     cost more if its prompt cache were lost (cache_loss_expr, Int64 nano-dollars, rounded as a call is; null
@@ -426,6 +426,7 @@ def price_calls(calls: pl.DataFrame, sheet: PriceSheet | None, *, recorded: str 
     listed model with no entry or service tier in force at the call's time, or an unlisted model without a
     recorded cost), and when a call would cost 2**53 nano-dollars (about 9 million USD) or more: that error
     names the sheet, or `blame` (where, fix) when the prices are not the sheet's own (a what-if's factors).
+    Without a sheet, the unpriced calls' error points at `sheet_from`, where the command takes one.
     """
     listed = list(sheet.models) if sheet else []
     from_sheet = pl.col("model").is_in(listed) & ~usage_missing(recorded)
@@ -444,7 +445,7 @@ def price_calls(calls: pl.DataFrame, sheet: PriceSheet | None, *, recorded: str 
     ).drop(rate_set, strict=False)
     unpriced = priced.filter(pl.col(into).is_null())
     if unpriced.height:
-        _raise_unpriced(unpriced, sheet, tier)
+        _raise_unpriced(unpriced, sheet, tier, sheet_from)
     refuse_costly_calls(priced, into, *(blame or (
         sheet.source if sheet else "outcomes.parquet, column cost_usd",
         "check the price sheet's units (USD per million tokens) and the recorded costs")))
@@ -470,7 +471,7 @@ def price_sources_from(pairs) -> dict[str, str]:
     return {model: SOURCE_SHEET if SOURCE_SHEET in found else min(found) for model, found in sorted(sources.items())}
 
 
-def _raise_unpriced(unpriced: pl.DataFrame, sheet: PriceSheet | None, tier: str = "service_tier") -> None:
+def _raise_unpriced(unpriced: pl.DataFrame, sheet: PriceSheet | None, tier: str, sheet_from: str) -> None:
     counts = unpriced.group_by("model").agg(pl.len().alias("calls"), pl.col("ts").min().alias("first"),
                                            pl.col("request_id").first().alias("example")).sort("model")
     lines = []
@@ -490,7 +491,9 @@ def _raise_unpriced(unpriced: pl.DataFrame, sheet: PriceSheet | None, tier: str 
         else:
             reason = "not in the price sheet and no recorded cost_usd"
         lines.append(f"model '{row['model']}': {row['calls']} call(s), {reason}; e.g. request {row['example']}")
-    where = sheet.source if sheet else "scenario key 'prices' (none given)"
-    raise RoutesimError("some calls cannot be priced:\n  - " + "\n  - ".join(lines), where=where,
-                        fix="add the model (or an earlier entry) to the price sheet, or record cost_usd")
+    if sheet:
+        where, fix = sheet.source, "add the model (or an earlier entry) to the price sheet, or record cost_usd"
+    else:
+        where, fix = f"{sheet_from} (none given)", f"name a price sheet with {sheet_from}, or record cost_usd"
+    raise RoutesimError("some calls cannot be priced:\n  - " + "\n  - ".join(lines), where=where, fix=fix)
 
