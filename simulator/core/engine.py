@@ -713,11 +713,14 @@ def _several_calls(run: _Run, rows: pl.DataFrame, step: Step, samples: tuple[int
                                            tie.cast(pl.Int64).alias("__tie")))
     best = _first_by_order([frame["__order"].to_numpy() for frame in stacked],
                            [frame["__tie"].to_numpy() for frame in stacked])
-    # Each request's kept answer, column by column: a choice among aligned columns, not a gather.
+    # Each request's kept answer, column by column: a choice among aligned columns, not a gather. The
+    # columns `rows` came with (request_id among them) are the same in every call's frame: only the
+    # answers' columns are chosen.
     kept = stacked[-1]
+    answered = [name for name in kept.columns if name not in rows.columns]
     for position in range(count - 2, -1, -1):
         chosen = pl.Series(best == position)
-        kept = pl.DataFrame([stacked[position][name].zip_with(chosen, kept[name]) for name in kept.columns])
+        kept = kept.with_columns(stacked[position][name].zip_with(chosen, kept[name]) for name in answered)
     total = pl.sum_horizontal(*(frame["__call_cost"] for frame in stacked))
     slowest = pl.DataFrame([frame["__call_latency"].alias(str(i)) for i, frame in enumerate(stacked)]).select(
         pl.max_horizontal(pl.all()))
@@ -1077,13 +1080,26 @@ def _decision_columns(policy: CompiledPolicy) -> dict[str, pl.Expr]:
 def sort_calls(calls: pl.DataFrame) -> pl.DataFrame:
     """Call records in (rid, seq, kind) order, stable, so the samples of a best-of-n step keep their order
     within their step. One 64-bit key (rid, seq and kind's place in CALL_KIND) sorts in a third of the time
-    of three columns; a seq outside 24 bits falls back to sorting by the columns."""
+    of three columns; a seq outside 24 bits falls back to sorting by the columns.
+
+    The records come as a concatenation of runs already in key order (each stage's calls of one step and
+    kind, in rid order), which numpy's stable sort, a timsort for 64-bit keys, merges instead of sorting
+    anew: about a quarter of the time of polars' stable sort on 20M fan-out and session calls."""
     seq = calls["seq"]
     if calls.is_empty() or not -(1 << 23) <= seq.min() <= seq.max() < (1 << 23):
         return calls.sort("rid", "seq", "kind", maintain_order=True)
-    key = (pl.col("rid").cast(pl.UInt64) * (1 << 32) + (pl.col("seq").cast(pl.Int64) + (1 << 23)).cast(pl.UInt64) * 256
-           + pl.col("kind").to_physical().cast(pl.UInt64))
-    return calls.sort(key, maintain_order=True)
+    key = calls["rid"].to_numpy().astype(np.uint64) << np.uint64(32)
+    key |= (calls["seq"].to_numpy().astype(np.int64) + (1 << 23)).astype(np.uint64) << np.uint64(8)
+    key |= calls["kind"].to_physical().to_numpy().astype(np.uint64)
+    return calls[np.argsort(key, kind="stable")]
+
+
+def _rid_order(rids: pl.Series, requests: int) -> np.ndarray:
+    """The positions that put `rids` (distinct request numbers below `requests`) in ascending order: a
+    scatter and a compaction, two linear passes, instead of a sort."""
+    at = np.full(requests, -1, dtype=np.int64)
+    at[rids.to_numpy()] = np.arange(rids.len())
+    return at[at >= 0]
 
 
 def _result(start: _Start, scenario: Scenario, finals: pl.DataFrame, calls: pl.DataFrame,
@@ -1105,10 +1121,11 @@ def _result(start: _Start, scenario: Scenario, finals: pl.DataFrame, calls: pl.D
         unbilled = dict(found.filter(pl.col("loss").is_null()).group_by("model").len().sort("model").iter_rows())
         finals, calls = _billed(finals, calls, loss_calls(found))
     # Only the decisions' columns are put in rid order, not every column the stages carried.
-    decisions = finals.select(_decision_columns(start.policy).values()).sort("rid")
+    decisions = finals.select(_decision_columns(start.policy).values())[_rid_order(finals["__rid"], start.requests.height)]
     if start.session_columns:
-        decisions = decisions.join(start.requests.select(pl.col("__rid").alias("rid"), *start.session_columns),
-                                   on="rid", how="left", maintain_order="left")
+        # __rid numbers the requests' rows: their session columns are a gather, not a join.
+        decisions = pl.concat([decisions, start.requests.select(start.session_columns)[decisions["rid"].to_numpy()]],
+                              how="horizontal")
     if missing_by_model:  # calls made for requests later left out
         calls = calls.join(decisions.select("rid"), on="rid", how="semi")
     calls = sort_calls(calls).with_columns(usd(pl.col("cost_nano_usd")).alias("cost_usd")).select(CALL_COLUMNS)
@@ -1139,9 +1156,12 @@ def _billed(finals: pl.DataFrame, calls: pl.DataFrame, losses: pl.DataFrame) -> 
     appended (in the order of `losses`; the final sort puts each after the call that lost the cache)."""
     if losses.is_empty():
         return finals, calls
-    per_request = losses.group_by("rid").agg(pl.col("cost_nano_usd").sum().alias("__loss"))
-    finals = (finals.join(per_request.rename({"rid": "__rid"}), on="__rid", how="left", maintain_order="left")
-              .with_columns((pl.col("__cost") + pl.col("__loss").fill_null(0)).alias("__cost")).drop("__loss"))
+    # Each request's losses summed by its number (__rid numbers the requests from 0): a scatter-add in
+    # int64, exact, and a gather, where a join would hash every request.
+    rids = finals["__rid"].to_numpy()
+    per_request = np.zeros(int(rids.max()) + 1, dtype=np.int64)
+    np.add.at(per_request, losses["rid"].to_numpy(), losses["cost_nano_usd"].to_numpy())
+    finals = finals.with_columns(pl.col("__cost") + pl.Series(per_request[rids]))
     return finals, pl.concat([calls, losses.select(calls.columns)], how="vertical")
 
 

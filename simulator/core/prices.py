@@ -455,8 +455,9 @@ def price_calls(calls: pl.DataFrame, sheet: PriceSheet | None, *, recorded: str 
 
 def price_sources_of(calls: pl.DataFrame) -> dict[str, str]:
     """Model (cost line: cost_line) -> the source that priced its calls (see price_sources_from)."""
-    # Grouping hashes the columns as they are; casting first would build a string per call.
-    found = calls.group_by("kind", "model", "price_source").len().iter_rows()
+    # Grouping hashes the columns as they are; casting first would build a string per call. The streaming
+    # engine groups 20M calls in a fraction of the in-memory engine's time (found in any order: sorted below).
+    found = calls.lazy().group_by("kind", "model", "price_source").len().collect(engine="streaming").iter_rows()
     pairs = ((CACHE_LOSS_LINE if kind == CACHE_LOSS else model, str(source)) for kind, model, source, _ in found)
     return price_sources_from(pairs)
 
