@@ -715,9 +715,10 @@ def _several_calls(run: _Run, rows: pl.DataFrame, step: Step, samples: tuple[int
                            [frame["__tie"].to_numpy() for frame in stacked])
     # Each request's kept answer, column by column: a choice among aligned columns, not a gather. The
     # columns `rows` came with (request_id among them) are the same in every call's frame: only the
-    # answers' columns are chosen.
-    kept = stacked[-1]
-    answered = [name for name in kept.columns if name not in rows.columns]
+    # answer's columns that go on with the request (run.keep) are chosen, and a race's order and latency.
+    answered = [name for name in stacked[-1].columns
+                if name not in rows.columns and (name in run.keep or name in ("__order", "__call_latency"))]
+    kept = stacked[-1].select(*rows.columns, *answered)
     for position in range(count - 2, -1, -1):
         chosen = pl.Series(best == position)
         kept = kept.with_columns(stacked[position][name].zip_with(chosen, kept[name]) for name in answered)
@@ -729,7 +730,7 @@ def _several_calls(run: _Run, rows: pl.DataFrame, step: Step, samples: tuple[int
     latency = (pl.when(pl.col("__order").is_finite()).then(pl.col("__call_latency")).otherwise(pl.col("__slowest"))
                if step.race is not None else pl.col("__slowest"))
     kept = (kept.with_columns(pl.col("__sum").alias("__call_cost"), latency.alias("__call_latency"))
-            .drop("__sum", "__slowest", "__order", "__tie"))
+            .drop("__sum", "__slowest", "__order"))
     return kept, calls
 
 
