@@ -32,6 +32,7 @@ from simulator.core.chunks import Chunk
 from simulator.core.contract import Dataset
 from simulator.core.draws import keyed_uniform
 from simulator.core.errors import RoutesimError, did_you_mean
+from simulator.core.layout import take
 from simulator.core.predicates import Predicate, check_types, parse_predicate, sql_exprs, step_column
 from simulator.core.money import to_nano_usd
 from simulator.core.prices import (
@@ -1095,12 +1096,19 @@ def sort_calls(calls: pl.DataFrame) -> pl.DataFrame:
     return calls[np.argsort(key, kind="stable")]
 
 
-def _rid_order(rids: pl.Series, requests: int) -> np.ndarray:
-    """The positions that put `rids` (distinct request numbers below `requests`) in ascending order: a
-    scatter and a compaction, two linear passes, instead of a sort."""
-    at = np.full(requests, -1, dtype=np.int64)
-    at[rids.to_numpy()] = np.arange(rids.len())
-    return at[at >= 0]
+def _in_rid_order(finals: pl.DataFrame, requests: pl.DataFrame) -> pl.DataFrame:
+    """`finals` (one row per routed request, in any order) in `__rid` order: a scatter and a compaction,
+    two linear passes, instead of a sort. The request's own strings (request_id, slice) are read from
+    `requests` (row i is __rid i) rather than moved with the rest, since gathering strings costs most."""
+    at = np.full(requests.height, -1, dtype=np.int64)
+    at[finals["__rid"].to_numpy()] = np.arange(finals.height)
+    order = at[at >= 0]
+    own = ["request_id", "ts", "slice"]
+    ordered = take(finals.drop(own), order)
+    identity = requests.select(own)
+    if ordered.height < requests.height:  # requests left out for a missing answer
+        identity = identity[ordered["__rid"].to_numpy()]
+    return pl.concat([ordered, identity], how="horizontal")
 
 
 def _result(start: _Start, scenario: Scenario, finals: pl.DataFrame, calls: pl.DataFrame,
@@ -1122,7 +1130,7 @@ def _result(start: _Start, scenario: Scenario, finals: pl.DataFrame, calls: pl.D
         unbilled = dict(found.filter(pl.col("loss").is_null()).group_by("model").len().sort("model").iter_rows())
         finals, calls = _billed(finals, calls, loss_calls(found))
     # Only the decisions' columns are put in rid order, not every column the stages carried.
-    decisions = finals.select(_decision_columns(start.policy).values())[_rid_order(finals["__rid"], start.requests.height)]
+    decisions = _in_rid_order(finals, start.requests).select(_decision_columns(start.policy).values())
     if start.session_columns:
         # __rid numbers the requests' rows: their session columns are a gather, not a join.
         decisions = pl.concat([decisions, start.requests.select(start.session_columns)[decisions["rid"].to_numpy()]],

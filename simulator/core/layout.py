@@ -161,6 +161,13 @@ class Layout:
 SLOT_WINDOW_ROWS = 4_000_000
 
 
+def take(frame: pl.DataFrame, positions: np.ndarray) -> pl.DataFrame:
+    """`frame`'s rows at `positions`, in their order. A frame read from Parquet or concatenated comes in many
+    chunks, and polars gathers from many chunks several times slower than from one (8.5 s against 1.5 s for
+    10M decisions in 17 pieces): it is made one chunk first, which costs a copy."""
+    return frame.rechunk()[positions]
+
+
 def rows_at(frame: pl.LazyFrame, rows: np.ndarray) -> pl.DataFrame:
     """The rows of a layout file (`frame`, one row per row id) at the row ids `rows`, in their order. Only
     the range they span is read; ascending row ids (a chunk's) are read SLOT_WINDOW_ROWS rows of the file at
@@ -171,14 +178,14 @@ def rows_at(frame: pl.LazyFrame, rows: np.ndarray) -> pl.DataFrame:
     rows = rows.astype(np.int64, copy=False)  # row ids come as UInt32, whose differences would wrap around
     low, high = int(rows.min()), int(rows.max()) + 1
     if bool((np.diff(rows) <= 0).any()):  # a sample's row ids, in sample order
-        return frame.slice(low, high - low).collect()[rows - low]
+        return take(frame.slice(low, high - low).collect(), rows - low)
     if high - low == rows.size:  # a range of row numbers, whole
         return frame.slice(low, high - low).collect()
     pieces = [frame.clear().collect()]
     for start in range(low, high, SLOT_WINDOW_ROWS):
         first, last = np.searchsorted(rows, [start, start + SLOT_WINDOW_ROWS])
         if last > first:
-            pieces.append(frame.slice(start, SLOT_WINDOW_ROWS).collect()[rows[first:last] - start])
+            pieces.append(take(frame.slice(start, SLOT_WINDOW_ROWS).collect(), rows[first:last] - start))
     return pl.concat(pieces, how="vertical")
 
 
