@@ -321,7 +321,10 @@ def select_requests(scenario: Scenario, data: Dataset, columns: list[str],
     """The window's requests (or the scenario's seeded sample of them), numbered by `__rid` in ts order, and
     how many requests the window held before sampling. From a layout they also carry `LAYOUT_ROW`. With
     `chunk`, only the data's requests in that chunk (simulator.core.chunks) are considered."""
-    requests = in_window(scenario, _request_source(data, columns, chunk)).collect()
+    # A chunk of whole sessions is a filter over every request: the streaming engine applies it batch by
+    # batch, where the in-memory engine would first read every request's columns (7 GB at 100M requests).
+    requests = in_window(scenario, _request_source(data, columns, chunk)).collect(
+        engine="auto" if chunk is None else "streaming")
     if not _in_arrival_order(requests):
         requests = requests.sort("ts", "request_id")
     window_count = requests.height

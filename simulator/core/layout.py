@@ -170,16 +170,21 @@ def take(frame: pl.DataFrame, positions: np.ndarray) -> pl.DataFrame:
 
 def rows_at(frame: pl.LazyFrame, rows: np.ndarray) -> pl.DataFrame:
     """The rows of a layout file (`frame`, one row per row id) at the row ids `rows`, in their order. Only
-    the range they span is read; ascending row ids (a chunk's) are read SLOT_WINDOW_ROWS rows of the file at
-    a time, so a chunk's replay never holds a whole (model, sample) of large data, only its own rows and
-    one window."""
+    the range they span is read, SLOT_WINDOW_ROWS rows of the file at a time, so a chunk's replay never
+    holds a whole (model, sample) of large data, only its own rows and one window. Row ids out of order (a
+    sample's, or the requests a retry resends, listed as the steps decided them) are read in ascending
+    order and put back in theirs."""
     if rows.size == 0:
         return frame.clear().collect()
     rows = rows.astype(np.int64, copy=False)  # row ids come as UInt32, whose differences would wrap around
-    low, high = int(rows.min()), int(rows.max()) + 1
-    if bool((np.diff(rows) <= 0).any()):  # a sample's row ids, in sample order
-        return take(frame.slice(low, high - low).collect(), rows - low)
-    if high - low == rows.size:  # a range of row numbers, whole
+    steps = np.diff(rows)
+    if bool((steps < 0).any()):
+        order = np.argsort(rows, kind="stable")
+        back = np.empty_like(order)
+        back[order] = np.arange(order.size)
+        return take(rows_at(frame, rows[order]), back)
+    low, high = int(rows[0]), int(rows[-1]) + 1
+    if high - low == rows.size and bool((steps > 0).all()):  # a range of row numbers, whole
         return frame.slice(low, high - low).collect()
     pieces = [frame.clear().collect()]
     for start in range(low, high, SLOT_WINDOW_ROWS):

@@ -259,8 +259,10 @@ def _summary(scenario, data, sheet, parts, fetch):
 # requests (README "Benchmark"). One piece holds about 0.75 GB per million requests.
 MIN_CHUNK_REQUESTS = 2_000_000
 # Nor larger than this, so a worker's memory stays bounded however large the data: beyond one chunk per
-# worker of this size, each worker replays several chunks in turn.
-MAX_CHUNK_REQUESTS = 10_000_000
+# worker of this size, each worker replays several chunks in turn. A chunk of 2.5M requests of a 100M-request
+# week peaked at 3.9 GB in its replay and 5.4 GB with its summary part (2026-12-02); chunks of 10M took
+# 12-13 GB each, and two workers were killed for want of memory on a 24 GB machine.
+MAX_CHUNK_REQUESTS = 2_500_000
 
 
 def replay_chunked(scenario, inputs, workers: int, min_chunk: int | None = None, *, with_part: bool = False):
