@@ -235,9 +235,26 @@ def test_part_of_a_layout_file_is_gathered_one_window_at_a_time(tmp_path, monkey
     monkeypatch.setattr(layout, "SLOT_WINDOW_ROWS", 7)
     pl.DataFrame({"value": range(100)}).write_parquet(tmp_path / "slot.parquet")
     scan = pl.scan_parquet(tmp_path / "slot.parquet")
-    for rows in ([0, 3, 6, 7, 50, 99], [5, 2, 40], [90, 3, 50, 20], [13], []):
+    # in order, out of order (a sample's, a retry's), repeated, and repeated over a span as long as the list
+    for rows in ([0, 3, 6, 7, 50, 99], [5, 2, 40], [90, 3, 50, 20], [13], [], [4, 4, 9, 9, 30], [0, 0, 2],
+                 [60, 2, 60, 1]):
         for dtype in (np.int64, np.uint32):  # row ids come as UInt32 from with_row_index
             assert layout.rows_at(scan, np.array(rows, dtype=dtype))["value"].to_list() == rows
+
+
+def test_row_ids_out_of_order_are_read_one_window_at_a_time(tmp_path, monkeypatch):
+    """A retry resends requests in the order the plan's steps decided them: reading their answers must not
+    hold the whole span of the file at once (at 100M requests, a whole slot file)."""
+    monkeypatch.setattr(layout, "SLOT_WINDOW_ROWS", 10)
+    pl.DataFrame({"value": range(100)}).write_parquet(tmp_path / "slot.parquet")
+    scan = pl.scan_parquet(tmp_path / "slot.parquet")
+    read = []
+    real_slice = pl.LazyFrame.slice
+    monkeypatch.setattr(pl.LazyFrame, "slice", lambda frame, offset, length=None: (
+        read.append(length), real_slice(frame, offset, length))[1])
+    rows = [95, 3, 50, 7, 99, 0]
+    assert layout.rows_at(scan, np.array(rows))["value"].to_list() == rows
+    assert read and max(read) <= 10
 
 
 def test_clear_removes_layouts_of_older_versions_and_leftovers_of_interrupted_builds(world, cache, monkeypatch):
