@@ -552,8 +552,9 @@ def bench(
     ten_million: Annotated[bool, typer.Option("--10m", help="also run on 10,000,000 requests")] = False,
     hundred_million: Annotated[bool, typer.Option("--100m", help="also run on 100,000,000 requests, out of core: "
                                                                  "generation, the first use once and the chunked "
-                                                                 "replay (generating them takes about 11 minutes "
-                                                                 "a core; --cache needs about 20 GB free)")] = False,
+                                                                 "replay (generating them takes about 14 minutes, "
+                                                                 "the first use about 22; --cache needs about "
+                                                                 "45 GB free)")] = False,
     runs: Annotated[int, typer.Option(min=3, help="runs per measurement, each after a run of its floor")] = RUNS,
     cache: Annotated[Path, typer.Option(help="where generated benchmark weeks are kept")] = CACHE / "bench",
     startup_only: Annotated[bool, typer.Option("--startup-only", help="only time routesim's startup (--help)")
