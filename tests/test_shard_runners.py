@@ -3,6 +3,7 @@ the replay of the whole folder (simulator.core.sharded, simulator.core.partials)
 
 from __future__ import annotations
 
+import json
 import os
 from fractions import Fraction
 from pathlib import Path
@@ -186,7 +187,40 @@ def test_large_data_replays_in_chunks_of_bounded_size_several_per_worker(sharded
     whole = json_output(run_scenario(scenario, inputs).summary)
     ran = []
     real = chunking._run_local
-    monkeypatch.setattr(chunking, "_run_local", lambda tasks, workers: ran.append(len(tasks)) or real(tasks, workers))
+    monkeypatch.setattr(chunking, "_run_local",
+                        lambda tasks, scratch, workers: ran.append(len(tasks)) or real(tasks, scratch, workers))
     monkeypatch.setattr(chunking, "MAX_CHUNK_REQUESTS", 700)
     assert json_output(replay_chunked(scenario, inputs, 2, min_chunk=1)) == whole
     assert ran[0] > 2
+
+
+def test_a_replay_in_parts_above_the_controls_limit_keeps_no_requests_and_says_what_a_whole_one_says(
+        sharded, cli, monkeypatch):
+    """Above CONTROL_REQUESTS replayed requests the merged part drops its requests' columns as the parts come
+    in; the controls then say they were skipped, exactly as a replay in one piece says it, and the session
+    metrics, merged from per-part terms, are the whole's."""
+    import simulator.analyses.controls as controls
+    import simulator.core.results as results
+    from simulator.core import sharded as chunking
+
+    base, _ = sharded
+    scenario = base / "sticky-sessions.yaml"
+    for module in (controls, results):
+        monkeypatch.setattr(module, "CONTROL_REQUESTS", 1_000)  # the week replays 3,000
+    monkeypatch.setattr(chunking, "MIN_CHUNK_REQUESTS", 500)
+    merged = []
+    real = chunking._summary
+
+    def recording(*args):
+        summary, part = real(*args)
+        merged.append(part)
+        return summary, part
+
+    monkeypatch.setattr(chunking, "_summary", recording)
+    whole = cli("replay", scenario, "--json", "--workers", "1")
+    split = cli("replay", scenario, "--json", "--workers", "2")
+    assert whole.code == 0 and split.code == 0, whole.err + split.err
+    assert merged and merged[-1].requests is None  # the replay did run in parts, which kept no requests
+    found = json.loads(split.out)[0]
+    assert found["sessions"]["sessions"] > 0 and "computed up to 1,000" in found["controls"]["skipped"]
+    assert split.out == whole.out

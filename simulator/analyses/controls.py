@@ -37,15 +37,12 @@ from simulator.core.draws import keyed_uniform
 from simulator.core.engine import LAYOUT_ROW, Replay
 from simulator.core.money import usd_per_request_of
 from simulator.core.prices import PriceSheet
-from simulator.core.results import EXACT, PARTIAL, part_of
+from simulator.core.results import CONTROL_REQUESTS, EXACT, PARTIAL, ReplayPart, part_of
 from simulator.core.scenario import Scenario
 from simulator.core.verdict import DEFAULT_ADMISSION, MEETS, Admission, judge
 
 SEED = 0
 PURPOSE = "random-control"
-# The controls price every model's first answer to every replayed request, several times the replay's own
-# work: above this many replayed requests they are left out (`skipped`), whole or split alike.
-CONTROL_REQUESTS = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -201,8 +198,22 @@ def beats(policy: dict, control: dict, admission: Admission) -> bool:
 def controls(result: Replay, data: Dataset, sheet: PriceSheet | None, seed: int = SEED) -> dict | None:
     """`controls_of` one replay in one piece, from the requests' columns of its part (the one its summary was
     built from: simulator.core.results.part_of)."""
-    part = part_of(result, data)
-    return controls_of(result.scenario, part.requests_on(data), len(part.routed_to) > 1, data, sheet, seed)
+    return controls_of_part(result.scenario, part_of(result, data), data, sheet, seed)
+
+
+def controls_of_part(scenario: Scenario, part: ReplayPart, data: Dataset, sheet: PriceSheet | None,
+                     seed: int = SEED) -> dict | None:
+    """`controls_of` a replay's (merged) part; `skipped` when it holds more than CONTROL_REQUESTS replayed
+    requests, whose columns it then does not keep."""
+    requests = part.requests_on(data)
+    if requests is None:
+        return _skipped(part.replayed)
+    return controls_of(scenario, requests, len(part.routed_to) > 1, data, sheet, seed)
+
+
+def _skipped(replayed: int) -> dict:
+    return {"skipped": f"{replayed:,} requests replayed: the controls are computed up to "
+                       f"{CONTROL_REQUESTS:,}; replay a window or a sample for them"}
 
 
 def router_of(calls: pl.DataFrame) -> bool:
@@ -222,8 +233,7 @@ def controls_of(scenario: Scenario, decisions: pl.DataFrame, router: bool, data:
     position (simulator.core.calls.with_layout_rows); `router`: whether the policy called more than one model (`router_of`). Above CONTROL_REQUESTS
     replayed requests: only `skipped`, saying why."""
     if decisions.height > CONTROL_REQUESTS:
-        return {"skipped": f"{decisions.height:,} requests replayed: the controls are computed up to "
-                           f"{CONTROL_REQUESTS:,}; replay a window or a sample for them"}
+        return _skipped(decisions.height)
     if not decisions["rid"].is_sorted():
         decisions = decisions.sort("rid")
     priced, _, _ = priced_by_model(decisions.select("request_id", "rid", "ts", "slice",

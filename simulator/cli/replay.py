@@ -62,14 +62,14 @@ def replay_scenarios(paths: list[Path], *, show_progress: bool = True, rule: str
     estimate from a shadow sample does not (both would need the whole window's answers).
     """
     from simulator.analyses.capacity import capacity_of
-    from simulator.analyses.controls import controls_of, set_beside
+    from simulator.analyses.controls import controls_of_part, set_beside
     from simulator.core.runner import Inputs, Outcome, load_scenarios
 
     def from_part(scenario, summary, part) -> Outcome:
         data, sheet = inputs.data(scenario.data), inputs.prices(scenario.prices)
         summary["capacity"] = capacity_of(scenario, part.load, part.replayed / part.in_window if part.in_window
                                           else 0.0, data)
-        summary["controls"] = controls_of(scenario, part.requests_on(data), len(part.routed_to) > 1, data, sheet)
+        summary["controls"] = controls_of_part(scenario, part, data, sheet)
         return Outcome(replay=None, summary=summary)
 
     scenarios = load_scenarios(paths, rule, confidence)

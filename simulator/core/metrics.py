@@ -135,31 +135,55 @@ SESSION_METRICS: tuple[Metric, ...] = (
 SESSION_READS = ("session_id", "request_id", "ts", "passed", "cost_nano_usd", "latency_ms", "escalated")
 
 
-def session_metrics(requests: pl.DataFrame) -> dict:
-    """Every SESSION_METRICS metric from one row per replayed request (`SESSION_READS`), in any row order.
+@dataclass(frozen=True)
+class SessionTerms:
+    """What the session metrics need from a part of a replay that holds its sessions whole (chunks and
+    shards split traffic by session, simulator.core.chunks and simulator.core.shards): counts, which add
+    across parts, and `latencies`, one float64 (ms) per session whose every turn has a latency, which
+    concatenate. A session split across parts would be counted once in each."""
+
+    sessions: int
+    turns: int
+    successes: int
+    cost_nano: int
+    escalated: int
+    latencies: np.ndarray
+
+
+def session_terms(requests: pl.DataFrame) -> SessionTerms:
+    """The SessionTerms of one row per replayed request (`SESSION_READS`), in any row order.
 
     Turns are added in (session_id, ts, request_id) order, sequentially (numpy's reduceat), so a session's
-    latency is the same float whichever shards or chunks its turns were replayed in; costs are integer
+    latency is the same float whichever shards or chunks its session was replayed in; costs are integer
     sums. Requests without a session_id are left out."""
     turns = (requests.filter(pl.col("session_id").is_not_null()).sort("session_id", "ts", "request_id")
              .select("session_id", "passed", "cost_nano_usd", "latency_ms", "escalated"))
     if turns.is_empty():
-        counts = {"sessions": 0, "turns": 0, "successes": 0, "cost_nano": 0, "escalated": 0, "latency": {}}
-        return {metric.name: metric.value(counts) for metric in SESSION_METRICS}
+        return SessionTerms(0, 0, 0, 0, 0, np.empty(0, dtype=np.float64))
     starts = turns.select((pl.col("session_id") != pl.col("session_id").shift(1)).fill_null(True)
                           .arg_true())["session_id"].to_numpy()
-    latency = turns["latency_ms"].cast(pl.Float64).to_numpy().astype(np.float64)  # null -> nan
-    per_session = pl.DataFrame({
-        "turns": np.diff(np.append(starts, turns.height)),
-        "passes": np.add.reduceat(turns["passed"].cast(pl.Int64).to_numpy(), starts),
-        "escalated": np.add.reduceat(turns["escalated"].cast(pl.Int64).to_numpy(), starts),
-        "latency": np.add.reduceat(latency, starts),
-    })
-    timed = per_session.filter(pl.col("latency").is_not_nan())["latency"]
-    counts = {"sessions": per_session.height, "turns": turns.height,
-              "successes": per_session.filter(pl.col("passes") == pl.col("turns")).height,
-              "cost_nano": int(turns["cost_nano_usd"].sum()),
-              "escalated": per_session.filter(pl.col("escalated") > 0).height,
+    latency = np.add.reduceat(turns["latency_ms"].cast(pl.Float64).to_numpy().astype(np.float64), starts)  # null -> nan
+    sizes = np.diff(np.append(starts, turns.height))
+    passes = np.add.reduceat(turns["passed"].cast(pl.Int64).to_numpy(), starts)
+    escalated = np.add.reduceat(turns["escalated"].cast(pl.Int64).to_numpy(), starts)
+    return SessionTerms(sessions=len(starts), turns=turns.height, successes=int((passes == sizes).sum()),
+                        cost_nano=int(turns["cost_nano_usd"].sum()), escalated=int((escalated > 0).sum()),
+                        latencies=latency[~np.isnan(latency)])
+
+
+def merge_session_terms(many: list[SessionTerms]) -> SessionTerms:
+    """The SessionTerms of a whole replay from those of its parts (each holding its sessions whole)."""
+    return SessionTerms(*(sum(getattr(terms, name) for terms in many)
+                          for name in ("sessions", "turns", "successes", "cost_nano", "escalated")),
+                        latencies=np.concatenate([terms.latencies for terms in many]))
+
+
+def session_metrics(terms: SessionTerms) -> dict:
+    """Every SESSION_METRICS metric from a replay's (merged) SessionTerms; latency quantiles are linear
+    (Hyndman and Fan's type 7), of the multiset of sessions' latencies, so the order of parts cannot matter."""
+    timed = pl.Series(terms.latencies, dtype=pl.Float64)
+    counts = {"sessions": terms.sessions, "turns": terms.turns, "successes": terms.successes,
+              "cost_nano": terms.cost_nano, "escalated": terms.escalated,
               "latency": {q: timed.quantile(q, interpolation="linear") for q in LATENCY_QUANTILES}
               if timed.len() else {}}
     return {metric.name: metric.value(counts) for metric in SESSION_METRICS}

@@ -310,6 +310,8 @@ def quantiles(parts: Parts, quantiled: tuple[str, ...], qs: tuple[float, ...], f
     return result
 
 
-def fetch_local(kept: list[pl.DataFrame]) -> Fetch:
-    """Pass 2 over parts held in this process."""
-    return lambda wanted: [values_in(part, wanted) for part in kept]
+def fetch_local(kept: list[pl.DataFrame | str]) -> Fetch:
+    """Pass 2 over parts held in this process, or written by their workers to Arrow IPC files (paths),
+    read back one at a time."""
+    return lambda wanted: [values_in(pl.read_ipc(part) if isinstance(part, str) else part, wanted)
+                           for part in kept]

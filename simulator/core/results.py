@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import weakref
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import reduce
 from operator import xor
 from pathlib import Path
@@ -35,13 +35,17 @@ from simulator.core.errors import RoutesimError
 from simulator.core.footguns import merge_warning_counts, warning_counts, warnings_of
 from simulator.core.metrics import (
     BY_NAME,
+    SESSION_READS,
     OVER_TIME_SCOPE,
     LATENCY_QUANTILES,
     QUANTILED_SCOPES,
     call_parts,
     decision_parts,
+    SessionTerms,
     merge_call_parts,
+    merge_session_terms,
     session_metrics,
+    session_terms,
     price_sources_of_parts,
     summary_counts,
     summary_metrics,
@@ -65,6 +69,10 @@ from simulator.core.verdict import (
 
 # The requests' columns a part keeps for the controls (simulator.analyses.controls.controls_of).
 CONTROL_COLUMNS = ["request_id", "rid", "ts", "slice", "passed", "cost_nano_usd"]
+# The controls price every model's first answer to every replayed request, several times the replay's own
+# work: above this many replayed requests they are left out, whole or split alike, and a replay in parts
+# stops keeping its requests' columns (`ReplayPart.requests`), which at 100M requests would not fit.
+CONTROL_REQUESTS = 2_000_000
 SCHEMA_VERSION = 5  # 3: money as int64 nano-dollars (cost_nano_usd); 4: verdicts, deployability, over_time;
 # 5: prompt-cache losses (calls of kind cache_loss, their by_model line)
 ASSUMED = "assumed_from_status"
@@ -202,9 +210,10 @@ class ReplayPart:
     per model and price source, coverage, the request-id fingerprint's terms, the first and last request,
     assumed grades and the warnings' counts; for the capacity and controls analyses, the per-minute load
     per model (simulator.core.calls.per_minute), the requests' `request_id`, `ts`, `slice`, `passed`,
-    `cost_nano_usd` (CONTROL_COLUMNS) and the models its plans and retries called. Merged by
-    merge_replay_parts; its per-request latencies for the quantiles' second pass are kept apart (see
-    replay_part)."""
+    `cost_nano_usd` (CONTROL_COLUMNS; None once a merge holds more than CONTROL_REQUESTS replayed
+    requests, `without_requests`) and the models its plans and retries called; for traffic with sessions,
+    the session metrics' terms. Merged by merge_replay_parts; its per-request latencies for the quantiles'
+    second pass are kept apart (see replay_part)."""
 
     parts: Parts
     calls: pl.DataFrame
@@ -219,16 +228,23 @@ class ReplayPart:
     assumed: int | None
     warnings: dict
     load: pl.DataFrame
-    requests: pl.DataFrame
+    requests: pl.DataFrame | None
     routed_to: frozenset[str]
+    sessions: SessionTerms | None  # None for traffic without sessions
     # The fingerprint of the layout whose row ids `requests` carry as LAYOUT_ROW (None: they carry none).
     layout: str | None = None
 
-    def requests_on(self, data: Dataset) -> pl.DataFrame:
+    def requests_on(self, data: Dataset) -> pl.DataFrame | None:
         """`requests`, with their row ids only when those are row ids of `data`'s layout (a part of a
-        replay in chunks of `data`, not of a shard of it)."""
+        replay in chunks of `data`, not of a shard of it); None when they were not kept."""
+        if self.requests is None:
+            return None
         mine = data.layout is not None and self.layout == data.layout.fingerprint
         return self.requests if mine else self.requests.drop(LAYOUT_ROW, strict=False)
+
+    def without_requests(self) -> ReplayPart:
+        """This part without its requests' columns (kept only up to CONTROL_REQUESTS replayed requests)."""
+        return replace(self, requests=None)
 
 
 def replay_part(replay: Replay, data: Dataset) -> tuple[ReplayPart, pl.DataFrame]:
@@ -254,6 +270,7 @@ def replay_part(replay: Replay, data: Dataset) -> tuple[ReplayPart, pl.DataFrame
         warnings=warnings, load=load,
         requests=_request_columns(positioned),
         routed_to=frozenset(replay.calls.filter(pl.col("kind").is_in(["step", "retry"]))["model"].unique()),
+        sessions=_sessions_of(decisions),
         layout=data.layout.fingerprint if by_position(positioned, data) else None)
     _LAST_PART[:] = [(weakref.ref(replay, _forget), data, part)]
     return part, kept
@@ -281,14 +298,20 @@ def part_of(replay: Replay, data: Dataset) -> ReplayPart:
     return replay_part(replay, data)[0]
 
 
-def _request_columns(decisions: pl.DataFrame) -> pl.DataFrame:
-    """What a part keeps per request: CONTROL_COLUMNS (and `LAYOUT_ROW` when `decisions` have it), and for
-    traffic with sessions what the session metrics read (simulator.core.metrics.SESSION_READS)."""
-    kept = [*CONTROL_COLUMNS, *([LAYOUT_ROW] if LAYOUT_ROW in decisions.columns else [])]
+def _sessions_of(decisions: pl.DataFrame) -> SessionTerms | None:
+    """The session metrics' terms of a replay's decisions; None for traffic without sessions."""
     if "session_id" not in decisions.columns:
-        return decisions.select(kept)
-    return decisions.select(*kept, "session_id", "latency_ms",
-                            (pl.col("escalated") & pl.col("multi_step")).alias("escalated"))
+        return None
+    within_plan = (pl.col("escalated") & pl.col("multi_step")).alias("escalated")  # SESSION_READS' escalated
+    return session_terms(decisions.select(*(name for name in SESSION_READS if name != "escalated"), within_plan))
+
+
+def _request_columns(decisions: pl.DataFrame) -> pl.DataFrame | None:
+    """What a part keeps per request for the controls: CONTROL_COLUMNS (and `LAYOUT_ROW` when `decisions`
+    have it); None above CONTROL_REQUESTS requests."""
+    if decisions.height > CONTROL_REQUESTS:
+        return None
+    return decisions.select(*CONTROL_COLUMNS, *([LAYOUT_ROW] if LAYOUT_ROW in decisions.columns else []))
 
 
 def merge_replay_parts(many: list[ReplayPart]) -> ReplayPart:
@@ -303,23 +326,28 @@ def merge_replay_parts(many: list[ReplayPart]) -> ReplayPart:
     assumed = [part.assumed for part in many]
     layouts = {part.layout for part in many}
     layout = layouts.pop() if len(layouts) == 1 else None  # row ids of one layout, or none kept
-    requests = pl.concat([part.requests if layout else part.requests.drop(LAYOUT_ROW, strict=False) for part in many],
-                         how="vertical_relaxed")
+    replayed = sum(part.replayed for part in many)
+    requests = None
+    if replayed <= CONTROL_REQUESTS and all(part.requests is not None for part in many):
+        requests = pl.concat([part.requests if layout else part.requests.drop(LAYOUT_ROW, strict=False)
+                              for part in many], how="vertical_relaxed")
+        # rid: a unique key in (ts, request_id) order; the analyses' results do not depend on its values
+        requests = ((requests if _in_arrival_order(requests) else requests.sort("ts", "request_id"))
+                    .with_columns(pl.int_range(pl.len(), dtype=pl.UInt32).alias("rid")))
+    sessions = [part.sessions for part in many if part.sessions is not None]
     return ReplayPart(
         parts=merge_parts([part.parts for part in many]), calls=merge_call_parts([part.calls for part in many]),
         in_window=sum(part.in_window for part in many), selected=sum(part.selected for part in many),
-        replayed=sum(part.replayed for part in many), missing=dict(sorted(missing.items())),
+        replayed=replayed, missing=dict(sorted(missing.items())),
         missing_example=min(examples) if examples else None,
         fingerprint=(sum(p.fingerprint[0] for p in many), reduce(xor, (p.fingerprint[1] for p in many), 0),
                      sum(p.fingerprint[2] for p in many) % 2**64),
         first=min(firsts) if firsts else None, last=max(lasts) if lasts else None,
         assumed=None if None in assumed else sum(assumed),
         warnings=merge_warning_counts([part.warnings for part in many]),
-        load=merge_per_minute([part.load for part in many]),
-        # rid: a unique key in (ts, request_id) order; the analyses' results do not depend on its values
-        requests=(requests if _in_arrival_order(requests) else requests.sort("ts", "request_id"))
-        .with_columns(pl.int_range(pl.len(), dtype=pl.UInt32).alias("rid")),
-        routed_to=frozenset().union(*(part.routed_to for part in many)), layout=layout)
+        load=merge_per_minute([part.load for part in many]), requests=requests,
+        routed_to=frozenset().union(*(part.routed_to for part in many)),
+        sessions=merge_session_terms(sessions) if sessions else None, layout=layout)
 
 
 def _in_arrival_order(requests: pl.DataFrame) -> bool:
@@ -341,8 +369,8 @@ def summary_from(scenario: Scenario, part: ReplayPart, fetch: Fetch, data: Datas
     summary = {"scenario": scenario.name, "description": scenario.description}
     latencies = quantiles(part.parts, QUANTILED_SCOPES, LATENCY_QUANTILES, fetch)
     summary |= summary_metrics(part.parts, part.calls, latencies)
-    if "session_id" in part.requests.columns:
-        summary["sessions"] = session_metrics(part.requests)
+    if part.sessions is not None:
+        summary["sessions"] = session_metrics(part.sessions)
     price_sources = price_sources_of_parts(part.calls)
     admission = scenario.admission or DEFAULT_ADMISSION
     verdict = verdict_of(summary, scenario.quality_bar, admission)

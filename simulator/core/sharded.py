@@ -11,8 +11,11 @@ money and counts are integers, score sums are exact, and latency quantiles are e
 found in two passes (simulator.core.partials).
 
 Runners (`RUNNERS`):
-- `local`: a process pool of at most one worker per core (spawned processes, as polars is not fork-safe); each
-  task's kept latencies come back to this process for the quantiles' second pass.
+- `local`: a process pool of at most one worker per core (spawned processes, as polars is not fork-safe). Each
+  task writes its kept latencies to a scratch folder (`spill_folder`) that this process reads back, one
+  task's at a time, for the quantiles' second pass; the parts are taken as they come and keep their
+  requests' columns only up to CONTROL_REQUESTS replayed requests in all, so this process holds no
+  per-request column of a large replay.
 - `ray`: one Ray task per shard. The kept latencies stay in Ray's object store; the second pass runs as
   Ray tasks on them and only the few values in the wanted buckets come back. An initialised Ray session
   is used as is; otherwise `ray.init()` connects to the cluster at `RAY_ADDRESS`, or starts a local one.
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +47,7 @@ class ShardTask:
     prices: str | None
     cache_dir: str | None  # the layout cache, as the command was given it
     chunk: Chunk | None = None  # a part of the shard's requests (None: all of them)
+    spill: str | None = None  # where to write the kept latencies (None: hand them back)
 
 
 @dataclass(frozen=True)
@@ -80,13 +85,20 @@ def _replay_of(task: ShardTask):
 
 
 def replay_shard(task: ShardTask):
-    """Replays one shard into (ReplayPart, kept latencies); (None, None) for a shard with no request in
-    the window; (ShardFailure, None) for bad input."""
+    """Replays one shard into (ReplayPart, kept latencies), the kept latencies as a frame or, for a task
+    with `spill`, as the path of the Arrow IPC file they were written to; (None, None) for a shard with no
+    request in the window; (ShardFailure, None) for bad input."""
     from simulator.core.results import replay_part
 
     try:
         result, data = _replay_of(task)
-        return (None, None) if result is None else replay_part(result, data)
+        if result is None:
+            return None, None
+        part, kept = replay_part(result, data)
+        if task.spill is None:
+            return part, kept
+        kept.write_ipc(task.spill, compression="lz4")  # the scope keys repeat: they compress well
+        return part, task.spill
     except RoutesimError as error:
         return ShardFailure(error.what, error.where, error.fix), None
 
@@ -131,11 +143,34 @@ def merged_decisions(scenario, results: list):
     return decisions
 
 
-def _run_local(tasks: list[ShardTask], workers: int | None = None):
-    from simulator.core.partials import fetch_local
+def _run_local(tasks: list[ShardTask], scratch: Path, workers: int | None = None):
+    """(parts, fetch) of `tasks` replayed in a local pool, their kept latencies spilled into `scratch`. The
+    parts are taken in task order as they finish; once they hold more than CONTROL_REQUESTS replayed
+    requests in all, they drop their requests' columns (the controls are skipped above that anyway)."""
+    from dataclasses import replace
 
-    results = map_tasks(replay_shard, tasks, "local", workers)
-    return [part for part, _ in results], fetch_local([kept for _, kept in results if kept is not None])
+    from simulator.core.partials import fetch_local
+    from simulator.core.results import CONTROL_REQUESTS, ReplayPart
+
+    parts, kept, replayed = [], [], 0
+    spilling = [replace(task, spill=str(scratch / f"latencies-{index}.arrow")) for index, task in enumerate(tasks)]
+    for part, spilled in iter_tasks(replay_shard, spilling, "local", workers):
+        if isinstance(part, ReplayPart):
+            replayed += part.replayed
+            kept.append(spilled)
+        parts.append(part)
+        if replayed > CONTROL_REQUESTS:  # the controls will be skipped: no part need keep its requests
+            parts = [part.without_requests() if isinstance(part, ReplayPart) and part.requests is not None
+                     else part for part in parts]
+    return parts, fetch_local(kept)
+
+
+def _summary_local(scenario, data, sheet, tasks: list[ShardTask], workers: int | None = None):
+    """`_summary` of `tasks` run by `_run_local`, in a scratch folder removed afterwards."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="routesim-latencies-") as scratch:
+        return _summary(scenario, data, sheet, *_run_local(tasks, Path(scratch), workers))
 
 
 def _ray():
@@ -195,8 +230,9 @@ def replay_sharded(scenario, inputs, shards: Path, runner: str = "local", *, wit
     module docstring); RoutesimError for bad input, as a replay of the whole folder would raise. With
     `with_part`, (summary, merged ReplayPart), for the analyses that read more than the summary."""
     tasks = shard_tasks(scenario, inputs, shards, runner)
-    summary, merged = _summary(scenario, inputs.data(scenario.data), inputs.prices(scenario.prices),
-                               *(_run_ray if runner == "ray" else _run_local)(tasks))
+    data, sheet = inputs.data(scenario.data), inputs.prices(scenario.prices)
+    summary, merged = (_summary(scenario, data, sheet, *_run_ray(tasks)) if runner == "ray"
+                       else _summary_local(scenario, data, sheet, tasks))
     return (summary, merged) if with_part else summary
 
 
@@ -213,12 +249,22 @@ def map_tasks(function, tasks: list, runner: str = "local", workers: int | None 
         ray = _ray()
         remote = ray.remote(_call)
         return ray.get([remote.remote(function, task) for task in tasks])
+    return list(iter_tasks(function, tasks, runner, workers))
+
+
+def iter_tasks(function, tasks: list, runner: str = "local", workers: int | None = None) -> Iterator:
+    """`map_tasks`, yielding each result in task order as soon as it and those before it are done, so that
+    a caller can fold them without holding them all."""
+    if runner == "ray":
+        yield from map_tasks(function, tasks, runner, workers)
+        return
     # More processes than cores would only contend: extra tasks wait for a free process.
     workers = max(1, min(len(tasks), workers or os.cpu_count() or 1, os.cpu_count() or 1))
     if workers == 1:
-        return [function(task) for task in tasks]
+        yield from (function(task) for task in tasks)
+        return
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return list(pool.map(function, tasks))
+        yield from pool.map(function, tasks)
 
 
 def raise_failures(results: list) -> None:
@@ -288,5 +334,5 @@ def replay_chunked(scenario, inputs, workers: int, min_chunk: int | None = None,
     check_policy(scenario, data)
     sessions = "session_id" in data.traffic.collect_schema().names()
     tasks = [_task(scenario, scenario.data, chunk) for chunk in chunks_of(total, count, sessions)]
-    summary, merged = _summary(scenario, data, inputs.prices(scenario.prices), *_run_local(tasks, workers))
+    summary, merged = _summary_local(scenario, data, inputs.prices(scenario.prices), tasks, workers)
     return (summary, merged) if with_part else summary
