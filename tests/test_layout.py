@@ -143,8 +143,13 @@ def test_a_build_in_many_ts_ranges_and_buckets_writes_the_same_bytes(seed, tmp_p
     assert whole.meta["buckets"] == 1 and split.meta["buckets"] > 3
     assert _files(split) == _files(whole) and len(_files(whole)) == len(whole.slots) + 1
     assert split.meta | {"buckets": 1} == whole.meta
-    expected = traffic.sort("ts", "request_id")["request_id"]
-    assert whole.scan_requests().collect()["request_id"].equals(expected)
+    requests = whole.scan_requests().collect()
+    assert requests["request_id"].equals(traffic.sort("ts", "request_id")["request_id"])
+    # each request carries the row id of its session's first turn (its own without a session)
+    rows = requests.with_row_index("row").with_columns(pl.col("row").cast(pl.Int64))
+    first = pl.when(pl.col("session_id").is_null()).then(pl.col("row")).otherwise(pl.col("row").min().over("session_id"))
+    assert requests["session_id"].null_count() > 0 and rows["session_id"].n_unique() < rows.height
+    assert rows[layout.SESSION_FIRST].cast(pl.Int64).equals(rows.select(first)["row"], check_names=False)
 
 
 def test_the_least_recently_used_layout_is_evicted_beyond_the_cap(world, cache, monkeypatch, tmp_path):

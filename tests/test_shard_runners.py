@@ -127,9 +127,9 @@ def test_merged_parts_give_polars_quantiles_and_the_exact_mean_for_any_split(spl
 
 @pytest.mark.parametrize(("name", "workers"), [("stacked", 2), ("stacked", 8), ("sticky-sessions", 8)])
 def test_a_replay_in_chunks_gives_the_bytes_of_the_whole_at_two_and_eight_workers(sharded, name, workers):
-    # The week carries sessions, so the chunks are buckets of whole sessions; the sticky policy's later
-    # turns follow their first turn in any chunk (eight ranges of row numbers would cut sessions and change
-    # its figures).
+    # The week carries sessions, so the chunks are ranges of sessions' first turns, each read up to the last
+    # turn of its sessions; the sticky policy's later turns follow their first turn in any chunk (eight plain
+    # ranges of row numbers would cut sessions and change its figures).
     base, _ = sharded
     [scenario] = load_scenarios([base / f"{name}.yaml"])
     inputs = Inputs()
@@ -176,6 +176,26 @@ def test_sweep_and_gate_give_the_same_json_whole_on_one_shard_and_on_sixteen_loc
 def test_sixteen_ray_shards_give_the_bytes_of_the_whole_for_the_sweep_and_the_gate(sharded, ray_session, cli):
     base, _ = sharded
     assert _sweep_and_gate(cli, base, "--shards", base / "shards-16", "--runner", "ray") == _sweep_and_gate(cli, base)
+
+
+def test_chunks_of_a_layout_with_sessions_are_ranges_of_first_turns_holding_whole_sessions(sharded):
+    """From a layout, a chunk of traffic with sessions is the sessions whose first turn is in its range of
+    row ids, read up to their last turn (`through`): every request once, sessions whole, in row order, and
+    a chunk reads far fewer rows than the bucket of sessions it replaces, which spans the whole data."""
+    from simulator.core.contract import load_data
+    from simulator.core.engine import LAYOUT_ROW
+
+    base, _ = sharded
+    requests = load_data(base / "week").layout.scan_requests().with_row_index(LAYOUT_ROW)
+    chunks = chunks_of(3_000, 8, True, requests)
+    parts = [chunk.of_requests(requests).collect() for chunk in chunks]
+    assert [chunk.rows for chunk in chunks][0] == (0, 375) and all(chunk.through is not None for chunk in chunks)
+    assert sorted(pl.concat(parts)[LAYOUT_ROW].to_list()) == list(range(3_000))
+    for chunk, part in zip(chunks, parts):
+        assert part[LAYOUT_ROW].is_sorted() and part[LAYOUT_ROW].max() < chunk.through
+    sessions = pl.concat([part.select("session_id", pl.lit(index).alias("chunk")) for index, part in enumerate(parts)])
+    assert sessions.drop_nulls().group_by("session_id").agg(pl.col("chunk").n_unique())["chunk"].max() == 1
+    assert sum(chunk.through - chunk.rows[0] for chunk in chunks) < 2 * 3_000
 
 
 def test_large_data_replays_in_chunks_of_bounded_size_several_per_worker(sharded, monkeypatch):

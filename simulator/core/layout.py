@@ -4,7 +4,9 @@ A data folder is an input and may be read-only, so nothing is ever written into 
 folder is validated and compiled into `CACHE/layouts/<fingerprint>-v<LAYOUT_VERSION>/`:
 
 - `requests.parquet`: the traffic in (ts, request_id) order, so a request's row id is its row number;
-  prompt text (`PROMPT_COLUMNS`) is never stored;
+  prompt text (`PROMPT_COLUMNS`) is never stored; for traffic with sessions, `SESSION_FIRST`: the row id of
+  the request's session's first turn (its own row id without a session), by which a replay in chunks of
+  row ranges keeps each session whole (simulator.core.chunks);
 - `slots/<n>.parquet`: one file per (model, sample), the outcome columns aligned with that order (row i is
   request i's answer, null with `__present` false where it has none), integers in the narrowest type that
   holds them (`Layout.slot` restores the source types);
@@ -46,7 +48,8 @@ import polars as pl
 from simulator.core.errors import RoutesimError
 
 # 3: layout files compressed with lz4 instead of zstd (every replay decodes them: 4-5x faster, about 1.6x larger)
-LAYOUT_VERSION = 3
+# 4: requests of traffic with sessions carry SESSION_FIRST
+LAYOUT_VERSION = 4
 DEFAULT_MAX_BYTES = 20 * 1024**3
 RACY_SECONDS = 2.0
 BUCKET_OUTCOME_ROWS = 8_000_000
@@ -56,6 +59,7 @@ LAYOUT_COMPRESSION = "lz4"  # the layout's own files: read by every replay, so f
 ROW_GROUP_ROWS = 262_144  # rows per Parquet row group of every layout file, whatever the ranges
 ROW = "__row"
 PRESENT = "__present"
+SESSION_FIRST = "__session_first"
 # Traffic columns holding prompt or answer text; a layout never stores them.
 PROMPT_COLUMNS = frozenset({"prompt", "prompt_text", "messages", "input", "input_text", "completion",
                             "response", "output", "output_text"})
@@ -363,13 +367,14 @@ def _in_range(low: int | None, high: int | None) -> pl.Expr:
     return inside
 
 
-def split_by_bucket(frame: pl.LazyFrame, folder: Path | None, buckets: int) -> Callable[[int], pl.LazyFrame]:
-    """Writes `frame` into `folder` split by hashed request_id (`bucket_of`) in one streaming pass, and
+def split_by_bucket(frame: pl.LazyFrame, folder: Path | None, buckets: int,
+                    key: str = "request_id") -> Callable[[int], pl.LazyFrame]:
+    """Writes `frame` into `folder` split by hashed `key` (`bucket_of`) in one streaming pass, and
     returns a reader of one bucket. With one bucket nothing is written (`folder` may be None) and the
     reader returns `frame`."""
     if buckets == 1:
         return lambda _bucket: frame
-    frame.with_columns(bucket_of(buckets).alias("__bucket")).sink_parquet(
+    frame.with_columns(bucket_of(buckets, key).alias("__bucket")).sink_parquet(
         pl.PartitionBy(folder, key="__bucket", include_key=False), mkdir=True, compression=SCRATCH_COMPRESSION)
     schema = frame.collect_schema()
 
@@ -401,6 +406,53 @@ def _concatenate(pieces: list[pl.DataFrame | Path], target: Path) -> None:
         _scan(pieces).sink_parquet(target, compression=LAYOUT_COMPRESSION, row_group_size=ROW_GROUP_ROWS)
 
 
+def _session_firsts(sessions: list[pl.DataFrame | Path], firsts: list[int], count: int, scratch: Path,
+                    keep: bool) -> list[pl.DataFrame | Path]:
+    """Per range of row ids (starting at `firsts`, `count` in all), one column `SESSION_FIRST`: the row id of
+    each request's session's first turn, its own row id for a request without a session. `sessions`: the
+    ranges' (`session_id`, ROW) pieces. A session's turns may fall in many ranges, so the sessions are
+    split by hashed session_id into buckets of about BUCKET_OUTCOME_ROWS requests, each bucket's minimum row
+    ids found in memory, and the results put back in row order one range at a time."""
+    turns = _scan(sessions).filter(pl.col("session_id").is_not_null())
+    buckets = max(1, -(-count // BUCKET_OUTCOME_ROWS))
+    turns_of = split_by_bucket(turns, scratch / "sessions-by-bucket", buckets, key="session_id")
+    dtype = pl.UInt32 if count <= 2**32 else pl.Int64
+    bounds = pl.Series(firsts, dtype=pl.Int64)
+    found: dict[int, list[pl.DataFrame | Path]] = {}
+    for bucket in range(buckets):
+        anchored = (turns_of(bucket).select(pl.col(ROW).cast(pl.Int64),
+                                            pl.col(ROW).min().over("session_id").cast(dtype).alias(SESSION_FIRST))
+                    .with_columns((pl.lit(bounds).search_sorted(pl.col(ROW), side="right") - 1).alias("__range"))
+                    .collect(engine="streaming"))
+        for (part,), rows_of in anchored.partition_by("__range", as_dict=True).items():
+            found.setdefault(part, []).append(_piece(rows_of.drop("__range"), scratch / f"first-{bucket}-{part}.parquet",
+                                                     keep))
+    shutil.rmtree(scratch / "sessions-by-bucket", ignore_errors=True)
+    columns = []
+    for part, (first, end) in enumerate(zip(firsts, [*firsts[1:], count], strict=True)):
+        rows_here = pl.DataFrame({ROW: pl.int_range(first, end, dtype=pl.Int64, eager=True)})
+        pieces = found.pop(part, [])
+        if pieces:
+            rows_here = rows_here.join(_scan(pieces).collect(), on=ROW, how="left", maintain_order="left")
+        else:
+            rows_here = rows_here.with_columns(pl.lit(None, dtype=dtype).alias(SESSION_FIRST))
+        column = rows_here.select(pl.col(SESSION_FIRST).fill_null(pl.col(ROW).cast(dtype)))
+        columns.append(_piece(column, scratch / f"firsts-{part}.parquet", keep))
+    return columns
+
+
+def _with_session_firsts(pieces: list[pl.DataFrame | Path], sessions: list[pl.DataFrame | Path], firsts: list[int],
+                         count: int, scratch: Path, keep: bool) -> list[pl.DataFrame | Path]:
+    """The requests' pieces (one per range) with their SESSION_FIRST column (`_session_firsts`)."""
+    columns = _session_firsts(sessions, firsts, count, scratch, keep)
+    joined = []
+    for index, (piece, column) in enumerate(zip(pieces, columns, strict=True)):
+        frame = piece if isinstance(piece, pl.DataFrame) else pl.read_parquet(piece)
+        column = column if isinstance(column, pl.DataFrame) else pl.read_parquet(column)
+        joined.append(_piece(frame.hstack(column), scratch / f"requests-with-firsts-{index}.parquet", keep))
+    return joined
+
+
 def _build(root: Path, target: Path, folder: Path, paths: list[Path], fingerprint: str,
            scan: Callable[[Path], pl.LazyFrame]) -> dict:
     """Compiles the validated data in `paths` into `target` by way of a staging folder, out of core:
@@ -429,17 +481,23 @@ def _build(root: Path, target: Path, folder: Path, paths: list[Path], fingerprin
             (staging / folder_name).mkdir()
         scratch = staging / "scratch"
         one_range = len(ranges) == 1
-        pieces, keys_pieces = [], []
+        with_sessions = "session_id" in kept
+        pieces, keys_pieces, session_pieces = [], [], []
         for index, (low, high, first) in enumerate(ranges):
             chunk = (requests if one_range else requests.filter(_in_range(low, high))).sort(
                 "ts", "request_id").collect(engine="streaming")
             pieces.append(_piece(chunk, scratch / f"requests-{index}.parquet", one_range))
             keys_pieces.append(_piece(chunk.select("request_id").with_row_index(ROW, offset=first),
                                       scratch / f"keys-{index}.parquet", one_range))
+            if with_sessions:
+                session_pieces.append(_piece(chunk.select("session_id").with_row_index(ROW, offset=first),
+                                             scratch / f"sessions-{index}.parquet", one_range))
             del chunk
         firsts = [first for _, _, first in ranges]
+        if with_sessions:
+            pieces = _with_session_firsts(pieces, session_pieces, firsts, count, scratch, one_range)
         _concatenate(pieces, staging / "requests.parquet")
-        del pieces
+        del pieces, session_pieces
 
         outcomes = scan(outcomes_path).with_columns(pl.col("request_id").cast(pl.String),
                                                     pl.col("model").cast(pl.String))

@@ -333,6 +333,7 @@ def replay_chunked(scenario, inputs, workers: int, min_chunk: int | None = None,
         return None
     check_policy(scenario, data)
     sessions = "session_id" in data.traffic.collect_schema().names()
-    tasks = [_task(scenario, scenario.data, chunk) for chunk in chunks_of(total, count, sessions)]
+    anchors = data.layout.scan_requests() if data.layout is not None else None
+    tasks = [_task(scenario, scenario.data, chunk) for chunk in chunks_of(total, count, sessions, anchors)]
     summary, merged = _summary_local(scenario, data, inputs.prices(scenario.prices), tasks, workers)
     return (summary, merged) if with_part else summary
