@@ -194,7 +194,7 @@ def rows_at(frame: pl.LazyFrame, rows: np.ndarray) -> pl.DataFrame:
     for start in range(low, high, SLOT_WINDOW_ROWS):
         first, last = np.searchsorted(rows, [start, start + SLOT_WINDOW_ROWS])
         if last > first:
-            pieces.append(take(frame.slice(start, SLOT_WINDOW_ROWS).collect(), rows[first:last] - start))
+            pieces.append(take(frame.slice(start, min(SLOT_WINDOW_ROWS, high - start)).collect(), rows[first:last] - start))
     return pl.concat(pieces, how="vertical")
 
 
