@@ -12,8 +12,8 @@ found in two passes (simulator.core.partials).
 
 Runners (`RUNNERS`):
 - `local`: a process pool of at most one worker per core (spawned processes, as polars is not fork-safe). Each
-  task writes its kept latencies to a scratch folder (`spill_folder`) that this process reads back, one
-  task's at a time, for the quantiles' second pass; the parts are taken as they come and keep their
+  task writes its kept latencies to a temporary folder under $TMPDIR (`_summary_local`) that this process
+  reads back, one task's at a time, for the quantiles' second pass; the parts are taken as they come and keep their
   requests' columns only up to CONTROL_REQUESTS replayed requests in all, so this process holds no
   per-request column of a large replay.
 - `ray`: one Ray task per shard. The kept latencies stay in Ray's object store; the second pass runs as
