@@ -190,11 +190,19 @@ def rows_at(frame: pl.LazyFrame, rows: np.ndarray) -> pl.DataFrame:
     low, high = int(rows[0]), int(rows[-1]) + 1
     if high - low == rows.size and bool((steps > 0).all()):  # a range of row numbers, whole
         return frame.slice(low, high - low).collect()
+    distinct = bool((steps > 0).all())
     pieces = [frame.clear().collect()]
     for start in range(low, high, SLOT_WINDOW_ROWS):
         first, last = np.searchsorted(rows, [start, start + SLOT_WINDOW_ROWS])
-        if last > first:
-            pieces.append(take(frame.slice(start, min(SLOT_WINDOW_ROWS, high - start)).collect(), rows[first:last] - start))
+        if last == first:
+            continue
+        window = frame.slice(start, min(SLOT_WINDOW_ROWS, high - start))
+        if distinct:  # a mask filters the file's pieces as they are, where a gather would first copy them into one
+            mask = np.zeros(min(SLOT_WINDOW_ROWS, high - start), dtype=bool)
+            mask[rows[first:last] - start] = True
+            pieces.append(window.filter(pl.lit(pl.Series(mask))).collect())
+        else:
+            pieces.append(take(window.collect(), rows[first:last] - start))
     return pl.concat(pieces, how="vertical")
 
 
