@@ -187,9 +187,11 @@ def test_chunks_of_a_layout_with_sessions_are_ranges_of_first_turns_holding_whol
 
     base, _ = sharded
     requests = load_data(base / "week").layout.scan_requests().with_row_index(LAYOUT_ROW)
-    chunks = chunks_of(3_000, 8, True, requests)
+    chunks = chunks_of(3_000, 7, True, requests)  # bounds 0, 428, 857, ...: not a whole number apart
     parts = [chunk.of_requests(requests).collect() for chunk in chunks]
-    assert [chunk.rows for chunk in chunks][0] == (0, 375) and all(chunk.through is not None for chunk in chunks)
+    assert [chunk.rows for chunk in chunks][:2] == [(0, 428), (428, 857)]
+    assert all(chunk.through is not None for chunk in chunks)
+    assert any(chunk.through > chunk.rows[1] for chunk in chunks)  # some sessions run past their range
     assert sorted(pl.concat(parts)[LAYOUT_ROW].to_list()) == list(range(3_000))
     for chunk, part in zip(chunks, parts):
         assert part[LAYOUT_ROW].is_sorted() and part[LAYOUT_ROW].max() < chunk.through

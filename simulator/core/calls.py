@@ -14,7 +14,7 @@ import polars as pl
 
 from simulator.core.contract import Dataset
 from simulator.core.engine import LAYOUT_ROW
-from simulator.core.layout import PRESENT
+from simulator.core.layout import PRESENT, rows_at
 
 
 def with_layout_rows(requests: pl.DataFrame, layout_rows: np.ndarray | None) -> pl.DataFrame:
@@ -144,11 +144,12 @@ def outcome_rows(requests: pl.DataFrame, data: Dataset, columns: list[str]) -> p
 def traffic_rows(requests: pl.DataFrame, data: Dataset, columns: list[str]) -> pl.DataFrame:
     """The traffic rows of `requests`: `columns`, in no set order. With `LAYOUT_ROW` on `requests`, read by
     position from the layout's requests when it holds those columns as the traffic file does (`ts` is kept
-    in UTC there, so a frame reading it comes from the file); else by `request_id`."""
+    in UTC there, so a frame reading it comes from the file), over the rows' span only (a chunk's); else by
+    `request_id`."""
     layout = data.layout
     if (by_position(requests, data) and "ts" not in columns
             and set(columns) <= set(layout.scan_requests().collect_schema().names())):
-        return layout.scan_requests().select(columns).collect()[requests[LAYOUT_ROW].to_numpy()]
+        return rows_at(layout.scan_requests().select(columns), requests[LAYOUT_ROW].to_numpy())
     keyed = columns if "request_id" in columns else [*columns, "request_id"]
     return (data.traffic.select(keyed).join(requests.lazy().select("request_id"), on="request_id", how="semi")
             .select(columns).collect())

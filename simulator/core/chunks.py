@@ -69,9 +69,12 @@ def chunks_of(total: int, count: int, sessions: bool, requests: pl.LazyFrame | N
         return [Chunk(bucket=bucket, of=count) for bucket in range(count)]
     if not sessions:
         return [Chunk(rows=(start, end)) for start, end in zip(bounds, bounds[1:])]
-    inner = pl.Series(bounds[1:-1], dtype=pl.Int64)
-    lasts = dict(requests.select(pl.col(SESSION_FIRST).cast(pl.Int64)).with_row_index("__row")
-                 .group_by(pl.lit(inner).search_sorted(pl.col(SESSION_FIRST), side="right").alias("chunk"))
-                 .agg(pl.col("__row").max()).collect(engine="streaming").iter_rows())
+    # Only a later turn (first turn elsewhere) can lie past its chunk's end. Its chunk is the i with
+    # bounds[i] <= first < bounds[i + 1]: as bounds[i] = floor(total i / count), i = ((first + 1) count - 1)
+    # // total, integer arithmetic the streaming engine runs in a pass of about 0.5 s and 0.1 GB at 100M.
+    first = pl.col(SESSION_FIRST).cast(pl.Int64)
+    lasts = dict(requests.select(first).with_row_index("__row").filter(first != pl.col("__row"))
+                 .group_by(((first + 1) * count - 1) // total).agg(pl.col("__row").max())
+                 .collect(engine="streaming").iter_rows())
     return [Chunk(rows=(start, end), through=max(end, int(lasts.get(index, end - 1)) + 1))
             for index, (start, end) in enumerate(zip(bounds, bounds[1:]))]
