@@ -299,21 +299,21 @@ def _summary(scenario, data, sheet, parts, fetch):
     return summary_from(scenario, merged, fetch, data, sheet), merged
 
 
-# A chunk smaller than this is not worth a process of its own. Each chunk's process starts anew (imports,
-# about a second of CPU) and, on traffic with sessions, decodes every slot file it reads whole, since its
-# sessions span the file: on 2 cores, 2 chunks took 1.6-1.9x the CPU of one piece and longer, at 1M and 3M
-# requests (README "Benchmark"). One piece holds about 0.75 GB per million requests.
+# A chunk smaller than this is not worth a process of its own: each chunk's process starts anew (imports,
+# about a second of CPU). When chunks of sessions were hash buckets that each decoded every slot file whole,
+# 2 chunks took 1.6-1.9x the CPU of one piece at 1M and 3M requests (README "Benchmark"). One piece holds
+# about 0.6 GB per million requests.
 MIN_CHUNK_REQUESTS = 2_000_000
 # Nor larger than this, so a worker's memory stays bounded however large the data: beyond one chunk per
 # worker of this size, each worker replays several chunks in turn. A chunk of 2.5M requests of a 100M-request
-# week peaked at 3.9 GB in its replay and 5.4 GB with its summary part (2026-12-02); chunks of 10M took
-# 12-13 GB each, and two workers were killed for want of memory on a 24 GB machine.
+# week, with its summary part, peaks at 1.8 GB and one of 5M at 3.1 GB (2026-12-02, chunks of sessions' first
+# turns); two workers and this process then stay under 6 GB.
 MAX_CHUNK_REQUESTS = 2_500_000
 
 
 def replay_chunked(scenario, inputs, workers: int, min_chunk: int | None = None, *, with_part: bool = False):
     """The summary of `scenario` replayed in chunks (simulator.core.chunks: ranges of the requests' row
-    numbers, or, for traffic with sessions, buckets of whole sessions hashed as shards are), one chunk per
+    numbers, or, for traffic with sessions, the sessions whose first turns are in such a range), one chunk per
     worker (more, of at most about MAX_CHUNK_REQUESTS each, on large data), at most one process per core,
     merged exactly as shards are. Each chunk holds whole sessions in (ts, request_id) order, so sticky
     sessions replay in a chunk as in the whole.
