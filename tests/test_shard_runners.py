@@ -216,6 +216,31 @@ def test_large_data_replays_in_chunks_of_bounded_size_several_per_worker(sharded
     assert ran[0] > 2
 
 
+def test_the_workers_spill_their_kept_latencies_to_a_scratch_folder_removed_afterwards(sharded, monkeypatch, tmp_path):
+    """Each chunk's worker writes the latencies it keeps for the exact quantiles to a file in a temporary
+    folder (under $TMPDIR), which the parent reads back and removes once the summary is built."""
+    import tempfile
+
+    from simulator.core import sharded as chunking
+
+    _, scenario_path = sharded
+    [scenario] = load_scenarios([scenario_path])
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    seen = []
+    real = chunking._run_local
+
+    def recording(tasks, scratch, workers):
+        found = real(tasks, scratch, workers)
+        seen.append((scratch.parent, sorted(path.name for path in scratch.iterdir()), len(tasks)))
+        return found
+
+    monkeypatch.setattr(chunking, "_run_local", recording)
+    assert replay_chunked(scenario, Inputs(), 2, min_chunk=1) is not None
+    [(parent, files, tasks)] = seen
+    assert parent == tmp_path and files == sorted(f"latencies-{index}.arrow" for index in range(tasks))
+    assert not list(tmp_path.glob("routesim-latencies-*"))
+
+
 def test_a_replay_in_parts_above_the_controls_limit_keeps_no_requests_and_says_what_a_whole_one_says(
         sharded, cli, monkeypatch):
     """Above CONTROL_REQUESTS replayed requests the merged part drops its requests' columns as the parts come
