@@ -455,9 +455,11 @@ def _with_session_firsts(pieces: list[pl.DataFrame | Path], sessions: list[pl.Da
     columns = _session_firsts(sessions, firsts, count, scratch, keep)
     joined = []
     for index, (piece, column) in enumerate(zip(pieces, columns, strict=True)):
-        frame = piece if isinstance(piece, pl.DataFrame) else pl.read_parquet(piece)
-        column = column if isinstance(column, pl.DataFrame) else pl.read_parquet(column)
-        joined.append(_piece(frame.hstack(column), scratch / f"requests-with-firsts-{index}.parquet", keep))
+        read = [part if isinstance(part, pl.DataFrame) else pl.read_parquet(part) for part in (piece, column)]
+        joined.append(_piece(read[0].hstack(read[1]), scratch / f"requests-with-firsts-{index}.parquet", keep))
+        for part in (piece, column):  # the scratch files are read once: free their disk as the build goes
+            if isinstance(part, Path):
+                part.unlink()
     return joined
 
 
@@ -466,7 +468,8 @@ def _build(root: Path, target: Path, folder: Path, paths: list[Path], fingerprin
     """Compiles the validated data in `paths` into `target` by way of a staging folder, out of core:
 
     1. the requests are sorted by (ts, request_id) one range of `ts` at a time (`_ts_ranges`), which fixes
-       each request's row id; each range is written apart with its (request_id, row id) keys;
+       each request's row id; each range is written apart with its (request_id, row id) keys; for traffic
+       with sessions, each request then gets its session's first row id (`_with_session_firsts`);
     2. the keys and the outcomes are split by hashed request_id into buckets of about
        BUCKET_OUTCOME_ROWS outcome rows (one streaming pass each), and each bucket's outcomes are joined
        to their row ids, then split by (model, sample) and row range;
