@@ -188,17 +188,18 @@ def rows_at(frame: pl.LazyFrame, rows: np.ndarray) -> pl.DataFrame:
         back[order] = np.arange(order.size)
         return take(rows_at(frame, rows[order]), back)
     low, high = int(rows[0]), int(rows[-1]) + 1
-    if high - low == rows.size and bool((steps > 0).all()):  # a range of row numbers, whole
-        return frame.slice(low, high - low).collect()
     distinct = bool((steps > 0).all())
+    if high - low == rows.size and distinct:  # a range of row numbers, whole
+        return frame.slice(low, high - low).collect()
     pieces = [frame.clear().collect()]
     for start in range(low, high, SLOT_WINDOW_ROWS):
         first, last = np.searchsorted(rows, [start, start + SLOT_WINDOW_ROWS])
         if last == first:
             continue
-        window = frame.slice(start, min(SLOT_WINDOW_ROWS, high - start))
+        size = min(SLOT_WINDOW_ROWS, high - start)
+        window = frame.slice(start, size)
         if distinct:  # a mask filters the file's pieces as they are, where a gather would first copy them into one
-            mask = np.zeros(min(SLOT_WINDOW_ROWS, high - start), dtype=bool)
+            mask = np.zeros(size, dtype=bool)
             mask[rows[first:last] - start] = True
             pieces.append(window.filter(pl.lit(pl.Series(mask))).collect())
         else:

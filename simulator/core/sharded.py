@@ -160,8 +160,7 @@ def _run_local(tasks: list[ShardTask], scratch: Path, workers: int | None = None
             kept.append(spilled)
         parts.append(part)
         if replayed > CONTROL_REQUESTS:  # the controls will be skipped: no part need keep its requests
-            parts = [part.without_requests() if isinstance(part, ReplayPart) and part.requests is not None
-                     else part for part in parts]
+            parts = [part.without_requests() if isinstance(part, ReplayPart) else part for part in parts]
     return parts, fetch_local(kept)
 
 
