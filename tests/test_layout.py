@@ -247,6 +247,51 @@ def test_part_of_a_layout_file_is_gathered_one_window_at_a_time(tmp_path, monkey
             assert layout.rows_at(scan, np.array(rows, dtype=dtype))["value"].to_list() == rows
 
 
+def test_several_sets_of_row_ids_are_cut_from_one_read_of_each_window(tmp_path, monkeypatch):
+    monkeypatch.setattr(layout, "SLOT_WINDOW_ROWS", 10)
+    pl.DataFrame({"value": range(100)}).write_parquet(tmp_path / "slot.parquet")
+    scan = pl.scan_parquet(tmp_path / "slot.parquet")
+    sliced = []
+    real_slice = pl.LazyFrame.slice
+    monkeypatch.setattr(pl.LazyFrame, "slice", lambda frame, offset, length=None: (
+        length and sliced.append(offset), real_slice(frame, offset, length))[1])  # clear() slices 0 rows
+    sets = [[0, 3, 6, 50], [95, 2, 40], [], [4, 4, 9, 51], [99]]
+    found = layout.rows_at_each(scan, [np.array(rows, dtype=np.uint32) for rows in sets])
+    assert [frame["value"].to_list() for frame in found] == sets
+    assert sorted(sliced) == [0, 40, 50, 90]  # each window the sets reach, once
+
+
+def test_a_sticky_replay_reads_no_layout_file_for_its_later_turns(monkeypatch, tmp_path):
+    """Later turns are routed after their first turns; their answers are cut from the first reads of each
+    slot instead of decoding the slot's file again."""
+    from simulator.core.engine import Answers
+
+    reads = []
+    real_gather = layout.Layout.gather
+    monkeypatch.setattr(layout.Layout, "gather", lambda self, model, sample, columns, rows=None: (
+        reads.append(rows), real_gather(self, model, sample, columns, rows))[1])
+    kept = []
+    real_keep = Answers.keep_for
+    monkeypatch.setattr(Answers, "keep_for", lambda self, rids: (kept.append(self._layout_rows[rids]),
+                                                                 real_keep(self, rids))[1])
+    checked = 0
+    for seed in range(40):
+        world = random_world(seed)
+        if world.scenario.policy.sticky != "session":
+            continue
+        data = load_data(write_frames(tmp_path / f"data{seed}", world.traffic, world.outcomes), tmp_path / "cache")
+        reads.clear(), kept.clear()
+        try:
+            replay(world.scenario, data, world.sheet)
+        except RoutesimError:
+            continue
+        if kept and kept[0].size:
+            later = set(kept[0].tolist())
+            assert not any(rows is not None and rows.size and set(rows.tolist()) <= later for rows in reads)
+            checked += 1
+    assert checked >= 5
+
+
 def test_row_ids_out_of_order_are_read_one_window_at_a_time(tmp_path, monkeypatch):
     """A retry resends requests in the order the plan's steps decided them: reading their answers must not
     hold the whole span of the file at once (at 100M requests, a whole slot file)."""

@@ -464,6 +464,8 @@ class Answers:
         outcome_columns = list(dict.fromkeys(["request_id", *priced,
                                               *[name for name in columns if name in outcome_names]]))
         self._layout = data.layout if LAYOUT_ROW in requests.columns else None
+        self._kept_rids: np.ndarray | None = None  # see keep_for
+        self._kept: dict[tuple[str, int], pl.DataFrame] = {}
         if self._layout is not None:
             # Read from the layout when a step asks, for the requests reaching it: a step that few requests
             # reach (an escalation, a retry, a rare rule's model) never holds every request's answers.
@@ -488,7 +490,7 @@ class Answers:
         layout, rids = self._layout, rows["__rid"].to_numpy()
         # Every model of the policy has a sample 0 in the data (compile_policy and the contract check it).
         known = (model, sample) in layout.slots
-        picked = layout.gather(*((model, sample) if known else (model, 0)), self._values, self._layout_rows[rids])
+        picked = self._read((model, sample) if known else (model, 0), rids)
         if not known:
             picked = picked.with_columns(pl.lit(None, dtype).alias(name) for name, dtype in picked.schema.items()
                                          ).with_columns(pl.lit(False).alias(PRESENT))
@@ -501,6 +503,28 @@ class Answers:
         # A column `rows` already has (a traffic column the answers also carry) keeps the value it has.
         return pl.concat([rows, answer.drop([name for name in answer.columns if name in rows.columns])],
                          how="horizontal")
+
+    def keep_for(self, rids: np.ndarray) -> None:
+        """From now on, each slot's first read also reads the answers of the requests `rids` (ascending) and
+        keeps them, so that their own joins, made later, take them from memory. A sticky replay routes its
+        sessions' later turns (a fifth of the embedded week's requests) in a second pass after their first
+        turns: each pass decoded every slot's whole span of the layout file, 1.6x the time of one pass."""
+        if self._layout is not None and rids.size:
+            self._kept_rids, self._kept = rids.astype(np.int64, copy=False), {}
+
+    def _read(self, slot: tuple[str, int], rids: np.ndarray) -> pl.DataFrame:
+        """The slot's answer columns and PRESENT at the requests `rids`, in their order (see keep_for)."""
+        kept = self._kept_rids
+        if kept is None:
+            return self._layout.gather(*slot, self._values, self._layout_rows[rids])
+        if slot in self._kept:
+            at = np.minimum(np.searchsorted(kept, rids), kept.size - 1)
+            if bool((kept[at] == rids).all()):
+                return take(self._kept[slot], at)
+            return self._layout.gather(*slot, self._values, self._layout_rows[rids])
+        picked, self._kept[slot] = self._layout.gather_each(
+            *slot, self._values, [self._layout_rows[rids], self._layout_rows[kept]])
+        return picked
 
     @staticmethod
     def _joined(data: Dataset, requests: pl.DataFrame, slots: set[tuple[str, int]], outcome_columns: list[str],
@@ -975,6 +999,7 @@ def replay(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
         leader = session_leaders(requests)
         later = (leader >= 0) & (leader != np.arange(requests.height))
         leaders, followers = requests.filter(pl.Series(~later)), requests.filter(pl.Series(later))
+        run.answers.keep_for(np.flatnonzero(later))
         first = _route(run, leaders, policy, overheads, progress, plan_models := {})
         # A later turn takes its first turn's plan, or the sticky plan of the model that turn escalated to.
         models = scenario.policy.models()

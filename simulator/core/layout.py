@@ -159,6 +159,11 @@ class Layout:
         slot = self.slot(model, sample).select(*columns, PRESENT)
         return slot.collect() if rows is None else rows_at(slot, rows)
 
+    def gather_each(self, model: str, sample: int, columns: list, row_sets: list[np.ndarray]) -> list[pl.DataFrame]:
+        """`gather` at each of `row_sets`, one frame per set, decoding each window of the slot's file once for
+        all of them (rows_at_each)."""
+        return rows_at_each(self.slot(model, sample).select(*columns, PRESENT), row_sets)
+
 
 # Rows of a layout file read at a time for a part of its requests (a chunk of whole sessions spans nearly
 # the whole file, but holds only its own rows).
@@ -178,33 +183,53 @@ def rows_at(frame: pl.LazyFrame, rows: np.ndarray) -> pl.DataFrame:
     holds a whole (model, sample) of large data, only its own rows and one window. Row ids out of order (a
     sample's, or the requests a retry resends, listed as the steps decided them) are read in ascending
     order and put back in theirs."""
-    if rows.size == 0:
-        return frame.clear().collect()
     rows = rows.astype(np.int64, copy=False)  # row ids come as UInt32, whose differences would wrap around
-    steps = np.diff(rows)
-    if bool((steps < 0).any()):
-        order = np.argsort(rows, kind="stable")
-        back = np.empty_like(order)
-        back[order] = np.arange(order.size)
-        return take(rows_at(frame, rows[order]), back)
-    low, high = int(rows[0]), int(rows[-1]) + 1
-    distinct = bool((steps > 0).all())
-    if high - low == rows.size and distinct:  # a range of row numbers, whole
-        return frame.slice(low, high - low).collect()
-    pieces = [frame.clear().collect()]
-    for start in range(low, high, SLOT_WINDOW_ROWS):
-        first, last = np.searchsorted(rows, [start, start + SLOT_WINDOW_ROWS])
-        if last == first:
-            continue
-        size = min(SLOT_WINDOW_ROWS, high - start)
-        window = frame.slice(start, size)
-        if distinct:  # a mask filters the file's pieces as they are, where a gather would first copy them into one
-            mask = np.zeros(size, dtype=bool)
-            mask[rows[first:last] - start] = True
-            pieces.append(window.filter(pl.lit(pl.Series(mask))).collect())
-        else:
-            pieces.append(take(window.collect(), rows[first:last] - start))
-    return pl.concat(pieces, how="vertical")
+    if rows.size and rows.size == int(rows[-1]) - int(rows[0]) + 1 and bool((np.diff(rows) == 1).all()):
+        return frame.slice(int(rows[0]), rows.size).collect()  # a range of row numbers, whole
+    return rows_at_each(frame, [rows])[0]
+
+
+def rows_at_each(frame: pl.LazyFrame, row_sets: list[np.ndarray]) -> list[pl.DataFrame]:
+    """rows_at for each set of row ids in `row_sets`, one frame per set, in one pass over the range they
+    span: each window of the file is decoded once for all the sets (decoding is most of a read), then cut
+    for each."""
+    sets, backs = [], []
+    for rows in row_sets:
+        rows = rows.astype(np.int64, copy=False)
+        back = None
+        if bool((np.diff(rows) < 0).any()):
+            order = np.argsort(rows, kind="stable")
+            back = np.empty_like(order)
+            back[order] = np.arange(order.size)
+            rows = rows[order]
+        sets.append(rows)
+        backs.append(back)
+    empty = frame.clear().collect()
+    pieces: list[list[pl.DataFrame]] = [[empty] for _ in sets]
+    spans = [(int(rows[0]), int(rows[-1]) + 1) for rows in sets if rows.size]
+    if spans:
+        low, high = min(first for first, _ in spans), max(last for _, last in spans)
+        for start in range(low, high, SLOT_WINDOW_ROWS):
+            size = min(SLOT_WINDOW_ROWS, high - start)
+            bounds = [np.searchsorted(rows, [start, start + size]) for rows in sets]
+            wanted = [index for index, (first, last) in enumerate(bounds) if last > first]
+            if not wanted:
+                continue
+            window = frame.slice(start, size)
+            if len(wanted) > 1:  # decoded once, cut for each set
+                window = window.collect().lazy()
+            for index in wanted:
+                first, last = bounds[index]
+                at = sets[index][first:last] - start
+                if bool((np.diff(at) > 0).all()):
+                    # A mask filters the file's pieces as they are, where a gather would first copy them into one.
+                    mask = np.zeros(size, dtype=bool)
+                    mask[at] = True
+                    pieces[index].append(window.filter(pl.lit(pl.Series(mask))).collect())
+                else:
+                    pieces[index].append(take(window.collect(), at))
+    found = [pl.concat(parts, how="vertical") for parts in pieces]
+    return [frame_ if back is None else take(frame_, back) for frame_, back in zip(found, backs)]
 
 
 def _dtype(name: str) -> pl.DataType:
