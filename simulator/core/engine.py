@@ -615,26 +615,24 @@ def _accumulate() -> list[pl.Expr]:
             (pl.col("__latency") + pl.col("__call_latency")).alias("__latency")]
 
 
-def _with_plan_models(finals: pl.DataFrame, policy: CompiledPolicy) -> pl.DataFrame:
-    """Adds `models_called` by the plan stage: fixed by the plan and the number of steps taken.
+def _with_plan_models(finals: pl.DataFrame, policy: CompiledPolicy, run: _Run) -> pl.DataFrame:
+    """Adds `__models`, the number (in `run.model_lists`) of the models the plan stage called: fixed by the
+    plan and the number of steps taken.
 
-    Every distinct (plan, steps taken) prefix of models is listed once, so a request's list is a gather at
-    the index of its plan's prefix: list building stays out of the per-step joins. Plans of thousands of
+    Every distinct (plan, steps taken) prefix of models is numbered once, so a request's number is a
+    gather at its plan's prefix: list building stays out of the per-step joins. Plans of thousands of
     rules share a few prefixes (`use: small`), so the list of prefixes stays short.
     """
-    distinct: dict[tuple[str, ...], int] = {}
-    index_of = []  # per plan, the prefix index of each number of steps taken
+    index_of = []  # per plan, the prefix number of each number of steps taken
     for _, steps in policy.plans:
         calls = [step.calls for step in steps]  # a best-of-n, fan-out or race step makes several calls
-        index_of.append([distinct.setdefault(sum(calls[:taken], ()), len(distinct))
-                         for taken in range(1, len(steps) + 1)])
+        index_of.append([run.models_number(sum(calls[:taken], ())) for taken in range(1, len(steps) + 1)])
     longest = max(len(indices) for indices in index_of)
     table = np.full((len(index_of), longest), -1, dtype=np.int64)
     for plan_index, indices in enumerate(index_of):
         table[plan_index, :len(indices)] = indices
     plan, taken = finals["__plan"].to_numpy(), finals["__steps"].to_numpy()
-    lists = pl.Series("__models", [list(prefix) for prefix in distinct], dtype=pl.List(pl.String))
-    return finals.with_columns(lists.gather(table[plan, taken - 1]))
+    return finals.with_columns(pl.Series("__models", table[plan, taken - 1], dtype=pl.UInt32))
 
 
 class _Run:
@@ -651,6 +649,17 @@ class _Run:
         self.missing: list[pl.DataFrame] = []
         # Traffic with sessions: the model calls that would lose their prompt cache (_record_calls).
         self.exposed: list[pl.DataFrame] | None = None
+        # The distinct lists of models called, numbered: a request carries its list's number (`__models`)
+        # until its decision is built, not the list (putting 10M lists of strings in rid order took 1.5 s).
+        self.model_lists: dict[tuple[str, ...], int] = {}
+
+    def models_number(self, models: tuple[str, ...]) -> int:
+        """The number of this list of models called (numbered on first sight)."""
+        return self.model_lists.setdefault(models, len(self.model_lists))
+
+    def models_called(self) -> pl.Series:
+        """The lists of models called, as List(String), at their numbers."""
+        return pl.Series("models_called", [list(models) for models in self.model_lists], dtype=pl.List(pl.String))
 
     def note_missing(self, rows: pl.DataFrame, model: str) -> None:
         if rows.height:
@@ -871,7 +880,7 @@ def _plan_stage(run: _Run, requests: pl.DataFrame, policy: CompiledPolicy, progr
             next_frontier.append(called.filter(goes_on).with_columns(*going).select(
                 *requests.columns, *[name for name in carried if name not in requests.columns]))
         frontier = pl.concat(next_frontier, how="diagonal_relaxed") if next_frontier else frontier.clear()
-    return _with_plan_models(pl.concat(decided, how="vertical"), policy)
+    return _with_plan_models(pl.concat(decided, how="vertical"), policy, run)
 
 
 def _best(column: str) -> str:
@@ -904,10 +913,14 @@ def _retry_stage(run: _Run, finals: pl.DataFrame, policy: CompiledPolicy, progre
     flagged = finals.with_columns(matches.alias("__matching"))
     settled, state = flagged.filter(~pl.col("__matching")), flagged.filter(pl.col("__matching"))
     counts = {model: f"__calls_{index}" for index, model in enumerate(dict.fromkeys(retry.to))}
-    state = state.with_columns(pl.col("__models").list.eval(pl.element() == model).list.sum()
-                               .cast(pl.Int32).alias(column) for model, column in counts.items())
+    numbers = state["__models"].to_numpy()
+    state = state.with_columns(
+        pl.Series(column, np.array([models.count(model) for models in run.model_lists], dtype=np.int32)[numbers])
+        for model, column in counts.items())
     for position, model in enumerate(retry.to):
         progress(f"retry {position + 1} of {len(retry.to)}")
+        # Each list of models called, with this model appended, by number.
+        appended = pl.Series([run.models_number((*models, model)) for models in list(run.model_lists)], dtype=pl.UInt32)
         trying = pl.col("__matching") & (pl.col("__attempts") < retry.attempts_allowed)
         waiting, active = state.filter(~trying), state.filter(trying)
         parts = [waiting]
@@ -923,7 +936,7 @@ def _retry_stage(run: _Run, finals: pl.DataFrame, policy: CompiledPolicy, progre
                                           exposed=run.exposed)
             run.calls.extend(calls)
             parts.append(called.with_columns(
-                *_accumulate(), pl.concat_list("__models", pl.col("model")).alias("__models"),
+                *_accumulate(), pl.lit(appended).gather(pl.col("__models")).alias("__models"),
                 matches.alias("__matching"),
                 (pl.col("__attempts") + 1).alias("__attempts"),
                 (pl.col(counts[model]) + 1).alias(counts[model]),
@@ -1080,15 +1093,16 @@ def _begin(scenario: Scenario, data: Dataset, sheet: PriceSheet | None, progress
                   sticky=sticky, part=part, run=run, layout_rows=layout_rows)
 
 
-def _decision_columns(policy: CompiledPolicy) -> dict[str, pl.Expr]:
-    """The decisions' columns (README "Decisions"), each an expression over the routed requests' final rows."""
+def _decision_columns(policy: CompiledPolicy, models_called: pl.Series) -> dict[str, pl.Expr]:
+    """The decisions' columns (README "Decisions"), each an expression over the routed requests' final rows;
+    `models_called` holds the lists of models called at the numbers the rows carry (_Run.models_called)."""
     plan_labels = [label for label, _ in policy.plans]
     plan_lengths = [len(steps) for _, steps in policy.plans]
     columns = [
         pl.col("__rid").alias("rid"), pl.col("request_id"), pl.col("ts"), pl.col("slice"),
         pl.col("__plan").replace_strict(list(range(len(plan_labels))), plan_labels, return_dtype=pl.String)
         .alias("plan"),
-        pl.col("__models").alias("models_called"),
+        pl.lit(models_called).gather(pl.col("__models")).alias("models_called"),
         pl.col("model").alias("final_model"),
         pl.col("sample").alias("final_sample"),
         pl.col("__steps").alias("steps_taken"),
@@ -1162,7 +1176,7 @@ def _result(start: _Start, scenario: Scenario, finals: pl.DataFrame, calls: pl.D
     # Only the decisions' columns are put in rid order, not every column the stages carried.
     # A session's columns are listed after the decisions' own.
     decisions = _in_rid_order(finals, start.requests, start.session_columns).select(
-        *_decision_columns(start.policy).values(), *start.session_columns)
+        *_decision_columns(start.policy, start.run.models_called()).values(), *start.session_columns)
     if missing_by_model:  # calls made for requests later left out
         calls = calls.join(decisions.select("rid"), on="rid", how="semi")
     calls = sort_calls(calls).with_columns(usd(pl.col("cost_nano_usd")).alias("cost_usd")).select(CALL_COLUMNS)
@@ -1301,7 +1315,8 @@ class ForkedReplay:
                    .group_by(pl.col("rid").alias("__rid")).agg(pl.col("cost_nano_usd").sum().alias("__loss")))
             kept = (kept.join(own, on="__rid", how="left", maintain_order="left")
                     .with_columns((pl.col("__cost") + pl.col("__loss").fill_null(0)).alias("__cost")))
-        decided = kept.select(pl.col("__rid"), *_decision_columns(self._start.policy).values())
+        decided = kept.select(pl.col("__rid"),
+                              *_decision_columns(self._start.policy, self._start.run.models_called()).values())
         found = decided.select(pl.col("__rid"), pl.lit(True).alias("present"), *columns).collect()
         return by_rid(found, self.requests_selected).with_columns(pl.col("present").fill_null(False))
 

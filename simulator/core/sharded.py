@@ -307,7 +307,7 @@ MIN_CHUNK_REQUESTS = 2_000_000
 # worker of this size, each worker replays several chunks in turn. A chunk of 2.5M requests of a 100M-request
 # week, with its summary part, peaks at 1.8 GB and one of 5M at 3.1 GB (2026-12-02, chunks of sessions' first
 # turns); two workers and this process then stay under 6 GB.
-MAX_CHUNK_REQUESTS = 2_500_000
+MAX_CHUNK_REQUESTS = 2_000_000
 
 
 def replay_chunked(scenario, inputs, workers: int, min_chunk: int | None = None, *, with_part: bool = False):
