@@ -306,14 +306,16 @@ MIN_CHUNK_REQUESTS = 2_000_000
 # Nor larger than this, so a worker's memory stays bounded however large the data: beyond one chunk per
 # worker of this size, each worker replays several chunks in turn. A chunk of 2.5M requests of a 100M-request
 # week, with its summary part, peaks at 1.8 GB and one of 5M at 3.1 GB (2026-12-02, chunks of sessions' first
-# turns); two workers and this process then stay under 6 GB.
+# turns), but with 2.5M the bench's 100M replays peaked at 5.3-6.08 GB in all: a worker that has replayed
+# many chunks holds more than one fresh. At 10M, 2M chunks peaked at 3.3 GB in all against 3.8 GB for 2.5M.
 MAX_CHUNK_REQUESTS = 2_000_000
 
 
 def replay_chunked(scenario, inputs, workers: int, min_chunk: int | None = None, *, with_part: bool = False):
     """The summary of `scenario` replayed in chunks (simulator.core.chunks: ranges of the requests' row
     numbers, or, for traffic with sessions, the sessions whose first turns are in such a range), one chunk per
-    worker (more, of at most about MAX_CHUNK_REQUESTS each, on large data), at most one process per core,
+    worker (more, of at most about MAX_CHUNK_REQUESTS each, on large data, as many for each process), at most
+    one process per core,
     merged exactly as shards are. Each chunk holds whole sessions in (ts, request_id) order, so sticky
     sessions replay in a chunk as in the whole.
     None when the replay is better run in one piece: one worker, fewer than two chunks of `min_chunk`
@@ -328,6 +330,9 @@ def replay_chunked(scenario, inputs, workers: int, min_chunk: int | None = None,
     total = request_rows(data)
     smallest = MIN_CHUNK_REQUESTS if min_chunk is None else min_chunk
     count = max(min(workers, total // max(smallest, 1)), -(-total // MAX_CHUNK_REQUESTS))
+    at_once = min(workers, os.cpu_count() or 1)
+    if count > at_once:  # whole rounds: each process replays as many chunks, none is left to finish one alone
+        count = -(-count // at_once) * at_once
     if count < 2:
         return None
     check_policy(scenario, data)
