@@ -49,7 +49,8 @@ from simulator.core.prices import (
     usd,
 )
 from simulator.core.scenario import Overhead, Retry, Scenario, Step, with_step_accept
-from simulator.core.sessions import EXPOSURE_SCHEMA, CacheState, lost, previous_turns, session_leaders
+from simulator.core.sessions import (EXPOSURE_SCHEMA, CacheState, in_turn_order, lost, previous_turns,
+                                     session_leaders)
 
 Progress = Callable[[str], None]
 
@@ -1009,7 +1010,7 @@ def replay(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
     if not start.sticky:
         finals = _route(run, requests, policy, overheads, progress)
     else:  # first turns (and requests on their own) first; later turns follow their session's first turn
-        leader = session_leaders(requests)
+        leader = session_leaders(requests, start.turn_order)
         later = (leader >= 0) & (leader != np.arange(requests.height))
         leaders, followers = requests.filter(pl.Series(~later)), requests.filter(pl.Series(later))
         run.answers.keep_for(np.flatnonzero(later))
@@ -1053,9 +1054,15 @@ class _Start:
     layout_rows: np.ndarray | None = None  # per __rid, the request's row id in the data's layout
 
     @functools.cached_property
+    def turn_order(self) -> pl.DataFrame:
+        """The requests with a session in the order of their sessions' turns (sessions.in_turn_order): sorted
+        once for the sticky sessions' leaders and the previous turns."""
+        return in_turn_order(self.requests)
+
+    @functools.cached_property
     def turns(self) -> pl.DataFrame | None:
         """Each request's previous turn (simulator.core.sessions.previous_turns); None without sessions."""
-        return previous_turns(self.requests) if "session_id" in self.session_columns else None
+        return previous_turns(self.requests, self.turn_order) if "session_id" in self.session_columns else None
 
 
 def _begin(scenario: Scenario, data: Dataset, sheet: PriceSheet | None, progress: Progress, *, part: bool,

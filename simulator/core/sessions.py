@@ -28,9 +28,10 @@ import polars as pl
 EXPOSURE_SCHEMA = {"rid": pl.UInt32, "seq": pl.Int32, "model": pl.String, "loss": pl.Int64}
 
 
-def _in_turn_order(requests: pl.DataFrame) -> pl.DataFrame:
+def in_turn_order(requests: pl.DataFrame) -> pl.DataFrame:
     """`session_id` and `__rid` of the requests that have a session, by session, then in the order of its
-    turns (module doc). `__rid` runs in (ts, request_id) order, so it stands for both."""
+    turns (module doc). `__rid` runs in (ts, request_id) order, so it stands for both. A sort on a string:
+    compute it once per replay and hand it to previous_turns and session_leaders."""
     turn = [pl.col("turn")] if "turn" in requests.columns else []
     return (requests.filter(pl.col("session_id").is_not_null())
             .select("session_id", *turn, "__rid")
@@ -38,25 +39,26 @@ def _in_turn_order(requests: pl.DataFrame) -> pl.DataFrame:
 
 
 def _same_session() -> pl.Expr:
-    """Whether a row of `_in_turn_order` belongs to the session of the row before it."""
+    """Whether a row of `in_turn_order` belongs to the session of the row before it."""
     return (pl.col("session_id") == pl.col("session_id").shift(1)).fill_null(False)
 
 
-def previous_turns(requests: pl.DataFrame) -> pl.DataFrame | None:
+def previous_turns(requests: pl.DataFrame, ordered: pl.DataFrame | None = None) -> pl.DataFrame | None:
     """`rid` and `previous` (both UInt32) of every request that has a previous turn (module doc), from the
     replay's requests (`__rid`, numbered in (ts, request_id) order, `session_id` and, when the traffic has
-    it, `turn`); None when the traffic has no sessions."""
+    it, `turn`), or their `ordered` in_turn_order; None when the traffic has no sessions."""
     if "session_id" not in requests.columns:
         return None
-    return (_in_turn_order(requests)
+    return ((in_turn_order(requests) if ordered is None else ordered)
             .select(pl.col("__rid").alias("rid"), pl.when(_same_session()).then(pl.col("__rid").shift(1)).alias("previous"))
             .drop_nulls("previous").sort("rid"))
 
 
-def session_leaders(requests: pl.DataFrame) -> np.ndarray:
+def session_leaders(requests: pl.DataFrame, ordered: pl.DataFrame | None = None) -> np.ndarray:
     """Per request, in `__rid` order (requests numbered 0..n-1), the `__rid` of its session's first turn
-    (module doc), itself for a first turn, or -1 without a session: the turn sticky sessions follow."""
-    found = _in_turn_order(requests).select(
+    (module doc), itself for a first turn, or -1 without a session: the turn sticky sessions follow.
+    `ordered`: the requests' in_turn_order, when already known."""
+    found = (in_turn_order(requests) if ordered is None else ordered).select(
         "__rid", pl.when(_same_session()).then(None).otherwise(pl.col("__rid")).forward_fill().alias("leader"))
     leaders = np.full(requests.height, -1, dtype=np.int64)
     leaders[found["__rid"].to_numpy()] = found["leader"].to_numpy()
