@@ -509,7 +509,7 @@ class Answers:
         """From now on, each slot's first read also reads the answers of the requests `rids` (ascending) and
         keeps them, so that their own joins, made later, take them from memory. A sticky replay routes its
         sessions' later turns (a fifth of the embedded week's requests) in a second pass after their first
-        turns: each pass decoded every slot's whole span of the layout file, 1.6x the time of one pass."""
+        turns, and each pass decoded every slot's whole span of the layout file again."""
         if self._layout is not None and rids.size:
             self._kept_rids, self._kept = rids.astype(np.int64, copy=False), {}
 
