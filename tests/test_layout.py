@@ -247,18 +247,25 @@ def test_part_of_a_layout_file_is_gathered_one_window_at_a_time(tmp_path, monkey
             assert layout.rows_at(scan, np.array(rows, dtype=dtype))["value"].to_list() == rows
 
 
-def test_several_sets_of_row_ids_are_cut_from_one_read_of_each_window(tmp_path, monkeypatch):
+@pytest.fixture
+def windowed(tmp_path, monkeypatch):
+    """A layout file of 100 rows (value = row id) read 10 rows at a time, and the (offset, length) of every
+    slice of it read (clear() slices 0 rows)."""
     monkeypatch.setattr(layout, "SLOT_WINDOW_ROWS", 10)
     pl.DataFrame({"value": range(100)}).write_parquet(tmp_path / "slot.parquet")
-    scan = pl.scan_parquet(tmp_path / "slot.parquet")
     sliced = []
     real_slice = pl.LazyFrame.slice
     monkeypatch.setattr(pl.LazyFrame, "slice", lambda frame, offset, length=None: (
-        length and sliced.append(offset), real_slice(frame, offset, length))[1])  # clear() slices 0 rows
+        length and sliced.append((offset, length)), real_slice(frame, offset, length))[1])
+    return pl.scan_parquet(tmp_path / "slot.parquet"), sliced
+
+
+def test_several_sets_of_row_ids_are_cut_from_one_read_of_each_window(windowed):
+    scan, sliced = windowed
     sets = [[0, 3, 6, 50], [95, 2, 40], [], [4, 4, 9, 51], [99]]
     found = layout.rows_at_each(scan, [np.array(rows, dtype=np.uint32) for rows in sets])
     assert [frame["value"].to_list() for frame in found] == sets
-    assert sorted(sliced) == [0, 40, 50, 90]  # each window the sets reach, once
+    assert sorted(offset for offset, _ in sliced) == [0, 40, 50, 90]  # each window the sets reach, once
 
 
 def test_a_sticky_replay_reads_no_layout_file_for_its_later_turns(monkeypatch, tmp_path):
@@ -292,19 +299,13 @@ def test_a_sticky_replay_reads_no_layout_file_for_its_later_turns(monkeypatch, t
     assert checked >= 5
 
 
-def test_row_ids_out_of_order_are_read_one_window_at_a_time(tmp_path, monkeypatch):
+def test_row_ids_out_of_order_are_read_one_window_at_a_time(windowed):
     """A retry resends requests in the order the plan's steps decided them: reading their answers must not
     hold the whole span of the file at once (at 100M requests, a whole slot file)."""
-    monkeypatch.setattr(layout, "SLOT_WINDOW_ROWS", 10)
-    pl.DataFrame({"value": range(100)}).write_parquet(tmp_path / "slot.parquet")
-    scan = pl.scan_parquet(tmp_path / "slot.parquet")
-    read = []
-    real_slice = pl.LazyFrame.slice
-    monkeypatch.setattr(pl.LazyFrame, "slice", lambda frame, offset, length=None: (
-        read.append(length), real_slice(frame, offset, length))[1])
+    scan, sliced = windowed
     rows = [95, 3, 50, 7, 99, 0]
     assert layout.rows_at(scan, np.array(rows))["value"].to_list() == rows
-    assert read and max(read) <= 10
+    assert sliced and max(length for _, length in sliced) <= 10
 
 
 def test_clear_removes_layouts_of_older_versions_and_leftovers_of_interrupted_builds(world, cache, monkeypatch):
