@@ -307,7 +307,8 @@ MIN_CHUNK_REQUESTS = 2_000_000
 # worker of this size, each worker replays several chunks in turn. A chunk of 2.5M requests of a 100M-request
 # week, with its summary part, peaks at 1.8 GB and one of 5M at 3.1 GB (2026-12-02, chunks of sessions' first
 # turns), but with 2.5M the bench's 100M replays peaked at 5.3-6.08 GB in all: a worker that has replayed
-# many chunks holds more than one fresh. At 10M, 2M chunks peaked at 3.3 GB in all against 3.8 GB for 2.5M.
+# many chunks holds more than one fresh (1.8 GB after its first 2M chunk, 2.3 GB after 25). With 2M the
+# bench's 100M replays peaked at 4.9 GB; at 10M, 3.3 GB in all against 3.8 GB for 2.5M.
 MAX_CHUNK_REQUESTS = 2_000_000
 
 
@@ -315,8 +316,7 @@ def replay_chunked(scenario, inputs, workers: int, min_chunk: int | None = None,
     """The summary of `scenario` replayed in chunks (simulator.core.chunks: ranges of the requests' row
     numbers, or, for traffic with sessions, the sessions whose first turns are in such a range), one chunk per
     worker (more, of at most about MAX_CHUNK_REQUESTS each, on large data, as many for each process), at most
-    one process per core,
-    merged exactly as shards are. Each chunk holds whole sessions in (ts, request_id) order, so sticky
+    one process per core, merged exactly as shards are. Each chunk holds whole sessions in (ts, request_id) order, so sticky
     sessions replay in a chunk as in the whole.
     None when the replay is better run in one piece: one worker, fewer than two chunks of `min_chunk`
     (default MIN_CHUNK_REQUESTS) requests, or a `sample` (drawn over the whole window). No per-request
