@@ -516,16 +516,15 @@ class Answers:
     def _read(self, slot: tuple[str, int], rids: np.ndarray) -> pl.DataFrame:
         """The slot's answer columns and PRESENT at the requests `rids`, in their order (see keep_for)."""
         kept = self._kept_rids
-        if kept is None:
-            return self._layout.gather(*slot, self._values, self._layout_rows[rids])
-        if slot in self._kept:
+        if kept is not None and slot not in self._kept:  # the slot's first read: keep the later requests' rows
+            picked, self._kept[slot] = self._layout.gather_each(
+                *slot, self._values, [self._layout_rows[rids], self._layout_rows[kept]])
+            return picked
+        if kept is not None:
             at = np.minimum(np.searchsorted(kept, rids), kept.size - 1)
-            if bool((kept[at] == rids).all()):
+            if bool((kept[at] == rids).all()):  # every request asked for is a kept one
                 return take(self._kept[slot], at)
-            return self._layout.gather(*slot, self._values, self._layout_rows[rids])
-        picked, self._kept[slot] = self._layout.gather_each(
-            *slot, self._values, [self._layout_rows[rids], self._layout_rows[kept]])
-        return picked
+        return self._layout.gather(*slot, self._values, self._layout_rows[rids])
 
     @staticmethod
     def _joined(data: Dataset, requests: pl.DataFrame, slots: set[tuple[str, int]], outcome_columns: list[str],
