@@ -13,7 +13,7 @@ from polars.testing import assert_frame_equal
 
 from simulator.analyses.capacity import capacity_of
 from simulator.analyses.controls import controls_of, router_of, set_beside
-from simulator.core import calls, results
+from simulator.core import calls, engine, results
 from simulator.core.calls import model_calls, per_minute, with_layout_rows
 from simulator.core.partials import BUCKET_SHIFT, COUNTERS, HALF, parts_of
 from simulator.core.runner import Inputs, run_scenario
@@ -138,3 +138,34 @@ def test_parts_counted_once_per_group_are_the_plain_group_bys_with_null_keys_of_
             for kind in set(plain) - {"counts"}:  # row order is no part of these
                 assert_frame_equal(parts.scopes[name][kind].sort(pl.all(), nulls_last=True),
                                    plain[kind].sort(pl.all(), nulls_last=True))
+
+
+def test_the_calls_are_sorted_only_when_a_table_asks_for_them(replayed, monkeypatch):
+    """The summary (and capacity, the controls) read the call records in the order the stages made them;
+    `Replay.calls` sorts them once, into (rid, seq, kind) order, for the tables written out."""
+    scenario, inputs = replayed
+    sorts = []
+    real = engine.sort_calls
+    monkeypatch.setattr(engine, "sort_calls", lambda frame: sorts.append(frame.height) or real(frame))
+    outcome = run_scenario(scenario, inputs)
+    set_beside(outcome.summary, outcome.replay, inputs.data(scenario.data), inputs.prices(scenario.prices))
+    assert sorts == []
+    replay = outcome.replay
+    records = replay.call_records
+    # the retries of the first requests were made after every request's first step: the records are out of order
+    assert records["rid"].to_list() != sorted(records["rid"].to_list())
+    ordered = replay.calls
+    assert replay.calls is ordered and sorts == [records.height]
+    assert_frame_equal(ordered, records.sort("rid", "seq", "kind", maintain_order=True))
+
+
+@pytest.mark.parametrize("seq_range", [(-3, 4), (-(1 << 30), 1 << 30)])  # one 64-bit key; the columns' fallback
+def test_sort_calls_is_a_stable_sort_by_rid_seq_and_kind(seq_range):
+    generator = np.random.default_rng(7)
+    size = 500
+    calls_frame = pl.DataFrame({
+        "rid": pl.Series(generator.integers(0, 40, size), dtype=pl.UInt32),
+        "seq": pl.Series(generator.integers(*seq_range, size), dtype=pl.Int32),
+        "kind": pl.Series(generator.choice(["step", "retry", "checker", "router"], size), dtype=engine.CALL_KIND),
+        "order": np.arange(size)})
+    assert_frame_equal(engine.sort_calls(calls_frame), calls_frame.sort("rid", "seq", "kind", maintain_order=True))

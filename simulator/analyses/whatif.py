@@ -34,7 +34,7 @@ from simulator.analyses import sweep
 from simulator.analyses import tables as analysis
 from simulator.core.calls import model_calls
 from simulator.core.contract import Dataset
-from simulator.core.engine import MODEL_CALLS, Replay, loss_calls, sort_calls
+from simulator.core.engine import MODEL_CALLS, Replay, loss_calls
 from simulator.core.errors import RoutesimError, did_you_mean
 from simulator.core.limits import MAX_PRICE_FACTOR
 from simulator.core.metrics import aggregate
@@ -170,14 +170,14 @@ def reprice(result: Replay, data: Dataset, sheet: PriceSheet | None, change: Pri
         found = lost(result.turns, state, state)
         unbilled = dict(found.filter(pl.col("loss").is_null()).group_by("model").len().sort("model").iter_rows())
         losses = loss_calls(found).with_columns(usd(pl.col("cost_nano_usd")).alias("cost_usd"))
-        new_calls = sort_calls(pl.concat([new_calls, losses.select(new_calls.columns)], how="vertical"))
+        new_calls = pl.concat([new_calls, losses.select(new_calls.columns)], how="vertical")
     # Money is whole nano-dollars, so a request's cost is an exact integer sum in any order.
     totals = new_calls.group_by("rid").agg(pl.col("cost_nano_usd").sum().alias("_cost"))
     decisions = (result.decisions.join(totals, on="rid", how="left", maintain_order="left")
                  .with_columns(pl.col("_cost").fill_null(0).alias("cost_nano_usd"),
                                usd(pl.col("_cost").fill_null(0)).alias("cost_usd")).drop("_cost"))
     price_sources = price_sources_of(new_calls)
-    return Replay(scenario=result.scenario, decisions=decisions, calls=new_calls, coverage=result.coverage,
+    return Replay(scenario=result.scenario, decisions=decisions, call_records=new_calls, coverage=result.coverage,
                   price_sources=price_sources, turns=result.turns, exposure=exposure, cache_loss_unbilled=unbilled)
 
 

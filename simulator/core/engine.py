@@ -93,11 +93,16 @@ class Coverage:
 
 @dataclass(frozen=True)
 class Replay:
-    """Per-request decisions and per-call records of one scenario's replay."""
+    """Per-request decisions and per-call records of one scenario's replay.
+
+    `call_records` holds the calls (CALL_COLUMNS) in the order the stages made them; `calls`, the same in
+    (rid, seq, kind) order, is sorted on first use. The figures (sums, counts, loads) read the records in
+    any order, so a replay asked only for its summary never sorts its calls (20M of them for a sticky
+    fan-out on 10M requests); the tables written out (--save, --decisions, the report) read `calls`."""
 
     scenario: Scenario
     decisions: pl.DataFrame
-    calls: pl.DataFrame
+    call_records: pl.DataFrame
     coverage: Coverage
     price_sources: dict[str, str]
     # Per `rid`, the request's row id in the data's compiled layout (None without one): how the analyses
@@ -112,12 +117,17 @@ class Replay:
     # be split into input and cached rates: no loss is billed for them (a warning says so).
     cache_loss_unbilled: dict[str, int] = field(default_factory=dict, compare=False)
 
+    @functools.cached_property
+    def calls(self) -> pl.DataFrame:
+        """The call records (CALL_COLUMNS) in (rid, seq, kind) order: sort_calls, once."""
+        return sort_calls(self.call_records)
+
     def cache_state(self) -> CacheState | None:
         """What the prompt-cache loss reads of this replay (None without sessions)."""
         if self.turns is None:
             return None
         return CacheState(kept=self.decisions.select("rid"),
-                          called=self.calls.filter(pl.col("kind").is_in(MODEL_CALLS)).select("rid", "model"),
+                          called=self.call_records.filter(pl.col("kind").is_in(MODEL_CALLS)).select("rid", "model"),
                           exposure=self.exposure, models=tuple(self.scenario.policy.models()))
 
 
@@ -1204,13 +1214,13 @@ def _result(start: _Start, scenario: Scenario, finals: pl.DataFrame, calls: pl.D
         *_decision_columns(start.policy, start.run.models_called()).values(), *start.session_columns)
     if missing_by_model:  # calls made for requests later left out
         calls = calls.join(decisions.select("rid"), on="rid", how="semi")
-    calls = sort_calls(calls).with_columns(pl.col("model").cast(pl.String),
-                                           usd(pl.col("cost_nano_usd")).alias("cost_usd")).select(CALL_COLUMNS)
+    calls = calls.with_columns(pl.col("model").cast(pl.String),
+                               usd(pl.col("cost_nano_usd")).alias("cost_usd")).select(CALL_COLUMNS)
     price_sources = price_sources_of(calls)
     coverage = Coverage(requests_in_window=start.window_count, requests_selected=start.requests.height,
                         requests_replayed=decisions.height, missing_by_model=missing_by_model,
                         missing_example=missing_example)
-    return Replay(scenario=scenario, decisions=decisions, calls=calls, coverage=coverage,
+    return Replay(scenario=scenario, decisions=decisions, call_records=calls, coverage=coverage,
                   price_sources=price_sources, layout_rows=start.layout_rows, turns=start.turns,
                   exposure=None if state is None else state.exposure, cache_loss_unbilled=unbilled)
 

@@ -256,9 +256,10 @@ def replay_part(replay: Replay, data: Dataset) -> tuple[ReplayPart, pl.DataFrame
     # work outside the GIL.
     with ThreadPoolExecutor(1) as beside:
         warnings = beside.submit(_warning_counts, replay, positioned, data)
-        load = beside.submit(per_minute, replay.calls, positioned, data)
+        # The call records in the order made: every figure of them is an integer sum or a count.
+        load = beside.submit(per_minute, replay.call_records, positioned, data)
         parts, kept = decision_parts(decisions, summary_scopes(), QUANTILED_SCOPES)
-        calls = call_parts(replay.calls)
+        calls = call_parts(replay.call_records)
         assumed = _assumed(positioned, data)
         warnings, load = warnings.result(), load.result()
     part = ReplayPart(
@@ -269,7 +270,7 @@ def replay_part(replay: Replay, data: Dataset) -> tuple[ReplayPart, pl.DataFrame
         first=decisions["ts"].min(), last=decisions["ts"].max(), assumed=assumed,
         warnings=warnings, load=load,
         requests=_request_columns(positioned),
-        routed_to=frozenset(replay.calls.filter(pl.col("kind").is_in(["step", "retry"]))["model"].unique()),
+        routed_to=frozenset(replay.call_records.filter(pl.col("kind").is_in(["step", "retry"]))["model"].unique()),
         sessions=_sessions_of(decisions),
         layout=data.layout.fingerprint if by_position(positioned, data) else None)
     _LAST_PART[:] = [(weakref.ref(replay, _forget), data, part)]
