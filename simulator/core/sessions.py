@@ -13,7 +13,8 @@ Modelling assumptions:
 - Latency is unchanged (the slower uncached prefill is not modelled) and the cache write a switch
   triggers is not billed, so the loss is a lower bound where a provider charges for writes.
 
-Everything is joins over the calls: no loop over requests or sessions.
+Everything is vectorised over the calls, indexed by the requests' dense numbers: no loop over requests or
+sessions.
 """
 
 from __future__ import annotations
@@ -82,18 +83,32 @@ class CacheState:
 def lost(turns: pl.DataFrame, own: CacheState, before: CacheState) -> pl.DataFrame:
     """The calls of `own`'s exposure (in its order, with `previous`) that lose the prompt cache: those whose
     previous turn (`turns`) was replayed in `before` without calling their model. `before` is `own` for a
-    replay; a forked replay also crosses its branches (simulator.core.engine)."""
+    replay; a forked replay also crosses its branches (simulator.core.engine).
+
+    Requests are numbered densely (`rid`), so every lookup is an array indexed by rid (a previous turn, a
+    kept request, a model called), not a hash of 20M calls: one pass over the calls per model."""
     models = pl.Enum(sorted(set(own.models) | set(before.models)))
-    previous = pl.col("rid").is_in(turns["previous"].implode())  # only previous turns' calls are looked up
-    called = before.called.filter(previous).select(_call_key("rid", models))["key"].implode()
-    lost = ~_call_key("previous", models).is_in(called)
-    if before.kept is not None:
-        lost = pl.col("previous").is_in(before.kept["rid"].implode()) & lost
-    return own.exposure.join(turns, on="rid", how="inner", maintain_order="left").filter(lost)
+    exposure, called = own.exposure, before.called
+    size = 1 + max(-1, *(int(frame[column].max()) for frame, column in
+                         ((turns, "rid"), (turns, "previous"), (exposure, "rid"), (called, "rid"))
+                         if frame.height))
+    previous_of = np.full(size, -1, dtype=np.int64)
+    previous_of[turns["rid"].to_numpy()] = turns["previous"].to_numpy()
+    previous = previous_of[exposure["rid"].to_numpy()]
+    follows = previous >= 0  # the call's request has a previous turn...
+    if before.kept is not None:  # ...which was replayed
+        replayed = np.zeros(size, dtype=bool)
+        replayed[before.kept["rid"].to_numpy()] = True
+        follows &= replayed[np.maximum(previous, 0)]
+    model = exposure["model"].cast(models).to_physical().to_numpy()
+    called_model = called["model"].cast(models).to_physical().to_numpy()
+    called_rid = called["rid"].to_numpy()
+    kept_cache = np.zeros(exposure.height, dtype=bool)  # the previous turn called the call's model
+    for code in np.unique(model[follows]):
+        made = np.zeros(size, dtype=bool)
+        made[called_rid[called_model == code]] = True
+        at = follows & (model == code)
+        kept_cache[at] = made[previous[at]]
+    losing = follows & ~kept_cache
+    return exposure.filter(pl.Series(losing)).with_columns(pl.Series("previous", previous[losing], dtype=pl.UInt32))
 
-
-def _call_key(rid: str, models: pl.Enum) -> pl.Expr:
-    """(request, model) as one integer, the request's `rid` in the high 32 bits and the model's position in
-    `models` in the low ones: a lookup on one integer is cheaper than a join on a number and a string."""
-    model = pl.col("model").cast(models).to_physical().cast(pl.UInt64)
-    return (pl.col(rid).cast(pl.UInt64) * (1 << 32) + model).alias("key")
