@@ -106,3 +106,33 @@ def test_a_checker_or_overhead_may_not_take_the_name_of_the_cache_loss_line(cli,
                                                                           "cost_usd": 0.001}})
     result = cli("replay", path)
     assert result.code == 2 and "prompt-cache loss line" in result.err, result.err
+
+
+def _cache_state(called: list[tuple[int, str]], exposure: list[tuple[int, int, str, int]],
+                 kept: list[int] | None):
+    from simulator.core.sessions import EXPOSURE_SCHEMA, CacheState
+    return CacheState(
+        kept=None if kept is None else pl.DataFrame({"rid": kept}, schema={"rid": pl.UInt32}),
+        called=pl.DataFrame(called, schema={"rid": pl.UInt32, "model": pl.String}, orient="row"),
+        exposure=pl.DataFrame(exposure, schema=EXPOSURE_SCHEMA, orient="row"), models=("large", "small"))
+
+
+def test_a_call_loses_the_cache_only_when_its_replayed_previous_turn_called_no_model_of_its_own():
+    from simulator.core.sessions import lost
+    # Turns: 1 follows 0, 2 follows 1, 4 follows 3. Turn 0 called small; 1 called large; 3 was left out.
+    turns = pl.DataFrame({"rid": [1, 2, 4], "previous": [0, 1, 3]}, schema={"rid": pl.UInt32, "previous": pl.UInt32})
+    state = _cache_state(called=[(0, "small"), (1, "large"), (2, "small"), (3, "small")],
+                         exposure=[(0, 0, "small", 10), (1, 0, "large", 20), (1, 1, "small", 30), (2, 0, "small", 40),
+                                   (4, 0, "large", 50)],
+                         kept=[0, 1, 2, 4])
+    found = lost(turns, state, state)
+    # 1's large: 0 called only small (lost); 1's small: 0 called it (kept); 2's small: 1 called only large
+    # (lost); 0 has no previous turn; 4's previous turn was left out (bills as logged)
+    assert found.rows() == [(1, 0, "large", 20, 0), (2, 0, "small", 40, 1)]
+    assert found.columns == ["rid", "seq", "model", "loss", "previous"]
+    everyone = _cache_state(called=[(0, "small"), (1, "large"), (2, "small"), (3, "small")],
+                            exposure=[(4, 0, "large", 50)], kept=None)
+    assert lost(turns, everyone, everyone).rows() == [(4, 0, "large", 50, 3)]
+    nothing = _cache_state(called=[], exposure=[], kept=None)
+    empty = turns.clear()
+    assert lost(empty, nothing, nothing).is_empty()

@@ -89,9 +89,10 @@ def lost(turns: pl.DataFrame, own: CacheState, before: CacheState) -> pl.DataFra
     kept request, a model called), not a hash of 20M calls: one pass over the calls per model."""
     models = pl.Enum(sorted(set(own.models) | set(before.models)))
     exposure, called = own.exposure, before.called
-    size = 1 + max(-1, *(int(frame[column].max()) for frame, column in
-                         ((turns, "rid"), (turns, "previous"), (exposure, "rid"), (called, "rid"))
-                         if frame.height))
+    numbered = [turns["rid"], turns["previous"], exposure["rid"], called["rid"]]
+    if before.kept is not None:
+        numbered.append(before.kept["rid"])
+    size = 1 + max([-1, *(int(rids.max()) for rids in numbered if rids.len())])
     previous_of = np.full(size, -1, dtype=np.int64)
     previous_of[turns["rid"].to_numpy()] = turns["previous"].to_numpy()
     previous = previous_of[exposure["rid"].to_numpy()]
