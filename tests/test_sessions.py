@@ -1,5 +1,5 @@
 """Session metrics on a hand-worked tiny world, sessions in the decisions table, and a session's prompt-cache
-loss in the summary, its warning and the terminal."""
+loss in the summary, its warning and the terminal, and the loss rule itself on hand-worked turns."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 import yaml
 
+from simulator.core.sessions import EXPOSURE_SCHEMA, CacheState, lost
 from tests.conftest import OUTCOME_SCHEMA, outcome_row, tiny_traffic
 
 
@@ -109,8 +110,7 @@ def test_a_checker_or_overhead_may_not_take_the_name_of_the_cache_loss_line(cli,
 
 
 def _cache_state(called: list[tuple[int, str]], exposure: list[tuple[int, int, str, int]],
-                 kept: list[int] | None):
-    from simulator.core.sessions import EXPOSURE_SCHEMA, CacheState
+                 kept: list[int] | None) -> CacheState:
     return CacheState(
         kept=None if kept is None else pl.DataFrame({"rid": kept}, schema={"rid": pl.UInt32}),
         called=pl.DataFrame(called, schema={"rid": pl.UInt32, "model": pl.String}, orient="row"),
@@ -118,7 +118,6 @@ def _cache_state(called: list[tuple[int, str]], exposure: list[tuple[int, int, s
 
 
 def test_a_call_loses_the_cache_only_when_its_replayed_previous_turn_called_no_model_of_its_own():
-    from simulator.core.sessions import lost
     # Turns: 1 follows 0, 2 follows 1, 4 follows 3. Turn 0 called small; 1 called large; 3 was left out.
     turns = pl.DataFrame({"rid": [1, 2, 4], "previous": [0, 1, 3]}, schema={"rid": pl.UInt32, "previous": pl.UInt32})
     state = _cache_state(called=[(0, "small"), (1, "large"), (2, "small"), (3, "small")],

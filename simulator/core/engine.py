@@ -216,7 +216,7 @@ def compile_policy(scenario: Scenario, traffic_schema: pl.Schema, outcome_schema
                                     "prompt-cache loss line), so its calls would be counted as that model's",
                                     where=at("checker.name"),
                                     fix="give the checker a name of its own, e.g. 'judge'")
-    checkers = {step.checker.name for _, steps in policy.plans() for step in steps if step.checker}
+    checkers = policy.checkers()
     seen: set[str] = set()
     for _, overhead in policy.overheads():
         if overhead.name in (*outcome_models, CACHE_LOSS_LINE) or overhead.name in checkers or overhead.name in seen:
@@ -665,11 +665,11 @@ class _Run:
         # until its decision is built, not the list (putting 10M lists of strings in rid order took 1.5 s).
         self.model_lists: dict[tuple[str, ...], int] = {}
         # Call records name their model (or checker, or router) as an Enum of every name the policy can
-        # call, made String once the calls are sorted (_result): the sort gathers 32-bit codes instead of
-        # strings from every stage's pieces (2.2 s against 0.5 s for 20M calls of a sticky fan-out).
+        # call, made String once every call is recorded (_result): concatenating, filtering and sorting
+        # them moves 32-bit codes instead of strings from every stage's pieces (a sort's gather of 20M
+        # calls of a sticky fan-out: 2.2 s as strings, 0.5 s as codes).
         policy = scenario.policy
-        names = {*policy.models(), *(overhead.name for _, overhead in policy.overheads()),
-                 *(step.checker.name for _, steps in policy.plans() for step in steps if step.checker)}
+        names = {*policy.models(), *policy.checkers(), *(overhead.name for _, overhead in policy.overheads())}
         self.call_names = pl.Enum(sorted(names))
 
     def call_name(self, name: str) -> pl.Expr:
@@ -1160,7 +1160,8 @@ def sort_calls(calls: pl.DataFrame) -> pl.DataFrame:
     seq = calls["seq"]
     if calls.is_empty() or not -(1 << 23) <= seq.min() <= seq.max() < (1 << 23):
         return calls.sort("rid", "seq", "kind", maintain_order=True)
-    # One chunk first (take): the stages' pieces leave some columns in a thousand chunks.
+    # One chunk first, as layout.take does, and before the key so that its columns convert without a copy:
+    # the stages' pieces leave some columns in a thousand chunks.
     calls = calls.rechunk()
     # Built in place: each temporary of 20M keys is 160 MB of fresh pages, and faulting them in cost more
     # than the arithmetic.

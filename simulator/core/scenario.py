@@ -249,6 +249,10 @@ class Policy(Frozen):
         labelled = [(rule.name or f"rule {index + 1}", rule.steps) for index, rule in enumerate(self.rules)]
         return [*labelled, ("default", self.default.steps)]
 
+    def checkers(self) -> set[str]:
+        """The names of the checkers the plans' steps call."""
+        return {step.checker.name for _, steps in self.plans() for step in steps if step.checker}
+
     def models(self) -> list[str]:
         seen: dict[str, None] = {}
         for _, steps in self.plans():

@@ -316,8 +316,8 @@ def replay_chunked(scenario, inputs, workers: int, min_chunk: int | None = None,
     """The summary of `scenario` replayed in chunks (simulator.core.chunks: ranges of the requests' row
     numbers, or, for traffic with sessions, the sessions whose first turns are in such a range), one chunk per
     worker (more, of at most about MAX_CHUNK_REQUESTS each, on large data, as many for each process), at most
-    one process per core, merged exactly as shards are. Each chunk holds whole sessions in (ts, request_id) order, so sticky
-    sessions replay in a chunk as in the whole.
+    one process per core, merged exactly as shards are. Each chunk holds whole sessions in (ts, request_id)
+    order, so sticky sessions replay in a chunk as in the whole.
     None when the replay is better run in one piece: one worker, fewer than two chunks of `min_chunk`
     (default MIN_CHUNK_REQUESTS) requests, or a `sample` (drawn over the whole window). No per-request
     decisions are built. With `with_part`, (summary, merged ReplayPart) as replay_sharded gives them."""
