@@ -597,7 +597,7 @@ def _record_calls(run: "_Run", part: pl.DataFrame, *, model: str, kind: str, seq
                          tier="__service_tier", cache_loss_into=None if exposed is None else "__if_lost")
     if exposed is not None:
         exposed.append(priced.filter(pl.col("cached_input_tokens").fill_null(0) > 0).select(
-            pl.col("__rid").alias("rid"), seq.alias("seq"), "model", pl.col("__if_lost").alias("loss"),
+            pl.col("__rid").alias("rid"), seq.alias("seq"), run.call_name(model), pl.col("__if_lost").alias("loss"),
             *_branch_of(priced)))
     latency = pl.lit(None, pl.Float64) if service_tier == BATCH else pl.col("latency_ms").cast(pl.Float64)
     # Reasoning is part of output_tokens (null or absent = 0), kept per call for by_model.
@@ -771,42 +771,46 @@ def _several_calls(run: _Run, rows: pl.DataFrame, step: Step, samples: tuple[int
             tie = pl.lit(position)
         stacked.append(called.with_columns(order.cast(pl.Float64).fill_null(float("inf")).alias("__order"),
                                            tie.cast(pl.Int64).alias("__tie")))
-    best = _first_by_order([frame["__order"].to_numpy() for frame in stacked],
-                           [frame["__tie"].to_numpy() for frame in stacked])
-    # Each request's kept answer, column by column: a choice among aligned columns, not a gather. The
-    # columns `rows` came with (request_id among them) are the same in every call's frame: only the
-    # answer's columns that go on with the request (run.keep) are chosen, and a race's order and latency.
+    # The columns `rows` came with (request_id among them) are the same in every call's frame: only the
+    # answer's columns that go on with the request (run.keep) are chosen, with the call's latency.
     answered = [name for name in stacked[-1].columns
-                if name not in rows.columns and (name in run.keep or name in ("__order", "__call_latency"))]
-    kept = stacked[-1].select(*rows.columns, *answered)
-    for position in range(count - 2, -1, -1):
-        chosen = pl.Series(best == position)
-        kept = kept.with_columns(stacked[position][name].zip_with(chosen, kept[name]) for name in answered)
-    total = pl.sum_horizontal(*(frame["__call_cost"] for frame in stacked))
-    slowest = pl.DataFrame([frame["__call_latency"].alias(str(i)) for i, frame in enumerate(stacked)]).select(
-        pl.max_horizontal(pl.all()))
-    kept = kept.with_columns(pl.select(total).to_series().alias("__sum"), slowest.to_series().alias("__slowest"))
+                if name not in rows.columns and name in run.keep and not name.startswith("__call_")]
+    wide = pl.concat([stacked[-1].select(rows.columns),
+                      *(frame.select(pl.col(*answered, "__call_latency", "__call_cost", "__order", "__tie")
+                                     .name.suffix(f"@{position}")) for position, frame in enumerate(stacked))],
+                     how="horizontal")
+    slowest = pl.max_horizontal(f"__call_latency@{position}" for position in range(count))
     # A race's latency is its winner's; when no answer passes, the last model answers after the slowest.
-    latency = (pl.when(pl.col("__order").is_finite()).then(pl.col("__call_latency")).otherwise(pl.col("__slowest"))
-               if step.race is not None else pl.col("__slowest"))
-    kept = (kept.with_columns(pl.col("__sum").alias("__call_cost"), latency.alias("__call_latency"))
-            .drop("__sum", "__slowest", "__order"))
-    return kept, calls
+    # Otherwise every call is waited for: the slowest (checkers included).
+    latency = (pl.when(pl.col("__pick_order").is_finite()).then(pl.col("__call_latency")).otherwise(slowest)
+               if step.race is not None else slowest)
+    kept = _kept_answers(wide.lazy(), count, [*answered, "__call_latency"]).select(
+        *rows.columns, *answered, pl.sum_horizontal(f"__call_cost@{position}" for position in range(count))
+        .alias("__call_cost"), latency.alias("__call_latency"))
+    return kept.collect(), calls
 
 
-def _first_by_order(orders: list[np.ndarray], ties: list[np.ndarray]) -> np.ndarray:
-    """Per row, the position whose (order, tie) is smallest, as sorting by them ascending would put first
-    (NaN after every number)."""
-    best = np.zeros(len(orders[0]), dtype=np.int64)
-    best_order, best_tie = orders[0].copy(), ties[0].copy()
-    for position in range(1, len(orders)):
-        order, tie = orders[position], ties[position]
-        nan, best_nan = np.isnan(order), np.isnan(best_order)
-        same = (order == best_order) | (nan & best_nan)
-        better = (~nan & best_nan) | (~nan & ~best_nan & (order < best_order)) | (same & (tie < best_tie))
-        best = np.where(better, position, best)
-        best_order, best_tie = np.where(better, order, best_order), np.where(better, tie, best_tie)
-    return best
+def _kept_answers(wide: pl.LazyFrame, count: int, answered: list[str]) -> pl.LazyFrame:
+    """`wide` (each call's `answered` columns, `__order` and `__tie` suffixed `@position`) with each request's
+    kept answer under the plain names, and `__pick_order`: the call whose (order, tie) comes first, as
+    sorting by them ascending would put it (polars compares NaN as above every number). One pass per call:
+    the answers are aligned row by row, so the choice is column by column, not a gather."""
+    wide = wide.with_columns(pl.lit(0).alias("__pick"), pl.col("__order@0").alias("__pick_order"),
+                             pl.col("__tie@0").alias("__pick_tie"))
+    for position in range(1, count):
+        order, tie = pl.col(f"__order@{position}"), pl.col(f"__tie@{position}")
+        better = (order < pl.col("__pick_order")) | ((order == pl.col("__pick_order")) & (tie < pl.col("__pick_tie")))
+        wide = wide.with_columns(pl.when(better).then(pl.lit(position)).otherwise(pl.col("__pick")).alias("__pick"),
+                                 pl.when(better).then(order).otherwise(pl.col("__pick_order")).alias("__pick_order"),
+                                 pl.when(better).then(tie).otherwise(pl.col("__pick_tie")).alias("__pick_tie"))
+
+    def chosen(name: str) -> pl.Expr:
+        expression = pl.col(f"{name}@{count - 1}")
+        for position in range(count - 2, -1, -1):
+            expression = pl.when(pl.col("__pick") == position).then(pl.col(f"{name}@{position}")).otherwise(expression)
+        return expression.alias(name)
+
+    return wide.with_columns(chosen(name) for name in answered)
 
 
 def _overhead_stage(run: _Run, requests: pl.DataFrame, overheads: list[tuple[int, Overhead]]) -> pl.DataFrame:
@@ -1054,10 +1058,12 @@ def replay(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
 
 
 def _exposure(run: _Run) -> pl.DataFrame | None:
-    """The model calls with cached input tokens the run recorded (None without sessions)."""
+    """The model calls with cached input tokens the run recorded (None without sessions), their `model` in
+    the Enum of the call records (sessions.lost reads both without a cast)."""
     if run.exposed is None:
         return None
-    return pl.concat([pl.DataFrame(schema=EXPOSURE_SCHEMA), *run.exposed], how="diagonal_relaxed")
+    schema = EXPOSURE_SCHEMA | {"model": run.call_names}
+    return pl.concat([pl.DataFrame(schema=schema), *run.exposed], how="diagonal_relaxed")
 
 
 @dataclass

@@ -25,7 +25,8 @@ import numpy as np
 import polars as pl
 
 # What a model call costs more when it loses its prompt cache (`loss`: Int64 nano-dollars, null for a call
-# priced at its recorded cost), per call with cached input tokens: rid, seq (its call's), model, loss.
+# priced at its recorded cost), per call with cached input tokens: rid, seq (its call's), model, loss. A
+# replay's own exposure names its models in the Enum of its call records instead of a String.
 EXPOSURE_SCHEMA = {"rid": pl.UInt32, "seq": pl.Int32, "model": pl.String, "loss": pl.Int64}
 
 
@@ -81,13 +82,13 @@ class CacheState:
 
 
 def lost(turns: pl.DataFrame, own: CacheState, before: CacheState) -> pl.DataFrame:
-    """The calls of `own`'s exposure (in its order, with `previous`) that lose the prompt cache: those whose
-    previous turn (`turns`) was replayed in `before` without calling their model. `before` is `own` for a
-    replay; a forked replay also crosses its branches (simulator.core.engine).
+    """The calls of `own`'s exposure (in its order, with `previous`, `model` as String) that lose the prompt
+    cache: those whose previous turn (`turns`) was replayed in `before` without calling their model.
+    `before` is `own` for a replay; a forked replay also crosses its branches (simulator.core.engine).
 
     Requests are numbered densely (`rid`), so every lookup is an array indexed by rid (a previous turn, a
-    kept request, a model called), not a hash of 20M calls: one pass over the calls per model."""
-    models = pl.Enum(sorted(set(own.models) | set(before.models)))
+    kept request) or by (rid, model) (a model called), not a hash of 20M calls: one scatter of the calls
+    and one gather of the exposure."""
     exposure, called = own.exposure, before.called
     numbered = [turns["rid"], turns["previous"], exposure["rid"], called["rid"]]
     if before.kept is not None:
@@ -101,15 +102,22 @@ def lost(turns: pl.DataFrame, own: CacheState, before: CacheState) -> pl.DataFra
         replayed = np.zeros(size, dtype=bool)
         replayed[before.kept["rid"].to_numpy()] = True
         follows &= replayed[np.maximum(previous, 0)]
-    model = exposure["model"].cast(models).to_physical().to_numpy()
-    called_model = called["model"].cast(models).to_physical().to_numpy()
-    called_rid = called["rid"].to_numpy()
+    model, called_model, models = _model_codes(exposure["model"], called["model"], {*own.models, *before.models})
+    made = np.zeros(size * models, dtype=bool)  # made[rid * models + code]: the request called that model
+    made[called["rid"].to_numpy().astype(np.int64) * models + called_model] = True
     kept_cache = np.zeros(exposure.height, dtype=bool)  # the previous turn called the call's model
-    for code in np.unique(model[follows]):
-        made = np.zeros(size, dtype=bool)
-        made[called_rid[called_model == code]] = True
-        at = follows & (model == code)
-        kept_cache[at] = made[previous[at]]
+    kept_cache[follows] = made[previous[follows] * models + model[follows]]
     losing = follows & ~kept_cache
-    return exposure.filter(pl.Series(losing)).with_columns(pl.Series("previous", previous[losing], dtype=pl.UInt32))
+    return exposure.filter(pl.Series(losing)).with_columns(pl.col("model").cast(pl.String),
+                                                           pl.Series("previous", previous[losing], dtype=pl.UInt32))
 
+
+def _model_codes(exposed: pl.Series, called: pl.Series, models: set[str]) -> tuple[np.ndarray, np.ndarray, int]:
+    """The models of the exposure's calls and of the calls made as codes of one Enum, and its size. One
+    replay's records share an Enum of the policy's names (engine._Run.call_names), read as is: casting
+    20M names costs more than the lookup itself."""
+    if not (isinstance(exposed.dtype, pl.Enum) and exposed.dtype == called.dtype):
+        common = pl.Enum(sorted(models))
+        exposed, called = exposed.cast(common), called.cast(common)
+    codes = [series.to_physical().to_numpy().astype(np.int64) for series in (exposed, called)]
+    return codes[0], codes[1], len(exposed.dtype.categories)
