@@ -15,6 +15,7 @@ from simulator.analyses.capacity import capacity_of
 from simulator.analyses.controls import controls_of, router_of, set_beside
 from simulator.core import calls, engine, results
 from simulator.core.calls import model_calls, per_minute, with_layout_rows
+from simulator.core.money import usd_of
 from simulator.core.partials import BUCKET_SHIFT, COUNTERS, HALF, parts_of
 from simulator.core.runner import Inputs, run_scenario
 from simulator.core.scenario import load_scenario
@@ -154,9 +155,15 @@ def test_the_calls_are_sorted_only_when_a_table_asks_for_them(replayed, monkeypa
     records = replay.call_records
     # the retries of the first requests were made after every request's first step: the records are out of order
     assert records["rid"].to_list() != sorted(records["rid"].to_list())
+    # the records name models by an Enum of the policy's names and leave the cost in USD to the table
+    assert isinstance(records.schema["model"], pl.Enum) and "cost_usd" not in records.columns
     ordered = replay.calls
     assert replay.calls is ordered and sorts == [records.height]
-    assert_frame_equal(ordered, records.sort("rid", "seq", "kind", maintain_order=True))
+    assert ordered.columns == engine.CALL_COLUMNS and ordered.schema["model"] == pl.String
+    by_key = records.sort("rid", "seq", "kind", maintain_order=True)
+    assert_frame_equal(ordered.drop("cost_usd"), by_key.with_columns(pl.col("model").cast(pl.String)),
+                       check_column_order=False)
+    assert ordered["cost_usd"].to_list() == [usd_of(nano) for nano in by_key["cost_nano_usd"].to_list()]
 
 
 @pytest.mark.parametrize("seq_range", [(-3, 4), (-(1 << 30), 1 << 30)])  # one 64-bit key; the columns' fallback

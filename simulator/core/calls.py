@@ -42,7 +42,7 @@ def model_calls(calls: pl.DataFrame, requests: pl.DataFrame, data: Dataset, colu
     if by_position(requests, data):
         return answers_read(_with_requests(models, requests), data, columns)
     outcomes = data.outcomes.select("request_id", "model", pl.col("sample").cast(pl.Int64), *columns)
-    return (models.join(requests, on="rid", how="left").lazy()
+    return (models.with_columns(pl.col("model").cast(pl.String)).join(requests, on="rid", how="left").lazy()
             .join(outcomes, on=["request_id", "model", "sample"], how="left", maintain_order="left").collect())
 
 
@@ -80,8 +80,18 @@ def _samples(models: pl.DataFrame) -> np.ndarray:
 def _codes(names: pl.Series) -> np.ndarray:
     """A number per name (equal names, equal numbers; in name order when no name is null)."""
     if names.null_count():
-        return names.cast(pl.Categorical).to_physical().to_numpy()
-    return names.cast(pl.Enum(names.unique().sort())).to_physical().to_numpy().astype(np.int64)
+        return names.cast(pl.String).cast(pl.Categorical).to_physical().to_numpy()
+    return name_codes(names)[0]
+
+
+def name_codes(names: pl.Series) -> tuple[np.ndarray, pl.Series]:
+    """Each of `names` (no nulls) as an int64 number, and the names (String) by number, in name order. A
+    replay's call records name their models by an Enum of sorted names, read as they are: casting 20M names
+    costs more than what is done with the numbers."""
+    if not (isinstance(names.dtype, pl.Enum) and names.dtype.categories.is_sorted()):
+        names = names.cast(pl.String)
+        names = names.cast(pl.Enum(names.unique().sort()))
+    return names.to_physical().to_numpy().astype(np.int64), names.dtype.categories
 
 
 def _by_answer(called: pl.DataFrame) -> list[tuple[str, int, np.ndarray]]:
@@ -91,8 +101,7 @@ def _by_answer(called: pl.DataFrame) -> list[tuple[str, int, np.ndarray]]:
         groups = (called.select(pl.int_range(pl.len(), dtype=pl.Int64).alias("__call"), "model", "sample")
                   .group_by("model", "sample").agg("__call").sort("model", "sample"))
         return [(model, sample, np.asarray(at, dtype=np.int64)) for model, sample, at in groups.iter_rows()]
-    names = called["model"].unique().sort()
-    code = called["model"].cast(pl.Enum(names)).to_physical().to_numpy().astype(np.int64)
+    code, names = name_codes(called["model"])
     sample = called["sample"].to_numpy().astype(np.int64)
     low = int(sample.min(initial=0))
     span = int(sample.max(initial=0)) - low + 1
@@ -170,15 +179,16 @@ def per_minute(calls: pl.DataFrame, decisions: pl.DataFrame, data: Dataset) -> p
     tokens = called.select((pl.col("input_tokens") + pl.col("output_tokens")).cast(pl.Int64).fill_null(0))
     tokens = tokens.to_series().to_numpy()
     minutes, minute = np.unique(called["minute"].to_physical().to_numpy(), return_inverse=True)
-    models = called["model"].unique().sort()
+    models = called["model"].unique()
     size = models.len() * minutes.size
     # float sums would not be exact, or the table would be large
-    if called["model"].null_count() or int(np.abs(tokens).sum()) >= 2**53 or size > 4 * tokens.size + 2**20:
-        return merge_per_minute([called.group_by("model", "minute").agg(
+    if models.null_count() or int(np.abs(tokens).sum()) >= 2**53 or size > 4 * tokens.size + 2**20:
+        return merge_per_minute([called.group_by(pl.col("model").cast(pl.String), "minute").agg(
             pl.len().cast(pl.Int64).alias("calls"),
             (pl.col("input_tokens") + pl.col("output_tokens")).sum().cast(pl.Int64).alias("tokens"))])
     # Calls and tokens counted per (model, minute) number, in a table: integer sums below 2^53, exact.
-    model = called["model"].cast(pl.Enum(models)).to_physical().to_numpy().astype(np.int64)
+    model, models = name_codes(called["model"])
+    size = models.len() * minutes.size
     key = model * minutes.size + minute.ravel()
     counts = np.bincount(key, minlength=size)
     found = np.flatnonzero(counts)

@@ -60,6 +60,9 @@ BATCH = "batch"
 # Money is Int64 nano-dollars (`cost_nano_usd`); `cost_usd` is the same figure in dollars, for reading.
 CALL_COLUMNS = ["rid", "seq", "model", "kind", "cost_nano_usd", "cost_usd", "latency_ms", "price_source",
                 "output_tokens", "reasoning_output_tokens"]
+# A replay's call records as made (Replay.call_records): the calls' columns but `cost_usd`, which is
+# `cost_nano_usd` in USD, and with `model` an Enum of the policy's names where the engine made them.
+RECORD_COLUMNS = [name for name in CALL_COLUMNS if name != "cost_usd"]
 # Traffic's session columns, listed after the decision columns when the traffic carries `session_id`.
 SESSION_COLUMNS = ["session_id", "turn"]
 # A checker call shares its step's `seq`; the kind's order puts it after the step it checked.
@@ -95,10 +98,12 @@ class Coverage:
 class Replay:
     """Per-request decisions and per-call records of one scenario's replay.
 
-    `call_records` holds the calls (CALL_COLUMNS) in the order the stages made them; `calls`, the same in
-    (rid, seq, kind) order, is sorted on first use. The figures (sums, counts, loads) read the records in
-    any order, so a replay asked only for its summary never sorts its calls (20M of them for a sticky
-    fan-out on 10M requests); the tables written out (--save, --decisions, the report) read `calls`."""
+    `call_records` holds the calls in the order the stages made them (RECORD_COLUMNS: no `cost_usd`, and
+    `model` an Enum of the policy's names, or a String); `calls` is the calls' table (CALL_COLUMNS, `model` a
+    String) in (rid, seq, kind) order, built on first use. The figures (sums, counts, loads) read the
+    records in any order, so a replay asked only for its summary never sorts its calls, names them or
+    converts their cost (20M calls for a sticky fan-out on 10M requests); the tables written out (--save,
+    --decisions, the report) read `calls`."""
 
     scenario: Scenario
     decisions: pl.DataFrame
@@ -119,8 +124,9 @@ class Replay:
 
     @functools.cached_property
     def calls(self) -> pl.DataFrame:
-        """The call records (CALL_COLUMNS) in (rid, seq, kind) order: sort_calls, once."""
-        return sort_calls(self.call_records)
+        """The call records in (rid, seq, kind) order (sort_calls) as the calls' table (CALL_COLUMNS), once."""
+        return sort_calls(self.call_records).with_columns(
+            pl.col("model").cast(pl.String), usd(pl.col("cost_nano_usd")).alias("cost_usd")).select(CALL_COLUMNS)
 
     def cache_state(self) -> CacheState | None:
         """What the prompt-cache loss reads of this replay (None without sessions)."""
@@ -1221,8 +1227,8 @@ def _result(start: _Start, scenario: Scenario, finals: pl.DataFrame, calls: pl.D
         *_decision_columns(start.policy, start.run.models_called()).values(), *start.session_columns)
     if missing_by_model:  # calls made for requests later left out
         calls = calls.join(decisions.select("rid"), on="rid", how="semi")
-    calls = calls.with_columns(pl.col("model").cast(pl.String),
-                               usd(pl.col("cost_nano_usd")).alias("cost_usd")).select(CALL_COLUMNS)
+    # Named and converted to USD only when the calls' table is asked for (Replay.calls).
+    calls = calls.select(RECORD_COLUMNS)
     price_sources = price_sources_of(calls)
     coverage = Coverage(requests_in_window=start.window_count, requests_selected=start.requests.height,
                         requests_replayed=decisions.height, missing_by_model=missing_by_model,

@@ -247,9 +247,14 @@ CALL_TOKENS = ("output_tokens", "reasoning_output_tokens")  # summed per model (
 def call_parts(calls: pl.DataFrame) -> pl.DataFrame:
     """A part of a replay's calls: per model (cost line: prompt-cache losses under one line of their own,
     simulator.core.prices.cost_line) and price source, the calls and their nano-dollars."""
-    return (calls.group_by(cost_line().alias("model"), pl.col("price_source").cast(pl.String))
+    # Grouped by the columns as they are first (a replay's records name models by an Enum of codes), then
+    # by cost line over the few groups: integer sums, the same in either order.
+    sums = [pl.col("calls"), pl.col("cost_nano"), *(pl.col(name) for name in CALL_TOKENS)]
+    return (calls.group_by("kind", "model", "price_source")
             .agg(pl.len().cast(pl.Int64).alias("calls"), pl.col("cost_nano_usd").sum().cast(pl.Int64).alias("cost_nano"),
                  *(pl.col(name).sum().cast(pl.Int64) for name in CALL_TOKENS))
+            .with_columns(pl.col("model", "price_source").cast(pl.String))
+            .group_by(cost_line().alias("model"), "price_source").agg(expr.sum() for expr in sums)
             .sort("model", "price_source"))
 
 

@@ -270,7 +270,8 @@ def replay_part(replay: Replay, data: Dataset) -> tuple[ReplayPart, pl.DataFrame
         first=decisions["ts"].min(), last=decisions["ts"].max(), assumed=assumed,
         warnings=warnings, load=load,
         requests=_request_columns(positioned),
-        routed_to=frozenset(replay.call_records.filter(pl.col("kind").is_in(["step", "retry"]))["model"].unique()),
+        routed_to=frozenset(replay.call_records.filter(pl.col("kind").is_in(["step", "retry"]))["model"]
+                            .unique().cast(pl.String)),
         sessions=_sessions_of(decisions),
         layout=data.layout.fingerprint if by_position(positioned, data) else None)
     _LAST_PART[:] = [(weakref.ref(replay, _forget), data, part)]
