@@ -228,7 +228,10 @@ def rows_at_each(frame: pl.LazyFrame, row_sets: list[np.ndarray]) -> list[pl.Dat
                     pieces[index].append(window.filter(pl.lit(pl.Series(mask))).collect())
                 else:
                     pieces[index].append(take(window.collect(), at))
-    found = [pl.concat(parts, how="vertical") for parts in pieces]
+    # One chunk per read: the file's pieces would otherwise leave hundreds of chunks in every answer column,
+    # and a frame whose columns are chunked unlike its mask is copied whole by each later filter (a sticky
+    # fan-out at 10M: 0.7 s faster in fresh processes, `stacked` unchanged).
+    found = [pl.concat(parts, how="vertical", rechunk=True) for parts in pieces]
     return [frame_ if back is None else take(frame_, back) for frame_, back in zip(found, backs)]
 
 
