@@ -40,7 +40,9 @@ SWEEP_JOB = f"sweep cascade, {SWEEP_POINTS:,} thresholds"
 GATE_JOB = f"whole process: routesim gate, {BOOTSTRAP_RESAMPLES:,} resamples"
 REPLAY_PROCESS_JOB = "whole process: routesim replay stacked"
 # (measurement, the one replay it is set against, the issue's target for the ratio of their medians)
-RATIOS = ((SWEEP_JOB, "replay cascade", 2.0), (GATE_JOB, REPLAY_PROCESS_JOB, 25.0))
+# (issue 15's sweep and gate; issue 13's fan-out and session policy against the stacked replay)
+RATIOS = ((SWEEP_JOB, "replay cascade", 2.0), (GATE_JOB, REPLAY_PROCESS_JOB, 25.0),
+          ("replay sticky-sessions", "replay stacked", 1.5))
 
 FLOOR_SQL = """
 SELECT count(t.request_id), min(t.ts), count(DISTINCT t.slice), sum(t.input_tokens),

@@ -599,8 +599,9 @@ def _record_calls(run: "_Run", part: pl.DataFrame, *, model: str, kind: str, seq
     (simulator.core.sessions.EXPOSURE_SCHEMA)."""
     part = part.with_columns(pl.lit(service_tier).alias("__service_tier"))
     exposed = run.exposed
-    priced = price_calls(part, run.sheet, recorded="cost_usd", into="__model_cost", source_into="__price_source",
-                         tier="__service_tier", cache_loss_into=None if exposed is None else "__if_lost")
+    priced = price_calls(part, run.sheet_of(model), recorded="cost_usd", into="__model_cost",
+                         source_into="__price_source", tier="__service_tier",
+                         cache_loss_into=None if exposed is None else "__if_lost")
     if exposed is not None:
         exposed.append(priced.filter(pl.col("cached_input_tokens").fill_null(0) > 0).select(
             pl.col("__rid").alias("rid"), seq.alias("seq"), run.call_name(model), pl.col("__if_lost").alias("loss"),
@@ -660,6 +661,7 @@ class _Run:
                  answer_only: list[str]):
         self.scenario = scenario
         self.sheet = sheet
+        self._sheets: dict[str, PriceSheet] = {}  # sheet_of
         self.answers = answers
         self.keep = keep  # columns carried per request between stages
         self.answer_only = answer_only  # the carried columns that come with an answer
@@ -677,6 +679,15 @@ class _Run:
         policy = scenario.policy
         names = {*policy.models(), *policy.checkers(), *(overhead.name for _, overhead in policy.overheads())}
         self.call_names = pl.Enum(sorted(names))
+
+    def sheet_of(self, model: str) -> PriceSheet | None:
+        """The price sheet for a frame of `model`'s calls: its entries alone (PriceSheet.only). Every piece
+        of calls a stage records has one model, so its prices need not be looked up among every model's."""
+        if self.sheet is None:
+            return None
+        if model not in self._sheets:
+            self._sheets[model] = self.sheet.only(model)
+        return self._sheets[model]
 
     def call_name(self, name: str) -> pl.Expr:
         """The call records' `model` column: `name`, as an Enum of the policy's names (see call_names)."""

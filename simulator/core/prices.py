@@ -201,6 +201,12 @@ class PriceSheet(BaseModel):
         """The entry's own discount, else the sheet's."""
         return self.discount if entry.discount is None else entry.discount
 
+    def only(self, model: str) -> "PriceSheet":
+        """The sheet with `model`'s entries alone (none when it is not listed), pricing that model's calls as
+        the whole sheet does: a frame of one model's calls then evaluates its entries only, not every
+        model's (price_calls)."""
+        return self.model_copy(update={"models": {model: self.models[model]} if model in self.models else {}})
+
 
 def nano_per_token(usd_per_million: float) -> float:
     """Nano-dollars per token of a price in USD per million tokens: the price as written, times 1,000.
