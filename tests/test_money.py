@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
 import polars as pl
 import pytest
 
 from simulator.core.errors import RoutesimError
-from simulator.core.prices import price_calls, usd
+from simulator.core.prices import price_calls, round_half_even, usd
 from tests.worlds import sheet_of
 
 AT = dt.datetime(2026, 2, 1, tzinfo=dt.UTC)
@@ -32,6 +33,23 @@ def test_each_call_is_rounded_half_to_even_once():
     priced = price_calls(calls([(1, 0), (3, 0), (5, 0), (6, 0), (0, 7)]), sheet)
     assert priced["cost_nano_usd"].dtype == pl.Int64
     assert priced["cost_nano_usd"].to_list() == [0, 2, 2, 3, 1050]
+
+
+def test_round_half_even_takes_ties_to_the_even_neighbour_at_every_magnitude():
+    """Against the rule written out (floor, then up past a half or at a half from an odd floor) and numpy's
+    rint (IEEE 754 roundTiesToEven): halves and quarters, negatives, large costs, the float just below
+    a half, and a null."""
+    generator = np.random.default_rng(3)
+    values = np.concatenate([np.arange(-40, 41) / 4, np.round(generator.normal(0, 1e12, 2_000)) + 0.5,
+                             generator.normal(0, 1e9, 2_000),
+                             [2.0**52 - 0.5, 2.0**52 + 1, 2.0**53 - 1, -(2.0**52) + 0.5, 0.49999999999999994, -0.0]])
+    rounded = pl.DataFrame({"v": [*values.tolist(), None]}).select(round_half_even(pl.col("v"))).to_series()
+    floor = np.floor(values)
+    fraction = values - floor
+    up = (fraction > 0.5) | ((fraction == 0.5) & (np.mod(floor, 2) == 1))
+    assert rounded.to_list() == [*(floor + up).astype(np.int64).tolist(), None]
+    assert rounded.to_list()[:-1] == np.rint(values).astype(np.int64).tolist()
+    assert rounded.to_list()[:10] == [-10, -10, -10, -9, -9, -9, -8, -8, -8, -8]  # -10, -9.75, -9.5 ... -8
 
 
 def test_recorded_costs_become_whole_nano_dollars_and_dollars_come_back_exactly():

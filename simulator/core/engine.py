@@ -603,9 +603,11 @@ def _record_calls(run: "_Run", part: pl.DataFrame, *, model: str, kind: str, seq
                          source_into="__price_source", tier="__service_tier",
                          cache_loss_into=None if exposed is None else "__if_lost")
     if exposed is not None:
-        exposed.append(priced.filter(pl.col("cached_input_tokens").fill_null(0) > 0).select(
+        # Only the exposure's columns are filtered, not every column of the answers.
+        exposed.append(priced.select(
             pl.col("__rid").alias("rid"), seq.alias("seq"), run.call_name(model), pl.col("__if_lost").alias("loss"),
-            *_branch_of(priced)))
+            *_branch_of(priced), pl.col("cached_input_tokens").fill_null(0).alias("__cached"))
+            .filter(pl.col("__cached") > 0).drop("__cached"))
     latency = pl.lit(None, pl.Float64) if service_tier == BATCH else pl.col("latency_ms").cast(pl.Float64)
     # Reasoning is part of output_tokens (null or absent = 0), kept per call for by_model.
     reasoning = (pl.col("reasoning_output_tokens").fill_null(0) if "reasoning_output_tokens" in priced.columns
