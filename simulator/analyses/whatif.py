@@ -34,7 +34,7 @@ from simulator.analyses import sweep
 from simulator.analyses import tables as analysis
 from simulator.core.calls import model_calls
 from simulator.core.contract import Dataset
-from simulator.core.engine import MODEL_CALLS, Replay, loss_calls
+from simulator.core.engine import Replay, calls_to_models, loss_calls
 from simulator.core.errors import RoutesimError, did_you_mean
 from simulator.core.limits import MAX_PRICE_FACTOR
 from simulator.core.metrics import aggregate
@@ -165,7 +165,7 @@ def reprice(result: Replay, data: Dataset, sheet: PriceSheet | None, change: Pri
         exposure = repriced.filter(pl.col("cached_input_tokens").fill_null(0) > 0).select(
             "rid", "seq", "model", pl.col("if_lost").alias("loss"))
         state = CacheState(kept=result.decisions.select("rid"), exposure=exposure,
-                           called=new_calls.filter(pl.col("kind").is_in(MODEL_CALLS)).select("rid", "model"),
+                           called=calls_to_models(new_calls),
                            models=tuple(result.scenario.policy.models()))
         found = lost(result.turns, state, state)
         unbilled = dict(found.filter(pl.col("loss").is_null()).group_by("model").len().sort("model").iter_rows())

@@ -133,7 +133,7 @@ class Replay:
         if self.turns is None:
             return None
         return CacheState(kept=self.decisions.select("rid"),
-                          called=self.call_records.filter(pl.col("kind").is_in(MODEL_CALLS)).select("rid", "model"),
+                          called=calls_to_models(self.call_records),
                           exposure=self.exposure, models=tuple(self.scenario.policy.models()))
 
 
@@ -629,6 +629,12 @@ def _record_calls(run: "_Run", part: pl.DataFrame, *, model: str, kind: str, seq
                                    pl.lit(None, pl.Int64).alias("reasoning_output_tokens"), *_branch_of(priced)))
         cost, latency = cost + checker_cost, latency + checker.latency_ms
     return priced.with_columns(cost.alias("__call_cost"), latency.alias("__call_latency")), calls
+
+
+def calls_to_models(calls: pl.DataFrame) -> pl.DataFrame:
+    """`rid` and `model` of the model calls (MODEL_CALLS) among call rows: what a prompt-cache loss reads of
+    them (sessions.CacheState.called). Only the three columns are filtered, not every column of 20M calls."""
+    return calls.select("rid", "model", "kind").filter(pl.col("kind").is_in(MODEL_CALLS)).drop("kind")
 
 
 def _accumulate() -> list[pl.Expr]:
@@ -1227,7 +1233,7 @@ def _result(start: _Start, scenario: Scenario, finals: pl.DataFrame, calls: pl.D
     state, unbilled = None, {}
     if exposure is not None and start.turns is not None:
         kept = finals.select(pl.col("__rid").alias("rid")) if missing_by_model else None
-        state = CacheState(kept=kept, called=calls.filter(pl.col("kind").is_in(MODEL_CALLS)).select("rid", "model"),
+        state = CacheState(kept=kept, called=calls_to_models(calls),
                            exposure=exposure if kept is None else exposure.join(kept, on="rid", how="semi",
                                                                                maintain_order="left"),
                            models=tuple(scenario.policy.models()))
@@ -1240,8 +1246,10 @@ def _result(start: _Start, scenario: Scenario, finals: pl.DataFrame, calls: pl.D
         *_decision_columns(start.policy, start.run.models_called()).values(), *start.session_columns)
     if missing_by_model:  # calls made for requests later left out
         calls = calls.join(decisions.select("rid"), on="rid", how="semi")
-    # Named and converted to USD only when the calls' table is asked for (Replay.calls).
-    calls = calls.select(RECORD_COLUMNS)
+    # Named and converted to USD only when the calls' table is asked for (Replay.calls). The stages record
+    # the columns in this order; a select of 20M calls in a thousand chunks is not free, so it is skipped.
+    if calls.columns != RECORD_COLUMNS:
+        calls = calls.select(RECORD_COLUMNS)
     price_sources = price_sources_of(calls)
     coverage = Coverage(requests_in_window=start.window_count, requests_selected=start.requests.height,
                         requests_replayed=decisions.height, missing_by_model=missing_by_model,
@@ -1409,7 +1417,7 @@ class ForkedReplay:
             if missing is not None and not missing.is_empty():
                 kept = self._kept(branch).select(pl.col("__rid").alias("rid")).collect()
                 exposure = exposure.join(kept, on="rid", how="semi", maintain_order="left")
-            called = self._rows(self._calls, branch).filter(pl.col("kind").is_in(MODEL_CALLS)).select("rid", "model")
+            called = calls_to_models(self._rows(self._calls, branch))
             states[branch] = CacheState(kept=kept, called=called, exposure=exposure,
                                         models=tuple(self._scenarios[branch].policy.models()))
         return crossed_losses(self._start.turns, states)
