@@ -135,8 +135,26 @@ def test_a_replay_in_chunks_gives_the_bytes_of_the_whole_at_two_and_eight_worker
     inputs = Inputs()
     summary = run_scenario(scenario, inputs).summary
     assert summary["sessions"]["sessions"] > 0
-    assert replay_chunked(scenario, inputs, 1, min_chunk=1) is None  # one worker replays in one piece
+    assert replay_chunked(scenario, inputs, 1, min_chunk=1) is None  # one worker chunks only above MAX_CHUNK_REQUESTS
     assert json_output(replay_chunked(scenario, inputs, workers, min_chunk=1)) == json_output(summary)
+
+
+def test_one_worker_replays_large_data_in_chunks_in_its_own_process_with_the_bytes_of_the_whole(sharded, monkeypatch):
+    """Above MAX_CHUNK_REQUESTS requests one worker still replays in chunks, each in turn in this process (no
+    process pool starts), so only one chunk's requests are held at a time; the summary is the whole's."""
+    from simulator.core import sharded as chunking
+
+    base, _ = sharded
+    [scenario] = load_scenarios([base / "sticky-sessions.yaml"])
+    inputs = Inputs()
+    whole = json_output(run_scenario(scenario, inputs).summary)
+    monkeypatch.setattr(chunking, "MAX_CHUNK_REQUESTS", 1_000)  # the week has 3,000 requests
+    monkeypatch.setattr(chunking, "ProcessPoolExecutor", None)  # a pool would fail: none may start
+    ran = []
+    real = chunking.replay_shard
+    monkeypatch.setattr(chunking, "replay_shard", lambda task: ran.append(task.chunk) or real(task))
+    assert json_output(replay_chunked(scenario, inputs, 1)) == whole
+    assert len(ran) == 3 and all(chunk.rows is not None for chunk in ran)
 
 
 def test_chunks_of_traffic_with_sessions_are_the_shards_whole_sessions_in_row_order(sharded):

@@ -39,6 +39,7 @@ RULE_COUNTS = (10, 10_000)  # rules per policy compared on the embedded week
 SWEEP_JOB = f"sweep cascade, {SWEEP_POINTS:,} thresholds"
 GATE_JOB = f"whole process: routesim gate, {BOOTSTRAP_RESAMPLES:,} resamples"
 REPLAY_PROCESS_JOB = "whole process: routesim replay stacked"
+COMMAND_REPLAY_JOB = "replay stacked as the command runs it, summary included"
 # (measurement, the one replay it is set against, the issue's target for the ratio of their medians)
 # (issue 15's sweep and gate; issue 13's fan-out and session policy against the stacked replay)
 RATIOS = ((SWEEP_JOB, "replay cascade", 2.0), (GATE_JOB, REPLAY_PROCESS_JOB, 25.0),
@@ -277,6 +278,21 @@ def rules_table() -> Table:
     return table
 
 
+def _replay_as_command(folder: str, scenario_name: str) -> tuple[float, float]:
+    """The replay and its summary as `routesim replay` runs them, after loading: in chunks on its default
+    processes when the data is large enough (simulator.core.sharded.replay_chunked), else in one piece."""
+    from simulator.core.runner import Inputs, run_scenario
+    from simulator.core.sharded import default_workers, replay_chunked
+
+    scenario = _scenario(folder, scenario_name)
+    inputs = Inputs()
+    inputs.data(scenario.data), inputs.prices(scenario.prices)
+    started = time.perf_counter()
+    if replay_chunked(scenario, inputs, default_workers()) is None:
+        run_scenario(scenario, inputs)
+    return time.perf_counter() - started, _peak_mb()
+
+
 def bench_sweep(folder: Path, points: int) -> float:
     """Seconds to sweep scenarios/cascade.yaml's gate over `points` thresholds on the data in `folder`.
 
@@ -382,12 +398,12 @@ def _in_child(function, *arguments) -> tuple[float, float]:
 def out_of_core_jobs(folder: Path, cache: Path) -> list[Job]:
     """The measurements from OUT_OF_CORE_REQUESTS on: the first use once (validation, hashing and the
     layout build, into `cache`, emptied first), then whole `routesim replay` processes of `stacked` from
-    that layout, in chunks on every core. A replay in one piece in the bench's own process is left out: it
+    that layout, in chunks. A replay in one piece in the bench's own process is left out: it
     holds every request, which is what the chunks avoid."""
     stacked = str(folder / "scenarios" / "stacked.yaml")
     return [Job("first use: validate + hash + build the layout (once)", _first_use, (str(folder), str(cache)),
                 once=True),
-            Job("whole process: routesim replay stacked (chunks on every core)", _routesim,
+            Job("whole process: routesim replay stacked (in chunks)", _routesim,
                 ("--cache-dir", str(cache), "replay", stacked), whole_process=True)]
 
 
@@ -401,6 +417,7 @@ def jobs_for(folder: Path, requests: int) -> list[Job]:
     jobs = [Job("first use: validate + hash + build the layout", _first_use, (here,)),
             Job("load (layout cached)", _load, (here,))]
     jobs += [Job(f"replay {name}", _replay, (here, name)) for name in BENCH_SCENARIOS]
+    jobs += [Job(COMMAND_REPLAY_JOB, _replay_as_command, (here, "stacked"))]
     jobs += [Job(SWEEP_JOB, _sweep, (here,))]
     jobs += [Job(REPLAY_PROCESS_JOB, _routesim, ("replay", str(scenarios / "stacked.yaml")), whole_process=True)]
     if requests <= GATE_REQUESTS:

@@ -52,10 +52,11 @@ def with_baseline(scenarios: list[Path], baseline: Path | None, tolerance: float
 
 def replay_scenarios(paths: list[Path], *, show_progress: bool = True, rule: str | None = None,
                      confidence: float | None = None, shards: Path | None = None, runner: str = "local",
-                     workers: int = 1):
+                     workers: int = 0):
     """Replays each scenario file in turn, sharing loaded data and price sheets; returns their outcomes.
-    With `shards`, each replays on those shards of its data folder; with `workers` above 1, in chunks of
-    its requests, one process per worker, when the data is large enough (outcomes without a replay).
+    With `shards`, each replays on those shards of its data folder; with `workers` above 0, in chunks of
+    its requests on that many processes (one: this process, a chunk at a time), when the data is large
+    enough (outcomes without a replay); with 0, in one piece.
 
     Each exact summary also carries `capacity` (peak per-minute load per model against the scenario's rate
     limits) and `controls` (the random control at equal cost and the best fixed split); a design-weighted
@@ -82,7 +83,7 @@ def replay_scenarios(paths: list[Path], *, show_progress: bool = True, rule: str
 
                 label(f"{scenario.name}: {runner} runner")
                 outcomes.append(from_part(scenario, *replay_sharded(scenario, inputs, shards, runner, with_part=True)))
-            elif workers > 1 and (chunked := _chunked(scenario, inputs, workers, label)) is not None:
+            elif workers > 0 and (chunked := _chunked(scenario, inputs, workers, label)) is not None:
                 outcomes.append(from_part(scenario, *chunked))
             else:
                 outcome = _whole(scenario, inputs, lambda stage, name=scenario.name: label(f"{name}: {stage}"))
@@ -120,7 +121,7 @@ def _chunked(scenario, inputs, workers: int, label):
 
         if has_shadow_sample(inputs.data(scenario.data)):
             return None
-    label(f"{scenario.name}: {workers} workers")
+    label(f"{scenario.name}: in chunks, {workers} process{'es' if workers > 1 else ''}")
     return replay_chunked(scenario, inputs, workers, with_part=True)
 
 
@@ -193,7 +194,7 @@ def replay(
     shards: ShardsOption = None,
     runner: RunnerOption = "local",
     workers: Annotated[int | None, typer.Option(min=1, help="processes replaying chunks of a large data folder "
-                                                "(default: one per core); the figures are the same")] = None,
+                                                "(default: one per two cores); the figures are the same")] = None,
 ):
     """Replay scenarios and compare them; the recommended policy is marked ★.
 
@@ -218,11 +219,11 @@ def replay(
                             fix="write the decisions to a file (--decisions FILE.parquet), or drop --json")
     check_outputs(scenarios, files=[None if streamed else decisions], saved_under=save, rule=rule,
                   confidence=confidence)
-    import os
+    from simulator.core.sharded import default_workers
 
     # Decisions and calls tables are built only when they are written: otherwise large data replays in
-    # chunks, one process per worker, into mergeable parts.
-    chunk_workers = 1 if decisions or save or baseline else (workers or os.cpu_count() or 1)
+    # chunks into mergeable parts, on one process per worker.
+    chunk_workers = 0 if decisions or save or baseline else (workers or default_workers())
     outcomes = replay_scenarios(scenarios, show_progress=not as_json, rule=rule, confidence=confidence,
                                 shards=shards, runner=runner, workers=chunk_workers)
     summaries = [outcome.summary for outcome in outcomes]

@@ -308,23 +308,36 @@ MIN_CHUNK_REQUESTS = 2_000_000
 # week, with its summary part, peaks at 1.8 GB and one of 5M at 3.1 GB (2026-12-02, chunks of sessions' first
 # turns), but with 2.5M the bench's 100M replays peaked at 5.3-6.08 GB in all: a worker that has replayed
 # many chunks holds more than one fresh (1.8 GB after its first 2M chunk, 2.3 GB after 25). With 2M the
-# bench's 100M replays peaked at 4.9 GB; at 10M, 3.3 GB in all against 3.8 GB for 2.5M.
-MAX_CHUNK_REQUESTS = 2_000_000
+# bench's 100M replays peaked at 4.9 GB; at 10M, 3.3 GB in all against 3.8 GB for 2.5M. Since one process runs
+# the chunks in turn on 2 cores, keeping the pages it frees (simulator.cli.KEEP_FREED_PAGES), its peak is
+# what its largest chunk needed: for the stacked replay of 10M requests, 1.3 GB with chunks of 1M, 1.6-1.8 GB
+# with 1.5M, 2.1 GB with 2M, in 9.8-10.3 s, 9.5 s and 9.4-9.9 s (2026-12-03).
+MAX_CHUNK_REQUESTS = 1_500_000
+
+
+def default_workers() -> int:
+    """Processes a replay in chunks runs on by default: one per two cores. A chunk's replay keeps about two
+    cores busy on its own (polars' threads), so on 2 cores a second process only contends: the stacked
+    replay of 10M requests took 12.3 s in two processes and 10.1 s in one running its chunks in turn
+    (2026-12-03, README "Benchmark")."""
+    return max(1, (os.cpu_count() or 1) // 2)
 
 
 def replay_chunked(scenario, inputs, workers: int, min_chunk: int | None = None, *, with_part: bool = False):
     """The summary of `scenario` replayed in chunks (simulator.core.chunks: ranges of the requests' row
     numbers, or, for traffic with sessions, the sessions whose first turns are in such a range), one chunk per
     worker (more, of at most about MAX_CHUNK_REQUESTS each, on large data, as many for each process), at most
-    one process per core, merged exactly as shards are. Each chunk holds whole sessions in (ts, request_id)
-    order, so sticky sessions replay in a chunk as in the whole.
-    None when the replay is better run in one piece: one worker, fewer than two chunks of `min_chunk`
-    (default MIN_CHUNK_REQUESTS) requests, or a `sample` (drawn over the whole window). No per-request
-    decisions are built. With `with_part`, (summary, merged ReplayPart) as replay_sharded gives them."""
+    one process per core, merged exactly as shards are. One worker replays its chunks in turn in this
+    process, so that however large the data only one chunk's requests are held at a time. Each chunk holds
+    whole sessions in (ts, request_id) order, so sticky sessions replay in a chunk as in the whole.
+    None when the replay is better run in one piece: fewer than two chunks of `min_chunk` (default
+    MIN_CHUNK_REQUESTS) requests for as many workers and no more than MAX_CHUNK_REQUESTS requests in all, or
+    a `sample` (drawn over the whole window). No per-request decisions are built. With `with_part`,
+    (summary, merged ReplayPart) as replay_sharded gives them."""
     from simulator.core.chunks import chunks_of
     from simulator.core.engine import check_policy, request_rows
 
-    if workers <= 1 or scenario.sample is not None:
+    if scenario.sample is not None:
         return None
     data = inputs.data(scenario.data)
     total = request_rows(data)
