@@ -181,12 +181,13 @@ def raise_on_sigterm():
     return signal.signal(signal.SIGTERM, _raise_terminated)
 
 
-# polars' allocator (jemalloc) keeps the pages it frees for reuse instead of handing them back to the system
-# after a few seconds: a replay in chunks frees and allocates the same column-sized blocks chunk after chunk,
-# and a page handed back is faulted in anew, at about 2 s per GB on the development machine. With them
-# kept, the system time of a 10M-request replay in chunks fell from 4.5 s to 2.2 s (README "Benchmark").
-# It must be set before polars loads; a user's own setting wins.
-KEEP_FREED_PAGES = ("_RJEM_MALLOC_CONF", "dirty_decay_ms:-1,muzzy_decay_ms:-1")
+# polars' allocator (jemalloc) hands the pages it frees back to the system within 0.5-1 s (polars' own
+# setting); here it keeps them for 3 s. A replay in chunks frees and allocates the same column-sized blocks
+# chunk after chunk, about a second apart, and a page handed back is faulted in anew, at about 2 s per GB on
+# the development machine: the system time of a 10M-request replay in chunks fell from 4.2-4.5 s to 2.4 s.
+# Kept for good (-1), its peak rose by 0.1-0.3 GB more, and a replay in one piece peaked 2 GB higher
+# (README "Benchmark"). It must be set before polars loads; a user's own setting wins.
+KEEP_FREED_PAGES = ("_RJEM_MALLOC_CONF", "dirty_decay_ms:3000,muzzy_decay_ms:3000")
 
 
 def main() -> None:

@@ -309,9 +309,10 @@ MIN_CHUNK_REQUESTS = 2_000_000
 # turns), but with 2.5M the bench's 100M replays peaked at 5.3-6.08 GB in all: a worker that has replayed
 # many chunks holds more than one fresh (1.8 GB after its first 2M chunk, 2.3 GB after 25). With 2M the
 # bench's 100M replays peaked at 4.9 GB; at 10M, 3.3 GB in all against 3.8 GB for 2.5M. Since one process runs
-# the chunks in turn on 2 cores, keeping the pages it frees (simulator.cli.KEEP_FREED_PAGES), its peak is
-# what its largest chunk needed: for the stacked replay of 10M requests, 1.3 GB with chunks of 1M, 1.6-1.8 GB
-# with 1.5M, 2.1 GB with 2M, in 9.8-10.3 s, 9.5 s and 9.4-9.9 s (2026-12-03).
+# the chunks in turn on 2 cores, reusing the pages it frees (simulator.cli.KEEP_FREED_PAGES), its peak is
+# about what its largest chunk needs: for the stacked replay of 10M requests with the pages kept for good,
+# 1.3 GB with chunks of 1M, 1.6-1.8 GB with 1.5M, 2.1 GB with 2M, in 9.8-10.3 s, 9.5 s and 9.4-9.9 s
+# (2026-12-03); with them kept for 3 s, 1.5 GB with 1.5M.
 MAX_CHUNK_REQUESTS = 1_500_000
 
 
