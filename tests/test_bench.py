@@ -37,13 +37,14 @@ def test_ratios_set_the_sweep_and_the_gate_against_one_replay_of_the_same_run():
     def measured(name, seconds):
         return bench.Measurement(name, seconds, 100.0, 1.0, 3)
 
-    lines = bench.ratio_lines([measured("replay cascade", 2.0), measured(bench.SWEEP_JOB, 3.0),
+    cascade = bench.COMMAND_REPLAY.format("cascade")
+    lines = bench.ratio_lines([measured(cascade, 2.0), measured(bench.SWEEP_JOB, 3.0),
                                measured(bench.REPLAY_PROCESS_JOB, 4.0), measured(bench.GATE_JOB, 50.0),
                                measured("replay stacked", 8.0), measured("replay sticky-sessions", 12.4)])
-    assert lines == [f"{bench.SWEEP_JOB} / replay cascade: 1.50x (target <= 2x)",
+    assert lines == [f"{bench.SWEEP_JOB} / {cascade}: 1.50x (target <= 2x)",
                      f"{bench.GATE_JOB} / {bench.REPLAY_PROCESS_JOB}: 12.50x (target <= 25x)",
                      "replay sticky-sessions / replay stacked: 1.55x (target <= 1.5x)"]
-    assert bench.ratio_lines([measured("replay cascade", 2.0)]) == []  # above 1M requests there is no gate
+    assert bench.ratio_lines([measured(cascade, 2.0)]) == []  # above 1M requests there is no gate
 
 
 def test_a_first_use_runs_once_after_one_floor_and_is_not_warmed_up(monkeypatch, tmp_path):

@@ -191,6 +191,26 @@ def test_sweep_and_gate_give_the_same_json_whole_on_one_shard_and_on_sixteen_loc
 
 
 @RAY_WARNINGS
+def test_a_sweep_of_large_data_runs_in_chunks_with_the_bytes_of_the_whole(sharded, cli, monkeypatch):
+    """Above MAX_CHUNK_REQUESTS requests `routesim sweep` lines up A and B chunk by chunk (whole sessions, so
+    each turn's prompt-cache losses stay with it) and stacks the frames: the curve is the whole's."""
+    from simulator.analyses import sweep as sweeping
+    from simulator.core import sharded as chunking
+
+    base, _ = sharded
+    whole = cli("sweep", base / "cascade.yaml", "--points", "300", "--json")
+    assert whole.code == 0, whole.err
+    chunks = []
+    real = sweeping.sweep_shard
+    monkeypatch.setattr(sweeping, "sweep_shard", lambda task, gate: chunks.append(task.chunk) or real(task, gate))
+    monkeypatch.setattr(chunking, "MAX_CHUNK_REQUESTS", 700)  # the week has 3,000 requests
+    monkeypatch.setattr(chunking, "default_workers", lambda: 1)  # in this process, where the spy is
+    split = cli("sweep", base / "cascade.yaml", "--points", "300", "--json")
+    assert split.code == 0, split.err
+    assert len(chunks) == 5 and all(chunk.through is not None for chunk in chunks)  # ranges of sessions
+    assert split.out == whole.out
+
+
 def test_sixteen_ray_shards_give_the_bytes_of_the_whole_for_the_sweep_and_the_gate(sharded, ray_session, cli):
     base, _ = sharded
     assert _sweep_and_gate(cli, base, "--shards", base / "shards-16", "--runner", "ray") == _sweep_and_gate(cli, base)

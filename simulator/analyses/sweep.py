@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from simulator.core.chunks import Chunk
 from simulator.core.contract import Dataset
 from simulator.core.engine import (
     ACCEPTS,
@@ -255,12 +256,14 @@ class SweepData:
         return None if self.branches is None else self.branches[position]
 
 
-def prepare(scenario: Scenario, data: Dataset, sheet: PriceSheet | None, gate: Gate, *, part: bool = False) -> SweepData:
+def prepare(scenario: Scenario, data: Dataset, sheet: PriceSheet | None, gate: Gate, *, part: bool = False,
+            chunk: Chunk | None = None) -> SweepData:
     """Replays A (gate accepts all) and B (gate accepts none) in one forked replay
     (simulator.core.engine.replay_forked: the work up to the gate is shared) and lines up each request's two
-    outcomes. With `part`, `data` is a shard of the data the gate was resolved on (engine.replay)."""
+    outcomes. With `part`, `data` is a shard of the data the gate was resolved on, or with `chunk` a chunk
+    of it (engine.replay)."""
     accept_all = with_accept(scenario, gate, ACCEPT_ALL).model_copy(update={"on_missing": "skip"})
-    forked = replay_forked(accept_all, data, sheet, gate.plan_index, gate.step, gate.over, part=part)
+    forked = replay_forked(accept_all, data, sheet, gate.plan_index, gate.step, gate.over, part=part, chunk=chunk)
     columns = [pl.col("ts"), *_side(gate.models[-1])]
     return _lined_up(scenario, gate, forked.outcomes(ACCEPTS, columns), forked.outcomes(ESCALATES, columns),
                      forked.at_step(), forked.requests_selected, forked, forked.cache_losses)
@@ -347,7 +350,7 @@ def sweep_shard(task, gate: Gate):
         found = task_inputs(task)
         if found is None:
             return None, 0
-        prepared = prepare(task.scenario, *found, gate, part=True)
+        prepared = prepare(task.scenario, *found, gate, part=True, chunk=task.chunk)
         return prepared.frame, prepared.requests_selected
     except RoutesimError as error:
         return ShardFailure(error.what, error.where, error.fix), 0
@@ -358,12 +361,40 @@ def prepare_sharded(scenario: Scenario, inputs, gate: Gate, shards: Path, runner
     replays A and B and lines them up; the frames are stacked. Every figure of the curve is an integer sum,
     an exact rational sum or an order statistic, none depending on the order of the rows, so the sweep is
     the whole folder's, byte for byte. No per-request decisions are kept (`accept_all`/`accept_none` None)."""
+    from simulator.core.sharded import shard_tasks
+
+    return _stacked(scenario, gate, shard_tasks(scenario, inputs, shards, runner), runner)
+
+
+def prepare_chunked(scenario: Scenario, inputs, gate: Gate, workers: int) -> SweepData | None:
+    """`prepare` in chunks of the scenario's data folder (simulator.core.sharded.chunk_tasks), each lined up
+    on its own and stacked as shards are (`prepare_sharded`: the curve is the whole's, byte for byte), on
+    `workers` processes (one: a chunk at a time in this process), so only one chunk's replay is held at a
+    time per process. None when the data is better replayed in one piece (chunk_tasks)."""
+    from simulator.core.sharded import chunk_tasks
+
+    tasks = chunk_tasks(scenario, inputs, workers)
+    return None if tasks is None else _stacked(scenario, gate, tasks, "local", workers)
+
+
+def prepare_curve(scenario: Scenario, inputs, gate: Gate) -> SweepData:
+    """The lined-up data of a sweep that needs no per-request decisions or calls (its curve and calibration):
+    in chunks on large data (`prepare_chunked`, on simulator.core.sharded.default_workers processes), else
+    in one piece (`prepare`)."""
+    from simulator.core.sharded import default_workers
+
+    return (prepare_chunked(scenario, inputs, gate, default_workers())
+            or prepare(scenario, inputs.data(scenario.data), inputs.prices(scenario.prices), gate))
+
+
+def _stacked(scenario: Scenario, gate: Gate, tasks: list, runner: str, workers: int | None = None) -> SweepData:
+    """The frames of `sweep_shard` on every task, stacked."""
     from functools import partial
 
     from simulator.core.engine import no_requests
-    from simulator.core.sharded import map_tasks, raise_failures, shard_tasks
+    from simulator.core.sharded import map_tasks, raise_failures
 
-    results = map_tasks(partial(sweep_shard, gate=gate), shard_tasks(scenario, inputs, shards, runner), runner)
+    results = map_tasks(partial(sweep_shard, gate=gate), tasks, runner, workers)
     raise_failures([frame for frame, _ in results])
     frames = [frame for frame, _ in results if frame is not None]
     if not frames:

@@ -39,10 +39,10 @@ RULE_COUNTS = (10, 10_000)  # rules per policy compared on the embedded week
 SWEEP_JOB = f"sweep cascade, {SWEEP_POINTS:,} thresholds"
 GATE_JOB = f"whole process: routesim gate, {BOOTSTRAP_RESAMPLES:,} resamples"
 REPLAY_PROCESS_JOB = "whole process: routesim replay stacked"
-COMMAND_REPLAY_JOB = "replay stacked as the command runs it, summary included"
+COMMAND_REPLAY = "replay {} as the command runs it, summary included"
 # (measurement, the one replay it is set against, the issue's target for the ratio of their medians)
 # (issue 15's sweep and gate; issue 13's fan-out and session policy against the stacked replay)
-RATIOS = ((SWEEP_JOB, "replay cascade", 2.0), (GATE_JOB, REPLAY_PROCESS_JOB, 25.0),
+RATIOS = ((SWEEP_JOB, COMMAND_REPLAY.format("cascade"), 2.0), (GATE_JOB, REPLAY_PROCESS_JOB, 25.0),
           ("replay sticky-sessions", "replay stacked", 1.5))
 
 FLOOR_SQL = """
@@ -294,23 +294,23 @@ def _replay_as_command(folder: str, scenario_name: str) -> tuple[float, float]:
 
 
 def bench_sweep(folder: Path, points: int) -> float:
-    """Seconds to sweep scenarios/cascade.yaml's gate over `points` thresholds on the data in `folder`.
+    """Seconds to sweep scenarios/cascade.yaml's gate over `points` thresholds on the data in `folder`, as
+    `routesim sweep` does without --fit-until (in chunks on large data: simulator.analyses.sweep.prepare_curve).
 
     Loading the data is left out (timed separately by `routesim bench`); both replays, the value lookup
     and the curve are in.
     """
-    from simulator.analyses.sweep import resolve_gate, sweep
-    from simulator.core.contract import load_data
-    from simulator.core.prices import load_prices
+    from simulator.analyses.sweep import prepare_curve, resolve_gate, sweep
+    from simulator.core.runner import Inputs
     from simulator.core.scenario import load_scenario
 
     scenario = load_scenario(SCENARIOS / "cascade.yaml")
     scenario = scenario.model_copy(update={"data": Path(folder)})
-    data = load_data(Path(folder))
-    sheet = load_prices(scenario.prices)
+    inputs = Inputs()
+    data, sheet = inputs.data(scenario.data), inputs.prices(scenario.prices)
     started = time.perf_counter()
     gate = resolve_gate(scenario, data, step=0, over="confidence")
-    sweep(scenario, data, sheet, gate, points=points)
+    sweep(scenario, data, sheet, gate, points=points, prepared=prepare_curve(scenario, inputs, gate))
     return time.perf_counter() - started
 
 
@@ -417,7 +417,7 @@ def jobs_for(folder: Path, requests: int) -> list[Job]:
     jobs = [Job("first use: validate + hash + build the layout", _first_use, (here,)),
             Job("load (layout cached)", _load, (here,))]
     jobs += [Job(f"replay {name}", _replay, (here, name)) for name in BENCH_SCENARIOS]
-    jobs += [Job(COMMAND_REPLAY_JOB, _replay_as_command, (here, "stacked"))]
+    jobs += [Job(COMMAND_REPLAY.format(name), _replay_as_command, (here, name)) for name in ("cascade", "stacked")]
     jobs += [Job(SWEEP_JOB, _sweep, (here,))]
     jobs += [Job(REPLAY_PROCESS_JOB, _routesim, ("replay", str(scenarios / "stacked.yaml")), whole_process=True)]
     if requests <= GATE_REQUESTS:

@@ -383,8 +383,12 @@ def run_sweep(console: Console, scenario_path: Path, *, step: int, over: str | N
     if fit_until is not None and shards is not None:
         raise RoutesimError("--fit-until measures the chosen threshold on per-request decisions, which a sweep on "
                             "shards does not keep", where="--fit-until", fix="leave out --shards")
-    prepared = (sweep.prepare(scenario, data, sheet, gate) if shards is None
-                else sweep.prepare_sharded(scenario, inputs, gate, shards, runner))
+    if shards is not None:
+        prepared = sweep.prepare_sharded(scenario, inputs, gate, shards, runner)
+    elif fit_until is not None:  # the holdout measures the chosen threshold on per-request decisions
+        prepared = sweep.prepare(scenario, data, sheet, gate)
+    else:
+        prepared = sweep.prepare_curve(scenario, inputs, gate)
     result = sweep.sweep(scenario, data, sheet, gate, points=points, prepared=prepared)
     chosen = sweep.calibrate(result.points, *target, scenario.admission or DEFAULT_ADMISSION) if target else None
     held = (sweep.holdout(scenario, data, sheet, gate, target, fit_until, points=points, prepared=prepared)

@@ -1439,11 +1439,11 @@ def crossed_losses(turns: pl.DataFrame, states: dict[int, CacheState]) -> pl.Dat
 
 
 def replay_forked(scenario: Scenario, data: Dataset, sheet: PriceSheet | None, plan: int, step: int, value: str,
-                  progress: Progress | None = None, *, part: bool = False) -> ForkedReplay:
+                  progress: Progress | None = None, *, part: bool = False, chunk: Chunk | None = None) -> ForkedReplay:
     """Replays `scenario` forked at step `step` (0-based, not the last) of plan `plan` (as `Policy.plans`
     numbers them): branch ACCEPTS as the scenario is, branch ESCALATES with that step's accept predicate
     `FALSE` (see ForkedReplay). Also records, for the requests reaching that step, the answer's outcome or
-    traffic column `value` (as an accept predicate would read it). `part` as for `replay`.
+    traffic column `value` (as an accept predicate would read it). `part` and `chunk` as for `replay`.
 
     Raises RoutesimError as replaying either branch would (ACCEPTS' errors first), and for a policy with
     sticky sessions, whose later turns follow their first turn's branch, which a fork does not follow.
@@ -1453,7 +1453,7 @@ def replay_forked(scenario: Scenario, data: Dataset, sheet: PriceSheet | None, p
                             "first turn's escalation", where=f"scenario '{scenario.name}', key 'policy.sticky'",
                             fix="replay each branch as its own scenario")
     progress = progress or (lambda _: None)
-    start = _begin(scenario, data, sheet, progress, part=part, chunk=None, also_carry=(value,))
+    start = _begin(scenario, data, sheet, progress, part=part, chunk=chunk, also_carry=(value,))
     run = start.run
     run.keep.append(BRANCH)
     fork = _Fork(plan=plan, step=step, value=value)

@@ -324,17 +324,15 @@ def default_workers() -> int:
     return max(1, (os.cpu_count() or 1) // 2)
 
 
-def replay_chunked(scenario, inputs, workers: int, min_chunk: int | None = None, *, with_part: bool = False):
-    """The summary of `scenario` replayed in chunks (simulator.core.chunks: ranges of the requests' row
-    numbers, or, for traffic with sessions, the sessions whose first turns are in such a range), one chunk per
-    worker (more, of at most about MAX_CHUNK_REQUESTS each, on large data, as many for each process), at most
-    one process per core, merged exactly as shards are. One worker replays its chunks in turn in this
-    process, so that however large the data only one chunk's requests are held at a time. Each chunk holds
-    whole sessions in (ts, request_id) order, so sticky sessions replay in a chunk as in the whole.
-    None when the replay is better run in one piece: fewer than two chunks of `min_chunk` (default
-    MIN_CHUNK_REQUESTS) requests for as many workers and no more than MAX_CHUNK_REQUESTS requests in all, or
-    a `sample` (drawn over the whole window). No per-request decisions are built. With `with_part`,
-    (summary, merged ReplayPart) as replay_sharded gives them."""
+def chunk_tasks(scenario, inputs, workers: int, min_chunk: int | None = None) -> list[ShardTask] | None:
+    """One task per chunk of the scenario's data folder (simulator.core.chunks: ranges of the requests' row
+    numbers, or, for traffic with sessions, the sessions whose first turns are in such a range): one chunk per
+    worker (more, of at most about MAX_CHUNK_REQUESTS each, on large data, as many for each process). Each
+    chunk holds whole sessions in (ts, request_id) order, so sticky sessions and prompt caches replay in a
+    chunk as in the whole. None when the data is better replayed in one piece: fewer than two chunks of
+    `min_chunk` (default MIN_CHUNK_REQUESTS) requests for as many workers and no more than
+    MAX_CHUNK_REQUESTS requests in all, or a `sample` (drawn over the whole window). Checks the policy
+    against the whole folder first, as a replay in one piece would."""
     from simulator.core.chunks import chunks_of
     from simulator.core.engine import check_policy, request_rows
 
@@ -352,6 +350,18 @@ def replay_chunked(scenario, inputs, workers: int, min_chunk: int | None = None,
     check_policy(scenario, data)
     sessions = "session_id" in data.traffic.collect_schema().names()
     anchors = data.layout.scan_requests() if data.layout is not None else None
-    tasks = [_task(scenario, scenario.data, chunk) for chunk in chunks_of(total, count, sessions, anchors)]
+    return [_task(scenario, scenario.data, chunk) for chunk in chunks_of(total, count, sessions, anchors)]
+
+
+def replay_chunked(scenario, inputs, workers: int, min_chunk: int | None = None, *, with_part: bool = False):
+    """The summary of `scenario` replayed in chunks (`chunk_tasks`), at most one process per core, merged
+    exactly as shards are; None when it is better replayed in one piece (`chunk_tasks`). One worker replays
+    its chunks in turn in this process, so that however large the data only one chunk's requests are held
+    at a time. No per-request decisions are built. With `with_part`, (summary, merged ReplayPart) as
+    replay_sharded gives them."""
+    tasks = chunk_tasks(scenario, inputs, workers, min_chunk)
+    if tasks is None:
+        return None
+    data = inputs.data(scenario.data)
     summary, merged = _summary_local(scenario, data, inputs.prices(scenario.prices), tasks, workers)
     return (summary, merged) if with_part else summary
