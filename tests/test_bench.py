@@ -40,9 +40,13 @@ def test_ratios_set_the_sweep_and_the_gate_against_one_replay_of_the_same_run():
     cascade = bench.COMMAND_REPLAY.format("cascade")
     lines = bench.ratio_lines([measured(cascade, 2.0), measured(bench.SWEEP_JOB, 3.0),
                                measured(bench.REPLAY_PROCESS_JOB, 4.0), measured(bench.GATE_JOB, 50.0),
-                               measured("replay stacked", 8.0), measured("replay sticky-sessions", 12.4)])
+                               measured("replay stacked", 8.0), measured("replay sticky-sessions", 12.4),
+                               measured(bench.COMMAND_REPLAY.format("stacked"), 10.0),
+                               measured(bench.COMMAND_REPLAY.format("sticky-sessions"), 12.0)])
     assert lines == [f"{bench.SWEEP_JOB} / {cascade}: 1.50x (target <= 2x)",
                      f"{bench.GATE_JOB} / {bench.REPLAY_PROCESS_JOB}: 12.50x (target <= 25x)",
+                     f"{bench.COMMAND_REPLAY.format('sticky-sessions')} / {bench.COMMAND_REPLAY.format('stacked')}: "
+                     "1.20x (target <= 1.5x)",
                      "replay sticky-sessions / replay stacked: 1.55x (target <= 1.5x)"]
     assert bench.ratio_lines([measured(cascade, 2.0)]) == []  # above 1M requests there is no gate
 

@@ -58,16 +58,9 @@ class Parts:
     scopes: dict[str, dict[str, pl.DataFrame]] = field(default_factory=dict)
 
 
-def _score_terms(frame: pl.DataFrame) -> pl.DataFrame:
-    """`key`, binary exponent `exp` and the integer mantissa halves `hi`, `lo` of every non-null score."""
-    scored = frame.filter(pl.col("score").is_not_null())
-    exponent, hi, lo = _mantissas(scored["score"])
-    return pl.DataFrame({"key": scored["key"], "exp": exponent, "hi": hi, "lo": lo})
-
-
 def _mantissas(scores: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each score as (binary exponent, integer mantissa halves hi and lo): score = (hi 2^HALF + lo) 2^exp."""
-    mantissa, exponent = np.frexp(scores.to_numpy().astype(np.float64))
+    mantissa, exponent = np.frexp(scores.cast(pl.Float64).to_numpy())
     whole = np.ldexp(mantissa, 53).astype(np.int64)  # exact: a float64 has 53 mantissa bits
     return (exponent - 53).astype(np.int64), whole >> HALF, whole & ((1 << HALF) - 1)
 
@@ -235,11 +228,20 @@ def exact_sums(scores: pl.DataFrame) -> dict:
     return {key: Fraction(total, 1 << SCALE) for key, total in scaled_sums(scores).items()}
 
 
-def score_sums(keys: np.ndarray, scores: pl.Series) -> dict[object, int]:
-    """Per key, the exact sum of the scores given with it (null: no score), times 2^SCALE (`scaled_sums`)."""
-    frame = pl.DataFrame({"key": keys, "score": scores.cast(pl.Float64)})
-    terms = _score_terms(frame).group_by("key", "exp").agg(pl.col("hi").sum(), pl.col("lo").sum())
-    return scaled_sums(terms)
+def score_sums(keys: np.ndarray, scores: pl.Series) -> dict[int, int]:
+    """Per key (`keys`: non-negative integers, one per score), the exact sum of the scores given with it
+    (null: no score), times 2^SCALE (`scaled_sums`): mantissa halves summed per (key, exponent) as parts_of
+    sums them (`_sums_by`)."""
+    scored = np.flatnonzero(scores.is_not_null().to_numpy())
+    exponent, hi, lo = _mantissas(scores.gather(scored))
+    if not exponent.size:
+        return {}
+    low_exp = int(exponent.min())
+    exp_span = int(exponent.max()) - low_exp + 1
+    keyed = np.asarray(keys, dtype=np.int64)[scored]
+    at, hi_sums, lo_sums = _sums_by(keyed * exp_span + (exponent - low_exp), (int(keyed.max()) + 1) * exp_span, hi, lo)
+    return scaled_sums(pl.DataFrame({"key": at // exp_span, "exp": at % exp_span + low_exp, "hi": hi_sums,
+                                     "lo": lo_sums}))
 
 
 def exact_mean(total: Fraction, count: int) -> float | None:
