@@ -36,7 +36,7 @@ def register(app: typer.Typer) -> None:
                                                       "column its accept predicate reads)")] = None,
         plan: Annotated[str | None, typer.Option(help="'default', a rule's name or its number from 1 (default: the "
                                                       "default plan, or the only multi-step plan)")] = None,
-        points: Annotated[int, typer.Option(max=MAX_SWEEP_POINTS, help="most thresholds: every distinct "
+        points: Annotated[int, typer.Option(min=2, max=MAX_SWEEP_POINTS, help="most thresholds: every distinct "
                                             "value when there are fewer")] = 200,
         target_pass_rate: Annotated[float | None, typer.Option(help="calibrate: least cost with at least this "
                                                                     "pass rate")] = None,
@@ -72,7 +72,7 @@ def register(app: typer.Typer) -> None:
                                                                     "this pass rate, at both prices")] = None,
         target_escalation_rate: Annotated[float | None, typer.Option(help="... or to this escalation rate")] = None,
         budget: Annotated[float | None, typer.Option(help="... or to this cost per request (USD)")] = None,
-        points: Annotated[int, typer.Option(max=MAX_SWEEP_POINTS, help="thresholds swept for "
+        points: Annotated[int, typer.Option(min=2, max=MAX_SWEEP_POINTS, help="thresholds swept for "
                                             "calibration")] = 200,
         as_json: Annotated[bool, typer.Option("--json", help="print the comparison as JSON")] = False,
     ):
