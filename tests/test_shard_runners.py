@@ -190,7 +190,6 @@ def test_sweep_and_gate_give_the_same_json_whole_on_one_shard_and_on_sixteen_loc
         assert _sweep_and_gate(cli, base, "--shards", base / shards, "--runner", "local") == whole, shards
 
 
-@RAY_WARNINGS
 def test_a_sweep_of_large_data_runs_in_chunks_with_the_bytes_of_the_whole(sharded, cli, monkeypatch):
     """Above MAX_CHUNK_REQUESTS requests `routesim sweep` lines up A and B chunk by chunk (whole sessions, so
     each turn's prompt-cache losses stay with it) and stacks the frames: the curve is the whole's."""
@@ -211,6 +210,7 @@ def test_a_sweep_of_large_data_runs_in_chunks_with_the_bytes_of_the_whole(sharde
     assert split.out == whole.out
 
 
+@RAY_WARNINGS
 def test_sixteen_ray_shards_give_the_bytes_of_the_whole_for_the_sweep_and_the_gate(sharded, ray_session, cli):
     base, _ = sharded
     assert _sweep_and_gate(cli, base, "--shards", base / "shards-16", "--runner", "ray") == _sweep_and_gate(cli, base)

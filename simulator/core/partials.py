@@ -141,8 +141,6 @@ def parts_of(decisions: pl.DataFrame, scopes: dict[str, pl.Expr], quantiled: tup
                          [values.len() for _, values in grouped.values()])
     scored = np.flatnonzero(decisions["score"].is_not_null().to_numpy())
     exponent, hi, lo = _mantissas(decisions["score"].gather(scored))
-    low_exp = int(exponent.min()) if exponent.size else 0
-    exp_span = int(exponent.max()) - low_exp + 1 if exponent.size else 1
     timed = np.flatnonzero(decisions["latency_ms"].is_not_null().to_numpy())
     buckets = _buckets(decisions["latency_ms"].gather(timed))
     low_bucket = int(buckets.min()) if buckets.size else 0
@@ -152,9 +150,8 @@ def parts_of(decisions: pl.DataFrame, scopes: dict[str, pl.Expr], quantiled: tup
         counts = (cells.group_by(f"__group{index}").agg(pl.col(*COUNTERS).sum()).sort(f"__group{index}"))
         counts = counts.select(values.gather(counts[f"__group{index}"].to_numpy()).alias("key"), *COUNTERS)
         groups = values.len()
-        at, hi_sums, lo_sums = _sums_by(number[scored] * exp_span + (exponent - low_exp), groups * exp_span, hi, lo)
-        scores = pl.DataFrame({"key": values.gather(at // exp_span), "exp": at % exp_span + low_exp,
-                               "hi": hi_sums, "lo": lo_sums})
+        group, exp, hi_sums, lo_sums = _score_terms(number[scored], groups, exponent, hi, lo)
+        scores = pl.DataFrame({"key": values.gather(group), "exp": exp, "hi": hi_sums, "lo": lo_sums})
         frames = {"counts": counts, "scores": scores}
         if name in quantiled:
             at, n = _sums_by(number[timed] * bucket_span + (buckets - low_bucket), groups * bucket_span)
@@ -162,6 +159,16 @@ def parts_of(decisions: pl.DataFrame, scopes: dict[str, pl.Expr], quantiled: tup
                                                 "bucket": at % bucket_span + low_bucket, "n": n})
         parts.scopes[name] = frames
     return parts
+
+
+def _score_terms(number: np.ndarray, groups: int, exponent: np.ndarray, hi: np.ndarray,
+                 lo: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per (group, exponent) present, in that order: the group (`number`: each score's, below `groups`), the
+    binary exponent and the exact sums of the mantissa halves `hi` and `lo` (`_mantissas`), by `_sums_by`."""
+    low_exp = int(exponent.min()) if exponent.size else 0
+    exp_span = int(exponent.max()) - low_exp + 1 if exponent.size else 1
+    at, hi_sums, lo_sums = _sums_by(number * exp_span + (exponent - low_exp), groups * exp_span, hi, lo)
+    return at // exp_span, at % exp_span + low_exp, hi_sums, lo_sums
 
 
 def _cell_counts(decisions: pl.DataFrame, numbers: list[np.ndarray], sizes: list[int]) -> pl.DataFrame:
@@ -231,17 +238,14 @@ def exact_sums(scores: pl.DataFrame) -> dict:
 def score_sums(keys: np.ndarray, scores: pl.Series) -> dict[int, int]:
     """Per key (`keys`: non-negative integers, one per score), the exact sum of the scores given with it
     (null: no score), times 2^SCALE (`scaled_sums`): mantissa halves summed per (key, exponent) as parts_of
-    sums them (`_sums_by`)."""
+    sums them (`_score_terms`)."""
     scored = np.flatnonzero(scores.is_not_null().to_numpy())
     exponent, hi, lo = _mantissas(scores.gather(scored))
     if not exponent.size:
         return {}
-    low_exp = int(exponent.min())
-    exp_span = int(exponent.max()) - low_exp + 1
     keyed = np.asarray(keys, dtype=np.int64)[scored]
-    at, hi_sums, lo_sums = _sums_by(keyed * exp_span + (exponent - low_exp), (int(keyed.max()) + 1) * exp_span, hi, lo)
-    return scaled_sums(pl.DataFrame({"key": at // exp_span, "exp": at % exp_span + low_exp, "hi": hi_sums,
-                                     "lo": lo_sums}))
+    key, exp, hi_sums, lo_sums = _score_terms(keyed, int(keyed.max()) + 1, exponent, hi, lo)
+    return scaled_sums(pl.DataFrame({"key": key, "exp": exp, "hi": hi_sums, "lo": lo_sums}))
 
 
 def exact_mean(total: Fraction, count: int) -> float | None:
