@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from simulator.core import layout
-from simulator.core.contract import load_data
+from simulator.core.contract import load_data, validate_folder
 from simulator.core.engine import replay
 from simulator.core.errors import RoutesimError
 from tests.conftest import OUTCOME_SCHEMA, outcome_row, tiny_outcomes, tiny_traffic
@@ -118,9 +118,10 @@ def test_requests_are_in_ts_then_request_id_order_and_slots_are_aligned_with_the
 
 def test_a_build_in_buckets_gives_the_same_layout(world, tmp_path, monkeypatch):
     whole = load_data(world.data, tmp_path / "one").layout
-    monkeypatch.setattr(layout, "BUCKET_OUTCOME_ROWS", 2)
+    monkeypatch.setattr(layout, "MEMORY_REQUESTS", 2)
+    monkeypatch.setattr(layout, "SLICE_OUTCOME_ROWS", 2)
     bucketed = load_data(world.data, tmp_path / "many").layout
-    assert bucketed.meta["buckets"] == 3
+    assert bucketed.meta["buckets"] == -(-whole.requests // 2) > 1
     for model, sample in whole.slots:
         assert bucketed.slot(model, sample).collect().equals(whole.slot(model, sample).collect())
 
@@ -138,7 +139,8 @@ def test_a_build_in_many_ts_ranges_and_buckets_writes_the_same_bytes(seed, tmp_p
     monkeypatch.setattr(layout, "ROW_GROUP_ROWS", 4)  # several row groups per file, cut at the same rows
     whole = load_data(data, tmp_path / "one").layout
     monkeypatch.setattr(layout, "RANGE_ROWS", 3)
-    monkeypatch.setattr(layout, "BUCKET_OUTCOME_ROWS", 5)
+    monkeypatch.setattr(layout, "MEMORY_REQUESTS", 2)
+    monkeypatch.setattr(layout, "SLICE_OUTCOME_ROWS", 4)
     split = load_data(data, tmp_path / "many").layout
     assert whole.meta["buckets"] == 1 and split.meta["buckets"] > 3
     assert _files(split) == _files(whole) and len(_files(whole)) == len(whole.slots) + 1
@@ -318,3 +320,51 @@ def test_clear_removes_layouts_of_older_versions_and_leftovers_of_interrupted_bu
     (cache / "building-interrupted").mkdir()
     assert len(layout.clear(cache)) == 2
     assert list((cache / "layouts").iterdir()) == [] and not (cache / "building-interrupted").exists()
+
+
+def _key_faults(traffic: pl.DataFrame, outcomes: pl.DataFrame) -> dict[str, tuple[pl.DataFrame, pl.DataFrame]]:
+    """One break of each key rule of the data contract, as (traffic, outcomes)."""
+    single = (outcomes.group_by("request_id", "model").agg(pl.len()).filter(pl.col("len") == 1)
+              .sort("request_id", "model").head(1).drop("len"))
+    lone = outcomes.join(single, on=["request_id", "model"])  # a (request, model) answered once, sample 0
+    elsewhere = outcomes.join(single, on=["request_id", "model"], how="anti")
+    return {
+        # the twice-listed request has no outcomes, so only the request ids themselves show the fault
+        "a duplicate request id": (pl.concat([traffic, traffic.tail(1)]),
+                                   outcomes.filter(pl.col("request_id") != traffic["request_id"][-1])),
+        "a repeated (request, model, sample)": (traffic, pl.concat([outcomes, outcomes.tail(1)])),
+        "an outcome of an unknown request": (traffic, pl.concat(
+            [outcomes, outcomes.head(1).with_columns(pl.lit("nobody").alias("request_id"))])),
+        "samples starting at 1": (traffic, pl.concat([elsewhere, lone.with_columns(pl.lit(1, pl.Int64).alias("sample"))])),
+        "samples 0 and 2": (traffic, pl.concat([outcomes, lone.with_columns(pl.lit(2, pl.Int64).alias("sample"))])),
+        "samples 100 and up beside 0, 1, ...": (traffic, pl.concat(
+            [outcomes, outcomes.with_columns(pl.col("sample") + 100)])),
+    }
+
+
+@pytest.mark.parametrize("fault", ["a duplicate request id", "a repeated (request, model, sample)",
+                                   "an outcome of an unknown request", "samples starting at 1", "samples 0 and 2",
+                                   "samples 100 and up beside 0, 1, ..."])
+def test_the_build_settles_the_key_checks_and_reports_a_fault_as_validate_does(fault, tmp_path, monkeypatch):
+    world = random_world(5)
+    traffic, outcomes = _key_faults(world.traffic, world.outcomes)[fault]
+    data = write_frames(tmp_path / "data", traffic, outcomes)
+    report = validate_folder(data)
+    assert not report.ok and validate_folder(data, keys=False).ok  # only a key rule is broken
+    with pytest.raises(RoutesimError) as expected:
+        report.raise_if_problems(f"data folder {data}")
+    for memory in (10**9, 2):  # in one piece, then in many buckets, slices and ranges
+        monkeypatch.setattr(layout, "MEMORY_REQUESTS", memory)
+        monkeypatch.setattr(layout, "SLICE_OUTCOME_ROWS", memory)
+        monkeypatch.setattr(layout, "RANGE_ROWS", memory)
+        with pytest.raises(RoutesimError) as built:
+            load_data(data, tmp_path / f"cache-{memory}")
+        assert str(built.value) == str(expected.value)
+        assert layout.entries(tmp_path / f"cache-{memory}") == []  # nothing half built is kept
+
+
+def test_a_clean_build_skips_the_contracts_key_group_bys(tmp_path, monkeypatch):
+    world = random_world(5)
+    data = write_frames(tmp_path / "data", world.traffic, world.outcomes)
+    forbid(monkeypatch, "contract._check_keys")
+    assert load_data(data, tmp_path / "cache").layout.requests == world.traffic.height

@@ -386,8 +386,9 @@ def _check_keys(report: Report, traffic_file: str, traffic: pl.LazyFrame, outcom
 
 
 def validate_frames(traffic: pl.DataFrame | pl.LazyFrame, outcomes: pl.DataFrame | pl.LazyFrame, *,
-                    traffic_file: str = TRAFFIC_FILE, outcomes_file: str = OUTCOMES_FILE) -> Report:
-    """Every contract problem of a traffic/outcomes pair.
+                    traffic_file: str = TRAFFIC_FILE, outcomes_file: str = OUTCOMES_FILE, keys: bool = True) -> Report:
+    """Every contract problem of a traffic/outcomes pair; with `keys` false, all but the key checks (unique
+    request ids, sample numbering, orphan outcomes), which the layout build settles on row ids.
 
     Works on lazy scans, so a 10M-request folder is checked in a few streaming passes without being
     loaded whole.
@@ -405,7 +406,8 @@ def validate_frames(traffic: pl.DataFrame | pl.LazyFrame, outcomes: pl.DataFrame
     _run_row_checks(report, outcomes_file, outcomes, [*_row_checks(outcome_columns), *OUTCOME_ROW_CHECKS, *gold,
                      *usage_row_checks(outcome_schema)],
                     ["request_id", "model", "sample"], outcomes_usable)
-    _check_keys(report, traffic_file, traffic, outcomes_file, outcomes, traffic_usable, outcomes_usable)
+    if keys:
+        _check_keys(report, traffic_file, traffic, outcomes_file, outcomes, traffic_usable, outcomes_usable)
     return report
 
 
@@ -537,12 +539,13 @@ def _arrow_in_utc(table):
 fingerprint = content_fingerprint  # identifies the data a result came from by content
 
 
-def validate_folder(folder: Path) -> Report:
-    """Every contract problem of a data folder, including a file that cannot be decoded."""
+def validate_folder(folder: Path, keys: bool = True) -> Report:
+    """Every contract problem of a data folder, including a file that cannot be decoded (`keys`: as in
+    `validate_frames`)."""
     traffic_path, outcomes_path = data_files(folder)
     try:
         return validate_frames(scan_parquet(traffic_path), scan_parquet(outcomes_path),
-                               traffic_file=str(traffic_path), outcomes_file=str(outcomes_path))
+                               traffic_file=str(traffic_path), outcomes_file=str(outcomes_path), keys=keys)
     except (pl.exceptions.ComputeError, OSError, BaseException) as error:
         if isinstance(error, (RoutesimError, KeyboardInterrupt, SystemExit)):
             raise
@@ -585,10 +588,13 @@ def load_data(folder: Path, cache_dir: Path | None = None) -> Dataset:
     traffic_path, outcomes_path = data_files(folder)
     paths = [traffic_path, outcomes_path]
 
-    def validate() -> None:
+    def validate(keys: bool = True) -> None:
         for path in paths:
             scan_parquet(path)
-        validate_folder(folder).raise_if_problems(f"data folder {folder}")
+        report = validate_folder(folder, keys)
+        if not keys and not report.ok:  # a broken folder gets the whole report, key problems included
+            report = validate_folder(folder)
+        report.raise_if_problems(f"data folder {folder}")
 
     layout = open_layout(Path(folder), paths, validate, cache_dir, scan=scan_parquet)
     if layout is None:  # no writable cache: validate and hash on every load

@@ -23,9 +23,15 @@ complete, so a partly built layout is never used. After a build the least recent
 evicted until the cache is within its size cap (`ROUTESIM_CACHE_MAX_BYTES`, default `DEFAULT_MAX_BYTES`).
 
 The build runs out of core (`_build`): the requests are sorted one range of timestamps at a time, the
-outcomes are joined to row ids bucket by bucket of hashed request id (`BUCKET_OUTCOME_ROWS` outcome rows
-each), and each (model, sample) is aligned one range of row ids at a time, so no step holds every request
-id or every outcome. The files are the same, byte for byte, whatever the ranges and buckets.
+outcomes are joined to row ids `SLICE_OUTCOME_ROWS` at a time, in buckets of hashed request id
+(`MEMORY_REQUESTS` request ids each), and each (model, sample) is aligned one range of row ids at a time, so
+no step holds every request id or every outcome. The files are the same, byte for byte, whatever the
+ranges and buckets.
+
+The build also settles the data contract's key checks (unique request ids, no outcome of an unknown
+request, samples numbered 0, 1, 2, ... once each) on row ids, far cheaper than the contract's group-bys
+over string ids: the caller validates everything else first, and only when the build finds a key problem
+(`KeyProblem`) runs the contract's own key checks, which report it with examples.
 """
 
 from __future__ import annotations
@@ -52,7 +58,10 @@ from simulator.core.errors import RoutesimError
 LAYOUT_VERSION = 4
 DEFAULT_MAX_BYTES = 20 * 1024**3
 RACY_SECONDS = 2.0
-BUCKET_OUTCOME_ROWS = 8_000_000
+# Requests the build holds at once: the request ids of one bucket (joined to the outcomes), and one
+# (model, sample)'s aligned columns, are kept in memory up to this many requests, in scratch files beyond.
+MEMORY_REQUESTS = 12_000_000
+SLICE_OUTCOME_ROWS = 8_000_000  # outcome rows joined to row ids at a time
 RANGE_ROWS = 4_000_000  # requests sorted and aligned at a time by the build
 SCRATCH_COMPRESSION = "lz4"  # the build's intermediate files: written and read once, so fast over small
 LAYOUT_COMPRESSION = "lz4"  # the layout's own files: read by every replay, so fast to decode
@@ -66,6 +75,11 @@ PROMPT_COLUMNS = frozenset({"prompt", "prompt_text", "messages", "input", "input
 # Identify the slot a row belongs to; a slot file stores neither.
 SLOT_KEYS = ("request_id", "model", "sample")
 _HASH_SEED = 20261116
+
+
+class KeyProblem(Exception):
+    """The build found data breaking a key rule of the data contract (which one is the message); the data
+    contract's key checks (`simulator.core.contract`) report it in full."""
 
 
 def cache_root(cache_dir: Path | None = None) -> Path:
@@ -301,8 +315,9 @@ def check_cache_outside(folder: Path, cache_dir: Path | None = None) -> Path:
 def open_layout(folder: Path, paths: list[Path], validate: Callable[[], None], cache_dir: Path | None = None,
                 scan: Callable[[Path], pl.LazyFrame] = pl.scan_parquet) -> Layout | None:
     """The layout of the data folder `folder` (whose files are `paths`: traffic, then outcomes, read with
-    `scan`, as the data contract reads them), built first if needed after `validate()` (which raises on a
-    broken contract).
+    `scan`, as the data contract reads them), built first if needed. `validate(keys)` raises on a broken
+    data contract: the build runs after `validate(False)` and checks the keys itself; only when it finds a
+    key problem does `validate(True)` run, to report it.
 
     Returns None when the cache cannot be written (the caller then validates and hashes itself).
     Raises RoutesimError when the cache folder lies inside the data folder.
@@ -330,8 +345,13 @@ def open_layout(folder: Path, paths: list[Path], validate: Callable[[], None], c
             with _locked(root):
                 meta = _complete(target)
                 if meta is None:  # nobody built it while we waited for the lock
-                    validate()
-                    meta = _build(root, target, folder, paths, fingerprint, scan)
+                    validate(False)
+                    try:
+                        meta = _build(root, target, folder, paths, fingerprint, scan)
+                    except KeyProblem as problem:
+                        validate(True)
+                        raise RuntimeError(f"the layout build found {problem}, the data contract's key checks "
+                                           "did not") from None
                     evict(root, max_bytes(), keep=target)
         _touch(target)
         _note_source(target, folder, meta)
@@ -448,10 +468,10 @@ def _session_firsts(sessions: list[pl.DataFrame | Path], firsts: list[int], coun
     """Per range of row ids (starting at `firsts`, `count` in all), one column `SESSION_FIRST`: the row id of
     each request's session's first turn, its own row id for a request without a session. `sessions`: the
     ranges' (`session_id`, ROW) pieces. A session's turns may fall in many ranges, so the sessions are
-    split by hashed session_id into buckets of about BUCKET_OUTCOME_ROWS requests, each bucket's minimum row
+    split by hashed session_id into buckets of about MEMORY_REQUESTS requests, each bucket's minimum row
     ids found in memory, and the results put back in row order one range at a time."""
     turns = _scan(sessions).filter(pl.col("session_id").is_not_null())
-    buckets = max(1, -(-count // BUCKET_OUTCOME_ROWS))
+    buckets = max(1, -(-count // MEMORY_REQUESTS))
     turns_of = split_by_bucket(turns, scratch / "sessions-by-bucket", buckets, key="session_id")
     dtype = pl.UInt32 if count <= 2**32 else pl.Int64
     bounds = pl.Series(firsts, dtype=pl.Int64)
@@ -497,17 +517,20 @@ def _build(root: Path, target: Path, folder: Path, paths: list[Path], fingerprin
     """Compiles the validated data in `paths` into `target` by way of a staging folder, out of core:
 
     1. the requests are sorted by (ts, request_id) one range of `ts` at a time (`_ts_ranges`), which fixes
-       each request's row id; each range is written apart with its (request_id, row id) keys; for traffic
+       each request's row id; each range is kept apart with its (request_id, row id) keys; for traffic
        with sessions, each request then gets its session's first row id (`_with_session_firsts`);
-    2. the keys and the outcomes are split by hashed request_id into buckets of about
-       BUCKET_OUTCOME_ROWS outcome rows (one streaming pass each), and each bucket's outcomes are joined
-       to their row ids, then split by (model, sample) and row range;
+    2. beyond MEMORY_REQUESTS requests, the keys and the outcomes are split by hashed request_id into
+       buckets of about that many requests (one streaming pass each); each bucket's outcomes are joined to
+       their row ids SLICE_OUTCOME_ROWS rows at a time, then split by (model, sample) and row range;
     3. each (model, sample) is aligned with the requests one row range at a time.
 
-    The pieces are then concatenated in order. At most one range of requests or one bucket of outcomes is
-    held at a time, and no step holds every request id; with one range (or one bucket) its pieces stay in
-    memory instead of scratch files. The files are the same whatever the ranges and buckets (a test
-    builds small data in many of both).
+    The pieces are then concatenated in order. At most one range of requests, one bucket of request ids
+    and one slice of outcomes are held at a time; pieces stay in memory up to MEMORY_REQUESTS requests (or
+    one slice of outcomes) and go to scratch files beyond. The files are the same whatever the ranges,
+    buckets and slices (a test builds small data in many of each).
+
+    Raises KeyProblem on a duplicate request id, an outcome of an unknown request, or samples of one
+    (request, model) not numbered 0, 1, 2, ... once each (`_check_unique`, `_check_samples`).
     """
     traffic_path, outcomes_path = paths
     staging = Path(tempfile.mkdtemp(prefix="building-", dir=root))
@@ -520,22 +543,22 @@ def _build(root: Path, target: Path, folder: Path, paths: list[Path], fingerprin
         for folder_name in ("scratch", "slots"):
             (staging / folder_name).mkdir()
         scratch = staging / "scratch"
-        one_range = len(ranges) == 1
+        small = count <= MEMORY_REQUESTS  # the requests' pieces and one slot's aligned columns stay in memory
         with_sessions = "session_id" in kept
         pieces, keys_pieces, session_pieces = [], [], []
         for index, (low, high, first) in enumerate(ranges):
-            chunk = (requests if one_range else requests.filter(_in_range(low, high))).sort(
+            chunk = (requests if len(ranges) == 1 else requests.filter(_in_range(low, high))).sort(
                 "ts", "request_id").collect(engine="streaming")
-            pieces.append(_piece(chunk, scratch / f"requests-{index}.parquet", one_range))
+            pieces.append(_piece(chunk, scratch / f"requests-{index}.parquet", small))
             keys_pieces.append(_piece(chunk.select("request_id").with_row_index(ROW, offset=first),
-                                      scratch / f"keys-{index}.parquet", one_range))
+                                      scratch / f"keys-{index}.parquet", small))
             if with_sessions:
                 session_pieces.append(_piece(chunk.select("session_id").with_row_index(ROW, offset=first),
-                                             scratch / f"sessions-{index}.parquet", one_range))
+                                             scratch / f"sessions-{index}.parquet", small))
             del chunk
         firsts = [first for _, _, first in ranges]
         if with_sessions:
-            pieces = _with_session_firsts(pieces, session_pieces, firsts, count, scratch, one_range)
+            pieces = _with_session_firsts(pieces, session_pieces, firsts, count, scratch, small)
         _concatenate(pieces, staging / "requests.parquet")
         del pieces, session_pieces
 
@@ -543,7 +566,7 @@ def _build(root: Path, target: Path, folder: Path, paths: list[Path], fingerprin
                                                     pl.col("model").cast(pl.String))
         outcome_schema = outcomes.collect_schema()
         rows = outcomes.select(pl.len()).collect().item()
-        buckets = max(1, -(-rows // BUCKET_OUTCOME_ROWS))
+        buckets = max(1, -(-count // MEMORY_REQUESTS))
         value_columns = [name for name in outcome_schema.names() if name not in SLOT_KEYS]
         narrowing = _narrowing(outcomes, [name for name in value_columns if outcome_schema[name] == pl.Int64])
         keys_of = split_by_bucket(_scan(keys_pieces), scratch / "keys-by-bucket", buckets)
@@ -551,26 +574,41 @@ def _build(root: Path, target: Path, folder: Path, paths: list[Path], fingerprin
         # (model, sample) -> row range -> parts (frames with one bucket); each holds row ids and values
         parts: dict[tuple[str, int], dict[int, list[pl.DataFrame | Path]]] = {}
         written = 0
+        bounds = pl.lit(pl.Series(firsts, dtype=pl.Int64))
         for bucket in range(buckets):
-            joined = (outcomes_of(bucket).join(keys_of(bucket), on="request_id", how="inner").drop("request_id")
-                      .with_columns(pl.col(name).cast(dtype) for name, dtype in narrowing.items())
-                      .with_columns((pl.lit(pl.Series(firsts, dtype=pl.Int64)).search_sorted(pl.col(ROW).cast(pl.Int64), side="right")
-                                    - 1).alias("__range"))
-                      .collect(engine="streaming"))
-            for (model, sample, part), rows_of in joined.partition_by("model", "sample", "__range",
-                                                                      as_dict=True).items():
-                parts.setdefault((model, sample), {}).setdefault(part, []).append(
-                    _piece(rows_of.drop("model", "sample", "__range"), scratch / f"part-{written}.parquet",
-                           buckets == 1))
-                written += 1
-            del joined
+            keys = keys_of(bucket).collect()
+            _check_unique(keys["request_id"])
+            these = outcomes_of(bucket)
+            # the row id of each outcome row, in file order: the request ids alone are joined, once
+            row_ids = (these.select("request_id").join(keys.lazy(), on="request_id", how="left", maintain_order="left")
+                       .collect()[ROW])
+            del keys
+            if row_ids.null_count():
+                raise KeyProblem(f"{row_ids.null_count()} outcome row(s) of unknown requests")
+            for offset in range(0, len(row_ids), SLICE_OUTCOME_ROWS):
+                joined = (these.slice(offset, SLICE_OUTCOME_ROWS).drop("request_id")
+                          .with_columns(pl.col(name).cast(dtype) for name, dtype in narrowing.items())
+                          .collect(engine="streaming")
+                          .with_columns(row_ids.slice(offset, SLICE_OUTCOME_ROWS).alias(ROW))
+                          .with_columns((bounds.search_sorted(pl.col(ROW).cast(pl.Int64), side="right") - 1)
+                                        .alias("__range")))
+                for (model, sample, part), rows_of in joined.partition_by("model", "sample", "__range",
+                                                                          as_dict=True).items():
+                    parts.setdefault((model, sample), {}).setdefault(part, []).append(
+                        _piece(rows_of.drop("model", "sample", "__range"), scratch / f"part-{written}.parquet",
+                               rows <= SLICE_OUTCOME_ROWS))
+                    written += 1
+                del joined
         shutil.rmtree(scratch / "keys-by-bucket", ignore_errors=True)
         shutil.rmtree(scratch / "outcomes-by-bucket", ignore_errors=True)
         part_schema = pl.Schema({ROW: pl.Int64, **{name: narrowing.get(name, outcome_schema[name])
                                                    for name in value_columns}})
 
         slots = []
-        for index, (model, sample) in enumerate(sorted(parts)):
+        below: dict[int, np.ndarray] = {}  # per row range: which requests the previous slot answers
+        order = sorted(parts)
+        for index, (model, sample) in enumerate(order):
+            follows = index > 0 and order[index - 1] == (model, sample - 1)
             pieces = []
             for part, (first, end) in enumerate(zip(firsts, [*firsts[1:], count], strict=True)):
                 found = parts[(model, sample)].pop(part, [])
@@ -580,7 +618,10 @@ def _build(root: Path, target: Path, folder: Path, paths: list[Path], fingerprin
                 aligned = (rows_here.join(present.with_columns(pl.lit(True).alias(PRESENT)), on=ROW, how="left",
                                           maintain_order="left")
                            .with_columns(pl.col(PRESENT).fill_null(False)).select(*value_columns, PRESENT))
-                pieces.append(_piece(aligned, scratch / f"aligned-{index}-{part}.parquet", one_range))
+                answered = aligned[PRESENT].to_numpy()
+                _check_samples(model, sample, end - first, answered, below.get(part) if follows else None)
+                below[part] = answered
+                pieces.append(_piece(aligned, scratch / f"aligned-{index}-{part}.parquet", small))
                 for piece in found:
                     if isinstance(piece, Path):
                         piece.unlink()
@@ -614,6 +655,28 @@ def _build(root: Path, target: Path, folder: Path, paths: list[Path], fingerprin
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return meta
+
+
+def _check_unique(request_ids: pl.Series) -> None:
+    """Raises KeyProblem if a request id occurs twice. Distinct hashes prove the ids distinct; only when
+    two hash alike are the strings compared."""
+    if (request_ids.hash(_HASH_SEED).n_unique() < len(request_ids)
+            and request_ids.n_unique() < len(request_ids)):
+        raise KeyProblem("a duplicate request id")
+
+
+def _check_samples(model: str, sample: int, requests: int, answered: np.ndarray,
+                   answered_below: np.ndarray | None) -> None:
+    """Raises KeyProblem unless the samples of each (request, model) run 0, 1, 2, ... once each, checked
+    one (model, sample) slot and row range at a time, slots in (model, sample) order: `answered` (bool,
+    one per request of the range) marks the requests this slot answers, `answered_below` those that
+    slot (model, sample - 1) answers (None when there is no such slot). Samples are never negative (a row
+    check). A set of samples is 0..k-1 exactly when each sample s > 0 comes with s - 1, and once each
+    exactly when aligning the slot's rows with the requests added none."""
+    if len(answered) != requests:
+        raise KeyProblem(f"a repeated (request_id, model={model!r}, sample={sample})")
+    if sample > 0 and (answered.any() if answered_below is None else (answered & ~answered_below).any()):
+        raise KeyProblem(f"a gap in the samples of model {model!r} below sample {sample}")
 
 
 def _remove(path: Path) -> None:
