@@ -335,7 +335,8 @@ def _key_faults(traffic: pl.DataFrame, outcomes: pl.DataFrame) -> dict[str, tupl
         "a repeated (request, model, sample)": (traffic, pl.concat([outcomes, outcomes.tail(1)])),
         "an outcome of an unknown request": (traffic, pl.concat(
             [outcomes, outcomes.head(1).with_columns(pl.lit("nobody").alias("request_id"))])),
-        "samples starting at 1": (traffic, pl.concat([elsewhere, lone.with_columns(pl.lit(1, pl.Int64).alias("sample"))])),
+        "samples starting at 1": (traffic, pl.concat([elsewhere,
+                                                      lone.with_columns(pl.lit(1, pl.Int64).alias("sample"))])),
         "samples 0 and 2": (traffic, pl.concat([outcomes, lone.with_columns(pl.lit(2, pl.Int64).alias("sample"))])),
         "samples 100 and up beside 0, 1, ...": (traffic, pl.concat(
             [outcomes, outcomes.with_columns(pl.col("sample") + 100)])),
