@@ -140,6 +140,8 @@ def test_sweep_command_prints_calibration_and_writes_every_point(cli, four, tmp_
                  "--fit-until", "2026-11-17", "-o", out)
     assert result.code == 0, result.err
     assert "calibrated to pass rate at least 0.9: t = 0.7" in result.out
+    assert ("A threshold meets it when the observed pass rate reaches the bar, the target being the bar "
+            "(the admission rule).") in result.out
     assert "target held out of sample" in result.out
     assert pl.read_csv(out)["threshold"].to_list()[:3] == [0.5, 0.7, 0.9]
     result = cli("sweep", world.folder / "cascade.yaml", "--json")
@@ -363,3 +365,16 @@ def test_a_forked_replay_gives_each_branch_as_its_own_replay_would(tmp_path):
         if compared == FORKED_WORLDS:
             break
     assert compared == FORKED_WORLDS and values > 0
+
+
+def test_fit_until_says_when_no_threshold_meets_the_target_on_the_later_days(cli, four):
+    """At most 40% escalated: on a, b t = 0.5 escalates neither; d always escalates (its hard check
+    fails), so no threshold keeps c, d under 40%."""
+    world, scenario, data, sheet, gate = four
+    held = sweep.holdout(scenario, data, sheet, gate, ("escalation_rate", 0.4), dt.date(2026, 11, 17))
+    assert held.fit["threshold"] == 0.5 and held.hindsight is None
+    result = cli("sweep", world.folder / "cascade.yaml", "--target-escalation-rate", "0.4",
+                 "--fit-until", "2026-11-17")
+    assert result.code == 0, result.err
+    assert "target NOT held out of sample" in result.out
+    assert "In hindsight, no threshold meets escalation rate at most 0.4 on the later days alone." in result.out

@@ -420,6 +420,9 @@ def run_sweep(console: Console, scenario_path: Path, *, step: int, over: str | N
         words = f"{sweep.TARGET_WORDS[target[0]]} {target[1]:g}"
         console.print(f"★ calibrated to {words}: " + (_point_line(chosen) if chosen else "no threshold meets it"),
                       highlight=False)
+        if target[0] == sweep.TARGET_PASS_RATE:  # the kind of estimate the pick rests on
+            console.print(f"  A threshold meets it when {(scenario.admission or DEFAULT_ADMISSION).describe()}"
+                          ", the target being the bar (the admission rule).", highlight=False, soft_wrap=True)
     if held:
         _print_holdout(console, held, target)
     if out:
@@ -450,8 +453,8 @@ def _print_holdout(console: Console, held: sweep.Holdout, target: tuple[str, flo
         table.add_row(row["day"], count(row["requests"]), usd(row["cost_per_request_usd"]), pct(row["pass_rate"]),
                       pct(row["escalation_rate"]), ms(row["latency_p95_ms"]).replace(" ms", ""))
     print_table(console, table)
-    if held.hindsight:
-        console.print("In hindsight, the later days alone would pick " + _point_line(held.hindsight), highlight=False)
+    console.print("In hindsight, the later days alone would pick " + _point_line(held.hindsight) if held.hindsight
+                  else f"In hindsight, no threshold meets {words} on the later days alone.", highlight=False)
 
 
 def run_drift(console: Console, scenario_path: Path, *, every: str, settings: drift.DriftSettings,
