@@ -23,10 +23,10 @@ complete, so a partly built layout is never used. After a build the least recent
 evicted until the cache is within its size cap (`ROUTESIM_CACHE_MAX_BYTES`, default `DEFAULT_MAX_BYTES`).
 
 The build runs out of core (`_build`): the requests are sorted one range of timestamps at a time, the
-outcomes are joined to row ids `SLICE_OUTCOME_ROWS` at a time, in buckets of hashed request id
-(`MEMORY_REQUESTS` request ids each), and each (model, sample) is aligned one range of row ids at a time, so
-no step holds every request id or every outcome. The files are the same, byte for byte, whatever the
-ranges and buckets.
+outcomes get their row ids by one join of their request ids per bucket of hashed request id
+(`MEMORY_REQUESTS` request ids each) and are read `SLICE_OUTCOME_ROWS` at a time, and each (model,
+sample) is aligned one range of row ids at a time, so no step holds every request id or every outcome.
+The files are the same, byte for byte, whatever the ranges, buckets and slices.
 
 The build also settles the data contract's key checks (unique request ids, no outcome of an unknown
 request, samples numbered 0, 1, 2, ... once each) on row ids, far cheaper than the contract's group-bys
@@ -312,7 +312,7 @@ def check_cache_outside(folder: Path, cache_dir: Path | None = None) -> Path:
     return root
 
 
-def open_layout(folder: Path, paths: list[Path], validate: Callable[[], None], cache_dir: Path | None = None,
+def open_layout(folder: Path, paths: list[Path], validate: Callable[[bool], None], cache_dir: Path | None = None,
                 scan: Callable[[Path], pl.LazyFrame] = pl.scan_parquet) -> Layout | None:
     """The layout of the data folder `folder` (whose files are `paths`: traffic, then outcomes, read with
     `scan`, as the data contract reads them), built first if needed. `validate(keys)` raises on a broken
@@ -520,8 +520,10 @@ def _build(root: Path, target: Path, folder: Path, paths: list[Path], fingerprin
        each request's row id; each range is kept apart with its (request_id, row id) keys; for traffic
        with sessions, each request then gets its session's first row id (`_with_session_firsts`);
     2. beyond MEMORY_REQUESTS requests, the keys and the outcomes are split by hashed request_id into
-       buckets of about that many requests (one streaming pass each); each bucket's outcomes are joined to
-       their row ids SLICE_OUTCOME_ROWS rows at a time, then split by (model, sample) and row range;
+       buckets of about that many requests (one streaming pass each); per bucket, the outcomes'
+       request_id column alone is joined to the keys, once, for each outcome row's row id in file order,
+       and the outcome rows are read SLICE_OUTCOME_ROWS at a time and split by (model, sample) and row
+       range;
     3. each (model, sample) is aligned with the requests one row range at a time.
 
     The pieces are then concatenated in order. At most one range of requests, one bucket of request ids
@@ -571,7 +573,7 @@ def _build(root: Path, target: Path, folder: Path, paths: list[Path], fingerprin
         narrowing = _narrowing(outcomes, [name for name in value_columns if outcome_schema[name] == pl.Int64])
         keys_of = split_by_bucket(_scan(keys_pieces), scratch / "keys-by-bucket", buckets)
         outcomes_of = split_by_bucket(outcomes, scratch / "outcomes-by-bucket", buckets)
-        # (model, sample) -> row range -> parts (frames with one bucket); each holds row ids and values
+        # (model, sample) -> row range -> parts (frames when the outcomes are one slice); row ids and values
         parts: dict[tuple[str, int], dict[int, list[pl.DataFrame | Path]]] = {}
         written = 0
         bounds = pl.lit(pl.Series(firsts, dtype=pl.Int64))
@@ -580,8 +582,8 @@ def _build(root: Path, target: Path, folder: Path, paths: list[Path], fingerprin
             _check_unique(keys["request_id"])
             these = outcomes_of(bucket)
             # the row id of each outcome row, in file order: the request ids alone are joined, once
-            row_ids = (these.select("request_id").join(keys.lazy(), on="request_id", how="left", maintain_order="left")
-                       .collect()[ROW])
+            row_ids = (these.select("request_id")
+                       .join(keys.lazy(), on="request_id", how="left", maintain_order="left").collect()[ROW])
             del keys
             if row_ids.null_count():
                 raise KeyProblem(f"{row_ids.null_count()} outcome row(s) of unknown requests")
