@@ -369,3 +369,17 @@ def test_a_clean_build_skips_the_contracts_key_group_bys(tmp_path, monkeypatch):
     data = write_frames(tmp_path / "data", world.traffic, world.outcomes)
     forbid(monkeypatch, "contract._check_keys")
     assert load_data(data, tmp_path / "cache").layout.requests == world.traffic.height
+
+
+@pytest.mark.parametrize("dtype", [pl.Int8, pl.UInt8])
+def test_samples_numbered_up_to_the_top_of_a_narrow_integer_type_are_valid(dtype, tmp_path):
+    """128 answers of one model to one request, sample 0..127 in an Int8 (0..255 in a UInt8): no gap, and
+    neither `routesim validate` (whose top + 1 once wrapped around in the column's type) nor the build
+    says otherwise."""
+    top = 127 if dtype == pl.Int8 else 255
+    outcomes = tiny_outcomes()
+    many = pl.concat([outcomes.head(1).with_columns(pl.lit(index, pl.Int64).alias("sample")) for index in range(top + 1)])
+    outcomes = pl.concat([many, outcomes.slice(1)]).with_columns(pl.col("sample").cast(dtype))
+    data = write_frames(tmp_path / "data", tiny_traffic(), outcomes)
+    assert validate_folder(data).ok
+    assert len(load_data(data, tmp_path / "cache").layout.slots) == outcomes.select("model", "sample").n_unique()

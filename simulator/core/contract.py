@@ -123,7 +123,8 @@ OPTIONAL_OUTCOME_COLUMNS: tuple[Column, ...] = (
 EXAMPLES = 3
 KEY_CHECK_ROWS = 8_000_000  # outcome rows per bucket of the key checks, which group by request id
 FILE_ROW = "__file_row"  # an outcome row's position in its file, to show the first offending rows
-_GAPPED = pl.col("top") + 1 != pl.col("distinct")
+# in Int64: top + 1 in the column's own type would wrap (an Int8 sample numbered up to 127)
+_GAPPED = pl.col("top").cast(pl.Int64) + 1 != pl.col("distinct")
 
 
 def _kind_of(dtype: pl.DataType) -> str | None:
