@@ -378,7 +378,8 @@ def test_samples_numbered_up_to_the_top_of_a_narrow_integer_type_are_valid(dtype
     says otherwise."""
     top = 127 if dtype == pl.Int8 else 255
     outcomes = tiny_outcomes()
-    many = pl.concat([outcomes.head(1).with_columns(pl.lit(index, pl.Int64).alias("sample")) for index in range(top + 1)])
+    first = outcomes.head(1)
+    many = pl.concat([first.with_columns(pl.lit(index, pl.Int64).alias("sample")) for index in range(top + 1)])
     outcomes = pl.concat([many, outcomes.slice(1)]).with_columns(pl.col("sample").cast(dtype))
     data = write_frames(tmp_path / "data", tiny_traffic(), outcomes)
     assert validate_folder(data).ok
