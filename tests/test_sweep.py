@@ -378,3 +378,18 @@ def test_fit_until_says_when_no_threshold_meets_the_target_on_the_later_days(cli
     assert result.code == 0, result.err
     assert "target NOT held out of sample" in result.out
     assert "In hindsight, no threshold meets escalation rate at most 0.4 on the later days alone." in result.out
+
+
+def test_the_hindsight_line_shows_when_nothing_meets_the_target_before_the_date():
+    from rich.console import Console
+
+    from simulator.cli.views import _print_holdout
+
+    point = {"threshold": 0.5, "pass_rate": 0.96, "cost_per_request_usd": 0.002, "escalation_rate": 0.1,
+             "latency_p95_ms": 900.0}
+    held = sweep.Holdout(until=dt.date(2026, 11, 17), fit=None, later=None, later_by_day=[], hindsight=point)
+    console = Console(record=True, width=200)
+    _print_holdout(console, held, ("pass_rate", 0.95))
+    text = console.export_text()
+    assert "Fitted before 2026-11-17: no threshold meets pass rate at least 0.95." in text
+    assert "In hindsight, the later days alone would pick t = 0.5: pass 96.0%" in text

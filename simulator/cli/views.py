@@ -435,6 +435,7 @@ def _print_holdout(console: Console, held: sweep.Holdout, target: tuple[str, flo
     words = f"{sweep.TARGET_WORDS[target[0]]} {target[1]:g}"
     if held.fit is None:
         console.print(f"Fitted before {held.until}: no threshold meets {words}.", highlight=False)
+        _print_hindsight(console, held, words)
         return
     console.print(f"Fitted on requests before {held.until} ({count(held.fit['requests'])}): "
                   + _point_line(held.fit), highlight=False, soft_wrap=True)
@@ -453,6 +454,10 @@ def _print_holdout(console: Console, held: sweep.Holdout, target: tuple[str, flo
         table.add_row(row["day"], count(row["requests"]), usd(row["cost_per_request_usd"]), pct(row["pass_rate"]),
                       pct(row["escalation_rate"]), ms(row["latency_p95_ms"]).replace(" ms", ""))
     print_table(console, table)
+    _print_hindsight(console, held, words)
+
+
+def _print_hindsight(console: Console, held: sweep.Holdout, words: str) -> None:
     console.print("In hindsight, the later days alone would pick " + _point_line(held.hindsight) if held.hindsight
                   else f"In hindsight, no threshold meets {words} on the later days alone.", highlight=False)
 

@@ -393,13 +393,8 @@ def _read_scenario(path: Path) -> Scenario:
     except ValidationError as error:
         raise from_pydantic_error(error, Scenario, file=path) from None
     base = path.parent
-    data = (base / scenario.data).resolve()
-    if not data.exists():  # said here, where the path that is wrong is written
-        raise RoutesimError(f"data folder not found: {data}", where=f"{path}, key 'data'",
-                            fix="point 'data' (relative to the scenario file) at a folder holding traffic.parquet "
-                                "and outcomes.parquet")
     return scenario.model_copy(update={
-        "data": data,
+        "data": (base / scenario.data).resolve(),
         "prices": (base / scenario.prices).resolve() if scenario.prices else None,
     })
 
