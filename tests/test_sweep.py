@@ -19,6 +19,7 @@ from simulator.core.errors import RoutesimError
 from simulator.core.metrics import aggregate
 from simulator.core.prices import load_prices
 from simulator.core.scenario import load_scenario, with_step_accept
+from simulator.core.verdict import Admission
 from tests.conftest import OUTCOME_SCHEMA, TINY_PRICES, World, outcome_row
 from tests.worlds import random_world, write_frames
 
@@ -393,3 +394,20 @@ def test_the_hindsight_line_shows_when_nothing_meets_the_target_before_the_date(
     text = console.export_text()
     assert "Fitted before 2026-11-17: no threshold meets pass rate at least 0.95." in text
     assert "In hindsight, the later days alone would pick t = 0.5: pass 96.0%" in text
+
+
+def test_held_out_of_sample_is_judged_by_the_rule_that_picks():
+    """2 passes in 2: the observed rate 1.0 meets 0.5, the 95% Wilson lower bound (0.34) does not, so under
+    the default rule the later days do not hold a target of 0.5 that a pick would need the bound to reach."""
+    point = {"threshold": 0.7, "requests": 2, "pass_rate": 1.0, "cost_per_request_usd": 0.01, "escalation_rate": 0.5}
+    assert not sweep.meets(point, ("pass_rate", 0.5))
+    assert sweep.meets(point, ("pass_rate", 0.5), Admission(rule="point"))
+    assert sweep.meets(point, ("escalation_rate", 0.5)) and not sweep.meets(point, ("budget", 0.005))
+
+
+def test_fit_until_json_says_whether_the_target_held(cli, four):
+    world, *_ = four
+    result = cli("sweep", world.folder / "cascade.yaml", "--target-pass-rate", "0.9", "--fit-until", "2026-11-17",
+                 "--json")
+    assert result.code == 0, result.err
+    assert json.loads(result.out)["holdout"]["held"] is True  # the scenario's rule is 'point': 2 of 2 pass

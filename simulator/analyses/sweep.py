@@ -798,6 +798,7 @@ class Holdout:
     later: dict | None  # the same threshold on the later requests (summary metrics)
     later_by_day: list[dict]
     hindsight: dict | None  # the threshold the same target would pick on the later requests themselves
+    held: bool | None = None  # whether `later` meets the target under the same rule as the pick (None: no fit)
 
 
 def _starts(day: dt.date) -> dt.datetime:
@@ -823,8 +824,15 @@ def holdout(scenario: Scenario, data: Dataset, sheet: PriceSheet | None, gate: G
     decisions = decisions_at(prepared, chosen["threshold"]).filter(pl.col("ts") >= split)
     summary = aggregate(decisions).to_dicts()[0]
     by_day = aggregate(decisions.with_columns(pl.col("ts").dt.date().cast(pl.String).alias("day")), "day").to_dicts()
-    return Holdout(until=until, fit=chosen, later=summary | {"threshold": chosen["threshold"]}, later_by_day=by_day,
-                   hindsight=hindsight)
+    later_point = summary | {"threshold": chosen["threshold"]}
+    return Holdout(until=until, fit=chosen, later=later_point, later_by_day=by_day, hindsight=hindsight,
+                   held=meets(later_point, target, scenario.admission or DEFAULT_ADMISSION))
+
+
+def meets(point: dict, target: tuple[str, float], admission: Admission = DEFAULT_ADMISSION) -> bool:
+    """Whether one point (a sweep point's metrics) meets `target` under the rule `calibrate` picks by, so a
+    verdict on it never contradicts a pick."""
+    return calibrate(pl.DataFrame([point]), *target, admission) is not None
 
 
 # --------------------------------------------------------------------------------------------------

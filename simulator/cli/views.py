@@ -402,7 +402,7 @@ def run_sweep(console: Console, scenario_path: Path, *, step: int, over: str | N
         report["calibration"] = {"target": target[0], "value": target[1], "chosen": chosen}
     if held:
         report["holdout"] = {"fit_until": str(held.until), "fit": held.fit, "later": held.later,
-                             "later_by_day": held.later_by_day, "hindsight": held.hindsight}
+                             "later_by_day": held.later_by_day, "hindsight": held.hindsight, "held": held.held}
     if as_json:
         console.print_json(json_output(report))
         return
@@ -440,9 +440,7 @@ def _print_holdout(console: Console, held: sweep.Holdout, target: tuple[str, flo
     console.print(f"Fitted on requests before {held.until} ({count(held.fit['requests'])}): "
                   + _point_line(held.fit), highlight=False, soft_wrap=True)
     later = held.later
-    key = {"pass_rate": "pass_rate", "escalation_rate": "escalation_rate", "budget": "cost_per_request_usd"}[target[0]]
-    value = later[key]
-    met = (value is not None and (value >= target[1] if target[0] == "pass_rate" else value <= target[1]))
+    met = held.held
     console.print(f"From {held.until} on ({count(later['requests'])} requests), the same t = "
                   f"{threshold(later['threshold'])} gives pass {pct(later['pass_rate'])}, "
                   f"{usd(later['cost_per_request_usd'])}/request, escalated {pct(later['escalation_rate'])}: target "
