@@ -322,33 +322,40 @@ def test_clear_removes_layouts_of_older_versions_and_leftovers_of_interrupted_bu
     assert list((cache / "layouts").iterdir()) == [] and not (cache / "building-interrupted").exists()
 
 
-def _key_faults(traffic: pl.DataFrame, outcomes: pl.DataFrame) -> dict[str, tuple[pl.DataFrame, pl.DataFrame]]:
-    """One break of each key rule of the data contract, as (traffic, outcomes)."""
+def _lone(outcomes: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The rows of one (request, model) answered once (sample 0), and every other row."""
     single = (outcomes.group_by("request_id", "model").agg(pl.len()).filter(pl.col("len") == 1)
               .sort("request_id", "model").head(1).drop("len"))
-    lone = outcomes.join(single, on=["request_id", "model"])  # a (request, model) answered once, sample 0
-    elsewhere = outcomes.join(single, on=["request_id", "model"], how="anti")
-    return {
-        # the twice-listed request has no outcomes, so only the request ids themselves show the fault
-        "a duplicate request id": (pl.concat([traffic, traffic.tail(1)]),
-                                   outcomes.filter(pl.col("request_id") != traffic["request_id"][-1])),
-        "a repeated (request, model, sample)": (traffic, pl.concat([outcomes, outcomes.tail(1)])),
-        "an outcome of an unknown request": (traffic, pl.concat(
-            [outcomes, outcomes.head(1).with_columns(pl.lit("nobody").alias("request_id"))])),
-        "samples starting at 1": (traffic, pl.concat([elsewhere,
-                                                      lone.with_columns(pl.lit(1, pl.Int64).alias("sample"))])),
-        "samples 0 and 2": (traffic, pl.concat([outcomes, lone.with_columns(pl.lit(2, pl.Int64).alias("sample"))])),
-        "samples 100 and up beside 0, 1, ...": (traffic, pl.concat(
-            [outcomes, outcomes.with_columns(pl.col("sample") + 100)])),
-    }
+    return (outcomes.join(single, on=["request_id", "model"]),
+            outcomes.join(single, on=["request_id", "model"], how="anti"))
 
 
-@pytest.mark.parametrize("fault", ["a duplicate request id", "a repeated (request, model, sample)",
-                                   "an outcome of an unknown request", "samples starting at 1", "samples 0 and 2",
-                                   "samples 100 and up beside 0, 1, ..."])
+def _lone_numbered(outcomes: pl.DataFrame, sample: int, keep_zero: bool) -> pl.DataFrame:
+    lone, elsewhere = _lone(outcomes)
+    renumbered = lone.with_columns(pl.lit(sample, pl.Int64).alias("sample"))
+    return pl.concat([outcomes if keep_zero else elsewhere, renumbered])
+
+
+# One break of each key rule of the data contract: (traffic, outcomes) -> (traffic, outcomes).
+KEY_FAULTS = {
+    # the twice-listed request has no outcomes, so only the request ids themselves show the fault
+    "a duplicate request id": lambda traffic, outcomes: (
+        pl.concat([traffic, traffic.tail(1)]), outcomes.filter(pl.col("request_id") != traffic["request_id"][-1])),
+    "a repeated (request, model, sample)": lambda traffic, outcomes: (
+        traffic, pl.concat([outcomes, outcomes.tail(1)])),
+    "an outcome of an unknown request": lambda traffic, outcomes: (traffic, pl.concat(
+        [outcomes, outcomes.head(1).with_columns(pl.lit("nobody").alias("request_id"))])),
+    "samples starting at 1": lambda traffic, outcomes: (traffic, _lone_numbered(outcomes, 1, keep_zero=False)),
+    "samples 0 and 2": lambda traffic, outcomes: (traffic, _lone_numbered(outcomes, 2, keep_zero=True)),
+    "samples 100 and up beside 0, 1, ...": lambda traffic, outcomes: (traffic, pl.concat(
+        [outcomes, outcomes.with_columns(pl.col("sample") + 100)])),
+}
+
+
+@pytest.mark.parametrize("fault", list(KEY_FAULTS))
 def test_the_build_settles_the_key_checks_and_reports_a_fault_as_validate_does(fault, tmp_path, monkeypatch):
     world = random_world(5)
-    traffic, outcomes = _key_faults(world.traffic, world.outcomes)[fault]
+    traffic, outcomes = KEY_FAULTS[fault](world.traffic, world.outcomes)
     data = write_frames(tmp_path / "data", traffic, outcomes)
     report = validate_folder(data)
     assert not report.ok and validate_folder(data, keys=False).ok  # only a key rule is broken

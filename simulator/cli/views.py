@@ -440,11 +440,10 @@ def _print_holdout(console: Console, held: sweep.Holdout, target: tuple[str, flo
     console.print(f"Fitted on requests before {held.until} ({count(held.fit['requests'])}): "
                   + _point_line(held.fit), highlight=False, soft_wrap=True)
     later = held.later
-    met = held.held
     console.print(f"From {held.until} on ({count(later['requests'])} requests), the same t = "
                   f"{threshold(later['threshold'])} gives pass {pct(later['pass_rate'])}, "
                   f"{usd(later['cost_per_request_usd'])}/request, escalated {pct(later['escalation_rate'])}: target "
-                  f"{'held' if met else 'NOT held'} out of sample.", highlight=False, soft_wrap=True)
+                  f"{'held' if held.held else 'NOT held'} out of sample.", highlight=False, soft_wrap=True)
     table = Table(title="Calibrated threshold on the later days")
     for column in ("day", "requests", "$/request", "pass", "escalated", "p95 ms"):
         table.add_column(column, justify="right")
