@@ -122,7 +122,9 @@ def test_parts_counted_once_per_group_are_the_plain_group_bys_with_null_keys_of_
         "tenth": rng.random(n).round(1),
         "cost_nano_usd": nulled(rng.integers(0, 10**15, n).tolist(), 0.05, pl.Int64),
         "passed": rng.random(n) < 0.8,
-        "score": nulled(np.where(rng.random(n) < 0.05, 1e-300, rng.random(n) ** 3).tolist(), 0.3, pl.Float64),
+        # tiny, zero, subnormal and negative scores beside plain ones (each float's mantissa and exponent)
+        "score": nulled(np.where(rng.random(n) < 0.1, rng.choice([1e-300, 0.0, -0.0, 5e-324, 1e-310, -0.75], n),
+                                 rng.random(n) ** 3).tolist(), 0.3, pl.Float64),
         "multi_step": rng.random(n) < 0.5, "escalated": rng.random(n) < 0.3,
         "retry_attempts": rng.integers(0, 3, n).astype(np.int32), "retry_exhausted": rng.random(n) < 0.1,
         "latency_ms": nulled((rng.random(n) * 10.0 ** rng.integers(0, 6, n)).tolist(), 0.2, pl.Float64),

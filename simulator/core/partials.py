@@ -59,10 +59,21 @@ class Parts:
 
 
 def _mantissas(scores: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each score as (binary exponent, integer mantissa halves hi and lo): score = (hi 2^HALF + lo) 2^exp."""
-    mantissa, exponent = np.frexp(scores.cast(pl.Float64).to_numpy())
-    whole = np.ldexp(mantissa, 53).astype(np.int64)  # exact: a float64 has 53 mantissa bits
-    return (exponent - 53).astype(np.int64), whole >> HALF, whole & ((1 << HALF) - 1)
+    """Each score as (binary exponent, integer mantissa halves hi and lo): score = (hi 2^HALF + lo) 2^exp,
+    the mantissa and exponent numpy's frexp gives (scaled to 53 bits), read from the IEEE 754 bits."""
+    values = scores.cast(pl.Float64).to_numpy()
+    raw = values.view(np.int64)
+    biased = (raw >> 52) & 0x7FF
+    # a normal float is +-(2^52 + its 52 fraction bits) 2^(biased exponent - 1075), in 4x less time than frexp
+    whole = (raw & ((1 << 52) - 1)) | (1 << 52)
+    whole = np.where(raw < 0, -whole, whole)
+    exponent = biased - 1075
+    odd = np.flatnonzero((biased == 0) | (biased == 0x7FF))  # zeros and subnormals (and what is not a number)
+    if odd.size:
+        mantissa, power = np.frexp(values[odd])
+        whole[odd] = np.ldexp(mantissa, 53).astype(np.int64)  # exact: a float64 has 53 mantissa bits
+        exponent[odd] = power - 53
+    return exponent.astype(np.int64), whole >> HALF, whole & ((1 << HALF) - 1)
 
 
 def _buckets(latency: pl.Series) -> np.ndarray:
@@ -108,15 +119,17 @@ TABLE_SLOTS_PER_ROW = 4
 EXACT_FLOAT_TERMS = 1 << 26
 
 
-def _sums_by(combined: np.ndarray, size: int, *values: np.ndarray) -> tuple[np.ndarray, ...]:
+def _sums_by(combined: np.ndarray, size: int, *values: np.ndarray, table: bool = True) -> tuple[np.ndarray, ...]:
     """The distinct values of `combined` (ascending; each in 0..size-1), and per distinct value the exact
-    integer sum of each of `values` (the count of rows when none is given)."""
-    if size <= TABLE_SLOTS_PER_ROW * combined.size + 1024 and combined.size <= EXACT_FLOAT_TERMS:
+    integer sum of each of `values` (the count of rows when none is given). `table=False` for values that
+    may not be added exactly in float64 (sums of sums)."""
+    if (table and size <= TABLE_SLOTS_PER_ROW * combined.size + 1024 and combined.size <= EXACT_FLOAT_TERMS):
         counts = np.bincount(combined, minlength=size)
         found = np.flatnonzero(counts)
         if not values:
             return found, counts[found].astype(np.int64)
-        return found, *(np.bincount(combined, weights=value, minlength=size)[found].astype(np.int64) for value in values)
+        return found, *(np.bincount(combined, weights=value, minlength=size)[found].astype(np.int64)
+                        for value in values)
     order = np.argsort(combined)
     ordered = combined[order]
     starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]]) if ordered.size else np.zeros(0, np.int64)
@@ -125,73 +138,86 @@ def _sums_by(combined: np.ndarray, size: int, *values: np.ndarray) -> tuple[np.n
     return ordered[starts], *(np.add.reduceat(value[order], starts) if starts.size else value[:0] for value in values)
 
 
+def _cells(decisions: pl.DataFrame, keys: pl.DataFrame) -> tuple[pl.DataFrame, np.ndarray]:
+    """The cells of `decisions`: the rows sharing their key in every scope (`keys`, one column per scope).
+    Returns one row per cell, with its key in every scope and the COUNTERS of its rows, and each row's cell
+    number (its row in that frame). One group-by over the rows, where one per scope would read them all again."""
+    inputs = decisions.select("cost_nano_usd", "passed", "score", "multi_step", "escalated", "retry_attempts",
+                              "retry_exhausted", "latency_ms")
+    aliases = [f"__scope{index}" for index in range(keys.width)]  # apart from the counters' names
+    cells = (pl.concat([keys.rename(dict(zip(keys.columns, aliases))), inputs], how="horizontal")
+             .with_row_index("__row")
+             .group_by(aliases).agg(*(expr().cast(pl.Int64).alias(name) for name, expr in COUNTERS.items()),
+                                    pl.col("__row")))
+    number = np.empty(decisions.height, dtype=np.int64)
+    rows = cells["__row"]
+    number[rows.explode().to_numpy()] = np.repeat(np.arange(cells.height), rows.list.len().to_numpy())
+    return cells.drop("__row").rename(dict(zip(aliases, keys.columns))), number
+
+
 def parts_of(decisions: pl.DataFrame, scopes: dict[str, pl.Expr], quantiled: tuple[str, ...],
              keys: pl.DataFrame | None = None) -> Parts:
     """The counters of `decisions` per group of each scope (`scopes`: name -> the group key expression),
     with score sums, and latency histograms for the scopes in `quantiled`. `keys`: `scope_keys`, when
     already computed.
 
-    Each scope's groups are numbered once (`_groups`). The counters are taken once per cell (the requests
-    sharing their group in every scope) and added up per group, as parts merge; the scores' mantissas and
-    the latencies' buckets are computed once, and summed per (group, exponent) and counted per (group,
-    bucket), all as integers."""
+    The rows are grouped once, into cells (`_cells`: the rows sharing their group in every scope); the
+    counters, the scores' mantissas summed per binary exponent and the latencies' histogram buckets are
+    taken per cell, and each scope's groups add up their cells, all as integers. Each scope numbers its
+    groups over the cells (`_groups`), a few thousand keys where the rows are millions."""
     keys = scope_keys(decisions, scopes) if keys is None else keys
-    grouped = {name: _groups(keys[name]) for name in scopes}
-    cells = _cell_counts(decisions, [number for number, _ in grouped.values()],
-                         [values.len() for _, values in grouped.values()])
+    cells, cell = _cells(decisions, keys)
+    grouped = {name: _groups(cells[name]) for name in scopes}  # each cell's group, and the groups' keys
     scored = np.flatnonzero(decisions["score"].is_not_null().to_numpy())
     exponent, hi, lo = _mantissas(decisions["score"].gather(scored))
-    timed = np.flatnonzero(decisions["latency_ms"].is_not_null().to_numpy())
-    buckets = _buckets(decisions["latency_ms"].gather(timed))
-    low_bucket = int(buckets.min()) if buckets.size else 0
-    bucket_span = int(buckets.max()) - low_bucket + 1 if buckets.size else 1
+    score_cell, score_exp, hi_sums, lo_sums = _score_terms(cell[scored], cells.height, exponent, hi, lo)
+    histograms = _cell_histograms(decisions["latency_ms"], cell, [grouped[name] for name in quantiled])
     parts = Parts()
-    for index, (name, (number, values)) in enumerate(grouped.items()):
-        counts = (cells.group_by(f"__group{index}").agg(pl.col(*COUNTERS).sum()).sort(f"__group{index}"))
-        counts = counts.select(values.gather(counts[f"__group{index}"].to_numpy()).alias("key"), *COUNTERS)
-        groups = values.len()
-        group, exp, hi_sums, lo_sums = _score_terms(number[scored], groups, exponent, hi, lo)
-        scores = pl.DataFrame({"key": values.gather(group), "exp": exp, "hi": hi_sums, "lo": lo_sums})
+    for name, (number, values) in grouped.items():
+        counts = (cells.select(*COUNTERS).with_columns(pl.Series("__group", number))
+                  .group_by("__group").agg(pl.col(*COUNTERS).sum()).sort("__group"))
+        counts = counts.select(values.gather(counts["__group"].to_numpy()).alias("key"), *COUNTERS)
+        group, exp, group_hi, group_lo = _score_terms(number[score_cell], values.len(), score_exp, hi_sums, lo_sums,
+                                                      table=False)
+        scores = pl.DataFrame({"key": values.gather(group), "exp": exp, "hi": group_hi, "lo": group_lo})
         frames = {"counts": counts, "scores": scores}
         if name in quantiled:
-            at, n = _sums_by(number[timed] * bucket_span + (buckets - low_bucket), groups * bucket_span)
-            frames["histogram"] = pl.DataFrame({"key": values.gather(at // bucket_span),
-                                                "bucket": at % bucket_span + low_bucket, "n": n})
+            at, bucket, n = histograms[quantiled.index(name)]
+            frames["histogram"] = pl.DataFrame({"key": values.gather(at), "bucket": bucket, "n": n})
         parts.scopes[name] = frames
     return parts
 
 
 def _score_terms(number: np.ndarray, groups: int, exponent: np.ndarray, hi: np.ndarray,
-                 lo: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                 lo: np.ndarray, table: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per (group, exponent) present, in that order: the group (`number`: each score's, below `groups`), the
     binary exponent and the exact sums of the mantissa halves `hi` and `lo` (`_mantissas`), by `_sums_by`."""
     low_exp = int(exponent.min()) if exponent.size else 0
     exp_span = int(exponent.max()) - low_exp + 1 if exponent.size else 1
-    at, hi_sums, lo_sums = _sums_by(number * exp_span + (exponent - low_exp), groups * exp_span, hi, lo)
+    at, hi_sums, lo_sums = _sums_by(number * exp_span + (exponent - low_exp), groups * exp_span, hi, lo, table=table)
     return at // exp_span, at % exp_span + low_exp, hi_sums, lo_sums
 
 
-def _cell_counts(decisions: pl.DataFrame, numbers: list[np.ndarray], sizes: list[int]) -> pl.DataFrame:
-    """The COUNTERS of `decisions` per cell, the rows that share their group number in every scope
-    (`numbers`, each below its `sizes`), with each scope's group number as `__group0`, `__group1`, ...
-    One aggregation over the rows, where one per scope would read them all again."""
-    inputs = decisions.select("cost_nano_usd", "passed", "score", "multi_step", "escalated", "retry_attempts",
-                              "retry_exhausted", "latency_ms")
-    aggregations = [expr().cast(pl.Int64).alias(name) for name, expr in COUNTERS.items()]
-    groups = [f"__group{index}" for index in range(len(numbers))]
-    if math.prod(sizes) >= 2**62:  # too many cells to number in an int64: grouped by every scope's number
-        return inputs.with_columns(pl.Series(name, number) for name, number in zip(groups, numbers)) \
-            .group_by(groups).agg(*aggregations)
-    cell = np.zeros(decisions.height, dtype=np.int64)
-    for number, size in zip(numbers, sizes):
-        cell = cell * size + number
-    counts = inputs.with_columns(pl.Series("__cell", cell)).group_by("__cell").agg(*aggregations)
-    cell = counts["__cell"].to_numpy()
+def _cell_histograms(latency: pl.Series, cell: np.ndarray,
+                     grouped: list[tuple[np.ndarray, pl.Series]]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per scope (`grouped`: `_groups` of the cells' keys in it), the histogram of the latencies (one per row,
+    in cell `cell`) as (group, bucket, count) triples in that order. The timed rows are counted once, per
+    bucket of the combinations of groups that occur among the cells, which each scope then adds up."""
+    timed = np.flatnonzero(latency.is_not_null().to_numpy())
+    buckets = _buckets(latency.gather(timed))
+    if not grouped:
+        return []
+    low_bucket = int(buckets.min()) if buckets.size else 0
+    span = int(buckets.max()) - low_bucket + 1 if buckets.size else 1
+    combos, combo_of_cell = np.unique(np.stack([number for number, _ in grouped], axis=1), axis=0,
+                                      return_inverse=True)
+    at, n = _sums_by(combo_of_cell.ravel()[cell[timed]] * span + (buckets - low_bucket), len(combos) * span)
     found = []
-    for size in reversed(sizes):
-        found.insert(0, cell % size)
-        cell = cell // size
-    return counts.drop("__cell").with_columns(pl.Series(name, number) for name, number in zip(groups, found))
+    for column, (_, values) in enumerate(grouped):
+        group_at, group_n = _sums_by(combos[at // span, column] * span + at % span, values.len() * span, n,
+                                     table=False)
+        found.append((group_at // span, group_at % span + low_bucket, group_n))
+    return found
 
 
 def kept_latencies(decisions: pl.DataFrame, scopes: dict[str, pl.Expr], quantiled: tuple[str, ...],
@@ -270,7 +296,8 @@ def values_in(kept: pl.DataFrame, wanted: dict[str, pl.DataFrame]) -> dict[str, 
     for name, pairs in wanted.items():
         # the few wanted buckets first (a lookup of integers), then their (key, bucket) pairs
         near = buckets.is_in(pairs["bucket"].unique()).to_numpy()
-        mine = pl.DataFrame([kept[name].filter(near).alias("key"), buckets.filter(near), kept["latency_ms"].filter(near)])
+        mine = pl.DataFrame([kept[name].filter(near).alias("key"), buckets.filter(near),
+                             kept["latency_ms"].filter(near)])
         found[name] = mine.join(pairs, on=["key", "bucket"], how="semi")
     return found
 
