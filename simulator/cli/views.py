@@ -374,6 +374,7 @@ def run_sweep(console: Console, scenario_path: Path, *, step: int, over: str | N
     from simulator.core.scenario import load_scenario
 
     scenario = load_scenario(scenario_path)
+    admission = scenario.admission or DEFAULT_ADMISSION
     inputs = Inputs()
     data, sheet = inputs.data(scenario.data), inputs.prices(scenario.prices)
     gate = sweep.resolve_gate(scenario, data, step=step, over=over, plan=plan)
@@ -390,7 +391,7 @@ def run_sweep(console: Console, scenario_path: Path, *, step: int, over: str | N
     else:
         prepared = sweep.prepare_curve(scenario, inputs, gate)
     result = sweep.sweep(scenario, data, sheet, gate, points=points, prepared=prepared)
-    chosen = sweep.calibrate(result.points, *target, scenario.admission or DEFAULT_ADMISSION) if target else None
+    chosen = sweep.calibrate(result.points, *target, admission) if target else None
     held = (sweep.holdout(scenario, data, sheet, gate, target, fit_until, points=points, prepared=prepared)
             if fit_until else None)
     if out:
@@ -399,7 +400,11 @@ def run_sweep(console: Console, scenario_path: Path, *, step: int, over: str | N
               "over": gate.over, "current_threshold": result.current, "left_out": result.left_out,
               "points": result.points.to_dicts()}
     if target:
-        report["calibration"] = {"target": target[0], "value": target[1], "chosen": chosen}
+        # The admission rule picks only for a pass-rate target (and judges whether it held out of sample); the
+        # JSON states it as the replay's summaries do, with the words the terminal prints.
+        report["calibration"] = {"target": target[0], "value": target[1], "chosen": chosen, "admission": (
+            {"rule": admission.rule, "confidence": admission.confidence, "meets_when": admission.describe()}
+            if target[0] == sweep.TARGET_PASS_RATE else None)}
     if held:
         report["holdout"] = {"fit_until": str(held.until), "fit": held.fit, "later": held.later,
                              "later_by_day": held.later_by_day, "hindsight": held.hindsight, "held": held.held}
@@ -421,7 +426,7 @@ def run_sweep(console: Console, scenario_path: Path, *, step: int, over: str | N
         console.print(f"★ calibrated to {words}: " + (_point_line(chosen) if chosen else "no threshold meets it"),
                       highlight=False)
         if target[0] == sweep.TARGET_PASS_RATE:  # the kind of estimate the pick rests on
-            console.print(f"  A threshold meets it when {(scenario.admission or DEFAULT_ADMISSION).describe()}"
+            console.print(f"  A threshold meets it when {admission.describe()}"
                           ", the target being the bar (the admission rule).", highlight=False, soft_wrap=True)
     if held:
         _print_holdout(console, held, target)
