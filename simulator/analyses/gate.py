@@ -392,7 +392,7 @@ def run_gate(baseline_path: Path, candidate_path: Path, options: GateOptions | N
     if options.admission == DEFAULT_ADMISSION:
         options = replace(options, admission=resolve_admission([(s.name, s.admission) for s in scenarios]))
     inputs = Inputs()
-    datasets = [inputs.data(scenario.data) for scenario in scenarios]
+    datasets = [inputs.data(scenario) for scenario in scenarios]
     _same_requests(*scenarios, paths, (datasets[0].fingerprint, datasets[1].fingerprint))
     # The bootstrap's compiled loops load (most of a second, mostly numba's start-up, in Python) while the
     # replays run. Meanwhile the interpreter switches threads every 0.2 ms instead of every 5: a replay
@@ -403,7 +403,7 @@ def run_gate(baseline_path: Path, candidate_path: Path, options: GateOptions | N
     loader.start()
     try:
         if shards is None:
-            decisions = [replay(scenario, data, inputs.prices(scenario.prices)).decisions
+            decisions = [replay(scenario, data, inputs.prices(scenario)).decisions
                          for scenario, data in zip(scenarios, datasets)]
         else:
             decisions = _sharded_decisions(scenarios, inputs, shards, runner)
@@ -412,7 +412,7 @@ def run_gate(baseline_path: Path, candidate_path: Path, options: GateOptions | N
         sys.setswitchinterval(switching)
     sides = []
     for path, scenario, frame in zip(paths, scenarios, decisions):
-        sheet = inputs.prices(scenario.prices)
+        sheet = inputs.prices(scenario)
         sides.append(GateSide(name=scenario.name, decisions=frame, quality_bar=scenario.quality_bar,
                               description=scenario.description, source=str(path),
                               prices_fingerprint=fingerprint([Path(sheet.source)]) if sheet else None))

@@ -376,7 +376,7 @@ def run_sweep(console: Console, scenario_path: Path, *, step: int, over: str | N
     scenario = load_scenario(scenario_path)
     admission = scenario.admission or DEFAULT_ADMISSION
     inputs = Inputs()
-    data, sheet = inputs.data(scenario.data), inputs.prices(scenario.prices)
+    data, sheet = inputs.data(scenario), inputs.prices(scenario)
     gate = sweep.resolve_gate(scenario, data, step=step, over=over, plan=plan)
     if fit_until is not None and target is None:
         raise RoutesimError("--fit-until needs a calibration target", where="--fit-until",
@@ -476,7 +476,7 @@ def run_drift(console: Console, scenario_path: Path, *, every: str, settings: dr
     scenario = load_scenario(scenario_path)
     inputs = Inputs()
 
-    result = replay(scenario, inputs.data(scenario.data), inputs.prices(scenario.prices))
+    result = replay(scenario, inputs.data(scenario), inputs.prices(scenario))
     plans = [label for label, steps in scenario.policy.plans() if len(steps) > 1]
     if not plans:
         raise RoutesimError("the policy has no multi-step plan, so nothing escalates", where=f"scenario '{scenario.name}'",
