@@ -104,6 +104,38 @@ def test_missing_data_folder(cli, world):
     assert_bad_input(cli("replay", path), "data folder not found", "nowhere")
 
 
+def _dangling(folder):
+    (folder / "gone").symlink_to(folder / "deleted")
+    return "gone"
+
+
+# A scenario key that names an unusable path, as a builder of that path in the world's folder, and what is wrong.
+PATH_FAULTS = {
+    "data names a file": ("data", lambda folder: (folder / "notes.txt").touch() or "notes.txt",
+                          "notes.txt is a file, but a data folder is expected here"),
+    "data names an empty folder": ("data", lambda folder: (folder / "empty").mkdir() or "empty",
+                                   "missing traffic.parquet in the data folder"),
+    "data names a dangling link": ("data", _dangling, "gone (a symbolic link to"),
+    "prices names a missing file": ("prices", lambda folder: "prices-2027.yaml", "price sheet not found"),
+    "prices names a dangling link": ("prices", _dangling, "gone (a symbolic link to"),
+}
+
+
+@pytest.mark.parametrize("fault", list(PATH_FAULTS))
+def test_an_unusable_data_or_prices_path_names_the_scenario_key_that_gave_it(cli, world, fault):
+    key, build, what = PATH_FAULTS[fault]
+    path = world.scenario("misplaced", **{key: build(world.folder)})
+    assert_bad_input(cli("replay", path), what, f"where: {path}, key '{key}'", f"fix: point '{key}' in misplaced.yaml")
+
+
+@pytest.mark.parametrize("command", ["sweep", "gate", "report", "validate"])
+def test_every_command_that_loads_a_scenarios_data_names_the_key(cli, world, command, tmp_path):
+    path = world.scenario("misplaced", data="nowhere")
+    arguments = {"sweep": [path], "gate": ["--baseline", world.scenario(), "--candidate", path],
+                 "report": [path, "-o", tmp_path / "report.html"], "validate": [path]}[command]
+    assert_bad_input(cli(command, *arguments), "data folder not found", f"where: {path}, key 'data'")
+
+
 def test_traffic_missing_a_column_is_named_with_a_suggestion(cli, world):
     world.write_data(tiny_traffic().rename({"slice": "slise"}), tiny_outcomes())
     assert_bad_input(cli("replay", world.scenario()), "missing required column 'slice'", "Did you mean 'slise'?")

@@ -30,7 +30,7 @@ def crowded(world):
 def _capacity(world, limits):
     scenario = load_scenario(world.scenario(capacity=limits))
     inputs = Inputs()
-    return capacity(run_scenario(scenario, inputs).replay, inputs.data(scenario.data))
+    return capacity(run_scenario(scenario, inputs).replay, inputs.data(scenario))
 
 
 def test_peaks_and_minutes_over_each_limit(crowded):
@@ -58,7 +58,7 @@ def test_a_retry_counts_against_its_model(crowded):
     scenario = load_scenario(crowded.scenario(policy={"default": {"use": "small"},
                                                       "retry": {"when": "NOT passed", "to": ["big"]}}))
     inputs = Inputs()
-    found = capacity(run_scenario(scenario, inputs).replay, inputs.data(scenario.data))
+    found = capacity(run_scenario(scenario, inputs).replay, inputs.data(scenario))
     big = next(row for row in found["models"] if row["model"] == "big")
     assert (big["peak_calls_per_minute"], big["peak_calls_at"]) == (1, "2026-11-16T01:00:00+00:00")
 

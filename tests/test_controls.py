@@ -25,7 +25,7 @@ def _replay(world, **overrides):
     scenario = load_scenario(world.scenario(**overrides))
     inputs = Inputs()
     outcome = run_scenario(scenario, inputs)
-    return controls(outcome.replay, inputs.data(scenario.data), inputs.prices(scenario.prices)), outcome.summary
+    return controls(outcome.replay, inputs.data(scenario), inputs.prices(scenario)), outcome.summary
 
 
 @pytest.fixture

@@ -49,10 +49,10 @@ def replayed(world):
     world.prices.write_text(__import__("yaml").safe_dump(prices))
     inputs = Inputs()
     replay = run_scenario(scenario, inputs).replay
-    data = inputs.data(scenario.data)
+    data = inputs.data(scenario)
     assert data.layout is not None and replay.layout_rows is not None
     assert list(replay.layout_rows) != list(range(replay.layout_rows[0], replay.layout_rows[0] + 5))
-    return scenario, replay, data, inputs.prices(scenario.prices)
+    return scenario, replay, data, inputs.prices(scenario)
 
 
 def test_calls_read_the_same_answers_by_position_as_by_join(replayed):

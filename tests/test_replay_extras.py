@@ -61,7 +61,7 @@ def test_capacity_and_controls_read_the_part_the_summary_was_built_from(replayed
     monkeypatch.setattr(results, "replay_part", lambda *args: built.append(args) or real_part(*args))
     monkeypatch.setattr(calls, "model_calls", lambda *args: read.append(args) or real_calls(*args))
     outcome = run_scenario(scenario, inputs)
-    data, sheet = inputs.data(scenario.data), inputs.prices(scenario.prices)
+    data, sheet = inputs.data(scenario), inputs.prices(scenario)
     set_beside(outcome.summary, outcome.replay, data, sheet)
     # the summary's part, read again by capacity and the controls: the calls' tokens are read once
     assert len(built) == 1 and len(read) == 1
@@ -75,7 +75,7 @@ def test_capacity_and_controls_read_the_part_the_summary_was_built_from(replayed
 
 def test_the_per_minute_load_is_each_models_calls_and_their_answers_tokens(replayed):
     scenario, inputs = replayed
-    replay, data = run_scenario(scenario, inputs).replay, inputs.data(scenario.data)
+    replay, data = run_scenario(scenario, inputs).replay, inputs.data(scenario)
     requests = replay.decisions.select("rid", "request_id", pl.col("ts").dt.truncate("1m").alias("minute"))
     called = model_calls(replay.calls, requests, data, ["input_tokens", "output_tokens"])
     assert called["sample"].max() == 1  # a retry read small's second answer
@@ -151,7 +151,7 @@ def test_the_calls_are_sorted_only_when_a_table_asks_for_them(replayed, monkeypa
     real = engine.sort_calls
     monkeypatch.setattr(engine, "sort_calls", lambda frame: sorts.append(frame.height) or real(frame))
     outcome = run_scenario(scenario, inputs)
-    set_beside(outcome.summary, outcome.replay, inputs.data(scenario.data), inputs.prices(scenario.prices))
+    set_beside(outcome.summary, outcome.replay, inputs.data(scenario), inputs.prices(scenario))
     assert sorts == []
     replay = outcome.replay
     records = replay.call_records

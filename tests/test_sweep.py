@@ -149,6 +149,22 @@ def test_sweep_command_prints_calibration_and_writes_every_point(cli, four, tmp_
     assert [p["threshold"] for p in json.loads(result.out)["points"]][:3] == [0.5, 0.7, 0.9]
 
 
+def test_sweep_json_states_the_admission_rule_that_picked(cli, four):
+    world, *_ = four
+    path = world.folder / "cascade.yaml"
+    found = json.loads(cli("sweep", path, "--over", "confidence", "--target-pass-rate", "0.9", "--json").out)
+    assert found["calibration"]["chosen"]["threshold"] == 0.7
+    assert found["calibration"]["admission"] == {"rule": "point", "confidence": 0.95,
+                                                 "meets_when": "the observed pass rate reaches the bar"}
+    strict = world.scenario("strict", admission={"rule": "lower_bound", "confidence": 0.999})
+    found = json.loads(cli("sweep", strict, "--over", "confidence", "--target-pass-rate", "0.5", "--json").out)
+    assert found["calibration"]["admission"] == {
+        "rule": "lower_bound", "confidence": 0.999,
+        "meets_when": "the 99.9% Wilson lower bound of the pass rate reaches the bar"}
+    budget = json.loads(cli("sweep", path, "--over", "confidence", "--budget", "0.02", "--json").out)
+    assert budget["calibration"]["admission"] is None  # a budget picks by cost, not by the admission rule
+
+
 def test_the_accept_nothing_threshold_prints_above_the_largest_value(cli, four):
     """The last point's threshold is the float just above 0.9; rounded to 6 digits it would read 0.9, the
     threshold that accepts a."""

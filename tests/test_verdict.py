@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 
 import polars as pl
@@ -310,3 +311,30 @@ def test_replay_with_a_baseline_shows_the_gate_verdict_the_gate_command_gives(cl
     assert by_name["big-everywhere"]["recommended"] is not gate["passed"]
     assert cli("replay", cascade, "--tolerance", "0.05").code == 2
 
+
+
+def test_a_confidence_level_keeps_the_digits_it_was_given():
+    from simulator.core.formats import confidence_level
+
+    assert confidence_level(0.95) == "95%"
+    assert confidence_level(0.999) == "99.9%"  # not "100%", a level no interval has
+    assert confidence_level(0.995) == "99.5%"
+    assert confidence_level(0.9995) == "99.95%"
+    assert confidence_level(0.57) == "57%"  # 0.57 x 100 is 56.99999999999999 in binary
+    assert confidence_level(0.8) == "80%"
+
+
+def test_every_output_states_a_confidence_of_0_999_as_99_9_percent(cli, world, tmp_path):
+    # Whole percents printed 0.999 as "100%": the replay's rule and interval column, the gate's settings and
+    # interval lines, the lanes' title and column, and the report.
+    cascade = world.scenario("cascade")
+    big = world.scenario("big-everywhere", policy={"default": {"use": "big"}})
+    outputs = [cli("replay", cascade, "--confidence", "0.999"),
+               cli("gate", "--baseline", big, "--candidate", cascade, "--confidence", "0.999"),
+               cli("lanes", world.data, "--prices", world.prices, "--bar", "0.5", "--confidence", "0.999")]
+    report = cli("report", cascade, "-o", tmp_path / "report.html", "--confidence", "0.999")
+    assert report.code == 0, report.err
+    page = re.sub(r"<(style|script)\b.*?</\1>", "", (tmp_path / "report.html").read_text(), flags=re.S)
+    for text in [result.out for result in outputs] + [page]:
+        assert "99.9%" in text, text
+        assert "100%" not in text

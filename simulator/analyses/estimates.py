@@ -416,7 +416,7 @@ def replay_or_estimate(scenario: Scenario, inputs: Inputs, progress: Progress | 
     """
     from simulator.analyses.coverage import DESIGN_WEIGHTED as CAN_WEIGH, scenario_coverage
 
-    data, sheet = inputs.data(scenario.data), inputs.prices(scenario.prices)
+    data, sheet = inputs.data(scenario), inputs.prices(scenario)
     if scenario.on_missing != "error" or scenario.sample is not None or not has_shadow_sample(data):
         return run_scenario(scenario, inputs, progress)
     coverage = scenario_coverage(scenario, data, sheet)
@@ -506,7 +506,7 @@ def gate_scenarios(baseline_path, candidate_path, options: GateOptions, *, shard
 
     scenarios = [load_scenario(Path(path)) for path in (baseline_path, candidate_path)]
     inputs = Inputs()
-    if not any(has_shadow_sample(inputs.data(scenario.data)) for scenario in scenarios):
+    if not any(has_shadow_sample(inputs.data(scenario)) for scenario in scenarios):
         return run_gate(baseline_path, candidate_path, options, shards=shards, runner=runner)
     if shards is not None:
         raise RoutesimError("a gate on shadow-sampled data is estimated on the whole data folder, not on shards",
@@ -529,4 +529,4 @@ def gate_scenarios(baseline_path, candidate_path, options: GateOptions, *, shard
                       prices_fingerprint=o.summary["provenance"]["prices_fingerprint"])
              for o, s, path in zip(outcomes, scenarios, (baseline_path, candidate_path))]
     result = gate_result(*sides, options)
-    return weigh_gate(result, *outcomes, inputs.data(scenarios[1].data), options)
+    return weigh_gate(result, *outcomes, inputs.data(scenarios[1]), options)

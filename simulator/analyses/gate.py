@@ -37,7 +37,7 @@ import numpy as np
 import polars as pl
 
 from simulator.core.errors import RoutesimError, did_you_mean
-from simulator.core.formats import pct, points, signed_ms, signed_pct, usd
+from simulator.core.formats import confidence_level, pct, points, signed_ms, signed_pct, usd
 from simulator.core.metrics import P95
 from simulator.core.scenario import QualityBar, Scenario, load_scenario
 from simulator.core.verdict import DEFAULT_ADMISSION, MEETS, Admission, judge, resolve_admission
@@ -166,7 +166,7 @@ def _row(result: BootstrapResult, stratum: int, *, name: str | None, bar: float,
 
 def _check_row(row: dict, confidence: float, admission: Admission = DEFAULT_ADMISSION,
                verdict: dict | None = None) -> None:
-    level = f"{confidence:.0%}"
+    level = confidence_level(confidence)
     change = row["pass_rate_change"]
     # The slack keeps a change of exactly minus the tolerance (e.g. -1 of 100) from failing on rounding.
     if change["low"] is not None and change["low"] < -row["tolerance"] - 1e-12:
@@ -183,13 +183,14 @@ def _check_row(row: dict, confidence: float, admission: Admission = DEFAULT_ADMI
         row["bar_verdict"] = verdict["state"]
         if verdict["state"] != MEETS:
             row["failures"].append({"check": BAR, "message": (
-                f"the candidate's pass rate {pct(rate)} ({admission.confidence:.0%} interval {pct(verdict['low'])} to "
-                f"{pct(verdict['high'])}) {'is below' if verdict['state'] == 'fails' else 'does not clear'} the bar "
+                f"the candidate's pass rate {pct(rate)} ({confidence_level(admission.confidence)} interval "
+                f"{pct(verdict['low'])} to {pct(verdict['high'])}) "
+                f"{'is below' if verdict['state'] == 'fails' else 'does not clear'} the bar "
                 f"{pct(row['bar'])}: {verdict['state']}")})
 
 
 def _check_budgets(row: dict, options: GateOptions) -> None:
-    level = f"{options.confidence:.0%}"
+    level = confidence_level(options.confidence)
     if options.max_cost_increase is not None:
         relative = row["cost_relative_change"]
         budget = signed_pct(options.max_cost_increase)
@@ -391,7 +392,7 @@ def run_gate(baseline_path: Path, candidate_path: Path, options: GateOptions | N
     if options.admission == DEFAULT_ADMISSION:
         options = replace(options, admission=resolve_admission([(s.name, s.admission) for s in scenarios]))
     inputs = Inputs()
-    datasets = [inputs.data(scenario.data) for scenario in scenarios]
+    datasets = [inputs.data(scenario) for scenario in scenarios]
     _same_requests(*scenarios, paths, (datasets[0].fingerprint, datasets[1].fingerprint))
     # The bootstrap's compiled loops load (most of a second, mostly numba's start-up, in Python) while the
     # replays run. Meanwhile the interpreter switches threads every 0.2 ms instead of every 5: a replay
@@ -402,7 +403,7 @@ def run_gate(baseline_path: Path, candidate_path: Path, options: GateOptions | N
     loader.start()
     try:
         if shards is None:
-            decisions = [replay(scenario, data, inputs.prices(scenario.prices)).decisions
+            decisions = [replay(scenario, data, inputs.prices(scenario)).decisions
                          for scenario, data in zip(scenarios, datasets)]
         else:
             decisions = _sharded_decisions(scenarios, inputs, shards, runner)
@@ -411,7 +412,7 @@ def run_gate(baseline_path: Path, candidate_path: Path, options: GateOptions | N
         sys.setswitchinterval(switching)
     sides = []
     for path, scenario, frame in zip(paths, scenarios, decisions):
-        sheet = inputs.prices(scenario.prices)
+        sheet = inputs.prices(scenario)
         sides.append(GateSide(name=scenario.name, decisions=frame, quality_bar=scenario.quality_bar,
                               description=scenario.description, source=str(path),
                               prices_fingerprint=fingerprint([Path(sheet.source)]) if sheet else None))

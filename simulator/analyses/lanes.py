@@ -42,6 +42,7 @@ from simulator.analyses.estimates import drawn_probabilities, has_shadow_sample,
 from simulator.core.contract import Dataset, load_data
 from simulator.core.engine import compile_policy, data_values, replay, with_utc_ts
 from simulator.core.errors import RoutesimError, did_you_mean
+from simulator.core.formats import confidence_level
 from simulator.core.metrics import P95, grouped
 from simulator.core.outputs import write_text_atomic
 from simulator.core.paths import relative
@@ -271,7 +272,7 @@ def _policy(chosen: pl.DataFrame, by: str, default_model: str, options: LaneOpti
 
 def _description(result: dict, options: LaneOptions, by: str, missing: int) -> str:
     criterion = ("whose observed pass rate meets its bar" if options.point else
-                 f"whose pass rate's {options.confidence:.0%} Wilson lower bound meets its bar")
+                 f"whose pass rate's {confidence_level(options.confidence)} Wilson lower bound meets its bar")
     fitted = (f"on traffic before {options.fit_until} ({result['fit']['requests']:,} requests)"
               if options.fit_until else f"on all {result['fit']['requests']:,} requests of the data")
     text = f"Eval-driven lanes: each {by} goes to the cheapest model {criterion}, admitted {fitted}."

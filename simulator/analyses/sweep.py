@@ -384,7 +384,7 @@ def prepare_curve(scenario: Scenario, inputs, gate: Gate) -> SweepData:
     from simulator.core.sharded import default_workers
 
     return (prepare_chunked(scenario, inputs, gate, default_workers())
-            or prepare(scenario, inputs.data(scenario.data), inputs.prices(scenario.prices), gate))
+            or prepare(scenario, inputs.data(scenario), inputs.prices(scenario), gate))
 
 
 def _stacked(scenario: Scenario, gate: Gate, tasks: list, runner: str, workers: int | None = None) -> SweepData:

@@ -260,7 +260,7 @@ def what_if(scenarios: list[Scenario], inputs, change: PriceChange, *, target: t
     from simulator.core.engine import replay
 
     for scenario in scenarios:
-        data, sheet = inputs.data(scenario.data), inputs.prices(scenario.prices)
+        data, sheet = inputs.data(scenario), inputs.prices(scenario)
         result = replay(scenario, data, sheet)
         replays.append((scenario, data, sheet, result))
         known |= set(result.calls["model"].unique())

@@ -308,7 +308,7 @@ def bench_sweep(folder: Path, points: int) -> float:
     scenario = load_scenario(SCENARIOS / "cascade.yaml")
     scenario = scenario.model_copy(update={"data": Path(folder)})
     inputs = Inputs()
-    data, sheet = inputs.data(scenario.data), inputs.prices(scenario.prices)
+    data, sheet = inputs.data(scenario), inputs.prices(scenario)
     started = time.perf_counter()
     gate = resolve_gate(scenario, data, step=0, over="confidence")
     sweep(scenario, data, sheet, gate, points=points, prepared=prepare_curve(scenario, inputs, gate))

@@ -65,7 +65,7 @@ def import_litellm_config(
     try:  # check the scenario against the data before it takes the output's place
         staged.write_text(text, encoding="utf-8")
         scenario = load_scenario(staged)
-        dataset = load_data(scenario.data)
+        dataset = load_data(scenario.data, origin=scenario.origin("data"))
         compile_policy(scenario, dataset.traffic.collect_schema(), dataset.outcomes.collect_schema(),
                        data_values(dataset.outcomes, "model"))
     finally:

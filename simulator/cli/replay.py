@@ -67,7 +67,7 @@ def replay_scenarios(paths: list[Path], *, show_progress: bool = True, rule: str
     from simulator.core.runner import Inputs, Outcome, load_scenarios
 
     def from_part(scenario, summary, part) -> Outcome:
-        data, sheet = inputs.data(scenario.data), inputs.prices(scenario.prices)
+        data, sheet = inputs.data(scenario), inputs.prices(scenario)
         summary["capacity"] = capacity_of(scenario, part.load, part.replayed / part.in_window if part.in_window
                                           else 0.0, data)
         summary["controls"] = controls_of_part(scenario, part, data, sheet)
@@ -87,7 +87,7 @@ def replay_scenarios(paths: list[Path], *, show_progress: bool = True, rule: str
                 outcomes.append(from_part(scenario, *chunked))
             else:
                 outcome = _whole(scenario, inputs, lambda stage, name=scenario.name: label(f"{name}: {stage}"))
-                set_beside(outcome.summary, outcome.replay, inputs.data(scenario.data), inputs.prices(scenario.prices))
+                set_beside(outcome.summary, outcome.replay, inputs.data(scenario), inputs.prices(scenario))
                 outcomes.append(outcome)
             advance()
     return outcomes
@@ -102,7 +102,7 @@ def _may_hold_shadow_sample(data) -> bool:
 def _whole(scenario, inputs, progress):
     """The scenario replayed in one piece (simulator.core.runner.run_scenario), or estimated from a shadow
     sample's drawn requests (simulator.analyses.estimates.replay_or_estimate)."""
-    if _may_hold_shadow_sample(inputs.data(scenario.data)):
+    if _may_hold_shadow_sample(inputs.data(scenario)):
         from simulator.analyses.estimates import replay_or_estimate
 
         return replay_or_estimate(scenario, inputs, progress)
@@ -116,10 +116,10 @@ def _chunked(scenario, inputs, workers: int, label):
     estimated from its drawn requests instead: simulator.analyses.estimates.replay_or_estimate)."""
     from simulator.core.sharded import replay_chunked
 
-    if _may_hold_shadow_sample(inputs.data(scenario.data)):
+    if _may_hold_shadow_sample(inputs.data(scenario)):
         from simulator.analyses.estimates import has_shadow_sample
 
-        if has_shadow_sample(inputs.data(scenario.data)):
+        if has_shadow_sample(inputs.data(scenario)):
             return None
     label(f"{scenario.name}: in chunks, {workers} process{'es' if workers > 1 else ''}")
     return replay_chunked(scenario, inputs, workers, with_part=True)

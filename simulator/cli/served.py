@@ -33,7 +33,7 @@ def coverage(
             raise RoutesimError(f"scenario '{scenario.name}' replays {scenario.data}, not {data}",
                                 where=f"scenario '{scenario.name}', key 'data'",
                                 fix="check scenarios against the data folder they name")
-        rows.append(scenario_coverage(scenario, dataset, inputs.prices(scenario.prices)))
+        rows.append(scenario_coverage(scenario, dataset, inputs.prices(scenario)))
     if as_json:
         from simulator.core.outputs import json_output
 
@@ -69,7 +69,7 @@ def estimate(
     inputs = Inputs()
     results = []
     for scenario in load_scenarios(scenarios):
-        data, sheet = inputs.data(scenario.data), inputs.prices(scenario.prices)
+        data, sheet = inputs.data(scenario), inputs.prices(scenario)
         if method == "design-weighted":
             from simulator.analyses.estimates import design_weighted
 

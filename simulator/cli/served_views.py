@@ -11,7 +11,7 @@ from rich.table import Table
 
 from simulator.analyses.coverage import ScenarioCoverage
 from simulator.analyses.estimates import Estimate
-from simulator.core.formats import count, metric, pct, usd
+from simulator.core.formats import confidence_level, count, metric, pct, usd
 
 
 def answers_table(answers: pl.DataFrame) -> Table:
@@ -45,7 +45,7 @@ def scenarios_table(rows: list[ScenarioCoverage]) -> Table:
 
 def estimates_table(title: str, estimates: list[Estimate], confidence: float) -> Table:
     table = Table(title=escape(title))
-    for column in ("figure", "kind", "estimate", f"{confidence:.0%} interval"):
+    for column in ("figure", "kind", "estimate", f"{confidence_level(confidence)} interval"):
         table.add_column(column, justify="left" if column in ("figure", "kind") else "right")
     for e in estimates:
         table.add_row(e.metric, e.kind, metric(e.metric, e.value),
@@ -89,7 +89,8 @@ def plan_table(plan) -> Table:
 
 
 def calibrated_table(result: dict) -> Table:
-    table = Table(title=f"Judge pass rates calibrated against gold grades ({result['confidence']:.0%} intervals)")
+    level = confidence_level(result["confidence"])
+    table = Table(title=f"Judge pass rates calibrated against gold grades ({level} intervals)")
     for column in ("model", "slice", "answers", "gold graded", "judge", "correction", "from", "calibrated", "interval"):
         table.add_column(column, justify="left" if column in ("model", "slice", "from") else "right")
     for row in result["groups"]:

@@ -21,7 +21,7 @@ from rich.table import Table
 from simulator.cli.console import print_table, print_words
 
 from simulator.core.errors import RoutesimError, visible
-from simulator.core.formats import count, metric, ms, pct, points, threshold, usd
+from simulator.core.formats import confidence_level, count, metric, ms, pct, points, threshold, usd
 from simulator.core.metrics import METRICS, SESSION_METRICS
 from simulator.core.outputs import STDOUT, atomic_file, json_output, write_csv_atomic, write_text_atomic
 from simulator.core.prices import CACHE_LOSS_LINE
@@ -73,7 +73,7 @@ def kind_lines(summaries: list[dict], recommendation: dict) -> list[str]:
         estimates = summary.get("estimates")
         if not estimates:
             continue
-        level = f"{summary['admission']['confidence']:.0%}"
+        level = confidence_level(summary["admission"]["confidence"])
         shown = [f"{metric(e['metric'], e['value'])} ({metric(e['metric'], e['low'])}–{metric(e['metric'], e['high'])})"
                  for e in estimates["figures"] if e["metric"] in ("pass_rate", "cost_per_request_usd")
                  and e["low"] is not None]
@@ -114,8 +114,8 @@ def comparison_lines(summaries: list[dict], recommendation: dict, gates: dict | 
     admission = first.get("admission", {"rule": "lower_bound", "confidence": 0.95})
     estimated = any(summary.get("estimates") for summary in summaries)
     rule = ("the observed pass rate" if admission["rule"] == "point"
-            else f"the {admission['confidence']:.0%} " + ("lower bound (Wilson, or the estimate's interval ≈)"
-                                                          if estimated else "Wilson lower bound"))
+            else f"the {confidence_level(admission['confidence'])} "
+            + ("lower bound (Wilson, or the estimate's interval ≈)" if estimated else "Wilson lower bound"))
     gated = f" and passes the regression gate against {gates['baseline']}" if gates else ""
     lines = [f"★ {best}: the cheapest deployable policy whose pass rate meets every bar ({rule} at or above it){gated}"
              if best else f"No policy qualifies: none is deployable and meets every bar ({rule} at or above it){gated}."]
@@ -153,7 +153,7 @@ def comparison_table(summaries: list[dict], title: str = "Replay comparison", *,
 
     recommendation = recommendation or recommend(summaries)
     best = recommendation["policy"]
-    level = f"{summaries[0]['admission']['confidence']:.0%}" if summaries else "95%"
+    level = confidence_level(summaries[0]["admission"]["confidence"] if summaries else 0.95)
     table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, caption_justify="left")
     table.add_column("policy", no_wrap=True)
     shown = [m for m in METRICS if wide or m.name in NARROW]
@@ -218,7 +218,7 @@ def print_comparison(console: Console, summaries: list[dict], title: str = "Repl
 # Lanes.
 
 def lanes_table(result: dict) -> Table:
-    level = f"{result['confidence']:.0%}"
+    level = confidence_level(result["confidence"])
     rule = ("observed pass rate" if result["criterion"] == "point_estimate"
             else f"{level} Wilson lower bound") + " ≥ bar"
     table = Table(title=escape(f"Lanes by {result['by']}: admitted when the {rule}"),
@@ -259,7 +259,7 @@ def lane_lines(result: dict) -> list[str]:
 
 def out_of_sample_table(result: dict) -> Table:
     check = result["out_of_sample"]
-    level = f"{result['confidence']:.0%}"
+    level = confidence_level(result["confidence"])
     table = Table(title=escape(f"Out of sample: the lanes replayed from {check['window']['start']} to "
                                f"{check['window']['end']} (not fitted on)"),
                   caption=escape(f"{check['requests']:,} requests"
@@ -374,8 +374,9 @@ def run_sweep(console: Console, scenario_path: Path, *, step: int, over: str | N
     from simulator.core.scenario import load_scenario
 
     scenario = load_scenario(scenario_path)
+    admission = scenario.admission or DEFAULT_ADMISSION
     inputs = Inputs()
-    data, sheet = inputs.data(scenario.data), inputs.prices(scenario.prices)
+    data, sheet = inputs.data(scenario), inputs.prices(scenario)
     gate = sweep.resolve_gate(scenario, data, step=step, over=over, plan=plan)
     if fit_until is not None and target is None:
         raise RoutesimError("--fit-until needs a calibration target", where="--fit-until",
@@ -390,7 +391,7 @@ def run_sweep(console: Console, scenario_path: Path, *, step: int, over: str | N
     else:
         prepared = sweep.prepare_curve(scenario, inputs, gate)
     result = sweep.sweep(scenario, data, sheet, gate, points=points, prepared=prepared)
-    chosen = sweep.calibrate(result.points, *target, scenario.admission or DEFAULT_ADMISSION) if target else None
+    chosen = sweep.calibrate(result.points, *target, admission) if target else None
     held = (sweep.holdout(scenario, data, sheet, gate, target, fit_until, points=points, prepared=prepared)
             if fit_until else None)
     if out:
@@ -399,7 +400,11 @@ def run_sweep(console: Console, scenario_path: Path, *, step: int, over: str | N
               "over": gate.over, "current_threshold": result.current, "left_out": result.left_out,
               "points": result.points.to_dicts()}
     if target:
-        report["calibration"] = {"target": target[0], "value": target[1], "chosen": chosen}
+        # The admission rule picks only for a pass-rate target (and judges whether it held out of sample); the
+        # JSON states it as the replay's summaries do, with the words the terminal prints.
+        report["calibration"] = {"target": target[0], "value": target[1], "chosen": chosen, "admission": (
+            {"rule": admission.rule, "confidence": admission.confidence, "meets_when": admission.describe()}
+            if target[0] == sweep.TARGET_PASS_RATE else None)}
     if held:
         report["holdout"] = {"fit_until": str(held.until), "fit": held.fit, "later": held.later,
                              "later_by_day": held.later_by_day, "hindsight": held.hindsight, "held": held.held}
@@ -421,7 +426,7 @@ def run_sweep(console: Console, scenario_path: Path, *, step: int, over: str | N
         console.print(f"★ calibrated to {words}: " + (_point_line(chosen) if chosen else "no threshold meets it"),
                       highlight=False)
         if target[0] == sweep.TARGET_PASS_RATE:  # the kind of estimate the pick rests on
-            console.print(f"  A threshold meets it when {(scenario.admission or DEFAULT_ADMISSION).describe()}"
+            console.print(f"  A threshold meets it when {admission.describe()}"
                           ", the target being the bar (the admission rule).", highlight=False, soft_wrap=True)
     if held:
         _print_holdout(console, held, target)
@@ -471,7 +476,7 @@ def run_drift(console: Console, scenario_path: Path, *, every: str, settings: dr
     scenario = load_scenario(scenario_path)
     inputs = Inputs()
 
-    result = replay(scenario, inputs.data(scenario.data), inputs.prices(scenario.prices))
+    result = replay(scenario, inputs.data(scenario), inputs.prices(scenario))
     plans = [label for label, steps in scenario.policy.plans() if len(steps) > 1]
     if not plans:
         raise RoutesimError("the policy has no multi-step plan, so nothing escalates", where=f"scenario '{scenario.name}'",

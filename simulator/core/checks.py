@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from simulator.core.contract import TRAFFIC_FILE, load_data, validate_folder
+from simulator.core.contract import TRAFFIC_FILE, data_files, load_data, validate_folder
 from simulator.core.engine import compile_policy, data_values
-from simulator.core.errors import RoutesimError
+from simulator.core.errors import Origin, RoutesimError
 from simulator.core.layout import check_cache_outside
 from simulator.core.prices import load_prices
 from simulator.core.scenario import Scenario, load_scenario
@@ -22,9 +22,12 @@ def _collect(problems: list[str], check: Callable[[], object]):
         return None
 
 
-def check_data(folder: Path) -> list[str]:
+def check_data(folder: Path, origin: Origin | None = None) -> list[str]:
+    """Every problem of a data folder; one with the folder itself names `origin`, the scenario key that gave it."""
     problems: list[str] = []
     folder = Path(folder)
+    if origin is not None and _collect(problems, lambda: data_files(folder, origin)) is None:
+        return problems
     shards = sorted(folder.glob("shard=*")) if folder.is_dir() and not (folder / TRAFFIC_FILE).exists() else []
     if shards:
         # The output of `routesim shard`: each shard=N below it is a data folder, the root is not.
@@ -38,9 +41,9 @@ def check_data(folder: Path) -> list[str]:
     return problems + (report.problems if report else [])
 
 
-def check_prices(path: Path) -> list[str]:
+def check_prices(path: Path, origin: Origin | None = None) -> list[str]:
     problems: list[str] = []
-    _collect(problems, lambda: load_prices(path))
+    _collect(problems, lambda: load_prices(path, origin))
     return problems
 
 
@@ -49,10 +52,10 @@ def check_scenario(path: Path) -> list[str]:
     scenario: Scenario | None = _collect(problems, lambda: load_scenario(path))
     if scenario is None:
         return problems
-    data_problems = check_data(scenario.data)
+    data_problems = check_data(scenario.data, scenario.origin("data"))
     problems += data_problems
     if scenario.prices:
-        problems += check_prices(scenario.prices)
+        problems += check_prices(scenario.prices, scenario.origin("prices"))
     if data_problems:
         return problems
     data = load_data(scenario.data)

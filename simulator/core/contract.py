@@ -20,7 +20,7 @@ from pathlib import Path
 
 import polars as pl
 
-from simulator.core.errors import RoutesimError, did_you_mean
+from simulator.core.errors import Origin, RoutesimError, did_you_mean
 from simulator.core.layout import Layout, content_fingerprint, open_layout, split_by_bucket
 from simulator.core.outputs import atomic_folder, note_input
 
@@ -452,21 +452,31 @@ def grade_columns(read: set[str] | frozenset[str], outcome_columns: list[str], s
                   if name in outcome_columns and name not in SERVING_TIME_COLUMNS and name not in signals)
 
 
-def data_files(folder: Path) -> tuple[Path, Path]:
-    """The two files of a data folder; the folder becomes an input of the run, which no output may touch."""
+def data_files(folder: Path, origin: Origin | None = None) -> tuple[Path, Path]:
+    """The two files of a data folder; the folder becomes an input of the run, which no output may touch.
+
+    Raises RoutesimError when `folder` is a file, missing, or lacks either file. With `origin` (the scenario
+    key that names the folder) the error says where to fix it: that key, not the folder it resolved to.
+    """
     folder = Path(folder)
+    holding = f"{TRAFFIC_FILE} and {OUTCOMES_FILE}"
+    # The fix says where the path was written: in the scenario's key, relative to the scenario's folder.
+    point = f"point '{origin.key}' in {origin.file.name} at" if origin else "point 'data' at"
     if folder.is_file():
-        raise RoutesimError(f"{folder} is a file, but a data folder is expected here", where=str(folder),
-                            fix=f"give the folder that holds {TRAFFIC_FILE} and {OUTCOMES_FILE}")
+        raise RoutesimError(f"{folder} is a file, but a data folder is expected here",
+                            where=origin.where() if origin else str(folder),
+                            fix=f"{point if origin else 'give'} the folder that holds {holding}")
     if not folder.is_dir():
-        raise RoutesimError(f"data folder not found: {folder}",
-                            fix=f"point 'data' at a folder holding {TRAFFIC_FILE} and {OUTCOMES_FILE}")
+        raise RoutesimError(f"data folder not found: {origin.shown(folder) if origin else folder}",
+                            where=origin.where() if origin else None, fix=f"{point} a folder holding {holding}")
     note_input(folder)
     traffic_path, outcomes_path = folder / TRAFFIC_FILE, folder / OUTCOMES_FILE
     for path in (traffic_path, outcomes_path):
         if not path.is_file():
-            raise RoutesimError(f"missing {path.name} in the data folder", where=str(folder),
-                                fix=f"a data folder holds {TRAFFIC_FILE} and {OUTCOMES_FILE}")
+            raise RoutesimError(f"missing {path.name} in the data folder" + (f" {folder}" if origin else ""),
+                                where=origin.where() if origin else str(folder),
+                                fix=(f"{point} a folder holding {holding}, or import logs into this one "
+                                     "(routesim import)") if origin else f"a data folder holds {holding}")
     return traffic_path, outcomes_path
 
 
@@ -579,14 +589,15 @@ def _string_ids(frame: pl.LazyFrame) -> pl.LazyFrame:
     return frame
 
 
-def load_data(folder: Path, cache_dir: Path | None = None) -> Dataset:
-    """Validate a data folder and open it lazily. Raises RoutesimError listing every problem.
+def load_data(folder: Path, cache_dir: Path | None = None, origin: Origin | None = None) -> Dataset:
+    """Validate a data folder and open it lazily. Raises RoutesimError listing every problem; one with the
+    folder itself (a file, missing, empty) names `origin`, the scenario key that gave it, when there is one.
 
     The first use validates the folder and compiles its layout into the cache (`simulator.core.layout`,
     `cache_dir` or the default cache); later uses of unchanged files find it by their cheap key and are
     neither validated nor hashed again.
     """
-    traffic_path, outcomes_path = data_files(folder)
+    traffic_path, outcomes_path = data_files(folder, origin)
     paths = [traffic_path, outcomes_path]
 
     def validate(keys: bool = True) -> None:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import difflib
+import os
 import unicodedata
 from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
 
 
 class RoutesimError(Exception):
@@ -23,6 +26,27 @@ class RoutesimError(Exception):
         if self.fix:
             lines.append(f"  fix: {self.fix}")
         return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a path was given: the `key` of the YAML `file` that names it, `written` as it is there (relative
+    to the file's folder). A loader that cannot use the path names this place, where the user fixes it."""
+
+    file: Path
+    key: str
+    written: str
+
+    def where(self) -> str:
+        return f"{self.file}, key '{self.key}'"
+
+    def shown(self, resolved: Path) -> str:
+        """The path for a message: `resolved`, or, when the key names a symbolic link whose target is missing,
+        the link and where it points (resolving followed the link, so the target alone names no key)."""
+        link = Path(os.path.abspath(self.file.parent / self.written))
+        if link.is_symlink() and not link.exists():
+            return f"{link} (a symbolic link to {os.readlink(link)}, which does not exist)"
+        return str(resolved)
 
 
 def visible(text: str) -> str:

@@ -38,6 +38,17 @@ def pct(value: float | None) -> str:
     return f"{value:.1%}".replace("-", "−")
 
 
+def confidence_level(confidence: float) -> str:
+    """A confidence level (0 < confidence < 1) as a percentage with the digits it was given: 0.95 -> '95%',
+    0.999 -> '99.9%', 0.9995 -> '99.95%'.
+
+    The one formatter of every printed confidence level (not of rates: those are `pct`). Rounding to whole
+    percent would print 0.999 as '100%', a level no interval has; the product is rounded to ten decimals so
+    binary noise (0.95 * 100 is 94.99999999999999) does not show.
+    """
+    return f"{round(confidence * 100, 10):.12g}%"
+
+
 def ms(value: float | None) -> str:
     return DASH if value is None else f"{value:,.0f} ms"
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from simulator.core.errors import RoutesimError
+from simulator.core.errors import Origin, RoutesimError
 from simulator.core.money import NANO_PER_USD
 from simulator.core.validation import from_pydantic_error, read_yaml
 
@@ -255,7 +255,15 @@ def _nano_to_usd(nano_usd: pl.Series) -> pl.Series:
     return pl.Series(nano_usd.name, dollars, dtype=pl.Float64, nan_to_null=True)
 
 
-def load_prices(path: Path) -> PriceSheet:
+def load_prices(path: Path, origin: Origin | None = None) -> PriceSheet:
+    """Read and validate a price sheet. Raises RoutesimError; when the file is missing or not a regular file
+    and `origin` (the scenario key that names it) is given, the error says where to fix it: that key."""
+    path = Path(path)
+    if origin is not None and not path.is_file():
+        kind = "is a folder" if path.is_dir() else "is not a regular file" if path.exists() else "not found"
+        raise RoutesimError(f"price sheet {kind}: {origin.shown(path)}", where=origin.where(),
+                            fix=f"point '{origin.key}' in {origin.file.name} at a price-sheet YAML file (relative "
+                                "to its folder), or leave it out when every outcome records its cost_usd")
     raw = read_yaml(path)
     if raw is not None and not isinstance(raw, dict):
         raise RoutesimError("a price sheet must be a YAML mapping with a 'models' key", where=str(path),

@@ -21,29 +21,32 @@ class Outcome:
 
 
 class Inputs:
-    """Loads each data folder and price sheet once, however many scenarios share it."""
+    """Loads each scenario's data folder and price sheet once, however many scenarios share it. A folder or
+    sheet that cannot be loaded is reported at the scenario's key that names it (Scenario.origin)."""
 
     def __init__(self) -> None:
         self._data: dict[Path, Dataset] = {}
         self._prices: dict[Path, PriceSheet] = {}
 
-    def data(self, folder: Path) -> Dataset:
+    def data(self, scenario: Scenario) -> Dataset:
+        folder = scenario.data
         if folder not in self._data:
-            self._data[folder] = load_data(folder)
+            self._data[folder] = load_data(folder, origin=scenario.origin("data"))
         return self._data[folder]
 
-    def prices(self, path: Path | None) -> PriceSheet | None:
+    def prices(self, scenario: Scenario) -> PriceSheet | None:
+        path = scenario.prices
         if path is None:
             return None
         if path not in self._prices:
-            self._prices[path] = load_prices(path)
+            self._prices[path] = load_prices(path, origin=scenario.origin("prices"))
         return self._prices[path]
 
 
 def run_scenario(scenario: Scenario, inputs: Inputs, progress: Progress | None = None) -> Outcome:
     import polars as pl
 
-    data, sheet = inputs.data(scenario.data), inputs.prices(scenario.prices)
+    data, sheet = inputs.data(scenario), inputs.prices(scenario)
     try:
         result = replay(scenario, data, sheet, progress)
     except (pl.exceptions.ComputeError, pl.exceptions.InvalidOperationError) as error:

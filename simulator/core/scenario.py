@@ -16,12 +16,13 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
 )
 
-from simulator.core.errors import RoutesimError
+from simulator.core.errors import Origin, RoutesimError
 from simulator.core.limits import MAX_SEED, MAX_YAML_BYTES
 from simulator.core.validation import from_pydantic_error, read_yaml
 from simulator.core.verdict import Admission
@@ -326,6 +327,21 @@ class Scenario(Frozen):
     admission: Admission | None = None  # how bars are judged; one per run (simulator.core.verdict)
     policy: Policy
     capacity: dict[str, RateLimit] = Field(default_factory=dict, exclude_if=lambda value: not value)
+    # Where `data` and `prices` were written (load_scenario), for errors of the loaders; not a key of the file.
+    _origins: dict[str, Origin] = PrivateAttr(default_factory=dict)
+
+    def origin(self, key: str) -> Origin | None:
+        """The scenario file and key that gave the path `data` or `prices`; None for a scenario not read from
+        a file."""
+        return self._origins.get(key)
+
+    def __eq__(self, other: object) -> bool:
+        # A scenario is a value: two with the same settings are equal wherever each was read from (pydantic's
+        # own comparison would compare `_origins` too).
+        if not isinstance(other, Scenario):
+            return NotImplemented
+        return type(self) is type(other) and all(self.__dict__[name] == other.__dict__[name]
+                                                 for name in type(self).model_fields)
 
     @property
     def quality_bar_stated(self) -> bool:
@@ -393,10 +409,15 @@ def _read_scenario(path: Path) -> Scenario:
     except ValidationError as error:
         raise from_pydantic_error(error, Scenario, file=path) from None
     base = path.parent
-    return scenario.model_copy(update={
+    resolved = scenario.model_copy(update={
         "data": (base / scenario.data).resolve(),
         "prices": (base / scenario.prices).resolve() if scenario.prices else None,
     })
+    # Whether the paths can be loaded is checked where they are loaded, not here: a command that reads no data
+    # (routesim export litellm) works without the data folder.
+    resolved._origins = {key: Origin(path, key, str(getattr(scenario, key)))
+                         for key in ("data", "prices") if getattr(scenario, key) is not None}
+    return resolved
 
 
 def with_step_accept(scenario: Scenario, plan_index: int, step: int, accept: str) -> Scenario:

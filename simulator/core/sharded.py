@@ -210,7 +210,7 @@ def shard_tasks(scenario, inputs, shards: Path, runner: str = "local") -> list[S
 
     if runner not in RUNNERS:
         raise RoutesimError(f"--runner is '{runner}'", where="--runner", fix=f"use one of {', '.join(RUNNERS)}")
-    data = inputs.data(scenario.data)
+    data = inputs.data(scenario)
     manifest = read_manifest(shards)
     if manifest["source_fingerprint"] != data.fingerprint:
         raise RoutesimError(f"the shards in {shards} were not written from the data folder {scenario.data} as it is now",
@@ -229,7 +229,7 @@ def replay_sharded(scenario, inputs, shards: Path, runner: str = "local", *, wit
     module docstring); RoutesimError for bad input, as a replay of the whole folder would raise. With
     `with_part`, (summary, merged ReplayPart), for the analyses that read more than the summary."""
     tasks = shard_tasks(scenario, inputs, shards, runner)
-    data, sheet = inputs.data(scenario.data), inputs.prices(scenario.prices)
+    data, sheet = inputs.data(scenario), inputs.prices(scenario)
     summary, merged = (_summary(scenario, data, sheet, *_run_ray(tasks)) if runner == "ray"
                        else _summary_local(scenario, data, sheet, tasks))
     return (summary, merged) if with_part else summary
@@ -338,7 +338,7 @@ def chunk_tasks(scenario, inputs, workers: int, min_chunk: int | None = None) ->
 
     if scenario.sample is not None:
         return None
-    data = inputs.data(scenario.data)
+    data = inputs.data(scenario)
     total = request_rows(data)
     smallest = MIN_CHUNK_REQUESTS if min_chunk is None else min_chunk
     count = max(min(workers, total // max(smallest, 1)), -(-total // MAX_CHUNK_REQUESTS))
@@ -362,6 +362,6 @@ def replay_chunked(scenario, inputs, workers: int, min_chunk: int | None = None,
     tasks = chunk_tasks(scenario, inputs, workers, min_chunk)
     if tasks is None:
         return None
-    data = inputs.data(scenario.data)
-    summary, merged = _summary_local(scenario, data, inputs.prices(scenario.prices), tasks, workers)
+    data = inputs.data(scenario)
+    summary, merged = _summary_local(scenario, data, inputs.prices(scenario), tasks, workers)
     return (summary, merged) if with_part else summary

@@ -31,6 +31,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from simulator.core.errors import RoutesimError
+from simulator.core.formats import confidence_level
 
 MEETS, FAILS, UNDECIDED = "meets", "fails", "undecided"
 RULES = ("lower_bound", "point")
@@ -51,7 +52,7 @@ class Admission(BaseModel):
     def describe(self) -> str:
         if self.rule == "point":
             return "the observed pass rate reaches the bar"
-        return f"the {self.confidence:.0%} Wilson lower bound of the pass rate reaches the bar"
+        return f"the {confidence_level(self.confidence)} Wilson lower bound of the pass rate reaches the bar"
 
 
 DEFAULT_ADMISSION = Admission()

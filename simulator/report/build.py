@@ -102,7 +102,7 @@ def gates_against(baseline: str, outcomes: list[Outcome], tolerance: float | Non
                                 "reason": f"its figures are {outcome.summary.get('kind')} and the baseline's "
                                           f"{base.summary.get('kind')}: a gate compares figures of one kind"})
                 continue
-            data = (inputs or Inputs()).data(outcome.replay.scenario.data)
+            data = (inputs or Inputs()).data(outcome.replay.scenario)
             gates.append(weigh_gate(gate_result(side(base), side(outcome), options), base, outcome, data, options))
             continue
         gates.append(gate_result(side(base), side(outcome), options))
@@ -133,7 +133,7 @@ def replay_and_save(paths: list[Path], results_dir: Path, label: Callable[[str],
     for scenario in scenarios:
         outcome = replay_or_estimate(scenario, inputs, lambda stage, name=scenario.name: label(f"{name}: {stage}"))
         decisions, calls = outcome.replay.decisions, outcome.replay.calls
-        data, sheet = _replayed_data(outcome, inputs), inputs.prices(scenario.prices)
+        data, sheet = _replayed_data(outcome, inputs), inputs.prices(scenario)
         set_beside(outcome.summary, outcome.replay, data, sheet)
         folder = save_result(results_dir, outcome.summary, decisions, calls)
         tables = analysis.scenario_tables(outcome.summary, decisions, calls, analysis.plan_steps(scenario),
@@ -146,7 +146,7 @@ def replay_and_save(paths: list[Path], results_dir: Path, label: Callable[[str],
         advance()
     first = scenarios[0]
     label(f"baselines on {first.name}'s requests")
-    baselines = analysis.baselines(first, _replayed_data(outcomes[0], inputs), inputs.prices(first.prices))
+    baselines = analysis.baselines(first, _replayed_data(outcomes[0], inputs), inputs.prices(first))
     write_json_atomic(results_dir / BASELINES_FILE, baselines | {
         "data": outcomes[0].summary["provenance"]["data"],
         "data_fingerprint": outcomes[0].summary["provenance"]["data_fingerprint"]})
@@ -168,7 +168,7 @@ def replay_and_save(paths: list[Path], results_dir: Path, label: Callable[[str],
 def _replayed_data(outcome: Outcome, inputs: Inputs):
     """The data a scenario's tables are computed on: the drawn requests for a design-weighted outcome
     (its decisions are theirs), else the whole data folder."""
-    data = inputs.data(outcome.replay.scenario.data)
+    data = inputs.data(outcome.replay.scenario)
     if outcome.summary.get("kind") != DESIGN_WEIGHTED:
         return data
     return shadow_subset(data, outcome.replay.decisions.select("request_id"))
@@ -183,7 +183,7 @@ def coverage_tables(scenarios, inputs: Inputs) -> list[dict]:
         if scenario.data in seen:
             continue
         seen.add(scenario.data)
-        found.append({"data": Path(scenario.data).name, "answers": answer_table(inputs.data(scenario.data)).to_dicts()})
+        found.append({"data": Path(scenario.data).name, "answers": answer_table(inputs.data(scenario)).to_dicts()})
     return found
 
 
@@ -197,7 +197,7 @@ def price_checks(scenarios, inputs: Inputs) -> list[dict]:
         if scenario.prices is None or (scenario.data, scenario.prices) in seen:
             continue
         seen.add((scenario.data, scenario.prices))
-        result = reconcile(inputs.data(scenario.data), inputs.prices(scenario.prices))
+        result = reconcile(inputs.data(scenario), inputs.prices(scenario))
         if result.calls_checked == 0:
             continue
         checked = result.to_dict()

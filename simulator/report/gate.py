@@ -7,7 +7,7 @@ from __future__ import annotations
 import html
 
 from simulator.core.errors import visible
-from simulator.core.formats import DASH, count, pct, points, signed_ms, signed_pct, usd
+from simulator.core.formats import DASH, confidence_level, count, pct, points, signed_ms, signed_pct, usd
 
 
 def scope(row: dict) -> str:
@@ -70,8 +70,9 @@ def settings(result: dict) -> str:
     shown = [f"cost {signed_pct(budgets['max_cost_increase'])}" if budgets["max_cost_increase"] is not None else None,
              f"p95 {signed_ms(budgets['max_p95_increase_ms'])}" if budgets["max_p95_increase_ms"] is not None else None]
     budget_text = ", ".join(part for part in shown if part) or "none"
-    return (f"{result['requests']:,} paired requests; {result['confidence']:.0%} paired bootstrap intervals, "
-            f"{result['resamples']:,} resamples, seed {result['seed']}; tolerance {tolerances}; budgets: {budget_text}")
+    return (f"{result['requests']:,} paired requests; {confidence_level(result['confidence'])} paired bootstrap "
+            f"intervals, {result['resamples']:,} resamples, seed {result['seed']}; tolerance {tolerances}; "
+            f"budgets: {budget_text}")
 
 
 def failure_lines(result: dict) -> list[str]:
