@@ -12,7 +12,7 @@ from polars.testing import assert_frame_equal
 
 from simulator.analyses.controls import controls_of, router_of
 from simulator.analyses.tables import priced_answers
-from simulator.core.calls import model_calls, outcome_rows, per_minute, traffic_rows, with_layout_rows
+from simulator.core.calls import model_calls, outcome_rows, traffic_rows, with_layout_rows
 from simulator.core.engine import LAYOUT_ROW
 from simulator.core.runner import Inputs, run_scenario
 from simulator.core.scenario import load_scenario
@@ -64,8 +64,6 @@ def test_calls_read_the_same_answers_by_position_as_by_join(replayed):
     by_position = model_calls(replay.calls, with_layout_rows(requests, replay.layout_rows), data, columns)
     assert_frame_equal(by_position, joined)
     assert "output_tokens_right" in by_position.columns and by_position["sample"].max() == 1
-    assert_frame_equal(per_minute(replay.calls, with_layout_rows(replay.decisions, replay.layout_rows), data),
-                       per_minute(replay.calls, replay.decisions, data))
 
 
 def test_answers_and_traffic_rows_are_the_same_by_position_as_by_join(replayed):

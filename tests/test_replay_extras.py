@@ -13,7 +13,7 @@ from polars.testing import assert_frame_equal
 
 from simulator.analyses.capacity import capacity_of
 from simulator.analyses.controls import controls_of, router_of, set_beside
-from simulator.core import calls, engine, results
+from simulator.core import engine, results
 from simulator.core.calls import model_calls, per_minute, with_layout_rows
 from simulator.core.money import usd_of
 from simulator.core.partials import BUCKET_SHIFT, COUNTERS, HALF, parts_of
@@ -57,23 +57,25 @@ def replayed(world):
 def test_capacity_and_controls_read_the_part_the_summary_was_built_from(replayed, monkeypatch):
     scenario, inputs = replayed
     built, read = [], []
-    real_part, real_calls = results.replay_part, calls.model_calls
+    real_part, real_load = results.replay_part, results.per_minute
     monkeypatch.setattr(results, "replay_part", lambda *args: built.append(args) or real_part(*args))
-    monkeypatch.setattr(calls, "model_calls", lambda *args: read.append(args) or real_calls(*args))
+    monkeypatch.setattr(results, "per_minute", lambda *args: read.append(args) or real_load(*args))
     outcome = run_scenario(scenario, inputs)
     data, sheet = inputs.data(scenario), inputs.prices(scenario)
     set_beside(outcome.summary, outcome.replay, data, sheet)
-    # the summary's part, read again by capacity and the controls: the calls' tokens are read once
+    # the summary's part, read again by capacity and the controls: the per-minute load is counted once
     assert len(built) == 1 and len(read) == 1
     monkeypatch.undo()
     replay = outcome.replay
     positioned = with_layout_rows(replay.decisions, replay.layout_rows)
-    assert outcome.summary["capacity"] == capacity_of(scenario, per_minute(replay.calls, positioned, data), 1.0, data)
+    assert outcome.summary["capacity"] == capacity_of(scenario, per_minute(replay.calls, replay.decisions), 1.0, data)
     assert outcome.summary["controls"] == controls_of(scenario, positioned, router_of(replay.calls), data, sheet)
     assert outcome.summary["controls"]["left_out"] == ["mid"]
 
 
 def test_the_per_minute_load_is_each_models_calls_and_their_answers_tokens(replayed):
+    """The call records carry the input and output tokens of the answer each call read: the load counted from
+    them is the load of the answers read again from the outcomes."""
     scenario, inputs = replayed
     replay, data = run_scenario(scenario, inputs).replay, inputs.data(scenario)
     requests = replay.decisions.select("rid", "request_id", pl.col("ts").dt.truncate("1m").alias("minute"))
@@ -83,8 +85,10 @@ def test_the_per_minute_load_is_each_models_calls_and_their_answers_tokens(repla
                 .agg(pl.len().cast(pl.Int64).alias("calls"),
                      (pl.col("input_tokens") + pl.col("output_tokens_right")).sum().cast(pl.Int64).alias("tokens"))
                 .sort("model", "minute"))
-    for decisions in (replay.decisions, with_layout_rows(replay.decisions, replay.layout_rows)):
-        assert_frame_equal(per_minute(replay.calls, decisions, data), expected)
+    assert_frame_equal(per_minute(replay.calls, replay.decisions), expected)
+    assert_frame_equal(per_minute(replay.call_records, replay.decisions), expected)
+    # every model call names the input tokens of the answer it read
+    assert replay.calls.filter(pl.col("kind").is_in(["step", "retry"]))["input_tokens"].null_count() == 0
 
 
 def _plain_parts(frame: pl.DataFrame, key: pl.Expr, quantiled: bool) -> dict[str, pl.DataFrame]:

@@ -167,15 +167,15 @@ def traffic_rows(requests: pl.DataFrame, data: Dataset, columns: list[str]) -> p
 MINUTE = "1m"
 
 
-def per_minute(calls: pl.DataFrame, decisions: pl.DataFrame, data: Dataset) -> pl.DataFrame:
+def per_minute(calls: pl.DataFrame, decisions: pl.DataFrame) -> pl.DataFrame:
     """Calls and tokens per model and UTC minute of the request's arrival: `model`, `minute`, `calls`,
     `tokens` (input + output), sorted. Integer sums, so the load of parts of a replay (shards, chunks)
-    adds up to the whole's (`merge_per_minute`). `decisions` may carry `LAYOUT_ROW` (module doc). A call's
-    `output_tokens` are its answer's, which the replay's calls carry; only `input_tokens` are read."""
-    positioned = by_position(decisions, data)  # then the answers are read without `request_id`
-    requests = decisions.select("rid", *([] if positioned else ["request_id"]),
-                                pl.col("ts").dt.truncate(MINUTE).alias("minute"), *([LAYOUT_ROW] if positioned else []))
-    called = model_calls(calls.select("rid", "seq", "model", "kind", "output_tokens"), requests, data, ["input_tokens"])
+    adds up to the whole's (`merge_per_minute`). `calls`: a replay's call records or calls' table, whose
+    model calls carry the `input_tokens` and `output_tokens` of the answer each read; `decisions`: `rid` and
+    `ts` of the requests."""
+    requests = decisions.select("rid", pl.col("ts").dt.truncate(MINUTE).alias("minute"))
+    called = _with_requests(calls.filter(pl.col("kind").is_in(["step", "retry"]))
+                            .select("rid", "model", "input_tokens", "output_tokens"), requests)
     tokens = called.select((pl.col("input_tokens") + pl.col("output_tokens")).cast(pl.Int64).fill_null(0))
     tokens = tokens.to_series().to_numpy()
     minutes, minute = np.unique(called["minute"].to_physical().to_numpy(), return_inverse=True)

@@ -59,7 +59,7 @@ ANSWER_COLUMNS = ["model", "sample", "passed", "hard_check_ok", "score"]
 BATCH = "batch"
 # Money is Int64 nano-dollars (`cost_nano_usd`); `cost_usd` is the same figure in dollars, for reading.
 CALL_COLUMNS = ["rid", "seq", "model", "kind", "cost_nano_usd", "cost_usd", "latency_ms", "price_source",
-                "output_tokens", "reasoning_output_tokens"]
+                "input_tokens", "output_tokens", "reasoning_output_tokens"]
 # A replay's call records as made (Replay.call_records): the calls' columns but `cost_usd`, which is
 # `cost_nano_usd` in USD, and with `model` an Enum of the policy's names where the engine made them.
 RECORD_COLUMNS = [name for name in CALL_COLUMNS if name != "cost_usd"]
@@ -615,8 +615,8 @@ def _record_calls(run: "_Run", part: pl.DataFrame, *, model: str, kind: str, seq
     calls = [priced.select(pl.col("__rid").alias("rid"), seq.alias("seq"), run.call_name(model),
                            pl.lit(kind, CALL_KIND).alias("kind"), pl.col("__model_cost").alias("cost_nano_usd"),
                            latency.alias("latency_ms"), pl.col("__price_source").alias("price_source"),
-                           pl.col("output_tokens").cast(pl.Int64), reasoning.alias("reasoning_output_tokens"),
-                           *_branch_of(priced))]
+                           pl.col("input_tokens").cast(pl.Int64), pl.col("output_tokens").cast(pl.Int64),
+                           reasoning.alias("reasoning_output_tokens"), *_branch_of(priced))]
     cost = pl.col("__model_cost")
     if checker is not None:
         checker_cost = to_nano_usd(checker.cost_usd)
@@ -625,6 +625,7 @@ def _record_calls(run: "_Run", part: pl.DataFrame, *, model: str, kind: str, seq
                                    pl.lit(checker_cost, pl.Int64).alias("cost_nano_usd"),
                                    pl.lit(checker.latency_ms, pl.Float64).alias("latency_ms"),
                                    pl.lit(SOURCE_CHECKER, PRICE_SOURCE).alias("price_source"),
+                                   pl.lit(None, pl.Int64).alias("input_tokens"),
                                    pl.lit(None, pl.Int64).alias("output_tokens"),
                                    pl.lit(None, pl.Int64).alias("reasoning_output_tokens"), *_branch_of(priced)))
         cost, latency = cost + checker_cost, latency + checker.latency_ms
@@ -857,17 +858,21 @@ def _overhead_stage(run: _Run, requests: pl.DataFrame, overheads: list[tuple[int
                                   pl.lit(overhead.output_tokens, pl.Int64).alias("output_tokens"),
                                   pl.lit(None, pl.Float64).alias("__recorded"))
             priced = price_calls(calls, run.sheet, recorded="__recorded", into="__oh", source_into="__oh_source")
-            priced = priced.select("__rid", (pl.col("__oh") + fixed).alias("__oh"), "__oh_source")
+            priced = priced.select("__rid", (pl.col("__oh") + fixed).alias("__oh"), "__oh_source",
+                                   pl.col("input_tokens").cast(pl.Int64).alias("__oh_input"))
         else:
             priced = paying.select("__rid", pl.lit(fixed, pl.Int64).alias("__oh"),
-                                   pl.lit(SOURCE_FIXED, PRICE_SOURCE).alias("__oh_source"))
+                                   pl.lit(SOURCE_FIXED, PRICE_SOURCE).alias("__oh_source"),
+                                   pl.lit(None, pl.Int64).alias("__oh_input"))
         run.calls.append(priced.select(pl.col("__rid").alias("rid"),
                                        pl.lit(position - len(overheads), pl.Int32).alias("seq"),
                                        run.call_name(overhead.name), pl.lit("router", CALL_KIND).alias("kind"),
                                        pl.col("__oh").alias("cost_nano_usd"),
                                        pl.lit(overhead.latency_ms, pl.Float64).alias("latency_ms"),
                                        pl.col("__oh_source").alias("price_source"),
-                                       # a classifier's output tokens are its own; a fixed overhead has none
+                                       # a classifier reads the request's input and writes its own output
+                                       # tokens; a fixed overhead has none
+                                       pl.col("__oh_input").alias("input_tokens"),
                                        pl.lit(overhead.output_tokens if overhead.model else None, pl.Int64)
                                        .alias("output_tokens"),
                                        pl.lit(None, pl.Int64).alias("reasoning_output_tokens")))
@@ -1268,7 +1273,7 @@ def loss_calls(found: pl.DataFrame) -> pl.DataFrame:
     return billed.select(
         "rid", "seq", "model", pl.lit(CACHE_LOSS, CALL_KIND).alias("kind"), pl.col("loss").alias("cost_nano_usd"),
         pl.lit(None, pl.Float64).alias("latency_ms"), pl.lit(SOURCE_SHEET, PRICE_SOURCE).alias("price_source"),
-        pl.lit(None, pl.Int64).alias("output_tokens"), pl.lit(None, pl.Int64).alias("reasoning_output_tokens"),
+        *(pl.lit(None, pl.Int64).alias(name) for name in ("input_tokens", "output_tokens", "reasoning_output_tokens")),
         *extra)
 
 

@@ -257,7 +257,7 @@ def replay_part(replay: Replay, data: Dataset) -> tuple[ReplayPart, pl.DataFrame
     with ThreadPoolExecutor(1) as beside:
         warnings = beside.submit(_warning_counts, replay, positioned, data)
         # The call records in the order made: every figure of them is an integer sum or a count.
-        load = beside.submit(per_minute, replay.call_records, positioned, data)
+        load = beside.submit(per_minute, replay.call_records, decisions)
         parts, kept = decision_parts(decisions, summary_scopes(), QUANTILED_SCOPES)
         calls = call_parts(replay.call_records)
         assumed = _assumed(positioned, data)
