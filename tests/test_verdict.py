@@ -86,6 +86,14 @@ def test_only_a_deployable_policy_that_meets_every_bar_on_the_common_requests_is
     assert reasons["undecided"][0].startswith("undecided: overall")
 
 
+def test_of_equal_costs_the_first_by_name_is_recommended_and_the_other_is_not_said_to_cost_more():
+    found = recommend([_summary("twin", "meets", 2.0), _summary("copy", "meets", 2.0), _summary("dear", "meets", 3.0)])
+    assert found["policy"] == "copy"
+    reasons = {c["scenario"]: c["reasons"] for c in found["candidates"]}
+    assert reasons["twin"] == ["costs the same per request as copy; of equal costs the first by name is recommended"]
+    assert reasons["dear"] == ["costs more per request than copy"]
+
+
 def test_with_a_baseline_the_recommendation_also_passes_the_gate():
     summaries = [_summary("flagship", "meets", 10.0), _summary("cheap", "meets", 1.0), _summary("mid", "meets", 5.0)]
     gates = {"cheap": {"passed": False, "failures": [{"slice": "faq"}, {"slice": None}]}, "mid": {"passed": True}}

@@ -279,10 +279,13 @@ def recommend(summaries: list[dict], *, baseline: str | None = None, gates: dict
                            "comparable": comparable, "gate": gate, "cost": summary[cost_key],
                            "eligible": not reasons, "reasons": reasons})
     eligible = [c for c in candidates if c["eligible"]]
-    best = min(eligible, key=lambda c: (c["cost"], c["scenario"]))["scenario"] if eligible else None
+    chosen = min(eligible, key=lambda c: (c["cost"], c["scenario"])) if eligible else None
+    best = chosen["scenario"] if chosen else None
     for candidate in candidates:
         if candidate["eligible"] and candidate["scenario"] != best:
-            candidate["reasons"].append(f"costs more per request than {best}")
+            candidate["reasons"].append(
+                f"costs more per request than {best}" if candidate["cost"] != chosen["cost"]
+                else f"costs the same per request as {best}; of equal costs the first by name is recommended")
     closest = [] if best else sorted(
         (c for c in candidates if c["comparable"] and c["deployable"]),
         key=lambda c: (len(c["reasons"]), {MEETS: 0, UNDECIDED: 1, FAILS: 2}[c["state"]], c["cost"]))[:3]
