@@ -330,6 +330,8 @@ def test_a_confidence_level_keeps_the_digits_it_was_given():
     assert confidence_level(0.9995) == "99.95%"
     assert confidence_level(0.57) == "57%"  # 0.57 x 100 is 56.99999999999999 in binary
     assert confidence_level(0.8) == "80%"
+    assert confidence_level(0.0000001) == "0.00001%"  # never in scientific notation
+    assert confidence_level(0.9) == "90%" and confidence_level(0.99999999) == "99.999999%"
 
 
 def test_every_output_states_a_confidence_of_0_999_as_99_9_percent(cli, world, tmp_path):

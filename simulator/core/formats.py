@@ -46,7 +46,8 @@ def confidence_level(confidence: float) -> str:
     percent would print 0.999 as '100%', a level no interval has; the product is rounded to ten decimals so
     binary noise (0.95 * 100 is 94.99999999999999) does not show.
     """
-    return f"{round(confidence * 100, 10):.12g}%"
+    # Decimal's fixed notation: a tiny level reads 0.00001%, not 1e-05%
+    return f"{Decimal(repr(round(confidence * 100, 10))).normalize():f}%"
 
 
 def ms(value: float | None) -> str:
