@@ -348,3 +348,22 @@ def test_every_output_states_a_confidence_of_0_999_as_99_9_percent(cli, world, t
     for text in [result.out for result in outputs] + [page]:
         assert "99.9%" in text, text
         assert "100%" not in text
+
+
+def test_one_confidence_per_run_in_the_gate_and_in_the_reports_gate(cli, world, tmp_path):
+    # `gate --confidence` set only the bootstrap's intervals, `report --baseline --confidence` only the bar
+    # check's: the same flag meant different things and one output showed two levels.
+    cascade = world.scenario("cascade")
+    big = world.scenario("big-everywhere", policy={"default": {"use": "big"}})
+    gate = cli("gate", "--baseline", big, "--candidate", cascade, "--confidence", "0.999", "--json")
+    result = json.loads(gate.out)
+    assert result["confidence"] == 0.999
+    failures = [failure["message"] for failure in result["failures"]]
+    assert any("99.9% interval" in message for message in failures), failures
+    assert not any("95% interval" in message for message in failures), failures
+    stated = world.scenario("cascade-99", admission={"rule": "lower_bound", "confidence": 0.99})
+    assert json.loads(cli("gate", "--baseline", big, "--candidate", stated, "--json").out)["confidence"] == 0.99
+    report = cli("report", big, cascade, "--baseline", big, "-o", tmp_path / "r.html", "--confidence", "0.999")
+    assert report.code == 0, report.err
+    page = re.sub(r"<(style|script)\b.*?</\1>", "", (tmp_path / "r.html").read_text(), flags=re.S)
+    assert "99.9% paired bootstrap intervals" in page and "95% paired bootstrap" not in page

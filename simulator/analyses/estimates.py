@@ -31,7 +31,7 @@ w_i = 1 / pi_i:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
@@ -501,7 +501,6 @@ def gate_scenarios(baseline_path, candidate_path, options: GateOptions, *, shard
     outcomes (`weigh_gate`), which runs on the whole data folder only."""
     from pathlib import Path
 
-    from simulator.core.runner import load_scenarios
     from simulator.core.scenario import load_scenario
 
     scenarios = [load_scenario(Path(path)) for path in (baseline_path, candidate_path)]
@@ -511,11 +510,9 @@ def gate_scenarios(baseline_path, candidate_path, options: GateOptions, *, shard
     if shards is not None:
         raise RoutesimError("a gate on shadow-sampled data is estimated on the whole data folder, not on shards",
                             where="--shards", fix="leave out --shards")
-    if options.admission == DEFAULT_ADMISSION:  # as run_gate: the scenarios' own admission setting
-        scenarios = load_scenarios([Path(baseline_path), Path(candidate_path)])
-        options = replace(options, admission=scenarios[0].admission)
-    else:
-        scenarios = [s.model_copy(update={"admission": options.admission}) for s in scenarios]
+    options = options.settled([(s.name, s.admission) for s in scenarios])  # as run_gate: one setting per run
+    options.check()
+    scenarios = [s.model_copy(update={"admission": options.admission}) for s in scenarios]
     outcomes = [replay_or_estimate(s, inputs, resamples=options.resamples, seed=options.seed) for s in scenarios]
     kinds = [outcome.summary["kind"] for outcome in outcomes]
     if kinds != [DESIGN_WEIGHTED, DESIGN_WEIGHTED]:

@@ -72,15 +72,29 @@ LOADING_SWITCH_INTERVAL = 0.0002  # seconds: the interpreter's thread switch int
 
 @dataclass(frozen=True)
 class GateOptions:
+    """The gate's settings. One confidence per run: the bootstrap intervals and the bar check's admission
+    rule take the same one (`settled`), as `routesim replay` judges every figure by one admission setting."""
+
     resamples: int = 1000
     seed: int = 0
-    confidence: float = 0.95
+    confidence: float | None = None  # of the intervals and the bar check; None: the admission's
     tolerance: float = 0.01
     slice_tolerances: dict[str, float] = field(default_factory=dict)
     max_cost_increase: float | None = None
     max_p95_increase_ms: float | None = None
-    admission: Admission = DEFAULT_ADMISSION  # how the bar check judges the candidate's pass rate
+    admission: Admission | None = None  # how the bar check judges the candidate; None: the scenarios' own
     resample: str = "request"  # the bootstrap's unit: RESAMPLE_UNITS
+
+    def settled(self, stated: list[tuple[str, Admission | None]] = ()) -> GateOptions:
+        """These options with the run's one admission setting and confidence: the given `admission`, else the
+        one the scenarios state (`stated`: (name, admission or None); simulator.core.verdict.resolve_admission),
+        its confidence replaced by `confidence` when that is given; the intervals take that confidence."""
+        if self.confidence is not None:
+            check_confidence(self.confidence)
+        admission = (resolve_admission(list(stated), confidence=self.confidence) if self.admission is None
+                     else self.admission if self.confidence is None
+                     else self.admission.model_copy(update={"confidence": self.confidence}))
+        return replace(self, admission=admission, confidence=admission.confidence)
 
     def check(self) -> None:
         check_confidence(self.confidence)
@@ -270,7 +284,7 @@ def gate_result(baseline: GateSide, candidate: GateSide, options: GateOptions | 
     request and p95 latency, the changes with their intervals (estimate, low, high), the bar, the tolerance
     and the failures; `failures` lists every failure with its scope.
     """
-    options = options or GateOptions()
+    options = (options or GateOptions()).settled()
     options.check()
     paired = _aligned(baseline, candidate, options.resample == "session")
     slices = sorted(paired["slice"].unique().to_list())
@@ -385,12 +399,10 @@ def run_gate(baseline_path: Path, candidate_path: Path, options: GateOptions | N
     from simulator.core.engine import replay
     from simulator.core.runner import Inputs
 
-    options = options or GateOptions()
-    options.check()
     paths = (Path(baseline_path), Path(candidate_path))
     scenarios = [load_scenario(path) for path in paths]
-    if options.admission == DEFAULT_ADMISSION:
-        options = replace(options, admission=resolve_admission([(s.name, s.admission) for s in scenarios]))
+    options = (options or GateOptions()).settled([(s.name, s.admission) for s in scenarios])
+    options.check()
     inputs = Inputs()
     datasets = [inputs.data(scenario) for scenario in scenarios]
     _same_requests(*scenarios, paths, (datasets[0].fingerprint, datasets[1].fingerprint))

@@ -80,7 +80,9 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="random seed of the resampling")] = 0,
         resample: Annotated[str, typer.Option(
             help="what the bootstrap resamples: request, or session (a session's turns together)")] = "request",
-        confidence: Annotated[float, typer.Option(help="confidence of the intervals")] = 0.95,
+        confidence: Annotated[float | None, typer.Option(
+            help="confidence of the paired bootstrap intervals and of the bar check (default: the scenarios' "
+                 "admission confidence, 0.95 unless stated); overrides the scenarios'")] = None,
         tolerance: Annotated[float, typer.Option(
             help="largest pass-rate loss tolerated, overall and per slice")] = 0.01,
         tolerance_slice: Annotated[list[str] | None, typer.Option(

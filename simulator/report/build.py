@@ -69,7 +69,7 @@ def default_results_dir(out: Path) -> Path:
 def gates_against(baseline: str, outcomes: list[Outcome], tolerance: float | None = None,
                   inputs: Inputs | None = None) -> dict:
     """Every other scenario replayed on the baseline's requests, through the regression gate (its defaults,
-    with the run's `tolerance` and admission rule).
+    with the run's `tolerance` and admission rule, whose confidence its intervals take too).
 
     Scenarios on other requests (other data, window or sample) cannot be compared request by request
     and are listed as skipped.
