@@ -264,10 +264,19 @@ def load_prices(path: Path, origin: Origin | None = None) -> PriceSheet:
         raise RoutesimError(f"price sheet {kind}: {origin.shown(path)}", where=origin.where(),
                             fix=f"point '{origin.key}' in {origin.file.name} at a price-sheet YAML file (relative "
                                 "to its folder), or leave it out when every outcome records its cost_usd")
-    raw = read_yaml(path)
-    if raw is not None and not isinstance(raw, dict):
-        raise RoutesimError("a price sheet must be a YAML mapping with a 'models' key", where=str(path),
-                            fix="see 'Price sheets' in the README")
+    try:
+        raw = read_yaml(path)
+        if not isinstance(raw, dict) or (origin is not None and "models" not in raw):
+            raise RoutesimError("a price sheet must be a YAML mapping with a 'models' key", where=str(path),
+                                fix="see 'Price sheets' in the README")
+    except RoutesimError as error:
+        if origin is None:
+            raise
+        # Not a price sheet at all (a data file, the scenario itself): the mistake is likely the key that names it.
+        raise RoutesimError(f"{origin.shown(path)} is not a price sheet: {error.what}", where=origin.where(),
+                            fix=f"point '{origin.key}' in {origin.file.name} at a price-sheet YAML file (relative "
+                                "to its folder); if it is the sheet, give it a 'models' mapping (see 'Price "
+                                "sheets' in the README)") from None
     try:
         return PriceSheet.model_validate({**(raw or {}), "source": str(path)})
     except ValidationError as error:
