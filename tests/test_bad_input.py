@@ -130,6 +130,11 @@ def test_an_unusable_data_or_prices_path_names_the_scenario_key_that_gave_it(cli
     assert_bad_input(cli("replay", path), what, f"where: {path}, key '{key}'", f"fix: point '{key}' in misplaced.yaml")
 
 
+def test_a_key_left_without_a_value_is_named_as_such(cli, world):
+    path = world.scenario("valueless", data=None)  # `data:` with nothing after it
+    assert_bad_input(cli("replay", path), "key 'data' has no value: write one after the colon", f"where: {path}")
+
+
 @pytest.mark.parametrize("command", ["sweep", "gate", "report", "validate"])
 def test_every_command_that_loads_a_scenarios_data_names_the_key(cli, world, command, tmp_path):
     path = world.scenario("misplaced", data="nowhere")

@@ -254,6 +254,8 @@ def from_pydantic_error(error: ValidationError, model: type[BaseModel], *, file:
             problems.append(f"unknown key '{key}'.{hint} Allowed here: {', '.join(allowed)}")
         elif item["type"] == "missing":
             problems.append(f"missing key '{key}'")
+        elif "input" in item and item["input"] is None:  # `key:` with nothing after it, which YAML reads as null
+            problems.append(f"key '{key}' has no value: write one after the colon")
         else:
             message = item["msg"].removeprefix("Value error, ")
             problems.append(f"key '{key}': {message} (got {_as_written(item.get('input'))})")
