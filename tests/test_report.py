@@ -203,6 +203,17 @@ def test_report_from_saved_results_is_byte_identical_without_the_data(cli, tmp_p
     assert not list(first.parent.glob(".*.tmp"))
 
 
+def test_a_report_written_again_with_fewer_scenarios_leaves_only_theirs(cli, tmp_path):
+    paths = tiny_world(tmp_path)
+    results, mine = tmp_path / "saved", tmp_path / "saved" / "notes"
+    assert cli("report", *paths, "-o", tmp_path / "all.html", "--save", results).code == 0
+    mine.mkdir()
+    (mine / "summary.json").write_text("{}")  # not written by routesim: left alone
+    assert cli("report", paths[0], "-o", tmp_path / "one.html", "--save", results).code == 0
+    kept = sorted(path.parent.name for path in results.glob("*/summary.json"))
+    assert kept == sorted([json.loads((results / "report.json").read_text())["scenarios"][0], "notes"])
+
+
 def test_report_from_replay_save_results_computes_tables_from_parquet(cli, tmp_path):
     paths = tiny_world(tmp_path)
     assert cli("replay", *paths, "--save", tmp_path / "saved").code == 0

@@ -9,6 +9,7 @@ wall-clock time is stamped: the same inputs give byte-identical results.
 from __future__ import annotations
 
 import json
+import shutil
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -52,7 +53,7 @@ from simulator.core.metrics import (
     summary_scopes,
 )
 from simulator.core.partials import Fetch, Parts, fetch_local, merge_parts, quantiles
-from simulator.core.outputs import atomic_folder, json_text
+from simulator.core.outputs import MARKER, atomic_folder, json_text
 from simulator.core.predicates import parse_predicate
 from simulator.core.prices import SOURCE_RECORDED, PriceSheet
 from simulator.core.scenario import QualityBar, Scenario
@@ -447,6 +448,16 @@ def save_result(folder: Path, summary: dict, decisions: pl.DataFrame, calls: pl.
         calls.write_parquet(staging / CALLS_FILE)
         (staging / SUMMARY_FILE).write_text(json_text(summary))
     return target
+
+
+def drop_other_results(folder: Path, kept: set[str]) -> None:
+    """Removes from `folder` the scenario results `save_result` wrote there for scenarios not in `kept` (a
+    report written again with fewer scenarios would otherwise leave the others' folders behind). Only
+    folders routesim wrote (its marker file and a summary) are removed."""
+    for saved in sorted(Path(folder).glob(f"*/{SUMMARY_FILE}")):
+        result = saved.parent
+        if result.name not in kept and (result / MARKER).is_file():
+            shutil.rmtree(result)
 
 
 def load_results(folder: Path) -> list[SavedResult]:

@@ -31,6 +31,7 @@ from simulator.core.results import (
     CALLS_FILE,
     DECISIONS_FILE,
     SUMMARY_FILE,
+    drop_other_results,
     read_summary,
     save_result,
 )
@@ -161,6 +162,7 @@ def replay_and_save(paths: list[Path], results_dir: Path, label: Callable[[str],
     label("answers and grades held")
     write_json_atomic(results_dir / COVERAGE_FILE, {"data": coverage_tables(scenarios, inputs)})
     write_json_atomic(results_dir / MANIFEST_FILE, {"scenarios": [scenario.name for scenario in scenarios]})
+    drop_other_results(results_dir, {scenario.name for scenario in scenarios})
     advance()
     return outcomes
 
