@@ -418,3 +418,15 @@ def test_a_newline_in_a_slice_name_is_escaped_in_the_replay_verdict_reasons(cli,
     cells = re.findall(r'data-metric="reasons">(.*?)</td>', page.read_text())
     assert any("con|tract\\u000anext *line*" in cell for cell in cells)
     assert not any("\n" in cell for cell in cells)
+
+
+def test_generate_over_its_own_earlier_folder_replaces_it_whole(cli, tmp_path):
+    # The week was streamed into the folder in place: an earlier folder's other files (a README describing
+    # another week) stayed beside the new one.
+    week = tmp_path / "week"
+    assert cli("generate", week, "--requests", "40", "--days", "1", "--seed", "1").code == 0
+    (week / "README.md").write_text("50,000 requests")
+    assert cli("generate", week, "--requests", "30", "--days", "1", "--seed", "2").code == 0
+    assert sorted(path.name for path in week.iterdir()) == [".routesim-output", "outcomes.parquet", "traffic.parquet"]
+    assert pl.read_parquet(week / "traffic.parquet").height == 30
+    assert not [path for path in tmp_path.iterdir() if path.name.startswith(".")]  # no staging folder left

@@ -295,7 +295,13 @@ def generate(
     """Generate a seeded synthetic week of support-bot traffic with graded outcomes for 4 model tiers."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from simulator.core.outputs import MARKER, MARKER_TEXT, allow_replacing_folders, check_destination
+    from simulator.core.outputs import (
+        MARKER,
+        MARKER_TEXT,
+        allow_replacing_folders,
+        atomic_folder,
+        check_destination,
+    )
     from simulator.datasets.generate import write_week
 
     allow_replacing_folders(force)
@@ -311,12 +317,14 @@ def generate(
         (out / MARKER).write_text(MARKER_TEXT, encoding="utf-8")
         console.print(f"wrote {requests:,} served requests to {out} and the full matrix to {truth}", highlight=False)
         return
-    with Progress(TextColumn("generating"), BarColumn(), TimeElapsedColumn(), console=errors,
-                  transient=True, disable=not console.is_terminal) as bar:
+    # Written into a new folder that replaces `out` whole (atomic_folder, which marks it): files of an earlier
+    # folder there (its README, say) would otherwise stay beside the new week and describe another one.
+    with (atomic_folder(out) as staging,
+          Progress(TextColumn("generating"), BarColumn(), TimeElapsedColumn(), console=errors,
+                   transient=True, disable=not console.is_terminal) as bar):
         task = bar.add_task("generate", total=requests)
-        write_week(out, requests, days, seed, mix_shift=mix_shift, gold_rate=gold_rate,
+        write_week(staging, requests, days, seed, mix_shift=mix_shift, gold_rate=gold_rate,
                    progress=lambda done: bar.update(task, completed=done))
-    (out / MARKER).write_text(MARKER_TEXT, encoding="utf-8")
     console.print(f"wrote {requests:,} requests to {out}")
 
 
