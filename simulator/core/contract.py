@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 import polars as pl
 
@@ -460,23 +461,26 @@ def data_files(folder: Path, origin: Origin | None = None) -> tuple[Path, Path]:
     """
     folder = Path(folder)
     holding = f"{TRAFFIC_FILE} and {OUTCOMES_FILE}"
-    # The fix says where the path was written: in the scenario's key, relative to the scenario's folder.
-    point = f"point '{origin.key}' in {origin.file.name} at" if origin else "point 'data' at"
+
+    def refuse(what: str, where: str | None, fix: str, also: str = "") -> NoReturn:
+        # Named by a scenario, the mistake is its key (a path relative to the scenario's folder): fixed there.
+        if origin is not None:
+            where = origin.where()
+            fix = f"point '{origin.key}' in {origin.file.name} at a folder holding {holding}{also}"
+        raise RoutesimError(what, where=where, fix=fix)
+
     if folder.is_file():
-        raise RoutesimError(f"{folder} is a file, but a data folder is expected here",
-                            where=origin.where() if origin else str(folder),
-                            fix=f"{point if origin else 'give'} the folder that holds {holding}")
+        refuse(f"{folder} is a file, but a data folder is expected here", str(folder),
+               f"give the folder that holds {holding}")
     if not folder.is_dir():
-        raise RoutesimError(f"data folder not found: {origin.shown(folder) if origin else folder}",
-                            where=origin.where() if origin else None, fix=f"{point} a folder holding {holding}")
+        refuse(f"data folder not found: {origin.shown(folder) if origin else folder}", None,
+               f"point 'data' at a folder holding {holding}")
     note_input(folder)
     traffic_path, outcomes_path = folder / TRAFFIC_FILE, folder / OUTCOMES_FILE
     for path in (traffic_path, outcomes_path):
         if not path.is_file():
-            raise RoutesimError(f"missing {path.name} in the data folder" + (f" {folder}" if origin else ""),
-                                where=origin.where() if origin else str(folder),
-                                fix=(f"{point} a folder holding {holding}, or import logs into this one "
-                                     "(routesim import)") if origin else f"a data folder holds {holding}")
+            refuse(f"missing {path.name} in the data folder" + (f" {folder}" if origin else ""), str(folder),
+                   f"a data folder holds {holding}", also=", or import logs into this one (routesim import)")
     return traffic_path, outcomes_path
 
 
