@@ -49,8 +49,8 @@ from simulator.core.prices import (
     usd,
 )
 from simulator.core.scenario import Overhead, Retry, Scenario, Step, with_step_accept
-from simulator.core.sessions import (EXPOSURE_SCHEMA, CacheState, in_turn_order, lost, previous_turns,
-                                     session_leaders)
+from simulator.core.sessions import (EXPOSURE_SCHEMA, CacheState, in_turn_order, lost, lost_crossed,
+                                     previous_turns, session_leaders)
 
 Progress = Callable[[str], None]
 
@@ -1434,12 +1434,12 @@ def crossed_losses(turns: pl.DataFrame, states: dict[int, CacheState]) -> pl.Dat
     (`branch`), its losses when its previous turn (`previous`, its rid) took either branch
     (`previous_branch`). A sweep mixes the two per request, so a turn's loss depends on the branch its
     previous turn took at each threshold. Rows of one (previous_branch, branch) pair are in call order."""
-    parts = []
-    for branch, own in states.items():
-        for previous_branch, before in states.items():
-            parts.append(loss_calls(lost(turns, own, before)).with_columns(
-                usd(pl.col("cost_nano_usd")).alias("cost_usd"),
-                pl.lit(previous_branch, pl.Int8).alias("previous_branch"), pl.lit(branch, pl.Int8).alias("branch")))
+    pairs = [(branch, previous_branch) for branch in states for previous_branch in states]
+    found = lost_crossed(turns, states, pairs)  # each branch's arrays made once for the four pairs
+    parts = [loss_calls(found[branch, previous_branch]).with_columns(
+        usd(pl.col("cost_nano_usd")).alias("cost_usd"),
+        pl.lit(previous_branch, pl.Int8).alias("previous_branch"), pl.lit(branch, pl.Int8).alias("branch"))
+        for branch, previous_branch in pairs]
     return pl.concat(parts, how="vertical").select(*CALL_COLUMNS, "previous", "previous_branch", "branch")
 
 

@@ -84,40 +84,59 @@ class CacheState:
 def lost(turns: pl.DataFrame, own: CacheState, before: CacheState) -> pl.DataFrame:
     """The calls of `own`'s exposure (in its order, with `previous`, `model` as String) that lose the prompt
     cache: those whose previous turn (`turns`) was replayed in `before` without calling their model.
-    `before` is `own` for a replay; a forked replay also crosses its branches (simulator.core.engine).
+    `before` is `own` for a replay; a forked replay also crosses its branches (`lost_crossed`)."""
+    return lost_crossed(turns, {0: own, 1: before}, [(0, 1)])[0, 1]
+
+
+def lost_crossed(turns: pl.DataFrame, states: dict, pairs: list[tuple]) -> dict[tuple, pl.DataFrame]:
+    """`lost(turns, states[a], states[b])` for every (a, b) in `pairs`, each state's arrays made once.
 
     Requests are numbered densely (`rid`), so every lookup is an array indexed by rid (a previous turn, a
-    kept request) or by (rid, model) (a model called), not a hash of 20M calls: one scatter of the calls
-    and one gather of the exposure."""
-    exposure, called = own.exposure, before.called
-    numbered = [turns["rid"], turns["previous"], exposure["rid"], called["rid"]]
-    if before.kept is not None:
-        numbered.append(before.kept["rid"])
+    kept request) or by (rid, model) (a model called), not a hash of 20M calls: one scatter of each state's
+    calls and one gather of each state's exposure."""
+    numbered = [turns["rid"], turns["previous"]]
+    for state in states.values():
+        numbered += [state.exposure["rid"], state.called["rid"], *([] if state.kept is None else [state.kept["rid"]])]
     size = 1 + max([-1, *(int(rids.max()) for rids in numbered if rids.len())])
     previous_of = np.full(size, -1, dtype=np.int64)
     previous_of[turns["rid"].to_numpy()] = turns["previous"].to_numpy()
-    previous = previous_of[exposure["rid"].to_numpy()]
-    follows = previous >= 0  # the call's request has a previous turn...
-    if before.kept is not None:  # ...which was replayed
-        replayed = np.zeros(size, dtype=bool)
-        replayed[before.kept["rid"].to_numpy()] = True
-        follows &= replayed[np.maximum(previous, 0)]
-    model, called_model, models = _model_codes(exposure["model"], called["model"], {*own.models, *before.models})
-    made = np.zeros(size * models, dtype=bool)  # made[rid * models + code]: the request called that model
-    made[called["rid"].to_numpy().astype(np.int64) * models + called_model] = True
-    kept_cache = np.zeros(exposure.height, dtype=bool)  # the previous turn called the call's model
-    kept_cache[follows] = made[previous[follows] * models + model[follows]]
-    losing = follows & ~kept_cache
-    return exposure.filter(pl.Series(losing)).with_columns(pl.col("model").cast(pl.String),
-                                                           pl.Series("previous", previous[losing], dtype=pl.UInt32))
+    used = sorted({key for pair in pairs for key in pair})
+    codes, count = _model_codes([series for key in used for series in (states[key].exposure["model"],
+                                                                        states[key].called["model"])],
+                                {model for key in used for model in states[key].models})
+    exposed, made = {}, {}
+    for index, key in enumerate(used):
+        state = states[key]
+        model, called_model = codes[2 * index], codes[2 * index + 1]
+        exposed[key] = previous_of[state.exposure["rid"].to_numpy()], model
+        # made[rid * count + code]: the request called that model
+        calls = np.zeros(size * count, dtype=bool)
+        calls[state.called["rid"].to_numpy().astype(np.int64) * count + called_model] = True
+        replayed = None
+        if state.kept is not None:
+            replayed = np.zeros(size, dtype=bool)
+            replayed[state.kept["rid"].to_numpy()] = True
+        made[key] = calls, replayed
+    found = {}
+    for own, before in pairs:
+        (previous, model), (calls, replayed) = exposed[own], made[before]
+        follows = previous >= 0  # the call's request has a previous turn...
+        if replayed is not None:  # ...which was replayed
+            follows &= replayed[np.maximum(previous, 0)]
+        kept_cache = np.zeros(previous.size, dtype=bool)  # the previous turn called the call's model
+        kept_cache[follows] = calls[previous[follows] * count + model[follows]]
+        losing = follows & ~kept_cache
+        found[own, before] = states[own].exposure.filter(pl.Series(losing)).with_columns(
+            pl.col("model").cast(pl.String), pl.Series("previous", previous[losing], dtype=pl.UInt32))
+    return found
 
 
-def _model_codes(exposed: pl.Series, called: pl.Series, models: set[str]) -> tuple[np.ndarray, np.ndarray, int]:
-    """The models of the exposure's calls and of the calls made as codes of one Enum, and its size. One
-    replay's records share an Enum of the policy's names (engine._Run.call_names), read as is: casting
-    20M names costs more than the lookup itself."""
-    if not (isinstance(exposed.dtype, pl.Enum) and exposed.dtype == called.dtype):
-        common = pl.Enum(sorted(models))
-        exposed, called = exposed.cast(common), called.cast(common)
-    codes = [series.to_physical().to_numpy().astype(np.int64) for series in (exposed, called)]
-    return codes[0], codes[1], len(exposed.dtype.categories)
+def _model_codes(names: list[pl.Series], models: set[str]) -> tuple[list[np.ndarray], int]:
+    """Model names (exposures' and calls made) as codes of one Enum, and its size. One replay's records
+    share an Enum of the policy's names (engine._Run.call_names), read as is: casting 20M names costs more
+    than the lookup itself."""
+    first = names[0].dtype
+    if not (isinstance(first, pl.Enum) and all(series.dtype == first for series in names)):
+        first = pl.Enum(sorted(models))
+        names = [series.cast(first) for series in names]
+    return [series.to_physical().to_numpy().astype(np.int64) for series in names], len(first.categories)
