@@ -147,6 +147,17 @@ def test_the_gate_of_a_shadowed_week_weighs_the_window_and_judges_the_estimates(
     assert mixed.code == 2 and "a gate compares figures of one kind" in mixed.err
 
 
+def test_the_reports_gate_on_a_shadowed_week_weighs_it_at_the_runs_confidence(cli, shadowed, tmp_path):
+    # The report builds its gate options from the run's admission alone; the design-weighted intervals read
+    # their confidence from it (an options' own confidence left unset had crashed the report).
+    base = _policy(tmp_path / "flagship.yaml", shadowed / "week", "flagship", FLAGSHIP)
+    cand = _scenario(tmp_path / "cascade.yaml", shadowed / "week")
+    report = cli("report", base, cand, "--baseline", base, "-o", tmp_path / "r.html", "--confidence", "0.99")
+    assert report.code == 0, report.err
+    [gate] = json.loads((tmp_path / "r-results" / "gates.json").read_text())["gates"]
+    assert gate["kind"] == "design-weighted" and gate["confidence"] == 0.99
+
+
 def test_lanes_on_a_shadowed_week_are_fitted_on_the_drawn_requests_and_weigh_the_later_window(cli, shadowed):
     result = cli("lanes", shadowed / "week", "--prices", PRICES, "--bar", "0.85", "--fit-until", "2026-11-17",
                  "--json")

@@ -470,7 +470,7 @@ def weigh_gate(result: dict, baseline: Outcome, candidate: Outcome, data: Datase
         latency = {name: sample.quantile(name, QUANTILE, boot) for name in ("base_latency", "cand_latency")}
 
     def change(after: tuple, before: tuple, offset: float = 0.0) -> dict:
-        low, high = interval(after[1] - before[1] - offset, options.confidence)
+        low, high = interval(after[1] - before[1] - offset, options.admission.confidence)
         return {"estimate": _finite(after[0] - before[0] - offset), "low": low, "high": high}
 
     overall = result["overall"]

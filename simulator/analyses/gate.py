@@ -40,7 +40,7 @@ from simulator.core.errors import RoutesimError, did_you_mean
 from simulator.core.formats import confidence_level, pct, points, signed_ms, signed_pct, usd
 from simulator.core.metrics import P95
 from simulator.core.scenario import QualityBar, Scenario, load_scenario
-from simulator.core.verdict import DEFAULT_ADMISSION, MEETS, Admission, judge, resolve_admission
+from simulator.core.verdict import MEETS, Admission, judge, resolve_admission
 from simulator.core.stats import (
     BASELINE_COST,
     BASELINE_LATENCY,
@@ -72,12 +72,12 @@ LOADING_SWITCH_INTERVAL = 0.0002  # seconds: the interpreter's thread switch int
 
 @dataclass(frozen=True)
 class GateOptions:
-    """The gate's settings. One confidence per run: the bootstrap intervals and the bar check's admission
-    rule take the same one (`settled`), as `routesim replay` judges every figure by one admission setting."""
+    """The gate's settings. One confidence per run: the bootstrap intervals take the bar check's admission
+    confidence (`settled`), as `routesim replay` judges every figure by one admission setting."""
 
     resamples: int = 1000
     seed: int = 0
-    confidence: float | None = None  # of the intervals and the bar check; None: the admission's
+    confidence: float | None = None  # overrides the admission's (--confidence); the intervals take the result
     tolerance: float = 0.01
     slice_tolerances: dict[str, float] = field(default_factory=dict)
     max_cost_increase: float | None = None
@@ -86,18 +86,16 @@ class GateOptions:
     resample: str = "request"  # the bootstrap's unit: RESAMPLE_UNITS
 
     def settled(self, stated: list[tuple[str, Admission | None]] = ()) -> GateOptions:
-        """These options with the run's one admission setting and confidence: the given `admission`, else the
-        one the scenarios state (`stated`: (name, admission or None); simulator.core.verdict.resolve_admission),
-        its confidence replaced by `confidence` when that is given; the intervals take that confidence."""
+        """These options with the run's one admission setting: the given `admission`, else the one the
+        scenarios state (`stated`: (name, admission or None); simulator.core.verdict.resolve_admission), its
+        confidence replaced by `confidence` when that is given. The gate reads it as `admission.confidence`."""
+        admission = self.admission or resolve_admission(list(stated), confidence=self.confidence)
         if self.confidence is not None:
-            check_confidence(self.confidence)
-        admission = (resolve_admission(list(stated), confidence=self.confidence) if self.admission is None
-                     else self.admission if self.confidence is None
-                     else self.admission.model_copy(update={"confidence": self.confidence}))
-        return replace(self, admission=admission, confidence=admission.confidence)
+            check_confidence(self.confidence)  # model_copy does not validate
+            admission = admission.model_copy(update={"confidence": self.confidence})
+        return replace(self, admission=admission)
 
     def check(self) -> None:
-        check_confidence(self.confidence)
         if self.resample not in RESAMPLE_UNITS:
             raise RoutesimError(f"--resample is '{self.resample}'", where="--resample",
                                 fix=f"use one of {', '.join(RESAMPLE_UNITS)}")
@@ -178,9 +176,8 @@ def _row(result: BootstrapResult, stratum: int, *, name: str | None, bar: float,
     }
 
 
-def _check_row(row: dict, confidence: float, admission: Admission = DEFAULT_ADMISSION,
-               verdict: dict | None = None) -> None:
-    level = confidence_level(confidence)
+def _check_row(row: dict, admission: Admission, verdict: dict | None = None) -> None:
+    level = confidence_level(admission.confidence)
     change = row["pass_rate_change"]
     # The slack keeps a change of exactly minus the tolerance (e.g. -1 of 100) from failing on rounding.
     if change["low"] is not None and change["low"] < -row["tolerance"] - 1e-12:
@@ -197,14 +194,14 @@ def _check_row(row: dict, confidence: float, admission: Admission = DEFAULT_ADMI
         row["bar_verdict"] = verdict["state"]
         if verdict["state"] != MEETS:
             row["failures"].append({"check": BAR, "message": (
-                f"the candidate's pass rate {pct(rate)} ({confidence_level(admission.confidence)} interval "
+                f"the candidate's pass rate {pct(rate)} ({level} interval "
                 f"{pct(verdict['low'])} to {pct(verdict['high'])}) "
                 f"{'is below' if verdict['state'] == 'fails' else 'does not clear'} the bar "
                 f"{pct(row['bar'])}: {verdict['state']}")})
 
 
 def _check_budgets(row: dict, options: GateOptions) -> None:
-    level = confidence_level(options.confidence)
+    level = confidence_level(options.admission.confidence)
     if options.max_cost_increase is not None:
         relative = row["cost_relative_change"]
         budget = signed_pct(options.max_cost_increase)
@@ -307,19 +304,19 @@ def gate_result(baseline: GateSide, candidate: GateSide, options: GateOptions | 
     # Requests of one slice and one key (a session's turns) are laid out by request id, whatever their order.
     sample = PairedSample(base, cand, codes, quantile=LATENCY_QUANTILE, keys=keys, tiebreak=paired["request_id"])
     slice_boot, overall_boot = paired_bootstraps(sample, resamples=options.resamples, seed=options.seed,
-                                                 confidence=options.confidence)
+                                                 confidence=options.admission.confidence)
     differs = paired["passed"].to_numpy() != paired["passed_candidate"].to_numpy()
     changed = dict(zip(slices, np.bincount(codes[differs], minlength=len(slices)).tolist()))
     bar = candidate.quality_bar
     overall = _row(overall_boot, 0, name=None, bar=bar.default, tolerance=options.tolerance,
                    changed=int(sum(changed.values())))
-    _check_row(overall, options.confidence, options.admission)
+    _check_row(overall, options.admission)
     _check_budgets(overall, options)
     rows = []
     for code, name in enumerate(slices):
         row = _row(slice_boot, code, name=name, bar=bar.for_slice(name),
                    tolerance=options.slice_tolerances.get(name, options.tolerance), changed=int(changed[name]))
-        _check_row(row, options.confidence, options.admission)
+        _check_row(row, options.admission)
         rows.append(row)
     failures = [{"slice": row["slice"], **failure} for row in [overall, *rows] for failure in row["failures"]]
     notes = []
@@ -332,7 +329,7 @@ def gate_result(baseline: GateSide, candidate: GateSide, options: GateOptions | 
         "candidate": {"name": candidate.name, "description": candidate.description, "source": candidate.source},
         "passed": not failures,
         "requests": paired.height,
-        "confidence": options.confidence,
+        "confidence": options.admission.confidence,
         "resamples": options.resamples,
         "resample": options.resample,
         "seed": options.seed,
@@ -357,7 +354,7 @@ def recheck(result: dict, options: GateOptions, verdicts: dict) -> dict:
     rows = [result["overall"], *result["slices"]]
     for row in rows:
         row["failures"] = []
-        _check_row(row, options.confidence, options.admission, verdicts.get(row["slice"]))
+        _check_row(row, options.admission, verdicts.get(row["slice"]))
     _check_budgets(result["overall"], options)
     result["failures"] = [{"slice": row["slice"], **failure} for row in rows for failure in row["failures"]]
     result["passed"] = not result["failures"]
