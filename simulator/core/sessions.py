@@ -85,6 +85,8 @@ def lost(turns: pl.DataFrame, own: CacheState, before: CacheState) -> pl.DataFra
     """The calls of `own`'s exposure (in its order, with `previous`, `model` as String) that lose the prompt
     cache: those whose previous turn (`turns`) was replayed in `before` without calling their model.
     `before` is `own` for a replay; a forked replay also crosses its branches (`lost_crossed`)."""
+    if own is before:  # a replay: one state
+        return lost_crossed(turns, {0: own}, [(0, 0)])[0, 0]
     return lost_crossed(turns, {0: own, 1: before}, [(0, 1)])[0, 1]
 
 
@@ -108,15 +110,17 @@ def lost_crossed(turns: pl.DataFrame, states: dict, pairs: list[tuple]) -> dict[
     for index, key in enumerate(used):
         state = states[key]
         model, called_model = codes[2 * index], codes[2 * index + 1]
-        exposed[key] = previous_of[state.exposure["rid"].to_numpy()], model
-        # made[rid * count + code]: the request called that model
-        calls = np.zeros(size * count, dtype=bool)
-        calls[state.called["rid"].to_numpy().astype(np.int64) * count + called_model] = True
-        replayed = None
-        if state.kept is not None:
-            replayed = np.zeros(size, dtype=bool)
-            replayed[state.kept["rid"].to_numpy()] = True
-        made[key] = calls, replayed
+        if any(own == key for own, _ in pairs):
+            exposed[key] = previous_of[state.exposure["rid"].to_numpy()], model
+        if any(before == key for _, before in pairs):
+            # calls[rid * count + code]: the request called that model
+            calls = np.zeros(size * count, dtype=bool)
+            calls[state.called["rid"].to_numpy().astype(np.int64) * count + called_model] = True
+            replayed = None
+            if state.kept is not None:
+                replayed = np.zeros(size, dtype=bool)
+                replayed[state.kept["rid"].to_numpy()] = True
+            made[key] = calls, replayed
     found = {}
     for own, before in pairs:
         (previous, model), (calls, replayed) = exposed[own], made[before]
