@@ -34,7 +34,7 @@ import polars as pl
 from simulator.analyses.tables import priced_by_model
 from simulator.core.contract import Dataset
 from simulator.core.draws import keyed_uniform
-from simulator.core.engine import LAYOUT_ROW, Replay
+from simulator.core.engine import LAYOUT_ROW, MODEL_CALLS, Replay
 from simulator.core.money import usd_per_request_of
 from simulator.core.prices import PriceSheet
 from simulator.core.results import CONTROL_REQUESTS, EXACT, PARTIAL, ReplayPart, part_of
@@ -218,7 +218,7 @@ def _skipped(replayed: int) -> dict:
 
 def router_of(calls: pl.DataFrame) -> bool:
     """Whether a replay's plan and retry calls (`calls`) went to more than one model."""
-    return calls.filter(pl.col("kind").is_in(["step", "retry"]))["model"].n_unique() > 1
+    return calls.filter(pl.col("kind").is_in(MODEL_CALLS))["model"].n_unique() > 1
 
 
 def controls_of(scenario: Scenario, decisions: pl.DataFrame, router: bool, data: Dataset, sheet: PriceSheet | None,

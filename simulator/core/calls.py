@@ -13,7 +13,7 @@ import numpy as np
 import polars as pl
 
 from simulator.core.contract import Dataset
-from simulator.core.engine import LAYOUT_ROW
+from simulator.core.engine import LAYOUT_ROW, MODEL_CALLS
 from simulator.core.layout import PRESENT, rows_at
 
 
@@ -37,7 +37,7 @@ def model_calls(calls: pl.DataFrame, requests: pl.DataFrame, data: Dataset, colu
     `request_id` (and whatever else should come along, such as `ts`; with `LAYOUT_ROW`, the answers are read
     by position, module doc, and `request_id` may be left out). Adds `sample`; keeps call order.
     """
-    models = calls.filter(pl.col("kind").is_in(["step", "retry"]))
+    models = calls.filter(pl.col("kind").is_in(MODEL_CALLS))
     models = models.with_columns(pl.Series("sample", _samples(models), dtype=pl.Int64))
     if by_position(requests, data):
         return answers_read(_with_requests(models, requests), data, columns)
@@ -174,7 +174,7 @@ def per_minute(calls: pl.DataFrame, decisions: pl.DataFrame) -> pl.DataFrame:
     model calls carry the `input_tokens` and `output_tokens` of the answer each read; `decisions`: `rid` and
     `ts` of the requests."""
     requests = decisions.select("rid", pl.col("ts").dt.truncate(MINUTE).alias("minute"))
-    called = _with_requests(calls.filter(pl.col("kind").is_in(["step", "retry"]))
+    called = _with_requests(calls.filter(pl.col("kind").is_in(MODEL_CALLS))
                             .select("rid", "model", "input_tokens", "output_tokens"), requests)
     tokens = called.select((pl.col("input_tokens") + pl.col("output_tokens")).cast(pl.Int64).fill_null(0))
     tokens = tokens.to_series().to_numpy()

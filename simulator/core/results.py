@@ -31,7 +31,7 @@ from simulator.core.calls import (
     with_layout_rows,
 )
 from simulator.core.contract import Dataset, fingerprint, grade_columns
-from simulator.core.engine import LAYOUT_ROW, Replay
+from simulator.core.engine import LAYOUT_ROW, MODEL_CALLS, Replay
 from simulator.core.errors import RoutesimError
 from simulator.core.footguns import merge_warning_counts, warning_counts, warnings_of
 from simulator.core.metrics import (
@@ -271,7 +271,7 @@ def replay_part(replay: Replay, data: Dataset) -> tuple[ReplayPart, pl.DataFrame
         first=decisions["ts"].min(), last=decisions["ts"].max(), assumed=assumed,
         warnings=warnings, load=load,
         requests=_request_columns(positioned),
-        routed_to=frozenset(replay.call_records.filter(pl.col("kind").is_in(["step", "retry"]))["model"]
+        routed_to=frozenset(replay.call_records.filter(pl.col("kind").is_in(MODEL_CALLS))["model"]
                             .unique().cast(pl.String)),
         sessions=_sessions_of(decisions),
         layout=data.layout.fingerprint if by_position(positioned, data) else None)
