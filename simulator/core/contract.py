@@ -465,8 +465,7 @@ def data_files(folder: Path, origin: Origin | None = None) -> tuple[Path, Path]:
     def refuse(what: str, where: str | None, fix: str, also: str = "") -> NoReturn:
         # Named by a scenario, the mistake is its key (a path relative to the scenario's folder): fixed there.
         if origin is not None:
-            where = origin.where()
-            fix = f"point '{origin.key}' in {origin.file.name} at a folder holding {holding}{also}"
+            raise origin.error(what, f"a folder holding {holding}{also}")
         raise RoutesimError(what, where=where, fix=fix)
 
     if folder.is_file():

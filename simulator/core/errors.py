@@ -40,6 +40,11 @@ class Origin:
     def where(self) -> str:
         return f"{self.file}, key '{self.key}'"
 
+    def error(self, what: str, wanted: str) -> RoutesimError:
+        """The error of a path that cannot be used, reported where it was written; `wanted`: what the key
+        should name instead."""
+        return RoutesimError(what, where=self.where(), fix=f"point '{self.key}' in {self.file.name} at {wanted}")
+
     def shown(self, resolved: Path) -> str:
         """The path for a message: `resolved`, or, when the key names a symbolic link whose target is missing,
         the link and where it points (resolving followed the link, so the target alone names no key)."""

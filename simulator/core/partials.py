@@ -128,7 +128,7 @@ def _sums_by(combined: np.ndarray, size: int, *values: np.ndarray, table: bool =
     """The distinct values of `combined` (ascending; each in 0..size-1), and per distinct value the exact
     integer sum of each of `values` (the count of rows when none is given). `table=False` for values that
     may not be added exactly in float64 (sums of sums)."""
-    if (table and size <= TABLE_SLOTS_PER_ROW * combined.size + 1024 and combined.size <= EXACT_FLOAT_TERMS):
+    if table and size <= TABLE_SLOTS_PER_ROW * combined.size + 1024 and combined.size <= EXACT_FLOAT_TERMS:
         counts = np.bincount(combined, minlength=size)
         found = np.flatnonzero(counts)
         if not values:

@@ -261,9 +261,8 @@ def load_prices(path: Path, origin: Origin | None = None) -> PriceSheet:
     path = Path(path)
     if origin is not None and not path.is_file():
         kind = "is a folder" if path.is_dir() else "is not a regular file" if path.exists() else "not found"
-        raise RoutesimError(f"price sheet {kind}: {origin.shown(path)}", where=origin.where(),
-                            fix=f"point '{origin.key}' in {origin.file.name} at a price-sheet YAML file (relative "
-                                "to its folder), or leave it out when every outcome records its cost_usd")
+        raise origin.error(f"price sheet {kind}: {origin.shown(path)}", "a price-sheet YAML file (relative to its "
+                           "folder), or leave it out when every outcome records its cost_usd")
     try:
         raw = read_yaml(path)
         if not isinstance(raw, dict) or (origin is not None and "models" not in raw):
@@ -273,10 +272,9 @@ def load_prices(path: Path, origin: Origin | None = None) -> PriceSheet:
         if origin is None:
             raise
         # Not a price sheet at all (a data file, the scenario itself): the mistake is likely the key that names it.
-        raise RoutesimError(f"{origin.shown(path)} is not a price sheet: {error.what}", where=origin.where(),
-                            fix=f"point '{origin.key}' in {origin.file.name} at a price-sheet YAML file (relative "
-                                "to its folder); if it is the sheet, give it a 'models' mapping (see 'Price "
-                                "sheets' in the README)") from None
+        raise origin.error(f"{origin.shown(path)} is not a price sheet: {error.what}", "a price-sheet YAML file "
+                           "(relative to its folder); if it is the sheet, give it a 'models' mapping (see 'Price "
+                           "sheets' in the README)") from None
     try:
         return PriceSheet.model_validate({**(raw or {}), "source": str(path)})
     except ValidationError as error:
