@@ -295,13 +295,7 @@ def generate(
     """Generate a seeded synthetic week of support-bot traffic with graded outcomes for 4 model tiers."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from simulator.core.outputs import (
-        MARKER,
-        MARKER_TEXT,
-        allow_replacing_folders,
-        atomic_folder,
-        check_destination,
-    )
+    from simulator.core.outputs import allow_replacing_folders, atomic_folder, check_destination
     from simulator.datasets.generate import write_week
 
     allow_replacing_folders(force)
@@ -314,7 +308,6 @@ def generate(
 
         truth = write_served_week(out, requests, days, seed, served, shadow_rate=shadow_rate, mix_shift=mix_shift,
                                   gold_rate=gold_rate)
-        (out / MARKER).write_text(MARKER_TEXT, encoding="utf-8")
         console.print(f"wrote {requests:,} served requests to {out} and the full matrix to {truth}", highlight=False)
         return
     # Written into a new folder that replaces `out` whole (atomic_folder, which marks it): files of an earlier
