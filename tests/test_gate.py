@@ -151,6 +151,27 @@ def test_gate_fails_a_slice_below_its_bar_even_without_a_loss(tmp_path, cli):
     assert gate["notes"] == ["the two scenarios have different quality bars; the candidate's are applied"]
 
 
+
+def test_the_gate_judges_the_bar_by_the_rule_given(tmp_path, cli):
+    # orders passes 95 of 100 under both policies against a bar of 0.9: the observed rate clears it, the
+    # 95% Wilson lower bound (0.888) does not, so the default rule fails the bar and --rule point passes it.
+    faq, orders = slice_requests("faq", 100), slice_requests("orders", 100)
+    answers = answers_for(faq, "small", passes=100) + answers_for(orders, "small", passes=95)
+    answers += answers_for(faq, "big", passes=100) + answers_for(orders, "big", passes=95)
+    world = make_world(tmp_path, faq + orders, answers)
+    bars = {"default": 0.5, "slices": {"orders": 0.9}}
+    baseline = world.scenario("baseline", policy=BIG, quality_bar=bars)
+    candidate = world.scenario("candidate", policy=faq_to_small(), quality_bar=bars)
+    judged = {}
+    for rule in ("lower_bound", "point"):
+        result = cli("gate", "--baseline", baseline, "--candidate", candidate, "--rule", rule, "--json")
+        judged[rule] = (result.code, json.loads(result.out))
+    assert judged["lower_bound"][0] == 1 and judged["lower_bound"][1]["rule"] == "lower_bound"
+    assert [(f["slice"], f["check"]) for f in judged["lower_bound"][1]["failures"]] == [("orders", "bar")]
+    assert judged["point"][0] == 0 and judged["point"][1]["rule"] == "point" and judged["point"][1]["passed"]
+    unknown = cli("gate", "--baseline", baseline, "--candidate", candidate, "--rule", "upper")
+    assert unknown.code == 2 and "unknown admission rule 'upper'" in unknown.err and "--rule" in unknown.err
+
 def test_gate_needs_the_same_requests(three_flips, cli):
     baseline = three_flips.scenario("baseline", policy=BIG)
     windowed = three_flips.scenario("candidate", policy=faq_to_small(),

@@ -56,7 +56,6 @@ from simulator.core.stats import (
     BootstrapResult,
     PairedSample,
     PolicyOutcomes,
-    check_confidence,
     paired_bootstraps,
 )
 
@@ -78,6 +77,7 @@ class GateOptions:
     resamples: int = 1000
     seed: int = 0
     confidence: float | None = None  # overrides the admission's (--confidence); the intervals take the result
+    rule: str | None = None  # overrides the admission's rule (--rule)
     tolerance: float = 0.01
     slice_tolerances: dict[str, float] = field(default_factory=dict)
     max_cost_increase: float | None = None
@@ -87,13 +87,11 @@ class GateOptions:
 
     def settled(self, stated: list[tuple[str, Admission | None]] = ()) -> GateOptions:
         """These options with the run's one admission setting: the given `admission`, else the one the
-        scenarios state (`stated`: (name, admission or None); simulator.core.verdict.resolve_admission), its
-        confidence replaced by `confidence` when that is given. The gate reads it as `admission.confidence`."""
-        admission = self.admission or resolve_admission(list(stated), confidence=self.confidence)
-        if self.confidence is not None:
-            check_confidence(self.confidence)  # model_copy does not validate
-            admission = admission.model_copy(update={"confidence": self.confidence})
-        return replace(self, admission=admission)
+        scenarios state (`stated`: (name, admission or None)), with `rule` and `confidence` overriding it when
+        given (simulator.core.verdict.resolve_admission, which also rejects a bad rule or confidence). The
+        gate reads it as `admission`."""
+        base = [("options", self.admission)] if self.admission is not None else list(stated)
+        return replace(self, admission=resolve_admission(base, rule=self.rule, confidence=self.confidence))
 
     def check(self) -> None:
         if self.resample not in RESAMPLE_UNITS:
@@ -330,6 +328,7 @@ def gate_result(baseline: GateSide, candidate: GateSide, options: GateOptions | 
         "passed": not failures,
         "requests": paired.height,
         "confidence": options.admission.confidence,
+        "rule": options.admission.rule,  # how the bar check judges the candidate's pass rate
         "resamples": options.resamples,
         "resample": options.resample,
         "seed": options.seed,

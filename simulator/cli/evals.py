@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from simulator.cli.replay import RuleOption
 from simulator.cli.shard import RunnerOption, ShardsOption, check_runner
 from simulator.cli.console import GATE_FAILED, console, print_table
 from simulator.core.errors import RoutesimError
@@ -83,6 +84,7 @@ def register(app: typer.Typer) -> None:
         confidence: Annotated[float | None, typer.Option(
             help="confidence of the paired bootstrap intervals and of the bar check (default: the scenarios' "
                  "admission confidence, 0.95 unless stated); overrides the scenarios'")] = None,
+        rule: RuleOption = None,
         tolerance: Annotated[float, typer.Option(
             help="largest pass-rate loss tolerated, overall and per slice")] = 0.01,
         tolerance_slice: Annotated[list[str] | None, typer.Option(
@@ -107,7 +109,7 @@ def register(app: typer.Typer) -> None:
 
         check_runner(shards, runner)
         options = GateOptions(resamples=resamples, seed=seed, resample=resample, confidence=confidence,
-                              tolerance=tolerance,
+                              rule=rule, tolerance=tolerance,
                               slice_tolerances=parse_slice_tolerances(tolerance_slice),
                               max_cost_increase=max_cost_increase, max_p95_increase_ms=max_p95_increase_ms)
         result = gate_scenarios(baseline, candidate, options, shards=shards, runner=runner)
