@@ -424,6 +424,14 @@ def _lerp(low: np.ndarray, high: np.ndarray, fraction: np.ndarray) -> np.ndarray
     return low + (high - low) * fraction
 
 
+def _taken_and_padded(values: np.ndarray, order: np.ndarray, pad) -> np.ndarray:
+    # values[order] with `pad` after it, written once into its final array (a concatenation copies it again)
+    taken = np.empty(order.size + 1, values.dtype)
+    np.take(values, order, out=taken[:-1])
+    taken[-1] = pad
+    return taken
+
+
 def mixed_quantiles(base: np.ndarray, a_values: np.ndarray, b_values: np.ndarray, a_switch: np.ndarray,
                     b_switch: np.ndarray, thresholds: int, q: float) -> np.ndarray:
     """The q-quantile (linear interpolation) of a multiset that changes with the threshold index j.
@@ -441,7 +449,7 @@ def mixed_quantiles(base: np.ndarray, a_values: np.ndarray, b_values: np.ndarray
     for T thresholds and P elements, all in numpy.
     """
     result = np.full(thresholds, np.nan)
-    latency = np.concatenate([base, a_values, b_values]).astype(np.float64)
+    latency = np.concatenate([base, a_values, b_values], dtype=np.float64)
     if latency.size == 0 or thresholds == 0:
         return result
     # Each element is in the multisets j with enter <= j < leave.
@@ -453,7 +461,9 @@ def mixed_quantiles(base: np.ndarray, a_values: np.ndarray, b_values: np.ndarray
         moves = np.bincount(enter[chosen], minlength=thresholds + 1) - np.bincount(leave[chosen], minlength=thresholds + 1)
         return np.cumsum(moves[:thresholds])
 
-    n = sizes(slice(None))
+    # n = sizes(everything), counted from the switches alone: base and A are in from j = 0, B from its switch
+    n = (base.size + a_values.size + np.cumsum(np.bincount(b_switch, minlength=thresholds + 1)[:thresholds])
+         - np.cumsum(np.bincount(a_switch, minlength=thresholds + 1)[:thresholds]))
     position = q * (n - 1).astype(np.float64)
     low_rank = np.floor(position).astype(np.int64)
     high_rank = np.minimum(low_rank + 1, n - 1)
@@ -465,19 +475,21 @@ def mixed_quantiles(base: np.ndarray, a_values: np.ndarray, b_values: np.ndarray
         cut = np.partition(latency, least)[least]
         under = latency < cut  # at most `least` elements
         below = sizes(under)
-        latency, enter, leave = latency[~under], enter[~under], leave[~under]
-    order = np.argsort(latency)  # the order among equal latencies does not change any order statistic
-    latency, enter, leave = latency[order], enter[order], leave[order]
-    pool = latency.size
+        kept = np.flatnonzero(~under)
+        order = kept[np.argsort(latency[kept])]
+    else:
+        order = np.argsort(latency)  # the order among equal latencies does not change any order statistic
+    pool = order.size
+    # The pool in latency order, one longer: slot `pool` is a pad that no multiset holds.
+    padded_latency, padded_enter, padded_leave = (_taken_and_padded(values, order, pad) for values, pad in (
+        (latency, np.nan), (enter, thresholds), (leave, 0)))
+    enter, leave = padded_enter[:pool], padded_leave[:pool]
     size = max(16, math.isqrt(pool))
     buckets = -(-pool // size)
     counts_at_zero = np.bincount(np.flatnonzero(enter == 0) // size, minlength=buckets)
     # Elements entering after j = 0, and elements leaving before the last threshold: (threshold index, bucket).
     arrive, depart = np.flatnonzero((enter > 0) & (enter < thresholds)), np.flatnonzero(leave < thresholds)
     events = [(at[positions].astype(np.int64), positions // size) for positions, at in ((arrive, enter), (depart, leave))]
-    padded_latency = np.concatenate([latency, [np.nan]])
-    padded_enter = np.concatenate([enter, [thresholds]])  # the pad is in no multiset
-    padded_leave = np.concatenate([leave, [0]])
     carry = counts_at_zero.astype(np.int64)
     # Thresholds are taken in blocks so that the (threshold, bucket) and (threshold, slot) tables stay small.
     block = max(1, min(THRESHOLD_BLOCK, THRESHOLD_CELLS // max(buckets, size)))
