@@ -169,6 +169,8 @@ def test_the_gate_judges_the_bar_by_the_rule_given(tmp_path, cli):
     assert judged["lower_bound"][0] == 1 and judged["lower_bound"][1]["rule"] == "lower_bound"
     assert [(f["slice"], f["check"]) for f in judged["lower_bound"][1]["failures"]] == [("orders", "bar")]
     assert judged["point"][0] == 0 and judged["point"][1]["rule"] == "point" and judged["point"][1]["passed"]
+    shown = cli("gate", "--baseline", baseline, "--candidate", candidate, "--rule", "point").out
+    assert "a bar is met when the observed pass rate reaches the bar" in " ".join(shown.split())
     unknown = cli("gate", "--baseline", baseline, "--candidate", candidate, "--rule", "upper")
     assert unknown.code == 2 and "unknown admission rule 'upper'" in unknown.err and "--rule" in unknown.err
 

@@ -329,6 +329,7 @@ def gate_result(baseline: GateSide, candidate: GateSide, options: GateOptions | 
         "requests": paired.height,
         "confidence": options.admission.confidence,
         "rule": options.admission.rule,  # how the bar check judges the candidate's pass rate
+        "meets_when": options.admission.describe(),
         "resamples": options.resamples,
         "resample": options.resample,
         "seed": options.seed,

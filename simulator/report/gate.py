@@ -72,7 +72,7 @@ def settings(result: dict) -> str:
     budget_text = ", ".join(part for part in shown if part) or "none"
     return (f"{result['requests']:,} paired requests; {confidence_level(result['confidence'])} paired bootstrap "
             f"intervals, {result['resamples']:,} resamples, seed {result['seed']}; tolerance {tolerances}; "
-            f"budgets: {budget_text}")
+            f"budgets: {budget_text}; a bar is met when {result['meets_when']}")
 
 
 def failure_lines(result: dict) -> list[str]:
