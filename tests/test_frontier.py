@@ -6,6 +6,7 @@ import pytest
 
 from simulator.analyses import frontier
 from simulator.report.build import load_report_inputs
+from tests.conftest import World
 from tests.report_helpers import build, tiny_world
 
 A, B_LOW, B_HIGH, C, D = (0.001, 0.60), (0.004, 0.70), (0.004, 0.80), (0.010, 0.95), (0.012, 0.90)
@@ -62,6 +63,7 @@ def test_report_holds_sweeps_and_the_frontier(tmp_path):
     [swept] = inputs.tables[0]["sweeps"]
     assert (swept["plan"], swept["over"], swept["models"], swept["two_models"]) == (
         "default", "confidence", ["small", "big"], True)
+    assert (swept["deployable"], swept["reads_grades"]) == (True, [])  # confidence is known when serving
     assert [p["threshold"] for p in swept["points"]][:4] == [0.5, 0.7, 0.8, 0.9]
     assert inputs.tables[1]["sweeps"] == []
     found = inputs.frontier
@@ -77,6 +79,17 @@ def test_report_holds_sweeps_and_the_frontier(tmp_path):
     assert cascade["cpt"]["cpt_50"] == pytest.approx(1 / 6) and cascade["cpt"]["cpt_80"] == pytest.approx(4 / 15)
     page = (tmp_path / "tiny.html").read_text()
     assert 'id="frontier-table"' in page and 'id="sweeps-table"' in page and 'id="chart-frontier"' in page
+    assert "a bound, not deployable" not in page
+
+
+def test_the_report_calls_a_sweep_of_a_gate_on_a_grade_a_bound(tmp_path):
+    tiny_world(tmp_path)
+    cascade = {"default": {"cascade": [{"model": "small", "accept": "score >= 0.5"}, {"model": "big"}]}}
+    graded = World(tmp_path).scenario("graded", admission={"rule": "point"}, policy=cascade)
+    inputs = load_report_inputs(build([graded], tmp_path / "graded.html"))
+    [swept] = inputs.tables[0]["sweeps"]
+    assert (swept["over"], swept["deployable"], swept["reads_grades"]) == ("score", False, ["score"])
+    assert "a bound, not deployable: reads the grade score" in (tmp_path / "graded.html").read_text()
 
 
 def test_cpt_counts_a_point_that_recovers_exactly_the_asked_share():

@@ -165,6 +165,23 @@ def test_sweep_json_states_the_admission_rule_that_picked(cli, four):
     assert budget["calibration"]["admission"] is None  # a budget picks by cost, not by the admission rule
 
 
+
+def test_a_sweep_over_a_grade_is_a_bound_and_never_a_pick(cli, four):
+    # score is a grade (known only after the answer is graded): a gate on it is what a replay calls a bound,
+    # so the sweep says so everywhere and marks no threshold with the ★ of a threshold to ship.
+    world, *_ = four
+    path = world.folder / "cascade.yaml"
+    graded = json.loads(cli("sweep", path, "--over", "score", "--target-pass-rate", "0.5", "--json").out)
+    assert graded["deployable"] is False and graded["reads_grades"] == ["score"]
+    assert graded["calibration"]["deployable"] is False and graded["calibration"]["chosen"] is not None
+    served = json.loads(cli("sweep", path, "--over", "confidence", "--target-pass-rate", "0.5", "--json").out)
+    assert served["deployable"] is True and served["reads_grades"] == []
+    assert served["calibration"]["deployable"] is True
+    shown = " ".join(cli("sweep", path, "--over", "score", "--target-pass-rate", "0.5").out.split())
+    assert "★" not in shown and "◇ calibrated on a grade (a bound, not deployable) to pass rate" in shown
+    assert "bound: the swept policy reads the grade column(s) score" in shown
+    assert "★ calibrated to pass rate" in cli("sweep", path, "--over", "confidence", "--target-pass-rate", "0.5").out
+
 def test_the_accept_nothing_threshold_prints_above_the_largest_value(cli, four):
     """The last point's threshold is the float just above 0.9; rounded to 6 digits it would read 0.9, the
     threshold that accepts a."""

@@ -64,6 +64,7 @@ from simulator.core.errors import RoutesimError, did_you_mean
 from simulator.core.metrics import P95, aggregate
 from simulator.core.partials import SCALE, exact_mean, score_sums
 from simulator.core.prices import CACHE_LOSS, NANO_PER_USD, PriceSheet, usd
+from simulator.core.results import grades_read
 from simulator.core.scenario import Scenario, with_step_accept
 from simulator.core.stats import wilson_interval
 from simulator.core.verdict import DEFAULT_ADMISSION, Admission
@@ -84,13 +85,20 @@ TARGET_BUDGET = "budget"
 
 @dataclass(frozen=True)
 class Gate:
-    """The swept gate: step `step` (0-based) of plan `plan_index`, accepting when `over >= t`."""
+    """The swept gate: step `step` (0-based) of plan `plan_index`, accepting when `over >= t`. `grades`: the
+    grade columns the swept policy reads (`over` among them when it is a grade): when any, every point of
+    the sweep is a bound, what no deployable gate can beat on these answers, never a threshold to ship."""
 
     plan_index: int
     plan: str
     step: int
     over: str
     models: tuple[str, ...]
+    grades: tuple[str, ...] = ()
+
+    @property
+    def deployable(self) -> bool:
+        return not self.grades
 
 
 # --------------------------------------------------------------------------------------------------
@@ -175,7 +183,10 @@ def resolve_gate(scenario: Scenario, data: Dataset, *, step: int = 0, over: str 
     if over not in numeric:
         raise RoutesimError(f"--over {over!r} is not a numeric column of the data.{did_you_mean(over, numeric)}",
                             where=where, fix=f"numeric columns: {', '.join(numeric)}")
-    return Gate(plan_index=plan_index, plan=label, step=step, over=over, models=tuple(s.calls[-1] for s in steps))
+    # the policy as the sweep runs it: this step's accept a threshold on `over`
+    swept = with_step_accept(scenario, plan_index, step, gate_predicate(over, 0.0))
+    return Gate(plan_index=plan_index, plan=label, step=step, over=over, models=tuple(s.calls[-1] for s in steps),
+                grades=tuple(grades_read(swept, data)))
 
 
 def with_accept(scenario: Scenario, gate: Gate, accept: str) -> Scenario:
@@ -872,6 +883,7 @@ def report_sweeps(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
         at_bar = calibrate(result.points, TARGET_PASS_RATE, scenario.quality_bar.default,
                            scenario.admission or DEFAULT_ADMISSION)
         found.append({"plan": gate.plan, "step": gate.step, "over": gate.over, "models": list(gate.models),
+                      "deployable": gate.deployable, "reads_grades": list(gate.grades),
                       "current_threshold": result.current, "left_out": result.left_out,
                       "two_models": len(scenario.policy.models()) == 2,
                       # the cheapest threshold whose pass rate reaches the overall bar (slice bars not checked)

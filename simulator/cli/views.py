@@ -343,8 +343,9 @@ def _gate_title(scenario, gate: sweep.Gate) -> str:
             f"accept when hard_check_ok AND {gate.over} >= t")
 
 
-def _points_table(title: str, points: pl.DataFrame, marks: dict[float, str]) -> Table:
-    table = Table(title=title, caption="● the scenario's own threshold   ★ calibrated")
+def _points_table(title: str, points: pl.DataFrame, marks: dict[float, str], pick: str = "★") -> Table:
+    picked = "★ calibrated" if pick == "★" else f"{pick} calibrated on a grade: a bound, not deployable"
+    table = Table(title=title, caption=f"● the scenario's own threshold   {picked}")
     for column in ("threshold", "gate accepted", "requests", "cost", "$/request", "pass", "escalated", "p95 ms",
                    "strong calls"):
         table.add_column(column, justify="right")
@@ -396,13 +397,16 @@ def run_sweep(console: Console, scenario_path: Path, *, step: int, over: str | N
             if fit_until else None)
     if out:
         write_table(result.points, out)
+    # A gate on a grade (known only after the answer is graded) is a bound, as a replay's verdict says: its
+    # points are what no deployable gate can beat on these answers, and its pick is never one to ship.
     report = {"scenario": scenario.name, "plan": gate.plan, "step": gate.step, "model": gate.models[gate.step],
-              "over": gate.over, "current_threshold": result.current, "left_out": result.left_out,
-              "points": result.points.to_dicts()}
+              "over": gate.over, "deployable": gate.deployable, "reads_grades": list(gate.grades),
+              "current_threshold": result.current, "left_out": result.left_out, "points": result.points.to_dicts()}
     if target:
         # The admission rule picks only for a pass-rate target (and judges whether it held out of sample); the
         # JSON states it as the replay's summaries do, with the words the terminal prints.
-        report["calibration"] = {"target": target[0], "value": target[1], "chosen": chosen, "admission": (
+        report["calibration"] = {"target": target[0], "value": target[1], "chosen": chosen,
+                                 "deployable": gate.deployable, "admission": (
             {"rule": admission.rule, "confidence": admission.confidence, "meets_when": admission.describe()}
             if target[0] == sweep.TARGET_PASS_RATE else None)}
     if held:
@@ -411,19 +415,26 @@ def run_sweep(console: Console, scenario_path: Path, *, step: int, over: str | N
     if as_json:
         console.print_json(json_output(report))
         return
+    pick = "★" if gate.deployable else "◇"
     marks = {}
     if result.current is not None:
         marks[result.current] = "●"
     if chosen:
-        marks[chosen["threshold"]] = marks.get(chosen["threshold"], "") + "★"
+        marks[chosen["threshold"]] = marks.get(chosen["threshold"], "") + pick
     print_table(console, _points_table(_gate_title(scenario, gate) + f" — {count(result.points.height)} thresholds",
-                                result.points, marks))
+                                result.points, marks, pick))
+    if not gate.deployable:
+        console.print(f"bound: the swept policy reads the grade column(s) {inert(', '.join(gate.grades))}, known only "
+                      "after the answer is graded, so no router can gate on it: every point is what no deployable "
+                      "gate can beat on these answers, and no threshold here is one to ship.", highlight=False,
+                      soft_wrap=True)
     if result.left_out:
         console.print(f"{result.left_out} threshold(s) left out: replaying them would need outcomes missing from the "
                       "data (on_missing: error).", highlight=False)
     if target:
         words = f"{sweep.TARGET_WORDS[target[0]]} {target[1]:g}"
-        console.print(f"★ calibrated to {words}: " + (_point_line(chosen) if chosen else "no threshold meets it"),
+        kind = "calibrated" if gate.deployable else "calibrated on a grade (a bound, not deployable)"
+        console.print(f"{pick} {kind} to {words}: " + (_point_line(chosen) if chosen else "no threshold meets it"),
                       highlight=False)
         if target[0] == sweep.TARGET_PASS_RATE:  # the kind of estimate the pick rests on
             console.print(f"  A threshold meets it when {admission.describe()}"
