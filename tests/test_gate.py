@@ -171,6 +171,12 @@ def test_the_gate_judges_the_bar_by_the_rule_given(tmp_path, cli):
     assert judged["point"][0] == 0 and judged["point"][1]["rule"] == "point" and judged["point"][1]["passed"]
     shown = cli("gate", "--baseline", baseline, "--candidate", candidate, "--rule", "point").out
     assert "a bar is met when the observed pass rate reaches the bar" in " ".join(shown.split())
+    # orders passes 95 of 100: a bar of 0.96 fails on the observed rate alone under --rule point, and says so
+    strict = world.scenario("strict", policy=faq_to_small(), quality_bar={"default": 0.5, "slices": {"orders": 0.96}})
+    failed = json.loads(cli("gate", "--baseline", baseline, "--candidate", strict, "--rule", "point", "--json").out)
+    assert [f["message"] for f in failed["failures"]] == [
+        "the candidate's observed pass rate 95.0% (its 95% interval 88.8% to 97.8% is not judged) is below the bar "
+        "96.0%: fails"]
     unknown = cli("gate", "--baseline", baseline, "--candidate", candidate, "--rule", "upper")
     assert unknown.code == 2 and "unknown admission rule 'upper'" in unknown.err and "--rule" in unknown.err
 

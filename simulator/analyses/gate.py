@@ -191,11 +191,13 @@ def _check_row(row: dict, admission: Admission, verdict: dict | None = None) -> 
         verdict = verdict or judge(round(rate * row["requests"]), row["requests"], row["bar"], admission)
         row["bar_verdict"] = verdict["state"]
         if verdict["state"] != MEETS:
+            # The words say what was judged: the observed rate under the point rule, else the interval.
+            judged = (f"observed pass rate {pct(rate)} (its {level} interval {pct(verdict['low'])} to "
+                      f"{pct(verdict['high'])} is not judged)" if admission.rule == "point" else
+                      f"pass rate {pct(rate)} ({level} interval {pct(verdict['low'])} to {pct(verdict['high'])})")
             row["failures"].append({"check": BAR, "message": (
-                f"the candidate's pass rate {pct(rate)} ({level} interval "
-                f"{pct(verdict['low'])} to {pct(verdict['high'])}) "
-                f"{'is below' if verdict['state'] == 'fails' else 'does not clear'} the bar "
-                f"{pct(row['bar'])}: {verdict['state']}")})
+                f"the candidate's {judged} {'is below' if verdict['state'] == 'fails' else 'does not clear'} "
+                f"the bar {pct(row['bar'])}: {verdict['state']}")})
 
 
 def _check_budgets(row: dict, options: GateOptions) -> None:
