@@ -367,3 +367,22 @@ def test_one_confidence_per_run_in_the_gate_and_in_the_reports_gate(cli, world, 
     assert report.code == 0, report.err
     page = re.sub(r"<(style|script)\b.*?</\1>", "", (tmp_path / "r.html").read_text(), flags=re.S)
     assert "99.9% paired bootstrap intervals" in page and "95% paired bootstrap" not in page
+
+
+def test_a_pass_rate_never_reads_as_the_bar_it_fails():
+    from simulator.core.formats import pct_against
+
+    assert pct_against(0.8996, 0.9) == "89.96%"  # one decimal would read 90.0%, as if it met the bar
+    assert pct_against(0.90004, 0.9) == "90.004%" and pct_against(0.899999999, 0.9) == "<90.0%"
+    assert pct_against(0.9, 0.9) == "90.0%" and pct_against(0.95, 0.9) == "95.0%" and pct_against(0.5, None) == "50.0%"
+
+
+def test_the_replay_table_and_report_show_the_digits_that_tell_a_failing_rate_from_its_bar(cli, world, tmp_path):
+    # small passes 2 of 3 (66.67%), against a bar of 66.7%: both read 66.7% with one decimal.
+    small = world.scenario("small", policy={"default": {"use": "small"}}, quality_bar={"default": 0.667})
+    shown = cli("replay", small, "--rule", "point")
+    row = next(line for line in shown.out.splitlines() if line.strip().startswith("small"))
+    assert shown.code == 0 and "66.67%" in row and "fails (2)" in row
+    assert cli("report", small, "-o", tmp_path / "small.html", "--rule", "point").code == 0
+    page = (tmp_path / "small.html").read_text()
+    assert 'data-scenario="small" data-metric="pass_rate">66.67%</span>' in page  # the comparison table

@@ -37,7 +37,7 @@ import numpy as np
 import polars as pl
 
 from simulator.core.errors import RoutesimError, did_you_mean
-from simulator.core.formats import confidence_level, pct, points, signed_ms, signed_pct, usd
+from simulator.core.formats import confidence_level, pct, pct_against, points, signed_ms, signed_pct, usd
 from simulator.core.metrics import P95
 from simulator.core.scenario import QualityBar, Scenario, load_scenario
 from simulator.core.verdict import MEETS, Admission, judge, resolve_admission
@@ -192,9 +192,10 @@ def _check_row(row: dict, admission: Admission, verdict: dict | None = None) -> 
         row["bar_verdict"] = verdict["state"]
         if verdict["state"] != MEETS:
             # The words say what was judged: the observed rate under the point rule, else the interval.
-            judged = (f"observed pass rate {pct(rate)} (its {level} interval {pct(verdict['low'])} to "
+            shown = pct_against(rate, row["bar"])
+            judged = (f"observed pass rate {shown} (its {level} interval {pct(verdict['low'])} to "
                       f"{pct(verdict['high'])} is not judged)" if admission.rule == "point" else
-                      f"pass rate {pct(rate)} ({level} interval {pct(verdict['low'])} to {pct(verdict['high'])})")
+                      f"pass rate {shown} ({level} interval {pct(verdict['low'])} to {pct(verdict['high'])})")
             row["failures"].append({"check": BAR, "message": (
                 f"the candidate's {judged} {'is below' if verdict['state'] == 'fails' else 'does not clear'} "
                 f"the bar {pct(row['bar'])}: {verdict['state']}")})

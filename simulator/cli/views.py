@@ -21,7 +21,7 @@ from rich.table import Table
 from simulator.cli.console import print_table, print_words
 
 from simulator.core.errors import RoutesimError, visible
-from simulator.core.formats import confidence_level, count, metric, ms, pct, points, threshold, usd
+from simulator.core.formats import confidence_level, count, metric, ms, pct, pct_against, points, threshold, usd
 from simulator.core.metrics import METRICS, SESSION_METRICS
 from simulator.core.outputs import STDOUT, atomic_file, json_output, write_csv_atomic, write_text_atomic
 from simulator.core.prices import CACHE_LOSS_LINE
@@ -47,6 +47,13 @@ def inert(text) -> str:
 
 def _interval(verdict: dict) -> str:
     return f"{verdict['low'] * 100:.1f}–{verdict['high'] * 100:.1f}"
+
+
+def _shown(name: str, summary: dict) -> str:
+    # The pass rate is shown beside its verdict: with the digits that tell it from the bar it is judged against.
+    if name == "pass_rate":
+        return pct_against(summary["pass_rate"], summary["verdict"]["overall"].get("bar"))
+    return metric(name, summary[name])
 
 
 def _verdict_cell(summary: dict, recommended: str | None) -> str:
@@ -168,7 +175,7 @@ def comparison_table(summaries: list[dict], title: str = "Replay comparison", *,
         name = inert(_name(summary, best))
         cells = []
         for m in shown:
-            cells.append(metric(m.name, summary[m.name]))
+            cells.append(_shown(m.name, summary))
             if m.name == "pass_rate":
                 cells.append(_interval(summary["verdict"]["overall"]))
         cells.append(_verdict_cell(summary, best))
@@ -186,7 +193,7 @@ def vertical_comparison(summaries: list[dict], recommendation: dict, *, wide: bo
         lines.append(_name(summary, recommendation["policy"]))
         for m in METRICS:
             if wide or m.name in NARROW:
-                value = metric(m.name, summary[m.name])
+                value = _shown(m.name, summary)
                 if m.name == "pass_rate":
                     value += f" ({_interval(summary['verdict']['overall'])})"
                 lines.append(f"  {m.title}: {value}")
@@ -237,7 +244,8 @@ def lanes_table(result: dict) -> Table:
             table.add_row(inert(group["group"]) if index == 0 else "", inert(model["model"]) + mark,
                           f"{count(model['requests'])}/{count(group['requests'])}"
                           if model["requests"] != group["requests"] else count(model["requests"]),
-                          pct(model["pass_rate"]), f"{pct(model['pass_rate_low'])} – {pct(model['pass_rate_high'])}",
+                          pct_against(model["pass_rate"], model["bar"]),
+                          f"{pct(model['pass_rate_low'])} – {pct(model['pass_rate_high'])}",
                           usd(model["cost_per_request_usd"]), ms(model["latency_p95_ms"]).removesuffix(" ms"),
                           pct(model["bar"]), "yes" if model["admitted"] else "no",
                           end_section=index == len(group["models"]) - 1 and position < len(result["groups"]) - 1)

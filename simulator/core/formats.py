@@ -38,6 +38,18 @@ def pct(value: float | None) -> str:
     return f"{value:.1%}".replace("-", "−")
 
 
+def pct_against(value: float | None, bar: float | None) -> str:
+    """`pct(value)` beside a bar it is judged against: when the two differ but would read alike (a pass rate of
+    0.8996 and a bar of 0.9 both read 90.0%), with as many more decimals, up to four, as tell them apart, and
+    closer than that as '<90.0%' or '>90.0%', so a rate that fails its bar never reads as reaching it."""
+    if value is None or bar is None or value == bar or pct(value) != pct(bar):
+        return pct(value)
+    for digits in range(2, 5):
+        if f"{value:.{digits}%}" != f"{bar:.{digits}%}":
+            return f"{value:.{digits}%}".replace("-", "−")
+    return ("<" if value < bar else ">") + pct(bar)  # closer than four decimals: which side of the bar it is on
+
+
 def confidence_level(confidence: float) -> str:
     """A confidence level (0 < confidence < 1) as a percentage with the digits it was given: 0.95 -> '95%',
     0.999 -> '99.9%', 0.9995 -> '99.95%'.

@@ -49,7 +49,8 @@ def environment() -> Environment:
                       autoescape=select_autoescape(default=True, default_for_string=True),
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, finalize=shown)
     env.policies["json.dumps_kwargs"] = {"sort_keys": True, "separators": (",", ":"), "ensure_ascii": False}
-    env.filters.update(usd=formats.usd, pct=formats.pct, ms=formats.ms, count=formats.count,
+    env.filters.update(usd=formats.usd, pct=formats.pct, pct_against=formats.pct_against, ms=formats.ms,
+                       count=formats.count,
                        score=formats.score, confidence_level=formats.confidence_level, points=formats.points,
                        signed_pct=formats.signed_pct, signed_ms=formats.signed_ms, instant=instant, interval=interval)
     env.globals.update(metric=formats.metric, change=change, points=formats.points, signed_pct=formats.signed_pct,
