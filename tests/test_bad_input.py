@@ -94,9 +94,10 @@ def test_a_rejected_value_is_shown_as_the_yaml_wrote_it(cli, world):
     assert "datetime" not in result.err
 
 
-def test_window_without_requests(cli, world):
+@pytest.mark.parametrize("command", ["replay", "validate"])  # validate reports what the replay would meet
+def test_window_without_requests(cli, world, command):
     path = world.scenario(window={"start": "2027-01-01", "end": "2027-01-02"})
-    assert_bad_input(cli("replay", path), "no requests to replay between 2027-01-01 and 2027-01-02")
+    assert_bad_input(cli(command, path), "no requests to replay between 2027-01-01 and 2027-01-02")
 
 
 def test_missing_data_folder(cli, world):
@@ -234,10 +235,11 @@ def test_model_priced_by_neither_sheet_nor_record(cli, world):
                      "model 'big'", "not in the price sheet and no recorded cost_usd")
 
 
-def test_call_before_the_first_price_entry(cli, world):
+@pytest.mark.parametrize("command", ["replay", "validate"])
+def test_call_before_the_first_price_entry(cli, world, command):
     world.prices.write_text("models:\n  small:\n    - {effective_from: 2026-12-01, input: 1, output: 2}\n"
                             "  big:\n    - {effective_from: 2026-11-01, input: 1, output: 2}\n")
-    assert_bad_input(cli("replay", world.scenario()), "model 'small'",
+    assert_bad_input(cli(command, world.scenario()), "model 'small'",
                      "no price entry in force at 2026-11-16 01:00 UTC", "effective_from 2026-12-01")
 
 

@@ -105,9 +105,10 @@ def test_the_comparison_says_batch_requests_are_left_out_of_the_latency_figures(
     assert "3 request(s) ran a step on batch" in result.out and "latency figures leave them out" in result.out
 
 
-def test_a_service_tier_the_sheet_does_not_price_is_an_error(cli, world):
+@pytest.mark.parametrize("command", ["replay", "validate"])  # validate reports what the replay would meet
+def test_a_service_tier_the_sheet_does_not_price_is_an_error(cli, world, command):
     path = world.scenario(policy={"default": {"use": "small", "service_tier": "flex"}})
-    result = cli("replay", path)
+    result = cli(command, path)
     assert result.code == 2
     assert "no flex prices in the entry in force" in result.err
 

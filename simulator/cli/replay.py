@@ -257,12 +257,17 @@ def replay(
 
 def validate(paths: Annotated[list[Path], typer.Argument(metavar="PATH",
                                                          help="data folders, price sheets or scenario files")]):
-    """Check inputs against the data contract and print every problem found."""
+    """Check inputs against the data contract and print every problem found. A scenario file that passes
+    every check is also replayed once, writing nothing, as `routesim replay` would run it."""
     from simulator.core.checks import check_path
+    from simulator.core.sharded import default_workers
+
+    def replay_once(path: Path) -> None:
+        replay_scenarios([path], show_progress=False, workers=default_workers())
 
     problems = 0
     for path in paths:
-        found = check_path(path)
+        found = check_path(path, replay_once)
         problems += len(found)
         if found:
             errors.print(f"[red]✗ {path}[/red]: {len(found)} problem(s)")

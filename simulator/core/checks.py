@@ -47,7 +47,10 @@ def check_prices(path: Path, origin: Origin | None = None) -> list[str]:
     return problems
 
 
-def check_scenario(path: Path) -> list[str]:
+def check_scenario(path: Path, replay: Callable[[Path], object] | None = None) -> list[str]:
+    """Every problem of a scenario file, its data and its price sheet. With `replay`, a scenario with none is
+    then replayed by it (writing nothing), and the problem it raises, if any, is reported: what only the
+    data can show (an empty window, a call no price covers, a predicate that some values break)."""
     problems: list[str] = []
     scenario: Scenario | None = _collect(problems, lambda: load_scenario(path))
     if scenario is None:
@@ -61,11 +64,14 @@ def check_scenario(path: Path) -> list[str]:
     data = load_data(scenario.data)
     _collect(problems, lambda: compile_policy(scenario, data.traffic.collect_schema(), data.outcomes.collect_schema(),
                                               data_values(data.outcomes, "model"), data_values(data.traffic, "slice")))
+    if replay is not None and not problems:
+        _collect(problems, lambda: replay(path))
     return problems
 
 
-def check_path(path: Path) -> list[str]:
-    """Problems of whatever `path` is: a data folder, a price sheet or a scenario file."""
+def check_path(path: Path, replay: Callable[[Path], object] | None = None) -> list[str]:
+    """Problems of whatever `path` is: a data folder, a price sheet or a scenario file (`check_scenario`, with
+    `replay`)."""
     path = Path(path)
     if path.is_dir():
         return check_data(path)
@@ -82,4 +88,4 @@ def check_path(path: Path) -> list[str]:
         return problems
     if isinstance(raw, dict) and "models" in raw and "policy" not in raw:
         return check_prices(path)
-    return check_scenario(path)
+    return check_scenario(path, replay)
