@@ -402,8 +402,10 @@ def _content_key(path: Path) -> tuple[Path, str] | None:
 def _read_scenario(path: Path) -> Scenario:
     raw = read_yaml(path)
     if not isinstance(raw, dict):
-        raise RoutesimError("a scenario file must be a YAML mapping", where=str(path),
-                            fix="start from one of the files in scenarios/")
+        raise RoutesimError(f"a scenario or price sheet is a YAML mapping (key: value lines); this file holds a "
+                            f"{type(raw).__name__ if raw is not None else 'nothing'}", where=str(path),
+                            fix="start from one of the files in scenarios/ (a scenario) or data/prices/ (a price "
+                                "sheet)")
     try:
         scenario = Scenario.model_validate(raw)
     except ValidationError as error:

@@ -173,7 +173,13 @@ def read_yaml(path: Path) -> Any:
                                 fix="a scenario or price sheet is a small text file; check the path")
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
-        raise RoutesimError("not a UTF-8 text file", where=str(path), fix="save the file as UTF-8") from None
+        if path.suffix.lower() in (".parquet", ".arrow", ".ipc", ".feather"):  # a data file given for a YAML file
+            raise RoutesimError(f"{path.name} is a data file, but a YAML file (a scenario or price sheet) is expected "
+                                "here", where=str(path),
+                                fix="give a scenario file whose 'data' key names the folder holding it (see "
+                                    "scenarios/ for examples); `routesim validate` checks a data folder") from None
+        raise RoutesimError("not a UTF-8 text file", where=str(path),
+                            fix="give a scenario or price sheet (.yaml), saved as UTF-8") from None
     except OSError as error:
         raise RoutesimError(f"cannot read the file: {error.strerror}", where=str(path),
                             fix="check the path and its permissions") from None
