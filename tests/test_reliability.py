@@ -134,6 +134,67 @@ def test_a_folder_is_replaced_only_when_routesim_wrote_it_or_with_force(cli, wor
     assert not (foreign / "tiny" / "notes.txt").exists()
 
 
+def user_results(folder):
+    """A folder of someone's own files, named as a report names its files."""
+    folder.mkdir()
+    files = {"report.json": '{"mine": true}', "coverage.json": "notes", "gates.json": "mine", "baselines.json": "b"}
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    return snapshot(folder)
+
+
+def test_a_report_refuses_a_results_folder_routesim_did_not_write_before_writing_anything(cli, world, tmp_path):
+    # The report wrote its report.json, coverage.json and baselines.json over a user's files of those names and
+    # deleted their gates.json, with exit 0: only each scenario's own folder was checked.
+    for extra in ([], ["--save", tmp_path / "mine"]):
+        page = tmp_path / "page.html"
+        results = extra[-1] if extra else tmp_path / "page-results"
+        before = user_results(results)
+        assert_bad_input(cli("report", world.scenario(), "-o", page, *extra),
+                         f"{results} is a folder routesim did not write", "--force", f"where: {results}")
+        assert snapshot(results) == before
+        assert not page.exists()  # nor the HTML
+        assert not [path for path in tmp_path.iterdir() if path.name.startswith(".")]  # nor a staging file
+        assert cli("report", world.scenario(), "-o", page, *extra, "--force").code == 0  # replaced when asked
+        assert json.loads((results / "report.json").read_text()) == {"scenarios": ["tiny"]}
+        assert not (results / "gates.json").exists() and page.is_file()
+        page.unlink()
+
+
+def test_a_results_folder_routesim_wrote_is_written_again_and_one_forced_stays_the_users(cli, world, tmp_path):
+    page, results = tmp_path / "page.html", tmp_path / "page-results"
+    assert cli("report", world.scenario(), world.scenario("other"), "-o", page).code == 0
+    assert (results / MARKER).is_file()
+    (results / "notes.txt").write_text("kept")  # a routesim folder is written into, not emptied
+    assert cli("report", world.scenario(), "-o", page).code == 0  # a rerun: no --force needed
+    assert json.loads((results / "report.json").read_text()) == {"scenarios": ["tiny"]}
+    assert not (results / "other").exists()  # the stale scenario's result is dropped
+    assert (results / "notes.txt").read_text() == "kept"
+    # A folder --force let through is written into but not marked: the next run needs --force again.
+    forced = tmp_path / "forced"
+    user_results(forced)
+    (forced / "diary.txt").write_text("mine")
+    assert cli("report", world.scenario(), "-o", page, "--save", forced, "--force").code == 0
+    assert not (forced / MARKER).exists() and (forced / "diary.txt").read_text() == "mine"
+    assert_bad_input(cli("report", world.scenario(), "-o", page, "--save", forced), "routesim did not write")
+
+
+def test_replay_save_follows_the_same_rule_for_its_results_folder(cli, world, tmp_path):
+    # `replay --save` checked only the scenario's folder in DIR, so a report could later take DIR for its own.
+    foreign = tmp_path / "foreign"
+    before = user_results(foreign)
+    decisions = tmp_path / "d.parquet"
+    assert_bad_input(cli("replay", world.scenario(), "--save", foreign, "--decisions", decisions),
+                     "foreign is a folder routesim did not write", "--force")
+    assert snapshot(foreign) == before and not decisions.exists()
+    saved = tmp_path / "saved"
+    assert cli("replay", world.scenario(), "--save", saved, "--decisions", saved / "d.parquet").code == 0
+    assert (saved / MARKER).is_file() and (saved / "d.parquet").is_file()
+    assert cli("replay", world.scenario("other"), "--save", saved).code == 0  # routesim's: written into again
+    assert sorted(path.parent.name for path in saved.glob("*/summary.json")) == ["other", "tiny"]
+    assert cli("report", "--from", saved, "-o", tmp_path / "r.html").code == 0
+
+
 def test_a_file_in_the_way_of_an_output_folder_is_bad_input(cli, world, tmp_path):
     blocker = tmp_path / "blocker"
     blocker.write_text("x")

@@ -288,6 +288,30 @@ def test_generate_served_writes_the_truth_aside(cli, tmp_path):
     assert cli("generate", tmp_path / "x", "--shadow-rate", "0.1").code == 2
 
 
+def test_generate_served_refused_for_its_truth_folder_writes_neither_folder(cli, tmp_path):
+    # The truth folder was checked only when written, after the log: a refusal of OUT-truth came with OUT
+    # written (an earlier week there already replaced).
+    truth = tmp_path / "week-truth"
+    truth.mkdir()
+    (truth / "mine.txt").write_text("precious")
+    arguments = ("generate", tmp_path / "week", "--requests", "100", "--days", "1", "--seed", "1", "--served",
+                 "uniform")
+    result = cli(*arguments)
+    assert result.code == 2 and "week-truth is a folder routesim did not write" in result.err, result.err
+    assert "Traceback" not in result.err and "--force" in result.err
+    assert not (tmp_path / "week").exists()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["week-truth"]  # nor a staging folder
+    assert [path.name for path in truth.iterdir()] == ["mine.txt"]
+    assert (truth / "mine.txt").read_text() == "precious"
+    # An earlier week routesim wrote at OUT stays as it was.
+    assert cli("generate", tmp_path / "week", "--requests", "40", "--days", "1", "--seed", "2").code == 0
+    before = (tmp_path / "week" / "traffic.parquet").read_bytes()
+    assert cli(*arguments).code == 2
+    assert (tmp_path / "week" / "traffic.parquet").read_bytes() == before
+    assert cli(*arguments, "--force").code == 0
+    assert pl.read_parquet(truth / "outcomes.parquet")["model"].n_unique() == 4 and not (truth / "mine.txt").exists()
+
+
 
 def test_estimate_diagnostics_write_counts_and_sums_with_thousands_separators():
     from simulator.cli.served import _diagnostic

@@ -129,7 +129,9 @@ def check_outputs(scenario_paths: list[Path], *, files=(), folders=(), saved_und
                   rule: str | None = None, confidence: float | None = None) -> None:
     """Refuses bad destinations before any replay: every scenario, data folder and price sheet is an input.
 
-    `files` and `folders` are written as such; `saved_under` gets one folder per scenario name."""
+    `files` and `folders` are written as such; `saved_under` is a results folder (`replay --save`, a report's),
+    which gets one folder per scenario name: it, too, is refused when routesim did not write it, unless
+    `--force` (simulator.core.outputs.claim_folder, which save_result calls at the first write)."""
     from simulator.core.outputs import STDOUT, check_destination, note_input
     from simulator.core.runner import load_scenarios
 
@@ -144,7 +146,8 @@ def check_outputs(scenario_paths: list[Path], *, files=(), folders=(), saved_und
     if saved_under is not None and str(saved_under) == STDOUT:
         check_destination(saved_under, folder=True)  # refuses '-': saved results are folders, not a stream
     named = [saved_under / scenario.name for scenario in scenarios] if saved_under is not None else []
-    for path in [*folders, *named]:
+    # The scenarios' folders first: a refusal names the one that is an input (`--save .` beside the data).
+    for path in [*folders, *named, *([saved_under] if saved_under is not None else [])]:
         check_destination(path, folder=True)
 
 
@@ -235,11 +238,13 @@ def replay(
         recommendation = recommend_gated(summaries, gates)
     else:
         recommendation = recommend(summaries)
-    if decisions:
-        _write_decisions(decisions, outcomes)
+    # The results first: `--decisions` may name a file inside the `--save` folder, which must be new (or
+    # routesim's) when save_result claims it.
     if save:
         for outcome in outcomes:
             save_result(save, outcome.summary, outcome.replay.decisions, outcome.replay.calls)
+    if decisions:
+        _write_decisions(decisions, outcomes)
     if as_json:
         from simulator.core.outputs import json_output
 
@@ -308,7 +313,7 @@ def generate(
     if shadow_rate is not None and served is None:
         raise RoutesimError("--shadow-rate goes with --served", where="--shadow-rate",
                             fix="add --served uniform (or skewed, by-slice)")
-    if served is not None:
+    if served is not None:  # write_served_week checks its second folder, OUT-truth, before generating
         from simulator.datasets.served import write_served_week
 
         truth = write_served_week(out, requests, days, seed, served, shadow_rate=shadow_rate, mix_shift=mix_shift,
@@ -326,7 +331,7 @@ def generate(
     console.print(f"wrote {requests:,} requests to {out}")
 
 
-def demo():
+def demo(force: Annotated[bool, FORCE] = False):
     """Replay every shipped scenario and write the reports.
 
     The support-week scenarios go to reports/demo.html, each gated against flagship-everywhere (what
@@ -334,6 +339,7 @@ def demo():
     go to reports/demo-DATASET.html.
     """
     from simulator.cli.views import print_comparison
+    from simulator.core.outputs import allow_replacing_folders
     from simulator.report.build import default_results_dir, load_report_inputs
 
     runs = [("support week", sorted(SCENARIOS.glob("*.yaml")), REPORTS / "demo.html", DEMO_BASELINE)]
@@ -342,6 +348,9 @@ def demo():
     # LiteLLM proxy config beside the scenario import-config makes of it (README "LiteLLM router configs").
     runs += [(folder.name, sorted(folder.glob("*.yaml")), REPORTS / f"demo-{folder.name}.html", None)
              for folder in sorted(SCENARIOS.iterdir()) if folder.is_dir() and folder.name not in {"served", "gateway"}]
+    allow_replacing_folders(force)
+    for _, paths, out, _ in runs:  # every report and results folder, before the first replay
+        check_outputs(paths, files=[out], saved_under=default_results_dir(out))
     written = []
     for title, paths, out, baseline in runs:
         results = default_results_dir(out)

@@ -8,7 +8,8 @@ it only once complete. Before anything is written the destination is checked (`c
 - a symlink or a special file (device, FIFO, socket) is never replaced; `-` writes a text output to stdout;
 - a CSV's text cells that a spreadsheet would run as a formula are written as text (`csv_safe`);
 - an existing folder is replaced only when routesim wrote it (it holds the MARKER file), or with `--force`
-  (`allow_replacing_folders`); an existing regular file is replaced.
+  (`allow_replacing_folders`); an existing regular file is replaced. A folder routesim writes into piece by
+  piece (saved results) is held to the same rule (`claim_folder`).
 
 The inputs and the `--force` setting belong to the command being run: `begin_run` clears them when the
 CLI starts a command.
@@ -200,6 +201,24 @@ def atomic_folder(target: Path, *, updating: bool = False) -> Iterator[Path]:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(retired, ignore_errors=True)
+
+
+def claim_folder(target: Path) -> Path:
+    """Makes `target` a folder routesim writes into piece by piece rather than whole, as saved results are (one
+    folder per scenario, a report's files beside them): refused as any output folder is (`check_destination`:
+    one routesim did not write only with `--force`), created when missing, and given the MARKER file when new
+    or empty, so that a later run may write into it again. A folder of someone else's files that `--force`
+    let through is written into but not marked: it stays theirs, and no later run replaces it without
+    `--force`. Callers check the folder before any work too, so that a refusal comes first."""
+    target = check_destination(Path(target), folder=True)
+    try:
+        marker = target / MARKER
+        if not marker.is_file() and not (target.is_dir() and any(target.iterdir())):
+            target.mkdir(parents=True, exist_ok=True)
+            marker.write_text(MARKER_TEXT, encoding="utf-8")
+    except OSError as error:
+        raise _os_error(target, error) from None
+    return target
 
 
 def write_text_atomic(path: Path, text: str) -> Path:

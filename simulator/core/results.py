@@ -53,7 +53,7 @@ from simulator.core.metrics import (
     summary_scopes,
 )
 from simulator.core.partials import Fetch, Parts, fetch_local, merge_parts, quantiles
-from simulator.core.outputs import MARKER, atomic_folder, json_text
+from simulator.core.outputs import MARKER, atomic_folder, claim_folder, json_text
 from simulator.core.predicates import parse_predicate
 from simulator.core.prices import SOURCE_RECORDED, PriceSheet
 from simulator.core.scenario import QualityBar, Scenario
@@ -441,8 +441,9 @@ class SavedResult:
 
 
 def save_result(folder: Path, summary: dict, decisions: pl.DataFrame, calls: pl.DataFrame) -> Path:
-    """Writes one scenario's result to `folder/<scenario>/`, atomically."""
-    target = Path(folder) / summary["scenario"]
+    """Writes one scenario's result to `folder/<scenario>/`, atomically. `folder` is a results folder
+    (simulator.core.outputs.claim_folder): one routesim did not write is refused without `--force`."""
+    target = claim_folder(folder) / summary["scenario"]
     with atomic_folder(target) as staging:
         decisions.write_parquet(staging / DECISIONS_FILE)
         calls.write_parquet(staging / CALLS_FILE)

@@ -26,6 +26,7 @@ import polars as pl
 from simulator.core.contract import PROPENSITY_PREFIX, write_folder
 from simulator.core.errors import RoutesimError
 from simulator.core.draws import keyed_uniform
+from simulator.core.outputs import check_destination
 from simulator.core.sampling import stratified_sample
 from simulator.datasets.generate import MODELS, SLICE_NAMES, generate_week
 
@@ -120,13 +121,16 @@ def served_week(requests: int, days: int, seed: int, logger: str, *, shadow_rate
 def write_served_week(out: Path, requests: int, days: int, seed: int, logger: str, *,
                       shadow_rate: float | None = None, mix_shift: bool = True, gold_rate: float | None = None,
                       progress: Callable[[str], None] | None = None) -> Path:
-    """Writes the served log to `out` and the full matrix to the sibling `out`-truth; returns the truth folder."""
+    """Writes the served log to `out` and the full matrix to the sibling `out`-truth; returns the truth folder.
+    Both destinations are checked before anything is generated: a refusal of either leaves both as they were."""
+    out = Path(out)
+    truth = out.with_name(out.name + TRUTH_SUFFIX)
+    for folder in (out, truth):
+        check_destination(folder, folder=True)
     (traffic, outcomes), (full_traffic, full_outcomes) = served_week(
         requests, days, seed, logger, shadow_rate=shadow_rate, mix_shift=mix_shift, gold_rate=gold_rate)
     if progress:
         progress("writing")
-    out = Path(out)
     write_folder(out, traffic, outcomes, {})
-    truth = out.with_name(out.name + TRUTH_SUFFIX)
     write_folder(truth, full_traffic, full_outcomes, {})
     return truth
