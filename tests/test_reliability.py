@@ -179,6 +179,24 @@ def test_a_results_folder_routesim_wrote_is_written_again_and_one_forced_stays_t
     assert_bad_input(cli("report", world.scenario(), "-o", page, "--save", forced), "routesim did not write")
 
 
+
+def test_a_results_folder_an_earlier_routesim_wrote_is_still_routesims(cli, world, tmp_path):
+    # Before results folders were marked, only their scenario folders were: such a folder (the demo's, after
+    # an upgrade) is written again, and marked; the same with one file of the user's beside them is not.
+    from simulator.core.outputs import EARLIER_RESULT_FILES
+    from simulator.report import build
+
+    assert {build.BASELINES_FILE, build.MANIFEST_FILE, build.GATES_FILE, build.PRICE_CHECKS_FILE,
+            build.COVERAGE_FILE} == EARLIER_RESULT_FILES
+    page, results = tmp_path / "page.html", tmp_path / "page-results"
+    assert cli("report", world.scenario(), "-o", page).code == 0
+    (results / MARKER).unlink()  # as an earlier version left it
+    assert cli("report", world.scenario(), "-o", page).code == 0 and (results / MARKER).is_file()
+    (results / MARKER).unlink()
+    (results / "diary.txt").write_text("mine")
+    assert_bad_input(cli("report", world.scenario(), "-o", page), "routesim did not write")
+    assert (results / "diary.txt").read_text() == "mine"
+
 def test_replay_save_follows_the_same_rule_for_its_results_folder(cli, world, tmp_path):
     # `replay --save` checked only the scenario's folder in DIR, so a report could later take DIR for its own.
     foreign = tmp_path / "foreign"

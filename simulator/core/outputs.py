@@ -123,7 +123,7 @@ def check_destination(path: Path, *, folder: bool = False, updating: bool = Fals
             raise RoutesimError(f"{path} is a file, but a folder is written here", where=str(path),
                                 fix="give the name of a new folder")
         if (stat.S_ISDIR(status.st_mode) and not updating and not _run.force and any(path.iterdir())
-                and not (path / MARKER).is_file()):
+                and not (path / MARKER).is_file() and not earlier_results_folder(path)):
             raise RoutesimError(f"{path} is a folder routesim did not write (it has no {MARKER} file); "
                                 "it is not replaced", where=str(path),
                                 fix="choose a new destination, or add --force to replace the folder")
@@ -203,6 +203,25 @@ def atomic_folder(target: Path, *, updating: bool = False) -> Iterator[Path]:
         shutil.rmtree(retired, ignore_errors=True)
 
 
+# What a report writes beside its scenarios' folders (simulator.report.build names them); with those folders,
+# each marked, the whole of a results folder routesim wrote before results folders carried MARKER themselves.
+EARLIER_RESULT_FILES = frozenset({"report.json", "coverage.json", "baselines.json", "gates.json", "price-checks.json"})
+
+
+def earlier_results_folder(path: Path) -> bool:
+    """Whether `path` is a results folder an earlier routesim wrote, before it marked results folders (not
+    their scenario folders) with MARKER: at least one folder, each holding MARKER, and no file but those a
+    report writes beside them (EARLIER_RESULT_FILES). It counts as routesim's, and is marked when next written
+    (`claim_folder`); a folder of anyone else's files is not one."""
+    try:
+        entries = list(path.iterdir())
+        folders = [entry for entry in entries if entry.is_dir() and not entry.is_symlink()]
+        return bool(folders) and all((folder / MARKER).is_file() for folder in folders) and all(
+            entry.name in EARLIER_RESULT_FILES for entry in entries if entry not in folders)
+    except OSError:
+        return False
+
+
 def claim_folder(target: Path) -> Path:
     """Makes `target` a folder routesim writes into piece by piece rather than whole, as saved results are (one
     folder per scenario, a report's files beside them): refused as any output folder is (`check_destination`:
@@ -213,7 +232,8 @@ def claim_folder(target: Path) -> Path:
     target = check_destination(Path(target), folder=True)
     try:
         marker = target / MARKER
-        if not marker.is_file() and not (target.is_dir() and any(target.iterdir())):
+        if not marker.is_file() and (not (target.is_dir() and any(target.iterdir()))
+                                     or earlier_results_folder(target)):
             target.mkdir(parents=True, exist_ok=True)
             marker.write_text(MARKER_TEXT, encoding="utf-8")
     except OSError as error:
