@@ -389,3 +389,10 @@ def test_error_type_may_be_absent_but_must_be_known_when_present(cli, world):
     world.write_data(tiny_traffic(), outcomes.with_columns(pl.col("error_type").replace("rate_limit", "429")))
     assert_bad_input(cli("validate", world.data), "column 'error_type'", "unknown value", "error_type='429'",
                      "rate_limit, timeout, context_window, content_filter, other")
+
+
+def test_decisions_named_as_another_format_are_refused(cli, world, tmp_path):
+    # Decisions were written as Parquet into d.csv: a file no CSV reader can open, under a name that says CSV.
+    assert_bad_input(cli("replay", world.scenario(), "--decisions", tmp_path / "d.csv"),
+                     "--decisions writes Parquet, but d.csv is named as another format", "name it d.parquet")
+    assert not (tmp_path / "d.csv").exists()

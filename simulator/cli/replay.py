@@ -222,6 +222,10 @@ def replay(
                             fix="write the decisions to a file (--decisions FILE.parquet), or drop --json")
     check_outputs(scenarios, files=[None if streamed else decisions], saved_under=save, rule=rule,
                   confidence=confidence)
+    if decisions is not None and not streamed and decisions.suffix.lower() != ".parquet":
+        # Decisions hold lists (models_called), which CSV or JSON by name would misrepresent: Parquet only.
+        raise RoutesimError(f"--decisions writes Parquet, but {decisions.name} is named as another format",
+                            where="--decisions", fix=f"name it {decisions.stem}.parquet, or give '-' for JSON lines")
     from simulator.core.sharded import default_workers
 
     # Decisions and calls tables are built only when they are written: otherwise large data replays in
