@@ -509,3 +509,15 @@ def test_generate_over_its_own_earlier_folder_replaces_it_whole(cli, tmp_path):
     assert sorted(path.name for path in week.iterdir()) == [".routesim-output", "outcomes.parquet", "traffic.parquet"]
     assert pl.read_parquet(week / "traffic.parquet").height == 30
     assert not [path for path in tmp_path.iterdir() if path.name.startswith(".")]  # no staging folder left
+
+
+def test_a_failed_write_names_the_destination_not_its_temporary_file(tmp_path):
+    # A full disk surfaced as 'where: .../.d.parquet.x1y2.tmp', a file the user never named.
+    from simulator.core.errors import RoutesimError
+    from simulator.core.outputs import atomic_file
+
+    destination = tmp_path / "d.parquet"
+    with pytest.raises(RoutesimError) as failed, atomic_file(destination) as temporary:
+        raise OSError(28, "No space left on device", str(temporary))
+    assert failed.value.where == str(destination) and "No space left on device" in str(failed.value)
+    assert list(tmp_path.iterdir()) == []  # neither the destination nor the temporary file is left

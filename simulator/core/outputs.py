@@ -141,7 +141,10 @@ def _os_error(path: Path, error: OSError) -> RoutesimError:
     reason = error.strerror or str(error)
     if isinstance(error, (FileExistsError, NotADirectoryError)):
         reason = "a file is in the way of a folder on its path"
-    return RoutesimError(f"cannot write {path}: {reason}", where=str(error.filename or path),
+    shown = error.filename
+    if shown is not None and Path(str(shown)).name.startswith(f".{Path(path).name}."):
+        shown = None  # the temporary file beside the destination: the user knows only the destination
+    return RoutesimError(f"cannot write {path}: {reason}", where=str(shown or path),
                          fix="choose a destination in a folder you can write to, with space left")
 
 
@@ -157,7 +160,10 @@ def atomic_file(path: Path) -> Iterator[Path]:
     os.close(handle)
     temporary = Path(name)
     try:
-        yield temporary
+        try:
+            yield temporary
+        except OSError as error:  # the writer's failure names the destination, never the temporary file
+            raise _os_error(path, error) from None
         try:
             os.chmod(temporary, 0o644)  # mkstemp makes the file private; outputs are meant to be shared
             check_destination(path)  # again: the destination may have changed while the output was made
