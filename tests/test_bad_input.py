@@ -396,3 +396,11 @@ def test_decisions_named_as_another_format_are_refused(cli, world, tmp_path):
     assert_bad_input(cli("replay", world.scenario(), "--decisions", tmp_path / "d.csv"),
                      "--decisions writes Parquet, but d.csv is named as another format", "name it d.parquet")
     assert not (tmp_path / "d.csv").exists()
+
+
+def test_a_null_in_a_required_column_says_how_to_fix_it(cli, world):
+    traffic = tiny_traffic().with_columns(pl.when(pl.col("request_id") == "b").then(None).otherwise(pl.col("ts"))
+                                          .alias("ts"))
+    world.write_data(traffic, tiny_outcomes())
+    assert_bad_input(cli("validate", world.data), "column 'ts': 1 null value(s)", "request_id='b'",
+                     "fix: set ts in every row, or drop the rows without one")
