@@ -308,7 +308,8 @@ def design_weighted(scenario: Scenario, data: Dataset, sheet: PriceSheet | None,
     if "inclusion_probability" not in data.outcomes.collect_schema():
         raise RoutesimError("the data holds no shadow sample (no outcomes column inclusion_probability)",
                             where=str(data.folder),
-                            fix="plan one with 'routesim plan-shadow', run it and import the answers with --merge")
+                            fix="plan one with 'routesim plan-shadow', run it and import its answers with --plan "
+                                "PLAN (then their grades with --merge)")
     if scenario.sample is not None:
         raise RoutesimError("a design-weighted estimate replays the shadow sample; the scenario draws its own sample",
                             where=f"scenario '{scenario.name}', key 'sample'", fix="remove 'sample'")
