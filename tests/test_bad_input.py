@@ -404,3 +404,15 @@ def test_a_null_in_a_required_column_says_how_to_fix_it(cli, world):
     world.write_data(traffic, tiny_outcomes())
     assert_bad_input(cli("validate", world.data), "column 'ts': 1 null value(s)", "request_id='b'",
                      "fix: set ts in every row, or drop the rows without one")
+
+
+def test_a_sample_larger_than_the_window_is_warned_about(cli, world):
+    import json
+
+    found = json.loads(cli("replay", world.scenario(sample={"requests": 100_000_000}), "--json").out)
+    [summary] = found
+    assert summary["requests"] == 3
+    assert [w["message"] for w in summary["warnings"] if w["kind"] == "sample_larger_than_window"] == [
+        "sample asks for 100,000,000 requests, but the window holds 3: all of them are replayed, none drawn"]
+    [drawn] = json.loads(cli("replay", world.scenario(sample={"requests": 2}), "--json").out)
+    assert drawn["requests"] == 2 and not [w for w in drawn["warnings"] if w["kind"] == "sample_larger_than_window"]

@@ -117,10 +117,15 @@ def merge_warning_counts(many: list[dict]) -> dict:
     return merged
 
 
-def warnings_of(scenario: Scenario, counts: dict) -> list[dict]:
-    """Every warning for one replay, from its (merged) warning counts."""
+def warnings_of(scenario: Scenario, counts: dict, in_window: int | None = None) -> list[dict]:
+    """Every warning for one replay, from its (merged) warning counts; `in_window`: the requests in the
+    scenario's window, which a `sample` larger than it replays all of."""
     warnings = []
     policy = scenario.policy
+    if scenario.sample is not None and in_window is not None and scenario.sample.requests > in_window:
+        warnings.append({"rule": "sample", "kind": "sample_larger_than_window",
+                         "message": f"sample asks for {scenario.sample.requests:,} requests, but the window holds "
+                                    f"{in_window:,}: all of them are replayed, none drawn"})
     own, taken = counts["own"], counts["taken"]
     labels = [rule.name or f"rule {index + 1}" for index, rule in enumerate(policy.rules)]
     named = {}

@@ -391,7 +391,7 @@ def summary_from(scenario: Scenario, part: ReplayPart, fetch: Fetch, data: Datas
         "grade_columns_read": grades,
         "assumed_grades_share": None if part.assumed is None else part.assumed / part.replayed,
         "requests_fingerprint": _fingerprint_text(*part.fingerprint),
-        "warnings": warnings_of(scenario, part.warnings),
+        "warnings": warnings_of(scenario, part.warnings, part.in_window),
         "over_time": over_time(part.parts.scopes[OVER_TIME_SCOPE]["counts"], (part.last - part.first).total_seconds(),
                                scenario.quality_bar.default, admission),
         # How the figures were obtained: every request replayed (exact), or only those with their outcomes.
