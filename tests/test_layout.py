@@ -6,6 +6,8 @@ import dataclasses
 import datetime as dt
 import json
 import shutil
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -317,9 +319,65 @@ def test_clear_removes_layouts_of_older_versions_and_leftovers_of_interrupted_bu
     current = load_data(world.data, cache).layout
     assert older.path != current.path
     assert [entry.version for entry in layout.entries(cache)] == [layout.LAYOUT_VERSION, layout.LAYOUT_VERSION - 1]
-    (cache / "building-interrupted").mkdir()
+    staging = Path(tempfile.mkdtemp(prefix="building-", dir=cache))  # named as _build names it
+    (staging / "slots").mkdir()
     assert len(layout.clear(cache)) == 2
-    assert list((cache / "layouts").iterdir()) == [] and not (cache / "building-interrupted").exists()
+    assert list((cache / "layouts").iterdir()) == [] and not staging.exists()
+
+
+def _user_files(cache: Path) -> dict[str, str]:
+    """A user's files in the three places routesim keeps its own: layouts/, keys/ and the cache root (one named
+    like a staging folder, one a file named exactly like a staging folder, and a symlink named like a layout
+    pointing at a folder of theirs). Returns path -> content."""
+    files = {"layouts/notes/todo.txt": "precious", "keys/config.json": '{"api": "x"}',
+             "building-site/index.html": "hi", "building-abcd1234": "a file, not a staging folder",
+             "elsewhere/kept.txt": "behind a symlink"}
+    for name, text in files.items():
+        (cache / name).parent.mkdir(parents=True, exist_ok=True)
+        (cache / name).write_text(text)
+    (cache / "layouts" / f"{'0' * 16}-v{layout.LAYOUT_VERSION}").symlink_to(cache / "elsewhere")
+    return files
+
+
+def test_cache_clear_leaves_and_names_what_routesim_did_not_make(world, cli, cache, steady):
+    # A tester's notes, API config and site under --cache-dir were deleted by `cache clear`, which said
+    # "removed 0 layouts"; routesim's own layouts, keys and leftovers must still all go.
+    assert cli("--cache-dir", cache, "replay", world.scenario()).code == 0
+    (built,) = layout.entries(cache)
+    made = [Path(tempfile.mkdtemp(prefix="building-", dir=cache)),  # a build cut short
+            cache / "layouts" / f".removing-{built.path.name}-4242",  # a removal cut short
+            cache / "keys" / f".{'a' * 32}.json.x_y12345"]  # a key write cut short (_write_json's mkstemp)
+    made[1].mkdir()
+    made[2].write_text("{")
+    keys = list((cache / "keys").glob("*.json"))
+    assert keys  # the replay's key, which clear must remove
+    files = _user_files(cache)
+
+    listed = cli("cache", "ls", "--cache-dir", cache)
+    assert listed.code == 0 and "1 layout" in listed.out
+    assert "6 entries routesim did not make" in listed.out and "layouts/notes" in listed.out
+    cleared = cli("cache", "clear", "--cache-dir", cache)
+    assert cleared.code == 0 and "removed 1 layout" in cleared.out, cleared.err
+    unknown = ["building-abcd1234", "building-site", "elsewhere", f"layouts/{'0' * 16}-v{layout.LAYOUT_VERSION}",
+               "layouts/notes", "keys/config.json"]
+    assert f"left 6 entries routesim did not make in {cache}: {', '.join(unknown)}" in " ".join(cleared.out.split())
+    assert {name: (cache / name).read_text() for name in files} == files
+    assert (cache / "layouts" / f"{'0' * 16}-v{layout.LAYOUT_VERSION}").is_symlink()
+    assert not built.path.exists() and not any(path.exists() for path in [*made, *keys])
+    assert sorted(path.name for path in (cache / "layouts").iterdir()) == [f"{'0' * 16}-v{layout.LAYOUT_VERSION}",
+                                                                         "notes"]
+
+
+def test_ls_and_eviction_pass_over_a_user_folder_even_one_shaped_like_a_layout(world, cache, monkeypatch):
+    built = load_data(world.data, cache).layout
+    mine = cache / "layouts" / "my-copy"  # the user's copy of a layout: a meta.json, but not routesim's name
+    shutil.copytree(built.path, mine)
+    (cache / "keys" / "notes.json").write_text(json.dumps({"fingerprint": built.fingerprint, "files": ["/x/y"]}))
+    assert [entry.path for entry in layout.entries(cache)] == [built.path]
+    assert "/x" not in layout.entries(cache)[0].sources  # a user's JSON is no key
+    assert [entry.path for entry in layout.evict(cache, -1)] == [built.path]
+    assert (mine / "meta.json").is_file() and (cache / "keys" / "notes.json").is_file()
+    assert layout.not_made_by_routesim(cache) == [Path("layouts/my-copy"), Path("keys/notes.json")]
 
 
 def _lone(outcomes: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:

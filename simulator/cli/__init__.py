@@ -18,6 +18,7 @@ fast.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
@@ -30,7 +31,7 @@ from typing import Annotated
 import typer
 
 from simulator.cli import bench, cache, data, evals, gateway, replay, served, shard, tuning
-from simulator.cli.console import BAD_INPUT, INTERNAL_ERROR, errors
+from simulator.cli.console import BAD_INPUT, INTERNAL_ERROR, STDOUT_CLOSED, StdoutClosed, errors
 from simulator.core.errors import RoutesimError
 
 COMMAND_GROUPS = (replay, bench, cache, shard, data, evals, tuning, served, gateway)
@@ -157,6 +158,47 @@ def _with_finite_floats(command):
     return command
 
 
+def _stdout_gone() -> bool:
+    """Whether stdout is a pipe (or socket) whose reader has closed it: poll reports an error or hang-up on
+    it. True when that cannot be asked (no poll, no file descriptor): the broken pipe is then taken as
+    stdout's, the likeliest."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (AttributeError, ValueError, OSError):
+        return True
+
+
+def _broken_pipes_past_typer(command) -> None:
+    """Makes a BrokenPipeError of the command reach main(): typer's main catches it (typer.core._main, as
+    an OSError with errno EPIPE) and exits 1 without a word, the failed gate's code. Only the writes that
+    rich does not make (typer.echo, sys.stdout.write) raise it; rich's console raises StdoutClosed itself."""
+    invoke = command.invoke
+
+    def invoking(ctx):
+        try:
+            return invoke(ctx)
+        except BrokenPipeError as error:
+            if _stdout_gone():
+                raise StdoutClosed from error
+            # Some other pipe broke (a worker's): not the reader leaving, so not a quiet exit 141.
+            raise RuntimeError(f"a pipe other than stdout broke: {error}") from error
+
+    command.invoke = invoking
+
+
+def _end_on_closed_stdout() -> typing.NoReturn:
+    """Exits STDOUT_CLOSED (141, 128 + SIGPIPE) without a word. stdout is pointed at /dev/null first, else
+    Python's last flush of it at exit fails again and prints "Exception ignored ... BrokenPipeError" (the
+    Python docs' note on SIGPIPE, in the `signal` module)."""
+    with contextlib.suppress(OSError, ValueError):  # no file descriptor (stdout replaced in-process)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    sys.exit(STDOUT_CLOSED)
+
+
 def _first_line(error: BaseException) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
 
@@ -198,6 +240,8 @@ def main() -> None:
     data-dependent errors and panics of polars (a Parquet page that cannot be decoded, a value that cannot
     be computed). Exit 3 is left for anything else: a bug. SIGINT (exit 130) and SIGTERM (exit 143) end the
     command as exceptions, so a half-written output's staging file or folder is removed on the way out.
+    A stdout closed by its reader (`routesim replay ... | head -3`) ends the command quietly with exit 141
+    (128 + SIGPIPE, what a shell reports for a program a closed pipe stopped).
     """
     os.environ.setdefault(*KEEP_FREED_PAGES)
     from simulator.core.outputs import begin_run
@@ -209,7 +253,15 @@ def main() -> None:
         # Without standalone mode click returns the code of a typer.Exit instead of exiting.
         args = _global_options(sys.argv[1:])
         command, args, prog_name = command_line(args)
-        sys.exit(command.main(args=args, prog_name=prog_name, standalone_mode=False) or 0)
+        _broken_pipes_past_typer(command)
+        code = command.main(args=args, prog_name=prog_name, standalone_mode=False) or 0
+        try:  # what is still buffered: a closed stdout shows here rather than at the interpreter's exit
+            sys.stdout.flush()
+        except BrokenPipeError as error:
+            raise StdoutClosed from error
+        sys.exit(code)
+    except StdoutClosed:
+        _end_on_closed_stdout()
     except RoutesimError as error:
         _print_error("error", error.render())
         sys.exit(BAD_INPUT)

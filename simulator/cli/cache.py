@@ -19,6 +19,19 @@ def _size(count: int) -> str:
     return bytes_text(count)
 
 
+def _not_made(root: Path, line: str) -> None:
+    """Prints `line` (with {count}, {root} and {names}) when the cache folder holds entries routesim did not
+    make, which it never lists or removes: without it a user's file there would be passed over in silence."""
+    from simulator.core.layout import not_made_by_routesim
+
+    found = not_made_by_routesim(root)
+    if found:
+        names = ", ".join(str(path) for path in found[:10])
+        names += f", and {len(found) - 10} more" if len(found) > 10 else ""
+        count = f"{len(found)} entr{'y' if len(found) == 1 else 'ies'}"
+        console.print(line.format(count=count, root=root, names=names), highlight=False, soft_wrap=True)
+
+
 def register(app: typer.Typer) -> None:
     group = typer.Typer(no_args_is_help=True, help="List or clear the compiled layouts of data folders.")
     app.add_typer(group, name="cache")
@@ -46,10 +59,12 @@ def register(app: typer.Typer) -> None:
         print_table(console, table)
         console.print(f"{len(found)} layout{'' if len(found) == 1 else 's'}, "
                       f"{_size(sum(entry.bytes for entry in found))}", highlight=False)
+        _not_made(root, "{count} routesim did not make in {root}, not listed and never removed: {names}")
 
     @group.command("clear")
     def clear(cache_dir: CacheDir = None):
-        """Remove every cached layout; the next use of each data folder validates and builds it again."""
+        """Remove every cached layout; the next use of each data folder validates and builds it again. Only what
+        routesim made is removed; anything else in the folder is left, and named."""
         from simulator.core.layout import cache_root
         from simulator.core.layout import clear as clear_cache
 
@@ -57,3 +72,4 @@ def register(app: typer.Typer) -> None:
         removed = clear_cache(root)
         console.print(f"removed {len(removed)} layout{'' if len(removed) == 1 else 's'} "
                       f"({_size(sum(entry.bytes for entry in removed))}) from {root}", highlight=False)
+        _not_made(root, "left {count} routesim did not make in {root}: {names}")

@@ -18,6 +18,14 @@ if TYPE_CHECKING:
 GATE_FAILED = 1  # `routesim gate` only: the candidate failed the regression gate
 BAD_INPUT = 2  # the input is wrong; the message says what, where and how to fix it
 INTERNAL_ERROR = 3  # a bug in routesim
+STDOUT_CLOSED = 141  # stdout's reader closed it (`| head`): 128 + SIGPIPE, as a shell reports a program it stopped
+
+
+class StdoutClosed(BaseException):
+    """The reader of stdout closed it (`routesim ... | head -3`): the command ends quietly with exit
+    STDOUT_CLOSED (`simulator.cli.main`). A BaseException, as KeyboardInterrupt is, so that neither typer's
+    handler of OSError (which turns a broken pipe into a silent exit 1, the gate's code) nor a command's own
+    `except Exception` stops it."""
 
 # Off a terminal (CI logs, pipes) with no COLUMNS, rich would assume 80 columns; a fixed 160 fits the
 # default comparison, the gate's table (120) and most others; a wider one (`--wide` on many policies)
@@ -37,11 +45,9 @@ class _LazyConsole:
     def rich(self) -> Console:
         """The Console itself, for rich objects that take one (a progress bar)."""
         if self._console is None:
-            from rich.console import Console
-
             # COLUMNS, when set, is the width asked for (rich reads it when width is None); the fixed
             # width off a terminal is only the default, else `COLUMNS=80 routesim replay | less` got 160.
-            self._console = Console(stderr=self._stderr, width=None if self.sized else WIDTH_OFF_TERMINAL)
+            self._console = _console_class()(stderr=self._stderr, width=None if self.sized else WIDTH_OFF_TERMINAL)
         return self._console
 
     @property
@@ -53,6 +59,21 @@ class _LazyConsole:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.rich, name)
+
+
+def _console_class() -> type:
+    """rich's Console, but a closed stdout raises StdoutClosed: rich's own answer (`on_broken_pipe`) is
+    SystemExit(1), which is the failed gate's exit code."""
+    from rich.console import Console
+
+    class ClosedAware(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True  # nothing more is written to a closed stream
+            if not self.stderr:
+                raise StdoutClosed
+            # stderr closed: a message nobody can read is dropped; the exit code still tells what happened.
+
+    return ClosedAware
 
 
 console = _LazyConsole(stderr=False)

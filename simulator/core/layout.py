@@ -41,7 +41,9 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
+import stat
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -681,6 +683,62 @@ def _check_samples(model: str, sample: int, requests: int, answered: np.ndarray,
         raise KeyProblem(f"a gap in the samples of model {model!r} below sample {sample}")
 
 
+# What routesim makes in a cache folder, by place and name. A cache folder may be one the user named
+# (--cache-dir), holding files of their own; `made_by_routesim` is the one test by which `cache ls`, eviction
+# and `cache clear` count and remove entries, so they agree and never touch anything else.
+_FOLDER, _FILE = True, False
+_MADE = {
+    "layouts": [
+        ("layout", _FOLDER, re.compile(r"[0-9a-f]{16}-v[0-9]+")),  # _layout_dir: content_fingerprint -vVERSION
+        ("leftover", _FOLDER, re.compile(r"\.removing-[0-9a-f]{16}-v[0-9]+-[0-9]+")),  # _remove: set aside, pid
+    ],
+    "keys": [
+        ("key", _FILE, re.compile(r"[0-9a-f]{32}\.json")),  # open_layout: _key_name .json
+        ("leftover", _FILE, re.compile(r"\.[0-9a-f]{32}\.json\.[a-z0-9_]{8}")),  # _write_json's mkstemp, cut short
+    ],
+    # _build's staging folder: tempfile.mkdtemp's 8 characters after the prefix
+    ".": [("leftover", _FOLDER, re.compile(r"building-[a-z0-9_]{8}"))],
+}
+_ROOT_OWN = ("layouts", "keys", "lock")  # the cache root's fixed entries (lock: _locked)
+
+
+def made_by_routesim(root: Path, path: Path) -> str | None:
+    """What routesim made `path` as, for a path directly in the cache folder `root` or in its `layouts/` or
+    `keys/`: "layout" (a layout folder, of any format version, complete or not), "key" (a key file),
+    "leftover" (a staging folder of a build, a layout being removed, a key half written: what an
+    interrupted run leaves), or None: not routesim's (a user's file, a symlink, a file named like a folder),
+    never listed, evicted or removed. Judged by name and kind (folder or file), never by content."""
+    place = {root: ".", root / "layouts": "layouts", root / "keys": "keys"}.get(path.parent)
+    try:
+        mode = path.lstat().st_mode  # lstat: a symlink is neither, so nothing is removed through one
+    except OSError:
+        return None
+    for kind, folder, name in _MADE.get(place, []):
+        if name.fullmatch(path.name) and (stat.S_ISDIR(mode) if folder else stat.S_ISREG(mode)):
+            return kind
+    return None
+
+
+def _made(root: Path, place: str, kinds: tuple[str, ...]) -> list[Path]:
+    """The paths in `root/place` that routesim made as one of `kinds`, sorted."""
+    folder = root / place
+    found = sorted(folder.iterdir()) if folder.is_dir() else []
+    return [path for path in found if made_by_routesim(root, path) in kinds]
+
+
+def not_made_by_routesim(root: Path) -> list[Path]:
+    """The entries of the cache folder `root` (and of its `layouts/` and `keys/`) that routesim did not make
+    (`made_by_routesim`), relative to `root`, sorted: what `cache clear` leaves and `cache ls` points out."""
+    if not root.is_dir():
+        return []
+    found = [path for path in sorted(root.iterdir())
+             if path.name not in _ROOT_OWN and made_by_routesim(root, path) is None]
+    for place in ("layouts", "keys"):
+        if (root / place).is_dir():
+            found += [path for path in sorted((root / place).iterdir()) if made_by_routesim(root, path) is None]
+    return [path.relative_to(root) for path in found]
+
+
 def _remove(path: Path) -> None:
     """Removes a layout folder: renamed aside first, so no reader ever sees it half deleted."""
     aside = path.with_name(f".removing-{path.name}-{os.getpid()}")
@@ -713,7 +771,7 @@ class Entry:
 def _keyed_sources(root: Path) -> dict[str, list[str]]:
     """Per fingerprint, the data folders whose key files point at it (the folder of their files)."""
     found: dict[str, list[str]] = {}
-    for path in sorted((root / "keys").glob("*.json")) if (root / "keys").is_dir() else []:
+    for path in _made(root, "keys", ("key",)):
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError, IndexError):
             content = json.loads(path.read_text(encoding="utf-8"))
             found.setdefault(content["fingerprint"], []).append(str(Path(content["files"][0]).parent))
@@ -721,10 +779,12 @@ def _keyed_sources(root: Path) -> dict[str, list[str]]:
 
 
 def entries(root: Path) -> list[Entry]:
-    """The complete layouts in the cache, of the current format version first, most recently used first."""
+    """The complete layouts in the cache, of the current format version first, most recently used first.
+    Only folders routesim made (`made_by_routesim`) are read: a user's folder is never listed, even one
+    holding a meta.json."""
     found = []
     keyed = _keyed_sources(root)
-    for path in sorted((root / "layouts").glob("*")) if (root / "layouts").is_dir() else []:
+    for path in _made(root, "layouts", ("layout",)):
         meta = _complete(path, any_version=True)
         if meta is None:
             continue
@@ -752,7 +812,7 @@ def evict(root: Path, cap: int, keep: Path | None = None) -> list[Entry]:
         removed.append(entry)
     if removed:  # keys pointing at removed layouts are dropped with them
         gone = {entry.fingerprint for entry in removed}
-        for key in (root / "keys").glob("*.json"):
+        for key in _made(root, "keys", ("key",)):
             with contextlib.suppress(OSError, ValueError, KeyError):
                 if json.loads(key.read_text(encoding="utf-8"))["fingerprint"] in gone:
                     key.unlink()
@@ -760,14 +820,15 @@ def evict(root: Path, cap: int, keep: Path | None = None) -> list[Entry]:
 
 
 def clear(root: Path) -> list[Entry]:
-    """Removes every layout (of any format version) and key of the cache at `root`, and what an interrupted
-    build left, under its lock. Returns the layouts removed."""
+    """Removes, under the cache's lock, every layout (of any format version, complete or not) and key of the
+    cache at `root`, and what an interrupted run left (`made_by_routesim`); nothing else in it is touched
+    (`not_made_by_routesim` lists it). Returns the complete layouts removed."""
     if not (root / "layouts").is_dir():
         return []
     with _locked(root):  # no build runs meanwhile, so every staging folder is a leftover
         removed = evict(root, -1)
-        for leftover in [*root.glob("building-*"), *(root / "layouts").glob("*")]:
+        for leftover in [*_made(root, ".", ("leftover",)), *_made(root, "layouts", ("layout", "leftover"))]:
             shutil.rmtree(leftover, ignore_errors=True)
-        for key in (root / "keys").glob("*.json"):
+        for key in _made(root, "keys", ("key", "leftover")):
             key.unlink(missing_ok=True)
     return removed
