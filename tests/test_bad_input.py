@@ -119,7 +119,8 @@ PATH_FAULTS = {
     "data names a dangling link": ("data", _dangling, "gone (a symbolic link to"),
     "prices names a missing file": ("prices", lambda folder: "prices-2027.yaml", "price sheet not found"),
     "prices names a dangling link": ("prices", _dangling, "gone (a symbolic link to"),
-    "prices names a data file": ("prices", lambda folder: "data/traffic.parquet", "is not a price sheet: traffic.parquet is a data file"),
+    "prices names a data file": ("prices", lambda folder: "data/traffic.parquet",
+                                 "is not a price sheet: traffic.parquet is a data file"),
     "prices names a scenario": ("prices", lambda folder: "misplaced.yaml", "is not a price sheet: a price sheet must"),
 }
 

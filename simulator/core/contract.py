@@ -236,7 +236,8 @@ def _row_checks(columns: tuple[Column, ...]) -> list[RowCheck]:
     for column in columns:
         values = pl.col(column.name)
         if not column.nullable:
-            checks.append(RowCheck(column.name, values.is_null(), "{} null value(s) in a column that must always be set",
+            checks.append(RowCheck(column.name, values.is_null(),
+                                   "{} null value(s) in a column that must always be set",
                                    fix=f"set {column.name} in every row, or drop the rows without one"))
         if column.non_negative:
             not_finite = (values.is_nan() | values.is_infinite()) if column.kind == FLOAT else pl.lit(False)
