@@ -51,3 +51,15 @@ def test_a_replay_into_a_closed_stdout_exits_141_quietly(world, tmp_path, how):
     finally:
         os.close(write)
     assert (done.returncode, done.stderr.decode()) == (141, "")
+
+
+def test_decisions_streamed_into_a_reader_that_stops_early_exit_141(tmp_path):
+    # 50,000 decisions as JSON lines (megabytes) were one write: cut short by the reader, it could end with
+    # exit 0 and the stream truncated. Written in pieces, the closed pipe shows, and the command says so.
+    scenario = ROOT / "scenarios" / "cascade.yaml"
+    with subprocess.Popen([sys.executable, "-c", RUN, "replay", str(scenario), "--decisions", "-"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(tmp_path / "cache")) as process:
+        assert json.loads(process.stdout.readline())["request_id"]
+        process.stdout.close()  # as `head -1` does
+        stderr = process.stderr.read().decode()
+        assert process.wait(timeout=300) == 141 and "Traceback" not in stderr

@@ -154,19 +154,16 @@ def check_outputs(scenario_paths: list[Path], *, files=(), folders=(), saved_und
 def _write_decisions(path: Path, outcomes) -> None:
     """Every scenario's decisions with a `scenario` column: Parquet to a file, JSON lines to stdout (`-`),
     since Parquet is binary and a decision's `models_called` is a list, which CSV cannot hold."""
-    import sys
-
     import polars as pl
 
-    from simulator.core.outputs import STDOUT, write_parquet_atomic
+    from simulator.core.outputs import STDOUT, write_parquet_atomic, write_stdout
 
     frames = [o.replay.decisions.with_columns(pl.lit(o.summary["scenario"]).alias("scenario")) for o in outcomes]
     # `rid` is the engine's row number, the key joining decisions to calls inside one run (saved results keep
     # it for that); to a reader of the decisions it is noise beside `request_id`, so it is not written.
     frame = pl.concat(frames, how="vertical").drop("rid", strict=False)
     if str(path) == STDOUT:
-        sys.stdout.write(frame.write_ndjson())
-        sys.stdout.flush()
+        write_stdout(frame.write_ndjson())
     else:
         write_parquet_atomic(frame, path)
 

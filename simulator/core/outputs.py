@@ -247,11 +247,29 @@ def claim_folder(target: Path) -> Path:
     return target
 
 
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Writes `text` to `path` atomically; `-` writes it to stdout."""
-    if str(path) == STDOUT:
+def write_stdout(text: str) -> None:
+    """Writes `text` (UTF-8) to stdout in pieces of a MiB, each flushed: a reader that goes away part way
+    (`| head`) then shows as a BrokenPipeError (the command ends with exit 141), where one large write of a
+    closed pipe could end short without one and the command exit 0 with its output cut."""
+    sys.stdout.flush()  # whatever text is buffered goes first
+    out = getattr(sys.stdout, "buffer", None)
+    if out is None:  # stdout replaced by a text-only stream (in-process callers)
         sys.stdout.write(text)
         sys.stdout.flush()
+        return
+    data = memoryview(text.encode("utf-8"))
+    for start in range(0, len(data), STDOUT_PIECE):
+        out.write(data[start:start + STDOUT_PIECE])
+        out.flush()
+
+
+STDOUT_PIECE = 1 << 20
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Writes `text` to `path` atomically; `-` writes it to stdout (`write_stdout`)."""
+    if str(path) == STDOUT:
+        write_stdout(text)
         return Path(path)
     with atomic_file(path) as temporary:
         temporary.write_text(text, encoding="utf-8")
