@@ -298,7 +298,7 @@ def test_generate_served_refused_for_its_truth_folder_writes_neither_folder(cli,
                  "uniform")
     result = cli(*arguments)
     assert result.code == 2 and "week-truth is a folder routesim did not write" in result.err, result.err
-    assert "Traceback" not in result.err and "--force" in result.err
+    assert "Traceback" not in result.err and "--force" in result.err and "give another OUT" in result.err
     assert not (tmp_path / "week").exists()
     assert sorted(path.name for path in tmp_path.iterdir()) == ["week-truth"]  # nor a staging folder
     assert [path.name for path in truth.iterdir()] == ["mine.txt"]

@@ -125,8 +125,13 @@ def write_served_week(out: Path, requests: int, days: int, seed: int, logger: st
     Both destinations are checked before anything is generated: a refusal of either leaves both as they were."""
     out = Path(out)
     truth = out.with_name(out.name + TRUTH_SUFFIX)
-    for folder in (out, truth):
-        check_destination(folder, folder=True)
+    check_destination(out, folder=True)
+    try:
+        check_destination(truth, folder=True)
+    except RoutesimError as error:  # its name follows OUT's: the way around it is another OUT (or --force)
+        raise RoutesimError(error.what, where=error.where,
+                            fix=f"the truth's folder is named after OUT (OUT{TRUTH_SUFFIX}): give another OUT; "
+                                f"else {error.fix}") from None
     (traffic, outcomes), (full_traffic, full_outcomes) = served_week(
         requests, days, seed, logger, shadow_rate=shadow_rate, mix_shift=mix_shift, gold_rate=gold_rate)
     if progress:
