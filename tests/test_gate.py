@@ -232,6 +232,10 @@ def test_gate_decisions_listing_a_request_twice_are_rejected_when_they_must_be_j
     (["--tolerance", "1.5"], "a tolerance is a pass-rate margin in 0..1"),
     (["--confidence", "95"], "confidence must lie strictly between 0 and 1"),
     (["--resamples", "0"], "--resamples must be at least 1"),
+    # a 95% interval's ends need a resample beyond each: 2 / 0.05 = 40 at least (one gave zero width)
+    (["--resamples", "1"], "1 resamples are too few for a 95% interval"),
+    (["--resamples", "39"], "at least 40 for one to lie beyond each end"),
+    (["--resamples", "199", "--confidence", "0.99"], "at least 200"),
 ])
 def test_gate_rejects_bad_options(three_flips, cli, arguments, message):
     baseline = three_flips.scenario("baseline", policy=BIG)
@@ -364,9 +368,9 @@ def test_resampling_by_session_needs_sessions_and_a_known_unit():
     base, cand = _decisions(1).drop("session_id"), _decisions(2).drop("session_id")
     bar = QualityBar(default=0.5)
     with pytest.raises(RoutesimError, match="--resample session needs sessions"):
-        gate_result(GateSide("b", base, bar), GateSide("c", cand, bar), GateOptions(resamples=10, resample="session"))
+        gate_result(GateSide("b", base, bar), GateSide("c", cand, bar), GateOptions(resamples=50, resample="session"))
     with pytest.raises(RoutesimError, match="--resample is 'turn'"):
-        gate_result(GateSide("b", base, bar), GateSide("c", cand, bar), GateOptions(resamples=10, resample="turn"))
+        gate_result(GateSide("b", base, bar), GateSide("c", cand, bar), GateOptions(resamples=50, resample="turn"))
 
 
 def _side(name: str, rows: dict) -> GateSide:

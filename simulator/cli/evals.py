@@ -77,7 +77,9 @@ def register(app: typer.Typer) -> None:
     def gate(
         baseline: Annotated[Path, typer.Option(help="the scenario in production")],
         candidate: Annotated[Path, typer.Option(help="the scenario to ship")],
-        resamples: Annotated[int, typer.Option(max=MAX_RESAMPLES, help="paired bootstrap resamples")] = 1000,
+        resamples: Annotated[int | None, typer.Option(
+            max=MAX_RESAMPLES, help="paired bootstrap resamples (default 1000, or 2 / (1 - confidence) where that "
+                                    "is more: at least one resample beyond each end of the interval)")] = None,
         seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="random seed of the resampling")] = 0,
         resample: Annotated[str, typer.Option(
             help="what the bootstrap resamples: request, or session (a session's turns together)")] = "request",

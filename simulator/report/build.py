@@ -79,7 +79,7 @@ def gates_against(baseline: str, outcomes: list[Outcome], tolerance: float | Non
     from simulator.core.verdict import DEFAULT_ADMISSION
 
     admission = outcomes[0].replay.scenario.admission or DEFAULT_ADMISSION
-    options = GateOptions(admission=admission, **({} if tolerance is None else {"tolerance": tolerance}))
+    options = GateOptions(admission=admission, **({} if tolerance is None else {"tolerance": tolerance})).settled()
 
     def side(outcome: Outcome) -> GateSide:
         summary = outcome.summary
