@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -321,3 +322,11 @@ def test_estimate_diagnostics_write_counts_and_sums_with_thousands_separators():
         "seed": 12345, "latency": "logged"}.items()}
     assert shown == {"weight_sum": "6,000", "population": "6,000", "requests": "6,000", "matched": "3,303",
                      "max_weight": "12.35", "seed": "12345", "latency": "logged"}
+
+
+def test_estimate_refuses_too_few_resamples_for_its_interval(cli):
+    # As the gate: a percentile interval needs a resample beyond each end, 2 / (1 - 0.95) = 40 at 95%.
+    scenario = Path(__file__).resolve().parents[1] / "scenarios" / "served" / "cascade.yaml"
+    result = cli("estimate", scenario, "--resamples", "5")
+    assert result.code == 2 and "5 resamples are too few for a 95% interval" in result.err
+    assert "at least 40" in result.err and "Traceback" not in result.err

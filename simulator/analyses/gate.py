@@ -58,6 +58,7 @@ from simulator.core.stats import (
     PairedSample,
     PolicyOutcomes,
     paired_bootstraps,
+    settle_resamples,
 )
 
 DECISION_COLUMNS = ["request_id", "slice", "passed", "cost_nano_usd", "latency_ms"]
@@ -70,24 +71,12 @@ EXAMPLES = 3
 LOADING_SWITCH_INTERVAL = 0.0002  # seconds: the interpreter's thread switch interval while the loops load
 
 
-DEFAULT_RESAMPLES = 1000
-
-
-def least_resamples(confidence: float) -> int:
-    """The fewest resamples whose percentile interval at `confidence` has a resample beyond each end:
-    2 / (1 - confidence), rounded up (40 at 95%, 2,000 at 99.9%). With fewer, an end is the most extreme
-    resample, or both ends the same one: an interval of zero width, claiming a certainty no data gives.
-    (Efron & Tibshirani 1993, ch. 13: percentile intervals need B(1 - confidence)/2 of the resamples in each
-    tail.)"""
-    return math.ceil(round(2 / (1 - confidence), 9))  # round: 2 / 0.05 is 40.000000000000004 in floats
-
-
 @dataclass(frozen=True)
 class GateOptions:
     """The gate's settings. One confidence per run: the bootstrap intervals take the bar check's admission
     confidence (`settled`), as `routesim replay` judges every figure by one admission setting."""
 
-    resamples: int | None = None  # None: DEFAULT_RESAMPLES, or more where the confidence needs (`settled`)
+    resamples: int | None = None  # None: as many as the confidence needs, at least 1,000 (`settled`)
     seed: int = 0
     confidence: float | None = None  # overrides the admission's (--confidence); the intervals take the result
     rule: str | None = None  # overrides the admission's rule (--rule)
@@ -105,8 +94,8 @@ class GateOptions:
         gate reads it as `admission`."""
         base = [("options", self.admission)] if self.admission is not None else list(stated)
         admission = resolve_admission(base, rule=self.rule, confidence=self.confidence)
-        resamples = (self.resamples if self.resamples is not None
-                     else max(DEFAULT_RESAMPLES, least_resamples(admission.confidence)))
+        resamples = self.resamples if self.resamples is not None else settle_resamples(
+            None, admission.confidence, most=MAX_RESAMPLES)  # `check` refuses too few given ones
         return replace(self, admission=admission, resamples=resamples)
 
     def check(self) -> None:
@@ -116,19 +105,7 @@ class GateOptions:
         if self.resamples < 1:
             raise RoutesimError(f"--resamples must be at least 1, got {self.resamples}", where="--resamples",
                                 fix="use e.g. 1000 resamples")
-        least, level = least_resamples(self.admission.confidence), confidence_level(self.admission.confidence)
-        if least > MAX_RESAMPLES:
-            raise RoutesimError(f"a {level} bootstrap interval needs at least {least:,} resamples, more than the "
-                                f"gate's limit of {MAX_RESAMPLES:,}", where="--confidence",
-                                fix="use a confidence of at most 99.99%")
-        if self.resamples < least:
-            raise RoutesimError(
-                f"{self.resamples:,} resamples are too few for a {level} interval: its ends are quantiles of the "
-                f"resampled changes with {(1 - self.admission.confidence) / 2:.4g} of them beyond each, so it "
-                f"takes at least {least:,} for one to lie beyond each end (fewer give an end that is the most "
-                "extreme resample, or an interval of zero width)", where="--resamples",
-                fix=f"use at least {least:,}, or leave --resamples out: the gate takes {DEFAULT_RESAMPLES:,}, or "
-                    "more where the confidence needs them")
+        settle_resamples(self.resamples, self.admission.confidence, most=MAX_RESAMPLES)
         for name, value in [("--tolerance", self.tolerance), *((f"--tolerance-slice {s}", v)
                                                                for s, v in self.slice_tolerances.items())]:
             if not 0 <= value < 1:

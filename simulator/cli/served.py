@@ -53,7 +53,9 @@ def estimate(
     method: Annotated[str, typer.Option(help="design-weighted (a shadow sample) or off-policy (a randomised "
                                              "router's log; one-call policies)")] = "design-weighted",
     confidence: Annotated[float, typer.Option(help="confidence of the intervals")] = 0.95,
-    resamples: Annotated[int, typer.Option(min=1, help="design-weighted: stratified bootstrap resamples")] = 1000,
+    resamples: Annotated[int | None, typer.Option(
+        min=1, help="design-weighted: stratified bootstrap resamples (default 1000, or 2 / (1 - confidence) where "
+                    "that is more)")] = None,
     seed: Annotated[int, typer.Option(min=0, max=MAX_SEED,
                                       help="seed of the bootstrap and of the reward models' folds")] = 0,
     unsupported: Annotated[str, typer.Option(help="off-policy: refuse requests without support, or fill them "
@@ -63,9 +65,9 @@ def estimate(
 ):
     """Whole-traffic estimates, each labelled with how it was obtained, from a shadow sample or a served log."""
     from simulator.core.runner import Inputs, load_scenarios
-    from simulator.core.stats import check_confidence
+    from simulator.core.stats import check_confidence, settle_resamples
 
-    check_confidence(confidence)
+    resamples = settle_resamples(resamples, check_confidence(confidence))
     inputs = Inputs()
     results = []
     for scenario in load_scenarios(scenarios):

@@ -85,6 +85,42 @@ def check_confidence(confidence: float, *, option: str = "--confidence") -> floa
     return float(confidence)
 
 
+DEFAULT_RESAMPLES = 1000
+
+
+def least_resamples(confidence: float) -> int:
+    """The fewest resamples whose percentile interval at `confidence` has a resample beyond each end:
+    2 / (1 - confidence), rounded up (40 at 95%, 2,000 at 99.9%). With fewer, an end is the most extreme
+    resample, or both ends the same one: an interval of zero width, claiming a certainty no data gives.
+    (Efron & Tibshirani 1993, ch. 13: percentile intervals need B(1 - confidence)/2 of the resamples in each
+    tail.)"""
+    return math.ceil(round(2 / (1 - confidence), 9))  # round: 2 / 0.05 is 40.000000000000004 in floats
+
+
+def settle_resamples(resamples: int | None, confidence: float, *, most: int | None = None,
+                     option: str = "--resamples") -> int:
+    """The resamples of a percentile bootstrap interval at `confidence`: `resamples`, or when None
+    DEFAULT_RESAMPLES or `least_resamples` where that is more. Raises RoutesimError when given fewer than
+    `least_resamples` (naming `option`), or when the confidence needs more than `most`."""
+    from simulator.core.formats import confidence_level
+
+    least, level = least_resamples(confidence), confidence_level(confidence)
+    if most is not None and least > most:
+        raise RoutesimError(f"a {level} bootstrap interval needs at least {least:,} resamples, more than the limit "
+                            f"of {most:,}", where="--confidence", fix="use a confidence of at most 0.9999")
+    if resamples is None:
+        return max(DEFAULT_RESAMPLES, least)
+    if resamples < least:
+        raise RoutesimError(
+            f"{resamples:,} resamples are too few for a {level} interval: its ends are quantiles of "
+            f"the resamples with {(1 - confidence) / 2:.4g} of them beyond each, so it takes at least {least:,} for "
+            "one to lie beyond each end (fewer give an end that is the most extreme resample, or an interval of "
+            "zero width)", where=option,
+            fix=f"use at least {least:,}, or leave {option} out: {DEFAULT_RESAMPLES:,} are taken, or more where "
+                "the confidence needs them")
+    return resamples
+
+
 def z_score(confidence: float) -> float:
     """The standard normal quantile of a two-sided interval: 1.959964 for 0.95."""
     return NormalDist().inv_cdf(0.5 + check_confidence(confidence) / 2)
