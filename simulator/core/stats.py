@@ -52,6 +52,7 @@ import numpy as np
 
 from simulator.core.draws import key_hashes
 from simulator.core.errors import RoutesimError
+from simulator.core.formats import confidence_level
 from simulator.core.money import NANO_PER_USD
 
 PASS_RATE_CHANGE = "pass_rate_change"
@@ -102,8 +103,6 @@ def settle_resamples(resamples: int | None, confidence: float, *, most: int | No
     """The resamples of a percentile bootstrap interval at `confidence`: `resamples`, or when None
     DEFAULT_RESAMPLES or `least_resamples` where that is more. Raises RoutesimError when given fewer than
     `least_resamples` (naming `option`), or when the confidence needs more than `most`."""
-    from simulator.core.formats import confidence_level
-
     least, level = least_resamples(confidence), confidence_level(confidence)
     if most is not None and least > most:
         raise RoutesimError(f"a {level} bootstrap interval needs at least {least:,} resamples, more than the limit "
