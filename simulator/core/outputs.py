@@ -247,6 +247,9 @@ def claim_folder(target: Path) -> Path:
     return target
 
 
+STDOUT_PIECE = 1 << 20  # bytes written to stdout at a time (`write_stdout`)
+
+
 def write_stdout(text: str) -> None:
     """Writes `text` (UTF-8) to stdout in pieces of a MiB, each flushed: a reader that goes away part way
     (`| head`) then shows as a BrokenPipeError (the command ends with exit 141), where one large write of a
@@ -261,9 +264,6 @@ def write_stdout(text: str) -> None:
     for start in range(0, len(data), STDOUT_PIECE):
         out.write(data[start:start + STDOUT_PIECE])
         out.flush()
-
-
-STDOUT_PIECE = 1 << 20
 
 
 def write_text_atomic(path: Path, text: str) -> Path:
