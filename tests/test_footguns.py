@@ -101,3 +101,20 @@ def test_ten_thousand_unknown_literals_are_one_warning_with_the_count_and_a_few_
     assert "and 9,996 more" in literal["message"]
     few = world.scenario("few", policy={"rules": rules[:6], "default": {"use": "small"}})
     assert cli("replay", few, "--rule", "point").out.count("never occurs") == 1
+
+
+def test_a_rule_matching_only_requests_left_out_for_a_missing_answer_matches_nothing(cli, world):
+    # c, the only contract request, has no answer from big; with on_missing: skip it is left out, so the rule
+    # holds for none of the replayed requests (the warnings count over what was replayed, not what was selected).
+    outcomes = tiny_outcomes().filter(~((pl.col("request_id") == "c") & (pl.col("model") == "big")))
+    world.write_data(tiny_traffic(), outcomes)
+    path = world.scenario("left-out", on_missing="skip",
+                          policy={"rules": [{"name": "contracts", "when": "slice = 'contract'", "use": "big"},
+                                            {"name": "pro", "when": "tier = 'pro'", "use": "small"}],
+                                  "default": {"use": "small"}})
+    summary = _replayed(cli, path)
+    assert summary["coverage"]["requests_replayed"] == 2
+    # 'contract' occurs in no replayed request either (the literal check reads the same requests).
+    assert [(w["rule"], w["kind"]) for w in summary["warnings"]] == [("policy.rules[0]", "rule_matches_nothing"),
+                                                                     ("policy.rules[0].when", "unknown_literal")]
+    assert "rule 'pro'" not in " ".join(w["message"] for w in summary["warnings"])  # b is pro and replayed

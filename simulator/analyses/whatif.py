@@ -178,7 +178,8 @@ def reprice(result: Replay, data: Dataset, sheet: PriceSheet | None, change: Pri
                                usd(pl.col("_cost").fill_null(0)).alias("cost_usd")).drop("_cost"))
     price_sources = price_sources_of(new_calls)
     return Replay(scenario=result.scenario, decisions=decisions, call_records=new_calls, coverage=result.coverage,
-                  price_sources=price_sources, turns=result.turns, exposure=exposure, cache_loss_unbilled=unbilled)
+                  price_sources=price_sources, turns=result.turns, exposure=exposure, cache_loss_unbilled=unbilled,
+                  requests=result.requests)
 
 
 def straight_at(data: Dataset, sheet: PriceSheet | None, change: PriceChange | None) -> analysis.StraightCost:

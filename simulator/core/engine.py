@@ -121,6 +121,10 @@ class Replay:
     # Per model, the calls that lost their prompt cache but are priced at their recorded cost, which cannot
     # be split into input and cached rates: no loss is billed for them (a warning says so).
     cache_loss_unbilled: dict[str, int] = field(default_factory=dict, compare=False)
+    # The selected requests as the policy was evaluated on them: `__rid` (row i is request i), `__plan` and the
+    # traffic columns its rules and answers read (`ts` in UTC). The warnings count rule matches on them
+    # rather than reading those columns from the data again (simulator.core.results.replay_part).
+    requests: pl.DataFrame | None = field(default=None, compare=False, repr=False)
 
     @functools.cached_property
     def calls(self) -> pl.DataFrame:
@@ -1261,7 +1265,8 @@ def _result(start: _Start, scenario: Scenario, finals: pl.DataFrame, calls: pl.D
                         missing_example=missing_example)
     return Replay(scenario=scenario, decisions=decisions, call_records=calls, coverage=coverage,
                   price_sources=price_sources, layout_rows=start.layout_rows, turns=start.turns,
-                  exposure=None if state is None else state.exposure, cache_loss_unbilled=unbilled)
+                  exposure=None if state is None else state.exposure, cache_loss_unbilled=unbilled,
+                  requests=start.requests)
 
 
 def loss_calls(found: pl.DataFrame) -> pl.DataFrame:

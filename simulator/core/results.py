@@ -196,7 +196,13 @@ def _warning_counts(replay: Replay, decisions: pl.DataFrame, data: Dataset) -> d
     texts += [rule.when for rule in scenario.policy.rules]
     texts += [step.accept for _, steps in scenario.policy.plans() for step in steps if step.accept]
     read = set().union(*(parse_predicate(text, key="policy", steps=None).base_columns for text in texts)) if texts else set()
-    requests = traffic_rows(decisions, data, sorted(read & set(traffic)) or ["request_id"])
+    wanted = sorted(read & set(traffic)) or ["request_id"]
+    if replay.requests is not None and set(wanted) <= set(replay.requests.columns):
+        requests = replay.requests.select(wanted)  # as the rules were evaluated, without reading them again
+        if requests.height != decisions.height:  # requests left out for a missing answer
+            requests = requests[decisions["rid"].to_numpy()]
+    else:
+        requests = traffic_rows(decisions, data, wanted)
     # Answers are read for the distinct values of text columns only (footguns' literals).
     answer_columns = sorted(name for name in read - set(traffic)
                             if name in outcome_schema and outcome_schema[name] in (pl.String, pl.Categorical))
