@@ -324,3 +324,23 @@ def test_one_dollar_formatter_rounds_the_decimal_amount_half_to_even():
     assert usd(0.02175) == usd(0.021750000000000002) == "$0.0218"
     assert usd(0.02165) == "$0.0216" and usd(-0.02175) == "−$0.0218"
     assert (usd(1234.565), usd(0.00001234), usd(0.0)) == ("$1,234.56", "$0.0000123", "$0.00")
+
+
+def test_a_pass_rate_exactly_at_the_bar_is_admitted_under_the_point_rule_as_replay_judges_it(tmp_path, cli):
+    # 28 of 35 is exactly 0.8. polars divides by an operand it holds as one value through its reciprocal, which
+    # gave 0.7999999999999999 here and refused small; k / n must be the correctly rounded quotient replay uses.
+    rows = [row for name in ("s0", "s1", "s2", "s3") for row in slice_requests(name, 35)]
+    answers = [answer for name in ("s0", "s1", "s2", "s3")
+               for answer in answers_for([row for row in rows if row["slice"] == name], "small", passes=28)]
+    answers += answers_for(rows, "big", passes=len(rows))
+    world = make_world(tmp_path, rows, answers)
+    groups = lanes_json(cli, world, "--bar", "0.8", "--point")["groups"]
+    assert [models_of(group)["small"]["pass_rate"] for group in groups] == [28 / 35] * 4 == [0.8] * 4
+    assert [group["lane"] for group in groups] == ["small"] * 4
+    # replay judges the same requests on small alone as meeting the bar in every slice
+    path = world.scenario("small-only", quality_bar=0.8, policy={"default": {"use": "small"}})
+    result = cli("replay", path, "--json", "--rule", "point")
+    assert result.code == 0, result.err
+    verdict = json.loads(result.out)[0]["verdict"]
+    assert {entry["slice"]: entry["state"] for entry in verdict["slices"]} == dict.fromkeys(
+        ("s0", "s1", "s2", "s3"), "meets")
