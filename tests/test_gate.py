@@ -261,6 +261,21 @@ def test_gate_is_deterministic_and_writes_markdown(three_flips, cli, tmp_path):
     assert [path.name for path in markdown.parent.iterdir()] == ["gate.md"]  # no temporary file left
 
 
+def test_gate_markdown_on_stdout_is_alone_there(three_flips, cli, tmp_path):
+    # `gate --markdown - > comment.md`: the table, the failures and "gate failed" go to stderr.
+    baseline = three_flips.scenario("baseline", policy=BIG)
+    candidate = three_flips.scenario("candidate", policy=faq_to_small())
+    filed = tmp_path / "gate.md"
+    assert cli("gate", "--baseline", baseline, "--candidate", candidate, "--markdown", filed).code == 1
+    streamed = cli("gate", "--baseline", baseline, "--candidate", candidate, "--markdown", "-")
+    assert streamed.code == 1
+    assert streamed.out == filed.read_text()
+    assert "gate failed" in streamed.err and "faq" in streamed.err
+    both = cli("gate", "--baseline", baseline, "--candidate", candidate, "--markdown", "-", "--json")
+    assert both.code == 2 and both.out == ""
+    assert "--markdown and --json would both write to stdout" in both.err
+
+
 def test_html_fragment_escapes_every_string_from_the_data():
     import polars as pl
 

@@ -344,3 +344,20 @@ def test_a_pass_rate_exactly_at_the_bar_is_admitted_under_the_point_rule_as_repl
     verdict = json.loads(result.out)[0]["verdict"]
     assert {entry["slice"]: entry["state"] for entry in verdict["slices"]} == dict.fromkeys(
         ("s0", "s1", "s2", "s3"), "meets")
+
+
+def test_lanes_emitted_to_stdout_are_a_scenario_named_lanes_with_the_table_on_stderr(world, cli, tmp_path):
+    filed = tmp_path / "filed.yaml"
+    assert cli("lanes", world.data, "--prices", world.prices, "--bar", "0.9", "--emit", filed).code == 0
+    streamed = cli("lanes", world.data, "--prices", world.prices, "--bar", "0.9", "--emit", "-")
+    assert streamed.code == 0, streamed.err
+    content = yaml.safe_load(streamed.out)
+    assert content["name"] == "lanes"  # no file to name it after
+    # the paths are relative to the current folder, as for a file written there
+    assert (Path.cwd() / content["data"]).resolve() == Path(world.data).resolve()
+    assert (Path.cwd() / content["prices"]).resolve() == Path(world.prices).resolve()
+    assert {key: value for key, value in content.items() if key not in ("name", "data", "prices")} == {
+        key: value for key, value in yaml.safe_load(filed.read_text()).items() if key not in ("name", "data", "prices")}
+    assert "faq → big" in streamed.err
+    refused = cli("lanes", world.data, "--prices", world.prices, "--bar", "0.9", "--emit", "-", "--json")
+    assert refused.code == 2 and "--emit and --json would both write to stdout" in refused.err

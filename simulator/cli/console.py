@@ -80,6 +80,25 @@ console = _LazyConsole(stderr=False)
 errors = _LazyConsole(stderr=True)
 
 
+def beside(as_json: bool = False, **outputs: Any) -> _LazyConsole:
+    """The console for what a command prints beside its outputs (`outputs`: option name -> path or None): stderr
+    when one of them is stdout (`-`), so that stdout holds that output alone (`gate --markdown - > comment.md`),
+    else stdout. RoutesimError when two things would write to stdout: two outputs given as `-`, or one and
+    `--json` (`as_json`)."""
+    from simulator.core.errors import RoutesimError
+    from simulator.core.outputs import STDOUT
+
+    streamed = [f"--{name.replace('_', '-')}" for name, path in outputs.items()
+                if path is not None and str(path) == STDOUT]
+    if as_json and streamed:
+        streamed.append("--json")
+    if len(streamed) > 1:
+        raise RoutesimError(f"{' and '.join(streamed)} would {'both' if len(streamed) == 2 else 'all'} write to "
+                            "stdout", where=", ".join(streamed),
+                            fix="give all but one of them a file")
+    return errors if streamed else console
+
+
 @contextmanager
 def progress_bar(total: int, enabled: bool) -> Iterator[tuple[Callable[[str], None], Callable[[], None]]]:
     """A bar over `total` steps whose label follows the engine's stages; silent off a terminal.

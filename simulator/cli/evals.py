@@ -10,7 +10,7 @@ import typer
 
 from simulator.cli.replay import RuleOption
 from simulator.cli.shard import RunnerOption, ShardsOption, check_runner
-from simulator.cli.console import GATE_FAILED, console, print_table
+from simulator.cli.console import GATE_FAILED, beside, print_table
 from simulator.core.errors import RoutesimError
 from simulator.core.limits import MAX_RESAMPLES, MAX_SEED
 
@@ -42,13 +42,17 @@ def register(app: typer.Typer) -> None:
         fit_until: Annotated[dt.datetime | None, typer.Option(
             formats=["%Y-%m-%d"],
             help="admit on traffic before this date (UTC), check the lanes on the traffic after it")] = None,
-        name: Annotated[str | None, typer.Option(help="the scenario's name (default: the --emit file's name)")] = None,
+        name: Annotated[str | None, typer.Option(
+            help="the scenario's name (default: the --emit file's name; 'lanes' for --emit - or none)")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="print the lanes as JSON")] = False,
     ):
         """Admit models to slices by their evals (Wilson lower bound >= bar); emit the lanes as a scenario."""
         from simulator.analyses.lanes import DEFAULT_ACCEPT, LaneOptions, fit_lanes, load_bars
+        from simulator.core.outputs import STDOUT
         from simulator.cli.views import inert, lane_lines, lanes_table, out_of_sample_lines, out_of_sample_table
 
+        shown = beside(as_json, emit=emit)  # the tables go to stderr when the scenario goes to stdout
+        emitted_to_file = emit is not None and str(emit) != STDOUT
         if (accept is not None or escalate_to is not None) and not cascade:
             raise RoutesimError("--accept and --escalate-to shape the cascade of each lane",
                                 where="--accept, --escalate-to",
@@ -56,22 +60,22 @@ def register(app: typer.Typer) -> None:
         options = LaneOptions(by=by, confidence=confidence, point=point, resample=resample,
                               fit_until=fit_until.date() if fit_until else None, cascade=cascade,
                               accept=DEFAULT_ACCEPT if accept is None else accept,
-                              escalate_to=escalate_to, name=name or (emit.stem if emit else "lanes"))
+                              escalate_to=escalate_to, name=name or (emit.stem if emitted_to_file else "lanes"))
         result = fit_lanes(data, prices, load_bars(bar, bars, bars_from), options, emit=emit)
         if as_json:
             from simulator.core.outputs import json_output
 
             typer.echo(json_output(result))
             return
-        print_table(console, lanes_table(result))
+        print_table(shown, lanes_table(result))
         for line in lane_lines(result):  # names from the data: markup and control characters made inert
-            console.print(inert(line), highlight=False)
+            shown.print(inert(line), highlight=False)
         if result["out_of_sample"]:
-            print_table(console, out_of_sample_table(result))
+            print_table(shown, out_of_sample_table(result))
             for line in out_of_sample_lines(result):
-                console.print(inert(line), highlight=False)
-        if result["emitted"]:
-            console.print(f"scenario: {inert(result['emitted'])}", highlight=False)
+                shown.print(inert(line), highlight=False)
+        if emitted_to_file:
+            shown.print(f"scenario: {inert(result['emitted'])}", highlight=False)
 
     @app.command()
     def gate(
@@ -110,6 +114,7 @@ def register(app: typer.Typer) -> None:
         from simulator.report.gate import failure_lines, gate_markdown
 
         check_runner(shards, runner)
+        shown = beside(as_json, markdown=markdown)  # the table goes to stderr when the Markdown goes to stdout
         options = GateOptions(resamples=resamples, seed=seed, resample=resample, confidence=confidence,
                               rule=rule, tolerance=tolerance,
                               slice_tolerances=parse_slice_tolerances(tolerance_slice),
@@ -120,11 +125,11 @@ def register(app: typer.Typer) -> None:
         if as_json:
             typer.echo(json_output(result))
         else:
-            print_table(console, gate_table(result))
+            print_table(shown, gate_table(result))
             for line in failure_lines(result):
-                console.print(f"[red]✗[/red] {escape(line)}", highlight=False)
+                shown.print(f"[red]✗[/red] {escape(line)}", highlight=False)
             for note in result["notes"]:
-                console.print(f"note: {escape(note)}", highlight=False)
-            console.print("gate passed" if result["passed"] else "[bold red]gate failed[/bold red]", highlight=False)
+                shown.print(f"note: {escape(note)}", highlight=False)
+            shown.print("gate passed" if result["passed"] else "[bold red]gate failed[/bold red]", highlight=False)
         if not result["passed"]:
             raise typer.Exit(GATE_FAILED)
