@@ -106,6 +106,20 @@ def test_the_closing_lines_show_control_characters_in_names_as_escapes(world, cl
     assert "\x1b" not in result.out and "con\\u001b[2Jtract\\u000anext → " in result.out
 
 
+def test_a_name_ending_in_a_backslash_prints_with_one_backslash_in_tables_lines_and_errors(world, cli):
+    # rich's escape doubles a trailing backslash (for a tag that might follow); printed alone it showed as two.
+    odd = "contract \\"
+    world.write_data(tiny_traffic().with_columns(pl.col("slice").replace("contract", odd)), tiny_outcomes())
+    result = cli("lanes", world.data, "--prices", world.prices, "--bar", "0.9")
+    assert result.code == 0, result.err
+    assert "│ contract \\ " in result.out and "contract \\ → " in result.out
+    assert "contract \\\\" not in result.out
+    bars = world.folder / "bars.yaml"
+    bars.write_text("default: 0.9\nslices:\n  nosuch: 0.5\n")
+    refused = cli("lanes", world.data, "--prices", world.prices, "--bars", bars)
+    assert refused.code == 2 and "contract \\\\" not in refused.err, refused.err
+
+
 def test_emitted_scenario_validates_replays_and_matches_the_lanes(world, cli, tmp_path):
     emitted = tmp_path / "scenarios" / "lanes.yaml"
     result = cli("lanes", world.data, "--prices", world.prices, "--bar", "0.9", "--emit", emitted)

@@ -31,8 +31,8 @@ from typing import Annotated
 import typer
 
 from simulator.cli import bench, cache, data, evals, gateway, replay, served, shard, tuning
-from simulator.cli.console import BAD_INPUT, INTERNAL_ERROR, STDOUT_CLOSED, StdoutClosed, errors
-from simulator.core.errors import RoutesimError
+from simulator.cli.console import BAD_INPUT, INTERNAL_ERROR, STDOUT_CLOSED, StdoutClosed, errors, inert
+from simulator.core.errors import RoutesimError, visible
 
 COMMAND_GROUPS = (replay, bench, cache, shard, data, evals, tuning, served, gateway)
 
@@ -92,12 +92,8 @@ def _command_names() -> set[str]:
 def _print_error(label: str, text: str) -> None:
     """Prints an error; invisible characters from the input (a byte-order mark, a zero-width space) are
     shown escaped, so that what the message names can be typed back."""
-    from rich.markup import escape
-
-    from simulator.core.errors import visible
-
-    text = "\n".join(visible(line) for line in text.split("\n"))
-    errors.print(f"[bold red]{label}:[/bold red] {escape(text)}", highlight=False, soft_wrap=True)
+    text = "\n".join(inert(line) for line in text.split("\n"))
+    errors.print(f"[bold red]{label}:[/bold red] {text}", highlight=False, soft_wrap=True)
 
 
 def _finite(ctx, param, value):
@@ -204,7 +200,7 @@ def _first_line(error: BaseException) -> str:
 
 
 def _bad_input(what: str, where: str, fix: str) -> None:
-    _print_error("error", RoutesimError(what, where=where, fix=fix).render())
+    _print_error("error", RoutesimError(what, where=where, fix=fix).render(visible))
     sys.exit(BAD_INPUT)
 
 
@@ -263,7 +259,7 @@ def main() -> None:
     except StdoutClosed:
         _end_on_closed_stdout()
     except RoutesimError as error:
-        _print_error("error", error.render())
+        _print_error("error", error.render(visible))
         sys.exit(BAD_INPUT)
     except (typer.Abort, KeyboardInterrupt):
         errors.print("aborted")

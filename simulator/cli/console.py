@@ -80,6 +80,24 @@ console = _LazyConsole(stderr=False)
 errors = _LazyConsole(stderr=True)
 
 
+def inert(text: object) -> str:
+    """A string from the data (or a message holding one) as rich markup that prints it as it is: markup escaped,
+    and control or invisible characters (a newline in a slice name) written as escapes such as \\u000a.
+
+    rich's escape doubles a trailing backslash, so that a tag written right after the string stays a tag;
+    routesim never writes a tag right after one, and the doubled backslash would print as two (a slice 'a\\'
+    shown as 'a\\\\')."""
+    from rich.markup import escape
+
+    from simulator.core.errors import visible
+
+    shown = visible(str(text))
+    escaped = escape(shown)
+    if escaped.endswith("\\\\") and not shown.endswith("\\\\"):
+        escaped = escaped[:-1]
+    return escaped
+
+
 def beside(as_json: bool = False, **outputs: Any) -> _LazyConsole:
     """The console for what a command prints beside its outputs (`outputs`: option name -> path or None): stderr
     when one of them is stdout (`-`), so that stdout holds that output alone (`gate --markdown - > comment.md`),

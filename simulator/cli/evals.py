@@ -10,7 +10,7 @@ import typer
 
 from simulator.cli.replay import RuleOption
 from simulator.cli.shard import RunnerOption, ShardsOption, check_runner
-from simulator.cli.console import GATE_FAILED, beside, print_table
+from simulator.cli.console import GATE_FAILED, beside, inert, print_table
 from simulator.core.errors import RoutesimError
 from simulator.core.limits import MAX_RESAMPLES, MAX_SEED
 
@@ -49,7 +49,7 @@ def register(app: typer.Typer) -> None:
         """Admit models to slices by their evals (Wilson lower bound >= bar); emit the lanes as a scenario."""
         from simulator.analyses.lanes import DEFAULT_ACCEPT, LaneOptions, fit_lanes, load_bars
         from simulator.core.outputs import STDOUT
-        from simulator.cli.views import inert, lane_lines, lanes_table, out_of_sample_lines, out_of_sample_table
+        from simulator.cli.views import lane_lines, lanes_table, out_of_sample_lines, out_of_sample_table
 
         shown = beside(as_json, emit=emit)  # the tables go to stderr when the scenario goes to stdout
         emitted_to_file = emit is not None and str(emit) != STDOUT
@@ -105,8 +105,6 @@ def register(app: typer.Typer) -> None:
         runner: RunnerOption = "local",
     ):
         """Compare a candidate policy with the baseline on the same requests; exit 1 when it fails."""
-        from rich.markup import escape
-
         from simulator.analyses.estimates import gate_scenarios
         from simulator.analyses.gate import GateOptions, parse_slice_tolerances
         from simulator.cli.views import gate_table
@@ -127,9 +125,9 @@ def register(app: typer.Typer) -> None:
         else:
             print_table(shown, gate_table(result))
             for line in failure_lines(result):
-                shown.print(f"[red]✗[/red] {escape(line)}", highlight=False)
+                shown.print(f"[red]✗[/red] {inert(line)}", highlight=False)
             for note in result["notes"]:
-                shown.print(f"note: {escape(note)}", highlight=False)
+                shown.print(f"note: {inert(note)}", highlight=False)
             shown.print("gate passed" if result["passed"] else "[bold red]gate failed[/bold red]", highlight=False)
         if not result["passed"]:
             raise typer.Exit(GATE_FAILED)

@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from simulator.analyses.coverage import ScenarioCoverage
+from simulator.cli.console import inert
 from simulator.analyses.estimates import Estimate
 from simulator.core.formats import confidence_level, count, metric, pct, usd
 
@@ -22,7 +23,7 @@ def answers_table(answers: pl.DataFrame) -> Table:
                    "assumed from status", "gold"):
         table.add_column(escape(column), justify="left" if column in ("slice", "model") else "right")
     for row in answers.iter_rows(named=True):
-        table.add_row(escape(row["slice"]), escape(row["model"]), count(row["requests"]),
+        table.add_row(inert(row["slice"]), inert(row["model"]), count(row["requests"]),
                       f"{count(row['answered'])} ({pct(row['answered'] / row['requests'] if row['requests'] else None)})",
                       count(row["graded"]), *(count(row[g]) for g in graders), count(row["assumed"]),
                       count(row["gold"]))
@@ -36,9 +37,9 @@ def scenarios_table(rows: list[ScenarioCoverage]) -> Table:
     for column in ("scenario", "kind of number", "requests", "replayable", "share", "shadow sample", "missing"):
         table.add_column(column, justify="left" if column in ("scenario", "kind of number", "missing") else "right")
     for row in rows:
-        missing = ", ".join(f"{escape(model)}: {count(n)}" for model, n in row.missing_by_model.items()) or "–"
+        missing = ", ".join(f"{inert(model)}: {count(n)}" for model, n in row.missing_by_model.items()) or "–"
         sample = f"{count(row.sampled_replayable)} of {count(row.sampled)}" if row.sampled else "–"
-        table.add_row(escape(row.scenario), row.kind, count(row.requests), count(row.replayable), pct(row.share),
+        table.add_row(inert(row.scenario), row.kind, count(row.requests), count(row.replayable), pct(row.share),
                       sample, missing)
     return table
 
@@ -83,7 +84,7 @@ def plan_table(plan) -> Table:
     for column in ("slice", "requests", "drawn", "inclusion probability", "half-width reached"):
         table.add_column(column, justify="left" if column == "slice" else "right")
     for row in plan.strata.iter_rows(named=True):
-        table.add_row(escape(row["slice"]), count(row["requests"]), count(row["drawn"]),
+        table.add_row(inert(row["slice"]), count(row["requests"]), count(row["drawn"]),
                       f"{row['inclusion_probability']:.4f}", f"±{row['halfwidth_reached'] * 100:.1f} pts")
     return table
 
@@ -94,7 +95,7 @@ def calibrated_table(result: dict) -> Table:
     for column in ("model", "slice", "answers", "gold graded", "judge", "correction", "from", "calibrated", "interval"):
         table.add_column(column, justify="left" if column in ("model", "slice", "from") else "right")
     for row in result["groups"]:
-        table.add_row(escape(row["model"]), escape(row["slice"]), count(row["answers"]), count(row["gold_graded"]),
+        table.add_row(inert(row["model"]), inert(row["slice"]), count(row["answers"]), count(row["gold_graded"]),
                       pct(row["judge_pass_rate"]), f"{row['correction'] * 100:+.1f} pts", row["correction_scope"],
                       pct(row["pass_rate"]), f"{pct(row['low'])} .. {pct(row['high'])}")
     return table
@@ -105,6 +106,6 @@ def agreement_table(result: dict) -> Table:
     for column in ("slice", "graded by both", "agreement", "judge passes, gold fails", "judge fails, gold passes"):
         table.add_column(column, justify="left" if column == "slice" else "right")
     for row in result["agreement"]:
-        table.add_row(escape(row["slice"]), count(row["graded_by_both"]), pct(row["agreement"]),
+        table.add_row(inert(row["slice"]), count(row["graded_by_both"]), pct(row["agreement"]),
                       pct(row["judge_passes_gold_fails"]), pct(row["judge_fails_gold_passes"]))
     return table

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from simulator.cli.console import print_table, print_words
+from simulator.cli.console import inert, print_table, print_words
 
 from simulator.core.errors import RoutesimError, visible
 from simulator.core.formats import confidence_level, count, metric, ms, pct, pct_against, points, threshold, usd
@@ -37,12 +37,6 @@ SHOWN_POINTS = 21
 
 # The columns shown by default: every number whole within 80 columns. `--wide` shows every metric.
 NARROW = ("cost_per_request_usd", "pass_rate", "latency_p95_ms")
-
-
-def inert(text) -> str:
-    """A string from the data made inert in a terminal table: rich markup escaped, and control or
-    invisible characters (a newline in a slice name) written as escapes such as \\u000a."""
-    return escape(visible(str(text)))
 
 
 def _interval(verdict: dict) -> str:
@@ -327,7 +321,7 @@ def gate_table(result: dict) -> Table:
         cells["scope"] += f"\nbar {cells['bar']}"
         cells["requests"] += f"\n{cells['changed']} changed"
         style = "bold red" if row["failures"] else None
-        table.add_row(*(escape(cells[key]) for key in GATE_COLUMNS), style=style)
+        table.add_row(*(inert(cells[key]) for key in GATE_COLUMNS), style=style)
     return table
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import os
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,12 +19,15 @@ class RoutesimError(Exception):
         self.fix = fix
         super().__init__(self.render())
 
-    def render(self) -> str:
-        lines = [self.what]
+    def render(self, each: Callable[[str], str] | None = None) -> str:
+        """What, then where and fix on lines of their own. `each` (`visible`, as the CLI prints it) is applied to
+        each part first, so that a newline inside one (a slice name in a fix) cannot pass for a line of its own."""
+        each = each or (lambda text: text)
+        lines = [each(self.what)]
         if self.where:
-            lines.append(f"  where: {self.where}")
+            lines.append(f"  where: {each(self.where)}")
         if self.fix:
-            lines.append(f"  fix: {self.fix}")
+            lines.append(f"  fix: {each(self.fix)}")
         return "\n".join(lines)
 
 
