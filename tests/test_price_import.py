@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from simulator.core.errors import RoutesimError, visible
 from simulator.core.prices import load_prices
 
 LITELLM = {
@@ -151,3 +152,139 @@ def test_every_suffix_of_the_packaged_file_maps_or_is_listed(cli, tmp_path):
     assert "gemini-2.5-pro: not mapped: google_maps_grounding_cost_per_query, search_context_cost_per_query" in result.out
     assert "litellm-1.110.2/model_prices_and_context_window.json" in out.read_text()
     assert load_prices(out).models["gemini-2.5-pro"][0].priority.tiers[0].above_input_tokens == 200_000
+
+
+PRICED = {"input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06}
+# Every character PyYAML ends a comment at: a key holding one would start a YAML line of its own.
+LINE_BREAKS = ["\n", "\r", "\x85", "\u2028", "\u2029"]
+
+
+def _header(text: str) -> list[str]:
+    return text[:text.index("\nmodels:")].split("\n")
+
+
+@pytest.mark.parametrize("line_break", LINE_BREAKS, ids=repr)
+def test_a_line_break_in_a_key_a_price_key_or_the_file_name_stays_inside_the_header_comment(cli, tmp_path,
+                                                                                          line_break):
+    """A LiteLLM key, a price key left unmapped and the file's own name, each holding a line break and a
+    top-level `discount` after it: the header shows them escaped and the sheet loads back with no discount."""
+    hostile = f"m2{line_break}discount: 0.9 #"
+    source = tmp_path / f"prices{line_break}discount: 0.8 #.json"
+    source.write_text(json.dumps({"m": {**PRICED, f"x_cost{line_break}discount: 0.7": 1}, hostile: PRICED}))
+    out = tmp_path / "sheet.yaml"
+    result = cli("prices", "import-litellm", source, "--as-of", "2026-10-01", "--models", "m", "--as", f"m2={hostile}",
+                 "-o", out)
+    assert result.code == 0, result.err
+    text = out.read_text(encoding="utf-8")
+    assert all(line.startswith("#") for line in _header(text)), text
+    assert visible(hostile) in text and visible(str(source)) in text and visible(f"x_cost{line_break}") in text
+    sheet = load_prices(out)
+    assert sheet.discount == 0 and set(sheet.models) == {"m", "m2"}
+    assert all(entry.discount is None and (entry.input, entry.output) == (1.0, 2.0)
+               for entries in sheet.models.values() for entry in entries)
+
+
+def test_a_lone_surrogate_in_a_key_is_shown_escaped(cli, tmp_path):
+    """JSON's "\\ud800" reads as a lone surrogate, which no UTF-8 file can hold: the header shows it escaped
+    instead of the command failing as it writes."""
+    source = tmp_path / "prices.json"
+    source.write_text('{"s\\ud800": {"input_cost_per_token": 1e-06, "output_cost_per_token": 2e-06}}')
+    out = tmp_path / "sheet.yaml"
+    result = cli("prices", "import-litellm", source, "--as-of", "2026-10-01", "--as", "s=s\ud800", "-o", out)
+    assert result.code == 0, result.err
+    assert "#   s: s\\ud800" in out.read_text(encoding="utf-8")
+    assert load_prices(out).models["s"][0].output == 2.0
+
+
+@pytest.mark.parametrize(("args", "option"), [
+    (["--models", "m2\ndiscount: 0.9"], "--models"),
+    (["--as", "m\u200b=m"], "--as"),
+    (["--as", "\ufeffm=m"], "--as"),
+])
+def test_a_sheet_model_name_that_is_not_printable_is_refused(cli, tmp_path, args, option):
+    """The sheet's own model names (from --models or the name side of --as) must be printable; the fix
+    names --as, which gives a hostile key a printable name."""
+    source = tmp_path / "prices.json"
+    source.write_text(json.dumps({"m": PRICED, "m2\ndiscount: 0.9": PRICED}))
+    out = tmp_path / "sheet.yaml"
+    result = cli("prices", "import-litellm", source, "--as-of", "2026-10-01", *args, "-o", out)
+    assert result.code == 2, result.err
+    assert "control or invisible character" in result.err and f"where: {option}" in result.err
+    assert "fix: give it a printable name: --as NAME=KEY" in result.err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(("models", "renames", "problem"), [
+    ("m", ["m2=m2\ndiscount: 0.9 #"], "loads back to other prices than those imported"),
+    ("m2\ndiscount: 0.9", [], "does not load back: not valid YAML"),
+])
+@pytest.mark.parametrize("to_stdout", [False, True], ids=["file", "stdout"])
+def test_a_sheet_that_would_not_load_back_as_imported_is_never_written(cli, tmp_path, monkeypatch, models, renames,
+                                                                      problem, to_stdout):
+    """With the header's escaping undone (and with it the name check), the tester's two sheets come back:
+    one a top-level `discount: 0.9`, one not YAML. Loading the sheet back before writing refuses both, and
+    neither the output nor a temporary file beside it is left, nor anything printed."""
+    from simulator.importers import litellm_prices  # noqa: PLC0415
+
+    monkeypatch.setattr(litellm_prices, "visible", lambda text: text)
+    source = tmp_path / "prices.json"
+    source.write_text(json.dumps({"m": PRICED, "m2\ndiscount: 0.9 #": PRICED, "m2\ndiscount: 0.9": PRICED}))
+    out = tmp_path / "sheets" / "sheet.yaml"
+    args = [] if to_stdout else ["-o", out]
+    result = cli("prices", "import-litellm", source, "--as-of", "2026-10-01", "--models", models,
+                 *[arg for rename in renames for arg in ("--as", rename)], *args)
+    assert result.code == 2 and problem in result.err and "nothing was written" in result.err, result.err
+    assert f"where: {'stdout' if to_stdout else out}" in result.err
+    assert result.out == "" and not out.parent.exists()
+
+
+@pytest.mark.parametrize("change", [
+    lambda text: text + "discount: 0.5\n",
+    lambda text: text.replace("output: 2.0", "output: 2.5"),
+    lambda text: text.replace("  m:", "  n:"),
+], ids=["a key added", "a price changed", "a model renamed"])
+def test_the_load_back_check_refuses_any_difference_from_the_imported_prices(litellm, change):
+    from simulator.importers.litellm_prices import check_loads_back, import_litellm, render_sheet  # noqa: PLC0415
+
+    source = litellm.with_name("prices.json")
+    source.write_text(json.dumps({"m": PRICED}))
+    sheet, keys, unmapped = import_litellm(source, dt.date(2026, 10, 1), ["m"])
+    text = render_sheet(sheet, source, dt.date(2026, 10, 1), keys, unmapped)
+    check_loads_back(text, sheet, "sheet.yaml")  # as rendered, it loads back
+    with pytest.raises(RoutesimError, match="other prices than those imported"):
+        check_loads_back(change(text), sheet, "sheet.yaml")
+
+
+@pytest.mark.parametrize("given", ["prices.json", "v1/prices.json", "v1/../prices.json"])
+def test_the_header_names_the_file_as_given(cli, tmp_path, monkeypatch, given):
+    """Named as typed: a file of the current folder is not '/prices.json', and a relative path stays
+    relative (an absolute one would carry the importer's home folder into a shared sheet)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "v1").mkdir()
+    for path in (tmp_path / "prices.json", tmp_path / "v1" / "prices.json"):
+        path.write_text(json.dumps({"m": PRICED}))
+    result = cli("prices", "import-litellm", given, "--as-of", "2026-10-01", "--models", "m")
+    assert result.code == 0, result.err
+    assert result.out.startswith(f"# Imported from LiteLLM's {given} by ")
+
+
+@pytest.mark.parametrize("content", [None, "", " \n"], ids=["/dev/null", "empty", "blank"])
+def test_an_empty_file_is_named_as_given(cli, tmp_path, monkeypatch, content):
+    monkeypatch.chdir(tmp_path)
+    given = "/dev/null" if content is None else "empty.json"
+    if content is not None:
+        Path(given).write_text(content)
+    result = cli("prices", "import-litellm", given, "--as-of", "2026-10-01", "--models", "m")
+    assert result.code == 2, result.err
+    assert f"{given} is not JSON: it is empty" in result.err
+    assert f"where: {given}" in result.err and "fix: pass LiteLLM's" in result.err
+
+
+def test_a_file_that_is_not_json_is_named_as_given(cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("v1").mkdir()
+    Path("v1/prices.json").write_text("{not json")
+    result = cli("prices", "import-litellm", "v1/prices.json", "--as-of", "2026-10-01", "--models", "m")
+    assert result.code == 2 and "v1/prices.json is not JSON: Expecting" in result.err, result.err
+    result = cli("prices", "import-litellm", "v1/prices.json/..", "--as-of", "2026-10-01", "--models", "m")
+    assert result.code == 2 and "cannot read v1/prices.json/..:" in result.err, result.err

@@ -577,11 +577,12 @@ def run_whatif(console: Console, paths: list[Path], change: whatif.PriceChange, 
 def run_import_litellm(console: Console, file: Path, *, as_of: dt.date, models: list[str], renames: list[str],
                        out: Path | None) -> None:
     from simulator.core.outputs import note_input
-    from simulator.importers.litellm_prices import import_litellm, parse_renames, render_sheet
+    from simulator.importers.litellm_prices import check_loads_back, import_litellm, parse_renames, render_sheet
 
     note_input(file)  # so `-o` naming the price list itself is refused, as for every command's inputs
     sheet, keys, unmapped = import_litellm(file, as_of, models, parse_renames(renames))
     text = render_sheet(sheet, file, as_of, keys, unmapped)
+    check_loads_back(text, sheet, "stdout" if out is None or str(out) == STDOUT else str(out))
     if out is None or str(out) == STDOUT:
         console.out(text, end="", highlight=False)
         return

@@ -59,8 +59,9 @@ class Origin:
 
 def visible(text: str) -> str:
     """`text` with every invisible or control character (byte-order marks, zero-width spaces, newlines)
-    written as an escape such as \\ufeff, so a message never carries one the reader cannot see."""
-    return "".join(f"\\u{ord(char):04x}" if unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp", "Co", "Cn")
+    written as an escape such as \\ufeff, so a message never carries one the reader cannot see. A lone
+    surrogate (JSON's "\\ud800" reads as one) is escaped too: no UTF-8 output can hold it."""
+    return "".join(f"\\u{ord(char):04x}" if unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp", "Co", "Cn", "Cs")
                    else char for char in text)
 
 

@@ -18,7 +18,15 @@ A rate set needs its input and output prices; the keys of a set without them, an
 
 Names: a model is looked up by its exact key; a bare name (no provider prefix) that is not a key matches
 the keys that end in `/NAME`: one such key is used, several are ambiguous and listed. `--as NAME=KEY`
-names a sheet model differently from its LiteLLM key.
+names a sheet model differently from its LiteLLM key. A sheet model's name (as given to --models or --as)
+must be printable: a newline, a byte-order mark or a zero-width space in it is refused, since no log's model
+column would show it and no reader could type it back.
+
+The sheet names the file as given on the command line, each sheet model's LiteLLM key and the price keys not
+mapped in its header comments, with every control or invisible character written as an escape (`visible`):
+a newline or a line separator (U+2028, a line break to YAML) in a key of the file would otherwise end the
+comment and write YAML of its own. The command writes a sheet only after routesim's own loader has read it
+back to exactly the prices imported (`check_loads_back`).
 """
 
 from __future__ import annotations
@@ -28,13 +36,14 @@ import difflib
 import json
 import math
 import re
+import tempfile
 from decimal import Decimal
 from pathlib import Path
 
 import yaml
 
-from simulator.core.errors import RoutesimError
-from simulator.core.prices import PER_MILLION, PriceSheet
+from simulator.core.errors import RoutesimError, visible
+from simulator.core.prices import PER_MILLION, PriceSheet, load_prices
 
 INPUT, OUTPUT = "input_cost_per_token", "output_cost_per_token"
 KINDS = {"input_cost_per_token": "input", "output_cost_per_token": "output",
@@ -49,18 +58,24 @@ SUGGESTIONS = 5
 
 
 def read_litellm(path: Path) -> dict[str, dict]:
+    """LiteLLM key -> its prices, of every entry that is a mapping (the file's `sample_spec` left out).
+
+    Raises RoutesimError naming the file as given (`/dev/null`, not `null`) when it cannot be read, is empty,
+    is not JSON or is not a mapping."""
     path = Path(path)
+    shown = visible(str(path))
+    fix = "pass LiteLLM's model_prices_and_context_window.json"
     try:
-        content = json.loads(path.read_text(encoding="utf-8-sig"), parse_constant=_not_a_number)
+        text = path.read_text(encoding="utf-8-sig")
+        if not text.strip():
+            raise RoutesimError(f"{shown} is not JSON: it is empty", where=shown, fix=fix)
+        content = json.loads(text, parse_constant=_not_a_number)
     except OSError as error:
-        raise RoutesimError(f"cannot read {path}: {error.strerror}", where=str(path),
-                            fix="pass LiteLLM's model_prices_and_context_window.json") from None
-    except ValueError as error:
-        raise RoutesimError(f"{path.name} is not JSON: {error}", where=str(path),
-                            fix="pass LiteLLM's model_prices_and_context_window.json") from None
+        raise RoutesimError(f"cannot read {shown}: {error.strerror}", where=shown, fix=fix) from None
+    except ValueError as error:  # UnicodeDecodeError included: a binary file given for the JSON one
+        raise RoutesimError(f"{shown} is not JSON: {error}", where=shown, fix=fix) from None
     if not isinstance(content, dict):
-        raise RoutesimError(f"{path.name} does not map model names to prices", where=str(path),
-                            fix="pass LiteLLM's model_prices_and_context_window.json")
+        raise RoutesimError(f"{shown} does not map model names to prices", where=shown, fix=fix)
     return {key: value for key, value in content.items() if key not in NOT_A_MODEL and isinstance(value, dict)}
 
 
@@ -83,22 +98,27 @@ def per_million(per_token) -> float:
 
 
 def resolve(name: str, prices: dict[str, dict], source: str) -> str:
-    """The LiteLLM key for `name`: the exact key, else the one key ending in '/name' (see the module doc)."""
+    """The LiteLLM key for `name`: the exact key, else the one key ending in '/name' (see the module doc).
+
+    Raises RoutesimError for a name that matches no key (with suggestions) or several; names and keys in
+    its message are shown with control characters escaped, so a key's newline cannot split the message."""
     if name in prices:
         return name
     prefixed = sorted(key for key in prices if key.endswith(f"/{name}"))
     if len(prefixed) == 1:
         return prefixed[0]
+    where = visible(source)
     if prefixed:
-        shown = ", ".join(prefixed[:12]) + (f" and {len(prefixed) - 12} more" if len(prefixed) > 12 else "")
-        raise RoutesimError(f"model '{name}' is ambiguous: {len(prefixed)} provider-prefixed keys match it: {shown}",
-                            where=source, fix=f"give the full key, e.g. --models {prefixed[0]}, or "
-                            f"--as {name}={prefixed[0]} to keep the short name")
+        shown = ", ".join(map(visible, prefixed[:12])) + (f" and {len(prefixed) - 12} more" if len(prefixed) > 12
+                                                          else "")
+        raise RoutesimError(f"model '{visible(name)}' is ambiguous: {len(prefixed)} provider-prefixed keys match it: "
+                            f"{shown}", where=where, fix=f"give the full key, e.g. --models {visible(prefixed[0])}, "
+                            f"or --as {visible(name)}={visible(prefixed[0])} to keep the short name")
     close = difflib.get_close_matches(name, sorted(prices), n=SUGGESTIONS, cutoff=0.6)
     contains = sorted(key for key in prices if name.lower() in key.lower())[:SUGGESTIONS]
     suggestions = list(dict.fromkeys([*close, *contains]))[:SUGGESTIONS]
-    hint = f" Did you mean {', '.join(repr(s) for s in suggestions)}?" if suggestions else ""
-    raise RoutesimError(f"model '{name}' is not in {Path(source).name}.{hint}", where=source,
+    hint = f" Did you mean {', '.join(repr(visible(s)) for s in suggestions)}?" if suggestions else ""
+    raise RoutesimError(f"model '{visible(name)}' is not in {where}.{hint}", where=where,
                         fix="use a key of the file as written (with its provider prefix where it has one)")
 
 
@@ -156,7 +176,8 @@ def entry_for(key: str, values: dict, as_of: dt.date, source: str) -> tuple[dict
     missing = [field for field, kind in ((INPUT, "input"), (OUTPUT, "output")) if kind not in base]
     if missing:
         mode = values.get("mode", "unknown")
-        raise RoutesimError(f"model '{key}' has no usable per-token {' or '.join(missing)} (mode: {mode})", where=source,
+        raise RoutesimError(f"model '{visible(key)}' has no usable per-token {' or '.join(missing)} "
+                            f"(mode: {visible(str(mode))})", where=visible(source),
                             fix="pick a model priced per token (a chat or completion model)")
     entry: dict = {"effective_from": as_of, **_prices(base)}
     services: dict[str, dict] = {}
@@ -185,7 +206,7 @@ def parse_renames(values: list[str]) -> list[tuple[str, str]]:
     for value in values:
         name, sep, key = value.partition("=")
         if not sep or not name.strip() or not key.strip():
-            raise RoutesimError(f"cannot read --as {value!r}", where="--as",
+            raise RoutesimError(f"cannot read --as '{visible(value)}'", where="--as",
                                 fix="write SHEET_NAME=LITELLM_KEY, e.g. --as flagship=gpt-4o")
         renames.append((name.strip(), key.strip()))
     return renames
@@ -197,13 +218,19 @@ def import_litellm(path: Path, as_of: dt.date, models: list[str], renames: list[
     LiteLLM key each sheet model was priced from, and per sheet model the price keys not mapped."""
     prices = read_litellm(path)
     source = str(path)
-    wanted = [(name, name) for name in models] + list(renames)
+    wanted = [(name, name, "--models") for name in models] + [(name, key, "--as") for name, key in renames]
     if not wanted:
         raise RoutesimError("no models to import", where="--models", fix="e.g. --models gpt-4o,gpt-4o-mini")
     sheet: dict[str, list[dict]] = {}
     keys: dict[str, str] = {}
     unmapped: dict[str, list[str]] = {}
-    for sheet_name, name in wanted:
+    for sheet_name, name, option in wanted:
+        if visible(sheet_name) != sheet_name:
+            # Quoted, YAML would hold such a name, but no log's model column shows it and no reader can type it
+            # back: a scenario would price nothing under it. The LiteLLM key itself may hold anything.
+            raise RoutesimError(f"the sheet model name '{visible(sheet_name)}' has a control or invisible character",
+                                where=option, fix=f"give it a printable name: --as NAME=KEY, KEY being the LiteLLM "
+                                f"key '{visible(name)}' as the file has it")
         if sheet_name in sheet:
             raise RoutesimError(f"model '{sheet_name}' is named twice", where="--models / --as",
                                 fix="name each sheet model once")
@@ -216,12 +243,40 @@ def import_litellm(path: Path, as_of: dt.date, models: list[str], renames: list[
 
 
 def render_sheet(sheet: dict, path: Path, as_of: dt.date, keys: dict[str, str], unmapped: dict[str, list[str]]) -> str:
-    named = f"{Path(path).parent.name}/{Path(path).name}"  # the folder names the version of a packaged file
-    header = [f"# Imported from LiteLLM's {named} by `routesim prices import-litellm`, as of {as_of}.",
+    """The sheet as YAML text under a header of comments naming `path` as given, each sheet model's LiteLLM
+    key and its price keys not mapped.
+
+    Every string from the input is written through `visible`: a newline, carriage return, NEL or line
+    separator (all line breaks to YAML) in a key would end its comment and start YAML of the key's own."""
+    header = [f"# Imported from LiteLLM's {visible(str(path))} by `routesim prices import-litellm`, as of {as_of}.",
               "# USD per million tokens. Sheet model: LiteLLM key (price keys not mapped)."]
-    header += [f"#   {name}: {key}" + (f" (not mapped: {', '.join(unmapped[name])})" if unmapped.get(name) else "")
+    header += [f"#   {visible(name)}: {visible(key)}"
+               + (f" (not mapped: {visible(', '.join(unmapped[name]))})" if unmapped.get(name) else "")
                for name, key in keys.items()]
     return "\n".join(header) + "\n" + yaml.dump(sheet, Dumper=_NoAliases, sort_keys=False)
+
+
+def check_loads_back(text: str, sheet: dict, destination: str) -> None:
+    """Refuses (RoutesimError) a rendered sheet that routesim's own loader (`load_prices`) does not read back
+    as exactly `sheet` (`{"models": ...}`, as `import_litellm` returns it): nothing in the header comments or
+    the YAML may add a key, change a name or alter a price. Called before anything is written to
+    `destination` (the output as the message names it: a path, or stdout), so a failure leaves it as it was."""
+    expected = PriceSheet.model_validate(sheet).model_dump(exclude={"source"})
+    # load_prices reads a file: the text goes through the same reading (encoding, size and YAML limits) as
+    # the written sheet will when a scenario names it.
+    with tempfile.TemporaryDirectory(prefix="routesim-litellm-") as folder:
+        written = Path(folder) / "sheet.yaml"
+        written.write_text(text, encoding="utf-8")
+        try:
+            loaded = load_prices(written).model_dump(exclude={"source"})
+        except RoutesimError as error:
+            problem = f"does not load back: {error.what}"
+        else:
+            problem = None if loaded == expected else "loads back to other prices than those imported"
+    if problem:
+        raise RoutesimError(f"the sheet made {problem}; nothing was written", where=visible(destination),
+                            fix="this is a bug in routesim: please report it; meanwhile import the models one at a "
+                                "time and leave out the one whose key or price keys hold unusual characters")
 
 
 class _NoAliases(yaml.SafeDumper):
