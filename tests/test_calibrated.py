@@ -30,6 +30,39 @@ def test_the_correction_by_hand():
     assert row["judge_pass_rate"] == 0.75 and row["correction"] == pytest.approx(-0.5)
     assert row["pass_rate"] == pytest.approx(0.25) and row["kind"] == "calibrated judge"
     assert row["low"] == 0.0 and row["high"] == pytest.approx(0.25 + 1.959964 * 0.25, rel=1e-6)
+    assert row["clipped"] is False
+
+
+def test_an_estimate_below_zero_is_clipped_into_its_interval():
+    # Judge passes 3 of 4; gold on the first two says fail, fail: d = -1, -1, pi = 2/4, w = 2, so the
+    # correction is -1 and judge + correction = 0.75 - 1 = -0.25, below what a pass rate can be. The d never
+    # differ from their mean, so the add-one floor sets the variance: p = 1/3, 2 x 4 x 0.5 x 2/9 / 16 = 1/18,
+    # and the interval is -0.25 +- 1.96 x 0.2357 clipped: 0 .. 0.2120.
+    row = calibrate_frame(_frame("m", "s", [True, True, True, False], [False, False, None, None]),
+                          min_gold=1).row(0, named=True)
+    assert row["correction"] == pytest.approx(-1.0)  # the correction is reported as measured
+    assert row["pass_rate"] == 0.0 and row["clipped"] is True
+    assert row["low"] == 0.0 and row["high"] == pytest.approx(-0.25 + 1.959964 * (1 / 18) ** 0.5, abs=1e-5)
+    assert row["low"] <= row["pass_rate"] <= row["high"]
+
+
+def test_an_estimate_below_zero_whose_whole_interval_is_below_zero_reads_zero_to_zero():
+    # Judge passes 2 of 4, gold says fail on both it passed: correction -1, estimate -0.5; the same variance
+    # of 1/18 gives -0.5 +- 0.4620, entirely below 0: the interval clips to 0 .. 0 and the estimate with it.
+    row = calibrate_frame(_frame("m", "s", [True, True, False, False], [False, False, None, None]),
+                          min_gold=1).row(0, named=True)
+    assert (row["pass_rate"], row["low"], row["high"], row["clipped"]) == (0.0, 0.0, 0.0, True)
+
+
+def test_an_estimate_above_one_is_clipped_into_its_interval():
+    # Judge passes 1 of 4; gold on two it failed says pass, pass: d = +1, +1, correction +1, and
+    # judge + correction = 1.25. Variance 1/18 as above: 1.25 +- 0.4620 clipped: 0.7880 .. 1.
+    row = calibrate_frame(_frame("m", "s", [False, False, False, True], [True, True, None, None]),
+                          min_gold=1).row(0, named=True)
+    assert row["correction"] == pytest.approx(1.0)
+    assert row["pass_rate"] == 1.0 and row["clipped"] is True
+    assert row["high"] == 1.0 and row["low"] == pytest.approx(1.25 - 1.959964 * (1 / 18) ** 0.5, abs=1e-5)
+    assert row["low"] <= row["pass_rate"] <= row["high"]
 
 
 def test_a_subset_that_never_disagrees_does_not_claim_an_exact_judge():
@@ -88,6 +121,31 @@ def test_calibrate_command(cli, world):
     world.write_data(tiny_traffic(), outcomes.drop("gold_passed", "gold_grader"))
     missing = cli("calibrate", world.data)
     assert missing.code == 2 and "no gold grades" in missing.err
+
+
+def test_an_estimate_of_exactly_zero_is_not_flagged_for_a_rounding_error():
+    # 27 answers, the judge passes 9 (1/3); a uniform 15 are gold-graded, all failing, 5 of them passed by the
+    # judge: correction -5/15 = -1/3, so the estimate is exactly 0, which floats give as -5.6e-17.
+    judge = [True] * 5 + [False] * 10 + [True] * 4 + [False] * 8
+    row = calibrate_frame(_frame("m", "s", judge, [False] * 15 + [None] * 12), min_gold=1).row(0, named=True)
+    assert row["pass_rate"] == 0.0 and row["clipped"] is False
+
+
+def test_calibrate_command_marks_a_clipped_rate_and_gives_the_unclipped_one(cli, world):
+    # faq: the judge passes a (gold: fail) and fails b (no gold): judge 50%, correction -1 on a subset of
+    # 1 of 2 (pi = 1/2), so judge + correction = -50%, shown as 0.0%*. contract: c passes both, not clipped.
+    rows = [outcome_row("a", "small", grader="llm_judge", passed=True, gold_passed=False, gold_grader="human"),
+            outcome_row("b", "small", grader="llm_judge", passed=False),
+            outcome_row("c", "small", grader="llm_judge", passed=True, gold_passed=True, gold_grader="human")]
+    schema = OUTCOME_SCHEMA | {"gold_passed": pl.Boolean, "gold_grader": pl.String}
+    world.write_data(tiny_traffic(), pl.DataFrame(rows, schema=schema))
+    found = json.loads(cli("calibrate", world.data, "--min-gold", "1", "--json").out)
+    assert {r["slice"]: (r["pass_rate"], r["clipped"]) for r in found["groups"]} == {
+        "contract": (1.0, False), "faq": (0.0, True)}
+    shown = cli("calibrate", world.data, "--min-gold", "1")
+    assert shown.code == 0, shown.err
+    assert "0.0%*" in shown.out and "100.0%*" not in shown.out
+    assert "* clipped into 0..100%: judge + correction lies outside it (small, faq: −50.0%)" in shown.out
 
 
 def test_generate_gives_a_random_share_of_the_judged_answers_a_gold_grade_for_calibrate(cli, tmp_path):

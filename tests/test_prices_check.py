@@ -110,6 +110,61 @@ def test_each_cause_told_apart_by_hand(tmp_path):
     assert sonnet["sheet_usd"] == pytest.approx(0.0045 + 0.0010935 + 1.50225, rel=1e-12)
 
 
+# $ per million tokens: m has a long-context tier above 100,000 input tokens, p no tier at all, and q a tier at
+# 128,000 for standard calls but none for batch.
+TIERED = {"models": {
+    "m": [{"effective_from": "2026-01-01", "input": 1.0, "output": 2.0,
+           "tiers": [{"above_input_tokens": 100_000, "input": 2.0, "output": 4.0}]}],
+    "p": [{"effective_from": "2026-01-01", "input": 1.0, "output": 2.0}],
+    "q": [{"effective_from": "2026-01-01", "input": 1.0, "output": 2.0,
+           "tiers": [{"above_input_tokens": 128_000, "input": 2.0, "output": 4.0}],
+           "batch": {"input": 0.5, "output": 1.0}}]}}
+
+
+def causes_per_call(tmp_path, calls: list[dict], service_tiers: list[str | None] | None = None) -> dict[str, str]:
+    """The cause each call is given, with every call on a day of its own (a model/day holds one call)."""
+    traffic = traffic_frame([req(call["request_id"], at(1, days=day), input_tokens=call["input_tokens"])
+                             for day, call in enumerate(calls)])
+    outcomes = outcome_frame(calls)
+    if service_tiers:
+        outcomes = outcomes.with_columns(pl.Series("service_tier", service_tiers, dtype=pl.String))
+    sheet = PriceSheet.model_validate({**TIERED, "source": "tiered.yaml"})
+    result = reconcile(load_data(write_frames(tmp_path, traffic, outcomes)), sheet)
+    assert result.groups["flagged"].all()
+    return {row["examples"][0]: row["cause"] for row in result.groups.iter_rows(named=True)}
+
+
+def test_a_call_above_a_tier_the_sheet_prices_is_a_price_difference_not_a_tier_boundary(tmp_path):
+    """m, 110,000 in and 1,000 out, above m's tier at 100,000: the sheet charges 110,000 x 2 + 1,000 x 4 =
+    $0.224; billed 3 x that, $0.672. Without the tier it would be 110,000 x 1 + 1,000 x 2 = $0.112, not the
+    bill either, and 110,000 is below every common threshold (128k): the sheet's price differs."""
+    calls = [ans("billed", "m", input_tokens=110_000, output_tokens=1_000, cost_usd=0.672)]
+    assert causes_per_call(tmp_path, calls) == {"billed": PRICE_DIFFERS}
+
+
+def test_a_call_billed_the_price_without_the_sheets_tier_is_a_tier_boundary(tmp_path):
+    # The same call billed $0.112: what the sheet gives without its tier (the provider has no such tier).
+    calls = [ans("untiered", "m", input_tokens=110_000, output_tokens=1_000, cost_usd=0.112)]
+    assert causes_per_call(tmp_path, calls) == {"untiered": TIER_BOUNDARY}
+
+
+def test_a_call_above_a_common_threshold_the_sheet_lacks_is_a_tier_boundary(tmp_path):
+    """p has no tier: 150,000 in and 1,000 out is $0.152 by the sheet, billed double ($0.304), as a tier above
+    128k would; 120,000 in billed double ($0.244 for $0.122) is below every common threshold: a price
+    difference. m's own tier is at 100,000 but it has none at 128k: 150,000 in billed 3 x its tier price
+    (3 x (150,000 x 2 + 1,000 x 4) = $0.912) is a tier boundary too. q prices the 128k tier: the same call
+    billed 3 x its tier price is a price difference; but q's batch prices have no tier, so a batch call of
+    150,000 in billed double ($0.152 for 150,000 x 0.5 + 1,000 x 1 = $0.076) is a tier boundary."""
+    calls = [ans("plain", "p", input_tokens=150_000, output_tokens=1_000, cost_usd=0.304),
+             ans("short", "p", input_tokens=120_000, output_tokens=1_000, cost_usd=0.244),
+             ans("above_128k", "m", input_tokens=150_000, output_tokens=1_000, cost_usd=0.912),
+             ans("priced_tier", "q", input_tokens=150_000, output_tokens=1_000, cost_usd=0.912),
+             ans("batch", "q", input_tokens=150_000, output_tokens=1_000, cost_usd=0.152)]
+    assert causes_per_call(tmp_path, calls, [None, None, None, None, "batch"]) == {
+        "plain": TIER_BOUNDARY, "short": PRICE_DIFFERS, "above_128k": TIER_BOUNDARY, "priced_tier": PRICE_DIFFERS,
+        "batch": TIER_BOUNDARY}
+
+
 def test_a_sheet_without_an_entry_in_force_is_out_of_date(tmp_path):
     folder, sheet_path = tiny(tmp_path, [ans("early", "sonnet", cost_usd=0.0045)])
     late = load_prices(sheet_path)

@@ -17,6 +17,11 @@ sum_gold w_i^2 (1 - pi_i) (d_i - dbar)^2 / (sum w)^2, but at least sum_gold w_i^
 claim an exact judge), and the interval is normal. Where pi is not
 recorded the subset is taken as a simple random sample of the group: pi = n / N.
 
+A pass rate is a proportion, but the estimate is not bounded: a judge that passes 21% of answers with a
+correction of -26 points gives -5%. The interval is computed around the unclipped estimate and clipped to
+[0, 1]; the estimate is clipped to [0, 1] too, so it always lies within its interval, and the row says so
+(`clipped`). The correction stays as measured, so judge + correction shows the unclipped value.
+
 Scope. The correction is computed per (model, slice) where the group has at least `min_gold` gold grades,
 pooled over the model's slices where the model has, and over every answer otherwise; each row says which
 (`cell`, `model`, `all`). A pooled correction assumes the judge errs alike across the pooled groups.
@@ -39,6 +44,8 @@ CALIBRATED = "calibrated judge"
 ASSUMED = "assumed_from_status"
 JUDGE = "llm_judge"
 MIN_GOLD = 30
+# A mean plus a correction that is exactly 1 (or 0) can land an ulp outside: not worth a `clipped` flag.
+ROUNDING = 1e-9
 
 
 def _correction(frame: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
@@ -76,7 +83,12 @@ def prepare(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def calibrate_frame(frame: pl.DataFrame, *, confidence: float = 0.95, min_gold: int = MIN_GOLD) -> pl.DataFrame:
-    """Per (model, slice): answers, judge pass rate, calibrated pass rate with its interval and scope."""
+    """Per (model, slice): answers, judge pass rate, calibrated pass rate with its interval and scope.
+
+    `pass_rate`, `low` and `high` are clipped to [0, 1], so low <= pass_rate <= high; `clipped` is true where
+    judge_pass_rate + correction (the unclipped estimate; `correction` is never clipped) lies outside [0, 1] by
+    more than rounding (ROUNDING).
+    """
     z = z_score(confidence)
     prepared = prepare(frame)
     cell = _correction(prepared, ["model", "slice"])
@@ -105,11 +117,13 @@ def calibrate_frame(frame: pl.DataFrame, *, confidence: float = 0.95, min_gold: 
         pick("dbar").alias("correction"), pick("var").alias("variance"))
     half = z * pl.col("variance").clip(lower_bound=0).sqrt()
     estimate = pl.col("judge_pass_rate") + pl.col("correction")
+    # Clipping the interval's ends and the estimate alike keeps the estimate inside its interval.
     return result.with_columns(
-        estimate.alias("pass_rate"), (estimate - half).clip(0, 1).alias("low"), (estimate + half).clip(0, 1).alias("high"),
+        estimate.clip(0, 1).alias("pass_rate"), ((estimate < -ROUNDING) | (estimate > 1 + ROUNDING)).alias("clipped"),
+        (estimate - half).clip(0, 1).alias("low"), (estimate + half).clip(0, 1).alias("high"),
         pl.lit(CALIBRATED).alias("kind"),
     ).select("model", "slice", "answers", "gold_graded", "judge_pass_rate", "correction", "correction_scope",
-             "pass_rate", "low", "high", "kind").sort("model", "slice")
+             "pass_rate", "clipped", "low", "high", "kind").sort("model", "slice")
 
 
 def agreement(frame: pl.DataFrame) -> pl.DataFrame:

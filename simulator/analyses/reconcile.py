@@ -14,8 +14,11 @@ recorded cost are then summed per model and UTC day, exactly.
   the sheet; no entry of the model is in force (the sheet is out of date); zero input and output tokens
   with a positive recorded cost (usage lost, not zero); the recorded cost is the sheet's price with the
   cache reads priced as fresh input; a tier boundary (the recorded cost is the price without the sheet's
-  long-context tiers, or the call's input is above a common tier threshold, 128k, 200k or 272k, that the
-  sheet lacks); else the sheet's price differs from what was billed (a price change, negotiated terms).
+  long-context tiers, or the call's input is above a common tier threshold, 128k, 200k or 272k, at which
+  the prices that priced it, its model's entry in force at its service tier, have no tier); else the
+  sheet's price differs from what was billed (a price change, negotiated terms). The sheet already charges
+  a call above one of its own tiers that tier's price, so such a call billed anything but the price without
+  tiers is a price difference, not a tier boundary.
 - A log that leaves out some cache counts (null) prices those calls' cache reads as fresh input, so a few
   calls differ; within the tolerance their model/day is not flagged.
 - A flagged model/day names the cause of most of its differing calls, counts every cause, and shows up to
@@ -35,8 +38,10 @@ from simulator.core.money import NANO_PER_USD
 from simulator.core.prices import (
     PriceEntry,
     PriceSheet,
+    context_thresholds,
     nano_usd_expr,
     price_expr,
+    rate_set_expr,
     round_half_even,
     token_columns,
     usage_missing,
@@ -127,19 +132,33 @@ def _differs(value_nano: pl.Expr, tolerance: Tolerance) -> pl.Expr:
     return (value_nano - recorded).abs() > allowed
 
 
+def _above_a_missing_tier(sheet: PriceSheet, columns: set[str]) -> pl.Expr:
+    """The call's input_tokens exceed a common tier threshold (COMMON_TIER_THRESHOLDS) at which the prices
+    that priced it (its model's entry in force, its service tier) have no context tier.
+
+    A tier the sheet does price is not a cause: above it the sheet already charges the tier's price, so a
+    call that still differs was billed something else (the sheet's tier price is out of date, or negotiated).
+    """
+    index, _ = rate_set_expr(sheet, columns)
+    lowest_missing = [min((bound for bound in COMMON_TIER_THRESHOLDS if bound not in priced), default=None)
+                      for priced in context_thresholds(sheet)]
+    if not lowest_missing:
+        return pl.lit(False)
+    bound = index.replace_strict(list(range(len(lowest_missing))), lowest_missing, default=None,
+                                 return_dtype=pl.Int64)
+    return (pl.col("input_tokens") > bound).fill_null(False)
+
+
 def _cause(sheet: PriceSheet, columns: set[str], tolerance: Tolerance) -> pl.Expr:
     """The first cause (CAUSES order) that explains a differing call."""
     fresh = price_expr(_sheet_variant(sheet, fresh_cache=True), columns)
     flat = price_expr(_sheet_variant(sheet, flat=True), columns)
-    thresholds = sorted({above for entries in sheet.models.values() for entry in entries
-                         for _, above, _ in entry.rate_sets() if above} | set(COMMON_TIER_THRESHOLDS))
-    long_input = pl.col("input_tokens") > thresholds[0]
     has_cache = pl.col("cached_input_tokens").fill_null(0) > 0
     return (pl.when(~pl.col("model").is_in(list(sheet.models))).then(pl.lit(NOT_IN_SHEET))
             .when(pl.col("sheet_nano").is_null()).then(pl.lit(NO_ENTRY))
             .when(usage_missing("recorded_usd")).then(pl.lit(ZERO_USAGE))
             .when(has_cache & ~_differs(fresh, tolerance)).then(pl.lit(CACHE_AS_FRESH))
-            .when(~_differs(flat, tolerance) | long_input).then(pl.lit(TIER_BOUNDARY))
+            .when(~_differs(flat, tolerance) | _above_a_missing_tier(sheet, columns)).then(pl.lit(TIER_BOUNDARY))
             .otherwise(pl.lit(PRICE_DIFFERS)))
 
 

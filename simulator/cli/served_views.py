@@ -90,14 +90,24 @@ def plan_table(plan) -> Table:
 
 
 def calibrated_table(result: dict) -> Table:
+    """Per model x slice: the judge's rate, the correction, the calibrated rate and its interval. A rate clipped
+    into 0..100% is marked *, and the caption gives judge + correction, the value it was clipped from."""
     level = confidence_level(result["confidence"])
-    table = Table(title=f"Judge pass rates calibrated against gold grades ({level} intervals)")
+    clipped = [row for row in result["groups"] if row["clipped"]]
+    caption = None
+    if clipped:
+        outside = "; ".join(f"{row['model']}, {row['slice']}: {pct(row['judge_pass_rate'] + row['correction'])}"
+                            for row in clipped)
+        caption = escape(f"* clipped into 0..100%: judge + correction lies outside it ({outside})")
+    table = Table(title=f"Judge pass rates calibrated against gold grades ({level} intervals)", caption=caption,
+                  caption_justify="left")
     for column in ("model", "slice", "answers", "gold graded", "judge", "correction", "from", "calibrated", "interval"):
         table.add_column(column, justify="left" if column in ("model", "slice", "from") else "right")
     for row in result["groups"]:
         table.add_row(inert(row["model"]), inert(row["slice"]), count(row["answers"]), count(row["gold_graded"]),
                       pct(row["judge_pass_rate"]), f"{row['correction'] * 100:+.1f} pts", row["correction_scope"],
-                      pct(row["pass_rate"]), f"{pct(row['low'])} .. {pct(row['high'])}")
+                      pct(row["pass_rate"]) + ("*" if row["clipped"] else ""),
+                      f"{pct(row['low'])} .. {pct(row['high'])}")
     return table
 
 

@@ -342,6 +342,13 @@ def _entries_newest_first(sheet: PriceSheet):
             yield name, entry, list(reversed(entry.rate_sets()))
 
 
+def context_thresholds(sheet: PriceSheet) -> list[tuple[int, ...]]:
+    """Per rate set, in rate_set_expr's numbering: the above_input_tokens of every context tier its entry
+    prices for the set's service tier (ascending; empty where that service tier has no context tiers)."""
+    return [tuple(sorted(bound for other, bound, _ in entry_sets if other == tier and bound))
+            for _, _, entry_sets in _entries_newest_first(sheet) for tier, _, _ in entry_sets]
+
+
 def _rate_sets(sheet: PriceSheet, columns: set[str], *, model: str, ts: str, tier: str,
                rate_set: str | None) -> tuple[pl.Expr, list]:
     """rate_set_expr's index and list, or with `rate_set` (a column holding that index) the column and the
