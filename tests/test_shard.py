@@ -10,6 +10,7 @@ from simulator.core.contract import load_data, validate_folder
 from simulator.core.engine import replay
 from simulator.core.prices import load_prices
 from simulator.core.scenario import load_scenario
+from tests.conftest import tiny_outcomes, tiny_traffic
 
 KEYS = {"traffic.parquet": ["request_id"], "outcomes.parquet": ["request_id", "model", "sample"]}
 
@@ -71,6 +72,7 @@ def test_shard_counts_are_bounded_by_the_limit_and_by_the_requests(world, cli, t
     assert huge.code == 2 and f"at most {MAX_SHARDS:,} shards" in huge.err and "--shards" in huge.err
     more = cli("shard", world.data, "--shards", "4", "-o", tmp_path / "more")
     assert more.code == 2 and "holds 3 requests" in more.err and "--shards 3 or fewer" in more.err
+    assert "would leave some of them empty" in more.err
     assert not (tmp_path / "huge").exists() and not (tmp_path / "more").exists()
     assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")] == []
 
@@ -94,3 +96,20 @@ def test_sigterm_during_the_write_removes_the_staging_folder(world, cli, tmp_pat
     assert result.code == 128 + signal.SIGTERM and "terminated" in result.err
     assert list((tmp_path / "place").iterdir()) == []  # neither OUT nor its .out.writing-* staging folder
     assert signal.getsignal(signal.SIGTERM) == before  # main() leaves the caller's handler in place
+
+
+def test_a_shard_hashing_leaves_empty_replays_as_holding_no_requests(world, cli, tmp_path):
+    # Three shards of three requests: hashing need not give each one, and an empty shard is written and replayed
+    # as holding none, so the summary on the shards is the whole's.
+    # request ids a, d, c hash to shards 0, 1, 1 of 3 (simulator.core.shards.shard_of): shard 2 is empty.
+    renamed = pl.col("request_id").replace("b", "d")
+    world.write_data(tiny_traffic().with_columns(renamed), tiny_outcomes().with_columns(renamed))
+    out = tmp_path / "shards"
+    assert cli("shard", world.data, "--shards", "3", "-o", out).code == 0
+    heights = [pl.read_parquet(part / "traffic.parquet").height for part in sorted(out.glob("shard=*"))]
+    assert heights == [1, 2, 0]
+    path = world.scenario()
+    whole = cli("replay", path, "--json")
+    sharded = cli("replay", path, "--json", "--shards", out)
+    assert whole.code == sharded.code == 0, sharded.err
+    assert sharded.out == whole.out

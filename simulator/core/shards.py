@@ -66,8 +66,10 @@ def write_shards(folder: Path, shards: int, out: Path, *, force: bool = False) -
     counts = dict(keyed.group_by("__shard").len().collect().iter_rows())
     requests = sum(counts.values())
     if shards > requests:
-        raise RoutesimError(f"--shards is {shards:,} but {folder} holds {requests:,} requests; a shard holds at "
-                            "least one request", where="--shards", fix=f"give --shards {max(requests, 1):,} or fewer")
+        raise RoutesimError(f"--shards is {shards:,} but {folder} holds {requests:,} requests: more shards than "
+                            "requests would leave some of them empty", where="--shards",
+                            fix=f"give --shards {max(requests, 1):,} or fewer (hashing may still leave one empty, "
+                                "which is replayed as holding no requests)")
     manifest = {"shards": shards, "source_fingerprint": data.fingerprint, "hash": f"polars hash, seed {SHARD_SEED}",
                 "polars": pl.__version__, "requests": [counts.get(shard, 0) for shard in range(shards)]}
     with atomic_folder(Path(out)) as staging:
