@@ -305,7 +305,10 @@ def test_price_sheet_that_is_a_list(cli, world):
 
 
 def test_scenario_name_that_is_not_a_safe_folder_name(cli, world):
-    assert_bad_input(cli("replay", world.scenario(name="../escape")), "key 'name'", "should match pattern")
+    # said in words, not as the regular expression
+    assert_bad_input(cli("replay", world.scenario(name="../escape")),
+                     "key 'name' must be letters, digits, '.', '_' and '-', starting with a letter or digit "
+                     "(got '../escape')")
 
 
 def test_predicate_comparing_text_with_a_number(cli, world):

@@ -24,7 +24,7 @@ from pydantic import (
 
 from simulator.core.errors import Origin, RoutesimError
 from simulator.core.limits import MAX_SEED, MAX_YAML_BYTES
-from simulator.core.validation import from_pydantic_error, read_yaml
+from simulator.core.validation import NAME_PATTERN, from_pydantic_error, read_yaml
 from simulator.core.verdict import Admission
 
 
@@ -315,8 +315,7 @@ class RateLimit(Frozen):
 
 
 class Scenario(Frozen):
-    # The name becomes a folder of saved results, so it may not climb out of it or hide in it.
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=120)
+    name: str = Field(pattern=NAME_PATTERN, max_length=120)
     description: str = ""
     data: Path
     prices: Path | None = None

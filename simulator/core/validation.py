@@ -249,6 +249,13 @@ def _as_written(value) -> str:
     return str(value)
 
 
+# A scenario's name becomes a folder of saved results, so it may not climb out of one or hide in it.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+NAME_RULE = "letters, digits, '.', '_' and '-', starting with a letter or digit"
+# What a string that misses a pattern should have been, said in words rather than as the regular expression.
+PATTERN_WORDS = {NAME_PATTERN: NAME_RULE}
+
+
 def from_pydantic_error(error: ValidationError, model: type[BaseModel], *, file: Path | str) -> RoutesimError:
     problems = []
     for item in error.errors():
@@ -262,6 +269,9 @@ def from_pydantic_error(error: ValidationError, model: type[BaseModel], *, file:
             problems.append(f"missing key '{key}'")
         elif "input" in item and item["input"] is None:  # `key:` with nothing after it, which YAML reads as null
             problems.append(f"key '{key}' has no value: write one after the colon")
+        elif item["type"] == "string_pattern_mismatch" and item.get("ctx", {}).get("pattern") in PATTERN_WORDS:
+            words = PATTERN_WORDS[item["ctx"]["pattern"]]
+            problems.append(f"key '{key}' must be {words} (got {_as_written(item.get('input'))})")
         else:
             message = item["msg"].removeprefix("Value error, ")
             problems.append(f"key '{key}': {message} (got {_as_written(item.get('input'))})")
