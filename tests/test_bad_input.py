@@ -233,7 +233,8 @@ def test_price_sheet_with_unknown_key_and_negative_price(cli, world):
 def test_model_priced_by_neither_sheet_nor_record(cli, world):
     world.prices.write_text("models:\n  small:\n    - {effective_from: 2026-11-01, input: 1, output: 2}\n")
     assert_bad_input(cli("replay", world.scenario()), "cannot be priced",
-                     "model 'big'", "not in the price sheet and no recorded cost_usd")
+                     "model 'big'", "not in the price sheet and no recorded cost_usd",
+                     "fix: add the model to the price sheet, or record cost_usd")
 
 
 @pytest.mark.parametrize("command", ["replay", "validate"])
@@ -241,7 +242,8 @@ def test_call_before_the_first_price_entry(cli, world, command):
     world.prices.write_text("models:\n  small:\n    - {effective_from: 2026-12-01, input: 1, output: 2}\n"
                             "  big:\n    - {effective_from: 2026-11-01, input: 1, output: 2}\n")
     assert_bad_input(cli(command, world.scenario()), "model 'small'",
-                     "no price entry in force at 2026-11-16 01:00 UTC", "effective_from 2026-12-01")
+                     "no price entry in force at 2026-11-16 01:00 UTC", "effective_from 2026-12-01",
+                     "fix: add an entry in force at those calls' dates")
 
 
 def test_missing_outcomes_are_counted_per_model(cli, world):

@@ -111,6 +111,8 @@ def test_a_service_tier_the_sheet_does_not_price_is_an_error(cli, world, command
     result = cli(command, path)
     assert result.code == 2
     assert "no flex prices in the entry in force" in result.err
+    # the fix line is the one for a missing service tier, not for a model missing from the sheet
+    assert "fix: add the missing service tier's prices under its key in the entry in force" in result.err
 
 
 def test_negotiated_discounts_per_entry_else_for_the_sheet(tmp_path):

@@ -21,9 +21,10 @@ class RoutesimError(Exception):
 
     def render(self, each: Callable[[str], str] | None = None) -> str:
         """What, then where and fix on lines of their own. `each` (`visible`, as the CLI prints it) is applied to
-        each part first, so that a newline inside one (a slice name in a fix) cannot pass for a line of its own."""
+        each line of what (which may list problems, one per line) and to where and fix whole (each one line), so
+        that a newline inside a name listed there (a slice in a fix) cannot pass for a line of its own."""
         each = each or (lambda text: text)
-        lines = [each(self.what)]
+        lines = ["\n".join(each(line) for line in self.what.split("\n"))]
         if self.where:
             lines.append(f"  where: {each(self.where)}")
         if self.fix:

@@ -521,19 +521,26 @@ def _raise_unpriced(unpriced: pl.DataFrame, sheet: PriceSheet | None, tier: str,
                 else pl.DataFrame({"model": [], "service_tier": []}, schema={"model": pl.String,
                                                                            "service_tier": pl.List(pl.String)}))
     tiers_of = dict(services.iter_rows())
+    # Each kind of gap has its own fix; the fix line gives the one every listed model shares, else points at them.
+    fixes = {"tier": "add the missing service tier's prices under its key in the entry in force, or run those calls "
+                     "on standard",
+             "date": "add an entry in force at those calls' dates (an earlier effective_from), or record cost_usd",
+             "model": "add the model to the price sheet, or record cost_usd"}
+    kinds = set()
     for row in counts.iter_rows(named=True):
         if sheet and row["model"] in sheet.models and tiers_of.get(row["model"]):
-            reason = (f"no {'/'.join(tiers_of[row['model']])} prices in the entry in force (add them under that "
-                      "service tier's key, or run those calls on standard)")
+            kind, reason = "tier", (f"no {'/'.join(tiers_of[row['model']])} prices in the entry in force (add them "
+                                    "under that service tier's key, or run those calls on standard)")
         elif sheet and row["model"] in sheet.models:
             earliest = sheet.models[row["model"]][0].effective_from
-            reason = (f"no price entry in force at {row['first']:%Y-%m-%d %H:%M} UTC "
-                      f"(the earliest is effective_from {earliest})")
+            kind, reason = "date", (f"no price entry in force at {row['first']:%Y-%m-%d %H:%M} UTC "
+                                    f"(the earliest is effective_from {earliest})")
         else:
-            reason = "not in the price sheet and no recorded cost_usd"
+            kind, reason = "model", "not in the price sheet and no recorded cost_usd"
+        kinds.add(kind)
         lines.append(f"model '{row['model']}': {row['calls']} call(s), {reason}; e.g. request {row['example']}")
     if sheet:
-        where, fix = sheet.source, "add the model (or an earlier entry) to the price sheet, or record cost_usd"
+        where, fix = sheet.source, fixes[kinds.pop()] if len(kinds) == 1 else "see each model's line above"
     else:
         where, fix = f"{sheet_from} (none given)", f"name a price sheet with {sheet_from}, or record cost_usd"
     raise RoutesimError("some calls cannot be priced:\n  - " + "\n  - ".join(lines), where=where, fix=fix)
