@@ -1,5 +1,6 @@
 """A served log's propensities describe one logging router: the served model's own `propensity_<model>` is
-above 0 and equals `logging_propensity`, and a request's propensities add up to at most 1."""
+above 0 and equals `logging_propensity`, a request's propensities add up to at most 1, and an off-policy
+estimate names the requests that lack a served model or its propensity."""
 
 from __future__ import annotations
 
@@ -113,3 +114,14 @@ def test_every_command_that_validates_refuses_inconsistent_propensities(cli, wor
     assert "1 request(s) served by 'small' (served_model) with propensity_small = 0" in result.err
     assert "1 request(s) served by 'big' (served_model) whose propensity_big differs" in result.err
     assert "request_id='a'" in result.err and "request_id='c'" in result.err
+
+
+def test_an_off_policy_estimate_counts_and_names_requests_without_served_model_or_propensity(cli, world):
+    # Nulls are allowed by the contract (a request the router did not route), not by an off-policy estimate.
+    scenario = _served_world(world, served_model=["small", None, None], logging_propensity=[0.5, 0.5, None])
+    result = cli("estimate", scenario, "--method", "off-policy")
+    assert result.code == 2 and "Traceback" not in result.err, result.err
+    assert "of the window's 3 requests, 2 have no served_model and 1 has no logging_propensity" in result.err
+    assert "columns 'served_model' and 'logging_propensity'" in result.err
+    assert "request b (served_model null)" in result.err and "request c (logging_propensity null)" in result.err
+    assert str(world.data / "traffic.parquet") in result.err and "fix: " in result.err
