@@ -97,7 +97,23 @@ def test_a_rejected_value_is_shown_as_the_yaml_wrote_it(cli, world):
 @pytest.mark.parametrize("command", ["replay", "validate"])  # validate reports what the replay would meet
 def test_window_without_requests(cli, world, command):
     path = world.scenario(window={"start": "2027-01-01", "end": "2027-01-02"})
-    assert_bad_input(cli(command, path), "no requests to replay between 2027-01-01 and 2027-01-02")
+    assert_bad_input(cli(command, path), "no requests to replay between 2027-01-01 and 2027-01-02",
+                     "where: scenario 'tiny', key 'window'", "fix: widen the window")
+
+
+def test_data_without_requests_names_the_data_not_a_window(cli, world):
+    # A served log whose traffic has no rows, and a scenario without a window: the data is what to fix. (Its
+    # propensity column makes small a candidate, which no answer would.)
+    traffic = tiny_traffic().head(0).with_columns(pl.lit(None, pl.String).alias("served_model"),
+                                                  pl.lit(None, pl.Float64).alias("logging_propensity"),
+                                                  pl.lit(None, pl.Float64).alias("propensity_small"))
+    world.write_data(traffic, tiny_outcomes().head(0))
+    path = world.scenario(policy={"default": {"use": "small"}})
+    result = cli("estimate", path, "--method", "off-policy")
+    assert_bad_input(result, "no requests to replay: the data holds none", "where: scenario 'tiny', data ",
+                     "fix: point 'data' at a folder whose traffic holds requests")
+    assert str(world.data.resolve()) in result.err
+    assert "key 'window'" not in result.err and "widen the window" not in result.err
 
 
 def test_missing_data_folder(cli, world):

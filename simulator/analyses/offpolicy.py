@@ -38,7 +38,7 @@ import polars as pl
 
 from simulator.analyses.coverage import single_call
 from simulator.analyses.estimates import Estimate
-from simulator.core.contract import PROPENSITY_PREFIX, Dataset
+from simulator.core.contract import PROPENSITY_PREFIX, TRAFFIC_FILE, Dataset
 from simulator.core.draws import keyed_uniform
 from simulator.core.engine import assign_plans, compile_policy, data_values, select_requests
 from simulator.core.errors import RoutesimError
@@ -235,9 +235,7 @@ def off_policy(scenario, data: Dataset, sheet: PriceSheet | None, *, confidence:
     requests = requests.with_columns(
         pl.col("__plan").replace_strict(list(range(len(plan_models))), plan_models, return_dtype=pl.String)
         .alias("__target"))
-    if requests["served_model"].null_count() or requests["logging_propensity"].null_count():
-        raise RoutesimError("some requests of the window have no served_model or logging_propensity",
-                            where=str(data.folder), fix="every request of a served log records both")
+    _refuse_unlogged(requests, data)
     target_propensity = pl.lit(None, dtype=pl.Float64)
     for model in plan_models:
         column = f"{PROPENSITY_PREFIX}{model}"
@@ -277,6 +275,26 @@ def off_policy(scenario, data: Dataset, sheet: PriceSheet | None, *, confidence:
                  for e in estimate(logged, metric, confidence=confidence, unsupported=unsupported)]
     return OffPolicy(scenario=scenario.name, estimates=estimates, diagnostics=diag, reward_model=reward_model,
                      unsupported=unsupported)
+
+
+def _refuse_unlogged(requests: pl.DataFrame, data: Dataset) -> None:
+    """Raises RoutesimError when a request of the window has no served_model or no logging_propensity
+    (null): its answer cannot be weighed. Says how many per column and the first such request of each."""
+    unlogged = {column: requests.filter(pl.col(column).is_null())["request_id"]
+                for column in ("served_model", "logging_propensity")}
+    unlogged = {column: ids for column, ids in unlogged.items() if ids.len()}
+    if not unlogged:
+        return
+    counts = " and ".join(f"{ids.len()} {'has' if ids.len() == 1 else 'have'} no {column}"
+                          for column, ids in unlogged.items())
+    columns = " and ".join(f"'{column}'" for column in unlogged)
+    examples = "; ".join(f"request {ids[0]} ({column} null)" for column, ids in unlogged.items())
+    raise RoutesimError(
+        f"of the window's {requests.height} requests, {counts} (null): an off-policy estimate weighs each "
+        "request's served answer by the probability the logging router served it",
+        where=f"{data.folder / TRAFFIC_FILE}, column{'s' if len(unlogged) > 1 else ''} {columns}, e.g. {examples}",
+        fix="record served_model and logging_propensity on every request (the router's choice and its "
+            "probability), or leave the requests it did not route out of the data or the scenario's window")
 
 
 def _logged(joined: pl.DataFrame, sheet: PriceSheet | None, reward_model: str, seed: int) -> Logged:

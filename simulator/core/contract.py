@@ -98,6 +98,13 @@ OPTIONAL_TRAFFIC_COLUMNS: tuple[Column, ...] = (
 )
 # `propensity_<model>`: the logging router's probability of each candidate model, for the support check.
 PROPENSITY_PREFIX = "propensity_"
+# How far apart two records of one probability may be: 1e-6 of the larger. Logging systems often hold a
+# propensity in float32 somewhere on the way (a model server's softmax: 6e-8 relative) or print it with 7
+# significant digits (5e-7); a real mismatch (another model's column, a probability written before a
+# fallback changed the served model) is far wider. Relative, with no absolute floor: a weight is 1 / p, so
+# an estimate feels p's relative error (1e-13 against 2e-13 doubles a weight), and 1e-6 of a weight moves
+# an estimate by 1e-6 of itself. The propensity columns of one request may add up to 1 + this.
+PROPENSITY_TOLERANCE = 1e-6
 SERVICE_TIERS = ("standard", "batch", "flex", "priority")
 ERROR_TYPES = ("rate_limit", "timeout", "context_window", "content_filter", "other")
 OPTIONAL_OUTCOME_COLUMNS: tuple[Column, ...] = (
@@ -229,6 +236,7 @@ class RowCheck:
     what: str  # formatted with the count of offending rows
     shown: tuple[str, ...] = ()
     fix: str = ""
+    columns: str = ""  # the columns the report names, when the check reads more than `column`
 
 
 def _row_checks(columns: tuple[Column, ...]) -> list[RowCheck]:
@@ -283,6 +291,48 @@ def usage_row_checks(schema: pl.Schema) -> list[RowCheck]:
     return checks
 
 
+def propensity_row_checks(schema: pl.Schema) -> list[RowCheck]:
+    """Checks that a served log's propensities describe one logging router (README, "Served-only production
+    logs"): on a request served by model m, `propensity_m` is above 0 (the router did pick m) and equals
+    `logging_propensity` (both are its probability of m) within PROPENSITY_TOLERANCE of the larger; and a
+    request's `propensity_<model>` columns, the router's distribution over the models, add up to at most
+    1 + PROPENSITY_TOLERANCE (less than 1 when some candidates have no column). A served model without a
+    column, and nulls, are not checked: nothing is recorded to compare. NaN is left to the range checks."""
+    columns = [name for name in schema.names() if name.startswith(PROPENSITY_PREFIX)]
+    checks = []
+    logged = pl.col("logging_propensity")
+    for column in columns if "served_model" in schema else []:
+        model = column.removeprefix(PROPENSITY_PREFIX)
+        shown = model.replace("{", "{{").replace("}", "}}")  # `what` is a format string
+        p = pl.col(column)
+        served = (pl.col("served_model").cast(pl.String) == model) & p.is_not_nan()
+        checks.append(RowCheck(
+            column, served & (p == 0),
+            f"{{}} request(s) served by '{shown}' (served_model) with {column} = 0: the logging router picked "
+            "that model, so its probability there is above 0", ("served_model", column),
+            f"write the router's probability of the served model in {column} (the request's logging_propensity), "
+            "or correct served_model", columns=f"served_model, {column}"))
+        if "logging_propensity" in schema:
+            apart = (p - logged).abs() > PROPENSITY_TOLERANCE * pl.max_horizontal(p, logged)
+            checks.append(RowCheck(
+                column, served & (p != 0) & logged.is_not_nan() & apart,
+                f"{{}} request(s) served by '{shown}' (served_model) whose {column} differs from logging_propensity "
+                f"by more than {PROPENSITY_TOLERANCE:g} of the larger: both are the router's probability of the "
+                "served model (estimates weigh answers by logging_propensity)",
+                ("served_model", "logging_propensity", column),
+                f"write the same probability in {column} and logging_propensity, or correct served_model",
+                columns=f"served_model, logging_propensity, {column}"))
+    if len(columns) > 1:
+        total = pl.sum_horizontal(pl.col(columns).cast(pl.Float64))  # float32 columns would add up in float32
+        checks.append(RowCheck(
+            columns[0], total.is_not_nan() & (total > 1 + PROPENSITY_TOLERANCE),
+            f"{{}} request(s) whose {PROPENSITY_PREFIX}<model> columns add up to more than 1 (by more than "
+            f"{PROPENSITY_TOLERANCE:g}): they are the logging router's distribution over the models",
+            tuple(columns), "write each request's probabilities of the candidates, which add up to 1 at most "
+            "(models without a column take the rest): e.g. divide them by their sum", columns=", ".join(columns)))
+    return checks
+
+
 GOLD_ROW_CHECKS = (
     RowCheck("gold_grader", pl.col("gold_grader").is_not_null() & ~pl.col("gold_grader").is_in(GOLD_GRADERS),
              "{} row(s) with an unknown gold grader", ("gold_grader",),
@@ -308,7 +358,7 @@ def _run_row_checks(report: Report, file: str, frame: pl.LazyFrame, checks: list
     for check, count in zip(checks, counts):
         if count:
             columns = list(dict.fromkeys([*shown_key, *check.shown]))
-            report.add(file, check.what.format(count), column=check.column, fix=check.fix,
+            report.add(file, check.what.format(count), column=check.columns or check.column, fix=check.fix,
                        examples=_examples(frame, check.condition.fill_null(False), columns))
 
 
@@ -405,7 +455,9 @@ def validate_frames(traffic: pl.DataFrame | pl.LazyFrame, outcomes: pl.DataFrame
     outcome_columns = (*OUTCOME_COLUMNS, *present_optional(outcome_schema, OPTIONAL_OUTCOME_COLUMNS))
     traffic_usable = _check_columns(report, traffic_file, traffic_schema, traffic_columns)
     outcomes_usable = _check_columns(report, outcomes_file, outcome_schema, outcome_columns)
-    _run_row_checks(report, traffic_file, traffic, _row_checks(traffic_columns), ["request_id"], traffic_usable)
+    _run_row_checks(report, traffic_file, traffic,
+                    [*_row_checks(traffic_columns), *propensity_row_checks(traffic_schema)], ["request_id"],
+                    traffic_usable)
     gold = [check for check in GOLD_ROW_CHECKS if check.column in outcome_schema and "gold_grader" in outcome_schema]
     _run_row_checks(report, outcomes_file, outcomes, [*_row_checks(outcome_columns), *OUTCOME_ROW_CHECKS, *gold,
                      *usage_row_checks(outcome_schema)],

@@ -367,9 +367,16 @@ def in_window(scenario: Scenario, traffic: pl.LazyFrame) -> pl.LazyFrame:
 
 
 def no_requests(scenario: Scenario) -> RoutesimError:
-    window = f" between {scenario.window.start} and {scenario.window.end}" if scenario.window else ""
-    return RoutesimError(f"no requests to replay{window}", where=f"scenario '{scenario.name}', key 'window'",
-                         fix="widen the window or check the data's timestamps")
+    """The error of a replay with no request to replay: with a window, the window is where to look; without
+    one, every request of the data was taken, so the data holds none."""
+    if scenario.window:
+        return RoutesimError(f"no requests to replay between {scenario.window.start} and {scenario.window.end}",
+                             where=f"scenario '{scenario.name}', key 'window'",
+                             fix="widen the window or check the data's timestamps")
+    return RoutesimError("no requests to replay: the data holds none (its traffic has no rows)",
+                         where=f"scenario '{scenario.name}', data {scenario.data}",
+                         fix="point 'data' at a folder whose traffic holds requests, or import logs into this one "
+                             "(routesim import)")
 
 
 def missing_outcomes(scenario: Scenario, by_model: dict[str, int], example: tuple[str, str]) -> RoutesimError:

@@ -57,7 +57,9 @@ from simulator.core.errors import RoutesimError
 
 # 3: layout files compressed with lz4 instead of zstd (every replay decodes them: 4-5x faster, about 1.6x larger)
 # 4: requests of traffic with sessions carry SESSION_FIRST
-LAYOUT_VERSION = 4
+# 5: the data contract checks served logs' propensities: a layout stands for a folder that passed every
+#    check, and one built before would let a folder with impossible propensities through unchecked
+LAYOUT_VERSION = 5
 DEFAULT_MAX_BYTES = 20 * 1024**3
 RACY_SECONDS = 2.0
 # Requests the build holds at once: the request ids of one bucket (joined to the outcomes), and one
