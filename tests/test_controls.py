@@ -10,6 +10,7 @@ import math
 import numpy as np
 import polars as pl
 import pytest
+import yaml
 
 from simulator.analyses.controls import _fit_split, beats, controls
 from simulator.core.draws import keyed_uniform
@@ -54,6 +55,34 @@ def test_random_control_at_equal_cost_matches_a_policy_that_routes_no_better(unh
     assert random["cost_per_request_usd"] == pytest.approx((to_big * BIG + (4 - to_big) * SMALL) / 4)
     # Four requests: the cascade's 50% cannot be told apart from the control by the Wilson lower bound.
     assert found["router"] and found["no_better_than"] == ["random"]
+
+
+def test_a_policy_on_one_service_tier_has_its_controls_priced_on_that_tier(unhelpful_cascade, cli):
+    """The same cascade on batch, whose prices are a quarter of standard here: small 0.0003 and big 0.003 a
+    request, so the cascade costs (2 x 0.0003 + 2 x 0.0033) / 4 = 0.0018 and w = (0.0018 - 0.0003) /
+    (0.003 - 0.0003) = 5/9, as on standard. At standard prices the controls would cost four times the policy."""
+    prices = yaml.safe_load(unhelpful_cascade.prices.read_text())
+    for entries in prices["models"].values():
+        for entry in entries:
+            entry["batch"] = {"input": entry["input"] / 4, "output": entry["output"] / 4}
+    unhelpful_cascade.prices.write_text(yaml.safe_dump(prices))
+    policy = {"default": {"service_tier": "batch", "cascade": [{"model": "small", "accept": "confidence >= 0.7"},
+                                                               {"model": "big"}]}}
+    found, summary = _replay(unhelpful_cascade, policy=policy)
+    assert summary["cost_per_request_usd"] == pytest.approx(0.0018)
+    assert (found["service_tier"], found["policy_service_tiers"]) == ("batch", ["batch"])
+    random = found["random"]
+    assert random["weight"] == pytest.approx(5 / 9)
+    to_big = int((keyed_uniform(0, "random-control", list("abcd")) < 5 / 9).sum())
+    assert random["cost_per_request_usd"] == pytest.approx((to_big * BIG + (4 - to_big) * SMALL) / 16)
+    # a policy mixing tiers has its controls priced on standard, and says which tiers it mixes
+    mixed = {"default": {"cascade": [{"model": "small", "accept": "confidence >= 0.7", "service_tier": "batch"},
+                                     {"model": "big"}]}}
+    found, _ = _replay(unhelpful_cascade, policy=mixed)
+    assert (found["service_tier"], found["policy_service_tiers"]) == ("standard", ["batch", "standard"])
+    assert found["random"]["cheapest"] == "small"
+    shown = cli("replay", unhelpful_cascade.scenario("mixed", policy=mixed), "--rule", "point")
+    assert "mixed: controls priced on standard (the policy mixes batch, standard)" in shown.out
 
 
 def test_random_control_draws_are_keyed_by_request_id(unhelpful_cascade):

@@ -36,7 +36,7 @@ from simulator.core.contract import Dataset
 from simulator.core.draws import keyed_uniform
 from simulator.core.engine import LAYOUT_ROW, MODEL_CALLS, Replay
 from simulator.core.money import usd_per_request_of
-from simulator.core.prices import PriceSheet
+from simulator.core.prices import SERVICE_STANDARD, PriceSheet
 from simulator.core.results import CONTROL_REQUESTS, EXACT, PARTIAL, ReplayPart, part_of
 from simulator.core.scenario import Scenario
 from simulator.core.verdict import DEFAULT_ADMISSION, MEETS, Admission, judge
@@ -236,9 +236,13 @@ def controls_of(scenario: Scenario, decisions: pl.DataFrame, router: bool, data:
         return _skipped(decisions.height)
     if not decisions["rid"].is_sorted():
         decisions = decisions.sort("rid")
+    # The controls run on the policy's service tier when all its calls share one (a batch policy against batch
+    # controls: at standard prices they would cost twice the policy's); a mix is priced on standard.
+    tiers = scenario.policy.service_tiers()
+    tier = next(iter(tiers)) if len(tiers) == 1 else SERVICE_STANDARD
     priced, _, _ = priced_by_model(decisions.select("request_id", "rid", "ts", "slice",
                                                     *([LAYOUT_ROW] if LAYOUT_ROW in decisions.columns else [])),
-                                   data, sheet, extras=())  # cost and `ok` only
+                                   data, sheet, extras=(), service_tier=tier)  # cost and `ok` only
     singles, left_out = _singles(priced, decisions.height)
     models = singles.models
     if not models:
@@ -255,7 +259,8 @@ def controls_of(scenario: Scenario, decisions: pl.DataFrame, router: bool, data:
             and scored["cost_per_request_usd"] <= second_half["cost_per_request_usd"]
             and not beats(second_half, scored, admission)):
         beaten_by.append("fixed_split")
-    return {"models": models, "left_out": left_out, "router": router, "rule": admission.rule,
+    return {"models": models, "left_out": left_out, "router": router, "service_tier": tier,
+            "policy_service_tiers": sorted(tiers), "rule": admission.rule,
             "confidence": admission.confidence, "random": random, "fixed_split": split, "no_better_than": beaten_by}
 
 

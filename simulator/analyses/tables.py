@@ -40,7 +40,7 @@ from simulator.core.layout import PRESENT
 from simulator.core.errors import RoutesimError
 from simulator.core.metrics import grouped
 from simulator.core.money import NANO_PER_USD, usd_per_request_of
-from simulator.core.prices import PriceSheet, cost_line, price_calls, token_columns, usd
+from simulator.core.prices import SERVICE_STANDARD, PriceSheet, cost_line, price_calls, token_columns, usd
 from simulator.core.results import bar_failures
 from simulator.core.scenario import QualityBar, Scenario
 from simulator.core.verdict import DEFAULT_ADMISSION, Admission, recommend, request_set
@@ -273,19 +273,23 @@ def priced_answers(requests: pl.DataFrame, data: Dataset, sheet: PriceSheet | No
 
 
 def priced_by_model(requests: pl.DataFrame, data: Dataset, sheet: PriceSheet | None, *,
-                    extras: tuple[str, ...] = ANSWER_EXTRAS) -> tuple[list[tuple[str, pl.DataFrame]], dict, pl.DataFrame]:
+                    extras: tuple[str, ...] = ANSWER_EXTRAS, service_tier: str = SERVICE_STANDARD,
+                    ) -> tuple[list[tuple[str, pl.DataFrame]], dict, pl.DataFrame]:
     """priced_answers one model at a time, in name order: (model, its priced answers in `rid` order) per
     model with answers to `requests`; the unpriced models with the reason; an empty frame of the columns.
-    `extras`: the answers' columns read beside what pricing and `ok` need (ANSWER_EXTRAS: latency and score).
-    Two models are read and priced at a time, on two threads: polars and numpy work outside the GIL."""
+    `extras`: the answers' columns read beside what pricing and `ok` need (ANSWER_EXTRAS: latency and score);
+    `service_tier`: the tier every answer is priced on. Two models are read and priced at a time, on two
+    threads: polars and numpy work outside the GIL."""
     reads, empty = _first_answers(requests, data, extras)
+    tier = [] if service_tier == SERVICE_STANDARD else [pl.lit(service_tier).alias("service_tier")]
 
     def priced(read: Callable[[], pl.DataFrame]) -> tuple[pl.DataFrame, pl.DataFrame | None, str | None]:
         part = read()
         if not part.height:
             return part, None, None
         try:
-            return part, price_calls(part, sheet).with_columns(usd(pl.col("cost_nano_usd")).alias("cost_usd")), None
+            return part, (price_calls(part.with_columns(tier), sheet).drop("service_tier", strict=False)
+                          .with_columns(usd(pl.col("cost_nano_usd")).alias("cost_usd"))), None
         except RoutesimError as error:
             return part, None, error.what
 

@@ -656,6 +656,10 @@ def controls_table(summaries: list[dict]) -> Table:
         table.add_row(inert(summary["scenario"]), pct(summary["pass_rate"]), pct(found["random"]["pass_rate"]),
                       pct(mine.get("pass_rate")), usd(mine.get("cost_per_request_usd")), pct(scored.get("pass_rate")),
                       usd(scored.get("cost_per_request_usd")), verdict)
+        tiers = found.get("policy_service_tiers", ["standard"])  # results saved before the key existed: standard
+        if tiers != ["standard"]:  # the controls' prices are not plainly comparable
+            table.caption += (f"\n{inert(summary['scenario'])}: controls priced on {found['service_tier']}" +
+                              (f" (the policy mixes {', '.join(tiers)})" if len(tiers) > 1 else ", as its calls"))
     return table
 
 

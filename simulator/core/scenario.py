@@ -254,6 +254,11 @@ class Policy(Frozen):
         """The names of the checkers the plans' steps call."""
         return {step.checker.name for _, steps in self.plans() for step in steps if step.checker}
 
+    def service_tiers(self) -> set[str]:
+        """The service tiers the policy's calls run on: every plan step's (resolved) and the retry's."""
+        tiers = {step.service_tier for _, steps in self.plans() for step in steps}
+        return tiers | {self.retry.service_tier} if self.retry else tiers
+
     def models(self) -> list[str]:
         seen: dict[str, None] = {}
         for _, steps in self.plans():
