@@ -264,7 +264,8 @@ def test_a_polars_panic_is_bad_input_and_a_real_bug_is_exit_3(cli, world, monkey
         raise PanicException("called `Option::unwrap()` on a `None` value")
 
     monkeypatch.setattr(runner, "replay", panic)
-    assert_bad_input(cli("replay", world.scenario()), "the data cannot be processed", "Option::unwrap")
+    assert_bad_input(cli("replay", world.scenario()), "the data cannot be processed", "Option::unwrap",
+                     "where: routesim replay")  # the command as typed, not its click object
 
     def bug(*args, **kwargs):
         raise ZeroDivisionError("division by zero")

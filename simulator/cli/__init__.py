@@ -248,9 +248,10 @@ def main() -> None:
     try:
         # Without standalone mode click returns the code of a typer.Exit instead of exiting.
         args = _global_options(sys.argv[1:])
-        command, args, prog_name = command_line(args)
-        _broken_pipes_past_typer(command)
-        code = command.main(args=args, prog_name=prog_name, standalone_mode=False) or 0
+        # `command` stays the words typed, which the errors below name as where they happened.
+        click_command, args, prog_name = command_line(args)
+        _broken_pipes_past_typer(click_command)
+        code = click_command.main(args=args, prog_name=prog_name, standalone_mode=False) or 0
         try:  # what is still buffered: a closed stdout shows here rather than at the interpreter's exit
             sys.stdout.flush()
         except BrokenPipeError as error:

@@ -26,9 +26,9 @@ class RoutesimError(Exception):
         each = each or (lambda text: text)
         lines = ["\n".join(each(line) for line in self.what.split("\n"))]
         if self.where:
-            lines.append(f"  where: {each(self.where)}")
+            lines.append(f"  where: {each(str(self.where))}")
         if self.fix:
-            lines.append(f"  fix: {each(self.fix)}")
+            lines.append(f"  fix: {each(str(self.fix))}")
         return "\n".join(lines)
 
 
