@@ -81,6 +81,21 @@ def test_at_prices_every_call_as_of_a_date_and_calibration_is_redone(cli, tmp_pa
     assert found["what_if"][0]["total_cost_usd"] == pytest.approx(3 * SMALL + BIG)
 
 
+def test_at_prices_the_break_even_rate_as_of_that_date_too(cli, tmp_path):
+    """The requests are on 2026-11-16. big gets a later entry at 2026-11-20 with prices ten times today's, so
+    as of then cL is 10 x 0.012 = 0.12 and e* = 1 - 0.0012 / 0.12 = 0.99 (today's 0.9)."""
+    cascade, _ = tiny_world(tmp_path)
+    sheet = yaml.safe_load((tmp_path / "prices.yaml").read_text())
+    first = sheet["models"]["big"][0]
+    sheet["models"]["big"].append({**first, "effective_from": "2026-11-20", "input": first["input"] * 10,
+                                   "output": first["output"] * 10})
+    (tmp_path / "prices.yaml").write_text(yaml.safe_dump(sheet))
+    found = _whatif(cli, cascade, "--at", "2026-11-20")
+    [now], [then] = found["current"][0]["cascades"], found["what_if"][0]["cascades"]
+    assert now["last_step_cost_usd"] == pytest.approx(BIG) and now["break_even_rate"] == pytest.approx(0.9)
+    assert then["last_step_cost_usd"] == pytest.approx(10 * BIG) and then["break_even_rate"] == pytest.approx(0.99)
+
+
 @pytest.mark.parametrize(("args", "message"), [
     ([], "nothing to change"),
     (["--scale", "bigg=0.5"], "Did you mean 'big'?"),

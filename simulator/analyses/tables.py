@@ -80,14 +80,17 @@ def _step_costs(calls: pl.DataFrame, step: int) -> pl.DataFrame:
 StraightCost = Callable[[pl.DataFrame, str], "float | None"]
 
 
-def straight_cost(data: Dataset, sheet: PriceSheet | None, scales: dict[str, float] | None = None) -> StraightCost:
+def straight_cost(data: Dataset, sheet: PriceSheet | None, scales: dict[str, float] | None = None,
+                  priced_at: pl.Expr | None = None) -> StraightCost:
     """What sending requests straight to a model costs per request: its first answer to each of them,
-    priced like the engine prices a call (recorded costs of unlisted models multiplied by `scales`)."""
+    priced like the engine prices a call (recorded costs of unlisted models multiplied by `scales`), at the
+    request's arrival or at `priced_at` (a what-if's pricing date: an expression giving `ts`)."""
     def mean_cost(rows: pl.DataFrame, model: str) -> float | None:
         answers = (data.outcomes.filter((pl.col("model") == model) & (pl.col("sample") == 0))
                    .select("request_id", "model", *token_columns(data.outcomes.collect_schema().names()),
                            (pl.col("cost_usd") * (scales or {}).get(model, 1.0)).alias("recorded_cost_usd"))
                    .join(rows.lazy().select("request_id", "ts"), on="request_id", how="inner")
+                   .with_columns(priced_at if priced_at is not None else pl.col("ts"))
                    .collect().sort("request_id"))
         if answers.is_empty():
             return None

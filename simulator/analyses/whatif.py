@@ -122,16 +122,20 @@ def _call_tiers(result: Replay) -> pl.Expr:
     return tier.alias("service_tier")
 
 
+def _pricing_time(change: PriceChange) -> pl.Expr:
+    """`ts` as the what-if prices a call: its request's arrival, or 00:00 UTC of `change.at` for every call."""
+    if change.at is None:
+        return pl.col("ts")
+    return pl.lit(dt.datetime.combine(change.at, dt.time(), tzinfo=dt.UTC)).cast(pl.Datetime("us", "UTC")).alias("ts")
+
+
 def reprice(result: Replay, data: Dataset, sheet: PriceSheet | None, change: PriceChange) -> Replay:
     """The replay with every call priced under `change` (see the module doc); routing is unchanged."""
     scales = dict(change.scales) or {"": 1.0}  # replace_strict needs a mapping with at least one entry
     base = load_prices(change.sheet) if change.sheet else sheet
     priced_sheet = scaled_sheet(base, scales)
     calls = result.calls.filter(pl.col("kind") != CACHE_LOSS).with_row_index("_order")  # billed again below
-    requests = result.decisions.select("rid", "request_id", "ts", "plan")
-    if change.at is not None:
-        requests = requests.with_columns(pl.lit(dt.datetime.combine(change.at, dt.time(), tzinfo=dt.UTC))
-                                         .cast(pl.Datetime("us", "UTC")).alias("ts"))
+    requests = result.decisions.select("rid", "request_id", "ts", "plan").with_columns(_pricing_time(change))
     tokens = model_calls(calls, requests, data, [*token_columns(data.outcomes.collect_schema().names()),
                                                  pl.col("cost_usd").alias("recorded_cost_usd")]
                          ).with_columns(_call_tiers(result))
@@ -188,7 +192,7 @@ def straight_at(data: Dataset, sheet: PriceSheet | None, change: PriceChange | N
         return analysis.straight_cost(data, sheet)
     scales = dict(change.scales)
     base = load_prices(change.sheet) if change.sheet else sheet
-    return analysis.straight_cost(data, scaled_sheet(base, scales or {"": 1.0}), scales)
+    return analysis.straight_cost(data, scaled_sheet(base, scales or {"": 1.0}), scales, _pricing_time(change))
 
 
 def _row(name: str, scenario: Scenario, data: Dataset, decisions: pl.DataFrame, calls: pl.DataFrame, *, kind: str,
