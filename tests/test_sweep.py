@@ -140,7 +140,7 @@ def test_sweep_command_prints_calibration_and_writes_every_point(cli, four, tmp_
     result = cli("sweep", world.folder / "cascade.yaml", "--over", "confidence", "--target-pass-rate", "0.9",
                  "--fit-until", "2026-11-17", "-o", out)
     assert result.code == 0, result.err
-    assert "calibrated to pass rate at least 0.9: t = 0.7" in result.out
+    assert "calibrated to pass rate at least 0.9 on requests before 2026-11-17: t = 0.7" in result.out
     assert ("A threshold meets it when the observed pass rate reaches the bar, the target being the bar "
             "(the admission rule).") in result.out
     assert "target held out of sample" in result.out
@@ -444,3 +444,19 @@ def test_fit_until_json_says_whether_the_target_held(cli, four):
                  "--json")
     assert result.code == 0, result.err
     assert json.loads(result.out)["holdout"]["held"] is True  # the scenario's rule is 'point': 2 of 2 pass
+
+
+def test_with_fit_until_the_pick_is_the_threshold_fitted_before_the_date(cli, four):
+    """At a target of 0.7, every request (a, b, c, d) would pick 0.5 (3 of 4 pass); fitted on a and b alone,
+    0.5 passes 1 of 2, so the pick is 0.7: the threshold an honest validation ships, marked ★."""
+    world, *_ = four
+    path = world.folder / "cascade.yaml"
+    everything = json.loads(cli("sweep", path, "--target-pass-rate", "0.7", "--json").out)["calibration"]
+    assert (everything["chosen"]["threshold"], everything["fitted_on"]) == (0.5, "every request")
+    result = cli("sweep", path, "--target-pass-rate", "0.7", "--fit-until", "2026-11-17", "--json")
+    fitted = json.loads(result.out)
+    assert fitted["calibration"]["chosen"] == fitted["holdout"]["fit"]
+    assert fitted["calibration"]["chosen"]["threshold"] == 0.7
+    assert fitted["calibration"]["fitted_on"] == "requests before 2026-11-17"
+    shown = cli("sweep", path, "--target-pass-rate", "0.7", "--fit-until", "2026-11-17").out
+    assert "★ calibrated to pass rate at least 0.7 on requests before 2026-11-17: t = 0.7" in shown

@@ -394,9 +394,12 @@ def run_sweep(console: Console, scenario_path: Path, *, step: int, over: str | N
     else:
         prepared = sweep.prepare_curve(scenario, inputs, gate)
     result = sweep.sweep(scenario, data, sheet, gate, points=points, prepared=prepared)
-    chosen = sweep.calibrate(result.points, *target, admission) if target else None
     held = (sweep.holdout(scenario, data, sheet, gate, target, fit_until, points=points, prepared=prepared)
             if fit_until else None)
+    # With --fit-until the pick is the threshold calibrated on the requests before the date, the one an honest
+    # validation ships; calibrated on every request it would have seen the days it is checked on.
+    chosen = held.fit if held else sweep.calibrate(result.points, *target, admission) if target else None
+    fitted_on = f"requests before {fit_until}" if held else "every request"
     if out:
         write_table(result.points, out)
     # A gate on a grade (known only after the answer is graded) is a bound, as a replay's verdict says: its
@@ -407,7 +410,7 @@ def run_sweep(console: Console, scenario_path: Path, *, step: int, over: str | N
     if target:
         # The admission rule picks only for a pass-rate target (and judges whether it held out of sample); the
         # JSON states it as the replay's summaries do, with the words the terminal prints.
-        report["calibration"] = {"target": target[0], "value": target[1], "chosen": chosen,
+        report["calibration"] = {"target": target[0], "value": target[1], "chosen": chosen, "fitted_on": fitted_on,
                                  "deployable": gate.deployable, "admission": (
             {"rule": admission.rule, "confidence": admission.confidence, "meets_when": admission.describe()}
             if target[0] == sweep.TARGET_PASS_RATE else None)}
@@ -436,8 +439,8 @@ def run_sweep(console: Console, scenario_path: Path, *, step: int, over: str | N
     if target:
         words = f"{sweep.TARGET_WORDS[target[0]]} {target[1]:g}"
         kind = "calibrated" if gate.deployable else "calibrated on a grade (a bound, not deployable)"
-        console.print(f"{pick} {kind} to {words}: " + (_point_line(chosen) if chosen else "no threshold meets it"),
-                      highlight=False)
+        console.print(f"{pick} {kind} to {words} on {fitted_on}: "
+                      + (_point_line(chosen) if chosen else "no threshold meets it"), highlight=False, soft_wrap=True)
         if target[0] == sweep.TARGET_PASS_RATE:  # the kind of estimate the pick rests on
             console.print(f"  A threshold meets it when {admission.describe()}"
                           ", the target being the bar (the admission rule).", highlight=False, soft_wrap=True)
