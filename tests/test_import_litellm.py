@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 
@@ -79,3 +80,50 @@ def test_model_from_response_takes_the_deployment_model(cli, tmp_path):
 def test_a_cost_in_cents_is_converted_to_dollars(cli, tmp_path):
     assert cli("import", "litellm", CSV, "-o", tmp_path / "data", "--cost-unit", "cents", "--assume-passed").code == 0
     assert read_import(tmp_path / "data").outcome("chatcmpl-001")["cost_usd"] == pytest.approx(0.0000325)
+
+
+def spend_row(request_id: str, reasoning: int | None = None, **fields) -> dict:
+    """A non-streamed o3 call: 100 prompt and 50 completion tokens, 1.5 s, $0.002."""
+    usage = {} if reasoning is None else {"completion_tokens_details": {"reasoning_tokens": reasoning}}
+    row = {"request_id": request_id, "call_type": "acompletion", "model": "o3", "model_group": "o3",
+           "startTime": "2026-11-16T09:00:00.000Z", "endTime": "2026-11-16T09:00:01.500Z",
+           "completionStartTime": "2026-11-16T09:00:01.500Z", "prompt_tokens": 100, "completion_tokens": 50,
+           "spend": 0.002, "status": "success", "metadata": {"usage_object": usage}}
+    return row | fields
+
+
+def import_rows(cli, tmp_path, rows: list[dict]):
+    path = tmp_path / "spend.json"
+    path.write_text(json.dumps(rows))
+    result = cli("import", "litellm", path, "-o", tmp_path / "data", "--assume-passed")
+    assert result.code == 0, result.err
+    return read_import(tmp_path / "data")
+
+
+def test_a_first_token_stamped_before_the_start_keeps_the_call_without_a_time_to_first_token(cli, tmp_path):
+    """skewed: completionStartTime 1 ms before startTime; streamed: the first token 250 ms after it."""
+    data = import_rows(cli, tmp_path, [
+        spend_row("skewed", completionStartTime="2026-11-16T08:59:59.999Z"),
+        spend_row("streamed", completionStartTime="2026-11-16T09:00:00.250Z")])
+    skewed = data.outcome("skewed")
+    assert (skewed["input_tokens"], skewed["output_tokens"], skewed["cost_usd"]) == (100, 50, 0.002)
+    assert (skewed["latency_ms"], skewed["ttft_ms"], skewed["hard_check_ok"]) == (1500.0, None, True)
+    assert data.outcome("streamed")["ttft_ms"] == 250.0
+    report = data.report[0]
+    assert report["defaulted"]["ttft_ms -> null (completionStartTime before startTime)"] == 1
+    assert report["dropped"] == {}
+
+
+def test_reasoning_reported_on_top_of_the_completion_tokens_is_added_to_the_output(cli, tmp_path):
+    """above: 80 reasoning cannot be inside 50 completion tokens -> 50 + 80 = 130 output.
+    totalled: total 180 = 100 prompt + 50 completion + 30 reasoning -> 80 output.
+    inside: total 150 = 100 + 50, so the 30 reasoning are part of the 50 (OpenAI's convention) -> 50.
+    unsaid: no total, 30 <= 50 -> inside by LiteLLM's convention -> 50."""
+    data = import_rows(cli, tmp_path, [spend_row("above", 80), spend_row("totalled", 30, total_tokens=180),
+                                       spend_row("inside", 30, total_tokens=150), spend_row("unsaid", 30)])
+    tokens = {name: (data.outcome(name)["output_tokens"], data.outcome(name)["reasoning_output_tokens"])
+              for name in ("above", "totalled", "inside", "unsaid")}
+    assert tokens == {"above": (130, 80), "totalled": (80, 30), "inside": (50, 30), "unsaid": (50, 30)}
+    report = data.report[0]
+    assert report["defaulted"]["output_tokens <- completion_tokens + reasoning_tokens (reasoning reported on top)"] == 2
+    assert report["dropped"] == {}

@@ -13,20 +13,26 @@ Mapping:
 - request_id: the observation `id` (`traceId` or a metadata key with --request-id);
 - ts: `startTime`; latency_ms: `endTime - startTime`, else (API objects) `latency`, which the API gives
   in seconds; ttft_ms: `completionStartTime - startTime`, else (API objects) `timeToFirstToken`
-  (seconds). The blob export's `latency` and `time_to_first_token` are milliseconds or seconds depending
-  on when the integration was created, which the files do not record: they are only compared with
-  `end_time - start_time` (a row agreeing with neither unit is counted), never used alone;
+  (seconds); a first token before the start (the SDK stamps the two on different clocks) leaves ttft_ms
+  null, counted, and keeps the call. The blob export's `latency` and `time_to_first_token` are
+  milliseconds or seconds depending on when the integration was created, which the files do not record:
+  they are only compared with `end_time - start_time` (a row agreeing with neither unit is counted), never
+  used alone;
 - model: `model` (the export: `provided_model_name`);
 - tokens from `usageDetails`, whose usage types Langfuse keeps disjoint so that they add up to `total`
   (its own OpenAI integration moves cached tokens out of `input` into `input_cached_tokens`): input is
   the sum of the types whose name contains "input", cached input the cache reads among them
   (`input_cached_tokens`, `cache_read_input_tokens`, ...), cache writes `cache_creation_input_tokens`;
-  output the sum of the types containing "output". A `total` equal to input + output without the cache
-  types means the cache was counted inside `input` (as some SDK callers send it), and is honoured; older
-  exports' `usage.input`/`usage.output` or `promptTokens`/`completionTokens` are read when usageDetails is
-  missing;
+  output the sum of the types containing "output", reasoning the output types naming it
+  (`output_reasoning_tokens`, which Langfuse's OpenAI integration moves out of `output`). A `total` equal
+  to input + output without the cache types means the cache was counted inside `input` (as some SDK
+  callers send it), and one equal to input + output without the reasoning means the reasoning was counted
+  inside `output`; both are honoured. Older exports' `usage.input`/`usage.output` or
+  `promptTokens`/`completionTokens` are read when usageDetails is missing;
 - cost_usd: `costDetails.total`, else `calculatedTotalCost`, else `totalCost` (USD);
-- hard_check_ok: false when `level` is ERROR; error_type from `statusMessage` / `status_message`;
+- hard_check_ok: false when `level` is ERROR; error_type from `statusMessage` / `status_message`. A failed
+  generation without usage (a rejected call bills none) counts 0 tokens, counted in the report, so that
+  replays see every failure;
 - grades (`scores/` export rows, told apart by their `source` and `value`, in the same import): each score
   grades the generation named by its `observation_id`, else the one generation of its `trace_id`;
   `source` ANNOTATION -> grader `human`, EVAL -> `llm_judge`, API -> `deterministic`; a NUMERIC or
@@ -38,6 +44,7 @@ Mapping:
 
 from __future__ import annotations
 
+import datetime as dt
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -69,6 +76,7 @@ from simulator.importers.usage import EXCLUSIVE
 
 CACHE_READ_MARKERS = ("cached", "cache_read")
 CACHE_WRITE_MARKERS = ("cache_creation", "cache_write")
+REASONING_MARKER = "reasoning"
 
 
 def mapping(options: ImportOptions) -> list[tuple[str, str]]:
@@ -79,6 +87,7 @@ def mapping(options: ImportOptions) -> list[tuple[str, str]]:
         ("input_tokens", "usageDetails / usage_details: sum of the *input* types"),
         ("cached_input_tokens", "usageDetails: input_cached_tokens / cache_read_input_tokens"),
         ("output_tokens", "usageDetails: sum of the *output* types"),
+        ("reasoning_output_tokens", "usageDetails: the *output* types naming reasoning"),
         ("latency_ms", "end - start (else the API's latency, seconds; the export's only cross-checked)"),
         ("ttft_ms", "completion start - start (else the API's timeToFirstToken, seconds)"),
         ("hard_check_ok", "level != ERROR"),
@@ -93,8 +102,8 @@ def _field(record: dict, api: str, export: str) -> Any:
     return record.get(export) if value is None or value == "" else value
 
 
-def _usage(record: dict, options: ImportOptions, log: ImportLog) -> tuple[Usage, int | None]:
-    """Input-side usage and output tokens."""
+def _usage(record: dict, options: ImportOptions, log: ImportLog) -> tuple[Usage, int | None, int | None]:
+    """Input-side usage, output tokens (reasoning in) and reasoning tokens."""
     details = json_field(_field(record, "usageDetails", "usage_details"), "usageDetails")
     if isinstance(details, dict) and details:
         counts = {str(key): integer(value, f"usageDetails.{key}") for key, value in details.items()}
@@ -102,13 +111,19 @@ def _usage(record: dict, options: ImportOptions, log: ImportLog) -> tuple[Usage,
         inputs = {key: value for key, value in counts.items() if "input" in key}
         read = sum(value for key, value in inputs.items() if any(m in key for m in CACHE_READ_MARKERS))
         write = sum(value for key, value in inputs.items() if any(m in key for m in CACHE_WRITE_MARKERS))
-        output = sum(value for key, value in counts.items() if "output" in key)
+        outputs = {key: value for key, value in counts.items() if "output" in key}
+        reasoning_types = [key for key in outputs if REASONING_MARKER in key]
+        reasoning = sum(outputs[key] for key in reasoning_types) if reasoning_types else None
         uncached = sum(inputs.values()) - read - write
         has_read = any(any(m in key for m in CACHE_READ_MARKERS) for key in inputs)
         has_write = any(any(m in key for m in CACHE_WRITE_MARKERS) for key in inputs)
-        return normalise_usage(uncached, read if has_read else None, write if has_write else None, output=output,
-                               total=counts.get("total"), default_style=EXCLUSIVE,
-                               forced_style=options.usage_style), output
+        output = sum(outputs.values())
+        if _reasoning_inside(uncached, read + write, output, reasoning, counts.get("total")):
+            output -= reasoning
+            log.default("output_tokens <- output types without reasoning (total counts it inside output)")
+        usage = normalise_usage(uncached, read if has_read else None, write if has_write else None, output=output,
+                                total=counts.get("total"), default_style=EXCLUSIVE, forced_style=options.usage_style)
+        return usage, output, reasoning
     legacy = json_field(record.get("usage"), "usage") or {}
     input_tokens = first_count(legacy, ("input",), "usage.input")
     output = first_count(legacy, ("output",), "usage.output")
@@ -118,7 +133,23 @@ def _usage(record: dict, options: ImportOptions, log: ImportLog) -> tuple[Usage,
         output = first_count(record, ("completionTokens", "outputUsage"), "completionTokens")
     if input_tokens is not None:
         log.aliases["usage / promptTokens (for usageDetails)"] += 1
-    return Usage(input_tokens, None, None, NO_CACHE), output
+    return Usage(input_tokens, None, None, NO_CACHE), output, None
+
+
+def _reasoning_inside(uncached: int, cache: int, output: int, reasoning: int | None, total: int | None) -> bool:
+    """Whether a reasoning usage type repeats tokens already in `output` (usage types are disjoint by default).
+
+    Only a total that adds up without the reasoning, and not with it, says so (an OTel span's output already
+    holds its reasoning, which Langfuse issue #11244 shows counted twice), the input read with its cache on
+    top or inside; and only when the reasoning fits in the rest of the output: a reasoning count above it
+    cannot be inside (the OTel importer's rule for spans).
+    """
+    if not reasoning or total is None:
+        return False
+    rest = output - reasoning
+    inputs = (uncached + cache, uncached)  # cache types on top of `input`, or counted inside it
+    return (reasoning <= rest and any(tokens + rest == total for tokens in inputs)
+            and not any(tokens + output == total for tokens in inputs))
 
 
 def _seconds(value: Any, name: str) -> float | None:
@@ -141,11 +172,12 @@ def observation_row(where: str, record: Any, options: ImportOptions, log: Import
     elif latency is None and record.get("latency") not in (None, ""):
         latency = _seconds(record.get("latency"), "latency")
         log.default("latency_ms <- latency in seconds x 1000 (no endTime)")
-    ttft = millis_between(start, timestamp(_field(record, "completionStartTime", "completion_start_time"),
-                                           "completionStartTime"), "ttft")
-    if ttft is None and not export and record.get("timeToFirstToken") not in (None, ""):
-        ttft = _seconds(record.get("timeToFirstToken"), "timeToFirstToken")
-    usage, output = _usage(record, options, log)
+    ttft = _ttft(record, start, export, log)
+    ok = (as_text(record.get("level")) or "").upper() != "ERROR"
+    usage, output, reasoning = _usage(record, options, log)
+    if not ok and usage.input_tokens is None and output is None:
+        usage, output = Usage(0, None, None, NO_CACHE), 0  # a rejected call (rate limit, timeout) bills no tokens
+        log.default("tokens -> 0 (failed generation without usage)")
     cost_details = json_field(_field(record, "costDetails", "cost_details"), "costDetails") or {}
     cost = number(cost_details.get("total") if isinstance(cost_details, dict) else None, "costDetails.total")
     for name in ("calculatedTotalCost", "totalCost", "total_cost"):
@@ -153,14 +185,37 @@ def observation_row(where: str, record: Any, options: ImportOptions, log: Import
             cost = number(record.get(name), name)
     metadata = json_field(record.get("metadata"), "metadata")
     tags = json_field(record.get("tags"), "tags")
-    ok = (as_text(record.get("level")) or "").upper() != "ERROR"
     row = Row(where=where, request_id=as_text(record.get("id")), ts=start,
               model=as_text(_field(record, "model", "provided_model_name")),
-              **usage.fields(), output_tokens=output,
+              **usage.fields(), output_tokens=output, reasoning_tokens=reasoning,
               latency_ms=latency, ttft_ms=ttft, cost_usd=options.cost(cost), ok=ok,
               error_type=None if ok else error_type(_field(record, "statusMessage", "status_message")))
     label_row(row, options, metadata, tags_namespace(tags), record)
     return row
+
+
+TTFT_BEFORE_START = "ttft_ms -> null (completionStartTime before startTime)"
+
+
+def _ttft(record: dict, start: dt.datetime | None, export: bool, log: ImportLog) -> float | None:
+    """Milliseconds to the first token: completion start - start, else (API objects) timeToFirstToken x 1000.
+
+    The time to first token is optional: one before the start (a negative difference, or the negative
+    timeToFirstToken the API derives from it) leaves it null and is counted, rather than dropping the
+    call's tokens, cost and latency with it.
+    """
+    first_token = timestamp(_field(record, "completionStartTime", "completion_start_time"), "completionStartTime")
+    if first_token is not None or export:
+        try:
+            return millis_between(start, first_token, "ttft")
+        except BadRow:
+            log.default(TTFT_BEFORE_START)
+            return None
+    seconds = number(record.get("timeToFirstToken"), "timeToFirstToken", minimum=None)
+    if seconds is not None and seconds < 0:
+        log.default(TTFT_BEFORE_START)
+        return None
+    return None if seconds is None else seconds * 1000.0
 
 
 LATENCY_TOLERANCE_MS = 1.0

@@ -9,7 +9,8 @@ Mapping:
   metadata key they share; when no request has two models the report says so;
 - ts: `startTime`; latency_ms: `endTime - startTime` (else `request_duration_ms`); ttft_ms:
   `completionStartTime - startTime` for streamed calls; LiteLLM sets completionStartTime = endTime when
-  a call was not streamed, and then no time to first token was measured (null);
+  a call was not streamed, and then no time to first token was measured (null). A completionStartTime
+  before startTime (clock skew between the two stamps) leaves ttft_ms null, counted, and keeps the call;
 - model: `model_group`, the public model name the client asked for (`model`, the deployment's model,
   with --model-from response, or when model_group is empty);
 - input tokens: `prompt_tokens`, which LiteLLM reports in OpenAI's convention (cache reads inside) for
@@ -19,9 +20,13 @@ Mapping:
   `cache_creation_input_tokens` there, the 1-hour part from `cache_creation_token_details`
   (`ephemeral_1h_input_tokens`). Older LiteLLM versions reported Anthropic's prompt_tokens without the
   cache: recognised from `total_tokens` or cache > input, or forced with --usage exclusive;
-- output tokens: `completion_tokens` (reasoning included), reasoning from
-  `completion_tokens_details.reasoning_tokens`; cost_usd: `spend` (USD; --cost-unit cents for a
-  re-scaled export); service_tier: the usage object's `service_tier`;
+- output tokens: `completion_tokens` (reasoning included, OpenAI's convention), reasoning from
+  `completion_tokens_details.reasoning_tokens`. Some LiteLLM versions reported reasoning on top of
+  completion_tokens (Gemini's thoughts before LiteLLM counted them in; LiteLLM issue #10691 for other
+  thinking models): reasoning above completion_tokens, or a `total_tokens` equal to prompt + completion +
+  reasoning, means on top, and it is added to output_tokens and counted (the rule the OTel importer uses);
+  cost_usd: `spend` (USD; --cost-unit cents for a re-scaled export); service_tier: the usage object's
+  `service_tier`;
 - hard_check_ok: false when `status` (or `metadata.status`) is failure or `metadata.error_information`
   is set; error_type from the error information's class, code and message;
 - ignored and counted: LiteLLM response-cache hits (`cache_hit` true: no model was called) and calls
@@ -33,6 +38,7 @@ Mapping:
 
 from __future__ import annotations
 
+import datetime as dt
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -74,7 +80,7 @@ def mapping(options: ImportOptions) -> list[tuple[str, str]]:
         ("model", "model_group (else model)" if options.model_from == "request" else "model"),
         ("input_tokens", "prompt_tokens, plus cache tokens where reported on top"),
         ("cached_input_tokens", "metadata.usage_object.prompt_tokens_details.cached_tokens"),
-        ("output_tokens", "completion_tokens"),
+        ("output_tokens", "completion_tokens, plus reasoning where reported on top"),
         ("latency_ms", "endTime - startTime"),
         ("ttft_ms", "completionStartTime - startTime (streamed calls only)"),
         ("hard_check_ok", "status != failure and no metadata.error_information"),
@@ -110,6 +116,44 @@ def _cache_tokens(usage: Any, extra: Any) -> tuple[int | None, int | None, int |
     return read, write, write_1h
 
 
+def _reasoning(output: int | None, reasoning: int | None, total: int | None, prompt: int | None,
+               log: ImportLog) -> int | None:
+    """Output tokens with reasoning in: completion_tokens, plus the reasoning when it was reported on top.
+
+    LiteLLM follows OpenAI (reasoning inside completion_tokens), but a reasoning count above the completion
+    count cannot be inside it, and a total of prompt + completion + reasoning counted it again; either way
+    it is added (as simulator.importers.otel._reasoning decides for spans) and counted in the report.
+    """
+    if reasoning is None or output is None:
+        return output
+    on_top = reasoning > output or (total is not None and prompt is not None
+                                   and prompt + output + reasoning == total != prompt + output)
+    if not on_top:
+        return output
+    log.default("output_tokens <- completion_tokens + reasoning_tokens (reasoning reported on top)")
+    return output + reasoning
+
+
+TTFT_BEFORE_START = "ttft_ms -> null (completionStartTime before startTime)"
+
+
+def _ttft(start: dt.datetime | None, first_token: dt.datetime | None, end: dt.datetime | None,
+          log: ImportLog) -> float | None:
+    """Milliseconds from the start to the first token of a streamed call (None when not streamed).
+
+    The time to first token is optional: a first token stamped before the start (the two stamps come from
+    different clocks or roundings) leaves it null and is counted, rather than dropping the call's tokens,
+    cost and latency with it.
+    """
+    if first_token is None or first_token == end:
+        return None
+    try:
+        return millis_between(start, first_token, "ttft")
+    except BadRow:
+        log.default(TTFT_BEFORE_START)
+        return None
+
+
 def spend_row(where: str, record: Any, options: ImportOptions, log: ImportLog) -> Row | None:
     if not isinstance(record, dict):
         raise BadRow("not a spend log row", "expected an object with the LiteLLM_SpendLogs columns")
@@ -128,7 +172,7 @@ def spend_row(where: str, record: Any, options: ImportOptions, log: ImportLog) -
     if latency is None:
         latency = number(record.get("request_duration_ms"), "request_duration_ms")
     first_token = timestamp(record.get("completionStartTime"), "completionStartTime")
-    ttft = millis_between(start, first_token, "ttft") if first_token is not None and first_token != end else None
+    ttft = _ttft(start, first_token, end, log)
 
     model = as_text(record.get("model"))
     if options.model_from == "request":
@@ -136,19 +180,20 @@ def spend_row(where: str, record: Any, options: ImportOptions, log: ImportLog) -
         if group is None and model is not None:
             log.default("model <- model (no model_group)")
         model = group or model
-    output = first_count(record, ("completion_tokens",), "completion_tokens")
     usage_object = dig(metadata, "usage_object")
+    prompt = first_count(record, ("prompt_tokens",), "prompt_tokens")
+    total = first_count(record, ("total_tokens",), "total_tokens")
+    reasoning = _counted((usage_object,), REASONING, "reasoning tokens")
+    output = _reasoning(first_count(record, ("completion_tokens",), "completion_tokens"), reasoning, total, prompt,
+                        log)
     cache_read, cache_write, cache_write_1h = _cache_tokens(usage_object, dig(metadata, "additional_usage_values"))
-    usage = normalise_usage(
-        first_count(record, ("prompt_tokens",), "prompt_tokens"), cache_read, cache_write, output=output,
-        total=first_count(record, ("total_tokens",), "total_tokens"), default_style=INCLUSIVE,
-        forced_style=options.usage_style, cache_write_1h=cache_write_1h)
+    usage = normalise_usage(prompt, cache_read, cache_write, output=output, total=total, default_style=INCLUSIVE,
+                            forced_style=options.usage_style, cache_write_1h=cache_write_1h)
     status = (as_text(record.get("status")) or as_text(dig(metadata, "status")) or "success").lower()
     error = dig(metadata, "error_information")
     ok = status != "failure" and not error
     row = Row(where=where, request_id=as_text(record.get("request_id")), ts=start, model=model, **usage.fields(),
-              output_tokens=output, total_tokens=first_count(record, ("total_tokens",), "total_tokens"),
-              reasoning_tokens=_counted((usage_object,), REASONING, "reasoning tokens"),
+              output_tokens=output, total_tokens=total, reasoning_tokens=reasoning,
               latency_ms=latency, ttft_ms=ttft, service_tier=service_tier(dig(usage_object, "service_tier")),
               cost_usd=options.cost(number(record.get("spend"), "spend")), ok=ok,
               error_type=None if ok else error_type(*_error_fields(error)))
