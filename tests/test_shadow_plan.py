@@ -359,3 +359,14 @@ def test_a_grade_the_folders_answer_lacks_is_pointed_to_merge(cli, planned, tmp_
     assert "1 answer(s) already in the data folder have a grade in this file that the folder's lack" in graded.out
     assert "--merge" in graded.out
 
+
+def test_a_second_batch_takes_no_latency_the_first_one_assumed(cli, planned, tmp_path):
+    # big never served: the first batch's r1 keeps its assumed 0 ms as unavailable. Its faq sibling r2, from a
+    # second batch, must not take that 0 ms as big's served median in faq.
+    batch = ["-o", planned.data, "--plan", planned.plan, "--assume-latency-ms", "0", "--assume-passed"]
+    _batch_output(tmp_path / "one.jsonl", ["r1"])
+    assert cli("import", "openai-batch", tmp_path / "one.jsonl", *batch).code == 0
+    _batch_output(tmp_path / "two.jsonl", ["r2"])
+    assert cli("import", "openai-batch", tmp_path / "two.jsonl", *batch).code == 0
+    big = pl.read_parquet(planned.data / "outcomes.parquet").filter(pl.col("model") == "big").sort("request_id")
+    assert big["latency_source"].to_list() == ["unavailable", "unavailable"]

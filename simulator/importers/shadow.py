@@ -20,9 +20,11 @@ Planned re-runs that still have no answer are counted against the folder as writ
 included, so that importing the same answers again never asks for them again.
 
 A batch records no serving latency (the importer assumes one, `latency_source = assumed`). Such an answer
-takes the median latency of the same model's answers in the served log for the request's slice
+takes the median measured latency of the same model's answers in the served log for the request's slice
 (`latency_source = served_median`); where the log has none, it keeps the assumed value marked
-`latency_source = unavailable`, and latency estimates over it say they are unavailable.
+`latency_source = unavailable`, and latency estimates over it say they are unavailable. Latencies this
+module put in place (or kept as assumed) never count as measured, so a second import's medians are those
+of the served log alone.
 """
 
 from __future__ import annotations
@@ -149,11 +151,11 @@ def _drop_present(new: pl.DataFrame, outcomes: pl.DataFrame, log: ImportLog) -> 
 
 
 def _served_latency(traffic: pl.DataFrame, outcomes: pl.DataFrame, new: pl.DataFrame) -> pl.DataFrame:
-    """Answers with an assumed latency take their model's median served latency in the request's slice."""
+    """Answers with an assumed latency take their model's median measured latency in the request's slice."""
     if "latency_source" not in new.columns:
         return new
     slices = traffic.select("request_id", "slice")
-    served = (outcomes.join(slices, on="request_id").group_by("model", "slice")
+    served = (outcomes.filter(_measured(outcomes)).join(slices, on="request_id").group_by("model", "slice")
               .agg(pl.col("latency_ms").median().alias("_served_ms")))
     assumed = (pl.col("latency_source") == "assumed").fill_null(False)
     known = pl.col("_served_ms").is_not_null()
