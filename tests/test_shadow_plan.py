@@ -169,7 +169,8 @@ def test_batch_answers_of_a_served_model_take_its_median_served_latency(cli, ser
     traffic = pl.read_parquet(served.data / "traffic.parquet")
     outcomes = pl.read_parquet(served.data / "outcomes.parquet")
     undrawn = traffic.filter((pl.col("slice") == "faq") & ~pl.col("request_id").is_in(reruns))["request_id"][0]
-    outcomes = pl.concat([outcomes, pl.DataFrame([outcome_row(undrawn, "big", latency_ms=300.0)], schema=OUTCOME_SCHEMA)])
+    outcomes = pl.concat([outcomes,
+                          pl.DataFrame([outcome_row(undrawn, "big", latency_ms=300.0)], schema=OUTCOME_SCHEMA)])
     served.write_data(traffic, outcomes)
     _batch_output(tmp_path / "output.jsonl", reruns)
     assert cli("import", "openai-batch", tmp_path / "output.jsonl", "-o", served.data, "--plan", out,
@@ -208,3 +209,164 @@ def test_a_candidate_the_data_never_answered_is_refused_without_a_price_sheet(wo
     assert result.code == 2 and "'bgi' has no answer in the data folder" in result.err
     assert "Did you mean 'big'?" in result.err and "--prices" in result.err
     assert not (tmp_path / "plan").exists()
+
+
+# Importing a plan's answers twice, or a file that repeats one: a hand-built served log and plan. small served
+# r1..r4 (faq r1, r2, r4; contract r3); the plan re-runs big on r1 and r2 (2 of faq's 3: 2/3) and on r3 (1).
+PLANNED = {"r1": 2 / 3, "r2": 2 / 3, "r3": 1.0}
+
+
+@pytest.fixture
+def planned(world):
+    ids = ["r1", "r2", "r3", "r4"]
+    traffic = pl.DataFrame({"request_id": ids, "ts": [dt.datetime(2026, 11, 16, 0, i, tzinfo=dt.UTC) for i in range(4)],
+                            "slice": ["faq", "faq", "contract", "faq"], "input_tokens": [1000] * 4})
+    world.write_data(traffic, pl.DataFrame([outcome_row(r, "small") for r in ids], schema=OUTCOME_SCHEMA))
+    plan = world.folder / "plan"
+    plan.mkdir()
+    pl.DataFrame([{"request_id": r, "model": m, "stratum": "contract" if r == "r3" else "faq",
+                   "inclusion_probability": p, "rerun": m == "big"}
+                  for r, p in PLANNED.items() for m in ("small", "big")]).write_parquet(plan / "manifest.parquet")
+    world.plan = plan
+    return world
+
+
+def _answers(path, *rows, **columns):
+    """A CSV of big's answers, one per (request, output tokens, latency ms), graded passed, with `columns` added
+    as constant columns."""
+    frame = pl.DataFrame([{"request_id": r, "model": "big", "ts": "2026-11-16T01:00:00Z", "input_tokens": 1000,
+                           "output_tokens": out, "latency_ms": ms, "passed": "true"} for r, out, ms in rows])
+    frame.with_columns(pl.lit(value).alias(name) for name, value in columns.items()).write_csv(path)
+    return path
+
+
+def _import(cli, world, path, *extra):
+    return cli("import", "csv", path, "-o", world.data, "--plan", world.plan, *extra)
+
+
+def _big(world) -> dict:
+    """request -> (output tokens, latency ms, passed, inclusion probability) of big's answers in the folder."""
+    big = pl.read_parquet(world.data / "outcomes.parquet").filter(pl.col("model") == "big").sort("request_id")
+    assert big["sample"].to_list() == [0] * big.height
+    return {row[0]: row[1:] for row in big.select("request_id", "output_tokens", "latency_ms", "passed",
+                                                   "inclusion_probability").iter_rows()}
+
+
+def _report(world) -> dict:
+    return json.loads((world.data / "import-report.json").read_text())["imports"][-1]
+
+
+def test_a_repeated_answer_in_the_file_is_dropped_and_counted(cli, planned, tmp_path):
+    # r1 answered twice as sample 0, 1 ms apart: the file contradicts itself, so the import keeps a fixed one
+    # (the answer whose fields sort first: 500 ms) and counts the other, in either order of the rows.
+    rows = [("r1", 90, 501.0), ("r1", 90, 500.0), ("r2", 80, 400.0), ("r3", 70, 300.0)]
+    result = _import(cli, planned, _answers(tmp_path / "answers.csv", *rows, sample=0))
+    assert result.code == 0, result.err + result.out
+    assert "a repeat of an answer already in this file (one answer per re-run is kept): 1" in result.out
+    report = _report(planned)
+    assert (report["rows_read"], report["shadow_answers_added"], report["shadow_reruns_missing"]) == (4, 3, 0)
+    assert report["dropped"]["a repeat of an answer already in this file (one answer per re-run is kept)"]["rows"] == 1
+    assert _big(planned) == {"r1": (90, 500.0, True, 2 / 3), "r2": (80, 400.0, True, 2 / 3),
+                             "r3": (70, 300.0, True, 1.0)}
+    # The same rows in the other order keep the same answer: a second import must find it the same.
+    planned.write_data(pl.read_parquet(planned.data / "traffic.parquet"),
+                       pl.read_parquet(planned.data / "outcomes.parquet").filter(pl.col("model") == "small"))
+    assert _import(cli, planned, _answers(tmp_path / "reversed.csv", *rows[::-1], sample=0)).code == 0
+    assert _big(planned)["r1"] == (90, 500.0, True, 2 / 3)
+
+
+def test_of_two_answers_to_one_re_run_the_earlier_is_kept(cli, planned, tmp_path):
+    # Without a sample column, calls of one model to one request are its samples in time order: the earlier
+    # (12:00, 700 ms) is answer 0, the later (13:00, 300 ms) a repeat.
+    path = _answers(tmp_path / "answers.csv", ("r1", 60, 300.0), ("r1", 90, 700.0), ("r2", 80, 400.0))
+    pl.read_csv(path).with_columns(ts=pl.Series(["2026-11-16T13:00:00Z", "2026-11-16T12:00:00Z",
+                                                 "2026-11-16T12:00:00Z"])).write_csv(path)
+    result = _import(cli, planned, path)
+    assert result.code == 0, result.err + result.out
+    assert _big(planned) == {"r1": (90, 700.0, True, 2 / 3), "r2": (80, 400.0, True, 2 / 3)}
+    assert "1 planned re-run(s) have no answer yet" in result.out  # r3
+
+
+def test_importing_the_same_answers_again_adds_nothing_and_says_they_are_there(cli, planned, tmp_path):
+    path = _answers(tmp_path / "answers.csv", ("r1", 90, 500.0), ("r2", 80, 400.0), ("r3", 70, 300.0))
+    assert _import(cli, planned, path).code == 0
+    first = pl.read_parquet(planned.data / "outcomes.parquet")
+    again = _import(cli, planned, path)
+    assert again.code == 0, again.err + again.out
+    assert "already in the data folder (an earlier import holds the same answer): 3" in again.out
+    assert "have no answer yet" not in again.out  # the folder answers every re-run: nothing to pay for again
+    report = _report(planned)
+    assert (report["rows_read"], report["shadow_answers_added"], report["shadow_reruns_missing"]) == (3, 0, 0)
+    assert pl.read_parquet(planned.data / "outcomes.parquet").equals(first)
+
+
+def test_the_re_runs_still_missing_are_counted_against_the_folder(cli, planned, tmp_path):
+    # Two files of answers: the first answers r1, the second r1 again and r3. Only r2 is then missing.
+    first = _import(cli, planned, _answers(tmp_path / "one.csv", ("r1", 90, 500.0)))
+    assert "added 1 shadow answer(s) with the plan's inclusion probabilities; 2 planned re-run(s) have no answer " \
+           "yet" in first.out
+    second = _import(cli, planned, _answers(tmp_path / "two.csv", ("r1", 90, 500.0), ("r3", 70, 300.0)))
+    assert second.code == 0, second.err + second.out
+    assert "added 1 shadow answer(s) with the plan's inclusion probabilities; 1 planned re-run(s) have no answer " \
+           "yet" in second.out
+    assert _report(planned)["dropped"]["already in the data folder (an earlier import holds the same answer)"] == {
+        "rows": 1, "examples": ["request r1, model big"]}
+    assert _big(planned) == {"r1": (90, 500.0, True, 2 / 3), "r3": (70, 300.0, True, 1.0)}
+
+
+def test_an_answer_that_differs_from_the_folders_is_refused_naming_the_fields(cli, planned, tmp_path):
+    from tests.test_reliability import assert_bad_input, snapshot
+
+    assert _import(cli, planned, _answers(tmp_path / "answers.csv", ("r1", 90, 500.0), ("r3", 70, 300.0))).code == 0
+    before = snapshot(planned.data)
+    rerun = _answers(tmp_path / "rerun.csv", ("r1", 95, 500.0), ("r2", 80, 400.0), ("r3", 70, 300.0))
+    pl.read_csv(rerun).with_columns(passed=pl.Series(["false", "true", "true"])).write_csv(rerun)
+    assert_bad_input(_import(cli, planned, rerun),
+                     "1 answer(s) differ from the answer the data folder already holds to the same re-run",
+                     "nothing was written",
+                     "request r1, model big: output_tokens 90 in the data folder, 95 in the file; "
+                     "passed true in the data folder, false in the file",
+                     "take these re-runs out of the file")
+    assert snapshot(planned.data) == before  # not even r2, which the folder lacked
+
+
+def test_a_grade_merged_since_or_another_assumed_latency_is_no_difference(cli, planned, tmp_path):
+    # A batch's answers come with an assumed latency and grade; a later --merge grades r1 failed. Importing the
+    # batch again, with another assumed latency, finds the same answers: the merged grade stays.
+    _batch_output(tmp_path / "output.jsonl", ["r1", "r3"])
+    batch = ["import", "openai-batch", tmp_path / "output.jsonl", "-o", planned.data, "--plan", planned.plan,
+             "--assume-passed"]
+    assert cli(*batch, "--assume-latency-ms", "0").code == 0
+    grades = tmp_path / "grades.csv"
+    pl.DataFrame({"request_id": ["r1"], "model": ["big"], "passed": ["false"]}).write_csv(grades)
+    assert cli("import", "csv", grades, "-o", planned.data, "--merge").code == 0
+    before = pl.read_parquet(planned.data / "outcomes.parquet")
+    again = cli(*batch, "--assume-latency-ms", "50")
+    assert again.code == 0, again.err + again.out
+    assert "already in the data folder (an earlier import holds the same answer): 2" in again.out
+    assert pl.read_parquet(planned.data / "outcomes.parquet").equals(before)
+    assert _big(planned)["r1"] == (90, 0.0, False, 2 / 3)
+
+
+def test_a_grade_the_folders_answer_lacks_is_pointed_to_merge(cli, planned, tmp_path):
+    # The batch's answer (1000 in, 90 out, tier batch, latency and grade assumed) comes back as a graded CSV
+    # row that records no tier: the same answer, whose grade belongs in --merge.
+    _batch_output(tmp_path / "output.jsonl", ["r1"])
+    assert cli("import", "openai-batch", tmp_path / "output.jsonl", "-o", planned.data, "--plan", planned.plan,
+               "--assume-latency-ms", "0", "--assume-passed").code == 0
+    graded = _import(cli, planned, _answers(tmp_path / "graded.csv", ("r1", 90, 500.0)))
+    assert graded.code == 0, graded.err + graded.out
+    assert "1 answer(s) already in the data folder have a grade in this file that the folder's lack" in graded.out
+    assert "--merge" in graded.out
+
+
+def test_a_second_batch_takes_no_latency_the_first_one_assumed(cli, planned, tmp_path):
+    # big never served: the first batch's r1 keeps its assumed 0 ms as unavailable. Its faq sibling r2, from a
+    # second batch, must not take that 0 ms as big's served median in faq.
+    batch = ["-o", planned.data, "--plan", planned.plan, "--assume-latency-ms", "0", "--assume-passed"]
+    _batch_output(tmp_path / "one.jsonl", ["r1"])
+    assert cli("import", "openai-batch", tmp_path / "one.jsonl", *batch).code == 0
+    _batch_output(tmp_path / "two.jsonl", ["r2"])
+    assert cli("import", "openai-batch", tmp_path / "two.jsonl", *batch).code == 0
+    big = pl.read_parquet(planned.data / "outcomes.parquet").filter(pl.col("model") == "big").sort("request_id")
+    assert big["latency_source"].to_list() == ["unavailable", "unavailable"]
