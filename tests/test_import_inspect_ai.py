@@ -91,3 +91,71 @@ def test_a_file_that_is_no_eval_log_is_refused(cli, tmp_path):
     path.write_text('{"results": []}')
     result = cli("import", "inspect-ai", path, "-o", tmp_path / "data")
     assert result.code == 2 and "not an inspect-ai eval log" in result.err and str(path) in result.err
+
+
+def sample(sample_id: str, epoch, value="C", output_tokens: int = 10, **fields) -> dict:
+    """A sample with only what the importer reads: 100 input tokens, `output_tokens` out, 1 s, `match` score."""
+    return {"id": sample_id, "epoch": epoch, "scores": {"match": {"value": value}},
+            "model_usage": {MODEL: {"input_tokens": 100, "output_tokens": output_tokens}}, "output": {"time": 1.0},
+            "started_at": "2026-11-16T12:00:00+00:00"} | fields
+
+
+def eval_log(path, *samples_) -> None:
+    path.write_text(json.dumps({"version": 2, "eval": {"task": "t", "model": MODEL,
+                                                       "created": "2026-11-16T12:00:00+00:00"},
+                                "samples": list(samples_)}))
+
+
+@pytest.mark.parametrize("fields, reason", [
+    ({"epoch": "first"}, "bad epoch"),
+    ({"epoch": -1}, "bad epoch"),
+    ({"epoch": 1.5}, "bad epoch"),
+    ({"model_usage": {MODEL: [1, 2]}}, "bad model_usage entry"),
+    ({"model_usage": [1, 2]}, "bad model_usage"),
+    ({"scores": [1]}, "bad scores"),
+    ({"output": ["x"]}, "bad output"),
+    ({"output": {"choices": {"stop_reason": "stop"}}}, "bad output.choices"),
+    ({"events": "model"}, "bad events"),
+    ({"events": [{"event": "model", "model": MODEL, "output": [0.5]}]}, "bad event output"),
+    ({"started_at": float("inf")}, "bad started_at"),
+])
+def test_a_field_of_the_wrong_kind_drops_its_sample_with_the_reason(cli, tmp_path, fields, reason):
+    path = tmp_path / "log.json"
+    eval_log(path, sample("good", 1), sample("bad", 1) | fields)
+    result = cli("import", "inspect-ai", path, "-o", tmp_path / "data")
+    assert result.code == 0, result.err
+    data = read_import(tmp_path / "data")
+    assert list(data.traffic) == ["good"]
+    assert data.report[0]["dropped"][reason]["rows"] == 1
+    assert f"{reason}: 1" in result.out
+
+
+def test_a_stop_reason_of_another_kind_is_read_as_text(cli, tmp_path):
+    path = tmp_path / "log.json"
+    eval_log(path, sample("a", 1, output={"time": 1.0, "choices": [{"stop_reason": ["max_tokens"]}]}))
+    assert cli("import", "inspect-ai", path, "-o", tmp_path / "data").code == 0
+    assert read_import(tmp_path / "data").outcome("a")["hard_check_ok"]  # '["max_tokens"]' is no stop reason
+
+
+def test_samples_that_are_not_a_list_refuse_the_file(cli, tmp_path):
+    path = tmp_path / "log.json"
+    path.write_text(json.dumps({"eval": {"task": "t", "model": MODEL}, "samples": {"id": "a"}}))
+    result = cli("import", "inspect-ai", path, "-o", tmp_path / "data")
+    assert result.code == 2 and "'samples' is not a list" in result.err and f"{path}, samples" in result.err
+
+
+def test_an_unreadable_sample_of_an_eval_archive_drops_that_sample(cli, tmp_path):
+    archive = tmp_path / "log.eval"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        zipped.writestr("header.json", json.dumps({"eval": {"task": "t", "model": MODEL}}))
+        zipped.writestr("samples/a_epoch_1.json", json.dumps(sample("a", 1)))
+        zipped.writestr("samples/b_epoch_1.json", '{"id": "b", "epoch": ')
+        zipped.writestr("samples/c_epoch_1.json", b'{"id": "c\xe9"}')
+    result = cli("import", "inspect-ai", archive, "-o", tmp_path / "data")
+    assert result.code == 0, result.err
+    data = read_import(tmp_path / "data")
+    assert list(data.traffic) == ["a"]
+    dropped = data.report[0]["dropped"]
+    assert dropped["not valid JSON"]["examples"] == [f"{archive}, samples/b_epoch_1.json: Expecting value at line 1, "
+                                                     "column 22"]
+    assert dropped["not UTF-8 text"]["rows"] == 1
