@@ -162,3 +162,37 @@ def test_a_forced_inclusive_reading_that_cannot_hold_is_a_bad_row():
 
 def test_every_field_of_a_row_reaches_the_frame():
     assert set(ROW_SCHEMA) == {field.name for field in dataclasses.fields(Row)} - {"columns"}
+
+
+def sdk_span(span_id: str, model: str = "m", trace: str = "t") -> dict:
+    return {"name": "chat", "context": {"trace_id": trace, "span_id": span_id}, "start_time": "2026-11-16T09:00:00Z",
+            "end_time": "2026-11-16T09:00:01Z", "attributes": {"gen_ai.operation.name": "chat",
+                                                                "gen_ai.request.model": model,
+                                                                "gen_ai.usage.input_tokens": 10,
+                                                                "gen_ai.usage.output_tokens": 5}}
+
+
+def test_the_report_is_printed_before_a_write_that_fails(cli, tmp_path, monkeypatch):
+    """The data contract or the disk can still refuse the folder after the rows were read: the report of what
+    was read and dropped comes first, so the refusal can be understood."""
+    path = tmp_path / "spans.jsonl"
+    path.write_text(json.dumps(sdk_span("a")) + "\nnot json\n")
+
+    def disk_full(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", disk_full)
+    result = cli("import", "otel", path, "-o", tmp_path / "data", "--assume-passed")
+    assert result.code == 2 and "disk full" in result.err
+    assert "dropped: 1 row(s)" in result.out and f"{path}, line 2: Expecting value" in result.out
+    assert "wrote" not in result.out
+
+
+def test_the_report_of_the_files_read_before_a_refused_one_is_printed(cli, tmp_path):
+    log, other = tmp_path / "log.json", tmp_path / "other.json"
+    log.write_text(json.dumps({"eval": {"task": "t", "model": "m"}, "samples": [
+        {"id": "a", "epoch": "first", "scores": {"match": {"value": "C"}}}]}))
+    other.write_text('{"results": []}')
+    result = cli("import", "inspect-ai", log, other, "-o", tmp_path / "data", "--scorer", "match")
+    assert result.code == 2 and "not an inspect-ai eval log" in result.err and str(other) in result.err
+    assert "bad epoch: 1" in result.out and f"{log}, sample 1 (id a, epoch first): epoch='first'" in result.out

@@ -75,20 +75,9 @@ def _check_inputs(inputs: list[Path]) -> list[Path]:
     return inputs
 
 
-def _print(log: ImportLog, out: Path, *, wrote: bool) -> None:
+def _print(log: ImportLog) -> None:
     for line in log.lines():
         console.print(line, markup=False, highlight=False, soft_wrap=True)
-    if wrote:
-        console.print(f"wrote {out} (report: {out / 'import-report.json'})", markup=False, highlight=False)
-
-
-def _finish(log: ImportLog, out: Path, strict: bool, write: Callable[[], None]) -> None:
-    if strict and log.dropped_total:
-        _print(log, out, wrote=False)
-        raise RoutesimError(f"{log.dropped_total:,} row(s) were dropped and --strict is set: nothing was written",
-                            where=", ".join(log.files), fix="see 'dropped' above, or import without --strict")
-    write()
-    _print(log, out, wrote=True)
 
 
 def run_import(fmt: str, inputs: list[Path], out: Path, options: ImportOptions, *, force: bool, strict: bool,
@@ -124,7 +113,12 @@ def run_import(fmt: str, inputs: list[Path], out: Path, options: ImportOptions, 
         check_target(out, force=force)
     check_destination(out, folder=True, updating=merge or plan is not None)
     log = ImportLog(fmt, [str(path) for path in inputs], mapping=mapping(options) if mapping else [])
-    rows = read(inputs, options, log)
+    try:
+        rows = read(inputs, options, log)
+    except RoutesimError:
+        if log.rows_read:  # what the files read before the failing one held is part of the answer
+            _print(log)
+        raise
     if merge:  # only the grade's fields are merged; usage and timing stay the traffic log's
         log.mapping = [(field, source) for field, source in log.mapping if field in GRADE_FIELDS]
     try:
@@ -145,10 +139,15 @@ def run_import(fmt: str, inputs: list[Path], out: Path, options: ImportOptions, 
                                              default_slice=options.default_slice, assume_passed=options.assume_passed)
             reports = [log.to_dict()]
     except RoutesimError:
-        _print(log, out, wrote=False)
+        _print(log)
         raise
-    _finish(log, out, strict, lambda: write_folder(out, traffic, outcomes, report_file(reports),
-                                                               updating=merge or plan is not None))
+    # The report comes first: what --strict or the data contract refuses below is explained by it.
+    _print(log)
+    if strict and log.dropped_total:
+        raise RoutesimError(f"{log.dropped_total:,} row(s) were dropped and --strict is set: nothing was written",
+                            where=", ".join(log.files), fix="see 'dropped' above, or import without --strict")
+    write_folder(out, traffic, outcomes, report_file(reports), updating=merge or plan is not None)
+    console.print(f"wrote {out} (report: {out / 'import-report.json'})", markup=False, highlight=False)
 
 
 @import_app.command("otel")
