@@ -25,8 +25,9 @@ counted in the report):
 - output tokens: `gen_ai.usage.output_tokens` (older: `gen_ai.usage.completion_tokens`), reasoning
   included; reasoning `gen_ai.usage.reasoning.output_tokens` (REASONING: Sentry's, OpenLLMetry's and
   pydantic-ai's names). Reasoning counted on top of the output (the total says input + output +
-  reasoning, or reasoning > output, or Google's thoughts count, which Gemini never includes) is added to
-  output_tokens;
+  reasoning, the input taken with or without the cache tokens, or reasoning > output, or Google's
+  thoughts count, which Gemini never includes) is added to output_tokens; a total still above input +
+  output is listed in the report (folder.flag_unexplained_totals);
 - every other `gen_ai.usage.*` attribute is listed in the report as not read, so a rename shows up;
 - hard_check_ok: false when the span status is ERROR, `error.type` is set, or a finish reason is
   length/max_tokens/content_filter. Error spans are kept as failed calls with their latency (a span
@@ -72,7 +73,7 @@ from simulator.importers.rows import (
     service_tier,
     timestamp,
 )
-from simulator.importers.usage import INCLUSIVE
+from simulator.importers.usage import EXCLUSIVE, INCLUSIVE
 
 MODEL_OPERATIONS = {"chat", "text_completion", "generate_content"}
 TRUNCATED = {"length", "max_tokens", "content_filter"}
@@ -216,18 +217,38 @@ def _failure(span: dict, attrs: dict) -> str | None:
     return error_type(*sorted(truncated)) if truncated else None
 
 
-def _reasoning(attrs: dict, output: int | None, total: int | None, known_input: int | None,
+def _reasoning(attrs: dict, output: int | None, total: int | None, inputs: tuple[int, ...],
                log: ImportLog) -> tuple[int | None, int | None]:
-    """(output tokens with reasoning in, reasoning tokens), telling reasoning inside the output from on top."""
+    """(output tokens with reasoning in, reasoning tokens), telling reasoning inside the output from on top.
+
+    `inputs`: what the input may be once its cache tokens are counted the way the span counted them (the
+    reported input, and the reported input plus the cache where it could have come on top). Reasoning is
+    on top when some reading of the input with output + reasoning makes the total and no reading with the
+    output alone does: without the cache tried, a span reporting both on top (input 100, cache reads 1,000,
+    output 50, reasoning 30, total 1,180) would lose its 30 reasoning tokens.
+    """
     thoughts = first_count(attrs, THOUGHTS, "thoughts tokens")
     if thoughts is not None:
         return (None if output is None else output + thoughts), thoughts
     reasoning = first_count(attrs, REASONING, "reasoning tokens", log)
     if reasoning is None or output is None:
         return output, reasoning
-    on_top = reasoning > output or (total is not None and known_input is not None
-                                   and known_input + output + reasoning == total != known_input + output)
+    on_top = reasoning > output or (total is not None and any(known + output + reasoning == total for known in inputs)
+                                   and not any(known + output == total for known in inputs))
     return (output + reasoning if on_top else output), reasoning
+
+
+def _input_readings(reported: int | None, cache: int, forced_style: str) -> tuple[int, ...]:
+    """The input tokens a span may mean, its cache tokens counted inside or on top of the reported input:
+    on top only when the cache exceeds the input (it cannot be inside it), both when either could hold, one
+    when --usage forces a reading (rows.normalise_usage decides which for the row itself)."""
+    if reported is None:
+        return ()
+    if forced_style == INCLUSIVE or cache == 0:
+        return (reported,)
+    if forced_style == EXCLUSIVE or cache > reported:
+        return (reported + cache,)
+    return (reported, reported + cache)
 
 
 def _service_tier(attrs: dict) -> str | None:
@@ -285,7 +306,8 @@ def span_row(where: str, span: Any, raw_resource: Any, options: ImportOptions, l
     total = first_count(attrs, TOTAL, "total tokens", log)
     cache_read = first_count(attrs, CACHE_READ, "cache read tokens", log)
     cache_write = first_count(attrs, CACHE_WRITE, "cache write tokens", log)
-    output, reasoning = _reasoning(attrs, output, total, reported, log)
+    cache = (cache_read or 0) + (cache_write or 0)
+    output, reasoning = _reasoning(attrs, output, total, _input_readings(reported, cache, options.usage_style), log)
     usage = normalise_usage(reported, cache_read, cache_write, output=output, total=total,
                             default_style=INCLUSIVE, forced_style=options.usage_style)
     cost = number(attrs.get(options.cost_attribute), "cost") if options.cost_attribute else None
