@@ -106,6 +106,43 @@ def eval_log(path, *samples_) -> None:
                                 "samples": list(samples_)}))
 
 
+def test_a_dropped_epoch_leaves_the_requests_other_epochs_renumbered(cli, tmp_path):
+    """Epoch 2 has no score: epochs 1 and 3 remain and become samples 0 and 1 (epoch 3 is told by its 30
+    output tokens); the import goes on, says what it renumbered and counts the drop."""
+    path = tmp_path / "gap.json"
+    eval_log(path, sample("a", 1, output_tokens=10), sample("a", 2, scores={}), sample("a", 3, "I", output_tokens=30))
+    result = cli("import", "inspect-ai", path, "-o", tmp_path / "data")
+    assert result.code == 0, result.err
+    data = read_import(tmp_path / "data")
+    assert sorted(data.outcomes) == [("a", MODEL, 0), ("a", MODEL, 1)]
+    assert (data.outcomes["a", MODEL, 1]["output_tokens"], data.outcomes["a", MODEL, 1]["passed"]) == (30, False)
+    assert data.report[0]["samples_renumbered"] == [f"request a, {MODEL}: samples 0, 2 as read -> 0, 1"]
+    assert data.report[0]["dropped"]["no score"]["rows"] == 1
+    assert "had their sample numbers renumbered" in result.out
+
+
+def test_epochs_counted_from_zero_become_samples_from_zero(cli, tmp_path):
+    path = tmp_path / "zero.json"
+    eval_log(path, sample("a", 0, output_tokens=10), sample("a", 1, output_tokens=20))
+    assert cli("import", "inspect-ai", path, "-o", tmp_path / "data").code == 0
+    data = read_import(tmp_path / "data")
+    assert [data.outcomes["a", MODEL, n]["output_tokens"] for n in (0, 1)] == [10, 20]
+    assert "samples_renumbered" not in data.report[0]
+    assert any("numbers its epochs from 0" in note for note in data.report[0]["assumptions"])
+
+
+def test_merged_grades_keep_their_epoch_so_each_lands_on_its_own_answer(cli, tmp_path):
+    """The folder has epochs 1-3 passed; the grades file lacks epoch 2's score and fails epoch 3: epoch 3's
+    grade must fail sample 2, not move up onto sample 1."""
+    first, grades = tmp_path / "first.json", tmp_path / "grades.json"
+    eval_log(first, *(sample("a", epoch) for epoch in (1, 2, 3)))
+    eval_log(grades, sample("a", 1), sample("a", 2, scores={}), sample("a", 3, "I"))
+    assert cli("import", "inspect-ai", first, "-o", tmp_path / "data").code == 0
+    assert cli("import", "inspect-ai", grades, "-o", tmp_path / "data", "--merge").code == 0
+    data = read_import(tmp_path / "data")
+    assert [data.outcomes["a", MODEL, n]["passed"] for n in (0, 1, 2)] == [True, True, False]
+
+
 @pytest.mark.parametrize("fields, reason", [
     ({"epoch": "first"}, "bad epoch"),
     ({"epoch": -1}, "bad epoch"),

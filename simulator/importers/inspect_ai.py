@@ -1,7 +1,13 @@
 """inspect-ai eval logs: `.json` logs (`--log-format json`) and `.eval` archives.
 
 One sample x epoch is one answer of the evaluated model. Mapping:
-- request_id: the sample `id` (or a sample metadata key with --request-id); sample: `epoch - 1`;
+- request_id: the sample `id` (or a sample metadata key with --request-id); sample: `epoch - 1` (inspect
+  numbers epochs from 1; a log holding an epoch 0 numbers them from 0, and then sample = epoch). In a new
+  folder an epoch dropped below leaves no gap: the request's remaining epochs are renumbered 0, 1, ... in
+  epoch order (folder.number_samples, listed in the report). Epochs are independent repeats of one input,
+  so which of them is sample 1 changes no expected pass rate or cost, while dropping the request's other
+  epochs would select requests on whether their scorer worked. With --merge the grade keeps `epoch - 1`,
+  which must name the same answer as the folder's sample;
 - model: `eval.model` as inspect names it (`openai/gpt-4o`; the merge matches it to the gateway's
   `gpt-4o`), or the answering snapshot `output.model` with --model-from response;
 - ts: the sample's `started_at`, else the eval's `created`;
@@ -68,7 +74,7 @@ TRUNCATED = {"max_tokens", "model_length", "content_filter"}
 def mapping(options: ImportOptions) -> list[tuple[str, str]]:
     return [
         ("request_id", options.request_id_source("metadata", "sample id")),
-        ("sample", "epoch - 1"),
+        ("sample", "epoch - 1 (a new folder renumbers them 0, 1, ... where an epoch was dropped)"),
         ("ts", "sample started_at (else eval.created)"),
         ("model", "eval.model" if options.model_from == "request" else "output.model"),
         ("passed", f"scorer {options.scorer or '(the only one)'} >= {options.pass_threshold:g}"),
@@ -268,4 +274,12 @@ def read(paths: list[Path], options: ImportOptions, log: ImportLog) -> list[Row]
         if len(names) > 1:
             raise RoutesimError(f"the logs have several scorers: {', '.join(sorted(names))}",
                                 where=", ".join(map(str, paths)), fix="choose the one that grades with --scorer NAME")
-    return collect(samples(paths, log), lambda where, item: sample_row(where, *item, options, log), log)
+    rows = []
+    for path in paths:  # each log numbers its own epochs
+        found = collect(samples([path], log), lambda where, item: sample_row(where, *item, options, log), log)
+        if any(row.sample == -1 for row in found):
+            for row in found:
+                row.sample = None if row.sample is None else row.sample + 1
+            log.note(f"{path.name} numbers its epochs from 0 (inspect numbers them from 1): sample = epoch")
+        rows += found
+    return rows
