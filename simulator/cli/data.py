@@ -80,6 +80,36 @@ def _print(log: ImportLog) -> None:
         console.print(line, markup=False, highlight=False, soft_wrap=True)
 
 
+# Where each format's request ids come from, and how to give the calls of one request a shared one: the
+# report says so when no request of a new folder has calls of two models (rows.hint_shadow_calls), since
+# such a folder cannot compare models. LiteLLM's wording is the one litellm.read has used.
+SHARED_IDS = {
+    "otel": ("the request id is the span id, one per call",
+             "import with --request-id trace_id to group the calls of one trace, or --request-id KEY to group "
+             "calls by an attribute holding a shared key"),
+    "litellm": ("request_id is LiteLLM's primary key, one per call", None),
+    "langfuse": ("the request id is the observation id, one per generation",
+                 "import with --request-id traceId (trace_id in the blob export) to group the generations of one "
+                 "trace, or --request-id KEY to group them by a metadata key holding a shared key"),
+    "openai-batch": ("each custom_id was answered by one model",
+                     "give each candidate's batch the same custom_ids and import their output files together"),
+    "inspect-ai": ("each sample was answered by the evaluated model only",
+                   "import the eval logs of every candidate on the same task together"),
+    "promptfoo": ("each test was answered by one provider", "run the eval with every candidate as a provider"),
+    "csv": ("no request_id has rows of two models", "map a column holding a shared id with --map request_id=COLUMN"),
+}
+
+
+def _hint_shared_ids(fmt: str, rows: list[Row], options: ImportOptions, log: ImportLog) -> None:
+    from simulator.importers.rows import SHARED_KEY, hint_shadow_calls
+
+    why, how = SHARED_IDS.get(fmt, ("the request ids are one per call", None))
+    if options.request_id_key:
+        why = f"no calls of two models share a value of --request-id {options.request_id_key}"
+        how = f"check that every candidate's call carries the same {options.request_id_key}"
+    hint_shadow_calls(rows, log, why, how or SHARED_KEY)
+
+
 def run_import(fmt: str, inputs: list[Path], out: Path, options: ImportOptions, *, force: bool, strict: bool,
                read: Callable[[list[Path], ImportOptions, ImportLog], list[Row]],
                mapping: Callable[[ImportOptions], list[tuple[str, str]]] | None = None,
@@ -137,6 +167,7 @@ def run_import(fmt: str, inputs: list[Path], out: Path, options: ImportOptions, 
         else:
             traffic, outcomes = build_tables(rows, log, columns=options.column_names,
                                              default_slice=options.default_slice, assume_passed=options.assume_passed)
+            _hint_shared_ids(fmt, rows, options, log)
             reports = [log.to_dict()]
     except RoutesimError:
         _print(log)

@@ -651,11 +651,14 @@ def service_tier(value: Any) -> str | None:
     return SERVICE_TIER_WORDS.get((as_text(value) or "").strip().lower())
 
 
-def hint_shadow_calls(rows: list[Row], log: ImportLog, why: str) -> None:
-    """Notes how to group shadow calls when no request id of the import has calls of two models."""
+SHARED_KEY = "log shadow calls with a shared metadata key and import with --request-id KEY"
+
+
+def hint_shadow_calls(rows: list[Row], log: ImportLog, why: str, how: str = SHARED_KEY) -> None:
+    """Notes, when no request id of the import has calls of two models, `why` (where the format's request
+    ids come from) and `how` to give the calls of one request a shared id."""
     models: dict[str | None, set] = {}
     for row in rows:
         models.setdefault(row.request_id, set()).add(row.model)
     if rows and all(len(named) < 2 for named in models.values()):
-        log.note(f"no request has calls of two models: {why}; to compare models on the same requests, log "
-                 "shadow calls with a shared metadata key and import with --request-id KEY")
+        log.note(f"no request has calls of two models: {why}; to compare models on the same requests, {how}")
