@@ -223,3 +223,42 @@ def test_an_interrupted_eval_is_read_from_its_journal_and_marked_incomplete(cli,
         out.writestr("samples/x_epoch_1.json", json.dumps(log["samples"][0]))
     refused = cli("import", "inspect-ai", broken, "-o", tmp_path / "other")
     assert refused.code == 2 and "inspect eval-retry" in refused.err
+
+
+def test_otel_reasoning_on_top_is_found_with_the_cache_on_top_too(cli, tmp_path):
+    """both: input 100 + cache reads 1,000 + output 50 + reasoning 30 = total 1,180: the cache exceeds the
+    input (on top), and only the reasoning explains the other 30. mixed: 1,000 + 500 cached + 50 + 30 =
+    1,580, the cache small enough to have been inside, but only both on top make the total. left: total
+    200 against 100 + 50 with reasoning 30 (inside, as neither reading makes 200): 50 tokens nobody
+    explains, so the row is listed although it has a reasoning count."""
+    path = tmp_path / "spans.jsonl"
+    write_lines(path, [
+        span("both", {"gen_ai.usage.input_tokens": 100, "gen_ai.usage.cache_read.input_tokens": 1000,
+                      "gen_ai.usage.output_tokens": 50, "gen_ai.usage.reasoning.output_tokens": 30,
+                      "gen_ai.usage.total_tokens": 1180}),
+        span("mixed", {"gen_ai.usage.input_tokens": 1000, "gen_ai.usage.cache_read.input_tokens": 500,
+                       "gen_ai.usage.output_tokens": 50, "gen_ai.usage.reasoning.output_tokens": 30,
+                       "gen_ai.usage.total_tokens": 1580}),
+        span("left", {"gen_ai.usage.input_tokens": 100, "gen_ai.usage.output_tokens": 50,
+                      "gen_ai.usage.reasoning.output_tokens": 30, "gen_ai.usage.total_tokens": 200}),
+    ])
+    assert cli("import", "otel", path, "-o", tmp_path / "data", "--assume-passed").code == 0
+    data = read_import(tmp_path / "data")
+    counts = {name: (data.outcome(name)["input_tokens"], data.outcome(name)["output_tokens"])
+              for name in ("both", "mixed", "left")}
+    assert counts == {"both": (1100, 80), "mixed": (1500, 80), "left": (100, 50)}
+    assert data.report[0]["total_above_input_and_output"] == [f"{path}, line 3: total 200 > input 100 + output 50"]
+
+
+def test_otel_forced_usage_reading_decides_where_reasoning_is_looked_for(cli, tmp_path):
+    """input 1,000, cache 500, output 50, reasoning 30, total 1,080: with --usage inclusive the input is
+    1,000 and the reasoning on top makes the total; with --usage exclusive the input is 1,500 and nothing
+    does, so the reasoning stays inside and the row is not listed (its total is below input + output)."""
+    path = tmp_path / "spans.jsonl"
+    write_lines(path, [span("s", {"gen_ai.usage.input_tokens": 1000, "gen_ai.usage.cache_read.input_tokens": 500,
+                                  "gen_ai.usage.output_tokens": 50, "gen_ai.usage.reasoning.output_tokens": 30,
+                                  "gen_ai.usage.total_tokens": 1080})])
+    for usage, expected in (("inclusive", (1000, 80)), ("exclusive", (1500, 50))):
+        assert cli("import", "otel", path, "-o", tmp_path / usage, "--assume-passed", "--usage", usage).code == 0
+        call = read_import(tmp_path / usage).outcome("s")
+        assert (call["input_tokens"], call["output_tokens"]) == expected

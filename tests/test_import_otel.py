@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 
@@ -77,3 +78,69 @@ def test_model_from_response_takes_the_answering_snapshot(cli, tmp_path):
     assert data.outcome("req-1")["model"] == "gpt-4o-2024-08-06"
     assert data.outcome("req-2")["model"] == "claude-3-5-sonnet"  # no response model: the request's
     assert data.report[0]["defaulted"]["model <- gen_ai.request.model (no gen_ai.response.model)"] == 4
+
+
+def sdk_span(span_id: str, **fields) -> dict:
+    """A console-exporter span with 10 input and 5 output tokens, 1 s long."""
+    return {"name": "chat", "context": {"trace_id": "t", "span_id": span_id},
+            "start_time": "2026-11-16T09:00:00Z", "end_time": "2026-11-16T09:00:01Z",
+            "attributes": {"gen_ai.operation.name": "chat", "gen_ai.request.model": "m",
+                           "gen_ai.usage.input_tokens": 10, "gen_ai.usage.output_tokens": 5}} | fields
+
+
+def otlp_span(span_id: str, *attributes: dict) -> dict:
+    return {"spanId": span_id, "startTimeUnixNano": "1794819600000000000", "endTimeUnixNano": "1794819601000000000",
+            "attributes": [{"key": "gen_ai.operation.name", "value": {"stringValue": "chat"}},
+                           {"key": "gen_ai.request.model", "value": {"stringValue": "m"}},
+                           {"key": "gen_ai.usage.input_tokens", "value": {"intValue": "10"}},
+                           {"key": "gen_ai.usage.output_tokens", "value": {"intValue": "5"}}, *attributes]}
+
+
+def export(*groups) -> dict:
+    return {"resourceSpans": list(groups)}
+
+
+def test_fields_of_the_wrong_kind_drop_their_span_or_the_part_of_the_export_they_spoil(cli, tmp_path):
+    """Two good spans (one SDK line, one in an export request) survive eight malformed ones, each dropped
+    and counted under its reason; an operation name of the wrong kind is no model call, so it is ignored."""
+    bad_int = {"key": "gen_ai.usage.total_tokens", "value": {"intValue": "many"}}
+    lines = [
+        sdk_span("good"),
+        sdk_span("status", status="ERROR"),
+        sdk_span("context", context=["t", "s"]),
+        sdk_span("events", status={"status_code": "ERROR"}, events={"name": "exception"}),
+        sdk_span("op", attributes={"gen_ai.operation.name": ["chat"], "gen_ai.request.model": "m"}),
+        sdk_span("reasons", attributes={"gen_ai.operation.name": "chat", "gen_ai.request.model": "m",
+                                        "gen_ai.usage.input_tokens": 1, "gen_ai.usage.output_tokens": 1,
+                                        "gen_ai.response.finish_reasons": [["length"]]}),
+        export({"scopeSpans": [{"spans": [otlp_span("otlp-good"), otlp_span("otlp-int", bad_int)]},
+                               "not a scope", {"spans": {"spanId": "x"}}]},
+               ["not a group"]),
+        export({"resource": {"attributes": [bad_int]}, "scopeSpans": [{"spans": [otlp_span("resource")]}]}),
+        {"resourceSpans": {"scopeSpans": []}},
+    ]
+    path = tmp_path / "spans.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    result = cli("import", "otel", path, "-o", tmp_path / "data", "--assume-passed")
+    assert result.code == 0, result.err
+    data = read_import(tmp_path / "data")
+    assert sorted(data.traffic) == ["good", "otlp-good", "reasons"]
+    report = data.report[0]
+    assert {reason: entry["rows"] for reason, entry in report["dropped"].items()} == {
+        "bad status": 1, "bad context": 1, "bad events": 1, "bad attribute value": 2, "bad OTLP export request": 4}
+    assert report["ignored"] == {'gen_ai.operation.name = ["chat"]': 1}
+    assert f"{path}, line 7, resourceSpans[0].scopeSpans[1]: resourceSpans[0].scopeSpans[1] is a string, not an " \
+           "object" in report["dropped"]["bad OTLP export request"]["examples"]
+    assert data.outcome("reasons")["hard_check_ok"]  # [["length"]] holds no finish reason it knows
+
+
+def test_a_line_that_is_not_utf8_is_dropped_with_its_line_number(cli, tmp_path):
+    path = tmp_path / "spans.jsonl"
+    path.write_bytes(json.dumps(sdk_span("a")).encode() + b'\n{"name": "caf\xe9"}\n'
+                     + json.dumps(sdk_span("b")).encode() + b"\n")
+    result = cli("import", "otel", path, "-o", tmp_path / "data", "--assume-passed")
+    assert result.code == 0, result.err
+    data = read_import(tmp_path / "data")
+    assert sorted(data.traffic) == ["a", "b"]
+    assert data.report[0]["dropped"]["not UTF-8 text"]["examples"] == [
+        f"{path}, line 2: byte 0xe9 at byte 14 of the line (export the file as UTF-8)"]

@@ -162,3 +162,69 @@ def test_a_forced_inclusive_reading_that_cannot_hold_is_a_bad_row():
 
 def test_every_field_of_a_row_reaches_the_frame():
     assert set(ROW_SCHEMA) == {field.name for field in dataclasses.fields(Row)} - {"columns"}
+
+
+def sdk_span(span_id: str, model: str = "m", trace: str = "t") -> dict:
+    return {"name": "chat", "context": {"trace_id": trace, "span_id": span_id}, "start_time": "2026-11-16T09:00:00Z",
+            "end_time": "2026-11-16T09:00:01Z", "attributes": {"gen_ai.operation.name": "chat",
+                                                                "gen_ai.request.model": model,
+                                                                "gen_ai.usage.input_tokens": 10,
+                                                                "gen_ai.usage.output_tokens": 5}}
+
+
+def test_the_report_is_printed_before_a_write_that_fails(cli, tmp_path, monkeypatch):
+    """The data contract or the disk can still refuse the folder after the rows were read: the report of what
+    was read and dropped comes first, so the refusal can be understood."""
+    path = tmp_path / "spans.jsonl"
+    path.write_text(json.dumps(sdk_span("a")) + "\nnot json\n")
+
+    def disk_full(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", disk_full)
+    result = cli("import", "otel", path, "-o", tmp_path / "data", "--assume-passed")
+    assert result.code == 2 and "disk full" in result.err
+    assert "dropped: 1 row(s)" in result.out and f"{path}, line 2: Expecting value" in result.out
+    assert "wrote" not in result.out
+
+
+def test_the_report_of_the_files_read_before_a_refused_one_is_printed(cli, tmp_path):
+    log, other = tmp_path / "log.json", tmp_path / "other.json"
+    log.write_text(json.dumps({"eval": {"task": "t", "model": "m"}, "samples": [
+        {"id": "a", "epoch": "first", "scores": {"match": {"value": "C"}}}]}))
+    other.write_text('{"results": []}')
+    result = cli("import", "inspect-ai", log, other, "-o", tmp_path / "data", "--scorer", "match")
+    assert result.code == 2 and "not an inspect-ai eval log" in result.err and str(other) in result.err
+    assert "bad epoch: 1" in result.out and f"{log}, sample 1 (id a, epoch first): epoch='first'" in result.out
+
+
+@pytest.mark.parametrize("fmt, lines, options, named", [
+    ("otel", [sdk_span("a", "m1"), sdk_span("b", "m2")], [], "--request-id trace_id"),
+    ("langfuse", [{"id": f"obs-{n}", "traceId": "trace", "type": "GENERATION", "model": model,
+                   "startTime": "2026-11-16T09:00:00Z", "endTime": "2026-11-16T09:00:01Z",
+                   "usageDetails": {"input": 10, "output": 5}} for n, model in enumerate(("m1", "m2"))],
+     [], "--request-id traceId"),
+    ("openai-batch", [{"custom_id": f"c{n}", "response": {"status_code": 200, "body": {
+        "object": "chat.completion", "created": 1794819600, "model": model, "choices": [{"finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 5}}}} for n, model in enumerate(("m1", "m2"))],
+     ["--assume-latency-ms", "1000"], "the same custom_ids"),
+])
+def test_every_format_says_when_no_request_has_calls_of_two_models(cli, tmp_path, fmt, lines, options, named):
+    """Two models, but each call its own request (the default ids are one per call): no request can compare
+    them, and the report says so, naming how to group them."""
+    path = tmp_path / "export.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    result = cli("import", fmt, path, "-o", tmp_path / "data", "--assume-passed", *options)
+    assert result.code == 0, result.err
+    notes = [note for note in read_import(tmp_path / "data").report[0]["assumptions"]
+             if note.startswith("no request has calls of two models")]
+    assert len(notes) == 1 and named in notes[0]
+
+
+def test_no_hint_once_a_request_has_calls_of_two_models_and_litellm_gives_it_once(cli, tmp_path):
+    path = tmp_path / "spans.jsonl"
+    path.write_text(json.dumps(sdk_span("a", "m1")) + "\n" + json.dumps(sdk_span("b", "m2")) + "\n")
+    grouped = cli("import", "otel", path, "-o", tmp_path / "data", "--assume-passed", "--request-id", "trace_id")
+    assert grouped.code == 0 and "no request has calls of two models" not in grouped.out
+    litellm = cli("import", "litellm", LITELLM, "-o", tmp_path / "lite", "--assume-passed")
+    assert litellm.out.count("no request has calls of two models") == 1

@@ -75,20 +75,39 @@ def _check_inputs(inputs: list[Path]) -> list[Path]:
     return inputs
 
 
-def _print(log: ImportLog, out: Path, *, wrote: bool) -> None:
+def _print(log: ImportLog) -> None:
     for line in log.lines():
         console.print(line, markup=False, highlight=False, soft_wrap=True)
-    if wrote:
-        console.print(f"wrote {out} (report: {out / 'import-report.json'})", markup=False, highlight=False)
 
 
-def _finish(log: ImportLog, out: Path, strict: bool, write: Callable[[], None]) -> None:
-    if strict and log.dropped_total:
-        _print(log, out, wrote=False)
-        raise RoutesimError(f"{log.dropped_total:,} row(s) were dropped and --strict is set: nothing was written",
-                            where=", ".join(log.files), fix="see 'dropped' above, or import without --strict")
-    write()
-    _print(log, out, wrote=True)
+# Where each format's request ids come from, and how to give the calls of one request a shared one: the
+# report says so when no request of a new folder has calls of two models (rows.hint_shadow_calls), since
+# such a folder cannot compare models. LiteLLM's wording is the one litellm.read has used.
+SHARED_IDS = {
+    "otel": ("the request id is the span id, one per call",
+             "import with --request-id trace_id to group the calls of one trace, or --request-id KEY to group "
+             "calls by an attribute holding a shared key"),
+    "litellm": ("request_id is LiteLLM's primary key, one per call", None),
+    "langfuse": ("the request id is the observation id, one per generation",
+                 "import with --request-id traceId (trace_id in the blob export) to group the generations of one "
+                 "trace, or --request-id KEY to group them by a metadata key holding a shared key"),
+    "openai-batch": ("each custom_id was answered by one model",
+                     "give each candidate's batch the same custom_ids and import their output files together"),
+    "inspect-ai": ("each sample was answered by the evaluated model only",
+                   "import the eval logs of every candidate on the same task together"),
+    "promptfoo": ("each test was answered by one provider", "run the eval with every candidate as a provider"),
+    "csv": ("no request_id has rows of two models", "map a column holding a shared id with --map request_id=COLUMN"),
+}
+
+
+def _hint_shared_ids(fmt: str, rows: list[Row], options: ImportOptions, log: ImportLog) -> None:
+    from simulator.importers.rows import SHARED_KEY, hint_shadow_calls
+
+    why, how = SHARED_IDS.get(fmt, ("the request ids are one per call", None))
+    if options.request_id_key:
+        why = f"no calls of two models share a value of --request-id {options.request_id_key}"
+        how = f"check that every candidate's call carries the same {options.request_id_key}"
+    hint_shadow_calls(rows, log, why, how or SHARED_KEY)
 
 
 def run_import(fmt: str, inputs: list[Path], out: Path, options: ImportOptions, *, force: bool, strict: bool,
@@ -124,7 +143,12 @@ def run_import(fmt: str, inputs: list[Path], out: Path, options: ImportOptions, 
         check_target(out, force=force)
     check_destination(out, folder=True, updating=merge or plan is not None)
     log = ImportLog(fmt, [str(path) for path in inputs], mapping=mapping(options) if mapping else [])
-    rows = read(inputs, options, log)
+    try:
+        rows = read(inputs, options, log)
+    except RoutesimError:
+        if log.rows_read:  # what the files read before the failing one held is part of the answer
+            _print(log)
+        raise
     if merge:  # only the grade's fields are merged; usage and timing stay the traffic log's
         log.mapping = [(field, source) for field, source in log.mapping if field in GRADE_FIELDS]
     try:
@@ -143,12 +167,18 @@ def run_import(fmt: str, inputs: list[Path], out: Path, options: ImportOptions, 
         else:
             traffic, outcomes = build_tables(rows, log, columns=options.column_names,
                                              default_slice=options.default_slice, assume_passed=options.assume_passed)
+            _hint_shared_ids(fmt, rows, options, log)
             reports = [log.to_dict()]
     except RoutesimError:
-        _print(log, out, wrote=False)
+        _print(log)
         raise
-    _finish(log, out, strict, lambda: write_folder(out, traffic, outcomes, report_file(reports),
-                                                               updating=merge or plan is not None))
+    # The report comes first: what --strict or the data contract refuses below is explained by it.
+    _print(log)
+    if strict and log.dropped_total:
+        raise RoutesimError(f"{log.dropped_total:,} row(s) were dropped and --strict is set: nothing was written",
+                            where=", ".join(log.files), fix="see 'dropped' above, or import without --strict")
+    write_folder(out, traffic, outcomes, report_file(reports), updating=merge or plan is not None)
+    console.print(f"wrote {out} (report: {out / 'import-report.json'})", markup=False, highlight=False)
 
 
 @import_app.command("otel")

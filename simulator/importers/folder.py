@@ -4,7 +4,8 @@ Modelling rules (the README's "Importing logs" states them for users):
 - Rows that share a request id are answers to the same request: the earliest call gives the traffic row
   (its time, slice, input tokens and named columns); every call is an outcome. Several models under one id
   are candidates (shadow traffic, A/B tests); repeated calls of one model are its samples 0, 1, ... in
-  time order. Rows equal in every field but their position are one row exported twice.
+  time order, or in the source's own order where it numbers them (inspect-ai's epochs), renumbered without
+  gaps when some were dropped. Rows equal in every field but their position are one row exported twice.
 - `hard_check_ok` is the call's status (errors, truncated or filtered answers are false). Traffic logs
   carry no grade, so `passed` is either assumed from the status (--assume-passed, kept as
   `passed_source = assumed_from_status` and flagged in the report) or merged from an eval tool's grades.
@@ -42,7 +43,8 @@ ROW_SCHEMA = {
     "where": pl.String, "request_id": pl.String, "ts": pl.Datetime("us", "UTC"), "model": pl.String,
     "sample": pl.Int64, "slice": pl.String, "input_tokens": pl.Int64, "cached_input_tokens": pl.Int64,
     "cache_write_tokens": pl.Int64, "cache_write_1h_tokens": pl.Int64, "output_tokens": pl.Int64,
-    "reasoning_tokens": pl.Int64, "total_tokens": pl.Int64, "error_type": pl.String, "service_tier": pl.String, "latency_ms": pl.Float64, "ttft_ms": pl.Float64,
+    "reasoning_tokens": pl.Int64, "total_tokens": pl.Int64, "error_type": pl.String, "service_tier": pl.String,
+    "latency_ms": pl.Float64, "ttft_ms": pl.Float64,
     "cost_usd": pl.Float64, "ok": pl.Boolean, "passed": pl.Boolean, "score": pl.Float64,
     "confidence": pl.Float64, "checker_score": pl.Float64, "grader": pl.String, "latency_source": pl.String,
     "usage_style": pl.String,
@@ -111,8 +113,7 @@ def build_tables(rows: list[Row], log: ImportLog, *, columns: list[str], default
     flag_missing_usage(frame, log)
     flag_unexplained_totals(frame, log)
 
-    frame = frame.sort("request_id", "ts", "order").with_columns(
-        pl.coalesce("sample", pl.int_range(pl.len()).over("request_id", "model")).alias("sample"),
+    frame = number_samples(frame, log).sort("request_id", "ts", "order").with_columns(
         pl.when(pl.col("passed").is_null()).then(pl.lit(ASSUMED)).otherwise(pl.lit(GRADED)).alias("passed_source"),
         pl.coalesce("passed", "ok").alias("passed"),
     )
@@ -141,6 +142,28 @@ def build_tables(rows: list[Row], log: ImportLog, *, columns: list[str], default
     return traffic, outcomes
 
 
+def number_samples(frame: pl.DataFrame, log: ImportLog) -> pl.DataFrame:
+    """`sample` 0, 1, ... for the calls of each request x model: in the order of the sample numbers the
+    source gave (inspect-ai's epochs), else in time order. A source's numbers with a gap (a call dropped
+    above) or not starting at 0 are renumbered so, and the renumbered pairs are listed in the report: the
+    contract has no gaps, and one dropped answer must not cost the import."""
+    pair = ("request_id", "model")
+    numbered = frame.sort(*pair, "sample", "ts", "order", nulls_last=True).with_columns(
+        pl.int_range(pl.len()).over(*pair).alias("_dense"))
+    moved = (numbered.filter(pl.col("sample").is_not_null() & (pl.col("sample") != pl.col("_dense")))
+             .select(pair).unique(maintain_order=True))
+    if moved.height:
+        shown = (numbered.join(moved.head(SHOWN_ROWS), on=pair, how="semi").group_by(pair, maintain_order=True)
+                 .agg("sample", "_dense"))
+        log.note(f"{moved.height:,} request x model pair(s) had their sample numbers renumbered 0, 1, ... in "
+                 "the source's order, as answers of theirs were dropped above or the numbers did not start at 0 "
+                 "(see samples_renumbered)")
+        log.summary["samples_renumbered"] = [
+            f"request {request}, {model}: samples {', '.join(map(str, read))} as read -> {', '.join(map(str, dense))}"
+            for request, model, read, dense in shown.iter_rows()]
+    return numbered.with_columns(pl.col("_dense").alias("sample")).drop("_dense")
+
+
 def flag_missing_usage(frame: pl.DataFrame, log: ImportLog) -> None:
     """A successful call with zero tokens and a positive recorded cost had its usage lost, not zero tokens."""
     lost = frame.filter(pl.col("ok") & (pl.col("input_tokens") == 0) & (pl.col("output_tokens") == 0)
@@ -156,13 +179,13 @@ SHOWN_ROWS = 20
 
 
 def flag_unexplained_totals(frame: pl.DataFrame, log: ImportLog) -> None:
-    """Rows whose reported total exceeds input + output with no reasoning count to explain it (reasoning
-    reported on top of the output under a name the importer does not read?), listed row by row."""
-    over = frame.filter((pl.col("total_tokens") > pl.col("input_tokens") + pl.col("output_tokens"))
-                        & pl.col("reasoning_tokens").is_null())
+    """Rows whose reported total still exceeds input + output as imported (cache and reasoning counted in
+    wherever the importer found them on top), listed row by row: tokens under a name the importer does not
+    read, or a reasoning count that is not what the total left over."""
+    over = frame.filter(pl.col("total_tokens") > pl.col("input_tokens") + pl.col("output_tokens"))
     if over.height:
-        log.note(f"{over.height:,} call(s) report a total above input + output and no reasoning count: tokens "
-                 "billed but not imported (see total_above_input_and_output)")
+        log.note(f"{over.height:,} call(s) report a total above input + output as imported: tokens billed but "
+                 "not imported (see total_above_input_and_output)")
         log.summary["total_above_input_and_output"] = [
             f"{where}: total {total:,} > input {inp:,} + output {out:,}"
             for where, total, inp, out in over.head(SHOWN_ROWS).select("where", "total_tokens", "input_tokens",

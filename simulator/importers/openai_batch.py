@@ -17,6 +17,8 @@ Mapping:
 - hard_check_ok: false for a finish reason of length or content_filter (Responses: status incomplete);
 - requests that failed without a response (`error` set, or a non-200 status) carry no model or usage:
   dropped and counted under the error's type (else its code) and error_type, the message in the example.
+A field of the wrong kind (a usage or choices that is no object or list) drops its line, counted with the
+reason.
 """
 
 from __future__ import annotations
@@ -39,7 +41,9 @@ from simulator.importers.rows import (
     first_count,
     json_lines,
     label_row,
+    list_field,
     normalise_usage,
+    object_field,
     timestamp,
 )
 from simulator.importers.usage import INCLUSIVE
@@ -77,10 +81,12 @@ def require_latency(options: ImportOptions) -> None:
                             fix="give the latency to record for every request, in milliseconds")
 
 
-def _finish_reasons(body: dict) -> set:
-    reasons = {choice.get("finish_reason") for choice in body.get("choices") or [] if isinstance(choice, dict)}
+def _finish_reasons(body: dict) -> set[str | None]:
+    """The choices' finish reasons (Chat Completions) and the reason a response stopped (Responses API)."""
+    reasons = {as_text(choice.get("finish_reason")) for choice in list_field(body.get("choices"), "choices")
+               if isinstance(choice, dict)}
     details = body.get("incomplete_details")
-    return reasons | ({details.get("reason")} if isinstance(details, dict) else set())
+    return reasons | ({as_text(details.get("reason"))} if isinstance(details, dict) else set())
 
 
 def _truncated(body: dict) -> bool:
@@ -90,11 +96,11 @@ def _truncated(body: dict) -> bool:
 def batch_row(where: str, line: Any, options: ImportOptions, pattern: re.Pattern | None, log: ImportLog) -> Row | None:
     if not isinstance(line, dict) or "custom_id" not in line:
         raise BadRow("not a batch output line", "expected an object with custom_id, response and error")
-    response = line.get("response") or {}
-    body = response.get("body") if isinstance(response, dict) else None
-    status = response.get("status_code") if isinstance(response, dict) else None
-    if line.get("error") or not isinstance(body, dict) or (status is not None and status != 200):
-        error = line.get("error") or (body or {}).get("error") or {}
+    response = object_field(line.get("response"), "response")
+    body = object_field(response.get("body"), "response.body")  # {} when the request got no answer
+    status = response.get("status_code")
+    if line.get("error") or not body or as_text(status) not in (None, "200"):
+        error = line.get("error") or body.get("error") or {}
         code = error.get("code") if isinstance(error, dict) else error
         kind = (error.get("type") if isinstance(error, dict) else None) or code or f"status {status}"
         message = error.get("message") if isinstance(error, dict) else None
@@ -104,7 +110,7 @@ def batch_row(where: str, line: Any, options: ImportOptions, pattern: re.Pattern
     if body.get("object") not in (None, "chat.completion", "response", "text_completion"):
         log.ignore(f"object = {body.get('object')}")
         return None
-    usage = body.get("usage") or {}
+    usage = object_field(body.get("usage"), "usage")
     output = first_count(usage, ("completion_tokens", "output_tokens"), "output tokens")
     reasoning = first_count(usage, ("completion_tokens_details.reasoning_tokens",
                                     "output_tokens_details.reasoning_tokens"), "reasoning tokens")
@@ -120,11 +126,12 @@ def batch_row(where: str, line: Any, options: ImportOptions, pattern: re.Pattern
               ts=timestamp(body.get("created", body.get("created_at")), "created"),
               model=as_text(body.get("model")), **usage.fields(), output_tokens=output, reasoning_tokens=reasoning,
               latency_ms=options.assume_latency_ms, service_tier="batch",
-              ok=not _truncated(body), error_type=error_type(*sorted(map(str, _finish_reasons(body)))) if _truncated(body) else None,
+              ok=not _truncated(body),
+              error_type=error_type(*sorted(map(str, _finish_reasons(body)))) if _truncated(body) else None,
               latency_source="assumed")
-    label_row(row, options, match.groupdict() if match else {}, {"custom_id": custom_id, "batch_request_id": line.get("id"),
-                                    "service_tier": body.get("service_tier"),
-                                    "system_fingerprint": body.get("system_fingerprint")}, dig(body, "metadata"))
+    own = {"custom_id": custom_id, "batch_request_id": line.get("id"), "service_tier": body.get("service_tier"),
+           "system_fingerprint": body.get("system_fingerprint")}
+    label_row(row, options, match.groupdict() if match else {}, own, dig(body, "metadata"))
     return row
 
 
@@ -133,7 +140,10 @@ def read(paths: list[Path], options: ImportOptions, log: ImportLog) -> list[Row]
     try:
         pattern = re.compile(options.custom_id_pattern) if options.custom_id_pattern else None
     except re.error as error:
-        raise RoutesimError(f"--custom-id-pattern is not a regular expression: {error}") from None
+        raise RoutesimError(f"--custom-id-pattern is not a regular expression: {error}",
+                            where=f"routesim import openai-batch: --custom-id-pattern {options.custom_id_pattern}",
+                            fix="give a Python regular expression with named groups, e.g. "
+                                "'(?P<feature>[a-z_]+)-\\d+'") from None
     rows = collect(chain.from_iterable(json_lines(path, log) for path in paths),
                    lambda where, line: batch_row(where, line, options, pattern, log), log)
     if rows:

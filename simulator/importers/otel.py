@@ -25,8 +25,9 @@ counted in the report):
 - output tokens: `gen_ai.usage.output_tokens` (older: `gen_ai.usage.completion_tokens`), reasoning
   included; reasoning `gen_ai.usage.reasoning.output_tokens` (REASONING: Sentry's, OpenLLMetry's and
   pydantic-ai's names). Reasoning counted on top of the output (the total says input + output +
-  reasoning, or reasoning > output, or Google's thoughts count, which Gemini never includes) is added to
-  output_tokens;
+  reasoning, the input taken with or without the cache tokens, or reasoning > output, or Google's
+  thoughts count, which Gemini never includes) is added to output_tokens; a total still above input +
+  output is listed in the report (folder.flag_unexplained_totals);
 - every other `gen_ai.usage.*` attribute is listed in the report as not read, so a rename shows up;
 - hard_check_ok: false when the span status is ERROR, `error.type` is set, or a finish reason is
   length/max_tokens/content_filter. Error spans are kept as failed calls with their latency (a span
@@ -39,6 +40,9 @@ counted in the report):
 - cost_usd: the attribute named by --cost-attribute (none in the conventions); ttft_ms: not in the span
   conventions, left null;
 - slice and --column keys: span attributes, then resource attributes, then trace_id/span_id/name.
+A field of the wrong kind (a status, context or attribute value of another JSON type, an intValue that is
+no integer) drops its span, and a malformed export request drops the part of its line it spoils, each
+counted with the reason.
 """
 
 from __future__ import annotations
@@ -58,15 +62,18 @@ from simulator.importers.rows import (
     epoch_nanos,
     error_type,
     first_count,
+    json_kind,
     json_lines,
     label_row,
+    list_field,
     millis_between,
     normalise_usage,
     number,
+    object_field,
     service_tier,
     timestamp,
 )
-from simulator.importers.usage import INCLUSIVE
+from simulator.importers.usage import EXCLUSIVE, INCLUSIVE
 
 MODEL_OPERATIONS = {"chat", "text_completion", "generate_content"}
 TRUNCATED = {"length", "max_tokens", "content_filter"}
@@ -108,44 +115,84 @@ def mapping(options: ImportOptions) -> list[tuple[str, str]]:
 
 
 def any_value(value: Any) -> Any:
-    """An OTLP/JSON AnyValue as a plain value (intValue arrives as a string to keep int64 precision)."""
+    """An OTLP/JSON AnyValue as a plain value (intValue arrives as a string to keep int64 precision);
+    BadRow for an intValue that is no integer or an array/kvlist that is no object."""
     if not isinstance(value, dict):
         return value
     for kind in ("stringValue", "boolValue", "doubleValue", "bytesValue"):
         if kind in value:
             return value[kind]
     if "intValue" in value:
-        return int(value["intValue"])
+        try:
+            return int(value["intValue"])
+        except (TypeError, ValueError):
+            raise BadRow("bad attribute value", f"intValue={value['intValue']!r} is not an integer") from None
     if "arrayValue" in value:
-        return [any_value(item) for item in value["arrayValue"].get("values", [])]
+        return [any_value(item) for item in list_field(object_field(value["arrayValue"], "arrayValue").get("values"),
+                                                         "arrayValue.values")]
     if "kvlistValue" in value:
-        return attributes(value["kvlistValue"].get("values", []))
+        return attributes(object_field(value["kvlistValue"], "kvlistValue").get("values"))
     return None
 
 
 def attributes(raw: Any) -> dict[str, Any]:
+    """Attributes as a plain object: the SDK's own, or OTLP/JSON's list of {key, value} (entries without a
+    text key are skipped: there is nothing to look them up by)."""
     if isinstance(raw, dict):
         return raw
     if isinstance(raw, list):
-        return {item["key"]: any_value(item.get("value")) for item in raw if isinstance(item, dict) and "key" in item}
+        return {item["key"]: any_value(item.get("value")) for item in raw
+                if isinstance(item, dict) and isinstance(item.get("key"), str)}
     return {}
 
 
-def spans(paths: list[Path], log: ImportLog) -> Iterator[tuple[str, tuple[Any, dict]]]:
-    """(where, (span, resource attributes)) for every span of every line."""
+def spans(paths: list[Path], log: ImportLog) -> Iterator[tuple[str, tuple[Any, Any]]]:
+    """(where, (span, its resource's raw attributes)) for every span of every line; the attributes are
+    parsed with the span, so that a bad one drops that span only."""
     for path in paths:
         for where, document in json_lines(path, log):
             if isinstance(document, dict) and "resourceSpans" in document:
-                for resource_spans in document.get("resourceSpans") or []:
-                    resource = attributes((resource_spans.get("resource") or {}).get("attributes"))
-                    scopes = resource_spans.get("scopeSpans") or resource_spans.get("instrumentationLibrarySpans") or []
-                    for scope in scopes:
-                        for span in scope.get("spans") or []:
-                            yield f"{where}, span {span.get('spanId') or span.get('name')}", (span, resource)
+                yield from _export_spans(where, document, log)
             elif isinstance(document, dict):
-                yield where, (document, attributes((document.get("resource") or {}).get("attributes")))
+                resource = document.get("resource")
+                yield where, (document, resource.get("attributes") if isinstance(resource, dict) else None)
             else:
-                yield where, (None, {})
+                yield where, (None, None)
+
+
+def _export_spans(where: str, document: dict, log: ImportLog) -> Iterator[tuple[str, tuple[Any, Any]]]:
+    """The spans of one OTLP export request. A level that is not the list or object OTLP/JSON has there
+    drops what it holds, counted once with its path, and the rest of the line is still read."""
+    def malformed(path: str, value: Any, expected: str) -> None:
+        log.rows_read += 1
+        log.drop("bad OTLP export request", f"{where}, {path}", f"{path} is {json_kind(value)}, not {expected}")
+
+    groups = document.get("resourceSpans") or []
+    if not isinstance(groups, list):
+        malformed("resourceSpans", groups, "a list")
+        groups = []
+    for number_, group in enumerate(groups):
+        path = f"resourceSpans[{number_}]"
+        if not isinstance(group, dict):
+            malformed(path, group, "an object")
+            continue
+        resource = group.get("resource")
+        raw_resource = resource.get("attributes") if isinstance(resource, dict) else None
+        scopes = group.get("scopeSpans") or group.get("instrumentationLibrarySpans") or []
+        if not isinstance(scopes, list):
+            malformed(f"{path}.scopeSpans", scopes, "a list")
+            continue
+        for scope_number, scope in enumerate(scopes):
+            if not isinstance(scope, dict):
+                malformed(f"{path}.scopeSpans[{scope_number}]", scope, "an object")
+                continue
+            scope_spans = scope.get("spans") or []
+            if not isinstance(scope_spans, list):
+                malformed(f"{path}.scopeSpans[{scope_number}].spans", scope_spans, "a list")
+                continue
+            for span in scope_spans:
+                name = (span.get("spanId") or span.get("name")) if isinstance(span, dict) else None
+                yield f"{where}, span {as_text(name) or '?'}", (span, raw_resource)
 
 
 def _time(span: dict, nano_key: str, iso_key: str) -> tuple[dt.datetime | None, int | None]:
@@ -157,30 +204,51 @@ def _time(span: dict, nano_key: str, iso_key: str) -> tuple[dt.datetime | None, 
 
 def _failure(span: dict, attrs: dict) -> str | None:
     """The error type of a failed or truncated call, None for a good answer."""
-    status = span.get("status") or {}
-    code = status.get("code", status.get("status_code"))
+    status = object_field(span.get("status"), "status")
+    code = as_text(status.get("code", status.get("status_code")))
     reasons = attrs.get("gen_ai.response.finish_reasons") or []
-    truncated = set([reasons] if isinstance(reasons, str) else reasons) & TRUNCATED
-    if code in (2, "2", "ERROR", "STATUS_CODE_ERROR") or attrs.get("error.type"):
-        events = [attributes(event.get("attributes")) for event in span.get("events") or [] if isinstance(event, dict)]
+    truncated = {as_text(reason) for reason in (reasons if isinstance(reasons, list) else [reasons])} & TRUNCATED
+    if code in ("2", "ERROR", "STATUS_CODE_ERROR") or attrs.get("error.type"):
+        events = [attributes(event.get("attributes")) for event in list_field(span.get("events"), "events")
+                  if isinstance(event, dict)]
         return error_type(attrs.get("error.type"), attrs.get("http.response.status_code"),
                           status.get("message", status.get("description")),
                           *(event.get(key) for event in events for key in ("exception.type", "exception.message")))
     return error_type(*sorted(truncated)) if truncated else None
 
 
-def _reasoning(attrs: dict, output: int | None, total: int | None, known_input: int | None,
+def _reasoning(attrs: dict, output: int | None, total: int | None, inputs: tuple[int, ...],
                log: ImportLog) -> tuple[int | None, int | None]:
-    """(output tokens with reasoning in, reasoning tokens), telling reasoning inside the output from on top."""
+    """(output tokens with reasoning in, reasoning tokens), telling reasoning inside the output from on top.
+
+    `inputs`: what the input may be once its cache tokens are counted the way the span counted them (the
+    reported input, and the reported input plus the cache where it could have come on top). Reasoning is
+    on top when some reading of the input with output + reasoning makes the total and no reading with the
+    output alone does: without the cache tried, a span reporting both on top (input 100, cache reads 1,000,
+    output 50, reasoning 30, total 1,180) would lose its 30 reasoning tokens.
+    """
     thoughts = first_count(attrs, THOUGHTS, "thoughts tokens")
     if thoughts is not None:
         return (None if output is None else output + thoughts), thoughts
     reasoning = first_count(attrs, REASONING, "reasoning tokens", log)
     if reasoning is None or output is None:
         return output, reasoning
-    on_top = reasoning > output or (total is not None and known_input is not None
-                                   and known_input + output + reasoning == total != known_input + output)
+    on_top = reasoning > output or (total is not None and any(known + output + reasoning == total for known in inputs)
+                                   and not any(known + output == total for known in inputs))
     return (output + reasoning if on_top else output), reasoning
+
+
+def _input_readings(reported: int | None, cache: int, forced_style: str) -> tuple[int, ...]:
+    """The input tokens a span may mean, its cache tokens counted inside or on top of the reported input:
+    on top only when the cache exceeds the input (it cannot be inside it), both when either could hold, one
+    when --usage forces a reading (rows.normalise_usage decides which for the row itself)."""
+    if reported is None:
+        return ()
+    if forced_style == INCLUSIVE or cache == 0:
+        return (reported,)
+    if forced_style == EXCLUSIVE or cache > reported:
+        return (reported + cache,)
+    return (reported, reported + cache)
 
 
 def _service_tier(attrs: dict) -> str | None:
@@ -196,7 +264,7 @@ def _service_tier(attrs: dict) -> str | None:
     return None
 
 
-def span_row(where: str, span: Any, resource: dict, options: ImportOptions, log: ImportLog) -> Row | None:
+def span_row(where: str, span: Any, raw_resource: Any, options: ImportOptions, log: ImportLog) -> Row | None:
     if not isinstance(span, dict):
         raise BadRow("not a span", "a line must hold an OTLP export request or one span object")
     attrs = attributes(span.get("attributes"))
@@ -204,10 +272,12 @@ def span_row(where: str, span: Any, resource: dict, options: ImportOptions, log:
     if operation is None and "gen_ai.request.model" not in attrs:
         log.ignore("spans without gen_ai attributes")
         return None
+    operation = None if operation is None else as_text(operation)
     if operation is not None and operation not in MODEL_OPERATIONS:
         log.ignore(f"gen_ai.operation.name = {operation}")
         return None
-    context = span.get("context") or {}
+    resource = attributes(raw_resource)
+    context = object_field(span.get("context"), "context")
     ids = {"span_id": span.get("spanId") or context.get("span_id"),
            "trace_id": span.get("traceId") or context.get("trace_id"), "name": span.get("name")}
     start, start_nanos = _time(span, "startTimeUnixNano", "start_time")
@@ -236,7 +306,8 @@ def span_row(where: str, span: Any, resource: dict, options: ImportOptions, log:
     total = first_count(attrs, TOTAL, "total tokens", log)
     cache_read = first_count(attrs, CACHE_READ, "cache read tokens", log)
     cache_write = first_count(attrs, CACHE_WRITE, "cache write tokens", log)
-    output, reasoning = _reasoning(attrs, output, total, reported, log)
+    cache = (cache_read or 0) + (cache_write or 0)
+    output, reasoning = _reasoning(attrs, output, total, _input_readings(reported, cache, options.usage_style), log)
     usage = normalise_usage(reported, cache_read, cache_write, output=output, total=total,
                             default_style=INCLUSIVE, forced_style=options.usage_style)
     cost = number(attrs.get(options.cost_attribute), "cost") if options.cost_attribute else None

@@ -243,6 +243,8 @@ def timestamp(value: Any, name: str) -> dt.datetime | None:
     if isinstance(value, dt.datetime):
         parsed = value
     elif isinstance(value, (int, float)) and not isinstance(value, bool) or _numeric_text(value):
+        if not math.isfinite(float(value)):  # JSON's NaN and Infinity, which Python's parser accepts
+            raise BadRow(f"bad {name}", f"{name}={value!r} is not a finite time")
         seconds = _epoch_seconds(float(value))
         try:
             return dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(seconds=seconds)
@@ -306,6 +308,35 @@ def json_field(value: Any, name: str) -> Any:
                 return json.loads(text)
             except json.JSONDecodeError as error:
                 raise BadRow(f"bad {name}", f"{name} is not valid JSON ({error.msg})") from None
+    return value
+
+
+def json_kind(value: Any) -> str:
+    """What a JSON value is, in JSON's words, for a message about a field of the wrong kind."""
+    for kind, name in ((bool, "a boolean"), (dict, "an object"), (list, "a list"), (str, "a string"),
+                       ((int, float), "a number")):
+        if isinstance(value, kind):
+            return name
+    return type(value).__name__
+
+
+def object_field(value: Any, name: str) -> dict:
+    """A nested JSON object read from an untrusted file: {} when absent (null or ""), BadRow when a value
+    of another kind stands there, so that `.get` on it can never fail."""
+    if _absent(value):
+        return {}
+    if not isinstance(value, dict):
+        raise BadRow(f"bad {name}", f"{name} is {json_kind(value)}, not an object")
+    return value
+
+
+def list_field(value: Any, name: str) -> list:
+    """A nested JSON list read from an untrusted file: [] when absent (null or ""), BadRow when a value of
+    another kind stands there (iterating a string or an object would walk its characters or keys)."""
+    if _absent(value):
+        return []
+    if not isinstance(value, list):
+        raise BadRow(f"bad {name}", f"{name} is {json_kind(value)}, not a list")
     return value
 
 
@@ -503,8 +534,9 @@ def _lines(path: Path) -> Iterator[tuple[int, bytes | None]]:
 
 
 def json_lines(path: Path, log: ImportLog) -> Iterator[tuple[str, Any]]:
-    """(where, object) per non-empty line; a line that is not JSON, nested too deeply or longer than
-    limits.MAX_LINE_BYTES is dropped and counted. A byte-order mark at the start is ignored."""
+    """(where, object) per non-empty line; a line that is not UTF-8, not JSON, nested too deeply or longer
+    than limits.MAX_LINE_BYTES is dropped and counted with its line number. A byte-order mark at the start
+    is ignored."""
     try:
         for number_, raw in _lines(path):
             where = f"{path}, line {number_}"
@@ -512,7 +544,13 @@ def json_lines(path: Path, log: ImportLog) -> Iterator[tuple[str, Any]]:
                 log.rows_read += 1
                 log.drop("line too long", where, f"longer than {limits.MAX_LINE_BYTES // 2**20} MiB")
                 continue
-            line = raw.decode("utf-8")
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:  # one stray byte spoils its line, not the lines around it
+                log.rows_read += 1
+                log.drop("not UTF-8 text", where, f"byte 0x{raw[error.start]:02x} at byte {error.start + 1} of the "
+                         "line (export the file as UTF-8)")
+                continue
             if not line.strip():
                 continue
             try:
@@ -523,7 +561,7 @@ def json_lines(path: Path, log: ImportLog) -> Iterator[tuple[str, Any]]:
             except RecursionError:
                 log.rows_read += 1
                 log.drop("nested too deeply", where, "JSON nested deeper than Python's parser can follow")
-    except (OSError, UnicodeDecodeError) as error:
+    except OSError as error:
         raise _open_error(path, error) from None
 
 
@@ -554,8 +592,8 @@ def archive_members(path: Path, archive) -> None:
     expanded = sum(info.file_size for info in archive.infolist())
     allowance = max(limits.MIN_ARCHIVE_ALLOWANCE, limits.MAX_ARCHIVE_RATIO * path.stat().st_size)
     if expanded > allowance:
-        raise RoutesimError(f"the archive expands to {expanded:,} bytes, more than {limits.MAX_ARCHIVE_RATIO}x its size "
-                            f"(the limit is {allowance:,} bytes)", where=str(path),
+        raise RoutesimError(f"the archive expands to {expanded:,} bytes, more than {limits.MAX_ARCHIVE_RATIO}x its "
+                            f"size (the limit is {allowance:,} bytes)", where=str(path),
                             fix="this is not an archive the tool wrote; check the file, or import its JSON log")
 
 
@@ -593,7 +631,8 @@ def records(path: Path, log: ImportLog, *, list_keys: tuple[str, ...] = ("data",
         if isinstance(document, dict):
             document = next((document[key] for key in list_keys if isinstance(document.get(key), list)), None)
         if not isinstance(document, list):
-            raise RoutesimError(f"expected a list of rows{' or an object with ' + repr(list_keys[0]) if list_keys else ''}",
+            keyed = f" or an object with {list_keys[0]!r}" if list_keys else ""
+            raise RoutesimError(f"expected a list of rows{keyed}",
                                 where=str(path), fix="export the rows as JSON lines (.jsonl), a JSON list or CSV")
         for index, item in enumerate(document, 1):
             yield f"{path}, item {index}", item
@@ -612,11 +651,14 @@ def service_tier(value: Any) -> str | None:
     return SERVICE_TIER_WORDS.get((as_text(value) or "").strip().lower())
 
 
-def hint_shadow_calls(rows: list[Row], log: ImportLog, why: str) -> None:
-    """Notes how to group shadow calls when no request id of the import has calls of two models."""
+SHARED_KEY = "log shadow calls with a shared metadata key and import with --request-id KEY"
+
+
+def hint_shadow_calls(rows: list[Row], log: ImportLog, why: str, how: str = SHARED_KEY) -> None:
+    """Notes, when no request id of the import has calls of two models, `why` (where the format's request
+    ids come from) and `how` to give the calls of one request a shared id."""
     models: dict[str | None, set] = {}
     for row in rows:
         models.setdefault(row.request_id, set()).add(row.model)
     if rows and all(len(named) < 2 for named in models.values()):
-        log.note(f"no request has calls of two models: {why}; to compare models on the same requests, log "
-                 "shadow calls with a shared metadata key and import with --request-id KEY")
+        log.note(f"no request has calls of two models: {why}; to compare models on the same requests, {how}")
