@@ -53,6 +53,7 @@ from simulator.core.errors import RoutesimError
 from simulator.importers.options import ImportOptions
 from simulator.importers.rows import (
     NO_CACHE,
+    TTFT_BEFORE_START,
     BadRow,
     ImportLog,
     Row,
@@ -70,6 +71,7 @@ from simulator.importers.rows import (
     records,
     tags_namespace,
     timestamp,
+    ttft_between,
     unit_score,
 )
 from simulator.importers.usage import EXCLUSIVE
@@ -194,9 +196,6 @@ def observation_row(where: str, record: Any, options: ImportOptions, log: Import
     return row
 
 
-TTFT_BEFORE_START = "ttft_ms -> null (completionStartTime before startTime)"
-
-
 def _ttft(record: dict, start: dt.datetime | None, export: bool, log: ImportLog) -> float | None:
     """Milliseconds to the first token: completion start - start, else (API objects) timeToFirstToken x 1000.
 
@@ -206,11 +205,7 @@ def _ttft(record: dict, start: dt.datetime | None, export: bool, log: ImportLog)
     """
     first_token = timestamp(_field(record, "completionStartTime", "completion_start_time"), "completionStartTime")
     if first_token is not None or export:
-        try:
-            return millis_between(start, first_token, "ttft")
-        except BadRow:
-            log.default(TTFT_BEFORE_START)
-            return None
+        return ttft_between(start, first_token, log)
     seconds = number(record.get("timeToFirstToken"), "timeToFirstToken", minimum=None)
     if seconds is not None and seconds < 0:
         log.default(TTFT_BEFORE_START)

@@ -54,16 +54,17 @@ from simulator.importers.rows import (
     dig,
     error_type,
     first_count,
-    hint_shadow_calls,
     json_field,
     label_row,
     millis_between,
     normalise_usage,
     number,
+    reasoning_on_top,
     records,
     service_tier,
     tags_namespace,
     timestamp,
+    ttft_between,
 )
 from simulator.importers.usage import INCLUSIVE
 
@@ -126,32 +127,19 @@ def _reasoning(output: int | None, reasoning: int | None, total: int | None, pro
     """
     if reasoning is None or output is None:
         return output
-    on_top = reasoning > output or (total is not None and prompt is not None
-                                   and prompt + output + reasoning == total != prompt + output)
-    if not on_top:
+    if not reasoning_on_top(output, reasoning, total, () if prompt is None else (prompt,)):
         return output
     log.default("output_tokens <- completion_tokens + reasoning_tokens (reasoning reported on top)")
     return output + reasoning
 
 
-TTFT_BEFORE_START = "ttft_ms -> null (completionStartTime before startTime)"
-
-
 def _ttft(start: dt.datetime | None, first_token: dt.datetime | None, end: dt.datetime | None,
           log: ImportLog) -> float | None:
-    """Milliseconds from the start to the first token of a streamed call (None when not streamed).
-
-    The time to first token is optional: a first token stamped before the start (the two stamps come from
-    different clocks or roundings) leaves it null and is counted, rather than dropping the call's tokens,
-    cost and latency with it.
-    """
+    """Milliseconds from the start to the first token of a streamed call (None when not streamed: LiteLLM
+    stamps completionStartTime at the end then), by rows.ttft_between."""
     if first_token is None or first_token == end:
         return None
-    try:
-        return millis_between(start, first_token, "ttft")
-    except BadRow:
-        log.default(TTFT_BEFORE_START)
-        return None
+    return ttft_between(start, first_token, log)
 
 
 def spend_row(where: str, record: Any, options: ImportOptions, log: ImportLog) -> Row | None:
@@ -210,6 +198,4 @@ def _error_fields(error: Any) -> list[Any]:
 def read(paths: list[Path], options: ImportOptions, log: ImportLog) -> list[Row]:
     rows = collect(chain.from_iterable(records(path, log) for path in paths),
                    lambda where, record: spend_row(where, record, options, log), log)
-    if not options.request_id_key:
-        hint_shadow_calls(rows, log, "request_id is LiteLLM's primary key, one per call")
     return rows

@@ -70,6 +70,7 @@ from simulator.importers.rows import (
     normalise_usage,
     number,
     object_field,
+    reasoning_on_top,
     service_tier,
     timestamp,
 )
@@ -233,9 +234,7 @@ def _reasoning(attrs: dict, output: int | None, total: int | None, inputs: tuple
     reasoning = first_count(attrs, REASONING, "reasoning tokens", log)
     if reasoning is None or output is None:
         return output, reasoning
-    on_top = reasoning > output or (total is not None and any(known + output + reasoning == total for known in inputs)
-                                   and not any(known + output == total for known in inputs))
-    return (output + reasoning if on_top else output), reasoning
+    return (output + reasoning if reasoning_on_top(output, reasoning, total, inputs) else output), reasoning
 
 
 def _input_readings(reported: int | None, cache: int, forced_style: str) -> tuple[int, ...]:

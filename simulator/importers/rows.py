@@ -297,6 +297,20 @@ def millis_between(start: dt.datetime | None, end: dt.datetime | None, name: str
     return elapsed
 
 
+TTFT_BEFORE_START = "ttft_ms -> null (completionStartTime before startTime)"
+
+
+def ttft_between(start: dt.datetime | None, first_token: dt.datetime | None, log: ImportLog) -> float | None:
+    """Milliseconds from a call's start to its first token (None when either is unknown). The time to first
+    token is optional: one stamped before the start (the two stamps come from different clocks or roundings)
+    leaves it null, counted under TTFT_BEFORE_START, rather than dropping the call's tokens, cost and latency."""
+    try:
+        return millis_between(start, first_token, "ttft")
+    except BadRow:
+        log.default(TTFT_BEFORE_START)
+        return None
+
+
 def json_field(value: Any, name: str) -> Any:
     """A nested object that CSV exports (and some JSON ones) store as a JSON string."""
     if _absent(value):
@@ -652,6 +666,15 @@ def service_tier(value: Any) -> str | None:
 
 
 SHARED_KEY = "log shadow calls with a shared metadata key and import with --request-id KEY"
+
+
+def reasoning_on_top(output: int, reasoning: int, total: int | None, inputs: tuple[int, ...]) -> bool:
+    """Whether a call's reasoning count was reported on top of its output tokens, not inside them as OpenAI
+    counts it: it exceeds the output (which cannot hold it), or some reading of the input (`inputs`: the
+    reported input, and the input with its cache on top where that can be) with output + reasoning makes the
+    total while no reading with the output alone does."""
+    return reasoning > output or (total is not None and any(known + output + reasoning == total for known in inputs)
+                                  and not any(known + output == total for known in inputs))
 
 
 def hint_shadow_calls(rows: list[Row], log: ImportLog, why: str, how: str = SHARED_KEY) -> None:
