@@ -148,8 +148,11 @@ def number_samples(frame: pl.DataFrame, log: ImportLog) -> pl.DataFrame:
     above) or not starting at 0 are renumbered so, and the renumbered pairs are listed in the report: the
     contract has no gaps, and one dropped answer must not cost the import."""
     pair = ("request_id", "model")
+    # Dense over the distinct numbers the source gave: two calls claiming one number are a repeat of one
+    # answer (left to the contract, or to a shadow plan's import, to settle), not two samples.
     numbered = frame.sort(*pair, "sample", "ts", "order", nulls_last=True).with_columns(
-        pl.int_range(pl.len()).over(*pair).alias("_dense"))
+        pl.when(pl.col("sample").is_null()).then(pl.int_range(pl.len()).over(*pair))
+        .otherwise(pl.col("sample").rank("dense").over(*pair).cast(pl.Int64) - 1).alias("_dense"))
     moved = (numbered.filter(pl.col("sample").is_not_null() & (pl.col("sample") != pl.col("_dense")))
              .select(pair).unique(maintain_order=True))
     if moved.height:
