@@ -200,7 +200,7 @@ def replay(
 
     With --baseline, each policy's regression-gate verdict against the baseline shows beside its bar verdict,
     and only a policy that passes the gate is recommended."""
-    from simulator.cli.console import print_table
+    from simulator.cli.console import beside, print_table
     from simulator.cli.views import capacity_table, controls_table, gate_entry, print_comparison, sessions_table
     from simulator.core.outputs import STDOUT, allow_replacing_folders
     from simulator.core.results import save_result
@@ -214,9 +214,7 @@ def replay(
     allow_replacing_folders(force)
     scenarios, baseline_name = with_baseline(scenarios, baseline, tolerance)
     streamed = decisions is not None and str(decisions) == STDOUT
-    if streamed and as_json:
-        raise RoutesimError("--decisions - and --json would both write to stdout", where="--decisions",
-                            fix="write the decisions to a file (--decisions FILE.parquet), or drop --json")
+    shown = beside(as_json, decisions=decisions)  # the tables go to stderr when the decisions go to stdout
     check_outputs(scenarios, files=[None if streamed else decisions], saved_under=save, rule=rule,
                   confidence=confidence)
     if decisions is not None and not streamed and decisions.suffix.lower() != ".parquet":
@@ -253,8 +251,6 @@ def replay(
                                 | ({"gate": gate_entry(gates, summary["scenario"])} if gates else {})
                                 for summary in summaries]))
     else:
-        # With the decisions on stdout, the tables go to stderr so that the two never mix.
-        shown = errors if streamed else console
         print_comparison(shown, summaries, wide=wide, recommendation=recommendation, gates=gates)
         for table in (controls_table(summaries), sessions_table(summaries), capacity_table(summaries)):
             if table is not None:
