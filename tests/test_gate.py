@@ -271,6 +271,9 @@ def test_gate_markdown_on_stdout_is_alone_there(three_flips, cli, tmp_path):
     assert streamed.code == 1
     assert streamed.out == filed.read_text()
     assert "gate failed" in streamed.err and "faq" in streamed.err
+    # the table's own line breaks stay line breaks (only a name's would be shown as \\u000a)
+    assert "\\u000a" not in streamed.err
+    assert any(line.strip("│ ").startswith("bar ") for line in streamed.err.splitlines())
     both = cli("gate", "--baseline", baseline, "--candidate", candidate, "--markdown", "-", "--json")
     assert both.code == 2 and both.out == ""
     assert "--markdown and --json would both write to stdout" in both.err

@@ -9,6 +9,7 @@ command runs, so the heavy libraries stay out of `routesim --help`.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -316,12 +317,14 @@ def gate_table(result: dict) -> Table:
         table.add_column(escape(GATE_HEADERS.get(key, gate_text.HEADERS[key])),
                          justify="left" if key in ("scope", "verdict") else "right", no_wrap=True)
     for row in [result["overall"], *result["slices"]]:
-        # An interval goes under its estimate, to keep the table narrow enough for a CI log.
-        cells = {key: value.replace(" [", "\n[", 1) for key, value in gate_text.cells(row).items()}
+        # The text is made inert first (a slice name's newline shows as \\u000a), then the table's own line
+        # breaks go in: an interval under its estimate ("[" escaped or not), to keep the table narrow for a CI log.
+        cells = {key: re.sub(r" (\\?\[)", r"\n\1", inert(value), count=1)
+                 for key, value in gate_text.cells(row).items()}
         cells["scope"] += f"\nbar {cells['bar']}"
         cells["requests"] += f"\n{cells['changed']} changed"
         style = "bold red" if row["failures"] else None
-        table.add_row(*(inert(cells[key]) for key in GATE_COLUMNS), style=style)
+        table.add_row(*(cells[key] for key in GATE_COLUMNS), style=style)
     return table
 
 
