@@ -438,3 +438,14 @@ def test_a_sample_larger_than_the_window_is_warned_about(cli, world):
         "sample asks for 100,000,000 requests, but the window holds 3: all of them are replayed, none drawn"]
     [drawn] = json.loads(cli("replay", world.scenario(sample={"requests": 2}), "--json").out)
     assert drawn["requests"] == 2 and not [w for w in drawn["warnings"] if w["kind"] == "sample_larger_than_window"]
+
+
+def test_a_newline_in_a_name_never_starts_a_line_of_an_error(cli, world):
+    # The slice 'ref\nund' is named in the error's first line, its did-you-mean and its fix: each shows the
+    # newline as \u000a, and the message keeps its three lines (what, where, fix).
+    world.write_data(tiny_traffic().with_columns(pl.col("slice").replace("contract", "ref\nund")), tiny_outcomes())
+    result = cli("replay", world.scenario(quality_bar={"default": 0.5, "slices": {"ref\nundx": 0.5}}))
+    assert result.code == 2
+    lines = result.err.strip().split("\n")
+    assert len(lines) == 3 and lines[1].startswith("  where: ") and lines[2].startswith("  fix: "), result.err
+    assert "'ref\\u000aundx', which is no slice" in lines[0] and "Did you mean 'ref\\u000aund'?" in lines[0]

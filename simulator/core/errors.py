@@ -10,6 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+# How a message breaks its own lines: the next line is indented. Any other newline in it came from a name.
+LINE_BREAK = "\n  "
+
+
 class RoutesimError(Exception):
     """A problem with the user's input. The CLI prints it without a traceback and exits with 2."""
 
@@ -21,10 +25,11 @@ class RoutesimError(Exception):
 
     def render(self, each: Callable[[str], str] | None = None) -> str:
         """What, then where and fix on lines of their own. `each` (`visible`, as the CLI prints it) is applied to
-        each line of what (which may list problems, one per line) and to where and fix whole (each one line), so
-        that a newline inside a name listed there (a slice in a fix) cannot pass for a line of its own."""
+        where and fix whole (each one line) and to what between its own line breaks, which routesim always
+        indents (a list of problems: "...:\\n  - a\\n  - b"), so that a newline inside a name (a slice, a key)
+        cannot pass for a line of its own."""
         each = each or (lambda text: text)
-        lines = ["\n".join(each(line) for line in self.what.split("\n"))]
+        lines = [LINE_BREAK.join(each(part) for part in self.what.split(LINE_BREAK))]
         if self.where:
             lines.append(f"  where: {each(str(self.where))}")
         if self.fix:
