@@ -375,3 +375,10 @@ def test_lanes_emitted_to_stdout_are_a_scenario_named_lanes_with_the_table_on_st
     assert "faq → big" in streamed.err
     refused = cli("lanes", world.data, "--prices", world.prices, "--bar", "0.9", "--emit", "-", "--json")
     assert refused.code == 2 and "--emit and --json would both write to stdout" in refused.err
+
+
+@pytest.mark.parametrize("arguments", [[], ["--fit-until", "2026-11-17"]])
+def test_lanes_on_a_data_folder_without_requests_is_bad_input(world, cli, arguments):
+    world.write_data(tiny_traffic().clear(), tiny_outcomes().clear())
+    result = cli("lanes", world.data, "--prices", world.prices, "--bar", "0.9", *arguments)
+    assert result.code == 2 and "no requests to fit lanes on" in result.err and "Traceback" not in result.err

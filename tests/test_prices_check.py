@@ -23,6 +23,7 @@ from simulator.analyses.reconcile import (
 )
 from simulator.core.contract import load_data
 from simulator.core.prices import PriceSheet, load_prices
+from tests.conftest import tiny_outcomes, tiny_traffic
 from tests.test_tiny_worlds import ans, at, req
 from tests.worlds import outcome_frame, traffic_frame, write_frames
 
@@ -213,3 +214,13 @@ def test_the_report_saves_the_check_and_shows_it_in_its_provenance(tmp_path):
         [("big", "2026-11-16", ["c"])]
     html = (tmp_path / "report.html").read_text()
     assert 'id="price-checks-table"' in html and "big on 2026-11-16: " + PRICE_DIFFERS in html
+
+
+def test_a_check_of_no_recorded_cost_is_bad_input_not_a_pass(cli, world):
+    # The tiny world's outcomes record no cost_usd: nothing to check the sheet against, so no "agrees".
+    result = cli("prices", "check", world.data, "--prices", world.prices)
+    assert result.code == 2
+    assert "nothing to check the sheet against: none of its 6 call(s) records cost_usd" in result.err
+    world.write_data(tiny_traffic().clear(), tiny_outcomes().clear())
+    result = cli("prices", "check", world.data, "--prices", world.prices)
+    assert result.code == 2 and "it holds no calls" in result.err

@@ -368,6 +368,11 @@ def fit_lanes(data_folder: Path, prices: Path | None, bars: QualityBar, options:
         population = _requests(data, options.by, options.resample)
         data = shadow_subset(data, drawn_probabilities(data).select("request_id"))
     requests = _requests(data, options.by, options.resample)
+    if requests.height == 0:
+        raise RoutesimError(f"no requests to fit lanes on: the data folder {data_folder} holds none (its traffic "
+                            "has no rows)", where=str(data_folder),
+                            fix="point lanes at a folder whose traffic holds requests, or import logs into this one "
+                                "(routesim import)")
     groups_in_data = sorted(requests[GROUP].unique().to_list())
     for name in bars.slices:
         if name not in groups_in_data:

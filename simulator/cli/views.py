@@ -611,6 +611,11 @@ def run_prices_check(console: Console, data: Path, prices: Path, *, tolerance: f
     if not prices.is_file():
         raise RoutesimError(f"price sheet not found: {prices}", where="--prices", fix="pass a price-sheet YAML file")
     result = reconcile(load_data(data), load_prices(prices), Tolerance(tolerance, tolerance_usd))
+    if result.calls_checked == 0:  # a check of nothing would pass a sheet it never compared (a gate in CI)
+        without = result.calls_without_recorded_cost
+        held = f"none of its {without:,} call(s) records cost_usd" if without else "it holds no calls"
+        raise RoutesimError(f"nothing to check the sheet against: {held}", where=str(data),
+                            fix="check a data folder whose outcomes record what each call was billed (cost_usd)")
     if as_json:
         console.print_json(json_output(result.to_dict()))
         return
