@@ -382,3 +382,16 @@ def test_lanes_on_a_data_folder_without_requests_is_bad_input(world, cli, argume
     world.write_data(tiny_traffic().clear(), tiny_outcomes().clear())
     result = cli("lanes", world.data, "--prices", world.prices, "--bar", "0.9", *arguments)
     assert result.code == 2 and "no requests to fit lanes on" in result.err and "Traceback" not in result.err
+
+
+def test_lanes_admitted_on_the_point_rule_emit_it_so_their_replay_judges_bars_alike(world, cli, tmp_path):
+    # faq: small passes 38 of 40 (95%), admitted at a bar of 0.9 only by its observed rate (lower bound 0.835).
+    emitted = tmp_path / "point-lanes.yaml"
+    assert cli("lanes", world.data, "--prices", world.prices, "--bar", "0.9", "--point", "--emit", emitted).code == 0
+    assert yaml.safe_load(emitted.read_text())["admission"] == {"rule": "point", "confidence": 0.95}
+    verdict = json.loads(cli("replay", emitted, "--json").out)[0]["verdict"]
+    assert {entry["slice"]: entry["state"] for entry in verdict["slices"]}["faq"] == "meets"
+    # the default rule is left unstated, so such lanes replay beside other scenarios without a conflict
+    plain = tmp_path / "plain-lanes.yaml"
+    assert cli("lanes", world.data, "--prices", world.prices, "--bar", "0.9", "--emit", plain).code == 0
+    assert "admission" not in yaml.safe_load(plain.read_text())

@@ -51,6 +51,7 @@ from simulator.core.prices import PriceSheet, load_prices, price_calls, token_co
 from simulator.core.scenario import QualityBar, Scenario, load_scenario
 from simulator.core.stats import check_confidence, clustered_wilson_interval, wilson_interval
 from simulator.core.validation import from_pydantic_error, read_yaml
+from simulator.core.verdict import DEFAULT_ADMISSION, Admission
 
 GROUP = "_lane_group"
 # What an eval's pass counts as a trial of: the request (default), or with --resample session the session, whose
@@ -438,6 +439,9 @@ def fit_lanes(data_folder: Path, prices: Path | None, bars: QualityBar, options:
                               else {"default": bars.default})
     if missing:
         content["on_missing"] = "skip"
+    admitted_by = Admission(rule="point" if options.point else "lower_bound", confidence=confidence)
+    if admitted_by != DEFAULT_ADMISSION:  # replayed, its bars are judged as the lanes were admitted
+        content["admission"] = {"rule": admitted_by.rule, "confidence": admitted_by.confidence}
     content["policy"] = _policy(chosen, options.by, default_model, options, escalate_to)
 
     base = Path(emit).parent if emit else Path.cwd()
