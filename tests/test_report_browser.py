@@ -141,6 +141,9 @@ def test_headline_table_and_gate_agree_about_every_policy(browser, demo):
                           # the drill's 30 requests are the keyed draw u(seed, "sample", request_id): too few to decide
                           "routing-drill": "undecided"}
         assert states == {name: summary["verdict"]["state"] for name, summary in saved.items()}
+        for name, summary in saved.items():  # beside its verdict, a pass rate has the digits that tell it from the bar
+            rate = page.locator(f'#verdict-table td[data-scenario="{name}"][data-metric="pass_rate"]').inner_text()
+            assert rate == formats.pct_against(summary["pass_rate"], summary["verdict"]["overall"]["bar"]), name
         reasons = {name: page.locator(f'#verdict-table td[data-scenario="{name}"][data-metric="reasons"]').inner_text()
                    for name in saved}
         assert reasons["lanes"] == "recommended"

@@ -386,3 +386,4 @@ def test_the_replay_table_and_report_show_the_digits_that_tell_a_failing_rate_fr
     assert cli("report", small, "-o", tmp_path / "small.html", "--rule", "point").code == 0
     page = (tmp_path / "small.html").read_text()
     assert 'data-scenario="small" data-metric="pass_rate">66.67%</span>' in page  # the comparison table
+    assert 'data-scenario="small" data-metric="pass_rate">66.67%</td>' in page  # the verdicts' table
