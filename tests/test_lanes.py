@@ -395,3 +395,13 @@ def test_lanes_admitted_on_the_point_rule_emit_it_so_their_replay_judges_bars_al
     plain = tmp_path / "plain-lanes.yaml"
     assert cli("lanes", world.data, "--prices", world.prices, "--bar", "0.9", "--emit", plain).code == 0
     assert "admission" not in yaml.safe_load(plain.read_text())
+
+
+def test_a_cascade_lane_of_the_escalation_model_itself_is_said_to_call_it_alone(world, cli):
+    # At a bar of 0.9 both slices go to big (faq admitted on its lower bound, contract the most passing), which
+    # is also the model every cascade escalates to: those lanes are `use: big`, and the description says so.
+    result = cli("lanes", world.data, "--prices", world.prices, "--bar", "0.9", "--cascade", "--emit", "-")
+    assert result.code == 0, result.err
+    content = yaml.safe_load(result.out)
+    assert [rule["use"] for rule in content["policy"]["rules"]] == ["big", "big"]
+    assert "else escalated to big (a lane of big itself calls it alone)." in content["description"]

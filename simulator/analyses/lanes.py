@@ -288,8 +288,11 @@ def _description(result: dict, options: LaneOptions, by: str, missing: int) -> s
     text += (f" A {by} not seen when fitting goes to {result['default_model']}, the model with the highest pass "
              "rate overall.")
     if options.cascade:
+        target = result["escalate_to"]
+        alone = sorted({group["route_to"] for group in result["groups"] if group["route_to"] == target})
         text += (f" Each lane is a cascade: its model first, final when its hard check passes and "
-                 f"'{options.accept}' holds, else escalated to {result['escalate_to']}.")
+                 f"'{options.accept}' holds, else escalated to {target}"
+                 + (f" (a lane of {target} itself calls it alone)." if alone else "."))
     if options.fit_until:
         text += (f" The window covers the traffic from {options.fit_until} on, which the lanes were not fitted on: "
                  "replaying it is an out-of-sample check.")
