@@ -210,8 +210,13 @@ def test_a_sheet_model_name_that_is_not_printable_is_refused(cli, tmp_path, args
     result = cli("prices", "import-litellm", source, "--as-of", "2026-10-01", *args, "-o", out)
     assert result.code == 2, result.err
     assert "control or invisible character" in result.err and f"where: {option}" in result.err
-    assert "fix: give it a printable name: --as NAME=KEY" in result.err
+    assert "fix: give it a printable name with --as NAME=KEY (and leave the key out of --models)" in result.err
     assert not out.exists()
+    # as the fix says: the key left out of --models and named with --as imports
+    named = cli("prices", "import-litellm", source, "--as-of", "2026-10-01", "--as", "m2=m2\ndiscount: 0.9",
+                "-o", out)
+    assert named.code == 0, named.err
+    assert list(yaml.safe_load(out.read_text())["models"]) == ["m2"]
 
 
 @pytest.mark.parametrize(("models", "renames", "problem"), [
@@ -288,3 +293,10 @@ def test_a_file_that_is_not_json_is_named_as_given(cli, tmp_path, monkeypatch):
     assert result.code == 2 and "v1/prices.json is not JSON: Expecting" in result.err, result.err
     result = cli("prices", "import-litellm", "v1/prices.json/..", "--as-of", "2026-10-01", "--models", "m")
     assert result.code == 2 and "cannot read v1/prices.json/..:" in result.err, result.err
+
+
+def test_a_suggestion_shows_a_key_with_one_backslash_per_escape(cli, tmp_path):
+    source = tmp_path / "prices.json"
+    source.write_text(json.dumps({"gpt: evil\n  x": PRICED}))
+    result = cli("prices", "import-litellm", source, "--as-of", "2026-10-01", "--models", "x")
+    assert result.code == 2 and "Did you mean 'gpt: evil\\u000a  x'?" in result.err, result.err

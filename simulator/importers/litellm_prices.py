@@ -117,7 +117,8 @@ def resolve(name: str, prices: dict[str, dict], source: str) -> str:
     close = difflib.get_close_matches(name, sorted(prices), n=SUGGESTIONS, cutoff=0.6)
     contains = sorted(key for key in prices if name.lower() in key.lower())[:SUGGESTIONS]
     suggestions = list(dict.fromkeys([*close, *contains]))[:SUGGESTIONS]
-    hint = f" Did you mean {', '.join(repr(visible(s)) for s in suggestions)}?" if suggestions else ""
+    quoted = ", ".join(f"'{visible(suggestion)}'" for suggestion in suggestions)  # repr() would double a backslash
+    hint = f" Did you mean {quoted}?" if suggestions else ""
     raise RoutesimError(f"model '{visible(name)}' is not in {where}.{hint}", where=where,
                         fix="use a key of the file as written (with its provider prefix where it has one)")
 
@@ -229,8 +230,8 @@ def import_litellm(path: Path, as_of: dt.date, models: list[str], renames: list[
             # Quoted, YAML would hold such a name, but no log's model column shows it and no reader can type it
             # back: a scenario would price nothing under it. The LiteLLM key itself may hold anything.
             raise RoutesimError(f"the sheet model name '{visible(sheet_name)}' has a control or invisible character",
-                                where=option, fix=f"give it a printable name: --as NAME=KEY, KEY being the LiteLLM "
-                                f"key '{visible(name)}' as the file has it")
+                                where=option, fix=f"give it a printable name with --as NAME=KEY (and leave the key "
+                                f"out of --models), KEY being the LiteLLM key '{visible(name)}' as the file has it")
         if sheet_name in sheet:
             raise RoutesimError(f"model '{sheet_name}' is named twice", where="--models / --as",
                                 fix="name each sheet model once")
