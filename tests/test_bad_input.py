@@ -166,6 +166,13 @@ def test_traffic_missing_a_column_is_named_with_a_suggestion(cli, world):
     assert_bad_input(cli("replay", world.scenario()), "missing required column 'slice'", "Did you mean 'slise'?")
 
 
+def test_a_missing_column_is_not_taken_for_a_typo_of_another_column_of_the_contract(cli, world):
+    world.write_data(tiny_traffic(), tiny_outcomes().drop("cached_input_tokens"))
+    result = cli("replay", world.scenario())
+    assert_bad_input(result, "missing required column 'cached_input_tokens'")
+    assert "Did you mean" not in result.err  # 'input_tokens' is there, as a column of its own
+
+
 def test_mistyped_column(cli, world):
     world.write_data(tiny_traffic().with_columns(pl.col("input_tokens").cast(pl.String)), tiny_outcomes())
     assert_bad_input(cli("validate", world.data), "traffic.parquet, column 'input_tokens'", "must be integer")

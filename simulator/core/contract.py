@@ -212,9 +212,12 @@ def _check_columns(report: Report, file: str, schema: pl.Schema, columns: tuple[
         if name.startswith(RESERVED_PREFIX):
             report.add(file, f"column '{name}' starts with '{RESERVED_PREFIX}', which routesim keeps for its own "
                        "working columns", column=name, fix=f"rename it, e.g. to '{name.lstrip('_')}'")
+    # A missing column's near-misses are the file's columns that are not already another column of the
+    # contract: 'input_tokens' is no typo of a missing 'cached_input_tokens'.
+    known = {column.name for column in columns}
     for column in columns:
         if column.name not in schema:
-            hint = did_you_mean(column.name, schema.names())
+            hint = did_you_mean(column.name, [name for name in schema.names() if name not in known])
             report.add(file, f"missing required column '{column.name}' ({column.kind}: {column.meaning}).{hint}",
                        fix=f"add the column '{column.name}'")
             continue
