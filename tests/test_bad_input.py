@@ -456,3 +456,10 @@ def test_a_newline_in_a_name_never_starts_a_line_of_an_error(cli, world):
     lines = result.err.strip().split("\n")
     assert len(lines) == 3 and lines[1].startswith("  where: ") and lines[2].startswith("  fix: "), result.err
     assert "'ref\\u000aundx', which is no slice" in lines[0] and "Did you mean 'ref\\u000aund'?" in lines[0]
+
+
+def test_validate_on_a_log_file_says_it_is_one_and_points_at_import(cli, tmp_path):
+    spend = tmp_path / "spend.csv"
+    spend.write_text("request_id,model\nr1,small\n")
+    assert_bad_input(cli("validate", spend), "spend.csv is a CSV file, not a data folder, price sheet or scenario",
+                     "routesim import FORMAT FILE -o DIR")

@@ -69,6 +69,11 @@ def check_scenario(path: Path, replay: Callable[[Path], object] | None = None) -
     return problems
 
 
+# Files an importer reads (logs, grades, exports): never a data folder, price sheet or scenario. Not .json,
+# which YAML reads: a scenario or sheet may be written as JSON.
+LOG_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson", ".eval")
+
+
 def check_path(path: Path, replay: Callable[[Path], object] | None = None) -> list[str]:
     """Problems of whatever `path` is: a data folder, a price sheet or a scenario file (`check_scenario`, with
     `replay`)."""
@@ -82,6 +87,12 @@ def check_path(path: Path, replay: Callable[[Path], object] | None = None) -> li
     if path.suffix.lower() == ".parquet":
         # A data file given for its folder: say so as every other command does, not "not UTF-8 text".
         return check_data(path)
+    if path.suffix.lower() in LOG_SUFFIXES:
+        # A log or grades file is read by an importer: its YAML parse error would say nothing useful.
+        return [RoutesimError(f"{path.name} is a {path.suffix.lstrip('.').upper()} file, not a data folder, price "
+                              "sheet or scenario (YAML), which validate checks", where=str(path),
+                              fix="turn logs or grades into a data folder with 'routesim import FORMAT FILE -o DIR' "
+                                  "(README, 'Importing logs'), then validate that folder").render()]
     problems: list[str] = []
     raw = _collect(problems, lambda: read_yaml(path))
     if problems:
