@@ -330,3 +330,9 @@ def test_estimate_refuses_too_few_resamples_for_its_interval(cli):
     result = cli("estimate", scenario, "--resamples", "5")
     assert result.code == 2 and "5 resamples are too few for a 95% interval" in result.err
     assert "at least 40" in result.err and "Traceback" not in result.err
+
+
+def test_coverage_of_a_folder_without_answers_says_so(cli, world):
+    world.write_data(tiny_traffic().clear(), tiny_outcomes().clear())
+    result = cli("coverage", world.data)
+    assert result.code == 0 and "holds no answers (its outcomes have no rows)" in result.out

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from simulator.cli.console import console, print_table
+from simulator.cli.console import console, inert, print_table
 from simulator.core.errors import RoutesimError
 from simulator.core.limits import MAX_SEED
 
@@ -43,6 +43,8 @@ def coverage(
     from simulator.cli.served_views import answers_table, scenarios_table
 
     print_table(console, answers_table(answers))
+    if answers.is_empty():  # an empty table alone would read as a rendering fault
+        console.print(f"{inert(str(data))} holds no answers (its outcomes have no rows).", highlight=False)
     if rows:
         print_table(console, scenarios_table(rows))
 
