@@ -82,7 +82,7 @@ def _print(log: ImportLog) -> None:
 
 # Where each format's request ids come from, and how to give the calls of one request a shared one: the
 # report says so when no request of a new folder has calls of two models (rows.hint_shadow_calls), since
-# such a folder cannot compare models. LiteLLM's wording is the one litellm.read has used.
+# such a folder cannot compare models. A format missing here gets the general wording.
 SHARED_IDS = {
     "otel": ("the request id is the span id, one per call",
              "import with --request-id trace_id to group the calls of one trace, or --request-id KEY to group "
