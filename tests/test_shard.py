@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import polars as pl
+import yaml
 
 from simulator.core.contract import load_data, validate_folder
 from simulator.core.engine import replay
@@ -113,3 +114,26 @@ def test_a_shard_hashing_leaves_empty_replays_as_holding_no_requests(world, cli,
     sharded = cli("replay", path, "--json", "--shards", out)
     assert whole.code == sharded.code == 0, sharded.err
     assert sharded.out == whole.out
+
+
+def test_a_shard_without_any_answer_of_a_model_replays_as_its_requests_missing_it(world, cli, tmp_path):
+    # 'rare' answers request a only; a and b hash to shard 0 of 2 and c to shard 1, which holds no answer of
+    # rare at all. With on_missing: skip the shards give the whole folder's summary; without, its error.
+    outcomes = pl.concat([tiny_outcomes(), tiny_outcomes().filter(pl.col("request_id") == "a").head(1)
+                          .with_columns(pl.lit("rare").alias("model"))])
+    world.write_data(tiny_traffic(), outcomes)
+    out = tmp_path / "shards"
+    assert cli("shard", world.data, "--shards", "2", "-o", out).code == 0
+    assert [pl.read_parquet(part / "outcomes.parquet").filter(pl.col("model") == "rare").height
+            for part in sorted(out.glob("shard=*"))] == [1, 0]
+    prices = yaml.safe_load(world.prices.read_text())
+    prices["models"]["rare"] = prices["models"]["small"]
+    world.prices.write_text(yaml.safe_dump(prices))
+    policy = {"default": {"cascade": [{"model": "rare", "accept": "confidence >= 0.7"}, {"model": "big"}]}}
+    skipping = world.scenario("rare-skip", on_missing="skip", policy=policy)
+    whole, sharded = cli("replay", skipping, "--json"), cli("replay", skipping, "--json", "--shards", out)
+    assert whole.code == sharded.code == 0, sharded.err
+    assert sharded.out == whole.out
+    strict = world.scenario("rare-strict", policy=policy)
+    whole, sharded = cli("replay", strict, "--json"), cli("replay", strict, "--json", "--shards", out)
+    assert whole.code == sharded.code == 2 and "missing from the data" in sharded.err

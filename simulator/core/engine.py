@@ -516,9 +516,12 @@ class Answers:
         requests' row ids: a gather at LAYOUT_ROW instead of a join on the string request_id. Where a
         request has no such answer (or the data no such slot), its answer columns are null and PRESENT false."""
         layout, rids = self._layout, rows["__rid"].to_numpy()
-        # Every model of the policy has a sample 0 in the data (compile_policy and the contract check it).
+        # Where the data has no such slot, any slot is read for its columns' types and nulled: every model of
+        # the policy has a sample 0 in the whole data folder (compile_policy checks it), but a shard of it may
+        # hold no answer of a model at all.
         known = (model, sample) in layout.slots
-        picked = self._read((model, sample) if known else (model, 0), rids)
+        picked = self._read((model, sample) if known else (model, 0) if (model, 0) in layout.slots
+                            else layout.slots[0], rids)
         if not known:
             picked = picked.with_columns(pl.lit(None, dtype).alias(name) for name, dtype in picked.schema.items()
                                          ).with_columns(pl.lit(False).alias(PRESENT))
