@@ -137,3 +137,17 @@ def test_a_shard_without_any_answer_of_a_model_replays_as_its_requests_missing_i
     strict = world.scenario("rare-strict", policy=policy)
     whole, sharded = cli("replay", strict, "--json"), cli("replay", strict, "--json", "--shards", out)
     assert whole.code == sharded.code == 2 and "missing from the data" in sharded.err
+
+
+def test_a_shard_changed_after_it_was_written_is_refused(world, cli, tmp_path):
+    # The source is unchanged, so its fingerprint still matches; each shard's own content is checked too.
+    out = tmp_path / "shards"
+    assert cli("shard", world.data, "--shards", "2", "-o", out).code == 0
+    path = world.scenario()
+    assert cli("replay", path, "--json", "--shards", out).code == 0
+    outcomes = out / "shard=0" / "outcomes.parquet"
+    pl.read_parquet(outcomes).with_columns(pl.lit(False).alias("passed")).write_parquet(outcomes)
+    for command in (["replay", path, "--json"], ["sweep", path, "--json"]):
+        refused = cli(*command, "--shards", out)
+        assert refused.code == 2, refused.err
+        assert "no longer holds what 'routesim shard' wrote there" in refused.err and "shard=0" in refused.err

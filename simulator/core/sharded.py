@@ -48,6 +48,7 @@ class ShardTask:
     cache_dir: str | None  # the layout cache, as the command was given it
     chunk: Chunk | None = None  # a part of the shard's requests (None: all of them)
     spill: str | None = None  # where to write the kept latencies (None: hand them back)
+    fingerprint: str | None = None  # the shard's content as `routesim shard` wrote it (None: not checked)
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,10 @@ def task_inputs(task: ShardTask):
     from simulator.core.prices import load_prices
 
     data = load_data(Path(task.shard), Path(task.cache_dir) if task.cache_dir else None)
+    if task.fingerprint is not None and data.fingerprint != task.fingerprint:
+        raise RoutesimError(f"the shard {task.shard} no longer holds what 'routesim shard' wrote there (its content "
+                            f"is {data.fingerprint}, the manifest says {task.fingerprint})", where=task.shard,
+                            fix="write the shards again with 'routesim shard DATA --shards N -o DIR'")
     if count_in_window(task.scenario, data, task.chunk) == 0:
         return None
     return data, load_prices(Path(task.prices)) if task.prices else None
@@ -205,6 +210,8 @@ def shard_tasks(scenario, inputs, shards: Path, runner: str = "local") -> list[S
     """One task per shard in `shards` for `scenario`, after checking that the shards were written from the
     data folder it names as it is now, that it has no `sample`, and that its policy fits that whole folder
     (models, slices, columns); RoutesimError otherwise, as a run on the whole folder would raise."""
+    from dataclasses import replace
+
     from simulator.core.engine import check_policy
     from simulator.core.shards import read_manifest, shard_folders
 
@@ -221,7 +228,10 @@ def shard_tasks(scenario, inputs, shards: Path, runner: str = "local") -> list[S
                             where=f"scenario '{scenario.name}', key 'sample'",
                             fix="leave out --shards, or the scenario's sample")
     check_policy(scenario, data)
-    return [_task(scenario, folder) for folder in shard_folders(shards)]
+    # Shards written before their fingerprints were recorded are checked by the source's fingerprint alone.
+    expected = manifest.get("shard_fingerprints") or [None] * manifest["shards"]
+    return [replace(_task(scenario, folder), fingerprint=fingerprint)
+            for folder, fingerprint in zip(shard_folders(shards), expected)]
 
 
 def replay_sharded(scenario, inputs, shards: Path, runner: str = "local", *, with_part: bool = False):

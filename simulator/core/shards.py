@@ -19,6 +19,7 @@ import polars as pl
 
 from simulator.core.contract import OUTCOMES_FILE, SIGNALS_FILE, TRAFFIC_FILE, load_data
 from simulator.core.errors import RoutesimError
+from simulator.core.layout import content_fingerprint
 from simulator.core.limits import MAX_SHARDS
 from simulator.core.outputs import MARKER, atomic_folder
 
@@ -81,6 +82,11 @@ def write_shards(folder: Path, shards: int, out: Path, *, force: bool = False) -
             data.outcomes.join(mine, on="request_id", how="semi", maintain_order="left").sink_parquet(part / OUTCOMES_FILE)
             if (Path(folder) / SIGNALS_FILE).is_file():  # the serving-time declarations hold for every shard
                 shutil.copyfile(Path(folder) / SIGNALS_FILE, part / SIGNALS_FILE)
+        # Each shard's content, as load_data fingerprints it: a replay on the shards checks that every shard
+        # still holds what was written (simulator.core.sharded.task_inputs), not only the source's fingerprint.
+        manifest["shard_fingerprints"] = [content_fingerprint([staging / f"shard={shard}" / TRAFFIC_FILE,
+                                                               staging / f"shard={shard}" / OUTCOMES_FILE])
+                                          for shard in range(shards)]
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return manifest
 
