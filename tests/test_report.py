@@ -223,6 +223,30 @@ def test_report_from_replay_save_results_computes_tables_from_parquet(cli, tmp_p
     assert "No baselines were saved" in page and "break-even" in page
 
 
+def test_replay_save_into_a_reports_folder_leaves_no_report_file_to_mix_with_its_results(cli, tmp_path):
+    # A report's baselines and manifest describe its own run: after replay --save writes there, a re-render
+    # shows the new results alone (no baselines), not beside the report's.
+    paths = tiny_world(tmp_path)
+    assert cli("report", *paths, "-o", tmp_path / "first.html").code == 0
+    results = tmp_path / "first-results"
+    assert (results / BASELINES_FILE).is_file()
+    assert cli("replay", paths[0], "--save", results).code == 0
+    assert not (results / BASELINES_FILE).exists() and not (results / "report.json").exists()
+    result = cli("report", "--from", results, "-o", tmp_path / "again.html")
+    assert result.code == 0, result.err
+    assert "No baselines were saved" in (tmp_path / "again.html").read_text()
+
+
+def test_a_reports_results_missing_their_tables_are_refused_not_rendered_without_them(cli, tmp_path):
+    paths = tiny_world(tmp_path)
+    assert cli("report", *paths, "-o", tmp_path / "first.html").code == 0
+    results = tmp_path / "first-results"
+    (results / "cascade" / TABLES_FILE).unlink()
+    refused = cli("report", "--from", results, "-o", tmp_path / "again.html")
+    assert refused.code == 2 and "lack the tables the report saved with them" in refused.err
+    assert not (tmp_path / "again.html").exists()
+
+
 def test_report_needs_scenarios_or_from(cli, tmp_path):
     result = cli("report", "-o", tmp_path / "x.html")
     assert result.code == 2 and "--from" in result.err

@@ -53,7 +53,7 @@ from simulator.core.metrics import (
     summary_scopes,
 )
 from simulator.core.partials import Fetch, Parts, fetch_local, merge_parts, quantiles
-from simulator.core.outputs import MARKER, atomic_folder, claim_folder, json_text
+from simulator.core.outputs import EARLIER_RESULT_FILES, MARKER, atomic_folder, claim_folder, json_text
 from simulator.core.predicates import parse_predicate
 from simulator.core.prices import SOURCE_RECORDED, PriceSheet
 from simulator.core.scenario import QualityBar, Scenario
@@ -455,6 +455,17 @@ def save_result(folder: Path, summary: dict, decisions: pl.DataFrame, calls: pl.
         calls.write_parquet(staging / CALLS_FILE)
         (staging / SUMMARY_FILE).write_text(json_text(summary))
     return target
+
+
+def forget_report(folder: Path) -> None:
+    """Removes from a results folder the files a report writes beside its scenarios' results
+    (EARLIER_RESULT_FILES: its manifest, baselines, coverage, gates and price checks), once `replay --save`
+    has written results of its own there: they describe the report's run, and a re-render (`report --from`)
+    would set them beside the new results, as if one run had made both."""
+    for name in sorted(EARLIER_RESULT_FILES):
+        path = Path(folder) / name
+        if path.is_file() and not path.is_symlink():
+            path.unlink()
 
 
 def drop_other_results(folder: Path, kept: set[str]) -> None:

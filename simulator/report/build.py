@@ -227,12 +227,20 @@ def _summary(folder: Path, name: str) -> dict:
 
 
 def _tables(folder: Path, summary: dict) -> dict:
-    """The saved tables, or (for results saved by `routesim replay --save`) tables computed from Parquet."""
+    """The saved tables, or (for results saved by `routesim replay --save`) tables computed from Parquet.
+
+    In a report's results folder (its `report.json`) every scenario's tables are the report's own: some
+    (the sweeps, read from the data) cannot be computed again from the saved results, so a missing or stale
+    one is refused (RoutesimError) rather than replaced by tables without them."""
     path = folder / summary["scenario"] / TABLES_FILE
     if path.is_file():
         tables = _read_json(path)
         if tables.get("scenario_hash") == summary["provenance"]["scenario_hash"]:
             return tables
+    if (folder / MANIFEST_FILE).is_file():
+        raise RoutesimError(f"the results of '{summary['scenario']}' in the report's folder {folder} lack the tables "
+                            f"the report saved with them ({TABLES_FILE} missing, or from another scenario)",
+                            where=str(path), fix="write the report again: routesim report SCENARIO... -o FILE")
     scenario_folder = path.parent
     return analysis.scenario_tables(summary, pl.read_parquet(scenario_folder / DECISIONS_FILE),
                                     pl.read_parquet(scenario_folder / CALLS_FILE))
