@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import polars as pl
 import pytest
@@ -463,3 +464,14 @@ def test_validate_on_a_log_file_says_it_is_one_and_points_at_import(cli, tmp_pat
     spend.write_text("request_id,model\nr1,small\n")
     assert_bad_input(cli("validate", spend), "spend.csv is a CSV file, not a data folder, price sheet or scenario",
                      "routesim import FORMAT FILE -o DIR")
+
+
+@pytest.mark.parametrize(("declared", "message"), [
+    (["passed"], "declares the grade(s) passed known at serving time"),
+    (["confidence", "nonexistent"], "declares nonexistent, which outcomes.parquet does not have"),
+])
+def test_columns_json_may_declare_only_outcome_columns_that_are_no_grade(cli, world, declared, message):
+    # a gate reading a declared grade would pass as deployable; a name the outcomes lack declares nothing
+    (world.data / "columns.json").write_text(json.dumps({"serving_time": declared}))
+    for command in (["validate", world.data], ["replay", world.scenario()]):
+        assert_bad_input(cli(*command), message, "columns.json")

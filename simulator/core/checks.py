@@ -5,7 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from simulator.core.contract import TRAFFIC_FILE, data_files, load_data, validate_folder
+from simulator.core.contract import (
+    OUTCOMES_FILE,
+    TRAFFIC_FILE,
+    data_files,
+    load_data,
+    scan_parquet,
+    serving_signals,
+    validate_folder,
+)
 from simulator.core.engine import compile_policy, data_values
 from simulator.core.errors import Origin, RoutesimError
 from simulator.core.layout import check_cache_outside
@@ -38,6 +46,9 @@ def check_data(folder: Path, origin: Origin | None = None) -> list[str]:
                                   + (f" ... {shards[-1]}" if len(shards) > 1 else "")).render()]
     _collect(problems, lambda: check_cache_outside(folder))
     report = _collect(problems, lambda: validate_folder(folder))
+    if report is not None and report.ok:  # the outcomes read: the declared signals can be checked against them
+        outcome_names = scan_parquet(folder / OUTCOMES_FILE).collect_schema().names()
+        _collect(problems, lambda: serving_signals(folder, outcome_names))
     return problems + (report.problems if report else [])
 
 

@@ -482,9 +482,17 @@ class Dataset:
     serving_signals: frozenset[str] = frozenset()  # outcome columns the manifest declares serving-time
 
 
-def serving_signals(folder: Path) -> frozenset[str]:
+# Grades the contract names: known only once the answer is graded, so no data folder can declare them
+# serving-time signals (a gate reading one would pass as deployable).
+CONTRACT_GRADES = frozenset([column.name for column in OUTCOME_COLUMNS if column.grade]
+                            + ["gold_passed", "gold_grader"])
+
+
+def serving_signals(folder: Path, outcome_names: list[str] | None = None) -> frozenset[str]:
     """Outcome columns a data folder declares known at serving time, in `columns.json`:
-    `{"serving_time": ["noisy_gate_pass"]}`. No file declares none."""
+    `{"serving_time": ["noisy_gate_pass"]}`. No file declares none. Raises RoutesimError for a file that is
+    not that shape, that declares one of the contract's grades (CONTRACT_GRADES), or (given the outcomes'
+    `outcome_names`) a column the outcomes do not have."""
     import json
 
     path = Path(folder) / SIGNALS_FILE
@@ -500,6 +508,16 @@ def serving_signals(folder: Path) -> frozenset[str]:
     if not isinstance(names, list) or not all(isinstance(name, str) for name in names) or unknown:
         raise RoutesimError(f"{SIGNALS_FILE} must hold one key, serving_time: a list of outcome column names",
                             where=str(path), fix='write {"serving_time": ["COLUMN", ...]}')
+    grades = sorted(set(names) & CONTRACT_GRADES)
+    if grades:
+        raise RoutesimError(f"{SIGNALS_FILE} declares the grade(s) {', '.join(grades)} known at serving time; a "
+                            "grade is known only once the answer is graded", where=str(path),
+                            fix="list only columns a router sees when the call returns (a confidence, a checker's "
+                                "output)")
+    absent = sorted(set(names) - set(outcome_names)) if outcome_names is not None else []
+    if absent:
+        raise RoutesimError(f"{SIGNALS_FILE} declares {', '.join(absent)}, which outcomes.parquet does not have",
+                            where=str(path), fix="list outcome columns of this folder, or remove the others")
     return frozenset(names)
 
 
@@ -674,7 +692,7 @@ def load_data(folder: Path, cache_dir: Path | None = None, origin: Origin | None
     return Dataset(folder=Path(folder), traffic=_string_ids(scan_parquet(traffic_path)),
                    outcomes=_string_ids(scan_parquet(outcomes_path)),
                    fingerprint=layout.fingerprint if layout else fingerprint(paths), layout=layout,
-                   serving_signals=serving_signals(folder))
+                   serving_signals=serving_signals(folder, scan_parquet(outcomes_path).collect_schema().names()))
 
 
 def write_folder(out: Path, traffic: pl.DataFrame, outcomes: pl.DataFrame, files: dict[str, str], *,
