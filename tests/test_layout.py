@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import datetime as dt
 import json
 import shutil
@@ -157,15 +158,35 @@ def test_a_build_in_many_ts_ranges_and_buckets_writes_the_same_bytes(seed, tmp_p
 
 
 def test_the_least_recently_used_layout_is_evicted_beyond_the_cap(world, cache, monkeypatch, tmp_path):
-    older = load_data(world.data, cache).layout
+    older = load_data(world.data, cache).layout.path  # the path only: nothing reads the layout any more
     other = tmp_path / "other"
     shutil.copytree(world.data, other)
     pl.DataFrame(tiny_outcomes()).with_columns(pl.lit(7).alias("output_tokens")).write_parquet(
         other / "outcomes.parquet")
     monkeypatch.setenv("ROUTESIM_CACHE_MAX_BYTES", "1")  # room for the newest layout only
     newer = load_data(other, cache).layout
-    assert not older.path.exists() and newer.path.exists()
+    assert not older.exists() and newer.path.exists()
     assert [entry.path for entry in layout.entries(cache)] == [newer.path]
+
+
+def test_a_layout_a_command_reads_is_neither_evicted_nor_cleared_until_it_is_let_go(world, cache, monkeypatch,
+                                                                                   tmp_path, cli):
+    # A report over two data folders read the first one's layout after the second one's build evicted it.
+    reading = load_data(world.data, cache)
+    other = tmp_path / "other"
+    shutil.copytree(world.data, other)
+    pl.DataFrame(tiny_outcomes()).with_columns(pl.lit(7).alias("output_tokens")).write_parquet(
+        other / "outcomes.parquet")
+    monkeypatch.setenv("ROUTESIM_CACHE_MAX_BYTES", "1")
+    newer = load_data(other, cache).layout.path
+    assert reading.layout.path.exists() and reading.traffic.collect().height == 3
+    cleared = cli("--cache-dir", cache, "cache", "clear")
+    assert cleared.code == 0 and "left 1 layout a running command reads" in cleared.out
+    assert reading.layout.path.exists() and not newer.exists()
+    held = reading.layout.path
+    del reading
+    gc.collect()
+    assert layout.clear(cache) and not held.exists()
 
 
 def test_the_cache_is_never_inside_a_data_folder(world, cli):
@@ -314,10 +335,10 @@ def test_row_ids_out_of_order_are_read_one_window_at_a_time(windowed):
 
 def test_clear_removes_layouts_of_older_versions_and_leftovers_of_interrupted_builds(world, cache, monkeypatch):
     monkeypatch.setattr(layout, "LAYOUT_VERSION", layout.LAYOUT_VERSION - 1)
-    older = load_data(world.data, cache).layout
+    older = load_data(world.data, cache).layout.path  # paths only: a layout still read is not cleared
     monkeypatch.undo()
-    current = load_data(world.data, cache).layout
-    assert older.path != current.path
+    current = load_data(world.data, cache).layout.path
+    assert older != current
     assert [entry.version for entry in layout.entries(cache)] == [layout.LAYOUT_VERSION, layout.LAYOUT_VERSION - 1]
     staging = Path(tempfile.mkdtemp(prefix="building-", dir=cache))  # named as _build names it
     (staging / "slots").mkdir()
@@ -370,12 +391,14 @@ def test_cache_clear_leaves_and_names_what_routesim_did_not_make(world, cli, cac
 
 def test_ls_and_eviction_pass_over_a_user_folder_even_one_shaped_like_a_layout(world, cache, monkeypatch):
     built = load_data(world.data, cache).layout
+    path, fingerprint = built.path, built.fingerprint
+    del built  # read by nothing, so evictable
     mine = cache / "layouts" / "my-copy"  # the user's copy of a layout: a meta.json, but not routesim's name
-    shutil.copytree(built.path, mine)
-    (cache / "keys" / "notes.json").write_text(json.dumps({"fingerprint": built.fingerprint, "files": ["/x/y"]}))
-    assert [entry.path for entry in layout.entries(cache)] == [built.path]
+    shutil.copytree(path, mine)
+    (cache / "keys" / "notes.json").write_text(json.dumps({"fingerprint": fingerprint, "files": ["/x/y"]}))
+    assert [entry.path for entry in layout.entries(cache)] == [path]
     assert "/x" not in layout.entries(cache)[0].sources  # a user's JSON is no key
-    assert [entry.path for entry in layout.evict(cache, -1)] == [built.path]
+    assert [entry.path for entry in layout.evict(cache, -1)] == [path]
     assert (mine / "meta.json").is_file() and (cache / "keys" / "notes.json").is_file()
     assert layout.not_made_by_routesim(cache) == [Path("layouts/my-copy"), Path("keys/notes.json")]
 

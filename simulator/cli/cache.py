@@ -65,11 +65,15 @@ def register(app: typer.Typer) -> None:
     def clear(cache_dir: CacheDir = None):
         """Remove every cached layout; the next use of each data folder validates and builds it again. Only what
         routesim made is removed; anything else in the folder is left, and named."""
-        from simulator.core.layout import cache_root
+        from simulator.core.layout import cache_root, entries
         from simulator.core.layout import clear as clear_cache
 
         root = cache_root(cache_dir)
         removed = clear_cache(root)
         console.print(f"removed {len(removed)} layout{'' if len(removed) == 1 else 's'} "
                       f"({_size(sum(entry.bytes for entry in removed))}) from {root}", highlight=False)
+        in_use = entries(root)
+        if in_use:
+            console.print(f"left {len(in_use)} layout{'' if len(in_use) == 1 else 's'} a running command reads "
+                          "(routesim cache clear again once it ends)", highlight=False)
         _not_made(root, "left {count} routesim did not make in {root}: {names}")

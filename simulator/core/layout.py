@@ -46,6 +46,7 @@ import shutil
 import stat
 import tempfile
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -316,6 +317,53 @@ def check_cache_outside(folder: Path, cache_dir: Path | None = None) -> Path:
     return root
 
 
+PIN = "pin"  # in a layout folder: held under a shared lock by every open Layout of it (`_pin`)
+
+
+def _pin(target: Path) -> object | None:
+    """The layout folder `target`'s pin file, open under a shared lock: a Layout holds it until it is garbage
+    collected (`_held`), and eviction and `cache clear` skip a layout whose pin they cannot lock exclusively
+    (`_removable`), so a command never loses the layout it reads. None when the layout is not there (never
+    built, or renamed aside by an eviction before the lock was granted); a nullcontext when it cannot be
+    pinned (a read-only cache, where nothing is evicted either)."""
+    try:
+        handle = open(target / PIN, "a+")  # noqa: SIM115 - held open by the Layout (`_held`), on purpose
+    except OSError:
+        return contextlib.nullcontext() if (target / "meta.json").is_file() else None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_SH)  # waits only while an eviction renames the folder aside
+    except OSError:
+        handle.close()
+        return contextlib.nullcontext() if (target / "meta.json").is_file() else None
+    if not (target / "meta.json").is_file():  # renamed aside (evicted) before the lock was granted
+        handle.close()
+        return None
+    return handle
+
+
+def _held(layout: Layout, pin: object) -> Layout:
+    """`layout`, holding `pin` (`_pin`) until it is garbage collected, when the pin is closed and its lock
+    released."""
+    if hasattr(pin, "close"):
+        weakref.finalize(layout, pin.close)
+    return layout
+
+
+def _removable(path: Path) -> object | None:
+    """The layout folder `path`'s pin, locked exclusively (the caller renames the folder aside, then closes
+    it), or None while some process reads the layout (`_pin`)."""
+    try:
+        handle = open(path / PIN, "a+")  # noqa: SIM115 - closed by the caller once the folder is aside
+    except OSError:
+        return contextlib.nullcontext()
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        return None
+    return handle
+
+
 def open_layout(folder: Path, paths: list[Path], validate: Callable[[bool], None], cache_dir: Path | None = None,
                 scan: Callable[[Path], pl.LazyFrame] = pl.scan_parquet) -> Layout | None:
     """The layout of the data folder `folder` (whose files are `paths`: traffic, then outcomes, read with
@@ -337,14 +385,17 @@ def open_layout(folder: Path, paths: list[Path], validate: Callable[[bool], None
     key_file = root / "keys" / f"{_key_name(paths, keys)}.json"
     with contextlib.suppress(OSError, ValueError, KeyError):
         fingerprint = json.loads(key_file.read_text(encoding="utf-8"))["fingerprint"]
-        meta = _complete(_layout_dir(root, fingerprint))
+        found = _layout_dir(root, fingerprint)
+        pin = _pin(found)
+        meta = _complete(found) if pin is not None else None
         if meta is not None:
-            _touch(_layout_dir(root, fingerprint))
-            return Layout(_layout_dir(root, fingerprint), meta)
+            _touch(found)
+            return _held(Layout(found, meta), pin)
     fingerprint = content_fingerprint(paths)
     target = _layout_dir(root, fingerprint)
     try:
-        meta = _complete(target)
+        pin = _pin(target)
+        meta = _complete(target) if pin is not None else None
         if meta is None:
             with _locked(root):
                 meta = _complete(target)
@@ -356,6 +407,7 @@ def open_layout(folder: Path, paths: list[Path], validate: Callable[[bool], None
                         validate(True)
                         raise RuntimeError(f"the layout build found {problem}, the data contract's key checks "
                                            "did not") from None
+                    pin = _pin(target)
                     evict(root, max_bytes(), keep=target)
         _touch(target)
         _note_source(target, folder, meta)
@@ -364,7 +416,7 @@ def open_layout(folder: Path, paths: list[Path], validate: Callable[[bool], None
             _write_json(key_file, {"fingerprint": fingerprint, "files": [str(p.resolve()) for p in paths]})
     except OSError:
         return None
-    return Layout(target, meta)
+    return _held(Layout(target, meta), pin)
 
 
 SOURCES = "sources.json"  # beside meta.json: every other data folder found to hold the layout's content
@@ -809,7 +861,11 @@ def evict(root: Path, cap: int, keep: Path | None = None) -> list[Entry]:
             break
         if keep is not None and entry.path == keep:
             continue
-        _remove(entry.path)
+        pin = _removable(entry.path)
+        if pin is None:  # a running command reads it
+            continue
+        with pin:
+            _remove(entry.path)
         total -= entry.bytes
         removed.append(entry)
     if removed:  # keys pointing at removed layouts are dropped with them
@@ -823,14 +879,19 @@ def evict(root: Path, cap: int, keep: Path | None = None) -> list[Entry]:
 
 def clear(root: Path) -> list[Entry]:
     """Removes, under the cache's lock, every layout (of any format version, complete or not) and key of the
-    cache at `root`, and what an interrupted run left (`made_by_routesim`); nothing else in it is touched
+    cache at `root`, and what an interrupted run left (`made_by_routesim`), but a layout a running command
+    reads (`_pin`: `entries` still lists it afterwards); nothing else in it is touched
     (`not_made_by_routesim` lists it). Returns the complete layouts removed."""
     if not (root / "layouts").is_dir():
         return []
     with _locked(root):  # no build runs meanwhile, so every staging folder is a leftover
-        removed = evict(root, -1)
-        for leftover in [*_made(root, ".", ("leftover",)), *_made(root, "layouts", ("layout", "leftover"))]:
+        removed = evict(root, -1)  # a layout a running command reads (`_pin`) stays
+        for leftover in [*_made(root, ".", ("leftover",)), *_made(root, "layouts", ("leftover",))]:
             shutil.rmtree(leftover, ignore_errors=True)
+        for incomplete in _made(root, "layouts", ("layout",)):  # a layout folder evict did not list
+            if _complete(incomplete, any_version=True) is None and (pin := _removable(incomplete)) is not None:
+                with pin:
+                    shutil.rmtree(incomplete, ignore_errors=True)
         for key in _made(root, "keys", ("key", "leftover")):
             key.unlink(missing_ok=True)
     return removed
