@@ -472,3 +472,10 @@ def test_samples_numbered_up_to_the_top_of_a_narrow_integer_type_are_valid(dtype
     data = write_frames(tmp_path / "data", tiny_traffic(), outcomes)
     assert validate_folder(data).ok
     assert len(load_data(data, tmp_path / "cache").layout.slots) == outcomes.select("model", "sample").n_unique()
+
+
+@pytest.mark.parametrize("command", ["ls", "clear"])
+def test_cache_commands_refuse_a_file_as_their_cache_folder(world, cli, command):
+    result = cli("cache", command, "--cache-dir", world.data / "traffic.parquet")
+    assert result.code == 2 and "--cache-dir needs a folder" in result.err and "is a file" in result.err
+    assert (world.data / "traffic.parquet").is_file()

@@ -484,3 +484,18 @@ def test_routerbench_loop_of_the_benchmark_agrees_with_the_replay(cli):
     assert by_loop["requests"] == summary["requests"]
     assert by_loop["passed"] / by_loop["requests"] == pytest.approx(summary["pass_rate"], abs=1e-12)
     assert by_loop["total_cost_usd"] == pytest.approx(summary["total_cost_usd"], rel=1e-9)
+
+
+def test_a_refused_destination_leaves_every_dataset_folder_unwritten(cli, tmp_path):
+    # routellm's folder holds a file of the user's: nothing is written, not even routerbench before it.
+    out = tmp_path / "data"
+    (out / "routellm").mkdir(parents=True)
+    (out / "routellm" / "mine.txt").write_text("keep")
+    refused = cli("public-data", "--source", FIXTURES, "-o", out)
+    assert refused.code == 2 and "routellm" in refused.err and "--force" in refused.err
+    assert sorted(path.name for path in out.iterdir()) == ["routellm"]
+    assert (out / "routellm" / "mine.txt").read_text() == "keep"
+    forced = cli("public-data", "--source", FIXTURES, "-o", out, "--force")
+    assert forced.code == 0, forced.err
+    assert sorted(path.name for path in out.iterdir()) == ["routellm", "routerarena", "routerbench"]
+    assert cli("public-data", "--source", FIXTURES, "-o", "-").code == 2

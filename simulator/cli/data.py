@@ -299,12 +299,15 @@ def import_csv(inputs: Inputs, out: Out, column_map: Annotated[list[str] | None,
 def public_data(
     source: Annotated[Path, typer.Option(help="the public-data folder")] = SHARED_PUBLIC_DATA,
     out: Annotated[Path, typer.Option("--out", "-o", help="where the dataset folders go")] = DATA,
+    force: Force = False,
 ):
     """Convert the public routing datasets (RouterBench, RouteLLM, RouterArena) into data folders."""
-    from simulator.core.outputs import note_input
+    from simulator.core.outputs import allow_replacing_folders, check_destination, note_input
     from simulator.datasets.public_data import build_all
 
     note_input(source)  # the dataset folders are never written into the source, nor over it
+    allow_replacing_folders(force)
+    check_destination(out, folder=True, updating=True)  # '-' or a file is refused before any conversion
     for folder in build_all(source, out):
         console.print(f"wrote {folder}", markup=False, highlight=False)
 

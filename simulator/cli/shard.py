@@ -28,7 +28,8 @@ def register(app: typer.Typer) -> None:
         data: Annotated[Path, typer.Argument(metavar="DATA", help="data folder to split")],
         shards: Annotated[int, typer.Option("--shards", help="how many shards")],
         out: Annotated[Path, typer.Option("--out", "-o", help="folder to write DIR/shard=K/ into")],
-        force: Annotated[bool, typer.Option(help="replace OUT if it already holds files")] = False,
+        force: Annotated[bool, typer.Option(help="replace OUT when it holds files routesim did not write (a "
+                                                 "folder routesim wrote is replaced without it)")] = False,
     ):
         """Split a data folder into shards by hashed request id, each a data folder of its own (OUT/shard=K/)."""
         from simulator.core.shards import write_shards

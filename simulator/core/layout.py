@@ -89,8 +89,12 @@ class KeyProblem(Exception):
 
 def cache_root(cache_dir: Path | None = None) -> Path:
     """`cache_dir`, else `$ROUTESIM_CACHE_DIR` (set by `routesim --cache-dir`), else
-    `$XDG_CACHE_HOME/routesim`, else `~/.cache/routesim`."""
+    `$XDG_CACHE_HOME/routesim`, else `~/.cache/routesim`. RoutesimError when `cache_dir` is a file."""
     if cache_dir is not None:
+        if Path(cache_dir).exists() and not Path(cache_dir).is_dir():
+            raise RoutesimError(f"--cache-dir needs a folder; '{cache_dir}' is a file", where="--cache-dir",
+                                fix="name a folder (routesim creates it when missing), or leave --cache-dir out "
+                                    "to use $XDG_CACHE_HOME/routesim")
         return Path(cache_dir)
     if os.environ.get("ROUTESIM_CACHE_DIR"):
         return Path(os.environ["ROUTESIM_CACHE_DIR"])

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from simulator.core.contract import SIGNALS_FILE, write_folder
+from simulator.core.outputs import check_destination
 from simulator.datasets.public_readme import readme
 from simulator.datasets.public_sources import (
     LLMPERF_LICENCE,
@@ -34,10 +35,12 @@ LICENCES = {
 
 
 def build_all(source: Path, out: Path) -> list[Path]:
-    """Converts the three datasets into `out/<name>/`, each written atomically."""
+    """Converts the three datasets into `out/<name>/`, each written atomically. Every dataset is converted and
+    every destination checked (simulator.core.outputs.check_destination) before the first is written, so a
+    source problem or a refused destination leaves `out` as it was, never two builds side by side."""
     source, out = Path(source), Path(out)
     latency = fit_latency(source)
-    written = []
+    converted = []
     for convert in (routerbench, routellm, routerarena):
         dataset = convert(source, latency)
         files = dict(dataset.files)
@@ -47,6 +50,9 @@ def build_all(source: Path, out: Path) -> list[Path]:
         # noisy_gate_pass is a simulated judge that runs when the call returns: a serving-time signal, so a
         # cascade gated on it is a deployable policy (one gated on `passed` stays a bound).
         files[SIGNALS_FILE] = json.dumps({"serving_time": ["noisy_gate_pass"]}, indent=2) + "\n"
+        converted.append((dataset, files))
+    for dataset, _ in converted:
+        check_destination(out / dataset.name, folder=True)
+    for dataset, files in converted:
         write_folder(out / dataset.name, dataset.traffic, dataset.outcomes, files)
-        written.append(out / dataset.name)
-    return written
+    return [out / dataset.name for dataset, _ in converted]
