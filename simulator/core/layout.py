@@ -413,6 +413,8 @@ def open_layout(folder: Path, paths: list[Path], validate: Callable[[bool], None
                                            "did not") from None
                     pin = _pin(target)
                     evict(root, max_bytes(), keep=target)
+                else:  # built by another process meanwhile: pinned while no eviction can run (the lock)
+                    pin = _pin(target)
         _touch(target)
         _note_source(target, folder, meta)
         steady = all(max(key[3], key[4]) < stated_at - RACY_SECONDS * 1e9 for key in keys)
