@@ -479,3 +479,15 @@ def test_cache_commands_refuse_a_file_as_their_cache_folder(world, cli, command)
     result = cli("cache", command, "--cache-dir", world.data / "traffic.parquet")
     assert result.code == 2 and "--cache-dir needs a folder" in result.err and "is a file" in result.err
     assert (world.data / "traffic.parquet").is_file()
+
+
+def test_a_damaged_layout_file_is_bad_input_pointing_at_cache_clear(world, cli, tmp_path):
+    cache = tmp_path / "damaged-cache"
+    assert cli("--cache-dir", cache, "replay", world.scenario()).code == 0
+    [slot] = sorted((cache / "layouts").glob("*/slots/*.parquet"))[:1]
+    slot.write_bytes(slot.read_bytes()[: slot.stat().st_size // 2])  # truncated on disk
+    damaged = cli("--cache-dir", cache, "replay", world.scenario())
+    assert damaged.code == 2 and "a Parquet file cannot be read" in damaged.err, damaged.err
+    assert "the compiled layout of" in damaged.err and "routesim cache clear" in damaged.err
+    assert cli("--cache-dir", cache, "cache", "clear").code == 0
+    assert cli("--cache-dir", cache, "replay", world.scenario()).code == 0

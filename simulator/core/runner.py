@@ -53,6 +53,12 @@ def run_scenario(scenario: Scenario, inputs: Inputs, progress: Progress | None =
         # The predicates were type-checked on load; what fails only on the values (a CAST of text that is
         # not a number) fails here.
         reason = (str(error).splitlines() or [type(error).__name__])[0][:300]
+        if "parquet" in reason.lower() and data.layout is not None:
+            # Read after the first use from the compiled layout: a file of it truncated or damaged on disk.
+            raise RoutesimError(f"scenario '{scenario.name}': a Parquet file cannot be read ({reason})",
+                                where=f"the compiled layout of {scenario.data} in the cache, {data.layout.path}",
+                                fix="run 'routesim cache clear' (the next use validates the data and builds the "
+                                    "layout again), then 'routesim validate' if it fails again") from None
         raise RoutesimError(f"scenario '{scenario.name}' cannot be replayed on its data: {reason}",
                             where=f"scenario '{scenario.name}', data {scenario.data}",
                             fix="a predicate fails on some values of the data (a CAST of text that is not a "
