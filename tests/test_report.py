@@ -252,6 +252,16 @@ def test_report_needs_scenarios_or_from(cli, tmp_path):
     assert result.code == 2 and "--from" in result.err
 
 
+def test_a_re_render_names_the_options_it_cannot_take(cli, tmp_path):
+    paths = tiny_world(tmp_path)
+    assert cli("report", *paths, "-o", tmp_path / "first.html").code == 0
+    refused = cli("report", "--from", tmp_path / "first-results", "-o", tmp_path / "x.html", "--rule", "point",
+                  "--tolerance", "0")
+    assert refused.code == 2 and "--tolerance, --rule go with scenario files" in refused.err
+    assert "routesim report SCENARIO... --tolerance --rule ... -o FILE" in refused.err
+    assert "--baseline A.yaml" not in refused.err and not (tmp_path / "x.html").exists()
+
+
 def test_names_from_the_data_are_escaped_everywhere(tmp_path):
     build(hostile_world(tmp_path), tmp_path / "hostile.html")
     page = (tmp_path / "hostile.html").read_text()

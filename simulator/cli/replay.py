@@ -194,7 +194,9 @@ def replay(
     shards: ShardsOption = None,
     runner: RunnerOption = "local",
     workers: Annotated[int | None, typer.Option(min=1, help="processes replaying chunks of a large data folder "
-                                                "(default: one per two cores); the figures are the same")] = None,
+                                                "(default: one per two cores); the figures are the same. A replay "
+                                                "with --decisions, --save, --baseline or --shards runs in one piece "
+                                                "(or per shard) instead")] = None,
 ):
     """Replay scenarios and compare them; the recommended policy is marked ★.
 
@@ -383,9 +385,14 @@ def report(
     if bool(scenarios) == bool(from_results):
         raise RoutesimError("give either scenario files to replay or --from RESULTS_DIR, not both or neither",
                             fix="routesim report SCENARIO... -o FILE, or routesim report --from RESULTS_DIR -o FILE")
-    if from_results and (save or baseline or tolerance is not None or rule or confidence is not None):
-        raise RoutesimError("--save, --baseline, --tolerance, --rule and --confidence go with scenario files; --from re-renders what was saved",
-                            fix="replay with 'routesim report SCENARIO... --baseline A.yaml -o FILE'")
+    given = [name for name, set_ in (("--save", bool(save)), ("--baseline", bool(baseline)),
+                                     ("--tolerance", tolerance is not None), ("--rule", bool(rule)),
+                                     ("--confidence", confidence is not None)) if set_]
+    if from_results and given:
+        raise RoutesimError(f"{', '.join(given)} go{'es' if len(given) == 1 else ''} with scenario files; --from "
+                            "re-renders what was saved, as it was judged", where=", ".join(given),
+                            fix=f"replay the scenarios again with them: routesim report SCENARIO... {' '.join(given)} "
+                                "... -o FILE")
     if from_results:
         note_input(from_results)
         check_destination(out)
