@@ -73,10 +73,9 @@ def _global_options(args: list[str]) -> list[str]:
             raise RoutesimError(f"--cache-dir needs a folder before the command; '{value}' is a command",
                                 where="routesim --cache-dir",
                                 fix=f"write 'routesim --cache-dir DIR {value} ...'")
-        if Path(value).exists() and not Path(value).is_dir():
-            raise RoutesimError(f"--cache-dir needs a folder; '{value}' is a file", where="routesim --cache-dir",
-                                fix="name a folder (routesim creates it when missing), or leave --cache-dir out "
-                                    "to use $XDG_CACHE_HOME/routesim")
+        from simulator.core.layout import cache_root
+
+        cache_root(Path(value))  # refuses a file, as the cache commands' own --cache-dir does
         # An environment variable, so that worker processes a command starts use the same cache.
         os.environ["ROUTESIM_CACHE_DIR"] = value
     return args
