@@ -68,6 +68,7 @@ from simulator.importers.rows import (
     millis_between,
     normalise_usage,
     number,
+    reasoning_on_top,
     records,
     tags_namespace,
     timestamp,
@@ -150,8 +151,8 @@ def _reasoning_inside(uncached: int, cache: int, output: int, reasoning: int | N
         return False
     rest = output - reasoning
     inputs = (uncached + cache, uncached)  # cache types on top of `input`, or counted inside it
-    return (reasoning <= rest and any(tokens + rest == total for tokens in inputs)
-            and not any(tokens + output == total for tokens in inputs))
+    # Inside: the total adds up with the rest of the output, and the spans' rule does not read it on top.
+    return any(tokens + rest == total for tokens in inputs) and not reasoning_on_top(rest, reasoning, total, inputs)
 
 
 def _seconds(value: Any, name: str) -> float | None:
