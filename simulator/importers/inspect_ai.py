@@ -34,7 +34,6 @@ sample, counted with the reason; a file that is no eval log, or whose `samples` 
 
 from __future__ import annotations
 
-import json
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -44,6 +43,7 @@ from typing import Any
 from simulator.core.errors import RoutesimError
 from simulator.importers.options import ImportOptions
 from simulator.importers.rows import (
+    UNREADABLE,
     BadRow,
     ImportLog,
     Row,
@@ -54,6 +54,7 @@ from simulator.importers.rows import (
     first_count,
     integer,
     json_document,
+    json_record,
     json_text,
     label_row,
     list_field,
@@ -131,7 +132,7 @@ def _archive_samples(path: Path, log: ImportLog) -> Iterator[tuple[str, tuple[di
             members = sorted(name for name in names if name.startswith("samples/") and name.endswith(".json"))
             for index, member in enumerate(members, 1):
                 sample = _member(archive, path, member, log)
-                if sample is not _UNREADABLE:
+                if sample is not UNREADABLE:
                     yield _where(path, index, sample, member), (sample, header["eval"])
     except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, ValueError, OSError) as error:
         raise RoutesimError(f"cannot read the .eval archive: {error}", where=str(path),
@@ -139,26 +140,17 @@ def _archive_samples(path: Path, log: ImportLog) -> Iterator[tuple[str, tuple[di
                                 "'inspect eval-retry LOG' and import the new log") from None
 
 
-_UNREADABLE = object()
-
-
 def _member(archive: zipfile.ZipFile, path: Path, member: str, log: ImportLog) -> Any:
-    """One sample of an archive, or _UNREADABLE for a member that cannot be read (damaged, not UTF-8, not
+    """One sample of an archive, or UNREADABLE for a member that cannot be read (damaged, not UTF-8, not
     JSON), which is dropped and counted as a bad line of a JSON lines file is: one sample, not the run."""
     where = f"{path}, {member}"
     try:
-        return json.loads(archive.read(member))
+        raw = archive.read(member)
     except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as error:
-        reason, detail = "damaged archive member", str(error)
-    except UnicodeDecodeError as error:
-        reason, detail = "not UTF-8 text", f"byte 0x{error.object[error.start]:02x} at byte {error.start + 1}"
-    except json.JSONDecodeError as error:
-        reason, detail = "not valid JSON", f"{error.msg} at line {error.lineno}, column {error.colno}"
-    except RecursionError:
-        reason, detail = "nested too deeply", "JSON nested deeper than Python's parser can follow"
-    log.rows_read += 1
-    log.drop(reason, where, detail)
-    return _UNREADABLE
+        log.rows_read += 1
+        log.drop("damaged archive member", where, str(error))
+        return UNREADABLE
+    return json_record(raw, where, log, line=False)
 
 
 def _where(path: Path, index: int, sample: Any, member: str | None = None) -> str:

@@ -558,25 +558,40 @@ def json_lines(path: Path, log: ImportLog) -> Iterator[tuple[str, Any]]:
                 log.rows_read += 1
                 log.drop("line too long", where, f"longer than {limits.MAX_LINE_BYTES // 2**20} MiB")
                 continue
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as error:  # one stray byte spoils its line, not the lines around it
-                log.rows_read += 1
-                log.drop("not UTF-8 text", where, f"byte 0x{raw[error.start]:02x} at byte {error.start + 1} of the "
-                         "line (export the file as UTF-8)")
+            if not raw.strip():
                 continue
-            if not line.strip():
-                continue
-            try:
-                yield where, json.loads(line)
-            except json.JSONDecodeError as error:
-                log.rows_read += 1
-                log.drop("not valid JSON", where, f"{error.msg} at column {error.colno}")
-            except RecursionError:
-                log.rows_read += 1
-                log.drop("nested too deeply", where, "JSON nested deeper than Python's parser can follow")
+            record = json_record(raw, where, log, line=True)
+            if record is not UNREADABLE:
+                yield where, record
     except OSError as error:
         raise _open_error(path, error) from None
+
+
+UNREADABLE = object()  # what json_record gives for a record it dropped
+
+
+def json_record(raw: bytes, where: str, log: ImportLog, *, line: bool) -> Any:
+    """The JSON value of one record of an import (`line`: a line of a JSON lines file, else a whole file such as
+    an archive's member); UNREADABLE when it is not UTF-8, not JSON or nested too deeply, dropped and counted
+    at `where` with the reason, so that one bad record spoils only itself."""
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        reason = "not UTF-8 text"
+        detail = f"byte 0x{raw[error.start]:02x} at byte {error.start + 1}" + (
+            " of the line (export the file as UTF-8)" if line else "")
+    else:
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as error:
+            reason = "not valid JSON"
+            detail = f"{error.msg} at " + (f"column {error.colno}" if line else
+                                           f"line {error.lineno}, column {error.colno}")
+        except RecursionError:
+            reason, detail = "nested too deeply", "JSON nested deeper than Python's parser can follow"
+    log.rows_read += 1
+    log.drop(reason, where, detail)
+    return UNREADABLE
 
 
 def json_document(path: Path) -> Any:
