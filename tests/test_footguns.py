@@ -46,7 +46,7 @@ def test_a_retry_without_a_further_sample_is_warned_about(cli, world):
     assert (summary["retry_rate"], summary["retry_exhausted"]) == (0.0, 1)
     (warning,) = summary["warnings"]
     assert (warning["rule"], warning["kind"]) == ("policy.retry", "retry_could_not_run")
-    assert warning["message"].startswith("1 requests matched the retry's when (confidence < 0.7)")
+    assert warning["message"].startswith("1 request matched the retry's when (confidence < 0.7)")
 
 
 def test_the_latest_buckets_that_miss_the_bar_are_named_in_json_and_the_headline(world, tmp_path):

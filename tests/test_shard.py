@@ -151,3 +151,13 @@ def test_a_shard_changed_after_it_was_written_is_refused(world, cli, tmp_path):
         refused = cli(*command, "--shards", out)
         assert refused.code == 2, refused.err
         assert "no longer holds what 'routesim shard' wrote there" in refused.err and "shard=0" in refused.err
+
+
+def test_counts_of_one_are_written_in_the_singular(cli, tmp_path):
+    """'wrote 1 request', not '1 requests' (formats.counted), in generate's and shard's reports."""
+    result = cli("generate", tmp_path / "one", "--requests", "1", "--days", "1")
+    assert result.code == 0 and f"wrote 1 request to {tmp_path / 'one'}" in result.out.replace("\n", "")
+    result = cli("shard", tmp_path / "one", "--shards", "1", "-o", tmp_path / "shards")
+    assert result.code == 0 and "wrote 1 shard of 1 request to" in result.out
+    result = cli("generate", tmp_path / "two", "--requests", "2", "--days", "1")
+    assert "wrote 2 requests to" in result.out

@@ -35,6 +35,7 @@ from simulator.analyses.tables import priced_by_model
 from simulator.core.contract import Dataset
 from simulator.core.draws import keyed_uniform
 from simulator.core.engine import LAYOUT_ROW, MODEL_CALLS, Replay
+from simulator.core.formats import counted
 from simulator.core.money import usd_per_request_of
 from simulator.core.prices import SERVICE_STANDARD, PriceSheet
 from simulator.core.results import CONTROL_REQUESTS, EXACT, PARTIAL, ReplayPart, part_of
@@ -212,7 +213,7 @@ def controls_of_part(scenario: Scenario, part: ReplayPart, data: Dataset, sheet:
 
 
 def _skipped(replayed: int) -> dict:
-    return {"skipped": f"{replayed:,} requests replayed: the controls are computed up to "
+    return {"skipped": f"{counted(replayed, 'request')} replayed: the controls are computed up to "
                        f"{CONTROL_REQUESTS:,}; replay a window or a sample for them"}
 
 

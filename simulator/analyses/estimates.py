@@ -41,6 +41,7 @@ from simulator.core.contract import Dataset
 from simulator.core.engine import Progress, Replay, replay, select_requests
 from simulator.core.errors import RoutesimError
 from simulator.core.draws import key_hashes, splitmix64, stream
+from simulator.core.formats import counted
 from simulator.core.prices import PriceSheet
 from simulator.core.results import build_summary
 from simulator.core.runner import Inputs, Outcome, run_scenario
@@ -489,7 +490,8 @@ def weigh_gate(result: dict, baseline: Outcome, candidate: Outcome, data: Datase
     result = recheck(result, options, verdicts)
     result["kind"] = DESIGN_WEIGHTED
     result["notes"].append(
-        f"design-weighted: the overall figures and changes are estimates for all {overall['requests']:,} requests "
+        f"design-weighted: the overall figures and changes are estimates for all "
+        f"{counted(overall['requests'], 'request')} "
         f"from the {overall['sampled']:,} drawn into the shadow sample (stratified rescaled bootstrap); each slice's "
         "changes are its drawn requests' paired bootstrap; the bar checks judge the estimates' intervals"
         + ("" if latency else "; p95 is of the drawn requests: some have no measured latency"))

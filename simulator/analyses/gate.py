@@ -37,7 +37,7 @@ import numpy as np
 import polars as pl
 
 from simulator.core.errors import RoutesimError, did_you_mean
-from simulator.core.formats import confidence_level, pct, pct_against, points, signed_ms, signed_pct, usd
+from simulator.core.formats import confidence_level, counted, pct, pct_against, points, signed_ms, signed_pct, usd
 from simulator.core.limits import MAX_RESAMPLES
 from simulator.core.metrics import P95
 from simulator.core.scenario import QualityBar, Scenario, load_scenario
@@ -254,7 +254,7 @@ def _aligned(baseline: GateSide, candidate: GateSide, by_session: bool = False) 
         paired = _joined(baseline, candidate, base, cand)
     moved = paired.filter(pl.col("slice") != pl.col("slice_candidate"))
     if moved.height:
-        raise RoutesimError(f"{moved.height:,} requests are in different slices in the two replays "
+        raise RoutesimError(f"the two replays put {counted(moved.height, 'request')} in different slices "
                             f"(e.g. {moved['request_id'].min()})", fix="gate scenarios replayed on the same data")
     return paired
 

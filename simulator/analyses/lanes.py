@@ -42,7 +42,7 @@ from simulator.analyses.estimates import drawn_probabilities, has_shadow_sample,
 from simulator.core.contract import Dataset, load_data
 from simulator.core.engine import compile_policy, data_values, replay, with_utc_ts
 from simulator.core.errors import RoutesimError, did_you_mean
-from simulator.core.formats import confidence_level
+from simulator.core.formats import confidence_level, counted
 from simulator.core.metrics import P95, grouped
 from simulator.core.outputs import write_text_atomic
 from simulator.core.paths import relative
@@ -133,7 +133,7 @@ def _requests(data: Dataset, by: str, resample: str = "request") -> pl.DataFrame
                                                *unit)).collect()
     nulls = requests.filter(pl.col(GROUP).is_null())
     if nulls.height:
-        raise RoutesimError(f"{nulls.height:,} requests have no value in column '{by}' "
+        raise RoutesimError(f"column '{by}' has no value for {counted(nulls.height, 'request')} "
                             f"(e.g. {nulls['request_id'][0]})", where="--by",
                             fix="fill the column, or group by a column that is always set")
     return requests
@@ -278,8 +278,8 @@ def _policy(chosen: pl.DataFrame, by: str, default_model: str, options: LaneOpti
 def _description(result: dict, options: LaneOptions, by: str, missing: int) -> str:
     criterion = ("whose observed pass rate meets its bar" if options.point else
                  f"whose pass rate's {confidence_level(options.confidence)} Wilson lower bound meets its bar")
-    fitted = (f"on traffic before {options.fit_until} ({result['fit']['requests']:,} requests)"
-              if options.fit_until else f"on all {result['fit']['requests']:,} requests of the data")
+    fitted = (f"on traffic before {options.fit_until} ({counted(result['fit']['requests'], 'request')})"
+              if options.fit_until else f"on all {counted(result['fit']['requests'], 'request')} of the data")
     text = f"Eval-driven lanes: each {by} goes to the cheapest model {criterion}, admitted {fitted}."
     fallback = [group for group in result["groups"] if group["lane"] is None]
     if fallback:
@@ -299,8 +299,8 @@ def _description(result: dict, options: LaneOptions, by: str, missing: int) -> s
     else:
         text += " Replaying it on the same traffic is in-sample: use --fit-until for an honest check."
     if missing:
-        text += (f" {missing:,} requests lack a first answer from a model their lane may call and are left out "
-                 "(on_missing: skip).")
+        text += (f" Left out (on_missing: skip): {counted(missing, 'request')} without a first answer from a model "
+                 "their lane may call.")
     return text
 
 

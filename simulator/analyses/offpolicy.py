@@ -42,6 +42,7 @@ from simulator.core.contract import PROPENSITY_PREFIX, TRAFFIC_FILE, Dataset
 from simulator.core.draws import keyed_uniform
 from simulator.core.engine import assign_plans, compile_policy, data_values, select_requests
 from simulator.core.errors import RoutesimError
+from simulator.core.formats import counted
 from simulator.core.money import NANO_PER_USD
 from simulator.core.prices import PriceSheet, price_calls, price_expr, usd
 from simulator.core.stats import z_score
@@ -290,7 +291,7 @@ def _refuse_unlogged(requests: pl.DataFrame, data: Dataset) -> None:
     columns = " and ".join(f"'{column}'" for column in unlogged)
     examples = "; ".join(f"request {ids[0]} ({column} null)" for column, ids in unlogged.items())
     raise RoutesimError(
-        f"of the window's {requests.height} requests, {counts} (null): an off-policy estimate weighs each "
+        f"of the window's {counted(requests.height, 'request')}, {counts} (null): an off-policy estimate weighs each "
         "request's served answer by the probability the logging router served it",
         where=f"{data.folder / TRAFFIC_FILE}, column{'s' if len(unlogged) > 1 else ''} {columns}, e.g. {examples}",
         fix="record served_model and logging_propensity on every request (the router's choice and its "

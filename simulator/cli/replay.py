@@ -10,6 +10,7 @@ import typer
 from simulator.cli.shard import RunnerOption, ShardsOption, check_runner
 from simulator.cli.console import BAD_INPUT, console, errors, progress_bar
 from simulator.core.errors import RoutesimError
+from simulator.core.formats import counted
 from simulator.core.limits import MAX_GENERATE_DAYS, MAX_GENERATE_REQUESTS, MAX_SEED
 from simulator.core.paths import REPORTS, SCENARIOS
 
@@ -318,7 +319,8 @@ def generate(
 
         truth = write_served_week(out, requests, days, seed, served, shadow_rate=shadow_rate, mix_shift=mix_shift,
                                   gold_rate=gold_rate)
-        console.print(f"wrote {requests:,} served requests to {out} and the full matrix to {truth}", highlight=False)
+        console.print(f"wrote {counted(requests, 'served request')} to {out} and the full matrix to {truth}",
+                      highlight=False)
         return
     # Written into a new folder that replaces `out` whole (atomic_folder, which marks it): files of an earlier
     # folder there (its README, say) would otherwise stay beside the new week and describe another one.
@@ -328,7 +330,7 @@ def generate(
         task = bar.add_task("generate", total=requests)
         write_week(staging, requests, days, seed, mix_shift=mix_shift, gold_rate=gold_rate,
                    progress=lambda done: bar.update(task, completed=done))
-    console.print(f"wrote {requests:,} requests to {out}")
+    console.print(f"wrote {counted(requests, 'request')} to {out}")
 
 
 def demo(force: Annotated[bool, FORCE] = False):

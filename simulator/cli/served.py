@@ -10,6 +10,7 @@ import typer
 
 from simulator.cli.console import console, inert, print_table
 from simulator.core.errors import RoutesimError
+from simulator.core.formats import counted
 from simulator.core.limits import MAX_SEED
 
 
@@ -98,7 +99,7 @@ def estimate(
         console.print("  " + ", ".join(f"{key} {_diagnostic(key, value)}" for key, value in result.diagnostics.items()),
                       highlight=False)
         total = getattr(result, "requests", None) or result.diagnostics.get("requests")
-        console.print(f"  figures are estimates for all {total:,} requests of the window, not an exact replay",
+        console.print(f"  figures are estimates for all {counted(total, 'request')} of the window, not an exact replay",
                       highlight=False)
 
 

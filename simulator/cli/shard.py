@@ -9,6 +9,7 @@ import typer
 
 from simulator.cli.console import console
 from simulator.core.errors import RoutesimError
+from simulator.core.formats import counted
 
 # --shards and --runner of the commands that run on shards (replay, sweep, gate).
 ShardsOption = Annotated[Path | None, typer.Option(help="run on these shards of the scenario's data folder (written "
@@ -35,6 +36,8 @@ def register(app: typer.Typer) -> None:
         from simulator.core.shards import write_shards
 
         manifest = write_shards(data, shards, out, force=force)
-        console.print(f"wrote {manifest['shards']} shards of {sum(manifest['requests']):,} requests to {out} "
+        total = counted(sum(manifest['requests']), 'request')
+        console.print(f"wrote {counted(manifest['shards'], 'shard')} of {total} "
+                      f"to {out} "
                       f"(requests per shard: {min(manifest['requests']):,} to {max(manifest['requests']):,})",
                       highlight=False)

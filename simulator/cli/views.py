@@ -22,7 +22,8 @@ from rich.table import Table
 from simulator.cli.console import inert, print_table, print_words
 
 from simulator.core.errors import RoutesimError, visible
-from simulator.core.formats import confidence_level, count, metric, ms, pct, pct_against, points, threshold, usd
+from simulator.core.formats import (confidence_level, count, counted, metric, ms, pct, pct_against, points, threshold,
+                                    usd)
 from simulator.core.metrics import METRICS, SESSION_METRICS
 from simulator.core.outputs import STDOUT, atomic_file, json_output, write_csv_atomic, write_text_atomic
 from simulator.core.prices import CACHE_LOSS_LINE
@@ -80,7 +81,8 @@ def kind_lines(summaries: list[dict], recommendation: dict) -> list[str]:
                  for e in estimates["figures"] if e["metric"] in ("pass_rate", "cost_per_request_usd")
                  and e["low"] is not None]
         lines.append(f"  {summary['scenario']}{ESTIMATED}: {summary['kind']} estimates for all "
-                     f"{summary['requests']:,} requests from a shadow sample of {summary['sampled']:,}, not an exact "
+                     f"{counted(summary['requests'], 'request')} from a shadow sample of {summary['sampled']:,}, "
+                     "not an exact "
                      f"replay; {level} intervals: " + ", ".join(shown) + "; verdicts judge these intervals")
     mixed = recommendation.get("mixed_kinds")
     if mixed:
@@ -224,7 +226,7 @@ def lanes_table(result: dict) -> Table:
     rule = ("observed pass rate" if result["criterion"] == "point_estimate"
             else f"{level} Wilson lower bound") + " ≥ bar"
     table = Table(title=escape(f"Lanes by {result['by']}: admitted when the {rule}"),
-                  caption=escape(f"fitted on {result['fit']['requests']:,} requests"
+                  caption=escape(f"fitted on {counted(result['fit']['requests'], 'request')}"
                                  + (" drawn into the shadow sample" if result["fit"].get("shadow_sample") else "")
                                  + (f" before {result['fit']['until']}" if result["fit"]["until"] else "")
                                  + "; ★ the lane: cheapest admitted model"),
@@ -265,7 +267,7 @@ def out_of_sample_table(result: dict) -> Table:
     level = confidence_level(result["confidence"])
     table = Table(title=escape(f"Out of sample: the lanes replayed from {check['window']['start']} to "
                                f"{check['window']['end']} (not fitted on)"),
-                  caption=escape(f"{check['requests']:,} requests"
+                  caption=escape(counted(check['requests'], 'request')
                                  + (f" (design-weighted from the {check['drawn']:,} drawn into the shadow sample)"
                                     if check.get("drawn") else "")
                                  + f"; pass rate {pct(check['pass_rate'])}, "
@@ -464,7 +466,7 @@ def _print_holdout(console: Console, held: sweep.Holdout, target: tuple[str, flo
     console.print(f"Fitted on requests before {held.until} ({count(held.fit['requests'])}): "
                   + _point_line(held.fit), highlight=False, soft_wrap=True)
     later = held.later
-    console.print(f"From {held.until} on ({count(later['requests'])} requests), the same t = "
+    console.print(f"From {held.until} on ({counted(later['requests'], 'request')}), the same t = "
                   f"{threshold(later['threshold'])} gives pass {pct(later['pass_rate'])}, "
                   f"{usd(later['cost_per_request_usd'])}/request, escalated {pct(later['escalation_rate'])}: target "
                   f"{'held' if held.held else 'NOT held'} out of sample.", highlight=False, soft_wrap=True)

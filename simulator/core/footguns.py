@@ -18,6 +18,7 @@ from __future__ import annotations
 import polars as pl
 
 from simulator.core.errors import did_you_mean
+from simulator.core.formats import counted
 from simulator.core.predicates import sql_expr, string_literals
 from simulator.core.scenario import Scenario
 
@@ -124,7 +125,8 @@ def warnings_of(scenario: Scenario, counts: dict, in_window: int | None = None) 
     policy = scenario.policy
     if scenario.sample is not None and in_window is not None and scenario.sample.requests > in_window:
         warnings.append({"rule": "sample", "kind": "sample_larger_than_window",
-                         "message": f"sample asks for {scenario.sample.requests:,} requests, but the window holds "
+                         "message": f"sample asks for {counted(scenario.sample.requests, 'request')}, "
+                                    "but the window holds "
                                     f"{in_window:,}: all of them are replayed, none drawn"})
     own, taken = counts["own"], counts["taken"]
     labels = [rule.name or f"rule {index + 1}" for index, rule in enumerate(policy.rules)]
@@ -141,8 +143,9 @@ def warnings_of(scenario: Scenario, counts: dict, in_window: int | None = None) 
         elif taken.get(label, 0) == 0 and named[label] == 1:
             shadowed.append({"rule": f"policy.rules[{index}]", "kind": "rule_shadowed",
                              "example": f"'{label}' ({rule.when})",
-                             "message": f"rule '{label}' ({rule.when}) matches {own[index]:,} requests, but earlier "
-                                        "rules take all of them, so it never applies"})
+                             "message": f"rule '{label}' ({rule.when}) matches "
+                                        f"{counted(own[index], 'request')}, but earlier rules take "
+                                        f"{'it' if own[index] == 1 else 'all of them'}, so it never applies"})
     warnings += _aggregated(nothing, "rules match none of the replayed requests")
     warnings += _aggregated(shadowed, "rules match requests that earlier rules take, so they never apply")
     unknown = []
@@ -161,7 +164,8 @@ def warnings_of(scenario: Scenario, counts: dict, in_window: int | None = None) 
     if policy.retry is not None and counts["stuck"]:
         targets = ", ".join(policy.retry.to)
         warnings.append({"rule": "policy.retry", "kind": "retry_could_not_run",
-                         "message": f"{counts['stuck']:,} requests matched the retry's when ({policy.retry.when}) but "
+                         "message": f"{counted(counts['stuck'], 'request')} matched the retry's when "
+                                    f"({policy.retry.when}) but "
                                     f"no retry could run: {targets} had no further sample for them (a model is "
                                     "called again only through its next sample)"})
     if counts["unbilled"]:

@@ -70,6 +70,12 @@ def count(value: int | None) -> str:
     return DASH if value is None else f"{value:,}"
 
 
+def counted(value: int, noun: str, plural: str | None = None) -> str:
+    """A count with its noun in the number it needs: '1 request', '0 requests', '1,234 requests'.
+    `plural`: for a noun that does not take an s."""
+    return f"{value:,} {noun if value == 1 else plural or noun + 's'}"
+
+
 def score(value: float | None) -> str:
     return DASH if value is None else f"{value:.3f}"
 

@@ -19,6 +19,7 @@ import polars as pl
 
 from simulator.core.contract import OUTCOMES_FILE, SIGNALS_FILE, TRAFFIC_FILE, load_data
 from simulator.core.errors import RoutesimError
+from simulator.core.formats import counted
 from simulator.core.layout import content_fingerprint
 from simulator.core.limits import MAX_SHARDS
 from simulator.core.outputs import MARKER, atomic_folder
@@ -67,7 +68,8 @@ def write_shards(folder: Path, shards: int, out: Path, *, force: bool = False) -
     counts = dict(keyed.group_by("__shard").len().collect().iter_rows())
     requests = sum(counts.values())
     if shards > requests:
-        raise RoutesimError(f"--shards is {shards:,} but {folder} holds {requests:,} requests: more shards than "
+        raise RoutesimError(f"--shards is {shards:,} but {folder} holds {counted(requests, 'request')}: more shards "
+                            "than "
                             "requests would leave some of them empty", where="--shards",
                             fix=f"give --shards {max(requests, 1):,} or fewer (hashing may still leave one empty, "
                                 "which is replayed as holding no requests)")
