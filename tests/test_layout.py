@@ -491,3 +491,29 @@ def test_a_damaged_layout_file_is_bad_input_pointing_at_cache_clear(world, cli, 
     assert "the compiled layout of" in damaged.err and "routesim cache clear" in damaged.err
     assert cli("--cache-dir", cache, "cache", "clear").code == 0
     assert cli("--cache-dir", cache, "replay", world.scenario()).code == 0
+
+
+def test_cache_ls_drops_a_folder_that_now_holds_other_content_and_its_old_keys(world, cli, cache, monkeypatch,
+                                                                                tmp_path):
+    """A folder regenerated in place holds new content: `cache ls` lists it under the new layout only, and
+    its old key file is removed rather than piling up (a tester saw the folder under both layouts)."""
+    monkeypatch.setenv("ROUTESIM_CACHE_DIR", str(cache))
+    monkeypatch.setenv("COLUMNS", "400")
+    monkeypatch.setattr(layout, "RACY_SECONDS", -1e9)  # key the files at once, as a steady folder is
+    folder = tmp_path / "week"
+    shutil.copytree(world.data, folder)
+    first = load_data(folder).layout.fingerprint
+    assert len(list((cache / "keys").glob("*.json"))) == 1
+    traffic = pl.read_parquet(folder / "traffic.parquet")
+    traffic.with_columns(pl.col("input_tokens") + 1).write_parquet(folder / "traffic.parquet")
+    (entry,) = layout.entries(cache)  # changed, not yet read again: listed, but marked
+    assert entry.changed == (str(folder.resolve()),)
+    assert "(changed since read)" in cli("cache", "ls").out
+    second = load_data(folder).layout.fingerprint
+    assert second != first and len(list((cache / "keys").glob("*.json"))) == 1
+    listed = {entry.fingerprint: entry.sources for entry in layout.entries(cache)}
+    assert listed == {first: (), second: (str(folder.resolve()),)}
+    out = cli("cache", "ls").out
+    assert "none known now" in out and "changed since read" not in out
+    shutil.rmtree(folder)  # gone: listed under nothing
+    assert all(entry.sources == () for entry in layout.entries(cache))

@@ -38,7 +38,8 @@ def register(app: typer.Typer) -> None:
 
     @group.command("ls")
     def ls(cache_dir: CacheDir = None):
-        """List the cached layouts, most recently used first: fingerprint, data folders, requests, size."""
+        """List the cached layouts, most recently used first: fingerprint, the data folders holding that content,
+        requests, size."""
         import datetime as dt
 
         from rich.table import Table
@@ -52,9 +53,11 @@ def register(app: typer.Typer) -> None:
             table.add_column(column, justify="right" if column in ("requests", "slots", "size") else "left")
         for entry in found:
             used = dt.datetime.fromtimestamp(entry.last_used_ns / 1e9, dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
-            # A layout is shared by every folder with the same content: each one listed, one a line.
-            table.add_row(entry.fingerprint, "\n".join(entry.sources or (entry.source,)), f"{entry.requests:,}",
-                          str(entry.slots),
+            # A layout is shared by every folder with the same content: each one listed, one a line. A folder
+            # that holds other content now, or is gone, is not; one changed since routesim read it may.
+            folders = [folder + (" (changed since read)" if folder in entry.changed else "")
+                       for folder in entry.sources] or ["none known now"]
+            table.add_row(entry.fingerprint, "\n".join(folders), f"{entry.requests:,}", str(entry.slots),
                           _size(entry.bytes), used)
         print_table(console, table)
         console.print(f"{len(found)} layout{'' if len(found) == 1 else 's'}, "

@@ -420,6 +420,7 @@ def open_layout(folder: Path, paths: list[Path], validate: Callable[[bool], None
         steady = all(max(key[3], key[4]) < stated_at - RACY_SECONDS * 1e9 for key in keys)
         if steady and keys == [file_key(path) for path in paths]:
             _write_json(key_file, {"fingerprint": fingerprint, "files": [str(p.resolve()) for p in paths]})
+        _drop_stale_keys(root, paths, key_file)
     except OSError:
         return None
     return _held(Layout(target, meta), pin)
@@ -824,18 +825,46 @@ class Entry:
     bytes: int
     last_used_ns: int
     # Every data folder found to hold this content: `source` (which built it) first, then the others in
-    # the order they were first opened (sources.json) or keyed (keys/*.json of older caches).
+    # the order they were first opened (sources.json) or keyed (keys/*.json of older caches); a folder known
+    # to hold other content now, or gone, is left out.
     sources: tuple[str, ...] = ()
+    # Those of `sources` whose files changed since routesim last read them: they may hold other content.
+    changed: tuple[str, ...] = ()
 
 
-def _keyed_sources(root: Path) -> dict[str, list[str]]:
-    """Per fingerprint, the data folders whose key files point at it (the folder of their files)."""
-    found: dict[str, list[str]] = {}
+def _keyed_sources(root: Path) -> tuple[dict[str, list[str]], set[str]]:
+    """Per fingerprint, the data folders whose key files point at it and whose files still have that key;
+    and the folders whose every key file is stale (their files changed or went since routesim read them).
+    A folder in the first part holds that content now; one in the second may hold anything."""
+    held: dict[str, list[str]] = {}
+    stale: set[str] = set()
     for path in _made(root, "keys", ("key",)):
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError, IndexError):
             content = json.loads(path.read_text(encoding="utf-8"))
-            found.setdefault(content["fingerprint"], []).append(str(Path(content["files"][0]).parent))
-    return found
+            files = [Path(name) for name in content["files"]]
+            folder = str(files[0].parent)
+            try:
+                fresh = _key_name(files, [file_key(file) for file in files]) == path.stem
+            except OSError:  # a file is gone
+                fresh = False
+            if fresh:
+                held.setdefault(content["fingerprint"], []).append(folder)
+            else:
+                stale.add(folder)
+    return held, stale - {folder for folders in held.values() for folder in folders}
+
+
+def _drop_stale_keys(root: Path, paths: list[Path], current: Path) -> None:
+    """Removes the key files of the files `paths` other than `current`: written for what they held before
+    (a key names the files' device, inode, size and times, so an older one can never match again). Without
+    it every change of a folder left a key behind, and `cache ls` listed the folder under its old content."""
+    files = [str(path.resolve()) for path in paths]
+    for key in _made(root, "keys", ("key",)):
+        if key == current:
+            continue
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            if json.loads(key.read_text(encoding="utf-8"))["files"] == files:
+                key.unlink()
 
 
 def entries(root: Path) -> list[Entry]:
@@ -843,16 +872,21 @@ def entries(root: Path) -> list[Entry]:
     Only folders routesim made (`made_by_routesim`) are read: a user's folder is never listed, even one
     holding a meta.json."""
     found = []
-    keyed = _keyed_sources(root)
+    keyed, stale = _keyed_sources(root)
+    elsewhere = {folder: fingerprint for fingerprint, folders in keyed.items() for folder in folders}
     for path in _made(root, "layouts", ("layout",)):
         meta = _complete(path, any_version=True)
         if meta is None:
             continue
         used = path / "used"
         last = used.stat().st_mtime_ns if used.exists() else (path / "meta.json").stat().st_mtime_ns
-        sources = tuple(dict.fromkeys([meta["source"], *_sources(path), *keyed.get(meta["fingerprint"], [])]))
+        named = dict.fromkeys([meta["source"], *_sources(path), *keyed.get(meta["fingerprint"], [])])
+        # A folder known to hold other content now, or gone, no longer holds this one.
+        sources = tuple(folder for folder in named
+                        if elsewhere.get(folder, meta["fingerprint"]) == meta["fingerprint"] and Path(folder).is_dir())
         found.append(Entry(path, meta.get("version", 0), meta["fingerprint"], meta["source"], meta["requests"],
-                           len(meta["slots"]), _size(path), last, sources))
+                           len(meta["slots"]), _size(path), last, sources,
+                           tuple(folder for folder in sources if folder in stale)))
     return sorted(found, key=lambda entry: (entry.version != LAYOUT_VERSION, -entry.last_used_ns, entry.fingerprint))
 
 
