@@ -223,6 +223,30 @@ def test_report_from_replay_save_results_computes_tables_from_parquet(cli, tmp_p
     assert "No baselines were saved" in page and "break-even" in page
 
 
+def test_report_from_shows_saved_results_in_the_order_they_were_saved(cli, tmp_path):
+    """Not by name: the order each command named its scenarios, a later replay --save's after the earlier
+    ones, and a scenario saved again moves to where it was saved last."""
+    cascade, big = tiny_world(tmp_path)
+    other = World(tmp_path).scenario("another", admission={"rule": "point"}, policy={"default": {"use": "small"}})
+    saved = tmp_path / "saved"
+
+    def order() -> list[str]:
+        return [summary["scenario"] for summary in load_report_inputs(saved).summaries]
+
+    assert cli("replay", big, cascade, "--save", saved).code == 0
+    assert order() == ["big-everywhere", "cascade"]
+    assert cli("replay", other, "--save", saved).code == 0
+    assert order() == ["big-everywhere", "cascade", "another"]
+    assert cli("replay", big, "--save", saved).code == 0
+    assert order() == ["cascade", "another", "big-everywhere"]
+    assert cli("report", "--from", saved, "-o", tmp_path / "r.html").code == 0
+    (saved / "order.json").unlink()  # results an older routesim saved: by name
+    assert order() == ["another", "big-everywhere", "cascade"]
+    assert cli("report", cascade, big, "-o", tmp_path / "first.html", "--save", saved).code == 0
+    assert cli("replay", other, "--save", saved).code == 0  # after the report's, in the report's order
+    assert order() == ["cascade", "big-everywhere", "another"]
+
+
 def test_replay_save_into_a_reports_folder_leaves_no_report_file_to_mix_with_its_results(cli, tmp_path):
     # A report's baselines and manifest describe its own run: after replay --save writes there, a re-render
     # shows the new results alone (no baselines), not beside the report's.

@@ -206,7 +206,7 @@ def replay(
     from simulator.cli.console import beside, print_table
     from simulator.cli.views import capacity_table, controls_table, gate_entry, print_comparison, sessions_table
     from simulator.core.outputs import STDOUT, allow_replacing_folders
-    from simulator.core.results import forget_report, save_result
+    from simulator.core.results import forget_report, note_order, save_result
     from simulator.core.verdict import recommend
 
     if shards is not None and (decisions or save or baseline):
@@ -245,6 +245,7 @@ def replay(
     if save:
         for outcome in outcomes:
             save_result(save, outcome.summary, outcome.replay.decisions, outcome.replay.calls)
+        note_order(save, [outcome.summary["scenario"] for outcome in outcomes])
         forget_report(save)  # a report's files there described its own run
     if decisions:
         _write_decisions(decisions, outcomes)

@@ -53,7 +53,8 @@ from simulator.core.metrics import (
     summary_scopes,
 )
 from simulator.core.partials import Fetch, Parts, fetch_local, merge_parts, quantiles
-from simulator.core.outputs import EARLIER_RESULT_FILES, MARKER, atomic_folder, claim_folder, json_text
+from simulator.core.outputs import (EARLIER_RESULT_FILES, MARKER, atomic_folder, claim_folder, json_text,
+                                    write_json_atomic)
 from simulator.core.predicates import parse_predicate
 from simulator.core.prices import SOURCE_RECORDED, PriceSheet
 from simulator.core.scenario import QualityBar, Scenario
@@ -478,10 +479,34 @@ def drop_other_results(folder: Path, kept: set[str]) -> None:
             shutil.rmtree(result)
 
 
-def load_results(folder: Path) -> list[SavedResult]:
-    """Every scenario result saved under `folder`, in name order."""
+ORDER_FILE = "order.json"  # beside the saved results: their scenarios in the order they were saved
+
+
+def note_order(folder: Path, names: list[str]) -> None:
+    """Records the order of the results saved in `folder` (ORDER_FILE): those saved before in their order,
+    then `names`, just saved, in the order the command named them. `report --from` shows the scenarios in
+    that order, as the command that saved them showed them."""
+    earlier = [name for name in saved_order(folder) if name not in names]
+    write_json_atomic(Path(folder) / ORDER_FILE, {"scenarios": earlier + list(names)})
+
+
+def saved_order(folder: Path) -> list[str]:
+    """The scenarios whose results are saved in `folder`: in the order ORDER_FILE records, then any it does
+    not name (results saved by an older routesim) by name."""
     folder = Path(folder)
-    summaries = sorted(folder.glob(f"*/{SUMMARY_FILE}"))
+    present = sorted(path.parent.name for path in folder.glob(f"*/{SUMMARY_FILE}"))
+    try:
+        listed = json.loads((folder / ORDER_FILE).read_text(encoding="utf-8"))["scenarios"]
+        listed = [name for name in dict.fromkeys(listed) if name in present]
+    except (OSError, ValueError, KeyError, TypeError):  # absent, or not routesim's: the names decide
+        listed = []
+    return listed + [name for name in present if name not in listed]
+
+
+def load_results(folder: Path) -> list[SavedResult]:
+    """Every scenario result saved under `folder`, in the order they were saved (`saved_order`)."""
+    folder = Path(folder)
+    summaries = [folder / name / SUMMARY_FILE for name in saved_order(folder)]
     if not summaries:
         raise RoutesimError(f"no saved results in {folder}", where=str(folder),
                             fix="run 'routesim replay SCENARIO --save DIR' (or 'routesim report') first")

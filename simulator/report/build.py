@@ -32,8 +32,10 @@ from simulator.core.results import (
     DECISIONS_FILE,
     SUMMARY_FILE,
     drop_other_results,
+    note_order,
     read_summary,
     save_result,
+    saved_order,
 )
 from simulator.core.runner import Inputs, Outcome, load_scenarios
 from simulator.core.verdict import recommend
@@ -163,6 +165,7 @@ def replay_and_save(paths: list[Path], results_dir: Path, label: Callable[[str],
     write_json_atomic(results_dir / COVERAGE_FILE, {"data": coverage_tables(scenarios, inputs)})
     write_json_atomic(results_dir / MANIFEST_FILE, {"scenarios": [scenario.name for scenario in scenarios]})
     drop_other_results(results_dir, {scenario.name for scenario in scenarios})
+    note_order(results_dir, [scenario.name for scenario in scenarios])  # kept when replay --save adds results
     advance()
     return outcomes
 
@@ -247,7 +250,8 @@ def _tables(folder: Path, summary: dict) -> dict:
 
 
 def load_report_inputs(results_dir: Path) -> ReportInputs:
-    """Reads a results folder: the scenarios in `report.json`'s order, else every saved scenario by name."""
+    """Reads a results folder: the scenarios in `report.json`'s order, else every saved scenario in the order
+    they were saved (`saved_order`)."""
     folder = Path(results_dir)
     if not folder.is_dir():
         raise RoutesimError(f"results folder not found: {folder}",
@@ -256,7 +260,7 @@ def load_report_inputs(results_dir: Path) -> ReportInputs:
     if manifest.is_file():
         names = _read_json(manifest)["scenarios"]
     else:
-        names = sorted(path.parent.name for path in folder.glob(f"*/{SUMMARY_FILE}"))
+        names = saved_order(folder)
     if not names:
         raise RoutesimError(f"no saved results in {folder}", where=str(folder),
                             fix="run 'routesim report SCENARIO... -o FILE' first")
