@@ -190,7 +190,8 @@ def test_a_results_folder_an_earlier_routesim_wrote_is_still_routesims(cli, worl
             build.COVERAGE_FILE} == EARLIER_RESULT_FILES
     page, results = tmp_path / "page.html", tmp_path / "page-results"
     assert cli("report", world.scenario(), "-o", page).code == 0
-    (results / MARKER).unlink()  # as an earlier version left it
+    (results / MARKER).unlink()  # as an earlier version left it (without the marker and the saved order)
+    (results / "order.json").unlink()
     assert cli("report", world.scenario(), "-o", page).code == 0 and (results / MARKER).is_file()
     (results / MARKER).unlink()
     (results / "diary.txt").write_text("mine")
