@@ -220,7 +220,7 @@ def test_bars_from_a_file_and_from_a_scenario(world, cli, tmp_path):
     assert [group["bar"] for group in from_scenario["groups"]] == [0.1, 0.8]
     assert from_scenario["groups"][0]["lane"] == "small"
     assert models_of(from_scenario["groups"][0])["small"]["pass_rate_low"] == pytest.approx(0.1119, abs=1e-4)
-    assert load_bars(bars_from=scenario) == QualityBar(default=0.8, slices={"contract": 0.1})
+    assert load_bars(bars_from=scenario) == (QualityBar(default=0.8, slices={"contract": 0.1}), None)
 
 
 @pytest.mark.parametrize("arguments, message", [

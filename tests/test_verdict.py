@@ -183,6 +183,27 @@ def test_an_unstated_quality_bar_says_which_default_applied(cli, world):
     assert "no quality_bar stated, the default of 90.0% applied" in cli("replay", path).out
 
 
+def test_every_output_judging_an_unstated_bar_says_the_default_applied(cli, world):
+    """gate (terminal, JSON, Markdown), whatif and lanes judge against the default bar too, and say so (README,
+    'Scenario reference': "every output says so"); a scenario stating its bar gets no such note."""
+    note = "no quality_bar stated, the default of 90.0% applied"
+    unstated = world.scenario("big-everywhere", policy={"default": {"use": "big"}})
+    stated = world.scenario("small-everywhere", quality_bar=0.9, policy={"default": {"use": "small"}})
+    gate = ("gate", "--baseline", stated, "--candidate", unstated)
+    assert f"big-everywhere: {note}" in cli(*gate).out
+    assert f"big-everywhere: {note}" in json.loads(cli(*gate, "--json").out)["notes"]
+    assert "no quality\\_bar stated" in cli(*gate, "--markdown", "-").out
+    assert note not in cli("gate", "--baseline", unstated, "--candidate", stated).out
+    whatif = cli("whatif", unstated, stated, "--scale", "big=0.5", "--json")
+    assert json.loads(whatif.out)["notes"] == [f"big-everywhere: {note}"]
+    assert f"big-everywhere: {note}" in cli("whatif", unstated, "--scale", "big=0.5").out
+    lanes = json.loads(cli("lanes", world.data, "--prices", world.prices, "--bars-from", unstated, "--json").out)
+    assert lanes["bars"]["note"] == f"big-everywhere: {note}"
+    assert "the default of 90.0% applied" in cli("lanes", world.data, "--prices", world.prices).out
+    for given in (("--bar", "0.9"), ("--bars-from", stated)):
+        assert "default" not in cli("lanes", world.data, "--prices", world.prices, *given).out
+
+
 def test_break_even_measured_on_the_sweep_by_hand():
     """Cost per request 1.0, 2.0, 3.0 at escalation 0, 0.5, 1 against 2.5 straight to the last model: the
     sweep crosses it halfway between the last two points, at 0.75."""

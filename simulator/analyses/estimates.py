@@ -525,6 +525,7 @@ def gate_scenarios(baseline_path, candidate_path, options: GateOptions, *, shard
                             "figures of one kind", where=f"baseline {baseline_path}, candidate {candidate_path}",
                             fix="gate two policies on the same shadow-sampled data, or both on complete outcomes")
     sides = [GateSide(name=o.summary["scenario"], decisions=o.replay.decisions, quality_bar=s.quality_bar,
+                      bar_stated=s.quality_bar_stated,
                       description=s.description, source=str(path),
                       prices_fingerprint=o.summary["provenance"]["prices_fingerprint"])
              for o, s, path in zip(outcomes, scenarios, (baseline_path, candidate_path))]

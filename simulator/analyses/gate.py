@@ -40,7 +40,7 @@ from simulator.core.errors import RoutesimError, did_you_mean
 from simulator.core.formats import confidence_level, counted, pct, pct_against, points, signed_ms, signed_pct, usd
 from simulator.core.limits import MAX_RESAMPLES
 from simulator.core.metrics import P95
-from simulator.core.scenario import QualityBar, Scenario, load_scenario
+from simulator.core.scenario import QualityBar, Scenario, default_bar_note, load_scenario
 from simulator.core.verdict import MEETS, Admission, judge, resolve_admission
 from simulator.core.stats import (
     BASELINE_COST,
@@ -126,6 +126,7 @@ class GateSide:
     description: str = ""
     source: str = ""
     prices_fingerprint: str | None = None
+    bar_stated: bool = True  # False: the scenario left quality_bar out and the default applies
 
 
 def parse_slice_tolerances(items: list[str] | None) -> dict[str, float]:
@@ -326,7 +327,7 @@ def gate_result(baseline: GateSide, candidate: GateSide, options: GateOptions | 
         _check_row(row, options.admission)
         rows.append(row)
     failures = [{"slice": row["slice"], **failure} for row in [overall, *rows] for failure in row["failures"]]
-    notes = []
+    notes = [] if candidate.bar_stated else [default_bar_note(candidate.name)]
     if baseline.quality_bar != candidate.quality_bar:
         notes.append("the two scenarios have different quality bars; the candidate's are applied")
     if baseline.prices_fingerprint != candidate.prices_fingerprint:
@@ -375,6 +376,7 @@ def side_from_saved(saved) -> GateSide:
     summary = saved.summary
     bar = QualityBar(default=summary["quality_bar"], slices=summary.get("slice_bars", {}))
     return GateSide(name=summary["scenario"], decisions=saved.decisions, quality_bar=bar,
+                    bar_stated=summary.get("quality_bar_stated", True),
                     description=summary.get("description", ""),
                     prices_fingerprint=summary.get("provenance", {}).get("prices_fingerprint"))
 
@@ -432,6 +434,7 @@ def run_gate(baseline_path: Path, candidate_path: Path, options: GateOptions | N
     for path, scenario, frame in zip(paths, scenarios, decisions):
         sheet = inputs.prices(scenario)
         sides.append(GateSide(name=scenario.name, decisions=frame, quality_bar=scenario.quality_bar,
+                              bar_stated=scenario.quality_bar_stated,
                               description=scenario.description, source=str(path),
                               prices_fingerprint=fingerprint([Path(sheet.source)]) if sheet else None))
     return gate_result(*sides, options)

@@ -42,13 +42,13 @@ from simulator.analyses.estimates import drawn_probabilities, has_shadow_sample,
 from simulator.core.contract import Dataset, load_data
 from simulator.core.engine import compile_policy, data_values, replay, with_utc_ts
 from simulator.core.errors import RoutesimError, did_you_mean
-from simulator.core.formats import confidence_level, counted
+from simulator.core.formats import confidence_level, counted, pct
 from simulator.core.metrics import P95, grouped
 from simulator.core.outputs import write_text_atomic
 from simulator.core.paths import relative
 from simulator.core.predicates import parse_predicate
 from simulator.core.prices import PriceSheet, load_prices, price_calls, token_columns, usd_per_request
-from simulator.core.scenario import QualityBar, Scenario, load_scenario
+from simulator.core.scenario import DEFAULT_QUALITY_BAR, QualityBar, Scenario, load_scenario
 from simulator.core.stats import check_confidence, clustered_wilson_interval, wilson_interval
 from simulator.core.validation import from_pydantic_error, read_yaml
 from simulator.core.verdict import DEFAULT_ADMISSION, Admission
@@ -59,7 +59,6 @@ GROUP = "_lane_group"
 RESAMPLE_UNITS = ("request", "session")
 UNIT = "_lane_session"
 LATENCY_QUANTILE = P95
-DEFAULT_BAR = 0.9
 DEFAULT_ACCEPT = "confidence >= 0.7"
 SIMPLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -81,8 +80,11 @@ class LaneOptions:
         return "point_estimate" if self.point else "wilson_lower_bound"
 
 
-def load_bars(bar: float | None = None, bars_file: Path | None = None, bars_from: Path | None = None) -> QualityBar:
-    """The bars lanes must meet: one number, a bars file ({default:, slices: {...}}) or a scenario's quality_bar."""
+def load_bars(bar: float | None = None, bars_file: Path | None = None,
+              bars_from: Path | None = None) -> tuple[QualityBar, str | None]:
+    """The bars lanes must meet: one number, a bars file ({default:, slices: {...}}) or a scenario's quality_bar;
+    and the note the output carries when they are the default (none given, or a scenario stating none), else
+    None."""
     given = [name for name, value in (("--bar", bar), ("--bars", bars_file), ("--bars-from", bars_from))
              if value is not None]
     if len(given) > 1:
@@ -90,7 +92,8 @@ def load_bars(bar: float | None = None, bars_file: Path | None = None, bars_from
                             fix="--bar 0.9 for one bar everywhere, --bars FILE.yaml for per-slice bars, or "
                                 "--bars-from SCENARIO.yaml to use a scenario's quality_bar")
     if bars_from is not None:
-        return load_scenario(bars_from).quality_bar
+        scenario = load_scenario(bars_from)
+        return scenario.quality_bar, scenario.unstated_bar_note()
     if bars_file is not None:
         raw = read_yaml(bars_file)
         if isinstance(raw, (int, float)) and not isinstance(raw, bool):
@@ -99,13 +102,15 @@ def load_bars(bar: float | None = None, bars_file: Path | None = None, bars_from
             raise RoutesimError("a bars file is a YAML mapping: {default: 0.9, slices: {SLICE: BAR}}",
                                 where=str(bars_file), fix="see 'routesim lanes' in the README")
         try:
-            return QualityBar.model_validate(raw)
+            return QualityBar.model_validate(raw), None
         except ValidationError as error:
             raise from_pydantic_error(error, QualityBar, file=bars_file) from None
-    value = DEFAULT_BAR if bar is None else bar
-    if not 0 <= value <= 1:
-        raise RoutesimError(f"a bar is a pass rate in 0..1, got {value}", where="--bar", fix="e.g. --bar 0.9")
-    return QualityBar(default=value)
+    if bar is None:
+        return QualityBar(default=DEFAULT_QUALITY_BAR), (f"no bar given (--bar, --bars or --bars-from): the default "
+                                                        f"of {pct(DEFAULT_QUALITY_BAR)} applied")
+    if not 0 <= bar <= 1:
+        raise RoutesimError(f"a bar is a pass rate in 0..1, got {bar}", where="--bar", fix="e.g. --bar 0.9")
+    return QualityBar(default=bar), None
 
 
 def _requests(data: Dataset, by: str, resample: str = "request") -> pl.DataFrame:
@@ -354,9 +359,10 @@ def _out_of_sample(scenario: Scenario, data: Dataset, sheet: PriceSheet | None, 
 
 
 def fit_lanes(data_folder: Path, prices: Path | None, bars: QualityBar, options: LaneOptions | None = None,
-              emit: Path | None = None) -> dict:
+              emit: Path | None = None, bars_note: str | None = None) -> dict:
     """Admits lanes, builds their scenario (written to `emit` if given) and, with `fit_until`, checks them
-    out of sample. Returns everything as plain JSON-ready data; `scenario` is the emitted file's content."""
+    out of sample. Returns everything as plain JSON-ready data; `scenario` is the emitted file's content.
+    `bars_note`: `load_bars`' note on default bars, kept with the bars."""
     options = options or LaneOptions()
     confidence = check_confidence(options.confidence)
     data = load_data(Path(data_folder))
@@ -414,7 +420,7 @@ def fit_lanes(data_folder: Path, prices: Path | None, bars: QualityBar, options:
     result: dict = {
         "data": str(data.folder), "prices": str(prices) if prices else None, "by": options.by,
         "confidence": confidence, "criterion": options.criterion, "resample": options.resample,
-        "bars": {"default": bars.default, "slices": dict(bars.slices)},
+        "bars": {"default": bars.default, "slices": dict(bars.slices), "note": bars_note},
         "fit": {"first_request": fitted_requests["ts"].min().isoformat(),
                 "last_request": fitted_requests["ts"].max().isoformat(),
                 "until": str(options.fit_until) if options.fit_until else None,

@@ -289,5 +289,7 @@ def what_if(scenarios: list[Scenario], inputs, change: PriceChange, *, target: t
     _ranked([b for _, b in reachable])
     return {"change": change.describe(), "target": None if target is None else {"kind": target[0], "value": target[1]},
             "current": current, "what_if": changed,
+            # The verdicts judge each scenario's bars: one left unstated is the default, and said so.
+            "notes": [note for scenario in scenarios if (note := scenario.unstated_bar_note())],
             "cheapest_meeting_bar": {"current": _cheapest([a for a, _ in reachable]),
                                      "what_if": _cheapest([b for _, b in reachable])}}

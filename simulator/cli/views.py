@@ -131,7 +131,9 @@ def comparison_lines(summaries: list[dict], recommendation: dict, gates: dict | 
             lines.append(f"  {candidate['scenario']}: " + "; ".join(candidate["reasons"]))
     for summary in summaries:
         if not summary.get("quality_bar_stated", True):
-            lines.append(f"  {summary['scenario']}: no quality_bar stated, the default of 90.0% applied")
+            from simulator.core.scenario import default_bar_note
+
+            lines.append(f"  {default_bar_note(summary['scenario'])}")
         batch = summary.get("provenance", {}).get("requests_without_latency_on_batch")
         if batch:
             lines.append(f"  {summary['scenario']}: {count(batch)} request(s) ran a step on batch, which gives no "
@@ -250,7 +252,7 @@ def lanes_table(result: dict) -> Table:
 
 
 def lane_lines(result: dict) -> list[str]:
-    lines = []
+    lines = [result["bars"]["note"]] if result["bars"].get("note") else []
     for group in result["groups"]:
         if group["lane"]:
             lines.append(f"{group['group']} → {group['lane']} (cheapest admitted model)")
@@ -567,6 +569,8 @@ def run_whatif(console: Console, paths: list[Path], change: whatif.PriceChange, 
                       f"{usd(then['cost_per_request_usd'])} {stars[1]}".strip(), str(then["rank"]),
                       pct(change_share), thresholds)
     print_table(console, table)
+    for note in result["notes"]:
+        console.print(inert(note), highlight=False)
     breakeven = Table(title="Break-even escalation rate e* = 1 − c1 / cL of each cascade, now and at what-if prices",
                       caption="Above e* the cascade costs more than sending its requests straight to its last step.")
     for column in ("policy", "plan", "steps", "escalated", "e* now", "e* what-if", "verdict what-if"):

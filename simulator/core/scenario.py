@@ -281,6 +281,18 @@ class Window(Frozen):
         return self
 
 
+# The bar of a scenario that states none (README, "Scenario reference"); every output judging one says so.
+DEFAULT_QUALITY_BAR = 0.9
+
+
+def default_bar_note(whose: str) -> str:
+    """The line an output carries when `whose` bars are the default, so a verdict never rests on an unstated
+    bar without saying it (README, "Scenario reference": "left out, 0.90 applies and every output says so")."""
+    from simulator.core.formats import pct
+
+    return f"{whose}: no quality_bar stated, the default of {pct(DEFAULT_QUALITY_BAR)} applied"
+
+
 class QualityBar(Frozen):
     """The pass rate a policy must reach overall (`default`) and in each slice (overrides in `slices`)."""
 
@@ -325,7 +337,7 @@ class Scenario(Frozen):
     data: Path
     prices: Path | None = None
     window: Window | None = None
-    quality_bar: QualityBar = QualityBar(default=0.9)
+    quality_bar: QualityBar = QualityBar(default=DEFAULT_QUALITY_BAR)
     sample: RequestSample | None = None
     on_missing: Literal["error", "skip"] = "error"
     admission: Admission | None = None  # how bars are judged; one per run (simulator.core.verdict)
@@ -351,6 +363,10 @@ class Scenario(Frozen):
     def quality_bar_stated(self) -> bool:
         """False when the scenario left `quality_bar` out and the default of 0.90 applies."""
         return "quality_bar" in self.model_fields_set
+
+    def unstated_bar_note(self) -> str | None:
+        """`default_bar_note` for this scenario when it states no quality_bar, else None."""
+        return None if self.quality_bar_stated else default_bar_note(self.name)
 
     @field_validator("quality_bar", mode="before")
     @classmethod

@@ -87,6 +87,7 @@ def gates_against(baseline: str, outcomes: list[Outcome], tolerance: float | Non
         summary = outcome.summary
         return GateSide(name=summary["scenario"], decisions=outcome.replay.decisions,
                         quality_bar=outcome.replay.scenario.quality_bar, description=summary["description"],
+                        bar_stated=outcome.replay.scenario.quality_bar_stated,
                         prices_fingerprint=summary["provenance"]["prices_fingerprint"])
 
     base = next(outcome for outcome in outcomes if outcome.summary["scenario"] == baseline)
