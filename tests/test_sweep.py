@@ -181,6 +181,8 @@ def test_a_sweep_over_a_grade_is_a_bound_and_never_a_pick(cli, four):
     assert "★" not in shown and "◇ calibrated on a grade (a bound, not deployable) to pass rate" in shown
     assert "bound: the swept policy reads the grade column(s) score" in shown
     assert "★ calibrated to pass rate" in cli("sweep", path, "--over", "confidence", "--target-pass-rate", "0.5").out
+    # Without a target no threshold is calibrated, and the legend does not say one is.
+    assert "calibrated" not in cli("sweep", path, "--over", "confidence").out
 
 def test_the_accept_nothing_threshold_prints_above_the_largest_value(cli, four):
     """The last point's threshold is the float just above 0.9; rounded to 6 digits it would read 0.9, the

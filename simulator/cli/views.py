@@ -353,8 +353,12 @@ def _gate_title(scenario, gate: sweep.Gate) -> str:
 
 
 def _points_table(title: str, points: pl.DataFrame, marks: dict[float, str], pick: str = "★") -> Table:
-    picked = "★ calibrated" if pick == "★" else f"{pick} calibrated on a grade: a bound, not deployable"
-    table = Table(title=title, caption=f"● the scenario's own threshold   {picked}")
+    legend = {"●": "● the scenario's own threshold",
+              pick: "★ calibrated" if pick == "★" else f"{pick} calibrated on a grade: a bound, not deployable"}
+    # Only the marks the table shows (one threshold may carry both): none is calibrated without a target.
+    shown_marks = "".join(marks.values())
+    table = Table(title=title, caption="   ".join(text for mark, text in legend.items() if mark in shown_marks)
+                  or None)
     for column in ("threshold", "gate accepted", "requests", "cost", "$/request", "pass", "escalated", "p95 ms",
                    "strong calls"):
         table.add_column(column, justify="right")
