@@ -438,11 +438,16 @@ def reference_replay(scenario, traffic: pl.DataFrame, outcomes: pl.DataFrame,
             else:  # several calls at once (best-of-n, fan-out, race): every one billed, `select` keeps one
                 latencies: list[float] = []
                 drawn = []
+                # The calls are made at once, so the step needs every answer before any call counts: one
+                # missing leaves the request out (or is the error) without pricing the others.
+                upcoming: Counter[str] = Counter()
                 for model in step.calls:
-                    if answers.get((request_id, model, calls_of[model])) is None:
+                    if answers.get((request_id, model, calls_of[model] + upcoming[model])) is None:
                         missing_model = model
                         break
-                    drawn.append(call(model, step.service_tier, step.checker, parallel=latencies))
+                    upcoming[model] += 1
+                if missing_model is None:
+                    drawn = [call(model, step.service_tier, step.checker, parallel=latencies) for model in step.calls]
                 answer = None
                 if missing_model is None:
                     slowest = None if None in latencies else max(latencies)  # batch: no latency
