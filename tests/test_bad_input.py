@@ -475,3 +475,11 @@ def test_columns_json_may_declare_only_outcome_columns_that_are_no_grade(cli, wo
     (world.data / "columns.json").write_text(json.dumps({"serving_time": declared}))
     for command in (["validate", world.data], ["replay", world.scenario()]):
         assert_bad_input(cli(*command), message, "columns.json")
+
+
+def test_a_data_folder_whose_columns_json_breaks_the_contract_builds_no_layout(cli, world, tmp_path):
+    """The README ("The layout cache"): data that breaks the contract builds nothing, columns.json included."""
+    (world.data / "columns.json").write_text(json.dumps({"serving_time": ["passed"]}))
+    cache = tmp_path / "cache"
+    assert_bad_input(cli("--cache-dir", cache, "replay", world.scenario()), "known at serving time")
+    assert (cache / "layouts").is_dir() and not list((cache / "layouts").glob("*-v*"))

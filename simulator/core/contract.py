@@ -685,6 +685,8 @@ def load_data(folder: Path, cache_dir: Path | None = None, origin: Origin | None
         if not keys and not report.ok:  # a broken folder gets the whole report, key problems included
             report = validate_folder(folder)
         report.raise_if_problems(f"data folder {folder}")
+        # columns.json too, before a layout is built: a folder that breaks the contract builds nothing.
+        serving_signals(folder, scan_parquet(outcomes_path).collect_schema().names())
 
     layout = open_layout(Path(folder), paths, validate, cache_dir, scan=scan_parquet)
     if layout is None:  # no writable cache: validate and hash on every load
