@@ -27,7 +27,7 @@ from simulator.core.formats import (confidence_level, count, counted, metric, ms
 from simulator.core.metrics import METRICS, SESSION_METRICS
 from simulator.core.outputs import STDOUT, atomic_file, json_output, write_csv_atomic, write_text_atomic
 from simulator.core.prices import CACHE_LOSS_LINE
-from simulator.core.verdict import DEFAULT_ADMISSION
+from simulator.core.verdict import DEFAULT_ADMISSION, Admission
 
 if TYPE_CHECKING:  # the sweep, drift and what-if analyses load with the commands that run them
     from simulator.analyses import drift, sweep, whatif
@@ -262,6 +262,11 @@ def lane_lines(result: dict) -> list[str]:
     return lines
 
 
+def _out_of_sample_rule(check: dict) -> str:
+    """How the out-of-sample verdicts were reached: the lanes' admission rule, as replay judges bars."""
+    return Admission(rule=check["rule"], confidence=check["confidence"]).describe()
+
+
 def out_of_sample_table(result: dict) -> Table:
     check = result["out_of_sample"]
     level = confidence_level(result["confidence"])
@@ -271,35 +276,54 @@ def out_of_sample_table(result: dict) -> Table:
                                  + (f" (design-weighted from the {check['drawn']:,} drawn into the shadow sample)"
                                     if check.get("drawn") else "")
                                  + f"; pass rate {pct(check['pass_rate'])}, "
-                                 f"{usd(check['cost_per_request_usd'])} per request"), caption_justify="left")
+                                 f"{usd(check['cost_per_request_usd'])} per request; a bar is met when "
+                                 f"{_out_of_sample_rule(check)}"),
+                  caption_justify="left")
     for header in (result["by"], "routed to", "in sample", "requests", "pass", f"{level} interval", "bar",
-                   "bar holds"):
+                   "out of sample"):
         # "in sample": the routed model's admission and pass rate on the fitted traffic.
         table.add_column(escape(header), justify="left" if header in (result["by"], "routed to", "in sample",
-                                                                       "bar holds") else "right", no_wrap=True)
+                                                                       "out of sample") else "right", no_wrap=True)
+    called_out = {name: "bold red" for name in check["failed_out_of_sample"]}
+    called_out |= {name: "yellow" for name in check.get("undecided_out_of_sample", [])}
     for group in check["groups"]:
-        verdict = "yes" if group["holds"] else ("no, clearly" if group["clearly_below"] else "no")
-        style = "bold red" if group["group"] in check["failed_out_of_sample"] else None
         in_sample = group["in_sample"] + (f", {pct(group['in_sample_pass_rate'])}"
                                           if group["in_sample_pass_rate"] is not None else "")
         table.add_row(inert(group["group"]), inert(group["route_to"]), in_sample, count(group["requests"]),
                       pct(group["pass_rate"]), f"{pct(group['pass_rate_low'])} – {pct(group['pass_rate_high'])}",
-                      pct(group["bar"]), verdict, style=style)
+                      pct(group["bar"]), group["state"], style=called_out.get(group["group"]))
     return table
 
 
 def out_of_sample_lines(result: dict) -> list[str]:
+    """The out-of-sample verdicts in words: the lanes admitted in sample that do not meet their bar out of
+    sample, the whole check in the words `routesim replay` of the emitted scenario prints, and the overall
+    bar when it is not met."""
+    from simulator.core.verdict import MEETS, describe_shortfalls
+
     check = result["out_of_sample"]
-    failed = check["failed_out_of_sample"]
-    by_name = {group["group"]: group for group in check["groups"]}
-    lines = [f"{name}: admitted in sample, but out of sample its pass rate is {pct(by_name[name]['pass_rate'])} "
-             f"against a bar of {pct(by_name[name]['bar'])}" for name in failed]
-    if not failed:
-        lines.append("every lane admitted in sample still meets its bar out of sample")
-    if not check["holds"]:
-        lines.append(f"overall: out of sample the lanes pass {pct(check['pass_rate'])} of requests, below the overall "
-                     f"bar of {pct(check['bar'])} (lanes are admitted per {result['by']}, and the mix can shift "
-                     "toward harder ones)")
+    level = confidence_level(check["confidence"])
+    lines = []
+    for group in check["groups"]:
+        if group["in_sample"] != "admitted" or group["state"] == MEETS:
+            continue
+        why = ("" if check["rule"] == "point" else f", its {level} interval "
+               + ("straddles the bar" if group["state"] == "undecided" else "wholly below it"))
+        lines.append(f"{group['group']}: admitted in sample, but {group['state']} out of sample: pass rate "
+                     f"{pct_against(group['pass_rate'], group['bar'])} against a bar of {pct(group['bar'])}{why}")
+    if not lines:
+        lines.append("every lane admitted in sample meets its bar out of sample")
+    scopes = [{"slice": None, **check, "low": check["pass_rate_low"], "high": check["pass_rate_high"]},
+              *({"slice": group["group"], **group, "low": group["pass_rate_low"], "high": group["pass_rate_high"]}
+                for group in check["groups"])]
+    unmet = [scope for scope in scopes if scope["state"] != MEETS]
+    lines.append("out of sample, as replaying the lanes' scenario judges it: "
+                 + (describe_shortfalls(unmet) if unmet else "meets every bar"))
+    if check["state"] != MEETS:
+        lines.append(f"overall: out of sample the lanes pass {pct_against(check['pass_rate'], check['bar'])} of "
+                     f"requests, which {check['state'] if check['state'] == 'fails' else 'is undecided against'} "
+                     f"the overall bar of {pct(check['bar'])} (lanes are admitted per {result['by']}, and the mix "
+                     "can shift toward harder ones)")
     return lines
 
 
