@@ -391,7 +391,7 @@ def headline(summaries: list[dict], baseline: dict | None, recommendation: dict 
     The reference is the gate's baseline when one is named, else the scenario named `flagship-everywhere`,
     else the most expensive single-model baseline. A saving is given only when the reference ran on the
     same requests as the policy (it is never extrapolated from a subset): the difference in cost per
-    request times the policy's requests.
+    request times the policy's requests. `tied` is the recommendation's.
     """
     recommendation = recommendation or recommend(summaries)
     by_name = {s["scenario"]: s for s in summaries}
@@ -400,7 +400,8 @@ def headline(summaries: list[dict], baseline: dict | None, recommendation: dict 
         closest = [{"policy": name, "state": by_name[name]["verdict"]["state"],
                     "reasons": next(c["reasons"] for c in recommendation["candidates"] if c["scenario"] == name)}
                    for name in recommendation["closest"]]
-        return {"policy": None, "closest": closest, "baseline": recommendation.get("baseline")}
+        return {"policy": None, "closest": closest, "baseline": recommendation.get("baseline"),
+                "tied": recommendation.get("tied")}
     named = (gates or {}).get("baseline") or "flagship-everywhere"
     reference = None
     if named in by_name:

@@ -121,8 +121,18 @@ def comparison_lines(summaries: list[dict], recommendation: dict, gates: dict | 
             else f"the {confidence_level(admission['confidence'])} "
             + ("lower bound (Wilson, or the estimate's interval ≈)" if estimated else "Wilson lower bound"))
     gated = f" and passes the regression gate against {gates['baseline']}" if gates else ""
-    lines = [f"★ {best}: the cheapest deployable policy whose pass rate meets every bar ({rule} at or above it){gated}"
-             if best else f"No policy qualifies: none is deployable and meets every bar ({rule} at or above it){gated}."]
+    tied = recommendation.get("tied")
+    if best:
+        star = (f"★ {best}: the cheapest deployable policy whose pass rate meets every bar ({rule} at or above "
+                f"it){gated}")
+    elif tied:
+        star = (f"No policy is recommended: the largest request sets tie ({tied['requests']:,} requests each, "
+                "different requests: " + "; ".join(", ".join(names) for names in tied["sets"])
+                + "), and policies replayed on different requests cannot be ranked against each other. Replay them "
+                "on the same requests, or name a --baseline to rank on its requests.")
+    else:
+        star = f"No policy qualifies: none is deployable and meets every bar ({rule} at or above it){gated}."
+    lines = [star]
     if gates:
         lines.append(f"  gate: a pass-rate drop of at most {points(gates['tolerance']).lstrip('+')} against "
                      f"{gates['baseline']}, overall and in every slice, judged on the paired interval")
