@@ -221,6 +221,27 @@ def test_a_tie_of_request_sets_gives_the_same_words_in_either_order_in_every_out
     assert leads[0] == leads[1] and "the largest request sets tie" in leads[0] and "★" not in leads[0]
 
 
+def test_under_the_point_rule_the_recommendation_says_its_interval_straddles_the_bar(cli, world, tmp_path):
+    # small passes 2 of 3 (66.7%; 95% interval 20.8-93.9%), faq 1 of 2 and contract 1 of 1 (lower bound 0.21): at
+    # a bar of 0.5 each meets on its observed rate only.
+    small = world.scenario("small", quality_bar=0.5, policy={"default": {"use": "small"}})
+    found = recommend(_replayed(cli, small))
+    assert found["policy"] == "small" and [s["slice"] for s in found["straddling"]] == [None, "contract", "faq"]
+    assert found["uncertainty"].startswith("a point estimate only: its 95% interval straddles the bar, so the "
+                                           "lower_bound rule would leave it undecided: overall, contract, faq "
+                                           "(overall: ")
+    star = next(line for line in cli("replay", small, "--rule", "point").out.splitlines() if line.startswith("★"))
+    assert star.endswith("(the observed pass rate at or above it); " + found["uncertainty"])
+    assert cli("report", small, "-o", tmp_path / "small.html", "--rule", "point").code == 0
+    page = (tmp_path / "small.html").read_text()
+    assert f'data-field="uncertainty">Its verdict rests on {found["uncertainty"]}.</p>' in page.replace("&#39;", "'")
+    # Under lower_bound a verdict that meets already says its interval clears the bar: no caveat.
+    assert recommend(_replayed(cli, small, rule="lower_bound"))["uncertainty"] is None
+    # At a bar the whole interval clears, the point rule's recommendation says so.
+    low = world.scenario("low", quality_bar=0.1, policy={"default": {"use": "big"}})
+    assert recommend(_replayed(cli, low))["uncertainty"] == "a point estimate, and its 95% interval clears every bar too"
+
+
 def test_cli_flags_override_the_scenarios_and_disagreeing_scenarios_are_an_error(cli, world):
     strict = world.scenario("strict", admission={"rule": "lower_bound"},
                             policy={"default": {"use": "big"}})

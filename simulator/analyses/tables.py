@@ -391,7 +391,7 @@ def headline(summaries: list[dict], baseline: dict | None, recommendation: dict 
     The reference is the gate's baseline when one is named, else the scenario named `flagship-everywhere`,
     else the most expensive single-model baseline. A saving is given only when the reference ran on the
     same requests as the policy (it is never extrapolated from a subset): the difference in cost per
-    request times the policy's requests. `tied` is the recommendation's.
+    request times the policy's requests. `uncertainty`, `straddling` and `tied` are the recommendation's.
     """
     recommendation = recommendation or recommend(summaries)
     by_name = {s["scenario"]: s for s in summaries}
@@ -427,6 +427,7 @@ def headline(summaries: list[dict], baseline: dict | None, recommendation: dict 
             "saving_share": share, "assumed_grades_share": best.get("assumed_grades_share"),
             "late_misses": best.get("over_time", {}).get("late_misses", []),
             "late_bucket": best.get("over_time", {}).get("bucket", "day"),
+            "uncertainty": recommendation.get("uncertainty"), "straddling": recommendation.get("straddling", []),
             "gate": None if gate is None else {
                 "baseline": gate["baseline"]["name"], "passed": gate["passed"], "tolerance": gate["tolerance"],
                 "confidence": gate["confidence"], "pass_rate_change": gate["overall"]["pass_rate_change"],

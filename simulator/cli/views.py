@@ -132,6 +132,8 @@ def comparison_lines(summaries: list[dict], recommendation: dict, gates: dict | 
                 "on the same requests, or name a --baseline to rank on its requests.")
     else:
         star = f"No policy qualifies: none is deployable and meets every bar ({rule} at or above it){gated}."
+    if best and recommendation.get("uncertainty"):
+        star += f"; {recommendation['uncertainty']}"
     lines = [star]
     if gates:
         lines.append(f"  gate: a pass-rate drop of at most {points(gates['tolerance']).lstrip('+')} against "

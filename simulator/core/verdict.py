@@ -22,7 +22,8 @@ every bar, were replayed on the same requests as the others they are ranked agai
 baseline is named, pass the regression gate against it. Every other policy gets the reasons it was not
 picked. The choice never depends on the order the policies are listed in: without a baseline they are
 ranked on the largest request set, and when two different request sets tie for largest nothing is
-recommended (policies replayed on different requests cannot be ranked against each other).
+recommended (policies replayed on different requests cannot be ranked against each other). Under the
+`point` rule the recommendation says whether its intervals straddle a bar (`point_caveat`).
 """
 
 from __future__ import annotations
@@ -222,6 +223,40 @@ def describe_shortfalls(failures: list[dict], limit: int | None = None) -> str:
     return "; ".join(parts)
 
 
+def straddling(verdict: dict) -> list[dict]:
+    """The scopes of a `policy_verdict` whose interval straddles their bar, as `shortfalls` gives them with
+    state *undecided*: what the `lower_bound` rule, at the verdict's confidence, would leave unsettled.
+
+    Under the `point` rule a scope meets on its observed rate alone; these are the ones its interval does
+    not settle. `to_settle` is counted for an exact replay's scope (one with `passes`), else None."""
+    lower = Admission(rule="lower_bound", confidence=verdict.get("confidence", DEFAULT_CONFIDENCE))
+    found = []
+    for scope in [{"slice": None, **verdict["overall"]}, *verdict["slices"]]:
+        requests = scope.get("requests", 1)
+        if admit(scope["pass_rate"], scope["low"], scope["high"], scope["bar"], lower, requests) != UNDECIDED:
+            continue
+        settle = (requests_to_settle(scope["pass_rate"], requests, scope["bar"], lower.confidence)
+                  if scope.get("passes") is not None else None)
+        found.append({"slice": scope["slice"], "state": UNDECIDED, "pass_rate": scope["pass_rate"],
+                      "low": scope["low"], "high": scope["high"], "bar": scope["bar"], "to_settle": settle})
+    return found
+
+
+def point_caveat(verdict: dict) -> str | None:
+    """What a verdict that *meets* under the `point` rule rests on, in words: a point estimate, and whether
+    its interval clears every bar or straddles some. None under `lower_bound`, whose *meets* already says
+    the interval's lower end reaches every bar."""
+    if verdict.get("rule") != "point":
+        return None
+    level = confidence_level(verdict.get("confidence", DEFAULT_CONFIDENCE))
+    unsettled = straddling(verdict)
+    if not unsettled:
+        return f"a point estimate, and its {level} interval clears every bar too"
+    # The same words as an undecided verdict's (describe_shortfalls), so the numbers read alike everywhere.
+    return (f"a point estimate only: its {level} interval straddles the bar, so the lower_bound rule would leave "
+            f"it {describe_shortfalls(unsettled)}")
+
+
 def request_set(summary: dict) -> tuple:
     """What identifies the requests a policy was replayed on: policies are ranked only within one set."""
     provenance = summary["provenance"]
@@ -242,13 +277,15 @@ def recommend(summaries: list[dict], *, baseline: str | None = None, gates: dict
     `candidates`: per summary `scenario`, `state`, `deployable`, `comparable`, `gate` (True, False or None),
     `eligible` and `reasons` (why not, in words; empty for the recommended one), `closest` (when nothing
     qualifies: up to three names), `tied` (None, or when the largest request sets tie: `requests`, their
-    size, and `sets`, each set's scenario names, sorted) and `mixed_kinds`: when the
+    size, and `sets`, each set's scenario names, sorted), `uncertainty` (`point_caveat` of the recommended
+    policy's verdict, or None), `straddling` (under the point rule, the recommended policy's scopes whose
+    interval straddles the bar, as `straddling` gives them; else empty) and `mixed_kinds`: when the
     policies ranked together have figures of different kinds (`kind`: exact, design-weighted, ...), each
     one's kind, so every view can say so; else None.
     """
     if not summaries:
         return {"policy": None, "baseline": baseline, "candidates": [], "closest": [], "tied": None,
-                "mixed_kinds": None}
+                "uncertainty": None, "straddling": [], "mixed_kinds": None}
     sets = [request_set(summary) for summary in summaries]
     names = [summary["scenario"] for summary in summaries]
     tied = None
@@ -307,8 +344,11 @@ def recommend(summaries: list[dict], *, baseline: str | None = None, gates: dict
     closest = [] if best else sorted(
         (c for c in candidates if c["comparable"] and c["deployable"]),
         key=lambda c: (len(c["reasons"]), {MEETS: 0, UNDECIDED: 1, FAILS: 2}[c["state"]], c["cost"]))[:3]
+    chosen_verdict = summaries[names.index(best)]["verdict"] if best else None
     kinds = {summary["scenario"]: summary.get("kind", "exact")
              for summary, candidate in zip(summaries, candidates) if candidate["comparable"]}
     return {"policy": best, "baseline": baseline, "candidates": candidates,
             "closest": [c["scenario"] for c in closest], "tied": tied,
+            "uncertainty": point_caveat(chosen_verdict) if best else None,
+            "straddling": straddling(chosen_verdict) if best and chosen_verdict.get("rule") == "point" else [],
             "mixed_kinds": kinds if len(set(kinds.values())) > 1 else None}
