@@ -242,6 +242,23 @@ def test_under_the_point_rule_the_recommendation_says_its_interval_straddles_the
     assert recommend(_replayed(cli, low))["uncertainty"] == "a point estimate, and its 95% interval clears every bar too"
 
 
+def test_a_recommended_baseline_is_kept_not_said_to_pass_a_gate_against_itself_or_to_save_nothing(cli, world,
+                                                                                                 tmp_path):
+    # small fails the 0.9 bar (2 of 3); big passes all 3 and is the baseline: the baseline is kept.
+    big = world.scenario("big-everywhere", quality_bar=0.9, policy={"default": {"use": "big"}})
+    small = world.scenario("small-everywhere", quality_bar=0.9, policy={"default": {"use": "small"}})
+    shown = cli("replay", small, "--baseline", big, "--rule", "point").out
+    star = next(line for line in shown.splitlines() if line.startswith("★"))
+    assert star.startswith("★ big-everywhere (the baseline, kept): its pass rate meets every bar")
+    assert "passes the regression gate against big-everywhere" not in star
+    out = tmp_path / "kept.html"
+    assert cli("report", small, big, "--baseline", big, "-o", out, "--rule", "point").code == 0
+    page = out.read_text()
+    assert "★ Keep <strong>big-everywhere</strong>, the baseline" in page and "★ Ship" not in page
+    assert 'data-field="saving_usd"' not in page and "Saving vs" not in page
+    assert "it is not gated against itself" in page
+
+
 def test_cli_flags_override_the_scenarios_and_disagreeing_scenarios_are_an_error(cli, world):
     strict = world.scenario("strict", admission={"rule": "lower_bound"},
                             policy={"default": {"use": "big"}})

@@ -122,7 +122,11 @@ def comparison_lines(summaries: list[dict], recommendation: dict, gates: dict | 
             + ("lower bound (Wilson, or the estimate's interval ≈)" if estimated else "Wilson lower bound"))
     gated = f" and passes the regression gate against {gates['baseline']}" if gates else ""
     tied = recommendation.get("tied")
-    if best:
+    if best and gates and best == gates["baseline"]:
+        # The baseline is not gated against itself: it is kept because nothing cheaper passes both checks.
+        star = (f"★ {best} (the baseline, kept): its pass rate meets every bar ({rule} at or above it), and no "
+                "cheaper deployable policy both meets every bar and passes the regression gate against it")
+    elif best:
         star = (f"★ {best}: the cheapest deployable policy whose pass rate meets every bar ({rule} at or above "
                 f"it){gated}")
     elif tied:
