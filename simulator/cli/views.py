@@ -280,6 +280,9 @@ def lane_lines(result: dict) -> list[str]:
 
 def _out_of_sample_rule(check: dict) -> str:
     """How the out-of-sample verdicts were reached: the lanes' admission rule, as replay judges bars."""
+    if check.get("drawn") and check["rule"] == "lower_bound":  # the intervals are the estimates', not Wilson's
+        return (f"the {confidence_level(check['confidence'])} lower bound of the design-weighted estimate of the "
+                "pass rate reaches the bar")
     return Admission(rule=check["rule"], confidence=check["confidence"]).describe()
 
 
@@ -333,8 +336,9 @@ def out_of_sample_lines(result: dict) -> list[str]:
               *({"slice": group["group"], **group, "low": group["pass_rate_low"], "high": group["pass_rate_high"]}
                 for group in check["groups"])]
     unmet = [scope for scope in scopes if scope["state"] != MEETS]
-    lines.append("out of sample, as replaying the lanes' scenario judges it: "
-                 + (describe_shortfalls(unmet) if unmet else "meets every bar"))
+    # A replay judges the traffic's slices: lanes by another column match it only in the overall verdict.
+    judged = "as replaying the lanes' scenario judges it" if result["by"] == "slice" else "by the admission rule"
+    lines.append(f"out of sample, {judged}: " + (describe_shortfalls(unmet) if unmet else "meets every bar"))
     if check["state"] != MEETS:
         lines.append(f"overall: out of sample the lanes pass {pct_against(check['pass_rate'], check['bar'])} of "
                      f"requests, which {check['state'] if check['state'] == 'fails' else 'is undecided against'} "
