@@ -158,9 +158,11 @@ def test_the_reports_gate_on_a_shadowed_week_weighs_it_at_the_runs_confidence(cl
     assert gate["kind"] == "design-weighted" and gate["confidence"] == 0.99
 
 
-def test_lanes_on_a_shadowed_week_are_fitted_on_the_drawn_requests_and_weigh_the_later_window(cli, shadowed):
+def test_lanes_on_a_shadowed_week_are_fitted_on_the_drawn_requests_and_weigh_the_later_window(cli, shadowed,
+                                                                                                tmp_path):
+    emitted = tmp_path / "lanes.yaml"
     result = cli("lanes", shadowed / "week", "--prices", PRICES, "--bar", "0.85", "--fit-until", "2026-11-17",
-                 "--json")
+                 "--json", "--emit", emitted)
     assert result.code == 0, result.err
     found = json.loads(result.out)
     drawn = pl.read_parquet(shadowed / "week" / "outcomes.parquet").filter(
@@ -175,6 +177,22 @@ def test_lanes_on_a_shadowed_week_are_fitted_on_the_drawn_requests_and_weigh_the
     shares = {name: n / later.height for name, n in later.group_by("slice").len().iter_rows()}
     assert check["requests"] == later.height and check["drawn"] < later.height
     assert check["pass_rate"] == pytest.approx(sum(shares[g["group"]] * g["pass_rate"] for g in check["groups"]))
+    # Its verdicts judge the design-weighted estimates a replay of the emitted lanes makes, to the last bit.
+    from simulator.analyses.estimates import design_weighted
+    from simulator.core.contract import load_data
+    from simulator.core.prices import load_prices
+    from simulator.core.scenario import load_scenario
+
+    scenario = load_scenario(emitted)
+    weighted = design_weighted(scenario, load_data(scenario.data), load_prices(scenario.prices))
+    overall = next(e for e in weighted.estimates if e.metric == "pass_rate")
+    assert (check["pass_rate"], check["pass_rate_low"], check["pass_rate_high"]) == (overall.value, overall.low,
+                                                                                     overall.high)
+    assert [(g["group"], g["pass_rate"], g["pass_rate_low"], g["pass_rate_high"]) for g in check["groups"]] == [
+        (s["slice"], s["pass_rate"], s["low"], s["high"]) for s in weighted.strata]
+    assert {g["group"]: g["state"] for g in check["groups"]} == {
+        s["slice"]: judge_estimate(s["pass_rate"], s["low"], s["high"], s["drawn"], 0.85)["state"]
+        for s in weighted.strata}
     refused = cli("lanes", shadowed / "week", "--prices", PRICES, "--bar", "0.85", "--by", "feature")
     assert refused.code == 2 and "fitted per slice" in refused.err
 

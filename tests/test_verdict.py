@@ -167,6 +167,99 @@ def test_a_policy_replayed_on_half_the_requests_is_not_ranked_with_the_rest(cli,
     assert reasons == ["replayed on other requests (2 against 3), so not ranked with the others"]
 
 
+def test_policies_on_different_request_sets_of_the_largest_size_are_ranked_in_neither_order():
+    # A tester replayed a $0.0133 policy and a $0.00156 one on different 3-request samples: listed first, the
+    # dearer was ★ "the cheapest" and the cheaper "replayed on other requests (3 against 3)".
+    dear, cheap = _summary("dear", "meets", 10.0, fingerprint="x"), _summary("cheap", "meets", 1.0, fingerprint="y")
+    small = _summary("small", "meets", 0.1, requests=30, fingerprint="z")
+    found = [recommend(order) for order in ([dear, cheap, small], [small, cheap, dear])]
+    assert [f["policy"] for f in found] == [None, None]
+    assert found[0]["tied"] == found[1]["tied"] == {"requests": 100, "sets": [["cheap"], ["dear"]]}
+    assert found[0]["closest"] == found[1]["closest"] == []
+    reasons = [{c["scenario"]: c["reasons"] for c in f["candidates"]} for f in found]
+    assert reasons[0] == reasons[1]
+    assert reasons[0]["dear"] == ["replayed on one of 2 different request sets tied for the largest (100 requests), "
+                                  "so not ranked"]
+    assert reasons[0]["small"] == ["replayed on other requests (30 against 100), so not ranked with the others"]
+    # Two policies on one request set are still ranked: a tie needs two different sets of the largest size.
+    assert recommend([dear, _summary("twin", "meets", 5.0, fingerprint="x")])["policy"] == "twin"
+    # A named baseline's requests are the ones ranked on, whatever the other sets' sizes.
+    assert recommend([dear, cheap], baseline="cheap", gates={"dear": {"passed": True}})["policy"] == "cheap"
+
+
+@pytest.fixture
+def split_world(world):
+    """The tiny world plus `cheap` ($0.0001, answered a and b) and `dear` ($0.01, answered b and c), both
+    passing: each replayed with on_missing skip holds 2 requests, and the two sets differ."""
+    outcomes = pl.read_parquet(world.data / "outcomes.parquet")
+    added = pl.DataFrame([outcome_row(r, "cheap", cost_usd=0.0001) for r in "ab"]
+                         + [outcome_row(r, "dear", cost_usd=0.01) for r in "bc"], schema=OUTCOME_SCHEMA)
+    world.write_data(tiny_traffic(), pl.concat([outcomes, added]))
+    return world
+
+
+def test_a_tie_of_request_sets_gives_the_same_words_in_either_order_in_every_output(cli, split_world, tmp_path):
+    world = split_world
+    paths = [world.scenario(name, on_missing="skip", quality_bar=0.0, policy={"default": {"use": name}})
+             for name in ("dear", "cheap")]
+    orders = [paths, paths[::-1]]
+    flags = [{s["scenario"]: s["recommended"] for s in _replayed(cli, *order)} for order in orders]
+    assert flags[0] == flags[1] == {"dear": False, "cheap": False}
+    words = []
+    for order in orders:
+        lines = [line for line in cli("replay", *order, "--rule", "point").out.splitlines()
+                 if line.startswith(("No policy", "★", "  dear:", "  cheap:"))]
+        words.append((lines[0], sorted(lines[1:])))
+    assert words[0] == words[1]
+    assert words[0][0].startswith("No policy is recommended: the largest request sets tie (2 requests each, "
+                                  "different requests: cheap; dear)")
+    leads = []
+    for index, order in enumerate(orders):
+        out = tmp_path / f"order{index}.html"
+        assert cli("report", *order, "-o", out, "--rule", "point").code == 0
+        leads.append(re.search(r'<p class="lead" data-field="none">(.*?)</p>', out.read_text()).group(1))
+    assert leads[0] == leads[1] and "the largest request sets tie" in leads[0] and "★" not in leads[0]
+
+
+def test_under_the_point_rule_the_recommendation_says_its_interval_straddles_the_bar(cli, world, tmp_path):
+    # small passes 2 of 3 (66.7%; 95% interval 20.8-93.9%), faq 1 of 2 and contract 1 of 1 (lower bound 0.21): at
+    # a bar of 0.5 each meets on its observed rate only.
+    small = world.scenario("small", quality_bar=0.5, policy={"default": {"use": "small"}})
+    found = recommend(_replayed(cli, small))
+    assert found["policy"] == "small" and [s["slice"] for s in found["straddling"]] == [None, "contract", "faq"]
+    assert found["uncertainty"].startswith("a point estimate only: its 95% interval straddles the bar, so the "
+                                           "lower_bound rule would leave it undecided: overall, contract, faq "
+                                           "(overall: ")
+    star = next(line for line in cli("replay", small, "--rule", "point").out.splitlines() if line.startswith("★"))
+    assert star.endswith("(the observed pass rate at or above it); " + found["uncertainty"])
+    assert cli("report", small, "-o", tmp_path / "small.html", "--rule", "point").code == 0
+    page = (tmp_path / "small.html").read_text()
+    assert f'data-field="uncertainty">Its verdict rests on {found["uncertainty"]}.</p>' in page.replace("&#39;", "'")
+    # Under lower_bound a verdict that meets already says its interval clears the bar: no caveat.
+    assert recommend(_replayed(cli, small, rule="lower_bound"))["uncertainty"] is None
+    # At a bar the whole interval clears, the point rule's recommendation says so.
+    low = world.scenario("low", quality_bar=0.1, policy={"default": {"use": "big"}})
+    clear = recommend(_replayed(cli, low))["uncertainty"]
+    assert clear == "a point estimate, and its 95% interval clears every bar too"
+
+
+def test_a_recommended_baseline_is_kept_not_said_to_pass_a_gate_against_itself_or_to_save_nothing(cli, world,
+                                                                                                 tmp_path):
+    # small fails the 0.9 bar (2 of 3); big passes all 3 and is the baseline: the baseline is kept.
+    big = world.scenario("big-everywhere", quality_bar=0.9, policy={"default": {"use": "big"}})
+    small = world.scenario("small-everywhere", quality_bar=0.9, policy={"default": {"use": "small"}})
+    shown = cli("replay", small, "--baseline", big, "--rule", "point").out
+    star = next(line for line in shown.splitlines() if line.startswith("★"))
+    assert star.startswith("★ big-everywhere (the baseline, kept): its pass rate meets every bar")
+    assert "passes the regression gate against big-everywhere" not in star
+    out = tmp_path / "kept.html"
+    assert cli("report", small, big, "--baseline", big, "-o", out, "--rule", "point").code == 0
+    page = out.read_text()
+    assert "★ Keep <strong>big-everywhere</strong>, the baseline" in page and "★ Ship" not in page
+    assert 'data-field="saving_usd"' not in page and "Saving vs" not in page
+    assert "it is not gated against itself" in page
+
+
 def test_cli_flags_override_the_scenarios_and_disagreeing_scenarios_are_an_error(cli, world):
     strict = world.scenario("strict", admission={"rule": "lower_bound"},
                             policy={"default": {"use": "big"}})

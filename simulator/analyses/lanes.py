@@ -21,9 +21,10 @@ known when the call returns, never the grader's verdict), escalating to the mode
 rate overall (or `escalate_to`).
 
 Honest validation (`fit_until`): lanes are admitted on the traffic before 00:00 UTC of that date, and the
-lanes' scenario is replayed by the engine on the traffic from that date on. A slice's bar holds there when
-the replayed pass rate reaches it, as `routesim replay` judges bars; lanes admitted before the date whose
-bar does not hold after it are called out.
+lanes' scenario is replayed by the engine on the traffic from that date on. Each slice, and the whole
+window against the default bar, is judged there by the admission rule the lanes were admitted by
+(simulator.core.verdict: meets, undecided or fails), exactly as `routesim replay` of the emitted scenario
+judges it; lanes admitted before the date that fail or are undecided after it are called out.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ import polars as pl
 import yaml
 from pydantic import ValidationError
 
-from simulator.analyses.estimates import drawn_probabilities, has_shadow_sample, shadow_subset
+from simulator.analyses.estimates import (StratifiedSample, drawn_probabilities, has_shadow_sample, interval,
+                                          shadow_subset)
 from simulator.core.contract import Dataset, load_data
 from simulator.core.engine import compile_policy, data_values, replay, with_utc_ts
 from simulator.core.errors import RoutesimError, did_you_mean
@@ -51,7 +53,8 @@ from simulator.core.prices import PriceSheet, load_prices, price_calls, token_co
 from simulator.core.scenario import DEFAULT_QUALITY_BAR, QualityBar, Scenario, load_scenario
 from simulator.core.stats import check_confidence, clustered_wilson_interval, wilson_interval
 from simulator.core.validation import from_pydantic_error, read_yaml
-from simulator.core.verdict import DEFAULT_ADMISSION, Admission
+from simulator.core.verdict import (DEFAULT_ADMISSION, FAILS, MEETS, UNDECIDED, Admission, judge,
+                                    judge_estimate)
 
 GROUP = "_lane_group"
 # What an eval's pass counts as a trial of: the request (default), or with --resample session the session, whose
@@ -60,6 +63,9 @@ RESAMPLE_UNITS = ("request", "session")
 UNIT = "_lane_session"
 LATENCY_QUANTILE = P95
 DEFAULT_ACCEPT = "confidence >= 0.7"
+# The resamples and seed of a design-weighted replay (simulator.analyses.estimates.replay_or_estimate's
+# defaults): the out-of-sample check on a shadow sample draws what a replay of the emitted scenario draws.
+ESTIMATE_RESAMPLES, ESTIMATE_SEED = 1000, 0
 SIMPLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -309,53 +315,83 @@ def _description(result: dict, options: LaneOptions, by: str, missing: int) -> s
     return text
 
 
+def _estimated(decisions: pl.DataFrame, data: Dataset, population: dict, confidence: float) -> tuple[tuple, dict]:
+    """The window's pass rate and each group's, as design-weighted estimates (value, low, high) from the
+    drawn requests' `decisions` (with GROUP): the estimator, draws and intervals of
+    simulator.analyses.estimates.design_weighted, with the resamples and seed `replay` gives it, so a
+    replay of the lanes' scenario judges the same intervals."""
+    names = sorted(population)
+    drawn = decisions.join(drawn_probabilities(data), on="request_id", how="left")
+    sample = StratifiedSample(
+        strata=drawn[GROUP].replace_strict({name: code for code, name in enumerate(names)},
+                                           return_dtype=pl.Int64).to_numpy(),
+        weights=(1.0 / drawn["pi"]).to_numpy(),
+        population=np.array([population[name] for name in names], dtype=np.float64),
+        columns={"passed": drawn["passed"].cast(pl.Float64).to_numpy()}, keys=drawn["request_id"])
+    boot = sample.draw_counts(ESTIMATE_RESAMPLES, ESTIMATE_SEED)
+    point, replicates = sample.mean("passed", boot)
+    per_group = sample.stratum_intervals("passed", boot, confidence)
+    return (point, *interval(replicates, confidence)), dict(zip(names, per_group))
+
+
 def _out_of_sample(scenario: Scenario, data: Dataset, sheet: PriceSheet | None, requests: pl.DataFrame,
-                   result: dict, bars: QualityBar, confidence: float, population: dict | None = None) -> dict:
-    """Replays the lanes on the later traffic and judges every group's bar there.
+                   result: dict, bars: QualityBar, admission: Admission, population: dict | None = None) -> dict:
+    """Replays the lanes on the later traffic and judges every group's bar there, and the overall bar, by
+    the run's `admission` (simulator.core.verdict): each gets the `state` a replay of the emitted scenario
+    gives its slice (meets, undecided or fails), with the same interval and `to_settle`.
 
     With `population` (each slice's requests in the later window, when `data` holds only a shadow sample's
-    drawn requests), the overall pass rate and cost per request weigh each slice's drawn requests by its
-    share of the window (a stratified estimate) instead of averaging the drawn requests."""
+    drawn requests), the pass rates are the design-weighted estimates `replay` makes of that window
+    (`_estimated`): overall and the cost per request weigh each slice's drawn requests by its share of the
+    window (a stratified estimate) instead of averaging the drawn requests, and the intervals judged are the
+    estimates'."""
     replayed = replay(scenario, data, sheet)
     decisions = replayed.decisions.join(requests.select("request_id", GROUP), on="request_id", how="left",
                                         maintain_order="left")
     per_group = grouped(decisions, GROUP, [
         pl.len().cast(pl.Int64).alias("requests"), pl.col("passed").sum().cast(pl.Int64).alias("passes"),
         usd_per_request(pl.col("cost_nano_usd")).alias("cost_per_request_usd")])
-    low, high = wilson_interval(per_group["passes"].to_numpy(), per_group["requests"].to_numpy(), confidence)
+    estimated = _estimated(decisions, data, population, admission.confidence) if population else None
     fitted = {group["group"]: group for group in result["groups"]}
-    groups, called_out = [], []
-    for row, lower, upper in zip(per_group.iter_rows(named=True), np.atleast_1d(low), np.atleast_1d(high)):
+    groups = []
+    for row in per_group.iter_rows(named=True):
         name = row[GROUP]
         bar = bars.for_slice(name)
-        rate = row["passes"] / row["requests"]
+        if estimated:
+            rate, low, high = estimated[1][name]
+            verdict = judge_estimate(rate, low, high, row["requests"], bar, admission)
+        else:
+            verdict = judge(row["passes"], row["requests"], bar, admission)
         fit = fitted.get(name)
         status = "not seen when fitting" if fit is None else ("admitted" if fit["lane"] else "none admitted")
         fitted_rate = (next(model["pass_rate"] for model in fit["models"] if model["model"] == fit["route_to"])
                        if fit else None)
-        holds = rate >= bar
-        entry = {"group": name, "route_to": fit["route_to"] if fit else result["default_model"],
-                 "in_sample": status, "in_sample_pass_rate": fitted_rate, "requests": row["requests"],
-                 "pass_rate": rate,
-                 "pass_rate_low": float(lower), "pass_rate_high": float(upper), "bar": bar, "holds": holds,
-                 "clearly_below": bool(upper < bar), "cost_per_request_usd": row["cost_per_request_usd"]}
-        groups.append(entry)
-        if status == "admitted" and not holds:
-            called_out.append(name)
+        groups.append({"group": name, "route_to": fit["route_to"] if fit else result["default_model"],
+                       "in_sample": status, "in_sample_pass_rate": fitted_rate, "requests": row["requests"],
+                       "pass_rate": verdict["pass_rate"], "pass_rate_low": verdict["low"],
+                       "pass_rate_high": verdict["high"], "bar": bar, "state": verdict["state"],
+                       "to_settle": verdict["to_settle"], "holds": verdict["state"] == MEETS,
+                       "clearly_below": bool(verdict["high"] < bar),
+                       "cost_per_request_usd": row["cost_per_request_usd"]})
     window = scenario.window
-    overall = int(decisions["passed"].sum()) / decisions.height  # k / n correctly rounded, as judge computes it
     cost = float(decisions.select(usd_per_request(pl.col("cost_nano_usd"))).item())
     requests_shown = decisions.height
-    if population:
+    if estimated:
         shares = {name: size / sum(population.values()) for name, size in population.items()}
-        overall = sum(shares[g["group"]] * g["pass_rate"] for g in groups)
         cost = sum(shares[g["group"]] * g["cost_per_request_usd"] for g in groups)
         requests_shown = sum(population.values())
+        overall = judge_estimate(*estimated[0], decisions.height, bars.default, admission)
+    else:
+        overall = judge(int(decisions["passed"].sum()), decisions.height, bars.default, admission)
+    admitted = [g for g in groups if g["in_sample"] == "admitted"]
     return {"window": {"start": str(window.start), "end": str(window.end)},
             "requests": requests_shown, "drawn": decisions.height if population else None,
-            "pass_rate": overall, "bar": bars.default, "holds": overall >= bars.default,
-            "cost_per_request_usd": cost,
-            "groups": groups, "failed_out_of_sample": called_out}
+            "rule": admission.rule, "confidence": admission.confidence,
+            "pass_rate": overall["pass_rate"], "pass_rate_low": overall["low"], "pass_rate_high": overall["high"],
+            "bar": bars.default, "state": overall["state"], "to_settle": overall["to_settle"],
+            "holds": overall["state"] == MEETS, "cost_per_request_usd": cost, "groups": groups,
+            "failed_out_of_sample": [g["group"] for g in admitted if g["state"] == FAILS],
+            "undecided_out_of_sample": [g["group"] for g in admitted if g["state"] == UNDECIDED]}
 
 
 def fit_lanes(data_folder: Path, prices: Path | None, bars: QualityBar, options: LaneOptions | None = None,
@@ -465,7 +501,7 @@ def fit_lanes(data_folder: Path, prices: Path | None, bars: QualityBar, options:
     if shadow and options.fit_until:  # each slice's requests in the later window, to weigh the drawn ones
         cut = dt.datetime.combine(options.fit_until, dt.time(), tzinfo=dt.UTC)
         later = dict(population.filter(pl.col("ts") >= cut).group_by(GROUP).len().iter_rows())
-    result["out_of_sample"] = (_out_of_sample(scenario, data, sheet, requests, result, bars, confidence, later)
+    result["out_of_sample"] = (_out_of_sample(scenario, data, sheet, requests, result, bars, admitted_by, later)
                                if options.fit_until else None)
     result["emitted"] = None
     if emit:

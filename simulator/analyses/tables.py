@@ -391,7 +391,9 @@ def headline(summaries: list[dict], baseline: dict | None, recommendation: dict 
     The reference is the gate's baseline when one is named, else the scenario named `flagship-everywhere`,
     else the most expensive single-model baseline. A saving is given only when the reference ran on the
     same requests as the policy (it is never extrapolated from a subset): the difference in cost per
-    request times the policy's requests.
+    request times the policy's requests. When the named reference is the recommended policy itself, there is
+    no reference (`reference` None): a saving against itself says nothing. `kept_baseline` is True when the
+    recommended policy is the gate's baseline; `uncertainty`, `straddling` and `tied` are the recommendation's.
     """
     recommendation = recommendation or recommend(summaries)
     by_name = {s["scenario"]: s for s in summaries}
@@ -400,14 +402,15 @@ def headline(summaries: list[dict], baseline: dict | None, recommendation: dict 
         closest = [{"policy": name, "state": by_name[name]["verdict"]["state"],
                     "reasons": next(c["reasons"] for c in recommendation["candidates"] if c["scenario"] == name)}
                    for name in recommendation["closest"]]
-        return {"policy": None, "closest": closest, "baseline": recommendation.get("baseline")}
+        return {"policy": None, "closest": closest, "baseline": recommendation.get("baseline"),
+                "tied": recommendation.get("tied")}
     named = (gates or {}).get("baseline") or "flagship-everywhere"
     reference = None
-    if named in by_name:
+    if named in by_name and named != best["scenario"]:
         other = by_name[named]
         reference = {"name": named, "kind": "scenario", "cost_per_request_usd": other["cost_per_request_usd"],
                      "requests": other["requests"], "same_requests": request_set(other) == request_set(best)}
-    elif baseline and baseline["models"]:
+    elif named not in by_name and baseline and baseline["models"]:
         top = max(baseline["models"], key=lambda m: (m["cost_per_request_usd"], m["model"]))
         same = (baseline.get("window_of") == best["scenario"] or baseline["requests"] == best["requests"]) \
             and top["requests"] == best["requests"]
@@ -426,6 +429,8 @@ def headline(summaries: list[dict], baseline: dict | None, recommendation: dict 
             "saving_share": share, "assumed_grades_share": best.get("assumed_grades_share"),
             "late_misses": best.get("over_time", {}).get("late_misses", []),
             "late_bucket": best.get("over_time", {}).get("bucket", "day"),
+            "kept_baseline": best["scenario"] == (gates or {}).get("baseline"),
+            "uncertainty": recommendation.get("uncertainty"), "straddling": recommendation.get("straddling", []),
             "gate": None if gate is None else {
                 "baseline": gate["baseline"]["name"], "passed": gate["passed"], "tolerance": gate["tolerance"],
                 "confidence": gate["confidence"], "pass_rate_change": gate["overall"]["pass_rate_change"],

@@ -27,7 +27,7 @@ from simulator.core.formats import (confidence_level, count, counted, metric, ms
 from simulator.core.metrics import METRICS, SESSION_METRICS
 from simulator.core.outputs import STDOUT, atomic_file, json_output, write_csv_atomic, write_text_atomic
 from simulator.core.prices import CACHE_LOSS_LINE
-from simulator.core.verdict import DEFAULT_ADMISSION
+from simulator.core.verdict import DEFAULT_ADMISSION, Admission
 
 if TYPE_CHECKING:  # the sweep, drift and what-if analyses load with the commands that run them
     from simulator.analyses import drift, sweep, whatif
@@ -121,8 +121,24 @@ def comparison_lines(summaries: list[dict], recommendation: dict, gates: dict | 
             else f"the {confidence_level(admission['confidence'])} "
             + ("lower bound (Wilson, or the estimate's interval ≈)" if estimated else "Wilson lower bound"))
     gated = f" and passes the regression gate against {gates['baseline']}" if gates else ""
-    lines = [f"★ {best}: the cheapest deployable policy whose pass rate meets every bar ({rule} at or above it){gated}"
-             if best else f"No policy qualifies: none is deployable and meets every bar ({rule} at or above it){gated}."]
+    tied = recommendation.get("tied")
+    if best and gates and best == gates["baseline"]:
+        # The baseline is not gated against itself: it is kept because nothing cheaper passes both checks.
+        star = (f"★ {best} (the baseline, kept): its pass rate meets every bar ({rule} at or above it), and no "
+                "cheaper deployable policy both meets every bar and passes the regression gate against it")
+    elif best:
+        star = (f"★ {best}: the cheapest deployable policy whose pass rate meets every bar ({rule} at or above "
+                f"it){gated}")
+    elif tied:
+        star = (f"No policy is recommended: the largest request sets tie ({tied['requests']:,} requests each, "
+                "different requests: " + "; ".join(", ".join(names) for names in tied["sets"])
+                + "), and policies replayed on different requests cannot be ranked against each other. Replay them "
+                "on the same requests, or name a --baseline to rank on its requests.")
+    else:
+        star = f"No policy qualifies: none is deployable and meets every bar ({rule} at or above it){gated}."
+    if best and recommendation.get("uncertainty"):
+        star += f"; {recommendation['uncertainty']}"
+    lines = [star]
     if gates:
         lines.append(f"  gate: a pass-rate drop of at most {points(gates['tolerance']).lstrip('+')} against "
                      f"{gates['baseline']}, overall and in every slice, judged on the paired interval")
@@ -264,6 +280,14 @@ def lane_lines(result: dict) -> list[str]:
     return lines
 
 
+def _out_of_sample_rule(check: dict) -> str:
+    """How the out-of-sample verdicts were reached: the lanes' admission rule, as replay judges bars."""
+    if check.get("drawn") and check["rule"] == "lower_bound":  # the intervals are the estimates', not Wilson's
+        return (f"the {confidence_level(check['confidence'])} lower bound of the design-weighted estimate of the "
+                "pass rate reaches the bar")
+    return Admission(rule=check["rule"], confidence=check["confidence"]).describe()
+
+
 def out_of_sample_table(result: dict) -> Table:
     check = result["out_of_sample"]
     level = confidence_level(result["confidence"])
@@ -273,35 +297,55 @@ def out_of_sample_table(result: dict) -> Table:
                                  + (f" (design-weighted from the {check['drawn']:,} drawn into the shadow sample)"
                                     if check.get("drawn") else "")
                                  + f"; pass rate {pct(check['pass_rate'])}, "
-                                 f"{usd(check['cost_per_request_usd'])} per request"), caption_justify="left")
+                                 f"{usd(check['cost_per_request_usd'])} per request; a bar is met when "
+                                 f"{_out_of_sample_rule(check)}"),
+                  caption_justify="left")
     for header in (result["by"], "routed to", "in sample", "requests", "pass", f"{level} interval", "bar",
-                   "bar holds"):
+                   "out of sample"):
         # "in sample": the routed model's admission and pass rate on the fitted traffic.
         table.add_column(escape(header), justify="left" if header in (result["by"], "routed to", "in sample",
-                                                                       "bar holds") else "right", no_wrap=True)
+                                                                       "out of sample") else "right", no_wrap=True)
+    called_out = {name: "bold red" for name in check["failed_out_of_sample"]}
+    called_out |= {name: "yellow" for name in check.get("undecided_out_of_sample", [])}
     for group in check["groups"]:
-        verdict = "yes" if group["holds"] else ("no, clearly" if group["clearly_below"] else "no")
-        style = "bold red" if group["group"] in check["failed_out_of_sample"] else None
         in_sample = group["in_sample"] + (f", {pct(group['in_sample_pass_rate'])}"
                                           if group["in_sample_pass_rate"] is not None else "")
         table.add_row(inert(group["group"]), inert(group["route_to"]), in_sample, count(group["requests"]),
                       pct(group["pass_rate"]), f"{pct(group['pass_rate_low'])} – {pct(group['pass_rate_high'])}",
-                      pct(group["bar"]), verdict, style=style)
+                      pct(group["bar"]), group["state"], style=called_out.get(group["group"]))
     return table
 
 
 def out_of_sample_lines(result: dict) -> list[str]:
+    """The out-of-sample verdicts in words: the lanes admitted in sample that do not meet their bar out of
+    sample, the whole check in the words `routesim replay` of the emitted scenario prints, and the overall
+    bar when it is not met."""
+    from simulator.core.verdict import MEETS, describe_shortfalls
+
     check = result["out_of_sample"]
-    failed = check["failed_out_of_sample"]
-    by_name = {group["group"]: group for group in check["groups"]}
-    lines = [f"{name}: admitted in sample, but out of sample its pass rate is {pct(by_name[name]['pass_rate'])} "
-             f"against a bar of {pct(by_name[name]['bar'])}" for name in failed]
-    if not failed:
-        lines.append("every lane admitted in sample still meets its bar out of sample")
-    if not check["holds"]:
-        lines.append(f"overall: out of sample the lanes pass {pct(check['pass_rate'])} of requests, below the overall "
-                     f"bar of {pct(check['bar'])} (lanes are admitted per {result['by']}, and the mix can shift "
-                     "toward harder ones)")
+    level = confidence_level(check["confidence"])
+    lines = []
+    for group in check["groups"]:
+        if group["in_sample"] != "admitted" or group["state"] == MEETS:
+            continue
+        why = ("" if check["rule"] == "point" else f", its {level} interval "
+               + ("straddles the bar" if group["state"] == "undecided" else "wholly below it"))
+        lines.append(f"{group['group']}: admitted in sample, but {group['state']} out of sample: pass rate "
+                     f"{pct_against(group['pass_rate'], group['bar'])} against a bar of {pct(group['bar'])}{why}")
+    if not lines:
+        lines.append("every lane admitted in sample meets its bar out of sample")
+    scopes = [{"slice": None, **check, "low": check["pass_rate_low"], "high": check["pass_rate_high"]},
+              *({"slice": group["group"], **group, "low": group["pass_rate_low"], "high": group["pass_rate_high"]}
+                for group in check["groups"])]
+    unmet = [scope for scope in scopes if scope["state"] != MEETS]
+    # A replay judges the traffic's slices: lanes by another column match it only in the overall verdict.
+    judged = "as replaying the lanes' scenario judges it" if result["by"] == "slice" else "by the admission rule"
+    lines.append(f"out of sample, {judged}: " + (describe_shortfalls(unmet) if unmet else "meets every bar"))
+    if check["state"] != MEETS:
+        lines.append(f"overall: out of sample the lanes pass {pct_against(check['pass_rate'], check['bar'])} of "
+                     f"requests, which {check['state'] if check['state'] == 'fails' else 'is undecided against'} "
+                     f"the overall bar of {pct(check['bar'])} (lanes are admitted per {result['by']}, and the mix "
+                     "can shift toward harder ones)")
     return lines
 
 

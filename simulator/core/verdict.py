@@ -20,7 +20,10 @@ call returns (simulator.core.contract.grade_columns). A policy that reads one (a
 `recommend` picks the policy to ship: the cheapest per request among those that are deployable, *meet*
 every bar, were replayed on the same requests as the others they are ranked against, and, when a
 baseline is named, pass the regression gate against it. Every other policy gets the reasons it was not
-picked.
+picked. The choice never depends on the order the policies are listed in: without a baseline they are
+ranked on the largest request set, and when two different request sets tie for largest nothing is
+recommended (policies replayed on different requests cannot be ranked against each other). Under the
+`point` rule the recommendation says whether its intervals straddle a bar (`point_caveat`).
 """
 
 from __future__ import annotations
@@ -220,6 +223,40 @@ def describe_shortfalls(failures: list[dict], limit: int | None = None) -> str:
     return "; ".join(parts)
 
 
+def straddling(verdict: dict) -> list[dict]:
+    """The scopes of a `policy_verdict` whose interval straddles their bar, as `shortfalls` gives them with
+    state *undecided*: what the `lower_bound` rule, at the verdict's confidence, would leave unsettled.
+
+    Under the `point` rule a scope meets on its observed rate alone; these are the ones its interval does
+    not settle. `to_settle` is counted for an exact replay's scope (one with `passes`), else None."""
+    lower = Admission(rule="lower_bound", confidence=verdict.get("confidence", DEFAULT_CONFIDENCE))
+    found = []
+    for scope in [{"slice": None, **verdict["overall"]}, *verdict["slices"]]:
+        requests = scope.get("requests", 1)
+        if admit(scope["pass_rate"], scope["low"], scope["high"], scope["bar"], lower, requests) != UNDECIDED:
+            continue
+        settle = (requests_to_settle(scope["pass_rate"], requests, scope["bar"], lower.confidence)
+                  if scope.get("passes") is not None else None)
+        found.append({"slice": scope["slice"], "state": UNDECIDED, "pass_rate": scope["pass_rate"],
+                      "low": scope["low"], "high": scope["high"], "bar": scope["bar"], "to_settle": settle})
+    return found
+
+
+def point_caveat(verdict: dict) -> str | None:
+    """What a verdict that *meets* under the `point` rule rests on, in words: a point estimate, and whether
+    its interval clears every bar or straddles some. None under `lower_bound`, whose *meets* already says
+    the interval's lower end reaches every bar."""
+    if verdict.get("rule") != "point":
+        return None
+    level = confidence_level(verdict.get("confidence", DEFAULT_CONFIDENCE))
+    unsettled = straddling(verdict)
+    if not unsettled:
+        return f"a point estimate, and its {level} interval clears every bar too"
+    # The same words as an undecided verdict's (describe_shortfalls), so the numbers read alike everywhere.
+    return (f"a point estimate only: its {level} interval straddles the bar, so the lower_bound rule would leave "
+            f"it {describe_shortfalls(unsettled)}")
+
+
 def request_set(summary: dict) -> tuple:
     """What identifies the requests a policy was replayed on: policies are ranked only within one set."""
     provenance = summary["provenance"]
@@ -232,23 +269,38 @@ def recommend(summaries: list[dict], *, baseline: str | None = None, gates: dict
 
     Each summary needs `scenario`, `verdict` (policy_verdict), `deployable`, the cost under `cost_key`, and
     `provenance`/`requests_fingerprint`/`requests` (request_set). `gates` maps scenario names to the gate's
-    result against `baseline` (the baseline itself passes). Policies are ranked among those replayed on
-    the baseline's requests (without a baseline: the largest request set, ties to the first listed).
+    result against `baseline` (the baseline is not gated against itself; it stays eligible, `gate` True).
+    Policies are ranked among those replayed on the baseline's requests (without a baseline: the largest
+    request set; when different request sets tie for largest, none is ranked and nothing is recommended).
 
-    Returns `policy` (None when nothing qualifies), `ranked_on` (a label of the request set),
+    Returns `policy` (None when nothing qualifies), `baseline`,
     `candidates`: per summary `scenario`, `state`, `deployable`, `comparable`, `gate` (True, False or None),
-    `eligible` and `reasons` (why not, in words; empty for the recommended one), and `mixed_kinds`: when
-    the policies ranked together have figures of different kinds (`kind`: exact, design-weighted, ...),
-    each one's kind, so every view can say so; else None.
+    `eligible` and `reasons` (why not, in words; empty for the recommended one), `closest` (when nothing
+    qualifies: up to three names), `tied` (None, or when the largest request sets tie: `requests`, their
+    size, and `sets`, each set's scenario names, sorted), `uncertainty` (`point_caveat` of the recommended
+    policy's verdict, or None), `straddling` (under the point rule, the recommended policy's scopes whose
+    interval straddles the bar, as `straddling` gives them; else empty) and `mixed_kinds`: when the
+    policies ranked together have figures of different kinds (`kind`: exact, design-weighted, ...), each
+    one's kind, so every view can say so; else None.
     """
     if not summaries:
-        return {"policy": None, "candidates": [], "closest": []}
+        return {"policy": None, "baseline": baseline, "candidates": [], "closest": [], "tied": None,
+                "uncertainty": None, "straddling": [], "mixed_kinds": None}
     sets = [request_set(summary) for summary in summaries]
     names = [summary["scenario"] for summary in summaries]
+    tied = None
     if baseline is not None and baseline in names:
         target = sets[names.index(baseline)]
     else:
-        target = max(sets, key=lambda key: (key[2], -sets.index(key)))
+        largest = max(key[2] for key in sets)
+        tops = list(dict.fromkeys(key for key in sets if key[2] == largest))
+        target = tops[0] if len(tops) == 1 else None
+        if target is None:
+            # Picking one of equal-sized sets would rank by the order the policies were listed in, and call a
+            # policy "the cheapest" beside a cheaper one on the other requests: rank none instead.
+            tied = {"requests": largest, "sets": sorted(sorted(name for name, key in zip(names, sets) if key == top)
+                                                        for top in tops)}
+    ranked_size = target[2] if target is not None else tied["requests"]
     candidates = []
     for summary, key in zip(summaries, sets):
         name, verdict = summary["scenario"], summary["verdict"]
@@ -259,8 +311,11 @@ def recommend(summaries: list[dict], *, baseline: str | None = None, gates: dict
         if verdict["state"] != MEETS:
             reasons.append(describe_shortfalls(shortfalls(verdict)))
         comparable = key == target
-        if not comparable:
-            reasons.append(f"replayed on other requests ({summary['requests']:,} against {target[2]:,}), so not "
+        if tied is not None and key[2] == tied["requests"]:
+            reasons.append(f"replayed on one of {len(tied['sets'])} different request sets tied for the largest "
+                           f"({tied['requests']:,} requests), so not ranked")
+        elif not comparable:
+            reasons.append(f"replayed on other requests ({summary['requests']:,} against {ranked_size:,}), so not "
                            "ranked with the others")
         gate = None
         if baseline is not None and name != baseline:
@@ -289,8 +344,11 @@ def recommend(summaries: list[dict], *, baseline: str | None = None, gates: dict
     closest = [] if best else sorted(
         (c for c in candidates if c["comparable"] and c["deployable"]),
         key=lambda c: (len(c["reasons"]), {MEETS: 0, UNDECIDED: 1, FAILS: 2}[c["state"]], c["cost"]))[:3]
+    chosen_verdict = summaries[names.index(best)]["verdict"] if best else None
     kinds = {summary["scenario"]: summary.get("kind", "exact")
              for summary, candidate in zip(summaries, candidates) if candidate["comparable"]}
     return {"policy": best, "baseline": baseline, "candidates": candidates,
-            "closest": [c["scenario"] for c in closest],
+            "closest": [c["scenario"] for c in closest], "tied": tied,
+            "uncertainty": point_caveat(chosen_verdict) if best else None,
+            "straddling": straddling(chosen_verdict) if best and chosen_verdict.get("rule") == "point" else [],
             "mixed_kinds": kinds if len(set(kinds.values())) > 1 else None}

@@ -115,7 +115,8 @@ def gates_against(baseline: str, outcomes: list[Outcome], tolerance: float | Non
 
 def recommend_gated(summaries: list[dict], gates: dict | None) -> dict:
     """simulator.core.verdict.recommend over `summaries`, with the regression gates of `gates_against`
-    (None: no baseline named)."""
+    (None: no baseline named, so policies are ranked on the largest request set, and on none when different
+    sets tie for it). Independent of the order of `summaries`, as the terminal's ★ is."""
     if gates is None:
         return recommend(summaries)
     return recommend(summaries, baseline=gates["baseline"],
