@@ -67,3 +67,39 @@ def test_readme_documents_every_command(command):
 def test_ci_runs_the_readme_test_command():
     ci = (Path(__file__).resolve().parent.parent / ".ci" / "run").read_text()
     assert "bash scripts/test.sh" in ci and "bash scripts/test.sh" in README
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_scenario_reference_example_validates_on_the_shipped_data(cli, tmp_path):
+    """The README's annotated scenario is a working file on the embedded week (its paths made absolute, since
+    it is written elsewhere): a user copying it gets no error."""
+    import yaml
+
+    block = README.split("## Scenario reference", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    scenario = yaml.safe_load(block)
+    scenario["data"] = str(ROOT / "data" / "support-week")
+    scenario["prices"] = str(ROOT / "data" / "prices" / "support.yaml")
+    path = tmp_path / "reference.yaml"
+    path.write_text(yaml.safe_dump(scenario))
+    result = cli("validate", path)
+    assert result.code == 0, result.err
+
+
+def test_the_shipped_lanes_scenario_is_what_its_documented_command_emits(cli, tmp_path):
+    """scenarios/lanes.yaml is named in the README with the command that wrote it; run again, the command
+    writes the same file (the data and prices paths aside, which are relative to where it is written)."""
+    import yaml
+
+    command = README.split("`lanes` (written by `", 1)[1].split("`", 1)[0].split()
+    assert command[:2] == ["routesim", "lanes"] and command[-2:] == ["--emit", "scenarios/lanes.yaml"]
+    emitted = tmp_path / "scenarios" / "lanes.yaml"
+    arguments = [ROOT / argument if argument.startswith(("data/", "scenarios/")) else argument
+                 for argument in command[1:-1]]
+    result = cli(*arguments, emitted)
+    assert result.code == 0, result.err
+    shipped, again = (yaml.safe_load(path.read_text()) for path in (ROOT / "scenarios" / "lanes.yaml", emitted))
+    for content in (shipped, again):
+        content.pop("data"), content.pop("prices")
+    assert again == shipped

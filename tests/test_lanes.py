@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 import yaml
 
-from simulator.analyses.lanes import LaneOptions, fit_lanes, load_bars
+from simulator.analyses.lanes import Bars, LaneOptions, fit_lanes, load_bars
 from simulator.core.scenario import QualityBar
 from tests.conftest import outcome_row, tiny_outcomes, tiny_traffic
 from tests.eval_worlds import (
@@ -118,6 +118,7 @@ def test_a_name_ending_in_a_backslash_prints_with_one_backslash_in_tables_lines_
     bars.write_text("default: 0.9\nslices:\n  nosuch: 0.5\n")
     refused = cli("lanes", world.data, "--prices", world.prices, "--bars", bars)
     assert refused.code == 2 and "contract \\\\" not in refused.err, refused.err
+    assert f"where: --bars {bars}" in refused.err  # the file that names the slice, not just "bars"
 
 
 def test_emitted_scenario_validates_replays_and_matches_the_lanes(world, cli, tmp_path):
@@ -241,7 +242,7 @@ def test_the_out_of_sample_check_is_the_replay_of_the_emitted_lanes(settling, cl
 
 
 def test_fit_lanes_is_a_function_too(world):
-    result = fit_lanes(world.data, world.prices, QualityBar(default=0.9, slices={"contract": 0.7}),
+    result = fit_lanes(world.data, world.prices, Bars(QualityBar(default=0.9, slices={"contract": 0.7})),
                        LaneOptions(name="mine"))
     # contract: big's lower bound 0.531 is below 0.7, so nothing is admitted there and big takes it anyway.
     assert [(group["lane"], group["route_to"]) for group in result["groups"]] == [(None, "big"), ("big", "big")]
@@ -262,7 +263,7 @@ def test_bars_from_a_file_and_from_a_scenario(world, cli, tmp_path):
     assert [group["bar"] for group in from_scenario["groups"]] == [0.1, 0.8]
     assert from_scenario["groups"][0]["lane"] == "small"
     assert models_of(from_scenario["groups"][0])["small"]["pass_rate_low"] == pytest.approx(0.1119, abs=1e-4)
-    assert load_bars(bars_from=scenario) == (QualityBar(default=0.8, slices={"contract": 0.1}), None)
+    assert load_bars(bars_from=scenario).quality_bar == QualityBar(default=0.8, slices={"contract": 0.1})
 
 
 @pytest.mark.parametrize("arguments, message", [

@@ -86,11 +86,19 @@ class LaneOptions:
         return "point_estimate" if self.point else "wilson_lower_bound"
 
 
-def load_bars(bar: float | None = None, bars_file: Path | None = None,
-              bars_from: Path | None = None) -> tuple[QualityBar, str | None]:
-    """The bars lanes must meet: one number, a bars file ({default:, slices: {...}}) or a scenario's quality_bar;
-    and the note the output carries when they are the default (none given, or a scenario stating none), else
-    None."""
+@dataclass(frozen=True)
+class Bars:
+    """The bars lanes must meet (`load_bars`): the bars, where they were given (named by an error about them),
+    and the note the output carries when they are the default (none given, or a scenario stating none)."""
+
+    quality_bar: QualityBar
+    where: str = "--bar"
+    note: str | None = None
+
+
+def load_bars(bar: float | None = None, bars_file: Path | None = None, bars_from: Path | None = None) -> Bars:
+    """The bars lanes must meet: one number, a bars file ({default:, slices: {...}}) or a scenario's
+    quality_bar."""
     given = [name for name, value in (("--bar", bar), ("--bars", bars_file), ("--bars-from", bars_from))
              if value is not None]
     if len(given) > 1:
@@ -99,7 +107,7 @@ def load_bars(bar: float | None = None, bars_file: Path | None = None,
                                 "--bars-from SCENARIO.yaml to use a scenario's quality_bar")
     if bars_from is not None:
         scenario = load_scenario(bars_from)
-        return scenario.quality_bar, scenario.unstated_bar_note()
+        return Bars(scenario.quality_bar, f"--bars-from {bars_from}, key quality_bar", scenario.unstated_bar_note())
     if bars_file is not None:
         raw = read_yaml(bars_file)
         if isinstance(raw, (int, float)) and not isinstance(raw, bool):
@@ -108,15 +116,15 @@ def load_bars(bar: float | None = None, bars_file: Path | None = None,
             raise RoutesimError("a bars file is a YAML mapping: {default: 0.9, slices: {SLICE: BAR}}",
                                 where=str(bars_file), fix="see 'routesim lanes' in the README")
         try:
-            return QualityBar.model_validate(raw), None
+            return Bars(QualityBar.model_validate(raw), f"--bars {bars_file}")
         except ValidationError as error:
             raise from_pydantic_error(error, QualityBar, file=bars_file) from None
     if bar is None:
-        return QualityBar(default=DEFAULT_QUALITY_BAR), (f"no bar given (--bar, --bars or --bars-from): the default "
-                                                        f"of {pct(DEFAULT_QUALITY_BAR)} applied")
+        return Bars(QualityBar(default=DEFAULT_QUALITY_BAR), note=f"no bar given (--bar, --bars or --bars-from): the "
+                                                                 f"default of {pct(DEFAULT_QUALITY_BAR)} applied")
     if not 0 <= bar <= 1:
         raise RoutesimError(f"a bar is a pass rate in 0..1, got {bar}", where="--bar", fix="e.g. --bar 0.9")
-    return QualityBar(default=bar), None
+    return Bars(QualityBar(default=bar))
 
 
 def _requests(data: Dataset, by: str, resample: str = "request") -> pl.DataFrame:
@@ -394,11 +402,12 @@ def _out_of_sample(scenario: Scenario, data: Dataset, sheet: PriceSheet | None, 
             "undecided_out_of_sample": [g["group"] for g in admitted if g["state"] == UNDECIDED]}
 
 
-def fit_lanes(data_folder: Path, prices: Path | None, bars: QualityBar, options: LaneOptions | None = None,
-              emit: Path | None = None, bars_note: str | None = None) -> dict:
+def fit_lanes(data_folder: Path, prices: Path | None, given: Bars, options: LaneOptions | None = None,
+              emit: Path | None = None) -> dict:
     """Admits lanes, builds their scenario (written to `emit` if given) and, with `fit_until`, checks them
     out of sample. Returns everything as plain JSON-ready data; `scenario` is the emitted file's content.
-    `bars_note`: `load_bars`' note on default bars, kept with the bars."""
+    `given`: the bars (`load_bars`)."""
+    bars = given.quality_bar
     options = options or LaneOptions()
     confidence = check_confidence(options.confidence)
     data = load_data(Path(data_folder))
@@ -423,7 +432,7 @@ def fit_lanes(data_folder: Path, prices: Path | None, bars: QualityBar, options:
     for name in bars.slices:
         if name not in groups_in_data:
             raise RoutesimError(f"a bar is set for '{name}', which is no {options.by} in the data."
-                                f"{did_you_mean(name, groups_in_data)}", where="bars",
+                                f"{did_you_mean(name, groups_in_data)}", where=given.where,
                                 fix=f"{options.by} values: {', '.join(groups_in_data)}")
 
     first_day, last_day = requests["ts"].min().date(), requests["ts"].max().date()
@@ -456,7 +465,7 @@ def fit_lanes(data_folder: Path, prices: Path | None, bars: QualityBar, options:
     result: dict = {
         "data": str(data.folder), "prices": str(prices) if prices else None, "by": options.by,
         "confidence": confidence, "criterion": options.criterion, "resample": options.resample,
-        "bars": {"default": bars.default, "slices": dict(bars.slices), "note": bars_note},
+        "bars": {"default": bars.default, "slices": dict(bars.slices), "note": given.note},
         "fit": {"first_request": fitted_requests["ts"].min().isoformat(),
                 "last_request": fitted_requests["ts"].max().isoformat(),
                 "until": str(options.fit_until) if options.fit_until else None,

@@ -61,8 +61,7 @@ def register(app: typer.Typer) -> None:
                               fit_until=fit_until.date() if fit_until else None, cascade=cascade,
                               accept=DEFAULT_ACCEPT if accept is None else accept,
                               escalate_to=escalate_to, name=name or (emit.stem if emitted_to_file else "lanes"))
-        quality_bar, bars_note = load_bars(bar, bars, bars_from)
-        result = fit_lanes(data, prices, quality_bar, options, emit=emit, bars_note=bars_note)
+        result = fit_lanes(data, prices, load_bars(bar, bars, bars_from), options, emit=emit)
         if as_json:
             from simulator.core.outputs import json_output
 
