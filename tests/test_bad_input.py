@@ -483,3 +483,18 @@ def test_a_data_folder_whose_columns_json_breaks_the_contract_builds_no_layout(c
     cache = tmp_path / "cache"
     assert_bad_input(cli("--cache-dir", cache, "replay", world.scenario()), "known at serving time")
     assert (cache / "layouts").is_dir() and not list((cache / "layouts").glob("*-v*"))
+
+
+@pytest.mark.parametrize(("arguments", "message", "where"), [
+    (["gate", "--baseline", "a.yaml", "--candidate", "b.yaml", "--seed", "-1"], "Invalid value for '--seed'",
+     "where: --seed"),
+    (["replay", "x.yaml", "--confidence", "nan"], "Invalid value for '--confidence': nan is not a finite number", "where: --confidence"),
+    (["replay", "--nope"], "No such option: --nope", "where: routesim replay"),
+    (["replay"], "Missing argument 'SCENARIO'", "where: routesim replay"),
+    (["nosuch"], "No such command 'nosuch'", "where: routesim"),
+])
+def test_a_value_the_parser_refuses_is_said_as_every_error_is(cli, arguments, message, where):
+    """What, where and how to fix it (README "CLI"), not only click's usage banner."""
+    result = cli(*arguments)
+    assert_bad_input(result, f"error: {message}", where, "fix: see 'routesim")
+    assert "Usage:" not in result.err

@@ -198,6 +198,17 @@ def _first_line(error: BaseException) -> str:
     return (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
 
 
+def _usage_error(error: typer.TyperException, command: str) -> None:
+    """A usage error (click's UsageError: an option's value the parser refuses, an unknown option, a missing
+    argument) with what is wrong, where (the option, else the command) and how to fix it, as routesim's own
+    errors are, in place of click's usage banner."""
+    path = error.ctx.command_path if error.ctx is not None else command
+    param = getattr(error, "param", None)
+    # An option by its flags; an argument, which the message names as its usage line does, by the command.
+    where = ", ".join(param.opts) if param is not None and param.param_type_name == "option" else path
+    _bad_input(error.format_message(), where, f"see '{path} --help' for its usage")
+
+
 def _bad_input(what: str, where: str, fix: str) -> None:
     _print_error("error", RoutesimError(what, where=where, fix=fix).render(visible))
     sys.exit(BAD_INPUT)
@@ -267,8 +278,10 @@ def main() -> None:
     except Terminated:
         errors.print("terminated")
         sys.exit(128 + signal.SIGTERM)
-    except typer.TyperException as error:  # usage errors, which standalone mode would print itself
-        error.show()
+    except typer.TyperException as error:  # click's errors (typer carries its own click)
+        if getattr(error, "exit_code", None) == BAD_INPUT and hasattr(error, "ctx"):
+            _usage_error(error, command)  # a usage error: a value or option the parser refuses
+        error.show()  # any other, as standalone mode would print it
         sys.exit(getattr(error, "exit_code", BAD_INPUT))
     except OSError as error:
         _bad_input(f"cannot read or write a file: {error.strerror or _first_line(error)}",
