@@ -22,7 +22,7 @@ Semantics (the spec the engine claims to follow):
   has no latency: its request's latency is None and latency percentiles leave it out. Money is whole
   nano-dollars: a sheet price is the exact rational cost (prices as written in decimal) rounded half to
   even, a recorded or checker cost is round(cost_usd * 1e9) (Python's round: half to even). Totals are
-  integer sums; dollars are nanos / 1e9.
+  integer sums; dollars are nanos / 1e9, and a cost per request is Fraction(nanos, n x 1e9) rounded once.
 - Several calls in one step (`samples: n` of one model, `parallel: [models]`, `race: [models]`): every
   call is made and billed (each with the step's checker); a model listed twice reads its next sample. A
   request missing any of the answers is missing for the first such model in list order. Best-of-n and
@@ -608,7 +608,9 @@ def summarise_by_hand(decisions: list[dict]) -> dict:
     return {
         "requests": n,
         "total_cost_usd": total_cost,
-        "cost_per_request_usd": total_cost / n if n else None,
+        # The exact rational, correctly rounded once (dividing the dollars by n would round twice).
+        "cost_per_request_usd": float(Fraction(sum(decision["cost_nano_usd"] for decision in decisions), n * NANO))
+        if n else None,
         "pass_rate": sum(1 for d in decisions if d["passed"]) / n if n else None,
         "mean_score": _mean([d["score"] for d in decisions if d["score"] is not None]),
         "latency_p50_ms": percentile(50),

@@ -21,11 +21,12 @@ import datetime as dt
 from decimal import Decimal
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from simulator.core.errors import Origin, RoutesimError
-from simulator.core.money import NANO_PER_USD
+from simulator.core.money import NANO_PER_USD, usd_per_array
 from simulator.core.validation import from_pydantic_error, read_yaml
 
 PER_MILLION = 1_000_000
@@ -234,10 +235,27 @@ def round_half_even(value: pl.Expr) -> pl.Expr:
 
 def usd_per_request(nano_usd: pl.Expr) -> pl.Expr:
     """An aggregation: USD per row (Float64) of Int64 nano-dollars, as the `cost_per_request_usd` metric
-    defines it (simulator.core.metrics): the exact integer sum over the rows, turned into USD once (`usd`),
-    divided by the number of rows. Averaging per-row USD floats instead is off by ulps
-    (0.021750000000000002 for 0.02175). Works in `select` and in `group_by(...).agg`."""
-    return usd(nano_usd.sum()) / pl.len()
+    defines it (simulator.core.metrics): the exact integer sum over the rows divided by the number of rows,
+    correctly rounded once (simulator.core.money.usd_per). Averaging per-row USD floats instead is off by
+    ulps (0.021750000000000002 for 0.02175), and so is dividing the dollars by the count
+    (0.00048719999999999997 for 0.0004872). Works in `select` and in `group_by(...).agg`; null for no rows."""
+    return (pl.struct(nano_usd.sum().alias("nano_usd"), pl.len().alias("count"))
+            .map_batches(_usd_per, return_dtype=pl.Float64, returns_scalar=True))
+
+
+def usd_per_row(nano_usd: pl.Expr, count: pl.Expr, per: int = 1) -> pl.Expr:
+    """Elementwise USD per `per` units of integer nano-dollar sums `nano_usd` over counts `count`, each
+    correctly rounded once as `usd_per_request` (null where the count is 0), e.g. a cost per request per
+    time bucket, or per 1,000 requests (`per=1000`)."""
+    return (pl.struct(nano_usd.alias("nano_usd"), count.alias("count"))
+            .map_batches(lambda sums: _usd_per(sums, per), return_dtype=pl.Float64, is_elementwise=True))
+
+
+def _usd_per(sums: pl.Series, per: int = 1) -> pl.Series:
+    nano_usd = sums.struct.field("nano_usd").cast(pl.Float64).to_numpy()
+    count = sums.struct.field("count").cast(pl.Float64).to_numpy()
+    found = np.where(count > 0, usd_per_array(nano_usd, np.maximum(count, 1.0), per), np.nan)
+    return pl.Series(sums.name, found, dtype=pl.Float64, nan_to_null=True)
 
 
 def usd(nano_usd: pl.Expr) -> pl.Expr:
