@@ -315,7 +315,8 @@ def reference_replay(scenario, traffic: pl.DataFrame, outcomes: pl.DataFrame,
                      sheet: PriceSheet | None) -> tuple[list[dict], dict]:
     """Per-request decisions (sorted by ts, then request_id) and the summary of every metric.
 
-    The summary also holds "coverage" (a Coverage) and "price_sources" (model -> sheet/recorded/checker).
+    The summary also holds "coverage" (a Coverage) and "price_sources" (model -> sheet/recorded/checker/
+    fixed when one source priced all its calls, else mixed).
     Raises a ReferenceFailure where the engine must raise a RoutesimError.
     """
     policy = scenario.policy
@@ -342,7 +343,7 @@ def reference_replay(scenario, traffic: pl.DataFrame, outcomes: pl.DataFrame,
 
     decisions: list[dict] = []
     missing: Counter[str] = Counter()
-    price_sources: dict[str, str] = {}
+    price_sources: dict[str, set[str]] = {}
 
     def rule_plan(request_id: str) -> int:
         for index, holds in enumerate(rule_holds):
@@ -518,8 +519,7 @@ def reference_replay(scenario, traffic: pl.DataFrame, outcomes: pl.DataFrame,
             continue
 
         for model, source in calls:
-            if price_sources.get(model) != "sheet":  # a model the sheet priced at least once is "sheet"
-                price_sources[model] = source
+            price_sources.setdefault(model, set()).add(source)
         decisions.append({
             "request_id": request_id,
             "ts": ts,
@@ -543,7 +543,7 @@ def reference_replay(scenario, traffic: pl.DataFrame, outcomes: pl.DataFrame,
 
     decisions.sort(key=lambda decision: position[decision["request_id"]])
     if _bill_cache_losses(requests, decisions, model_calls, sheet):
-        price_sources["prompt-cache loss"] = "sheet"
+        price_sources["prompt-cache loss"] = {"sheet"}
     by_model = dict(sorted(missing.items()))
     if by_model and scenario.on_missing == "error":
         raise MissingOutcomes(by_model)
@@ -553,7 +553,8 @@ def reference_replay(scenario, traffic: pl.DataFrame, outcomes: pl.DataFrame,
     summary["coverage"] = Coverage(requests_in_window=in_window, requests_selected=len(requests),
                                    requests_replayed=len(decisions),
                                    missing_by_model=by_model)
-    summary["price_sources"] = dict(sorted(price_sources.items()))
+    summary["price_sources"] = {model: min(found) if len(found) == 1 else "mixed"
+                                for model, found in sorted(price_sources.items())}
     return decisions, summary
 
 

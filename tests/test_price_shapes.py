@@ -134,11 +134,12 @@ def test_negotiated_discounts_per_entry_else_for_the_sheet(tmp_path):
 
 def test_a_call_with_zero_tokens_and_a_recorded_cost_keeps_its_recorded_cost(tmp_path):
     """r1 has no usage (0 / 0 tokens) and $0.00002 recorded: priced at $0.00002, not $0; r2 by the sheet:
-    30 x 0.5 + 12 x 1.5 = $0.000033. The model's source stays 'sheet' and r1 is counted apart."""
+    30 x 0.5 + 12 x 1.5 = $0.000033. The model's source is 'mixed', its calls being priced both ways."""
     tiny = run(tmp_path, {"default": {"use": "turbo"}}, [req("r1", at(1)), req("r2", at(2))],
                [ans("r1", "turbo", input_tokens=0, output_tokens=0, cost_usd=0.00002),
                 ans("r2", "turbo", input_tokens=30, output_tokens=12, cost_usd=0.000033)],
                {"turbo": [{"effective_from": "2024-01-01", "input": 0.5, "output": 1.5}]})
     assert costs(tiny) == [0.00002, 0.000033]
-    assert tiny.replay.price_sources == {"turbo": "sheet"}
+    assert tiny.replay.price_sources == {"turbo": "mixed"}
+    assert tiny.replay.calls["price_source"].to_list() == ["recorded", "sheet"]
     tiny.assert_reference_agrees()

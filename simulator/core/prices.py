@@ -38,6 +38,7 @@ SOURCE_SHEET = "sheet"
 SOURCE_RECORDED = "recorded"
 SOURCE_CHECKER = "checker"
 SOURCE_FIXED = "fixed"  # a router overhead's fixed cost per decision
+SOURCE_MIXED = "mixed"  # a model's calls priced by more than one source (summaries only, never a call's)
 PRICE_SOURCE = pl.Enum([SOURCE_SHEET, SOURCE_RECORDED, SOURCE_CHECKER, SOURCE_FIXED])
 
 # The call kind of a prompt-cache loss (simulator.core.sessions): a model call's cached input tokens billed
@@ -521,13 +522,13 @@ def price_sources_of(calls: pl.DataFrame) -> dict[str, str]:
 
 
 def price_sources_from(pairs) -> dict[str, str]:
-    """Model -> the source that priced its calls, from (model, price source) pairs: `sheet` when the sheet
-    priced any of them (the rest had no usage and were priced at their recorded cost), else `recorded` or
-    `checker`."""
+    """Model -> the source that priced its calls, from (model, price source) pairs: that source when one
+    priced them all (`sheet`, `recorded`, `checker` or `fixed`), else `mixed` (the sheet priced some and the
+    rest had no usage and were priced at their recorded cost; `calls_priced_at_recorded_cost` counts those)."""
     sources: dict[str, set[str]] = {}
     for model, source in pairs:
         sources.setdefault(model, set()).add(source)
-    return {model: SOURCE_SHEET if SOURCE_SHEET in found else min(found) for model, found in sorted(sources.items())}
+    return {model: found.pop() if len(found) == 1 else SOURCE_MIXED for model, found in sorted(sources.items())}
 
 
 def _raise_unpriced(unpriced: pl.DataFrame, sheet: PriceSheet | None, tier: str, sheet_from: str) -> None:
