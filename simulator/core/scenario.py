@@ -355,6 +355,8 @@ class Scenario(Frozen):
     @field_validator("quality_bar", mode="before")
     @classmethod
     def _bar_shorthand(cls, value):
+        if isinstance(value, str):
+            raise ValueError("must be a pass rate such as 0.9, or {default: 0.9, slices: {SLICE: 0.8}}")
         return {"default": value} if isinstance(value, (int, float)) else value
 
     def digest(self) -> str:
