@@ -141,3 +141,5 @@ def test_every_output_shows_money_per_unit_as_the_correctly_rounded_quotient(wor
     replay_of = replay(scenario, load_data(world.data), load_prices(world.prices))
     breakdown = tables.cost_breakdown(replay_of.decisions, replay_of.calls)
     assert breakdown["by_slice"][0]["cost_per_1k_usd"] == breakdown["by_model"][0]["cost_per_1k_usd"] == 0.4872
+    straight = tables.straight_cost(load_data(world.data), load_prices(world.prices))  # e*'s cost of the last step
+    assert straight(replay_of.decisions, "small") == 0.0004872

@@ -41,7 +41,8 @@ from simulator.core.layout import PRESENT
 from simulator.core.errors import RoutesimError
 from simulator.core.metrics import grouped
 from simulator.core.money import NANO_PER_USD, usd_per
-from simulator.core.prices import SERVICE_STANDARD, PriceSheet, cost_line, price_calls, token_columns, usd, usd_per_row
+from simulator.core.prices import (SERVICE_STANDARD, PriceSheet, cost_line, price_calls, token_columns, usd,
+                                   usd_per_request, usd_per_row)
 from simulator.core.results import bar_failures
 from simulator.core.scenario import QualityBar, Scenario
 from simulator.core.verdict import DEFAULT_ADMISSION, Admission, recommend, request_set
@@ -97,7 +98,7 @@ def straight_cost(data: Dataset, sheet: PriceSheet | None, scales: dict[str, flo
         if answers.is_empty():
             return None
         try:
-            return price_calls(answers, sheet).select(usd(pl.col("cost_nano_usd").sum()) / pl.len()).item()
+            return price_calls(answers, sheet).select(usd_per_request(pl.col("cost_nano_usd"))).item()
         except RoutesimError:  # some first answers cannot be priced: fall back to what the replay paid
             return None
     return mean_cost
