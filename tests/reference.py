@@ -22,7 +22,7 @@ Semantics (the spec the engine claims to follow):
   has no latency: its request's latency is None and latency percentiles leave it out. Money is whole
   nano-dollars: a sheet price is the exact rational cost (prices as written in decimal) rounded half to
   even, a recorded or checker cost is round(cost_usd * 1e9) (Python's round: half to even). Totals are
-  integer sums; dollars are nanos / 1e9.
+  integer sums; dollars are nanos / 1e9, and a cost per request is Fraction(nanos, n x 1e9) rounded once.
 - Several calls in one step (`samples: n` of one model, `parallel: [models]`, `race: [models]`): every
   call is made and billed (each with the step's checker); a model listed twice reads its next sample. A
   request missing any of the answers is missing for the first such model in list order. Best-of-n and
@@ -315,7 +315,8 @@ def reference_replay(scenario, traffic: pl.DataFrame, outcomes: pl.DataFrame,
                      sheet: PriceSheet | None) -> tuple[list[dict], dict]:
     """Per-request decisions (sorted by ts, then request_id) and the summary of every metric.
 
-    The summary also holds "coverage" (a Coverage) and "price_sources" (model -> sheet/recorded/checker).
+    The summary also holds "coverage" (a Coverage) and "price_sources" (model -> sheet/recorded/checker/
+    fixed when one source priced all its calls, else mixed).
     Raises a ReferenceFailure where the engine must raise a RoutesimError.
     """
     policy = scenario.policy
@@ -342,7 +343,7 @@ def reference_replay(scenario, traffic: pl.DataFrame, outcomes: pl.DataFrame,
 
     decisions: list[dict] = []
     missing: Counter[str] = Counter()
-    price_sources: dict[str, str] = {}
+    price_sources: dict[str, set[str]] = {}
 
     def rule_plan(request_id: str) -> int:
         for index, holds in enumerate(rule_holds):
@@ -523,8 +524,7 @@ def reference_replay(scenario, traffic: pl.DataFrame, outcomes: pl.DataFrame,
             continue
 
         for model, source in calls:
-            if price_sources.get(model) != "sheet":  # a model the sheet priced at least once is "sheet"
-                price_sources[model] = source
+            price_sources.setdefault(model, set()).add(source)
         decisions.append({
             "request_id": request_id,
             "ts": ts,
@@ -548,7 +548,7 @@ def reference_replay(scenario, traffic: pl.DataFrame, outcomes: pl.DataFrame,
 
     decisions.sort(key=lambda decision: position[decision["request_id"]])
     if _bill_cache_losses(requests, decisions, model_calls, sheet):
-        price_sources["prompt-cache loss"] = "sheet"
+        price_sources["prompt-cache loss"] = {"sheet"}
     by_model = dict(sorted(missing.items()))
     if by_model and scenario.on_missing == "error":
         raise MissingOutcomes(by_model)
@@ -558,7 +558,8 @@ def reference_replay(scenario, traffic: pl.DataFrame, outcomes: pl.DataFrame,
     summary["coverage"] = Coverage(requests_in_window=in_window, requests_selected=len(requests),
                                    requests_replayed=len(decisions),
                                    missing_by_model=by_model)
-    summary["price_sources"] = dict(sorted(price_sources.items()))
+    summary["price_sources"] = {model: min(found) if len(found) == 1 else "mixed"
+                                for model, found in sorted(price_sources.items())}
     return decisions, summary
 
 
@@ -613,7 +614,9 @@ def summarise_by_hand(decisions: list[dict]) -> dict:
     return {
         "requests": n,
         "total_cost_usd": total_cost,
-        "cost_per_request_usd": total_cost / n if n else None,
+        # The exact rational, correctly rounded once (dividing the dollars by n would round twice).
+        "cost_per_request_usd": float(Fraction(sum(decision["cost_nano_usd"] for decision in decisions), n * NANO))
+        if n else None,
         "pass_rate": sum(1 for d in decisions if d["passed"]) / n if n else None,
         "mean_score": _mean([d["score"] for d in decisions if d["score"] is not None]),
         "latency_p50_ms": percentile(50),

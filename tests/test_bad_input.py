@@ -250,7 +250,7 @@ def test_price_sheet_with_unknown_key_and_negative_price(cli, world):
     world.prices.write_text("models:\n  small:\n    - effective_from: 2026-11-01\n      input: -1\n"
                             "      outptu: 2\n")
     result = cli("validate", world.prices)
-    assert_bad_input(result, "models.small[0].input", "greater than or equal to 0",
+    assert_bad_input(result, "key 'models.small[0].input' must be at least 0 (got -1)",
                      "unknown key 'models.small[0].outptu'", "Did you mean 'output'?")
 
 
@@ -284,7 +284,33 @@ def test_unknown_slice_in_quality_bar(cli, world):
 
 
 def test_quality_bar_outside_unit_interval(cli, world):
-    assert_bad_input(cli("replay", world.scenario(quality_bar=1.5)), "quality_bar.default", "less than or equal to 1")
+    assert_bad_input(cli("replay", world.scenario(quality_bar=1.5)),
+                     "key 'quality_bar.default' must be at most 1 (got 1.5)")
+
+
+@pytest.mark.parametrize("overrides, problem", [
+    ({"policy": {"default": {"use": "small"}, "retry": {"when": "NOT hard_check_ok", "to": []}}},
+     "key 'policy.retry.to' must hold at least one item (got [])"),
+    ({"admission": {"confidence": 1.0}}, "key 'admission.confidence' must be below 1 (got 1.0)"),
+    ({"sample": {"requests": 2.5}}, "key 'sample.requests' must be a whole number (got 2.5)"),
+    ({"on_missing": "maybe"}, "key 'on_missing' must be 'error' or 'skip' (got 'maybe')"),
+    ({"quality_bar": "high"}, "key 'quality_bar' must be a pass rate such as 0.9, or {default: 0.9, slices: "
+                              "{SLICE: 0.8}} (got 'high')"),
+])
+def test_scenario_schema_errors_are_plain_and_point_at_the_scenario_reference(cli, world, overrides, problem):
+    path = world.scenario("plain", **overrides)
+    result = cli("replay", path)
+    assert_bad_input(result, f"{path} is not valid:", problem, f"where: {path}",
+                     "fix: correct the key above; 'Scenario reference' in the README lists every key")
+    assert "Input should" not in result.err and "after validation" not in result.err
+    assert "Price sheets" not in result.err
+
+
+def test_a_price_sheet_schema_error_points_at_the_price_sheets_section(cli, world):
+    world.prices.write_text("models:\n  small:\n"
+                            "    - {effective_from: 2026-11-01, input: 1, output: 2, discount: 1.5}\n")
+    assert_bad_input(cli("validate", world.prices), "key 'models.small[0].discount' must be below 1 (got 1.5)",
+                     "fix: correct the key above; 'Price sheets' in the README lists every key")
 
 
 def test_two_scenarios_with_one_name(cli, world):

@@ -229,7 +229,7 @@ def test_gate_decisions_listing_a_request_twice_are_rejected_when_they_must_be_j
 @pytest.mark.parametrize("arguments, message", [
     (["--tolerance-slice", "fqa=0.02"], "Did you mean 'faq'?"),
     (["--tolerance-slice", "faq"], "write SLICE=TOLERANCE"),
-    (["--tolerance", "1.5"], "a tolerance is a pass-rate margin in 0..1"),
+    (["--tolerance", "1.5"], "a tolerance is a pass-rate margin in [0, 1): at least 0 and below 1, got 1.5"),
     (["--confidence", "95"], "confidence must lie strictly between 0 and 1"),
     (["--resamples", "0"], "--resamples must be at least 1"),
     # a 95% interval's ends need a resample beyond each: 2 / 0.05 = 40 at least (one gave zero width)
@@ -242,6 +242,24 @@ def test_gate_rejects_bad_options(three_flips, cli, arguments, message):
     candidate = three_flips.scenario("candidate", policy=faq_to_small())
     result = cli("gate", "--baseline", baseline, "--candidate", candidate, *arguments)
     assert result.code == 2 and message in result.err and "Traceback" not in result.err
+
+
+@pytest.mark.parametrize("arguments, where", [
+    (["--tolerance", "1.0"], "--tolerance"), (["--tolerance", "-0.1"], "--tolerance"),
+    (["--tolerance-slice", "faq=1.0"], "--tolerance-slice faq"),
+    (["--tolerance-slice", "faq=-0.5"], "--tolerance-slice faq"),
+])
+def test_a_tolerance_outside_its_half_open_range_is_refused_alike_for_the_replay_and_a_slice(
+        three_flips, cli, arguments, where):
+    """1.0 lies outside [0, 1) (a margin of 1 would pass any drop), and one check words every refusal."""
+    baseline = three_flips.scenario("baseline", policy=BIG)
+    candidate = three_flips.scenario("candidate", policy=faq_to_small())
+    result = cli("gate", "--baseline", baseline, "--candidate", candidate, *arguments)
+    value = arguments[1].rpartition("=")[2]
+    assert result.code == 2 and "Traceback" not in result.err
+    assert f"a tolerance is a pass-rate margin in [0, 1): at least 0 and below 1, got {float(value)}" in result.err
+    assert f"where: {where}\n" in result.err
+    assert "fix: give a margin below 1, e.g. 0.01 for one percentage point" in result.err
 
 
 def test_gate_is_deterministic_and_writes_markdown(three_flips, cli, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from fractions import Fraction
 from pathlib import Path
 
 import polars as pl
@@ -363,12 +364,12 @@ def test_lanes_by_session_need_sessions(world, cli):
 def test_cost_per_request_is_the_exact_nano_dollar_sum_divided_once(tmp_path, cli):
     # small costs 1,000 nano-dollars per input token and 200,000 for its 100 output tokens (TINY_PRICES).
     # Averaging the seven calls' USD floats gives 0.0027121428571428574; the cost_per_request_usd metric
-    # is the exact integer sum, in USD once, over the requests: 0.002712142857142857, as the gate shows it.
+    # is the exact integer sum over the requests, correctly rounded once: 18,985,000 / 7e9, as the gate shows it.
     tokens = [3968, 3209, 1819, 868, 4096, 332, 3293]
     faq = slice_requests("faq", len(tokens))
     answers = [outcome_row(row["request_id"], "small", input_tokens=count) for row, count in zip(faq, tokens)]
     world = make_world(tmp_path, faq, answers)
-    exact = (sum(tokens) * 1000 + len(tokens) * 200_000) / 1e9 / len(tokens)
+    exact = float(Fraction(sum(tokens) * 1000 + len(tokens) * 200_000, len(tokens) * 10**9))
     assert exact != sum((count * 1000 + 200_000) / 1e9 for count in tokens) / len(tokens)
     result = lanes_json(cli, world, "--bar", "0.5")
     (group,) = result["groups"]

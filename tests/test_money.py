@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+from fractions import Fraction
 
 import numpy as np
 import polars as pl
 import pytest
 
+from simulator.analyses import tables
+from simulator.core.contract import load_data
+from simulator.core.engine import replay
 from simulator.core.errors import RoutesimError
-from simulator.core.prices import price_calls, round_half_even, usd
+from simulator.core.money import usd_per, usd_per_array
+from simulator.core.prices import load_prices, price_calls, round_half_even, usd
+from simulator.core.scenario import load_scenario
+from tests.conftest import OUTCOME_SCHEMA, outcome_row
 from tests.worlds import sheet_of
 
 AT = dt.datetime(2026, 2, 1, tzinfo=dt.UTC)
@@ -74,3 +82,64 @@ def test_a_checker_too_costly_to_count_exactly_is_refused():
     assert Checker(cost_usd=8_999_999.0, latency_ms=0).cost_usd == 8_999_999.0
     with pytest.raises(ValidationError, match="less than 9000000"):
         Checker(cost_usd=9_000_000.0, latency_ms=0)
+
+
+def test_money_per_unit_is_the_exact_quotient_correctly_rounded_once():
+    # 2,436,000 nano-dollars over 5 requests is exactly 487,200 nano-dollars, $0.0004872. Turning the sum
+    # into dollars first and then dividing rounds twice: 0.00048719999999999997.
+    assert usd_per(2_436_000, 5) == 0.0004872 != 2_436_000 / 1e9 / 5
+    assert usd_per(2_436_000, 5, per=1000) == 0.4872 != 2_436_000 / 1e9 / 5 * 1000
+    assert usd_per(-21_924_000, 5) == -0.0043848 != 0.0004872 - 0.004872
+    assert usd_per(1, 3) == float(Fraction(1, 3 * 10**9)) and usd_per(7, 0) is None
+    nano, counts = np.array([2_436_000.0, -21_924_000.0, 1.0]), np.array([5.0, 5.0, 3.0])
+    assert usd_per_array(nano, counts).tolist() == [0.0004872, -0.0043848, usd_per(1, 3)]
+    assert usd_per_array(nano, counts, 1000).tolist() == [0.4872, -4.3848, usd_per(1, 3, 1000)]
+
+
+def five_requests(world) -> None:
+    """5 requests, each its own session, small costing 1,000 nano-dollars per input token and 200,000 for
+    its 100 output tokens (TINY_PRICES): 300, 300, 300, 300 and 236 input tokens cost 500,000 x 4 + 436,000
+    = 2,436,000 nano-dollars; big costs ten times as much, 24,360,000."""
+    ids = [f"r{i}" for i in range(5)]
+    tokens = [300, 300, 300, 300, 236]
+    hours = [dt.datetime(2026, 11, 16, hour, tzinfo=dt.UTC) for hour in range(5)]
+    traffic = pl.DataFrame({"request_id": ids, "ts": hours, "slice": ["faq"] * 5, "input_tokens": tokens,
+                            "session_id": [f"s{i}" for i in range(5)]})
+    rows = [outcome_row(rid, model, input_tokens=count)
+            for rid, count in zip(ids, tokens) for model in ("small", "big")]
+    world.write_data(traffic, pl.DataFrame(rows, schema=OUTCOME_SCHEMA))
+
+
+def test_every_output_shows_money_per_unit_as_the_correctly_rounded_quotient(world, cli):
+    five_requests(world)
+    small, big = world.scenario("small", policy={"default": {"use": "small"}}), world.scenario(
+        "big", policy={"default": {"use": "big"}})
+    replayed = cli("replay", small, "--json")
+    assert replayed.code == 0, replayed.err
+    (summary,) = json.loads(replayed.out)
+    assert summary["cost_per_request_usd"] == summary["by_slice"][0]["cost_per_request_usd"] == 0.0004872
+    assert summary["by_model"][0]["cost_per_request_usd"] == summary["by_day"][0]["cost_per_request_usd"] == 0.0004872
+    assert summary["sessions"]["cost_per_session_usd"] == 0.0004872
+
+    gated = cli("gate", "--baseline", big, "--candidate", small, "--json")
+    assert gated.code in (0, 1), gated.err
+    overall = json.loads(gated.out)["overall"]
+    assert overall["baseline"]["cost_per_request_usd"] == 0.004872
+    assert overall["candidate"]["cost_per_request_usd"] == 0.0004872
+    assert overall["cost_per_request_change_usd"]["estimate"] == -0.0043848  # -21,924,000 / 5e9
+
+    lanes = cli("lanes", world.data, "--prices", world.prices, "--bar", "0.5", "--json")
+    assert lanes.code == 0, lanes.err
+    (group,) = json.loads(lanes.out)["groups"]
+    assert {m["model"]: m["cost_per_request_usd"] for m in group["models"]} == {"small": 0.0004872, "big": 0.004872}
+
+    scenario = load_scenario(small)
+    found = tables.baselines(scenario, load_data(world.data), load_prices(world.prices))
+    by_model = {m["model"]: m for m in found["models"]}
+    assert (by_model["small"]["cost_per_request_usd"], by_model["small"]["cost_per_1k_usd"]) == (0.0004872, 0.4872)
+    assert (found["oracle"]["cost_per_request_usd"], found["oracle"]["cost_per_1k_usd"]) == (0.0004872, 0.4872)
+    replay_of = replay(scenario, load_data(world.data), load_prices(world.prices))
+    breakdown = tables.cost_breakdown(replay_of.decisions, replay_of.calls)
+    assert breakdown["by_slice"][0]["cost_per_1k_usd"] == breakdown["by_model"][0]["cost_per_1k_usd"] == 0.4872
+    straight = tables.straight_cost(load_data(world.data), load_prices(world.prices))  # e*'s cost of the last step
+    assert straight(replay_of.decisions, "small") == 0.0004872

@@ -107,12 +107,34 @@ def test_the_comparison_says_batch_requests_are_left_out_of_the_latency_figures(
 
 @pytest.mark.parametrize("command", ["replay", "validate"])  # validate reports what the replay would meet
 def test_a_service_tier_the_sheet_does_not_price_is_an_error(cli, world, command):
+    """The error names the model's entry that lacks the tier and the scenario key that asked for it, and its
+    fix is the one for a missing service tier, not for a model missing from the sheet."""
     path = world.scenario(policy={"default": {"use": "small", "service_tier": "flex"}})
     result = cli(command, path)
     assert result.code == 2
-    assert "no flex prices in the entry in force" in result.err
-    # the fix line is the one for a missing service tier, not for a model missing from the sheet
-    assert "fix: add the missing service tier's prices under its key in the entry in force" in result.err
+    assert ("model 'small': 3 call(s), run on flex by policy.default.service_tier, but its price entry in force "
+            "(effective_from 2026-11-01) has no flex prices; e.g. request a") in result.err
+    assert f"where: {world.prices}, key 'models.small'; {path}, key 'policy.default.service_tier'\n" in result.err
+    assert ("fix: add flex prices (a 'flex:' key with input and output) to small's entry from 2026-11-01 in "
+            "prices.yaml, or set policy.default.service_tier to a tier it prices (standard)") in result.err
+
+
+@pytest.mark.parametrize("policy, model, tier, key", [
+    ({"default": {"cascade": [{"model": "small", "accept": "confidence >= 0.7", "service_tier": "flex"},
+                              {"model": "big"}]}}, "small", "flex", "policy.default.cascade[0].service_tier"),
+    ({"default": {"use": "big"}, "retry": {"when": "confidence < 1", "to": ["small"], "service_tier": "priority"}},
+     "small", "priority", "policy.retry.service_tier"),
+    ({"rules": [{"when": "tier = 'pro'", "service_tier": "batch", "cascade": [
+        {"model": "small", "accept": "confidence >= 0.7", "service_tier": "standard"}, {"model": "big"}]}],
+      "default": {"use": "small"}}, "big", "batch", "policy.rules[0].service_tier"),
+])
+def test_an_unpriced_service_tier_names_the_key_that_asked_for_it(cli, world, policy, model, tier, key):
+    path = world.scenario(policy=policy)
+    result = cli("replay", path)
+    assert result.code == 2 and "Traceback" not in result.err
+    assert f"model '{model}': " in result.err and f"run on {tier} by {key}, but its price entry" in result.err
+    assert f"where: {world.prices}, key 'models.{model}'; {path}, key '{key}'\n" in result.err
+    assert f"or set {key} to a tier it prices (standard)" in result.err
 
 
 def test_negotiated_discounts_per_entry_else_for_the_sheet(tmp_path):
@@ -134,11 +156,12 @@ def test_negotiated_discounts_per_entry_else_for_the_sheet(tmp_path):
 
 def test_a_call_with_zero_tokens_and_a_recorded_cost_keeps_its_recorded_cost(tmp_path):
     """r1 has no usage (0 / 0 tokens) and $0.00002 recorded: priced at $0.00002, not $0; r2 by the sheet:
-    30 x 0.5 + 12 x 1.5 = $0.000033. The model's source stays 'sheet' and r1 is counted apart."""
+    30 x 0.5 + 12 x 1.5 = $0.000033. The model's source is 'mixed', its calls being priced both ways."""
     tiny = run(tmp_path, {"default": {"use": "turbo"}}, [req("r1", at(1)), req("r2", at(2))],
                [ans("r1", "turbo", input_tokens=0, output_tokens=0, cost_usd=0.00002),
                 ans("r2", "turbo", input_tokens=30, output_tokens=12, cost_usd=0.000033)],
                {"turbo": [{"effective_from": "2024-01-01", "input": 0.5, "output": 1.5}]})
     assert costs(tiny) == [0.00002, 0.000033]
-    assert tiny.replay.price_sources == {"turbo": "sheet"}
+    assert tiny.replay.price_sources == {"turbo": "mixed"}
+    assert tiny.replay.calls["price_source"].to_list() == ["recorded", "sheet"]
     tiny.assert_reference_agrees()

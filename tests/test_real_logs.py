@@ -72,6 +72,20 @@ def test_c13_a_call_with_zero_tokens_and_a_recorded_spend_is_priced_at_its_spend
     assert totals["turbo-recorded"][1] == pytest.approx(0.000053, abs=5e-10)
 
 
+def test_c13_provenance_names_both_sources_and_counts_every_call_priced_at_its_recorded_cost(cli, case):
+    """turbo: the sheet prices the normal call and the recorded spend the call without usage, so its source is
+    'mixed' and 1 call is counted; turbo-recorded has no sheet, so both calls are at their recorded cost."""
+    folder = case("C13-litellm-zero-usage")
+    import_litellm(cli, folder, "spend_logs.csv")
+    result = cli("replay", folder / "scenario.yaml", folder / "scenario-recorded.yaml", "--json")
+    assert result.code == 0, result.err
+    provenance = {summary["scenario"]: summary["provenance"] for summary in json.loads(result.out)}
+    assert provenance["turbo"]["price_sources"] == {"gpt-3.5-turbo": "mixed"}
+    assert provenance["turbo"]["calls_priced_at_recorded_cost"] == {"gpt-3.5-turbo": 1}
+    assert provenance["turbo-recorded"]["price_sources"] == {"gpt-3.5-turbo": "recorded"}
+    assert provenance["turbo-recorded"]["calls_priced_at_recorded_cost"] == {"gpt-3.5-turbo": 2}
+
+
 def test_c14_a_litellm_prefixed_call_type_is_a_completion(cli, case):
     """52 x 0.50 + 18 x 1.50 = $0.000053 and 30 x 0.50 + 12 x 1.50 = $0.000033: $0.000086 for 2 requests."""
     folder = case("C14-litellm-legacy-call-type")

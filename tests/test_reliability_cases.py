@@ -49,7 +49,7 @@ CASE_TABLE = [
     Case("F07-internal-errors", ("replay", "cast-rule.yaml"), 2,
          ("scenario 's' cannot be replayed", "request_id", "CAST")),
     Case("F07-internal-errors", ("replay", "parens.yaml"), 2, ("nests parentheses more than 32 levels",)),
-    Case("F07-internal-errors", ("replay", "negative-seed.yaml"), 2, ("sample.seed", "greater than or equal to 0")),
+    Case("F07-internal-errors", ("replay", "negative-seed.yaml"), 2, ("sample.seed", "must be at least 0")),
     Case("F07-internal-errors", ("replay", "feb30.yaml"), 2, ("'2026-02-30'", "not a real date", "feb30.yaml, line 4")),
     Case("F07-internal-errors", ("replay", "deep.yaml"), 2, ("nested more than 64 levels", "deep.yaml, line"),
          generate="gen_deep_yaml.py"),

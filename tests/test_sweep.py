@@ -74,6 +74,22 @@ def test_sweep_of_a_four_request_world_by_hand(four):
     assert points["latency_p95_ms"].to_list() == pytest.approx([950.0, 1100.0, 1100.0, 1100.0], rel=1e-12)
 
 
+def test_a_value_only_a_failed_hard_check_holds_is_no_threshold_as_it_changes_no_point(four):
+    """d's answer (confidence 0.2) fails its hard check, so d escalates at every threshold: 0.2 is not swept.
+    At t = 0.2 the gate accepts a, b and c, as at 0.5, so the curve there is the 0.5 point, and a replay
+    with `confidence >= 0.2` gives that point's figures."""
+    world, scenario, data, sheet, gate = four
+    result = sweep.sweep(scenario, data, sheet, gate)
+    assert 0.2 not in result.points["threshold"].to_list()
+    at = sweep.curve(result.data, np.array([0.2, 0.5]))
+    assert at.drop("threshold").row(0) == at.drop("threshold").row(1)
+    accepted = with_step_accept(scenario, gate.plan_index, gate.step, "confidence >= 0.2")
+    replayed = aggregate(replay(accepted, data, sheet).decisions).row(0, named=True)
+    point = result.points.filter(pl.col("threshold") == 0.5).row(0, named=True)
+    assert (replayed["requests"], replayed["pass_rate"], replayed["total_cost_usd"]) == (
+        point["requests"], point["pass_rate"], point["total_cost_usd"])
+
+
 def test_a_sweep_bills_a_turns_prompt_cache_loss_by_the_branch_its_previous_turn_takes(tmp_path):
     """One session, a (turn 0, small confidence 0.9) then b (turn 1, 0.5). Every call reads 1,000 input
     tokens, 400 cached, writes 100: small (600 x 1 + 400 x 0.5 + 100 x 2) / 1e6 = 0.001, big (600 x 10 +

@@ -36,7 +36,7 @@ from simulator.core.contract import Dataset
 from simulator.core.draws import keyed_uniform
 from simulator.core.engine import LAYOUT_ROW, MODEL_CALLS, Replay
 from simulator.core.formats import counted
-from simulator.core.money import usd_per_request_of
+from simulator.core.money import usd_per
 from simulator.core.prices import SERVICE_STANDARD, PriceSheet
 from simulator.core.results import CONTROL_REQUESTS, EXACT, PARTIAL, ReplayPart, part_of
 from simulator.core.scenario import Scenario
@@ -77,7 +77,7 @@ def _rates_of(requests: int, cost_nano: int, passes: int) -> dict:
     """Requests, cost per request (from the integer nano-dollar sum) and pass rate."""
     if not requests:
         return {"requests": 0, "cost_per_request_usd": None, "pass_rate": None, "passes": 0}
-    return {"requests": requests, "cost_per_request_usd": usd_per_request_of(cost_nano, requests),
+    return {"requests": requests, "cost_per_request_usd": usd_per(cost_nano, requests),
             "pass_rate": passes / requests, "passes": passes}
 
 
@@ -93,7 +93,7 @@ def random_control(singles: Singles, request_ids: pl.Series, cost_per_request: f
 
     `request_ids`: the requests' ids, aligned with `singles`."""
     requests = len(request_ids)
-    costs = {model: usd_per_request_of(singles.totals(index)[0], requests) for index, model in enumerate(singles.models)}
+    costs = {model: usd_per(singles.totals(index)[0], requests) for index, model in enumerate(singles.models)}
     low = min(singles.models, key=lambda model: (costs[model], model))
     high = max(singles.models, key=lambda model: (costs[model], model))
     spread = costs[high] - costs[low]

@@ -31,7 +31,7 @@ import polars as pl
 
 from simulator.core.errors import RoutesimError
 from simulator.core.metrics import grouped
-from simulator.core.prices import usd
+from simulator.core.prices import usd, usd_per_row
 
 REFERENCE_SHARE = 1 / 3
 MIN_RISE = 0.05
@@ -80,10 +80,12 @@ def series(rows: pl.DataFrame, every: str) -> pl.DataFrame:
                     [pl.len().cast(pl.Int64).alias("requests"),
                      pl.col("escalated").sum().cast(pl.Int64).alias("escalated"),
                      pl.col("passed").sum().cast(pl.Int64).alias("passed"),
-                     usd(pl.col("cost_nano_usd").sum()).alias("cost_usd")])
-            .with_columns((pl.col("escalated") / pl.col("requests")).alias("escalation_rate"),
+                     pl.col("cost_nano_usd").sum().alias("cost_nano_usd")])
+            .with_columns(usd(pl.col("cost_nano_usd")).alias("cost_usd"),
+                          (pl.col("escalated") / pl.col("requests")).alias("escalation_rate"),
                           (pl.col("passed") / pl.col("requests")).alias("pass_rate"),
-                          (pl.col("cost_usd") / pl.col("requests")).alias("cost_per_request_usd")))
+                          usd_per_row(pl.col("cost_nano_usd"), pl.col("requests")).alias("cost_per_request_usd"))
+            .drop("cost_nano_usd"))
 
 
 def _log_ratios(p0: np.ndarray, p1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -62,6 +62,7 @@ from simulator.core.engine import (
 )
 from simulator.core.errors import RoutesimError, did_you_mean
 from simulator.core.metrics import P95, aggregate
+from simulator.core.money import usd_per
 from simulator.core.partials import SCALE, exact_mean, score_sums
 from simulator.core.prices import CACHE_LOSS, NANO_PER_USD, PriceSheet, usd
 from simulator.core.results import grades_read
@@ -674,7 +675,7 @@ def curve(data: SweepData, thresholds: np.ndarray, rows: pl.Series | None = None
         "missing_requests": missing,
         "gate_accepted": totals["gate_accepted"],
         "total_cost_usd": total_cost_usd,
-        "cost_per_request_usd": ratio(total_cost_usd, requests),
+        "cost_per_request_usd": [usd_per(int(cost), int(count)) for cost, count in zip(totals["cost"], requests)],
         "passed": totals["passed"],
         "pass_rate": ratio(totals["passed"], requests),
         "mean_score": [exact_mean(total, int(count)) for total, count in zip(score_totals, totals["scored"])],

@@ -5,8 +5,9 @@ be saved with the results and the report rendered again without the data. The re
 and formats them.
 
 Definitions and assumptions:
-- Cost per 1,000 requests is total cost / requests x 1,000, so policies replayed on different numbers of
-  requests (a sample, another window) can be set side by side.
+- Cost per 1,000 requests is total cost / requests x 1,000 (the exact nano-dollar sum, correctly rounded
+  once: simulator.core.money.usd_per), so policies replayed on different numbers of requests (a sample,
+  another window) can be set side by side.
 - Break-even escalation rate of a multi-step plan: with c1 = mean cost of the first step's calls per request
   of the plan and cL = mean cost of the last step's calls per request that reached the last step, the plan
   costs c1 + e x cL per request at escalation rate e, and sending the same traffic straight to the last
@@ -39,8 +40,9 @@ from simulator.core.engine import LAYOUT_ROW, select_requests
 from simulator.core.layout import PRESENT
 from simulator.core.errors import RoutesimError
 from simulator.core.metrics import grouped
-from simulator.core.money import NANO_PER_USD, usd_per_request_of
-from simulator.core.prices import SERVICE_STANDARD, PriceSheet, cost_line, price_calls, token_columns, usd
+from simulator.core.money import NANO_PER_USD, usd_per
+from simulator.core.prices import (SERVICE_STANDARD, PriceSheet, cost_line, price_calls, token_columns, usd,
+                                   usd_per_request, usd_per_row)
 from simulator.core.results import bar_failures
 from simulator.core.scenario import QualityBar, Scenario
 from simulator.core.verdict import DEFAULT_ADMISSION, Admission, recommend, request_set
@@ -58,8 +60,9 @@ MIN_PER_BUCKET = 3
 ANSWER_EXTRAS = ("latency_ms", "score")
 
 
-def per_thousand(cost_usd: float, requests: int) -> float | None:
-    return cost_usd / requests * PER_THOUSAND if requests else None
+def per_thousand(cost_nano_usd: int, requests: int) -> float | None:
+    """USD per 1,000 requests of `requests` that cost `cost_nano_usd` nano-dollars in all."""
+    return usd_per(cost_nano_usd, requests, PER_THOUSAND)
 
 
 def break_even(first_step_cost: float | None, last_step_cost: float | None) -> float | None:
@@ -95,7 +98,7 @@ def straight_cost(data: Dataset, sheet: PriceSheet | None, scales: dict[str, flo
         if answers.is_empty():
             return None
         try:
-            return price_calls(answers, sheet).select(usd(pl.col("cost_nano_usd").sum()) / pl.len()).item()
+            return price_calls(answers, sheet).select(usd_per_request(pl.col("cost_nano_usd"))).item()
         except RoutesimError:  # some first answers cannot be priced: fall back to what the replay paid
             return None
     return mean_cost
@@ -123,11 +126,11 @@ def cascades(decisions: pl.DataFrame, calls: pl.DataFrame,
             continue
         in_plan = calls.join(rows.select("rid"), on="rid", how="semi")
         first, last = _step_costs(in_plan, 0), _step_costs(in_plan, len(steps) - 1)
-        c1 = usd_per_request_of(first["cost_nano_usd"].sum(), rows.height)
+        c1 = usd_per(first["cost_nano_usd"].sum(), rows.height)
         cl = straight(rows, steps[-1]) if straight is not None and steps[-1] else None
         basis = "every request of the plan, sent straight to the last model"
         if cl is None:
-            cl = usd_per_request_of(last["cost_nano_usd"].sum(), last.height) if last.height else None
+            cl = usd_per(last["cost_nano_usd"].sum(), last.height)
             basis = "the escalated requests only (the data was not at hand)"
         e_star = break_even(c1, cl)
         rate = rows["escalated"].cast(pl.Float64).mean()
@@ -227,11 +230,12 @@ def cost_breakdown(decisions: pl.DataFrame, calls: pl.DataFrame) -> dict:
 
     def shares(frame: pl.DataFrame) -> list[dict]:
         return frame.with_columns(
-            (pl.col("cost_usd") / total if total else pl.lit(None, pl.Float64)).alias("cost_share"),
-            (pl.col("cost_usd") / requests * PER_THOUSAND).alias("cost_per_1k_usd"),
-        ).to_dicts()
+            usd(pl.col("cost_nano_usd")).alias("cost_usd"),
+            (usd(pl.col("cost_nano_usd")) / total if total else pl.lit(None, pl.Float64)).alias("cost_share"),
+            usd_per_row(pl.col("cost_nano_usd"), pl.lit(requests), PER_THOUSAND).alias("cost_per_1k_usd"),
+        ).drop("cost_nano_usd").to_dicts()
 
-    cost = usd(pl.col("cost_nano_usd").sum()).alias("cost_usd")
+    cost = pl.col("cost_nano_usd").sum()
     by_model = grouped(calls.with_columns(cost_line().alias("model")), "model", [pl.len().alias("calls"), cost])
     by_slice = grouped(decisions, "slice", [pl.len().alias("requests"), cost])
     return {"by_model": shares(by_model), "by_slice": shares(by_slice)}
@@ -243,7 +247,7 @@ def scenario_tables(summary: dict, decisions: pl.DataFrame, calls: pl.DataFrame,
     return {
         "scenario": summary["scenario"],
         "scenario_hash": summary["provenance"]["scenario_hash"],
-        "cost_per_1k_usd": per_thousand(summary["total_cost_usd"], summary["requests"]),
+        "cost_per_1k_usd": per_thousand(decisions["cost_nano_usd"].sum(), decisions.height),
         "cost": cost_breakdown(decisions, calls),
         "latency": latency_groups(decisions),
         "cascades": cascades(decisions, calls, plans, straight),
@@ -352,9 +356,10 @@ def baselines(scenario: Scenario, data: Dataset, sheet: PriceSheet | None) -> di
         row = part.select(*metrics, pl.col("latency_ms").quantile(0.95, interpolation="linear").alias("latency_p95_ms"),
                           pl.col("price_source").first()).to_dicts()[0]
         failing = _bar_failures(grouped(part, "slice", metrics), row["pass_rate"], bar, admission)
+        nano = part["cost_nano_usd"].sum()
         models.append(row | {"model": model, "missing": requests.height - row["requests"],
-                             "cost_per_request_usd": row["total_cost_usd"] / row["requests"],
-                             "cost_per_1k_usd": per_thousand(row["total_cost_usd"], row["requests"]),
+                             "cost_per_request_usd": usd_per(nano, row["requests"]),
+                             "cost_per_1k_usd": per_thousand(nano, row["requests"]),
                              "meets_bar": not failing, "bar_failures": failing})
     return {
         "window_of": scenario.name,
@@ -377,8 +382,9 @@ def oracle(answers: pl.DataFrame, bar: QualityBar, admission: Admission = DEFAUL
     row = chosen.select(*metrics, (~pl.col("ok")).sum().cast(pl.Int64).alias("failures")).to_dicts()[0]
     failing = _bar_failures(grouped(chosen, "slice", metrics), row["pass_rate"], bar, admission)
     shares = chosen.group_by("model").agg((pl.len() / chosen.height).alias("share")).sort("model")
-    return row | {"cost_per_request_usd": row["total_cost_usd"] / row["requests"],
-                  "cost_per_1k_usd": per_thousand(row["total_cost_usd"], row["requests"]),
+    nano = chosen["cost_nano_usd"].sum()
+    return row | {"cost_per_request_usd": usd_per(nano, row["requests"]),
+                  "cost_per_1k_usd": per_thousand(nano, row["requests"]),
                   "meets_bar": not failing, "bar_failures": failing,
                   "model_share": dict(shares.iter_rows())}
 

@@ -37,7 +37,7 @@ def register(app: typer.Typer) -> None:
         plan: Annotated[str | None, typer.Option(help="'default', a rule's name or its number from 1 (default: the "
                                                       "default plan, or the only multi-step plan)")] = None,
         points: Annotated[int, typer.Option(min=2, max=MAX_SWEEP_POINTS, help="most thresholds: every distinct "
-                                            "value when there are fewer")] = 200,
+                                            "value an accepted answer holds, when there are fewer")] = 200,
         target_pass_rate: Annotated[float | None, typer.Option(help="calibrate: least cost with at least this "
                                                                     "pass rate")] = None,
         target_escalation_rate: Annotated[float | None, typer.Option(help="calibrate: best pass rate with at most "

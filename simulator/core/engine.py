@@ -615,7 +615,7 @@ def _record_calls(run: "_Run", part: pl.DataFrame, *, model: str, kind: str, seq
     exposed = run.exposed
     priced = price_calls(part, run.sheet_of(model), recorded="cost_usd", into="__model_cost",
                          source_into="__price_source", tier="__service_tier",
-                         cache_loss_into=None if exposed is None else "__if_lost")
+                         cache_loss_into=None if exposed is None else "__if_lost", asked_by=run.tier_asked_by)
     if exposed is not None:
         # Only the exposure's columns are filtered, not every column of the answers.
         exposed.append(priced.select(
@@ -711,6 +711,13 @@ class _Run:
         if model not in self._sheets:
             self._sheets[model] = self.sheet.only(model)
         return self._sheets[model]
+
+    def tier_asked_by(self, model: str, tier: str) -> list[tuple[str, str]]:
+        """(place, key) of each scenario key that puts `model`'s calls on service tier `tier`, for the error of
+        calls its price entry cannot price on that tier (simulator.core.prices.price_calls)."""
+        origin = self.scenario.origin("data")
+        place = str(origin.file) if origin else f"scenario '{self.scenario.name}'"
+        return [(f"{place}, key '{key}'", key) for key in self.scenario.policy.service_tier_keys(model, tier)]
 
     def call_name(self, name: str) -> pl.Expr:
         """The call records' `model` column: `name`, as an Enum of the policy's names (see call_names)."""

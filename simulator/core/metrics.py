@@ -14,7 +14,7 @@ from fractions import Fraction
 import numpy as np
 import polars as pl
 
-from simulator.core.money import usd_of
+from simulator.core.money import usd_of, usd_per
 from simulator.core.partials import (
     Parts,
     exact_mean,
@@ -62,8 +62,8 @@ METRICS: tuple[Metric, ...] = (
            "nano-dollar and added exactly as integers",
            lambda counts: usd_of(counts["cost_nano"]), higher_is_better=False),
     Metric("cost_per_request_usd", "$/request", "USD per request",
-           "total cost divided by requests", lambda counts: usd_of(counts["cost_nano"]) / counts["requests"],
-           higher_is_better=False),
+           "total cost divided by requests: the exact nano-dollar sum over the requests, correctly rounded once",
+           lambda counts: usd_per(counts["cost_nano"], counts["requests"]), higher_is_better=False),
     Metric("pass_rate", "Pass", "share of requests",
            "share of requests whose final answer has passed and hard_check_ok both true",
            _ratio("passes", "requests"), higher_is_better=True),
@@ -117,8 +117,8 @@ SESSION_METRICS: tuple[Metric, ...] = (
            "(sessions) share of sessions in which every replayed turn passed (passed and hard_check_ok)",
            _ratio("successes", "sessions"), higher_is_better=True),
     Metric("cost_per_session_usd", "$/session", "USD per session",
-           "(sessions) cost of the sessions' turns, added exactly in nano-dollars, divided by sessions",
-           lambda counts: usd_of(counts["cost_nano"]) / counts["sessions"] if counts["sessions"] else None,
+           "(sessions) cost of the sessions' turns, added exactly in nano-dollars, divided by sessions and "
+           "correctly rounded once", lambda counts: usd_per(counts["cost_nano"], counts["sessions"]),
            higher_is_better=False),
     Metric("session_latency_p50_ms", "Session p50", "ms",
            "(sessions) median of a session's latency, the sum of its turns' latencies (the time its user "

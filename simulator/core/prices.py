@@ -18,14 +18,16 @@ once, here, so that every later sum is exact and does not depend on the order or
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from simulator.core.errors import Origin, RoutesimError
-from simulator.core.money import NANO_PER_USD
+from simulator.core.money import NANO_PER_USD, usd_per_array
 from simulator.core.validation import from_pydantic_error, read_yaml
 
 PER_MILLION = 1_000_000
@@ -37,6 +39,7 @@ SOURCE_SHEET = "sheet"
 SOURCE_RECORDED = "recorded"
 SOURCE_CHECKER = "checker"
 SOURCE_FIXED = "fixed"  # a router overhead's fixed cost per decision
+SOURCE_MIXED = "mixed"  # a model's calls priced by more than one source (summaries only, never a call's)
 PRICE_SOURCE = pl.Enum([SOURCE_SHEET, SOURCE_RECORDED, SOURCE_CHECKER, SOURCE_FIXED])
 
 # The call kind of a prompt-cache loss (simulator.core.sessions): a model call's cached input tokens billed
@@ -234,10 +237,27 @@ def round_half_even(value: pl.Expr) -> pl.Expr:
 
 def usd_per_request(nano_usd: pl.Expr) -> pl.Expr:
     """An aggregation: USD per row (Float64) of Int64 nano-dollars, as the `cost_per_request_usd` metric
-    defines it (simulator.core.metrics): the exact integer sum over the rows, turned into USD once (`usd`),
-    divided by the number of rows. Averaging per-row USD floats instead is off by ulps
-    (0.021750000000000002 for 0.02175). Works in `select` and in `group_by(...).agg`."""
-    return usd(nano_usd.sum()) / pl.len()
+    defines it (simulator.core.metrics): the exact integer sum over the rows divided by the number of rows,
+    correctly rounded once (simulator.core.money.usd_per). Averaging per-row USD floats instead is off by
+    ulps (0.021750000000000002 for 0.02175), and so is dividing the dollars by the count
+    (0.00048719999999999997 for 0.0004872). Works in `select` and in `group_by(...).agg`; null for no rows."""
+    return (pl.struct(nano_usd.sum().alias("nano_usd"), pl.len().alias("count"))
+            .map_batches(_usd_per, return_dtype=pl.Float64, returns_scalar=True))
+
+
+def usd_per_row(nano_usd: pl.Expr, count: pl.Expr, per: int = 1) -> pl.Expr:
+    """Elementwise USD per `per` units of integer nano-dollar sums `nano_usd` over counts `count`, each
+    correctly rounded once as `usd_per_request` (null where the count is 0), e.g. a cost per request per
+    time bucket, or per 1,000 requests (`per=1000`)."""
+    return (pl.struct(nano_usd.alias("nano_usd"), count.alias("count"))
+            .map_batches(lambda sums: _usd_per(sums, per), return_dtype=pl.Float64, is_elementwise=True))
+
+
+def _usd_per(sums: pl.Series, per: int = 1) -> pl.Series:
+    nano_usd = sums.struct.field("nano_usd").cast(pl.Float64).to_numpy()
+    count = sums.struct.field("count").cast(pl.Float64).to_numpy()
+    found = np.where(count > 0, usd_per_array(nano_usd, np.maximum(count, 1.0), per), np.nan)
+    return pl.Series(sums.name, found, dtype=pl.Float64, nan_to_null=True)
 
 
 def usd(nano_usd: pl.Expr) -> pl.Expr:
@@ -455,7 +475,8 @@ def refuse_costly_calls(calls: pl.DataFrame, column: str, where: str, fix: str) 
 def price_calls(calls: pl.DataFrame, sheet: PriceSheet | None, *, recorded: str = "recorded_cost_usd",
                 into: str = "cost_nano_usd", source_into: str = "price_source",
                 tier: str = "service_tier", cache_loss_into: str | None = None,
-                blame: tuple[str, str] | None = None, sheet_from: str = "scenario key 'prices'") -> pl.DataFrame:
+                blame: tuple[str, str] | None = None, sheet_from: str = "scenario key 'prices'",
+                asked_by: Callable[[str, str], list[tuple[str, str]]] | None = None) -> pl.DataFrame:
     """Adds `into` (Int64 nano-dollars: the sheet's price, else the `recorded` USD column converted) and
     `source_into` (which priced it) to a frame of calls; with `cache_loss_into`, also what the call would
     cost more if its prompt cache were lost (cache_loss_expr, Int64 nano-dollars, rounded as a call is; null
@@ -468,6 +489,8 @@ def price_calls(calls: pl.DataFrame, sheet: PriceSheet | None, *, recorded: str 
     recorded cost), and when a call would cost 2**53 nano-dollars (about 9 million USD) or more: that error
     names the sheet, or `blame` (where, fix) when the prices are not the sheet's own (a what-if's factors).
     Without a sheet, the unpriced calls' error points at `sheet_from`, where the command takes one.
+    `asked_by(model, service tier)`: the (place, key) pairs where the caller asked for that tier (a scenario's
+    file and keys), which the error of calls whose entry in force has no prices on their tier names.
     """
     listed = list(sheet.models) if sheet else []
     from_sheet = pl.col("model").is_in(listed) & ~usage_missing(recorded)
@@ -485,7 +508,7 @@ def price_calls(calls: pl.DataFrame, sheet: PriceSheet | None, *, recorded: str 
         *loss,
     ).drop(rate_set, strict=False)
     if priced.select(pl.col(into).is_null().any()).item():
-        _raise_unpriced(priced.filter(pl.col(into).is_null()), sheet, tier, sheet_from)
+        _raise_unpriced(priced.filter(pl.col(into).is_null()), sheet, tier, sheet_from, asked_by)
     refuse_costly_calls(priced, into, *(blame or (
         sheet.source if sheet else "outcomes.parquet, column cost_usd",
         "check the price sheet's units (USD per million tokens) and the recorded costs")))
@@ -503,16 +526,28 @@ def price_sources_of(calls: pl.DataFrame) -> dict[str, str]:
 
 
 def price_sources_from(pairs) -> dict[str, str]:
-    """Model -> the source that priced its calls, from (model, price source) pairs: `sheet` when the sheet
-    priced any of them (the rest had no usage and were priced at their recorded cost), else `recorded` or
-    `checker`."""
+    """Model -> the source that priced its calls, from (model, price source) pairs: that source when one
+    priced them all (`sheet`, `recorded`, `checker` or `fixed`), else `mixed` (the sheet priced some and the
+    rest had no usage and were priced at their recorded cost; `calls_priced_at_recorded_cost` counts those)."""
     sources: dict[str, set[str]] = {}
     for model, source in pairs:
         sources.setdefault(model, set()).add(source)
-    return {model: SOURCE_SHEET if SOURCE_SHEET in found else min(found) for model, found in sorted(sources.items())}
+    return {model: found.pop() if len(found) == 1 else SOURCE_MIXED for model, found in sorted(sources.items())}
 
 
-def _raise_unpriced(unpriced: pl.DataFrame, sheet: PriceSheet | None, tier: str, sheet_from: str) -> None:
+def _entries_in_force(entries: tuple[PriceEntry, ...], times: pl.Series) -> list[PriceEntry]:
+    """The entries (sorted by effective_from) in force at any of `times` (UTC timestamps)."""
+    days = sorted(times.dt.date().unique().drop_nulls().to_list())
+    found: dict[dt.date, PriceEntry] = {}
+    for day in days:
+        in_force = [entry for entry in entries if entry.effective_from <= day]
+        if in_force:
+            found.setdefault(in_force[-1].effective_from, in_force[-1])
+    return list(found.values())
+
+
+def _raise_unpriced(unpriced: pl.DataFrame, sheet: PriceSheet | None, tier: str, sheet_from: str,
+                    asked_by: Callable[[str, str], list[tuple[str, str]]] | None = None) -> None:
     counts = unpriced.group_by("model").agg(pl.len().alias("calls"), pl.col("ts").min().alias("first"),
                                            pl.col("request_id").first().alias("example")).sort("model")
     lines = []
@@ -527,20 +562,41 @@ def _raise_unpriced(unpriced: pl.DataFrame, sheet: PriceSheet | None, tier: str,
              "date": "add an entry in force at those calls' dates (an earlier effective_from), or record cost_usd",
              "model": "add the model to the price sheet, or record cost_usd"}
     kinds = set()
+    asked: list[str] = []  # each entry lacking a tier, and where the scenario asked for that tier
     for row in counts.iter_rows(named=True):
-        if sheet and row["model"] in sheet.models and tiers_of.get(row["model"]):
-            kind, reason = "tier", (f"no {'/'.join(tiers_of[row['model']])} prices in the entry in force (add them "
-                                    "under that service tier's key, or run those calls on standard)")
-        elif sheet and row["model"] in sheet.models:
-            earliest = sheet.models[row["model"]][0].effective_from
+        model, wanted = row["model"], tiers_of.get(row["model"])
+        entries = _entries_in_force(sheet.models[model], unpriced.filter(pl.col("model") == model)["ts"]) if (
+            sheet and model in sheet.models and wanted) else []
+        if entries:
+            places = [place for service in wanted for place in (asked_by(model, service) if asked_by else [])]
+            asked += [f"{sheet.source}, key 'models.{model}'", *(where for where, _ in places)]
+            keys = [key for _, key in places]
+            named = "/".join(wanted)
+            dates = ", ".join(str(entry.effective_from) for entry in entries)
+            several = len(entries) > 1
+            priced = ", ".join(service for service in (SERVICE_STANDARD, *PRICED_SERVICE_TIERS)
+                               if all(entry.service(service) is not None for entry in entries))
+            kind, reason = "tier", (f"run on {named}{' by ' + ' and '.join(keys) if keys else ''}, but its price "
+                                    f"entr{'ies' if several else 'y'} in force (effective_from {dates}) "
+                                    f"{'have' if several else 'has'} no {named} prices")
+            if counts.height == 1:  # a fix naming the entry and the keys
+                fixes["tier"] = (f"add {named} prices (a '{wanted[0]}:' key with input and output) to {model}'s "
+                                 f"entr{'ies' if several else 'y'} from {dates} in "
+                                 f"{Path(sheet.source).name or 'the price sheet'}, or set "
+                                 f"{' and '.join(keys) or 'the service_tier'} to a tier "
+                                 f"{'they' if several else 'it'} price{'' if several else 's'} ({priced})")
+        elif sheet and model in sheet.models:
+            earliest = sheet.models[model][0].effective_from
             kind, reason = "date", (f"no price entry in force at {row['first']:%Y-%m-%d %H:%M} UTC "
                                     f"(the earliest is effective_from {earliest})")
         else:
             kind, reason = "model", "not in the price sheet and no recorded cost_usd"
         kinds.add(kind)
-        lines.append(f"model '{row['model']}': {row['calls']} call(s), {reason}; e.g. request {row['example']}")
+        lines.append(f"model '{model}': {row['calls']} call(s), {reason}; e.g. request {row['example']}")
     if sheet:
-        where, fix = sheet.source, fixes[kinds.pop()] if len(kinds) == 1 else "see each model's line above"
+        # Calls on a tier their entry lacks: the entry and the scenario keys that asked for the tier.
+        where = "; ".join(dict.fromkeys(asked)) if kinds == {"tier"} and asked else sheet.source
+        fix = fixes[kinds.pop()] if len(kinds) == 1 else "see each model's line above"
     else:
         where, fix = f"{sheet_from} (none given)", f"name a price sheet with {sheet_from}, or record cost_usd"
     raise RoutesimError("some calls cannot be priced:\n  - " + "\n  - ".join(lines), where=where, fix=fix)

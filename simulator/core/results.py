@@ -420,7 +420,7 @@ def summary_from(scenario: Scenario, part: ReplayPart, fetch: Fetch, data: Datas
             "price_entries": ({model: [str(entry.effective_from) for entry in entries]
                                for model, entries in sheet.models.items()} if sheet else {}),
             "price_sources": price_sources,
-            "calls_priced_at_recorded_cost": recorded_calls_of(part.calls, sheet),
+            "calls_priced_at_recorded_cost": recorded_calls_of(part.calls),
             "requests_without_latency_on_batch": part.replayed - summary_counts(part.parts)["timed"],
             "window": ({"start": str(scenario.window.start), "end": str(scenario.window.end)}
                        if scenario.window else None),
@@ -432,12 +432,12 @@ def summary_from(scenario: Scenario, part: ReplayPart, fetch: Fetch, data: Datas
     return summary
 
 
-def recorded_calls_of(calls: pl.DataFrame, sheet: PriceSheet | None) -> dict[str, int]:
-    """Per model the sheet lists, its calls priced at their recorded cost because their usage was missing
-    (`calls`: merged call parts)."""
-    listed = set(sheet.models) if sheet else set()
+def recorded_calls_of(calls: pl.DataFrame) -> dict[str, int]:
+    """Per model, its calls priced at their recorded cost_usd (`calls`: merged call parts): every call of a
+    model the sheet does not list, and a listed model's calls whose usage was missing. A model none of whose
+    calls was is left out."""
     return {row["model"]: row["calls"] for row in calls.iter_rows(named=True)
-            if row["model"] in listed and row["price_source"] == SOURCE_RECORDED}
+            if row["price_source"] == SOURCE_RECORDED}
 
 
 @dataclass(frozen=True)

@@ -259,6 +259,23 @@ class Policy(Frozen):
         tiers = {step.service_tier for _, steps in self.plans() for step in steps}
         return tiers | {self.retry.service_tier} if self.retry else tiers
 
+    def service_tier_keys(self, model: str, tier: str) -> list[str]:
+        """The scenario keys that put calls of `model` on service tier `tier`: a step's own `service_tier`,
+        else its plan's, and the retry's."""
+        keys = []
+        prefixes = [*(f"policy.rules[{index}]" for index in range(len(self.rules))), "policy.default"]
+        for prefix, spec in zip(prefixes, self.plan_specs()):
+            for position, step in enumerate(spec.cascade or ()):
+                if model in step.calls and step.service_tier == tier:
+                    keys.append(f"{prefix}.cascade[{position}].service_tier")
+            inherits = spec.use == model or any(model in step.calls and step.service_tier is None
+                                                for step in spec.cascade or ())
+            if spec.service_tier == tier and inherits:
+                keys.append(f"{prefix}.service_tier")
+        if self.retry and model in self.retry.to and self.retry.service_tier == tier:
+            keys.append("policy.retry.service_tier")
+        return list(dict.fromkeys(keys))
+
     def models(self) -> list[str]:
         seen: dict[str, None] = {}
         for _, steps in self.plans():
@@ -371,6 +388,8 @@ class Scenario(Frozen):
     @field_validator("quality_bar", mode="before")
     @classmethod
     def _bar_shorthand(cls, value):
+        if isinstance(value, str):
+            raise ValueError("must be a pass rate such as 0.9, or {default: 0.9, slices: {SLICE: 0.8}}")
         return {"default": value} if isinstance(value, (int, float)) else value
 
     def digest(self) -> str:

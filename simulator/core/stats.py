@@ -53,7 +53,7 @@ import numpy as np
 from simulator.core.draws import key_hashes
 from simulator.core.errors import RoutesimError
 from simulator.core.formats import confidence_level
-from simulator.core.money import NANO_PER_USD
+from simulator.core.money import NANO_PER_USD, usd_per_array
 
 PASS_RATE_CHANGE = "pass_rate_change"
 COST_CHANGE = "cost_per_request_change_usd"
@@ -372,9 +372,11 @@ class PairedSample:
         """Every statistic, (rows, strata), from resampled sums (`sums`) and latency quantiles."""
         count = sums[:, :, COUNT]
         passed_b, passed_c = sums[:, :, PASSED_B], sums[:, :, PASSED_C]
-        cost_b, cost_c = sums[:, :, COST_B] / NANO_PER_USD, sums[:, :, COST_C] / NANO_PER_USD
+        nano_b, nano_c = sums[:, :, COST_B], sums[:, :, COST_C]  # exact integer-valued sums
+        cost_b, cost_c = nano_b / NANO_PER_USD, nano_c / NANO_PER_USD
         with np.errstate(invalid="ignore", divide="ignore"):
-            mean_b, mean_c = cost_b / count, cost_c / count
+            # Costs per request and their change: each the exact nano-dollar quotient, correctly rounded once.
+            mean_b, mean_c = usd_per_array(nano_b, count), usd_per_array(nano_c, count)
             # Undefined (nan) where the baseline cost nothing in that resample.
             ratio = np.where(cost_b > 0, cost_c / np.where(cost_b > 0, cost_b, 1.0), np.nan)
             found = {}
@@ -399,7 +401,7 @@ class PairedSample:
                 BASELINE_LATENCY: latency_b,
                 CANDIDATE_LATENCY: latency_c,
                 PASS_RATE_CHANGE: (passed_c - passed_b) / count,
-                COST_CHANGE: mean_c - mean_b,
+                COST_CHANGE: usd_per_array(nano_c - nano_b, count),
                 COST_RELATIVE_CHANGE: ratio - 1,
                 LATENCY_CHANGE: latency_c - latency_b,
             }

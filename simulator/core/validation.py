@@ -256,24 +256,79 @@ NAME_RULE = "letters, digits, '.', '_' and '-', starting with a letter or digit"
 PATTERN_WORDS = {NAME_PATTERN: NAME_RULE}
 
 
+def _number(value) -> str:
+    """A bound as a user writes it: 1 rather than 1.0."""
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
+def _items(count: int) -> str:
+    return "one item" if count == 1 else f"{count} items"
+
+
+def _characters(count: int) -> str:
+    return "one character" if count == 1 else f"{count} characters"
+
+
+_DATE = "must be a date, YYYY-MM-DD"
+_MAPPING = "must be a mapping of keys (KEY: VALUE lines, or {KEY: VALUE})"
+_LIST = "must be a list ([A, B], or '- ' lines)"
+# What a value must be, in words, per pydantic error type (from its `ctx`), instead of pydantic's wording
+# ("Tuple should have at least 1 item after validation, not 0", "Input should be less than 1").
+PLAIN: dict[str, Any] = {
+    "too_short": lambda ctx: f"must hold at least {_items(ctx['min_length'])}",
+    "too_long": lambda ctx: f"may hold at most {_items(ctx['max_length'])}",
+    "less_than": lambda ctx: f"must be below {_number(ctx['lt'])}",
+    "less_than_equal": lambda ctx: f"must be at most {_number(ctx['le'])}",
+    "greater_than": lambda ctx: f"must be above {_number(ctx['gt'])}",
+    "greater_than_equal": lambda ctx: f"must be at least {_number(ctx['ge'])}",
+    "multiple_of": lambda ctx: f"must be a multiple of {_number(ctx['multiple_of'])}",
+    "finite_number": lambda ctx: "must be a finite number",
+    "int_type": lambda ctx: "must be a whole number", "int_parsing": lambda ctx: "must be a whole number",
+    "int_from_float": lambda ctx: "must be a whole number",
+    "float_type": lambda ctx: "must be a number", "float_parsing": lambda ctx: "must be a number",
+    "bool_type": lambda ctx: "must be true or false", "bool_parsing": lambda ctx: "must be true or false",
+    "string_type": lambda ctx: "must be text",
+    "string_too_short": lambda ctx: "must not be empty" if ctx["min_length"] == 1 else (
+        f"must be at least {_characters(ctx['min_length'])} long"),
+    "string_too_long": lambda ctx: f"may be at most {_characters(ctx['max_length'])} long",
+    "literal_error": lambda ctx: f"must be {ctx['expected']}", "enum": lambda ctx: f"must be {ctx['expected']}",
+    "dict_type": lambda ctx: _MAPPING, "model_type": lambda ctx: _MAPPING, "mapping_type": lambda ctx: _MAPPING,
+    "list_type": lambda ctx: _LIST, "tuple_type": lambda ctx: _LIST, "set_type": lambda ctx: _LIST,
+    "date_type": lambda ctx: _DATE, "date_parsing": lambda ctx: _DATE,
+    "date_from_datetime_parsing": lambda ctx: _DATE, "date_from_datetime_inexact": lambda ctx: _DATE,
+}
+# The README section that documents each kind of file, for the fix line of its schema errors.
+README_SECTIONS = {"Scenario": "Scenario reference", "QualityBar": "Scenario reference",
+                   "PriceSheet": "Price sheets"}
+
+
+def _problem(item: dict, model: type[BaseModel]) -> str:
+    """One pydantic error as a sentence that names its key."""
+    location = tuple(part for part in item["loc"] if not (isinstance(part, str) and "[" in part))
+    key = _key_path(location)
+    kind, context = item["type"], item.get("ctx") or {}
+    if kind == "extra_forbidden":
+        allowed = _fields_at(model, location)
+        hint = did_you_mean(str(location[-1]), allowed)
+        return f"unknown key '{key}'.{hint} Allowed here: {', '.join(allowed)}"
+    if kind == "missing":
+        return f"missing key '{key}'"
+    if "input" in item and item["input"] is None:  # `key:` with nothing after it, which YAML reads as null
+        return f"key '{key}' has no value: write one after the colon"
+    got = _as_written(item.get("input"))
+    if kind == "string_pattern_mismatch" and context.get("pattern") in PATTERN_WORDS:
+        return f"key '{key}' must be {PATTERN_WORDS[context['pattern']]} (got {got})"
+    if kind in PLAIN:
+        return f"key '{key}' {PLAIN[kind](context)} (got {got})"
+    message = item["msg"].removeprefix("Value error, ")
+    return f"key '{key}'{' ' if message.startswith(('must ', 'may ')) else ': '}{message} (got {got})"
+
+
 def from_pydantic_error(error: ValidationError, model: type[BaseModel], *, file: Path | str) -> RoutesimError:
-    problems = []
-    for item in error.errors():
-        location = tuple(part for part in item["loc"] if not (isinstance(part, str) and "[" in part))
-        key = _key_path(location)
-        if item["type"] == "extra_forbidden":
-            allowed = _fields_at(model, location)
-            hint = did_you_mean(str(location[-1]), allowed)
-            problems.append(f"unknown key '{key}'.{hint} Allowed here: {', '.join(allowed)}")
-        elif item["type"] == "missing":
-            problems.append(f"missing key '{key}'")
-        elif "input" in item and item["input"] is None:  # `key:` with nothing after it, which YAML reads as null
-            problems.append(f"key '{key}' has no value: write one after the colon")
-        elif item["type"] == "string_pattern_mismatch" and item.get("ctx", {}).get("pattern") in PATTERN_WORDS:
-            words = PATTERN_WORDS[item["ctx"]["pattern"]]
-            problems.append(f"key '{key}' must be {words} (got {_as_written(item.get('input'))})")
-        else:
-            message = item["msg"].removeprefix("Value error, ")
-            problems.append(f"key '{key}': {message} (got {_as_written(item.get('input'))})")
+    """A RoutesimError listing every problem of a file that `model` refused, each naming its key, with a fix
+    that points at the README section documenting that kind of file."""
+    problems = [_problem(item, model) for item in error.errors()]
+    section = README_SECTIONS.get(model.__name__)
+    guide = f"'{section}' in the README lists every key and the values it takes" if section else "see the README"
     return RoutesimError(f"{file} is not valid:\n  - " + "\n  - ".join(problems), where=str(file),
-                         fix="see 'Scenario reference' and 'Price sheets' in the README")
+                         fix=f"correct the key{'s' if len(problems) > 1 else ''} above; {guide}")
