@@ -74,13 +74,28 @@ def test_interval_ends_near_a_bar_read_on_their_side_of_it_in_replay_lanes_and_g
     assert "(95% interval 82.9% to 90.0001%) does not clear the bar 90.0%: undecided" in gate.out
 
 
-def test_the_report_writes_interval_ends_on_their_side_of_the_bar(tmp_path):
+def test_the_report_writes_interval_ends_on_their_side_of_the_bar_and_its_legend_for_the_rule(tmp_path):
     world = near_the_bar(tmp_path / "w")
     build([world.folder / "s.yaml"], tmp_path / "r.html")
     text = page_text(tmp_path / "r.html")
     # Per slice: x and y undecided, each interval end on its side of the bar; the why-not names the interval.
     assert "95.0% ? 89.97–97.5%" in text and "86.9% ? 82.9–90.0001%" in text, text
     assert "x: 89.97–97.5% around the bar of 90.0%" in text
+    assert "the whole interval lies below it; ? undecided: the interval straddles it" in text
+    assert "✗ shading: the whole interval lies below it" in text
+
+
+def test_under_the_point_rule_the_report_legends_say_the_observed_rate_is_judged(tmp_path):
+    # x alone, bar 0.9, point rule: 95.0% meets, and the headline gives the interval with its lower end under
+    # the bar (0.89970), not "90.0–97.5%". ✗ means the observed rate is below the bar, not the interval.
+    world = slices_world(tmp_path / "w", {"x": (139, 132)})
+    path = world.scenario("s", quality_bar=0.9, admission={"rule": "point"}, policy={"default": {"use": "m"}})
+    build([path], tmp_path / "r.html")
+    text = page_text(tmp_path / "r.html")
+    assert "meets : 95.0% (89.97–97.5%) against 90.0% overall" in text, text
+    assert "whole interval" not in text
+    assert "✗ fails the slice's bar: the observed pass rate lies below it" in text
+    assert "✗ shading: the observed pass rate lies below it" in text
 
 
 def just_under(folder: Path) -> World:
