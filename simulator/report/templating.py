@@ -47,5 +47,5 @@ def environment() -> Environment:
                        given=formats.given, ms=formats.ms, count=formats.count,
                        score=formats.score, confidence_level=formats.confidence_level, points=formats.points,
                        signed_pct=formats.signed_pct, signed_ms=formats.signed_ms, instant=instant, interval=interval)
-    env.globals.update(metric=formats.metric)
+    env.globals.update(metric=formats.metric, usd_decimals=formats.usd_decimals)
     return env
