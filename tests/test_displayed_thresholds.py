@@ -116,7 +116,8 @@ def test_whatif_and_sweep_write_a_failing_rate_under_its_bar(cli, tmp_path):
     assert whatif.code == 0, whatif.err
     [row] = [line for line in whatif.out.splitlines() if line.startswith("│ s ")]
     cells = [cell.strip() for cell in row.split("│")[1:-1]]
-    assert (cells[1], cells[2]) == ("89.98%", "fails"), row
+    # Doubling m's prices doubles the policy's cost: the change reads +100.0%, signed like every change.
+    assert (cells[1], cells[2], cells[7]) == ("89.98%", "fails", "+100.0%"), row
     sweep = cli("sweep", world.folder / "c.yaml", "--target-pass-rate", "0.9")
     assert sweep.code == 0, sweep.err
     assert "no threshold meets it" in sweep.out

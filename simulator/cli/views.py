@@ -23,7 +23,7 @@ from simulator.cli.console import inert, print_table, print_words
 
 from simulator.core.errors import RoutesimError, visible
 from simulator.core.formats import (against, confidence_level, count, counted, given, metric, ms, pct, pct_against,
-                                    span_against, threshold, usd)
+                                    signed_pct, span_against, threshold, usd)
 from simulator.core.metrics import METRICS, SESSION_METRICS
 from simulator.core.outputs import STDOUT, atomic_file, json_output, write_csv_atomic, write_text_atomic
 from simulator.core.prices import CACHE_LOSS_LINE
@@ -592,11 +592,11 @@ def run_whatif(console: Console, paths: list[Path], change: whatif.PriceChange, 
         thresholds = ("" if now["threshold"] is None else
                       f"{threshold(now['threshold'], 4)} → {threshold(then['threshold'], 4)}")
         verdict = now["verdict"]["state"] if now.get("deployable", True) else "bound"
-        # The pass rate beside its verdict, on its side of the overall bar.
+        # The pass rate beside its verdict, on its side of the overall bar; the change signed, as every change.
         table.add_row(now["policy"], pct_against(now["pass_rate"], now["verdict"]["overall"]["bar"]), verdict,
                       f"{usd(now['cost_per_request_usd'])} {stars[0]}".strip(), str(now["rank"]),
                       f"{usd(then['cost_per_request_usd'])} {stars[1]}".strip(), str(then["rank"]),
-                      pct(change_share), thresholds)
+                      signed_pct(change_share), thresholds)
     print_table(console, table)
     breakeven = Table(title="Break-even escalation rate e* = 1 − c1 / cL of each cascade, now and at what-if prices",
                       caption="Above e* the cascade costs more than sending its requests straight to its last step.")
