@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 
 from simulator.analyses.calibrated import calibrate_frame, simulate
+from simulator.core.formats import DASH
 from tests.conftest import OUTCOME_SCHEMA, outcome_row, tiny_traffic
 from tests.test_served_coverage import check
 
@@ -146,6 +147,10 @@ def test_calibrate_command_marks_a_clipped_rate_and_gives_the_unclipped_one(cli,
     assert shown.code == 0, shown.err
     assert "0.0%*" in shown.out and "100.0%*" not in shown.out
     assert "* clipped into 0..100%: judge + correction lies outside it (small, faq: −50.0%)" in shown.out
+    # faq's correction of -1 reads with a true minus in points, as every signed change does, and intervals
+    # with the dash of every other table.
+    [faq] = [line for line in shown.out.splitlines() if "│ faq" in line and "pts" in line]
+    assert "−100.0 pts" in faq and "-" not in faq and f"0.0% {DASH} " in faq and ".." not in faq, faq
 
 
 def test_generate_gives_a_random_share_of_the_judged_answers_a_gold_grade_for_calibrate(cli, tmp_path):

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -103,3 +107,19 @@ def test_the_shipped_lanes_scenario_is_what_its_documented_command_emits(cli, tm
     for content in (shipped, again):
         content.pop("data"), content.pop("prices")
     assert again == shipped
+
+
+def test_the_readme_replay_sample_is_what_its_command_prints(tmp_path):
+    # "What a replay looks like" is pasted output: it went stale once (90.0% where the command printed 89.96%).
+    # The block is the command, then the output's first lines verbatim, at the 120 columns the README states.
+    block = README.split("## What a replay looks like", 1)[1].split("```text\n", 1)[1].split("```", 1)[0]
+    command, *shown = block.splitlines()
+    assert command.startswith("$ routesim replay ")
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "-c", "from simulator.cli import main; main()",
+                           *shlex.split(command.removeprefix("$ routesim "))], capture_output=True, text=True,
+                          cwd=root, env=dict(os.environ, PYTHONPATH=str(root), COLUMNS="120",
+                                             ROUTESIM_CACHE_DIR=str(tmp_path / "cache")), timeout=600)
+    assert done.returncode == 0, done.stderr
+    printed = [line.rstrip() for line in done.stdout.splitlines()]
+    assert printed[:len(shown)] == shown

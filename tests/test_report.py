@@ -357,3 +357,19 @@ def test_break_even_compares_with_every_request_sent_straight_to_the_last_model(
     assert cascade["last_step_cost_usd"] == pytest.approx((0.012 + 0.020 + 0.012) / 3)
     assert cascade["break_even_rate"] == pytest.approx(1 - 0.0012 / ((0.012 + 0.020 + 0.012) / 3))
     assert cascade["last_step_cost_basis"].startswith("every request")
+
+
+def test_cost_by_slice_writes_each_policy_s_column_to_one_precision(tmp_path):
+    # The cascade pays small ($0.0012) on a, b and c and big ($0.012) on b: faq (a, b) $0.0144, contract (c)
+    # $0.0012; per 1,000 of its 3 requests $4.80 and $0.40. Written alone they read $4.80 beside $0.4000 and
+    # $0.0144 beside $0.00120; a column takes the decimals its smallest amount needs.
+    build(tiny_world(tmp_path), tmp_path / "tiny.html")
+    page = (tmp_path / "tiny.html").read_text()
+    table = page.split('id="cost-slice-table"', 1)[1].split("</table>", 1)[0]
+
+    def cell(name: str) -> tuple[str, str]:
+        found = re.search(rf'data-scenario="cascade" data-metric="cost:{name}">([^<]*)<small>[^<]* · ([^<]*)/1k',
+                          table)
+        return found.group(1), found.group(2)
+
+    assert (cell("faq"), cell("contract")) == (("$0.01440", "$4.8000"), ("$0.00120", "$0.4000"))

@@ -37,7 +37,8 @@ import numpy as np
 import polars as pl
 
 from simulator.core.errors import RoutesimError, did_you_mean
-from simulator.core.formats import confidence_level, counted, pct, pct_against, points, signed_ms, signed_pct, usd
+from simulator.core.formats import (against, confidence_level, counted, given, pct_against, points, signed_ms,
+                                    signed_pct, usd)
 from simulator.core.limits import MAX_RESAMPLES
 from simulator.core.metrics import P95
 from simulator.core.scenario import QualityBar, Scenario, default_bar_note, load_scenario
@@ -68,6 +69,8 @@ RESAMPLE_UNITS = ("request", "session")
 LATENCY_QUANTILE = P95
 NON_INFERIORITY, BAR, COST_BUDGET, LATENCY_BUDGET = "non_inferiority", "bar", "cost_budget", "p95_budget"
 EXAMPLES = 3
+# A pass-rate change this close to minus the tolerance is on it: floating-point noise, not a larger loss.
+TOLERANCE_SLACK = 1e-12
 LOADING_SWITCH_INTERVAL = 0.0002  # seconds: the interpreter's thread switch interval while the loops load
 
 
@@ -186,10 +189,12 @@ def _check_row(row: dict, admission: Admission, verdict: dict | None = None) -> 
     level = confidence_level(admission.confidence)
     change = row["pass_rate_change"]
     # The slack keeps a change of exactly minus the tolerance (e.g. -1 of 100) from failing on rounding.
-    if change["low"] is not None and change["low"] < -row["tolerance"] - 1e-12:
+    if change["low"] is not None and change["low"] < -row["tolerance"] - TOLERANCE_SLACK:
+        tolerance = given(row["tolerance"], "points").lstrip("+")
         row["failures"].append({"check": NON_INFERIORITY, "message": (
-            f"the pass rate may have dropped by more than the tolerance of {points(row['tolerance']).lstrip('+')}: "
-            f"change {points(change['estimate'])}, {level} interval {points(change['low'])} to "
+            f"the pass rate may have dropped by more than the tolerance of {tolerance}: change "
+            f"{points(change['estimate'])}, {level} interval "
+            f"{against(change['low'], -row['tolerance'], 'points', slack=TOLERANCE_SLACK)} to "
             f"{points(change['high'])}")})
     if row.get("too_few_requests"):
         row["undecided"] = (f"too few requests ({row['requests']}) for an interval: the pass-rate change cannot be "
@@ -201,25 +206,26 @@ def _check_row(row: dict, admission: Admission, verdict: dict | None = None) -> 
         if verdict["state"] != MEETS:
             # The words say what was judged: the observed rate under the point rule, else the interval.
             shown = pct_against(rate, row["bar"])
-            judged = (f"observed pass rate {shown} (its {level} interval {pct(verdict['low'])} to "
-                      f"{pct(verdict['high'])} is not judged)" if admission.rule == "point" else
-                      f"pass rate {shown} ({level} interval {pct(verdict['low'])} to {pct(verdict['high'])})")
+            ends = f"{pct_against(verdict['low'], row['bar'])} to {pct_against(verdict['high'], row['bar'])}"
+            judged = (f"observed pass rate {shown} (its {level} interval {ends} is not judged)"
+                      if admission.rule == "point" else f"pass rate {shown} ({level} interval {ends})")
             row["failures"].append({"check": BAR, "message": (
                 f"the candidate's {judged} {'is below' if verdict['state'] == 'fails' else 'does not clear'} "
-                f"the bar {pct(row['bar'])}: {verdict['state']}")})
+                f"the bar {given(row['bar'])}: {verdict['state']}")})
 
 
 def _check_budgets(row: dict, options: GateOptions) -> None:
     level = confidence_level(options.admission.confidence)
     if options.max_cost_increase is not None:
         relative = row["cost_relative_change"]
-        budget = signed_pct(options.max_cost_increase)
+        # The budget as given (+18.83%), and the interval's upper end on its side of it (+18.84%).
+        budget = given(options.max_cost_increase, "signed_pct")
         if relative["high"] is not None:
             if relative["high"] > options.max_cost_increase:
                 row["failures"].append({"check": COST_BUDGET, "message": (
                     f"cost per request may rise by more than the budget of {budget}: change "
                     f"{signed_pct(relative['estimate'])}, {level} interval {signed_pct(relative['low'])} to "
-                    f"{signed_pct(relative['high'])}")})
+                    f"{against(relative['high'], options.max_cost_increase, 'signed_pct')}")})
         elif row["candidate"]["cost_per_request_usd"] > row["baseline"]["cost_per_request_usd"]:
             row["failures"].append({"check": COST_BUDGET, "message": (
                 "the baseline cost nothing, so any cost is above the relative budget: candidate "
@@ -228,9 +234,9 @@ def _check_budgets(row: dict, options: GateOptions) -> None:
         latency = row["latency_p95_change_ms"]
         if latency["high"] is not None and latency["high"] > options.max_p95_increase_ms:
             row["failures"].append({"check": LATENCY_BUDGET, "message": (
-                f"p95 latency may rise by more than the budget of {signed_ms(options.max_p95_increase_ms)}: change "
-                f"{signed_ms(latency['estimate'])}, {level} interval {signed_ms(latency['low'])} to "
-                f"{signed_ms(latency['high'])}")})
+                f"p95 latency may rise by more than the budget of {given(options.max_p95_increase_ms, 'signed_ms')}: "
+                f"change {signed_ms(latency['estimate'])}, {level} interval {signed_ms(latency['low'])} to "
+                f"{against(latency['high'], options.max_p95_increase_ms, 'signed_ms')}")})
 
 
 def _aligned(baseline: GateSide, candidate: GateSide, by_session: bool = False) -> pl.DataFrame:

@@ -12,7 +12,7 @@ from rich.table import Table
 from simulator.analyses.coverage import ScenarioCoverage
 from simulator.cli.console import inert
 from simulator.analyses.estimates import Estimate
-from simulator.core.formats import confidence_level, count, metric, pct, usd
+from simulator.core.formats import DASH, confidence_level, count, metric, pct, points, usd
 
 
 def answers_table(answers: pl.DataFrame) -> Table:
@@ -50,7 +50,7 @@ def estimates_table(title: str, estimates: list[Estimate], confidence: float) ->
         table.add_column(column, justify="left" if column in ("figure", "kind") else "right")
     for e in estimates:
         table.add_row(e.metric, e.kind, metric(e.metric, e.value),
-                      f"{metric(e.metric, e.low)} .. {metric(e.metric, e.high)}")
+                      f"{metric(e.metric, e.low)} {DASH} {metric(e.metric, e.high)}")
     return table
 
 
@@ -62,7 +62,8 @@ def coverage_study_table(worlds: int) -> Table:
 
     low, high = coverage_study.coverage_band(worlds)
     table = Table(title=f"Coverage of 95% intervals on {worlds:,} seeded served-only worlds per estimator",
-                  caption=f"a correct 95% interval covers {low:.1%}..{high:.1%} of {worlds:,} worlds 99.9% of the time")
+                  caption=f"a correct 95% interval covers {pct(low)}{DASH}{pct(high)} of {worlds:,} worlds 99.9% of "
+                          "the time")
     for column in ("estimator", "figure", "coverage", "mean error / MC SE", "mean width"):
         table.add_column(column, justify="left" if column in ("estimator", "figure") else "right")
     started = time.perf_counter()
@@ -85,7 +86,7 @@ def plan_table(plan) -> Table:
         table.add_column(column, justify="left" if column == "slice" else "right")
     for row in plan.strata.iter_rows(named=True):
         table.add_row(inert(row["slice"]), count(row["requests"]), count(row["drawn"]),
-                      f"{row['inclusion_probability']:.4f}", f"±{row['halfwidth_reached'] * 100:.1f} pts")
+                      f"{row['inclusion_probability']:.4f}", "±" + points(row["halfwidth_reached"]).lstrip("+"))
     return table
 
 
@@ -105,9 +106,9 @@ def calibrated_table(result: dict) -> Table:
         table.add_column(column, justify="left" if column in ("model", "slice", "from") else "right")
     for row in result["groups"]:
         table.add_row(inert(row["model"]), inert(row["slice"]), count(row["answers"]), count(row["gold_graded"]),
-                      pct(row["judge_pass_rate"]), f"{row['correction'] * 100:+.1f} pts", row["correction_scope"],
+                      pct(row["judge_pass_rate"]), points(row["correction"]), row["correction_scope"],
                       pct(row["pass_rate"]) + ("*" if row["clipped"] else ""),
-                      f"{pct(row['low'])} .. {pct(row['high'])}")
+                      f"{pct(row['low'])} {DASH} {pct(row['high'])}")
     return table
 
 

@@ -22,8 +22,8 @@ from rich.table import Table
 from simulator.cli.console import inert, print_table, print_words
 
 from simulator.core.errors import RoutesimError, visible
-from simulator.core.formats import (confidence_level, count, counted, metric, ms, pct, pct_against, points, threshold,
-                                    usd)
+from simulator.core.formats import (against, confidence_level, count, counted, given, metric, ms, pct, pct_against,
+                                    signed_pct, span_against, threshold, usd)
 from simulator.core.metrics import METRICS, SESSION_METRICS
 from simulator.core.outputs import STDOUT, atomic_file, json_output, write_csv_atomic, write_text_atomic
 from simulator.core.prices import CACHE_LOSS_LINE
@@ -42,7 +42,8 @@ NARROW = ("cost_per_request_usd", "pass_rate", "latency_p95_ms")
 
 
 def _interval(verdict: dict) -> str:
-    return f"{verdict['low'] * 100:.1f}–{verdict['high'] * 100:.1f}"
+    # Each end on its side of the bar the verdict judged: 89.97–90.4, not 90.0–90.4 beside "undecided".
+    return span_against(verdict["low"], verdict["high"], verdict.get("bar")).removesuffix("%")
 
 
 def _shown(name: str, summary: dict) -> str:
@@ -77,9 +78,14 @@ def kind_lines(summaries: list[dict], recommendation: dict) -> list[str]:
         if not estimates:
             continue
         level = confidence_level(summary["admission"]["confidence"])
-        shown = [f"{metric(e['metric'], e['value'])} ({metric(e['metric'], e['low'])}–{metric(e['metric'], e['high'])})"
-                 for e in estimates["figures"] if e["metric"] in ("pass_rate", "cost_per_request_usd")
-                 and e["low"] is not None]
+        shown = []
+        for e in estimates["figures"]:
+            if e["metric"] in ("pass_rate", "cost_per_request_usd") and e["low"] is not None:
+                # The verdicts judge the pass rate's interval against the overall bar: on their side of it.
+                unit, bar = (("pct", summary["verdict"]["overall"]["bar"]) if e["metric"] == "pass_rate"
+                             else ("usd", None))
+                shown.append(f"{against(e['value'], bar, unit)} ({against(e['low'], bar, unit)}–"
+                             f"{against(e['high'], bar, unit)})")
         lines.append(f"  {summary['scenario']}{ESTIMATED}: {summary['kind']} estimates for all "
                      f"{counted(summary['requests'], 'request')} from a shadow sample of {summary['sampled']:,}, "
                      "not an exact "
@@ -140,7 +146,8 @@ def comparison_lines(summaries: list[dict], recommendation: dict, gates: dict | 
         star += f"; {recommendation['uncertainty']}"
     lines = [star]
     if gates:
-        lines.append(f"  gate: a pass-rate drop of at most {points(gates['tolerance']).lstrip('+')} against "
+        tolerance = given(gates["tolerance"], "points").lstrip("+")
+        lines.append(f"  gate: a pass-rate drop of at most {tolerance} against "
                      f"{gates['baseline']}, overall and in every slice, judged on the paired interval")
     for candidate in recommendation["candidates"]:
         if candidate["scenario"] != best and candidate["reasons"]:
@@ -260,9 +267,10 @@ def lanes_table(result: dict) -> Table:
                           f"{count(model['requests'])}/{count(group['requests'])}"
                           if model["requests"] != group["requests"] else count(model["requests"]),
                           pct_against(model["pass_rate"], model["bar"]),
-                          f"{pct(model['pass_rate_low'])} – {pct(model['pass_rate_high'])}",
+                          f"{pct_against(model['pass_rate_low'], model['bar'])} – "
+                          f"{pct_against(model['pass_rate_high'], model['bar'])}",
                           usd(model["cost_per_request_usd"]), ms(model["latency_p95_ms"]).removesuffix(" ms"),
-                          pct(model["bar"]), "yes" if model["admitted"] else "no",
+                          given(model["bar"]), "yes" if model["admitted"] else "no",
                           end_section=index == len(group["models"]) - 1 and position < len(result["groups"]) - 1)
     return table
 
@@ -275,7 +283,8 @@ def lane_lines(result: dict) -> list[str]:
         else:
             best = next(model for model in group["models"] if model["model"] == group["route_to"])
             lines.append(f"{group['group']} → none admitted; routed to {group['route_to']}, the highest pass rate "
-                         f"there ({pct(best['pass_rate'])} against a bar of {pct(group['bar'])})")
+                         f"there ({pct_against(best['pass_rate'], group['bar'])} against a bar of "
+                         f"{given(group['bar'])})")
     lines.append(f"any other {result['by']} → {result['default_model']} (highest pass rate overall)")
     return lines
 
@@ -296,7 +305,7 @@ def out_of_sample_table(result: dict) -> Table:
                   caption=escape(counted(check['requests'], 'request')
                                  + (f" (design-weighted from the {check['drawn']:,} drawn into the shadow sample)"
                                     if check.get("drawn") else "")
-                                 + f"; pass rate {pct(check['pass_rate'])}, "
+                                 + f"; pass rate {pct_against(check['pass_rate'], check['bar'])}, "
                                  f"{usd(check['cost_per_request_usd'])} per request; a bar is met when "
                                  f"{_out_of_sample_rule(check)}"),
                   caption_justify="left")
@@ -311,8 +320,10 @@ def out_of_sample_table(result: dict) -> Table:
         in_sample = group["in_sample"] + (f", {pct(group['in_sample_pass_rate'])}"
                                           if group["in_sample_pass_rate"] is not None else "")
         table.add_row(inert(group["group"]), inert(group["route_to"]), in_sample, count(group["requests"]),
-                      pct(group["pass_rate"]), f"{pct(group['pass_rate_low'])} – {pct(group['pass_rate_high'])}",
-                      pct(group["bar"]), group["state"], style=called_out.get(group["group"]))
+                      pct_against(group["pass_rate"], group["bar"]),
+                      f"{pct_against(group['pass_rate_low'], group['bar'])} – "
+                      f"{pct_against(group['pass_rate_high'], group['bar'])}",
+                      given(group["bar"]), group["state"], style=called_out.get(group["group"]))
     return table
 
 
@@ -331,7 +342,7 @@ def out_of_sample_lines(result: dict) -> list[str]:
         why = ("" if check["rule"] == "point" else f", its {level} interval "
                + ("straddles the bar" if group["state"] == "undecided" else "wholly below it"))
         lines.append(f"{group['group']}: admitted in sample, but {group['state']} out of sample: pass rate "
-                     f"{pct_against(group['pass_rate'], group['bar'])} against a bar of {pct(group['bar'])}{why}")
+                     f"{pct_against(group['pass_rate'], group['bar'])} against a bar of {given(group['bar'])}{why}")
     if not lines:
         lines.append("every lane admitted in sample meets its bar out of sample")
     scopes = [{"slice": None, **check, "low": check["pass_rate_low"], "high": check["pass_rate_high"]},
@@ -344,7 +355,7 @@ def out_of_sample_lines(result: dict) -> list[str]:
     if check["state"] != MEETS:
         lines.append(f"overall: out of sample the lanes pass {pct_against(check['pass_rate'], check['bar'])} of "
                      f"requests, which {check['state'] if check['state'] == 'fails' else 'is undecided against'} "
-                     f"the overall bar of {pct(check['bar'])} (lanes are admitted per {result['by']}, and the mix "
+                     f"the overall bar of {given(check['bar'])} (lanes are admitted per {result['by']}, and the mix "
                      "can shift toward harder ones)")
     return lines
 
@@ -368,7 +379,7 @@ def gate_table(result: dict) -> Table:
         # The text is made inert first (a slice name's newline shows as \\u000a), then the table's own line
         # breaks go in: an interval under its estimate ("[" escaped or not), to keep the table narrow for a CI log.
         cells = {key: re.sub(r" (\\?\[)", r"\n\1", inert(value), count=1)
-                 for key, value in gate_text.cells(row).items()}
+                 for key, value in gate_text.cells(row, result["budgets"]).items()}
         cells["scope"] += f"\nbar {cells['bar']}"
         cells["requests"] += f"\n{cells['changed']} changed"
         style = "bold red" if row["failures"] else None
@@ -396,7 +407,19 @@ def _gate_title(scenario, gate: sweep.Gate) -> str:
             f"accept when hard_check_ok AND {gate.over} >= t")
 
 
-def _points_table(title: str, points: pl.DataFrame, marks: dict[float, str], pick: str = "★") -> Table:
+# The sweep point's figure each calibration target (simulator.analyses.sweep.TARGET_*) is judged on.
+TARGET_FIGURES = {"pass_rate": "pass_rate", "escalation_rate": "escalation_rate", "budget": "cost_per_request_usd"}
+
+
+def _figure(point: dict, key: str, target: tuple[str, float] | None) -> str:
+    """A sweep point's rate or cost; the one a calibration `target` is judged on written on its side of the
+    target (simulator.core.formats.against), so no point reads as meeting a target it misses."""
+    judged = target is not None and TARGET_FIGURES[target[0]] == key
+    return against(point[key], target[1] if judged else None, "usd" if key == "cost_per_request_usd" else "pct")
+
+
+def _points_table(title: str, points: pl.DataFrame, marks: dict[float, str], pick: str = "★",
+                  target: tuple[str, float] | None = None) -> Table:
     legend = {"●": "● the scenario's own threshold",
               pick: "★ calibrated" if pick == "★" else f"{pick} calibrated on a grade: a bound, not deployable"}
     # Only the marks the table shows (one threshold may carry both): none is calibrated without a target.
@@ -413,15 +436,17 @@ def _points_table(title: str, points: pl.DataFrame, marks: dict[float, str], pic
         row = rows[index]
         mark = marks.get(row["threshold"], "")
         table.add_row(f"{mark} {threshold(row['threshold'])}".strip(), count(row["gate_accepted"]), count(row["requests"]),
-                      usd(row["total_cost_usd"]), usd(row["cost_per_request_usd"]), pct(row["pass_rate"]),
-                      pct(row["escalation_rate"]), ms(row["latency_p95_ms"]).replace(" ms", ""),
+                      usd(row["total_cost_usd"]), _figure(row, "cost_per_request_usd", target),
+                      _figure(row, "pass_rate", target), _figure(row, "escalation_rate", target),
+                      ms(row["latency_p95_ms"]).replace(" ms", ""),
                       pct(row["strong_call_share"]))
     return table
 
 
-def _point_line(point: dict) -> str:
-    return (f"t = {threshold(point['threshold'])}: pass {pct(point['pass_rate'])}, {usd(point['cost_per_request_usd'])}"
-            f"/request, escalated {pct(point['escalation_rate'])}, p95 {ms(point['latency_p95_ms'])}")
+def _point_line(point: dict, target: tuple[str, float] | None = None) -> str:
+    return (f"t = {threshold(point['threshold'])}: pass {_figure(point, 'pass_rate', target)}, "
+            f"{_figure(point, 'cost_per_request_usd', target)}/request, escalated "
+            f"{_figure(point, 'escalation_rate', target)}, p95 {ms(point['latency_p95_ms'])}")
 
 
 def run_sweep(console: Console, scenario_path: Path, *, step: int, over: str | None, plan: str | None, points: int,
@@ -482,7 +507,7 @@ def run_sweep(console: Console, scenario_path: Path, *, step: int, over: str | N
     if chosen:
         marks[chosen["threshold"]] = marks.get(chosen["threshold"], "") + pick
     print_table(console, _points_table(_gate_title(scenario, gate) + f" — {count(result.points.height)} thresholds",
-                                result.points, marks, pick))
+                                result.points, marks, pick, target))
     if not gate.deployable:
         console.print(f"bound: the swept policy reads the grade column(s) {inert(', '.join(gate.grades))}, known only "
                       "after the answer is graded, so no router can gate on it: every point is what no deployable "
@@ -495,7 +520,8 @@ def run_sweep(console: Console, scenario_path: Path, *, step: int, over: str | N
         words = f"{sweep.TARGET_WORDS[target[0]]} {target[1]:g}"
         kind = "calibrated" if gate.deployable else "calibrated on a grade (a bound, not deployable)"
         console.print(f"{pick} {kind} to {words} on {fitted_on}: "
-                      + (_point_line(chosen) if chosen else "no threshold meets it"), highlight=False, soft_wrap=True)
+                      + (_point_line(chosen, target) if chosen else "no threshold meets it"), highlight=False,
+                      soft_wrap=True)
         if target[0] == sweep.TARGET_PASS_RATE:  # the kind of estimate the pick rests on
             console.print(f"  A threshold meets it when {admission.describe()}"
                           ", the target being the bar (the admission rule).", highlight=False, soft_wrap=True)
@@ -511,27 +537,30 @@ def _print_holdout(console: Console, held: sweep.Holdout, target: tuple[str, flo
     words = f"{sweep.TARGET_WORDS[target[0]]} {target[1]:g}"
     if held.fit is None:
         console.print(f"Fitted before {held.until}: no threshold meets {words}.", highlight=False)
-        _print_hindsight(console, held, words)
+        _print_hindsight(console, held, words, target)
         return
     console.print(f"Fitted on requests before {held.until} ({count(held.fit['requests'])}): "
-                  + _point_line(held.fit), highlight=False, soft_wrap=True)
+                  + _point_line(held.fit, target), highlight=False, soft_wrap=True)
     later = held.later
     console.print(f"From {held.until} on ({counted(later['requests'], 'request')}), the same t = "
-                  f"{threshold(later['threshold'])} gives pass {pct(later['pass_rate'])}, "
-                  f"{usd(later['cost_per_request_usd'])}/request, escalated {pct(later['escalation_rate'])}: target "
+                  f"{threshold(later['threshold'])} gives pass {_figure(later, 'pass_rate', target)}, "
+                  f"{_figure(later, 'cost_per_request_usd', target)}/request, escalated "
+                  f"{_figure(later, 'escalation_rate', target)}: target "
                   f"{'held' if held.held else 'NOT held'} out of sample.", highlight=False, soft_wrap=True)
     table = Table(title="Calibrated threshold on the later days")
     for column in ("day", "requests", "$/request", "pass", "escalated", "p95 ms"):
         table.add_column(column, justify="right")
     for row in held.later_by_day:
-        table.add_row(row["day"], count(row["requests"]), usd(row["cost_per_request_usd"]), pct(row["pass_rate"]),
-                      pct(row["escalation_rate"]), ms(row["latency_p95_ms"]).replace(" ms", ""))
+        table.add_row(row["day"], count(row["requests"]), _figure(row, "cost_per_request_usd", target),
+                      _figure(row, "pass_rate", target), _figure(row, "escalation_rate", target),
+                      ms(row["latency_p95_ms"]).replace(" ms", ""))
     print_table(console, table)
-    _print_hindsight(console, held, words)
+    _print_hindsight(console, held, words, target)
 
 
-def _print_hindsight(console: Console, held: sweep.Holdout, words: str) -> None:
-    console.print("In hindsight, the later days alone would pick " + _point_line(held.hindsight) if held.hindsight
+def _print_hindsight(console: Console, held: sweep.Holdout, words: str, target: tuple[str, float]) -> None:
+    console.print("In hindsight, the later days alone would pick " + _point_line(held.hindsight, target)
+                  if held.hindsight
                   else f"In hindsight, no threshold meets {words} on the later days alone.", highlight=False)
 
 
@@ -612,10 +641,11 @@ def run_whatif(console: Console, paths: list[Path], change: whatif.PriceChange, 
         thresholds = ("" if now["threshold"] is None else
                       f"{threshold(now['threshold'], 4)} → {threshold(then['threshold'], 4)}")
         verdict = now["verdict"]["state"] if now.get("deployable", True) else "bound"
-        table.add_row(now["policy"], pct(now["pass_rate"]), verdict,
+        # The pass rate beside its verdict, on its side of the overall bar; the change signed, as every change.
+        table.add_row(now["policy"], pct_against(now["pass_rate"], now["verdict"]["overall"]["bar"]), verdict,
                       f"{usd(now['cost_per_request_usd'])} {stars[0]}".strip(), str(now["rank"]),
                       f"{usd(then['cost_per_request_usd'])} {stars[1]}".strip(), str(then["rank"]),
-                      pct(change_share), thresholds)
+                      signed_pct(change_share), thresholds)
     print_table(console, table)
     for note in result["notes"]:
         console.print(inert(note), highlight=False)

@@ -34,7 +34,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from simulator.core.errors import RoutesimError
-from simulator.core.formats import confidence_level
+from simulator.core.formats import confidence_level, given, span_against
 
 MEETS, FAILS, UNDECIDED = "meets", "fails", "undecided"
 RULES = ("lower_bound", "point")
@@ -217,8 +217,9 @@ def describe_shortfalls(failures: list[dict], limit: int | None = None) -> str:
         if state == UNDECIDED and first.get("low") is not None:
             settle = (f"; about {first['to_settle']:,} more request{'' if first['to_settle'] == 1 else 's'} at this "
                       "rate would settle it" if first.get("to_settle") else "")
-            text += (f" ({names[0]}: {first['low'] * 100:.1f}–{first['high'] * 100:.1f}% around the bar of "
-                     f"{first['bar'] * 100:.1f}%{settle})")
+            # Each end on its side of the bar: 89.97–97.5%, never 90.0–97.5% "around" a bar of 90.0%.
+            text += (f" ({names[0]}: {span_against(first['low'], first['high'], first['bar'])} around the bar of "
+                     f"{given(first['bar'])}{settle})")
         parts.append(f"{state}: {text}")
     return "; ".join(parts)
 

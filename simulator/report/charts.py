@@ -154,7 +154,7 @@ def _label_layer(placed: list[dict], plane: Plane, color: str = "#444") -> alt.C
 
 def _bar_annotation(plane: Plane, bars: list[float]) -> tuple[list, list[tuple[float, float, float, float]]]:
     """The quality bar(s) as dashed rules with a label at the left, and the labels' boxes (obstacles)."""
-    rows = [{"bar": bar, "label": f"quality bar {formats.pct(bar)}"} for bar in bars
+    rows = [{"bar": bar, "label": f"quality bar {formats.given(bar)}"} for bar in bars
             if plane.y_domain[0] <= bar <= plane.y_domain[1]]
     frame = _frame(rows, {"bar": pl.Float64, "label": pl.String})
     rule = alt.Chart(frame).mark_rule(color="#b22222", strokeDash=[6, 4], strokeWidth=1.5).encode(y="bar:Q")
@@ -195,18 +195,23 @@ def cost_quality(inputs) -> alt.TopLevelMixin:
     """Pass rate against cost per 1,000 requests: each policy its own colour and shape, baselines and the
     oracle as hollow grey shapes, every point labelled where its label overlaps nothing."""
     # A policy that reads a grade is a bound: drawn hollow with the references, never as a policy.
+    # Each point's pass rate is labelled on its side of the bar it is judged against (formats.against): a
+    # policy's own, the baselines' that of the scenario whose requests they ran on.
     rows = [{"name": s["scenario"], "kind": "policy" if s.get("deployable", True) else "bound",
-             "cost_per_1k_usd": t["cost_per_1k_usd"], "pass_rate": s["pass_rate"], "requests": s["requests"]}
-            for s, t in zip(inputs.summaries, inputs.tables)]
+             "cost_per_1k_usd": t["cost_per_1k_usd"], "pass_rate": s["pass_rate"], "requests": s["requests"],
+             "bar": s["quality_bar"]} for s, t in zip(inputs.summaries, inputs.tables)]
     if inputs.baselines:
+        bar = next((s["quality_bar"] for s in inputs.summaries if s["scenario"] == inputs.baselines["window_of"]), None)
         rows += [{"name": f"{m['model']} only", "kind": "single model", "cost_per_1k_usd": m["cost_per_1k_usd"],
-                  "pass_rate": m["pass_rate"], "requests": m["requests"]} for m in inputs.baselines["models"]]
+                  "pass_rate": m["pass_rate"], "requests": m["requests"], "bar": bar}
+                 for m in inputs.baselines["models"]]
         oracle = inputs.baselines["oracle"]
         if oracle:
             rows.append({"name": "oracle", "kind": "oracle", "cost_per_1k_usd": oracle["cost_per_1k_usd"],
-                         "pass_rate": oracle["pass_rate"], "requests": oracle["requests"]})
+                         "pass_rate": oracle["pass_rate"], "requests": oracle["requests"], "bar": bar})
     for row in rows:
-        row |= {"cost_label": formats.usd(row["cost_per_1k_usd"]), "pass_label": formats.pct(row["pass_rate"]),
+        row |= {"cost_label": formats.usd(row["cost_per_1k_usd"]),
+                "pass_label": formats.pct_against(row["pass_rate"], row["bar"]),
                 "requests_label": formats.count(row["requests"])}
     schema = {"name": pl.String, "kind": pl.String, "cost_per_1k_usd": pl.Float64, "pass_rate": pl.Float64,
               "requests": pl.Int64, "cost_label": pl.String, "pass_label": pl.String, "requests_label": pl.String}
@@ -494,7 +499,8 @@ def over_time(inputs) -> alt.TopLevelMixin | None:
         for row in summary["over_time"]["rows"]:
             rows.append({"policy": summary["scenario"], "start": row["start"], "pass_rate": row["pass_rate"],
                          "cost_per_1k_usd": row["cost_per_request_usd"] * 1000,
-                         "pass_label": formats.pct(row["pass_rate"]),
+                         "pass_label": formats.pct_against(row["pass_rate"],
+                                                           summary["over_time"].get("bar", summary["quality_bar"])),
                          "cost_label": formats.usd(row["cost_per_request_usd"] * 1000),
                          "requests_label": formats.count(row["requests"]), "start_label": _when(row["start"])})
     if not rows:

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import html
 
+from simulator.analyses.gate import TOLERANCE_SLACK
 from simulator.core.errors import visible
-from simulator.core.formats import DASH, confidence_level, count, pct, points, signed_ms, signed_pct, usd
+from simulator.core.formats import DASH, against, confidence_level, count, given, pct, pct_against, usd
 
 
 def scope(row: dict) -> str:
@@ -16,30 +17,49 @@ def scope(row: dict) -> str:
     return "overall" if row["slice"] is None else visible(row["slice"])
 
 
-def cells(row: dict) -> dict[str, str]:
-    """Every column of a row as text; a change as 'estimate [low, high]' in the column's unit."""
-    def interval(change: dict, render) -> str:
+def _ends(change: dict, unit: str, floor: float | None, ceiling: float | None) -> tuple[str, str, str]:
+    """A paired change's estimate, lower and upper end in `unit` (simulator.core.formats.UNITS). The ends the
+    gate judges are written on their side of the threshold (formats.against): the lower end of the pass-rate
+    change against `floor` (minus the tolerance, with the gate's own slack), the upper end against `ceiling`
+    (a budget)."""
+    return (against(change["estimate"], None, unit), against(change["low"], floor, unit, slack=TOLERANCE_SLACK),
+            against(change["high"], ceiling, unit))
+
+
+def change_text(change: dict | None, unit: str, floor: float | None = None, ceiling: float | None = None) -> str:
+    """A paired change as 'estimate [low, high]' in `unit`, its judged ends as `_ends` writes them."""
+    if not change or change.get("estimate") is None:
+        return DASH
+    estimate, low, high = _ends(change, unit, floor, ceiling)
+    return f"{estimate} [{low}, {high}]"
+
+
+def cells(row: dict, budgets: dict | None = None) -> dict[str, str]:
+    """Every column of a row as text; a change as 'estimate [low, high]' in the column's unit (left out: the
+    header names it). `budgets` (the result's) are judged on the overall row's upper ends: they apply to the
+    whole replay."""
+    def interval(change: dict, unit: str, floor: float | None = None, ceiling: float | None = None) -> str:
         if change["estimate"] is None:
             return DASH
+        estimate, low, high = (text.rsplit(" ", 1)[0].removesuffix("%")
+                               for text in _ends(change, unit, floor, ceiling))
         if change["low"] is None or change["high"] is None:
             reason = "too few requests" if row.get("too_few_requests") else "no interval"
-            return f"{render(change['estimate'])} [{reason}]"
-        return f"{render(change['estimate'])} [{render(change['low'])}, {render(change['high'])}]"
+            return f"{estimate} [{reason}]"
+        return f"{estimate} [{low}, {high}]"
 
-    def number(unit_renderer):
-        return lambda value: unit_renderer(value).rsplit(" ", 1)[0].removesuffix("%")
-
+    overall = budgets if budgets and row["slice"] is None else {}
     return {
         "scope": scope(row),
         "requests": count(row["requests"]),
         "changed": count(row["changed_verdicts"]),
-        "bar": pct(row["bar"]),
-        "pass": f"{pct(row['baseline']['pass_rate'])} → {pct(row['candidate']['pass_rate'])}",
-        "pass_change": interval(row["pass_rate_change"], number(points)),
-        "tolerance": f"{row['tolerance'] * 100:.1f}",
+        "bar": given(row["bar"]),
+        "pass": f"{pct(row['baseline']['pass_rate'])} → {pct_against(row['candidate']['pass_rate'], row['bar'])}",
+        "pass_change": interval(row["pass_rate_change"], "points", floor=-row["tolerance"]),
+        "tolerance": given(row["tolerance"], "points").lstrip("+").removesuffix(" pts"),
         "cost": f"{usd(row['baseline']['cost_per_request_usd'])} → {usd(row['candidate']['cost_per_request_usd'])}",
-        "cost_change": interval(row["cost_relative_change"], number(signed_pct)),
-        "p95_change": interval(row["latency_p95_change_ms"], number(signed_ms)),
+        "cost_change": interval(row["cost_relative_change"], "signed_pct", ceiling=overall.get("max_cost_increase")),
+        "p95_change": interval(row["latency_p95_change_ms"], "signed_ms", ceiling=overall.get("max_p95_increase_ms")),
         "verdict": "fail" if row["failures"] else "undecided" if row.get("undecided") else "pass",
     }
 
@@ -62,13 +82,16 @@ def headline(result: dict) -> str:
 
 
 def settings(result: dict) -> str:
-    tolerances = points(result["tolerance"]).lstrip("+")
+    # Tolerances and budgets as given (+18.83%, not +18.8%): a figure is judged against these exact values.
+    tolerances = given(result["tolerance"], "points").lstrip("+")
     if result["slice_tolerances"]:
-        tolerances += " (" + ", ".join(f"{name} {points(value).lstrip('+')}"
+        tolerances += " (" + ", ".join(f"{name} {given(value, 'points').lstrip('+')}"
                                        for name, value in result["slice_tolerances"].items()) + ")"
     budgets = result["budgets"]
-    shown = [f"cost {signed_pct(budgets['max_cost_increase'])}" if budgets["max_cost_increase"] is not None else None,
-             f"p95 {signed_ms(budgets['max_p95_increase_ms'])}" if budgets["max_p95_increase_ms"] is not None else None]
+    shown = [f"cost {given(budgets['max_cost_increase'], 'signed_pct')}"
+             if budgets["max_cost_increase"] is not None else None,
+             f"p95 {given(budgets['max_p95_increase_ms'], 'signed_ms')}"
+             if budgets["max_p95_increase_ms"] is not None else None]
     budget_text = ", ".join(part for part in shown if part) or "none"
     return (f"{result['requests']:,} paired requests; {confidence_level(result['confidence'])} paired bootstrap "
             f"intervals, {result['resamples']:,} resamples, seed {result['seed']}; tolerance {tolerances}; "
@@ -97,7 +120,7 @@ def gate_markdown(result: dict) -> str:
     lines.append("| " + " | ".join(HEADERS.values()) + " |")
     lines.append("|" + "|".join("---" if key in ("scope", "verdict") else "---:" for key in HEADERS) + "|")
     for row in [result["overall"], *result["slices"]]:
-        shown = {key: _markdown_text(value) for key, value in cells(row).items()}
+        shown = {key: _markdown_text(value) for key, value in cells(row, result["budgets"]).items()}
         if row["slice"] is None:
             shown["scope"] = f"**{shown['scope']}**"
         if row["failures"]:
@@ -112,7 +135,7 @@ def gate_markdown(result: dict) -> str:
 
 def template_globals() -> dict:
     """The helpers the gate's templates call (gate.html.j2, gate_detail.html.j2)."""
-    return {"gate_cells": cells, "gate_headline": headline, "gate_settings": settings,
+    return {"gate_cells": cells, "gate_change": change_text, "gate_headline": headline, "gate_settings": settings,
             "gate_failures": failure_lines, "gate_headers": HEADERS, "gate_legend": LEGEND}
 
 

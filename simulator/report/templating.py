@@ -22,18 +22,12 @@ def instant(iso: str) -> str:
     return dt.datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def interval(verdict: dict | None) -> str:
-    """A pass rate's interval as '89.9–90.4%'."""
+def interval(verdict: dict | None, bar: float | None = None) -> str:
+    """A pass rate's interval as '89.97–90.4%', each end on its side of the bar it is judged against: the
+    verdict's own `bar`, else `bar` (an over-time row carries none)."""
     if not verdict:
         return formats.DASH
-    return f"{verdict['low'] * 100:.1f}–{verdict['high'] * 100:.1f}%"
-
-
-def change(found: dict | None, render) -> str:
-    """A paired change as 'estimate [low, high]', each written by `render`."""
-    if not found or found.get("estimate") is None:
-        return formats.DASH
-    return f"{render(found['estimate'])} [{render(found['low'])}, {render(found['high'])}]"
+    return formats.span_against(verdict["low"], verdict["high"], verdict.get("bar", bar))
 
 
 def shown(value):
@@ -49,10 +43,9 @@ def environment() -> Environment:
                       autoescape=select_autoescape(default=True, default_for_string=True),
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True, finalize=shown)
     env.policies["json.dumps_kwargs"] = {"sort_keys": True, "separators": (",", ":"), "ensure_ascii": False}
-    env.filters.update(usd=formats.usd, pct=formats.pct, pct_against=formats.pct_against, ms=formats.ms,
-                       count=formats.count,
+    env.filters.update(usd=formats.usd, pct=formats.pct, pct_against=formats.pct_against, against=formats.against,
+                       given=formats.given, ms=formats.ms, count=formats.count,
                        score=formats.score, confidence_level=formats.confidence_level, points=formats.points,
                        signed_pct=formats.signed_pct, signed_ms=formats.signed_ms, instant=instant, interval=interval)
-    env.globals.update(metric=formats.metric, change=change, points=formats.points, signed_pct=formats.signed_pct,
-                       signed_ms=formats.signed_ms)
+    env.globals.update(metric=formats.metric, usd_decimals=formats.usd_decimals)
     return env

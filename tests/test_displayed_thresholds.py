@@ -1,0 +1,146 @@
+"""Every figure printed beside a threshold it is judged against (a quality bar, a target, a tolerance, a budget)
+reads on its true side of it, so no output contradicts the verdict printed next to it: a Wilson interval end
+just under a bar is not "90.0%" beside "undecided", a pass rate just under a target is not "90.0%" beside
+"no threshold meets it", and a cost change just over its budget is not the budget's own number."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+
+import polars as pl
+import yaml
+
+from tests.conftest import OUTCOME_SCHEMA, World, outcome_row
+from tests.report_helpers import build
+
+PRICES = {"models": {"m": [{"effective_from": dt.date(2026, 1, 1), "input": 1.0, "output": 2.0}],
+                     "m2": [{"effective_from": dt.date(2026, 1, 1), "input": 0.5, "output": 1.0}]}}
+
+
+def slices_world(folder: Path, slices: dict[str, tuple[int, int]], *, slower_ms: float = 0.0) -> World:
+    """Per slice NAME: (N, K), N requests of which the first K pass, on both models. `m2` costs half of `m`
+    ($0.0006 against $0.0012 a call); `m` takes `slower_ms` longer on every request."""
+    base = dt.datetime(2026, 11, 18, tzinfo=dt.UTC)
+    traffic, outcomes = [], []
+    for name, (requests, passing) in slices.items():
+        for index in range(requests):
+            rid = f"{name}-{index:06d}"
+            traffic.append({"request_id": rid, "ts": base + dt.timedelta(seconds=37 * len(traffic)), "slice": name,
+                            "input_tokens": 1000})
+            latency = 100.0 + index % 50
+            outcomes += [outcome_row(rid, "m", passed=index < passing, confidence=0.5, latency_ms=latency + slower_ms),
+                         outcome_row(rid, "m2", passed=index < passing, confidence=0.5, latency_ms=latency)]
+    world = World(folder)
+    world.write_data(pl.DataFrame(traffic), pl.DataFrame(outcomes, schema=OUTCOME_SCHEMA))
+    world.prices.write_text(yaml.safe_dump(PRICES))
+    return world
+
+
+def page_text(path: Path) -> str:
+    """The report's words: scripts, styles and tags dropped, whitespace collapsed."""
+    page = re.sub(r"<(style|script)\b.*?</\1>", "", path.read_text(), flags=re.S)
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page))
+
+
+def near_the_bar(folder: Path) -> World:
+    # x: 132 of 139 pass, Wilson 95% interval 0.89970 to 0.97507: the lower end is 0.03 points under a bar of
+    # 0.9, so one decimal reads 90.0%. y: 304 of 350, interval 0.82908 to 0.9000007: the upper end is over
+    # the bar by 7e-7, so it takes four decimals (90.0001%) to read over it.
+    world = slices_world(folder, {"x": (139, 132), "y": (350, 304)})
+    bars = {"default": 0.85, "slices": {"x": 0.9, "y": 0.9}}
+    world.scenario("s", quality_bar=bars, policy={"default": {"use": "m"}})
+    world.scenario("s2", quality_bar=bars, policy={"default": {"use": "m2"}})
+    return world
+
+
+def test_interval_ends_near_a_bar_read_on_their_side_of_it_in_replay_lanes_and_gate(cli, tmp_path):
+    world = near_the_bar(tmp_path)
+    replay = cli("replay", world.folder / "s.yaml")
+    assert replay.code == 0, replay.err
+    # Both slices are undecided: their intervals straddle the bar, and now read as straddling it.
+    assert "x: 89.97–97.5% around the bar of 90.0%" in replay.out, replay.out
+    lanes = cli("lanes", world.data, "--prices", world.prices, "--bars-from", world.folder / "s.yaml")
+    assert lanes.code == 0, lanes.err
+    # m's rows, x then y: neither is admitted, and each interval reads as straddling the bar.
+    m_rows = [line for line in lanes.out.splitlines() if "│ m " in line and "m2" not in line]
+    assert [("89.97% – 97.5%" in line, "82.9% – 90.0001%" in line, line.rstrip(" │").endswith("no"))
+            for line in m_rows] == [(True, False, True), (False, True, True)], lanes.out
+    gate = cli("gate", "--baseline", world.folder / "s2.yaml", "--candidate", world.folder / "s.yaml")
+    assert gate.code == 1
+    assert ("x: the candidate's pass rate 95.0% (95% interval 89.97% to 97.5%) does not clear the bar 90.0%: "
+            "undecided") in gate.out
+    assert "(95% interval 82.9% to 90.0001%) does not clear the bar 90.0%: undecided" in gate.out
+
+
+def test_the_report_writes_interval_ends_on_their_side_of_the_bar_and_its_legend_for_the_rule(tmp_path):
+    world = near_the_bar(tmp_path / "w")
+    build([world.folder / "s.yaml"], tmp_path / "r.html")
+    text = page_text(tmp_path / "r.html")
+    # Per slice: x and y undecided, each interval end on its side of the bar; the why-not names the interval.
+    assert "95.0% ? 89.97–97.5%" in text and "86.9% ? 82.9–90.0001%" in text, text
+    assert "x: 89.97–97.5% around the bar of 90.0%" in text
+    assert "the whole interval lies below it; ? undecided: the interval straddles it" in text
+    assert "✗ shading: the whole interval lies below it" in text
+
+
+def test_under_the_point_rule_the_report_legends_say_the_observed_rate_is_judged(tmp_path):
+    # x alone, bar 0.9, point rule: 95.0% meets, and the headline gives the interval with its lower end under
+    # the bar (0.89970), not "90.0–97.5%". ✗ means the observed rate is below the bar, not the interval.
+    world = slices_world(tmp_path / "w", {"x": (139, 132)})
+    path = world.scenario("s", quality_bar=0.9, admission={"rule": "point"}, policy={"default": {"use": "m"}})
+    build([path], tmp_path / "r.html")
+    text = page_text(tmp_path / "r.html")
+    assert "meets : 95.0% (89.97–97.5%) against 90.0% overall" in text, text
+    assert "whole interval" not in text
+    assert "✗ fails the slice's bar: the observed pass rate lies below it" in text
+    assert "✗ shading: the observed pass rate lies below it" in text
+
+
+def just_under(folder: Path) -> World:
+    # 4,499 of 5,000 pass: 0.8998, one decimal reads 90.0% against a bar and target of 0.9 that it misses
+    # under the point rule. Every answer's confidence is 0.5, so thresholds 0.4 and 0.5 keep every request
+    # on m (0.8998), and m2 answers alike.
+    world = slices_world(folder, {"z": (5000, 4499)})
+    point = {"rule": "point"}
+    world.scenario("s", quality_bar=0.9, admission=point, policy={"default": {"use": "m"}})
+    world.scenario("c", quality_bar=0.9, admission=point, policy={"default": {"cascade": [
+        {"model": "m", "accept": "confidence >= 0.4"}, {"model": "m2"}]}})
+    return world
+
+
+def test_whatif_and_sweep_write_a_failing_rate_under_its_bar(cli, tmp_path):
+    world = just_under(tmp_path)
+    whatif = cli("whatif", world.folder / "s.yaml", "--scale", "m=2")
+    assert whatif.code == 0, whatif.err
+    [row] = [line for line in whatif.out.splitlines() if line.startswith("│ s ")]
+    cells = [cell.strip() for cell in row.split("│")[1:-1]]
+    # Doubling m's prices doubles the policy's cost: the change reads +100.0%, signed like every change.
+    assert (cells[1], cells[2], cells[7]) == ("89.98%", "fails", "+100.0%"), row
+    sweep = cli("sweep", world.folder / "c.yaml", "--target-pass-rate", "0.9")
+    assert sweep.code == 0, sweep.err
+    assert "no threshold meets it" in sweep.out
+    # Three thresholds (0.4, 0.5 and above every confidence), each at 0.8998 on m or on m2 alike.
+    assert sweep.out.count("89.98%") == 3 and "90.0%" not in sweep.out, sweep.out
+
+
+def test_gate_budgets_read_as_given_and_the_interval_ends_beside_them_on_their_side(cli, tmp_path):
+    # m costs exactly twice m2 on every request and takes exactly 450 ms longer, so every bootstrap resample
+    # gives a cost change of +100% and a p95 change of +450 ms: the intervals are those points. Budgets just
+    # under them (99.999%, 449.6 ms) are exceeded, and used to read +100.0% and +450 ms, like the ends.
+    world = slices_world(tmp_path, {"s": (40, 40)}, slower_ms=450.0)
+    base = world.scenario("base", quality_bar=0.5, policy={"default": {"use": "m2"}})
+    cand = world.scenario("cand", quality_bar=0.5, policy={"default": {"use": "m"}})
+    gate = cli("gate", "--baseline", base, "--candidate", cand, "--max-cost-increase", "0.99999",
+               "--max-p95-increase-ms", "449.6")
+    assert gate.code == 1, gate.err
+    assert "budgets: cost +99.999%, p95 +449.6 ms" in gate.out
+    assert ("cost per request may rise by more than the budget of +99.999%: change +100.0%, 95% interval "
+            "+100.0% to +100.0%") in gate.out
+    assert ("p95 latency may rise by more than the budget of +449.6 ms: change +450 ms, 95% interval +450 ms to "
+            "+450 ms") in gate.out
+    markdown = cli("gate", "--baseline", base, "--candidate", cand, "--max-cost-increase", "0.99999",
+                   "--max-p95-increase-ms", "449.6", "--markdown", tmp_path / "gate.md")
+    assert markdown.code == 1
+    assert "budgets: cost +99.999%, p95 +449.6 ms" in (tmp_path / "gate.md").read_text()
