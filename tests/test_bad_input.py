@@ -514,7 +514,8 @@ def test_a_data_folder_whose_columns_json_breaks_the_contract_builds_no_layout(c
 @pytest.mark.parametrize(("arguments", "message", "where"), [
     (["gate", "--baseline", "a.yaml", "--candidate", "b.yaml", "--seed", "-1"], "Invalid value for '--seed'",
      "where: --seed"),
-    (["replay", "x.yaml", "--confidence", "nan"], "Invalid value for '--confidence': nan is not a finite number", "where: --confidence"),
+    (["replay", "x.yaml", "--confidence", "nan"], "Invalid value for '--confidence': nan is not a finite number",
+     "where: --confidence"),
     (["replay", "--nope"], "No such option: --nope", "where: routesim replay"),
     (["replay"], "Missing argument 'SCENARIO'", "where: routesim replay"),
     (["nosuch"], "No such command 'nosuch'", "where: routesim"),

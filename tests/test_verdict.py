@@ -276,7 +276,7 @@ def test_an_unstated_quality_bar_says_which_default_applied(cli, world):
     assert "no quality_bar stated, the default of 90.0% applied" in cli("replay", path).out
 
 
-def test_every_output_judging_an_unstated_bar_says_the_default_applied(cli, world):
+def test_every_output_judging_an_unstated_bar_says_the_default_applied(cli, world, tmp_path):
     """gate (terminal, JSON, Markdown), whatif and lanes judge against the default bar too, and say so (README,
     'Scenario reference': "every output says so"); a scenario stating its bar gets no such note."""
     note = "no quality_bar stated, the default of 90.0% applied"
@@ -295,6 +295,8 @@ def test_every_output_judging_an_unstated_bar_says_the_default_applied(cli, worl
     assert "the default of 90.0% applied" in cli("lanes", world.data, "--prices", world.prices).out
     for given in (("--bar", "0.9"), ("--bars-from", stated)):
         assert "default" not in cli("lanes", world.data, "--prices", world.prices, *given).out
+    assert cli("report", unstated, stated, "-o", tmp_path / "r.html").code == 0
+    assert (tmp_path / "r.html").read_text().count("no quality_bar stated: the default of 90.0% applied") == 1
 
 
 def test_break_even_measured_on_the_sweep_by_hand():
