@@ -193,6 +193,15 @@ def test_lanes_on_a_shadowed_week_are_fitted_on_the_drawn_requests_and_weigh_the
     assert {g["group"]: g["state"] for g in check["groups"]} == {
         s["slice"]: judge_estimate(s["pass_rate"], s["low"], s["high"], s["drawn"], 0.85)["state"]
         for s in weighted.strata}
+    # As a user checks it: `replay` of the emitted lanes weighs the window's own share of the shadow sample
+    # (a windowed scenario counted the whole week's drawn requests, looked unweighable and was refused).
+    replayed = cli("replay", emitted, "--json")
+    assert replayed.code == 0, replayed.err
+    [summary] = json.loads(replayed.out)
+    assert summary["kind"] == "design-weighted" and summary["coverage"]["sampled"] == check["drawn"]
+    assert summary["verdict"]["overall"]["state"] == check["state"]
+    assert {s["slice"]: s["state"] for s in summary["verdict"]["slices"]} == {
+        g["group"]: g["state"] for g in check["groups"]}
     refused = cli("lanes", shadowed / "week", "--prices", PRICES, "--bar", "0.85", "--by", "feature")
     assert refused.code == 2 and "fitted per slice" in refused.err
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from simulator.core.contract import Dataset
-from simulator.core.engine import replay
+from simulator.core.engine import replay, select_requests
 from simulator.core.errors import RoutesimError
 from simulator.core.prices import PriceSheet
 from simulator.core.scenario import Scenario
@@ -88,11 +88,15 @@ def scenario_coverage(scenario: Scenario, data: Dataset, sheet: PriceSheet | Non
     except RoutesimError as error:
         if "every request was skipped" not in error.what:
             raise
-        requests, replayable, missing, replayed_ids = _requests(data), 0, {}, pl.DataFrame({"request_id": []},
-                                                                                            schema={"request_id": pl.String})
+        requests, replayable, missing, replayed_ids = _requests(scenario, data), 0, {}, pl.DataFrame(
+            {"request_id": []}, schema={"request_id": pl.String})
     sampled = sampled_replayable = 0
     if "inclusion_probability" in outcome_schema:
-        drawn = data.outcomes.filter(pl.col("inclusion_probability").is_not_null()).select("request_id").unique()
+        # The shadow sample's requests in the scenario's window: a window of the week holds only its share of
+        # the drawn requests, and counting the others made every windowed scenario look unweighable.
+        selected = select_requests(skipping, data, ["request_id", "ts"])[0].select("request_id").lazy()
+        drawn = (data.outcomes.filter(pl.col("inclusion_probability").is_not_null()).select("request_id").unique()
+                 .join(selected, on="request_id"))
         sampled = drawn.select(pl.len()).collect().item()
         sampled_replayable = drawn.join(replayed_ids.lazy(), on="request_id").select(pl.len()).collect().item()
     if replayable == requests:
@@ -107,5 +111,6 @@ def scenario_coverage(scenario: Scenario, data: Dataset, sheet: PriceSheet | Non
                             missing_by_model=dict(missing), sampled=sampled, sampled_replayable=sampled_replayable)
 
 
-def _requests(data: Dataset) -> int:
-    return data.traffic.select(pl.len()).collect().item()
+def _requests(scenario: Scenario, data: Dataset) -> int:
+    """The requests the scenario selects (its window, its sample)."""
+    return select_requests(scenario, data, ["request_id", "ts"])[0].height
