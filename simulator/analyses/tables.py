@@ -418,8 +418,11 @@ def headline(summaries: list[dict], baseline: dict | None, recommendation: dict 
                      "requests": other["requests"], "same_requests": request_set(other) == request_set(best)}
     elif named not in by_name and baseline and baseline["models"]:
         top = max(baseline["models"], key=lambda m: (m["cost_per_request_usd"], m["model"]))
-        same = (baseline.get("window_of") == best["scenario"] or baseline["requests"] == best["requests"]) \
-            and top["requests"] == best["requests"]
+        # The baselines ran on the requests of the scenario they name: the same set as the policy's, not
+        # merely as many (two samples of one size hold different requests).
+        ran_on = by_name.get(baseline.get("window_of"))
+        same = (ran_on is not None and request_set(ran_on) == request_set(best)
+                and top["requests"] == best["requests"])
         reference = {"name": top["model"], "kind": "baseline", "cost_per_request_usd": top["cost_per_request_usd"],
                      "requests": top["requests"], "same_requests": same}
     saving = share = None
