@@ -454,3 +454,4 @@ def test_a_cascade_lane_of_the_escalation_model_itself_is_said_to_call_it_alone(
     content = yaml.safe_load(result.out)
     assert [rule["use"] for rule in content["policy"]["rules"]] == ["big", "big"]
     assert "else escalated to big (a lane of big itself calls it alone)." in content["description"]
+

@@ -10,8 +10,8 @@ import typer
 
 from simulator.cli.replay import RuleOption
 from simulator.cli.shard import RunnerOption, ShardsOption, check_runner
-from simulator.cli.console import GATE_FAILED, beside, inert, print_table
-from simulator.core.errors import RoutesimError
+from simulator.cli.console import GATE_FAILED, beside, inert, print_table, print_words
+from simulator.core.errors import RoutesimError, visible
 from simulator.core.limits import MAX_RESAMPLES, MAX_SEED
 
 
@@ -68,12 +68,13 @@ def register(app: typer.Typer) -> None:
             typer.echo(json_output(result))
             return
         print_table(shown, lanes_table(result))
-        for line in lane_lines(result):  # names from the data: markup and control characters made inert
-            shown.print(inert(line), highlight=False)
+        # Names from the data: control characters shown as escapes (no markup is read); wrapped at spaces.
+        for line in lane_lines(result):
+            print_words(shown, visible(line))
         if result["out_of_sample"]:
             print_table(shown, out_of_sample_table(result))
             for line in out_of_sample_lines(result):
-                shown.print(inert(line), highlight=False)
+                print_words(shown, visible(line))
         if emitted_to_file:
             shown.print(f"scenario: {inert(result['emitted'])}", highlight=False)
 
