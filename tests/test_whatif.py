@@ -48,6 +48,24 @@ def test_cheaper_flagship_changes_the_ranking_and_the_cheapest_policy(cli, tmp_p
     assert then["cascade"]["pass_rate"] == now["cascade"]["pass_rate"]  # routing is unchanged
 
 
+def test_a_policy_replayed_on_other_requests_is_not_ranked_with_the_rest(cli, tmp_path):
+    """As replay's ★: ranks and the cheapest rest on one request set. A sample of two of the three requests
+    is cheaper than the cascade at any price, yet it is neither ranked nor the cheapest, and says why."""
+    cascade, big = tiny_world(tmp_path)
+    content = yaml.safe_load(cascade.read_text()) | {"name": "sampled", "sample": {"requests": 2, "seed": 1},
+                                                     "policy": {"default": {"use": "small"}}}
+    sampled = tmp_path / "sampled.yaml"
+    sampled.write_text(yaml.safe_dump(content))
+    found = _whatif(cli, sampled, cascade, big, "--scale", "big=0.05")
+    for rows in (found["current"], found["what_if"]):
+        by_name = {row["policy"]: row for row in rows}
+        assert by_name["sampled"]["rank"] is None and "replayed on other requests" in by_name["sampled"]["not_ranked"]
+        assert sorted(by_name[name]["rank"] for name in ("cascade", "big-everywhere")) == [1, 2]
+    assert found["cheapest_meeting_bar"] == {"current": "cascade", "what_if": "big-everywhere"}
+    shown = cli("whatif", sampled, cascade, big, "--scale", "big=0.05").out
+    assert "sampled: not ranked: replayed on other requests (2 against 3)" in " ".join(shown.split())
+
+
 def test_other_sheet_gives_what_a_replay_with_it_gives(cli, tmp_path):
     """--prices OTHER.yaml re-prices every call as a replay whose scenario points at OTHER.yaml does."""
     paths = tiny_world(tmp_path)

@@ -50,10 +50,10 @@ from simulator.core.prices import (
     token_columns,
     usd,
 )
-from simulator.core.results import cheapest_meeting_bar, grades_read, requests_fingerprint, verdict_of
+from simulator.core.results import grades_read, requests_fingerprint, verdict_of
 from simulator.core.scenario import Scenario
 from simulator.core.sessions import CacheState, lost
-from simulator.core.verdict import DEFAULT_ADMISSION, MEETS, shortfalls
+from simulator.core.verdict import DEFAULT_ADMISSION, MEETS, recommend, shortfalls
 
 
 @dataclass(frozen=True)
@@ -214,16 +214,21 @@ def _row(name: str, scenario: Scenario, data: Dataset, decisions: pl.DataFrame, 
                          for c in cascades]}
 
 
-def _ranked(rows: list[dict]) -> list[dict]:
-    order = sorted(range(len(rows)), key=lambda i: (rows[i]["cost_per_request_usd"], rows[i]["policy"]))
-    for rank, index in enumerate(order, start=1):
-        rows[index]["rank"] = rank
-    return rows
-
-
-def _cheapest(rows: list[dict]) -> str | None:
-    best = cheapest_meeting_bar(rows, name="policy")
-    return best["policy"] if best else None
+def _ranked(rows: list[dict]) -> dict:
+    """Ranks `rows` by cost per request (ties by name) among those `recommend` ranks together: policies
+    replayed on the same requests (the largest set; none when different sets tie for it). Each row gets
+    `rank` (None when not ranked) and `not_ranked` (why, in recommend's words, or None). Returns recommend's
+    result, whose `policy` is the cheapest meeting every bar: the ranks and the ★ rest on one choice of
+    requests, as replay's do."""
+    found = recommend([row | {"scenario": row["policy"]} for row in rows])
+    candidates = {candidate["scenario"]: candidate for candidate in found["candidates"]}
+    ranked = sorted((row for row in rows if candidates[row["policy"]]["comparable"]),
+                    key=lambda row: (row["cost_per_request_usd"], row["policy"]))
+    for row in rows:
+        row["rank"] = next((rank for rank, other in enumerate(ranked, start=1) if other is row), None)
+        reasons = [reason for reason in candidates[row["policy"]]["reasons"] if "replayed on" in reason]
+        row["not_ranked"] = None if row["rank"] is not None else "; ".join(reasons) or None
+    return found
 
 
 def _calibrated(scenario: Scenario, data: Dataset, sheet: PriceSheet | None, change: PriceChange,
@@ -285,11 +290,10 @@ def what_if(scenarios: list[Scenario], inputs, change: PriceChange, *, target: t
                 current.append(before or {"policy": name, "kind": "calibrated", "unreachable": True})
                 changed.append(after or {"policy": name, "kind": "calibrated", "unreachable": True})
     reachable = [(a, b) for a, b in zip(current, changed) if not a.get("unreachable") and not b.get("unreachable")]
-    _ranked([a for a, _ in reachable])
-    _ranked([b for _, b in reachable])
+    now, then = _ranked([a for a, _ in reachable]), _ranked([b for _, b in reachable])
     return {"change": change.describe(), "target": None if target is None else {"kind": target[0], "value": target[1]},
             "current": current, "what_if": changed,
             # The verdicts judge each scenario's bars: one left unstated is the default, and said so.
             "notes": [note for scenario in scenarios if (note := scenario.unstated_bar_note())],
-            "cheapest_meeting_bar": {"current": _cheapest([a for a, _ in reachable]),
-                                     "what_if": _cheapest([b for _, b in reachable])}}
+            "cheapest_meeting_bar": {"current": now["policy"], "what_if": then["policy"]},
+            "tied": now["tied"]}

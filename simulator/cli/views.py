@@ -643,10 +643,14 @@ def run_whatif(console: Console, paths: list[Path], change: whatif.PriceChange, 
         verdict = now["verdict"]["state"] if now.get("deployable", True) else "bound"
         # The pass rate beside its verdict, on its side of the overall bar; the change signed, as every change.
         table.add_row(now["policy"], pct_against(now["pass_rate"], now["verdict"]["overall"]["bar"]), verdict,
-                      f"{usd(now['cost_per_request_usd'])} {stars[0]}".strip(), str(now["rank"]),
-                      f"{usd(then['cost_per_request_usd'])} {stars[1]}".strip(), str(then["rank"]),
+                      f"{usd(now['cost_per_request_usd'])} {stars[0]}".strip(), count(now["rank"]),
+                      f"{usd(then['cost_per_request_usd'])} {stars[1]}".strip(), count(then["rank"]),
                       signed_pct(change_share), thresholds)
     print_table(console, table)
+    # Ranks and the ★ rest on one request set, as replay's do: a policy replayed on others is not ranked.
+    for row in result["current"]:
+        if row.get("not_ranked"):
+            print_words(console, visible(f"{row['policy']}: not ranked: {row['not_ranked']}"))
     for note in result["notes"]:
         console.print(inert(note), highlight=False)
     breakeven = Table(title="Break-even escalation rate e* = 1 − c1 / cL of each cascade, now and at what-if prices",

@@ -65,7 +65,6 @@ from simulator.core.verdict import (
     Admission,
     judge,
     policy_verdict,
-    recommend,
     shortfalls,
 )
 
@@ -98,17 +97,6 @@ def bar_failures(summary: dict, bar: QualityBar, admission: Admission = DEFAULT_
     """The scopes that do not meet their bar under the admission rule: overall (`slice` None) and slices,
     each with its `state` (fails or undecided), pass rate, interval and bar."""
     return shortfalls(verdict_of(summary, bar, admission))
-
-
-def cheapest_meeting_bar(rows: list[dict], name: str = "scenario") -> dict | None:
-    """The row recommended by simulator.core.verdict.recommend (no baseline), or None.
-
-    Rows need `verdict`, `deployable`, `cost_per_request_usd`, `requests` and `provenance`, as summaries
-    have; ranking is by cost per request, so a policy replayed on a sample is not favoured for having fewer
-    requests (and is ranked only with policies replayed on the same requests).
-    """
-    found = recommend([row | {"scenario": row[name]} for row in rows])["policy"]
-    return next((row for row in rows if row[name] == found), None)
 
 
 def _fingerprint_terms(request_ids: pl.Series) -> tuple[int, int, int]:
