@@ -512,8 +512,9 @@ def test_a_data_folder_whose_columns_json_breaks_the_contract_builds_no_layout(c
 
 
 @pytest.mark.parametrize(("arguments", "message", "where"), [
-    (["gate", "--baseline", "a.yaml", "--candidate", "b.yaml", "--seed", "-1"], "Invalid value for '--seed'",
+    (["gate", "--baseline", "a.yaml", "--candidate", "b.yaml", "--seed", "-1"], "--seed must be at least 0 (got -1)",
      "where: --seed"),
+    (["replay", "x.yaml", "--workers", "many"], "--workers must be a whole number (got many)", "where: --workers"),
     (["replay", "x.yaml", "--confidence", "nan"], "Invalid value for '--confidence': nan is not a finite number",
      "where: --confidence"),
     (["replay", "--nope"], "No such option: --nope", "where: routesim replay"),

@@ -216,7 +216,7 @@ def test_the_accept_nothing_threshold_prints_above_the_largest_value(cli, four):
     (["--over", "confidenc"], "Did you mean 'confidence'?"),
     (["--over", "slice"], "is not a numeric column"),
     (["--plan", "defualt"], "Did you mean 'default'?"),
-    (["--points", "1"], "Invalid value for '--points': Input should be greater than or equal to 2"),
+    (["--points", "1"], "--points must be at least 2 (got 1)"),
     (["--fit-until", "2026-11-17"], "--fit-until needs a calibration target"),
     (["--target-pass-rate", "0.9", "--fit-until", "2027-01-01"], "leaves no requests on one side"),
     (["--target-pass-rate", "0.9", "--budget", "0.1"], "give one calibration target"),

@@ -118,8 +118,8 @@ def test_at_prices_the_break_even_rate_as_of_that_date_too(cli, tmp_path):
     ([], "nothing to change"),
     (["--scale", "bigg=0.5"], "Did you mean 'big'?"),
     (["--scale", "big"], "cannot read --scale"),
-    (["--scale", "big=-1"], "cannot read --scale"),
-    (["--scale", "big=1e308"], "cannot read --scale"),  # past the largest factor, not an internal error
+    (["--scale", "big=-1"], "a factor is from 0 to 1,000,000, got -1"),
+    (["--scale", "big=1e308"], "a factor is from 0 to 1,000,000"),  # past the largest factor, not an internal error
     (["--prices", "missing.yaml"], "price sheet not found"),
     (["--at", "tomorrow"], "as a date"),
 ])

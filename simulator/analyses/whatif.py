@@ -25,6 +25,7 @@ Modelling assumptions:
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,11 +82,13 @@ def parse_scales(values: list[str]) -> tuple[tuple[str, float], ...]:
         try:
             number = float(factor)
         except ValueError:
-            number = -1.0
-        if not sep or not name or not 0 <= number <= MAX_PRICE_FACTOR:
-            raise RoutesimError(f"cannot read --scale {value!r}", where="--scale",
-                                fix=f"write MODEL=FACTOR with a factor from 0 to {MAX_PRICE_FACTOR:,}, "
-                                    "e.g. --scale flagship=0.5")
+            number = None
+        fix = f"write MODEL=FACTOR with a factor from 0 to {MAX_PRICE_FACTOR:,}, e.g. --scale flagship=0.5"
+        if not sep or not name or number is None or math.isnan(number):
+            raise RoutesimError(f"cannot read --scale {value!r}: it is not MODEL=FACTOR", where="--scale", fix=fix)
+        if not 0 <= number <= MAX_PRICE_FACTOR:  # read, but out of range: said so
+            raise RoutesimError(f"--scale {value!r}: a factor is from 0 to {MAX_PRICE_FACTOR:,}, got {factor}",
+                                where="--scale", fix=fix)
         if name in scales:
             raise RoutesimError(f"--scale names '{name}' twice", where="--scale", fix="give each model one factor")
         scales[name] = number

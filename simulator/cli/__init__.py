@@ -204,9 +204,29 @@ def _usage_error(error: typer.TyperException, command: str) -> None:
     errors are, in place of click's usage banner."""
     path = error.ctx.command_path if error.ctx is not None else command
     param = getattr(error, "param", None)
+    option = param is not None and param.param_type_name == "option"
     # An option by its flags; an argument, which the message names as its usage line does, by the command.
-    where = ", ".join(param.opts) if param is not None and param.param_type_name == "option" else path
-    _bad_input(error.format_message(), where, f"see '{path} --help' for its usage")
+    where = ", ".join(param.opts) if option else path
+    what = error.format_message()
+    rule = _refused_range(error)  # typer checks min/max with pydantic: its rule said in words
+    if option and rule is not None:
+        what = f"{param.opts[0]} {rule[0]} (got {rule[1]})"
+    _bad_input(what, where, f"see '{path} --help' for its usage")
+
+
+def _refused_range(error: Exception) -> tuple[str, str] | None:
+    """(what the value must be, the value given) when the parser refused an option's value on a rule pydantic
+    checked (the error's cause) and simulator.core.validation words it; else None."""
+    from pydantic import ValidationError
+
+    from simulator.core.validation import plain_rule
+
+    cause = error.__cause__
+    if not isinstance(cause, ValidationError) or cause.error_count() != 1:
+        return None
+    [item] = cause.errors()
+    rule = plain_rule(item)
+    return None if rule is None else (rule, str(item.get("input")))
 
 
 def _bad_input(what: str, where: str, fix: str) -> None:

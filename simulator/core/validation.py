@@ -302,6 +302,13 @@ README_SECTIONS = {"Scenario": "Scenario reference", "QualityBar": "Scenario ref
                    "PriceSheet": "Price sheets"}
 
 
+def plain_rule(item: dict) -> str | None:
+    """What a value must be, in words (PLAIN), for one pydantic error item (`ValidationError.errors()`);
+    None for a kind PLAIN does not word."""
+    kind = item.get("type")
+    return PLAIN[kind](item.get("ctx") or {}) if kind in PLAIN else None
+
+
 def _problem(item: dict, model: type[BaseModel]) -> str:
     """One pydantic error as a sentence that names its key."""
     location = tuple(part for part in item["loc"] if not (isinstance(part, str) and "[" in part))
@@ -318,8 +325,8 @@ def _problem(item: dict, model: type[BaseModel]) -> str:
     got = _as_written(item.get("input"))
     if kind == "string_pattern_mismatch" and context.get("pattern") in PATTERN_WORDS:
         return f"key '{key}' must be {PATTERN_WORDS[context['pattern']]} (got {got})"
-    if kind in PLAIN:
-        return f"key '{key}' {PLAIN[kind](context)} (got {got})"
+    if (rule := plain_rule(item)) is not None:
+        return f"key '{key}' {rule} (got {got})"
     message = item["msg"].removeprefix("Value error, ")
     return f"key '{key}'{' ' if message.startswith(('must ', 'may ')) else ': '}{message} (got {got})"
 
