@@ -455,3 +455,17 @@ def test_a_cascade_lane_of_the_escalation_model_itself_is_said_to_call_it_alone(
     assert [rule["use"] for rule in content["policy"]["rules"]] == ["big", "big"]
     assert "else escalated to big (a lane of big itself calls it alone)." in content["description"]
 
+
+
+def test_lanes_as_cascades_state_their_gate_and_a_gate_on_a_grade_is_called_a_bound(world, cli):
+    """The terminal and JSON say what --cascade built (the accept predicate, the escalation model); an accept
+    on a grade is known only after grading, so the lanes are a bound, as their replay says."""
+    found = json.loads(cli("lanes", world.data, "--prices", world.prices, "--cascade", "--json").out)
+    assert found["cascade"] == {"accept": "confidence >= 0.7", "escalate_to": found["escalate_to"],
+                                "reads_grades": []}
+    shown = " ".join(cli("lanes", world.data, "--prices", world.prices, "--cascade").out.split())
+    assert "'confidence >= 0.7' holds, else escalated to" in shown and "a bound" not in shown
+    graded = cli("lanes", world.data, "--prices", world.prices, "--cascade", "--accept", "passed")
+    assert graded.code == 0 and "reads the grade column(s) passed" in " ".join(graded.out.split())
+    plain = json.loads(cli("lanes", world.data, "--prices", world.prices, "--json").out)
+    assert plain["cascade"] is None

@@ -41,7 +41,7 @@ from pydantic import ValidationError
 
 from simulator.analyses.estimates import (StratifiedSample, drawn_probabilities, has_shadow_sample, interval,
                                           shadow_subset)
-from simulator.core.contract import Dataset, load_data
+from simulator.core.contract import Dataset, grade_columns, load_data
 from simulator.core.engine import compile_policy, data_values, replay, with_utc_ts
 from simulator.core.errors import RoutesimError, did_you_mean
 from simulator.core.formats import confidence_level, counted, pct
@@ -453,10 +453,14 @@ def fit_lanes(data_folder: Path, prices: Path | None, given: Bars, options: Lane
         raise RoutesimError(f"--escalate-to names the model '{options.escalate_to}', which has no answers in the data."
                             f"{did_you_mean(options.escalate_to, models)}", where="--escalate-to",
                             fix=f"models: {', '.join(models)}")
+    accept_grades: list[str] = []
     if options.cascade:
         # Checked here as well as in the scenario, which holds it only for lanes whose model is not the last step.
-        parse_predicate(options.accept, key="--accept", columns=sorted(
-            set(data.traffic.collect_schema().names()) | set(data.outcomes.collect_schema().names())))
+        outcome_names = data.outcomes.collect_schema().names()
+        accept = parse_predicate(options.accept, key="--accept", columns=sorted(
+            set(data.traffic.collect_schema().names()) | set(outcome_names)))
+        # A gate on a grade is known only after grading: the lanes' replay is then a bound, and said so here.
+        accept_grades = grade_columns(accept.columns, outcome_names, data.serving_signals)
     table = model_table(evals, bars, confidence, options.point)
     chosen = choose_lanes(table)
     default_model = most_passing_overall(evals)
@@ -472,6 +476,8 @@ def fit_lanes(data_folder: Path, prices: Path | None, given: Bars, options: Lane
                 "requests": fitted_requests.height,
                 "shadow_sample": shadow},  # fitted on the drawn requests of a shadow-sampled served log
         "default_model": default_model, "escalate_to": escalate_to,
+        "cascade": {"accept": options.accept, "escalate_to": escalate_to, "reads_grades": accept_grades}
+        if options.cascade else None,
         "groups": [],
     }
     for lane in chosen.iter_rows(named=True):

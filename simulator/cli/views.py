@@ -286,6 +286,13 @@ def lane_lines(result: dict) -> list[str]:
                          f"there ({pct_against(best['pass_rate'], group['bar'])} against a bar of "
                          f"{given(group['bar'])})")
     lines.append(f"any other {result['by']} → {result['default_model']} (highest pass rate overall)")
+    cascade = result.get("cascade")
+    if cascade:
+        lines.append(f"each lane is a cascade: its model first, final when its hard check passes and "
+                     f"'{cascade['accept']}' holds, else escalated to {cascade['escalate_to']}")
+        if cascade["reads_grades"]:
+            lines.append(f"the accept predicate reads the grade column(s) {', '.join(cascade['reads_grades'])}, "
+                         "known only after grading: the lanes' replay is a bound, not a deployable policy")
     return lines
 
 
