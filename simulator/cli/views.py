@@ -601,12 +601,15 @@ def run_drift(console: Console, scenario_path: Path, *, every: str, settings: dr
             cusum = statistic.get(row["start"])
             table.add_row(row["start"][:16].replace("T", " "), count(row["requests"]), pct(row["escalation_rate"]),
                           pct(row["pass_rate"]), usd(row["cost_per_request_usd"]),
-                          "reference" if cusum is None else f"{cusum:.2f}", note)
+                          "reference" if cusum is None else against(cusum, test["threshold"], "number"), note)
         print_table(console, table)
         if test.get("status") == "tested":
-            console.print(f"CUSUM threshold h = {test['threshold']:.2f} for a {test['false_alarm']:.0%} false-alarm "
-                          f"rate over the monitored part; designed for a rise of {test['min_rise']:.0%} points "
-                          f"({pct(test['reference_rate'])} → {pct(test['design_rate'])}).", highlight=False)
+            # The settings as given (--false-alarm 0.005 is 0.5%, --min-rise 0.025 2.5 points), h as used.
+            rise = given(test["min_rise"], "points").removeprefix("+").removesuffix(" pts")
+            console.print(f"CUSUM threshold h = {given(test['threshold'], 'number')} for a {given(test['false_alarm'])} "
+                          f"false-alarm rate over the monitored part; an alarm when the CUSUM is above h; designed for "
+                          f"a rise of {rise} points ({pct(test['reference_rate'])} → {pct(test['design_rate'])}).",
+                          highlight=False)
 
 
 def run_whatif(console: Console, paths: list[Path], change: whatif.PriceChange, *, target, points: int,
