@@ -336,3 +336,9 @@ def test_coverage_of_a_folder_without_answers_says_so(cli, world):
     world.write_data(tiny_traffic().clear(), tiny_outcomes().clear())
     result = cli("coverage", world.data)
     assert result.code == 0 and "holds no answers (its outcomes have no rows)" in result.out
+
+
+def test_coverage_names_the_argument_of_a_scenario_file_not_found(cli, world):
+    result = cli("coverage", world.data, world.folder / "nosuch.yaml")
+    assert result.code == 2 and "scenario file not found" in result.err, result.err
+    assert "where: SCENARIO (argument 2:" in result.err and "nosuch.yaml" in result.err

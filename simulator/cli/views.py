@@ -692,9 +692,7 @@ def run_prices_check(console: Console, data: Path, prices: Path, *, tolerance: f
     from simulator.core.contract import load_data
     from simulator.core.prices import load_prices
 
-    if not 0 <= tolerance < 1 or tolerance_usd < 0:
-        raise RoutesimError("tolerances must be >= 0 (and --tolerance below 1)", where="--tolerance / --tolerance-usd",
-                            fix="e.g. --tolerance 0.01 --tolerance-usd 0.000001")
+    Tolerance(tolerance, tolerance_usd).check()
     if not prices.is_file():
         raise RoutesimError(f"price sheet not found: {prices}", where="--prices", fix="pass a price-sheet YAML file")
     result = reconcile(load_data(data), load_prices(prices), Tolerance(tolerance, tolerance_usd))
