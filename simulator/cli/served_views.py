@@ -12,7 +12,7 @@ from rich.table import Table
 from simulator.analyses.coverage import ScenarioCoverage
 from simulator.cli.console import inert
 from simulator.analyses.estimates import Estimate
-from simulator.core.formats import DASH, against, confidence_level, count, given, metric, pct, points, usd
+from simulator.core.formats import DASH, against, confidence_level, count, counted, given, metric, pct, points, usd
 
 
 def answers_table(answers: pl.DataFrame) -> Table:
@@ -111,11 +111,14 @@ def calibrated_table(result: dict) -> Table:
     into 0..100% is marked *, and the caption gives judge + correction, the value it was clipped from."""
     level = confidence_level(result["confidence"])
     clipped = [row for row in result["groups"] if row["clipped"]]
-    caption = None
+    # The setting that decides the `from` column, stated: without it "model" or "all" reads as unexplained.
+    lines = [f"from: the gold grades the correction is measured on: the cell's own when it has at least "
+             f"{counted(result['min_gold'], 'gold grade')} (--min-gold), else the model's over its slices, else all"]
     if clipped:
         outside = "; ".join(f"{row['model']}, {row['slice']}: {pct(row['judge_pass_rate'] + row['correction'])}"
                             for row in clipped)
-        caption = escape(f"* clipped into 0..100%: judge + correction lies outside it ({outside})")
+        lines.append(f"* clipped into 0..100%: judge + correction lies outside it ({outside})")
+    caption = escape("\n".join(lines))
     table = Table(title=f"Judge pass rates calibrated against gold grades ({level} intervals)", caption=caption,
                   caption_justify="left")
     for column in ("model", "slice", "answers", "gold graded", "judge", "correction", "from", "calibrated", "interval"):
