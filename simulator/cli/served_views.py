@@ -87,7 +87,8 @@ def plan_table(plan) -> Table:
     lines = [f"target: each candidate's {confidence_level(settings['confidence'])} Wilson interval no wider than "
              f"{widths} in every slice"]
     cost = plan.expected_cost_usd
-    lines.append(f"expected cost of the re-runs: {usd(cost)}" if cost is not None else "no price sheet: cost not estimated")
+    lines.append(f"expected cost of the re-runs: {usd(cost)}" if cost is not None
+                 else "no price sheet: cost not estimated")
     if settings.get("budget_scale") is not None:
         lines.append(f"the budget of {usd(settings['budget_usd'])} cut every slice's sample to "
                      f"{against(settings['budget_scale'], 1.0)} of what the target needs")

@@ -606,9 +606,10 @@ def run_drift(console: Console, scenario_path: Path, *, every: str, settings: dr
         if test.get("status") == "tested":
             # The settings as given (--false-alarm 0.005 is 0.5%, --min-rise 0.025 2.5 points), h as used.
             rise = given(test["min_rise"], "points").removeprefix("+").removesuffix(" pts")
-            console.print(f"CUSUM threshold h = {given(test['threshold'], 'number')} for a {given(test['false_alarm'])} "
-                          f"false-alarm rate over the monitored part; an alarm when the CUSUM is above h; designed for "
-                          f"a rise of {rise} points ({pct(test['reference_rate'])} → {pct(test['design_rate'])}).",
+            console.print(f"CUSUM threshold h = {given(test['threshold'], 'number')} for a "
+                          f"{given(test['false_alarm'])} false-alarm rate over the monitored part; an alarm when "
+                          f"the CUSUM is above h; designed for a rise of {rise} points "
+                          f"({pct(test['reference_rate'])} → {pct(test['design_rate'])}).",
                           highlight=False)
 
 
