@@ -119,6 +119,10 @@ def test_calibrate_command(cli, world):
         ("small", "contract", "cell"), ("small", "faq", "cell")]
     assert found["assumed_from_status"] == [{"model": "big", "slice": "faq", "len": 1}]
     assert {r["slice"]: r["agreement"] for r in found["agreement"]} == {"contract": 1.0, "faq": 1.0}
+    # The terminal states the --min-gold that decides the `from` column, the default 30 too.
+    for args, gold in ((("--min-gold", "1"), "1 gold grade"), ((), "30 gold grades")):
+        text = " ".join(cli("calibrate", world.data, *args).out.split())
+        assert f"the cell's own when it has at least {gold} (--min-gold)" in text, text
     world.write_data(tiny_traffic(), outcomes.drop("gold_passed", "gold_grader"))
     missing = cli("calibrate", world.data)
     assert missing.code == 2 and "no gold grades" in missing.err

@@ -196,3 +196,29 @@ def test_controls_above_their_request_limit_are_skipped_and_said_so(cli, unhelpf
     assert result.code == 0, result.err
     assert "computed up to 3" in json.loads(result.out)[0]["controls"]["skipped"]
     assert cli("replay", unhelpful_cascade.scenario()).code == 0  # the table says it too
+
+
+def test_the_tiers_judged_are_those_the_policy_s_calls_ran_on(unhelpful_cascade, cli):
+    """big on standard, a retry to small on priority when big's hard check fails. No check fails: every call
+    ran on standard, and nothing says the policy mixes tiers. Once big fails a's check, the retry runs."""
+    prices = yaml.safe_load(unhelpful_cascade.prices.read_text())
+    for entries in prices["models"].values():
+        for entry in entries:
+            entry["priority"] = {"input": entry["input"] * 2, "output": entry["output"] * 2}
+    unhelpful_cascade.prices.write_text(yaml.safe_dump(prices))
+    policy = {"default": {"use": "big"},
+              "retry": {"when": "NOT hard_check_ok", "to": ["small"], "service_tier": "priority"}}
+    found, summary = _replay(unhelpful_cascade, policy=policy)
+    assert summary["retry_rate"] == 0
+    assert (found["service_tier"], found["policy_service_tiers"]) == ("standard", ["standard"])
+    shown = cli("replay", unhelpful_cascade.scenario("unretried", policy=policy), "--rule", "point")
+    assert shown.code == 0, shown.err
+    assert "mixes" not in shown.out and "controls priced on" not in shown.out
+    data = unhelpful_cascade.data
+    outcomes = pl.read_parquet(data / "outcomes.parquet").with_columns(
+        pl.when((pl.col("model") == "big") & (pl.col("request_id") == "a")).then(False)
+        .otherwise(pl.col("hard_check_ok")).alias("hard_check_ok"))
+    outcomes.write_parquet(data / "outcomes.parquet")
+    found, summary = _replay(unhelpful_cascade, policy=policy)
+    assert summary["retry_rate"] > 0
+    assert (found["service_tier"], found["policy_service_tiers"]) == ("standard", ["priority", "standard"])

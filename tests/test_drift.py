@@ -121,3 +121,33 @@ def test_no_alarm_from_one_escalation_after_a_reference_without_any():
     rates = [0.0] * 6 + [0.25] + [0.0] * 5  # 4 requests an hour: one escalation in hour 6
     found = drift.detect(buckets(rates, requests=4), "1h")
     assert found["status"] == "tested" and not found["alarm"]
+
+
+def test_threshold_is_written_as_used_two_decimals_rounded_up():
+    """h is printed with two decimals; it is rounded up to them so the printed h is the h of the decision."""
+    monitored = np.full(100, 300.0)
+    h = drift.threshold(20_000, 0.25, monitored, drift.DriftSettings(false_alarm=0.01))
+    assert h == round(h, 2) and h > 0
+
+
+def test_drift_prints_its_settings_as_given(cli):
+    """--false-alarm 0.005 is 0.5% (not 0%), --min-rise 0.025 2.5 points (not 2), in the caption and the h line."""
+    result = cli("drift", CASCADE, "--every", "1d", "--false-alarm", "0.005", "--min-rise", "0.025")
+    assert result.code == 0, result.err
+    text = " ".join(result.out.split())
+    assert "false-alarm rate 0.5%" in text and "false-alarm rate 0%" not in text
+    assert "designed for a rise of 2.5 points" in text
+    assert "for a 0.5% false-alarm rate" in text
+
+
+def test_a_statistic_just_below_h_does_not_print_as_h(cli, monkeypatch):
+    """A CUSUM within 0.005 below h would print equal to h with two decimals: it is written against h."""
+    [cascade] = json.loads(cli("drift", CASCADE, "--every", "1h", "--json").out)["cascades"]
+    below = next(row["cusum"] for row in cascade["drift"]["statistic"] if round(row["cusum"], 2) > row["cusum"])
+    h = round(below, 2)
+    monkeypatch.setattr(drift, "threshold", lambda *args, **kwargs: h)
+    result = cli("drift", CASCADE, "--every", "1h")
+    assert result.code == 0, result.err
+    assert f"h = {h:.2f}" in result.out
+    cells = [line.split("│")[-3].strip() for line in result.out.splitlines() if line.count("│") > 6]
+    assert f"{h:.2f}" not in cells and any(cell.startswith(f"{below:.3f}"[:5]) for cell in cells), cells

@@ -224,3 +224,12 @@ def test_a_check_of_no_recorded_cost_is_bad_input_not_a_pass(cli, world):
     world.write_data(tiny_traffic().clear(), tiny_outcomes().clear())
     result = cli("prices", "check", world.data, "--prices", world.prices)
     assert result.code == 2 and "it holds no calls" in result.err
+
+
+@pytest.mark.parametrize(("option", "value", "where"), [
+    ("--tolerance", "-1", "where: --tolerance\n"), ("--tolerance", "1", "where: --tolerance\n"),
+    ("--tolerance-usd", "-0.5", "where: --tolerance-usd\n")])
+def test_a_bad_tolerance_names_its_option_and_the_value_given(cli, tmp_path, option, value, where):
+    folder, sheet_path = tiny(tmp_path, [ans("r1", "sonnet", cost_usd=0.0045)])
+    result = cli("prices", "check", folder, "--prices", sheet_path, option, value)
+    assert result.code == 2 and where in result.err and f"got {float(value)}" in result.err, result.err

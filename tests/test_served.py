@@ -336,3 +336,23 @@ def test_coverage_of_a_folder_without_answers_says_so(cli, world):
     world.write_data(tiny_traffic().clear(), tiny_outcomes().clear())
     result = cli("coverage", world.data)
     assert result.code == 0 and "holds no answers (its outcomes have no rows)" in result.out
+
+
+def test_coverage_names_the_argument_of_a_scenario_file_not_found(cli, world):
+    result = cli("coverage", world.data, world.folder / "nosuch.yaml")
+    assert result.code == 2 and "scenario file not found" in result.err, result.err
+    assert "where: SCENARIO (argument 2:" in result.err and "nosuch.yaml" in result.err
+
+
+def test_a_stratum_pass_rate_is_its_exact_ratio_correctly_rounded():
+    """208 passes of 210 drawn (each weighted 2,121/210 = 10.1) is 208/210 = 0.9904761904761905, computed once; a sum
+    of 208 float weights over a sum of 210 gave 0.9904761904761902. Likewise 164/210."""
+    for passes in (208, 164):
+        passed = np.array([1.0] * passes + [0.0] * (210 - passes))
+        sample = StratifiedSample(strata=np.zeros(210, dtype=np.int64), weights=np.full(210, 2121 / 210),
+                                  population=np.array([2121.0]), columns={"passed": passed},
+                                  keys=[f"r{i:03d}" for i in range(210)])
+        boot = sample.draw_counts(50, 0)
+        [(point, _, _)] = sample.stratum_intervals("passed", boot, 0.95)
+        assert point == passes / 210
+        assert sample.mean("passed", boot)[0] == passes / 210

@@ -370,3 +370,52 @@ def test_a_second_batch_takes_no_latency_the_first_one_assumed(cli, planned, tmp
     assert cli("import", "openai-batch", tmp_path / "two.jsonl", *batch).code == 0
     big = pl.read_parquet(planned.data / "outcomes.parquet").filter(pl.col("model") == "big").sort("request_id")
     assert big["latency_source"].to_list() == ["unavailable", "unavailable"]
+
+
+def _terminal(cli, world, *extra) -> str:
+    out = world.folder / "plan"
+    result = cli("plan-shadow", world.data, "--models", "small,big", "--halfwidth", "0.3", "--seed", "3",
+                 "-o", out, "--prices", world.prices, *extra)
+    assert result.code == 0, result.err
+    return " ".join(result.out.split())
+
+
+def test_the_plan_states_its_target_and_which_slices_their_size_keeps_from_it(cli, served):
+    """contract has 4 requests: all drawn, its interval is still wider than ±30 points; faq meets it."""
+    text = _terminal(cli, served)
+    assert "95% Wilson interval no wider than ±30.0 pts" in text
+    assert "too few requests to reach the target, every one drawn: contract" in text and "budget" not in text
+    plan = json.loads((served.folder / "plan" / "plan.json").read_text())
+    assert {row["slice"]: row["short_of_target"] for row in plan["strata"]} == {"contract": "slice size", "faq": None}
+
+
+def test_the_plan_says_when_the_budget_keeps_a_slice_from_the_target(cli, served):
+    text = _terminal(cli, served, "--budget", "0.07")
+    # $0.132 planned over $0.07: every slice cut to 0.07 / 0.132 = 53.0% of its size.
+    assert "the budget of $0.0700 cut every slice's sample to 53.0% of what the target needs" in text
+    assert "the budget keeps above the target: faq" in text
+    assert "too few requests to reach the target, every one drawn: contract" in text
+
+
+def test_a_half_width_just_over_the_target_does_not_print_as_the_target():
+    from types import SimpleNamespace
+
+    from simulator.cli.served_views import plan_table
+
+    strata = pl.DataFrame({"slice": ["a", "b"], "requests": [100, 100], "drawn": [50, 50],
+                           "inclusion_probability": [0.5, 0.5], "halfwidth_reached": [0.030003, 0.0299],
+                           "short_of_target": ["budget", None]})
+    plan = SimpleNamespace(strata=strata, expected_cost_usd=None,
+                           settings={"halfwidth": 0.03, "confidence": 0.95, "budget_usd": None, "budget_scale": None})
+    table = plan_table(plan)
+    assert list(table.columns[-1].cells) == ["±3.0003 pts", "±2.99 pts"]
+    assert "no wider than ±3.0 pts" in str(table.caption)
+
+
+def test_a_half_width_of_zero_is_refused_with_the_plus_minus_sign(cli, served):
+    from tests.test_reliability import assert_bad_input
+
+    result = cli("plan-shadow", served.data, "--models", "small,big", "--halfwidth", "0", "--seed", "3",
+                 "-o", served.folder / "plan")
+    assert_bad_input(result, "--halfwidth", "got 0.0", "±2 percentage points")
+    assert "+-" not in result.err

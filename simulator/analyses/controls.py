@@ -209,7 +209,7 @@ def controls_of_part(scenario: Scenario, part: ReplayPart, data: Dataset, sheet:
     requests = part.requests_on(data)
     if requests is None:
         return _skipped(part.replayed)
-    return controls_of(scenario, requests, len(part.routed_to) > 1, data, sheet, seed)
+    return controls_of(scenario, requests, len(part.routed_to) > 1, data, sheet, seed, called=part.routed_to)
 
 
 def _skipped(replayed: int) -> dict:
@@ -222,8 +222,22 @@ def router_of(calls: pl.DataFrame) -> bool:
     return calls.filter(pl.col("kind").is_in(MODEL_CALLS))["model"].n_unique() > 1
 
 
+def tiers_called(scenario: Scenario, called: frozenset[str] | None) -> set[str]:
+    """The service tiers the policy's calls ran on: the tiers of the steps and the retry whose model the
+    replay called (`called`: its plan and retry calls' models). A policy names a tier whose calls never ran
+    (a priority retry no request needed): naming it beside the controls would claim a mix that never
+    happened. A model the policy puts on two tiers counts for both (the calls do not record which ran). With
+    `called` None, every tier the policy names."""
+    policy = scenario.policy
+    pairs = {(model, step.service_tier) for _, steps in policy.plans() for step in steps for model in step.calls}
+    if policy.retry is not None:
+        pairs |= {(model, policy.retry.service_tier) for model in policy.retry.to}
+    used = {tier for model, tier in pairs if called is None or model in called}
+    return used or policy.service_tiers()
+
+
 def controls_of(scenario: Scenario, decisions: pl.DataFrame, router: bool, data: Dataset, sheet: PriceSheet | None,
-                seed: int = SEED) -> dict | None:
+                seed: int = SEED, *, called: frozenset[str] | None = None) -> dict | None:
     """Both controls for a policy's replayed requests and whether the policy beats them; None when no single
     model answered every replayed request. Judged by the scenario's admission rule (default: the Wilson
     lower bound).
@@ -232,14 +246,16 @@ def controls_of(scenario: Scenario, decisions: pl.DataFrame, router: bool, data:
     `passed` and `cost_nano_usd` (a replay's decisions, or those columns gathered from its shards or
     chunks), and optionally `LAYOUT_ROW`, the request's row id in `data`'s layout, to read the answers by
     position (simulator.core.calls.with_layout_rows); `router`: whether the policy called more than one model (`router_of`). Above CONTROL_REQUESTS
-    replayed requests: only `skipped`, saying why."""
+    replayed requests: only `skipped`, saying why. `called`: the models its plan and retry calls went to (the
+    part's `routed_to`), which decides the service tiers it ran on (tiers_called)."""
     if decisions.height > CONTROL_REQUESTS:
         return _skipped(decisions.height)
     if not decisions["rid"].is_sorted():
         decisions = decisions.sort("rid")
     # The controls run on the policy's service tier when all its calls share one (a batch policy against batch
-    # controls: at standard prices they would cost twice the policy's); a mix is priced on standard.
-    tiers = scenario.policy.service_tiers()
+    # controls: at standard prices they would cost twice the policy's); a mix is priced on standard. The tiers
+    # its calls ran on, not every tier it names (tiers_called).
+    tiers = tiers_called(scenario, called)
     tier = next(iter(tiers)) if len(tiers) == 1 else SERVICE_STANDARD
     priced, _, _ = priced_by_model(decisions.select("request_id", "rid", "ts", "slice",
                                                     *([LAYOUT_ROW] if LAYOUT_ROW in decisions.columns else [])),

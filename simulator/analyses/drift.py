@@ -14,7 +14,8 @@ The test is a one-sided Bernoulli CUSUM on escalations, run over time buckets. M
 - h is set for a stated false-alarm rate (`false_alarm`, default 1%): the probability of any alarm in the
   monitored part of the window when nothing changed. It is the (1 - false_alarm) quantile of the largest S
   over seeded simulations of the window under no change, with the observed request counts per bucket and
-  the reference re-estimated in each simulation, so the uncertainty of p0 is part of the rate. The same
+  the reference re-estimated in each simulation, so the uncertainty of p0 is part of the rate, rounded up to two
+  decimals (the h printed is the h used). The same
   inputs give the same h.
 - The rise is taken to have started just after the last bucket before the alarm where the running sum was
   at its minimum (where S last stood at 0): the usual CUSUM estimate of the change point.
@@ -25,11 +26,13 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
+from decimal import ROUND_CEILING, Decimal
 
 import numpy as np
 import polars as pl
 
 from simulator.core.errors import RoutesimError
+from simulator.core.formats import given
 from simulator.core.metrics import grouped
 from simulator.core.prices import usd, usd_per_row
 
@@ -115,7 +118,10 @@ def threshold(reference_requests: int, reference_rate: float, monitored: np.ndar
     escalated = rng.binomial(monitored.astype(np.int64)[None, :], reference_rate, size=(sims, monitored.size)).astype(np.float64)
     increments = escalated * up[:, None] + (monitored[None, :] - escalated) * down[:, None]
     peaks = _cusum(increments)[0].max(axis=1)
-    return float(np.quantile(peaks, 1 - settings.false_alarm, method="higher"))
+    # Rounded up to the two decimals it is printed with, so the h a reader sees is the h the test uses (a
+    # statistic printed beside it is then on its true side); rounding up only lowers the false-alarm rate.
+    quantile = Decimal(repr(float(np.quantile(peaks, 1 - settings.false_alarm, method="higher"))))
+    return float(quantile.quantize(Decimal("0.01"), rounding=ROUND_CEILING))
 
 
 def _iso(value: dt.datetime) -> str:
@@ -198,13 +204,14 @@ def cascade_drift(decisions: pl.DataFrame, plan: str, every: str, settings: Drif
 
 
 def describe(found: dict) -> str:
-    """One sentence on a test result, for the CLI and the report."""
+    """One sentence on a test result, for the CLI and the report. The false-alarm rate is written as it was
+    given (0.005 reads 0.5%, not 0%)."""
     if found.get("status") != "tested":
         return f"not tested: {found.get('status', 'no result')}"
     reference = f"reference {found['reference_rate']:.1%} until {found['reference_until'][:16].replace('T', ' ')}"
+    false_alarm = given(found["false_alarm"])
     if not found["alarm"]:
-        return (f"no sustained rise ({reference}; {found['monitored_rate']:.1%} since; false-alarm rate "
-                f"{found['false_alarm']:.0%})")
+        return f"no sustained rise ({reference}; {found['monitored_rate']:.1%} since; false-alarm rate {false_alarm})"
     return (f"sustained rise from {found['started_at'][:16].replace('T', ' ')} UTC "
             f"(alarm in the bucket from {found['alarm_at'][:16].replace('T', ' ')}): {found['reference_rate']:.1%} "
-            f"→ {found['rate_since_start']:.1%}; {reference}, false-alarm rate {found['false_alarm']:.0%}")
+            f"→ {found['rate_since_start']:.1%}; {reference}, false-alarm rate {false_alarm}")

@@ -108,6 +108,12 @@ class StratifiedSample:
         if len(self.keys) != len(self.strata):
             raise ValueError("one key per drawn request")
         self.sizes = np.bincount(self.strata, minlength=len(self.population))
+        # Each weight over its stratum's largest: a stratum's means are ratios of its sums, which that scale
+        # leaves unchanged, and the equal weights of a stratified draw become exactly 1, so 208 passes of 210
+        # read 208/210 computed once (0.9904761904761905), not a sum of 208 weights of 10.1 over 210 of them.
+        largest = np.zeros(len(self.population))
+        np.maximum.at(largest, self.strata, self.weights)
+        self._relative = self.weights / np.where(largest > 0, largest, 1.0)[self.strata]
         # The requests stratum by stratum, each stratum in key order: sums then run in an order that does not
         # depend on the order the requests came in, so neither do the figures' last bits.
         self._order = np.lexsort((self.keys, self.strata))
@@ -120,7 +126,7 @@ class StratifiedSample:
 
     def stratum_means(self, counts: np.ndarray, column: str, among: str | None = None) -> np.ndarray:
         """(resamples x strata) weighted means of `column` (over requests where `among` is 1)."""
-        weight = counts * self.weights
+        weight = counts * self._relative
         if among is not None:
             weight = weight * self.columns[among]
         # Each stratum's sums over its requests in a fixed order (numpy's reduceat, no BLAS whose blocking

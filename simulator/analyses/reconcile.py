@@ -33,6 +33,7 @@ import polars as pl
 
 from simulator.core.contract import Dataset
 from simulator.core.engine import with_utc_ts
+from simulator.core.errors import RoutesimError
 from simulator.core.metrics import grouped
 from simulator.core.money import NANO_PER_USD
 from simulator.core.prices import (
@@ -63,6 +64,16 @@ EXAMPLES = 3
 class Tolerance:
     relative: float = 0.01  # share of the recorded cost
     per_call_usd: float = 1e-6  # USD per call
+
+    def check(self) -> Tolerance:
+        """Refuses a tolerance no difference could be judged against, naming the option and the value given."""
+        if not 0 <= self.relative < 1:
+            raise RoutesimError(f"--tolerance must lie in [0, 1) (a share of the recorded cost), got {self.relative}",
+                                where="--tolerance", fix="e.g. --tolerance 0.01 for 1%")
+        if not self.per_call_usd >= 0:
+            raise RoutesimError(f"--tolerance-usd must be >= 0 (USD per call), got {self.per_call_usd}",
+                                where="--tolerance-usd", fix="e.g. --tolerance-usd 0.000001")
+        return self
 
 
 @dataclass(frozen=True)

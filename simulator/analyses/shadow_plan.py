@@ -91,7 +91,7 @@ def plan_shadow(data: Dataset, models: list[str], halfwidth: float, seed: int, *
     z = z_score(check_confidence(confidence))
     if not 0 < halfwidth < 0.5:
         raise RoutesimError(f"the half-width must lie in (0, 0.5), got {halfwidth}", where="--halfwidth",
-                            fix="e.g. 0.02 for +-2 percentage points")
+                            fix="e.g. 0.02 for ±2 percentage points")
     if not models:
         raise RoutesimError("no candidate models given", where="--models", fix="e.g. --models small,flagship")
     if budget is not None and budget <= 0:
@@ -124,14 +124,17 @@ def plan_shadow(data: Dataset, models: list[str], halfwidth: float, seed: int, *
     grid = grid.with_columns(pl.Series("needed", required_size(grid["expected"].to_numpy(), halfwidth, z,
                                                                grid["requests"].to_numpy())))
     sizes = grid.group_by("slice").agg(pl.col("needed").max(), pl.col("requests").first()).sort("slice")
+    full_sizes = dict(zip(sizes["slice"], sizes["needed"].clip(upper_bound=sizes["requests"])))
     expected_cost = None
+    budget_factor = None
     if sheet is not None:
         per_request = _rerun_cost(traffic, answers, models, sheet)
         mean_cost = per_request.group_by("slice").agg(pl.col("cost").mean()).sort("slice")
         sizes = sizes.join(mean_cost, on="slice")
         expected_cost = float((sizes["needed"] * sizes["cost"]).sum())
         if budget is not None and expected_cost > budget:
-            scaled = np.maximum(1, np.floor(sizes["needed"].to_numpy() * budget / expected_cost)).astype(np.int64)
+            budget_factor = budget / expected_cost
+            scaled = np.maximum(1, np.floor(sizes["needed"].to_numpy() * budget_factor)).astype(np.int64)
             sizes = sizes.with_columns(pl.Series("needed", scaled))
             expected_cost = float((sizes["needed"] * sizes["cost"]).sum())
             if expected_cost > budget:
@@ -154,12 +157,21 @@ def plan_shadow(data: Dataset, models: list[str], halfwidth: float, seed: int, *
         pl.col("slice").replace_strict(drawn_sizes, return_dtype=pl.Int64).alias("drawn")).with_columns(
         pl.Series("halfwidth", wilson_halfwidth(np.maximum(grid["slice"].replace_strict(drawn_sizes, return_dtype=pl.Int64)
                                                             .to_numpy(), 1), grid["expected"].to_numpy(), z)))
+    # Why a slice's widest half-width is above the target, if it is: the whole slice drawn would still miss it
+    # (its size), or the budget's scaling drew fewer than the target needs.
+    whole = wilson_halfwidth(np.maximum(grid["slice"].replace_strict(full_sizes, return_dtype=pl.Int64).to_numpy(), 1),
+                             grid["expected"].to_numpy(), z)
+    reached = reached.with_columns(pl.Series("whole_misses", whole > halfwidth))
     strata = (reached.group_by("slice").agg(
         pl.col("requests").first(), pl.col("drawn").first(), pl.col("halfwidth").max().alias("halfwidth_reached"),
-        pl.struct("model", "expected", "graded").sort_by("model").alias("models"))
-        .with_columns((pl.col("drawn") / pl.col("requests")).alias("inclusion_probability")).sort("slice"))
+        pl.struct("model", "expected", "graded").sort_by("model").alias("models"), pl.col("whole_misses").any())
+        .with_columns((pl.col("drawn") / pl.col("requests")).alias("inclusion_probability"),
+                      pl.when(pl.col("halfwidth_reached") <= halfwidth).then(None)
+                      .when(pl.col("whole_misses")).then(pl.lit("slice size"))
+                      .otherwise(pl.lit("budget")).alias("short_of_target"))
+        .drop("whole_misses").sort("slice"))
     settings = {"models": models, "halfwidth": halfwidth, "confidence": confidence, "budget_usd": budget,
-                "seed": seed, "prices": str(sheet.source) if sheet is not None else None}
+                "budget_scale": budget_factor, "seed": seed, "prices": str(sheet.source) if sheet is not None else None}
     return ShadowPlan(manifest=manifest, strata=strata, settings=settings, expected_cost_usd=expected_cost)
 
 

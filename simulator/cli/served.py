@@ -25,6 +25,12 @@ def coverage(
     from simulator.core.contract import load_data
     from simulator.core.runner import Inputs, load_scenarios
 
+    # Before the shared loader, whose "file not found" cannot say which argument named the file.
+    for position, path in enumerate(scenarios or [], start=2):
+        if not path.exists():
+            raise RoutesimError(f"scenario file not found: {path}", where=f"SCENARIO (argument {position}: {path})",
+                                fix="give the path of a scenario .yaml that replays DATA, or leave it out to see the "
+                                    "answers alone")
     dataset = load_data(data)
     answers = answer_table(dataset)
     inputs = Inputs()

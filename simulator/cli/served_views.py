@@ -12,7 +12,7 @@ from rich.table import Table
 from simulator.analyses.coverage import ScenarioCoverage
 from simulator.cli.console import inert
 from simulator.analyses.estimates import Estimate
-from simulator.core.formats import DASH, confidence_level, count, metric, pct, points, usd
+from simulator.core.formats import DASH, against, confidence_level, count, counted, given, metric, pct, points, usd
 
 
 def answers_table(answers: pl.DataFrame) -> Table:
@@ -78,15 +78,32 @@ def coverage_study_table(worlds: int) -> Table:
 
 
 def plan_table(plan) -> Table:
-    """Per slice: requests, drawn, inclusion probability and the widest Wilson half-width expected."""
+    """Per slice: requests, drawn, inclusion probability and the widest Wilson half-width expected, written
+    against the target; the caption states the target, the confidence, the budget's cut and which slices the
+    budget or their size keeps above the target."""
+    settings = plan.settings
+    target = settings["halfwidth"]
+    widths = "±" + given(target, "points").lstrip("+")
+    lines = [f"target: each candidate's {confidence_level(settings['confidence'])} Wilson interval no wider than "
+             f"{widths} in every slice"]
     cost = plan.expected_cost_usd
-    table = Table(title="Shadow-sample plan", caption=(f"expected cost of the re-runs: {usd(cost)}" if cost is not None
-                                                       else "no price sheet: cost not estimated"))
+    lines.append(f"expected cost of the re-runs: {usd(cost)}" if cost is not None
+                 else "no price sheet: cost not estimated")
+    if settings.get("budget_scale") is not None:
+        lines.append(f"the budget of {usd(settings['budget_usd'])} cut every slice's sample to "
+                     f"{against(settings['budget_scale'], 1.0)} of what the target needs")
+    for reason, why in (("budget", "the budget keeps above the target"),
+                        ("slice size", "too few requests to reach the target, every one drawn")):
+        short = [row["slice"] for row in plan.strata.iter_rows(named=True) if row.get("short_of_target") == reason]
+        if short:
+            lines.append(f"{why}: {', '.join(short)}")
+    table = Table(title="Shadow-sample plan", caption=escape("\n".join(lines)), caption_justify="left")
     for column in ("slice", "requests", "drawn", "inclusion probability", "half-width reached"):
         table.add_column(column, justify="left" if column == "slice" else "right")
     for row in plan.strata.iter_rows(named=True):
+        reached = "±" + against(row["halfwidth_reached"], target, "points").lstrip("+")
         table.add_row(inert(row["slice"]), count(row["requests"]), count(row["drawn"]),
-                      f"{row['inclusion_probability']:.4f}", "±" + points(row["halfwidth_reached"]).lstrip("+"))
+                      f"{row['inclusion_probability']:.4f}", reached)
     return table
 
 
@@ -95,11 +112,14 @@ def calibrated_table(result: dict) -> Table:
     into 0..100% is marked *, and the caption gives judge + correction, the value it was clipped from."""
     level = confidence_level(result["confidence"])
     clipped = [row for row in result["groups"] if row["clipped"]]
-    caption = None
+    # The setting that decides the `from` column, stated: without it "model" or "all" reads as unexplained.
+    lines = [f"from: the gold grades the correction is measured on: the cell's own when it has at least "
+             f"{counted(result['min_gold'], 'gold grade')} (--min-gold), else the model's over its slices, else all"]
     if clipped:
         outside = "; ".join(f"{row['model']}, {row['slice']}: {pct(row['judge_pass_rate'] + row['correction'])}"
                             for row in clipped)
-        caption = escape(f"* clipped into 0..100%: judge + correction lies outside it ({outside})")
+        lines.append(f"* clipped into 0..100%: judge + correction lies outside it ({outside})")
+    caption = escape("\n".join(lines))
     table = Table(title=f"Judge pass rates calibrated against gold grades ({level} intervals)", caption=caption,
                   caption_justify="left")
     for column in ("model", "slice", "answers", "gold graded", "judge", "correction", "from", "calibrated", "interval"):

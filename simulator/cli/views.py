@@ -608,12 +608,16 @@ def run_drift(console: Console, scenario_path: Path, *, every: str, settings: dr
             cusum = statistic.get(row["start"])
             table.add_row(row["start"][:16].replace("T", " "), count(row["requests"]), pct(row["escalation_rate"]),
                           pct(row["pass_rate"]), usd(row["cost_per_request_usd"]),
-                          "reference" if cusum is None else f"{cusum:.2f}", note)
+                          "reference" if cusum is None else against(cusum, test["threshold"], "number"), note)
         print_table(console, table)
         if test.get("status") == "tested":
-            console.print(f"CUSUM threshold h = {test['threshold']:.2f} for a {test['false_alarm']:.0%} false-alarm "
-                          f"rate over the monitored part; designed for a rise of {test['min_rise']:.0%} points "
-                          f"({pct(test['reference_rate'])} → {pct(test['design_rate'])}).", highlight=False)
+            # The settings as given (--false-alarm 0.005 is 0.5%, --min-rise 0.025 2.5 points), h as used.
+            rise = given(test["min_rise"], "points").removeprefix("+").removesuffix(" pts")
+            console.print(f"CUSUM threshold h = {given(test['threshold'], 'number')} for a "
+                          f"{given(test['false_alarm'])} false-alarm rate over the monitored part; an alarm when "
+                          f"the CUSUM is above h; designed for a rise of {rise} points "
+                          f"({pct(test['reference_rate'])} → {pct(test['design_rate'])}).",
+                          highlight=False)
 
 
 def run_whatif(console: Console, paths: list[Path], change: whatif.PriceChange, *, target, points: int,
@@ -700,9 +704,7 @@ def run_prices_check(console: Console, data: Path, prices: Path, *, tolerance: f
     from simulator.core.contract import load_data
     from simulator.core.prices import load_prices
 
-    if not 0 <= tolerance < 1 or tolerance_usd < 0:
-        raise RoutesimError("tolerances must be >= 0 (and --tolerance below 1)", where="--tolerance / --tolerance-usd",
-                            fix="e.g. --tolerance 0.01 --tolerance-usd 0.000001")
+    Tolerance(tolerance, tolerance_usd).check()
     if not prices.is_file():
         raise RoutesimError(f"price sheet not found: {prices}", where="--prices", fix="pass a price-sheet YAML file")
     result = reconcile(load_data(data), load_prices(prices), Tolerance(tolerance, tolerance_usd))

@@ -67,7 +67,7 @@ class _Unit:
 
 UNITS = {"pct": _Unit(100, 1, "%"), "signed_pct": _Unit(100, 1, "%", signed=True),
          "points": _Unit(100, 1, " pts", signed=True), "ms": _Unit(1, 0, " ms", grouped=True),
-         "signed_ms": _Unit(1, 0, " ms", signed=True, grouped=True), "usd": _Unit(1, 2)}
+         "signed_ms": _Unit(1, 0, " ms", signed=True, grouped=True), "usd": _Unit(1, 2), "number": _Unit(1, 2)}
 
 
 def _fixed(value: float | None, unit: str, decimals: int | None = None) -> str:
@@ -187,6 +187,11 @@ def threshold(value: float | None, digits: int = 6) -> str:
     return f"> {text}" if below < value and math.nextafter(value, -math.inf) == below else text
 
 
+def number(value: float | None, decimals: int | None = None) -> str:
+    """A plain statistic (a CUSUM sum, its threshold) with two decimals, or `decimals`."""
+    return _fixed(value, "number", decimals)
+
+
 def points(value: float | None, decimals: int | None = None) -> str:
     """A pass-rate change in percentage points, signed."""
     return _fixed(value, "points", decimals)
@@ -201,7 +206,8 @@ def signed_ms(value: float | None, decimals: int | None = None) -> str:
 
 
 # The formatter of each unit `against` and `given` write in; each takes the decimals to write.
-BY_UNIT = {"pct": pct, "signed_pct": signed_pct, "points": points, "ms": ms, "signed_ms": signed_ms, "usd": usd}
+BY_UNIT = {"pct": pct, "signed_pct": signed_pct, "points": points, "ms": ms, "signed_ms": signed_ms, "usd": usd,
+           "number": number}
 
 BY_KIND = {"usd": usd, "pct": pct, "ms": ms, "count": count, "score": score}
 
