@@ -21,7 +21,8 @@ def assert_bad_input(result, *fragments: str) -> None:
 
 
 def test_missing_scenario_file(cli, tmp_path):
-    assert_bad_input(cli("replay", tmp_path / "nope.yaml"), "file not found", "nope.yaml")
+    assert_bad_input(cli("replay", tmp_path / "nope.yaml"), "file not found", f"where: {tmp_path / 'nope.yaml'}")
+    assert_bad_input(cli("replay", tmp_path / "no" / "such.yaml"), f"the folder {tmp_path / 'no'} does not exist")
 
 
 def test_invalid_yaml_names_the_line(cli, world):

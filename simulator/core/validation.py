@@ -165,7 +165,10 @@ def read_yaml(path: Path) -> Any:
         raise RoutesimError(f"{path} is not a regular file (a device, FIFO or socket)", where=str(path),
                             fix="give the path of the .yaml file")
     if not path.is_file():
-        raise RoutesimError(f"file not found: {path}", fix="check the path")
+        folder = path.resolve().parent
+        raise RoutesimError(f"file not found: {path}", where=str(path),
+                            fix=f"check the path: the folder {folder} does not exist" if not folder.is_dir()
+                            else "check the path (a relative path is read from the current folder)")
     note_input(path)
     try:
         if path.stat().st_size > MAX_YAML_BYTES:
