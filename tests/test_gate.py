@@ -259,7 +259,7 @@ def test_a_tolerance_outside_its_half_open_range_is_refused_alike_for_the_replay
     assert result.code == 2 and "Traceback" not in result.err
     assert f"a tolerance is a pass-rate margin in [0, 1): at least 0 and below 1, got {float(value)}" in result.err
     assert f"where: {where}\n" in result.err
-    assert "fix: give a margin below 1, e.g. 0.01 for one percentage point" in result.err
+    assert "fix: give a margin from 0 up to (not including) 1, e.g. 0.01 for one percentage point" in result.err
 
 
 def test_gate_is_deterministic_and_writes_markdown(three_flips, cli, tmp_path):

@@ -113,8 +113,8 @@ class GateOptions:
                                                                for s, v in self.slice_tolerances.items())]:
             if not 0 <= value < 1:  # a margin of 1 would pass any drop, down to no request passing
                 raise RoutesimError(f"a tolerance is a pass-rate margin in [0, 1): at least 0 and below 1, got "
-                                    f"{value}", where=name, fix="give a margin below 1, e.g. 0.01 for one "
-                                    "percentage point")
+                                    f"{value}", where=name, fix="give a margin from 0 up to (not including) 1, "
+                                                                "e.g. 0.01 for one percentage point")
         if self.max_cost_increase is not None and self.max_cost_increase < -1:
             raise RoutesimError(f"--max-cost-increase is a relative change above -1, got {self.max_cost_increase}",
                                 where="--max-cost-increase", fix="e.g. 0.05 to allow at most +5% cost per request")
