@@ -144,3 +144,41 @@ def test_gate_budgets_read_as_given_and_the_interval_ends_beside_them_on_their_s
                    "--max-p95-increase-ms", "449.6", "--markdown", tmp_path / "gate.md")
     assert markdown.code == 1
     assert "budgets: cost +99.999%, p95 +449.6 ms" in (tmp_path / "gate.md").read_text()
+
+
+def escalating(folder: Path) -> World:
+    # 10 requests, all passing; m2 answers the first 3 with confidence 0.1 (escalated to m), the rest with 0.9.
+    # 100 input and 10 output tokens a call: m costs 120,000 nano-dollars, m2 84,006. So the cascade escalates
+    # 30.000% against an e* of 1 − 84,006 / 120,000 = 29.995%, and costs 120,006 nano a request against
+    # sending all to m's 120,000: both one decimal or one more digit apart from what they are judged against.
+    base = dt.datetime(2026, 11, 18, tzinfo=dt.UTC)
+    traffic, outcomes = [], []
+    for index in range(10):
+        rid = f"r{index:02d}"
+        traffic.append({"request_id": rid, "ts": base + dt.timedelta(seconds=37 * index), "slice": "s",
+                        "input_tokens": 100})
+        outcomes += [outcome_row(rid, "m", input_tokens=100, output_tokens=10, confidence=0.9),
+                     outcome_row(rid, "m2", input_tokens=100, output_tokens=10, confidence=0.1 if index < 3 else 0.9)]
+    world = World(folder)
+    world.write_data(pl.DataFrame(traffic), pl.DataFrame(outcomes, schema=OUTCOME_SCHEMA))
+    world.prices.write_text(yaml.safe_dump({"models": {
+        "m": [{"effective_from": dt.date(2026, 1, 1), "input": 1.0, "output": 2.0}],
+        "m2": [{"effective_from": dt.date(2026, 1, 1), "input": 0.8, "output": 0.4006}]}}))
+    point = {"rule": "point"}
+    world.scenario("c", quality_bar=0.5, admission=point, policy={"default": {"cascade": [
+        {"model": "m2", "accept": "confidence >= 0.5"}, {"model": "m"}]}})
+    world.scenario("big", quality_bar=0.5, admission=point, policy={"default": {"use": "m"}})
+    return world
+
+
+def test_an_escalation_rate_and_its_break_even_read_apart_beside_costs_more(cli, tmp_path):
+    world = escalating(tmp_path / "w")
+    whatif = cli("whatif", world.folder / "c.yaml", "--scale", "m=1.0")
+    assert whatif.code == 0, whatif.err
+    [row] = [line for line in whatif.out.splitlines() if "m2 → m" in line]
+    cells = [cell.strip() for cell in row.split("│")[1:-1]]
+    assert cells[3:] == ["30.0%", "29.995%", "29.995%", "costs more than its last step"], row
+    build([world.folder / "c.yaml"], tmp_path / "r.html")
+    text = page_text(tmp_path / "r.html")
+    assert "30.0% 29.995% costs more than sending all to m" in text, text
+

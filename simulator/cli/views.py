@@ -658,8 +658,13 @@ def run_whatif(console: Console, paths: list[Path], change: whatif.PriceChange, 
         for before, after in zip(now.get("cascades", []), then.get("cascades", [])):
             verdict = ("undefined" if after["cheaper_than_last"] is None else
                        "cheaper than its last step" if after["cheaper_than_last"] else "costs more than its last step")
-            breakeven.add_row(now["policy"], inert(before["plan"]), " → ".join(before["steps"]), pct(before["escalation_rate"]),
-                              pct(before["break_even_rate"]), pct(after["break_even_rate"]), verdict)
+            # The escalation rate and each e* are judged against each other: each is written on its side of the
+            # other, so 30.0% never stands beside an e* of 30.0% and "costs more" (30.000% against 29.995%).
+            escalated = before["escalation_rate"]
+            breakeven.add_row(now["policy"], inert(before["plan"]), " → ".join(before["steps"]),
+                              against(escalated, after["break_even_rate"]),
+                              against(before["break_even_rate"], escalated),
+                              against(after["break_even_rate"], escalated), verdict)
     if breakeven.row_count:
         print_table(console, breakeven)
 
