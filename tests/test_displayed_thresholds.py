@@ -182,3 +182,14 @@ def test_an_escalation_rate_and_its_break_even_read_apart_beside_costs_more(cli,
     text = page_text(tmp_path / "r.html")
     assert "30.0% 29.995% costs more than sending all to m" in text, text
 
+
+def test_a_policy_that_costs_more_than_the_recommended_one_reads_more(cli, tmp_path):
+    world = escalating(tmp_path / "w")
+    replay = cli("replay", world.folder / "c.yaml", world.folder / "big.yaml")
+    assert replay.code == 0, replay.err
+    assert "c: costs more per request than big" in replay.out
+    rows = {line.split()[0]: line.split()[1:] for line in replay.out.splitlines() if line.strip().startswith(("c ", "big "))}
+    assert rows["c"][0] == "$0.00012001" and rows["big"][:2] == ["★", "$0.000120"], replay.out
+    build([world.folder / "c.yaml", world.folder / "big.yaml"], tmp_path / "r.html")
+    text = page_text(tmp_path / "r.html")
+    assert "c $0.00012001 100.0%" in text and "big ★ $0.000120 100.0%" in text, text

@@ -46,11 +46,20 @@ def _interval(verdict: dict) -> str:
     return span_against(verdict["low"], verdict["high"], verdict.get("bar")).removesuffix("%")
 
 
-def _shown(name: str, summary: dict) -> str:
+def _shown(name: str, summary: dict, star_cost: float | None = None) -> str:
     # The pass rate is shown beside its verdict: with the digits that tell it from the bar it is judged against.
     if name == "pass_rate":
         return pct_against(summary["pass_rate"], summary["verdict"]["overall"].get("bar"))
+    # The ★ rests on cost per request: every policy's is written on its side of the ★ policy's, so one that
+    # "costs more per request" than it reads more ($0.00012001 beside $0.000120), not the same.
+    if name == "cost_per_request_usd" and star_cost is not None:
+        return against(summary[name], star_cost, "usd")
     return metric(name, summary[name])
+
+
+def _star_cost(summaries: list[dict], recommendation: dict) -> float | None:
+    """The recommended policy's cost per request, which every other one's is written against."""
+    return next((s["cost_per_request_usd"] for s in summaries if s["scenario"] == recommendation["policy"]), None)
 
 
 def _verdict_cell(summary: dict, recommended: str | None) -> str:
@@ -193,11 +202,12 @@ def comparison_table(summaries: list[dict], title: str = "Replay comparison", *,
     table.add_column("verdict", no_wrap=True)
     if gates:
         table.add_column("gate", no_wrap=True)
+    star_cost = _star_cost(summaries, recommendation)
     for summary in summaries:
         name = inert(_name(summary, best))
         cells = []
         for m in shown:
-            cells.append(_shown(m.name, summary))
+            cells.append(_shown(m.name, summary, star_cost))
             if m.name == "pass_rate":
                 cells.append(_interval(summary["verdict"]["overall"]))
         cells.append(_verdict_cell(summary, best))
@@ -211,11 +221,12 @@ def vertical_comparison(summaries: list[dict], recommendation: dict, *, wide: bo
                         gates: dict | None = None) -> list[str]:
     """One block per policy, `name: value` lines, for consoles too narrow for the table."""
     lines = []
+    star_cost = _star_cost(summaries, recommendation)
     for summary in summaries:
         lines.append(_name(summary, recommendation["policy"]))
         for m in METRICS:
             if wide or m.name in NARROW:
-                value = _shown(m.name, summary)
+                value = _shown(m.name, summary, star_cost)
                 if m.name == "pass_rate":
                     value += f" ({_interval(summary['verdict']['overall'])})"
                 lines.append(f"  {m.title}: {value}")
