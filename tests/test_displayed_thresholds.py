@@ -193,3 +193,17 @@ def test_a_policy_that_costs_more_than_the_recommended_one_reads_more(cli, tmp_p
     build([world.folder / "c.yaml", world.folder / "big.yaml"], tmp_path / "r.html")
     text = page_text(tmp_path / "r.html")
     assert "c $0.00012001 100.0%" in text and "big ★ $0.000120 100.0%" in text, text
+
+
+def test_a_price_difference_reads_on_its_side_of_the_tolerance_and_the_tolerances_as_given(cli, tmp_path):
+    # The sheet prices m 1.0101% above its recorded cost (flagged at 1%) and m2 0.999% above (not flagged):
+    # both used to read "1.0%" beside "off by more than 1.0%".
+    world = escalating(tmp_path)
+    outcomes = pl.read_parquet(world.data / "outcomes.parquet").with_columns(
+        cost_usd=pl.when(pl.col("model") == "m").then(0.0001188).otherwise(0.000084006 / 1.00999))
+    outcomes.write_parquet(world.data / "outcomes.parquet")
+    check = cli("prices", "check", world.data, "--prices", world.prices, "--tolerance-usd", "0.0000001234567")
+    assert check.code == 0, check.err
+    differences = [line.split(": ")[1] for line in check.out.splitlines() if line.strip().startswith("difference:")]
+    assert "⚑ m\n" in check.out and "⚑ m2" not in check.out and differences == ["1.01%", "0.999%"], check.out
+    assert "flagged: off by more than 1.0% and $0.0000001234567 per call" in check.out

@@ -9,6 +9,7 @@ command runs, so the heavy libraries stay out of `routesim --help`.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -720,13 +721,17 @@ def run_prices_check(console: Console, data: Path, prices: Path, *, tolerance: f
         console.print_json(json_output(result.to_dict()))
         return
     table = Table(title=f"{inert(str(data))} against {inert(prices.name)}: sheet price vs recorded cost per model and day",
-                  caption=f"flagged: off by more than {pct(tolerance)} and {usd(tolerance_usd)} per call")
+                  caption=f"flagged: off by more than {given(tolerance)} and {given(tolerance_usd, 'usd')} per call")
     for column in ("model", "day", "calls", "recorded", "sheet", "difference", "differing calls", "likely cause"):
         table.add_column(column, justify="left" if column in ("model", "likely cause") else "right")
     for row in result.groups.iter_rows(named=True):
         mark = "⚑ " if row["flagged"] else ""
+        # The difference is judged against the tolerance on its own side of zero: written on its side of it, so
+        # a flagged 1.0101% and an unflagged 0.999% do not both read 1.0% beside "off by more than 1.0%".
+        difference = row["relative_difference"]
+        bar = None if difference is None else math.copysign(tolerance, difference)
         table.add_row(mark + inert(row["model"]), str(row["day"]), count(row["calls"]), usd(row["recorded_usd"]),
-                      usd(row["sheet_usd"]), pct(row["relative_difference"]), count(row["differing_calls"]),
+                      usd(row["sheet_usd"]), against(difference, bar), count(row["differing_calls"]),
                       inert(row["cause"] or ""))
     print_table(console, table)
     flagged = result.flagged
