@@ -207,3 +207,25 @@ def test_a_price_difference_reads_on_its_side_of_the_tolerance_and_the_tolerance
     differences = [line.split(": ")[1] for line in check.out.splitlines() if line.strip().startswith("difference:")]
     assert "⚑ m\n" in check.out and "⚑ m2" not in check.out and differences == ["1.01%", "0.999%"], check.out
     assert "flagged: off by more than 1.0% and $0.0000001234567 per call" in check.out
+
+
+def test_the_controls_and_frontier_write_pass_rates_on_their_side_of_the_bar(cli, tmp_path):
+    # c passes 0.8998 against a bar of 0.9, and so do its controls (m and m2 answer alike): every one of them
+    # used to read 90.0% in the controls and frontier tables beside 89.98% "fails" in the comparison.
+    world = just_under(tmp_path / "w")
+    replay = cli("replay", world.folder / "c.yaml")
+    assert replay.code == 0, replay.err
+    controls = replay.out[replay.out.index("Honest controls"):]
+    assert "89.98%" in controls and "90.0%" not in controls, controls
+    build([world.folder / "c.yaml"], tmp_path / "r.html")
+    page = (tmp_path / "r.html").read_text()
+    for table in ("controls-table", "frontier-table"):
+        found = page_text_of(page, table)
+        assert "89.98%" in found and "90.0%" not in found, found
+
+
+def page_text_of(page: str, table: str) -> str:
+    """The words of the table with id `table` in a report page."""
+    body = re.search(rf'<table id="{table}">.*?</table>', page, flags=re.S)
+    assert body, table
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", body.group(0)))
