@@ -229,3 +229,15 @@ def page_text_of(page: str, table: str) -> str:
     body = re.search(rf'<table id="{table}">.*?</table>', page, flags=re.S)
     assert body, table
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", body.group(0)))
+
+
+def test_sweep_targets_read_in_their_unit_and_each_cost_column_to_one_precision(cli, tmp_path):
+    world = escalating(tmp_path)
+    budget = cli("sweep", world.folder / "c.yaml", "--budget", "0.0000842")
+    assert budget.code == 0, budget.err
+    assert "calibrated to cost per request at most $0.0000842 on every request" in budget.out, budget.out
+    # Totals $0.00084006 and $0.00120006 both to six decimals, not $0.000840 above $0.00120.
+    assert "$0.000840 " in budget.out and "$0.001200 " in budget.out and "$0.00120 " not in budget.out, budget.out
+    rate = cli("sweep", world.folder / "c.yaml", "--target-pass-rate", "0.9")
+    assert rate.code == 0, rate.err
+    assert "calibrated to pass rate at least 90.0% on every request" in rate.out, rate.out

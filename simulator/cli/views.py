@@ -24,7 +24,7 @@ from simulator.cli.console import inert, print_table, print_words
 
 from simulator.core.errors import RoutesimError, visible
 from simulator.core.formats import (against, confidence_level, count, counted, given, metric, ms, pct, pct_against,
-                                    signed_pct, span_against, threshold, usd)
+                                    signed_pct, span_against, threshold, usd, usd_decimals)
 from simulator.core.metrics import METRICS, SESSION_METRICS
 from simulator.core.outputs import STDOUT, atomic_file, json_output, write_csv_atomic, write_text_atomic
 from simulator.core.prices import CACHE_LOSS_LINE
@@ -423,11 +423,23 @@ def _gate_title(scenario, gate: sweep.Gate) -> str:
 TARGET_FIGURES = {"pass_rate": "pass_rate", "escalation_rate": "escalation_rate", "budget": "cost_per_request_usd"}
 
 
-def _figure(point: dict, key: str, target: tuple[str, float] | None) -> str:
+def _figure(point: dict, key: str, target: tuple[str, float] | None, decimals: int | None = None) -> str:
     """A sweep point's rate or cost; the one a calibration `target` is judged on written on its side of the
-    target (simulator.core.formats.against), so no point reads as meeting a target it misses."""
+    target (simulator.core.formats.against), so no point reads as meeting a target it misses. A cost judged on
+    nothing takes `decimals` (its column's, from usd_decimals)."""
     judged = target is not None and TARGET_FIGURES[target[0]] == key
+    if key == "cost_per_request_usd" and not judged:
+        return usd(point[key], decimals)
     return against(point[key], target[1] if judged else None, "usd" if key == "cost_per_request_usd" else "pct")
+
+
+def _target_words(target: tuple[str, float]) -> str:
+    """A calibration target as it was given, in the unit its figures are written in: 'pass rate at least
+    90.0%', 'cost per request at most $0.0082364', as the table beside it writes them (not 0.9, 0.0082364)."""
+    from simulator.analyses import sweep
+
+    unit = "usd" if TARGET_FIGURES[target[0]] == "cost_per_request_usd" else "pct"
+    return f"{sweep.TARGET_WORDS[target[0]]} {given(target[1], unit)}"
 
 
 def _points_table(title: str, points: pl.DataFrame, marks: dict[float, str], pick: str = "★",
@@ -444,11 +456,15 @@ def _points_table(title: str, points: pl.DataFrame, marks: dict[float, str], pic
     rows = points.to_dicts()
     shown = sorted(set(np.round(np.linspace(0, len(rows) - 1, min(SHOWN_POINTS, len(rows)))).astype(int).tolist())
                    | {i for i, row in enumerate(rows) if row["threshold"] in marks})
+    # Each cost column to one precision, as the report's cost tables: $0.8401 above $1.2000, not $1.20.
+    total_decimals = usd_decimals(rows[index]["total_cost_usd"] for index in shown)
+    per_request_decimals = usd_decimals(rows[index]["cost_per_request_usd"] for index in shown)
     for index in shown:
         row = rows[index]
         mark = marks.get(row["threshold"], "")
         table.add_row(f"{mark} {threshold(row['threshold'])}".strip(), count(row["gate_accepted"]), count(row["requests"]),
-                      usd(row["total_cost_usd"]), _figure(row, "cost_per_request_usd", target),
+                      usd(row["total_cost_usd"], total_decimals),
+                      _figure(row, "cost_per_request_usd", target, per_request_decimals),
                       _figure(row, "pass_rate", target), _figure(row, "escalation_rate", target),
                       ms(row["latency_p95_ms"]).replace(" ms", ""),
                       pct(row["strong_call_share"]))
@@ -529,7 +545,7 @@ def run_sweep(console: Console, scenario_path: Path, *, step: int, over: str | N
         console.print(f"{result.left_out} threshold(s) left out: replaying them would need outcomes missing from the "
                       "data (on_missing: error).", highlight=False)
     if target:
-        words = f"{sweep.TARGET_WORDS[target[0]]} {target[1]:g}"
+        words = _target_words(target)
         kind = "calibrated" if gate.deployable else "calibrated on a grade (a bound, not deployable)"
         console.print(f"{pick} {kind} to {words} on {fitted_on}: "
                       + (_point_line(chosen, target) if chosen else "no threshold meets it"), highlight=False,
@@ -546,7 +562,7 @@ def run_sweep(console: Console, scenario_path: Path, *, step: int, over: str | N
 def _print_holdout(console: Console, held: sweep.Holdout, target: tuple[str, float]) -> None:
     from simulator.analyses import sweep
 
-    words = f"{sweep.TARGET_WORDS[target[0]]} {target[1]:g}"
+    words = _target_words(target)
     if held.fit is None:
         console.print(f"Fitted before {held.until}: no threshold meets {words}.", highlight=False)
         _print_hindsight(console, held, words, target)
