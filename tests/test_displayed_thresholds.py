@@ -241,3 +241,14 @@ def test_sweep_targets_read_in_their_unit_and_each_cost_column_to_one_precision(
     rate = cli("sweep", world.folder / "c.yaml", "--target-pass-rate", "0.9")
     assert rate.code == 0, rate.err
     assert "calibrated to pass rate at least 90.0% on every request" in rate.out, rate.out
+
+
+def test_the_report_names_the_reference_it_looked_for_and_what_the_point_rule_judges(tmp_path):
+    world = escalating(tmp_path / "w")
+    build([world.folder / "c.yaml"], tmp_path / "r.html")
+    text = page_text(tmp_path / "r.html")
+    assert ("No baseline was named (--baseline) and no scenario named flagship-everywhere (the reference without "
+            "one) was replayed, so the saving is measured against sending every request to m") in text, text
+    # Under the point rule the observed rate is the verdict: no verdict rests on the Wilson intervals.
+    assert "(the observed rate is the verdict; the Wilson score interval beside it shows its uncertainty" in text
+    assert "(Wilson score intervals)" not in text
