@@ -190,7 +190,8 @@ def test_a_policy_that_costs_more_than_the_recommended_one_reads_more(cli, tmp_p
     replay = cli("replay", world.folder / "c.yaml", world.folder / "big.yaml")
     assert replay.code == 0, replay.err
     assert "c: costs more per request than big" in replay.out
-    rows = {line.split()[0]: line.split()[1:] for line in replay.out.splitlines() if line.strip().startswith(("c ", "big "))}
+    rows = {line.split()[0]: line.split()[1:] for line in replay.out.splitlines()
+            if line.strip().startswith(("c ", "big "))}
     assert rows["c"][0] == "$0.00012001" and rows["big"][:2] == ["★", "$0.000120"], replay.out
     build([world.folder / "c.yaml", world.folder / "big.yaml"], tmp_path / "r.html")
     text = page_text(tmp_path / "r.html")
