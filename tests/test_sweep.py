@@ -156,7 +156,7 @@ def test_sweep_command_prints_calibration_and_writes_every_point(cli, four, tmp_
     result = cli("sweep", world.folder / "cascade.yaml", "--over", "confidence", "--target-pass-rate", "0.9",
                  "--fit-until", "2026-11-17", "-o", out)
     assert result.code == 0, result.err
-    assert "calibrated to pass rate at least 0.9 on requests before 2026-11-17: t = 0.7" in result.out
+    assert "calibrated to pass rate at least 90.0% on requests before 2026-11-17: t = 0.7" in result.out
     assert ("A threshold meets it when the observed pass rate reaches the bar, the target being the bar "
             "(the admission rule).") in result.out
     assert "target held out of sample" in result.out
@@ -429,7 +429,7 @@ def test_fit_until_says_when_no_threshold_meets_the_target_on_the_later_days(cli
                  "--fit-until", "2026-11-17")
     assert result.code == 0, result.err
     assert "target NOT held out of sample" in result.out
-    assert "In hindsight, no threshold meets escalation rate at most 0.4 on the later days alone." in result.out
+    assert "In hindsight, no threshold meets escalation rate at most 40.0% on the later days alone." in result.out
 
 
 def test_the_hindsight_line_shows_when_nothing_meets_the_target_before_the_date():
@@ -443,7 +443,7 @@ def test_the_hindsight_line_shows_when_nothing_meets_the_target_before_the_date(
     console = Console(record=True, width=200)
     _print_holdout(console, held, ("pass_rate", 0.95))
     text = console.export_text()
-    assert "Fitted before 2026-11-17: no threshold meets pass rate at least 0.95." in text
+    assert "Fitted before 2026-11-17: no threshold meets pass rate at least 95.0%." in text
     assert "In hindsight, the later days alone would pick t = 0.5: pass 96.0%" in text
 
 
@@ -477,4 +477,4 @@ def test_with_fit_until_the_pick_is_the_threshold_fitted_before_the_date(cli, fo
     assert fitted["calibration"]["chosen"]["threshold"] == 0.7
     assert fitted["calibration"]["fitted_on"] == "requests before 2026-11-17"
     shown = cli("sweep", path, "--target-pass-rate", "0.7", "--fit-until", "2026-11-17").out
-    assert "★ calibrated to pass rate at least 0.7 on requests before 2026-11-17: t = 0.7" in shown
+    assert "★ calibrated to pass rate at least 70.0% on requests before 2026-11-17: t = 0.7" in shown

@@ -423,8 +423,10 @@ def headline(summaries: list[dict], baseline: dict | None, recommendation: dict 
         ran_on = by_name.get(baseline.get("window_of"))
         same = (ran_on is not None and request_set(ran_on) == request_set(best)
                 and top["requests"] == best["requests"])
+        # `sought`: the scenario looked for first (the gate's baseline, else flagship-everywhere), which the
+        # report names when it falls back to a single-model baseline.
         reference = {"name": top["model"], "kind": "baseline", "cost_per_request_usd": top["cost_per_request_usd"],
-                     "requests": top["requests"], "same_requests": same}
+                     "requests": top["requests"], "same_requests": same, "sought": named}
     saving = share = None
     if reference is not None and reference["same_requests"]:
         saving = (reference["cost_per_request_usd"] - best["cost_per_request_usd"]) * best["requests"]

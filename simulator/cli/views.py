@@ -9,6 +9,7 @@ command runs, so the heavy libraries stay out of `routesim --help`.
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,7 +24,7 @@ from simulator.cli.console import inert, print_table, print_words
 
 from simulator.core.errors import RoutesimError, visible
 from simulator.core.formats import (against, confidence_level, count, counted, given, metric, ms, pct, pct_against,
-                                    signed_pct, span_against, threshold, usd)
+                                    signed_pct, span_against, threshold, usd, usd_decimals)
 from simulator.core.metrics import METRICS, SESSION_METRICS
 from simulator.core.outputs import STDOUT, atomic_file, json_output, write_csv_atomic, write_text_atomic
 from simulator.core.prices import CACHE_LOSS_LINE
@@ -46,11 +47,20 @@ def _interval(verdict: dict) -> str:
     return span_against(verdict["low"], verdict["high"], verdict.get("bar")).removesuffix("%")
 
 
-def _shown(name: str, summary: dict) -> str:
+def _shown(name: str, summary: dict, star_cost: float | None = None) -> str:
     # The pass rate is shown beside its verdict: with the digits that tell it from the bar it is judged against.
     if name == "pass_rate":
         return pct_against(summary["pass_rate"], summary["verdict"]["overall"].get("bar"))
+    # The ★ rests on cost per request: every policy's is written on its side of the ★ policy's, so one that
+    # "costs more per request" than it reads more ($0.00012001 beside $0.000120), not the same.
+    if name == "cost_per_request_usd" and star_cost is not None:
+        return against(summary[name], star_cost, "usd")
     return metric(name, summary[name])
+
+
+def _star_cost(summaries: list[dict], recommendation: dict) -> float | None:
+    """The recommended policy's cost per request, which every other one's is written against."""
+    return next((s["cost_per_request_usd"] for s in summaries if s["scenario"] == recommendation["policy"]), None)
 
 
 def _verdict_cell(summary: dict, recommended: str | None) -> str:
@@ -193,11 +203,12 @@ def comparison_table(summaries: list[dict], title: str = "Replay comparison", *,
     table.add_column("verdict", no_wrap=True)
     if gates:
         table.add_column("gate", no_wrap=True)
+    star_cost = _star_cost(summaries, recommendation)
     for summary in summaries:
         name = inert(_name(summary, best))
         cells = []
         for m in shown:
-            cells.append(_shown(m.name, summary))
+            cells.append(_shown(m.name, summary, star_cost))
             if m.name == "pass_rate":
                 cells.append(_interval(summary["verdict"]["overall"]))
         cells.append(_verdict_cell(summary, best))
@@ -211,11 +222,12 @@ def vertical_comparison(summaries: list[dict], recommendation: dict, *, wide: bo
                         gates: dict | None = None) -> list[str]:
     """One block per policy, `name: value` lines, for consoles too narrow for the table."""
     lines = []
+    star_cost = _star_cost(summaries, recommendation)
     for summary in summaries:
         lines.append(_name(summary, recommendation["policy"]))
         for m in METRICS:
             if wide or m.name in NARROW:
-                value = _shown(m.name, summary)
+                value = _shown(m.name, summary, star_cost)
                 if m.name == "pass_rate":
                     value += f" ({_interval(summary['verdict']['overall'])})"
                 lines.append(f"  {m.title}: {value}")
@@ -418,11 +430,23 @@ def _gate_title(scenario, gate: sweep.Gate) -> str:
 TARGET_FIGURES = {"pass_rate": "pass_rate", "escalation_rate": "escalation_rate", "budget": "cost_per_request_usd"}
 
 
-def _figure(point: dict, key: str, target: tuple[str, float] | None) -> str:
+def _figure(point: dict, key: str, target: tuple[str, float] | None, decimals: int | None = None) -> str:
     """A sweep point's rate or cost; the one a calibration `target` is judged on written on its side of the
-    target (simulator.core.formats.against), so no point reads as meeting a target it misses."""
+    target (simulator.core.formats.against), so no point reads as meeting a target it misses. A cost judged on
+    nothing takes `decimals` (its column's, from usd_decimals)."""
     judged = target is not None and TARGET_FIGURES[target[0]] == key
+    if key == "cost_per_request_usd" and not judged:
+        return usd(point[key], decimals)
     return against(point[key], target[1] if judged else None, "usd" if key == "cost_per_request_usd" else "pct")
+
+
+def _target_words(target: tuple[str, float]) -> str:
+    """A calibration target as it was given, in the unit its figures are written in: 'pass rate at least
+    90.0%', 'cost per request at most $0.0082364', as the table beside it writes them (not 0.9, 0.0082364)."""
+    from simulator.analyses import sweep
+
+    unit = "usd" if TARGET_FIGURES[target[0]] == "cost_per_request_usd" else "pct"
+    return f"{sweep.TARGET_WORDS[target[0]]} {given(target[1], unit)}"
 
 
 def _points_table(title: str, points: pl.DataFrame, marks: dict[float, str], pick: str = "★",
@@ -439,11 +463,15 @@ def _points_table(title: str, points: pl.DataFrame, marks: dict[float, str], pic
     rows = points.to_dicts()
     shown = sorted(set(np.round(np.linspace(0, len(rows) - 1, min(SHOWN_POINTS, len(rows)))).astype(int).tolist())
                    | {i for i, row in enumerate(rows) if row["threshold"] in marks})
+    # Each cost column to one precision, as the report's cost tables: $0.8401 above $1.2000, not $1.20.
+    total_decimals = usd_decimals(rows[index]["total_cost_usd"] for index in shown)
+    per_request_decimals = usd_decimals(rows[index]["cost_per_request_usd"] for index in shown)
     for index in shown:
         row = rows[index]
         mark = marks.get(row["threshold"], "")
         table.add_row(f"{mark} {threshold(row['threshold'])}".strip(), count(row["gate_accepted"]), count(row["requests"]),
-                      usd(row["total_cost_usd"]), _figure(row, "cost_per_request_usd", target),
+                      usd(row["total_cost_usd"], total_decimals),
+                      _figure(row, "cost_per_request_usd", target, per_request_decimals),
                       _figure(row, "pass_rate", target), _figure(row, "escalation_rate", target),
                       ms(row["latency_p95_ms"]).replace(" ms", ""),
                       pct(row["strong_call_share"]))
@@ -524,7 +552,7 @@ def run_sweep(console: Console, scenario_path: Path, *, step: int, over: str | N
         console.print(f"{result.left_out} threshold(s) left out: replaying them would need outcomes missing from the "
                       "data (on_missing: error).", highlight=False)
     if target:
-        words = f"{sweep.TARGET_WORDS[target[0]]} {target[1]:g}"
+        words = _target_words(target)
         kind = "calibrated" if gate.deployable else "calibrated on a grade (a bound, not deployable)"
         console.print(f"{pick} {kind} to {words} on {fitted_on}: "
                       + (_point_line(chosen, target) if chosen else "no threshold meets it"), highlight=False,
@@ -541,7 +569,7 @@ def run_sweep(console: Console, scenario_path: Path, *, step: int, over: str | N
 def _print_holdout(console: Console, held: sweep.Holdout, target: tuple[str, float]) -> None:
     from simulator.analyses import sweep
 
-    words = f"{sweep.TARGET_WORDS[target[0]]} {target[1]:g}"
+    words = _target_words(target)
     if held.fit is None:
         console.print(f"Fitted before {held.until}: no threshold meets {words}.", highlight=False)
         _print_hindsight(console, held, words, target)
@@ -673,8 +701,13 @@ def run_whatif(console: Console, paths: list[Path], change: whatif.PriceChange, 
         for before, after in zip(now.get("cascades", []), then.get("cascades", [])):
             verdict = ("undefined" if after["cheaper_than_last"] is None else
                        "cheaper than its last step" if after["cheaper_than_last"] else "costs more than its last step")
-            breakeven.add_row(now["policy"], inert(before["plan"]), " → ".join(before["steps"]), pct(before["escalation_rate"]),
-                              pct(before["break_even_rate"]), pct(after["break_even_rate"]), verdict)
+            # The escalation rate and each e* are judged against each other: each is written on its side of the
+            # other, so 30.0% never stands beside an e* of 30.0% and "costs more" (30.000% against 29.995%).
+            escalated = before["escalation_rate"]
+            breakeven.add_row(now["policy"], inert(before["plan"]), " → ".join(before["steps"]),
+                              against(escalated, after["break_even_rate"]),
+                              against(before["break_even_rate"], escalated),
+                              against(after["break_even_rate"], escalated), verdict)
     if breakeven.row_count:
         print_table(console, breakeven)
 
@@ -717,13 +750,17 @@ def run_prices_check(console: Console, data: Path, prices: Path, *, tolerance: f
         console.print_json(json_output(result.to_dict()))
         return
     table = Table(title=f"{inert(str(data))} against {inert(prices.name)}: sheet price vs recorded cost per model and day",
-                  caption=f"flagged: off by more than {pct(tolerance)} and {usd(tolerance_usd)} per call")
+                  caption=f"flagged: off by more than {given(tolerance)} and {given(tolerance_usd, 'usd')} per call")
     for column in ("model", "day", "calls", "recorded", "sheet", "difference", "differing calls", "likely cause"):
         table.add_column(column, justify="left" if column in ("model", "likely cause") else "right")
     for row in result.groups.iter_rows(named=True):
         mark = "⚑ " if row["flagged"] else ""
+        # The difference is judged against the tolerance on its own side of zero: written on its side of it, so
+        # a flagged 1.0101% and an unflagged 0.999% do not both read 1.0% beside "off by more than 1.0%".
+        difference = row["relative_difference"]
+        bar = None if difference is None else math.copysign(tolerance, difference)
         table.add_row(mark + inert(row["model"]), str(row["day"]), count(row["calls"]), usd(row["recorded_usd"]),
-                      usd(row["sheet_usd"]), pct(row["relative_difference"]), count(row["differing_calls"]),
+                      usd(row["sheet_usd"]), against(difference, bar), count(row["differing_calls"]),
                       inert(row["cause"] or ""))
     print_table(console, table)
     flagged = result.flagged
@@ -752,8 +789,11 @@ def controls_table(summaries: list[dict]) -> Table:
         table.add_column(title, justify=justify, no_wrap=True)
     for summary in summaries:
         found = summary.get("controls")
+        # Every pass rate here is written on its side of the policy's overall bar, as the comparison above writes
+        # it: 89.96% there is not 90.0% here.
+        bar = summary["verdict"]["overall"].get("bar")
         if found is None or "skipped" in found:
-            table.add_row(inert(summary["scenario"]), pct(summary["pass_rate"]), *["–"] * 5,
+            table.add_row(inert(summary["scenario"]), pct_against(summary["pass_rate"], bar), *["–"] * 5,
                           inert(found["skipped"]) if found else "no single model answered every request")
             continue
         split = found["fixed_split"]
@@ -761,8 +801,9 @@ def controls_table(summaries: list[dict]) -> Table:
         verdict = ("– (a single model)" if not found["router"] else
                    "no: " + ", ".join(name.replace("_", " ") for name in found["no_better_than"])
                    if found["no_better_than"] else "yes")
-        table.add_row(inert(summary["scenario"]), pct(summary["pass_rate"]), pct(found["random"]["pass_rate"]),
-                      pct(mine.get("pass_rate")), usd(mine.get("cost_per_request_usd")), pct(scored.get("pass_rate")),
+        table.add_row(inert(summary["scenario"]), pct_against(summary["pass_rate"], bar),
+                      pct_against(found["random"]["pass_rate"], bar), pct_against(mine.get("pass_rate"), bar),
+                      usd(mine.get("cost_per_request_usd")), pct_against(scored.get("pass_rate"), bar),
                       usd(scored.get("cost_per_request_usd")), verdict)
         tiers = found.get("policy_service_tiers", ["standard"])  # results saved before the key existed: standard
         if tiers != ["standard"]:  # the controls' prices are not plainly comparable
