@@ -813,6 +813,14 @@ TARGET_WORDS = {TARGET_PASS_RATE: "pass rate at least", TARGET_ESCALATION_RATE: 
                 TARGET_BUDGET: "cost per request at most"}
 
 
+def target_words(target: tuple[str, float]) -> str:
+    """A calibration target as it was given, in the unit its figures are written in: 'pass rate at least
+    90.0%', 'cost per request at most $0.0082364' (not 0.9, 0.0082364)."""
+    from simulator.core.formats import given
+
+    return f"{TARGET_WORDS[target[0]]} {given(target[1], 'usd' if target[0] == TARGET_BUDGET else 'pct')}"
+
+
 @dataclass(frozen=True)
 class Holdout:
     """What a threshold calibrated on requests before `until` achieves on the requests from `until` on."""

@@ -257,7 +257,7 @@ def _calibrated(scenario: Scenario, data: Dataset, sheet: PriceSheet | None, cha
             continue
         decisions = sweep.decisions_at(lined, chosen["threshold"])
         calls = sweep.calls_at(lined, chosen["threshold"])
-        words = f"{sweep.TARGET_WORDS[target[0]]} {target[1]:g}"
+        words = sweep.target_words(target)
         rows.append(_row(f"{scenario.name} calibrated ({gate.over}: {words})", scenario, data, decisions, calls,
                          kind="calibrated", threshold=chosen["threshold"],
                          straight=straight_at(data, sheet, None if which == "current" else change)))

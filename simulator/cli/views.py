@@ -440,15 +440,6 @@ def _figure(point: dict, key: str, target: tuple[str, float] | None, decimals: i
     return against(point[key], target[1] if judged else None, "usd" if key == "cost_per_request_usd" else "pct")
 
 
-def _target_words(target: tuple[str, float]) -> str:
-    """A calibration target as it was given, in the unit its figures are written in: 'pass rate at least
-    90.0%', 'cost per request at most $0.0082364', as the table beside it writes them (not 0.9, 0.0082364)."""
-    from simulator.analyses import sweep
-
-    unit = "usd" if TARGET_FIGURES[target[0]] == "cost_per_request_usd" else "pct"
-    return f"{sweep.TARGET_WORDS[target[0]]} {given(target[1], unit)}"
-
-
 def _points_table(title: str, points: pl.DataFrame, marks: dict[float, str], pick: str = "★",
                   target: tuple[str, float] | None = None) -> Table:
     legend = {"●": "● the scenario's own threshold",
@@ -552,7 +543,7 @@ def run_sweep(console: Console, scenario_path: Path, *, step: int, over: str | N
         console.print(f"{result.left_out} threshold(s) left out: replaying them would need outcomes missing from the "
                       "data (on_missing: error).", highlight=False)
     if target:
-        words = _target_words(target)
+        words = sweep.target_words(target)
         kind = "calibrated" if gate.deployable else "calibrated on a grade (a bound, not deployable)"
         console.print(f"{pick} {kind} to {words} on {fitted_on}: "
                       + (_point_line(chosen, target) if chosen else "no threshold meets it"), highlight=False,
@@ -569,7 +560,7 @@ def run_sweep(console: Console, scenario_path: Path, *, step: int, over: str | N
 def _print_holdout(console: Console, held: sweep.Holdout, target: tuple[str, float]) -> None:
     from simulator.analyses import sweep
 
-    words = _target_words(target)
+    words = sweep.target_words(target)
     if held.fit is None:
         console.print(f"Fitted before {held.until}: no threshold meets {words}.", highlight=False)
         _print_hindsight(console, held, words, target)
