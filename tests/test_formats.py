@@ -83,3 +83,11 @@ def test_a_column_of_amounts_is_written_to_one_precision():
 def test_signs_are_true_minus_signs_and_a_zero_has_none():
     assert formats.points(-0.4) == "−40.0 pts" and formats.signed_pct(0.105) == "+10.5%"
     assert formats.pct(-0.0) == "0.0%" and formats.signed_ms(-0.2) == "0 ms" and formats.ms(-5.0) == "−5 ms"
+
+
+def test_the_largest_amounts_are_written_in_full_not_refused():
+    """A budget of 1e308 given on the command line is written, not an internal error: Decimal's default 28
+    digits refused to round such an amount to cents."""
+    assert usd(1e308).startswith("$100,000,000,") and usd(1e308).endswith(".00")
+    assert given(1e308, "usd") == usd(1e308)
+    assert against(1e308, 1.0, "usd") == usd(1e308)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Context, Decimal
 
 DASH = "–"
+WIDE = Context(prec=400)  # decimal digits enough for any float64 written in full
 
 
 def usd(value: float | None, decimals: int | None = None) -> str:
@@ -25,7 +26,10 @@ def usd(value: float | None, decimals: int | None = None) -> str:
     if value == 0:
         return "$0.00"
     decimals = _usd_decimals(value) if decimals is None else decimals
-    rounded = Decimal(repr(float(value))).quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_EVEN)
+    # In a context wide enough for any float64 (up to 309 integer digits): the default 28 digits refuse to
+    # round a huge amount (a budget of 1e308 given on the command line) to cents.
+    rounded = Decimal(repr(float(value))).quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_HALF_EVEN,
+                                                   context=WIDE)
     if not rounded:
         return "$0.00"
     return f"{sign}${rounded:,.{decimals}f}"
@@ -101,7 +105,7 @@ def given(value: float | None, unit: str = "pct") -> str:
     if value is None:
         return DASH
     write = BY_UNIT[unit]
-    exact = Decimal(repr(float(value))) * UNITS[unit].scale
+    exact = WIDE.multiply(Decimal(repr(float(value))), UNITS[unit].scale)
     usual = _decimals(write(value))
     written = (write(value, decimals) for decimals in range(usual, usual + 7))
     return next((text for text in written if _number(text) == exact), write(value))
@@ -124,7 +128,7 @@ def against(value: float | None, bar: float | None, unit: str = "pct", *, slack:
     if abs(value - bar) <= slack:
         return given(bar, unit)
     side = 1 if value > bar else -1
-    scaled = Decimal(repr(float(bar))) * UNITS[unit].scale
+    scaled = WIDE.multiply(Decimal(repr(float(bar))), UNITS[unit].scale)
     usual = _decimals(write(value))
     for decimals in (None, *range(usual + 1, usual + 4)):
         text = write(value, decimals)
