@@ -91,3 +91,11 @@ def test_the_largest_amounts_are_written_in_full_not_refused():
     assert usd(1e308).startswith("$100,000,000,") and usd(1e308).endswith(".00")
     assert given(1e308, "usd") == usd(1e308)
     assert against(1e308, 1.0, "usd") == usd(1e308)
+
+
+def test_a_small_dollar_threshold_reads_as_it_was_given():
+    """A per-call tolerance of 1e-6 USD reads $0.000001, not the $0.00000100 a figure that size is written
+    as; a figure on a bar reads as the bar's usual form when that is exact."""
+    assert given(1e-6, "usd") == "$0.000001" and given(0.0082364, "usd") == "$0.0082364"
+    assert against(0.00012, 0.00012, "usd") == usd(0.00012) == "$0.000120"
+    assert against(0.1883, 0.1883, "signed_pct") == given(0.1883, "signed_pct") == "+18.83%"

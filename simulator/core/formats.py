@@ -98,7 +98,7 @@ def _number(text: str) -> Decimal:
 
 def given(value: float | None, unit: str = "pct") -> str:
     """A threshold (a quality bar, a tolerance, a budget, a target) as it was given: with the fewest decimals,
-    at least the unit's usual ones and at most six more, that write its shortest decimal form (repr) in
+    at least the unit's own (2 for dollars) and at most six more than usual, that write its shortest decimal form (repr) in
     `unit` (a key of UNITS) exactly. A cost budget of 0.1883 reads '+18.83%' in signed_pct, a p95 budget of
     449.6 '+449.6 ms' in signed_ms, a bar of 0.9 '90.0%' in pct; a value with no such form (binary noise,
     0.30000000000000004) is written as usual. A figure judged against it is written by `against`."""
@@ -107,7 +107,10 @@ def given(value: float | None, unit: str = "pct") -> str:
     write = BY_UNIT[unit]
     exact = WIDE.multiply(Decimal(repr(float(value))), UNITS[unit].scale)
     usual = _decimals(write(value))
-    written = (write(value, decimals) for decimals in range(usual, usual + 7))
+    # From the unit's own decimals (a dollar's 2), which a small amount's usual form exceeds: a tolerance of
+    # 1e-6 USD reads $0.000001, as given, not the $0.00000100 a figure that size is written as.
+    fewest = min(usual, UNITS[unit].decimals)
+    written = (write(value, decimals) for decimals in range(fewest, usual + 7))
     return next((text for text in written if _number(text) == exact), write(value))
 
 
@@ -125,8 +128,10 @@ def against(value: float | None, bar: float | None, unit: str = "pct", *, slack:
     write = BY_UNIT[unit]
     if value is None or bar is None:
         return write(value)
-    if abs(value - bar) <= slack:
-        return given(bar, unit)
+    if abs(value - bar) <= slack:  # on the bar: written as the bar is, its usual form when that is exact
+        usual = write(bar)
+        exact = WIDE.multiply(Decimal(repr(float(bar))), UNITS[unit].scale)
+        return usual if _number(usual) == exact else given(bar, unit)
     side = 1 if value > bar else -1
     scaled = WIDE.multiply(Decimal(repr(float(bar))), UNITS[unit].scale)
     usual = _decimals(write(value))
