@@ -99,9 +99,10 @@ def _number(text: str) -> Decimal:
 def given(value: float | None, unit: str = "pct") -> str:
     """A threshold (a quality bar, a tolerance, a budget, a target) as it was given: with the fewest decimals,
     at least the unit's own (2 for dollars) and at most six more than usual, that write its shortest decimal
-    form (repr) in `unit` (a key of UNITS) exactly. A cost budget of 0.1883 reads '+18.83%' in signed_pct, a p95 budget of
-    449.6 '+449.6 ms' in signed_ms, a bar of 0.9 '90.0%' in pct; a value with no such form (binary noise,
-    0.30000000000000004) is written as usual. A figure judged against it is written by `against`."""
+    form (repr) in `unit` (a key of UNITS) exactly. A cost budget of 0.1883 reads '+18.83%' in signed_pct, a
+    p95 budget of 449.6 '+449.6 ms' in signed_ms, a bar of 0.9 '90.0%' in pct, a tolerance of 1e-6 USD
+    '$0.000001'; a value with no such form (binary noise, 0.30000000000000004) is written as usual. A figure
+    judged against it is written by `against`."""
     if value is None:
         return DASH
     write = BY_UNIT[unit]
