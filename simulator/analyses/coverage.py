@@ -85,18 +85,19 @@ def scenario_coverage(scenario: Scenario, data: Dataset, sheet: PriceSheet | Non
         result = replay(skipping, data, sheet)
         requests, replayable = result.coverage.requests_selected, result.coverage.requests_replayed
         missing, replayed_ids = result.coverage.missing_by_model, result.decisions.select("request_id")
+        selected = result.requests.select("request_id")
     except RoutesimError as error:
         if "every request was skipped" not in error.what:
             raise
-        requests, replayable, missing, replayed_ids = _requests(scenario, data), 0, {}, pl.DataFrame(
-            {"request_id": []}, schema={"request_id": pl.String})
+        # The requests the scenario selects (its window, its sample), none of them replayable.
+        selected = select_requests(skipping, data, ["request_id", "ts"])[0].select("request_id")
+        requests, replayable, missing, replayed_ids = selected.height, 0, {}, selected.clear()
     sampled = sampled_replayable = 0
     if "inclusion_probability" in outcome_schema:
         # The shadow sample's requests in the scenario's window: a window of the week holds only its share of
         # the drawn requests, and counting the others made every windowed scenario look unweighable.
-        selected = select_requests(skipping, data, ["request_id", "ts"])[0].select("request_id").lazy()
         drawn = (data.outcomes.filter(pl.col("inclusion_probability").is_not_null()).select("request_id").unique()
-                 .join(selected, on="request_id"))
+                 .join(selected.lazy(), on="request_id"))
         sampled = drawn.select(pl.len()).collect().item()
         sampled_replayable = drawn.join(replayed_ids.lazy(), on="request_id").select(pl.len()).collect().item()
     if replayable == requests:
@@ -110,7 +111,3 @@ def scenario_coverage(scenario: Scenario, data: Dataset, sheet: PriceSheet | Non
     return ScenarioCoverage(scenario=scenario.name, kind=kind, requests=requests, replayable=replayable,
                             missing_by_model=dict(missing), sampled=sampled, sampled_replayable=sampled_replayable)
 
-
-def _requests(scenario: Scenario, data: Dataset) -> int:
-    """The requests the scenario selects (its window, its sample)."""
-    return select_requests(scenario, data, ["request_id", "ts"])[0].height
